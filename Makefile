@@ -1,0 +1,35 @@
+# One virtual environment in .venv, created on first use; every target goes through it.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck pytest binary bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/edgegw serve --config config.example.toml
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+binary: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[build]'
+	build/build.sh
+
+clean:
+	rm -rf $(VENV) build/out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,74 @@
+"""The one interface through which the gateway sees a modem.
+
+A driver sends encoded parts and returns the network's message reference (TP-MR), reports its
+health, and emits events (`drivers.events`). Implementations: `drivers.at.AtModem` (real and
+simulated modems alike, over a serial transport).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import msgspec
+import trio
+
+from drivers.events import ModemEvent, ModemState
+from drivers.gsm.parts import EncodedPart
+
+
+class OutgoingPart(msgspec.Struct, frozen=True, kw_only=True):
+    """One SMS-SUBMIT to send: a part plus the TPDU fields that do not depend on the text."""
+
+    recipient: str  # E.164 with a leading "+", or a national/short number without one
+    part: EncodedPart
+    status_report: bool = False  # TP-SRR
+    validity_minutes: int | None = None  # TP-VP, relative format; None leaves it out
+    pid: int = 0  # TP-PID
+
+
+class Health(msgspec.Struct, kw_only=True):
+    state: ModemState = ModemState.STARTING
+    detail: str = ""
+    sim: str = ""  # +CPIN answer, e.g. "READY", "SIM PIN"
+    sent: int = 0
+    errors: int = 0
+    recoveries: int = 0
+
+
+class ModemError(Exception):
+    """A send did not reach the network. `permanent` says whether retrying can help."""
+
+    permanent: bool = False
+
+    def __init__(self, message: str, *, cms: int | None = None) -> None:
+        super().__init__(message)
+        self.cms = cms
+
+
+class SendRejected(ModemError):
+    """The network or the modem refused this part (`+CMS ERROR`); the modem itself is fine."""
+
+    def __init__(self, message: str, *, cms: int | None = None, permanent: bool) -> None:
+        super().__init__(message, cms=cms)
+        self.permanent = permanent
+
+
+class ModemUnavailable(ModemError):
+    """The modem cannot send now (not ready, timed out, port gone); another try may succeed."""
+
+
+class Modem(Protocol):
+    name: str
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Open, initialise and keep the modem going until cancelled; `started()` once ready."""
+        ...
+
+    async def send(self, outgoing: OutgoingPart) -> int:
+        """Send one part; return TP-MR. Raises `ModemError` subclasses only."""
+        ...
+
+    def health(self) -> Health: ...
+
+    @property
+    def events(self) -> trio.MemoryReceiveChannel[ModemEvent]: ...
