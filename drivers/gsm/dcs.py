@@ -1,0 +1,56 @@
+"""TP-Data-Coding-Scheme: which alphabet a DCS means, and the DCS for an alphabet and class.
+
+Pure; no I/O. Implements 3GPP TS 23.038 section 4 (SMS data coding scheme); the septet test is the
+one in `drivers.gsm.parts` so that every user of a part agrees on it.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from drivers.gsm.errors import GsmError
+from drivers.gsm.parts import EncodedPart
+
+
+class Alphabet(enum.Enum):
+    GSM7 = "GSM7"
+    DATA8 = "DATA8"
+    UCS2 = "UCS2"
+
+
+# TS 23.038 section 4, general data coding, bits 3..2.
+_GENERAL_CODING = {Alphabet.GSM7: 0x00, Alphabet.DATA8: 0x04, Alphabet.UCS2: 0x08}
+_CLASS_0 = 0x10  # bit 4 "has message class", bits 1..0 = 00 (class 0, flash)
+
+
+def dcs_alphabet(dcs: int) -> Alphabet:
+    """The alphabet a DCS announces; compressed and reserved codings count as 8-bit data."""
+    check_octet("TP-DCS", dcs)
+    if EncodedPart(dcs=dcs, udh=b"", payload=b"").is_septets:
+        return Alphabet.GSM7
+    group = dcs & 0xF0
+    general = group < 0x80 and not dcs & 0x20
+    if (general and dcs & 0x0C == 0x08) or group == 0xE0:
+        return Alphabet.UCS2
+    return Alphabet.DATA8
+
+
+def dcs_for(alphabet: Alphabet, *, flash: bool = False) -> int:
+    """The general-group DCS for an alphabet, with message class 0 when `flash`."""
+    return _GENERAL_CODING[alphabet] | (_CLASS_0 if flash else 0)
+
+
+def with_class_0(dcs: int) -> int:
+    """`dcs` changed to message class 0 (flash), keeping its alphabet."""
+    check_octet("TP-DCS", dcs)
+    group = dcs & 0xF0
+    if group < 0x80:
+        return (dcs & ~0x03) | _CLASS_0
+    if group == 0xF0:
+        return dcs & ~0x03
+    raise GsmError(f"TP-DCS {dcs:02X} has no message class to set")
+
+
+def check_octet(name: str, value: int) -> None:
+    if not 0 <= value <= 0xFF:
+        raise GsmError(f"{name} must be 0..255, not {value}")

@@ -1,0 +1,153 @@
+"""Text to encoded SMS parts (alphabet choice, sanitising, concatenation) and parts back to text.
+
+Pure; no I/O. Implements spec sections 7.1-7.3 on top of TS 23.038 (alphabets, DCS) and
+TS 23.040 section 9.2.3.24.1 (concatenation with an 8-bit reference).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+
+from drivers.gsm.alphabet import ESC, decode_gsm, encode_gsm, is_gsm
+from drivers.gsm.dcs import Alphabet, check_octet, dcs_alphabet, dcs_for, with_class_0
+from drivers.gsm.errors import GsmError, MessageTooLong
+from drivers.gsm.parts import EncodedPart
+from drivers.gsm.sanitise import ParsingType, sanitise
+from drivers.gsm.udh import CONCAT_UDH_LENGTH, concat_udh, information_elements
+
+USER_DATA_OCTETS = 140  # TS 23.040 9.2.3.16: TP-UD holds at most 140 octets
+MAX_TOTAL_PARTS = 255  # the concatenation IE counts parts in one octet
+
+
+class EncodedMessage(msgspec.Struct, frozen=True):
+    """A whole message ready to send: the text as sent (after sanitising; for 8-bit data its
+    hex), the alphabet chosen and one or more parts."""
+
+    text: str
+    alphabet: Alphabet
+    parts: tuple[EncodedPart, ...]
+
+
+def _capacity(alphabet: Alphabet, header_octets: int) -> int:
+    """Payload bytes (septets for GSM7, octets otherwise) that fit beside a header."""
+    if alphabet is Alphabet.GSM7:
+        header_septets = (header_octets * 8 + 6) // 7
+        return (USER_DATA_OCTETS * 8) // 7 - header_septets
+    room = USER_DATA_OCTETS - header_octets
+    return room - room % 2 if alphabet is Alphabet.UCS2 else room
+
+
+def _split(data: bytes, alphabet: Alphabet, capacity: int) -> list[bytes]:
+    """Cut `data` into chunks of at most `capacity`, never between an ESC and its code nor
+    between the halves of a UTF-16 surrogate pair."""
+    chunks: list[bytes] = []
+    start, total = 0, len(data)
+    while start < total:
+        end = min(start + capacity, total)
+        if end < total:
+            if alphabet is Alphabet.GSM7 and data[end - 1] == ESC:
+                end -= 1
+            elif alphabet is Alphabet.UCS2 and 0xD8 <= data[end - 2] <= 0xDB:
+                end -= 2
+        chunks.append(data[start:end])
+        start = end
+    return chunks
+
+
+def _payload(
+    text: str, parsing: ParsingType, dcs: int | None, flash: bool
+) -> tuple[str, Alphabet, int, bytes]:
+    if dcs is None:
+        text = sanitise(text, parsing)
+        alphabet = Alphabet.UCS2
+        if parsing is not ParsingType.AUTO_DETECT or is_gsm(text):
+            alphabet = Alphabet.GSM7
+        dcs = dcs_for(alphabet, flash=flash)
+    else:
+        check_octet("TP-DCS", dcs)
+        alphabet = dcs_alphabet(dcs)
+        if flash:
+            dcs = with_class_0(dcs)
+        if alphabet is Alphabet.GSM7:
+            text = sanitise(text, parsing)
+    if alphabet is Alphabet.GSM7:
+        return text, alphabet, dcs, encode_gsm(text)
+    if alphabet is Alphabet.UCS2:
+        try:
+            return text, alphabet, dcs, text.encode("utf-16-be")
+        except UnicodeEncodeError as exc:
+            raise GsmError(f"text holds an unpaired surrogate at position {exc.start}") from exc
+    try:
+        data = bytes.fromhex(text)
+    except ValueError as exc:
+        raise GsmError("8-bit data must be given as hex octets") from exc
+    return data.hex().upper(), alphabet, dcs, data
+
+
+def encode_message(
+    text: str,
+    *,
+    parsing: ParsingType = ParsingType.NONE,
+    reference: int = 0,
+    max_parts: int = 6,
+    dcs: int | None = None,
+    udh: bytes = b"",
+    flash: bool = False,
+) -> EncodedMessage:
+    """Encode `text` as one part or as concatenated parts (spec 7.1-7.3).
+
+    `dcs` overrides the alphabet detection (with 8-bit data the text is hex octets); `udh` is a
+    whole user header including UDHL and then the message must fit in one part; `flash` sets
+    message class 0. Raises NonGsmCharacter, MessageTooLong or another GsmError.
+    """
+    parsing = ParsingType(parsing)
+    check_octet("concatenation reference", reference)
+    if max_parts < 1:
+        raise GsmError(f"max_parts must be at least 1, not {max_parts}")
+    information_elements(udh)
+    if len(udh) > USER_DATA_OCTETS:
+        raise GsmError(f"a user data header of {len(udh)} octets does not fit in an SMS")
+    text, alphabet, dcs, data = _payload(text, parsing, dcs, flash)
+
+    single = _capacity(alphabet, len(udh))
+    if len(data) <= single:
+        return EncodedMessage(text, alphabet, (EncodedPart(dcs=dcs, udh=udh, payload=data),))
+    if udh:
+        # Concatenation would need its IE beside the caller's header; report what that takes.
+        capacity = max(_capacity(alphabet, len(udh) + CONCAT_UDH_LENGTH - 1), 2)
+        raise MessageTooLong(len(_split(data, alphabet, capacity)), 1)
+
+    chunks = _split(data, alphabet, _capacity(alphabet, CONCAT_UDH_LENGTH))
+    total = len(chunks)
+    if total > min(max_parts, MAX_TOTAL_PARTS):
+        raise MessageTooLong(total, min(max_parts, MAX_TOTAL_PARTS))
+    parts = tuple(
+        EncodedPart(dcs=dcs, udh=concat_udh(reference, total, seq), payload=chunk)
+        for seq, chunk in enumerate(chunks, start=1)
+    )
+    return EncodedMessage(text, alphabet, parts)
+
+
+def _decode_payload(alphabet: Alphabet, payload: bytes) -> str:
+    if alphabet is Alphabet.GSM7:
+        return decode_gsm(payload)
+    if alphabet is Alphabet.UCS2:
+        # Received text: a broken pair or an odd octet shows as U+FFFD rather than losing the SMS.
+        return payload.decode("utf-16-be", errors="replace")
+    return payload.hex().upper()
+
+
+def decode_text(part: EncodedPart) -> str:
+    """The part's payload as text (8-bit data as upper-case hex)."""
+    return _decode_payload(dcs_alphabet(part.dcs), part.payload)
+
+
+def decode_concatenated(parts: Sequence[EncodedPart]) -> str:
+    """The text of parts in sequence order, decoded as one payload so that an ESC pair or a
+    surrogate pair that another sender split across parts still decodes whole."""
+    alphabets = {dcs_alphabet(part.dcs) for part in parts}
+    if len(alphabets) == 1:
+        return _decode_payload(alphabets.pop(), b"".join(part.payload for part in parts))
+    return "".join(decode_text(part) for part in parts)

@@ -1,0 +1,56 @@
+"""The user data header: its information elements and the concatenation IEs.
+
+Pure; no I/O. Implements 3GPP TS 23.040 section 9.2.3.24 (UDH layout), 9.2.3.24.1 (8-bit
+reference concatenation, IEI 00) and 9.2.3.24.8 (16-bit reference concatenation, IEI 08).
+"""
+
+from __future__ import annotations
+
+from drivers.gsm.errors import GsmError
+
+IEI_CONCAT_8BIT = 0x00
+IEI_CONCAT_16BIT = 0x08
+CONCAT_UDH_LENGTH = 6  # UDHL + IEI + IEDL + reference + total + sequence
+
+
+def concat_udh(reference: int, total: int, seq: int) -> bytes:
+    """The whole UDH (with UDHL) holding one 8-bit reference concatenation IE."""
+    return bytes((5, IEI_CONCAT_8BIT, 3, reference, total, seq))
+
+
+def information_elements(udh: bytes) -> list[tuple[int, bytes]]:
+    """The (IEI, data) pairs of a whole UDH; a header that does not add up raises GsmError."""
+    if not udh:
+        return []
+    if udh[0] != len(udh) - 1:
+        raise GsmError(f"UDHL {udh[0]} does not match a header of {len(udh)} octets")
+    elements: list[tuple[int, bytes]] = []
+    pos = 1
+    while pos < len(udh):
+        if pos + 2 > len(udh):
+            raise GsmError("user data header ends inside an information element")
+        iei, length = udh[pos], udh[pos + 1]
+        end = pos + 2 + length
+        if end > len(udh):
+            raise GsmError(f"information element {iei:02X} overruns the user data header")
+        elements.append((iei, udh[pos + 2 : end]))
+        pos = end
+    return elements
+
+
+def concat_info(udh: bytes) -> tuple[int, int, int] | None:
+    """(reference, total, seq) from the header's concatenation IE, or None when it has none.
+
+    A concatenation IE with a wrong length, a total of 0 or a sequence outside 1..total is
+    malformed; TS 23.040 9.2.3.24.1 says to ignore such an element, so it counts as absent.
+    """
+    for iei, data in information_elements(udh):
+        if iei == IEI_CONCAT_8BIT and len(data) == 3:
+            reference, total, seq = data
+        elif iei == IEI_CONCAT_16BIT and len(data) == 4:
+            reference, total, seq = int.from_bytes(data[:2], "big"), data[2], data[3]
+        else:
+            continue
+        if total and 1 <= seq <= total:
+            return reference, total, seq
+    return None
