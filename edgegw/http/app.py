@@ -1,0 +1,276 @@
+"""The HTTP routes of edgegw: the Puzzel send endpoint (REST POST and GET), message lookup and
+health, over the `Backend` protocol. It never touches the store or modems itself; the backend
+does. Implements spec sections 2.3, 2.4 and 6.4.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import logging
+from collections.abc import Callable
+from typing import Final, Protocol
+from urllib.parse import unquote
+
+import msgspec
+
+from edgegw.http.puzzel import (
+    RequestSyntaxError,
+    ResponseFormat,
+    decode_form,
+    decode_json,
+    decode_query,
+    decode_xml,
+    encode_response,
+    negotiate,
+    syntax_error_response,
+)
+from edgegw.http.server import App, Request, Response
+from edgegw.model import MessageStatus, MessageView, SendRequest, SendResponse, StatusCode
+
+__all__ = ["Backend", "make_app"]
+
+log = logging.getLogger(__name__)
+
+
+class Backend(Protocol):
+    """What the HTTP routes need from the core; the pipeline implements it."""
+
+    # Auth, validation, durable enqueue; returns per-message statuses (edgegw.model).
+    async def submit(self, request: SendRequest) -> SendResponse: ...
+
+    # Service id for HTTP Basic credentials, or None.
+    def authenticate(self, username: str, password: str) -> int | None: ...
+
+    # None when unknown or another service's.
+    async def message_view(self, service_id: int, message_id: str) -> MessageView | None: ...
+
+    # True once store and at least the modem layer are up.
+    def ready(self) -> bool: ...
+
+
+SEND_PATH: Final = "/gw/rs/sendMessages"
+MESSAGES_PREFIX: Final = "/api/messages/"
+HEALTH_PATH: Final = "/health"
+REALM: Final = "edgegw"
+
+FAULT_NAMESPACE: Final = "http://chimera.intele.com/gw/xsd/SMSGateway/Fault/2013/02"
+
+_JSON: Final = "application/json"
+_PROBLEM_JSON: Final = "application/problem+json"
+_XML: Final = "application/xml"
+_TEXT_XML: Final = "text/xml"
+
+_BODY_DECODERS: Final[dict[str, Callable[[bytes], SendRequest]]] = {
+    "application/json": decode_json,
+    "application/xml": decode_xml,
+    "text/xml": decode_xml,
+    "application/x-www-form-urlencoded": decode_form,
+}
+# Decoders that read the body as UTF-8 text; the XML parser reads the document's own declaration.
+_TEXT_BODIES: Final = frozenset({"application/json", "application/x-www-form-urlencoded"})
+
+
+class _Problem(msgspec.Struct, kw_only=True):
+    """RFC 7807 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+
+
+_HEALTH_OK: Final = b'{"status":"ok"}'
+_HEALTH_UNAVAILABLE: Final = b'{"status":"unavailable"}'
+
+
+def make_app(backend: Backend, *, auth_failure_problem: bool = False) -> App:
+    """The routes over `backend`. With `auth_failure_problem`, a send where every message failed
+    authentication answers 401 problem+json, as the 3.0.1 client's OpenAPI describes, instead of
+    the documented 200 with status 2 per message (spec 2.3, "switchable")."""
+
+    async def app(request: Request) -> Response:
+        path = request.path
+        if path == SEND_PATH:
+            if request.method == "POST":
+                return await _send_post(request)
+            if request.method == "GET":
+                return await _send_get(request)
+            return _method_not_allowed(request, "GET, POST")
+        if path.startswith(MESSAGES_PREFIX):
+            message_id = unquote(path[len(MESSAGES_PREFIX) :])
+            if not message_id or "/" in message_id:
+                return _not_found(request)
+            if request.method != "GET":
+                return _method_not_allowed(request, "GET")
+            return await _message(request, message_id)
+        if path == HEALTH_PATH:
+            if request.method != "GET":
+                return _method_not_allowed(request, "GET")
+            ready = backend.ready()
+            return Response(
+                status=200 if ready else 503,
+                headers=[("content-type", _JSON)],
+                body=_HEALTH_OK if ready else _HEALTH_UNAVAILABLE,
+            )
+        return _not_found(request)
+
+    async def _send_post(request: Request) -> Response:
+        fmt = negotiate(request.headers.get("accept"))
+        media_type, charset = _content_type(request.headers.get("content-type", ""))
+        decoder = _BODY_DECODERS.get(media_type)
+        if decoder is None:
+            error = RequestSyntaxError(
+                "Content-Type",
+                f"{media_type or 'none'} is not one of {', '.join(sorted(_BODY_DECODERS))}",
+            )
+            return _puzzel(syntax_error_response(error), fmt, status=415)
+        body = request.body
+        try:
+            if media_type in _TEXT_BODIES:
+                body = _as_utf8(body, charset)
+            send_request = decoder(body)
+        except RequestSyntaxError as exc:
+            return _puzzel(syntax_error_response(exc), fmt, status=exc.http_status)
+        return await _submit(send_request, fmt, _XML)
+
+    async def _send_get(request: Request) -> Response:
+        # GET answers text/xml unless JSON is asked for (spec 2.4).
+        fmt = negotiate(request.headers.get("accept"))
+        try:
+            send_request = decode_query(request.query)
+        except RequestSyntaxError as exc:
+            return _puzzel(syntax_error_response(exc), fmt, status=exc.http_status, xml=_TEXT_XML)
+        return await _submit(send_request, fmt, _TEXT_XML)
+
+    async def _submit(send_request: SendRequest, fmt: ResponseFormat, xml: str) -> Response:
+        try:
+            response = await backend.submit(send_request)
+        except Exception:
+            log.exception("submit failed for service %s", send_request.serviceId)
+            return _puzzel(_internal_error(send_request), fmt, status=500, xml=xml)
+        if (
+            auth_failure_problem
+            and response.messageStatus
+            and all(s.statusCode == StatusCode.ACCESS_ERROR for s in response.messageStatus)
+        ):
+            return _problem(401, "Unauthorized", "the service credentials were not accepted")
+        return _puzzel(response, fmt, xml=xml)
+
+    async def _message(request: Request, message_id: str) -> Response:
+        credentials = _basic_credentials(request.headers.get("authorization"))
+        service_id = None if credentials is None else backend.authenticate(*credentials)
+        if service_id is None:
+            response = _problem(401, "Unauthorized", "HTTP Basic credentials of a service needed")
+            response.headers.append(("www-authenticate", f'Basic realm="{REALM}"'))
+            return response
+        view = await backend.message_view(service_id, message_id)
+        if view is None:
+            return _problem(404, "Not Found", f"no message {message_id!r} for this service")
+        return Response(
+            status=200, headers=[("content-type", _JSON)], body=msgspec.json.encode(view)
+        )
+
+    return app
+
+
+def _content_type(header: str) -> tuple[str, str | None]:
+    media_type, *params = header.split(";")
+    charset = None
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower()
+    return media_type.strip().lower(), charset
+
+
+def _as_utf8(body: bytes, charset: str | None) -> bytes:
+    """The spec's bodies are UTF-8; a client that declares another charset is taken at its word."""
+    if charset is None:
+        return body
+    try:
+        codec = codecs.lookup(charset)
+    except LookupError:
+        raise RequestSyntaxError("Content-Type", f"unknown charset {charset!r}") from None
+    if codec.name in {"utf-8", "ascii"}:
+        return body
+    try:
+        return body.decode(codec.name).encode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestSyntaxError("body", f"not {charset} at byte {exc.start}") from None
+
+
+def _basic_credentials(header: str | None) -> tuple[str, str] | None:
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    username, colon, password = decoded.partition(":")
+    return (username, password) if colon else None
+
+
+def _puzzel(
+    response: SendResponse, fmt: ResponseFormat, *, status: int = 200, xml: str = _XML
+) -> Response:
+    content_type = _JSON if fmt is ResponseFormat.JSON else xml
+    return Response(
+        status=status,
+        headers=[("content-type", content_type)],
+        body=encode_response(response, fmt),
+    )
+
+
+def _internal_error(send_request: SendRequest) -> SendResponse:
+    return SendResponse(
+        batchReference=send_request.batchReference or "",
+        messageStatus=[
+            MessageStatus(
+                statusCode=StatusCode.INTERNAL_ERROR,
+                statusMessage="Internal error",
+                clientReference=message.clientReference,
+                recipient=message.recipient,
+                messageId=None,
+                sessionId=None,
+                sequenceIndex=index,
+            )
+            for index, message in enumerate(send_request.message, start=1)
+        ],
+    )
+
+
+def _problem(status: int, title: str, detail: str) -> Response:
+    problem = _Problem(type="about:blank", title=title, status=status, detail=detail)
+    return Response(
+        status=status,
+        headers=[("content-type", _PROBLEM_JSON)],
+        body=msgspec.json.encode(problem),
+    )
+
+
+def _fault(request: Request, status: int, reason: str) -> Response:
+    """An error outside the send model, as problem+json or as the Puzzel XML fault (appendix C),
+    whichever the client's Accept prefers."""
+    if negotiate(request.headers.get("accept")) is ResponseFormat.JSON:
+        return _problem(status, reason, f"{request.method} {request.path}: {reason}")
+    body = (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        f'<ns2:fault xmlns:ns2="{FAULT_NAMESPACE}"><code>{status}</code>'
+        f"<reason>{reason}</reason></ns2:fault>"
+    ).encode()
+    return Response(status=status, headers=[("content-type", _XML)], body=body)
+
+
+def _not_found(request: Request) -> Response:
+    return _fault(request, 404, "Not Found")
+
+
+def _method_not_allowed(request: Request, allow: str) -> Response:
+    response = _fault(request, 405, "Method Not Allowed")
+    response.headers.append(("allow", allow))
+    return response

@@ -1,0 +1,478 @@
+"""The Puzzel SMSGW send codec: JSON, XML, web form and GET query to `SendRequest`, and
+`SendResponse` back to JSON or XML. Pure (sans-IO): bytes or text in, model or bytes out; no
+sockets, no clock, no logging. Implements spec sections 2.1-2.4 and the status codes of 6.1.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable
+from typing import Any, Final, TypeAlias
+from urllib.parse import parse_qsl
+from xml.etree.ElementTree import Element, ParseError
+
+import defusedxml
+import defusedxml.ElementTree
+import msgspec
+
+from edgegw.model import MessageStatus, SendRequest, SendResponse, StatusCode
+
+__all__ = [
+    "MAX_INDEX",
+    "REQUEST_NAMESPACE",
+    "RESPONSE_NAMESPACE",
+    "RequestSyntaxError",
+    "ResponseFormat",
+    "decode_form",
+    "decode_json",
+    "decode_query",
+    "decode_xml",
+    "encode_response",
+    "negotiate",
+    "syntax_error_response",
+]
+
+REQUEST_NAMESPACE: Final = "http://chimera.intele.com/gw/xsd/SMSGateway/Request/2013/02"
+RESPONSE_NAMESPACE: Final = "http://chimera.intele.com/gw/xsd/SMSGateway/Response/2013/02"
+
+# The highest `message[n]` / `parameter[n]` index a form or query may use. The spec sets no
+# batch maximum; the old TCP page advised 1000 messages, so ten times that is generous.
+MAX_INDEX: Final = 10_000
+
+
+class RequestSyntaxError(ValueError):
+    """A send request that cannot be decoded at all: answered with HTTP 400 and one
+    `statusCode 5` entry (spec 2.3, "unparseable body"). `field` names where it broke."""
+
+    http_status: Final = 400
+    status_code: Final = StatusCode.SYNTAX_ERROR
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class ResponseFormat(enum.Enum):
+    JSON = "json"
+    XML = "xml"
+
+
+# ---------------------------------------------------------------------------------------------
+# The request's shape, one table shared by the XML, form and query decoders: each known element
+# is a leaf (text), a nested structure, or a repeated structure. Names not in the table are
+# ignored (official clients send extras). `message` and `parameter` repeat (spec 2.1).
+
+_Shape: TypeAlias = "dict[str, _Shape | tuple[_Shape] | None]"
+
+_PARAMETER: Final[_Shape] = {"key": None, "value": None}
+_SETTINGS: Final[_Shape] = {
+    "priority": None,
+    "validity": None,
+    "differentiator": None,
+    "invoiceNode": None,
+    "age": None,
+    "newSession": None,
+    "sessionId": None,
+    "autoDetectEncoding": None,
+    "safeRemoveNonGsmCharacters": None,
+    "originatorSettings": {"originator": None, "originatorType": None},
+    "gasSettings": {"serviceCode": None, "description": None},
+    "sendWindow": {"startDate": None, "startTime": None, "stopDate": None, "stopTime": None},
+    "parameter": (_PARAMETER,),
+}
+_MESSAGE: Final[_Shape] = {
+    "recipient": None,
+    "content": None,
+    "price": None,
+    "clientReference": None,
+    "priceXml": None,
+    "settings": _SETTINGS,
+}
+_REQUEST: Final[_Shape] = {
+    "serviceId": None,
+    "username": None,
+    "password": None,
+    "batchReference": None,
+    "message": (_MESSAGE,),
+}
+
+# Leaves whose XML text may carry layout whitespace around a number or boolean.
+_SCALAR_LEAVES: Final = frozenset(
+    {
+        "serviceId",
+        "price",
+        "priority",
+        "validity",
+        "age",
+        "newSession",
+        "autoDetectEncoding",
+        "safeRemoveNonGsmCharacters",
+    }
+)
+
+
+def _convert(tree: dict[str, Any]) -> SendRequest:
+    """The generic tree to the model, with strings accepted for numbers and booleans (XML, form
+    and GET carry nothing else; JSON clients are forgiven the same)."""
+    try:
+        request = msgspec.convert(tree, SendRequest, strict=False)
+    except msgspec.ValidationError as exc:
+        raise _from_validation_error(exc) from None
+    if not request.message:
+        raise RequestSyntaxError("message", "at least one message is required")
+    return request
+
+
+def _from_validation_error(exc: msgspec.ValidationError) -> RequestSyntaxError:
+    text = str(exc)
+    reason, sep, path = text.rpartition(" - at `")
+    if not sep:
+        return RequestSyntaxError("request", text)
+    field = path.rstrip("`").removeprefix("$").removeprefix(".") or "request"
+    return RequestSyntaxError(field, reason)
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON (spec 2.3)
+
+_json_request = msgspec.json.Decoder(SendRequest, strict=False)
+
+
+def decode_json(body: bytes) -> SendRequest:
+    """Decode a JSON send request. The common, well-typed body takes one msgspec call; only a
+    body needing the client tolerances of spec 2.1 goes through the generic repair pass."""
+    try:
+        request = _json_request.decode(body)
+    except msgspec.ValidationError:
+        return _decode_json_tolerant(body)
+    except msgspec.DecodeError as exc:
+        raise RequestSyntaxError("body", f"malformed JSON: {exc}") from None
+    if not request.message:
+        raise RequestSyntaxError("message", "at least one message is required")
+    return request
+
+
+def _decode_json_tolerant(body: bytes) -> SendRequest:
+    tree = msgspec.json.decode(body)
+    if not isinstance(tree, dict):
+        raise RequestSyntaxError("request", "expected a JSON object")
+    messages = tree.get("message")
+    if isinstance(messages, dict):
+        # Some JSON mappers write a one-element list as the element itself.
+        messages = tree["message"] = [messages]
+    if isinstance(messages, list):
+        for index, message in enumerate(messages):
+            if isinstance(message, dict) and isinstance(message.get("settings"), dict):
+                settings = message["settings"]
+                if "parameter" in settings:
+                    settings["parameter"] = _tolerant_parameters(
+                        settings["parameter"], f"message[{index}].settings.parameter"
+                    )
+    return _convert(tree)
+
+
+def _tolerant_parameters(raw: object, field: str) -> object:
+    """`parameter` as a list of {key, value}, one such object, or a {key: value} map (the legacy
+    Go client); values that are JSON numbers or booleans become strings (the 2.0.4 client)."""
+    if isinstance(raw, dict):
+        if set(raw) == {"key", "value"}:
+            raw = [raw]
+        else:
+            raw = [{"key": key, "value": value} for key, value in raw.items()]
+    if not isinstance(raw, list):
+        return raw
+    repaired: list[object] = []
+    for index, item in enumerate(raw):
+        if isinstance(item, dict) and "value" in item:
+            item = {**item, "value": _parameter_value(item["value"], f"{field}[{index}].value")}
+        repaired.append(item)
+    return repaired
+
+
+def _parameter_value(value: object, field: str) -> object:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if value is None:
+        raise RequestSyntaxError(field, "a parameter needs a value")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# XML (spec 2.3, appendix C)
+
+
+def decode_xml(body: bytes) -> SendRequest:
+    """Decode an XML send request. DTDs are refused outright, which refuses entity expansion
+    (billion laughs) and external entities with them. Namespaces are ignored: the root may be
+    qualified or not, children may be qualified although the XSD leaves them unqualified."""
+    try:
+        root = defusedxml.ElementTree.fromstring(body, forbid_dtd=True)
+    except defusedxml.DTDForbidden:
+        raise RequestSyntaxError("body", "a document type declaration is not allowed") from None
+    except defusedxml.DefusedXmlException as exc:
+        raise RequestSyntaxError("body", f"forbidden XML construct: {exc}") from None
+    except (ParseError, ValueError) as exc:
+        raise RequestSyntaxError("body", f"malformed XML: {exc}") from None
+    if _local_name(root.tag) != "request":
+        raise RequestSyntaxError("request", f"root element is {_local_name(root.tag)!r}")
+    return _convert(_xml_structure(root, _REQUEST, "request"))
+
+
+def _local_name(tag: object) -> str:
+    # Comments and processing instructions have a function as their tag.
+    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
+
+
+def _xml_structure(element: Element, shape: _Shape, field: str) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for child in element:
+        name = _local_name(child.tag)
+        if name not in shape:
+            continue
+        kind = shape[name]
+        path = name if field == "request" else f"{field}.{name}"
+        if isinstance(kind, tuple):
+            items = tree.setdefault(name, [])
+            items.append(_xml_structure(child, kind[0], f"{path}[{len(items)}]"))
+            continue
+        if name in tree:
+            raise RequestSyntaxError(path, "element given more than once")
+        if kind is None:
+            if len(child):
+                raise RequestSyntaxError(path, "expected text, found child elements")
+            text = child.text or ""
+            tree[name] = text.strip() if name in _SCALAR_LEAVES else text
+        else:
+            tree[name] = _xml_structure(child, kind, path)
+    return tree
+
+
+# ---------------------------------------------------------------------------------------------
+# Web form and HTTP GET query (spec 2.3 "Web form", 2.4)
+
+_KEY_SEGMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)(?:\[([0-9]{1,6})\])?")
+
+
+def decode_form(body: bytes) -> SendRequest:
+    """Decode an `application/x-www-form-urlencoded` send request (UTF-8, spec 2.3)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestSyntaxError("body", f"not UTF-8 at byte {exc.start}") from None
+    return _decode_pairs(text, "body")
+
+
+def decode_query(query: str) -> SendRequest:
+    """Decode the query string of `GET /gw/rs/sendMessages` (spec 2.4): names are
+    case-sensitive, `message[n].settings.parameter[m].key` style, brackets raw or %5B/%5D."""
+    return _decode_pairs(query, "query")
+
+
+def _decode_pairs(query: str, field: str) -> SendRequest:
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        raise RequestSyntaxError(field, f"percent-encoding is not UTF-8: {exc.reason}") from None
+    tree = _form_tree(pairs)
+    _restore_plus(tree)
+    return _convert(tree)
+
+
+def _form_tree(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """Build the nested tree from dotted/indexed keys; lists are gathered as index maps first,
+    then required to be dense from 0 (a gap means a lost or mistyped field)."""
+    tree: dict[str, Any] = {}
+    for key, value in pairs:
+        _place(tree, _REQUEST, key, value)
+    return _densify(tree, _REQUEST, "")
+
+
+def _place(tree: dict[str, Any], shape: _Shape, key: str, value: str) -> None:
+    node = tree
+    node_shape = shape
+    segments = key.split(".")
+    for position, segment in enumerate(segments):
+        match = _KEY_SEGMENT.fullmatch(segment)
+        if match is None:
+            if position == 0:
+                return  # not one of ours: foreign keys are ignored
+            raise RequestSyntaxError(key, f"malformed name segment {segment!r}")
+        name, index_text = match.groups()
+        if name not in node_shape:
+            return
+        kind = node_shape[name]
+        last = position == len(segments) - 1
+        if isinstance(kind, tuple):
+            if index_text is None:
+                raise RequestSyntaxError(key, f"{name} needs an index, as in {name}[0]")
+            index = int(index_text)
+            if index > MAX_INDEX:
+                raise RequestSyntaxError(key, f"index {index} is above {MAX_INDEX}")
+            if last:
+                raise RequestSyntaxError(key, f"{name}[{index}] needs a field name after it")
+            node = node.setdefault(name, {}).setdefault(index, {})
+            node_shape = kind[0]
+            continue
+        if index_text is not None:
+            raise RequestSyntaxError(key, f"{name} takes no index")
+        if kind is None:
+            if not last:
+                raise RequestSyntaxError(key, f"{name} has no fields")
+            if name in node:
+                raise RequestSyntaxError(key, "given more than once")
+            node[name] = value
+            return
+        if last:
+            raise RequestSyntaxError(key, f"{name} is a structure, not a value")
+        node = node.setdefault(name, {})
+        node_shape = kind
+
+
+def _densify(tree: dict[str, Any], shape: _Shape, field: str) -> dict[str, Any]:
+    for name, kind in shape.items():
+        if name not in tree or kind is None:
+            continue
+        path = f"{field}.{name}" if field else name
+        if isinstance(kind, tuple):
+            by_index: dict[int, dict[str, Any]] = tree[name]
+            for expected, index in enumerate(sorted(by_index)):
+                if index != expected:
+                    raise RequestSyntaxError(
+                        f"{path}[{expected}]", "missing: indexes must count from 0 without gaps"
+                    )
+            tree[name] = [
+                _densify(by_index[index], kind[0], f"{path}[{index}]") for index in sorted(by_index)
+            ]
+        else:
+            tree[name] = _densify(tree[name], kind, path)
+    return tree
+
+
+def _restore_plus(tree: dict[str, Any]) -> None:
+    """A raw `+` decodes to a space; a recipient of " 4799999999" is a lost `+` (spec 2.4)."""
+    for message in tree.get("message", ()):
+        recipient = message.get("recipient")
+        if isinstance(recipient, str) and recipient[:1] == " ":
+            stripped = recipient.strip()
+            if stripped.isdigit():
+                message["recipient"] = "+" + stripped
+
+
+# ---------------------------------------------------------------------------------------------
+# Responses (spec 2.2)
+
+_json_encoder = msgspec.json.Encoder()
+
+
+def encode_response(response: SendResponse, fmt: ResponseFormat) -> bytes:
+    """JSON with all seven `messageStatus` keys in XSD order (null when unset), or XML with the
+    `ns2:response` root in the Response namespace, unqualified children, null elements left out."""
+    if fmt is ResponseFormat.JSON:
+        return _json_encoder.encode(response)
+    parts = [
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n',
+        f'<ns2:response xmlns:ns2="{RESPONSE_NAMESPACE}">',
+        f"<batchReference>{_xml_text(response.batchReference)}</batchReference>",
+    ]
+    for status in response.messageStatus:
+        parts.append("<messageStatus>")
+        for name in _STATUS_FIELDS:
+            value = getattr(status, name)
+            if value is not None:
+                parts.append(f"<{name}>{_xml_text(str(value))}</{name}>")
+        parts.append("</messageStatus>")
+    parts.append("</ns2:response>")
+    return "".join(parts).encode("utf-8")
+
+
+_STATUS_FIELDS: Final = MessageStatus.__struct_fields__
+
+# Characters XML 1.0 cannot carry at all, even escaped; echoed client input may hold them.
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_XML_ESCAPES: Final = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"}
+_XML_SPECIAL = re.compile("[&<>\r]")
+
+
+def _xml_text(text: str) -> str:
+    text = _NOT_XML_CHAR.sub("\ufffd", text)
+    return _XML_SPECIAL.sub(_escape_match, text)
+
+
+def _escape_match(match: re.Match[str]) -> str:
+    return _XML_ESCAPES[match.group()]
+
+
+def syntax_error_response(error: RequestSyntaxError) -> SendResponse:
+    """The Puzzel body for an unparseable request: one entry, status 5, naming the field."""
+    return SendResponse(
+        batchReference="",
+        messageStatus=[
+            MessageStatus(
+                statusCode=StatusCode.SYNTAX_ERROR,
+                statusMessage=f"Syntax error: {error.field}: {error.reason}",
+                clientReference=None,
+                recipient=None,
+                messageId=None,
+                sessionId=None,
+                sequenceIndex=1,
+            )
+        ],
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Accept negotiation (spec 2.3: XML unless JSON is asked for)
+
+_XML_TYPES: Final = ("application/xml", "text/xml")
+
+
+def negotiate(accept: str | None) -> ResponseFormat:
+    """JSON only when `application/json` is preferred over XML: higher quality, then the more
+    specific range (`application/json, */*` asks for JSON), then the one listed first."""
+    if not accept:
+        return ResponseFormat.XML
+    ranges = list(_media_ranges(accept))
+    json_rank = _rank("application/json", ranges)
+    xml_rank = max(_rank(media_type, ranges) for media_type in _XML_TYPES)
+    if json_rank[0] > 0 and json_rank > xml_rank:
+        return ResponseFormat.JSON
+    return ResponseFormat.XML
+
+
+def _media_ranges(accept: str) -> Iterable[tuple[str, float]]:
+    for item in accept.split(","):
+        media_range, *params = item.split(";")
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = min(max(float(value.strip()), 0.0), 1.0)
+                except ValueError:
+                    quality = 0.0
+        media_range = media_range.strip().lower()
+        if media_range:
+            yield media_range, quality
+
+
+def _rank(media_type: str, ranges: list[tuple[str, float]]) -> tuple[float, int, int]:
+    """(quality, specificity, earlier-is-better) of the most specific range matching the type."""
+    kind = media_type.partition("/")[0]
+    best: tuple[int, float, int] = (-1, 0.0, 0)
+    for position, (media_range, quality) in enumerate(ranges):
+        if media_range == media_type:
+            specificity = 2
+        elif media_range == f"{kind}/*":
+            specificity = 1
+        elif media_range == "*/*":
+            specificity = 0
+        else:
+            continue
+        if specificity > best[0]:
+            best = (specificity, quality, -position)
+    specificity, quality, order = best
+    return (quality, specificity, order) if specificity >= 0 else (0.0, -1, 0)

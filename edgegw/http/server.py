@@ -1,0 +1,375 @@
+"""The HTTP/1.1 listener: a thin trio shell that moves bytes between sockets and h11 and hands
+each complete request to an `App`. It owns the limits and timeouts and never parses a payload;
+what a request means is the app's business (spec section 2.3 is served through `app.py`).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import functools
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import h11
+import msgspec
+import trio
+
+__all__ = ["App", "HttpLimits", "Request", "Response", "serve_connection", "serve_http"]
+
+log = logging.getLogger(__name__)
+
+
+class HttpLimits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Bounds of the HTTP listener; the gateway configuration embeds this as `[http.limits]`."""
+
+    # Request line plus headers; past it the client gets 431 and the connection closes.
+    max_header_bytes: int = 16384
+    # Request body; a larger declared or streamed body gets 413 and is not read further.
+    max_body_bytes: int = 1024 * 1024
+    # Seconds from a request's first byte until its headers are complete (slowloris guard), and
+    # for a new connection to send anything at all; 408 when partial headers run out of time.
+    header_timeout: float = 10.0
+    # Seconds from the end of the headers until the whole body is in (408 past it), and the
+    # longest a response may take to write to a client that does not read.
+    body_timeout: float = 30.0
+    # Seconds an idle keep-alive connection is held open between requests; it closes quietly.
+    keep_alive_timeout: float = 75.0
+    # Connections served at once; one more is answered 503 with `Retry-After` and closed, so a
+    # flood is told to back off at once instead of piling up unseen in the accept queue.
+    max_connections: int = 512
+    # Seconds requests in progress get to finish once shutdown starts; idle connections close
+    # at once, and whatever still runs at the end of the grace is cancelled.
+    shutdown_grace: float = 5.0
+
+
+class Request(msgspec.Struct, kw_only=True):
+    method: str  # upper case, as sent
+    path: str  # the target before `?`, not percent-decoded
+    query: str  # the target after `?`, not percent-decoded; "" when absent
+    headers: dict[str, str]  # lower-cased names; repeated headers joined with ", "
+    body: bytes
+    client: tuple[str, int] | None = None
+
+
+class Response(msgspec.Struct, kw_only=True):
+    status: int
+    headers: list[tuple[str, str]] = msgspec.field(default_factory=list)
+    body: bytes = b""
+
+
+App = Callable[[Request], Awaitable[Response]]
+
+_RECEIVE_BYTES: Final = 65536
+# After an error response the client may still be sending (a refused body, say). Closing with
+# unread input makes the kernel send RST, which can destroy our response before the client
+# reads it; so the write side is shut and input is read and dropped for a short while first.
+_LINGER_SECONDS: Final = 1.0
+_SERVER_HEADER: Final = (b"server", b"edgegw")
+
+
+class _Date:
+    """The `Date` header value, formatted once per second rather than once per response."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = b""
+
+    def header(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._value = email.utils.formatdate(now, usegmt=True).encode("ascii")
+        return self._value
+
+
+_date = _Date()
+
+
+class _Drain:
+    """Shutdown state shared by a listener's connections: who is idle, who is busy."""
+
+    def __init__(self) -> None:
+        self.draining = False
+        self.connections: set[_HttpConnection] = set()
+
+    def begin(self, grace: float) -> None:
+        self.draining = True
+        deadline = trio.current_time() + grace
+        for connection in self.connections:
+            if connection.idle:
+                connection.scope.cancel()
+            else:
+                connection.scope.deadline = min(connection.scope.deadline, deadline)
+
+
+class _Closed(Exception):
+    """The connection is finished; its close has been arranged."""
+
+
+class _HttpConnection:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        app: App,
+        limits: HttpLimits,
+        drain: _Drain,
+        client: tuple[str, int] | None,
+    ) -> None:
+        self.stream = stream
+        self.app = app
+        self.limits = limits
+        self.drain = drain
+        self.client = client
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
+        self.scope = trio.CancelScope(shield=True)
+        self.idle = True
+        self.served = 0
+
+    async def run(self) -> None:
+        try:
+            while not self.drain.draining:
+                request = await self._receive_head()
+                if request is None:
+                    return
+                body = await self._receive_body(request)
+                response = await self._call_app(request, body)
+                await self._send_response(response, head_only=request.method == b"HEAD")
+                self.served += 1
+                if self.conn.our_state is h11.MUST_CLOSE or self.conn.their_state is not h11.DONE:
+                    await self._linger_close()
+                    return
+                self.conn.start_next_cycle()
+        except _Closed:
+            return
+        except h11.RemoteProtocolError as exc:
+            await self._reject(exc.error_status_hint, str(exc))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # The client went away mid-exchange; nobody is left to answer.
+            return
+        except Exception:
+            log.exception("HTTP connection from %s failed", self.client)
+            await self._reject(500, "internal server error")
+
+    async def _receive_head(self) -> h11.Request | None:
+        """The next request's head; None when the client closed or stayed idle too long."""
+        self.idle = not self.conn.trailing_data[0]
+        timeout = self.limits.keep_alive_timeout if self.served else self.limits.header_timeout
+        deadline = trio.current_time() + timeout
+        try:
+            while True:
+                event = self.conn.next_event()
+                if event is h11.NEED_DATA:
+                    data = await self._receive(deadline)
+                    if data is None:
+                        if self.idle:
+                            return None  # a quiet client gets a quiet close
+                        await self._reject(408, "request headers took too long")
+                        raise _Closed
+                    if self.idle:
+                        self.idle = False
+                        deadline = trio.current_time() + self.limits.header_timeout
+                    self.conn.receive_data(data)
+                elif isinstance(event, h11.Request):
+                    return event
+                else:
+                    return None  # ConnectionClosed (or PAUSED after a close)
+        finally:
+            self.idle = False
+
+    async def _receive_body(self, request: h11.Request) -> bytes:
+        limit = self.limits.max_body_bytes
+        for name, value in request.headers:
+            if name == b"content-length" and int(value) > limit:
+                await self._reject(413, f"request body is over {limit} bytes")
+                raise _Closed
+        if self.conn.they_are_waiting_for_100_continue:
+            await self.stream.send_all(
+                self.conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
+            )
+        chunks: list[bytes] = []
+        size = 0
+        deadline = trio.current_time() + self.limits.body_timeout
+        while True:
+            event = self.conn.next_event()
+            if isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > limit:
+                    await self._reject(413, f"request body is over {limit} bytes")
+                    raise _Closed
+                chunks.append(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return b"".join(chunks)
+            elif event is h11.NEED_DATA:
+                data = await self._receive(deadline)
+                if data is None:
+                    await self._reject(408, "request body took too long")
+                    raise _Closed
+                self.conn.receive_data(data)
+            else:
+                raise _Closed  # the client closed mid-body
+
+    async def _receive(self, deadline: float) -> bytes | None:
+        """Bytes from the client (b"" at end of stream), or None when the deadline passed."""
+        with trio.move_on_at(deadline):
+            return bytes(await self.stream.receive_some(_RECEIVE_BYTES))
+        return None
+
+    async def _call_app(self, event: h11.Request, body: bytes) -> Response:
+        target = event.target.decode("ascii", "replace")
+        path, _, query = target.partition("?")
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in event.headers:
+            name = raw_name.decode("ascii", "replace")
+            value = raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        request = Request(
+            method=event.method.decode("ascii", "replace"),
+            path=path,
+            query=query,
+            headers=headers,
+            body=body,
+            client=self.client,
+        )
+        try:
+            return await self.app(request)
+        except Exception:
+            # The app's failure is this request's, not the connection's: answer and go on.
+            log.exception("HTTP handler failed for %s %s", request.method, request.path)
+            return Response(
+                status=500,
+                headers=[("content-type", "text/plain; charset=utf-8")],
+                body=b"internal server error\n",
+            )
+
+    async def _send_response(self, response: Response, *, head_only: bool = False) -> None:
+        headers = [
+            (name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers
+        ]
+        headers.append((b"content-length", str(len(response.body)).encode("ascii")))
+        headers.append((b"date", _date.header()))
+        headers.append(_SERVER_HEADER)
+        if self.drain.draining:
+            headers.append((b"connection", b"close"))
+        conn = self.conn
+        data = conn.send(h11.Response(status_code=response.status, headers=headers)) or b""
+        if response.body and not head_only:
+            data += conn.send(h11.Data(data=response.body)) or b""
+        data += conn.send(h11.EndOfMessage()) or b""
+        with trio.move_on_after(self.limits.body_timeout) as scope:
+            await self.stream.send_all(data)
+        if scope.cancelled_caught:
+            raise _Closed  # a client that does not read its response is dropped
+
+    async def _reject(self, status: int, reason: str) -> None:
+        """Answer with an error (if the exchange still allows an answer) and close."""
+        if self.conn.our_state in {h11.IDLE, h11.SEND_RESPONSE}:
+            response = Response(
+                status=status,
+                headers=[("content-type", "text/plain; charset=utf-8"), ("connection", "close")],
+                body=reason.encode("utf-8") + b"\n",
+            )
+            try:
+                await self._send_response(response)
+            except (_Closed, trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+        await self._linger_close()
+
+    async def _linger_close(self) -> None:
+        try:
+            with trio.move_on_after(_LINGER_SECONDS):
+                if isinstance(self.stream, trio.abc.HalfCloseableStream):
+                    await self.stream.send_eof()
+                while await self.stream.receive_some(_RECEIVE_BYTES):
+                    pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+
+
+async def serve_connection(
+    stream: trio.abc.Stream,
+    app: App,
+    limits: HttpLimits,
+    *,
+    client: tuple[str, int] | None = None,
+    _drain: _Drain | None = None,
+) -> None:
+    """Serve HTTP/1.1 on one stream until the client leaves, a limit is hit or shutdown ends it.
+    The connection is its own error boundary: nothing it meets escapes except cancellation."""
+    drain = _drain if _drain is not None else _Drain()
+    connection = _HttpConnection(stream, app, limits, drain, client)
+    drain.connections.add(connection)
+    try:
+        with connection.scope:
+            await connection.run()
+    finally:
+        drain.connections.discard(connection)
+        await trio.aclose_forcefully(stream)
+
+
+async def _refuse_busy(stream: trio.SocketStream) -> None:
+    conn = h11.Connection(h11.SERVER)
+    body = b"too many connections\n"
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode("ascii")),
+        (b"retry-after", b"1"),
+        (b"connection", b"close"),
+        _SERVER_HEADER,
+    ]
+    data = conn.send(h11.Response(status_code=503, headers=headers)) or b""
+    data += (conn.send(h11.Data(data=body)) or b"") + (conn.send(h11.EndOfMessage()) or b"")
+    try:
+        with trio.move_on_after(_LINGER_SECONDS):
+            await stream.send_all(data)
+            await stream.send_eof()
+            while await stream.receive_some(_RECEIVE_BYTES):
+                pass
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        return
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+async def serve_http(
+    app: App,
+    host: str,
+    port: int,
+    limits: HttpLimits,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Listen on host:port (0 picks a free port, reported through `task_status.started`) and
+    serve until cancelled. On cancellation it stops accepting at once, lets requests in
+    progress finish within `limits.shutdown_grace`, then closes whatever is left."""
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    bound_port: int = listeners[0].socket.getsockname()[1]
+    drain = _Drain()
+
+    async def serve_one(stream: trio.SocketStream) -> None:
+        if len(drain.connections) >= limits.max_connections:
+            await _refuse_busy(stream)
+            return
+        try:
+            peer = stream.socket.getpeername()
+            client = (str(peer[0]), int(peer[1]))
+        except OSError:
+            client = None
+        await serve_connection(stream, app, limits, client=client, _drain=drain)
+
+    async with trio.open_nursery() as nursery:
+        try:
+            # Connection tasks live in this nursery too; each shields itself (see _Drain), so
+            # cancelling us stops the accept loop but only drains the connections.
+            nursery.start_soon(
+                functools.partial(
+                    trio.serve_listeners, serve_one, listeners, handler_nursery=nursery
+                )
+            )
+            task_status.started(bound_port)
+            await trio.sleep(math.inf)
+        finally:
+            drain.begin(limits.shutdown_grace)
+            log.info("HTTP on port %d draining %d connections", bound_port, len(drain.connections))
