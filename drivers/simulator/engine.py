@@ -1,0 +1,824 @@
+"""The simulated modem's AT engine: terminal bytes in, output bytes out, each with its due time.
+
+Pure (sans-IO): no trio, no files, no clock; time is the `now` argument, so a slow +CMGS is a
+reply due later, not a sleep. ITU-T V.250 section 5 (command line, echo, S3/S4, result codes),
+3GPP TS 27.007 (identity, SIM, registration) and TS 27.005 (PDU-mode SMS sending).
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Callable
+
+import msgspec
+
+from drivers.gsm import GsmError, split_sca
+from drivers.simulator.codes import CME_TEXT, CMS_TEXT, CmeError, CmsError
+from drivers.simulator.options import SimulatorOptions
+from drivers.simulator.profiles import QuirkProfile, profile_named
+from drivers.simulator.sent import SentSms, decode_sent_sms
+
+MANUFACTURER = "edgegw"
+MODEL = "SIM-GSM1"
+REVISION = "SIMGSM1R01"
+
+CTRL_Z = 0x1A
+ESC = 0x1B
+
+# V.250 asks for at least 40 characters; real modems take a few hundred (SIM800: 556).
+COMMAND_LINE_LIMIT = 556
+# Longest TPDU (TS 23.040: 164 octets with a 160-octet user data) plus the longest SMSC address.
+MAX_TPDU_OCTETS = 164
+MAX_PDU_HEX = 2 * (MAX_TPDU_OCTETS + 12)
+
+# Message storages and their sizes for +CPMS (TS 27.005 section 3.2.2): SIM and phone memory.
+STORAGE_SLOTS = {"SM": 30, "ME": 100}
+# Location area and cell of the simulated cell for +CREG=2 (TS 27.007 section 7.2).
+LOCATION_AREA = "00A1"
+CELL_ID = "1F2E"
+PIN_ATTEMPTS = 3
+
+# V.250 section 6.2: the S-registers we keep and their factory values.
+S_REGISTER_DEFAULTS = {0: 0, 3: 13, 4: 10, 5: 8, 6: 2, 7: 60, 8: 2, 10: 15}
+
+
+class Form(enum.Enum):
+    """How a command was written (V.250 section 5.4)."""
+
+    BASIC = "basic"  # ATE0, ATZ, ATI
+    EXEC = "exec"  # AT+CSQ
+    READ = "read"  # AT+CMGF?
+    TEST = "test"  # AT+CMGF=?
+    SET = "set"  # AT+CMGF=0
+
+
+class Command(msgspec.Struct, frozen=True):
+    name: str  # upper case: "E", "&F", "S", "+CMGS"
+    form: Form
+    args: str  # as written after the name ("0", "3=13", '"SM","SM"'), quotes kept
+
+
+class Reply(msgspec.Struct, frozen=True):
+    """Bytes the modem writes at `due`; `sent` reaches the network at `due`, before the bytes."""
+
+    due: float
+    data: bytes
+    sent: SentSms | None = None
+
+
+class SimState(enum.StrEnum):
+    """+CPIN answers (TS 27.007 section 8.3)."""
+
+    READY = "READY"
+    SIM_PIN = "SIM PIN"
+    SIM_PUK = "SIM PUK"
+
+
+class _Fault(Exception):
+    """A command failed; subclasses carry the wire's answer."""
+
+
+class _SyntaxFault(_Fault):
+    """Plain ERROR: unknown command, bad syntax or a parameter out of range."""
+
+
+class _MeFault(_Fault):
+    def __init__(self, code: CmeError) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class _SmsFault(_Fault):
+    def __init__(self, code: CmsError) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class _PduInput:
+    """The text after the `> ` prompt of AT+CMGS, up to Ctrl-Z or ESC."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+        self.hex = bytearray()
+        self.overflow = False
+
+
+Handler = Callable[["ModemEngine", str], list[str]]
+
+
+class ModemEngine:
+    """One modem's whole state: settings, SIM, registration, message reference counter."""
+
+    def __init__(self, options: SimulatorOptions) -> None:
+        self.options = options
+        self.profile: QuirkProfile = profile_named(options.profile)
+        pin = options.pin if options.pin is not None else self.profile.pin
+        self._pin = pin
+        self.sim_state = SimState.READY if pin is None else SimState.SIM_PIN
+        self._pin_attempts = PIN_ATTEMPTS
+        self._sim_ready_at: float | None = None
+        self.send_delay = (
+            options.send_delay if options.send_delay is not None else self.profile.send_delay
+        )
+        self.cms_fail_every = (
+            options.cms_fail_every
+            if options.cms_fail_every is not None
+            else self.profile.cms_fail_every
+        )
+        self._next_mr = 0
+        self._submits = 0
+        self._smsc = options.smsc
+        self._noise = random.Random(options.seed)
+        self._line = bytearray()
+        self._line_overflow = False
+        self._pdu: _PduInput | None = None
+        self._busy_until = 0.0
+        self._now = 0.0
+        self._out: list[Reply] = []
+        self._reset_settings()
+
+    def _reset_settings(self) -> None:
+        """Factory settings (ATZ, AT&F); the SIM, the network and the MR counter stay."""
+        self.echo = True
+        self.cmee = 0
+        self.cmgf = 0
+        self.creg_mode = 0
+        self.cereg_mode = 0
+        self.cops_format = 0
+        self.cscs = "IRA"
+        self.csms_service = 0
+        self.cnmi = [0, 0, 0, 0, 0]
+        self.cpms = ["SM", "SM", "SM"]
+        self.s_registers = dict(S_REGISTER_DEFAULTS)
+
+    # ---- input -------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes, now: float) -> list[Reply]:
+        """Feed bytes from the terminal at time `now`; return what the modem writes, in order."""
+        self._now = now
+        if self.sim_state is SimState.READY and self._sim_ready_at is None:
+            self._sim_ready_at = now
+        for octet in data:
+            if self._pdu is not None:
+                self._pdu_octet(self._pdu, octet)
+            else:
+                self._command_octet(octet)
+        out, self._out = self._out, []
+        return out
+
+    @property
+    def echo_on(self) -> bool:
+        return self.echo or self.profile.echo_locked_on
+
+    def _due(self) -> float:
+        # Output keeps its order: nothing overtakes a reply the network is still working on.
+        return max(self._now, self._busy_until)
+
+    def _emit(self, data: bytes, due: float | None = None, sent: SentSms | None = None) -> None:
+        at = self._due() if due is None else due
+        last = self._out[-1] if self._out else None
+        if last is not None and last.due == at and last.sent is None and sent is None:
+            self._out[-1] = Reply(at, last.data + data)
+        else:
+            self._out.append(Reply(at, data, sent))
+
+    def _command_octet(self, octet: int) -> None:
+        if self.echo_on:
+            self._emit(bytes([octet]))
+        if octet == self.s_registers[3]:
+            line, overflow = bytes(self._line), self._line_overflow
+            self._line.clear()
+            self._line_overflow = False
+            self._command_line(line, overflow)
+        elif octet == self.s_registers[5]:
+            if self._line:
+                self._line.pop()
+        elif len(self._line) < COMMAND_LINE_LIMIT:
+            self._line.append(octet)
+        else:
+            self._line_overflow = True
+
+    def _pdu_octet(self, pdu: _PduInput, octet: int) -> None:
+        if octet == CTRL_Z:
+            self._pdu = None
+            self._submit(pdu)
+            return
+        if octet == ESC:
+            self._pdu = None
+            self._emit(self._final(b"OK"))
+            return
+        if self.echo_on:
+            self._emit(bytes([octet]))
+        if len(pdu.hex) < MAX_PDU_HEX:
+            pdu.hex.append(octet)
+        else:
+            pdu.overflow = True
+
+    # ---- command lines (V.250 section 5.2) ---------------------------------------------------
+
+    def _command_line(self, line: bytes, overflow: bool) -> None:
+        text = line.decode("latin-1")
+        start = _find_prefix(text)
+        if start < 0:
+            # V.250 5.2.1: characters before "AT" are ignored; a line without it is no command.
+            return
+        if overflow:
+            self._emit(self._final(b"ERROR"))
+            return
+        blocks: list[list[str]] = []
+        try:
+            for command in split_commands(text[start + 2 :]):
+                lines = self._run(command)
+                if lines:
+                    blocks.append(lines)
+                if self._pdu is not None:
+                    # TS 27.005 section 3.5.1: the prompt is <CR><LF><greater_than><space>.
+                    self._emit(self._information(blocks) + self._s34() + b"> ")
+                    return
+        except _Fault as fault:
+            self._emit(self._information(blocks) + self._final(self._error_code(fault)))
+            return
+        self._emit(self._information(blocks) + self._final(b"OK"))
+
+    def _run(self, command: Command) -> list[str]:
+        handler = HANDLERS.get((command.name, command.form))
+        if handler is not None:
+            return handler(self, command.args)
+        if command.form is Form.TEST and any(name == command.name for name, _ in HANDLERS):
+            # TS 27.007 section 4.1: a test command of a known command at least answers OK.
+            return []
+        raise _SyntaxFault(command.name)
+
+    # ---- output formatting (V.250 section 5.7) -----------------------------------------------
+
+    def _s34(self) -> bytes:
+        return bytes([self.s_registers[3], self.s_registers[4]])
+
+    def _frame(self, text: str) -> bytes:
+        return self._s34() + text.encode("latin-1") + self._s34()
+
+    def _information(self, blocks: list[list[str]]) -> bytes:
+        """Each command's information text as one block (V.250 section 5.7.1)."""
+        urc = self.profile.urc_in_response
+        data = b""
+        for index, lines in enumerate(blocks):
+            data += self._frame("\r\n".join(lines))
+            if index == 0 and urc is not None and not _shares_prefix(urc, blocks):
+                data += self._frame(urc)
+        return data
+
+    def _final(self, code: bytes) -> bytes:
+        data = self._s34() + code + self._s34()
+        if self.profile.garbage:
+            data += _noise(self._noise)
+        return data
+
+    def _error_code(self, fault: _Fault) -> bytes:
+        if isinstance(fault, _MeFault) and self.cmee:
+            detail = str(int(fault.code)) if self.cmee == 1 else CME_TEXT[fault.code]
+            return f"+CME ERROR: {detail}".encode()
+        if isinstance(fault, _SmsFault) and self.cmee and not self.profile.bare_cms_error:
+            detail = str(int(fault.code)) if self.cmee == 1 else CMS_TEXT[fault.code]
+            return f"+CMS ERROR: {detail}".encode()
+        # TS 27.007 section 9.1: with +CMEE=0 every failure is a plain ERROR.
+        return b"ERROR"
+
+    # ---- SIM and network state ---------------------------------------------------------------
+
+    def registration(self) -> int:
+        """+CREG <stat> now: 0 no SIM service, 2 searching, 1 registered (home network)."""
+        if self.sim_state is not SimState.READY or self._sim_ready_at is None:
+            return 0
+        if self._due() >= self._sim_ready_at + self.options.register_delay:
+            return 1
+        return 2
+
+    def _require_sim_for_me(self) -> None:
+        if self.sim_state is SimState.SIM_PIN:
+            raise _MeFault(CmeError.SIM_PIN_REQUIRED)
+        if self.sim_state is SimState.SIM_PUK:
+            raise _MeFault(CmeError.SIM_PUK_REQUIRED)
+
+    def _require_sim_for_sms(self) -> None:
+        if self.sim_state is SimState.SIM_PIN:
+            raise _SmsFault(CmsError.SIM_PIN_REQUIRED)
+        if self.sim_state is SimState.SIM_PUK:
+            raise _SmsFault(CmsError.SIM_PUK_REQUIRED)
+
+    # ---- V.250 basic commands ----------------------------------------------------------------
+
+    def _echo(self, args: str) -> list[str]:
+        self.echo = _flag(args)
+        return []
+
+    def _reset(self, args: str) -> list[str]:
+        if args not in ("", "0"):
+            raise _SyntaxFault(args)
+        self._reset_settings()
+        return []
+
+    def _identify(self, args: str) -> list[str]:
+        if args not in ("", "0"):
+            raise _SyntaxFault(args)
+        return [MANUFACTURER, MODEL, f"Revision: {REVISION}"]
+
+    def _verbose(self, args: str) -> list[str]:
+        # Only verbose result codes (V1) are offered; the gateway never asks for V0.
+        if args != "1":
+            raise _SyntaxFault(args)
+        return []
+
+    def _quiet(self, args: str) -> list[str]:
+        if args not in ("", "0"):
+            raise _SyntaxFault(args)
+        return []
+
+    def _s_register(self, args: str) -> list[str]:
+        number, equals, value = args.partition("=")
+        register = _number(number, 0, 255)
+        if register not in self.s_registers:
+            raise _SyntaxFault(args)
+        if not equals:
+            return [f"{self.s_registers[register]:03d}"]
+        self.s_registers[register] = _number(value, 0, 255)
+        return []
+
+    # ---- identity (TS 27.007 section 5) ------------------------------------------------------
+
+    def _manufacturer(self, args: str) -> list[str]:
+        return [MANUFACTURER]
+
+    def _model(self, args: str) -> list[str]:
+        return [MODEL]
+
+    def _revision(self, args: str) -> list[str]:
+        return [REVISION]
+
+    def _imei(self, args: str) -> list[str]:
+        return [self.options.imei]
+
+    def _imsi(self, args: str) -> list[str]:
+        self._require_sim_for_me()
+        return [self.options.imsi]
+
+    def _ccid(self, args: str) -> list[str]:
+        # SIM800 style: the bare digits. The ICCID is readable without the PIN.
+        return [self.options.iccid]
+
+    def _iccid(self, args: str) -> list[str]:
+        # Quectel style: prefixed.
+        return [f"+ICCID: {self.options.iccid}"]
+
+    # ---- control (TS 27.007 sections 8 and 9) ------------------------------------------------
+
+    def _cmee_set(self, args: str) -> list[str]:
+        (mode,) = _params(args, 1)
+        self.cmee = _number(mode, 0, 2)
+        return []
+
+    def _cmee_read(self, args: str) -> list[str]:
+        return [f"+CMEE: {self.cmee}"]
+
+    def _cmee_test(self, args: str) -> list[str]:
+        return ["+CMEE: (0-2)"]
+
+    def _cpin_read(self, args: str) -> list[str]:
+        return [f"+CPIN: {self.sim_state.value}"]
+
+    def _cpin_set(self, args: str) -> list[str]:
+        params = _strings(args)
+        if self.sim_state is SimState.READY:
+            raise _MeFault(CmeError.OPERATION_NOT_ALLOWED)
+        if self.sim_state is SimState.SIM_PIN:
+            if len(params) != 1:
+                raise _SyntaxFault(args)
+            if params[0] != self._pin:
+                self._pin_attempts -= 1
+                if self._pin_attempts == 0:
+                    self.sim_state = SimState.SIM_PUK
+                raise _MeFault(CmeError.INCORRECT_PASSWORD)
+        else:
+            if len(params) != 2:
+                raise _MeFault(CmeError.SIM_PUK_REQUIRED)
+            if params[0] != self.options.puk:
+                raise _MeFault(CmeError.INCORRECT_PASSWORD)
+            self._pin = params[1]
+        self.sim_state = SimState.READY
+        self._pin_attempts = PIN_ATTEMPTS
+        self._sim_ready_at = self._due()
+        return []
+
+    def _csq(self, args: str) -> list[str]:
+        return [f"+CSQ: {self.options.signal},99"]
+
+    def _csq_test(self, args: str) -> list[str]:
+        return ["+CSQ: (0-31,99),(0-7,99)"]
+
+    # ---- network registration (TS 27.007 sections 7.2, 7.3, 10.1.22) -------------------------
+
+    def _creg_set(self, args: str) -> list[str]:
+        (mode,) = _params(args, 1)
+        self.creg_mode = _number(mode, 0, 2)
+        return []
+
+    def _creg_read(self, args: str) -> list[str]:
+        return [_registration_line("+CREG", self.creg_mode, self.registration())]
+
+    def _creg_test(self, args: str) -> list[str]:
+        return ["+CREG: (0-2)"]
+
+    def _cereg_set(self, args: str) -> list[str]:
+        (mode,) = _params(args, 1)
+        self.cereg_mode = _number(mode, 0, 2)
+        return []
+
+    def _cereg_read(self, args: str) -> list[str]:
+        return [_registration_line("+CEREG", self.cereg_mode, self.registration())]
+
+    def _cereg_test(self, args: str) -> list[str]:
+        return ["+CEREG: (0-2)"]
+
+    def _operator_names(self) -> tuple[str, str, str]:
+        long_name = self.options.operator
+        return long_name, long_name.split(" ")[0][:16], self.options.imsi[:5]
+
+    def _cops_read(self, args: str) -> list[str]:
+        if self.registration() != 1:
+            return ["+COPS: 0"]
+        name = self._operator_names()[self.cops_format]
+        # <AcT> 0: GSM.
+        return [f'+COPS: 0,{self.cops_format},"{name}",0']
+
+    def _cops_set(self, args: str) -> list[str]:
+        params = _params(args, 3)
+        mode = _number(params[0], 0, 4)
+        if mode not in (0, 3):
+            # Only automatic selection: the simulated network is the only one there is.
+            raise _MeFault(CmeError.OPERATION_NOT_ALLOWED)
+        if params[1] is not None:
+            self.cops_format = _number(params[1], 0, 2)
+        return []
+
+    def _cops_test(self, args: str) -> list[str]:
+        long_name, short_name, numeric = self._operator_names()
+        status = 2 if self.registration() == 1 else 1
+        return [f'+COPS: ({status},"{long_name}","{short_name}","{numeric}",0),,(0-4),(0-2)']
+
+    # ---- SMS settings (TS 27.005 section 3) ---------------------------------------------------
+
+    def _cmgf_set(self, args: str) -> list[str]:
+        (mode,) = _params(args, 1)
+        self.cmgf = _number(mode, 0, 1)
+        return []
+
+    def _cmgf_read(self, args: str) -> list[str]:
+        return [f"+CMGF: {self.cmgf}"]
+
+    def _cmgf_test(self, args: str) -> list[str]:
+        return ["+CMGF: (0,1)"]
+
+    def _cscs_set(self, args: str) -> list[str]:
+        (charset,) = _strings(args)
+        if charset.upper() not in ("IRA", "GSM", "UCS2"):
+            raise _SyntaxFault(args)
+        self.cscs = charset.upper()
+        return []
+
+    def _cscs_read(self, args: str) -> list[str]:
+        return [f'+CSCS: "{self.cscs}"']
+
+    def _cscs_test(self, args: str) -> list[str]:
+        return ['+CSCS: ("IRA","GSM","UCS2")']
+
+    def _csms_set(self, args: str) -> list[str]:
+        (service,) = _params(args, 1)
+        value = _number(service, 0, 1)
+        self._require_sim_for_sms()
+        self.csms_service = value
+        return ["+CSMS: 1,1,1"]
+
+    def _csms_read(self, args: str) -> list[str]:
+        self._require_sim_for_sms()
+        return [f"+CSMS: {self.csms_service},1,1,1"]
+
+    def _csms_test(self, args: str) -> list[str]:
+        return ["+CSMS: (0,1)"]
+
+    def _cpms_set(self, args: str) -> list[str]:
+        memories = [memory.upper() for memory in _strings(args)]
+        if not 1 <= len(memories) <= 3:
+            raise _SyntaxFault(args)
+        self._require_sim_for_sms()
+        if any(memory not in STORAGE_SLOTS for memory in memories):
+            raise _SmsFault(CmsError.OPERATION_NOT_SUPPORTED)
+        self.cpms[: len(memories)] = memories
+        # No message is stored: the simulated network delivers nothing to the SIM yet.
+        return ["+CPMS: " + ",".join(f"0,{STORAGE_SLOTS[memory]}" for memory in self.cpms)]
+
+    def _cpms_read(self, args: str) -> list[str]:
+        self._require_sim_for_sms()
+        return ["+CPMS: " + ",".join(f'"{m}",0,{STORAGE_SLOTS[m]}' for m in self.cpms)]
+
+    def _cpms_test(self, args: str) -> list[str]:
+        choices = "(" + ",".join(f'"{memory}"' for memory in STORAGE_SLOTS) + ")"
+        return ["+CPMS: " + ",".join([choices] * 3)]
+
+    def _cnmi_set(self, args: str) -> list[str]:
+        params = _params(args, 5)
+        limits = (3, 3, 3, 2, 1)
+        for index, (param, limit) in enumerate(zip(params, limits, strict=True)):
+            if param is not None:
+                value = _number(param, 0, 255)
+                if value > limit:
+                    raise _SmsFault(CmsError.OPERATION_NOT_SUPPORTED)
+                self.cnmi[index] = value
+        return []
+
+    def _cnmi_read(self, args: str) -> list[str]:
+        return ["+CNMI: " + ",".join(str(value) for value in self.cnmi)]
+
+    def _cnmi_test(self, args: str) -> list[str]:
+        return ["+CNMI: (0-3),(0-3),(0-3),(0-2),(0,1)"]
+
+    def _csca_set(self, args: str) -> list[str]:
+        params = _strings(args)
+        if not 1 <= len(params) <= 2 or not params[0]:
+            raise _SyntaxFault(args)
+        self._require_sim_for_sms()
+        self._smsc = params[0]
+        return []
+
+    def _csca_read(self, args: str) -> list[str]:
+        self._require_sim_for_sms()
+        # <tosca> 145: international number, 129: unknown (TS 24.008 section 10.5.4.7).
+        type_of_address = 145 if self._smsc.startswith("+") else 129
+        return [f'+CSCA: "{self._smsc}",{type_of_address}']
+
+    # ---- sending (TS 27.005 section 3.5.1, PDU mode) -----------------------------------------
+
+    def _cmgs(self, args: str) -> list[str]:
+        (length_param,) = _params(args, 1)
+        length = _number(length_param, 0, 999)
+        if self.cmgf != 0:
+            # Text-mode sending is not offered: the gateway sends PDUs only.
+            raise _SmsFault(CmsError.OPERATION_NOT_ALLOWED)
+        self._require_sim_for_sms()
+        if not 1 <= length <= MAX_TPDU_OCTETS:
+            raise _SmsFault(CmsError.INVALID_PDU_MODE_PARAMETER)
+        self._pdu = _PduInput(length)
+        return []
+
+    def _submit(self, pdu: _PduInput) -> None:
+        try:
+            if self.registration() != 1:
+                raise _SmsFault(CmsError.NO_NETWORK_SERVICE)
+            tpdu = _tpdu(pdu)
+            self._submits += 1
+            failed = self.cms_fail_every > 0 and self._submits % self.cms_fail_every == 0
+            mr = self._next_mr
+            sent = None if failed else decode_sent_sms(tpdu, mr)
+        except GsmError:
+            fault = _SmsFault(CmsError.INVALID_PDU_MODE_PARAMETER)
+            self._emit(self._final(self._error_code(fault)))
+            return
+        except _SmsFault as fault:
+            self._emit(self._final(self._error_code(fault)))
+            return
+        # The network's answer takes send_delay; everything after it waits its turn.
+        due = self._due() + self.send_delay
+        self._busy_until = due
+        if sent is None:
+            failure = self._error_code(_SmsFault(CmsError.UNKNOWN_ERROR))
+            self._emit(self._final(failure), due)
+            return
+        # TS 23.040 section 9.2.3.6: TP-MR counts 0..255 and wraps.
+        self._next_mr = (mr + 1) % 256
+        data = self._information([[f"+CMGS: {mr}"]]) + self._final(b"OK")
+        self._emit(data, due, sent)
+
+
+def _tpdu(pdu: _PduInput) -> bytes:
+    """The TPDU of the text after the prompt; +CMS ERROR 304 if it is not what was announced."""
+    if pdu.overflow:
+        raise _SmsFault(CmsError.INVALID_PDU_MODE_PARAMETER)
+    try:
+        octets = bytes.fromhex(pdu.hex.decode("latin-1"))
+    except ValueError:
+        raise _SmsFault(CmsError.INVALID_PDU_MODE_PARAMETER) from None
+    if any(octet in b" \t" for octet in pdu.hex):
+        # bytes.fromhex skips spaces; a modem does not.
+        raise _SmsFault(CmsError.INVALID_PDU_MODE_PARAMETER)
+    _smsc, tpdu = split_sca(octets)
+    if len(tpdu) != pdu.length:
+        raise _SmsFault(CmsError.INVALID_PDU_MODE_PARAMETER)
+    return tpdu
+
+
+def _find_prefix(text: str) -> int:
+    """Index of the first "AT" (any case) in a command line, or -1."""
+    upper = text.upper()
+    return upper.find("AT")
+
+
+def _noise(rng: random.Random) -> bytes:
+    # No CR or LF, so noise never completes a line by itself, and no ">" that could pass for
+    # the +CMGS prompt.
+    return bytes(rng.choice(_NOISE_OCTETS) for _ in range(rng.randint(1, 8)))
+
+
+_NOISE_OCTETS = bytes(octet for octet in range(256) if octet not in b"\r\n>")
+
+
+def _shares_prefix(urc: str, blocks: list[list[str]]) -> bool:
+    prefix = urc.split(":", 1)[0] + ":"
+    return any(line.startswith(prefix) for lines in blocks for line in lines)
+
+
+def _registration_line(name: str, mode: int, stat: int) -> str:
+    if mode == 2 and stat in (1, 5):
+        return f'{name}: 2,{stat},"{LOCATION_AREA}","{CELL_ID}"'
+    return f"{name}: {mode},{stat}"
+
+
+def split_commands(body: str) -> list[Command]:
+    """The commands of one command line after "AT" (V.250 section 5.2 and 5.4).
+
+    Basic commands follow each other directly (`E0V1`), extended commands are separated by `;`
+    (`+CMEE=1;+CMGF=0`). Spaces outside strings are ignored and names are case-insensitive.
+    Raises the ERROR fault on anything else.
+    """
+    text = _normalise(body)
+    commands: list[Command] = []
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == ";":
+            index += 1
+        elif char in "+^$%*#!":
+            end = index + 1
+            while end < len(text) and (text[end].isalnum() or text[end] in "!%-./:_"):
+                end += 1
+            name = text[index:end]
+            stop = _unquoted_find(text, ";", end)
+            commands.append(_extended(name, text[end:stop]))
+            index = stop
+        elif char == "&" or char.isalpha():
+            end = index + (2 if char == "&" else 1)
+            name = text[index:end]
+            if name == "S":
+                while end < len(text) and (text[end].isdigit() or text[end] in "=?"):
+                    end += 1
+                # "S3?" reads, "S3=13" writes (V.250 section 6.1.3).
+                commands.append(Command("S", Form.BASIC, text[index + 1 : end].removesuffix("?")))
+            else:
+                while end < len(text) and text[end].isdigit():
+                    end += 1
+                commands.append(Command(name, Form.BASIC, text[index + len(name) : end]))
+            index = end
+        else:
+            raise _SyntaxFault(body)
+    return commands
+
+
+def _extended(name: str, rest: str) -> Command:
+    if len(name) < 2:
+        raise _SyntaxFault(name)
+    if rest == "":
+        return Command(name, Form.EXEC, "")
+    if rest == "?":
+        return Command(name, Form.READ, "")
+    if rest == "=?":
+        return Command(name, Form.TEST, "")
+    if rest.startswith("="):
+        return Command(name, Form.SET, rest[1:])
+    raise _SyntaxFault(name + rest)
+
+
+def _normalise(body: str) -> str:
+    """Upper case and without spaces, except inside double-quoted strings."""
+    out: list[str] = []
+    quoted = False
+    for char in body:
+        if char == '"':
+            quoted = not quoted
+            out.append(char)
+        elif quoted:
+            out.append(char)
+        elif char != " ":
+            out.append(char.upper())
+    if quoted:
+        raise _SyntaxFault(body)
+    return "".join(out)
+
+
+def _unquoted_find(text: str, target: str, start: int) -> int:
+    quoted = False
+    for index in range(start, len(text)):
+        if text[index] == '"':
+            quoted = not quoted
+        elif text[index] == target and not quoted:
+            return index
+    return len(text)
+
+
+def _split_params(args: str) -> list[str]:
+    params: list[str] = []
+    start = 0
+    while True:
+        comma = _unquoted_find(args, ",", start)
+        params.append(args[start:comma])
+        if comma == len(args):
+            return params
+        start = comma + 1
+
+
+def _params(args: str, most: int) -> list[str | None]:
+    """Exactly `most` parameters (missing ones None); ERROR if there are more."""
+    params: list[str | None] = [param or None for param in _split_params(args)]
+    if len(params) > most:
+        raise _SyntaxFault(args)
+    return params + [None] * (most - len(params))
+
+
+def _strings(args: str) -> list[str]:
+    """Parameters with their quotes removed (PINs and addresses may come quoted or bare)."""
+    values: list[str] = []
+    for param in _split_params(args):
+        if len(param) >= 2 and param[0] == param[-1] == '"':
+            values.append(param[1:-1])
+        elif '"' in param:
+            raise _SyntaxFault(args)
+        else:
+            values.append(param)
+    return values
+
+
+def _number(param: str | None, low: int, high: int) -> int:
+    if param is None or not param.isdigit() or not low <= int(param) <= high:
+        raise _SyntaxFault(param or "")
+    return int(param)
+
+
+def _flag(args: str) -> bool:
+    """A V.250 on/off parameter: missing means 0."""
+    if args not in ("", "0", "1"):
+        raise _SyntaxFault(args)
+    return args == "1"
+
+
+# The command table: (name, form) -> handler. A missing key answers ERROR.
+HANDLERS: dict[tuple[str, Form], Handler] = {
+    ("E", Form.BASIC): ModemEngine._echo,
+    ("Z", Form.BASIC): ModemEngine._reset,
+    ("&F", Form.BASIC): ModemEngine._reset,
+    ("I", Form.BASIC): ModemEngine._identify,
+    ("V", Form.BASIC): ModemEngine._verbose,
+    ("Q", Form.BASIC): ModemEngine._quiet,
+    ("S", Form.BASIC): ModemEngine._s_register,
+    ("+CGMI", Form.EXEC): ModemEngine._manufacturer,
+    ("+GMI", Form.EXEC): ModemEngine._manufacturer,
+    ("+CGMM", Form.EXEC): ModemEngine._model,
+    ("+GMM", Form.EXEC): ModemEngine._model,
+    ("+CGMR", Form.EXEC): ModemEngine._revision,
+    ("+GMR", Form.EXEC): ModemEngine._revision,
+    ("+CGSN", Form.EXEC): ModemEngine._imei,
+    ("+GSN", Form.EXEC): ModemEngine._imei,
+    ("+CIMI", Form.EXEC): ModemEngine._imsi,
+    ("+CCID", Form.EXEC): ModemEngine._ccid,
+    ("+ICCID", Form.EXEC): ModemEngine._iccid,
+    ("+CMEE", Form.SET): ModemEngine._cmee_set,
+    ("+CMEE", Form.READ): ModemEngine._cmee_read,
+    ("+CMEE", Form.TEST): ModemEngine._cmee_test,
+    ("+CPIN", Form.READ): ModemEngine._cpin_read,
+    ("+CPIN", Form.SET): ModemEngine._cpin_set,
+    ("+CSQ", Form.EXEC): ModemEngine._csq,
+    ("+CSQ", Form.TEST): ModemEngine._csq_test,
+    ("+CREG", Form.SET): ModemEngine._creg_set,
+    ("+CREG", Form.READ): ModemEngine._creg_read,
+    ("+CREG", Form.TEST): ModemEngine._creg_test,
+    ("+CEREG", Form.SET): ModemEngine._cereg_set,
+    ("+CEREG", Form.READ): ModemEngine._cereg_read,
+    ("+CEREG", Form.TEST): ModemEngine._cereg_test,
+    ("+COPS", Form.SET): ModemEngine._cops_set,
+    ("+COPS", Form.READ): ModemEngine._cops_read,
+    ("+COPS", Form.TEST): ModemEngine._cops_test,
+    ("+CMGF", Form.SET): ModemEngine._cmgf_set,
+    ("+CMGF", Form.READ): ModemEngine._cmgf_read,
+    ("+CMGF", Form.TEST): ModemEngine._cmgf_test,
+    ("+CSCS", Form.SET): ModemEngine._cscs_set,
+    ("+CSCS", Form.READ): ModemEngine._cscs_read,
+    ("+CSCS", Form.TEST): ModemEngine._cscs_test,
+    ("+CSMS", Form.SET): ModemEngine._csms_set,
+    ("+CSMS", Form.READ): ModemEngine._csms_read,
+    ("+CSMS", Form.TEST): ModemEngine._csms_test,
+    ("+CPMS", Form.SET): ModemEngine._cpms_set,
+    ("+CPMS", Form.READ): ModemEngine._cpms_read,
+    ("+CPMS", Form.TEST): ModemEngine._cpms_test,
+    ("+CNMI", Form.SET): ModemEngine._cnmi_set,
+    ("+CNMI", Form.READ): ModemEngine._cnmi_read,
+    ("+CNMI", Form.TEST): ModemEngine._cnmi_test,
+    ("+CSCA", Form.SET): ModemEngine._csca_set,
+    ("+CSCA", Form.READ): ModemEngine._csca_read,
+    ("+CMGS", Form.SET): ModemEngine._cmgs,
+}

@@ -1,0 +1,41 @@
+"""The simulated network: where the SMS a simulated modem sends end up, for tests to inspect.
+
+Trio-aware but does no I/O of its own except appending to the optional record file (one JSON
+line per SMS). Holds SMS-SUBMITs as 3GPP TS 23.040 section 9.2.2.2 describes them.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import trio
+
+from drivers.simulator.sent import SentSms
+
+
+class SimulatedNetwork:
+    """Every SMS the modems using this network sent, in the order the network accepted them."""
+
+    def __init__(self) -> None:
+        self.sent: list[SentSms] = []
+        self._arrived = trio.Event()
+
+    async def accept(self, sms: SentSms, record: str | None = None) -> None:
+        """Take one SMS; with `record`, append it to that file and flush before returning."""
+        if record is not None:
+            line = msgspec.json.encode(sms) + b"\n"
+            await trio.to_thread.run_sync(_append, record, line)
+        self.sent.append(sms)
+        self._arrived.set()
+        self._arrived = trio.Event()
+
+    async def wait_sent(self, count: int) -> list[SentSms]:
+        """Wait until at least `count` SMS were sent; return them all."""
+        while len(self.sent) < count:
+            await self._arrived.wait()
+        return list(self.sent)
+
+
+def _append(path: str, line: bytes) -> None:
+    with open(path, "ab") as record:
+        record.write(line)
+        record.flush()
