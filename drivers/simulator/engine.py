@@ -527,12 +527,13 @@ class ModemEngine:
     def _cnmi_set(self, args: str) -> list[str]:
         params = _params(args, 5)
         limits = (3, 3, 3, 2, 1)
+        settings = list(self.cnmi)
         for index, (param, limit) in enumerate(zip(params, limits, strict=True)):
             if param is not None:
-                value = _number(param, 0, 255)
-                if value > limit:
+                settings[index] = _number(param, 0, 255)
+                if settings[index] > limit:
                     raise _SmsFault(CmsError.OPERATION_NOT_SUPPORTED)
-                self.cnmi[index] = value
+        self.cnmi = settings
         return []
 
     def _cnmi_read(self, args: str) -> list[str]:
