@@ -155,7 +155,11 @@ def decode_json(body: bytes) -> SendRequest:
 
 
 def _decode_json_tolerant(body: bytes) -> SendRequest:
-    tree = msgspec.json.decode(body)
+    try:
+        tree = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        # The typed pass can stop at a type error before it reaches malformed bytes.
+        raise RequestSyntaxError("body", f"malformed JSON: {exc}") from None
     if not isinstance(tree, dict):
         raise RequestSyntaxError("request", "expected a JSON object")
     messages = tree.get("message")

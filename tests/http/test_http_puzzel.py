@@ -1,0 +1,582 @@
+"""The Puzzel send codec against the spec's examples (tests/vectors/http, see SOURCES.md), the
+client tolerances of spec 2.1, hostile XML, and hypothesis: arbitrary input either decodes or
+raises RequestSyntaxError."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+from xml.etree import ElementTree
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edgegw.http.puzzel import (
+    MAX_INDEX,
+    RESPONSE_NAMESPACE,
+    RequestSyntaxError,
+    ResponseFormat,
+    decode_form,
+    decode_json,
+    decode_query,
+    decode_xml,
+    encode_response,
+    negotiate,
+    syntax_error_response,
+)
+from edgegw.model import (
+    MessageRequest,
+    MessageStatus,
+    OriginatorSettings,
+    Parameter,
+    SendRequest,
+    SendResponse,
+    SendWindow,
+    Settings,
+)
+
+T = TypeVar("T", bytes, str)
+
+VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "http"
+
+
+def vector(name: str) -> bytes:
+    return (VECTORS / name).read_bytes()
+
+
+def test_every_vector_names_its_source() -> None:
+    listed = set(re.findall(r"^\| ([\w.-]+) \|", (VECTORS / "SOURCES.md").read_text(), re.M))
+    present = {path.name for path in VECTORS.iterdir()} - {"SOURCES.md"}
+    assert present == listed - {"file"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests: golden vectors
+
+SPEC_XML_REQUEST = SendRequest(
+    serviceId=1000,
+    username="user",
+    password="pw",
+    message=[
+        MessageRequest(
+            recipient="+4741000000",
+            content="Hello",
+            price=0,
+            settings=Settings(
+                originatorSettings=OriginatorSettings(
+                    originator="MyShop", originatorType="Alphanumeric"
+                ),
+                parameter=[Parameter(key="pid", value="65")],
+            ),
+        )
+    ],
+)
+
+
+def test_json_minimal() -> None:
+    assert decode_json(vector("request-minimal.json")) == SendRequest(
+        serviceId=1000,
+        username="user",
+        password="pw",
+        message=[MessageRequest(recipient="+4741000000", content="Hello")],
+    )
+
+
+def test_json_full() -> None:
+    assert decode_json(vector("request-full.json")) == SendRequest(
+        serviceId=1000,
+        username="user",
+        password="pw",
+        batchReference="campaign-7",
+        message=[
+            MessageRequest(
+                recipient="+4741000000",
+                content="Din kode er 1234",
+                price=0,
+                clientReference="otp-1",
+                settings=Settings(
+                    priority=3,
+                    validity=2,
+                    differentiator="OTP",
+                    invoiceNode="it-dept",
+                    autoDetectEncoding=False,
+                    originatorSettings=OriginatorSettings(
+                        originatorType="ALPHANUMERIC", originator="MyShop"
+                    ),
+                    sendWindow=SendWindow(startDate="2026-03-21", startTime="09:00:00+01:00"),
+                    parameter=[Parameter(key="flash", value="true")],
+                ),
+            )
+        ],
+    )
+
+
+def test_json_from_the_204_client_coerces_parameter_values() -> None:
+    request = decode_json(vector("request-client-204.json"))
+    settings = request.message[0].settings
+    assert settings is not None
+    assert settings.safeRemoveNonGsmCharacters is True
+    assert settings.parameter == [
+        Parameter(key="pid", value="65"),
+        Parameter(key="flash", value="true"),
+    ]
+
+
+def test_json_from_the_go_client_takes_parameter_as_a_map() -> None:
+    settings = decode_json(vector("request-client-go.json")).message[0].settings
+    assert settings is not None
+    assert settings.parameter == [Parameter(key="dcs", value="F5")]
+
+
+@pytest.mark.parametrize(
+    "name", ["request.xml", "request-no-namespace.xml", "request-qualified-children.xml"]
+)
+def test_xml_in_any_namespace_and_order(name: str) -> None:
+    assert decode_xml(vector(name)) == SPEC_XML_REQUEST
+
+
+def test_form_example() -> None:
+    assert decode_form(vector("request-form.txt")) == SendRequest(
+        serviceId=1000,
+        username="user",
+        password="pw",
+        message=[MessageRequest(recipient="+4741000000", content="Hello there")],
+    )
+
+
+def test_get_examples() -> None:
+    minimal = decode_query(vector("request-get-minimal.txt").decode())
+    assert minimal.message == [MessageRequest(recipient="+4799999999", content="Hei på deg")]
+    assert (minimal.serviceId, minimal.username, minimal.password) == (1000, "u", "p")
+    settings = decode_query(vector("request-get-settings.txt").decode()).message[0].settings
+    assert settings == Settings(
+        originatorSettings=OriginatorSettings(originatorType="ALPHANUMERIC", originator="MyShop"),
+        parameter=[Parameter(key="pid", value="68")],
+    )
+
+
+def test_the_same_request_in_every_format() -> None:
+    as_json = msgspec.json.encode(SPEC_XML_REQUEST)
+    query = (
+        "message%5B0%5D.settings.parameter%5B0%5D.value=65&serviceId=1000&username=user"
+        "&password=pw&message[0].recipient=%2B4741000000&message[0].content=Hello"
+        "&message[0].price=0&message[0].settings.originatorSettings.originator=MyShop"
+        "&message[0].settings.originatorSettings.originatorType=Alphanumeric"
+        "&message[0].settings.parameter[0].key=pid"
+    )
+    assert decode_json(as_json) == SPEC_XML_REQUEST
+    assert decode_query(query) == SPEC_XML_REQUEST
+    assert decode_form(query.encode()) == SPEC_XML_REQUEST
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests: tolerance and refusal
+
+
+def test_unknown_keys_are_ignored_everywhere() -> None:
+    body = (
+        b'{"serviceId": 1, "extra": {"a": [1]}, "message": [{"recipient": "+4741000000",'
+        b' "content": "x", "priceXml": "<p/>", "unknown": 5, "settings": {"foo": 1}}]}'
+    )
+    message = decode_json(body).message[0]
+    assert (message.content, message.priceXml) == ("x", "<p/>")
+    xml = b"<request><x><y/></x><message><content>x</content></message></request>"
+    assert decode_xml(xml).message[0].content == "x"
+    query = "serviceId=1&utm_source=mail&message[0].content=x&message[0].bogus=1"
+    assert decode_query(query).message == [MessageRequest(content="x")]
+
+
+def test_numbers_and_booleans_as_strings_are_accepted() -> None:
+    body = b'{"serviceId": "1000", "message": [{"settings": {"newSession": "true"}}]}'
+    request = decode_json(body)
+    assert request.serviceId == 1000
+    assert request.message[0].settings == Settings(newSession=True)
+
+
+def test_one_message_as_an_object_is_a_list_of_one() -> None:
+    request = decode_json(b'{"serviceId": 1, "message": {"content": "x"}}')
+    assert request.message == [MessageRequest(content="x")]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"serviceId": "abc", "message": [{}]}', "serviceId"),
+        (b'{"serviceId": 1, "message": [{"price": "free"}]}', "message[0].price"),
+        (b'{"message": [{"settings": {"priority": []}}]}', "message[0].settings.priority"),
+        (b'{"message": [{"content": 5}]}', "message[0].content"),
+        (
+            b'{"message": [{"settings": {"parameter": [{"key": "a", "value": null}]}}]}',
+            "message[0].settings.parameter[0].value",
+        ),
+        (b'{"serviceId": 1, "message": []}', "message"),
+        (b'{"serviceId": 1}', "message"),
+        (b"[]", "request"),
+        (b'{"serviceId": 1,', "body"),
+        (b"\xff", "body"),
+        (b"", "body"),
+    ],
+)
+def test_json_errors_name_the_field(body: bytes, field: str) -> None:
+    with pytest.raises(RequestSyntaxError) as caught:
+        decode_json(body)
+    assert caught.value.field == field
+    assert str(caught.value).startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"<request><serviceId>abc</serviceId><message/></request>", "serviceId"),
+        (b"<request><serviceId>1</serviceId></request>", "message"),
+        (b"<response><serviceId>1</serviceId></response>", "request"),
+        (b"<request><serviceId>1</serviceId><serviceId>2</serviceId></request>", "serviceId"),
+        (b"<request><username><b>x</b></username></request>", "username"),
+        (
+            b"<request><message/><message><price>x</price></message></request>",
+            "message[1].price",
+        ),
+        (b"<request><message>", "body"),
+        (b"not xml", "body"),
+    ],
+)
+def test_xml_errors_name_the_field(body: bytes, field: str) -> None:
+    with pytest.raises(RequestSyntaxError) as caught:
+        decode_xml(body)
+    assert caught.value.field == field
+
+
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+]>
+<request><serviceId>1</serviceId><message><content>&lol3;</content></message></request>"""
+
+
+def test_billion_laughs_is_refused() -> None:
+    with pytest.raises(RequestSyntaxError) as caught:
+        decode_xml(BILLION_LAUGHS)
+    assert caught.value.field == "body"
+
+
+def test_external_entity_is_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET")
+    body = (
+        f'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "{secret.as_uri()}">]>'
+        "<request><message><content>&x;</content></message></request>"
+    ).encode()
+    with pytest.raises(RequestSyntaxError) as caught:
+        decode_xml(body)
+    assert "TOP-SECRET" not in str(caught.value)
+
+
+def test_form_plus_is_a_space_but_a_lost_plus_on_the_recipient_comes_back() -> None:
+    request = decode_query("message[0].recipient=+4799999999&message[0].content=a+b%2Bc")
+    assert request.message == [MessageRequest(recipient="+4799999999", content="a b+c")]
+
+
+def test_form_recipient_with_letters_is_left_alone() -> None:
+    request = decode_query("message[0].recipient=+47abc")
+    assert request.message[0].recipient == " 47abc"
+
+
+def test_form_names_are_case_sensitive() -> None:
+    # The 3.0.1 client's PascalCase GET names nothing we know: no message, a syntax error.
+    with pytest.raises(RequestSyntaxError) as caught:
+        decode_query("Message=hi&Password=p&Username=u&BatchReference=b&ServiceId=1")
+    assert caught.value.field == "message"
+
+
+def test_many_messages_and_parameters_keep_their_order() -> None:
+    pairs = [f"message[{i}].content=m{i}" for i in reversed(range(12))]
+    pairs += [f"message[3].settings.parameter[{i}].key=k{i}" for i in range(11)]
+    pairs += [f"message[3].settings.parameter[{i}].value=v{i}" for i in range(11)]
+    request = decode_query("&".join(pairs))
+    assert [m.content for m in request.message] == [f"m{i}" for i in range(12)]
+    settings = request.message[3].settings
+    assert settings is not None
+    assert [p.key for p in settings.parameter] == [f"k{i}" for i in range(11)]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("message[1].content=x", "message[0]"),
+        ("message[0].content=x&message[2].content=y", "message[1]"),
+        (
+            "message[0].settings.parameter[1].key=a",
+            "message[0].settings.parameter[0]",
+        ),
+        (f"message[{MAX_INDEX + 1}].content=x", f"message[{MAX_INDEX + 1}].content"),
+        ("message.content=x", "message.content"),
+        ("message[0]=x", "message[0]"),
+        ("serviceId[0]=1&message[0].content=x", "serviceId[0]"),
+        ("serviceId.x=1&message[0].content=x", "serviceId.x"),
+        ("message[0].settings=x", "message[0].settings"),
+        ("message[0].content=a&message[0].content=b", "message[0].content"),
+        ("message[0].settings..priority=1", "message[0].settings..priority"),
+        ("serviceId=ten&message[0].content=x", "serviceId"),
+        ("message[0].content=%FF", "query"),
+    ],
+)
+def test_query_errors_name_the_field(query: str, field: str) -> None:
+    with pytest.raises(RequestSyntaxError) as caught:
+        decode_query(query)
+    assert caught.value.field == field
+
+
+def test_form_body_that_is_not_utf8() -> None:
+    with pytest.raises(RequestSyntaxError) as caught:
+        decode_form(b"message[0].content=\xe5")
+    assert caught.value.field == "body"
+
+
+# ---------------------------------------------------------------------------------------------
+# Responses
+
+SPEC_RESPONSE = SendResponse(
+    batchReference="campaign-7",
+    messageStatus=[
+        MessageStatus(
+            statusCode=1,
+            statusMessage="Message enqueued for sending",
+            clientReference="otp-1",
+            recipient="+4741000000",
+            messageId="7b00a1c2d300",
+            sessionId=None,
+            sequenceIndex=1,
+        )
+    ],
+)
+
+
+def test_json_response_is_the_spec_example() -> None:
+    encoded = encode_response(SPEC_RESPONSE, ResponseFormat.JSON)
+    assert encoded == vector("response.json")
+    assert msgspec.json.decode(vector("response.json"), type=SendResponse) == SPEC_RESPONSE
+
+
+def test_json_response_has_the_301_client_shape() -> None:
+    # The 3.0.1 client reads camelCase keys only and needs JSON numbers for the ints.
+    unset = MessageStatus(
+        statusCode=2,
+        statusMessage="Access denied",
+        clientReference=None,
+        recipient=None,
+        messageId=None,
+        sessionId=None,
+        sequenceIndex=1,
+    )
+    response = SendResponse(batchReference="b", messageStatus=[unset])
+    document = json.loads(encode_response(response, ResponseFormat.JSON))
+    assert list(document) == ["batchReference", "messageStatus"]
+    status = document["messageStatus"][0]
+    assert list(status) == [
+        "statusCode",
+        "statusMessage",
+        "clientReference",
+        "recipient",
+        "messageId",
+        "sessionId",
+        "sequenceIndex",
+    ]
+    assert status["statusCode"] == 2 and type(status["statusCode"]) is int
+    assert status["sessionId"] is None and status["clientReference"] is None
+
+
+def _xml_shape(document: bytes) -> tuple[str, list[tuple[str, object]]]:
+    """The response tree without layout whitespace, as (root tag, [(child, text or children)])."""
+    root = ElementTree.fromstring(document)
+
+    def shape(element: ElementTree.Element) -> object:
+        if len(element):
+            return [(child.tag, shape(child)) for child in element]
+        return element.text or ""
+
+    return root.tag, [(child.tag, shape(child)) for child in root]
+
+
+def test_xml_response_is_the_spec_example() -> None:
+    response = SendResponse(
+        batchReference="0c2c002f-ccc6-4c7b-86e1-c7871b1c98b3",
+        messageStatus=SPEC_RESPONSE.messageStatus,
+    )
+    encoded = encode_response(response, ResponseFormat.XML)
+    assert encoded == vector("response.xml")
+    assert _xml_shape(encoded) == _xml_shape(vector("response-spec.xml"))
+    assert encoded.startswith(b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>')
+    assert _xml_shape(encoded)[0] == f"{{{RESPONSE_NAMESPACE}}}response"
+
+
+def test_xml_response_escapes_and_omits_nulls() -> None:
+    hostile = MessageStatus(
+        statusCode=5,
+        statusMessage="Syntax error: content: <b>&amp;</b>\x00\r",
+        clientReference="a]]>b",
+        recipient=None,
+        messageId=None,
+        sessionId=None,
+        sequenceIndex=1,
+    )
+    encoded = encode_response(
+        SendResponse(batchReference="x&y", messageStatus=[hostile]), ResponseFormat.XML
+    )
+    root = ElementTree.fromstring(encoded)
+    assert root.findtext("batchReference") == "x&y"
+    status = root.find("messageStatus")
+    assert status is not None
+    assert [child.tag for child in status] == [
+        "statusCode",
+        "statusMessage",
+        "clientReference",
+        "sequenceIndex",
+    ]
+    assert status.findtext("statusMessage") == "Syntax error: content: <b>&amp;</b>\ufffd\r"
+    assert status.findtext("clientReference") == "a]]>b"
+
+
+def test_syntax_error_response() -> None:
+    response = syntax_error_response(RequestSyntaxError("serviceId", "Expected `int`"))
+    assert msgspec.json.decode(encode_response(response, ResponseFormat.JSON)) == {
+        "batchReference": "",
+        "messageStatus": [
+            {
+                "statusCode": 5,
+                "statusMessage": "Syntax error: serviceId: Expected `int`",
+                "clientReference": None,
+                "recipient": None,
+                "messageId": None,
+                "sessionId": None,
+                "sequenceIndex": 1,
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        (None, ResponseFormat.XML),
+        ("", ResponseFormat.XML),
+        ("*/*", ResponseFormat.XML),
+        ("application/xml", ResponseFormat.XML),
+        ("text/xml", ResponseFormat.XML),
+        ("text/html", ResponseFormat.XML),
+        ("application/json", ResponseFormat.JSON),
+        ("Application/JSON; charset=utf-8", ResponseFormat.JSON),
+        ("application/json, text/plain, */*", ResponseFormat.JSON),
+        ("application/json, application/xml", ResponseFormat.JSON),
+        ("application/xml, application/json", ResponseFormat.XML),
+        ("application/xml;q=0.5, application/json", ResponseFormat.JSON),
+        ("application/json;q=0.5, application/xml", ResponseFormat.XML),
+        ("application/json;q=0, */*", ResponseFormat.XML),
+        ("application/json;q=oops", ResponseFormat.XML),
+        ("application/*", ResponseFormat.XML),
+    ],
+)
+def test_negotiate(accept: str | None, expected: ResponseFormat) -> None:
+    assert negotiate(accept) is expected
+
+
+# ---------------------------------------------------------------------------------------------
+# Arbitrary input: decode, or raise the one error type
+
+
+def decodes_or_refuses(decoder: Callable[[T], SendRequest], data: T) -> None:
+    try:
+        request = decoder(data)
+    except RequestSyntaxError as exc:
+        assert exc.field
+        assert exc.reason
+        return
+    assert isinstance(request, SendRequest)
+    assert request.message
+
+
+@given(st.binary(max_size=512))
+def test_json_arbitrary_bytes(body: bytes) -> None:
+    decodes_or_refuses(decode_json, body)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+field_names = st.sampled_from(
+    ["serviceId", "message", "settings", "parameter", "key", "value", "content", "priority"]
+)
+json_trees = st.recursive(
+    json_values,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(field_names, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(json_trees)
+def test_json_arbitrary_documents(tree: object) -> None:
+    decodes_or_refuses(decode_json, json.dumps(tree).encode())
+
+
+@given(st.binary(max_size=512))
+def test_xml_arbitrary_bytes(body: bytes) -> None:
+    decodes_or_refuses(decode_xml, body)
+
+
+xml_names = st.sampled_from(
+    ["request", "message", "settings", "parameter", "key", "value", "serviceId", "price", "x"]
+)
+xml_trees: st.SearchStrategy[str] = st.recursive(
+    st.text(alphabet="ab1 &<", max_size=5).map(
+        lambda text: text.replace("&", "&amp;").replace("<", "&lt;")
+    ),
+    lambda inner: st.tuples(xml_names, st.lists(inner, max_size=3)).map(
+        lambda node: f"<{node[0]}>{''.join(node[1])}</{node[0]}>"
+    ),
+    max_leaves=15,
+)
+
+
+@given(xml_trees)
+def test_xml_arbitrary_documents(document: str) -> None:
+    decodes_or_refuses(decode_xml, f"<request>{document}</request>".encode())
+
+
+query_parts = st.lists(
+    st.tuples(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["message", "settings", "parameter", "key", "value", "x", ""]),
+                st.none() | st.integers(min_value=0, max_value=3),
+            ),
+            min_size=1,
+            max_size=4,
+        ).map(lambda segs: ".".join(n if i is None else f"{n}[{i}]" for n, i in segs)),
+        st.text(max_size=5),
+    ),
+    max_size=8,
+)
+
+
+@given(query_parts)
+def test_query_arbitrary_keys(pairs: list[tuple[str, str]]) -> None:
+    decodes_or_refuses(decode_query, "&".join(f"{key}={value}" for key, value in pairs))
+
+
+@given(st.binary(max_size=256))
+def test_form_arbitrary_bytes(body: bytes) -> None:
+    decodes_or_refuses(decode_form, body)
+
+
+@given(st.text(max_size=64))
+def test_negotiate_arbitrary_accept(accept: str) -> None:
+    assert negotiate(accept) in (ResponseFormat.JSON, ResponseFormat.XML)
