@@ -1,0 +1,615 @@
+"""AT command builders, response parsers and the +CMS/+CME error tables.
+
+Pure: strings in, typed values out; no I/O, no clock. Implements 3GPP TS 27.005 sections 3.2.5
+(+CMS ERROR) and 3.5.1 (+CMGS), TS 27.007 sections 5.4 (+CGSN), 7.2 (+CREG), 7.3 (+COPS),
+8.3 (+CPIN), 8.5 (+CSQ) and 9.2 (+CME ERROR).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+
+import msgspec
+
+from drivers.at.errors import AtProtocolError
+
+# Fixed command lines of the initialisation (TS 27.007 section 4: every line starts with "AT").
+SYNC = "AT"
+ECHO_OFF = "ATE0"  # ITU-T V.250 section 6.2.4
+CMEE_NUMERIC = "AT+CMEE=1"  # TS 27.007 section 9.1: numeric +CME ERROR codes
+PDU_MODE = "AT+CMGF=0"  # TS 27.005 section 3.2.3
+CPIN_QUERY = "AT+CPIN?"
+CSQ = "AT+CSQ"
+CREG_QUERY = "AT+CREG?"
+COPS_QUERY = "AT+COPS?"
+CGSN = "AT+CGSN"
+CCID = "AT+CCID"
+
+CTRL_Z = "\x1a"  # ends the PDU after the "> " prompt (TS 27.005 section 3.5.1)
+ESC = "\x1b"  # aborts the PDU entry without sending
+
+_PIN_RE = re.compile(r"[0-9]{4,8}")
+
+
+def cmgs(length: int) -> str:
+    """AT+CMGS in PDU mode; `length` counts TPDU octets, not the SMSC address (TS 27.005 3.5.1)."""
+    if not 1 <= length <= 255:
+        raise ValueError(f"TPDU length {length} is outside 1..255")
+    return f"AT+CMGS={length}"
+
+
+def cpin_enter(pin: str) -> str:
+    """AT+CPIN=<pin>; a SIM PIN is 4 to 8 digits (TS 27.007 section 8.3, TS 31.101)."""
+    if not _PIN_RE.fullmatch(pin):
+        raise ValueError("a SIM PIN is 4 to 8 digits")
+    return f'AT+CPIN="{pin}"'
+
+
+def command_name(command: str) -> str:
+    """The name a response to `command` is prefixed with: "AT+CMGS=23" -> "+CMGS"."""
+    body = command.strip()
+    if body[:2].upper() == "AT":
+        body = body[2:]
+    match = re.match(r"[+^$%#*][A-Za-z0-9_]+|[A-Za-z&]\d*", body)
+    return match.group(0).upper() if match else body.upper()
+
+
+# ---- Response parsers -------------------------------------------------------------------------
+
+
+def _info(lines: tuple[str, ...], prefix: str) -> str:
+    """The value after `prefix:` in the one line that carries it."""
+    tag = prefix + ":"
+    for line in lines:
+        if line.upper().startswith(tag):
+            return line[len(tag) :].strip()
+    raise AtProtocolError(f"no {prefix} line in response {lines!r}")
+
+
+def _split_fields(value: str) -> list[str]:
+    """Comma-separated fields; commas inside double quotes belong to the string (TS 27.007 4.1)."""
+    fields: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for char in value:
+        if char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            fields.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    if quoted:
+        raise AtProtocolError(f"unterminated string in {value!r}")
+    fields.append("".join(current).strip())
+    return fields
+
+
+def _int(text: str, what: str) -> int:
+    if not text.isdigit() or len(text) > 9:
+        raise AtProtocolError(f"{what} is not a number: {text!r}")
+    return int(text)
+
+
+def parse_cmgs(lines: tuple[str, ...]) -> int:
+    """`+CMGS: <mr>[,<scts>|<ackpdu>]` -> TP-MR, 0..255 (TS 27.005 section 3.5.1)."""
+    mr = _int(_split_fields(_info(lines, "+CMGS"))[0], "+CMGS <mr>")
+    if mr > 255:
+        raise AtProtocolError(f"+CMGS <mr> {mr} is not an octet")
+    return mr
+
+
+def parse_cpin(lines: tuple[str, ...]) -> str:
+    """`+CPIN: <code>` -> "READY", "SIM PIN", "SIM PUK", ... (TS 27.007 section 8.3)."""
+    code = _info(lines, "+CPIN").strip('"').upper()
+    if not code:
+        raise AtProtocolError("empty +CPIN code")
+    return code
+
+
+class SignalQuality(msgspec.Struct, frozen=True, kw_only=True):
+    """`+CSQ: <rssi>,<ber>` (TS 27.007 section 8.5)."""
+
+    rssi: int  # 0..31, 99 = not known or not detectable
+    ber: int  # 0..7 (RXQUAL), 99 = not known or not detectable
+
+    @property
+    def dbm(self) -> int | None:
+        """Received level in dBm: 0 = -113 or less, 31 = -51 or more, 2 dB steps between."""
+        if self.rssi == 99:
+            return None
+        return -113 + 2 * self.rssi
+
+
+def parse_csq(lines: tuple[str, ...]) -> SignalQuality:
+    fields = _split_fields(_info(lines, "+CSQ"))
+    if len(fields) != 2:
+        raise AtProtocolError(f"+CSQ wants 2 fields, got {fields!r}")
+    rssi = _int(fields[0], "+CSQ <rssi>")
+    ber = _int(fields[1], "+CSQ <ber>")
+    if not (rssi <= 31 or rssi == 99) or not (ber <= 7 or ber == 99):
+        raise AtProtocolError(f"+CSQ out of range: {rssi},{ber}")
+    return SignalQuality(rssi=rssi, ber=ber)
+
+
+class RegistrationStatus(enum.IntEnum):
+    """+CREG <stat> (TS 27.007 section 7.2)."""
+
+    NOT_REGISTERED = 0  # not searching for an operator
+    HOME = 1
+    SEARCHING = 2
+    DENIED = 3
+    UNKNOWN = 4
+    ROAMING = 5
+    SMS_ONLY_HOME = 6
+    SMS_ONLY_ROAMING = 7
+    EMERGENCY_ONLY = 8
+    CSFB_NOT_PREFERRED_HOME = 9
+    CSFB_NOT_PREFERRED_ROAMING = 10
+
+    @property
+    def registered(self) -> bool:
+        return self in _REGISTERED
+
+
+_REGISTERED = frozenset(
+    {
+        RegistrationStatus.HOME,
+        RegistrationStatus.ROAMING,
+        RegistrationStatus.SMS_ONLY_HOME,
+        RegistrationStatus.SMS_ONLY_ROAMING,
+        RegistrationStatus.CSFB_NOT_PREFERRED_HOME,
+        RegistrationStatus.CSFB_NOT_PREFERRED_ROAMING,
+    }
+)
+
+
+class Registration(msgspec.Struct, frozen=True, kw_only=True):
+    stat: RegistrationStatus
+    n: int | None = None  # the URC mode; absent in the unsolicited form
+    lac: str = ""  # location area code, hexadecimal
+    ci: str = ""  # cell id, hexadecimal
+    act: int | None = None  # access technology (TS 27.007 section 7.3 <AcT>)
+
+
+def parse_creg(lines: tuple[str, ...]) -> Registration:
+    """Read form `+CREG: <n>,<stat>[,<lac>,<ci>[,<AcT>]]`, or the URC `+CREG: <stat>[,...]`.
+
+    The two forms differ in whether <n> leads; a quoted third field means <lac>, so
+    `+CREG: 1,"00C3",...` is the URC with <stat>=1 (TS 27.007 section 7.2).
+    """
+    fields = _split_fields(_info(lines, "+CREG"))
+    raw = _info(lines, "+CREG")
+    second_is_quoted = len(fields) > 1 and raw.split(",")[1].strip().startswith('"')
+    if len(fields) == 1 or second_is_quoted:
+        n, rest = None, fields
+    else:
+        n, rest = _int(fields[0], "+CREG <n>"), fields[1:]
+    stat = _int(rest[0], "+CREG <stat>")
+    try:
+        status = RegistrationStatus(stat)
+    except ValueError:
+        raise AtProtocolError(f"+CREG <stat> {stat} is not defined") from None
+    lac = rest[1] if len(rest) > 1 else ""
+    ci = rest[2] if len(rest) > 2 else ""
+    act = _int(rest[3], "+CREG <AcT>") if len(rest) > 3 and rest[3] else None
+    return Registration(stat=status, n=n, lac=lac, ci=ci, act=act)
+
+
+class Operator(msgspec.Struct, frozen=True, kw_only=True):
+    """`+COPS: <mode>[,<format>,<oper>[,<AcT>]]` (TS 27.007 section 7.3)."""
+
+    mode: int
+    format: int | None = None
+    name: str = ""
+    act: int | None = None
+
+
+def parse_cops(lines: tuple[str, ...]) -> Operator:
+    fields = _split_fields(_info(lines, "+COPS"))
+    mode = _int(fields[0], "+COPS <mode>")
+    fmt = _int(fields[1], "+COPS <format>") if len(fields) > 1 and fields[1] else None
+    name = fields[2].strip('"') if len(fields) > 2 else ""
+    act = _int(fields[3], "+COPS <AcT>") if len(fields) > 3 and fields[3] else None
+    return Operator(mode=mode, format=fmt, name=name, act=act)
+
+
+def _bare_or_prefixed(lines: tuple[str, ...], prefixes: tuple[str, ...]) -> str:
+    for line in lines:
+        upper = line.upper()
+        for prefix in prefixes:
+            if upper.startswith(prefix + ":"):
+                return line[len(prefix) + 1 :].strip().strip('"')
+    for line in lines:
+        if line:
+            return line.strip().strip('"')
+    raise AtProtocolError(f"empty response {lines!r}")
+
+
+def parse_imei(lines: tuple[str, ...]) -> str:
+    """AT+CGSN answers the IMEI bare or as `+CGSN: <sn>` (TS 27.007 section 5.4): 15 digits."""
+    imei = _bare_or_prefixed(lines, ("+CGSN",))
+    if not re.fullmatch(r"[0-9]{14,17}", imei):
+        raise AtProtocolError(f"not an IMEI: {imei!r}")
+    return imei
+
+
+def parse_iccid(lines: tuple[str, ...]) -> str:
+    """AT+CCID answers `+CCID: <iccid>`, `+ICCID: <iccid>` or the bare ICCID (ITU-T E.118).
+
+    An ICCID has 18 to 20 digits; an odd count is padded with "F" on some SIMs.
+    """
+    iccid = _bare_or_prefixed(lines, ("+CCID", "+ICCID", "^ICCID")).upper()
+    if not re.fullmatch(r"[0-9]{18,20}F?", iccid):
+        raise AtProtocolError(f"not an ICCID: {iccid!r}")
+    return iccid.rstrip("F")
+
+
+# ---- Error tables -----------------------------------------------------------------------------
+
+
+class CmsError(enum.IntEnum):
+    """+CMS ERROR <err> values, TS 27.005 section 3.2.5.
+
+    0..127 are TS 24.011 annex E.2 RP-cause values, 128..255 TS 23.040 section 9.2.3.22
+    TP-Failure-Cause values, 300.. the TA/ME's own, 512.. manufacturer specific.
+    """
+
+    UNASSIGNED_NUMBER = 1
+    OPERATOR_DETERMINED_BARRING = 8
+    CALL_BARRED = 10
+    NETWORK_FAILURE = 17
+    SM_TRANSFER_REJECTED = 21
+    MEMORY_CAPACITY_EXCEEDED = 22
+    DESTINATION_OUT_OF_ORDER = 27
+    UNIDENTIFIED_SUBSCRIBER = 28
+    FACILITY_REJECTED = 29
+    UNKNOWN_SUBSCRIBER = 30
+    NETWORK_OUT_OF_ORDER = 38
+    TEMPORARY_FAILURE = 41
+    CONGESTION = 42
+    RESOURCES_UNAVAILABLE = 47
+    FACILITY_NOT_SUBSCRIBED = 50
+    FACILITY_NOT_IMPLEMENTED = 69
+    INVALID_SM_TRANSFER_REFERENCE = 81
+    SEMANTICALLY_INCORRECT_MESSAGE = 95
+    INVALID_MANDATORY_INFORMATION = 96
+    MESSAGE_TYPE_NOT_IMPLEMENTED = 97
+    MESSAGE_NOT_COMPATIBLE_WITH_STATE = 98
+    INFORMATION_ELEMENT_NOT_IMPLEMENTED = 99
+    PROTOCOL_ERROR = 111
+    INTERWORKING = 127
+    TELEMATIC_INTERWORKING_NOT_SUPPORTED = 0x80
+    SM_TYPE_0_NOT_SUPPORTED = 0x81
+    CANNOT_REPLACE_SM = 0x82
+    TP_PID_ERROR = 0x8F
+    DCS_NOT_SUPPORTED = 0x90
+    MESSAGE_CLASS_NOT_SUPPORTED = 0x91
+    TP_DCS_ERROR = 0x9F
+    COMMAND_CANNOT_BE_ACTIONED = 0xA0
+    COMMAND_UNSUPPORTED = 0xA1
+    TP_COMMAND_ERROR = 0xAF
+    TPDU_NOT_SUPPORTED = 0xB0
+    SC_BUSY = 0xC0
+    NO_SC_SUBSCRIPTION = 0xC1
+    SC_SYSTEM_FAILURE = 0xC2
+    INVALID_SME_ADDRESS = 0xC3
+    DESTINATION_SME_BARRED = 0xC4
+    SM_REJECTED_DUPLICATE = 0xC5
+    TP_VPF_NOT_SUPPORTED = 0xC6
+    TP_VP_NOT_SUPPORTED = 0xC7
+    SIM_SMS_STORAGE_FULL = 0xD0
+    NO_SMS_STORAGE_IN_SIM = 0xD1
+    ERROR_IN_MS = 0xD2
+    MS_MEMORY_CAPACITY_EXCEEDED = 0xD3
+    SIM_TOOLKIT_BUSY = 0xD4
+    SIM_DATA_DOWNLOAD_ERROR = 0xD5
+    UNSPECIFIED_FAILURE_CAUSE = 0xFF
+    ME_FAILURE = 300
+    SMS_SERVICE_RESERVED = 301
+    OPERATION_NOT_ALLOWED = 302
+    OPERATION_NOT_SUPPORTED = 303
+    INVALID_PDU_MODE_PARAMETER = 304
+    INVALID_TEXT_MODE_PARAMETER = 305
+    SIM_NOT_INSERTED = 310
+    SIM_PIN_REQUIRED = 311
+    PH_SIM_PIN_REQUIRED = 312
+    SIM_FAILURE = 313
+    SIM_BUSY = 314
+    SIM_WRONG = 315
+    SIM_PUK_REQUIRED = 316
+    SIM_PIN2_REQUIRED = 317
+    SIM_PUK2_REQUIRED = 318
+    MEMORY_FAILURE = 320
+    INVALID_MEMORY_INDEX = 321
+    MEMORY_FULL = 322
+    SMSC_ADDRESS_UNKNOWN = 330
+    NO_NETWORK_SERVICE = 331
+    NETWORK_TIMEOUT = 332
+    NO_CNMA_EXPECTED = 340
+    UNKNOWN_ERROR = 500
+
+
+# Verbose texts (AT+CMEE=2); modems differ in case and in "SIM" versus "(U)SIM", which
+# `cms_code_from_text` normalises away.
+CMS_TEXT: dict[CmsError, str] = {
+    CmsError.UNASSIGNED_NUMBER: "Unassigned (unallocated) number",
+    CmsError.OPERATOR_DETERMINED_BARRING: "Operator determined barring",
+    CmsError.CALL_BARRED: "Call barred",
+    CmsError.NETWORK_FAILURE: "Network failure",
+    CmsError.SM_TRANSFER_REJECTED: "Short message transfer rejected",
+    CmsError.MEMORY_CAPACITY_EXCEEDED: "Memory capacity exceeded",
+    CmsError.DESTINATION_OUT_OF_ORDER: "Destination out of order",
+    CmsError.UNIDENTIFIED_SUBSCRIBER: "Unidentified subscriber",
+    CmsError.FACILITY_REJECTED: "Facility rejected",
+    CmsError.UNKNOWN_SUBSCRIBER: "Unknown subscriber",
+    CmsError.NETWORK_OUT_OF_ORDER: "Network out of order",
+    CmsError.TEMPORARY_FAILURE: "Temporary failure",
+    CmsError.CONGESTION: "Congestion",
+    CmsError.RESOURCES_UNAVAILABLE: "Resources unavailable, unspecified",
+    CmsError.FACILITY_NOT_SUBSCRIBED: "Requested facility not subscribed",
+    CmsError.FACILITY_NOT_IMPLEMENTED: "Requested facility not implemented",
+    CmsError.INVALID_SM_TRANSFER_REFERENCE: "Invalid short message transfer reference value",
+    CmsError.SEMANTICALLY_INCORRECT_MESSAGE: "Semantically incorrect message",
+    CmsError.INVALID_MANDATORY_INFORMATION: "Invalid mandatory information",
+    CmsError.MESSAGE_TYPE_NOT_IMPLEMENTED: "Message type non-existent or not implemented",
+    CmsError.MESSAGE_NOT_COMPATIBLE_WITH_STATE: (
+        "Message not compatible with short message protocol state"
+    ),
+    CmsError.INFORMATION_ELEMENT_NOT_IMPLEMENTED: (
+        "Information element non-existent or not implemented"
+    ),
+    CmsError.PROTOCOL_ERROR: "Protocol error, unspecified",
+    CmsError.INTERWORKING: "Interworking, unspecified",
+    CmsError.TELEMATIC_INTERWORKING_NOT_SUPPORTED: "Telematic interworking not supported",
+    CmsError.SM_TYPE_0_NOT_SUPPORTED: "Short message Type 0 not supported",
+    CmsError.CANNOT_REPLACE_SM: "Cannot replace short message",
+    CmsError.TP_PID_ERROR: "Unspecified TP-PID error",
+    CmsError.DCS_NOT_SUPPORTED: "Data coding scheme (alphabet) not supported",
+    CmsError.MESSAGE_CLASS_NOT_SUPPORTED: "Message class not supported",
+    CmsError.TP_DCS_ERROR: "Unspecified TP-DCS error",
+    CmsError.COMMAND_CANNOT_BE_ACTIONED: "Command cannot be actioned",
+    CmsError.COMMAND_UNSUPPORTED: "Command unsupported",
+    CmsError.TP_COMMAND_ERROR: "Unspecified TP-Command error",
+    CmsError.TPDU_NOT_SUPPORTED: "TPDU not supported",
+    CmsError.SC_BUSY: "SC busy",
+    CmsError.NO_SC_SUBSCRIPTION: "No SC subscription",
+    CmsError.SC_SYSTEM_FAILURE: "SC system failure",
+    CmsError.INVALID_SME_ADDRESS: "Invalid SME address",
+    CmsError.DESTINATION_SME_BARRED: "Destination SME barred",
+    CmsError.SM_REJECTED_DUPLICATE: "SM Rejected-Duplicate SM",
+    CmsError.TP_VPF_NOT_SUPPORTED: "TP-VPF not supported",
+    CmsError.TP_VP_NOT_SUPPORTED: "TP-VP not supported",
+    CmsError.SIM_SMS_STORAGE_FULL: "(U)SIM SMS storage full",
+    CmsError.NO_SMS_STORAGE_IN_SIM: "No SMS storage capability in (U)SIM",
+    CmsError.ERROR_IN_MS: "Error in MS",
+    CmsError.MS_MEMORY_CAPACITY_EXCEEDED: "Memory capacity exceeded",
+    CmsError.SIM_TOOLKIT_BUSY: "(U)SIM Application Toolkit busy",
+    CmsError.SIM_DATA_DOWNLOAD_ERROR: "(U)SIM data download error",
+    CmsError.UNSPECIFIED_FAILURE_CAUSE: "Unspecified error cause",
+    CmsError.ME_FAILURE: "ME failure",
+    CmsError.SMS_SERVICE_RESERVED: "SMS service of ME reserved",
+    CmsError.OPERATION_NOT_ALLOWED: "operation not allowed",
+    CmsError.OPERATION_NOT_SUPPORTED: "operation not supported",
+    CmsError.INVALID_PDU_MODE_PARAMETER: "invalid PDU mode parameter",
+    CmsError.INVALID_TEXT_MODE_PARAMETER: "invalid text mode parameter",
+    CmsError.SIM_NOT_INSERTED: "(U)SIM not inserted",
+    CmsError.SIM_PIN_REQUIRED: "(U)SIM PIN required",
+    CmsError.PH_SIM_PIN_REQUIRED: "PH-(U)SIM PIN required",
+    CmsError.SIM_FAILURE: "(U)SIM failure",
+    CmsError.SIM_BUSY: "(U)SIM busy",
+    CmsError.SIM_WRONG: "(U)SIM wrong",
+    CmsError.SIM_PUK_REQUIRED: "(U)SIM PUK required",
+    CmsError.SIM_PIN2_REQUIRED: "(U)SIM PIN2 required",
+    CmsError.SIM_PUK2_REQUIRED: "(U)SIM PUK2 required",
+    CmsError.MEMORY_FAILURE: "memory failure",
+    CmsError.INVALID_MEMORY_INDEX: "invalid memory index",
+    CmsError.MEMORY_FULL: "memory full",
+    CmsError.SMSC_ADDRESS_UNKNOWN: "SMSC address unknown",
+    CmsError.NO_NETWORK_SERVICE: "no network service",
+    CmsError.NETWORK_TIMEOUT: "network timeout",
+    CmsError.NO_CNMA_EXPECTED: "no +CNMA acknowledgement expected",
+    CmsError.UNKNOWN_ERROR: "unknown error",
+}
+
+
+class CmeError(enum.IntEnum):
+    """+CME ERROR <err> values, TS 27.007 section 9.2 (9.2.1 general, 9.2.2 GPRS)."""
+
+    PHONE_FAILURE = 0
+    NO_CONNECTION_TO_PHONE = 1
+    PHONE_ADAPTOR_LINK_RESERVED = 2
+    OPERATION_NOT_ALLOWED = 3
+    OPERATION_NOT_SUPPORTED = 4
+    PH_SIM_PIN_REQUIRED = 5
+    PH_FSIM_PIN_REQUIRED = 6
+    PH_FSIM_PUK_REQUIRED = 7
+    SIM_NOT_INSERTED = 10
+    SIM_PIN_REQUIRED = 11
+    SIM_PUK_REQUIRED = 12
+    SIM_FAILURE = 13
+    SIM_BUSY = 14
+    SIM_WRONG = 15
+    INCORRECT_PASSWORD = 16
+    SIM_PIN2_REQUIRED = 17
+    SIM_PUK2_REQUIRED = 18
+    MEMORY_FULL = 20
+    INVALID_INDEX = 21
+    NOT_FOUND = 22
+    MEMORY_FAILURE = 23
+    TEXT_STRING_TOO_LONG = 24
+    INVALID_CHARACTERS_IN_TEXT = 25
+    DIAL_STRING_TOO_LONG = 26
+    INVALID_CHARACTERS_IN_DIAL_STRING = 27
+    NO_NETWORK_SERVICE = 30
+    NETWORK_TIMEOUT = 31
+    EMERGENCY_CALLS_ONLY = 32
+    NETWORK_PERSONALISATION_PIN_REQUIRED = 40
+    NETWORK_PERSONALISATION_PUK_REQUIRED = 41
+    NETWORK_SUBSET_PERSONALISATION_PIN_REQUIRED = 42
+    NETWORK_SUBSET_PERSONALISATION_PUK_REQUIRED = 43
+    SERVICE_PROVIDER_PERSONALISATION_PIN_REQUIRED = 44
+    SERVICE_PROVIDER_PERSONALISATION_PUK_REQUIRED = 45
+    CORPORATE_PERSONALISATION_PIN_REQUIRED = 46
+    CORPORATE_PERSONALISATION_PUK_REQUIRED = 47
+    HIDDEN_KEY_REQUIRED = 48
+    EAP_METHOD_NOT_SUPPORTED = 49
+    INCORRECT_PARAMETERS = 50
+    UNKNOWN = 100
+    ILLEGAL_MS = 103
+    ILLEGAL_ME = 106
+    GPRS_SERVICES_NOT_ALLOWED = 107
+    PLMN_NOT_ALLOWED = 111
+    LOCATION_AREA_NOT_ALLOWED = 112
+    ROAMING_NOT_ALLOWED = 113
+    SERVICE_OPTION_NOT_SUPPORTED = 132
+    SERVICE_OPTION_NOT_SUBSCRIBED = 133
+    SERVICE_OPTION_OUT_OF_ORDER = 134
+    UNSPECIFIED_GPRS_ERROR = 148
+    PDP_AUTHENTICATION_FAILURE = 149
+    INVALID_MOBILE_CLASS = 150
+
+
+CME_TEXT: dict[CmeError, str] = {
+    CmeError.PHONE_FAILURE: "phone failure",
+    CmeError.NO_CONNECTION_TO_PHONE: "no connection to phone",
+    CmeError.PHONE_ADAPTOR_LINK_RESERVED: "phone-adaptor link reserved",
+    CmeError.OPERATION_NOT_ALLOWED: "operation not allowed",
+    CmeError.OPERATION_NOT_SUPPORTED: "operation not supported",
+    CmeError.PH_SIM_PIN_REQUIRED: "PH-SIM PIN required",
+    CmeError.PH_FSIM_PIN_REQUIRED: "PH-FSIM PIN required",
+    CmeError.PH_FSIM_PUK_REQUIRED: "PH-FSIM PUK required",
+    CmeError.SIM_NOT_INSERTED: "SIM not inserted",
+    CmeError.SIM_PIN_REQUIRED: "SIM PIN required",
+    CmeError.SIM_PUK_REQUIRED: "SIM PUK required",
+    CmeError.SIM_FAILURE: "SIM failure",
+    CmeError.SIM_BUSY: "SIM busy",
+    CmeError.SIM_WRONG: "SIM wrong",
+    CmeError.INCORRECT_PASSWORD: "incorrect password",
+    CmeError.SIM_PIN2_REQUIRED: "SIM PIN2 required",
+    CmeError.SIM_PUK2_REQUIRED: "SIM PUK2 required",
+    CmeError.MEMORY_FULL: "memory full",
+    CmeError.INVALID_INDEX: "invalid index",
+    CmeError.NOT_FOUND: "not found",
+    CmeError.MEMORY_FAILURE: "memory failure",
+    CmeError.TEXT_STRING_TOO_LONG: "text string too long",
+    CmeError.INVALID_CHARACTERS_IN_TEXT: "invalid characters in text string",
+    CmeError.DIAL_STRING_TOO_LONG: "dial string too long",
+    CmeError.INVALID_CHARACTERS_IN_DIAL_STRING: "invalid characters in dial string",
+    CmeError.NO_NETWORK_SERVICE: "no network service",
+    CmeError.NETWORK_TIMEOUT: "network timeout",
+    CmeError.EMERGENCY_CALLS_ONLY: "network not allowed - emergency calls only",
+    CmeError.NETWORK_PERSONALISATION_PIN_REQUIRED: "network personalization PIN required",
+    CmeError.NETWORK_PERSONALISATION_PUK_REQUIRED: "network personalization PUK required",
+    CmeError.NETWORK_SUBSET_PERSONALISATION_PIN_REQUIRED: (
+        "network subset personalization PIN required"
+    ),
+    CmeError.NETWORK_SUBSET_PERSONALISATION_PUK_REQUIRED: (
+        "network subset personalization PUK required"
+    ),
+    CmeError.SERVICE_PROVIDER_PERSONALISATION_PIN_REQUIRED: (
+        "service provider personalization PIN required"
+    ),
+    CmeError.SERVICE_PROVIDER_PERSONALISATION_PUK_REQUIRED: (
+        "service provider personalization PUK required"
+    ),
+    CmeError.CORPORATE_PERSONALISATION_PIN_REQUIRED: "corporate personalization PIN required",
+    CmeError.CORPORATE_PERSONALISATION_PUK_REQUIRED: "corporate personalization PUK required",
+    CmeError.HIDDEN_KEY_REQUIRED: "hidden key required",
+    CmeError.EAP_METHOD_NOT_SUPPORTED: "EAP method not supported",
+    CmeError.INCORRECT_PARAMETERS: "Incorrect parameters",
+    CmeError.UNKNOWN: "unknown",
+    CmeError.ILLEGAL_MS: "Illegal MS",
+    CmeError.ILLEGAL_ME: "Illegal ME",
+    CmeError.GPRS_SERVICES_NOT_ALLOWED: "GPRS services not allowed",
+    CmeError.PLMN_NOT_ALLOWED: "PLMN not allowed",
+    CmeError.LOCATION_AREA_NOT_ALLOWED: "Location area not allowed",
+    CmeError.ROAMING_NOT_ALLOWED: "Roaming not allowed in this location area",
+    CmeError.SERVICE_OPTION_NOT_SUPPORTED: "service option not supported",
+    CmeError.SERVICE_OPTION_NOT_SUBSCRIBED: "requested service option not subscribed",
+    CmeError.SERVICE_OPTION_OUT_OF_ORDER: "service option temporarily out of order",
+    CmeError.UNSPECIFIED_GPRS_ERROR: "unspecified GPRS error",
+    CmeError.PDP_AUTHENTICATION_FAILURE: "PDP authentication failure",
+    CmeError.INVALID_MOBILE_CLASS: "invalid mobile class",
+}
+
+
+def _normalise(text: str) -> str:
+    """Case, "(U)SIM"/"SIM", "_"/"-"/" " and trailing dots differ between modem vendors."""
+    text = text.lower().replace("(u)sim", "sim").replace("_", " ").replace("-", " ")
+    text = text.replace("personalisation", "personalization")
+    return " ".join(re.sub(r"[.,]", " ", text).split())
+
+
+# "Memory capacity exceeded" is both RP cause 22 and TP-FCS 0xD3; the RP cause, the lower code,
+# wins. The aliases below are texts older modems print (GSM 07.05 wording).
+_CMS_BY_TEXT: dict[str, CmsError] = {}
+for _code, _text in sorted(CMS_TEXT.items()):
+    _CMS_BY_TEXT.setdefault(_normalise(_text), _code)
+_CMS_BY_TEXT[_normalise("SC address unknown")] = CmsError.SMSC_ADDRESS_UNKNOWN
+_CMS_BY_TEXT[_normalise("SIM memory full")] = CmsError.MEMORY_FULL
+_CMS_BY_TEXT[_normalise("Destination out of service")] = CmsError.DESTINATION_OUT_OF_ORDER
+
+_CME_BY_TEXT: dict[str, CmeError] = {_normalise(t): c for c, t in CME_TEXT.items()}
+_CME_BY_TEXT[_normalise("unknown error")] = CmeError.UNKNOWN
+_CME_BY_TEXT[_normalise("phone adapter link reserved")] = CmeError.PHONE_ADAPTOR_LINK_RESERVED
+_CME_BY_TEXT[_normalise("network not allowed, emergency calls only")] = (
+    CmeError.EMERGENCY_CALLS_ONLY
+)
+# GSM 07.07 named code 48 "PH-SIM PUK required" before TS 27.007 renamed it.
+_CME_BY_TEXT[_normalise("PH-SIM PUK required")] = CmeError.HIDDEN_KEY_REQUIRED
+
+
+def cms_code_from_text(text: str) -> int | None:
+    """The numeric +CMS ERROR code of a verbose text, or None when the text is not in the table."""
+    code = _CMS_BY_TEXT.get(_normalise(text))
+    return None if code is None else int(code)
+
+
+def cme_code_from_text(text: str) -> int | None:
+    """The numeric +CME ERROR code of a verbose text, or None when the text is not in the table."""
+    code = _CME_BY_TEXT.get(_normalise(text))
+    return None if code is None else int(code)
+
+
+# Causes that say this message, as built, will never be accepted: a wrong or barred
+# destination, or a TPDU the network cannot take. Everything else (network down, congestion,
+# SIM or modem trouble, unknown and manufacturer codes 500..) may pass on a later try or on
+# another modem.
+_PERMANENT_CMS = frozenset(
+    {
+        CmsError.UNASSIGNED_NUMBER,
+        CmsError.OPERATOR_DETERMINED_BARRING,
+        CmsError.CALL_BARRED,
+        CmsError.SM_TRANSFER_REJECTED,
+        CmsError.FACILITY_REJECTED,
+        CmsError.SEMANTICALLY_INCORRECT_MESSAGE,
+        CmsError.INVALID_MANDATORY_INFORMATION,
+        CmsError.MESSAGE_TYPE_NOT_IMPLEMENTED,
+        CmsError.INFORMATION_ELEMENT_NOT_IMPLEMENTED,
+        CmsError.TELEMATIC_INTERWORKING_NOT_SUPPORTED,
+        CmsError.SM_TYPE_0_NOT_SUPPORTED,
+        CmsError.CANNOT_REPLACE_SM,
+        CmsError.TP_PID_ERROR,
+        CmsError.DCS_NOT_SUPPORTED,
+        CmsError.MESSAGE_CLASS_NOT_SUPPORTED,
+        CmsError.TP_DCS_ERROR,
+        CmsError.COMMAND_CANNOT_BE_ACTIONED,
+        CmsError.COMMAND_UNSUPPORTED,
+        CmsError.TP_COMMAND_ERROR,
+        CmsError.TPDU_NOT_SUPPORTED,
+        CmsError.INVALID_SME_ADDRESS,
+        CmsError.DESTINATION_SME_BARRED,
+        CmsError.SM_REJECTED_DUPLICATE,
+        CmsError.TP_VPF_NOT_SUPPORTED,
+        CmsError.TP_VP_NOT_SUPPORTED,
+        CmsError.INVALID_PDU_MODE_PARAMETER,
+        CmsError.INVALID_TEXT_MODE_PARAMETER,
+    }
+)
+
+
+def cms_is_permanent(code: int) -> bool:
+    """True when +CMS ERROR `code` means retrying this same message cannot succeed."""
+    return code in _PERMANENT_CMS

@@ -1,0 +1,325 @@
+"""Sans-IO AT framer: modem bytes in, responses, the `> ` prompt and unsolicited codes out.
+
+Pure: no trio, no serial, no clock. It knows which command is pending, which is how a `+CMGS:`
+(a response) is told from a `+CMTI:` (an unsolicited result code). Implements the response
+format of ITU-T V.250 section 5.7, 3GPP TS 27.007 section 4 and TS 27.005 sections 3.4 and 3.5.1.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections import deque
+from typing import Final, Literal
+
+import msgspec
+
+from drivers.at.commands import cme_code_from_text, cms_code_from_text, command_name
+from drivers.at.errors import AtProtocolError
+
+
+class FinalKind(enum.Enum):
+    OK = "OK"
+    ERROR = "ERROR"
+    CMS_ERROR = "+CMS ERROR"
+    CME_ERROR = "+CME ERROR"
+
+
+class FinalResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The line that ends a command: OK, ERROR, `+CMS ERROR: <err>` or `+CME ERROR: <err>`.
+
+    `code` is the numeric <err>, also when the modem answered verbosely (AT+CMEE=2) with a text
+    from the tables in `drivers.at.commands`; None for OK, ERROR and texts not in a table.
+    """
+
+    kind: FinalKind
+    code: int | None = None
+    text: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.kind is FinalKind.OK
+
+
+class Response(msgspec.Struct, frozen=True):
+    """The information lines of the pending command and its final result code."""
+
+    lines: tuple[str, ...]
+    final: FinalResult
+
+
+class Prompt(msgspec.Struct, frozen=True):
+    """The `> ` after AT+CMGS: the modem waits for the PDU (TS 27.005 section 3.5.1)."""
+
+
+class Urc(msgspec.Struct, frozen=True):
+    """An unsolicited result code; `pdu` is the second line of +CMT, +CDS and +CBM."""
+
+    name: str
+    line: str
+    pdu: str | None = None
+
+
+class Garbage(msgspec.Struct, frozen=True):
+    """A line that is neither a response nor a known unsolicited code, with nothing pending."""
+
+    line: str
+
+
+AtEvent = Response | Prompt | Urc | Garbage
+
+
+class _NeedData(enum.Enum):
+    NEED_DATA = "NEED_DATA"
+
+
+NEED_DATA: Final = _NeedData.NEED_DATA
+
+
+# Final result codes without a parameter (V.250 section 5.7.1, verbose form). The dial results
+# end a command too, so a modem that answers one is never left with a command pending.
+_FINAL_WORDS: Final[dict[str, FinalKind]] = {
+    "OK": FinalKind.OK,
+    "ERROR": FinalKind.ERROR,
+    "NO CARRIER": FinalKind.ERROR,
+    "BUSY": FinalKind.ERROR,
+    "NO ANSWER": FinalKind.ERROR,
+    "NO DIALTONE": FinalKind.ERROR,
+    "COMMAND NOT SUPPORT": FinalKind.ERROR,  # some Huawei firmware
+    "TOO MANY PARAMETERS": FinalKind.ERROR,  # some Huawei firmware
+}
+
+_FINAL_PREFIXES: Final[dict[str, FinalKind]] = {
+    "+CMS ERROR:": FinalKind.CMS_ERROR,
+    "+CME ERROR:": FinalKind.CME_ERROR,
+}
+
+# Unsolicited result codes that carry a PDU on the line after them (TS 27.005 section 3.4.1).
+_URC_WITH_PDU: Final = frozenset({"+CMT", "+CDS", "+CBM"})
+
+# Unsolicited result codes split from a pending command's answer unless that command is the
+# one named (AT+CREG? answers +CREG:, which outside it is the registration URC).
+_URC_NAMES: Final = frozenset(
+    {
+        "+CMTI",  # TS 27.005 3.4.1: new SMS stored
+        "+CMT",
+        "+CDSI",  # status report stored
+        "+CDS",
+        "+CBM",
+        "+CBMI",
+        "RING",  # V.250 / TS 27.007 6.11
+        "+CRING",
+        "+CLIP",
+        "+CCWA",
+        "+CREG",  # TS 27.007 7.2
+        "+CGREG",
+        "+CEREG",
+        "+CUSD",
+        "+CIEV",
+        "+CPIN",  # SIM800 and others announce SIM readiness unsolicited
+        "+CFUN",
+        "+PACSP",
+        "^RSSI",  # Huawei
+        "^BOOT",
+        "^MODE",
+        "^SRVST",
+        "^SIMST",
+        "^HCSQ",
+        "^DSFLOWRPT",
+        "^SYSSTART",  # Cinterion
+        "+QIND",  # Quectel
+        "RDY",  # SIM800/Quectel power-on
+        "CALL READY",
+        "SMS READY",
+        "NORMAL POWER DOWN",
+        "UNDER-VOLTAGE WARNNING",  # SIM800 spelling
+        "UNDER-VOLTAGE POWER DOWN",
+        "OVER-VOLTAGE WARNNING",
+        "OVER-VOLTAGE POWER DOWN",
+    }
+)
+
+_PREFIXED: Final = re.compile(r"([+^$%#*][A-Za-z0-9_]+):")
+_HEX_LINE: Final = re.compile(r"(?:[0-9A-Fa-f]{2})+")
+_CONTROL_JUNK: Final = str.maketrans("", "", "\x00\x1a\x1b")
+
+
+class _State(enum.Enum):
+    IDLE = "idle"  # nothing pending: every line is a URC or garbage
+    COMMAND = "command"  # a command is pending: lines are its answer, URCs aside
+    PROMPT = "prompt"  # AT+CMGS is pending and the "> " may come
+    PDU_SENT = "pdu-sent"  # past the prompt: the modem echoes the PDU, then +CMGS: and OK
+
+
+# (state, what the line is) -> next state; a missing pair leaves the state as it is. The
+# handlers below emit the event; this table alone decides where the cycle goes.
+_TRANSITIONS: Final[dict[tuple[_State, str], _State]] = {
+    (_State.COMMAND, "final"): _State.IDLE,
+    (_State.PROMPT, "final"): _State.IDLE,
+    (_State.PDU_SENT, "final"): _State.IDLE,
+    (_State.PROMPT, "prompt"): _State.PDU_SENT,
+}
+
+
+class AtFramer:
+    """Splits a modem's byte stream into `AtEvent`s.
+
+    Call `expect(command)` just before writing a command line, and `expect_prompt()` after it
+    when the command is AT+CMGS. `receive_data(b"")` says the stream ended: a last line without
+    its terminator is taken as complete.
+    """
+
+    def __init__(self, max_line: int = 4096) -> None:
+        if max_line < 16:
+            raise ValueError("max_line must be at least 16")
+        self.max_line = max_line
+        self._buffer = bytearray()
+        self._events: deque[AtEvent] = deque()
+        self._state = _State.IDLE
+        self._command = ""
+        self._name = ""
+        self._lines: list[str] = []
+        self._urc_waiting_pdu: tuple[str, str] | None = None
+        self._ended = False
+
+    @property
+    def pending(self) -> str | None:
+        """The command whose answer is awaited, or None."""
+        return None if self._state is _State.IDLE else self._command
+
+    def expect(self, command: str) -> None:
+        """A command line is about to be written; lines from now on answer it."""
+        self._state = _State.COMMAND
+        self._command = command.strip()
+        self._name = command_name(command)
+        self._lines = []
+
+    def expect_prompt(self) -> None:
+        """The pending command (AT+CMGS) is answered first by `> `, then by its response."""
+        if self._state is _State.IDLE:
+            raise RuntimeError("expect_prompt() needs a pending command")
+        self._state = _State.PROMPT
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        if not data:
+            self._ended = True
+            return
+        self._ended = False
+        self._buffer += data
+
+    def next_event(self) -> AtEvent | Literal[_NeedData.NEED_DATA]:
+        while not self._events:
+            line = self._next_line()
+            if line is None:
+                return NEED_DATA
+            self._classify(line)
+        return self._events.popleft()
+
+    # ---- line splitting --------------------------------------------------------------------
+
+    def _next_line(self) -> str | None:
+        buffer = self._buffer
+        start = 0
+        while start < len(buffer) and buffer[start] in b"\r\n":
+            start += 1
+        if start:
+            del buffer[:start]
+        if self._state is _State.PROMPT and buffer[:1] == b">":
+            # The prompt has no line terminator: it is the only output ending in mid-line.
+            del buffer[: 2 if buffer[1:2] == b" " else 1]
+            self._state = _TRANSITIONS[(self._state, "prompt")]
+            self._events.append(Prompt())
+            return ""
+        end = _find_terminator(buffer)
+        if end < 0:
+            if len(buffer) > self.max_line:
+                raise AtProtocolError(f"line longer than {self.max_line} bytes")
+            if not (self._ended and buffer):
+                return None
+            end = len(buffer)
+        if end > self.max_line:
+            raise AtProtocolError(f"line longer than {self.max_line} bytes")
+        raw = bytes(buffer[:end])
+        del buffer[: end + 1]
+        # Latin-1 maps every byte to one character, so garbage stays visible and never raises.
+        return raw.decode("latin-1").translate(_CONTROL_JUNK).strip()
+
+    # ---- classification --------------------------------------------------------------------
+
+    def _classify(self, line: str) -> None:
+        if not line:
+            return
+        if self._urc_waiting_pdu is not None:
+            name, header = self._urc_waiting_pdu
+            self._urc_waiting_pdu = None
+            if _HEX_LINE.fullmatch(line):
+                self._events.append(Urc(name, header, line))
+                return
+            # The PDU never came; report the header alone and read this line on its own.
+            self._events.append(Urc(name, header, None))
+        final = _final_result(line)
+        if final is not None:
+            self._on_final(line, final)
+            return
+        name = _line_name(line)
+        if self._state is not _State.IDLE and name == self._name:
+            self._lines.append(line)
+        elif name in _URC_NAMES:
+            if name in _URC_WITH_PDU:
+                self._urc_waiting_pdu = (name, line)
+            else:
+                self._events.append(Urc(name, line, None))
+        elif self._state is _State.IDLE:
+            self._events.append(Garbage(line))
+        elif self._is_echo(line):
+            return
+        else:
+            self._lines.append(line)
+
+    def _is_echo(self, line: str) -> bool:
+        if line.upper() == self._command.upper():
+            return True
+        # With echo on, the PDU typed after "> " comes back before +CMGS:.
+        return self._state is _State.PDU_SENT and _HEX_LINE.fullmatch(line) is not None
+
+    def _on_final(self, line: str, final: FinalResult) -> None:
+        next_state = _TRANSITIONS.get((self._state, "final"))
+        if next_state is None:
+            # A final result with nothing pending: a late answer to a command given up on.
+            self._events.append(Garbage(line))
+            return
+        self._events.append(Response(tuple(self._lines), final))
+        self._lines = []
+        self._state = next_state
+
+
+def _find_terminator(buffer: bytearray) -> int:
+    cr = buffer.find(b"\r")
+    lf = buffer.find(b"\n")
+    if cr < 0:
+        return lf
+    if lf < 0:
+        return cr
+    return min(cr, lf)
+
+
+def _line_name(line: str) -> str:
+    match = _PREFIXED.match(line)
+    if match:
+        return match.group(1).upper()
+    return line.upper()
+
+
+def _final_result(line: str) -> FinalResult | None:
+    upper = line.upper()
+    kind = _FINAL_WORDS.get(upper)
+    if kind is not None:
+        return FinalResult(kind=kind, text=line)
+    for prefix, kind in _FINAL_PREFIXES.items():
+        if upper.startswith(prefix):
+            value = line[len(prefix) :].strip()
+            if value.isdigit() and len(value) <= 9:
+                return FinalResult(kind=kind, code=int(value), text=value)
+            lookup = cms_code_from_text if kind is FinalKind.CMS_ERROR else cme_code_from_text
+            return FinalResult(kind=kind, code=lookup(value), text=value)
+    return None

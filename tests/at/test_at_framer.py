@@ -1,0 +1,221 @@
+"""The AT framer against golden transcripts, hostile input and the cases real modems produce."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from drivers.at.errors import AtProtocolError
+from drivers.at.framer import (
+    NEED_DATA,
+    AtEvent,
+    AtFramer,
+    FinalKind,
+    FinalResult,
+    Garbage,
+    Prompt,
+    Response,
+    Urc,
+)
+
+VECTORS = sorted((Path(__file__).parent.parent / "vectors" / "at").glob("*.json"))
+
+
+def describe(event: AtEvent) -> dict[str, Any]:
+    fields: dict[str, Any] = msgspec.to_builtins(event)
+    if isinstance(event, Response):
+        fields = {"lines": list(event.lines), "final": msgspec.to_builtins(event.final)}
+        fields["final"]["kind"] = event.final.kind.name
+    return {"type": type(event).__name__, **fields}
+
+
+def drain(framer: AtFramer) -> list[AtEvent]:
+    events: list[AtEvent] = []
+    while (event := framer.next_event()) is not NEED_DATA:
+        events.append(event)
+    return events
+
+
+def feed(framer: AtFramer, data: bytes, chunk: int | None) -> list[AtEvent]:
+    if chunk is None:
+        framer.receive_data(data)
+        return drain(framer)
+    events: list[AtEvent] = []
+    for start in range(0, len(data), chunk):
+        framer.receive_data(data[start : start + chunk])
+        events.extend(drain(framer))
+    return events
+
+
+def run_transcript(steps: list[dict[str, Any]], chunk: int | None) -> list[list[dict[str, Any]]]:
+    framer = AtFramer()
+    got = []
+    for step in steps:
+        if step["expect"] is not None:
+            framer.expect(step["expect"])
+            if step.get("prompt"):
+                framer.expect_prompt()
+        got.append([describe(e) for e in feed(framer, step["modem"].encode("latin-1"), chunk)])
+    return got
+
+
+@pytest.mark.parametrize("path", VECTORS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("chunk", [None, 1, 3], ids=["whole", "bytewise", "by3"])
+def test_golden_transcript(path: Path, chunk: int | None) -> None:
+    vector = json.loads(path.read_text(encoding="utf-8"))
+    assert vector["source"]
+    expected = [step["events"] for step in vector["steps"]]
+    assert run_transcript(vector["steps"], chunk) == expected
+
+
+@pytest.mark.parametrize("path", VECTORS, ids=lambda p: p.stem)
+def test_golden_transcript_with_trailing_bytes(path: Path) -> None:
+    vector = json.loads(path.read_text(encoding="utf-8"))
+    framer = AtFramer()
+    for step in vector["steps"]:
+        if step["expect"] is not None:
+            framer.expect(step["expect"])
+            if step.get("prompt"):
+                framer.expect_prompt()
+        # The next line has begun but not ended: it must wait, and the events before it not.
+        events = feed(framer, step["modem"].encode("latin-1") + b'\r\n+CMTI: "SM",', None)
+        assert [describe(e) for e in events] == step["events"]
+        framer.receive_data(b"9\r\n")
+        assert drain(framer) == [Urc("+CMTI", '+CMTI: "SM",9')]
+
+
+def test_urc_in_the_middle_of_a_cmgs_response_is_split_out() -> None:
+    framer = AtFramer()
+    framer.expect("AT+CMGS=20")
+    framer.expect_prompt()
+    assert feed(framer, b"\r\n> ", None) == [Prompt()]
+    data = b'\r\n+CMGS: 7\r\n+CDSI: "SR",2\r\nRING\r\n\r\nOK\r\n'
+    assert feed(framer, data, 1) == [
+        Urc("+CDSI", '+CDSI: "SR",2'),
+        Urc("RING", "RING"),
+        Response(("+CMGS: 7",), FinalResult(kind=FinalKind.OK, text="OK")),
+    ]
+
+
+def test_cmt_urc_inside_a_response_takes_its_pdu_line_with_it() -> None:
+    framer = AtFramer()
+    framer.expect("AT+CSQ")
+    data = b"\r\n+CMT: ,5\r\n0011AABB\r\n+CSQ: 20,99\r\n\r\nOK\r\n"
+    assert feed(framer, data, None) == [
+        Urc("+CMT", "+CMT: ,5", "0011AABB"),
+        Response(("+CSQ: 20,99",), FinalResult(kind=FinalKind.OK, text="OK")),
+    ]
+
+
+def test_cmt_header_without_its_pdu_is_reported_alone() -> None:
+    framer = AtFramer()
+    assert feed(framer, b"+CMT: ,5\r\nRING\r\n", None) == [
+        Urc("+CMT", "+CMT: ,5", None),
+        Urc("RING", "RING"),
+    ]
+
+
+def test_creg_is_a_response_to_creg_and_a_urc_otherwise() -> None:
+    framer = AtFramer()
+    assert feed(framer, b"\r\n+CREG: 1\r\n", None) == [Urc("+CREG", "+CREG: 1")]
+    framer.expect("AT+CREG?")
+    assert feed(framer, b"\r\n+CREG: 0,1\r\n\r\nOK\r\n", None) == [
+        Response(("+CREG: 0,1",), FinalResult(kind=FinalKind.OK, text="OK"))
+    ]
+
+
+def test_echo_left_on_is_dropped_including_the_typed_pdu() -> None:
+    framer = AtFramer()
+    framer.expect("AT+CMGS=3")
+    framer.expect_prompt()
+    events = feed(framer, b"AT+CMGS=3\r\r\n> 000100\x1a\r\n+CMGS: 1\r\n\r\nOK\r\n", 1)
+    assert events == [
+        Prompt(),
+        Response(("+CMGS: 1",), FinalResult(kind=FinalKind.OK, text="OK")),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "kind", "code"),
+    [
+        (b"+CMS ERROR: 500", FinalKind.CMS_ERROR, 500),
+        (b"+CMS ERROR: unknown error", FinalKind.CMS_ERROR, 500),
+        (b"+CMS ERROR: Unassigned (unallocated) number", FinalKind.CMS_ERROR, 1),
+        (b"+CMS ERROR: SIM memory full", FinalKind.CMS_ERROR, 322),
+        (b"+CMS ERROR: something vendor-specific", FinalKind.CMS_ERROR, None),
+        (b"+CME ERROR: 16", FinalKind.CME_ERROR, 16),
+        (b"+CME ERROR: incorrect password", FinalKind.CME_ERROR, 16),
+        (b"+CME ERROR: SIM PIN required", FinalKind.CME_ERROR, 11),
+        (b"ERROR", FinalKind.ERROR, None),
+        (b"NO CARRIER", FinalKind.ERROR, None),
+        (b"ok", FinalKind.OK, None),
+    ],
+)
+def test_final_result_codes(line: bytes, kind: FinalKind, code: int | None) -> None:
+    framer = AtFramer()
+    framer.expect("AT+CMGS=10")
+    (event,) = feed(framer, b"\r\n" + line + b"\r\n", None)
+    assert isinstance(event, Response)
+    assert (event.final.kind, event.final.code) == (kind, code)
+    assert framer.pending is None
+
+
+@pytest.mark.parametrize("terminator", [b"\r\n", b"\n", b"\r", b"\n\r", b"\r\r\n"])
+def test_line_terminator_variants(terminator: bytes) -> None:
+    framer = AtFramer()
+    framer.expect("AT+CSQ")
+    data = terminator.join([b"", b"+CSQ: 5,0", b"", b"OK", b""])
+    assert feed(framer, data, 1) == [
+        Response(("+CSQ: 5,0",), FinalResult(kind=FinalKind.OK, text="OK"))
+    ]
+
+
+def test_garbage_with_nothing_pending_is_reported_not_raised() -> None:
+    framer = AtFramer()
+    events = feed(framer, b"\x00\xff\xfe noise\r\nOK\r\n", None)
+    assert events == [Garbage("\xff\xfe noise"), Garbage("OK")]
+
+
+def test_line_longer_than_max_line_raises() -> None:
+    framer = AtFramer(max_line=64)
+    framer.receive_data(b"A" * 64 + b"\r\n")
+    assert drain(framer) == [Garbage("A" * 64)]
+    framer.receive_data(b"B" * 65)
+    with pytest.raises(AtProtocolError):
+        framer.next_event()
+
+
+def test_end_of_stream_completes_the_last_line() -> None:
+    framer = AtFramer()
+    framer.expect("AT")
+    framer.receive_data(b"\r\nOK")
+    assert drain(framer) == []
+    framer.receive_data(b"")
+    assert drain(framer) == [Response((), FinalResult(kind=FinalKind.OK, text="OK"))]
+
+
+def test_prompt_is_only_recognised_when_expected() -> None:
+    framer = AtFramer()
+    assert feed(framer, b"\r\n> \r\n", None) == [Garbage(">")]
+
+
+@given(st.lists(st.binary(max_size=64), max_size=20), st.sampled_from(["AT+CMGS=5", "AT", None]))
+def test_arbitrary_bytes_give_events_or_the_one_error(chunks: list[bytes], cmd: str | None) -> None:
+    framer = AtFramer(max_line=128)
+    if cmd is not None:
+        framer.expect(cmd)
+        if cmd.startswith("AT+CMGS"):
+            framer.expect_prompt()
+    try:
+        for chunk in chunks:
+            framer.receive_data(chunk)
+            for event in drain(framer):
+                assert isinstance(event, Response | Prompt | Urc | Garbage)
+    except AtProtocolError:
+        return
