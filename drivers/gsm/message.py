@@ -15,7 +15,7 @@ from drivers.gsm.dcs import Alphabet, check_octet, dcs_alphabet, dcs_for, with_c
 from drivers.gsm.errors import GsmError, MessageTooLong
 from drivers.gsm.parts import EncodedPart
 from drivers.gsm.sanitise import ParsingType, sanitise
-from drivers.gsm.udh import CONCAT_UDH_LENGTH, concat_udh, information_elements
+from drivers.gsm.udh import CONCAT_UDH_LENGTH, check_udh, concat_udh
 
 USER_DATA_OCTETS = 140  # TS 23.040 9.2.3.16: TP-UD holds at most 140 octets
 MAX_TOTAL_PARTS = 255  # the concatenation IE counts parts in one octet
@@ -106,7 +106,7 @@ def encode_message(
     check_octet("concatenation reference", reference)
     if max_parts < 1:
         raise GsmError(f"max_parts must be at least 1, not {max_parts}")
-    information_elements(udh)
+    check_udh(udh)
     if len(udh) > USER_DATA_OCTETS:
         raise GsmError(f"a user data header of {len(udh)} octets does not fit in an SMS")
     text, alphabet, dcs, data = _payload(text, parsing, dcs, flash)

@@ -17,7 +17,7 @@ from drivers.gsm.errors import GsmError
 from drivers.gsm.parts import EncodedPart
 from drivers.gsm.reader import Reader
 from drivers.gsm.septets import pack_septets, packed_length, unpack_septets
-from drivers.gsm.udh import information_elements
+from drivers.gsm.udh import check_udh
 
 # TP-MTI (TS 23.040 9.2.3.1), first-octet bits 1..0.
 MTI_DELIVER = 0x00
@@ -64,7 +64,7 @@ def validity_period_minutes(vp: int) -> int:
 
 def _user_data(part: EncodedPart) -> tuple[int, bytes]:
     """TP-UDL and TP-UD for a part; with septets the header is padded to a septet boundary."""
-    information_elements(part.udh)
+    check_udh(part.udh)
     if part.is_septets:
         header_septets = (len(part.udh) * 8 + 6) // 7
         fill_bits = header_septets * 7 - len(part.udh) * 8
@@ -92,7 +92,6 @@ def _read_user_data(reader: Reader, dcs: int, udhi: bool) -> tuple[bytes, bytes]
         udh = data[: data[0] + 1]
         if len(udh) != data[0] + 1:
             raise GsmError(f"UDHL {data[0]} overruns the user data")
-        information_elements(udh)
     if not septets:
         return udh, data[len(udh) :]
     header_septets = (len(udh) * 8 + 6) // 7

@@ -18,21 +18,26 @@ def concat_udh(reference: int, total: int, seq: int) -> bytes:
     return bytes((5, IEI_CONCAT_8BIT, 3, reference, total, seq))
 
 
-def information_elements(udh: bytes) -> list[tuple[int, bytes]]:
-    """The (IEI, data) pairs of a whole UDH; a header that does not add up raises GsmError."""
-    if not udh:
-        return []
-    if udh[0] != len(udh) - 1:
+def check_udh(udh: bytes) -> None:
+    """A whole UDH must start with its own length (UDHL); an empty one means no header."""
+    if udh and udh[0] != len(udh) - 1:
         raise GsmError(f"UDHL {udh[0]} does not match a header of {len(udh)} octets")
+
+
+def information_elements(udh: bytes) -> list[tuple[int, bytes]]:
+    """The (IEI, data) pairs of a whole UDH, up to the first element that overruns the header.
+
+    TS 23.040 9.2.3.24 lets receivers ignore elements they cannot use, so a damaged tail does
+    not make the whole message unreadable.
+    """
+    check_udh(udh)
     elements: list[tuple[int, bytes]] = []
     pos = 1
-    while pos < len(udh):
-        if pos + 2 > len(udh):
-            raise GsmError("user data header ends inside an information element")
+    while pos + 2 <= len(udh):
         iei, length = udh[pos], udh[pos + 1]
         end = pos + 2 + length
         if end > len(udh):
-            raise GsmError(f"information element {iei:02X} overruns the user data header")
+            break
         elements.append((iei, udh[pos + 2 : end]))
         pos = end
     return elements
