@@ -102,7 +102,9 @@ def split_sca(pdu: bytes) -> tuple[str, bytes]:
     value = reader.take(length - 1)
     digits = len(value) * 2 - (1 if value[-1:] and value[-1] >> 4 == 0xF else 0)
     number = decode_digits(value, digits)
-    return ("+" + number if toa & _TON_MASK == _TON_INTERNATIONAL else number), reader.rest()
+    if number and toa & _TON_MASK == _TON_INTERNATIONAL:
+        number = "+" + number
+    return number, reader.rest()
 
 
 def join_sca(smsc: str, tpdu: bytes) -> bytes:

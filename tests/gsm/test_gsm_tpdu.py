@@ -321,3 +321,5 @@ def test_split_sca_rejects_malformed_prefixes() -> None:
             split_sca(bytes.fromhex(pdu))
     with pytest.raises(GsmError):
         join_sca("+", b"")
+    # A type-of-address octet without digits is the same as no SMSC address.
+    assert split_sca(bytes.fromhex("0191AB")) == ("", b"\xab")
