@@ -68,6 +68,8 @@ _RECEIVE_BYTES: Final = 65536
 # reads it; so the write side is shut and input is read and dropped for a short while first.
 _LINGER_SECONDS: Final = 1.0
 _SERVER_HEADER: Final = (b"server", b"edgegw")
+# A client's states once its whole request is in (MUST_CLOSE when it said `Connection: close`).
+_REQUEST_READ: Final = frozenset({h11.DONE, h11.MUST_CLOSE})
 
 
 class _Date:
@@ -138,8 +140,12 @@ class _HttpConnection:
                 response = await self._call_app(request, body)
                 await self._send_response(response, head_only=request.method == b"HEAD")
                 self.served += 1
-                if self.conn.our_state is h11.MUST_CLOSE or self.conn.their_state is not h11.DONE:
-                    await self._linger_close()
+                if self.conn.their_state not in _REQUEST_READ:
+                    await self._linger_close()  # we answered before reading it all
+                    return
+                if self.conn.our_state is h11.MUST_CLOSE:
+                    if self.conn.trailing_data[0]:
+                        await self._linger_close()
                     return
                 self.conn.start_next_cycle()
         except _Closed:
@@ -173,6 +179,14 @@ class _HttpConnection:
                         deadline = trio.current_time() + self.limits.header_timeout
                     self.conn.receive_data(data)
                 elif isinstance(event, h11.Request):
+                    # h11 bounds only a head that is still incomplete; one that arrived whole in
+                    # a single read is measured here.
+                    size = len(event.method) + len(event.target)
+                    for name, value in event.headers:
+                        size += len(name) + len(value) + 4
+                    if size > self.limits.max_header_bytes:
+                        await self._reject(431, "request headers are too large")
+                        raise _Closed
                     return event
                 else:
                     return None  # ConnectionClosed (or PAUSED after a close)
