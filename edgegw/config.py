@@ -1,0 +1,220 @@
+"""The gateway's configuration: TOML decoded into msgspec Structs, with every problem reported.
+
+Unknown keys are errors. `check_config` walks the whole document and lists each problem with its
+key path (msgspec alone stops at the first); relative paths resolve against the config's folder.
+"""
+
+from __future__ import annotations
+
+import enum
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from drivers.at import AtOptions
+from drivers.gsm import ParsingType
+from drivers.simulator import SimulatorOptions
+from edgegw.http.server import HttpLimits
+from edgegw.model import OriginatorType
+
+
+class CrashPolicy(enum.StrEnum):
+    """What happens to parts found in `sending` after a crash (ARCHITECTURE.md, Store)."""
+
+    RESEND = "resend"  # at-least-once: the part goes back to the queue
+    FAIL = "fail"  # at-most-once: the part and its message fail
+
+
+class GatewayConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    store: str = "edgegw.db"
+    in_flight_after_crash: CrashPolicy = CrashPolicy.RESEND
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class HttpConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    auth_failure_problem: bool = False
+    limits: HttpLimits = msgspec.field(default_factory=HttpLimits)
+
+
+class DispatchConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    retry_initial: float = 5.0
+    retry_max: float = 300.0
+    max_attempts: int = 8
+    queue_per_modem: int = 4
+
+
+class ServiceConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    id: int
+    name: str
+    username: str
+    password: str
+    originator: str = ""
+    originator_type: OriginatorType = OriginatorType.ALPHANUMERIC
+    priority: int = 2
+    validity: int = 173
+    parsing_type: ParsingType = ParsingType.NONE
+    delivery_reports: bool = False
+    modems: list[str] = msgspec.field(default_factory=list)
+
+
+class ModemConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    driver: Literal["at", "simulated"]
+    at: AtOptions = msgspec.field(default_factory=AtOptions)
+    simulator: SimulatorOptions = msgspec.field(default_factory=SimulatorOptions)
+
+
+class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    gateway: GatewayConfig = msgspec.field(default_factory=GatewayConfig)
+    http: HttpConfig = msgspec.field(default_factory=HttpConfig)
+    dispatch: DispatchConfig = msgspec.field(default_factory=DispatchConfig)
+    services: list[ServiceConfig] = msgspec.field(default_factory=list)
+    modems: list[ModemConfig] = msgspec.field(default_factory=list)
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; `problems` lists each one with its key path."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"{source}: " + "; ".join(problems))
+        self.source = source
+        self.problems = problems
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, check and decode a config file; relative paths resolve against its folder."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read: {exc.strerror or exc}"]) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
+    problems = check_config(raw)
+    if problems:
+        raise ConfigError(str(path), problems)
+    config = msgspec.convert(raw, Config)
+    return _resolve_paths(config, path.resolve().parent)
+
+
+def check_config(raw: dict[str, Any]) -> list[str]:
+    """Every problem in a decoded TOML document, each prefixed with its key path."""
+    problems = _check_value(raw, Config, "")
+    if not problems:
+        problems = _check_meaning(msgspec.convert(raw, Config))
+    return problems
+
+
+def _check_value(value: Any, tp: Any, path: str) -> list[str]:
+    struct = _struct_type(tp)
+    if struct is not None and isinstance(value, dict):
+        return _check_struct(value, struct, path)
+    if typing.get_origin(tp) is list and isinstance(value, list):
+        (item_type,) = typing.get_args(tp)
+        problems: list[str] = []
+        for index, item in enumerate(value):
+            problems += _check_value(item, item_type, f"{path}[{index}]")
+        return problems
+    try:
+        msgspec.convert(value, tp)
+    except msgspec.ValidationError as exc:
+        return [f"{path or '(top)'}: {str(exc).split(' - at ')[0]}"]
+    return []
+
+
+def _check_struct(table: dict[str, Any], struct: type[msgspec.Struct], path: str) -> list[str]:
+    fields = {field.encode_name: field for field in msgspec.structs.fields(struct)}
+    problems = [
+        f"{_join(path, key)}: unknown key (known: {', '.join(sorted(fields))})"
+        for key in table
+        if key not in fields
+    ]
+    for name, field in fields.items():
+        if name in table:
+            problems += _check_value(table[name], field.type, _join(path, name))
+        elif field.required:
+            problems.append(f"{_join(path, name)}: required key is missing")
+    return problems
+
+
+def _struct_type(tp: Any) -> type[msgspec.Struct] | None:
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        return tp
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        members = [arg for arg in typing.get_args(tp) if arg is not type(None)]
+        if len(members) == 1:
+            return _struct_type(members[0])
+    return None
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _check_meaning(config: Config) -> list[str]:
+    problems: list[str] = []
+    modem_names = [modem.name for modem in config.modems]
+    problems += _duplicates("modems", "name", modem_names)
+    problems += _duplicates("services", "id", [service.id for service in config.services])
+    problems += _duplicates("services", "username", [s.username for s in config.services])
+    if not config.services:
+        problems.append("services: at least one service is needed")
+    if not config.modems:
+        problems.append("modems: at least one modem is needed")
+    for index, modem in enumerate(config.modems):
+        if modem.driver == "at" and not modem.at.port:
+            problems.append(f"modems[{index}].at.port: the at driver needs a port or URL")
+    for index, service in enumerate(config.services):
+        where = f"services[{index}]"
+        if service.priority not in (1, 2, 3):
+            problems.append(f"{where}.priority: must be 1, 2 or 3")
+        if not 0 <= service.validity <= 173:
+            problems.append(f"{where}.validity: must be a validity code from 0 to 173")
+        problems += [
+            f"{where}.modems: no modem is named {name!r}"
+            for name in service.modems
+            if name not in modem_names
+        ]
+    if not 0 <= config.http.port <= 65535:
+        problems.append("http.port: must be from 0 to 65535")
+    if config.dispatch.max_attempts < 1:
+        problems.append("dispatch.max_attempts: must be at least 1")
+    if config.dispatch.queue_per_modem < 1:
+        problems.append("dispatch.queue_per_modem: must be at least 1")
+    if not 0 < config.dispatch.retry_initial <= config.dispatch.retry_max:
+        problems.append("dispatch.retry_initial: must be positive and at most retry_max")
+    return problems
+
+
+def _duplicates(section: str, key: str, values: list[Any]) -> list[str]:
+    seen: set[Any] = set()
+    problems = []
+    for index, value in enumerate(values):
+        if value in seen:
+            problems.append(f"{section}[{index}].{key}: {value!r} is used twice")
+        seen.add(value)
+    return problems
+
+
+def _resolve_paths(config: Config, folder: Path) -> Config:
+    def resolve(value: str) -> str:
+        return str(folder / value) if value else value
+
+    gateway = msgspec.structs.replace(config.gateway, store=resolve(config.gateway.store))
+    modems = [
+        msgspec.structs.replace(
+            modem,
+            simulator=msgspec.structs.replace(
+                modem.simulator,
+                record=resolve(modem.simulator.record) if modem.simulator.record else None,
+            ),
+        )
+        for modem in config.modems
+    ]
+    return msgspec.structs.replace(config, gateway=gateway, modems=modems)

@@ -1,0 +1,100 @@
+"""The config: the example parses, every problem is listed with its key path, paths resolve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgegw.config import ConfigError, CrashPolicy, check_config, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MINIMAL = """
+[[services]]
+id = 1000
+name = "demo"
+username = "demo"
+password = "demo"
+
+[[modems]]
+name = "sim0"
+driver = "simulated"
+"""
+
+
+def test_example_config_parses_to_one_service_and_one_simulated_modem() -> None:
+    config = load_config(ROOT / "config.example.toml")
+    (service,) = config.services
+    assert (service.id, service.username, service.password) == (1000, "demo", "demo")
+    (modem,) = config.modems
+    assert modem.driver == "simulated"
+    assert (config.http.host, config.http.port) == ("127.0.0.1", 8080)
+    assert config.gateway.in_flight_after_crash is CrashPolicy.RESEND
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    path = folder / "gw.toml"
+    path.write_text('[gateway]\nstore = "var/gw.db"\n' + MINIMAL)
+    assert load_config(path).gateway.store == str(folder / "var" / "gw.db")
+
+
+def test_every_problem_is_listed_with_its_key_path(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        """
+[gateway]
+in_flight_after_crash = "maybe"
+stroe = "x.db"
+
+[http]
+port = "eighty"
+
+[[services]]
+id = 1000
+name = "a"
+password = 7
+
+[[modems]]
+name = "m"
+driver = "carrier-pigeon"
+"""
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    problems = raised.value.problems
+    assert any(p.startswith("gateway.in_flight_after_crash:") for p in problems)
+    assert any(p.startswith("gateway.stroe: unknown key") for p in problems)
+    assert any(p.startswith("http.port:") for p in problems)
+    assert "services[0].username: required key is missing" in problems
+    assert any(p.startswith("services[0].password:") for p in problems)
+    assert any(p.startswith("modems[0].driver:") for p in problems)
+    assert len(problems) == 6, problems
+
+
+def test_meaning_checks_name_the_key() -> None:
+    problems = check_config(
+        {
+            "services": [
+                {"id": 1, "name": "a", "username": "u", "password": "p", "priority": 7},
+                {"id": 1, "name": "b", "username": "u", "password": "p", "modems": ["nope"]},
+            ],
+            "modems": [{"name": "m", "driver": "at"}],
+        }
+    )
+    assert "services[1].id: 1 is used twice" in problems
+    assert "services[1].username: 'u' is used twice" in problems
+    assert "services[0].priority: must be 1, 2 or 3" in problems
+    assert "services[1].modems: no modem is named 'nope'" in problems
+    assert "modems[0].at.port: the at driver needs a port or URL" in problems
+
+
+def test_unreadable_and_malformed_files_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[gateway\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(broken)
