@@ -1,0 +1,184 @@
+"""A pyserial port as a `trio.abc.Stream`, without blocking the event loop.
+
+Ports with a file descriptor (devices, ptys) are read with `trio.lowlevel.wait_readable`; URL
+ports without one (`socket://`, `loop://`) in a worker thread with a short read timeout.
+pyserial exceptions never leave this module: `map_serial_errors` turns them into
+`TransportError`, a `ModemUnavailable`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import serial
+
+# pyserial finds URL handlers by a computed module name, which PyInstaller cannot follow;
+# importing them here makes them part of the frozen program.
+import serial.urlhandler.protocol_loop
+import serial.urlhandler.protocol_socket
+import trio
+
+from drivers.modem import ModemUnavailable
+
+# How long one worker-thread read waits before it looks again for cancellation or close.
+THREAD_READ_TIMEOUT = 0.05
+MAX_READ = 65536
+
+
+class TransportError(ModemUnavailable):
+    """The port could not be opened, or failed or vanished while in use."""
+
+
+@contextmanager
+def map_serial_errors(port: str) -> Iterator[None]:
+    """The one place where pyserial and OS errors become `TransportError`."""
+    try:
+        yield
+    except (serial.SerialException, OSError, ValueError) as exc:
+        raise TransportError(f"{port}: {exc}") from exc
+
+
+class SerialStream(trio.abc.Stream):
+    """One open pyserial port. `receive_some` returns b"" when the port reports end of file."""
+
+    def __init__(self, port: Any, name: str) -> None:
+        self._port = port
+        self.name = name
+        fd = getattr(port, "fd", None)
+        self._fd: int | None = fd if isinstance(fd, int) and fd >= 0 else None
+        if self._fd is not None:
+            os.set_blocking(self._fd, False)
+        self._closed = False
+        self._receiving = False
+        self._sending = False
+
+    @property
+    def uses_fd(self) -> bool:
+        """True when reads wait on the file descriptor, False when a worker thread polls."""
+        return self._fd is not None
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        size = MAX_READ if max_bytes is None else max_bytes
+        if size < 1:
+            raise ValueError("max_bytes must be at least 1")
+        if self._receiving:
+            raise trio.BusyResourceError("another task is reading this port")
+        self._receiving = True
+        try:
+            if self._fd is not None:
+                return await self._receive_fd(self._fd, size)
+            return await self._receive_thread(size)
+        finally:
+            self._receiving = False
+
+    async def _receive_fd(self, fd: int, size: int) -> bytes:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            self._check_open()
+            with map_serial_errors(self.name):
+                try:
+                    data: bytes | None = os.read(fd, size)
+                except BlockingIOError:
+                    data = None
+            if data is None:
+                await trio.lowlevel.wait_readable(fd)
+                continue
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return data
+
+    async def _receive_thread(self, size: int) -> bytes:
+        while True:
+            self._check_open()
+            try:
+                data = await trio.to_thread.run_sync(self._read_blocking, size)
+            except TransportError:
+                self._check_open()
+                raise
+            if data:
+                return data
+
+    def _read_blocking(self, size: int) -> bytes:
+        with map_serial_errors(self.name):
+            first: bytes = self._port.read(1)
+            if not first:
+                return b""
+            waiting = min(int(self._port.in_waiting), size - 1)
+            rest: bytes = self._port.read(waiting) if waiting > 0 else b""
+            return first + rest
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is writing this port")
+        self._sending = True
+        try:
+            if self._fd is not None:
+                await self._send_fd(self._fd, memoryview(data))
+            else:
+                self._check_open()
+                payload = bytes(data)
+                await trio.to_thread.run_sync(self._write_blocking, payload)
+                self._check_open()
+        finally:
+            self._sending = False
+
+    async def _send_fd(self, fd: int, view: memoryview) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while view:
+            self._check_open()
+            with map_serial_errors(self.name):
+                try:
+                    written: int | None = os.write(fd, view)
+                except BlockingIOError:
+                    written = None
+            if written is None:
+                await trio.lowlevel.wait_writable(fd)
+                continue
+            view = view[written:]
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def _write_blocking(self, payload: bytes) -> None:
+        with map_serial_errors(self.name):
+            self._port.write(payload)
+            self._port.flush()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        self._check_open()
+        if self._fd is not None:
+            await trio.lowlevel.wait_writable(self._fd)
+        else:
+            await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._fd is not None:
+                # Wakes tasks blocked in wait_readable/wait_writable with ClosedResourceError.
+                trio.lowlevel.notify_closing(self._fd)
+            # An unplugged port may fail to close; it is gone either way.
+            with contextlib.suppress(serial.SerialException, OSError):
+                self._port.close()
+        await trio.lowlevel.checkpoint()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("port closed")
+
+
+async def open_serial(url: str, *, baudrate: int = 115200) -> SerialStream:
+    """Open a device path, `/dev/serial/by-id/...`, pty path or pyserial URL as a stream."""
+    if not url:
+        raise TransportError("no port configured")
+
+    def open_port() -> Any:
+        with map_serial_errors(url):
+            return serial.serial_for_url(
+                url, baudrate=baudrate, timeout=THREAD_READ_TIMEOUT, write_timeout=10.0
+            )
+
+    # Opening a USB serial device can take a noticeable time (the kernel resets the adaptor).
+    port = await trio.to_thread.run_sync(open_port)
+    return SerialStream(port, url)

@@ -1,0 +1,432 @@
+"""The AT driver against a scripted modem on in-memory streams, with trio's virtual clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+import trio
+import trio.testing
+
+from drivers.at.driver import AtModem, AtOptions
+from drivers.events import HealthChanged, ModemState
+from drivers.gsm import EncodedPart, build_submit
+from drivers.modem import ModemUnavailable, OutgoingPart, SendRejected
+from drivers.transport import TransportError
+
+OK = b"\r\nOK\r\n"
+PART = EncodedPart(dcs=0, udh=b"", payload=bytes([0x48, 0x69]))  # "Hi" as GSM septets
+OUTGOING = OutgoingPart(recipient="+4799999999", part=PART)
+
+Answer = bytes | None | Callable[[], bytes | None]
+
+
+def default_answers() -> dict[str, Answer]:
+    return {
+        "AT": OK,
+        "ATE0": OK,
+        "AT+CMEE=1": OK,
+        "AT+CPIN?": b"\r\n+CPIN: READY\r\n" + OK,
+        "AT+CMGF=0": OK,
+        "AT+CSQ": b"\r\n+CSQ: 20,0\r\n" + OK,
+        "AT+CREG?": b"\r\n+CREG: 0,1\r\n" + OK,
+    }
+
+
+@dataclass
+class ScriptedModem:
+    """Answers command lines from a table; after a "> " it collects the PDU up to Ctrl-Z."""
+
+    answers: dict[str, Answer] = field(default_factory=default_answers)
+    prompt: bytes | None = b"\r\n> "  # None: never prompt after AT+CMGS
+    cmgs_result: Answer = b"\r\n+CMGS: 42\r\n" + OK
+    echo: bool = False
+    commands: list[str] = field(default_factory=list)
+    pdus: list[str] = field(default_factory=list)
+    escapes: int = 0
+
+    async def serve(self, stream: trio.abc.Stream) -> None:
+        buffer = b""
+        in_pdu = False
+        while True:
+            try:
+                data = await stream.receive_some(1024)
+            except trio.ClosedResourceError:
+                return
+            if not data:
+                return
+            buffer += data
+            while True:
+                if in_pdu:
+                    end = min(
+                        (i for i in (buffer.find(b"\x1a"), buffer.find(b"\x1b")) if i >= 0),
+                        default=-1,
+                    )
+                    if end < 0:
+                        break
+                    pdu, terminator, buffer = buffer[:end], buffer[end : end + 1], buffer[end + 1 :]
+                    in_pdu = False
+                    if terminator == b"\x1b":
+                        self.escapes += 1
+                        continue
+                    self.pdus.append(pdu.decode())
+                    if self.echo:
+                        await stream.send_all(pdu + b"\x1a")
+                    await self._answer(stream, self.cmgs_result)
+                    continue
+                while buffer.startswith(b"\x1b"):
+                    self.escapes += 1
+                    buffer = buffer[1:]
+                end = buffer.find(b"\r")
+                if end < 0:
+                    break
+                line, buffer = buffer[:end].decode().strip(), buffer[end + 1 :]
+                if not line:
+                    continue
+                self.commands.append(line)
+                if self.echo:
+                    await stream.send_all(line.encode() + b"\r")
+                if line.startswith("AT+CMGS="):
+                    if self.prompt is not None:
+                        await stream.send_all(self.prompt)
+                        in_pdu = True
+                    continue
+                await self._answer(stream, self.answers.get(line, b"\r\nERROR\r\n"))
+
+    async def _answer(self, stream: trio.abc.Stream, answer: Answer) -> None:
+        value = answer() if callable(answer) else answer
+        if value is not None:
+            await stream.send_all(value)
+
+
+class Bench:
+    """Hands the driver a fresh in-memory port per open, each served by the next modem."""
+
+    def __init__(self, nursery: trio.Nursery, modems: list[ScriptedModem]) -> None:
+        self.nursery = nursery
+        self.modems = modems
+        self.opens: list[float] = []
+        self.ports: list[trio.abc.Stream] = []
+
+    async def open(self) -> trio.abc.Stream:
+        self.opens.append(trio.current_time())
+        if len(self.opens) > len(self.modems):
+            raise TransportError("no such device")
+        driver_end, modem_end = trio.testing.memory_stream_pair()
+        self.ports.append(modem_end)
+        self.nursery.start_soon(self.modems[len(self.opens) - 1].serve, modem_end)
+        return driver_end
+
+
+def make(bench: Bench, **options: object) -> AtModem:
+    settings = {"health_interval": 0.0, **options}
+    return AtModem("m1", AtOptions(**settings), open_stream=bench.open)  # type: ignore[arg-type]
+
+
+async def wait_state(modem: AtModem, state: ModemState) -> HealthChanged:
+    while True:
+        event = await modem.events.receive()
+        if event.state is state:
+            return event
+
+
+async def test_initialises_and_reports_ready(nursery: trio.Nursery) -> None:
+    fake = ScriptedModem()
+    bench = Bench(nursery, [fake])
+    modem = make(bench)
+    await nursery.start(modem.run)
+    health = modem.health()
+    assert health.state is ModemState.READY
+    assert health.sim == "READY"
+    assert "signal -73 dBm" in health.detail and "home" in health.detail
+    assert fake.commands == [
+        "AT",
+        "ATE0",
+        "AT+CMEE=1",
+        "AT+CPIN?",
+        "AT+CMGF=0",
+        "AT+CSQ",
+        "AT+CREG?",
+    ]
+    assert await wait_state(modem, ModemState.READY)
+
+
+async def test_send_writes_the_pdu_and_returns_the_reference(nursery: trio.Nursery) -> None:
+    fake = ScriptedModem()
+    modem = make(Bench(nursery, [fake]))
+    await nursery.start(modem.run)
+    assert await modem.send(OUTGOING) == 42
+    tpdu = build_submit("+4799999999", PART)
+    assert fake.commands[-1] == f"AT+CMGS={len(tpdu)}"
+    assert fake.pdus == ["00" + tpdu.hex().upper()]
+    assert modem.health().sent == 1
+
+
+async def test_echo_left_on_and_urcs_mid_response(nursery: trio.Nursery) -> None:
+    fake = ScriptedModem(echo=True)
+    fake.answers["ATE0"] = OK  # a modem that ignores ATE0 keeps echoing
+    fake.cmgs_result = b'\r\n+CMTI: "SM",3\r\n+CMGS: 7\r\n\r\n+CDSI: "SR",1\r\nOK\r\n'
+    modem = make(Bench(nursery, [fake]))
+    await nursery.start(modem.run)
+    assert await modem.send(OUTGOING) == 7
+    assert modem.urc_counts == {"+CMTI": 1, "+CDSI": 1}
+    assert modem.health().state is ModemState.READY
+
+
+@pytest.mark.parametrize(
+    ("answer", "cms", "permanent"),
+    [
+        (b"\r\n+CMS ERROR: 500\r\n", 500, False),
+        (b"\r\n+CMS ERROR: unknown error\r\n", 500, False),
+        (b"\r\n+CMS ERROR: 21\r\n", 21, True),
+        (b"\r\n+CMS ERROR: Unassigned (unallocated) number\r\n", 1, True),
+        (b"\r\n+CMS ERROR: 331\r\n", 331, False),
+        (b"\r\nERROR\r\n", None, False),
+    ],
+)
+async def test_cms_error_becomes_send_rejected(
+    nursery: trio.Nursery, answer: bytes, cms: int | None, permanent: bool
+) -> None:
+    fake = ScriptedModem(cmgs_result=answer)
+    modem = make(Bench(nursery, [fake]))
+    await nursery.start(modem.run)
+    with pytest.raises(SendRejected) as caught:
+        await modem.send(OUTGOING)
+    assert (caught.value.cms, caught.value.permanent) == (cms, permanent)
+    # A rejection is about the message: the modem stays up and sends the next one.
+    fake.cmgs_result = b"\r\n+CMGS: 43\r\n" + OK
+    assert await modem.send(OUTGOING) == 43
+    assert modem.health().errors == 1
+
+
+async def test_cms_error_before_the_prompt(nursery: trio.Nursery) -> None:
+    fake = ScriptedModem(prompt=b"\r\n+CMS ERROR: 304\r\n")
+    modem = make(Bench(nursery, [fake]))
+    await nursery.start(modem.run)
+    with pytest.raises(SendRejected) as caught:
+        await modem.send(OUTGOING)
+    assert (caught.value.cms, caught.value.permanent) == (304, True)
+
+
+async def test_prompt_timeout_sends_esc_and_recovers(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    first = ScriptedModem(prompt=None)
+    bench = Bench(nursery, [first, ScriptedModem()])
+    modem = make(bench, command_timeout=7.0, reopen_backoff_initial=3.0)
+    await nursery.start(modem.run)
+    start = trio.current_time()
+    with pytest.raises(ModemUnavailable, match="prompt"):
+        await modem.send(OUTGOING)
+    assert trio.current_time() - start == pytest.approx(7.0)
+    await wait_state(modem, ModemState.FAILED)
+    await wait_state(modem, ModemState.READY)
+    assert first.escapes == 1
+    assert bench.opens[1] - start == pytest.approx(7.0 + 3.0)
+    assert modem.health().recoveries == 1
+
+
+async def test_send_timeout_waits_send_timeout_after_the_pdu(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    bench = Bench(nursery, [ScriptedModem(cmgs_result=None), ScriptedModem()])
+    modem = make(bench, send_timeout=120.0)
+    await nursery.start(modem.run)
+    start = trio.current_time()
+    with pytest.raises(ModemUnavailable, match="no \\+CMGS within 120 s"):
+        await modem.send(OUTGOING)
+    assert trio.current_time() - start == pytest.approx(120.0)
+    await wait_state(modem, ModemState.FAILED)
+    await wait_state(modem, ModemState.READY)
+    assert len(bench.opens) == 2
+
+
+async def test_command_timeout_during_initialisation(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    stuck = ScriptedModem()
+    stuck.answers["AT+CSQ"] = None
+    bench = Bench(nursery, [stuck, ScriptedModem()])
+    modem = make(bench, command_timeout=10.0)
+    nursery.start_soon(modem.run)
+    failed = await wait_state(modem, ModemState.FAILED)
+    assert trio.current_time() == pytest.approx(10.0)
+    assert "AT+CSQ" in failed.detail
+    await wait_state(modem, ModemState.READY)
+    assert bench.opens == pytest.approx([0.0, 11.0])
+
+
+async def test_sync_retries_then_gives_up(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    silent = ScriptedModem()
+    silent.answers["AT"] = None
+    bench = Bench(nursery, [silent])
+    modem = make(bench, sync_timeout=2.0, sync_attempts=5)
+    nursery.start_soon(modem.run)
+    failed = await wait_state(modem, ModemState.FAILED)
+    assert trio.current_time() == pytest.approx(10.0)
+    assert silent.commands == ["AT"] * 5
+    assert silent.escapes == 4
+    assert "no OK to AT" in failed.detail
+
+
+async def test_sync_succeeds_on_a_later_attempt(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    booting = ScriptedModem()
+    replies = iter([None, None, OK])
+    booting.answers["AT"] = lambda: next(replies)
+    modem = make(Bench(nursery, [booting]), sync_timeout=2.0)
+    await nursery.start(modem.run)
+    assert trio.current_time() == pytest.approx(4.0)
+
+
+async def test_recovers_after_the_port_closes(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    bench = Bench(nursery, [ScriptedModem(), ScriptedModem()])
+    modem = make(bench, reopen_backoff_initial=1.0)
+    await nursery.start(modem.run)
+    await bench.ports[0].aclose()
+    failed = await wait_state(modem, ModemState.FAILED)
+    assert "closed" in failed.detail
+    with pytest.raises(ModemUnavailable, match="not ready"):
+        await modem.send(OUTGOING)
+    await wait_state(modem, ModemState.READY)
+    assert bench.opens == pytest.approx([0.0, 1.0])
+    health = modem.health()
+    assert (health.state, health.recoveries) == (ModemState.READY, 1)
+    assert await modem.send(OUTGOING) == 42
+
+
+async def test_reopen_backoff_doubles_up_to_the_cap(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    bench = Bench(nursery, [])
+    modem = make(bench, reopen_backoff_initial=1.0, reopen_backoff_max=8.0)
+    nursery.start_soon(modem.run)
+    await trio.sleep(40.0)
+    gaps = [b - a for a, b in zip(bench.opens, bench.opens[1:], strict=False)]
+    assert gaps[:6] == pytest.approx([1.0, 2.0, 4.0, 8.0, 8.0, 8.0])
+    assert modem.health().state is ModemState.FAILED
+    assert "no such device" in modem.health().detail
+
+
+async def test_garbled_output_triggers_recovery(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    bench = Bench(nursery, [ScriptedModem(), ScriptedModem()])
+    modem = make(bench, max_line=64)
+    await nursery.start(modem.run)
+    await bench.ports[0].send_all(b"\r\n" + b"Z" * 100)
+    failed = await wait_state(modem, ModemState.FAILED)
+    assert "garbled" in failed.detail
+    await wait_state(modem, ModemState.READY)
+
+
+async def test_hung_modem_is_found_by_the_health_poll(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    hangs = ScriptedModem()
+    bench = Bench(nursery, [hangs, ScriptedModem()])
+    modem = make(bench, health_interval=60.0, command_timeout=10.0)
+    await nursery.start(modem.run)
+    hangs.answers["AT+CSQ"] = None
+    await wait_state(modem, ModemState.FAILED)
+    assert trio.current_time() == pytest.approx(70.0)
+
+
+async def test_pin_is_entered_once(nursery: trio.Nursery) -> None:
+    fake = ScriptedModem()
+    state = {"code": b"SIM PIN"}
+
+    def cpin_query() -> bytes:
+        return b"\r\n+CPIN: " + state["code"] + b"\r\n" + OK
+
+    def enter_pin() -> bytes:
+        state["code"] = b"READY"
+        return OK
+
+    fake.answers["AT+CPIN?"] = cpin_query
+    fake.answers['AT+CPIN="4321"'] = enter_pin
+    modem = make(Bench(nursery, [fake]), pin="4321")
+    await nursery.start(modem.run)
+    assert fake.commands.count('AT+CPIN="4321"') == 1
+    assert modem.health().sim == "READY"
+
+
+async def test_wrong_pin_is_never_retried(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    fake = ScriptedModem()
+    fake.answers["AT+CPIN?"] = b"\r\n+CPIN: SIM PIN\r\n" + OK
+    fake.answers['AT+CPIN="1111"'] = b"\r\n+CME ERROR: 16\r\n"
+    bench = Bench(nursery, [fake, ScriptedModem(), ScriptedModem()])
+    modem = make(bench, pin="1111")
+    nursery.start_soon(modem.run)
+    failed = await wait_state(modem, ModemState.FAILED)
+    assert "rejected the PIN" in failed.detail
+    await trio.sleep(3600.0)
+    assert fake.commands.count('AT+CPIN="1111"') == 1
+    assert len(bench.opens) == 1
+    assert modem.health().state is ModemState.FAILED
+
+
+@pytest.mark.parametrize(
+    ("cpin", "pin", "expect"),
+    [
+        (b"\r\n+CPIN: SIM PUK\r\n" + OK, "1111", "SIM PUK"),
+        (b"\r\n+CME ERROR: 12\r\n", "1111", "SIM PUK"),
+        (b"\r\n+CPIN: SIM PIN\r\n" + OK, None, "none is configured"),
+    ],
+)
+async def test_sim_that_needs_a_person_is_reported_not_guessed(
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
+    cpin: bytes,
+    pin: str | None,
+    expect: str,
+) -> None:
+    fake = ScriptedModem()
+    fake.answers["AT+CPIN?"] = cpin
+    bench = Bench(nursery, [fake, ScriptedModem()])
+    modem = make(bench, pin=pin)
+    nursery.start_soon(modem.run)
+    failed = await wait_state(modem, ModemState.FAILED)
+    assert expect in failed.detail
+    await trio.sleep(600.0)
+    assert not any(c.startswith("AT+CPIN=") for c in fake.commands)
+    assert len(bench.opens) == 1
+
+
+async def test_busy_sim_is_polled_until_ready(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    fake = ScriptedModem()
+    replies = iter([b"\r\n+CME ERROR: 14\r\n", b"\r\n+CME ERROR: 14\r\n"])
+    fake.answers["AT+CPIN?"] = lambda: next(replies, b"\r\n+CPIN: READY\r\n" + OK)
+    modem = make(Bench(nursery, [fake]), sim_poll_interval=1.5)
+    await nursery.start(modem.run)
+    assert trio.current_time() == pytest.approx(3.0)
+    assert fake.commands.count("AT+CPIN?") == 3
+
+
+async def test_events_never_block_and_drop_the_oldest(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    bench = Bench(nursery, [])
+    modem = make(bench, event_buffer=2, reopen_backoff_max=1.0)
+    nursery.start_soon(modem.run)
+    await trio.sleep(10.5)
+    assert modem.events_dropped > 0
+    kept = [modem.events.receive_nowait(), modem.events.receive_nowait()]
+    assert [event.state for event in kept] == [ModemState.STARTING, ModemState.FAILED]
+    assert kept[-1].detail == modem.health().detail
+
+
+async def test_send_before_ready_is_unavailable(nursery: trio.Nursery) -> None:
+    modem = make(Bench(nursery, []))
+    with pytest.raises(ModemUnavailable):
+        await modem.send(OUTGOING)
