@@ -15,6 +15,17 @@ import msgspec
 
 from drivers.gsm import GsmError, split_sca
 from drivers.simulator.codes import CME_TEXT, CMS_TEXT, CmeError, CmsError
+from drivers.simulator.commandline import (
+    Command,
+    CommandSyntaxError,
+    Form,
+    find_prefix,
+    integer,
+    on_off,
+    parameters,
+    quoted_or_bare,
+    split_commands,
+)
 from drivers.simulator.options import SimulatorOptions
 from drivers.simulator.profiles import QuirkProfile, profile_named
 from drivers.simulator.sent import SentSms, decode_sent_sms
@@ -43,22 +54,6 @@ PIN_ATTEMPTS = 3
 S_REGISTER_DEFAULTS = {0: 0, 3: 13, 4: 10, 5: 8, 6: 2, 7: 60, 8: 2, 10: 15}
 
 
-class Form(enum.Enum):
-    """How a command was written (V.250 section 5.4)."""
-
-    BASIC = "basic"  # ATE0, ATZ, ATI
-    EXEC = "exec"  # AT+CSQ
-    READ = "read"  # AT+CMGF?
-    TEST = "test"  # AT+CMGF=?
-    SET = "set"  # AT+CMGF=0
-
-
-class Command(msgspec.Struct, frozen=True):
-    name: str  # upper case: "E", "&F", "S", "+CMGS"
-    form: Form
-    args: str  # as written after the name ("0", "3=13", '"SM","SM"'), quotes kept
-
-
 class Reply(msgspec.Struct, frozen=True):
     """Bytes the modem writes at `due`; `sent` reaches the network at `due`, before the bytes."""
 
@@ -77,10 +72,6 @@ class SimState(enum.StrEnum):
 
 class _Fault(Exception):
     """A command failed; subclasses carry the wire's answer."""
-
-
-class _SyntaxFault(_Fault):
-    """Plain ERROR: unknown command, bad syntax or a parameter out of range."""
 
 
 class _MeFault(_Fault):
@@ -219,7 +210,7 @@ class ModemEngine:
 
     def _command_line(self, line: bytes, overflow: bool) -> None:
         text = line.decode("latin-1")
-        start = _find_prefix(text)
+        start = find_prefix(text)
         if start < 0:
             # V.250 5.2.1: characters before "AT" are ignored; a line without it is no command.
             return
@@ -236,7 +227,7 @@ class ModemEngine:
                     # TS 27.005 section 3.5.1: the prompt is <CR><LF><greater_than><space>.
                     self._emit(self._information(blocks) + self._s34() + b"> ")
                     return
-        except _Fault as fault:
+        except (_Fault, CommandSyntaxError) as fault:
             self._emit(self._information(blocks) + self._final(self._error_code(fault)))
             return
         self._emit(self._information(blocks) + self._final(b"OK"))
@@ -248,7 +239,7 @@ class ModemEngine:
         if command.form is Form.TEST and any(name == command.name for name, _ in HANDLERS):
             # TS 27.007 section 4.1: a test command of a known command at least answers OK.
             return []
-        raise _SyntaxFault(command.name)
+        raise CommandSyntaxError(command.name)
 
     # ---- output formatting (V.250 section 5.7) -----------------------------------------------
 
@@ -274,7 +265,7 @@ class ModemEngine:
             data += _noise(self._noise)
         return data
 
-    def _error_code(self, fault: _Fault) -> bytes:
+    def _error_code(self, fault: Exception) -> bytes:
         if isinstance(fault, _MeFault) and self.cmee:
             detail = str(int(fault.code)) if self.cmee == 1 else CME_TEXT[fault.code]
             return f"+CME ERROR: {detail}".encode()
@@ -309,39 +300,39 @@ class ModemEngine:
     # ---- V.250 basic commands ----------------------------------------------------------------
 
     def _echo(self, args: str) -> list[str]:
-        self.echo = _flag(args)
+        self.echo = on_off(args)
         return []
 
     def _reset(self, args: str) -> list[str]:
         if args not in ("", "0"):
-            raise _SyntaxFault(args)
+            raise CommandSyntaxError(args)
         self._reset_settings()
         return []
 
     def _identify(self, args: str) -> list[str]:
         if args not in ("", "0"):
-            raise _SyntaxFault(args)
+            raise CommandSyntaxError(args)
         return [MANUFACTURER, MODEL, f"Revision: {REVISION}"]
 
     def _verbose(self, args: str) -> list[str]:
         # Only verbose result codes (V1) are offered; the gateway never asks for V0.
         if args != "1":
-            raise _SyntaxFault(args)
+            raise CommandSyntaxError(args)
         return []
 
     def _quiet(self, args: str) -> list[str]:
         if args not in ("", "0"):
-            raise _SyntaxFault(args)
+            raise CommandSyntaxError(args)
         return []
 
     def _s_register(self, args: str) -> list[str]:
         number, equals, value = args.partition("=")
-        register = _number(number, 0, 255)
+        register = integer(number, 0, 255)
         if register not in self.s_registers:
-            raise _SyntaxFault(args)
+            raise CommandSyntaxError(args)
         if not equals:
             return [f"{self.s_registers[register]:03d}"]
-        self.s_registers[register] = _number(value, 0, 255)
+        self.s_registers[register] = integer(value, 0, 255)
         return []
 
     # ---- identity (TS 27.007 section 5) ------------------------------------------------------
@@ -373,8 +364,8 @@ class ModemEngine:
     # ---- control (TS 27.007 sections 8 and 9) ------------------------------------------------
 
     def _cmee_set(self, args: str) -> list[str]:
-        (mode,) = _params(args, 1)
-        self.cmee = _number(mode, 0, 2)
+        (mode,) = parameters(args, 1)
+        self.cmee = integer(mode, 0, 2)
         return []
 
     def _cmee_read(self, args: str) -> list[str]:
@@ -387,12 +378,12 @@ class ModemEngine:
         return [f"+CPIN: {self.sim_state.value}"]
 
     def _cpin_set(self, args: str) -> list[str]:
-        params = _strings(args)
+        params = quoted_or_bare(args)
         if self.sim_state is SimState.READY:
             raise _MeFault(CmeError.OPERATION_NOT_ALLOWED)
         if self.sim_state is SimState.SIM_PIN:
             if len(params) != 1:
-                raise _SyntaxFault(args)
+                raise CommandSyntaxError(args)
             if params[0] != self._pin:
                 self._pin_attempts -= 1
                 if self._pin_attempts == 0:
@@ -418,8 +409,8 @@ class ModemEngine:
     # ---- network registration (TS 27.007 sections 7.2, 7.3, 10.1.22) -------------------------
 
     def _creg_set(self, args: str) -> list[str]:
-        (mode,) = _params(args, 1)
-        self.creg_mode = _number(mode, 0, 2)
+        (mode,) = parameters(args, 1)
+        self.creg_mode = integer(mode, 0, 2)
         return []
 
     def _creg_read(self, args: str) -> list[str]:
@@ -429,8 +420,8 @@ class ModemEngine:
         return ["+CREG: (0-2)"]
 
     def _cereg_set(self, args: str) -> list[str]:
-        (mode,) = _params(args, 1)
-        self.cereg_mode = _number(mode, 0, 2)
+        (mode,) = parameters(args, 1)
+        self.cereg_mode = integer(mode, 0, 2)
         return []
 
     def _cereg_read(self, args: str) -> list[str]:
@@ -451,13 +442,13 @@ class ModemEngine:
         return [f'+COPS: 0,{self.cops_format},"{name}",0']
 
     def _cops_set(self, args: str) -> list[str]:
-        params = _params(args, 3)
-        mode = _number(params[0], 0, 4)
+        params = parameters(args, 3)
+        mode = integer(params[0], 0, 4)
         if mode not in (0, 3):
             # Only automatic selection: the simulated network is the only one there is.
             raise _MeFault(CmeError.OPERATION_NOT_ALLOWED)
         if params[1] is not None:
-            self.cops_format = _number(params[1], 0, 2)
+            self.cops_format = integer(params[1], 0, 2)
         return []
 
     def _cops_test(self, args: str) -> list[str]:
@@ -468,8 +459,8 @@ class ModemEngine:
     # ---- SMS settings (TS 27.005 section 3) ---------------------------------------------------
 
     def _cmgf_set(self, args: str) -> list[str]:
-        (mode,) = _params(args, 1)
-        self.cmgf = _number(mode, 0, 1)
+        (mode,) = parameters(args, 1)
+        self.cmgf = integer(mode, 0, 1)
         return []
 
     def _cmgf_read(self, args: str) -> list[str]:
@@ -479,9 +470,9 @@ class ModemEngine:
         return ["+CMGF: (0,1)"]
 
     def _cscs_set(self, args: str) -> list[str]:
-        (charset,) = _strings(args)
+        (charset,) = quoted_or_bare(args)
         if charset.upper() not in ("IRA", "GSM", "UCS2"):
-            raise _SyntaxFault(args)
+            raise CommandSyntaxError(args)
         self.cscs = charset.upper()
         return []
 
@@ -492,8 +483,8 @@ class ModemEngine:
         return ['+CSCS: ("IRA","GSM","UCS2")']
 
     def _csms_set(self, args: str) -> list[str]:
-        (service,) = _params(args, 1)
-        value = _number(service, 0, 1)
+        (service,) = parameters(args, 1)
+        value = integer(service, 0, 1)
         self._require_sim_for_sms()
         self.csms_service = value
         return ["+CSMS: 1,1,1"]
@@ -506,9 +497,9 @@ class ModemEngine:
         return ["+CSMS: (0,1)"]
 
     def _cpms_set(self, args: str) -> list[str]:
-        memories = [memory.upper() for memory in _strings(args)]
+        memories = [memory.upper() for memory in quoted_or_bare(args)]
         if not 1 <= len(memories) <= 3:
-            raise _SyntaxFault(args)
+            raise CommandSyntaxError(args)
         self._require_sim_for_sms()
         if any(memory not in STORAGE_SLOTS for memory in memories):
             raise _SmsFault(CmsError.OPERATION_NOT_SUPPORTED)
@@ -525,12 +516,12 @@ class ModemEngine:
         return ["+CPMS: " + ",".join([choices] * 3)]
 
     def _cnmi_set(self, args: str) -> list[str]:
-        params = _params(args, 5)
+        params = parameters(args, 5)
         limits = (3, 3, 3, 2, 1)
         settings = list(self.cnmi)
         for index, (param, limit) in enumerate(zip(params, limits, strict=True)):
             if param is not None:
-                settings[index] = _number(param, 0, 255)
+                settings[index] = integer(param, 0, 255)
                 if settings[index] > limit:
                     raise _SmsFault(CmsError.OPERATION_NOT_SUPPORTED)
         self.cnmi = settings
@@ -543,9 +534,9 @@ class ModemEngine:
         return ["+CNMI: (0-3),(0-3),(0-3),(0-2),(0,1)"]
 
     def _csca_set(self, args: str) -> list[str]:
-        params = _strings(args)
+        params = quoted_or_bare(args)
         if not 1 <= len(params) <= 2 or not params[0]:
-            raise _SyntaxFault(args)
+            raise CommandSyntaxError(args)
         self._require_sim_for_sms()
         self._smsc = params[0]
         return []
@@ -559,8 +550,8 @@ class ModemEngine:
     # ---- sending (TS 27.005 section 3.5.1, PDU mode) -----------------------------------------
 
     def _cmgs(self, args: str) -> list[str]:
-        (length_param,) = _params(args, 1)
-        length = _number(length_param, 0, 999)
+        (length_param,) = parameters(args, 1)
+        length = integer(length_param, 0, 999)
         if self.cmgf != 0:
             # Text-mode sending is not offered: the gateway sends PDUs only.
             raise _SmsFault(CmsError.OPERATION_NOT_ALLOWED)
@@ -616,12 +607,6 @@ def _tpdu(pdu: _PduInput) -> bytes:
     return tpdu
 
 
-def _find_prefix(text: str) -> int:
-    """Index of the first "AT" (any case) in a command line, or -1."""
-    upper = text.upper()
-    return upper.find("AT")
-
-
 def _noise(rng: random.Random) -> bytes:
     # No CR or LF, so noise never completes a line by itself, and no ">" that could pass for
     # the +CMGS prompt.
@@ -640,132 +625,6 @@ def _registration_line(name: str, mode: int, stat: int) -> str:
     if mode == 2 and stat in (1, 5):
         return f'{name}: 2,{stat},"{LOCATION_AREA}","{CELL_ID}"'
     return f"{name}: {mode},{stat}"
-
-
-def split_commands(body: str) -> list[Command]:
-    """The commands of one command line after "AT" (V.250 section 5.2 and 5.4).
-
-    Basic commands follow each other directly (`E0V1`), extended commands are separated by `;`
-    (`+CMEE=1;+CMGF=0`). Spaces outside strings are ignored and names are case-insensitive.
-    Raises the ERROR fault on anything else.
-    """
-    text = _normalise(body)
-    commands: list[Command] = []
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if char == ";":
-            index += 1
-        elif char in "+^$%*#!":
-            end = index + 1
-            while end < len(text) and (text[end].isalnum() or text[end] in "!%-./:_"):
-                end += 1
-            name = text[index:end]
-            stop = _unquoted_find(text, ";", end)
-            commands.append(_extended(name, text[end:stop]))
-            index = stop
-        elif char == "&" or char.isalpha():
-            end = index + (2 if char == "&" else 1)
-            name = text[index:end]
-            if name == "S":
-                while end < len(text) and (text[end].isdigit() or text[end] in "=?"):
-                    end += 1
-                # "S3?" reads, "S3=13" writes (V.250 section 6.1.3).
-                commands.append(Command("S", Form.BASIC, text[index + 1 : end].removesuffix("?")))
-            else:
-                while end < len(text) and text[end].isdigit():
-                    end += 1
-                commands.append(Command(name, Form.BASIC, text[index + len(name) : end]))
-            index = end
-        else:
-            raise _SyntaxFault(body)
-    return commands
-
-
-def _extended(name: str, rest: str) -> Command:
-    if len(name) < 2:
-        raise _SyntaxFault(name)
-    if rest == "":
-        return Command(name, Form.EXEC, "")
-    if rest == "?":
-        return Command(name, Form.READ, "")
-    if rest == "=?":
-        return Command(name, Form.TEST, "")
-    if rest.startswith("="):
-        return Command(name, Form.SET, rest[1:])
-    raise _SyntaxFault(name + rest)
-
-
-def _normalise(body: str) -> str:
-    """Upper case and without spaces, except inside double-quoted strings."""
-    out: list[str] = []
-    quoted = False
-    for char in body:
-        if char == '"':
-            quoted = not quoted
-            out.append(char)
-        elif quoted:
-            out.append(char)
-        elif char != " ":
-            out.append(char.upper())
-    if quoted:
-        raise _SyntaxFault(body)
-    return "".join(out)
-
-
-def _unquoted_find(text: str, target: str, start: int) -> int:
-    quoted = False
-    for index in range(start, len(text)):
-        if text[index] == '"':
-            quoted = not quoted
-        elif text[index] == target and not quoted:
-            return index
-    return len(text)
-
-
-def _split_params(args: str) -> list[str]:
-    params: list[str] = []
-    start = 0
-    while True:
-        comma = _unquoted_find(args, ",", start)
-        params.append(args[start:comma])
-        if comma == len(args):
-            return params
-        start = comma + 1
-
-
-def _params(args: str, most: int) -> list[str | None]:
-    """Exactly `most` parameters (missing ones None); ERROR if there are more."""
-    params: list[str | None] = [param or None for param in _split_params(args)]
-    if len(params) > most:
-        raise _SyntaxFault(args)
-    return params + [None] * (most - len(params))
-
-
-def _strings(args: str) -> list[str]:
-    """Parameters with their quotes removed (PINs and addresses may come quoted or bare)."""
-    values: list[str] = []
-    for param in _split_params(args):
-        if len(param) >= 2 and param[0] == param[-1] == '"':
-            values.append(param[1:-1])
-        elif '"' in param:
-            raise _SyntaxFault(args)
-        else:
-            values.append(param)
-    return values
-
-
-def _number(param: str | None, low: int, high: int) -> int:
-    if param is None or not param.isdigit() or not low <= int(param) <= high:
-        raise _SyntaxFault(param or "")
-    return int(param)
-
-
-def _flag(args: str) -> bool:
-    """A V.250 on/off parameter: missing means 0."""
-    if args not in ("", "0", "1"):
-        raise _SyntaxFault(args)
-    return args == "1"
 
 
 # The command table: (name, form) -> handler. A missing key answers ERROR.
