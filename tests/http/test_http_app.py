@@ -1,0 +1,463 @@
+"""The HTTP routes over a small dictionary-backed `Backend`: content types, Accept negotiation,
+Puzzel error bodies, the switchable 401, message lookup with Basic auth, and health."""
+
+from __future__ import annotations
+
+import base64
+import json
+from xml.etree import ElementTree
+
+import httpx
+import msgspec
+import pytest
+import trio
+
+from edgegw.http.app import Backend, make_app
+from edgegw.http.puzzel import RESPONSE_NAMESPACE
+from edgegw.http.server import App, HttpLimits, Request, Response, serve_http
+from edgegw.model import (
+    STATUS_ENQUEUED,
+    MessageState,
+    MessageStatus,
+    MessageView,
+    SendRequest,
+    SendResponse,
+    StatusCode,
+)
+
+SERVICES = {1000: ("user", "pw"), 2000: ("other", "secret")}
+
+
+def view(message_id: str, service_id: int) -> MessageView:
+    return MessageView(
+        messageId=message_id,
+        serviceId=service_id,
+        batchReference="b-1",
+        clientReference=None,
+        recipient="+4741000000",
+        originator="MyShop",
+        state=MessageState.QUEUED,
+        modem=None,
+        error=None,
+        createdAt="2026-03-21T09:00:00Z",
+        updatedAt="2026-03-21T09:00:00Z",
+        sentAt=None,
+        doneAt=None,
+        parts=[],
+    )
+
+
+class DictBackend:
+    """Services and messages in dictionaries; accepts every message of a good login."""
+
+    def __init__(self) -> None:
+        self.submitted: list[SendRequest] = []
+        self.views = {"m00000000001": view("m00000000001", 1000)}
+        self.is_ready = True
+        self.broken = False
+
+    async def submit(self, request: SendRequest) -> SendResponse:
+        if self.broken:
+            raise RuntimeError("store is gone")
+        self.submitted.append(request)
+        login = SERVICES.get(request.serviceId or 0)
+        allowed = login == (request.username, request.password)
+        return SendResponse(
+            batchReference=request.batchReference or "generated-1",
+            messageStatus=[
+                MessageStatus(
+                    statusCode=StatusCode.OK if allowed else StatusCode.ACCESS_ERROR,
+                    statusMessage=STATUS_ENQUEUED if allowed else "Access denied",
+                    clientReference=message.clientReference,
+                    recipient=message.recipient,
+                    messageId=f"m{index:011d}" if allowed else None,
+                    sessionId=None,
+                    sequenceIndex=index,
+                )
+                for index, message in enumerate(request.message, start=1)
+            ],
+        )
+
+    def authenticate(self, username: str, password: str) -> int | None:
+        for service_id, login in SERVICES.items():
+            if login == (username, password):
+                return service_id
+        return None
+
+    async def message_view(self, service_id: int, message_id: str) -> MessageView | None:
+        found = self.views.get(message_id)
+        return found if found is not None and found.serviceId == service_id else None
+
+    def ready(self) -> bool:
+        return self.is_ready
+
+
+@pytest.fixture
+def backend() -> DictBackend:
+    return DictBackend()
+
+
+@pytest.fixture
+def app(backend: DictBackend) -> App:
+    checked: Backend = backend  # the in-test backend satisfies the protocol
+    return make_app(checked)
+
+
+def request(
+    method: str,
+    target: str,
+    body: bytes = b"",
+    /,
+    **headers: str,
+) -> Request:
+    path, _, query = target.partition("?")
+    return Request(
+        method=method,
+        path=path,
+        query=query,
+        headers={name.replace("_", "-"): value for name, value in headers.items()},
+        body=body,
+    )
+
+
+def header(response: Response, name: str) -> str | None:
+    return next((value for key, value in response.headers if key == name), None)
+
+
+GOOD_JSON = json.dumps(
+    {
+        "serviceId": 1000,
+        "username": "user",
+        "password": "pw",
+        "message": [{"recipient": "+4741000000", "content": "Hello", "clientReference": "c1"}],
+    }
+).encode()
+BAD_LOGIN_JSON = GOOD_JSON.replace(b'"pw"', b'"nope"')
+GOOD_XML = (
+    b'<?xml version="1.0" encoding="UTF-8"?>'
+    b'<req:request xmlns:req="http://chimera.intele.com/gw/xsd/SMSGateway/Request/2013/02">'
+    b"<serviceId>1000</serviceId><username>user</username><password>pw</password>"
+    b"<message><recipient>+4741000000</recipient><content>Hei p\xc3\xa5 deg</content></message>"
+    b"</req:request>"
+)
+GOOD_FORM = (
+    b"serviceId=1000&username=user&password=pw&message%5B0%5D.recipient=%2B4741000000"
+    b"&message%5B0%5D.content=Hello+there"
+)
+GOOD_QUERY = (
+    "serviceId=1000&username=user&password=pw&message[0].recipient=%2B4799999999"
+    "&message[0].content=Hei+p%C3%A5+deg"
+)
+
+
+def xml_statuses(body: bytes) -> list[dict[str, str]]:
+    root = ElementTree.fromstring(body)
+    assert root.tag == f"{{{RESPONSE_NAMESPACE}}}response"
+    return [
+        {child.tag: child.text or "" for child in status} for status in root.iter("messageStatus")
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# POST /gw/rs/sendMessages
+
+
+async def test_json_in_json_out(app: App, backend: DictBackend) -> None:
+    response = await app(
+        request(
+            "POST",
+            "/gw/rs/sendMessages",
+            GOOD_JSON,
+            content_type="application/json; charset=UTF-8",
+            accept="application/json",
+        )
+    )
+    assert (response.status, header(response, "content-type")) == (200, "application/json")
+    assert json.loads(response.body) == {
+        "batchReference": "generated-1",
+        "messageStatus": [
+            {
+                "statusCode": 1,
+                "statusMessage": "Message enqueued for sending",
+                "clientReference": "c1",
+                "recipient": "+4741000000",
+                "messageId": "m00000000001",
+                "sessionId": None,
+                "sequenceIndex": 1,
+            }
+        ],
+    }
+    assert backend.submitted[0].message[0].content == "Hello"
+
+
+async def test_json_in_xml_out_without_accept(app: App) -> None:
+    response = await app(
+        request("POST", "/gw/rs/sendMessages", GOOD_JSON, content_type="application/json")
+    )
+    assert (response.status, header(response, "content-type")) == (200, "application/xml")
+    assert xml_statuses(response.body)[0]["messageId"] == "m00000000001"
+
+
+@pytest.mark.parametrize("content_type", ["application/xml", "text/xml; charset=utf-8"])
+async def test_xml_in(app: App, backend: DictBackend, content_type: str) -> None:
+    response = await app(
+        request("POST", "/gw/rs/sendMessages", GOOD_XML, content_type=content_type)
+    )
+    assert response.status == 200
+    assert xml_statuses(response.body)[0]["statusCode"] == "1"
+    assert backend.submitted[0].message[0].content == "Hei på deg"
+
+
+async def test_form_in_json_out(app: App, backend: DictBackend) -> None:
+    response = await app(
+        request(
+            "POST",
+            "/gw/rs/sendMessages",
+            GOOD_FORM,
+            content_type="application/x-www-form-urlencoded",
+            accept="application/json",
+        )
+    )
+    assert json.loads(response.body)["messageStatus"][0]["statusCode"] == 1
+    assert backend.submitted[0].message[0].content == "Hello there"
+
+
+async def test_form_in_a_declared_latin1_charset(app: App, backend: DictBackend) -> None:
+    body = "serviceId=1000&message[0].content=blå".encode("latin-1")
+    await app(
+        request(
+            "POST",
+            "/gw/rs/sendMessages",
+            body,
+            content_type="application/x-www-form-urlencoded; charset=ISO-8859-1",
+        )
+    )
+    assert backend.submitted[0].message[0].content == "blå"
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "multipart/form-data; boundary=x"])
+async def test_unsupported_content_type_is_415(app: App, content_type: str | None) -> None:
+    headers = {"accept": "application/json"}
+    if content_type:
+        headers["content_type"] = content_type
+    response = await app(request("POST", "/gw/rs/sendMessages", GOOD_JSON, **headers))
+    assert response.status == 415
+    [status] = json.loads(response.body)["messageStatus"]
+    assert status["statusCode"] == 5
+    assert status["statusMessage"].startswith("Syntax error: Content-Type: ")
+
+
+async def test_unparseable_body_is_400_in_the_asked_format(app: App, backend: DictBackend) -> None:
+    as_json = await app(
+        request(
+            "POST",
+            "/gw/rs/sendMessages",
+            b'{"serviceId": "abc", "message": [{}]}',
+            content_type="application/json",
+            accept="application/json",
+        )
+    )
+    assert (as_json.status, header(as_json, "content-type")) == (400, "application/json")
+    assert json.loads(as_json.body) == {
+        "batchReference": "",
+        "messageStatus": [
+            {
+                "statusCode": 5,
+                "statusMessage": "Syntax error: serviceId: Expected `int | null`, got `str`",
+                "clientReference": None,
+                "recipient": None,
+                "messageId": None,
+                "sessionId": None,
+                "sequenceIndex": 1,
+            }
+        ],
+    }
+    as_xml = await app(
+        request("POST", "/gw/rs/sendMessages", b"<request>", content_type="application/xml")
+    )
+    assert (as_xml.status, header(as_xml, "content-type")) == (400, "application/xml")
+    [status] = xml_statuses(as_xml.body)
+    assert status["statusCode"] == "5"
+    assert status["statusMessage"].startswith("Syntax error: body: malformed XML")
+    assert backend.submitted == []
+
+
+async def test_bad_login_is_status_2_by_default(app: App) -> None:
+    response = await app(
+        request(
+            "POST",
+            "/gw/rs/sendMessages",
+            BAD_LOGIN_JSON,
+            content_type="application/json",
+            accept="application/json",
+        )
+    )
+    assert response.status == 200
+    assert json.loads(response.body)["messageStatus"][0]["statusCode"] == 2
+
+
+async def test_bad_login_can_be_a_401_problem(backend: DictBackend) -> None:
+    app = make_app(backend, auth_failure_problem=True)
+    response = await app(
+        request("POST", "/gw/rs/sendMessages", BAD_LOGIN_JSON, content_type="application/json")
+    )
+    assert (response.status, header(response, "content-type")) == (
+        401,
+        "application/problem+json",
+    )
+    problem = json.loads(response.body)
+    assert set(problem) == {"type", "title", "status", "detail"}
+    assert problem["status"] == 401
+    good = await app(
+        request("POST", "/gw/rs/sendMessages", GOOD_JSON, content_type="application/json")
+    )
+    assert good.status == 200
+
+
+async def test_backend_failure_is_status_6_per_message(
+    app: App, backend: DictBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend.broken = True
+    two = GOOD_JSON.replace(b'"message": [{', b'"message": [{"content": "a"}, {')
+    response = await app(
+        request(
+            "POST",
+            "/gw/rs/sendMessages",
+            two,
+            content_type="application/json",
+            accept="application/json",
+        )
+    )
+    assert response.status == 500
+    statuses = json.loads(response.body)["messageStatus"]
+    assert [(s["statusCode"], s["sequenceIndex"]) for s in statuses] == [(6, 1), (6, 2)]
+    assert statuses[1]["clientReference"] == "c1"
+    assert "store is gone" in caplog.text
+
+
+async def test_other_methods_are_405(app: App) -> None:
+    response = await app(request("PUT", "/gw/rs/sendMessages", accept="application/json"))
+    assert (response.status, header(response, "allow")) == (405, "GET, POST")
+    assert json.loads(response.body)["status"] == 405
+
+
+# ---------------------------------------------------------------------------------------------
+# GET /gw/rs/sendMessages
+
+
+async def test_get_answers_text_xml(app: App, backend: DictBackend) -> None:
+    response = await app(request("GET", f"/gw/rs/sendMessages?{GOOD_QUERY}"))
+    assert (response.status, header(response, "content-type")) == (200, "text/xml")
+    assert xml_statuses(response.body)[0]["recipient"] == "+4799999999"
+    assert backend.submitted[0].message[0].content == "Hei på deg"
+
+
+async def test_get_answers_json_when_asked(app: App) -> None:
+    response = await app(
+        request("GET", f"/gw/rs/sendMessages?{GOOD_QUERY}", accept="application/json")
+    )
+    assert header(response, "content-type") == "application/json"
+    assert json.loads(response.body)["messageStatus"][0]["statusCode"] == 1
+
+
+async def test_get_with_pascal_case_names_is_a_syntax_error(app: App) -> None:
+    response = await app(
+        request("GET", "/gw/rs/sendMessages?Message=hi&Username=u&Password=p&ServiceId=1000")
+    )
+    assert (response.status, header(response, "content-type")) == (400, "text/xml")
+    [status] = xml_statuses(response.body)
+    assert (status["statusCode"], status["sequenceIndex"]) == ("5", "1")
+    assert status["statusMessage"].startswith("Syntax error: message: ")
+
+
+# ---------------------------------------------------------------------------------------------
+# GET /api/messages/{id}
+
+
+def basic(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, basic("user", "wrong"), "Basic !!!", "Bearer abc", "Basic " + "dXNlcg=="],
+)
+async def test_message_lookup_needs_basic_auth(app: App, authorization: str | None) -> None:
+    headers = {"authorization": authorization} if authorization else {}
+    response = await app(request("GET", "/api/messages/m00000000001", **headers))
+    assert response.status == 401
+    assert header(response, "www-authenticate") == 'Basic realm="edgegw"'
+
+
+async def test_message_lookup(app: App, backend: DictBackend) -> None:
+    response = await app(
+        request("GET", "/api/messages/m00000000001", authorization=basic("user", "pw"))
+    )
+    assert (response.status, header(response, "content-type")) == (200, "application/json")
+    assert msgspec.json.decode(response.body, type=MessageView) == backend.views["m00000000001"]
+
+
+@pytest.mark.parametrize(
+    ("path", "login"),
+    [
+        ("/api/messages/unknown00001", ("user", "pw")),
+        ("/api/messages/m00000000001", ("other", "secret")),  # another service's message
+        ("/api/messages/", ("user", "pw")),
+        ("/api/messages/m00000000001/parts", ("user", "pw")),
+    ],
+)
+async def test_message_lookup_not_found(app: App, path: str, login: tuple[str, str]) -> None:
+    response = await app(request("GET", path, authorization=basic(*login)))
+    assert response.status == 404
+
+
+async def test_message_lookup_is_get_only(app: App) -> None:
+    response = await app(request("DELETE", "/api/messages/m00000000001"))
+    assert (response.status, header(response, "allow")) == (405, "GET")
+
+
+# ---------------------------------------------------------------------------------------------
+# /health and the rest
+
+
+async def test_health(app: App, backend: DictBackend) -> None:
+    ok = await app(request("GET", "/health"))
+    assert (ok.status, json.loads(ok.body)) == (200, {"status": "ok"})
+    backend.is_ready = False
+    down = await app(request("GET", "/health"))
+    assert down.status == 503
+    assert json.loads(down.body)["status"] != "ok"
+
+
+async def test_unknown_path_is_404_in_the_asked_format(app: App) -> None:
+    as_xml = await app(request("GET", "/nothing"))
+    assert (as_xml.status, header(as_xml, "content-type")) == (404, "application/xml")
+    root = ElementTree.fromstring(as_xml.body)
+    assert root.tag.endswith("}fault") and root.findtext("code") == "404"
+    as_json = await app(request("GET", "/nothing", accept="application/json"))
+    assert (as_json.status, header(as_json, "content-type")) == (404, "application/problem+json")
+    assert json.loads(as_json.body)["status"] == 404
+
+
+# ---------------------------------------------------------------------------------------------
+# Through the listener, as a client sees it
+
+
+async def test_over_real_sockets(nursery: trio.Nursery, backend: DictBackend) -> None:
+    port: int = await nursery.start(serve_http, make_app(backend), "127.0.0.1", 0, HttpLimits())
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        posted = await client.post(
+            "/gw/rs/sendMessages",
+            content=GOOD_JSON,
+            headers={"content-type": "application/json", "accept": "application/json"},
+        )
+        # A raw `+` in the query, as one of the docs' examples sends it.
+        got = await client.get(
+            "/gw/rs/sendMessages?serviceId=1000&username=user&password=pw"
+            "&message[0].recipient=+4799999999&message[0].content=Hi"
+        )
+        looked_up = await client.get("/api/messages/m00000000001", auth=("user", "pw"))
+    assert posted.json()["messageStatus"][0]["statusCode"] == 1
+    assert got.headers["content-type"] == "text/xml"
+    assert xml_statuses(got.content)[0]["recipient"] == "+4799999999"
+    assert looked_up.json()["messageId"] == "m00000000001"
