@@ -1,0 +1,12 @@
+"""The MT pipeline: submit into the store, then dispatch from it to the modems.
+
+Everything here reads and writes through `edgegw.store`; in-memory channels only wake tasks.
+ARCHITECTURE.md (the flow, Concurrency rules).
+"""
+
+from edgegw.pipeline.dispatcher import Dispatcher
+from edgegw.pipeline.router import choose_modem
+from edgegw.pipeline.submit import Submitter
+from edgegw.pipeline.worker import ModemWorker
+
+__all__ = ["Dispatcher", "ModemWorker", "Submitter", "choose_modem"]

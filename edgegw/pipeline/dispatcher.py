@@ -1,0 +1,181 @@
+"""The dispatcher: resolves what a crash left in flight, expires stale messages, and hands due
+messages to the per-modem workers, persisting each claim before the hand-over.
+
+Never keeps a message only in memory: the store is the queue, the channels only wake workers.
+ARCHITECTURE.md (the flow, Store, Concurrency rules); spec sections 7.4, 7.5 and 7.7.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+
+import trio
+
+from drivers.events import ModemState
+from drivers.modem import Modem
+from edgegw.clock import Clock
+from edgegw.config import CrashPolicy, DispatchConfig, ServiceConfig
+from edgegw.pipeline.router import choose_modem
+from edgegw.pipeline.sendwindow import next_open
+from edgegw.pipeline.worker import ModemWorker
+from edgegw.store import DUE_SCAN_LIMIT, Claim, Store
+
+log = logging.getLogger(__name__)
+
+HEALTH_POLL = 1.0  # seconds between looks at modem health while due messages wait for one
+WORKER_RESTART_DELAY = 1.0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        modems: dict[str, Modem],
+        services: list[ServiceConfig],
+        dispatch: DispatchConfig,
+        clock: Clock,
+        *,
+        policy: CrashPolicy = CrashPolicy.RESEND,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self._modems = modems
+        self._pools = {service.id: tuple(service.modems) for service in services}
+        self._dispatch = dispatch
+        self._clock = clock
+        self._policy = policy
+        self._rng = rng or random.Random()
+        self._wakeup = trio.Event()
+        self._in_flight = dict.fromkeys(modems, 0)
+        self._channels: dict[str, trio.MemorySendChannel[Claim]] = {}
+        self.workers: dict[str, ModemWorker] = {}
+        self.worker_crashes = 0  # workers restarted after an error escaped them
+
+    def wake(self) -> None:
+        """Look at the queue now (new messages, a modem became ready, a worker is free)."""
+        self._wakeup.set()
+
+    def in_flight(self, modem: str) -> int:
+        return self._in_flight[modem]
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        recovery = await self._store.recover_in_flight(resend=self._policy is CrashPolicy.RESEND)
+        if recovery.requeued or recovery.failed:
+            log.warning(
+                "after a stop: %d messages in flight queued again, %d failed (policy %s)",
+                len(recovery.requeued),
+                len(recovery.failed),
+                self._policy,
+            )
+        async with trio.open_nursery() as nursery:
+            for name, modem in self._modems.items():
+                send, receive = trio.open_memory_channel[Claim](self._dispatch.queue_per_modem)
+                self._channels[name] = send
+                worker = ModemWorker(
+                    modem,
+                    self._store,
+                    self._clock,
+                    self._dispatch,
+                    rng=self._rng,
+                    on_done=self._done,
+                )
+                self.workers[name] = worker
+                nursery.start_soon(self._supervise, worker, receive)
+            task_status.started()
+            while True:
+                self._wakeup = trio.Event()
+                wake_at = await self.dispatch_once()
+                deadline = math.inf if wake_at is None else self._clock.trio_deadline(wake_at)
+                with trio.move_on_at(deadline):
+                    await self._wakeup.wait()
+
+    async def _supervise(
+        self, worker: ModemWorker, claims: trio.MemoryReceiveChannel[Claim]
+    ) -> None:
+        """The worker's error boundary: whatever escapes it is logged and counted, and the worker
+        starts again; neither the dispatcher nor another modem's worker notices."""
+        while True:
+            try:
+                await worker.run(claims)
+                return
+            except Exception:
+                self.worker_crashes += 1
+                log.exception("worker of modem %s crashed; restarting", worker.modem.name)
+            await trio.sleep(WORKER_RESTART_DELAY)
+
+    def _done(self, modem: str) -> None:
+        self._in_flight[modem] -= 1
+        self.wake()
+
+    async def dispatch_once(self) -> float | None:
+        """One round: expire, claim and hand over what is due. Returns when to look again
+        (None: only a wake-up can bring new work)."""
+        store = self._store
+        now = self._clock.now()
+        due_at, expires_at = await store.next_times()
+        if expires_at is not None and expires_at <= now:
+            expired = await store.expire_due(now)
+            log.info("%d messages expired before they could be sent", len(expired))
+            due_at, expires_at = await store.next_times()
+        if due_at is None:
+            return expires_at
+        waiting = due_at <= now
+        if waiting:
+            waiting = await self._claim_due(now)
+            due_at, expires_at = await store.next_times()
+        times = [t for t in (due_at, expires_at) if t is not None and t > now]
+        if waiting:
+            # Due messages wait for a ready modem: look at modem health again soon.
+            times.append(now + HEALTH_POLL)
+        return min(times, default=None)
+
+    async def _claim_due(self, now: float) -> bool:
+        """Claim due messages up to the spare capacity of ready modems; True if some are left
+        waiting for a modem."""
+        per_modem = self._dispatch.queue_per_modem
+        free = {
+            name: per_modem - self._in_flight[name]
+            for name, modem in self._modems.items()
+            if modem.health().state is ModemState.READY and self._in_flight[name] < per_modem
+        }
+        if not free:
+            return True
+        limit = min(DUE_SCAN_LIMIT, 16 * sum(free.values()) + 64)
+        candidates = await self._store.due(now, limit)
+        assignments: list[tuple[str, str]] = []
+        load = dict(self._in_flight)
+        waiting = False
+        for message in candidates:
+            if message.window is not None:
+                opening = next_open(message.window, now)
+                if opening is None:
+                    await self._store.expire(message.id, "send window closed before sending", now)
+                    continue
+                if opening > now:
+                    await self._store.reschedule(message.id, opening, now)
+                    continue
+            if not free:
+                waiting = True
+                break
+            modem = choose_modem(
+                pool=self._pools.get(message.service_id, ()),
+                sticky=message.modem,
+                free=free,
+                load=load,
+            )
+            if modem is None:
+                waiting = True
+                continue
+            assignments.append((message.id, modem))
+            load[modem] += 1
+            free[modem] -= 1
+            if free[modem] == 0:
+                del free[modem]
+        if not assignments:
+            return waiting
+        for claim in await self._store.claim(assignments, now):
+            self._in_flight[claim.modem] += 1
+            self._channels[claim.modem].send_nowait(claim)
+        return waiting

@@ -1,0 +1,393 @@
+"""MT submission: authenticate, validate and encode each message of a request, queue the
+accepted ones in one durable write, and answer with a status per message.
+
+Never raises for bad input and never answers before the commit. Spec sections 2.1, 2.2, 6.1, 7.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import random
+import re
+from collections.abc import Callable
+
+from drivers.gsm import (
+    EncodedMessage,
+    GsmError,
+    MessageTooLong,
+    NonGsmCharacter,
+    ParsingType,
+    encode_message,
+)
+from edgegw.clock import Clock
+from edgegw.config import ServiceConfig
+from edgegw.ids import MessageIdGenerator, new_batch_reference
+from edgegw.model import (
+    STATUS_ENQUEUED,
+    MessageRequest,
+    MessageStatus,
+    OriginatorType,
+    SendRequest,
+    SendResponse,
+    StatusCode,
+)
+from edgegw.pipeline.sendwindow import SendWindowError, parse_send_window
+from edgegw.store import DailyWindow, NewMessage, Store
+
+log = logging.getLogger(__name__)
+
+_E164 = re.compile(r"\+[0-9]{8,15}")
+_WHITESPACE = re.compile(r"\s+")
+# Spec 7.6: letters, digits, space and % & - + . , (upper case allowed too).
+_ALPHANUMERIC = re.compile(r"[A-Za-z0-9 %&+.,-]{1,11}")
+_NETWORK = re.compile(r"[0-9]{1,15}")
+_HEX = re.compile(r"(?:[0-9A-Fa-f]{2})*")
+
+_PREMIUM_PARAMETERS = frozenset(
+    {
+        "strex_verification_timeout",
+        "strex_merchant_sell_option",
+        "strex_confirm_channel",
+        "strex_authorization_token",
+    }
+)
+_NO_PREMIUM = "a modem cannot charge the recipient"
+_NO_SESSIONS = "sessions need short-number sub-addressing, which a modem does not have"
+
+
+class Rejected(Exception):
+    """One message of a request is refused with this status (spec section 6.1)."""
+
+    def __init__(self, code: StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _syntax(detail: str) -> Rejected:
+    return Rejected(StatusCode.SYNTAX_ERROR, f"Syntax error: {detail}")
+
+
+def _illegal(detail: str) -> Rejected:
+    return Rejected(StatusCode.ILLEGAL_ACTION, f"Illegal action: {detail}")
+
+
+def validity_minutes(code: int) -> int:
+    """Spec 7.4 (the TP-VP relative format, capped at 7 days)."""
+    if code <= 143:
+        return (code + 1) * 5
+    if code <= 167:
+        return 720 + (code - 143) * 30
+    return (code - 166) * 1440
+
+
+def normalise_msisdn(value: str) -> str:
+    """Spaces out and a `00` prefix as `+` (spec 2.1: "+47 41 00 00 00" -> "+4741000000")."""
+    number = _WHITESPACE.sub("", value)
+    if number.startswith("00"):
+        number = "+" + number[2:]
+    return number
+
+
+class Submitter:
+    """The one entry point for MT messages from every interface (REST, GET, SOAP, SMTP, SMPP)."""
+
+    def __init__(
+        self,
+        services: list[ServiceConfig],
+        store: Store,
+        clock: Clock,
+        wake: Callable[[], None],
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._services = {service.id: service for service in services}
+        self._store = store
+        self._clock = clock
+        self._wake = wake
+        self._ids = MessageIdGenerator()
+        # The concatenation reference only has to differ between messages that one handset
+        # may be reassembling at the same time; a wrapping counter does that.
+        self._reference = (rng or random.SystemRandom()).randrange(256)
+
+    async def submit(self, request: SendRequest) -> SendResponse:
+        batch_reference = request.batchReference or new_batch_reference()
+        messages = request.message
+        service = self._services.get(request.serviceId) if request.serviceId is not None else None
+        if service is None:
+            return _all(batch_reference, messages, StatusCode.ILLEGAL_SERVICE, "Illegal service")
+        if not _credentials_match(service, request.username, request.password):
+            return _all(batch_reference, messages, StatusCode.ACCESS_ERROR, "Access denied")
+
+        now = self._clock.now()
+        statuses: list[MessageStatus] = []
+        accepted: list[tuple[int, NewMessage]] = []
+        ids = self._ids.next_ids(now, len(messages)) if messages else []
+        for sequence, message in enumerate(messages, 1):
+            recipient = message.recipient
+            try:
+                new = self._accept(service, message, ids[sequence - 1], batch_reference, now)
+                recipient = new.recipient
+            except Rejected as rejected:
+                statuses.append(
+                    _status(message, recipient, rejected.code, rejected.message, sequence)
+                )
+                continue
+            except Exception:
+                log.exception("submit: message %d of batch %s failed", sequence, batch_reference)
+                statuses.append(
+                    _status(
+                        message, recipient, StatusCode.INTERNAL_ERROR, "Internal error", sequence
+                    )
+                )
+                continue
+            accepted.append((len(statuses), new))
+            statuses.append(
+                MessageStatus(
+                    statusCode=StatusCode.OK,
+                    statusMessage=STATUS_ENQUEUED,
+                    clientReference=message.clientReference,
+                    recipient=recipient,
+                    messageId=new.id,
+                    sessionId=None,
+                    sequenceIndex=sequence,
+                )
+            )
+        if accepted:
+            try:
+                await self._store.insert_messages([new for _, new in accepted])
+            except Exception:
+                log.exception("submit: storing batch %s failed", batch_reference)
+                for position, _ in accepted:
+                    status = statuses[position]
+                    status.statusCode = StatusCode.INTERNAL_ERROR
+                    status.statusMessage = "Internal error"
+                    status.messageId = None
+            else:
+                self._wake()
+        return SendResponse(batchReference=batch_reference, messageStatus=statuses)
+
+    def _accept(
+        self,
+        service: ServiceConfig,
+        message: MessageRequest,
+        message_id: str,
+        batch_reference: str,
+        now: float,
+    ) -> NewMessage:
+        """Validate and encode one message; raises Rejected with the status to answer."""
+        if not message.recipient:
+            raise _syntax("recipient is required")
+        recipient = normalise_msisdn(message.recipient)
+        if _E164.fullmatch(recipient) is None:
+            raise Rejected(
+                StatusCode.SYNTAX_ERROR,
+                f"Syntax error: recipient {message.recipient!r} is not an international number"
+                " (+ and 8 to 15 digits)",
+            )
+        if not message.content:
+            raise _syntax("content is required")
+        if message.price:
+            raise _illegal(
+                f"price {message.price}: premium messages are not possible, {_NO_PREMIUM}"
+            )
+
+        settings = message.settings
+        priority = service.priority
+        validity = service.validity
+        originator = service.originator
+        originator_type = service.originator_type.value
+        parsing = service.parsing_type
+        dcs: int | None = None
+        udh = b""
+        pid = 0
+        flash = False
+        skip_report = False
+        window: DailyWindow | None = None
+        not_before = now
+        ends_at: float | None = None
+        if settings is not None:
+            if settings.gasSettings is not None:
+                raise _illegal(f"gasSettings: premium services are not possible, {_NO_PREMIUM}")
+            if settings.age:
+                raise _illegal(f"age: age limits apply to premium messages, {_NO_PREMIUM}")
+            if settings.newSession or settings.sessionId:
+                raise _illegal(_NO_SESSIONS)
+            if settings.priority is not None:
+                if settings.priority not in (1, 2, 3):
+                    raise _syntax(f"priority {settings.priority} must be 1, 2 or 3")
+                priority = settings.priority
+            if settings.validity is not None:
+                if not 0 <= settings.validity <= 173:
+                    raise _syntax(f"validity {settings.validity} must be from 0 to 173")
+                validity = settings.validity
+            if settings.originatorSettings is not None:
+                originator, originator_type = _originator(
+                    settings.originatorSettings.originator,
+                    settings.originatorSettings.originatorType,
+                )
+            # Spec 7.2 precedence: dcs, then parsing-type, then autoDetectEncoding, then the
+            # deprecated safeRemoveNonGsmCharacters, then the service default.
+            if settings.safeRemoveNonGsmCharacters:
+                parsing = ParsingType.SAFE_REMOVE_NON_GSM
+            if settings.autoDetectEncoding:
+                parsing = ParsingType.AUTO_DETECT
+            for parameter in settings.parameter:
+                key = parameter.key.lower()
+                value = str(parameter.value).strip()
+                if key == "dcs":
+                    if len(value) != 2 or _HEX.fullmatch(value) is None:
+                        raise _syntax(f"parameter dcs {value!r} must be two hex digits")
+                    dcs = int(value, 16)
+                elif key == "udh":
+                    if _HEX.fullmatch(value) is None:
+                        raise _syntax(f"parameter udh {value!r} must be hex octets")
+                    udh = bytes.fromhex(value)
+                elif key == "pid":
+                    if not value.isdigit() or not 65 <= int(value) <= 71:
+                        raise _syntax(f"parameter pid {value!r} must be from 65 to 71")
+                    pid = int(value)
+                elif key == "flash":
+                    flash = value.lower() == "true"
+                elif key == "parsing-type":
+                    try:
+                        parsing = ParsingType(value.upper())
+                    except ValueError:
+                        raise _syntax(
+                            f"parameter parsing-type {value!r} must be one of "
+                            + ", ".join(member.value for member in ParsingType)
+                        ) from None
+                elif key == "skip_customer_report_delivery":
+                    skip_report = value.lower() == "true"
+                elif key in _PREMIUM_PARAMETERS:
+                    raise _illegal(f"parameter {parameter.key}: Strex payments, {_NO_PREMIUM}")
+            if settings.sendWindow is not None:
+                try:
+                    schedule = parse_send_window(settings.sendWindow)
+                except SendWindowError as exc:
+                    raise _syntax(str(exc)) from None
+                not_before = max(now, schedule.not_before)
+                ends_at = schedule.ends_at
+                window = schedule.daily
+
+        encoded = self._encode(message.content, parsing, dcs, udh, flash)
+        minutes = validity_minutes(validity)
+        # Validity runs from the moment the message may first be sent, so a scheduled message
+        # is not dead before its window opens.
+        expires_at = not_before + minutes * 60
+        if ends_at is not None:
+            expires_at = min(expires_at, ends_at)
+        return NewMessage(
+            id=message_id,
+            service_id=service.id,
+            batch_reference=batch_reference,
+            client_reference=message.clientReference,
+            recipient=recipient,
+            originator=originator,
+            originator_type=originator_type,
+            content=encoded.text,
+            alphabet=encoded.alphabet.value,
+            priority=priority,
+            validity_minutes=minutes,
+            not_before=not_before,
+            expires_at=expires_at,
+            status_report=True,
+            report_to_customer=service.delivery_reports and not skip_report,
+            pid=pid,
+            flash=flash,
+            created_at=now,
+            window=window,
+            parts=encoded.parts,
+        )
+
+    def _encode(
+        self, content: str, parsing: ParsingType, dcs: int | None, udh: bytes, flash: bool
+    ) -> EncodedMessage:
+        self._reference = (self._reference + 1) & 0xFF
+        try:
+            encoded = encode_message(
+                content, parsing=parsing, reference=self._reference, dcs=dcs, udh=udh, flash=flash
+            )
+        except NonGsmCharacter as exc:
+            raise _syntax(
+                f"content: character {exc.char!r} at position {exc.index}"
+                " is not in the GSM 03.38 alphabet"
+            ) from None
+        except MessageTooLong as exc:
+            raise _syntax(
+                f"content: the message needs {exc.parts} SMS parts, at most {exc.max_parts}"
+                " are allowed"
+            ) from None
+        except GsmError as exc:
+            raise _syntax(f"content: {exc}") from None
+        if not encoded.text:
+            raise _syntax("content: nothing is left to send once non-GSM characters are removed")
+        return encoded
+
+
+def _originator(originator: str | None, kind: str | None) -> tuple[str, str]:
+    """Spec 7.6: (originator, type) from originatorSettings, type matched case-insensitively."""
+    if not kind:
+        raise _syntax("originatorSettings.originatorType is required")
+    try:
+        originator_type = OriginatorType(kind.upper())
+    except ValueError:
+        raise _syntax(
+            f"originatorSettings.originatorType {kind!r} must be one of "
+            + ", ".join(member.value for member in OriginatorType)
+        ) from None
+    if not originator:
+        raise _syntax("originatorSettings.originator is required")
+    if originator_type is OriginatorType.ALPHANUMERIC:
+        if _ALPHANUMERIC.fullmatch(originator) is None:
+            raise _syntax(
+                f"originatorSettings.originator {originator!r}: an alphanumeric originator is 1"
+                " to 11 letters, digits, spaces or % & - + . ,"
+            )
+    elif originator_type is OriginatorType.INTERNATIONAL:
+        originator = normalise_msisdn(originator)
+        if _E164.fullmatch(originator) is None:
+            raise _syntax(
+                f"originatorSettings.originator {originator!r}: an international originator is"
+                " + and 8 to 15 digits"
+            )
+    elif _NETWORK.fullmatch(originator) is None:
+        raise _syntax(
+            f"originatorSettings.originator {originator!r}: a network originator is a short"
+            " number of digits"
+        )
+    return originator, originator_type.value
+
+
+def _credentials_match(service: ServiceConfig, username: str | None, password: str | None) -> bool:
+    # Both comparisons always run, in constant time, so timing tells nothing about either.
+    user_ok = hmac.compare_digest(service.username.encode(), (username or "").encode())
+    password_ok = hmac.compare_digest(service.password.encode(), (password or "").encode())
+    return user_ok and password_ok and username is not None and password is not None
+
+
+def _status(
+    message: MessageRequest, recipient: str | None, code: StatusCode, text: str, sequence: int
+) -> MessageStatus:
+    return MessageStatus(
+        statusCode=code,
+        statusMessage=text,
+        clientReference=message.clientReference,
+        recipient=recipient,
+        messageId=None,
+        sessionId=None,
+        sequenceIndex=sequence,
+    )
+
+
+def _all(
+    batch_reference: str, messages: list[MessageRequest], code: StatusCode, text: str
+) -> SendResponse:
+    return SendResponse(
+        batchReference=batch_reference,
+        messageStatus=[
+            _status(message, message.recipient, code, text, sequence)
+            for sequence, message in enumerate(messages, 1)
+        ],
+    )

@@ -1,0 +1,162 @@
+"""The per-modem worker: sends the parts of each claimed message through its modem and records
+every outcome in the store as it goes (TP-MR per part, retry with backoff, permanent failure).
+
+Never holds the only copy of a message: the store says what is in flight. ARCHITECTURE.md (the
+flow, Concurrency rules); DR codes of spec section 4.4.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Callable
+
+import trio
+
+from drivers.events import ModemState
+from drivers.modem import Modem, ModemError, OutgoingPart, SendRejected
+from edgegw.clock import Clock
+from edgegw.config import DispatchConfig
+from edgegw.store import Claim, DrStatus, Store
+
+log = logging.getLogger(__name__)
+
+JITTER = 0.2  # a retry waits between 80% and 100% of its backoff, so retries spread out
+MIN_VALIDITY_MINUTES = 5  # the shortest TP-VP relative period (TS 23.040 9.2.3.12.1)
+CMS_UNASSIGNED_NUMBER = 1  # TS 24.011 RP-cause 1, "unassigned (unallocated) number"
+
+
+def backoff(attempt: int, dispatch: DispatchConfig, rng: random.Random) -> float:
+    """Seconds to wait after failed attempt number `attempt` (1-based): doubling from
+    retry_initial, capped at retry_max, less up to JITTER of it."""
+    delay: float = min(dispatch.retry_max, dispatch.retry_initial * 2.0 ** (attempt - 1))
+    return delay * (1 - JITTER * rng.random())
+
+
+class ModemWorker:
+    """Sends claimed messages through one modem, one message at a time."""
+
+    def __init__(
+        self,
+        modem: Modem,
+        store: Store,
+        clock: Clock,
+        dispatch: DispatchConfig,
+        *,
+        rng: random.Random,
+        on_done: Callable[[str], None],
+    ) -> None:
+        self.modem = modem
+        self._store = store
+        self._clock = clock
+        self._dispatch = dispatch
+        self._rng = rng
+        self._on_done = on_done
+        self.sent = 0  # messages fully sent
+        self.errors = 0  # messages whose handling raised something unexpected
+        self._part: int | None = None  # the part being sent, for the error boundary
+
+    async def run(self, claims: trio.MemoryReceiveChannel[Claim]) -> None:
+        async for claim in claims:
+            self._part = None
+            try:
+                await self.send(claim)
+            except Exception as exc:
+                # One message's surprise must not stop this modem: count it, log it, and give
+                # the message back to the queue as a failed attempt.
+                self.errors += 1
+                log.exception("modem %s: sending message %s failed", self.modem.name, claim.id)
+                await self._after_error(claim, self._part, f"internal error: {exc!r}", cms=None)
+            finally:
+                self._on_done(self.modem.name)
+
+    async def send(self, claim: Claim) -> None:
+        """Send every unsent part of `claim`, then mark the message sent."""
+        store = self._store
+        now = self._clock.now()
+        if now >= claim.expires_at:
+            await store.expire(claim.id, "validity period expired before sending", now)
+            return
+        if self.modem.health().state is not ModemState.READY:
+            # Not this message's fault: back to the queue, no attempt spent.
+            await store.requeue(
+                claim.id,
+                next_attempt_at=now,
+                error=f"modem {self.modem.name} not ready",
+                counts_as_attempt=False,
+                now=now,
+            )
+            return
+        unsent = [part for part in claim.parts if not part.sent]
+        if not unsent:
+            await store.mark_sent(claim.id, now)
+            return
+        validity = max(MIN_VALIDITY_MINUTES, math.ceil((claim.expires_at - now) / 60))
+        for position, part in enumerate(unsent, 1):
+            self._part = part.index
+            await store.mark_part_sending(claim.id, part.index, self.modem.name)
+            outgoing = OutgoingPart(
+                recipient=claim.recipient,
+                part=part.part,
+                status_report=claim.status_report,
+                validity_minutes=validity,
+                pid=claim.pid,
+            )
+            try:
+                reference = await self.modem.send(outgoing)
+            except SendRejected as exc:
+                if not exc.permanent:
+                    await self._after_error(claim, part.index, str(exc), cms=exc.cms)
+                    return
+                dr_status = (
+                    DrStatus.UNKNOWN_RECIPIENT
+                    if exc.cms == CMS_UNASSIGNED_NUMBER
+                    else DrStatus.SMSC_FAILED
+                )
+                await store.fail(
+                    claim.id,
+                    error=f"rejected by the network: {exc}",
+                    dr_status=dr_status,
+                    ext_status=None if exc.cms is None else str(exc.cms),
+                    part_index=part.index,
+                )
+                return
+            except ModemError as exc:
+                await self._after_error(claim, part.index, str(exc), cms=exc.cms)
+                return
+            await store.mark_part_sent(
+                claim.id, part.index, reference, last=position == len(unsent)
+            )
+        self._part = None
+        self.sent += 1
+
+    async def _after_error(
+        self, claim: Claim, part_index: int | None, error: str, *, cms: int | None
+    ) -> None:
+        """A try that may work later: queue again with backoff, or fail once attempts run out."""
+        attempts = claim.attempts + 1
+        now = self._clock.now()
+        try:
+            if attempts >= self._dispatch.max_attempts:
+                await self._store.fail(
+                    claim.id,
+                    error=f"{error} (gave up after {attempts} attempts)",
+                    dr_status=DrStatus.TRANSMIT_ERROR if cms is None else DrStatus.SMSC_FAILED,
+                    ext_status=None if cms is None else str(cms),
+                    part_index=part_index,
+                    now=now,
+                )
+                return
+            await self._store.requeue(
+                claim.id,
+                next_attempt_at=now + backoff(attempts, self._dispatch, self._rng),
+                error=error,
+                counts_as_attempt=True,
+                part_index=part_index,
+                now=now,
+            )
+        except Exception:
+            # The store refused too; the message stays `sending` and the next start's crash
+            # recovery resolves it.
+            log.exception("modem %s: could not record the failure of %s", self.modem.name, claim.id)

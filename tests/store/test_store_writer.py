@@ -1,0 +1,158 @@
+"""The single writer: group commit, isolation of a failing job, durability, pragmas."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import trio
+
+from edgegw.clock import Clock
+from edgegw.model import MessageState
+from edgegw.store import NewMessage, Store, StoreClosed
+
+START = 1_754_380_800.0
+
+
+async def test_concurrent_writes_share_few_commits_and_answer_after_commit(
+    store: Store, db_path: Path
+) -> None:
+    await store.write(lambda conn: conn.execute("CREATE TABLE probe (n INTEGER PRIMARY KEY)"))
+    commits_when_run: dict[int, int] = {}
+    commits_when_answered: dict[int, int] = {}
+    seen_by_outsider: dict[int, bool] = {}
+    commits, jobs = store.commits, store.jobs
+
+    async def client(number: int) -> None:
+        def insert(conn: sqlite3.Connection) -> None:
+            commits_when_run[number] = store.commits
+            conn.execute("INSERT INTO probe (n) VALUES (?)", (number,))
+
+        await store.write(insert)
+        commits_when_answered[number] = store.commits
+        outsider = sqlite3.connect(db_path)
+        row = outsider.execute("SELECT 1 FROM probe WHERE n = ?", (number,)).fetchone()
+        outsider.close()
+        seen_by_outsider[number] = row is not None
+
+    async with trio.open_nursery() as nursery:
+        for number in range(300):
+            nursery.start_soon(client, number)
+
+    assert len(seen_by_outsider) == 300 and all(seen_by_outsider.values())
+    assert all(commits_when_answered[n] > commits_when_run[n] for n in commits_when_run)
+    assert store.jobs - jobs == 300
+    # 300 concurrent writers: grouped into a handful of transactions, not 300.
+    assert store.commits - commits <= 10
+
+
+async def test_a_failing_job_does_not_fail_its_neighbours(
+    store: Store, make_message: Callable[..., NewMessage]
+) -> None:
+    results: dict[str, object] = {}
+
+    def failing(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE messages SET state = 'failed' WHERE id = ?", ("000000000001",))
+        raise ValueError("this job is broken")
+
+    async def run(name: str, job: Callable[[sqlite3.Connection], object]) -> None:
+        try:
+            results[name] = await store.write(job)
+        except ValueError as exc:
+            results[name] = exc
+
+    await store.insert_messages([make_message("000000000001")])
+    commits = store.commits
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run, "first", lambda conn: conn.execute("SELECT 1").fetchone())
+        nursery.start_soon(run, "broken", failing)
+        nursery.start_soon(
+            run,
+            "last",
+            lambda conn: (
+                conn.execute(
+                    "UPDATE messages SET error = 'kept' WHERE id = '000000000001'"
+                ).rowcount
+            ),
+        )
+    assert results["first"] == (1,)
+    assert isinstance(results["broken"], ValueError)
+    assert results["last"] == 1
+    assert store.commits == commits + 1  # all three in one transaction
+    record = await store.message("000000000001")
+    assert record is not None
+    assert record.state is MessageState.QUEUED  # the broken job's update was rolled back
+    assert record.error == "kept"
+
+
+async def test_a_duplicate_id_fails_only_its_own_request(
+    store: Store, make_message: Callable[..., NewMessage]
+) -> None:
+    await store.insert_messages([make_message("000000000001")])
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.insert_messages([make_message("000000000002"), make_message("000000000001")])
+    # The failed request left nothing behind, not even its first message.
+    assert await store.message("000000000002") is None
+
+
+async def test_acknowledged_messages_survive_a_restart(
+    db_path: Path, make_message: Callable[..., NewMessage]
+) -> None:
+    ids = [f"{n:012d}" for n in range(50)]
+    async with trio.open_nursery() as nursery:
+        first = Store(db_path, clock=Clock(start_epoch=START))
+        await nursery.start(first.run)
+        await first.insert_messages([make_message(message_id) for message_id in ids])
+        nursery.cancel_scope.cancel()
+    with pytest.raises(StoreClosed):
+        await first.insert_messages([make_message("000000000999")])
+
+    async with trio.open_nursery() as nursery:
+        second = Store(db_path, clock=Clock(start_epoch=START))
+        await nursery.start(second.run)
+        views = [await second.message_view(1, message_id) for message_id in ids]
+        nursery.cancel_scope.cancel()
+    assert [view.messageId for view in views if view is not None] == ids
+
+
+async def test_connections_use_wal_full_sync_and_foreign_keys(store: Store) -> None:
+    def pragmas(conn: sqlite3.Connection) -> tuple[str, int, int, int]:
+        return (
+            conn.execute("PRAGMA journal_mode").fetchone()[0],
+            conn.execute("PRAGMA synchronous").fetchone()[0],
+            conn.execute("PRAGMA foreign_keys").fetchone()[0],
+            conn.execute("PRAGMA busy_timeout").fetchone()[0],
+        )
+
+    journal, synchronous, foreign_keys, busy = await store.write(pragmas)
+    assert journal == "wal"
+    assert synchronous == 2  # FULL
+    assert foreign_keys == 1
+    assert busy >= 1000
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.write(
+            lambda conn: conn.execute(
+                "INSERT INTO parts (message_id, idx, dcs, udh, payload) VALUES ('nope', 1, 0,"
+                " x'', x'')"
+            )
+        )
+
+
+async def test_due_and_expiry_queries_are_index_range_scans(store: Store) -> None:
+    def plans(conn: sqlite3.Connection) -> list[str]:
+        queries = [
+            "SELECT id FROM messages WHERE state = 'queued' AND priority = 3 AND due_at <= 1"
+            " ORDER BY due_at LIMIT 10",
+            "SELECT expires_at FROM messages WHERE state = 'queued' ORDER BY expires_at LIMIT 1",
+        ]
+        return [
+            " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query))
+            for query in queries
+        ]
+
+    due_plan, expiry_plan = await store.read(plans)
+    assert "USING INDEX messages_due (priority=? AND due_at<?)" in due_plan
+    assert "USING INDEX messages_expiry" in expiry_plan
+    assert "TEMP B-TREE" not in due_plan + expiry_plan
