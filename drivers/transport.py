@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import termios
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -38,7 +39,7 @@ def map_serial_errors(port: str) -> Iterator[None]:
     """The one place where pyserial and OS errors become `TransportError`."""
     try:
         yield
-    except (serial.SerialException, OSError, ValueError) as exc:
+    except (serial.SerialException, OSError, termios.error, ValueError) as exc:
         raise TransportError(f"{port}: {exc}") from exc
 
 
@@ -52,6 +53,8 @@ class SerialStream(trio.abc.Stream):
         self._fd: int | None = fd if isinstance(fd, int) and fd >= 0 else None
         if self._fd is not None:
             os.set_blocking(self._fd, False)
+            if os.isatty(self._fd):
+                _wait_for_one_byte(self._fd, name)
         self._closed = False
         self._receiving = False
         self._sending = False
@@ -168,6 +171,16 @@ class SerialStream(trio.abc.Stream):
             raise trio.ClosedResourceError("port closed")
 
 
+def _wait_for_one_byte(fd: int, name: str) -> None:
+    """VMIN=1: pyserial leaves VMIN=0, where a read with nothing to read returns b"" as if at
+    end of file; with VMIN=1 it raises EAGAIN instead, and b"" means the line hung up."""
+    with map_serial_errors(name):
+        attributes = termios.tcgetattr(fd)
+        attributes[6][termios.VMIN] = 1
+        attributes[6][termios.VTIME] = 0
+        termios.tcsetattr(fd, termios.TCSANOW, attributes)
+
+
 async def open_serial(url: str, *, baudrate: int = 115200) -> SerialStream:
     """Open a device path, `/dev/serial/by-id/...`, pty path or pyserial URL as a stream."""
     if not url:
@@ -181,4 +194,8 @@ async def open_serial(url: str, *, baudrate: int = 115200) -> SerialStream:
 
     # Opening a USB serial device can take a noticeable time (the kernel resets the adaptor).
     port = await trio.to_thread.run_sync(open_port)
-    return SerialStream(port, url)
+    try:
+        return SerialStream(port, url)
+    except TransportError:
+        port.close()
+        raise

@@ -1,0 +1,102 @@
+"""The AT driver against the simulated modem, over memory streams and over a real pty."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+import trio
+import trio.testing
+
+from drivers.at.driver import AtModem, AtOptions
+from drivers.events import ModemState
+from drivers.gsm import encode_message
+from drivers.modem import OutgoingPart, SendRejected
+from drivers.simulator import PROFILES, Simulator, SimulatorOptions, serve_pty, serve_stream
+
+
+def outgoing(text: str, recipient: str = "+4799999999") -> list[OutgoingPart]:
+    message = encode_message(text)
+    return [OutgoingPart(recipient=recipient, part=part) for part in message.parts]
+
+
+def memory_opener(
+    nursery: trio.Nursery, sim: Simulator
+) -> tuple[list[trio.abc.Stream], Callable[[], Awaitable[trio.abc.Stream]]]:
+    ports: list[trio.abc.Stream] = []
+
+    async def open_stream() -> trio.abc.Stream:
+        driver_end, modem_end = trio.testing.memory_stream_pair()
+        ports.append(modem_end)
+        nursery.start_soon(serve_stream, sim, modem_end)
+        return driver_end
+
+    return ports, open_stream
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+async def test_send_through_every_profile(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, profile: str
+) -> None:
+    sim = Simulator(SimulatorOptions(profile=profile))
+    _, open_stream = memory_opener(nursery, sim)
+    pin = "1234" if PROFILES[profile].pin else None
+    modem = AtModem(
+        "sim",
+        AtOptions(pin=pin, health_interval=0.0),
+        open_stream=open_stream,
+    )
+    await nursery.start(modem.run)
+    sent: list[int] = []
+    rejected: list[SendRejected] = []
+    for part in outgoing("Hello from edgegw, " * 20):  # three concatenated parts
+        for _attempt in range(4):
+            try:
+                sent.append(await modem.send(part))
+                break
+            except SendRejected as exc:
+                assert not exc.permanent
+                rejected.append(exc)
+    assert len(sent) == 3
+    received = list(sim.network.sent)
+    assert [sms.message_reference for sms in received] == sent
+    assert "".join(sms.text for sms in received) == "Hello from edgegw, " * 20
+    assert all(sms.recipient == "+4799999999" for sms in received)
+    assert modem.health().state is ModemState.READY
+    assert modem.health().sent == 3
+    # Only the cms_500 profile refuses submits, and then with the transient code 500.
+    assert {exc.cms for exc in rejected} == ({500} if profile == "cms_500" else set())
+
+
+async def test_send_over_a_real_pty(nursery: trio.Nursery) -> None:
+    sim = Simulator(SimulatorOptions())
+    path = await nursery.start(serve_pty, sim)
+    modem = AtModem("pty", AtOptions(port=path, health_interval=0.0))
+    await nursery.start(modem.run)
+    (part,) = outgoing("Over a pseudo-terminal", recipient="12345")
+    reference = await modem.send(part)
+    (sms,) = sim.network.sent
+    assert (sms.recipient, sms.text, sms.message_reference) == (
+        "12345",
+        "Over a pseudo-terminal",
+        reference,
+    )
+    assert modem.health().sim == "READY"
+
+
+async def test_recovery_against_the_simulator(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    sim = Simulator(SimulatorOptions())
+    ports, open_stream = memory_opener(nursery, sim)
+    modem = AtModem("sim", AtOptions(health_interval=0.0), open_stream=open_stream)
+    await nursery.start(modem.run)
+    await ports[0].aclose()
+    while (await modem.events.receive()).state is not ModemState.FAILED:
+        pass
+    while (await modem.events.receive()).state is not ModemState.READY:
+        pass
+    (part,) = outgoing("after recovery")
+    await modem.send(part)
+    assert [sms.text for sms in sim.network.sent] == ["after recovery"]
+    assert modem.health().recoveries == 1
