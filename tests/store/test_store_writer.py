@@ -9,11 +9,63 @@ from pathlib import Path
 import pytest
 import trio
 
+from drivers.gsm import encode_message
 from edgegw.clock import Clock
 from edgegw.model import MessageState
 from edgegw.store import NewMessage, Store, StoreClosed
 
-START = 1_754_380_800.0
+START = 1_754_380_800.0  # 2025-08-05T08:00:00Z
+
+
+def new_message(
+    message_id: str,
+    *,
+    text: str = "Hello",
+    priority: int = 2,
+    now: float = START,
+    expires_in: float = 3600.0,
+    service_id: int = 1,
+) -> NewMessage:
+    encoded = encode_message(text, reference=7)
+    return NewMessage(
+        id=message_id,
+        service_id=service_id,
+        batch_reference="batch-1",
+        client_reference=f"ref-{message_id}",
+        recipient="+4741000000",
+        originator="Edge",
+        originator_type="ALPHANUMERIC",
+        content=encoded.text,
+        alphabet=encoded.alphabet.value,
+        priority=priority,
+        validity_minutes=int(expires_in // 60),
+        not_before=now,
+        expires_at=now + expires_in,
+        status_report=True,
+        report_to_customer=False,
+        pid=0,
+        flash=False,
+        created_at=now,
+        window=None,
+        parts=encoded.parts,
+    )
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "edgegw.db"
+
+
+@pytest.fixture
+async def store(db_path: Path, nursery: trio.Nursery) -> Store:
+    running = Store(db_path, clock=Clock(start_epoch=START))
+    await nursery.start(running.run)
+    return running
+
+
+@pytest.fixture
+def make_message() -> Callable[..., NewMessage]:
+    return new_message
 
 
 async def test_concurrent_writes_share_few_commits_and_answer_after_commit(

@@ -1,0 +1,455 @@
+"""Submit: a status per message for every rule of spec sections 2.1, 6.1 and 7, one durable
+write per request."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import trio
+
+from drivers.gsm import ParsingType
+from edgegw.clock import Clock
+from edgegw.config import ServiceConfig
+from edgegw.model import (
+    GasSettings,
+    MessageRequest,
+    MessageState,
+    OriginatorSettings,
+    Parameter,
+    SendRequest,
+    SendResponse,
+    SendWindow,
+    Settings,
+)
+from edgegw.pipeline.submit import Submitter, validity_minutes
+from edgegw.store import Store
+
+START = 1_754_380_800.0  # 2025-08-05T08:00:00Z = 10:00 in Oslo (CEST)
+
+
+def service(service_id: int = 1, **overrides: object) -> ServiceConfig:
+    fields: dict[str, object] = {
+        "id": service_id,
+        "name": f"service-{service_id}",
+        "username": f"user{service_id}",
+        "password": f"secret{service_id}",
+        "originator": "Edge",
+    }
+    fields.update(overrides)
+    return ServiceConfig(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def make_service() -> Callable[..., ServiceConfig]:
+    return service
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(start_epoch=START)
+
+
+@pytest.fixture
+async def store(tmp_path: Path, clock: Clock, nursery: trio.Nursery) -> Store:
+    running = Store(tmp_path / "edgegw.db", clock=clock)
+    await nursery.start(running.run)
+    return running
+
+
+class Wakes:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> None:
+        self.count += 1
+
+
+@pytest.fixture
+def wakes() -> Wakes:
+    return Wakes()
+
+
+@pytest.fixture
+def submitter(
+    store: Store, clock: Clock, wakes: Wakes, make_service: Callable[..., ServiceConfig]
+) -> Submitter:
+    services = [
+        make_service(1),
+        make_service(2, parsing_type=ParsingType.SAFE_REMOVE_NON_GSM, priority=3, validity=0),
+    ]
+    return Submitter(services, store, clock, wakes)
+
+
+def request(*messages: MessageRequest, service_id: int = 1, **fields: object) -> SendRequest:
+    values: dict[str, object] = {
+        "serviceId": service_id,
+        "username": f"user{service_id}",
+        "password": f"secret{service_id}",
+        "message": list(messages),
+    }
+    values.update(fields)
+    return SendRequest(**values)  # type: ignore[arg-type]
+
+
+def msg(
+    content: str | None = "Hello", recipient: str | None = "+4741000000", **settings: object
+) -> MessageRequest:
+    parameters = settings.pop("parameters", {})
+    assert isinstance(parameters, dict)
+    settings_struct = Settings(
+        parameter=[Parameter(key=key, value=value) for key, value in parameters.items()],
+        **settings,  # type: ignore[arg-type]
+    )
+    return MessageRequest(recipient=recipient, content=content, settings=settings_struct)
+
+
+async def one(
+    submitter: Submitter, message: MessageRequest, service_id: int = 1
+) -> tuple[int, str]:
+    response = await submitter.submit(request(message, service_id=service_id))
+    status = response.messageStatus[0]
+    return status.statusCode, status.statusMessage
+
+
+async def test_accepted_message_is_queued_and_answered(
+    submitter: Submitter, store: Store, wakes: Wakes
+) -> None:
+    response = await submitter.submit(
+        request(
+            MessageRequest(recipient="+47 41 00 00 00", content="Hello", clientReference="r1"),
+            batchReference="my-batch",
+        )
+    )
+    assert response.batchReference == "my-batch"
+    (status,) = response.messageStatus
+    assert status.statusCode == 1
+    assert status.statusMessage == "Message enqueued for sending"
+    assert status.recipient == "+4741000000"
+    assert status.clientReference == "r1"
+    assert status.sessionId is None
+    assert status.sequenceIndex == 1
+    assert status.messageId is not None and len(status.messageId) == 12
+    view = await store.message_view(1, status.messageId)
+    assert view is not None
+    assert (view.state, view.recipient, view.originator, view.batchReference) == (
+        MessageState.QUEUED,
+        "+4741000000",
+        "Edge",
+        "my-batch",
+    )
+    assert wakes.count == 1
+
+
+async def test_batch_reference_is_generated_when_absent(submitter: Submitter) -> None:
+    response = await submitter.submit(request(msg()))
+    assert uuid.UUID(response.batchReference).version == 4
+
+
+async def test_unknown_service_answers_illegal_service_for_every_message(
+    submitter: Submitter, wakes: Wakes
+) -> None:
+    response = await submitter.submit(request(msg(), msg(), service_id=99))
+    assert [(s.statusCode, s.statusMessage, s.sequenceIndex) for s in response.messageStatus] == [
+        (4, "Illegal service", 1),
+        (4, "Illegal service", 2),
+    ]
+    assert wakes.count == 0
+
+
+@pytest.mark.parametrize(
+    ("username", "password"), [("user1", "wrong"), ("someone", "secret1"), (None, None)]
+)
+async def test_wrong_credentials_answer_access_denied(
+    submitter: Submitter, username: str | None, password: str | None
+) -> None:
+    response = await submitter.submit(request(msg(), msg(), username=username, password=password))
+    assert [(s.statusCode, s.statusMessage, s.messageId) for s in response.messageStatus] == [
+        (2, "Access denied", None),
+        (2, "Access denied", None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("given", "normalised"),
+    [
+        ("+47 41 00 00 00", "+4741000000"),
+        ("004741000000", "+4741000000"),
+        ("+4912345678", "+4912345678"),
+    ],
+)
+async def test_recipients_are_normalised(submitter: Submitter, given: str, normalised: str) -> None:
+    response = await submitter.submit(request(msg(recipient=given)))
+    assert (response.messageStatus[0].statusCode, response.messageStatus[0].recipient) == (
+        1,
+        normalised,
+    )
+
+
+@pytest.mark.parametrize("recipient", ["4741000000", "+4741", "+47410000001234567", "+47abc00000"])
+async def test_bad_recipients_are_syntax_errors(submitter: Submitter, recipient: str) -> None:
+    code, text = await one(submitter, msg(recipient=recipient))
+    assert code == 5
+    assert text.startswith(f"Syntax error: recipient {recipient!r} is not an international number")
+
+
+async def test_missing_recipient_and_content_are_syntax_errors(submitter: Submitter) -> None:
+    assert await one(submitter, msg(recipient=None)) == (5, "Syntax error: recipient is required")
+    assert await one(submitter, msg(content=None)) == (5, "Syntax error: content is required")
+    assert await one(submitter, msg(content="")) == (5, "Syntax error: content is required")
+
+
+async def test_premium_and_sessions_are_illegal_actions(submitter: Submitter) -> None:
+    priced = MessageRequest(recipient="+4741000000", content="Hi", price=200)
+    code, text = await one(submitter, priced)
+    assert (code, text) == (
+        3,
+        "Illegal action: price 200: premium messages are not possible, a modem cannot charge"
+        " the recipient",
+    )
+    gas = msg(gasSettings=GasSettings(serviceCode="02001"))
+    assert (await one(submitter, gas))[1].startswith("Illegal action: gasSettings")
+    assert (await one(submitter, msg(age=18)))[1].startswith("Illegal action: age")
+    strex = msg(parameters={"strex_merchant_sell_option": "pin"})
+    assert (await one(submitter, strex))[1].startswith(
+        "Illegal action: parameter strex_merchant_sell_option"
+    )
+    session_text = (
+        "Illegal action: sessions need short-number sub-addressing, which a modem does not have"
+    )
+    assert await one(submitter, msg(newSession=True)) == (3, session_text)
+    assert await one(submitter, msg(sessionId="01bxmt7f8b8h3zkwe2vg")) == (3, session_text)
+    # Free messages and explicit "no" are fine.
+    free = MessageRequest(recipient="+4741000000", content="Hi", price=0)
+    assert (await one(submitter, free))[0] == 1
+    assert (await one(submitter, msg(newSession=False, age=0)))[0] == 1
+
+
+async def test_priority_and_validity_ranges(submitter: Submitter, store: Store) -> None:
+    assert await one(submitter, msg(priority=4)) == (
+        5,
+        "Syntax error: priority 4 must be 1, 2 or 3",
+    )
+    assert await one(submitter, msg(validity=174)) == (
+        5,
+        "Syntax error: validity 174 must be from 0 to 173",
+    )
+    response = await submitter.submit(request(msg(priority=3, validity=0)))
+    message_id = response.messageStatus[0].messageId
+    assert message_id is not None
+    record = await store.message(message_id)
+    assert record is not None
+    assert record.priority == 3
+    assert record.expires_at == pytest.approx(START + 300)
+
+
+async def test_service_defaults_apply_when_settings_are_absent(
+    submitter: Submitter, store: Store
+) -> None:
+    response = await submitter.submit(
+        request(MessageRequest(recipient="+4741000000", content="Привет"), service_id=2)
+    )
+    # Service 2 removes non-GSM characters by default; nothing is left of this text.
+    assert response.messageStatus[0].statusCode == 5
+    response = await submitter.submit(
+        request(MessageRequest(recipient="+4741000000", content="Hi Привет"), service_id=2)
+    )
+    message_id = response.messageStatus[0].messageId
+    assert message_id is not None
+    record = await store.message(message_id)
+    assert record is not None
+    assert record.priority == 3
+    assert record.expires_at == pytest.approx(START + 300)
+
+
+@pytest.mark.parametrize(
+    ("code", "minutes"),
+    [(0, 5), (143, 720), (144, 750), (167, 1440), (168, 2880), (173, 10080)],
+)
+def test_validity_codes_follow_the_tp_vp_table(code: int, minutes: int) -> None:
+    assert validity_minutes(code) == minutes
+
+
+@pytest.mark.parametrize(
+    ("kind", "originator", "expected"),
+    [
+        ("Alphanumeric", "Puzzel Test", (1, "")),
+        ("ALPHANUMERIC", "Way too long name", (5, "originatorSettings.originator")),
+        ("alphanumeric", "bad*char", (5, "originatorSettings.originator")),
+        ("International", "+4799999999", (1, "")),
+        ("INTERNATIONAL", "99999999", (5, "originatorSettings.originator")),
+        ("network", "1960", (1, "")),
+        ("NETWORK", "19a0", (5, "originatorSettings.originator")),
+        ("SHORTCODE", "1960", (5, "originatorSettings.originatorType 'SHORTCODE' must be one of")),
+        ("ALPHANUMERIC", None, (5, "originatorSettings.originator is required")),
+        (None, "Edge", (5, "originatorSettings.originatorType is required")),
+    ],
+)
+async def test_originator_rules(
+    submitter: Submitter, kind: str | None, originator: str | None, expected: tuple[int, str]
+) -> None:
+    settings = OriginatorSettings(originator=originator, originatorType=kind)
+    code, text = await one(submitter, msg(originatorSettings=settings))
+    assert code == expected[0]
+    if code == 5:
+        assert text.startswith("Syntax error: " + expected[1])
+
+
+async def test_non_gsm_character_names_the_character_and_position(submitter: Submitter) -> None:
+    assert await one(submitter, msg(content="Hei Ж")) == (
+        5,
+        "Syntax error: content: character 'Ж' at position 4 is not in the GSM 03.38 alphabet",
+    )
+
+
+async def test_too_long_message_is_a_syntax_error(submitter: Submitter, store: Store) -> None:
+    assert await one(submitter, msg(content="a" * 919)) == (
+        5,
+        "Syntax error: content: the message needs 7 SMS parts, at most 6 are allowed",
+    )
+    response = await submitter.submit(request(msg(content="a" * 918)))
+    message_id = response.messageStatus[0].messageId
+    assert message_id is not None
+    view = await store.message_view(1, message_id)
+    assert view is not None and len(view.parts) == 6
+
+
+async def test_encoding_precedence(submitter: Submitter, store: Store) -> None:
+    async def alphabet_of(message: MessageRequest) -> tuple[str, str] | int:
+        response = await submitter.submit(request(message))
+        status = response.messageStatus[0]
+        if status.messageId is None:
+            return status.statusCode
+        content, alphabet = await store.read(
+            lambda conn: conn.execute(
+                "SELECT content, alphabet FROM messages WHERE id = ?", (status.messageId,)
+            ).fetchone()
+        )
+        return content, alphabet
+
+    text = "Hei Ж"
+    assert await alphabet_of(msg(content=text)) == 5  # service default NONE
+    assert await alphabet_of(msg(content=text, safeRemoveNonGsmCharacters=True)) == (
+        "Hei ",
+        "GSM7",
+    )
+    assert await alphabet_of(msg(content=text, autoDetectEncoding=True)) == (text, "UCS2")
+    # autoDetectEncoding beats the deprecated safeRemoveNonGsmCharacters...
+    both = msg(content=text, autoDetectEncoding=True, safeRemoveNonGsmCharacters=True)
+    assert await alphabet_of(both) == (text, "UCS2")
+    # ...parsing-type beats autoDetectEncoding...
+    typed = msg(content=text, autoDetectEncoding=True, parameters={"parsing-type": "NONE"})
+    assert await alphabet_of(typed) == 5
+    # ...and dcs beats everything: 8-bit data, the content is hex.
+    binary = msg(content="0102ff", autoDetectEncoding=True, parameters={"dcs": "F5"})
+    assert await alphabet_of(binary) == ("0102FF", "DATA8")
+
+
+@pytest.mark.parametrize(
+    ("parameters", "text"),
+    [
+        ({"dcs": "G5"}, "Syntax error: parameter dcs 'G5' must be two hex digits"),
+        ({"dcs": "105"}, "Syntax error: parameter dcs '105' must be two hex digits"),
+        ({"udh": "0B05Z"}, "Syntax error: parameter udh '0B05Z' must be hex octets"),
+        ({"pid": "64"}, "Syntax error: parameter pid '64' must be from 65 to 71"),
+        ({"pid": "x"}, "Syntax error: parameter pid 'x' must be from 65 to 71"),
+        (
+            {"parsing-type": "MAGIC"},
+            "Syntax error: parameter parsing-type 'MAGIC' must be one of NONE,"
+            " SAFE_REMOVE_NON_GSM, SAFE_REMOVE_NON_GSM_WITH_REPLACE, AUTO_DETECT",
+        ),
+    ],
+)
+async def test_bad_parameters_are_syntax_errors(
+    submitter: Submitter, parameters: dict[str, str], text: str
+) -> None:
+    assert await one(submitter, msg(parameters=parameters)) == (5, text)
+
+
+async def test_pid_flash_and_unknown_parameters(submitter: Submitter, store: Store) -> None:
+    message = msg(
+        parameters={
+            "pid": "65",
+            "flash": "TRUE",
+            "businessModel": "MEDIA",
+            "business_model": "MEDIA",
+            "made-up": "ignored",
+            "skip_customer_report_delivery": "true",
+        }
+    )
+    response = await submitter.submit(request(message))
+    message_id = response.messageStatus[0].messageId
+    assert message_id is not None
+    pid, flash, dcs = await store.read(
+        lambda conn: conn.execute(
+            "SELECT pid, flash, dcs FROM messages JOIN parts ON message_id = id WHERE id = ?",
+            (message_id,),
+        ).fetchone()
+    )
+    assert (pid, flash, dcs) == (65, 1, 0x10)  # class 0 for flash
+
+
+async def test_send_window_errors_name_the_field(submitter: Submitter) -> None:
+    window = SendWindow(startDate="2025-13-01", startTime="10:00:00")
+    assert await one(submitter, msg(sendWindow=window)) == (
+        5,
+        "Syntax error: sendWindow.startDate: '2025-13-01' is not a valid date",
+    )
+    missing = SendWindow(startTime="10:00:00")
+    assert await one(submitter, msg(sendWindow=missing)) == (
+        5,
+        "Syntax error: sendWindow.startDate: is required",
+    )
+
+
+async def test_mixed_batch_keeps_order_and_stores_only_accepted_in_one_write(
+    submitter: Submitter, store: Store, wakes: Wakes
+) -> None:
+    jobs, commits = store.jobs, store.commits
+    response = await submitter.submit(
+        request(msg(), msg(recipient="123"), msg(content="Hei Ж"), msg(content="Second"))
+    )
+    assert store.jobs - jobs == 1  # one write for the whole request
+    assert store.commits - commits == 1
+    statuses = response.messageStatus
+    assert [s.sequenceIndex for s in statuses] == [1, 2, 3, 4]
+    assert [s.statusCode for s in statuses] == [1, 5, 5, 1]
+    assert [s.messageId is None for s in statuses] == [False, True, True, False]
+    count = await store.read(lambda conn: conn.execute("SELECT count(*) FROM messages").fetchone())
+    assert count == (2,)
+    assert wakes.count == 1
+
+
+async def test_a_store_failure_answers_internal_error(
+    tmp_path: Path, clock: Clock, make_service: Callable[..., ServiceConfig]
+) -> None:
+    stopped = Store(tmp_path / "never-started.db", clock=clock)
+    submitter = Submitter([make_service(1)], stopped, clock, Wakes())
+    response = await submitter.submit(request(msg(), msg(recipient="bad")))
+    assert [(s.statusCode, s.statusMessage, s.messageId) for s in response.messageStatus] == [
+        (6, "Internal error", None),
+        (
+            5,
+            "Syntax error: recipient 'bad' is not an international number (+ and 8 to 15 digits)",
+            None,
+        ),
+    ]
+
+
+async def test_answers_come_after_the_commit(submitter: Submitter, store: Store) -> None:
+    responses: list[SendResponse] = []
+
+    async def client() -> None:
+        responses.append(await submitter.submit(request(msg())))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(40):
+            nursery.start_soon(client)
+    outsider = sqlite3.connect(store.path)
+    stored = {row[0] for row in outsider.execute("SELECT id FROM messages")}
+    outsider.close()
+    assert {r.messageStatus[0].messageId for r in responses} == stored
+    assert len(stored) == 40

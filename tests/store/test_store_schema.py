@@ -1,0 +1,196 @@
+"""Schema migrations and the message view."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import trio
+
+from drivers.gsm import encode_message
+from edgegw.clock import Clock
+from edgegw.model import MessageState
+from edgegw.store import SCHEMA_VERSION, NewMessage, Store, StoreError, connect, migrate
+
+START = 1_754_380_800.0  # 2025-08-05T08:00:00Z
+
+
+def new_message(
+    message_id: str,
+    *,
+    text: str = "Hello",
+    priority: int = 2,
+    now: float = START,
+    expires_in: float = 3600.0,
+    service_id: int = 1,
+) -> NewMessage:
+    encoded = encode_message(text, reference=7)
+    return NewMessage(
+        id=message_id,
+        service_id=service_id,
+        batch_reference="batch-1",
+        client_reference=f"ref-{message_id}",
+        recipient="+4741000000",
+        originator="Edge",
+        originator_type="ALPHANUMERIC",
+        content=encoded.text,
+        alphabet=encoded.alphabet.value,
+        priority=priority,
+        validity_minutes=int(expires_in // 60),
+        not_before=now,
+        expires_at=now + expires_in,
+        status_report=True,
+        report_to_customer=False,
+        pid=0,
+        flash=False,
+        created_at=now,
+        window=None,
+        parts=encoded.parts,
+    )
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "edgegw.db"
+
+
+@pytest.fixture
+async def store(db_path: Path, nursery: trio.Nursery) -> Store:
+    running = Store(db_path, clock=Clock(start_epoch=START))
+    await nursery.start(running.run)
+    return running
+
+
+@pytest.fixture
+def make_message() -> Callable[..., NewMessage]:
+    return new_message
+
+
+def _v1_file(path: Path) -> None:
+    conn = connect(path)
+    migrate(conn, target=1)
+    conn.execute(
+        "INSERT INTO messages (id, service_id, batch_reference, client_reference, recipient,"
+        " originator, originator_type, content, alphabet, priority, validity_minutes, state,"
+        " not_before, expires_at, next_attempt_at, due_at, status_report, pid, flash,"
+        " created_at, updated_at) VALUES ('0old0message', 7, 'b-old', NULL, '+4741000000',"
+        " 'Edge', 'ALPHANUMERIC', 'from v1', 'GSM7', 2, 60, 'queued', ?, ?, ?, ?, 1, 0, 0, ?, ?)",
+        (START, START + 3600, START, START, START, START),
+    )
+    conn.execute(
+        "INSERT INTO parts (message_id, idx, dcs, udh, payload) VALUES ('0old0message', 1, 0,"
+        " x'', x'01')"
+    )
+    conn.close()
+
+
+async def test_a_version_1_file_is_upgraded_and_keeps_its_messages(db_path: Path) -> None:
+    _v1_file(db_path)
+    store = Store(db_path, clock=Clock(start_epoch=START))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        version = await store.read(
+            lambda conn: conn.execute("SELECT version FROM schema_version").fetchone()[0]
+        )
+        record = await store.message("0old0message")
+        expired = await store.expire_due(START + 7200)
+        events = await store.events("0old0message")
+        nursery.cancel_scope.cancel()
+    assert version == SCHEMA_VERSION == 2
+    assert record is not None and record.state is MessageState.QUEUED
+    assert record.dr_status is None
+    # The v2 columns and the event log work on the upgraded row.
+    assert expired == ["0old0message"]
+    assert [(state, detail) for _, state, _, detail in events] == [
+        (MessageState.EXPIRED, "validity period expired before sending")
+    ]
+
+
+async def test_a_file_from_a_newer_edgegw_is_refused(db_path: Path) -> None:
+    conn = connect(db_path)
+    migrate(conn)
+    conn.execute("UPDATE schema_version SET version = 99")
+    conn.close()
+    store = Store(db_path, clock=Clock(start_epoch=START))
+    with pytest.raises(StoreError, match="schema version 99"):
+        await store.run()
+
+
+def test_migrating_twice_changes_nothing(db_path: Path) -> None:
+    conn = connect(db_path)
+    assert migrate(conn) == 0
+    assert migrate(conn) == SCHEMA_VERSION
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    conn.close()
+    assert {"schema_version", "messages", "parts", "message_events"} <= tables
+
+
+async def test_message_view_shows_the_message_its_parts_and_times(
+    store: Store, make_message: Callable[..., NewMessage]
+) -> None:
+    long_text = "x" * 200  # two parts
+    await store.insert_messages([make_message("00000000000a", text=long_text)])
+    claims = await store.claim([("00000000000a", "modem-1")], START + 1.5)
+    assert [part.index for part in claims[0].parts] == [1, 2]
+    await store.mark_part_sending("00000000000a", 1, "modem-1", START + 2)
+    await store.mark_part_sent("00000000000a", 1, 41, last=False, now=START + 2.25)
+
+    view = await store.message_view(1, "00000000000a")
+    assert view is not None
+    assert view.messageId == "00000000000a"
+    assert view.serviceId == 1
+    assert view.batchReference == "batch-1"
+    assert view.clientReference == "ref-00000000000a"
+    assert view.recipient == "+4741000000"
+    assert view.originator == "Edge"
+    assert view.state is MessageState.SENDING
+    assert view.modem == "modem-1"
+    assert view.createdAt == "2025-08-05T08:00:00.000Z"
+    assert view.updatedAt == "2025-08-05T08:00:01.500Z"
+    assert view.sentAt is None and view.doneAt is None
+    first, second = view.parts
+    assert (first.index, first.state, first.modem, first.reference, first.attempts) == (
+        1,
+        MessageState.SENT,
+        "modem-1",
+        41,
+        1,
+    )
+    assert first.sentAt == "2025-08-05T08:00:02.250Z"
+    assert (second.index, second.state, second.reference, second.sentAt) == (
+        2,
+        MessageState.QUEUED,
+        None,
+        None,
+    )
+    # Another service cannot see it, and unknown ids are None.
+    assert await store.message_view(2, "00000000000a") is None
+    assert await store.message_view(1, "000000000zzz") is None
+
+
+async def test_due_orders_by_priority_then_waiting_time(
+    store: Store, make_message: Callable[..., NewMessage]
+) -> None:
+    await store.insert_messages(
+        [
+            make_message("00000000000a", priority=1, now=START),
+            make_message("00000000000b", priority=3, now=START + 2),
+            make_message("00000000000c", priority=2, now=START + 1),
+            make_message("00000000000d", priority=3, now=START + 1),
+            make_message("00000000000e", priority=3, now=START + 50),  # not due yet
+        ]
+    )
+    due = await store.due(START + 10)
+    assert [message.id for message in due] == [
+        "00000000000d",
+        "00000000000b",
+        "00000000000c",
+        "00000000000a",
+    ]
+    assert await store.next_times() == (START, START + 3600)
+
+
+def test_sqlite_is_new_enough_for_returning() -> None:
+    assert sqlite3.sqlite_version_info >= (3, 35, 0)
