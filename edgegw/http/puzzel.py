@@ -6,6 +6,7 @@ sockets, no clock, no logging. Implements spec sections 2.1-2.4 and the status c
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Iterable
 from typing import Any, Final, TypeAlias
@@ -434,6 +435,7 @@ def syntax_error_response(error: RequestSyntaxError) -> SendResponse:
 _XML_TYPES: Final = ("application/xml", "text/xml")
 
 
+@functools.lru_cache(maxsize=256)  # clients repeat the same few Accept values
 def negotiate(accept: str | None) -> ResponseFormat:
     """JSON only when `application/json` is preferred over XML: higher quality, then the more
     specific range (`application/json, */*` asks for JSON), then the one listed first."""

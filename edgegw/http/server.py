@@ -6,6 +6,7 @@ what a request means is the app's business (spec section 2.3 is served through `
 from __future__ import annotations
 
 import email.utils
+import enum
 import functools
 import logging
 import math
@@ -107,6 +108,16 @@ class _Drain:
                 connection.scope.deadline = min(connection.scope.deadline, deadline)
 
 
+class _Phase(enum.Enum):
+    """Where a connection is, which decides what a timeout there means."""
+
+    IDLE = "idle"  # waiting for the first byte of a request
+    HEAD = "head"
+    BODY = "body"
+    APP = "app"
+    SEND = "send"
+
+
 class _Closed(Exception):
     """The connection is finished; its close has been arranged."""
 
@@ -127,27 +138,20 @@ class _HttpConnection:
         self.client = client
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
         self.scope = trio.CancelScope(shield=True)
+        self.timer = trio.CancelScope()
+        self.phase = _Phase.IDLE
         self.idle = True
         self.served = 0
 
     async def run(self) -> None:
+        # One timer scope for the connection's whole life, its deadline moved before each wait:
+        # cheaper on the hot path than a scope per wait, and any expiry ends the connection.
+        timer = self.timer
         try:
-            while not self.drain.draining:
-                request = await self._receive_head()
-                if request is None:
-                    return
-                body = await self._receive_body(request)
-                response = await self._call_app(request, body)
-                await self._send_response(response, head_only=request.method == b"HEAD")
-                self.served += 1
-                if self.conn.their_state not in _REQUEST_READ:
-                    await self._linger_close()  # we answered before reading it all
-                    return
-                if self.conn.our_state is h11.MUST_CLOSE:
-                    if self.conn.trailing_data[0]:
-                        await self._linger_close()
-                    return
-                self.conn.start_next_cycle()
+            with timer:
+                await self._serve_requests()
+            if timer.cancelled_caught:
+                await self._timed_out()
         except _Closed:
             return
         except h11.RemoteProtocolError as exc:
@@ -159,25 +163,62 @@ class _HttpConnection:
             log.exception("HTTP connection from %s failed", self.client)
             await self._reject(500, "internal server error")
 
+    async def _serve_requests(self) -> None:
+        conn = self.conn
+        while not self.drain.draining:
+            request = await self._receive_head()
+            if request is None:
+                return
+            body = await self._receive_body(request)
+            self.phase = _Phase.APP
+            if self.timer.deadline != math.inf:
+                self.timer.deadline = math.inf  # the app's time is the app's business
+            response = await self._call_app(request, body)
+            self.phase = _Phase.SEND
+            self.timer.deadline = trio.current_time() + self.limits.body_timeout
+            await self._send_response(response, head_only=request.method == b"HEAD")
+            self.served += 1
+            if conn.their_state not in _REQUEST_READ:
+                await self._linger_close()  # we answered before reading it all
+                return
+            if conn.our_state is h11.MUST_CLOSE:
+                if conn.trailing_data[0]:
+                    await self._linger_close()
+                return
+            conn.start_next_cycle()
+
+    async def _timed_out(self) -> None:
+        if self.phase is _Phase.HEAD:
+            await self._reject(408, "request headers took too long")
+        elif self.phase is _Phase.BODY:
+            await self._reject(408, "request body took too long")
+        # Idle: a quiet client gets a quiet close. Sending: a client that does not read its
+        # response is dropped.
+
     async def _receive_head(self) -> h11.Request | None:
-        """The next request's head; None when the client closed or stayed idle too long."""
-        self.idle = not self.conn.trailing_data[0]
-        timeout = self.limits.keep_alive_timeout if self.served else self.limits.header_timeout
-        deadline = trio.current_time() + timeout
+        """The next request's head; None when the client closed."""
+        conn = self.conn
+        self.phase = _Phase.HEAD if conn.trailing_data[0] else _Phase.IDLE
+        self.idle = self.phase is _Phase.IDLE
+        waiting = False
         try:
             while True:
-                event = self.conn.next_event()
+                event = conn.next_event()
                 if event is h11.NEED_DATA:
-                    data = await self._receive(deadline)
-                    if data is None:
-                        if self.idle:
-                            return None  # a quiet client gets a quiet close
-                        await self._reject(408, "request headers took too long")
-                        raise _Closed
-                    if self.idle:
+                    if not waiting:
+                        waiting = True
+                        timeout = (
+                            self.limits.keep_alive_timeout
+                            if self.idle and self.served
+                            else self.limits.header_timeout
+                        )
+                        self.timer.deadline = trio.current_time() + timeout
+                    data = await self.stream.receive_some(_RECEIVE_BYTES)
+                    if self.idle and data:
                         self.idle = False
-                        deadline = trio.current_time() + self.limits.header_timeout
-                    self.conn.receive_data(data)
+                        self.phase = _Phase.HEAD
+                        self.timer.deadline = trio.current_time() + self.limits.header_timeout
+                    conn.receive_data(bytes(data))
                 elif isinstance(event, h11.Request):
                     # h11 bounds only a head that is still incomplete; one that arrived whole in
                     # a single read is measured here.
@@ -194,20 +235,24 @@ class _HttpConnection:
             self.idle = False
 
     async def _receive_body(self, request: h11.Request) -> bytes:
+        conn = self.conn
         limit = self.limits.max_body_bytes
         for name, value in request.headers:
             if name == b"content-length" and int(value) > limit:
                 await self._reject(413, f"request body is over {limit} bytes")
                 raise _Closed
-        if self.conn.they_are_waiting_for_100_continue:
+        self.phase = _Phase.BODY
+        waiting = False
+        if conn.they_are_waiting_for_100_continue:
+            waiting = True
+            self.timer.deadline = trio.current_time() + self.limits.body_timeout
             await self.stream.send_all(
-                self.conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
+                conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
             )
         chunks: list[bytes] = []
         size = 0
-        deadline = trio.current_time() + self.limits.body_timeout
         while True:
-            event = self.conn.next_event()
+            event = conn.next_event()
             if isinstance(event, h11.Data):
                 size += len(event.data)
                 if size > limit:
@@ -215,21 +260,14 @@ class _HttpConnection:
                     raise _Closed
                 chunks.append(event.data)
             elif isinstance(event, h11.EndOfMessage):
-                return b"".join(chunks)
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
             elif event is h11.NEED_DATA:
-                data = await self._receive(deadline)
-                if data is None:
-                    await self._reject(408, "request body took too long")
-                    raise _Closed
-                self.conn.receive_data(data)
+                if not waiting:
+                    waiting = True
+                    self.timer.deadline = trio.current_time() + self.limits.body_timeout
+                conn.receive_data(bytes(await self.stream.receive_some(_RECEIVE_BYTES)))
             else:
                 raise _Closed  # the client closed mid-body
-
-    async def _receive(self, deadline: float) -> bytes | None:
-        """Bytes from the client (b"" at end of stream), or None when the deadline passed."""
-        with trio.move_on_at(deadline):
-            return bytes(await self.stream.receive_some(_RECEIVE_BYTES))
-        return None
 
     async def _call_app(self, event: h11.Request, body: bytes) -> Response:
         target = event.target.decode("ascii", "replace")
@@ -272,10 +310,7 @@ class _HttpConnection:
         if response.body and not head_only:
             data += conn.send(h11.Data(data=response.body)) or b""
         data += conn.send(h11.EndOfMessage()) or b""
-        with trio.move_on_after(self.limits.body_timeout) as scope:
-            await self.stream.send_all(data)
-        if scope.cancelled_caught:
-            raise _Closed  # a client that does not read its response is dropped
+        await self.stream.send_all(data)
 
     async def _reject(self, status: int, reason: str) -> None:
         """Answer with an error (if the exchange still allows an answer) and close."""
@@ -286,8 +321,11 @@ class _HttpConnection:
                 body=reason.encode("utf-8") + b"\n",
             )
             try:
-                await self._send_response(response)
-            except (_Closed, trio.BrokenResourceError, trio.ClosedResourceError):
+                with trio.move_on_after(self.limits.body_timeout) as scope:
+                    await self._send_response(response)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            if scope.cancelled_caught:
                 return
         await self._linger_close()
 
