@@ -1,10 +1,16 @@
-"""Events a modem driver emits, in the driver's own terms (the gateway maps them to its model)."""
+"""Events a modem driver emits, in the driver's own terms (the gateway maps them to its model).
+
+Pure data. An inbound SMS or a status report stays in the modem's storage until the gateway has
+committed it and calls `Modem.acknowledge(event)`; only then may the driver delete it.
+"""
 
 from __future__ import annotations
 
 import enum
 
 import msgspec
+
+from drivers.gsm.tpdu import SmsDeliver, SmsStatusReport
 
 
 class ModemState(enum.StrEnum):
@@ -19,4 +25,26 @@ class HealthChanged(msgspec.Struct, frozen=True, kw_only=True):
     detail: str
 
 
-ModemEvent = HealthChanged
+class InboundSms(msgspec.Struct, frozen=True, kw_only=True):
+    """An SMS-DELIVER the modem received (TS 27.005 +CMTI then +CMGR/+CMGL, or +CMT)."""
+
+    modem: str
+    storage: str  # "SM", "ME", ... where it is stored; "" when delivered directly (+CMT)
+    index: int | None  # its index in that storage; None when delivered directly
+    smsc: str  # the service centre address that came with the PDU, "" when absent
+    pdu: bytes  # the TPDU as received (without the SMSC address), kept raw for the store
+    deliver: SmsDeliver  # the same TPDU decoded
+
+
+class StatusReportReceived(msgspec.Struct, frozen=True, kw_only=True):
+    """An SMS-STATUS-REPORT (TS 27.005 +CDS, or +CDSI then +CMGR)."""
+
+    modem: str
+    storage: str
+    index: int | None
+    smsc: str
+    pdu: bytes
+    report: SmsStatusReport
+
+
+ModemEvent = HealthChanged | InboundSms | StatusReportReceived

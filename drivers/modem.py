@@ -12,7 +12,7 @@ from typing import Protocol
 import msgspec
 import trio
 
-from drivers.events import ModemEvent, ModemState
+from drivers.events import InboundSms, ModemEvent, ModemState, StatusReportReceived
 from drivers.gsm.parts import EncodedPart
 
 
@@ -66,6 +66,10 @@ class Modem(Protocol):
 
     async def send(self, outgoing: OutgoingPart) -> int:
         """Send one part; return TP-MR. Raises `ModemError` subclasses only."""
+        ...
+
+    async def acknowledge(self, event: InboundSms | StatusReportReceived) -> None:
+        """The gateway has committed `event`; the modem may now delete it from its storage."""
         ...
 
     def health(self) -> Health: ...
