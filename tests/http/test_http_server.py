@@ -12,6 +12,8 @@ import msgspec
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgegw.http.server import (
     HttpLimits,
@@ -392,7 +394,56 @@ async def test_drain_closes_idle_connections_at_once(
         assert trio.current_time() == pytest.approx(2)
 
 
-def test_limits_refuse_unknown_fields() -> None:
+@pytest.mark.parametrize("fields", [{"max_body": 5}, {"header_timeout": 0}, {"max_connections": 0}])
+def test_limits_refuse_unknown_fields_and_nonsense(fields: dict[str, float]) -> None:
     with pytest.raises(msgspec.ValidationError):
-        msgspec.convert({"max_body": 5}, HttpLimits)
-    assert msgspec.convert({"max_body_bytes": 5}, HttpLimits).max_body_bytes == 5
+        msgspec.convert(fields, HttpLimits)
+
+
+def test_limits_from_config() -> None:
+    limits = msgspec.toml.decode(b"max_body_bytes = 5\nshutdown_grace = 0.5", type=HttpLimits)
+    assert (limits.max_body_bytes, limits.shutdown_grace, limits.max_connections) == (5, 0.5, 512)
+
+
+async def test_client_that_does_not_read_its_response_is_dropped(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    big = Response(status=200, body=b"x" * 1_000_000)
+
+    async def big_app(request: Request) -> Response:
+        return big
+
+    client, server = trio.testing.lockstep_stream_pair()
+    with trio.fail_after(TIMEOUTS.body_timeout * 2):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve_connection, server, big_app, TIMEOUTS)
+            await client.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    # The nursery closed only because the server gave up on the send.
+    assert trio.current_time() == pytest.approx(TIMEOUTS.body_timeout)
+
+
+async def test_head_gets_headers_only() -> None:
+    client, server = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve_connection, server, echo_app, TIMEOUTS)
+        await client.send_all(b"HEAD /h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        head = await receive_until_eof(client)
+    status_line, _, rest = head.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 200 "
+    assert rest.endswith(b"\r\n\r\n")
+    assert b"content-length: " in rest
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=60, deadline=None)
+def test_arbitrary_bytes_never_break_the_connection_boundary(garbage: bytes) -> None:
+    async def one_connection() -> bytes:
+        client, server = trio.testing.memory_stream_pair()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve_connection, server, echo_app, TIMEOUTS)
+            await client.send_all(garbage)
+            await client.send_eof()
+            return await receive_until_eof(client)
+
+    answer = trio.run(one_connection, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 ")
