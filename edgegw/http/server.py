@@ -334,10 +334,15 @@ class _HttpConnection:
             with trio.move_on_after(_LINGER_SECONDS):
                 if isinstance(self.stream, trio.abc.HalfCloseableStream):
                     await self.stream.send_eof()
-                while await self.stream.receive_some(_RECEIVE_BYTES):
-                    pass
+                await _discard_until_eof(self.stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
+
+
+async def _discard_until_eof(stream: trio.abc.ReceiveStream) -> None:
+    chunk = b"unread"
+    while chunk:
+        chunk = bytes(await stream.receive_some(_RECEIVE_BYTES))
 
 
 async def serve_connection(
@@ -377,8 +382,7 @@ async def _refuse_busy(stream: trio.SocketStream) -> None:
         with trio.move_on_after(_LINGER_SECONDS):
             await stream.send_all(data)
             await stream.send_eof()
-            while await stream.receive_some(_RECEIVE_BYTES):
-                pass
+            await _discard_until_eof(stream)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         return
     finally:
