@@ -9,13 +9,14 @@ import enum
 import functools
 import re
 from collections.abc import Iterable
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, cast
 from urllib.parse import parse_qsl
 from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml
 import defusedxml.ElementTree
 import msgspec
+import msgspec.inspect
 
 from edgegw.model import MessageStatus, SendRequest, SendResponse, StatusCode
 
@@ -62,56 +63,41 @@ class ResponseFormat(enum.Enum):
 
 # ---------------------------------------------------------------------------------------------
 # The request's shape, one table shared by the XML, form and query decoders: each known element
-# is a leaf (text), a nested structure, or a repeated structure. Names not in the table are
-# ignored (official clients send extras). `message` and `parameter` repeat (spec 2.1).
+# is a leaf (text), a nested structure, or a repeated structure (`message`, `parameter`). It is
+# read from the model's Structs, so a field added there is accepted in every format. Names not
+# in it are ignored (official clients send extras, spec 2.1).
 
 _Shape: TypeAlias = "dict[str, _Shape | tuple[_Shape] | None]"
 
-_PARAMETER: Final[_Shape] = {"key": None, "value": None}
-_SETTINGS: Final[_Shape] = {
-    "priority": None,
-    "validity": None,
-    "differentiator": None,
-    "invoiceNode": None,
-    "age": None,
-    "newSession": None,
-    "sessionId": None,
-    "autoDetectEncoding": None,
-    "safeRemoveNonGsmCharacters": None,
-    "originatorSettings": {"originator": None, "originatorType": None},
-    "gasSettings": {"serviceCode": None, "description": None},
-    "sendWindow": {"startDate": None, "startTime": None, "stopDate": None, "stopTime": None},
-    "parameter": (_PARAMETER,),
-}
-_MESSAGE: Final[_Shape] = {
-    "recipient": None,
-    "content": None,
-    "price": None,
-    "clientReference": None,
-    "priceXml": None,
-    "settings": _SETTINGS,
-}
-_REQUEST: Final[_Shape] = {
-    "serviceId": None,
-    "username": None,
-    "password": None,
-    "batchReference": None,
-    "message": (_MESSAGE,),
-}
 
-# Leaves whose XML text may carry layout whitespace around a number or boolean.
-_SCALAR_LEAVES: Final = frozenset(
-    {
-        "serviceId",
-        "price",
-        "priority",
-        "validity",
-        "age",
-        "newSession",
-        "autoDetectEncoding",
-        "safeRemoveNonGsmCharacters",
-    }
-)
+def _shape_of(struct: msgspec.inspect.StructType, scalars: set[str]) -> _Shape:
+    shape: _Shape = {}
+    for field in struct.fields:
+        kind = field.type
+        if isinstance(kind, msgspec.inspect.UnionType):
+            kind = next(t for t in kind.types if not isinstance(t, msgspec.inspect.NoneType))
+        if isinstance(kind, msgspec.inspect.StructType):
+            shape[field.encode_name] = _shape_of(kind, scalars)
+        elif isinstance(kind, msgspec.inspect.ListType) and isinstance(
+            kind.item_type, msgspec.inspect.StructType
+        ):
+            shape[field.encode_name] = (_shape_of(kind.item_type, scalars),)
+        else:
+            shape[field.encode_name] = None
+            if not isinstance(kind, msgspec.inspect.StrType):
+                scalars.add(field.encode_name)
+    return shape
+
+
+def _request_shape() -> tuple[_Shape, frozenset[str]]:
+    """The shape of `SendRequest`, and the leaves typed as numbers or booleans (whose XML text
+    may carry layout whitespace)."""
+    scalars: set[str] = set()
+    info = cast(msgspec.inspect.StructType, msgspec.inspect.type_info(SendRequest))
+    return _shape_of(info, scalars), frozenset(scalars)
+
+
+_REQUEST, _SCALAR_LEAVES = _request_shape()
 
 
 def _convert(tree: dict[str, Any]) -> SendRequest:
