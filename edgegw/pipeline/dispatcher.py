@@ -24,7 +24,9 @@ from edgegw.store import DUE_SCAN_LIMIT, Claim, Store
 
 log = logging.getLogger(__name__)
 
-HEALTH_POLL = 1.0  # seconds between looks at modem health while due messages wait for one
+# Seconds between looks at modem health while due messages wait for one; a fallback, since the
+# gateway also wakes the dispatcher on every modem health event.
+HEALTH_POLL = 5.0
 WORKER_RESTART_DELAY = 1.0
 
 
@@ -39,6 +41,7 @@ class Dispatcher:
         *,
         policy: CrashPolicy = CrashPolicy.RESEND,
         rng: random.Random | None = None,
+        health_poll: float = HEALTH_POLL,
     ) -> None:
         self._store = store
         self._modems = modems
@@ -47,6 +50,7 @@ class Dispatcher:
         self._clock = clock
         self._policy = policy
         self._rng = rng or random.Random()
+        self._health_poll = health_poll
         self._wakeup = trio.Event()
         self._in_flight = dict.fromkeys(modems, 0)
         self._channels: dict[str, trio.MemorySendChannel[Claim]] = {}
@@ -128,7 +132,7 @@ class Dispatcher:
         times = [t for t in (due_at, expires_at) if t is not None and t > now]
         if waiting:
             # Due messages wait for a ready modem: look at modem health again soon.
-            times.append(now + HEALTH_POLL)
+            times.append(now + self._health_poll)
         return min(times, default=None)
 
     async def _claim_due(self, now: float) -> bool:

@@ -1,0 +1,471 @@
+"""Dispatcher, router and workers against a test double of the Modem protocol, in virtual time:
+priority, expiry, send windows, retry with backoff, permanent failure, same-modem stickiness,
+crash recovery under both policies and worker isolation."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+import pytest
+import trio
+import trio.testing
+
+from drivers.events import ModemEvent, ModemState
+from drivers.modem import Health, ModemUnavailable, OutgoingPart, SendRejected
+from edgegw.clock import Clock
+from edgegw.config import CrashPolicy, DispatchConfig, ServiceConfig
+from edgegw.model import MessageRequest, MessageState, SendRequest, SendWindow, Settings
+from edgegw.pipeline.dispatcher import Dispatcher
+from edgegw.pipeline.router import choose_modem
+from edgegw.pipeline.submit import Submitter
+from edgegw.store import DrStatus, MessageRecord, Store, run_inline
+
+START = 1_754_380_800.0  # 2025-08-05T08:00:00Z = 10:00 in Oslo (CEST)
+HOUR = 3600.0
+
+
+class FakeModem:
+    """Records every part it is given; returns TP-MRs 1, 2, 3...; fails on demand."""
+
+    def __init__(self, name: str, clock: Clock, *, ready: bool = True) -> None:
+        self.name = name
+        self.clock = clock
+        self.state = ModemState.READY if ready else ModemState.STARTING
+        self.sent: list[OutgoingPart] = []
+        self.send_times: list[float] = []  # epoch at which each send began
+        # Outcomes of the next sends in order: an exception to raise, or None to succeed.
+        self.script: list[BaseException | None] = []
+        self._reference = 0
+        self._events = trio.open_memory_channel[ModemEvent](1)[1]
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await trio.sleep_forever()
+
+    async def send(self, outgoing: OutgoingPart) -> int:
+        self.send_times.append(self.clock.now())
+        await trio.sleep(1.0)
+        outcome = self.script.pop(0) if self.script else None
+        if outcome is not None:
+            raise outcome
+        self.sent.append(outgoing)
+        self._reference = (self._reference + 1) % 256
+        return self._reference
+
+    def health(self) -> Health:
+        return Health(state=self.state)
+
+    @property
+    def events(self) -> trio.MemoryReceiveChannel[ModemEvent]:
+        return self._events
+
+
+def service(service_id: int = 1, **overrides: object) -> ServiceConfig:
+    fields: dict[str, object] = {
+        "id": service_id,
+        "name": f"service-{service_id}",
+        "username": f"user{service_id}",
+        "password": f"secret{service_id}",
+    }
+    fields.update(overrides)
+    return msgspec.convert(fields, ServiceConfig)
+
+
+class Rig:
+    def __init__(self, store: Store, clock: Clock, submitter: Submitter, dispatcher: Dispatcher):
+        self.store = store
+        self.clock = clock
+        self.submitter = submitter
+        self.dispatcher = dispatcher
+
+    async def send(
+        self,
+        content: str = "Hello",
+        recipient: str = "+4741000000",
+        service_id: int = 1,
+        **settings: object,
+    ) -> str:
+        response = await self.submitter.submit(
+            SendRequest(
+                serviceId=service_id,
+                username=f"user{service_id}",
+                password=f"secret{service_id}",
+                message=[
+                    MessageRequest(
+                        recipient=recipient,
+                        content=content,
+                        settings=Settings(**settings),  # type: ignore[arg-type]
+                    )
+                ],
+            )
+        )
+        status = response.messageStatus[0]
+        assert status.messageId is not None, status.statusMessage
+        return status.messageId
+
+    async def record(self, message_id: str) -> MessageRecord:
+        record = await self.store.message(message_id)
+        assert record is not None
+        return record
+
+    async def wait_for(self, message_id: str, state: MessageState) -> MessageRecord:
+        with trio.fail_after(7 * 24 * HOUR):
+            while True:
+                record = await self.record(message_id)
+                if record.state is state:
+                    return record
+                await trio.sleep(1)
+
+
+async def start_rig(
+    nursery: trio.Nursery,
+    path: Path,
+    make_modems: Callable[[Clock], list[FakeModem]],
+    *,
+    services: list[ServiceConfig] | None = None,
+    dispatch: DispatchConfig | None = None,
+    policy: CrashPolicy = CrashPolicy.RESEND,
+    start: float = START,
+) -> tuple[Rig, list[FakeModem]]:
+    clock = Clock(start_epoch=start)
+    modems = make_modems(clock)
+    services = services or [service(1)]
+    # SQL inline on the event loop: the autojump clock would count thread time as idle.
+    store = Store(path, clock=clock, offload=run_inline)
+    await nursery.start(store.run)
+    dispatcher = Dispatcher(
+        store,
+        {modem.name: modem for modem in modems},
+        services,
+        dispatch or DispatchConfig(),
+        clock,
+        policy=policy,
+        rng=random.Random(7),
+    )
+    await nursery.start(dispatcher.run)
+    submitter = Submitter(services, store, clock, dispatcher.wake)
+    return Rig(store, clock, submitter, dispatcher), modems
+
+
+async def test_a_message_goes_out_part_by_part_and_every_reference_is_kept(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    rig, (modem,) = await start_rig(nursery, tmp_path / "db", lambda c: [FakeModem("m1", c)])
+    message_id = await rig.send("x" * 200)
+    record = await rig.wait_for(message_id, MessageState.SENT)
+    assert record.modem == "m1"
+    assert [part.recipient for part in modem.sent] == ["+4741000000"] * 2
+    assert all(part.status_report for part in modem.sent)
+    assert [part.part.udh[-1] for part in modem.sent] == [1, 2]  # concatenation sequence
+    view = await rig.store.message_view(1, message_id)
+    assert view is not None
+    assert [(p.state, p.modem, p.reference, p.attempts) for p in view.parts] == [
+        (MessageState.SENT, "m1", 1, 1),
+        (MessageState.SENT, "m1", 2, 1),
+    ]
+    assert view.sentAt is not None
+    states = [state for _, state, _, _ in await rig.store.events(message_id)]
+    assert states[0] is MessageState.SENDING and states[-1] is MessageState.SENT
+
+
+async def test_priority_three_goes_first_then_the_oldest(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    rig, (modem,) = await start_rig(
+        nursery,
+        tmp_path / "db",
+        lambda c: [FakeModem("m1", c, ready=False)],
+        dispatch=DispatchConfig(queue_per_modem=1),
+    )
+    ids = []
+    for recipient, priority in [
+        ("+4741000001", 1),
+        ("+4741000002", 2),
+        ("+4741000003", 3),
+        ("+4741000004", 2),
+        ("+4741000005", 3),
+    ]:
+        ids.append(await rig.send(recipient=recipient, priority=priority))
+        await trio.sleep(1)
+    modem.state = ModemState.READY
+    rig.dispatcher.wake()
+    for message_id in ids:
+        await rig.wait_for(message_id, MessageState.SENT)
+    assert [part.recipient[-1] for part in modem.sent] == ["3", "5", "2", "4", "1"]
+
+
+async def test_a_message_expires_after_its_validity_without_a_ready_modem(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    rig, (modem,) = await start_rig(
+        nursery, tmp_path / "db", lambda c: [FakeModem("m1", c, ready=False)]
+    )
+    message_id = await rig.send(validity=0)  # 5 minutes
+    await trio.sleep(299)
+    assert (await rig.record(message_id)).state is MessageState.QUEUED
+    record = await rig.wait_for(message_id, MessageState.EXPIRED)
+    assert record.dr_status == DrStatus.VALIDITY_EXPIRED == 361
+    assert record.done_at is not None
+    assert START + 300 <= record.done_at <= START + 301
+    assert modem.send_times == []
+    modem.state = ModemState.READY
+    rig.dispatcher.wake()
+    await trio.sleep(60)
+    assert modem.sent == []
+
+
+async def test_send_window_holds_the_message_until_it_opens(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    rig, (modem,) = await start_rig(nursery, tmp_path / "db", lambda c: [FakeModem("m1", c)])
+    # 11:00-11:30 Oslo time today; the clock starts at 10:00 Oslo.
+    window = SendWindow(startDate="2025-08-05", startTime="11:00:00", stopTime="11:30:00")
+    message_id = await rig.send(sendWindow=window)
+    await trio.sleep(HOUR - 5)
+    assert modem.send_times == []
+    record = await rig.wait_for(message_id, MessageState.SENT)
+    assert START + HOUR <= modem.send_times[0] <= START + HOUR + 1
+    assert record.sent_at is not None
+
+
+async def test_send_window_discards_what_it_could_not_send(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    rig, _ = await start_rig(nursery, tmp_path / "db", lambda c: [FakeModem("m1", c, ready=False)])
+    window = SendWindow(startDate="2025-08-05", startTime="11:00:00", stopTime="11:30:00")
+    message_id = await rig.send(sendWindow=window)
+    record = await rig.wait_for(message_id, MessageState.EXPIRED)
+    assert record.dr_status == 361
+    assert record.done_at is not None
+    assert START + 1.5 * HOUR <= record.done_at <= START + 1.5 * HOUR + 1
+
+
+async def test_daily_send_window_waits_for_the_next_day(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    rig, (modem,) = await start_rig(nursery, tmp_path / "db", lambda c: [FakeModem("m1", c)])
+    # 09:00-09:30 Oslo on the 5th and 6th: today's window has passed at 10:00.
+    window = SendWindow(
+        startDate="2025-08-05", startTime="09:00:00", stopDate="2025-08-06", stopTime="09:30:00"
+    )
+    message_id = await rig.send(sendWindow=window, validity=173)
+    await rig.clock.sleep_until(START + 23 * HOUR - 10)
+    assert modem.send_times == []
+    await rig.wait_for(message_id, MessageState.SENT)
+    assert START + 23 * HOUR <= modem.send_times[0] <= START + 23 * HOUR + 1
+
+
+async def test_transient_errors_retry_with_exponential_backoff(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    rig, (modem,) = await start_rig(
+        nursery,
+        tmp_path / "db",
+        lambda c: [FakeModem("m1", c)],
+        dispatch=DispatchConfig(retry_initial=10, retry_max=300, max_attempts=5),
+    )
+    modem.script = [ModemUnavailable("no network"), ModemUnavailable("timeout"), None]
+    message_id = await rig.send()
+    record = await rig.wait_for(message_id, MessageState.SENT)
+    first, second, third = modem.send_times
+    # Each send takes 1 s; then the wait is 80-100% of 10 s, then of 20 s.
+    assert 8 <= second - first - 1 <= 10.5
+    assert 16 <= third - second - 1 <= 20.5
+    assert record.attempts == 2
+    view = await rig.store.message_view(1, message_id)
+    assert view is not None and view.parts[0].attempts == 3
+
+
+async def test_backoff_is_capped_and_attempts_run_out(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    rig, (modem,) = await start_rig(
+        nursery,
+        tmp_path / "db",
+        lambda c: [FakeModem("m1", c)],
+        dispatch=DispatchConfig(retry_initial=10, retry_max=15, max_attempts=4),
+    )
+    modem.script = [ModemUnavailable("no network")] * 4
+    message_id = await rig.send()
+    record = await rig.wait_for(message_id, MessageState.FAILED)
+    gaps = [b - a - 1 for a, b in zip(modem.send_times, modem.send_times[1:], strict=False)]
+    assert len(modem.send_times) == 4
+    assert 8 <= gaps[0] <= 10.5
+    assert all(12 <= gap <= 15.5 for gap in gaps[1:])  # 20 and 40 capped at 15
+    assert record.dr_status == DrStatus.TRANSMIT_ERROR
+    assert record.error == "no network (gave up after 4 attempts)"
+    assert record.attempts == 4
+
+
+@pytest.mark.parametrize(("cms", "dr_status"), [(1, 351), (500, 363)])
+async def test_a_permanent_rejection_fails_the_message_at_once(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    cms: int,
+    dr_status: int,
+) -> None:
+    rig, (modem,) = await start_rig(nursery, tmp_path / "db", lambda c: [FakeModem("m1", c)])
+    modem.script = [SendRejected("+CMS ERROR", cms=cms, permanent=True)]
+    message_id = await rig.send()
+    record = await rig.wait_for(message_id, MessageState.FAILED)
+    assert record.dr_status == dr_status
+    assert record.ext_status == str(cms)
+    assert record.error == "rejected by the network: +CMS ERROR"
+    await trio.sleep(600)
+    assert len(modem.send_times) == 1
+
+
+async def test_every_part_of_a_message_stays_on_the_modem_that_sent_the_first(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    rig, (modem_a, modem_b) = await start_rig(
+        nursery,
+        tmp_path / "db",
+        lambda c: [FakeModem("a", c, ready=False), FakeModem("b", c)],
+        dispatch=DispatchConfig(retry_initial=10, retry_max=10),
+    )
+    modem_b.script = [None, ModemUnavailable("lost network")]
+    message_id = await rig.send("y" * 200)  # two parts
+    with trio.fail_after(60):
+        while True:
+            if len(modem_b.send_times) >= 2:
+                break
+            await trio.sleep(0.5)
+    # Part 1 went out on b, part 2 failed. Now a is ready and idle, b is down: wait for b.
+    modem_a.state = ModemState.READY
+    modem_b.state = ModemState.FAILED
+    rig.dispatcher.wake()
+    await trio.sleep(120)
+    record = await rig.record(message_id)
+    assert (record.state, record.modem) == (MessageState.QUEUED, "b")
+    assert modem_a.send_times == []
+    modem_b.state = ModemState.READY
+    rig.dispatcher.wake()
+    await rig.wait_for(message_id, MessageState.SENT)
+    assert modem_a.send_times == []
+    assert [part.part.udh[-1] for part in modem_b.sent] == [1, 2]
+    view = await rig.store.message_view(1, message_id)
+    assert view is not None
+    assert [(p.modem, p.reference) for p in view.parts] == [("b", 1), ("b", 2)]
+
+
+async def test_a_new_message_goes_to_the_least_busy_modem_of_its_pool(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    services = [service(1, modems=["a", "b"]), service(2, modems=["c"])]
+    rig, modems = await start_rig(
+        nursery,
+        tmp_path / "db",
+        lambda c: [FakeModem(name, c) for name in ("a", "b", "c")],
+        services=services,
+    )
+    ids = [await rig.send(recipient=f"+474100000{n}") for n in range(4)]
+    ids.append(await rig.send(service_id=2))
+    for message_id in ids:
+        await rig.wait_for(message_id, MessageState.SENT)
+    assert [len(modem.sent) for modem in modems] == [2, 2, 1]
+
+
+def test_router_rules() -> None:
+    free = {"a": 1, "b": 3}
+    load = {"a": 3, "b": 1, "c": 0}
+    assert choose_modem(pool=[], sticky=None, free=free, load=load) == "b"
+    assert choose_modem(pool=["a"], sticky=None, free=free, load=load) == "a"
+    assert choose_modem(pool=["c"], sticky=None, free=free, load=load) is None  # c not ready
+    assert choose_modem(pool=[], sticky="a", free=free, load=load) == "a"
+    assert choose_modem(pool=[], sticky="c", free=free, load=load) is None
+
+
+async def test_a_worker_error_is_contained(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    services = [service(1, modems=["x"]), service(2, modems=["y"])]
+    rig, (modem_x, _) = await start_rig(
+        nursery,
+        tmp_path / "db",
+        lambda c: [FakeModem("x", c), FakeModem("y", c)],
+        services=services,
+        dispatch=DispatchConfig(retry_initial=5, retry_max=5),
+    )
+    modem_x.script = [RuntimeError("driver bug")]
+    on_x = await rig.send(service_id=1)
+    on_y = await rig.send(service_id=2)
+    await rig.wait_for(on_y, MessageState.SENT)
+    record = await rig.wait_for(on_x, MessageState.SENT)
+    assert record.attempts == 1
+    assert rig.dispatcher.workers["x"].errors == 1
+    assert rig.dispatcher.workers["y"].errors == 0
+    events = await rig.store.events(on_x)
+    assert any("internal error: RuntimeError('driver bug')" in detail for *_, detail in events)
+    # The dispatcher is still at work afterwards.
+    later = await rig.send(service_id=1)
+    await rig.wait_for(later, MessageState.SENT)
+
+
+async def _leave_in_flight(path: Path, part_sending: bool) -> str:
+    """A gateway that stops after claiming a message (and maybe handing part 1 to a modem)."""
+    clock = Clock(start_epoch=START)
+    async with trio.open_nursery() as nursery:
+        store = Store(path, clock=clock, offload=run_inline)
+        await nursery.start(store.run)
+        submitter = Submitter([service(1)], store, clock, lambda: None)
+        response = await submitter.submit(
+            SendRequest(
+                serviceId=1,
+                username="user1",
+                password="secret1",
+                message=[MessageRequest(recipient="+4741000000", content="z" * 200)],
+            )
+        )
+        message_id = response.messageStatus[0].messageId
+        assert message_id is not None
+        await store.claim([(message_id, "m1")])
+        if part_sending:
+            await store.mark_part_sending(message_id, 1, "m1")
+        nursery.cancel_scope.cancel()
+    return message_id
+
+
+async def test_after_a_crash_resend_policy_sends_the_part_in_flight_again(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    message_id = await _leave_in_flight(tmp_path / "db", part_sending=True)
+    rig, (modem,) = await start_rig(
+        nursery, tmp_path / "db", lambda c: [FakeModem("m1", c)], policy=CrashPolicy.RESEND
+    )
+    await rig.wait_for(message_id, MessageState.SENT)
+    assert [part.part.udh[-1] for part in modem.sent] == [1, 2]
+    view = await rig.store.message_view(1, message_id)
+    assert view is not None and view.parts[0].attempts == 2  # once before the crash, once after
+    events = await rig.store.events(message_id)
+    assert any("policy resend" in detail for *_, detail in events)
+
+
+async def test_after_a_crash_fail_policy_fails_the_part_in_flight(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    message_id = await _leave_in_flight(tmp_path / "db", part_sending=True)
+    rig, (modem,) = await start_rig(
+        nursery, tmp_path / "db", lambda c: [FakeModem("m1", c)], policy=CrashPolicy.FAIL
+    )
+    record = await rig.record(message_id)
+    assert record.state is MessageState.FAILED
+    assert record.dr_status == DrStatus.UNSPECIFIED
+    assert record.error is not None and "not resent (policy: fail)" in record.error
+    await trio.sleep(60)
+    assert modem.send_times == []
+
+
+async def test_after_a_crash_a_claim_never_handed_to_a_modem_is_queued_under_either_policy(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    message_id = await _leave_in_flight(tmp_path / "db", part_sending=False)
+    rig, (modem,) = await start_rig(
+        nursery, tmp_path / "db", lambda c: [FakeModem("m1", c)], policy=CrashPolicy.FAIL
+    )
+    await rig.wait_for(message_id, MessageState.SENT)
+    assert len(modem.sent) == 2
