@@ -13,7 +13,7 @@ import pytest
 import trio
 import trio.testing
 
-from drivers.events import ModemEvent, ModemState
+from drivers.events import InboundSms, ModemEvent, ModemState, StatusReportReceived
 from drivers.modem import Health, ModemUnavailable, OutgoingPart, SendRejected
 from edgegw.clock import Clock
 from edgegw.config import CrashPolicy, DispatchConfig, ServiceConfig
@@ -38,6 +38,7 @@ class FakeModem:
         self.send_times: list[float] = []  # epoch at which each send began
         # Outcomes of the next sends in order: an exception to raise, or None to succeed.
         self.script: list[BaseException | None] = []
+        self.acknowledged: list[InboundSms | StatusReportReceived] = []
         self._reference = 0
         self._events = trio.open_memory_channel[ModemEvent](1)[1]
 
@@ -54,6 +55,9 @@ class FakeModem:
         self.sent.append(outgoing)
         self._reference = (self._reference + 1) % 256
         return self._reference
+
+    async def acknowledge(self, event: InboundSms | StatusReportReceived) -> None:
+        self.acknowledged.append(event)
 
     def health(self) -> Health:
         return Health(state=self.state)
@@ -207,7 +211,8 @@ async def test_a_message_expires_after_its_validity_without_a_ready_modem(
     await trio.sleep(299)
     assert (await rig.record(message_id)).state is MessageState.QUEUED
     record = await rig.wait_for(message_id, MessageState.EXPIRED)
-    assert record.dr_status == DrStatus.VALIDITY_EXPIRED == 361
+    assert record.dr_status == DrStatus.VALIDITY_EXPIRED
+    assert record.dr_status == 361
     assert record.done_at is not None
     assert START + 300 <= record.done_at <= START + 301
     assert modem.send_times == []
