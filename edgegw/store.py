@@ -456,7 +456,11 @@ class Store:
             self._close_connections()
 
     def _open_writer(self) -> sqlite3.Connection:
-        conn = connect(self.path)
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = connect(self.path)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"{self.path}: cannot open the store: {exc}") from exc
         try:
             migrate(conn)
         except BaseException:
