@@ -1,0 +1,210 @@
+"""The `edgegw` command line: serve, check-config, send, status and simulate-modem.
+
+A thin layer over the gateway and the simulator; `send` and `status` talk to a running gateway
+over its own HTTP API, with the credentials of a service from the config file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import functools
+import json
+import logging
+import signal
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+
+from edgegw import __version__
+from edgegw.config import Config, ConfigError, ServiceConfig, load_config
+from edgegw.store import StoreError
+
+EXIT_CONFIG = 2
+EXIT_UNREACHABLE = 3
+EXIT_REJECTED = 4
+EXIT_STORE = 5
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.command(args))
+    except ConfigError as exc:
+        _print_problems(exc)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgegw", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"edgegw {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", required=True, help="path of the TOML config")
+    serve.set_defaults(command=_serve)
+
+    check = commands.add_parser("check-config", help="check a config file; exit 2 on problems")
+    check.add_argument("config", help="path of the TOML config")
+    check.set_defaults(command=_check_config)
+
+    send = commands.add_parser("send", help="send one SMS through a running gateway")
+    send.add_argument("--config", required=True, help="the running gateway's config")
+    send.add_argument("--to", required=True, help="recipient, e.g. +4741000000")
+    send.add_argument("--text", required=True, help="message text")
+    send.add_argument("--service", type=int, help="service id (default: the first service)")
+    send.set_defaults(command=_send)
+
+    status = commands.add_parser("status", help="show a message's state")
+    status.add_argument("--config", required=True, help="the running gateway's config")
+    status.add_argument("message_id", help="the messageId returned by a send")
+    status.add_argument("--service", type=int, help="service id (default: the first service)")
+    status.set_defaults(command=_status)
+
+    simulate = commands.add_parser(
+        "simulate-modem", help="run a simulated modem on a new pseudo-terminal and print its path"
+    )
+    simulate.add_argument("--profile", default="default", help="quirk profile")
+    simulate.add_argument("--record", help="append each SMS sent to the network to this file")
+    simulate.add_argument(
+        "--send-delay", type=float, help="seconds per +CMGS (default: the profile's)"
+    )
+    simulate.set_defaults(command=_simulate_modem)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    logging.basicConfig(
+        level=config.gateway.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    failed = False
+    try:
+        trio.run(_serve_until_signalled, config)
+    except* StoreError as group:
+        for exc in group.exceptions:
+            print(f"edgegw: {exc}", file=sys.stderr)
+        failed = True
+    return EXIT_STORE if failed else 0
+
+
+async def _serve_until_signalled(config: Config) -> None:
+    from edgegw.gateway import Gateway
+
+    gateway = Gateway(config)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(gateway.run)
+
+            async def stop_on_signal() -> None:
+                async for signum in signals:
+                    logging.getLogger("edgegw").info("%s received", signal.Signals(signum).name)
+                    gateway.stop()
+                    return
+
+            nursery.start_soon(stop_on_signal)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    load_config(args.config)
+    print(f"{args.config}: ok")
+    return 0
+
+
+def _print_problems(exc: ConfigError) -> None:
+    print(f"{exc.source}: {len(exc.problems)} problem(s)", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  {problem}", file=sys.stderr)
+
+
+def _service(config: Config, service_id: int | None) -> ServiceConfig:
+    for service in config.services:
+        if service_id is None or service.id == service_id:
+            return service
+    raise ConfigError("--service", [f"no service with id {service_id} in the config"])
+
+
+def _base_url(config: Config) -> str:
+    host = config.http.host if config.http.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    return f"http://{host}:{config.http.port}"
+
+
+def _send(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    service = _service(config, args.service)
+    body = {
+        "serviceId": service.id,
+        "username": service.username,
+        "password": service.password,
+        "message": [{"recipient": args.to, "content": args.text}],
+    }
+    request = urllib.request.Request(
+        _base_url(config) + "/gw/rs/sendMessages",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
+    )
+    answer = _fetch(request)
+    if answer is None:
+        return EXIT_UNREACHABLE
+    status = answer["messageStatus"][0]
+    print(json.dumps(status, indent=2))
+    return 0 if status["statusCode"] == 1 else EXIT_REJECTED
+
+
+def _status(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    service = _service(config, args.service)
+    token = base64.b64encode(f"{service.username}:{service.password}".encode()).decode()
+    request = urllib.request.Request(
+        _base_url(config) + "/api/messages/" + urllib.parse.quote(args.message_id, safe=""),
+        headers={"Authorization": f"Basic {token}", "Accept": "application/json"},
+    )
+    answer = _fetch(request)
+    if answer is None:
+        return EXIT_UNREACHABLE
+    print(json.dumps(answer, indent=2))
+    return 0
+
+
+def _fetch(request: urllib.request.Request) -> Any:
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        print(f"{request.full_url}: HTTP {exc.code}: {exc.read().decode(errors='replace')}")
+        return None
+    except OSError as exc:
+        print(f"{request.full_url}: cannot reach the gateway: {exc}", file=sys.stderr)
+        return None
+
+
+def _simulate_modem(args: argparse.Namespace) -> int:
+    from drivers.simulator import SimulatorOptions, run_pty_simulator
+
+    options = SimulatorOptions(profile=args.profile, record=args.record, send_delay=args.send_delay)
+
+    def announce(path: str) -> None:
+        print(path, flush=True)
+
+    async def simulate() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(functools.partial(run_pty_simulator, options, announce=announce))
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    return
+
+    trio.run(simulate)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""The composition root: builds the store, modems, pipeline and listeners from a Config and
+runs them in one nursery. Holds no protocol logic of its own.
+
+Shutdown order: listeners drain first (their requests still reach a running store), then the
+pipeline and the modems are cancelled, and the store's writer last.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+import msgspec
+import trio
+
+from drivers.at import AtModem
+from drivers.events import HealthChanged
+from drivers.modem import Modem
+from drivers.simulator import Simulator, serve_pty
+from edgegw.clock import Clock
+from edgegw.config import Config, ModemConfig
+from edgegw.http.app import make_app
+from edgegw.http.server import serve_http
+from edgegw.model import MessageView, SendRequest, SendResponse
+from edgegw.pipeline.dispatcher import Dispatcher
+from edgegw.pipeline.submit import Submitter
+from edgegw.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Bound(msgspec.Struct, kw_only=True):
+    """What a started gateway reports: its bound ports and its modems' serial paths."""
+
+    http_port: int
+    modem_ports: dict[str, str]
+
+
+class Gateway:
+    def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or Clock()
+        self.store = Store(config.gateway.store, clock=self.clock)
+        self.modems: dict[str, Modem] = {}
+        self.simulators: dict[str, Simulator] = {}
+        self.dispatcher: Dispatcher | None = None
+        self.submitter: Submitter | None = None
+        self.bound: Bound | None = None
+        self._stop = trio.Event()
+        self._ready = False
+        self._credentials = {s.username: (s.password, s.id) for s in config.services}
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown; `run` returns once it is done."""
+        self._stop.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[Bound] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as core:
+            await core.start(self.store.run)
+            modem_ports = {}
+            for modem_config in self.config.modems:
+                modem_ports[modem_config.name] = await self._start_modem(core, modem_config)
+            self.dispatcher = Dispatcher(
+                self.store,
+                self.modems,
+                self.config.services,
+                self.config.dispatch,
+                self.clock,
+                policy=self.config.gateway.in_flight_after_crash,
+            )
+            await core.start(self.dispatcher.run)
+            self.submitter = Submitter(
+                self.config.services, self.store, self.clock, wake=self.dispatcher.wake
+            )
+            for modem in self.modems.values():
+                core.start_soon(self._forward_events, modem)
+            async with trio.open_nursery() as listeners:
+                http = self.config.http
+                app = make_app(self, auth_failure_problem=http.auth_failure_problem)
+                http_port = await listeners.start(
+                    serve_http, app, http.host, http.port, http.limits
+                )
+                self._ready = True
+                log.info("gateway ready: http on %s:%d", http.host, http_port)
+                self.bound = Bound(http_port=http_port, modem_ports=modem_ports)
+                task_status.started(self.bound)
+                await self._stop.wait()
+                self._ready = False
+                log.info("gateway stopping")
+                listeners.cancel_scope.cancel()
+            core.cancel_scope.cancel()
+
+    async def _start_modem(self, nursery: trio.Nursery, modem_config: ModemConfig) -> str:
+        options = modem_config.at
+        if modem_config.driver == "simulated":
+            simulator = Simulator(modem_config.simulator)
+            self.simulators[modem_config.name] = simulator
+            path: str = await nursery.start(serve_pty, simulator)
+            options = msgspec.structs.replace(options, port=path)
+        modem = AtModem(modem_config.name, options)
+        self.modems[modem_config.name] = modem
+        nursery.start_soon(modem.run)
+        return options.port
+
+    async def _forward_events(self, modem: Modem) -> None:
+        dispatcher = self.dispatcher
+        assert dispatcher is not None
+        async for event in modem.events:
+            if isinstance(event, HealthChanged):
+                log.info("modem %s: %s %s", event.modem, event.state, event.detail)
+                dispatcher.wake()
+
+    # The HTTP Backend protocol (edgegw.http.app.Backend).
+
+    async def submit(self, request: SendRequest) -> SendResponse:
+        assert self.submitter is not None
+        return await self.submitter.submit(request)
+
+    def authenticate(self, username: str, password: str) -> int | None:
+        password_and_id = self._credentials.get(username)
+        if password_and_id is None:
+            return None
+        expected, service_id = password_and_id
+        if not hmac.compare_digest(expected.encode(), password.encode()):
+            return None
+        return service_id
+
+    async def message_view(self, service_id: int, message_id: str) -> MessageView | None:
+        return await self.store.message_view(service_id, message_id)
+
+    def ready(self) -> bool:
+        return self._ready

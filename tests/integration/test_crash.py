@@ -1,0 +1,188 @@
+"""Crash safety: `kill -9` the gateway process at random moments while clients submit.
+
+The simulated modem runs as its own process (as a USB modem outlives the gateway), recording
+what reaches its network. After the last restart every acknowledged message must be in the store
+and sent at least once (the default at-least-once policy); none may be silently dropped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+ROUNDS = 4
+CLIENTS = 4
+
+CONFIG = """
+[gateway]
+store = "crash.db"
+log_level = "warning"
+
+[http]
+port = {port}
+
+[[services]]
+id = 1000
+name = "crash"
+username = "demo"
+password = "demo"
+
+[[modems]]
+name = "m0"
+driver = "at"
+
+[modems.at]
+port = "{tty}"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_gateway(config: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "edgegw", "serve", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def wait_healthy(client: httpx.AsyncClient, process: subprocess.Popen[bytes]) -> None:
+    with trio.fail_after(30):
+        while True:
+            assert process.poll() is None, "the gateway exited while starting"
+            try:
+                if (await client.get("/health")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await trio.sleep(0.05)
+
+
+class Submitter:
+    """Clients that submit single messages, each to its own recipient, until the line dies.
+
+    They use httpx's blocking client in worker threads: an async client's request generators
+    would be left half-consumed by the kill, which is not what this test is about."""
+
+    def __init__(self, port: int) -> None:
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.numbers = itertools.count(1)  # next() on a count is atomic across threads
+        self.acknowledged: dict[str, str] = {}  # messageId -> recipient
+
+    async def run(self) -> None:
+        await trio.to_thread.run_sync(self._submit_until_refused)
+
+    def _submit_until_refused(self) -> None:
+        with httpx.Client(base_url=self.base_url) as client:
+            while True:
+                number = next(self.numbers)
+                recipient = f"+4741{number:06d}"
+                body = {
+                    "serviceId": 1000,
+                    "username": "demo",
+                    "password": "demo",
+                    "message": [{"recipient": recipient, "content": f"crash {number}"}],
+                }
+                try:
+                    answer = client.post(
+                        "/gw/rs/sendMessages", json=body, headers={"Accept": "application/json"}
+                    )
+                except httpx.TransportError:
+                    return
+                (status,) = answer.json()["messageStatus"]
+                assert status["statusCode"] == 1, status
+                self.acknowledged[status["messageId"]] = recipient
+
+
+async def crash_repeatedly(tmp_path: Path, tty: str, chance: random.Random, seed: int) -> Submitter:
+    """Kill the gateway ROUNDS times under load, restart it, and wait until every message it
+    acknowledged is sent; return the submitter with what was acknowledged."""
+    port = free_port()
+    config = tmp_path / "crash.toml"
+    config.write_text(CONFIG.format(port=port, tty=tty))
+    submitter = Submitter(port)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        for _ in range(ROUNDS):
+            gateway = start_gateway(config)
+            await wait_healthy(client, gateway)
+            async with trio.open_nursery() as nursery:
+                for _ in range(CLIENTS):
+                    nursery.start_soon(submitter.run)
+                await trio.sleep(chance.uniform(0.05, 0.6))
+                gateway.send_signal(signal.SIGKILL)
+                await trio.to_thread.run_sync(gateway.wait)
+
+        gateway = start_gateway(config)
+        try:
+            await wait_healthy(client, gateway)
+            assert submitter.acknowledged, f"seed {seed}: nothing was acknowledged"
+            with trio.fail_after(60):
+                while True:
+                    states = stored_states(tmp_path / "crash.db")
+                    pending = [
+                        message_id
+                        for message_id in submitter.acknowledged
+                        if states.get(message_id) != "sent"
+                    ]
+                    if not pending:
+                        return submitter
+                    await trio.sleep(0.1)
+        finally:
+            gateway.terminate()
+            await trio.to_thread.run_sync(gateway.wait)
+
+
+@pytest.mark.slow
+async def test_kill_9_loses_no_acknowledged_message(tmp_path: Path) -> None:
+    chance = random.Random()
+    seed = chance.randrange(1 << 32)
+    chance.seed(seed)
+    record = tmp_path / "network.jsonl"
+    simulator = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "edgegw", "simulate-modem", "--record", str(record)],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert simulator.stdout is not None
+        announced = b""
+        while not announced.endswith(b"\n"):
+            chunk = await simulator.stdout.receive_some(1)
+            assert chunk, "the simulator exited before announcing its port"
+            announced += chunk
+        tty = announced.decode().strip()
+        assert tty.startswith("/dev/"), tty
+        submitter = await crash_repeatedly(tmp_path, tty, chance, seed)
+    finally:
+        simulator.terminate()
+        await simulator.wait()
+        if simulator.stdout is not None:
+            await simulator.stdout.aclose()
+
+    sent_to = {json.loads(line)["recipient"] for line in record.read_text().splitlines()}
+    missing = {
+        message_id: recipient
+        for message_id, recipient in submitter.acknowledged.items()
+        if recipient not in sent_to
+    }
+    assert missing == {}, f"seed {seed}: acknowledged but never sent"
+
+
+def stored_states(path: Path) -> dict[str, str]:
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        return dict(db.execute("SELECT id, state FROM messages").fetchall())

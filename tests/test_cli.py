@@ -1,0 +1,137 @@
+"""The `edgegw` command line, run as a user runs it: as processes, with signals."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import serial
+
+from edgegw.__main__ import main
+
+ROOT = Path(__file__).resolve().parent.parent
+EDGEGW = [sys.executable, "-m", "edgegw"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def example_config(tmp_path: Path) -> tuple[Path, int]:
+    """config.example.toml in tmp_path on a free port (its store lands in tmp_path/data)."""
+    port = free_port()
+    text = (ROOT / "config.example.toml").read_text()
+    path = tmp_path / "config.toml"
+    path.write_text(text.replace("port = 8080", f"port = {port}"))
+    return path, port
+
+
+def wait_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the gateway exited while starting"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError("the gateway did not become healthy")
+
+
+def test_check_config_accepts_the_example(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(ROOT / "config.example.toml")]) == 0
+    assert "ok" in capsys.readouterr().out
+
+
+def test_check_config_lists_every_problem_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[http]\nport = "x"\n[[modems]]\nname = 1\ndriver = "at"\n')
+    assert main(["check-config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "http.port:" in err
+    assert "modems[0].name:" in err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_serve_stops_gracefully_on_signal(tmp_path: Path, signum: signal.Signals) -> None:
+    config, port = example_config(tmp_path)
+    process = subprocess.Popen([*EDGEGW, "serve", "--config", str(config)])
+    try:
+        wait_healthy(port, process)
+        process.send_signal(signum)
+        assert process.wait(timeout=15) == 0
+    finally:
+        process.kill()
+        process.wait()
+    assert (tmp_path / "data" / "edgegw.db").is_file()
+
+
+def test_send_and_status_through_a_running_gateway(tmp_path: Path) -> None:
+    config, port = example_config(tmp_path)
+    process = subprocess.Popen([*EDGEGW, "serve", "--config", str(config)])
+    try:
+        wait_healthy(port, process)
+        sent = subprocess.run(
+            [*EDGEGW, "send", "--config", str(config), "--to", "+4741000000", "--text", "Hi"],
+            capture_output=True,
+            check=True,
+            timeout=30,
+        )
+        status = json.loads(sent.stdout)
+        assert status["statusCode"] == 1
+        deadline = time.monotonic() + 15
+        state = "queued"
+        while state != "sent" and time.monotonic() < deadline:
+            shown = subprocess.run(
+                [*EDGEGW, "status", "--config", str(config), status["messageId"]],
+                capture_output=True,
+                check=True,
+                timeout=30,
+            )
+            state = json.loads(shown.stdout)["state"]
+        assert state == "sent"
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def test_send_to_a_gateway_that_is_not_running_fails_clearly(tmp_path: Path) -> None:
+    config, _ = example_config(tmp_path)
+    result = subprocess.run(
+        [*EDGEGW, "send", "--config", str(config), "--to", "+4741000000", "--text", "Hi"],
+        capture_output=True,
+        timeout=30,
+    )
+    assert result.returncode == 3
+    assert b"cannot reach the gateway" in result.stderr
+
+
+def test_simulate_modem_prints_a_pty_that_answers_at() -> None:
+    with subprocess.Popen([*EDGEGW, "simulate-modem"], stdout=subprocess.PIPE) as process:
+        try:
+            assert process.stdout is not None
+            path = process.stdout.readline().decode().strip()
+            with serial.Serial(path, timeout=5) as port:
+                port.write(b"AT+CGSN\r")
+                answer = b""
+                while not answer.endswith(b"OK\r\n"):
+                    chunk = port.read(64)
+                    assert chunk, f"no answer, got {answer!r}"
+                    answer += chunk
+            assert b"356938035643809" in answer  # the simulator's default IMEI
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=15) == 0
+        finally:
+            process.kill()
