@@ -15,7 +15,10 @@ PURE = [
     *sorted((ROOT / "drivers" / "gsm").glob("*.py")),
     ROOT / "drivers" / "at" / "framer.py",
     ROOT / "drivers" / "at" / "commands.py",
-    ROOT / "drivers" / "simulator" / "engine.py",
+    *(
+        ROOT / "drivers" / "simulator" / f"{name}.py"
+        for name in ("engine", "commandline", "codes", "profiles", "options", "sent")
+    ),
     ROOT / "edgegw" / "http" / "puzzel.py",
     ROOT / "edgegw" / "model.py",
 ]
