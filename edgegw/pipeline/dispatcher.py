@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 # Seconds between looks at modem health while due messages wait for one; a fallback, since the
 # gateway also wakes the dispatcher on every modem health event.
 HEALTH_POLL = 5.0
+# Seconds a round waits after a wake-up so that a burst of wake-ups (a client submitting
+# thousands of messages a second) costs one look at the store, not one each. A modem takes
+# seconds per SMS and its worker holds queue_per_modem claims, so this delay never idles it.
+WAKE_COALESCE = 0.01
 WORKER_RESTART_DELAY = 1.0
 
 
@@ -94,6 +98,7 @@ class Dispatcher:
                 deadline = math.inf if wake_at is None else self._clock.trio_deadline(wake_at)
                 with trio.move_on_at(deadline):
                     await self._wakeup.wait()
+                    await trio.sleep(WAKE_COALESCE)
 
     async def _supervise(
         self, worker: ModemWorker, claims: trio.MemoryReceiveChannel[Claim]
