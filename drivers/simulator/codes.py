@@ -19,6 +19,7 @@ class CmeError(enum.IntEnum):
     SIM_PIN_REQUIRED = 11
     SIM_PUK_REQUIRED = 12
     SIM_FAILURE = 13
+    SIM_BUSY = 14
     INCORRECT_PASSWORD = 16
     NO_NETWORK_SERVICE = 30
     UNKNOWN = 100
@@ -32,6 +33,7 @@ CME_TEXT: dict[CmeError, str] = {
     CmeError.SIM_PIN_REQUIRED: "SIM PIN required",
     CmeError.SIM_PUK_REQUIRED: "SIM PUK required",
     CmeError.SIM_FAILURE: "SIM failure",
+    CmeError.SIM_BUSY: "SIM busy",
     CmeError.INCORRECT_PASSWORD: "incorrect password",
     CmeError.NO_NETWORK_SERVICE: "no network service",
     CmeError.UNKNOWN: "unknown",
@@ -46,8 +48,12 @@ class CmsError(enum.IntEnum):
     OPERATION_NOT_SUPPORTED = 303
     INVALID_PDU_MODE_PARAMETER = 304
     SIM_PIN_REQUIRED = 311
+    SIM_BUSY = 314
     SIM_PUK_REQUIRED = 316
+    INVALID_MEMORY_INDEX = 321
+    MEMORY_FULL = 322
     NO_NETWORK_SERVICE = 331
+    NO_CNMA_EXPECTED = 340
     UNKNOWN_ERROR = 500
 
 
@@ -57,7 +63,11 @@ CMS_TEXT: dict[CmsError, str] = {
     CmsError.OPERATION_NOT_SUPPORTED: "operation not supported",
     CmsError.INVALID_PDU_MODE_PARAMETER: "invalid PDU mode parameter",
     CmsError.SIM_PIN_REQUIRED: "SIM PIN required",
+    CmsError.SIM_BUSY: "SIM busy",
     CmsError.SIM_PUK_REQUIRED: "SIM PUK required",
+    CmsError.INVALID_MEMORY_INDEX: "invalid memory index",
+    CmsError.MEMORY_FULL: "memory full",
     CmsError.NO_NETWORK_SERVICE: "no network service",
+    CmsError.NO_CNMA_EXPECTED: "no +CNMA acknowledgement expected",
     CmsError.UNKNOWN_ERROR: "unknown error",
 }

@@ -1,19 +1,24 @@
 """The simulated modem's AT engine: terminal bytes in, output bytes out, each with its due time.
 
 Pure (sans-IO): no trio, no files, no clock; time is the `now` argument, so a slow +CMGS is a
-reply due later, not a sleep. ITU-T V.250 section 5 (command line, echo, S3/S4, result codes),
-3GPP TS 27.007 (identity, SIM, registration) and TS 27.005 (PDU-mode SMS sending).
+reply due later and a status report a timer the shell fires with `advance`, never a sleep.
+ITU-T V.250 section 5 (command line, echo, S3/S4, result codes), 3GPP TS 27.007 (identity, SIM,
+registration) and TS 27.005 (PDU mode: sending, storage, +CNMI indications, +CNMA).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
+import heapq
+import itertools
 import random
+from collections import deque
 from collections.abc import Callable
 
 import msgspec
 
-from drivers.gsm import GsmError, split_sca
+from drivers.gsm import EncodedPart, GsmError, build_deliver, encode_gsm, join_sca, split_sca
 from drivers.simulator.codes import CME_TEXT, CMS_TEXT, CmeError, CmsError
 from drivers.simulator.commandline import (
     Command,
@@ -29,6 +34,7 @@ from drivers.simulator.commandline import (
 from drivers.simulator.options import SimulatorOptions
 from drivers.simulator.profiles import QuirkProfile, profile_named
 from drivers.simulator.sent import SentSms, decode_sent_sms
+from drivers.simulator.storage import MessageStatus, MessageStorage, StoredSms
 
 MANUFACTURER = "edgegw"
 MODEL = "SIM-GSM1"
@@ -43,8 +49,15 @@ COMMAND_LINE_LIMIT = 556
 MAX_TPDU_OCTETS = 164
 MAX_PDU_HEX = 2 * (MAX_TPDU_OCTETS + 12)
 
-# Message storages and their sizes for +CPMS (TS 27.005 section 3.2.2): SIM and phone memory.
-STORAGE_SLOTS = {"SM": 30, "ME": 100}
+# Message storages for +CPMS (TS 27.005 section 3.2.2): SIM (size from the options) and phone.
+STORAGE_NAMES = ("SM", "ME")
+ME_CAPACITY = 100
+# Unsolicited result codes a TA keeps while +CNMI <mode> is 0; past this the oldest go, as
+# TS 27.005 section 3.4.1 allows.
+TA_BUFFER_LIMIT = 16
+# When the storage_full profile's old messages were received.
+OLD_MESSAGES_TIME = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+OLD_MESSAGES_SENDER = "+4791000000"
 # Location area and cell of the simulated cell for +CREG=2 (TS 27.007 section 7.2).
 LOCATION_AREA = "00A1"
 CELL_ID = "1F2E"
@@ -87,19 +100,44 @@ class _SmsFault(_Fault):
 
 
 class _PduInput:
-    """The text after the `> ` prompt of AT+CMGS, up to Ctrl-Z or ESC."""
+    """The text after the `> ` prompt of AT+CMGS or AT+CMGW, up to Ctrl-Z or ESC."""
 
-    def __init__(self, length: int) -> None:
+    def __init__(self, length: int, write_status: MessageStatus | None = None) -> None:
         self.length = length
+        # None: send it (+CMGS); a status: store it in <mem2> (+CMGW).
+        self.write_status = write_status
         self.hex = bytearray()
         self.overflow = False
+
+
+class Incoming(msgspec.Struct, frozen=True):
+    """A TPDU the network hands to the modem: an SMS-DELIVER or an SMS-STATUS-REPORT."""
+
+    tpdu: bytes
+    is_report: bool
+
+
+class _Arrival(msgspec.Struct, frozen=True):
+    incoming: Incoming
+
+
+class _AckTimeout(msgspec.Struct, frozen=True):
+    token: int
+
+
+class _Wake(msgspec.Struct, frozen=True):
+    """Look again: held URCs may be due, the modem may have registered."""
+
+
+_Timer = _Arrival | _AckTimeout | _Wake
 
 
 Handler = Callable[["ModemEngine", str], list[str]]
 
 
 class ModemEngine:
-    """One modem's whole state: settings, SIM, registration, message reference counter."""
+    """One modem's whole state: settings, SIM, registration, message reference counter, message
+    storage, and what the network still has to hand it (timers for `advance`)."""
 
     def __init__(self, options: SimulatorOptions) -> None:
         self.options = options
@@ -109,6 +147,8 @@ class ModemEngine:
         self.sim_state = SimState.READY if pin is None else SimState.SIM_PIN
         self._pin_attempts = PIN_ATTEMPTS
         self._sim_ready_at: float | None = None
+        self._started_at: float | None = None
+        self.sim_busy = options.sim_busy if options.sim_busy is not None else self.profile.sim_busy
         self.send_delay = (
             options.send_delay if options.send_delay is not None else self.profile.send_delay
         )
@@ -127,6 +167,27 @@ class ModemEngine:
         self._busy_until = 0.0
         self._now = 0.0
         self._out: list[Reply] = []
+        self.storages = {
+            "SM": MessageStorage("SM", options.storage_capacity),
+            "ME": MessageStorage("ME", ME_CAPACITY),
+        }
+        if self.profile.storage_full:
+            _fill_with_old_messages(self.storages["SM"], options.smsc)
+        self._timers: list[tuple[float, int, _Timer]] = []
+        self._timer_order = itertools.count()
+        # The network keeps what the modem cannot take yet: unregistered, or memory full (it
+        # retries once the modem frees memory, the SMMA of TS 23.040 section 10.3).
+        self._waiting_for_network: deque[Incoming] = deque()
+        self._waiting_for_memory: deque[Incoming] = deque()
+        # +CMT/+CDS not yet acknowledged with +CNMA, and those queued behind it: TS 27.005
+        # section 3.4.1 forbids a second one before the first is acknowledged.
+        self._unacked: Incoming | None = None
+        self._ack_token = 0
+        self._direct_queue: deque[Incoming] = deque()
+        # URCs waiting for the end of a prompt or (urc_hold) for a response to land in.
+        self._held: list[str] = []
+        self._held_since = 0.0
+        self._ta_buffer: deque[str] = deque(maxlen=TA_BUFFER_LIMIT)
         self._reset_settings()
 
     def _reset_settings(self) -> None:
@@ -147,16 +208,102 @@ class ModemEngine:
 
     def receive_data(self, data: bytes, now: float) -> list[Reply]:
         """Feed bytes from the terminal at time `now`; return what the modem writes, in order."""
-        self._now = now
-        if self.sim_state is SimState.READY and self._sim_ready_at is None:
-            self._sim_ready_at = now
+        self._clock(now)
         for octet in data:
             if self._pdu is not None:
                 self._pdu_octet(self._pdu, octet)
             else:
                 self._command_octet(octet)
+        return self._settle()
+
+    def receive_sms(self, tpdu: bytes, now: float) -> tuple[list[Reply], int | None]:
+        """The network delivers an SMS-DELIVER `tpdu` at `now`: what the modem writes, and the
+        index it was stored at (None when delivered directly with +CMT, or not taken yet)."""
+        self._clock(now)
+        index = self._arrive(Incoming(tpdu, is_report=False))
+        return self._settle(), index
+
+    def schedule_status_report(self, tpdu: bytes, due: float) -> None:
+        """The network will hand the modem this SMS-STATUS-REPORT at `due`."""
+        self._add_timer(due, _Arrival(Incoming(tpdu, is_report=True)))
+
+    def next_deadline(self) -> float | None:
+        """When `advance` has work next: a report arriving, an acknowledgement timing out."""
+        return self._timers[0][0] if self._timers else None
+
+    def advance(self, now: float) -> list[Reply]:
+        """Run every timer due by `now`; return what the modem writes."""
+        self._clock(now)
+        while self._timers and self._timers[0][0] <= now:
+            _due, _order, timer = heapq.heappop(self._timers)
+            if isinstance(timer, _Arrival):
+                self._arrive(timer.incoming)
+            elif isinstance(timer, _AckTimeout):
+                self._ack_timed_out(timer.token)
+        return self._settle()
+
+    def power_cycle(self, now: float) -> None:
+        """The modem restarts (unplugged and back): settings, SIM and registration start over;
+        storage, the MR counter and what the network holds for it stay."""
+        self._reset_settings()
+        self._line.clear()
+        self._line_overflow = False
+        self._pdu = None
+        self._busy_until = 0.0
+        self._out = []
+        if self.sim_state is SimState.READY and self._pin is not None:
+            self.sim_state = SimState.SIM_PIN
+        self._sim_ready_at = None
+        self._start(now)
+        unacked = [self._unacked] if self._unacked is not None else []
+        self._waiting_for_network.extendleft(reversed([*unacked, *self._direct_queue]))
+        self._unacked = None
+        self._direct_queue.clear()
+        self._held.clear()
+        self._ta_buffer.clear()
+        self._timers = [entry for entry in self._timers if isinstance(entry[2], _Arrival)]
+        heapq.heapify(self._timers)
+        self._clock(now)
+
+    def _clock(self, now: float) -> None:
+        self._now = now
+        if self._started_at is None:
+            self._start(now)
+        if self._sim_busy_now() or self._sim_ready_at is not None:
+            return
+        if self.sim_state is SimState.READY:
+            self._sim_ready_at = now
+            self._wake_at_registration()
+
+    def _wake_at_registration(self) -> None:
+        """What the network held for an unregistered modem goes out once it registers."""
+        if self._sim_ready_at is not None and self.options.register_delay:
+            self._add_timer(self._sim_ready_at + self.options.register_delay, _Wake())
+
+    def _start(self, now: float) -> None:
+        self._started_at = now
+        if self.sim_busy:
+            self._add_timer(now + self.sim_busy, _Wake())
+
+    def _sim_busy_now(self) -> bool:
+        return self._started_at is not None and self._now < self._started_at + self.sim_busy
+
+    def _settle(self) -> list[Reply]:
+        """What follows any input: the network retries, held URCs go out; then the output."""
+        if self._pdu is None:
+            if self._waiting_for_network and self.registration() == 1:
+                waiting = list(self._waiting_for_network)
+                self._waiting_for_network.clear()
+                for incoming in waiting:
+                    self._arrive(incoming)
+            while self._waiting_for_memory and not self._receive_storage().full:
+                self._arrive(self._waiting_for_memory.popleft())
+            self._release_held()
         out, self._out = self._out, []
         return out
+
+    def _add_timer(self, due: float, timer: _Timer) -> None:
+        heapq.heappush(self._timers, (due, next(self._timer_order), timer))
 
     @property
     def echo_on(self) -> bool:
@@ -193,7 +340,10 @@ class ModemEngine:
     def _pdu_octet(self, pdu: _PduInput, octet: int) -> None:
         if octet == CTRL_Z:
             self._pdu = None
-            self._submit(pdu)
+            if pdu.write_status is None:
+                self._submit(pdu)
+            else:
+                self._write(pdu, pdu.write_status)
             return
         if octet == ESC:
             self._pdu = None
@@ -257,6 +407,10 @@ class ModemEngine:
             data += self._frame("\r\n".join(lines))
             if index == 0 and urc is not None and not _shares_prefix(urc, blocks):
                 data += self._frame(urc)
+            if index == 0 and self.profile.urc_hold and self._pdu is None:
+                # A held +CMTI/+CDSI lands here, as if it had arrived while the modem answered.
+                data += b"".join(self._frame(text) for text in self._held)
+                self._held.clear()
         return data
 
     def _final(self, code: bytes) -> bytes:
@@ -281,21 +435,224 @@ class ModemEngine:
         """+CREG <stat> now: 0 no SIM service, 2 searching, 1 registered (home network)."""
         if self.sim_state is not SimState.READY or self._sim_ready_at is None:
             return 0
+        if self._sim_busy_now():
+            return 0
         if self._due() >= self._sim_ready_at + self.options.register_delay:
             return 1
         return 2
 
     def _require_sim_for_me(self) -> None:
+        if self._sim_busy_now():
+            raise _MeFault(CmeError.SIM_BUSY)
         if self.sim_state is SimState.SIM_PIN:
             raise _MeFault(CmeError.SIM_PIN_REQUIRED)
         if self.sim_state is SimState.SIM_PUK:
             raise _MeFault(CmeError.SIM_PUK_REQUIRED)
 
     def _require_sim_for_sms(self) -> None:
+        if self._sim_busy_now():
+            raise _SmsFault(CmsError.SIM_BUSY)
         if self.sim_state is SimState.SIM_PIN:
             raise _SmsFault(CmsError.SIM_PIN_REQUIRED)
         if self.sim_state is SimState.SIM_PUK:
             raise _SmsFault(CmsError.SIM_PUK_REQUIRED)
+
+    # ---- receiving (TS 27.005 section 3.4.1: +CNMI routing, +CMTI, +CMT, +CDS, +CDSI) -------
+
+    def _receive_storage(self) -> MessageStorage:
+        """<mem3>: where received messages and status reports are stored."""
+        return self.storages[self.cpms[2]]
+
+    def _arrive(self, incoming: Incoming) -> int | None:
+        """Route one TPDU from the network per +CNMI; the index it was stored at, if it was."""
+        if self.registration() != 1:
+            self._waiting_for_network.append(incoming)
+            return None
+        routing = self.cnmi[3] if incoming.is_report else self.cnmi[1]
+        # Only class 3 messages go direct with <mt>=3; the simulated network sends no class.
+        if routing == (1 if incoming.is_report else 2):
+            self._deliver_direct(incoming)
+            return None
+        storage = self._receive_storage()
+        index = storage.store(
+            StoredSms(
+                MessageStatus.REC_UNREAD,
+                join_sca(self.options.smsc, incoming.tpdu),
+                len(incoming.tpdu),
+            )
+        )
+        if index is None:
+            # Memory capacity exceeded (TS 24.011 RP-cause 22): the modem refuses it and says
+            # nothing to the TE; the network keeps it until memory is available again.
+            self._waiting_for_memory.append(incoming)
+            return None
+        indicated = routing == 2 if incoming.is_report else routing in (1, 3)
+        if indicated:
+            name = "+CDSI" if incoming.is_report else "+CMTI"
+            self._urc(f'{name}: "{storage.name}",{index}')
+        return index
+
+    def _deliver_direct(self, incoming: Incoming) -> None:
+        if self._unacked is not None:
+            self._direct_queue.append(incoming)
+            return
+        length = len(incoming.tpdu)
+        head = f"+CDS: {length}" if incoming.is_report else f"+CMT: ,{length}"
+        pdu = join_sca(self.options.smsc, incoming.tpdu).hex().upper()
+        self._urc(f"{head}\r\n{pdu}")
+        if self.csms_service == 1:
+            # Phase 2+: the TE must acknowledge with +CNMA (TS 27.005 section 3.4.4).
+            self._unacked = incoming
+            self._ack_token += 1
+            self._add_timer(self._due() + self.options.ack_timeout, _AckTimeout(self._ack_token))
+
+    def _ack_timed_out(self, token: int) -> None:
+        if self._unacked is None or token != self._ack_token:
+            return
+        # TS 27.005 section 3.4.1: without an acknowledgement the ME sets <mt> and <ds> to 0;
+        # the network's retry, and everything queued behind it, is then stored unannounced.
+        self.cnmi[1] = 0
+        self.cnmi[3] = 0
+        pending = [self._unacked, *self._direct_queue]
+        self._unacked = None
+        self._direct_queue.clear()
+        for incoming in pending:
+            self._arrive(incoming)
+
+    def _urc(self, text: str) -> None:
+        if self.cnmi[0] == 0:
+            # <mode> 0: the TA buffers indications until +CNMI asks for them.
+            self._ta_buffer.append(text)
+            return
+        self._hold(text)
+
+    def _hold(self, text: str) -> None:
+        if not self._held:
+            self._held_since = self._now
+            if self.profile.urc_hold:
+                self._add_timer(self._now + self.profile.urc_hold, _Wake())
+        self._held.append(text)
+
+    def _release_held(self) -> None:
+        """Send held URCs, unless a prompt is open or the profile still holds them back."""
+        if not self._held or self._pdu is not None:
+            return
+        if self._now < self._held_since + self.profile.urc_hold:
+            return
+        for text in self._held:
+            self._emit(self._frame(text))
+        self._held.clear()
+
+    def _cnma(self, args: str) -> list[str]:
+        params = parameters(args, 2)
+        reply = 0 if params[0] is None else integer(params[0], 0, 2)
+        if params[1] is not None and integer(params[1], 0, 0):
+            # An RP-ACK/RP-ERROR carrying a TPDU of its own is not offered.
+            raise _SmsFault(CmsError.OPERATION_NOT_SUPPORTED)
+        if self.csms_service != 1 or self._unacked is None:
+            raise _SmsFault(CmsError.NO_CNMA_EXPECTED)
+        incoming, self._unacked = self._unacked, None
+        self._ack_token += 1
+        if reply == 2:
+            # RP-ERROR: the network keeps the message and tries again later.
+            self._add_timer(self._now + self.options.ack_timeout, _Arrival(incoming))
+        if self._direct_queue:
+            self._deliver_direct(self._direct_queue.popleft())
+        return []
+
+    # ---- stored messages (TS 27.005 sections 3.4.3, 3.5.2-3.5.4) ------------------------------
+
+    def _read_storage(self) -> MessageStorage:
+        """<mem1>: where +CMGR, +CMGL and +CMGD read and delete."""
+        return self.storages[self.cpms[0]]
+
+    def _require_pdu_mode(self) -> None:
+        if self.cmgf != 0:
+            # Text mode is not offered for messages: the gateway reads and sends PDUs only.
+            raise _SmsFault(CmsError.OPERATION_NOT_ALLOWED)
+
+    def _cmgr(self, args: str) -> list[str]:
+        params = parameters(args, 2)
+        index = integer(params[0], 0, 65535)
+        keep_status = params[1] is not None and integer(params[1], 0, 1) == 1
+        self._require_pdu_mode()
+        self._require_sim_for_sms()
+        storage = self._read_storage()
+        if not storage.valid(index):
+            raise _SmsFault(CmsError.INVALID_MEMORY_INDEX)
+        sms = storage.get(index)
+        if sms is None:
+            # An empty slot reads as nothing, as on SIM800 and Quectel modems.
+            return []
+        if not keep_status:
+            storage.mark_read(index)
+        return [f"+CMGR: {int(sms.status)},,{sms.tpdu_length}", sms.pdu.hex().upper()]
+
+    def _cmgl(self, args: str) -> list[str]:
+        params = parameters(args, 2)
+        # TS 27.005 section 3.5.2: without <stat> the list is of REC UNREAD messages.
+        stat = 0 if params[0] is None else integer(params[0], 0, 4)
+        keep_status = params[1] is not None and integer(params[1], 0, 1) == 1
+        self._require_pdu_mode()
+        self._require_sim_for_sms()
+        storage = self._read_storage()
+        lines: list[str] = []
+        for index, sms in storage.listing(stat):
+            lines += [f"+CMGL: {index},{int(sms.status)},,{sms.tpdu_length}", sms.pdu.hex().upper()]
+            if not keep_status:
+                storage.mark_read(index)
+        return lines
+
+    def _cmgl_test(self, args: str) -> list[str]:
+        return ["+CMGL: (0-4)"]
+
+    def _cmgd(self, args: str) -> list[str]:
+        params = parameters(args, 2)
+        index = integer(params[0], 0, 65535)
+        delflag = 0 if params[1] is None else integer(params[1], 0, 4)
+        self._require_sim_for_sms()
+        storage = self._read_storage()
+        if delflag:
+            # TS 27.005 section 3.5.4: with a <delflag> above 0 the <index> is ignored.
+            storage.delete_flagged(delflag)
+        elif storage.valid(index):
+            storage.delete(index)
+        else:
+            raise _SmsFault(CmsError.INVALID_MEMORY_INDEX)
+        return []
+
+    def _cmgd_test(self, args: str) -> list[str]:
+        self._require_sim_for_sms()
+        indexes = ",".join(str(index) for index in self._read_storage().indexes())
+        return [f"+CMGD: ({indexes}),(0-4)"]
+
+    def _cmgw(self, args: str) -> list[str]:
+        params = parameters(args, 2)
+        length = integer(params[0], 0, 999)
+        status = MessageStatus.STO_UNSENT
+        if params[1] is not None:
+            status = MessageStatus(integer(params[1], 0, 3))
+        self._require_pdu_mode()
+        self._require_sim_for_sms()
+        if not 1 <= length <= MAX_TPDU_OCTETS:
+            raise _SmsFault(CmsError.INVALID_PDU_MODE_PARAMETER)
+        if self.storages[self.cpms[1]].full:
+            raise _SmsFault(CmsError.MEMORY_FULL)
+        self._pdu = _PduInput(length, status)
+        return []
+
+    def _write(self, pdu: _PduInput, status: MessageStatus) -> None:
+        try:
+            octets = _pdu_octets(pdu)
+        except _SmsFault as fault:
+            self._emit(self._final(self._error_code(fault)))
+            return
+        storage = self.storages[self.cpms[1]]
+        index = storage.store(StoredSms(status, octets, pdu.length))
+        if index is None:
+            self._emit(self._final(self._error_code(_SmsFault(CmsError.MEMORY_FULL))))
+            return
+        self._emit(self._information([[f"+CMGW: {index}"]]) + self._final(b"OK"))
 
     # ---- V.250 basic commands ----------------------------------------------------------------
 
@@ -375,10 +732,14 @@ class ModemEngine:
         return ["+CMEE: (0-2)"]
 
     def _cpin_read(self, args: str) -> list[str]:
+        if self._sim_busy_now():
+            raise _MeFault(CmeError.SIM_BUSY)
         return [f"+CPIN: {self.sim_state.value}"]
 
     def _cpin_set(self, args: str) -> list[str]:
         params = quoted_or_bare(args)
+        if self._sim_busy_now():
+            raise _MeFault(CmeError.SIM_BUSY)
         if self.sim_state is SimState.READY:
             raise _MeFault(CmeError.OPERATION_NOT_ALLOWED)
         if self.sim_state is SimState.SIM_PIN:
@@ -398,6 +759,7 @@ class ModemEngine:
         self.sim_state = SimState.READY
         self._pin_attempts = PIN_ATTEMPTS
         self._sim_ready_at = self._due()
+        self._wake_at_registration()
         return []
 
     def _csq(self, args: str) -> list[str]:
@@ -501,18 +863,19 @@ class ModemEngine:
         if not 1 <= len(memories) <= 3:
             raise CommandSyntaxError(args)
         self._require_sim_for_sms()
-        if any(memory not in STORAGE_SLOTS for memory in memories):
+        if any(memory not in self.storages for memory in memories):
             raise _SmsFault(CmsError.OPERATION_NOT_SUPPORTED)
         self.cpms[: len(memories)] = memories
-        # No message is stored: the simulated network delivers nothing to the SIM yet.
-        return ["+CPMS: " + ",".join(f"0,{STORAGE_SLOTS[memory]}" for memory in self.cpms)]
+        counts = (self.storages[memory] for memory in self.cpms)
+        return ["+CPMS: " + ",".join(f"{store.used},{store.capacity}" for store in counts)]
 
     def _cpms_read(self, args: str) -> list[str]:
         self._require_sim_for_sms()
-        return ["+CPMS: " + ",".join(f'"{m}",0,{STORAGE_SLOTS[m]}' for m in self.cpms)]
+        counts = (self.storages[memory] for memory in self.cpms)
+        return ["+CPMS: " + ",".join(f'"{s.name}",{s.used},{s.capacity}' for s in counts)]
 
     def _cpms_test(self, args: str) -> list[str]:
-        choices = "(" + ",".join(f'"{memory}"' for memory in STORAGE_SLOTS) + ")"
+        choices = "(" + ",".join(f'"{memory}"' for memory in STORAGE_NAMES) + ")"
         return ["+CPMS: " + ",".join([choices] * 3)]
 
     def _cnmi_set(self, args: str) -> list[str]:
@@ -525,6 +888,13 @@ class ModemEngine:
                 if settings[index] > limit:
                     raise _SmsFault(CmsError.OPERATION_NOT_SUPPORTED)
         self.cnmi = settings
+        if settings[0] != 0:
+            # TS 27.005 section 3.4.1: entering <mode> 1..3 flushes the TA buffer after the OK
+            # (<bfr> 0) or clears it (<bfr> 1).
+            if settings[4] == 0:
+                for text in self._ta_buffer:
+                    self._hold(text)
+            self._ta_buffer.clear()
         return []
 
     def _cnmi_read(self, args: str) -> list[str]:
@@ -592,6 +962,14 @@ class ModemEngine:
 
 def _tpdu(pdu: _PduInput) -> bytes:
     """The TPDU of the text after the prompt; +CMS ERROR 304 if it is not what was announced."""
+    _smsc, tpdu = split_sca(_pdu_octets(pdu))
+    if len(tpdu) != pdu.length:
+        raise _SmsFault(CmsError.INVALID_PDU_MODE_PARAMETER)
+    return tpdu
+
+
+def _pdu_octets(pdu: _PduInput) -> bytes:
+    """The octets typed after the prompt (SMSC address and TPDU), checked against the length."""
     if pdu.overflow:
         raise _SmsFault(CmsError.INVALID_PDU_MODE_PARAMETER)
     try:
@@ -601,10 +979,22 @@ def _tpdu(pdu: _PduInput) -> bytes:
     if any(octet in b" \t" for octet in pdu.hex):
         # bytes.fromhex skips spaces; a modem does not.
         raise _SmsFault(CmsError.INVALID_PDU_MODE_PARAMETER)
-    _smsc, tpdu = split_sca(octets)
+    try:
+        _smsc, tpdu = split_sca(octets)
+    except GsmError:
+        raise _SmsFault(CmsError.INVALID_PDU_MODE_PARAMETER) from None
     if len(tpdu) != pdu.length:
         raise _SmsFault(CmsError.INVALID_PDU_MODE_PARAMETER)
-    return tpdu
+    return octets
+
+
+def _fill_with_old_messages(storage: MessageStorage, smsc: str) -> None:
+    """Fill every slot with a read SMS-DELIVER, as on a SIM nobody has emptied for years."""
+    while not storage.full:
+        number = storage.used + 1
+        part = EncodedPart(dcs=0, udh=b"", payload=encode_gsm(f"Old message {number}"))
+        tpdu = build_deliver(OLD_MESSAGES_SENDER, part, timestamp=OLD_MESSAGES_TIME)
+        storage.store(StoredSms(MessageStatus.REC_READ, join_sca(smsc, tpdu), len(tpdu)))
 
 
 def _noise(rng: random.Random) -> bytes:
@@ -681,4 +1071,13 @@ HANDLERS: dict[tuple[str, Form], Handler] = {
     ("+CSCA", Form.SET): ModemEngine._csca_set,
     ("+CSCA", Form.READ): ModemEngine._csca_read,
     ("+CMGS", Form.SET): ModemEngine._cmgs,
+    ("+CMGW", Form.SET): ModemEngine._cmgw,
+    ("+CMGR", Form.SET): ModemEngine._cmgr,
+    ("+CMGL", Form.EXEC): ModemEngine._cmgl,
+    ("+CMGL", Form.SET): ModemEngine._cmgl,
+    ("+CMGL", Form.TEST): ModemEngine._cmgl_test,
+    ("+CMGD", Form.SET): ModemEngine._cmgd,
+    ("+CMGD", Form.TEST): ModemEngine._cmgd_test,
+    ("+CNMA", Form.EXEC): ModemEngine._cnma,
+    ("+CNMA", Form.SET): ModemEngine._cnma,
 }

@@ -1,6 +1,7 @@
 """Configuration of one simulated modem; the gateway's config embeds this struct.
 
-Pure data, no I/O. Identity values follow 3GPP TS 27.007 (IMEI +CGSN, IMSI +CIMI, +CSQ rssi).
+Pure data, no I/O. Identity values follow 3GPP TS 27.007 (IMEI +CGSN, IMSI +CIMI, +CSQ rssi);
+storage and reports TS 27.005 section 3 and TS 23.040 section 9.2.3.15 (TP-ST).
 """
 
 from __future__ import annotations
@@ -42,6 +43,26 @@ class SimulatorOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     record: str | None = None
     # Seed of the noise of the garbage profile, so a failing run can be repeated.
     seed: int = 0
+    # Slots of the SIM message storage "SM" (AT+CPMS); the phone memory "ME" has 100.
+    storage_capacity: int = 30
+    # Seconds from the network accepting an SMS-SUBMIT with TP-SRR to its status report reaching
+    # the modem; None: no report ever comes. SimulatedNetwork.set_outcome overrides per recipient.
+    report_delay: float | None = 5.0
+    # TP-ST of the status reports (TS 23.040 9.2.3.15): 0 delivered, 0x20.. temporary,
+    # 0x40.. permanent failures; per recipient through SimulatedNetwork.set_outcome.
+    report_status: int = 0
+    # With AT+CSMS=1, seconds the modem waits for AT+CNMA after +CMT or +CDS; then it does what
+    # TS 27.005 section 3.4.1 says: <mt> and <ds> drop to 0 and the network's retry is stored.
+    ack_timeout: float = 15.0
+    # Seconds the SIM stays busy (+CME ERROR: 14) after power-on; None takes the profile's.
+    sim_busy: float | None = None
+    # Seconds the pty stays up before it vanishes (unplugged), repeatedly; None takes the
+    # profile's (vanishing: 30 s), 0 never vanishes on its own.
+    vanish_after: float | None = None
+    # Seconds the port stays away before it reappears under a new path.
+    vanish_for: float = 5.0
+    # Directory where the pty server keeps a /dev/serial/by-id style symlink to the current pty.
+    link_dir: str | None = None
 
     def __post_init__(self) -> None:
         profile_named(self.profile)
@@ -53,3 +74,13 @@ class SimulatorOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
             raise ValueError("register_delay must not be negative")
         if self.cms_fail_every is not None and self.cms_fail_every < 0:
             raise ValueError("cms_fail_every must not be negative")
+        if not 1 <= self.storage_capacity <= 255:
+            raise ValueError("storage_capacity must be 1..255")
+        if self.report_delay is not None and self.report_delay < 0:
+            raise ValueError("report_delay must not be negative")
+        if not 0 <= self.report_status <= 255:
+            raise ValueError("report_status is one octet (TP-ST), 0..255")
+        for name in ("ack_timeout", "sim_busy", "vanish_after", "vanish_for"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must not be negative")

@@ -31,6 +31,15 @@ class QuirkProfile(msgspec.Struct, frozen=True, kw_only=True):
     garbage: bool = False
     # The SIM needs this PIN at start-up unless SimulatorOptions.pin is set.
     pin: str | None = None
+    # Seconds a real URC (+CMTI, +CDSI, ...) is held back so that it lands between the first
+    # information line of the next response and its final result code; 0 sends it at once.
+    urc_hold: float = 0.0
+    # Seconds the SIM answers +CME ERROR: 14 (SIM busy) after power-on, as while it boots.
+    sim_busy: float = 0.0
+    # The SIM storage starts full of read messages, so nothing new is stored until some go.
+    storage_full: bool = False
+    # Seconds the pty stays up before it vanishes (USB re-enumeration); 0 never.
+    vanish_after: float = 0.0
 
 
 PROFILES: dict[str, QuirkProfile] = {
@@ -43,8 +52,10 @@ PROFILES: dict[str, QuirkProfile] = {
             name="urc_in_response",
             description="a +CREG: 1 URC between a response's information and its OK",
             # +CREG: 1 ("registered, home network") is harmless: it asks for no action and
-            # repeats what the modem already says; RING or +CMTI would trigger work.
+            # repeats what the modem already says. Real URCs (+CMTI, +CDSI) wait up to 1 s for
+            # a response to land in.
             urc_in_response="+CREG: 1",
+            urc_hold=1.0,
         ),
         QuirkProfile(
             name="cms_500",
@@ -62,6 +73,21 @@ PROFILES: dict[str, QuirkProfile] = {
             garbage=True,
         ),
         QuirkProfile(name="sim_pin", description="the SIM needs PIN 1234", pin="1234"),
+        QuirkProfile(
+            name="sim_not_ready",
+            description="the SIM is busy for 3 s after power-on (+CME ERROR: 14)",
+            sim_busy=3.0,
+        ),
+        QuirkProfile(
+            name="storage_full",
+            description="the SIM storage is full of read messages; new ones wait in the network",
+            storage_full=True,
+        ),
+        QuirkProfile(
+            name="vanishing",
+            description="the port vanishes every 30 s and reappears under another path",
+            vanish_after=30.0,
+        ),
     )
 }
 

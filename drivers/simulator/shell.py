@@ -1,30 +1,56 @@
 """The trio shell around the simulated modem: moves bytes between a stream and the engine.
 
-Thin: it feeds what it reads to `ModemEngine` and writes each reply when it is due (trio time, so
-tests run on a virtual clock); it never decides what a modem answers. A pseudo-terminal stands in
-for the USB serial port a real modem gives (POSIX openpty).
+Thin: it feeds what it reads to `ModemEngine`, writes each reply when it is due and fires the
+engine's timers (trio time, so tests run on a virtual clock); it never decides what a modem
+answers. A pseudo-terminal stands in for the USB serial port a real modem gives (POSIX openpty).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import os
 import tty
+from collections import deque
 from collections.abc import Callable
 
 import trio
 
-from drivers.simulator.engine import ModemEngine, Reply
+from drivers.gsm import ParsingType, build_status_report, parse_deliver
+from drivers.simulator.engine import MANUFACTURER, MODEL, ModemEngine, Reply
+from drivers.simulator.mobile import deliver_tpdus, mobile_parts
 from drivers.simulator.network import SimulatedNetwork
 from drivers.simulator.options import SimulatorOptions
+from drivers.simulator.sent import SentSms
 
 # Replies waiting for their time; a client that floods the modem waits for it, like a UART.
 REPLY_QUEUE_DEPTH = 64
 READ_SIZE = 4096
 
 
+class _Line:
+    """One terminal connected to the modem: the replies still to write to it, in order."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.replies: deque[Reply] = deque()
+        self.changed = trio.Event()
+        self.reading = True
+        self.connected = True
+
+    def push(self, replies: list[Reply]) -> None:
+        if replies:
+            self.replies.extend(replies)
+            self.notify()
+
+    def notify(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+
+
 class Simulator:
-    """One simulated modem: its state (SIM, registration, MR counter, profile) and its network."""
+    """One simulated modem: its state (SIM, registration, MR counter, storage, profile), its
+    network, and whether it is plugged in; `port_path` is its current pty, if served on one."""
 
     def __init__(
         self, options: SimulatorOptions | None = None, network: SimulatedNetwork | None = None
@@ -32,17 +58,179 @@ class Simulator:
         self.options = options if options is not None else SimulatorOptions()
         self.engine = ModemEngine(self.options)
         self.network = network if network is not None else SimulatedNetwork()
+        self.port_path: str | None = None
+        vanish_after = self.options.vanish_after
+        if vanish_after is None:
+            vanish_after = self.engine.profile.vanish_after
+        self.vanish_after = vanish_after
+        self._line: _Line | None = None
+        self._sessions: set[trio.CancelScope] = set()
+        self._kicked = trio.Event()
+        self._present = trio.Event()
+        self._present.set()
+        self._gone = trio.Event()
+        self._present_since: float | None = None
+        self._back_at = 0.0
+        self._port_changed = trio.Event()
+        self._appearances = 0
+        self._concat_reference = 0
+
+    # ---- the network side, for tests -----------------------------------------------------------
+
+    async def deliver_mo(
+        self,
+        originator: str,
+        text: str,
+        *,
+        parsing: ParsingType = ParsingType.AUTO_DETECT,
+        concat_16bit: bool = False,
+        reference: int | None = None,
+        timestamp: dt.datetime | None = None,
+        pid: int = 0,
+    ) -> list[int]:
+        """A phone sends `text` to this modem: one SMS-DELIVER a part (concatenated with an 8- or
+        16-bit reference when long), stamped with the current time.
+
+        Returns the indexes the parts were stored at; a part delivered directly (+CMT) or held
+        by the network (storage full, not registered) has none. Waits while the modem is away.
+        """
+        if reference is None:
+            self._concat_reference = (self._concat_reference + 1) % (65536 if concat_16bit else 256)
+            reference = self._concat_reference
+        parts = mobile_parts(text, parsing=parsing, reference=reference, concat_16bit=concat_16bit)
+        stamp = timestamp if timestamp is not None else _wall_clock()
+        indexes: list[int] = []
+        for tpdu in deliver_tpdus(originator, parts, timestamp=stamp, pid=pid):
+            indexes += await self.deliver_mo_pdu(tpdu)
+        return indexes
+
+    async def deliver_mo_pdu(self, tpdu: bytes) -> list[int]:
+        """Deliver one SMS-DELIVER TPDU as given (no SMSC address); GsmError if it is none."""
+        parse_deliver(tpdu)
+        await self._wait_present()
+        replies, index = self.engine.receive_sms(tpdu, trio.current_time())
+        self._unsolicited(replies)
+        return [] if index is None else [index]
+
+    async def vanish(self, for_seconds: float) -> str | None:
+        """Unplug the modem for `for_seconds`, then plug it back in: every connection is cut, a
+        pty server opens a new pty. Returns the new `port_path` once the modem is back."""
+        appearances = self._appearances
+        self.unplug(for_seconds)
+        await self._wait_present()
+        if self._appearances or self.port_path is not None:
+            while self._appearances == appearances:
+                await self._port_changed.wait()
+        return self.port_path
+
+    def unplug(self, for_seconds: float) -> None:
+        """Cut every connection now; the modem is back (power-cycled) after `for_seconds`."""
+        if for_seconds < 0:
+            raise ValueError("for_seconds must not be negative")
+        self._back_at = trio.current_time() + for_seconds
+        if self._present.is_set():
+            self._present = trio.Event()
+        self._gone.set()
+        for session in self._sessions:
+            session.cancel()
+
+    # ---- plumbing ---------------------------------------------------------------------------
+
+    async def _wait_present(self) -> None:
+        while not self._present.is_set():
+            await trio.sleep_until(self._back_at)
+            if not self._present.is_set() and trio.current_time() >= self._back_at:
+                self.engine.power_cycle(trio.current_time())
+                self._present_since = trio.current_time()
+                self._gone = trio.Event()
+                self._present.set()
+
+    async def _wait_unplugged(self) -> None:
+        await self._gone.wait()
+
+    def _unsolicited(self, replies: list[Reply]) -> None:
+        """Output the modem makes on its own: to the terminal connected last, if any."""
+        if self._line is not None:
+            self._line.push(replies)
+        self._kick()
+
+    def _kick(self) -> None:
+        """The engine's timers may have changed: wake the timer tasks."""
+        self._kicked.set()
+        self._kicked = trio.Event()
+
+    def _schedule_report(self, sms: SentSms) -> None:
+        """The network will answer an SMS-SUBMIT with TP-SRR by a status report."""
+        if not sms.status_report:
+            return
+        status, delay = self.network.outcome(
+            sms.recipient, status=self.options.report_status, delay=self.options.report_delay
+        )
+        if delay is None or not math.isfinite(delay):
+            return
+        submitted = _wall_clock()
+        tpdu = build_status_report(
+            sms.message_reference,
+            sms.recipient,
+            sc_timestamp=submitted,
+            discharge_time=submitted + dt.timedelta(seconds=delay),
+            status=status,
+        )
+        self.engine.schedule_status_report(tpdu, trio.current_time() + delay)
+        self._kick()
+
+    def _appear(self, path: str) -> None:
+        self.port_path = path
+        self._appearances += 1
+        self._port_changed.set()
+        self._port_changed = trio.Event()
+
+    def _disappear(self) -> None:
+        self.port_path = None
+        self._port_changed.set()
+        self._port_changed = trio.Event()
+
+    @property
+    def link_name(self) -> str:
+        """The /dev/serial/by-id style name of the modem's port (vendor, model, serial number)."""
+        return f"usb-{MANUFACTURER}_{MODEL}_{self.options.imei}-if00-port0"
+
+
+def _wall_clock() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 async def serve_stream(sim: Simulator, stream: trio.abc.Stream) -> None:
-    """Serve AT commands over `stream` until the other side closes it (EOF)."""
-    send_replies, receive_replies = trio.open_memory_channel[Reply](REPLY_QUEUE_DEPTH)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_write_replies, sim, stream, receive_replies)
-        async with send_replies:
-            while data := await _receive(stream):
-                for reply in sim.engine.receive_data(data, trio.current_time()):
-                    await send_replies.send(reply)
+    """Serve AT commands over `stream` until the other side closes it (EOF) or the modem is
+    unplugged (then the stream is closed, as a vanished USB port is)."""
+    await sim._wait_present()
+    line = _Line(stream)
+    with trio.CancelScope() as session:
+        sim._sessions.add(session)
+        sim._line = line
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_write_replies, sim, line)
+                nursery.start_soon(_run_timers, sim)
+                if sim.vanish_after:
+                    nursery.start_soon(_vanish_on_schedule, sim)
+                while data := await _receive(stream):
+                    while len(line.replies) > REPLY_QUEUE_DEPTH:
+                        await line.changed.wait()
+                    line.push(sim.engine.receive_data(data, trio.current_time()))
+                    sim._kick()
+                line.reading = False
+                line.notify()
+                # SMS the client already handed over still reach the network after it left.
+                while line.replies:
+                    await line.changed.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            sim._sessions.discard(session)
+            if sim._line is line:
+                sim._line = None
+    if session.cancelled_caught:
+        await trio.aclose_forcefully(stream)
 
 
 async def _receive(stream: trio.abc.Stream) -> bytes:
@@ -52,56 +240,129 @@ async def _receive(stream: trio.abc.Stream) -> bytes:
         return b""
 
 
-async def _write_replies(
-    sim: Simulator, stream: trio.abc.Stream, replies: trio.MemoryReceiveChannel[Reply]
-) -> None:
-    connected = True
-    async with replies:
-        async for reply in replies:
-            await trio.sleep_until(reply.due)
-            if reply.sent is not None:
-                # The network has the SMS before the modem says so: a test that saw +CMGS
-                # finds it in network.sent and in the record file.
-                await sim.network.accept(reply.sent, sim.options.record)
-            if connected:
-                try:
-                    await stream.send_all(reply.data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    # The client went away; SMS already handed to the network still arrive.
-                    connected = False
+async def _write_replies(sim: Simulator, line: _Line) -> None:
+    while True:
+        while not line.replies:
+            await line.changed.wait()
+        await trio.sleep_until(line.replies[0].due)
+        reply = line.replies.popleft()
+        line.notify()
+        if reply.sent is not None:
+            # The network has the SMS before the modem says so: a test that saw +CMGS
+            # finds it in network.sent and in the record file.
+            await sim.network.accept(reply.sent, sim.options.record)
+            sim._schedule_report(reply.sent)
+        if line.connected:
+            try:
+                await line.stream.send_all(reply.data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                # The client went away; SMS already handed to the network still arrive.
+                line.connected = False
+
+
+async def _run_timers(sim: Simulator) -> None:
+    while True:
+        kicked = sim._kicked
+        deadline = sim.engine.next_deadline()
+        with trio.move_on_at(math.inf if deadline is None else deadline):
+            await kicked.wait()
+        replies = sim.engine.advance(trio.current_time())
+        if replies and sim._line is not None:
+            sim._line.push(replies)
+
+
+async def _vanish_on_schedule(sim: Simulator) -> None:
+    since = sim._present_since
+    if since is None:
+        since = sim._present_since = trio.current_time()
+    await trio.sleep_until(since + sim.vanish_after)
+    sim.unplug(sim.options.vanish_for)
 
 
 async def serve_pty(
-    sim: Simulator, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+    sim: Simulator,
+    *,
+    announce: Callable[[str], None] | None = None,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve AT on a new pseudo-terminal until cancelled; `started()` with the slave's path.
 
     The slave is raw (no echo, no line editing: the modem does its own echo). We keep the slave
     open ourselves so that a client closing it does not hang up the master, and can reopen it.
+    When the modem is unplugged the pty is closed (its client reads EOF or EIO) and a new one,
+    under another path, opens once it is back; `announce` hears every path, `sim.port_path` and
+    the by-id symlink in `options.link_dir` follow it.
     """
-    master, slave = os.openpty()
+    previous: str | None = None
     try:
-        tty.setraw(slave)
-        path = os.ttyname(slave)
-    except BaseException:
-        os.close(master)
-        os.close(slave)
-        raise
-    try:
-        # FdStream makes the master non-blocking and waits with trio.lowlevel.wait_readable.
-        async with trio.lowlevel.FdStream(master) as stream:
-            task_status.started(path)
-            await serve_stream(sim, stream)
-            # The master only reaches EOF if the slave is gone for good; keep the port alive
-            # until cancelled, as a modem that is still plugged in would be.
-            await trio.sleep(math.inf)
+        while True:
+            await sim._wait_present()
+            master, slave, path = _open_pty(avoid=previous)
+            try:
+                # FdStream makes the master non-blocking and waits with wait_readable.
+                async with trio.lowlevel.FdStream(master) as stream:
+                    _link(sim, path)
+                    sim._appear(path)
+                    if previous is None:
+                        task_status.started(path)
+                    if announce is not None:
+                        announce(path)
+                    await serve_stream(sim, stream)
+                    # The master only reaches EOF if the slave is gone for good; keep the port
+                    # alive as a modem that is still plugged in would be, until unplugged.
+                    await sim._wait_unplugged()
+            finally:
+                os.close(slave)
+                _unlink(sim)
+                sim._disappear()
+            previous = path
     finally:
-        os.close(slave)
+        _unlink(sim)
+
+
+def _open_pty(avoid: str | None) -> tuple[int, int, str]:
+    """A raw pty whose slave path is not `avoid` (the kernel would hand the freed one back)."""
+    spares: list[int] = []
+    try:
+        while True:
+            master, slave = os.openpty()
+            try:
+                tty.setraw(slave)
+                path = os.ttyname(slave)
+            except BaseException:
+                os.close(master)
+                os.close(slave)
+                raise
+            if path != avoid:
+                return master, slave, path
+            spares += [master, slave]
+    finally:
+        for fd in spares:
+            os.close(fd)
+
+
+def _link(sim: Simulator, path: str) -> None:
+    if sim.options.link_dir is None:
+        return
+    link = os.path.join(sim.options.link_dir, sim.link_name)
+    fresh = link + ".new"
+    if os.path.lexists(fresh):
+        os.unlink(fresh)
+    os.symlink(path, fresh)
+    # A rename replaces the old link in one step: a reader never finds it missing or half made.
+    os.replace(fresh, link)
+
+
+def _unlink(sim: Simulator) -> None:
+    if sim.options.link_dir is None:
+        return
+    link = os.path.join(sim.options.link_dir, sim.link_name)
+    if os.path.lexists(link):
+        os.unlink(link)
 
 
 async def run_pty_simulator(options: SimulatorOptions, *, announce: Callable[[str], None]) -> None:
-    """Run one simulated modem on a pseudo-terminal until cancelled; `announce(path)` once up."""
+    """Run one simulated modem on a pseudo-terminal until cancelled; `announce(path)` each time
+    its port appears (at start and after every reappearance)."""
     sim = Simulator(options)
-    async with trio.open_nursery() as nursery:
-        path = await nursery.start(serve_pty, sim)
-        announce(path)
+    await serve_pty(sim, announce=announce)

@@ -1,15 +1,29 @@
 """Each quirk profile of the simulated modem does what it claims (STYLE.md "Tests").
 
 The quirks copy habits of real modems: echo that cannot be turned off, URCs inside a response,
-+CMS ERROR: 500 from the network, plain ERROR instead of +CMS ERROR, line noise, a locked SIM.
++CMS ERROR: 500 from the network, plain ERROR instead of +CMS ERROR, line noise, a locked SIM,
+a SIM still busy after power-on, a full SIM storage, a port that vanishes.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+
 import msgspec
 import pytest
+import trio
+import trio.testing
 
-from drivers.simulator import PROFILES, ModemEngine, SimulatorOptions, profile_named
+from drivers.gsm import encode_message, parse_deliver, split_sca
+from drivers.simulator import (
+    PROFILES,
+    ModemEngine,
+    Simulator,
+    SimulatorOptions,
+    deliver_tpdus,
+    profile_named,
+    serve_stream,
+)
 
 HELLO_PDU = b"0011000B916407281553F80000AA0AE8329BFD4697D9EC37"
 OK = b"\r\nOK\r\n"
@@ -32,7 +46,7 @@ def send_hello(engine: ModemEngine) -> bytes:
 
 def test_every_profile_is_tested_here() -> None:
     tested = {"default", "echo_on", "slow_cmgs", "urc_in_response", "cms_500", "bare_error"}
-    tested |= {"garbage", "sim_pin"}
+    tested |= {"garbage", "sim_pin", "sim_not_ready", "storage_full", "vanishing"}
     assert set(PROFILES) == tested
 
 
@@ -159,7 +173,20 @@ def test_pin_option_overrides_the_profile() -> None:
 
 @pytest.mark.parametrize(
     "fields",
-    [{"signal": 32}, {"send_delay": -1.0}, {"register_delay": -1.0}, {"cms_fail_every": -1}],
+    [
+        {"signal": 32},
+        {"send_delay": -1.0},
+        {"register_delay": -1.0},
+        {"cms_fail_every": -1},
+        {"storage_capacity": 0},
+        {"storage_capacity": 256},
+        {"report_delay": -1.0},
+        {"report_status": 256},
+        {"ack_timeout": -1.0},
+        {"sim_busy": -1.0},
+        {"vanish_after": -1.0},
+        {"vanish_for": -1.0},
+    ],
 )
 def test_options_out_of_range_are_refused(fields: dict[str, object]) -> None:
     with pytest.raises(msgspec.ValidationError):
@@ -169,3 +196,120 @@ def test_options_out_of_range_are_refused(fields: dict[str, object]) -> None:
 def test_options_refuse_unknown_fields() -> None:
     with pytest.raises(msgspec.ValidationError, match="unknown field"):
         msgspec.convert({"profil": "default"}, SimulatorOptions)
+
+
+STAMP = dt.datetime(2026, 11, 24, 21, 0, tzinfo=dt.UTC)
+
+
+def hello_tpdu(text: str = "hello") -> bytes:
+    (tpdu,) = deliver_tpdus("+4799999999", list(encode_message(text).parts), timestamp=STAMP)
+    return tpdu
+
+
+def test_urc_in_response_puts_a_held_cmti_between_the_response_and_ok() -> None:
+    engine = quiet_engine("urc_in_response")
+    talk(engine, b"AT+CNMI=2,1,0,0,0\r", now=10.0)
+    replies, index = engine.receive_sms(hello_tpdu(), 10.0)
+    # The message is stored at once; its indication waits for a response to land in.
+    assert (replies, index) == ([], 1)
+    assert talk(engine, b"AT+CSQ\r", now=10.5) == (
+        b'\r\n+CSQ: 20,99\r\n\r\n+CREG: 1\r\n\r\n+CMTI: "SM",1\r\n' + OK
+    )
+    assert engine.advance(20.0) == []
+
+
+def test_urc_in_response_sends_a_held_urc_alone_after_a_second_without_a_response() -> None:
+    engine = quiet_engine("urc_in_response")
+    talk(engine, b"AT+CNMI=2,1,0,0,0\r", now=10.0)
+    engine.receive_sms(hello_tpdu(), 10.0)
+    # A command without information text gives the URC no place to land in.
+    assert talk(engine, b"AT\r", now=10.2) == OK
+    assert engine.next_deadline() == 11.0
+    assert engine.advance(10.9) == []
+    (reply,) = engine.advance(11.0)
+    assert (reply.due, reply.data) == (11.0, b'\r\n+CMTI: "SM",1\r\n')
+
+
+def test_sim_not_ready_is_busy_for_three_seconds_after_power_on() -> None:
+    engine = quiet_engine("sim_not_ready")
+    assert talk(engine, b"AT+CPIN?\r", now=1.0) == b"\r\n+CME ERROR: 14\r\n"
+    assert talk(engine, b"AT+CIMI\r", now=1.0) == b"\r\n+CME ERROR: 14\r\n"
+    assert talk(engine, b"AT+CMGL=4\r", now=2.9) == b"\r\n+CMS ERROR: 314\r\n"
+    assert talk(engine, b"AT+CREG?\r", now=2.9) == b"\r\n+CREG: 0,0\r\n" + OK
+    talk(engine, b"AT+CMEE=2\r", now=2.9)
+    assert talk(engine, b"AT+CPIN?\r", now=2.9) == b"\r\n+CME ERROR: SIM busy\r\n"
+    assert talk(engine, b"AT+CPIN?\r", now=3.0) == b"\r\n+CPIN: READY\r\n" + OK
+    assert talk(engine, b"AT+CREG?\r", now=3.0) == b"\r\n+CREG: 0,1\r\n" + OK
+    assert talk(engine, b"AT+CMGS=23\r", now=3.0) == b"\r\n> "
+    assert talk(engine, HELLO_PDU + b"\x1a", now=3.0) == b"\r\n+CMGS: 0\r\n" + OK
+
+
+def test_sim_busy_option_with_a_pin_asks_for_it_once_the_sim_is_up() -> None:
+    engine = quiet_engine("sim_pin", sim_busy=2.0)
+    assert talk(engine, b"AT+CPIN=1234\r", now=1.0) == b"\r\n+CME ERROR: 14\r\n"
+    assert talk(engine, b"AT+CPIN?\r", now=2.0) == b"\r\n+CPIN: SIM PIN\r\n" + OK
+    assert talk(engine, b"AT+CPIN=1234\r", now=2.0) == OK
+
+
+def test_storage_full_holds_new_messages_in_the_network_until_one_is_deleted() -> None:
+    engine = quiet_engine("storage_full")
+    talk(engine, b"AT+CNMI=2,1,0,0,0\r")
+    assert talk(engine, b"AT+CPMS?\r") == b'\r\n+CPMS: "SM",30,30,"SM",30,30,"SM",30,30\r\n' + OK
+    # The old messages are read SMS-DELIVERs.
+    listing = talk(engine, b"AT+CMGL=1\r").split(b"\r\n")
+    assert listing[1] == b"+CMGL: 1,1,,30"
+    _smsc, tpdu = split_sca(bytes.fromhex(listing[2].decode()))
+    assert parse_deliver(tpdu).originator == "+4791000000"
+    assert talk(engine, b"AT+CMGL=0\r") == OK
+    # Memory capacity exceeded: the modem says nothing and stores nothing.
+    assert engine.receive_sms(hello_tpdu("first"), 1.0) == ([], None)
+    assert engine.receive_sms(hello_tpdu("second"), 1.0) == ([], None)
+    assert talk(engine, b"AT+CMGW=1\r", now=1.0) == b"\r\n+CMS ERROR: 322\r\n"
+    # Freeing a slot lets the network retry: after the OK, the first one comes in.
+    assert talk(engine, b"AT+CMGD=7\r", now=2.0) == OK + b'\r\n+CMTI: "SM",7\r\n'
+    assert talk(engine, b"AT+CMGD=0,1\r", now=3.0) == OK + b'\r\n+CMTI: "SM",1\r\n'
+    assert talk(engine, b"AT+CPMS?\r") == b'\r\n+CPMS: "SM",2,30,"SM",2,30,"SM",2,30\r\n' + OK
+
+
+class Terminal:
+    """A client end that reads what the modem writes until a marker, or EOF."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.buffer = b""
+
+    async def read_until(self, marker: bytes) -> bytes:
+        while marker not in self.buffer:
+            chunk = await self.stream.receive_some()
+            if not chunk:
+                raise EOFError(self.buffer)
+            self.buffer += chunk
+        end = self.buffer.index(marker) + len(marker)
+        data, self.buffer = self.buffer[:end], self.buffer[end:]
+        return data
+
+
+async def test_vanishing_closes_the_line_after_30_s_and_is_back_5_s_later_restarted(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    sim = Simulator(SimulatorOptions(profile="vanishing"))
+    client, server = trio.testing.memory_stream_pair()
+    nursery.start_soon(serve_stream, sim, server)
+    terminal = Terminal(client)
+    await client.send_all(b"ATE0\r")
+    assert await terminal.read_until(b"OK\r\n") == b"ATE0\r\r\nOK\r\n"
+    assert await sim.deliver_mo("+4799999999", "kept") == [1]
+    start = trio.current_time()
+    with pytest.raises(EOFError):
+        await terminal.read_until(b"never")
+    assert trio.current_time() - start == pytest.approx(30.0)
+    # A new connection is answered once the modem is back, with factory settings (echo on)
+    # and the stored message still there.
+    client, server = trio.testing.memory_stream_pair()
+    nursery.start_soon(serve_stream, sim, server)
+    terminal = Terminal(client)
+    await client.send_all(b"AT+CPMS?\r")
+    assert await terminal.read_until(b"OK\r\n") == (
+        b'AT+CPMS?\r\r\n+CPMS: "SM",1,30,"SM",1,30,"SM",1,30\r\n' + OK
+    )
+    assert trio.current_time() - start == pytest.approx(35.0)
