@@ -546,7 +546,7 @@ class ModemEngine:
     def _cnma(self, args: str) -> list[str]:
         params = parameters(args, 2)
         reply = 0 if params[0] is None else integer(params[0], 0, 2)
-        if params[1] is not None and integer(params[1], 0, 0):
+        if params[1] is not None and integer(params[1], 0, MAX_TPDU_OCTETS):
             # An RP-ACK/RP-ERROR carrying a TPDU of its own is not offered.
             raise _SmsFault(CmsError.OPERATION_NOT_SUPPORTED)
         if self.csms_service != 1 or self._unacked is None:
