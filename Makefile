@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest binary bench clean
+.PHONY: run test lint typecheck pytest binary smoke clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ test: lint typecheck pytest
 binary: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[build]'
 	build/build.sh
+
+smoke: binary
+	build/smoke.sh
 
 clean:
 	rm -rf $(VENV) build/out .pytest_cache .mypy_cache .ruff_cache
