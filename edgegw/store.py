@@ -146,6 +146,76 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX message_events_message ON message_events (message_id, at)",
     ),
+    # v3, the receive side (edgegw.pipeline.inbound and .reports): per-part status reports,
+    # received status reports, raw inbound parts (unique per PDU, so a re-read of a SIM message
+    # is a no-op) and reassembled inbound messages; pacing counts parts sent per modem.
+    (
+        "ALTER TABLE parts ADD COLUMN report_status INTEGER",
+        "ALTER TABLE parts ADD COLUMN reported_at REAL",
+        "CREATE INDEX parts_modem_sent ON parts (modem, sent_at) WHERE sent_at IS NOT NULL",
+        "CREATE INDEX messages_awaiting_report ON messages (expires_at) WHERE state = 'sent'",
+        """CREATE TABLE status_reports (
+            id INTEGER PRIMARY KEY,
+            modem TEXT NOT NULL,
+            reference INTEGER NOT NULL,
+            recipient TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            sc_timestamp TEXT NOT NULL,
+            discharge_time TEXT NOT NULL,
+            received_at REAL NOT NULL,
+            pdu BLOB NOT NULL,
+            message_id TEXT,
+            part INTEGER,
+            rematch_until REAL,
+            UNIQUE (modem, pdu)
+        )""",
+        "CREATE INDEX status_reports_rematch ON status_reports (rematch_until)"
+        " WHERE rematch_until IS NOT NULL",
+        """CREATE TABLE inbound_messages (
+            id TEXT PRIMARY KEY,
+            service_id INTEGER,
+            modem TEXT NOT NULL,
+            sno TEXT NOT NULL,
+            originator TEXT NOT NULL,
+            content TEXT NOT NULL,
+            command TEXT NOT NULL,
+            stripped_content TEXT NOT NULL,
+            dcs INTEGER NOT NULL,
+            received_at REAL NOT NULL,
+            sc_timestamp TEXT NOT NULL,
+            complete INTEGER NOT NULL,
+            parts_expected INTEGER NOT NULL,
+            parts_received INTEGER NOT NULL,
+            mcc INTEGER,
+            mnc INTEGER
+        )""",
+        "CREATE INDEX inbound_messages_service ON inbound_messages (service_id, received_at)",
+        """CREATE TABLE inbound_parts (
+            id INTEGER PRIMARY KEY,
+            modem TEXT NOT NULL,
+            storage TEXT NOT NULL,
+            storage_index INTEGER,
+            smsc TEXT NOT NULL,
+            originator TEXT NOT NULL,
+            sc_timestamp TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            dcs INTEGER NOT NULL,
+            udh BLOB NOT NULL,
+            payload BLOB NOT NULL,
+            concat_ref INTEGER,
+            concat_total INTEGER,
+            concat_seq INTEGER,
+            received_at REAL NOT NULL,
+            pdu BLOB NOT NULL,
+            message_id TEXT REFERENCES inbound_messages (id),
+            duplicate INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (modem, pdu)
+        )""",
+        "CREATE INDEX inbound_parts_group ON inbound_parts"
+        " (modem, originator, concat_ref, concat_total, concat_seq)",
+        "CREATE INDEX inbound_parts_pending ON inbound_parts (received_at)"
+        " WHERE message_id IS NULL AND duplicate = 0",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -98,7 +98,7 @@ async def test_a_version_1_file_is_upgraded_and_keeps_its_messages(db_path: Path
         expired = await store.expire_due(START + 7200)
         events = await store.events("0old0message")
         nursery.cancel_scope.cancel()
-    assert version == SCHEMA_VERSION == 2
+    assert version == SCHEMA_VERSION >= 3
     assert record is not None and record.state is MessageState.QUEUED
     assert record.dr_status is None
     # The v2 columns and the event log work on the upgraded row.
