@@ -321,6 +321,7 @@ class DueMessage(msgspec.Struct, frozen=True, kw_only=True):
     modem: str | None  # set when some part already went out on this modem: it must stay there
     expires_at: float
     window: DailyWindow | None
+    recipient: str = ""  # for routing by recipient prefix
 
 
 class ClaimedPart(msgspec.Struct, frozen=True, kw_only=True):
@@ -799,9 +800,10 @@ class Store:
                 (reference, at, message_id, index),
             )
             if last:
+                # Only from `sending`: a status report may already have failed the message.
                 conn.execute(
                     "UPDATE messages SET state = 'sent', error = NULL, sent_at = ?,"
-                    " updated_at = ? WHERE id = ?",
+                    " updated_at = ? WHERE id = ? AND state = 'sending'",
                     (at, at, message_id),
                 )
                 _event(
@@ -831,7 +833,7 @@ class Store:
         def sent(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "UPDATE messages SET state = 'sent', error = NULL, sent_at = ?, updated_at = ?"
-                " WHERE id = ?",
+                " WHERE id = ? AND state = 'sending'",
                 (at, at, message_id),
             )
             _event(conn, message_id, at, MessageState.SENT, "all parts sent")
@@ -988,7 +990,7 @@ class Store:
                     break
                 rows = conn.execute(
                     "SELECT id, service_id, modem, expires_at, window_zone, window_first,"
-                    " window_last, window_opens, window_closes FROM messages"
+                    " window_last, window_opens, window_closes, recipient FROM messages"
                     " WHERE state = 'queued' AND priority = ? AND due_at <= ?"
                     " ORDER BY due_at LIMIT ?",
                     (priority, at, limit - len(found)),
@@ -1001,6 +1003,7 @@ class Store:
                         modem=row[2],
                         expires_at=row[3],
                         window=_window(row[4:9]),
+                        recipient=row[9],
                     )
                     for row in rows
                 ]
