@@ -47,6 +47,9 @@ class DispatchConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     retry_max: float = 300.0
     max_attempts: int = 8
     queue_per_modem: int = 4
+    # Seconds a modem may be failed or quarantined before a message with parts already sent on
+    # it is resent whole on another modem (edgegw.pipeline.failover).
+    failover_after: float = 600.0
 
 
 class ServiceConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -61,6 +64,8 @@ class ServiceConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     parsing_type: ParsingType = ParsingType.NONE
     delivery_reports: bool = False
     modems: list[str] = msgspec.field(default_factory=list)
+    # Inbound whose first word is one of these (case-insensitive) goes to this service.
+    keywords: list[str] = msgspec.field(default_factory=list)
 
 
 class ModemConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -68,6 +73,31 @@ class ModemConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     driver: Literal["at", "simulated"]
     at: AtOptions = msgspec.field(default_factory=AtOptions)
     simulator: SimulatorOptions = msgspec.field(default_factory=SimulatorOptions)
+    service: int | None = None  # service that gets this modem's inbound without a keyword
+    number: str = ""  # the SIM's own number, shown as `sno` of inbound; the name when empty
+    prefixes: list[str] = msgspec.field(default_factory=list)  # recipients it sends to; [] any
+    # Pacing per SIM (edgegw.pipeline.pacing): seconds between sends plus up to `jitter`, and
+    # caps on parts sent in any rolling hour and 24 hours (0: no cap).
+    min_interval: float = 0.0
+    jitter: float = 0.0
+    hourly_cap: int = 0
+    daily_cap: int = 0
+
+
+class InboundConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    # Seconds to wait for the missing parts of a concatenated SMS before it is stored incomplete.
+    reassembly_timeout: float = 3600.0
+
+
+class ReportsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    # A status report matches the latest part sent with its TP-MR to its recipient this many
+    # seconds before it arrived.
+    window: float = 259200.0
+    # Seconds after the validity end that a sent message waits for its report before it is
+    # closed with DR 362 (edgegw.pipeline.reports).
+    grace: float = 3600.0
+    # Seconds an unmatched report keeps being matched again (its part may not be recorded yet).
+    rematch: float = 60.0
 
 
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -76,6 +106,8 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     dispatch: DispatchConfig = msgspec.field(default_factory=DispatchConfig)
     services: list[ServiceConfig] = msgspec.field(default_factory=list)
     modems: list[ModemConfig] = msgspec.field(default_factory=list)
+    inbound: InboundConfig = msgspec.field(default_factory=InboundConfig)
+    reports: ReportsConfig = msgspec.field(default_factory=ReportsConfig)
 
 
 class ConfigError(Exception):
@@ -189,6 +221,39 @@ def _check_meaning(config: Config) -> list[str]:
         problems.append("dispatch.queue_per_modem: must be at least 1")
     if not 0 < config.dispatch.retry_initial <= config.dispatch.retry_max:
         problems.append("dispatch.retry_initial: must be positive and at most retry_max")
+    problems += _check_receive_side(config)
+    return problems
+
+
+def _check_receive_side(config: Config) -> list[str]:
+    """Inbound routing, pacing and report keys (issue 3)."""
+    problems: list[str] = []
+    service_ids = {service.id for service in config.services}
+    for index, modem in enumerate(config.modems):
+        where = f"modems[{index}]"
+        if modem.service is not None and modem.service not in service_ids:
+            problems.append(f"{where}.service: no service has id {modem.service}")
+        for key in ("min_interval", "jitter", "hourly_cap", "daily_cap"):
+            if getattr(modem, key) < 0:
+                problems.append(f"{where}.{key}: must not be negative")
+    keywords: dict[str, int] = {}
+    for index, service in enumerate(config.services):
+        for keyword in service.keywords:
+            if not keyword or keyword.split() != [keyword]:
+                problems.append(f"services[{index}].keywords: {keyword!r} is not one word")
+                continue
+            owner = keywords.setdefault(keyword.casefold(), service.id)
+            if owner != service.id:
+                problems.append(
+                    f"services[{index}].keywords: {keyword!r} is also a keyword of service {owner}"
+                )
+    for key in ("window", "grace", "rematch"):
+        if getattr(config.reports, key) < 0:
+            problems.append(f"reports.{key}: must not be negative")
+    if config.inbound.reassembly_timeout <= 0:
+        problems.append("inbound.reassembly_timeout: must be positive")
+    if config.dispatch.failover_after < 0:
+        problems.append("dispatch.failover_after: must not be negative")
     return problems
 
 
