@@ -23,7 +23,8 @@ import trio
 
 from drivers.gsm.parts import EncodedPart
 from edgegw.clock import Clock
-from edgegw.model import MessageState, MessageView, PartView
+from edgegw.delivery.outbox import enqueue_drs
+from edgegw.model import TERMINAL_STATES, MessageState, MessageView, PartView
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +216,36 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " (modem, originator, concat_ref, concat_total, concat_seq)",
         "CREATE INDEX inbound_parts_pending ON inbound_parts (received_at)"
         " WHERE message_id IS NULL AND duplicate = 0",
+    ),
+    # v4, the customer side (edgegw.delivery.outbox): the MO/DR callback outbox, the endpoints
+    # the configuration delivers to, and the indexes of the Management API and /api/messages.
+    (
+        """CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            service_id INTEGER NOT NULL,
+            endpoint TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            created_at REAL NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending',
+            last_error TEXT,
+            last_status INTEGER,
+            done_at REAL
+        )""",
+        "CREATE INDEX outbox_due ON outbox (service_id, endpoint, next_attempt_at)"
+        " WHERE state = 'pending'",
+        "CREATE INDEX outbox_message ON outbox (message_id)",
+        """CREATE TABLE delivery_endpoints (
+            service_id INTEGER NOT NULL,
+            endpoint TEXT NOT NULL,
+            service_name TEXT NOT NULL,
+            PRIMARY KEY (service_id, endpoint)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX messages_batch ON messages (service_id, batch_reference)",
+        "CREATE INDEX messages_service_created ON messages (service_id, created_at, id)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -472,6 +503,9 @@ def _finish(
     if cursor.rowcount != 1:
         return False
     _event(conn, message_id, now, state, error or state.value)
+    if state in TERMINAL_STATES:
+        # The customer's DR commits with the final state, or neither does.
+        enqueue_drs(conn, (message_id,), now)
     return True
 
 
@@ -668,6 +702,7 @@ class Store:
             conn.executemany(
                 _INSERT_EVENT, [(mid, at, MessageState.EXPIRED, None, detail) for mid in ids]
             )
+            enqueue_drs(conn, ids, at)
             return ids
 
         return await self.write(expire)

@@ -1,0 +1,203 @@
+"""The wire shapes of MO and DR callbacks: the GET URL template, the batched JSON and XML bodies,
+and the HMAC signature header. Pure: no I/O, no clock (signing time is a parameter).
+Implements spec sections 3.1-3.3 (MO) and 4.1-4.3 (DR).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import re
+from collections.abc import Mapping, Sequence
+from typing import Final
+from urllib.parse import quote
+from xml.sax.saxutils import escape
+
+import msgspec
+
+__all__ = [
+    "DR_STATUS_DESCRIPTIONS",
+    "MO_PLACEHOLDERS",
+    "SIGNATURE_HEADER",
+    "CallbackKind",
+    "DrReport",
+    "MoReport",
+    "encode_json_batch",
+    "encode_xml_batch",
+    "placeholders",
+    "render_template",
+    "sign",
+]
+
+
+class CallbackKind(enum.StrEnum):
+    MO = "mo"
+    DR = "dr"
+
+
+class MoReport(msgspec.Struct, kw_only=True):
+    """An inbound message as the customer receives it, fields in the spec's example order
+    (section 3.3); `serviceid`, `mcc`, `mnc` and `type` are numbers, the rest strings."""
+
+    messageid: str
+    serviceid: int
+    servicename: str
+    sno: str
+    originator: str
+    mcc: int
+    mnc: int
+    content: str
+    command: str
+    strippedcontent: str
+    type: int = 1
+    timestamp: str  # yyyyMMdd HH:mm:ss, Europe/Oslo
+    sctimestamp: str
+    sessionid: str = ""
+
+
+class DrReport(msgspec.Struct, kw_only=True):
+    """A delivery report in the spec's example order (section 4.3). `statuscode` is a number,
+    `extstatuscode` a string. `originator` is in the spec's table but not in its bodies, so it
+    is offered to GET templates only."""
+
+    messageid: str
+    customerbatchreference: str
+    customermessagereference: str
+    serviceid: int
+    servicename: str
+    mcc: int
+    mnc: int
+    type: int = 6
+    statuscode: int
+    statusdescription: str
+    extstatuscode: str
+    extstatusdescription: str
+    originator: str = ""
+
+
+# Fields that go into POST bodies; the rest of a report is for GET templates only.
+_BODY_FIELDS: Final[dict[CallbackKind, tuple[str, ...]]] = {
+    CallbackKind.MO: tuple(f.name for f in msgspec.structs.fields(MoReport)),
+    CallbackKind.DR: tuple(
+        f.name for f in msgspec.structs.fields(DrReport) if f.name != "originator"
+    ),
+}
+
+# Directory and number-lookup fields (spec 3.1, VAS): a modem gateway has none, so they are
+# empty, but templates that name them must still render.
+_VAS_FIELDS: Final = [
+    "di_recordtype",
+    "di_firstname",
+    "di_middlename",
+    "di_lastname",
+    "di_gender",
+    "di_birthdate",
+    "di_streetname",
+    "di_house_number",
+    "di_entrance",
+    "di_zip",
+    "di_zip_location",
+    "di_municipiality",
+    "di_country",
+    "di_orgnr",
+    "di_boxtext",
+    "di_boxnumber",
+    "di_boxoffice",
+    "di_boxzip",
+    "di_boxcity",
+    "di_boxcountry",
+    "di_coord_matchtype",
+    "di_coord_xpos",
+    "di_coord_ypos",
+    "msisdn_errorcode",
+    "msisdn_errortext",
+    "msisdn_mnc",
+    "msisdn_mcc",
+    "msisdn_spid",
+    "msisdn_spname",
+    "msisdn_cc",
+]
+MO_PLACEHOLDERS: Final = (*_BODY_FIELDS[CallbackKind.MO], "commandtype", *_VAS_FIELDS)
+
+# Spec section 4.4, in our words.
+DR_STATUS_DESCRIPTIONS: Final[dict[int, str]] = {
+    0: "OK. Message processed successfully.",
+    350: "Unknown or invalid network operator.",
+    351: "Unknown recipient.",
+    354: "Account may not send bulk messages.",
+    355: "Tariff missing or not allowed.",
+    356: "Subscriber temporarily barred.",
+    357: "Subscriber permanently barred.",
+    358: "Subscriber has opted out of premium messages.",
+    359: "Subscriber too young for the message's age limit.",
+    360: "Syntax error reported by the operator.",
+    361: "Validity period expired before delivery.",
+    362: "Timed out in the SMSC before delivery.",
+    363: "SMSC operation failed.",
+    364: "Subscription temporarily unreachable.",
+    368: "Not connected to the SMSC.",
+    369: "SMSC-specific error.",
+    370: "Unspecified error.",
+    371: "Transmit error towards the SMSC; message cancelled.",
+    380: "Illegal login towards the operator.",
+    385: "Illegal function.",
+    386: "Billed but not delivered.",
+    390: "Sent, but not billed.",
+    650: "Database problem.",
+    651: "No route to subscriber.",
+    652: "Crucial system data missing.",
+    653: "Unknown or unexpected data.",
+    654: "Invalid MSISDN.",
+    655: "Service inactive; message discarded.",
+}
+
+SIGNATURE_HEADER: Final = "X-Edgegw-Signature"
+
+_PLACEHOLDER: Final = re.compile(r"\[([A-Za-z0-9_]+)\]")
+_XML_DECLARATION: Final = '<?xml version="1.0" encoding="UTF-8"?>\n'
+
+
+def placeholders(report: MoReport | DrReport) -> dict[str, str]:
+    """Every placeholder value of a report as text, keyed by lower-case name."""
+    values = {name: str(value) for name, value in msgspec.structs.asdict(report).items()}
+    if isinstance(report, MoReport):
+        values["commandtype"] = ""
+        values.update(dict.fromkeys(_VAS_FIELDS, ""))
+    return values
+
+
+def render_template(template: str, values: Mapping[str, str]) -> str:
+    """The GET URL: each `[name]` (any case) replaced by its URL-encoded value; unknown names
+    become empty (spec 3.2). Everything outside the brackets is the customer's and kept as is."""
+    return _PLACEHOLDER.sub(
+        lambda match: quote(values.get(match.group(1).lower(), ""), safe=""), template
+    )
+
+
+def encode_json_batch(kind: CallbackKind, reports: Sequence[MoReport | DrReport]) -> bytes:
+    """`{"mo": [...]}` or `{"dr": [...]}` with the spec's key order and JSON types."""
+    fields = _BODY_FIELDS[kind]
+    items = [{name: getattr(report, name) for name in fields} for report in reports]
+    return msgspec.json.encode({kind.value: items})
+
+
+def encode_xml_batch(kind: CallbackKind, reports: Sequence[MoReport | DrReport]) -> bytes:
+    """`<mo><message>...</message></mo>` (or `<dr>`), no namespace, empty values as `<x/>`."""
+    fields = _BODY_FIELDS[kind]
+    out = [_XML_DECLARATION, f"<{kind.value}>"]
+    for report in reports:
+        out.append("<message>")
+        for name in fields:
+            text = str(getattr(report, name))
+            out.append(f"<{name}>{escape(text)}</{name}>" if text else f"<{name}/>")
+        out.append("</message>")
+    out.append(f"</{kind.value}>")
+    return "".join(out).encode("utf-8")
+
+
+def sign(key: bytes, timestamp: int, signed: bytes) -> str:
+    """The `X-Edgegw-Signature` value: `t=<unix time>,v1=<hex HMAC-SHA256 of "<t>." + signed>`,
+    where `signed` is the raw body of a POST or the path and query of a GET."""
+    digest = hmac.new(key, str(timestamp).encode("ascii") + b"." + signed, hashlib.sha256)
+    return f"t={timestamp},v1={digest.hexdigest()}"
