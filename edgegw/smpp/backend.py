@@ -1,0 +1,128 @@
+"""What the SMPP door needs from the gateway core: authentication, durable submit, query and
+cancel, and the durable outbox of receipts and MO to ESMEs. The core implements `SmppBackend`.
+
+Typed contract only; it holds no state and does no I/O itself (trio appears only for the wake-up
+Event type). Spec section 2.7 and SMPP 3.4 sections 4.1, 4.4, 4.6, 4.8, 4.9.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hmac
+from collections.abc import Iterable
+from typing import Protocol
+
+import msgspec
+import trio
+
+from edgegw.smpp.config import SmppAccount
+from edgegw.smpp.constants import CommandStatus, MessageState
+from edgegw.smpp.outbound import Outbound
+from edgegw.smpp.submission import Submission
+
+__all__ = [
+    "Account",
+    "AccountTable",
+    "BindMode",
+    "BindRefused",
+    "QueryResult",
+    "SmppBackend",
+    "SubmitRefused",
+]
+
+
+class BindMode(enum.StrEnum):
+    TRANSMITTER = "transmitter"
+    RECEIVER = "receiver"
+    TRANSCEIVER = "transceiver"
+
+
+class Account(msgspec.Struct, frozen=True, kw_only=True):
+    """A bound ESME's identity: which service its messages belong to and how many sessions of
+    it may be bound at once (the server enforces `max_binds`)."""
+
+    system_id: str
+    service_id: int
+    max_binds: int
+
+
+class BindRefused(Exception):
+    """Bind refused; `command_status` is ESME_RINVSYSID, ESME_RINVPASWD or ESME_RBINDFAIL."""
+
+    def __init__(self, command_status: CommandStatus, reason: str) -> None:
+        super().__init__(reason)
+        self.command_status = command_status
+
+
+class SubmitRefused(Exception):
+    """The core refused a submit for a field it judges (destination, coding, length, ...);
+    the ESME gets `command_status` and stays bound."""
+
+    def __init__(self, command_status: CommandStatus, reason: str) -> None:
+        super().__init__(reason)
+        self.command_status = command_status
+        self.reason = reason
+
+
+class QueryResult(msgspec.Struct, frozen=True, kw_only=True):
+    """query_sm_resp content (SMPP 3.4 section 4.8.2): the state, when it became final and
+    the network error code (0 when none)."""
+
+    message_state: MessageState
+    final_date: dt.datetime | None = None
+    error_code: int = 0
+
+
+class SmppBackend(Protocol):
+    async def authenticate(self, system_id: str, password: str, mode: BindMode) -> Account:
+        """The account for these credentials, or BindRefused."""
+        ...
+
+    async def submit(self, account: Account, submission: Submission) -> str:
+        """The gateway messageId, returned only once the message is durably committed; or
+        SubmitRefused. Called concurrently: up to a window of submits per session at once."""
+        ...
+
+    async def query(self, account: Account, message_id: str) -> QueryResult | None:
+        """The state of one of the account's service's messages, or None if it has no such."""
+        ...
+
+    async def cancel(self, account: Account, message_id: str) -> bool:
+        """Cancel one of the service's messages not sent yet; False when it cannot be."""
+        ...
+
+    async def pending(self, service_id: int, limit: int, exclude: frozenset[int]) -> list[Outbound]:
+        """Up to `limit` undelivered outbox items of the service, oldest first, leaving out
+        the ids in `exclude` (already in flight or waiting to be offered again)."""
+        ...
+
+    async def delivered(self, outbound_id: int) -> None:
+        """The ESME acknowledged the item (deliver_sm_resp ESME_ROK for every part)."""
+        ...
+
+    async def failed(self, outbound_id: int, command_status: int) -> None:
+        """The ESME refused the item; the backend decides whether it stays pending."""
+        ...
+
+    def outbound_signal(self, service_id: int) -> trio.Event:
+        """An Event set when outbox items for the service arrive after this call."""
+        ...
+
+
+class AccountTable:
+    """`authenticate` over the configured accounts, for backends that keep them in the config.
+    Passwords compare in constant time."""
+
+    def __init__(self, accounts: Iterable[SmppAccount]) -> None:
+        self._accounts = {account.system_id: account for account in accounts}
+
+    def authenticate(self, system_id: str, password: str) -> Account:
+        account = self._accounts.get(system_id)
+        if account is None:
+            raise BindRefused(CommandStatus.ESME_RINVSYSID, f"no account {system_id!r}")
+        if not hmac.compare_digest(account.password.encode(), password.encode()):
+            raise BindRefused(CommandStatus.ESME_RINVPASWD, f"wrong password for {system_id!r}")
+        return Account(
+            system_id=account.system_id, service_id=account.service, max_binds=account.max_binds
+        )

@@ -1,0 +1,600 @@
+"""The SMPP 3.4 listener: a thin trio shell that moves bytes between each ESME connection and the
+codec (`pdu.py`) and session table (`session.py`), and calls the core through `SmppBackend`.
+
+It owns the sockets, timers, TLS and error boundaries and never parses a field itself. Spec section
+2.7; SMPP 3.4 sections 2.2-2.9 (sessions), 4 (PDUs) and 7.2 (timers).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import functools
+import logging
+import math
+import ssl
+
+import trio
+
+from drivers.gsm import GsmError
+from edgegw.clock import Clock
+from edgegw.smpp.backend import (
+    Account,
+    BindMode,
+    BindRefused,
+    SmppBackend,
+    SubmitRefused,
+)
+from edgegw.smpp.config import SmppConfig
+from edgegw.smpp.constants import INTERFACE_VERSION_34, CommandId, CommandStatus, Tag
+from edgegw.smpp.errors import BrokenFrame, EncodeError, InvalidField, InvalidPdu
+from edgegw.smpp.outbound import Outbound, deliver_sms
+from edgegw.smpp.pdu import (
+    NEED_DATA,
+    BindReceiverResp,
+    BindTransceiverResp,
+    BindTransmitterResp,
+    CancelSm,
+    CancelSmResp,
+    EnquireLink,
+    EnquireLinkResp,
+    GenericNack,
+    Pdu,
+    QuerySm,
+    QuerySmResp,
+    SmppDecoder,
+    SubmitMulti,
+    SubmitMultiResp,
+    SubmitSm,
+    SubmitSmResp,
+    Unbind,
+    UnbindResp,
+    UnsuccessfulDelivery,
+    encode,
+    response_class,
+)
+from edgegw.smpp.session import Action, Outcome, Session, Timers
+from edgegw.smpp.submission import (
+    Submission,
+    format_time,
+    submission_from_submit_multi,
+    submission_from_submit_sm,
+)
+from edgegw.smpp.tlv import int_tlv
+
+__all__ = ["serve_smpp"]
+
+log = logging.getLogger(__name__)
+
+_S = CommandStatus
+_RECEIVE_BYTES = 65536
+_BIND_RESPONSES: dict[int, type[BindTransmitterResp | BindReceiverResp | BindTransceiverResp]] = {
+    CommandId.BIND_TRANSMITTER: BindTransmitterResp,
+    CommandId.BIND_RECEIVER: BindReceiverResp,
+    CommandId.BIND_TRANSCEIVER: BindTransceiverResp,
+}
+_BIND_MODES = {
+    CommandId.BIND_TRANSMITTER: BindMode.TRANSMITTER,
+    CommandId.BIND_RECEIVER: BindMode.RECEIVER,
+    CommandId.BIND_TRANSCEIVER: BindMode.TRANSCEIVER,
+}
+
+
+class _Server:
+    """What the sessions share: bind counts, outbox items in flight, the drain signal."""
+
+    def __init__(self, config: SmppConfig, backend: SmppBackend, clock: Clock) -> None:
+        self.config = config
+        self.backend = backend
+        self.clock = clock
+        self.timers = Timers(
+            enquire_link_interval=config.enquire_link_interval,
+            response_timeout=config.response_timeout,
+            inactivity_timeout=config.inactivity_timeout,
+            bind_timeout=config.bind_timeout,
+        )
+        self.connections: set[_Connection] = set()
+        self.binds: collections.Counter[str] = collections.Counter()
+        # Outbox ids with a deliver_sm on some session, and ids to hold back until a time.
+        self.in_flight: set[int] = set()
+        self.hold_until: dict[int, float] = {}
+        self.draining = trio.Event()
+        self.drain_deadline = math.inf
+
+    def held(self, now: float) -> frozenset[int]:
+        for outbound_id in [i for i, until in self.hold_until.items() if until <= now]:
+            del self.hold_until[outbound_id]
+        return frozenset(self.in_flight | self.hold_until.keys())
+
+    def hold(self, outbound_id: int, now: float) -> None:
+        self.in_flight.discard(outbound_id)
+        self.hold_until[outbound_id] = now + self.config.redeliver_interval
+
+    def begin_drain(self) -> None:
+        self.drain_deadline = trio.current_time() + self.config.drain_timeout
+        self.draining.set()
+        for connection in self.connections:
+            connection.scope.deadline = self.drain_deadline
+
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        """One connection under its own error boundary, shielded so a shutdown can unbind it
+        within the drain deadline rather than cut it."""
+        if len(self.connections) >= self.config.max_connections or self.draining.is_set():
+            log.warning("SMPP connection refused: %d connections open", len(self.connections))
+            await trio.aclose_forcefully(stream)
+            return
+        connection = _Connection(self, stream)
+        self.connections.add(connection)
+        try:
+            with connection.scope:
+                await connection.run()
+        except Exception:
+            log.exception("SMPP session failed")
+        finally:
+            self.connections.discard(connection)
+            connection.release()
+            await trio.aclose_forcefully(stream)
+
+
+class _Connection:
+    def __init__(self, server: _Server, stream: trio.abc.Stream) -> None:
+        config = server.config
+        self.server = server
+        self.backend = server.backend
+        self.stream = stream
+        self.session = Session(
+            server.timers,
+            window=config.window,
+            max_pending_submits=config.max_pending_submits,
+            now=trio.current_time(),
+        )
+        self.decoder = SmppDecoder(config.max_pdu_bytes)
+        self.account: Account | None = None
+        self.scope = trio.CancelScope(shield=True)
+        self.read_scope = trio.CancelScope()
+        self.outgoing, self.outgoing_reader = trio.open_memory_channel[bytes](
+            config.window + config.max_pending_submits + 16
+        )
+        self.writer_done = trio.Event()
+        self.window_opened = trio.Event()
+        self.timers_changed = trio.Event()
+        self.submit_done = trio.Event()
+        self.workers: trio.Nursery | None = None
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._write_loop)
+            async with trio.open_nursery() as workers:
+                self.workers = workers
+                workers.start_soon(self._timer_loop)
+                workers.start_soon(self._drain_watch)
+                with self.read_scope:
+                    await self._read_loop()
+                workers.cancel_scope.cancel()
+            self.session.close()
+            self.outgoing.close()
+            with trio.move_on_after(self.server.config.response_timeout):
+                await self.writer_done.wait()
+            nursery.cancel_scope.cancel()
+
+    def close(self, reason: str) -> None:
+        log.info("SMPP session closing: %s", reason)
+        self.read_scope.cancel()
+
+    def release(self) -> None:
+        """Give back what the session held: its bind slot and its outbox items, which stay
+        pending in the backend for the next bind."""
+        if self.account is not None:
+            self.server.binds[self.account.system_id] -= 1
+            self.account = None
+        self.server.in_flight -= self.session.deliveries_in_flight
+
+    def _spawn(self, *task: object) -> None:
+        if self.workers is None:
+            raise RuntimeError("the session has no worker nursery")
+        self.workers.start_soon(*task)  # type: ignore[arg-type]
+
+    # -- bytes ------------------------------------------------------------------------------
+
+    async def send(self, pdu: Pdu) -> None:
+        await self.outgoing.send(encode(pdu))
+
+    async def _write_loop(self) -> None:
+        reader = self.outgoing_reader
+        try:
+            while True:
+                try:
+                    first = await reader.receive()
+                except trio.EndOfChannel:
+                    return
+                chunks = [first]
+                while True:
+                    try:
+                        chunks.append(reader.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                # One write for everything queued: responses to pipelined submits coalesce.
+                await self.stream.send_all(first if len(chunks) == 1 else b"".join(chunks))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.close("the peer stopped reading")
+        finally:
+            self.writer_done.set()
+
+    async def _read_loop(self) -> None:
+        session, decoder = self.session, self.decoder
+        while True:
+            try:
+                data = await self.stream.receive_some(_RECEIVE_BYTES)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            decoder.receive_data(data)
+            while True:
+                try:
+                    pdu = decoder.next_pdu()
+                except BrokenFrame as exc:
+                    log.info("SMPP frame broken: %s", exc)
+                    await self.send(GenericNack(**_nack(exc)))
+                    return
+                except InvalidPdu as exc:
+                    session.heard(trio.current_time())
+                    await self.send(GenericNack(**_nack(exc)))
+                    continue
+                except InvalidField as exc:
+                    await self._answer_invalid(exc)
+                    continue
+                if pdu is NEED_DATA:
+                    break
+                if not await self._on_pdu(pdu):
+                    return
+            if not data:
+                return
+
+    async def _answer_invalid(self, exc: InvalidField) -> None:
+        step = self.session.receive(exc.command_id, trio.current_time())
+        if step.action is Action.IGNORE:
+            return
+        status = step.status if step.action is Action.REJECT else exc.command_status
+        await self._answer(exc.command_id, exc.sequence_number, status)
+
+    async def _answer(self, command_id: int, sequence_number: int, status: int) -> None:
+        cls = response_class(command_id) or GenericNack
+        await self.send(cls(sequence_number=sequence_number, command_status=status))
+
+    # -- PDUs -------------------------------------------------------------------------------
+
+    async def _on_pdu(self, pdu: Pdu) -> bool:
+        """Act on one PDU; False when the session ends."""
+        step = self.session.receive(pdu.command_id, trio.current_time())
+        action = step.action
+        if action is Action.SUBMIT:
+            assert isinstance(pdu, SubmitSm)
+            await self._submit(pdu)
+        elif action is Action.DELIVER_ANSWERED:
+            self._deliver_answered(pdu.sequence_number, pdu.command_status)
+        elif action is Action.ENQUIRE_LINK:
+            await self.send(EnquireLinkResp(sequence_number=pdu.sequence_number))
+        elif action is Action.LINK_ANSWERED:
+            self.session.link_answered(pdu.sequence_number)
+            self.timers_changed.set()
+        elif action is Action.NACKED:
+            if not self.session.link_answered(pdu.sequence_number):
+                status = pdu.command_status or _S.ESME_RUNKNOWNERR
+                self._deliver_answered(pdu.sequence_number, status)
+        elif action is Action.BIND:
+            await self._bind(pdu)
+        elif action is Action.SUBMIT_MULTI:
+            assert isinstance(pdu, SubmitMulti)
+            await self._submit_multi(pdu)
+        elif action is Action.QUERY:
+            assert isinstance(pdu, QuerySm)
+            await self._query(pdu)
+        elif action is Action.CANCEL:
+            assert isinstance(pdu, CancelSm)
+            await self._cancel(pdu)
+        elif action is Action.NOT_SUPPORTED:
+            await self._answer(pdu.command_id, pdu.sequence_number, _S.ESME_RINVCMDID)
+        elif action is Action.REJECT:
+            await self._answer(pdu.command_id, pdu.sequence_number, step.status)
+        elif action is Action.UNBIND:
+            await self._settle_submits()
+            await self.send(UnbindResp(sequence_number=pdu.sequence_number))
+            return False
+        elif action is Action.UNBIND_DONE:
+            return False
+        return True
+
+    async def _bind(self, pdu: Pdu) -> None:
+        cls = _BIND_RESPONSES[pdu.command_id]
+        seq = pdu.sequence_number
+        try:
+            account = await self.backend.authenticate(
+                getattr(pdu, "system_id", ""),
+                getattr(pdu, "password", ""),
+                _BIND_MODES[CommandId(pdu.command_id)],
+            )
+        except BindRefused as exc:
+            log.info("SMPP bind refused: %s", exc)
+            await self.send(cls(sequence_number=seq, command_status=exc.command_status))
+            return
+        except Exception:
+            log.exception("SMPP authentication failed")
+            await self.send(cls(sequence_number=seq, command_status=_S.ESME_RSYSERR))
+            return
+        server = self.server
+        if server.draining.is_set() or server.binds[account.system_id] >= account.max_binds:
+            await self.send(cls(sequence_number=seq, command_status=_S.ESME_RBINDFAIL))
+            return
+        server.binds[account.system_id] += 1
+        self.account = account
+        self.session.bound(pdu.command_id)
+        self.timers_changed.set()
+        await self.send(
+            cls(
+                sequence_number=seq,
+                system_id=server.config.system_id,
+                tlvs=(int_tlv(Tag.SC_INTERFACE_VERSION, INTERFACE_VERSION_34),),
+            )
+        )
+        if self.session.can_receive:
+            self._spawn(self._pump, account)
+
+    def _utc_now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.server.clock.now(), dt.UTC)
+
+    async def _submit(self, pdu: SubmitSm) -> None:
+        seq = pdu.sequence_number
+        try:
+            submission = submission_from_submit_sm(pdu, self._utc_now())
+        except InvalidField as exc:
+            await self.send(SubmitSmResp(sequence_number=seq, command_status=exc.command_status))
+            return
+        if not self.session.submit_started():
+            await self.send(SubmitSmResp(sequence_number=seq, command_status=_S.ESME_RTHROTTLED))
+            return
+        self._spawn(self._commit, seq, submission, None)
+
+    async def _submit_multi(self, pdu: SubmitMulti) -> None:
+        seq = pdu.sequence_number
+        try:
+            submission, refused = submission_from_submit_multi(pdu, self._utc_now())
+        except InvalidField as exc:
+            await self.send(SubmitMultiResp(sequence_number=seq, command_status=exc.command_status))
+            return
+        if not self.session.submit_started():
+            await self.send(SubmitMultiResp(sequence_number=seq, command_status=_S.ESME_RTHROTTLED))
+            return
+        self._spawn(self._commit, seq, submission, refused)
+
+    async def _commit(
+        self,
+        seq: int,
+        submission: Submission,
+        refused: tuple[UnsuccessfulDelivery, ...] | None,
+    ) -> None:
+        """One submit awaiting the store; several run at once, so responses may go out of
+        order, which SMPP 3.4 section 2.6 allows."""
+        account = self.account
+        message_id, status = "", _S.ESME_ROK
+        try:
+            if account is None:
+                raise RuntimeError("submit without a bound account")
+            message_id = await self.backend.submit(account, submission)
+        except SubmitRefused as exc:
+            status = exc.command_status
+        except Exception:
+            log.exception("SMPP submit failed")
+            status = _S.ESME_RSYSERR
+        finally:
+            self.session.submit_finished()
+            self.submit_done.set()
+        if refused is None:
+            await self.send(
+                SubmitSmResp(sequence_number=seq, command_status=status, message_id=message_id)
+            )
+        else:
+            await self.send(
+                SubmitMultiResp(
+                    sequence_number=seq,
+                    command_status=status,
+                    message_id=message_id,
+                    unsuccess_smes=refused,
+                )
+            )
+
+    async def _settle_submits(self) -> None:
+        """Let submits already with the store get their responses (bounded by the response
+        timeout): their messages may be committed, and the ESME must learn their ids."""
+        with trio.move_on_after(self.server.config.response_timeout):
+            while self.session.pending_submits:
+                self.submit_done = trio.Event()
+                await self.submit_done.wait()
+
+    async def _query(self, pdu: QuerySm) -> None:
+        seq = pdu.sequence_number
+        assert self.account is not None
+        try:
+            result = await self.backend.query(self.account, pdu.message_id)
+        except Exception:
+            log.exception("SMPP query_sm failed")
+            await self.send(QuerySmResp(sequence_number=seq, command_status=_S.ESME_RSYSERR))
+            return
+        if result is None:
+            await self.send(QuerySmResp(sequence_number=seq, command_status=_S.ESME_RINVMSGID))
+            return
+        await self.send(
+            QuerySmResp(
+                sequence_number=seq,
+                message_id=pdu.message_id,
+                final_date="" if result.final_date is None else format_time(result.final_date),
+                message_state=result.message_state,
+                error_code=min(result.error_code, 0xFF),
+            )
+        )
+
+    async def _cancel(self, pdu: CancelSm) -> None:
+        seq = pdu.sequence_number
+        assert self.account is not None
+        status = _S.ESME_RCANCELFAIL
+        # Cancelling by service_type and addresses (empty message_id) is not offered.
+        if pdu.message_id:
+            try:
+                if await self.backend.cancel(self.account, pdu.message_id):
+                    status = _S.ESME_ROK
+            except Exception:
+                log.exception("SMPP cancel_sm failed")
+                status = _S.ESME_RSYSERR
+        await self.send(CancelSmResp(sequence_number=seq, command_status=status))
+
+    # -- outbox -----------------------------------------------------------------------------
+
+    async def _pump(self, account: Account) -> None:
+        """Offer the service's pending receipts and MO as deliver_sm, within the window."""
+        session, server = self.session, self.server
+        service = account.service_id
+        while session.can_receive:
+            if not session.window_free:
+                self.window_opened = trio.Event()
+                await self.window_opened.wait()
+                continue
+            signal = self.backend.outbound_signal(service)
+            limit = session.window_free
+            try:
+                items = await self.backend.pending(service, limit, server.held(trio.current_time()))
+            except Exception:
+                log.exception("SMPP outbox read failed")
+                items = []
+            for item in items:
+                if item.id in server.in_flight or not session.can_receive:
+                    continue
+                await self._offer(item)
+            if len(items) < limit:
+                with trio.move_on_after(server.config.redeliver_interval):
+                    await signal.wait()
+
+    async def _offer(self, item: Outbound) -> None:
+        session, now = self.session, trio.current_time()
+        try:
+            pdus = deliver_sms(item)
+        except GsmError:
+            log.exception("SMPP outbox item %d cannot be encoded", item.id)
+            await self.backend.failed(item.id, _S.ESME_RSYSERR)
+            return
+        if len(pdus) > session.window_free < session.window:
+            self.window_opened = trio.Event()
+            await self.window_opened.wait()
+        sequences = session.deliver_sent(item.id, len(pdus), now)
+        self.server.in_flight.add(item.id)
+        self.timers_changed.set()
+        try:
+            frames = []
+            for pdu, sequence in zip(pdus, sequences, strict=True):
+                pdu.sequence_number = sequence
+                frames.append(encode(pdu))
+        except EncodeError:
+            log.exception("SMPP outbox item %d cannot be encoded", item.id)
+            session.deliver_answered(sequences[0], _S.ESME_RSYSERR)
+            self.server.in_flight.discard(item.id)
+            await self.backend.failed(item.id, _S.ESME_RSYSERR)
+            return
+        for frame in frames:
+            await self.outgoing.send(frame)
+
+    def _deliver_answered(self, sequence_number: int, status: int) -> None:
+        found = self.session.deliver_answered(sequence_number, status)
+        self.window_opened.set()
+        if found is None:
+            return
+        outbound_id, outcome = found
+        if outcome is Outcome.PARTIAL:
+            return
+        if outcome is Outcome.DELIVERED:
+            self.server.in_flight.discard(outbound_id)
+        else:
+            self.server.hold(outbound_id, trio.current_time())
+        self._spawn(self._settle_outbound, outbound_id, outcome, status)
+
+    async def _settle_outbound(self, outbound_id: int, outcome: Outcome, status: int) -> None:
+        try:
+            if outcome is Outcome.DELIVERED:
+                await self.backend.delivered(outbound_id)
+            else:
+                await self.backend.failed(outbound_id, status)
+        except Exception:
+            log.exception("SMPP outbox item %d could not be settled", outbound_id)
+
+    # -- timers and shutdown ----------------------------------------------------------------
+
+    async def _timer_loop(self) -> None:
+        session, server = self.session, self.server
+        while True:
+            self.timers_changed = trio.Event()
+            with trio.move_on_at(session.next_deadline()):
+                await self.timers_changed.wait()
+            now = trio.current_time()
+            tick = session.tick(now)
+            for outbound_id in tick.expired:
+                server.hold(outbound_id, now)
+                self.window_opened.set()
+            if tick.close:
+                self.close(tick.close)
+                return
+            if tick.send_enquire_link:
+                sequence = session.next_sequence()
+                session.enquire_link_sent(sequence, now)
+                await self.send(EnquireLink(sequence_number=sequence))
+
+    async def _drain_watch(self) -> None:
+        await self.server.draining.wait()
+        if not self.session.is_bound:
+            self.close("shutting down")
+            return
+        self.session.unbind_sent(trio.current_time())
+        await self._settle_submits()
+        self.timers_changed.set()
+        await self.send(Unbind(sequence_number=self.session.next_sequence()))
+
+
+def _nack(exc: BrokenFrame | InvalidPdu) -> dict[str, int]:
+    return {"sequence_number": exc.sequence_number, "command_status": exc.command_status}
+
+
+def _tls_context(config: SmppConfig) -> ssl.SSLContext | None:
+    if not (config.tls_cert_file or config.tls_key_file):
+        return None
+    if not (config.tls_cert_file and config.tls_key_file):
+        raise ValueError("smpp TLS needs both tls_cert_file and tls_key_file")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
+    return context
+
+
+async def serve_smpp(
+    config: SmppConfig,
+    backend: SmppBackend,
+    *,
+    clock: Clock | None = None,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Listen for ESMEs until cancelled; `task_status.started(port)` reports the bound port.
+    On cancellation bound sessions get an unbind and up to `drain_timeout` to answer it."""
+    context = _tls_context(config)
+    tcp_listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+    port = int(tcp_listeners[0].socket.getsockname()[1])
+    listeners: list[trio.abc.Listener[trio.abc.Stream]] = list(tcp_listeners)
+    if context is not None:
+        listeners = [trio.SSLListener(listener, context) for listener in tcp_listeners]
+    server = _Server(config, backend, clock or Clock())
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            functools.partial(
+                trio.serve_listeners, server.handle, listeners, handler_nursery=nursery
+            )
+        )
+        log.info("SMPP listening on %s:%d%s", config.host, port, " (TLS)" if context else "")
+        task_status.started(port)
+        try:
+            await trio.sleep_forever()
+        finally:
+            server.begin_drain()

@@ -1,0 +1,370 @@
+"""What a submit_sm or submit_multi asks for, as one typed `Submission`: addresses checked, text
+decoded from its data_coding, the UDH found (esm_class UDHI or sar_* TLVs), times made absolute.
+
+Pure; no I/O and no clock (`now` is a parameter). SMPP 3.4 sections 4.4.1 and 4.5.1 (fields),
+5.2.12 (esm_class), 5.2.17 (registered_delivery), 5.2.19 (data_coding), 7.1.1 (time format).
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import enum
+
+import msgspec
+
+from drivers.gsm import GsmError, decode_gsm, gsm_length, is_gsm
+from edgegw.smpp.constants import (
+    ESM_FEATURE_UDHI,
+    ESM_TYPE_MASK,
+    RECEIPT_MASK,
+    CommandId,
+    CommandStatus,
+    Tag,
+)
+from edgegw.smpp.errors import InvalidField
+from edgegw.smpp.pdu import DEST_FLAG_SME, SubmitMulti, SubmitSm, UnsuccessfulDelivery
+from edgegw.smpp.tlv import Tlvs, tlv_int, tlv_value
+
+__all__ = [
+    "MAX_PARTS",
+    "Address",
+    "ReceiptRequest",
+    "Submission",
+    "format_time",
+    "parse_time",
+    "submission_from_submit_multi",
+    "submission_from_submit_sm",
+]
+
+_S = CommandStatus
+
+MAX_PARTS = 6  # spec section 7.1: at most six concatenated parts
+_SMS_OCTETS = 140  # TS 23.040 9.2.3.16
+_SEPTETS_PER_SMS = 160
+_CONCAT_UDH_OCTETS = 6  # UDHL + 8-bit reference concatenation IE
+_MAX_SEPTETS = MAX_PARTS * (_SEPTETS_PER_SMS - 7)  # 918: 153 per part beside the concat UDH
+_MAX_OCTETS = MAX_PARTS * (_SMS_OCTETS - _CONCAT_UDH_OCTETS)  # 804: 134 per part (67 UCS-2)
+
+# SMPP 3.4 section 5.2.5 (TON 0..6) and 5.2.6 (NPI values).
+_VALID_TON = frozenset(range(7))
+_VALID_NPI = frozenset({0, 1, 3, 4, 6, 8, 9, 10, 14, 18})
+TON_ALPHANUMERIC = 5
+_MAX_ALPHANUMERIC = 11  # TS 23.040 9.1.2.5: eleven GSM characters fit the address field
+_MAX_DIGITS = 20
+
+
+class Address(msgspec.Struct, frozen=True):
+    """An SMPP address: type of number, numbering plan indicator and the address itself."""
+
+    ton: int
+    npi: int
+    address: str
+
+
+class ReceiptRequest(enum.IntEnum):
+    """registered_delivery bits 1..0, SMPP 3.4 section 5.2.17."""
+
+    NONE = 0
+    FINAL = 1  # a receipt on delivery success or failure
+    FAILURE = 2  # a receipt on failure only
+
+
+class Submission(msgspec.Struct, frozen=True, kw_only=True):
+    """One submitted short message, ready for the gateway's submit pipeline.
+
+    `text` is the decoded text for data_coding 0/1/3/8 (None for octet data, 2/4); `payload`
+    is the user data after the UDH exactly as it came, so that the parts of a concatenated
+    message can be joined before decoding. `udh` is a whole header with its UDHL, from the
+    message itself (esm_class UDHI) or built from sar_* TLVs; empty when there is none.
+    `source.address` is empty when the ESME leaves the originator to the service.
+    """
+
+    source: Address
+    destinations: tuple[Address, ...]
+    data_coding: int
+    text: str | None
+    payload: bytes
+    udh: bytes = b""
+    message_payload: bool = False
+    receipt: ReceiptRequest = ReceiptRequest.NONE
+    validity: dt.datetime | None = None
+    schedule: dt.datetime | None = None
+    priority: int = 0
+    protocol_id: int = 0
+    service_type: str = ""
+    esm_class: int = 0
+    user_message_reference: int | None = None
+
+
+def _refuse(status: CommandStatus, message: str, command_id: int, seq: int) -> InvalidField:
+    return InvalidField(status, message, command_id=command_id, sequence_number=seq)
+
+
+# ---------------------------------------------------------------------------------------------
+# Times, SMPP 3.4 section 7.1.1
+
+
+def _add_months(moment: dt.datetime, months: int) -> dt.datetime:
+    total = moment.month - 1 + months
+    year, month = moment.year + total // 12, total % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+def parse_time(text: str, now: dt.datetime) -> dt.datetime | None:
+    """An SMPP time field as an aware UTC datetime; "" is None. `YYMMDDhhmmsstnnp` with p `+`
+    or `-` is absolute (nn quarter hours from UTC), with p `R` relative to `now`. Raises
+    ValueError for anything else."""
+    if not text:
+        return None
+    if len(text) != 16 or not text[:15].isdigit() or not text.isascii():
+        raise ValueError(f"{text!r} is not YYMMDDhhmmsstnnp")
+    yy, mo, dd, hh, mi, ss = (int(text[i : i + 2]) for i in range(0, 12, 2))
+    tenths, quarters, sign = int(text[12]), int(text[13:15]), text[15]
+    if sign == "R":
+        moment = _add_months(now.astimezone(dt.UTC), yy * 12 + mo)
+        return moment + dt.timedelta(days=dd, hours=hh, minutes=mi, seconds=ss)
+    if sign not in "+-" or quarters > 48:
+        raise ValueError(f"{text!r} has no valid UTC offset")
+    offset = dt.timedelta(minutes=15 * quarters) * (1 if sign == "+" else -1)
+    local = dt.datetime(2000 + yy, mo, dd, hh, mi, ss, tenths * 100_000, tzinfo=dt.timezone(offset))
+    return local.astimezone(dt.UTC)
+
+
+def format_time(moment: dt.datetime) -> str:
+    """An absolute SMPP time in UTC (`YYMMDDhhmmss t00+`), as query_sm_resp final_date uses."""
+    utc = moment.astimezone(dt.UTC)
+    return utc.strftime("%y%m%d%H%M%S") + f"{utc.microsecond // 100_000}00+"
+
+
+# ---------------------------------------------------------------------------------------------
+# Fields
+
+
+def _digits(address: str) -> bool:
+    number = address.removeprefix("+")
+    return 0 < len(number) <= _MAX_DIGITS and number.isdigit()
+
+
+def _check_destination(ton: int, npi: int, address: str) -> CommandStatus | None:
+    if ton not in _VALID_TON:
+        return _S.ESME_RINVDSTTON
+    if npi not in _VALID_NPI:
+        return _S.ESME_RINVDSTNPI
+    if ton == TON_ALPHANUMERIC or not _digits(address):
+        return _S.ESME_RINVDSTADR
+    return None
+
+
+def _check_source(ton: int, npi: int, address: str) -> CommandStatus | None:
+    if ton not in _VALID_TON:
+        return _S.ESME_RINVSRCTON
+    if npi not in _VALID_NPI:
+        return _S.ESME_RINVSRCNPI
+    if not address or _digits(address):
+        return None
+    # Many ESMEs send an alphanumeric sender with TON 0; accept it when it would fit.
+    if ton in (0, TON_ALPHANUMERIC) and len(address) <= _MAX_ALPHANUMERIC:
+        return None
+    return _S.ESME_RINVSRCADR
+
+
+def _decode_text(data_coding: int, payload: bytes) -> str | None:
+    """The text of `payload` per SMPP 3.4 section 5.2.19; None for octet data. Raises
+    ValueError for a coding we do not carry or bytes it cannot hold."""
+    if data_coding in (0x00, 0xF0, 0xF1, 0xF2, 0xF3):
+        # Spec section 2.7: GSM default alphabet, one unpacked septet per octet.
+        return decode_gsm(payload)
+    if data_coding == 0x01:
+        return payload.decode("ascii")
+    if data_coding == 0x03:
+        return payload.decode("latin-1")
+    if data_coding == 0x08:
+        if len(payload) % 2:
+            raise ValueError("UCS-2 text with an odd number of octets")
+        # A surrogate pair may be cut between the parts of a concatenated message.
+        return payload.decode("utf-16-be", errors="surrogatepass")
+    if data_coding in (0x02, 0x04, 0xF4, 0xF5, 0xF6, 0xF7):
+        return None
+    raise ValueError(f"data_coding {data_coding:#04x} is not supported")
+
+
+def _fits(data_coding: int, text: str | None, payload: bytes, udh: bytes) -> bool:
+    """Whether the message fits one SMS beside a caller's UDH, or six parts without one."""
+    if text is not None and data_coding not in (0x08,):
+        if data_coding in (0x00, 0xF0, 0xF1, 0xF2, 0xF3):
+            septets = len(payload)
+        elif is_gsm(text):
+            septets = gsm_length(text)
+        else:
+            units = len(text.encode("utf-16-be", errors="surrogatepass"))
+            return units + len(udh) <= _SMS_OCTETS if udh else units <= _MAX_OCTETS
+        if udh:
+            return septets + (len(udh) * 8 + 6) // 7 <= _SEPTETS_PER_SMS
+        return septets <= _MAX_SEPTETS
+    return len(payload) + len(udh) <= _SMS_OCTETS if udh else len(payload) <= _MAX_OCTETS
+
+
+def _sar_udh(tlvs: Tlvs) -> bytes | None:
+    """A 16-bit reference concatenation UDH (TS 23.040 9.2.3.24.8) from the sar_* TLVs, or
+    None without them. LookupError when only some are present, ValueError for a bad segment."""
+    reference = tlv_int(tlvs, Tag.SAR_MSG_REF_NUM)
+    total = tlv_int(tlvs, Tag.SAR_TOTAL_SEGMENTS)
+    seq = tlv_int(tlvs, Tag.SAR_SEGMENT_SEQNUM)
+    if reference is None and total is None and seq is None:
+        return None
+    if reference is None or total is None or seq is None:
+        raise LookupError("sar_msg_ref_num, sar_total_segments and sar_segment_seqnum go together")
+    if not (total >= 1 and 1 <= seq <= total):
+        raise ValueError(f"sar segment {seq} of {total}")
+    return bytes((6, 8, 4, reference >> 8, reference & 0xFF, total, seq))
+
+
+class _Common(msgspec.Struct, frozen=True, kw_only=True):
+    """The fields submit_sm and submit_multi share."""
+
+    command_id: int
+    sequence_number: int
+    service_type: str
+    source: Address
+    esm_class: int
+    protocol_id: int
+    priority_flag: int
+    schedule_delivery_time: str
+    validity_period: str
+    registered_delivery: int
+    replace_if_present_flag: int
+    data_coding: int
+    short_message: bytes
+    tlvs: Tlvs
+
+
+def _build(common: _Common, destinations: tuple[Address, ...], now: dt.datetime) -> Submission:
+    cid, seq = common.command_id, common.sequence_number
+
+    def refuse(status: CommandStatus, message: str) -> InvalidField:
+        return _refuse(status, message, cid, seq)
+
+    source = common.source
+    problem = _check_source(source.ton, source.npi, source.address)
+    if problem is not None:
+        raise refuse(problem, f"source address {source.address!r} TON {source.ton}")
+    if common.esm_class & ESM_TYPE_MASK:
+        raise refuse(_S.ESME_RINVESMCLASS, f"esm_class {common.esm_class:#04x} asks for an ack")
+    if common.priority_flag > 3:
+        raise refuse(_S.ESME_RINVPRTFLG, f"priority_flag {common.priority_flag}")
+    if common.registered_delivery & RECEIPT_MASK == 3:
+        raise refuse(_S.ESME_RINVREGDLVFLG, "registered_delivery bits 1..0 = 3 are reserved")
+    if common.replace_if_present_flag > 1:
+        raise refuse(_S.ESME_RINVREPFLAG, f"replace_if_present {common.replace_if_present_flag}")
+    try:
+        schedule = parse_time(common.schedule_delivery_time, now)
+    except ValueError as exc:
+        raise refuse(_S.ESME_RINVSCHED, str(exc)) from None
+    try:
+        validity = parse_time(common.validity_period, now)
+    except ValueError as exc:
+        raise refuse(_S.ESME_RINVEXPIRY, str(exc)) from None
+    if validity is not None and validity <= max(now, schedule or now):
+        raise refuse(_S.ESME_RINVEXPIRY, "the validity period ends before delivery can start")
+
+    message = common.short_message
+    payload_tlv = tlv_value(common.tlvs, Tag.MESSAGE_PAYLOAD)
+    if payload_tlv is not None:
+        if message:
+            # SMPP 3.4 5.3.2.32: with message_payload, sm_length is zero.
+            raise refuse(_S.ESME_RINVMSGLEN, "both short_message and message_payload")
+        message = payload_tlv
+    udh = b""
+    if common.esm_class & ESM_FEATURE_UDHI:
+        if not message or message[0] + 1 > len(message):
+            raise refuse(_S.ESME_RINVESMCLASS, "UDHI set but no whole UDH in the message")
+        udh, message = message[: message[0] + 1], message[message[0] + 1 :]
+    else:
+        try:
+            udh = _sar_udh(common.tlvs) or b""
+        except LookupError as exc:
+            raise refuse(_S.ESME_RMISSINGOPTPARAM, str(exc)) from None
+        except ValueError as exc:
+            raise refuse(_S.ESME_RINVOPTPARAMVAL, str(exc)) from None
+    try:
+        text = _decode_text(common.data_coding, message)
+    except (ValueError, GsmError) as exc:
+        # SMPP 3.4 has no "invalid data_coding" status; RSUBMITFAIL is its generic refusal.
+        raise refuse(_S.ESME_RSUBMITFAIL, f"data_coding {common.data_coding}: {exc}") from None
+    if not _fits(common.data_coding, text, message, udh):
+        raise refuse(_S.ESME_RINVMSGLEN, "the message is too long")
+    return Submission(
+        source=source,
+        destinations=destinations,
+        data_coding=common.data_coding,
+        text=text,
+        payload=message,
+        udh=udh,
+        message_payload=payload_tlv is not None,
+        receipt=ReceiptRequest(common.registered_delivery & RECEIPT_MASK),
+        validity=validity,
+        schedule=schedule,
+        priority=common.priority_flag,
+        protocol_id=common.protocol_id,
+        service_type=common.service_type,
+        esm_class=common.esm_class,
+        user_message_reference=tlv_int(common.tlvs, Tag.USER_MESSAGE_REFERENCE),
+    )
+
+
+def _common(pdu: SubmitSm | SubmitMulti) -> _Common:
+    return _Common(
+        command_id=pdu.command_id,
+        sequence_number=pdu.sequence_number,
+        service_type=pdu.service_type,
+        source=Address(pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr),
+        esm_class=pdu.esm_class,
+        protocol_id=pdu.protocol_id,
+        priority_flag=pdu.priority_flag,
+        schedule_delivery_time=pdu.schedule_delivery_time,
+        validity_period=pdu.validity_period,
+        registered_delivery=pdu.registered_delivery,
+        replace_if_present_flag=pdu.replace_if_present_flag,
+        data_coding=pdu.data_coding,
+        short_message=pdu.short_message,
+        tlvs=pdu.tlvs,
+    )
+
+
+def submission_from_submit_sm(pdu: SubmitSm, now: dt.datetime) -> Submission:
+    """The Submission a submit_sm asks for, or InvalidField with the status to answer."""
+    problem = _check_destination(pdu.dest_addr_ton, pdu.dest_addr_npi, pdu.destination_addr)
+    if problem is not None:
+        raise _refuse(
+            problem,
+            f"destination {pdu.destination_addr!r} TON {pdu.dest_addr_ton}",
+            CommandId.SUBMIT_SM,
+            pdu.sequence_number,
+        )
+    destination = Address(pdu.dest_addr_ton, pdu.dest_addr_npi, pdu.destination_addr)
+    return _build(_common(pdu), (destination,), now)
+
+
+def submission_from_submit_multi(
+    pdu: SubmitMulti, now: dt.datetime
+) -> tuple[Submission, tuple[UnsuccessfulDelivery, ...]]:
+    """The Submission for the valid SME destinations of a submit_multi, and the destinations
+    refused one by one (distribution lists, bad addresses) for its unsuccess_sme list. When
+    none is valid, InvalidField carries the first refusal."""
+    valid: list[Address] = []
+    refused: list[UnsuccessfulDelivery] = []
+    for dest in pdu.dest_addresses:
+        if dest.dest_flag != DEST_FLAG_SME:
+            refused.append(UnsuccessfulDelivery(0, 0, dest.address, _S.ESME_RCNTSUBDL))
+            continue
+        problem = _check_destination(dest.ton, dest.npi, dest.address)
+        if problem is None:
+            valid.append(Address(dest.ton, dest.npi, dest.address))
+        else:
+            refused.append(UnsuccessfulDelivery(dest.ton, dest.npi, dest.address, problem))
+    if not valid:
+        status = CommandStatus(refused[0].error_status_code) if refused else _S.ESME_RINVNUMDESTS
+        raise _refuse(status, "no valid destination", CommandId.SUBMIT_MULTI, pdu.sequence_number)
+    return _build(_common(pdu), tuple(valid), now), tuple(refused)
