@@ -161,3 +161,33 @@ class MessageView(msgspec.Struct, kw_only=True):
     sentAt: str | None
     doneAt: str | None
     parts: list[PartView]
+
+
+# ---------------------------------------------------------------------------------------------
+# Received messages.
+
+
+class InboundView(msgspec.Struct, kw_only=True):
+    """An inbound (MO) message as `GET /api/inbound` shows it: the fields of spec section 3.1
+    in their order (`timestamp`/`sctimestamp` as yyyyMMdd HH:mm:ss, Norwegian local time), then
+    what the gateway adds (receiving modem, completeness, ISO 8601 UTC receipt time)."""
+
+    messageid: str
+    serviceid: int | None  # None: no keyword matched and the modem names no service
+    servicename: str
+    sno: str
+    originator: str
+    mcc: int | None
+    mnc: int | None
+    content: str
+    command: str
+    strippedcontent: str
+    type: int
+    timestamp: str
+    sctimestamp: str
+    sessionid: str
+    modem: str
+    complete: bool  # False: parts were still missing when the reassembly timeout ran out
+    partsExpected: int
+    partsReceived: int
+    receivedAt: str
