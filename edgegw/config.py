@@ -18,6 +18,14 @@ import msgspec
 from drivers.at import AtOptions
 from drivers.gsm import ParsingType
 from drivers.simulator import SimulatorOptions
+from edgegw.delivery.config import (
+    CallbackEndpoint,
+    ManagementConfig,
+    MoEmailConfig,
+    SmtpRelayConfig,
+    check_endpoint,
+    check_mo_email,
+)
 from edgegw.http.server import HttpLimits
 from edgegw.model import OriginatorType
 
@@ -66,6 +74,10 @@ class ServiceConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     modems: list[str] = msgspec.field(default_factory=list)
     # Inbound whose first word is one of these (case-insensitive) goes to this service.
     keywords: list[str] = msgspec.field(default_factory=list)
+    # Customer callbacks (edgegw.delivery): MO and DR endpoints, MO by email.
+    mo: CallbackEndpoint | None = None
+    dr: CallbackEndpoint | None = None
+    mo_email: MoEmailConfig | None = None
 
 
 class ModemConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -108,6 +120,8 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     modems: list[ModemConfig] = msgspec.field(default_factory=list)
     inbound: InboundConfig = msgspec.field(default_factory=InboundConfig)
     reports: ReportsConfig = msgspec.field(default_factory=ReportsConfig)
+    smtp_relay: SmtpRelayConfig = msgspec.field(default_factory=SmtpRelayConfig)
+    management: ManagementConfig = msgspec.field(default_factory=ManagementConfig)
 
 
 class ConfigError(Exception):
@@ -222,6 +236,13 @@ def _check_meaning(config: Config) -> list[str]:
     if not 0 < config.dispatch.retry_initial <= config.dispatch.retry_max:
         problems.append("dispatch.retry_initial: must be positive and at most retry_max")
     problems += _check_receive_side(config)
+    for index, service in enumerate(config.services):
+        where = f"services[{index}]"
+        for key, endpoint in (("mo", service.mo), ("dr", service.dr)):
+            if endpoint is not None:
+                problems += check_endpoint(f"{where}.{key}", endpoint)
+        if service.mo_email is not None:
+            problems += check_mo_email(f"{where}.mo_email", service.mo_email, config.smtp_relay)
     return problems
 
 

@@ -1,0 +1,103 @@
+"""Configuration of customer callbacks: per-service MO/DR endpoints and MO email, the SMTP relay
+and the Management API's authentication policy. Types and checks only, no I/O.
+Keys are documented in config.example.toml; spec sections 3.2-3.5, 4.2-4.3 and 5.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "CallbackEndpoint",
+    "ManagementConfig",
+    "MoEmailConfig",
+    "SmtpRelayConfig",
+    "check_endpoint",
+    "check_mo_email",
+]
+
+
+class CallbackEndpoint(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Where one kind of callback (MO or DR) of a service goes, and how it is retried."""
+
+    url: str  # GET: a template with [field] placeholders; POST: the URL the batch goes to
+    method: Literal["GET", "POST"] = "POST"
+    format: Literal["json", "xml"] = "json"  # POST body
+    username: str = ""  # HTTP Basic, when set
+    password: str = ""
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    hmac_key: str = ""  # signs each request in X-Edgegw-Signature, when set
+    timeout: float = 60.0
+    batch_max: int = 100
+    interval: float = 1.0
+    retry_initial: float = 60.0
+    retry_max: float = 3600.0
+    give_up_after: float = 259200.0
+    verify: bool = True
+    ca_file: str = ""
+
+
+class MoEmailConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """MO by email (spec 3.4): templates with [field] placeholders, sent through [smtp_relay]."""
+
+    to: str
+    sender: str = msgspec.field(name="from", default="[originator]-[serviceid]@sms.invalid")
+    subject: str = "SMS from [originator]"
+    body: str = "[originator] sent to [sno]: [content]"
+    retry_initial: float = 60.0
+    retry_max: float = 3600.0
+    give_up_after: float = 259200.0
+
+
+class SmtpRelayConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    host: str = ""
+    port: int = 25
+    starttls: bool = False
+    username: str = ""
+    password: str = ""
+    timeout: float = 60.0
+
+
+class ManagementConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    # The 3.0.1 Python client calls /management/... without credentials (spec 5.2). true lets
+    # such calls in from 127.0.0.1/::1 only; false (the default) asks for HTTP Basic always.
+    allow_unauthenticated_loopback: bool = False
+
+
+_URL = re.compile(r"https?://[^\s/]+", re.IGNORECASE)
+
+
+def check_endpoint(where: str, endpoint: CallbackEndpoint) -> list[str]:
+    problems: list[str] = []
+    if _URL.match(endpoint.url) is None:
+        problems.append(f"{where}.url: must be an http:// or https:// URL")
+    for key in ("timeout", "retry_initial"):
+        if getattr(endpoint, key) <= 0:
+            problems.append(f"{where}.{key}: must be positive")
+    if endpoint.interval < 1.0:
+        problems.append(f"{where}.interval: the spec allows at most one request per second")
+    if endpoint.retry_max < endpoint.retry_initial:
+        problems.append(f"{where}.retry_max: must be at least retry_initial")
+    if endpoint.give_up_after <= 0:
+        problems.append(f"{where}.give_up_after: must be positive")
+    if endpoint.batch_max < 1:
+        problems.append(f"{where}.batch_max: must be at least 1")
+    if endpoint.password and not endpoint.username:
+        problems.append(f"{where}.username: a password needs a username")
+    return problems
+
+
+def check_mo_email(where: str, email: MoEmailConfig, relay: SmtpRelayConfig) -> list[str]:
+    problems: list[str] = []
+    if "@" not in email.to:
+        problems.append(f"{where}.to: must be an email address")
+    if not relay.host:
+        problems.append(f"{where}: MO by email needs smtp_relay.host")
+    if email.retry_initial <= 0 or email.retry_max < email.retry_initial:
+        problems.append(f"{where}.retry_initial: must be positive and at most retry_max")
+    if email.give_up_after <= 0:
+        problems.append(f"{where}.give_up_after: must be positive")
+    return problems
