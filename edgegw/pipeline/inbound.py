@@ -1,0 +1,404 @@
+"""Inbound SMS: store each received part, reassemble concatenated messages from the stored parts,
+route them to a service, and store what never completes as incomplete after a timeout.
+
+One store write per received part; the modem may delete the SMS only after it committed. Never
+keeps a part only in memory. Spec section 3.1 (MO fields); TS 23.040 9.2.3.24.1 (concatenation).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import math
+import sqlite3
+import zoneinfo
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgspec
+import trio
+
+from drivers.events import InboundSms
+from drivers.gsm import EncodedPart, concat_info, decode_concatenated
+from edgegw.clock import Clock
+from edgegw.ids import MessageIdGenerator
+from edgegw.model import InboundView
+from edgegw.pipeline.keywords import InboundRouter
+from edgegw.store import Store
+
+log = logging.getLogger(__name__)
+
+MO_TYPE = 1  # spec 3.1 `type`: always 1 for MO
+SPEC_ZONE = zoneinfo.ZoneInfo("Europe/Oslo")  # spec 3.1: timestamps in Norwegian local time
+MAX_LIST = 1000  # the most messages one `GET /api/inbound` returns
+
+
+class Received(msgspec.Struct, frozen=True, kw_only=True):
+    """What storing one received part did."""
+
+    stored: bool  # False: this very PDU was stored before (a re-read after a restart)
+    duplicate: bool  # a copy of a part already stored (also True when not `stored`)
+    message_id: str | None  # the inbound message this part completed, if any
+
+
+class InboundRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored inbound message, as pipeline code and tests inspect it."""
+
+    id: str
+    service_id: int | None
+    modem: str
+    sno: str
+    originator: str
+    content: str
+    command: str
+    stripped_content: str
+    dcs: int
+    received_at: float
+    sc_timestamp: str  # ISO 8601 with the SMSC's offset
+    complete: bool
+    parts_expected: int
+    parts_received: int
+
+
+_INSERT_PART = """INSERT INTO inbound_parts (
+    modem, storage, storage_index, smsc, originator, sc_timestamp, pid, dcs, udh, payload,
+    concat_ref, concat_total, concat_seq, received_at, pdu
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+ON CONFLICT (modem, pdu) DO NOTHING RETURNING id"""
+
+_INSERT_MESSAGE = """INSERT INTO inbound_messages (
+    id, service_id, modem, sno, originator, content, command, stripped_content, dcs,
+    received_at, sc_timestamp, complete, parts_expected, parts_received
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+
+_RECORD_COLUMNS = (
+    "id, service_id, modem, sno, originator, content, command, stripped_content, dcs,"
+    " received_at, sc_timestamp, complete, parts_expected, parts_received"
+)
+
+# Parts of one concatenated message: same modem, originator, reference and total.
+_GROUP = "modem = ? AND originator = ? AND concat_ref = ? AND concat_total = ?"
+
+
+class InboundReceiver:
+    """Stores inbound parts as the gateway receives them, and runs the reassembly sweeper."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        router: InboundRouter,
+        *,
+        reassembly_timeout: float,
+        numbers: Mapping[str, str] | None = None,
+        ids: MessageIdGenerator | None = None,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._router = router
+        self._timeout = reassembly_timeout
+        self._numbers = dict(numbers or {})
+        self._ids = ids or MessageIdGenerator()
+        self._wakeup = trio.Event()
+        self.received = 0  # parts stored
+        self.duplicates = 0  # parts ignored as copies
+        self.incomplete = 0  # messages stored incomplete after the timeout
+
+    async def receive(self, event: InboundSms) -> Received:
+        """Store the part in one write; if it completes a message, reassemble it in the same
+        transaction. Returns after the commit: only then may the modem delete the SMS."""
+        now = self._clock.now()
+        deliver = event.deliver
+        concat = concat_info(deliver.udh)
+        if concat is not None and concat[1] == 1:
+            concat = None  # a "1 of 1" header: a whole message on its own
+        ref, total, seq = concat if concat is not None else (None, None, None)
+        row = (
+            event.modem,
+            event.storage,
+            event.index,
+            event.smsc,
+            deliver.originator,
+            deliver.timestamp.isoformat(),
+            deliver.pid,
+            deliver.dcs,
+            deliver.udh,
+            deliver.payload,
+            ref,
+            total,
+            seq,
+            now,
+            event.pdu,
+        )
+        message_id = self._ids.next_id(now)
+
+        def store_part(conn: sqlite3.Connection) -> Received:
+            inserted = conn.execute(_INSERT_PART, row).fetchone()
+            if inserted is None:
+                return Received(stored=False, duplicate=True, message_id=None)
+            part_id = inserted[0]
+            if ref is None:
+                self._assemble(conn, [part_id], message_id, now, expected=1, complete=True)
+                return Received(stored=True, duplicate=False, message_id=message_id)
+            group = (event.modem, deliver.originator, ref, total)
+            # A copy of a part whose group is still open, or of a part of a message completed
+            # within the reassembly timeout (same payload), is a duplicate, not a new message.
+            copy = conn.execute(
+                f"SELECT 1 FROM inbound_parts WHERE {_GROUP} AND concat_seq = ? AND id != ?"
+                " AND duplicate = 0 AND (message_id IS NULL OR (received_at >= ? AND payload = ?))"
+                " LIMIT 1",
+                (*group, seq, part_id, now - self._timeout, deliver.payload),
+            ).fetchone()
+            if copy is not None:
+                conn.execute("UPDATE inbound_parts SET duplicate = 1 WHERE id = ?", (part_id,))
+                return Received(stored=True, duplicate=True, message_id=None)
+            open_parts = [
+                found
+                for (found,) in conn.execute(
+                    f"SELECT id FROM inbound_parts WHERE {_GROUP} AND message_id IS NULL"
+                    " AND duplicate = 0 ORDER BY concat_seq",
+                    group,
+                )
+            ]
+            assert total is not None
+            if len(open_parts) < total:
+                return Received(stored=True, duplicate=False, message_id=None)
+            self._assemble(conn, open_parts, message_id, now, expected=total, complete=True)
+            return Received(stored=True, duplicate=False, message_id=message_id)
+
+        received = await self._store.write(store_part)
+        if received.stored:
+            self.received += 1
+        if received.duplicate:
+            self.duplicates += 1
+            log.info(
+                "modem %s: part from %s ignored as a duplicate", event.modem, deliver.originator
+            )
+        elif received.message_id is None:
+            self._wakeup.set()  # a new open group: the sweeper's next deadline may be earlier
+        return received
+
+    def _assemble(
+        self,
+        conn: sqlite3.Connection,
+        part_ids: Sequence[int],
+        message_id: str,
+        now: float,
+        *,
+        expected: int,
+        complete: bool,
+    ) -> None:
+        """Join the parts (in sequence order) into one routed inbound message."""
+        marks = ",".join("?" * len(part_ids))
+        rows = conn.execute(
+            "SELECT modem, originator, sc_timestamp, dcs, udh, payload FROM inbound_parts"
+            f" WHERE id IN ({marks}) ORDER BY concat_seq",
+            tuple(part_ids),
+        ).fetchall()
+        modem, originator, sc_timestamp, dcs = rows[0][:4]
+        content = decode_concatenated(
+            [EncodedPart(dcs=row[3], udh=row[4], payload=row[5]) for row in rows]
+        )
+        route = self._router.route(modem, content)
+        if route.service_id is None:
+            log.warning(
+                "inbound %s from %s on modem %s matches no keyword and the modem names no"
+                " service; kept without a service",
+                message_id,
+                originator,
+                modem,
+            )
+        conn.execute(
+            _INSERT_MESSAGE,
+            (
+                message_id,
+                route.service_id,
+                modem,
+                self._numbers.get(modem) or modem,
+                originator,
+                content,
+                route.command,
+                route.stripped_content,
+                dcs,
+                now,
+                sc_timestamp,
+                int(complete),
+                expected,
+                len(rows),
+            ),
+        )
+        conn.execute(
+            f"UPDATE inbound_parts SET message_id = ? WHERE id IN ({marks})",
+            (message_id, *part_ids),
+        )
+
+    # -- the reassembly sweeper ---------------------------------------------------------------
+
+    async def deliver_overdue(self, now: float | None = None) -> list[str]:
+        """Store every group whose first part waited longer than the reassembly timeout as an
+        incomplete message; return their ids."""
+        at = self._clock.now() if now is None else now
+        cutoff = at - self._timeout
+
+        def overdue(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return conn.execute(
+                "SELECT modem, originator, concat_ref, concat_total FROM inbound_parts"
+                " WHERE message_id IS NULL AND duplicate = 0"
+                " GROUP BY modem, originator, concat_ref, concat_total"
+                " HAVING min(received_at) <= ?",
+                (cutoff,),
+            ).fetchall()
+
+        groups = await self._store.read(overdue)
+        if not groups:
+            return []
+        message_ids = self._ids.next_ids(at, len(groups))
+
+        def assemble(conn: sqlite3.Connection) -> list[str]:
+            done: list[str] = []
+            for group, message_id in zip(groups, message_ids, strict=True):
+                part_ids = [
+                    found
+                    for (found,) in conn.execute(
+                        f"SELECT id FROM inbound_parts WHERE {_GROUP} AND message_id IS NULL"
+                        " AND duplicate = 0 ORDER BY concat_seq",
+                        group,
+                    )
+                ]
+                if part_ids:
+                    self._assemble(
+                        conn, part_ids, message_id, at, expected=group[3], complete=False
+                    )
+                    done.append(message_id)
+            return done
+
+        done = await self._store.write(assemble)
+        self.incomplete += len(done)
+        for message_id in done:
+            log.warning("inbound %s stored incomplete: parts missing after the timeout", message_id)
+        return done
+
+    async def next_deadline(self) -> float | None:
+        """When the oldest open group runs out of time; None when no group is open."""
+
+        def oldest(conn: sqlite3.Connection) -> float | None:
+            row = conn.execute(
+                "SELECT min(received_at) FROM inbound_parts"
+                " WHERE message_id IS NULL AND duplicate = 0"
+            ).fetchone()
+            return None if row[0] is None else float(row[0])
+
+        first = await self._store.read(oldest)
+        return None if first is None else first + self._timeout
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The sweeper: store overdue groups incomplete, then sleep until the next deadline or
+        until a new group opens."""
+        task_status.started()
+        while True:
+            self._wakeup = trio.Event()
+            await self.deliver_overdue()
+            deadline = await self.next_deadline()
+            wake_at = math.inf if deadline is None else self._clock.trio_deadline(deadline)
+            with trio.move_on_at(wake_at):
+                await self._wakeup.wait()
+
+
+# ---------------------------------------------------------------------------------------------
+# Typed reads.
+
+
+def _record(row: Sequence[Any]) -> InboundRecord:
+    return InboundRecord(
+        id=row[0],
+        service_id=row[1],
+        modem=row[2],
+        sno=row[3],
+        originator=row[4],
+        content=row[5],
+        command=row[6],
+        stripped_content=row[7],
+        dcs=row[8],
+        received_at=row[9],
+        sc_timestamp=row[10],
+        complete=bool(row[11]),
+        parts_expected=row[12],
+        parts_received=row[13],
+    )
+
+
+def spec_time(moment: datetime.datetime) -> str:
+    """Spec 3.1 time format: yyyyMMdd HH:mm:ss in Norwegian local time."""
+    return moment.astimezone(SPEC_ZONE).strftime("%Y%m%d %H:%M:%S")
+
+
+def inbound_view(record: InboundRecord, service_names: Mapping[int, str]) -> InboundView:
+    received = datetime.datetime.fromtimestamp(record.received_at, datetime.UTC)
+    return InboundView(
+        messageid=record.id,
+        serviceid=record.service_id,
+        servicename="" if record.service_id is None else service_names.get(record.service_id, ""),
+        sno=record.sno,
+        originator=record.originator,
+        mcc=None,
+        mnc=None,
+        content=record.content,
+        command=record.command,
+        strippedcontent=record.stripped_content,
+        type=MO_TYPE,
+        timestamp=spec_time(received),
+        sctimestamp=spec_time(datetime.datetime.fromisoformat(record.sc_timestamp)),
+        sessionid="",
+        modem=record.modem,
+        complete=record.complete,
+        partsExpected=record.parts_expected,
+        partsReceived=record.parts_received,
+        receivedAt=received.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    )
+
+
+async def inbound_record(store: Store, message_id: str) -> InboundRecord | None:
+    def read(conn: sqlite3.Connection) -> InboundRecord | None:
+        row = conn.execute(
+            f"SELECT {_RECORD_COLUMNS} FROM inbound_messages WHERE id = ?", (message_id,)
+        ).fetchone()
+        return None if row is None else _record(row)
+
+    return await store.read(read)
+
+
+async def inbound_records(
+    store: Store,
+    *,
+    service_id: int | None,
+    since: float | None = None,
+    limit: int = 100,
+    all_services: bool = False,
+) -> list[InboundRecord]:
+    """A service's inbound messages received after `since`, newest first (at most `limit`).
+    With `all_services`, every service's and those kept without one."""
+    limit = max(1, min(limit, MAX_LIST))
+    conditions: list[str] = []
+    params: list[Any] = []
+    if not all_services:
+        if service_id is None:
+            conditions.append("service_id IS NULL")
+        else:
+            conditions.append("service_id = ?")
+            params.append(service_id)
+    if since is not None:
+        conditions.append("received_at > ?")
+        params.append(since)
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+
+    def read(conn: sqlite3.Connection) -> list[InboundRecord]:
+        return [
+            _record(row)
+            for row in conn.execute(
+                f"SELECT {_RECORD_COLUMNS} FROM inbound_messages{where}"
+                " ORDER BY received_at DESC, id DESC LIMIT ?",
+                (*params, limit),
+            )
+        ]
+
+    return await store.read(read)

@@ -1,0 +1,273 @@
+"""Inbound SMS through InboundReceiver and a real SQLite store: single and concatenated parts in
+any order, duplicates, re-reads after a restart, incomplete messages after the timeout (virtual
+time) and keyword routing with the spec 3.1 fields."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from pathlib import Path
+
+import pytest
+import trio
+
+from drivers.events import InboundSms
+from drivers.gsm import EncodedPart, build_deliver, encode_message, parse_deliver
+from drivers.gsm.sanitise import ParsingType
+from drivers.gsm.udh import concat_udh
+from edgegw.clock import Clock
+from edgegw.pipeline.inbound import (
+    InboundReceiver,
+    inbound_record,
+    inbound_records,
+    inbound_view,
+)
+from edgegw.pipeline.keywords import InboundRouter, KeywordRule
+from edgegw.store import Store, run_inline
+
+START = 1_754_380_800.0  # 2025-08-05T08:00:00Z
+SCTS = dt.datetime(2025, 8, 5, 9, 59, 58, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+TIMEOUT = 600.0
+
+
+def sms(
+    text: str | EncodedPart,
+    *,
+    originator: str = "+4799999999",
+    modem: str = "sim0",
+    index: int | None = 1,
+    timestamp: dt.datetime = SCTS,
+) -> InboundSms:
+    part = text if isinstance(text, EncodedPart) else encode_message(text).parts[0]
+    pdu = build_deliver(originator, part, timestamp=timestamp)
+    return InboundSms(
+        modem=modem,
+        storage="SM",
+        index=index,
+        smsc="+4792001000",
+        pdu=pdu,
+        deliver=parse_deliver(pdu),
+    )
+
+
+def long_parts(text: str, reference: int = 7) -> list[EncodedPart]:
+    return list(encode_message(text, parsing=ParsingType.AUTO_DETECT, reference=reference).parts)
+
+
+def router() -> InboundRouter:
+    return InboundRouter(
+        {"sim0": 1000, "sim1": None},
+        [
+            KeywordRule(keyword="INFO", service_id=2000),
+            KeywordRule(keyword="Stop", service_id=3000, modems=("sim1",)),
+        ],
+    )
+
+
+async def start(path: Path, nursery: trio.Nursery, clock: Clock) -> tuple[Store, InboundReceiver]:
+    store = Store(path, clock=clock, offload=run_inline)
+    await nursery.start(store.run)
+    receiver = InboundReceiver(
+        store, clock, router(), reassembly_timeout=TIMEOUT, numbers={"sim0": "+4790000000"}
+    )
+    return store, receiver
+
+
+async def test_a_single_sms_is_stored_routed_and_shown_with_the_spec_fields(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    store, receiver = await start(tmp_path / "db", nursery, Clock(START))
+    received = await receiver.receive(sms("Hello there"))
+    assert received.stored and not received.duplicate and received.message_id
+    record = await inbound_record(store, received.message_id)
+    assert record is not None
+    view = inbound_view(record, {1000: "demo"})
+    assert (view.serviceid, view.servicename, view.sno) == (1000, "demo", "+4790000000")
+    assert (view.originator, view.content, view.command, view.strippedcontent) == (
+        "+4799999999",
+        "Hello there",
+        "",
+        "Hello there",
+    )
+    assert (view.type, view.sessionid, view.complete) == (1, "", True)
+    assert view.timestamp == "20250805 10:00:00"  # Oslo local time (CEST)
+    assert view.sctimestamp == "20250805 09:59:58"
+    assert view.receivedAt == "2025-08-05T08:00:00.000Z"
+    assert len(view.messageid) == 12
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+async def test_three_ucs2_parts_reassemble_in_any_order(
+    tmp_path: Path, nursery: trio.Nursery, order: tuple[int, ...]
+) -> None:
+    store, receiver = await start(tmp_path / "db", nursery, Clock(START))
+    text = "Grüße 😀 " * 20  # UCS-2, three parts of 67 characters
+    parts = long_parts(text)
+    assert len(parts) == 3
+    results = [await receiver.receive(sms(parts[i], index=i + 1)) for i in order]
+    assert [r.message_id is not None for r in results] == [False, False, True]
+    message_id = results[-1].message_id
+    assert message_id is not None
+    record = await inbound_record(store, message_id)
+    assert record is not None
+    assert record.content == text
+    assert (record.complete, record.parts_expected, record.parts_received) == (True, 3, 3)
+
+
+async def test_a_duplicate_part_is_ignored(tmp_path: Path, nursery: trio.Nursery) -> None:
+    store, receiver = await start(tmp_path / "db", nursery, Clock(START))
+    parts = long_parts("x" * 200)
+    first = await receiver.receive(sms(parts[0], index=1))
+    # The network sends part 1 again (a new SCTS, so a different PDU), then part 2.
+    later = SCTS + dt.timedelta(seconds=5)
+    again = await receiver.receive(sms(parts[0], index=2, timestamp=later))
+    done = await receiver.receive(sms(parts[1], index=3))
+    assert not first.duplicate and again.stored and again.duplicate
+    assert done.message_id is not None
+    # Part 1 once more after completion: still a duplicate, no new (incomplete) message.
+    late = await receiver.receive(sms(parts[0], index=4, timestamp=later + dt.timedelta(1)))
+    assert late.duplicate
+    records = await inbound_records(store, service_id=None, all_services=True)
+    assert [(r.content, r.complete) for r in records] == [("x" * 200, True)]
+    assert receiver.duplicates == 2
+
+
+async def test_the_same_reference_later_starts_a_new_message(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    clock = Clock(START)
+    store, receiver = await start(tmp_path / "db", nursery, clock)
+    first = long_parts("a" * 200, reference=9)
+    second = long_parts("b" * 200, reference=9)
+    for index, part in enumerate(first + second):
+        await receiver.receive(sms(part, index=index))
+    records = await inbound_records(store, service_id=1000)
+    assert sorted(r.content for r in records) == ["a" * 200, "b" * 200]
+
+
+async def test_a_re_read_pdu_is_a_no_op(tmp_path: Path, nursery: trio.Nursery) -> None:
+    store, receiver = await start(tmp_path / "db", nursery, Clock(START))
+    event = sms("Once only")
+    first = await receiver.receive(event)
+    second = await receiver.receive(event)
+    assert first.stored and first.message_id is not None
+    assert not second.stored and second.duplicate and second.message_id is None
+    assert len(await inbound_records(store, service_id=1000)) == 1
+
+
+async def test_a_restart_between_receipt_and_delete_loses_and_duplicates_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "edgegw.db"
+    parts = long_parts("restart " * 30)
+    events = [sms(part, index=i) for i, part in enumerate(parts, 1)]
+
+    async def run_once(to_receive: list[InboundSms]) -> list[str | None]:
+        async with trio.open_nursery() as nursery:
+            _, receiver = await start(path, nursery, Clock(START))
+            ids = [(await receiver.receive(event)).message_id for event in to_receive]
+            nursery.cancel_scope.cancel()
+        return ids
+
+    # First run: every part is committed, but the gateway stops before the modem deletes them.
+    assert (await run_once(events))[-1] is not None
+    # After the restart the modem lists all parts again; nothing new comes of it.
+    assert await run_once(events) == [None] * len(events)
+    async with trio.open_nursery() as nursery:
+        store, _ = await start(path, nursery, Clock(START))
+        records = await inbound_records(store, service_id=1000)
+        nursery.cancel_scope.cancel()
+    assert [(r.content, r.complete) for r in records] == [("restart " * 30, True)]
+
+
+async def test_an_incomplete_message_is_stored_after_the_timeout(
+    tmp_path: Path, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    clock = Clock(START)
+    store, receiver = await start(tmp_path / "db", nursery, clock)
+    await nursery.start(receiver.run)
+    parts = long_parts("z" * 400)  # three GSM-7 parts
+    await receiver.receive(sms(parts[0], index=1))
+    await trio.sleep(100)
+    await receiver.receive(sms(parts[2], index=3))
+    assert await inbound_records(store, service_id=1000) == []
+    await trio.sleep(TIMEOUT - 100 - 1)
+    assert await inbound_records(store, service_id=1000) == []
+    await trio.sleep(2)
+    (record,) = await inbound_records(store, service_id=1000)
+    assert (record.complete, record.parts_expected, record.parts_received) == (False, 3, 2)
+    assert record.received_at == START + TIMEOUT
+    assert record.content == "z" * (153 + 400 - 2 * 153)
+    # The missing part arriving now starts a new group, stored incomplete in its turn.
+    await receiver.receive(sms(parts[1], index=2))
+    await trio.sleep(TIMEOUT + 1)
+    records = await inbound_records(store, service_id=1000)
+    assert [(r.parts_received, r.complete) for r in records] == [(1, False), (2, False)]
+
+
+async def test_keywords_take_precedence_and_fill_command_and_strippedcontent(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    store, receiver = await start(tmp_path / "db", nursery, Clock(START))
+    cases = [
+        ("sim0", "info  opening hours please", 2000, "INFO", "opening hours please"),
+        ("sim0", "INFORMATION", 1000, "", "INFORMATION"),
+        ("sim1", "STOP", 3000, "Stop", ""),
+        ("sim0", "stop now", 1000, "", "stop now"),  # Stop applies on sim1 only
+        ("sim1", "hello", None, "", "hello"),  # sim1 names no service
+    ]
+    for modem, text, service, command, stripped in cases:
+        result = await receiver.receive(sms(text, modem=modem))
+        assert result.message_id is not None
+        record = await inbound_record(store, result.message_id)
+        assert record is not None
+        assert (record.service_id, record.command, record.stripped_content) == (
+            service,
+            command,
+            stripped,
+        ), text
+
+
+async def test_listing_is_per_service_newest_first_with_since_and_limit(
+    tmp_path: Path, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    store, receiver = await start(tmp_path / "db", nursery, Clock(START))
+    for number in range(5):
+        await receiver.receive(sms(f"message {number}"))
+        await trio.sleep(10)
+    await receiver.receive(sms("INFO other service"))
+    mine = await inbound_records(store, service_id=1000)
+    assert [r.content for r in mine] == [f"message {n}" for n in (4, 3, 2, 1, 0)]
+    recent = await inbound_records(store, service_id=1000, since=START + 15, limit=2)
+    assert [r.content for r in recent] == ["message 4", "message 3"]
+    assert [r.content for r in await inbound_records(store, service_id=2000)] == [
+        "INFO other service"
+    ]
+
+
+async def test_eight_bit_content_is_kept_as_hex(tmp_path: Path, nursery: trio.Nursery) -> None:
+    store, receiver = await start(tmp_path / "db", nursery, Clock(START))
+    part = EncodedPart(dcs=0x04, udh=b"", payload=bytes.fromhex("cafe0042"))
+    result = await receiver.receive(sms(part))
+    assert result.message_id is not None
+    record = await inbound_record(store, result.message_id)
+    assert record is not None and record.content == "CAFE0042"
+
+
+async def test_an_alphanumeric_originator_and_a_16_bit_reference(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    store, receiver = await start(tmp_path / "db", nursery, Clock(START))
+    halves = ["first half ", "second half"]
+    for seq, text in enumerate(halves, 1):
+        udh = bytes((6, 0x08, 4, 0x12, 0x34, 2, seq))
+        payload = encode_message(text).parts[0].payload
+        part = EncodedPart(dcs=0, udh=udh, payload=payload)
+        result = await receiver.receive(sms(part, originator="Bank", index=seq))
+    assert result.message_id is not None
+    record = await inbound_record(store, result.message_id)
+    assert record is not None
+    assert (record.originator, record.content) == ("Bank", "first half second half")
+    # A "1 of 1" concatenation header is a whole message on its own.
+    single = EncodedPart(dcs=0, udh=concat_udh(3, 1, 1), payload=payload)
+    assert (await receiver.receive(sms(single, index=9))).message_id is not None
