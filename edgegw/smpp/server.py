@@ -272,7 +272,7 @@ class _Connection:
             assert isinstance(pdu, SubmitSm)
             await self._submit(pdu)
         elif action is Action.DELIVER_ANSWERED:
-            self._deliver_answered(pdu.sequence_number, pdu.command_status)
+            await self._deliver_answered(pdu.sequence_number, pdu.command_status)
         elif action is Action.ENQUIRE_LINK:
             await self.send(EnquireLinkResp(sequence_number=pdu.sequence_number))
         elif action is Action.LINK_ANSWERED:
@@ -281,7 +281,7 @@ class _Connection:
         elif action is Action.NACKED:
             if not self.session.link_answered(pdu.sequence_number):
                 status = pdu.command_status or _S.ESME_RUNKNOWNERR
-                self._deliver_answered(pdu.sequence_number, status)
+                await self._deliver_answered(pdu.sequence_number, status)
         elif action is Action.BIND:
             await self._bind(pdu)
         elif action is Action.SUBMIT_MULTI:
@@ -501,7 +501,9 @@ class _Connection:
         for frame in frames:
             await self.outgoing.send(frame)
 
-    def _deliver_answered(self, sequence_number: int, status: int) -> None:
+    async def _deliver_answered(self, sequence_number: int, status: int) -> None:
+        """Settle an outbox item with the backend before reading on: a session that ends
+        right after its last deliver_sm_resp must not lose the acknowledgement."""
         found = self.session.deliver_answered(sequence_number, status)
         self.window_opened.set()
         if found is None:
@@ -509,13 +511,6 @@ class _Connection:
         outbound_id, outcome = found
         if outcome is Outcome.PARTIAL:
             return
-        if outcome is Outcome.DELIVERED:
-            self.server.in_flight.discard(outbound_id)
-        else:
-            self.server.hold(outbound_id, trio.current_time())
-        self._spawn(self._settle_outbound, outbound_id, outcome, status)
-
-    async def _settle_outbound(self, outbound_id: int, outcome: Outcome, status: int) -> None:
         try:
             if outcome is Outcome.DELIVERED:
                 await self.backend.delivered(outbound_id)
@@ -523,6 +518,11 @@ class _Connection:
                 await self.backend.failed(outbound_id, status)
         except Exception:
             log.exception("SMPP outbox item %d could not be settled", outbound_id)
+        if outcome is Outcome.DELIVERED:
+            # Held as in flight until now so that no other session offers it meanwhile.
+            self.server.in_flight.discard(outbound_id)
+        else:
+            self.server.hold(outbound_id, trio.current_time())
 
     # -- timers and shutdown ----------------------------------------------------------------
 

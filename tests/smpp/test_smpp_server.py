@@ -14,11 +14,14 @@ import smpplib.client
 import smpplib.consts
 import smpplib.exceptions
 import smpplib.gsm
+import smpplib.smpp
 import trio
+import trio.testing
 
 from edgegw.smpp import (
     Account,
     AccountTable,
+    Address,
     BindMode,
     CommandStatus,
     MessageState,
@@ -26,6 +29,7 @@ from edgegw.smpp import (
     Outbound,
     QueryResult,
     Receipt,
+    ReceiptRequest,
     SmppAccount,
     SmppConfig,
     Submission,
@@ -36,8 +40,19 @@ from edgegw.smpp.pdu import (
     NEED_DATA,
     BindReceiver,
     BindTransceiver,
+    CancelSm,
+    CancelSmResp,
+    DataSm,
+    DataSmResp,
+    DeliverSm,
+    DeliverSmResp,
+    EnquireLink,
+    EnquireLinkResp,
+    GenericNack,
     Pdu,
     SmppDecoder,
+    SubmitSm,
+    SubmitSmResp,
     Unbind,
     UnbindResp,
     encode,
@@ -216,9 +231,9 @@ class RawEsme:
             self.decoder.receive_data(data)
 
     async def bind(self, cls: type[Pdu] = BindTransceiver, **fields: object) -> Pdu:
-        values: dict[str, Any] = {"system_id": "demo", "password": "demo"}
+        values: dict[str, Any] = {"sequence_number": 1, "system_id": "demo", "password": "demo"}
         values.update(fields)
-        await self.send(cls(sequence_number=1, **values))
+        await self.send(cls(**values))
         response = await self.receive()
         assert response is not None
         return response
@@ -318,3 +333,533 @@ async def test_binds_per_account_are_limited(esme: EsmeFactory) -> None:
     assert await first.receive() is None  # closed after unbind_resp
     # The slot the unbound session held is free again.
     assert (await third.bind()).command_status == CommandStatus.ESME_ROK
+
+
+# ---------------------------------------------------------------------------------------------
+# Submitting with smpplib
+
+
+def submit_all(port: int, submits: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    """Bind as a transmitter, send each submit_sm and read its response."""
+    client = connect(port)
+    try:
+        client.bind_transmitter(system_id="demo", password="demo")
+        results = []
+        for fields in submits:
+            client.send_message(**fields)
+            response = client.read_pdu()
+            assert response.command == "submit_sm_resp"
+            message_id = response.message_id.decode() if response.message_id else ""
+            results.append((int(response.status), message_id))
+        client.unbind()
+        return results
+    finally:
+        client.disconnect()
+
+
+async def test_submit_gsm_text(
+    smpp_port: int, backend: MemoryBackend, gsm_submit: dict[str, object]
+) -> None:
+    text = "Hello @ world {€}!"
+    submit = {
+        **gsm_submit,
+        "short_message": smpplib.gsm.gsm_encode(text),
+        "data_coding": 0,
+        "registered_delivery": 1,
+    }
+    results = await trio.to_thread.run_sync(submit_all, smpp_port, [submit])
+    [(account, submission)] = backend.submitted
+    assert results == [(0, "M000001")]
+    assert account.service_id == 1000
+    assert submission.text == text
+    assert submission.source == Address(5, 0, "Edge")
+    assert submission.destinations == (Address(1, 1, "4790000001"),)
+    assert submission.receipt is ReceiptRequest.FINAL
+    assert (submission.udh, submission.message_payload) == (b"", False)
+
+
+async def test_submit_ucs2_text(
+    smpp_port: int, backend: MemoryBackend, gsm_submit: dict[str, object]
+) -> None:
+    text = "Привет, мир 😀"
+    submit = {**gsm_submit, "short_message": text.encode("utf-16-be"), "data_coding": 8}
+    results = await trio.to_thread.run_sync(submit_all, smpp_port, [submit])
+    assert results[0][0] == CommandStatus.ESME_ROK
+    assert backend.submitted[0][1].text == text
+    assert backend.submitted[0][1].data_coding == 8
+
+
+LONG_TEXT = "The quick brown fox jumps over the lazy dog. " * 5  # 225 characters: 2 parts
+
+
+async def test_long_message_with_8_bit_udh(
+    smpp_port: int, backend: MemoryBackend, gsm_submit: dict[str, object]
+) -> None:
+    parts, coding, esm_class = smpplib.gsm.make_parts(LONG_TEXT)
+    submits = [
+        {**gsm_submit, "short_message": part, "data_coding": coding, "esm_class": esm_class}
+        for part in parts
+    ]
+    results = await trio.to_thread.run_sync(submit_all, smpp_port, submits)
+    assert [status for status, _ in results] == [0, 0]
+    submissions = [submission for _, submission in backend.submitted]
+    reference = parts[0][3]
+    assert [s.udh for s in submissions] == [
+        bytes((5, 0, 3, reference, 2, 1)),
+        bytes((5, 0, 3, reference, 2, 2)),
+    ]
+    assert "".join(s.text or "" for s in submissions) == LONG_TEXT
+
+
+async def test_long_message_with_16_bit_udh(
+    smpp_port: int, backend: MemoryBackend, gsm_submit: dict[str, object]
+) -> None:
+    septets = smpplib.gsm.gsm_encode(LONG_TEXT)
+    chunks = [septets[:152], septets[152:]]
+    submits = [
+        {
+            **gsm_submit,
+            "short_message": bytes((6, 8, 4, 0x12, 0x34, 2, seq)) + chunk,
+            "esm_class": 0x43,  # UDHI plus store-and-forward mode, as some ESMEs always set
+        }
+        for seq, chunk in enumerate(chunks, start=1)
+    ]
+    results = await trio.to_thread.run_sync(submit_all, smpp_port, submits)
+    assert [status for status, _ in results] == [0, 0]
+    submissions = [submission for _, submission in backend.submitted]
+    assert [s.udh for s in submissions] == [
+        bytes((6, 8, 4, 0x12, 0x34, 2, 1)),
+        bytes((6, 8, 4, 0x12, 0x34, 2, 2)),
+    ]
+    assert "".join(s.text or "" for s in submissions) == LONG_TEXT
+
+
+async def test_long_message_with_sar_tlvs(
+    smpp_port: int, backend: MemoryBackend, gsm_submit: dict[str, object]
+) -> None:
+    septets = smpplib.gsm.gsm_encode(LONG_TEXT)
+    # The UDH built from sar_* has a 16-bit reference: 7 octets, so 152 septets per part.
+    chunks = [septets[:152], septets[152:]]
+    submits = [
+        {
+            **gsm_submit,
+            "short_message": chunk,
+            "sar_msg_ref_num": 0x0102,
+            "sar_total_segments": 2,
+            "sar_segment_seqnum": seq,
+        }
+        for seq, chunk in enumerate(chunks, start=1)
+    ]
+    results = await trio.to_thread.run_sync(submit_all, smpp_port, submits)
+    assert [status for status, _ in results] == [0, 0]
+    submissions = [submission for _, submission in backend.submitted]
+    assert [s.udh for s in submissions] == [
+        bytes((6, 8, 4, 1, 2, 2, 1)),
+        bytes((6, 8, 4, 1, 2, 2, 2)),
+    ]
+    assert "".join(s.text or "" for s in submissions) == LONG_TEXT
+
+
+async def test_long_message_in_message_payload(
+    smpp_port: int, backend: MemoryBackend, gsm_submit: dict[str, object]
+) -> None:
+    submit = {
+        **gsm_submit,
+        "short_message": b"",
+        "message_payload": smpplib.gsm.gsm_encode(LONG_TEXT),
+    }
+    results = await trio.to_thread.run_sync(submit_all, smpp_port, [submit])
+    assert results[0][0] == CommandStatus.ESME_ROK
+    submission = backend.submitted[0][1]
+    assert submission.text == LONG_TEXT
+    assert submission.message_payload
+    assert submission.udh == b""
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors keep or end the session as SMPP 3.4 section 2.8 asks
+
+
+def submit_sm(seq: int, **fields: Any) -> SubmitSm:
+    values: dict[str, Any] = {
+        "source_addr_ton": 1,
+        "source_addr_npi": 1,
+        "source_addr": "4790000000",
+        "dest_addr_ton": 1,
+        "dest_addr_npi": 1,
+        "destination_addr": "4790000001",
+        "short_message": b"hello",
+    }
+    values.update(fields)
+    return SubmitSm(sequence_number=seq, **values)
+
+
+async def test_a_bad_field_gets_its_status_and_the_bind_stays(
+    esme: EsmeFactory, backend: MemoryBackend
+) -> None:
+    client = await esme()
+    await client.bind()
+    await client.send(submit_sm(2, destination_addr="not a number"))
+    refused = await client.receive()
+    assert isinstance(refused, SubmitSmResp)
+    assert (refused.sequence_number, refused.command_status) == (
+        2,
+        CommandStatus.ESME_RINVDSTADR,
+    )
+    await client.send(submit_sm(3, data_coding=0x05))
+    refused = await client.receive()
+    assert refused is not None
+    assert refused.command_status == CommandStatus.ESME_RSUBMITFAIL
+    await client.send(submit_sm(4, short_message=b"\x09abc", data_coding=4, esm_class=0x40))
+    refused = await client.receive()
+    assert refused is not None
+    assert refused.command_status == CommandStatus.ESME_RINVESMCLASS
+    await client.send(submit_sm(5))
+    accepted = await client.receive()
+    assert isinstance(accepted, SubmitSmResp)
+    assert (accepted.command_status, accepted.message_id) == (0, "M000001")
+
+
+async def test_a_field_the_core_refuses_keeps_the_bind(
+    esme: EsmeFactory, backend: MemoryBackend
+) -> None:
+    backend.refuse_with = CommandStatus.ESME_RINVDSTADR
+    client = await esme()
+    await client.bind()
+    await client.send(submit_sm(2))
+    response = await client.receive()
+    assert response is not None
+    assert response.command_status == CommandStatus.ESME_RINVDSTADR
+    await client.send(EnquireLink(sequence_number=3))
+    assert isinstance(await client.receive(), EnquireLinkResp)
+
+
+async def test_an_internal_failure_is_rsyserr_without_leaking(
+    esme: EsmeFactory, backend: MemoryBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend.crash_submits = True
+    client = await esme()
+    await client.bind()
+    await client.send(submit_sm(2))
+    response = await client.receive()
+    assert response is not None
+    assert response.command_status == CommandStatus.ESME_RSYSERR
+    assert encode(response) == encode(SubmitSmResp(sequence_number=2, command_status=8))
+    assert "secret internal detail" in caplog.text  # logged, not sent
+    backend.crash_submits = False
+    await client.send(submit_sm(3))
+    response = await client.receive()
+    assert response is not None
+    assert response.command_status == CommandStatus.ESME_ROK
+
+
+async def test_a_broken_header_gets_generic_nack_and_close(esme: EsmeFactory) -> None:
+    client = await esme()
+    await client.bind()
+    await client.stream.send_all(bytes.fromhex("00000008 00000004 00000000 00000007"))
+    nack = await client.receive()
+    assert isinstance(nack, GenericNack)
+    assert nack.command_status == CommandStatus.ESME_RINVCMDLEN
+    assert await client.receive() is None
+
+
+async def test_an_oversized_command_length_closes_the_session(esme: EsmeFactory) -> None:
+    client = await esme()
+    await client.bind()
+    await client.stream.send_all(bytes.fromhex("7fffffff 00000004 00000000 00000009"))
+    nack = await client.receive()
+    assert isinstance(nack, GenericNack)
+    assert (nack.command_status, nack.sequence_number) == (CommandStatus.ESME_RINVCMDLEN, 9)
+    assert await client.receive() is None
+
+
+async def test_an_unknown_command_gets_generic_nack_and_the_session_goes_on(
+    esme: EsmeFactory,
+) -> None:
+    client = await esme()
+    await client.bind()
+    await client.stream.send_all(bytes.fromhex("00000010 000000ff 00000000 00000005"))
+    nack = await client.receive()
+    assert isinstance(nack, GenericNack)
+    assert (nack.command_status, nack.sequence_number) == (CommandStatus.ESME_RINVCMDID, 5)
+    await client.send(EnquireLink(sequence_number=6))
+    assert isinstance(await client.receive(), EnquireLinkResp)
+
+
+async def test_pdus_illegal_in_the_bind_state_are_refused(esme: EsmeFactory) -> None:
+    client = await esme()
+    await client.send(submit_sm(1))
+    response = await client.receive()
+    assert response is not None
+    assert response.command_status == CommandStatus.ESME_RINVBNDSTS
+    assert (await client.bind(BindReceiver, sequence_number=2)).command_status == 0
+    await client.send(submit_sm(3))
+    response = await client.receive()
+    assert response is not None
+    assert response.command_status == CommandStatus.ESME_RINVBNDSTS
+    assert (await client.bind()).command_status == CommandStatus.ESME_RALYBND
+    await client.send(DataSm(sequence_number=4, destination_addr="4790000001"))
+    response = await client.receive()
+    assert isinstance(response, DataSmResp)
+    assert response.command_status == CommandStatus.ESME_RINVCMDID
+
+
+# ---------------------------------------------------------------------------------------------
+# Pipelining and throttling
+
+
+async def test_submits_are_pipelined_and_throttled(backend: MemoryBackend) -> None:
+    backend.commit_gate = trio.Event()
+    config = smpp_config(max_pending_submits=4)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_smpp, config, backend)
+        client = await RawEsme.connect(port)
+        await client.bind()
+        for seq in range(2, 8):
+            await client.send(submit_sm(seq))
+        throttled = [await client.receive() for _ in range(2)]
+        assert [(p.sequence_number, p.command_status) for p in throttled if p] == [
+            (6, CommandStatus.ESME_RTHROTTLED),
+            (7, CommandStatus.ESME_RTHROTTLED),
+        ]
+        await eventually(backend, lambda: backend.in_commit == 4)
+        backend.commit_gate.set()
+        done = [await client.receive() for _ in range(4)]
+        assert sorted(p.sequence_number for p in done if p) == [2, 3, 4, 5]
+        assert all(p is not None and p.command_status == 0 for p in done)
+        await client.stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
+# ---------------------------------------------------------------------------------------------
+# query_sm and cancel_sm
+
+
+async def test_query_sm_reports_the_state_of_own_messages(
+    smpp_port: int, backend: MemoryBackend, gsm_submit: dict[str, object]
+) -> None:
+    def session() -> tuple[tuple[int, int, str], int]:
+        client = connect(smpp_port)
+        try:
+            client.bind_transceiver(system_id="demo", password="demo")
+            client.send_message(**gsm_submit, short_message=b"hi")
+            message_id = client.read_pdu().message_id.decode()
+            backend.messages[message_id].state = MessageState.DELIVERED
+            backend.messages[message_id].final_date = dt.datetime(
+                2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC
+            )
+            client.query_message(
+                message_id=message_id, source_addr_ton=5, source_addr_npi=0, source_addr="Edge"
+            )
+            known = client.read_pdu()
+            client.query_message(
+                message_id="M999999", source_addr_ton=5, source_addr_npi=0, source_addr="Edge"
+            )
+            unknown = client.read_pdu()
+            return (
+                int(known.message_state),
+                int(known.status),
+                known.final_date.decode(),
+            ), int(unknown.status)
+        finally:
+            client.disconnect()
+
+    known, unknown_status = await trio.to_thread.run_sync(session)
+    assert known == (MessageState.DELIVERED, 0, "260102030405000+")
+    assert unknown_status == CommandStatus.ESME_RINVMSGID
+
+
+async def test_cancel_sm_on_own_service_only(esme: EsmeFactory, backend: MemoryBackend) -> None:
+    other = await esme()
+    await other.bind(system_id="other", password="secret")
+    await other.send(submit_sm(2))
+    theirs = await other.receive()
+    assert isinstance(theirs, SubmitSmResp)
+    client = await esme()
+    await client.bind()
+    await client.send(submit_sm(2))
+    mine = await client.receive()
+    assert isinstance(mine, SubmitSmResp)
+    for seq, message_id, status in [
+        (3, theirs.message_id, CommandStatus.ESME_RCANCELFAIL),
+        (4, mine.message_id, CommandStatus.ESME_ROK),
+        (5, mine.message_id, CommandStatus.ESME_RCANCELFAIL),  # already cancelled
+    ]:
+        await client.send(CancelSm(sequence_number=seq, message_id=message_id))
+        response = await client.receive()
+        assert isinstance(response, CancelSmResp)
+        assert (response.sequence_number, response.command_status) == (seq, status)
+    assert backend.messages[mine.message_id].state is MessageState.DELETED
+    assert backend.messages[theirs.message_id].state is MessageState.ENROUTE
+
+
+# ---------------------------------------------------------------------------------------------
+# Receipts and MO to ESMEs
+
+
+RECEIPT = Receipt(
+    message_id="M000042",
+    recipient=Address(1, 1, "4790000001"),
+    originator=Address(5, 0, "Edge"),
+    submit_date=dt.datetime(2026, 11, 24, 21, 0, tzinfo=dt.UTC),
+    done_date=dt.datetime(2026, 11, 24, 21, 1, tzinfo=dt.UTC),
+    message_state=MessageState.DELIVERED,
+    text="Hello there",
+)
+
+
+async def test_a_receipt_and_an_mo_arrive_as_deliver_sm(
+    smpp_port: int, backend: MemoryBackend
+) -> None:
+    mo_text = "Svar fra mobilen: " + "ja " * 60  # 198 characters: two parts
+    receipt_id = backend.add_outbound(1000, RECEIPT)
+    mo_id = backend.add_outbound(
+        1000,
+        MobileOriginated(
+            source=Address(1, 1, "4790000001"), destination=Address(0, 0, "2000"), text=mo_text
+        ),
+    )
+    backend.add_outbound(2000, RECEIPT)  # another service's: never offered to demo
+
+    def session() -> list[Any]:
+        client = connect(smpp_port)
+        received: list[Any] = []
+        try:
+            client.bind_receiver(system_id="demo", password="demo")
+            for _ in range(3):
+                pdu = client.read_pdu()
+                received.append(pdu)
+                answer = smpplib.smpp.make_pdu("deliver_sm_resp", client=client)
+                answer.sequence = pdu.sequence
+                client.send_pdu(answer)
+            return received
+        finally:
+            client.disconnect()
+
+    receipt, *parts = await trio.to_thread.run_sync(session)
+    await eventually(backend, lambda: len(backend.delivered_ids) == 2)
+    assert sorted(backend.delivered_ids) == [receipt_id, mo_id]
+    assert receipt.command == "deliver_sm"
+    assert int(receipt.esm_class) == 0x04
+    assert receipt.short_message.decode() == (
+        "id:M000042 sub:001 dlvrd:001 submit date:2611242100 done date:2611242101"
+        " stat:DELIVRD err:000 text:Hello there"
+    )
+    assert receipt.receipted_message_id.decode() == "M000042"
+    assert int(receipt.message_state) == MessageState.DELIVERED
+    assert receipt.source_addr.decode() == "4790000001"
+    assert receipt.destination_addr.decode() == "Edge"
+    assert [int(p.esm_class) for p in parts] == [0x40, 0x40]
+    udhs = [p.short_message[:6] for p in parts]
+    assert [u[:5] for u in udhs] == [bytes((5, 0, 3, mo_id, 2))] * 2
+    assert [u[5] for u in udhs] == [1, 2]
+    assert b"".join(p.short_message[6:] for p in parts).decode("ascii") == mo_text
+    assert [p.destination_addr.decode() for p in parts] == ["2000", "2000"]
+
+
+async def test_an_unacknowledged_deliver_sm_arrives_after_the_next_bind(
+    esme: EsmeFactory, backend: MemoryBackend
+) -> None:
+    receipt_id = backend.add_outbound(1000, RECEIPT)
+    first = await esme()
+    await first.bind(BindReceiver)
+    unanswered = await first.receive()
+    assert isinstance(unanswered, DeliverSm)
+    await first.stream.aclose()  # gone without deliver_sm_resp
+    assert receipt_id in backend.outbox
+    second = await esme()
+    await second.bind(BindTransceiver)
+    again = await second.receive()
+    assert isinstance(again, DeliverSm)
+    assert again.short_message == unanswered.short_message
+    await second.send(DeliverSmResp(sequence_number=again.sequence_number))
+    await eventually(backend, lambda: backend.delivered_ids == [receipt_id])
+    assert backend.outbox == {}
+
+
+async def test_a_refused_deliver_sm_is_reported_and_offered_again(
+    autojump_clock: trio.testing.MockClock, backend: MemoryBackend
+) -> None:
+    config = smpp_config(redeliver_interval=60.0, enquire_link_interval=0, inactivity_timeout=0)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_smpp, config, backend)
+        receipt_id = backend.add_outbound(1000, RECEIPT)
+        client = await RawEsme.connect(port)
+        await client.bind(BindReceiver)
+        first = await client.receive()
+        assert isinstance(first, DeliverSm)
+        refused_at = trio.current_time()
+        await client.send(
+            DeliverSmResp(
+                sequence_number=first.sequence_number,
+                command_status=CommandStatus.ESME_RX_T_APPN,
+            )
+        )
+        second = await client.receive()
+        assert isinstance(second, DeliverSm)
+        assert trio.current_time() - refused_at == pytest.approx(60.0)
+        assert backend.failures == [(receipt_id, CommandStatus.ESME_RX_T_APPN)]
+        await client.send(DeliverSmResp(sequence_number=second.sequence_number))
+        await eventually(backend, lambda: backend.delivered_ids == [receipt_id])
+        await client.stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
+# ---------------------------------------------------------------------------------------------
+# Timers under the virtual clock
+
+
+async def test_enquire_link_probes_an_idle_peer_and_drops_a_silent_one(
+    autojump_clock: trio.testing.MockClock, backend: MemoryBackend
+) -> None:
+    config = smpp_config(enquire_link_interval=30.0, response_timeout=10.0)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_smpp, config, backend)
+        client = await RawEsme.connect(port)
+        start = trio.current_time()
+        await client.bind()
+        probe = await client.receive()
+        assert isinstance(probe, EnquireLink)
+        assert trio.current_time() - start == pytest.approx(30.0)
+        await client.send(EnquireLinkResp(sequence_number=probe.sequence_number))
+        probe = await client.receive()
+        assert isinstance(probe, EnquireLink)
+        assert trio.current_time() - start == pytest.approx(60.0)
+        assert await client.receive() is None  # unanswered: dropped after the response timeout
+        assert trio.current_time() - start == pytest.approx(70.0)
+        await client.stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_connection_that_never_binds_is_closed(
+    autojump_clock: trio.testing.MockClock, backend: MemoryBackend
+) -> None:
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_smpp, smpp_config(bind_timeout=15.0), backend)
+        client = await RawEsme.connect(port)
+        start = trio.current_time()
+        assert await client.receive() is None
+        assert trio.current_time() - start == pytest.approx(15.0)
+        await client.stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_shutdown_unbinds_bound_peers(
+    autojump_clock: trio.testing.MockClock, backend: MemoryBackend
+) -> None:
+    async with trio.open_nursery() as nursery:
+        server_scope = trio.CancelScope()
+
+        async def run_server(task_status: trio.TaskStatus[int]) -> None:
+            with server_scope:
+                await serve_smpp(smpp_config(), backend, task_status=task_status)
+
+        port = await nursery.start(run_server)
+        client = await RawEsme.connect(port)
+        await client.bind()
+        server_scope.cancel()
+        unbind = await client.receive()
+        assert isinstance(unbind, Unbind)
+        await client.send(UnbindResp(sequence_number=unbind.sequence_number))
+        assert await client.receive() is None
+        await client.stream.aclose()
