@@ -154,7 +154,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE parts ADD COLUMN report_status INTEGER",
         "ALTER TABLE parts ADD COLUMN reported_at REAL",
         "CREATE INDEX parts_modem_sent ON parts (modem, sent_at) WHERE sent_at IS NOT NULL",
-        "CREATE INDEX messages_awaiting_report ON messages (expires_at) WHERE state = 'sent'",
+        "CREATE INDEX messages_awaiting_report ON messages (expires_at)"
+        " WHERE state = 'sent' AND done_at IS NULL",
         """CREATE TABLE status_reports (
             id INTEGER PRIMARY KEY,
             modem TEXT NOT NULL,
