@@ -24,6 +24,7 @@ __all__ = [
     "Endpoint",
     "ItemState",
     "OutboxItem",
+    "backoff_delay",
     "due_items",
     "enqueue_drs",
     "enqueue_mo",
@@ -267,6 +268,11 @@ def record_delivered(
             _message_event(conn, item.message_id, now, f"DR delivered to the customer ({status})")
 
 
+def backoff_delay(attempts: int, initial: float, maximum: float) -> float:
+    """Seconds before the next try after `attempts` failed ones: initial, 2x, 4x... up to max."""
+    return min(maximum, initial * 2.0 ** min(attempts - 1, 62))
+
+
 def record_failure(
     conn: sqlite3.Connection,
     items: Sequence[OutboxItem],
@@ -294,7 +300,7 @@ def record_failure(
             if item.kind is CallbackKind.DR:
                 _message_event(conn, item.message_id, now, f"DR to the customer {reason}")
             continue
-        delay = min(retry_max, retry_initial * 2 ** (attempts - 1))
+        delay = backoff_delay(attempts, retry_initial, retry_max)
         conn.execute(
             "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_status = ?,"
             " last_error = ? WHERE id = ? AND state = 'pending'",

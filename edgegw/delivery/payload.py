@@ -167,12 +167,16 @@ def placeholders(report: MoReport | DrReport) -> dict[str, str]:
     return values
 
 
-def render_template(template: str, values: Mapping[str, str]) -> str:
+def render_template(template: str, values: Mapping[str, str], *, encode: bool = True) -> str:
     """The GET URL: each `[name]` (any case) replaced by its URL-encoded value; unknown names
-    become empty (spec 3.2). Everything outside the brackets is the customer's and kept as is."""
-    return _PLACEHOLDER.sub(
-        lambda match: quote(values.get(match.group(1).lower(), ""), safe=""), template
-    )
+    become empty (spec 3.2). Everything outside the brackets is the customer's and kept as is.
+    Without `encode` the values go in raw (the email templates of spec 3.4)."""
+
+    def value(match: re.Match[str]) -> str:
+        text = values.get(match.group(1).lower(), "")
+        return quote(text, safe="") if encode else text
+
+    return _PLACEHOLDER.sub(value, template)
 
 
 def encode_json_batch(kind: CallbackKind, reports: Sequence[MoReport | DrReport]) -> bytes:

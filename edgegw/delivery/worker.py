@@ -1,0 +1,394 @@
+"""Delivery workers: one trio task per (service, endpoint) moves outbox items to the customer by
+HTTP GET, batched HTTP POST (JSON or XML) or email, and records each outcome in the store.
+Never marks an item delivered without the customer's HTTP 200 (or the relay's acceptance), and
+never lets one endpoint wait on another. Spec sections 3.2-3.5 and 4.2-4.3.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import smtplib
+import ssl
+from collections.abc import Sequence
+from email.message import EmailMessage
+from typing import Final
+
+import httpx
+import msgspec
+import trio
+
+from edgegw.clock import Clock
+from edgegw.config import ServiceConfig
+from edgegw.delivery.config import CallbackEndpoint, MoEmailConfig, SmtpRelayConfig
+from edgegw.delivery.outbox import (
+    Endpoint,
+    OutboxItem,
+    backoff_delay,
+    due_items,
+    next_due,
+    record_delivered,
+    record_failure,
+    register_endpoints,
+)
+from edgegw.delivery.payload import (
+    SIGNATURE_HEADER,
+    CallbackKind,
+    encode_json_batch,
+    encode_xml_batch,
+    placeholders,
+    render_template,
+    sign,
+)
+from edgegw.store import Store
+
+__all__ = [
+    "Attempt",
+    "Deliveries",
+    "DeliveryWorker",
+    "EmailSender",
+    "HttpSender",
+    "RetryPolicy",
+    "http_client",
+]
+
+log = logging.getLogger(__name__)
+
+# Items a GET or email worker takes per round (one store read, one commit for their outcomes).
+ROUND_ITEMS: Final = 100
+# Longest a worker sleeps before looking at the outbox again: items are written by other
+# tasks' transactions, which do not wake it.
+POLL_SECONDS: Final = 1.0
+RESTART_SECONDS: Final = 5.0  # a worker that failed unexpectedly starts again after this
+USER_AGENT: Final = "edgegw"
+
+_CONTENT_TYPES: Final = {"json": "application/json", "xml": "application/xml; charset=UTF-8"}
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    initial: float
+    maximum: float
+    give_up_after: float
+
+
+class Attempt(msgspec.Struct, frozen=True, kw_only=True):
+    """What one try of some items came to: `error` is None when the customer took them."""
+
+    status: int | None
+    error: str | None
+
+
+class HttpSender:
+    """Sends items to one HTTP endpoint: GET one at a time, or POST up to `batch_max`."""
+
+    def __init__(
+        self,
+        kind: CallbackKind,
+        config: CallbackEndpoint,
+        clock: Clock,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.kind = kind
+        self.config = config
+        self.batch = config.batch_max if config.method == "POST" else 1
+        self.interval = config.interval if config.method == "POST" else 0.0
+        self.retry = RetryPolicy(
+            initial=config.retry_initial,
+            maximum=config.retry_max,
+            give_up_after=config.give_up_after,
+        )
+        self._clock = clock
+        self._client = client or http_client(config)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def send(self, items: Sequence[OutboxItem]) -> Attempt:
+        config = self.config
+        headers: dict[str, str] = {}
+        if config.method == "GET":
+            (item,) = items
+            url = httpx.URL(render_template(config.url, placeholders(item.report())))
+            self._sign(headers, url.raw_path)
+            return await self._request("GET", url, headers)
+        reports = [item.report() for item in items]
+        encode = encode_json_batch if config.format == "json" else encode_xml_batch
+        body = encode(self.kind, reports)
+        headers["content-type"] = _CONTENT_TYPES[config.format]
+        self._sign(headers, body)
+        return await self._request("POST", httpx.URL(config.url), headers, body)
+
+    def _sign(self, headers: dict[str, str], signed: bytes) -> None:
+        if self.config.hmac_key:
+            now = int(self._clock.now())
+            headers[SIGNATURE_HEADER] = sign(self.config.hmac_key.encode(), now, signed)
+
+    async def _request(
+        self, method: str, url: httpx.URL, headers: dict[str, str], body: bytes | None = None
+    ) -> Attempt:
+        try:
+            response = await self._client.request(method, url, headers=headers, content=body)
+        except httpx.TimeoutException:
+            return Attempt(status=None, error=f"no answer within {self.config.timeout:g} s")
+        except httpx.HTTPError as exc:
+            return Attempt(status=None, error=f"{type(exc).__name__}: {exc}")
+        # Only 200 counts as received (spec 3.5), not any 2xx.
+        if response.status_code != 200:
+            return Attempt(status=response.status_code, error=f"HTTP {response.status_code}")
+        return Attempt(status=200, error=None)
+
+
+def http_client(config: CallbackEndpoint) -> httpx.AsyncClient:
+    """A client with the endpoint's timeout, TLS trust, credentials and fixed headers."""
+    verify: ssl.SSLContext | bool = config.verify
+    if config.verify and config.ca_file:
+        verify = ssl.create_default_context(cafile=config.ca_file)
+    auth = httpx.BasicAuth(config.username, config.password) if config.username else None
+    return httpx.AsyncClient(
+        timeout=config.timeout,
+        verify=verify,
+        auth=auth,
+        headers={"user-agent": USER_AGENT, **config.headers},
+        follow_redirects=False,
+    )
+
+
+class EmailSender:
+    """Sends MOs as email through the SMTP relay (spec 3.4); smtplib runs in a worker thread."""
+
+    batch = 1
+    interval = 0.0
+
+    def __init__(self, config: MoEmailConfig, relay: SmtpRelayConfig) -> None:
+        self.config = config
+        self.relay = relay
+        self.retry = RetryPolicy(
+            initial=config.retry_initial,
+            maximum=config.retry_max,
+            give_up_after=config.give_up_after,
+        )
+
+    async def aclose(self) -> None:
+        return None
+
+    def message(self, item: OutboxItem) -> EmailMessage:
+        values = placeholders(item.report())
+        fill = functools.partial(_fill, values=values)
+        message = EmailMessage()
+        message["From"] = fill(self.config.sender)
+        message["To"] = self.config.to
+        message["Subject"] = fill(self.config.subject)
+        message["Message-ID"] = f"<{item.message_id}.mo@edgegw>"
+        message.set_content(fill(self.config.body))
+        return message
+
+    async def send(self, items: Sequence[OutboxItem]) -> Attempt:
+        (item,) = items
+        message = self.message(item)
+        try:
+            await trio.to_thread.run_sync(self._submit, message, abandon_on_cancel=True)
+        except smtplib.SMTPResponseException as exc:
+            return Attempt(status=exc.smtp_code, error=f"SMTP {exc.smtp_code}: {exc.smtp_error!r}")
+        except (smtplib.SMTPException, OSError) as exc:
+            return Attempt(status=None, error=f"{type(exc).__name__}: {exc}")
+        return Attempt(status=250, error=None)
+
+    def _submit(self, message: EmailMessage) -> None:
+        relay = self.relay
+        with smtplib.SMTP(relay.host, relay.port, timeout=relay.timeout) as smtp:
+            if relay.starttls:
+                smtp.starttls(context=ssl.create_default_context())
+            if relay.username:
+                smtp.login(relay.username, relay.password)
+            smtp.send_message(message)
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    """A template with raw (not URL-encoded) values, for email headers and bodies."""
+    return render_template(template, values, encode=False)
+
+
+class DeliveryWorker:
+    """Delivers the outbox items of one (service, endpoint) until cancelled.
+
+    Each round reads what is due, tries it and commits the outcomes. After a failure the
+    endpoint rests until the failed item's next try, so a dead endpoint is probed once per
+    backoff step instead of once per queued item; other endpoints have their own workers.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        service_id: int,
+        endpoint: Endpoint,
+        sender: HttpSender | EmailSender,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.service_id = service_id
+        self.endpoint = endpoint
+        self.sender = sender
+        self.delivered = 0  # items the customer acknowledged
+        self.failures = 0  # failed tries
+        self._wake = trio.Event()
+        self._not_before = -math.inf  # epoch before which the endpoint gets no request
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            await self._round()
+
+    async def _round(self) -> None:
+        now = self.clock.now()
+        if now < self._not_before:
+            await self.clock.sleep_until(self._not_before)
+            return
+        limit = self.sender.batch if self.sender.batch > 1 else ROUND_ITEMS
+        items = await self.store.read(
+            functools.partial(
+                due_items, service_id=self.service_id, endpoint=self.endpoint, now=now, limit=limit
+            )
+        )
+        if not items:
+            await self._idle(now)
+            return
+        if self.sender.batch > 1:
+            started = now
+            await self._try(items)
+            self._not_before = max(self._not_before, started + self.sender.interval)
+            return
+        delivered: list[OutboxItem] = []
+        for item in items:
+            attempt = await self.sender.send([item])
+            if attempt.error is None:
+                delivered.append(item)
+                continue
+            await self._record(delivered, attempt)
+            await self._record_failure([item], attempt)
+            return
+        await self._record(delivered, Attempt(status=200, error=None))
+
+    async def _try(self, items: Sequence[OutboxItem]) -> None:
+        attempt = await self.sender.send(items)
+        if attempt.error is None:
+            await self._record(items, attempt)
+        else:
+            await self._record_failure(items, attempt)
+
+    async def _record(self, items: Sequence[OutboxItem], attempt: Attempt) -> None:
+        if not items:
+            return
+        status = attempt.status if attempt.status is not None else 200
+        await self.store.write(
+            functools.partial(record_delivered, items=items, now=self.clock.now(), status=status)
+        )
+        self.delivered += len(items)
+
+    async def _record_failure(self, items: Sequence[OutboxItem], attempt: Attempt) -> None:
+        retry = self.sender.retry
+        now = self.clock.now()
+        error = attempt.error or "failed"
+        abandoned = await self.store.write(
+            functools.partial(
+                record_failure,
+                items=items,
+                now=now,
+                error=error,
+                status=attempt.status,
+                retry_initial=retry.initial,
+                retry_max=retry.maximum,
+                give_up_after=retry.give_up_after,
+            )
+        )
+        self.failures += 1
+        for item in abandoned:
+            log.warning(
+                "service %d %s: gave up on %s after %d attempts: %s",
+                self.service_id,
+                self.endpoint,
+                item.message_id,
+                item.attempts + 1,
+                error,
+            )
+        attempts = min(item.attempts for item in items) + 1
+        self._not_before = now + backoff_delay(attempts, retry.initial, retry.maximum)
+        log.info(
+            "service %d %s: %s; next try in %.0f s",
+            self.service_id,
+            self.endpoint,
+            error,
+            self._not_before - now,
+        )
+
+    async def _idle(self, now: float) -> None:
+        upcoming = await self.store.read(
+            functools.partial(next_due, service_id=self.service_id, endpoint=self.endpoint)
+        )
+        wake_at = now + POLL_SECONDS if upcoming is None else min(upcoming, now + POLL_SECONDS)
+        with trio.move_on_at(self.clock.trio_deadline(wake_at)):
+            await self._wake.wait()
+        self._wake = trio.Event()
+
+
+class Deliveries:
+    """Every delivery worker of the configured services, each under its own error boundary."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        services: Sequence[ServiceConfig],
+        relay: SmtpRelayConfig,
+    ) -> None:
+        self.store = store
+        self.workers: list[DeliveryWorker] = []
+        self._names: list[tuple[int, Endpoint, str]] = []
+        for service in services:
+            for endpoint, config in ((Endpoint.MO, service.mo), (Endpoint.DR, service.dr)):
+                if config is None:
+                    continue
+                sender: HttpSender | EmailSender = HttpSender(endpoint.kind, config, clock)
+                self.workers.append(DeliveryWorker(store, clock, service.id, endpoint, sender))
+                self._names.append((service.id, endpoint, service.name))
+            if service.mo_email is not None:
+                sender = EmailSender(service.mo_email, relay)
+                self.workers.append(
+                    DeliveryWorker(store, clock, service.id, Endpoint.MO_EMAIL, sender)
+                )
+                self._names.append((service.id, Endpoint.MO_EMAIL, service.name))
+
+    def wake(self) -> None:
+        for worker in self.workers:
+            worker.wake()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Record the endpoints in the store (so MOs and DRs are enqueued for them), then run
+        every worker until cancelled."""
+        await self.store.write(functools.partial(register_endpoints, endpoints=self._names))
+        try:
+            async with trio.open_nursery() as nursery:
+                for worker in self.workers:
+                    nursery.start_soon(self._guarded, worker)
+                task_status.started()
+        finally:
+            with trio.CancelScope(shield=True):
+                for worker in self.workers:
+                    await worker.sender.aclose()
+
+    async def _guarded(self, worker: DeliveryWorker) -> None:
+        while True:
+            try:
+                await worker.run()
+            except Exception:
+                log.exception(
+                    "delivery worker of service %d %s failed; restarting in %g s",
+                    worker.service_id,
+                    worker.endpoint,
+                    RESTART_SECONDS,
+                )
+            await trio.sleep(RESTART_SECONDS)
