@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 MO_TYPE = 1  # spec 3.1 `type`: always 1 for MO
 SPEC_ZONE = zoneinfo.ZoneInfo("Europe/Oslo")  # spec 3.1: timestamps in Norwegian local time
 MAX_LIST = 1000  # the most messages one `GET /api/inbound` returns
+SWEEP_RETRY = 60.0  # seconds before the sweeper tries again after an error
 
 
 class Received(msgspec.Struct, frozen=True, kw_only=True):
@@ -297,8 +298,14 @@ class InboundReceiver:
         task_status.started()
         while True:
             self._wakeup = trio.Event()
-            await self.deliver_overdue()
-            deadline = await self.next_deadline()
+            try:
+                await self.deliver_overdue()
+                deadline = await self.next_deadline()
+            except Exception:
+                # The sweeper's error boundary (a store shutting down, a disk error): the parts
+                # stay stored, so trying again later loses nothing.
+                log.exception("inbound reassembly sweeper failed; trying again")
+                deadline = self._clock.now() + SWEEP_RETRY
             wake_at = math.inf if deadline is None else self._clock.trio_deadline(deadline)
             with trio.move_on_at(wake_at):
                 await self._wakeup.wait()

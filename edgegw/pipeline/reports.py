@@ -1,0 +1,330 @@
+"""Delivery reports: match each SMS-STATUS-REPORT to the part it reports on, record the part's
+fate, and move the message to its final state once its parts decide it.
+
+The match is on stored data only (modem, TP-MR, recipient, the most recent send within a window),
+so it survives TP-MR wrap-around and restarts. A report never crashes the gateway: one that
+matches nothing is kept as unmatched. Spec section 4.4 (DR codes); TS 23.040 9.2.3.15 (TP-ST).
+
+A sent message whose report never comes is closed `grace` seconds after its validity ends: it
+stays `sent` and gets DR 362 ("timed out in the SMSC before delivery"), the SMSC having given
+up on it by then as far as anyone can tell.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from typing import Any
+
+import msgspec
+import trio
+
+from drivers.events import StatusReportReceived
+from edgegw.clock import Clock
+from edgegw.model import MessageState
+from edgegw.pipeline.drstatus import DrCode, ReportOutcome, dr_status, ext_status, report_outcome
+from edgegw.store import Store, _event, _finish
+
+log = logging.getLogger(__name__)
+
+# Seconds between attempts to match reports that came before their part was recorded.
+REMATCH_POLL = 1.0
+# The longest the sweeper sleeps: nothing tells it when a message becomes sent, so it looks
+# again at least this often for validities about to run out.
+SWEEP_MAX = 60.0
+# The fewest trailing digits two numbers must share when one is national and one international.
+MIN_SHARED_DIGITS = 7
+NO_REPORT_DETAIL = "no status report came before the validity period ended"
+
+
+class ReportResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What one status report did."""
+
+    stored: bool  # False: this very report was stored before (a re-read after a restart)
+    message_id: str | None  # the message it matched, None when unmatched
+    part: int | None
+    outcome: ReportOutcome
+    final: MessageState | None  # the message's new final state, when the report decided it
+
+
+def same_number(sent_to: str, reported: str) -> bool:
+    """True when the report's recipient is the number the part was sent to. Networks may
+    report an international number in national format, so trailing digits decide."""
+    a = "".join(c for c in sent_to if c.isdigit())
+    b = "".join(c for c in reported if c.isdigit())
+    if not a or not b:
+        return sent_to == reported
+    short, long = sorted((a, b), key=len)
+    return short == long or (len(short) >= MIN_SHARED_DIGITS and long.endswith(short))
+
+
+def _match(
+    conn: sqlite3.Connection,
+    modem: str,
+    reference: int,
+    recipient: str,
+    received_at: float,
+    window: float,
+) -> tuple[str, int] | None:
+    """The most recent part sent on `modem` with TP-MR `reference` to `recipient` within
+    `window` seconds before `received_at`."""
+    rows = conn.execute(
+        "SELECT parts.message_id, parts.idx, messages.recipient FROM parts"
+        " JOIN messages ON messages.id = parts.message_id"
+        " WHERE parts.modem = ? AND parts.reference = ? AND parts.sent_at >= ?"
+        " ORDER BY parts.sent_at DESC",
+        (modem, reference, received_at - window),
+    )
+    for message_id, index, sent_to in rows:
+        if same_number(sent_to, recipient):
+            return message_id, index
+    return None
+
+
+def _apply(
+    conn: sqlite3.Connection, message_id: str, index: int, status: int, now: float
+) -> MessageState | None:
+    """Record TP-ST `status` on the part and settle the message if that decides it."""
+    outcome = report_outcome(status)
+    code = dr_status(status)
+    raw = ext_status(status)
+    row = conn.execute("SELECT state FROM messages WHERE id = ?", (message_id,)).fetchone()
+    state = MessageState(row[0])
+    if outcome is ReportOutcome.PENDING:
+        detail = f"part {index}: status report TP-ST {raw}, the SMSC is still trying"
+        _event(conn, message_id, now, state, detail, index)
+        return None
+    part_state = (
+        MessageState.DELIVERED if outcome is ReportOutcome.DELIVERED else MessageState.FAILED
+    )
+    updated = conn.execute(
+        "UPDATE parts SET state = ?, report_status = ?, reported_at = ?"
+        " WHERE message_id = ? AND idx = ? AND state NOT IN ('delivered', 'failed')",
+        (part_state, status, now, message_id, index),
+    ).rowcount
+    if not updated:
+        detail = f"part {index}: another status report TP-ST {raw} after the final one; ignored"
+        _event(conn, message_id, now, state, detail, index)
+        return None
+    awaiting = (MessageState.SENDING, MessageState.SENT)
+    if part_state is MessageState.FAILED:
+        assert code is not None
+        error = f"part {index} was not delivered: status report TP-ST {raw} (DR {int(code)})"
+        if _finish(
+            conn,
+            message_id,
+            now,
+            MessageState.FAILED,
+            error=error,
+            dr_status=code,
+            ext_status=raw,
+            only_if=awaiting,
+        ):
+            return MessageState.FAILED
+        _event(conn, message_id, now, state, error, index)
+        return None
+    undelivered = conn.execute(
+        "SELECT count(*) FROM parts WHERE message_id = ? AND state != 'delivered'", (message_id,)
+    ).fetchone()[0]
+    if not undelivered and _finish(
+        conn,
+        message_id,
+        now,
+        MessageState.DELIVERED,
+        error=None,
+        dr_status=DrCode.DELIVERED,
+        ext_status=raw,
+        only_if=awaiting,
+    ):
+        return MessageState.DELIVERED
+    _event(conn, message_id, now, state, f"part {index} delivered (TP-ST {raw})", index)
+    return None
+
+
+class ReportCorrelator:
+    """Matches status reports as the gateway receives them, and runs the sweeper that matches
+    late ones again and closes messages whose report never came."""
+
+    def __init__(
+        self, store: Store, clock: Clock, *, window: float, grace: float, rematch: float
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._window = window
+        self._grace = grace
+        self._rematch = rematch
+        self._wakeup = trio.Event()
+        self.matched = 0
+        self.unmatched = 0  # reports that matched no part when they came
+        self.timed_out = 0  # messages closed without a report
+
+    async def receive(self, event: StatusReportReceived) -> ReportResult:
+        """Store and apply one report in one write; returns after the commit (only then may
+        the modem delete it)."""
+        now = self._clock.now()
+        report = event.report
+        outcome = report_outcome(report.status)
+        row = (
+            event.modem,
+            report.message_reference,
+            report.recipient,
+            report.status,
+            report.sc_timestamp.isoformat(),
+            report.discharge_time.isoformat(),
+            now,
+            event.pdu,
+        )
+        rematch_until = now + self._rematch if self._rematch > 0 else None
+
+        def correlate(conn: sqlite3.Connection) -> ReportResult:
+            inserted = conn.execute(
+                "INSERT INTO status_reports (modem, reference, recipient, status, sc_timestamp,"
+                " discharge_time, received_at, pdu) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (modem, pdu) DO NOTHING RETURNING id",
+                row,
+            ).fetchone()
+            if inserted is None:
+                return ReportResult(
+                    stored=False, message_id=None, part=None, outcome=outcome, final=None
+                )
+            match = _match(
+                conn, event.modem, report.message_reference, report.recipient, now, self._window
+            )
+            if match is None:
+                conn.execute(
+                    "UPDATE status_reports SET rematch_until = ? WHERE id = ?",
+                    (rematch_until, inserted[0]),
+                )
+                return ReportResult(
+                    stored=True, message_id=None, part=None, outcome=outcome, final=None
+                )
+            message_id, index = match
+            conn.execute(
+                "UPDATE status_reports SET message_id = ?, part = ? WHERE id = ?",
+                (message_id, index, inserted[0]),
+            )
+            final = _apply(conn, message_id, index, report.status, now)
+            return ReportResult(
+                stored=True, message_id=message_id, part=index, outcome=outcome, final=final
+            )
+
+        result = await self._store.write(correlate)
+        if result.stored and result.message_id is None:
+            self.unmatched += 1
+            log.warning(
+                "modem %s: status report MR %d for %s (TP-ST %s) matches no sent part yet",
+                event.modem,
+                report.message_reference,
+                report.recipient,
+                ext_status(report.status),
+            )
+            self._wakeup.set()
+        elif result.stored:
+            self.matched += 1
+        return result
+
+    async def rematch_due(self, now: float | None = None) -> list[str]:
+        """Match again the reports that matched nothing when they came; those whose time ran
+        out stay unmatched for good. Returns the ids of messages they now matched."""
+        at = self._clock.now() if now is None else now
+
+        def rematch(conn: sqlite3.Connection) -> list[str]:
+            matched: list[str] = []
+            pending = conn.execute(
+                "SELECT id, modem, reference, recipient, status, received_at, rematch_until"
+                " FROM status_reports WHERE rematch_until IS NOT NULL"
+            ).fetchall()
+            for report_id, modem, reference, recipient, status, received_at, until in pending:
+                match = _match(conn, modem, reference, recipient, received_at, self._window)
+                if match is None:
+                    if until <= at:
+                        conn.execute(
+                            "UPDATE status_reports SET rematch_until = NULL WHERE id = ?",
+                            (report_id,),
+                        )
+                        log.warning(
+                            "modem %s: status report MR %d for %s stays unmatched",
+                            modem,
+                            reference,
+                            recipient,
+                        )
+                    continue
+                message_id, index = match
+                conn.execute(
+                    "UPDATE status_reports SET message_id = ?, part = ?, rematch_until = NULL"
+                    " WHERE id = ?",
+                    (message_id, index, report_id),
+                )
+                _apply(conn, message_id, index, status, at)
+                matched.append(message_id)
+            return matched
+
+        matched = await self._store.write(rematch)
+        self.matched += len(matched)
+        return matched
+
+    async def close_overdue(self, now: float | None = None) -> list[str]:
+        """Close sent messages whose report did not come within `grace` after their validity."""
+        at = self._clock.now() if now is None else now
+
+        def close(conn: sqlite3.Connection) -> list[str]:
+            overdue = conn.execute(
+                "SELECT id FROM messages WHERE state = 'sent' AND done_at IS NULL"
+                " AND expires_at <= ? AND status_report = 1",
+                (at - self._grace,),
+            ).fetchall()
+            return [
+                message_id
+                for (message_id,) in overdue
+                if _finish(
+                    conn,
+                    message_id,
+                    at,
+                    MessageState.SENT,
+                    error=NO_REPORT_DETAIL,
+                    dr_status=DrCode.TIMED_OUT_IN_SMSC,
+                    only_if=(MessageState.SENT,),
+                )
+            ]
+
+        closed = await self._store.write(close)
+        self.timed_out += len(closed)
+        return closed
+
+    async def next_wake(self) -> float:
+        """The next time the sweeper has work: a pending rematch, or a validity running out."""
+
+        def earliest(conn: sqlite3.Connection) -> tuple[Any, Any]:
+            expiry = conn.execute(
+                "SELECT expires_at FROM messages WHERE state = 'sent' AND done_at IS NULL"
+                " AND status_report = 1 ORDER BY expires_at LIMIT 1"
+            ).fetchone()
+            pending = conn.execute(
+                "SELECT 1 FROM status_reports WHERE rematch_until IS NOT NULL LIMIT 1"
+            ).fetchone()
+            return (None if expiry is None else expiry[0]), pending
+
+        expiry, pending = await self._store.read(earliest)
+        now = self._clock.now()
+        times = [now + SWEEP_MAX]
+        if expiry is not None:
+            times.append(float(expiry) + self._grace)
+        if pending is not None:
+            times.append(now + REMATCH_POLL)
+        return min(times)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            self._wakeup = trio.Event()
+            try:
+                await self.rematch_due()
+                await self.close_overdue()
+                wake = await self.next_wake()
+            except Exception:
+                # The sweeper's error boundary (a store shutting down, a disk error): try again
+                # later; reports keep being stored meanwhile.
+                log.exception("status report sweeper failed; trying again")
+                wake = self._clock.now() + SWEEP_MAX
+            with trio.move_on_at(self._clock.trio_deadline(wake)):
+                await self._wakeup.wait()

@@ -1,0 +1,349 @@
+"""Status-report correlation against the real store and dispatcher, with a modem double that
+assigns TP-MRs mod 256 and returns SMS-STATUS-REPORTs after a delay, in virtual time: MR wrap,
+multi-part aggregation, unmatched and late reports, the TP-ST table and reports that never come."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from pathlib import Path
+
+import msgspec
+import pytest
+import trio
+import trio.testing
+
+from drivers.events import InboundSms, ModemEvent, ModemState, StatusReportReceived
+from drivers.gsm import build_status_report, parse_status_report
+from drivers.modem import Health, OutgoingPart
+from edgegw.clock import Clock
+from edgegw.config import DispatchConfig, ServiceConfig
+from edgegw.model import MessageRequest, MessageState, SendRequest, Settings
+from edgegw.pipeline.dispatcher import Dispatcher
+from edgegw.pipeline.drstatus import DrCode, ReportOutcome, dr_status, ext_status, report_outcome
+from edgegw.pipeline.reports import ReportCorrelator, same_number
+from edgegw.pipeline.submit import Submitter
+from edgegw.store import MessageRecord, Store, run_inline
+
+START = 1_754_380_800.0  # 2025-08-05T08:00:00Z
+WINDOW = 3 * 86400.0
+GRACE = 3600.0
+SCTS = dt.datetime(2025, 8, 5, 10, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+
+
+def report_event(
+    modem: str, reference: int, recipient: str, status: int, submitted: dt.datetime = SCTS
+) -> StatusReportReceived:
+    # TP-SCTS is when the SMSC took the SMS-SUBMIT; the discharge time comes a little later.
+    pdu = build_status_report(
+        reference,
+        recipient,
+        sc_timestamp=submitted,
+        discharge_time=submitted + dt.timedelta(seconds=5),
+        status=status,
+    )
+    return StatusReportReceived(
+        modem=modem, storage="SM", index=None, smsc="", pdu=pdu, report=parse_status_report(pdu)
+    )
+
+
+class ReportingModem:
+    """Sends in one virtual second, TP-MR counting mod 256 from `first_reference`; every sent
+    part is remembered so the test can report on it."""
+
+    def __init__(self, name: str, first_reference: int = 0) -> None:
+        self.name = name
+        self.state = ModemState.READY
+        self.sent: list[tuple[OutgoingPart, int, float]] = []  # part, TP-MR, trio time
+        self._reference = first_reference
+        self._events = trio.open_memory_channel[ModemEvent](1)[1]
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await trio.sleep_forever()
+
+    async def send(self, outgoing: OutgoingPart) -> int:
+        await trio.sleep(1.0)
+        reference = self._reference
+        self._reference = (self._reference + 1) % 256
+        self.sent.append((outgoing, reference, trio.current_time()))
+        return reference
+
+    async def acknowledge(self, event: InboundSms | StatusReportReceived) -> None:
+        return None
+
+    def health(self) -> Health:
+        return Health(state=self.state)
+
+    @property
+    def events(self) -> trio.MemoryReceiveChannel[ModemEvent]:
+        return self._events
+
+
+class Rig:
+    def __init__(self, store: Store, submitter: Submitter, correlator: ReportCorrelator) -> None:
+        self.store = store
+        self.submitter = submitter
+        self.correlator = correlator
+
+    async def send(self, content: str = "Hello", recipient: str = "+4741000000") -> str:
+        response = await self.submitter.submit(
+            SendRequest(
+                serviceId=1,
+                username="user",
+                password="secret",
+                message=[MessageRequest(recipient=recipient, content=content, settings=Settings())],
+            )
+        )
+        message_id = response.messageStatus[0].messageId
+        assert message_id is not None, response.messageStatus[0].statusMessage
+        return message_id
+
+    async def record(self, message_id: str) -> MessageRecord:
+        record = await self.store.message(message_id)
+        assert record is not None
+        return record
+
+    async def wait_sent(self, message_id: str) -> None:
+        with trio.fail_after(86400):
+            while (await self.record(message_id)).state is not MessageState.SENT:  # noqa: ASYNC110
+                await trio.sleep(1)
+
+
+async def start_rig(
+    nursery: trio.Nursery, path: Path, modem: ReportingModem, *, validity: int = 173
+) -> Rig:
+    clock = Clock(start_epoch=START)
+    service = msgspec.convert(
+        {"id": 1, "name": "s", "username": "user", "password": "secret", "validity": validity},
+        ServiceConfig,
+    )
+    store = Store(path, clock=clock, offload=run_inline)
+    await nursery.start(store.run)
+    dispatcher = Dispatcher(
+        store,
+        {modem.name: modem},
+        [service],
+        DispatchConfig(queue_per_modem=2),
+        clock,
+        rng=random.Random(3),
+    )
+    await nursery.start(dispatcher.run)
+    correlator = ReportCorrelator(store, clock, window=WINDOW, grace=GRACE, rematch=60.0)
+    await nursery.start(correlator.run)
+    return Rig(store, Submitter([service], store, clock, dispatcher.wake), correlator)
+
+
+async def test_300_messages_through_one_modem_every_report_matches_its_message(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    modem = ReportingModem("m1", first_reference=200)
+    rig = await start_rig(nursery, tmp_path / "db", modem)
+    # One recipient for all: after 256 sends its TP-MRs repeat, so only the stored send time
+    # tells the messages apart. Every seventh is refused by the handset (TP-ST 0x41).
+    ids = [await rig.send(f"message {n}") for n in range(300)]
+    expected = {
+        message_id: (MessageState.FAILED if n % 7 == 3 else MessageState.DELIVERED)
+        for n, message_id in enumerate(ids)
+    }
+
+    async def network() -> None:
+        # Each report comes 30 s after its part went out (the sends take 1 s each).
+        reported = 0
+        while reported < 300:
+            await trio.sleep(1)
+            while reported < len(modem.sent):
+                outgoing, reference, sent_at = modem.sent[reported]
+                n = int(outgoing.part.payload.decode("ascii").split()[-1])
+                status = 0x41 if n % 7 == 3 else 0x00
+                submitted = SCTS + dt.timedelta(seconds=sent_at)
+                nursery.start_soon(late_report, reference, outgoing.recipient, status, submitted)
+                reported += 1
+
+    async def late_report(
+        reference: int, recipient: str, status: int, submitted: dt.datetime
+    ) -> None:
+        await trio.sleep(30)
+        event = report_event("m1", reference, recipient, status, submitted)
+        result = await rig.correlator.receive(event)
+        assert result.message_id is not None
+
+    async with trio.open_nursery() as inner:
+        inner.start_soon(network)
+    await trio.sleep(60)
+    assert [reference for _, reference, _ in modem.sent[55:58]] == [255, 0, 1]  # MR wraps
+    final = {message_id: (await rig.record(message_id)).state for message_id in ids}
+    assert final == expected
+    failed = await rig.record(ids[3])
+    assert (failed.dr_status, failed.ext_status) == (DrCode.SYNTAX_ERROR, "41")
+    delivered = await rig.record(ids[0])
+    assert (delivered.dr_status, delivered.ext_status) == (0, "00")
+    assert (rig.correlator.matched, rig.correlator.unmatched) == (300, 0)
+
+
+async def test_a_message_is_delivered_only_when_every_part_is(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    modem = ReportingModem("m1")
+    rig = await start_rig(nursery, tmp_path / "db", modem)
+    message_id = await rig.send("p" * 400)  # three parts, MRs 0, 1, 2
+    await rig.wait_sent(message_id)
+    recipient = "+4741000000"
+    for reference in (2, 0):
+        result = await rig.correlator.receive(report_event("m1", reference, recipient, 0x00))
+        assert (result.message_id, result.final) == (message_id, None)
+    assert (await rig.record(message_id)).state is MessageState.SENT
+    # A temporary error on part 2 is only an event; its final report then decides.
+    pending = await rig.correlator.receive(report_event("m1", 1, recipient, 0x30))
+    assert (pending.outcome, pending.final) == (ReportOutcome.PENDING, None)
+    final = await rig.correlator.receive(report_event("m1", 1, "41000000", 0x00))
+    assert final.final is MessageState.DELIVERED
+    view = await rig.store.message_view(1, message_id)
+    assert view is not None and view.state is MessageState.DELIVERED
+    assert [part.state for part in view.parts] == [MessageState.DELIVERED] * 3
+    details = [detail for _, _, _, detail in await rig.store.events(message_id)]
+    assert "part 2: status report TP-ST 30, the SMSC is still trying" in details
+
+
+async def test_one_failed_part_fails_the_message_and_later_reports_change_nothing(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    modem = ReportingModem("m1")
+    rig = await start_rig(nursery, tmp_path / "db", modem)
+    message_id = await rig.send("q" * 200)  # two parts, MRs 0 and 1
+    await rig.wait_sent(message_id)
+    failed = await rig.correlator.receive(report_event("m1", 1, "+4741000000", 0x46))
+    assert failed.final is MessageState.FAILED
+    later = await rig.correlator.receive(report_event("m1", 0, "+4741000000", 0x00))
+    assert (later.message_id, later.final) == (message_id, None)
+    record = await rig.record(message_id)
+    assert (record.state, record.dr_status, record.ext_status) == (
+        MessageState.FAILED,
+        DrCode.VALIDITY_EXPIRED,
+        "46",
+    )
+    assert record.error == "part 2 was not delivered: status report TP-ST 46 (DR 361)"
+
+
+async def test_unmatched_reports_are_kept_and_a_re_read_is_a_no_op(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    modem = ReportingModem("m1")
+    rig = await start_rig(nursery, tmp_path / "db", modem)
+    message_id = await rig.send()
+    await rig.wait_sent(message_id)
+    cases = [
+        report_event("m2", 0, "+4741000000", 0x00),  # another modem
+        report_event("m1", 9, "+4741000000", 0x00),  # an MR never used
+        report_event("m1", 0, "+4799999999", 0x00),  # another recipient
+    ]
+    for event in cases:
+        result = await rig.correlator.receive(event)
+        assert (result.stored, result.message_id) == (True, None)
+    again = await rig.correlator.receive(cases[0])
+    assert not again.stored
+    assert (await rig.record(message_id)).state is MessageState.SENT
+    assert rig.correlator.unmatched == 3
+    await trio.sleep(120)  # the rematch time runs out; they stay unmatched
+
+    def pending(conn: object) -> list[tuple[object, ...]]:
+        return conn.execute(  # type: ignore[attr-defined, no-any-return]
+            "SELECT message_id, rematch_until FROM status_reports"
+        ).fetchall()
+
+    assert await rig.store.read(pending) == [(None, None)] * 3
+
+
+async def test_a_report_before_its_part_is_recorded_matches_later(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    modem = ReportingModem("m1", first_reference=17)
+    rig = await start_rig(nursery, tmp_path / "db", modem)
+    # The report arrives before the message is even sent (a race of the modem's event stream
+    # with the worker's commit, made wide here).
+    early = await rig.correlator.receive(report_event("m1", 17, "+4741000000", 0x00))
+    assert early.message_id is None
+    message_id = await rig.send()
+    await rig.wait_sent(message_id)
+    await trio.sleep(2)
+    assert (await rig.record(message_id)).state is MessageState.DELIVERED
+
+
+async def test_a_report_outside_the_window_does_not_match(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    modem = ReportingModem("m1")
+    rig = await start_rig(nursery, tmp_path / "db", modem)
+    message_id = await rig.send()
+    await rig.wait_sent(message_id)
+    await trio.sleep(WINDOW + 10)
+    result = await rig.correlator.receive(report_event("m1", 0, "+4741000000", 0x00))
+    assert result.message_id is None
+
+
+async def test_a_message_whose_report_never_comes_is_closed_after_its_validity(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    modem = ReportingModem("m1")
+    rig = await start_rig(nursery, tmp_path / "db", modem, validity=11)  # 60 minutes
+    message_id = await rig.send()
+    await rig.wait_sent(message_id)
+    record = await rig.record(message_id)
+    close_at = record.expires_at + GRACE
+    await trio.sleep(close_at - START - 120)
+    assert (await rig.record(message_id)).done_at is None
+    await trio.sleep(120 + 61)
+    record = await rig.record(message_id)
+    assert (record.state, record.dr_status, record.error) == (
+        MessageState.SENT,
+        362,
+        "no status report came before the validity period ended",
+    )
+    assert record.done_at is not None and close_at <= record.done_at <= close_at + 61
+    assert rig.correlator.timed_out == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome", "code"),
+    [
+        (0x00, ReportOutcome.DELIVERED, 0),
+        (0x01, ReportOutcome.DELIVERED, 0),
+        (0x02, ReportOutcome.DELIVERED, 0),
+        (0x20, ReportOutcome.PENDING, None),
+        (0x25, ReportOutcome.PENDING, None),
+        (0x3F, ReportOutcome.PENDING, None),
+        (0x40, ReportOutcome.FAILED, 370),
+        (0x41, ReportOutcome.FAILED, 360),
+        (0x42, ReportOutcome.FAILED, 370),
+        (0x45, ReportOutcome.FAILED, 370),
+        (0x46, ReportOutcome.FAILED, 361),
+        (0x47, ReportOutcome.FAILED, 370),
+        (0x48, ReportOutcome.FAILED, 370),
+        (0x49, ReportOutcome.FAILED, 351),
+        (0x60, ReportOutcome.FAILED, 362),
+        (0x65, ReportOutcome.FAILED, 362),
+        (0x80, ReportOutcome.FAILED, 370),
+    ],
+)
+def test_tp_st_maps_to_the_spec_dr_codes(
+    status: int, outcome: ReportOutcome, code: int | None
+) -> None:
+    assert report_outcome(status) is outcome
+    assert dr_status(status) == code
+    assert ext_status(status) == f"{status:02X}"
+
+
+@pytest.mark.parametrize(
+    ("sent_to", "reported", "same"),
+    [
+        ("+4741000000", "+4741000000", True),
+        ("+4741000000", "41000000", True),
+        ("+4741000000", "004741000000", True),
+        ("+4741000000", "+4741000001", False),
+        ("+4741000000", "000", False),
+    ],
+)
+def test_report_recipients_compare_by_trailing_digits(
+    sent_to: str, reported: str, same: bool
+) -> None:
+    assert same_number(sent_to, reported) is same
