@@ -19,10 +19,13 @@ from drivers.modem import Modem
 from drivers.simulator import Simulator, serve_pty
 from edgegw.clock import Clock
 from edgegw.config import Config, ModemConfig
+from edgegw.delivery.worker import Deliveries
 from edgegw.http.app import make_app
+from edgegw.http.management import management_routes
 from edgegw.http.server import serve_http
 from edgegw.model import MessageView, SendRequest, SendResponse
 from edgegw.pipeline.dispatcher import Dispatcher
+from edgegw.pipeline.management import Management
 from edgegw.pipeline.submit import Submitter
 from edgegw.store import Store
 
@@ -41,6 +44,7 @@ class Gateway:
         self.config = config
         self.clock = clock or Clock()
         self.store = Store(config.gateway.store, clock=self.clock)
+        self.deliveries = Deliveries(self.store, self.clock, config.services, config.smtp_relay)
         self.modems: dict[str, Modem] = {}
         self.simulators: dict[str, Simulator] = {}
         self.dispatcher: Dispatcher | None = None
@@ -57,6 +61,9 @@ class Gateway:
     async def run(self, *, task_status: trio.TaskStatus[Bound] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as core:
             await core.start(self.store.run)
+            # Before anything can finish a message or store an MO: the endpoints decide what
+            # gets enqueued for the customer.
+            await core.start(self.deliveries.run)
             modem_ports = {}
             for modem_config in self.config.modems:
                 modem_ports[modem_config.name] = await self._start_modem(core, modem_config)
@@ -76,7 +83,17 @@ class Gateway:
                 core.start_soon(self._forward_events, modem)
             async with trio.open_nursery() as listeners:
                 http = self.config.http
-                app = make_app(self, auth_failure_problem=http.auth_failure_problem)
+                management = management_routes(
+                    Management(self.store, self.clock, wake=self.deliveries.wake),
+                    self.authenticate,
+                    {service.id for service in self.config.services},
+                    allow_unauthenticated_loopback=(
+                        self.config.management.allow_unauthenticated_loopback
+                    ),
+                )
+                app = make_app(
+                    self, auth_failure_problem=http.auth_failure_problem, routes=[management]
+                )
                 http_port = await listeners.start(
                     serve_http, app, http.host, http.port, http.limits
                 )

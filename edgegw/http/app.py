@@ -9,7 +9,7 @@ import base64
 import binascii
 import codecs
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, Protocol
 from urllib.parse import unquote
 
@@ -85,12 +85,23 @@ _HEALTH_OK: Final = b'{"status":"ok"}'
 _HEALTH_UNAVAILABLE: Final = b'{"status":"unavailable"}'
 
 
-def make_app(backend: Backend, *, auth_failure_problem: bool = False) -> App:
+def make_app(
+    backend: Backend,
+    *,
+    auth_failure_problem: bool = False,
+    routes: Sequence[Callable[[Request], Awaitable[Response | None]]] = (),
+) -> App:
     """The routes over `backend`. With `auth_failure_problem`, a send where every message failed
     authentication answers 401 problem+json, as the 3.0.1 client's OpenAPI describes, instead of
-    the documented 200 with status 2 per message (spec 2.3, "switchable")."""
+    the documented 200 with status 2 per message (spec 2.3, "switchable"). `routes` are tried
+    first, in order; one that returns None leaves the request to the next (the Management API,
+    edgegw.http.management)."""
 
     async def app(request: Request) -> Response:
+        for route in routes:
+            routed = await route(request)
+            if routed is not None:
+                return routed
         path = request.path
         if path == SEND_PATH:
             if request.method == "POST":

@@ -1,0 +1,316 @@
+"""HTTP routes of the Management API (spec section 5.1 and 5.2, both path styles) and of our
+message additions under /api/ (list with filters and keyset pages, cancel). Routing, auth and
+encoding only: never touches the store itself; `edgegw.pipeline.management` does.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from collections.abc import Awaitable, Callable, Collection
+from typing import Final
+from urllib.parse import parse_qs, unquote
+from xml.sax.saxutils import escape
+
+import msgspec
+
+from edgegw.http.app import REALM, _basic_credentials
+from edgegw.http.server import Request, Response
+from edgegw.model import MessageState
+from edgegw.pipeline.management import (
+    MAX_PAGE,
+    BadCursor,
+    Management,
+    MessageBatch,
+    MessageFilter,
+    StoppedMessage,
+)
+
+__all__ = ["Route", "management_routes"]
+
+Route = Callable[[Request], Awaitable[Response | None]]
+
+MGMT_PREFIX: Final = "/mgmt/rs/service/"
+CLIENT_PREFIX: Final = "/management/"
+MESSAGES_PATH: Final = "/api/messages"
+
+_JSON: Final = "application/json"
+_TEXT_XML: Final = "text/xml"
+_PROBLEM_JSON: Final = "application/problem+json"
+_XML_DECLARATION: Final = '<?xml version="1.0" encoding="UTF-8"?>\n'
+
+
+class _Problem(msgspec.Struct, kw_only=True):
+    """RFC 7807 problem details, as the 3.0.1 client reads them (spec 5.2)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+
+
+class _BatchList(msgspec.Struct, kw_only=True):
+    messageBatch: list[MessageBatch]
+
+
+class _BatchStatus(msgspec.Struct, kw_only=True):
+    messageBatch: MessageBatch
+
+
+class _StopResponse(msgspec.Struct, kw_only=True):
+    serviceId: int
+    clientBatchReference: str
+    stoppedMessages: list[StoppedMessage]
+
+
+class _Cancelled(msgspec.Struct, kw_only=True):
+    messageId: str
+    state: MessageState
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+
+
+def management_routes(
+    management: Management,
+    authenticate: Callable[[str, str], int | None],
+    service_ids: Collection[int],
+    *,
+    allow_unauthenticated_loopback: bool = False,
+) -> Route:
+    """The routes, for `make_app(..., routes=[...])`. A request they do not serve gets None.
+
+    Both path styles need the service's HTTP Basic credentials. With
+    `allow_unauthenticated_loopback`, a `/management/...` call without any credentials is
+    accepted from a loopback address, for the 3.0.1 client that sends none (spec 5.2).
+    """
+
+    async def route(request: Request) -> Response | None:
+        path = request.path
+        try:
+            if path.startswith(MGMT_PREFIX):
+                return await _batch_api(request, path[len(MGMT_PREFIX) :], client_style=False)
+            if path.startswith(CLIENT_PREFIX):
+                return await _batch_api(request, path[len(CLIENT_PREFIX) :], client_style=True)
+            if path in (MESSAGES_PATH, MESSAGES_PATH + "/"):
+                _allow(request, "GET")
+                return await _list_messages(request)
+            if path.startswith(MESSAGES_PATH + "/") and request.method == "DELETE":
+                return await _cancel(request, unquote(path[len(MESSAGES_PATH) + 1 :]))
+        except _HttpError as exc:
+            return _problem(request, exc)
+        return None
+
+    async def _batch_api(request: Request, rest: str, *, client_style: bool) -> Response:
+        # rest is "{serviceId}/batch", "{serviceId}/batch/" or "{serviceId}/batch/{ref}"
+        service_part, _, tail = rest.partition("/")
+        head, _, reference = tail.partition("/")
+        if head != "batch" or not service_part.isdigit():
+            raise _HttpError(404, "Not Found", f"no such resource {request.path!r}")
+        service_id = int(service_part)
+        _authorize(request, service_id, client_style=client_style)
+        as_xml = not client_style and _prefers_xml(request.headers.get("accept"))
+        # Percent-decode after routing: the client sends "/" inside a reference as %2F.
+        reference = unquote(reference)
+        if not reference:
+            _allow(request, "GET")
+            batches = await management.batches(service_id)
+            if as_xml:
+                return _xml("getBatchListResponse", "".join(_batch_xml(b) for b in batches))
+            return _json(_BatchList(messageBatch=batches))
+        if request.method == "GET":
+            batch = await management.batch(service_id, reference)
+            if batch is None:
+                raise _unknown_batch(reference)
+            if as_xml:
+                return _xml("getBatchStatusResponse", _batch_xml(batch))
+            return _json(_BatchStatus(messageBatch=batch))
+        _allow(request, "GET, DELETE")
+        stopped = await management.stop_batch(service_id, reference)
+        if stopped is None:
+            raise _unknown_batch(reference)
+        if as_xml:
+            inner = (
+                f"<serviceId>{service_id}</serviceId>"
+                f"<clientBatchReference>{escape(reference)}</clientBatchReference>"
+                + "".join(_stopped_xml(message) for message in stopped)
+            )
+            return _xml("stopBatchResponse", inner)
+        return _json(
+            _StopResponse(
+                serviceId=service_id, clientBatchReference=reference, stoppedMessages=stopped
+            )
+        )
+
+    def _authorize(request: Request, service_id: int, *, client_style: bool) -> None:
+        header = request.headers.get("authorization")
+        if (
+            header is None
+            and client_style
+            and allow_unauthenticated_loopback
+            and _is_loopback(request)
+            and service_id in service_ids
+        ):
+            return
+        if _service(request) != service_id:
+            raise _unauthorized()
+
+    def _service(request: Request) -> int | None:
+        credentials = _basic_credentials(request.headers.get("authorization"))
+        return None if credentials is None else authenticate(*credentials)
+
+    async def _list_messages(request: Request) -> Response:
+        service_id = _service(request)
+        if service_id is None:
+            raise _unauthorized()
+        query = _message_filter(request.query)
+        try:
+            page = await management.messages(service_id, query)
+        except BadCursor as exc:
+            raise _HttpError(400, "Bad Request", str(exc)) from None
+        return _json(page)
+
+    async def _cancel(request: Request, message_id: str) -> Response:
+        service_id = _service(request)
+        if service_id is None:
+            raise _unauthorized()
+        outcome = await management.cancel(service_id, message_id)
+        if not outcome.found:
+            raise _HttpError(404, "Not Found", f"no message {message_id!r} for this service")
+        if not outcome.cancelled:
+            state = outcome.state.value if outcome.state is not None else "unknown"
+            raise _HttpError(
+                409, "Conflict", f"message {message_id!r} is {state} and can no longer be cancelled"
+            )
+        return _json(_Cancelled(messageId=message_id, state=MessageState.CANCELLED))
+
+    return route
+
+
+def _message_filter(query: str) -> MessageFilter:
+    values = {key: items[-1] for key, items in parse_qs(query, keep_blank_values=True).items()}
+    known = {"state", "recipient", "batch", "since", "until", "limit", "cursor"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise _HttpError(400, "Bad Request", f"unknown query parameter {unknown[0]!r}")
+    state = None
+    if values.get("state"):
+        try:
+            state = MessageState(values["state"].lower())
+        except ValueError:
+            choices = ", ".join(member.value for member in MessageState)
+            raise _HttpError(400, "Bad Request", f"state must be one of {choices}") from None
+    limit = 100
+    if values.get("limit"):
+        text = values["limit"]
+        if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+            raise _HttpError(400, "Bad Request", f"limit must be from 1 to {MAX_PAGE}")
+        limit = int(text)
+    return MessageFilter(
+        state=state,
+        recipient=values.get("recipient") or None,
+        batch=values.get("batch") or None,
+        since=_moment("since", values.get("since")),
+        until=_moment("until", values.get("until")),
+        limit=limit,
+        cursor=values.get("cursor") or None,
+    )
+
+
+def _moment(name: str, text: str | None) -> float | None:
+    """ISO 8601 (a time without offset is UTC) or Unix seconds."""
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise _HttpError(
+            400, "Bad Request", f"{name} must be ISO 8601 or Unix seconds, not {text!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
+
+
+def _allow(request: Request, methods: str) -> None:
+    if request.method not in methods.split(", "):
+        raise _HttpError(405, "Method Not Allowed", f"{request.method} is not one of {methods}")
+
+
+def _is_loopback(request: Request) -> bool:
+    if request.client is None:
+        return False
+    try:
+        return ipaddress.ip_address(request.client[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _prefers_xml(accept: str | None) -> bool:
+    """text/xml (or application/xml) when Accept names XML and not JSON; JSON otherwise."""
+    if not accept:
+        return False
+    accept = accept.lower()
+    return "xml" in accept and "json" not in accept
+
+
+def _unknown_batch(reference: str) -> _HttpError:
+    return _HttpError(404, "Not Found", f"no batch {reference!r} for this service")
+
+
+def _unauthorized() -> _HttpError:
+    return _HttpError(401, "Unauthorized", "HTTP Basic credentials of this service are needed")
+
+
+def _json(value: msgspec.Struct) -> Response:
+    return Response(status=200, headers=[("content-type", _JSON)], body=msgspec.json.encode(value))
+
+
+def _xml(root: str, inner: str) -> Response:
+    body = f"{_XML_DECLARATION}<{root}>{inner}</{root}>".encode()
+    return Response(status=200, headers=[("content-type", _TEXT_XML)], body=body)
+
+
+def _batch_xml(batch: MessageBatch) -> str:
+    return (
+        "<messageBatch>"
+        f"<clientBatchReference>{escape(batch.clientBatchReference)}</clientBatchReference>"
+        f"<totalSize>{batch.totalSize}</totalSize><onHold>{batch.onHold}</onHold>"
+        "</messageBatch>"
+    )
+
+
+def _stopped_xml(message: StoppedMessage) -> str:
+    reference = message.clientMessageReference
+    inner = f"<messageId>{escape(message.messageId)}</messageId>"
+    if reference is not None:
+        inner += f"<clientMessageReference>{escape(reference)}</clientMessageReference>"
+    return f"<stoppedMessages>{inner}</stoppedMessages>"
+
+
+def _problem(request: Request, error: _HttpError) -> Response:
+    problem = _Problem(
+        type="about:blank",
+        title=error.title,
+        status=error.status,
+        detail=error.detail,
+        instance=request.path,
+    )
+    response = Response(
+        status=error.status,
+        headers=[("content-type", _PROBLEM_JSON)],
+        body=msgspec.json.encode(problem),
+    )
+    if error.status == 401:
+        response.headers.append(("www-authenticate", f'Basic realm="{REALM}"'))
+    return response

@@ -1,0 +1,263 @@
+"""Batch and message management over the store: list, inspect and stop queued batches (spec
+section 5), list messages with keyset pagination, and cancel one queued message.
+
+Only `queued` messages can be stopped; one already `sending` or further is left alone. Stopped
+messages end through `store._finish`, so each gets its final DR like any other final state.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import sqlite3
+from collections.abc import Callable
+from typing import Any, Final
+
+import msgspec
+
+from edgegw.clock import Clock
+from edgegw.model import MessageState
+from edgegw.store import Store, _finish, _iso
+
+__all__ = [
+    "CANCELLED_DR_STATUS",
+    "BadCursor",
+    "CancelOutcome",
+    "Management",
+    "MessageBatch",
+    "MessageFilter",
+    "MessagePage",
+    "MessageSummary",
+    "StoppedMessage",
+]
+
+# Spec 4.4 has no code for "stopped by the customer"; 371 is the one that says "message
+# cancelled", so a stopped or cancelled message reports it.
+CANCELLED_DR_STATUS: Final = 371
+MAX_PAGE: Final = 1000
+DEFAULT_PAGE: Final = 100
+
+
+class MessageBatch(msgspec.Struct, kw_only=True):
+    """Spec 5.1 MessageBatch. `onHold` is always 0: there is no spam filter to hold messages."""
+
+    clientBatchReference: str
+    totalSize: int  # messages of the batch still queued
+    onHold: int = 0
+
+
+class StoppedMessage(msgspec.Struct, kw_only=True):
+    messageId: str
+    clientMessageReference: str | None
+
+
+class MessageSummary(msgspec.Struct, kw_only=True):
+    """One message in `GET /api/messages` (ISO 8601 UTC times)."""
+
+    messageId: str
+    batchReference: str
+    clientReference: str | None
+    recipient: str
+    state: MessageState
+    error: str | None
+    createdAt: str
+    updatedAt: str
+    doneAt: str | None
+
+
+class MessagePage(msgspec.Struct, kw_only=True):
+    messages: list[MessageSummary]
+    nextCursor: str | None  # pass as `cursor` for the next page; None on the last page
+
+
+class MessageFilter(msgspec.Struct, frozen=True, kw_only=True):
+    state: MessageState | None = None
+    recipient: str | None = None
+    batch: str | None = None
+    since: float | None = None  # created at or after (epoch seconds)
+    until: float | None = None  # created before
+    limit: int = DEFAULT_PAGE
+    cursor: str | None = None
+
+
+class CancelOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    found: bool
+    cancelled: bool
+    state: MessageState | None
+
+
+class BadCursor(ValueError):
+    """A `cursor` that this gateway did not hand out."""
+
+
+def _encode_cursor(created_at: float, message_id: str) -> str:
+    raw = f"{created_at!r}|{message_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
+        created, _, message_id = raw.partition("|")
+        return float(created), message_id
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise BadCursor(f"cursor {cursor!r} is not one this gateway handed out") from None
+
+
+class Management:
+    """What the Management API and `/api/messages` ask of the store, per service."""
+
+    def __init__(self, store: Store, clock: Clock, wake: Callable[[], None] = lambda: None):
+        self.store = store
+        self.clock = clock
+        self._wake = wake  # tells the delivery workers a DR was queued
+
+    async def batches(self, service_id: int) -> list[MessageBatch]:
+        """Batches of the service that still have queued messages."""
+
+        def batches(conn: sqlite3.Connection) -> list[MessageBatch]:
+            rows = conn.execute(
+                "SELECT batch_reference, count(*) FROM messages"
+                " WHERE service_id = ? AND state = 'queued'"
+                " GROUP BY batch_reference ORDER BY min(created_at), batch_reference",
+                (service_id,),
+            )
+            return [MessageBatch(clientBatchReference=ref, totalSize=n) for ref, n in rows]
+
+        return await self.store.read(batches)
+
+    async def batch(self, service_id: int, reference: str) -> MessageBatch | None:
+        """The batch's queued count; None when the service never had such a batch."""
+
+        def batch(conn: sqlite3.Connection) -> MessageBatch | None:
+            total, queued = conn.execute(
+                "SELECT count(*), coalesce(sum(state = 'queued'), 0) FROM messages"
+                " WHERE service_id = ? AND batch_reference = ?",
+                (service_id, reference),
+            ).fetchone()
+            if total == 0:
+                return None
+            return MessageBatch(clientBatchReference=reference, totalSize=queued)
+
+        return await self.store.read(batch)
+
+    async def stop_batch(self, service_id: int, reference: str) -> list[StoppedMessage] | None:
+        """Cancel every queued message of the batch; None when the batch is unknown."""
+        now = self.clock.now()
+
+        def stop(conn: sqlite3.Connection) -> list[StoppedMessage] | None:
+            rows = conn.execute(
+                "SELECT id, client_reference, state FROM messages"
+                " WHERE service_id = ? AND batch_reference = ? ORDER BY created_at, id",
+                (service_id, reference),
+            ).fetchall()
+            if not rows:
+                return None
+            stopped = []
+            for message_id, client_reference, state in rows:
+                if state != MessageState.QUEUED:
+                    continue
+                if _finish(
+                    conn,
+                    message_id,
+                    now,
+                    MessageState.CANCELLED,
+                    error=f"stopped with batch {reference!r} through the Management API",
+                    dr_status=CANCELLED_DR_STATUS,
+                    only_if=(MessageState.QUEUED,),
+                ):
+                    stopped.append(
+                        StoppedMessage(
+                            messageId=message_id, clientMessageReference=client_reference
+                        )
+                    )
+            return stopped
+
+        stopped = await self.store.write(stop)
+        if stopped:
+            self._wake()
+        return stopped
+
+    async def cancel(self, service_id: int, message_id: str) -> CancelOutcome:
+        """Cancel one queued message of the service."""
+        now = self.clock.now()
+
+        def cancel(conn: sqlite3.Connection) -> CancelOutcome:
+            row = conn.execute(
+                "SELECT state FROM messages WHERE id = ? AND service_id = ?",
+                (message_id, service_id),
+            ).fetchone()
+            if row is None:
+                return CancelOutcome(found=False, cancelled=False, state=None)
+            done = _finish(
+                conn,
+                message_id,
+                now,
+                MessageState.CANCELLED,
+                error="cancelled through the API",
+                dr_status=CANCELLED_DR_STATUS,
+                only_if=(MessageState.QUEUED,),
+            )
+            state = MessageState.CANCELLED if done else MessageState(row[0])
+            return CancelOutcome(found=True, cancelled=done, state=state)
+
+        outcome = await self.store.write(cancel)
+        if outcome.cancelled:
+            self._wake()
+        return outcome
+
+    async def messages(self, service_id: int, query: MessageFilter) -> MessagePage:
+        """A page of the service's messages, oldest first, after `query.cursor`.
+
+        Keyset pagination on (created_at, id): stable while messages arrive or change state.
+        """
+        limit = max(1, min(query.limit, MAX_PAGE))
+        clauses = ["service_id = ?"]
+        params: list[object] = [service_id]
+        for column, value in (
+            ("state", query.state),
+            ("recipient", query.recipient),
+            ("batch_reference", query.batch),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(str(value))
+        if query.since is not None:
+            clauses.append("created_at >= ?")
+            params.append(query.since)
+        if query.until is not None:
+            clauses.append("created_at < ?")
+            params.append(query.until)
+        if query.cursor is not None:
+            created_at, last_id = _decode_cursor(query.cursor)
+            clauses.append("(created_at, id) > (?, ?)")
+            params += [created_at, last_id]
+        sql = (
+            "SELECT id, batch_reference, client_reference, recipient, state, error, created_at,"
+            f" updated_at, done_at FROM messages WHERE {' AND '.join(clauses)}"
+            " ORDER BY created_at, id LIMIT ?"
+        )
+        params.append(limit + 1)
+        rows = await self.store.read(functools.partial(_fetch, sql=sql, params=params))
+        page = rows[:limit]
+        summaries = [
+            MessageSummary(
+                messageId=row[0],
+                batchReference=row[1],
+                clientReference=row[2],
+                recipient=row[3],
+                state=MessageState(row[4]),
+                error=row[5],
+                createdAt=_iso(row[6]) or "",
+                updatedAt=_iso(row[7]) or "",
+                doneAt=_iso(row[8]),
+            )
+            for row in page
+        ]
+        cursor = _encode_cursor(page[-1][6], page[-1][0]) if len(rows) > limit else None
+        return MessagePage(messages=summaries, nextCursor=cursor)
+
+
+def _fetch(conn: sqlite3.Connection, sql: str, params: list[object]) -> list[Any]:
+    return conn.execute(sql, params).fetchall()
