@@ -144,6 +144,15 @@ class PartView(msgspec.Struct, kw_only=True):
     sentAt: str | None  # ISO 8601 UTC
 
 
+class EventView(msgspec.Struct, kw_only=True):
+    """One state change or delivery event in a message's history."""
+
+    at: str  # ISO 8601 UTC
+    state: MessageState
+    part: int | None
+    detail: str
+
+
 class MessageView(msgspec.Struct, kw_only=True):
     """A stored MT message with its parts and timestamps (ISO 8601 UTC, None until reached)."""
 
@@ -161,6 +170,7 @@ class MessageView(msgspec.Struct, kw_only=True):
     sentAt: str | None
     doneAt: str | None
     parts: list[PartView]
+    events: list[EventView] = msgspec.field(default_factory=list)  # oldest first
 
 
 # ---------------------------------------------------------------------------------------------

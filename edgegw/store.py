@@ -24,7 +24,7 @@ import trio
 from drivers.gsm.parts import EncodedPart
 from edgegw.clock import Clock
 from edgegw.delivery.outbox import enqueue_drs
-from edgegw.model import TERMINAL_STATES, MessageState, MessageView, PartView
+from edgegw.model import TERMINAL_STATES, EventView, MessageState, MessageView, PartView
 
 log = logging.getLogger(__name__)
 
@@ -1134,6 +1134,14 @@ class Store:
                 sentAt=_iso(row[9]),
                 doneAt=_iso(row[10]),
                 parts=parts,
+                events=[
+                    EventView(at=_iso(at) or "", state=MessageState(state), part=part, detail=text)
+                    for at, state, part, text in conn.execute(
+                        "SELECT at, state, part, detail FROM message_events WHERE message_id = ?"
+                        " ORDER BY at, rowid",
+                        (message_id,),
+                    )
+                ],
             )
 
         return await self.read(view)
