@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -17,12 +21,15 @@ import smpplib.gsm
 import smpplib.smpp
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgegw.smpp import (
     Account,
     AccountTable,
     Address,
     BindMode,
+    CommandId,
     CommandStatus,
     MessageState,
     MobileOriginated,
@@ -49,12 +56,16 @@ from edgegw.smpp.pdu import (
     EnquireLink,
     EnquireLinkResp,
     GenericNack,
+    MultiDestination,
     Pdu,
     SmppDecoder,
+    SubmitMulti,
+    SubmitMultiResp,
     SubmitSm,
     SubmitSmResp,
     Unbind,
     UnbindResp,
+    UnsuccessfulDelivery,
     encode,
 )
 
@@ -863,3 +874,122 @@ async def test_shutdown_unbinds_bound_peers(
         await client.send(UnbindResp(sequence_number=unbind.sequence_number))
         assert await client.receive() is None
         await client.stream.aclose()
+
+
+# ---------------------------------------------------------------------------------------------
+# TLS, connection limits, submit_multi, fuzzing a bound session
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate and key for 127.0.0.1 made by the openssl command line tool."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("neither the cryptography package nor openssl is available")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_tls_with_smpplib(
+    backend: MemoryBackend, self_signed: tuple[Path, Path], gsm_submit: dict[str, object]
+) -> None:
+    cert, key = self_signed
+    config = smpp_config(tls_cert_file=str(cert), tls_key_file=str(key))
+    context = ssl.create_default_context(cafile=str(cert))
+    context.check_hostname = False  # smpplib wraps the socket without a server name
+
+    def session() -> tuple[int, int]:
+        client = smpplib.client.Client(
+            "127.0.0.1", port, timeout=5, ssl_context=context, allow_unknown_opt_params=True
+        )
+        client.connect()
+        try:
+            bound = client.bind_transceiver(system_id="demo", password="demo")
+            client.send_message(**gsm_submit, short_message=b"over TLS")
+            return int(bound.status), int(client.read_pdu().status)
+        finally:
+            client.disconnect()
+
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_smpp, config, backend)
+        assert await trio.to_thread.run_sync(session) == (0, 0)
+        assert backend.submitted[0][1].text == "over TLS"
+        # A plain-text client gets nothing it can read.
+        plain = await RawEsme.connect(port)
+        await plain.send(BindTransceiver(sequence_number=1, system_id="demo", password="demo"))
+        with trio.move_on_after(2):
+            assert await plain.receive() is None
+        await plain.stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_connections_past_the_limit_are_closed(backend: MemoryBackend) -> None:
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_smpp, smpp_config(max_connections=1), backend)
+        first = await RawEsme.connect(port)
+        assert (await first.bind()).command_status == 0
+        second = await RawEsme.connect(port)
+        assert await second.receive() is None
+        await second.stream.aclose()
+        await first.stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_submit_multi_lists_refused_destinations(
+    esme: EsmeFactory, backend: MemoryBackend
+) -> None:
+    client = await esme()
+    await client.bind()
+    await client.send(
+        SubmitMulti(
+            sequence_number=2,
+            dest_addresses=(
+                MultiDestination(1, 1, 1, "4790000001"),
+                MultiDestination(2, 0, 0, "friends"),
+                MultiDestination(1, 1, 1, "4790000002"),
+            ),
+            short_message=b"hello all",
+        )
+    )
+    response = await client.receive()
+    assert isinstance(response, SubmitMultiResp)
+    assert (response.command_status, response.message_id) == (0, "M000001")
+    assert response.unsuccess_smes == (
+        UnsuccessfulDelivery(0, 0, "friends", CommandStatus.ESME_RCNTSUBDL),
+    )
+    assert backend.submitted[0][1].destinations == (
+        Address(1, 1, "4790000001"),
+        Address(1, 1, "4790000002"),
+    )
+
+
+@given(st.lists(st.binary(min_size=0, max_size=60), min_size=1, max_size=5))
+@settings(max_examples=60, deadline=None)
+async def test_a_bound_session_survives_bad_pdus(bodies: list[bytes]) -> None:
+    """Well-framed PDUs with arbitrary command ids and bodies never kill the session."""
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_smpp, smpp_config(), MemoryBackend(ACCOUNTS))
+        client = await RawEsme.connect(port)
+        assert (await client.bind()).command_status == 0
+        for seq, body in enumerate(bodies, start=10):
+            command_id = int.from_bytes(body[:4].ljust(4, b"\0"), "big") % 0x120
+            if command_id in (CommandId.UNBIND, CommandId.OUTBIND):
+                command_id = CommandId.QUERY_SM
+            frame = (16 + len(body), command_id, 0, seq)
+            await client.stream.send_all(b"".join(n.to_bytes(4, "big") for n in frame) + body)
+        await client.send(EnquireLink(sequence_number=99))
+        while True:
+            answer = await client.receive()
+            assert answer is not None, "the session died"
+            if isinstance(answer, EnquireLinkResp) and answer.sequence_number == 99:
+                break
+        await client.stream.aclose()
+        nursery.cancel_scope.cancel()
