@@ -41,7 +41,7 @@ from edgegw.delivery.payload import (
     render_template,
     sign,
 )
-from edgegw.store import Store
+from edgegw.store import Store, StoreClosed
 
 __all__ = [
     "Attempt",
@@ -384,6 +384,8 @@ class Deliveries:
         while True:
             try:
                 await worker.run()
+            except StoreClosed:
+                return  # the gateway is stopping
             except Exception:
                 log.exception(
                     "delivery worker of service %d %s failed; restarting in %g s",

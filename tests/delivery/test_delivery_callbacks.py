@@ -4,7 +4,11 @@ only on 200, backoff in virtual time, restart during retries, isolation, HMAC an
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
+import hmac
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +25,7 @@ from edgegw.delivery.config import SmtpRelayConfig
 from edgegw.delivery.outbox import OutboxItem, enqueue_mo, outbox_items
 from edgegw.delivery.worker import Deliveries
 from edgegw.http.server import HttpLimits, Request, Response, serve_http
-from edgegw.model import MessageRequest, SendRequest, Settings
+from edgegw.model import MessageRequest, Parameter, SendRequest, Settings
 from edgegw.pipeline.submit import Submitter
 from edgegw.store import DrStatus, Store, run_inline
 
@@ -43,14 +47,18 @@ class Customer:
     async def app(self, request: Request) -> Response:
         self.requests.append(request)
         self.times.append(trio.current_time())
+        self._signal()
         if self.delay:
             await trio.sleep(self.delay)
         status = self.script.pop(0) if self.script else 200
         if status == 200:
             self.acknowledged.append(request)
+            self._signal()
+        return Response(status=status, body=b"OK" if status == 200 else b"nope")
+
+    def _signal(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
-        return Response(status=status, body=b"OK" if status == 200 else b"nope")
 
     async def wait_requests(self, count: int, *, acknowledged: bool = False) -> None:
         """Until `count` requests (acknowledged ones, with `acknowledged`) came in."""
@@ -201,5 +209,328 @@ async def test_dr_post_json_has_the_spec_keys_order_and_types(
         "extstatuscode": "49",
         "extstatusdescription": "Failed",
     }
-    (item,) = await rig.items(message_id)
-    assert item.state == "delivered" and item.attempts == 1 and item.last_status == 200
+    item = await settle(rig, message_id, "delivered")
+    assert item.attempts == 1 and item.last_status == 200
+
+
+async def settle(rig: Rig, message_id: str | None, state: str, seconds: float = 5.0) -> OutboxItem:
+    """The first outbox item (of `message_id`) once it is in `state`, waiting up to `seconds`."""
+    for _ in range(int(seconds * 10)):
+        items = await rig.items(message_id)
+        if items and items[0].state == state:
+            return items[0]
+        await trio.sleep(0.1)
+    raise AssertionError(f"outbox item never reached {state}: {await rig.items(message_id)}")
+
+
+SPEC_MO_TEMPLATE = (
+    "/incomingaction?messageid=[messageid]&sno=[sno]&commandtype=[commandtype]&command=[command]"
+    "&content=[content]&timestamp=[timestamp]&sctimestamp=[sctimestamp]&serviceid=[serviceid]"
+    "&originator=[originator]&mcc=[mcc]&mnc=[mnc]&sessionid=[sessionId]&type=[type]"
+    "&servicename=[servicename]"
+)
+SPEC_DR_TEMPLATE = (
+    "/reportaction?messageid=[messageid]&statuscode=[statuscode]"
+    "&statusdescription=[statusdescription]&extstatuscode=[extstatuscode]"
+    "&extstatusdescription=[extstatusdescription]"
+    "&customerMessageReference=[customermessagereference]"
+    "&customerBatchReference=[customerbatchreference]&serviceid=[serviceid]"
+    "&servicename=[servicename]&mcc=[mcc]&mnc=[mnc]&type=[type]"
+)
+
+
+async def test_mo_get_fills_the_spec_template_case_insensitively_and_url_encoded(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    customer = await start_customer(nursery)
+    template = customer.url(SPEC_MO_TEMPLATE + "&who=[DI_FIRSTNAME]&x=[nosuchfield]")
+    services = [service(123, name="Test", mo={"url": template, "method": "GET"})]
+    rig, _ = await start_rig(nursery, tmp_path / "db", services)
+    assert await rig.mo("7a02c0000f00", service_id=123) == 1
+    with trio.fail_after(10):
+        await customer.wait_requests(1, acknowledged=True)
+    (request,) = customer.requests
+    assert request.method == "GET" and request.path == "/incomingaction"
+    assert request.query == (
+        "messageid=7a02c0000f00&sno=1960&commandtype=&command=KODE"
+        "&content=KODE%20hei%20p%C3%A5%20deg&timestamp=20250805%2010%3A00%3A00"
+        "&sctimestamp=20250805%2009%3A59%3A58&serviceid=123&originator=%2B4799999999"
+        "&mcc=242&mnc=1&sessionid=&type=1&servicename=Test&who=&x="
+    )
+    assert request.body == b""
+    item = await settle(rig, "7a02c0000f00", "delivered")
+    assert item.attempts == 1
+
+
+async def test_mo_post_json_is_the_spec_example_shape(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    customer = await start_customer(nursery)
+    services = [service(123, name="Test", mo={"url": customer.url("/mo")})]
+    rig, _ = await start_rig(nursery, tmp_path / "db", services)
+    await rig.mo("7a02c0000f00", service_id=123, content="KODE hei")
+    with trio.fail_after(10):
+        await customer.wait_requests(1, acknowledged=True)
+    (request,) = customer.requests
+    assert request.headers["content-type"] == "application/json"
+    assert request.body == (
+        b'{"mo":[{"messageid":"7a02c0000f00","serviceid":123,"servicename":"Test","sno":"1960",'
+        b'"originator":"+4799999999","mcc":242,"mnc":1,"content":"KODE hei","command":"KODE",'
+        b'"strippedcontent":"hei","type":1,"timestamp":"20250805 10:00:00",'
+        b'"sctimestamp":"20250805 09:59:58","sessionid":""}]}'
+    )
+
+
+async def test_mo_post_xml_is_the_spec_example_shape(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    customer = await start_customer(nursery)
+    services = [service(123, name="Test", mo={"url": customer.url("/mo"), "format": "xml"})]
+    rig, _ = await start_rig(nursery, tmp_path / "db", services)
+    await rig.mo("7a02c0000f00", service_id=123, content="KODE hei & <ha>")
+    with trio.fail_after(10):
+        await customer.wait_requests(1, acknowledged=True)
+    (request,) = customer.requests
+    assert request.headers["content-type"] == "application/xml; charset=UTF-8"
+    assert request.body == (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n'
+        b"<mo><message><messageid>7a02c0000f00</messageid><serviceid>123</serviceid>"
+        b"<servicename>Test</servicename><sno>1960</sno><originator>+4799999999</originator>"
+        b"<mcc>242</mcc><mnc>1</mnc><content>KODE hei &amp; &lt;ha&gt;</content>"
+        b"<command>KODE</command><strippedcontent>hei &amp; &lt;ha&gt;</strippedcontent>"
+        b"<type>1</type><timestamp>20250805 10:00:00</timestamp>"
+        b"<sctimestamp>20250805 09:59:58</sctimestamp><sessionid/></message></mo>"
+    )
+
+
+async def test_dr_get_fills_the_spec_template(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    customer = await start_customer(nursery)
+    template = customer.url(SPEC_DR_TEMPLATE + "&from=[Originator]")
+    services = [service(123, name="Test", originator="Acme", dr={"url": template, "method": "GET"})]
+    rig, _ = await start_rig(nursery, tmp_path / "db", services)
+    message_id = await rig.send(service_id=123, client_reference="MyRef123")
+    await rig.store.fail(message_id, error="gone", dr_status=DrStatus.DELIVERED, ext_status="0")
+    with trio.fail_after(10):
+        await customer.wait_requests(1, acknowledged=True)
+    (request,) = customer.requests
+    assert request.path == "/reportaction"
+    assert request.query == (
+        f"messageid={message_id}&statuscode=0"
+        "&statusdescription=OK.%20Message%20processed%20successfully.&extstatuscode=0"
+        "&extstatusdescription=Failed&customerMessageReference=MyRef123"
+        "&customerBatchReference=batch-1&serviceid=123&servicename=Test&mcc=0&mnc=0&type=6"
+        "&from=Acme"
+    )
+
+
+async def test_dr_post_xml_is_the_spec_example_shape(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    customer = await start_customer(nursery)
+    services = [service(123, name="Test", dr={"url": customer.url("/dr"), "format": "xml"})]
+    rig, _ = await start_rig(nursery, tmp_path / "db", services)
+    message_id = await rig.send(service_id=123, client_reference=None)
+    await rig.fail(message_id)
+    with trio.fail_after(10):
+        await customer.wait_requests(1, acknowledged=True)
+    assert customer.requests[0].body == (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n'
+        b"<dr><message><messageid>" + message_id.encode() + b"</messageid>"
+        b"<customerbatchreference>batch-1</customerbatchreference>"
+        b"<customermessagereference/><serviceid>123</serviceid><servicename>Test</servicename>"
+        b"<mcc>0</mcc><mnc>0</mnc><type>6</type><statuscode>351</statuscode>"
+        b"<statusdescription>Unknown recipient.</statusdescription>"
+        b"<extstatuscode>49</extstatuscode><extstatusdescription>Failed</extstatusdescription>"
+        b"</message></dr>"
+    )
+
+
+async def test_post_batches_up_to_batch_max_at_most_one_request_per_interval(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    customer = await start_customer(nursery)
+    dr = {"url": customer.url("/dr"), "batch_max": 2, "interval": 1.5}
+    rig, _ = await start_rig(nursery, tmp_path / "db", [service(1, dr=dr)])
+    ids = [await rig.send() for _ in range(5)]
+    for message_id in ids:
+        await rig.fail(message_id)
+    with trio.fail_after(30):
+        await customer.wait_requests(3, acknowledged=True)
+    batches = [[dr["messageid"] for dr in json.loads(r.body)["dr"]] for r in customer.requests]
+    assert batches == [ids[0:2], ids[2:4], ids[4:5]]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(customer.times)]
+    assert all(gap >= 1.5 for gap in gaps), gaps
+
+
+async def test_only_200_acknowledges_and_retries_back_off_exponentially(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    customer = await start_customer(nursery, script=[500, 204, 500])
+    rig, _ = await start_rig(nursery, tmp_path / "db", [service(1, dr={"url": customer.url()})])
+    message_id = await rig.send()
+    await rig.fail(message_id)
+    with trio.fail_after(3600):
+        await customer.wait_requests(4)
+    first = customer.times[0]
+    assert [round(t - first) for t in customer.times] == [0, 60, 180, 420]
+    item = await settle(rig, message_id, "delivered")
+    assert (item.attempts, item.last_status) == (4, 200)
+    assert len(customer.acknowledged) == 1
+
+
+async def test_500_three_times_then_200_with_a_restart_in_between_acknowledges_once(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    customer = await start_customer(nursery, script=[500, 500, 500])
+    services = [service(1, dr={"url": customer.url(), "batch_max": 10})]
+    path = tmp_path / "db"
+    async with trio.open_nursery() as first_run:
+        rig, _ = await start_rig(first_run, path, services)
+        ids = [await rig.send() for _ in range(3)]
+        for message_id in ids:
+            await rig.fail(message_id)
+        with trio.fail_after(3600):
+            await customer.wait_requests(2)
+        await trio.sleep(1)  # the failure is committed
+        first_run.cancel_scope.cancel()
+    # A new store and workers on the same file, as after a restart, 100 s into the backoff.
+    await trio.sleep(100)
+    rig, _ = await start_rig(nursery, path, services, clock=rig.clock)
+    with trio.fail_after(3600):
+        await customer.wait_requests(1, acknowledged=True)
+    await trio.sleep(3600)  # nothing more arrives
+    assert len(customer.requests) == 4
+    (acknowledged,) = customer.acknowledged
+    assert sorted(dr["messageid"] for dr in json.loads(acknowledged.body)["dr"]) == sorted(ids)
+    items = await rig.items()
+    assert [(item.state, item.attempts) for item in items] == [("delivered", 4)] * 3
+    first = customer.times[0]
+    assert [round(t - first) for t in customer.times] == [0, 60, 180, 420]
+
+
+async def test_a_dead_endpoint_does_not_delay_another_service(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    hanging = await start_customer(nursery, delay=10_000)
+    healthy = await start_customer(nursery)
+    with trio.socket.socket() as unused:
+        await unused.bind(("127.0.0.1", 0))
+        refused_port = unused.getsockname()[1]
+    services = [
+        service(1, dr={"url": hanging.url(), "timeout": 60}),
+        service(2, dr={"url": f"http://127.0.0.1:{refused_port}/dr"}),
+        service(3, dr={"url": healthy.url(), "method": "GET"}),
+    ]
+    rig, _ = await start_rig(nursery, tmp_path / "db", services)
+    slow, dead = await rig.send(1), await rig.send(2)
+    await rig.fail(slow)
+    await rig.fail(dead)
+    with trio.fail_after(5):
+        await hanging.wait_requests(1)
+    started = trio.current_time()
+    fine = await rig.send(3)
+    await rig.fail(fine)
+    with trio.fail_after(5):
+        await healthy.wait_requests(1, acknowledged=True)
+    assert trio.current_time() - started < 2
+    await trio.sleep(61)
+    slow_item = (await rig.items(slow))[0]
+    assert slow_item.state == "pending" and slow_item.last_error == "no answer within 60 s"
+    dead_item = (await rig.items(dead))[0]
+    assert dead_item.state == "pending" and dead_item.last_error is not None
+    assert dead_item.last_error.startswith("ConnectError")
+
+
+async def test_credentials_fixed_headers_and_hmac_signature(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    customer = await start_customer(nursery)
+    common = {
+        "username": "cust",
+        "password": "pa:ss",
+        "headers": {"X-API-Key": "3141592654"},
+        "hmac_key": "k3y",
+    }
+    services = [
+        service(1, dr={"url": customer.url("/dr"), **common}),
+        service(2, dr={"url": customer.url("/dr?id=[messageid]"), "method": "GET", **common}),
+    ]
+    rig, _ = await start_rig(nursery, tmp_path / "db", services)
+    for service_id in (1, 2):
+        await rig.fail(await rig.send(service_id))
+    with trio.fail_after(10):
+        await customer.wait_requests(2, acknowledged=True)
+    for request in customer.requests:
+        assert request.headers["authorization"] == "Basic " + base64.b64encode(
+            b"cust:pa:ss"
+        ).decode("ascii")
+        assert request.headers["x-api-key"] == "3141592654"
+        signed = (
+            request.body
+            if request.method == "POST"
+            else (f"{request.path}?{request.query}".encode())
+        )
+        fields = dict(
+            part.split("=", 1) for part in request.headers["x-edgegw-signature"].split(",")
+        )
+        assert abs(int(fields["t"]) - rig.clock.now()) < 5
+        expected = hmac.new(b"k3y", fields["t"].encode() + b"." + signed, hashlib.sha256)
+        assert hmac.compare_digest(fields["v1"], expected.hexdigest())
+    assert sorted(r.method for r in customer.requests) == ["GET", "POST"]
+
+
+async def test_an_item_is_abandoned_after_give_up_after_and_the_message_history_says_so(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    customer = await start_customer(nursery, script=[503] * 10)
+    dr = {"url": customer.url(), "give_up_after": 100, "retry_initial": 60}
+    rig, _ = await start_rig(nursery, tmp_path / "db", [service(1, dr=dr)])
+    message_id = await rig.send()
+    await rig.fail(message_id)
+    item = await settle(rig, message_id, "abandoned", seconds=3600)
+    assert len(customer.requests) == 3  # at 0, 60 and 180 s; 180 s is past 100 s
+    assert item.last_status == 503
+    assert item.last_error == "abandoned after 3 attempts: HTTP 503"
+    view = await rig.store.message_view(1, message_id)
+    assert view is not None
+    assert view.events[-1].detail == "DR to the customer abandoned after 3 attempts: HTTP 503"
+    await trio.sleep(3600)
+    assert len(customer.requests) == 3
+
+
+async def test_no_dr_without_delivery_reports_or_with_skip_customer_report_delivery(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    customer = await start_customer(nursery)
+    services = [
+        service(1, dr={"url": customer.url()}),
+        service(2, dr={"url": customer.url()}, delivery_reports=False),
+        service(3),
+    ]
+    rig, _ = await start_rig(nursery, tmp_path / "db", services)
+    skipped = await rig.send(
+        1, parameter=[Parameter(key="skip_customer_report_delivery", value="true")]
+    )
+    reported = await rig.send(1)
+    for message_id in (skipped, reported, await rig.send(2), await rig.send(3)):
+        await rig.fail(message_id)
+    await trio.sleep(10)
+    assert [item.message_id for item in await rig.items()] == [reported]
+    assert len(customer.acknowledged) == 1
+
+
+async def test_expired_and_delivered_messages_report_their_codes(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    customer = await start_customer(nursery)
+    rig, _ = await start_rig(nursery, tmp_path / "db", [service(1, dr={"url": customer.url()})])
+    expiring = await rig.send(validity=0)  # 5 minutes (spec 7.4)
+    await trio.sleep(600)
+    expired = await rig.store.expire_due()
+    assert expired == [expiring]
+    with trio.fail_after(10):
+        await customer.wait_requests(1, acknowledged=True)
+    (dr,) = json.loads(customer.requests[0].body)["dr"]
+    assert (dr["statuscode"], dr["extstatusdescription"]) == (361, "Expired")
