@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+from collections.abc import Mapping, Sequence
 
 import trio
 
@@ -17,6 +18,8 @@ from drivers.events import ModemState
 from drivers.modem import Modem
 from edgegw.clock import Clock
 from edgegw.config import CrashPolicy, DispatchConfig, ServiceConfig
+from edgegw.pipeline.modems import release_from_modem
+from edgegw.pipeline.pacing import Pacer
 from edgegw.pipeline.router import choose_modem
 from edgegw.pipeline.sendwindow import next_open
 from edgegw.pipeline.worker import ModemWorker
@@ -46,10 +49,15 @@ class Dispatcher:
         policy: CrashPolicy = CrashPolicy.RESEND,
         rng: random.Random | None = None,
         health_poll: float = HEALTH_POLL,
+        pacer: Pacer | None = None,
+        prefixes: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self._store = store
         self._modems = modems
         self._pools = {service.id: tuple(service.modems) for service in services}
+        self._pacer = pacer
+        self._prefixes = dict(prefixes or {})
+        self._down_since: dict[str, float] = {}  # modems not ready, since when (failover)
         self._dispatch = dispatch
         self._clock = clock
         self._policy = policy
@@ -88,6 +96,7 @@ class Dispatcher:
                     self._dispatch,
                     rng=self._rng,
                     on_done=self._done,
+                    pacer=self._pacer,
                 )
                 self.workers[name] = worker
                 nursery.start_soon(self._supervise, worker, receive)
@@ -144,10 +153,18 @@ class Dispatcher:
         """Claim due messages up to the spare capacity of ready modems; True if some are left
         waiting for a modem."""
         per_modem = self._dispatch.queue_per_modem
+        pacer = self._pacer
+        for name, driver in self._modems.items():
+            if driver.health().state is ModemState.READY:
+                self._down_since.pop(name, None)
+            else:
+                self._down_since.setdefault(name, now)
         free = {
             name: per_modem - self._in_flight[name]
-            for name, modem in self._modems.items()
-            if modem.health().state is ModemState.READY and self._in_flight[name] < per_modem
+            for name in self._modems
+            if name not in self._down_since
+            and self._in_flight[name] < per_modem
+            and (pacer is None or pacer.capped_until(name, now) is None)
         }
         if not free:
             return True
@@ -155,6 +172,7 @@ class Dispatcher:
         candidates = await self._store.due(now, limit)
         assignments: list[tuple[str, str]] = []
         load = dict(self._in_flight)
+        last_used = {name: pacer.last_used(name) for name in free} if pacer is not None else {}
         waiting = False
         for message in candidates:
             if message.window is not None:
@@ -168,11 +186,17 @@ class Dispatcher:
             if not free:
                 waiting = True
                 break
+            sticky = message.modem
+            if sticky is not None and await self._failed_over(message.id, sticky, now):
+                sticky = None
             modem = choose_modem(
                 pool=self._pools.get(message.service_id, ()),
-                sticky=message.modem,
+                sticky=sticky,
                 free=free,
                 load=load,
+                recipient=message.recipient,
+                prefixes=self._prefixes,
+                last_used=last_used,
             )
             if modem is None:
                 waiting = True
@@ -188,3 +212,19 @@ class Dispatcher:
             self._in_flight[claim.modem] += 1
             self._channels[claim.modem].send_nowait(claim)
         return waiting
+
+    async def _failed_over(self, message_id: str, modem: str, now: float) -> bool:
+        """Release a message bound to `modem` once that modem has been down longer than
+        `failover_after`: it is then resent whole elsewhere (edgegw.pipeline.modems)."""
+        down_since = self._down_since.get(modem)
+        if down_since is None or now - down_since < self._dispatch.failover_after:
+            return False
+        released = await release_from_modem(self._store, message_id, modem, now)
+        if released:
+            log.warning(
+                "message %s: modem %s down since %.0f s; resending it whole on another modem",
+                message_id,
+                modem,
+                now - down_since,
+            )
+        return released

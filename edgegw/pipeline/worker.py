@@ -18,6 +18,7 @@ from drivers.events import ModemState
 from drivers.modem import Modem, ModemError, OutgoingPart, SendRejected
 from edgegw.clock import Clock
 from edgegw.config import DispatchConfig
+from edgegw.pipeline.pacing import Pacer
 from edgegw.store import Claim, DrStatus, Store
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class ModemWorker:
         *,
         rng: random.Random,
         on_done: Callable[[str], None],
+        pacer: Pacer | None = None,
     ) -> None:
         self.modem = modem
         self._store = store
@@ -53,6 +55,7 @@ class ModemWorker:
         self._dispatch = dispatch
         self._rng = rng
         self._on_done = on_done
+        self._pacer = pacer
         self.sent = 0  # messages fully sent
         self.errors = 0  # messages whose handling raised something unexpected
         self._part: int | None = None  # the part being sent, for the error boundary
@@ -95,6 +98,9 @@ class ModemWorker:
         validity = max(MIN_VALIDITY_MINUTES, math.ceil((claim.expires_at - now) / 60))
         for position, part in enumerate(unsent, 1):
             self._part = part.index
+            bound = position > 1 or len(unsent) < len(claim.parts)
+            if self._pacer is not None and not await self._paced(claim, bound=bound):
+                return
             await store.mark_part_sending(claim.id, part.index, self.modem.name)
             outgoing = OutgoingPart(
                 recipient=claim.recipient,
@@ -125,11 +131,34 @@ class ModemWorker:
             except ModemError as exc:
                 await self._after_error(claim, part.index, str(exc), cms=exc.cms)
                 return
+            if self._pacer is not None:
+                self._pacer.record(self.modem.name, self._clock.now())
             await store.mark_part_sent(
                 claim.id, part.index, reference, last=position == len(unsent)
             )
         self._part = None
         self.sent += 1
+
+    async def _paced(self, claim: Claim, *, bound: bool) -> bool:
+        """Wait out the modem's minimum interval; False (the message went back to the queue,
+        due when the cap lifts) when an hourly or daily cap holds the modem back."""
+        assert self._pacer is not None
+        name = self.modem.name
+        now = self._clock.now()
+        capped_until = self._pacer.capped_until(name, now)
+        if capped_until is not None:
+            # Bound to this modem (a part went out on it), the message waits for the cap to
+            # lift; otherwise it is due at once, for another modem.
+            await self._store.requeue(
+                claim.id,
+                next_attempt_at=capped_until if bound else now,
+                error=f"modem {name} reached its sending cap",
+                counts_as_attempt=False,
+                now=now,
+            )
+            return False
+        await self._clock.sleep_until(self._pacer.next_send_at(name, now))
+        return True
 
     async def _after_error(
         self, claim: Claim, part_index: int | None, error: str, *, cms: int | None

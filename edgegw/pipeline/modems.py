@@ -1,0 +1,91 @@
+"""The store side of running many modems: recent sends for pacing, the queue per modem for the
+health view, and failover of a message stuck on a modem that stays down.
+
+Queries only, run through `Store.read` / `Store.write`; no modem calls. ARCHITECTURE.md (the
+flow: router; Concurrency rules).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import msgspec
+
+from edgegw.model import MessageState
+from edgegw.store import Store, _event
+
+
+class ModemQueue(msgspec.Struct, kw_only=True):
+    """Messages the gateway holds for one modem."""
+
+    queued: int = 0  # queued and bound to this modem (a part already went out on it)
+    sending: int = 0  # claimed by its worker
+
+
+async def recent_sends(store: Store, since: float) -> dict[str, list[float]]:
+    """Send times of parts per modem since `since`, for `Pacer.load`."""
+
+    def read(conn: sqlite3.Connection) -> dict[str, list[float]]:
+        sends: dict[str, list[float]] = {}
+        for modem, at in conn.execute(
+            "SELECT modem, sent_at FROM parts WHERE sent_at >= ? AND modem IS NOT NULL", (since,)
+        ):
+            sends.setdefault(modem, []).append(at)
+        return sends
+
+    return await store.read(read)
+
+
+async def queues(store: Store) -> tuple[dict[str, ModemQueue], int]:
+    """Per modem, its queued and sending messages; and the queued messages not yet bound to
+    any modem."""
+
+    def read(conn: sqlite3.Connection) -> tuple[dict[str, ModemQueue], int]:
+        per_modem: dict[str, ModemQueue] = {}
+        unbound = 0
+        for modem, state, count in conn.execute(
+            "SELECT modem, state, count(*) FROM messages WHERE state = 'queued'"
+            " GROUP BY modem UNION ALL SELECT modem, state, count(*) FROM messages"
+            " WHERE state = 'sending' GROUP BY modem"
+        ):
+            if modem is None:
+                unbound += count
+                continue
+            queue = per_modem.setdefault(modem, ModemQueue())
+            if state == MessageState.QUEUED:
+                queue.queued += count
+            else:
+                queue.sending += count
+        return per_modem, unbound
+
+    return await store.read(read)
+
+
+async def release_from_modem(store: Store, message_id: str, modem: str, now: float) -> bool:
+    """Unbind a queued message from `modem`, which has been down too long: every part goes
+    back to the queue and the whole message is sent again on another modem (its parts already
+    sent on `modem` reach the handset a second time, as a separate concatenated message)."""
+
+    def release(conn: sqlite3.Connection) -> bool:
+        moved = conn.execute(
+            "UPDATE messages SET modem = NULL, updated_at = ? WHERE id = ? AND state = 'queued'"
+            " AND modem = ?",
+            (now, message_id, modem),
+        ).rowcount
+        if not moved:
+            return False
+        conn.execute(
+            "UPDATE parts SET state = 'queued', reference = NULL, modem = NULL"
+            " WHERE message_id = ?",
+            (message_id,),
+        )
+        _event(
+            conn,
+            message_id,
+            now,
+            MessageState.QUEUED,
+            f"modem {modem} is down; the whole message will be resent on another modem",
+        )
+        return True
+
+    return await store.write(release)

@@ -1,0 +1,294 @@
+"""Per-SIM pacing, prefix routing, least-recently-used choice and failover, through the real
+dispatcher, workers and store with a modem double, in virtual time."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+
+import msgspec
+import trio
+import trio.testing
+
+from drivers.events import InboundSms, ModemEvent, ModemState, StatusReportReceived
+from drivers.modem import Health, ModemUnavailable, OutgoingPart
+from edgegw.clock import Clock
+from edgegw.config import DispatchConfig, ServiceConfig
+from edgegw.model import MessageRequest, MessageState, SendRequest, Settings
+from edgegw.pipeline.dispatcher import Dispatcher
+from edgegw.pipeline.modems import queues, recent_sends
+from edgegw.pipeline.pacing import DAY, HOUR, Pacer, PacingRule
+from edgegw.pipeline.router import choose_modem
+from edgegw.pipeline.submit import Submitter
+from edgegw.store import Store, run_inline
+
+START = 1_754_380_800.0  # 2025-08-05T08:00:00Z
+SEND_TIME = 1.0
+
+
+class PacedModem:
+    """Sends in one virtual second and notes when each send began; raises on demand."""
+
+    def __init__(self, name: str, clock: Clock) -> None:
+        self.name = name
+        self.clock = clock
+        self.state = ModemState.READY
+        self.sent: list[tuple[float, OutgoingPart]] = []
+        self.fail_next = 0
+        self._reference = 0
+        self._events = trio.open_memory_channel[ModemEvent](1)[1]
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await trio.sleep_forever()
+
+    async def send(self, outgoing: OutgoingPart) -> int:
+        began = self.clock.now()
+        await trio.sleep(SEND_TIME)
+        if self.fail_next:
+            self.fail_next -= 1
+            self.state = ModemState.FAILED
+            raise ModemUnavailable("the port vanished")
+        self.sent.append((began, outgoing))
+        self._reference = (self._reference + 1) % 256
+        return self._reference
+
+    async def acknowledge(self, event: InboundSms | StatusReportReceived) -> None:
+        return None
+
+    def health(self) -> Health:
+        return Health(state=self.state)
+
+    @property
+    def events(self) -> trio.MemoryReceiveChannel[ModemEvent]:
+        return self._events
+
+
+SERVICE = msgspec.convert(
+    {"id": 1, "name": "s", "username": "user", "password": "secret"}, ServiceConfig
+)
+
+
+class Rig:
+    def __init__(self, store: Store, submitter: Submitter, dispatcher: Dispatcher) -> None:
+        self.store = store
+        self.submitter = submitter
+        self.dispatcher = dispatcher
+
+    async def send(self, recipient: str = "+4741000000", content: str = "Hi") -> str:
+        response = await self.submitter.submit(
+            SendRequest(
+                serviceId=1,
+                username="user",
+                password="secret",
+                message=[MessageRequest(recipient=recipient, content=content, settings=Settings())],
+            )
+        )
+        message_id = response.messageStatus[0].messageId
+        assert message_id is not None
+        return message_id
+
+    async def state(self, message_id: str) -> MessageState:
+        record = await self.store.message(message_id)
+        assert record is not None
+        return record.state
+
+
+async def start_rig(
+    nursery: trio.Nursery,
+    path: Path,
+    modems: list[PacedModem],
+    clock: Clock,
+    rules: dict[str, PacingRule],
+    *,
+    prefixes: dict[str, list[str]] | None = None,
+    dispatch: DispatchConfig | None = None,
+) -> Rig:
+    store = Store(path, clock=clock, offload=run_inline)
+    await nursery.start(store.run)
+    pacer = Pacer(rules, random.Random(5))
+    now = clock.now()
+    for modem, times in (await recent_sends(store, now - DAY)).items():
+        pacer.load(modem, times, now)
+    dispatcher = Dispatcher(
+        store,
+        {modem.name: modem for modem in modems},
+        [SERVICE],
+        dispatch or DispatchConfig(),
+        clock,
+        rng=random.Random(1),
+        pacer=pacer,
+        prefixes=prefixes,
+    )
+    await nursery.start(dispatcher.run)
+    return Rig(store, Submitter([SERVICE], store, clock, dispatcher.wake), dispatcher)
+
+
+def test_the_pacer_spaces_sends_and_counts_rolling_caps() -> None:
+    pacer = Pacer({"m": PacingRule(min_interval=10, jitter=5, hourly_cap=3, daily_cap=5)})
+    assert pacer.next_send_at("m", 100.0) == 100.0
+    pacer.record("m", 100.0)
+    assert 110.0 <= pacer.next_send_at("m", 101.0) <= 115.0
+    pacer.record("m", 200.0)
+    pacer.record("m", 300.0)
+    assert pacer.counts("m", 300.0) == (3, 3)
+    assert pacer.capped_until("m", 300.0) == 100.0 + HOUR  # the oldest send leaves the hour
+    assert pacer.capped_until("m", 100.0 + HOUR) is None
+    for at in (4000.0, 4100.0):
+        pacer.record("m", at)
+    assert pacer.counts("m", 4100.0) == (2, 5)
+    assert pacer.capped_until("m", 4100.0) == 100.0 + DAY  # the daily cap now holds
+    assert pacer.next_send_at("m", 4100.0) == 100.0 + DAY
+    assert pacer.counts("m", 100.0 + DAY) == (0, 4)
+    assert pacer.capped_until("other", 0.0) is None
+
+
+def test_the_router_prefers_prefix_then_load_then_least_recently_used() -> None:
+    free = {"a": 1, "b": 1, "c": 1}
+    load = {"a": 0, "b": 0, "c": 1}
+    prefixes = {"a": ["+46"], "b": [], "c": []}
+    last_used = {"a": 0.0, "b": 50.0, "c": 10.0}
+    pick = dict(free=free, load=load, prefixes=prefixes, last_used=last_used, pool=(), sticky=None)
+    assert choose_modem(recipient="+4741000000", **pick) == "b"  # type: ignore[arg-type]
+    assert choose_modem(recipient="+4670000000", **pick) == "a"  # type: ignore[arg-type]
+    assert choose_modem(recipient="+4741000000", **{**pick, "load": {}}) == "c"  # type: ignore[arg-type]
+
+
+async def test_min_interval_spaces_the_sends_of_one_sim(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    clock = Clock(START)
+    modem = PacedModem("m1", clock)
+    rig = await start_rig(
+        nursery, tmp_path / "db", [modem], clock, {"m1": PacingRule(min_interval=10, jitter=4)}
+    )
+    ids = [await rig.send() for _ in range(4)]
+    await trio.sleep(120)
+    assert {await rig.state(message_id) for message_id in ids} == {MessageState.SENT}
+    starts = [began for began, _ in modem.sent]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    # Ten seconds plus up to four of jitter after the previous send finished (one second).
+    assert all(10 + SEND_TIME <= gap <= 14 + SEND_TIME + 0.1 for gap in gaps), gaps
+    assert len(set(gaps)) > 1  # the jitter varies
+
+
+async def test_an_hourly_cap_holds_messages_until_the_hour_has_passed(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    clock = Clock(START)
+    modem = PacedModem("m1", clock)
+    rig = await start_rig(
+        nursery, tmp_path / "db", [modem], clock, {"m1": PacingRule(hourly_cap=2)}
+    )
+    ids = [await rig.send() for _ in range(3)]
+    await trio.sleep(600)
+    assert [await rig.state(i) for i in ids] == [MessageState.SENT] * 2 + [MessageState.QUEUED]
+    first_done = modem.sent[0][0] + SEND_TIME
+    await trio.sleep(first_done + HOUR - clock.now() - 1)
+    assert await rig.state(ids[2]) is MessageState.QUEUED
+    await trio.sleep(10)  # the dispatcher looks at least every HEALTH_POLL seconds
+    assert await rig.state(ids[2]) is MessageState.SENT
+    assert first_done + HOUR <= modem.sent[2][0] <= first_done + HOUR + 6
+
+
+async def test_caps_are_counted_from_the_store_across_a_restart(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    path = tmp_path / "edgegw.db"
+    clock = Clock(START)
+    rules = {"m1": PacingRule(daily_cap=2)}
+    async with trio.open_nursery() as nursery:
+        modem = PacedModem("m1", clock)
+        rig = await start_rig(nursery, path, [modem], clock, rules)
+        for _ in range(2):
+            await rig.send()
+        await trio.sleep(60)
+        assert len(modem.sent) == 2
+        nursery.cancel_scope.cancel()
+    async with trio.open_nursery() as nursery:
+        modem = PacedModem("m1", clock)
+        rig = await start_rig(nursery, path, [modem], clock, rules)
+        message_id = await rig.send()
+        await trio.sleep(HOUR)
+        assert modem.sent == [] and await rig.state(message_id) is MessageState.QUEUED
+        await trio.sleep(DAY)
+        assert await rig.state(message_id) is MessageState.SENT
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_capped_sim_leaves_the_traffic_to_the_others_least_recently_used_first(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    clock = Clock(START)
+    modems = [PacedModem(name, clock) for name in ("m1", "m2", "m3")]
+    rig = await start_rig(
+        nursery,
+        tmp_path / "db",
+        modems,
+        clock,
+        {"m1": PacingRule(hourly_cap=1), "m2": PacingRule(), "m3": PacingRule()},
+        dispatch=DispatchConfig(queue_per_modem=1),
+    )
+    for _ in range(7):
+        await rig.send()
+        await trio.sleep(5)
+    await trio.sleep(60)
+    assert [len(modem.sent) for modem in modems] == [1, 3, 3]
+    order = sorted((began, modem.name) for modem in modems for began, _ in modem.sent)
+    assert [name for _, name in order] == ["m1", "m2", "m3", "m2", "m3", "m2", "m3"]
+
+
+async def test_recipient_prefixes_route_to_their_modems(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    clock = Clock(START)
+    norway, sweden = PacedModem("no", clock), PacedModem("se", clock)
+    rig = await start_rig(
+        nursery,
+        tmp_path / "db",
+        [norway, sweden],
+        clock,
+        {},
+        prefixes={"no": ["+47"], "se": ["+46"]},
+    )
+    for recipient in ("+4741000001", "+46701234567", "+4741000002", "+4512345678"):
+        await rig.send(recipient)
+    await trio.sleep(60)
+    assert [part.recipient for _, part in norway.sent] == ["+4741000001", "+4741000002"]
+    assert [part.recipient for _, part in sweden.sent] == ["+46701234567"]
+    per_modem, unbound = await queues(rig.store)
+    assert (per_modem, unbound) == ({}, 1)  # +45 has no modem: it waits
+
+
+async def test_a_message_stuck_on_a_dead_modem_is_resent_whole_after_failover_after(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    clock = Clock(START)
+    first, second = PacedModem("m1", clock), PacedModem("m2", clock)
+    second.state = ModemState.STARTING  # only m1 is ready when the message arrives
+    rig = await start_rig(
+        nursery,
+        tmp_path / "db",
+        [first, second],
+        clock,
+        {},
+        dispatch=DispatchConfig(failover_after=600.0),
+    )
+    message_id = await rig.send(content="w" * 400)  # three parts
+    await trio.sleep(SEND_TIME + 0.5)  # part 1 is out on m1
+    first.fail_next = 1  # part 2 fails and m1 goes down for good
+    second.state = ModemState.READY
+    await trio.sleep(60)
+    record = await rig.store.message(message_id)
+    assert record is not None
+    assert (record.state, record.modem) == (MessageState.QUEUED, "m1")  # bound to m1
+    failed_at = START + 2 * SEND_TIME
+    await trio.sleep(failed_at + 600 - clock.now() - 5)
+    assert second.sent == []
+    await trio.sleep(30)
+    assert await rig.state(message_id) is MessageState.SENT
+    assert [part.part.udh[-1] for _, part in second.sent] == [1, 2, 3]
+    assert second.sent[0][0] - failed_at >= 600
+    details = [detail for _, _, _, detail in await rig.store.events(message_id)]
+    assert "modem m1 is down; the whole message will be resent on another modem" in details
