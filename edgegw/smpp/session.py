@@ -67,8 +67,8 @@ _BINDS = (_C.BIND_TRANSMITTER, _C.BIND_RECEIVER, _C.BIND_TRANSCEIVER)
 _LINK = (*_BOUND, State.OPEN, State.UNBOUND)
 
 
-def _table() -> dict[tuple[State, CommandId], tuple[State, Action]]:
-    table: dict[tuple[State, CommandId], tuple[State, Action]] = {}
+def _table() -> dict[tuple[State, int], tuple[State, Action]]:
+    table: dict[tuple[State, int], tuple[State, Action]] = {}
     for command in _BINDS:
         table[State.OPEN, command] = (State.OPEN, Action.BIND)
     # SMPP 3.4 2.3: enquire_link is legal in every state of an open connection.
@@ -93,7 +93,7 @@ def _table() -> dict[tuple[State, CommandId], tuple[State, Action]]:
     return table
 
 
-TRANSITIONS: dict[tuple[State, CommandId], tuple[State, Action]] = _table()
+TRANSITIONS: dict[tuple[State, int], tuple[State, Action]] = _table()
 
 # Requests an ESME may send to an SMSC in some state; anything else it sends is not ours to take.
 _ESME_REQUESTS = frozenset(
@@ -122,6 +122,9 @@ class Step(msgspec.Struct, frozen=True):
 
     action: Action
     status: CommandStatus = _S.ESME_ROK
+
+
+_STEPS = {action: Step(action) for action in Action}
 
 
 class Outcome(enum.Enum):
@@ -196,14 +199,15 @@ class Session:
     def receive(self, command_id: int, now: float) -> Step:
         """Note a PDU from the peer and say what to do with it."""
         self.last_received = now
+        # An IntEnum hashes as its int, so the table answers a plain command id directly.
+        found = TRANSITIONS.get((self.state, command_id))
+        if found is not None:
+            self.state = found[0]
+            return _STEPS[found[1]]
         try:
             command = CommandId(command_id)
         except ValueError:
             return Step(Action.REJECT, _S.ESME_RINVCMDID)
-        found = TRANSITIONS.get((self.state, command))
-        if found is not None:
-            self.state = found[0]
-            return Step(found[1])
         if command & RESPONSE_BIT:
             return Step(Action.IGNORE)
         if command in _BINDS and self.is_bound:

@@ -24,6 +24,7 @@ from edgegw.smpp.pdu import (
     SmppDecoder,
     SubmitSm,
     UnsuccessfulDelivery,
+    decode_by_table,
     decode_pdu,
     encode,
     response_class,
@@ -369,3 +370,20 @@ def test_arbitrary_bytes_decode_or_raise_smpp_error(data: bytes) -> None:
 @settings(max_examples=1000)
 def test_arbitrary_bodies_behind_real_headers(command_id: int, body: bytes, status: int) -> None:
     _feed(header(16 + len(body), command_id, status) + body)
+
+
+def _outcome(decode: Any, *args: Any) -> Any:
+    try:
+        return decode(*args)
+    except SmppError as exc:
+        return (type(exc), exc.command_status, exc.sequence_number)
+
+
+@given(
+    st.sampled_from([pdus.SubmitSm, pdus.DeliverSm]),
+    st.one_of(st.binary(max_size=120), any_pdu().map(lambda pdu: encode(pdu)[16:])),
+)
+@settings(max_examples=500)
+def test_the_short_message_fast_path_agrees_with_the_table(cls: type[Pdu], body: bytes) -> None:
+    fast = _outcome(decode_pdu, cls.command_id, 0, 7, body)
+    assert fast == _outcome(decode_by_table, cls, 0, 7, body)
