@@ -7,6 +7,7 @@ pipeline and the modems are cancelled, and the store's writer last.
 
 from __future__ import annotations
 
+import datetime
 import hmac
 import logging
 
@@ -14,7 +15,7 @@ import msgspec
 import trio
 
 from drivers.at import AtModem
-from drivers.events import HealthChanged
+from drivers.events import HealthChanged, InboundSms, StatusReportReceived
 from drivers.modem import Modem
 from drivers.simulator import Simulator, serve_pty
 from edgegw.clock import Clock
@@ -22,10 +23,16 @@ from edgegw.config import Config, ModemConfig
 from edgegw.delivery.worker import Deliveries
 from edgegw.http.app import make_app
 from edgegw.http.management import management_routes
+from edgegw.http.receive import receive_routes
 from edgegw.http.server import serve_http
-from edgegw.model import MessageView, SendRequest, SendResponse
+from edgegw.model import InboundView, MessageView, SendRequest, SendResponse
 from edgegw.pipeline.dispatcher import Dispatcher
+from edgegw.pipeline.inbound import InboundReceiver, inbound_record, inbound_records, inbound_view
+from edgegw.pipeline.keywords import InboundRouter, KeywordRule
 from edgegw.pipeline.management import Management
+from edgegw.pipeline.modems import ModemsView, ModemView, queues, recent_sends
+from edgegw.pipeline.pacing import DAY, Pacer, PacingRule
+from edgegw.pipeline.reports import ReportCorrelator
 from edgegw.pipeline.submit import Submitter
 from edgegw.store import Store
 
@@ -53,6 +60,33 @@ class Gateway:
         self._stop = trio.Event()
         self._ready = False
         self._credentials = {s.username: (s.password, s.id) for s in config.services}
+        self._service_names = {service.id: service.name for service in config.services}
+        self.pacer = Pacer(
+            {
+                modem.name: PacingRule(
+                    min_interval=modem.min_interval,
+                    jitter=modem.jitter,
+                    hourly_cap=modem.hourly_cap,
+                    daily_cap=modem.daily_cap,
+                )
+                for modem in config.modems
+            }
+        )
+        self.inbound = InboundReceiver(
+            self.store,
+            self.clock,
+            _inbound_router(config),
+            reassembly_timeout=config.inbound.reassembly_timeout,
+            numbers={modem.name: modem.number for modem in config.modems},
+            on_message=self.deliveries.wake,
+        )
+        self.reports = ReportCorrelator(
+            self.store,
+            self.clock,
+            window=config.reports.window,
+            grace=config.reports.grace,
+            rematch=config.reports.rematch,
+        )
 
     def stop(self) -> None:
         """Begin a graceful shutdown; `run` returns once it is done."""
@@ -64,6 +98,11 @@ class Gateway:
             # Before anything can finish a message or store an MO: the endpoints decide what
             # gets enqueued for the customer.
             await core.start(self.deliveries.run)
+            now = self.clock.now()
+            for name, times in (await recent_sends(self.store, now - DAY)).items():
+                self.pacer.load(name, times, now)
+            await core.start(self.inbound.run)
+            await core.start(self.reports.run)
             modem_ports = {}
             for modem_config in self.config.modems:
                 modem_ports[modem_config.name] = await self._start_modem(core, modem_config)
@@ -74,6 +113,8 @@ class Gateway:
                 self.config.dispatch,
                 self.clock,
                 policy=self.config.gateway.in_flight_after_crash,
+                pacer=self.pacer,
+                prefixes={modem.name: modem.prefixes for modem in self.config.modems},
             )
             await core.start(self.dispatcher.run)
             self.submitter = Submitter(
@@ -92,7 +133,9 @@ class Gateway:
                     ),
                 )
                 app = make_app(
-                    self, auth_failure_problem=http.auth_failure_problem, routes=[management]
+                    self,
+                    auth_failure_problem=http.auth_failure_problem,
+                    routes=[management, receive_routes(self)],
                 )
                 http_port = await listeners.start(
                     serve_http, app, http.host, http.port, http.limits
@@ -126,6 +169,27 @@ class Gateway:
             if isinstance(event, HealthChanged):
                 log.info("modem %s: %s %s", event.modem, event.state, event.detail)
                 dispatcher.wake()
+            else:
+                await self._store_and_acknowledge(modem, event)
+
+    async def _store_and_acknowledge(
+        self, modem: Modem, event: InboundSms | StatusReportReceived
+    ) -> None:
+        """Commit the event, then let the modem delete it from the SIM. If the store fails the
+        SMS stays on the SIM, and the driver's next sweep of stored messages brings it again."""
+        try:
+            if isinstance(event, InboundSms):
+                await self.inbound.receive(event)
+            else:
+                await self.reports.receive(event)
+        except Exception:
+            log.exception("modem %s: could not store a received %s", modem.name, type(event))
+            return
+        try:
+            await modem.acknowledge(event)
+        except Exception:
+            # Stored already; a re-read of the same PDU is a no-op, so nothing is lost.
+            log.exception("modem %s: could not delete a stored message", modem.name)
 
     # The HTTP Backend protocol (edgegw.http.app.Backend).
 
@@ -147,3 +211,52 @@ class Gateway:
 
     def ready(self) -> bool:
         return self._ready
+
+    # The receive side's HTTP backend (edgegw.http.receive.ReceiveBackend).
+
+    async def inbound_list(
+        self, service_id: int, since: float | None, limit: int
+    ) -> list[InboundView]:
+        records = await inbound_records(self.store, service_id=service_id, since=since, limit=limit)
+        return [inbound_view(record, self._service_names) for record in records]
+
+    async def inbound_view(self, service_id: int, message_id: str) -> InboundView | None:
+        record = await inbound_record(self.store, message_id)
+        if record is None or record.service_id != service_id:
+            return None
+        return inbound_view(record, self._service_names)
+
+    async def modems_view(self) -> ModemsView:
+        per_modem, unbound = await queues(self.store)
+        now = self.clock.now()
+        views = []
+        for name, modem in self.modems.items():
+            in_hour, in_day = self.pacer.counts(name, now)
+            capped_until = self.pacer.capped_until(name, now)
+            queue = per_modem.get(name)
+            views.append(
+                ModemView(
+                    name=name,
+                    health=modem.health(),
+                    queued=0 if queue is None else queue.queued,
+                    sending=0 if queue is None else queue.sending,
+                    sentLastHour=in_hour,
+                    sentLastDay=in_day,
+                    cappedUntil=None if capped_until is None else _iso(capped_until),
+                )
+            )
+        return ModemsView(modems=views, queued=unbound)
+
+
+def _inbound_router(config: Config) -> InboundRouter:
+    rules = [
+        KeywordRule(keyword=keyword, service_id=service.id, modems=tuple(service.modems))
+        for service in config.services
+        for keyword in service.keywords
+    ]
+    return InboundRouter({modem.name: modem.service for modem in config.modems}, rules)
+
+
+def _iso(epoch: float) -> str:
+    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -12,7 +12,7 @@ import logging
 import math
 import sqlite3
 import zoneinfo
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -21,6 +21,7 @@ import trio
 from drivers.events import InboundSms
 from drivers.gsm import EncodedPart, concat_info, decode_concatenated
 from edgegw.clock import Clock
+from edgegw.delivery.outbox import enqueue_mo
 from edgegw.ids import MessageIdGenerator
 from edgegw.model import InboundView
 from edgegw.pipeline.keywords import InboundRouter
@@ -93,6 +94,7 @@ class InboundReceiver:
         reassembly_timeout: float,
         numbers: Mapping[str, str] | None = None,
         ids: MessageIdGenerator | None = None,
+        on_message: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -100,6 +102,7 @@ class InboundReceiver:
         self._timeout = reassembly_timeout
         self._numbers = dict(numbers or {})
         self._ids = ids or MessageIdGenerator()
+        self._on_message = on_message  # told after a commit that stored a message
         self._wakeup = trio.Event()
         self.received = 0  # parts stored
         self.duplicates = 0  # parts ignored as copies
@@ -177,6 +180,8 @@ class InboundReceiver:
             )
         elif received.message_id is None:
             self._wakeup.set()  # a new open group: the sweeper's next deadline may be earlier
+        elif self._on_message is not None:
+            self._on_message()
         return received
 
     def _assemble(
@@ -232,6 +237,20 @@ class InboundReceiver:
             f"UPDATE inbound_parts SET message_id = ? WHERE id IN ({marks})",
             (message_id, *part_ids),
         )
+        if route.service_id is not None:
+            # The customer's MO delivery is queued in this same transaction (edgegw.delivery).
+            enqueue_mo(
+                conn,
+                message_id=message_id,
+                service_id=route.service_id,
+                sno=self._numbers.get(modem) or modem,
+                originator=originator,
+                content=content,
+                received_at=now,
+                sc_timestamp=datetime.datetime.fromisoformat(sc_timestamp).timestamp(),
+                command=route.command,
+                stripped_content=route.stripped_content,
+            )
 
     # -- the reassembly sweeper ---------------------------------------------------------------
 
@@ -275,6 +294,8 @@ class InboundReceiver:
 
         done = await self._store.write(assemble)
         self.incomplete += len(done)
+        if done and self._on_message is not None:
+            self._on_message()
         for message_id in done:
             log.warning("inbound %s stored incomplete: parts missing after the timeout", message_id)
         return done

@@ -11,6 +11,7 @@ import sqlite3
 
 import msgspec
 
+from drivers.modem import Health
 from edgegw.model import MessageState
 from edgegw.store import Store, _event
 
@@ -20,6 +21,23 @@ class ModemQueue(msgspec.Struct, kw_only=True):
 
     queued: int = 0  # queued and bound to this modem (a part already went out on it)
     sending: int = 0  # claimed by its worker
+
+
+class ModemView(msgspec.Struct, kw_only=True):
+    """One modem as `GET /api/modems` shows it: the driver's health and the gateway's view."""
+
+    name: str
+    health: Health
+    queued: int  # messages queued and bound to this modem
+    sending: int  # messages its worker holds
+    sentLastHour: int  # parts sent in the last hour (pacing)
+    sentLastDay: int  # parts sent in the last 24 hours (pacing)
+    cappedUntil: str | None  # ISO 8601 UTC, while an hourly or daily cap holds it back
+
+
+class ModemsView(msgspec.Struct, kw_only=True):
+    modems: list[ModemView]
+    queued: int  # queued messages not bound to any modem yet
 
 
 async def recent_sends(store: Store, since: float) -> dict[str, list[float]]:
