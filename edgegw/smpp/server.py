@@ -26,7 +26,13 @@ from edgegw.smpp.backend import (
     SubmitRefused,
 )
 from edgegw.smpp.config import SmppConfig
-from edgegw.smpp.constants import INTERFACE_VERSION_34, CommandId, CommandStatus, Tag
+from edgegw.smpp.constants import (
+    INTERFACE_VERSION_34,
+    RESPONSE_BIT,
+    CommandId,
+    CommandStatus,
+    Tag,
+)
 from edgegw.smpp.errors import BrokenFrame, EncodeError, InvalidField, InvalidPdu
 from edgegw.smpp.outbound import Outbound, deliver_sms
 from edgegw.smpp.pdu import (
@@ -253,7 +259,9 @@ class _Connection:
 
     async def _answer_invalid(self, exc: InvalidField) -> None:
         step = self.session.receive(exc.command_id, trio.current_time())
-        if step.action is Action.IGNORE:
+        if step.action is Action.IGNORE or exc.command_id & RESPONSE_BIT:
+            # A garbled response is never answered; what it acknowledged times out and is
+            # offered again.
             return
         status = step.status if step.action is Action.REJECT else exc.command_status
         await self._answer(exc.command_id, exc.sequence_number, status)
@@ -466,8 +474,6 @@ class _Connection:
                 log.exception("SMPP outbox read failed")
                 items = []
             for item in items:
-                if item.id in server.in_flight or not session.can_receive:
-                    continue
                 await self._offer(item)
             if len(items) < limit:
                 with trio.move_on_after(server.config.redeliver_interval):
@@ -484,6 +490,9 @@ class _Connection:
         if len(pdus) > session.window_free < session.window:
             self.window_opened = trio.Event()
             await self.window_opened.wait()
+        # Checked after the last await: another session of the service may have taken it.
+        if item.id in self.server.in_flight or not session.can_receive:
+            return
         sequences = session.deliver_sent(item.id, len(pdus), now)
         self.server.in_flight.add(item.id)
         self.timers_changed.set()

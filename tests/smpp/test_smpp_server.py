@@ -993,3 +993,46 @@ async def test_a_bound_session_survives_bad_pdus(bodies: list[bytes]) -> None:
                 break
         await client.stream.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def test_an_outbox_item_goes_to_one_receiver_of_the_service(
+    esme: EsmeFactory, backend: MemoryBackend
+) -> None:
+    first, second = await esme(), await esme()
+    assert (await first.bind(BindReceiver)).command_status == 0
+    assert (await second.bind(BindTransceiver)).command_status == 0
+    receipt_id = backend.add_outbound(1000, RECEIPT)
+    received: list[Pdu] = []
+
+    async def listen(client: RawEsme) -> None:
+        while (pdu := await client.receive()) is not None:
+            assert isinstance(pdu, DeliverSm)
+            received.append(pdu)
+            await client.send(DeliverSmResp(sequence_number=pdu.sequence_number))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(listen, first)
+        nursery.start_soon(listen, second)
+        await eventually(backend, lambda: backend.delivered_ids == [receipt_id])
+        # Give a duplicate every chance to arrive before looking.
+        await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+        nursery.cancel_scope.cancel()
+    assert len(received) == 1
+
+
+async def test_a_generic_nack_to_a_deliver_sm_counts_as_a_refusal(
+    esme: EsmeFactory, backend: MemoryBackend
+) -> None:
+    receipt_id = backend.add_outbound(1000, RECEIPT)
+    client = await esme()
+    await client.bind(BindReceiver)
+    pdu = await client.receive()
+    assert isinstance(pdu, DeliverSm)
+    await client.send(
+        GenericNack(
+            sequence_number=pdu.sequence_number, command_status=CommandStatus.ESME_RINVCMDID
+        )
+    )
+    await eventually(backend, lambda: bool(backend.failures))
+    assert backend.failures == [(receipt_id, CommandStatus.ESME_RINVCMDID)]
+    assert receipt_id in backend.outbox
