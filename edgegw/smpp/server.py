@@ -13,6 +13,8 @@ import functools
 import logging
 import math
 import ssl
+from collections.abc import Awaitable, Callable
+from typing import TypeVarTuple
 
 import trio
 
@@ -71,6 +73,8 @@ from edgegw.smpp.tlv import int_tlv
 __all__ = ["serve_smpp"]
 
 log = logging.getLogger(__name__)
+
+Ts = TypeVarTuple("Ts")
 
 _S = CommandStatus
 _RECEIVE_BYTES = 65536
@@ -197,10 +201,10 @@ class _Connection:
             self.account = None
         self.server.in_flight -= self.session.deliveries_in_flight
 
-    def _spawn(self, *task: object) -> None:
+    def _spawn(self, task: Callable[[*Ts], Awaitable[object]], *args: *Ts) -> None:
         if self.workers is None:
             raise RuntimeError("the session has no worker nursery")
-        self.workers.start_soon(*task)  # type: ignore[arg-type]
+        self.workers.start_soon(task, *args)
 
     # -- bytes ------------------------------------------------------------------------------
 
