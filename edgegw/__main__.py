@@ -1,4 +1,4 @@
-"""The `edgegw` command line: serve, check-config, send, status and simulate-modem.
+"""The `edgegw` command line: serve, check-config, send, status, modems and simulate-modem.
 
 A thin layer over the gateway and the simulator; `send` and `status` talk to a running gateway
 over its own HTTP API, with the credentials of a service from the config file.
@@ -67,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("message_id", help="the messageId returned by a send")
     status.add_argument("--service", type=int, help="service id (default: the first service)")
     status.set_defaults(command=_status)
+
+    modems = commands.add_parser("modems", help="show every modem's health and queue")
+    modems.add_argument("--config", required=True, help="the running gateway's config")
+    modems.add_argument("--service", type=int, help="service id (default: the first service)")
+    modems.add_argument("--json", action="store_true", help="print the raw JSON answer")
+    modems.set_defaults(command=_modems)
 
     simulate = commands.add_parser(
         "simulate-modem", help="run a simulated modem on a new pseudo-terminal and print its path"
@@ -171,6 +177,43 @@ def _status(args: argparse.Namespace) -> int:
     if answer is None:
         return EXIT_UNREACHABLE
     print(json.dumps(answer, indent=2))
+    return 0
+
+
+def _modems(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    service = _service(config, args.service)
+    token = base64.b64encode(f"{service.username}:{service.password}".encode()).decode()
+    request = urllib.request.Request(
+        _base_url(config) + "/api/modems",
+        headers={"Authorization": f"Basic {token}", "Accept": "application/json"},
+    )
+    answer = _fetch(request)
+    if answer is None:
+        return EXIT_UNREACHABLE
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return 0
+    print(
+        f"{'MODEM':<12} {'STATE':<12} {'SIM':<8} {'NETWORK':<22} {'SIGNAL':>7} "
+        f"{'SENT':>6} {'ERR':>4} {'QUEUE':>5} {'1H/24H':>9}  DETAIL"
+    )
+    for modem in answer["modems"]:
+        health = modem["health"]
+        network = " ".join(filter(None, (health.get("operator"), health.get("registration"))))
+        signal_dbm = health.get("signal_dbm")
+        signal_text = "" if signal_dbm is None else f"{signal_dbm} dBm"
+        queue = modem["queued"] + modem["sending"]
+        pace = f"{modem['sentLastHour']}/{modem['sentLastDay']}"
+        detail = health.get("detail", "")
+        if modem.get("cappedUntil"):
+            detail = f"capped until {modem['cappedUntil']}; {detail}"
+        print(
+            f"{modem['name']:<12} {health['state']:<12} {health.get('sim', ''):<8} "
+            f"{network:<22} {signal_text:>7} {health.get('sent', 0):>6} "
+            f"{health.get('errors', 0):>4} {queue:>5} {pace:>9}  {detail}"
+        )
+    print(f"queued for any modem: {answer['queued']}")
     return 0
 
 
