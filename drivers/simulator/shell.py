@@ -123,6 +123,11 @@ class Simulator:
                 await self._port_changed.wait()
         return self.port_path
 
+    async def wait_port_change(self) -> str | None:
+        """Wait until the pty vanishes or appears; the new `port_path` (None while away)."""
+        await self._port_changed.wait()
+        return self.port_path
+
     def unplug(self, for_seconds: float) -> None:
         """Cut every connection now; the modem is back (power-cycled) after `for_seconds`."""
         if for_seconds < 0:
