@@ -186,3 +186,20 @@ async def test_the_modems_command_prints_the_table(
     assert row.split()[:2] == ["sim0", "ready"]
     assert " 1/1 " in row and "capped until" in row
     assert footer.startswith("queued for any modem:")
+
+
+async def test_300_messages_through_one_modem_every_report_matches(gateway: Gateway) -> None:
+    simulator = gateway.simulators["sim0"]
+    outcomes = {"+4741000020": (0x00, "delivered"), "+4741000021": (0x41, "failed")}
+    for recipient, (status, _) in outcomes.items():
+        simulator.network.set_outcome(recipient, status, delay=0.3)
+    recipients = ["+4741000020", "+4741000020", "+4741000021"] * 100
+    async with httpx.AsyncClient(base_url=url(gateway)) as client:
+        ids = [await send(client, recipient, f"n{n}") for n, recipient in enumerate(recipients)]
+        views = [
+            await wait_state(client, message_id, outcomes[recipient][1])
+            for message_id, recipient in zip(ids, recipients, strict=True)
+        ]
+    references = [view["parts"][0]["reference"] for view in views]
+    assert len(set(references)) == 256  # the TP-MR wrapped: 300 sends, 256 values
+    assert gateway.reports.matched == 300 and gateway.reports.unmatched == 0
