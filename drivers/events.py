@@ -17,6 +17,8 @@ class ModemState(enum.StrEnum):
     STARTING = "starting"
     READY = "ready"
     FAILED = "failed"
+    # Recovery failed too often in a row; the driver rests before it tries again.
+    QUARANTINED = "quarantined"
 
 
 class HealthChanged(msgspec.Struct, frozen=True, kw_only=True):

@@ -33,6 +33,25 @@ class Health(msgspec.Struct, kw_only=True):
     sent: int = 0
     errors: int = 0
     recoveries: int = 0
+    # Where and what the modem is (TS 27.007 sections 5.1-5.4; ICCID from the SIM).
+    port: str = ""  # the device path in use, "" when none is open
+    manufacturer: str = ""
+    model: str = ""
+    imei: str = ""
+    iccid: str = ""
+    # The network as last seen (+CREG/+CEREG, +COPS, +CSQ).
+    registration: str = ""  # "home", "roaming", "searching", "denied", ...; "" unknown
+    operator: str = ""
+    rssi: int | None = None  # +CSQ <rssi> 0..31; None when not known
+    signal_dbm: int | None = None
+    storage: str = ""  # where received messages are kept (+CPMS), e.g. "SM"
+    # Counters since the driver started.
+    received: int = 0  # SMS-DELIVER events emitted
+    reports: int = 0  # SMS-STATUS-REPORT events emitted
+    undecodable: int = 0  # stored or delivered PDUs that would not decode
+    garbage_lines: int = 0  # lines from the modem that were neither answer nor URC
+    events_dropped: int = 0  # HealthChanged events that found the buffer full
+    last_error: str = ""
 
 
 class ModemError(Exception):
