@@ -1,8 +1,9 @@
 """AT command builders, response parsers and the +CMS/+CME error tables.
 
-Pure: strings in, typed values out; no I/O, no clock. Implements 3GPP TS 27.005 sections 3.2.5
-(+CMS ERROR) and 3.5.1 (+CMGS), TS 27.007 sections 5.4 (+CGSN), 7.2 (+CREG), 7.3 (+COPS),
-8.3 (+CPIN), 8.5 (+CSQ) and 9.2 (+CME ERROR).
+Pure: strings in, typed values out; no I/O, no clock. Implements 3GPP TS 27.005 sections 3.1
+(<stat>, <pdu>), 3.2 (+CSMS, +CPMS, +CMS ERROR), 3.4 (+CNMI, +CNMA), 3.5 (+CMGL, +CMGR, +CMGS,
++CMGD), TS 27.007 sections 5.1-5.4 (+CGMI, +CGMM, +CGSN), 7.2 (+CREG), 7.3 (+COPS), 8.3 (+CPIN),
+8.5 (+CSQ), 8.18 (+CRSM), 9.2 (+CME ERROR) and 10.1.22 (+CEREG).
 """
 
 from __future__ import annotations
@@ -25,6 +26,24 @@ CREG_QUERY = "AT+CREG?"
 COPS_QUERY = "AT+COPS?"
 CGSN = "AT+CGSN"
 CCID = "AT+CCID"
+CGMI = "AT+CGMI"  # manufacturer
+CGMM = "AT+CGMM"  # model
+# Ways to read the ICCID, in the order tried: most modems know +CCID, Huawei and Telit +ICCID,
+# Quectel +QCCID; AT+CRSM reads the SIM's EF-ICCID (file 2FE2 = 12258, 10 octets) on any modem
+# that implements TS 27.007 section 8.18.
+ICCID = "AT+ICCID"
+QCCID = "AT+QCCID"
+CRSM_ICCID = "AT+CRSM=176,12258,0,0,10"
+ICCID_COMMANDS = (CCID, ICCID, QCCID, CRSM_ICCID)
+CREG_URC_ON = "AT+CREG=2"  # +CREG: <stat>[,<lac>,<ci>[,<AcT>]] whenever it changes
+CEREG_URC_ON = "AT+CEREG=2"  # the same for EPS (LTE) registration
+CEREG_QUERY = "AT+CEREG?"
+COPS_LONG_NAME = "AT+COPS=3,0"  # answer AT+COPS? with the long alphanumeric name
+CPMS_TEST = "AT+CPMS=?"
+CPMS_QUERY = "AT+CPMS?"
+CSMS_PHASE2_PLUS = "AT+CSMS=1"  # +CMT and +CDS then need +CNMA (TS 27.005 section 3.2.1)
+CNMA = "AT+CNMA"  # acknowledge the last +CMT or +CDS (TS 27.005 section 3.4.4)
+CMGL_ALL = "AT+CMGL=4"  # PDU mode <stat> 4: every stored message (TS 27.005 section 3.5.2)
 
 CTRL_Z = "\x1a"  # ends the PDU after the "> " prompt (TS 27.005 section 3.5.1)
 ESC = "\x1b"  # aborts the PDU entry without sending
@@ -173,28 +192,34 @@ class Registration(msgspec.Struct, frozen=True, kw_only=True):
     act: int | None = None  # access technology (TS 27.007 section 7.3 <AcT>)
 
 
-def parse_creg(lines: tuple[str, ...]) -> Registration:
+def parse_creg(lines: tuple[str, ...], prefix: str = "+CREG") -> Registration:
     """Read form `+CREG: <n>,<stat>[,<lac>,<ci>[,<AcT>]]`, or the URC `+CREG: <stat>[,...]`.
 
     The two forms differ in whether <n> leads; a quoted third field means <lac>, so
-    `+CREG: 1,"00C3",...` is the URC with <stat>=1 (TS 27.007 section 7.2).
+    `+CREG: 1,"00C3",...` is the URC with <stat>=1 (TS 27.007 section 7.2). `prefix` "+CEREG"
+    reads the EPS form, whose <tac> stands where <lac> does (TS 27.007 section 10.1.22).
     """
-    fields = _split_fields(_info(lines, "+CREG"))
-    raw = _info(lines, "+CREG")
+    fields = _split_fields(_info(lines, prefix))
+    raw = _info(lines, prefix)
     second_is_quoted = len(fields) > 1 and raw.split(",")[1].strip().startswith('"')
     if len(fields) == 1 or second_is_quoted:
         n, rest = None, fields
     else:
         n, rest = _int(fields[0], "+CREG <n>"), fields[1:]
-    stat = _int(rest[0], "+CREG <stat>")
+    stat = _int(rest[0], f"{prefix} <stat>")
     try:
         status = RegistrationStatus(stat)
     except ValueError:
-        raise AtProtocolError(f"+CREG <stat> {stat} is not defined") from None
+        raise AtProtocolError(f"{prefix} <stat> {stat} is not defined") from None
     lac = rest[1] if len(rest) > 1 else ""
     ci = rest[2] if len(rest) > 2 else ""
-    act = _int(rest[3], "+CREG <AcT>") if len(rest) > 3 and rest[3] else None
+    act = _int(rest[3], f"{prefix} <AcT>") if len(rest) > 3 and rest[3] else None
     return Registration(stat=status, n=n, lac=lac, ci=ci, act=act)
+
+
+def parse_cereg(lines: tuple[str, ...]) -> Registration:
+    """`+CEREG:` in the read form or as the URC (TS 27.007 section 10.1.22)."""
+    return parse_creg(lines, "+CEREG")
 
 
 class Operator(msgspec.Struct, frozen=True, kw_only=True):
@@ -244,6 +269,212 @@ def parse_iccid(lines: tuple[str, ...]) -> str:
     if not re.fullmatch(r"[0-9]{18,20}F?", iccid):
         raise AtProtocolError(f"not an ICCID: {iccid!r}")
     return iccid.rstrip("F")
+
+
+def parse_crsm_iccid(lines: tuple[str, ...]) -> str:
+    """`+CRSM: <sw1>,<sw2>,"<response>"` of a READ BINARY of EF-ICCID (TS 27.007 section 8.18).
+
+    The file holds the ICCID as BCD with swapped nibbles (TS 31.102 section 4.1.1, ITU-T E.118);
+    sw1 144 (0x90) means success.
+    """
+    fields = _split_fields(_info(lines, "+CRSM"))
+    if len(fields) < 3 or _int(fields[0], "+CRSM <sw1>") != 0x90:
+        raise AtProtocolError(f"the SIM refused to read EF-ICCID: {fields!r}")
+    raw = fields[2].upper()
+    if not re.fullmatch(r"(?:[0-9A-F]{2}){9,10}", raw):
+        raise AtProtocolError(f"EF-ICCID is not BCD: {raw!r}")
+    digits = "".join(raw[i + 1] + raw[i] for i in range(0, len(raw), 2))
+    return parse_iccid((digits,))
+
+
+def parse_text(lines: tuple[str, ...], prefix: str) -> str:
+    """The answer to AT+CGMI or AT+CGMM: bare (most modems) or as `<prefix>: <text>`."""
+    return _bare_or_prefixed(lines, (prefix,))
+
+
+# ---- Message storage and indications (TS 27.005 sections 3.2.2, 3.4.1, 3.5) ----------------------
+
+
+def cpms(storage: str) -> str:
+    """AT+CPMS with one storage for reading/deleting, writing and receiving alike, so every
+    message the network delivers lands where AT+CMGR, AT+CMGL and AT+CMGD look."""
+    _check_storage(storage)
+    return f'AT+CPMS="{storage}","{storage}","{storage}"'
+
+
+def cpms_read_from(storage: str) -> str:
+    """AT+CPMS with <mem1> alone: where AT+CMGR/AT+CMGL/AT+CMGD act, the others unchanged."""
+    _check_storage(storage)
+    return f'AT+CPMS="{storage}"'
+
+
+def _check_storage(storage: str) -> None:
+    if not re.fullmatch(r"[A-Z]{2}", storage):
+        raise ValueError(f"a message storage is two capital letters, not {storage!r}")
+
+
+def parse_cpms_test(lines: tuple[str, ...]) -> tuple[frozenset[str], ...]:
+    """`+CPMS: (<mem1>s),(<mem2>s),(<mem3>s)` -> the storages each position accepts."""
+    value = _info(lines, "+CPMS")
+    groups = re.findall(r"\(([^()]*)\)", value)
+    if not groups:
+        raise AtProtocolError(f"+CPMS=? lists no storages: {value!r}")
+    return tuple(
+        frozenset(name.upper() for name in _split_fields(group) if name) for group in groups
+    )
+
+
+def parse_cpms_read(lines: tuple[str, ...]) -> str:
+    """`+CPMS: <mem1>,<used1>,<total1>,...` -> <mem1>, where reading and deleting act."""
+    fields = _split_fields(_info(lines, "+CPMS"))
+    storage = fields[0].upper()
+    if not re.fullmatch(r"[A-Z]{2}", storage):
+        raise AtProtocolError(f"+CPMS? names no storage: {fields!r}")
+    return storage
+
+
+def choose_storage(supported: tuple[frozenset[str], ...], preferred: list[str]) -> str | None:
+    """The first preferred storage that every +CPMS position accepts, or None."""
+    for storage in preferred:
+        if all(storage.upper() in group for group in supported):
+            return storage.upper()
+    return None
+
+
+class Cnmi(msgspec.Struct, frozen=True):
+    """AT+CNMI=<mode>,<mt>,<bm>,<ds>,<bfr> (TS 27.005 section 3.4.1)."""
+
+    mode: int  # 1: discard indications while the link is busy; 2: buffer them in the modem
+    mt: int  # 1: +CMTI (stored); 2: +CMT (direct, +CNMA needed); 3: class 3 direct
+    bm: int  # cell broadcast; 0 here
+    ds: int  # 1: +CDS (direct, +CNMA needed); 2: +CDSI (stored)
+    bfr: int  # 0: flush buffered indications to the TE when the mode is set
+
+    @property
+    def command(self) -> str:
+        return f"AT+CNMI={self.mode},{self.mt},{self.bm},{self.ds},{self.bfr}"
+
+    @property
+    def direct(self) -> bool:
+        """True when messages or reports come in the URC itself (+CMT, +CDS), not stored."""
+        return self.mt in (2, 3) or self.ds == 1
+
+
+def parse_cnmi_setting(text: str) -> Cnmi:
+    """ "2,1,0,2,0" -> Cnmi; omitted trailing values are 0, as the modem defaults them."""
+    fields = [field.strip() for field in text.split(",")]
+    if not 1 <= len(fields) <= 5 or not all(field.isdigit() for field in fields):
+        raise ValueError(f"a +CNMI setting is up to five numbers, not {text!r}")
+    values = [int(field) for field in fields] + [0] * (5 - len(fields))
+    limits = (3, 3, 3, 2, 1)
+    if any(value > limit for value, limit in zip(values, limits, strict=True)):
+        raise ValueError(f"+CNMI setting {text!r} is out of range")
+    return Cnmi(*values)
+
+
+def cmgr(index: int) -> str:
+    return f"AT+CMGR={_index(index)}"
+
+
+def cmgd(index: int) -> str:
+    return f"AT+CMGD={_index(index)}"
+
+
+def _index(index: int) -> int:
+    if not 0 <= index <= 65535:
+        raise ValueError(f"a storage index is 0..65535, not {index}")
+    return index
+
+
+class StoredStat(enum.IntEnum):
+    """PDU mode <stat> (TS 27.005 section 3.1)."""
+
+    REC_UNREAD = 0
+    REC_READ = 1
+    STO_UNSENT = 2
+    STO_SENT = 3
+
+    @property
+    def received(self) -> bool:
+        return self in (StoredStat.REC_UNREAD, StoredStat.REC_READ)
+
+
+class StoredPdu(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored message as +CMGR or +CMGL shows it: the PDU still has its SMSC prefix."""
+
+    index: int
+    stat: int  # a StoredStat value; kept as read, modems add their own
+    pdu: bytes
+
+
+def _hex(text: str, what: str) -> bytes:
+    if not re.fullmatch(r"(?:[0-9A-Fa-f]{2})+", text):
+        raise AtProtocolError(f"{what} is not hexadecimal octets: {text[:40]!r}")
+    return bytes.fromhex(text)
+
+
+def parse_cmgr(lines: tuple[str, ...], index: int) -> StoredPdu | None:
+    """`+CMGR: <stat>,[<alpha>],<length>` then the PDU; None when the index is empty.
+
+    An empty index answers OK without lines (most modems) or `+CMGR: 0,,0` (some Huawei).
+    """
+    for position, line in enumerate(lines):
+        if not line.upper().startswith("+CMGR:"):
+            continue
+        fields = _split_fields(line[len("+CMGR:") :])
+        stat = _int(fields[0], "+CMGR <stat>")
+        length = _int(fields[-1], "+CMGR <length>")
+        if length == 0:
+            return None
+        if position + 1 >= len(lines):
+            raise AtProtocolError(f"+CMGR without its PDU: {lines!r}")
+        return StoredPdu(index=index, stat=stat, pdu=_hex(lines[position + 1], "+CMGR <pdu>"))
+    return None
+
+
+def parse_cmgl(lines: tuple[str, ...]) -> list[StoredPdu]:
+    """`+CMGL: <index>,<stat>,[<alpha>],<length>` each followed by its PDU line."""
+    listed: list[StoredPdu] = []
+    waiting: tuple[int, int] | None = None
+    for line in lines:
+        if line.upper().startswith("+CMGL:"):
+            if waiting is not None:
+                raise AtProtocolError(f"+CMGL entry {waiting[0]} has no PDU")
+            fields = _split_fields(line[len("+CMGL:") :])
+            if len(fields) < 3:
+                raise AtProtocolError(f"+CMGL wants at least 3 fields: {line!r}")
+            waiting = (_int(fields[0], "+CMGL <index>"), _int(fields[1], "+CMGL <stat>"))
+        elif waiting is not None:
+            listed.append(
+                StoredPdu(index=waiting[0], stat=waiting[1], pdu=_hex(line, "+CMGL <pdu>"))
+            )
+            waiting = None
+        else:
+            raise AtProtocolError(f"unexpected line in +CMGL: {line!r}")
+    if waiting is not None:
+        raise AtProtocolError(f"+CMGL entry {waiting[0]} has no PDU")
+    return listed
+
+
+def parse_storage_indication(line: str) -> tuple[str, int]:
+    """`+CMTI: <mem>,<index>` or `+CDSI: <mem>,<index>` -> (storage, index)."""
+    name, _, value = line.partition(":")
+    if name.upper() not in ("+CMTI", "+CDSI"):
+        raise AtProtocolError(f"not a storage indication: {line!r}")
+    fields = _split_fields(value)
+    if len(fields) != 2:
+        raise AtProtocolError(f"{name} wants <mem>,<index>: {line!r}")
+    storage = fields[0].upper()
+    if not re.fullmatch(r"[A-Z]{2}", storage):
+        raise AtProtocolError(f"{name} names no storage: {line!r}")
+    return storage, _int(fields[1], f"{name} <index>")
+
+
+def parse_urc_pdu(pdu: str | None) -> bytes:
+    """The PDU line after +CMT or +CDS (SMSC prefix included), as octets."""
+    if pdu is None:
+        raise AtProtocolError("the PDU line after the indication never came")
+    return _hex(pdu, "indication PDU")
 
 
 # ---- Error tables -----------------------------------------------------------------------------
