@@ -1,13 +1,14 @@
 """The trio shell of the AT driver: one modem, one reader task, one command in flight.
 
-It moves bytes between a port and `AtFramer`, owns every timeout and the recovery (reopen with
-backoff); it never lets pyserial or framer exceptions reach a caller of `send`. Initialisation
-and PDU-mode sending follow 3GPP TS 27.007 (8.3 +CPIN, 9.1 +CMEE) and TS 27.005 (3.2.3, 3.5.1).
+It moves bytes between a port and `AtFramer`, owns every timeout, receiving and the recovery
+ladder; it never lets pyserial or framer exceptions reach a caller, and never deletes a stored
+message before `acknowledge`. TS 27.007 (5, 7.2, 7.3, 8.3, 8.5, 9.1) and TS 27.005 (3.2-3.5).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import NoReturn
@@ -16,7 +17,7 @@ import msgspec
 import trio
 
 from drivers.at import commands
-from drivers.at.commands import CmeError, cms_is_permanent
+from drivers.at.commands import CmeError, CmsError, Cnmi, StoredPdu, cms_is_permanent
 from drivers.at.errors import AtProtocolError
 from drivers.at.framer import (
     NEED_DATA,
@@ -28,9 +29,24 @@ from drivers.at.framer import (
     Response,
     Urc,
 )
-from drivers.events import HealthChanged, ModemEvent, ModemState
-from drivers.gsm import GsmError, build_submit, join_sca
+from drivers.events import (
+    HealthChanged,
+    InboundSms,
+    ModemEvent,
+    ModemState,
+    StatusReportReceived,
+)
+from drivers.gsm import (
+    GsmError,
+    SmsDeliver,
+    SmsStatusReport,
+    build_submit,
+    join_sca,
+    parse_received,
+    split_sca,
+)
 from drivers.modem import Health, ModemError, ModemUnavailable, OutgoingPart, SendRejected
+from drivers.ports import CLAIMS, DEFAULT_SCAN, candidate_ports, device_key, port_exists
 from drivers.transport import TransportError, open_serial
 
 log = logging.getLogger("drivers.at")
@@ -40,7 +56,17 @@ class AtOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """How to reach and drive one AT modem; embedded in the gateway's modem config."""
 
     # Device path, /dev/serial/by-id/... link, pty path or pyserial URL (socket://, loop://).
+    # Empty, or a path that is gone, with `imei` or `iccid` set: the modem is found by scanning.
     port: str = ""
+    # The modem's IMEI (AT+CGSN); when set, a modem answering with another IMEI is refused.
+    imei: str | None = None
+    # The SIM's ICCID (AT+CCID and fallbacks); when set, another SIM is refused.
+    iccid: str | None = None
+    # Glob patterns of the ports scanned for `imei`/`iccid`. /dev/pts/* (where users' terminals
+    # are) is only scanned by a pattern that starts with /dev/pts/.
+    scan: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_SCAN))
+    # Longest time one port may take to answer the identity probe of a scan.
+    probe_timeout: float = 5.0
     # Line speed; ignored by USB modems that emulate a serial port, needed by real UARTs.
     baudrate: int = 115200
     # SIM PIN, entered once when the modem asks for it; a wrong PIN is never retried.
@@ -60,34 +86,100 @@ class AtOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # First pause before reopening a failed port; doubles per failure up to the maximum.
     reopen_backoff_initial: float = 1.0
     reopen_backoff_max: float = 60.0
+    # Failed recoveries in a row (open and initialise never reaching READY) before the modem
+    # is quarantined; 0 never quarantines.
+    quarantine_after: int = 20
+    # How long a quarantined modem rests before the recovery starts over.
+    quarantine_seconds: float = 900.0
+    # Transient +CMS ERRORs in a row, on sends of different messages, before the modem is
+    # re-initialised: one failing message is the message, five are the modem; 0 never.
+    cms_reinit_after: int = 5
     # Seconds between health polls (AT+CSQ, AT+CREG?) while idle; 0 disables them. A poll
     # that times out is how a hung modem is noticed.
     health_interval: float = 60.0
+    # Message storages in order of preference (AT+CPMS); the first one the modem accepts for
+    # reading, writing and receiving alike is used for all three.
+    storage: list[str] = msgspec.field(default_factory=lambda: ["SM", "ME"])
+    # AT+CNMI settings "<mode>,<mt>,<bm>,<ds>,<bfr>" tried in order until one is accepted.
+    # Stored delivery (+CMTI, +CDSI) comes first: a stored message waits for the gateway's
+    # commit, a directly delivered one (+CMT, +CDS) must be acknowledged at once.
+    cnmi: list[str] = msgspec.field(
+        default_factory=lambda: [
+            "2,1,0,2,0",
+            "1,1,0,2,0",
+            "2,1,0,1,0",
+            "1,1,0,1,0",
+            "2,1,0,0,0",
+            "1,1,0,0,0",
+            "2,2,0,1,0",
+            "1,2,0,1,0",
+        ]
+    )
+    # Ask for AT+CSMS=1 when a direct setting was chosen, so that +CMT/+CDS wait for our
+    # AT+CNMA and a message the gateway has no room for goes back to the network.
+    csms_for_direct: bool = True
+    # Seconds between sweeps of the storage (AT+CMGL=4) for messages not yet acknowledged;
+    # one sweep always runs at start-up; 0 disables the periodic ones.
+    sweep_interval: float = 300.0
+    # Delete stored PDUs that do not decode. Off by default: they stay for a person to read.
+    delete_undecodable: bool = False
     # Unrecognised lines in a row, with nothing pending, before the link counts as garbled.
     garbage_limit: int = 32
     # Longest line accepted from the modem, in bytes.
     max_line: int = 4096
-    # Events kept for a slow reader; when full the oldest is dropped and counted.
+    # Events kept for a slow reader. A HealthChanged that finds it full drops the oldest
+    # HealthChanged (never an inbound event); see `AtModem` for inbound events.
     event_buffer: int = 64
 
-
-class _LinkFailed(Exception):
-    """This connection to the modem is unusable; the run loop closes it and reopens."""
+    def __post_init__(self) -> None:
+        for storage in self.storage:
+            commands.cpms(storage.upper())
+        for setting in self.cnmi:
+            commands.parse_cnmi_setting(setting)
 
 
 class _SimLocked(Exception):
     """The SIM needs a human (wrong PIN, PUK, no PIN configured); retrying cannot help."""
 
 
+class _Stored(msgspec.Struct, frozen=True):
+    """+CMTI or +CDSI: a message or report waits at `index` of `storage`."""
+
+    storage: str
+    index: int
+
+
+class _Direct(msgspec.Struct, frozen=True):
+    """+CMT or +CDS: the PDU came with the indication and must be acknowledged (+CNMA)."""
+
+    urc: Urc
+
+
+class _Sweep(msgspec.Struct, frozen=True):
+    """Look through the storage now (after a re-initialisation, or when an indication was lost)."""
+
+
+_Indication = _Stored | _Direct | _Sweep
+_INDICATION_BUFFER = 64
+
+
 class _Link:
     """One open port and its framer; replaced wholesale on recovery."""
 
-    def __init__(self, stream: trio.abc.Stream, max_line: int) -> None:
+    def __init__(self, stream: trio.abc.Stream, max_line: int, *, probe: bool = False) -> None:
         self.stream = stream
         self.framer = AtFramer(max_line)
+        self.probe = probe  # an identity probe of a scan: unsolicited codes are not ours
         self.replies_in, self.replies_out = trio.open_memory_channel[Response | Prompt](4)
+        self.indications_in, self.indications_out = trio.open_memory_channel[_Indication](
+            _INDICATION_BUFFER
+        )
         self.failed = trio.Event()
         self.reason = ""
+        self.serving = False  # initialised; a timeout now resynchronises before reopening
+        self.cnmi: Cnmi | None = None
+        self.cnma = False  # +CMT/+CDS wait for AT+CNMA (AT+CSMS=1 was accepted)
+        self.rearm_cnmi = False  # the modem may have turned indications off; set them again
 
     def fail(self, reason: str) -> None:
         if not self.failed.is_set():
@@ -97,7 +189,18 @@ class _Link:
 
 
 class AtModem:
-    """`drivers.modem.Modem` over AT commands in PDU mode."""
+    """`drivers.modem.Modem` over AT commands in PDU mode.
+
+    Receiving: the driver asks for stored delivery (+CMTI, +CDSI) first, reads each message with
+    AT+CMGR, emits it, and deletes it with AT+CMGD only in `acknowledge`, after the gateway has
+    committed it. Inbound events are never dropped to make room: when the event buffer holds
+    no HealthChanged to give way, a stored message is simply not emitted yet, and the storage
+    sweep (AT+CMGL=4, at start-up and every `sweep_interval`) finds it again; the storage is
+    the unbounded queue. A modem that only offers direct delivery (+CMT, +CDS) hands over a
+    PDU that cannot wait for the store: with AT+CSMS=1 the driver acknowledges it (AT+CNMA)
+    once the event is in the buffer, and leaves it unacknowledged when there is no room, so
+    the network delivers it again later. Without AT+CSMS=1 the modem acknowledges by itself.
+    """
 
     def __init__(
         self,
@@ -105,27 +208,40 @@ class AtModem:
         options: AtOptions,
         *,
         open_stream: Callable[[], Awaitable[trio.abc.Stream]] | None = None,
+        open_path: Callable[[str], Awaitable[trio.abc.Stream]] | None = None,
     ) -> None:
         self.name = name
         self.options = options
-        self._open_stream = open_stream or self._open_serial
+        self._open_path = open_path or self._open_serial_path
+        self._open_stream = open_stream or self._open_located
         self._health = Health()
         self._lock = trio.Lock()
         self._link: _Link | None = None
         self._events_in, self._events_out = trio.open_memory_channel[ModemEvent](
             max(1, options.event_buffer)
         )
-        # Events dropped because nobody read them: the oldest goes first, so the newest
-        # health state is always there to read.
-        self.events_dropped = 0
         self.urc_counts: Counter[str] = Counter()
-        self.garbage_lines = 0
         self.signal: commands.SignalQuality | None = None
         self.registration: commands.Registration | None = None
+        self.eps_registration: commands.Registration | None = None
         self._sim_locked = False
+        # Stored messages emitted on this connection and not yet acknowledged: (storage,
+        # index) -> the PDU read there. Cleared on reconnect, so they are emitted again.
+        self._awaiting: dict[tuple[str, int], bytes] = {}
+        self._undecodable: set[tuple[str, int, bytes]] = set()
+        self._storages_seen: set[str] = set()
+        self._cms_streak = 0
+        self._last_rejected: bytes | None = None
+        self._last_path = ""
+        self._refused: set[str] = set()  # devices found holding another modem or SIM
 
-    async def _open_serial(self) -> trio.abc.Stream:
-        return await open_serial(self.options.port, baudrate=self.options.baudrate)
+    @property
+    def events_dropped(self) -> int:
+        return self._health.events_dropped
+
+    @property
+    def garbage_lines(self) -> int:
+        return self._health.garbage_lines
 
     # ---- the Modem interface ---------------------------------------------------------------
 
@@ -137,20 +253,43 @@ class AtModem:
         return msgspec.structs.replace(self._health)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Open, initialise, serve and recover until cancelled; `started()` at the first READY."""
+        """Open, initialise, serve and recover until cancelled; `started()` at the first READY.
+
+        The recovery ladder: a command timeout first resynchronises in place (ESC, AT) and
+        re-initialises; when that fails the port is reopened (or found again by identity) with
+        doubling backoff; after `quarantine_after` failed recoveries in a row the modem rests
+        in QUARANTINED for `quarantine_seconds`.
+        """
         backoff = self.options.reopen_backoff_initial
         started = False
+        failures = 0
         while True:
             reason, became_ready = await self._connect_and_serve(None if started else task_status)
             started = started or became_ready
             if became_ready:
                 backoff = self.options.reopen_backoff_initial
+                failures = 0
+            else:
+                failures += 1
             if self._sim_locked:
                 # Reopening would repeat the same refusal, and a PIN retry could block the SIM.
                 log.error("modem %s: %s; needs a person", self.name, reason)
                 await trio.sleep_forever()
             self._health.errors += 1
             self._health.recoveries += 1
+            self._health.last_error = reason
+            quarantine_after = self.options.quarantine_after
+            if quarantine_after > 0 and failures >= quarantine_after:
+                rest = self.options.quarantine_seconds
+                self._set_state(
+                    ModemState.QUARANTINED,
+                    f"{reason}; {failures} recoveries failed in a row, resting {rest:g} s",
+                )
+                log.error("modem %s quarantined for %g s: %s", self.name, rest, reason)
+                await trio.sleep(rest)
+                failures = 0
+                backoff = self.options.reopen_backoff_initial
+                continue
             self._set_state(ModemState.FAILED, f"{reason}; reopening in {backoff:g} s")
             log.warning("modem %s failed: %s; reopening in %g s", self.name, reason, backoff)
             await trio.sleep(backoff)
@@ -179,11 +318,48 @@ class AtModem:
                     # The modem may be half-way through AT+CMGS; only a fresh start is safe.
                     self._link.fail("send cancelled in the middle of AT+CMGS")
                 raise
-            except ModemError:
+            except SendRejected as exc:
                 self._health.errors += 1
+                self._health.last_error = str(exc)
+                await self._count_rejection(link, tpdu, exc)
+                raise
+            except ModemError as exc:
+                self._health.errors += 1
+                self._health.last_error = str(exc)
                 raise
             self._health.sent += 1
+            self._cms_streak = 0
+            self._last_rejected = None
             return mr
+
+    async def acknowledge(self, event: InboundSms | StatusReportReceived) -> None:
+        """Delete `event` from the modem's storage (AT+CMGD), now that the gateway has it.
+
+        Only if the index still holds this very PDU: after a reconnect the same message may
+        have been emitted twice, and its index reused by a newer one since the first delete.
+        A directly delivered event (index None) was acknowledged with AT+CNMA already.
+        Raises `ModemUnavailable` when the modem is not ready; the message then stays stored
+        and is emitted again after recovery.
+        """
+        if event.index is None:
+            return
+        key = (event.storage, event.index)
+        async with self._lock:
+            link = self._ready_link()
+            try:
+                stored = await self._read_index(link, event.storage, event.index)
+                if stored is None or _tpdu_of(stored.pdu) != event.pdu:
+                    log.info(
+                        "modem %s: %s index %d no longer holds the acknowledged message",
+                        self.name,
+                        event.storage,
+                        event.index,
+                    )
+                else:
+                    await self._delete_index(link, event.storage, event.index)
+            except AtProtocolError as exc:
+                self._fail(link, f"unreadable answer while deleting: {exc}")
+            self._awaiting.pop(key, None)
 
     # ---- sending ---------------------------------------------------------------------------
 
@@ -204,7 +380,7 @@ class AtModem:
             first = await self._reply(link)
         if first is None:
             await self._abort_prompt(link)
-            self._fail(link, f"no '> ' prompt within {self.options.command_timeout:g} s")
+            await self._timed_out(link, f"no '> ' prompt within {self.options.command_timeout:g} s")
         if isinstance(first, Response):
             raise _rejection(first.final)
         with trio.move_on_after(self.options.send_timeout):
@@ -218,7 +394,7 @@ class AtModem:
                 return commands.parse_cmgs(reply.lines)
             except AtProtocolError as exc:
                 self._fail(link, f"unreadable AT+CMGS answer: {exc}")
-        self._fail(link, f"no +CMGS within {self.options.send_timeout:g} s")
+        await self._timed_out(link, f"no +CMGS within {self.options.send_timeout:g} s")
 
     async def _abort_prompt(self, link: _Link) -> None:
         """ESC leaves the PDU entry without sending (TS 27.005 section 3.5.1)."""
@@ -228,6 +404,24 @@ class AtModem:
             except (TransportError, trio.BrokenResourceError, trio.ClosedResourceError):
                 log.info("modem %s: could not write ESC to abort AT+CMGS", self.name)
 
+    async def _count_rejection(self, link: _Link, tpdu: bytes, exc: SendRejected) -> None:
+        """Transient rejections of different messages in a row point at the modem itself."""
+        if exc.permanent or tpdu == self._last_rejected:
+            return
+        self._last_rejected = tpdu
+        self._cms_streak += 1
+        limit = self.options.cms_reinit_after
+        if limit <= 0 or self._cms_streak < limit:
+            return
+        self._cms_streak = 0
+        self._last_rejected = None
+        log.warning("modem %s: %d sends in a row rejected; re-initialising", self.name, limit)
+        # The caller gets its rejection; the re-initialisation only has to not break the link.
+        try:
+            await self._reinitialise(link, f"{limit} sends in a row rejected ({exc})")
+        except ModemError as error:
+            log.warning("modem %s: re-initialisation failed: %s", self.name, error)
+
     # ---- connection lifetime ---------------------------------------------------------------
 
     async def _connect_and_serve(
@@ -236,13 +430,23 @@ class AtModem:
         """One open-initialise-serve cycle; returns why it ended and whether it got READY."""
         self._set_state(ModemState.STARTING, "opening the port")
         try:
-            stream = await self._open_stream()
-        except ModemError as exc:
-            return f"cannot open the port: {exc}", False
-        except Exception as exc:
-            log.exception("modem %s: opening the port failed unexpectedly", self.name)
-            return f"cannot open the port: {exc!r}", False
+            try:
+                stream = await self._open_stream()
+            except ModemError as exc:
+                return f"cannot open the port: {exc}", False
+            except Exception as exc:
+                log.exception("modem %s: opening the port failed unexpectedly", self.name)
+                return f"cannot open the port: {exc!r}", False
+            return await self._serve(stream, task_status)
+        finally:
+            self._health.port = ""
+            CLAIMS.release_all(self.name)
+
+    async def _serve(
+        self, stream: trio.abc.Stream, task_status: trio.TaskStatus[None] | None
+    ) -> tuple[str, bool]:
         link = _Link(stream, self.options.max_line)
+        self._awaiting.clear()
         became_ready = False
         try:
             async with trio.open_nursery() as nursery:
@@ -260,11 +464,13 @@ class AtModem:
                     link.fail(f"initialisation failed: {exc!r}")
                 else:
                     self._link = link
+                    link.serving = True
                     became_ready = True
                     self._set_state(ModemState.READY, detail)
                     if task_status is not None:
                         task_status.started()
                     nursery.start_soon(self._health_loop, link)
+                    nursery.start_soon(self._receive_loop, link)
                     await link.failed.wait()
                 nursery.cancel_scope.cancel()
         finally:
@@ -292,7 +498,7 @@ class AtModem:
                 link.framer.receive_data(data)
                 while (event := link.framer.next_event()) is not NEED_DATA:
                     if isinstance(event, Garbage):
-                        self.garbage_lines += 1
+                        self._health.garbage_lines += 1
                         garbage_run += 1
                         log.debug("modem %s: unexpected line %r", self.name, event.line)
                         if garbage_run > self.options.garbage_limit:
@@ -301,7 +507,8 @@ class AtModem:
                         continue
                     garbage_run = 0
                     if isinstance(event, Urc):
-                        self._on_urc(event)
+                        if not link.probe:
+                            self._on_urc(link, event)
                     else:
                         link.replies_in.send_nowait(event)
         except AtProtocolError as exc:
@@ -316,14 +523,36 @@ class AtModem:
             log.exception("modem %s: reader failed unexpectedly", self.name)
             link.fail(f"reader failed: {exc!r}")
 
-    def _on_urc(self, urc: Urc) -> None:
+    def _on_urc(self, link: _Link, urc: Urc) -> None:
         self.urc_counts[urc.name] += 1
         log.info("modem %s: unsolicited %s", self.name, urc.line)
-        if urc.name == "+CREG":
-            try:
+        try:
+            if urc.name == "+CREG":
                 self.registration = commands.parse_creg((urc.line,))
-            except AtProtocolError:
-                log.info("modem %s: unreadable +CREG %r", self.name, urc.line)
+                self._update_registration()
+            elif urc.name == "+CEREG":
+                self.eps_registration = commands.parse_cereg((urc.line,))
+                self._update_registration()
+            elif urc.name == "+CPIN":
+                self._health.sim = commands.parse_cpin((urc.line,))
+            elif urc.name in ("+CMTI", "+CDSI"):
+                storage, index = commands.parse_storage_indication(urc.line)
+                self._queue(link, _Stored(storage, index))
+            elif urc.name in ("+CMT", "+CDS"):
+                self._queue(link, _Direct(urc))
+        except AtProtocolError as exc:
+            log.info("modem %s: unreadable %s: %s", self.name, urc.line, exc)
+
+    def _queue(self, link: _Link, indication: _Indication) -> None:
+        try:
+            link.indications_in.send_nowait(indication)
+        except trio.WouldBlock:
+            # A stored message is found by the next sweep; a direct one goes unacknowledged
+            # and the network delivers it again.
+            log.warning(
+                "modem %s: indication backlog full, %r left for later", self.name, indication
+            )
+            link.rearm_cnmi = link.rearm_cnmi or isinstance(indication, _Direct)
 
     async def _health_loop(self, link: _Link) -> None:
         """Poll signal and registration; a poll that times out reveals a hung modem."""
@@ -335,10 +564,170 @@ class AtModem:
                 try:
                     self._health.detail = await self._poll_network(link)
                 except ModemError:
-                    return
+                    if link.failed.is_set():
+                        return
                 except AtProtocolError as exc:
                     link.fail(f"unreadable health answer: {exc}")
                     return
+
+    # ---- receiving ---------------------------------------------------------------------------
+
+    async def _receive_loop(self, link: _Link) -> None:
+        """Read what the modem indicates, and sweep the storage now and every interval."""
+        interval = self.options.sweep_interval
+        deadline = trio.current_time()
+        while True:
+            indication: _Indication = _Sweep()
+            if deadline > trio.current_time():
+                with trio.move_on_at(deadline):
+                    indication = await link.indications_out.receive()
+            try:
+                async with self._lock:
+                    if link.failed.is_set():
+                        return
+                    if isinstance(indication, _Sweep):
+                        await self._sweep(link)
+                        deadline = trio.current_time() + interval if interval > 0 else math.inf
+                    elif isinstance(indication, _Stored):
+                        await self._take_stored(link, indication)
+                    else:
+                        await self._take_direct(link, indication.urc)
+            except ModemError as exc:
+                if link.failed.is_set():
+                    return
+                log.info("modem %s: reading %r failed: %s", self.name, indication, exc)
+            except AtProtocolError as exc:
+                self._health.errors += 1
+                self._health.last_error = f"unreadable stored message: {exc}"
+                log.warning("modem %s: %s", self.name, self._health.last_error)
+
+    async def _sweep(self, link: _Link) -> None:
+        """AT+CMGL=4 in every storage in use: emit what is stored and not yet awaiting ack."""
+        if link.rearm_cnmi and link.cnmi is not None:
+            reply = await self._command(link, link.cnmi.command)
+            link.rearm_cnmi = not reply.final.ok
+        for storage in self._sweep_storages():
+            async with self._reading_from(link, storage):
+                reply = await self._command(link, commands.CMGL_ALL)
+            if not reply.final.ok:
+                log.info("modem %s: AT+CMGL=4 in %s: %s", self.name, storage, reply.final.text)
+                continue
+            for stored in commands.parse_cmgl(reply.lines):
+                await self._offer(link, storage, stored)
+
+    def _sweep_storages(self) -> list[str]:
+        current = self._health.storage
+        others = sorted(self._storages_seen - {current})
+        return [current, *others]
+
+    async def _take_stored(self, link: _Link, indication: _Stored) -> None:
+        self._storages_seen.add(indication.storage)
+        key = (indication.storage, indication.index)
+        if key in self._awaiting:
+            return
+        stored = await self._read_index(link, indication.storage, indication.index)
+        if stored is None:
+            log.info("modem %s: %r was empty when read", self.name, indication)
+            return
+        await self._offer(link, indication.storage, stored)
+
+    async def _offer(self, link: _Link, storage: str, stored: StoredPdu) -> None:
+        """Emit one stored message once per connection, until it is acknowledged."""
+        if not _is_received(stored.stat):
+            return
+        key = (storage, stored.index)
+        if key in self._awaiting:
+            return
+        try:
+            smsc, tpdu = split_sca(stored.pdu)
+            decoded = parse_received(tpdu)
+        except GsmError as exc:
+            await self._on_undecodable(link, storage, stored, exc)
+            return
+        event = _event(self.name, storage, stored.index, smsc, tpdu, decoded)
+        if self._emit_inbound(event):
+            self._awaiting[key] = stored.pdu
+
+    async def _on_undecodable(
+        self, link: _Link, storage: str, stored: StoredPdu, exc: GsmError
+    ) -> None:
+        marker = (storage, stored.index, stored.pdu)
+        if marker in self._undecodable:
+            return
+        self._undecodable.add(marker)
+        self._health.undecodable += 1
+        log.warning(
+            "modem %s: %s index %d does not decode (%s): %s",
+            self.name,
+            storage,
+            stored.index,
+            exc,
+            stored.pdu.hex().upper(),
+        )
+        if self.options.delete_undecodable:
+            await self._delete_index(link, storage, stored.index)
+
+    async def _take_direct(self, link: _Link, urc: Urc) -> None:
+        """+CMT or +CDS: emit, then acknowledge with AT+CNMA (TS 27.005 section 3.4.4)."""
+        try:
+            pdu = commands.parse_urc_pdu(urc.pdu)
+            smsc, tpdu = split_sca(pdu)
+            decoded = parse_received(tpdu)
+        except (AtProtocolError, GsmError) as exc:
+            # Nowhere to keep it: refusing would only make the network send it again and
+            # again. The log line carries the PDU, so nothing is lost without a trace.
+            self._health.undecodable += 1
+            log.warning("modem %s: %s does not decode (%s): %s", self.name, urc.line, exc, urc.pdu)
+            await self._acknowledge_direct(link)
+            return
+        if self._emit_inbound(_event(self.name, "", None, smsc, tpdu, decoded)):
+            await self._acknowledge_direct(link)
+        else:
+            # Left unacknowledged, the modem refuses it to the network, which retries later;
+            # the modem then turns indications off (TS 27.005 3.4.1), so the sweep sets them.
+            log.warning("modem %s: no room for %s; the network will retry", self.name, urc.line)
+            link.rearm_cnmi = True
+
+    async def _acknowledge_direct(self, link: _Link) -> None:
+        if not link.cnma:
+            return
+        reply = await self._command(link, commands.CNMA)
+        if not reply.final.ok:
+            # Too late (+CMS ERROR 340): the modem gave up waiting and turned indications off.
+            log.warning("modem %s: AT+CNMA answered %s", self.name, reply.final.text)
+            link.rearm_cnmi = True
+            if link.cnmi is not None:
+                again = await self._command(link, link.cnmi.command)
+                link.rearm_cnmi = not again.final.ok
+
+    async def _read_index(self, link: _Link, storage: str, index: int) -> StoredPdu | None:
+        async with self._reading_from(link, storage):
+            reply = await self._command(link, commands.cmgr(index))
+        if reply.final.ok:
+            return commands.parse_cmgr(reply.lines, index)
+        if reply.final.kind is FinalKind.CMS_ERROR and reply.final.code in _EMPTY_INDEX:
+            return None
+        raise ModemUnavailable(f"AT+CMGR={index} answered {reply.final.text}")
+
+    async def _delete_index(self, link: _Link, storage: str, index: int) -> None:
+        async with self._reading_from(link, storage):
+            reply = await self._command(link, commands.cmgd(index))
+        if not reply.final.ok:
+            raise ModemUnavailable(f"AT+CMGD={index} answered {reply.final.text}")
+
+    def _reading_from(self, link: _Link, storage: str) -> _StorageSwitch:
+        return _StorageSwitch(self, link, storage)
+
+    def _emit_inbound(self, event: InboundSms | StatusReportReceived) -> bool:
+        """Put an inbound event in the buffer unless that needs dropping another one."""
+        if not self._put(event):
+            log.info("modem %s: event buffer full, %s kept for later", self.name, _describe(event))
+            return False
+        if isinstance(event, InboundSms):
+            self._health.received += 1
+        else:
+            self._health.reports += 1
+        return True
 
     # ---- initialisation --------------------------------------------------------------------
 
@@ -346,20 +735,136 @@ class AtModem:
         await self._synchronise(link)
         await self._expect_ok(link, commands.ECHO_OFF)
         await self._expect_ok(link, commands.CMEE_NUMERIC)
+        await self._read_identity(link)
         await self._unlock_sim(link)
+        if not self._health.iccid:
+            # Some modems read the SIM only once it is unlocked.
+            self._health.iccid = await self._read_iccid(link) or ""
+        self._check_identity(link)
         # After the SIM: some modems refuse SMS commands until the SIM is ready.
         await self._expect_ok(link, commands.PDU_MODE)
-        return await self._poll_network(link)
+        await self._choose_storage(link)
+        await self._choose_indications(link)
+        for optional in (commands.CREG_URC_ON, commands.CEREG_URC_ON, commands.COPS_LONG_NAME):
+            await self._command(link, optional)
+        detail = await self._poll_network(link)
+        if link.cnmi is None:
+            detail += "; no new-message indications, sweeping only"
+        return detail
+
+    async def _reinitialise(self, link: _Link, why: str) -> None:
+        """Initialise again on the open port: a modem that hung may have restarted."""
+        self._health.recoveries += 1
+        self._health.last_error = why
+        try:
+            with trio.move_on_after(self.options.init_timeout):
+                self._health.detail = await self._initialise(link)
+                self._queue(link, _Sweep())
+                return
+        except _SimLocked as exc:
+            self._sim_locked = True
+            self._fail(link, str(exc))
+        except AtProtocolError as exc:
+            self._fail(link, f"re-initialisation failed: {exc}")
+        self._fail(link, f"re-initialisation took longer than {self.options.init_timeout:g} s")
 
     async def _synchronise(self, link: _Link) -> None:
         """Bare "AT" until OK: the modem may be booting or still in a half-typed PDU."""
+        if not await self._try_synchronise(link, first_escape=False):
+            self._fail(link, f"no OK to AT after {self.options.sync_attempts} attempts")
+
+    async def _try_synchronise(self, link: _Link, *, first_escape: bool) -> bool:
         for attempt in range(max(1, self.options.sync_attempts)):
-            if attempt:
+            if attempt or first_escape:
                 await self._write(link, commands.ESC)
             reply = await self._exchange(link, commands.SYNC, self.options.sync_timeout)
             if reply is not None and reply.final.ok:
+                return True
+        return False
+
+    async def _read_identity(self, link: _Link) -> None:
+        for command, prefix, field in (
+            (commands.CGMI, "+CGMI", "manufacturer"),
+            (commands.CGMM, "+CGMM", "model"),
+        ):
+            reply = await self._command(link, command)
+            if reply.final.ok:
+                try:
+                    setattr(self._health, field, commands.parse_text(reply.lines, prefix))
+                except AtProtocolError:
+                    log.info("modem %s: no answer text to %s", self.name, command)
+        self._health.imei = await self._read_imei(link) or ""
+        self._health.iccid = await self._read_iccid(link) or ""
+
+    async def _read_imei(self, link: _Link) -> str | None:
+        reply = await self._command(link, commands.CGSN)
+        if not reply.final.ok:
+            return None
+        try:
+            return commands.parse_imei(reply.lines)
+        except AtProtocolError as exc:
+            log.info("modem %s: %s", self.name, exc)
+            return None
+
+    async def _read_iccid(self, link: _Link) -> str | None:
+        """AT+CCID, then the vendor spellings, then the SIM file itself (AT+CRSM)."""
+        for command in commands.ICCID_COMMANDS:
+            reply = await self._command(link, command)
+            if not reply.final.ok:
+                continue
+            try:
+                if command == commands.CRSM_ICCID:
+                    return commands.parse_crsm_iccid(reply.lines)
+                return commands.parse_iccid(reply.lines)
+            except AtProtocolError as exc:
+                log.info("modem %s: %s: %s", self.name, command, exc)
+        return None
+
+    def _check_identity(self, link: _Link) -> None:
+        """A configured IMEI or ICCID that does not match means another modem is on this port."""
+        wrong = _identity_mismatch(self.options, self._health.imei, self._health.iccid)
+        if wrong:
+            self._refused.add(device_key(self._health.port or self._last_path))
+            self._fail(link, wrong)
+
+    async def _choose_storage(self, link: _Link) -> None:
+        """AT+CPMS: the first preferred storage usable for reading, writing and receiving."""
+        supported = await self._command(link, commands.CPMS_TEST)
+        chosen = None
+        if supported.final.ok:
+            try:
+                choices = commands.parse_cpms_test(supported.lines)
+                chosen = commands.choose_storage(choices, self.options.storage)
+            except AtProtocolError as exc:
+                log.info("modem %s: %s", self.name, exc)
+        if chosen is not None:
+            reply = await self._command(link, commands.cpms(chosen))
+            if reply.final.ok:
+                self._health.storage = chosen
                 return
-        self._fail(link, f"no OK to AT after {self.options.sync_attempts} attempts")
+        # The modem's own choice then; it is where +CMTI will point.
+        current = await self._command(link, commands.CPMS_QUERY)
+        storage = ""
+        if current.final.ok:
+            try:
+                storage = commands.parse_cpms_read(current.lines)
+            except AtProtocolError as exc:
+                log.info("modem %s: %s", self.name, exc)
+        self._health.storage = storage or (self.options.storage[0] if self.options.storage else "")
+
+    async def _choose_indications(self, link: _Link) -> None:
+        """AT+CNMI: the first setting this modem accepts; AT+CSMS=1 when it is direct."""
+        link.cnmi = None
+        link.cnma = False
+        for text in self.options.cnmi:
+            setting = commands.parse_cnmi_setting(text)
+            reply = await self._command(link, setting.command)
+            if reply.final.ok:
+                link.cnmi = setting
+                break
+        if link.cnmi is not None and link.cnmi.direct and self.options.csms_for_direct:
+            reply = await self._command(link, commands.CSMS_PHASE2_PLUS)
+            link.cnma = reply.final.ok
 
     async def _unlock_sim(self, link: _Link) -> None:
         """AT+CPIN? until READY, entering the PIN at most once (TS 27.007 section 8.3)."""
@@ -394,17 +899,102 @@ class AtModem:
         signal = await self._command(link, commands.CSQ)
         if signal.final.ok:
             self.signal = commands.parse_csq(signal.lines)
+            self._health.rssi = None if self.signal.rssi == 99 else self.signal.rssi
+            self._health.signal_dbm = self.signal.dbm
         registration = await self._command(link, commands.CREG_QUERY)
         if registration.final.ok:
             self.registration = commands.parse_creg(registration.lines)
-        dbm = self.signal.dbm if self.signal is not None else None
+        eps = await self._command(link, commands.CEREG_QUERY)
+        if eps.final.ok:
+            self.eps_registration = commands.parse_cereg(eps.lines)
+        self._update_registration()
+        operator = await self._command(link, commands.COPS_QUERY)
+        if operator.final.ok:
+            self._health.operator = commands.parse_cops(operator.lines).name
+        dbm = self._health.signal_dbm
         level = "signal unknown" if dbm is None else f"signal {dbm} dBm"
-        network = (
-            "registration unknown"
-            if self.registration is None
-            else self.registration.stat.name.lower().replace("_", " ")
-        )
+        network = self._health.registration or "registration unknown"
         return f"{level}, {network}"
+
+    def _update_registration(self) -> None:
+        """The better of circuit-switched (+CREG) and EPS (+CEREG) registration: an LTE stick
+        may be registered on EPS only, and SMS goes over either."""
+        known = [r for r in (self.registration, self.eps_registration) if r is not None]
+        if not known:
+            return
+        best = max(known, key=lambda r: (r.stat.registered, r.stat == r.stat.HOME))
+        self._health.registration = best.stat.name.lower().replace("_", " ")
+
+    # ---- finding the port ------------------------------------------------------------------
+
+    async def _open_serial_path(self, path: str) -> trio.abc.Stream:
+        return await open_serial(path, baudrate=self.options.baudrate)
+
+    async def _open_located(self) -> trio.abc.Stream:
+        path = await self._locate()
+        try:
+            stream = await self._open_path(path)
+        except BaseException:
+            CLAIMS.release_all(self.name)
+            raise
+        self._health.port = path
+        self._last_path = path
+        return stream
+
+    async def _locate(self) -> str:
+        """The configured port if it is there, else the last one found, else a scan by identity."""
+        options = self.options
+        for path in (options.port, self._last_path):
+            if path and port_exists(path) and device_key(path) not in self._refused:
+                if CLAIMS.claim(path, self.name):
+                    return path
+                raise ModemUnavailable(f"{path} is held by modem {CLAIMS.holder(path)}")
+        if not (options.imei or options.iccid):
+            if options.port:
+                raise TransportError(f"{options.port}: no such device")
+            raise TransportError("no port configured, and no IMEI or ICCID to find one by")
+        for path in candidate_ports(options.scan):
+            if device_key(path) in self._refused or not CLAIMS.claim(path, self.name):
+                continue
+            if await self._probe(path):
+                log.info("modem %s found on %s", self.name, path)
+                return path
+            CLAIMS.release(path, self.name)
+        # Nothing matched: the refusals may be stale once devices have moved.
+        self._refused.clear()
+        raise ModemUnavailable(f"no port in {options.scan} holds {_identity(options)}")
+
+    async def _probe(self, path: str) -> bool:
+        """Open `path` briefly and ask for the IMEI and ICCID; True when they are ours."""
+        with trio.move_on_after(self.options.probe_timeout):
+            try:
+                stream = await self._open_path(path)
+            except ModemError as exc:
+                log.debug("modem %s: probing %s: %s", self.name, path, exc)
+                return False
+            link = _Link(stream, self.options.max_line, probe=True)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._read_loop, link)
+                    try:
+                        matches = await self._probe_identity(link)
+                    except (ModemError, AtProtocolError) as exc:
+                        log.debug("modem %s: probing %s: %s", self.name, path, exc)
+                        matches = False
+                    nursery.cancel_scope.cancel()
+                return matches
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(5.0):
+                    await _close_quietly(stream)
+        log.debug("modem %s: %s did not answer the probe in time", self.name, path)
+        return False
+
+    async def _probe_identity(self, link: _Link) -> bool:
+        await self._synchronise(link)
+        await self._command(link, commands.ECHO_OFF)
+        imei = await self._read_imei(link) if self.options.imei else None
+        iccid = await self._read_iccid(link) if self.options.iccid else None
+        return not _identity_mismatch(self.options, imei or "", iccid or "")
 
     # ---- command plumbing ------------------------------------------------------------------
 
@@ -416,8 +1006,23 @@ class AtModem:
     async def _command(self, link: _Link, command: str) -> Response:
         reply = await self._exchange(link, command, self.options.command_timeout)
         if reply is None:
-            self._fail(link, f"no answer to {command} within {self.options.command_timeout:g} s")
+            await self._timed_out(
+                link, f"no answer to {command} within {self.options.command_timeout:g} s"
+            )
         return reply
+
+    async def _timed_out(self, link: _Link, reason: str) -> NoReturn:
+        """The first rungs of the ladder: resynchronise and re-initialise on the open port;
+        only when that fails is the link given up (and the port reopened by `run`)."""
+        if not link.serving:
+            self._fail(link, reason)
+        log.warning("modem %s: %s; resynchronising", self.name, reason)
+        link.serving = False
+        if not await self._try_synchronise(link, first_escape=True):
+            self._fail(link, f"{reason}; no OK to AT after {self.options.sync_attempts} attempts")
+        await self._reinitialise(link, reason)
+        link.serving = True
+        raise ModemUnavailable(f"modem {self.name}: {reason}; resynchronised")
 
     async def _exchange(self, link: _Link, command: str, within: float) -> Response | None:
         """Write one command line and wait for its final result; None when `within` s passed."""
@@ -465,24 +1070,67 @@ class AtModem:
         if changed:
             self._emit(HealthChanged(modem=self.name, state=state, detail=detail))
 
-    def _emit(self, event: ModemEvent) -> None:
-        """Never blocks: when the buffer is full the oldest event makes room."""
-        try:
-            self._events_in.send_nowait(event)
-            return
-        except trio.WouldBlock:
-            self.events_dropped += 1
-        except trio.BrokenResourceError:
-            self.events_dropped += 1
-            return
-        try:
-            self._events_out.receive_nowait()
-            self._events_in.send_nowait(event)
-        except (trio.WouldBlock, trio.EndOfChannel, trio.BrokenResourceError):
+    def _emit(self, event: HealthChanged) -> None:
+        """Never blocks: when the buffer is full the oldest HealthChanged makes room."""
+        if not self._put(event):
+            self._health.events_dropped += 1
             log.info("modem %s: event dropped: %r", self.name, event)
+
+    def _put(self, event: ModemEvent) -> bool:
+        """Buffer `event`, dropping the oldest HealthChanged if there is no room; False when
+        there was none to drop. Inbound events are never dropped once buffered."""
+        try:
+            self._events_in.send_nowait(event)
+            return True
+        except trio.BrokenResourceError:
+            return False
+        except trio.WouldBlock:
+            pass
+        queued: list[ModemEvent] = []
+        while True:
+            try:
+                queued.append(self._events_out.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+        oldest_health = next(
+            (i for i, old in enumerate(queued) if isinstance(old, HealthChanged)), None
+        )
+        if oldest_health is not None:
+            del queued[oldest_health]
+            self._health.events_dropped += 1
+            queued.append(event)
+        for old in queued:
+            self._events_in.send_nowait(old)
+        return oldest_health is not None
+
+
+class _StorageSwitch:
+    """Point <mem1> at `storage` for one read or delete, and back (status reports may be in
+    "SR" while messages are in "SM"; AT+CMGR/AT+CMGD act on <mem1>, TS 27.005 3.2.2)."""
+
+    def __init__(self, modem: AtModem, link: _Link, storage: str) -> None:
+        self._modem = modem
+        self._link = link
+        self._storage = storage
+        self._switched = False
+
+    async def __aenter__(self) -> None:
+        home = self._modem._health.storage
+        if self._storage and home and self._storage != home:
+            await self._modem._expect_ok(self._link, commands.cpms_read_from(self._storage))
+            self._switched = True
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._switched and not self._link.failed.is_set():
+            await self._modem._expect_ok(
+                self._link, commands.cpms_read_from(self._modem._health.storage)
+            )
 
 
 _SIM_READY = frozenset({"READY", "SIM PIN2", "SIM PUK2"})  # PIN2 guards no SMS command
+
+# +CMS ERROR answers of AT+CMGR that mean "nothing stored there".
+_EMPTY_INDEX = frozenset({CmsError.INVALID_MEMORY_INDEX, CmsError.UNKNOWN_ERROR})
 
 # +CME ERROR answers to AT+CPIN? that stand for a +CPIN code (TS 27.007 section 9.2.1).
 _CME_SIM_CODES: dict[int, str] = {
@@ -510,6 +1158,57 @@ def _rejection(final: FinalResult) -> SendRejected:
         permanent = code is not None and cms_is_permanent(code)
         return SendRejected(f"+CMS ERROR: {final.text}", cms=code, permanent=permanent)
     return SendRejected(f"AT+CMGS answered {final.kind.value} {final.text}", permanent=False)
+
+
+def _is_received(stat: int) -> bool:
+    """REC UNREAD or REC READ; stored outgoing messages (STO ...) are not ours to emit."""
+    return stat in (commands.StoredStat.REC_UNREAD, commands.StoredStat.REC_READ)
+
+
+def _tpdu_of(pdu: bytes) -> bytes | None:
+    try:
+        return split_sca(pdu)[1]
+    except GsmError:
+        return None
+
+
+def _event(
+    modem: str,
+    storage: str,
+    index: int | None,
+    smsc: str,
+    tpdu: bytes,
+    decoded: SmsDeliver | SmsStatusReport,
+) -> InboundSms | StatusReportReceived:
+    if isinstance(decoded, SmsDeliver):
+        return InboundSms(
+            modem=modem, storage=storage, index=index, smsc=smsc, pdu=tpdu, deliver=decoded
+        )
+    return StatusReportReceived(
+        modem=modem, storage=storage, index=index, smsc=smsc, pdu=tpdu, report=decoded
+    )
+
+
+def _describe(event: InboundSms | StatusReportReceived) -> str:
+    where = "direct" if event.index is None else f"{event.storage} index {event.index}"
+    kind = "SMS" if isinstance(event, InboundSms) else "status report"
+    return f"{kind} ({where})"
+
+
+def _identity(options: AtOptions) -> str:
+    wanted = [f"IMEI {options.imei}" if options.imei else "", ""]
+    if options.iccid:
+        wanted[1] = f"ICCID {options.iccid}"
+    return " and ".join(w for w in wanted if w)
+
+
+def _identity_mismatch(options: AtOptions, imei: str, iccid: str) -> str:
+    """Why the modem with `imei` and `iccid` is not the configured one; "" when it is."""
+    if options.imei and imei != options.imei:
+        return f"IMEI {imei or 'unknown'} is not the configured {options.imei}"
+    if options.iccid and iccid != options.iccid.upper().rstrip("F"):
+        return f"ICCID {iccid or 'unknown'} is not the configured {options.iccid}"
+    return ""
 
 
 async def _close_quietly(stream: trio.abc.Stream) -> None:

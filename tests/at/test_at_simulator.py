@@ -9,7 +9,7 @@ import trio
 import trio.testing
 
 from drivers.at.driver import AtModem, AtOptions
-from drivers.events import ModemState
+from drivers.events import HealthChanged, ModemState
 from drivers.gsm import encode_message
 from drivers.modem import OutgoingPart, SendRejected
 from drivers.simulator import PROFILES, Simulator, SimulatorOptions, serve_pty, serve_stream
@@ -18,6 +18,13 @@ from drivers.simulator import PROFILES, Simulator, SimulatorOptions, serve_pty, 
 def outgoing(text: str, recipient: str = "+4799999999") -> list[OutgoingPart]:
     message = encode_message(text)
     return [OutgoingPart(recipient=recipient, part=part) for part in message.parts]
+
+
+async def wait_state(modem: AtModem, state: ModemState) -> HealthChanged:
+    while True:
+        event = await modem.events.receive()
+        if isinstance(event, HealthChanged) and event.state is state:
+            return event
 
 
 def memory_opener(
@@ -92,10 +99,8 @@ async def test_recovery_against_the_simulator(
     modem = AtModem("sim", AtOptions(health_interval=0.0), open_stream=open_stream)
     await nursery.start(modem.run)
     await ports[0].aclose()
-    while (await modem.events.receive()).state is not ModemState.FAILED:
-        pass
-    while (await modem.events.receive()).state is not ModemState.READY:
-        pass
+    await wait_state(modem, ModemState.FAILED)
+    await wait_state(modem, ModemState.READY)
     (part,) = outgoing("after recovery")
     await modem.send(part)
     assert [sms.text for sms in sim.network.sent] == ["after recovery"]
