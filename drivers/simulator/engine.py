@@ -188,6 +188,8 @@ class ModemEngine:
         self._held: list[str] = []
         self._held_since = 0.0
         self._ta_buffer: deque[str] = deque(maxlen=TA_BUFFER_LIMIT)
+        # +CFUN <fun> (TS 27.007 section 8.2): 1 full functionality, 0 and 4 radio off.
+        self.cfun = 1
         self._reset_settings()
 
     def _reset_settings(self) -> None:
@@ -201,6 +203,8 @@ class ModemEngine:
         self.cscs = "IRA"
         self.csms_service = 0
         self.cnmi = [0, 0, 0, 0, 0]
+        # +CSMP <fo>,<vp>,<pid>,<dcs> (TS 27.005 section 3.3.2): text-mode sending only.
+        self.csmp = [17, 167, 0, 0]
         self.cpms = ["SM", "SM", "SM"]
         self.s_registers = dict(S_REGISTER_DEFAULTS)
 
@@ -245,12 +249,17 @@ class ModemEngine:
     def power_cycle(self, now: float) -> None:
         """The modem restarts (unplugged and back): settings, SIM and registration start over;
         storage, the MR counter and what the network holds for it stay."""
-        self._reset_settings()
         self._line.clear()
         self._line_overflow = False
         self._pdu = None
         self._busy_until = 0.0
         self._out = []
+        self._restart(now)
+        self._clock(now)
+
+    def _restart(self, now: float) -> None:
+        self._reset_settings()
+        self.cfun = 1
         if self.sim_state is SimState.READY and self._pin is not None:
             self.sim_state = SimState.SIM_PIN
         self._sim_ready_at = None
@@ -263,7 +272,6 @@ class ModemEngine:
         self._ta_buffer.clear()
         self._timers = [entry for entry in self._timers if isinstance(entry[2], _Arrival)]
         heapq.heapify(self._timers)
-        self._clock(now)
 
     def _clock(self, now: float) -> None:
         self._now = now
@@ -435,7 +443,7 @@ class ModemEngine:
         """+CREG <stat> now: 0 no SIM service, 2 searching, 1 registered (home network)."""
         if self.sim_state is not SimState.READY or self._sim_ready_at is None:
             return 0
-        if self._sim_busy_now():
+        if self._sim_busy_now() or self.cfun != 1:
             return 0
         if self._due() >= self._sim_ready_at + self.options.register_delay:
             return 1
@@ -762,6 +770,36 @@ class ModemEngine:
         self._wake_at_registration()
         return []
 
+    def _cfun_set(self, args: str) -> list[str]:
+        params = parameters(args, 2)
+        fun = integer(params[0], 0, 4)
+        reset = params[1] is not None and integer(params[1], 0, 1) == 1
+        if fun not in (0, 1, 4):
+            raise _MeFault(CmeError.OPERATION_NOT_SUPPORTED)
+        if reset:
+            self._restart(self._due())
+        radio_back = fun == 1 and self.cfun != 1
+        self.cfun = fun
+        if radio_back and self._sim_ready_at is not None:
+            # The radio comes back on: registration starts over.
+            self._sim_ready_at = self._due()
+            self._wake_at_registration()
+        return []
+
+    def _cfun_read(self, args: str) -> list[str]:
+        return [f"+CFUN: {self.cfun}"]
+
+    def _cfun_test(self, args: str) -> list[str]:
+        return ["+CFUN: (0,1,4),(0,1)"]
+
+    def _clac(self, args: str) -> list[str]:
+        return sorted({f"AT{name}" for name, _form in HANDLERS})
+
+    def _cnum(self, args: str) -> list[str]:
+        self._require_sim_for_me()
+        # Like most prepaid SIMs, the simulated one does not store its own number.
+        return []
+
     def _csq(self, args: str) -> list[str]:
         return [f"+CSQ: {self.options.signal},99"]
 
@@ -896,6 +934,18 @@ class ModemEngine:
                     self._hold(text)
             self._ta_buffer.clear()
         return []
+
+    def _csmp_set(self, args: str) -> list[str]:
+        params = parameters(args, 4)
+        settings = list(self.csmp)
+        for index, param in enumerate(params):
+            if param is not None:
+                settings[index] = integer(param, 0, 255)
+        self.csmp = settings
+        return []
+
+    def _csmp_read(self, args: str) -> list[str]:
+        return ["+CSMP: " + ",".join(str(value) for value in self.csmp)]
 
     def _cnmi_read(self, args: str) -> list[str]:
         return ["+CNMI: " + ",".join(str(value) for value in self.cnmi)]
@@ -1042,6 +1092,13 @@ HANDLERS: dict[tuple[str, Form], Handler] = {
     ("+CMEE", Form.TEST): ModemEngine._cmee_test,
     ("+CPIN", Form.READ): ModemEngine._cpin_read,
     ("+CPIN", Form.SET): ModemEngine._cpin_set,
+    ("+CFUN", Form.SET): ModemEngine._cfun_set,
+    ("+CFUN", Form.READ): ModemEngine._cfun_read,
+    ("+CFUN", Form.TEST): ModemEngine._cfun_test,
+    ("+CLAC", Form.EXEC): ModemEngine._clac,
+    ("+CNUM", Form.EXEC): ModemEngine._cnum,
+    ("+CSMP", Form.SET): ModemEngine._csmp_set,
+    ("+CSMP", Form.READ): ModemEngine._csmp_read,
     ("+CSQ", Form.EXEC): ModemEngine._csq,
     ("+CSQ", Form.TEST): ModemEngine._csq_test,
     ("+CREG", Form.SET): ModemEngine._creg_set,

@@ -87,9 +87,12 @@ class Simulator:
         reference: int | None = None,
         timestamp: dt.datetime | None = None,
         pid: int = 0,
+        interval: float = 0.0,
     ) -> list[int]:
         """A phone sends `text` to this modem: one SMS-DELIVER a part (concatenated with an 8- or
-        16-bit reference when long), stamped with the current time.
+        16-bit reference when long), stamped with the current time, `interval` seconds apart
+        (networks space the parts of a message; back to back, a +CMTI meets the +CMGR of the
+        one before, which some AT software cannot take).
 
         Returns the indexes the parts were stored at; a part delivered directly (+CMT) or held
         by the network (storage full, not registered) has none. Waits while the modem is away.
@@ -100,7 +103,9 @@ class Simulator:
         parts = mobile_parts(text, parsing=parsing, reference=reference, concat_16bit=concat_16bit)
         stamp = timestamp if timestamp is not None else _wall_clock()
         indexes: list[int] = []
-        for tpdu in deliver_tpdus(originator, parts, timestamp=stamp, pid=pid):
+        for number, tpdu in enumerate(deliver_tpdus(originator, parts, timestamp=stamp, pid=pid)):
+            if number:
+                await trio.sleep(interval)
             indexes += await self.deliver_mo_pdu(tpdu)
         return indexes
 

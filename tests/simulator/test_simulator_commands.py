@@ -69,6 +69,19 @@ RESPONSES: list[tuple[bytes, bytes]] = [
     (b"ATS3?", b"\r\n013\r\n\r\nOK\r\n"),
     (b"ATS4?", b"\r\n010\r\n\r\nOK\r\n"),
     (b"ATZ", b"\r\nOK\r\n"),
+    (b"AT+CFUN?", b"\r\n+CFUN: 1\r\n\r\nOK\r\n"),
+    (b"AT+CFUN=?", b"\r\n+CFUN: (0,1,4),(0,1)\r\n\r\nOK\r\n"),
+    (b"AT+CFUN=1", b"\r\nOK\r\n"),
+    (b"AT+CFUN=2", b"\r\nERROR\r\n"),
+    (b"AT+CSMP?", b"\r\n+CSMP: 17,167,0,0\r\n\r\nOK\r\n"),
+    (b"AT+CSMP=49,167,0,0", b"\r\nOK\r\n"),
+    (b"AT+CNUM", b"\r\nOK\r\n"),
+    (b"AT+CMGL=?", b"\r\n+CMGL: (0-4)\r\n\r\nOK\r\n"),
+    (b"AT+CMGL", b"\r\nOK\r\n"),
+    (b"AT+CMGR=1", b"\r\nOK\r\n"),
+    (b"AT+CMGD=1", b"\r\nOK\r\n"),
+    (b"AT+CMGD=?", b"\r\n+CMGD: (),(0-4)\r\n\r\nOK\r\n"),
+    (b"AT+CNMA", b"\r\nERROR\r\n"),
     (b"AT+CBOGUS", b"\r\nERROR\r\n"),
     (b"AT+CMEE=3", b"\r\nERROR\r\n"),
     (b"AT+CMGF", b"\r\nERROR\r\n"),
@@ -286,3 +299,27 @@ def test_text_mode_sending_is_not_offered() -> None:
     assert talk(engine, b"AT+CMEE=1;+CMGF=1\r") == b"\r\nOK\r\n"
     assert talk(engine, b'AT+CMGS="+4712345678"\r') == b"\r\nERROR\r\n"
     assert talk(engine, b"AT+CMGS=23\r") == b"\r\n+CMS ERROR: 302\r\n"
+
+
+def test_cfun_turns_the_radio_off_and_on_and_resets() -> None:
+    engine = quiet_engine(register_delay=2.0)
+    assert talk(engine, b"AT+CMEE=1;+CREG?\r", now=2.0) == b"\r\n+CREG: 0,1\r\n\r\nOK\r\n"
+    assert talk(engine, b"AT+CFUN=4;+CREG?\r", now=3.0) == b"\r\n+CREG: 0,0\r\n\r\nOK\r\n"
+    assert talk(engine, b"AT+CMGS=23\r", now=3.0) == b"\r\n> "
+    pdu = b"0011000B916407281553F80000AA0AE8329BFD4697D9EC37\x1a"
+    assert talk(engine, pdu, now=3.0) == b"\r\n+CMS ERROR: 331\r\n"
+    # Radio back on: searching first, registered register_delay later.
+    assert talk(engine, b"AT+CFUN=1;+CREG?\r", now=4.0) == b"\r\n+CREG: 0,2\r\n\r\nOK\r\n"
+    assert talk(engine, b"AT+CREG?\r", now=6.0) == b"\r\n+CREG: 0,1\r\n\r\nOK\r\n"
+    # <rst> 1 restarts the modem: factory settings again (echo on, +CMEE=0).
+    assert talk(engine, b"AT+CFUN=1,1\r", now=7.0) == b"\r\nOK\r\n"
+    assert talk(engine, b"AT+CFUN=3\r", now=7.0) == b"AT+CFUN=3\r\r\nERROR\r\n"
+
+
+def test_clac_lists_every_command_once() -> None:
+    engine = quiet_engine()
+    lines = talk(engine, b"AT+CLAC\r").split(b"\r\n")
+    assert lines[-3:] == [b"", b"OK", b""]
+    names = lines[1:-3]
+    assert names == sorted(set(names))
+    assert {b"AT+CMGS", b"AT+CMGR", b"AT+CNMA", b"ATE", b"AT&F"} <= set(names)
