@@ -137,7 +137,17 @@ Handler = Callable[["ModemEngine", str], list[str]]
 
 class ModemEngine:
     """One modem's whole state: settings, SIM, registration, message reference counter, message
-    storage, and what the network still has to hand it (timers for `advance`)."""
+    storage, and what the network still has to hand it (timers for `advance`).
+
+    Where TS 27.005 leaves a choice, this modem does what SIM800 and Quectel modules do:
+    - <mem3> full: a new SMS or report is refused towards the network (memory capacity
+      exceeded) without a word to the TE; the network retries once +CMGD frees a slot.
+    - +CMT/+CDS under +CSMS=1 without +CNMA within `ack_timeout`: <mt> and <ds> drop to 0 and
+      the retry is stored unannounced (section 3.4.1); +CNMA=2 makes the network retry later.
+    - <ds>=0: a status report is stored unannounced rather than lost, so a sweep finds it.
+    - Not registered (PIN, SIM busy, radio off, restarting): the network holds what it has.
+    - +CMGR of an empty slot answers OK with nothing; outside 1..capacity +CMS ERROR: 321.
+    """
 
     def __init__(self, options: SimulatorOptions) -> None:
         self.options = options
@@ -476,6 +486,7 @@ class ModemEngine:
         if self.registration() != 1:
             self._waiting_for_network.append(incoming)
             return None
+        # <ds> 0 stores a report unannounced, as <mt> 0 does with an SMS.
         routing = self.cnmi[3] if incoming.is_report else self.cnmi[1]
         # Only class 3 messages go direct with <mt>=3; the simulated network sends no class.
         if routing == (1 if incoming.is_report else 2):

@@ -134,7 +134,11 @@ class Simulator:
         return self.port_path
 
     def unplug(self, for_seconds: float) -> None:
-        """Cut every connection now; the modem is back (power-cycled) after `for_seconds`."""
+        """Cut every connection now; the modem is back (power-cycled) after `for_seconds`.
+
+        Replies not yet written are lost with the power, among them a slow +CMGS: the network
+        never got that SMS, and a client cannot tell, as with a real stick pulled mid-send.
+        """
         if for_seconds < 0:
             raise ValueError("for_seconds must not be negative")
         self._back_at = trio.current_time() + for_seconds

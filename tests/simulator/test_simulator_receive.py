@@ -377,3 +377,22 @@ async def test_reports_wait_in_the_network_while_nobody_is_connected(
     nursery.start_soon(serve_stream, sim, server)
     terminal = Terminal(client)
     assert await terminal.line() == b'+CDSI: "SM",1'
+
+
+async def test_mo_for_an_unplugged_modem_waits_until_it_is_back(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    sim, terminal = await start(nursery, b"2,1,0,0,0")
+    sim.unplug(10.0)
+    with pytest.raises(EOFError):
+        await terminal.read_until(b"never")
+    start_time = trio.current_time()
+    # The modem came back with factory settings (<mt> 0), so the message is stored unannounced.
+    assert await sim.deliver_mo("+4799999999", "when you are back") == [1]
+    assert trio.current_time() - start_time == pytest.approx(10.0)
+    client, server = trio.testing.memory_stream_pair()
+    nursery.start_soon(serve_stream, sim, server)
+    terminal = Terminal(client)
+    assert await terminal.command(b"ATE0;+CPMS?") == (
+        b'ATE0;+CPMS?\r\r\n+CPMS: "SM",1,30,"SM",1,30,"SM",1,30\r\n' + OK
+    )
