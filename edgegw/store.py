@@ -620,6 +620,8 @@ class Store:
         undone and the exception is raised here.
         """
         if not self._running:
+            # A caller cancelled together with the store hears Cancelled, not StoreClosed.
+            await trio.lowlevel.checkpoint_if_cancelled()
             raise StoreClosed("the store is not running")
         job = _Job(fn)
         try:
