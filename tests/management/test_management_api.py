@@ -1,0 +1,373 @@
+"""The Management API (spec section 5, both path styles) and /api/messages over real HTTP on
+127.0.0.1, in virtual time: a batch scheduled for later is listed, inspected and stopped; its
+messages are never sent and their DRs reach the customer. Auth, formats, filters, pages, cancel."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import msgspec
+import pytest
+import trio
+import trio.testing
+
+from drivers.events import InboundSms, ModemEvent, ModemState, StatusReportReceived
+from drivers.modem import Health, OutgoingPart
+from edgegw.clock import Clock
+from edgegw.config import DispatchConfig, ServiceConfig
+from edgegw.delivery.config import SmtpRelayConfig
+from edgegw.delivery.worker import Deliveries
+from edgegw.http.app import make_app
+from edgegw.http.management import management_routes
+from edgegw.http.server import HttpLimits, Request, Response, serve_http
+from edgegw.model import (
+    MessageRequest,
+    MessageState,
+    MessageView,
+    SendRequest,
+    SendResponse,
+    SendWindow,
+    Settings,
+)
+from edgegw.pipeline.dispatcher import Dispatcher
+from edgegw.pipeline.management import Management
+from edgegw.pipeline.submit import Submitter
+from edgegw.store import Store, run_inline
+
+START = 1_754_380_800.0  # 2025-08-05T08:00:00Z = 10:00 in Oslo (CEST)
+LATER = SendWindow(startDate="2025-08-05", startTime="12:00:00")  # two hours ahead
+
+
+class FakeModem:
+    """Takes every part at once and remembers it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sent: list[OutgoingPart] = []
+        self._events = trio.open_memory_channel[ModemEvent](1)[1]
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await trio.sleep_forever()
+
+    async def send(self, outgoing: OutgoingPart) -> int:
+        await trio.sleep(0.5)
+        self.sent.append(outgoing)
+        return len(self.sent) % 256
+
+    async def acknowledge(self, event: InboundSms | StatusReportReceived) -> None:
+        return None
+
+    def health(self) -> Health:
+        return Health(state=ModemState.READY)
+
+    @property
+    def events(self) -> trio.MemoryReceiveChannel[ModemEvent]:
+        return self._events
+
+
+class Customer:
+    """The service's DR endpoint: records the DRs it receives."""
+
+    def __init__(self) -> None:
+        self.drs: list[dict[str, object]] = []
+
+    async def app(self, request: Request) -> Response:
+        self.drs += json.loads(request.body)["dr"]
+        return Response(status=200)
+
+
+def service(service_id: int, dr_url: str) -> ServiceConfig:
+    return msgspec.convert(
+        {
+            "id": service_id,
+            "name": f"service-{service_id}",
+            "username": f"user{service_id}",
+            "password": f"secret{service_id}",
+            "delivery_reports": True,
+            "dr": {"url": dr_url},
+        },
+        ServiceConfig,
+    )
+
+
+class Backend:
+    """The HTTP Backend over a submitter and store, as the gateway implements it."""
+
+    def __init__(self, submitter: Submitter, store: Store, services: list[ServiceConfig]):
+        self.submitter = submitter
+        self.store = store
+        self.logins = {s.username: (s.password, s.id) for s in services}
+
+    async def submit(self, request: SendRequest) -> SendResponse:
+        return await self.submitter.submit(request)
+
+    def authenticate(self, username: str, password: str) -> int | None:
+        expected = self.logins.get(username)
+        return expected[1] if expected is not None and expected[0] == password else None
+
+    async def message_view(self, service_id: int, message_id: str) -> MessageView | None:
+        return await self.store.message_view(service_id, message_id)
+
+    def ready(self) -> bool:
+        return True
+
+
+class Rig:
+    def __init__(self, port: int, modem: FakeModem, customer: Customer, store: Store) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.modem = modem
+        self.customer = customer
+        self.store = store
+
+    def client(self, service_id: int | None = 1) -> httpx.AsyncClient:
+        auth = None
+        if service_id is not None:
+            auth = httpx.BasicAuth(f"user{service_id}", f"secret{service_id}")
+        return httpx.AsyncClient(base_url=self.base, auth=auth)
+
+    async def send_batch(
+        self, batch: str, count: int, *, service_id: int = 1, window: SendWindow | None = LATER
+    ) -> list[str]:
+        request = SendRequest(
+            serviceId=service_id,
+            username=f"user{service_id}",
+            password=f"secret{service_id}",
+            batchReference=batch,
+            message=[
+                MessageRequest(
+                    recipient=f"+474100000{index}",
+                    content=f"message {index}",
+                    clientReference=f"{batch}-{index}",
+                    settings=Settings(sendWindow=window),
+                )
+                for index in range(count)
+            ],
+        )
+        async with self.client(service_id) as client:
+            response = await client.post(
+                "/gw/rs/sendMessages",
+                json=msgspec.to_builtins(request),
+                headers={"accept": "application/json"},
+            )
+        assert response.status_code == 200
+        return [status["messageId"] for status in response.json()["messageStatus"]]
+
+
+@pytest.fixture
+async def rig(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[Rig]:
+    # Tests that use it ask for autojump_clock themselves: pytest-trio takes the clock from
+    # the test's own arguments.
+    yield await start(nursery, tmp_path)
+
+
+async def start(nursery: trio.Nursery, tmp_path: Path, *, loopback: bool = False) -> Rig:
+    clock = Clock(start_epoch=START)
+    store = Store(tmp_path / "db", clock=clock, offload=run_inline)
+    await nursery.start(store.run)
+    customer = Customer()
+    customer_port = await nursery.start(serve_http, customer.app, "127.0.0.1", 0, HttpLimits())
+    dr_url = f"http://127.0.0.1:{customer_port}/dr"
+    services = [service(1, dr_url), service(2, dr_url)]
+    deliveries = Deliveries(store, clock, services, SmtpRelayConfig())
+    await nursery.start(deliveries.run)
+    modem = FakeModem("m1")
+    dispatcher = Dispatcher(
+        store, {"m1": modem}, services, DispatchConfig(), clock, rng=random.Random(1)
+    )
+    await nursery.start(dispatcher.run)
+    submitter = Submitter(services, store, clock, dispatcher.wake)
+    backend = Backend(submitter, store, services)
+    routes = management_routes(
+        Management(store, clock, wake=deliveries.wake),
+        backend.authenticate,
+        {1, 2},
+        allow_unauthenticated_loopback=loopback,
+    )
+    app = make_app(backend, routes=[routes])
+    port = await nursery.start(serve_http, app, "127.0.0.1", 0, HttpLimits())
+    return Rig(port, modem, customer, store)
+
+
+@pytest.mark.parametrize("prefix", ["/mgmt/rs/service/1", "/management/1"])
+async def test_list_get_and_stop_a_scheduled_batch(
+    rig: Rig, prefix: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    ids = await rig.send_batch("a/b c", 3)
+    await rig.send_batch("other", 1)
+    async with rig.client() as client:
+        listed = await client.get(f"{prefix}/batch/")
+        assert listed.status_code == 200
+        assert listed.headers["content-type"] == "application/json"
+        assert listed.json() == {
+            "messageBatch": [
+                {"clientBatchReference": "a/b c", "totalSize": 3, "onHold": 0},
+                {"clientBatchReference": "other", "totalSize": 1, "onHold": 0},
+            ]
+        }
+        assert (await client.get(f"{prefix}/batch")).json() == listed.json()
+        one = await client.get(f"{prefix}/batch/a%2Fb%20c")
+        assert one.json() == {
+            "messageBatch": {"clientBatchReference": "a/b c", "totalSize": 3, "onHold": 0}
+        }
+        stopped = await client.delete(f"{prefix}/batch/a%2Fb%20c")
+        assert stopped.status_code == 200
+        assert stopped.json() == {
+            "serviceId": 1,
+            "clientBatchReference": "a/b c",
+            "stoppedMessages": [
+                {"messageId": message_id, "clientMessageReference": f"a/b c-{index}"}
+                for index, message_id in enumerate(ids)
+            ],
+        }
+        after = await client.get(f"{prefix}/batch/a%2Fb%20c")
+        assert after.json()["messageBatch"]["totalSize"] == 0
+        again = await client.delete(f"{prefix}/batch/a%2Fb%20c")
+        assert again.json()["stoppedMessages"] == []
+        listed = await client.get(f"{prefix}/batch/")
+        assert [b["clientBatchReference"] for b in listed.json()["messageBatch"]] == ["other"]
+    # Past the window: the other batch goes out, the stopped one never does.
+    await trio.sleep(3 * 3600)
+    assert [part.recipient for part in rig.modem.sent] == ["+4741000000"]
+    for message_id in ids:
+        record = await rig.store.message(message_id)
+        assert record is not None and record.state is MessageState.CANCELLED
+    reported = {dr["messageid"]: dr["statuscode"] for dr in rig.customer.drs}
+    assert {message_id: reported.get(message_id) for message_id in ids} == dict.fromkeys(ids, 371)
+
+
+async def test_mgmt_rs_answers_text_xml_when_asked(
+    rig: Rig, autojump_clock: trio.testing.MockClock
+) -> None:
+    ids = await rig.send_batch("x&y", 1)
+    async with rig.client() as client:
+        headers = {"accept": "text/xml"}
+        listed = await client.get("/mgmt/rs/service/1/batch/", headers=headers)
+        assert listed.headers["content-type"] == "text/xml"
+        assert listed.text == (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<getBatchListResponse><messageBatch>'
+            "<clientBatchReference>x&amp;y</clientBatchReference><totalSize>1</totalSize>"
+            "<onHold>0</onHold></messageBatch></getBatchListResponse>"
+        )
+        stopped = await client.delete("/mgmt/rs/service/1/batch/x%26y", headers=headers)
+        assert stopped.text == (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<stopBatchResponse><serviceId>1</serviceId>'
+            "<clientBatchReference>x&amp;y</clientBatchReference><stoppedMessages>"
+            f"<messageId>{ids[0]}</messageId><clientMessageReference>x&amp;y-0"
+            "</clientMessageReference></stoppedMessages></stopBatchResponse>"
+        )
+
+
+async def test_unknown_batch_is_404_problem_and_an_empty_list_is_200(
+    rig: Rig, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with rig.client() as client:
+        empty = await client.get("/management/1/batch")
+        assert (empty.status_code, empty.json()) == (200, {"messageBatch": []})
+        for method in ("GET", "DELETE"):
+            missing = await client.request(method, "/management/1/batch/nope")
+            assert missing.status_code == 404
+            assert missing.headers["content-type"] == "application/problem+json"
+            problem = missing.json()
+            assert problem["status"] == 404 and problem["instance"] == "/management/1/batch/nope"
+            assert set(problem) == {"type", "title", "status", "detail", "instance"}
+
+
+@pytest.mark.parametrize("prefix", ["/mgmt/rs/service/1", "/management/1"])
+async def test_credentials_are_required_and_must_be_the_services(
+    rig: Rig, prefix: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    await rig.send_batch("mine", 1)
+    for client in (rig.client(None), rig.client(2)):
+        async with client:
+            refused = await client.get(f"{prefix}/batch/")
+            assert refused.status_code == 401
+            assert refused.headers["www-authenticate"] == 'Basic realm="edgegw"'
+            assert (await client.delete(f"{prefix}/batch/mine")).status_code == 401
+    async with httpx.AsyncClient(base_url=rig.base, auth=("user1", "wrong")) as client:
+        assert (await client.get(f"{prefix}/batch/")).status_code == 401
+    async with rig.client() as client:
+        assert (await client.get(f"{prefix}/batch/mine")).status_code == 200
+
+
+async def test_loopback_without_credentials_only_when_allowed(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    rig = await start(nursery, tmp_path, loopback=True)
+    await rig.send_batch("b", 2)
+    async with rig.client(None) as client:
+        listed = await client.get("/management/1/batch")
+        assert listed.status_code == 200 and len(listed.json()["messageBatch"]) == 1
+        # The documented path still asks for credentials, and so does an unknown service.
+        assert (await client.get("/mgmt/rs/service/1/batch/")).status_code == 401
+        assert (await client.get("/management/9/batch")).status_code == 401
+    async with httpx.AsyncClient(base_url=rig.base, auth=("user1", "wrong")) as client:
+        # Wrong credentials are wrong, even from loopback.
+        assert (await client.get("/management/1/batch")).status_code == 401
+
+
+async def test_messages_are_listed_with_filters_and_stable_pages(
+    rig: Rig, autojump_clock: trio.testing.MockClock
+) -> None:
+    first = await rig.send_batch("p", 5)
+    await trio.sleep(10)
+    second = await rig.send_batch("q", 2, window=None)
+    await rig.send_batch("r", 1, service_id=2)
+    await trio.sleep(60)  # batch q is sent
+    async with rig.client() as client:
+        seen: list[str] = []
+        cursor = None
+        for _ in range(10):
+            params = {"limit": "2"} | ({"cursor": cursor} if cursor else {})
+            page = (await client.get("/api/messages", params=params)).json()
+            seen += [message["messageId"] for message in page["messages"]]
+            cursor = page["nextCursor"]
+            if cursor is None:
+                break
+        assert seen == first + second  # service 2's message is not listed
+        queued = (await client.get("/api/messages", params={"state": "queued"})).json()
+        assert [m["messageId"] for m in queued["messages"]] == first
+        sent = (await client.get("/api/messages?state=sent&batch=q")).json()
+        assert [m["messageId"] for m in sent["messages"]] == second
+        one = await client.get("/api/messages", params={"recipient": "+4741000001", "batch": "p"})
+        assert [m["messageId"] for m in one.json()["messages"]] == [first[1]]
+        since = (await client.get("/api/messages?since=2025-08-05T08:00:05Z")).json()
+        assert [m["messageId"] for m in since["messages"]] == second
+        until = (await client.get(f"/api/messages?until={START + 5}")).json()
+        assert [m["messageId"] for m in until["messages"]] == first
+        for bad in ("state=lost", "limit=0", "limit=1001", "since=yesterday", "cursor=%%", "x=1"):
+            response = await client.get(f"/api/messages?{bad}")
+            assert response.status_code == 400, bad
+            assert response.headers["content-type"] == "application/problem+json"
+    async with rig.client(None) as client:
+        assert (await client.get("/api/messages")).status_code == 401
+
+
+async def test_cancel_one_queued_message_and_see_its_history(
+    rig: Rig, autojump_clock: trio.testing.MockClock
+) -> None:
+    scheduled = await rig.send_batch("later", 1)
+    now = await rig.send_batch("now", 1, window=None)
+    await trio.sleep(30)
+    async with rig.client() as client:
+        cancelled = await client.delete(f"/api/messages/{scheduled[0]}")
+        assert cancelled.status_code == 200
+        assert cancelled.json() == {"messageId": scheduled[0], "state": "cancelled"}
+        conflict = await client.delete(f"/api/messages/{scheduled[0]}")
+        assert conflict.status_code == 409
+        assert "cancelled" in conflict.json()["detail"]
+        sent = await client.delete(f"/api/messages/{now[0]}")
+        assert sent.status_code == 409 and "sent" in sent.json()["detail"]
+        assert (await client.delete("/api/messages/nosuchid0000")).status_code == 404
+        view = (await client.get(f"/api/messages/{scheduled[0]}")).json()
+        assert view["state"] == "cancelled"
+        assert [event["state"] for event in view["events"]][-1] == "cancelled"
+        await trio.sleep(5)
+        view = (await client.get(f"/api/messages/{scheduled[0]}")).json()
+        assert view["events"][-1]["detail"] == "DR delivered to the customer (200)"
+    async with rig.client(2) as client:
+        assert (await client.delete(f"/api/messages/{now[0]}")).status_code == 404
