@@ -656,6 +656,7 @@ class Store:
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` on a read connection in a worker thread, in one read transaction."""
         if not self._running:
+            await trio.lowlevel.checkpoint_if_cancelled()
             raise StoreClosed("the store is not running")
 
         def in_thread() -> T:
