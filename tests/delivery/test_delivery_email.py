@@ -1,0 +1,133 @@
+"""MO by email (spec 3.4) through a tiny SMTP relay started by the test on 127.0.0.1: the
+templates are filled with raw values, a relay refusal is retried, and the item is recorded."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import functools
+from email.message import EmailMessage
+from pathlib import Path
+
+import msgspec
+import trio
+
+from edgegw.clock import Clock
+from edgegw.config import ServiceConfig
+from edgegw.delivery.config import SmtpRelayConfig
+from edgegw.delivery.outbox import enqueue_mo, outbox_items
+from edgegw.delivery.worker import Deliveries
+from edgegw.store import Store
+
+
+class Relay:
+    """Answers the SMTP dialogue line by line; refuses the first `busy` connections with 421."""
+
+    def __init__(self, busy: int = 0) -> None:
+        self.busy = busy
+        self.connections = 0
+        self.envelopes: list[tuple[str, list[str], bytes]] = []
+        self.received = trio.Event()
+
+    async def serve(self, stream: trio.SocketStream) -> None:
+        self.connections += 1
+        async with stream:
+            if self.connections <= self.busy:
+                await stream.send_all(b"421 relay busy, try later\r\n")
+                return
+            await stream.send_all(b"220 relay.test ESMTP\r\n")
+            buffer = b""
+            sender, data, in_data = "", b"", False
+            recipients: list[str] = []
+            while True:
+                chunk = await stream.receive_some(4096)
+                if not chunk:
+                    return
+                buffer += chunk
+                while b"\r\n" in buffer:
+                    line, buffer = buffer.split(b"\r\n", 1)
+                    if in_data:
+                        if line == b".":
+                            in_data = False
+                            self.envelopes.append((sender, recipients, data))
+                            self.received.set()
+                            await stream.send_all(b"250 queued\r\n")
+                        else:
+                            data += (line[1:] if line.startswith(b"..") else line) + b"\r\n"
+                        continue
+                    verb = line[:4].upper()
+                    if verb == b"EHLO":
+                        await stream.send_all(b"250-relay.test\r\n250 8BITMIME\r\n")
+                    elif verb == b"MAIL":
+                        sender = line.decode().split(":", 1)[1].split()[0].strip("<>")
+                        await stream.send_all(b"250 ok\r\n")
+                    elif verb == b"RCPT":
+                        recipients.append(line.decode().split(":", 1)[1].strip().strip("<>"))
+                        await stream.send_all(b"250 ok\r\n")
+                    elif verb == b"DATA":
+                        in_data = True
+                        await stream.send_all(b"354 go ahead\r\n")
+                    elif verb == b"QUIT":
+                        await stream.send_all(b"221 bye\r\n")
+                        return
+                    else:
+                        await stream.send_all(b"250 ok\r\n")
+
+
+async def test_mo_email_is_sent_through_the_relay_and_retried_after_a_refusal(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    relay = Relay(busy=1)
+    listeners = await nursery.start(
+        functools.partial(trio.serve_tcp, relay.serve, 0, host="127.0.0.1")
+    )
+    port = listeners[0].socket.getsockname()[1]
+    mo_email = {
+        "to": "inbox@customer.test",
+        "from": "[originator]-[serviceid]@sms.test",
+        "subject": "SMS from [Originator] to [sno]",
+        "body": "User sent: [content] ([strippedcontent])",
+        "retry_initial": 0.2,
+    }
+    services = [
+        msgspec.convert(
+            {"id": 7, "name": "mail", "username": "u", "password": "p", "mo_email": mo_email},
+            ServiceConfig,
+        )
+    ]
+    clock = Clock()
+    store = Store(tmp_path / "db", clock=clock)
+    await nursery.start(store.run)
+    relay_config = SmtpRelayConfig(host="127.0.0.1", port=port, timeout=5)
+    await nursery.start(Deliveries(store, clock, services, relay_config).run)
+    queued = await store.write(
+        functools.partial(
+            enqueue_mo,
+            message_id="mo0000000007",
+            service_id=7,
+            sno="1960",
+            originator="+4799999999",
+            content="KODE hei på deg",
+            command="KODE",
+            received_at=clock.now(),
+        )
+    )
+    assert queued == 1
+    with trio.fail_after(10):
+        await relay.received.wait()
+    (sender, recipients, data) = relay.envelopes[0]
+    assert (sender, recipients) == ("+4799999999-7@sms.test", ["inbox@customer.test"])
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    assert message["From"] == "+4799999999-7@sms.test"
+    assert message["To"] == "inbox@customer.test"
+    assert message["Subject"] == "SMS from +4799999999 to 1960"
+    assert message["Message-ID"] == "<mo0000000007.mo@edgegw>"
+    assert message.get_content() == "User sent: KODE hei på deg (hei på deg)\r\n"
+    with trio.fail_after(10):
+        while True:
+            (item,) = await store.read(outbox_items)
+            if item.state == "delivered":
+                break
+            await trio.sleep(0.05)
+    assert (item.attempts, item.last_status, relay.connections) == (2, 250, 2)
