@@ -255,9 +255,9 @@ def next_due(conn: sqlite3.Connection, service_id: int, endpoint: Endpoint) -> f
 
 
 def record_delivered(
-    conn: sqlite3.Connection, items: Sequence[OutboxItem], now: float, status: int
+    conn: sqlite3.Connection, items: Sequence[OutboxItem], now: float, status: int | None
 ) -> None:
-    """The customer answered 200 for these items."""
+    """The customer took these items (HTTP 200, or the relay's 250 for email)."""
     conn.executemany(
         "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, last_status = ?,"
         " last_error = NULL, done_at = ? WHERE id = ? AND state = 'pending'",

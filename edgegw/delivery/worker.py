@@ -263,15 +263,17 @@ class DeliveryWorker:
             self._not_before = max(self._not_before, started + self.sender.interval)
             return
         delivered: list[OutboxItem] = []
+        accepted = Attempt(status=None, error=None)
         for item in items:
             attempt = await self.sender.send([item])
             if attempt.error is None:
                 delivered.append(item)
+                accepted = attempt
                 continue
-            await self._record(delivered, attempt)
+            await self._record(delivered, accepted)
             await self._record_failure([item], attempt)
             return
-        await self._record(delivered, Attempt(status=200, error=None))
+        await self._record(delivered, accepted)
 
     async def _try(self, items: Sequence[OutboxItem]) -> None:
         attempt = await self.sender.send(items)
@@ -283,9 +285,10 @@ class DeliveryWorker:
     async def _record(self, items: Sequence[OutboxItem], attempt: Attempt) -> None:
         if not items:
             return
-        status = attempt.status if attempt.status is not None else 200
         await self.store.write(
-            functools.partial(record_delivered, items=items, now=self.clock.now(), status=status)
+            functools.partial(
+                record_delivered, items=items, now=self.clock.now(), status=attempt.status
+            )
         )
         self.delivered += len(items)
 
