@@ -20,6 +20,19 @@ PURE = [
         for name in ("engine", "commandline", "codes", "profiles", "options", "sent")
     ),
     ROOT / "edgegw" / "http" / "puzzel.py",
+    *(
+        ROOT / "edgegw" / "smpp" / f"{name}.py"
+        for name in (
+            "constants",
+            "errors",
+            "tlv",
+            "pdu",
+            "session",
+            "submission",
+            "outbound",
+            "config",
+        )
+    ),
     ROOT / "edgegw" / "model.py",
 ]
 FORBIDDEN_IN_PURE = {"trio", "sqlite3", "serial", "socket", "logging", "asyncio", "time", "os"}
