@@ -504,8 +504,9 @@ def _finish(
     if cursor.rowcount != 1:
         return False
     _event(conn, message_id, now, state, error or state.value)
-    if state in TERMINAL_STATES:
-        # The customer's DR commits with the final state, or neither does.
+    if state in TERMINAL_STATES or dr_status is not None:
+        # The customer's DR commits with the final outcome, or neither does. A message closed
+        # as `sent` with a DR code (no report came) has its final outcome too.
         enqueue_drs(conn, (message_id,), now)
     return True
 

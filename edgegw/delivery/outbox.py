@@ -87,18 +87,13 @@ _INSERT_ITEM: Final = (
     "INSERT INTO outbox (kind, service_id, endpoint, message_id, payload, created_at,"
     " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-_FINAL_STATES: Final = (
-    MessageState.DELIVERED,
-    MessageState.FAILED,
-    MessageState.EXPIRED,
-    MessageState.CANCELLED,
-)
 # extstatusdescription when the network gave no text of its own.
 _STATE_DESCRIPTIONS: Final = {
     MessageState.DELIVERED: "Delivered",
     MessageState.FAILED: "Failed",
     MessageState.EXPIRED: "Expired",
     MessageState.CANCELLED: "Cancelled",
+    MessageState.SENT: "No report",  # closed without a status report (DR 362)
 }
 
 
@@ -188,7 +183,8 @@ def _strip_keyword(content: str, command: str) -> str:
 
 
 def enqueue_drs(conn: sqlite3.Connection, message_ids: Iterable[str], now: float) -> int:
-    """Queue the customer DR of each message that reached a final state, when the message asked
+    """Queue the customer DR of each message that reached its final outcome (a final state, or
+    `sent` closed with a DR code when no status report came), when the message asked
     for one (`report_to_customer`, off with `skip_customer_report_delivery`) and its service has
     a DR endpoint. Runs inside the transaction that made the state final (store._finish)."""
     queued = 0
@@ -204,7 +200,7 @@ def enqueue_drs(conn: sqlite3.Connection, message_ids: Iterable[str], now: float
             continue
         service_id, name, batch, client_ref, originator, state, dr_status, ext_status = row
         state = MessageState(state)
-        if state not in _FINAL_STATES:
+        if state not in _STATE_DESCRIPTIONS or (state is MessageState.SENT and dr_status is None):
             continue
         if dr_status is None:
             dr_status = 0 if state is MessageState.DELIVERED else 370

@@ -25,9 +25,9 @@ from edgegw.delivery.config import SmtpRelayConfig
 from edgegw.delivery.outbox import OutboxItem, enqueue_mo, outbox_items
 from edgegw.delivery.worker import Deliveries
 from edgegw.http.server import HttpLimits, Request, Response, serve_http
-from edgegw.model import MessageRequest, Parameter, SendRequest, Settings
+from edgegw.model import MessageRequest, MessageState, Parameter, SendRequest, Settings
 from edgegw.pipeline.submit import Submitter
-from edgegw.store import DrStatus, Store, run_inline
+from edgegw.store import DrStatus, Store, _finish, run_inline
 
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z = 10:00 in Oslo (CEST)
 
@@ -534,3 +534,32 @@ async def test_expired_and_delivered_messages_report_their_codes(
         await customer.wait_requests(1, acknowledged=True)
     (dr,) = json.loads(customer.requests[0].body)["dr"]
     assert (dr["statuscode"], dr["extstatusdescription"]) == (361, "Expired")
+
+
+async def test_a_sent_message_closed_without_a_report_gets_its_dr_once(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    customer = await start_customer(nursery)
+    rig, _ = await start_rig(nursery, tmp_path / "db", [service(1, dr={"url": customer.url()})])
+    message_id = await rig.send()
+    await rig.store.claim([(message_id, "m1")])
+    await rig.store.mark_sent(message_id)  # `sent` alone is no final outcome: no DR yet
+    await trio.sleep(5)
+    assert await rig.items(message_id) == []
+    close = functools.partial(
+        _finish,
+        message_id=message_id,
+        now=rig.clock.now(),
+        state=MessageState.SENT,
+        error="no status report came",
+        dr_status=362,
+        only_if=(MessageState.SENT,),
+    )
+    assert await rig.store.write(close)
+    assert not await rig.store.write(close)  # already closed: nothing more is queued
+    with trio.fail_after(10):
+        await customer.wait_requests(1, acknowledged=True)
+    await trio.sleep(5)
+    (dr,) = json.loads(customer.requests[0].body)["dr"]
+    assert (dr["statuscode"], dr["extstatusdescription"]) == (362, "No report")
+    assert len(customer.requests) == 1
