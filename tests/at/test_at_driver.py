@@ -86,13 +86,15 @@ class ScriptedModem:
     hung: bool = False  # reads everything, answers nothing: a modem whose firmware hangs
 
     async def serve(self, stream: trio.abc.Stream) -> None:
+        # The driver hangs up whenever it gives up on a port, also in the middle of an answer.
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._serve(stream)
+
+    async def _serve(self, stream: trio.abc.Stream) -> None:
         buffer = b""
         in_pdu = False
         while True:
-            try:
-                data = await stream.receive_some(1024)
-            except trio.ClosedResourceError:
-                return
+            data = await stream.receive_some(1024)
             if not data:
                 return
             buffer += data
