@@ -138,7 +138,7 @@ async def crash_repeatedly(tmp_path: Path, tty: str, chance: random.Random, seed
                     pending = [
                         message_id
                         for message_id in submitter.acknowledged
-                        if states.get(message_id) != "sent"
+                        if states.get(message_id) not in ("sent", "delivered")
                     ]
                     if not pending:
                         return submitter
