@@ -1,0 +1,502 @@
+"""Receiving with the AT driver: golden transcripts of real modems' indications and listings,
+the storage sweep, acknowledge, +CNMI fallbacks, and that no inbound event is ever dropped.
+
+Scripted peers on memory streams, trio's virtual clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from drivers.at.driver import AtModem, AtOptions
+from drivers.events import HealthChanged, InboundSms, ModemState, StatusReportReceived
+from drivers.gsm import build_deliver, build_status_report, decode_text, encode_message, join_sca
+from drivers.modem import ModemUnavailable
+from drivers.transport import TransportError
+
+# Golden transcripts of the driver; the framer's vectors are the ones directly in vectors/at.
+VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "at" / "driver"
+ALL_VECTORS = {
+    path.stem: json.loads(path.read_text(encoding="utf-8")) for path in VECTORS.glob("*.json")
+}
+TRANSCRIPTS = sorted(ALL_VECTORS)
+OK = b"\r\nOK\r\n"
+ERROR = b"\r\nERROR\r\n"
+WHEN = dt.datetime(2024, 5, 17, 14, 2, 8, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+
+Answer = bytes | Callable[[str], bytes | None] | None
+
+
+def base_answers() -> dict[str, Answer]:
+    return {
+        "AT": OK,
+        "ATE0": OK,
+        "AT+CMEE=1": OK,
+        "AT+CGSN": b"\r\n866191037123456\r\n" + OK,
+        "AT+CCID": b"\r\n8947080012345678901\r\n" + OK,
+        "AT+CPIN?": b"\r\n+CPIN: READY\r\n" + OK,
+        "AT+CMGF=0": OK,
+        "AT+CPMS=?": b'\r\n+CPMS: ("SM","ME"),("SM","ME"),("SM","ME")\r\n' + OK,
+        'AT+CPMS="SM","SM","SM"': b"\r\n+CPMS: 0,30,0,30,0,30\r\n" + OK,
+        "AT+CNMI=2,1,0,2,0": OK,
+        "AT+CSQ": b"\r\n+CSQ: 20,0\r\n" + OK,
+        "AT+CREG?": b"\r\n+CREG: 2,1\r\n" + OK,
+        "AT+CREG=2": OK,
+        "AT+CMGL=4": OK,
+    }
+
+
+def stored_pdu(originator: str, text: str, smsc: str = "+4790002100") -> bytes:
+    (part,) = encode_message(text).parts
+    return join_sca(smsc, build_deliver(originator, part, timestamp=WHEN))
+
+
+def stored_report(reference: int, recipient: str) -> bytes:
+    tpdu = build_status_report(
+        reference, recipient, sc_timestamp=WHEN, discharge_time=WHEN, status=0
+    )
+    return join_sca("+4790002100", tpdu)
+
+
+class Storage:
+    """A message storage that outlives a connection, answering +CMGR, +CMGL and +CMGD."""
+
+    def __init__(self) -> None:
+        self.slots: dict[int, tuple[int, bytes]] = {}
+
+    def put(self, index: int, pdu: bytes, stat: int = 0) -> None:
+        self.slots[index] = (stat, pdu)
+
+    def tpdu_length(self, pdu: bytes) -> int:
+        return len(pdu) - pdu[0] - 1
+
+    def answer(self, line: str) -> bytes | None:
+        if line == "AT+CMGL=4":
+            listing = b"".join(
+                b"\r\n+CMGL: %d,%d,,%d\r\n%s"
+                % (i, s, self.tpdu_length(p), p.hex().upper().encode())
+                for i, (s, p) in sorted(self.slots.items())
+            )
+            return listing + b"\r\n" + OK
+        if line.startswith("AT+CMGR="):
+            slot = self.slots.get(int(line[8:]))
+            if slot is None:
+                return b"\r\n+CMS ERROR: 321\r\n"
+            stat, pdu = slot
+            return (
+                b"\r\n+CMGR: %d,,%d\r\n%s\r\n"
+                % (
+                    stat,
+                    self.tpdu_length(pdu),
+                    pdu.hex().upper().encode(),
+                )
+                + OK
+            )
+        if line.startswith("AT+CMGD="):
+            self.slots.pop(int(line[8:]), None)
+            return OK
+        return ERROR
+
+
+class Peer:
+    """A scripted modem: answers from a table (bytes, or a function of the line), records
+    every command, and writes unsolicited output when told."""
+
+    def __init__(self, answers: dict[str, Answer] | None = None, storage: Storage | None = None):
+        self.answers = base_answers()
+        self.answers.update(answers or {})
+        self.storage = storage
+        self.commands: list[str] = []
+        self.stream: trio.abc.Stream | None = None
+
+    async def serve(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            buffer = b""
+            while data := await stream.receive_some(1024):
+                buffer += data.replace(b"\x1b", b"")
+                while (end := buffer.find(b"\r")) >= 0:
+                    line, buffer = buffer[:end].decode().strip(), buffer[end + 1 :]
+                    if line:
+                        self.commands.append(line)
+                        answer = self.answer(line)
+                        if answer is not None:
+                            await stream.send_all(answer)
+
+    def answer(self, line: str) -> bytes | None:
+        if self.storage is not None and line.startswith(("AT+CMGL", "AT+CMGR", "AT+CMGD")):
+            return self.storage.answer(line)
+        answer = self.answers.get(line, ERROR)
+        return answer(line) if callable(answer) else answer
+
+    async def unsolicited(self, data: bytes) -> None:
+        assert self.stream is not None
+        await self.stream.send_all(data)
+
+
+class Bench:
+    def __init__(self, nursery: trio.Nursery, peers: list[Peer]) -> None:
+        self.nursery = nursery
+        self.peers = peers
+        self.opens: list[float] = []
+        self.ports: list[trio.abc.Stream] = []
+
+    async def open(self) -> trio.abc.Stream:
+        self.opens.append(trio.current_time())
+        if len(self.opens) > len(self.peers):
+            raise TransportError("no such device")
+        driver_end, peer_end = trio.testing.memory_stream_pair()
+        self.ports.append(peer_end)
+        self.nursery.start_soon(self.peers[len(self.opens) - 1].serve, peer_end)
+        return driver_end
+
+
+def make(bench: Bench, **options: Any) -> AtModem:
+    settings: dict[str, Any] = {"health_interval": 0.0, "sweep_interval": 60.0, **options}
+    return AtModem("m1", AtOptions(**settings), open_stream=bench.open)
+
+
+async def inbound(modem: AtModem, count: int) -> list[InboundSms | StatusReportReceived]:
+    """The next `count` inbound events, skipping health changes."""
+    events: list[InboundSms | StatusReportReceived] = []
+    while len(events) < count:
+        event = await modem.events.receive()
+        if not isinstance(event, HealthChanged):
+            events.append(event)
+    return events
+
+
+def pending_inbound(modem: AtModem) -> list[InboundSms | StatusReportReceived]:
+    found: list[InboundSms | StatusReportReceived] = []
+    while True:
+        try:
+            event = modem.events.receive_nowait()
+        except trio.WouldBlock:
+            return found
+        if not isinstance(event, HealthChanged):
+            found.append(event)
+
+
+async def settled(peer: Peer) -> None:
+    """Let the start-up sweep finish (virtual time jumps while everything waits)."""
+    await trio.sleep(1.0)
+    assert "AT+CMGL=4" in peer.commands
+
+
+def describe(event: InboundSms | StatusReportReceived) -> dict[str, object]:
+    if isinstance(event, InboundSms):
+        return {
+            "type": "InboundSms",
+            "storage": event.storage,
+            "index": event.index,
+            "smsc": event.smsc,
+            "originator": event.deliver.originator,
+            "text": decode_text(event.deliver.part),
+        }
+    return {
+        "type": "StatusReportReceived",
+        "storage": event.storage,
+        "index": event.index,
+        "smsc": event.smsc,
+        "message_reference": event.report.message_reference,
+        "recipient": event.report.recipient,
+        "status": event.report.status,
+    }
+
+
+# ---- golden transcripts --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", TRANSCRIPTS)
+async def test_golden_transcript(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, name: str
+) -> None:
+    vector = ALL_VECTORS[name]
+    assert vector["source"]
+    answers: dict[str, Answer] = {k: v.encode("latin-1") for k, v in vector["answers"].items()}
+    peer = Peer(answers)
+    modem = make(Bench(nursery, [peer]))
+    await nursery.start(modem.run)
+    await settled(peer)
+    before = len(peer.commands)
+    if vector["unsolicited"]:
+        await peer.unsolicited(vector["unsolicited"].encode("latin-1"))
+    events = await inbound(modem, len(vector["events"]))
+    assert [describe(event) for event in events] == vector["events"]
+    await trio.sleep(1.0)
+    assert peer.commands[before:] == vector["commands_after_unsolicited"]
+    assert pending_inbound(modem) == []
+    if vector["commands_after_acknowledge"] is None:
+        return
+    before = len(peer.commands)
+    for event in events:
+        await modem.acknowledge(event)
+    assert peer.commands[before:] == vector["commands_after_acknowledge"]
+    health = modem.health()
+    assert (health.received, health.reports) == (
+        sum(isinstance(e, InboundSms) for e in events),
+        sum(isinstance(e, StatusReportReceived) for e in events),
+    )
+
+
+async def test_golden_sweep_skips_stored_outgoing_messages(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    vector = ALL_VECTORS["telit_cmgl_sweep"]
+    peer = Peer({"AT+CMGL=4": vector["answers"]["AT+CMGL=4"].encode("latin-1")})
+    modem = make(Bench(nursery, [peer]), sweep_interval=60.0)
+    await nursery.start(modem.run)
+    assert len(await inbound(modem, 2)) == 2
+    # A second sweep finds the same two awaiting acknowledgement: nothing is emitted twice,
+    # and the stored SMS-SUBMIT (stat 2) is neither emitted nor counted as undecodable.
+    await trio.sleep(61.0)
+    assert peer.commands.count("AT+CMGL=4") == 2
+    assert pending_inbound(modem) == []
+    assert modem.health().undecodable == 0
+
+
+# ---- the sweep and acknowledge -------------------------------------------------------------------
+
+
+async def test_sweep_emits_once_then_again_after_a_reconnect(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    storage = Storage()
+    storage.put(1, stored_pdu("+4791234567", "one"), stat=1)
+    storage.put(2, stored_pdu("+4791234567", "two"))
+    bench = Bench(nursery, [Peer(storage=storage), Peer(storage=storage), Peer(storage=storage)])
+    modem = make(bench, sweep_interval=60.0)
+    await nursery.start(modem.run)
+    first = await inbound(modem, 2)
+    assert [e.index for e in first] == [1, 2]
+    await trio.sleep(130.0)  # two more sweeps
+    assert bench.peers[0].commands.count("AT+CMGL=4") == 3
+    assert pending_inbound(modem) == []
+    await modem.acknowledge(first[0])
+    assert sorted(storage.slots) == [2]
+    # The gateway never acknowledged index 2: after a reconnect it comes again, index 1 not.
+    await bench.ports[0].aclose()
+    (again,) = await inbound(modem, 1)
+    assert isinstance(again, InboundSms)
+    assert (again.index, decode_text(again.deliver.part)) == (2, "two")
+    assert again.pdu == first[1].pdu
+    await modem.acknowledge(again)
+    assert storage.slots == {}
+
+
+async def test_cmti_while_awaiting_acknowledgement_is_not_emitted_twice(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    storage = Storage()
+    peer = Peer(storage=storage)
+    modem = make(Bench(nursery, [peer]))
+    await nursery.start(modem.run)
+    await settled(peer)
+    storage.put(7, stored_pdu("+4791234567", "new"))
+    await peer.unsolicited(b'\r\n+CMTI: "SM",7\r\n')
+    (event,) = await inbound(modem, 1)
+    await peer.unsolicited(b'\r\n+CMTI: "SM",7\r\n')  # some modems repeat an indication
+    await trio.sleep(1.0)
+    assert pending_inbound(modem) == []
+    assert peer.commands.count("AT+CMGR=7") == 1
+    await modem.acknowledge(event)
+    assert storage.slots == {}
+
+
+async def test_acknowledge_leaves_an_index_that_holds_another_message(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    storage = Storage()
+    storage.put(3, stored_pdu("+4791234567", "old"))
+    peer = Peer(storage=storage)
+    modem = make(Bench(nursery, [peer]))
+    await nursery.start(modem.run)
+    (event,) = await inbound(modem, 1)
+    # Deleted by hand and the slot taken by a newer message before the gateway acknowledged.
+    storage.put(3, stored_pdu("+4791234567", "newer"))
+    await modem.acknowledge(event)
+    assert 3 in storage.slots
+    assert "AT+CMGD=3" not in peer.commands
+
+
+async def test_acknowledge_when_the_modem_is_down_raises_and_keeps_the_message(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    storage = Storage()
+    storage.put(4, stored_pdu("+4791234567", "kept"))
+    bench = Bench(nursery, [Peer(storage=storage)])
+    modem = make(bench)
+    await nursery.start(modem.run)
+    (event,) = await inbound(modem, 1)
+    await bench.ports[0].aclose()
+    await trio.sleep(0.5)
+    with pytest.raises(ModemUnavailable):
+        await modem.acknowledge(event)
+    assert 4 in storage.slots
+
+
+@pytest.mark.parametrize("delete", [False, True])
+async def test_undecodable_pdu_is_counted_and_kept_unless_configured(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, delete: bool
+) -> None:
+    storage = Storage()
+    storage.put(0, bytes.fromhex("07914497000000F0040B914497"), stat=0)  # cut short
+    storage.put(1, stored_pdu("+4791234567", "fine"))
+    peer = Peer(storage=storage)
+    modem = make(Bench(nursery, [peer]), delete_undecodable=delete)
+    await nursery.start(modem.run)
+    (event,) = await inbound(modem, 1)
+    assert event.index == 1
+    await trio.sleep(125.0)  # more sweeps find it again but count it once
+    assert modem.health().undecodable == 1
+    assert (0 in storage.slots) is not delete
+
+
+# ---- no inbound event is dropped ---------------------------------------------------------------
+
+
+async def test_a_full_buffer_defers_stored_messages_to_the_sweep(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    storage = Storage()
+    for index in range(5):
+        storage.put(index, stored_pdu("+4791234567", f"message {index}"))
+    peer = Peer(storage=storage)
+    modem = make(Bench(nursery, [peer]), event_buffer=2, sweep_interval=30.0)
+    await nursery.start(modem.run)
+    await settled(peer)
+    # The buffer held READY, which gave way to the second message; then it was full.
+    first = pending_inbound(modem)
+    assert [e.index for e in first] == [0, 1]
+    assert modem.health().events_dropped == 1
+    for event in first:
+        await modem.acknowledge(event)
+    await trio.sleep(30.0)
+    second = pending_inbound(modem)
+    assert [e.index for e in second] == [2, 3]
+    for event in second:
+        await modem.acknowledge(event)
+    await trio.sleep(30.0)
+    assert [e.index for e in pending_inbound(modem)] == [4]
+    assert modem.health().received == 5
+
+
+async def test_a_direct_message_without_room_is_left_to_the_network(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    tpdu = stored_pdu("+4799887766", "direct")
+    urc = b"\r\n+CMT: ,%d\r\n%s\r\n" % (len(tpdu) - tpdu[0] - 1, tpdu.hex().upper().encode())
+    peer = Peer(
+        {
+            "AT+CNMI=2,1,0,2,0": ERROR,
+            "AT+CNMI=1,1,0,2,0": ERROR,
+            "AT+CNMI=2,1,0,1,0": ERROR,
+            "AT+CNMI=1,1,0,1,0": ERROR,
+            "AT+CNMI=2,1,0,0,0": ERROR,
+            "AT+CNMI=1,1,0,0,0": ERROR,
+            "AT+CNMI=2,2,0,1,0": OK,
+            "AT+CSMS=1": b"\r\n+CSMS: 1,1,1\r\n" + OK,
+            "AT+CNMA": OK,
+        }
+    )
+    modem = make(Bench(nursery, [peer]), event_buffer=1, sweep_interval=30.0)
+    await nursery.start(modem.run)
+    await settled(peer)
+    await peer.unsolicited(urc)
+    await trio.sleep(1.0)
+    assert peer.commands.count("AT+CNMA") == 1  # the READY event gave way to it
+    await peer.unsolicited(urc)  # the buffer is full now: no acknowledgement
+    await trio.sleep(1.0)
+    assert peer.commands.count("AT+CNMA") == 1
+    cnmi_before = peer.commands.count("AT+CNMI=2,2,0,1,0")
+    await trio.sleep(30.0)
+    # The modem turns indications off after a missing +CNMA; the next sweep turns them on.
+    assert peer.commands.count("AT+CNMI=2,2,0,1,0") == cnmi_before + 1
+    (event,) = pending_inbound(modem)
+    assert event.index is None and event.storage == ""
+
+
+# ---- +CNMI fallbacks ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("accepted", "chosen", "csms"),
+    [
+        ("2,1,0,2,0", "2,1,0,2,0", False),  # SIM800, EC25: +CMTI and +CDSI
+        ("1,1,0,2,0", "1,1,0,2,0", False),  # modems without <mode> 2
+        ("2,1,0,1,0", "2,1,0,1,0", True),  # +CDS only for reports: AT+CSMS=1 for AT+CNMA
+        ("1,1,0,0,0", "1,1,0,0,0", False),  # no status report routing at all
+        ("2,2,0,1,0", "2,2,0,1,0", True),  # direct delivery only
+        ("", "", False),  # nothing accepted: the sweep alone receives
+    ],
+)
+async def test_cnmi_falls_back_through_the_settings(
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
+    accepted: str,
+    chosen: str,
+    csms: bool,
+) -> None:
+    peer = Peer(
+        {
+            **{f"AT+CNMI={s}": ERROR for s in AtOptions().cnmi},
+            **({f"AT+CNMI={accepted}": OK} if accepted else {}),
+            "AT+CSMS=1": b"\r\n+CSMS: 1,1,1\r\n" + OK,
+        }
+    )
+    modem = make(Bench(nursery, [peer]))
+    await nursery.start(modem.run)
+    tried = [c[len("AT+CNMI=") :] for c in peer.commands if c.startswith("AT+CNMI=")]
+    settings = AtOptions().cnmi
+    expected = settings[: settings.index(chosen) + 1] if chosen else settings
+    assert tried == expected
+    assert ("AT+CSMS=1" in peer.commands) is csms
+    health = modem.health()
+    assert health.state is ModemState.READY
+    assert ("sweeping only" in health.detail) is (not chosen)
+
+
+async def test_storage_prefers_sm_then_me(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    peer = Peer(
+        {
+            "AT+CPMS=?": b'\r\n+CPMS: ("ME","MT"),("ME","MT"),("ME","MT")\r\n' + OK,
+            'AT+CPMS="ME","ME","ME"': b"\r\n+CPMS: 0,100,0,100,0,100\r\n" + OK,
+        }
+    )
+    modem = make(Bench(nursery, [peer]))
+    await nursery.start(modem.run)
+    assert modem.health().storage == "ME"
+    assert 'AT+CPMS="ME","ME","ME"' in peer.commands
+
+
+# ---- health from unsolicited codes ---------------------------------------------------------------
+
+
+async def test_registration_urcs_update_health(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    peer = Peer()
+    modem = make(Bench(nursery, [peer]))
+    await nursery.start(modem.run)
+    assert modem.health().registration == "home"
+    await peer.unsolicited(b'\r\n+CREG: 5,"00C3","0000AB12",2\r\n')
+    await trio.sleep(0.1)
+    assert modem.health().registration == "roaming"
+    await peer.unsolicited(b"\r\n+CREG: 2\r\n")
+    await trio.sleep(0.1)
+    assert modem.health().registration == "searching"
+    # An LTE stick: circuit-switched searching, EPS registered at home.
+    await peer.unsolicited(b'\r\n+CEREG: 1,"1A2B","01A2B3C4",7\r\n')
+    await trio.sleep(0.1)
+    assert modem.health().registration == "home"
