@@ -31,7 +31,7 @@ class CallbackEndpoint(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     hmac_key: str = ""  # signs each request in X-Edgegw-Signature, when set
     timeout: float = 60.0
-    batch_max: int = 100
+    batch_max: int = 1000  # about 300 KB of JSON DRs
     interval: float = 1.0
     retry_initial: float = 60.0
     retry_max: float = 3600.0
