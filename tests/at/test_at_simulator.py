@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import msgspec
 import pytest
 import trio
 import trio.testing
 
 from drivers.at.driver import AtModem, AtOptions
-from drivers.events import HealthChanged, ModemState
-from drivers.gsm import encode_message
+from drivers.events import HealthChanged, InboundSms, ModemState, StatusReportReceived
+from drivers.gsm import ParsingType, concat_info, decode_concatenated, encode_message
 from drivers.modem import OutgoingPart, SendRejected
 from drivers.simulator import PROFILES, Simulator, SimulatorOptions, serve_pty, serve_stream
 
@@ -105,3 +106,55 @@ async def test_recovery_against_the_simulator(
     await modem.send(part)
     assert [sms.text for sms in sim.network.sent] == ["after recovery"]
     assert modem.health().recoveries == 1
+
+
+async def test_three_part_ucs2_mo_arrives_as_three_inbound_sms(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    sim = Simulator(SimulatorOptions())
+    _, open_stream = memory_opener(nursery, sim)
+    modem = AtModem("sim", AtOptions(health_interval=0.0), open_stream=open_stream)
+    await nursery.start(modem.run)
+    text = "Hilsen fra Tromsø ❄️ · Привет из тундры 🙂 " * 4
+    assert len(encode_message(text, parsing=ParsingType.AUTO_DETECT).parts) == 3
+    indexes = await sim.deliver_mo("+4791234567", text, interval=2.0)
+    assert len(indexes) == 3
+    events: list[InboundSms] = []
+    while len(events) < 3:
+        event = await modem.events.receive()
+        if isinstance(event, InboundSms):
+            events.append(event)
+    assert sorted(event.index or 0 for event in events) == sorted(indexes)
+    assert all(event.deliver.originator == "+4791234567" for event in events)
+    ordered = sorted(events, key=lambda e: (concat_info(e.deliver.udh) or (0, 0, 0))[2])
+    assert decode_concatenated([event.deliver.part for event in ordered]) == text
+    for event in events:
+        await modem.acknowledge(event)
+    assert sim.engine.storages[modem.health().storage].used == 0
+    assert modem.health().received == 3
+
+
+async def test_status_report_matches_the_message_reference(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    sim = Simulator(SimulatorOptions(report_delay=5.0))
+    _, open_stream = memory_opener(nursery, sim)
+    modem = AtModem("sim", AtOptions(health_interval=0.0), open_stream=open_stream)
+    await nursery.start(modem.run)
+    references = []
+    for text in ("first with a report", "second with a report"):
+        (part,) = outgoing(text, recipient="+4798765432")
+        references.append(await modem.send(msgspec.structs.replace(part, status_report=True)))
+    assert [sms.status_report for sms in sim.network.sent] == [True, True]
+    start = trio.current_time()
+    reports: list[StatusReportReceived] = []
+    while len(reports) < 2:
+        event = await modem.events.receive()
+        if isinstance(event, StatusReportReceived):
+            reports.append(event)
+    assert trio.current_time() - start == pytest.approx(5.0, abs=0.5)
+    assert sorted(r.report.message_reference for r in reports) == sorted(references)
+    assert all(r.report.recipient == "+4798765432" and r.report.status == 0 for r in reports)
+    for report in reports:
+        await modem.acknowledge(report)
+    assert modem.health().reports == 2
