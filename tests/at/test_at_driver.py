@@ -12,7 +12,7 @@ import trio.testing
 
 from drivers.at.driver import AtModem, AtOptions
 from drivers.events import HealthChanged, ModemState
-from drivers.gsm import EncodedPart, build_submit
+from drivers.gsm import EncodedPart, build_submit, parse_submit
 from drivers.modem import ModemUnavailable, OutgoingPart, SendRejected
 from drivers.transport import TransportError
 
@@ -511,3 +511,71 @@ async def test_send_before_ready_is_unavailable(nursery: trio.Nursery) -> None:
     modem = make(Bench(nursery, []))
     with pytest.raises(ModemUnavailable):
         await modem.send(OUTGOING)
+
+
+async def test_status_report_request_reaches_the_pdu(nursery: trio.Nursery) -> None:
+    fake = ScriptedModem()
+    modem = make(Bench(nursery, [fake]))
+    await nursery.start(modem.run)
+    await modem.send(OutgoingPart(recipient="+4799999999", part=PART, status_report=True))
+    await modem.send(OUTGOING)
+    with_report, without = (bytes.fromhex(pdu)[1:] for pdu in fake.pdus)
+    assert with_report[0] & 0x20 and not without[0] & 0x20  # TP-SRR, TS 23.040 9.2.3.5
+    assert parse_submit(with_report).status_report
+
+
+async def test_quarantine_after_failed_recoveries(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    bench = Bench(nursery, [])
+    modem = make(
+        bench,
+        reopen_backoff_initial=1.0,
+        reopen_backoff_max=4.0,
+        quarantine_after=4,
+        quarantine_seconds=300.0,
+    )
+    nursery.start_soon(modem.run)
+    quarantined = await wait_state(modem, ModemState.QUARANTINED)
+    # Opens at 0, 1, 3 and 7 fail; the fourth failure sends the modem to rest.
+    assert bench.opens == pytest.approx([0.0, 1.0, 3.0, 7.0])
+    assert trio.current_time() == pytest.approx(7.0)
+    assert "4 recoveries failed in a row" in quarantined.detail
+    assert modem.health().state is ModemState.QUARANTINED
+    await wait_state(modem, ModemState.STARTING)
+    # After the rest the ladder starts over with the first backoff.
+    assert bench.opens[4:] == pytest.approx([307.0])
+    await trio.sleep(2.0)
+    assert bench.opens[4:] == pytest.approx([307.0, 308.0])
+
+
+async def test_transient_rejections_of_different_messages_re_initialise(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    fake = ScriptedModem(cmgs_result=b"\r\n+CMS ERROR: 500\r\n")
+    modem = make(Bench(nursery, [fake]), cms_reinit_after=5)
+    await nursery.start(modem.run)
+    same = OutgoingPart(recipient="+4711111111", part=PART)
+    for _ in range(6):  # one message refused again and again is the message, not the modem
+        with pytest.raises(SendRejected):
+            await modem.send(same)
+    assert fake.commands.count("ATE0") == 1
+    for number in range(5):
+        with pytest.raises(SendRejected):
+            await modem.send(OutgoingPart(recipient=f"+47222222{number:02d}", part=PART))
+    assert fake.commands.count("ATE0") == 2  # the fifth different refusal re-initialised
+    health = modem.health()
+    assert (health.state, health.recoveries) == (ModemState.READY, 1)
+    fake.cmgs_result = b"\r\n+CMGS: 9\r\n" + OK
+    assert await modem.send(same) == 9
+
+
+async def test_configured_imei_refuses_another_modem(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    bench = Bench(nursery, [ScriptedModem()])
+    modem = make(bench, imei="356938035643809")
+    nursery.start_soon(modem.run)
+    failed = await wait_state(modem, ModemState.FAILED)
+    assert "IMEI 866191037123456 is not the configured 356938035643809" in failed.detail
+    assert modem.health().imei == "866191037123456"
