@@ -156,6 +156,8 @@ SIGNATURE_HEADER: Final = "X-Edgegw-Signature"
 
 _PLACEHOLDER: Final = re.compile(r"\[([A-Za-z0-9_]+)\]")
 _XML_DECLARATION: Final = '<?xml version="1.0" encoding="UTF-8"?>\n'
+# Characters XML 1.0 cannot carry at all, not even escaped; an SMS may hold them.
+_XML_ILLEGAL: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
 def placeholders(report: MoReport | DrReport) -> dict[str, str]:
@@ -187,14 +189,17 @@ def encode_json_batch(kind: CallbackKind, reports: Sequence[MoReport | DrReport]
 
 
 def encode_xml_batch(kind: CallbackKind, reports: Sequence[MoReport | DrReport]) -> bytes:
-    """`<mo><message>...</message></mo>` (or `<dr>`), no namespace, empty values as `<x/>`."""
+    """`<mo><message>...</message></mo>` (or `<dr>`), no namespace, empty values as `<x/>`.
+    Characters XML cannot carry become U+FFFD, so a customer's parser never rejects the body."""
     fields = _BODY_FIELDS[kind]
     out = [_XML_DECLARATION, f"<{kind.value}>"]
     for report in reports:
         out.append("<message>")
         for name in fields:
-            text = str(getattr(report, name))
-            out.append(f"<{name}>{escape(text)}</{name}>" if text else f"<{name}/>")
+            text = _XML_ILLEGAL.sub("\ufffd", str(getattr(report, name)))
+            # A raw CR would reach the customer's parser as LF (XML line-end normalisation).
+            text = escape(text, {"\r": "&#13;"})
+            out.append(f"<{name}>{text}</{name}>" if text else f"<{name}/>")
         out.append("</message>")
     out.append(f"</{kind.value}>")
     return "".join(out).encode("utf-8")
