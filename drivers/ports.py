@@ -31,7 +31,8 @@ def port_exists(path: str) -> bool:
 def candidate_ports(patterns: list[str]) -> list[str]:
     """Existing paths that match `patterns`, in pattern order, each device once.
 
-    A path under /dev/pts/ is taken only from a pattern that itself starts with /dev/pts/.
+    A path under /dev/pts/ is taken only from a pattern that itself starts with /dev/pts/;
+    a link elsewhere that points into it counts.
     """
     seen: set[str] = set()
     found: list[str] = []
@@ -41,7 +42,9 @@ def candidate_ports(patterns: list[str]) -> list[str]:
             key = device_key(path)
             if key in seen or not os.path.exists(key):
                 continue
-            if key.startswith(_PTY_DIR) and not allow_pty:
+            # A link elsewhere that points at a pty was made on purpose (a simulator's by-id
+            # style link, socat): only a match inside /dev/pts itself needs the pattern's say.
+            if os.path.abspath(path).startswith(_PTY_DIR) and not allow_pty:
                 continue
             seen.add(key)
             found.append(path)
