@@ -582,16 +582,17 @@ class AtModem:
                 with trio.move_on_at(deadline):
                     indication = await link.indications_out.receive()
             try:
+                if isinstance(indication, _Direct):
+                    await self._take_direct(link, indication.urc)
+                    continue
                 async with self._lock:
                     if link.failed.is_set():
                         return
                     if isinstance(indication, _Sweep):
                         await self._sweep(link)
                         deadline = trio.current_time() + interval if interval > 0 else math.inf
-                    elif isinstance(indication, _Stored):
-                        await self._take_stored(link, indication)
                     else:
-                        await self._take_direct(link, indication.urc)
+                        await self._take_stored(link, indication)
             except ModemError as exc:
                 if link.failed.is_set():
                     return
@@ -668,7 +669,12 @@ class AtModem:
             await self._delete_index(link, storage, stored.index)
 
     async def _take_direct(self, link: _Link, urc: Urc) -> None:
-        """+CMT or +CDS: emit, then acknowledge with AT+CNMA (TS 27.005 section 3.4.4)."""
+        """+CMT or +CDS: emit, then acknowledge with AT+CNMA (TS 27.005 section 3.4.4).
+
+        With AT+CNMA in use, an event with no room is left unacknowledged: the modem refuses it
+        to the network, which delivers it again later. Without, the modem has acknowledged it
+        already, so this waits for room (backpressure; the lock is not held meanwhile).
+        """
         try:
             pdu = commands.parse_urc_pdu(urc.pdu)
             smsc, tpdu = split_sca(pdu)
@@ -678,15 +684,23 @@ class AtModem:
             # again. The log line carries the PDU, so nothing is lost without a trace.
             self._health.undecodable += 1
             log.warning("modem %s: %s does not decode (%s): %s", self.name, urc.line, exc, urc.pdu)
-            await self._acknowledge_direct(link)
+            async with self._lock:
+                await self._acknowledge_direct(link)
             return
-        if self._emit_inbound(_event(self.name, "", None, smsc, tpdu, decoded)):
-            await self._acknowledge_direct(link)
-        else:
-            # Left unacknowledged, the modem refuses it to the network, which retries later;
-            # the modem then turns indications off (TS 27.005 3.4.1), so the sweep sets them.
+        event = _event(self.name, "", None, smsc, tpdu, decoded)
+        if not link.cnma:
+            if not self._emit_inbound(event):
+                await self._events_in.send(event)
+                self._count_inbound(event)
+            return
+        if not self._emit_inbound(event):
+            # The modem turns indications off after a missing +CNMA (TS 27.005 3.4.1); the
+            # next sweep sets them again.
             log.warning("modem %s: no room for %s; the network will retry", self.name, urc.line)
             link.rearm_cnmi = True
+            return
+        async with self._lock:
+            await self._acknowledge_direct(link)
 
     async def _acknowledge_direct(self, link: _Link) -> None:
         if not link.cnma:
@@ -723,11 +737,14 @@ class AtModem:
         if not self._put(event):
             log.info("modem %s: event buffer full, %s kept for later", self.name, _describe(event))
             return False
+        self._count_inbound(event)
+        return True
+
+    def _count_inbound(self, event: InboundSms | StatusReportReceived) -> None:
         if isinstance(event, InboundSms):
             self._health.received += 1
         else:
             self._health.reports += 1
-        return True
 
     # ---- initialisation --------------------------------------------------------------------
 

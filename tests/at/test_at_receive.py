@@ -500,3 +500,29 @@ async def test_registration_urcs_update_health(
     await peer.unsolicited(b'\r\n+CEREG: 1,"1A2B","01A2B3C4",7\r\n')
     await trio.sleep(0.1)
     assert modem.health().registration == "home"
+
+
+async def test_a_direct_message_the_modem_acknowledged_itself_waits_for_room(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    tpdus = [stored_pdu("+4799887766", f"direct {n}") for n in range(3)]
+    peer = Peer(
+        {
+            **{f"AT+CNMI={s}": ERROR for s in AtOptions().cnmi},
+            "AT+CNMI=2,2,0,1,0": OK,
+            "AT+CSMS=1": b"\r\n+CMS ERROR: 303\r\n",  # phase 2 only: the modem acknowledges
+        }
+    )
+    modem = make(Bench(nursery, [peer]), event_buffer=1)
+    await nursery.start(modem.run)
+    await settled(peer)
+    for tpdu in tpdus:
+        length = len(tpdu) - tpdu[0] - 1
+        await peer.unsolicited(b"\r\n+CMT: ,%d\r\n%s\r\n" % (length, tpdu.hex().upper().encode()))
+    await trio.sleep(5.0)
+    # One in the buffer, the next waiting for room: none refused, none dropped.
+    events = await inbound(modem, 3)
+    texts = [decode_text(e.deliver.part) for e in events if isinstance(e, InboundSms)]
+    assert texts == ["direct 0", "direct 1", "direct 2"]
+    assert "AT+CNMA" not in peer.commands
+    assert modem.health().received == 3
