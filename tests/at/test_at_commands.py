@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,19 +14,30 @@ from drivers.at.commands import (
     CmeError,
     CmsError,
     RegistrationStatus,
+    StoredPdu,
+    choose_storage,
     cme_code_from_text,
     cmgs,
     cms_code_from_text,
     cms_is_permanent,
     command_name,
     cpin_enter,
+    cpms,
+    parse_cereg,
+    parse_cmgl,
+    parse_cmgr,
     parse_cmgs,
+    parse_cnmi_setting,
     parse_cops,
     parse_cpin,
+    parse_cpms_read,
+    parse_cpms_test,
     parse_creg,
+    parse_crsm_iccid,
     parse_csq,
     parse_iccid,
     parse_imei,
+    parse_storage_indication,
 )
 from drivers.at.errors import AtProtocolError
 
@@ -147,3 +160,116 @@ def test_parsers_raise_only_the_protocol_error(prefix: str, value: str) -> None:
             parser((prefix + value,))
         except AtProtocolError:
             continue
+
+
+# ---- storage, indications and identity (TS 27.005 3.2-3.5, TS 27.007 8.18 and 10.1.22) -------
+
+
+def test_cpms_test_answer_and_the_choice_of_storage() -> None:
+
+    # Huawei E3372: SM and ME for reading and writing, SM, ME and MT for receiving.
+    groups = parse_cpms_test(('+CPMS: ("SM","ME"),("SM","ME"),("SM","ME","MT")',))
+    assert groups == (
+        frozenset({"SM", "ME"}),
+        frozenset({"SM", "ME"}),
+        frozenset({"SM", "ME", "MT"}),
+    )
+    assert choose_storage(groups, ["MT", "ME", "SM"]) == "ME"  # MT cannot be read from here
+    assert choose_storage(groups, ["BM"]) is None
+    assert cpms("SM") == 'AT+CPMS="SM","SM","SM"'
+    assert parse_cpms_read(('+CPMS: "ME",3,100,"ME",3,100,"ME",3,100',)) == "ME"
+    with pytest.raises(ValueError):
+        cpms('SM",1')
+    with pytest.raises(AtProtocolError):
+        parse_cpms_test(("+CPMS: nothing",))
+
+
+@pytest.mark.parametrize(
+    ("text", "command", "direct"),
+    [
+        ("2,1,0,2,0", "AT+CNMI=2,1,0,2,0", False),
+        ("2,1,0,1,0", "AT+CNMI=2,1,0,1,0", True),
+        ("1,2", "AT+CNMI=1,2,0,0,0", True),
+        ("3,1,0,2,1", "AT+CNMI=3,1,0,2,1", False),
+    ],
+)
+def test_cnmi_settings(text: str, command: str, direct: bool) -> None:
+
+    setting = parse_cnmi_setting(text)
+    assert (setting.command, setting.direct) == (command, direct)
+
+
+@pytest.mark.parametrize("text", ["", "2,1,0,3,0", "2,1,0,2,0,0", "a,b", "4,1"])
+def test_cnmi_settings_out_of_range_are_refused(text: str) -> None:
+
+    with pytest.raises(ValueError):
+        parse_cnmi_setting(text)
+
+
+def test_cmgr_answers_of_several_modems() -> None:
+
+    pdu = "07919740002001F0040B919719325476F00000"
+    # SIM800 quotes an empty <alpha>, Huawei leaves it empty, old Telit omits it.
+    for head in ('+CMGR: 1,"",9', "+CMGR: 1,,9", "+CMGR: 1,9"):
+        assert parse_cmgr((head, pdu), 5) == StoredPdu(index=5, stat=1, pdu=bytes.fromhex(pdu))
+    assert parse_cmgr((), 5) is None  # empty index: OK without lines
+    assert parse_cmgr(("+CMGR: 0,,0",), 5) is None  # some Huawei firmware
+    with pytest.raises(AtProtocolError):
+        parse_cmgr(("+CMGR: 1,,9",), 5)
+    with pytest.raises(AtProtocolError):
+        parse_cmgr(("+CMGR: 1,,9", "not hex"), 5)
+
+
+def test_cmgl_listing() -> None:
+
+    listed = parse_cmgl(("+CMGL: 0,1,,3", "00AABB", '+CMGL: 12,0,"Kari",2', "00CC"))
+    assert [(e.index, e.stat, e.pdu) for e in listed] == [
+        (0, 1, bytes.fromhex("00AABB")),
+        (12, 0, bytes.fromhex("00CC")),
+    ]
+    assert parse_cmgl(()) == []
+    for broken in (("+CMGL: 0,1,,3",), ("00AABB",), ("+CMGL: 0,1,,3", "+CMGL: 1,1,,3", "00")):
+        with pytest.raises(AtProtocolError):
+            parse_cmgl(broken)
+
+
+def test_storage_indications() -> None:
+
+    assert parse_storage_indication('+CMTI: "SM",3') == ("SM", 3)
+    assert parse_storage_indication('+CDSI: "SR",0') == ("SR", 0)
+    assert parse_storage_indication("+CMTI: ME,17") == ("ME", 17)
+    for broken in ('+CMTI: "SM"', '+CMT: "SM",3', '+CMTI: "SM",x', '+CMTI: "",1'):
+        with pytest.raises(AtProtocolError):
+            parse_storage_indication(broken)
+
+
+def test_iccid_from_the_sim_file_has_its_nibbles_swapped() -> None:
+
+    # EF-ICCID 98 74 80 00 21 43 65 87 09 F1 is ICCID 8947080012345678901 (TS 31.102 4.1.1).
+    assert parse_crsm_iccid(('+CRSM: 144,0,"98748000214365870 9F1"'.replace(" ", ""),)) == (
+        "8947080012345678901"
+    )
+    with pytest.raises(AtProtocolError):
+        parse_crsm_iccid(('+CRSM: 106,130,""',))  # file not found
+
+
+def test_cereg_read_and_unsolicited() -> None:
+
+    read = parse_cereg(('+CEREG: 2,1,"1A2B","01A2B3C4",7',))
+    assert (read.n, read.stat, read.lac, read.act) == (2, RegistrationStatus.HOME, "1A2B", 7)
+    urc = parse_cereg(('+CEREG: 5,"1A2B","01A2B3C4",7',))
+    assert (urc.n, urc.stat) == (None, RegistrationStatus.ROAMING)
+
+
+@given(st.lists(st.text(max_size=40), max_size=6))
+def test_storage_parsers_take_anything_or_raise_their_error(lines: list[str]) -> None:
+
+    answer = tuple(lines)
+    for parse in (parse_cmgl, parse_cpms_read, parse_cpms_test, parse_crsm_iccid):
+        with contextlib.suppress(AtProtocolError):
+            parse(answer)
+    with contextlib.suppress(AtProtocolError):
+        parse_cmgr(answer, 1)
+    for line in lines:
+        with contextlib.suppress(AtProtocolError):
+            parse_storage_indication(line)
