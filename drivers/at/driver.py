@@ -121,6 +121,9 @@ class AtOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Seconds between sweeps of the storage (AT+CMGL=4) for messages not yet acknowledged;
     # one sweep always runs at start-up; 0 disables the periodic ones.
     sweep_interval: float = 300.0
+    # Seconds an emitted stored message may wait for `acknowledge` before a sweep emits it
+    # again: the gateway may have failed to store it. It also comes again after a reconnect.
+    reemit_after: float = 1800.0
     # Delete stored PDUs that do not decode. Off by default: they stay for a person to read.
     delete_undecodable: bool = False
     # Unrecognised lines in a row, with nothing pending, before the link counts as garbled.
@@ -226,8 +229,8 @@ class AtModem:
         self.eps_registration: commands.Registration | None = None
         self._sim_locked = False
         # Stored messages emitted on this connection and not yet acknowledged: (storage,
-        # index) -> the PDU read there. Cleared on reconnect, so they are emitted again.
-        self._awaiting: dict[tuple[str, int], bytes] = {}
+        # index) -> (the PDU read there, when). Cleared on reconnect, so they come again.
+        self._awaiting: dict[tuple[str, int], tuple[bytes, float]] = {}
         self._undecodable: set[tuple[str, int, bytes]] = set()
         self._storages_seen: set[str] = set()
         self._cms_streak = 0
@@ -623,8 +626,7 @@ class AtModem:
 
     async def _take_stored(self, link: _Link, indication: _Stored) -> None:
         self._storages_seen.add(indication.storage)
-        key = (indication.storage, indication.index)
-        if key in self._awaiting:
+        if self._still_awaited((indication.storage, indication.index), None):
             return
         stored = await self._read_index(link, indication.storage, indication.index)
         if stored is None:
@@ -637,7 +639,7 @@ class AtModem:
         if not _is_received(stored.stat):
             return
         key = (storage, stored.index)
-        if key in self._awaiting:
+        if self._still_awaited(key, stored.pdu):
             return
         try:
             smsc, tpdu = split_sca(stored.pdu)
@@ -647,7 +649,19 @@ class AtModem:
             return
         event = _event(self.name, storage, stored.index, smsc, tpdu, decoded)
         if self._emit_inbound(event):
-            self._awaiting[key] = stored.pdu
+            self._awaiting[key] = (stored.pdu, trio.current_time())
+
+    def _still_awaited(self, key: tuple[str, int], pdu: bytes | None) -> bool:
+        """True while an emitted message waits for its acknowledgement: not for longer than
+        `reemit_after` (the gateway may have failed to store it), and not once its index
+        holds another PDU."""
+        awaited = self._awaiting.get(key)
+        if awaited is None:
+            return False
+        emitted_pdu, emitted_at = awaited
+        if pdu is not None and pdu != emitted_pdu:
+            return False
+        return trio.current_time() - emitted_at < self.options.reemit_after
 
     async def _on_undecodable(
         self, link: _Link, storage: str, stored: StoredPdu, exc: GsmError

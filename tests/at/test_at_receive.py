@@ -526,3 +526,23 @@ async def test_a_direct_message_the_modem_acknowledged_itself_waits_for_room(
     assert texts == ["direct 0", "direct 1", "direct 2"]
     assert "AT+CNMA" not in peer.commands
     assert modem.health().received == 3
+
+
+async def test_an_unacknowledged_message_comes_again_after_reemit_after(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    storage = Storage()
+    storage.put(6, stored_pdu("+4791234567", "store me"))
+    peer = Peer(storage=storage)
+    modem = make(Bench(nursery, [peer]), sweep_interval=60.0, reemit_after=300.0)
+    await nursery.start(modem.run)
+    (first,) = await inbound(modem, 1)
+    start = trio.current_time()
+    # The gateway failed to store it and never acknowledged: sweeps keep quiet for 300 s,
+    # then the next one emits it again.
+    (again,) = await inbound(modem, 1)
+    assert trio.current_time() - start == pytest.approx(300.0)
+    assert (again.index, again.pdu) == (first.index, first.pdu)
+    assert peer.commands.count("AT+CMGL=4") == 6
+    await modem.acknowledge(again)
+    assert storage.slots == {}
