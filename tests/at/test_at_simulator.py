@@ -11,7 +11,13 @@ import trio.testing
 
 from drivers.at.driver import AtModem, AtOptions
 from drivers.events import HealthChanged, InboundSms, ModemState, StatusReportReceived
-from drivers.gsm import ParsingType, concat_info, decode_concatenated, encode_message
+from drivers.gsm import (
+    ParsingType,
+    concat_info,
+    decode_concatenated,
+    decode_text,
+    encode_message,
+)
 from drivers.modem import OutgoingPart, SendRejected
 from drivers.simulator import PROFILES, Simulator, SimulatorOptions, serve_pty, serve_stream
 
@@ -158,3 +164,30 @@ async def test_status_report_matches_the_message_reference(
     for report in reports:
         await modem.acknowledge(report)
     assert modem.health().reports == 2
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+async def test_receive_through_every_profile(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, profile: str
+) -> None:
+    sim = Simulator(SimulatorOptions(profile=profile))
+    _, open_stream = memory_opener(nursery, sim)
+    pin = "1234" if PROFILES[profile].pin else None
+    modem = AtModem("sim", AtOptions(pin=pin, health_interval=0.0), open_stream=open_stream)
+    await nursery.start(modem.run)
+    await trio.sleep(1.0)
+    texts = ["first from a phone", "second from a phone"]
+    for text in texts:
+        await sim.deliver_mo("+4791234567", text)
+    received: dict[tuple[str, int | None], str] = {}
+    with trio.fail_after(600):
+        # storage_full starts with old messages in every slot: they come first, and the new
+        # ones only once the acknowledgements have made room.
+        while not set(texts) <= set(received.values()):
+            event = await modem.events.receive()
+            if isinstance(event, InboundSms):
+                # The same stored message may come again after a reconnect, never as another.
+                received[(event.storage, event.index)] = decode_text(event.deliver.part)
+                await modem.acknowledge(event)
+    assert sorted(received.values()).count(texts[0]) == 1
+    assert sorted(received.values()).count(texts[1]) == 1
