@@ -91,8 +91,11 @@ class HttpSender:
     ) -> None:
         self.kind = kind
         self.config = config
-        self.batch = config.batch_max if config.method == "POST" else 1
-        self.interval = config.interval if config.method == "POST" else 0.0
+        # POST sends up to batch_max items a request, one request per interval (spec 3.3);
+        # GET sends one request an item, one after the other.
+        self.batched = config.method == "POST"
+        self.batch = config.batch_max if self.batched else 1
+        self.interval = config.interval if self.batched else 0.0
         self.retry = RetryPolicy(
             initial=config.retry_initial,
             maximum=config.retry_max,
@@ -157,6 +160,7 @@ def http_client(config: CallbackEndpoint) -> httpx.AsyncClient:
 class EmailSender:
     """Sends MOs as email through the SMTP relay (spec 3.4); smtplib runs in a worker thread."""
 
+    batched = False
     batch = 1
     interval = 0.0
 
@@ -248,7 +252,7 @@ class DeliveryWorker:
         if now < self._not_before:
             await self.clock.sleep_until(self._not_before)
             return
-        limit = self.sender.batch if self.sender.batch > 1 else ROUND_ITEMS
+        limit = self.sender.batch if self.sender.batched else ROUND_ITEMS
         items = await self.store.read(
             functools.partial(
                 due_items, service_id=self.service_id, endpoint=self.endpoint, now=now, limit=limit
@@ -257,7 +261,7 @@ class DeliveryWorker:
         if not items:
             await self._idle(now)
             return
-        if self.sender.batch > 1:
+        if self.sender.batched:
             started = now
             await self._try(items)
             self._not_before = max(self._not_before, started + self.sender.interval)

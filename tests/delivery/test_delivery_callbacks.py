@@ -364,6 +364,21 @@ async def test_post_batches_up_to_batch_max_at_most_one_request_per_interval(
     assert all(gap >= 1.5 for gap in gaps), gaps
 
 
+async def test_post_of_one_item_a_request_keeps_the_pace_too(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    customer = await start_customer(nursery)
+    dr = {"url": customer.url("/dr"), "batch_max": 1}
+    rig, _ = await start_rig(nursery, tmp_path / "db", [service(1, dr=dr)])
+    for _ in range(3):
+        await rig.fail(await rig.send())
+    with trio.fail_after(30):
+        await customer.wait_requests(3, acknowledged=True)
+    assert [len(json.loads(r.body)["dr"]) for r in customer.requests] == [1, 1, 1]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(customer.times)]
+    assert all(gap >= 1.0 for gap in gaps), gaps
+
+
 async def test_only_200_acknowledges_and_retries_back_off_exponentially(
     nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
