@@ -10,6 +10,7 @@ import enum
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -303,4 +304,20 @@ def _resolve_paths(config: Config, folder: Path) -> Config:
         )
         for modem in config.modems
     ]
-    return msgspec.structs.replace(config, gateway=gateway, modems=modems)
+    services = [
+        msgspec.structs.replace(
+            service,
+            mo=_resolve_ca_file(service.mo, resolve),
+            dr=_resolve_ca_file(service.dr, resolve),
+        )
+        for service in config.services
+    ]
+    return msgspec.structs.replace(config, gateway=gateway, modems=modems, services=services)
+
+
+def _resolve_ca_file(
+    endpoint: CallbackEndpoint | None, resolve: Callable[[str], str]
+) -> CallbackEndpoint | None:
+    if endpoint is None or not endpoint.ca_file:
+        return endpoint
+    return msgspec.structs.replace(endpoint, ca_file=resolve(endpoint.ca_file))

@@ -15,7 +15,7 @@ from xml.etree import ElementTree
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgegw.config import check_config
+from edgegw.config import check_config, load_config
 from edgegw.delivery.payload import (
     CallbackKind,
     DrReport,
@@ -197,3 +197,21 @@ def test_callback_keys_are_checked() -> None:
         "services[0].dr.retry_max: must be at least retry_initial",
         "services[0].dr.batch_max: must be at least 1",
     ]
+
+
+def test_a_relative_ca_file_resolves_against_the_config_folder(tmp_path: Path) -> None:
+    config_file = tmp_path / "conf" / "edgegw.toml"
+    config_file.parent.mkdir()
+    text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    text = text.replace(
+        "[[modems]]",
+        '[services.dr]\nurl = "https://c.test/dr"\nca_file = "certs/ca.pem"\n\n'
+        '[services.mo]\nurl = "https://c.test/mo"\nca_file = "/etc/ssl/ca.pem"\n\n[[modems]]',
+        1,
+    )
+    config_file.write_text(text, encoding="utf-8")
+    (service,) = load_config(config_file).services
+    assert service.dr is not None and service.mo is not None
+    assert service.dr.ca_file == str(tmp_path / "conf" / "certs" / "ca.pem")
+    assert service.mo.ca_file == "/etc/ssl/ca.pem"
+    assert service.dr.verify and service.dr.timeout == 60.0
