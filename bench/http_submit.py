@@ -132,17 +132,24 @@ async def load(port: int, connections: int, requests: int, batch: int) -> tuple[
     return time.perf_counter() - started, latencies
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def report(name: str, seconds: float, latencies: list[float], messages: int) -> None:
+def report(name: str, seconds: float, latencies: list[float], messages: int, cpu: float) -> None:
     print(
         f"{name}: {messages} messages in {len(latencies)} requests, {seconds:.2f} s, "
         f"{len(latencies) / seconds:,.0f} req/s, {messages / seconds:,.0f} msg/s, "
         f"p50 {percentile(latencies, 0.50) * 1000:.2f} ms, "
-        f"p99 {percentile(latencies, 0.99) * 1000:.2f} ms"
+        f"p99 {percentile(latencies, 0.99) * 1000:.2f} ms, "
+        f"gateway CPU {cpu / messages * 1e6:.0f} us/msg"
     )
 
 
@@ -180,15 +187,22 @@ def main() -> None:
         try:
             wait_ready(port, process)
             print(f"start-up to ready: {time.perf_counter() - started:.2f} s")
+            cpu = cpu_seconds(process.pid)
             seconds, latencies = trio.run(load, port, args.connections, args.single, 1)
-            report(f"single x{args.connections} conns", seconds, latencies, len(latencies))
-            seconds, latencies = trio.run(load, port, args.batch_connections, args.batches, 1000)
-            report(
-                f"batch 1000 x{args.batch_connections} conns",
-                seconds,
-                latencies,
-                len(latencies) * 1000,
-            )
+            used = cpu_seconds(process.pid) - cpu
+            cpu += used
+            report(f"single x{args.connections} conns", seconds, latencies, len(latencies), used)
+            if args.batches:
+                seconds, latencies = trio.run(
+                    load, port, args.batch_connections, args.batches, 1000
+                )
+                report(
+                    f"batch 1000 x{args.batch_connections} conns",
+                    seconds,
+                    latencies,
+                    len(latencies) * 1000,
+                    cpu_seconds(process.pid) - cpu,
+                )
         finally:
             process.terminate()
             process.wait(timeout=30)
