@@ -1,0 +1,36 @@
+"""The outbox and management queries use the v4 indexes, so they stay fast on a large store."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgegw.store import connect, migrate
+
+QUERIES = {
+    "outbox_due": "SELECT id FROM outbox WHERE state = 'pending' AND service_id = 1"
+    " AND endpoint = 'dr' AND next_attempt_at <= 5 ORDER BY next_attempt_at, id LIMIT 10",
+    "messages_batch": "SELECT count(*), sum(state = 'queued') FROM messages"
+    " WHERE service_id = 1 AND batch_reference = 'b'",
+    "messages_service_created": "SELECT id FROM messages WHERE service_id = 1"
+    " AND (created_at, id) > (5.0, 'x') ORDER BY created_at, id LIMIT 101",
+    "outbox_message": "SELECT id FROM outbox WHERE message_id = 'm'",
+}
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    conn = connect(tmp_path / "db")
+    migrate(conn)
+    yield conn
+    conn.close()
+
+
+@pytest.mark.parametrize(("index", "query"), QUERIES.items(), ids=list(QUERIES))
+def test_query_uses_its_index(conn: sqlite3.Connection, index: str, query: str) -> None:
+    plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query))
+    assert f"USING INDEX {index}" in plan or f"USING COVERING INDEX {index}" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan
