@@ -24,6 +24,7 @@ import trio
 from drivers.gsm.parts import EncodedPart
 from edgegw.clock import Clock
 from edgegw.delivery.outbox import enqueue_drs
+from edgegw.delivery.smpp_outbox import enqueue_receipts
 from edgegw.model import TERMINAL_STATES, EventView, MessageState, MessageView, PartView
 
 log = logging.getLogger(__name__)
@@ -247,6 +248,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID""",
         "CREATE INDEX messages_batch ON messages (service_id, batch_reference)",
         "CREATE INDEX messages_service_created ON messages (service_id, created_at, id)",
+    ),
+    # v5, the SMPP door (edgegw.delivery.smpp_outbox): the receipt an ESME asked for
+    # (registered_delivery bits 1..0), the outbox of receipts and MO to bound ESMEs, and the
+    # services that take their MO by SMPP.
+    (
+        "ALTER TABLE messages ADD COLUMN registered_delivery INTEGER NOT NULL DEFAULT 0",
+        """CREATE TABLE smpp_outbox (
+            id INTEGER PRIMARY KEY,
+            service_id INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            created_at REAL NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_status INTEGER,
+            state TEXT NOT NULL DEFAULT 'pending',
+            done_at REAL
+        )""",
+        "CREATE INDEX smpp_outbox_pending ON smpp_outbox (service_id, id) WHERE state = 'pending'",
+        "CREATE TABLE smpp_mo_services (service_id INTEGER PRIMARY KEY)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -508,7 +529,33 @@ def _finish(
         # The customer's DR commits with the final outcome, or neither does. A message closed
         # as `sent` with a DR code (no report came) has its final outcome too.
         enqueue_drs(conn, (message_id,), now)
+        enqueue_receipts(conn, (message_id,), now)
     return True
+
+
+def message_inserter(messages: Sequence[NewMessage]) -> Callable[[sqlite3.Connection], None]:
+    """A write that queues accepted messages with their parts, for callers that add their own
+    rows to the same transaction."""
+    message_rows = []
+    part_rows = []
+    astuple = msgspec.structs.astuple
+    for message in messages:
+        fields = astuple(message)
+        window = message.window
+        message_rows.append(
+            fields[:_MESSAGE_FIELDS] + (_NO_WINDOW if window is None else astuple(window))
+        )
+        message_id = message.id
+        part_rows += [
+            (message_id, index, part.dcs, part.udh, part.payload)
+            for index, part in enumerate(message.parts, 1)
+        ]
+
+    def insert(conn: sqlite3.Connection) -> None:
+        conn.executemany(_INSERT_MESSAGE, message_rows)
+        conn.executemany(_INSERT_PART, part_rows)
+
+    return insert
 
 
 class Store:
@@ -671,26 +718,7 @@ class Store:
 
     async def insert_messages(self, messages: Sequence[NewMessage]) -> None:
         """Queue accepted messages with their parts, in one job (one commit for the request)."""
-        message_rows = []
-        part_rows = []
-        astuple = msgspec.structs.astuple
-        for message in messages:
-            fields = astuple(message)
-            window = message.window
-            message_rows.append(
-                fields[:_MESSAGE_FIELDS] + (_NO_WINDOW if window is None else astuple(window))
-            )
-            message_id = message.id
-            part_rows += [
-                (message_id, index, part.dcs, part.udh, part.payload)
-                for index, part in enumerate(message.parts, 1)
-            ]
-
-        def insert(conn: sqlite3.Connection) -> None:
-            conn.executemany(_INSERT_MESSAGE, message_rows)
-            conn.executemany(_INSERT_PART, part_rows)
-
-        await self.write(insert)
+        await self.write(message_inserter(messages))
 
     async def expire_due(self, now: float | None = None) -> list[str]:
         """Queued messages past their validity (or the end of their send window) -> `expired`."""
@@ -708,6 +736,7 @@ class Store:
                 _INSERT_EVENT, [(mid, at, MessageState.EXPIRED, None, detail) for mid in ids]
             )
             enqueue_drs(conn, ids, at)
+            enqueue_receipts(conn, ids, at)
             return ids
 
         return await self.write(expire)
