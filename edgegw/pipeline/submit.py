@@ -12,6 +12,8 @@ import random
 import re
 from collections.abc import Callable
 
+import msgspec
+
 from drivers.gsm import (
     EncodedMessage,
     GsmError,
@@ -59,14 +61,17 @@ _NO_SESSIONS = "sessions need short-number sub-addressing, which a modem does no
 class Rejected(Exception):
     """One message of a request is refused with this status (spec section 6.1)."""
 
-    def __init__(self, code: StatusCode, message: str) -> None:
+    def __init__(self, code: StatusCode, message: str, field: str = "") -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        # What was wrong ("recipient", "originator", "length"; "" for anything else), so that
+        # interfaces with finer status codes (SMPP) can tell.
+        self.field = field
 
 
-def _syntax(detail: str) -> Rejected:
-    return Rejected(StatusCode.SYNTAX_ERROR, f"Syntax error: {detail}")
+def _syntax(detail: str, field: str = "") -> Rejected:
+    return Rejected(StatusCode.SYNTAX_ERROR, f"Syntax error: {detail}", field)
 
 
 def _illegal(detail: str) -> Rejected:
@@ -80,6 +85,40 @@ def validity_minutes(code: int) -> int:
     if code <= 167:
         return 720 + (code - 143) * 30
     return (code - 166) * 1440
+
+
+def clamp_validity_minutes(minutes: int) -> int:
+    """Spec 7.4: a validity period is at least 5 minutes and at most 7 days."""
+    return max(validity_minutes(0), min(minutes, validity_minutes(173)))
+
+
+def check_recipient(value: str) -> str:
+    """The recipient as E.164 (`+` and 8 to 15 digits), or Rejected (spec 2.1)."""
+    recipient = normalise_msisdn(value)
+    if _E164.fullmatch(recipient) is None:
+        raise Rejected(
+            StatusCode.SYNTAX_ERROR,
+            f"Syntax error: recipient {value!r} is not an international number"
+            " (+ and 8 to 15 digits)",
+            "recipient",
+        )
+    return recipient
+
+
+class DirectMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """A message from an interface that fills the message fields itself (SMPP) rather than
+    sending a Puzzel request; None leaves a field to the service's configuration."""
+
+    service_id: int
+    recipient: str
+    content: str  # text, or hex octets when `dcs` is an 8-bit coding
+    originator: str | None = None
+    originator_type: OriginatorType | None = None
+    dcs: int | None = None
+    udh: bytes = b""
+    priority: int | None = None
+    validity_minutes: int | None = None  # clamped to 5 minutes .. 7 days
+    not_before: float | None = None
 
 
 def normalise_msisdn(value: str) -> str:
@@ -178,14 +217,8 @@ class Submitter:
     ) -> NewMessage:
         """Validate and encode one message; raises Rejected with the status to answer."""
         if not message.recipient:
-            raise _syntax("recipient is required")
-        recipient = normalise_msisdn(message.recipient)
-        if _E164.fullmatch(recipient) is None:
-            raise Rejected(
-                StatusCode.SYNTAX_ERROR,
-                f"Syntax error: recipient {message.recipient!r} is not an international number"
-                " (+ and 8 to 15 digits)",
-            )
+            raise _syntax("recipient is required", "recipient")
+        recipient = check_recipient(message.recipient)
         if not message.content:
             raise _syntax("content is required")
         if message.price:
@@ -223,7 +256,7 @@ class Submitter:
                     raise _syntax(f"validity {settings.validity} must be from 0 to 173")
                 validity = settings.validity
             if settings.originatorSettings is not None:
-                originator, originator_type = _originator(
+                originator, originator_type = parse_originator(
                     settings.originatorSettings.originator,
                     settings.originatorSettings.originatorType,
                 )
@@ -301,6 +334,52 @@ class Submitter:
             parts=encoded.parts,
         )
 
+    def prepare(self, direct: DirectMessage) -> NewMessage:
+        """Validate and encode a message an interface filled in itself, as `_accept` does a
+        Puzzel one; raises Rejected. The caller stores it and wakes the dispatcher."""
+        service = self._services.get(direct.service_id)
+        if service is None:
+            raise Rejected(StatusCode.ILLEGAL_SERVICE, "Illegal service")
+        now = self._clock.now()
+        recipient = check_recipient(direct.recipient)
+        originator, originator_type = service.originator, service.originator_type.value
+        if direct.originator:
+            kind = direct.originator_type or OriginatorType.ALPHANUMERIC
+            try:
+                originator, originator_type = parse_originator(direct.originator, kind.value)
+            except Rejected as exc:
+                raise Rejected(exc.code, exc.message, "originator") from None
+        parsing = service.parsing_type if direct.dcs is None else ParsingType.NONE
+        encoded = self._encode(direct.content, parsing, direct.dcs, direct.udh, False)
+        minutes = clamp_validity_minutes(
+            validity_minutes(service.validity)
+            if direct.validity_minutes is None
+            else direct.validity_minutes
+        )
+        not_before = now if direct.not_before is None else max(now, direct.not_before)
+        return NewMessage(
+            id=self._ids.next_id(now),
+            service_id=service.id,
+            batch_reference=new_batch_reference(),
+            client_reference=None,
+            recipient=recipient,
+            originator=originator,
+            originator_type=originator_type,
+            content=encoded.text,
+            alphabet=encoded.alphabet.value,
+            priority=service.priority if direct.priority is None else direct.priority,
+            validity_minutes=minutes,
+            not_before=not_before,
+            expires_at=not_before + minutes * 60,
+            status_report=True,
+            report_to_customer=service.delivery_reports,
+            pid=0,
+            flash=False,
+            created_at=now,
+            window=None,
+            parts=encoded.parts,
+        )
+
     def _encode(
         self, content: str, parsing: ParsingType, dcs: int | None, udh: bytes, flash: bool
     ) -> EncodedMessage:
@@ -317,7 +396,8 @@ class Submitter:
         except MessageTooLong as exc:
             raise _syntax(
                 f"content: the message needs {exc.parts} SMS parts, at most {exc.max_parts}"
-                " are allowed"
+                " are allowed",
+                "length",
             ) from None
         except GsmError as exc:
             raise _syntax(f"content: {exc}") from None
@@ -326,7 +406,7 @@ class Submitter:
         return encoded
 
 
-def _originator(originator: str | None, kind: str | None) -> tuple[str, str]:
+def parse_originator(originator: str | None, kind: str | None) -> tuple[str, str]:
     """Spec 7.6: (originator, type) from originatorSettings, type matched case-insensitively."""
     if not kind:
         raise _syntax("originatorSettings.originatorType is required")
