@@ -20,6 +20,10 @@ PURE = [
         for name in ("engine", "commandline", "codes", "profiles", "options", "sent")
     ),
     ROOT / "edgegw" / "http" / "puzzel.py",
+    ROOT / "edgegw" / "delivery" / "payload.py",
+    ROOT / "edgegw" / "pipeline" / "keywords.py",
+    ROOT / "edgegw" / "pipeline" / "drstatus.py",
+    ROOT / "edgegw" / "pipeline" / "pacing.py",
     *(
         ROOT / "edgegw" / "smpp" / f"{name}.py"
         for name in (
