@@ -1,0 +1,251 @@
+"""The gateway core behind the SMPP door: implements `edgegw.smpp.backend.SmppBackend` over the
+submit pipeline and the store (submits, query_sm/cancel_sm, the durable outbox to ESMEs).
+
+A submit is answered only after its commit; it never keeps an item only in memory (the Events
+only wake sessions up). Spec section 2.7; SMPP 3.4 sections 4.4, 4.6, 4.8, 4.9 and 5.2.28.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import math
+import sqlite3
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+import trio
+
+from edgegw.clock import Clock
+from edgegw.delivery.smpp_outbox import newest_items, pending_outbound, record_answer, smpp_state
+from edgegw.model import TERMINAL_STATES, MessageState, OriginatorType
+from edgegw.pipeline.management import CANCELLED_DR_STATUS
+from edgegw.pipeline.submit import DirectMessage, Rejected, Submitter
+from edgegw.smpp.backend import Account, AccountTable, BindMode, QueryResult, SubmitRefused
+from edgegw.smpp.config import SmppAccount
+from edgegw.smpp.constants import CommandStatus
+from edgegw.smpp.outbound import Outbound
+from edgegw.smpp.submission import TON_ALPHANUMERIC, Address, Submission
+from edgegw.store import NewMessage, Store, _finish, message_inserter
+
+__all__ = ["GatewaySmppBackend", "direct_message"]
+
+log = logging.getLogger(__name__)
+
+# The slow safety net: receipts are written by other tasks' transactions (reports, expiry),
+# which do not wake the sessions; the watcher looks for new outbox items this often.
+POLL_SECONDS: Final = 0.5
+_TON_INTERNATIONAL: Final = 1
+_STATUS_FOR_FIELD: Final = {
+    "recipient": CommandStatus.ESME_RINVDSTADR,
+    "originator": CommandStatus.ESME_RINVSRCADR,
+    "length": CommandStatus.ESME_RINVMSGLEN,
+}
+
+
+def _international(address: Address) -> str:
+    """An SMPP number as the pipeline's E.164: digits of an international (or unknown, as most
+    ESMEs send) number get their `+`; `00...` and `+...` are left to normalise_msisdn."""
+    number = address.address
+    if number.isdigit() and not number.startswith("00"):
+        return "+" + number
+    return number
+
+
+def _originator(source: Address) -> tuple[str | None, OriginatorType | None]:
+    value = source.address
+    if not value:
+        return None, None
+    if source.ton == TON_ALPHANUMERIC or not value.removeprefix("+").isdigit():
+        return value, OriginatorType.ALPHANUMERIC
+    if source.ton == _TON_INTERNATIONAL or value.startswith("+") or len(value) >= 8:
+        return _international(source), OriginatorType.INTERNATIONAL
+    return value, OriginatorType.NETWORK
+
+
+def direct_message(
+    service_id: int, submission: Submission, destination: Address, now: float
+) -> DirectMessage:
+    """The pipeline's message for one destination of a submit: UCS-2 stays UCS-2 and octet
+    data keeps its data_coding; GSM, ASCII and Latin-1 text follow the service's parsing type.
+    priority_flag 0 keeps the service's priority, 1 is medium, 2 and 3 high (spec 7.2)."""
+    if submission.text is None:
+        content, dcs = submission.payload.hex(), submission.data_coding
+    elif submission.data_coding == 0x08:
+        content, dcs = submission.text, 0x08
+    else:
+        content, dcs = submission.text, None
+    not_before = None if submission.schedule is None else submission.schedule.timestamp()
+    minutes = None
+    if submission.validity is not None:
+        start = now if not_before is None else max(now, not_before)
+        minutes = math.ceil((submission.validity.timestamp() - start) / 60)
+    originator, originator_type = _originator(submission.source)
+    return DirectMessage(
+        service_id=service_id,
+        recipient=_international(destination),
+        content=content,
+        originator=originator,
+        originator_type=originator_type,
+        dcs=dcs,
+        udh=submission.udh,
+        priority=None if submission.priority == 0 else min(submission.priority + 1, 3),
+        validity_minutes=minutes,
+        not_before=not_before,
+    )
+
+
+class GatewaySmppBackend:
+    """SmppBackend over the store. Start `run` in a nursery: it wakes sessions when new
+    outbox items for their service have committed."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        submitter: Submitter,
+        accounts: Iterable[SmppAccount],
+        wake_dispatcher: Callable[[], None],
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._submitter = submitter
+        self._accounts = AccountTable(accounts)
+        self._wake_dispatcher = wake_dispatcher
+        self._signals: dict[int, trio.Event] = {}
+        self._wakeup = trio.Event()
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    async def authenticate(self, system_id: str, password: str, mode: BindMode) -> Account:
+        return self._accounts.authenticate(system_id, password)
+
+    async def submit(self, account: Account, submission: Submission) -> str:
+        now = self._clock.now()
+        messages: list[NewMessage] = []
+        for destination in submission.destinations:
+            direct = direct_message(account.service_id, submission, destination, now)
+            try:
+                messages.append(self._submitter.prepare(direct))
+            except Rejected as rejected:
+                status = _STATUS_FOR_FIELD.get(rejected.field, CommandStatus.ESME_RSUBMITFAIL)
+                raise SubmitRefused(status, rejected.message) from None
+        insert = message_inserter(messages)
+        receipt = int(submission.receipt)
+        ids = [(receipt, message.id) for message in messages]
+
+        def store(conn: sqlite3.Connection) -> None:
+            insert(conn)
+            if receipt:
+                conn.executemany("UPDATE messages SET registered_delivery = ? WHERE id = ?", ids)
+
+        await self._store.write(store)
+        self._wake_dispatcher()
+        # submit_multi gets one message per destination; its response names the first.
+        return messages[0].id
+
+    async def query(self, account: Account, message_id: str) -> QueryResult | None:
+        def read(conn: sqlite3.Connection) -> Any:
+            return conn.execute(
+                "SELECT state, dr_status, sent_at, done_at FROM messages"
+                " WHERE id = ? AND service_id = ?",
+                (message_id, account.service_id),
+            ).fetchone()
+
+        row = await self._store.read(read)
+        if row is None:
+            return None
+        state, dr_status, sent_at, done_at = MessageState(row[0]), row[1], row[2], row[3]
+        final = state in TERMINAL_STATES or (state is MessageState.SENT and dr_status is not None)
+        return QueryResult(
+            message_state=smpp_state(state, dr_status, sent_at),
+            final_date=(
+                dt.datetime.fromtimestamp(done_at, dt.UTC)
+                if final and done_at is not None
+                else None
+            ),
+            error_code=dr_status or 0,
+        )
+
+    async def cancel(self, account: Account, message_id: str) -> bool:
+        now = self._clock.now()
+
+        def cancel(conn: sqlite3.Connection) -> bool:
+            owner = conn.execute(
+                "SELECT service_id FROM messages WHERE id = ?", (message_id,)
+            ).fetchone()
+            if owner is None or owner[0] != account.service_id:
+                return False
+            return _finish(
+                conn,
+                message_id,
+                now,
+                MessageState.CANCELLED,
+                error="cancelled by the ESME (cancel_sm)",
+                dr_status=CANCELLED_DR_STATUS,
+                only_if=(MessageState.QUEUED,),
+            )
+
+        cancelled = await self._store.write(cancel)
+        if cancelled:
+            self.wake()
+        return cancelled
+
+    # -- the outbox -------------------------------------------------------------------------
+
+    async def pending(self, service_id: int, limit: int, exclude: frozenset[int]) -> list[Outbound]:
+        return await self._store.read(
+            functools.partial(pending_outbound, service_id=service_id, limit=limit, exclude=exclude)
+        )
+
+    async def delivered(self, outbound_id: int) -> None:
+        now = self._clock.now()
+        await self._store.write(
+            functools.partial(record_answer, outbound_id=outbound_id, command_status=0, now=now)
+        )
+
+    async def failed(self, outbound_id: int, command_status: int) -> None:
+        now = self._clock.now()
+        await self._store.write(
+            functools.partial(
+                record_answer, outbound_id=outbound_id, command_status=command_status, now=now
+            )
+        )
+
+    def outbound_signal(self, service_id: int) -> trio.Event:
+        signal = self._signals.get(service_id)
+        if signal is None:
+            signal = self._signals[service_id] = trio.Event()
+        return signal
+
+    def wake(self) -> None:
+        """Something committed new outbox items (an MO, a cancel): look now, not at the poll."""
+        self._wakeup.set()
+
+    def _notify(self, service_id: int) -> None:
+        signal = self._signals.pop(service_id, None)
+        if signal is not None:
+            signal.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Set the services' signals after commits that added outbox items."""
+
+        def newest(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT MAX(id) FROM smpp_outbox").fetchone()
+            return int(row[0] or 0)
+
+        seen = await self._store.read(newest)
+        task_status.started()
+        while True:
+            with trio.move_on_after(POLL_SECONDS):
+                await self._wakeup.wait()
+            self._wakeup = trio.Event()
+            try:
+                added = await self._store.read(functools.partial(newest_items, after_id=seen))
+            except Exception:
+                log.exception("SMPP outbox watch failed")
+                continue
+            for service_id, newest_id in added:
+                seen = max(seen, newest_id)
+                self._notify(service_id)
