@@ -29,6 +29,7 @@ from edgegw.delivery.config import (
 )
 from edgegw.http.server import HttpLimits
 from edgegw.model import OriginatorType
+from edgegw.smpp.config import SmppConfig
 
 
 class CrashPolicy(enum.StrEnum):
@@ -79,6 +80,8 @@ class ServiceConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     mo: CallbackEndpoint | None = None
     dr: CallbackEndpoint | None = None
     mo_email: MoEmailConfig | None = None
+    # MO also goes as deliver_sm to this service's bound SMPP receivers (durable, like callbacks).
+    mo_smpp: bool = False
 
 
 class ModemConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -123,6 +126,8 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reports: ReportsConfig = msgspec.field(default_factory=ReportsConfig)
     smtp_relay: SmtpRelayConfig = msgspec.field(default_factory=SmtpRelayConfig)
     management: ManagementConfig = msgspec.field(default_factory=ManagementConfig)
+    # The SMPP 3.4 listener (edgegw.smpp); no [smpp] section, no listener.
+    smpp: SmppConfig | None = None
 
 
 class ConfigError(Exception):
@@ -237,6 +242,7 @@ def _check_meaning(config: Config) -> list[str]:
     if not 0 < config.dispatch.retry_initial <= config.dispatch.retry_max:
         problems.append("dispatch.retry_initial: must be positive and at most retry_max")
     problems += _check_receive_side(config)
+    problems += _check_smpp(config)
     for index, service in enumerate(config.services):
         where = f"services[{index}]"
         for key, endpoint in (("mo", service.mo), ("dr", service.dr)):
@@ -276,6 +282,25 @@ def _check_receive_side(config: Config) -> list[str]:
         problems.append("inbound.reassembly_timeout: must be positive")
     if config.dispatch.failover_after < 0:
         problems.append("dispatch.failover_after: must not be negative")
+    return problems
+
+
+def _check_smpp(config: Config) -> list[str]:
+    """SMPP accounts name existing services and have unique system_ids."""
+    if config.smpp is None:
+        return [
+            f"services[{index}].mo_smpp: needs an [smpp] listener"
+            for index, service in enumerate(config.services)
+            if service.mo_smpp
+        ]
+    service_ids = {service.id for service in config.services}
+    accounts = config.smpp.accounts
+    problems = _duplicates("smpp.accounts", "system_id", [a.system_id for a in accounts])
+    problems += [
+        f"smpp.accounts[{index}].service: no service has id {account.service}"
+        for index, account in enumerate(accounts)
+        if account.service not in service_ids
+    ]
     return problems
 
 
