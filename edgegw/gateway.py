@@ -8,6 +8,7 @@ pipeline and the modems are cancelled, and the store's writer last.
 from __future__ import annotations
 
 import datetime
+import functools
 import hmac
 import logging
 
@@ -20,6 +21,7 @@ from drivers.modem import Modem
 from drivers.simulator import Simulator, serve_pty
 from edgegw.clock import Clock
 from edgegw.config import Config, ModemConfig
+from edgegw.delivery.smpp_outbox import register_mo_services
 from edgegw.delivery.worker import Deliveries
 from edgegw.http.app import make_app
 from edgegw.http.management import management_routes
@@ -33,7 +35,9 @@ from edgegw.pipeline.management import Management
 from edgegw.pipeline.modems import ModemsView, ModemView, queues, recent_sends
 from edgegw.pipeline.pacing import DAY, Pacer, PacingRule
 from edgegw.pipeline.reports import ReportCorrelator
+from edgegw.pipeline.smpp_backend import GatewaySmppBackend
 from edgegw.pipeline.submit import Submitter
+from edgegw.smpp.server import serve_smpp
 from edgegw.store import Store
 
 log = logging.getLogger(__name__)
@@ -44,6 +48,7 @@ class Bound(msgspec.Struct, kw_only=True):
 
     http_port: int
     modem_ports: dict[str, str]
+    smpp_port: int | None = None  # None without an [smpp] section
 
 
 class Gateway:
@@ -56,6 +61,7 @@ class Gateway:
         self.simulators: dict[str, Simulator] = {}
         self.dispatcher: Dispatcher | None = None
         self.submitter: Submitter | None = None
+        self.smpp: GatewaySmppBackend | None = None
         self.bound: Bound | None = None
         self._stop = trio.Event()
         self._ready = False
@@ -78,7 +84,7 @@ class Gateway:
             _inbound_router(config),
             reassembly_timeout=config.inbound.reassembly_timeout,
             numbers={modem.name: modem.number for modem in config.modems},
-            on_message=self.deliveries.wake,
+            on_message=self._on_message,
         )
         self.reports = ReportCorrelator(
             self.store,
@@ -120,6 +126,17 @@ class Gateway:
             self.submitter = Submitter(
                 self.config.services, self.store, self.clock, wake=self.dispatcher.wake
             )
+            if self.config.smpp is not None:
+                mo_smpp = [service.id for service in self.config.services if service.mo_smpp]
+                await self.store.write(functools.partial(register_mo_services, service_ids=mo_smpp))
+                self.smpp = GatewaySmppBackend(
+                    self.store,
+                    self.clock,
+                    self.submitter,
+                    self.config.smpp.accounts,
+                    self.dispatcher.wake,
+                )
+                await core.start(self.smpp.run)
             for modem in self.modems.values():
                 core.start_soon(self._forward_events, modem)
             async with trio.open_nursery() as listeners:
@@ -140,15 +157,28 @@ class Gateway:
                 http_port = await listeners.start(
                     serve_http, app, http.host, http.port, http.limits
                 )
+                smpp_port = None
+                if self.config.smpp is not None and self.smpp is not None:
+                    smpp_port = await listeners.start(
+                        functools.partial(serve_smpp, self.config.smpp, self.smpp, clock=self.clock)
+                    )
                 self._ready = True
                 log.info("gateway ready: http on %s:%d", http.host, http_port)
-                self.bound = Bound(http_port=http_port, modem_ports=modem_ports)
+                self.bound = Bound(
+                    http_port=http_port, modem_ports=modem_ports, smpp_port=smpp_port
+                )
                 task_status.started(self.bound)
                 await self._stop.wait()
                 self._ready = False
                 log.info("gateway stopping")
                 listeners.cancel_scope.cancel()
             core.cancel_scope.cancel()
+
+    def _on_message(self) -> None:
+        """An MO committed: its callbacks and its SMPP deliver_sm may be waiting."""
+        self.deliveries.wake()
+        if self.smpp is not None:
+            self.smpp.wake()
 
     async def _start_modem(self, nursery: trio.Nursery, modem_config: ModemConfig) -> str:
         options = modem_config.at

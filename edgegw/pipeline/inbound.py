@@ -22,6 +22,7 @@ from drivers.events import InboundSms
 from drivers.gsm import EncodedPart, concat_info, decode_concatenated
 from edgegw.clock import Clock
 from edgegw.delivery.outbox import enqueue_mo
+from edgegw.delivery.smpp_outbox import enqueue_smpp_mo
 from edgegw.ids import MessageIdGenerator
 from edgegw.model import InboundView
 from edgegw.pipeline.keywords import InboundRouter
@@ -250,6 +251,16 @@ class InboundReceiver:
                 sc_timestamp=datetime.datetime.fromisoformat(sc_timestamp).timestamp(),
                 command=route.command,
                 stripped_content=route.stripped_content,
+            )
+            # And for the service's ESMEs when it takes MO by SMPP (edgegw.delivery.smpp_outbox).
+            enqueue_smpp_mo(
+                conn,
+                message_id=message_id,
+                service_id=route.service_id,
+                sno=self._numbers.get(modem) or modem,
+                originator=originator,
+                content=content,
+                received_at=now,
             )
 
     # -- the reassembly sweeper ---------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Fixtures of the integration tests: the example config (which proves it parses) and a gateway
-started from it, ready, with its store in tmp_path and HTTP on a free port."""
+started from it, ready, with its store in tmp_path and HTTP and SMPP on free ports."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def config(tmp_path: Path) -> Config:
         example,
         gateway=msgspec.structs.replace(example.gateway, store=str(tmp_path / "edgegw.db")),
         http=msgspec.structs.replace(example.http, port=0),
+        smpp=msgspec.structs.replace(example.smpp, port=0) if example.smpp else None,
     )
 
 
