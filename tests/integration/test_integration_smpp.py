@@ -1,0 +1,331 @@
+"""The SMPP door of a running gateway, driven by a real third-party ESME (smpplib, blocking, in a
+worker thread): binds, GSM and UCS-2 submits and long messages all three ways reaching the
+simulated modem, receipts after its status reports, MO as deliver_sm, receipts kept across a
+restart, query_sm and cancel_sm (the latter with our own codec: smpplib has no cancel_sm)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import msgspec
+import pytest
+import smpplib.client
+import smpplib.exceptions
+import smpplib.gsm
+import smpplib.smpp
+import trio
+
+from drivers.gsm import decode_gsm
+from drivers.simulator import SentSms
+from edgegw.config import Config
+from edgegw.gateway import Gateway
+from edgegw.model import MessageState
+from edgegw.smpp.constants import CommandStatus
+from edgegw.smpp.constants import MessageState as SmppState
+from edgegw.smpp.pdu import NEED_DATA, BindTransceiver, CancelSm, CancelSmResp, Pdu, SmppDecoder
+from edgegw.smpp.pdu import encode as encode_pdu
+
+LONG_TEXT = "The quick brown fox jumps over the lazy dog. " * 5  # 225 characters: 2 parts
+SOURCE = {"source_addr_ton": 5, "source_addr_npi": 0, "source_addr": "EdgeGW"}
+
+
+def smpp_port(gateway: Gateway) -> int:
+    assert gateway.bound is not None and gateway.bound.smpp_port is not None
+    return gateway.bound.smpp_port
+
+
+def connect(port: int) -> smpplib.client.Client:
+    client = smpplib.client.Client("127.0.0.1", port, timeout=10, allow_unknown_opt_params=True)
+    client.connect()
+    return client
+
+
+def to(number: str) -> dict[str, Any]:
+    return {**SOURCE, "dest_addr_ton": 1, "dest_addr_npi": 1, "destination_addr": number}
+
+
+def submit_all(port: int, submits: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    """Bind as a transmitter, send each submit_sm and read its response."""
+    client = connect(port)
+    try:
+        client.bind_transmitter(system_id="demo", password="demo")
+        results = []
+        for fields in submits:
+            client.send_message(**fields)
+            response = client.read_pdu()
+            assert response.command == "submit_sm_resp"
+            results.append((int(response.status), (response.message_id or b"").decode()))
+        client.unbind()
+        return results
+    finally:
+        client.disconnect()
+
+
+def receive(port: int, count: int, submits: Sequence[dict[str, Any]] = ()) -> list[Any]:
+    """Bind as a transceiver, send `submits`, then acknowledge and return `count` deliver_sm."""
+    client = connect(port)
+    received: list[Any] = []
+    try:
+        client.bind_transceiver(system_id="demo", password="demo")
+        for fields in submits:
+            client.send_message(**fields)
+        while len(received) < count:
+            pdu = client.read_pdu()
+            if pdu.command != "deliver_sm":
+                continue
+            received.append(pdu)
+            answer = smpplib.smpp.make_pdu("deliver_sm_resp", client=client)
+            answer.sequence = pdu.sequence
+            client.send_pdu(answer)
+        client.unbind()
+        return received
+    finally:
+        client.disconnect()
+
+
+async def sent_to(gateway: Gateway, recipient: str, parts: int) -> list[SentSms]:
+    """The SMS the simulated network took for `recipient`, once there are `parts` of them."""
+    network = gateway.simulators["sim0"].network
+    with trio.fail_after(20):
+        while True:
+            sent = [sms for sms in network.sent if sms.recipient == recipient]
+            if len(sent) >= parts:
+                return sent
+            await trio.sleep(0.02)
+
+
+@pytest.mark.parametrize("mode", ["transmitter", "receiver", "transceiver"])
+async def test_bind_in_each_mode_with_the_demo_account(gateway: Gateway, mode: str) -> None:
+    def session() -> int:
+        client = connect(smpp_port(gateway))
+        try:
+            response = getattr(client, f"bind_{mode}")(system_id="demo", password="demo")
+            client.unbind()
+            return int(response.status)
+        finally:
+            client.disconnect()
+
+    assert await trio.to_thread.run_sync(session) == CommandStatus.ESME_ROK
+
+
+@pytest.mark.parametrize(
+    ("system_id", "password", "status"),
+    [
+        ("demo", "wrong", CommandStatus.ESME_RINVPASWD),
+        ("nobody", "demo", CommandStatus.ESME_RINVSYSID),
+    ],
+)
+async def test_wrong_credentials_are_refused(
+    gateway: Gateway, system_id: str, password: str, status: int
+) -> None:
+    def session() -> int:
+        client = connect(smpp_port(gateway))
+        try:
+            client.bind_transceiver(system_id=system_id, password=password)
+        except smpplib.exceptions.PDUError as exc:
+            return int(exc.args[1])
+        finally:
+            client.disconnect()
+        return 0
+
+    assert await trio.to_thread.run_sync(session) == status
+
+
+async def test_gsm_and_ucs2_text_reach_the_modem(gateway: Gateway) -> None:
+    gsm, ucs2 = "Hello @ world {€}!", "Привет, мир 😀"
+    submits = [
+        {**to("4741000001"), "short_message": smpplib.gsm.gsm_encode(gsm), "data_coding": 0},
+        {**to("4741000002"), "short_message": ucs2.encode("utf-16-be"), "data_coding": 8},
+    ]
+    results = await trio.to_thread.run_sync(submit_all, smpp_port(gateway), submits)
+    assert [status for status, _ in results] == [0, 0]
+    (gsm_sms,) = await sent_to(gateway, "+4741000001", 1)
+    (ucs2_sms,) = await sent_to(gateway, "+4741000002", 1)
+    assert (gsm_sms.text, gsm_sms.dcs) == (gsm, 0x00)
+    assert (ucs2_sms.text, ucs2_sms.dcs) == (ucs2, 0x08)
+    for _, message_id in results:
+        record = await gateway.store.message(message_id)
+        assert record is not None and record.modem == "sim0"
+
+
+async def test_long_messages_all_three_ways_reach_the_modem(gateway: Gateway) -> None:
+    udh_parts, coding, esm_class = smpplib.gsm.make_parts(LONG_TEXT)
+    septets = smpplib.gsm.gsm_encode(LONG_TEXT)
+    submits = [
+        {**to("4741000011"), "short_message": part, "data_coding": coding, "esm_class": esm_class}
+        for part in udh_parts
+    ]
+    submits += [
+        {
+            **to("4741000012"),
+            "short_message": chunk,
+            "sar_msg_ref_num": 0x0102,
+            "sar_total_segments": 2,
+            "sar_segment_seqnum": seq,
+        }
+        for seq, chunk in enumerate([septets[:152], septets[152:]], start=1)
+    ]
+    submits.append({**to("4741000013"), "short_message": b"", "message_payload": septets})
+    results = await trio.to_thread.run_sync(submit_all, smpp_port(gateway), submits)
+    assert [status for status, _ in results] == [0] * 5
+
+    by_udh = await sent_to(gateway, "+4741000011", 2)
+    reference = udh_parts[0][3]
+    assert [sms.concat for sms in by_udh] == [(reference, 2, 1), (reference, 2, 2)]
+    by_sar = await sent_to(gateway, "+4741000012", 2)
+    assert [sms.udh for sms in by_sar] == [bytes((6, 8, 4, 1, 2, 2, seq)) for seq in (1, 2)]
+    by_payload = await sent_to(gateway, "+4741000013", 2)
+    assert [sms.concat[1:] if sms.concat else None for sms in by_payload] == [(2, 1), (2, 2)]
+    for sent in (by_udh, by_sar, by_payload):
+        assert "".join(sms.text for sms in sent) == LONG_TEXT
+    # Client-side parts are one stored message each; message_payload is one of two parts.
+    assert len({message_id for _, message_id in results}) == 5
+
+
+async def test_receipts_follow_the_status_reports(gateway: Gateway) -> None:
+    network = gateway.simulators["sim0"].network
+    network.set_outcome("+4741000021", 0x00, delay=0.2)
+    network.set_outcome("+4741000022", 0x49, delay=0.2)  # SM does not exist: permanent failure
+    submits = [
+        {**to("4741000021"), "short_message": b"Receipt, please", "registered_delivery": 1},
+        {**to("4741000022"), "short_message": b"This one fails", "registered_delivery": 2},
+        # Failure-only: this one is delivered, so no receipt ever comes for it.
+        {**to("4741000021"), "short_message": b"Quiet", "registered_delivery": 2},
+    ]
+    receipts = await trio.to_thread.run_sync(receive, smpp_port(gateway), 2, submits)
+    by_id = {pdu.receipted_message_id.decode(): pdu for pdu in receipts}
+    assert len(by_id) == 2
+    texts = {key: pdu.short_message.decode() for key, pdu in by_id.items()}
+    for message_id, pdu in by_id.items():
+        assert int(pdu.esm_class) == 0x04
+        record = await gateway.store.message(message_id)
+        assert record is not None
+        if record.state is MessageState.DELIVERED:
+            assert int(pdu.message_state) == SmppState.DELIVERED
+            assert " stat:DELIVRD err:000 text:Receipt, please" in texts[message_id]
+            assert pdu.source_addr.decode() == "4741000021"
+        else:
+            assert record.state is MessageState.FAILED
+            assert int(pdu.message_state) == SmppState.UNDELIVERABLE
+            assert " stat:UNDELIV err:351 text:This one fails" in texts[message_id]
+        assert texts[message_id].startswith(f"id:{message_id} sub:001 ")
+        assert pdu.destination_addr.decode() == "EdgeGW"
+
+
+@pytest.fixture
+def mo_config(config: Config) -> Config:
+    services = [msgspec.structs.replace(service, mo_smpp=True) for service in config.services]
+    return msgspec.structs.replace(config, services=services)
+
+
+@pytest.fixture
+async def mo_gateway(mo_config: Config, nursery: trio.Nursery) -> AsyncIterator[Gateway]:
+    gateway = Gateway(mo_config)
+    await nursery.start(gateway.run)
+    yield gateway
+    gateway.stop()
+
+
+async def test_an_mo_arrives_as_deliver_sm(mo_gateway: Gateway) -> None:
+    await mo_gateway.simulators["sim0"].deliver_mo("+4741000000", "hello")
+    (mo,) = await trio.to_thread.run_sync(receive, smpp_port(mo_gateway), 1)
+    assert int(mo.esm_class) == 0
+    assert decode_gsm(mo.short_message) == "hello"
+    assert (int(mo.source_addr_ton), mo.source_addr.decode()) == (1, "4741000000")
+
+
+async def run_until(config: Config, body: Callable[[Gateway], Awaitable[None]]) -> None:
+    """Run a gateway on `config` for as long as `body` takes, then stop it and wait."""
+    gateway = Gateway(config)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gateway.run)
+        await body(gateway)
+        gateway.stop()
+
+
+async def test_an_undelivered_receipt_arrives_after_a_restart(config: Config) -> None:
+    message_ids: list[str] = []
+
+    async def before(gateway: Gateway) -> None:
+        gateway.simulators["sim0"].network.set_outcome("+4741000031", 0x00, delay=0.1)
+        submit = {**to("4741000031"), "short_message": b"Before", "registered_delivery": 1}
+        [(status, message_id)] = await trio.to_thread.run_sync(
+            submit_all, smpp_port(gateway), [submit]
+        )
+        assert status == 0
+        message_ids.append(message_id)
+        with trio.fail_after(20):
+            while True:
+                record = await gateway.store.message(message_id)
+                if record is not None and record.state is MessageState.DELIVERED:
+                    break
+                await trio.sleep(0.05)
+
+    async def after(gateway: Gateway) -> None:
+        (receipt,) = await trio.to_thread.run_sync(receive, smpp_port(gateway), 1)
+        assert receipt.receipted_message_id.decode() == message_ids[0]
+        assert b"stat:DELIVRD" in receipt.short_message
+
+    await run_until(config, before)  # no receiver was bound: the receipt waits in the store
+    await run_until(config, after)
+
+
+class RawEsme:
+    """A transceiver on our own codec, for cancel_sm (which smpplib cannot send)."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.decoder = SmppDecoder()
+        self.sequence = 0
+
+    async def request(self, kind: type[Pdu], **fields: Any) -> Pdu:
+        self.sequence += 1
+        await self.stream.send_all(encode_pdu(kind(sequence_number=self.sequence, **fields)))
+        while True:
+            answer = self.decoder.next_pdu()
+            if answer is not NEED_DATA:
+                assert isinstance(answer, Pdu)
+                return answer
+            data = await self.stream.receive_some(65536)
+            assert data, "the gateway closed the session"
+            self.decoder.receive_data(data)
+
+
+async def test_query_sm_and_cancel_sm_of_a_scheduled_message(gateway: Gateway) -> None:
+    port = smpp_port(gateway)
+    submit = {
+        **to("4741000041"),
+        "short_message": b"Tomorrow",
+        "schedule_delivery_time": "000001000000000R",  # one day from now
+    }
+    [(status, message_id)] = await trio.to_thread.run_sync(submit_all, port, [submit])
+    assert status == 0
+
+    def query() -> tuple[int, int]:
+        client = connect(port)
+        try:
+            client.bind_transceiver(system_id="demo", password="demo")
+            client.query_message(message_id=message_id, **SOURCE)
+            answer = client.read_pdu()
+            return int(answer.status), int(answer.message_state)
+        finally:
+            client.disconnect()
+
+    assert await trio.to_thread.run_sync(query) == (0, SmppState.ENROUTE)
+    esme = RawEsme(await trio.open_tcp_stream("127.0.0.1", port))
+    async with esme.stream:
+        bound = await esme.request(BindTransceiver, system_id="demo", password="demo")
+        assert bound.command_status == 0
+        cancels = [await esme.request(CancelSm, message_id=message_id) for _ in range(2)]
+        unknown = await esme.request(CancelSm, message_id="nosuchmessage")
+    assert all(isinstance(answer, CancelSmResp) for answer in [*cancels, unknown])
+    assert [answer.command_status for answer in cancels] == [
+        CommandStatus.ESME_ROK,
+        CommandStatus.ESME_RCANCELFAIL,  # cancelled already
+    ]
+    assert unknown.command_status == CommandStatus.ESME_RCANCELFAIL
+    assert await trio.to_thread.run_sync(query) == (0, SmppState.DELETED)
+    record = await gateway.store.message(message_id)
+    assert record is not None and record.state is MessageState.CANCELLED
+    assert not [sms for sms in gateway.simulators["sim0"].network.sent if sms.text == "Tomorrow"]
