@@ -1,0 +1,229 @@
+"""Benchmark: durable submit_sm per second over one SMPP transceiver bind with a window of 64.
+
+Starts `edgegw serve` as its own process on a scratch store (simulated modem with a long
+send_delay, so ingest is measured), binds a raw ESME from this process (our own codec for the
+requests, a bare header parser for the responses: smpplib is far too slow to load a server),
+keeps `--window` submit_sm outstanding, prints submit_sm/s and p50/p99 latency, and checks that
+the store holds every acknowledged message. Target (2 cores): >= 10,000 submit_sm/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sqlite3
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import trio
+
+from edgegw.smpp.constants import CommandId
+from edgegw.smpp.pdu import BindTransceiver, SubmitSm, encode
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CONFIG = """
+[gateway]
+store = "bench.db"
+log_level = "warning"
+
+[http]
+host = "127.0.0.1"
+port = {http_port}
+
+[[services]]
+id = 1000
+name = "bench"
+username = "bench"
+password = "bench"
+
+[[modems]]
+name = "sim0"
+driver = "simulated"
+
+[modems.simulator]
+# A modem sends a few SMS a minute; keep the send path nearly idle while ingest is measured.
+send_delay = 30.0
+
+[smpp]
+host = "127.0.0.1"
+port = {smpp_port}
+max_pending_submits = 1024
+
+[[smpp.accounts]]
+system_id = "bench"
+password = "bench"
+service = 1000
+"""
+
+_HEADER = struct.Struct(">IIII")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def submit_frames(total: int) -> list[bytes]:
+    """Encoded submit_sm with sequence numbers 2..total+1 (1 is the bind)."""
+    return [
+        encode(
+            SubmitSm(
+                sequence_number=index + 2,
+                source_addr_ton=5,
+                source_addr="Bench",
+                dest_addr_ton=1,
+                dest_addr_npi=1,
+                destination_addr=f"47{41000000 + index % 1000000}",
+                registered_delivery=1,
+                short_message=b"Bench message",
+            )
+        )
+        for index in range(total)
+    ]
+
+
+class Responses:
+    """Splits the server's bytes into (command_id, status, sequence, body) frames."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[int, int, int, bytes]]:
+        self.buffer += data
+        frames = []
+        offset = 0
+        while len(self.buffer) - offset >= 16:
+            length, command_id, status, sequence = _HEADER.unpack_from(self.buffer, offset)
+            if len(self.buffer) - offset < length:
+                break
+            body = bytes(self.buffer[offset + 16 : offset + length])
+            frames.append((command_id, status, sequence, body))
+            offset += length
+        del self.buffer[:offset]
+        return frames
+
+
+async def load(port: int, total: int, window: int) -> tuple[float, list[float], list[str]]:
+    """Submit `total` messages keeping `window` outstanding; (seconds, latencies, ids)."""
+    frames = submit_frames(total)
+    sent_at = [0.0] * total
+    latencies: list[float] = []
+    message_ids: list[str] = []
+    responses = Responses()
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(
+            encode(BindTransceiver(sequence_number=1, system_id="bench", password="bench"))
+        )
+        bound: list[tuple[int, int, int, bytes]] = []
+        while not bound:
+            bound = responses.feed(await stream.receive_some(65536))
+        if bound[0][1] != 0:
+            raise RuntimeError(f"bind refused with status {bound[0][1]:#x}")
+
+        started = time.perf_counter()
+        next_index = min(window, total)
+        now = time.perf_counter()
+        for index in range(next_index):
+            sent_at[index] = now
+        await stream.send_all(b"".join(frames[:next_index]))
+        while len(latencies) < total:
+            data = await stream.receive_some(262144)
+            if not data:
+                raise ConnectionError("the gateway closed the session")
+            answered = 0
+            now = time.perf_counter()
+            for command_id, status, sequence, body in responses.feed(data):
+                if command_id != CommandId.SUBMIT_SM_RESP:
+                    continue  # enquire_link and such do not come while the load runs
+                if status != 0:
+                    raise RuntimeError(f"submit_sm {sequence} refused with status {status:#x}")
+                latencies.append(now - sent_at[sequence - 2])
+                message_ids.append(body.split(b"\0", 1)[0].decode())
+                answered += 1
+            if answered and next_index < total:
+                end = min(next_index + answered, total)
+                for index in range(next_index, end):
+                    sent_at[index] = now
+                await stream.send_all(b"".join(frames[next_index:end]))
+                next_index = end
+        seconds = time.perf_counter() - started
+    return seconds, latencies, message_ids
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("the gateway exited during start-up")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("the gateway did not become ready in 30 s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--messages", type=int, default=50000, help="submit_sm to send")
+    parser.add_argument("--window", type=int, default=64, help="submit_sm outstanding")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as scratch:
+        http_port, smpp_port = free_port(), free_port()
+        config = Path(scratch) / "bench.toml"
+        config.write_text(CONFIG.format(http_port=http_port, smpp_port=smpp_port))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "edgegw", "serve", "--config", str(config)],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        try:
+            wait_ready(http_port, process)
+            cpu = cpu_seconds(process.pid)
+            seconds, latencies, message_ids = trio.run(load, smpp_port, args.messages, args.window)
+            used = cpu_seconds(process.pid) - cpu
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+        count = len(latencies)
+        print(
+            f"submit_sm window {args.window}: {count} in {seconds:.2f} s, "
+            f"{count / seconds:,.0f}/s, p50 {percentile(latencies, 0.50) * 1000:.2f} ms, "
+            f"p99 {percentile(latencies, 0.99) * 1000:.2f} ms, "
+            f"gateway CPU {used / count * 1e6:.0f} us/msg"
+        )
+        with sqlite3.connect(Path(scratch) / "bench.db") as conn:
+            conn.execute("CREATE TEMP TABLE acknowledged (id TEXT PRIMARY KEY)")
+            conn.executemany("INSERT INTO acknowledged VALUES (?)", [(i,) for i in message_ids])
+            (stored,) = conn.execute(
+                "SELECT COUNT(*) FROM acknowledged a JOIN messages m ON m.id = a.id"
+            ).fetchone()
+        print(f"store holds {stored} of {len(set(message_ids))} acknowledged messages")
+        if stored != count or len(set(message_ids)) != count:
+            sys.exit("some acknowledged message is not in the store")
+
+
+if __name__ == "__main__":
+    main()
