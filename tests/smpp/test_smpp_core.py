@@ -1,0 +1,282 @@
+"""The core behind the SMPP door, on a real store in tmp_path: how a Submission becomes a stored
+message (coding, UDH, validity clamp, schedule, priority, refusals with their command_status),
+which final states enqueue a receipt, MO only for services that take it by SMPP, the outbox's
+pending/delivered/failed, and the [smpp] config checks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import trio
+
+from edgegw.clock import Clock
+from edgegw.config import Config, ServiceConfig, _check_meaning, load_config
+from edgegw.delivery.smpp_outbox import enqueue_smpp_mo, register_mo_services
+from edgegw.model import MessageState
+from edgegw.pipeline.smpp_backend import GatewaySmppBackend
+from edgegw.pipeline.submit import Submitter
+from edgegw.smpp.backend import Account, SubmitRefused
+from edgegw.smpp.config import SmppAccount, SmppConfig
+from edgegw.smpp.constants import CommandStatus
+from edgegw.smpp.constants import MessageState as SmppState
+from edgegw.smpp.outbound import MobileOriginated, Receipt
+from edgegw.smpp.submission import Address, ReceiptRequest, Submission
+from edgegw.store import Store, _finish
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+NOW = 1_790_000_000.0
+SERVICE = ServiceConfig(
+    id=1000, name="demo", username="demo", password="demo", originator="EdgeGW", priority=2
+)
+ACCOUNT = Account(system_id="demo", service_id=1000, max_binds=4)
+OTHER = Account(system_id="other", service_id=2000, max_binds=4)
+
+
+class Core(msgspec.Struct):
+    store: Store
+    backend: GatewaySmppBackend
+    wakes: list[int]
+
+
+@pytest.fixture
+async def core(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Core]:
+    clock = Clock(start_epoch=NOW)
+    store = Store(tmp_path / "edgegw.db", clock=clock)
+    await nursery.start(store.run)
+    other = msgspec.structs.replace(SERVICE, id=2000, name="other", username="other")
+    wakes: list[int] = []
+    submitter = Submitter([SERVICE, other], store, clock, wake=lambda: None)
+    accounts = [SmppAccount(system_id="demo", password="demo", service=1000)]
+    backend = GatewaySmppBackend(store, clock, submitter, accounts, lambda: wakes.append(1))
+    yield Core(store, backend, wakes)
+
+
+def submission(text: str | None = "Hello", **fields: Any) -> Submission:
+    values: dict[str, Any] = {
+        "source": Address(5, 0, ""),
+        "destinations": (Address(1, 1, "4741000001"),),
+        "data_coding": 0,
+        "text": text,
+        "payload": text.encode() if text else b"",
+    }
+    values.update(fields)
+    return Submission(**values)
+
+
+async def row(store: Store, message_id: str, columns: str) -> tuple[Any, ...]:
+    def read(conn: sqlite3.Connection) -> tuple[Any, ...]:
+        found: tuple[Any, ...] = conn.execute(
+            f"SELECT {columns} FROM messages WHERE id = ?", (message_id,)
+        ).fetchone()
+        return found
+
+    return await store.read(read)
+
+
+async def parts(store: Store, message_id: str) -> list[tuple[int, bytes, bytes]]:
+    def read(conn: sqlite3.Connection) -> list[tuple[int, bytes, bytes]]:
+        return conn.execute(
+            "SELECT dcs, udh, payload FROM parts WHERE message_id = ? ORDER BY idx", (message_id,)
+        ).fetchall()
+
+    return await store.read(read)
+
+
+async def test_text_is_stored_as_a_rest_submit_would_be(core: Core) -> None:
+    message_id = await core.backend.submit(ACCOUNT, submission("Hello {world}"))
+    stored = await row(
+        core.store,
+        message_id,
+        "state, recipient, originator, originator_type, content, priority, validity_minutes,"
+        " registered_delivery",
+    )
+    assert stored == (
+        "queued",
+        "+4741000001",
+        "EdgeGW",
+        "ALPHANUMERIC",
+        "Hello {world}",
+        2,
+        10080,
+        0,
+    )
+    assert [dcs for dcs, _, _ in await parts(core.store, message_id)] == [0x00]
+    assert core.wakes == [1]  # the dispatcher was woken after the commit
+
+
+async def test_ucs2_octets_and_own_udh_keep_their_coding(core: Core) -> None:
+    udh = bytes((5, 0, 3, 7, 2, 1))
+    ucs2 = await core.backend.submit(
+        ACCOUNT, submission("Hi", data_coding=8, payload="Hi".encode("utf-16-be"), udh=udh)
+    )
+    octets = await core.backend.submit(
+        ACCOUNT, submission(None, data_coding=0xF5, payload=b"\x01\x02\xff")
+    )
+    assert await parts(core.store, ucs2) == [(0x08, udh, "Hi".encode("utf-16-be"))]
+    assert await parts(core.store, octets) == [(0xF5, b"", b"\x01\x02\xff")]
+
+
+async def test_validity_is_clamped_schedule_delays_and_priority_maps(core: Core) -> None:
+    start = dt.datetime.fromtimestamp(NOW, dt.UTC)
+    short = await core.backend.submit(
+        ACCOUNT, submission(validity=start + dt.timedelta(minutes=1), priority=1)
+    )
+    long = await core.backend.submit(
+        ACCOUNT,
+        submission(
+            schedule=start + dt.timedelta(hours=1),
+            validity=start + dt.timedelta(days=30),
+            priority=3,
+            receipt=ReceiptRequest.FAILURE,
+        ),
+    )
+    assert await row(core.store, short, "validity_minutes, priority") == (5, 2)
+    minutes, priority, not_before, expires_at, receipt = await row(
+        core.store, long, "validity_minutes, priority, not_before, expires_at, registered_delivery"
+    )
+    assert (minutes, priority, receipt) == (10080, 3, 2)
+    assert not_before == pytest.approx(NOW + 3600, abs=1)
+    assert expires_at == pytest.approx(not_before + 7 * 86400)
+
+
+@pytest.mark.parametrize(
+    ("fields", "status"),
+    [
+        ({"destinations": (Address(1, 1, "4712"),)}, CommandStatus.ESME_RINVDSTADR),
+        ({"source": Address(5, 0, "Far too long a name")}, CommandStatus.ESME_RINVSRCADR),
+        ({"text": "Half: ½", "data_coding": 3}, CommandStatus.ESME_RSUBMITFAIL),
+        ({"text": "x" * 300, "udh": bytes((5, 0, 3, 1, 2, 1))}, CommandStatus.ESME_RINVMSGLEN),
+    ],
+)
+async def test_refusals_carry_their_command_status(
+    core: Core, fields: dict[str, Any], status: CommandStatus
+) -> None:
+    with pytest.raises(SubmitRefused) as refused:
+        await core.backend.submit(ACCOUNT, submission(**fields))
+    assert refused.value.command_status == status
+    count = await core.store.read(lambda c: c.execute("SELECT COUNT(*) FROM messages").fetchone())
+    assert count == (0,)
+
+
+async def finish(core: Core, message_id: str, state: MessageState, dr: int | None) -> None:
+    def write(conn: sqlite3.Connection) -> None:
+        assert _finish(conn, message_id, NOW + 60, state, error=None, dr_status=dr)
+
+    await core.store.write(write)
+
+
+async def test_receipts_follow_the_request_and_the_final_state(core: Core) -> None:
+    final, failure_only, none = [
+        await core.backend.submit(ACCOUNT, submission(receipt=receipt))
+        for receipt in (ReceiptRequest.FINAL, ReceiptRequest.FAILURE, ReceiptRequest.NONE)
+    ]
+    expired = await core.backend.submit(
+        ACCOUNT, submission("Too late", receipt=ReceiptRequest.FAILURE)
+    )
+    await finish(core, final, MessageState.DELIVERED, 0)
+    await finish(core, failure_only, MessageState.DELIVERED, 0)  # no receipt: it worked
+    await finish(core, none, MessageState.FAILED, 351)
+    await core.store.expire_due(NOW + 8 * 86400)
+    items = await core.backend.pending(1000, 10, frozenset())
+    receipts = [item.item for item in items]
+    assert all(isinstance(receipt, Receipt) for receipt in receipts)
+    assert [(r.message_id, r.message_state, r.error_code) for r in receipts] == [  # type: ignore[union-attr]
+        (final, SmppState.DELIVERED, 0),
+        (expired, SmppState.EXPIRED, 361),
+    ]
+    first = receipts[0]
+    assert isinstance(first, Receipt)
+    assert first.recipient == Address(1, 1, "4741000001")
+    assert first.originator == Address(5, 0, "EdgeGW")
+    assert first.text == "Hello"
+    assert await core.backend.pending(2000, 10, frozenset()) == []
+
+
+async def test_outbox_items_stay_until_acknowledged(core: Core) -> None:
+    message_id = await core.backend.submit(ACCOUNT, submission(receipt=ReceiptRequest.FINAL))
+    assert await core.backend.cancel(ACCOUNT, message_id)
+    (item,) = await core.backend.pending(1000, 10, frozenset())
+    assert isinstance(item.item, Receipt) and item.item.message_state is SmppState.DELETED
+    assert await core.backend.pending(1000, 10, frozenset({item.id})) == []
+    await core.backend.failed(item.id, CommandStatus.ESME_RX_T_APPN)
+    assert [i.id for i in await core.backend.pending(1000, 10, frozenset())] == [item.id]
+    await core.backend.delivered(item.id)
+    assert await core.backend.pending(1000, 10, frozenset()) == []
+
+
+async def test_query_and_cancel_only_the_services_own_queued_messages(core: Core) -> None:
+    message_id = await core.backend.submit(ACCOUNT, submission())
+    assert await core.backend.query(OTHER, message_id) is None
+    assert not await core.backend.cancel(OTHER, message_id)
+    queued = await core.backend.query(ACCOUNT, message_id)
+    assert queued is not None and queued.message_state is SmppState.ENROUTE
+    assert queued.final_date is None
+    await finish(core, message_id, MessageState.FAILED, 351)
+    assert not await core.backend.cancel(ACCOUNT, message_id)  # not queued any more
+    failed = await core.backend.query(ACCOUNT, message_id)
+    assert failed is not None
+    assert (failed.message_state, failed.error_code) == (SmppState.REJECTED, 351)
+    assert failed.final_date == dt.datetime.fromtimestamp(NOW + 60, dt.UTC)
+
+
+async def test_mo_is_queued_only_for_services_that_take_it_by_smpp(core: Core) -> None:
+    def store_mo(conn: sqlite3.Connection) -> list[int]:
+        register_mo_services(conn, [1000])
+        return [
+            enqueue_smpp_mo(
+                conn,
+                message_id=f"mo-{service_id}",
+                service_id=service_id,
+                sno="sim0",
+                originator="+4741000000",
+                content="hello",
+                received_at=NOW,
+            )
+            for service_id in (1000, 2000)
+        ]
+
+    signal = core.backend.outbound_signal(1000)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(core.backend.run)
+        assert await core.store.write(store_mo) == [1, 0]
+        core.backend.wake()
+        with trio.fail_after(5):
+            await signal.wait()
+        nursery.cancel_scope.cancel()
+    (item,) = await core.backend.pending(1000, 10, frozenset())
+    assert item.item == MobileOriginated(
+        source=Address(1, 1, "4741000000"), destination=Address(5, 0, "sim0"), text="hello"
+    )
+
+
+def example() -> Config:
+    return load_config(ROOT / "config.example.toml")
+
+
+def test_the_example_has_the_demo_account_on_2775() -> None:
+    smpp = example().smpp
+    assert smpp is not None
+    assert (smpp.host, smpp.port) == ("127.0.0.1", 2775)
+    assert [(a.system_id, a.password, a.service) for a in smpp.accounts] == [("demo", "demo", 1000)]
+
+
+def test_accounts_must_name_services_and_be_unique() -> None:
+    config = example()
+    accounts = [
+        SmppAccount(system_id="demo", password="demo", service=1000),
+        SmppAccount(system_id="demo", password="x", service=4242),
+    ]
+    broken = msgspec.structs.replace(config, smpp=SmppConfig(accounts=accounts))
+    assert _check_meaning(broken) == [
+        "smpp.accounts[1].system_id: 'demo' is used twice",
+        "smpp.accounts[1].service: no service has id 4242",
+    ]
+    services = [msgspec.structs.replace(s, mo_smpp=True) for s in config.services]
+    no_listener = msgspec.structs.replace(config, smpp=None, services=services)
+    assert _check_meaning(no_listener) == ["services[0].mo_smpp: needs an [smpp] listener"]
