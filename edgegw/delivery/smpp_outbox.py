@@ -102,9 +102,7 @@ def enqueue_receipts(conn: sqlite3.Connection, message_ids: Iterable[str], now: 
             error_code=dr_status or 0,
             text=content[:20],
         )
-        conn.execute(
-            _INSERT, (service_id, _RECEIPT, message_id, msgspec.json.encode(receipt), now)
-        )
+        conn.execute(_INSERT, (service_id, _RECEIPT, message_id, msgspec.json.encode(receipt), now))
         queued += 1
     return queued
 
