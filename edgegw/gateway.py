@@ -11,6 +11,8 @@ import datetime
 import functools
 import hmac
 import logging
+import os
+import tempfile
 
 import msgspec
 import trio
@@ -64,6 +66,7 @@ class Gateway:
         self.smpp: GatewaySmppBackend | None = None
         self.bound: Bound | None = None
         self._stop = trio.Event()
+        self._links = ""  # folder of the simulated modems' by-id style links, set by run()
         self._ready = False
         self._credentials = {s.username: (s.password, s.id) for s in config.services}
         self._service_names = {service.id: service.name for service in config.services}
@@ -99,80 +102,92 @@ class Gateway:
         self._stop.set()
 
     async def run(self, *, task_status: trio.TaskStatus[Bound] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as core:
-            await core.start(self.store.run)
-            # Before anything can finish a message or store an MO: the endpoints decide what
-            # gets enqueued for the customer.
-            await core.start(self.deliveries.run)
-            now = self.clock.now()
-            for name, times in (await recent_sends(self.store, now - DAY)).items():
-                self.pacer.load(name, times, now)
-            await core.start(self.inbound.run)
-            await core.start(self.reports.run)
-            modem_ports = {}
-            for modem_config in self.config.modems:
-                modem_ports[modem_config.name] = await self._start_modem(core, modem_config)
-            self.dispatcher = Dispatcher(
-                self.store,
-                self.modems,
-                self.config.services,
-                self.config.dispatch,
-                self.clock,
-                policy=self.config.gateway.in_flight_after_crash,
-                pacer=self.pacer,
-                prefixes={modem.name: modem.prefixes for modem in self.config.modems},
-            )
-            await core.start(self.dispatcher.run)
-            self.submitter = Submitter(
-                self.config.services, self.store, self.clock, wake=self.dispatcher.wake
-            )
-            if self.config.smpp is not None:
-                mo_smpp = [service.id for service in self.config.services if service.mo_smpp]
-                await self.store.write(functools.partial(register_mo_services, service_ids=mo_smpp))
-                self.smpp = GatewaySmppBackend(
-                    self.store,
-                    self.clock,
-                    self.submitter,
-                    self.config.smpp.accounts,
-                    self.dispatcher.wake,
-                )
-                await core.start(self.smpp.run)
-            for modem in self.modems.values():
-                core.start_soon(self._forward_events, modem)
-            async with trio.open_nursery() as listeners:
-                http = self.config.http
-                management = management_routes(
-                    Management(self.store, self.clock, wake=self.deliveries.wake),
-                    self.authenticate,
-                    {service.id for service in self.config.services},
-                    allow_unauthenticated_loopback=(
-                        self.config.management.allow_unauthenticated_loopback
-                    ),
-                )
-                app = make_app(
-                    self,
-                    auth_failure_problem=http.auth_failure_problem,
-                    routes=[management, receive_routes(self)],
-                )
-                http_port = await listeners.start(
-                    serve_http, app, http.host, http.port, http.limits
-                )
-                smpp_port = None
-                if self.config.smpp is not None and self.smpp is not None:
-                    smpp_port = await listeners.start(
-                        functools.partial(serve_smpp, self.config.smpp, self.smpp, clock=self.clock)
+        # The store outlives everything that writes to it: the listeners drain first, then the
+        # pipeline stops, then the writer.
+        with tempfile.TemporaryDirectory(prefix="edgegw-modems-") as links:
+            self._links = links
+            async with trio.open_nursery() as base:
+                await base.start(self.store.run)
+                async with trio.open_nursery() as core:
+                    # Before anything can finish a message or store an MO: the endpoints decide what
+                    # gets enqueued for the customer.
+                    await core.start(self.deliveries.run)
+                    now = self.clock.now()
+                    for name, times in (await recent_sends(self.store, now - DAY)).items():
+                        self.pacer.load(name, times, now)
+                    await core.start(self.inbound.run)
+                    await core.start(self.reports.run)
+                    modem_ports = {}
+                    for modem_config in self.config.modems:
+                        modem_ports[modem_config.name] = await self._start_modem(core, modem_config)
+                    self.dispatcher = Dispatcher(
+                        self.store,
+                        self.modems,
+                        self.config.services,
+                        self.config.dispatch,
+                        self.clock,
+                        policy=self.config.gateway.in_flight_after_crash,
+                        pacer=self.pacer,
+                        prefixes={modem.name: modem.prefixes for modem in self.config.modems},
                     )
-                self._ready = True
-                log.info("gateway ready: http on %s:%d", http.host, http_port)
-                self.bound = Bound(
-                    http_port=http_port, modem_ports=modem_ports, smpp_port=smpp_port
-                )
-                task_status.started(self.bound)
-                await self._stop.wait()
-                self._ready = False
-                log.info("gateway stopping")
-                listeners.cancel_scope.cancel()
-            core.cancel_scope.cancel()
+                    await core.start(self.dispatcher.run)
+                    self.submitter = Submitter(
+                        self.config.services, self.store, self.clock, wake=self.dispatcher.wake
+                    )
+                    if self.config.smpp is not None:
+                        mo_smpp = [
+                            service.id for service in self.config.services if service.mo_smpp
+                        ]
+                        await self.store.write(
+                            functools.partial(register_mo_services, service_ids=mo_smpp)
+                        )
+                        self.smpp = GatewaySmppBackend(
+                            self.store,
+                            self.clock,
+                            self.submitter,
+                            self.config.smpp.accounts,
+                            self.dispatcher.wake,
+                        )
+                        await core.start(self.smpp.run)
+                    for modem in self.modems.values():
+                        core.start_soon(self._forward_events, modem)
+                    async with trio.open_nursery() as listeners:
+                        http = self.config.http
+                        management = management_routes(
+                            Management(self.store, self.clock, wake=self.deliveries.wake),
+                            self.authenticate,
+                            {service.id for service in self.config.services},
+                            allow_unauthenticated_loopback=(
+                                self.config.management.allow_unauthenticated_loopback
+                            ),
+                        )
+                        app = make_app(
+                            self,
+                            auth_failure_problem=http.auth_failure_problem,
+                            routes=[management, receive_routes(self)],
+                        )
+                        http_port = await listeners.start(
+                            serve_http, app, http.host, http.port, http.limits
+                        )
+                        smpp_port = None
+                        if self.config.smpp is not None and self.smpp is not None:
+                            smpp_port = await listeners.start(
+                                functools.partial(
+                                    serve_smpp, self.config.smpp, self.smpp, clock=self.clock
+                                )
+                            )
+                        self._ready = True
+                        log.info("gateway ready: http on %s:%d", http.host, http_port)
+                        self.bound = Bound(
+                            http_port=http_port, modem_ports=modem_ports, smpp_port=smpp_port
+                        )
+                        task_status.started(self.bound)
+                        await self._stop.wait()
+                        self._ready = False
+                        log.info("gateway stopping")
+                        listeners.cancel_scope.cancel()
+                    core.cancel_scope.cancel()
+                base.cancel_scope.cancel()
 
     def _on_message(self) -> None:
         """An MO committed: its callbacks and its SMPP deliver_sm may be waiting."""
@@ -183,10 +198,18 @@ class Gateway:
     async def _start_modem(self, nursery: trio.Nursery, modem_config: ModemConfig) -> str:
         options = modem_config.at
         if modem_config.driver == "simulated":
-            simulator = Simulator(modem_config.simulator)
+            simulated = modem_config.simulator
+            if simulated.link_dir is None:
+                # Drive the simulator through a /dev/serial/by-id style link, as udev gives a
+                # USB stick, so the driver finds it again when it vanishes and comes back
+                # under another pty.
+                simulated = msgspec.structs.replace(simulated, link_dir=self._links)
+            simulator = Simulator(simulated)
             self.simulators[modem_config.name] = simulator
-            path: str = await nursery.start(serve_pty, simulator)
-            options = msgspec.structs.replace(options, port=path)
+            await nursery.start(serve_pty, simulator)
+            assert simulated.link_dir is not None
+            link = os.path.join(simulated.link_dir, simulator.link_name)
+            options = msgspec.structs.replace(options, port=link)
         modem = AtModem(modem_config.name, options)
         self.modems[modem_config.name] = modem
         nursery.start_soon(modem.run)
