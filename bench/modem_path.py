@@ -1,0 +1,259 @@
+"""Benchmark: the send path kept busy, 32 simulated modems with a fixed +CMGS latency.
+
+Starts `edgegw serve` as its own process on a scratch store with `--modems` simulated modems
+(each answers +CMGS after `--latency` seconds; status reports held back so they do not compete),
+submits `--messages` over HTTP in 1000-message batches, and waits until the store has every one
+`sent`. Throughput counts from the first part handed to a modem (its `sending` event) to the last
+part the network took (its `sent_at`), both stamped by the gateway's clock, and is printed as a
+fraction of modems / latency; gateway CPU (its /proc utime + stime, the in-process simulators
+included) is counted from before the first submit to the last send. Targets (2 cores):
+fraction >= 0.99, CPU <= 1 ms per message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import defaultdict
+from itertools import pairwise
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+GATEWAY = """
+[gateway]
+store = "bench.db"
+log_level = "warning"
+
+[http]
+host = "127.0.0.1"
+port = {port}
+
+[dispatch]
+queue_per_modem = {queue}
+
+[[services]]
+id = 1000
+name = "bench"
+username = "bench"
+password = "bench"
+"""
+
+# No `prefixes`, no `min_interval` or caps: every modem may take any message at once.
+MODEM = """
+[[modems]]
+name = "sim{index:02d}"
+driver = "simulated"
+
+[modems.simulator]
+imei = "{imei}"
+imsi = "24201{index:010d}"
+send_delay = {latency}
+report_delay = {report_delay}
+"""
+
+BATCH = 1000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def imei(index: int) -> str:
+    """A distinct 15-digit IMEI (14 digits plus the Luhn check digit), so each simulator gets
+    its own /dev/serial/by-id style link."""
+    body = f"35693803{index:06d}"
+    total = 0
+    for position, digit in enumerate(reversed(body)):
+        value = int(digit) * (2 if position % 2 == 0 else 1)
+        total += value - 9 if value > 9 else value
+    return body + str(-total % 10)
+
+
+def config_text(port: int, modems: int, latency: float, report_delay: float, queue: int) -> str:
+    parts = [GATEWAY.format(port=port, queue=queue)]
+    parts += [
+        MODEM.format(index=index, imei=imei(index), latency=latency, report_delay=report_delay)
+        for index in range(modems)
+    ]
+    return "".join(parts)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("the gateway exited during start-up")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("the gateway did not become ready in 60 s")
+
+
+def submit(port: int, first_index: int, count: int) -> None:
+    """One sendMessages request of `count` messages; every one must be accepted."""
+    body = json.dumps(
+        {
+            "serviceId": 1000,
+            "username": "bench",
+            "password": "bench",
+            "message": [
+                {"recipient": f"+47{41000000 + first_index + i}", "content": "Bench"}
+                for i in range(count)
+            ],
+        }
+    ).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/gw/rs/sendMessages",
+        data=body,
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        statuses = json.loads(response.read())["messageStatus"]
+    if len(statuses) != count or any(status["statusCode"] != 1 for status in statuses):
+        raise RuntimeError(f"not every message was accepted: {statuses[0]}")
+
+
+def count_sent(store: Path) -> int:
+    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+        (sent,) = db.execute("SELECT count(*) FROM messages WHERE state = 'sent'").fetchone()
+    return int(sent)
+
+
+def wait_all_sent(
+    store: Path, expected: int, process: subprocess.Popen[bytes], timeout: float
+) -> None:
+    """Poll the store read-only (WAL lets it be read beside the writer) until all are sent."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("the gateway exited while sending")
+        if count_sent(store) >= expected:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"only {count_sent(store)} of {expected} sent after {timeout:.0f} s")
+
+
+def send_times(store: Path) -> dict[str, list[tuple[float, float]]]:
+    """Per modem, (handed to the modem, taken by the network) of each part, in order."""
+    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+        rows = db.execute(
+            "SELECT p.modem, e.at, p.sent_at FROM parts p JOIN message_events e"
+            " ON e.message_id = p.message_id AND e.part = p.idx AND e.state = 'sending'"
+            " WHERE p.state = 'sent' ORDER BY p.modem, p.sent_at"
+        ).fetchall()
+    per_modem: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for modem, handed, taken in rows:
+        per_modem[modem].append((handed, taken))
+    return per_modem
+
+
+def report(per_modem: dict[str, list[tuple[float, float]]], modems: int, latency: float) -> float:
+    """Print the throughput figures; return the achieved fraction of modems / latency."""
+    sends = [send for sends in per_modem.values() for send in sends]
+    first = min(handed for handed, _ in sends)
+    last = max(taken for _, taken in sends)
+    rate = len(sends) / (last - first)
+    fraction = rate / (modems / latency)
+    print(
+        f"sending: {len(sends)} parts on {len(per_modem)} modems in {last - first:.2f} s "
+        f"(first hand-over to last +CMGS answer), {rate:.2f} sends/s, "
+        f"{fraction:.4f} of {modems} / {latency} s = {modems / latency:.2f}/s"
+    )
+    # Where the rest went: a send's own time (hand-over to answer: AT exchange + latency) and the
+    # gap from one answer to the next hand-over on the same modem (store writes, dispatch).
+    durations = [taken - handed for handed, taken in sends]
+    gaps = [
+        later[0] - earlier[1]
+        for sends_of_modem in per_modem.values()
+        for earlier, later in pairwise(sends_of_modem)
+    ]
+    busy = sum(durations) / (len(per_modem) * (last - first))
+    print(
+        f"per send: {statistics.mean(durations) * 1000:.1f} ms mean "
+        f"(latency {latency * 1000:.0f} ms); gap between sends on a modem: "
+        f"{statistics.mean(gaps) * 1000:.2f} ms mean, {max(gaps) * 1000:.2f} ms max; "
+        f"modems busy {busy:.4f} of the time"
+    )
+    counts = [len(sends_of_modem) for sends_of_modem in per_modem.values()]
+    print(f"parts per modem: {min(counts)}..{max(counts)}")
+    return fraction
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--modems", type=int, default=32)
+    parser.add_argument("--latency", type=float, default=0.5, help="+CMGS answer delay, s")
+    parser.add_argument("--messages", type=int, default=32 * 40, help="single-part messages")
+    parser.add_argument("--queue-per-modem", type=int, default=4, help="[dispatch] claims")
+    parser.add_argument(
+        "--report-delay",
+        type=float,
+        default=86400.0,
+        help="seconds to each status report; the default keeps them out of the measurement",
+    )
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as scratch:
+        port = free_port()
+        config = Path(scratch) / "bench.toml"
+        store = Path(scratch) / "bench.db"
+        config.write_text(
+            config_text(port, args.modems, args.latency, args.report_delay, args.queue_per_modem)
+        )
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "edgegw", "serve", "--config", str(config)],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        try:
+            wait_ready(port, process)
+            print(
+                f"start-up to ready ({args.modems} modems): {time.perf_counter() - started:.2f} s"
+            )
+            cpu = cpu_seconds(process.pid)
+            submitted = time.perf_counter()
+            for first_index in range(0, args.messages, BATCH):
+                submit(port, first_index, min(BATCH, args.messages - first_index))
+            print(f"submitted {args.messages} in {time.perf_counter() - submitted:.2f} s")
+            ideal = -(-args.messages // args.modems) * args.latency
+            wait_all_sent(store, args.messages, process, timeout=10 * ideal + 60)
+            used = cpu_seconds(process.pid) - cpu
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+        report(send_times(store), args.modems, args.latency)
+        print(
+            f"gateway CPU: {used:.2f} s, {used / args.messages * 1000:.3f} ms per message "
+            f"(submit, dispatch, send and the simulators)"
+        )
+        with sqlite3.connect(store) as db:
+            states = dict(db.execute("SELECT state, count(*) FROM messages GROUP BY state"))
+        print(f"store: {states}")
+        if states != {"sent": args.messages}:
+            raise SystemExit(f"the store should hold {args.messages} sent messages")
+
+
+if __name__ == "__main__":
+    main()
