@@ -35,6 +35,7 @@ async def test_an_sms_to_the_modem_reaches_the_customer_as_an_mo(
         example,
         gateway=msgspec.structs.replace(example.gateway, store=str(tmp_path / "edgegw.db")),
         http=msgspec.structs.replace(example.http, port=0),
+        smpp=None,
         services=[msgspec.structs.replace(example.services[0], mo=endpoint)],
     )
     gateway = Gateway(config)

@@ -42,6 +42,7 @@ async def test_stop_a_scheduled_batch_on_the_running_gateway(
         example,
         gateway=msgspec.structs.replace(example.gateway, store=str(tmp_path / "edgegw.db")),
         http=msgspec.structs.replace(example.http, port=0),
+        smpp=None,
         services=[demo],
     )
     gateway = Gateway(config)
