@@ -207,6 +207,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=32 * 40, help="single-part messages")
     parser.add_argument("--queue-per-modem", type=int, default=4, help="[dispatch] claims")
     parser.add_argument(
+        "--idle", type=float, default=5.0, help="seconds of idle gateway CPU measured first"
+    )
+    parser.add_argument(
         "--report-delay",
         type=float,
         default=86400.0,
@@ -232,6 +235,12 @@ def main() -> None:
             print(
                 f"start-up to ready ({args.modems} modems): {time.perf_counter() - started:.2f} s"
             )
+            # What the gateway burns with nothing to send (modem polls, timers), so the CPU per
+            # message can be told apart from the cost of merely running 32 modems.
+            cpu = cpu_seconds(process.pid)
+            time.sleep(args.idle)
+            idle = (cpu_seconds(process.pid) - cpu) / args.idle if args.idle > 0 else 0.0
+            print(f"idle gateway CPU: {idle * 1000:.1f} ms/s")
             cpu = cpu_seconds(process.pid)
             submitted = time.perf_counter()
             for first_index in range(0, args.messages, BATCH):
@@ -240,13 +249,16 @@ def main() -> None:
             ideal = -(-args.messages // args.modems) * args.latency
             wait_all_sent(store, args.messages, process, timeout=10 * ideal + 60)
             used = cpu_seconds(process.pid) - cpu
+            busy_for = time.perf_counter() - submitted
         finally:
             process.terminate()
             process.wait(timeout=30)
         report(send_times(store), args.modems, args.latency)
+        net = max(0.0, used - idle * busy_for)
         print(
-            f"gateway CPU: {used:.2f} s, {used / args.messages * 1000:.3f} ms per message "
-            f"(submit, dispatch, send and the simulators)"
+            f"gateway CPU: {used:.2f} s in {busy_for:.1f} s, {used / args.messages * 1000:.3f} ms "
+            f"per message (submit, dispatch, send and the simulators); "
+            f"{net / args.messages * 1000:.3f} ms net of idle"
         )
         with sqlite3.connect(store) as db:
             states = dict(db.execute("SELECT state, count(*) FROM messages GROUP BY state"))
