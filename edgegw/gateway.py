@@ -25,7 +25,7 @@ from edgegw.clock import Clock
 from edgegw.config import Config, ModemConfig
 from edgegw.delivery.smpp_outbox import register_mo_services
 from edgegw.delivery.worker import Deliveries
-from edgegw.http.app import make_app
+from edgegw.http.app import error_response, make_app
 from edgegw.http.management import management_routes
 from edgegw.http.receive import receive_routes
 from edgegw.http.server import serve_http
@@ -167,7 +167,14 @@ class Gateway:
                             routes=[management, receive_routes(self)],
                         )
                         http_port = await listeners.start(
-                            serve_http, app, http.host, http.port, http.limits
+                            functools.partial(
+                                serve_http,
+                                app,
+                                http.host,
+                                http.port,
+                                http.limits,
+                                errors=error_response,
+                            )
                         )
                         smpp_port = None
                         if self.config.smpp is not None and self.smpp is not None:

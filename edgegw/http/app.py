@@ -26,10 +26,10 @@ from edgegw.http.puzzel import (
     negotiate,
     syntax_error_response,
 )
-from edgegw.http.server import App, Request, Response
+from edgegw.http.server import App, Request, Response, plain_error
 from edgegw.model import MessageStatus, MessageView, SendRequest, SendResponse, StatusCode
 
-__all__ = ["Backend", "make_app"]
+__all__ = ["Backend", "error_response", "make_app"]
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +275,18 @@ def _fault(request: Request, status: int, reason: str) -> Response:
         f"<reason>{reason}</reason></ns2:fault>"
     ).encode()
     return Response(status=status, headers=[("content-type", _XML)], body=body)
+
+
+def error_response(request: Request | None, status: int, reason: str) -> Response:
+    """The listener's refusals (413, 431, 408, malformed requests) in the client's format: a
+    send request gets the Puzzel body with one status 5 entry, anything else the fault."""
+    if request is None:
+        return plain_error(request, status, reason)
+    if request.path == SEND_PATH:
+        error = RequestSyntaxError("request", reason)
+        fmt = negotiate(request.headers.get("accept"))
+        return _puzzel(syntax_error_response(error), fmt, status=status)
+    return _fault(request, status, reason)
 
 
 def _not_found(request: Request) -> Response:

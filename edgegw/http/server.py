@@ -18,7 +18,16 @@ import h11
 import msgspec
 import trio
 
-__all__ = ["App", "HttpLimits", "Request", "Response", "serve_connection", "serve_http"]
+__all__ = [
+    "App",
+    "ErrorRenderer",
+    "HttpLimits",
+    "Request",
+    "Response",
+    "plain_error",
+    "serve_connection",
+    "serve_http",
+]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +71,20 @@ class Response(msgspec.Struct, kw_only=True):
 
 
 App = Callable[[Request], Awaitable[Response]]
+# The answer to a request the listener refuses itself (413, 431, 408, a broken request): given
+# the request's head when it was read (body empty), else None, so the app can answer in the
+# format the client asked for.
+ErrorRenderer = Callable[[Request | None, int, str], Response]
+
+
+def plain_error(request: Request | None, status: int, reason: str) -> Response:
+    """The listener's own error answer: the reason as plain text."""
+    return Response(
+        status=status,
+        headers=[("content-type", "text/plain; charset=utf-8")],
+        body=reason.encode("utf-8") + b"\n",
+    )
+
 
 _RECEIVE_BYTES: Final = 65536
 # After an error response the client may still be sending (a refused body, say). Closing with
@@ -130,9 +153,12 @@ class _HttpConnection:
         limits: HttpLimits,
         drain: _Drain,
         client: tuple[str, int] | None,
+        errors: ErrorRenderer,
     ) -> None:
         self.stream = stream
         self.app = app
+        self.errors = errors
+        self.head: Request | None = None  # the request being served, once its head is in
         self.limits = limits
         self.drain = drain
         self.client = client
@@ -173,7 +199,7 @@ class _HttpConnection:
             self.phase = _Phase.APP
             if self.timer.deadline != math.inf:
                 self.timer.deadline = math.inf  # the app's time is the app's business
-            response = await self._call_app(request, body)
+            response = await self._call_app(body)
             self.phase = _Phase.SEND
             self.timer.deadline = trio.current_time() + self.limits.body_timeout
             await self._send_response(response, head_only=request.method == b"HEAD")
@@ -198,6 +224,7 @@ class _HttpConnection:
     async def _receive_head(self) -> h11.Request | None:
         """The next request's head; None when the client closed."""
         conn = self.conn
+        self.head = None
         self.phase = _Phase.HEAD if conn.trailing_data[0] else _Phase.IDLE
         self.idle = self.phase is _Phase.IDLE
         waiting = False
@@ -220,6 +247,7 @@ class _HttpConnection:
                         self.timer.deadline = trio.current_time() + self.limits.header_timeout
                     conn.receive_data(bytes(data))
                 elif isinstance(event, h11.Request):
+                    self.head = self._request(event)
                     # h11 bounds only a head that is still incomplete; one that arrived whole in
                     # a single read is measured here.
                     size = len(event.method) + len(event.target)
@@ -269,7 +297,7 @@ class _HttpConnection:
             else:
                 raise _Closed  # the client closed mid-body
 
-    async def _call_app(self, event: h11.Request, body: bytes) -> Response:
+    def _request(self, event: h11.Request) -> Request:
         target = event.target.decode("ascii", "replace")
         path, _, query = target.partition("?")
         headers: dict[str, str] = {}
@@ -277,24 +305,25 @@ class _HttpConnection:
             name = raw_name.decode("ascii", "replace")
             value = raw_value.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        request = Request(
+        return Request(
             method=event.method.decode("ascii", "replace"),
             path=path,
             query=query,
             headers=headers,
-            body=body,
+            body=b"",
             client=self.client,
         )
+
+    async def _call_app(self, body: bytes) -> Response:
+        request = self.head
+        assert request is not None  # _receive_head set it with the head it returned
+        request.body = body
         try:
             return await self.app(request)
         except Exception:
             # The app's failure is this request's, not the connection's: answer and go on.
             log.exception("HTTP handler failed for %s %s", request.method, request.path)
-            return Response(
-                status=500,
-                headers=[("content-type", "text/plain; charset=utf-8")],
-                body=b"internal server error\n",
-            )
+            return self.errors(request, 500, "internal server error")
 
     async def _send_response(self, response: Response, *, head_only: bool = False) -> None:
         headers = [
@@ -315,11 +344,12 @@ class _HttpConnection:
     async def _reject(self, status: int, reason: str) -> None:
         """Answer with an error (if the exchange still allows an answer) and close."""
         if self.conn.our_state in {h11.IDLE, h11.SEND_RESPONSE}:
-            response = Response(
-                status=status,
-                headers=[("content-type", "text/plain; charset=utf-8"), ("connection", "close")],
-                body=reason.encode("utf-8") + b"\n",
-            )
+            try:
+                response = self.errors(self.head, status, reason)
+            except Exception:
+                log.exception("HTTP error renderer failed for %d %s", status, reason)
+                response = plain_error(None, status, reason)
+            response.headers.append(("connection", "close"))
             try:
                 with trio.move_on_after(self.limits.body_timeout) as scope:
                     await self._send_response(response)
@@ -351,12 +381,13 @@ async def serve_connection(
     limits: HttpLimits,
     *,
     client: tuple[str, int] | None = None,
+    errors: ErrorRenderer = plain_error,
     _drain: _Drain | None = None,
 ) -> None:
     """Serve HTTP/1.1 on one stream until the client leaves, a limit is hit or shutdown ends it.
     The connection is its own error boundary: nothing it meets escapes except cancellation."""
     drain = _drain if _drain is not None else _Drain()
-    connection = _HttpConnection(stream, app, limits, drain, client)
+    connection = _HttpConnection(stream, app, limits, drain, client, errors)
     drain.connections.add(connection)
     try:
         with connection.scope:
@@ -395,6 +426,7 @@ async def serve_http(
     port: int,
     limits: HttpLimits,
     *,
+    errors: ErrorRenderer = plain_error,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on host:port (0 picks a free port, reported through `task_status.started`) and
@@ -413,7 +445,7 @@ async def serve_http(
             client = (str(peer[0]), int(peer[1]))
         except OSError:
             client = None
-        await serve_connection(stream, app, limits, client=client, _drain=drain)
+        await serve_connection(stream, app, limits, client=client, errors=errors, _drain=drain)
 
     async with trio.open_nursery() as nursery:
         try:

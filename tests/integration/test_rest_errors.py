@@ -106,9 +106,18 @@ async def test_a_body_over_the_limit_gets_413_and_others_are_served(gateway: Gat
         answer = await client.post(
             SEND,
             content=b"x" * (limit + 1),
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **JSON},
         )
         assert answer.status_code == 413
+        (status,) = answer.json()["messageStatus"]  # in the format the client asked for
+        assert status["statusCode"] == 5
+        assert f"over {limit} bytes" in status["statusMessage"]
+        answer = await client.post(
+            SEND, content=b"x" * (limit + 1), headers={"Content-Type": "application/xml"}
+        )
+        assert answer.status_code == 413
+        assert answer.headers["content-type"].startswith("application/xml")
+        assert b"<statusCode>5</statusCode>" in answer.content
     async with httpx.AsyncClient(base_url=url(gateway)) as client:
         good = await client.post(SEND, json=body(), headers=JSON)
         assert good.json()["messageStatus"][0]["statusCode"] == 1
