@@ -377,6 +377,11 @@ class DueMessage(msgspec.Struct, frozen=True, kw_only=True):
     recipient: str = ""  # for routing by recipient prefix
 
 
+# Part states of a part the network already took: a retry of its message must not send it
+# again, also when its status report came before the retry.
+_WENT_OUT = frozenset({MessageState.SENT, MessageState.DELIVERED, MessageState.FAILED})
+
+
 class ClaimedPart(msgspec.Struct, frozen=True, kw_only=True):
     index: int  # 1-based
     part: EncodedPart
@@ -806,7 +811,7 @@ class Store:
                     ClaimedPart(
                         index=index,
                         part=EncodedPart(dcs=dcs, udh=udh, payload=payload),
-                        sent=state == MessageState.SENT,
+                        sent=state in _WENT_OUT,
                     )
                     for index, dcs, udh, payload, state in conn.execute(
                         "SELECT idx, dcs, udh, payload, state FROM parts WHERE message_id = ?"

@@ -61,10 +61,9 @@ def fault_config(
             modem.simulator,
             profile=profile,
             **{
-                # No status reports unless asked for: one landing between a part's failure
-                # and the retry trips the bug test_a_part_reported_delivered_is_not_sent_again
-                # pins down.
-                "report_delay": None,
+                # Status reports come quickly, so some land between a part's failure and
+                # its message's retry (test_a_part_reported_delivered_is_not_sent_again).
+                "report_delay": 0.3,
                 **SIMULATOR_OVERRIDES.get(profile, {}),
                 **(simulator or {}),
             },
@@ -160,14 +159,6 @@ async def test_every_accepted_message_settles_under_each_fault_profile(
     gateway.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Store.claim counts only parts in state 'sent' as sent (edgegw/store.py, ClaimedPart"
-        " sent=state == MessageState.SENT); a part whose status report already made it"
-        " 'delivered' is sent again on the retry of a later part"
-    ),
-)
 async def test_a_part_reported_delivered_is_not_sent_again(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
