@@ -15,6 +15,7 @@ from urllib.parse import unquote
 
 import msgspec
 
+from edgegw.http.problems import problem_response
 from edgegw.http.puzzel import (
     RequestSyntaxError,
     ResponseFormat,
@@ -53,12 +54,10 @@ class Backend(Protocol):
 SEND_PATH: Final = "/gw/rs/sendMessages"
 MESSAGES_PREFIX: Final = "/api/messages/"
 HEALTH_PATH: Final = "/health"
-REALM: Final = "edgegw"
 
 FAULT_NAMESPACE: Final = "http://chimera.intele.com/gw/xsd/SMSGateway/Fault/2013/02"
 
 _JSON: Final = "application/json"
-_PROBLEM_JSON: Final = "application/problem+json"
 _XML: Final = "application/xml"
 _TEXT_XML: Final = "text/xml"
 
@@ -70,15 +69,6 @@ _BODY_DECODERS: Final[dict[str, Callable[[bytes], SendRequest]]] = {
 }
 # Decoders that read the body as UTF-8 text; the XML parser reads the document's own declaration.
 _TEXT_BODIES: Final = frozenset({"application/json", "application/x-www-form-urlencoded"})
-
-
-class _Problem(msgspec.Struct, kw_only=True):
-    """RFC 7807 problem details."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
 
 
 _HEALTH_OK: Final = b'{"status":"ok"}'
@@ -166,19 +156,21 @@ def make_app(
             and response.messageStatus
             and all(s.statusCode == StatusCode.ACCESS_ERROR for s in response.messageStatus)
         ):
-            return _problem(401, "Unauthorized", "the service credentials were not accepted")
+            return problem_response(
+                401, "Unauthorized", "the service credentials were not accepted"
+            )
         return _puzzel(response, fmt, xml=xml)
 
     async def _message(request: Request, message_id: str) -> Response:
         credentials = _basic_credentials(request.headers.get("authorization"))
         service_id = None if credentials is None else backend.authenticate(*credentials)
         if service_id is None:
-            response = _problem(401, "Unauthorized", "HTTP Basic credentials of a service needed")
-            response.headers.append(("www-authenticate", f'Basic realm="{REALM}"'))
-            return response
+            return problem_response(
+                401, "Unauthorized", "HTTP Basic credentials of a service needed"
+            )
         view = await backend.message_view(service_id, message_id)
         if view is None:
-            return _problem(404, "Not Found", f"no message {message_id!r} for this service")
+            return problem_response(404, "Not Found", f"no message {message_id!r} for this service")
         return Response(
             status=200, headers=[("content-type", _JSON)], body=msgspec.json.encode(view)
         )
@@ -255,20 +247,11 @@ def _internal_error(send_request: SendRequest) -> SendResponse:
     )
 
 
-def _problem(status: int, title: str, detail: str) -> Response:
-    problem = _Problem(type="about:blank", title=title, status=status, detail=detail)
-    return Response(
-        status=status,
-        headers=[("content-type", _PROBLEM_JSON)],
-        body=msgspec.json.encode(problem),
-    )
-
-
 def _fault(request: Request, status: int, reason: str) -> Response:
     """An error outside the send model, as problem+json or as the Puzzel XML fault (appendix C),
     whichever the client's Accept prefers."""
     if negotiate(request.headers.get("accept")) is ResponseFormat.JSON:
-        return _problem(status, reason, f"{request.method} {request.path}: {reason}")
+        return problem_response(status, reason, f"{request.method} {request.path}: {reason}")
     body = (
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
         f'<ns2:fault xmlns:ns2="{FAULT_NAMESPACE}"><code>{status}</code>'

@@ -5,7 +5,6 @@ encoding only: never touches the store itself; `edgegw.pipeline.management` does
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 from collections.abc import Awaitable, Callable, Collection
 from typing import Final
@@ -14,7 +13,8 @@ from xml.sax.saxutils import escape
 
 import msgspec
 
-from edgegw.http.app import REALM, _basic_credentials
+from edgegw.http.app import _basic_credentials
+from edgegw.http.problems import HttpError, parse_moment, problem_response
 from edgegw.http.server import Request, Response
 from edgegw.model import MessageState
 from edgegw.pipeline.management import (
@@ -36,18 +36,7 @@ MESSAGES_PATH: Final = "/api/messages"
 
 _JSON: Final = "application/json"
 _TEXT_XML: Final = "text/xml"
-_PROBLEM_JSON: Final = "application/problem+json"
 _XML_DECLARATION: Final = '<?xml version="1.0" encoding="UTF-8"?>\n'
-
-
-class _Problem(msgspec.Struct, kw_only=True):
-    """RFC 7807 problem details, as the 3.0.1 client reads them (spec 5.2)."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    instance: str
 
 
 class _BatchList(msgspec.Struct, kw_only=True):
@@ -67,14 +56,6 @@ class _StopResponse(msgspec.Struct, kw_only=True):
 class _Cancelled(msgspec.Struct, kw_only=True):
     messageId: str
     state: MessageState
-
-
-class _HttpError(Exception):
-    def __init__(self, status: int, title: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.title = title
-        self.detail = detail
 
 
 def management_routes(
@@ -103,7 +84,7 @@ def management_routes(
                 return await _list_messages(request)
             if path.startswith(MESSAGES_PATH + "/") and request.method == "DELETE":
                 return await _cancel(request, unquote(path[len(MESSAGES_PATH) + 1 :]))
-        except _HttpError as exc:
+        except HttpError as exc:
             return _problem(request, exc)
         return None
 
@@ -112,7 +93,7 @@ def management_routes(
         service_part, _, tail = rest.partition("/")
         head, _, reference = tail.partition("/")
         if head != "batch" or not service_part.isdigit():
-            raise _HttpError(404, "Not Found", f"no such resource {request.path!r}")
+            raise HttpError(404, "Not Found", f"no such resource {request.path!r}")
         service_id = int(service_part)
         _authorize(request, service_id, client_style=client_style)
         as_xml = not client_style and _prefers_xml(request.headers.get("accept"))
@@ -173,7 +154,7 @@ def management_routes(
         try:
             page = await management.messages(service_id, query)
         except BadCursor as exc:
-            raise _HttpError(400, "Bad Request", str(exc)) from None
+            raise HttpError(400, "Bad Request", str(exc)) from None
         return _json(page)
 
     async def _cancel(request: Request, message_id: str) -> Response:
@@ -182,10 +163,10 @@ def management_routes(
             raise _unauthorized()
         outcome = await management.cancel(service_id, message_id)
         if not outcome.found:
-            raise _HttpError(404, "Not Found", f"no message {message_id!r} for this service")
+            raise HttpError(404, "Not Found", f"no message {message_id!r} for this service")
         if not outcome.cancelled:
             state = outcome.state.value if outcome.state is not None else "unknown"
-            raise _HttpError(
+            raise HttpError(
                 409, "Conflict", f"message {message_id!r} is {state} and can no longer be cancelled"
             )
         return _json(_Cancelled(messageId=message_id, state=MessageState.CANCELLED))
@@ -198,19 +179,19 @@ def _message_filter(query: str) -> MessageFilter:
     known = {"state", "recipient", "batch", "since", "until", "limit", "cursor"}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise _HttpError(400, "Bad Request", f"unknown query parameter {unknown[0]!r}")
+        raise HttpError(400, "Bad Request", f"unknown query parameter {unknown[0]!r}")
     state = None
     if values.get("state"):
         try:
             state = MessageState(values["state"].lower())
         except ValueError:
             choices = ", ".join(member.value for member in MessageState)
-            raise _HttpError(400, "Bad Request", f"state must be one of {choices}") from None
+            raise HttpError(400, "Bad Request", f"state must be one of {choices}") from None
     limit = 100
     if values.get("limit"):
         text = values["limit"]
         if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
-            raise _HttpError(400, "Bad Request", f"limit must be from 1 to {MAX_PAGE}")
+            raise HttpError(400, "Bad Request", f"limit must be from 1 to {MAX_PAGE}")
         limit = int(text)
     return MessageFilter(
         state=state,
@@ -224,27 +205,12 @@ def _message_filter(query: str) -> MessageFilter:
 
 
 def _moment(name: str, text: str | None) -> float | None:
-    """ISO 8601 (a time without offset is UTC) or Unix seconds."""
-    if not text:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        raise _HttpError(
-            400, "Bad Request", f"{name} must be ISO 8601 or Unix seconds, not {text!r}"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return moment.timestamp()
+    return parse_moment(name, text) if text else None
 
 
 def _allow(request: Request, methods: str) -> None:
     if request.method not in methods.split(", "):
-        raise _HttpError(405, "Method Not Allowed", f"{request.method} is not one of {methods}")
+        raise HttpError(405, "Method Not Allowed", f"{request.method} is not one of {methods}")
 
 
 def _is_loopback(request: Request) -> bool:
@@ -264,12 +230,12 @@ def _prefers_xml(accept: str | None) -> bool:
     return "xml" in accept and "json" not in accept
 
 
-def _unknown_batch(reference: str) -> _HttpError:
-    return _HttpError(404, "Not Found", f"no batch {reference!r} for this service")
+def _unknown_batch(reference: str) -> HttpError:
+    return HttpError(404, "Not Found", f"no batch {reference!r} for this service")
 
 
-def _unauthorized() -> _HttpError:
-    return _HttpError(401, "Unauthorized", "HTTP Basic credentials of this service are needed")
+def _unauthorized() -> HttpError:
+    return HttpError(401, "Unauthorized", "HTTP Basic credentials of this service are needed")
 
 
 def _json(value: msgspec.Struct) -> Response:
@@ -298,19 +264,5 @@ def _stopped_xml(message: StoppedMessage) -> str:
     return f"<stoppedMessages>{inner}</stoppedMessages>"
 
 
-def _problem(request: Request, error: _HttpError) -> Response:
-    problem = _Problem(
-        type="about:blank",
-        title=error.title,
-        status=error.status,
-        detail=error.detail,
-        instance=request.path,
-    )
-    response = Response(
-        status=error.status,
-        headers=[("content-type", _PROBLEM_JSON)],
-        body=msgspec.json.encode(problem),
-    )
-    if error.status == 401:
-        response.headers.append(("www-authenticate", f'Basic realm="{REALM}"'))
-    return response
+def _problem(request: Request, error: HttpError) -> Response:
+    return problem_response(error.status, error.title, error.detail, instance=request.path)

@@ -5,15 +5,14 @@ and encoding only: never touches the store or a modem itself; the backend does.
 
 from __future__ import annotations
 
-import datetime
-import math
 from collections.abc import Awaitable, Callable
 from typing import Final, Protocol
 from urllib.parse import parse_qs, unquote
 
 import msgspec
 
-from edgegw.http.app import REALM, _basic_credentials
+from edgegw.http.app import _basic_credentials
+from edgegw.http.problems import HttpError, parse_moment, problem_response
 from edgegw.http.server import Request, Response
 from edgegw.model import InboundView
 from edgegw.pipeline.inbound import MAX_LIST
@@ -26,7 +25,6 @@ MODEMS_PATH: Final = "/api/modems"
 DEFAULT_LIMIT: Final = 100
 
 _JSON: Final = "application/json"
-_PROBLEM_JSON: Final = "application/problem+json"
 
 Route = Callable[[Request], Awaitable[Response | None]]
 
@@ -52,21 +50,6 @@ class _InboundList(msgspec.Struct, kw_only=True):
     inbound: list[InboundView]
 
 
-class _Problem(msgspec.Struct, kw_only=True):
-    type: str
-    title: str
-    status: int
-    detail: str
-
-
-class _HttpError(Exception):
-    def __init__(self, status: int, title: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.title = title
-        self.detail = detail
-
-
 def receive_routes(backend: ReceiveBackend) -> Route:
     """The routes, for `make_app(..., routes=[...])`. A request they do not serve gets None."""
 
@@ -81,28 +64,28 @@ def receive_routes(backend: ReceiveBackend) -> Route:
             if path.startswith(INBOUND_PATH + "/"):
                 message_id = unquote(path[len(INBOUND_PATH) + 1 :])
                 if "/" in message_id:
-                    raise _HttpError(404, "Not Found", f"no such resource {path!r}")
+                    raise HttpError(404, "Not Found", f"no such resource {path!r}")
                 service_id = _authorized(request)
                 view = await backend.inbound_view(service_id, message_id)
                 if view is None:
-                    raise _HttpError(
+                    raise HttpError(
                         404, "Not Found", f"no inbound message {message_id!r} for this service"
                     )
                 return _json(view)
             if path == MODEMS_PATH:
                 _authorized(request)
                 return _json(await backend.modems_view())
-        except _HttpError as exc:
+        except HttpError as exc:
             return _problem(exc)
         return None
 
     def _authorized(request: Request) -> int:
         if request.method not in ("GET", "HEAD"):
-            raise _HttpError(405, "Method Not Allowed", f"{request.method} is not allowed here")
+            raise HttpError(405, "Method Not Allowed", f"{request.method} is not allowed here")
         credentials = _basic_credentials(request.headers.get("authorization"))
         service_id = None if credentials is None else backend.authenticate(*credentials)
         if service_id is None:
-            raise _HttpError(401, "Unauthorized", "HTTP Basic credentials of a service needed")
+            raise HttpError(401, "Unauthorized", "HTTP Basic credentials of a service needed")
         return service_id
 
     return route
@@ -112,53 +95,23 @@ def _list_query(query: str) -> tuple[float | None, int]:
     values = {key: items[-1] for key, items in parse_qs(query, keep_blank_values=True).items()}
     unknown = sorted(set(values) - {"since", "limit"})
     if unknown:
-        raise _HttpError(400, "Bad Request", f"unknown query parameter {unknown[0]!r}")
-    since = _since(values["since"]) if "since" in values else None
+        raise HttpError(400, "Bad Request", f"unknown query parameter {unknown[0]!r}")
+    since = parse_moment("since", values["since"]) if "since" in values else None
     limit = DEFAULT_LIMIT
     if "limit" in values:
         text = values["limit"]
         if not text.isdigit() or not 1 <= int(text) <= MAX_LIST:
-            raise _HttpError(400, "Bad Request", f"limit must be from 1 to {MAX_LIST}")
+            raise HttpError(400, "Bad Request", f"limit must be from 1 to {MAX_LIST}")
         limit = int(text)
     return since, limit
-
-
-def _since(text: str) -> float:
-    """Epoch seconds, or an ISO 8601 time with a zone (a time without one is UTC)."""
-    try:
-        epoch = float(text)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(epoch):
-            raise _HttpError(400, "Bad Request", f"since {text!r} is not a time")
-        return epoch
-    try:
-        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise _HttpError(
-            400, "Bad Request", f"since {text!r} is neither epoch seconds nor ISO 8601"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return moment.timestamp()
 
 
 def _json(value: msgspec.Struct) -> Response:
     return Response(status=200, headers=[("content-type", _JSON)], body=msgspec.json.encode(value))
 
 
-def _problem(error: _HttpError) -> Response:
-    problem = _Problem(
-        type="about:blank", title=error.title, status=error.status, detail=error.detail
-    )
-    response = Response(
-        status=error.status,
-        headers=[("content-type", _PROBLEM_JSON)],
-        body=msgspec.json.encode(problem),
-    )
-    if error.status == 401:
-        response.headers.append(("www-authenticate", f'Basic realm="{REALM}"'))
+def _problem(error: HttpError) -> Response:
+    response = problem_response(error.status, error.title, error.detail)
     if error.status == 405:
         response.headers.append(("allow", "GET, HEAD"))
     return response

@@ -1,0 +1,79 @@
+"""Errors of the JSON routes as RFC 7807 problem details, and the query-time parser they share.
+
+Builds responses and parses text; no I/O. Serves the routes under /api/ and the Management API
+(spec section 5.2: `application/problem+json` with type, title, status, detail, instance).
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from typing import Final
+
+import msgspec
+
+from edgegw.http.server import Response
+
+__all__ = ["PROBLEM_JSON", "REALM", "HttpError", "Problem", "parse_moment", "problem_response"]
+
+PROBLEM_JSON: Final = "application/problem+json"
+# The HTTP Basic realm every route that asks for a service's credentials names.
+REALM: Final = "edgegw"
+
+
+class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """RFC 7807 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+
+
+class HttpError(Exception):
+    """A request a route refuses: answered with its status as problem details."""
+
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+
+
+def problem_response(
+    status: int, title: str, detail: str, *, instance: str | None = None
+) -> Response:
+    """The problem+json answer; a 401 also names the Basic realm, as RFC 7235 asks."""
+    problem = Problem(
+        type="about:blank", title=title, status=status, detail=detail, instance=instance
+    )
+    response = Response(
+        status=status,
+        headers=[("content-type", PROBLEM_JSON)],
+        body=msgspec.json.encode(problem),
+    )
+    if status == 401:
+        response.headers.append(("www-authenticate", f'Basic realm="{REALM}"'))
+    return response
+
+
+def parse_moment(name: str, text: str) -> float:
+    """A query time: Unix seconds, or ISO 8601 (`Z` allowed; without an offset it is UTC)."""
+    try:
+        epoch = float(text)
+    except ValueError:
+        epoch = None
+    if epoch is not None:
+        if not math.isfinite(epoch):
+            raise HttpError(400, "Bad Request", f"{name} {text!r} is not a time")
+        return epoch
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise HttpError(
+            400, "Bad Request", f"{name} must be ISO 8601 or Unix seconds, not {text!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
