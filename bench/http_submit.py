@@ -11,16 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import trio
+from gateway_process import cpu_seconds, free_port, percentile, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,13 +46,6 @@ driver = "simulated"
 # A modem sends a few SMS a minute; keep the send path nearly idle while ingest is measured.
 send_delay = 30.0
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def request_bytes(port: int, first_index: int, count: int) -> bytes:
@@ -132,17 +124,6 @@ async def load(port: int, connections: int, requests: int, batch: int) -> tuple[
     return time.perf_counter() - started, latencies
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time a process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
 def report(name: str, seconds: float, latencies: list[float], messages: int, cpu: float) -> None:
     print(
         f"{name}: {messages} messages in {len(latencies)} requests, {seconds:.2f} s, "
@@ -151,19 +132,6 @@ def report(name: str, seconds: float, latencies: list[float], messages: int, cpu
         f"p99 {percentile(latencies, 0.99) * 1000:.2f} ms, "
         f"gateway CPU {cpu / messages * 1e6:.0f} us/msg"
     )
-
-
-def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("the gateway exited during start-up")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("the gateway did not become ready in 30 s")
 
 
 def main() -> None:

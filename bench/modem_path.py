@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -26,6 +25,8 @@ import urllib.request
 from collections import defaultdict
 from itertools import pairwise
 from pathlib import Path
+
+from gateway_process import cpu_seconds, free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,13 +65,6 @@ report_delay = {report_delay}
 BATCH = 1000
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def imei(index: int) -> str:
     """A distinct 15-digit IMEI (14 digits plus the Luhn check digit), so each simulator gets
     its own /dev/serial/by-id style link."""
@@ -89,25 +83,6 @@ def config_text(port: int, modems: int, latency: float, report_delay: float, que
         for index in range(modems)
     ]
     return "".join(parts)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time a process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("the gateway exited during start-up")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("the gateway did not become ready in 60 s")
 
 
 def submit(port: int, first_index: int, count: int) -> None:

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sqlite3
 import struct
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import trio
+from gateway_process import cpu_seconds, free_port, percentile, wait_ready
 
 from edgegw.smpp.constants import CommandId
 from edgegw.smpp.pdu import BindTransceiver, SubmitSm, encode
@@ -63,13 +62,6 @@ service = 1000
 """
 
 _HEADER = struct.Struct(">IIII")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def submit_frames(total: int) -> list[bytes]:
@@ -158,30 +150,6 @@ async def load(port: int, total: int, window: int) -> tuple[float, list[float], 
                 next_index = end
         seconds = time.perf_counter() - started
     return seconds, latencies, message_ids
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time a process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("the gateway exited during start-up")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("the gateway did not become ready in 30 s")
 
 
 def main() -> None:
