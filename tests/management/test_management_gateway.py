@@ -5,45 +5,26 @@ so the composition root wires the outbox, the delivery workers and the routes to
 from __future__ import annotations
 
 import datetime
-import json
 from pathlib import Path
 
 import httpx
 import msgspec
 import trio
+from support.gateway import Customer, example_config
 
-from edgegw.config import load_config
 from edgegw.delivery.config import CallbackEndpoint
 from edgegw.gateway import Gateway
-from edgegw.http.server import HttpLimits, Request, Response, serve_http
-
-ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 async def test_stop_a_scheduled_batch_on_the_running_gateway(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    drs: list[dict[str, object]] = []
-    arrived = trio.Event()
-
-    async def customer(request: Request) -> Response:
-        drs.extend(json.loads(request.body)["dr"])
-        arrived.set()
-        return Response(status=200)
-
-    customer_port = await nursery.start(serve_http, customer, "127.0.0.1", 0, HttpLimits())
-    example = load_config(ROOT / "config.example.toml")
-    demo = msgspec.structs.replace(
-        example.services[0],
+    customer = Customer("dr")
+    customer_port = await customer.start(nursery)
+    config = example_config(
+        tmp_path,
         delivery_reports=True,
         dr=msgspec.convert({"url": f"http://127.0.0.1:{customer_port}/dr"}, type=CallbackEndpoint),
-    )
-    config = msgspec.structs.replace(
-        example,
-        gateway=msgspec.structs.replace(example.gateway, store=str(tmp_path / "edgegw.db")),
-        http=msgspec.structs.replace(example.http, port=0),
-        smpp=None,
-        services=[demo],
     )
     gateway = Gateway(config)
     bound = await nursery.start(gateway.run)
@@ -82,8 +63,8 @@ async def test_stop_a_scheduled_batch_on_the_running_gateway(
             {"messageId": status["messageId"], "clientMessageReference": "r1"}
         ]
         with trio.fail_after(10):
-            await arrived.wait()
-        (dr,) = drs
+            await customer.arrived.wait()
+        (dr,) = customer.received
         assert (dr["messageid"], dr["statuscode"], dr["customerbatchreference"]) == (
             status["messageId"],
             371,

@@ -10,12 +10,13 @@ from pathlib import Path
 import msgspec
 import trio
 import trio.testing
+from support.pipeline import stored_record, submit_one
 
 from drivers.events import InboundSms, ModemEvent, ModemState, StatusReportReceived
 from drivers.modem import Health, ModemUnavailable, OutgoingPart
 from edgegw.clock import Clock
 from edgegw.config import DispatchConfig, ServiceConfig
-from edgegw.model import MessageRequest, MessageState, SendRequest, Settings
+from edgegw.model import MessageState
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.modems import queues, recent_sends
 from edgegw.pipeline.pacing import DAY, HOUR, Pacer, PacingRule
@@ -77,22 +78,10 @@ class Rig:
         self.dispatcher = dispatcher
 
     async def send(self, recipient: str = "+4741000000", content: str = "Hi") -> str:
-        response = await self.submitter.submit(
-            SendRequest(
-                serviceId=1,
-                username="user",
-                password="secret",
-                message=[MessageRequest(recipient=recipient, content=content, settings=Settings())],
-            )
-        )
-        message_id = response.messageStatus[0].messageId
-        assert message_id is not None
-        return message_id
+        return await submit_one(self.submitter, recipient, content)
 
     async def state(self, message_id: str) -> MessageState:
-        record = await self.store.message(message_id)
-        assert record is not None
-        return record.state
+        return (await stored_record(self.store, message_id)).state
 
 
 async def start_rig(

@@ -12,13 +12,13 @@ import msgspec
 import pytest
 import trio
 import trio.testing
+from support.modems import ReportingModem
+from support.pipeline import stored_record, submit_one
+from support.reports import SCTS, report_event
 
-from drivers.events import InboundSms, ModemEvent, ModemState, StatusReportReceived
-from drivers.gsm import build_status_report, parse_status_report
-from drivers.modem import Health, OutgoingPart
 from edgegw.clock import Clock
 from edgegw.config import DispatchConfig, ServiceConfig
-from edgegw.model import MessageRequest, MessageState, SendRequest, Settings
+from edgegw.model import MessageState
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.drstatus import DrCode, ReportOutcome, dr_status, ext_status, report_outcome
 from edgegw.pipeline.reports import ReportCorrelator, same_number
@@ -28,56 +28,6 @@ from edgegw.store import MessageRecord, Store, run_inline
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z
 WINDOW = 3 * 86400.0
 GRACE = 3600.0
-SCTS = dt.datetime(2025, 8, 5, 10, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
-
-
-def report_event(
-    modem: str, reference: int, recipient: str, status: int, submitted: dt.datetime = SCTS
-) -> StatusReportReceived:
-    # TP-SCTS is when the SMSC took the SMS-SUBMIT; the discharge time comes a little later.
-    pdu = build_status_report(
-        reference,
-        recipient,
-        sc_timestamp=submitted,
-        discharge_time=submitted + dt.timedelta(seconds=5),
-        status=status,
-    )
-    return StatusReportReceived(
-        modem=modem, storage="SM", index=None, smsc="", pdu=pdu, report=parse_status_report(pdu)
-    )
-
-
-class ReportingModem:
-    """Sends in one virtual second, TP-MR counting mod 256 from `first_reference`; every sent
-    part is remembered so the test can report on it."""
-
-    def __init__(self, name: str, first_reference: int = 0) -> None:
-        self.name = name
-        self.state = ModemState.READY
-        self.sent: list[tuple[OutgoingPart, int, float]] = []  # part, TP-MR, trio time
-        self._reference = first_reference
-        self._events = trio.open_memory_channel[ModemEvent](1)[1]
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        await trio.sleep_forever()
-
-    async def send(self, outgoing: OutgoingPart) -> int:
-        await trio.sleep(1.0)
-        reference = self._reference
-        self._reference = (self._reference + 1) % 256
-        self.sent.append((outgoing, reference, trio.current_time()))
-        return reference
-
-    async def acknowledge(self, event: InboundSms | StatusReportReceived) -> None:
-        return None
-
-    def health(self) -> Health:
-        return Health(state=self.state)
-
-    @property
-    def events(self) -> trio.MemoryReceiveChannel[ModemEvent]:
-        return self._events
 
 
 class Rig:
@@ -87,22 +37,10 @@ class Rig:
         self.correlator = correlator
 
     async def send(self, content: str = "Hello", recipient: str = "+4741000000") -> str:
-        response = await self.submitter.submit(
-            SendRequest(
-                serviceId=1,
-                username="user",
-                password="secret",
-                message=[MessageRequest(recipient=recipient, content=content, settings=Settings())],
-            )
-        )
-        message_id = response.messageStatus[0].messageId
-        assert message_id is not None, response.messageStatus[0].statusMessage
-        return message_id
+        return await submit_one(self.submitter, recipient, content)
 
     async def record(self, message_id: str) -> MessageRecord:
-        record = await self.store.message(message_id)
-        assert record is not None
-        return record
+        return await stored_record(self.store, message_id)
 
     async def wait_sent(self, message_id: str) -> None:
         with trio.fail_after(86400):

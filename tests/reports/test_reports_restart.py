@@ -11,13 +11,14 @@ from pathlib import Path
 import msgspec
 import trio
 import trio.testing
+from support.modems import ReportingModem
+from support.pipeline import stored_record, submit_one
+from support.reports import report_event
 
-from drivers.events import InboundSms, ModemEvent, ModemState, StatusReportReceived
-from drivers.gsm import build_status_report, parse_status_report
-from drivers.modem import Health, OutgoingPart
+from drivers.events import StatusReportReceived
 from edgegw.clock import Clock
 from edgegw.config import DispatchConfig, ServiceConfig
-from edgegw.model import MessageRequest, MessageState, SendRequest, Settings
+from edgegw.model import MessageState
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.drstatus import DrCode
 from edgegw.pipeline.reports import ReportCorrelator
@@ -34,39 +35,6 @@ TOTAL = 300
 FIRST_REFERENCE = 200
 
 
-class ReportingModem:
-    """Sends in one virtual second, TP-MR counting mod 256 from `first_reference`; every sent
-    part is remembered so the test can report on it. It outlives the gateway's restart, as a
-    modem does, so its TP-MR counter carries on."""
-
-    def __init__(self, name: str, first_reference: int) -> None:
-        self.name = name
-        self.sent: list[tuple[OutgoingPart, int, float]] = []  # part, TP-MR, trio time
-        self._reference = first_reference
-        self._events = trio.open_memory_channel[ModemEvent](1)[1]
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        await trio.sleep_forever()
-
-    async def send(self, outgoing: OutgoingPart) -> int:
-        await trio.sleep(1.0)
-        reference = self._reference
-        self._reference = (self._reference + 1) % 256
-        self.sent.append((outgoing, reference, trio.current_time()))
-        return reference
-
-    async def acknowledge(self, event: InboundSms | StatusReportReceived) -> None:
-        return None
-
-    def health(self) -> Health:
-        return Health(state=ModemState.READY)
-
-    @property
-    def events(self) -> trio.MemoryReceiveChannel[ModemEvent]:
-        return self._events
-
-
 class Pipeline:
     """The part of the gateway that matters here: store, dispatcher, submitter, correlator."""
 
@@ -76,24 +44,10 @@ class Pipeline:
         self.correlator = correlator
 
     async def send(self, n: int) -> str:
-        response = await self.submitter.submit(
-            SendRequest(
-                serviceId=1,
-                username="user",
-                password="secret",
-                message=[
-                    MessageRequest(recipient=RECIPIENT, content=f"message {n}", settings=Settings())
-                ],
-            )
-        )
-        message_id = response.messageStatus[0].messageId
-        assert message_id is not None, response.messageStatus[0].statusMessage
-        return message_id
+        return await submit_one(self.submitter, RECIPIENT, f"message {n}")
 
     async def state(self, message_id: str) -> MessageState:
-        record = await self.store.message(message_id)
-        assert record is not None
-        return record.state
+        return (await stored_record(self.store, message_id)).state
 
 
 async def start_gateway(nursery: trio.Nursery, path: Path, modem: ReportingModem) -> Pipeline:
@@ -129,21 +83,8 @@ def report_for(modem: ReportingModem, sent: int) -> tuple[int, StatusReportRecei
     outgoing, reference, sent_at = modem.sent[sent]
     n = int(outgoing.part.payload.decode("ascii").split()[-1])
     submitted = SCTS + dt.timedelta(seconds=sent_at)
-    pdu = build_status_report(
-        reference,
-        outgoing.recipient,
-        sc_timestamp=submitted,
-        discharge_time=submitted + dt.timedelta(seconds=5),
-        status=0x41 if refused(n) else 0x00,
-    )
-    report = StatusReportReceived(
-        modem=modem.name,
-        storage="SM",
-        index=None,
-        smsc="",
-        pdu=pdu,
-        report=parse_status_report(pdu),
-    )
+    status = 0x41 if refused(n) else 0x00
+    report = report_event(modem.name, reference, outgoing.recipient, status, submitted)
     return n, report
 
 

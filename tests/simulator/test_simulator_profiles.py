@@ -13,6 +13,7 @@ import msgspec
 import pytest
 import trio
 import trio.testing
+from support.terminal import StreamTerminal
 
 from drivers.gsm import encode_message, parse_deliver, split_sca
 from drivers.simulator import (
@@ -271,31 +272,13 @@ def test_storage_full_holds_new_messages_in_the_network_until_one_is_deleted() -
     assert talk(engine, b"AT+CPMS?\r") == b'\r\n+CPMS: "SM",2,30,"SM",2,30,"SM",2,30\r\n' + OK
 
 
-class Terminal:
-    """A client end that reads what the modem writes until a marker, or EOF."""
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self.buffer = b""
-
-    async def read_until(self, marker: bytes) -> bytes:
-        while marker not in self.buffer:
-            chunk = await self.stream.receive_some()
-            if not chunk:
-                raise EOFError(self.buffer)
-            self.buffer += chunk
-        end = self.buffer.index(marker) + len(marker)
-        data, self.buffer = self.buffer[:end], self.buffer[end:]
-        return data
-
-
 async def test_vanishing_closes_the_line_after_30_s_and_is_back_5_s_later_restarted(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
     sim = Simulator(SimulatorOptions(profile="vanishing"))
     client, server = trio.testing.memory_stream_pair()
     nursery.start_soon(serve_stream, sim, server)
-    terminal = Terminal(client)
+    terminal = StreamTerminal(client)
     await client.send_all(b"ATE0\r")
     assert await terminal.read_until(b"OK\r\n") == b"ATE0\r\r\nOK\r\n"
     assert await sim.deliver_mo("+4799999999", "kept") == [1]
@@ -307,7 +290,7 @@ async def test_vanishing_closes_the_line_after_30_s_and_is_back_5_s_later_restar
     # and the stored message still there.
     client, server = trio.testing.memory_stream_pair()
     nursery.start_soon(serve_stream, sim, server)
-    terminal = Terminal(client)
+    terminal = StreamTerminal(client)
     await client.send_all(b"AT+CPMS?\r")
     assert await terminal.read_until(b"OK\r\n") == (
         b'AT+CPMS?\r\r\n+CPMS: "SM",1,30,"SM",1,30,"SM",1,30\r\n' + OK

@@ -12,6 +12,7 @@ import math
 import pytest
 import trio
 import trio.testing
+from support.terminal import StreamTerminal
 
 from drivers.gsm import (
     GsmError,
@@ -30,23 +31,8 @@ from drivers.simulator import SimulatedNetwork, Simulator, SimulatorOptions, ser
 OK = b"\r\nOK\r\n"
 
 
-class Terminal:
-    """The client end of the line: writes commands, reads up to an expected marker."""
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self.buffer = bytearray()
-
-    async def read_until(self, marker: bytes) -> bytes:
-        while marker not in self.buffer:
-            chunk = await self.stream.receive_some()
-            if not chunk:
-                raise EOFError(bytes(self.buffer))
-            self.buffer += chunk
-        end = self.buffer.index(marker) + len(marker)
-        data = bytes(self.buffer[:end])
-        del self.buffer[:end]
-        return data
+class Terminal(StreamTerminal):
+    """The client end of the line: commands answered by OK, unsolicited lines and PDUs."""
 
     async def command(self, line: bytes) -> bytes:
         await self.stream.send_all(line + b"\r")

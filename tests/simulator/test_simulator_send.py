@@ -14,6 +14,7 @@ import msgspec
 import pytest
 import trio
 import trio.testing
+from support.terminal import StreamTerminal
 
 from drivers.gsm import EncodedPart, build_submit, join_sca
 from drivers.simulator import SentSms, SimulatedNetwork, Simulator, SimulatorOptions, serve_stream
@@ -23,26 +24,8 @@ VECTORS: list[dict[str, Any]] = json.loads(VECTORS_FILE.read_text(encoding="utf-
 HELLO = next(vector for vector in VECTORS if vector["name"] == "gsm7")
 
 
-class Terminal:
-    """The client end of the line: writes commands, reads up to an expected marker."""
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self.buffer = bytearray()
-
-    async def send(self, data: bytes) -> None:
-        await self.stream.send_all(data)
-
-    async def read_until(self, marker: bytes) -> bytes:
-        while marker not in self.buffer:
-            chunk = await self.stream.receive_some()
-            if not chunk:
-                raise EOFError(bytes(self.buffer))
-            self.buffer += chunk
-        end = self.buffer.index(marker) + len(marker)
-        data = bytes(self.buffer[:end])
-        del self.buffer[:end]
-        return data
+class Terminal(StreamTerminal):
+    """The client end of the line: command answers and PDU-mode sends."""
 
     async def command(self, line: bytes, final: bytes = b"\r\n") -> bytes:
         """Send one command line and return its whole answer (echo off)."""

@@ -3,52 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import trio
+from support.store import START, new_message, start_store
 
-from drivers.gsm import encode_message
 from edgegw.clock import Clock
 from edgegw.model import MessageState
-from edgegw.store import SCHEMA_VERSION, NewMessage, Store, StoreError, connect, migrate
-
-START = 1_754_380_800.0  # 2025-08-05T08:00:00Z
-
-
-def new_message(
-    message_id: str,
-    *,
-    text: str = "Hello",
-    priority: int = 2,
-    now: float = START,
-    expires_in: float = 3600.0,
-    service_id: int = 1,
-) -> NewMessage:
-    encoded = encode_message(text, reference=7)
-    return NewMessage(
-        id=message_id,
-        service_id=service_id,
-        batch_reference="batch-1",
-        client_reference=f"ref-{message_id}",
-        recipient="+4741000000",
-        originator="Edge",
-        originator_type="ALPHANUMERIC",
-        content=encoded.text,
-        alphabet=encoded.alphabet.value,
-        priority=priority,
-        validity_minutes=int(expires_in // 60),
-        not_before=now,
-        expires_at=now + expires_in,
-        status_report=True,
-        report_to_customer=False,
-        pid=0,
-        flash=False,
-        created_at=now,
-        window=None,
-        parts=encoded.parts,
-    )
+from edgegw.store import SCHEMA_VERSION, Store, StoreError, connect, migrate
 
 
 @pytest.fixture
@@ -58,14 +21,7 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def store(db_path: Path, nursery: trio.Nursery) -> Store:
-    running = Store(db_path, clock=Clock(start_epoch=START))
-    await nursery.start(running.run)
-    return running
-
-
-@pytest.fixture
-def make_message() -> Callable[..., NewMessage]:
-    return new_message
+    return await start_store(db_path, nursery)
 
 
 def _v1_file(path: Path) -> None:
@@ -127,11 +83,9 @@ def test_migrating_twice_changes_nothing(db_path: Path) -> None:
     assert {"schema_version", "messages", "parts", "message_events"} <= tables
 
 
-async def test_message_view_shows_the_message_its_parts_and_times(
-    store: Store, make_message: Callable[..., NewMessage]
-) -> None:
+async def test_message_view_shows_the_message_its_parts_and_times(store: Store) -> None:
     long_text = "x" * 200  # two parts
-    await store.insert_messages([make_message("00000000000a", text=long_text)])
+    await store.insert_messages([new_message("00000000000a", text=long_text)])
     claims = await store.claim([("00000000000a", "modem-1")], START + 1.5)
     assert [part.index for part in claims[0].parts] == [1, 2]
     await store.mark_part_sending("00000000000a", 1, "modem-1", START + 2)
@@ -170,16 +124,14 @@ async def test_message_view_shows_the_message_its_parts_and_times(
     assert await store.message_view(1, "000000000zzz") is None
 
 
-async def test_due_orders_by_priority_then_waiting_time(
-    store: Store, make_message: Callable[..., NewMessage]
-) -> None:
+async def test_due_orders_by_priority_then_waiting_time(store: Store) -> None:
     await store.insert_messages(
         [
-            make_message("00000000000a", priority=1, now=START),
-            make_message("00000000000b", priority=3, now=START + 2),
-            make_message("00000000000c", priority=2, now=START + 1),
-            make_message("00000000000d", priority=3, now=START + 1),
-            make_message("00000000000e", priority=3, now=START + 50),  # not due yet
+            new_message("00000000000a", priority=1, now=START),
+            new_message("00000000000b", priority=3, now=START + 2),
+            new_message("00000000000c", priority=2, now=START + 1),
+            new_message("00000000000d", priority=3, now=START + 1),
+            new_message("00000000000e", priority=3, now=START + 50),  # not due yet
         ]
     )
     due = await store.due(START + 10)

@@ -8,47 +8,11 @@ from pathlib import Path
 
 import pytest
 import trio
+from support.store import START, new_message, start_store
 
-from drivers.gsm import encode_message
 from edgegw.clock import Clock
 from edgegw.model import MessageState
-from edgegw.store import NewMessage, Store, StoreClosed
-
-START = 1_754_380_800.0  # 2025-08-05T08:00:00Z
-
-
-def new_message(
-    message_id: str,
-    *,
-    text: str = "Hello",
-    priority: int = 2,
-    now: float = START,
-    expires_in: float = 3600.0,
-    service_id: int = 1,
-) -> NewMessage:
-    encoded = encode_message(text, reference=7)
-    return NewMessage(
-        id=message_id,
-        service_id=service_id,
-        batch_reference="batch-1",
-        client_reference=f"ref-{message_id}",
-        recipient="+4741000000",
-        originator="Edge",
-        originator_type="ALPHANUMERIC",
-        content=encoded.text,
-        alphabet=encoded.alphabet.value,
-        priority=priority,
-        validity_minutes=int(expires_in // 60),
-        not_before=now,
-        expires_at=now + expires_in,
-        status_report=True,
-        report_to_customer=False,
-        pid=0,
-        flash=False,
-        created_at=now,
-        window=None,
-        parts=encoded.parts,
-    )
+from edgegw.store import Store, StoreClosed
 
 
 @pytest.fixture
@@ -58,14 +22,7 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def store(db_path: Path, nursery: trio.Nursery) -> Store:
-    running = Store(db_path, clock=Clock(start_epoch=START))
-    await nursery.start(running.run)
-    return running
-
-
-@pytest.fixture
-def make_message() -> Callable[..., NewMessage]:
-    return new_message
+    return await start_store(db_path, nursery)
 
 
 async def test_concurrent_writes_share_few_commits_and_answer_after_commit(
@@ -100,9 +57,7 @@ async def test_concurrent_writes_share_few_commits_and_answer_after_commit(
     assert store.commits - commits <= 10
 
 
-async def test_a_failing_job_does_not_fail_its_neighbours(
-    store: Store, make_message: Callable[..., NewMessage]
-) -> None:
+async def test_a_failing_job_does_not_fail_its_neighbours(store: Store) -> None:
     results: dict[str, object] = {}
 
     def failing(conn: sqlite3.Connection) -> None:
@@ -115,7 +70,7 @@ async def test_a_failing_job_does_not_fail_its_neighbours(
         except ValueError as exc:
             results[name] = exc
 
-    await store.insert_messages([make_message("000000000001")])
+    await store.insert_messages([new_message("000000000001")])
     commits = store.commits
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run, "first", lambda conn: conn.execute("SELECT 1").fetchone())
@@ -139,27 +94,23 @@ async def test_a_failing_job_does_not_fail_its_neighbours(
     assert record.error == "kept"
 
 
-async def test_a_duplicate_id_fails_only_its_own_request(
-    store: Store, make_message: Callable[..., NewMessage]
-) -> None:
-    await store.insert_messages([make_message("000000000001")])
+async def test_a_duplicate_id_fails_only_its_own_request(store: Store) -> None:
+    await store.insert_messages([new_message("000000000001")])
     with pytest.raises(sqlite3.IntegrityError):
-        await store.insert_messages([make_message("000000000002"), make_message("000000000001")])
+        await store.insert_messages([new_message("000000000002"), new_message("000000000001")])
     # The failed request left nothing behind, not even its first message.
     assert await store.message("000000000002") is None
 
 
-async def test_acknowledged_messages_survive_a_restart(
-    db_path: Path, make_message: Callable[..., NewMessage]
-) -> None:
+async def test_acknowledged_messages_survive_a_restart(db_path: Path) -> None:
     ids = [f"{n:012d}" for n in range(50)]
     async with trio.open_nursery() as nursery:
         first = Store(db_path, clock=Clock(start_epoch=START))
         await nursery.start(first.run)
-        await first.insert_messages([make_message(message_id) for message_id in ids])
+        await first.insert_messages([new_message(message_id) for message_id in ids])
         nursery.cancel_scope.cancel()
     with pytest.raises(StoreClosed):
-        await first.insert_messages([make_message("000000000999")])
+        await first.insert_messages([new_message("000000000999")])
 
     async with trio.open_nursery() as nursery:
         second = Store(db_path, clock=Clock(start_epoch=START))

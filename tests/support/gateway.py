@@ -1,0 +1,50 @@
+"""The running gateway's surroundings for end-to-end tests: config.example.toml pointed at a
+temporary store and a free HTTP port, and a customer endpoint that collects callbacks (spec
+section 5, MO and DR callbacks). Never starts the gateway itself; the test does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import trio
+
+from edgegw.config import Config, load_config
+from edgegw.http.server import HttpLimits, Request, Response, serve_http
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def example_config(tmp_path: Path, **service_changes: Any) -> Config:
+    """config.example.toml with its store in `tmp_path`, HTTP on a free port, no SMPP, and only
+    its first service, changed by `service_changes`."""
+    example = load_config(ROOT / "config.example.toml")
+    return msgspec.structs.replace(
+        example,
+        gateway=msgspec.structs.replace(example.gateway, store=str(tmp_path / "edgegw.db")),
+        http=msgspec.structs.replace(example.http, port=0),
+        smpp=None,
+        services=[msgspec.structs.replace(example.services[0], **service_changes)],
+    )
+
+
+class Customer:
+    """The customer's callback endpoint: keeps the items of every JSON body's `kind` list ("mo"
+    or "dr") and sets `arrived` when one comes."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.received: list[dict[str, object]] = []
+        self.arrived = trio.Event()
+
+    async def app(self, request: Request) -> Response:
+        self.received.extend(json.loads(request.body)[self.kind])
+        self.arrived.set()
+        return Response(status=200)
+
+    async def start(self, nursery: trio.Nursery) -> int:
+        """Serves on a free local port and returns it."""
+        port: int = await nursery.start(serve_http, self.app, "127.0.0.1", 0, HttpLimits())
+        return port

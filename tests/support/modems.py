@@ -1,0 +1,42 @@
+"""Modem doubles for the pipeline tests: they speak drivers.modem's interface in trio's virtual
+time and never touch a serial port. TS 23.040 9.2.3.6: the TP-MR counts mod 256."""
+
+from __future__ import annotations
+
+import trio
+
+from drivers.events import InboundSms, ModemEvent, ModemState, StatusReportReceived
+from drivers.modem import Health, OutgoingPart
+
+
+class ReportingModem:
+    """Sends in one virtual second, TP-MR counting mod 256 from `first_reference`; every sent
+    part is remembered so the test can report on it. A test may keep one across a gateway
+    restart, as a modem outlives it, so its TP-MR counter carries on."""
+
+    def __init__(self, name: str, first_reference: int = 0) -> None:
+        self.name = name
+        self.sent: list[tuple[OutgoingPart, int, float]] = []  # part, TP-MR, trio time
+        self._reference = first_reference
+        self._events = trio.open_memory_channel[ModemEvent](1)[1]
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await trio.sleep_forever()
+
+    async def send(self, outgoing: OutgoingPart) -> int:
+        await trio.sleep(1.0)
+        reference = self._reference
+        self._reference = (self._reference + 1) % 256
+        self.sent.append((outgoing, reference, trio.current_time()))
+        return reference
+
+    async def acknowledge(self, event: InboundSms | StatusReportReceived) -> None:
+        return None
+
+    def health(self) -> Health:
+        return Health(state=ModemState.READY)
+
+    @property
+    def events(self) -> trio.MemoryReceiveChannel[ModemEvent]:
+        return self._events
