@@ -1112,11 +1112,15 @@ class AtModem:
         there was none to drop. Inbound events are never dropped once buffered."""
         try:
             self._events_in.send_nowait(event)
-            return True
         except trio.BrokenResourceError:
             return False
         except trio.WouldBlock:
-            pass
+            return self._make_room_for(event)
+        return True
+
+    def _make_room_for(self, event: ModemEvent) -> bool:
+        """The buffer is full: drop its oldest HealthChanged and add `event` at the end; False
+        when it holds no HealthChanged (then nothing changes)."""
         queued: list[ModemEvent] = []
         while True:
             try:
