@@ -5,6 +5,7 @@ restart, query_sm and cancel_sm (the latter with our own codec: smpplib has no c
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ import smpplib.exceptions
 import smpplib.gsm
 import smpplib.smpp
 import trio
+from support.smpp import bind_status, connect, submit_all
 
 from drivers.gsm import decode_gsm
 from drivers.simulator import SentSms
@@ -35,31 +37,8 @@ def smpp_port(gateway: Gateway) -> int:
     return gateway.bound.smpp_port
 
 
-def connect(port: int) -> smpplib.client.Client:
-    client = smpplib.client.Client("127.0.0.1", port, timeout=10, allow_unknown_opt_params=True)
-    client.connect()
-    return client
-
-
 def to(number: str) -> dict[str, Any]:
     return {**SOURCE, "dest_addr_ton": 1, "dest_addr_npi": 1, "destination_addr": number}
-
-
-def submit_all(port: int, submits: list[dict[str, Any]]) -> list[tuple[int, str]]:
-    """Bind as a transmitter, send each submit_sm and read its response."""
-    client = connect(port)
-    try:
-        client.bind_transmitter(system_id="demo", password="demo")
-        results = []
-        for fields in submits:
-            client.send_message(**fields)
-            response = client.read_pdu()
-            assert response.command == "submit_sm_resp"
-            results.append((int(response.status), (response.message_id or b"").decode()))
-        client.unbind()
-        return results
-    finally:
-        client.disconnect()
 
 
 def receive(port: int, count: int, submits: Sequence[dict[str, Any]] = ()) -> list[Any]:
@@ -119,17 +98,11 @@ async def test_bind_in_each_mode_with_the_demo_account(gateway: Gateway, mode: s
 async def test_wrong_credentials_are_refused(
     gateway: Gateway, system_id: str, password: str, status: int
 ) -> None:
-    def session() -> int:
-        client = connect(smpp_port(gateway))
-        try:
-            client.bind_transceiver(system_id=system_id, password=password)
-        except smpplib.exceptions.PDUError as exc:
-            return int(exc.args[1])
-        finally:
-            client.disconnect()
-        return 0
-
-    assert await trio.to_thread.run_sync(session) == status
+    port = smpp_port(gateway)
+    refusal = await trio.to_thread.run_sync(
+        functools.partial(bind_status, port, system_id, password, mode="transceiver")
+    )
+    assert refusal == status
 
 
 async def test_gsm_and_ucs2_text_reach_the_modem(gateway: Gateway) -> None:

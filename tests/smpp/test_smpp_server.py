@@ -23,6 +23,7 @@ import trio
 import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.smpp import bind_status, connect, submit_all
 
 from edgegw.smpp import (
     Account,
@@ -208,12 +209,6 @@ async def smpp_port(backend: MemoryBackend) -> AsyncIterator[int]:
 # Clients
 
 
-def connect(port: int) -> smpplib.client.Client:
-    client = smpplib.client.Client("127.0.0.1", port, timeout=5, allow_unknown_opt_params=True)
-    client.connect()
-    return client
-
-
 class RawEsme:
     """An ESME written with our own codec, for what smpplib will not send (pipelining, broken
     frames, cancel_sm) and for tests under the virtual clock."""
@@ -321,17 +316,8 @@ async def test_bind_in_each_mode_and_unbind(
 async def test_wrong_credentials_are_refused(
     smpp_port: int, system_id: str, password: str, status: CommandStatus
 ) -> None:
-    def session() -> int:
-        client = connect(smpp_port)
-        try:
-            client.bind_transmitter(system_id=system_id, password=password)
-        except smpplib.exceptions.PDUError as exc:
-            return int(exc.args[1])
-        finally:
-            client.disconnect()
-        return 0
-
-    assert await trio.to_thread.run_sync(session) == status
+    refusal = await trio.to_thread.run_sync(bind_status, smpp_port, system_id, password)
+    assert refusal == status
 
 
 async def test_binds_per_account_are_limited(esme: EsmeFactory) -> None:
@@ -348,24 +334,6 @@ async def test_binds_per_account_are_limited(esme: EsmeFactory) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Submitting with smpplib
-
-
-def submit_all(port: int, submits: list[dict[str, Any]]) -> list[tuple[int, str]]:
-    """Bind as a transmitter, send each submit_sm and read its response."""
-    client = connect(port)
-    try:
-        client.bind_transmitter(system_id="demo", password="demo")
-        results = []
-        for fields in submits:
-            client.send_message(**fields)
-            response = client.read_pdu()
-            assert response.command == "submit_sm_resp"
-            message_id = response.message_id.decode() if response.message_id else ""
-            results.append((int(response.status), message_id))
-        client.unbind()
-        return results
-    finally:
-        client.disconnect()
 
 
 async def test_submit_gsm_text(
