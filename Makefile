@@ -1,6 +1,11 @@
 # One virtual environment in .venv, created on first use; every target goes through it.
+# Another interpreter gets its own (make test PYTHON=python3.13 uses .venv-python3.13).
 PYTHON ?= python3
-VENV := .venv
+ifeq ($(PYTHON),python3)
+VENV ?= .venv
+else
+VENV ?= .venv-$(notdir $(PYTHON))
+endif
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 

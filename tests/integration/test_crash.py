@@ -15,6 +15,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -184,5 +185,5 @@ async def test_kill_9_loses_no_acknowledged_message(tmp_path: Path) -> None:
 
 
 def stored_states(path: Path) -> dict[str, str]:
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
         return dict(db.execute("SELECT id, state FROM messages").fetchall())
