@@ -29,6 +29,7 @@ from edgegw.http.app import error_response, make_app
 from edgegw.http.management import management_routes
 from edgegw.http.receive import receive_routes
 from edgegw.http.server import serve_http
+from edgegw.http.soap_routes import soap_routes
 from edgegw.model import InboundView, MessageView, SendRequest, SendResponse
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.inbound import InboundReceiver, inbound_record, inbound_records, inbound_view
@@ -153,8 +154,9 @@ class Gateway:
                         core.start_soon(self._forward_events, modem)
                     async with trio.open_nursery() as listeners:
                         http = self.config.http
+                        batches = Management(self.store, self.clock, wake=self.deliveries.wake)
                         management = management_routes(
-                            Management(self.store, self.clock, wake=self.deliveries.wake),
+                            batches,
                             self.authenticate,
                             {service.id for service in self.config.services},
                             allow_unauthenticated_loopback=(
@@ -164,7 +166,11 @@ class Gateway:
                         app = make_app(
                             self,
                             auth_failure_problem=http.auth_failure_problem,
-                            routes=[management, receive_routes(self)],
+                            routes=[
+                                management,
+                                receive_routes(self),
+                                soap_routes(self.submit, batches, self.authenticate),
+                            ],
                         )
                         http_port = await listeners.start(
                             functools.partial(
