@@ -17,6 +17,10 @@ for _ in $(seq 1 100); do
     fi
     sleep 0.1
 done
+# The WSDL and its schemas are package data inside the executable.
+for doc in 'gw/ws/SMSGatewayV10?wsdl' 'gw/ws/SMSGatewayV10?xsd=request' 'mgmt/ws/GatewayManagementV10?wsdl'; do
+    python3 -c "import urllib.request,sys; b=urllib.request.urlopen('http://127.0.0.1:$port/$doc', timeout=5).read(); sys.exit(b'targetNamespace' not in b)"
+done
 id=$("$exe" send --config "$work/config.toml" --to +4741000000 --text "smoke test" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["messageId"])')
 for _ in $(seq 1 100); do
