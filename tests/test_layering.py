@@ -38,6 +38,7 @@ PURE = [
             "config",
         )
     ),
+    *(ROOT / "edgegw" / "smtp" / f"{name}.py" for name in ("protocol", "mail", "config")),
     ROOT / "edgegw" / "model.py",
 ]
 FORBIDDEN_IN_PURE = {"trio", "sqlite3", "serial", "socket", "logging", "asyncio", "time", "os"}
