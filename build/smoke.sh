@@ -7,7 +7,7 @@ exe=$(pwd)/build/out/dist/edgegw
 work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-sed -e "s/^port = 8080/port = $port/" -e "s/^port = 2775 /port = 0 /" config.example.toml > "$work/config.toml"
+sed -e "s/^port = 8080/port = $port/" -e "s/^port = 2775 /port = 0 /" -e "s/^port = 2525 /port = 0 /" config.example.toml > "$work/config.toml"
 "$exe" check-config "$work/config.toml"
 "$exe" serve --config "$work/config.toml" > "$work/serve.log" 2>&1 &
 pid=$!

@@ -39,8 +39,10 @@ from edgegw.pipeline.modems import ModemsView, ModemView, queues, recent_sends
 from edgegw.pipeline.pacing import DAY, Pacer, PacingRule
 from edgegw.pipeline.reports import ReportCorrelator
 from edgegw.pipeline.smpp_backend import GatewaySmppBackend
+from edgegw.pipeline.smtp_backend import GatewaySmtpBackend
 from edgegw.pipeline.submit import Submitter
 from edgegw.smpp.server import serve_smpp
+from edgegw.smtp.server import serve_smtp
 from edgegw.store import Store
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ class Bound(msgspec.Struct, kw_only=True):
     http_port: int
     modem_ports: dict[str, str]
     smpp_port: int | None = None  # None without an [smpp] section
+    smtp_port: int | None = None  # None without an [smtp] section
 
 
 class Gateway:
@@ -189,10 +192,18 @@ class Gateway:
                                     serve_smpp, self.config.smpp, self.smpp, clock=self.clock
                                 )
                             )
+                        smtp_port = None
+                        if self.config.smtp is not None:
+                            smtp_port = await listeners.start(
+                                serve_smtp, self.config.smtp, self._smtp_backend()
+                            )
                         self._ready = True
                         log.info("gateway ready: http on %s:%d", http.host, http_port)
                         self.bound = Bound(
-                            http_port=http_port, modem_ports=modem_ports, smpp_port=smpp_port
+                            http_port=http_port,
+                            modem_ports=modem_ports,
+                            smpp_port=smpp_port,
+                            smtp_port=smtp_port,
                         )
                         task_status.started(self.bound)
                         await self._stop.wait()
@@ -201,6 +212,18 @@ class Gateway:
                         listeners.cancel_scope.cancel()
                     core.cancel_scope.cancel()
                 base.cancel_scope.cancel()
+
+    def _smtp_backend(self) -> GatewaySmtpBackend:
+        assert self.config.smtp is not None
+        assert self.submitter is not None and self.dispatcher is not None
+        return GatewaySmtpBackend(
+            self.config.services,
+            self.submitter,
+            self.store,
+            self.dispatcher.wake,
+            self.authenticate,
+            domain=self.config.smtp.domain,
+        )
 
     def _on_message(self) -> None:
         """An MO committed: its callbacks and its SMPP deliver_sm may be waiting."""
