@@ -276,3 +276,42 @@ async def test_swaks_sends_a_mail(gateway: Gateway, swaks: str) -> None:
     (reply,) = [line for line in result.stdout.splitlines() if "queued as" in line]
     stored = await stored_texts(gateway, reply.partition("250 ")[2])
     assert stored["+4741000004"][1] == "Toner low on printer 4"
+
+
+async def test_one_connection_over_the_limit_gets_421(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    base = example_config(tmp_path, smtp=ServiceSmtp(allow=["127.0.0.1"]))
+    config = msgspec.structs.replace(
+        base, smtp=SmtpConfig(port=0, domain=DOMAIN, max_connections=2)
+    )
+    gateway = Gateway(config)
+    bound = await nursery.start(gateway.run)
+
+    async def greeting(stream: trio.SocketStream) -> bytes:
+        received = b""
+        while not received.endswith(b"\r\n"):
+            chunk = await stream.receive_some(1024)
+            if not chunk:
+                break
+            received += chunk
+        return received
+
+    held = [await trio.open_tcp_stream("127.0.0.1", bound.smtp_port) for _ in range(2)]
+    for stream in held:
+        assert (await greeting(stream)).startswith(b"220 ")
+    extra = await trio.open_tcp_stream("127.0.0.1", bound.smtp_port)
+    assert await greeting(extra) == b"421 4.3.2 too many connections, try again later\r\n"
+    assert await extra.receive_some(1024) == b""
+    await held[0].aclose()
+    # Once the listener has seen that close, a new client is served again.
+    with trio.fail_after(5):
+        while True:
+            again = await trio.open_tcp_stream("127.0.0.1", bound.smtp_port)
+            if (await greeting(again)).startswith(b"220 "):
+                break
+            await again.aclose()
+            await trio.sleep(0.01)
+    for stream in (held[1], extra, again):
+        await stream.aclose()
+    gateway.stop()
