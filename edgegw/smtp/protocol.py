@@ -156,6 +156,9 @@ class SmtpSession:
         self.auth_required = auth_required
         self.authenticated = False
         self.phase = Phase.INIT
+        # Lines (commands, AUTH responses) and messages read so far: a shell restarts its
+        # timeout when this moves, so a client trickling bytes cannot stretch one step.
+        self.steps = 0
         self._resume = Phase.INIT  # where a refused decision returns to
         self._buffer = bytearray()
         self._out = bytearray()
@@ -260,6 +263,7 @@ class SmtpSession:
             return None
         line = bytes(self._buffer[:end])
         del self._buffer[: end + 2]
+        self.steps += 1
         if self._discarding or end + 2 > limit:
             self._discarding = False
             return "\x00too long"
@@ -500,6 +504,7 @@ class SmtpSession:
         # Unstuff with the virtual leading CRLF in place, then drop it.
         raw = bytes(self._buffer[: end + 2])
         del self._buffer[: end + len(_END_OF_DATA)]
+        self.steps += 1
         too_big = self._data_too_big or len(raw) - 2 > limit
         self.phase = Phase.READY
         if too_big:

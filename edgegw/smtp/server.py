@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
+import math
 import ssl
 from collections.abc import Sequence
 from typing import Final, Protocol
@@ -116,6 +117,7 @@ async def serve_connection(
         auth_required=config.require_auth,
     )
     authenticated: int | None = None
+    step, step_phase, deadline = -1, session.phase, math.inf
     send = functools.partial(_send, seconds=config.idle_timeout)
     try:
         while True:
@@ -124,11 +126,15 @@ async def serve_connection(
             # decision), before waiting for more input or handing the stream to TLS.
             await send(stream, session.data_to_send())
             if event is NEED_DATA:
-                timeout = (
-                    config.data_timeout if session.phase is Phase.DATA else config.idle_timeout
-                )
+                # One deadline per step (a command, or a whole message after DATA), however
+                # the client spreads its bytes.
+                if session.steps != step or session.phase is not step_phase:
+                    step, step_phase = session.steps, session.phase
+                    data_phase = step_phase is Phase.DATA
+                    timeout = config.data_timeout if data_phase else config.idle_timeout
+                    deadline = trio.current_time() + timeout
                 data = None
-                with trio.move_on_after(timeout):
+                with trio.move_on_at(deadline):
                     data = await stream.receive_some(_RECEIVE_BYTES)
                 if data is None:
                     session.timed_out()

@@ -110,3 +110,38 @@ async def test_auth_on_loopback_reaches_the_backend(autojump_clock: trio.testing
         replies = await read_all(client)
     assert b"AUTH PLAIN LOGIN" not in replies
     assert b"502 5.5.1 AUTH is not available\r\n" in replies
+
+
+async def test_a_trickling_client_cannot_stretch_its_deadlines(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    client, server = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve_connection, server, "192.0.2.7", CONFIG, Backend())
+        await client.send_all(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nDATA\r\n")
+        started = trio.current_time()
+
+        async def trickle() -> None:
+            while True:
+                await trio.sleep(100)
+                try:
+                    await client.send_all(b"z")
+                except trio.BrokenResourceError:
+                    return
+
+        nursery.start_soon(trickle)
+        replies = await read_all(client)
+        nursery.cancel_scope.cancel()
+    assert replies.endswith(b"421 4.4.2 sms.test timeout, closing the connection\r\n")
+    assert trio.current_time() - started == 600
+    # A command line dribbled out gets the idle timeout, counted from its first byte.
+    client, server = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve_connection, server, "192.0.2.7", CONFIG, Backend())
+        started = trio.current_time()
+        for _ in range(2):
+            await trio.sleep(100)
+            await client.send_all(b"N")
+        replies = await read_all(client)
+    assert replies.endswith(b"421 4.4.2 sms.test timeout, closing the connection\r\n")
+    assert trio.current_time() - started == 300
