@@ -29,7 +29,7 @@ from edgegw.http.app import error_response, make_app
 from edgegw.http.management import management_routes
 from edgegw.http.receive import receive_routes
 from edgegw.http.server import serve_http
-from edgegw.http.soap_routes import soap_routes
+from edgegw.http.soap_routes import soap_errors, soap_routes
 from edgegw.model import InboundView, MessageView, SendRequest, SendResponse
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.inbound import InboundReceiver, inbound_record, inbound_records, inbound_view
@@ -182,7 +182,7 @@ class Gateway:
                                 http.host,
                                 http.port,
                                 http.limits,
-                                errors=error_response,
+                                errors=soap_errors(error_response),
                             )
                         )
                         smpp_port = None

@@ -14,7 +14,7 @@ from typing import Final
 from xml.sax.saxutils import escape
 
 from edgegw.http.management import Route, _batch_xml, _stop_xml
-from edgegw.http.server import Request, Response, plain_error
+from edgegw.http.server import ErrorRenderer, Request, Response, plain_error
 from edgegw.http.soap import (
     NO_SUCH_BATCH,
     ManagementCall,
@@ -30,7 +30,14 @@ from edgegw.http.soap import (
 from edgegw.model import SendRequest, SendResponse, StatusCode
 from edgegw.pipeline.management import Management
 
-__all__ = ["MANAGEMENT_PATH", "SEND_PATH", "WSDL_ALIAS_PATH", "soap_routes", "wsdl_document"]
+__all__ = [
+    "MANAGEMENT_PATH",
+    "SEND_PATH",
+    "WSDL_ALIAS_PATH",
+    "soap_errors",
+    "soap_routes",
+    "wsdl_document",
+]
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +145,20 @@ def soap_routes(
         return _stop_xml(service_id, reference, stopped)
 
     return route
+
+
+def soap_errors(fallback: ErrorRenderer) -> ErrorRenderer:
+    """The listener's own refusals (413, 431, 408, a broken request) of a SOAP call as a SOAP
+    1.1 Fault, keeping their HTTP status (nothing was processed); others go to `fallback`."""
+
+    def render(request: Request | None, status: int, reason: str) -> Response:
+        if request is None or request.path not in (SEND_PATH, MANAGEMENT_PATH):
+            return fallback(request, status, reason)
+        response = _fault(SoapFault("Client" if status < 500 else "Server", reason))
+        response.status = status
+        return response
+
+    return render
 
 
 def _no_such_batch(reference: str) -> SoapFault:
