@@ -33,6 +33,7 @@ __all__ = ["SmtpBackend", "serve_connection", "serve_smtp"]
 log = logging.getLogger(__name__)
 
 _RECEIVE_BYTES: Final = 65536
+_LINGER_SECONDS: Final = 1.0
 _BUSY: Final = Reply(421, "4.3.2 too many connections, try again later")
 
 
@@ -159,6 +160,7 @@ async def serve_connection(
                 authenticated = None
                 session.tls_started(auth_available=True)
             elif isinstance(event, ConnectionClosed):
+                await _linger(stream)
                 return
     except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
         log.debug("smtp: connection from %s dropped", client)
@@ -166,6 +168,17 @@ async def serve_connection(
         log.exception("smtp: connection from %s failed", client)
     finally:
         await trio.aclose_forcefully(stream)
+
+
+async def _linger(stream: trio.abc.Stream) -> None:
+    """Close our side, then read and drop what the client still sends for a moment: closing
+    with unread input makes the kernel send RST, which can destroy our last reply (a 421 to a
+    flooding client) before the client reads it."""
+    with trio.move_on_after(_LINGER_SECONDS):
+        if isinstance(stream, trio.abc.HalfCloseableStream):
+            await stream.send_eof()
+        while await stream.receive_some(_RECEIVE_BYTES):
+            pass
 
 
 async def _send(stream: trio.abc.Stream, data: bytes, *, seconds: float) -> None:

@@ -232,6 +232,33 @@ async def test_a_50_mb_mail_is_refused_and_another_client_is_served(gateway: Gat
     assert stored["+4741000003"][1] == "small one"
 
 
+async def test_a_garbage_client_is_cut_off_and_another_is_served(gateway: Gateway) -> None:
+    port = smtp_port(gateway)
+
+    def garbage() -> bytes:
+        noise = bytes(range(256)) * 64 + b"\r\n" * 40
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(noise)
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+            return received
+
+    async with trio.open_nursery() as nursery:
+        answers: list[bytes] = []
+
+        async def send_garbage() -> None:
+            answers.append(await trio.to_thread.run_sync(garbage))
+
+        nursery.start_soon(send_garbage)
+        code, _ = await trio.to_thread.run_sync(
+            deliver, port, [f"4741000005-1000@{DOMAIN}"], b"\r\nstill served\r\n"
+        )
+        assert code == 250
+    assert answers[0].startswith(b"220 ")
+    assert answers[0].endswith(b"421 4.7.0 sms.localhost too many errors, closing\r\n")
+
+
 @pytest.fixture(scope="session")
 def swaks() -> str:
     """The swaks program, installed from the Debian packages when missing."""

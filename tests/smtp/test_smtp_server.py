@@ -37,9 +37,12 @@ CONFIG = SmtpConfig(domain="sms.test", idle_timeout=300.0, data_timeout=600.0)
 
 
 async def read_all(stream: trio.abc.Stream) -> bytes:
+    """Everything the server sends until it closes its side; then the client closes too (so
+    the server's linger ends at once)."""
     received = bytearray()
     while chunk := await stream.receive_some(65536):
         received += chunk
+    await stream.aclose()
     return bytes(received)
 
 
