@@ -202,7 +202,12 @@ class SmtpSession:
             self.phase = self._resume
         if isinstance(pending, MessageReceived):
             self._reset_transaction()
-        self._send(reply)
+        if isinstance(pending, AuthRequested) and not reply.positive:
+            # Refused credentials count as errors, so guessing ends with 421 and a new
+            # connection (each one bounded by the listener).
+            self._error(reply)
+        else:
+            self._send(reply)
 
     def tls_started(self, *, auth_available: bool) -> None:
         """The handshake after STARTTLS succeeded: back to the start (RFC 3207 4.2)."""

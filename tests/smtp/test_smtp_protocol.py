@@ -235,6 +235,17 @@ def test_auth_plain_and_login() -> None:
     assert replies[-1] == "501 5.0.0 authentication cancelled"
 
 
+def test_guessing_passwords_ends_with_421() -> None:
+    guesses = b"".join(b"AUTH PLAIN " + b64(f"\0demo\0guess{n}") + b"\r\n" for n in range(12))
+    events, replies = run(
+        session(auth_available=True),
+        b"EHLO c\r\n" + guesses,
+        answers={AuthRequested: Reply(535, "5.7.8 no")},
+    )
+    assert sum(isinstance(e, AuthRequested) for e in events) == 10
+    assert replies[-2:] == ["535 5.7.8 no", "421 4.7.0 sms.test too many errors, closing"]
+
+
 def test_auth_required_before_mail() -> None:
     _, replies = run(session(auth_required=True), b"EHLO c\r\nMAIL FROM:<a@b>\r\n")
     assert replies[-1] == "530 5.7.0 authentication required"
