@@ -7,7 +7,7 @@ exe=$(pwd)/build/out/dist/edgegw
 work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-sed -e "s/^port = 8080/port = $port/" -e "s/^port = 2775 /port = 0 /" config.example.toml > "$work/config.toml"
+sed -e "s/^port = 8080/port = $port/" -e "s/^port = 2775 /port = 0 /" -e "s/^port = 2525 /port = 0 /" config.example.toml > "$work/config.toml"
 "$exe" check-config "$work/config.toml"
 "$exe" serve --config "$work/config.toml" > "$work/serve.log" 2>&1 &
 pid=$!
@@ -16,6 +16,10 @@ for _ in $(seq 1 100); do
         break
     fi
     sleep 0.1
+done
+# The WSDL and its schemas are package data inside the executable.
+for doc in 'gw/ws/SMSGatewayV10?wsdl' 'gw/ws/SMSGatewayV10?xsd=request' 'mgmt/ws/GatewayManagementV10?wsdl'; do
+    python3 -c "import urllib.request,sys; b=urllib.request.urlopen('http://127.0.0.1:$port/$doc', timeout=5).read(); sys.exit(b'targetNamespace' not in b)"
 done
 id=$("$exe" send --config "$work/config.toml" --to +4741000000 --text "smoke test" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["messageId"])')

@@ -30,6 +30,7 @@ from edgegw.delivery.config import (
 from edgegw.http.server import HttpLimits
 from edgegw.model import OriginatorType
 from edgegw.smpp.config import SmppConfig
+from edgegw.smtp.config import ServiceSmtp, SmtpConfig, check_smtp
 
 
 class CrashPolicy(enum.StrEnum):
@@ -82,6 +83,8 @@ class ServiceConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     mo_email: MoEmailConfig | None = None
     # MO also goes as deliver_sm to this service's bound SMPP receivers (durable, like callbacks).
     mo_smpp: bool = False
+    # Email to SMS through [smtp] (spec 2.6); without it the service takes no email.
+    smtp: ServiceSmtp | None = None
 
 
 class ModemConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -128,6 +131,8 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     management: ManagementConfig = msgspec.field(default_factory=ManagementConfig)
     # The SMPP 3.4 listener (edgegw.smpp); no [smpp] section, no listener.
     smpp: SmppConfig | None = None
+    # The email-to-SMS listener (edgegw.smtp); no [smtp] section, no listener.
+    smtp: SmtpConfig | None = None
 
 
 class ConfigError(Exception):
@@ -243,6 +248,7 @@ def _check_meaning(config: Config) -> list[str]:
         problems.append("dispatch.retry_initial: must be positive and at most retry_max")
     problems += _check_receive_side(config)
     problems += _check_smpp(config)
+    problems += check_smtp(config.smtp, list(enumerate(s.smtp for s in config.services)))
     for index, service in enumerate(config.services):
         where = f"services[{index}]"
         for key, endpoint in (("mo", service.mo), ("dr", service.dr)):
@@ -337,7 +343,14 @@ def _resolve_paths(config: Config, folder: Path) -> Config:
         )
         for service in config.services
     ]
-    return msgspec.structs.replace(config, gateway=gateway, modems=modems, services=services)
+    smtp = config.smtp
+    if smtp is not None:
+        smtp = msgspec.structs.replace(
+            smtp, tls_cert_file=resolve(smtp.tls_cert_file), tls_key_file=resolve(smtp.tls_key_file)
+        )
+    return msgspec.structs.replace(
+        config, gateway=gateway, modems=modems, services=services, smtp=smtp
+    )
 
 
 def _resolve_ca_file(

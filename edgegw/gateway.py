@@ -29,6 +29,7 @@ from edgegw.http.app import error_response, make_app
 from edgegw.http.management import management_routes
 from edgegw.http.receive import receive_routes
 from edgegw.http.server import serve_http
+from edgegw.http.soap_routes import soap_errors, soap_routes
 from edgegw.model import InboundView, MessageView, SendRequest, SendResponse
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.inbound import InboundReceiver, inbound_record, inbound_records, inbound_view
@@ -38,8 +39,10 @@ from edgegw.pipeline.modems import ModemsView, ModemView, queues, recent_sends
 from edgegw.pipeline.pacing import DAY, Pacer, PacingRule
 from edgegw.pipeline.reports import ReportCorrelator
 from edgegw.pipeline.smpp_backend import GatewaySmppBackend
+from edgegw.pipeline.smtp_backend import GatewaySmtpBackend
 from edgegw.pipeline.submit import Submitter
 from edgegw.smpp.server import serve_smpp
+from edgegw.smtp.server import serve_smtp
 from edgegw.store import Store
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,7 @@ class Bound(msgspec.Struct, kw_only=True):
     http_port: int
     modem_ports: dict[str, str]
     smpp_port: int | None = None  # None without an [smpp] section
+    smtp_port: int | None = None  # None without an [smtp] section
 
 
 class Gateway:
@@ -153,8 +157,9 @@ class Gateway:
                         core.start_soon(self._forward_events, modem)
                     async with trio.open_nursery() as listeners:
                         http = self.config.http
+                        batches = Management(self.store, self.clock, wake=self.deliveries.wake)
                         management = management_routes(
-                            Management(self.store, self.clock, wake=self.deliveries.wake),
+                            batches,
                             self.authenticate,
                             {service.id for service in self.config.services},
                             allow_unauthenticated_loopback=(
@@ -164,7 +169,11 @@ class Gateway:
                         app = make_app(
                             self,
                             auth_failure_problem=http.auth_failure_problem,
-                            routes=[management, receive_routes(self)],
+                            routes=[
+                                management,
+                                receive_routes(self),
+                                soap_routes(self.submit, batches, self.authenticate),
+                            ],
                         )
                         http_port = await listeners.start(
                             functools.partial(
@@ -173,7 +182,7 @@ class Gateway:
                                 http.host,
                                 http.port,
                                 http.limits,
-                                errors=error_response,
+                                errors=soap_errors(error_response),
                             )
                         )
                         smpp_port = None
@@ -183,10 +192,18 @@ class Gateway:
                                     serve_smpp, self.config.smpp, self.smpp, clock=self.clock
                                 )
                             )
+                        smtp_port = None
+                        if self.config.smtp is not None:
+                            smtp_port = await listeners.start(
+                                serve_smtp, self.config.smtp, self._smtp_backend()
+                            )
                         self._ready = True
                         log.info("gateway ready: http on %s:%d", http.host, http_port)
                         self.bound = Bound(
-                            http_port=http_port, modem_ports=modem_ports, smpp_port=smpp_port
+                            http_port=http_port,
+                            modem_ports=modem_ports,
+                            smpp_port=smpp_port,
+                            smtp_port=smtp_port,
                         )
                         task_status.started(self.bound)
                         await self._stop.wait()
@@ -195,6 +212,18 @@ class Gateway:
                         listeners.cancel_scope.cancel()
                     core.cancel_scope.cancel()
                 base.cancel_scope.cancel()
+
+    def _smtp_backend(self) -> GatewaySmtpBackend:
+        assert self.config.smtp is not None
+        assert self.submitter is not None and self.dispatcher is not None
+        return GatewaySmtpBackend(
+            self.config.services,
+            self.submitter,
+            self.store,
+            self.dispatcher.wake,
+            self.authenticate,
+            domain=self.config.smtp.domain,
+        )
 
     def _on_message(self) -> None:
         """An MO committed: its callbacks and its SMPP deliver_sm may be waiting."""

@@ -28,12 +28,13 @@ def free_port() -> int:
 
 
 def example_config(tmp_path: Path) -> tuple[Path, int]:
-    """config.example.toml in tmp_path on a free HTTP port, SMPP on any free port (its store
-    lands in tmp_path/data)."""
+    """config.example.toml in tmp_path on a free HTTP port, SMPP and SMTP on any free port (its
+    store lands in tmp_path/data)."""
     port = free_port()
     text = (ROOT / "config.example.toml").read_text()
     path = tmp_path / "config.toml"
     text = text.replace("port = 8080", f"port = {port}").replace("port = 2775", "port = 0")
+    text = text.replace("port = 2525", "port = 0")
     path.write_text(text)
     return path, port
 

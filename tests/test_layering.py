@@ -20,6 +20,7 @@ PURE = [
         for name in ("engine", "commandline", "codes", "profiles", "options", "sent")
     ),
     ROOT / "edgegw" / "http" / "puzzel.py",
+    ROOT / "edgegw" / "http" / "soap.py",
     ROOT / "edgegw" / "delivery" / "payload.py",
     ROOT / "edgegw" / "pipeline" / "keywords.py",
     ROOT / "edgegw" / "pipeline" / "drstatus.py",
@@ -37,6 +38,7 @@ PURE = [
             "config",
         )
     ),
+    *(ROOT / "edgegw" / "smtp" / f"{name}.py" for name in ("protocol", "mail", "config")),
     ROOT / "edgegw" / "model.py",
 ]
 FORBIDDEN_IN_PURE = {"trio", "sqlite3", "serial", "socket", "logging", "asyncio", "time", "os"}

@@ -28,6 +28,7 @@ from edgegw.http.puzzel import (
     syntax_error_response,
 )
 from edgegw.http.server import App, Request, Response, plain_error
+from edgegw.http.soap import FAULT_NAMESPACE
 from edgegw.model import MessageStatus, MessageView, SendRequest, SendResponse, StatusCode
 
 __all__ = ["Backend", "error_response", "make_app"]
@@ -54,8 +55,6 @@ class Backend(Protocol):
 SEND_PATH: Final = "/gw/rs/sendMessages"
 MESSAGES_PREFIX: Final = "/api/messages/"
 HEALTH_PATH: Final = "/health"
-
-FAULT_NAMESPACE: Final = "http://chimera.intele.com/gw/xsd/SMSGateway/Fault/2013/02"
 
 _JSON: Final = "application/json"
 _XML: Final = "application/xml"

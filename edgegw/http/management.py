@@ -117,12 +117,7 @@ def management_routes(
         if stopped is None:
             raise _unknown_batch(reference)
         if as_xml:
-            inner = (
-                f"<serviceId>{service_id}</serviceId>"
-                f"<clientBatchReference>{escape(reference)}</clientBatchReference>"
-                + "".join(_stopped_xml(message) for message in stopped)
-            )
-            return _xml("stopBatchResponse", inner)
+            return _xml("stopBatchResponse", _stop_xml(service_id, reference, stopped))
         return _json(
             _StopResponse(
                 serviceId=service_id, clientBatchReference=reference, stoppedMessages=stopped
@@ -253,6 +248,15 @@ def _batch_xml(batch: MessageBatch) -> str:
         f"<clientBatchReference>{escape(batch.clientBatchReference)}</clientBatchReference>"
         f"<totalSize>{batch.totalSize}</totalSize><onHold>{batch.onHold}</onHold>"
         "</messageBatch>"
+    )
+
+
+def _stop_xml(service_id: int, reference: str, stopped: list[StoppedMessage]) -> str:
+    """The children of `stopBatchResponse` (REST XML and SOAP alike)."""
+    return (
+        f"<serviceId>{service_id}</serviceId>"
+        f"<clientBatchReference>{escape(reference)}</clientBatchReference>"
+        + "".join(_stopped_xml(message) for message in stopped)
     )
 
 

@@ -29,10 +29,13 @@ __all__ = [
     "decode_form",
     "decode_json",
     "decode_query",
+    "decode_request_element",
     "decode_xml",
     "encode_response",
     "negotiate",
+    "response_children_xml",
     "syntax_error_response",
+    "xml_text",
 ]
 
 REQUEST_NAMESPACE: Final = "http://chimera.intele.com/gw/xsd/SMSGateway/Request/2013/02"
@@ -210,6 +213,12 @@ def decode_xml(body: bytes) -> SendRequest:
         raise RequestSyntaxError("body", f"malformed XML: {exc}") from None
     if _local_name(root.tag) != "request":
         raise RequestSyntaxError("request", f"root element is {_local_name(root.tag)!r}")
+    return decode_request_element(root)
+
+
+def decode_request_element(root: Element) -> SendRequest:
+    """A parsed `request` element to the model (the XML body's root, or the SOAP body's
+    `request`, spec 2.5); its own name is not checked."""
     return _convert(_xml_structure(root, _REQUEST, "request"))
 
 
@@ -364,20 +373,25 @@ def encode_response(response: SendResponse, fmt: ResponseFormat) -> bytes:
     `ns2:response` root in the Response namespace, unqualified children, null elements left out."""
     if fmt is ResponseFormat.JSON:
         return _json_encoder.encode(response)
-    parts = [
-        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n',
-        f'<ns2:response xmlns:ns2="{RESPONSE_NAMESPACE}">',
-        f"<batchReference>{_xml_text(response.batchReference)}</batchReference>",
-    ]
+    return (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        f'<ns2:response xmlns:ns2="{RESPONSE_NAMESPACE}">'
+        f"{response_children_xml(response)}</ns2:response>"
+    ).encode()
+
+
+def response_children_xml(response: SendResponse) -> str:
+    """The unqualified children of the XML `response` element (spec 2.2), for the REST body
+    and the SOAP one (spec 2.5) alike."""
+    parts = [f"<batchReference>{xml_text(response.batchReference)}</batchReference>"]
     for status in response.messageStatus:
         parts.append("<messageStatus>")
         for name in _STATUS_FIELDS:
             value = getattr(status, name)
             if value is not None:
-                parts.append(f"<{name}>{_xml_text(str(value))}</{name}>")
+                parts.append(f"<{name}>{xml_text(str(value))}</{name}>")
         parts.append("</messageStatus>")
-    parts.append("</ns2:response>")
-    return "".join(parts).encode("utf-8")
+    return "".join(parts)
 
 
 _STATUS_FIELDS: Final = MessageStatus.__struct_fields__
@@ -388,7 +402,8 @@ _XML_ESCAPES: Final = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"}
 _XML_SPECIAL = re.compile("[&<>\r]")
 
 
-def _xml_text(text: str) -> str:
+def xml_text(text: str) -> str:
+    """Text for an XML element: markup escaped, characters XML cannot carry replaced."""
     text = _NOT_XML_CHAR.sub("\ufffd", text)
     return _XML_SPECIAL.sub(_escape_match, text)
 

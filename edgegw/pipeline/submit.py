@@ -119,6 +119,7 @@ class DirectMessage(msgspec.Struct, frozen=True, kw_only=True):
     priority: int | None = None
     validity_minutes: int | None = None  # clamped to 5 minutes .. 7 days
     not_before: float | None = None
+    new_session: bool = False  # refused as in a Puzzel request (X-NewSession of an email)
 
 
 def normalise_msisdn(value: str) -> str:
@@ -340,6 +341,8 @@ class Submitter:
         service = self._services.get(direct.service_id)
         if service is None:
             raise Rejected(StatusCode.ILLEGAL_SERVICE, "Illegal service")
+        if direct.new_session:
+            raise _illegal(_NO_SESSIONS)
         now = self._clock.now()
         recipient = check_recipient(direct.recipient)
         originator, originator_type = service.originator, service.originator_type.value

@@ -1,5 +1,5 @@
 """Fixtures of the integration tests: the example config (which proves it parses) and a gateway
-started from it, ready, with its store in tmp_path and HTTP and SMPP on free ports."""
+started from it, ready, with its store in tmp_path and HTTP, SMPP and SMTP on free ports."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ def config(tmp_path: Path) -> Config:
         gateway=msgspec.structs.replace(example.gateway, store=str(tmp_path / "edgegw.db")),
         http=msgspec.structs.replace(example.http, port=0),
         smpp=msgspec.structs.replace(example.smpp, port=0) if example.smpp else None,
+        smtp=msgspec.structs.replace(example.smtp, port=0) if example.smtp else None,
     )
 
 

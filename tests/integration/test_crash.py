@@ -11,7 +11,6 @@ import itertools
 import json
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,24 +20,14 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+from support.process import CONFIG_HEAD, free_port, start_gateway
 
 ROUNDS = 4
 CLIENTS = 4
 
-CONFIG = """
-[gateway]
-store = "crash.db"
-log_level = "warning"
-
-[http]
-port = {port}
-
-[[services]]
-id = 1000
-name = "crash"
-username = "demo"
-password = "demo"
-
+CONFIG = (
+    CONFIG_HEAD
+    + """
 [[modems]]
 name = "m0"
 driver = "at"
@@ -46,21 +35,7 @@ driver = "at"
 [modems.at]
 port = "{tty}"
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def start_gateway(config: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "edgegw", "serve", "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+)
 
 
 async def wait_healthy(client: httpx.AsyncClient, process: subprocess.Popen[bytes]) -> None:

@@ -75,6 +75,7 @@ def fault_config(
         gateway=msgspec.structs.replace(example.gateway, store=str(tmp_path / "edgegw.db")),
         http=msgspec.structs.replace(example.http, port=0),
         smpp=None,
+        smtp=None,
         dispatch=msgspec.structs.replace(
             example.dispatch, retry_initial=retry_initial, retry_max=max(1.0, retry_initial)
         ),

@@ -18,14 +18,15 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def example_config(tmp_path: Path, **service_changes: Any) -> Config:
-    """config.example.toml with its store in `tmp_path`, HTTP on a free port, no SMPP, and only
-    its first service, changed by `service_changes`."""
+    """config.example.toml with its store in `tmp_path`, HTTP on a free port, no SMPP or SMTP,
+    and only its first service, changed by `service_changes`."""
     example = load_config(ROOT / "config.example.toml")
     return msgspec.structs.replace(
         example,
         gateway=msgspec.structs.replace(example.gateway, store=str(tmp_path / "edgegw.db")),
         http=msgspec.structs.replace(example.http, port=0),
         smpp=None,
+        smtp=None,
         services=[msgspec.structs.replace(example.services[0], **service_changes)],
     )
 

@@ -1,0 +1,173 @@
+"""HTTP routes of the SOAP doors: the send service at /gw/ws/SMSGatewayV10 and the Management
+API at /mgmt/ws/GatewayManagementV10, each with its WSDL (`?wsdl`) and schemas (`?xsd=name`),
+shipped as package data. Routing, auth and the calls only; the envelopes are `edgegw.http.soap`.
+Spec sections 2.5 and 5.3.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Final
+from xml.sax.saxutils import escape
+
+from edgegw.http.management import Route, _batch_xml, _stop_xml
+from edgegw.http.server import ErrorRenderer, Request, Response, plain_error
+from edgegw.http.soap import (
+    NO_SUCH_BATCH,
+    ManagementCall,
+    ManagementOperation,
+    SoapFault,
+    decode_management,
+    decode_send,
+    encode_fault,
+    encode_management_response,
+    encode_send_response,
+    parse_envelope,
+)
+from edgegw.model import SendRequest, SendResponse, StatusCode
+from edgegw.pipeline.management import Management
+
+__all__ = [
+    "MANAGEMENT_PATH",
+    "SEND_PATH",
+    "WSDL_ALIAS_PATH",
+    "soap_errors",
+    "soap_routes",
+    "wsdl_document",
+]
+
+log = logging.getLogger(__name__)
+
+SEND_PATH: Final = "/gw/ws/SMSGatewayV10"
+# Spec 2.5: the REST page names this as where the WSDL lives too.
+WSDL_ALIAS_PATH: Final = "/gw/SMSGateway"
+MANAGEMENT_PATH: Final = "/mgmt/ws/GatewayManagementV10"
+
+_SEND_WSDL: Final = "SMSGatewayV10.wsdl"
+_MANAGEMENT_WSDL: Final = "GatewayManagementV10.wsdl"
+# `?xsd=<name>` to the file; the WSDLs import them by these names.
+_SCHEMAS: Final = {
+    "request": "SMSGateway-Request-2013-02.xsd",
+    "response": "SMSGateway-Response-2013-02.xsd",
+    "fault": "SMSGateway-Fault-2013-02.xsd",
+    "management-1.0": "GatewayManagement-v1.0.xsd",
+    "management-1.1": "GatewayManagement-v1.1.xsd",
+}
+_ADDRESS_PLACEHOLDER: Final = "EDGEGW-ADDRESS"
+# A Host header fit to be written into the WSDL as the endpoint's authority.
+_HOST: Final = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+_XML_TYPE: Final = "text/xml; charset=utf-8"
+
+
+def wsdl_document(name: str) -> bytes:
+    """A WSDL or XSD file shipped in the package (and in the single executable)."""
+    return importlib.resources.files("edgegw.http").joinpath("wsdl", name).read_bytes()
+
+
+Submit = Callable[[SendRequest], Awaitable[SendResponse]]
+
+
+def soap_routes(
+    submit: Submit, management: Management, authenticate: Callable[[str, str], int | None]
+) -> Route:
+    """The routes, for `make_app(..., routes=[...])`; other paths get None. `submit` is the
+    same entry point REST uses, so SOAP requests get the same validation and statuses."""
+    documents = {name: wsdl_document(name) for name in (_SEND_WSDL, _MANAGEMENT_WSDL)}
+    schemas = {key: wsdl_document(name) for key, name in _SCHEMAS.items()}
+
+    async def route(request: Request) -> Response | None:
+        path = request.path
+        if path in (SEND_PATH, WSDL_ALIAS_PATH):
+            if request.method == "POST" and path == SEND_PATH:
+                return await _call(request, _send)
+            return _document(request, documents[_SEND_WSDL], "POST" if path == SEND_PATH else "")
+        if path == MANAGEMENT_PATH:
+            if request.method == "POST":
+                return await _call(request, _manage)
+            return _document(request, documents[_MANAGEMENT_WSDL], "POST")
+        return None
+
+    def _document(request: Request, wsdl: bytes, post: str) -> Response:
+        allow = ", ".join(filter(None, ("GET", post)))
+        if request.method != "GET":
+            refusal = plain_error(request, 405, f"{request.method} is not one of {allow}")
+            refusal.headers.append(("allow", allow))
+            return refusal
+        query = request.query
+        if query.lower() == "wsdl":
+            host = request.headers.get("host", "")
+            if _HOST.fullmatch(host) is None:
+                host = "localhost"
+            body = wsdl.replace(_ADDRESS_PLACEHOLDER.encode(), escape(host).encode())
+            return Response(status=200, headers=[("content-type", _XML_TYPE)], body=body)
+        key, _, name = query.partition("=")
+        if key.lower() == "xsd" and name in schemas:
+            return Response(status=200, headers=[("content-type", _XML_TYPE)], body=schemas[name])
+        known = ", ".join(f"?xsd={name}" for name in schemas)
+        return plain_error(request, 404, f"ask for ?wsdl or one of {known}")
+
+    async def _call(request: Request, operation: Callable[[Request], Awaitable[bytes]]) -> Response:
+        try:
+            body = await operation(request)
+        except SoapFault as fault:
+            return _fault(fault)
+        except Exception:
+            log.exception("SOAP %s failed", request.path)
+            return _fault(SoapFault("Server", "Internal error", StatusCode.INTERNAL_ERROR))
+        return Response(status=200, headers=[("content-type", _XML_TYPE)], body=body)
+
+    async def _send(request: Request) -> bytes:
+        send_request = decode_send(parse_envelope(request.body))
+        return encode_send_response(await submit(send_request))
+
+    async def _manage(request: Request) -> bytes:
+        call = decode_management(parse_envelope(request.body))
+        if authenticate(call.username, call.password) != call.service_id:
+            raise SoapFault("Client", "Access denied", StatusCode.ACCESS_ERROR)
+        return encode_management_response(call, await _management_children(call))
+
+    async def _management_children(call: ManagementCall) -> str:
+        service_id = call.service_id
+        if call.operation is ManagementOperation.GET_BATCH_LIST:
+            return "".join(_batch_xml(batch) for batch in await management.batches(service_id))
+        reference = call.batch_reference or ""
+        if call.operation is ManagementOperation.GET_BATCH_STATUS:
+            batch = await management.batch(service_id, reference)
+            if batch is None:
+                raise _no_such_batch(reference)
+            return _batch_xml(batch)
+        stopped = await management.stop_batch(service_id, reference)
+        if stopped is None:
+            raise _no_such_batch(reference)
+        return _stop_xml(service_id, reference, stopped)
+
+    return route
+
+
+def soap_errors(fallback: ErrorRenderer) -> ErrorRenderer:
+    """The listener's own refusals (413, 431, 408, a broken request) of a SOAP call as a SOAP
+    1.1 Fault, keeping their HTTP status (nothing was processed); others go to `fallback`."""
+
+    def render(request: Request | None, status: int, reason: str) -> Response:
+        if request is None or request.path not in (SEND_PATH, MANAGEMENT_PATH):
+            return fallback(request, status, reason)
+        response = _fault(SoapFault("Client" if status < 500 else "Server", reason))
+        response.status = status
+        return response
+
+    return render
+
+
+def _no_such_batch(reference: str) -> SoapFault:
+    return SoapFault("Client", f"no batch {reference!r} for this service", NO_SUCH_BATCH)
+
+
+def _fault(fault: SoapFault) -> Response:
+    return Response(
+        status=fault.http_status,
+        headers=[("content-type", _XML_TYPE)],
+        body=encode_fault(fault),
+    )

@@ -1,0 +1,121 @@
+"""The gateway core behind the SMTP door: who may mail which service, and a received mail made
+into one durable message per recipient through the same `Submitter` as every other door.
+
+A mail is acknowledged (250) only after all its messages committed, and refused (554) whole
+when any recipient's message cannot be sent, so nothing is half accepted. Spec section 2.6.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Final
+
+from edgegw.config import ServiceConfig
+from edgegw.pipeline.submit import DirectMessage, Rejected, Submitter, check_recipient
+from edgegw.smtp.mail import MailContent, MailError, mail_content, parse_recipient
+from edgegw.smtp.protocol import Reply
+from edgegw.store import NewMessage, Store
+
+__all__ = ["GatewaySmtpBackend"]
+
+log = logging.getLogger(__name__)
+
+_IDS_PER_LINE: Final = 20  # keeps each line of the 250 reply well under 512 octets
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class GatewaySmtpBackend:
+    """`edgegw.smtp.server.SmtpBackend` over the submit pipeline and the store."""
+
+    def __init__(
+        self,
+        services: Iterable[ServiceConfig],
+        submitter: Submitter,
+        store: Store,
+        wake_dispatcher: Callable[[], None],
+        authenticate: Callable[[str, str], int | None],
+        *,
+        domain: str,
+    ) -> None:
+        self._services = {service.id: service for service in services}
+        self._allowed: dict[int, list[_Network]] = {
+            service.id: [ipaddress.ip_network(entry, strict=False) for entry in service.smtp.allow]
+            for service in self._services.values()
+            if service.smtp is not None
+        }
+        self._submitter = submitter
+        self._store = store
+        self._wake_dispatcher = wake_dispatcher
+        self._authenticate = authenticate
+        self._domain = domain
+
+    def authenticate(self, username: str, password: str) -> int | None:
+        return self._authenticate(username, password)
+
+    def recipient(self, address: str, client: str, authenticated: int | None) -> Reply:
+        """The RCPT decision: a well-formed address of a service that takes email, from an
+        allowed client address or a session authenticated as that service."""
+        try:
+            number, service_id = parse_recipient(address, self._domain)
+            check_recipient(number)
+        except MailError as exc:
+            return Reply(550, f"5.1.3 {exc.reason}")
+        except Rejected as exc:
+            return Reply(550, f"5.1.3 {exc.message}")
+        allowed = self._allowed.get(service_id)
+        if service_id not in self._services or allowed is None:
+            return Reply(550, f"5.1.1 service {service_id} takes no email here")
+        if authenticated != service_id and not _contains(allowed, client):
+            return Reply(550, f"5.7.1 {client} may not send for service {service_id}")
+        return Reply(250, "2.1.5 recipient OK")
+
+    async def deliver(self, recipients: Sequence[str], content: bytes) -> Reply:
+        """The end-of-DATA decision: 250 with the message ids once committed, 554 with the
+        reason when a message cannot be sent, 451 when the store failed (nothing accepted)."""
+        texts: dict[tuple[bool, bool], MailContent] = {}
+        messages: list[NewMessage] = []
+        try:
+            for address in recipients:
+                number, service_id = parse_recipient(address, self._domain)
+                setting = self._services[service_id].smtp
+                assert setting is not None  # checked at RCPT
+                options = (setting.prepend_subject, setting.strip_signature)
+                if options not in texts:
+                    texts[options] = mail_content(
+                        content, prepend_subject=options[0], strip_signature=options[1]
+                    )
+                text = texts[options]
+                direct = DirectMessage(
+                    service_id=service_id,
+                    recipient=number,
+                    content=text.text,
+                    new_session=text.new_session,
+                )
+                messages.append(self._submitter.prepare(direct))
+        except MailError as exc:
+            return Reply(554, f"5.6.0 {exc.reason}")
+        except Rejected as exc:
+            return Reply(554, f"5.6.0 {address}: {exc.message}")
+        try:
+            await self._store.insert_messages(messages)
+        except Exception:
+            log.exception("smtp: storing a mail for %d recipients failed", len(messages))
+            return Reply(451, "4.3.0 the message could not be stored, try again later")
+        self._wake_dispatcher()
+        ids = [message.id for message in messages]
+        lines = [
+            " ".join(ids[start : start + _IDS_PER_LINE])
+            for start in range(0, len(ids), _IDS_PER_LINE)
+        ]
+        return Reply(250, "2.0.0 queued as " + "\n".join(lines))
+
+
+def _contains(networks: list[_Network], client: str) -> bool:
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return False
+    return any(address in network for network in networks)

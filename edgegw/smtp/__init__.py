@@ -1,0 +1,38 @@
+"""The SMTP door of edgegw (email to SMS, spec section 2.6): the dialogue as a pure state
+machine, the mail's text and recipient address, the configuration and the trio listener."""
+
+from edgegw.smtp.config import ServiceSmtp, SmtpConfig, check_smtp
+from edgegw.smtp.mail import MAX_CHARACTERS, MailContent, MailError, mail_content, parse_recipient
+from edgegw.smtp.protocol import (
+    NEED_DATA,
+    AuthRequested,
+    ConnectionClosed,
+    MessageReceived,
+    Phase,
+    RecipientRequested,
+    Reply,
+    SmtpLimits,
+    SmtpSession,
+    StartTlsRequested,
+)
+
+__all__ = [
+    "MAX_CHARACTERS",
+    "NEED_DATA",
+    "AuthRequested",
+    "ConnectionClosed",
+    "MailContent",
+    "MailError",
+    "MessageReceived",
+    "Phase",
+    "RecipientRequested",
+    "Reply",
+    "ServiceSmtp",
+    "SmtpConfig",
+    "SmtpLimits",
+    "SmtpSession",
+    "StartTlsRequested",
+    "check_smtp",
+    "mail_content",
+    "parse_recipient",
+]

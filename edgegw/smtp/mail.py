@@ -1,0 +1,161 @@
+"""An email as an SMS (spec section 2.6): the recipient address `<msisdn>-<serviceid>@<domain>`
+and the text of the mail, read with the standard library's `email` package (MIME multipart,
+quoted-printable and base64, any declared charset). Pure: no I/O, no clock, no logging.
+
+Every way a mail or an address can be unusable is a `MailError` with a reason for the reply.
+"""
+
+from __future__ import annotations
+
+import email.errors
+import email.header
+import email.message
+import email.parser
+import email.policy
+import re
+from html.parser import HTMLParser
+from typing import Final
+
+import msgspec
+
+__all__ = ["MAX_CHARACTERS", "MailContent", "MailError", "mail_content", "parse_recipient"]
+
+# Spec 2.6: at most 918 characters (six concatenated GSM parts).
+MAX_CHARACTERS: Final = 918
+
+_LOCAL_PART: Final = re.compile(r"(\+?)([0-9]{1,20})-([0-9]{1,10})")
+_SIGNATURE: Final = "-- "  # RFC 3676 4.3 signature separator line
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_parser = email.parser.BytesParser(policy=email.policy.compat32)
+
+
+class MailError(ValueError):
+    """A recipient or a mail that cannot become an SMS; `reason` goes into the 5xx reply."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class MailContent(msgspec.Struct, frozen=True, kw_only=True):
+    text: str
+    new_session: bool  # the X-NewSession header (spec 2.6 leaves the header to us)
+
+
+def parse_recipient(address: str, domain: str) -> tuple[str, int]:
+    """(recipient as `+` and digits, service id) from `<msisdn>-<serviceid>@<domain>`; the `+`
+    is optional and the domain compared without case."""
+    local, at, host = address.rpartition("@")
+    if not at or host.lower() != domain.lower():
+        raise MailError(f"mail for {host or address!r} is not taken here, only @{domain}")
+    match = _LOCAL_PART.fullmatch(local)
+    if match is None:
+        raise MailError(f"{local!r} is not <number>-<service id>, as in 4741000000-1000@{domain}")
+    _, number, service = match.groups()
+    return "+" + number, int(service)
+
+
+def mail_content(raw: bytes, *, prepend_subject: bool, strip_signature: bool) -> MailContent:
+    """The SMS text of a mail: the first text/plain part, else the first text/html one as
+    text; line ends as LF, trailing blank space removed, a `-- ` signature cut when asked, the
+    subject and a newline before it when asked."""
+    message = _parser.parsebytes(raw)
+    # Not `or`: a Message without headers is falsy (its len() counts headers).
+    part = _first_part(message, "text/plain")
+    if part is None:
+        part = _first_part(message, "text/html")
+    if part is None:
+        raise MailError("the mail has no text/plain or text/html part")
+    text = _decoded_text(part)
+    if part.get_content_type() == "text/html":
+        text = _html_text(text)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if strip_signature:
+        lines = text.split("\n")
+        if _SIGNATURE in lines:
+            cut = len(lines) - 1 - lines[::-1].index(_SIGNATURE)
+            text = "\n".join(lines[:cut])
+    text = text.rstrip()
+    subject = _header(message, "subject")
+    if prepend_subject and subject:
+        text = f"{subject}\n{text}" if text else subject
+    if not text:
+        raise MailError("the mail has no text to send")
+    if len(text) > MAX_CHARACTERS:
+        raise MailError(
+            f"the text has {len(text)} characters, at most {MAX_CHARACTERS} are allowed"
+        )
+    new_session = _header(message, "x-newsession").lower() in _TRUE
+    return MailContent(text=text, new_session=new_session)
+
+
+def _first_part(message: email.message.Message, content_type: str) -> email.message.Message | None:
+    for part in message.walk():
+        if part.is_multipart() or part.get_content_type() != content_type:
+            continue
+        if (part.get("content-disposition") or "").strip().lower().startswith("attachment"):
+            continue
+        return part
+    return None
+
+
+def _decoded_text(part: email.message.Message) -> str:
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        raise MailError("the text part has no readable body")
+    charset = part.get_content_charset() or "us-ascii"
+    try:
+        # LookupError also for codecs that are no charset (base64_codec, rot13...).
+        return payload.decode(charset)
+    except LookupError:
+        raise MailError(f"unknown charset {charset[:40]!r}") from None
+    except UnicodeDecodeError as exc:
+        raise MailError(f"the text is not valid {charset[:40]} at byte {exc.start}") from None
+
+
+def _header(message: email.message.Message, name: str) -> str:
+    """A header's value with RFC 2047 encoded words decoded; '' when absent or undecodable."""
+    value = message.get(name)
+    if value is None:
+        return ""
+    try:
+        decoded = email.header.make_header(email.header.decode_header(str(value)))
+    except (LookupError, UnicodeDecodeError, ValueError, email.errors.HeaderParseError):
+        return ""
+    return " ".join(str(decoded).split())
+
+
+class _HtmlText(HTMLParser):
+    """Visible text of an HTML body: script and style dropped, block ends as line breaks."""
+
+    _BREAKS: Final = frozenset({"br", "p", "div", "tr", "li", "h1", "h2", "h3", "h4", "table"})
+    _HIDDEN: Final = frozenset({"script", "style", "head", "title"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.pieces: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._HIDDEN:
+            self._hidden += 1
+        elif tag in self._BREAKS:
+            self.pieces.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._HIDDEN:
+            self._hidden = max(0, self._hidden - 1)
+        elif tag in self._BREAKS:
+            self.pieces.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self.pieces.append(data)
+
+
+def _html_text(markup: str) -> str:
+    parser = _HtmlText()
+    parser.feed(markup)
+    parser.close()
+    lines = (" ".join(line.split()) for line in "".join(parser.pieces).split("\n"))
+    return "\n".join(line for line in lines if line)

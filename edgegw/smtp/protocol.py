@@ -1,0 +1,525 @@
+"""The server side of an SMTP dialogue (RFC 5321, with RFC 1870 SIZE, RFC 3207 STARTTLS and
+RFC 4954 AUTH PLAIN/LOGIN) as a sans-IO state machine: bytes in, events and reply bytes out.
+No sockets, no clock, no logging; the shell owns timeouts, TLS and every decision an event asks
+for. Spec section 2.6 (email to SMS).
+
+Every input is answered with a reply, never an exception: bounded buffers, refused commands
+(503 in the wrong phase, 500 for garbage) and, after too many errors in a row, 421 and close.
+Only CRLF ends a line and only CRLF.CRLF ends DATA (no bare-LF smuggling).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import re
+from typing import Final, TypeAlias, TypeVar
+
+import msgspec
+
+__all__ = [
+    "NEED_DATA",
+    "AuthRequested",
+    "ConnectionClosed",
+    "Event",
+    "MessageReceived",
+    "Phase",
+    "RecipientRequested",
+    "Reply",
+    "SmtpLimits",
+    "SmtpSession",
+    "StartTlsRequested",
+]
+
+
+class Reply(msgspec.Struct, frozen=True):
+    """An SMTP reply: a three-digit code and its text (with the enhanced status code, RFC 3463,
+    at its start where there is one). Several lines are separated by newlines in `text`."""
+
+    code: int
+    text: str
+
+    def encode(self) -> bytes:
+        lines = self.text.split("\n")
+        out = [f"{self.code}-{line}\r\n" for line in lines[:-1]]
+        out.append(f"{self.code} {lines[-1]}\r\n")
+        # Replies are ASCII (no SMTPUTF8 here); echoed non-ASCII text is escaped.
+        return "".join(out).encode("ascii", "backslashreplace")
+
+    @property
+    def positive(self) -> bool:
+        return 200 <= self.code < 400
+
+
+class SmtpLimits(msgspec.Struct, frozen=True, kw_only=True):
+    max_command_bytes: int = 512  # RFC 5321 4.5.3.1.4, CRLF included
+    max_line_bytes: int = 1000  # RFC 5321 4.5.3.1.6, a line of the message, CRLF included
+    max_message_bytes: int = 1_048_576  # announced as SIZE; larger is refused with 552
+    max_recipients: int = 100  # RCPT beyond this gets 452 (RFC 5321 4.5.3.1.8 asks >= 100)
+    max_errors: int = 10  # refused commands in a row before 421 and close
+
+
+class Phase(enum.Enum):
+    INIT = "init"  # before EHLO/HELO (and again after STARTTLS)
+    READY = "ready"  # greeted, no transaction
+    MAIL = "mail"  # MAIL FROM accepted, no recipient yet
+    RCPT = "rcpt"  # at least one recipient accepted
+    DATA = "data"  # reading the message
+    AUTH = "auth"  # reading a base64 line of an AUTH exchange
+    WAITING = "waiting"  # an event awaits the shell's `answer`
+    CLOSED = "closed"
+
+
+# Events that ask the shell for a decision; it answers each with `answer(Reply)`.
+class RecipientRequested(msgspec.Struct, frozen=True):
+    address: str  # the path of RCPT TO, without the angle brackets
+
+
+class MessageReceived(msgspec.Struct, frozen=True):
+    sender: str
+    recipients: tuple[str, ...]  # each accepted at RCPT
+    content: bytes  # dot-unstuffed, CRLF line ends, without the final "."
+
+
+class AuthRequested(msgspec.Struct, frozen=True):
+    mechanism: str  # PLAIN or LOGIN
+    username: str
+    password: str
+
+
+# Events the shell acts on without answering.
+class StartTlsRequested(msgspec.Struct, frozen=True):
+    """The 220 is queued: send it, then run the TLS handshake, then call `tls_started`."""
+
+
+class ConnectionClosed(msgspec.Struct, frozen=True):
+    """QUIT was answered, the peer closed, or the session gave up on it: send what is queued
+    and close."""
+
+
+class _NeedData(enum.Enum):
+    NEED_DATA = "need data"
+
+
+NEED_DATA: Final = _NeedData.NEED_DATA
+Event: TypeAlias = (
+    RecipientRequested | MessageReceived | AuthRequested | StartTlsRequested | ConnectionClosed
+)
+
+# Which verbs each phase accepts; a verb missing from its phase's set is a bad sequence (503).
+_ANY: Final = frozenset({"EHLO", "HELO", "RSET", "NOOP", "QUIT", "VRFY", "HELP"})
+_ALLOWED: Final[dict[Phase, frozenset[str]]] = {
+    Phase.INIT: _ANY | {"STARTTLS"},
+    Phase.READY: _ANY | {"MAIL", "STARTTLS", "AUTH"},
+    Phase.MAIL: _ANY | {"RCPT", "DATA"},
+    Phase.RCPT: _ANY | {"RCPT", "DATA"},
+}
+_KNOWN: Final = frozenset().union(*_ALLOWED.values())
+# Where an accepted answer to a pending event leads (a refusal keeps the phase it came from).
+_AFTER_ACCEPT: Final[dict[type, Phase]] = {
+    RecipientRequested: Phase.RCPT,
+    MessageReceived: Phase.READY,
+    AuthRequested: Phase.READY,
+}
+
+_PATH: Final = re.compile(r"\s*<([^<>]*)>(.*)", re.DOTALL)
+_PARAMETER: Final = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*)(?:=([!-<>-~]+))?")
+_END_OF_DATA: Final = b"\r\n.\r\n"
+_PRINTABLE: Final = re.compile(r"[^!-~]")
+_Decision = TypeVar("_Decision", RecipientRequested, MessageReceived, AuthRequested)
+
+
+def _reply(code: int, text: str) -> Reply:
+    return Reply(code, text)
+
+
+class SmtpSession:
+    """One connection's dialogue. The greeting is queued at once; read replies with
+    `data_to_send`, feed input with `receive_data` (b"" at end of stream), and pull events with
+    `next_event` until it returns NEED_DATA."""
+
+    def __init__(
+        self,
+        domain: str,
+        limits: SmtpLimits,
+        *,
+        tls_available: bool = False,
+        auth_available: bool = False,
+        auth_required: bool = False,
+    ) -> None:
+        self.domain = domain
+        self.limits = limits
+        self.tls_active = False
+        self.tls_available = tls_available
+        self.auth_available = auth_available
+        self.auth_required = auth_required
+        self.authenticated = False
+        self.phase = Phase.INIT
+        # Lines (commands, AUTH responses) and messages read so far: a shell restarts its
+        # timeout when this moves, so a client trickling bytes cannot stretch one step.
+        self.steps = 0
+        self._resume = Phase.INIT  # where a refused decision returns to
+        self._buffer = bytearray()
+        self._out = bytearray()
+        self._eof = False
+        self._discarding = False  # an overlong line is being skipped up to its CRLF
+        self._errors = 0
+        self._pending: RecipientRequested | MessageReceived | AuthRequested | None = None
+        self._sender = ""
+        self._recipients: list[str] = []
+        self._data_start = 0  # where to search for the end of DATA next
+        self._data_too_big = False
+        self._auth_mechanism = ""
+        self._auth_username: str | None = None
+        self._send(_reply(220, f"{domain} ESMTP edgegw"))
+
+    # -- the shell's side ----------------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        if not data:
+            self._eof = True
+        elif self.phase is not Phase.CLOSED:
+            self._buffer += data
+
+    def data_to_send(self) -> bytes:
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    def answer(self, reply: Reply) -> None:
+        """The decision on the pending RecipientRequested, MessageReceived or AuthRequested."""
+        if self.phase is not Phase.WAITING or self._pending is None:
+            raise RuntimeError("no event is waiting for an answer")
+        pending, self._pending = self._pending, None
+        if reply.positive:
+            if isinstance(pending, AuthRequested):
+                self.authenticated = True
+            elif isinstance(pending, RecipientRequested):
+                self._recipients.append(pending.address)
+            self.phase = _AFTER_ACCEPT[type(pending)]
+        else:
+            self.phase = self._resume
+        if isinstance(pending, MessageReceived):
+            self._reset_transaction()
+        if isinstance(pending, AuthRequested) and not reply.positive:
+            # Refused credentials count as errors, so guessing ends with 421 and a new
+            # connection (each one bounded by the listener).
+            self._error(reply)
+        else:
+            self._send(reply)
+
+    def tls_started(self, *, auth_available: bool) -> None:
+        """The handshake after STARTTLS succeeded: back to the start (RFC 3207 4.2)."""
+        self.tls_active = True
+        self.tls_available = False
+        self.auth_available = auth_available
+        self.phase = Phase.INIT
+
+    def next_event(self) -> Event | _NeedData:
+        while True:
+            if self.phase is Phase.CLOSED:
+                return ConnectionClosed()
+            if self.phase is Phase.WAITING:
+                return NEED_DATA
+            event: Event | _NeedData | None
+            if self.phase is Phase.DATA:
+                event = self._read_data()
+            else:
+                line = self._read_line()
+                if line is None:
+                    event = NEED_DATA
+                elif self.phase is Phase.AUTH:
+                    event = self._auth_line(line)
+                else:
+                    event = self._command(line)
+            if event is NEED_DATA:
+                if self._eof:
+                    self.phase = Phase.CLOSED
+                    continue
+                return NEED_DATA
+            if event is not None:
+                return event
+
+    def timed_out(self) -> None:
+        """The shell's idle or DATA deadline passed."""
+        self._close(_reply(421, f"4.4.2 {self.domain} timeout, closing the connection"))
+
+    # -- lines and commands --------------------------------------------------------------------
+
+    def _send(self, reply: Reply) -> None:
+        self._out += reply.encode()
+
+    def _close(self, reply: Reply) -> None:
+        self._send(reply)
+        self.phase = Phase.CLOSED
+        self._buffer.clear()
+
+    def _read_line(self) -> str | None:
+        """One CRLF-terminated line as text (latin-1 keeps every byte), or None for more input.
+        A line past the command limit is skipped to its CRLF and answered with 500."""
+        limit = self.limits.max_command_bytes
+        end = self._buffer.find(b"\r\n")
+        if end < 0:
+            if len(self._buffer) > limit:
+                self._discarding = True
+                keep = 1 if self._buffer.endswith(b"\r") else 0
+                del self._buffer[: len(self._buffer) - keep]
+            return None
+        line = bytes(self._buffer[:end])
+        del self._buffer[: end + 2]
+        self.steps += 1
+        if self._discarding or end + 2 > limit:
+            self._discarding = False
+            return "\x00too long"
+        return line.decode("latin-1")
+
+    def _error(self, reply: Reply) -> None:
+        self._errors += 1
+        if self._errors >= self.limits.max_errors:
+            self._close(_reply(421, f"4.7.0 {self.domain} too many errors, closing"))
+        else:
+            self._send(reply)
+
+    def _ok(self, reply: Reply) -> None:
+        self._errors = 0
+        self._send(reply)
+
+    def _command(self, line: str) -> Event | None:
+        if line == "\x00too long":
+            self._error(_reply(500, "5.5.2 line too long"))
+            return None
+        verb, _, argument = line.partition(" ")
+        verb = verb.upper()
+        if verb not in _KNOWN:
+            self._error(_reply(500, "5.5.2 command not recognised"))
+            return None
+        if verb not in _ALLOWED[self.phase]:
+            self._error(_reply(503, f"5.5.1 {verb} is not allowed now"))
+            return None
+        handler = getattr(self, f"_verb_{verb.lower()}")
+        result: Event | None = handler(argument.strip())
+        return result
+
+    def _verb_ehlo(self, argument: str) -> None:
+        if not argument:
+            self._error(_reply(501, "5.5.4 EHLO needs a domain or address"))
+            return
+        self._reset_transaction()
+        self.phase = Phase.READY
+        lines = [
+            f"{self.domain} greets {_PRINTABLE.sub('?', argument[:64])}",
+            "PIPELINING",
+            f"SIZE {self.limits.max_message_bytes}",
+            "8BITMIME",
+            "ENHANCEDSTATUSCODES",
+        ]
+        if self.tls_available and not self.tls_active:
+            lines.append("STARTTLS")
+        if self.auth_available and not self.authenticated:
+            lines.append("AUTH PLAIN LOGIN")
+        self._ok(_reply(250, "\n".join(lines)))
+
+    def _verb_helo(self, argument: str) -> None:
+        if not argument:
+            self._error(_reply(501, "5.5.4 HELO needs a domain"))
+            return
+        self._reset_transaction()
+        self.phase = Phase.READY
+        self._ok(_reply(250, f"{self.domain}"))
+
+    def _verb_rset(self, argument: str) -> None:
+        self._reset_transaction()
+        if self.phase is not Phase.INIT:
+            self.phase = Phase.READY
+        self._ok(_reply(250, "2.0.0 OK"))
+
+    def _verb_noop(self, argument: str) -> None:
+        self._ok(_reply(250, "2.0.0 OK"))
+
+    def _verb_help(self, argument: str) -> None:
+        self._ok(_reply(214, "2.0.0 mail to <number>-<service id>@" + self.domain))
+
+    def _verb_vrfy(self, argument: str) -> None:
+        self._ok(_reply(252, "2.5.2 cannot verify, but will try delivery"))
+
+    def _verb_quit(self, argument: str) -> ConnectionClosed:
+        self._close(_reply(221, f"2.0.0 {self.domain} closing"))
+        return ConnectionClosed()
+
+    def _verb_starttls(self, argument: str) -> StartTlsRequested | None:
+        if not self.tls_available or self.tls_active:
+            self._error(_reply(502, "5.5.1 STARTTLS is not available"))
+            return None
+        if argument:
+            self._error(_reply(501, "5.5.4 STARTTLS takes no argument"))
+            return None
+        self._ok(_reply(220, "2.0.0 ready to start TLS"))
+        # Anything pipelined after STARTTLS came in the clear; it must not count as sent
+        # under TLS (RFC 3207 section 6).
+        self._buffer.clear()
+        self._reset_transaction()
+        self.authenticated = False
+        return StartTlsRequested()
+
+    def _verb_auth(self, argument: str) -> AuthRequested | None:
+        if self.authenticated:
+            self._error(_reply(503, "5.5.1 already authenticated"))
+            return None
+        if not self.auth_available:
+            if self.tls_available and not self.tls_active:
+                self._error(_reply(538, "5.7.11 encryption required: STARTTLS first"))
+            else:
+                self._error(_reply(502, "5.5.1 AUTH is not available"))
+            return None
+        mechanism, _, initial = argument.partition(" ")
+        mechanism = mechanism.upper()
+        if mechanism not in ("PLAIN", "LOGIN"):
+            self._error(_reply(504, "5.5.4 unrecognised authentication mechanism"))
+            return None
+        self._auth_mechanism = mechanism
+        self._auth_username = None
+        initial = initial.strip()
+        if initial:
+            return self._auth_line(initial)
+        self.phase = Phase.AUTH
+        # RFC 4954: PLAIN sends an empty challenge; LOGIN asks "Username:".
+        self._send(_reply(334, "" if mechanism == "PLAIN" else "VXNlcm5hbWU6"))
+        return None
+
+    def _auth_line(self, line: str) -> AuthRequested | None:
+        self.phase = Phase.READY
+        if line.strip() == "*":
+            self._error(_reply(501, "5.0.0 authentication cancelled"))
+            return None
+        try:
+            decoded = base64.b64decode(line.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            self._error(_reply(501, "5.5.2 cannot decode the response (base64 UTF-8)"))
+            return None
+        if self._auth_mechanism == "PLAIN":
+            fields = decoded.split("\x00")
+            if len(fields) != 3:
+                self._error(_reply(501, "5.5.2 PLAIN needs authzid NUL user NUL password"))
+                return None
+            return self._await(AuthRequested("PLAIN", fields[1], fields[2]), Phase.READY)
+        if self._auth_username is None:
+            self._auth_username = decoded
+            self.phase = Phase.AUTH
+            self._send(_reply(334, "UGFzc3dvcmQ6"))  # "Password:"
+            return None
+        return self._await(AuthRequested("LOGIN", self._auth_username, decoded), Phase.READY)
+
+    def _verb_mail(self, argument: str) -> None:
+        if self.auth_required and not self.authenticated:
+            self._error(_reply(530, "5.7.0 authentication required"))
+            return
+        path = self._path(argument, "FROM:")
+        if path is None:
+            return
+        sender, parameters = path
+        for name, value in parameters:
+            if name == "SIZE":
+                if value is None or not value.isdigit():
+                    self._error(_reply(501, "5.5.4 SIZE needs a number"))
+                    return
+                if int(value) > self.limits.max_message_bytes:
+                    self._error(
+                        _reply(552, f"5.3.4 message size exceeds {self.limits.max_message_bytes}")
+                    )
+                    return
+            elif name not in ("BODY", "SMTPUTF8"):
+                self._error(_reply(555, f"5.5.4 parameter {name} is not supported"))
+                return
+        self._sender = sender
+        self.phase = Phase.MAIL
+        self._ok(_reply(250, "2.1.0 sender OK"))
+
+    def _verb_rcpt(self, argument: str) -> RecipientRequested | None:
+        path = self._path(argument, "TO:")
+        if path is None:
+            return None
+        address, parameters = path
+        if parameters:
+            self._error(_reply(555, f"5.5.4 parameter {parameters[0][0]} is not supported"))
+            return None
+        if not address:
+            self._error(_reply(501, "5.1.3 an empty recipient"))
+            return None
+        if len(self._recipients) >= self.limits.max_recipients:
+            self._error(_reply(452, "4.5.3 too many recipients"))
+            return None
+        return self._await(RecipientRequested(address), self.phase)
+
+    def _verb_data(self, argument: str) -> None:
+        if argument:
+            self._error(_reply(501, "5.5.4 DATA takes no argument"))
+            return
+        if not self._recipients:
+            self._error(_reply(554, "5.5.1 no valid recipients"))
+            return
+        self.phase = Phase.DATA
+        self._data_start = 0
+        self._data_too_big = False
+        # A virtual CRLF before the first line lets one search find the end of an empty message.
+        self._buffer[:0] = b"\r\n"
+        self._ok(_reply(354, "end data with <CR><LF>.<CR><LF>"))
+
+    def _path(self, argument: str, keyword: str) -> tuple[str, list[tuple[str, str | None]]] | None:
+        if argument[: len(keyword)].upper() != keyword:
+            self._error(_reply(501, f"5.5.4 syntax: {keyword}<address>"))
+            return None
+        match = _PATH.fullmatch(argument[len(keyword) :])
+        if match is None:
+            self._error(_reply(501, f"5.5.4 syntax: {keyword}<address>"))
+            return None
+        address, rest = match.groups()
+        parameters: list[tuple[str, str | None]] = []
+        for item in rest.split():
+            parameter = _PARAMETER.fullmatch(item)
+            if parameter is None:
+                self._error(_reply(501, f"5.5.4 malformed parameter {item[:40]!r}"))
+                return None
+            parameters.append((parameter.group(1).upper(), parameter.group(2)))
+        return address.strip(), parameters
+
+    def _await(self, event: _Decision, resume: Phase) -> _Decision:
+        self._pending = event
+        self._resume = resume
+        self.phase = Phase.WAITING
+        return event
+
+    def _reset_transaction(self) -> None:
+        self._sender = ""
+        self._recipients = []
+
+    # -- DATA ----------------------------------------------------------------------------------
+
+    def _read_data(self) -> MessageReceived | _NeedData | None:
+        limit = self.limits.max_message_bytes
+        end = self._buffer.find(_END_OF_DATA, self._data_start)
+        if end < 0:
+            if len(self._buffer) > limit + 2:
+                # Too big: keep counting it as refused, hold on to the tail that may begin the
+                # end marker, drop the rest.
+                self._data_too_big = True
+                del self._buffer[: len(self._buffer) - 4]
+            self._data_start = max(0, len(self._buffer) - 4)
+            return NEED_DATA
+        # Unstuff with the virtual leading CRLF in place, then drop it.
+        raw = bytes(self._buffer[: end + 2])
+        del self._buffer[: end + len(_END_OF_DATA)]
+        self.steps += 1
+        too_big = self._data_too_big or len(raw) - 2 > limit
+        self.phase = Phase.READY
+        if too_big:
+            self._reset_transaction()
+            self._error(_reply(552, f"5.3.4 message size exceeds {limit}"))
+            return None
+        content = raw.replace(b"\r\n.", b"\r\n")[2:]
+        if max(map(len, content.split(b"\r\n"))) + 2 > self.limits.max_line_bytes:
+            self._reset_transaction()
+            self._error(_reply(500, f"5.5.6 a line is longer than {self.limits.max_line_bytes}"))
+            return None
+        event = MessageReceived(self._sender, tuple(self._recipients), content)
+        return self._await(event, Phase.READY)

@@ -1,0 +1,187 @@
+"""The SMTP listener: a thin trio shell that moves bytes between a socket (TLS after STARTTLS)
+and `SmtpSession`, owns the idle and DATA timeouts and the connection limit, and asks the
+backend for each decision. One failing connection never touches another. Spec section 2.6.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import logging
+import math
+import ssl
+from collections.abc import Sequence
+from typing import Final, Protocol
+
+import trio
+
+from edgegw.smtp.config import SmtpConfig
+from edgegw.smtp.protocol import (
+    NEED_DATA,
+    AuthRequested,
+    ConnectionClosed,
+    MessageReceived,
+    Phase,
+    RecipientRequested,
+    Reply,
+    SmtpSession,
+    StartTlsRequested,
+)
+
+__all__ = ["SmtpBackend", "serve_connection", "serve_smtp"]
+
+log = logging.getLogger(__name__)
+
+_RECEIVE_BYTES: Final = 65536
+_LINGER_SECONDS: Final = 1.0
+_BUSY: Final = Reply(421, "4.3.2 too many connections, try again later")
+
+
+class SmtpBackend(Protocol):
+    """What the listener needs from the core; edgegw.pipeline.smtp_backend implements it."""
+
+    # The service id for these credentials, or None.
+    def authenticate(self, username: str, password: str) -> int | None: ...
+
+    # The RCPT decision for a client address (and the service it authenticated as).
+    def recipient(self, address: str, client: str, authenticated: int | None) -> Reply: ...
+
+    # The end-of-DATA decision; a 250 only after the messages are committed.
+    async def deliver(self, recipients: Sequence[str], content: bytes) -> Reply: ...
+
+
+def _tls_context(config: SmtpConfig) -> ssl.SSLContext | None:
+    if not config.tls_cert_file:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
+    return context
+
+
+async def serve_smtp(
+    config: SmtpConfig,
+    backend: SmtpBackend,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Listen on config.host:config.port; reports the bound port through `task_status`."""
+    tls = _tls_context(config)
+    listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+    port: int = listeners[0].socket.getsockname()[1]
+    active = 0
+
+    async def connection(stream: trio.SocketStream) -> None:
+        nonlocal active
+        if active >= config.max_connections:
+            with trio.move_on_after(1):
+                await _refuse(stream)
+            return
+        active += 1
+        try:
+            client = str(stream.socket.getpeername()[0])
+            await serve_connection(stream, client, config, backend, tls)
+        finally:
+            active -= 1
+
+    log.info("smtp listening on %s:%d for @%s", config.host, port, config.domain)
+    task_status.started(port)
+    await trio.serve_listeners(connection, listeners)
+
+
+async def _refuse(stream: trio.SocketStream) -> None:
+    try:
+        await stream.send_all(_BUSY.encode())
+    except trio.BrokenResourceError:
+        pass
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+async def serve_connection(
+    stream: trio.abc.Stream,
+    client: str,
+    config: SmtpConfig,
+    backend: SmtpBackend,
+    tls: ssl.SSLContext | None = None,
+) -> None:
+    """One client's dialogue on `stream` from address `client`, until it ends; never raises
+    (but for cancellation). The stream is closed at the end."""
+    try:
+        loopback = ipaddress.ip_address(client).is_loopback
+    except ValueError:
+        loopback = False
+    session = SmtpSession(
+        config.domain,
+        config.limits(),
+        tls_available=tls is not None,
+        auth_available=loopback,
+        auth_required=config.require_auth,
+    )
+    authenticated: int | None = None
+    step, step_phase, deadline = -1, session.phase, math.inf
+    send = functools.partial(_send, seconds=config.idle_timeout)
+    try:
+        while True:
+            event = session.next_event()
+            # The replies the session queued (the greeting, its own answers, the last
+            # decision), before waiting for more input or handing the stream to TLS.
+            await send(stream, session.data_to_send())
+            if event is NEED_DATA:
+                # One deadline per step (a command, or a whole message after DATA), however
+                # the client spreads its bytes.
+                if session.steps != step or session.phase is not step_phase:
+                    step, step_phase = session.steps, session.phase
+                    data_phase = step_phase is Phase.DATA
+                    timeout = config.data_timeout if data_phase else config.idle_timeout
+                    deadline = trio.current_time() + timeout
+                data = None
+                with trio.move_on_at(deadline):
+                    data = await stream.receive_some(_RECEIVE_BYTES)
+                if data is None:
+                    session.timed_out()
+                else:
+                    session.receive_data(data)
+            elif isinstance(event, RecipientRequested):
+                session.answer(backend.recipient(event.address, client, authenticated))
+            elif isinstance(event, MessageReceived):
+                session.answer(await backend.deliver(event.recipients, event.content))
+            elif isinstance(event, AuthRequested):
+                authenticated = backend.authenticate(event.username, event.password)
+                if authenticated is None:
+                    session.answer(Reply(535, "5.7.8 authentication credentials invalid"))
+                else:
+                    session.answer(Reply(235, "2.7.0 authentication successful"))
+            elif isinstance(event, StartTlsRequested):
+                assert tls is not None
+                secure = trio.SSLStream(stream, tls, server_side=True)
+                with trio.fail_after(config.idle_timeout):
+                    await secure.do_handshake()
+                stream = secure
+                authenticated = None
+                session.tls_started(auth_available=True)
+            elif isinstance(event, ConnectionClosed):
+                await _linger(stream)
+                return
+    except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+        log.debug("smtp: connection from %s dropped", client)
+    except Exception:
+        log.exception("smtp: connection from %s failed", client)
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+async def _linger(stream: trio.abc.Stream) -> None:
+    """Close our side, then read and drop what the client still sends for a moment: closing
+    with unread input makes the kernel send RST, which can destroy our last reply (a 421 to a
+    flooding client) before the client reads it."""
+    with trio.move_on_after(_LINGER_SECONDS):
+        if isinstance(stream, trio.abc.HalfCloseableStream):
+            await stream.send_eof()
+        while await stream.receive_some(_RECEIVE_BYTES):
+            pass
+
+
+async def _send(stream: trio.abc.Stream, data: bytes, *, seconds: float) -> None:
+    if data:
+        with trio.fail_after(seconds):
+            await stream.send_all(data)

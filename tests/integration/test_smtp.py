@@ -1,0 +1,344 @@
+"""Email to SMS on the running gateway (spec 2.6) through the standard library's smtplib and a
+real mail program (swaks): plain, multipart, quoted-printable UTF-8, several recipients, every
+refusal with its reply, AUTH after STARTTLS, and a 50 MB mail refused while another client is
+served. Every 250 names message ids that are in the store with the mail's text.
+
+smtplib and swaks block; they run in `trio.to_thread.run_sync`."""
+
+from __future__ import annotations
+
+import shutil
+import smtplib
+import socket
+import sqlite3
+import ssl
+import subprocess
+from email.message import EmailMessage
+from pathlib import Path
+
+import msgspec
+import pytest
+import trio
+from support.gateway import example_config
+
+from edgegw.gateway import Gateway
+from edgegw.smtp.config import ServiceSmtp, SmtpConfig
+
+DOMAIN = "sms.localhost"
+
+
+def smtp_port(gateway: Gateway) -> int:
+    assert gateway.bound is not None and gateway.bound.smtp_port is not None
+    return gateway.bound.smtp_port
+
+
+def deliver(port: int, recipients: list[str], message: bytes) -> tuple[int, str]:
+    """One mail through smtplib; (code, text) of the end of DATA."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo("tests.local")
+        client.mail("alarm@panel.test")
+        for recipient in recipients:
+            code, text = client.rcpt(recipient)
+            assert code == 250, (recipient, code, text)
+        code, reply = client.data(message)
+        return code, reply.decode()
+
+
+async def stored_texts(gateway: Gateway, reply: str) -> dict[str, tuple[str, str]]:
+    """recipient -> (message id, content) of the ids a 250 reply names."""
+    ids = reply.removeprefix("2.0.0 queued as ").split()
+
+    def read(conn: sqlite3.Connection) -> dict[str, tuple[str, str]]:
+        rows = conn.execute(
+            f"SELECT id, recipient, content FROM messages WHERE id IN ({','.join('?' * len(ids))})",
+            ids,
+        )
+        return {recipient: (message_id, text) for message_id, recipient, text in rows}
+
+    return await gateway.store.read(read)
+
+
+async def test_plain_mail_to_several_recipients(gateway: Gateway) -> None:
+    raw = b"From: alarm@panel.test\r\nSubject: ignored\r\n\r\nDoor 3 open\r\n.dot stays\r\n"
+    recipients = [f"+4741000000-1000@{DOMAIN}", f"4741000001-1000@{DOMAIN}"]
+    code, reply = await trio.to_thread.run_sync(deliver, smtp_port(gateway), recipients, raw)
+    assert code == 250
+    stored = await stored_texts(gateway, reply)
+    assert {r: text for r, (_, text) in stored.items()} == {
+        "+4741000000": "Door 3 open\n.dot stays",
+        "+4741000001": "Door 3 open\n.dot stays",
+    }
+    view = await gateway.store.message_view(1000, stored["+4741000000"][0])
+    assert view is not None and view.serviceId == 1000
+
+
+async def test_multipart_with_quoted_printable_utf8(gateway: Gateway) -> None:
+    mail = EmailMessage()
+    mail["Subject"] = "Kvittering"
+    mail.set_content("Blåbærsyltetøy på lager: 12", charset="utf-8", cte="quoted-printable")
+    mail.add_alternative("<p>ignored html</p>", subtype="html")
+    raw = mail.as_bytes()
+    assert b"=C3=A5" in raw
+    code, reply = await trio.to_thread.run_sync(
+        deliver, smtp_port(gateway), [f"4741000002-1000@{DOMAIN}"], raw
+    )
+    assert code == 250
+    stored = await stored_texts(gateway, reply)
+    assert stored["+4741000002"][1] == "Blåbærsyltetøy på lager: 12"
+
+
+async def test_refusals_at_rcpt_and_at_end_of_data(gateway: Gateway) -> None:
+    port = smtp_port(gateway)
+
+    def session() -> list[tuple[int, str]]:
+        answers = []
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.ehlo("tests.local")
+            client.mail("a@b.test")
+            for recipient in (
+                "4741000000@sms.localhost",
+                "4741000000-9999@sms.localhost",
+                "4741000000-1000@elsewhere.test",
+                "12-1000@sms.localhost",
+            ):
+                code, text = client.rcpt(recipient)
+                answers.append((code, text.decode()))
+            client.rset()
+            for body in (
+                b"\r\nHallo \xd0\xbf\r\n",  # UTF-8 Cyrillic: not GSM, parsing type NONE
+                b"\r\n" + b"x" * 919 + b"\r\n",
+                b"X-NewSession: true\r\n\r\nhi\r\n",
+                b"Content-Type: text/plain; charset=x-unknown\r\n\r\nhi\r\n",
+            ):
+                client.mail("a@b.test")
+                client.rcpt("4741000000-1000@sms.localhost")
+                header = b"Content-Type: text/plain; charset=utf-8\r\n" if b"\xd0" in body else b""
+                code, text = client.data(header + body)
+                answers.append((code, text.decode()))
+        return answers
+
+    answers = await trio.to_thread.run_sync(session)
+    codes = [code for code, _ in answers]
+    assert codes == [550, 550, 550, 550, 554, 554, 554, 554]
+    assert "is not <number>-<service id>" in answers[0][1]
+    assert "service 9999 takes no email" in answers[1][1]
+    assert "only @sms.localhost" in answers[2][1]
+    assert "not an international number" in answers[3][1]
+    assert "not in the GSM 03.38 alphabet" in answers[4][1]
+    assert "919 characters, at most 918" in answers[5][1]
+    assert "sessions need short-number" in answers[6][1]
+    assert "unknown charset 'x-unknown'" in answers[7][1]
+
+    def count(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
+
+    assert await gateway.store.read(count) == 0
+
+
+def certificate(folder: Path) -> tuple[str, str]:
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return str(cert), str(key)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed for a certificate")
+async def test_an_address_off_the_allow_list_must_auth_after_starttls(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    cert, key = certificate(tmp_path)
+    base = example_config(tmp_path, smtp=ServiceSmtp(allow=["10.0.0.0/8"], strip_signature=True))
+    config = msgspec.structs.replace(
+        base,
+        smtp=SmtpConfig(
+            port=0, domain=DOMAIN, tls_cert_file=cert, tls_key_file=key, require_auth=True
+        ),
+    )
+    gateway = Gateway(config)
+    bound = await nursery.start(gateway.run)
+    port = bound.smtp_port
+
+    def session() -> tuple[int, int, int, str]:
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.ehlo("tests.local")
+            refused_mail, _ = client.mail("a@b.test")
+            client.rset()
+            client.starttls(context=ssl._create_unverified_context())
+            client.ehlo("tests.local")
+            assert client.has_extn("auth")
+            client.login("demo", "demo")
+            client.mail("a@b.test")
+            code_rcpt, _ = client.rcpt(f"4741000000-1000@{DOMAIN}")
+            code, reply = client.data(b"\r\nPump 2 failed\r\n-- \r\nACME\r\n")
+        return refused_mail, code_rcpt, code, reply.decode()
+
+    refused_mail, code_rcpt, code, reply = await trio.to_thread.run_sync(session)
+    assert refused_mail == 530
+    assert (code_rcpt, code) == (250, 250)
+    stored = await stored_texts(gateway, reply)
+    assert stored["+4741000000"][1] == "Pump 2 failed"
+    gateway.stop()
+
+
+async def test_a_50_mb_mail_is_refused_and_another_client_is_served(gateway: Gateway) -> None:
+    port = smtp_port(gateway)
+
+    def huge() -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            sock.sendall(
+                b"EHLO big\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<4741000000-1000@sms.localhost>\r\n"
+                b"DATA\r\n"
+            )
+            line = b"y" * 998 + b"\r\n"
+            sock.sendall(line * (50 * 1024))
+            sock.sendall(b".\r\nQUIT\r\n")
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+            return received
+
+    async with trio.open_nursery() as nursery:
+        answers: list[bytes] = []
+
+        async def refuse() -> None:
+            answers.append(await trio.to_thread.run_sync(huge))
+
+        nursery.start_soon(refuse)
+        code, reply = await trio.to_thread.run_sync(
+            deliver, port, [f"4741000003-1000@{DOMAIN}"], b"\r\nsmall one\r\n"
+        )
+        assert code == 250
+    assert b"552 5.3.4 message size exceeds 1048576\r\n" in answers[0]
+    assert answers[0].endswith(b"221 2.0.0 sms.localhost closing\r\n")
+    stored = await stored_texts(gateway, reply)
+    assert stored["+4741000003"][1] == "small one"
+
+
+async def test_a_garbage_client_is_cut_off_and_another_is_served(gateway: Gateway) -> None:
+    port = smtp_port(gateway)
+
+    def garbage() -> bytes:
+        noise = bytes(range(256)) * 64 + b"\r\n" * 40
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(noise)
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+            return received
+
+    async with trio.open_nursery() as nursery:
+        answers: list[bytes] = []
+
+        async def send_garbage() -> None:
+            answers.append(await trio.to_thread.run_sync(garbage))
+
+        nursery.start_soon(send_garbage)
+        code, _ = await trio.to_thread.run_sync(
+            deliver, port, [f"4741000005-1000@{DOMAIN}"], b"\r\nstill served\r\n"
+        )
+        assert code == 250
+    assert answers[0].startswith(b"220 ")
+    assert answers[0].endswith(b"421 4.7.0 sms.localhost too many errors, closing\r\n")
+
+
+@pytest.fixture(scope="session")
+def swaks() -> str:
+    """The swaks program, installed from the Debian packages when missing."""
+    found = shutil.which("swaks")
+    if found is None:
+        # Another process may hold the dpkg lock for a while: wait for it rather than fail.
+        wait = ["-o", "DPkg::Lock::Timeout=240"]
+        for command in (
+            ["apt-get", *wait, "update", "-qq"],
+            ["apt-get", *wait, "install", "-y", "-qq", "swaks"],
+        ):
+            try:
+                subprocess.run(command, check=False, capture_output=True, timeout=300)
+            except (OSError, subprocess.TimeoutExpired):
+                break
+        found = shutil.which("swaks")
+    if found is None:
+        pytest.skip("swaks is not installed and apt-get could not install it")
+    return found
+
+
+async def test_swaks_sends_a_mail(gateway: Gateway, swaks: str) -> None:
+    command = [
+        swaks,
+        "--server",
+        "127.0.0.1",
+        "--port",
+        str(smtp_port(gateway)),
+        "--from",
+        "printer@office.test",
+        "--to",  # swaks reads a leading + as an option prefix; the + is optional anyway
+        f"4741000004-1000@{DOMAIN}",
+        "--header",
+        "Subject: Toner low",
+        "--body",
+        "Toner low on printer 4",
+    ]
+    result = await trio.to_thread.run_sync(
+        lambda: subprocess.run(command, capture_output=True, text=True, timeout=30)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (reply,) = [line for line in result.stdout.splitlines() if "queued as" in line]
+    stored = await stored_texts(gateway, reply.partition("250 ")[2])
+    assert stored["+4741000004"][1] == "Toner low on printer 4"
+
+
+async def test_one_connection_over_the_limit_gets_421(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    base = example_config(tmp_path, smtp=ServiceSmtp(allow=["127.0.0.1"]))
+    config = msgspec.structs.replace(
+        base, smtp=SmtpConfig(port=0, domain=DOMAIN, max_connections=2)
+    )
+    gateway = Gateway(config)
+    bound = await nursery.start(gateway.run)
+
+    async def greeting(stream: trio.SocketStream) -> bytes:
+        received = b""
+        while not received.endswith(b"\r\n"):
+            chunk = await stream.receive_some(1024)
+            if not chunk:
+                break
+            received += chunk
+        return received
+
+    held = [await trio.open_tcp_stream("127.0.0.1", bound.smtp_port) for _ in range(2)]
+    for stream in held:
+        assert (await greeting(stream)).startswith(b"220 ")
+    extra = await trio.open_tcp_stream("127.0.0.1", bound.smtp_port)
+    assert await greeting(extra) == b"421 4.3.2 too many connections, try again later\r\n"
+    assert await extra.receive_some(1024) == b""
+    await held[0].aclose()
+    # Once the listener has seen that close, a new client is served again.
+    with trio.fail_after(5):
+        while True:
+            again = await trio.open_tcp_stream("127.0.0.1", bound.smtp_port)
+            if (await greeting(again)).startswith(b"220 "):
+                break
+            await again.aclose()
+            await trio.sleep(0.01)
+    for stream in (held[1], extra, again):
+        await stream.aclose()
+    gateway.stop()

@@ -1,0 +1,94 @@
+"""Crash safety of the SMTP door (spec 2.6): `kill -9` the gateway process while mail clients
+send; every mail answered 250 must have its message in the store, under the ids the 250 named.
+"""
+
+from __future__ import annotations
+
+import signal
+import smtplib
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+import trio
+from support.process import CONFIG_HEAD, free_port, start_gateway
+
+ENOUGH = 200  # acknowledged mails before the kill
+
+CONFIG = (
+    CONFIG_HEAD
+    + """
+[services.smtp]
+allow = ["127.0.0.1"]
+
+[[modems]]
+name = "m0"
+driver = "simulated"
+
+[smtp]
+port = {smtp_port}
+domain = "sms.crash"
+"""
+)
+
+
+class Mailers:
+    """Clients sending one-recipient mails until the gateway dies; keep the acknowledged ids."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.acknowledged: dict[str, str] = {}  # message id -> recipient
+        self.enough = trio.Event()
+        self._lock = threading.Lock()
+
+    def run(self, client: int) -> None:
+        try:
+            with smtplib.SMTP("127.0.0.1", self.port, timeout=10) as smtp:
+                smtp.ehlo("crash.test")
+                for n in range(10_000):
+                    recipient = f"+47{41000000 + client * 100_000 + n}"
+                    smtp.mail("panel@alarm.test")
+                    smtp.rcpt(f"{recipient}-1000@sms.crash")
+                    code, reply = smtp.data(b"\r\nzone open\r\n")
+                    assert code == 250, reply
+                    (message_id,) = reply.decode().removeprefix("2.0.0 queued as ").split()
+                    with self._lock:
+                        self.acknowledged[message_id] = recipient
+                        count = len(self.acknowledged)
+                    if count == ENOUGH:
+                        trio.from_thread.run_sync(self.enough.set)
+        except (OSError, smtplib.SMTPException):
+            return  # the gateway was killed
+
+
+@pytest.mark.slow
+async def test_kill_9_loses_no_acknowledged_mail(tmp_path: Path) -> None:
+    port, smtp_port = free_port(), free_port()
+    config = tmp_path / "crash.toml"
+    config.write_text(CONFIG.format(port=port, smtp_port=smtp_port))
+    process = start_gateway(config)
+    try:
+        with trio.fail_after(30):
+            while True:
+                assert process.poll() is None, "the gateway exited while starting"
+                try:
+                    with smtplib.SMTP("127.0.0.1", smtp_port, timeout=1):
+                        break
+                except OSError:
+                    await trio.sleep(0.05)
+        mailers = Mailers(smtp_port)
+        async with trio.open_nursery() as nursery:
+            for client in range(4):
+                nursery.start_soon(trio.to_thread.run_sync, mailers.run, client)
+            with trio.fail_after(30):
+                await mailers.enough.wait()
+            process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    with sqlite3.connect(f"file:{tmp_path / 'crash.db'}?mode=ro", uri=True) as db:
+        stored = dict(db.execute("SELECT id, recipient FROM messages").fetchall())
+    missing = {i: r for i, r in mailers.acknowledged.items() if stored.get(i) != r}
+    assert len(mailers.acknowledged) >= ENOUGH
+    assert missing == {}, "acknowledged with 250 but not in the store"

@@ -1,0 +1,258 @@
+"""The SOAP doors of the running gateway (spec 2.5 and 5.3) through a stock SOAP client: zeep
+loads our WSDLs (and the schemas they import) from the gateway, sends one message and a batch,
+reads statuses and message ids, and calls the management operations. Raw envelopes check what
+a client without a WSDL sees: any SOAPAction, faults for garbage, a refused oversized body.
+
+zeep is blocking; its calls run in `trio.to_thread.run_sync`."""
+
+from __future__ import annotations
+
+import datetime
+import socket
+from collections.abc import Callable
+from typing import Any
+from xml.etree import ElementTree
+
+import httpx
+import pytest
+import trio
+import zeep
+import zeep.exceptions
+
+from edgegw.gateway import Gateway
+from edgegw.http.soap import ENVELOPE_NAMESPACE, FAULT_NAMESPACE
+
+CREDENTIALS: dict[str, Any] = {"serviceId": 1000, "username": "demo", "password": "demo"}
+# The README's curl example, verbatim.
+README_ENVELOPE = """<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"
+    xmlns:sms="http://chimera.intele.com/gw/wsdl/SMSGateway-v1.0"
+    xmlns:ns="http://chimera.intele.com/gw/xsd/SMSGateway/Request/2013/02">
+  <soapenv:Body><sms:sendMessages><ns:request>
+    <serviceId>1000</serviceId><username>demo</username><password>demo</password>
+    <message><recipient>+4741000000</recipient><content>Hello over SOAP</content></message>
+  </ns:request></sms:sendMessages></soapenv:Body>
+</soapenv:Envelope>"""
+
+
+def port_of(gateway: Gateway) -> int:
+    assert gateway.bound is not None
+    return gateway.bound.http_port
+
+
+def client(port: int, path: str) -> Any:
+    """zeep's client for the WSDL the gateway serves at `path` (zeep's own types are partial)."""
+    build: Callable[[str], Any] = zeep.Client
+    return build(f"http://127.0.0.1:{port}{path}?wsdl")
+
+
+def message(recipient: str, content: str, **extra: Any) -> dict[str, Any]:
+    return {"recipient": recipient, "content": content, **extra}
+
+
+async def test_zeep_sends_one_message_and_a_batch(gateway: Gateway) -> None:
+    port = port_of(gateway)
+
+    def session() -> tuple[Any, Any, Any]:
+        soap = client(port, "/gw/ws/SMSGatewayV10")
+        one = soap.service.sendMessages(
+            request={
+                **CREDENTIALS,
+                "message": [message("+47 41 00 00 00", "Hi", clientReference="c1")],
+            }
+        )
+        batch = soap.service.sendMessages(
+            request={
+                **CREDENTIALS,
+                "batchReference": "soap-batch",
+                "message": [
+                    message("+4741000001", "first", settings={"priority": 3}),
+                    message("not-a-number", "second"),
+                    message(
+                        "+4741000002",
+                        "third",
+                        settings={"parameter": [{"key": "flash", "value": "true"}]},
+                    ),
+                ],
+            }
+        )
+        wrong = soap.service.sendMessages(
+            request={**CREDENTIALS, "password": "nope", "message": [message("+4741000000", "x")]}
+        )
+        return one, batch, wrong
+
+    one, batch, wrong = await trio.to_thread.run_sync(session)
+    (status,) = one.messageStatus
+    assert (status.statusCode, status.statusMessage) == (1, "Message enqueued for sending")
+    assert (status.recipient, status.clientReference, status.sequenceIndex) == (
+        "+4741000000",
+        "c1",
+        1,
+    )
+    view = await gateway.store.message_view(1000, status.messageId)
+    assert view is not None and view.recipient == "+4741000000"
+
+    assert batch.batchReference == "soap-batch"
+    codes = [(s.sequenceIndex, s.statusCode) for s in batch.messageStatus]
+    assert codes == [(1, 1), (2, 5), (3, 1)]
+    assert "recipient" in batch.messageStatus[1].statusMessage
+    assert batch.messageStatus[1].messageId is None
+    for accepted in (batch.messageStatus[0], batch.messageStatus[2]):
+        stored = await gateway.store.message_view(1000, accepted.messageId)
+        assert stored is not None and stored.batchReference == "soap-batch"
+
+    assert [(s.statusCode, s.messageId) for s in wrong.messageStatus] == [(2, None)]
+
+
+async def test_the_wsdl_is_served_at_both_addresses(gateway: Gateway) -> None:
+    port = port_of(gateway)
+
+    def load() -> list[str]:
+        return [
+            str(client(port, path).service._binding_options["address"])
+            for path in ("/gw/ws/SMSGatewayV10", "/gw/SMSGateway")
+        ]
+
+    addresses = await trio.to_thread.run_sync(load)
+    assert addresses == [f"http://127.0.0.1:{port}/gw/ws/SMSGatewayV10"] * 2
+
+
+async def test_zeep_manages_a_scheduled_batch(gateway: Gateway) -> None:
+    port = port_of(gateway)
+    later = datetime.date.today() + datetime.timedelta(days=2)
+
+    def session() -> dict[str, Any]:
+        soap = client(port, "/gw/ws/SMSGatewayV10")
+        window = {"startDate": later, "startTime": datetime.time(9, 0)}
+        soap.service.sendMessages(
+            request={
+                **CREDENTIALS,
+                "batchReference": "later",
+                "message": [
+                    message(
+                        f"+474100000{i}",
+                        "later",
+                        clientReference=f"r{i}",
+                        settings={"sendWindow": window},
+                    )
+                    for i in range(2)
+                ],
+            }
+        )
+        mgmt = client(port, "/mgmt/ws/GatewayManagementV10")
+        seen: dict[str, Any] = {
+            "list": mgmt.service.getBatchList(**CREDENTIALS),
+            "status": mgmt.service.getBatchStatus(**CREDENTIALS, clientBatchReference="later"),
+            "stop": mgmt.service.stopBatch(**CREDENTIALS, clientBatchReference="later"),
+            "after": mgmt.service.getBatchStatus(**CREDENTIALS, clientBatchReference="later"),
+        }
+        refused: list[tuple[str, str, dict[str, Any]]] = [
+            ("unknown", "stopBatch", {**CREDENTIALS, "clientBatchReference": "x"}),
+            ("denied", "getBatchList", {**CREDENTIALS, "password": "no"}),
+        ]
+        for name, operation, arguments in refused:
+            try:
+                mgmt.service[operation](**arguments)
+            except zeep.exceptions.Fault as fault:
+                seen[name] = fault
+        return seen
+
+    seen = await trio.to_thread.run_sync(session)
+    assert [(b.clientBatchReference, b.totalSize, b.onHold) for b in seen["list"]] == [
+        ("later", 2, 0)
+    ]
+    assert (seen["status"].clientBatchReference, seen["status"].totalSize) == ("later", 2)
+    stop = seen["stop"]
+    assert (stop.serviceId, stop.clientBatchReference) == (1000, "later")
+    assert sorted(m.clientMessageReference for m in stop.stoppedMessages) == ["r0", "r1"]
+    for stopped in stop.stoppedMessages:
+        view = await gateway.store.message_view(1000, stopped.messageId)
+        assert view is not None and view.state == "cancelled"
+    assert seen["after"].totalSize == 0
+    for name, code in (("unknown", "1000"), ("denied", "2")):
+        fault = seen[name]
+        assert fault.code == "soap:Client"
+        assert fault.detail.findtext(f"{{{FAULT_NAMESPACE}}}fault/code") == code
+
+
+async def test_any_soap_action_and_the_other_management_namespace(gateway: Gateway) -> None:
+    base = f"http://127.0.0.1:{port_of(gateway)}"
+    async with httpx.AsyncClient(base_url=base) as http:
+        for headers in ({}, {"soapaction": '""'}, {"soapaction": '"urn:whatever"'}):
+            sent = await http.post(
+                "/gw/ws/SMSGatewayV10",
+                content=README_ENVELOPE,
+                headers={"content-type": "text/xml; charset=utf-8", **headers},
+            )
+            assert sent.status_code == 200
+            root = ElementTree.fromstring(sent.content)
+            assert root.findtext(".//messageStatus/statusCode") == "1"
+        listed = await http.post(
+            "/mgmt/ws/GatewayManagementV10",
+            content=(
+                f'<e:Envelope xmlns:e="{ENVELOPE_NAMESPACE}"><e:Body>'
+                '<m:getBatchListRequest xmlns:m="http://chimera.intele.com/gw/wsdl/'
+                'GatewayManagement-v1.0"><serviceId>1000</serviceId><username>demo</username>'
+                "<password>demo</password></m:getBatchListRequest></e:Body></e:Envelope>"
+            ),
+        )
+        assert listed.status_code == 200
+        answer = ElementTree.fromstring(listed.content)
+        response = answer.find(
+            ".//{http://chimera.intele.com/gw/wsdl/GatewayManagement-v1.0}getBatchListResponse"
+        )
+        assert response is not None
+
+
+@pytest.mark.parametrize(
+    ("body", "faultcode"),
+    [
+        (b"\x00\xffgarbage", "soap:Client"),
+        (b'<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><x>&e;</x>', "soap:Client"),
+        (README_ENVELOPE.replace("sendMessages", "deleteMessages").encode(), "soap:Client"),
+        (
+            README_ENVELOPE.replace("soap/envelope/", "soap/envelop/").encode(),
+            "soap:VersionMismatch",
+        ),
+    ],
+)
+async def test_garbage_gets_a_fault_and_the_door_stays_open(
+    gateway: Gateway, body: bytes, faultcode: str
+) -> None:
+    base = f"http://127.0.0.1:{port_of(gateway)}"
+    async with httpx.AsyncClient(base_url=base) as http:
+        refused = await http.post("/gw/ws/SMSGatewayV10", content=body)
+        assert refused.status_code == 500
+        assert refused.headers["content-type"].startswith("text/xml")
+        fault = ElementTree.fromstring(refused.content).find(f".//{{{ENVELOPE_NAMESPACE}}}Fault")
+        assert fault is not None and fault.findtext("faultcode") == faultcode
+        assert b"Traceback" not in refused.content
+        after = await http.post("/gw/ws/SMSGatewayV10", content=README_ENVELOPE)
+        assert after.status_code == 200
+
+
+async def test_a_50_mb_envelope_is_refused_and_others_are_served(gateway: Gateway) -> None:
+    port = port_of(gateway)
+
+    def oversized() -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /gw/ws/SMSGatewayV10 HTTP/1.1\r\nhost: x\r\n"
+                b"content-type: text/xml\r\ncontent-length: 52428800\r\n\r\n" + b"<" * 65536
+            )
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+            return received
+
+    base = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=base) as http, trio.open_nursery() as nursery:
+        answers: list[bytes] = []
+
+        async def refuse() -> None:
+            answers.append(await trio.to_thread.run_sync(oversized))
+
+        nursery.start_soon(refuse)
+        served = await http.post("/gw/ws/SMSGatewayV10", content=README_ENVELOPE)
+        assert served.status_code == 200
+    assert answers[0].startswith(b"HTTP/1.1 413 ")
+    assert b"<faultcode>soap:Client</faultcode>" in answers[0]

@@ -1,0 +1,113 @@
+"""A mail's SMS text and its recipient address (spec 2.6): plain, multipart, HTML only, QP and
+base64, declared charsets (and refused ones), signature, subject, X-NewSession, the 918
+character limit; and hypothesis: any bytes give a text or a MailError."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edgegw.smtp.mail import MAX_CHARACTERS, MailError, mail_content, parse_recipient
+
+
+def content(raw: bytes, *, prepend_subject: bool = False, strip_signature: bool = False) -> str:
+    return mail_content(raw, prepend_subject=prepend_subject, strip_signature=strip_signature).text
+
+
+def test_plain_text_body_subject_ignored() -> None:
+    raw = b"From: a@b\r\nSubject: Alarm\r\n\r\nDoor 3 open\r\nat 10:02\r\n\r\n"
+    assert content(raw) == "Door 3 open\nat 10:02"
+    assert content(raw, prepend_subject=True) == "Alarm\nDoor 3 open\nat 10:02"
+
+
+def test_multipart_takes_the_first_text_plain_part() -> None:
+    mail = EmailMessage()
+    mail["Subject"] = "=?utf-8?q?Bl=C3=A5b=C3=A6r?="
+    mail.set_content("Blåbærsyltetøy er godt", charset="utf-8", cte="quoted-printable")
+    mail.add_alternative("<p>HTML <b>version</b></p>", subtype="html")
+    mail.add_attachment(b"\x00\x01", maintype="application", subtype="octet-stream")
+    raw = mail.as_bytes()
+    assert b"quoted-printable" in raw
+    assert content(raw) == "Blåbærsyltetøy er godt"
+    assert content(raw, prepend_subject=True) == "Blåbær\nBlåbærsyltetøy er godt"
+
+
+def test_html_only_is_reduced_to_text() -> None:
+    mail = EmailMessage()
+    mail.set_content(
+        "<html><head><style>p{}</style></head><body><p>Level &amp; pressure</p>"
+        "<script>x()</script><div>ok   now</div>tail<br>end</body></html>",
+        subtype="html",
+        charset="utf-8",
+        cte="base64",
+    )
+    assert content(mail.as_bytes()) == "Level & pressure\nok now\ntail\nend"
+
+
+def test_declared_charsets_and_refused_ones() -> None:
+    latin = b"Content-Type: text/plain; charset=iso-8859-1\r\n\r\nS\xf8ndag\r\n"
+    assert content(latin) == "Søndag"
+    with pytest.raises(MailError, match="unknown charset 'x-klingon'"):
+        content(b"Content-Type: text/plain; charset=x-klingon\r\n\r\nhi\r\n")
+    with pytest.raises(MailError, match="unknown charset"):
+        content(b"Content-Type: text/plain; charset=base64_codec\r\n\r\naGk=\r\n")
+    with pytest.raises(MailError, match="not valid utf-8 at byte 1"):
+        content(b"Content-Type: text/plain; charset=utf-8\r\n\r\nS\xf8ndag\r\n")
+
+
+def test_signature_is_cut_only_when_asked() -> None:
+    raw = b"\r\nReading: 42\r\n-- \r\nACME Alarm\r\nwww.acme.test\r\n"
+    assert content(raw, strip_signature=True) == "Reading: 42"
+    assert content(raw) == "Reading: 42\n-- \nACME Alarm\nwww.acme.test"
+
+
+def test_new_session_header_and_limits() -> None:
+    assert mail_content(
+        b"X-NewSession: TRUE\r\n\r\nhi\r\n", prepend_subject=False, strip_signature=False
+    ).new_session
+    assert not mail_content(b"\r\nhi\r\n", prepend_subject=False, strip_signature=False).new_session
+    assert content(b"\r\n" + b"a" * MAX_CHARACTERS) == "a" * MAX_CHARACTERS
+    with pytest.raises(MailError, match="919 characters, at most 918"):
+        content(b"\r\n" + b"a" * (MAX_CHARACTERS + 1))
+    with pytest.raises(MailError, match="no text to send"):
+        content(b"Subject: only\r\n\r\n  \r\n")
+    with pytest.raises(MailError, match="no text/plain or text/html part"):
+        content(b"Content-Type: image/png\r\n\r\nxx\r\n")
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("+4741000000-1000@sms.test", ("+4741000000", 1000)),
+        ("4741000000-1000@SMS.Test", ("+4741000000", 1000)),
+    ],
+)
+def test_recipient_addresses(address: str, expected: tuple[str, int]) -> None:
+    assert parse_recipient(address, "sms.test") == expected
+
+
+@pytest.mark.parametrize(
+    ("address", "words"),
+    [
+        ("4741000000-1000@other.test", "only @sms.test"),
+        ("4741000000-1000", "only @sms.test"),
+        ("4741000000@sms.test", "is not <number>-<service id>"),
+        ("+47 41000000-1000@sms.test", "is not <number>-<service id>"),
+        ("4741000000-abc@sms.test", "is not <number>-<service id>"),
+    ],
+)
+def test_malformed_recipients(address: str, words: str) -> None:
+    with pytest.raises(MailError, match=words):
+        parse_recipient(address, "sms.test")
+
+
+@given(st.binary(max_size=600), st.booleans(), st.booleans())
+def test_any_bytes_give_text_or_mail_error(raw: bytes, prepend: bool, strip: bool) -> None:
+    try:
+        text = mail_content(raw, prepend_subject=prepend, strip_signature=strip).text
+    except MailError:
+        return
+    assert 0 < len(text) <= MAX_CHARACTERS

@@ -1,0 +1,335 @@
+"""The SMTP dialogue codec (RFC 5321, 1870, 3207, 4954): whole dialogues fed at once and one
+byte at a time, dot-unstuffing, the phase table, limits, AUTH and STARTTLS, and hypothesis:
+arbitrary input only ever produces replies and events, with bounded buffers."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgegw.smtp.protocol import (
+    NEED_DATA,
+    AuthRequested,
+    ConnectionClosed,
+    Event,
+    MessageReceived,
+    Phase,
+    RecipientRequested,
+    Reply,
+    SmtpLimits,
+    SmtpSession,
+    StartTlsRequested,
+)
+
+OK = Reply(250, "2.1.5 OK")
+QUEUED = Reply(250, "2.0.0 queued as m1")
+
+
+def session(**options: object) -> SmtpSession:
+    limits = options.pop("limits", SmtpLimits())
+    assert isinstance(limits, SmtpLimits)
+    return SmtpSession("sms.test", limits, **options)  # type: ignore[arg-type]
+
+
+def run(
+    smtp: SmtpSession,
+    data: bytes,
+    *,
+    answers: dict[type, Reply] | None = None,
+    chunk: int = 0,
+) -> tuple[list[Event], list[str]]:
+    """Feed `data` (whole, or `chunk` bytes at a time), answer every decision from `answers`
+    (default: accept), and return the events and the reply lines sent."""
+    answers = {RecipientRequested: OK, MessageReceived: QUEUED, **(answers or {})}
+    events: list[Event] = []
+    pieces = [data] if not chunk else [data[i : i + chunk] for i in range(0, len(data), chunk)]
+    out = bytearray(smtp.data_to_send())
+    for piece in [*pieces, b""]:
+        smtp.receive_data(piece)
+        while True:
+            event = smtp.next_event()
+            if event is NEED_DATA:
+                break
+            events.append(event)
+            if isinstance(event, ConnectionClosed):
+                break
+            if type(event) in answers:
+                smtp.answer(answers[type(event)])
+        out += smtp.data_to_send()
+        if events and isinstance(events[-1], ConnectionClosed):
+            break
+    return events, out.decode("ascii").split("\r\n")[:-1]
+
+
+DIALOGUE = (
+    b"EHLO client.test\r\n"
+    b"MAIL FROM:<alarm@panel.test> SIZE=100\r\n"
+    b"RCPT TO:<+4741000000-1000@sms.test>\r\n"
+    b"RCPT TO:<4741000001-1000@sms.test>\r\n"
+    b"DATA\r\n"
+    b"Subject: hi\r\n\r\n..leading dot\r\nline two\r\n.\r\n"
+    b"QUIT\r\n"
+)
+
+
+@pytest.mark.parametrize("chunk", [0, 1, 7])
+def test_a_whole_dialogue_whole_and_byte_by_byte(chunk: int) -> None:
+    events, replies = run(session(), DIALOGUE, chunk=chunk)
+    assert events == [
+        RecipientRequested("+4741000000-1000@sms.test"),
+        RecipientRequested("4741000001-1000@sms.test"),
+        MessageReceived(
+            "alarm@panel.test",
+            ("+4741000000-1000@sms.test", "4741000001-1000@sms.test"),
+            b"Subject: hi\r\n\r\n.leading dot\r\nline two\r\n",
+        ),
+        ConnectionClosed(),
+    ]
+    assert replies == [
+        "220 sms.test ESMTP edgegw",
+        "250-sms.test greets client.test",
+        "250-PIPELINING",
+        "250-SIZE 1048576",
+        "250-8BITMIME",
+        "250 ENHANCEDSTATUSCODES",
+        "250 2.1.0 sender OK",
+        "250 2.1.5 OK",
+        "250 2.1.5 OK",
+        "354 end data with <CR><LF>.<CR><LF>",
+        "250 2.0.0 queued as m1",
+        "221 2.0.0 sms.test closing",
+    ]
+
+
+def test_an_empty_message_and_bare_lf_do_not_end_data() -> None:
+    events, _ = run(
+        session(),
+        b"HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@b>\r\nDATA\r\n.\r\n"
+        b"MAIL FROM:<>\r\nRCPT TO:<a@b>\r\nDATA\r\nx\n.\nstill data\r\n.\r\n",
+    )
+    messages = [e for e in events if isinstance(e, MessageReceived)]
+    assert [m.content for m in messages] == [b"", b"x\n.\nstill data\r\n"]
+
+
+def test_refused_recipient_and_message_keep_the_session() -> None:
+    refuse = Reply(550, "5.7.1 no")
+    events, replies = run(
+        session(),
+        b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nDATA\r\nRSET\r\nNOOP\r\n",
+        answers={RecipientRequested: refuse},
+    )
+    assert events == [RecipientRequested("x@y"), ConnectionClosed()]
+    assert replies[-4:] == [
+        "550 5.7.1 no",
+        "554 5.5.1 no valid recipients",
+        "250 2.0.0 OK",
+        "250 2.0.0 OK",
+    ]
+    _, replies = run(
+        session(),
+        b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nDATA\r\nhi\r\n.\r\nMAIL FROM:<a@b>\r\n",
+        answers={MessageReceived: Reply(554, "5.6.0 not GSM")},
+    )
+    assert replies[-2:] == ["554 5.6.0 not GSM", "250 2.1.0 sender OK"]
+
+
+@pytest.mark.parametrize(
+    ("commands", "last"),
+    [
+        (b"MAIL FROM:<a@b>\r\n", "503 5.5.1 MAIL is not allowed now"),
+        (b"EHLO c\r\nRCPT TO:<a@b>\r\n", "503 5.5.1 RCPT is not allowed now"),
+        (b"EHLO c\r\nDATA\r\n", "503 5.5.1 DATA is not allowed now"),
+        (b"EHLO c\r\nMAIL FROM:<a@b>\r\nMAIL FROM:<a@b>\r\n", "503 5.5.1 MAIL is not allowed now"),
+        (b"EHLO\r\n", "501 5.5.4 EHLO needs a domain or address"),
+        (b"XYZZY\r\n", "500 5.5.2 command not recognised"),
+        (b"EHLO c\r\nMAIL TO:<a@b>\r\n", "501 5.5.4 syntax: FROM:<address>"),
+        (b"EHLO c\r\nMAIL FROM:a@b\r\n", "501 5.5.4 syntax: FROM:<address>"),
+        (b"EHLO c\r\nMAIL FROM:<a@b> SIZE=2000000\r\n", "552 5.3.4 message size exceeds 1048576"),
+        (b"EHLO c\r\nMAIL FROM:<a@b> AUTH=<>\r\n", "555 5.5.4 parameter AUTH is not supported"),
+        (b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<>\r\n", "501 5.1.3 an empty recipient"),
+        (b"EHLO c\r\n" + b"N" * 600 + b"\r\n", "500 5.5.2 line too long"),
+        (b"EHLO c\r\nAUTH PLAIN\r\n", "502 5.5.1 AUTH is not available"),
+        (b"EHLO c\r\nSTARTTLS\r\n", "502 5.5.1 STARTTLS is not available"),
+        (b"EHLO c\r\nVRFY x\r\n", "252 2.5.2 cannot verify, but will try delivery"),
+    ],
+)
+def test_commands_out_of_place_or_malformed(commands: bytes, last: str) -> None:
+    _, replies = run(session(), commands)
+    assert replies[-1] == last
+
+
+def test_limits_on_recipients_size_and_line_length() -> None:
+    limits = SmtpLimits(max_recipients=2, max_message_bytes=1024, max_line_bytes=100)
+    head = b"EHLO c\r\nMAIL FROM:<a@b>\r\n" + b"RCPT TO:<a@b>\r\n" * 3
+    _, replies = run(session(limits=limits), head)
+    assert replies[-1] == "452 4.5.3 too many recipients"
+    too_big = head + b"DATA\r\n" + (b"x" * 99 + b"\r\n") * 20 + b".\r\nNOOP\r\n"
+    events, replies = run(session(limits=limits), too_big, chunk=64)
+    assert not any(isinstance(e, MessageReceived) for e in events)
+    assert replies[-2:] == ["552 5.3.4 message size exceeds 1024", "250 2.0.0 OK"]
+    long_line = head + b"DATA\r\n" + b"y" * 200 + b"\r\n.\r\nNOOP\r\n"
+    _, replies = run(session(limits=limits), long_line)
+    assert replies[-2:] == ["500 5.5.6 a line is longer than 100", "250 2.0.0 OK"]
+
+
+def test_a_huge_data_phase_keeps_the_buffer_small() -> None:
+    smtp = session(limits=SmtpLimits(max_message_bytes=4096))
+    smtp.receive_data(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<a@b>\r\nDATA\r\n")
+    assert smtp.next_event() == RecipientRequested("a@b")
+    smtp.answer(OK)
+    assert smtp.next_event() is NEED_DATA
+    assert smtp.phase is Phase.DATA
+    for _ in range(2000):
+        smtp.receive_data(b"z" * 1000 + b"\r\n")
+        assert smtp.next_event() is NEED_DATA
+        assert len(smtp._buffer) < 8192
+    smtp.receive_data(b".\r\n")
+    assert smtp.next_event() is NEED_DATA
+    assert smtp.data_to_send().endswith(b"552 5.3.4 message size exceeds 4096\r\n")
+
+
+def test_too_many_errors_close_the_session() -> None:
+    events, replies = run(session(), b"garbage\r\n" * 20)
+    assert events == [ConnectionClosed()]
+    assert replies[-1] == "421 4.7.0 sms.test too many errors, closing"
+    assert len(replies) == 1 + 10
+
+
+def test_a_timeout_is_421_and_close() -> None:
+    smtp = session()
+    smtp.timed_out()
+    assert smtp.next_event() == ConnectionClosed()
+    assert smtp.data_to_send().endswith(b"421 4.4.2 sms.test timeout, closing the connection\r\n")
+
+
+def b64(text: str) -> bytes:
+    return base64.b64encode(text.encode())
+
+
+def test_auth_plain_and_login() -> None:
+    welcome = Reply(235, "2.7.0 authentication successful")
+    events, replies = run(
+        session(auth_available=True),
+        b"EHLO c\r\nAUTH PLAIN " + b64("\0demo\0pw") + b"\r\nAUTH PLAIN\r\n",
+        answers={AuthRequested: welcome},
+    )
+    assert "250 AUTH PLAIN LOGIN" in replies
+    assert events[0] == AuthRequested("PLAIN", "demo", "pw")
+    assert replies[-2:] == [
+        "235 2.7.0 authentication successful",
+        "503 5.5.1 already authenticated",
+    ]
+    events, replies = run(
+        session(auth_available=True),
+        b"EHLO c\r\nAUTH LOGIN\r\n" + b64("demo") + b"\r\n" + b64("secret") + b"\r\n",
+        answers={AuthRequested: Reply(535, "5.7.8 no")},
+    )
+    assert events[0] == AuthRequested("LOGIN", "demo", "secret")
+    assert replies[-3:] == ["334 VXNlcm5hbWU6", "334 UGFzc3dvcmQ6", "535 5.7.8 no"]
+    _, replies = run(session(auth_available=True), b"EHLO c\r\nAUTH PLAIN\r\n!!!\r\n")
+    assert replies[-1] == "501 5.5.2 cannot decode the response (base64 UTF-8)"
+    _, replies = run(session(auth_available=True), b"EHLO c\r\nAUTH LOGIN\r\n*\r\n")
+    assert replies[-1] == "501 5.0.0 authentication cancelled"
+
+
+def test_guessing_passwords_ends_with_421() -> None:
+    guesses = b"".join(b"AUTH PLAIN " + b64(f"\0demo\0guess{n}") + b"\r\n" for n in range(12))
+    events, replies = run(
+        session(auth_available=True),
+        b"EHLO c\r\n" + guesses,
+        answers={AuthRequested: Reply(535, "5.7.8 no")},
+    )
+    assert sum(isinstance(e, AuthRequested) for e in events) == 10
+    assert replies[-2:] == ["535 5.7.8 no", "421 4.7.0 sms.test too many errors, closing"]
+
+
+def test_auth_required_before_mail() -> None:
+    _, replies = run(session(auth_required=True), b"EHLO c\r\nMAIL FROM:<a@b>\r\n")
+    assert replies[-1] == "530 5.7.0 authentication required"
+
+
+def test_starttls_drops_pipelined_input_and_starts_over() -> None:
+    smtp = session(tls_available=True)
+    smtp.receive_data(b"EHLO c\r\nAUTH PLAIN " + b64("\0u\0p") + b"\r\n")
+    assert smtp.next_event() is NEED_DATA
+    assert smtp.data_to_send().endswith(b"538 5.7.11 encryption required: STARTTLS first\r\n")
+    smtp.receive_data(b"STARTTLS\r\nMAIL FROM:<injected@x>\r\n")
+    assert smtp.next_event() == StartTlsRequested()
+    assert smtp.data_to_send().endswith(b"220 2.0.0 ready to start TLS\r\n")
+    smtp.tls_started(auth_available=True)
+    assert smtp.next_event() is NEED_DATA  # the injected MAIL is gone
+    smtp.receive_data(b"MAIL FROM:<a@b>\r\nEHLO c\r\n")
+    assert smtp.next_event() is NEED_DATA
+    replies = smtp.data_to_send().decode().split("\r\n")
+    assert replies[0] == "503 5.5.1 MAIL is not allowed now"
+    assert "250 AUTH PLAIN LOGIN" in replies and "250-STARTTLS" not in replies
+
+
+def test_answer_without_a_question_is_our_bug() -> None:
+    with pytest.raises(RuntimeError):
+        session().answer(OK)
+
+
+def test_replies_are_ascii_and_one_line_per_line() -> None:
+    _, replies = run(session(), b"EHLO \xe9vil\nname\x00\r\n")
+    assert replies[1] == "250-sms.test greets ?vil?name?"
+    encoded = Reply(554, "5.6.0 bad 'п'\nsecond").encode()
+    assert encoded == b"554-5.6.0 bad '\\u043f'\r\n554 second\r\n"
+
+
+_COMMANDS = st.sampled_from(
+    [
+        b"EHLO c\r\n",
+        b"HELO c\r\n",
+        b"MAIL FROM:<a@b>\r\n",
+        b"RCPT TO:<a@b>\r\n",
+        b"DATA\r\n",
+        b"RSET\r\n",
+        b"NOOP\r\n",
+        b"QUIT\r\n",
+        b"AUTH PLAIN\r\n",
+        b"AUTH LOGIN\r\n",
+        b"STARTTLS\r\n",
+        b".\r\n",
+        b"..\r\n",
+        b"text\r\n",
+        b"\r\n",
+        b"\r",
+        b"\n",
+        b"\x00\xff",
+        b"x" * 700,
+        b"MAIL FROM:<a@b> SIZE=x\r\n",
+        b"AGFiYwBk\r\n",
+    ]
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.one_of(_COMMANDS, st.binary(max_size=40)), max_size=40),
+    st.integers(min_value=0, max_value=9),
+    st.booleans(),
+)
+def test_any_input_gives_replies_and_events_only(
+    pieces: list[bytes], chunk: int, accept: bool
+) -> None:
+    limits = SmtpLimits(max_message_bytes=2048, max_recipients=3)
+    smtp = session(limits=limits, auth_available=True, tls_available=True)
+    verdict = Reply(250, "2.0.0 OK") if accept else Reply(550, "5.0.0 no")
+    events, replies = run(
+        smtp,
+        b"".join(pieces),
+        answers={RecipientRequested: verdict, MessageReceived: verdict, AuthRequested: verdict},
+        chunk=chunk,
+    )
+    assert all(line[:3].isdigit() for line in replies)
+    assert len(smtp._buffer) <= 2048 + 700
+    assert smtp.phase in set(Phase)
+    for event in events:
+        if isinstance(event, MessageReceived):
+            assert len(event.content) <= 2048
+        if isinstance(event, StartTlsRequested):
+            smtp.tls_started(auth_available=True)
