@@ -11,15 +11,14 @@ import itertools
 import json
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
-from contextlib import closing
 from pathlib import Path
 
 import httpx
 import pytest
 import trio
+from support.db import read_only
 from support.process import CONFIG_HEAD, free_port, start_gateway
 
 ROUNDS = 4
@@ -160,5 +159,5 @@ async def test_kill_9_loses_no_acknowledged_message(tmp_path: Path) -> None:
 
 
 def stored_states(path: Path) -> dict[str, str]:
-    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+    with read_only(path) as db:
         return dict(db.execute("SELECT id, state FROM messages").fetchall())

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import signal
 import smtplib
-import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
 import trio
+from support.db import read_only
 from support.process import CONFIG_HEAD, free_port, start_gateway
 
 ENOUGH = 200  # acknowledged mails before the kill
@@ -87,7 +87,7 @@ async def test_kill_9_loses_no_acknowledged_mail(tmp_path: Path) -> None:
     finally:
         process.kill()
         process.wait()
-    with sqlite3.connect(f"file:{tmp_path / 'crash.db'}?mode=ro", uri=True) as db:
+    with read_only(tmp_path / "crash.db") as db:
         stored = dict(db.execute("SELECT id, recipient FROM messages").fetchall())
     missing = {i: r for i, r in mailers.acknowledged.items() if stored.get(i) != r}
     assert len(mailers.acknowledged) >= ENOUGH
