@@ -17,6 +17,7 @@ import msgspec
 import trio
 
 from drivers.at import commands
+from drivers.at.awaiting import AwaitingTable, Offer
 from drivers.at.commands import CmeError, CmsError, Cnmi, StoredPdu, cms_is_permanent
 from drivers.at.errors import AtProtocolError
 from drivers.at.framer import (
@@ -29,6 +30,7 @@ from drivers.at.framer import (
     Response,
     Urc,
 )
+from drivers.at.recovery import CommandLadder, Step, is_repeatable
 from drivers.events import (
     HealthChanged,
     InboundSms,
@@ -45,7 +47,14 @@ from drivers.gsm import (
     parse_received,
     split_sca,
 )
-from drivers.modem import Health, ModemError, ModemUnavailable, OutgoingPart, SendRejected
+from drivers.modem import (
+    Health,
+    ModemError,
+    ModemUnavailable,
+    OutgoingPart,
+    SendOutcomeUnknown,
+    SendRejected,
+)
 from drivers.ports import CLAIMS, DEFAULT_SCAN, candidate_ports, device_key, port_exists
 from drivers.transport import TransportError, open_serial
 
@@ -71,7 +80,16 @@ class AtOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     baudrate: int = 115200
     # SIM PIN, entered once when the modem asks for it; a wrong PIN is never retried.
     pin: str | None = None
-    # Longest wait for the answer to an ordinary command, and for the "> " of AT+CMGS.
+    # Longest wait for the final result of a command other than AT+CMGS (queries, settings,
+    # reads, deletes); a lost one costs this, a resync and a retry.
+    query_timeout: float = 3.0
+    # Lost answers of one command resynchronised and retried before the driver re-initialises
+    # (or, while initialising, reopens the port).
+    command_retries: int = 2
+    # Longest a command keeps answering "not ready" (+CMS ERROR: 314, +CME ERROR: 14, as before
+    # "SMS Ready") while it is asked again every `sim_poll_interval`.
+    not_ready_timeout: float = 30.0
+    # Longest wait for the "> " of AT+CMGS.
     command_timeout: float = 10.0
     # Longest wait for +CMGS after the PDU: TS 27.005 allows the network up to 120 s.
     send_timeout: float = 120.0
@@ -139,6 +157,11 @@ class AtOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             commands.cpms(storage.upper())
         for setting in self.cnmi:
             commands.parse_cnmi_setting(setting)
+
+
+class _Unanswered(ModemUnavailable):
+    """A command that is not safe to repeat lost its answer; the port is resynchronised, and
+    whether the command took effect is for its caller to establish."""
 
 
 class _SimLocked(Exception):
@@ -228,9 +251,8 @@ class AtModem:
         self.registration: commands.Registration | None = None
         self.eps_registration: commands.Registration | None = None
         self._sim_locked = False
-        # Stored messages emitted on this connection and not yet acknowledged: (storage,
-        # index) -> (the PDU read there, when). Cleared on reconnect, so they come again.
-        self._awaiting: dict[tuple[str, int], tuple[bytes, float]] = {}
+        # Stored messages emitted and not yet deleted (see AwaitingTable).
+        self._awaiting = AwaitingTable(options.reemit_after)
         self._undecodable: set[tuple[str, int, bytes]] = set()
         self._storages_seen: set[str] = set()
         self._cms_streak = 0
@@ -341,28 +363,52 @@ class AtModem:
         Only if the index still holds this very PDU: after a reconnect the same message may
         have been emitted twice, and its index reused by a newer one since the first delete.
         A directly delivered event (index None) was acknowledged with AT+CNMA already.
-        Raises `ModemUnavailable` when the modem is not ready; the message then stays stored
-        and is emitted again after recovery.
+        When the modem is not ready, or the delete's answer is lost twice, the delete is
+        deferred: the message stays committed in the awaiting table and a sweep (the next one
+        on this connection, or the first after recovery) deletes it without emitting it again.
+        Never raises for that.
         """
         if event.index is None:
             return
         key = (event.storage, event.index)
+        self._awaiting.committed(key, event.pdu, trio.current_time())
         async with self._lock:
-            link = self._ready_link()
-            try:
-                stored = await self._read_index(link, event.storage, event.index)
-                if stored is None or _tpdu_of(stored.pdu) != event.pdu:
-                    log.info(
-                        "modem %s: %s index %d no longer holds the acknowledged message",
-                        self.name,
-                        event.storage,
-                        event.index,
-                    )
-                else:
-                    await self._delete_index(link, event.storage, event.index)
-            except AtProtocolError as exc:
-                self._fail(link, f"unreadable answer while deleting: {exc}")
-            self._awaiting.pop(key, None)
+            link = self._link
+            if link is None or link.failed.is_set() or self._health.state is not ModemState.READY:
+                log.info("modem %s: deleting %s deferred: not ready", self.name, _describe(event))
+                return
+            why = ""
+            for _attempt in range(2):
+                try:
+                    await self._delete_if_still(link, key, event.pdu)
+                    return
+                except _Unanswered as exc:
+                    why = str(exc)  # resynchronised: reading and comparing again is safe
+                except ModemError as exc:
+                    why = str(exc)
+                    break
+                except AtProtocolError as exc:
+                    why = f"unreadable answer while deleting: {exc}"
+                    link.fail(why)
+                    break
+            log.info("modem %s: deleting %s deferred: %s", self.name, _describe(event), why)
+            if not link.failed.is_set():
+                self._queue(link, _Sweep())
+
+    async def _delete_if_still(self, link: _Link, key: tuple[str, int], tpdu: bytes) -> None:
+        """AT+CMGD of `key` if it still holds `tpdu` (it may hold a newer message by now)."""
+        storage, index = key
+        stored = await self._read_index(link, storage, index)
+        if stored is None or _tpdu_of(stored.pdu) != tpdu:
+            log.info(
+                "modem %s: %s index %d no longer holds the acknowledged message",
+                self.name,
+                storage,
+                index,
+            )
+        else:
+            await self._delete_index(link, storage, index)
+        self._awaiting.gone(key)
 
     # ---- sending ---------------------------------------------------------------------------
 
@@ -373,31 +419,48 @@ class AtModem:
         return link
 
     async def _cmgs(self, link: _Link, length: int, pdu: str) -> int:
+        """AT+CMGS, the PDU, and its answer. A lost final result is not a reason to send again:
+        a `+CMGS: <mr>` that got through says the network took it; with nothing at all the
+        outcome is unknown (SendOutcomeUnknown), and the gateway's retry makes it at-least-once.
+        """
         command = commands.cmgs(length)
         self._drain(link)
-        link.framer.expect(command)
-        link.framer.expect_prompt()
+        line = link.framer.send_command(command, prompt=True)
         first: Response | Prompt | None = None
         with trio.move_on_after(self.options.command_timeout):
-            await self._write(link, command + "\r")
+            await self._write_bytes(link, line)
             first = await self._reply(link)
         if first is None:
+            # ESC leaves a PDU entry the lost prompt may have opened: nothing was sent.
             await self._abort_prompt(link)
-            await self._timed_out(link, f"no '> ' prompt within {self.options.command_timeout:g} s")
+            reason = f"no '> ' prompt within {self.options.command_timeout:g} s"
+            await self._resync(link, reason)
+            raise ModemUnavailable(f"modem {self.name}: {reason}; resynchronised")
         if isinstance(first, Response):
             raise _rejection(first.final)
+        reply: Response | Prompt | None = None
         with trio.move_on_after(self.options.send_timeout):
             await self._write(link, pdu + commands.CTRL_Z)
-            reply = await self._reply(link)
-            if isinstance(reply, Prompt):
-                self._fail(link, "a second '> ' prompt for one AT+CMGS")
-            if not reply.final.ok:
-                raise _rejection(reply.final)
-            try:
-                return commands.parse_cmgs(reply.lines)
-            except AtProtocolError as exc:
-                self._fail(link, f"unreadable AT+CMGS answer: {exc}")
-        await self._timed_out(link, f"no +CMGS within {self.options.send_timeout:g} s")
+            while reply is None:
+                with trio.move_on_after(self.options.query_timeout):
+                    reply = await self._reply(link)
+                mr = None if reply is not None else _reference_in(link.framer.partial)
+                if mr is not None:
+                    # The +CMGS: line got through and its OK did not: the network has it.
+                    await self._resync(link, f"AT+CMGS answered +CMGS: {mr} without OK")
+                    return mr
+        if reply is None:
+            reason = f"no answer to the PDU within {self.options.send_timeout:g} s"
+            await self._resync(link, reason)
+            raise SendOutcomeUnknown(f"modem {self.name}: {reason}; sent or not is unknown")
+        if isinstance(reply, Prompt):
+            self._fail(link, "a second '> ' prompt for one AT+CMGS")
+        if not reply.final.ok:
+            raise _rejection(reply.final)
+        try:
+            return commands.parse_cmgs(reply.lines)
+        except AtProtocolError as exc:
+            self._fail(link, f"unreadable AT+CMGS answer: {exc}")
 
     async def _abort_prompt(self, link: _Link) -> None:
         """ESC leaves the PDU entry without sending (TS 27.005 section 3.5.1)."""
@@ -449,7 +512,7 @@ class AtModem:
         self, stream: trio.abc.Stream, task_status: trio.TaskStatus[None] | None
     ) -> tuple[str, bool]:
         link = _Link(stream, self.options.max_line)
-        self._awaiting.clear()
+        self._awaiting.reconnected()
         became_ready = False
         try:
             async with trio.open_nursery() as nursery:
@@ -606,7 +669,8 @@ class AtModem:
                 log.warning("modem %s: %s", self.name, self._health.last_error)
 
     async def _sweep(self, link: _Link) -> None:
-        """AT+CMGL=4 in every storage in use: emit what is stored and not yet awaiting ack."""
+        """AT+CMGL=4 in every storage in use: emit what is stored and not yet awaiting ack,
+        and delete what the gateway committed while its delete could not be done."""
         if link.rearm_cnmi and link.cnmi is not None:
             reply = await self._command(link, link.cnmi.command)
             link.rearm_cnmi = not reply.final.ok
@@ -616,7 +680,9 @@ class AtModem:
             if not reply.final.ok:
                 log.info("modem %s: AT+CMGL=4 in %s: %s", self.name, storage, reply.final.text)
                 continue
-            for stored in commands.parse_cmgl(reply.lines):
+            listed = commands.parse_cmgl(reply.lines)
+            self._awaiting.listed(storage, {(storage, stored.index) for stored in listed})
+            for stored in listed:
                 await self._offer(link, storage, stored)
 
     def _sweep_storages(self) -> list[str]:
@@ -626,7 +692,9 @@ class AtModem:
 
     async def _take_stored(self, link: _Link, indication: _Stored) -> None:
         self._storages_seen.add(indication.storage)
-        if self._still_awaited((indication.storage, indication.index), None):
+        key = (indication.storage, indication.index)
+        if self._awaiting.awaited(key, trio.current_time()):
+            # A duplicated +CMTI/+CDSI, or one for a message emitted already.
             return
         stored = await self._read_index(link, indication.storage, indication.index)
         if stored is None:
@@ -639,29 +707,27 @@ class AtModem:
         if not _is_received(stored.stat):
             return
         key = (storage, stored.index)
-        if self._still_awaited(key, stored.pdu):
-            return
         try:
             smsc, tpdu = split_sca(stored.pdu)
+        except GsmError as exc:
+            await self._on_undecodable(link, storage, stored, exc)
+            return
+        offer = self._awaiting.offer(key, tpdu, trio.current_time())
+        if offer is Offer.SKIP:
+            return
+        if offer is Offer.DELETE:
+            # Committed by the gateway; the listing shows this very PDU at this index.
+            await self._delete_index(link, storage, stored.index)
+            self._awaiting.gone(key)
+            return
+        try:
             decoded = parse_received(tpdu)
         except GsmError as exc:
             await self._on_undecodable(link, storage, stored, exc)
             return
         event = _event(self.name, storage, stored.index, smsc, tpdu, decoded)
         if self._emit_inbound(event):
-            self._awaiting[key] = (stored.pdu, trio.current_time())
-
-    def _still_awaited(self, key: tuple[str, int], pdu: bytes | None) -> bool:
-        """True while an emitted message waits for its acknowledgement: not for longer than
-        `reemit_after` (the gateway may have failed to store it), and not once its index
-        holds another PDU."""
-        awaited = self._awaiting.get(key)
-        if awaited is None:
-            return False
-        emitted_pdu, emitted_at = awaited
-        if pdu is not None and pdu != emitted_pdu:
-            return False
-        return trio.current_time() - emitted_at < self.options.reemit_after
+            self._awaiting.emitted(key, tpdu, trio.current_time())
 
     async def _on_undecodable(
         self, link: _Link, storage: str, stored: StoredPdu, exc: GsmError
@@ -914,8 +980,12 @@ class AtModem:
                     command = commands.cpin_enter(pin)
                 except ValueError as exc:
                     raise _SimLocked(f"the configured PIN is unusable: {exc}") from None
-                answer = await self._command(link, command)
                 pin_entered = True
+                try:
+                    answer = await self._command(link, command)
+                except _Unanswered:
+                    # Never typed twice: AT+CPIN? says whether it took.
+                    continue
                 if not answer.final.ok:
                     raise _SimLocked(f"the SIM rejected the PIN ({answer.final.text}); not retried")
                 continue
@@ -1035,12 +1105,40 @@ class AtModem:
             self._fail(link, f"{command} answered {reply.final.kind.value} {reply.final.text}")
 
     async def _command(self, link: _Link, command: str) -> Response:
-        reply = await self._exchange(link, command, self.options.command_timeout)
-        if reply is None:
-            await self._timed_out(
-                link, f"no answer to {command} within {self.options.command_timeout:g} s"
-            )
-        return reply
+        """One command and its final result, climbing `CommandLadder` when it is lost: a
+        resync and a retry (repeatable commands), a resync and `_Unanswered` (others), the
+        re-initialisation of `_timed_out` when the retries run out."""
+        options = self.options
+        ladder = CommandLadder(
+            repeatable=is_repeatable(command),
+            retries=options.command_retries,
+            poll_interval=options.sim_poll_interval,
+            not_ready_for=options.not_ready_timeout,
+        )
+        while True:
+            reply = await self._exchange(link, command, options.query_timeout)
+            if reply is not None:
+                decision = ladder.answered(reply.final, trio.current_time())
+                if decision.step is Step.ACCEPT:
+                    return reply
+                log.info("modem %s: %s: not ready (%s)", self.name, command, reply.final.text)
+                await trio.sleep_until(decision.at)
+                continue
+            reason = f"no answer to {command} within {options.query_timeout:g} s"
+            decision = ladder.timed_out()
+            if decision.step is Step.ESCALATE:
+                await self._timed_out(link, f"{reason}, {ladder.silences} times")
+            await self._resync(link, reason)
+            if decision.step is Step.RESYNC_AND_REPORT:
+                raise _Unanswered(f"modem {self.name}: {reason}; resynchronised")
+
+    async def _resync(self, link: _Link, reason: str) -> None:
+        """A lost answer: bare "AT" until OK puts the modem and the framer in step again; when
+        that fails too the link is given up (and the port reopened by `run`)."""
+        self._health.resyncs += 1
+        log.info("modem %s: %s; resynchronising", self.name, reason)
+        if not await self._try_synchronise(link, first_escape=False):
+            self._fail(link, f"{reason}; no OK to AT after {self.options.sync_attempts} attempts")
 
     async def _timed_out(self, link: _Link, reason: str) -> NoReturn:
         """The first rungs of the ladder: resynchronise and re-initialise on the open port;
@@ -1058,9 +1156,9 @@ class AtModem:
     async def _exchange(self, link: _Link, command: str, within: float) -> Response | None:
         """Write one command line and wait for its final result; None when `within` s passed."""
         self._drain(link)
-        link.framer.expect(command)
+        line = link.framer.send_command(command)
         with trio.move_on_after(within):
-            await self._write(link, command + "\r")
+            await self._write_bytes(link, line)
             reply = await self._reply(link)
             if isinstance(reply, Prompt):
                 self._fail(link, f"a '> ' prompt answered {command}")
@@ -1077,8 +1175,11 @@ class AtModem:
             log.info("modem %s: late answer dropped: %r", self.name, stale)
 
     async def _write(self, link: _Link, text: str) -> None:
+        await self._write_bytes(link, text.encode("ascii"))
+
+    async def _write_bytes(self, link: _Link, data: bytes) -> None:
         try:
-            await link.stream.send_all(text.encode("ascii"))
+            await link.stream.send_all(data)
         except (TransportError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._fail(link, f"write failed: {exc}")
 
@@ -1185,6 +1286,14 @@ def _sim_code(final: FinalResult) -> str:
         if known is not None:
             return known
     return f"{final.kind.value} {final.text}".strip()
+
+
+def _reference_in(lines: tuple[str, ...]) -> int | None:
+    """The TP-MR of a `+CMGS: <mr>` among `lines`, if one got through."""
+    try:
+        return commands.parse_cmgs(lines)
+    except AtProtocolError:
+        return None
 
 
 def _rejection(final: FinalResult) -> SendRejected:
