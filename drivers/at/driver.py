@@ -89,6 +89,9 @@ class AtOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Longest a command keeps answering "not ready" (+CMS ERROR: 314, +CME ERROR: 14, as before
     # "SMS Ready") while it is asked again every `sim_poll_interval`.
     not_ready_timeout: float = 30.0
+    # Longest wait for the final result code once a command's information text has come (a
+    # modem writes it right after); a longer silence means it was lost.
+    final_grace: float = 0.5
     # Longest wait for the "> " of AT+CMGS.
     command_timeout: float = 10.0
     # Longest wait for +CMGS after the PDU: TS 27.005 allows the network up to 120 s.
@@ -438,18 +441,14 @@ class AtModem:
             raise ModemUnavailable(f"modem {self.name}: {reason}; resynchronised")
         if isinstance(first, Response):
             raise _rejection(first.final)
-        reply: Response | Prompt | None = None
-        with trio.move_on_after(self.options.send_timeout):
-            await self._write(link, pdu + commands.CTRL_Z)
-            while reply is None:
-                with trio.move_on_after(self.options.query_timeout):
-                    reply = await self._reply(link)
-                mr = None if reply is not None else _reference_in(link.framer.partial)
-                if mr is not None:
-                    # The +CMGS: line got through and its OK did not: the network has it.
-                    await self._resync(link, f"AT+CMGS answered +CMGS: {mr} without OK")
-                    return mr
+        await self._write(link, pdu + commands.CTRL_Z)
+        reply = await self._await_answer(link, self.options.send_timeout)
         if reply is None:
+            mr = _reference_in(link.framer.partial)
+            if mr is not None:
+                # The +CMGS: line got through and its OK did not: the network has it.
+                await self._resync(link, f"AT+CMGS answered +CMGS: {mr} without OK")
+                return mr
             reason = f"no answer to the PDU within {self.options.send_timeout:g} s"
             await self._resync(link, reason)
             raise SendOutcomeUnknown(f"modem {self.name}: {reason}; sent or not is unknown")
@@ -1159,11 +1158,29 @@ class AtModem:
         line = link.framer.send_command(command)
         with trio.move_on_after(within):
             await self._write_bytes(link, line)
-            reply = await self._reply(link)
-            if isinstance(reply, Prompt):
-                self._fail(link, f"a '> ' prompt answered {command}")
-            return reply
-        return None
+        reply = await self._await_answer(link, within)
+        if isinstance(reply, Prompt):
+            self._fail(link, f"a '> ' prompt answered {command}")
+        return reply
+
+    async def _await_answer(self, link: _Link, within: float) -> Response | Prompt | None:
+        """The pending command's answer; None when `within` s passed, or sooner when its
+        information text came and then nothing for `final_grace` s: a modem writes the final
+        result code right after the text, so it was lost on the way."""
+        now = trio.current_time()
+        deadline = now + within
+        grace = self.options.final_grace
+        lines, changed_at = 0, now
+        while True:
+            partial = len(link.framer.partial)
+            if partial != lines:
+                lines, changed_at = partial, now
+            if now >= deadline or (lines and now >= changed_at + grace):
+                return None
+            # Look at the text so far every half grace: no task wakes this one when it grows.
+            with trio.move_on_at(min(deadline, now + grace / 2)):
+                return await self._reply(link)
+            now = trio.current_time()
 
     def _drain(self, link: _Link) -> None:
         """Drop late answers to commands given up on, so they are not taken for the next."""

@@ -587,3 +587,36 @@ async def test_configured_imei_refuses_another_modem(
     failed = await wait_state(modem, ModemState.FAILED)
     assert "IMEI 866191037123456 is not the configured 356938035643809" in failed.detail
     assert modem.health().imei == "866191037123456"
+
+
+async def test_a_lost_ok_after_the_answer_text_costs_the_grace_not_the_timeout(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    lossy = ScriptedModem()
+    bench = Bench(nursery, [lossy])
+    modem = make(bench, health_interval=60.0, query_timeout=3.0, final_grace=0.5)
+    await nursery.start(modem.run)
+    answers = iter([b"\r\n+CSQ: 9,0\r\n"])  # the OK is lost on the cable
+    lossy.answers["AT+CSQ"] = lambda: next(answers, b"\r\n+CSQ: 9,0\r\n" + OK)
+    await trio.sleep_until(60.0)
+    await trio.sleep(0.1)
+    assert modem.health().resyncs == 0
+    # Seen within half a grace of arriving, then a grace of silence: under 3 s by far.
+    await trio.sleep_until(60.8)
+    assert modem.health().resyncs == 1
+    await trio.sleep(5.0)
+    assert modem.health().signal_dbm == -95
+
+
+async def test_a_lost_ok_after_cmgs_is_a_send_not_a_resend(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    modem_end = ScriptedModem(cmgs_result=b"\r\n+CMGS: 42\r\n")  # the OK is lost
+    bench = Bench(nursery, [modem_end])
+    modem = make(bench, final_grace=0.5)
+    await nursery.start(modem.run)
+    start = trio.current_time()
+    assert await modem.send(OUTGOING) == 42
+    assert trio.current_time() - start <= 0.75
+    assert len(modem_end.pdus) == 1
+    assert modem.health().resyncs == 1
