@@ -12,13 +12,12 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from support.simulated import memory_opener
 
 from drivers.at.driver import AtModem, AtOptions
 from drivers.events import InboundSms
 from drivers.gsm import encode_message
 from drivers.modem import OutgoingPart
-from drivers.simulator import Simulator, SimulatorOptions
+from drivers.simulator import Simulator, SimulatorOptions, memory_opener
 
 QUIRKS: dict[str, dict[str, Any]] = {
     "deaf_until_rdy": {"boot_deaf": 6.0},

@@ -13,13 +13,12 @@ from collections import Counter
 import msgspec
 import trio
 import trio.testing
-from support.simulated import memory_opener
 
 from drivers.at.driver import AtModem, AtOptions
 from drivers.events import InboundSms, ModemState, StatusReportReceived
 from drivers.gsm import ParsingType, concat_info, decode_text, encode_message
 from drivers.modem import ModemUnavailable, OutgoingPart
-from drivers.simulator import Simulator, SimulatorOptions
+from drivers.simulator import Simulator, SimulatorOptions, memory_opener
 
 LOSSY = {"drop_final": 0.05, "noise": 0.02, "duplicate_urc": 0.2, "fragment": True}
 MESSAGES = 200

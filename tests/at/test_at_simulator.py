@@ -6,7 +6,6 @@ import msgspec
 import pytest
 import trio
 import trio.testing
-from support.simulated import memory_opener
 
 from drivers.at.driver import AtModem, AtOptions
 from drivers.events import HealthChanged, InboundSms, ModemState, StatusReportReceived
@@ -18,7 +17,7 @@ from drivers.gsm import (
     encode_message,
 )
 from drivers.modem import OutgoingPart, SendRejected
-from drivers.simulator import PROFILES, Simulator, SimulatorOptions, serve_pty
+from drivers.simulator import PROFILES, Simulator, SimulatorOptions, memory_opener, serve_pty
 
 
 def outgoing(text: str, recipient: str = "+4799999999") -> list[OutgoingPart]:
