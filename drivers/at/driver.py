@@ -82,7 +82,7 @@ class AtOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     pin: str | None = None
     # Longest wait for the final result of a command other than AT+CMGS (queries, settings,
     # reads, deletes); a lost one costs this, a resync and a retry.
-    query_timeout: float = 3.0
+    query_timeout: float = 2.0
     # Lost answers of one command resynchronised and retried before the driver re-initialises
     # (or, while initialising, reopens the port).
     command_retries: int = 2
@@ -91,7 +91,7 @@ class AtOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     not_ready_timeout: float = 30.0
     # Longest wait for the final result code once a command's information text has come (a
     # modem writes it right after); a longer silence means it was lost.
-    final_grace: float = 0.5
+    final_grace: float = 0.3
     # Longest wait for the "> " of AT+CMGS.
     command_timeout: float = 10.0
     # Longest wait for +CMGS after the PDU: TS 27.005 allows the network up to 120 s.
