@@ -16,6 +16,7 @@ PURE = [
     ROOT / "drivers" / "at" / "framer.py",
     ROOT / "drivers" / "at" / "recovery.py",
     ROOT / "drivers" / "at" / "awaiting.py",
+    ROOT / "drivers" / "at" / "policies.py",
     ROOT / "drivers" / "at" / "commands.py",
     *(
         ROOT / "drivers" / "simulator" / f"{name}.py"

@@ -18,7 +18,7 @@ import trio
 
 from drivers.at import commands
 from drivers.at.awaiting import AwaitingTable, Offer
-from drivers.at.commands import CmeError, CmsError, Cnmi, StoredPdu, cms_is_permanent
+from drivers.at.commands import CmsError, Cnmi, StoredPdu, cms_is_permanent
 from drivers.at.errors import AtProtocolError
 from drivers.at.framer import (
     NEED_DATA,
@@ -29,6 +29,13 @@ from drivers.at.framer import (
     Prompt,
     Response,
     Urc,
+)
+from drivers.at.policies import (
+    RejectionStreak,
+    SimStep,
+    SimUnlock,
+    make_room,
+    sim_code,
 )
 from drivers.at.recovery import CommandLadder, Step, is_repeatable
 from drivers.events import (
@@ -258,8 +265,7 @@ class AtModem:
         self._awaiting = AwaitingTable(options.reemit_after)
         self._undecodable: set[tuple[str, int, bytes]] = set()
         self._storages_seen: set[str] = set()
-        self._cms_streak = 0
-        self._last_rejected: bytes | None = None
+        self._rejections = RejectionStreak(options.cms_reinit_after)
         self._last_path = ""
         self._refused: set[str] = set()  # devices found holding another modem or SIM
 
@@ -356,8 +362,7 @@ class AtModem:
                 self._health.last_error = str(exc)
                 raise
             self._health.sent += 1
-            self._cms_streak = 0
-            self._last_rejected = None
+            self._rejections.sent()
             return mr
 
     async def acknowledge(self, event: InboundSms | StatusReportReceived) -> None:
@@ -471,15 +476,9 @@ class AtModem:
 
     async def _count_rejection(self, link: _Link, tpdu: bytes, exc: SendRejected) -> None:
         """Transient rejections of different messages in a row point at the modem itself."""
-        if exc.permanent or tpdu == self._last_rejected:
+        if not self._rejections.rejected(tpdu, permanent=exc.permanent):
             return
-        self._last_rejected = tpdu
-        self._cms_streak += 1
-        limit = self.options.cms_reinit_after
-        if limit <= 0 or self._cms_streak < limit:
-            return
-        self._cms_streak = 0
-        self._last_rejected = None
+        limit = self._rejections.limit
         log.warning("modem %s: %d sends in a row rejected; re-initialising", self.name, limit)
         # The caller gets its rejection; the re-initialisation only has to not break the link.
         try:
@@ -963,37 +962,27 @@ class AtModem:
             link.cnma = reply.final.ok
 
     async def _unlock_sim(self, link: _Link) -> None:
-        """AT+CPIN? until READY, entering the PIN at most once (TS 27.007 section 8.3)."""
-        pin_entered = False
+        """AT+CPIN? until READY, as `SimUnlock` decides (TS 27.007 section 8.3)."""
+        policy = SimUnlock(self.options.pin)
         while True:
             reply = await self._command(link, commands.CPIN_QUERY)
-            code = commands.parse_cpin(reply.lines) if reply.final.ok else _sim_code(reply.final)
+            code = commands.parse_cpin(reply.lines) if reply.final.ok else sim_code(reply.final)
             self._health.sim = code
-            if code in _SIM_READY:
+            decision = policy.next(code)
+            if decision.step is SimStep.READY:
                 return
-            if code == "SIM PIN" and not pin_entered:
-                pin = self.options.pin
-                if not pin:
-                    raise _SimLocked("the SIM asks for its PIN and none is configured")
-                try:
-                    command = commands.cpin_enter(pin)
-                except ValueError as exc:
-                    raise _SimLocked(f"the configured PIN is unusable: {exc}") from None
-                pin_entered = True
-                try:
-                    answer = await self._command(link, command)
-                except _Unanswered:
-                    # Never typed twice: AT+CPIN? says whether it took.
-                    continue
-                if not answer.final.ok:
-                    raise _SimLocked(f"the SIM rejected the PIN ({answer.final.text}); not retried")
+            if decision.step is SimStep.LOCKED:
+                raise _SimLocked(decision.reason)
+            if decision.step is SimStep.WAIT:
+                await trio.sleep(self.options.sim_poll_interval)
                 continue
-            if code == "SIM PIN":
-                raise _SimLocked("the SIM still asks for its PIN after it was entered")
-            if code.startswith(("SIM PUK", "PH-")):
-                raise _SimLocked(f"the SIM wants {code}; enter it by hand, it is never guessed")
-            # SIM busy, not inserted or not yet initialised: may change without our help.
-            await trio.sleep(self.options.sim_poll_interval)
+            try:
+                answer = await self._command(link, decision.command)
+            except _Unanswered:
+                continue  # never typed twice: AT+CPIN? says whether it took
+            refused = policy.pin_answered(answer.final)
+            if refused is not None:
+                raise _SimLocked(refused.reason)
 
     async def _poll_network(self, link: _Link) -> str:
         signal = await self._command(link, commands.CSQ)
@@ -1237,24 +1226,20 @@ class AtModem:
         return True
 
     def _make_room_for(self, event: ModemEvent) -> bool:
-        """The buffer is full: drop its oldest HealthChanged and add `event` at the end; False
-        when it holds no HealthChanged (then nothing changes)."""
+        """The buffer is full: apply `make_room`; False when it would drop no HealthChanged
+        (then nothing changes)."""
         queued: list[ModemEvent] = []
         while True:
             try:
                 queued.append(self._events_out.receive_nowait())
             except (trio.WouldBlock, trio.EndOfChannel):
                 break
-        oldest_health = next(
-            (i for i, old in enumerate(queued) if isinstance(old, HealthChanged)), None
-        )
-        if oldest_health is not None:
-            del queued[oldest_health]
+        roomier = make_room(queued, event)
+        if roomier is not None:
             self._health.events_dropped += 1
-            queued.append(event)
-        for old in queued:
-            self._events_in.send_nowait(old)
-        return oldest_health is not None
+        for kept in queued if roomier is None else roomier:
+            self._events_in.send_nowait(kept)
+        return roomier is not None
 
 
 class _StorageSwitch:
@@ -1280,29 +1265,8 @@ class _StorageSwitch:
             )
 
 
-_SIM_READY = frozenset({"READY", "SIM PIN2", "SIM PUK2"})  # PIN2 guards no SMS command
-
 # +CMS ERROR answers of AT+CMGR that mean "nothing stored there".
 _EMPTY_INDEX = frozenset({CmsError.INVALID_MEMORY_INDEX, CmsError.UNKNOWN_ERROR})
-
-# +CME ERROR answers to AT+CPIN? that stand for a +CPIN code (TS 27.007 section 9.2.1).
-_CME_SIM_CODES: dict[int, str] = {
-    CmeError.SIM_NOT_INSERTED: "SIM NOT INSERTED",
-    CmeError.SIM_PIN_REQUIRED: "SIM PIN",
-    CmeError.SIM_PUK_REQUIRED: "SIM PUK",
-    CmeError.SIM_FAILURE: "SIM FAILURE",
-    CmeError.SIM_BUSY: "SIM BUSY",
-    CmeError.SIM_WRONG: "SIM WRONG",
-    CmeError.PH_SIM_PIN_REQUIRED: "PH-SIM PIN",
-}
-
-
-def _sim_code(final: FinalResult) -> str:
-    if final.kind is FinalKind.CME_ERROR and final.code is not None:
-        known = _CME_SIM_CODES.get(final.code)
-        if known is not None:
-            return known
-    return f"{final.kind.value} {final.text}".strip()
 
 
 def _reference_in(lines: tuple[str, ...]) -> int | None:
