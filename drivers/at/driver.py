@@ -30,6 +30,7 @@ from drivers.at.framer import (
     Response,
     Urc,
 )
+from drivers.at.locate import Identity, ModemLocator, close_quietly
 from drivers.at.policies import (
     RejectionStreak,
     SimStep,
@@ -62,7 +63,7 @@ from drivers.modem import (
     SendOutcomeUnknown,
     SendRejected,
 )
-from drivers.ports import CLAIMS, DEFAULT_SCAN, candidate_ports, device_key, port_exists
+from drivers.ports import CLAIMS, DEFAULT_SCAN
 from drivers.transport import TransportError, open_serial
 
 log = logging.getLogger("drivers.at")
@@ -248,8 +249,16 @@ class AtModem:
     ) -> None:
         self.name = name
         self.options = options
-        self._open_path = open_path or self._open_serial_path
         self._open_stream = open_stream or self._open_located
+        self._locator = ModemLocator(
+            name,
+            port=options.port,
+            identity=Identity(imei=options.imei, iccid=options.iccid),
+            scan=options.scan,
+            probe_timeout=options.probe_timeout,
+            open_path=open_path or self._open_serial_path,
+            identify=self._identify,
+        )
         self._health = Health()
         self._lock = trio.Lock()
         self._link: _Link | None = None
@@ -266,8 +275,6 @@ class AtModem:
         self._undecodable: set[tuple[str, int, bytes]] = set()
         self._storages_seen: set[str] = set()
         self._rejections = RejectionStreak(options.cms_reinit_after)
-        self._last_path = ""
-        self._refused: set[str] = set()  # devices found holding another modem or SIM
 
     @property
     def events_dropped(self) -> int:
@@ -540,7 +547,7 @@ class AtModem:
         finally:
             self._link = None
             with trio.CancelScope(shield=True), trio.move_on_after(5.0):
-                await _close_quietly(stream)
+                await close_quietly(stream)
         if self._sim_locked:
             self._set_state(ModemState.FAILED, link.reason)
         return link.reason, became_ready
@@ -917,9 +924,10 @@ class AtModem:
 
     def _check_identity(self, link: _Link) -> None:
         """A configured IMEI or ICCID that does not match means another modem is on this port."""
-        wrong = _identity_mismatch(self.options, self._health.imei, self._health.iccid)
+        locator = self._locator
+        wrong = locator.identity.mismatch(self._health.imei, self._health.iccid)
         if wrong:
-            self._refused.add(device_key(self._health.port or self._last_path))
+            locator.refuse(self._health.port or locator.last_path)
             self._fail(link, wrong)
 
     async def _choose_storage(self, link: _Link) -> None:
@@ -1020,70 +1028,24 @@ class AtModem:
         return await open_serial(path, baudrate=self.options.baudrate)
 
     async def _open_located(self) -> trio.abc.Stream:
-        path = await self._locate()
-        try:
-            stream = await self._open_path(path)
-        except BaseException:
-            CLAIMS.release_all(self.name)
-            raise
+        path, stream = await self._locator.open()
         self._health.port = path
-        self._last_path = path
         return stream
 
-    async def _locate(self) -> str:
-        """The configured port if it is there, else the last one found, else a scan by identity."""
-        options = self.options
-        for path in (options.port, self._last_path):
-            if path and port_exists(path) and device_key(path) not in self._refused:
-                if CLAIMS.claim(path, self.name):
-                    return path
-                raise ModemUnavailable(f"{path} is held by modem {CLAIMS.holder(path)}")
-        if not (options.imei or options.iccid):
-            if options.port:
-                raise TransportError(f"{options.port}: no such device")
-            raise TransportError("no port configured, and no IMEI or ICCID to find one by")
-        for path in candidate_ports(options.scan):
-            if device_key(path) in self._refused or not CLAIMS.claim(path, self.name):
-                continue
-            if await self._probe(path):
-                log.info("modem %s found on %s", self.name, path)
-                return path
-            CLAIMS.release(path, self.name)
-        # Nothing matched: the refusals may be stale once devices have moved.
-        self._refused.clear()
-        raise ModemUnavailable(f"no port in {options.scan} holds {_identity(options)}")
-
-    async def _probe(self, path: str) -> bool:
-        """Open `path` briefly and ask for the IMEI and ICCID; True when they are ours."""
-        with trio.move_on_after(self.options.probe_timeout):
+    async def _identify(self, stream: trio.abc.Stream) -> tuple[str, str]:
+        """The probe of a scan: (IMEI, ICCID) of the modem on `stream`, as far as configured."""
+        link = _Link(stream, self.options.max_line, probe=True)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._read_loop, link)
             try:
-                stream = await self._open_path(path)
-            except ModemError as exc:
-                log.debug("modem %s: probing %s: %s", self.name, path, exc)
-                return False
-            link = _Link(stream, self.options.max_line, probe=True)
-            try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._read_loop, link)
-                    try:
-                        matches = await self._probe_identity(link)
-                    except (ModemError, AtProtocolError) as exc:
-                        log.debug("modem %s: probing %s: %s", self.name, path, exc)
-                        matches = False
-                    nursery.cancel_scope.cancel()
-                return matches
-            finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(5.0):
-                    await _close_quietly(stream)
-        log.debug("modem %s: %s did not answer the probe in time", self.name, path)
-        return False
-
-    async def _probe_identity(self, link: _Link) -> bool:
-        await self._synchronise(link)
-        await self._command(link, commands.ECHO_OFF)
-        imei = await self._read_imei(link) if self.options.imei else None
-        iccid = await self._read_iccid(link) if self.options.iccid else None
-        return not _identity_mismatch(self.options, imei or "", iccid or "")
+                await self._synchronise(link)
+                await self._command(link, commands.ECHO_OFF)
+                imei = await self._read_imei(link) if self.options.imei else None
+                iccid = await self._read_iccid(link) if self.options.iccid else None
+            except AtProtocolError as exc:
+                raise ModemUnavailable(f"unreadable answer: {exc}") from exc
+            nursery.cancel_scope.cancel()
+        return imei or "", iccid or ""
 
     # ---- command plumbing ------------------------------------------------------------------
 
@@ -1318,26 +1280,3 @@ def _describe(event: InboundSms | StatusReportReceived) -> str:
     where = "direct" if event.index is None else f"{event.storage} index {event.index}"
     kind = "SMS" if isinstance(event, InboundSms) else "status report"
     return f"{kind} ({where})"
-
-
-def _identity(options: AtOptions) -> str:
-    wanted = [f"IMEI {options.imei}" if options.imei else "", ""]
-    if options.iccid:
-        wanted[1] = f"ICCID {options.iccid}"
-    return " and ".join(w for w in wanted if w)
-
-
-def _identity_mismatch(options: AtOptions, imei: str, iccid: str) -> str:
-    """Why the modem with `imei` and `iccid` is not the configured one; "" when it is."""
-    if options.imei and imei != options.imei:
-        return f"IMEI {imei or 'unknown'} is not the configured {options.imei}"
-    if options.iccid and iccid != options.iccid.upper().rstrip("F"):
-        return f"ICCID {iccid or 'unknown'} is not the configured {options.iccid}"
-    return ""
-
-
-async def _close_quietly(stream: trio.abc.Stream) -> None:
-    try:
-        await stream.aclose()
-    except (TransportError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        log.info("closing the port failed: %s", exc)
