@@ -620,3 +620,32 @@ async def test_a_lost_ok_after_cmgs_is_a_send_not_a_resend(
     assert trio.current_time() - start <= 0.75
     assert len(modem_end.pdus) == 1
     assert modem.health().resyncs == 1
+
+
+async def test_initialisation_resumes_where_a_lost_answer_stopped_it(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    lossy = ScriptedModem()
+    lost = {"AT+CPMS=?": 1, "AT+CNMI=2,1,0,2,0": 1, "AT+CREG?": 1}
+    for command in lost:
+        answer = lossy.answers[command]
+
+        def lose_once(command: str = command, answer: Answer = answer) -> bytes | None:
+            if lost[command]:
+                lost[command] -= 1
+                return None  # the whole answer lost on the cable
+            return answer() if callable(answer) else answer
+
+        lossy.answers[command] = lose_once
+    bench = Bench(nursery, [lossy])
+    modem = make(bench, query_timeout=2.0)
+    await nursery.start(modem.run)
+    # Three silences of 2 s, each resynchronised and the command repeated; no restart.
+    assert trio.current_time() == pytest.approx(6.0)
+    assert lossy.commands.count("ATE0") == 1
+    assert len(bench.opens) == 1
+    expected: list[str] = []
+    for command in INIT_COMMANDS:
+        expected += [command, "AT", command] if command in lost else [command]
+    assert lossy.commands[: len(expected)] == expected
+    assert modem.health().resyncs == 3
