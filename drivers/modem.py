@@ -33,7 +33,7 @@ class Health(msgspec.Struct, kw_only=True):
     sent: int = 0
     errors: int = 0
     recoveries: int = 0
-    resyncs: int = 0  # lost answers recovered on the open port (bare AT until OK, then retry)
+    resyncs: int = 0  # lost answers recovered on the open port (a resync, then a retry)
     # Where and what the modem is (TS 27.007 sections 5.1-5.4; ICCID from the SIM).
     port: str = ""  # the device path in use, "" when none is open
     manufacturer: str = ""

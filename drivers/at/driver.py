@@ -38,7 +38,7 @@ from drivers.at.policies import (
     make_room,
     sim_code,
 )
-from drivers.at.recovery import CommandLadder, Step, is_repeatable
+from drivers.at.recovery import CommandLadder, Step, is_repeatable, resync_answered
 from drivers.events import (
     HealthChanged,
     InboundSms,
@@ -106,9 +106,10 @@ class AtOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     send_timeout: float = 120.0
     # Longest the whole initialisation may take, including waiting for the SIM to get ready.
     init_timeout: float = 60.0
-    # Wait for each bare "AT" while synchronising with a modem that may still be booting.
+    # Wait for each bare "AT" while synchronising with a modem that may still be booting, and
+    # for each resync (ATS7=<nonce>;S7?) after a lost answer.
     sync_timeout: float = 2.0
-    # Bare "AT" attempts before the port is declared dead and reopened.
+    # Unanswered attempts of those before the port is declared dead and reopened.
     sync_attempts: int = 5
     # Pause between +CPIN? polls while the SIM is busy or initialising.
     sim_poll_interval: float = 1.0
@@ -275,6 +276,7 @@ class AtModem:
         self._undecodable: set[tuple[str, int, bytes]] = set()
         self._storages_seen: set[str] = set()
         self._rejections = RejectionStreak(options.cms_reinit_after)
+        self._nonce = 0  # of the last resync
 
     @property
     def events_dropped(self) -> int:
@@ -1083,12 +1085,25 @@ class AtModem:
                 raise _Unanswered(f"modem {self.name}: {reason}; resynchronised")
 
     async def _resync(self, link: _Link, reason: str) -> None:
-        """A lost answer: bare "AT" until OK puts the modem and the framer in step again; when
-        that fails too the link is given up (and the port reopened by `run`)."""
+        """A lost answer: a command whose answer carries a fresh nonce (`commands.resync`),
+        until that answer comes, puts the modem and the framer in step again, also when the
+        lost answer was only late; when no answer comes the link is given up (and the port
+        reopened by `run`)."""
         self._health.resyncs += 1
         log.info("modem %s: %s; resynchronising", self.name, reason)
-        if not await self._try_synchronise(link, first_escape=False):
-            self._fail(link, f"{reason}; no OK to AT after {self.options.sync_attempts} attempts")
+        attempts = max(1, self.options.sync_attempts)
+        for attempt in range(attempts):
+            if attempt:
+                await self._write(link, commands.ESC)
+            self._nonce = self._nonce % 255 + 1
+            command = commands.resync(self._nonce)
+            reply = await self._exchange(link, command, self.options.sync_timeout)
+            if reply is None:
+                continue
+            if resync_answered(reply.lines, reply.final, self._nonce):
+                return
+            log.info("modem %s: a late answer taken off the line: %r", self.name, reply)
+        self._fail(link, f"{reason}; no answer to the resync after {attempts} attempts")
 
     async def _timed_out(self, link: _Link, reason: str) -> NoReturn:
         """The first rungs of the ladder: resynchronise and re-initialise on the open port;

@@ -1,11 +1,12 @@
 """The recovery ladder of one AT command, as a decision: what to do after an answer or a silence.
 
-Pure: no trio, no I/O; time is the `now` argument. A lost final result code costs a resync (bare
-`AT` until OK) and a retry for a command that is safe to repeat (queries, settings); a command
-that is not (AT+CMGD, AT+CNMA, AT+CPIN=<pin>) is resynchronised and reported unanswered, for its
-caller to establish what happened. Only when the ladder runs out does the driver escalate
-(re-initialise or reopen). "Not ready" answers (+CMS ERROR: 314, +CME ERROR: 14, as after boot
-before "SMS Ready") are asked again after a pause. TS 27.005 section 3.2.5, TS 27.007 9.2.
+Pure: no trio, no I/O; time is the `now` argument. A lost final result code costs a resync (a
+command whose answer carries a fresh nonce, `commands.resync`) and a retry for a command that is
+safe to repeat (queries, settings); a command that is not (AT+CMGD, AT+CNMA, AT+CPIN=<pin>) is
+resynchronised and reported unanswered, for its caller to establish what happened. Only when
+the ladder runs out does the driver escalate (re-initialise or reopen). "Not ready" answers
+(+CMS ERROR: 314, +CME ERROR: 14, as after boot before "SMS Ready") are asked again after a
+pause. TS 27.005 section 3.2.5, TS 27.007 9.2.
 """
 
 from __future__ import annotations
@@ -94,3 +95,12 @@ _NOT_REPEATABLE_PREFIXES: Final = ("AT+CMGD=", "AT+CNMA", "AT+CPIN=", "AT+CMGS="
 
 def is_repeatable(command: str) -> bool:
     return not command.upper().startswith(_NOT_REPEATABLE_PREFIXES)
+
+
+def resync_answered(lines: tuple[str, ...], final: FinalResult, nonce: int) -> bool:
+    """Whether the answer to `commands.resync(nonce)` puts the line in step: OK with the nonce
+    read back, or an error (a modem without S7 answered this command: a late error of an
+    earlier one is a risk taken). An OK without the nonce is a late OK of an earlier command."""
+    if not final.ok:
+        return True
+    return any(line.isdigit() and int(line) == nonce for line in lines)

@@ -23,8 +23,14 @@ OUTGOING = OutgoingPart(recipient="+4799999999", part=PART)
 Answer = bytes | None | Callable[[], bytes | None]
 
 
+def resync_answer(nonce: int) -> bytes:
+    """The answer to the driver's resync `ATS7=<nonce>;S7?`: the nonce read back."""
+    return b"\r\n%03d\r\n" % nonce + OK
+
+
 def default_answers() -> dict[str, Answer]:
     return {
+        **{f"ATS7={n};S7?": resync_answer(n) for n in range(1, 256)},
         "AT": OK,
         "ATE0": OK,
         "AT+CMEE=1": OK,
@@ -84,8 +90,10 @@ class ScriptedModem:
     pdus: list[str] = field(default_factory=list)
     escapes: int = 0
     hung: bool = False  # reads everything, answers nothing: a modem whose firmware hangs
+    stream: trio.abc.Stream | None = None
 
     async def serve(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
         # The driver hangs up whenever it gives up on a port, also in the middle of an answer.
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await self._serve(stream)
@@ -273,7 +281,7 @@ async def test_prompt_timeout_resynchronises_without_reopening(
     # and no reopen.
     assert trio.current_time() - start == pytest.approx(7.0)
     assert first.escapes == 1  # leaves the PDU entry the lost prompt may have opened
-    assert first.commands[-1] == "AT"
+    assert first.commands[-1] == "ATS7=1;S7?"
     assert first.commands.count("ATE0") == 1
     health = modem.health()
     assert (health.state, health.resyncs, len(bench.opens)) == (ModemState.READY, 1, 1)
@@ -293,10 +301,10 @@ async def test_hung_modem_climbs_the_ladder_to_a_reopen(
     start = trio.current_time()
     with pytest.raises(ModemUnavailable, match="no answer to the PDU within 120 s"):
         await modem.send(OUTGOING)
-    # 120 s for +CMGS, then five unanswered AT of 2 s each, then a reopen after 1 s.
+    # 120 s for +CMGS, then five unanswered resyncs of 2 s each, then a reopen after 1 s.
     assert trio.current_time() - start == pytest.approx(130.0)
     failed = await wait_state(modem, ModemState.FAILED)
-    assert "no OK to AT after 5 attempts" in failed.detail
+    assert "no answer to the resync after 5 attempts" in failed.detail
     await wait_state(modem, ModemState.READY)
     assert bench.opens == pytest.approx([0.0, 131.0])
     assert first.escapes == 4
@@ -315,7 +323,7 @@ async def test_command_timeout_during_initialisation(
     # Three silences of 3 s, the first two each followed by a resync that is answered at once.
     assert trio.current_time() == pytest.approx(9.0)
     assert "AT+CSQ within 3 s, 3 times" in failed.detail
-    assert stuck.commands[-5:] == ["AT+CSQ", "AT", "AT+CSQ", "AT", "AT+CSQ"]
+    assert stuck.commands[-5:] == ["AT+CSQ", "ATS7=1;S7?", "AT+CSQ", "ATS7=2;S7?", "AT+CSQ"]
     await wait_state(modem, ModemState.READY)
     assert bench.opens == pytest.approx([0.0, 10.0])
 
@@ -401,7 +409,7 @@ async def test_hung_modem_is_found_by_the_health_poll(
     await trio.sleep(1.0)  # the start-up sweep is answered
     hangs.hung = True
     await wait_state(modem, ModemState.FAILED)
-    # The poll at 60 s waits 3 s for +CSQ, then five AT of 2 s each go unanswered.
+    # The poll at 60 s waits 3 s for +CSQ, then five resyncs of 2 s each go unanswered.
     assert trio.current_time() == pytest.approx(73.0)
 
 
@@ -422,7 +430,7 @@ async def test_a_modem_that_answers_again_is_resynchronised_in_place(
     # The lost answer costs a resync and a retry, not a re-initialisation.
     assert stalls.commands.count("ATE0") == 1
     poll = stalls.commands.index("AT+CSQ", len(INIT_COMMANDS))
-    assert stalls.commands[poll : poll + 3] == ["AT+CSQ", "AT", "AT+CSQ"]
+    assert stalls.commands[poll : poll + 3] == ["AT+CSQ", "ATS7=1;S7?", "AT+CSQ"]
 
 
 async def test_pin_is_entered_once(nursery: trio.Nursery) -> None:
@@ -645,7 +653,52 @@ async def test_initialisation_resumes_where_a_lost_answer_stopped_it(
     assert lossy.commands.count("ATE0") == 1
     assert len(bench.opens) == 1
     expected: list[str] = []
+    nonces = iter(range(1, 4))
     for command in INIT_COMMANDS:
-        expected += [command, "AT", command] if command in lost else [command]
+        resync = f"ATS7={next(nonces)};S7?" if command in lost else ""
+        expected += [command, resync, command] if resync else [command]
     assert lossy.commands[: len(expected)] == expected
     assert modem.health().resyncs == 3
+
+
+async def test_a_late_answer_is_taken_off_the_line_by_the_resync_nonce(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    # The OK of AT+CSQ comes 1 s late, after the driver gave it up and began its resync: taken
+    # for the resync's answer it would put every later answer one command behind.
+    slow = ScriptedModem()
+    bench = Bench(nursery, [slow])
+    modem = make(bench, health_interval=60.0, final_grace=0.3)
+    await nursery.start(modem.run)
+    late = iter([True])
+
+    def csq() -> bytes | None:
+        if next(late, False):
+            # The OK comes 1 s late, and the answer to the first resync only after it.
+            assert slow.stream is not None
+            nursery.start_soon(send_later, slow.stream, 1.0, OK + resync_answer(1))
+            return b"\r\n+CSQ: 9,0\r\n"
+        return b"\r\n+CSQ: 9,0\r\n" + OK
+
+    slow.answers["AT+CSQ"] = csq
+    slow.answers["ATS7=1;S7?"] = None  # answered by send_later, after the late OK
+    await trio.sleep(70.0)
+    health = modem.health()
+    assert (health.state, len(bench.opens)) == (ModemState.READY, 1)
+    assert health.signal_dbm == -95
+    # The late OK answered nothing the driver took; the poll went on in step.
+    poll = slow.commands.index("AT+CSQ", len(INIT_COMMANDS))
+    assert slow.commands[poll:] == [
+        "AT+CSQ",
+        "ATS7=1;S7?",
+        "ATS7=2;S7?",
+        "AT+CSQ",
+        "AT+CREG?",
+        "AT+CEREG?",
+        "AT+COPS?",
+    ]
+
+
+async def send_later(stream: trio.abc.Stream, delay: float, data: bytes) -> None:
+    await trio.sleep(delay)
+    await stream.send_all(data)

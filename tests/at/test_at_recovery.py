@@ -6,8 +6,16 @@ from __future__ import annotations
 import pytest
 
 from drivers.at.awaiting import AwaitingTable, Offer
+from drivers.at.commands import resync
 from drivers.at.framer import FinalKind, FinalResult
-from drivers.at.recovery import CommandLadder, Decision, Step, is_not_ready, is_repeatable
+from drivers.at.recovery import (
+    CommandLadder,
+    Decision,
+    Step,
+    is_not_ready,
+    is_repeatable,
+    resync_answered,
+)
 
 OK = FinalResult(kind=FinalKind.OK)
 CMS_314 = FinalResult(kind=FinalKind.CMS_ERROR, code=314, text="314")
@@ -115,3 +123,15 @@ def test_a_listing_without_an_entry_forgets_it() -> None:
     table.committed(("SR", 1), b"c", 0.0)
     table.listed("SM", {("SM", 2)})
     assert sorted(table.deferred()) == [("SM", 2), ("SR", 1)]
+
+
+def test_a_resync_is_answered_by_its_own_nonce_only() -> None:
+    assert resync(61) == "ATS7=61;S7?"
+    with pytest.raises(ValueError):
+        resync(0)
+    assert resync_answered(("061",), OK, 61)
+    assert resync_answered(("61",), OK, 61)
+    assert not resync_answered((), OK, 61)  # a late OK of the command given up on
+    assert not resync_answered(("060",), OK, 61)  # the answer to an earlier resync
+    # A modem without S7 says ERROR: it answered this very command.
+    assert resync_answered((), FinalResult(kind=FinalKind.ERROR, text="ERROR"), 61)
