@@ -724,7 +724,12 @@ class AtModem:
             return
         if offer is Offer.DELETE:
             # Committed by the gateway; the listing shows this very PDU at this index.
-            await self._delete_index(link, storage, stored.index)
+            try:
+                await self._delete_index(link, storage, stored.index)
+            except _Unanswered as exc:
+                # Resynchronised; the next sweep's listing shows whether it went.
+                log.info("modem %s: deleting %s index %d: %s", self.name, storage, key[1], exc)
+                return
             self._awaiting.gone(key)
             return
         try:

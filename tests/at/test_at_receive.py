@@ -106,6 +106,19 @@ class Storage:
         return ERROR
 
 
+class LosingStorage(Storage):
+    """Deletes, but the OK of the first AT+CMGD is lost on the cable."""
+
+    lost = 1
+
+    def answer(self, line: str) -> bytes | None:
+        reply = super().answer(line)
+        if line.startswith("AT+CMGD=") and self.lost:
+            self.lost -= 1
+            return None
+        return reply
+
+
 class Peer:
     """A scripted modem: answers from a table (bytes, or a function of the line), records
     every command, and writes unsolicited output when told."""
@@ -354,18 +367,6 @@ async def test_acknowledge_when_the_modem_is_down_is_deferred_to_the_sweep_after
 async def test_acknowledge_whose_delete_answer_is_lost_retries_after_a_resync(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
-    class LosingStorage(Storage):
-        """Deletes, but the OK of the first AT+CMGD is lost on the cable."""
-
-        lost = 1
-
-        def answer(self, line: str) -> bytes | None:
-            reply = super().answer(line)
-            if line.startswith("AT+CMGD=") and self.lost:
-                self.lost -= 1
-                return None
-            return reply
-
     storage = LosingStorage()
     storage.put(4, stored_pdu("+4791234567", "kept"))
     bench = Bench(nursery, [Peer(storage=storage)])
@@ -377,6 +378,29 @@ async def test_acknowledge_whose_delete_answer_is_lost_retries_after_a_resync(
     assert 4 not in storage.slots
     health = modem.health()
     assert (health.state, health.resyncs, len(bench.opens)) == (ModemState.READY, 1, 1)
+
+
+async def test_a_deferred_delete_whose_answer_is_lost_still_lets_the_sweep_emit_the_rest(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    storage = LosingStorage()
+    storage.lost = 0
+    storage.put(4, stored_pdu("+4791234567", "committed"))
+    bench = Bench(nursery, [Peer(storage=storage), Peer(storage=storage)])
+    modem = make(bench)  # sweeps every 60 s
+    await nursery.start(modem.run)
+    (event,) = await inbound(modem, 1)
+    await bench.ports[0].aclose()
+    await trio.sleep(0.5)
+    await modem.acknowledge(event)  # deferred: the modem is away
+    storage.put(5, stored_pdu("+4791234567", "new"))
+    storage.lost = 1  # the first sweep's AT+CMGD=4 loses its OK
+    with trio.fail_after(10):  # not left to the sweep 60 s later
+        (new,) = await inbound(modem, 1)
+    assert new.index == 5
+    await trio.sleep(61.0)  # the next sweep finds index 4 gone (the delete had worked)
+    assert 4 not in storage.slots
+    assert modem.health().received == 2
 
 
 @pytest.mark.parametrize("delete", [False, True])
