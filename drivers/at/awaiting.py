@@ -55,11 +55,13 @@ class AwaitingTable:
 
     def awaited(self, key: Key, now: float) -> bool:
         """An indication for `key` (TPDU unknown yet) needs no read: the message there is
-        emitted and waits for its acknowledgement or its delete."""
+        emitted and waits for its acknowledgement. Not so once committed: the index may hold
+        a newer message by now (if a delete whose answer was lost had worked), and reading it
+        lets `offer` tell."""
         entry = self._entries.get(key)
-        if entry is None:
+        if entry is None or entry.committed:
             return False
-        return entry.committed or now - entry.emitted_at < self.reemit_after
+        return now - entry.emitted_at < self.reemit_after
 
     def emitted(self, key: Key, tpdu: bytes, now: float) -> None:
         self._entries[key] = _Entry(tpdu, now)
