@@ -32,11 +32,13 @@ from drivers.at.framer import (
 )
 from drivers.at.locate import Identity, ModemLocator, close_quietly
 from drivers.at.policies import (
+    IndicationChoice,
     RejectionStreak,
     SimStep,
     SimUnlock,
     make_room,
     sim_code,
+    storage_in_use,
 )
 from drivers.at.recovery import CommandLadder, Step, is_repeatable, resync_answered
 from drivers.events import (
@@ -950,29 +952,28 @@ class AtModem:
         if chosen is not None:
             reply = await self._command(link, commands.cpms(chosen))
             if reply.final.ok:
-                self._health.storage = chosen
+                self._health.storage = storage_in_use(chosen, "", self.options.storage)
                 return
-        # The modem's own choice then; it is where +CMTI will point.
         current = await self._command(link, commands.CPMS_QUERY)
-        storage = ""
+        reported = ""
         if current.final.ok:
             try:
-                storage = commands.parse_cpms_read(current.lines)
+                reported = commands.parse_cpms_read(current.lines)
             except AtProtocolError as exc:
                 log.info("modem %s: %s", self.name, exc)
-        self._health.storage = storage or (self.options.storage[0] if self.options.storage else "")
+        self._health.storage = storage_in_use(None, reported, self.options.storage)
 
     async def _choose_indications(self, link: _Link) -> None:
         """AT+CNMI: the first setting this modem accepts; AT+CSMS=1 when it is direct."""
         link.cnmi = None
         link.cnma = False
-        for text in self.options.cnmi:
-            setting = commands.parse_cnmi_setting(text)
+        choice = IndicationChoice(self.options.cnmi, csms_for_direct=self.options.csms_for_direct)
+        for setting in choice.candidates:
             reply = await self._command(link, setting.command)
             if reply.final.ok:
                 link.cnmi = setting
                 break
-        if link.cnmi is not None and link.cnmi.direct and self.options.csms_for_direct:
+        if choice.wants_csms(link.cnmi):
             reply = await self._command(link, commands.CSMS_PHASE2_PLUS)
             link.cnma = reply.final.ok
 

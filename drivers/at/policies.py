@@ -1,9 +1,10 @@
 """The AT driver's smaller decisions, each a pure object or function the trio shell consults.
 
 Pure: no trio, no I/O, no clock. The SIM unlock policy (TS 27.007 section 8.3: the PIN entered
-at most once, PUK never guessed), the streak of rejected sends that points at the modem rather
-than the message (TS 27.005 section 3.2.5), and the event buffer's rule that only a health
-change ever gives way to a newer event.
+at most once, PUK never guessed), the choice of storage and new-message indications (TS 27.005
+sections 3.2.2 and 3.4.1), the streak of rejected sends that points at the modem rather than the
+message (section 3.2.5), and the event buffer's rule that only a health change ever gives way to
+a newer event.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Final
 
 import msgspec
 
-from drivers.at.commands import CmeError, cpin_enter
+from drivers.at.commands import CmeError, Cnmi, cpin_enter, parse_cnmi_setting
 from drivers.at.framer import FinalKind, FinalResult
 from drivers.events import HealthChanged, ModemEvent
 
@@ -91,6 +92,26 @@ class SimUnlock:
 
 def _locked(reason: str) -> SimDecision:
     return SimDecision(SimStep.LOCKED, reason=reason)
+
+
+def storage_in_use(accepted: str | None, reported: str, preferences: Sequence[str]) -> str:
+    """Where +CMTI will point: the preferred storage the modem accepted (AT+CPMS), else the one
+    it reports using (AT+CPMS?), else the first preference."""
+    return accepted or reported or (preferences[0] if preferences else "")
+
+
+class IndicationChoice:
+    """AT+CNMI settings in order of preference, stored delivery (+CMTI, +CDSI) first: the first
+    the modem accepts is used. With a direct one (+CMT, +CDS) AT+CSMS=1 is asked for, so that a
+    message waits for our AT+CNMA and one the gateway has no room for goes back to the network.
+    """
+
+    def __init__(self, settings: Sequence[str], *, csms_for_direct: bool) -> None:
+        self.candidates: list[Cnmi] = [parse_cnmi_setting(text) for text in settings]
+        self.csms_for_direct = csms_for_direct
+
+    def wants_csms(self, chosen: Cnmi | None) -> bool:
+        return chosen is not None and chosen.direct and self.csms_for_direct
 
 
 class RejectionStreak:

@@ -6,11 +6,13 @@ import datetime as dt
 
 from drivers.at.framer import FinalKind, FinalResult
 from drivers.at.policies import (
+    IndicationChoice,
     RejectionStreak,
     SimStep,
     SimUnlock,
     make_room,
     sim_code,
+    storage_in_use,
 )
 from drivers.events import HealthChanged, ModemEvent, ModemState, StatusReportReceived
 from drivers.gsm import SmsStatusReport, build_status_report, parse_received
@@ -85,3 +87,21 @@ def test_make_room_drops_the_oldest_health_change_never_an_inbound_event() -> No
     queued: list[ModemEvent] = [inbound, first, second]
     assert make_room(queued, newest) == [inbound, second, newest]
     assert make_room([inbound, inbound], newest) is None
+
+
+def test_storage_in_use_prefers_the_accepted_then_the_reported_then_the_first_wish() -> None:
+    assert storage_in_use("ME", "SM", ["SM", "ME"]) == "ME"
+    assert storage_in_use(None, "MT", ["SM", "ME"]) == "MT"
+    assert storage_in_use(None, "", ["SM", "ME"]) == "SM"
+    assert storage_in_use(None, "", []) == ""
+
+
+def test_indication_choice_tries_stored_first_and_asks_csms_for_direct_only() -> None:
+    choice = IndicationChoice(["2,1,0,2,0", "2,2,0,1,0"], csms_for_direct=True)
+    stored, direct = choice.candidates
+    assert (stored.command, stored.direct) == ("AT+CNMI=2,1,0,2,0", False)
+    assert direct.direct
+    assert not choice.wants_csms(stored)
+    assert choice.wants_csms(direct)
+    assert not choice.wants_csms(None)
+    assert not IndicationChoice(["2,2,0,1,0"], csms_for_direct=False).wants_csms(direct)
