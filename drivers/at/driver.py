@@ -40,7 +40,13 @@ from drivers.at.policies import (
     sim_code,
     storage_in_use,
 )
-from drivers.at.recovery import CommandLadder, Step, is_repeatable, resync_answered
+from drivers.at.recovery import (
+    CommandLadder,
+    ReopenLadder,
+    Step,
+    is_repeatable,
+    resync_answered,
+)
 from drivers.events import (
     HealthChanged,
     InboundSms,
@@ -300,22 +306,24 @@ class AtModem:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Open, initialise, serve and recover until cancelled; `started()` at the first READY.
 
-        The recovery ladder: a command timeout first resynchronises in place (ESC, AT) and
-        re-initialises; when that fails the port is reopened (or found again by identity) with
-        doubling backoff; after `quarantine_after` failed recoveries in a row the modem rests
-        in QUARANTINED for `quarantine_seconds`.
+        The recovery ladder: a lost answer is resynchronised and the command repeated
+        (`CommandLadder`); when its retries run out the modem is re-initialised in place; when
+        a resync fails the port is reopened (or found again by identity) with doubling backoff;
+        after `quarantine_after` failed recoveries in a row the modem rests in QUARANTINED for
+        `quarantine_seconds` (`ReopenLadder`).
         """
-        backoff = self.options.reopen_backoff_initial
+        options = self.options
+        ladder = ReopenLadder(
+            initial=options.reopen_backoff_initial,
+            maximum=options.reopen_backoff_max,
+            quarantine_after=options.quarantine_after,
+            quarantine_seconds=options.quarantine_seconds,
+        )
         started = False
-        failures = 0
         while True:
             reason, became_ready = await self._connect_and_serve(None if started else task_status)
             started = started or became_ready
-            if became_ready:
-                backoff = self.options.reopen_backoff_initial
-                failures = 0
-            else:
-                failures += 1
+            rest = ladder.ended(became_ready=became_ready)
             if self._sim_locked:
                 # Reopening would repeat the same refusal, and a PIN retry could block the SIM.
                 log.error("modem %s: %s; needs a person", self.name, reason)
@@ -323,22 +331,19 @@ class AtModem:
             self._health.errors += 1
             self._health.recoveries += 1
             self._health.last_error = reason
-            quarantine_after = self.options.quarantine_after
-            if quarantine_after > 0 and failures >= quarantine_after:
-                rest = self.options.quarantine_seconds
+            if rest.quarantine:
                 self._set_state(
                     ModemState.QUARANTINED,
-                    f"{reason}; {failures} recoveries failed in a row, resting {rest:g} s",
+                    f"{reason}; {rest.failures} recoveries failed in a row, "
+                    f"resting {rest.seconds:g} s",
                 )
-                log.error("modem %s quarantined for %g s: %s", self.name, rest, reason)
-                await trio.sleep(rest)
-                failures = 0
-                backoff = self.options.reopen_backoff_initial
-                continue
-            self._set_state(ModemState.FAILED, f"{reason}; reopening in {backoff:g} s")
-            log.warning("modem %s failed: %s; reopening in %g s", self.name, reason, backoff)
-            await trio.sleep(backoff)
-            backoff = min(backoff * 2, self.options.reopen_backoff_max)
+                log.error("modem %s quarantined for %g s: %s", self.name, rest.seconds, reason)
+            else:
+                self._set_state(ModemState.FAILED, f"{reason}; reopening in {rest.seconds:g} s")
+                log.warning(
+                    "modem %s failed: %s; reopening in %g s", self.name, reason, rest.seconds
+                )
+            await trio.sleep(rest.seconds)
 
     async def send(self, outgoing: OutgoingPart) -> int:
         """Send one SMS-SUBMIT with AT+CMGS; return TP-MR (TS 27.005 section 3.5.1)."""

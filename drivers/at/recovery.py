@@ -104,3 +104,43 @@ def resync_answered(lines: tuple[str, ...], final: FinalResult, nonce: int) -> b
     if not final.ok:
         return True
     return any(line.isdigit() and int(line) == nonce for line in lines)
+
+
+class Rest(msgspec.Struct, frozen=True):
+    """After a connection ended: wait `seconds`, then open the port again; `quarantine` when
+    that many recoveries in a row failed (`failures` of them) and the modem rests."""
+
+    seconds: float
+    quarantine: bool = False
+    failures: int = 0
+
+
+class ReopenLadder:
+    """The top of the ladder, when the port itself is given up: reopen after a pause doubling
+    from `initial` to `maximum` per connection that never got ready; after `quarantine_after`
+    of those in a row (0: never) rest `quarantine_seconds` and start over."""
+
+    def __init__(
+        self, *, initial: float, maximum: float, quarantine_after: int, quarantine_seconds: float
+    ) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self.quarantine_after = quarantine_after
+        self.quarantine_seconds = quarantine_seconds
+        self._backoff = initial
+        self._failures = 0
+
+    def ended(self, *, became_ready: bool) -> Rest:
+        if became_ready:
+            self._backoff = self.initial
+            self._failures = 0
+        else:
+            self._failures += 1
+        failures = self._failures
+        if self.quarantine_after > 0 and failures >= self.quarantine_after:
+            self._failures = 0
+            self._backoff = self.initial
+            return Rest(self.quarantine_seconds, quarantine=True, failures=failures)
+        rest = Rest(self._backoff, failures=failures)
+        self._backoff = min(self._backoff * 2, self.maximum)
+        return rest

@@ -11,6 +11,8 @@ from drivers.at.framer import FinalKind, FinalResult
 from drivers.at.recovery import (
     CommandLadder,
     Decision,
+    ReopenLadder,
+    Rest,
     Step,
     is_not_ready,
     is_repeatable,
@@ -136,3 +138,21 @@ def test_a_resync_is_answered_by_its_own_nonce_only() -> None:
     assert not resync_answered(("060",), OK, 61)  # the answer to an earlier resync
     # A modem without S7 says ERROR: it answered this very command.
     assert resync_answered((), FinalResult(kind=FinalKind.ERROR, text="ERROR"), 61)
+
+
+def test_reopen_backoff_doubles_to_its_cap_and_a_ready_connection_resets_it() -> None:
+    ladder = ReopenLadder(initial=1.0, maximum=8.0, quarantine_after=0, quarantine_seconds=900)
+    waits = [ladder.ended(became_ready=False).seconds for _ in range(6)]
+    assert waits == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    assert ladder.ended(became_ready=True) == Rest(1.0)
+    assert ladder.ended(became_ready=False) == Rest(2.0, failures=1)
+
+
+def test_quarantine_after_failed_recoveries_in_a_row_then_start_over() -> None:
+    ladder = ReopenLadder(initial=1.0, maximum=60.0, quarantine_after=3, quarantine_seconds=900)
+    assert [ladder.ended(became_ready=False) for _ in range(3)] == [
+        Rest(1.0, failures=1),
+        Rest(2.0, failures=2),
+        Rest(900, quarantine=True, failures=3),
+    ]
+    assert ladder.ended(became_ready=False) == Rest(1.0, failures=1)
