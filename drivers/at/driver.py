@@ -177,6 +177,11 @@ class AtOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             commands.cpms(storage.upper())
         for setting in self.cnmi:
             commands.parse_cnmi_setting(setting)
+        for name in ("query_timeout", "final_grace", "sync_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be more than 0 seconds")
+        if self.command_retries < 0 or self.not_ready_timeout < 0:
+            raise ValueError("command_retries and not_ready_timeout must not be negative")
 
 
 class _Unanswered(ModemUnavailable):

@@ -3,10 +3,12 @@ stored messages awaiting their acknowledgement and delete. No trio: time is an a
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from drivers.at.awaiting import AwaitingTable, Offer
 from drivers.at.commands import resync
+from drivers.at.driver import AtOptions
 from drivers.at.framer import FinalKind, FinalResult
 from drivers.at.recovery import (
     CommandLadder,
@@ -156,3 +158,18 @@ def test_quarantine_after_failed_recoveries_in_a_row_then_start_over() -> None:
         Rest(900, quarantine=True, failures=3),
     ]
     assert ladder.ended(became_ready=False) == Rest(1.0, failures=1)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"query_timeout": 0},
+        {"final_grace": -1},
+        {"sync_timeout": 0},
+        {"command_retries": -1},
+        {"not_ready_timeout": -1},
+    ],
+)
+def test_ladder_options_are_checked(options: dict[str, float]) -> None:
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert(options, AtOptions)
