@@ -33,6 +33,7 @@ class Health(msgspec.Struct, kw_only=True):
     sent: int = 0
     errors: int = 0
     recoveries: int = 0
+    resyncs: int = 0  # lost answers recovered on the open port (a resync, then a retry)
     # Where and what the modem is (TS 27.007 sections 5.1-5.4; ICCID from the SIM).
     port: str = ""  # the device path in use, "" when none is open
     manufacturer: str = ""
@@ -76,6 +77,11 @@ class ModemUnavailable(ModemError):
     """The modem cannot send now (not ready, timed out, port gone); another try may succeed."""
 
 
+class SendOutcomeUnknown(ModemUnavailable):
+    """The modem took the PDU but its answer was lost: the part may or may not have gone out.
+    Sending it again is at-least-once, as `in_flight_after_crash = "resend"` is."""
+
+
 class Modem(Protocol):
     name: str
 
@@ -88,7 +94,8 @@ class Modem(Protocol):
         ...
 
     async def acknowledge(self, event: InboundSms | StatusReportReceived) -> None:
-        """The gateway has committed `event`; the modem may now delete it from its storage."""
+        """The gateway has committed `event`; the modem may now delete it from its storage.
+        A delete the modem cannot do now is done later; this does not raise for that."""
         ...
 
     def health(self) -> Health: ...

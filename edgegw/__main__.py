@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 import trio
 
 from edgegw import __version__
@@ -81,6 +82,13 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--record", help="append each SMS sent to the network to this file")
     simulate.add_argument(
         "--send-delay", type=float, help="seconds per +CMGS (default: the profile's)"
+    )
+    simulate.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any [modems.simulator] key, e.g. drop_final=0.05 or fragment=true (repeatable)",
     )
     simulate.set_defaults(command=_simulate_modem)
     return parser
@@ -232,7 +240,23 @@ def _fetch(request: urllib.request.Request) -> Any:
 def _simulate_modem(args: argparse.Namespace) -> int:
     from drivers.simulator import SimulatorOptions, run_pty_simulator
 
-    options = SimulatorOptions(profile=args.profile, record=args.record, send_delay=args.send_delay)
+    settings: dict[str, object] = {
+        "profile": args.profile,
+        "record": args.record,
+        "send_delay": args.send_delay,
+    }
+    for item in args.set:
+        key, equals, value = item.partition("=")
+        if not equals:
+            print(f"--set wants KEY=VALUE, not {item!r}", file=sys.stderr)
+            return 2
+        settings[key.strip()] = value.strip()
+    try:
+        # Not strict: "0.05" and "true" from the command line become a float and a bool.
+        options = msgspec.convert(settings, SimulatorOptions, strict=False)
+    except msgspec.ValidationError as exc:
+        print(f"simulate-modem: {exc}", file=sys.stderr)
+        return 2
 
     def announce(path: str) -> None:
         print(path, flush=True)

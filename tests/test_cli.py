@@ -121,15 +121,17 @@ def test_send_to_a_gateway_that_is_not_running_fails_clearly(tmp_path: Path) -> 
     assert b"cannot reach the gateway" in result.stderr
 
 
-def test_simulate_modem_prints_a_pty_that_answers_at() -> None:
-    with subprocess.Popen([*EDGEGW, "simulate-modem"], stdout=subprocess.PIPE) as process:
+def test_simulate_modem_prints_a_pty_that_answers_at_also_on_a_noisy_link() -> None:
+    command = [*EDGEGW, "simulate-modem", "--set", "fragment=true", "--set", "noise=1"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE) as process:
         try:
             assert process.stdout is not None
             path = process.stdout.readline().decode().strip()
             with serial.Serial(path, timeout=5) as port:
                 port.write(b"AT+CGSN\r")
                 answer = b""
-                while not answer.endswith(b"OK\r\n"):
+                # noise=1: a burst with a 0xFF follows every final result code.
+                while b"OK\r\n" not in answer or b"\xff" not in answer.split(b"OK\r\n")[-1]:
                     chunk = port.read(64)
                     assert chunk, f"no answer, got {answer!r}"
                     answer += chunk
@@ -138,3 +140,10 @@ def test_simulate_modem_prints_a_pty_that_answers_at() -> None:
             assert process.wait(timeout=15) == 0
         finally:
             process.kill()
+
+
+def test_simulate_modem_refuses_a_bad_setting(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate-modem", "--set", "drop_final=2"]) == 2
+    assert "drop_final is a probability" in capsys.readouterr().err
+    assert main(["simulate-modem", "--set", "fragment"]) == 2
+    assert "--set wants KEY=VALUE" in capsys.readouterr().err

@@ -14,6 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PURE = [
     *sorted((ROOT / "drivers" / "gsm").glob("*.py")),
     ROOT / "drivers" / "at" / "framer.py",
+    ROOT / "drivers" / "at" / "recovery.py",
+    ROOT / "drivers" / "at" / "awaiting.py",
+    ROOT / "drivers" / "at" / "policies.py",
     ROOT / "drivers" / "at" / "commands.py",
     *(
         ROOT / "drivers" / "simulator" / f"{name}.py"

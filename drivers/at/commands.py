@@ -65,6 +65,14 @@ def cpin_enter(pin: str) -> str:
     return f'AT+CPIN="{pin}"'
 
 
+def resync(nonce: int) -> str:
+    """Set S7 (V.250 6.3.6, the data-call connection timeout, unused for SMS) to `nonce` and read
+    it back: an answer that carries the nonce cannot be a late answer to an earlier command."""
+    if not 1 <= nonce <= 255:
+        raise ValueError(f"a resync nonce is 1..255, not {nonce}")
+    return f"ATS7={nonce};S7?"
+
+
 def command_name(command: str) -> str:
     """The name a response to `command` is prefixed with: "AT+CMGS=23" -> "+CMGS"."""
     body = command.strip()

@@ -17,7 +17,8 @@ import msgspec
 import trio
 
 from drivers.at import commands
-from drivers.at.commands import CmeError, CmsError, Cnmi, StoredPdu, cms_is_permanent
+from drivers.at.awaiting import AwaitingTable, Offer
+from drivers.at.commands import CmsError, Cnmi, StoredPdu, cms_is_permanent
 from drivers.at.errors import AtProtocolError
 from drivers.at.framer import (
     NEED_DATA,
@@ -28,6 +29,23 @@ from drivers.at.framer import (
     Prompt,
     Response,
     Urc,
+)
+from drivers.at.locate import Identity, ModemLocator, close_quietly
+from drivers.at.policies import (
+    IndicationChoice,
+    RejectionStreak,
+    SimStep,
+    SimUnlock,
+    make_room,
+    sim_code,
+    storage_in_use,
+)
+from drivers.at.recovery import (
+    CommandLadder,
+    ReopenLadder,
+    Step,
+    is_repeatable,
+    resync_answered,
 )
 from drivers.events import (
     HealthChanged,
@@ -45,8 +63,15 @@ from drivers.gsm import (
     parse_received,
     split_sca,
 )
-from drivers.modem import Health, ModemError, ModemUnavailable, OutgoingPart, SendRejected
-from drivers.ports import CLAIMS, DEFAULT_SCAN, candidate_ports, device_key, port_exists
+from drivers.modem import (
+    Health,
+    ModemError,
+    ModemUnavailable,
+    OutgoingPart,
+    SendOutcomeUnknown,
+    SendRejected,
+)
+from drivers.ports import CLAIMS, DEFAULT_SCAN
 from drivers.transport import TransportError, open_serial
 
 log = logging.getLogger("drivers.at")
@@ -71,15 +96,28 @@ class AtOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     baudrate: int = 115200
     # SIM PIN, entered once when the modem asks for it; a wrong PIN is never retried.
     pin: str | None = None
-    # Longest wait for the answer to an ordinary command, and for the "> " of AT+CMGS.
+    # Longest wait for the final result of a command other than AT+CMGS (queries, settings,
+    # reads, deletes); a lost one costs this, a resync and a retry.
+    query_timeout: float = 2.0
+    # Lost answers of one command resynchronised and retried before the driver re-initialises
+    # (or, while initialising, reopens the port).
+    command_retries: int = 2
+    # Longest a command keeps answering "not ready" (+CMS ERROR: 314, +CME ERROR: 14, as before
+    # "SMS Ready") while it is asked again every `sim_poll_interval`.
+    not_ready_timeout: float = 30.0
+    # Longest wait for the final result code once a command's information text has come (a
+    # modem writes it right after); a longer silence means it was lost.
+    final_grace: float = 0.3
+    # Longest wait for the "> " of AT+CMGS.
     command_timeout: float = 10.0
     # Longest wait for +CMGS after the PDU: TS 27.005 allows the network up to 120 s.
     send_timeout: float = 120.0
     # Longest the whole initialisation may take, including waiting for the SIM to get ready.
     init_timeout: float = 60.0
-    # Wait for each bare "AT" while synchronising with a modem that may still be booting.
+    # Wait for each bare "AT" while synchronising with a modem that may still be booting, and
+    # for each resync (ATS7=<nonce>;S7?) after a lost answer.
     sync_timeout: float = 2.0
-    # Bare "AT" attempts before the port is declared dead and reopened.
+    # Unanswered attempts of those before the port is declared dead and reopened.
     sync_attempts: int = 5
     # Pause between +CPIN? polls while the SIM is busy or initialising.
     sim_poll_interval: float = 1.0
@@ -139,6 +177,16 @@ class AtOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             commands.cpms(storage.upper())
         for setting in self.cnmi:
             commands.parse_cnmi_setting(setting)
+        for name in ("query_timeout", "final_grace", "sync_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be more than 0 seconds")
+        if self.command_retries < 0 or self.not_ready_timeout < 0:
+            raise ValueError("command_retries and not_ready_timeout must not be negative")
+
+
+class _Unanswered(ModemUnavailable):
+    """A command that is not safe to repeat lost its answer; the port is resynchronised, and
+    whether the command took effect is for its caller to establish."""
 
 
 class _SimLocked(Exception):
@@ -215,8 +263,16 @@ class AtModem:
     ) -> None:
         self.name = name
         self.options = options
-        self._open_path = open_path or self._open_serial_path
         self._open_stream = open_stream or self._open_located
+        self._locator = ModemLocator(
+            name,
+            port=options.port,
+            identity=Identity(imei=options.imei, iccid=options.iccid),
+            scan=options.scan,
+            probe_timeout=options.probe_timeout,
+            open_path=open_path or self._open_serial_path,
+            identify=self._identify,
+        )
         self._health = Health()
         self._lock = trio.Lock()
         self._link: _Link | None = None
@@ -228,15 +284,12 @@ class AtModem:
         self.registration: commands.Registration | None = None
         self.eps_registration: commands.Registration | None = None
         self._sim_locked = False
-        # Stored messages emitted on this connection and not yet acknowledged: (storage,
-        # index) -> (the PDU read there, when). Cleared on reconnect, so they come again.
-        self._awaiting: dict[tuple[str, int], tuple[bytes, float]] = {}
+        # Stored messages emitted and not yet deleted (see AwaitingTable).
+        self._awaiting = AwaitingTable(options.reemit_after)
         self._undecodable: set[tuple[str, int, bytes]] = set()
         self._storages_seen: set[str] = set()
-        self._cms_streak = 0
-        self._last_rejected: bytes | None = None
-        self._last_path = ""
-        self._refused: set[str] = set()  # devices found holding another modem or SIM
+        self._rejections = RejectionStreak(options.cms_reinit_after)
+        self._nonce = 0  # of the last resync
 
     @property
     def events_dropped(self) -> int:
@@ -258,22 +311,24 @@ class AtModem:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Open, initialise, serve and recover until cancelled; `started()` at the first READY.
 
-        The recovery ladder: a command timeout first resynchronises in place (ESC, AT) and
-        re-initialises; when that fails the port is reopened (or found again by identity) with
-        doubling backoff; after `quarantine_after` failed recoveries in a row the modem rests
-        in QUARANTINED for `quarantine_seconds`.
+        The recovery ladder: a lost answer is resynchronised and the command repeated
+        (`CommandLadder`); when its retries run out the modem is re-initialised in place; when
+        a resync fails the port is reopened (or found again by identity) with doubling backoff;
+        after `quarantine_after` failed recoveries in a row the modem rests in QUARANTINED for
+        `quarantine_seconds` (`ReopenLadder`).
         """
-        backoff = self.options.reopen_backoff_initial
+        options = self.options
+        ladder = ReopenLadder(
+            initial=options.reopen_backoff_initial,
+            maximum=options.reopen_backoff_max,
+            quarantine_after=options.quarantine_after,
+            quarantine_seconds=options.quarantine_seconds,
+        )
         started = False
-        failures = 0
         while True:
             reason, became_ready = await self._connect_and_serve(None if started else task_status)
             started = started or became_ready
-            if became_ready:
-                backoff = self.options.reopen_backoff_initial
-                failures = 0
-            else:
-                failures += 1
+            rest = ladder.ended(became_ready=became_ready)
             if self._sim_locked:
                 # Reopening would repeat the same refusal, and a PIN retry could block the SIM.
                 log.error("modem %s: %s; needs a person", self.name, reason)
@@ -281,22 +336,19 @@ class AtModem:
             self._health.errors += 1
             self._health.recoveries += 1
             self._health.last_error = reason
-            quarantine_after = self.options.quarantine_after
-            if quarantine_after > 0 and failures >= quarantine_after:
-                rest = self.options.quarantine_seconds
+            if rest.quarantine:
                 self._set_state(
                     ModemState.QUARANTINED,
-                    f"{reason}; {failures} recoveries failed in a row, resting {rest:g} s",
+                    f"{reason}; {rest.failures} recoveries failed in a row, "
+                    f"resting {rest.seconds:g} s",
                 )
-                log.error("modem %s quarantined for %g s: %s", self.name, rest, reason)
-                await trio.sleep(rest)
-                failures = 0
-                backoff = self.options.reopen_backoff_initial
-                continue
-            self._set_state(ModemState.FAILED, f"{reason}; reopening in {backoff:g} s")
-            log.warning("modem %s failed: %s; reopening in %g s", self.name, reason, backoff)
-            await trio.sleep(backoff)
-            backoff = min(backoff * 2, self.options.reopen_backoff_max)
+                log.error("modem %s quarantined for %g s: %s", self.name, rest.seconds, reason)
+            else:
+                self._set_state(ModemState.FAILED, f"{reason}; reopening in {rest.seconds:g} s")
+                log.warning(
+                    "modem %s failed: %s; reopening in %g s", self.name, reason, rest.seconds
+                )
+            await trio.sleep(rest.seconds)
 
     async def send(self, outgoing: OutgoingPart) -> int:
         """Send one SMS-SUBMIT with AT+CMGS; return TP-MR (TS 27.005 section 3.5.1)."""
@@ -331,8 +383,7 @@ class AtModem:
                 self._health.last_error = str(exc)
                 raise
             self._health.sent += 1
-            self._cms_streak = 0
-            self._last_rejected = None
+            self._rejections.sent()
             return mr
 
     async def acknowledge(self, event: InboundSms | StatusReportReceived) -> None:
@@ -341,28 +392,52 @@ class AtModem:
         Only if the index still holds this very PDU: after a reconnect the same message may
         have been emitted twice, and its index reused by a newer one since the first delete.
         A directly delivered event (index None) was acknowledged with AT+CNMA already.
-        Raises `ModemUnavailable` when the modem is not ready; the message then stays stored
-        and is emitted again after recovery.
+        When the modem is not ready, or the delete's answer is lost twice, the delete is
+        deferred: the message stays committed in the awaiting table and a sweep (the next one
+        on this connection, or the first after recovery) deletes it without emitting it again.
+        Never raises for that.
         """
         if event.index is None:
             return
         key = (event.storage, event.index)
+        self._awaiting.committed(key, event.pdu, trio.current_time())
         async with self._lock:
-            link = self._ready_link()
-            try:
-                stored = await self._read_index(link, event.storage, event.index)
-                if stored is None or _tpdu_of(stored.pdu) != event.pdu:
-                    log.info(
-                        "modem %s: %s index %d no longer holds the acknowledged message",
-                        self.name,
-                        event.storage,
-                        event.index,
-                    )
-                else:
-                    await self._delete_index(link, event.storage, event.index)
-            except AtProtocolError as exc:
-                self._fail(link, f"unreadable answer while deleting: {exc}")
-            self._awaiting.pop(key, None)
+            link = self._link
+            if link is None or link.failed.is_set() or self._health.state is not ModemState.READY:
+                log.info("modem %s: deleting %s deferred: not ready", self.name, _describe(event))
+                return
+            why = ""
+            for _attempt in range(2):
+                try:
+                    await self._delete_if_still(link, key, event.pdu)
+                    return
+                except _Unanswered as exc:
+                    why = str(exc)  # resynchronised: reading and comparing again is safe
+                except ModemError as exc:
+                    why = str(exc)
+                    break
+                except AtProtocolError as exc:
+                    why = f"unreadable answer while deleting: {exc}"
+                    link.fail(why)
+                    break
+            log.info("modem %s: deleting %s deferred: %s", self.name, _describe(event), why)
+            if not link.failed.is_set():
+                self._queue(link, _Sweep())
+
+    async def _delete_if_still(self, link: _Link, key: tuple[str, int], tpdu: bytes) -> None:
+        """AT+CMGD of `key` if it still holds `tpdu` (it may hold a newer message by now)."""
+        storage, index = key
+        stored = await self._read_index(link, storage, index)
+        if stored is None or _tpdu_of(stored.pdu) != tpdu:
+            log.info(
+                "modem %s: %s index %d no longer holds the acknowledged message",
+                self.name,
+                storage,
+                index,
+            )
+        else:
+            await self._delete_index(link, storage, index)
+        self._awaiting.gone(key)
 
     # ---- sending ---------------------------------------------------------------------------
 
@@ -373,31 +448,44 @@ class AtModem:
         return link
 
     async def _cmgs(self, link: _Link, length: int, pdu: str) -> int:
+        """AT+CMGS, the PDU, and its answer. A lost final result is not a reason to send again:
+        a `+CMGS: <mr>` that got through says the network took it; with nothing at all the
+        outcome is unknown (SendOutcomeUnknown), and the gateway's retry makes it at-least-once.
+        """
         command = commands.cmgs(length)
         self._drain(link)
-        link.framer.expect(command)
-        link.framer.expect_prompt()
+        line = link.framer.send_command(command, prompt=True)
         first: Response | Prompt | None = None
         with trio.move_on_after(self.options.command_timeout):
-            await self._write(link, command + "\r")
+            await self._write_bytes(link, line)
             first = await self._reply(link)
         if first is None:
+            # ESC leaves a PDU entry the lost prompt may have opened: nothing was sent.
             await self._abort_prompt(link)
-            await self._timed_out(link, f"no '> ' prompt within {self.options.command_timeout:g} s")
+            reason = f"no '> ' prompt within {self.options.command_timeout:g} s"
+            await self._resync(link, reason)
+            raise ModemUnavailable(f"modem {self.name}: {reason}; resynchronised")
         if isinstance(first, Response):
             raise _rejection(first.final)
-        with trio.move_on_after(self.options.send_timeout):
-            await self._write(link, pdu + commands.CTRL_Z)
-            reply = await self._reply(link)
-            if isinstance(reply, Prompt):
-                self._fail(link, "a second '> ' prompt for one AT+CMGS")
-            if not reply.final.ok:
-                raise _rejection(reply.final)
-            try:
-                return commands.parse_cmgs(reply.lines)
-            except AtProtocolError as exc:
-                self._fail(link, f"unreadable AT+CMGS answer: {exc}")
-        await self._timed_out(link, f"no +CMGS within {self.options.send_timeout:g} s")
+        await self._write(link, pdu + commands.CTRL_Z)
+        reply = await self._await_answer(link, self.options.send_timeout)
+        if reply is None:
+            mr = _reference_in(link.framer.partial)
+            if mr is not None:
+                # The +CMGS: line got through and its OK did not: the network has it.
+                await self._resync(link, f"AT+CMGS answered +CMGS: {mr} without OK")
+                return mr
+            reason = f"no answer to the PDU within {self.options.send_timeout:g} s"
+            await self._resync(link, reason)
+            raise SendOutcomeUnknown(f"modem {self.name}: {reason}; sent or not is unknown")
+        if isinstance(reply, Prompt):
+            self._fail(link, "a second '> ' prompt for one AT+CMGS")
+        if not reply.final.ok:
+            raise _rejection(reply.final)
+        try:
+            return commands.parse_cmgs(reply.lines)
+        except AtProtocolError as exc:
+            self._fail(link, f"unreadable AT+CMGS answer: {exc}")
 
     async def _abort_prompt(self, link: _Link) -> None:
         """ESC leaves the PDU entry without sending (TS 27.005 section 3.5.1)."""
@@ -409,15 +497,9 @@ class AtModem:
 
     async def _count_rejection(self, link: _Link, tpdu: bytes, exc: SendRejected) -> None:
         """Transient rejections of different messages in a row point at the modem itself."""
-        if exc.permanent or tpdu == self._last_rejected:
+        if not self._rejections.rejected(tpdu, permanent=exc.permanent):
             return
-        self._last_rejected = tpdu
-        self._cms_streak += 1
-        limit = self.options.cms_reinit_after
-        if limit <= 0 or self._cms_streak < limit:
-            return
-        self._cms_streak = 0
-        self._last_rejected = None
+        limit = self._rejections.limit
         log.warning("modem %s: %d sends in a row rejected; re-initialising", self.name, limit)
         # The caller gets its rejection; the re-initialisation only has to not break the link.
         try:
@@ -449,7 +531,7 @@ class AtModem:
         self, stream: trio.abc.Stream, task_status: trio.TaskStatus[None] | None
     ) -> tuple[str, bool]:
         link = _Link(stream, self.options.max_line)
-        self._awaiting.clear()
+        self._awaiting.reconnected()
         became_ready = False
         try:
             async with trio.open_nursery() as nursery:
@@ -479,7 +561,7 @@ class AtModem:
         finally:
             self._link = None
             with trio.CancelScope(shield=True), trio.move_on_after(5.0):
-                await _close_quietly(stream)
+                await close_quietly(stream)
         if self._sim_locked:
             self._set_state(ModemState.FAILED, link.reason)
         return link.reason, became_ready
@@ -606,7 +688,8 @@ class AtModem:
                 log.warning("modem %s: %s", self.name, self._health.last_error)
 
     async def _sweep(self, link: _Link) -> None:
-        """AT+CMGL=4 in every storage in use: emit what is stored and not yet awaiting ack."""
+        """AT+CMGL=4 in every storage in use: emit what is stored and not yet awaiting ack,
+        and delete what the gateway committed while its delete could not be done."""
         if link.rearm_cnmi and link.cnmi is not None:
             reply = await self._command(link, link.cnmi.command)
             link.rearm_cnmi = not reply.final.ok
@@ -616,7 +699,9 @@ class AtModem:
             if not reply.final.ok:
                 log.info("modem %s: AT+CMGL=4 in %s: %s", self.name, storage, reply.final.text)
                 continue
-            for stored in commands.parse_cmgl(reply.lines):
+            listed = commands.parse_cmgl(reply.lines)
+            self._awaiting.listed(storage, {(storage, stored.index) for stored in listed})
+            for stored in listed:
                 await self._offer(link, storage, stored)
 
     def _sweep_storages(self) -> list[str]:
@@ -626,7 +711,9 @@ class AtModem:
 
     async def _take_stored(self, link: _Link, indication: _Stored) -> None:
         self._storages_seen.add(indication.storage)
-        if self._still_awaited((indication.storage, indication.index), None):
+        key = (indication.storage, indication.index)
+        if self._awaiting.awaited(key, trio.current_time()):
+            # A duplicated +CMTI/+CDSI, or one for a message emitted already.
             return
         stored = await self._read_index(link, indication.storage, indication.index)
         if stored is None:
@@ -639,29 +726,32 @@ class AtModem:
         if not _is_received(stored.stat):
             return
         key = (storage, stored.index)
-        if self._still_awaited(key, stored.pdu):
-            return
         try:
             smsc, tpdu = split_sca(stored.pdu)
+        except GsmError as exc:
+            await self._on_undecodable(link, storage, stored, exc)
+            return
+        offer = self._awaiting.offer(key, tpdu, trio.current_time())
+        if offer is Offer.SKIP:
+            return
+        if offer is Offer.DELETE:
+            # Committed by the gateway; the listing shows this very PDU at this index.
+            try:
+                await self._delete_index(link, storage, stored.index)
+            except _Unanswered as exc:
+                # Resynchronised; the next sweep's listing shows whether it went.
+                log.info("modem %s: deleting %s index %d: %s", self.name, storage, key[1], exc)
+                return
+            self._awaiting.gone(key)
+            return
+        try:
             decoded = parse_received(tpdu)
         except GsmError as exc:
             await self._on_undecodable(link, storage, stored, exc)
             return
         event = _event(self.name, storage, stored.index, smsc, tpdu, decoded)
         if self._emit_inbound(event):
-            self._awaiting[key] = (stored.pdu, trio.current_time())
-
-    def _still_awaited(self, key: tuple[str, int], pdu: bytes | None) -> bool:
-        """True while an emitted message waits for its acknowledgement: not for longer than
-        `reemit_after` (the gateway may have failed to store it), and not once its index
-        holds another PDU."""
-        awaited = self._awaiting.get(key)
-        if awaited is None:
-            return False
-        emitted_pdu, emitted_at = awaited
-        if pdu is not None and pdu != emitted_pdu:
-            return False
-        return trio.current_time() - emitted_at < self.options.reemit_after
+            self._awaiting.emitted(key, tpdu, trio.current_time())
 
     async def _on_undecodable(
         self, link: _Link, storage: str, stored: StoredPdu, exc: GsmError
@@ -853,9 +943,10 @@ class AtModem:
 
     def _check_identity(self, link: _Link) -> None:
         """A configured IMEI or ICCID that does not match means another modem is on this port."""
-        wrong = _identity_mismatch(self.options, self._health.imei, self._health.iccid)
+        locator = self._locator
+        wrong = locator.identity.mismatch(self._health.imei, self._health.iccid)
         if wrong:
-            self._refused.add(device_key(self._health.port or self._last_path))
+            locator.refuse(self._health.port or locator.last_path)
             self._fail(link, wrong)
 
     async def _choose_storage(self, link: _Link) -> None:
@@ -871,60 +962,53 @@ class AtModem:
         if chosen is not None:
             reply = await self._command(link, commands.cpms(chosen))
             if reply.final.ok:
-                self._health.storage = chosen
+                self._health.storage = storage_in_use(chosen, "", self.options.storage)
                 return
-        # The modem's own choice then; it is where +CMTI will point.
         current = await self._command(link, commands.CPMS_QUERY)
-        storage = ""
+        reported = ""
         if current.final.ok:
             try:
-                storage = commands.parse_cpms_read(current.lines)
+                reported = commands.parse_cpms_read(current.lines)
             except AtProtocolError as exc:
                 log.info("modem %s: %s", self.name, exc)
-        self._health.storage = storage or (self.options.storage[0] if self.options.storage else "")
+        self._health.storage = storage_in_use(None, reported, self.options.storage)
 
     async def _choose_indications(self, link: _Link) -> None:
         """AT+CNMI: the first setting this modem accepts; AT+CSMS=1 when it is direct."""
         link.cnmi = None
         link.cnma = False
-        for text in self.options.cnmi:
-            setting = commands.parse_cnmi_setting(text)
+        choice = IndicationChoice(self.options.cnmi, csms_for_direct=self.options.csms_for_direct)
+        for setting in choice.candidates:
             reply = await self._command(link, setting.command)
             if reply.final.ok:
                 link.cnmi = setting
                 break
-        if link.cnmi is not None and link.cnmi.direct and self.options.csms_for_direct:
+        if choice.wants_csms(link.cnmi):
             reply = await self._command(link, commands.CSMS_PHASE2_PLUS)
             link.cnma = reply.final.ok
 
     async def _unlock_sim(self, link: _Link) -> None:
-        """AT+CPIN? until READY, entering the PIN at most once (TS 27.007 section 8.3)."""
-        pin_entered = False
+        """AT+CPIN? until READY, as `SimUnlock` decides (TS 27.007 section 8.3)."""
+        policy = SimUnlock(self.options.pin)
         while True:
             reply = await self._command(link, commands.CPIN_QUERY)
-            code = commands.parse_cpin(reply.lines) if reply.final.ok else _sim_code(reply.final)
+            code = commands.parse_cpin(reply.lines) if reply.final.ok else sim_code(reply.final)
             self._health.sim = code
-            if code in _SIM_READY:
+            decision = policy.next(code)
+            if decision.step is SimStep.READY:
                 return
-            if code == "SIM PIN" and not pin_entered:
-                pin = self.options.pin
-                if not pin:
-                    raise _SimLocked("the SIM asks for its PIN and none is configured")
-                try:
-                    command = commands.cpin_enter(pin)
-                except ValueError as exc:
-                    raise _SimLocked(f"the configured PIN is unusable: {exc}") from None
-                answer = await self._command(link, command)
-                pin_entered = True
-                if not answer.final.ok:
-                    raise _SimLocked(f"the SIM rejected the PIN ({answer.final.text}); not retried")
+            if decision.step is SimStep.LOCKED:
+                raise _SimLocked(decision.reason)
+            if decision.step is SimStep.WAIT:
+                await trio.sleep(self.options.sim_poll_interval)
                 continue
-            if code == "SIM PIN":
-                raise _SimLocked("the SIM still asks for its PIN after it was entered")
-            if code.startswith(("SIM PUK", "PH-")):
-                raise _SimLocked(f"the SIM wants {code}; enter it by hand, it is never guessed")
-            # SIM busy, not inserted or not yet initialised: may change without our help.
-            await trio.sleep(self.options.sim_poll_interval)
+            try:
+                answer = await self._command(link, decision.command)
+            except _Unanswered:
+                continue  # never typed twice: AT+CPIN? says whether it took
+            refused = policy.pin_answered(answer.final)
+            if refused is not None:
+                raise _SimLocked(refused.reason)
 
     async def _poll_network(self, link: _Link) -> str:
         signal = await self._command(link, commands.CSQ)
@@ -962,70 +1046,24 @@ class AtModem:
         return await open_serial(path, baudrate=self.options.baudrate)
 
     async def _open_located(self) -> trio.abc.Stream:
-        path = await self._locate()
-        try:
-            stream = await self._open_path(path)
-        except BaseException:
-            CLAIMS.release_all(self.name)
-            raise
+        path, stream = await self._locator.open()
         self._health.port = path
-        self._last_path = path
         return stream
 
-    async def _locate(self) -> str:
-        """The configured port if it is there, else the last one found, else a scan by identity."""
-        options = self.options
-        for path in (options.port, self._last_path):
-            if path and port_exists(path) and device_key(path) not in self._refused:
-                if CLAIMS.claim(path, self.name):
-                    return path
-                raise ModemUnavailable(f"{path} is held by modem {CLAIMS.holder(path)}")
-        if not (options.imei or options.iccid):
-            if options.port:
-                raise TransportError(f"{options.port}: no such device")
-            raise TransportError("no port configured, and no IMEI or ICCID to find one by")
-        for path in candidate_ports(options.scan):
-            if device_key(path) in self._refused or not CLAIMS.claim(path, self.name):
-                continue
-            if await self._probe(path):
-                log.info("modem %s found on %s", self.name, path)
-                return path
-            CLAIMS.release(path, self.name)
-        # Nothing matched: the refusals may be stale once devices have moved.
-        self._refused.clear()
-        raise ModemUnavailable(f"no port in {options.scan} holds {_identity(options)}")
-
-    async def _probe(self, path: str) -> bool:
-        """Open `path` briefly and ask for the IMEI and ICCID; True when they are ours."""
-        with trio.move_on_after(self.options.probe_timeout):
+    async def _identify(self, stream: trio.abc.Stream) -> tuple[str, str]:
+        """The probe of a scan: (IMEI, ICCID) of the modem on `stream`, as far as configured."""
+        link = _Link(stream, self.options.max_line, probe=True)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._read_loop, link)
             try:
-                stream = await self._open_path(path)
-            except ModemError as exc:
-                log.debug("modem %s: probing %s: %s", self.name, path, exc)
-                return False
-            link = _Link(stream, self.options.max_line, probe=True)
-            try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._read_loop, link)
-                    try:
-                        matches = await self._probe_identity(link)
-                    except (ModemError, AtProtocolError) as exc:
-                        log.debug("modem %s: probing %s: %s", self.name, path, exc)
-                        matches = False
-                    nursery.cancel_scope.cancel()
-                return matches
-            finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(5.0):
-                    await _close_quietly(stream)
-        log.debug("modem %s: %s did not answer the probe in time", self.name, path)
-        return False
-
-    async def _probe_identity(self, link: _Link) -> bool:
-        await self._synchronise(link)
-        await self._command(link, commands.ECHO_OFF)
-        imei = await self._read_imei(link) if self.options.imei else None
-        iccid = await self._read_iccid(link) if self.options.iccid else None
-        return not _identity_mismatch(self.options, imei or "", iccid or "")
+                await self._synchronise(link)
+                await self._command(link, commands.ECHO_OFF)
+                imei = await self._read_imei(link) if self.options.imei else None
+                iccid = await self._read_iccid(link) if self.options.iccid else None
+            except AtProtocolError as exc:
+                raise ModemUnavailable(f"unreadable answer: {exc}") from exc
+            nursery.cancel_scope.cancel()
+        return imei or "", iccid or ""
 
     # ---- command plumbing ------------------------------------------------------------------
 
@@ -1035,12 +1073,53 @@ class AtModem:
             self._fail(link, f"{command} answered {reply.final.kind.value} {reply.final.text}")
 
     async def _command(self, link: _Link, command: str) -> Response:
-        reply = await self._exchange(link, command, self.options.command_timeout)
-        if reply is None:
-            await self._timed_out(
-                link, f"no answer to {command} within {self.options.command_timeout:g} s"
-            )
-        return reply
+        """One command and its final result, climbing `CommandLadder` when it is lost: a
+        resync and a retry (repeatable commands), a resync and `_Unanswered` (others), the
+        re-initialisation of `_timed_out` when the retries run out."""
+        options = self.options
+        ladder = CommandLadder(
+            repeatable=is_repeatable(command),
+            retries=options.command_retries,
+            poll_interval=options.sim_poll_interval,
+            not_ready_for=options.not_ready_timeout,
+        )
+        while True:
+            reply = await self._exchange(link, command, options.query_timeout)
+            if reply is not None:
+                decision = ladder.answered(reply.final, trio.current_time())
+                if decision.step is Step.ACCEPT:
+                    return reply
+                log.info("modem %s: %s: not ready (%s)", self.name, command, reply.final.text)
+                await trio.sleep_until(decision.at)
+                continue
+            reason = f"no answer to {command} within {options.query_timeout:g} s"
+            decision = ladder.timed_out()
+            if decision.step is Step.ESCALATE:
+                await self._timed_out(link, f"{reason}, {ladder.silences} times")
+            await self._resync(link, reason)
+            if decision.step is Step.RESYNC_AND_REPORT:
+                raise _Unanswered(f"modem {self.name}: {reason}; resynchronised")
+
+    async def _resync(self, link: _Link, reason: str) -> None:
+        """A lost answer: a command whose answer carries a fresh nonce (`commands.resync`),
+        until that answer comes, puts the modem and the framer in step again, also when the
+        lost answer was only late; when no answer comes the link is given up (and the port
+        reopened by `run`)."""
+        self._health.resyncs += 1
+        log.info("modem %s: %s; resynchronising", self.name, reason)
+        attempts = max(1, self.options.sync_attempts)
+        for attempt in range(attempts):
+            if attempt:
+                await self._write(link, commands.ESC)
+            self._nonce = self._nonce % 255 + 1
+            command = commands.resync(self._nonce)
+            reply = await self._exchange(link, command, self.options.sync_timeout)
+            if reply is None:
+                continue
+            if resync_answered(reply.lines, reply.final, self._nonce):
+                return
+            log.info("modem %s: a late answer taken off the line: %r", self.name, reply)
+        self._fail(link, f"{reason}; no answer to the resync after {attempts} attempts")
 
     async def _timed_out(self, link: _Link, reason: str) -> NoReturn:
         """The first rungs of the ladder: resynchronise and re-initialise on the open port;
@@ -1058,14 +1137,32 @@ class AtModem:
     async def _exchange(self, link: _Link, command: str, within: float) -> Response | None:
         """Write one command line and wait for its final result; None when `within` s passed."""
         self._drain(link)
-        link.framer.expect(command)
+        line = link.framer.send_command(command)
         with trio.move_on_after(within):
-            await self._write(link, command + "\r")
-            reply = await self._reply(link)
-            if isinstance(reply, Prompt):
-                self._fail(link, f"a '> ' prompt answered {command}")
-            return reply
-        return None
+            await self._write_bytes(link, line)
+        reply = await self._await_answer(link, within)
+        if isinstance(reply, Prompt):
+            self._fail(link, f"a '> ' prompt answered {command}")
+        return reply
+
+    async def _await_answer(self, link: _Link, within: float) -> Response | Prompt | None:
+        """The pending command's answer; None when `within` s passed, or sooner when its
+        information text came and then nothing for `final_grace` s: a modem writes the final
+        result code right after the text, so it was lost on the way."""
+        now = trio.current_time()
+        deadline = now + within
+        grace = self.options.final_grace
+        lines, changed_at = 0, now
+        while True:
+            partial = len(link.framer.partial)
+            if partial != lines:
+                lines, changed_at = partial, now
+            if now >= deadline or (lines and now >= changed_at + grace):
+                return None
+            # Look at the text so far every half grace: no task wakes this one when it grows.
+            with trio.move_on_at(min(deadline, now + grace / 2)):
+                return await self._reply(link)
+            now = trio.current_time()
 
     def _drain(self, link: _Link) -> None:
         """Drop late answers to commands given up on, so they are not taken for the next."""
@@ -1077,8 +1174,11 @@ class AtModem:
             log.info("modem %s: late answer dropped: %r", self.name, stale)
 
     async def _write(self, link: _Link, text: str) -> None:
+        await self._write_bytes(link, text.encode("ascii"))
+
+    async def _write_bytes(self, link: _Link, data: bytes) -> None:
         try:
-            await link.stream.send_all(text.encode("ascii"))
+            await link.stream.send_all(data)
         except (TransportError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._fail(link, f"write failed: {exc}")
 
@@ -1119,24 +1219,20 @@ class AtModem:
         return True
 
     def _make_room_for(self, event: ModemEvent) -> bool:
-        """The buffer is full: drop its oldest HealthChanged and add `event` at the end; False
-        when it holds no HealthChanged (then nothing changes)."""
+        """The buffer is full: apply `make_room`; False when it would drop no HealthChanged
+        (then nothing changes)."""
         queued: list[ModemEvent] = []
         while True:
             try:
                 queued.append(self._events_out.receive_nowait())
             except (trio.WouldBlock, trio.EndOfChannel):
                 break
-        oldest_health = next(
-            (i for i, old in enumerate(queued) if isinstance(old, HealthChanged)), None
-        )
-        if oldest_health is not None:
-            del queued[oldest_health]
+        roomier = make_room(queued, event)
+        if roomier is not None:
             self._health.events_dropped += 1
-            queued.append(event)
-        for old in queued:
-            self._events_in.send_nowait(old)
-        return oldest_health is not None
+        for kept in queued if roomier is None else roomier:
+            self._events_in.send_nowait(kept)
+        return roomier is not None
 
 
 class _StorageSwitch:
@@ -1162,29 +1258,16 @@ class _StorageSwitch:
             )
 
 
-_SIM_READY = frozenset({"READY", "SIM PIN2", "SIM PUK2"})  # PIN2 guards no SMS command
-
 # +CMS ERROR answers of AT+CMGR that mean "nothing stored there".
 _EMPTY_INDEX = frozenset({CmsError.INVALID_MEMORY_INDEX, CmsError.UNKNOWN_ERROR})
 
-# +CME ERROR answers to AT+CPIN? that stand for a +CPIN code (TS 27.007 section 9.2.1).
-_CME_SIM_CODES: dict[int, str] = {
-    CmeError.SIM_NOT_INSERTED: "SIM NOT INSERTED",
-    CmeError.SIM_PIN_REQUIRED: "SIM PIN",
-    CmeError.SIM_PUK_REQUIRED: "SIM PUK",
-    CmeError.SIM_FAILURE: "SIM FAILURE",
-    CmeError.SIM_BUSY: "SIM BUSY",
-    CmeError.SIM_WRONG: "SIM WRONG",
-    CmeError.PH_SIM_PIN_REQUIRED: "PH-SIM PIN",
-}
 
-
-def _sim_code(final: FinalResult) -> str:
-    if final.kind is FinalKind.CME_ERROR and final.code is not None:
-        known = _CME_SIM_CODES.get(final.code)
-        if known is not None:
-            return known
-    return f"{final.kind.value} {final.text}".strip()
+def _reference_in(lines: tuple[str, ...]) -> int | None:
+    """The TP-MR of a `+CMGS: <mr>` among `lines`, if one got through."""
+    try:
+        return commands.parse_cmgs(lines)
+    except AtProtocolError:
+        return None
 
 
 def _rejection(final: FinalResult) -> SendRejected:
@@ -1228,26 +1311,3 @@ def _describe(event: InboundSms | StatusReportReceived) -> str:
     where = "direct" if event.index is None else f"{event.storage} index {event.index}"
     kind = "SMS" if isinstance(event, InboundSms) else "status report"
     return f"{kind} ({where})"
-
-
-def _identity(options: AtOptions) -> str:
-    wanted = [f"IMEI {options.imei}" if options.imei else "", ""]
-    if options.iccid:
-        wanted[1] = f"ICCID {options.iccid}"
-    return " and ".join(w for w in wanted if w)
-
-
-def _identity_mismatch(options: AtOptions, imei: str, iccid: str) -> str:
-    """Why the modem with `imei` and `iccid` is not the configured one; "" when it is."""
-    if options.imei and imei != options.imei:
-        return f"IMEI {imei or 'unknown'} is not the configured {options.imei}"
-    if options.iccid and iccid != options.iccid.upper().rstrip("F"):
-        return f"ICCID {iccid or 'unknown'} is not the configured {options.iccid}"
-    return ""
-
-
-async def _close_quietly(stream: trio.abc.Stream) -> None:
-    try:
-        await stream.aclose()
-    except (TransportError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        log.info("closing the port failed: %s", exc)

@@ -61,7 +61,9 @@ class Urc(msgspec.Struct, frozen=True):
 
 
 class Garbage(msgspec.Struct, frozen=True):
-    """A line that is neither a response nor a known unsolicited code, with nothing pending."""
+    """A line that is neither a response nor a known unsolicited code, with nothing pending;
+    or line noise (control or 0xFF octets no AT text has) at any time, never taken as an answer.
+    """
 
     line: str
 
@@ -142,6 +144,9 @@ _URC_NAMES: Final = frozenset(
 _PREFIXED: Final = re.compile(r"([+^$%#*][A-Za-z0-9_]+):")
 _HEX_LINE: Final = re.compile(r"(?:[0-9A-Fa-f]{2})+")
 _CONTROL_JUNK: Final = str.maketrans("", "", "\x00\x1a\x1b")
+# Octets that no AT response text has (V.250 5.7: IA5 text): what is left of them after the
+# NUL, Ctrl-Z and ESC some modems emit are stripped is line noise (framing errors, hub resets).
+_NOISE: Final = re.compile(r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\xff]")
 
 
 class _State(enum.Enum):
@@ -164,9 +169,10 @@ _TRANSITIONS: Final[dict[tuple[_State, str], _State]] = {
 class AtFramer:
     """Splits a modem's byte stream into `AtEvent`s.
 
-    Call `expect(command)` just before writing a command line, and `expect_prompt()` after it
-    when the command is AT+CMGS. `receive_data(b"")` says the stream ended: a last line without
-    its terminator is taken as complete.
+    `send_command(command)` gives the bytes of a command line and records that lines from now
+    on answer it, as h11's `Connection.send` does (`prompt=True` for AT+CMGS, answered first by
+    `> `). `receive_data(b"")` says the stream ended: a last line without its terminator is
+    taken as complete.
     """
 
     def __init__(self, max_line: int = 4096) -> None:
@@ -186,6 +192,21 @@ class AtFramer:
     def pending(self) -> str | None:
         """The command whose answer is awaited, or None."""
         return None if self._state is _State.IDLE else self._command
+
+    @property
+    def partial(self) -> tuple[str, ...]:
+        """The information lines of the pending command so far (its final result not yet
+        seen): after a lost final result code, what did get through."""
+        return () if self._state is _State.IDLE else tuple(self._lines)
+
+    def send_command(self, command: str, *, prompt: bool = False) -> bytes:
+        """The bytes to write for `command`; lines read from now on answer it."""
+        line = command.strip()
+        encoded = (line + "\r").encode("ascii")
+        self.expect(line)
+        if prompt:
+            self.expect_prompt()
+        return encoded
 
     def expect(self, command: str) -> None:
         """A command line is about to be written; lines from now on answer it."""
@@ -248,6 +269,9 @@ class AtFramer:
 
     def _classify(self, line: str) -> None:
         if not line:
+            return
+        if _NOISE.search(line):
+            self._events.append(Garbage(line))
             return
         if self._urc_waiting_pdu is not None:
             name, header = self._urc_waiting_pdu

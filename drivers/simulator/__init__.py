@@ -10,7 +10,13 @@ from drivers.simulator.network import SimulatedNetwork
 from drivers.simulator.options import SimulatorOptions
 from drivers.simulator.profiles import PROFILES, QuirkProfile, profile_named
 from drivers.simulator.sent import SentSms
-from drivers.simulator.shell import Simulator, run_pty_simulator, serve_pty, serve_stream
+from drivers.simulator.shell import (
+    Simulator,
+    memory_opener,
+    run_pty_simulator,
+    serve_pty,
+    serve_stream,
+)
 from drivers.simulator.storage import MessageStatus, MessageStorage, StoredSms
 
 __all__ = [
@@ -27,6 +33,7 @@ __all__ = [
     "SimulatorOptions",
     "StoredSms",
     "deliver_tpdus",
+    "memory_opener",
     "mobile_parts",
     "profile_named",
     "run_pty_simulator",

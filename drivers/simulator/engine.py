@@ -62,6 +62,8 @@ OLD_MESSAGES_SENDER = "+4791000000"
 LOCATION_AREA = "00A1"
 CELL_ID = "1F2E"
 PIN_ATTEMPTS = 3
+# Seconds a URC waits for a response to land in (SimulatorOptions.urc_in_response).
+URC_RESPONSE_WAIT = 1.0
 
 # V.250 section 6.2: the S-registers we keep and their factory values.
 S_REGISTER_DEFAULTS = {0: 0, 3: 13, 4: 10, 5: 8, 6: 2, 7: 60, 8: 2, 10: 15}
@@ -129,7 +131,19 @@ class _Wake(msgspec.Struct, frozen=True):
     """Look again: held URCs may be due, the modem may have registered."""
 
 
-_Timer = _Arrival | _AckTimeout | _Wake
+class _Booted(msgspec.Struct, frozen=True):
+    """The deaf window after power-on ends: the modem announces itself."""
+
+
+class _SmsReady(msgspec.Struct, frozen=True):
+    """The SMS part of the firmware is up: SMS commands work from now on."""
+
+
+class _Periodic(msgspec.Struct, frozen=True):
+    """Time for the next unsolicited signal report."""
+
+
+_Timer = _Arrival | _AckTimeout | _Wake | _Booted | _SmsReady | _Periodic
 
 
 Handler = Callable[["ModemEngine", str], list[str]]
@@ -171,6 +185,8 @@ class ModemEngine:
         self._submits = 0
         self._smsc = options.smsc
         self._noise = random.Random(options.seed)
+        # The link faults draw from their own generator, so adding one keeps the others' runs.
+        self._lossy = random.Random(f"link-{options.seed}")
         self._line = bytearray()
         self._line_overflow = False
         self._pdu: _PduInput | None = None
@@ -179,7 +195,7 @@ class ModemEngine:
         self._out: list[Reply] = []
         self.storages = {
             "SM": MessageStorage("SM", options.storage_capacity),
-            "ME": MessageStorage("ME", ME_CAPACITY),
+            "ME": MessageStorage("ME", ME_CAPACITY, first=0 if options.me_from_zero else 1),
         }
         if self.profile.storage_full:
             _fill_with_old_messages(self.storages["SM"], options.smsc)
@@ -197,6 +213,7 @@ class ModemEngine:
         # URCs waiting for the end of a prompt or (urc_hold) for a response to land in.
         self._held: list[str] = []
         self._held_since = 0.0
+        self._hold_for = 0.0
         self._ta_buffer: deque[str] = deque(maxlen=TA_BUFFER_LIMIT)
         # +CFUN <fun> (TS 27.007 section 8.2): 1 full functionality, 0 and 4 radio off.
         self.cfun = 1
@@ -206,7 +223,7 @@ class ModemEngine:
         """Factory settings (ATZ, AT&F); the SIM, the network and the MR counter stay."""
         self.echo = True
         self.cmee = 0
-        self.cmgf = 0
+        self.cmgf = 1 if self.options.text_mode else 0
         self.creg_mode = 0
         self.cereg_mode = 0
         self.cops_format = 0
@@ -223,6 +240,9 @@ class ModemEngine:
     def receive_data(self, data: bytes, now: float) -> list[Reply]:
         """Feed bytes from the terminal at time `now`; return what the modem writes, in order."""
         self._clock(now)
+        if self._deaf():
+            # Still booting: what the terminal types is lost, as on a modem not yet listening.
+            return self._settle()
         for octet in data:
             if self._pdu is not None:
                 self._pdu_octet(self._pdu, octet)
@@ -254,6 +274,16 @@ class ModemEngine:
                 self._arrive(timer.incoming)
             elif isinstance(timer, _AckTimeout):
                 self._ack_timed_out(timer.token)
+            elif isinstance(timer, _Booted):
+                sim = "READY" if self.sim_state is SimState.READY else str(self.sim_state)
+                announced = ["RDY", "+CFUN: 1", f"+CPIN: {sim}", "Call Ready"]
+                for text in announced if self.options.sms_not_ready else [*announced, "SMS Ready"]:
+                    self._hold(text)
+            elif isinstance(timer, _SmsReady):
+                self._hold("SMS Ready")
+            elif isinstance(timer, _Periodic):
+                self._hold(f"^RSSI: {self.options.signal}")
+                self._add_timer(now + self.options.periodic_urc, _Periodic())
         return self._settle()
 
     def power_cycle(self, now: float) -> None:
@@ -273,7 +303,6 @@ class ModemEngine:
         if self.sim_state is SimState.READY and self._pin is not None:
             self.sim_state = SimState.SIM_PIN
         self._sim_ready_at = None
-        self._start(now)
         unacked = [self._unacked] if self._unacked is not None else []
         self._waiting_for_network.extendleft(reversed([*unacked, *self._direct_queue]))
         self._unacked = None
@@ -282,6 +311,7 @@ class ModemEngine:
         self._ta_buffer.clear()
         self._timers = [entry for entry in self._timers if isinstance(entry[2], _Arrival)]
         heapq.heapify(self._timers)
+        self._start(now)
 
     def _clock(self, now: float) -> None:
         self._now = now
@@ -302,9 +332,26 @@ class ModemEngine:
         self._started_at = now
         if self.sim_busy:
             self._add_timer(now + self.sim_busy, _Wake())
+        options = self.options
+        if options.boot_deaf:
+            self._add_timer(now + options.boot_deaf, _Booted())
+        if options.sms_not_ready:
+            self._add_timer(now + options.boot_deaf + options.sms_not_ready, _SmsReady())
+        if options.periodic_urc:
+            self._add_timer(now + options.boot_deaf + options.periodic_urc, _Periodic())
 
     def _sim_busy_now(self) -> bool:
         return self._started_at is not None and self._now < self._started_at + self.sim_busy
+
+    def _deaf(self) -> bool:
+        started = self._started_at
+        return started is not None and self._now < started + self.options.boot_deaf
+
+    def _sms_not_ready(self) -> bool:
+        if self._started_at is None:
+            return False
+        options = self.options
+        return self._now < self._started_at + options.boot_deaf + options.sms_not_ready
 
     def _settle(self) -> list[Reply]:
         """What follows any input: the network retries, held URCs go out; then the output."""
@@ -318,6 +365,8 @@ class ModemEngine:
                 self._arrive(self._waiting_for_memory.popleft())
             self._release_held()
         out, self._out = self._out, []
+        if self.options.fragment:
+            return [piece for reply in out for piece in _fragments(reply, self._lossy)]
         return out
 
     def _add_timer(self, due: float, timer: _Timer) -> None:
@@ -425,16 +474,21 @@ class ModemEngine:
             data += self._frame("\r\n".join(lines))
             if index == 0 and urc is not None and not _shares_prefix(urc, blocks):
                 data += self._frame(urc)
-            if index == 0 and self.profile.urc_hold and self._pdu is None:
+            if index == 0 and self._hold_for and self._pdu is None:
                 # A held +CMTI/+CDSI lands here, as if it had arrived while the modem answered.
                 data += b"".join(self._frame(text) for text in self._held)
                 self._held.clear()
         return data
 
     def _final(self, code: bytes) -> bytes:
+        options = self.options
         data = self._s34() + code + self._s34()
+        if options.drop_final and self._lossy.random() < options.drop_final:
+            data = b""  # lost on the cable; the information text before it got through
         if self.profile.garbage:
             data += _noise(self._noise)
+        if options.noise and self._lossy.random() < options.noise:
+            data += _noise(self._lossy)
         return data
 
     def _error_code(self, fault: Exception) -> bytes:
@@ -453,7 +507,7 @@ class ModemEngine:
         """+CREG <stat> now: 0 no SIM service, 2 searching, 1 registered (home network)."""
         if self.sim_state is not SimState.READY or self._sim_ready_at is None:
             return 0
-        if self._sim_busy_now() or self.cfun != 1:
+        if self._sim_busy_now() or self._deaf() or self.cfun != 1:
             return 0
         if self._due() >= self._sim_ready_at + self.options.register_delay:
             return 1
@@ -468,12 +522,18 @@ class ModemEngine:
             raise _MeFault(CmeError.SIM_PUK_REQUIRED)
 
     def _require_sim_for_sms(self) -> None:
+        self._require_sms_ready()
         if self._sim_busy_now():
             raise _SmsFault(CmsError.SIM_BUSY)
         if self.sim_state is SimState.SIM_PIN:
             raise _SmsFault(CmsError.SIM_PIN_REQUIRED)
         if self.sim_state is SimState.SIM_PUK:
             raise _SmsFault(CmsError.SIM_PUK_REQUIRED)
+
+    def _require_sms_ready(self) -> None:
+        if self._sms_not_ready():
+            # SIM800 and others before "SMS Ready": the SIM is READY, the SMS layer is not.
+            raise _SmsFault(CmsError.SIM_BUSY)
 
     # ---- receiving (TS 27.005 section 3.4.1: +CNMI routing, +CMTI, +CMT, +CDS, +CDSI) -------
 
@@ -548,15 +608,22 @@ class ModemEngine:
     def _hold(self, text: str) -> None:
         if not self._held:
             self._held_since = self._now
-            if self.profile.urc_hold:
-                self._add_timer(self._now + self.profile.urc_hold, _Wake())
+            self._hold_for = self.profile.urc_hold
+            chance = self.options.urc_in_response
+            if chance and self._lossy.random() < chance:
+                self._hold_for = max(self._hold_for, URC_RESPONSE_WAIT)
+            if self._hold_for:
+                self._add_timer(self._now + self._hold_for, _Wake())
         self._held.append(text)
+        chance = self.options.duplicate_urc
+        if chance and self._lossy.random() < chance:
+            self._held.append(text)
 
     def _release_held(self) -> None:
         """Send held URCs, unless a prompt is open or the profile still holds them back."""
         if not self._held or self._pdu is not None:
             return
-        if self._now < self._held_since + self.profile.urc_hold:
+        if self._now < self._held_since + self._hold_for:
             return
         for text in self._held:
             self._emit(self._frame(text))
@@ -928,6 +995,7 @@ class ModemEngine:
         return ["+CPMS: " + ",".join([choices] * 3)]
 
     def _cnmi_set(self, args: str) -> list[str]:
+        self._require_sms_ready()
         params = parameters(args, 5)
         limits = (3, 3, 3, 2, 1)
         settings = list(self.cnmi)
@@ -1060,11 +1128,25 @@ def _fill_with_old_messages(storage: MessageStorage, smsc: str) -> None:
 
 def _noise(rng: random.Random) -> bytes:
     # No CR or LF, so noise never completes a line by itself, and no ">" that could pass for
-    # the +CMGS prompt.
-    return bytes(rng.choice(_NOISE_OCTETS) for _ in range(rng.randint(1, 8)))
+    # the +CMGS prompt. Line noise is framing errors: at least one 0xFF, an octet no AT text
+    # has (a burst of printable text would be indistinguishable from an answer).
+    burst = bytearray(rng.choice(_NOISE_OCTETS) for _ in range(rng.randint(1, 8)))
+    burst[rng.randrange(len(burst))] = 0xFF
+    return bytes(burst)
 
 
 _NOISE_OCTETS = bytes(octet for octet in range(256) if octet not in b"\r\n>")
+
+
+def _fragments(reply: Reply, rng: random.Random) -> list[Reply]:
+    """`reply` cut into pieces of 1 to 12 bytes, all due at once; the SMS goes with the first."""
+    pieces: list[Reply] = []
+    data = reply.data
+    while data or not pieces:
+        size = rng.randint(1, 12)
+        pieces.append(Reply(reply.due, data[:size], reply.sent if not pieces else None))
+        data = data[size:]
+    return pieces
 
 
 def _shares_prefix(urc: str, blocks: list[list[str]]) -> bool:

@@ -41,7 +41,8 @@ class SimulatorOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     # Append every SMS "sent to the network" as one JSON line (a SentSms) to this file, written
     # and flushed before +CMGS is answered, so a test in another process can inspect it.
     record: str | None = None
-    # Seed of the noise of the garbage profile, so a failing run can be repeated.
+    # Seed of the noise of the garbage profile and of every link fault below, so a failing run
+    # can be repeated.
     seed: int = 0
     # Slots of the SIM message storage "SM" (AT+CPMS); the phone memory "ME" has 100.
     storage_capacity: int = 30
@@ -63,6 +64,30 @@ class SimulatorOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     vanish_for: float = 5.0
     # Directory where the pty server keeps a /dev/serial/by-id style symlink to the current pty.
     link_dir: str | None = None
+    # A lossy link (cheap sticks, long cables, unpowered hubs); combinable with every profile.
+    # Probability that a final result code (OK, ERROR, +CMS ERROR) is lost on the way.
+    drop_final: float = 0.0
+    # Probability of a burst of noise bytes (0x00, 0xFF and other non-text octets) after a reply.
+    noise: float = 0.0
+    # Probability that an unsolicited result code is sent twice.
+    duplicate_urc: float = 0.0
+    # Probability that an unsolicited result code waits for the next response and lands between
+    # its information text and its final result code.
+    urc_in_response: float = 0.0
+    # Output in random fragments of 1 to 12 bytes, as a USB serial adaptor hands it over.
+    fragment: bool = False
+    # Seconds after power-on during which input is ignored; then RDY, +CPIN: READY and
+    # Call Ready come unsolicited.
+    boot_deaf: float = 0.0
+    # Seconds after that during which SMS commands answer +CMS ERROR: 314 (not ready) though
+    # the SIM is READY; SMS Ready ends them.
+    sms_not_ready: float = 0.0
+    # The modem powers on in text mode (+CMGF=1) instead of PDU mode.
+    text_mode: bool = False
+    # The phone memory "ME" numbers its slots from 0 instead of 1.
+    me_from_zero: bool = False
+    # Seconds between unsolicited ^RSSI: reports; 0 never.
+    periodic_urc: float = 0.0
 
     def __post_init__(self) -> None:
         profile_named(self.profile)
@@ -80,7 +105,18 @@ class SimulatorOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
             raise ValueError("report_delay must not be negative")
         if not 0 <= self.report_status <= 255:
             raise ValueError("report_status is one octet (TP-ST), 0..255")
-        for name in ("ack_timeout", "sim_busy", "vanish_after", "vanish_for"):
+        for name in ("drop_final", "noise", "duplicate_urc", "urc_in_response"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a probability, 0..1")
+        for name in (
+            "ack_timeout",
+            "sim_busy",
+            "vanish_after",
+            "vanish_for",
+            "boot_deaf",
+            "sms_not_ready",
+            "periodic_urc",
+        ):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name} must not be negative")

@@ -12,9 +12,10 @@ import math
 import os
 import tty
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
+import trio.testing
 
 from drivers.gsm import ParsingType, build_status_report, parse_deliver
 from drivers.simulator.engine import MANUFACTURER, MODEL, ModemEngine, Reply
@@ -245,6 +246,23 @@ async def serve_stream(sim: Simulator, stream: trio.abc.Stream) -> None:
                 sim._line = None
     if session.cancelled_caught:
         await trio.aclose_forcefully(stream)
+
+
+def memory_opener(
+    nursery: trio.Nursery, sim: Simulator
+) -> tuple[list[trio.abc.Stream], Callable[[], Awaitable[trio.abc.Stream]]]:
+    """A driver's port opener that serves `sim` over a fresh in-memory stream per open (the
+    same modem each time, as a USB stick is when its port is reopened), and the modem ends of
+    every port opened so far."""
+    ports: list[trio.abc.Stream] = []
+
+    async def open_stream() -> trio.abc.Stream:
+        driver_end, modem_end = trio.testing.memory_stream_pair()
+        ports.append(modem_end)
+        nursery.start_soon(serve_stream, sim, modem_end)
+        return driver_end
+
+    return ports, open_stream
 
 
 async def _receive(stream: trio.abc.Stream) -> bytes:

@@ -1,7 +1,8 @@
 """A modem's message storage ("SM" on the SIM, "ME" in the phone): indexed slots with a status.
 
 Pure, no I/O. 3GPP TS 27.005 section 3.1 (<index>, <stat> values 0..3 in PDU mode, 4 = all for
-+CMGL) and section 3.5.4 (+CMGD <delflag>); indexes count from 1 as on SIM800 and Quectel.
++CMGL) and section 3.5.4 (+CMGD <delflag>); indexes count from 1 as on SIM800 and Quectel, or
+from 0 as some modems number their phone memory.
 """
 
 from __future__ import annotations
@@ -41,11 +42,13 @@ class StoredSms(msgspec.Struct, frozen=True):
 
 
 class MessageStorage:
-    """Slots 1..capacity; a new message takes the lowest free index, so deleted ones are reused."""
+    """Slots first..first+capacity-1 (`first` 1, or 0 on some modems' "ME"); a new message
+    takes the lowest free index, so deleted ones are reused."""
 
-    def __init__(self, name: str, capacity: int) -> None:
+    def __init__(self, name: str, capacity: int, first: int = 1) -> None:
         self.name = name
         self.capacity = capacity
+        self.first = first
         self._slots: dict[int, StoredSms] = {}
 
     @property
@@ -57,11 +60,11 @@ class MessageStorage:
         return self.used >= self.capacity
 
     def valid(self, index: int) -> bool:
-        return 1 <= index <= self.capacity
+        return self.first <= index < self.first + self.capacity
 
     def store(self, sms: StoredSms) -> int | None:
         """The index `sms` went to, or None when every slot is taken."""
-        for index in range(1, self.capacity + 1):
+        for index in range(self.first, self.first + self.capacity):
             if index not in self._slots:
                 self._slots[index] = sms
                 return index

@@ -97,6 +97,7 @@ class Dispatcher:
                     rng=self._rng,
                     on_done=self._done,
                     pacer=self._pacer,
+                    policy=self._policy,
                 )
                 self.workers[name] = worker
                 nursery.start_soon(self._supervise, worker, receive)

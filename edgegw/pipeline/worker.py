@@ -15,9 +15,9 @@ from collections.abc import Callable
 import trio
 
 from drivers.events import ModemState
-from drivers.modem import Modem, ModemError, OutgoingPart, SendRejected
+from drivers.modem import Modem, ModemError, OutgoingPart, SendOutcomeUnknown, SendRejected
 from edgegw.clock import Clock
-from edgegw.config import DispatchConfig
+from edgegw.config import CrashPolicy, DispatchConfig
 from edgegw.pipeline.pacing import Pacer
 from edgegw.store import Claim, DrStatus, Store
 
@@ -48,8 +48,12 @@ class ModemWorker:
         rng: random.Random,
         on_done: Callable[[str], None],
         pacer: Pacer | None = None,
+        policy: CrashPolicy = CrashPolicy.RESEND,
     ) -> None:
         self.modem = modem
+        # A part whose answer the modem lost (sent or not unknown) is in flight as after a
+        # crash: in_flight_after_crash decides.
+        self._policy = policy
         self._store = store
         self._clock = clock
         self._dispatch = dispatch
@@ -125,6 +129,18 @@ class ModemWorker:
                     error=f"rejected by the network: {exc}",
                     dr_status=dr_status,
                     ext_status=None if exc.cms is None else str(exc.cms),
+                    part_index=part.index,
+                )
+                return
+            except SendOutcomeUnknown as exc:
+                if self._policy is CrashPolicy.RESEND:
+                    await self._after_error(claim, part.index, str(exc), cms=None)
+                    return
+                await store.fail(
+                    claim.id,
+                    error=f"{exc}; not resent (policy: fail)",
+                    dr_status=DrStatus.UNSPECIFIED,
+                    ext_status=None,
                     part_index=part.index,
                 )
                 return

@@ -23,8 +23,14 @@ OUTGOING = OutgoingPart(recipient="+4799999999", part=PART)
 Answer = bytes | None | Callable[[], bytes | None]
 
 
+def resync_answer(nonce: int) -> bytes:
+    """The answer to the driver's resync `ATS7=<nonce>;S7?`: the nonce read back."""
+    return b"\r\n%03d\r\n" % nonce + OK
+
+
 def default_answers() -> dict[str, Answer]:
     return {
+        **{f"ATS7={n};S7?": resync_answer(n) for n in range(1, 256)},
         "AT": OK,
         "ATE0": OK,
         "AT+CMEE=1": OK,
@@ -84,8 +90,10 @@ class ScriptedModem:
     pdus: list[str] = field(default_factory=list)
     escapes: int = 0
     hung: bool = False  # reads everything, answers nothing: a modem whose firmware hangs
+    stream: trio.abc.Stream | None = None
 
     async def serve(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
         # The driver hangs up whenever it gives up on a port, also in the middle of an answer.
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await self._serve(stream)
@@ -269,12 +277,14 @@ async def test_prompt_timeout_resynchronises_without_reopening(
     start = trio.current_time()
     with pytest.raises(ModemUnavailable, match=r"prompt.*resynchronised"):
         await modem.send(OUTGOING)
-    # The modem answered the ESC + AT at once: first rung of the ladder, no reopen.
+    # The modem answered the ESC + AT at once: a resync on the open port, no re-initialisation
+    # and no reopen.
     assert trio.current_time() - start == pytest.approx(7.0)
-    assert first.escapes == 2  # one leaves the PDU entry, one starts the resynchronisation
-    assert first.commands.count("ATE0") == 2  # re-initialised on the open port
+    assert first.escapes == 1  # leaves the PDU entry the lost prompt may have opened
+    assert first.commands[-1] == "ATS7=1;S7?"
+    assert first.commands.count("ATE0") == 1
     health = modem.health()
-    assert (health.state, health.recoveries, len(bench.opens)) == (ModemState.READY, 1, 1)
+    assert (health.state, health.resyncs, len(bench.opens)) == (ModemState.READY, 1, 1)
     assert "prompt" in health.last_error
     first.prompt = b"\r\n> "
     assert await modem.send(OUTGOING) == 42
@@ -289,15 +299,15 @@ async def test_hung_modem_climbs_the_ladder_to_a_reopen(
     modem = make(bench, send_timeout=120.0, sync_timeout=2.0, sync_attempts=5)
     await nursery.start(modem.run)
     start = trio.current_time()
-    with pytest.raises(ModemUnavailable, match="no \\+CMGS within 120 s"):
+    with pytest.raises(ModemUnavailable, match="no answer to the PDU within 120 s"):
         await modem.send(OUTGOING)
-    # 120 s for +CMGS, then five unanswered ESC + AT of 2 s each, then a reopen after 1 s.
+    # 120 s for +CMGS, then five unanswered resyncs of 2 s each, then a reopen after 1 s.
     assert trio.current_time() - start == pytest.approx(130.0)
     failed = await wait_state(modem, ModemState.FAILED)
-    assert "no OK to AT after 5 attempts" in failed.detail
+    assert "no answer to the resync after 5 attempts" in failed.detail
     await wait_state(modem, ModemState.READY)
     assert bench.opens == pytest.approx([0.0, 131.0])
-    assert first.escapes == 5
+    assert first.escapes == 4
     assert await modem.send(OUTGOING) == 42
 
 
@@ -307,13 +317,15 @@ async def test_command_timeout_during_initialisation(
     stuck = ScriptedModem()
     stuck.answers["AT+CSQ"] = None
     bench = Bench(nursery, [stuck, ScriptedModem()])
-    modem = make(bench, command_timeout=10.0)
+    modem = make(bench, query_timeout=3.0, command_retries=2)
     nursery.start_soon(modem.run)
     failed = await wait_state(modem, ModemState.FAILED)
-    assert trio.current_time() == pytest.approx(10.0)
-    assert "AT+CSQ" in failed.detail
+    # Three silences of 3 s, the first two each followed by a resync that is answered at once.
+    assert trio.current_time() == pytest.approx(9.0)
+    assert "AT+CSQ within 3 s, 3 times" in failed.detail
+    assert stuck.commands[-5:] == ["AT+CSQ", "ATS7=1;S7?", "AT+CSQ", "ATS7=2;S7?", "AT+CSQ"]
     await wait_state(modem, ModemState.READY)
-    assert bench.opens == pytest.approx([0.0, 11.0])
+    assert bench.opens == pytest.approx([0.0, 10.0])
 
 
 async def test_sync_retries_then_gives_up(
@@ -392,13 +404,13 @@ async def test_hung_modem_is_found_by_the_health_poll(
 ) -> None:
     hangs = ScriptedModem()
     bench = Bench(nursery, [hangs, ScriptedModem()])
-    modem = make(bench, health_interval=60.0, command_timeout=10.0)
+    modem = make(bench, health_interval=60.0, query_timeout=3.0)
     await nursery.start(modem.run)
     await trio.sleep(1.0)  # the start-up sweep is answered
     hangs.hung = True
     await wait_state(modem, ModemState.FAILED)
-    # The poll at 60 s waits 10 s for +CSQ, then five ESC + AT of 2 s each go unanswered.
-    assert trio.current_time() == pytest.approx(80.0)
+    # The poll at 60 s waits 3 s for +CSQ, then five resyncs of 2 s each go unanswered.
+    assert trio.current_time() == pytest.approx(73.0)
 
 
 async def test_a_modem_that_answers_again_is_resynchronised_in_place(
@@ -406,15 +418,19 @@ async def test_a_modem_that_answers_again_is_resynchronised_in_place(
 ) -> None:
     stalls = ScriptedModem()
     bench = Bench(nursery, [stalls])
-    modem = make(bench, health_interval=60.0, command_timeout=10.0)
+    modem = make(bench, health_interval=60.0, query_timeout=3.0)
     await nursery.start(modem.run)
     answers = iter([None])
     stalls.answers["AT+CSQ"] = lambda: next(answers, b"\r\n+CSQ: 9,0\r\n" + OK)
     await trio.sleep(75.0)
     health = modem.health()
-    assert (health.state, health.recoveries, len(bench.opens)) == (ModemState.READY, 1, 1)
-    assert health.signal_dbm == -95  # read again by the re-initialisation
-    assert stalls.commands.count("ATE0") == 2
+    assert (health.state, health.recoveries, len(bench.opens)) == (ModemState.READY, 0, 1)
+    assert health.resyncs == 1
+    assert health.signal_dbm == -95  # the poll's retry after the resync
+    # The lost answer costs a resync and a retry, not a re-initialisation.
+    assert stalls.commands.count("ATE0") == 1
+    poll = stalls.commands.index("AT+CSQ", len(INIT_COMMANDS))
+    assert stalls.commands[poll : poll + 3] == ["AT+CSQ", "ATS7=1;S7?", "AT+CSQ"]
 
 
 async def test_pin_is_entered_once(nursery: trio.Nursery) -> None:
@@ -579,3 +595,110 @@ async def test_configured_imei_refuses_another_modem(
     failed = await wait_state(modem, ModemState.FAILED)
     assert "IMEI 866191037123456 is not the configured 356938035643809" in failed.detail
     assert modem.health().imei == "866191037123456"
+
+
+async def test_a_lost_ok_after_the_answer_text_costs_the_grace_not_the_timeout(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    lossy = ScriptedModem()
+    bench = Bench(nursery, [lossy])
+    modem = make(bench, health_interval=60.0, query_timeout=3.0, final_grace=0.5)
+    await nursery.start(modem.run)
+    answers = iter([b"\r\n+CSQ: 9,0\r\n"])  # the OK is lost on the cable
+    lossy.answers["AT+CSQ"] = lambda: next(answers, b"\r\n+CSQ: 9,0\r\n" + OK)
+    await trio.sleep_until(60.0)
+    await trio.sleep(0.1)
+    assert modem.health().resyncs == 0
+    # Seen within half a grace of arriving, then a grace of silence: under 3 s by far.
+    await trio.sleep_until(60.8)
+    assert modem.health().resyncs == 1
+    await trio.sleep(5.0)
+    assert modem.health().signal_dbm == -95
+
+
+async def test_a_lost_ok_after_cmgs_is_a_send_not_a_resend(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    modem_end = ScriptedModem(cmgs_result=b"\r\n+CMGS: 42\r\n")  # the OK is lost
+    bench = Bench(nursery, [modem_end])
+    modem = make(bench, final_grace=0.5)
+    await nursery.start(modem.run)
+    start = trio.current_time()
+    assert await modem.send(OUTGOING) == 42
+    assert trio.current_time() - start <= 0.75
+    assert len(modem_end.pdus) == 1
+    assert modem.health().resyncs == 1
+
+
+async def test_initialisation_resumes_where_a_lost_answer_stopped_it(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    lossy = ScriptedModem()
+    lost = {"AT+CPMS=?": 1, "AT+CNMI=2,1,0,2,0": 1, "AT+CREG?": 1}
+    for command in lost:
+        answer = lossy.answers[command]
+
+        def lose_once(command: str = command, answer: Answer = answer) -> bytes | None:
+            if lost[command]:
+                lost[command] -= 1
+                return None  # the whole answer lost on the cable
+            return answer() if callable(answer) else answer
+
+        lossy.answers[command] = lose_once
+    bench = Bench(nursery, [lossy])
+    modem = make(bench, query_timeout=2.0)
+    await nursery.start(modem.run)
+    # Three silences of 2 s, each resynchronised and the command repeated; no restart.
+    assert trio.current_time() == pytest.approx(6.0)
+    assert lossy.commands.count("ATE0") == 1
+    assert len(bench.opens) == 1
+    expected: list[str] = []
+    nonces = iter(range(1, 4))
+    for command in INIT_COMMANDS:
+        resync = f"ATS7={next(nonces)};S7?" if command in lost else ""
+        expected += [command, resync, command] if resync else [command]
+    assert lossy.commands[: len(expected)] == expected
+    assert modem.health().resyncs == 3
+
+
+async def test_a_late_answer_is_taken_off_the_line_by_the_resync_nonce(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    # The OK of AT+CSQ comes 1 s late, after the driver gave it up and began its resync: taken
+    # for the resync's answer it would put every later answer one command behind.
+    slow = ScriptedModem()
+    bench = Bench(nursery, [slow])
+    modem = make(bench, health_interval=60.0, final_grace=0.3)
+    await nursery.start(modem.run)
+    late = iter([True])
+
+    def csq() -> bytes | None:
+        if next(late, False):
+            # The OK comes 1 s late, and the answer to the first resync only after it.
+            assert slow.stream is not None
+            nursery.start_soon(send_later, slow.stream, 1.0, OK + resync_answer(1))
+            return b"\r\n+CSQ: 9,0\r\n"
+        return b"\r\n+CSQ: 9,0\r\n" + OK
+
+    slow.answers["AT+CSQ"] = csq
+    slow.answers["ATS7=1;S7?"] = None  # answered by send_later, after the late OK
+    await trio.sleep(70.0)
+    health = modem.health()
+    assert (health.state, len(bench.opens)) == (ModemState.READY, 1)
+    assert health.signal_dbm == -95
+    # The late OK answered nothing the driver took; the poll went on in step.
+    poll = slow.commands.index("AT+CSQ", len(INIT_COMMANDS))
+    assert slow.commands[poll:] == [
+        "AT+CSQ",
+        "ATS7=1;S7?",
+        "ATS7=2;S7?",
+        "AT+CSQ",
+        "AT+CREG?",
+        "AT+CEREG?",
+        "AT+COPS?",
+    ]
+
+
+async def send_later(stream: trio.abc.Stream, delay: float, data: bytes) -> None:
+    await trio.sleep(delay)
+    await stream.send_all(data)

@@ -219,3 +219,28 @@ def test_arbitrary_bytes_give_events_or_the_one_error(chunks: list[bytes], cmd: 
                 assert isinstance(event, Response | Prompt | Urc | Garbage)
     except AtProtocolError:
         return
+
+
+def test_line_noise_is_never_taken_as_an_answer() -> None:
+    framer = AtFramer()
+    assert framer.send_command("AT+CGSN") == b"AT+CGSN\r"
+    framer.receive_data(b"\r\n\x00\xff\x13#\r\n866191037123456\r\n\xffA\x07\r\nOK\r\n")
+    assert framer.next_event() == Garbage("\xff\x13#")
+    assert framer.next_event() == Garbage("\xffA\x07")
+    assert framer.next_event() == Response(
+        ("866191037123456",), FinalResult(kind=FinalKind.OK, text="OK")
+    )
+
+
+def test_send_command_records_what_it_expects_and_partial_shows_lines_so_far() -> None:
+    framer = AtFramer()
+    assert framer.send_command(" AT+CMGS=23 ", prompt=True) == b"AT+CMGS=23\r"
+    assert framer.pending == "AT+CMGS=23"
+    framer.receive_data(b"\r\n> ")
+    assert framer.next_event() == Prompt()
+    framer.receive_data(b"\r\n+CMGS: 7\r\n")
+    assert framer.next_event() is NEED_DATA
+    assert framer.partial == ("+CMGS: 7",)
+    framer.receive_data(b"\r\nOK\r\n")
+    assert framer.next_event() == Response(("+CMGS: 7",), FinalResult(kind=FinalKind.OK, text="OK"))
+    assert not framer.partial

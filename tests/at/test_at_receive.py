@@ -20,7 +20,6 @@ import trio.testing
 from drivers.at.driver import AtModem, AtOptions
 from drivers.events import HealthChanged, InboundSms, ModemState, StatusReportReceived
 from drivers.gsm import build_deliver, build_status_report, decode_text, encode_message, join_sca
-from drivers.modem import ModemUnavailable
 from drivers.transport import TransportError
 
 # Golden transcripts of the driver; the framer's vectors are the ones directly in vectors/at.
@@ -105,6 +104,19 @@ class Storage:
             self.slots.pop(int(line[8:]), None)
             return OK
         return ERROR
+
+
+class LosingStorage(Storage):
+    """Deletes, but the OK of the first AT+CMGD is lost on the cable."""
+
+    lost = 1
+
+    def answer(self, line: str) -> bytes | None:
+        reply = super().answer(line)
+        if line.startswith("AT+CMGD=") and self.lost:
+            self.lost -= 1
+            return None
+        return reply
 
 
 class Peer:
@@ -328,20 +340,67 @@ async def test_acknowledge_leaves_an_index_that_holds_another_message(
     assert "AT+CMGD=3" not in peer.commands
 
 
-async def test_acknowledge_when_the_modem_is_down_raises_and_keeps_the_message(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+async def test_acknowledge_when_the_modem_is_down_is_deferred_to_the_sweep_after_recovery(
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     storage = Storage()
     storage.put(4, stored_pdu("+4791234567", "kept"))
-    bench = Bench(nursery, [Peer(storage=storage)])
+    bench = Bench(nursery, [Peer(storage=storage), Peer(storage=storage)])
     modem = make(bench)
     await nursery.start(modem.run)
     (event,) = await inbound(modem, 1)
     await bench.ports[0].aclose()
     await trio.sleep(0.5)
-    with pytest.raises(ModemUnavailable):
-        await modem.acknowledge(event)
+    await modem.acknowledge(event)  # committed by the gateway; the modem is away
     assert 4 in storage.slots
+    await trio.sleep(5.0)  # reopened after 1 s, initialised, swept
+    assert len(bench.opens) == 2
+    assert modem.health().state is ModemState.READY
+    # The first sweep after recovery deletes it, and does not emit it again.
+    assert 4 not in storage.slots
+    assert modem.health().received == 1
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]
+
+
+async def test_acknowledge_whose_delete_answer_is_lost_retries_after_a_resync(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    storage = LosingStorage()
+    storage.put(4, stored_pdu("+4791234567", "kept"))
+    bench = Bench(nursery, [Peer(storage=storage)])
+    modem = make(bench)
+    await nursery.start(modem.run)
+    (event,) = await inbound(modem, 1)
+    await modem.acknowledge(event)
+    # The first delete went through with its OK lost: the re-read finds the index empty.
+    assert 4 not in storage.slots
+    health = modem.health()
+    assert (health.state, health.resyncs, len(bench.opens)) == (ModemState.READY, 1, 1)
+
+
+async def test_a_deferred_delete_whose_answer_is_lost_still_lets_the_sweep_emit_the_rest(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    storage = LosingStorage()
+    storage.lost = 0
+    storage.put(4, stored_pdu("+4791234567", "committed"))
+    bench = Bench(nursery, [Peer(storage=storage), Peer(storage=storage)])
+    modem = make(bench)  # sweeps every 60 s
+    await nursery.start(modem.run)
+    (event,) = await inbound(modem, 1)
+    await bench.ports[0].aclose()
+    await trio.sleep(0.5)
+    await modem.acknowledge(event)  # deferred: the modem is away
+    storage.put(5, stored_pdu("+4791234567", "new"))
+    storage.lost = 1  # the first sweep's AT+CMGD=4 loses its OK
+    with trio.fail_after(10):  # not left to the sweep 60 s later
+        (new,) = await inbound(modem, 1)
+    assert new.index == 5
+    await trio.sleep(61.0)  # the next sweep finds index 4 gone (the delete had worked)
+    assert 4 not in storage.slots
+    assert modem.health().received == 2
 
 
 @pytest.mark.parametrize("delete", [False, True])

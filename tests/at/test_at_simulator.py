@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import msgspec
 import pytest
 import trio
@@ -19,7 +17,7 @@ from drivers.gsm import (
     encode_message,
 )
 from drivers.modem import OutgoingPart, SendRejected
-from drivers.simulator import PROFILES, Simulator, SimulatorOptions, serve_pty, serve_stream
+from drivers.simulator import PROFILES, Simulator, SimulatorOptions, memory_opener, serve_pty
 
 
 def outgoing(text: str, recipient: str = "+4799999999") -> list[OutgoingPart]:
@@ -32,20 +30,6 @@ async def wait_state(modem: AtModem, state: ModemState) -> HealthChanged:
         event = await modem.events.receive()
         if isinstance(event, HealthChanged) and event.state is state:
             return event
-
-
-def memory_opener(
-    nursery: trio.Nursery, sim: Simulator
-) -> tuple[list[trio.abc.Stream], Callable[[], Awaitable[trio.abc.Stream]]]:
-    ports: list[trio.abc.Stream] = []
-
-    async def open_stream() -> trio.abc.Stream:
-        driver_end, modem_end = trio.testing.memory_stream_pair()
-        ports.append(modem_end)
-        nursery.start_soon(serve_stream, sim, modem_end)
-        return driver_end
-
-    return ports, open_stream
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))

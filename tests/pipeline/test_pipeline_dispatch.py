@@ -14,7 +14,7 @@ import trio
 import trio.testing
 
 from drivers.events import InboundSms, ModemEvent, ModemState, StatusReportReceived
-from drivers.modem import Health, ModemUnavailable, OutgoingPart, SendRejected
+from drivers.modem import Health, ModemUnavailable, OutgoingPart, SendOutcomeUnknown, SendRejected
 from edgegw.clock import Clock
 from edgegw.config import CrashPolicy, DispatchConfig, ServiceConfig
 from edgegw.model import MessageRequest, MessageState, SendRequest, SendWindow, Settings
@@ -463,6 +463,29 @@ async def test_after_a_crash_fail_policy_fails_the_part_in_flight(
     assert record.error is not None and "not resent (policy: fail)" in record.error
     await trio.sleep(60)
     assert modem.send_times == []
+
+
+@pytest.mark.parametrize("policy", list(CrashPolicy))
+async def test_a_send_whose_answer_was_lost_follows_the_in_flight_policy(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    policy: CrashPolicy,
+) -> None:
+    rig, (modem,) = await start_rig(
+        nursery, tmp_path / "db", lambda c: [FakeModem("m1", c)], policy=policy
+    )
+    modem.script = [SendOutcomeUnknown("no answer to the PDU; sent or not is unknown"), None]
+    message_id = await rig.send()
+    if policy is CrashPolicy.RESEND:
+        await rig.wait_for(message_id, MessageState.SENT)  # at-least-once: sent again
+        assert len(modem.send_times) == 2
+        return
+    record = await rig.wait_for(message_id, MessageState.FAILED)  # at-most-once
+    assert record.dr_status == DrStatus.UNSPECIFIED
+    assert record.error is not None and "not resent (policy: fail)" in record.error
+    await trio.sleep(600)
+    assert len(modem.send_times) == 1
 
 
 async def test_after_a_crash_a_claim_never_handed_to_a_modem_is_queued_under_either_policy(

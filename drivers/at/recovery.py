@@ -1,0 +1,146 @@
+"""The recovery ladder of one AT command, as a decision: what to do after an answer or a silence.
+
+Pure: no trio, no I/O; time is the `now` argument. A lost final result code costs a resync (a
+command whose answer carries a fresh nonce, `commands.resync`) and a retry for a command that is
+safe to repeat (queries, settings); a command that is not (AT+CMGD, AT+CNMA, AT+CPIN=<pin>) is
+resynchronised and reported unanswered, for its caller to establish what happened. Only when
+the ladder runs out does the driver escalate (re-initialise or reopen). "Not ready" answers
+(+CMS ERROR: 314, +CME ERROR: 14, as after boot before "SMS Ready") are asked again after a
+pause. TS 27.005 section 3.2.5, TS 27.007 9.2.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+import msgspec
+
+from drivers.at.commands import CmeError, CmsError
+from drivers.at.framer import FinalKind, FinalResult
+
+
+class Step(enum.Enum):
+    ACCEPT = "accept"  # the answer stands
+    ASK_AGAIN = "ask-again"  # not ready yet: ask again at `at`
+    RESYNC_AND_REPEAT = "resync-and-repeat"  # lost answer: resync, then the same command again
+    RESYNC_AND_REPORT = "resync-and-report"  # lost answer, not repeatable: resync, then say so
+    ESCALATE = "escalate"  # the ladder ran out: re-initialise or reopen
+
+
+class Decision(msgspec.Struct, frozen=True):
+    step: Step
+    at: float = 0.0  # for ASK_AGAIN: when
+
+
+# Answers that mean "not yet", not "no": the SMS layer or the SIM is still starting.
+_NOT_READY: Final = frozenset(
+    {
+        (FinalKind.CMS_ERROR, CmsError.SIM_BUSY),
+        (FinalKind.CME_ERROR, CmeError.SIM_BUSY),
+    }
+)
+
+
+def is_not_ready(final: FinalResult) -> bool:
+    return (final.kind, final.code) in _NOT_READY
+
+
+class CommandLadder:
+    """One command's attempts: `timed_out()` after a silence, `answered()` after a final result.
+
+    `retries` lost answers are resynchronised and repeated; the next escalates. A "not ready"
+    answer is asked again every `poll_interval` until `not_ready_for` seconds have passed since
+    the first one; then it is accepted as it is.
+    """
+
+    def __init__(
+        self,
+        *,
+        repeatable: bool,
+        retries: int,
+        poll_interval: float,
+        not_ready_for: float,
+    ) -> None:
+        self.repeatable = repeatable
+        self.retries = max(0, retries)
+        self.poll_interval = poll_interval
+        self.not_ready_for = not_ready_for
+        self.silences = 0
+        self._not_ready_since: float | None = None
+
+    def timed_out(self) -> Decision:
+        self.silences += 1
+        if not self.repeatable:
+            return Decision(Step.RESYNC_AND_REPORT)
+        if self.silences <= self.retries:
+            return Decision(Step.RESYNC_AND_REPEAT)
+        return Decision(Step.ESCALATE)
+
+    def answered(self, final: FinalResult, now: float) -> Decision:
+        if not (self.repeatable and is_not_ready(final)):
+            return Decision(Step.ACCEPT)
+        if self._not_ready_since is None:
+            self._not_ready_since = now
+        if now + self.poll_interval > self._not_ready_since + self.not_ready_for:
+            return Decision(Step.ACCEPT)
+        return Decision(Step.ASK_AGAIN, now + self.poll_interval)
+
+
+# Commands whose second execution can do harm when the first one's answer was lost: a delete
+# may hit a message stored since at the same index, a PIN costs one of three attempts, an
+# acknowledgement may acknowledge the next message.
+_NOT_REPEATABLE_PREFIXES: Final = ("AT+CMGD=", "AT+CNMA", "AT+CPIN=", "AT+CMGS=", "AT+CMGW=")
+
+
+def is_repeatable(command: str) -> bool:
+    return not command.upper().startswith(_NOT_REPEATABLE_PREFIXES)
+
+
+def resync_answered(lines: tuple[str, ...], final: FinalResult, nonce: int) -> bool:
+    """Whether the answer to `commands.resync(nonce)` puts the line in step: OK with the nonce
+    read back, or an error (a modem without S7 answered this command: a late error of an
+    earlier one is a risk taken). An OK without the nonce is a late OK of an earlier command."""
+    if not final.ok:
+        return True
+    return any(line.isdigit() and int(line) == nonce for line in lines)
+
+
+class Rest(msgspec.Struct, frozen=True):
+    """After a connection ended: wait `seconds`, then open the port again; `quarantine` when
+    that many recoveries in a row failed (`failures` of them) and the modem rests."""
+
+    seconds: float
+    quarantine: bool = False
+    failures: int = 0
+
+
+class ReopenLadder:
+    """The top of the ladder, when the port itself is given up: reopen after a pause doubling
+    from `initial` to `maximum` per connection that never got ready; after `quarantine_after`
+    of those in a row (0: never) rest `quarantine_seconds` and start over."""
+
+    def __init__(
+        self, *, initial: float, maximum: float, quarantine_after: int, quarantine_seconds: float
+    ) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self.quarantine_after = quarantine_after
+        self.quarantine_seconds = quarantine_seconds
+        self._backoff = initial
+        self._failures = 0
+
+    def ended(self, *, became_ready: bool) -> Rest:
+        if became_ready:
+            self._backoff = self.initial
+            self._failures = 0
+        else:
+            self._failures += 1
+        failures = self._failures
+        if self.quarantine_after > 0 and failures >= self.quarantine_after:
+            self._failures = 0
+            self._backoff = self.initial
+            return Rest(self.quarantine_seconds, quarantine=True, failures=failures)
+        rest = Rest(self._backoff, failures=failures)
+        self._backoff = min(self._backoff * 2, self.maximum)
+        return rest

@@ -1,0 +1,107 @@
+"""The AT driver's smaller pure decisions: SIM unlock, the rejection streak, the event buffer."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from drivers.at.framer import FinalKind, FinalResult
+from drivers.at.policies import (
+    IndicationChoice,
+    RejectionStreak,
+    SimStep,
+    SimUnlock,
+    make_room,
+    sim_code,
+    storage_in_use,
+)
+from drivers.events import HealthChanged, ModemEvent, ModemState, StatusReportReceived
+from drivers.gsm import SmsStatusReport, build_status_report, parse_received
+
+OK = FinalResult(kind=FinalKind.OK)
+
+
+def test_sim_ready_codes_let_sms_commands_follow() -> None:
+    for code in ("READY", "SIM PIN2", "SIM PUK2"):
+        assert SimUnlock(None).next(code).step is SimStep.READY
+
+
+def test_the_pin_is_entered_once_and_a_second_ask_locks() -> None:
+    policy = SimUnlock("1234")
+    entered = policy.next("SIM PIN")
+    assert (entered.step, entered.command) == (SimStep.ENTER_PIN, 'AT+CPIN="1234"')
+    assert policy.pin_answered(OK) is None
+    again = policy.next("SIM PIN")
+    assert again.step is SimStep.LOCKED and "still asks" in again.reason
+
+
+def test_a_rejected_pin_is_never_retried() -> None:
+    policy = SimUnlock("1234")
+    policy.next("SIM PIN")
+    wrong = policy.pin_answered(FinalResult(kind=FinalKind.CME_ERROR, code=16, text="16"))
+    assert wrong is not None and wrong.step is SimStep.LOCKED and "not retried" in wrong.reason
+
+
+def test_no_pin_puk_and_unusable_pin_lock_busy_waits() -> None:
+    assert "none is configured" in SimUnlock(None).next("SIM PIN").reason
+    assert "never guessed" in SimUnlock("1234").next("SIM PUK").reason
+    assert "never guessed" in SimUnlock("1234").next("PH-SIM PIN").reason
+    assert "unusable" in SimUnlock("12a4").next("SIM PIN").reason
+    assert SimUnlock("1234").next("SIM BUSY").step is SimStep.WAIT
+
+
+def test_cme_errors_to_cpin_stand_for_codes() -> None:
+    assert sim_code(FinalResult(kind=FinalKind.CME_ERROR, code=14, text="14")) == "SIM BUSY"
+    assert sim_code(FinalResult(kind=FinalKind.CME_ERROR, code=10, text="10")) == (
+        "SIM NOT INSERTED"
+    )
+    assert sim_code(FinalResult(kind=FinalKind.ERROR, text="ERROR")) == "ERROR ERROR"
+
+
+def test_rejection_streak_counts_different_transient_rejections_only() -> None:
+    streak = RejectionStreak(3)
+    assert not streak.rejected(b"a", permanent=False)
+    assert not streak.rejected(b"a", permanent=False)  # the same message again
+    assert not streak.rejected(b"b", permanent=True)  # the message's fault
+    assert not streak.rejected(b"c", permanent=False)
+    assert streak.rejected(b"d", permanent=False)  # three different ones: the modem
+    assert streak.length == 0
+    streak.rejected(b"e", permanent=False)
+    streak.sent()
+    assert streak.length == 0
+    assert not any(RejectionStreak(0).rejected(bytes([n]), permanent=False) for n in range(9))
+
+
+def report() -> StatusReportReceived:
+    when = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+    tpdu = build_status_report(1, "+4799999999", sc_timestamp=when, discharge_time=when, status=0)
+    decoded = parse_received(tpdu)
+    assert isinstance(decoded, SmsStatusReport)
+    return StatusReportReceived(modem="m", storage="SR", index=1, smsc="", pdu=tpdu, report=decoded)
+
+
+def test_make_room_drops_the_oldest_health_change_never_an_inbound_event() -> None:
+    first = HealthChanged(modem="m", state=ModemState.STARTING, detail="1")
+    second = HealthChanged(modem="m", state=ModemState.READY, detail="2")
+    inbound = report()
+    newest = HealthChanged(modem="m", state=ModemState.FAILED, detail="3")
+    queued: list[ModemEvent] = [inbound, first, second]
+    assert make_room(queued, newest) == [inbound, second, newest]
+    assert make_room([inbound, inbound], newest) is None
+
+
+def test_storage_in_use_prefers_the_accepted_then_the_reported_then_the_first_wish() -> None:
+    assert storage_in_use("ME", "SM", ["SM", "ME"]) == "ME"
+    assert storage_in_use(None, "MT", ["SM", "ME"]) == "MT"
+    assert storage_in_use(None, "", ["SM", "ME"]) == "SM"
+    assert storage_in_use(None, "", []) == ""
+
+
+def test_indication_choice_tries_stored_first_and_asks_csms_for_direct_only() -> None:
+    choice = IndicationChoice(["2,1,0,2,0", "2,2,0,1,0"], csms_for_direct=True)
+    stored, direct = choice.candidates
+    assert (stored.command, stored.direct) == ("AT+CNMI=2,1,0,2,0", False)
+    assert direct.direct
+    assert not choice.wants_csms(stored)
+    assert choice.wants_csms(direct)
+    assert not choice.wants_csms(None)
+    assert not IndicationChoice(["2,2,0,1,0"], csms_for_direct=False).wants_csms(direct)

@@ -1,0 +1,175 @@
+"""The pure decisions of the AT driver's recovery: the per-command ladder and the table of
+stored messages awaiting their acknowledgement and delete. No trio: time is an argument."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from drivers.at.awaiting import AwaitingTable, Offer
+from drivers.at.commands import resync
+from drivers.at.driver import AtOptions
+from drivers.at.framer import FinalKind, FinalResult
+from drivers.at.recovery import (
+    CommandLadder,
+    Decision,
+    ReopenLadder,
+    Rest,
+    Step,
+    is_not_ready,
+    is_repeatable,
+    resync_answered,
+)
+
+OK = FinalResult(kind=FinalKind.OK)
+CMS_314 = FinalResult(kind=FinalKind.CMS_ERROR, code=314, text="314")
+CME_14 = FinalResult(kind=FinalKind.CME_ERROR, code=14, text="14")
+CMS_500 = FinalResult(kind=FinalKind.CMS_ERROR, code=500, text="500")
+
+
+def ladder(*, repeatable: bool = True, retries: int = 2) -> CommandLadder:
+    return CommandLadder(
+        repeatable=repeatable, retries=retries, poll_interval=1.0, not_ready_for=5.0
+    )
+
+
+def test_lost_answers_of_a_repeatable_command_resync_and_repeat_then_escalate() -> None:
+    steps = ladder(retries=2)
+    assert [steps.timed_out().step for _ in range(3)] == [
+        Step.RESYNC_AND_REPEAT,
+        Step.RESYNC_AND_REPEAT,
+        Step.ESCALATE,
+    ]
+
+
+def test_a_lost_answer_of_a_command_not_safe_to_repeat_is_reported_after_a_resync() -> None:
+    assert ladder(repeatable=False).timed_out() == Decision(Step.RESYNC_AND_REPORT)
+
+
+def test_not_ready_is_asked_again_until_its_window_closes() -> None:
+    steps = ladder()
+    assert steps.answered(CMS_314, 10.0) == Decision(Step.ASK_AGAIN, 11.0)
+    assert steps.answered(CME_14, 13.0) == Decision(Step.ASK_AGAIN, 14.0)
+    assert steps.answered(CMS_314, 14.0) == Decision(Step.ASK_AGAIN, 15.0)
+    assert steps.answered(CMS_314, 15.0) == Decision(Step.ACCEPT)
+    assert ladder().answered(OK, 0.0) == Decision(Step.ACCEPT)
+    assert ladder().answered(CMS_500, 0.0) == Decision(Step.ACCEPT)
+    # A command that must not run twice gets its not-ready answer as it is.
+    assert ladder(repeatable=False).answered(CMS_314, 0.0) == Decision(Step.ACCEPT)
+
+
+def test_which_answers_mean_not_ready() -> None:
+    assert is_not_ready(CMS_314) and is_not_ready(CME_14)
+    assert not is_not_ready(CMS_500) and not is_not_ready(OK)
+
+
+@pytest.mark.parametrize(
+    ("command", "repeatable"),
+    [
+        ("AT+CSQ", True),
+        ("AT+CMGR=3", True),
+        ("AT+CMGL=4", True),
+        ("AT+CNMI=2,1,0,2,0", True),
+        ("AT+CPIN?", True),
+        ('AT+CPIN="1234"', False),
+        ("AT+CMGD=3", False),
+        ("AT+CNMA", False),
+        ("AT+CMGS=23", False),
+    ],
+)
+def test_commands_safe_to_repeat(command: str, repeatable: bool) -> None:
+    assert is_repeatable(command) is repeatable
+
+
+def test_emitted_message_is_skipped_until_reemit_after_then_emitted_again() -> None:
+    table = AwaitingTable(reemit_after=60.0)
+    key = ("SM", 3)
+    assert table.offer(key, b"a", 0.0) is Offer.EMIT
+    table.emitted(key, b"a", 0.0)
+    assert table.awaited(key, 30.0)
+    assert table.offer(key, b"a", 30.0) is Offer.SKIP
+    assert table.offer(key, b"a", 60.0) is Offer.EMIT
+    assert not table.awaited(key, 60.0)
+
+
+def test_another_message_at_the_same_index_is_new() -> None:
+    table = AwaitingTable(reemit_after=60.0)
+    table.emitted(("SM", 3), b"a", 0.0)
+    assert table.offer(("SM", 3), b"b", 1.0) is Offer.EMIT
+    assert len(table) == 0
+
+
+def test_committed_messages_survive_a_reconnect_and_are_deleted_by_the_sweep() -> None:
+    table = AwaitingTable(reemit_after=60.0)
+    table.emitted(("SM", 1), b"a", 0.0)
+    table.emitted(("SM", 2), b"b", 0.0)
+    table.committed(("SM", 1), b"a", 5.0)
+    table.reconnected()
+    assert table.deferred() == [("SM", 1)]
+    assert table.offer(("SM", 1), b"a", 6.0) is Offer.DELETE
+    assert table.offer(("SM", 2), b"b", 6.0) is Offer.EMIT  # came again after the reconnect
+    # Committed: an indication for its index is read, in case a newer message is there.
+    assert not table.awaited(("SM", 1), 6.0)
+    table.gone(("SM", 1))
+    assert table.deferred() == []
+
+
+def test_committed_after_a_reconnect_forgot_it_still_counts() -> None:
+    table = AwaitingTable(reemit_after=60.0)
+    table.committed(("ME", 0), b"a", 5.0)
+    assert table.is_committed(("ME", 0), b"a")
+    assert not table.is_committed(("ME", 0), b"b")
+
+
+def test_a_listing_without_an_entry_forgets_it() -> None:
+    table = AwaitingTable(reemit_after=60.0)
+    table.committed(("SM", 1), b"a", 0.0)
+    table.committed(("SM", 2), b"b", 0.0)
+    table.committed(("SR", 1), b"c", 0.0)
+    table.listed("SM", {("SM", 2)})
+    assert sorted(table.deferred()) == [("SM", 2), ("SR", 1)]
+
+
+def test_a_resync_is_answered_by_its_own_nonce_only() -> None:
+    assert resync(61) == "ATS7=61;S7?"
+    with pytest.raises(ValueError):
+        resync(0)
+    assert resync_answered(("061",), OK, 61)
+    assert resync_answered(("61",), OK, 61)
+    assert not resync_answered((), OK, 61)  # a late OK of the command given up on
+    assert not resync_answered(("060",), OK, 61)  # the answer to an earlier resync
+    # A modem without S7 says ERROR: it answered this very command.
+    assert resync_answered((), FinalResult(kind=FinalKind.ERROR, text="ERROR"), 61)
+
+
+def test_reopen_backoff_doubles_to_its_cap_and_a_ready_connection_resets_it() -> None:
+    ladder = ReopenLadder(initial=1.0, maximum=8.0, quarantine_after=0, quarantine_seconds=900)
+    waits = [ladder.ended(became_ready=False).seconds for _ in range(6)]
+    assert waits == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    assert ladder.ended(became_ready=True) == Rest(1.0)
+    assert ladder.ended(became_ready=False) == Rest(2.0, failures=1)
+
+
+def test_quarantine_after_failed_recoveries_in_a_row_then_start_over() -> None:
+    ladder = ReopenLadder(initial=1.0, maximum=60.0, quarantine_after=3, quarantine_seconds=900)
+    assert [ladder.ended(became_ready=False) for _ in range(3)] == [
+        Rest(1.0, failures=1),
+        Rest(2.0, failures=2),
+        Rest(900, quarantine=True, failures=3),
+    ]
+    assert ladder.ended(became_ready=False) == Rest(1.0, failures=1)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"query_timeout": 0},
+        {"final_grace": -1},
+        {"sync_timeout": 0},
+        {"command_retries": -1},
+        {"not_ready_timeout": -1},
+    ],
+)
+def test_ladder_options_are_checked(options: dict[str, float]) -> None:
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert(options, AtOptions)
