@@ -20,6 +20,7 @@ PURE = [
         for name in ("engine", "commandline", "codes", "profiles", "options", "sent")
     ),
     ROOT / "edgegw" / "http" / "puzzel.py",
+    ROOT / "edgegw" / "http" / "inputs.py",
     ROOT / "edgegw" / "delivery" / "payload.py",
     ROOT / "edgegw" / "pipeline" / "keywords.py",
     ROOT / "edgegw" / "pipeline" / "drstatus.py",

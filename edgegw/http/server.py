@@ -18,6 +18,8 @@ import h11
 import msgspec
 import trio
 
+from edgegw.http.inputs import framing_refusal
+
 __all__ = [
     "App",
     "ErrorRenderer",
@@ -248,6 +250,10 @@ class _HttpConnection:
                     conn.receive_data(bytes(data))
                 elif isinstance(event, h11.Request):
                     self.head = self._request(event)
+                    refusal = framing_refusal(event.http_version, event.headers)
+                    if refusal is not None:
+                        await self._reject(*refusal)
+                        raise _Closed
                     # h11 bounds only a head that is still incomplete; one that arrived whole in
                     # a single read is measured here.
                     size = len(event.method) + len(event.target)

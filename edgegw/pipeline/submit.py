@@ -24,6 +24,7 @@ from drivers.gsm import (
 )
 from edgegw.clock import Clock
 from edgegw.config import ServiceConfig
+from edgegw.http.inputs import ascii_count
 from edgegw.ids import MessageIdGenerator, new_batch_reference
 from edgegw.model import (
     STATUS_ENQUEUED,
@@ -278,9 +279,10 @@ class Submitter:
                         raise _syntax(f"parameter udh {value!r} must be hex octets")
                     udh = bytes.fromhex(value)
                 elif key == "pid":
-                    if not value.isdigit() or not 65 <= int(value) <= 71:
+                    number = ascii_count(value, max_digits=2)
+                    if number is None or not 65 <= number <= 71:
                         raise _syntax(f"parameter pid {value!r} must be from 65 to 71")
-                    pid = int(value)
+                    pid = number
                 elif key == "flash":
                     flash = value.lower() == "true"
                 elif key == "parsing-type":
