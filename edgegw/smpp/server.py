@@ -193,6 +193,11 @@ class _Connection:
         log.info("SMPP session closing: %s", reason)
         self.read_scope.cancel()
 
+    def abort(self, reason: str) -> None:
+        """End the session now, without the orderly close that needs the peer to read."""
+        log.info("SMPP session aborted: %s", reason)
+        self.scope.cancel()
+
     def release(self) -> None:
         """Give back what the session held: its bind slot and its outbox items, which stay
         pending in the backend for the next bind."""
@@ -226,7 +231,13 @@ class _Connection:
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
                 # One write for everything queued: responses to pipelined submits coalesce.
-                await self.stream.send_all(first if len(chunks) == 1 else b"".join(chunks))
+                # A peer that does not take them within the response time is as gone as one
+                # that does not answer (SMPP 3.4 7.2): the session ends and frees its slot.
+                with trio.move_on_after(self.server.config.response_timeout) as deadline:
+                    await self.stream.send_all(first if len(chunks) == 1 else b"".join(chunks))
+                if deadline.cancelled_caught:
+                    self.abort("the peer did not read within the response timeout")
+                    return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.close("the peer stopped reading")
         finally:
@@ -556,7 +567,9 @@ class _Connection:
             if tick.send_enquire_link:
                 sequence = session.next_sequence()
                 session.enquire_link_sent(sequence, now)
-                await self.send(EnquireLink(sequence_number=sequence))
+                # Queued by its own task: the timers never wait behind a peer that stops
+                # reading (the writer's deadline ends such a session).
+                self._spawn(self.send, EnquireLink(sequence_number=sequence))
 
     async def _drain_watch(self) -> None:
         await self.server.draining.wait()

@@ -1,0 +1,177 @@
+"""The SMPP door against hostile or broken ESMEs over real sockets on 127.0.0.1, under the
+virtual clock: sessions that stop reading, connections that never bind (issue 10, item 4)."""
+
+from __future__ import annotations
+
+import itertools
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+import trio.testing
+
+from edgegw.smpp import (
+    Account,
+    AccountTable,
+    BindMode,
+    Outbound,
+    QueryResult,
+    SmppAccount,
+    SmppConfig,
+    Submission,
+    serve_smpp,
+)
+from edgegw.smpp.pdu import (
+    NEED_DATA,
+    BindTransceiver,
+    BindTransmitter,
+    EnquireLink,
+    EnquireLinkResp,
+    Pdu,
+    SmppDecoder,
+    encode,
+)
+
+ACCOUNTS = [SmppAccount(system_id="demo", password="demo", service=1000, max_binds=4)]
+
+
+class AcceptingBackend:
+    """Takes every submit of a good login; no messages to query, nothing in the outbox."""
+
+    def __init__(self) -> None:
+        self.accounts = AccountTable(ACCOUNTS)
+        self.ids = itertools.count(1)
+        self.signal = trio.Event()
+
+    async def authenticate(self, system_id: str, password: str, mode: BindMode) -> Account:
+        return self.accounts.authenticate(system_id, password)
+
+    async def submit(self, account: Account, submission: Submission) -> str:
+        await trio.lowlevel.checkpoint()
+        return f"M{next(self.ids):06d}"
+
+    async def query(self, account: Account, message_id: str) -> QueryResult | None:
+        return None
+
+    async def cancel(self, account: Account, message_id: str) -> bool:
+        return False
+
+    async def pending(self, service_id: int, limit: int, exclude: frozenset[int]) -> list[Outbound]:
+        await trio.lowlevel.checkpoint()
+        return []
+
+    async def delivered(self, outbound_id: int) -> None:
+        raise AssertionError("nothing was offered")
+
+    async def failed(self, outbound_id: int, command_status: int) -> None:
+        raise AssertionError("nothing was offered")
+
+    def outbound_signal(self, service_id: int) -> trio.Event:
+        return self.signal
+
+
+async def open_esme(port: int, *, receive_buffer: int | None = None) -> trio.SocketStream:
+    sock = trio.socket.socket()
+    if receive_buffer is not None:
+        # A small window makes a client that does not read fill the server's buffers quickly.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    await sock.connect(("127.0.0.1", port))
+    return trio.SocketStream(sock)
+
+
+async def receive_pdu(stream: trio.SocketStream, decoder: SmppDecoder) -> Pdu | None:
+    while True:
+        pdu = decoder.next_pdu()
+        if pdu is not NEED_DATA:
+            assert isinstance(pdu, Pdu)
+            return pdu
+        try:
+            data = await stream.receive_some(65536)
+        except trio.BrokenResourceError:
+            return None
+        if not data:
+            return None
+        decoder.receive_data(data)
+
+
+async def bind(
+    stream: trio.SocketStream, cls: type[BindTransceiver | BindTransmitter] = BindTransceiver
+) -> int:
+    await stream.send_all(encode(cls(sequence_number=1, system_id="demo", password="demo")))
+    response = await receive_pdu(stream, SmppDecoder())
+    assert response is not None
+    return response.command_status
+
+
+async def flood_without_reading(stream: trio.SocketStream) -> None:
+    """Pipeline enquire_link until the server stops taking them, never reading an answer."""
+    burst = encode(EnquireLink(sequence_number=2)) * 1000
+    try:
+        while True:
+            await stream.send_all(burst)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        return
+
+
+@pytest.fixture
+async def smpp_port(nursery: trio.Nursery) -> AsyncIterator[int]:
+    config = SmppConfig(port=0, accounts=ACCOUNTS, inactivity_timeout=120.0, response_timeout=10.0)
+    port: int = await nursery.start(serve_smpp, config, AcceptingBackend())
+    yield port
+
+
+async def test_sessions_that_stop_reading_are_closed_and_free_their_binds(
+    autojump_clock: trio.testing.MockClock, smpp_port: int, nursery: trio.Nursery
+) -> None:
+    start = trio.current_time()
+    hogs = []
+    for _ in range(4):
+        hog = await open_esme(smpp_port, receive_buffer=4096)
+        assert await bind(hog) == 0
+        hogs.append(hog)
+        nursery.start_soon(flood_without_reading, hog)
+    refused = await open_esme(smpp_port)
+    assert await bind(refused, BindTransmitter) != 0  # all four binds of the account are taken
+    await refused.aclose()
+    # Gone within the inactivity and response timers, however full their buffers are.
+    with trio.fail_after(120.0 + 10.0):
+        while True:
+            fifth = await open_esme(smpp_port)
+            status = await bind(fifth, BindTransmitter)
+            if status == 0:
+                break
+            await fifth.aclose()
+            await trio.sleep(1.0)
+    assert trio.current_time() - start <= 130.0
+    await fifth.aclose()
+    for hog in hogs:
+        await hog.aclose()
+
+
+async def keep_probing(stream: trio.SocketStream) -> None:
+    """Send our own enquire_link every 4 seconds, as a client that never binds might."""
+    try:
+        for sequence in itertools.count(100):
+            await stream.send_all(encode(EnquireLink(sequence_number=sequence)))
+            await trio.sleep(4.0)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        return
+
+
+@pytest.mark.parametrize("peer", ["silent", "answers our probes", "probes us"])
+async def test_an_unbound_connection_closes_at_bind_timeout_whatever_the_probes(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, peer: str
+) -> None:
+    config = SmppConfig(port=0, accounts=ACCOUNTS, enquire_link_interval=5.0, bind_timeout=30.0)
+    port = await nursery.start(serve_smpp, config, AcceptingBackend())
+    stream = await open_esme(port)
+    if peer == "probes us":
+        nursery.start_soon(keep_probing, stream)
+    decoder = SmppDecoder()
+    start = trio.current_time()
+    while (pdu := await receive_pdu(stream, decoder)) is not None:
+        if isinstance(pdu, EnquireLink) and peer == "answers our probes":
+            await stream.send_all(encode(EnquireLinkResp(sequence_number=pdu.sequence_number)))
+    assert trio.current_time() - start <= 30.0
+    await stream.aclose()
