@@ -30,6 +30,7 @@ from edgegw.delivery.config import (
 from edgegw.http.server import HttpLimits
 from edgegw.model import OriginatorType
 from edgegw.smpp.config import SmppConfig
+from edgegw.throttle import AuthThrottleConfig
 
 
 class CrashPolicy(enum.StrEnum):
@@ -116,6 +117,12 @@ class ReportsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     rematch: float = 60.0
 
 
+class SecurityConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`[security]`: policies that guard every door against hostile clients."""
+
+    auth: AuthThrottleConfig = msgspec.field(default_factory=AuthThrottleConfig)
+
+
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     gateway: GatewayConfig = msgspec.field(default_factory=GatewayConfig)
     http: HttpConfig = msgspec.field(default_factory=HttpConfig)
@@ -126,6 +133,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reports: ReportsConfig = msgspec.field(default_factory=ReportsConfig)
     smtp_relay: SmtpRelayConfig = msgspec.field(default_factory=SmtpRelayConfig)
     management: ManagementConfig = msgspec.field(default_factory=ManagementConfig)
+    security: SecurityConfig = msgspec.field(default_factory=SecurityConfig)
     # The SMPP 3.4 listener (edgegw.smpp); no [smpp] section, no listener.
     smpp: SmppConfig | None = None
 

@@ -26,6 +26,7 @@ from edgegw.config import Config, ModemConfig
 from edgegw.delivery.smpp_outbox import register_mo_services
 from edgegw.delivery.worker import Deliveries
 from edgegw.http.app import error_response, make_app
+from edgegw.http.guard import guard_logins
 from edgegw.http.management import management_routes
 from edgegw.http.receive import receive_routes
 from edgegw.http.server import serve_http
@@ -41,6 +42,7 @@ from edgegw.pipeline.smpp_backend import GatewaySmppBackend
 from edgegw.pipeline.submit import Submitter
 from edgegw.smpp.server import serve_smpp
 from edgegw.store import Store
+from edgegw.throttle import AuthThrottle
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,8 @@ class Gateway:
         self.submitter: Submitter | None = None
         self.smpp: GatewaySmppBackend | None = None
         self.bound: Bound | None = None
+        # Failed logins of every door; its counters are for the metrics page.
+        self.throttle = AuthThrottle(config.security.auth)
         self._stop = trio.Event()
         self._links = ""  # folder of the simulated modems' by-id style links, set by run()
         self._ready = False
@@ -161,10 +165,14 @@ class Gateway:
                                 self.config.management.allow_unauthenticated_loopback
                             ),
                         )
-                        app = make_app(
-                            self,
-                            auth_failure_problem=http.auth_failure_problem,
-                            routes=[management, receive_routes(self)],
+                        app = guard_logins(
+                            make_app(
+                                self,
+                                auth_failure_problem=http.auth_failure_problem,
+                                routes=[management, receive_routes(self)],
+                            ),
+                            self.throttle,
+                            error_response,
                         )
                         http_port = await listeners.start(
                             functools.partial(
@@ -180,7 +188,11 @@ class Gateway:
                         if self.config.smpp is not None and self.smpp is not None:
                             smpp_port = await listeners.start(
                                 functools.partial(
-                                    serve_smpp, self.config.smpp, self.smpp, clock=self.clock
+                                    serve_smpp,
+                                    self.config.smpp,
+                                    self.smpp,
+                                    clock=self.clock,
+                                    throttle=self.throttle,
                                 )
                             )
                         self._ready = True

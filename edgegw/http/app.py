@@ -150,15 +150,18 @@ def make_app(
         except Exception:
             log.exception("submit failed for service %s", send_request.serviceId)
             return _puzzel(_internal_error(send_request), fmt, status=500, xml=xml)
-        if (
-            auth_failure_problem
-            and response.messageStatus
-            and all(s.statusCode == StatusCode.ACCESS_ERROR for s in response.messageStatus)
-        ):
-            return problem_response(
+        denied = bool(response.messageStatus) and all(
+            s.statusCode == StatusCode.ACCESS_ERROR for s in response.messageStatus
+        )
+        if denied and auth_failure_problem:
+            answer = problem_response(
                 401, "Unauthorized", "the service credentials were not accepted"
             )
-        return _puzzel(response, fmt, xml=xml)
+        else:
+            answer = _puzzel(response, fmt, xml=xml)
+        if denied:
+            answer.auth_failure = send_request.username or ""
+        return answer
 
     async def _message(request: Request, message_id: str) -> Response:
         credentials = _basic_credentials(request.headers.get("authorization"))

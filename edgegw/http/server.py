@@ -70,6 +70,9 @@ class Response(msgspec.Struct, kw_only=True):
     status: int
     headers: list[tuple[str, str]] = msgspec.field(default_factory=list)
     body: bytes = b""
+    # Set by a route whose credentials check failed: the account tried ("" when unknown), for
+    # the failed-login throttle (edgegw.http.guard). Never sent.
+    auth_failure: str | None = None
 
 
 App = Callable[[Request], Awaitable[Response]]

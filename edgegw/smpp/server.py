@@ -69,6 +69,7 @@ from edgegw.smpp.submission import (
     submission_from_submit_sm,
 )
 from edgegw.smpp.tlv import int_tlv
+from edgegw.throttle import AuthThrottle
 
 __all__ = ["serve_smpp"]
 
@@ -77,6 +78,7 @@ log = logging.getLogger(__name__)
 Ts = TypeVarTuple("Ts")
 
 _S = CommandStatus
+_DOOR = "smpp"  # the door's name in the failed-login counters
 _RECEIVE_BYTES = 65536
 _BIND_RESPONSES: dict[int, type[BindTransmitterResp | BindReceiverResp | BindTransceiverResp]] = {
     CommandId.BIND_TRANSMITTER: BindTransmitterResp,
@@ -93,10 +95,13 @@ _BIND_MODES = {
 class _Server:
     """What the sessions share: bind counts, outbox items in flight, the drain signal."""
 
-    def __init__(self, config: SmppConfig, backend: SmppBackend, clock: Clock) -> None:
+    def __init__(
+        self, config: SmppConfig, backend: SmppBackend, clock: Clock, throttle: AuthThrottle
+    ) -> None:
         self.config = config
         self.backend = backend
         self.clock = clock
+        self.throttle = throttle
         self.timers = Timers(
             enquire_link_interval=config.enquire_link_interval,
             response_timeout=config.response_timeout,
@@ -133,7 +138,7 @@ class _Server:
             log.warning("SMPP connection refused: %d connections open", len(self.connections))
             await trio.aclose_forcefully(stream)
             return
-        connection = _Connection(self, stream)
+        connection = _Connection(self, stream, _peer_address(stream))
         self.connections.add(connection)
         try:
             with connection.scope:
@@ -147,9 +152,10 @@ class _Server:
 
 
 class _Connection:
-    def __init__(self, server: _Server, stream: trio.abc.Stream) -> None:
+    def __init__(self, server: _Server, stream: trio.abc.Stream, address: str | None) -> None:
         config = server.config
         self.server = server
+        self.address = address
         self.backend = server.backend
         self.stream = stream
         self.session = Session(
@@ -331,15 +337,23 @@ class _Connection:
     async def _bind(self, pdu: Pdu) -> None:
         cls = _BIND_RESPONSES[pdu.command_id]
         seq = pdu.sequence_number
+        throttle, address = self.server.throttle, self.address
+        admission = throttle.admit(_DOOR, address, trio.current_time())
+        if admission.refused_until > trio.current_time():
+            await self.send(cls(sequence_number=seq, command_status=_S.ESME_RBINDFAIL))
+            return
+        if admission.delay:
+            await trio.sleep(admission.delay)
+        system_id = getattr(pdu, "system_id", "")
         try:
             account = await self.backend.authenticate(
-                getattr(pdu, "system_id", ""),
-                getattr(pdu, "password", ""),
-                _BIND_MODES[CommandId(pdu.command_id)],
+                system_id, getattr(pdu, "password", ""), _BIND_MODES[CommandId(pdu.command_id)]
             )
         except BindRefused as exc:
-            log.info("SMPP bind refused: %s", exc)
-            await self.send(cls(sequence_number=seq, command_status=exc.command_status))
+            await self._bind_failed(address, system_id, exc)
+            # The same answer for an unknown system_id and a wrong password: accounts cannot
+            # be enumerated.
+            await self.send(cls(sequence_number=seq, command_status=_S.ESME_RINVPASWD))
             return
         except Exception:
             log.exception("SMPP authentication failed")
@@ -362,6 +376,26 @@ class _Connection:
         )
         if self.session.can_receive:
             self._spawn(self._pump, account)
+
+    async def _bind_failed(self, address: str | None, system_id: str, exc: BindRefused) -> None:
+        """Count the failure, log it once per window, and wait the delay it earned."""
+        throttle = self.server.throttle
+        failure = throttle.failed(_DOOR, address, system_id, trio.current_time())
+        if failure.locked_until:
+            log.warning(
+                "SMPP binds from %s refused for %.0f s: too many failures",
+                address,
+                throttle.config.cooldown,
+            )
+        elif failure.first_in_window:
+            log.warning(
+                "SMPP bind refused from %s: %s (more within %.0f s are counted, not logged)",
+                address,
+                exc,
+                throttle.config.window,
+            )
+        if failure.delay:
+            await trio.sleep(failure.delay)
 
     def _utc_now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.server.clock.now(), dt.UTC)
@@ -582,6 +616,18 @@ class _Connection:
         await self.send(Unbind(sequence_number=self.session.next_sequence()))
 
 
+def _peer_address(stream: trio.abc.Stream) -> str | None:
+    """The client's IP address, through TLS if need be; None when the stream has none."""
+    while isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    if not isinstance(stream, trio.SocketStream):
+        return None
+    try:
+        return str(stream.socket.getpeername()[0])
+    except OSError:
+        return None
+
+
 def _nack(exc: BrokenFrame | InvalidPdu) -> dict[str, int]:
     return {"sequence_number": exc.sequence_number, "command_status": exc.command_status}
 
@@ -601,17 +647,19 @@ async def serve_smpp(
     backend: SmppBackend,
     *,
     clock: Clock | None = None,
+    throttle: AuthThrottle | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen for ESMEs until cancelled; `task_status.started(port)` reports the bound port.
-    On cancellation bound sessions get an unbind and up to `drain_timeout` to answer it."""
+    On cancellation bound sessions get an unbind and up to `drain_timeout` to answer it.
+    Failed binds are slowed and locked out by `throttle` (one of default policy if None)."""
     context = _tls_context(config)
     tcp_listeners = await trio.open_tcp_listeners(config.port, host=config.host)
     port = int(tcp_listeners[0].socket.getsockname()[1])
     listeners: list[trio.abc.Listener[trio.abc.Stream]] = list(tcp_listeners)
     if context is not None:
         listeners = [trio.SSLListener(listener, context) for listener in tcp_listeners]
-    server = _Server(config, backend, clock or Clock())
+    server = _Server(config, backend, clock or Clock(), throttle or AuthThrottle())
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
             functools.partial(

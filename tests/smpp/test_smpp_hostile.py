@@ -10,18 +10,9 @@ from collections.abc import AsyncIterator
 import pytest
 import trio
 import trio.testing
+from support.smpp import AcceptingBackend
 
-from edgegw.smpp import (
-    Account,
-    AccountTable,
-    BindMode,
-    Outbound,
-    QueryResult,
-    SmppAccount,
-    SmppConfig,
-    Submission,
-    serve_smpp,
-)
+from edgegw.smpp import SmppAccount, SmppConfig, serve_smpp
 from edgegw.smpp.pdu import (
     NEED_DATA,
     BindTransceiver,
@@ -34,41 +25,6 @@ from edgegw.smpp.pdu import (
 )
 
 ACCOUNTS = [SmppAccount(system_id="demo", password="demo", service=1000, max_binds=4)]
-
-
-class AcceptingBackend:
-    """Takes every submit of a good login; no messages to query, nothing in the outbox."""
-
-    def __init__(self) -> None:
-        self.accounts = AccountTable(ACCOUNTS)
-        self.ids = itertools.count(1)
-        self.signal = trio.Event()
-
-    async def authenticate(self, system_id: str, password: str, mode: BindMode) -> Account:
-        return self.accounts.authenticate(system_id, password)
-
-    async def submit(self, account: Account, submission: Submission) -> str:
-        await trio.lowlevel.checkpoint()
-        return f"M{next(self.ids):06d}"
-
-    async def query(self, account: Account, message_id: str) -> QueryResult | None:
-        return None
-
-    async def cancel(self, account: Account, message_id: str) -> bool:
-        return False
-
-    async def pending(self, service_id: int, limit: int, exclude: frozenset[int]) -> list[Outbound]:
-        await trio.lowlevel.checkpoint()
-        return []
-
-    async def delivered(self, outbound_id: int) -> None:
-        raise AssertionError("nothing was offered")
-
-    async def failed(self, outbound_id: int, command_status: int) -> None:
-        raise AssertionError("nothing was offered")
-
-    def outbound_signal(self, service_id: int) -> trio.Event:
-        return self.signal
 
 
 async def open_esme(port: int, *, receive_buffer: int | None = None) -> trio.SocketStream:
@@ -117,7 +73,7 @@ async def flood_without_reading(stream: trio.SocketStream) -> None:
 @pytest.fixture
 async def smpp_port(nursery: trio.Nursery) -> AsyncIterator[int]:
     config = SmppConfig(port=0, accounts=ACCOUNTS, inactivity_timeout=120.0, response_timeout=10.0)
-    port: int = await nursery.start(serve_smpp, config, AcceptingBackend())
+    port: int = await nursery.start(serve_smpp, config, AcceptingBackend(ACCOUNTS))
     yield port
 
 
@@ -164,7 +120,7 @@ async def test_an_unbound_connection_closes_at_bind_timeout_whatever_the_probes(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, peer: str
 ) -> None:
     config = SmppConfig(port=0, accounts=ACCOUNTS, enquire_link_interval=5.0, bind_timeout=30.0)
-    port = await nursery.start(serve_smpp, config, AcceptingBackend())
+    port = await nursery.start(serve_smpp, config, AcceptingBackend(ACCOUNTS))
     stream = await open_esme(port)
     if peer == "probes us":
         nursery.start_soon(keep_probing, stream)
