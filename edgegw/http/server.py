@@ -19,6 +19,7 @@ import msgspec
 import trio
 
 from edgegw.http.inputs import framing_refusal
+from edgegw.shares import ConnectionShares
 
 __all__ = [
     "App",
@@ -52,6 +53,11 @@ class HttpLimits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Connections served at once; one more is answered 503 with `Retry-After` and closed, so a
     # flood is told to back off at once instead of piling up unseen in the accept queue.
     max_connections: Annotated[int, msgspec.Meta(ge=1)] = 512
+    # Connections from one client address at once; 0 means a quarter of max_connections. One
+    # more is answered 503 like a full listener, so one address cannot starve the others.
+    max_connections_per_address: Annotated[int, msgspec.Meta(ge=0)] = 0
+    # true: loopback clients (a reverse proxy on the box) are not held to that share.
+    exempt_loopback: bool = False
     # Seconds requests in progress get to finish once shutdown starts; idle connections close
     # at once, and whatever still runs at the end of the grace is cancelled.
     shutdown_grace: Annotated[float, msgspec.Meta(ge=0)] = 5.0
@@ -444,17 +450,26 @@ async def serve_http(
     listeners = await trio.open_tcp_listeners(port, host=host)
     bound_port: int = listeners[0].socket.getsockname()[1]
     drain = _Drain()
+    shares = ConnectionShares(
+        limits.max_connections,
+        limits.max_connections_per_address,
+        exempt_loopback=limits.exempt_loopback,
+    )
 
     async def serve_one(stream: trio.SocketStream) -> None:
-        if len(drain.connections) >= limits.max_connections:
-            await _refuse_busy(stream)
-            return
         try:
             peer = stream.socket.getpeername()
             client = (str(peer[0]), int(peer[1]))
         except OSError:
             client = None
-        await serve_connection(stream, app, limits, client=client, errors=errors, _drain=drain)
+        address = client[0] if client is not None else None
+        if len(drain.connections) >= limits.max_connections or not shares.take(address):
+            await _refuse_busy(stream)
+            return
+        try:
+            await serve_connection(stream, app, limits, client=client, errors=errors, _drain=drain)
+        finally:
+            shares.give_back(address)
 
     async with trio.open_nursery() as nursery:
         try:

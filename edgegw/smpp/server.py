@@ -20,6 +20,7 @@ import trio
 
 from drivers.gsm import GsmError
 from edgegw.clock import Clock
+from edgegw.shares import ConnectionShares
 from edgegw.smpp.backend import (
     Account,
     BindMode,
@@ -102,6 +103,11 @@ class _Server:
         self.backend = backend
         self.clock = clock
         self.throttle = throttle
+        self.shares = ConnectionShares(
+            config.max_connections,
+            config.max_connections_per_address,
+            exempt_loopback=config.exempt_loopback,
+        )
         self.timers = Timers(
             enquire_link_interval=config.enquire_link_interval,
             response_timeout=config.response_timeout,
@@ -134,11 +140,16 @@ class _Server:
     async def handle(self, stream: trio.abc.Stream) -> None:
         """One connection under its own error boundary, shielded so a shutdown can unbind it
         within the drain deadline rather than cut it."""
-        if len(self.connections) >= self.config.max_connections or self.draining.is_set():
+        address = _peer_address(stream)
+        if (
+            len(self.connections) >= self.config.max_connections
+            or self.draining.is_set()
+            or not self.shares.take(address)
+        ):
             log.warning("SMPP connection refused: %d connections open", len(self.connections))
             await trio.aclose_forcefully(stream)
             return
-        connection = _Connection(self, stream, _peer_address(stream))
+        connection = _Connection(self, stream, address)
         self.connections.add(connection)
         try:
             with connection.scope:
@@ -147,6 +158,7 @@ class _Server:
             log.exception("SMPP session failed")
         finally:
             self.connections.discard(connection)
+            self.shares.give_back(address)
             connection.release()
             await trio.aclose_forcefully(stream)
 
