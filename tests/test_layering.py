@@ -21,6 +21,8 @@ PURE = [
     ),
     ROOT / "edgegw" / "http" / "puzzel.py",
     ROOT / "edgegw" / "http" / "inputs.py",
+    ROOT / "edgegw" / "throttle.py",
+    ROOT / "edgegw" / "shares.py",
     ROOT / "edgegw" / "delivery" / "payload.py",
     ROOT / "edgegw" / "pipeline" / "keywords.py",
     ROOT / "edgegw" / "pipeline" / "drstatus.py",

@@ -19,6 +19,7 @@ import msgspec
 import trio
 
 from edgegw.http.inputs import framing_refusal
+from edgegw.loglimit import LogLimiter, log_limited
 from edgegw.shares import ConnectionShares
 
 __all__ = [
@@ -126,11 +127,13 @@ _date = _Date()
 
 
 class _Drain:
-    """Shutdown state shared by a listener's connections: who is idle, who is busy."""
+    """What a listener's connections share: who is idle and who is busy at shutdown, and the
+    limiter of the failures they log (at most once a minute per kind and peer)."""
 
     def __init__(self) -> None:
         self.draining = False
         self.connections: set[_HttpConnection] = set()
+        self.failures = LogLimiter()
 
     def begin(self, grace: float) -> None:
         self.draining = True
@@ -197,7 +200,7 @@ class _HttpConnection:
             # The client went away mid-exchange; nobody is left to answer.
             return
         except Exception:
-            log.exception("HTTP connection from %s failed", self.client)
+            self._log_failure("connection", "HTTP connection from %s failed", self.client)
             await self._reject(500, "internal server error")
 
     async def _serve_requests(self) -> None:
@@ -337,8 +340,18 @@ class _HttpConnection:
             return await self.app(request)
         except Exception:
             # The app's failure is this request's, not the connection's: answer and go on.
-            log.exception("HTTP handler failed for %s %s", request.method, request.path)
+            self._log_failure(
+                "handler", "HTTP handler failed for %s %s", request.method, request.path[:200]
+            )
             return self.errors(request, 500, "internal server error")
+
+    def _log_failure(self, kind: str, message: str, *args: object) -> None:
+        """A bug a client reached, with its traceback the first time; a client repeating it
+        is summarized once a minute instead of filling the disk."""
+        peer = self.client[0] if self.client is not None else None
+        now = trio.current_time()
+        failures = self.drain.failures
+        log_limited(log, failures, logging.ERROR, kind, peer, now, message, *args, exc_info=True)
 
     async def _send_response(self, response: Response, *, head_only: bool = False) -> None:
         headers = [

@@ -20,6 +20,7 @@ import trio
 
 from drivers.gsm import GsmError
 from edgegw.clock import Clock
+from edgegw.loglimit import LogLimiter, log_limited
 from edgegw.shares import ConnectionShares
 from edgegw.smpp.backend import (
     Account,
@@ -103,6 +104,7 @@ class _Server:
         self.backend = backend
         self.clock = clock
         self.throttle = throttle
+        self.limiter = LogLimiter()
         self.shares = ConnectionShares(
             config.max_connections,
             config.max_connections_per_address,
@@ -137,6 +139,19 @@ class _Server:
         for connection in self.connections:
             connection.scope.deadline = self.drain_deadline
 
+    def log(
+        self,
+        level: int,
+        kind: str,
+        peer: str | None,
+        message: str,
+        *args: object,
+        exc_info: bool = False,
+    ) -> None:
+        """A record about what a peer did, at most once a minute per kind and peer."""
+        now = trio.current_time()
+        log_limited(log, self.limiter, level, kind, peer, now, message, *args, exc_info=exc_info)
+
     async def handle(self, stream: trio.abc.Stream) -> None:
         """One connection under its own error boundary, shielded so a shutdown can unbind it
         within the drain deadline rather than cut it."""
@@ -146,7 +161,15 @@ class _Server:
             or self.draining.is_set()
             or not self.shares.take(address)
         ):
-            log.warning("SMPP connection refused: %d connections open", len(self.connections))
+            self.log(
+                logging.WARNING,
+                "refused",
+                address,
+                "SMPP connection from %s refused: %d connections open, %d from it",
+                address,
+                len(self.connections),
+                self.shares.open[address] if address is not None else 0,
+            )
             await trio.aclose_forcefully(stream)
             return
         connection = _Connection(self, stream, address)
@@ -155,7 +178,7 @@ class _Server:
             with connection.scope:
                 await connection.run()
         except Exception:
-            log.exception("SMPP session failed")
+            self.log(logging.ERROR, "failed", address, "SMPP session failed", exc_info=True)
         finally:
             self.connections.discard(connection)
             self.shares.give_back(address)
@@ -208,12 +231,12 @@ class _Connection:
             nursery.cancel_scope.cancel()
 
     def close(self, reason: str) -> None:
-        log.info("SMPP session closing: %s", reason)
+        self.server.log(logging.INFO, reason, self.address, "SMPP session closing: %s", reason)
         self.read_scope.cancel()
 
     def abort(self, reason: str) -> None:
         """End the session now, without the orderly close that needs the peer to read."""
-        log.info("SMPP session aborted: %s", reason)
+        self.server.log(logging.INFO, reason, self.address, "SMPP session aborted: %s", reason)
         self.scope.cancel()
 
     def release(self) -> None:
@@ -273,7 +296,9 @@ class _Connection:
                 try:
                     pdu = decoder.next_pdu()
                 except BrokenFrame as exc:
-                    log.info("SMPP frame broken: %s", exc)
+                    self.server.log(
+                        logging.INFO, "broken", self.address, "SMPP frame broken: %s", exc
+                    )
                     await self.send(GenericNack(**_nack(exc)))
                     return
                 except InvalidPdu as exc:
@@ -368,7 +393,13 @@ class _Connection:
             await self.send(cls(sequence_number=seq, command_status=_S.ESME_RINVPASWD))
             return
         except Exception:
-            log.exception("SMPP authentication failed")
+            self.server.log(
+                logging.ERROR,
+                "authenticate",
+                self.address,
+                "SMPP authentication failed",
+                exc_info=True,
+            )
             await self.send(cls(sequence_number=seq, command_status=_S.ESME_RSYSERR))
             return
         server = self.server
@@ -453,7 +484,9 @@ class _Connection:
         except SubmitRefused as exc:
             status = exc.command_status
         except Exception:
-            log.exception("SMPP submit failed")
+            self.server.log(
+                logging.ERROR, "submit", self.address, "SMPP submit failed", exc_info=True
+            )
             status = _S.ESME_RSYSERR
         finally:
             self.session.submit_finished()
