@@ -27,6 +27,7 @@ from edgegw.delivery.smpp_outbox import register_mo_services
 from edgegw.delivery.worker import Deliveries
 from edgegw.http.app import error_response, make_app
 from edgegw.http.guard import guard_logins
+from edgegw.http.idempotency import idempotent_sends
 from edgegw.http.management import management_routes
 from edgegw.http.receive import receive_routes
 from edgegw.http.server import serve_http
@@ -165,12 +166,13 @@ class Gateway:
                                 self.config.management.allow_unauthenticated_loopback
                             ),
                         )
+                        app = make_app(
+                            self,
+                            auth_failure_problem=http.auth_failure_problem,
+                            routes=[management, receive_routes(self)],
+                        )
                         app = guard_logins(
-                            make_app(
-                                self,
-                                auth_failure_problem=http.auth_failure_problem,
-                                routes=[management, receive_routes(self)],
-                            ),
+                            idempotent_sends(app, self.store, self.clock),
                             self.throttle,
                             error_response,
                         )
