@@ -83,6 +83,9 @@ class ServiceConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     mo_email: MoEmailConfig | None = None
     # MO also goes as deliver_sm to this service's bound SMPP receivers (durable, like callbacks).
     mo_smpp: bool = False
+    # A message whose clientReference one of the service's messages of the last hour carries
+    # gets status 25 "Not unique: clientReference" (spec 7.7).
+    unique_client_reference: bool = False
 
 
 class ModemConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

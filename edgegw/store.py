@@ -13,7 +13,7 @@ import functools
 import logging
 import sqlite3
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -269,7 +269,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX smpp_outbox_pending ON smpp_outbox (service_id, id) WHERE state = 'pending'",
         "CREATE TABLE smpp_mo_services (service_id INTEGER PRIMARY KEY)",
     ),
-    # 3: answers to sends that carried an Idempotency-Key (edgegw.http.idempotency).
+    # 3: answers to sends that carried an Idempotency-Key (edgegw.http.idempotency), and
+    # clientReference lookups per service.
     (
         """CREATE TABLE idempotent_responses (
             key TEXT PRIMARY KEY,
@@ -280,6 +281,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created_at REAL NOT NULL
         )""",
         "CREATE INDEX idempotent_responses_age ON idempotent_responses (created_at)",
+        # For services that keep clientReference unique (spec 7.7).
+        "CREATE INDEX messages_client_reference ON messages (service_id, client_reference)"
+        " WHERE client_reference IS NOT NULL",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -1259,3 +1263,27 @@ async def remember_response(
         )
 
     await store.write(remember)
+
+
+async def used_client_references(
+    store: Store, service_id: int, references: Collection[str], since: float
+) -> set[str]:
+    """Which of `references` the service's messages created at `since` or later carry."""
+    wanted = list(references)
+
+    def find(conn: sqlite3.Connection) -> set[str]:
+        used: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            used.update(
+                row[0]
+                for row in conn.execute(
+                    "SELECT client_reference FROM messages WHERE service_id = ?"
+                    f" AND client_reference IN ({marks}) AND created_at >= ?",
+                    (service_id, *chunk, since),
+                )
+            )
+        return used
+
+    return await store.read(find) if wanted else set()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import trio
+from support.gateway import example_config
 
 from edgegw.clock import Clock
 from edgegw.gateway import Gateway
@@ -106,3 +107,42 @@ async def test_answers_are_kept_24_hours(tmp_path: Path, nursery: trio.Nursery) 
     )
     await remember_response(store, "k", newer, forget_before=90000.0 - 86400.0)
     assert await stored_response(store, "k", since=0.0) == newer
+
+
+def with_reference(*references: str) -> dict[str, object]:
+    return {
+        **BODY,
+        "message": [
+            {"recipient": "+4741000000", "content": "Hi", "clientReference": reference}
+            for reference in references
+        ],
+    }
+
+
+async def test_a_service_can_keep_client_references_unique_for_an_hour(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    gateway = Gateway(example_config(tmp_path, unique_client_reference=True))
+    bound = await nursery.start(gateway.run)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{bound.http_port}") as client:
+
+        async def codes(body: dict[str, object]) -> list[tuple[int, str]]:
+            answer = await client.post(SEND, json=body, headers=JSON)
+            return [(s["statusCode"], s["statusMessage"]) for s in answer.json()["messageStatus"]]
+
+        taken = (25, "Not unique: clientReference")
+        assert await codes(with_reference("otp-1")) == [(1, "Message enqueued for sending")]
+        assert await codes(with_reference("otp-1")) == [taken]
+        assert await codes(with_reference("otp-2", "otp-2")) == [
+            (1, "Message enqueued for sending"),
+            taken,
+        ]
+        assert await stored_messages(client) == 2
+    gateway.stop()
+
+
+async def test_client_references_repeat_freely_by_default(gateway: Gateway) -> None:
+    async with httpx.AsyncClient(base_url=url(gateway)) as client:
+        for _ in range(2):
+            answer = await client.post(SEND, json=with_reference("otp-1"), headers=JSON)
+            assert answer.json()["messageStatus"][0]["statusCode"] == 1
