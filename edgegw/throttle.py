@@ -123,6 +123,22 @@ class AuthThrottle:
                 locked_until = window.locked_until = now + config.cooldown
         return Failure(delay=delay, first_in_window=first, locked_until=locked_until)
 
+    def failure_line(
+        self, door: str, address: str | None, account: str, failure: Failure
+    ) -> str | None:
+        """The one line to log about a failed login: for the first of a window and for the one
+        that starts a lockout; None for the failures that are only counted."""
+        config = self.config
+        if failure.locked_until:
+            cooldown = f"{config.cooldown:.0f} s"
+            return f"{door} logins from {address} refused for {cooldown}: too many failures"
+        if failure.first_in_window:
+            return (
+                f"{door} login failed from {address} for account {account[:64]!r} (more within"
+                f" {config.window:.0f} s are counted, not logged)"
+            )
+        return None
+
 
 def _remember(table: collections.OrderedDict[str, _Window], key: str) -> _Window:
     window = table.get(key)

@@ -51,21 +51,9 @@ def guard_logins(app: App, throttle: AuthThrottle, errors: ErrorRenderer) -> App
         if account is None:
             return response
         failure = throttle.failed(DOOR, address, account, trio.current_time())
-        window = throttle.config.window
-        if failure.locked_until:
-            log.warning(
-                "HTTP logins from %s refused for %.0f s: too many failures",
-                address,
-                throttle.config.cooldown,
-            )
-        elif failure.first_in_window:
-            log.warning(
-                "HTTP login failed from %s for account %r (more within %.0f s are counted, "
-                "not logged)",
-                address,
-                account[:64],
-                window,
-            )
+        line = throttle.failure_line("HTTP", address, account, failure)
+        if line is not None:
+            log.warning("%s", line)
         if failure.delay:
             await trio.sleep(failure.delay)
         return response

@@ -424,19 +424,9 @@ class _Connection:
         """Count the failure, log it once per window, and wait the delay it earned."""
         throttle = self.server.throttle
         failure = throttle.failed(_DOOR, address, system_id, trio.current_time())
-        if failure.locked_until:
-            log.warning(
-                "SMPP binds from %s refused for %.0f s: too many failures",
-                address,
-                throttle.config.cooldown,
-            )
-        elif failure.first_in_window:
-            log.warning(
-                "SMPP bind refused from %s: %s (more within %.0f s are counted, not logged)",
-                address,
-                exc,
-                throttle.config.window,
-            )
+        line = throttle.failure_line("SMPP", address, system_id, failure)
+        if line is not None:
+            log.warning("%s (%s)", line, exc)
         if failure.delay:
             await trio.sleep(failure.delay)
 
