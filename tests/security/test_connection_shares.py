@@ -7,12 +7,12 @@ from __future__ import annotations
 import functools
 
 import trio
-from support.smpp import AcceptingBackend
+from support.smpp import AcceptingBackend, raw_bind
+from support.sockets import open_from
 
 from edgegw.http.server import HttpLimits, Request, Response, serve_http
 from edgegw.shares import ConnectionShares
 from edgegw.smpp import SmppAccount, SmppConfig, serve_smpp
-from edgegw.smpp.pdu import NEED_DATA, BindTransceiver, Pdu, SmppDecoder, encode
 
 ACCOUNTS = [SmppAccount(system_id="demo", password="demo", service=1000)]
 
@@ -34,13 +34,6 @@ def test_loopback_can_be_exempted_and_no_address_is_never_capped() -> None:
     assert shares.take("192.0.2.1") and not shares.take("192.0.2.1")
 
 
-async def connect_from(port: int, source: str) -> trio.SocketStream:
-    sock = trio.socket.socket()
-    await sock.bind((source, 0))
-    await sock.connect(("127.0.0.1", port))
-    return trio.SocketStream(sock)
-
-
 async def status_of_get(stream: trio.SocketStream) -> bytes:
     await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     answer = b""
@@ -60,34 +53,13 @@ async def test_one_address_at_its_http_share_does_not_stop_another(nursery: trio
     limits = HttpLimits(max_connections=8)  # a share of 2
     port = await nursery.start(serve_http, hello, "127.0.0.1", 0, limits)
     # Two idle connections (a slowloris sends nothing) hold the first address's share.
-    held = [await connect_from(port, "127.0.0.1") for _ in range(2)]
-    third = await connect_from(port, "127.0.0.1")
+    held = [await open_from(port, "127.0.0.1") for _ in range(2)]
+    third = await open_from(port, "127.0.0.1")
     assert await status_of_get(third) == b"HTTP/1.1 503"
-    other = await connect_from(port, "127.0.0.2")
+    other = await open_from(port, "127.0.0.2")
     assert await status_of_get(other) == b"HTTP/1.1 200"
     for stream in (*held, third, other):
         await stream.aclose()
-
-
-async def bind_status(stream: trio.SocketStream) -> int | None:
-    """The bind's command_status, or None when the listener closed the connection instead."""
-    try:
-        await stream.send_all(
-            encode(BindTransceiver(sequence_number=1, system_id="demo", password="demo"))
-        )
-    except trio.BrokenResourceError:
-        return None
-    decoder = SmppDecoder()
-    while (pdu := decoder.next_pdu()) is NEED_DATA:
-        try:
-            data = await stream.receive_some(4096)
-        except trio.BrokenResourceError:
-            return None
-        if not data:
-            return None
-        decoder.receive_data(data)
-    assert isinstance(pdu, Pdu)
-    return pdu.command_status
 
 
 async def test_one_address_at_its_smpp_share_does_not_stop_another(
@@ -96,10 +68,10 @@ async def test_one_address_at_its_smpp_share_does_not_stop_another(
     config = SmppConfig(port=0, accounts=ACCOUNTS, max_connections=12)  # a share of 3
     port = await nursery.start(functools.partial(serve_smpp, config, AcceptingBackend(ACCOUNTS)))
     # Idle connections that never bind hold the first address's share (accepted in order).
-    idle = [await connect_from(port, "127.0.0.1") for _ in range(3)]
-    fourth = await connect_from(port, "127.0.0.1")
-    assert await bind_status(fourth) is None
-    other = await connect_from(port, "127.0.0.2")
-    assert await bind_status(other) == 0
+    idle = [await open_from(port, "127.0.0.1") for _ in range(3)]
+    fourth = await open_from(port, "127.0.0.1")
+    assert await raw_bind(fourth) is None
+    other = await open_from(port, "127.0.0.2")
+    assert await raw_bind(other) == 0
     for stream in (*idle, fourth, other):
         await stream.aclose()

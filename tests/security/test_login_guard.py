@@ -12,12 +12,13 @@ import logging
 import pytest
 import trio
 import trio.testing
-from support.smpp import AcceptingBackend
+from support.smpp import AcceptingBackend, raw_bind
+from support.sockets import open_from
 
 from edgegw.http.guard import guard_logins
 from edgegw.http.server import HttpLimits, Request, Response, plain_error, serve_http
 from edgegw.smpp import CommandStatus, SmppAccount, SmppConfig, serve_smpp
-from edgegw.smpp.pdu import NEED_DATA, BindTransmitter, Pdu, SmppDecoder, encode
+from edgegw.smpp.pdu import SmppDecoder
 from edgegw.throttle import AuthThrottle, AuthThrottleConfig
 
 POLICY = AuthThrottleConfig(
@@ -36,10 +37,7 @@ async def protected(request: Request) -> Response:
 
 async def http_get(port: int, authorization: str, *, source: str = "127.0.0.1") -> bytes:
     """One GET on a fresh connection from `source`; the status line and headers."""
-    sock = trio.socket.socket()
-    await sock.bind((source, 0))
-    await sock.connect(("127.0.0.1", port))
-    async with trio.SocketStream(sock) as stream:
+    async with await open_from(port, source) as stream:
         request = f"GET /x HTTP/1.1\r\nHost: a\r\nAuthorization: {authorization}\r\n\r\n"
         await stream.send_all(request.encode())
         answer = b""
@@ -75,25 +73,6 @@ async def test_http_failures_are_slowed_then_refused_but_not_elsewhere(
     assert "refused for 300 s" in warnings[1]
 
 
-async def bind_on(
-    stream: trio.SocketStream, decoder: SmppDecoder, system_id: str, password: str
-) -> int:
-    await stream.send_all(
-        encode(BindTransmitter(sequence_number=1, system_id=system_id, password=password))
-    )
-    while (pdu := decoder.next_pdu()) is NEED_DATA:
-        decoder.receive_data(await stream.receive_some(4096))
-    assert isinstance(pdu, Pdu)
-    return pdu.command_status
-
-
-async def open_from(port: int, source: str) -> trio.SocketStream:
-    sock = trio.socket.socket()
-    await sock.bind((source, 0))
-    await sock.connect(("127.0.0.1", port))
-    return trio.SocketStream(sock)
-
-
 async def test_smpp_bind_failures_are_blind_slowed_then_refused(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
@@ -102,23 +81,27 @@ async def test_smpp_bind_failures_are_blind_slowed_then_refused(
     port = await nursery.start(
         functools.partial(serve_smpp, config, AcceptingBackend(ACCOUNTS), throttle=throttle)
     )
-    stream = await open_from(port, "127.0.0.1")
+    stream = await open_from(port)
     decoder = SmppDecoder()
+
+    async def bind(system_id: str, password: str) -> int | None:
+        return await raw_bind(stream, decoder, system_id=system_id, password=password)
+
     # Unknown system_id and wrong password look alike.
-    assert await bind_on(stream, decoder, "nobody", "demo") == CommandStatus.ESME_RINVPASWD
-    assert await bind_on(stream, decoder, "demo", "wrong") == CommandStatus.ESME_RINVPASWD
+    assert await bind("nobody", "demo") == CommandStatus.ESME_RINVPASWD
+    assert await bind("demo", "wrong") == CommandStatus.ESME_RINVPASWD
     took = []
     for _ in range(4):
         start = trio.current_time()
-        assert await bind_on(stream, decoder, "demo", "wrong") == CommandStatus.ESME_RINVPASWD
+        assert await bind("demo", "wrong") == CommandStatus.ESME_RINVPASWD
         took.append(trio.current_time() - start)
     assert took == pytest.approx([1, 1 + 2, 2 + 4, 4 + 4], abs=0.01)
     # Locked out: even the right password is refused from this address, at once.
     start = trio.current_time()
-    assert await bind_on(stream, decoder, "demo", "demo") == CommandStatus.ESME_RBINDFAIL
+    assert await bind("demo", "demo") == CommandStatus.ESME_RBINDFAIL
     assert trio.current_time() - start == pytest.approx(0, abs=0.01)
     other = await open_from(port, "127.0.0.2")
-    assert await bind_on(other, SmppDecoder(), "demo", "demo") == CommandStatus.ESME_ROK
+    assert await raw_bind(other, system_id="demo", password="demo") == CommandStatus.ESME_ROK
     assert throttle.failures_total == {"smpp": 6}
     await other.aclose()
     await stream.aclose()

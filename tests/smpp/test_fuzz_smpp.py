@@ -14,16 +14,13 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 from support.fuzz import FUZZ
-from support.smpp import AcceptingBackend
+from support.smpp import AcceptingBackend, raw_bind, receive_pdu
 
 from edgegw.smpp import CommandId, SmppAccount, SmppConfig, serve_smpp
 from edgegw.smpp.pdu import (
-    NEED_DATA,
-    BindTransceiver,
     EnquireLink,
     EnquireLinkResp,
     GenericNack,
-    Pdu,
     SmppDecoder,
     encode,
 )
@@ -53,30 +50,6 @@ FRAME = st.one_of(
 )
 
 
-async def receive(stream: trio.SocketStream, decoder: SmppDecoder) -> Pdu | None:
-    while True:
-        pdu = decoder.next_pdu()
-        if pdu is not NEED_DATA:
-            assert isinstance(pdu, Pdu)
-            return pdu
-        try:
-            data = await stream.receive_some(65536)
-        except trio.BrokenResourceError:
-            return None
-        if not data:
-            return None
-        decoder.receive_data(data)
-
-
-async def bind(stream: trio.SocketStream, decoder: SmppDecoder) -> int:
-    await stream.send_all(
-        encode(BindTransceiver(sequence_number=1, system_id="demo", password="demo"))
-    )
-    answer = await receive(stream, decoder)
-    assert answer is not None
-    return answer.command_status
-
-
 @pytest.mark.parametrize("bound", [True, False], ids=["bound", "unbound"])
 @FUZZ
 @given(frames=st.lists(FRAME, min_size=1, max_size=8))
@@ -95,20 +68,20 @@ async def test_fuzz_smpp_sessions_survive_or_close_cleanly(
         decoder = SmppDecoder()
         with trio.fail_after(10):
             if bound:
-                assert await bind(stream, decoder) == 0
+                assert await raw_bind(stream, decoder) == 0
             try:
                 for data in frames:
                     await stream.send_all(data)
                 await stream.send_all(encode(EnquireLink(sequence_number=0x7FFFFFF0)))
             except trio.BrokenResourceError:
                 pass  # closed after a broken frame: allowed
-            while (answer := await receive(stream, decoder)) is not None:
+            while (answer := await receive_pdu(stream, decoder)) is not None:
                 if isinstance(answer, EnquireLinkResp) and answer.sequence_number == 0x7FFFFFF0:
                     break
                 assert not isinstance(answer, GenericNack) or answer.command_status != 0x08
             await stream.aclose()
             fresh = await trio.open_tcp_stream("127.0.0.1", port)
-            assert await bind(fresh, SmppDecoder()) == 0
+            assert await raw_bind(fresh) == 0
             await fresh.aclose()
         nursery.cancel_scope.cancel()
     bad = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]

@@ -4,60 +4,24 @@ virtual clock: sessions that stop reading, connections that never bind (issue 10
 from __future__ import annotations
 
 import itertools
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
 import trio
 import trio.testing
-from support.smpp import AcceptingBackend
+from support.smpp import AcceptingBackend, raw_bind, receive_pdu
+from support.sockets import open_from
 
 from edgegw.smpp import SmppAccount, SmppConfig, serve_smpp
 from edgegw.smpp.pdu import (
-    NEED_DATA,
-    BindTransceiver,
     BindTransmitter,
     EnquireLink,
     EnquireLinkResp,
-    Pdu,
     SmppDecoder,
     encode,
 )
 
 ACCOUNTS = [SmppAccount(system_id="demo", password="demo", service=1000, max_binds=4)]
-
-
-async def open_esme(port: int, *, receive_buffer: int | None = None) -> trio.SocketStream:
-    sock = trio.socket.socket()
-    if receive_buffer is not None:
-        # A small window makes a client that does not read fill the server's buffers quickly.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-    await sock.connect(("127.0.0.1", port))
-    return trio.SocketStream(sock)
-
-
-async def receive_pdu(stream: trio.SocketStream, decoder: SmppDecoder) -> Pdu | None:
-    while True:
-        pdu = decoder.next_pdu()
-        if pdu is not NEED_DATA:
-            assert isinstance(pdu, Pdu)
-            return pdu
-        try:
-            data = await stream.receive_some(65536)
-        except trio.BrokenResourceError:
-            return None
-        if not data:
-            return None
-        decoder.receive_data(data)
-
-
-async def bind(
-    stream: trio.SocketStream, cls: type[BindTransceiver | BindTransmitter] = BindTransceiver
-) -> int:
-    await stream.send_all(encode(cls(sequence_number=1, system_id="demo", password="demo")))
-    response = await receive_pdu(stream, SmppDecoder())
-    assert response is not None
-    return response.command_status
 
 
 async def flood_without_reading(stream: trio.SocketStream) -> None:
@@ -83,18 +47,20 @@ async def test_sessions_that_stop_reading_are_closed_and_free_their_binds(
     start = trio.current_time()
     hogs = []
     for _ in range(4):
-        hog = await open_esme(smpp_port, receive_buffer=4096)
-        assert await bind(hog) == 0
+        hog = await open_from(smpp_port, receive_buffer=4096)
+        assert await raw_bind(hog) == 0
         hogs.append(hog)
         nursery.start_soon(flood_without_reading, hog)
-    refused = await open_esme(smpp_port)
-    assert await bind(refused, BindTransmitter) != 0  # all four binds of the account are taken
+    refused = await open_from(smpp_port)
+    assert (
+        await raw_bind(refused, cls=BindTransmitter) != 0
+    )  # all four binds of the account are taken
     await refused.aclose()
     # Gone within the inactivity and response timers, however full their buffers are.
     with trio.fail_after(120.0 + 10.0):
         while True:
-            fifth = await open_esme(smpp_port)
-            status = await bind(fifth, BindTransmitter)
+            fifth = await open_from(smpp_port)
+            status = await raw_bind(fifth, cls=BindTransmitter)
             if status == 0:
                 break
             await fifth.aclose()
@@ -121,7 +87,7 @@ async def test_an_unbound_connection_closes_at_bind_timeout_whatever_the_probes(
 ) -> None:
     config = SmppConfig(port=0, accounts=ACCOUNTS, enquire_link_interval=5.0, bind_timeout=30.0)
     port = await nursery.start(serve_smpp, config, AcceptingBackend(ACCOUNTS))
-    stream = await open_esme(port)
+    stream = await open_from(port)
     if peer == "probes us":
         nursery.start_soon(keep_probing, stream)
     decoder = SmppDecoder()

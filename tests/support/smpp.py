@@ -1,5 +1,5 @@
 """smpplib sessions the SMPP tests share: connecting, submitting a list, a refused bind; and a
-backend that accepts every submit.
+backend that accepts every submit, and a raw bind on a socket of the test's own.
 
 Blocking calls: tests run them in `trio.to_thread.run_sync`."""
 
@@ -21,6 +21,7 @@ from edgegw.smpp import (
     SmppAccount,
     Submission,
 )
+from edgegw.smpp.pdu import NEED_DATA, BindTransceiver, BindTransmitter, Pdu, SmppDecoder, encode
 
 
 def connect(port: int) -> smpplib.client.Client:
@@ -92,3 +93,39 @@ class AcceptingBackend:
 
     def outbound_signal(self, service_id: int) -> trio.Event:
         return self.signal
+
+
+async def receive_pdu(stream: trio.abc.ReceiveStream, decoder: SmppDecoder) -> Pdu | None:
+    """The next PDU on a raw connection, or None once the listener closed or reset it."""
+    while True:
+        pdu = decoder.next_pdu()
+        if pdu is not NEED_DATA:
+            assert isinstance(pdu, Pdu)
+            return pdu
+        try:
+            data = await stream.receive_some(65536)
+        except trio.BrokenResourceError:
+            return None
+        if not data:
+            return None
+        decoder.receive_data(data)
+
+
+async def raw_bind(
+    stream: trio.abc.Stream,
+    decoder: SmppDecoder | None = None,
+    *,
+    system_id: str = "demo",
+    password: str = "demo",
+    cls: type[BindTransceiver | BindTransmitter] = BindTransceiver,
+) -> int | None:
+    """Send a bind on a raw connection: its command_status, or None when the listener closed
+    the connection instead of answering."""
+    try:
+        await stream.send_all(
+            encode(cls(sequence_number=1, system_id=system_id, password=password))
+        )
+    except trio.BrokenResourceError:
+        return None
+    answer = await receive_pdu(stream, decoder or SmppDecoder())
+    return None if answer is None else answer.command_status
