@@ -269,8 +269,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX smpp_outbox_pending ON smpp_outbox (service_id, id) WHERE state = 'pending'",
         "CREATE TABLE smpp_mo_services (service_id INTEGER PRIMARY KEY)",
     ),
-    # 3: answers to sends that carried an Idempotency-Key (edgegw.http.idempotency), and
-    # clientReference lookups per service.
+    # Schema 6 (issue 10): answers to sends that carried an Idempotency-Key
+    # (edgegw.http.idempotency), and clientReference lookups per service.
     (
         """CREATE TABLE idempotent_responses (
             key TEXT PRIMARY KEY,
