@@ -31,6 +31,7 @@ from edgegw.http.server import HttpLimits
 from edgegw.model import OriginatorType
 from edgegw.smpp.config import SmppConfig
 from edgegw.smtp.config import ServiceSmtp, SmtpConfig, check_smtp
+from edgegw.throttle import AuthThrottleConfig
 
 
 class CrashPolicy(enum.StrEnum):
@@ -85,6 +86,9 @@ class ServiceConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     mo_smpp: bool = False
     # Email to SMS through [smtp] (spec 2.6); without it the service takes no email.
     smtp: ServiceSmtp | None = None
+    # A message whose clientReference one of the service's messages of the last hour carries
+    # gets status 25 "Not unique: clientReference" (spec 7.7).
+    unique_client_reference: bool = False
 
 
 class ModemConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -119,6 +123,12 @@ class ReportsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     rematch: float = 60.0
 
 
+class SecurityConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`[security]`: policies that guard every door against hostile clients."""
+
+    auth: AuthThrottleConfig = msgspec.field(default_factory=AuthThrottleConfig)
+
+
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     gateway: GatewayConfig = msgspec.field(default_factory=GatewayConfig)
     http: HttpConfig = msgspec.field(default_factory=HttpConfig)
@@ -129,6 +139,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reports: ReportsConfig = msgspec.field(default_factory=ReportsConfig)
     smtp_relay: SmtpRelayConfig = msgspec.field(default_factory=SmtpRelayConfig)
     management: ManagementConfig = msgspec.field(default_factory=ManagementConfig)
+    security: SecurityConfig = msgspec.field(default_factory=SecurityConfig)
     # The SMPP 3.4 listener (edgegw.smpp); no [smpp] section, no listener.
     smpp: SmppConfig | None = None
     # The email-to-SMS listener (edgegw.smtp); no [smtp] section, no listener.

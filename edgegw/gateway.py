@@ -26,6 +26,8 @@ from edgegw.config import Config, ModemConfig
 from edgegw.delivery.smpp_outbox import register_mo_services
 from edgegw.delivery.worker import Deliveries
 from edgegw.http.app import error_response, make_app
+from edgegw.http.guard import guard_logins
+from edgegw.http.idempotency import idempotent_sends
 from edgegw.http.management import management_routes
 from edgegw.http.receive import receive_routes
 from edgegw.http.server import serve_http
@@ -44,6 +46,7 @@ from edgegw.pipeline.submit import Submitter
 from edgegw.smpp.server import serve_smpp
 from edgegw.smtp.server import serve_smtp
 from edgegw.store import Store
+from edgegw.throttle import AuthThrottle
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,8 @@ class Gateway:
         self.submitter: Submitter | None = None
         self.smpp: GatewaySmppBackend | None = None
         self.bound: Bound | None = None
+        # Failed logins of every door; its counters are for the metrics page.
+        self.throttle = AuthThrottle(config.security.auth)
         self._stop = trio.Event()
         self._links = ""  # folder of the simulated modems' by-id style links, set by run()
         self._ready = False
@@ -175,6 +180,11 @@ class Gateway:
                                 soap_routes(self.submit, batches, self.authenticate),
                             ],
                         )
+                        app = guard_logins(
+                            idempotent_sends(app, self.store, self.clock),
+                            self.throttle,
+                            error_response,
+                        )
                         http_port = await listeners.start(
                             functools.partial(
                                 serve_http,
@@ -189,7 +199,11 @@ class Gateway:
                         if self.config.smpp is not None and self.smpp is not None:
                             smpp_port = await listeners.start(
                                 functools.partial(
-                                    serve_smpp, self.config.smpp, self.smpp, clock=self.clock
+                                    serve_smpp,
+                                    self.config.smpp,
+                                    self.smpp,
+                                    clock=self.clock,
+                                    throttle=self.throttle,
                                 )
                             )
                         smtp_port = None

@@ -6,8 +6,6 @@ does. Implements spec sections 2.3, 2.4 and 6.4.
 from __future__ import annotations
 
 import base64
-import binascii
-import codecs
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, Protocol
@@ -15,6 +13,7 @@ from urllib.parse import unquote
 
 import msgspec
 
+from edgegw.http.inputs import to_utf8
 from edgegw.http.problems import problem_response
 from edgegw.http.puzzel import (
     RequestSyntaxError,
@@ -129,7 +128,7 @@ def make_app(
         body = request.body
         try:
             if media_type in _TEXT_BODIES:
-                body = _as_utf8(body, charset)
+                body = to_utf8(body, charset)
             send_request = decoder(body)
         except RequestSyntaxError as exc:
             return _puzzel(syntax_error_response(exc), fmt, status=exc.http_status)
@@ -150,15 +149,18 @@ def make_app(
         except Exception:
             log.exception("submit failed for service %s", send_request.serviceId)
             return _puzzel(_internal_error(send_request), fmt, status=500, xml=xml)
-        if (
-            auth_failure_problem
-            and response.messageStatus
-            and all(s.statusCode == StatusCode.ACCESS_ERROR for s in response.messageStatus)
-        ):
-            return problem_response(
+        denied = bool(response.messageStatus) and all(
+            s.statusCode == StatusCode.ACCESS_ERROR for s in response.messageStatus
+        )
+        if denied and auth_failure_problem:
+            answer = problem_response(
                 401, "Unauthorized", "the service credentials were not accepted"
             )
-        return _puzzel(response, fmt, xml=xml)
+        else:
+            answer = _puzzel(response, fmt, xml=xml)
+        if denied:
+            answer.auth_failure = send_request.username or ""
+        return answer
 
     async def _message(request: Request, message_id: str) -> Response:
         credentials = _basic_credentials(request.headers.get("authorization"))
@@ -187,22 +189,6 @@ def _content_type(header: str) -> tuple[str, str | None]:
     return media_type.strip().lower(), charset
 
 
-def _as_utf8(body: bytes, charset: str | None) -> bytes:
-    """The spec's bodies are UTF-8; a client that declares another charset is taken at its word."""
-    if charset is None:
-        return body
-    try:
-        codec = codecs.lookup(charset)
-    except LookupError:
-        raise RequestSyntaxError("Content-Type", f"unknown charset {charset!r}") from None
-    if codec.name in {"utf-8", "ascii"}:
-        return body
-    try:
-        return body.decode(codec.name).encode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise RequestSyntaxError("body", f"not {charset} at byte {exc.start}") from None
-
-
 def _basic_credentials(header: str | None) -> tuple[str, str] | None:
     if header is None:
         return None
@@ -211,7 +197,7 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, a non-ASCII character in the token
         return None
     username, colon, password = decoded.partition(":")
     return (username, password) if colon else None

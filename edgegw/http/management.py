@@ -14,6 +14,7 @@ from xml.sax.saxutils import escape
 import msgspec
 
 from edgegw.http.app import _basic_credentials
+from edgegw.http.inputs import ascii_count
 from edgegw.http.problems import HttpError, parse_moment, problem_response
 from edgegw.http.server import Request, Response
 from edgegw.model import MessageState
@@ -92,9 +93,9 @@ def management_routes(
         # rest is "{serviceId}/batch", "{serviceId}/batch/" or "{serviceId}/batch/{ref}"
         service_part, _, tail = rest.partition("/")
         head, _, reference = tail.partition("/")
-        if head != "batch" or not service_part.isdigit():
+        service_id = ascii_count(service_part)
+        if head != "batch" or service_id is None:
             raise HttpError(404, "Not Found", f"no such resource {request.path!r}")
-        service_id = int(service_part)
         _authorize(request, service_id, client_style=client_style)
         as_xml = not client_style and _prefers_xml(request.headers.get("accept"))
         # Percent-decode after routing: the client sends "/" inside a reference as %2F.
@@ -184,10 +185,10 @@ def _message_filter(query: str) -> MessageFilter:
             raise HttpError(400, "Bad Request", f"state must be one of {choices}") from None
     limit = 100
     if values.get("limit"):
-        text = values["limit"]
-        if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+        count = ascii_count(values["limit"])
+        if count is None or not 1 <= count <= MAX_PAGE:
             raise HttpError(400, "Bad Request", f"limit must be from 1 to {MAX_PAGE}")
-        limit = int(text)
+        limit = count
     return MessageFilter(
         state=state,
         recipient=values.get("recipient") or None,

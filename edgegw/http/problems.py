@@ -60,6 +60,9 @@ def problem_response(
 
 def parse_moment(name: str, text: str) -> float:
     """A query time: Unix seconds, or ISO 8601 (`Z` allowed; without an offset it is UTC)."""
+    if not text.isascii():
+        # float() and fromisoformat() read digits of every script; a client means ASCII.
+        raise HttpError(400, "Bad Request", f"{name} must be ISO 8601 or Unix seconds")
     try:
         epoch = float(text)
     except ValueError:

@@ -9,7 +9,7 @@ import enum
 import functools
 import re
 from collections.abc import Iterable
-from typing import Any, Final, TypeAlias, cast
+from typing import Any, ClassVar, Final, TypeAlias, cast
 from urllib.parse import parse_qsl
 from xml.etree.ElementTree import Element, ParseError
 
@@ -26,6 +26,7 @@ __all__ = [
     "RESPONSE_NAMESPACE",
     "RequestSyntaxError",
     "ResponseFormat",
+    "UnsupportedCharset",
     "decode_form",
     "decode_json",
     "decode_query",
@@ -50,13 +51,23 @@ class RequestSyntaxError(ValueError):
     """A send request that cannot be decoded at all: answered with HTTP 400 and one
     `statusCode 5` entry (spec 2.3, "unparseable body"). `field` names where it broke."""
 
-    http_status: Final = 400
+    http_status: ClassVar[int] = 400
     status_code: Final = StatusCode.SYNTAX_ERROR
 
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class UnsupportedCharset(RequestSyntaxError):
+    """A body in a charset we cannot read, declared by `Content-Type` or by the XML declaration:
+    HTTP 415 with the same one `statusCode 5` entry."""
+
+    http_status: ClassVar[int] = 415
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("charset", reason)
 
 
 class ResponseFormat(enum.Enum):
@@ -139,6 +150,8 @@ def decode_json(body: bytes) -> SendRequest:
         return _decode_json_tolerant(body)
     except msgspec.DecodeError as exc:
         raise RequestSyntaxError("body", f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise _too_deep() from None
     if not request.message:
         raise RequestSyntaxError("message", "at least one message is required")
     return request
@@ -150,6 +163,8 @@ def _decode_json_tolerant(body: bytes) -> SendRequest:
     except msgspec.DecodeError as exc:
         # The typed pass can stop at a type error before it reaches malformed bytes.
         raise RequestSyntaxError("body", f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise _too_deep() from None
     if not isinstance(tree, dict):
         raise RequestSyntaxError("request", "expected a JSON object")
     messages = tree.get("message")
@@ -165,6 +180,12 @@ def _decode_json_tolerant(body: bytes) -> SendRequest:
                         settings["parameter"], f"message[{index}].settings.parameter"
                     )
     return _convert(tree)
+
+
+def _too_deep() -> RequestSyntaxError:
+    # msgspec stops at its own nesting limit (about a thousand levels) with RecursionError, long
+    # before the interpreter's stack is at risk; no send request nests more than four deep.
+    return RequestSyntaxError("body", "JSON nested too deeply")
 
 
 def _tolerant_parameters(raw: object, field: str) -> object:
@@ -211,6 +232,9 @@ def decode_xml(body: bytes) -> SendRequest:
         raise RequestSyntaxError("body", f"forbidden XML construct: {exc}") from None
     except (ParseError, ValueError) as exc:
         raise RequestSyntaxError("body", f"malformed XML: {exc}") from None
+    except LookupError as exc:
+        # The declaration names an encoding Python does not know or that is no charset.
+        raise UnsupportedCharset(f"the XML declaration's encoding: {exc}") from None
     if _local_name(root.tag) != "request":
         raise RequestSyntaxError("request", f"root element is {_local_name(root.tag)!r}")
     return decode_request_element(root)

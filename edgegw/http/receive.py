@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, unquote
 import msgspec
 
 from edgegw.http.app import _basic_credentials
+from edgegw.http.inputs import ascii_count
 from edgegw.http.problems import HttpError, parse_moment, problem_response
 from edgegw.http.server import Request, Response
 from edgegw.model import InboundView
@@ -99,10 +100,10 @@ def _list_query(query: str) -> tuple[float | None, int]:
     since = parse_moment("since", values["since"]) if "since" in values else None
     limit = DEFAULT_LIMIT
     if "limit" in values:
-        text = values["limit"]
-        if not text.isdigit() or not 1 <= int(text) <= MAX_LIST:
+        count = ascii_count(values["limit"])
+        if count is None or not 1 <= count <= MAX_LIST:
             raise HttpError(400, "Bad Request", f"limit must be from 1 to {MAX_LIST}")
-        limit = int(text)
+        limit = count
     return since, limit
 
 

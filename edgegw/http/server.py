@@ -18,6 +18,10 @@ import h11
 import msgspec
 import trio
 
+from edgegw.http.inputs import framing_refusal
+from edgegw.loglimit import LogLimiter, log_limited
+from edgegw.shares import ConnectionShares
+
 __all__ = [
     "App",
     "ErrorRenderer",
@@ -50,6 +54,11 @@ class HttpLimits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Connections served at once; one more is answered 503 with `Retry-After` and closed, so a
     # flood is told to back off at once instead of piling up unseen in the accept queue.
     max_connections: Annotated[int, msgspec.Meta(ge=1)] = 512
+    # Connections from one client address at once; 0 means a quarter of max_connections. One
+    # more is answered 503 like a full listener, so one address cannot starve the others.
+    max_connections_per_address: Annotated[int, msgspec.Meta(ge=0)] = 0
+    # true: loopback clients (a reverse proxy on the box) are not held to that share.
+    exempt_loopback: bool = False
     # Seconds requests in progress get to finish once shutdown starts; idle connections close
     # at once, and whatever still runs at the end of the grace is cancelled.
     shutdown_grace: Annotated[float, msgspec.Meta(ge=0)] = 5.0
@@ -68,6 +77,9 @@ class Response(msgspec.Struct, kw_only=True):
     status: int
     headers: list[tuple[str, str]] = msgspec.field(default_factory=list)
     body: bytes = b""
+    # Set by a route whose credentials check failed: the account tried ("" when unknown), for
+    # the failed-login throttle (edgegw.http.guard). Never sent.
+    auth_failure: str | None = None
 
 
 App = Callable[[Request], Awaitable[Response]]
@@ -115,11 +127,13 @@ _date = _Date()
 
 
 class _Drain:
-    """Shutdown state shared by a listener's connections: who is idle, who is busy."""
+    """What a listener's connections share: who is idle and who is busy at shutdown, and the
+    limiter of the failures they log (at most once a minute per kind and peer)."""
 
     def __init__(self) -> None:
         self.draining = False
         self.connections: set[_HttpConnection] = set()
+        self.failures = LogLimiter()
 
     def begin(self, grace: float) -> None:
         self.draining = True
@@ -186,7 +200,7 @@ class _HttpConnection:
             # The client went away mid-exchange; nobody is left to answer.
             return
         except Exception:
-            log.exception("HTTP connection from %s failed", self.client)
+            self._log_failure("connection", "HTTP connection from %s failed", self.client)
             await self._reject(500, "internal server error")
 
     async def _serve_requests(self) -> None:
@@ -248,6 +262,10 @@ class _HttpConnection:
                     conn.receive_data(bytes(data))
                 elif isinstance(event, h11.Request):
                     self.head = self._request(event)
+                    refusal = framing_refusal(event.http_version, event.headers)
+                    if refusal is not None:
+                        await self._reject(*refusal)
+                        raise _Closed
                     # h11 bounds only a head that is still incomplete; one that arrived whole in
                     # a single read is measured here.
                     size = len(event.method) + len(event.target)
@@ -322,8 +340,18 @@ class _HttpConnection:
             return await self.app(request)
         except Exception:
             # The app's failure is this request's, not the connection's: answer and go on.
-            log.exception("HTTP handler failed for %s %s", request.method, request.path)
+            self._log_failure(
+                "handler", "HTTP handler failed for %s %s", request.method, request.path[:200]
+            )
             return self.errors(request, 500, "internal server error")
+
+    def _log_failure(self, kind: str, message: str, *args: object) -> None:
+        """A bug a client reached, with its traceback the first time; a client repeating it
+        is summarized once a minute instead of filling the disk."""
+        peer = self.client[0] if self.client is not None else None
+        now = trio.current_time()
+        failures = self.drain.failures
+        log_limited(log, failures, logging.ERROR, kind, peer, now, message, *args, exc_info=True)
 
     async def _send_response(self, response: Response, *, head_only: bool = False) -> None:
         headers = [
@@ -435,17 +463,26 @@ async def serve_http(
     listeners = await trio.open_tcp_listeners(port, host=host)
     bound_port: int = listeners[0].socket.getsockname()[1]
     drain = _Drain()
+    shares = ConnectionShares(
+        limits.max_connections,
+        limits.max_connections_per_address,
+        exempt_loopback=limits.exempt_loopback,
+    )
 
     async def serve_one(stream: trio.SocketStream) -> None:
-        if len(drain.connections) >= limits.max_connections:
-            await _refuse_busy(stream)
-            return
         try:
             peer = stream.socket.getpeername()
             client = (str(peer[0]), int(peer[1]))
         except OSError:
             client = None
-        await serve_connection(stream, app, limits, client=client, errors=errors, _drain=drain)
+        address = client[0] if client is not None else None
+        if len(drain.connections) >= limits.max_connections or not shares.take(address):
+            await _refuse_busy(stream)
+            return
+        try:
+            await serve_connection(stream, app, limits, client=client, errors=errors, _drain=drain)
+        finally:
+            shares.give_back(address)
 
     async with trio.open_nursery() as nursery:
         try:

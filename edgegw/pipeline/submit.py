@@ -10,7 +10,7 @@ import hmac
 import logging
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import msgspec
 
@@ -24,6 +24,7 @@ from drivers.gsm import (
 )
 from edgegw.clock import Clock
 from edgegw.config import ServiceConfig
+from edgegw.http.inputs import ascii_count
 from edgegw.ids import MessageIdGenerator, new_batch_reference
 from edgegw.model import (
     STATUS_ENQUEUED,
@@ -35,7 +36,7 @@ from edgegw.model import (
     StatusCode,
 )
 from edgegw.pipeline.sendwindow import SendWindowError, parse_send_window
-from edgegw.store import DailyWindow, NewMessage, Store
+from edgegw.store import DailyWindow, NewMessage, Store, used_client_references
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,10 @@ _PREMIUM_PARAMETERS = frozenset(
 )
 _NO_PREMIUM = "a modem cannot charge the recipient"
 _NO_SESSIONS = "sessions need short-number sub-addressing, which a modem does not have"
+
+
+# Seconds a service that keeps clientReference unique remembers one (spec 7.7: the last hour).
+UNIQUE_REFERENCE_WINDOW = 3600.0
 
 
 class Rejected(Exception):
@@ -164,11 +169,16 @@ class Submitter:
         statuses: list[MessageStatus] = []
         accepted: list[tuple[int, NewMessage]] = []
         ids = self._ids.next_ids(now, len(messages)) if messages else []
+        taken = await self._taken_references(service, messages, now)
         for sequence, message in enumerate(messages, 1):
             recipient = message.recipient
             try:
+                if taken is not None and message.clientReference in taken:
+                    raise Rejected(StatusCode.NOT_UNIQUE, "Not unique: clientReference")
                 new = self._accept(service, message, ids[sequence - 1], batch_reference, now)
                 recipient = new.recipient
+                if taken is not None and message.clientReference:
+                    taken.add(message.clientReference)  # a repeat later in the batch
             except Rejected as rejected:
                 statuses.append(
                     _status(message, recipient, rejected.code, rejected.message, sequence)
@@ -207,6 +217,18 @@ class Submitter:
             else:
                 self._wake()
         return SendResponse(batchReference=batch_reference, messageStatus=statuses)
+
+    async def _taken_references(
+        self, service: ServiceConfig, messages: Sequence[MessageRequest], now: float
+    ) -> set[str] | None:
+        """For a service that keeps clientReference unique (spec 7.7, the last hour): the
+        references of the batch its messages already carry; None when it does not check."""
+        if not service.unique_client_reference:
+            return None
+        references = {m.clientReference for m in messages if m.clientReference}
+        return await used_client_references(
+            self._store, service.id, references, now - UNIQUE_REFERENCE_WINDOW
+        )
 
     def _accept(
         self,
@@ -279,9 +301,10 @@ class Submitter:
                         raise _syntax(f"parameter udh {value!r} must be hex octets")
                     udh = bytes.fromhex(value)
                 elif key == "pid":
-                    if not value.isdigit() or not 65 <= int(value) <= 71:
+                    number = ascii_count(value, max_digits=2)
+                    if number is None or not 65 <= number <= 71:
                         raise _syntax(f"parameter pid {value!r} must be from 65 to 71")
-                    pid = int(value)
+                    pid = number
                 elif key == "flash":
                     flash = value.lower() == "true"
                 elif key == "parsing-type":

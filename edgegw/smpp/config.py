@@ -54,6 +54,11 @@ class SmppConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_pdu_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1_048_576)] = 65_536
     # Connections at once; more are closed as soon as they are accepted.
     max_connections: Annotated[int, msgspec.Meta(ge=1)] = 100
+    # Connections from one client address at once; 0 means a quarter of max_connections. More
+    # are closed at once, so one address cannot shut the others out.
+    max_connections_per_address: Annotated[int, msgspec.Meta(ge=0)] = 0
+    # true: loopback clients are not held to that share.
+    exempt_loopback: bool = False
     # Seconds a shutdown waits for bound peers to answer our unbind before closing anyway.
     drain_timeout: Annotated[float, msgspec.Meta(ge=0)] = 5.0
     # PEM certificate chain and key; with both set the listener speaks TLS only.

@@ -20,6 +20,8 @@ import trio
 
 from drivers.gsm import GsmError
 from edgegw.clock import Clock
+from edgegw.loglimit import LogLimiter, log_limited
+from edgegw.shares import ConnectionShares
 from edgegw.smpp.backend import (
     Account,
     BindMode,
@@ -69,6 +71,7 @@ from edgegw.smpp.submission import (
     submission_from_submit_sm,
 )
 from edgegw.smpp.tlv import int_tlv
+from edgegw.throttle import AuthThrottle
 
 __all__ = ["serve_smpp"]
 
@@ -77,6 +80,7 @@ log = logging.getLogger(__name__)
 Ts = TypeVarTuple("Ts")
 
 _S = CommandStatus
+_DOOR = "smpp"  # the door's name in the failed-login counters
 _RECEIVE_BYTES = 65536
 _BIND_RESPONSES: dict[int, type[BindTransmitterResp | BindReceiverResp | BindTransceiverResp]] = {
     CommandId.BIND_TRANSMITTER: BindTransmitterResp,
@@ -93,10 +97,19 @@ _BIND_MODES = {
 class _Server:
     """What the sessions share: bind counts, outbox items in flight, the drain signal."""
 
-    def __init__(self, config: SmppConfig, backend: SmppBackend, clock: Clock) -> None:
+    def __init__(
+        self, config: SmppConfig, backend: SmppBackend, clock: Clock, throttle: AuthThrottle
+    ) -> None:
         self.config = config
         self.backend = backend
         self.clock = clock
+        self.throttle = throttle
+        self.limiter = LogLimiter()
+        self.shares = ConnectionShares(
+            config.max_connections,
+            config.max_connections_per_address,
+            exempt_loopback=config.exempt_loopback,
+        )
         self.timers = Timers(
             enquire_link_interval=config.enquire_link_interval,
             response_timeout=config.response_timeout,
@@ -126,30 +139,58 @@ class _Server:
         for connection in self.connections:
             connection.scope.deadline = self.drain_deadline
 
+    def log(
+        self,
+        level: int,
+        kind: str,
+        peer: str | None,
+        message: str,
+        *args: object,
+        exc_info: bool = False,
+    ) -> None:
+        """A record about what a peer did, at most once a minute per kind and peer."""
+        now = trio.current_time()
+        log_limited(log, self.limiter, level, kind, peer, now, message, *args, exc_info=exc_info)
+
     async def handle(self, stream: trio.abc.Stream) -> None:
         """One connection under its own error boundary, shielded so a shutdown can unbind it
         within the drain deadline rather than cut it."""
-        if len(self.connections) >= self.config.max_connections or self.draining.is_set():
-            log.warning("SMPP connection refused: %d connections open", len(self.connections))
+        address = _peer_address(stream)
+        if (
+            len(self.connections) >= self.config.max_connections
+            or self.draining.is_set()
+            or not self.shares.take(address)
+        ):
+            self.log(
+                logging.WARNING,
+                "refused",
+                address,
+                "SMPP connection from %s refused: %d connections open, %d from it",
+                address,
+                len(self.connections),
+                self.shares.open[address] if address is not None else 0,
+            )
             await trio.aclose_forcefully(stream)
             return
-        connection = _Connection(self, stream)
+        connection = _Connection(self, stream, address)
         self.connections.add(connection)
         try:
             with connection.scope:
                 await connection.run()
         except Exception:
-            log.exception("SMPP session failed")
+            self.log(logging.ERROR, "failed", address, "SMPP session failed", exc_info=True)
         finally:
             self.connections.discard(connection)
+            self.shares.give_back(address)
             connection.release()
             await trio.aclose_forcefully(stream)
 
 
 class _Connection:
-    def __init__(self, server: _Server, stream: trio.abc.Stream) -> None:
+    def __init__(self, server: _Server, stream: trio.abc.Stream, address: str | None) -> None:
         config = server.config
         self.server = server
+        self.address = address
         self.backend = server.backend
         self.stream = stream
         self.session = Session(
@@ -190,8 +231,13 @@ class _Connection:
             nursery.cancel_scope.cancel()
 
     def close(self, reason: str) -> None:
-        log.info("SMPP session closing: %s", reason)
+        self.server.log(logging.INFO, reason, self.address, "SMPP session closing: %s", reason)
         self.read_scope.cancel()
+
+    def abort(self, reason: str) -> None:
+        """End the session now, without the orderly close that needs the peer to read."""
+        self.server.log(logging.INFO, reason, self.address, "SMPP session aborted: %s", reason)
+        self.scope.cancel()
 
     def release(self) -> None:
         """Give back what the session held: its bind slot and its outbox items, which stay
@@ -226,7 +272,13 @@ class _Connection:
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
                 # One write for everything queued: responses to pipelined submits coalesce.
-                await self.stream.send_all(first if len(chunks) == 1 else b"".join(chunks))
+                # A peer that does not take them within the response time is as gone as one
+                # that does not answer (SMPP 3.4 7.2): the session ends and frees its slot.
+                with trio.move_on_after(self.server.config.response_timeout) as deadline:
+                    await self.stream.send_all(first if len(chunks) == 1 else b"".join(chunks))
+                if deadline.cancelled_caught:
+                    self.abort("the peer did not read within the response timeout")
+                    return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.close("the peer stopped reading")
         finally:
@@ -244,7 +296,9 @@ class _Connection:
                 try:
                     pdu = decoder.next_pdu()
                 except BrokenFrame as exc:
-                    log.info("SMPP frame broken: %s", exc)
+                    self.server.log(
+                        logging.INFO, "broken", self.address, "SMPP frame broken: %s", exc
+                    )
                     await self.send(GenericNack(**_nack(exc)))
                     return
                 except InvalidPdu as exc:
@@ -320,18 +374,32 @@ class _Connection:
     async def _bind(self, pdu: Pdu) -> None:
         cls = _BIND_RESPONSES[pdu.command_id]
         seq = pdu.sequence_number
+        throttle, address = self.server.throttle, self.address
+        admission = throttle.admit(_DOOR, address, trio.current_time())
+        if admission.refused_until > trio.current_time():
+            await self.send(cls(sequence_number=seq, command_status=_S.ESME_RBINDFAIL))
+            return
+        if admission.delay:
+            await trio.sleep(admission.delay)
+        system_id = getattr(pdu, "system_id", "")
         try:
             account = await self.backend.authenticate(
-                getattr(pdu, "system_id", ""),
-                getattr(pdu, "password", ""),
-                _BIND_MODES[CommandId(pdu.command_id)],
+                system_id, getattr(pdu, "password", ""), _BIND_MODES[CommandId(pdu.command_id)]
             )
         except BindRefused as exc:
-            log.info("SMPP bind refused: %s", exc)
-            await self.send(cls(sequence_number=seq, command_status=exc.command_status))
+            await self._bind_failed(address, system_id, exc)
+            # The same answer for an unknown system_id and a wrong password: accounts cannot
+            # be enumerated.
+            await self.send(cls(sequence_number=seq, command_status=_S.ESME_RINVPASWD))
             return
         except Exception:
-            log.exception("SMPP authentication failed")
+            self.server.log(
+                logging.ERROR,
+                "authenticate",
+                self.address,
+                "SMPP authentication failed",
+                exc_info=True,
+            )
             await self.send(cls(sequence_number=seq, command_status=_S.ESME_RSYSERR))
             return
         server = self.server
@@ -351,6 +419,16 @@ class _Connection:
         )
         if self.session.can_receive:
             self._spawn(self._pump, account)
+
+    async def _bind_failed(self, address: str | None, system_id: str, exc: BindRefused) -> None:
+        """Count the failure, log it once per window, and wait the delay it earned."""
+        throttle = self.server.throttle
+        failure = throttle.failed(_DOOR, address, system_id, trio.current_time())
+        line = throttle.failure_line("SMPP", address, system_id, failure)
+        if line is not None:
+            log.warning("%s (%s)", line, exc)
+        if failure.delay:
+            await trio.sleep(failure.delay)
 
     def _utc_now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.server.clock.now(), dt.UTC)
@@ -396,7 +474,9 @@ class _Connection:
         except SubmitRefused as exc:
             status = exc.command_status
         except Exception:
-            log.exception("SMPP submit failed")
+            self.server.log(
+                logging.ERROR, "submit", self.address, "SMPP submit failed", exc_info=True
+            )
             status = _S.ESME_RSYSERR
         finally:
             self.session.submit_finished()
@@ -556,7 +636,9 @@ class _Connection:
             if tick.send_enquire_link:
                 sequence = session.next_sequence()
                 session.enquire_link_sent(sequence, now)
-                await self.send(EnquireLink(sequence_number=sequence))
+                # Queued by its own task: the timers never wait behind a peer that stops
+                # reading (the writer's deadline ends such a session).
+                self._spawn(self.send, EnquireLink(sequence_number=sequence))
 
     async def _drain_watch(self) -> None:
         await self.server.draining.wait()
@@ -567,6 +649,18 @@ class _Connection:
         await self._settle_submits()
         self.timers_changed.set()
         await self.send(Unbind(sequence_number=self.session.next_sequence()))
+
+
+def _peer_address(stream: trio.abc.Stream) -> str | None:
+    """The client's IP address, through TLS if need be; None when the stream has none."""
+    while isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    if not isinstance(stream, trio.SocketStream):
+        return None
+    try:
+        return str(stream.socket.getpeername()[0])
+    except OSError:
+        return None
 
 
 def _nack(exc: BrokenFrame | InvalidPdu) -> dict[str, int]:
@@ -588,17 +682,19 @@ async def serve_smpp(
     backend: SmppBackend,
     *,
     clock: Clock | None = None,
+    throttle: AuthThrottle | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen for ESMEs until cancelled; `task_status.started(port)` reports the bound port.
-    On cancellation bound sessions get an unbind and up to `drain_timeout` to answer it."""
+    On cancellation bound sessions get an unbind and up to `drain_timeout` to answer it.
+    Failed binds are slowed and locked out by `throttle` (one of default policy if None)."""
     context = _tls_context(config)
     tcp_listeners = await trio.open_tcp_listeners(config.port, host=config.host)
     port = int(tcp_listeners[0].socket.getsockname()[1])
     listeners: list[trio.abc.Listener[trio.abc.Stream]] = list(tcp_listeners)
     if context is not None:
         listeners = [trio.SSLListener(listener, context) for listener in tcp_listeners]
-    server = _Server(config, backend, clock or Clock())
+    server = _Server(config, backend, clock or Clock(), throttle or AuthThrottle())
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
             functools.partial(

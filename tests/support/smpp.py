@@ -1,13 +1,27 @@
-"""smpplib sessions the SMPP tests share: connecting, submitting a list, a refused bind.
+"""smpplib sessions the SMPP tests share: connecting, submitting a list, a refused bind; and a
+backend that accepts every submit, and a raw bind on a socket of the test's own.
 
 Blocking calls: tests run them in `trio.to_thread.run_sync`."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import smpplib.client
 import smpplib.exceptions
+import trio
+
+from edgegw.smpp import (
+    Account,
+    AccountTable,
+    BindMode,
+    Outbound,
+    QueryResult,
+    SmppAccount,
+    Submission,
+)
+from edgegw.smpp.pdu import NEED_DATA, BindTransceiver, BindTransmitter, Pdu, SmppDecoder, encode
 
 
 def connect(port: int) -> smpplib.client.Client:
@@ -44,3 +58,74 @@ def bind_status(port: int, system_id: str, password: str, *, mode: str = "transm
     finally:
         client.disconnect()
     return 0
+
+
+class AcceptingBackend:
+    """Takes every submit of a good login; no messages to query, nothing in the outbox."""
+
+    def __init__(self, accounts: list[SmppAccount]) -> None:
+        self.accounts = AccountTable(accounts)
+        self.ids = itertools.count(1)
+        self.signal = trio.Event()
+
+    async def authenticate(self, system_id: str, password: str, mode: BindMode) -> Account:
+        return self.accounts.authenticate(system_id, password)
+
+    async def submit(self, account: Account, submission: Submission) -> str:
+        await trio.lowlevel.checkpoint()
+        return f"M{next(self.ids):06d}"
+
+    async def query(self, account: Account, message_id: str) -> QueryResult | None:
+        return None
+
+    async def cancel(self, account: Account, message_id: str) -> bool:
+        return False
+
+    async def pending(self, service_id: int, limit: int, exclude: frozenset[int]) -> list[Outbound]:
+        await trio.lowlevel.checkpoint()
+        return []
+
+    async def delivered(self, outbound_id: int) -> None:
+        raise AssertionError("nothing was offered")
+
+    async def failed(self, outbound_id: int, command_status: int) -> None:
+        raise AssertionError("nothing was offered")
+
+    def outbound_signal(self, service_id: int) -> trio.Event:
+        return self.signal
+
+
+async def receive_pdu(stream: trio.abc.ReceiveStream, decoder: SmppDecoder) -> Pdu | None:
+    """The next PDU on a raw connection, or None once the listener closed or reset it."""
+    while True:
+        pdu = decoder.next_pdu()
+        if pdu is not NEED_DATA:
+            assert isinstance(pdu, Pdu)
+            return pdu
+        try:
+            data = await stream.receive_some(65536)
+        except trio.BrokenResourceError:
+            return None
+        if not data:
+            return None
+        decoder.receive_data(data)
+
+
+async def raw_bind(
+    stream: trio.abc.Stream,
+    decoder: SmppDecoder | None = None,
+    *,
+    system_id: str = "demo",
+    password: str = "demo",
+    cls: type[BindTransceiver | BindTransmitter] = BindTransceiver,
+) -> int | None:
+    """Send a bind on a raw connection: its command_status, or None when the listener closed
+    the connection instead of answering."""
+    try:
+        await stream.send_all(
+            encode(cls(sequence_number=1, system_id=system_id, password=password))
+        )
+    except trio.BrokenResourceError:
+        return None
+    answer = await receive_pdu(stream, decoder or SmppDecoder())
+    return None if answer is None else answer.command_status

@@ -1,0 +1,61 @@
+"""The failed-login guard of the HTTP door: a thin trio wrapper around the `App` that asks the
+shared `AuthThrottle` before a request with credentials goes in, waits the delays it returns
+(only the request's own task sleeps), refuses a locked-out address with 429, and logs failures
+once per window. The policy itself is `edgegw.throttle` (pure); this only consults it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Final
+
+import trio
+
+from edgegw.http.app import SEND_PATH, _basic_credentials
+from edgegw.http.server import App, ErrorRenderer, Request, Response
+from edgegw.throttle import AuthThrottle
+
+__all__ = ["DOOR", "guard_logins"]
+
+log = logging.getLogger(__name__)
+
+DOOR: Final = "http"
+
+
+def _carries_credentials(request: Request) -> bool:
+    return "authorization" in request.headers or request.path == SEND_PATH
+
+
+def guard_logins(app: App, throttle: AuthThrottle, errors: ErrorRenderer) -> App:
+    """`app` behind the throttle. A failure is a response with `auth_failure` set, or a 401 to
+    a request that sent an Authorization header (no header is no guess)."""
+
+    async def guarded(request: Request) -> Response:
+        if not _carries_credentials(request):
+            return await app(request)
+        address = request.client[0] if request.client is not None else None
+        now = trio.current_time()
+        admission = throttle.admit(DOOR, address, now)
+        if admission.refused_until > now:
+            response = errors(request, 429, "too many failed logins from this address")
+            response.headers.append(("retry-after", str(math.ceil(admission.refused_until - now))))
+            return response
+        if admission.delay:
+            await trio.sleep(admission.delay)
+        response = await app(request)
+        account = response.auth_failure
+        if account is None and response.status == 401 and "authorization" in request.headers:
+            credentials = _basic_credentials(request.headers["authorization"])
+            account = credentials[0] if credentials is not None else ""
+        if account is None:
+            return response
+        failure = throttle.failed(DOOR, address, account, trio.current_time())
+        line = throttle.failure_line("HTTP", address, account, failure)
+        if line is not None:
+            log.warning("%s", line)
+        if failure.delay:
+            await trio.sleep(failure.delay)
+        return response
+
+    return guarded

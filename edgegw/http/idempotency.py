@@ -1,0 +1,103 @@
+"""Idempotent sends (our addition to spec 2.3/2.4): a send carrying an `Idempotency-Key` header
+is answered, for 24 hours, with the answer its first attempt got, instead of creating its
+messages again, so a client that lost an answer can retry safely. A trio wrapper around the
+`App`; the answers live in the store (`stored_response`, `remember_response`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Final
+
+from edgegw.clock import Clock
+from edgegw.http.app import SEND_PATH
+from edgegw.http.problems import problem_response
+from edgegw.http.server import App, Request, Response
+from edgegw.store import Store, StoredResponse, remember_response, stored_response
+
+__all__ = ["IDEMPOTENCY_HEADER", "KEEP_SECONDS", "idempotent_sends"]
+
+IDEMPOTENCY_HEADER: Final = "idempotency-key"
+REPLAYED_HEADER: Final = "idempotent-replayed"
+KEEP_SECONDS: Final = 24 * 3600.0
+# Visible ASCII, 1 to 255 characters: a UUID, a hash, a client's own counter.
+_KEY: Final = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+def fingerprint(request: Request) -> bytes:
+    """What makes two attempts the same send: method, query, body type and body (which hold the
+    credentials, so only the same service's same request is answered from memory)."""
+    digest = hashlib.sha256()
+    for part in (
+        request.method,
+        request.query,
+        request.headers.get("content-type", ""),
+        request.headers.get("accept", ""),
+    ):
+        digest.update(part.encode("utf-8", "surrogateescape") + b"\0")
+    digest.update(request.body)
+    return digest.digest()
+
+
+def idempotent_sends(app: App, store: Store, clock: Clock) -> App:
+    """`app`, with sends that carry an Idempotency-Key answered once. A second attempt with the
+    same key while the first is still running gets 409; the same key with another request gets
+    422; a key that is not 1-255 visible ASCII characters gets 400. Only a 200 is remembered:
+    anything else changed nothing and may simply be tried again."""
+    in_progress: set[str] = set()
+
+    async def idempotent(request: Request) -> Response:
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        if key is None or request.path != SEND_PATH or request.method not in ("GET", "POST"):
+            return await app(request)
+        if _KEY.fullmatch(key) is None:
+            return problem_response(
+                400, "Bad Request", "Idempotency-Key must be 1 to 255 visible ASCII characters"
+            )
+        if key in in_progress:
+            response = problem_response(
+                409, "Conflict", "a send with this Idempotency-Key is still in progress"
+            )
+            response.headers.append(("retry-after", "1"))
+            return response
+        in_progress.add(key)
+        try:
+            return await _once(request, key)
+        finally:
+            in_progress.discard(key)
+
+    async def _once(request: Request, key: str) -> Response:
+        now = clock.now()
+        request_print = fingerprint(request)
+        earlier = await stored_response(store, key, now - KEEP_SECONDS)
+        if earlier is not None:
+            if earlier.fingerprint != request_print:
+                return problem_response(
+                    422, "Unprocessable Entity", "Idempotency-Key already used for another send"
+                )
+            return Response(
+                status=earlier.status,
+                headers=[("content-type", earlier.content_type), (REPLAYED_HEADER, "true")],
+                body=earlier.body,
+            )
+        response = await app(request)
+        if response.status == 200 and response.auth_failure is None:
+            content_type = next(
+                (value for name, value in response.headers if name.lower() == "content-type"), ""
+            )
+            await remember_response(
+                store,
+                key,
+                StoredResponse(
+                    fingerprint=request_print,
+                    status=response.status,
+                    content_type=content_type,
+                    body=response.body,
+                    created_at=now,
+                ),
+                forget_before=now - KEEP_SECONDS,
+            )
+        return response
+
+    return idempotent

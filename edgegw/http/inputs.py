@@ -1,0 +1,86 @@
+"""Defensive readers of client input that the HTTP shell and routes share: counts in a query or
+path, the charset of a body, and the framing of a request head. Pure: text or bytes in, a value
+or a refusal out; no I/O, no logging. RFC 9110 8.3.2 (charset), RFC 9112 2.3 and 6.3 (version,
+Content-Length with Transfer-Encoding); spec 2.3 (bodies are UTF-8).
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Iterable
+from typing import Final
+
+from edgegw.http.puzzel import RequestSyntaxError, UnsupportedCharset
+
+__all__ = ["MAX_COUNT_DIGITS", "ascii_count", "framing_refusal", "text_charset", "to_utf8"]
+
+# A count, a limit or a service id never needs more digits than this; more is refused before
+# `int()` (whose 4,300-digit guard raises) ever sees it.
+MAX_COUNT_DIGITS: Final = 9
+
+# Codecs Python calls text encodings that are transfer or escape syntaxes, not charsets a body
+# can be written in.
+_NOT_CHARSETS: Final = frozenset(
+    {"idna", "punycode", "raw-unicode-escape", "unicode-escape", "undefined"}
+)
+# IANA charset names are at most 40 characters (RFC 2978 2.3).
+_MAX_CHARSET_NAME: Final = 40
+_PROBE: Final = b"\x00\x00\x00\x00"
+_UTF8: Final = frozenset({"utf-8", "ascii"})
+_HTTP_VERSIONS: Final = frozenset({b"1.0", b"1.1"})
+
+
+def ascii_count(text: str, *, max_digits: int = MAX_COUNT_DIGITS) -> int | None:
+    """The value of `text` when it is 1..max_digits ASCII digits, else None. `str.isdigit`
+    alone accepts "²" and "٣", which `int` then refuses or reads as a number nobody typed."""
+    if not 0 < len(text) <= max_digits or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
+
+
+def text_charset(charset: str) -> str:
+    """The codec name of a declared charset; `UnsupportedCharset` (415) when Python does not
+    know it or it is no charset at all (base64, hex, rot13, zlib, uu, punycode, ...)."""
+    name = ""
+    if len(charset) <= _MAX_CHARSET_NAME:
+        try:
+            name = codecs.lookup(charset).name
+            # bytes.decode refuses bytes-to-bytes and str-to-str codecs with LookupError (an
+            # empty input would skip that check).
+            _PROBE.decode(name, "ignore")
+        except (LookupError, ValueError):  # ValueError: a NUL or a lone surrogate in the name
+            name = ""
+    if not name or name in _NOT_CHARSETS:
+        shown = charset[:_MAX_CHARSET_NAME]
+        raise UnsupportedCharset(f"{shown!r} is not a text encoding we can read")
+    return name
+
+
+def to_utf8(body: bytes, charset: str | None) -> bytes:
+    """The body as UTF-8. The spec's bodies are UTF-8; a client that declares another text
+    charset is taken at its word."""
+    if charset is None:
+        return body
+    name = text_charset(charset)
+    if name in _UTF8:
+        return body
+    try:
+        return body.decode(name).encode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestSyntaxError("body", f"not {charset} at byte {exc.start}") from None
+    except ValueError as exc:  # UnicodeError and the like from codecs that check more
+        raise RequestSyntaxError("body", f"not {charset}: {exc}") from None
+
+
+def framing_refusal(
+    http_version: bytes, headers: Iterable[tuple[bytes, bytes]]
+) -> tuple[int, str] | None:
+    """Why a request head must be refused (status, reason), or None. Only HTTP/1.0 and 1.1 are
+    spoken (505 otherwise); a request with both Content-Length and Transfer-Encoding is framed
+    two ways at once, the stuff of request smuggling behind a proxy (400, RFC 9112 6.3)."""
+    if http_version not in _HTTP_VERSIONS:
+        return 505, f"HTTP/{http_version.decode('ascii', 'replace')} is not supported"
+    names = {name for name, _ in headers}
+    if b"content-length" in names and b"transfer-encoding" in names:
+        return 400, "Content-Length and Transfer-Encoding together are refused"
+    return None

@@ -1,0 +1,74 @@
+"""Logs a client cannot use to fill the disk: a repeating record about client input (or a bug a
+client keeps hitting) is written the first time, then at most once a `period` per kind and peer
+with the count of those left out. `LogLimiter` decides with `now` given (pure); `log_limited`
+writes through a logger. Issue 10, item 3.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from typing import Final
+
+__all__ = ["LogLimiter", "log_limited"]
+
+# Kinds and peers remembered at most; past it the stalest are forgotten (and logged again).
+_MAX_KEYS: Final = 10_000
+
+
+class _Seen:
+    __slots__ = ("emitted_at", "suppressed")
+
+    def __init__(self, now: float) -> None:
+        self.emitted_at = now
+        self.suppressed = 0
+
+
+class LogLimiter:
+    """One record per (kind, peer) per `period` seconds; the rest are counted."""
+
+    def __init__(self, period: float = 60.0) -> None:
+        self.period = period
+        self._seen: collections.OrderedDict[tuple[str, str | None], _Seen] = (
+            collections.OrderedDict()
+        )
+        self.suppressed_total = 0
+
+    def admit(self, kind: str, peer: str | None, now: float) -> int | None:
+        """None: leave this record out. Otherwise write it, mentioning the returned count of
+        records like it left out since the last one written (0 for the first)."""
+        key = (kind, peer)
+        seen = self._seen.get(key)
+        if seen is None:
+            self._seen[key] = _Seen(now)
+            if len(self._seen) > _MAX_KEYS:
+                self._seen.popitem(last=False)
+            return 0
+        self._seen.move_to_end(key)
+        if now - seen.emitted_at < self.period:
+            seen.suppressed += 1
+            self.suppressed_total += 1
+            return None
+        left_out, seen.suppressed, seen.emitted_at = seen.suppressed, 0, now
+        return left_out
+
+
+def log_limited(
+    logger: logging.Logger,
+    limiter: LogLimiter,
+    level: int,
+    kind: str,
+    peer: str | None,
+    now: float,
+    message: str,
+    *args: object,
+    exc_info: bool = False,
+) -> None:
+    """Write `message % args` at `level` if the limiter admits it, one line, with the count of
+    records left out; a traceback (`exc_info`) only with the first of a kind and peer."""
+    left_out = limiter.admit(kind, peer, now)
+    if left_out is None or not logger.isEnabledFor(level):
+        return
+    if left_out:
+        message += f" ({left_out} more like it since the last one, not logged)"
+    logger.log(level, message, *args, exc_info=exc_info and left_out == 0, stacklevel=2)

@@ -1,0 +1,148 @@
+"""Sends with an Idempotency-Key through the running gateway (issue 10, item 8): a retry gets
+the first answer and creates nothing; the key with another request, a malformed key and a
+concurrent retry are refused; the answers are kept 24 hours."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import trio
+from support.gateway import example_config
+
+from edgegw.clock import Clock
+from edgegw.gateway import Gateway
+from edgegw.store import Store, StoredResponse, remember_response, stored_response
+
+SEND = "/gw/rs/sendMessages"
+BODY = {
+    "serviceId": 1000,
+    "username": "demo",
+    "password": "demo",
+    "message": [{"recipient": "+4741000000", "content": "Hello once"}],
+}
+JSON = {"Accept": "application/json"}
+
+
+def url(gateway: Gateway) -> str:
+    assert gateway.bound is not None
+    return f"http://127.0.0.1:{gateway.bound.http_port}"
+
+
+async def stored_messages(client: httpx.AsyncClient) -> int:
+    answer = await client.get("/api/messages", auth=("demo", "demo"))
+    assert answer.status_code == 200
+    return len(answer.json()["messages"])
+
+
+async def test_a_retry_gets_the_first_answer_and_creates_nothing(gateway: Gateway) -> None:
+    headers = {**JSON, "Idempotency-Key": "order-4711"}
+    async with httpx.AsyncClient(base_url=url(gateway)) as client:
+        first = await client.post(SEND, json=BODY, headers=headers)
+        retry = await client.post(SEND, json=BODY, headers=headers)
+        assert first.status_code == retry.status_code == 200
+        assert retry.content == first.content
+        assert retry.headers["idempotent-replayed"] == "true"
+        assert "idempotent-replayed" not in first.headers
+        assert await stored_messages(client) == 1
+        # Without the header every send is new.
+        assert (await client.post(SEND, json=BODY, headers=JSON)).status_code == 200
+        assert await stored_messages(client) == 2
+
+
+async def test_the_same_key_with_another_send_is_422(gateway: Gateway) -> None:
+    headers = {**JSON, "Idempotency-Key": "k-1"}
+    other = {**BODY, "message": [{"recipient": "+4741000001", "content": "Other"}]}
+    async with httpx.AsyncClient(base_url=url(gateway)) as client:
+        assert (await client.post(SEND, json=BODY, headers=headers)).status_code == 200
+        reused = await client.post(SEND, json=other, headers=headers)
+        assert reused.status_code == 422
+        assert "another send" in reused.json()["detail"]
+        assert await stored_messages(client) == 1
+
+
+async def test_a_malformed_key_is_400_and_a_refused_send_is_not_remembered(
+    gateway: Gateway,
+) -> None:
+    async with httpx.AsyncClient(base_url=url(gateway)) as client:
+        for key in ("", "with space", "x" * 256):
+            answer = await client.post(SEND, json=BODY, headers={"Idempotency-Key": key})
+            assert answer.status_code == 400
+        wrong = {**BODY, "password": "wrong"}
+        headers = {**JSON, "Idempotency-Key": "k-2"}
+        first = await client.post(SEND, json=wrong, headers=headers)
+        assert first.json()["messageStatus"][0]["statusCode"] == 2
+        again = await client.post(SEND, json=wrong, headers=headers)
+        assert "idempotent-replayed" not in again.headers
+
+
+async def test_a_concurrent_retry_is_409(gateway: Gateway) -> None:
+    headers = {**JSON, "Idempotency-Key": "k-3"}
+    statuses: list[int] = []
+    async with httpx.AsyncClient(base_url=url(gateway)) as client:
+
+        async def send() -> None:
+            statuses.append((await client.post(SEND, json=BODY, headers=headers)).status_code)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(5):
+                nursery.start_soon(send)
+        assert statuses.count(200) >= 1
+        assert set(statuses) <= {200, 409}
+        assert await stored_messages(client) == 1
+
+
+async def test_answers_are_kept_24_hours(tmp_path: Path, nursery: trio.Nursery) -> None:
+    store = Store(f"{tmp_path}/idempotency.db", clock=Clock())
+    await nursery.start(store.run)
+    answer = StoredResponse(
+        fingerprint=b"f", status=200, content_type="application/json", body=b"{}", created_at=1000.0
+    )
+    await remember_response(store, "k", answer, forget_before=0.0)
+    assert await stored_response(store, "k", since=1000.0) == answer
+    assert await stored_response(store, "k", since=1000.1) is None  # older than the window
+    # A later send under the same key, once the old answer is past, replaces it.
+    newer = StoredResponse(
+        fingerprint=b"g", status=200, content_type="text/xml", body=b"<x/>", created_at=90000.0
+    )
+    await remember_response(store, "k", newer, forget_before=90000.0 - 86400.0)
+    assert await stored_response(store, "k", since=0.0) == newer
+
+
+def with_reference(*references: str) -> dict[str, object]:
+    return {
+        **BODY,
+        "message": [
+            {"recipient": "+4741000000", "content": "Hi", "clientReference": reference}
+            for reference in references
+        ],
+    }
+
+
+async def test_a_service_can_keep_client_references_unique_for_an_hour(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    gateway = Gateway(example_config(tmp_path, unique_client_reference=True))
+    bound = await nursery.start(gateway.run)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{bound.http_port}") as client:
+
+        async def codes(body: dict[str, object]) -> list[tuple[int, str]]:
+            answer = await client.post(SEND, json=body, headers=JSON)
+            return [(s["statusCode"], s["statusMessage"]) for s in answer.json()["messageStatus"]]
+
+        taken = (25, "Not unique: clientReference")
+        assert await codes(with_reference("otp-1")) == [(1, "Message enqueued for sending")]
+        assert await codes(with_reference("otp-1")) == [taken]
+        assert await codes(with_reference("otp-2", "otp-2")) == [
+            (1, "Message enqueued for sending"),
+            taken,
+        ]
+        assert await stored_messages(client) == 2
+    gateway.stop()
+
+
+async def test_client_references_repeat_freely_by_default(gateway: Gateway) -> None:
+    async with httpx.AsyncClient(base_url=url(gateway)) as client:
+        for _ in range(2):
+            answer = await client.post(SEND, json=with_reference("otp-1"), headers=JSON)
+            assert answer.json()["messageStatus"][0]["statusCode"] == 1

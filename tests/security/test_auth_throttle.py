@@ -1,0 +1,63 @@
+"""The failed-login policy as a pure object under a hand-moved `now`: free failures, a doubling
+delay, a lockout of the address only, the sliding window, and the counters (issue 10, item 6)."""
+
+from __future__ import annotations
+
+from edgegw.throttle import Admission, AuthThrottle, AuthThrottleConfig
+
+CONFIG = AuthThrottleConfig(
+    window=60.0, free_failures=3, base_delay=0.5, max_delay=4.0, lockout_failures=8, cooldown=600.0
+)
+
+
+def test_failures_past_the_free_ones_are_slowed_more_and_more() -> None:
+    throttle = AuthThrottle(CONFIG)
+    delays = [throttle.failed("http", "10.0.0.1", f"user{i}", float(i)).delay for i in range(7)]
+    assert delays == [0.0, 0.0, 0.0, 0.5, 1.0, 2.0, 4.0]
+    assert throttle.admit("http", "10.0.0.1", 7.0).delay == 4.0  # the next attempt waits too
+    assert throttle.admit("http", "10.0.0.2", 7.0).delay == 0.0  # another address does not
+
+
+def test_an_address_is_refused_for_the_cooldown_after_too_many_failures() -> None:
+    throttle = AuthThrottle(CONFIG)
+    outcomes = [throttle.failed("smpp", "10.0.0.1", "demo", float(i)) for i in range(8)]
+    assert [o.locked_until for o in outcomes] == [0.0] * 7 + [607.0]
+    refused = throttle.admit("smpp", "10.0.0.1", 100.0)
+    assert refused.refused_until == 607.0
+    assert throttle.admit("smpp", "10.0.0.1", 607.0).refused_until == 0.0
+    assert throttle.refusals_total == {"smpp": 1}
+    assert throttle.failures_total == {"smpp": 8}
+
+
+def test_an_attacked_account_is_slowed_but_never_locked_for_another_address() -> None:
+    throttle = AuthThrottle(CONFIG)
+    for i in range(30):
+        throttle.failed("http", f"10.0.1.{i}", "demo", float(i))  # one guess per address
+    owner = throttle.admit("http", "192.168.1.5", 30.0)
+    assert owner.refused_until == 0.0 and owner.delay == 0.0
+    # Another failure for the account is answered slowly, wherever it comes from.
+    assert throttle.failed("http", "192.168.1.5", "demo", 31.0).delay == 4.0
+
+
+def test_failures_leave_the_window() -> None:
+    throttle = AuthThrottle(CONFIG)
+    for i in range(6):
+        throttle.failed("http", "10.0.0.1", "demo", float(i))
+    assert throttle.admit("http", "10.0.0.1", 10.0).delay == 2.0
+    assert throttle.admit("http", "10.0.0.1", 65.5).delay == 0.0  # all six are older than 60 s
+    assert throttle.failed("http", "10.0.0.1", "demo", 66.0).first_in_window
+
+
+def test_a_connection_without_an_address_is_never_refused() -> None:
+    throttle = AuthThrottle(CONFIG)
+    for i in range(20):
+        throttle.failed("http", None, "demo", float(i))
+    assert throttle.admit("http", None, 20.0) == Admission()
+
+
+def test_memory_is_bounded() -> None:
+    throttle = AuthThrottle(CONFIG)
+    for i in range(20_000):
+        throttle.failed("http", f"a{i}", f"u{i}", 1.0)
+    assert len(throttle._addresses) <= 10_000
+    assert len(throttle._accounts) <= 10_000

@@ -1,0 +1,48 @@
+"""Logs cannot be used to fill the disk (issue 10, item 3): the pure limiter, and a client that
+keeps hitting a failing handler on one keep-alive connection under the virtual clock."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+import trio
+import trio.testing
+
+from edgegw.http.server import HttpLimits, Request, Response, serve_http
+from edgegw.loglimit import LogLimiter
+
+
+def test_the_first_is_written_then_one_a_period_with_the_count() -> None:
+    limiter = LogLimiter(period=60.0)
+    assert limiter.admit("broken", "10.0.0.1", 0.0) == 0
+    assert [limiter.admit("broken", "10.0.0.1", float(t)) for t in range(1, 60)] == [None] * 59
+    assert limiter.admit("broken", "10.0.0.2", 30.0) == 0  # another peer is its own key
+    assert limiter.admit("refused", "10.0.0.1", 30.0) == 0  # and so is another kind
+    assert limiter.admit("broken", "10.0.0.1", 60.0) == 59
+    assert limiter.admit("broken", "10.0.0.1", 61.0) is None
+    assert limiter.suppressed_total == 60
+
+
+async def failing(request: Request) -> Response:
+    raise RuntimeError("a bug a client can reach")
+
+
+async def test_a_client_repeating_a_failure_gets_one_traceback_and_a_summary(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = await nursery.start(serve_http, failing, "127.0.0.1", 0, HttpLimits())
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        for _ in range(200):
+            assert (await client.get("/boom")).status_code == 500
+        await trio.sleep(61.0)
+        assert (await client.get("/boom")).status_code == 500
+    records = [r for r in caplog.records if r.name == "edgegw.http.server"]
+    assert len(records) == 2
+    first, summary = records
+    assert first.levelno == logging.ERROR and first.exc_info is not None
+    assert not summary.exc_info
+    assert summary.getMessage() == (
+        "HTTP handler failed for GET /boom (199 more like it since the last one, not logged)"
+    )
