@@ -112,6 +112,13 @@ class SendResponse(msgspec.Struct, kw_only=True):
     batchReference: str
     messageStatus: list[MessageStatus]
 
+    def refused_login(self) -> bool:
+        """Every message was refused for the service's credentials (status 2): a failed login,
+        whichever door the request came through."""
+        return bool(self.messageStatus) and all(
+            s.statusCode == StatusCode.ACCESS_ERROR for s in self.messageStatus
+        )
+
 
 # ---------------------------------------------------------------------------------------------
 # Stored messages.

@@ -149,9 +149,7 @@ def make_app(
         except Exception:
             log.exception("submit failed for service %s", send_request.serviceId)
             return _puzzel(_internal_error(send_request), fmt, status=500, xml=xml)
-        denied = bool(response.messageStatus) and all(
-            s.statusCode == StatusCode.ACCESS_ERROR for s in response.messageStatus
-        )
+        denied = response.refused_login()
         if denied and auth_failure_problem:
             answer = problem_response(
                 401, "Unauthorized", "the service credentials were not accepted"

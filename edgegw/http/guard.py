@@ -12,6 +12,7 @@ from typing import Final
 
 import trio
 
+from edgegw.http import soap_routes
 from edgegw.http.app import SEND_PATH, _basic_credentials
 from edgegw.http.server import App, ErrorRenderer, Request, Response
 from edgegw.throttle import AuthThrottle
@@ -23,8 +24,12 @@ log = logging.getLogger(__name__)
 DOOR: Final = "http"
 
 
+# The sends and SOAP calls that carry a service's credentials in the request itself.
+_LOGIN_PATHS: Final = frozenset({SEND_PATH, soap_routes.SEND_PATH, soap_routes.MANAGEMENT_PATH})
+
+
 def _carries_credentials(request: Request) -> bool:
-    return "authorization" in request.headers or request.path == SEND_PATH
+    return "authorization" in request.headers or request.path in _LOGIN_PATHS
 
 
 def guard_logins(app: App, throttle: AuthThrottle, errors: ErrorRenderer) -> App:

@@ -102,32 +102,39 @@ def soap_routes(
             if _HOST.fullmatch(host) is None:
                 host = "localhost"
             body = wsdl.replace(_ADDRESS_PLACEHOLDER.encode(), escape(host).encode())
-            return Response(status=200, headers=[("content-type", _XML_TYPE)], body=body)
+            return _xml(body)
         key, _, name = query.partition("=")
         if key.lower() == "xsd" and name in schemas:
-            return Response(status=200, headers=[("content-type", _XML_TYPE)], body=schemas[name])
+            return _xml(schemas[name])
         known = ", ".join(f"?xsd={name}" for name in schemas)
         return plain_error(request, 404, f"ask for ?wsdl or one of {known}")
 
-    async def _call(request: Request, operation: Callable[[Request], Awaitable[bytes]]) -> Response:
+    async def _call(
+        request: Request, operation: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         try:
-            body = await operation(request)
+            return await operation(request)
         except SoapFault as fault:
             return _fault(fault)
         except Exception:
             log.exception("SOAP %s failed", request.path)
             return _fault(SoapFault("Server", "Internal error", StatusCode.INTERNAL_ERROR))
-        return Response(status=200, headers=[("content-type", _XML_TYPE)], body=body)
 
-    async def _send(request: Request) -> bytes:
+    async def _send(request: Request) -> Response:
         send_request = decode_send(parse_envelope(request.body))
-        return encode_send_response(await submit(send_request))
+        response = await submit(send_request)
+        answer = _xml(encode_send_response(response))
+        if response.refused_login():
+            answer.auth_failure = send_request.username or ""
+        return answer
 
-    async def _manage(request: Request) -> bytes:
+    async def _manage(request: Request) -> Response:
         call = decode_management(parse_envelope(request.body))
         if authenticate(call.username, call.password) != call.service_id:
-            raise SoapFault("Client", "Access denied", StatusCode.ACCESS_ERROR)
-        return encode_management_response(call, await _management_children(call))
+            refusal = _fault(SoapFault("Client", "Access denied", StatusCode.ACCESS_ERROR))
+            refusal.auth_failure = call.username
+            return refusal
+        return _xml(encode_management_response(call, await _management_children(call)))
 
     async def _management_children(call: ManagementCall) -> str:
         service_id = call.service_id
@@ -165,9 +172,9 @@ def _no_such_batch(reference: str) -> SoapFault:
     return SoapFault("Client", f"no batch {reference!r} for this service", NO_SUCH_BATCH)
 
 
+def _xml(body: bytes, status: int = 200) -> Response:
+    return Response(status=status, headers=[("content-type", _XML_TYPE)], body=body)
+
+
 def _fault(fault: SoapFault) -> Response:
-    return Response(
-        status=fault.http_status,
-        headers=[("content-type", _XML_TYPE)],
-        body=encode_fault(fault),
-    )
+    return _xml(encode_fault(fault), fault.http_status)

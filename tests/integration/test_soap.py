@@ -256,3 +256,24 @@ async def test_a_50_mb_envelope_is_refused_and_others_are_served(gateway: Gatewa
         assert served.status_code == 200
     assert answers[0].startswith(b"HTTP/1.1 413 ")
     assert b"<faultcode>soap:Client</faultcode>" in answers[0]
+
+
+async def test_wrong_soap_credentials_count_as_failed_logins(gateway: Gateway) -> None:
+    """The SOAP doors carry their credentials in the envelope; the login guard counts a refused
+    send (every status 2) and a refused management call like a REST send's."""
+    base = f"http://127.0.0.1:{port_of(gateway)}"
+    wrong_send = README_ENVELOPE.replace("<password>demo</password>", "<password>x</password>")
+    wrong_list = (
+        f'<e:Envelope xmlns:e="{ENVELOPE_NAMESPACE}"><e:Body>'
+        '<m:getBatchListRequest xmlns:m="http://chimera.intele.com/gw/wsdl/'
+        'GatewayManagement-v1.0"><serviceId>1000</serviceId><username>demo</username>'
+        "<password>x</password></m:getBatchListRequest></e:Body></e:Envelope>"
+    )
+    async with httpx.AsyncClient(base_url=base) as http:
+        refused = await http.post("/gw/ws/SMSGatewayV10", content=wrong_send)
+        assert refused.status_code == 200
+        assert ElementTree.fromstring(refused.content).findtext(".//statusCode") == "2"
+        denied = await http.post("/mgmt/ws/GatewayManagementV10", content=wrong_list)
+        assert denied.status_code == 500
+        assert (await http.post("/gw/ws/SMSGatewayV10", content=README_ENVELOPE)).status_code == 200
+    assert gateway.throttle.failures_total == {"http": 2}
