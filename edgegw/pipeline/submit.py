@@ -1,5 +1,6 @@
 """MT submission: authenticate, validate and encode each message of a request, queue the
-accepted ones in one durable write, and answer with a status per message.
+accepted ones in durable writes (one per chunk of a big batch), and answer with a status per
+message.
 
 Never raises for bad input and never answers before the commit. Spec sections 2.1, 2.2, 6.1, 7.
 """
@@ -13,6 +14,7 @@ import re
 from collections.abc import Callable
 
 import msgspec
+import trio
 
 from drivers.gsm import (
     EncodedMessage,
@@ -45,6 +47,12 @@ _WHITESPACE = re.compile(r"\s+")
 _ALPHANUMERIC = re.compile(r"[A-Za-z0-9 %&+.,-]{1,11}")
 _NETWORK = re.compile(r"[0-9]{1,15}")
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})*")
+
+# Messages of a request validated and encoded between two yields to the event loop. Each such
+# chunk is inserted as its own write job while the next one is prepared, so a big batch neither
+# stalls other clients (issue 10: 25,000 messages held /health for 0.55 s) nor waits for all of
+# its validation before its first insert. The answer still comes after the last commit.
+SUBMIT_CHUNK = 500
 
 _PREMIUM_PARAMETERS = frozenset(
     {
@@ -161,9 +169,37 @@ class Submitter:
 
         now = self._clock.now()
         statuses: list[MessageStatus] = []
-        accepted: list[tuple[int, NewMessage]] = []
         ids = self._ids.next_ids(now, len(messages)) if messages else []
-        for sequence, message in enumerate(messages, 1):
+        if len(messages) <= SUBMIT_CHUNK:
+            accepted = self._accept_chunk(service, messages, 0, ids, batch_reference, now, statuses)
+            if accepted:
+                await self._store_chunk(accepted, statuses, batch_reference)
+        else:
+            async with trio.open_nursery() as nursery:
+                for start in range(0, len(messages), SUBMIT_CHUNK):
+                    accepted = self._accept_chunk(
+                        service, messages, start, ids, batch_reference, now, statuses
+                    )
+                    if accepted:
+                        nursery.start_soon(self._store_chunk, accepted, statuses, batch_reference)
+                    await trio.lowlevel.checkpoint()
+        return SendResponse(batchReference=batch_reference, messageStatus=statuses)
+
+    def _accept_chunk(
+        self,
+        service: ServiceConfig,
+        messages: list[MessageRequest],
+        start: int,
+        ids: list[str],
+        batch_reference: str,
+        now: float,
+        statuses: list[MessageStatus],
+    ) -> list[tuple[int, NewMessage]]:
+        """Validate and encode up to SUBMIT_CHUNK messages from `start`, appending a status for
+        each to `statuses`; the accepted ones with the position of their status."""
+        accepted: list[tuple[int, NewMessage]] = []
+        for sequence in range(start + 1, min(start + SUBMIT_CHUNK, len(messages)) + 1):
+            message = messages[sequence - 1]
             recipient = message.recipient
             try:
                 new = self._accept(service, message, ids[sequence - 1], batch_reference, now)
@@ -193,19 +229,26 @@ class Submitter:
                     sequenceIndex=sequence,
                 )
             )
-        if accepted:
-            try:
-                await self._store.insert_messages([new for _, new in accepted])
-            except Exception:
-                log.exception("submit: storing batch %s failed", batch_reference)
-                for position, _ in accepted:
-                    status = statuses[position]
-                    status.statusCode = StatusCode.INTERNAL_ERROR
-                    status.statusMessage = "Internal error"
-                    status.messageId = None
-            else:
-                self._wake()
-        return SendResponse(batchReference=batch_reference, messageStatus=statuses)
+        return accepted
+
+    async def _store_chunk(
+        self,
+        accepted: list[tuple[int, NewMessage]],
+        statuses: list[MessageStatus],
+        batch_reference: str,
+    ) -> None:
+        """Insert accepted messages in one write job; if it fails, their statuses say so."""
+        try:
+            await self._store.insert_messages([new for _, new in accepted])
+        except Exception:
+            log.exception("submit: storing batch %s failed", batch_reference)
+            for position, _ in accepted:
+                status = statuses[position]
+                status.statusCode = StatusCode.INTERNAL_ERROR
+                status.statusMessage = "Internal error"
+                status.messageId = None
+        else:
+            self._wake()
 
     def _accept(
         self,
