@@ -53,6 +53,10 @@ _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})*")
 # stalls other clients (issue 10: 25,000 messages held /health for 0.55 s) nor waits for all of
 # its validation before its first insert. The answer still comes after the last commit.
 SUBMIT_CHUNK = 500
+# Chunks prepared but not yet committed: enough to keep the writer busy while the next chunk
+# is validated, few enough that a writer slower than validation does not let a big batch's
+# prepared rows pile up in memory.
+CHUNKS_IN_FLIGHT = 2
 
 _PREMIUM_PARAMETERS = frozenset(
     {
@@ -175,14 +179,24 @@ class Submitter:
             if accepted:
                 await self._store_chunk(accepted, statuses, batch_reference)
         else:
+            in_flight = trio.Semaphore(CHUNKS_IN_FLIGHT)
+
+            async def store(accepted: list[tuple[int, NewMessage]]) -> None:
+                try:
+                    await self._store_chunk(accepted, statuses, batch_reference)
+                finally:
+                    in_flight.release()
+
             async with trio.open_nursery() as nursery:
                 for start in range(0, len(messages), SUBMIT_CHUNK):
+                    await in_flight.acquire()  # also gives up the loop between two chunks
                     accepted = self._accept_chunk(
                         service, messages, start, ids, batch_reference, now, statuses
                     )
                     if accepted:
-                        nursery.start_soon(self._store_chunk, accepted, statuses, batch_reference)
-                    await trio.lowlevel.checkpoint()
+                        nursery.start_soon(store, accepted)
+                    else:
+                        in_flight.release()
         return SendResponse(batchReference=batch_reference, messageStatus=statuses)
 
     def _accept_chunk(
