@@ -52,7 +52,7 @@ _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})*")
 # chunk is inserted as its own write job while the next one is prepared, so a big batch neither
 # stalls other clients (issue 10: 25,000 messages held /health for 0.55 s) nor waits for all of
 # its validation before its first insert. The answer still comes after the last commit.
-SUBMIT_CHUNK = 500
+SUBMIT_CHUNK = 250
 # Chunks prepared but not yet committed: enough to keep the writer busy while the next chunk
 # is validated, few enough that a writer slower than validation does not let a big batch's
 # prepared rows pile up in memory.
