@@ -27,7 +27,7 @@ from edgegw.model import (
     SendWindow,
     Settings,
 )
-from edgegw.pipeline.submit import SUBMIT_CHUNK, Submitter, validity_minutes
+from edgegw.pipeline.submit import STORE_CHUNK, SUBMIT_CHUNK, Submitter, validity_minutes
 from edgegw.store import Store
 
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z = 10:00 in Oslo (CEST)
@@ -428,7 +428,7 @@ async def test_mixed_batch_keeps_order_and_stores_only_accepted_in_one_write(
 async def test_a_big_batch_is_taken_in_chunks_yielding_to_the_loop_between_them(
     submitter: Submitter, store: Store, wakes: Wakes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    total = 2 * SUBMIT_CHUNK + 201
+    total = 3 * STORE_CHUNK + 1
     validated = 0
     accept = submitter._accept
 
@@ -460,7 +460,9 @@ async def test_a_big_batch_is_taken_in_chunks_yielding_to_the_loop_between_them(
     statuses = response.messageStatus
     assert [s.sequenceIndex for s in statuses] == list(range(1, total + 1))
     assert [s.statusCode for s in statuses] == [5 if i in bad else 1 for i in range(total)]
-    assert store.jobs - jobs == 3  # one write a chunk
+    # A write job once at least STORE_CHUNK messages are accepted, and one for the rest:
+    # 1237 (the first 1250 less 13 refused), 1238, and the last 496.
+    assert store.jobs - jobs == 3
     assert wakes.count == 3
     accepted = {s.messageId for s in statuses if s.messageId is not None}
     stored = await store.read(
