@@ -50,7 +50,7 @@ _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})*")
 
 # Messages of a request validated and encoded between two yields to the event loop, so that a
 # big batch does not stall other clients (issue 10: 25,000 messages held /health for 0.55 s).
-SUBMIT_CHUNK = 250
+SUBMIT_CHUNK = 100
 # Accepted messages per write job: a 1000-message request is still one job and one commit, and
 # a bigger one is inserted by the writer while its next messages are validated. The answer
 # still comes after the last commit.
