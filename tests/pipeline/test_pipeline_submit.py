@@ -460,8 +460,8 @@ async def test_a_big_batch_is_taken_in_chunks_yielding_to_the_loop_between_them(
     statuses = response.messageStatus
     assert [s.sequenceIndex for s in statuses] == list(range(1, total + 1))
     assert [s.statusCode for s in statuses] == [5 if i in bad else 1 for i in range(total)]
-    # A write job once at least STORE_CHUNK messages are accepted, and one for the rest:
-    # 1237 (the first 1250 less 13 refused), 1238, and the last 496.
+    # A write job each time at least STORE_CHUNK messages are accepted (looked at after every
+    # SUBMIT_CHUNK validated), and one for the rest: 2970 accepted messages make three.
     assert store.jobs - jobs == 3
     assert wakes.count == 3
     accepted = {s.messageId for s in statuses if s.messageId is not None}
