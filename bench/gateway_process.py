@@ -1,11 +1,14 @@
-"""What the benchmarks share: a free port, waiting for a gateway process to be ready, reading its
-CPU time, and percentiles. Imported by the bench scripts, which run from this folder."""
+"""What the benchmarks share: a free port, starting a process and waiting for it to be ready,
+reading its CPU time, medians and percentiles. Imported by the bench scripts, which run from
+this folder."""
 
 from __future__ import annotations
 
 import os
 import socket
+import statistics
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -30,6 +33,31 @@ def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 60.
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"the gateway did not become ready in {timeout:g} s")
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Wait until something accepts TCP connections on the port; fail if the process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("the process exited during start-up")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listened on port {port} within {timeout:g} s")
+
+
+def start(args: list[str], root: Path) -> subprocess.Popen[bytes]:
+    """A Python process from the repository root, with it on the import path."""
+    return subprocess.Popen(
+        [sys.executable, *args], cwd=root, env={**os.environ, "PYTHONPATH": str(root)}
+    )
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
 
 
 def cpu_seconds(pid: int) -> float:

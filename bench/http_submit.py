@@ -1,25 +1,34 @@
 """Benchmark: durable REST submits per second, single messages and 1000-message batches.
 
-Starts `edgegw serve` as its own process on a scratch store, loads it from this process over
-keep-alive connections on 127.0.0.1, prints accepted messages per second and p50/p99 latency,
-and checks that the store holds every accepted message. Targets (2 cores): single ≥ 5,000
-req/s over 16 connections, batches ≥ 50,000 msg/s.
+Starts `edgegw serve` as its own process on a scratch store and, beside it, a bare trio + h11
+responder (bench/bare_responders.py: the same request parsed, the same response, no store).
+Loads both from this process over keep-alive connections on 127.0.0.1, alternating, and prints
+each run and the medians: edgegw's single-request rate as a ratio of the bare one, and CPU per
+request of each. Then 1000-message batches, and one big batch with /health polled during it
+(the loop's longest stall). Checks that the store holds every accepted message. Targets
+(2 cores): single >= 0.7 of the bare responder and <= 150 us of gateway CPU a request, batches
+>= 50,000 msg/s, /health p99 under 50 ms during a 25,000-message batch.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import trio
-from gateway_process import cpu_seconds, free_port, percentile, wait_ready
+from gateway_process import (
+    cpu_seconds,
+    free_port,
+    median,
+    percentile,
+    start,
+    wait_listening,
+    wait_ready,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,6 +54,10 @@ driver = "simulated"
 [modems.simulator]
 # A modem sends a few SMS a minute; keep the send path nearly idle while ingest is measured.
 send_delay = 30.0
+
+[http.limits]
+# The stall probe's batch of 25,000 messages is about 1.2 MB of JSON.
+max_body_bytes = 4194304
 """
 
 
@@ -124,43 +137,110 @@ async def load(port: int, connections: int, requests: int, batch: int) -> tuple[
     return time.perf_counter() - started, latencies
 
 
-def report(name: str, seconds: float, latencies: list[float], messages: int, cpu: float) -> None:
+async def health_during_batch(port: int, payload: bytes) -> tuple[float, int, list[float]]:
+    """Post one big batch while a second connection polls /health every 2 ms; the batch's
+    seconds and message count, and every /health latency seen while the batch was taken."""
+    probe = f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    latencies: list[float] = []
+    accepted = 0
+    seconds = 0.0
+
+    async def batch(cancel: trio.CancelScope) -> None:
+        nonlocal accepted, seconds
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            started = time.perf_counter()
+            await stream.send_all(payload)
+            body = await read_response(stream, bytearray())
+            seconds = time.perf_counter() - started
+        statuses = json.loads(body)["messageStatus"]
+        accepted = sum(status["statusCode"] == 1 for status in statuses)
+        cancel.cancel()
+
+    async def poll_health() -> None:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        buffer = bytearray()
+        async with stream:
+            while True:
+                started = time.perf_counter()
+                await stream.send_all(probe)
+                await read_response(stream, buffer)
+                latencies.append(time.perf_counter() - started)
+                await trio.sleep(0.002)  # a busy monitor, not a second load
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(poll_health)
+        await trio.sleep(0.05)
+        await batch(nursery.cancel_scope)
+    return seconds, accepted, latencies
+
+
+def report(
+    name: str, seconds: float, latencies: list[float], messages: int, cpu: float
+) -> tuple[float, float]:
+    """Print one run; return its requests per second and CPU seconds per request."""
     print(
         f"{name}: {messages} messages in {len(latencies)} requests, {seconds:.2f} s, "
         f"{len(latencies) / seconds:,.0f} req/s, {messages / seconds:,.0f} msg/s, "
         f"p50 {percentile(latencies, 0.50) * 1000:.2f} ms, "
         f"p99 {percentile(latencies, 0.99) * 1000:.2f} ms, "
-        f"gateway CPU {cpu / messages * 1e6:.0f} us/msg"
+        f"CPU {cpu / messages * 1e6:.0f} us/msg"
     )
+    return len(latencies) / seconds, cpu / len(latencies)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--single", type=int, default=20000, help="single-message requests")
+    parser.add_argument("--single", type=int, default=10000, help="single-message requests a run")
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--batches", type=int, default=100, help="1000-message requests")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each side")
+    parser.add_argument("--batches", type=int, default=60, help="1000-message requests")
     parser.add_argument("--batch-connections", type=int, default=4)
+    parser.add_argument("--big-batch", type=int, default=25000, help="messages in the stall probe")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:
-        port = free_port()
+        port, bare_port = free_port(), free_port()
         config = Path(scratch) / "bench.toml"
         config.write_text(CONFIG.format(port=port))
         started = time.perf_counter()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "edgegw", "serve", "--config", str(config)],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
+        process = start(["-m", "edgegw", "serve", "--config", str(config)], ROOT)
+        bare = start([str(ROOT / "bench" / "bare_responders.py"), "http", str(bare_port)], ROOT)
+        accepted = 0
         try:
             wait_ready(port, process)
             print(f"start-up to ready: {time.perf_counter() - started:.2f} s")
-            cpu = cpu_seconds(process.pid)
-            seconds, latencies = trio.run(load, port, args.connections, args.single, 1)
-            used = cpu_seconds(process.pid) - cpu
-            cpu += used
-            report(f"single x{args.connections} conns", seconds, latencies, len(latencies), used)
+            wait_listening(bare_port, bare)
+            rates: dict[str, list[float]] = {"edgegw": [], "bare": []}
+            costs: dict[str, list[float]] = {"edgegw": [], "bare": []}
+            for round_ in range(args.rounds):
+                for side, target, pid in (
+                    ("bare", bare_port, bare.pid),
+                    ("edgegw", port, process.pid),
+                ):
+                    cpu = cpu_seconds(pid)
+                    seconds, latencies = trio.run(load, target, args.connections, args.single, 1)
+                    used = cpu_seconds(pid) - cpu
+                    rate, cost = report(
+                        f"round {round_ + 1} {side} single x{args.connections} conns",
+                        seconds,
+                        latencies,
+                        len(latencies),
+                        used,
+                    )
+                    rates[side].append(rate)
+                    costs[side].append(cost)
+                    if side == "edgegw":
+                        accepted += len(latencies)
+            edgegw_rate, bare_rate = median(rates["edgegw"]), median(rates["bare"])
+            print(
+                f"single, medians of {args.rounds}: edgegw {edgegw_rate:,.0f} req/s at "
+                f"{median(costs['edgegw']) * 1e6:.0f} us of gateway CPU a request; bare trio+h11 "
+                f"{bare_rate:,.0f} req/s at {median(costs['bare']) * 1e6:.0f} us; "
+                f"ratio {edgegw_rate / bare_rate:.2f}"
+            )
             if args.batches:
+                cpu = cpu_seconds(process.pid)
                 seconds, latencies = trio.run(
                     load, port, args.batch_connections, args.batches, 1000
                 )
@@ -171,11 +251,21 @@ def main() -> None:
                     len(latencies) * 1000,
                     cpu_seconds(process.pid) - cpu,
                 )
+                accepted += len(latencies) * 1000
+            if args.big_batch:
+                payload = request_bytes(port, 0, args.big_batch)
+                seconds, taken, probes = trio.run(health_during_batch, port, payload)
+                accepted += taken
+                print(
+                    f"batch of {args.big_batch} ({len(payload) / 1e6:.2f} MB) taken in "
+                    f"{seconds:.2f} s; /health during it: {len(probes)} answers, "
+                    f"p99 {percentile(probes, 0.99) * 1000:.1f} ms, "
+                    f"max {max(probes) * 1000:.1f} ms"
+                )
         finally:
-            process.terminate()
-            process.wait(timeout=30)
-        accepted = args.single // args.connections * args.connections
-        accepted += args.batches // args.batch_connections * args.batch_connections * 1000
+            for child in (process, bare):
+                child.terminate()
+                child.wait(timeout=30)
         with sqlite3.connect(Path(scratch) / "bench.db") as db:
             (stored,) = db.execute("SELECT count(*) FROM messages").fetchone()
         print(f"durability: {stored} messages in the store, {accepted} accepted")

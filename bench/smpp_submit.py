@@ -4,23 +4,32 @@ Starts `edgegw serve` as its own process on a scratch store (simulated modem wit
 send_delay, so ingest is measured), binds a raw ESME from this process (our own codec for the
 requests, a bare header parser for the responses: smpplib is far too slow to load a server),
 keeps `--window` submit_sm outstanding, prints submit_sm/s and p50/p99 latency, and checks that
-the store holds every acknowledged message. Target (2 cores): >= 10,000 submit_sm/s.
+the store holds every acknowledged message. Beside it runs a bare trio responder
+(bench/bare_responders.py: submit_sm decoded with edgegw's codec, submit_sm_resp sent, no
+store); the two are loaded alternately and the medians compared. Targets (2 cores): >= 10,000
+submit_sm/s and >= 0.7 of the bare responder.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sqlite3
 import struct
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import trio
-from gateway_process import cpu_seconds, free_port, percentile, wait_ready
+from gateway_process import (
+    cpu_seconds,
+    free_port,
+    median,
+    percentile,
+    start,
+    wait_listening,
+    wait_ready,
+)
 
 from edgegw.smpp.constants import CommandId
 from edgegw.smpp.pdu import BindTransceiver, SubmitSm, encode
@@ -154,42 +163,64 @@ async def load(port: int, total: int, window: int) -> tuple[float, list[float], 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--messages", type=int, default=50000, help="submit_sm to send")
+    parser.add_argument("--messages", type=int, default=30000, help="submit_sm a run")
     parser.add_argument("--window", type=int, default=64, help="submit_sm outstanding")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each side")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:
-        http_port, smpp_port = free_port(), free_port()
+        http_port, smpp_port, bare_port = free_port(), free_port(), free_port()
         config = Path(scratch) / "bench.toml"
         config.write_text(CONFIG.format(http_port=http_port, smpp_port=smpp_port))
-        process = subprocess.Popen(
-            [sys.executable, "-m", "edgegw", "serve", "--config", str(config)],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
+        process = start(["-m", "edgegw", "serve", "--config", str(config)], ROOT)
+        bare = start([str(ROOT / "bench" / "bare_responders.py"), "smpp", str(bare_port)], ROOT)
+        rates: dict[str, list[float]] = {"edgegw": [], "bare": []}
+        costs: dict[str, list[float]] = {"edgegw": [], "bare": []}
+        acknowledged: list[str] = []
         try:
             wait_ready(http_port, process)
-            cpu = cpu_seconds(process.pid)
-            seconds, latencies, message_ids = trio.run(load, smpp_port, args.messages, args.window)
-            used = cpu_seconds(process.pid) - cpu
+            wait_listening(bare_port, bare)
+            for round_ in range(args.rounds):
+                for side, port, pid in (
+                    ("bare", bare_port, bare.pid),
+                    ("edgegw", smpp_port, process.pid),
+                ):
+                    cpu = cpu_seconds(pid)
+                    seconds, latencies, message_ids = trio.run(
+                        load, port, args.messages, args.window
+                    )
+                    used = cpu_seconds(pid) - cpu
+                    count = len(latencies)
+                    rates[side].append(count / seconds)
+                    costs[side].append(used / count)
+                    if side == "edgegw":
+                        acknowledged += message_ids
+                    print(
+                        f"round {round_ + 1} {side} submit_sm window {args.window}: {count} in "
+                        f"{seconds:.2f} s, {count / seconds:,.0f}/s, "
+                        f"p50 {percentile(latencies, 0.50) * 1000:.2f} ms, "
+                        f"p99 {percentile(latencies, 0.99) * 1000:.2f} ms, "
+                        f"CPU {used / count * 1e6:.0f} us/msg"
+                    )
         finally:
-            process.terminate()
-            process.wait(timeout=30)
-        count = len(latencies)
+            for child in (process, bare):
+                child.terminate()
+                child.wait(timeout=30)
+        edgegw_rate, bare_rate = median(rates["edgegw"]), median(rates["bare"])
         print(
-            f"submit_sm window {args.window}: {count} in {seconds:.2f} s, "
-            f"{count / seconds:,.0f}/s, p50 {percentile(latencies, 0.50) * 1000:.2f} ms, "
-            f"p99 {percentile(latencies, 0.99) * 1000:.2f} ms, "
-            f"gateway CPU {used / count * 1e6:.0f} us/msg"
+            f"medians of {args.rounds}: edgegw {edgegw_rate:,.0f} submit_sm/s at "
+            f"{median(costs['edgegw']) * 1e6:.0f} us of gateway CPU each; bare trio responder "
+            f"{bare_rate:,.0f}/s at {median(costs['bare']) * 1e6:.0f} us; "
+            f"ratio {edgegw_rate / bare_rate:.2f}"
         )
         with sqlite3.connect(Path(scratch) / "bench.db") as conn:
             conn.execute("CREATE TEMP TABLE acknowledged (id TEXT PRIMARY KEY)")
-            conn.executemany("INSERT INTO acknowledged VALUES (?)", [(i,) for i in message_ids])
+            conn.executemany("INSERT INTO acknowledged VALUES (?)", [(i,) for i in acknowledged])
             (stored,) = conn.execute(
                 "SELECT COUNT(*) FROM acknowledged a JOIN messages m ON m.id = a.id"
             ).fetchone()
-        print(f"store holds {stored} of {len(set(message_ids))} acknowledged messages")
-        if stored != count or len(set(message_ids)) != count:
+        print(f"store holds {stored} of {len(set(acknowledged))} acknowledged messages")
+        if stored != len(acknowledged) or len(set(acknowledged)) != len(acknowledged):
             sys.exit("some acknowledged message is not in the store")
 
 

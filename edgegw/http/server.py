@@ -104,6 +104,9 @@ _RECEIVE_BYTES: Final = 65536
 # reads it; so the write side is shut and input is read and dropped for a short while first.
 _LINGER_SECONDS: Final = 1.0
 _SERVER_HEADER: Final = (b"server", b"edgegw")
+# A response body up to this size goes out with its head in one write; a bigger one is written
+# after the head as it is, rather than copied into one buffer with it.
+_COALESCE_BYTES: Final = 65536
 # A client's states once its whole request is in (MUST_CLOSE when it said `Connection: close`).
 _REQUEST_READ: Final = frozenset({h11.DONE, h11.MUST_CLOSE})
 
@@ -363,11 +366,16 @@ class _HttpConnection:
         if self.drain.draining:
             headers.append((b"connection", b"close"))
         conn = self.conn
-        data = conn.send(h11.Response(status_code=response.status, headers=headers)) or b""
+        pieces = [conn.send(h11.Response(status_code=response.status, headers=headers)) or b""]
         if response.body and not head_only:
-            data += conn.send(h11.Data(data=response.body)) or b""
-        data += conn.send(h11.EndOfMessage()) or b""
-        await self.stream.send_all(data)
+            # Passed through, not copied: a big batch's answer is several times its request.
+            pieces += conn.send_with_data_passthrough(h11.Data(data=response.body)) or []
+        pieces.append(conn.send(h11.EndOfMessage()) or b"")
+        if len(response.body) <= _COALESCE_BYTES:
+            await self.stream.send_all(b"".join(pieces))
+        else:
+            for piece in pieces:
+                await self.stream.send_all(piece)
 
     async def _reject(self, status: int, reason: str) -> None:
         """Answer with an error (if the exchange still allows an answer) and close."""

@@ -12,7 +12,7 @@ import functools
 import logging
 import math
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 import trio
@@ -122,28 +122,50 @@ class GatewaySmppBackend:
         return self._accounts.authenticate(system_id, password)
 
     async def submit(self, account: Account, submission: Submission) -> str:
+        """One submission's messageId once committed, or SubmitRefused."""
+        (result,) = await self.submit_many(account, [submission])
+        if isinstance(result, SubmitRefused):
+            raise result
+        return result
+
+    async def submit_many(
+        self, account: Account, submissions: Sequence[Submission]
+    ) -> list[str | SubmitRefused]:
         now = self._clock.now()
+        results: list[str | SubmitRefused] = []
         messages: list[NewMessage] = []
-        for destination in submission.destinations:
-            direct = direct_message(account.service_id, submission, destination, now)
+        receipts: list[tuple[int, str]] = []
+        for submission in submissions:
             try:
-                messages.append(self._submitter.prepare(direct))
+                # submit_multi gets one message per destination; its response names the first.
+                prepared = [
+                    self._submitter.prepare(
+                        direct_message(account.service_id, submission, destination, now)
+                    )
+                    for destination in submission.destinations
+                ]
             except Rejected as rejected:
                 status = _STATUS_FOR_FIELD.get(rejected.field, CommandStatus.ESME_RSUBMITFAIL)
-                raise SubmitRefused(status, rejected.message) from None
+                results.append(SubmitRefused(status, rejected.message))
+                continue
+            messages += prepared
+            if submission.receipt:
+                receipts += [(int(submission.receipt), message.id) for message in prepared]
+            results.append(prepared[0].id)
+        if not messages:
+            return results
         insert = message_inserter(messages)
-        receipt = int(submission.receipt)
-        ids = [(receipt, message.id) for message in messages]
 
         def store(conn: sqlite3.Connection) -> None:
             insert(conn)
-            if receipt:
-                conn.executemany("UPDATE messages SET registered_delivery = ? WHERE id = ?", ids)
+            if receipts:
+                conn.executemany(
+                    "UPDATE messages SET registered_delivery = ? WHERE id = ?", receipts
+                )
 
         await self._store.write(store)
         self._wake_dispatcher()
-        # submit_multi gets one message per destination; its response names the first.
-        return messages[0].id
+        return results
 
     async def query(self, account: Account, message_id: str) -> QueryResult | None:
         def read(conn: sqlite3.Connection) -> Any:

@@ -1,5 +1,6 @@
 """MT submission: authenticate, validate and encode each message of a request, queue the
-accepted ones in one durable write, and answer with a status per message.
+accepted ones in durable writes (one per chunk of a big batch), and answer with a status per
+message.
 
 Never raises for bad input and never answers before the commit. Spec sections 2.1, 2.2, 6.1, 7.
 """
@@ -13,6 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 
 import msgspec
+import trio
 
 from drivers.gsm import (
     EncodedMessage,
@@ -46,6 +48,18 @@ _WHITESPACE = re.compile(r"\s+")
 _ALPHANUMERIC = re.compile(r"[A-Za-z0-9 %&+.,-]{1,11}")
 _NETWORK = re.compile(r"[0-9]{1,15}")
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})*")
+
+# Messages of a request validated and encoded between two yields to the event loop, so that a
+# big batch does not stall other clients (issue 10: 25,000 messages held /health for 0.55 s).
+SUBMIT_CHUNK = 100
+# Accepted messages per write job: a 1000-message request is still one job and one commit, and
+# a bigger one is inserted by the writer while its next messages are validated. The answer
+# still comes after the last commit.
+STORE_CHUNK = 1000
+# Write jobs of one request waiting for the store at once: enough to keep the writer busy while
+# the next messages are validated, few enough that a writer slower than validation does not let
+# a big batch's prepared rows pile up in memory.
+CHUNKS_IN_FLIGHT = 2
 
 _PREMIUM_PARAMETERS = frozenset(
     {
@@ -167,10 +181,55 @@ class Submitter:
 
         now = self._clock.now()
         statuses: list[MessageStatus] = []
-        accepted: list[tuple[int, NewMessage]] = []
         ids = self._ids.next_ids(now, len(messages)) if messages else []
         taken = await self._taken_references(service, messages, now)
-        for sequence, message in enumerate(messages, 1):
+        if len(messages) <= SUBMIT_CHUNK:
+            accepted = self._accept_chunk(
+                service, messages, 0, ids, batch_reference, now, statuses, taken
+            )
+            if accepted:
+                await self._store_chunk(accepted, statuses, batch_reference)
+        else:
+            in_flight = trio.Semaphore(CHUNKS_IN_FLIGHT)
+
+            async def store(accepted: list[tuple[int, NewMessage]]) -> None:
+                try:
+                    await self._store_chunk(accepted, statuses, batch_reference)
+                finally:
+                    in_flight.release()
+
+            async with trio.open_nursery() as nursery:
+                pending: list[tuple[int, NewMessage]] = []
+                for start in range(0, len(messages), SUBMIT_CHUNK):
+                    if start:
+                        await trio.lowlevel.checkpoint()
+                    pending += self._accept_chunk(
+                        service, messages, start, ids, batch_reference, now, statuses, taken
+                    )
+                    last = start + SUBMIT_CHUNK >= len(messages)
+                    if pending and (len(pending) >= STORE_CHUNK or last):
+                        await in_flight.acquire()
+                        nursery.start_soon(store, pending)
+                        pending = []
+        return SendResponse(batchReference=batch_reference, messageStatus=statuses)
+
+    def _accept_chunk(
+        self,
+        service: ServiceConfig,
+        messages: list[MessageRequest],
+        start: int,
+        ids: list[str],
+        batch_reference: str,
+        now: float,
+        statuses: list[MessageStatus],
+        taken: set[str] | None,
+    ) -> list[tuple[int, NewMessage]]:
+        """Validate and encode up to SUBMIT_CHUNK messages from `start`, appending a status for
+        each to `statuses`; the accepted ones with the position of their status. `taken`: the
+        clientReferences already in use, for a service that keeps them unique."""
+        accepted: list[tuple[int, NewMessage]] = []
+        for sequence in range(start + 1, min(start + SUBMIT_CHUNK, len(messages)) + 1):
+            message = messages[sequence - 1]
             recipient = message.recipient
             try:
                 if taken is not None and message.clientReference in taken:
@@ -204,19 +263,26 @@ class Submitter:
                     sequenceIndex=sequence,
                 )
             )
-        if accepted:
-            try:
-                await self._store.insert_messages([new for _, new in accepted])
-            except Exception:
-                log.exception("submit: storing batch %s failed", batch_reference)
-                for position, _ in accepted:
-                    status = statuses[position]
-                    status.statusCode = StatusCode.INTERNAL_ERROR
-                    status.statusMessage = "Internal error"
-                    status.messageId = None
-            else:
-                self._wake()
-        return SendResponse(batchReference=batch_reference, messageStatus=statuses)
+        return accepted
+
+    async def _store_chunk(
+        self,
+        accepted: list[tuple[int, NewMessage]],
+        statuses: list[MessageStatus],
+        batch_reference: str,
+    ) -> None:
+        """Insert accepted messages in one write job; if it fails, their statuses say so."""
+        try:
+            await self._store.insert_messages([new for _, new in accepted])
+        except Exception:
+            log.exception("submit: storing batch %s failed", batch_reference)
+            for position, _ in accepted:
+                status = statuses[position]
+                status.statusCode = StatusCode.INTERNAL_ERROR
+                status.statusMessage = "Internal error"
+                status.messageId = None
+        else:
+            self._wake()
 
     async def _taken_references(
         self, service: ServiceConfig, messages: Sequence[MessageRequest], now: float

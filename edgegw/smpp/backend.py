@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 import msgspec
@@ -79,9 +79,13 @@ class SmppBackend(Protocol):
         """The account for these credentials, or BindRefused."""
         ...
 
-    async def submit(self, account: Account, submission: Submission) -> str:
-        """The gateway messageId, returned only once the message is durably committed; or
-        SubmitRefused. Called concurrently: up to a window of submits per session at once."""
+    async def submit_many(
+        self, account: Account, submissions: Sequence[Submission]
+    ) -> list[str | SubmitRefused]:
+        """For each submission in order its gateway messageId or its SubmitRefused, returned
+        only once every accepted one is durably committed (in one write: the submit_sm of one
+        read of the socket come together). Called concurrently, up to a window of submits per
+        session at once; raises when the store fails, which refuses them all."""
         ...
 
     async def query(self, account: Account, message_id: str) -> QueryResult | None:

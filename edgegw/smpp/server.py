@@ -211,6 +211,9 @@ class _Connection:
         self.timers_changed = trio.Event()
         self.submit_done = trio.Event()
         self.workers: trio.Nursery | None = None
+        # submit_sm of the current read, with their sequence numbers: stored in one write job
+        # and answered in one write by one task (`_commit_burst`), not a task per PDU.
+        self.burst: list[tuple[int, Submission]] = []
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -312,6 +315,7 @@ class _Connection:
                     break
                 if not await self._on_pdu(pdu):
                     return
+            self._flush_burst()
             if not data:
                 return
 
@@ -334,6 +338,8 @@ class _Connection:
         """Act on one PDU; False when the session ends."""
         step = self.session.receive(pdu.command_id, trio.current_time())
         action = step.action
+        if action is not Action.SUBMIT:
+            self._flush_burst()  # what came before this PDU goes to the store before it acts
         if action is Action.SUBMIT:
             assert isinstance(pdu, SubmitSm)
             await self._submit(pdu)
@@ -443,7 +449,38 @@ class _Connection:
         if not self.session.submit_started():
             await self.send(SubmitSmResp(sequence_number=seq, command_status=_S.ESME_RTHROTTLED))
             return
-        self._spawn(self._commit, seq, submission, None)
+        self.burst.append((seq, submission))
+
+    def _flush_burst(self) -> None:
+        if self.burst:
+            burst, self.burst = self.burst, []
+            self._spawn(self._commit_burst, burst)
+
+    async def _commit_burst(self, burst: list[tuple[int, Submission]]) -> None:
+        """The submit_sm of one read awaiting the store together; answered in one write once
+        committed. Several bursts run at once, so responses may go out of order, which SMPP
+        3.4 section 2.6 allows."""
+        account = self.account
+        results: list[str | SubmitRefused]
+        try:
+            if account is None:
+                raise RuntimeError("submit without a bound account")
+            results = await self.backend.submit_many(account, [item for _, item in burst])
+        except Exception:
+            log.exception("SMPP submit of %d messages failed", len(burst))
+            results = [SubmitRefused(_S.ESME_RSYSERR, "system error")] * len(burst)
+        finally:
+            for _ in burst:
+                self.session.submit_finished()
+            self.submit_done.set()
+        answers = []
+        for (seq, _), result in zip(burst, results, strict=True):
+            if isinstance(result, SubmitRefused):
+                resp = SubmitSmResp(sequence_number=seq, command_status=result.command_status)
+            else:
+                resp = SubmitSmResp(sequence_number=seq, message_id=result)
+            answers.append(encode(resp))
+        await self.outgoing.send(b"".join(answers))
 
     async def _submit_multi(self, pdu: SubmitMulti) -> None:
         seq = pdu.sequence_number
@@ -455,22 +492,22 @@ class _Connection:
         if not self.session.submit_started():
             await self.send(SubmitMultiResp(sequence_number=seq, command_status=_S.ESME_RTHROTTLED))
             return
-        self._spawn(self._commit, seq, submission, refused)
+        self._spawn(self._commit_multi, seq, submission, refused)
 
-    async def _commit(
-        self,
-        seq: int,
-        submission: Submission,
-        refused: tuple[UnsuccessfulDelivery, ...] | None,
+    async def _commit_multi(
+        self, seq: int, submission: Submission, refused: tuple[UnsuccessfulDelivery, ...]
     ) -> None:
-        """One submit awaiting the store; several run at once, so responses may go out of
-        order, which SMPP 3.4 section 2.6 allows."""
+        """One submit_multi awaiting the store; several run at once, so responses may go out
+        of order, which SMPP 3.4 section 2.6 allows."""
         account = self.account
         message_id, status = "", _S.ESME_ROK
         try:
             if account is None:
                 raise RuntimeError("submit without a bound account")
-            message_id = await self.backend.submit(account, submission)
+            (result,) = await self.backend.submit_many(account, [submission])
+            if isinstance(result, SubmitRefused):
+                raise result
+            message_id = result
         except SubmitRefused as exc:
             status = exc.command_status
         except Exception:
@@ -481,19 +518,14 @@ class _Connection:
         finally:
             self.session.submit_finished()
             self.submit_done.set()
-        if refused is None:
-            await self.send(
-                SubmitSmResp(sequence_number=seq, command_status=status, message_id=message_id)
+        await self.send(
+            SubmitMultiResp(
+                sequence_number=seq,
+                command_status=status,
+                message_id=message_id,
+                unsuccess_smes=refused,
             )
-        else:
-            await self.send(
-                SubmitMultiResp(
-                    sequence_number=seq,
-                    command_status=status,
-                    message_id=message_id,
-                    unsuccess_smes=refused,
-                )
-            )
+        )
 
     async def _settle_submits(self) -> None:
         """Let submits already with the store get their responses (bounded by the response

@@ -3,10 +3,12 @@ write per request."""
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -25,7 +27,7 @@ from edgegw.model import (
     SendWindow,
     Settings,
 )
-from edgegw.pipeline.submit import Submitter, validity_minutes
+from edgegw.pipeline.submit import STORE_CHUNK, SUBMIT_CHUNK, Submitter, validity_minutes
 from edgegw.store import Store
 
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z = 10:00 in Oslo (CEST)
@@ -421,6 +423,53 @@ async def test_mixed_batch_keeps_order_and_stores_only_accepted_in_one_write(
     count = await store.read(lambda conn: conn.execute("SELECT count(*) FROM messages").fetchone())
     assert count == (2,)
     assert wakes.count == 1
+
+
+async def test_a_big_batch_is_taken_in_chunks_yielding_to_the_loop_between_them(
+    submitter: Submitter, store: Store, wakes: Wakes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    total = 3 * STORE_CHUNK + 1
+    validated = 0
+    accept = submitter._accept
+
+    def counting_accept(*args: Any) -> Any:
+        nonlocal validated
+        validated += 1
+        return accept(*args)
+
+    monkeypatch.setattr(submitter, "_accept", counting_accept)
+    seen: list[int] = []  # messages validated so far, at the end of every task step
+
+    class Steps(trio.abc.Instrument):
+        def after_task_step(self, task: trio.lowlevel.Task) -> None:
+            seen.append(validated)
+
+    bad = {i for i in range(total) if i % 100 == 7}
+    messages = [msg(recipient="bad" if i in bad else f"+4741{i:06d}") for i in range(total)]
+    jobs = store.jobs
+    instrument = Steps()
+    trio.lowlevel.add_instrument(instrument)
+    try:
+        response = await submitter.submit(request(*messages))
+    finally:
+        trio.lowlevel.remove_instrument(instrument)
+
+    steps = [later - earlier for earlier, later in itertools.pairwise(seen)]
+    assert max(steps) == SUBMIT_CHUNK  # never more than a chunk without giving up the loop
+    assert any(0 < count < total for count in seen)
+    statuses = response.messageStatus
+    assert [s.sequenceIndex for s in statuses] == list(range(1, total + 1))
+    assert [s.statusCode for s in statuses] == [5 if i in bad else 1 for i in range(total)]
+    # A write job each time at least STORE_CHUNK messages are accepted (looked at after every
+    # SUBMIT_CHUNK validated), and one for the rest: 2970 accepted messages make three.
+    assert store.jobs - jobs == 3
+    assert wakes.count == 3
+    accepted = {s.messageId for s in statuses if s.messageId is not None}
+    stored = await store.read(
+        lambda conn: {row[0] for row in conn.execute("SELECT id FROM messages")}
+    )
+    assert stored == accepted
+    assert len(accepted) == total - len(bad)
 
 
 async def test_a_store_failure_answers_internal_error(

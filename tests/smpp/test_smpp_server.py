@@ -8,7 +8,7 @@ import itertools
 import shutil
 import ssl
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,7 @@ class MemoryBackend:
         self.crash_submits = False
         self.commit_gate: trio.Event | None = None
         self.in_commit = 0
+        self.bursts: list[int] = []  # submissions in each submit_many call
         self._ids = itertools.count(1)
         self._outbox_ids = itertools.count(1)
         self._signals: dict[int, trio.Event] = {}
@@ -109,12 +110,15 @@ class MemoryBackend:
         self.binds.append((system_id, mode))
         return account
 
-    async def submit(self, account: Account, submission: Submission) -> str:
+    async def submit_many(
+        self, account: Account, submissions: Sequence[Submission]
+    ) -> list[str | SubmitRefused]:
         if self.crash_submits:
             raise RuntimeError("secret internal detail")
         if self.refuse_with is not None:
-            raise SubmitRefused(self.refuse_with, "refused by the test")
-        self.in_commit += 1
+            return [SubmitRefused(self.refuse_with, "refused by the test")] * len(submissions)
+        self.bursts.append(len(submissions))
+        self.in_commit += len(submissions)
         self.touch()
         try:
             if self.commit_gate is not None:
@@ -122,14 +126,17 @@ class MemoryBackend:
             else:
                 await trio.lowlevel.checkpoint()
         finally:
-            self.in_commit -= 1
-        message_id = f"M{next(self._ids):06d}"
-        self.messages[message_id] = StoredMessage(
-            service_id=account.service_id, submission=submission
-        )
-        self.submitted.append((account, submission))
+            self.in_commit -= len(submissions)
+        message_ids: list[str | SubmitRefused] = []
+        for submission in submissions:
+            message_id = f"M{next(self._ids):06d}"
+            self.messages[message_id] = StoredMessage(
+                service_id=account.service_id, submission=submission
+            )
+            self.submitted.append((account, submission))
+            message_ids.append(message_id)
         self.touch()
-        return message_id
+        return message_ids
 
     async def query(self, account: Account, message_id: str) -> QueryResult | None:
         stored = self.messages.get(message_id)
@@ -607,6 +614,32 @@ async def test_submits_are_pipelined_and_throttled(backend: MemoryBackend) -> No
         done = [await client.receive() for _ in range(4)]
         assert sorted(p.sequence_number for p in done if p) == [2, 3, 4, 5]
         assert all(p is not None and p.command_status == 0 for p in done)
+        await client.stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_submits_of_one_read_are_stored_together_and_answered_in_one_write(
+    backend: MemoryBackend,
+) -> None:
+    backend.commit_gate = trio.Event()
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_smpp, smpp_config(), backend)
+        client = await RawEsme.connect(port)
+        await client.bind()
+        # One write of ten submit_sm (under 1 KB: one segment on loopback, so one read).
+        await client.stream.send_all(b"".join(encode(submit_sm(seq)) for seq in range(2, 12)))
+        await eventually(backend, lambda: backend.in_commit == 10)
+        assert backend.bursts == [10]
+        backend.commit_gate.set()
+        data = await client.stream.receive_some(65536)  # every answer in one write
+        client.decoder.receive_data(data)
+        answers = [client.decoder.next_pdu() for _ in range(10)]
+        assert client.decoder.next_pdu() is NEED_DATA
+        assert all(isinstance(p, SubmitSmResp) and p.command_status == 0 for p in answers)
+        assert sorted(p.sequence_number for p in answers if isinstance(p, Pdu)) == list(
+            range(2, 12)
+        )
+        assert len({p.message_id for p in answers if isinstance(p, SubmitSmResp)}) == 10
         await client.stream.aclose()
         nursery.cancel_scope.cancel()
 

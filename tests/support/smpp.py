@@ -6,6 +6,7 @@ Blocking calls: tests run them in `trio.to_thread.run_sync`."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from typing import Any
 
 import smpplib.client
@@ -20,6 +21,7 @@ from edgegw.smpp import (
     QueryResult,
     SmppAccount,
     Submission,
+    SubmitRefused,
 )
 from edgegw.smpp.pdu import NEED_DATA, BindTransceiver, BindTransmitter, Pdu, SmppDecoder, encode
 
@@ -71,9 +73,11 @@ class AcceptingBackend:
     async def authenticate(self, system_id: str, password: str, mode: BindMode) -> Account:
         return self.accounts.authenticate(system_id, password)
 
-    async def submit(self, account: Account, submission: Submission) -> str:
+    async def submit_many(
+        self, account: Account, submissions: Sequence[Submission]
+    ) -> list[str | SubmitRefused]:
         await trio.lowlevel.checkpoint()
-        return f"M{next(self.ids):06d}"
+        return [f"M{next(self.ids):06d}" for _ in submissions]
 
     async def query(self, account: Account, message_id: str) -> QueryResult | None:
         return None
