@@ -1,0 +1,63 @@
+"""The durable store: one SQLite file that is the queue of MT messages, their parts and history.
+
+`engine` holds the connections, the schema and the group-commit writer. The names below are the
+package's public face; import them from `edgegw.store`.
+"""
+
+from edgegw.store.engine import (
+    BUSY_TIMEOUT_MS,
+    DUE_SCAN_LIMIT,
+    MAX_JOBS_PER_COMMIT,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    WRITE_QUEUE_DEPTH,
+    Claim,
+    ClaimedPart,
+    DailyWindow,
+    DrStatus,
+    DueMessage,
+    MessageRecord,
+    NewMessage,
+    Offload,
+    Recovery,
+    Store,
+    StoreClosed,
+    StoreError,
+    _event,
+    _finish,
+    _iso,
+    connect,
+    message_inserter,
+    migrate,
+    run_inline,
+    schema_version,
+)
+
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "DUE_SCAN_LIMIT",
+    "MAX_JOBS_PER_COMMIT",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "WRITE_QUEUE_DEPTH",
+    "Claim",
+    "ClaimedPart",
+    "DailyWindow",
+    "DrStatus",
+    "DueMessage",
+    "MessageRecord",
+    "NewMessage",
+    "Offload",
+    "Recovery",
+    "Store",
+    "StoreClosed",
+    "StoreError",
+    "_event",
+    "_finish",
+    "_iso",
+    "connect",
+    "message_inserter",
+    "migrate",
+    "run_inline",
+    "schema_version",
+]
