@@ -23,6 +23,7 @@ from drivers.modem import Modem
 from drivers.simulator import Simulator, serve_pty
 from edgegw.clock import Clock
 from edgegw.config import Config, ModemConfig
+from edgegw.delivery.fanout import final_outcomes
 from edgegw.delivery.smpp_outbox import register_mo_services
 from edgegw.delivery.worker import Deliveries
 from edgegw.http.app import error_response, make_app
@@ -40,7 +41,7 @@ from edgegw.pipeline.reports import ReportCorrelator
 from edgegw.pipeline.smpp_backend import GatewaySmppBackend
 from edgegw.pipeline.submit import Submitter
 from edgegw.smpp.server import serve_smpp
-from edgegw.store import Store
+from edgegw.store import Store, Topic
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,10 @@ class Gateway:
     def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or Clock()
-        self.store = Store(config.gateway.store, clock=self.clock)
+        self.store = Store(config.gateway.store, clock=self.clock, final_outcomes=final_outcomes)
         self.deliveries = Deliveries(self.store, self.clock, config.services, config.smtp_relay)
+        # Commits wake what waits on them; the waiters' polls are only a safety net.
+        self.store.subscribe(Topic.CALLBACKS, self.deliveries.wake)
         self.modems: dict[str, Modem] = {}
         self.simulators: dict[str, Simulator] = {}
         self.dispatcher: Dispatcher | None = None
@@ -87,7 +90,6 @@ class Gateway:
             _inbound_router(config),
             reassembly_timeout=config.inbound.reassembly_timeout,
             numbers={modem.name: modem.number for modem in config.modems},
-            on_message=self._on_message,
         )
         self.reports = ReportCorrelator(
             self.store,
@@ -130,6 +132,7 @@ class Gateway:
                         pacer=self.pacer,
                         prefixes={modem.name: modem.prefixes for modem in self.config.modems},
                     )
+                    self.store.subscribe(Topic.QUEUE, self.dispatcher.wake)
                     await core.start(self.dispatcher.run)
                     self.submitter = Submitter(
                         self.config.services, self.store, self.clock, wake=self.dispatcher.wake
@@ -146,15 +149,15 @@ class Gateway:
                             self.clock,
                             self.submitter,
                             self.config.smpp.accounts,
-                            self.dispatcher.wake,
                         )
+                        self.store.subscribe(Topic.SMPP, self.smpp.wake)
                         await core.start(self.smpp.run)
                     for modem in self.modems.values():
                         core.start_soon(self._forward_events, modem)
                     async with trio.open_nursery() as listeners:
                         http = self.config.http
                         management = management_routes(
-                            Management(self.store, self.clock, wake=self.deliveries.wake),
+                            Management(self.store, self.clock),
                             self.authenticate,
                             {service.id for service in self.config.services},
                             allow_unauthenticated_loopback=(
@@ -195,12 +198,6 @@ class Gateway:
                         listeners.cancel_scope.cancel()
                     core.cancel_scope.cancel()
                 base.cancel_scope.cancel()
-
-    def _on_message(self) -> None:
-        """An MO committed: its callbacks and its SMPP deliver_sm may be waiting."""
-        self.deliveries.wake()
-        if self.smpp is not None:
-            self.smpp.wake()
 
     async def _start_modem(self, nursery: trio.Nursery, modem_config: ModemConfig) -> str:
         options = modem_config.at

@@ -1,5 +1,5 @@
-"""The store side of running many modems: recent sends for pacing, the queue per modem for the
-health view, and failover of a message stuck on a modem that stays down.
+"""The store side of running many modems: recent sends for pacing and the queue per modem for
+the health view (failover of a message stuck on a modem is the store's `release_from_modem`).
 
 Queries only, run through `Store.read` / `Store.write`; no modem calls. ARCHITECTURE.md (the
 flow: router; Concurrency rules).
@@ -13,7 +13,7 @@ import msgspec
 
 from drivers.modem import Health
 from edgegw.model import MessageState
-from edgegw.store import Store, _event
+from edgegw.store import Store
 
 
 class ModemQueue(msgspec.Struct, kw_only=True):
@@ -77,33 +77,3 @@ async def queues(store: Store) -> tuple[dict[str, ModemQueue], int]:
         return per_modem, unbound
 
     return await store.read(read)
-
-
-async def release_from_modem(store: Store, message_id: str, modem: str, now: float) -> bool:
-    """Unbind a queued message from `modem`, which has been down too long: every part goes
-    back to the queue and the whole message is sent again on another modem (its parts already
-    sent on `modem` reach the handset a second time, as a separate concatenated message)."""
-
-    def release(conn: sqlite3.Connection) -> bool:
-        moved = conn.execute(
-            "UPDATE messages SET modem = NULL, updated_at = ? WHERE id = ? AND state = 'queued'"
-            " AND modem = ?",
-            (now, message_id, modem),
-        ).rowcount
-        if not moved:
-            return False
-        conn.execute(
-            "UPDATE parts SET state = 'queued', reference = NULL, modem = NULL"
-            " WHERE message_id = ?",
-            (message_id,),
-        )
-        _event(
-            conn,
-            message_id,
-            now,
-            MessageState.QUEUED,
-            f"modem {modem} is down; the whole message will be resent on another modem",
-        )
-        return True
-
-    return await store.write(release)

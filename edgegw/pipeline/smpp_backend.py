@@ -12,7 +12,7 @@ import functools
 import logging
 import math
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, Final
 
 import trio
@@ -20,14 +20,13 @@ import trio
 from edgegw.clock import Clock
 from edgegw.delivery.smpp_outbox import newest_items, pending_outbound, record_answer, smpp_state
 from edgegw.model import TERMINAL_STATES, MessageState, OriginatorType
-from edgegw.pipeline.management import CANCELLED_DR_STATUS
 from edgegw.pipeline.submit import DirectMessage, Rejected, Submitter
 from edgegw.smpp.backend import Account, AccountTable, BindMode, QueryResult, SubmitRefused
 from edgegw.smpp.config import SmppAccount
 from edgegw.smpp.constants import CommandStatus
 from edgegw.smpp.outbound import Outbound
 from edgegw.smpp.submission import TON_ALPHANUMERIC, Address, Submission
-from edgegw.store import NewMessage, Store, _finish, message_inserter
+from edgegw.store import IllegalTransition, NewMessage, Store, transactions
 
 __all__ = ["GatewaySmppBackend", "direct_message"]
 
@@ -106,13 +105,11 @@ class GatewaySmppBackend:
         clock: Clock,
         submitter: Submitter,
         accounts: Iterable[SmppAccount],
-        wake_dispatcher: Callable[[], None],
     ) -> None:
         self._store = store
         self._clock = clock
         self._submitter = submitter
         self._accounts = AccountTable(accounts)
-        self._wake_dispatcher = wake_dispatcher
         self._signals: dict[int, trio.Event] = {}
         self._wakeup = trio.Event()
 
@@ -131,17 +128,7 @@ class GatewaySmppBackend:
             except Rejected as rejected:
                 status = _STATUS_FOR_FIELD.get(rejected.field, CommandStatus.ESME_RSUBMITFAIL)
                 raise SubmitRefused(status, rejected.message) from None
-        insert = message_inserter(messages)
-        receipt = int(submission.receipt)
-        ids = [(receipt, message.id) for message in messages]
-
-        def store(conn: sqlite3.Connection) -> None:
-            insert(conn)
-            if receipt:
-                conn.executemany("UPDATE messages SET registered_delivery = ? WHERE id = ?", ids)
-
-        await self._store.write(store)
-        self._wake_dispatcher()
+        await self._store.insert_messages(messages, registered_delivery=int(submission.receipt))
         # submit_multi gets one message per destination; its response names the first.
         return messages[0].id
 
@@ -177,20 +164,15 @@ class GatewaySmppBackend:
             ).fetchone()
             if owner is None or owner[0] != account.service_id:
                 return False
-            return _finish(
-                conn,
-                message_id,
-                now,
-                MessageState.CANCELLED,
-                error="cancelled by the ESME (cancel_sm)",
-                dr_status=CANCELLED_DR_STATUS,
-                only_if=(MessageState.QUEUED,),
-            )
+            try:
+                transactions.cancel(
+                    conn, self._store.effects, message_id, "cancelled by the ESME (cancel_sm)", now
+                )
+            except IllegalTransition:
+                return False
+            return True
 
-        cancelled = await self._store.write(cancel)
-        if cancelled:
-            self.wake()
-        return cancelled
+        return await self._store.write(cancel)
 
     # -- the outbox -------------------------------------------------------------------------
 

@@ -18,8 +18,9 @@ from drivers.events import ModemState
 from drivers.modem import Modem, ModemError, OutgoingPart, SendRejected
 from edgegw.clock import Clock
 from edgegw.config import DispatchConfig
+from edgegw.model import Claim, DrStatus
 from edgegw.pipeline.pacing import Pacer
-from edgegw.store import Claim, DrStatus, Store
+from edgegw.store import Store
 
 log = logging.getLogger(__name__)
 

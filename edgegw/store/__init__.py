@@ -1,37 +1,39 @@
 """The durable store: one SQLite file that is the queue of MT messages, their parts and history.
 
-`engine` holds the connections, the schema and the group-commit writer. The names below are the
-package's public face; import them from `edgegw.store`.
+`engine` holds the connections, the schema and the group-commit writer; `transactions` the only
+writes of a message's life (tables `messages`, `parts`, `message_events`), each checked against
+the lifecycle of `edgegw.model`; `messages` the `Store` the pipeline uses. Import the names
+below from `edgegw.store`.
 """
 
-from edgegw.store.engine import (
-    BUSY_TIMEOUT_MS,
-    DUE_SCAN_LIMIT,
-    MAX_JOBS_PER_COMMIT,
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    WRITE_QUEUE_DEPTH,
+from edgegw.model import (
     Claim,
     ClaimedPart,
     DailyWindow,
     DrStatus,
     DueMessage,
+    IllegalTransition,
     MessageRecord,
     NewMessage,
-    Offload,
     Recovery,
-    Store,
+)
+from edgegw.store.engine import (
+    BUSY_TIMEOUT_MS,
+    MAX_JOBS_PER_COMMIT,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    WRITE_QUEUE_DEPTH,
+    Engine,
+    Offload,
     StoreClosed,
     StoreError,
-    _event,
-    _finish,
-    _iso,
     connect,
-    message_inserter,
     migrate,
     run_inline,
     schema_version,
 )
+from edgegw.store.messages import DUE_SCAN_LIMIT, Store
+from edgegw.store.transactions import FinalOutcomes, Topic, iso, message_inserter
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -45,6 +47,9 @@ __all__ = [
     "DailyWindow",
     "DrStatus",
     "DueMessage",
+    "Engine",
+    "FinalOutcomes",
+    "IllegalTransition",
     "MessageRecord",
     "NewMessage",
     "Offload",
@@ -52,10 +57,9 @@ __all__ = [
     "Store",
     "StoreClosed",
     "StoreError",
-    "_event",
-    "_finish",
-    "_iso",
+    "Topic",
     "connect",
+    "iso",
     "message_inserter",
     "migrate",
     "run_inline",
