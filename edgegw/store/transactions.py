@@ -536,6 +536,14 @@ def recover_in_flight(
     """
     requeued: list[str] = []
     failed: list[str] = []
+    # A part being sent when a status report made its message final: its fate stays unknown,
+    # and nothing more of that message is sent.
+    for message_id, index in conn.execute(
+        "SELECT parts.message_id, parts.idx FROM parts JOIN messages ON messages.id ="
+        " parts.message_id WHERE parts.state = 'sending' AND messages.state != 'sending'"
+    ).fetchall():
+        detail = "was being sent when the gateway stopped; its message was final already"
+        _move_part(conn, message_id, index, PartEvent.LOST, ", error = ?", (detail,))
     in_flight = conn.execute("SELECT id FROM messages WHERE state = 'sending'").fetchall()
     for (message_id,) in in_flight:
         unknown = [
