@@ -28,7 +28,7 @@ from edgegw.model import (
 )
 from edgegw.store import transactions as tx
 from edgegw.store.engine import Engine, Offload
-from edgegw.store.transactions import Effects, FinalOutcomes, iso, no_final_outcomes
+from edgegw.store.transactions import Effects, FinalOutcomes, PartSent, iso, no_final_outcomes
 
 DUE_SCAN_LIMIT = 1000  # due messages read per dispatch round
 
@@ -161,12 +161,12 @@ class Store(Engine):
         reference: int,
         *,
         last: bool,
-        next_part: tuple[int, str] | None = None,
+        next_part: tuple[str, int, str] | None = None,
         now: float | None = None,
-    ) -> bool:
+    ) -> PartSent:
         """The network took the part (TP-MR `reference`); with `last`, the message is `sent`;
-        with `next_part`, that part is `sending` in the same commit. False: the message is
-        final already and nothing more may be sent."""
+        with `next_part` (message id, index, modem), that part is `sending` in the same
+        commit when it still may be sent."""
         return await self.write(
             functools.partial(
                 tx.part_sent,

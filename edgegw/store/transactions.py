@@ -22,6 +22,7 @@ import msgspec
 from drivers.gsm.parts import EncodedPart
 from edgegw.model import (
     MESSAGE_TRANSITIONS,
+    PART_TRANSITIONS,
     WENT_OUT,
     Claim,
     ClaimedPart,
@@ -374,18 +375,35 @@ def claim(
     return claims
 
 
+def _may_send(conn: sqlite3.Connection, message_id: str, index: int) -> bool:
+    """A part may be handed to a modem only while its message is `sending` and not final."""
+    state, final = _current(conn, message_id)
+    if final or state is not MessageState.SENDING:
+        return False
+    return (_part_state(conn, message_id, index), PartEvent.SEND) in PART_TRANSITIONS
+
+
 def part_sending(
     conn: sqlite3.Connection, message_id: str, index: int, modem: str, now: float
 ) -> None:
     """The part is about to be handed to the modem; after a crash its fate is unknown.
     Refused (IllegalTransition) unless its message is `sending` and not final."""
-    state, final = _current(conn, message_id)
-    if final or state is not MessageState.SENDING:
+    if not _may_send(conn, message_id, index):
+        state, final = _current(conn, message_id)
         raise IllegalTransition(f"part {index} of {message_id}", state, PartEvent.SEND, final=final)
     _move_part(
         conn, message_id, index, PartEvent.SEND, ", modem = ?, attempts = attempts + 1", (modem,)
     )
     _event(conn, message_id, now, MessageState.SENDING, f"part {index} to modem {modem}", index)
+
+
+class PartSent(msgspec.Struct, frozen=True):
+    """What `part_sent` did: `more`, whether the rest of the message may still be sent (False
+    when a status report made it final meanwhile); `next_sending`, whether the next part asked
+    for was marked `sending` in the same commit."""
+
+    more: bool
+    next_sending: bool
 
 
 def part_sent(
@@ -396,13 +414,14 @@ def part_sent(
     now: float,
     *,
     last: bool,
-    next_part: tuple[int, str] | None = None,
-) -> bool:
+    next_part: tuple[str, int, str] | None = None,
+) -> PartSent:
     """The network took the part (TP-MR `reference`); with `last`, the message is `sent`.
 
-    With `next_part` (index, modem), the next part is marked `sending` in the same commit.
-    Returns False when the message meanwhile reached its final outcome (a status report of an
-    earlier part failed it): the part's fate is recorded, and nothing more may be sent.
+    With `next_part` (message id, index, modem), the worker's next part (of this message or of
+    its next claim) is marked `sending` in the same commit, when it still may be sent: "part i
+    sent" and "part i+1 sending" cost one commit, and a crash between them finds the same
+    states as with two.
     """
     _move_part(
         conn,
@@ -416,17 +435,17 @@ def part_sent(
     detail = f"part {index} sent, MR {reference}"
     if final:
         _event(conn, message_id, now, state, f"{detail}; the message was already {state}", index)
-        return False
-    if last:
+    elif last:
         target = _move_message(
             conn, message_id, MessageEvent.ALL_SENT, now, ", error = NULL, sent_at = ?", (now,)
         )
         _event(conn, message_id, now, target, detail, index)
-        return True
-    _event(conn, message_id, now, state, detail, index)
-    if next_part is not None:
-        part_sending(conn, message_id, next_part[0], next_part[1], now)
-    return True
+    else:
+        _event(conn, message_id, now, state, detail, index)
+    next_sending = next_part is not None and _may_send(conn, next_part[0], next_part[1])
+    if next_part is not None and next_sending:
+        part_sending(conn, *next_part, now)
+    return PartSent(more=not final, next_sending=next_sending)
 
 
 def mark_sent(conn: sqlite3.Connection, message_id: str, now: float) -> None:

@@ -243,11 +243,11 @@ class MessageLife:
                 conn, message_id, index, reference, self.now, last=last
             )
         )
-        assert isinstance(more, bool)
+        assert not isinstance(more, Refused)
         self.sent_from[message_id].add(worker.modem)
         worker.unsent.pop(0)
         worker.in_flight = None
-        if last or not more:
+        if last or not more.more:
             del self.workers[message_id]
 
     def send_fails(self, message_id: str, *, permanent: bool) -> None:
