@@ -27,7 +27,7 @@ from edgegw.delivery.config import (
     check_endpoint,
     check_mo_email,
 )
-from edgegw.http.server import HttpLimits
+from edgegw.http.limits import HttpLimits
 from edgegw.model import OriginatorType
 from edgegw.smpp.config import SmppConfig
 
