@@ -7,7 +7,6 @@ pipeline and the modems are cancelled, and the store's writer last.
 
 from __future__ import annotations
 
-import datetime
 import functools
 import hmac
 import logging
@@ -18,7 +17,6 @@ import msgspec
 import trio
 
 from drivers.at import AtModem
-from drivers.events import HealthChanged, InboundSms, StatusReportReceived
 from drivers.modem import Modem
 from drivers.simulator import Simulator, serve_pty
 from edgegw.clock import Clock
@@ -35,7 +33,7 @@ from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.inbound import InboundReceiver, inbound_record, inbound_records, inbound_view
 from edgegw.pipeline.keywords import InboundRouter, KeywordRule
 from edgegw.pipeline.management import Management
-from edgegw.pipeline.modems import ModemsView, ModemView, queues, recent_sends
+from edgegw.pipeline.modems import ModemsView, forward_events, modems_view, recent_sends
 from edgegw.pipeline.pacing import DAY, Pacer, PacingRule
 from edgegw.pipeline.reports import ReportCorrelator
 from edgegw.pipeline.smpp_backend import GatewaySmppBackend
@@ -153,7 +151,9 @@ class Gateway:
                         self.store.subscribe(Topic.SMPP, self.smpp.wake)
                         await core.start(self.smpp.run)
                     for modem in self.modems.values():
-                        core.start_soon(self._forward_events, modem)
+                        core.start_soon(
+                            forward_events, modem, self.inbound, self.reports, self.dispatcher.wake
+                        )
                     async with trio.open_nursery() as listeners:
                         http = self.config.http
                         management = management_routes(
@@ -219,35 +219,6 @@ class Gateway:
         nursery.start_soon(modem.run)
         return options.port
 
-    async def _forward_events(self, modem: Modem) -> None:
-        dispatcher = self.dispatcher
-        assert dispatcher is not None
-        async for event in modem.events:
-            if isinstance(event, HealthChanged):
-                log.info("modem %s: %s %s", event.modem, event.state, event.detail)
-                dispatcher.wake()
-            else:
-                await self._store_and_acknowledge(modem, event)
-
-    async def _store_and_acknowledge(
-        self, modem: Modem, event: InboundSms | StatusReportReceived
-    ) -> None:
-        """Commit the event, then let the modem delete it from the SIM. If the store fails the
-        SMS stays on the SIM, and the driver's next sweep of stored messages brings it again."""
-        try:
-            if isinstance(event, InboundSms):
-                await self.inbound.receive(event)
-            else:
-                await self.reports.receive(event)
-        except Exception:
-            log.exception("modem %s: could not store a received %s", modem.name, type(event))
-            return
-        try:
-            await modem.acknowledge(event)
-        except Exception:
-            # Stored already; a re-read of the same PDU is a no-op, so nothing is lost.
-            log.exception("modem %s: could not delete a stored message", modem.name)
-
     # The HTTP Backend protocol (edgegw.http.app.Backend).
 
     async def submit(self, request: SendRequest) -> SendResponse:
@@ -284,25 +255,7 @@ class Gateway:
         return inbound_view(record, self._service_names)
 
     async def modems_view(self) -> ModemsView:
-        per_modem, unbound = await queues(self.store)
-        now = self.clock.now()
-        views = []
-        for name, modem in self.modems.items():
-            in_hour, in_day = self.pacer.counts(name, now)
-            capped_until = self.pacer.capped_until(name, now)
-            queue = per_modem.get(name)
-            views.append(
-                ModemView(
-                    name=name,
-                    health=modem.health(),
-                    queued=0 if queue is None else queue.queued,
-                    sending=0 if queue is None else queue.sending,
-                    sentLastHour=in_hour,
-                    sentLastDay=in_day,
-                    cappedUntil=None if capped_until is None else _iso(capped_until),
-                )
-            )
-        return ModemsView(modems=views, queued=unbound)
+        return await modems_view(self.store, self.modems, self.pacer, self.clock.now())
 
 
 def _inbound_router(config: Config) -> InboundRouter:
@@ -312,8 +265,3 @@ def _inbound_router(config: Config) -> InboundRouter:
         for keyword in service.keywords
     ]
     return InboundRouter({modem.name: modem.service for modem in config.modems}, rules)
-
-
-def _iso(epoch: float) -> str:
-    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
