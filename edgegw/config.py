@@ -18,7 +18,7 @@ import msgspec
 
 from drivers.at import AtOptions
 from drivers.gsm import ParsingType
-from drivers.simulator import SimulatorOptions
+from drivers.simulator.options import SimulatorOptions
 from edgegw.delivery.config import (
     CallbackEndpoint,
     ManagementConfig,
