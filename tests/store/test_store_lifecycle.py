@@ -13,9 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import msgspec
 import pytest
+from support.store import new_message
 
-from drivers.gsm.parts import EncodedPart
 from edgegw.delivery.fanout import final_outcomes
 from edgegw.delivery.outbox import Endpoint, register_endpoints
 from edgegw.model import (
@@ -63,31 +64,12 @@ def test_terminal_states_have_no_way_out() -> None:
 
 
 def message(message_id: str, parts: int, now: float, validity: float) -> NewMessage:
-    return NewMessage(
-        id=message_id,
-        service_id=1,
-        batch_reference="b",
-        client_reference=None,
-        recipient="+4741000000",
-        originator="Edge",
-        originator_type="ALPHANUMERIC",
-        content="x" * parts,
-        alphabet="GSM",
-        priority=2,
-        validity_minutes=int(validity // 60),
-        not_before=now,
-        expires_at=now + validity,
-        status_report=True,
-        report_to_customer=True,
-        pid=0,
-        flash=False,
-        created_at=now,
-        window=None,
-        parts=tuple(
-            EncodedPart(dcs=0, udh=bytes((5, 0, 3, 1, parts, i)), payload=b"x")
-            for i in range(1, parts + 1)
-        ),
-    )
+    """A message of `parts` GSM parts (153 characters each when concatenated) that asks for
+    the customer's DR."""
+    text = "x" * (153 * parts if parts > 1 else 1)
+    built = new_message(message_id, text=text, now=now, expires_in=validity)
+    assert len(built.parts) == parts
+    return msgspec.structs.replace(built, report_to_customer=True)
 
 
 class Refused:
