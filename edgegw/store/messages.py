@@ -110,14 +110,6 @@ class Store(Engine):
             )
         )
 
-    async def cancel(self, message_id: str, detail: str, now: float | None = None) -> None:
-        """Cancel a queued message (DR 371); IllegalTransition when it is no longer queued."""
-        await self.write(
-            functools.partial(
-                tx.cancel, fx=self.effects, message_id=message_id, detail=detail, now=self._now(now)
-            )
-        )
-
     async def reschedule(
         self, message_id: str, not_before: float, now: float | None = None
     ) -> None:
