@@ -28,7 +28,7 @@ from edgegw.http.app import error_response, make_app
 from edgegw.http.management import management_routes
 from edgegw.http.receive import receive_routes
 from edgegw.http.server import serve_http
-from edgegw.model import InboundView, MessageView, SendRequest, SendResponse
+from edgegw.model import InboundView, SendRequest, SendResponse
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.inbound import InboundReceiver, inbound_record, inbound_records, inbound_view
 from edgegw.pipeline.keywords import InboundRouter, KeywordRule
@@ -233,9 +233,6 @@ class Gateway:
         if not hmac.compare_digest(expected.encode(), password.encode()):
             return None
         return service_id
-
-    async def message_view(self, service_id: int, message_id: str) -> MessageView | None:
-        return await self.store.message_view(service_id, message_id)
 
     def ready(self) -> bool:
         return self._ready

@@ -17,7 +17,7 @@ from typing import Any, Final
 import msgspec
 
 from edgegw.clock import Clock
-from edgegw.model import IllegalTransition, MessageState
+from edgegw.model import IllegalTransition, MessageState, MessageView
 from edgegw.store import Store, iso, transactions
 
 __all__ = [
@@ -107,6 +107,11 @@ class Management:
     def __init__(self, store: Store, clock: Clock):
         self.store = store
         self.clock = clock
+
+    async def message(self, service_id: int, message_id: str) -> MessageView | None:
+        """The message as `GET /api/messages/{id}` shows it; None if the service has no such
+        id."""
+        return await self.store.message_view(service_id, message_id)
 
     async def batches(self, service_id: int) -> list[MessageBatch]:
         """Batches of the service that still have queued messages."""

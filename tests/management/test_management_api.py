@@ -373,3 +373,36 @@ async def test_cancel_one_queued_message_and_see_its_history(
         assert view["events"][-1]["detail"] == "DR delivered to the customer (200)"
     async with rig.client(2) as client:
         assert (await client.delete(f"/api/messages/{now[0]}")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Basic dXNlcjE6d3Jvbmc=", "Basic !!!", "Bearer abc", "Basic dXNlcjE="],
+)
+async def test_one_message_needs_the_services_basic_auth(
+    rig: Rig, authorization: str | None, autojump_clock: trio.testing.MockClock
+) -> None:
+    (message_id,) = await rig.send_batch("one", 1)
+    headers = {"authorization": authorization} if authorization else {}
+    async with rig.client(None) as client:
+        response = await client.get(f"/api/messages/{message_id}", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Basic realm="edgegw"'
+
+
+async def test_one_message_is_shown_to_its_service_only(
+    rig: Rig, autojump_clock: trio.testing.MockClock
+) -> None:
+    (message_id,) = await rig.send_batch("one", 1)
+    async with rig.client() as client:
+        shown = await client.get(f"/api/messages/{message_id}")
+        assert (shown.status_code, shown.headers["content-type"]) == (200, "application/json")
+        stored = await rig.store.message_view(1, message_id)
+        assert stored is not None
+        assert msgspec.json.decode(shown.content, type=MessageView) == stored
+        for path in ("/api/messages/nosuchid0000", f"/api/messages/{message_id}/parts"):
+            assert (await client.get(path)).status_code == 404
+        put = await client.put(f"/api/messages/{message_id}")
+        assert (put.status_code, put.headers["allow"]) == (405, "GET, DELETE")
+    async with rig.client(2) as client:
+        assert (await client.get(f"/api/messages/{message_id}")).status_code == 404
