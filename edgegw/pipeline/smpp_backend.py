@@ -32,8 +32,8 @@ __all__ = ["GatewaySmppBackend", "direct_message"]
 
 log = logging.getLogger(__name__)
 
-# The slow safety net: receipts are written by other tasks' transactions (reports, expiry),
-# which do not wake the sessions; the watcher looks for new outbox items this often.
+# The slow safety net: the store wakes the watcher after every commit that queued a receipt or
+# an MO (Topic.SMPP); should a wake-up be missed, it still looks this often.
 POLL_SECONDS: Final = 0.5
 _TON_INTERNATIONAL: Final = 1
 _STATUS_FOR_FIELD: Final = {
@@ -202,7 +202,8 @@ class GatewaySmppBackend:
         return signal
 
     def wake(self) -> None:
-        """Something committed new outbox items (an MO, a cancel): look now, not at the poll."""
+        """Something committed new outbox items (the store calls it after such a commit): look
+        now, not at the poll."""
         self._wakeup.set()
 
     def _notify(self, service_id: int) -> None:
