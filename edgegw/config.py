@@ -18,7 +18,7 @@ import msgspec
 
 from drivers.at import AtOptions
 from drivers.gsm import ParsingType
-from drivers.simulator import SimulatorOptions
+from drivers.simulator.options import SimulatorOptions
 from edgegw.delivery.config import (
     CallbackEndpoint,
     ManagementConfig,
@@ -27,7 +27,7 @@ from edgegw.delivery.config import (
     check_endpoint,
     check_mo_email,
 )
-from edgegw.http.server import HttpLimits
+from edgegw.http.limits import HttpLimits
 from edgegw.model import OriginatorType
 from edgegw.smpp.config import SmppConfig
 from edgegw.smtp.config import ServiceSmtp, SmtpConfig, check_smtp

@@ -7,7 +7,6 @@ pipeline and the modems are cancelled, and the store's writer last.
 
 from __future__ import annotations
 
-import datetime
 import functools
 import hmac
 import logging
@@ -18,11 +17,11 @@ import msgspec
 import trio
 
 from drivers.at import AtModem
-from drivers.events import HealthChanged, InboundSms, StatusReportReceived
 from drivers.modem import Modem
 from drivers.simulator import Simulator, serve_pty
 from edgegw.clock import Clock
 from edgegw.config import Config, ModemConfig
+from edgegw.delivery.fanout import final_outcomes
 from edgegw.delivery.smpp_outbox import register_mo_services
 from edgegw.delivery.worker import Deliveries
 from edgegw.http.app import error_response, make_app
@@ -32,12 +31,12 @@ from edgegw.http.management import management_routes
 from edgegw.http.receive import receive_routes
 from edgegw.http.server import serve_http
 from edgegw.http.soap_routes import soap_errors, soap_routes
-from edgegw.model import InboundView, MessageView, SendRequest, SendResponse
+from edgegw.model import InboundView, SendRequest, SendResponse
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.inbound import InboundReceiver, inbound_record, inbound_records, inbound_view
 from edgegw.pipeline.keywords import InboundRouter, KeywordRule
 from edgegw.pipeline.management import Management
-from edgegw.pipeline.modems import ModemsView, ModemView, queues, recent_sends
+from edgegw.pipeline.modems import ModemsView, forward_events, modems_view, recent_sends
 from edgegw.pipeline.pacing import DAY, Pacer, PacingRule
 from edgegw.pipeline.reports import ReportCorrelator
 from edgegw.pipeline.smpp_backend import GatewaySmppBackend
@@ -45,7 +44,7 @@ from edgegw.pipeline.smtp_backend import GatewaySmtpBackend
 from edgegw.pipeline.submit import Submitter
 from edgegw.smpp.server import serve_smpp
 from edgegw.smtp.server import serve_smtp
-from edgegw.store import Store
+from edgegw.store import Store, Topic
 from edgegw.throttle import AuthThrottle
 
 log = logging.getLogger(__name__)
@@ -64,8 +63,10 @@ class Gateway:
     def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or Clock()
-        self.store = Store(config.gateway.store, clock=self.clock)
+        self.store = Store(config.gateway.store, clock=self.clock, final_outcomes=final_outcomes)
         self.deliveries = Deliveries(self.store, self.clock, config.services, config.smtp_relay)
+        # Commits wake what waits on them; the waiters' polls are only a safety net.
+        self.store.subscribe(Topic.CALLBACKS, self.deliveries.wake)
         self.modems: dict[str, Modem] = {}
         self.simulators: dict[str, Simulator] = {}
         self.dispatcher: Dispatcher | None = None
@@ -96,7 +97,6 @@ class Gateway:
             _inbound_router(config),
             reassembly_timeout=config.inbound.reassembly_timeout,
             numbers={modem.name: modem.number for modem in config.modems},
-            on_message=self._on_message,
         )
         self.reports = ReportCorrelator(
             self.store,
@@ -139,6 +139,7 @@ class Gateway:
                         pacer=self.pacer,
                         prefixes={modem.name: modem.prefixes for modem in self.config.modems},
                     )
+                    self.store.subscribe(Topic.QUEUE, self.dispatcher.wake)
                     await core.start(self.dispatcher.run)
                     self.submitter = Submitter(
                         self.config.services, self.store, self.clock, wake=self.dispatcher.wake
@@ -155,14 +156,16 @@ class Gateway:
                             self.clock,
                             self.submitter,
                             self.config.smpp.accounts,
-                            self.dispatcher.wake,
                         )
+                        self.store.subscribe(Topic.SMPP, self.smpp.wake)
                         await core.start(self.smpp.run)
                     for modem in self.modems.values():
-                        core.start_soon(self._forward_events, modem)
+                        core.start_soon(
+                            forward_events, modem, self.inbound, self.reports, self.dispatcher.wake
+                        )
                     async with trio.open_nursery() as listeners:
                         http = self.config.http
-                        batches = Management(self.store, self.clock, wake=self.deliveries.wake)
+                        batches = Management(self.store, self.clock)
                         management = management_routes(
                             batches,
                             self.authenticate,
@@ -239,12 +242,6 @@ class Gateway:
             domain=self.config.smtp.domain,
         )
 
-    def _on_message(self) -> None:
-        """An MO committed: its callbacks and its SMPP deliver_sm may be waiting."""
-        self.deliveries.wake()
-        if self.smpp is not None:
-            self.smpp.wake()
-
     async def _start_modem(self, nursery: trio.Nursery, modem_config: ModemConfig) -> str:
         options = modem_config.at
         if modem_config.driver == "simulated":
@@ -265,35 +262,6 @@ class Gateway:
         nursery.start_soon(modem.run)
         return options.port
 
-    async def _forward_events(self, modem: Modem) -> None:
-        dispatcher = self.dispatcher
-        assert dispatcher is not None
-        async for event in modem.events:
-            if isinstance(event, HealthChanged):
-                log.info("modem %s: %s %s", event.modem, event.state, event.detail)
-                dispatcher.wake()
-            else:
-                await self._store_and_acknowledge(modem, event)
-
-    async def _store_and_acknowledge(
-        self, modem: Modem, event: InboundSms | StatusReportReceived
-    ) -> None:
-        """Commit the event, then let the modem delete it from the SIM. If the store fails the
-        SMS stays on the SIM, and the driver's next sweep of stored messages brings it again."""
-        try:
-            if isinstance(event, InboundSms):
-                await self.inbound.receive(event)
-            else:
-                await self.reports.receive(event)
-        except Exception:
-            log.exception("modem %s: could not store a received %s", modem.name, type(event))
-            return
-        try:
-            await modem.acknowledge(event)
-        except Exception:
-            # Stored already; a re-read of the same PDU is a no-op, so nothing is lost.
-            log.exception("modem %s: could not delete a stored message", modem.name)
-
     # The HTTP Backend protocol (edgegw.http.app.Backend).
 
     async def submit(self, request: SendRequest) -> SendResponse:
@@ -308,9 +276,6 @@ class Gateway:
         if not hmac.compare_digest(expected.encode(), password.encode()):
             return None
         return service_id
-
-    async def message_view(self, service_id: int, message_id: str) -> MessageView | None:
-        return await self.store.message_view(service_id, message_id)
 
     def ready(self) -> bool:
         return self._ready
@@ -330,25 +295,7 @@ class Gateway:
         return inbound_view(record, self._service_names)
 
     async def modems_view(self) -> ModemsView:
-        per_modem, unbound = await queues(self.store)
-        now = self.clock.now()
-        views = []
-        for name, modem in self.modems.items():
-            in_hour, in_day = self.pacer.counts(name, now)
-            capped_until = self.pacer.capped_until(name, now)
-            queue = per_modem.get(name)
-            views.append(
-                ModemView(
-                    name=name,
-                    health=modem.health(),
-                    queued=0 if queue is None else queue.queued,
-                    sending=0 if queue is None else queue.sending,
-                    sentLastHour=in_hour,
-                    sentLastDay=in_day,
-                    cappedUntil=None if capped_until is None else _iso(capped_until),
-                )
-            )
-        return ModemsView(modems=views, queued=unbound)
+        return await modems_view(self.store, self.modems, self.pacer, self.clock.now())
 
 
 def _inbound_router(config: Config) -> InboundRouter:
@@ -358,8 +305,3 @@ def _inbound_router(config: Config) -> InboundRouter:
         for keyword in service.keywords
     ]
     return InboundRouter({modem.name: modem.service for modem in config.modems}, rules)
-
-
-def _iso(epoch: float) -> str:
-    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")

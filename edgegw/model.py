@@ -7,8 +7,12 @@ Pure data: no I/O, no clock. Field names of the API structs follow the Puzzel SM
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
+from typing import Final
 
 import msgspec
+
+from drivers.gsm.parts import EncodedPart
 
 
 class StatusCode(enum.IntEnum):
@@ -137,6 +141,269 @@ class MessageState(enum.StrEnum):
 TERMINAL_STATES = frozenset(
     {MessageState.DELIVERED, MessageState.FAILED, MessageState.EXPIRED, MessageState.CANCELLED}
 )
+
+
+class DrStatus(enum.IntEnum):
+    """The DR status code of a final outcome (spec section 4.4), with its description as the
+    customer's DR carries it (`statusdescription`, in our words)."""
+
+    description: str
+
+    def __new__(cls, value: int, description: str) -> DrStatus:
+        member = int.__new__(cls, value)
+        member._value_ = value
+        member.description = description
+        return member
+
+    DELIVERED = 0, "OK. Message processed successfully."
+    UNKNOWN_OPERATOR = 350, "Unknown or invalid network operator."
+    UNKNOWN_RECIPIENT = 351, "Unknown recipient."
+    NO_BULK = 354, "Account may not send bulk messages."
+    TARIFF = 355, "Tariff missing or not allowed."
+    TEMPORARILY_BARRED = 356, "Subscriber temporarily barred."
+    PERMANENTLY_BARRED = 357, "Subscriber permanently barred."
+    OPTED_OUT = 358, "Subscriber has opted out of premium messages."
+    TOO_YOUNG = 359, "Subscriber too young for the message's age limit."
+    SYNTAX_ERROR = 360, "Syntax error reported by the operator."
+    VALIDITY_EXPIRED = 361, "Validity period expired before delivery."
+    TIMED_OUT_IN_SMSC = 362, "Timed out in the SMSC before delivery."
+    SMSC_FAILED = 363, "SMSC operation failed."
+    UNREACHABLE = 364, "Subscription temporarily unreachable."
+    NOT_CONNECTED = 368, "Not connected to the SMSC."
+    SMSC_SPECIFIC = 369, "SMSC-specific error."
+    UNSPECIFIED = 370, "Unspecified error."
+    # Spec 4.4 has no code for "stopped by the customer"; 371 is the one that says "message
+    # cancelled", so a stopped or cancelled message reports it.
+    TRANSMIT_ERROR = 371, "Transmit error towards the SMSC; message cancelled."
+    ILLEGAL_LOGIN = 380, "Illegal login towards the operator."
+    ILLEGAL_FUNCTION = 385, "Illegal function."
+    BILLED_NOT_DELIVERED = 386, "Billed but not delivered."
+    NOT_BILLED = 390, "Sent, but not billed."
+    DATABASE = 650, "Database problem."
+    NO_ROUTE = 651, "No route to subscriber."
+    DATA_MISSING = 652, "Crucial system data missing."
+    UNEXPECTED_DATA = 653, "Unknown or unexpected data."
+
+
+_DR_DESCRIPTIONS: Final = {int(status): status.description for status in DrStatus}
+
+
+def dr_description(code: int) -> str:
+    """The description of a DR code; a code spec 4.4 does not know reads as unspecified."""
+    return _DR_DESCRIPTIONS.get(code, DrStatus.UNSPECIFIED.description)
+
+
+# ---------------------------------------------------------------------------------------------
+# The lifecycle: every legal move of a message and of a part, as `(state, event) -> state`.
+# A pair that is absent is illegal; the store refuses it (IllegalTransition) and writes nothing.
+# A message is final once it reached a terminal state or was closed `sent` with a DR code (no
+# status report came): no event moves a final message.
+
+
+class MessageEvent(enum.StrEnum):
+    CLAIM = "claim"  # the dispatcher hands it to a modem's worker
+    REQUEUE = "requeue"  # a try that may work later, a modem not ready or capped, a restart
+    RESCHEDULE = "reschedule"  # its send window opens later
+    RELEASE = "release"  # its modem stayed down past failover_after: resent whole elsewhere
+    ALL_SENT = "all_sent"  # the network took its last part
+    DELIVER = "deliver"  # every part's status report says delivered
+    FAIL = "fail"  # a part failed for good (rejected, attempts ran out, its report, a restart)
+    EXPIRE = "expire"  # validity or send window ran out before it was sent
+    CANCEL = "cancel"  # the customer stopped it (Management API, DELETE, cancel_sm)
+    TIME_OUT = "time_out"  # no status report came before its validity ended: closed, DR 362
+
+
+class PartEvent(enum.StrEnum):
+    SEND = "send"  # handed to the modem; after a crash its fate is unknown
+    TAKEN = "taken"  # the network took it (a TP-MR)
+    RETRY = "retry"  # the try failed, it may work later
+    REJECT = "reject"  # failed for good when sent
+    REPORT_DELIVERED = "report_delivered"
+    REPORT_FAILED = "report_failed"
+    RECOVER = "recover"  # in flight at a restart: queued again (policy resend)
+    LOST = "lost"  # in flight at a restart: failed (policy fail)
+    RELEASE = "release"  # its message is resent whole on another modem
+
+
+_Q, _SG, _ST = MessageState.QUEUED, MessageState.SENDING, MessageState.SENT
+_D, _F, _E, _C = (
+    MessageState.DELIVERED,
+    MessageState.FAILED,
+    MessageState.EXPIRED,
+    MessageState.CANCELLED,
+)
+
+MESSAGE_TRANSITIONS: Final[Mapping[tuple[MessageState, MessageEvent], MessageState]] = {
+    (_Q, MessageEvent.CLAIM): _SG,
+    (_Q, MessageEvent.RESCHEDULE): _Q,
+    (_Q, MessageEvent.RELEASE): _Q,
+    (_Q, MessageEvent.EXPIRE): _E,
+    (_Q, MessageEvent.CANCEL): _C,
+    # A part that went out earlier fails by its status report while the rest waits.
+    (_Q, MessageEvent.FAIL): _F,
+    (_SG, MessageEvent.REQUEUE): _Q,
+    (_SG, MessageEvent.ALL_SENT): _ST,
+    (_SG, MessageEvent.EXPIRE): _E,
+    (_SG, MessageEvent.FAIL): _F,
+    # A status report may overtake the commit of its message's last part.
+    (_SG, MessageEvent.DELIVER): _D,
+    (_ST, MessageEvent.DELIVER): _D,
+    (_ST, MessageEvent.FAIL): _F,
+    (_ST, MessageEvent.TIME_OUT): _ST,
+}
+
+PART_TRANSITIONS: Final[Mapping[tuple[MessageState, PartEvent], MessageState]] = {
+    (_Q, PartEvent.SEND): _SG,
+    (_Q, PartEvent.RELEASE): _Q,
+    (_SG, PartEvent.TAKEN): _ST,
+    (_SG, PartEvent.RETRY): _Q,
+    (_SG, PartEvent.REJECT): _F,
+    (_SG, PartEvent.RECOVER): _Q,
+    (_SG, PartEvent.LOST): _F,
+    (_ST, PartEvent.REPORT_DELIVERED): _D,
+    (_ST, PartEvent.REPORT_FAILED): _F,
+    (_ST, PartEvent.RELEASE): _Q,
+    (_D, PartEvent.RELEASE): _Q,
+    (_F, PartEvent.RELEASE): _Q,
+}
+
+# Part states of a part the network already took: its message is bound to that part's modem,
+# and a retry of the message must not send it again.
+WENT_OUT: Final = frozenset({_ST, _D, _F})
+
+
+class IllegalTransition(Exception):
+    """An event that the lifecycle does not allow in the current state; nothing was written."""
+
+    def __init__(self, what: str, state: MessageState, event: str, *, final: bool = False):
+        self.what = what
+        self.state = state
+        self.event = event
+        self.final = final
+        closed = " (final)" if final else ""
+        super().__init__(f"{what}: no {event!r} from {state.value!r}{closed}")
+
+
+def message_move(
+    state: MessageState, event: MessageEvent, *, final: bool, what: str = "message"
+) -> MessageState:
+    """The state `event` takes a message to; IllegalTransition when the lifecycle forbids it."""
+    target = None if final else MESSAGE_TRANSITIONS.get((state, event))
+    if target is None:
+        raise IllegalTransition(what, state, event, final=final)
+    return target
+
+
+def part_move(state: MessageState, event: PartEvent, *, what: str = "part") -> MessageState:
+    """The state `event` takes a part to; IllegalTransition when the lifecycle forbids it."""
+    target = PART_TRANSITIONS.get((state, event))
+    if target is None:
+        raise IllegalTransition(what, state, event)
+    return target
+
+
+def is_final(state: MessageState, dr_status: int | None) -> bool:
+    """A final outcome: a terminal state, or `sent` closed with a DR code."""
+    return state in TERMINAL_STATES or (state is MessageState.SENT and dr_status is not None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Records passed into and out of the store.
+
+
+class DailyWindow(msgspec.Struct, frozen=True, kw_only=True):
+    """A send window that opens every day from `first_day` to `last_day` (spec section 7.5).
+
+    `opens`/`closes` are seconds after local midnight in `zone` (an IANA name or "+hh:mm").
+    """
+
+    zone: str
+    first_day: str  # YYYY-MM-DD
+    last_day: str
+    opens: int
+    closes: int
+
+
+class NewMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """An accepted MT message, encoded and ready to queue."""
+
+    id: str
+    service_id: int
+    batch_reference: str
+    client_reference: str | None
+    recipient: str
+    originator: str
+    originator_type: str
+    content: str
+    alphabet: str
+    priority: int
+    validity_minutes: int
+    not_before: float
+    expires_at: float
+    status_report: bool
+    report_to_customer: bool
+    pid: int
+    flash: bool
+    created_at: float
+    window: DailyWindow | None
+    parts: tuple[EncodedPart, ...]
+
+
+class DueMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """A queued message whose time has come, as the dispatcher routes it."""
+
+    id: str
+    service_id: int
+    priority: int
+    modem: str | None  # set when some part already went out on this modem: it must stay there
+    expires_at: float
+    window: DailyWindow | None
+    recipient: str = ""  # for routing by recipient prefix
+
+
+class ClaimedPart(msgspec.Struct, frozen=True, kw_only=True):
+    index: int  # 1-based
+    part: EncodedPart
+    sent: bool
+
+
+class Claim(msgspec.Struct, frozen=True, kw_only=True):
+    """A message now in `sending` on `modem`, with what the worker needs to send it."""
+
+    id: str
+    modem: str
+    recipient: str
+    status_report: bool
+    validity_minutes: int
+    pid: int
+    expires_at: float
+    attempts: int
+    parts: tuple[ClaimedPart, ...]
+
+
+class Recovery(msgspec.Struct, frozen=True, kw_only=True):
+    """What crash recovery did to the messages it found in `sending`."""
+
+    requeued: list[str]
+    failed: list[str]
+
+
+class MessageRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """Columns of one message that pipeline code and tests inspect."""
+
+    id: str
+    state: MessageState
+    modem: str | None
+    error: str | None
+    dr_status: int | None
+    ext_status: str | None
+    attempts: int
+    priority: int
+    not_before: float
+    next_attempt_at: float
+    expires_at: float
+    sent_at: float | None
+    done_at: float | None
 
 
 class PartView(msgspec.Struct, kw_only=True):

@@ -1,56 +1,123 @@
-"""The layering of ARCHITECTURE.md, checked from the source: pure codecs do no I/O, and
-`drivers` never imports `edgegw`."""
+"""The layering of ARCHITECTURE.md, checked from the source for every module of `edgegw` and
+`drivers`: pure codecs -> core -> trio shells -> composition root, and `drivers` never imports
+`edgegw`.
+
+Deny by default: a module is a codec (the strictest layer) unless a rule below places it in a
+looser one, so a new module is checked without editing this test. A codec imports no I/O,
+clock or concurrency module and no core, shell or root module; core imports no shell or root
+module. Since each module is checked against the layers of what it imports, the rules hold
+transitively along the explicit import edges (importing a package counts as importing its
+`__init__`).
+"""
 
 from __future__ import annotations
 
 import ast
+import enum
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Sans-IO modules: bytes or text in, events or bytes out.
-PURE = [
-    *sorted((ROOT / "drivers" / "gsm").glob("*.py")),
-    ROOT / "drivers" / "at" / "framer.py",
-    ROOT / "drivers" / "at" / "recovery.py",
-    ROOT / "drivers" / "at" / "awaiting.py",
-    ROOT / "drivers" / "at" / "policies.py",
-    ROOT / "drivers" / "at" / "commands.py",
-    *(
-        ROOT / "drivers" / "simulator" / f"{name}.py"
-        for name in ("engine", "commandline", "codes", "profiles", "options", "sent")
-    ),
-    ROOT / "edgegw" / "http" / "puzzel.py",
-    ROOT / "edgegw" / "http" / "soap.py",
-    ROOT / "edgegw" / "http" / "inputs.py",
-    ROOT / "edgegw" / "throttle.py",
-    ROOT / "edgegw" / "shares.py",
-    ROOT / "edgegw" / "delivery" / "payload.py",
-    ROOT / "edgegw" / "pipeline" / "keywords.py",
-    ROOT / "edgegw" / "pipeline" / "drstatus.py",
-    ROOT / "edgegw" / "pipeline" / "pacing.py",
-    *(
-        ROOT / "edgegw" / "smpp" / f"{name}.py"
-        for name in (
-            "constants",
-            "errors",
-            "tlv",
-            "pdu",
-            "session",
-            "submission",
-            "outbound",
-            "config",
-        )
-    ),
-    *(ROOT / "edgegw" / "smtp" / f"{name}.py" for name in ("protocol", "mail", "config")),
-    ROOT / "edgegw" / "model.py",
+
+class Layer(enum.IntEnum):
+    CODEC = 0
+    CORE = 1
+    SHELL = 2
+    ROOT = 3
+
+
+# First match wins; a module matching none is a codec.
+RULES: list[tuple[str, Layer]] = [
+    ("edgegw/gateway.py", Layer.ROOT),
+    ("edgegw/__main__.py", Layer.ROOT),
+    # Pure modules inside looser packages.
+    ("edgegw/http/puzzel.py", Layer.CODEC),
+    ("edgegw/http/limits.py", Layer.CODEC),
+    ("edgegw/http/soap.py", Layer.CODEC),
+    ("edgegw/http/inputs.py", Layer.CODEC),
+    ("edgegw/pipeline/keywords.py", Layer.CODEC),
+    ("edgegw/pipeline/drstatus.py", Layer.CODEC),
+    ("edgegw/pipeline/pacing.py", Layer.CODEC),
+    ("edgegw/pipeline/router.py", Layer.CODEC),
+    ("edgegw/pipeline/sendwindow.py", Layer.CODEC),
+    ("edgegw/delivery/payload.py", Layer.CODEC),
+    ("edgegw/delivery/config.py", Layer.CODEC),
+    ("edgegw/delivery/__init__.py", Layer.CORE),
+    # I/O shells: listeners, clients, serial ports, the simulator's pty and clock.
+    ("edgegw/http/*", Layer.SHELL),
+    ("edgegw/smpp/server.py", Layer.SHELL),
+    ("edgegw/smpp/__init__.py", Layer.SHELL),
+    ("edgegw/smtp/server.py", Layer.SHELL),
+    ("edgegw/delivery/worker.py", Layer.SHELL),
+    ("drivers/at/driver.py", Layer.SHELL),
+    ("drivers/at/__init__.py", Layer.SHELL),
+    ("drivers/at/locate.py", Layer.SHELL),
+    ("drivers/transport.py", Layer.SHELL),
+    ("drivers/ports.py", Layer.SHELL),
+    ("drivers/simulator/shell.py", Layer.SHELL),
+    ("drivers/simulator/network.py", Layer.SHELL),
+    ("drivers/simulator/__init__.py", Layer.SHELL),
+    # Core: the store, the pipeline, the outboxes, the clock, the configuration, and the
+    # interfaces the core and the shells share (they name trio's types).
+    ("edgegw/store/*", Layer.CORE),
+    ("edgegw/pipeline/*", Layer.CORE),
+    ("edgegw/delivery/*", Layer.CORE),
+    ("edgegw/clock.py", Layer.CORE),
+    ("edgegw/loglimit.py", Layer.CORE),
+    ("edgegw/config.py", Layer.CORE),
+    ("edgegw/smpp/backend.py", Layer.CORE),
+    ("drivers/modem.py", Layer.CORE),
 ]
-FORBIDDEN_IN_PURE = {"trio", "sqlite3", "serial", "socket", "logging", "asyncio", "time", "os"}
+
+FORBIDDEN_IN_CODEC = {
+    "trio",
+    "sqlite3",
+    "socket",
+    "threading",
+    "h11",
+    "httpx",
+    "serial",
+    "os",
+    "time",
+    "logging",
+    "asyncio",
+    "smtplib",
+    "subprocess",
+}
+
+# The one edge the rules do not allow yet: the configuration embeds the AT driver's options,
+# which live beside the driver (drivers/at/driver.py) and reach it through drivers.at.
+KNOWN = {("edgegw.config", "drivers.at")}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {
+    module_name(path): path
+    for top in ("edgegw", "drivers")
+    for path in sorted((ROOT / top).rglob("*.py"))
+}
+
+
+def layer(name: str) -> Layer:
+    relative = str(MODULES[name].relative_to(ROOT))
+    for pattern, found in RULES:
+        if fnmatch(relative, pattern):
+            return found
+    return Layer.CODEC
 
 
 def imported_modules(path: Path) -> set[str]:
+    """Every module the file imports explicitly: `from a.b import c` is `a.b`, and `a.b.c`
+    too when that is a module of ours."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     names: set[str] = set()
     for node in ast.walk(tree):
@@ -58,26 +125,62 @@ def imported_modules(path: Path) -> set[str]:
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
+            names.update(
+                f"{node.module}.{alias.name}"
+                for alias in node.names
+                if f"{node.module}.{alias.name}" in MODULES
+            )
     return names
 
 
-@pytest.mark.parametrize("path", PURE, ids=lambda p: str(p.relative_to(ROOT)))
-def test_pure_module_does_no_io(path: Path) -> None:
-    assert path.is_file(), f"{path} is listed as pure but does not exist"
-    bad = {name for name in imported_modules(path) if name.split(".")[0] in FORBIDDEN_IN_PURE}
-    assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+def internal(names: set[str]) -> set[str]:
+    return {name for name in names if name in MODULES}
+
+
+@pytest.mark.parametrize("name", sorted(MODULES), ids=str)
+def test_each_module_imports_only_its_own_layer_or_below(name: str) -> None:
+    own = layer(name)
+    names = imported_modules(MODULES[name])
+    if own is Layer.CODEC:
+        bad = {n for n in names if n.split(".")[0] in FORBIDDEN_IN_CODEC}
+        assert not bad, f"{name} is a codec but imports {sorted(bad)}"
+    above = {
+        other: layer(other).name
+        for other in internal(names)
+        if layer(other) > own and (name, other) not in KNOWN
+    }
+    assert not above, f"{name} ({own.name}) imports {above}"
+
+
+def test_codecs_reach_no_io_through_their_imports() -> None:
+    """The closure of each codec's imports holds codecs only (so no I/O at any depth)."""
+    for name in MODULES:
+        if layer(name) is not Layer.CODEC:
+            continue
+        seen: set[str] = set()
+        todo = [name]
+        while todo:
+            current = todo.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            todo += internal(imported_modules(MODULES[current]))
+        assert {other for other in seen if layer(other) is not Layer.CODEC} == set(), name
 
 
 def test_drivers_never_import_edgegw() -> None:
     offenders = {
-        str(path.relative_to(ROOT)): sorted(
-            name for name in imported_modules(path) if name.split(".")[0] == "edgegw"
-        )
-        for path in (ROOT / "drivers").rglob("*.py")
+        name: sorted(n for n in imported_modules(path) if n.split(".")[0] == "edgegw")
+        for name, path in MODULES.items()
+        if name.startswith("drivers")
     }
-    assert {path: names for path, names in offenders.items() if names} == {}
+    assert {name: names for name, names in offenders.items() if names} == {}
 
 
-def test_the_check_sees_imports() -> None:
-    source = ROOT / "edgegw" / "gateway.py"
-    assert "trio" in imported_modules(source)
+def test_the_check_sees_imports_and_places_new_modules_as_codecs() -> None:
+    assert "trio" in imported_modules(ROOT / "edgegw" / "gateway.py")
+    assert "edgegw.store.transactions" in imported_modules(ROOT / "edgegw" / "store" / "engine.py")
+    assert layer("edgegw.model") is Layer.CODEC
+    assert layer("edgegw.smpp.pdu") is Layer.CODEC  # no rule names it
+    assert layer("edgegw.store.engine") is Layer.CORE
+    assert layer("edgegw.gateway") is Layer.ROOT

@@ -1,7 +1,8 @@
 """Delivery of MO and DR callbacks to the customer: the wire shapes and the durable outbox.
 
-The delivery workers live in `edgegw.delivery.worker` (imported by the gateway, not here, since
-the store imports the outbox). ARCHITECTURE.md (the flow); spec sections 3 and 4.
+The delivery workers live in `edgegw.delivery.worker` and the notification step the store runs
+on a final outcome in `edgegw.delivery.fanout` (both imported by the gateway, not here).
+ARCHITECTURE.md (the flow); spec sections 3 and 4.
 """
 
 from edgegw.delivery.outbox import (

@@ -17,8 +17,9 @@ from typing import Final
 
 import msgspec
 
-from edgegw.delivery.payload import DR_STATUS_DESCRIPTIONS, CallbackKind, DrReport, MoReport
-from edgegw.model import MessageState
+from edgegw.delivery.payload import CallbackKind, DrReport, MoReport
+from edgegw.model import MessageState, dr_description, is_final
+from edgegw.store.transactions import note
 
 __all__ = [
     "Endpoint",
@@ -186,7 +187,8 @@ def enqueue_drs(conn: sqlite3.Connection, message_ids: Iterable[str], now: float
     """Queue the customer DR of each message that reached its final outcome (a final state, or
     `sent` closed with a DR code when no status report came), when the message asked
     for one (`report_to_customer`, off with `skip_customer_report_delivery`) and its service has
-    a DR endpoint. Runs inside the transaction that made the state final (store._finish)."""
+    a DR endpoint. Runs inside the transaction that made the outcome final (through
+    `edgegw.delivery.fanout.final_outcomes`)."""
     queued = 0
     for message_id in message_ids:
         row = conn.execute(
@@ -200,10 +202,8 @@ def enqueue_drs(conn: sqlite3.Connection, message_ids: Iterable[str], now: float
             continue
         service_id, name, batch, client_ref, originator, state, dr_status, ext_status = row
         state = MessageState(state)
-        if state not in _STATE_DESCRIPTIONS or (state is MessageState.SENT and dr_status is None):
+        if not is_final(state, dr_status):
             continue
-        if dr_status is None:
-            dr_status = 0 if state is MessageState.DELIVERED else 370
         report = DrReport(
             messageid=message_id,
             customerbatchreference=batch,
@@ -215,7 +215,7 @@ def enqueue_drs(conn: sqlite3.Connection, message_ids: Iterable[str], now: float
             mcc=0,
             mnc=0,
             statuscode=dr_status,
-            statusdescription=DR_STATUS_DESCRIPTIONS.get(dr_status, "Unspecified error."),
+            statusdescription=dr_description(dr_status),
             extstatuscode=ext_status or "",
             extstatusdescription=_STATE_DESCRIPTIONS[state],
             originator=originator,
@@ -261,7 +261,7 @@ def record_delivered(
     )
     for item in items:
         if item.kind is CallbackKind.DR:
-            _message_event(conn, item.message_id, now, f"DR delivered to the customer ({status})")
+            note(conn, item.message_id, now, f"DR delivered to the customer ({status})")
 
 
 def backoff_delay(attempts: int, initial: float, maximum: float) -> float:
@@ -294,7 +294,7 @@ def record_failure(
             )
             abandoned.append(item)
             if item.kind is CallbackKind.DR:
-                _message_event(conn, item.message_id, now, f"DR to the customer {reason}")
+                note(conn, item.message_id, now, f"DR to the customer {reason}")
             continue
         delay = backoff_delay(attempts, retry_initial, retry_max)
         conn.execute(
@@ -319,12 +319,3 @@ def outbox_items(
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     rows = conn.execute(f"SELECT {_ITEM_COLUMNS} FROM outbox{where} ORDER BY id", params)
     return [_item(row) for row in rows]
-
-
-def _message_event(conn: sqlite3.Connection, message_id: str, now: float, detail: str) -> None:
-    """A line in the MT message's history; the message keeps its (final) state."""
-    conn.execute(
-        "INSERT INTO message_events (message_id, at, state, part, detail)"
-        " SELECT id, ?, state, NULL, ? FROM messages WHERE id = ?",
-        (now, detail, message_id),
-    )

@@ -17,7 +17,6 @@ from xml.sax.saxutils import escape
 import msgspec
 
 __all__ = [
-    "DR_STATUS_DESCRIPTIONS",
     "MO_PLACEHOLDERS",
     "SIGNATURE_HEADER",
     "CallbackKind",
@@ -120,37 +119,6 @@ _VAS_FIELDS: Final = [
 ]
 MO_PLACEHOLDERS: Final = (*_BODY_FIELDS[CallbackKind.MO], "commandtype", *_VAS_FIELDS)
 
-# Spec section 4.4, in our words.
-DR_STATUS_DESCRIPTIONS: Final[dict[int, str]] = {
-    0: "OK. Message processed successfully.",
-    350: "Unknown or invalid network operator.",
-    351: "Unknown recipient.",
-    354: "Account may not send bulk messages.",
-    355: "Tariff missing or not allowed.",
-    356: "Subscriber temporarily barred.",
-    357: "Subscriber permanently barred.",
-    358: "Subscriber has opted out of premium messages.",
-    359: "Subscriber too young for the message's age limit.",
-    360: "Syntax error reported by the operator.",
-    361: "Validity period expired before delivery.",
-    362: "Timed out in the SMSC before delivery.",
-    363: "SMSC operation failed.",
-    364: "Subscription temporarily unreachable.",
-    368: "Not connected to the SMSC.",
-    369: "SMSC-specific error.",
-    370: "Unspecified error.",
-    371: "Transmit error towards the SMSC; message cancelled.",
-    380: "Illegal login towards the operator.",
-    385: "Illegal function.",
-    386: "Billed but not delivered.",
-    390: "Sent, but not billed.",
-    650: "Database problem.",
-    651: "No route to subscriber.",
-    652: "Crucial system data missing.",
-    653: "Unknown or unexpected data.",
-    654: "Invalid MSISDN.",
-    655: "Service inactive; message discarded.",
-}
 
 SIGNATURE_HEADER: Final = "X-Edgegw-Signature"
 

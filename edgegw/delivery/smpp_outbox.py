@@ -74,7 +74,8 @@ def _moment(epoch: float) -> dt.datetime:
 def enqueue_receipts(conn: sqlite3.Connection, message_ids: Iterable[str], now: float) -> int:
     """Queue the delivery receipt of each message that reached its final outcome and asked for
     one by registered_delivery (every outcome, or failures only). Runs inside the transaction
-    that made the outcome final (store._finish, expiry). Returns how many were queued."""
+    that made the outcome final (`edgegw.delivery.fanout.final_outcomes`). Returns how many
+    were queued."""
     queued = 0
     for message_id in message_ids:
         row = conn.execute(

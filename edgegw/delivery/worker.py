@@ -57,8 +57,8 @@ log = logging.getLogger(__name__)
 
 # Items a GET or email worker takes per round (one store read, one commit for their outcomes).
 ROUND_ITEMS: Final = 100
-# Longest a worker sleeps before looking at the outbox again: items are written by other
-# tasks' transactions, which do not wake it.
+# Longest a worker sleeps before looking at the outbox again, a safety net: the store wakes the
+# workers after every commit that queued an MO or a DR (Topic.CALLBACKS).
 POLL_SECONDS: Final = 1.0
 RESTART_SECONDS: Final = 5.0  # a worker that failed unexpectedly starts again after this
 USER_AGENT: Final = "edgegw"

@@ -9,9 +9,6 @@ import base64
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, Protocol
-from urllib.parse import unquote
-
-import msgspec
 
 from edgegw.http.inputs import to_utf8
 from edgegw.http.problems import problem_response
@@ -28,7 +25,7 @@ from edgegw.http.puzzel import (
 )
 from edgegw.http.server import App, Request, Response, plain_error
 from edgegw.http.soap import FAULT_NAMESPACE
-from edgegw.model import MessageStatus, MessageView, SendRequest, SendResponse, StatusCode
+from edgegw.model import MessageStatus, SendRequest, SendResponse, StatusCode
 
 __all__ = ["Backend", "error_response", "make_app"]
 
@@ -44,15 +41,11 @@ class Backend(Protocol):
     # Service id for HTTP Basic credentials, or None.
     def authenticate(self, username: str, password: str) -> int | None: ...
 
-    # None when unknown or another service's.
-    async def message_view(self, service_id: int, message_id: str) -> MessageView | None: ...
-
     # True once store and at least the modem layer are up.
     def ready(self) -> bool: ...
 
 
 SEND_PATH: Final = "/gw/rs/sendMessages"
-MESSAGES_PREFIX: Final = "/api/messages/"
 HEALTH_PATH: Final = "/health"
 
 _JSON: Final = "application/json"
@@ -97,13 +90,6 @@ def make_app(
             if request.method == "GET":
                 return await _send_get(request)
             return _method_not_allowed(request, "GET, POST")
-        if path.startswith(MESSAGES_PREFIX):
-            message_id = unquote(path[len(MESSAGES_PREFIX) :])
-            if not message_id or "/" in message_id:
-                return _not_found(request)
-            if request.method != "GET":
-                return _method_not_allowed(request, "GET")
-            return await _message(request, message_id)
         if path == HEALTH_PATH:
             if request.method != "GET":
                 return _method_not_allowed(request, "GET")
@@ -159,20 +145,6 @@ def make_app(
         if denied:
             answer.auth_failure = send_request.username or ""
         return answer
-
-    async def _message(request: Request, message_id: str) -> Response:
-        credentials = _basic_credentials(request.headers.get("authorization"))
-        service_id = None if credentials is None else backend.authenticate(*credentials)
-        if service_id is None:
-            return problem_response(
-                401, "Unauthorized", "HTTP Basic credentials of a service needed"
-            )
-        view = await backend.message_view(service_id, message_id)
-        if view is None:
-            return problem_response(404, "Not Found", f"no message {message_id!r} for this service")
-        return Response(
-            status=200, headers=[("content-type", _JSON)], body=msgspec.json.encode(view)
-        )
 
     return app
 

@@ -1,5 +1,6 @@
 """HTTP routes of the Management API (spec section 5.1 and 5.2, both path styles) and of our
-message additions under /api/ (list with filters and keyset pages, cancel). Routing, auth and
+message additions under /api/messages (list with filters and keyset pages, one message with its
+parts and history, cancel). Routing, auth and
 encoding only: never touches the store itself; `edgegw.pipeline.management` does.
 """
 
@@ -83,8 +84,14 @@ def management_routes(
             if path in (MESSAGES_PATH, MESSAGES_PATH + "/"):
                 _allow(request, "GET")
                 return await _list_messages(request)
-            if path.startswith(MESSAGES_PATH + "/") and request.method == "DELETE":
-                return await _cancel(request, unquote(path[len(MESSAGES_PATH) + 1 :]))
+            if path.startswith(MESSAGES_PATH + "/"):
+                message_id = unquote(path[len(MESSAGES_PATH) + 1 :])
+                if "/" in message_id:
+                    raise HttpError(404, "Not Found", f"no such resource {path!r}")
+                _allow(request, "GET, DELETE")
+                if request.method == "DELETE":
+                    return await _cancel(request, message_id)
+                return await _message(request, message_id)
         except HttpError as exc:
             return _problem(request, exc)
         return None
@@ -153,6 +160,15 @@ def management_routes(
             raise HttpError(400, "Bad Request", str(exc)) from None
         return _json(page)
 
+    async def _message(request: Request, message_id: str) -> Response:
+        service_id = _service(request)
+        if service_id is None:
+            raise _unauthorized()
+        view = await management.message(service_id, message_id)
+        if view is None:
+            raise HttpError(404, "Not Found", f"no message {message_id!r} for this service")
+        return _json(view)
+
     async def _cancel(request: Request, message_id: str) -> Response:
         service_id = _service(request)
         if service_id is None:
@@ -204,9 +220,17 @@ def _moment(name: str, text: str | None) -> float | None:
     return parse_moment(name, text) if text else None
 
 
+class _MethodNotAllowed(HttpError):
+    """A 405, which names the methods the resource takes (RFC 9110 section 15.5.6)."""
+
+    def __init__(self, method: str, allow: str) -> None:
+        super().__init__(405, "Method Not Allowed", f"{method} is not one of {allow}")
+        self.allow = allow
+
+
 def _allow(request: Request, methods: str) -> None:
     if request.method not in methods.split(", "):
-        raise HttpError(405, "Method Not Allowed", f"{request.method} is not one of {methods}")
+        raise _MethodNotAllowed(request.method, methods)
 
 
 def _is_loopback(request: Request) -> bool:
@@ -270,4 +294,7 @@ def _stopped_xml(message: StoppedMessage) -> str:
 
 
 def _problem(request: Request, error: HttpError) -> Response:
-    return problem_response(error.status, error.title, error.detail, instance=request.path)
+    response = problem_response(error.status, error.title, error.detail, instance=request.path)
+    if isinstance(error, _MethodNotAllowed):
+        response.headers.append(("allow", error.allow))
+    return response

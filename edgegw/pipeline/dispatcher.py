@@ -18,7 +18,6 @@ from drivers.events import ModemState
 from drivers.modem import Modem
 from edgegw.clock import Clock
 from edgegw.config import CrashPolicy, DispatchConfig, ServiceConfig
-from edgegw.pipeline.modems import release_from_modem
 from edgegw.pipeline.pacing import Pacer
 from edgegw.pipeline.router import choose_modem
 from edgegw.pipeline.sendwindow import next_open
@@ -216,11 +215,11 @@ class Dispatcher:
 
     async def _failed_over(self, message_id: str, modem: str, now: float) -> bool:
         """Release a message bound to `modem` once that modem has been down longer than
-        `failover_after`: it is then resent whole elsewhere (edgegw.pipeline.modems)."""
+        `failover_after`: it is then resent whole elsewhere."""
         down_since = self._down_since.get(modem)
         if down_since is None or now - down_since < self._dispatch.failover_after:
             return False
-        released = await release_from_modem(self._store, message_id, modem, now)
+        released = await self._store.release_from_modem(message_id, modem, now)
         if released:
             log.warning(
                 "message %s: modem %s down since %.0f s; resending it whole on another modem",

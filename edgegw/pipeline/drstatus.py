@@ -8,16 +8,7 @@ from __future__ import annotations
 
 import enum
 
-
-class DrCode(enum.IntEnum):
-    """The spec 4.4 codes a status report can lead to (the same numbers as store.DrStatus)."""
-
-    DELIVERED = 0
-    UNKNOWN_RECIPIENT = 351
-    SYNTAX_ERROR = 360
-    VALIDITY_EXPIRED = 361
-    TIMED_OUT_IN_SMSC = 362
-    UNSPECIFIED = 370
+from edgegw.model import DrStatus
 
 
 class ReportOutcome(enum.StrEnum):
@@ -36,26 +27,26 @@ def report_outcome(status: int) -> ReportOutcome:
     return ReportOutcome.FAILED
 
 
-def dr_status(status: int) -> DrCode | None:
+def dr_status(status: int) -> DrStatus | None:
     """The spec 4.4 code for a TP-ST; None while the SC is still trying (no final DR yet)."""
     if status < 0x20:
         # 0x00 received, 0x01 forwarded but unconfirmed, 0x02 replaced; 0x03-0x1F are reserved
         # or SC-specific values of the same "transaction completed" group.
-        return DrCode.DELIVERED
+        return DrStatus.DELIVERED
     if status < 0x40:
         return None
     if status == 0x41:  # incompatible destination
-        return DrCode.SYNTAX_ERROR
+        return DrStatus.SYNTAX_ERROR
     if status == 0x46:  # SM validity period expired
-        return DrCode.VALIDITY_EXPIRED
+        return DrStatus.VALIDITY_EXPIRED
     if status == 0x49:  # SM does not exist
-        return DrCode.UNKNOWN_RECIPIENT
+        return DrStatus.UNKNOWN_RECIPIENT
     if 0x60 <= status < 0x80:
         # Temporary errors after which the SC makes no more attempts (0x60-0x65, and the
         # reserved/SC-specific rest of that group).
-        return DrCode.TIMED_OUT_IN_SMSC
+        return DrStatus.TIMED_OUT_IN_SMSC
     # 0x40, 0x42-0x45, 0x47, 0x48, the reserved 0x4A-0x5F and the reserved 0x80-0xFF.
-    return DrCode.UNSPECIFIED
+    return DrStatus.UNSPECIFIED
 
 
 def ext_status(status: int) -> str:

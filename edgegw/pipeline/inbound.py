@@ -12,7 +12,7 @@ import logging
 import math
 import sqlite3
 import zoneinfo
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -21,12 +21,11 @@ import trio
 from drivers.events import InboundSms
 from drivers.gsm import EncodedPart, concat_info, decode_concatenated
 from edgegw.clock import Clock
-from edgegw.delivery.outbox import enqueue_mo
-from edgegw.delivery.smpp_outbox import enqueue_smpp_mo
+from edgegw.delivery.fanout import mo_received
 from edgegw.ids import MessageIdGenerator
 from edgegw.model import InboundView
 from edgegw.pipeline.keywords import InboundRouter
-from edgegw.store import Store
+from edgegw.store import Store, Topic
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +94,6 @@ class InboundReceiver:
         reassembly_timeout: float,
         numbers: Mapping[str, str] | None = None,
         ids: MessageIdGenerator | None = None,
-        on_message: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -103,7 +101,6 @@ class InboundReceiver:
         self._timeout = reassembly_timeout
         self._numbers = dict(numbers or {})
         self._ids = ids or MessageIdGenerator()
-        self._on_message = on_message  # told after a commit that stored a message
         self._wakeup = trio.Event()
         self.received = 0  # parts stored
         self.duplicates = 0  # parts ignored as copies
@@ -181,8 +178,6 @@ class InboundReceiver:
             )
         elif received.message_id is None:
             self._wakeup.set()  # a new open group: the sweeper's next deadline may be earlier
-        elif self._on_message is not None:
-            self._on_message()
         return received
 
     def _assemble(
@@ -239,8 +234,8 @@ class InboundReceiver:
             (message_id, *part_ids),
         )
         if route.service_id is not None:
-            # The customer's MO delivery is queued in this same transaction (edgegw.delivery).
-            enqueue_mo(
+            # The customer's MO callbacks are queued in this same transaction (edgegw.delivery).
+            mo_received(
                 conn,
                 message_id=message_id,
                 service_id=route.service_id,
@@ -252,16 +247,8 @@ class InboundReceiver:
                 command=route.command,
                 stripped_content=route.stripped_content,
             )
-            # And for the service's ESMEs when it takes MO by SMPP (edgegw.delivery.smpp_outbox).
-            enqueue_smpp_mo(
-                conn,
-                message_id=message_id,
-                service_id=route.service_id,
-                sno=self._numbers.get(modem) or modem,
-                originator=originator,
-                content=content,
-                received_at=now,
-            )
+            self._store.touch(Topic.CALLBACKS)
+            self._store.touch(Topic.SMPP)
 
     # -- the reassembly sweeper ---------------------------------------------------------------
 
@@ -305,8 +292,6 @@ class InboundReceiver:
 
         done = await self._store.write(assemble)
         self.incomplete += len(done)
-        if done and self._on_message is not None:
-            self._on_message()
         for message_id in done:
             log.warning("inbound %s stored incomplete: parts missing after the timeout", message_id)
         return done

@@ -1,8 +1,9 @@
 """Batch and message management over the store: list, inspect and stop queued batches (spec
 section 5), list messages with keyset pagination, and cancel one queued message.
 
-Only `queued` messages can be stopped; one already `sending` or further is left alone. Stopped
-messages end through `store._finish`, so each gets its final DR like any other final state.
+Only `queued` messages can be stopped; one already `sending` or further is left alone (the
+lifecycle refuses it). Stopped messages end through the store's `cancel` transaction, so each
+gets its final DR (371) like any other final outcome.
 """
 
 from __future__ import annotations
@@ -11,17 +12,15 @@ import base64
 import binascii
 import functools
 import sqlite3
-from collections.abc import Callable
 from typing import Any, Final
 
 import msgspec
 
 from edgegw.clock import Clock
-from edgegw.model import MessageState
-from edgegw.store import Store, _finish, _iso
+from edgegw.model import IllegalTransition, MessageState, MessageView
+from edgegw.store import Store, iso, transactions
 
 __all__ = [
-    "CANCELLED_DR_STATUS",
     "BadCursor",
     "CancelOutcome",
     "Management",
@@ -32,9 +31,6 @@ __all__ = [
     "StoppedMessage",
 ]
 
-# Spec 4.4 has no code for "stopped by the customer"; 371 is the one that says "message
-# cancelled", so a stopped or cancelled message reports it.
-CANCELLED_DR_STATUS: Final = 371
 MAX_PAGE: Final = 1000
 DEFAULT_PAGE: Final = 100
 
@@ -108,10 +104,14 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
 class Management:
     """What the Management API and `/api/messages` ask of the store, per service."""
 
-    def __init__(self, store: Store, clock: Clock, wake: Callable[[], None] = lambda: None):
+    def __init__(self, store: Store, clock: Clock):
         self.store = store
         self.clock = clock
-        self._wake = wake  # tells the delivery workers a DR was queued
+
+    async def message(self, service_id: int, message_id: str) -> MessageView | None:
+        """The message as `GET /api/messages/{id}` shows it; None if the service has no such
+        id."""
+        return await self.store.message_view(service_id, message_id)
 
     async def batches(self, service_id: int) -> list[MessageBatch]:
         """Batches of the service that still have queued messages."""
@@ -155,29 +155,17 @@ class Management:
             if not rows:
                 return None
             stopped = []
+            detail = f"stopped with batch {reference!r} through the Management API"
             for message_id, client_reference, state in rows:
                 if state != MessageState.QUEUED:
                     continue
-                if _finish(
-                    conn,
-                    message_id,
-                    now,
-                    MessageState.CANCELLED,
-                    error=f"stopped with batch {reference!r} through the Management API",
-                    dr_status=CANCELLED_DR_STATUS,
-                    only_if=(MessageState.QUEUED,),
-                ):
-                    stopped.append(
-                        StoppedMessage(
-                            messageId=message_id, clientMessageReference=client_reference
-                        )
-                    )
+                transactions.cancel(conn, self.store.effects, message_id, detail, now)
+                stopped.append(
+                    StoppedMessage(messageId=message_id, clientMessageReference=client_reference)
+                )
             return stopped
 
-        stopped = await self.store.write(stop)
-        if stopped:
-            self._wake()
-        return stopped
+        return await self.store.write(stop)
 
     async def cancel(self, service_id: int, message_id: str) -> CancelOutcome:
         """Cancel one queued message of the service."""
@@ -190,22 +178,15 @@ class Management:
             ).fetchone()
             if row is None:
                 return CancelOutcome(found=False, cancelled=False, state=None)
-            done = _finish(
-                conn,
-                message_id,
-                now,
-                MessageState.CANCELLED,
-                error="cancelled through the API",
-                dr_status=CANCELLED_DR_STATUS,
-                only_if=(MessageState.QUEUED,),
-            )
-            state = MessageState.CANCELLED if done else MessageState(row[0])
-            return CancelOutcome(found=True, cancelled=done, state=state)
+            try:
+                transactions.cancel(
+                    conn, self.store.effects, message_id, "cancelled through the API", now
+                )
+            except IllegalTransition as refused:
+                return CancelOutcome(found=True, cancelled=False, state=refused.state)
+            return CancelOutcome(found=True, cancelled=True, state=MessageState.CANCELLED)
 
-        outcome = await self.store.write(cancel)
-        if outcome.cancelled:
-            self._wake()
-        return outcome
+        return await self.store.write(cancel)
 
     async def messages(self, service_id: int, query: MessageFilter) -> MessagePage:
         """A page of the service's messages, oldest first, after `query.cursor`.
@@ -249,9 +230,9 @@ class Management:
                 recipient=row[3],
                 state=MessageState(row[4]),
                 error=row[5],
-                createdAt=_iso(row[6]) or "",
-                updatedAt=_iso(row[7]) or "",
-                doneAt=_iso(row[8]),
+                createdAt=iso(row[6]) or "",
+                updatedAt=iso(row[7]) or "",
+                doneAt=iso(row[8]),
             )
             for row in page
         ]

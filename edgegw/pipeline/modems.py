@@ -1,19 +1,29 @@
-"""The store side of running many modems: recent sends for pacing, the queue per modem for the
-health view, and failover of a message stuck on a modem that stays down.
+"""The pipeline's side of running many modems: what a modem reports (an inbound SMS or a
+status report is committed before the modem may delete it from the SIM; a health change wakes
+the dispatcher), recent sends for pacing, and the modems' view of `GET /api/modems`.
+Failover of a message stuck on a modem is the store's `release_from_modem`.
 
-Queries only, run through `Store.read` / `Store.write`; no modem calls. ARCHITECTURE.md (the
-flow: router; Concurrency rules).
+ARCHITECTURE.md (the flow: router; Concurrency rules).
 """
 
 from __future__ import annotations
 
+import datetime
+import logging
 import sqlite3
+from collections.abc import Callable, Mapping
 
 import msgspec
 
-from drivers.modem import Health
+from drivers.events import HealthChanged, InboundSms, StatusReportReceived
+from drivers.modem import Health, Modem
 from edgegw.model import MessageState
-from edgegw.store import Store, _event
+from edgegw.pipeline.inbound import InboundReceiver
+from edgegw.pipeline.pacing import Pacer
+from edgegw.pipeline.reports import ReportCorrelator
+from edgegw.store import Store
+
+log = logging.getLogger(__name__)
 
 
 class ModemQueue(msgspec.Struct, kw_only=True):
@@ -79,31 +89,66 @@ async def queues(store: Store) -> tuple[dict[str, ModemQueue], int]:
     return await store.read(read)
 
 
-async def release_from_modem(store: Store, message_id: str, modem: str, now: float) -> bool:
-    """Unbind a queued message from `modem`, which has been down too long: every part goes
-    back to the queue and the whole message is sent again on another modem (its parts already
-    sent on `modem` reach the handset a second time, as a separate concatenated message)."""
+async def forward_events(
+    modem: Modem, inbound: InboundReceiver, reports: ReportCorrelator, wake: Callable[[], None]
+) -> None:
+    """Handle what `modem` reports until it stops: health changes wake the dispatcher (`wake`),
+    received messages and status reports are committed, then acknowledged."""
+    async for event in modem.events:
+        if isinstance(event, HealthChanged):
+            log.info("modem %s: %s %s", event.modem, event.state, event.detail)
+            wake()
+        else:
+            await store_and_acknowledge(modem, event, inbound, reports)
 
-    def release(conn: sqlite3.Connection) -> bool:
-        moved = conn.execute(
-            "UPDATE messages SET modem = NULL, updated_at = ? WHERE id = ? AND state = 'queued'"
-            " AND modem = ?",
-            (now, message_id, modem),
-        ).rowcount
-        if not moved:
-            return False
-        conn.execute(
-            "UPDATE parts SET state = 'queued', reference = NULL, modem = NULL"
-            " WHERE message_id = ?",
-            (message_id,),
-        )
-        _event(
-            conn,
-            message_id,
-            now,
-            MessageState.QUEUED,
-            f"modem {modem} is down; the whole message will be resent on another modem",
-        )
-        return True
 
-    return await store.write(release)
+async def store_and_acknowledge(
+    modem: Modem,
+    event: InboundSms | StatusReportReceived,
+    inbound: InboundReceiver,
+    reports: ReportCorrelator,
+) -> None:
+    """Commit the event, then let the modem delete it from the SIM. If the store fails the
+    SMS stays on the SIM, and the driver's next sweep of stored messages brings it again."""
+    try:
+        if isinstance(event, InboundSms):
+            await inbound.receive(event)
+        else:
+            await reports.receive(event)
+    except Exception:
+        log.exception("modem %s: could not store a received %s", modem.name, type(event))
+        return
+    try:
+        await modem.acknowledge(event)
+    except Exception:
+        # Stored already; a re-read of the same PDU is a no-op, so nothing is lost.
+        log.exception("modem %s: could not delete a stored message", modem.name)
+
+
+async def modems_view(
+    store: Store, modems: Mapping[str, Modem], pacer: Pacer, now: float
+) -> ModemsView:
+    """Each modem's health with its queue and pacing, as `GET /api/modems` shows them."""
+    per_modem, unbound = await queues(store)
+    views = []
+    for name, modem in modems.items():
+        in_hour, in_day = pacer.counts(name, now)
+        capped_until = pacer.capped_until(name, now)
+        queue = per_modem.get(name)
+        views.append(
+            ModemView(
+                name=name,
+                health=modem.health(),
+                queued=0 if queue is None else queue.queued,
+                sending=0 if queue is None else queue.sending,
+                sentLastHour=in_hour,
+                sentLastDay=in_day,
+                cappedUntil=None if capped_until is None else _iso_seconds(capped_until),
+            )
+        )
+    return ModemsView(modems=views, queued=unbound)
+
+
+def _iso_seconds(epoch: float) -> str:
+    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -12,6 +12,7 @@ up on it by then as far as anyone can tell.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 from typing import Any
@@ -22,8 +23,8 @@ import trio
 from drivers.events import StatusReportReceived
 from edgegw.clock import Clock
 from edgegw.model import MessageState
-from edgegw.pipeline.drstatus import DrCode, ReportOutcome, dr_status, ext_status, report_outcome
-from edgegw.store import Store, _event, _finish
+from edgegw.pipeline.drstatus import ReportOutcome, dr_status, ext_status, report_outcome
+from edgegw.store import Store, transactions
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ REMATCH_POLL = 1.0
 SWEEP_MAX = 60.0
 # The fewest trailing digits two numbers must share when one is national and one international.
 MIN_SHARED_DIGITS = 7
-NO_REPORT_DETAIL = "no status report came before the validity period ended"
+NO_REPORT_DETAIL = transactions.NO_REPORT_DETAIL
 
 
 class ReportResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -82,63 +83,26 @@ def _match(
 
 
 def _apply(
-    conn: sqlite3.Connection, message_id: str, index: int, status: int, now: float
+    conn: sqlite3.Connection,
+    fx: transactions.Effects,
+    message_id: str,
+    index: int,
+    status: int,
+    now: float,
 ) -> MessageState | None:
     """Record TP-ST `status` on the part and settle the message if that decides it."""
     outcome = report_outcome(status)
-    code = dr_status(status)
-    raw = ext_status(status)
-    row = conn.execute("SELECT state FROM messages WHERE id = ?", (message_id,)).fetchone()
-    state = MessageState(row[0])
-    if outcome is ReportOutcome.PENDING:
-        detail = f"part {index}: status report TP-ST {raw}, the SMSC is still trying"
-        _event(conn, message_id, now, state, detail, index)
-        return None
-    part_state = (
-        MessageState.DELIVERED if outcome is ReportOutcome.DELIVERED else MessageState.FAILED
-    )
-    updated = conn.execute(
-        "UPDATE parts SET state = ?, report_status = ?, reported_at = ?"
-        " WHERE message_id = ? AND idx = ? AND state NOT IN ('delivered', 'failed')",
-        (part_state, status, now, message_id, index),
-    ).rowcount
-    if not updated:
-        detail = f"part {index}: another status report TP-ST {raw} after the final one; ignored"
-        _event(conn, message_id, now, state, detail, index)
-        return None
-    awaiting = (MessageState.SENDING, MessageState.SENT)
-    if part_state is MessageState.FAILED:
-        assert code is not None
-        error = f"part {index} was not delivered: status report TP-ST {raw} (DR {int(code)})"
-        if _finish(
-            conn,
-            message_id,
-            now,
-            MessageState.FAILED,
-            error=error,
-            dr_status=code,
-            ext_status=raw,
-            only_if=awaiting,
-        ):
-            return MessageState.FAILED
-        _event(conn, message_id, now, state, error, index)
-        return None
-    undelivered = conn.execute(
-        "SELECT count(*) FROM parts WHERE message_id = ? AND state != 'delivered'", (message_id,)
-    ).fetchone()[0]
-    if not undelivered and _finish(
+    return transactions.record_report(
         conn,
+        fx,
         message_id,
-        now,
-        MessageState.DELIVERED,
-        error=None,
-        dr_status=DrCode.DELIVERED,
-        ext_status=raw,
-        only_if=awaiting,
-    ):
-        return MessageState.DELIVERED
-    _event(conn, message_id, now, state, f"part {index} delivered (TP-ST {raw})", index)
-    return None
+        index,
+        delivered=None if outcome is ReportOutcome.PENDING else outcome is ReportOutcome.DELIVERED,
+        dr_status=dr_status(status),
+        raw=ext_status(status),
+        status=status,
+        now=now,
+    )
 
 
 class ReportCorrelator:
@@ -203,7 +167,7 @@ class ReportCorrelator:
                 "UPDATE status_reports SET message_id = ?, part = ? WHERE id = ?",
                 (message_id, index, inserted[0]),
             )
-            final = _apply(conn, message_id, index, report.status, now)
+            final = _apply(conn, self._store.effects, message_id, index, report.status, now)
             return ReportResult(
                 stored=True, message_id=message_id, part=index, outcome=outcome, final=final
             )
@@ -255,7 +219,7 @@ class ReportCorrelator:
                     " WHERE id = ?",
                     (message_id, index, report_id),
                 )
-                _apply(conn, message_id, index, status, at)
+                _apply(conn, self._store.effects, message_id, index, status, at)
                 matched.append(message_id)
             return matched
 
@@ -267,26 +231,9 @@ class ReportCorrelator:
         """Close sent messages whose report did not come within `grace` after their validity."""
         at = self._clock.now() if now is None else now
 
-        def close(conn: sqlite3.Connection) -> list[str]:
-            overdue = conn.execute(
-                "SELECT id FROM messages WHERE state = 'sent' AND done_at IS NULL"
-                " AND expires_at <= ? AND status_report = 1",
-                (at - self._grace,),
-            ).fetchall()
-            return [
-                message_id
-                for (message_id,) in overdue
-                if _finish(
-                    conn,
-                    message_id,
-                    at,
-                    MessageState.SENT,
-                    error=NO_REPORT_DETAIL,
-                    dr_status=DrCode.TIMED_OUT_IN_SMSC,
-                    only_if=(MessageState.SENT,),
-                )
-            ]
-
+        close = functools.partial(
+            transactions.close_overdue, fx=self._store.effects, before=at - self._grace, now=at
+        )
         closed = await self._store.write(close)
         self.timed_out += len(closed)
         return closed

@@ -12,8 +12,7 @@ import zoneinfo
 
 import msgspec
 
-from edgegw.model import SendWindow
-from edgegw.store import DailyWindow
+from edgegw.model import DailyWindow, SendWindow
 
 DEFAULT_ZONE = "Europe/Oslo"
 END_OF_DAY = 86_400

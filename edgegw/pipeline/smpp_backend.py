@@ -12,7 +12,7 @@ import functools
 import logging
 import math
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 import trio
@@ -20,21 +20,20 @@ import trio
 from edgegw.clock import Clock
 from edgegw.delivery.smpp_outbox import newest_items, pending_outbound, record_answer, smpp_state
 from edgegw.model import TERMINAL_STATES, MessageState, OriginatorType
-from edgegw.pipeline.management import CANCELLED_DR_STATUS
 from edgegw.pipeline.submit import DirectMessage, Rejected, Submitter
 from edgegw.smpp.backend import Account, AccountTable, BindMode, QueryResult, SubmitRefused
 from edgegw.smpp.config import SmppAccount
 from edgegw.smpp.constants import CommandStatus
 from edgegw.smpp.outbound import Outbound
 from edgegw.smpp.submission import TON_ALPHANUMERIC, Address, Submission
-from edgegw.store import NewMessage, Store, _finish, message_inserter
+from edgegw.store import IllegalTransition, NewMessage, Store, transactions
 
 __all__ = ["GatewaySmppBackend", "direct_message"]
 
 log = logging.getLogger(__name__)
 
-# The slow safety net: receipts are written by other tasks' transactions (reports, expiry),
-# which do not wake the sessions; the watcher looks for new outbox items this often.
+# The slow safety net: the store wakes the watcher after every commit that queued a receipt or
+# an MO (Topic.SMPP); should a wake-up be missed, it still looks this often.
 POLL_SECONDS: Final = 0.5
 _TON_INTERNATIONAL: Final = 1
 _STATUS_FOR_FIELD: Final = {
@@ -106,13 +105,11 @@ class GatewaySmppBackend:
         clock: Clock,
         submitter: Submitter,
         accounts: Iterable[SmppAccount],
-        wake_dispatcher: Callable[[], None],
     ) -> None:
         self._store = store
         self._clock = clock
         self._submitter = submitter
         self._accounts = AccountTable(accounts)
-        self._wake_dispatcher = wake_dispatcher
         self._signals: dict[int, trio.Event] = {}
         self._wakeup = trio.Event()
 
@@ -133,8 +130,8 @@ class GatewaySmppBackend:
     ) -> list[str | SubmitRefused]:
         now = self._clock.now()
         results: list[str | SubmitRefused] = []
-        messages: list[NewMessage] = []
-        receipts: list[tuple[int, str]] = []
+        # One group of messages per receipt request, all stored in one write.
+        groups: dict[int, list[NewMessage]] = {}
         for submission in submissions:
             try:
                 # submit_multi gets one message per destination; its response names the first.
@@ -148,23 +145,12 @@ class GatewaySmppBackend:
                 status = _STATUS_FOR_FIELD.get(rejected.field, CommandStatus.ESME_RSUBMITFAIL)
                 results.append(SubmitRefused(status, rejected.message))
                 continue
-            messages += prepared
-            if submission.receipt:
-                receipts += [(int(submission.receipt), message.id) for message in prepared]
+            groups.setdefault(int(submission.receipt), []).extend(prepared)
             results.append(prepared[0].id)
-        if not messages:
-            return results
-        insert = message_inserter(messages)
-
-        def store(conn: sqlite3.Connection) -> None:
-            insert(conn)
-            if receipts:
-                conn.executemany(
-                    "UPDATE messages SET registered_delivery = ? WHERE id = ?", receipts
-                )
-
-        await self._store.write(store)
-        self._wake_dispatcher()
+        if groups:
+            await self._store.insert_message_groups(
+                [(messages, receipt) for receipt, messages in groups.items()]
+            )
         return results
 
     async def query(self, account: Account, message_id: str) -> QueryResult | None:
@@ -199,20 +185,15 @@ class GatewaySmppBackend:
             ).fetchone()
             if owner is None or owner[0] != account.service_id:
                 return False
-            return _finish(
-                conn,
-                message_id,
-                now,
-                MessageState.CANCELLED,
-                error="cancelled by the ESME (cancel_sm)",
-                dr_status=CANCELLED_DR_STATUS,
-                only_if=(MessageState.QUEUED,),
-            )
+            try:
+                transactions.cancel(
+                    conn, self._store.effects, message_id, "cancelled by the ESME (cancel_sm)", now
+                )
+            except IllegalTransition:
+                return False
+            return True
 
-        cancelled = await self._store.write(cancel)
-        if cancelled:
-            self.wake()
-        return cancelled
+        return await self._store.write(cancel)
 
     # -- the outbox -------------------------------------------------------------------------
 
@@ -242,7 +223,8 @@ class GatewaySmppBackend:
         return signal
 
     def wake(self) -> None:
-        """Something committed new outbox items (an MO, a cancel): look now, not at the poll."""
+        """Something committed new outbox items (the store calls it after such a commit): look
+        now, not at the poll."""
         self._wakeup.set()
 
     def _notify(self, service_id: int) -> None:

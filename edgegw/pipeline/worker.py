@@ -18,8 +18,9 @@ from drivers.events import ModemState
 from drivers.modem import Modem, ModemError, OutgoingPart, SendOutcomeUnknown, SendRejected
 from edgegw.clock import Clock
 from edgegw.config import CrashPolicy, DispatchConfig
+from edgegw.model import Claim, ClaimedPart, DrStatus
 from edgegw.pipeline.pacing import Pacer
-from edgegw.store import Claim, DrStatus, Store
+from edgegw.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -63,49 +64,75 @@ class ModemWorker:
         self.sent = 0  # messages fully sent
         self.errors = 0  # messages whose handling raised something unexpected
         self._part: int | None = None  # the part being sent, for the error boundary
+        self._claims: trio.MemoryReceiveChannel[Claim] | None = None
+        self._following: Claim | None = None  # taken from the channel during the last send
+        self._following_marked = False  # its first part is `sending` already
 
     async def run(self, claims: trio.MemoryReceiveChannel[Claim]) -> None:
+        self._claims = claims
+        # A claim taken from the channel before the worker was restarted is still its own.
+        await self._chain(None)
         async for claim in claims:
-            self._part = None
-            try:
-                await self.send(claim)
-            except Exception as exc:
-                # One message's surprise must not stop this modem: count it, log it, and give
-                # the message back to the queue as a failed attempt.
-                self.errors += 1
-                log.exception("modem %s: sending message %s failed", self.modem.name, claim.id)
-                await self._after_error(claim, self._part, f"internal error: {exc!r}", cms=None)
-            finally:
-                self._on_done(self.modem.name)
+            await self._chain(claim)
 
-    async def send(self, claim: Claim) -> None:
-        """Send every unsent part of `claim`, then mark the message sent."""
+    async def _chain(self, claim: Claim | None) -> None:
+        """Handle `claim`, then each claim taken from the channel while the last part of the
+        one before went out (its first part possibly marked `sending` by that commit)."""
+        marked = False
+        if claim is None:
+            claim, self._following = self._following, None
+            marked, self._following_marked = self._following_marked, False
+        while claim is not None:
+            await self._handle(claim, first_marked=marked)
+            claim, self._following = self._following, None
+            marked, self._following_marked = self._following_marked, False
+
+    async def _handle(self, claim: Claim, *, first_marked: bool) -> None:
+        self._part = None
+        try:
+            await self.send(claim, first_marked=first_marked)
+        except Exception as exc:
+            # One message's surprise must not stop this modem: count it, log it, and give
+            # the message back to the queue as a failed attempt.
+            self.errors += 1
+            log.exception("modem %s: sending message %s failed", self.modem.name, claim.id)
+            await self._after_error(claim, self._part, f"internal error: {exc!r}", cms=None)
+        finally:
+            self._on_done(self.modem.name)
+
+    async def send(self, claim: Claim, *, first_marked: bool = False) -> None:
+        """Send every unsent part of `claim`, then mark the message sent. With `first_marked`,
+        the commit of the previous send marked its first unsent part `sending` already (after
+        the checks below)."""
         store = self._store
         now = self._clock.now()
-        if now >= claim.expires_at:
-            await store.expire(claim.id, "validity period expired before sending", now)
-            return
-        if self.modem.health().state is not ModemState.READY:
-            # Not this message's fault: back to the queue, no attempt spent.
-            await store.requeue(
-                claim.id,
-                next_attempt_at=now,
-                error=f"modem {self.modem.name} not ready",
-                counts_as_attempt=False,
-                now=now,
-            )
-            return
         unsent = [part for part in claim.parts if not part.sent]
-        if not unsent:
-            await store.mark_sent(claim.id, now)
-            return
+        if not first_marked:
+            if now >= claim.expires_at:
+                await store.expire(claim.id, "validity period expired before sending", now)
+                return
+            if self.modem.health().state is not ModemState.READY:
+                # Not this message's fault: back to the queue, no attempt spent.
+                await store.requeue(
+                    claim.id,
+                    next_attempt_at=now,
+                    error=f"modem {self.modem.name} not ready",
+                    counts_as_attempt=False,
+                    now=now,
+                )
+                return
+            if not unsent:
+                await store.mark_sent(claim.id, now)
+                return
         validity = max(MIN_VALIDITY_MINUTES, math.ceil((claim.expires_at - now) / 60))
+        marked = first_marked
         for position, part in enumerate(unsent, 1):
             self._part = part.index
-            bound = position > 1 or len(unsent) < len(claim.parts)
-            if self._pacer is not None and not await self._paced(claim, bound=bound):
-                return
-            await store.mark_part_sending(claim.id, part.index, self.modem.name)
+            if not marked:
+                bound = position > 1 or len(unsent) < len(claim.parts)
+                if self._pacer is not None and not await self._paced(claim, bound=bound):
+                    return
+                await store.mark_part_sending(claim.id, part.index, self.modem.name)
             outgoing = OutgoingPart(
                 recipient=claim.recipient,
                 part=part.part,
@@ -147,13 +174,53 @@ class ModemWorker:
             except ModemError as exc:
                 await self._after_error(claim, part.index, str(exc), cms=exc.cms)
                 return
+            now = self._clock.now()
             if self._pacer is not None:
-                self._pacer.record(self.modem.name, self._clock.now())
-            await store.mark_part_sent(
-                claim.id, part.index, reference, last=position == len(unsent)
+                self._pacer.record(self.modem.name, now)
+            last = position == len(unsent)
+            following = self._next_part(claim, unsent, position, now)
+            sent = await store.mark_part_sent(
+                claim.id, part.index, reference, last=last, next_part=following, now=now
             )
+            marked = sent.next_sending
+            if last:
+                self._following_marked = sent.next_sending
+            if not sent.more:
+                break
         self._part = None
         self.sent += 1
+
+    def _next_part(
+        self, claim: Claim, unsent: list[ClaimedPart], position: int, now: float
+    ) -> tuple[str, int, str] | None:
+        """The part this worker sends next, to be marked `sending` in the commit of the part
+        that just went out: the message's next part, or after its last one the first part of
+        the next claim waiting in the channel. None when a pacing wait or a cap stands before
+        it, or the next claim needs the ordinary checks (expired, the modem not ready, nothing
+        left to send): a part is `sending` only once nothing but the modem holds it back."""
+        name = self.modem.name
+        pacer = self._pacer
+        if pacer is not None and (
+            pacer.capped_until(name, now) is not None or pacer.next_send_at(name, now) > now
+        ):
+            return None
+        if position < len(unsent):
+            return claim.id, unsent[position].index, name
+        if self._claims is None:
+            return None
+        try:
+            following = self._claims.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return None
+        self._following = following
+        first = next((part for part in following.parts if not part.sent), None)
+        if (
+            first is None
+            or now >= following.expires_at
+            or self.modem.health().state is not ModemState.READY
+        ):
+            return None
+        return following.id, first.index, name
 
     async def _paced(self, claim: Claim, *, bound: bool) -> bool:
         """Wait out the modem's minimum interval; False (the message went back to the queue,

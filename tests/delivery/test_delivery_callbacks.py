@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +23,13 @@ import trio.testing
 from edgegw.clock import Clock
 from edgegw.config import ServiceConfig
 from edgegw.delivery.config import SmtpRelayConfig
+from edgegw.delivery.fanout import final_outcomes
 from edgegw.delivery.outbox import OutboxItem, enqueue_mo, outbox_items
 from edgegw.delivery.worker import Deliveries
 from edgegw.http.server import HttpLimits, Request, Response, serve_http
-from edgegw.model import MessageRequest, MessageState, Parameter, SendRequest, Settings
+from edgegw.model import MessageRequest, Parameter, SendRequest, Settings
 from edgegw.pipeline.submit import Submitter
-from edgegw.store import DrStatus, Store, _finish, run_inline
+from edgegw.store import DrStatus, Store, Topic, run_inline, transactions
 
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z = 10:00 in Oslo (CEST)
 
@@ -117,10 +119,30 @@ class Rig:
         assert status.messageId is not None, status.statusMessage
         return status.messageId
 
-    async def fail(self, message_id: str, dr_status: int = DrStatus.UNKNOWN_RECIPIENT) -> None:
+    async def fail(self, message_id: str, dr_status: DrStatus = DrStatus.UNKNOWN_RECIPIENT) -> None:
         await self.store.fail(
             message_id, error="no such subscriber", dr_status=dr_status, ext_status="49"
         )
+
+    async def fail_together(self, message_ids: Sequence[str]) -> None:
+        """Fail the messages in one commit: the delivery worker, woken by it at once, finds
+        all their DRs waiting (one by one, it would send the first alone)."""
+
+        def fail_all(conn: sqlite3.Connection) -> None:
+            for message_id in message_ids:
+                transactions.fail(
+                    conn,
+                    self.store.effects,
+                    message_id,
+                    error="no such subscriber",
+                    dr_status=DrStatus.UNKNOWN_RECIPIENT,
+                    ext_status="49",
+                    part_index=None,
+                    counts_as_attempt=True,
+                    now=self.clock.now(),
+                )
+
+        await self.store.write(fail_all)
 
     async def mo(
         self, message_id: str = "mo0000000001", service_id: int = 1, **kwargs: object
@@ -155,9 +177,10 @@ async def start_rig(
 ) -> tuple[Rig, Deliveries]:
     clock = clock or Clock(start_epoch=start)
     # SQL inline on the event loop: the autojump clock would count thread time as idle.
-    store = Store(path, clock=clock, offload=run_inline)
+    store = Store(path, clock=clock, offload=run_inline, final_outcomes=final_outcomes)
     await nursery.start(store.run)
     deliveries = Deliveries(store, clock, services, relay or SmtpRelayConfig())
+    store.subscribe(Topic.CALLBACKS, deliveries.wake)
     await nursery.start(deliveries.run)
     return Rig(store, clock, services), deliveries
 
@@ -354,8 +377,7 @@ async def test_post_batches_up_to_batch_max_at_most_one_request_per_interval(
     dr = {"url": customer.url("/dr"), "batch_max": 2, "interval": 1.5}
     rig, _ = await start_rig(nursery, tmp_path / "db", [service(1, dr=dr)])
     ids = [await rig.send() for _ in range(5)]
-    for message_id in ids:
-        await rig.fail(message_id)
+    await rig.fail_together(ids)
     with trio.fail_after(30):
         await customer.wait_requests(3, acknowledged=True)
     batches = [[dr["messageid"] for dr in json.loads(r.body)["dr"]] for r in customer.requests]
@@ -404,8 +426,7 @@ async def test_500_three_times_then_200_with_a_restart_in_between_acknowledges_o
     async with trio.open_nursery() as first_run:
         rig, _ = await start_rig(first_run, path, services)
         ids = [await rig.send() for _ in range(3)]
-        for message_id in ids:
-            await rig.fail(message_id)
+        await rig.fail_together(ids)
         with trio.fail_after(3600):
             await customer.wait_requests(2)
         await trio.sleep(1)  # the failure is committed
@@ -562,15 +583,12 @@ async def test_a_sent_message_closed_without_a_report_gets_its_dr_once(
     await trio.sleep(5)
     assert await rig.items(message_id) == []
     close = functools.partial(
-        _finish,
-        message_id=message_id,
+        transactions.close_overdue,
+        fx=rig.store.effects,
+        before=rig.clock.now() + 365 * 86400,  # past any validity
         now=rig.clock.now(),
-        state=MessageState.SENT,
-        error="no status report came",
-        dr_status=362,
-        only_if=(MessageState.SENT,),
     )
-    assert await rig.store.write(close)
+    assert await rig.store.write(close) == [message_id]
     with trio.fail_after(10):
         await customer.wait_requests(1, acknowledged=True)
     await trio.sleep(5)

@@ -3,12 +3,10 @@ Puzzel error bodies, the switchable 401, message lookup with Basic auth, and hea
 
 from __future__ import annotations
 
-import base64
 import json
 from xml.etree import ElementTree
 
 import httpx
-import msgspec
 import pytest
 import trio
 
@@ -17,9 +15,7 @@ from edgegw.http.puzzel import RESPONSE_NAMESPACE
 from edgegw.http.server import App, HttpLimits, Request, Response, serve_http
 from edgegw.model import (
     STATUS_ENQUEUED,
-    MessageState,
     MessageStatus,
-    MessageView,
     SendRequest,
     SendResponse,
     StatusCode,
@@ -28,31 +24,11 @@ from edgegw.model import (
 SERVICES = {1000: ("user", "pw"), 2000: ("other", "secret")}
 
 
-def view(message_id: str, service_id: int) -> MessageView:
-    return MessageView(
-        messageId=message_id,
-        serviceId=service_id,
-        batchReference="b-1",
-        clientReference=None,
-        recipient="+4741000000",
-        originator="MyShop",
-        state=MessageState.QUEUED,
-        modem=None,
-        error=None,
-        createdAt="2026-03-21T09:00:00Z",
-        updatedAt="2026-03-21T09:00:00Z",
-        sentAt=None,
-        doneAt=None,
-        parts=[],
-    )
-
-
 class DictBackend:
-    """Services and messages in dictionaries; accepts every message of a good login."""
+    """Services in a dictionary; accepts every message of a good login."""
 
     def __init__(self) -> None:
         self.submitted: list[SendRequest] = []
-        self.views = {"m00000000001": view("m00000000001", 1000)}
         self.is_ready = True
         self.broken = False
 
@@ -83,10 +59,6 @@ class DictBackend:
             if login == (username, password):
                 return service_id
         return None
-
-    async def message_view(self, service_id: int, message_id: str) -> MessageView | None:
-        found = self.views.get(message_id)
-        return found if found is not None and found.serviceId == service_id else None
 
     def ready(self) -> bool:
         return self.is_ready
@@ -371,52 +343,6 @@ async def test_get_with_pascal_case_names_is_a_syntax_error(app: App) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# GET /api/messages/{id}
-
-
-def basic(username: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
-
-
-@pytest.mark.parametrize(
-    "authorization",
-    [None, basic("user", "wrong"), "Basic !!!", "Bearer abc", "Basic " + "dXNlcg=="],
-)
-async def test_message_lookup_needs_basic_auth(app: App, authorization: str | None) -> None:
-    headers = {"authorization": authorization} if authorization else {}
-    response = await app(request("GET", "/api/messages/m00000000001", **headers))
-    assert response.status == 401
-    assert header(response, "www-authenticate") == 'Basic realm="edgegw"'
-
-
-async def test_message_lookup(app: App, backend: DictBackend) -> None:
-    response = await app(
-        request("GET", "/api/messages/m00000000001", authorization=basic("user", "pw"))
-    )
-    assert (response.status, header(response, "content-type")) == (200, "application/json")
-    assert msgspec.json.decode(response.body, type=MessageView) == backend.views["m00000000001"]
-
-
-@pytest.mark.parametrize(
-    ("path", "login"),
-    [
-        ("/api/messages/unknown00001", ("user", "pw")),
-        ("/api/messages/m00000000001", ("other", "secret")),  # another service's message
-        ("/api/messages/", ("user", "pw")),
-        ("/api/messages/m00000000001/parts", ("user", "pw")),
-    ],
-)
-async def test_message_lookup_not_found(app: App, path: str, login: tuple[str, str]) -> None:
-    response = await app(request("GET", path, authorization=basic(*login)))
-    assert response.status == 404
-
-
-async def test_message_lookup_is_get_only(app: App) -> None:
-    response = await app(request("DELETE", "/api/messages/m00000000001"))
-    assert (response.status, header(response, "allow")) == (405, "GET")
-
-
-# ---------------------------------------------------------------------------------------------
 # /health and the rest
 
 
@@ -456,8 +382,6 @@ async def test_over_real_sockets(nursery: trio.Nursery, backend: DictBackend) ->
             "/gw/rs/sendMessages?serviceId=1000&username=user&password=pw"
             "&message[0].recipient=+4799999999&message[0].content=Hi"
         )
-        looked_up = await client.get("/api/messages/m00000000001", auth=("user", "pw"))
     assert posted.json()["messageStatus"][0]["statusCode"] == 1
     assert got.headers["content-type"] == "text/xml"
     assert xml_statuses(got.content)[0]["recipient"] == "+4799999999"
-    assert looked_up.json()["messageId"] == "m00000000001"

@@ -20,6 +20,7 @@ from drivers.modem import Health, OutgoingPart
 from edgegw.clock import Clock
 from edgegw.config import DispatchConfig, ServiceConfig
 from edgegw.delivery.config import SmtpRelayConfig
+from edgegw.delivery.fanout import final_outcomes
 from edgegw.delivery.worker import Deliveries
 from edgegw.http.app import make_app
 from edgegw.http.management import management_routes
@@ -36,7 +37,7 @@ from edgegw.model import (
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.management import Management
 from edgegw.pipeline.submit import Submitter
-from edgegw.store import Store, run_inline
+from edgegw.store import Store, Topic, run_inline
 
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z = 10:00 in Oslo (CEST)
 LATER = SendWindow(startDate="2025-08-05", startTime="12:00:00")  # two hours ahead
@@ -167,13 +168,14 @@ async def rig(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[Rig]:
 
 async def start(nursery: trio.Nursery, tmp_path: Path, *, loopback: bool = False) -> Rig:
     clock = Clock(start_epoch=START)
-    store = Store(tmp_path / "db", clock=clock, offload=run_inline)
+    store = Store(tmp_path / "db", clock=clock, offload=run_inline, final_outcomes=final_outcomes)
     await nursery.start(store.run)
     customer = Customer()
     customer_port = await nursery.start(serve_http, customer.app, "127.0.0.1", 0, HttpLimits())
     dr_url = f"http://127.0.0.1:{customer_port}/dr"
     services = [service(1, dr_url), service(2, dr_url)]
     deliveries = Deliveries(store, clock, services, SmtpRelayConfig())
+    store.subscribe(Topic.CALLBACKS, deliveries.wake)
     await nursery.start(deliveries.run)
     modem = FakeModem("m1")
     dispatcher = Dispatcher(
@@ -183,7 +185,7 @@ async def start(nursery: trio.Nursery, tmp_path: Path, *, loopback: bool = False
     submitter = Submitter(services, store, clock, dispatcher.wake)
     backend = Backend(submitter, store, services)
     routes = management_routes(
-        Management(store, clock, wake=deliveries.wake),
+        Management(store, clock),
         backend.authenticate,
         {1, 2},
         allow_unauthenticated_loopback=loopback,
@@ -371,3 +373,36 @@ async def test_cancel_one_queued_message_and_see_its_history(
         assert view["events"][-1]["detail"] == "DR delivered to the customer (200)"
     async with rig.client(2) as client:
         assert (await client.delete(f"/api/messages/{now[0]}")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Basic dXNlcjE6d3Jvbmc=", "Basic !!!", "Bearer abc", "Basic dXNlcjE="],
+)
+async def test_one_message_needs_the_services_basic_auth(
+    rig: Rig, authorization: str | None, autojump_clock: trio.testing.MockClock
+) -> None:
+    (message_id,) = await rig.send_batch("one", 1)
+    headers = {"authorization": authorization} if authorization else {}
+    async with rig.client(None) as client:
+        response = await client.get(f"/api/messages/{message_id}", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Basic realm="edgegw"'
+
+
+async def test_one_message_is_shown_to_its_service_only(
+    rig: Rig, autojump_clock: trio.testing.MockClock
+) -> None:
+    (message_id,) = await rig.send_batch("one", 1)
+    async with rig.client() as client:
+        shown = await client.get(f"/api/messages/{message_id}")
+        assert (shown.status_code, shown.headers["content-type"]) == (200, "application/json")
+        stored = await rig.store.message_view(1, message_id)
+        assert stored is not None
+        assert msgspec.json.decode(shown.content, type=MessageView) == stored
+        for path in ("/api/messages/nosuchid0000", f"/api/messages/{message_id}/parts"):
+            assert (await client.get(path)).status_code == 404
+        put = await client.put(f"/api/messages/{message_id}")
+        assert (put.status_code, put.headers["allow"]) == (405, "GET, DELETE")
+    async with rig.client(2) as client:
+        assert (await client.get(f"/api/messages/{message_id}")).status_code == 404

@@ -18,9 +18,9 @@ from support.reports import SCTS, report_event
 
 from edgegw.clock import Clock
 from edgegw.config import DispatchConfig, ServiceConfig
-from edgegw.model import MessageState
+from edgegw.model import DrStatus, MessageState
 from edgegw.pipeline.dispatcher import Dispatcher
-from edgegw.pipeline.drstatus import DrCode, ReportOutcome, dr_status, ext_status, report_outcome
+from edgegw.pipeline.drstatus import ReportOutcome, dr_status, ext_status, report_outcome
 from edgegw.pipeline.reports import ReportCorrelator, same_number
 from edgegw.pipeline.submit import Submitter
 from edgegw.store import MessageRecord, Store, run_inline
@@ -113,7 +113,7 @@ async def test_300_messages_through_one_modem_every_report_matches_its_message(
     final = {message_id: (await rig.record(message_id)).state for message_id in ids}
     assert final == expected
     failed = await rig.record(ids[3])
-    assert (failed.dr_status, failed.ext_status) == (DrCode.SYNTAX_ERROR, "41")
+    assert (failed.dr_status, failed.ext_status) == (DrStatus.SYNTAX_ERROR, "41")
     delivered = await rig.record(ids[0])
     assert (delivered.dr_status, delivered.ext_status) == (0, "00")
     assert (rig.correlator.matched, rig.correlator.unmatched) == (300, 0)
@@ -157,7 +157,7 @@ async def test_one_failed_part_fails_the_message_and_later_reports_change_nothin
     record = await rig.record(message_id)
     assert (record.state, record.dr_status, record.ext_status) == (
         MessageState.FAILED,
-        DrCode.VALIDITY_EXPIRED,
+        DrStatus.VALIDITY_EXPIRED,
         "46",
     )
     assert record.error == "part 2 was not delivered: status report TP-ST 46 (DR 361)"

@@ -18,9 +18,8 @@ from support.reports import report_event
 from drivers.events import StatusReportReceived
 from edgegw.clock import Clock
 from edgegw.config import DispatchConfig, ServiceConfig
-from edgegw.model import MessageState
+from edgegw.model import DrStatus, MessageState
 from edgegw.pipeline.dispatcher import Dispatcher
-from edgegw.pipeline.drstatus import DrCode
 from edgegw.pipeline.reports import ReportCorrelator
 from edgegw.pipeline.submit import Submitter
 from edgegw.store import Store, run_inline
@@ -150,7 +149,7 @@ async def test_reports_after_a_restart_match_their_messages_across_mr_wrap(
         for n in (3, 255, 276, 283):  # refused: before, across and after the restart
             record = await gateway.store.message(ids[n])
             assert record is not None
-            assert (record.dr_status, record.ext_status) == (DrCode.SYNTAX_ERROR, "41"), n
+            assert (record.dr_status, record.ext_status) == (DrStatus.SYNTAX_ERROR, "41"), n
         for n in (0, 256, 279, 299):
             record = await gateway.store.message(ids[n])
             assert record is not None

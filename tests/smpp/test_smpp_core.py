@@ -6,6 +6,7 @@ pending/delivered/failed, and the [smpp] config checks."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,8 +18,9 @@ import trio
 
 from edgegw.clock import Clock
 from edgegw.config import Config, ServiceConfig, _check_meaning, load_config
+from edgegw.delivery.fanout import final_outcomes
 from edgegw.delivery.smpp_outbox import enqueue_smpp_mo, register_mo_services
-from edgegw.model import MessageState
+from edgegw.model import DrStatus, MessageState
 from edgegw.pipeline.smpp_backend import GatewaySmppBackend
 from edgegw.pipeline.submit import Submitter
 from edgegw.smpp.backend import Account, SubmitRefused
@@ -27,7 +29,7 @@ from edgegw.smpp.constants import CommandStatus
 from edgegw.smpp.constants import MessageState as SmppState
 from edgegw.smpp.outbound import MobileOriginated, Receipt
 from edgegw.smpp.submission import Address, ReceiptRequest, Submission
-from edgegw.store import Store, _finish
+from edgegw.store import Store, Topic, transactions
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 NOW = 1_790_000_000.0
@@ -47,13 +49,14 @@ class Core(msgspec.Struct):
 @pytest.fixture
 async def core(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Core]:
     clock = Clock(start_epoch=NOW)
-    store = Store(tmp_path / "edgegw.db", clock=clock)
+    store = Store(tmp_path / "edgegw.db", clock=clock, final_outcomes=final_outcomes)
     await nursery.start(store.run)
     other = msgspec.structs.replace(SERVICE, id=2000, name="other", username="other")
     wakes: list[int] = []
+    store.subscribe(Topic.QUEUE, lambda: wakes.append(1))
     submitter = Submitter([SERVICE, other], store, clock, wake=lambda: None)
     accounts = [SmppAccount(system_id="demo", password="demo", service=1000)]
-    backend = GatewaySmppBackend(store, clock, submitter, accounts, lambda: wakes.append(1))
+    backend = GatewaySmppBackend(store, clock, submitter, accounts)
     yield Core(store, backend, wakes)
 
 
@@ -107,7 +110,7 @@ async def test_text_is_stored_as_a_rest_submit_would_be(core: Core) -> None:
         0,
     )
     assert [dcs for dcs, _, _ in await parts(core.store, message_id)] == [0x00]
-    assert core.wakes == [1]  # the dispatcher was woken after the commit
+    assert core.wakes == [1]  # the store woke the dispatcher after the commit
 
 
 async def test_ucs2_octets_and_own_udh_keep_their_coding(core: Core) -> None:
@@ -164,11 +167,30 @@ async def test_refusals_carry_their_command_status(
     assert count == (0,)
 
 
-async def finish(core: Core, message_id: str, state: MessageState, dr: int | None) -> None:
-    def write(conn: sqlite3.Connection) -> None:
-        assert _finish(conn, message_id, NOW + 60, state, error=None, dr_status=dr)
-
-    await core.store.write(write)
+async def finish(core: Core, message_id: str, state: MessageState, dr: DrStatus) -> None:
+    """Send the message's one part, then settle it as a status report or the worker would."""
+    store = core.store
+    at = NOW + 60
+    await store.claim([(message_id, "m1")], at)
+    await store.mark_part_sending(message_id, 1, "m1", at)
+    if state is MessageState.DELIVERED:
+        await store.mark_part_sent(message_id, 1, 7, last=True, now=at)
+        await store.write(
+            functools.partial(
+                transactions.record_report,
+                fx=store.effects,
+                message_id=message_id,
+                index=1,
+                delivered=True,
+                dr_status=dr,
+                raw="00",
+                status=0,
+                now=at,
+            )
+        )
+    else:
+        await store.fail(message_id, error="rejected", dr_status=dr, part_index=1, now=at)
+    assert (await row(store, message_id, "state"))[0] == state
 
 
 async def test_receipts_follow_the_request_and_the_final_state(core: Core) -> None:
@@ -179,9 +201,11 @@ async def test_receipts_follow_the_request_and_the_final_state(core: Core) -> No
     expired = await core.backend.submit(
         ACCOUNT, submission("Too late", receipt=ReceiptRequest.FAILURE)
     )
-    await finish(core, final, MessageState.DELIVERED, 0)
-    await finish(core, failure_only, MessageState.DELIVERED, 0)  # no receipt: it worked
-    await finish(core, none, MessageState.FAILED, 351)
+    await finish(core, final, MessageState.DELIVERED, DrStatus.DELIVERED)
+    await finish(
+        core, failure_only, MessageState.DELIVERED, DrStatus.DELIVERED
+    )  # no receipt: it worked
+    await finish(core, none, MessageState.FAILED, DrStatus.UNKNOWN_RECIPIENT)
     await core.store.expire_due(NOW + 8 * 86400)
     items = await core.backend.pending(1000, 10, frozenset())
     receipts = [item.item for item in items if isinstance(item.item, Receipt)]
@@ -216,7 +240,7 @@ async def test_query_and_cancel_only_the_services_own_queued_messages(core: Core
     queued = await core.backend.query(ACCOUNT, message_id)
     assert queued is not None and queued.message_state is SmppState.ENROUTE
     assert queued.final_date is None
-    await finish(core, message_id, MessageState.FAILED, 351)
+    await finish(core, message_id, MessageState.FAILED, DrStatus.UNKNOWN_RECIPIENT)
     assert not await core.backend.cancel(ACCOUNT, message_id)  # not queued any more
     failed = await core.backend.query(ACCOUNT, message_id)
     assert failed is not None

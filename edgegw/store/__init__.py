@@ -1,0 +1,77 @@
+"""The durable store: one SQLite file that is the queue of MT messages, their parts and history.
+
+`engine` holds the connections, the schema and the group-commit writer; `transactions` the only
+writes of a message's life (tables `messages`, `parts`, `message_events`), each checked against
+the lifecycle of `edgegw.model`; `messages` the `Store` the pipeline uses. Import the names
+below from `edgegw.store`.
+"""
+
+from edgegw.model import (
+    Claim,
+    ClaimedPart,
+    DailyWindow,
+    DrStatus,
+    DueMessage,
+    IllegalTransition,
+    MessageRecord,
+    NewMessage,
+    Recovery,
+)
+from edgegw.store.engine import (
+    BUSY_TIMEOUT_MS,
+    MAX_JOBS_PER_COMMIT,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    WRITE_QUEUE_DEPTH,
+    Engine,
+    Offload,
+    StoreClosed,
+    StoreError,
+    connect,
+    migrate,
+    run_inline,
+    schema_version,
+)
+from edgegw.store.messages import DUE_SCAN_LIMIT, Store
+from edgegw.store.responses import (
+    StoredResponse,
+    remember_response,
+    stored_response,
+    used_client_references,
+)
+from edgegw.store.transactions import FinalOutcomes, Topic, iso, message_inserter
+
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "DUE_SCAN_LIMIT",
+    "MAX_JOBS_PER_COMMIT",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "WRITE_QUEUE_DEPTH",
+    "Claim",
+    "ClaimedPart",
+    "DailyWindow",
+    "DrStatus",
+    "DueMessage",
+    "Engine",
+    "FinalOutcomes",
+    "IllegalTransition",
+    "MessageRecord",
+    "NewMessage",
+    "Offload",
+    "Recovery",
+    "Store",
+    "StoreClosed",
+    "StoreError",
+    "StoredResponse",
+    "Topic",
+    "connect",
+    "iso",
+    "message_inserter",
+    "migrate",
+    "remember_response",
+    "run_inline",
+    "schema_version",
+    "stored_response",
+    "used_client_references",
+]

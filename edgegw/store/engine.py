@@ -1,0 +1,519 @@
+"""The store's engine: the SQLite file's connections, schema and migrations, and the writer.
+
+One writer task owns the write connection and commits every waiting job in one transaction
+(group commit); nobody is told "done" before the commit. Never blocks the event loop with SQL.
+After a commit the engine wakes whoever subscribed to a topic its jobs touched.
+ARCHITECTURE.md (Store).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sqlite3
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
+
+import trio
+
+from edgegw.clock import Clock
+from edgegw.store.transactions import Topic
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 10_000
+WRITE_QUEUE_DEPTH = 4096  # jobs waiting for the writer; callers wait when it is full
+MAX_JOBS_PER_COMMIT = 512
+
+
+class Offload(Protocol):
+    """Runs blocking SQLite work off the event loop: `trio.to_thread.run_sync` in service.
+
+    Virtual-time tests pass a runner that calls the function inline, because trio's autojump
+    clock counts time spent waiting for a thread as idle and would jump over it.
+    """
+
+    def __call__(self, fn: Callable[[], T], /) -> Awaitable[T]: ...
+
+
+async def run_inline(fn: Callable[[], T], /) -> T:
+    """An Offload that runs the SQL on the event loop thread (deterministic virtual time)."""
+    return fn()
+
+
+class StoreError(Exception):
+    """The store cannot be used (closed, or written by a newer edgegw)."""
+
+
+class StoreClosed(StoreError):
+    """The writer is not running, so a write could not be committed."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema. Each entry of MIGRATIONS takes the file from version i to i + 1; a file is upgraded
+# by applying the missing steps in order, each version in its own transaction. Never edit a
+# released step: add a new one.
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # v1: messages and their parts; the queue is the partial index over queued messages.
+    (
+        """CREATE TABLE messages (
+            id TEXT PRIMARY KEY,
+            service_id INTEGER NOT NULL,
+            batch_reference TEXT NOT NULL,
+            client_reference TEXT,
+            recipient TEXT NOT NULL,
+            originator TEXT NOT NULL,
+            originator_type TEXT NOT NULL,
+            content TEXT NOT NULL,
+            alphabet TEXT NOT NULL,
+            priority INTEGER NOT NULL,
+            validity_minutes INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            modem TEXT,
+            error TEXT,
+            not_before REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            next_attempt_at REAL NOT NULL,
+            due_at REAL NOT NULL,
+            status_report INTEGER NOT NULL,
+            pid INTEGER NOT NULL,
+            flash INTEGER NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            sent_at REAL,
+            done_at REAL
+        )""",
+        # due_at = max(not_before, next_attempt_at): "what is due" is one range per priority.
+        "CREATE INDEX messages_due ON messages (priority, due_at) WHERE state = 'queued'",
+        "CREATE INDEX messages_expiry ON messages (expires_at) WHERE state = 'queued'",
+        """CREATE TABLE parts (
+            message_id TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+            idx INTEGER NOT NULL,
+            dcs INTEGER NOT NULL,
+            udh BLOB NOT NULL,
+            payload BLOB NOT NULL,
+            state TEXT NOT NULL DEFAULT 'queued',
+            modem TEXT,
+            reference INTEGER,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            sent_at REAL,
+            PRIMARY KEY (message_id, idx)
+        ) WITHOUT ROWID""",
+    ),
+    # v2: DR-style status codes, customer DR switch, daily send windows, and the event log.
+    (
+        "ALTER TABLE messages ADD COLUMN dr_status INTEGER",
+        "ALTER TABLE messages ADD COLUMN ext_status TEXT",
+        "ALTER TABLE messages ADD COLUMN report_to_customer INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE messages ADD COLUMN window_zone TEXT",
+        "ALTER TABLE messages ADD COLUMN window_first TEXT",
+        "ALTER TABLE messages ADD COLUMN window_last TEXT",
+        "ALTER TABLE messages ADD COLUMN window_opens INTEGER",
+        "ALTER TABLE messages ADD COLUMN window_closes INTEGER",
+        # Crash recovery looks at messages in flight only.
+        "CREATE INDEX messages_sending ON messages (id) WHERE state = 'sending'",
+        # Status reports are matched to a part by modem and TP-MR.
+        "CREATE INDEX parts_reference ON parts (modem, reference) WHERE reference IS NOT NULL",
+        """CREATE TABLE message_events (
+            message_id TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+            at REAL NOT NULL,
+            state TEXT NOT NULL,
+            part INTEGER,
+            detail TEXT NOT NULL
+        )""",
+        "CREATE INDEX message_events_message ON message_events (message_id, at)",
+    ),
+    # v3, the receive side (edgegw.pipeline.inbound and .reports): per-part status reports,
+    # received status reports, raw inbound parts (unique per PDU, so a re-read of a SIM message
+    # is a no-op) and reassembled inbound messages; pacing counts parts sent per modem.
+    (
+        "ALTER TABLE parts ADD COLUMN report_status INTEGER",
+        "ALTER TABLE parts ADD COLUMN reported_at REAL",
+        "CREATE INDEX parts_modem_sent ON parts (modem, sent_at) WHERE sent_at IS NOT NULL",
+        "CREATE INDEX messages_awaiting_report ON messages (expires_at)"
+        " WHERE state = 'sent' AND done_at IS NULL",
+        """CREATE TABLE status_reports (
+            id INTEGER PRIMARY KEY,
+            modem TEXT NOT NULL,
+            reference INTEGER NOT NULL,
+            recipient TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            sc_timestamp TEXT NOT NULL,
+            discharge_time TEXT NOT NULL,
+            received_at REAL NOT NULL,
+            pdu BLOB NOT NULL,
+            message_id TEXT,
+            part INTEGER,
+            rematch_until REAL,
+            UNIQUE (modem, pdu)
+        )""",
+        "CREATE INDEX status_reports_rematch ON status_reports (rematch_until)"
+        " WHERE rematch_until IS NOT NULL",
+        """CREATE TABLE inbound_messages (
+            id TEXT PRIMARY KEY,
+            service_id INTEGER,
+            modem TEXT NOT NULL,
+            sno TEXT NOT NULL,
+            originator TEXT NOT NULL,
+            content TEXT NOT NULL,
+            command TEXT NOT NULL,
+            stripped_content TEXT NOT NULL,
+            dcs INTEGER NOT NULL,
+            received_at REAL NOT NULL,
+            sc_timestamp TEXT NOT NULL,
+            complete INTEGER NOT NULL,
+            parts_expected INTEGER NOT NULL,
+            parts_received INTEGER NOT NULL,
+            mcc INTEGER,
+            mnc INTEGER
+        )""",
+        "CREATE INDEX inbound_messages_service ON inbound_messages (service_id, received_at)",
+        """CREATE TABLE inbound_parts (
+            id INTEGER PRIMARY KEY,
+            modem TEXT NOT NULL,
+            storage TEXT NOT NULL,
+            storage_index INTEGER,
+            smsc TEXT NOT NULL,
+            originator TEXT NOT NULL,
+            sc_timestamp TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            dcs INTEGER NOT NULL,
+            udh BLOB NOT NULL,
+            payload BLOB NOT NULL,
+            concat_ref INTEGER,
+            concat_total INTEGER,
+            concat_seq INTEGER,
+            received_at REAL NOT NULL,
+            pdu BLOB NOT NULL,
+            message_id TEXT REFERENCES inbound_messages (id),
+            duplicate INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (modem, pdu)
+        )""",
+        "CREATE INDEX inbound_parts_group ON inbound_parts"
+        " (modem, originator, concat_ref, concat_total, concat_seq)",
+        "CREATE INDEX inbound_parts_pending ON inbound_parts (received_at)"
+        " WHERE message_id IS NULL AND duplicate = 0",
+    ),
+    # v4, the customer side (edgegw.delivery.outbox): the MO/DR callback outbox, the endpoints
+    # the configuration delivers to, and the indexes of the Management API and /api/messages.
+    (
+        """CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            service_id INTEGER NOT NULL,
+            endpoint TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            created_at REAL NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending',
+            last_error TEXT,
+            last_status INTEGER,
+            done_at REAL
+        )""",
+        "CREATE INDEX outbox_due ON outbox (service_id, endpoint, next_attempt_at)"
+        " WHERE state = 'pending'",
+        "CREATE INDEX outbox_message ON outbox (message_id)",
+        """CREATE TABLE delivery_endpoints (
+            service_id INTEGER NOT NULL,
+            endpoint TEXT NOT NULL,
+            service_name TEXT NOT NULL,
+            PRIMARY KEY (service_id, endpoint)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX messages_batch ON messages (service_id, batch_reference)",
+        "CREATE INDEX messages_service_created ON messages (service_id, created_at, id)",
+    ),
+    # v5, the SMPP door (edgegw.delivery.smpp_outbox): the receipt an ESME asked for
+    # (registered_delivery bits 1..0), the outbox of receipts and MO to bound ESMEs, and the
+    # services that take their MO by SMPP.
+    (
+        "ALTER TABLE messages ADD COLUMN registered_delivery INTEGER NOT NULL DEFAULT 0",
+        """CREATE TABLE smpp_outbox (
+            id INTEGER PRIMARY KEY,
+            service_id INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            created_at REAL NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_status INTEGER,
+            state TEXT NOT NULL DEFAULT 'pending',
+            done_at REAL
+        )""",
+        "CREATE INDEX smpp_outbox_pending ON smpp_outbox (service_id, id) WHERE state = 'pending'",
+        "CREATE TABLE smpp_mo_services (service_id INTEGER PRIMARY KEY)",
+    ),
+    # Schema 6 (issue 10): answers to sends that carried an Idempotency-Key
+    # (edgegw.http.idempotency), and clientReference lookups per service.
+    (
+        """CREATE TABLE idempotent_responses (
+            key TEXT PRIMARY KEY,
+            fingerprint BLOB NOT NULL,
+            status INTEGER NOT NULL,
+            content_type TEXT NOT NULL,
+            body BLOB NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+        "CREATE INDEX idempotent_responses_age ON idempotent_responses (created_at)",
+        # For services that keep clientReference unique (spec 7.7).
+        "CREATE INDEX messages_client_reference ON messages (service_id, client_reference)"
+        " WHERE client_reference IS NOT NULL",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if exists is None:
+        return 0
+    row = conn.execute("SELECT version FROM schema_version").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+    """Bring the file up to `target`, one version per transaction; return the version found."""
+    found = schema_version(conn)
+    if found > SCHEMA_VERSION:
+        raise StoreError(
+            f"the store has schema version {found}; this edgegw knows {SCHEMA_VERSION}"
+        )
+    for version in range(found, target):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if version == 0:
+                conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+                conn.execute("INSERT INTO schema_version (version) VALUES (0)")
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+            conn.execute("UPDATE schema_version SET version = ?", (version + 1,))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        log.info("store schema migrated to version %d", version + 1)
+    return found
+
+
+def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit) with the store's pragmas."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    # FULL: a commit is on disk (WAL fsynced) before anyone hears "done".
+    conn.execute("PRAGMA synchronous = FULL")
+    if readonly:
+        conn.execute("PRAGMA query_only = ON")
+    else:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"{path}: cannot switch to WAL mode (got {mode})")
+    return conn
+
+
+# ---------------------------------------------------------------------------------------------
+# The writer's job queue.
+
+
+class _Job(Generic[T]):
+    __slots__ = ("done", "error", "fn", "ran", "result")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], T]) -> None:
+        self.fn = fn
+        self.ran = False
+        self.done = trio.Event()
+        self.result: T | None = None
+        self.error: BaseException | None = None
+
+
+class Engine:
+    """The SQLite file, its writer and its readers. Start `run` in a nursery before any other
+    method is used."""
+
+    def __init__(self, path: str | Path, *, clock: Clock, offload: Offload | None = None) -> None:
+        self.path = str(path)
+        self._clock = clock
+        self._offload: Offload = offload or trio.to_thread.run_sync
+        self._send, self._receive = trio.open_memory_channel[_Job[Any]](WRITE_QUEUE_DEPTH)
+        self._writer: sqlite3.Connection | None = None
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._running = False
+        self.commits = 0  # transactions committed by the writer
+        self.jobs = 0  # write jobs run
+        self._subscribers: dict[Topic, list[Callable[[], None]]] = {}
+        self._touched: set[Topic] = set()  # by the batch being committed
+
+    def subscribe(self, topic: Topic, wake: Callable[[], None]) -> None:
+        """Call `wake` after every commit that touched `topic` (the waiter then reads the
+        store); its own poll is only a safety net."""
+        self._subscribers.setdefault(topic, []).append(wake)
+
+    def touch(self, topic: Topic) -> None:
+        """Called by a write job: its commit concerns whoever waits on `topic`."""
+        self._touched.add(topic)
+
+    # -- the writer ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Open and migrate the file, then commit write jobs until cancelled."""
+        self._writer = await self._offload(self._open_writer)
+        self._running = True
+        try:
+            task_status.started()
+            while True:
+                jobs: list[_Job[Any]] = [await self._receive.receive()]
+                while len(jobs) < MAX_JOBS_PER_COMMIT:
+                    try:
+                        jobs.append(self._receive.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                try:
+                    committed = await self._offload(functools.partial(self._commit, jobs))
+                    touched, self._touched = self._touched, set()
+                    if committed:
+                        self._wake(touched)
+                finally:
+                    # Also on cancellation: a started batch has finished in its thread by now,
+                    # and a batch cancelled before it started never ran.
+                    for job in jobs:
+                        if not job.ran:
+                            job.error = StoreClosed("the store is shutting down")
+                        job.done.set()
+        finally:
+            self._running = False
+            self._send.close()
+            while True:
+                try:
+                    job = self._receive.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                job.error = StoreClosed("the store is shutting down")
+                job.done.set()
+            self._close_connections()
+
+    def _open_writer(self) -> sqlite3.Connection:
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = connect(self.path)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"{self.path}: cannot open the store: {exc}") from exc
+        try:
+            migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _close_connections(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+
+    def _wake(self, touched: set[Topic]) -> None:
+        for topic in touched:
+            for wake in self._subscribers.get(topic, ()):
+                try:
+                    wake()
+                except Exception:
+                    log.exception("waking a subscriber of %s failed", topic)
+
+    def _commit(self, jobs: list[_Job[Any]]) -> bool:
+        """Run every job in one transaction, each in its own savepoint, and commit once;
+        False when the transaction was rolled back."""
+        conn = self._writer
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for job in jobs:
+                job.ran = True
+                conn.execute("SAVEPOINT job")
+                try:
+                    job.result = job.fn(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO job")
+                    job.error = exc
+                conn.execute("RELEASE job")
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for job in jobs:
+                job.result = None
+                if job.error is None:
+                    job.error = exc if isinstance(exc, Exception) else StoreError(repr(exc))
+            if not isinstance(exc, Exception):
+                raise
+            log.exception("store commit failed; %d write jobs rolled back", len(jobs))
+            return False
+        self.commits += 1
+        self.jobs += len(jobs)
+        return True
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(conn)` in the writer's next transaction; return its result once committed.
+
+        `fn` runs in a worker thread inside a savepoint: if it raises, only its own changes are
+        undone and the exception is raised here.
+        """
+        if not self._running:
+            # A caller cancelled together with the store hears Cancelled, not StoreClosed.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            raise StoreClosed("the store is not running")
+        job = _Job(fn)
+        try:
+            await self._send.send(job)
+        except trio.ClosedResourceError:
+            raise StoreClosed("the store is shutting down") from None
+        await job.done.wait()
+        if job.error is not None:
+            raise job.error
+        return job.result  # type: ignore[return-value]
+
+    # -- readers ------------------------------------------------------------------------------
+
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        with self._readers_lock:
+            conn = self._readers.pop() if self._readers else None
+        if conn is None:
+            conn = connect(self.path, readonly=True)
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            with self._readers_lock:
+                if self._running:
+                    self._readers.append(conn)
+                    conn = None
+            if conn is not None:
+                conn.close()
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(conn)` on a read connection in a worker thread, in one read transaction."""
+        if not self._running:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            raise StoreClosed("the store is not running")
+
+        def in_thread() -> T:
+            with self._reader() as conn:
+                conn.execute("BEGIN")
+                return fn(conn)
+
+        return await self._offload(in_thread)

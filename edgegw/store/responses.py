@@ -1,0 +1,97 @@
+"""Two reads and one write outside a message's life: the answers remembered for sends that
+carried an Idempotency-Key (table `idempotent_responses`), and which clientReferences a
+service's recent messages carry (spec 7.7). No I/O of its own beyond the store's connections.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Collection
+
+import msgspec
+
+from edgegw.store.messages import Store
+
+__all__ = ["StoredResponse", "remember_response", "stored_response", "used_client_references"]
+
+
+class StoredResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer once given to a send with an Idempotency-Key, and what the request was."""
+
+    fingerprint: bytes
+    status: int
+    content_type: str
+    body: bytes
+    created_at: float
+
+
+async def stored_response(store: Store, key: str, since: float) -> StoredResponse | None:
+    """The answer remembered under `key` if it was given at `since` or later."""
+
+    def find(conn: sqlite3.Connection) -> StoredResponse | None:
+        row = conn.execute(
+            "SELECT fingerprint, status, content_type, body, created_at"
+            " FROM idempotent_responses WHERE key = ? AND created_at >= ?",
+            (key, since),
+        ).fetchone()
+        if row is None:
+            return None
+        fingerprint, status, content_type, body, created_at = row
+        return StoredResponse(
+            fingerprint=bytes(fingerprint),
+            status=status,
+            content_type=content_type,
+            body=bytes(body),
+            created_at=created_at,
+        )
+
+    return await store.read(find)
+
+
+async def remember_response(
+    store: Store, key: str, response: StoredResponse, forget_before: float
+) -> None:
+    """Remember the answer under `key` (replacing one older than `forget_before`), and forget
+    every answer older than that."""
+
+    def remember(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM idempotent_responses WHERE created_at < ?", (forget_before,))
+        conn.execute(
+            "INSERT OR IGNORE INTO idempotent_responses"
+            " (key, fingerprint, status, content_type, body, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                key,
+                response.fingerprint,
+                response.status,
+                response.content_type,
+                response.body,
+                response.created_at,
+            ),
+        )
+
+    await store.write(remember)
+
+
+async def used_client_references(
+    store: Store, service_id: int, references: Collection[str], since: float
+) -> set[str]:
+    """Which of `references` the service's messages created at `since` or later carry."""
+    wanted = list(references)
+
+    def find(conn: sqlite3.Connection) -> set[str]:
+        used: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            used.update(
+                row[0]
+                for row in conn.execute(
+                    "SELECT client_reference FROM messages WHERE service_id = ?"
+                    f" AND client_reference IN ({marks}) AND created_at >= ?",
+                    (service_id, *chunk, since),
+                )
+            )
+        return used
+
+    return await store.read(find) if wanted else set()

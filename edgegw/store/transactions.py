@@ -1,0 +1,700 @@
+"""The typed transactions over a message's life: the only code that writes the tables
+`messages`, `parts` and `message_events`.
+
+Each function runs inside the writer's transaction (`Store.write`), reads the current state,
+asks the lifecycle (`edgegw.model.MESSAGE_TRANSITIONS`, `PART_TRANSITIONS`) where an event leads,
+and raises `IllegalTransition` before writing anything when the lifecycle forbids it. A
+transaction that gives a message its final outcome hands it to `Effects.final` in the same
+transaction (the customer's DR, the SMPP receipt), and every transaction says through
+`Effects.touch` which waiting tasks its commit concerns.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+
+from drivers.gsm.parts import EncodedPart
+from edgegw.model import (
+    MESSAGE_TRANSITIONS,
+    PART_TRANSITIONS,
+    WENT_OUT,
+    Claim,
+    ClaimedPart,
+    DrStatus,
+    IllegalTransition,
+    MessageEvent,
+    MessageState,
+    NewMessage,
+    PartEvent,
+    Recovery,
+    is_final,
+    message_move,
+    part_move,
+)
+
+
+class Topic(enum.Enum):
+    """What a commit may concern; the store wakes the tasks that subscribed to it."""
+
+    QUEUE = "queue"  # a message became due (queued, requeued): the dispatcher
+    CALLBACKS = "callbacks"  # an MO or DR callback was queued: the delivery workers
+    SMPP = "smpp"  # a receipt or MO for a bound ESME was queued: the SMPP outbox pump
+
+
+FinalOutcomes = Callable[[sqlite3.Connection, Sequence[str], float], None]
+
+
+def no_final_outcomes(conn: sqlite3.Connection, message_ids: Sequence[str], now: float) -> None:
+    """A store without a notification step (tests of the store alone): nothing is enqueued."""
+
+
+class Effects:
+    """What a transaction sets off besides its own rows: the notification step for final
+    outcomes (runs in the same transaction) and the topics to wake after the commit."""
+
+    def __init__(self, final: FinalOutcomes, touch: Callable[[Topic], None]) -> None:
+        self._final = final
+        self.touch = touch
+
+    def final(self, conn: sqlite3.Connection, message_ids: Sequence[str], now: float) -> None:
+        if message_ids:
+            self._final(conn, message_ids, now)
+            self.touch(Topic.CALLBACKS)
+            self.touch(Topic.SMPP)
+
+
+def iso(epoch: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 UTC with milliseconds (the API views' time format)."""
+    if epoch is None:
+        return None
+    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_INSERT_MESSAGE = """INSERT INTO messages (
+    id, service_id, batch_reference, client_reference, recipient, originator, originator_type,
+    content, alphabet, priority, validity_minutes, not_before, expires_at, status_report,
+    report_to_customer, pid, flash, created_at, window_zone, window_first, window_last,
+    window_opens, window_closes, registered_delivery, state, next_attempt_at, due_at, updated_at
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+    ?19, ?20, ?21, ?22, ?23, ?24, 'queued', ?12, ?12, ?18)"""
+_INSERT_PART = "INSERT INTO parts (message_id, idx, dcs, udh, payload) VALUES (?, ?, ?, ?, ?)"
+_INSERT_EVENT = (
+    "INSERT INTO message_events (message_id, at, state, part, detail) VALUES (?,?,?,?,?)"
+)
+_MESSAGE_FIELDS = len(msgspec.structs.fields(NewMessage)) - 2  # without window and parts
+_NO_WINDOW = (None, None, None, None, None)
+_WENT_OUT_SQL = ",".join(f"'{state.value}'" for state in sorted(WENT_OUT))
+# The message keeps its modem only while a part of it went out there (parts stay on one modem).
+_KEEP_MODEM = (
+    f"CASE WHEN EXISTS (SELECT 1 FROM parts WHERE message_id = messages.id"
+    f" AND state IN ({_WENT_OUT_SQL})) THEN modem END"
+)
+
+
+def message_inserter(
+    messages: Sequence[NewMessage], *, registered_delivery: int = 0
+) -> Callable[[sqlite3.Connection], None]:
+    """A write that queues accepted messages with their parts (and the SMPP receipt request
+    `registered_delivery`), for callers that add their own rows to the same transaction. The
+    rows are built in the writer's thread, not on the event loop (a thousand messages' rows
+    took milliseconds of a loop step)."""
+
+    def insert(conn: sqlite3.Connection) -> None:
+        message_rows = []
+        part_rows = []
+        astuple = msgspec.structs.astuple
+        for message in messages:
+            fields = astuple(message)
+            window = message.window
+            message_rows.append(
+                fields[:_MESSAGE_FIELDS]
+                + (_NO_WINDOW if window is None else astuple(window))
+                + (registered_delivery,)
+            )
+            message_id = message.id
+            part_rows += [
+                (message_id, index, part.dcs, part.udh, part.payload)
+                for index, part in enumerate(message.parts, 1)
+            ]
+        conn.executemany(_INSERT_MESSAGE, message_rows)
+        conn.executemany(_INSERT_PART, part_rows)
+
+    return insert
+
+
+def _event(
+    conn: sqlite3.Connection,
+    message_id: str,
+    now: float,
+    state: MessageState,
+    detail: str,
+    part: int | None = None,
+) -> None:
+    conn.execute(_INSERT_EVENT, (message_id, now, state, part, detail))
+
+
+def note(conn: sqlite3.Connection, message_id: str, now: float, detail: str) -> None:
+    """A line in the message's history (a callback's fate); the message keeps its state."""
+    conn.execute(
+        "INSERT INTO message_events (message_id, at, state, part, detail)"
+        " SELECT id, ?, state, NULL, ? FROM messages WHERE id = ?",
+        (now, detail, message_id),
+    )
+
+
+def _current(conn: sqlite3.Connection, message_id: str) -> tuple[MessageState, bool]:
+    """The message's state, and whether it has reached its final outcome."""
+    row = conn.execute(
+        "SELECT state, dr_status FROM messages WHERE id = ?", (message_id,)
+    ).fetchone()
+    if row is None:
+        raise KeyError(f"no message {message_id!r}")
+    state = MessageState(row[0])
+    return state, is_final(state, row[1])
+
+
+def _part_state(conn: sqlite3.Connection, message_id: str, index: int) -> MessageState:
+    row = conn.execute(
+        "SELECT state FROM parts WHERE message_id = ? AND idx = ?", (message_id, index)
+    ).fetchone()
+    if row is None:
+        raise KeyError(f"no part {index} of message {message_id!r}")
+    return MessageState(row[0])
+
+
+def _move_part(
+    conn: sqlite3.Connection,
+    message_id: str,
+    index: int,
+    event: PartEvent,
+    assignments: str = "",
+    params: Sequence[Any] = (),
+) -> MessageState:
+    """Move one part by `event` (the lifecycle decides), setting `assignments` too."""
+    state = _part_state(conn, message_id, index)
+    target = part_move(state, event, what=f"part {index} of {message_id}")
+    conn.execute(
+        f"UPDATE parts SET state = ?{assignments} WHERE message_id = ? AND idx = ?",
+        (target, *params, message_id, index),
+    )
+    return target
+
+
+def _move_message(
+    conn: sqlite3.Connection,
+    message_id: str,
+    event: MessageEvent,
+    now: float,
+    assignments: str = "",
+    params: Sequence[Any] = (),
+) -> MessageState:
+    """Move the message by `event` (the lifecycle decides), setting `assignments` too."""
+    state, final = _current(conn, message_id)
+    target = message_move(state, event, final=final, what=f"message {message_id}")
+    conn.execute(
+        f"UPDATE messages SET state = ?, updated_at = ?{assignments} WHERE id = ?",
+        (target, now, *params, message_id),
+    )
+    return target
+
+
+def _finish(
+    conn: sqlite3.Connection,
+    fx: Effects,
+    message_id: str,
+    event: MessageEvent,
+    now: float,
+    *,
+    error: str | None,
+    dr_status: DrStatus,
+    ext_status: str | None = None,
+) -> MessageState:
+    """Give the message its final outcome and hand it to the notification step."""
+    target = _move_message(
+        conn,
+        message_id,
+        event,
+        now,
+        ", error = ?, dr_status = ?, ext_status = ?, done_at = ?",
+        (error, dr_status, ext_status, now),
+    )
+    _event(conn, message_id, now, target, error or target.value)
+    fx.final(conn, (message_id,), now)
+    return target
+
+
+# -- queueing -------------------------------------------------------------------------------
+
+
+def insert_messages(
+    conn: sqlite3.Connection,
+    fx: Effects,
+    groups: Sequence[tuple[Sequence[NewMessage], int]],
+) -> None:
+    """Queue accepted messages with their parts; each group with its SMPP receipt request
+    (`registered_delivery`)."""
+    for messages, registered_delivery in groups:
+        message_inserter(messages, registered_delivery=registered_delivery)(conn)
+    fx.touch(Topic.QUEUE)
+
+
+def expire_due(conn: sqlite3.Connection, fx: Effects, now: float) -> list[str]:
+    """Queued messages past their validity (or the end of their send window) -> `expired`."""
+    target = message_move(MessageState.QUEUED, MessageEvent.EXPIRE, final=False)
+    detail = "validity period expired before sending"
+    rows = conn.execute(
+        "UPDATE messages SET state = ?, error = ?, dr_status = ?, done_at = ?,"
+        " updated_at = ? WHERE state = 'queued' AND expires_at <= ? RETURNING id",
+        (target, detail, DrStatus.VALIDITY_EXPIRED, now, now, now),
+    ).fetchall()
+    ids = [row[0] for row in rows]
+    conn.executemany(_INSERT_EVENT, [(mid, now, target, None, detail) for mid in ids])
+    fx.final(conn, ids, now)
+    return ids
+
+
+def expire(conn: sqlite3.Connection, fx: Effects, message_id: str, detail: str, now: float) -> None:
+    """Expire one queued or claimed message (validity checked again before sending)."""
+    _finish(
+        conn,
+        fx,
+        message_id,
+        MessageEvent.EXPIRE,
+        now,
+        error=detail,
+        dr_status=DrStatus.VALIDITY_EXPIRED,
+    )
+
+
+def cancel(conn: sqlite3.Connection, fx: Effects, message_id: str, detail: str, now: float) -> None:
+    """The customer stops a queued message (DR 371)."""
+    _finish(
+        conn,
+        fx,
+        message_id,
+        MessageEvent.CANCEL,
+        now,
+        error=detail,
+        dr_status=DrStatus.TRANSMIT_ERROR,
+    )
+
+
+def reschedule(conn: sqlite3.Connection, message_id: str, not_before: float, now: float) -> None:
+    """A queued message waits for its send window to open again."""
+    target = _move_message(
+        conn,
+        message_id,
+        MessageEvent.RESCHEDULE,
+        now,
+        ", not_before = ?, due_at = max(?, next_attempt_at)",
+        (not_before, not_before),
+    )
+    _event(conn, message_id, now, target, f"send window opens at {iso(not_before)}")
+
+
+def release_from_modem(
+    conn: sqlite3.Connection, fx: Effects, message_id: str, modem: str, now: float
+) -> bool:
+    """Unbind a queued message from `modem`, which has been down too long: every part goes
+    back to the queue and the whole message is sent again on another modem. False when the
+    message is no longer queued on that modem."""
+    row = conn.execute(
+        "SELECT 1 FROM messages WHERE id = ? AND state = 'queued' AND modem = ?",
+        (message_id, modem),
+    ).fetchone()
+    if row is None:
+        return False
+    target = _move_message(conn, message_id, MessageEvent.RELEASE, now, ", modem = NULL")
+    for (index,) in conn.execute(
+        "SELECT idx FROM parts WHERE message_id = ? ORDER BY idx", (message_id,)
+    ).fetchall():
+        _move_part(conn, message_id, index, PartEvent.RELEASE, ", reference = NULL, modem = NULL")
+    _event(
+        conn,
+        message_id,
+        now,
+        target,
+        f"modem {modem} is down; the whole message will be resent on another modem",
+    )
+    fx.touch(Topic.QUEUE)
+    return True
+
+
+# -- sending --------------------------------------------------------------------------------
+
+
+def claim(
+    conn: sqlite3.Connection, assignments: Sequence[tuple[str, str]], now: float
+) -> list[Claim]:
+    """Move queued messages to `sending` on the given modems; return what was claimed.
+
+    A message that left `queued` since it was read (cancelled, expired) is left out.
+    """
+    target = message_move(MessageState.QUEUED, MessageEvent.CLAIM, final=False)
+    claims: list[Claim] = []
+    for message_id, modem in assignments:
+        row = conn.execute(
+            "UPDATE messages SET state = ?, modem = ?, updated_at = ?"
+            " WHERE id = ? AND state = 'queued'"
+            " RETURNING recipient, status_report, validity_minutes, pid, expires_at, attempts",
+            (target, modem, now, message_id),
+        ).fetchone()
+        if row is None:
+            continue
+        _event(conn, message_id, now, target, f"claimed for modem {modem}")
+        parts = tuple(
+            ClaimedPart(
+                index=index,
+                part=EncodedPart(dcs=dcs, udh=udh, payload=payload),
+                sent=state in WENT_OUT,
+            )
+            for index, dcs, udh, payload, state in conn.execute(
+                "SELECT idx, dcs, udh, payload, state FROM parts WHERE message_id = ? ORDER BY idx",
+                (message_id,),
+            )
+        )
+        recipient, status_report, validity, pid, expires_at, attempts = row
+        claims.append(
+            Claim(
+                id=message_id,
+                modem=modem,
+                recipient=recipient,
+                status_report=bool(status_report),
+                validity_minutes=validity,
+                pid=pid,
+                expires_at=expires_at,
+                attempts=attempts,
+                parts=parts,
+            )
+        )
+    return claims
+
+
+def _may_send(conn: sqlite3.Connection, message_id: str, index: int) -> bool:
+    """A part may be handed to a modem only while its message is `sending` and not final."""
+    state, final = _current(conn, message_id)
+    if final or state is not MessageState.SENDING:
+        return False
+    return (_part_state(conn, message_id, index), PartEvent.SEND) in PART_TRANSITIONS
+
+
+def part_sending(
+    conn: sqlite3.Connection, message_id: str, index: int, modem: str, now: float
+) -> None:
+    """The part is about to be handed to the modem; after a crash its fate is unknown.
+    Refused (IllegalTransition) unless its message is `sending` and not final."""
+    if not _may_send(conn, message_id, index):
+        state, final = _current(conn, message_id)
+        raise IllegalTransition(f"part {index} of {message_id}", state, PartEvent.SEND, final=final)
+    _move_part(
+        conn, message_id, index, PartEvent.SEND, ", modem = ?, attempts = attempts + 1", (modem,)
+    )
+    _event(conn, message_id, now, MessageState.SENDING, f"part {index} to modem {modem}", index)
+
+
+class PartSent(msgspec.Struct, frozen=True):
+    """What `part_sent` did: `more`, whether the rest of the message may still be sent (False
+    when a status report made it final meanwhile); `next_sending`, whether the next part asked
+    for was marked `sending` in the same commit."""
+
+    more: bool
+    next_sending: bool
+
+
+def part_sent(
+    conn: sqlite3.Connection,
+    message_id: str,
+    index: int,
+    reference: int,
+    now: float,
+    *,
+    last: bool,
+    next_part: tuple[str, int, str] | None = None,
+) -> PartSent:
+    """The network took the part (TP-MR `reference`); with `last`, the message is `sent`.
+
+    With `next_part` (message id, index, modem), the worker's next part (of this message or of
+    its next claim) is marked `sending` in the same commit, when it still may be sent: "part i
+    sent" and "part i+1 sending" cost one commit, and a crash between them finds the same
+    states as with two.
+    """
+    _move_part(
+        conn,
+        message_id,
+        index,
+        PartEvent.TAKEN,
+        ", reference = ?, error = NULL, sent_at = ?",
+        (reference, now),
+    )
+    state, final = _current(conn, message_id)
+    detail = f"part {index} sent, MR {reference}"
+    if final:
+        _event(conn, message_id, now, state, f"{detail}; the message was already {state}", index)
+    elif last:
+        target = _move_message(
+            conn, message_id, MessageEvent.ALL_SENT, now, ", error = NULL, sent_at = ?", (now,)
+        )
+        _event(conn, message_id, now, target, detail, index)
+    else:
+        _event(conn, message_id, now, state, detail, index)
+    next_sending = next_part is not None and _may_send(conn, next_part[0], next_part[1])
+    if next_part is not None and next_sending:
+        part_sending(conn, *next_part, now)
+    return PartSent(more=not final, next_sending=next_sending)
+
+
+def mark_sent(conn: sqlite3.Connection, message_id: str, now: float) -> None:
+    """Every part is out: the message is `sent` (waiting for status reports)."""
+    target = _move_message(
+        conn, message_id, MessageEvent.ALL_SENT, now, ", error = NULL, sent_at = ?", (now,)
+    )
+    _event(conn, message_id, now, target, "all parts sent")
+
+
+def _part_failed(
+    conn: sqlite3.Connection,
+    message_id: str,
+    part_index: int | None,
+    event: PartEvent,
+    error: str | None,
+    now: float,
+) -> bool:
+    """Record a failed try of the part (if one was being sent); True when the message had
+    reached its final outcome meanwhile (a status report of an earlier part), which then stays
+    as it is."""
+    state, final = _current(conn, message_id)
+    if part_index is not None:
+        _move_part(conn, message_id, part_index, event, ", error = ?", (error,))
+    if final:
+        detail = f"{error}; the message was already {state}"
+        _event(conn, message_id, now, state, detail, part_index)
+    return final
+
+
+def requeue(
+    conn: sqlite3.Connection,
+    fx: Effects,
+    message_id: str,
+    *,
+    next_attempt_at: float,
+    error: str | None,
+    counts_as_attempt: bool,
+    part_index: int | None,
+    now: float,
+) -> None:
+    """Back to `queued`, due at `next_attempt_at`. The modem is kept only when a part of the
+    message already went out on it (every part of a message goes through one modem).
+
+    When a status report made the message final meanwhile, only the part's fate is recorded.
+    """
+    if _part_failed(conn, message_id, part_index, PartEvent.RETRY, error, now):
+        return
+    target = _move_message(
+        conn,
+        message_id,
+        MessageEvent.REQUEUE,
+        now,
+        ", error = ?, attempts = attempts + ?, next_attempt_at = ?, due_at = max(not_before, ?),"
+        f" modem = {_KEEP_MODEM}",
+        (error, int(counts_as_attempt), next_attempt_at, next_attempt_at),
+    )
+    _event(
+        conn,
+        message_id,
+        now,
+        target,
+        f"{error or 'released'}; next attempt at {iso(next_attempt_at)}",
+        part_index,
+    )
+    fx.touch(Topic.QUEUE)
+
+
+def fail(
+    conn: sqlite3.Connection,
+    fx: Effects,
+    message_id: str,
+    *,
+    error: str,
+    dr_status: DrStatus,
+    ext_status: str | None,
+    part_index: int | None,
+    counts_as_attempt: bool,
+    now: float,
+) -> None:
+    """The message failed for good (`failed`, with its DR code). When a status report made it
+    final meanwhile, only the part's fate is recorded."""
+    if _part_failed(conn, message_id, part_index, PartEvent.REJECT, error, now):
+        return
+    if counts_as_attempt:
+        conn.execute("UPDATE messages SET attempts = attempts + 1 WHERE id = ?", (message_id,))
+    _finish(
+        conn,
+        fx,
+        message_id,
+        MessageEvent.FAIL,
+        now,
+        error=error,
+        dr_status=dr_status,
+        ext_status=ext_status,
+    )
+
+
+def recover_in_flight(
+    conn: sqlite3.Connection, fx: Effects, *, resend: bool, now: float
+) -> Recovery:
+    """Resolve messages left in `sending` by a crash or a stop.
+
+    Parts never handed to a modem simply go back to the queue. A part in `sending` may or
+    may not have reached the network: with `resend` (at-least-once) it is queued again,
+    otherwise (at-most-once) it and its message fail.
+    """
+    requeued: list[str] = []
+    failed: list[str] = []
+    # A part being sent when a status report made its message final: its fate stays unknown,
+    # and nothing more of that message is sent.
+    for message_id, index in conn.execute(
+        "SELECT parts.message_id, parts.idx FROM parts JOIN messages ON messages.id ="
+        " parts.message_id WHERE parts.state = 'sending' AND messages.state != 'sending'"
+    ).fetchall():
+        detail = "was being sent when the gateway stopped; its message was final already"
+        _move_part(conn, message_id, index, PartEvent.LOST, ", error = ?", (detail,))
+    in_flight = conn.execute("SELECT id FROM messages WHERE state = 'sending'").fetchall()
+    for (message_id,) in in_flight:
+        unknown = [
+            row[0]
+            for row in conn.execute(
+                "SELECT idx FROM parts WHERE message_id = ? AND state = 'sending' ORDER BY idx",
+                (message_id,),
+            )
+        ]
+        if unknown and not resend:
+            detail = (
+                f"part {unknown[0]} was being sent when the gateway stopped;"
+                " not resent (policy: fail)"
+            )
+            for index in unknown:
+                _move_part(conn, message_id, index, PartEvent.LOST, ", error = ?", (detail,))
+            _finish(
+                conn,
+                fx,
+                message_id,
+                MessageEvent.FAIL,
+                now,
+                error=detail,
+                dr_status=DrStatus.UNSPECIFIED,
+            )
+            failed.append(message_id)
+            continue
+        for index in unknown:
+            _move_part(conn, message_id, index, PartEvent.RECOVER)
+        target = _move_message(
+            conn, message_id, MessageEvent.REQUEUE, now, f", modem = {_KEEP_MODEM}"
+        )
+        detail = "in flight when the gateway stopped; queued again"
+        if unknown:
+            detail += f" (part {unknown[0]} may be sent twice: policy resend)"
+        _event(conn, message_id, now, target, detail)
+        requeued.append(message_id)
+    if requeued:
+        fx.touch(Topic.QUEUE)
+    return Recovery(requeued=requeued, failed=failed)
+
+
+# -- status reports -------------------------------------------------------------------------
+
+
+def record_report(
+    conn: sqlite3.Connection,
+    fx: Effects,
+    message_id: str,
+    index: int,
+    *,
+    delivered: bool | None,
+    dr_status: DrStatus | None,
+    raw: str,
+    status: int,
+    now: float,
+) -> MessageState | None:
+    """Record a part's status report (TP-ST `status`, `raw` in hex) and settle the message if
+    that decides it. `delivered` None: the SMSC is still trying (history only). Returns the
+    message's new final state, when the report decided it."""
+    state, final = _current(conn, message_id)
+    if delivered is None:
+        detail = f"part {index}: status report TP-ST {raw}, the SMSC is still trying"
+        _event(conn, message_id, now, state, detail, index)
+        return None
+    event = PartEvent.REPORT_DELIVERED if delivered else PartEvent.REPORT_FAILED
+    try:
+        _move_part(
+            conn, message_id, index, event, ", report_status = ?, reported_at = ?", (status, now)
+        )
+    except IllegalTransition:
+        detail = f"part {index}: another status report TP-ST {raw} after the final one; ignored"
+        _event(conn, message_id, now, state, detail, index)
+        return None
+    if not delivered:
+        assert dr_status is not None
+        error = f"part {index} was not delivered: status report TP-ST {raw} (DR {int(dr_status)})"
+        if final:
+            _event(conn, message_id, now, state, error, index)
+            return None
+        return _finish(
+            conn,
+            fx,
+            message_id,
+            MessageEvent.FAIL,
+            now,
+            error=error,
+            dr_status=dr_status,
+            ext_status=raw,
+        )
+    undelivered = conn.execute(
+        "SELECT count(*) FROM parts WHERE message_id = ? AND state != 'delivered'", (message_id,)
+    ).fetchone()[0]
+    # Already final (closed without a report, say): only the part's fate is recorded.
+    if not undelivered and not final and (state, MessageEvent.DELIVER) in MESSAGE_TRANSITIONS:
+        return _finish(
+            conn,
+            fx,
+            message_id,
+            MessageEvent.DELIVER,
+            now,
+            error=None,
+            dr_status=DrStatus.DELIVERED,
+            ext_status=raw,
+        )
+    _event(conn, message_id, now, state, f"part {index} delivered (TP-ST {raw})", index)
+    return None
+
+
+def close_overdue(conn: sqlite3.Connection, fx: Effects, before: float, now: float) -> list[str]:
+    """Close sent messages that asked for a status report and whose validity ended before
+    `before` without one: they stay `sent`, with DR 362."""
+    overdue = conn.execute(
+        "SELECT id FROM messages WHERE state = 'sent' AND done_at IS NULL"
+        " AND expires_at <= ? AND status_report = 1",
+        (before,),
+    ).fetchall()
+    closed = []
+    for (message_id,) in overdue:
+        _finish(
+            conn,
+            fx,
+            message_id,
+            MessageEvent.TIME_OUT,
+            now,
+            error=NO_REPORT_DETAIL,
+            dr_status=DrStatus.TIMED_OUT_IN_SMSC,
+        )
+        closed.append(message_id)
+    return closed
+
+
+NO_REPORT_DETAIL = "no status report came before the validity period ended"

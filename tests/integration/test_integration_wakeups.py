@@ -1,0 +1,154 @@
+"""Commits wake what waits on them: on the running gateway (config.example.toml, the simulated
+modem), a DR reaches the customer's HTTP endpoint, and a receipt a bound SMPP receiver, within
+100 ms of the status report's commit, not at the delivery workers' next poll (1 s, 0.5 s).
+
+Real time, by necessity: the latency of sockets and threads is what is measured. Three
+messages each, so that a poll that happens to fall right after a commit cannot pass the test
+for a gateway that is not woken (all three would have to be that lucky)."""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+import smpplib.smpp
+import trio
+from support.gateway import Customer, example_config
+from support.smpp import connect, submit_all
+
+from edgegw.config import Config
+from edgegw.delivery.config import CallbackEndpoint
+from edgegw.gateway import Gateway
+from edgegw.http.server import HttpLimits, Request, Response, serve_http
+from edgegw.model import MessageRequest, MessageState, SendRequest
+
+WITHIN = 0.1  # seconds from the report's commit to the customer
+RECIPIENTS = ("+4741000031", "+4741000032", "+4741000033")
+# Reports spaced wider than the DR endpoint's interval (one request per second, spec 4.3).
+DELAYS = (0.2, 1.4, 2.6)
+
+
+async def committed_at(gateway: Gateway, message_id: str) -> float:
+    """When the report that delivered the message was committed (at the latest: the time is
+    taken before the commit)."""
+    return min(
+        at
+        for at, state, _, detail in await gateway.store.events(message_id)
+        if state is MessageState.DELIVERED
+    )
+
+
+def expect_reports(gateway: Gateway) -> None:
+    network = gateway.simulators["sim0"].network
+    for recipient, delay in zip(RECIPIENTS, DELAYS, strict=True):
+        network.set_outcome(recipient, 0x00, delay=delay)
+
+
+async def test_a_dr_reaches_the_customer_within_100_ms_of_its_report(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    customer = Customer("dr")
+    arrivals: dict[str, float] = {}
+
+    async def app(request: Request) -> Response:
+        response = await customer.app(request)
+        for dr in customer.received:
+            arrivals.setdefault(str(dr["messageid"]), gateway.clock.now())
+        return response
+
+    port = await nursery.start(serve_http, app, "127.0.0.1", 0, HttpLimits())
+    endpoint = msgspec.convert({"url": f"http://127.0.0.1:{port}/dr"}, CallbackEndpoint)
+    gateway = Gateway(example_config(tmp_path, dr=endpoint, delivery_reports=True))
+    await nursery.start(gateway.run)
+    expect_reports(gateway)
+    response = await gateway.submit(
+        SendRequest(
+            serviceId=1000,
+            username="demo",
+            password="demo",
+            message=[MessageRequest(recipient=r, content="Wake up") for r in RECIPIENTS],
+        )
+    )
+    ids = [status.messageId for status in response.messageStatus if status.messageId]
+    assert len(ids) == len(RECIPIENTS), response
+    with trio.fail_after(20):
+        while len(arrivals) < len(ids):  # noqa: ASYNC110
+            await trio.sleep(0.01)
+    latencies = [arrivals[mid] - await committed_at(gateway, mid) for mid in ids]
+    assert all(0 <= latency < WITHIN for latency in latencies), latencies
+    gateway.stop()
+
+
+def receive_receipts(port: int, count: int, now: Callable[[], float]) -> dict[str, float]:
+    """Bound as a receiver, note when each of `count` receipts arrives (by `now`)."""
+    client = connect(port)
+    arrivals: dict[str, float] = {}
+    try:
+        client.bind_receiver(system_id="demo", password="demo")
+        BOUND.set()
+        while len(arrivals) < count:
+            pdu = client.read_pdu()
+            if pdu.command != "deliver_sm":
+                continue
+            arrivals[pdu.receipted_message_id.decode()] = now()
+            answer = smpplib.smpp.make_pdu("deliver_sm_resp", client=client)
+            answer.sequence = pdu.sequence
+            client.send_pdu(answer)
+        client.unbind()
+        return arrivals
+    finally:
+        client.disconnect()
+
+
+BOUND = threading.Event()
+
+
+async def test_a_receipt_reaches_a_bound_receiver_within_100_ms_of_its_report(
+    config: Config, nursery: trio.Nursery
+) -> None:
+    gateway = Gateway(config)
+    await nursery.start(gateway.run)
+    assert gateway.bound is not None and gateway.bound.smpp_port is not None
+    port = gateway.bound.smpp_port
+    expect_reports(gateway)
+    BOUND.clear()
+    arrivals: dict[str, float] = {}
+
+    # The gateway's clock in the receiver's thread: trio's clock runs with perf_counter.
+    offset = gateway.clock.now() - time.perf_counter()
+
+    async def receiver() -> None:
+        receive = functools.partial(
+            receive_receipts, port, len(RECIPIENTS), lambda: offset + time.perf_counter()
+        )
+        arrivals.update(await trio.to_thread.run_sync(receive))
+
+    async with trio.open_nursery() as inner:
+        inner.start_soon(receiver)
+        with trio.fail_after(10):
+            while not BOUND.is_set():  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        submits = [
+            {
+                "source_addr_ton": 5,
+                "source_addr": "EdgeGW",
+                "dest_addr_ton": 1,
+                "dest_addr_npi": 1,
+                "destination_addr": recipient.removeprefix("+"),
+                "short_message": b"Wake up",
+                "registered_delivery": 1,
+            }
+            for recipient in RECIPIENTS
+        ]
+        results = await trio.to_thread.run_sync(submit_all, port, submits)
+        assert [status for status, _ in results] == [0] * len(RECIPIENTS)
+        with trio.fail_after(20):
+            while len(arrivals) < len(RECIPIENTS):  # noqa: ASYNC110
+                await trio.sleep(0.01)
+    latencies = [arrivals[mid] - await committed_at(gateway, mid) for _, mid in results]
+    assert all(0 <= latency < WITHIN for latency in latencies), latencies
+    gateway.stop()
