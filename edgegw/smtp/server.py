@@ -5,6 +5,7 @@ backend for each decision. One failing connection never touches another. Spec se
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import logging
@@ -90,9 +91,8 @@ async def serve_smtp(
 
 async def _refuse(stream: trio.SocketStream) -> None:
     try:
-        await stream.send_all(_BUSY.encode())
-    except trio.BrokenResourceError:
-        pass
+        with contextlib.suppress(trio.BrokenResourceError):
+            await stream.send_all(_BUSY.encode())
     finally:
         await trio.aclose_forcefully(stream)
 
