@@ -23,12 +23,12 @@ import trio
 
 from edgegw import __version__
 from edgegw.config import Config, ConfigError, ServiceConfig, load_config
-from edgegw.store import StoreError
+from edgegw.startup import StartupError
 
+EXIT_STARTUP = 1  # the gateway could not start: one line on stderr says why and the fix
 EXIT_CONFIG = 2
 EXIT_UNREACHABLE = 3
 EXIT_REJECTED = 4
-EXIT_STORE = 5
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the gateway")
     serve.add_argument("--config", required=True, help="path of the TOML config")
+    serve.add_argument(
+        "--debug", action="store_true", help="log at debug level; start-up failures with traceback"
+    )
     serve.set_defaults(command=_serve)
 
     check = commands.add_parser("check-config", help="check a config file; exit 2 on problems")
@@ -89,17 +92,32 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     logging.basicConfig(
-        level=config.gateway.log_level.upper(),
+        level="DEBUG" if args.debug else config.gateway.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    failed = False
+    failed = interrupted = False
     try:
         trio.run(_serve_until_signalled, config)
-    except* StoreError as group:
-        for exc in group.exceptions:
+    except* StartupError as group:
+        if args.debug:
+            raise
+        # One line each: what failed and the fix; the traceback only with --debug.
+        for exc in _leaves(group):
             print(f"edgegw: {exc}", file=sys.stderr)
         failed = True
-    return EXIT_STORE if failed else 0
+    except* KeyboardInterrupt:
+        # Ctrl-C before the signal handlers were in place: a quiet stop, as after them.
+        interrupted = True
+    if failed:
+        return EXIT_STARTUP
+    return 130 if interrupted else 0
+
+
+def _leaves(group: BaseExceptionGroup[StartupError]) -> list[StartupError]:
+    leaves: list[StartupError] = []
+    for exc in group.exceptions:
+        leaves += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return leaves
 
 
 async def _serve_until_signalled(config: Config) -> None:

@@ -7,12 +7,16 @@ pipeline and the modems are cancelled, and the store's writer last.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import errno
 import functools
 import hmac
 import logging
 import os
+import ssl
 import tempfile
+from collections.abc import Iterator
 
 import msgspec
 import trio
@@ -40,7 +44,8 @@ from edgegw.pipeline.reports import ReportCorrelator
 from edgegw.pipeline.smpp_backend import GatewaySmppBackend
 from edgegw.pipeline.submit import Submitter
 from edgegw.smpp.server import serve_smpp
-from edgegw.store import Store
+from edgegw.startup import StartupError, instance_lock
+from edgegw.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +108,20 @@ class Gateway:
 
     async def run(self, *, task_status: trio.TaskStatus[Bound] = trio.TASK_STATUS_IGNORED) -> None:
         # The store outlives everything that writes to it: the listeners drain first, then the
-        # pipeline stops, then the writer.
-        with tempfile.TemporaryDirectory(prefix="edgegw-modems-") as links:
+        # pipeline stops, then the writer. Nothing touches the store or a modem before this
+        # process holds the store's instance lock.
+        with (
+            instance_lock(self.config.gateway.store),
+            tempfile.TemporaryDirectory(prefix="edgegw-modems-") as links,
+        ):
             self._links = links
             async with trio.open_nursery() as base:
-                await base.start(self.store.run)
+                try:
+                    await base.start(self.store.run)
+                except StoreError as exc:
+                    raise StartupError(
+                        f"{exc} (check the file, its folder and their owner, or restore a backup)"
+                    ) from exc
                 async with trio.open_nursery() as core:
                     # Before anything can finish a message or store an MO: the endpoints decide what
                     # gets enqueued for the customer.
@@ -166,23 +180,24 @@ class Gateway:
                             auth_failure_problem=http.auth_failure_problem,
                             routes=[management, receive_routes(self)],
                         )
-                        http_port = await listeners.start(
-                            functools.partial(
-                                serve_http,
-                                app,
-                                http.host,
-                                http.port,
-                                http.limits,
-                                errors=error_response,
-                            )
-                        )
-                        smpp_port = None
-                        if self.config.smpp is not None and self.smpp is not None:
-                            smpp_port = await listeners.start(
+                        with _listen_failure("HTTP", http.host, http.port, "[http] port"):
+                            http_port = await listeners.start(
                                 functools.partial(
-                                    serve_smpp, self.config.smpp, self.smpp, clock=self.clock
+                                    serve_http,
+                                    app,
+                                    http.host,
+                                    http.port,
+                                    http.limits,
+                                    errors=error_response,
                                 )
                             )
+                        smpp_port = None
+                        smpp = self.config.smpp
+                        if smpp is not None and self.smpp is not None:
+                            with _listen_failure("SMPP", smpp.host, smpp.port, "[smpp] port"):
+                                smpp_port = await listeners.start(
+                                    functools.partial(serve_smpp, smpp, self.smpp, clock=self.clock)
+                                )
                         self._ready = True
                         log.info("gateway ready: http on %s:%d", http.host, http_port)
                         self.bound = Bound(
@@ -195,6 +210,8 @@ class Gateway:
                         listeners.cancel_scope.cancel()
                     core.cancel_scope.cancel()
                 base.cancel_scope.cancel()
+        if self.bound is not None:
+            log.info("gateway stopped")
 
     def _on_message(self) -> None:
         """An MO committed: its callbacks and its SMPP deliver_sm may be waiting."""
@@ -306,6 +323,36 @@ class Gateway:
                 )
             )
         return ModemsView(modems=views, queued=unbound)
+
+
+@contextlib.contextmanager
+def _listen_failure(door: str, host: str, port: int, key: str) -> Iterator[None]:
+    """A listener that cannot start becomes one StartupError line naming the address or the
+    certificate, and what to change."""
+    try:
+        yield
+    except ssl.SSLError as exc:
+        raise StartupError(
+            f"{door} TLS certificate or key is not usable: {exc.reason or exc}; check "
+            "tls_cert_file and tls_key_file (PEM, the key matching the certificate)"
+        ) from exc
+    except OSError as exc:
+        if exc.filename is not None:
+            raise StartupError(
+                f"{door} TLS file {exc.filename}: {exc.strerror}; check tls_cert_file and "
+                "tls_key_file"
+            ) from exc
+        if exc.errno == errno.EADDRINUSE:
+            fix = f"stop the program using it or change {key}"
+        elif exc.errno == errno.EACCES:
+            fix = f"ports below 1024 need privileges; change {key}"
+        else:
+            fix = f"check the host and {key}"
+        raise StartupError(
+            f"{door} cannot listen on {host}:{port}: {exc.strerror or exc}; {fix}"
+        ) from exc
+    except ValueError as exc:
+        raise StartupError(f"{door}: {exc}") from exc
 
 
 def _inbound_router(config: Config) -> InboundRouter:
