@@ -17,18 +17,19 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import trio
 
 from edgegw import __version__
-from edgegw.config import Config, ConfigError, ServiceConfig, load_config
+from edgegw.config import Config, ConfigError, ServiceConfig, config_warnings, load_config
 from edgegw.startup import StartupError
 
 EXIT_STARTUP = 1  # the gateway could not start: one line on stderr says why and the fix
 EXIT_CONFIG = 2
 EXIT_UNREACHABLE = 3
 EXIT_REJECTED = 4
+EXIT_USAGE = 64  # a bad command line (BSD sysexits EX_USAGE), apart from a bad config's 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,8 +43,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its own exit status for usage errors, so a script can tell a mistyped
+    command (64) from a config with problems (2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgegw", description=__doc__)
+    parser = _Parser(prog="edgegw", description=__doc__)
     parser.add_argument("--version", action="version", version=f"edgegw {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -54,8 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(command=_serve)
 
-    check = commands.add_parser("check-config", help="check a config file; exit 2 on problems")
-    check.add_argument("config", help="path of the TOML config")
+    check = commands.add_parser(
+        "check-config", help="check a config file; exit 2 on problems, warn about absent modems"
+    )
+    check.add_argument("--config", dest="config_option", help="path of the TOML config")
+    check.add_argument("config", nargs="?", help="the same, as in earlier versions")
     check.set_defaults(command=_check_config)
 
     send = commands.add_parser("send", help="send one SMS through a running gateway")
@@ -138,8 +151,14 @@ async def _serve_until_signalled(config: Config) -> None:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    load_config(args.config)
-    print(f"{args.config}: ok")
+    path = args.config_option or args.config
+    if path is None or (args.config_option and args.config):
+        print("edgegw check-config: give the config file once: --config FILE", file=sys.stderr)
+        return EXIT_USAGE
+    config = load_config(path)
+    for warning in config_warnings(config):
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{path}: ok")
     return 0
 
 

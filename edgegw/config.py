@@ -7,6 +7,7 @@ key path (msgspec alone stops at the first); relative paths resolve against the 
 from __future__ import annotations
 
 import enum
+import os
 import tomllib
 import types
 import typing
@@ -116,6 +117,14 @@ class ReportsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     rematch: float = 60.0
 
 
+class MonitoringConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    # true: /metrics asks for a service's or the admin's HTTP Basic credentials.
+    metrics_auth: bool = False
+    # An account for the status page and /metrics besides every service's (both empty: none).
+    admin_username: str = ""
+    admin_password: str = ""
+
+
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     gateway: GatewayConfig = msgspec.field(default_factory=GatewayConfig)
     http: HttpConfig = msgspec.field(default_factory=HttpConfig)
@@ -126,6 +135,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reports: ReportsConfig = msgspec.field(default_factory=ReportsConfig)
     smtp_relay: SmtpRelayConfig = msgspec.field(default_factory=SmtpRelayConfig)
     management: ManagementConfig = msgspec.field(default_factory=ManagementConfig)
+    monitoring: MonitoringConfig = msgspec.field(default_factory=MonitoringConfig)
     # The SMPP 3.4 listener (edgegw.smpp); no [smpp] section, no listener.
     smpp: SmppConfig | None = None
 
@@ -153,6 +163,23 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(str(path), problems)
     config = msgspec.convert(raw, Config)
     return _resolve_paths(config, path.resolve().parent)
+
+
+def config_warnings(config: Config) -> list[str]:
+    """What may be wrong on this box now without making the config unusable: a modem port that
+    does not exist (unplugged, or named wrongly); the gateway waits for it and keeps trying."""
+    warnings = []
+    for index, modem in enumerate(config.modems):
+        port = modem.at.port
+        if modem.driver == "at" and port and "://" not in port and not os.path.exists(port):
+            found_by = (
+                " (it is also looked for by imei/iccid)" if modem.at.imei or modem.at.iccid else ""
+            )
+            warnings.append(
+                f"modems[{index}].at.port: {port} does not exist now; is the modem plugged "
+                f"in?{found_by}"
+            )
+    return warnings
 
 
 def check_config(raw: dict[str, Any]) -> list[str]:
@@ -233,6 +260,8 @@ def _check_meaning(config: Config) -> list[str]:
             for name in service.modems
             if name not in modem_names
         ]
+    if bool(config.monitoring.admin_username) != bool(config.monitoring.admin_password):
+        problems.append("monitoring.admin_password: admin_username and admin_password go together")
     if not 0 <= config.http.port <= 65535:
         problems.append("http.port: must be from 0 to 65535")
     if config.dispatch.max_attempts < 1:

@@ -7,6 +7,7 @@ pipeline and the modems are cancelled, and the store's writer last.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime
 import errno
@@ -31,15 +32,18 @@ from edgegw.delivery.smpp_outbox import register_mo_services
 from edgegw.delivery.worker import Deliveries
 from edgegw.http.app import error_response, make_app
 from edgegw.http.management import management_routes
+from edgegw.http.monitoring import monitoring_routes
 from edgegw.http.receive import receive_routes
 from edgegw.http.server import serve_http
-from edgegw.model import InboundView, MessageView, SendRequest, SendResponse
+from edgegw.metrics import CONTENT_TYPE, Metrics
+from edgegw.model import InboundView, MessageView, SendRequest, SendResponse, StatusCode
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.inbound import InboundReceiver, inbound_record, inbound_records, inbound_view
 from edgegw.pipeline.keywords import InboundRouter, KeywordRule
 from edgegw.pipeline.management import Management
 from edgegw.pipeline.modems import ModemsView, ModemView, queues, recent_sends
 from edgegw.pipeline.pacing import DAY, Pacer, PacingRule
+from edgegw.pipeline.readiness import Readiness, readiness
 from edgegw.pipeline.reports import ReportCorrelator
 from edgegw.pipeline.smpp_backend import GatewaySmppBackend
 from edgegw.pipeline.submit import Submitter
@@ -94,6 +98,19 @@ class Gateway:
             numbers={modem.name: modem.number for modem in config.modems},
             on_message=self._on_message,
         )
+        self.smpp_binds: collections.Counter[str] = collections.Counter()
+        self.metrics = Metrics(
+            self.store,
+            self.clock,
+            services=[service.id for service in config.services],
+            modems=self.modems,
+            workers=self.deliveries.workers,
+            smpp_binds=self.smpp_binds,
+            smpp_services={
+                account.system_id: account.service
+                for account in (config.smpp.accounts if config.smpp else [])
+            },
+        )
         self.reports = ReportCorrelator(
             self.store,
             self.clock,
@@ -126,6 +143,7 @@ class Gateway:
                     # Before anything can finish a message or store an MO: the endpoints decide what
                     # gets enqueued for the customer.
                     await core.start(self.deliveries.run)
+                    await core.start(self.metrics.run)
                     now = self.clock.now()
                     for name, times in (await recent_sends(self.store, now - DAY)).items():
                         self.pacer.load(name, times, now)
@@ -161,6 +179,7 @@ class Gateway:
                             self.submitter,
                             self.config.smpp.accounts,
                             self.dispatcher.wake,
+                            on_accepted=functools.partial(self.metrics.count_accepted, "smpp"),
                         )
                         await core.start(self.smpp.run)
                     for modem in self.modems.values():
@@ -175,10 +194,15 @@ class Gateway:
                                 self.config.management.allow_unauthenticated_loopback
                             ),
                         )
-                        app = make_app(
-                            self,
-                            auth_failure_problem=http.auth_failure_problem,
-                            routes=[management, receive_routes(self)],
+                        monitoring = monitoring_routes(
+                            self, metrics_auth=self.config.monitoring.metrics_auth
+                        )
+                        app = self.metrics.timed(
+                            make_app(
+                                self,
+                                auth_failure_problem=http.auth_failure_problem,
+                                routes=[monitoring, management, receive_routes(self)],
+                            )
                         )
                         with _listen_failure("HTTP", http.host, http.port, "[http] port"):
                             http_port = await listeners.start(
@@ -196,7 +220,13 @@ class Gateway:
                         if smpp is not None and self.smpp is not None:
                             with _listen_failure("SMPP", smpp.host, smpp.port, "[smpp] port"):
                                 smpp_port = await listeners.start(
-                                    functools.partial(serve_smpp, smpp, self.smpp, clock=self.clock)
+                                    functools.partial(
+                                        serve_smpp,
+                                        smpp,
+                                        self.smpp,
+                                        clock=self.clock,
+                                        binds=self.smpp_binds,
+                                    )
                                 )
                         self._ready = True
                         log.info("gateway ready: http on %s:%d", http.host, http_port)
@@ -272,7 +302,11 @@ class Gateway:
 
     async def submit(self, request: SendRequest) -> SendResponse:
         assert self.submitter is not None
-        return await self.submitter.submit(request)
+        response = await self.submitter.submit(request)
+        if request.serviceId is not None:
+            accepted = sum(s.statusCode == StatusCode.OK for s in response.messageStatus)
+            self.metrics.count_accepted("http", request.serviceId, accepted)
+        return response
 
     def authenticate(self, username: str, password: str) -> int | None:
         password_and_id = self._credentials.get(username)
@@ -288,6 +322,33 @@ class Gateway:
 
     def ready(self) -> bool:
         return self._ready
+
+    # Monitoring (edgegw.http.monitoring.MonitoringBackend).
+
+    def readiness(self) -> Readiness:
+        now = self.clock.now()
+        capped = {}
+        for name in self.modems:
+            until = self.pacer.capped_until(name, now)
+            if until is not None:
+                capped[name] = _iso(until)
+        return readiness(
+            [(service.id, service.modems) for service in self.config.services],
+            {name: modem.health() for name, modem in self.modems.items()},
+            capped,
+        )
+
+    def metrics_text(self) -> tuple[bytes, str]:
+        return self.metrics.scrape(), CONTENT_TYPE
+
+    def operator(self, username: str, password: str) -> bool:
+        if self.authenticate(username, password) is not None:
+            return True
+        admin = self.config.monitoring
+        return bool(admin.admin_username) and (
+            hmac.compare_digest(admin.admin_username.encode(), username.encode())
+            & hmac.compare_digest(admin.admin_password.encode(), password.encode())
+        )
 
     # The receive side's HTTP backend (edgegw.http.receive.ReceiveBackend).
 

@@ -137,3 +137,40 @@ def test_simulate_modem_prints_a_pty_that_answers_at() -> None:
             assert process.wait(timeout=15) == 0
         finally:
             process.kill()
+
+
+def test_check_config_takes_config_like_every_command(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["check-config", "--config", str(ROOT / "config.example.toml")]) == 0
+    assert capsys.readouterr().out.endswith(": ok\n")
+
+
+def test_check_config_warns_about_a_modem_port_that_is_not_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (ROOT / "config.example.toml").read_text()
+    text += '\n[[modems]]\nname = "usb0"\ndriver = "at"\n[modems.at]\nport = "/dev/ttyEDGEGW9"\n'
+    config = tmp_path / "config.toml"
+    config.write_text(text)
+    assert main(["check-config", "--config", str(config)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "warning: modems[1].at.port: /dev/ttyEDGEGW9 does not exist now; is the modem plugged in?\n"
+    )
+    assert captured.out == f"{config}: ok\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["no-such-command"], ["serve"], ["send", "--config", "x.toml", "--to", "+4741000000"]],
+)
+def test_usage_errors_have_their_own_exit_status(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 64
+
+
+@pytest.mark.parametrize("argv", [["check-config"], ["check-config", "--config", "a", "b"]])
+def test_check_config_needs_one_config(argv: list[str]) -> None:
+    assert main(argv) == 64

@@ -24,6 +24,7 @@ PURE = [
     ROOT / "edgegw" / "pipeline" / "keywords.py",
     ROOT / "edgegw" / "pipeline" / "drstatus.py",
     ROOT / "edgegw" / "pipeline" / "pacing.py",
+    ROOT / "edgegw" / "pipeline" / "readiness.py",
     *(
         ROOT / "edgegw" / "smpp" / f"{name}.py"
         for name in (

@@ -1,6 +1,6 @@
-"""The HTTP routes of edgegw: the Puzzel send endpoint (REST POST and GET), message lookup and
-health, over the `Backend` protocol. It never touches the store or modems itself; the backend
-does. Implements spec sections 2.3, 2.4 and 6.4.
+"""The HTTP routes of edgegw: the Puzzel send endpoint (REST POST and GET) and message lookup,
+over the `Backend` protocol (health and metrics are edgegw.http.monitoring's). It never touches
+the store or modems itself; the backend does. Implements spec sections 2.3, 2.4 and 6.4.
 """
 
 from __future__ import annotations
@@ -47,13 +47,9 @@ class Backend(Protocol):
     # None when unknown or another service's.
     async def message_view(self, service_id: int, message_id: str) -> MessageView | None: ...
 
-    # True once store and at least the modem layer are up.
-    def ready(self) -> bool: ...
-
 
 SEND_PATH: Final = "/gw/rs/sendMessages"
 MESSAGES_PREFIX: Final = "/api/messages/"
-HEALTH_PATH: Final = "/health"
 
 FAULT_NAMESPACE: Final = "http://chimera.intele.com/gw/xsd/SMSGateway/Fault/2013/02"
 
@@ -69,10 +65,6 @@ _BODY_DECODERS: Final[dict[str, Callable[[bytes], SendRequest]]] = {
 }
 # Decoders that read the body as UTF-8 text; the XML parser reads the document's own declaration.
 _TEXT_BODIES: Final = frozenset({"application/json", "application/x-www-form-urlencoded"})
-
-
-_HEALTH_OK: Final = b'{"status":"ok"}'
-_HEALTH_UNAVAILABLE: Final = b'{"status":"unavailable"}'
 
 
 def make_app(
@@ -106,15 +98,6 @@ def make_app(
             if request.method != "GET":
                 return _method_not_allowed(request, "GET")
             return await _message(request, message_id)
-        if path == HEALTH_PATH:
-            if request.method != "GET":
-                return _method_not_allowed(request, "GET")
-            ready = backend.ready()
-            return Response(
-                status=200 if ready else 503,
-                headers=[("content-type", _JSON)],
-                body=_HEALTH_OK if ready else _HEALTH_UNAVAILABLE,
-            )
         return _not_found(request)
 
     async def _send_post(request: Request) -> Response:

@@ -107,8 +107,12 @@ class GatewaySmppBackend:
         submitter: Submitter,
         accounts: Iterable[SmppAccount],
         wake_dispatcher: Callable[[], None],
+        *,
+        on_accepted: Callable[[int, int], None] | None = None,
     ) -> None:
         self._store = store
+        # Told (service id, messages) after each committed submit; the gateway counts them.
+        self._on_accepted = on_accepted
         self._clock = clock
         self._submitter = submitter
         self._accounts = AccountTable(accounts)
@@ -142,6 +146,8 @@ class GatewaySmppBackend:
 
         await self._store.write(store)
         self._wake_dispatcher()
+        if self._on_accepted is not None:
+            self._on_accepted(account.service_id, len(messages))
         # submit_multi gets one message per destination; its response names the first.
         return messages[0].id
 

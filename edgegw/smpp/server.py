@@ -93,7 +93,13 @@ _BIND_MODES = {
 class _Server:
     """What the sessions share: bind counts, outbox items in flight, the drain signal."""
 
-    def __init__(self, config: SmppConfig, backend: SmppBackend, clock: Clock) -> None:
+    def __init__(
+        self,
+        config: SmppConfig,
+        backend: SmppBackend,
+        clock: Clock,
+        binds: collections.Counter[str] | None = None,
+    ) -> None:
         self.config = config
         self.backend = backend
         self.clock = clock
@@ -104,7 +110,8 @@ class _Server:
             bind_timeout=config.bind_timeout,
         )
         self.connections: set[_Connection] = set()
-        self.binds: collections.Counter[str] = collections.Counter()
+        # Bound sessions per system_id; the caller may pass its own to watch them (metrics).
+        self.binds: collections.Counter[str] = collections.Counter() if binds is None else binds
         # Outbox ids with a deliver_sm on some session, and ids to hold back until a time.
         self.in_flight: set[int] = set()
         self.hold_until: dict[int, float] = {}
@@ -588,17 +595,19 @@ async def serve_smpp(
     backend: SmppBackend,
     *,
     clock: Clock | None = None,
+    binds: collections.Counter[str] | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen for ESMEs until cancelled; `task_status.started(port)` reports the bound port.
-    On cancellation bound sessions get an unbind and up to `drain_timeout` to answer it."""
+    On cancellation bound sessions get an unbind and up to `drain_timeout` to answer it.
+    `binds`, when given, is kept up to date with the bound sessions per system_id."""
     context = _tls_context(config)
     tcp_listeners = await trio.open_tcp_listeners(config.port, host=config.host)
     port = int(tcp_listeners[0].socket.getsockname()[1])
     listeners: list[trio.abc.Listener[trio.abc.Stream]] = list(tcp_listeners)
     if context is not None:
         listeners = [trio.SSLListener(listener, context) for listener in tcp_listeners]
-    server = _Server(config, backend, clock or Clock())
+    server = _Server(config, backend, clock or Clock(), binds)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
             functools.partial(

@@ -1,5 +1,5 @@
 """The HTTP routes over a small dictionary-backed `Backend`: content types, Accept negotiation,
-Puzzel error bodies, the switchable 401, message lookup with Basic auth, and health."""
+Puzzel error bodies, the switchable 401, message lookup with Basic auth."""
 
 from __future__ import annotations
 
@@ -53,7 +53,6 @@ class DictBackend:
     def __init__(self) -> None:
         self.submitted: list[SendRequest] = []
         self.views = {"m00000000001": view("m00000000001", 1000)}
-        self.is_ready = True
         self.broken = False
 
     async def submit(self, request: SendRequest) -> SendResponse:
@@ -87,9 +86,6 @@ class DictBackend:
     async def message_view(self, service_id: int, message_id: str) -> MessageView | None:
         found = self.views.get(message_id)
         return found if found is not None and found.serviceId == service_id else None
-
-    def ready(self) -> bool:
-        return self.is_ready
 
 
 @pytest.fixture
@@ -417,16 +413,7 @@ async def test_message_lookup_is_get_only(app: App) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# /health and the rest
-
-
-async def test_health(app: App, backend: DictBackend) -> None:
-    ok = await app(request("GET", "/health"))
-    assert (ok.status, json.loads(ok.body)) == (200, {"status": "ok"})
-    backend.is_ready = False
-    down = await app(request("GET", "/health"))
-    assert down.status == 503
-    assert json.loads(down.body)["status"] != "ok"
+# the rest
 
 
 async def test_unknown_path_is_404_in_the_asked_format(app: App) -> None:
