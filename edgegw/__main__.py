@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import base64
 import functools
+import getpass
 import json
 import logging
 import signal
@@ -21,8 +22,15 @@ from typing import Any, NoReturn
 
 import trio
 
-from edgegw import __version__
-from edgegw.config import Config, ConfigError, ServiceConfig, config_warnings, load_config
+from edgegw import __version__, systemd
+from edgegw.config import (
+    Config,
+    ConfigError,
+    ServiceConfig,
+    config_warnings,
+    load_config,
+    plaintext_exposure,
+)
 from edgegw.startup import StartupError
 
 EXIT_STARTUP = 1  # the gateway could not start: one line on stderr says why and the fix
@@ -90,6 +98,18 @@ def _parser() -> argparse.ArgumentParser:
     modems.add_argument("--json", action="store_true", help="print the raw JSON answer")
     modems.set_defaults(command=_modems)
 
+    hasher = commands.add_parser(
+        "hash-password",
+        help="print an scrypt hash of a password (read from stdin, or asked for twice)",
+    )
+    hasher.set_defaults(command=_hash_password)
+
+    udev = commands.add_parser(
+        "udev-rules", help="print udev rules that keep ModemManager off the configured modems"
+    )
+    udev.add_argument("--config", required=True, help="path of the TOML config")
+    udev.set_defaults(command=_udev_rules)
+
     simulate = commands.add_parser(
         "simulate-modem", help="run a simulated modem on a new pseudo-terminal and print its path"
     )
@@ -108,6 +128,9 @@ def _serve(args: argparse.Namespace) -> int:
         level="DEBUG" if args.debug else config.gateway.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    exposure = plaintext_exposure(args.config, config)
+    if exposure is not None:
+        logging.getLogger("edgegw").warning("%s", exposure)
     failed = interrupted = False
     try:
         trio.run(_serve_until_signalled, config)
@@ -137,17 +160,27 @@ async def _serve_until_signalled(config: Config) -> None:
     from edgegw.gateway import Gateway
 
     gateway = Gateway(config)
+    interval = systemd.watchdog_interval()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(gateway.run)
+        async with trio.open_nursery() as watched:
+            # The watchdog is fed from the event loop for as long as the gateway runs,
+            # shutdown included: a stalled loop stops feeding it.
+            if interval is not None:
+                watched.start_soon(systemd.feed_watchdog, interval)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(gateway.run)
+                systemd.notify("READY=1")
 
-            async def stop_on_signal() -> None:
-                async for signum in signals:
-                    logging.getLogger("edgegw").info("%s received", signal.Signals(signum).name)
-                    gateway.stop()
-                    return
+                async def stop_on_signal() -> None:
+                    async for signum in signals:
+                        name = signal.Signals(signum).name
+                        logging.getLogger("edgegw").info("%s received", name)
+                        systemd.notify("STOPPING=1")
+                        gateway.stop()
+                        return
 
-            nursery.start_soon(stop_on_signal)
+                nursery.start_soon(stop_on_signal)
+            watched.cancel_scope.cancel()
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -159,6 +192,30 @@ def _check_config(args: argparse.Namespace) -> int:
     for warning in config_warnings(config):
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{path}: ok")
+    return 0
+
+
+def _hash_password(args: argparse.Namespace) -> int:
+    from edgegw.passwords import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("edgegw hash-password: the two passwords differ", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("edgegw hash-password: an empty password", file=sys.stderr)
+        return EXIT_USAGE
+    print(hash_password(password))
+    return 0
+
+
+def _udev_rules(args: argparse.Namespace) -> int:
+    from edgegw.udev import udev_rules
+
+    print(udev_rules(load_config(args.config).modems), end="")
     return 0
 
 

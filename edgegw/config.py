@@ -30,6 +30,7 @@ from edgegw.delivery.config import (
 )
 from edgegw.http.server import HttpLimits
 from edgegw.model import OriginatorType
+from edgegw.passwords import check_hash_format, is_hashed
 from edgegw.smpp.config import SmppConfig
 
 
@@ -236,8 +237,41 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def _passwords(config: Config) -> list[tuple[str, str]]:
+    """Every password the gateway checks, with its key path."""
+    found = [(f"services[{i}].password", s.password) for i, s in enumerate(config.services)]
+    if config.smpp is not None:
+        found += [
+            (f"smpp.accounts[{i}].password", account.password)
+            for i, account in enumerate(config.smpp.accounts)
+        ]
+    if config.monitoring.admin_password:
+        found.append(("monitoring.admin_password", config.monitoring.admin_password))
+    return found
+
+
+def plaintext_exposure(path: str | Path, config: Config) -> str | None:
+    """A warning when the config file is readable by others and holds a plaintext password."""
+    try:
+        others_read = os.stat(path).st_mode & 0o004
+    except OSError:
+        return None
+    plaintext = [key for key, password in _passwords(config) if not is_hashed(password)]
+    if not others_read or not plaintext:
+        return None
+    return (
+        f"{path} is readable by every user and holds plaintext passwords ({', '.join(plaintext)}):"
+        " chmod 640 it, or put hashes from `edgegw hash-password` there instead"
+    )
+
+
 def _check_meaning(config: Config) -> list[str]:
     problems: list[str] = []
+    for key, password in _passwords(config):
+        if is_hashed(password):
+            reason = check_hash_format(password)
+            if reason is not None:
+                problems.append(f"{key}: {reason}")
     modem_names = [modem.name for modem in config.modems]
     problems += _duplicates("modems", "name", modem_names)
     problems += _duplicates("services", "id", [service.id for service in config.services])
@@ -325,6 +359,12 @@ def _check_smpp(config: Config) -> list[str]:
     service_ids = {service.id for service in config.services}
     accounts = config.smpp.accounts
     problems = _duplicates("smpp.accounts", "system_id", [a.system_id for a in accounts])
+    problems += [
+        f"smpp.accounts[{index}].password: a plaintext bind password is at most 8 octets "
+        "(SMPP 3.4); an `edgegw hash-password` hash may be longer"
+        for index, account in enumerate(accounts)
+        if not is_hashed(account.password) and len(account.password.encode()) > 8
+    ]
     problems += [
         f"smpp.accounts[{index}].service: no service has id {account.service}"
         for index, account in enumerate(accounts)

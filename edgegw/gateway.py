@@ -37,6 +37,7 @@ from edgegw.http.receive import receive_routes
 from edgegw.http.server import serve_http
 from edgegw.metrics import CONTENT_TYPE, Metrics
 from edgegw.model import InboundView, MessageView, SendRequest, SendResponse, StatusCode
+from edgegw.passwords import PasswordChecker
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.inbound import InboundReceiver, inbound_record, inbound_records, inbound_view
 from edgegw.pipeline.keywords import InboundRouter, KeywordRule
@@ -78,6 +79,7 @@ class Gateway:
         self._links = ""  # folder of the simulated modems' by-id style links, set by run()
         self._ready = False
         self._credentials = {s.username: (s.password, s.id) for s in config.services}
+        self._passwords = PasswordChecker()
         self._service_names = {service.id: service.name for service in config.services}
         self.pacer = Pacer(
             {
@@ -313,7 +315,7 @@ class Gateway:
         if password_and_id is None:
             return None
         expected, service_id = password_and_id
-        if not hmac.compare_digest(expected.encode(), password.encode()):
+        if not self._passwords.verify(expected, password):
             return None
         return service_id
 
@@ -347,7 +349,7 @@ class Gateway:
         admin = self.config.monitoring
         return bool(admin.admin_username) and (
             hmac.compare_digest(admin.admin_username.encode(), username.encode())
-            & hmac.compare_digest(admin.admin_password.encode(), password.encode())
+            & self._passwords.verify(admin.admin_password, password)
         )
 
     # The receive side's HTTP backend (edgegw.http.receive.ReceiveBackend).
