@@ -98,6 +98,16 @@ def _parser() -> argparse.ArgumentParser:
     modems.add_argument("--json", action="store_true", help="print the raw JSON answer")
     modems.set_defaults(command=_modems)
 
+    mo = commands.add_parser(
+        "simulate-mo", help="make an SMS arrive at a simulated modem of a running gateway"
+    )
+    mo.add_argument("--config", required=True, help="the running gateway's config")
+    mo.add_argument("--from", dest="originator", required=True, help="sender, e.g. +4799999999")
+    mo.add_argument("--text", required=True, help="message text")
+    mo.add_argument("--modem", help="simulated modem name (default: the first)")
+    mo.add_argument("--service", type=int, help="whose credentials (default: the first service)")
+    mo.set_defaults(command=_simulate_mo)
+
     hasher = commands.add_parser(
         "hash-password",
         help="print an scrypt hash of a password (read from stdin, or asked for twice)",
@@ -257,6 +267,24 @@ def _send(args: argparse.Namespace) -> int:
     status = answer["messageStatus"][0]
     print(json.dumps(status, indent=2))
     return 0 if status["statusCode"] == 1 else EXIT_REJECTED
+
+
+def _simulate_mo(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    service = _service(config, args.service)
+    token = base64.b64encode(f"{service.username}:{service.password}".encode()).decode()
+    fields = {"from": args.originator, "text": args.text}
+    if args.modem:
+        fields["modem"] = args.modem
+    request = urllib.request.Request(
+        _base_url(config) + "/status/simulate-mo",
+        data=json.dumps(fields).encode(),
+        headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
+    )
+    if _fetch(request) is None:
+        return EXIT_UNREACHABLE
+    print(f"an SMS from {args.originator} arrived at the simulated modem")
+    return 0
 
 
 def _status(args: argparse.Namespace) -> int:

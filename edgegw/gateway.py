@@ -35,6 +35,7 @@ from edgegw.http.management import management_routes
 from edgegw.http.monitoring import monitoring_routes
 from edgegw.http.receive import receive_routes
 from edgegw.http.server import serve_http
+from edgegw.http.status import StatusView, status_routes
 from edgegw.metrics import CONTENT_TYPE, Metrics
 from edgegw.model import InboundView, MessageView, SendRequest, SendResponse, StatusCode
 from edgegw.passwords import PasswordChecker
@@ -43,11 +44,12 @@ from edgegw.pipeline.inbound import InboundReceiver, inbound_record, inbound_rec
 from edgegw.pipeline.keywords import InboundRouter, KeywordRule
 from edgegw.pipeline.management import Management
 from edgegw.pipeline.modems import ModemsView, ModemView, queues, recent_sends
+from edgegw.pipeline.overview import read_recent
 from edgegw.pipeline.pacing import DAY, Pacer, PacingRule
 from edgegw.pipeline.readiness import Readiness, readiness
 from edgegw.pipeline.reports import ReportCorrelator
 from edgegw.pipeline.smpp_backend import GatewaySmppBackend
-from edgegw.pipeline.submit import Submitter
+from edgegw.pipeline.submit import DirectMessage, Rejected, Submitter
 from edgegw.smpp.server import serve_smpp
 from edgegw.startup import StartupError, instance_lock
 from edgegw.store import Store, StoreError
@@ -203,7 +205,12 @@ class Gateway:
                             make_app(
                                 self,
                                 auth_failure_problem=http.auth_failure_problem,
-                                routes=[monitoring, management, receive_routes(self)],
+                                routes=[
+                                    monitoring,
+                                    status_routes(self),
+                                    management,
+                                    receive_routes(self),
+                                ],
                             )
                         )
                         with _listen_failure("HTTP", http.host, http.port, "[http] port"):
@@ -339,6 +346,63 @@ class Gateway:
             {name: modem.health() for name, modem in self.modems.items()},
             capped,
         )
+
+    # The status page (edgegw.http.status.StatusBackend).
+
+    async def status_view(self) -> StatusView:
+        modems = await self.modems_view()
+        recent = await self.store.read(read_recent)
+        figures = self.metrics.figures  # queues and backlogs as of the last poll (<= 5 s)
+        services = [
+            {
+                "id": service.id,
+                "name": service.name,
+                "queued": figures.queued.get(service.id, 0),
+                "backlog": {
+                    kind: count
+                    for (service_id, kind), count in figures.backlog.items()
+                    if service_id == service.id
+                },
+            }
+            for service in self.config.services
+        ]
+        return StatusView(
+            modems=modems,
+            services=services,
+            messages=recent.messages,
+            inbound=recent.inbound,
+            simulated=sorted(self.simulators),
+            ready=self.readiness().ready,
+        )
+
+    async def send_test(self, service_id: int | None, recipient: str, text: str) -> str:
+        """Queue a test SMS for an operator already authenticated (no service password)."""
+        assert self.submitter is not None and self.dispatcher is not None
+        if service_id is None:
+            service_id = self.config.services[0].id
+        if service_id not in self._service_names:
+            raise ValueError(f"no service {service_id}")
+        direct = DirectMessage(service_id=service_id, recipient=recipient, content=text)
+        try:
+            message = self.submitter.prepare(direct)
+        except Rejected as exc:
+            raise ValueError(exc.message) from None
+        await self.store.insert_messages([message])
+        self.dispatcher.wake()
+        self.metrics.count_accepted("status", service_id, 1)
+        return message.id
+
+    async def simulate_mo(self, modem: str | None, originator: str, text: str) -> None:
+        """A phone sends `text` from `originator` to a simulated modem (the first if None)."""
+        name = modem if modem is not None else next(iter(sorted(self.simulators)), None)
+        simulator = None if name is None else self.simulators.get(name)
+        if simulator is None:
+            raise ValueError(f"{name or 'no modem'} is not a simulated modem of this gateway")
+        try:
+            with trio.fail_after(10):  # a vanished simulated modem must not hold the request
+                await simulator.deliver_mo(originator, text)
+        except trio.TooSlowError:
+            raise ValueError(f"simulated modem {name} did not take the SMS within 10 s") from None
 
     def metrics_text(self) -> tuple[bytes, str]:
         return self.metrics.scrape(), CONTENT_TYPE

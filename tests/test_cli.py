@@ -174,3 +174,36 @@ def test_usage_errors_have_their_own_exit_status(argv: list[str]) -> None:
 @pytest.mark.parametrize("argv", [["check-config"], ["check-config", "--config", "a", "b"]])
 def test_check_config_needs_one_config(argv: list[str]) -> None:
     assert main(argv) == 64
+
+
+def test_simulate_mo_makes_an_sms_arrive_at_the_running_gateway(tmp_path: Path) -> None:
+    config, port = example_config(tmp_path)
+    process = subprocess.Popen([*EDGEGW, "serve", "--config", str(config)])
+    try:
+        wait_healthy(port, process)
+        command = ["simulate-mo", "--config", str(config), "--from", "+4799999999"]
+        result = subprocess.run(
+            [*EDGEGW, *command, "--text", "from the CLI"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "an SMS from +4799999999 arrived at the simulated modem\n"
+        token = "Basic ZGVtbzpkZW1v"  # demo:demo
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/inbound", headers={"Authorization": token}
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                inbound = json.load(answer)["inbound"]
+            if inbound:
+                break
+            time.sleep(0.05)
+        assert [(item["originator"], item["content"]) for item in inbound] == [
+            ("+4799999999", "from the CLI")
+        ]
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
