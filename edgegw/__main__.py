@@ -108,6 +108,13 @@ def _parser() -> argparse.ArgumentParser:
     mo.add_argument("--service", type=int, help="whose credentials (default: the first service)")
     mo.set_defaults(command=_simulate_mo)
 
+    backup = commands.add_parser(
+        "backup", help="copy the store consistently, also while the gateway runs"
+    )
+    backup.add_argument("--config", required=True, help="the gateway's config")
+    backup.add_argument("out", help="the new file to write the copy to")
+    backup.set_defaults(command=_backup)
+
     hasher = commands.add_parser(
         "hash-password",
         help="print an scrypt hash of a password (read from stdin, or asked for twice)",
@@ -202,6 +209,19 @@ def _check_config(args: argparse.Namespace) -> int:
     for warning in config_warnings(config):
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{path}: ok")
+    return 0
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from edgegw.backup import BackupError, backup_store
+
+    config = load_config(args.config)
+    try:
+        messages = backup_store(config.gateway.store, args.out)
+    except BackupError as exc:
+        print(f"edgegw backup: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
+    print(f"{args.out}: a copy of {config.gateway.store} with {messages} messages")
     return 0
 
 

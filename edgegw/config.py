@@ -118,6 +118,12 @@ class ReportsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     rematch: float = 60.0
 
 
+class StoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    # Days a final message (with its parts and events), a delivered callback and a settled
+    # status report are kept; then they are deleted (edgegw.retention). 0 keeps everything.
+    keep_final_days: float = 30.0
+
+
 class MonitoringConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # true: /metrics asks for a service's or the admin's HTTP Basic credentials.
     metrics_auth: bool = False
@@ -137,6 +143,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     smtp_relay: SmtpRelayConfig = msgspec.field(default_factory=SmtpRelayConfig)
     management: ManagementConfig = msgspec.field(default_factory=ManagementConfig)
     monitoring: MonitoringConfig = msgspec.field(default_factory=MonitoringConfig)
+    store: StoreConfig = msgspec.field(default_factory=StoreConfig)
     # The SMPP 3.4 listener (edgegw.smpp); no [smpp] section, no listener.
     smpp: SmppConfig | None = None
 
@@ -296,6 +303,8 @@ def _check_meaning(config: Config) -> list[str]:
         ]
     if bool(config.monitoring.admin_username) != bool(config.monitoring.admin_password):
         problems.append("monitoring.admin_password: admin_username and admin_password go together")
+    if config.store.keep_final_days < 0:
+        problems.append("store.keep_final_days: must not be negative")
     if not 0 <= config.http.port <= 65535:
         problems.append("http.port: must be from 0 to 65535")
     if config.dispatch.max_attempts < 1:

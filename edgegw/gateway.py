@@ -50,6 +50,7 @@ from edgegw.pipeline.readiness import Readiness, readiness
 from edgegw.pipeline.reports import ReportCorrelator
 from edgegw.pipeline.smpp_backend import GatewaySmppBackend
 from edgegw.pipeline.submit import DirectMessage, Rejected, Submitter
+from edgegw.retention import Pruner
 from edgegw.smpp.server import serve_smpp
 from edgegw.startup import StartupError, instance_lock
 from edgegw.store import Store, StoreError
@@ -115,6 +116,7 @@ class Gateway:
                 for account in (config.smpp.accounts if config.smpp else [])
             },
         )
+        self.pruner = Pruner(self.store, self.clock, keep_final_days=config.store.keep_final_days)
         self.reports = ReportCorrelator(
             self.store,
             self.clock,
@@ -148,6 +150,7 @@ class Gateway:
                     # gets enqueued for the customer.
                     await core.start(self.deliveries.run)
                     await core.start(self.metrics.run)
+                    await core.start(self.pruner.run)
                     now = self.clock.now()
                     for name, times in (await recent_sends(self.store, now - DAY)).items():
                         self.pacer.load(name, times, now)
