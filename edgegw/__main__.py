@@ -84,6 +84,11 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--to", required=True, help="recipient, e.g. +4741000000")
     send.add_argument("--text", required=True, help="message text")
     send.add_argument("--service", type=int, help="service id (default: the first service)")
+    send.add_argument(
+        "--unicode",
+        action="store_true",
+        help="send as UCS-2 when the text needs it (emoji, most scripts): AUTO_DETECT",
+    )
     send.set_defaults(command=_send)
 
     status = commands.add_parser("status", help="show a message's state")
@@ -274,7 +279,14 @@ def _send(args: argparse.Namespace) -> int:
         "serviceId": service.id,
         "username": service.username,
         "password": service.password,
-        "message": [{"recipient": args.to, "content": args.text}],
+        "message": [
+            {
+                "recipient": args.to,
+                "content": args.text,
+                # The Puzzel setting behind AUTO_DETECT: UCS-2 when GSM 03.38 cannot carry it.
+                **({"settings": {"autoDetectEncoding": True}} if args.unicode else {}),
+            }
+        ],
     }
     request = urllib.request.Request(
         _base_url(config) + "/gw/rs/sendMessages",
@@ -336,27 +348,49 @@ def _modems(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(answer, indent=2))
         return 0
-    print(
-        f"{'MODEM':<12} {'STATE':<12} {'SIM':<8} {'NETWORK':<22} {'SIGNAL':>7} "
-        f"{'SENT':>6} {'ERR':>4} {'QUEUE':>5} {'1H/24H':>9}  DETAIL"
-    )
-    for modem in answer["modems"]:
+    for line in modems_table(answer["modems"]):
+        print(line)
+    print(f"queued for any modem: {answer['queued']}")
+    return 0
+
+
+def modems_table(modems: list[dict[str, Any]]) -> list[str]:
+    """The `edgegw modems` table of the /api/modems answer's modems, header first."""
+    header = ["MODEM", "STATE", "SIM", "NETWORK", "SIGNAL", "SENT", "ERR", "QUEUE", "1H/24H"]
+    rows = [header]
+    details = ["DETAIL"]
+    for modem in modems:
         health = modem["health"]
         network = " ".join(filter(None, (health.get("operator"), health.get("registration"))))
         signal_dbm = health.get("signal_dbm")
-        signal_text = "" if signal_dbm is None else f"{signal_dbm} dBm"
-        queue = modem["queued"] + modem["sending"]
-        pace = f"{modem['sentLastHour']}/{modem['sentLastDay']}"
         detail = health.get("detail", "")
         if modem.get("cappedUntil"):
             detail = f"capped until {modem['cappedUntil']}; {detail}"
-        print(
-            f"{modem['name']:<12} {health['state']:<12} {health.get('sim', ''):<8} "
-            f"{network:<22} {signal_text:>7} {health.get('sent', 0):>6} "
-            f"{health.get('errors', 0):>4} {queue:>5} {pace:>9}  {detail}"
+        rows.append(
+            [
+                modem["name"],
+                health["state"],
+                health.get("sim", ""),
+                network,
+                "" if signal_dbm is None else f"{signal_dbm} dBm",
+                str(health.get("sent", 0)),
+                str(health.get("errors", 0)),
+                str(modem["queued"] + modem["sending"]),
+                f"{modem['sentLastHour']}/{modem['sentLastDay']}",
+            ]
         )
-    print(f"queued for any modem: {answer['queued']}")
-    return 0
+        details.append(detail)
+    # Each column as wide as its widest cell, so a long operator name never runs into the
+    # signal; text left-aligned, numbers right-aligned.
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+    lines = []
+    for row, detail in zip(rows, details, strict=True):
+        cells = [
+            cell.ljust(width) if column < 4 else cell.rjust(width)
+            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append((" ".join(cells) + "  " + detail).rstrip())
+    return lines
 
 
 def _fetch(request: urllib.request.Request) -> Any:

@@ -10,11 +10,12 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 import serial
 
-from edgegw.__main__ import main
+from edgegw.__main__ import main, modems_table
 
 ROOT = Path(__file__).resolve().parent.parent
 EDGEGW = [sys.executable, "-m", "edgegw"]
@@ -38,7 +39,7 @@ def example_config(tmp_path: Path) -> tuple[Path, int]:
     return path, port
 
 
-def wait_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
+def wait_healthy(port: int, process: subprocess.Popen[Any]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         assert process.poll() is None, "the gateway exited while starting"
@@ -66,6 +67,21 @@ def test_check_config_lists_every_problem_and_exits_2(
     assert "modems[0].name:" in err
 
 
+def test_ctrl_c_during_start_up_exits_quietly(tmp_path: Path) -> None:
+    config, _ = example_config(tmp_path)
+    with subprocess.Popen(
+        [*EDGEGW, "serve", "--config", str(config)], stderr=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stderr is not None
+        # The store is being set up: the gateway is starting, not serving yet.
+        while "store schema migrated" not in process.stderr.readline():
+            assert process.poll() is None
+        process.send_signal(signal.SIGINT)
+        rest = process.stderr.read()
+        assert process.wait(timeout=15) in (0, 130)
+        assert "Traceback" not in rest
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_serve_stops_gracefully_on_signal(tmp_path: Path, signum: signal.Signals) -> None:
     config, port = example_config(tmp_path)
@@ -82,8 +98,11 @@ def test_serve_stops_gracefully_on_signal(tmp_path: Path, signum: signal.Signals
 
 def test_send_and_status_through_a_running_gateway(tmp_path: Path) -> None:
     config, port = example_config(tmp_path)
-    process = subprocess.Popen([*EDGEGW, "serve", "--config", str(config)])
-    try:
+    log = tmp_path / "serve.log"
+    with (
+        log.open("w") as log_file,
+        subprocess.Popen([*EDGEGW, "serve", "--config", str(config)], stderr=log_file) as process,
+    ):
         wait_healthy(port, process)
         sent = subprocess.run(
             [*EDGEGW, "send", "--config", str(config), "--to", "+4741000000", "--text", "Hi"],
@@ -104,9 +123,16 @@ def test_send_and_status_through_a_running_gateway(tmp_path: Path) -> None:
             )
             state = json.loads(shown.stdout)["state"]
         assert state == "sent"
-    finally:
+        send = [*EDGEGW, "send", "--config", str(config), "--to", "+4741000000"]
+        emoji = subprocess.run([*send, "--text", "Hei 😀"], capture_output=True, timeout=30)
+        assert emoji.returncode == 4  # the service's parsing type NONE cannot carry it
+        unicode = subprocess.run(
+            [*send, "--unicode", "--text", "Hei 😀"], capture_output=True, timeout=30
+        )
+        assert json.loads(unicode.stdout)["statusCode"] == 1
         process.terminate()
-        process.wait(timeout=15)
+        assert process.wait(timeout=15) == 0
+    assert log.read_text().splitlines()[-1].endswith("edgegw.gateway: gateway stopped")
 
 
 def test_send_to_a_gateway_that_is_not_running_fails_clearly(tmp_path: Path) -> None:
@@ -207,3 +233,31 @@ def test_simulate_mo_makes_an_sms_arrive_at_the_running_gateway(tmp_path: Path) 
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+def test_the_modems_table_keeps_its_columns_apart() -> None:
+    health = {"state": "ready", "sim": "READY", "operator": "Telenor Norge AS (LTE)"}
+    modems = [
+        {
+            "name": "usb0",
+            "health": {**health, "registration": "roaming", "signal_dbm": -101},
+            "queued": 3,
+            "sending": 1,
+            "sentLastHour": 12,
+            "sentLastDay": 140,
+        },
+        {
+            "name": "sim0",
+            "health": {"state": "failed", "detail": "no such device"},
+            "queued": 0,
+            "sending": 0,
+            "sentLastHour": 0,
+            "sentLastDay": 0,
+        },
+    ]
+    assert modems_table(modems) == [
+        "MODEM STATE  SIM   NETWORK                        SIGNAL SENT ERR QUEUE 1H/24H  DETAIL",
+        "usb0  ready  READY Telenor Norge AS (LTE) roaming -101 dBm    0   0     4 12/140",
+        "sim0  failed                                                 0   0     0    0/0  no such "
+        "device",
+    ]
