@@ -256,8 +256,8 @@ def test_the_modems_table_keeps_its_columns_apart() -> None:
         },
     ]
     assert modems_table(modems) == [
-        "MODEM STATE  SIM   NETWORK                        SIGNAL SENT ERR QUEUE 1H/24H  DETAIL",
+        "MODEM STATE  SIM   NETWORK                          SIGNAL SENT ERR QUEUE 1H/24H  DETAIL",
         "usb0  ready  READY Telenor Norge AS (LTE) roaming -101 dBm    0   0     4 12/140",
-        "sim0  failed                                                 0   0     0    0/0  no such "
+        "sim0  failed                                                  0   0     0    0/0  no such "
         "device",
     ]

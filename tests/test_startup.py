@@ -84,7 +84,7 @@ def test_a_second_instance_exits_1_naming_the_lock_and_changes_nothing(
     with instance_lock(store) as path:
         result = serve(config)
     assert result.returncode == 1
-    assert result.stderr.splitlines() == [
+    assert failure_lines(result) == [
         f"edgegw: {path} is held by a running edgegw (pid {os.getpid()}); stop it first, "
         "or give this instance its own [gateway] store"
     ]
