@@ -9,7 +9,7 @@ endif
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest binary smoke clean
+.PHONY: run test lint typecheck pytest binary deb smoke clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,13 @@ binary: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[build]'
 	build/build.sh
 
-smoke: binary
+# build/out/edgegw_<version>_<arch>.deb around the executable (dpkg-deb only).
+deb: binary
+	build/deb.sh build/out/dist/edgegw build/out
+
+smoke: deb
 	build/smoke.sh
+	build/check-deb.sh build/out/edgegw_$$(build/out/dist/edgegw --version | cut -d' ' -f2)_$$(dpkg --print-architecture).deb
 
 clean:
 	rm -rf $(VENV) build/out .pytest_cache .mypy_cache .ruff_cache

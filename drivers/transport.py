@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import termios
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,6 +28,8 @@ from drivers.modem import ModemUnavailable
 # How long one worker-thread read waits before it looks again for cancellation or close.
 THREAD_READ_TIMEOUT = 0.05
 MAX_READ = 65536
+# Where UUCP-style lock files of serial devices live (FHS 3.0, /var/lock is /run/lock).
+UUCP_LOCK_DIRS = ("/run/lock", "/var/lock")
 
 
 class TransportError(ModemUnavailable):
@@ -40,6 +42,11 @@ def map_serial_errors(port: str) -> Iterator[None]:
     try:
         yield
     except (serial.SerialException, OSError, termios.error, ValueError) as exc:
+        if "exclusively lock" in str(exc):  # pyserial's words for a flock another holds
+            raise TransportError(
+                f"{port}: in use by another program (it holds the port's lock); stop it, or "
+                "keep ModemManager off the modem (udev ID_MM_DEVICE_IGNORE)"
+            ) from exc
         raise TransportError(f"{port}: {exc}") from exc
 
 
@@ -181,15 +188,51 @@ def _wait_for_one_byte(fd: int, name: str) -> None:
         termios.tcsetattr(fd, termios.TCSANOW, attributes)
 
 
+def uucp_lock_holder(path: str, lock_dirs: Sequence[str] = UUCP_LOCK_DIRS) -> str | None:
+    """The UUCP lock file (`LCK..ttyUSB0`, FHS) of a device path held by a live process other
+    than this one, as "file (pid N)"; None when there is none or it is stale."""
+    name = os.path.basename(os.path.realpath(path))
+    for folder in lock_dirs:
+        lock = os.path.join(folder, f"LCK..{name}")
+        try:
+            with open(lock, "rb") as file:
+                fields = file.read(64).split()
+            pid = int(fields[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        except PermissionError:
+            pass  # alive, another user's
+        return f"{lock} (pid {pid})"
+    return None
+
+
 async def open_serial(url: str, *, baudrate: int = 115200) -> SerialStream:
-    """Open a device path, `/dev/serial/by-id/...`, pty path or pyserial URL as a stream."""
+    """Open a device path, `/dev/serial/by-id/...`, pty path or pyserial URL as a stream.
+
+    A device is opened with an exclusive `flock` (as ModemManager, minicom and pyserial's own
+    `exclusive` do), and not at all while another program's UUCP lock file names it, so two
+    programs never share a modem unknowingly; either refusal names the port and the holder."""
     if not url:
         raise TransportError("no port configured")
 
     def open_port() -> Any:
+        if "://" not in url:
+            holder = uucp_lock_holder(url)
+            if holder is not None:
+                raise TransportError(f"{url}: locked by another program: {holder}")
         with map_serial_errors(url):
             return serial.serial_for_url(
-                url, baudrate=baudrate, timeout=THREAD_READ_TIMEOUT, write_timeout=10.0
+                url,
+                baudrate=baudrate,
+                timeout=THREAD_READ_TIMEOUT,
+                write_timeout=10.0,
+                exclusive=True,
             )
 
     # Opening a USB serial device can take a noticeable time (the kernel resets the adaptor).

@@ -10,6 +10,7 @@ import argparse
 import base64
 import functools
 import gc
+import getpass
 import json
 import logging
 import signal
@@ -18,19 +19,27 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 import trio
 
-from edgegw import __version__
-from edgegw.config import Config, ConfigError, ServiceConfig, load_config
-from edgegw.store import StoreError
+from edgegw import __version__, systemd
+from edgegw.config import (
+    Config,
+    ConfigError,
+    ServiceConfig,
+    config_warnings,
+    load_config,
+    plaintext_exposure,
+)
+from edgegw.startup import StartupError
 
+EXIT_STARTUP = 1  # the gateway could not start: one line on stderr says why and the fix
 EXIT_CONFIG = 2
 EXIT_UNREACHABLE = 3
 EXIT_REJECTED = 4
-EXIT_STORE = 5
+EXIT_USAGE = 64  # a bad command line (BSD sysexits EX_USAGE), apart from a bad config's 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,17 +53,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its own exit status for usage errors, so a script can tell a mistyped
+    command (64) from a config with problems (2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgegw", description=__doc__)
+    parser = _Parser(prog="edgegw", description=__doc__)
     parser.add_argument("--version", action="version", version=f"edgegw {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the gateway")
     serve.add_argument("--config", required=True, help="path of the TOML config")
+    serve.add_argument(
+        "--debug", action="store_true", help="log at debug level; start-up failures with traceback"
+    )
     serve.set_defaults(command=_serve)
 
-    check = commands.add_parser("check-config", help="check a config file; exit 2 on problems")
-    check.add_argument("config", help="path of the TOML config")
+    check = commands.add_parser(
+        "check-config", help="check a config file; exit 2 on problems, warn about absent modems"
+    )
+    check.add_argument("--config", dest="config_option", help="path of the TOML config")
+    check.add_argument("config", nargs="?", help="the same, as in earlier versions")
     check.set_defaults(command=_check_config)
 
     send = commands.add_parser("send", help="send one SMS through a running gateway")
@@ -62,6 +86,11 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--to", required=True, help="recipient, e.g. +4741000000")
     send.add_argument("--text", required=True, help="message text")
     send.add_argument("--service", type=int, help="service id (default: the first service)")
+    send.add_argument(
+        "--unicode",
+        action="store_true",
+        help="send as UCS-2 when the text needs it (emoji, most scripts): AUTO_DETECT",
+    )
     send.set_defaults(command=_send)
 
     status = commands.add_parser("status", help="show a message's state")
@@ -75,6 +104,35 @@ def _parser() -> argparse.ArgumentParser:
     modems.add_argument("--service", type=int, help="service id (default: the first service)")
     modems.add_argument("--json", action="store_true", help="print the raw JSON answer")
     modems.set_defaults(command=_modems)
+
+    mo = commands.add_parser(
+        "simulate-mo", help="make an SMS arrive at a simulated modem of a running gateway"
+    )
+    mo.add_argument("--config", required=True, help="the running gateway's config")
+    mo.add_argument("--from", dest="originator", required=True, help="sender, e.g. +4799999999")
+    mo.add_argument("--text", required=True, help="message text")
+    mo.add_argument("--modem", help="simulated modem name (default: the first)")
+    mo.add_argument("--service", type=int, help="whose credentials (default: the first service)")
+    mo.set_defaults(command=_simulate_mo)
+
+    backup = commands.add_parser(
+        "backup", help="copy the store consistently, also while the gateway runs"
+    )
+    backup.add_argument("--config", required=True, help="the gateway's config")
+    backup.add_argument("out", help="the new file to write the copy to")
+    backup.set_defaults(command=_backup)
+
+    hasher = commands.add_parser(
+        "hash-password",
+        help="print an scrypt hash of a password (read from stdin, or asked for twice)",
+    )
+    hasher.set_defaults(command=_hash_password)
+
+    udev = commands.add_parser(
+        "udev-rules", help="print udev rules that keep ModemManager off the configured modems"
+    )
+    udev.add_argument("--config", required=True, help="path of the TOML config")
+    udev.set_defaults(command=_udev_rules)
 
     simulate = commands.add_parser(
         "simulate-modem", help="run a simulated modem on a new pseudo-terminal and print its path"
@@ -98,17 +156,35 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     logging.basicConfig(
-        level=config.gateway.log_level.upper(),
+        level="DEBUG" if args.debug else config.gateway.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    failed = False
+    exposure = plaintext_exposure(args.config, config)
+    if exposure is not None:
+        logging.getLogger("edgegw").warning("%s", exposure)
+    failed = interrupted = False
     try:
         trio.run(_serve_until_signalled, config)
-    except* StoreError as group:
-        for exc in group.exceptions:
+    except* StartupError as group:
+        if args.debug:
+            raise
+        # One line each: what failed and the fix; the traceback only with --debug.
+        for exc in _leaves(group):
             print(f"edgegw: {exc}", file=sys.stderr)
         failed = True
-    return EXIT_STORE if failed else 0
+    except* KeyboardInterrupt:
+        # Ctrl-C before the signal handlers were in place: a quiet stop, as after them.
+        interrupted = True
+    if failed:
+        return EXIT_STARTUP
+    return 130 if interrupted else 0
+
+
+def _leaves(group: BaseExceptionGroup[StartupError]) -> list[StartupError]:
+    leaves: list[StartupError] = []
+    for exc in group.exceptions:
+        leaves += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return leaves
 
 
 def freeze_start_up_heap() -> None:
@@ -123,23 +199,76 @@ async def _serve_until_signalled(config: Config) -> None:
     from edgegw.gateway import Gateway
 
     gateway = Gateway(config)
+    interval = systemd.watchdog_interval()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(gateway.run)
-            freeze_start_up_heap()
+        async with trio.open_nursery() as watched:
+            # The watchdog is fed from the event loop for as long as the gateway runs,
+            # shutdown included: a stalled loop stops feeding it.
+            if interval is not None:
+                watched.start_soon(systemd.feed_watchdog, interval)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(gateway.run)
+                systemd.notify("READY=1")
+                freeze_start_up_heap()
 
-            async def stop_on_signal() -> None:
-                async for signum in signals:
-                    logging.getLogger("edgegw").info("%s received", signal.Signals(signum).name)
-                    gateway.stop()
-                    return
+                async def stop_on_signal() -> None:
+                    async for signum in signals:
+                        name = signal.Signals(signum).name
+                        logging.getLogger("edgegw").info("%s received", name)
+                        systemd.notify("STOPPING=1")
+                        gateway.stop()
+                        return
 
-            nursery.start_soon(stop_on_signal)
+                nursery.start_soon(stop_on_signal)
+            watched.cancel_scope.cancel()
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    load_config(args.config)
-    print(f"{args.config}: ok")
+    path = args.config_option or args.config
+    if path is None or (args.config_option and args.config):
+        print("edgegw check-config: give the config file once: --config FILE", file=sys.stderr)
+        return EXIT_USAGE
+    config = load_config(path)
+    for warning in config_warnings(config):
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{path}: ok")
+    return 0
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from edgegw.backup import BackupError, backup_store
+
+    config = load_config(args.config)
+    try:
+        messages = backup_store(config.gateway.store, args.out)
+    except BackupError as exc:
+        print(f"edgegw backup: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
+    print(f"{args.out}: a copy of {config.gateway.store} with {messages} messages")
+    return 0
+
+
+def _hash_password(args: argparse.Namespace) -> int:
+    from edgegw.passwords import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("edgegw hash-password: the two passwords differ", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("edgegw hash-password: an empty password", file=sys.stderr)
+        return EXIT_USAGE
+    print(hash_password(password))
+    return 0
+
+
+def _udev_rules(args: argparse.Namespace) -> int:
+    from edgegw.udev import udev_rules
+
+    print(udev_rules(load_config(args.config).modems), end="")
     return 0
 
 
@@ -168,7 +297,14 @@ def _send(args: argparse.Namespace) -> int:
         "serviceId": service.id,
         "username": service.username,
         "password": service.password,
-        "message": [{"recipient": args.to, "content": args.text}],
+        "message": [
+            {
+                "recipient": args.to,
+                "content": args.text,
+                # The Puzzel setting behind AUTO_DETECT: UCS-2 when GSM 03.38 cannot carry it.
+                **({"settings": {"autoDetectEncoding": True}} if args.unicode else {}),
+            }
+        ],
     }
     request = urllib.request.Request(
         _base_url(config) + "/gw/rs/sendMessages",
@@ -181,6 +317,24 @@ def _send(args: argparse.Namespace) -> int:
     status = answer["messageStatus"][0]
     print(json.dumps(status, indent=2))
     return 0 if status["statusCode"] == 1 else EXIT_REJECTED
+
+
+def _simulate_mo(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    service = _service(config, args.service)
+    token = base64.b64encode(f"{service.username}:{service.password}".encode()).decode()
+    fields = {"from": args.originator, "text": args.text}
+    if args.modem:
+        fields["modem"] = args.modem
+    request = urllib.request.Request(
+        _base_url(config) + "/status/simulate-mo",
+        data=json.dumps(fields).encode(),
+        headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
+    )
+    if _fetch(request) is None:
+        return EXIT_UNREACHABLE
+    print(f"an SMS from {args.originator} arrived at the simulated modem")
+    return 0
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -212,27 +366,49 @@ def _modems(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(answer, indent=2))
         return 0
-    print(
-        f"{'MODEM':<12} {'STATE':<12} {'SIM':<8} {'NETWORK':<22} {'SIGNAL':>7} "
-        f"{'SENT':>6} {'ERR':>4} {'QUEUE':>5} {'1H/24H':>9}  DETAIL"
-    )
-    for modem in answer["modems"]:
+    for line in modems_table(answer["modems"]):
+        print(line)
+    print(f"queued for any modem: {answer['queued']}")
+    return 0
+
+
+def modems_table(modems: list[dict[str, Any]]) -> list[str]:
+    """The `edgegw modems` table of the /api/modems answer's modems, header first."""
+    header = ["MODEM", "STATE", "SIM", "NETWORK", "SIGNAL", "SENT", "ERR", "QUEUE", "1H/24H"]
+    rows = [header]
+    details = ["DETAIL"]
+    for modem in modems:
         health = modem["health"]
         network = " ".join(filter(None, (health.get("operator"), health.get("registration"))))
         signal_dbm = health.get("signal_dbm")
-        signal_text = "" if signal_dbm is None else f"{signal_dbm} dBm"
-        queue = modem["queued"] + modem["sending"]
-        pace = f"{modem['sentLastHour']}/{modem['sentLastDay']}"
         detail = health.get("detail", "")
         if modem.get("cappedUntil"):
             detail = f"capped until {modem['cappedUntil']}; {detail}"
-        print(
-            f"{modem['name']:<12} {health['state']:<12} {health.get('sim', ''):<8} "
-            f"{network:<22} {signal_text:>7} {health.get('sent', 0):>6} "
-            f"{health.get('errors', 0):>4} {queue:>5} {pace:>9}  {detail}"
+        rows.append(
+            [
+                modem["name"],
+                health["state"],
+                health.get("sim", ""),
+                network,
+                "" if signal_dbm is None else f"{signal_dbm} dBm",
+                str(health.get("sent", 0)),
+                str(health.get("errors", 0)),
+                str(modem["queued"] + modem["sending"]),
+                f"{modem['sentLastHour']}/{modem['sentLastDay']}",
+            ]
         )
-    print(f"queued for any modem: {answer['queued']}")
-    return 0
+        details.append(detail)
+    # Each column as wide as its widest cell, so a long operator name never runs into the
+    # signal; text left-aligned, numbers right-aligned.
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+    lines = []
+    for row, detail in zip(rows, details, strict=True):
+        cells = [
+            cell.ljust(width) if column < 4 else cell.rjust(width)
+            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append((" ".join(cells) + "  " + detail).rstrip())
+    return lines
 
 
 def _fetch(request: urllib.request.Request) -> Any:

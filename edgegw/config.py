@@ -7,6 +7,7 @@ key path (msgspec alone stops at the first); relative paths resolve against the 
 from __future__ import annotations
 
 import enum
+import os
 import tomllib
 import types
 import typing
@@ -29,6 +30,7 @@ from edgegw.delivery.config import (
 )
 from edgegw.http.limits import HttpLimits
 from edgegw.model import OriginatorType
+from edgegw.passwords import check_hash_format, is_hashed
 from edgegw.smpp.config import SmppConfig
 from edgegw.smtp.config import ServiceSmtp, SmtpConfig, check_smtp
 from edgegw.throttle import AuthThrottleConfig
@@ -129,6 +131,20 @@ class SecurityConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     auth: AuthThrottleConfig = msgspec.field(default_factory=AuthThrottleConfig)
 
 
+class StoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    # Days a final message (with its parts and events), a delivered callback and a settled
+    # status report are kept; then they are deleted (edgegw.retention). 0 keeps everything.
+    keep_final_days: float = 30.0
+
+
+class MonitoringConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    # true: /metrics asks for a service's or the admin's HTTP Basic credentials.
+    metrics_auth: bool = False
+    # An account for the status page and /metrics besides every service's (both empty: none).
+    admin_username: str = ""
+    admin_password: str = ""
+
+
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     gateway: GatewayConfig = msgspec.field(default_factory=GatewayConfig)
     http: HttpConfig = msgspec.field(default_factory=HttpConfig)
@@ -140,6 +156,8 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     smtp_relay: SmtpRelayConfig = msgspec.field(default_factory=SmtpRelayConfig)
     management: ManagementConfig = msgspec.field(default_factory=ManagementConfig)
     security: SecurityConfig = msgspec.field(default_factory=SecurityConfig)
+    monitoring: MonitoringConfig = msgspec.field(default_factory=MonitoringConfig)
+    store: StoreConfig = msgspec.field(default_factory=StoreConfig)
     # The SMPP 3.4 listener (edgegw.smpp); no [smpp] section, no listener.
     smpp: SmppConfig | None = None
     # The email-to-SMS listener (edgegw.smtp); no [smtp] section, no listener.
@@ -169,6 +187,23 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(str(path), problems)
     config = msgspec.convert(raw, Config)
     return _resolve_paths(config, path.resolve().parent)
+
+
+def config_warnings(config: Config) -> list[str]:
+    """What may be wrong on this box now without making the config unusable: a modem port that
+    does not exist (unplugged, or named wrongly); the gateway waits for it and keeps trying."""
+    warnings = []
+    for index, modem in enumerate(config.modems):
+        port = modem.at.port
+        if modem.driver == "at" and port and "://" not in port and not os.path.exists(port):
+            found_by = (
+                " (it is also looked for by imei/iccid)" if modem.at.imei or modem.at.iccid else ""
+            )
+            warnings.append(
+                f"modems[{index}].at.port: {port} does not exist now; is the modem plugged "
+                f"in?{found_by}"
+            )
+    return warnings
 
 
 def check_config(raw: dict[str, Any]) -> list[str]:
@@ -225,8 +260,41 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def _passwords(config: Config) -> list[tuple[str, str]]:
+    """Every password the gateway checks, with its key path."""
+    found = [(f"services[{i}].password", s.password) for i, s in enumerate(config.services)]
+    if config.smpp is not None:
+        found += [
+            (f"smpp.accounts[{i}].password", account.password)
+            for i, account in enumerate(config.smpp.accounts)
+        ]
+    if config.monitoring.admin_password:
+        found.append(("monitoring.admin_password", config.monitoring.admin_password))
+    return found
+
+
+def plaintext_exposure(path: str | Path, config: Config) -> str | None:
+    """A warning when the config file is readable by others and holds a plaintext password."""
+    try:
+        others_read = os.stat(path).st_mode & 0o004
+    except OSError:
+        return None
+    plaintext = [key for key, password in _passwords(config) if not is_hashed(password)]
+    if not others_read or not plaintext:
+        return None
+    return (
+        f"{path} is readable by every user and holds plaintext passwords ({', '.join(plaintext)}):"
+        " chmod 640 it, or put hashes from `edgegw hash-password` there instead"
+    )
+
+
 def _check_meaning(config: Config) -> list[str]:
     problems: list[str] = []
+    for key, password in _passwords(config):
+        if is_hashed(password):
+            reason = check_hash_format(password)
+            if reason is not None:
+                problems.append(f"{key}: {reason}")
     modem_names = [modem.name for modem in config.modems]
     problems += _duplicates("modems", "name", modem_names)
     problems += _duplicates("services", "id", [service.id for service in config.services])
@@ -249,6 +317,10 @@ def _check_meaning(config: Config) -> list[str]:
             for name in service.modems
             if name not in modem_names
         ]
+    if bool(config.monitoring.admin_username) != bool(config.monitoring.admin_password):
+        problems.append("monitoring.admin_password: admin_username and admin_password go together")
+    if config.store.keep_final_days < 0:
+        problems.append("store.keep_final_days: must not be negative")
     if not 0 <= config.http.port <= 65535:
         problems.append("http.port: must be from 0 to 65535")
     if config.dispatch.max_attempts < 1:
@@ -313,6 +385,12 @@ def _check_smpp(config: Config) -> list[str]:
     service_ids = {service.id for service in config.services}
     accounts = config.smpp.accounts
     problems = _duplicates("smpp.accounts", "system_id", [a.system_id for a in accounts])
+    problems += [
+        f"smpp.accounts[{index}].password: a plaintext bind password is at most 8 octets "
+        "(SMPP 3.4); an `edgegw hash-password` hash may be longer"
+        for index, account in enumerate(accounts)
+        if not is_hashed(account.password) and len(account.password.encode()) > 8
+    ]
     problems += [
         f"smpp.accounts[{index}].service: no service has id {account.service}"
         for index, account in enumerate(accounts)

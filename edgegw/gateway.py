@@ -7,11 +7,16 @@ pipeline and the modems are cancelled, and the store's writer last.
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import errno
 import functools
 import hmac
 import logging
 import os
+import ssl
 import tempfile
+from collections.abc import Iterator
 
 import msgspec
 import trio
@@ -28,23 +33,37 @@ from edgegw.http.app import error_response, make_app
 from edgegw.http.guard import guard_logins
 from edgegw.http.idempotency import idempotent_sends
 from edgegw.http.management import management_routes
+from edgegw.http.monitoring import monitoring_routes
 from edgegw.http.receive import receive_routes
 from edgegw.http.server import serve_http
 from edgegw.http.soap_routes import soap_errors, soap_routes
-from edgegw.model import InboundView, SendRequest, SendResponse
+from edgegw.http.status import StatusView, status_routes
+from edgegw.metrics import CONTENT_TYPE, Metrics
+from edgegw.model import InboundView, SendRequest, SendResponse, StatusCode
+from edgegw.passwords import PasswordChecker
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.inbound import InboundReceiver, inbound_record, inbound_records, inbound_view
 from edgegw.pipeline.keywords import InboundRouter, KeywordRule
 from edgegw.pipeline.management import Management
-from edgegw.pipeline.modems import ModemsView, forward_events, modems_view, recent_sends
+from edgegw.pipeline.modems import (
+    ModemsView,
+    forward_events,
+    iso_seconds,
+    modems_view,
+    recent_sends,
+)
+from edgegw.pipeline.overview import read_recent
 from edgegw.pipeline.pacing import DAY, Pacer, PacingRule
+from edgegw.pipeline.readiness import Readiness, readiness
 from edgegw.pipeline.reports import ReportCorrelator
 from edgegw.pipeline.smpp_backend import GatewaySmppBackend
 from edgegw.pipeline.smtp_backend import GatewaySmtpBackend
-from edgegw.pipeline.submit import Submitter
+from edgegw.pipeline.submit import DirectMessage, Rejected, Submitter
+from edgegw.retention import Pruner
 from edgegw.smpp.server import serve_smpp
 from edgegw.smtp.server import serve_smtp
-from edgegw.store import Store, Topic
+from edgegw.startup import StartupError, instance_lock
+from edgegw.store import Store, StoreError, Topic
 from edgegw.throttle import AuthThrottle
 
 log = logging.getLogger(__name__)
@@ -79,6 +98,7 @@ class Gateway:
         self._links = ""  # folder of the simulated modems' by-id style links, set by run()
         self._ready = False
         self._credentials = {s.username: (s.password, s.id) for s in config.services}
+        self._passwords = PasswordChecker()
         self._service_names = {service.id: service.name for service in config.services}
         self.pacer = Pacer(
             {
@@ -98,6 +118,20 @@ class Gateway:
             reassembly_timeout=config.inbound.reassembly_timeout,
             numbers={modem.name: modem.number for modem in config.modems},
         )
+        self.smpp_binds: collections.Counter[str] = collections.Counter()
+        self.metrics = Metrics(
+            self.store,
+            self.clock,
+            services=[service.id for service in config.services],
+            modems=self.modems,
+            workers=self.deliveries.workers,
+            smpp_binds=self.smpp_binds,
+            smpp_services={
+                account.system_id: account.service
+                for account in (config.smpp.accounts if config.smpp else [])
+            },
+        )
+        self.pruner = Pruner(self.store, self.clock, keep_final_days=config.store.keep_final_days)
         self.reports = ReportCorrelator(
             self.store,
             self.clock,
@@ -112,15 +146,26 @@ class Gateway:
 
     async def run(self, *, task_status: trio.TaskStatus[Bound] = trio.TASK_STATUS_IGNORED) -> None:
         # The store outlives everything that writes to it: the listeners drain first, then the
-        # pipeline stops, then the writer.
-        with tempfile.TemporaryDirectory(prefix="edgegw-modems-") as links:
+        # pipeline stops, then the writer. Nothing touches the store or a modem before this
+        # process holds the store's instance lock.
+        with (
+            instance_lock(self.config.gateway.store),
+            tempfile.TemporaryDirectory(prefix="edgegw-modems-") as links,
+        ):
             self._links = links
             async with trio.open_nursery() as base:
-                await base.start(self.store.run)
+                try:
+                    await base.start(self.store.run)
+                except StoreError as exc:
+                    raise StartupError(
+                        f"{exc} (check the file, its folder and their owner, or restore a backup)"
+                    ) from exc
                 async with trio.open_nursery() as core:
                     # Before anything can finish a message or store an MO: the endpoints decide what
                     # gets enqueued for the customer.
                     await core.start(self.deliveries.run)
+                    await core.start(self.metrics.run)
+                    await core.start(self.pruner.run)
                     now = self.clock.now()
                     for name, times in (await recent_sends(self.store, now - DAY)).items():
                         self.pacer.load(name, times, now)
@@ -156,6 +201,7 @@ class Gateway:
                             self.clock,
                             self.submitter,
                             self.config.smpp.accounts,
+                            on_accepted=functools.partial(self.metrics.count_accepted, "smpp"),
                         )
                         self.store.subscribe(Topic.SMPP, self.smpp.wake)
                         await core.start(self.smpp.run)
@@ -174,46 +220,59 @@ class Gateway:
                                 self.config.management.allow_unauthenticated_loopback
                             ),
                         )
+                        monitoring = monitoring_routes(
+                            self, metrics_auth=self.config.monitoring.metrics_auth
+                        )
                         app = make_app(
                             self,
                             auth_failure_problem=http.auth_failure_problem,
                             routes=[
+                                monitoring,
+                                status_routes(self),
                                 management,
                                 receive_routes(self),
                                 soap_routes(self.submit, batches, self.authenticate),
                             ],
                         )
-                        app = guard_logins(
-                            idempotent_sends(app, self.store, self.clock),
-                            self.throttle,
-                            error_response,
-                        )
-                        http_port = await listeners.start(
-                            functools.partial(
-                                serve_http,
-                                app,
-                                http.host,
-                                http.port,
-                                http.limits,
-                                errors=soap_errors(error_response),
+                        app = self.metrics.timed(
+                            guard_logins(
+                                idempotent_sends(app, self.store, self.clock),
+                                self.throttle,
+                                error_response,
                             )
                         )
-                        smpp_port = None
-                        if self.config.smpp is not None and self.smpp is not None:
-                            smpp_port = await listeners.start(
+                        with _listen_failure("HTTP", http.host, http.port, "[http] port"):
+                            http_port = await listeners.start(
                                 functools.partial(
-                                    serve_smpp,
-                                    self.config.smpp,
-                                    self.smpp,
-                                    clock=self.clock,
-                                    throttle=self.throttle,
+                                    serve_http,
+                                    app,
+                                    http.host,
+                                    http.port,
+                                    http.limits,
+                                    errors=soap_errors(error_response),
                                 )
                             )
+                        smpp_port = None
+                        smpp = self.config.smpp
+                        if smpp is not None and self.smpp is not None:
+                            with _listen_failure("SMPP", smpp.host, smpp.port, "[smpp] port"):
+                                smpp_port = await listeners.start(
+                                    functools.partial(
+                                        serve_smpp,
+                                        smpp,
+                                        self.smpp,
+                                        clock=self.clock,
+                                        throttle=self.throttle,
+                                        binds=self.smpp_binds,
+                                    )
+                                )
                         smtp_port = None
-                        if self.config.smtp is not None:
-                            smtp_port = await listeners.start(
-                                serve_smtp, self.config.smtp, self._smtp_backend()
-                            )
+                        smtp = self.config.smtp
+                        if smtp is not None:
+                            with _listen_failure("SMTP", smtp.host, smtp.port, "[smtp] port"):
+                                smtp_port = await listeners.start(
+                                    serve_smtp, smtp, self._smtp_backend()
+                                )
                         self._ready = True
                         log.info("gateway ready: http on %s:%d", http.host, http_port)
                         self.bound = Bound(
@@ -229,6 +288,8 @@ class Gateway:
                         listeners.cancel_scope.cancel()
                     core.cancel_scope.cancel()
                 base.cancel_scope.cancel()
+        if self.bound is not None:
+            log.info("gateway stopped")
 
     def _smtp_backend(self) -> GatewaySmtpBackend:
         assert self.config.smtp is not None
@@ -266,19 +327,107 @@ class Gateway:
 
     async def submit(self, request: SendRequest) -> SendResponse:
         assert self.submitter is not None
-        return await self.submitter.submit(request)
+        response = await self.submitter.submit(request)
+        if request.serviceId is not None:
+            accepted = sum(s.statusCode == StatusCode.OK for s in response.messageStatus)
+            self.metrics.count_accepted("http", request.serviceId, accepted)
+        return response
 
     def authenticate(self, username: str, password: str) -> int | None:
         password_and_id = self._credentials.get(username)
         if password_and_id is None:
             return None
         expected, service_id = password_and_id
-        if not hmac.compare_digest(expected.encode(), password.encode()):
+        if not self._passwords.verify(expected, password):
             return None
         return service_id
 
     def ready(self) -> bool:
         return self._ready
+
+    # Monitoring (edgegw.http.monitoring.MonitoringBackend).
+
+    def readiness(self) -> Readiness:
+        now = self.clock.now()
+        capped = {}
+        for name in self.modems:
+            until = self.pacer.capped_until(name, now)
+            if until is not None:
+                capped[name] = iso_seconds(until)
+        return readiness(
+            [(service.id, service.modems) for service in self.config.services],
+            {name: modem.health() for name, modem in self.modems.items()},
+            capped,
+        )
+
+    # The status page (edgegw.http.status.StatusBackend).
+
+    async def status_view(self) -> StatusView:
+        modems = await self.modems_view()
+        recent = await self.store.read(read_recent)
+        figures = self.metrics.figures  # queues and backlogs as of the last poll (<= 5 s)
+        services = [
+            {
+                "id": service.id,
+                "name": service.name,
+                "queued": figures.queued.get(service.id, 0),
+                "backlog": {
+                    kind: count
+                    for (service_id, kind), count in figures.backlog.items()
+                    if service_id == service.id
+                },
+            }
+            for service in self.config.services
+        ]
+        return StatusView(
+            modems=modems,
+            services=services,
+            messages=recent.messages,
+            inbound=recent.inbound,
+            simulated=sorted(self.simulators),
+            ready=self.readiness().ready,
+        )
+
+    async def send_test(self, service_id: int | None, recipient: str, text: str) -> str:
+        """Queue a test SMS for an operator already authenticated (no service password)."""
+        assert self.submitter is not None and self.dispatcher is not None
+        if service_id is None:
+            service_id = self.config.services[0].id
+        if service_id not in self._service_names:
+            raise ValueError(f"no service {service_id}")
+        direct = DirectMessage(service_id=service_id, recipient=recipient, content=text)
+        try:
+            message = self.submitter.prepare(direct)
+        except Rejected as exc:
+            raise ValueError(exc.message) from None
+        await self.store.insert_messages([message])
+        self.dispatcher.wake()
+        self.metrics.count_accepted("status", service_id, 1)
+        return message.id
+
+    async def simulate_mo(self, modem: str | None, originator: str, text: str) -> None:
+        """A phone sends `text` from `originator` to a simulated modem (the first if None)."""
+        name = modem if modem is not None else next(iter(sorted(self.simulators)), None)
+        simulator = None if name is None else self.simulators.get(name)
+        if simulator is None:
+            raise ValueError(f"{name or 'no modem'} is not a simulated modem of this gateway")
+        try:
+            with trio.fail_after(10):  # a vanished simulated modem must not hold the request
+                await simulator.deliver_mo(originator, text)
+        except trio.TooSlowError:
+            raise ValueError(f"simulated modem {name} did not take the SMS within 10 s") from None
+
+    def metrics_text(self) -> tuple[bytes, str]:
+        return self.metrics.scrape(), CONTENT_TYPE
+
+    def operator(self, username: str, password: str) -> bool:
+        if self.authenticate(username, password) is not None:
+            return True
+        admin = self.config.monitoring
+        return bool(admin.admin_username) and (
+            hmac.compare_digest(admin.admin_username.encode(), username.encode())
+            & self._passwords.verify(admin.admin_password, password)
+        )
 
     # The receive side's HTTP backend (edgegw.http.receive.ReceiveBackend).
 
@@ -296,6 +445,36 @@ class Gateway:
 
     async def modems_view(self) -> ModemsView:
         return await modems_view(self.store, self.modems, self.pacer, self.clock.now())
+
+
+@contextlib.contextmanager
+def _listen_failure(door: str, host: str, port: int, key: str) -> Iterator[None]:
+    """A listener that cannot start becomes one StartupError line naming the address or the
+    certificate, and what to change."""
+    try:
+        yield
+    except ssl.SSLError as exc:
+        raise StartupError(
+            f"{door} TLS certificate or key is not usable: {exc.reason or exc}; check "
+            "tls_cert_file and tls_key_file (PEM, the key matching the certificate)"
+        ) from exc
+    except OSError as exc:
+        if exc.filename is not None:
+            raise StartupError(
+                f"{door} TLS file {exc.filename}: {exc.strerror}; check tls_cert_file and "
+                "tls_key_file"
+            ) from exc
+        if exc.errno == errno.EADDRINUSE:
+            fix = f"stop the program using it or change {key}"
+        elif exc.errno == errno.EACCES:
+            fix = f"ports below 1024 need privileges; change {key}"
+        else:
+            fix = f"check the host and {key}"
+        raise StartupError(
+            f"{door} cannot listen on {host}:{port}: {exc.strerror or exc}; {fix}"
+        ) from exc
+    except ValueError as exc:
+        raise StartupError(f"{door}: {exc}") from exc
 
 
 def _inbound_router(config: Config) -> InboundRouter:

@@ -10,11 +10,12 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 import serial
 
-from edgegw.__main__ import main
+from edgegw.__main__ import main, modems_table
 
 ROOT = Path(__file__).resolve().parent.parent
 EDGEGW = [sys.executable, "-m", "edgegw"]
@@ -39,7 +40,7 @@ def example_config(tmp_path: Path) -> tuple[Path, int]:
     return path, port
 
 
-def wait_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
+def wait_healthy(port: int, process: subprocess.Popen[Any]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         assert process.poll() is None, "the gateway exited while starting"
@@ -67,6 +68,21 @@ def test_check_config_lists_every_problem_and_exits_2(
     assert "modems[0].name:" in err
 
 
+def test_ctrl_c_during_start_up_exits_quietly(tmp_path: Path) -> None:
+    config, _ = example_config(tmp_path)
+    with subprocess.Popen(
+        [*EDGEGW, "serve", "--config", str(config)], stderr=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stderr is not None
+        # The store is being set up: the gateway is starting, not serving yet.
+        while "store schema migrated" not in process.stderr.readline():
+            assert process.poll() is None
+        process.send_signal(signal.SIGINT)
+        rest = process.stderr.read()
+        assert process.wait(timeout=15) in (0, 130)
+        assert "Traceback" not in rest
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_serve_stops_gracefully_on_signal(tmp_path: Path, signum: signal.Signals) -> None:
     config, port = example_config(tmp_path)
@@ -83,8 +99,11 @@ def test_serve_stops_gracefully_on_signal(tmp_path: Path, signum: signal.Signals
 
 def test_send_and_status_through_a_running_gateway(tmp_path: Path) -> None:
     config, port = example_config(tmp_path)
-    process = subprocess.Popen([*EDGEGW, "serve", "--config", str(config)])
-    try:
+    log = tmp_path / "serve.log"
+    with (
+        log.open("w") as log_file,
+        subprocess.Popen([*EDGEGW, "serve", "--config", str(config)], stderr=log_file) as process,
+    ):
         wait_healthy(port, process)
         sent = subprocess.run(
             [*EDGEGW, "send", "--config", str(config), "--to", "+4741000000", "--text", "Hi"],
@@ -105,9 +124,16 @@ def test_send_and_status_through_a_running_gateway(tmp_path: Path) -> None:
             )
             state = json.loads(shown.stdout)["state"]
         assert state == "sent"
-    finally:
+        send = [*EDGEGW, "send", "--config", str(config), "--to", "+4741000000"]
+        emoji = subprocess.run([*send, "--text", "Hei 😀"], capture_output=True, timeout=30)
+        assert emoji.returncode == 4  # the service's parsing type NONE cannot carry it
+        unicode = subprocess.run(
+            [*send, "--unicode", "--text", "Hei 😀"], capture_output=True, timeout=30
+        )
+        assert json.loads(unicode.stdout)["statusCode"] == 1
         process.terminate()
-        process.wait(timeout=15)
+        assert process.wait(timeout=15) == 0
+    assert log.read_text().splitlines()[-1].endswith("edgegw.gateway: gateway stopped")
 
 
 def test_send_to_a_gateway_that_is_not_running_fails_clearly(tmp_path: Path) -> None:
@@ -147,3 +173,101 @@ def test_simulate_modem_refuses_a_bad_setting(capsys: pytest.CaptureFixture[str]
     assert "drop_final is a probability" in capsys.readouterr().err
     assert main(["simulate-modem", "--set", "fragment"]) == 2
     assert "--set wants KEY=VALUE" in capsys.readouterr().err
+
+
+def test_check_config_takes_config_like_every_command(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["check-config", "--config", str(ROOT / "config.example.toml")]) == 0
+    assert capsys.readouterr().out.endswith(": ok\n")
+
+
+def test_check_config_warns_about_a_modem_port_that_is_not_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (ROOT / "config.example.toml").read_text()
+    text += '\n[[modems]]\nname = "usb0"\ndriver = "at"\n[modems.at]\nport = "/dev/ttyEDGEGW9"\n'
+    config = tmp_path / "config.toml"
+    config.write_text(text)
+    assert main(["check-config", "--config", str(config)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "warning: modems[1].at.port: /dev/ttyEDGEGW9 does not exist now; is the modem plugged in?\n"
+    )
+    assert captured.out == f"{config}: ok\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["no-such-command"], ["serve"], ["send", "--config", "x.toml", "--to", "+4741000000"]],
+)
+def test_usage_errors_have_their_own_exit_status(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 64
+
+
+@pytest.mark.parametrize("argv", [["check-config"], ["check-config", "--config", "a", "b"]])
+def test_check_config_needs_one_config(argv: list[str]) -> None:
+    assert main(argv) == 64
+
+
+def test_simulate_mo_makes_an_sms_arrive_at_the_running_gateway(tmp_path: Path) -> None:
+    config, port = example_config(tmp_path)
+    process = subprocess.Popen([*EDGEGW, "serve", "--config", str(config)])
+    try:
+        wait_healthy(port, process)
+        command = ["simulate-mo", "--config", str(config), "--from", "+4799999999"]
+        result = subprocess.run(
+            [*EDGEGW, *command, "--text", "from the CLI"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "an SMS from +4799999999 arrived at the simulated modem\n"
+        token = "Basic ZGVtbzpkZW1v"  # demo:demo
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/inbound", headers={"Authorization": token}
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                inbound = json.load(answer)["inbound"]
+            if inbound:
+                break
+            time.sleep(0.05)
+        assert [(item["originator"], item["content"]) for item in inbound] == [
+            ("+4799999999", "from the CLI")
+        ]
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def test_the_modems_table_keeps_its_columns_apart() -> None:
+    health = {"state": "ready", "sim": "READY", "operator": "Telenor Norge AS (LTE)"}
+    modems = [
+        {
+            "name": "usb0",
+            "health": {**health, "registration": "roaming", "signal_dbm": -101},
+            "queued": 3,
+            "sending": 1,
+            "sentLastHour": 12,
+            "sentLastDay": 140,
+        },
+        {
+            "name": "sim0",
+            "health": {"state": "failed", "detail": "no such device"},
+            "queued": 0,
+            "sending": 0,
+            "sentLastHour": 0,
+            "sentLastDay": 0,
+        },
+    ]
+    assert modems_table(modems) == [
+        "MODEM STATE  SIM   NETWORK                          SIGNAL SENT ERR QUEUE 1H/24H  DETAIL",
+        "usb0  ready  READY Telenor Norge AS (LTE) roaming -101 dBm    0   0     4 12/140",
+        "sim0  failed                                                  0   0     0    0/0  no such "
+        "device",
+    ]

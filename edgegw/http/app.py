@@ -1,6 +1,6 @@
-"""The HTTP routes of edgegw: the Puzzel send endpoint (REST POST and GET), message lookup and
-health, over the `Backend` protocol. It never touches the store or modems itself; the backend
-does. Implements spec sections 2.3, 2.4 and 6.4.
+"""The HTTP routes of edgegw: the Puzzel send endpoint (REST POST and GET) and message lookup,
+over the `Backend` protocol (health and metrics are edgegw.http.monitoring's). It never touches
+the store or modems itself; the backend does. Implements spec sections 2.3, 2.4 and 6.4.
 """
 
 from __future__ import annotations
@@ -41,12 +41,8 @@ class Backend(Protocol):
     # Service id for HTTP Basic credentials, or None.
     def authenticate(self, username: str, password: str) -> int | None: ...
 
-    # True once store and at least the modem layer are up.
-    def ready(self) -> bool: ...
-
 
 SEND_PATH: Final = "/gw/rs/sendMessages"
-HEALTH_PATH: Final = "/health"
 
 _JSON: Final = "application/json"
 _XML: Final = "application/xml"
@@ -60,10 +56,6 @@ _BODY_DECODERS: Final[dict[str, Callable[[bytes], SendRequest]]] = {
 }
 # Decoders that read the body as UTF-8 text; the XML parser reads the document's own declaration.
 _TEXT_BODIES: Final = frozenset({"application/json", "application/x-www-form-urlencoded"})
-
-
-_HEALTH_OK: Final = b'{"status":"ok"}'
-_HEALTH_UNAVAILABLE: Final = b'{"status":"unavailable"}'
 
 
 def make_app(
@@ -90,15 +82,6 @@ def make_app(
             if request.method == "GET":
                 return await _send_get(request)
             return _method_not_allowed(request, "GET, POST")
-        if path == HEALTH_PATH:
-            if request.method != "GET":
-                return _method_not_allowed(request, "GET")
-            ready = backend.ready()
-            return Response(
-                status=200 if ready else 503,
-                headers=[("content-type", _JSON)],
-                body=_HEALTH_OK if ready else _HEALTH_UNAVAILABLE,
-            )
         return _not_found(request)
 
     async def _send_post(request: Request) -> Response:

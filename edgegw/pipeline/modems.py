@@ -143,12 +143,12 @@ async def modems_view(
                 sending=0 if queue is None else queue.sending,
                 sentLastHour=in_hour,
                 sentLastDay=in_day,
-                cappedUntil=None if capped_until is None else _iso_seconds(capped_until),
+                cappedUntil=None if capped_until is None else iso_seconds(capped_until),
             )
         )
     return ModemsView(modems=views, queued=unbound)
 
 
-def _iso_seconds(epoch: float) -> str:
+def iso_seconds(epoch: float) -> str:
     moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")

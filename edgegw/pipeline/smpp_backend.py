@@ -12,7 +12,7 @@ import functools
 import logging
 import math
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 import trio
@@ -105,8 +105,12 @@ class GatewaySmppBackend:
         clock: Clock,
         submitter: Submitter,
         accounts: Iterable[SmppAccount],
+        *,
+        on_accepted: Callable[[int, int], None] | None = None,
     ) -> None:
         self._store = store
+        # Told (service id, messages) after each committed submit; the gateway counts them.
+        self._on_accepted = on_accepted
         self._clock = clock
         self._submitter = submitter
         self._accounts = AccountTable(accounts)
@@ -151,6 +155,9 @@ class GatewaySmppBackend:
             await self._store.insert_message_groups(
                 [(messages, receipt) for receipt, messages in groups.items()]
             )
+            if self._on_accepted is not None:
+                accepted = sum(len(messages) for messages in groups.values())
+                self._on_accepted(account.service_id, accepted)
         return results
 
     async def query(self, account: Account, message_id: str) -> QueryResult | None:

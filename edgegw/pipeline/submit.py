@@ -37,6 +37,7 @@ from edgegw.model import (
     SendResponse,
     StatusCode,
 )
+from edgegw.passwords import PasswordChecker
 from edgegw.pipeline.sendwindow import SendWindowError, parse_send_window
 from edgegw.store import DailyWindow, NewMessage, Store, used_client_references
 
@@ -166,6 +167,7 @@ class Submitter:
         self._clock = clock
         self._wake = wake
         self._ids = MessageIdGenerator()
+        self._passwords = PasswordChecker()
         # The concatenation reference only has to differ between messages that one handset
         # may be reassembling at the same time; a wrapping counter does that.
         self._reference = (rng or random.SystemRandom()).randrange(256)
@@ -176,7 +178,7 @@ class Submitter:
         service = self._services.get(request.serviceId) if request.serviceId is not None else None
         if service is None:
             return _all(batch_reference, messages, StatusCode.ILLEGAL_SERVICE, "Illegal service")
-        if not _credentials_match(service, request.username, request.password):
+        if not _credentials_match(service, request.username, request.password, self._passwords):
             return _all(batch_reference, messages, StatusCode.ACCESS_ERROR, "Access denied")
 
         now = self._clock.now()
@@ -534,10 +536,16 @@ def parse_originator(originator: str | None, kind: str | None) -> tuple[str, str
     return originator, originator_type.value
 
 
-def _credentials_match(service: ServiceConfig, username: str | None, password: str | None) -> bool:
-    # Both comparisons always run, in constant time, so timing tells nothing about either.
+def _credentials_match(
+    service: ServiceConfig,
+    username: str | None,
+    password: str | None,
+    passwords: PasswordChecker,
+) -> bool:
+    # Both comparisons always run, in constant time, so timing tells nothing about either;
+    # the service's password may be plaintext or an scrypt hash (edgegw.passwords).
     user_ok = hmac.compare_digest(service.username.encode(), (username or "").encode())
-    password_ok = hmac.compare_digest(service.password.encode(), (password or "").encode())
+    password_ok = passwords.verify(service.password, password or "")
     return user_ok and password_ok and username is not None and password is not None
 
 

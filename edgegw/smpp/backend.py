@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import hmac
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 import msgspec
 import trio
 
+from edgegw.passwords import PasswordChecker
 from edgegw.smpp.config import SmppAccount
 from edgegw.smpp.constants import CommandStatus, MessageState
 from edgegw.smpp.outbound import Outbound
@@ -116,16 +116,17 @@ class SmppBackend(Protocol):
 
 class AccountTable:
     """`authenticate` over the configured accounts, for backends that keep them in the config.
-    Passwords compare in constant time."""
+    Passwords (plaintext or scrypt hashes, edgegw.passwords) compare in constant time."""
 
     def __init__(self, accounts: Iterable[SmppAccount]) -> None:
         self._accounts = {account.system_id: account for account in accounts}
+        self._passwords = PasswordChecker()
 
     def authenticate(self, system_id: str, password: str) -> Account:
         account = self._accounts.get(system_id)
         if account is None:
             raise BindRefused(CommandStatus.ESME_RINVSYSID, f"no account {system_id!r}")
-        if not hmac.compare_digest(account.password.encode(), password.encode()):
+        if not self._passwords.verify(account.password, password):
             raise BindRefused(CommandStatus.ESME_RINVPASWD, f"wrong password for {system_id!r}")
         return Account(
             system_id=account.system_id, service_id=account.service, max_binds=account.max_binds

@@ -18,8 +18,9 @@ class SmppAccount(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     # bind system_id; SMPP 3.4 4.1.1 allows 15 octets.
     system_id: Annotated[str, msgspec.Meta(min_length=1, max_length=15)]
-    # bind password; SMPP 3.4 4.1.1 allows 8 octets.
-    password: Annotated[str, msgspec.Meta(max_length=8)]
+    # bind password; SMPP 3.4 4.1.1 allows 8 octets. Or its scrypt hash (edgegw.passwords),
+    # which is longer: the gateway's config check holds a plaintext one to 8.
+    password: Annotated[str, msgspec.Meta(max_length=256)]
     # The gateway service (serviceId) that owns submits, receipts and MO of this account.
     service: int
     # Sessions of this account bound at once; one more bind gets ESME_RBINDFAIL.

@@ -98,7 +98,12 @@ class _Server:
     """What the sessions share: bind counts, outbox items in flight, the drain signal."""
 
     def __init__(
-        self, config: SmppConfig, backend: SmppBackend, clock: Clock, throttle: AuthThrottle
+        self,
+        config: SmppConfig,
+        backend: SmppBackend,
+        clock: Clock,
+        throttle: AuthThrottle,
+        binds: collections.Counter[str] | None = None,
     ) -> None:
         self.config = config
         self.backend = backend
@@ -117,7 +122,8 @@ class _Server:
             bind_timeout=config.bind_timeout,
         )
         self.connections: set[_Connection] = set()
-        self.binds: collections.Counter[str] = collections.Counter()
+        # Bound sessions per system_id; the caller may pass its own to watch them (metrics).
+        self.binds: collections.Counter[str] = collections.Counter() if binds is None else binds
         # Outbox ids with a deliver_sm on some session, and ids to hold back until a time.
         self.in_flight: set[int] = set()
         self.hold_until: dict[int, float] = {}
@@ -715,18 +721,20 @@ async def serve_smpp(
     *,
     clock: Clock | None = None,
     throttle: AuthThrottle | None = None,
+    binds: collections.Counter[str] | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen for ESMEs until cancelled; `task_status.started(port)` reports the bound port.
     On cancellation bound sessions get an unbind and up to `drain_timeout` to answer it.
-    Failed binds are slowed and locked out by `throttle` (one of default policy if None)."""
+    Failed binds are slowed and locked out by `throttle` (one of default policy if None).
+    `binds`, when given, is kept up to date with the bound sessions per system_id."""
     context = _tls_context(config)
     tcp_listeners = await trio.open_tcp_listeners(config.port, host=config.host)
     port = int(tcp_listeners[0].socket.getsockname()[1])
     listeners: list[trio.abc.Listener[trio.abc.Stream]] = list(tcp_listeners)
     if context is not None:
         listeners = [trio.SSLListener(listener, context) for listener in tcp_listeners]
-    server = _Server(config, backend, clock or Clock(), throttle or AuthThrottle())
+    server = _Server(config, backend, clock or Clock(), throttle or AuthThrottle(), binds)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
             functools.partial(

@@ -39,6 +39,7 @@ from edgegw.store.responses import (
     stored_response,
     used_client_references,
 )
+from edgegw.store.retention import PRUNED_TABLES, prune_batch, release_free_pages
 from edgegw.store.transactions import FinalOutcomes, Topic, iso, message_inserter
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "DUE_SCAN_LIMIT",
     "MAX_JOBS_PER_COMMIT",
     "MIGRATIONS",
+    "PRUNED_TABLES",
     "SCHEMA_VERSION",
     "WRITE_QUEUE_DEPTH",
     "Claim",
@@ -69,6 +71,8 @@ __all__ = [
     "iso",
     "message_inserter",
     "migrate",
+    "prune_batch",
+    "release_free_pages",
     "remember_response",
     "run_inline",
     "schema_version",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -316,6 +317,9 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         conn.execute("PRAGMA query_only = ON")
     else:
+        # Pruning (prune_final) frees pages that PRAGMA incremental_vacuum hands back, with no
+        # VACUUM; this takes effect only on a new file, so it comes before WAL writes one.
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(f"{path}: cannot switch to WAL mode (got {mode})")
@@ -405,7 +409,11 @@ class Engine:
 
     def _open_writer(self) -> sqlite3.Connection:
         try:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # Messages are personal data: a new store and its folder are the owner's only (the
+            # WAL and shared-memory files SQLite creates take the store's mode).
+            Path(self.path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not os.path.exists(self.path):
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             conn = connect(self.path)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{self.path}: cannot open the store: {exc}") from exc

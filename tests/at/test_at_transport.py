@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import trio
 import trio.lowlevel
 
 from drivers.modem import ModemUnavailable
-from drivers.transport import SerialStream, TransportError, map_serial_errors, open_serial
+from drivers.transport import (
+    SerialStream,
+    TransportError,
+    map_serial_errors,
+    open_serial,
+    uucp_lock_holder,
+)
 
 
 @pytest.fixture
@@ -141,3 +150,49 @@ def test_map_serial_errors_keeps_the_cause() -> None:
 
 def test_serial_stream_is_a_trio_stream() -> None:
     assert issubclass(SerialStream, trio.abc.Stream)
+
+
+# -- one program per port (issue 9, item 1) ----------------------------------------------------
+
+
+async def test_a_port_another_program_holds_is_refused_by_name(pty: tuple[int, str]) -> None:
+    _, path = pty
+    other = os.open(path, os.O_RDWR | os.O_NOCTTY)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as ModemManager or minicom would
+        with pytest.raises(TransportError, match="in use by another program") as caught:
+            await open_serial(path)
+        assert path in str(caught.value)
+    finally:
+        os.close(other)
+    port = await open_serial(path)  # free again once the other program let go
+    await port.aclose()
+
+
+async def test_our_open_port_locks_out_a_second_opener(pty: tuple[int, str]) -> None:
+    _, path = pty
+    async with await open_serial(path):
+        with pytest.raises(TransportError, match="in use by another program"):
+            await open_serial(path)
+        other = os.open(path, os.O_RDWR | os.O_NOCTTY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(other)
+
+
+def test_uucp_lock_files_name_a_live_holder_and_ignore_stale_ones(
+    tmp_path: Path, pty: tuple[int, str]
+) -> None:
+    _, path = pty
+    lock = tmp_path / f"LCK..{os.path.basename(path)}"
+    assert uucp_lock_holder(path, [str(tmp_path)]) is None
+    lock.write_text(f"{os.getppid():>10}\n")  # the HDB format: the pid in ASCII
+    assert uucp_lock_holder(path, [str(tmp_path)]) == f"{lock} (pid {os.getppid()})"
+    lock.write_text(f"{os.getpid():>10}\n")  # our own lock is no obstacle
+    assert uucp_lock_holder(path, [str(tmp_path)]) is None
+    with subprocess.Popen(["true"]) as gone:
+        gone.wait()
+    lock.write_text(f"{gone.pid:>10}\n")
+    assert uucp_lock_holder(path, [str(tmp_path)]) is None

@@ -1,5 +1,5 @@
 """The HTTP routes over a small dictionary-backed `Backend`: content types, Accept negotiation,
-Puzzel error bodies, the switchable 401, message lookup with Basic auth, and health."""
+Puzzel error bodies, the switchable 401, message lookup with Basic auth."""
 
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ class DictBackend:
 
     def __init__(self) -> None:
         self.submitted: list[SendRequest] = []
-        self.is_ready = True
         self.broken = False
 
     async def submit(self, request: SendRequest) -> SendResponse:
@@ -59,9 +58,6 @@ class DictBackend:
             if login == (username, password):
                 return service_id
         return None
-
-    def ready(self) -> bool:
-        return self.is_ready
 
 
 @pytest.fixture
@@ -343,16 +339,7 @@ async def test_get_with_pascal_case_names_is_a_syntax_error(app: App) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# /health and the rest
-
-
-async def test_health(app: App, backend: DictBackend) -> None:
-    ok = await app(request("GET", "/health"))
-    assert (ok.status, json.loads(ok.body)) == (200, {"status": "ok"})
-    backend.is_ready = False
-    down = await app(request("GET", "/health"))
-    assert down.status == 503
-    assert json.loads(down.body)["status"] != "ok"
+# the rest
 
 
 async def test_unknown_path_is_404_in_the_asked_format(app: App) -> None:

@@ -114,9 +114,6 @@ class Backend:
     async def message_view(self, service_id: int, message_id: str) -> MessageView | None:
         return await self.store.message_view(service_id, message_id)
 
-    def ready(self) -> bool:
-        return True
-
 
 class Rig:
     def __init__(self, port: int, modem: FakeModem, customer: Customer, store: Store) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,20 @@ async def test_due_orders_by_priority_then_waiting_time(store: Store) -> None:
 
 def test_sqlite_is_new_enough_for_returning() -> None:
     assert sqlite3.sqlite_version_info >= (3, 35, 0)
+
+
+async def test_a_new_store_and_its_folder_are_the_owners_only(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    path = tmp_path / "state" / "edgegw.db"
+    store = await start_store(path, nursery)
+    await store.insert_messages([new_message("m1")])  # the WAL file exists after a write
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    for name in ("edgegw.db", "edgegw.db-wal", "edgegw.db-shm"):
+        assert stat.S_IMODE((path.parent / name).stat().st_mode) == 0o600, name
+
+
+async def test_a_new_store_frees_pages_incrementally(tmp_path: Path, nursery: trio.Nursery) -> None:
+    store = await start_store(tmp_path / "edgegw.db", nursery)
+    mode = await store.read(lambda conn: conn.execute("PRAGMA auto_vacuum").fetchone()[0])
+    assert mode == 2  # INCREMENTAL

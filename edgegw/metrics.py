@@ -1,0 +1,231 @@
+"""The gateway's Prometheus metrics, in a registry of its own (prometheus-client writes the text
+exposition format). Counters of events the gateway sees are counted where they happen; what
+the store knows (queues, backlogs, final outcomes) is read every `poll_interval` seconds on a
+read connection, so a scrape only formats numbers already in memory. Never writes the store.
+"""
+
+from __future__ import annotations
+
+import collections
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping, Sequence
+
+import trio
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from drivers.events import ModemState
+from drivers.modem import Modem
+from edgegw.clock import Clock
+from edgegw.delivery.worker import DeliveryWorker
+from edgegw.http.server import App, Request, Response
+from edgegw.model import TERMINAL_STATES
+from edgegw.store import Store
+
+__all__ = ["CONTENT_TYPE", "Metrics", "StoreFigures", "read_store_figures"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# No `_created` series beside each counter: a process start time per label set that nobody
+# graphs, which would double the lines (and the cost) of a scrape.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+POLL_SECONDS = 5.0
+# Request durations from a cached health check (~0.1 ms) to a batch that waits for its commit.
+_DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_FINAL_STATES = tuple(sorted(state.value for state in TERMINAL_STATES))
+
+
+class StoreFigures:
+    """What the store held at the last poll."""
+
+    def __init__(self) -> None:
+        self.queued: dict[int, int] = {}  # service -> queued messages
+        self.backlog: dict[tuple[int, str], int] = {}  # (service, kind) -> pending callbacks
+        self.final: collections.Counter[tuple[int, str]] = collections.Counter()
+        self.last_event = -1  # the newest message_events rowid counted into `final`
+
+
+def read_store_figures(conn: sqlite3.Connection, figures: StoreFigures) -> None:
+    """Refresh `figures` from the store; the first call only finds where counting starts, so
+    `final` counts outcomes reached while this process runs (a Prometheus counter)."""
+    newest = conn.execute("SELECT coalesce(max(rowid), 0) FROM message_events").fetchone()[0]
+    if figures.last_event >= 0 and newest > figures.last_event:
+        marks = ",".join("?" * len(_FINAL_STATES))
+        for service_id, state, count in conn.execute(
+            "SELECT m.service_id, e.state, count(*) FROM message_events e"
+            " JOIN messages m ON m.id = e.message_id"
+            f" WHERE e.rowid > ? AND e.rowid <= ? AND e.part IS NULL AND e.state IN ({marks})"
+            " GROUP BY m.service_id, e.state",
+            (figures.last_event, newest, *_FINAL_STATES),
+        ):
+            figures.final[(service_id, state)] += count
+    figures.last_event = newest
+    figures.queued = dict(
+        conn.execute(
+            "SELECT service_id, count(*) FROM messages WHERE state = 'queued' GROUP BY service_id"
+        ).fetchall()
+    )
+    backlog = {
+        (service_id, kind): count
+        for service_id, kind, count in conn.execute(
+            "SELECT service_id, endpoint, count(*) FROM outbox WHERE state = 'pending'"
+            " GROUP BY service_id, endpoint"
+        )
+    }
+    for service_id, kind, count in conn.execute(
+        "SELECT service_id, kind, count(*) FROM smpp_outbox WHERE state = 'pending'"
+        " GROUP BY service_id, kind"
+    ):
+        backlog[(service_id, f"smpp_{kind}")] = count
+    figures.backlog = backlog
+
+
+class Metrics:
+    """Every metric of one gateway. `run` polls the store; `scrape` answers `/metrics`."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        services: Sequence[int],
+        modems: Mapping[str, Modem],
+        workers: Iterable[DeliveryWorker] = (),
+        smpp_binds: Mapping[str, int] | None = None,
+        smpp_services: Mapping[str, int] | None = None,
+        poll_interval: float = POLL_SECONDS,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.services = list(services)
+        self.modems = modems
+        self.workers = list(workers)
+        # The live counter the SMPP listener keeps (an empty one is falsy: no `or` here).
+        self.smpp_binds: Mapping[str, int] = {} if smpp_binds is None else smpp_binds
+        self.smpp_services: Mapping[str, int] = {} if smpp_services is None else smpp_services
+        self.poll_interval = poll_interval
+        self.figures = StoreFigures()
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.accepted = Counter(
+            "edgegw_messages_accepted",
+            "Messages accepted (stored and acknowledged) by service and door (http, smpp).",
+            ["service", "door"],
+            registry=self.registry,
+        )
+        self.http_duration = Histogram(
+            "edgegw_http_request_duration_seconds",
+            "Time from a complete HTTP request to its response, by the app.",
+            buckets=_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_Snapshot(self))
+
+    def count_accepted(self, door: str, service_id: int, count: int) -> None:
+        if count:
+            self.accepted.labels(str(service_id), door).inc(count)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await self.poll()
+        task_status.started()
+        while True:
+            await trio.sleep(self.poll_interval)
+            await self.poll()
+
+    async def poll(self) -> None:
+        figures = self.figures
+        await self.store.read(lambda conn: read_store_figures(conn, figures))
+
+    def scrape(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def timed(self, app: App) -> App:
+        """`app` with each request's duration observed: one histogram call per request."""
+        observe = self.http_duration.observe
+
+        async def timed_app(request: Request) -> Response:
+            started = time.perf_counter()
+            try:
+                return await app(request)
+            finally:
+                observe(time.perf_counter() - started)
+
+        return timed_app
+
+
+class _Snapshot(Collector):
+    """The metrics read at scrape time from the modems, the workers and the last poll."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        metrics = self.metrics
+        figures = metrics.figures
+        final = CounterMetricFamily(
+            "edgegw_messages_final",
+            "Messages that reached a final state while this process ran, by service and state.",
+            labels=["service", "state"],
+        )
+        for (service_id, state), count in sorted(figures.final.items()):
+            final.add_metric([str(service_id), state], count)
+        queue = GaugeMetricFamily(
+            "edgegw_queue_messages", "Messages queued for sending, by service.", labels=["service"]
+        )
+        for service_id in metrics.services:
+            queue.add_metric([str(service_id)], figures.queued.get(service_id, 0))
+        backlog = GaugeMetricFamily(
+            "edgegw_callback_backlog",
+            "Callbacks (MO, DR, e-mail, SMPP deliver_sm) waiting for the customer.",
+            labels=["service", "kind"],
+        )
+        for (service_id, kind), count in sorted(figures.backlog.items()):
+            backlog.add_metric([str(service_id), kind], count)
+        yield from (final, queue, backlog)
+        yield from _modem_families(metrics.modems)
+        callbacks = CounterMetricFamily(
+            "edgegw_callbacks",
+            "Callback items delivered and failed tries, by kind (mo, dr, mo_email).",
+            labels=["kind", "outcome"],
+        )
+        outcomes: collections.Counter[tuple[str, str]] = collections.Counter()
+        for worker in metrics.workers:
+            outcomes[(worker.endpoint.value, "delivered")] += worker.delivered
+            outcomes[(worker.endpoint.value, "failed")] += worker.failures
+        for (kind, outcome), count in sorted(outcomes.items()):
+            callbacks.add_metric([kind, outcome], count)
+        yield callbacks
+        sessions = GaugeMetricFamily(
+            "edgegw_smpp_sessions", "Bound SMPP sessions, by service.", labels=["service"]
+        )
+        per_service: collections.Counter[int] = collections.Counter()
+        for system_id, binds in metrics.smpp_binds.items():
+            account_service = metrics.smpp_services.get(system_id)
+            if account_service is not None:
+                per_service[account_service] += binds
+        for service_id in sorted(set(metrics.smpp_services.values())):
+            sessions.add_metric([str(service_id)], per_service[service_id])
+        yield sessions
+
+
+def _modem_families(modems: Mapping[str, Modem]) -> Iterable[Metric]:
+    up = GaugeMetricFamily("edgegw_modem_up", "1 when the modem can send.", labels=["modem"])
+    signal = GaugeMetricFamily(
+        "edgegw_modem_signal_dbm", "Signal strength as last read (+CSQ).", labels=["modem"]
+    )
+    sent = CounterMetricFamily(
+        "edgegw_modem_sent", "Parts the modem sent since the driver started.", labels=["modem"]
+    )
+    for name, modem in modems.items():
+        health = modem.health()
+        up.add_metric([name], 1.0 if health.state is ModemState.READY else 0.0)
+        if health.signal_dbm is not None:
+            signal.add_metric([name], health.signal_dbm)
+        sent.add_metric([name], health.sent)
+    return (up, signal, sent)

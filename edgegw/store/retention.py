@@ -1,0 +1,67 @@
+"""Retention (`[store] keep_final_days`, edgegw.retention): write jobs that delete, in small
+batches, what has been final for longer than the retention. Each walks its table in rowid order
+from a cursor, so a batch reads at most `limit` rows and needs no index: rows are created in
+rowid order and finish after they are created, so the walk stops at the first row created after
+the cutoff. Pages freed go back to the file with incremental_vacuum. A final message never moves
+again (edgegw.model's lifecycle), so deleting it changes no message's state.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import msgspec
+
+__all__ = ["PRUNED_TABLES", "PRUNE_BATCH", "PruneStep", "prune_batch", "release_free_pages"]
+
+PRUNE_BATCH = 500
+
+
+class PruneStep(msgspec.Struct, frozen=True, kw_only=True):
+    deleted: int  # rows deleted by this batch
+    cursor: int  # the rowid to continue after
+    finished: bool  # no row at or past the cursor is old enough yet: start over next round
+
+
+# What each walk deletes: (table, its rowid column, its creation time, the condition of a row
+# that may go, given the cutoff as the one parameter). Parts and message events go with their
+# message (ON DELETE CASCADE).
+_PRUNED: dict[str, tuple[str, str, str]] = {
+    "messages": ("rowid", "created_at", "done_at IS NOT NULL AND done_at < ?"),
+    "outbox": ("id", "created_at", "state != 'pending' AND done_at < ?"),
+    "smpp_outbox": ("id", "created_at", "state != 'pending' AND done_at < ?"),
+    "status_reports": ("id", "received_at", "rematch_until IS NULL AND received_at < ?"),
+}
+PRUNED_TABLES = tuple(_PRUNED)
+
+
+def prune_batch(
+    conn: sqlite3.Connection, *, table: str, before: float, after: int, limit: int = PRUNE_BATCH
+) -> PruneStep:
+    """Delete the final rows of `table` among the next `limit` rows after rowid `after` that
+    were final before `before` (epoch): messages (with parts and events), delivered or
+    abandoned callbacks and SMPP deliveries, and settled status reports."""
+    key, created, condition = _PRUNED[table]
+    rows = conn.execute(
+        f"SELECT {key}, {created} FROM {table} WHERE {key} > ? ORDER BY {key} LIMIT ?",
+        (after, limit),
+    ).fetchall()
+    if not rows:
+        return PruneStep(deleted=0, cursor=after, finished=True)
+    last = int(rows[-1][0])
+    deleted = conn.execute(
+        f"DELETE FROM {table} WHERE {key} > ? AND {key} <= ? AND {condition}",
+        (after, last, before),
+    ).rowcount
+    finished = len(rows) < limit or rows[-1][1] >= before
+    return PruneStep(deleted=deleted, cursor=last, finished=finished)
+
+
+def release_free_pages(conn: sqlite3.Connection, pages: int = 20000) -> int:
+    """Give up to `pages` free pages back to the file system; the number still free."""
+    free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+    # Python's sqlite3 steps a pragma statement once, and each step of incremental_vacuum
+    # frees one page: so one statement per page (microseconds each).
+    for _ in range(min(free, pages)):
+        conn.execute("PRAGMA incremental_vacuum(1)")
+    return int(conn.execute("PRAGMA freelist_count").fetchone()[0])

@@ -1,0 +1,47 @@
+"""The systemd service protocol (sd_notify(3)), without libsystemd: READY=1 once the gateway
+serves, STOPPING=1 when it begins to stop, and WATCHDOG=1 from a task of the event loop, so a
+loop that stalls stops feeding the watchdog and systemd restarts the service. Does nothing
+outside systemd (no NOTIFY_SOCKET)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+
+import trio
+
+__all__ = ["feed_watchdog", "notify", "watchdog_interval"]
+
+
+def notify(message: str, environ: Mapping[str, str] = os.environ) -> bool:
+    """Send one notification (e.g. "READY=1"); False when not run by systemd."""
+    address = environ.get("NOTIFY_SOCKET", "")
+    if not address:
+        return False
+    if address.startswith("@"):  # an abstract socket
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(address)
+            sock.sendall(message.encode("utf-8"))
+    except OSError:
+        return False  # systemd went away; nothing to tell
+    return True
+
+
+def watchdog_interval(environ: Mapping[str, str] = os.environ) -> float | None:
+    """Seconds between two WATCHDOG=1 (half of WatchdogSec, as sd_watchdog_enabled(3) advises),
+    or None when the watchdog is off or meant for another process."""
+    usec = environ.get("WATCHDOG_USEC", "")
+    pid = environ.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or int(usec) == 0 or (pid.isdigit() and int(pid) != os.getpid()):
+        return None
+    return int(usec) / 2_000_000
+
+
+async def feed_watchdog(interval: float, environ: Mapping[str, str] = os.environ) -> None:
+    """Tell systemd the loop is alive every `interval` seconds, until cancelled."""
+    while True:
+        notify("WATCHDOG=1", environ)
+        await trio.sleep(interval)

@@ -1,0 +1,228 @@
+"""What an operator and Prometheus see of a running gateway (issue 9, items 3 and 5): /health
+stays liveness with a `ready` field, /ready lists the modems that cannot send and why, and
+/metrics is parsed with prometheus-client's own parser after real traffic (REST and SMPP)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import smpplib.client
+import trio
+from prometheus_client.parser import text_string_to_metric_families
+from support.smpp import connect
+from support.store import new_message, start_store
+
+from drivers.at import AtOptions
+from drivers.events import ModemState
+from drivers.modem import Health
+from edgegw.config import Config, ModemConfig, MonitoringConfig
+from edgegw.gateway import Gateway
+from edgegw.metrics import StoreFigures, read_store_figures
+from edgegw.pipeline.readiness import readiness
+from edgegw.store import DrStatus
+
+AUTH = ("demo", "demo")
+GHOST = "/dev/edgegw-no-such-modem"
+
+
+def url(gateway: Gateway) -> str:
+    assert gateway.bound is not None
+    return f"http://127.0.0.1:{gateway.bound.http_port}"
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a scrape by (name, sorted labels), parsed by prometheus-client."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+async def wait_ready(client: httpx.AsyncClient) -> dict[str, Any]:
+    with trio.fail_after(20):
+        while True:
+            answer = await client.get("/health")
+            body: dict[str, Any] = answer.json()
+            if body["ready"]:
+                return body
+            await trio.sleep(0.02)
+
+
+async def wait_sent(client: httpx.AsyncClient, message_id: str) -> None:
+    with trio.fail_after(20):
+        while True:
+            answer = await client.get(f"/api/messages/{message_id}", auth=AUTH)
+            if answer.json()["state"] in ("sent", "delivered"):
+                return
+            await trio.sleep(0.02)
+
+
+async def send(client: httpx.AsyncClient, text: str) -> str:
+    answer = await client.post(
+        "/gw/rs/sendMessages",
+        json={
+            "serviceId": 1000,
+            "username": "demo",
+            "password": "demo",
+            "message": [{"recipient": "+4741000000", "content": text}],
+        },
+        headers={"Accept": "application/json"},
+    )
+    message_id: str = answer.json()["messageStatus"][0]["messageId"]
+    return message_id
+
+
+# -- readiness ---------------------------------------------------------------------------------
+
+
+def test_readiness_names_each_modem_that_cannot_send() -> None:
+    health = {
+        "a": Health(state=ModemState.READY, detail="signal -73 dBm"),
+        "b": Health(state=ModemState.FAILED, detail="/dev/ttyUSB1: no such device"),
+        "c": Health(state=ModemState.READY),
+        "d": Health(state=ModemState.QUARANTINED, last_error="+CMS ERROR: 500"),
+    }
+    verdict = readiness(
+        [(1, []), (2, ["b", "c"]), (3, ["b", "d"])], health, {"c": "2025-08-05T09:00:00Z"}
+    )
+    assert not verdict.ready
+    assert [(s.service, s.ready, s.sendingModems) for s in verdict.services] == [
+        (1, True, ["a"]),
+        (2, False, []),
+        (3, False, []),
+    ]
+    assert {p.modem: p.reason for p in verdict.notReady} == {
+        "b": "failed: /dev/ttyUSB1: no such device",
+        "c": "capped until 2025-08-05T09:00:00Z",
+        "d": "quarantined: +CMS ERROR: 500",
+    }
+    assert readiness([(1, ["a"])], health, {}).ready
+
+
+async def test_health_and_ready_while_one_service_has_no_modem(
+    config: Config, nursery: trio.Nursery
+) -> None:
+    ghost = ModemConfig(name="ghost", driver="at", at=AtOptions(port=GHOST))
+    other = msgspec.structs.replace(
+        config.services[0], id=2000, name="other", username="other", modems=["ghost"]
+    )
+    gateway = Gateway(
+        msgspec.structs.replace(
+            config, modems=[*config.modems, ghost], services=[config.services[0], other]
+        )
+    )
+    await nursery.start(gateway.run)
+    async with httpx.AsyncClient(base_url=url(gateway)) as client:
+        with trio.fail_after(20):
+            while True:
+                if gateway.modems["sim0"].health().state is ModemState.READY:
+                    break
+                await trio.sleep(0.02)
+        health = await client.get("/health")
+        assert (health.status_code, health.json()) == (200, {"status": "ok", "ready": False})
+        ready = await client.get("/ready")
+        assert ready.status_code == 503
+        body = ready.json()
+        assert body["services"] == [
+            {"service": 1000, "ready": True, "sendingModems": ["sim0"]},
+            {"service": 2000, "ready": False, "sendingModems": []},
+        ]
+        (problem,) = body["notReady"]
+        assert problem["modem"] == "ghost"
+        assert problem["reason"].startswith(
+            f"failed: cannot open the port: {GHOST}: no such device"
+        )
+        assert (await client.post("/ready")).status_code == 405
+    gateway.stop()
+
+
+async def test_ready_is_200_when_every_service_can_send(gateway: Gateway) -> None:
+    async with httpx.AsyncClient(base_url=url(gateway)) as client:
+        assert await wait_ready(client) == {"status": "ok", "ready": True}
+        ready = await client.get("/ready")
+        assert ready.status_code == 200
+        assert ready.json()["notReady"] == []
+
+
+# -- metrics -----------------------------------------------------------------------------------
+
+
+def bind_and_submit(port: int) -> smpplib.client.Client:
+    client = connect(port)
+    client.bind_transceiver(system_id="demo", password="demo")
+    client.send_message(
+        source_addr_ton=5,
+        source_addr="EdgeGW",
+        dest_addr_ton=1,
+        dest_addr_npi=1,
+        destination_addr="+4741000001",
+        short_message=b"over smpp",
+    )
+    assert client.read_pdu().command == "submit_sm_resp"
+    return client
+
+
+async def test_a_scrape_after_rest_and_smpp_traffic(gateway: Gateway) -> None:
+    assert gateway.bound is not None and gateway.bound.smpp_port is not None
+    async with httpx.AsyncClient(base_url=url(gateway)) as client:
+        await wait_ready(client)
+        first, second = await send(client, "one"), await send(client, "two")
+        await wait_sent(client, first)
+        await wait_sent(client, second)
+        esme = await trio.to_thread.run_sync(bind_and_submit, gateway.bound.smpp_port)
+        try:
+            await gateway.metrics.poll()
+            scrape = await client.get("/metrics")
+        finally:
+            await trio.to_thread.run_sync(esme.disconnect)
+    assert scrape.status_code == 200
+    assert scrape.headers["content-type"].startswith("text/plain; version=0.0.4")
+    found = samples(scrape.text)
+    assert found[("edgegw_messages_accepted_total", (("door", "http"), ("service", "1000")))] == 2
+    assert found[("edgegw_messages_accepted_total", (("door", "smpp"), ("service", "1000")))] == 1
+    assert found[("edgegw_modem_up", (("modem", "sim0"),))] == 1
+    assert found[("edgegw_modem_signal_dbm", (("modem", "sim0"),))] == -73
+    assert found[("edgegw_modem_sent_total", (("modem", "sim0"),))] >= 2
+    assert found[("edgegw_smpp_sessions", (("service", "1000"),))] == 1
+    assert ("edgegw_queue_messages", (("service", "1000"),)) in found
+    # Every request so far went through the app: health polls, sends, lookups.
+    assert found[("edgegw_http_request_duration_seconds_count", ())] >= 4
+
+
+async def test_metrics_can_require_credentials(config: Config, nursery: trio.Nursery) -> None:
+    monitoring = MonitoringConfig(metrics_auth=True, admin_username="ops", admin_password="s3cret")
+    gateway = Gateway(msgspec.structs.replace(config, monitoring=monitoring))
+    await nursery.start(gateway.run)
+    async with httpx.AsyncClient(base_url=url(gateway)) as client:
+        refused = await client.get("/metrics")
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"].startswith("Basic realm=")
+        assert (await client.get("/metrics", auth=("ops", "wrong"))).status_code == 401
+        for credentials in (AUTH, ("ops", "s3cret")):
+            answer = await client.get("/metrics", auth=credentials)
+            assert answer.status_code == 200
+            assert "edgegw_modem_up" in answer.text
+    gateway.stop()
+
+
+async def test_final_outcomes_are_counted_from_the_store(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    store = await start_store(tmp_path / "edgegw.db", nursery)
+    figures = StoreFigures()
+    await store.insert_messages([new_message("m-old", service_id=7)])
+    await store.fail("m-old", error="before we started", dr_status=DrStatus.UNSPECIFIED)
+    await store.read(lambda conn: read_store_figures(conn, figures))
+    assert figures.final == {}  # outcomes from before the process started are not counted
+    await store.insert_messages([new_message(f"m{i}", service_id=7) for i in range(3)])
+    await store.fail("m0", error="no", dr_status=DrStatus.UNSPECIFIED)
+    await store.fail("m1", error="no", dr_status=DrStatus.UNSPECIFIED)
+    await store.read(lambda conn: read_store_figures(conn, figures))
+    assert figures.final == {(7, "failed"): 2}
+    assert figures.queued == {7: 1}
+    await store.read(lambda conn: read_store_figures(conn, figures))
+    assert figures.final == {(7, "failed"): 2}  # counted once

@@ -1,0 +1,156 @@
+"""The status page (issue 9, item 6) in a real headless browser: Debian's chromium driven by
+selenium through chromedriver (both installed by the test setup when missing) against a
+running gateway: the modem and a message just sent appear, the simulated-MO form makes an
+inbound message appear without a reload, and the page fits a phone's width. A screenshot is
+left in the test's temporary folder. Also the routes' own rules, without a browser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.wait import WebDriverWait
+from support.tools import require_tool
+
+from edgegw.gateway import Gateway
+
+AUTH = ("demo", "demo")
+PHONE = (390, 844)  # CSS pixels of a common phone
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser_tools() -> tuple[str, str]:
+    return require_tool("chromium", "chromium"), require_tool("chromedriver", "chromium-driver")
+
+
+def url(gateway: Gateway) -> str:
+    assert gateway.bound is not None
+    return f"http://127.0.0.1:{gateway.bound.http_port}"
+
+
+def open_browser(tools: tuple[str, str], profile: Path) -> WebDriver:
+    chromium, chromedriver = tools
+    options = Options()
+    options.binary_location = chromium
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    return webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
+
+
+async def test_the_page_shows_the_modem_a_sent_message_and_a_simulated_mo(
+    gateway: Gateway, tmp_path: Path, browser_tools: tuple[str, str]
+) -> None:
+    async with httpx.AsyncClient(base_url=url(gateway)) as client:
+        sent = await client.post(
+            "/gw/rs/sendMessages",
+            json={
+                "serviceId": 1000,
+                "username": "demo",
+                "password": "demo",
+                "message": [{"recipient": "+4741000000", "content": "seen in a browser"}],
+            },
+            headers={"Accept": "application/json"},
+        )
+    message_id = sent.json()["messageStatus"][0]["messageId"]
+    page = url(gateway).replace("http://", "http://demo:demo@") + "/status"
+    screenshot = tmp_path / "status.png"
+
+    def row_text(browser: WebDriver, selector: str, containing: str = "") -> str | None:
+        """The text of the first row matching, read at once: the page replaces its rows on
+        every refresh, so an element found earlier may be gone."""
+        script = (
+            "const rows = [...document.querySelectorAll(arguments[0])];"
+            "const row = rows.find((r) => r.innerText.includes(arguments[1]));"
+            "return row ? row.innerText : null;"
+        )
+        text: str | None = browser.execute_script(script, selector, containing)
+        return text
+
+    def browse() -> dict[str, object]:
+        browser = open_browser(browser_tools, tmp_path / "profile")
+        try:
+            browser.set_window_size(*PHONE)
+            browser.get(page)
+            wait = WebDriverWait(browser, 30, poll_frequency=0.1)
+            modem = wait.until(lambda b: row_text(b, 'tr[data-modem="sim0"]'))
+            message = wait.until(lambda b: row_text(b, f'#messages tr[data-id="{message_id}"]'))
+            form = browser.find_element(By.ID, "simulate")
+            wait.until(lambda b: form.is_displayed())
+            form.find_element(By.NAME, "from").send_keys("+4799999999")
+            form.find_element(By.NAME, "text").send_keys("hello from a phone")
+            form.find_element(By.TAG_NAME, "button").click()
+            inbound = wait.until(lambda b: row_text(b, "#inbound tbody tr", "hello from a phone"))
+            result = {
+                "modem": modem,
+                "message": message,
+                "inbound": inbound,
+                "overflow": browser.execute_script(
+                    "return document.documentElement.scrollWidth - window.innerWidth"
+                ),
+                "title": browser.title,
+            }
+            browser.save_screenshot(str(screenshot))
+            return result
+        finally:
+            browser.quit()
+
+    seen = await trio.to_thread.run_sync(browse)
+    assert seen["title"] == "edgegw status"
+    assert str(seen["modem"]).split("\t")[:5] == [
+        "sim0",
+        "ready",
+        "Simulated Network home",
+        "-73 dBm",
+        "READY",
+    ]
+    assert str(seen["message"]).split("\t")[:3] == [message_id, "1000", "+4741000000"]
+    assert str(seen["inbound"]).split("\t")[1:3] == ["+4799999999", "hello from a phone"]
+    assert int(str(seen["overflow"])) <= 0  # nothing wider than the phone: tables scroll inside
+    assert screenshot.stat().st_size > 1000
+
+
+async def test_the_routes_ask_for_credentials_and_check_their_forms(gateway: Gateway) -> None:
+    async with httpx.AsyncClient(base_url=url(gateway)) as client:
+        root = await client.get("/")
+        assert (root.status_code, root.headers["location"]) == (302, "/status")
+        assert (await client.get("/status")).status_code == 401
+        assert (await client.get("/status/data", auth=("demo", "nope"))).status_code == 401
+        script = await client.get("/status/assets/status.js")  # no data in it: no credentials
+        assert script.headers["content-type"].startswith("text/javascript")
+        assert (await client.get("/status/assets/nothing.js")).status_code == 404
+        page = await client.get("/status", auth=AUTH)
+        assert page.status_code == 200
+        assert "https://" not in page.text  # everything is served by edgegw itself
+        refused = await client.post("/status/send", auth=AUTH, data={"to": "+47", "text": ""})
+        assert refused.status_code == 400
+        wrong = await client.post("/status/send", auth=AUTH, data={"to": "hello", "text": "x"})
+        assert wrong.status_code == 422
+        sent = await client.post(
+            "/status/send", auth=AUTH, data={"to": "+4741000000", "text": "from the page"}
+        )
+        assert sent.status_code == 200
+        data = (await client.get("/status/data", auth=AUTH)).json()
+        assert data["messages"][0]["id"] == sent.json()["messageId"]
+        assert data["simulated"] == ["sim0"]
+        nowhere = await client.post(
+            "/status/simulate-mo", auth=AUTH, data={"from": "+4799", "text": "x", "modem": "no"}
+        )
+        assert nowhere.status_code == 422
+        assert (await client.get("/status/send", auth=AUTH)).status_code == 405

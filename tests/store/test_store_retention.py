@@ -1,0 +1,131 @@
+"""Retention and backup (issue 9, item 7): final messages, their parts and events, settled
+callbacks and reports older than `keep_final_days` go in small batches and their pages back
+to the file system; `edgegw backup` copies a running gateway's store consistently."""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+import stat
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+from support.gateway import example_config
+from support.store import START, new_message, start_store
+
+from edgegw.backup import BackupError, backup_store
+from edgegw.clock import Clock
+from edgegw.gateway import Gateway
+from edgegw.retention import DAY, Pruner
+from edgegw.store import DrStatus, Store
+
+
+def count(store_path: Path, sql: str) -> int:
+    with sqlite3.connect(store_path) as conn:
+        return int(conn.execute(sql).fetchone()[0])
+
+
+async def fail_all(store: Store, ids: list[str], at: float) -> None:
+    async with trio.open_nursery() as nursery:  # concurrent jobs share group commits
+        for message_id in ids:
+            nursery.start_soon(
+                functools.partial(
+                    store.fail, message_id, error="no", dr_status=DrStatus.UNSPECIFIED, now=at
+                )
+            )
+
+
+async def test_old_final_messages_go_in_batches_and_the_file_shrinks(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    path = tmp_path / "edgegw.db"
+    store = await start_store(path, nursery)
+    old = [f"old{i:03d}" for i in range(300)]
+    recent = [f"new{i:03d}" for i in range(20)]
+    waiting = [f"wait{i:03d}" for i in range(20)]
+    long_text = "a message of several parts " * 20
+    await store.insert_messages([new_message(m, text=long_text) for m in old])
+    await store.insert_messages([new_message(m, now=START + DAY) for m in recent + waiting])
+    await fail_all(store, old, START + 60)
+    await fail_all(store, recent, START + 1.5 * DAY)
+    pages_before = count(path, "PRAGMA page_count")
+    # Two days on, keeping one day: the old ones go, the recent and the waiting ones stay.
+    pruner = Pruner(store, Clock(start_epoch=START + 2 * DAY), keep_final_days=1, batch=50)
+    deleted = await pruner.prune_once()
+    assert deleted["messages"] == 300
+    remaining = count(path, "SELECT count(*) FROM messages")
+    assert remaining == 40
+    assert count(path, "SELECT count(*) FROM parts WHERE message_id LIKE 'old%'") == 0
+    assert count(path, "SELECT count(*) FROM message_events WHERE message_id LIKE 'old%'") == 0
+    assert count(path, "SELECT count(*) FROM message_events WHERE message_id LIKE 'new%'") > 0
+    assert count(path, "PRAGMA page_count") < pages_before / 2
+    assert count(path, "PRAGMA freelist_count") == 0
+    assert (await pruner.prune_once())["messages"] == 0  # nothing more is old enough
+
+
+async def test_keep_final_days_zero_keeps_everything(tmp_path: Path, nursery: trio.Nursery) -> None:
+    store = await start_store(tmp_path / "edgegw.db", nursery)
+    pruner = Pruner(store, Clock(start_epoch=START + 400 * DAY), keep_final_days=0)
+    await nursery.start(pruner.run)  # returns at once: nothing is ever pruned
+    await store.insert_messages([new_message("m1")])
+    await fail_all(store, ["m1"], START)
+    assert count(tmp_path / "edgegw.db", "SELECT count(*) FROM messages") == 1
+
+
+async def test_a_backup_under_load_holds_every_message_acknowledged_before_it(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    gateway = Gateway(example_config(tmp_path))
+    bound = await nursery.start(gateway.run)
+    acknowledged: list[str] = []
+    enough = trio.Event()
+
+    async def load(client: httpx.AsyncClient) -> None:
+        while True:
+            answer = await client.post(
+                "/gw/rs/sendMessages",
+                json={
+                    "serviceId": 1000,
+                    "username": "demo",
+                    "password": "demo",
+                    "message": [{"recipient": "+4741000000", "content": f"n{len(acknowledged)}"}]
+                    * 5,
+                },
+                headers={"Accept": "application/json"},
+            )
+            acknowledged.extend(s["messageId"] for s in answer.json()["messageStatus"])
+            if len(acknowledged) >= 200:
+                enough.set()
+
+    target = tmp_path / "backup.db"
+    async with (
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{bound.http_port}") as client,
+        trio.open_nursery() as clients,
+    ):
+        for _ in range(4):
+            clients.start_soon(load, client)
+        await enough.wait()
+        before = set(acknowledged)
+        copied = await trio.to_thread.run_sync(backup_store, gateway.config.gateway.store, target)
+        after = len(acknowledged)
+        clients.cancel_scope.cancel()
+    assert after > len(before)  # the load went on while the copy was taken
+    with sqlite3.connect(target) as conn:
+        held = {row[0] for row in conn.execute("SELECT id FROM messages")}
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert before <= held
+    assert copied == len(held)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    gateway.stop()
+
+
+def test_a_backup_never_overwrites(tmp_path: Path) -> None:
+    (tmp_path / "edgegw.db").write_bytes(b"")
+    (tmp_path / "out.db").write_bytes(b"precious")
+    with pytest.raises(BackupError, match="exists already"):
+        backup_store(tmp_path / "edgegw.db", tmp_path / "out.db")
+    assert (tmp_path / "out.db").read_bytes() == b"precious"
+    with pytest.raises(BackupError, match="no store there"):
+        backup_store(tmp_path / "missing.db", tmp_path / "new.db")

@@ -1,0 +1,159 @@
+"""Start-up as an operator meets it (issue 9, items 1 and 2): one instance per store, a modem
+port another program holds, and failures that print one line with the fix and exit 1."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+import trio
+from support.gateway import example_config
+
+from drivers.at import AtOptions
+from drivers.events import ModemState
+from edgegw.config import ModemConfig
+from edgegw.gateway import Gateway
+from edgegw.startup import StartupError, instance_lock, lock_path
+
+ROOT = Path(__file__).resolve().parent.parent
+EDGEGW = [sys.executable, "-m", "edgegw"]
+
+
+def write_config(tmp_path: Path, http_port: int, extra: str = "") -> Path:
+    """config.example.toml on `http_port`, without its SMPP door unless `extra` adds one, and
+    its SMTP door on any free port."""
+    text = (ROOT / "config.example.toml").read_text()
+    text = text.replace("port = 8080", f"port = {http_port}")
+    smtp = text[text.index("\n[smtp]\n") :].replace("port = 2525", "port = 0")
+    text = text[: text.index("\n[smpp]\n") + 1] + extra + smtp
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def serve(config: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*EDGEGW, "serve", "--config", str(config), *flags],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def failure_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """What the failed start printed besides its log lines; never a traceback."""
+    assert "Traceback" not in result.stderr
+    return [line for line in result.stderr.splitlines() if line.startswith("edgegw: ")]
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def test_the_instance_lock_admits_one_holder_and_names_it(tmp_path: Path) -> None:
+    store = tmp_path / "data" / "edgegw.db"
+    with instance_lock(store) as path:
+        assert path == lock_path(store) == tmp_path / "data" / "edgegw.db.lock"
+        assert path.read_text() == f"{os.getpid()}\n"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        with pytest.raises(StartupError) as caught, instance_lock(store):
+            pass
+        assert str(path) in str(caught.value)
+        assert f"pid {os.getpid()}" in str(caught.value)
+    with instance_lock(store):  # released with its holder
+        pass
+
+
+def test_a_second_instance_exits_1_naming_the_lock_and_changes_nothing(
+    tmp_path: Path, busy_port: int
+) -> None:
+    config = write_config(tmp_path, 0)
+    store = tmp_path / "data" / "edgegw.db"
+    # This process plays the running instance.
+    with instance_lock(store) as path:
+        result = serve(config)
+    assert result.returncode == 1
+    assert failure_lines(result) == [
+        f"edgegw: {path} is held by a running edgegw (pid {os.getpid()}); stop it first, "
+        "or give this instance its own [gateway] store"
+    ]
+    assert sorted(p.name for p in store.parent.iterdir()) == ["edgegw.db.lock"]
+
+
+def test_a_busy_http_port_is_one_line_and_exit_1(tmp_path: Path, busy_port: int) -> None:
+    result = serve(write_config(tmp_path, busy_port))
+    assert result.returncode == 1
+    assert failure_lines(result) == [
+        f"edgegw: HTTP cannot listen on 127.0.0.1:{busy_port}: Address already in use; "
+        "stop the program using it or change [http] port"
+    ]
+    # The next start on a free port finds the store it left behind perfectly usable.
+    assert (tmp_path / "data" / "edgegw.db").is_file()
+
+
+def test_debug_shows_the_traceback(tmp_path: Path, busy_port: int) -> None:
+    result = serve(write_config(tmp_path, busy_port), "--debug")
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
+    assert "Address already in use" in result.stderr
+
+
+def test_a_bad_smpp_certificate_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "cert.pem").write_text("not a certificate\n")
+    smpp = (
+        '[smpp]\nport = 0\ntls_cert_file = "{0}"\ntls_key_file = "{0}"\n'
+        '[[smpp.accounts]]\nsystem_id = "demo"\npassword = "demo"\nservice = 1000\n'
+    ).format(tmp_path / "cert.pem")
+    result = serve(write_config(tmp_path, 0, smpp))
+    assert result.returncode == 1
+    (line,) = failure_lines(result)
+    assert line.startswith("edgegw: SMPP TLS certificate or key is not usable: ")
+    assert "check tls_cert_file and tls_key_file" in line
+
+
+def test_an_unopenable_store_is_one_line(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 0)
+    (tmp_path / "data" / "edgegw.db").mkdir(parents=True)  # a folder where the file should be
+    result = serve(config)
+    assert result.returncode == 1
+    (line,) = failure_lines(result)
+    assert "edgegw.db: cannot open the store" in line
+    assert "restore a backup" in line
+
+
+async def test_a_modem_port_held_by_another_program_shows_in_its_health(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    other = os.open(path, os.O_RDWR | os.O_NOCTTY)
+    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another program holds the modem
+    config = example_config(tmp_path)
+    modem = ModemConfig(name="usb0", driver="at", at=AtOptions(port=path), service=1000)
+    gateway = Gateway(msgspec.structs.replace(config, modems=[modem]))
+    try:
+        await nursery.start(gateway.run)
+        with trio.fail_after(10):
+            while True:
+                health = gateway.modems["usb0"].health()
+                if health.state is ModemState.FAILED:
+                    break
+                await trio.sleep(0.01)
+        assert f"{path}: in use by another program" in health.detail
+        gateway.stop()
+    finally:
+        for fd in (other, slave, master):
+            os.close(fd)
