@@ -7,6 +7,7 @@ when any recipient's message cannot be sent, so nothing is half accepted. Spec s
 
 from __future__ import annotations
 
+import collections
 import ipaddress
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -35,10 +36,10 @@ class GatewaySmtpBackend:
         services: Iterable[ServiceConfig],
         submitter: Submitter,
         store: Store,
-        wake_dispatcher: Callable[[], None],
         authenticate: Callable[[str, str], int | None],
         *,
         domain: str,
+        on_accepted: Callable[[int, int], None] | None = None,
     ) -> None:
         self._services = {service.id: service for service in services}
         self._allowed: dict[int, list[_Network]] = {
@@ -48,7 +49,8 @@ class GatewaySmtpBackend:
         }
         self._submitter = submitter
         self._store = store
-        self._wake_dispatcher = wake_dispatcher
+        # Told (service id, messages) after each committed mail; the gateway counts them.
+        self._on_accepted = on_accepted
         self._authenticate = authenticate
         self._domain = domain
 
@@ -104,7 +106,9 @@ class GatewaySmtpBackend:
         except Exception:
             log.exception("smtp: storing a mail for %d recipients failed", len(messages))
             return Reply(451, "4.3.0 the message could not be stored, try again later")
-        self._wake_dispatcher()
+        if self._on_accepted is not None:
+            for service_id, count in collections.Counter(m.service_id for m in messages).items():
+                self._on_accepted(service_id, count)
         ids = [message.id for message in messages]
         lines = [
             " ".join(ids[start : start + _IDS_PER_LINE])

@@ -4,6 +4,7 @@ stays liveness with a `ready` field, /ready lists the modems that cannot send an
 
 from __future__ import annotations
 
+import smtplib
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +167,27 @@ def bind_and_submit(port: int) -> smpplib.client.Client:
     return client
 
 
-async def test_a_scrape_after_rest_and_smpp_traffic(gateway: Gateway) -> None:
+SOAP_SEND = """<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"
+    xmlns:s="http://chimera.intele.com/gw/wsdl/SMSGateway-v1.0"
+    xmlns:r="http://chimera.intele.com/gw/xsd/SMSGateway/Request/2013/02">
+  <e:Body><s:sendMessages><r:request>
+    <serviceId>1000</serviceId><username>demo</username><password>demo</password>
+    <message><recipient>+4741000002</recipient><content>over soap</content></message>
+  </r:request></s:sendMessages></e:Body>
+</e:Envelope>"""
+
+
+def mail_two_recipients(port: int | None) -> None:
+    assert port is not None
+    with smtplib.SMTP("127.0.0.1", port) as smtp:
+        smtp.sendmail(
+            "alarm@example.com",
+            ["+4741000003-1000@sms.localhost", "4741000004-1000@sms.localhost"],
+            b"Subject: x\r\n\r\nover smtp\r\n",
+        )
+
+
+async def test_a_scrape_after_traffic_through_every_door(gateway: Gateway) -> None:
     assert gateway.bound is not None and gateway.bound.smpp_port is not None
     async with httpx.AsyncClient(base_url=url(gateway)) as client:
         await wait_ready(client)
@@ -174,6 +195,9 @@ async def test_a_scrape_after_rest_and_smpp_traffic(gateway: Gateway) -> None:
         await wait_sent(client, first)
         await wait_sent(client, second)
         esme = await trio.to_thread.run_sync(bind_and_submit, gateway.bound.smpp_port)
+        soap = await client.post("/gw/ws/SMSGatewayV10", content=SOAP_SEND)
+        assert soap.status_code == 200
+        await trio.to_thread.run_sync(mail_two_recipients, gateway.bound.smtp_port)
         try:
             await gateway.metrics.poll()
             scrape = await client.get("/metrics")
@@ -184,6 +208,8 @@ async def test_a_scrape_after_rest_and_smpp_traffic(gateway: Gateway) -> None:
     found = samples(scrape.text)
     assert found[("edgegw_messages_accepted_total", (("door", "http"), ("service", "1000")))] == 2
     assert found[("edgegw_messages_accepted_total", (("door", "smpp"), ("service", "1000")))] == 1
+    assert found[("edgegw_messages_accepted_total", (("door", "soap"), ("service", "1000")))] == 1
+    assert found[("edgegw_messages_accepted_total", (("door", "smtp"), ("service", "1000")))] == 2
     assert found[("edgegw_modem_up", (("modem", "sim0"),))] == 1
     assert found[("edgegw_modem_signal_dbm", (("modem", "sim0"),))] == -73
     assert found[("edgegw_modem_sent_total", (("modem", "sim0"),))] >= 2
