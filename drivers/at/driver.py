@@ -41,6 +41,7 @@ from drivers.at.policies import (
     storage_in_use,
 )
 from drivers.at.recovery import (
+    AnswerWait,
     CommandLadder,
     ReopenLadder,
     Step,
@@ -1149,20 +1150,11 @@ class AtModem:
         """The pending command's answer; None when `within` s passed, or sooner when its
         information text came and then nothing for `final_grace` s: a modem writes the final
         result code right after the text, so it was lost on the way."""
-        now = trio.current_time()
-        deadline = now + within
-        grace = self.options.final_grace
-        lines, changed_at = 0, now
-        while True:
-            partial = len(link.framer.partial)
-            if partial != lines:
-                lines, changed_at = partial, now
-            if now >= deadline or (lines and now >= changed_at + grace):
-                return None
-            # Look at the text so far every half grace: no task wakes this one when it grows.
-            with trio.move_on_at(min(deadline, now + grace / 2)):
+        wait = AnswerWait(trio.current_time(), within=within, grace=self.options.final_grace)
+        while (look_again := wait.look(len(link.framer.partial), trio.current_time())) is not None:
+            with trio.move_on_at(look_again):
                 return await self._reply(link)
-            now = trio.current_time()
+        return None
 
     def _drain(self, link: _Link) -> None:
         """Drop late answers to commands given up on, so they are not taken for the next."""

@@ -106,6 +106,27 @@ def resync_answered(lines: tuple[str, ...], final: FinalResult, nonce: int) -> b
     return any(line.isdigit() and int(line) == nonce for line in lines)
 
 
+class AnswerWait:
+    """How long the pending command's final result is awaited: until `within` seconds after
+    it was written, or until its information text has come and then nothing for `grace`
+    seconds (a modem writes the final result code right after the text, so it was lost)."""
+
+    def __init__(self, now: float, *, within: float, grace: float) -> None:
+        self.deadline = now + within
+        self.grace = grace
+        self._lines = 0
+        self._changed_at = now
+
+    def look(self, lines: int, now: float) -> float | None:
+        """`lines` lines of text have come by `now`: None when the answer counts as lost, else
+        when to look again (every half grace: nothing wakes the shell when the text grows)."""
+        if lines != self._lines:
+            self._lines, self._changed_at = lines, now
+        if now >= self.deadline or (self._lines and now >= self._changed_at + self.grace):
+            return None
+        return min(self.deadline, now + self.grace / 2)
+
+
 class Rest(msgspec.Struct, frozen=True):
     """After a connection ended: wait `seconds`, then open the port again; `quarantine` when
     that many recoveries in a row failed (`failures` of them) and the modem rests."""

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from drivers.at.awaiting import AwaitingTable, Offer
 from drivers.at.commands import resync
 from drivers.at.driver import AtOptions
 from drivers.at.framer import FinalKind, FinalResult
 from drivers.at.recovery import (
+    AnswerWait,
     CommandLadder,
     Decision,
     ReopenLadder,
@@ -158,6 +161,49 @@ def test_quarantine_after_failed_recoveries_in_a_row_then_start_over() -> None:
         Rest(900, quarantine=True, failures=3),
     ]
     assert ladder.ended(became_ready=False) == Rest(1.0, failures=1)
+
+
+@pytest.mark.parametrize(
+    ("looks", "expected"),
+    [
+        # (lines of text so far, now) per look -> when to look again, None once lost.
+        ([(0, 0.0), (0, 0.15), (0, 9.9)], [0.15, 0.3, 10.0]),  # silence: looks every grace/2
+        ([(0, 10.0)], [None]),  # the deadline passed
+        ([(1, 0.15), (1, 0.3), (1, 0.45)], [0.3, 0.45, None]),  # text, then grace of silence
+        ([(1, 0.15), (2, 0.3), (2, 0.45), (2, 0.6)], [0.3, 0.45, 0.6, None]),  # text grew
+        ([(3, 9.95)], [10.0]),  # a look never goes past the deadline
+    ],
+)
+def test_an_answer_is_lost_at_its_deadline_or_a_grace_after_its_text_stopped(
+    looks: list[tuple[int, float]], expected: list[float | None]
+) -> None:
+    wait = AnswerWait(0.0, within=10.0, grace=0.3)
+    assert [wait.look(lines, now) for lines, now in looks] == pytest.approx(expected)
+
+
+@given(
+    arrivals=st.lists(st.floats(0.0, 20.0), max_size=8),
+    within=st.floats(0.5, 15.0),
+    grace=st.floats(0.05, 2.0),
+)
+def test_a_shell_that_looks_when_told_gives_up_within_its_bounds(
+    arrivals: list[float], within: float, grace: float
+) -> None:
+    wait = AnswerWait(0.0, within=within, grace=grace)
+    now: float | None = 0.0
+    looked = 0.0
+    while now is not None:
+        looked = now
+        now = wait.look(sum(1 for t in arrivals if t <= now), now)
+        assert now is None or looked < now <= within
+    seen = [t for t in arrivals if t <= looked]
+    if not seen:
+        assert looked == pytest.approx(within)  # silence waits for the whole deadline
+    else:
+        # A growing text is noticed at the next look, half a grace later at most (one more
+        # look when rounding leaves the silence a hair short of the grace).
+        assert looked >= min(within, max(seen) + grace) - 1e-9
+        assert looked <= min(within, max(seen) + 2 * grace) + 1e-9
 
 
 @pytest.mark.parametrize(
