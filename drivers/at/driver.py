@@ -43,6 +43,7 @@ from drivers.at.policies import (
 from drivers.at.recovery import (
     AnswerWait,
     CommandLadder,
+    GarbageRun,
     ReopenLadder,
     Step,
     is_repeatable,
@@ -574,7 +575,7 @@ class AtModem:
 
     async def _read_loop(self, link: _Link) -> None:
         """The one reader: bytes -> framer -> replies for the command in flight, or URCs."""
-        garbage_run = 0
+        garbage = GarbageRun(self.options.garbage_limit)
         try:
             while True:
                 data = await link.stream.receive_some(4096)
@@ -585,13 +586,12 @@ class AtModem:
                 while (event := link.framer.next_event()) is not NEED_DATA:
                     if isinstance(event, Garbage):
                         self._health.garbage_lines += 1
-                        garbage_run += 1
                         log.debug("modem %s: unexpected line %r", self.name, event.line)
-                        if garbage_run > self.options.garbage_limit:
-                            link.fail(f"{garbage_run} unrecognised lines in a row")
+                        if garbage.garbage():
+                            link.fail(f"{garbage.length} unrecognised lines in a row")
                             return
                         continue
-                    garbage_run = 0
+                    garbage.understood()
                     if isinstance(event, Urc):
                         if not link.probe:
                             self._on_urc(link, event)

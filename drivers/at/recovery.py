@@ -127,6 +127,24 @@ class AnswerWait:
         return min(self.deadline, now + self.grace / 2)
 
 
+class GarbageRun:
+    """Unrecognised lines in a row: noise now and then costs nothing, more than `limit` in a
+    row mean the link is garbled (wrong baud rate, a dying cable) and the port is reopened."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.length = 0
+
+    def garbage(self) -> bool:
+        """Count one; True when the run is past the limit."""
+        self.length += 1
+        return self.length > self.limit
+
+    def understood(self) -> None:
+        """A line that was an answer or an unsolicited code ends the run."""
+        self.length = 0
+
+
 class Rest(msgspec.Struct, frozen=True):
     """After a connection ended: wait `seconds`, then open the port again; `quarantine` when
     that many recoveries in a row failed (`failures` of them) and the modem rests."""

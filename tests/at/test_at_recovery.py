@@ -16,6 +16,7 @@ from drivers.at.recovery import (
     AnswerWait,
     CommandLadder,
     Decision,
+    GarbageRun,
     ReopenLadder,
     Rest,
     Step,
@@ -204,6 +205,45 @@ def test_a_shell_that_looks_when_told_gives_up_within_its_bounds(
         # look when rounding leaves the silence a hair short of the grace).
         assert looked >= min(within, max(seen) + grace) - 1e-9
         assert looked <= min(within, max(seen) + 2 * grace) + 1e-9
+
+
+@pytest.mark.parametrize(
+    ("lines", "garbled_at"),
+    [
+        ("g" * 3, None),  # up to the limit is noise
+        ("g" * 4, 4),  # one past it: the link is garbled
+        ("ggg" + "a" + "ggg" + "a" + "ggg", None),  # any understood line ends the run
+        ("ggaggggg", 7),
+        ("", None),
+    ],
+)
+def test_garbage_lines_in_a_row_past_the_limit_garble_the_link(
+    lines: str, garbled_at: int | None
+) -> None:
+    run = GarbageRun(3)
+    verdicts = []
+    for line in lines:
+        if line == "g":
+            verdicts.append(run.garbage())
+        else:
+            run.understood()
+            verdicts.append(False)
+    first = verdicts.index(True) + 1 if True in verdicts else None
+    assert first == garbled_at
+
+
+@given(st.lists(st.booleans(), max_size=80), st.integers(0, 10))
+def test_garbage_run_is_the_length_of_the_trailing_streak(lines: list[bool], limit: int) -> None:
+    run = GarbageRun(limit)
+    for is_garbage in lines:
+        if is_garbage:
+            run.garbage()
+        else:
+            run.understood()
+    streak = len(lines) - (
+        max(i for i, g in enumerate(lines) if not g) + 1 if False in lines else 0
+    )
+    assert run.length == streak
 
 
 @pytest.mark.parametrize(
