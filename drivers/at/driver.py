@@ -8,7 +8,6 @@ message before `acknowledge`. TS 27.007 (5, 7.2, 7.3, 8.3, 8.5, 9.1) and TS 27.0
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import NoReturn
@@ -40,6 +39,7 @@ from drivers.at.policies import (
     sim_code,
     storage_in_use,
 )
+from drivers.at.receiving import StoragesSeen, SweepSchedule
 from drivers.at.recovery import (
     AnswerWait,
     CommandLadder,
@@ -289,7 +289,7 @@ class AtModem:
         # Stored messages emitted and not yet deleted (see AwaitingTable).
         self._awaiting = AwaitingTable(options.reemit_after)
         self._undecodable: set[tuple[str, int, bytes]] = set()
-        self._storages_seen: set[str] = set()
+        self._storages_seen = StoragesSeen()
         self._rejections = RejectionStreak(options.cms_reinit_after)
         self._nonce = 0  # of the last resync
 
@@ -660,12 +660,11 @@ class AtModem:
 
     async def _receive_loop(self, link: _Link) -> None:
         """Read what the modem indicates, and sweep the storage now and every interval."""
-        interval = self.options.sweep_interval
-        deadline = trio.current_time()
+        schedule = SweepSchedule(self.options.sweep_interval, trio.current_time())
         while True:
             indication: _Indication = _Sweep()
-            if deadline > trio.current_time():
-                with trio.move_on_at(deadline):
+            if not schedule.due(trio.current_time()):
+                with trio.move_on_at(schedule.next_at):
                     indication = await link.indications_out.receive()
             try:
                 if isinstance(indication, _Direct):
@@ -676,7 +675,7 @@ class AtModem:
                         return
                     if isinstance(indication, _Sweep):
                         await self._sweep(link)
-                        deadline = trio.current_time() + interval if interval > 0 else math.inf
+                        schedule.swept(trio.current_time())
                     else:
                         await self._take_stored(link, indication)
             except ModemError as exc:
@@ -694,7 +693,7 @@ class AtModem:
         if link.rearm_cnmi and link.cnmi is not None:
             reply = await self._command(link, link.cnmi.command)
             link.rearm_cnmi = not reply.final.ok
-        for storage in self._sweep_storages():
+        for storage in self._storages_seen.sweep_order(self._health.storage):
             async with self._reading_from(link, storage):
                 reply = await self._command(link, commands.CMGL_ALL)
             if not reply.final.ok:
@@ -705,13 +704,8 @@ class AtModem:
             for stored in listed:
                 await self._offer(link, storage, stored)
 
-    def _sweep_storages(self) -> list[str]:
-        current = self._health.storage
-        others = sorted(self._storages_seen - {current})
-        return [current, *others]
-
     async def _take_stored(self, link: _Link, indication: _Stored) -> None:
-        self._storages_seen.add(indication.storage)
+        self._storages_seen.indicated(indication.storage)
         key = (indication.storage, indication.index)
         if self._awaiting.awaited(key, trio.current_time()):
             # A duplicated +CMTI/+CDSI, or one for a message emitted already.
