@@ -39,7 +39,7 @@ from drivers.at.policies import (
     sim_code,
     storage_in_use,
 )
-from drivers.at.receiving import StoragesSeen, SweepSchedule
+from drivers.at.receiving import DirectStep, StoragesSeen, SweepSchedule, direct_step
 from drivers.at.recovery import (
     AnswerWait,
     CommandLadder,
@@ -779,31 +779,26 @@ class AtModem:
             smsc, tpdu = split_sca(pdu)
             decoded = parse_received(tpdu)
         except (AtProtocolError, GsmError) as exc:
-            # Nowhere to keep it: refusing would only make the network send it again and
-            # again. The log line carries the PDU, so nothing is lost without a trace.
+            # The log line carries the PDU, so nothing is lost without a trace.
             self._health.undecodable += 1
             log.warning("modem %s: %s does not decode (%s): %s", self.name, urc.line, exc, urc.pdu)
-            async with self._lock:
-                await self._acknowledge_direct(link)
+            if direct_step(buffered=True, cnma=link.cnma) is DirectStep.ACKNOWLEDGE:
+                async with self._lock:
+                    await self._acknowledge_direct(link)
             return
         event = _event(self.name, "", None, smsc, tpdu, decoded)
-        if not link.cnma:
-            if not self._emit_inbound(event):
-                await self._events_in.send(event)
-                self._count_inbound(event)
-            return
-        if not self._emit_inbound(event):
-            # The modem turns indications off after a missing +CNMA (TS 27.005 3.4.1); the
-            # next sweep sets them again.
+        step = direct_step(buffered=self._emit_inbound(event), cnma=link.cnma)
+        if step is DirectStep.WAIT_FOR_ROOM:
+            await self._events_in.send(event)
+            self._count_inbound(event)
+        elif step is DirectStep.LEAVE_UNACKNOWLEDGED:
             log.warning("modem %s: no room for %s; the network will retry", self.name, urc.line)
             link.rearm_cnmi = True
-            return
-        async with self._lock:
-            await self._acknowledge_direct(link)
+        elif step is DirectStep.ACKNOWLEDGE:
+            async with self._lock:
+                await self._acknowledge_direct(link)
 
     async def _acknowledge_direct(self, link: _Link) -> None:
-        if not link.cnma:
-            return
         reply = await self._command(link, commands.CNMA)
         if not reply.final.ok:
             # Too late (+CMS ERROR 340): the modem gave up waiting and turned indications off.

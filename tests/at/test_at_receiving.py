@@ -1,5 +1,5 @@
-"""The AT driver's pure decisions about receiving: when to sweep the storages, and which ones.
-No trio: time is an argument."""
+"""The AT driver's pure decisions about receiving: when to sweep the storages, and which ones;
+what follows a directly delivered message. No trio: time is an argument."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.at.receiving import StoragesSeen, SweepSchedule
+from drivers.at.receiving import DirectStep, StoragesSeen, SweepSchedule, direct_step
 
 
 def test_a_new_connection_sweeps_at_once_then_every_interval_after_the_last() -> None:
@@ -59,3 +59,20 @@ def test_the_storage_in_use_is_swept_first_then_the_others_indicated(
     for storage in indicated:
         seen.indicated(storage)
     assert seen.sweep_order(in_use) == order
+
+
+@pytest.mark.parametrize(
+    ("buffered", "cnma", "step"),
+    [
+        (True, True, DirectStep.ACKNOWLEDGE),
+        # No room while the modem waits for AT+CNMA: refused, the network delivers it again.
+        (False, True, DirectStep.LEAVE_UNACKNOWLEDGED),
+        (True, False, DirectStep.DONE),
+        # The modem acknowledged it by itself: it cannot come again, so it waits for room.
+        (False, False, DirectStep.WAIT_FOR_ROOM),
+    ],
+)
+def test_a_direct_message_is_acknowledged_only_once_buffered(
+    buffered: bool, cnma: bool, step: DirectStep
+) -> None:
+    assert direct_step(buffered=buffered, cnma=cnma) is step
