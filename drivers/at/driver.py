@@ -16,7 +16,7 @@ import msgspec
 import trio
 
 from drivers.at import commands
-from drivers.at.awaiting import AwaitingTable, Offer
+from drivers.at.awaiting import AwaitingTable, DeleteStep, DeleteTries, Offer
 from drivers.at.commands import CmsError, Cnmi, StoredPdu, cms_is_permanent
 from drivers.at.errors import AtProtocolError
 from drivers.at.framer import (
@@ -404,23 +404,27 @@ class AtModem:
         key = (event.storage, event.index)
         self._awaiting.committed(key, event.pdu, trio.current_time())
         async with self._lock:
-            link = self._link
-            if link is None or link.failed.is_set() or self._health.state is not ModemState.READY:
+            try:
+                link = self._ready_link()
+            except ModemUnavailable:
                 log.info("modem %s: deleting %s deferred: not ready", self.name, _describe(event))
                 return
-            why = ""
-            for _attempt in range(2):
+            tries = DeleteTries()
+            while True:
                 try:
                     await self._delete_if_still(link, key, event.pdu)
                     return
                 except _Unanswered as exc:
-                    why = str(exc)  # resynchronised: reading and comparing again is safe
+                    why = str(exc)
+                    step = tries.failed(answer_lost=True)
                 except ModemError as exc:
                     why = str(exc)
-                    break
+                    step = tries.failed(answer_lost=False)
                 except AtProtocolError as exc:
                     why = f"unreadable answer while deleting: {exc}"
                     link.fail(why)
+                    step = tries.failed(answer_lost=False)
+                if step is DeleteStep.DEFER:
                     break
             log.info("modem %s: deleting %s deferred: %s", self.name, _describe(event), why)
             if not link.failed.is_set():

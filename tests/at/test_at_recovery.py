@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.at.awaiting import AwaitingTable, Offer
+from drivers.at.awaiting import AwaitingTable, DeleteStep, DeleteTries, Offer
 from drivers.at.commands import resync
 from drivers.at.driver import AtOptions
 from drivers.at.framer import FinalKind, FinalResult
@@ -132,6 +132,34 @@ def test_a_listing_without_an_entry_forgets_it() -> None:
     table.committed(("SR", 1), b"c", 0.0)
     table.listed("SM", {("SM", 2)})
     assert sorted(table.deferred()) == [("SM", 2), ("SR", 1)]
+
+
+@pytest.mark.parametrize(
+    ("failures", "steps"),
+    [
+        # answer_lost per failure -> the step after each
+        ([True, True], [DeleteStep.RETRY, DeleteStep.DEFER]),
+        ([True, False], [DeleteStep.RETRY, DeleteStep.DEFER]),
+        ([False], [DeleteStep.DEFER]),  # an error answer or a broken link: to the sweep
+    ],
+)
+def test_a_delete_whose_answer_is_lost_is_tried_once_more_then_left_to_a_sweep(
+    failures: list[bool], steps: list[DeleteStep]
+) -> None:
+    tries = DeleteTries()
+    assert [tries.failed(answer_lost=lost) for lost in failures] == steps
+
+
+@given(st.integers(1, 6), st.lists(st.booleans(), min_size=1, max_size=10))
+def test_delete_tries_never_exceed_their_attempts(attempts: int, lost: list[bool]) -> None:
+    tries = DeleteTries(attempts)
+    made = 0
+    for answer_lost in lost:
+        made += 1
+        if tries.failed(answer_lost=answer_lost) is DeleteStep.DEFER:
+            break
+    assert made <= attempts
+    assert made == attempts or not all(lost[:made]) or made == len(lost)
 
 
 def test_a_resync_is_answered_by_its_own_nonce_only() -> None:
