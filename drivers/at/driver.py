@@ -1069,7 +1069,8 @@ class AtModem:
     async def _command(self, link: _Link, command: str) -> Response:
         """One command and its final result, climbing `CommandLadder` when it is lost: a
         resync and a retry (repeatable commands), a resync and `_Unanswered` (others), the
-        re-initialisation of `_timed_out` when the retries run out."""
+        re-initialisation of `_recover_in_place` (or, while initialising, a reopen)
+        when the retries run out."""
         options = self.options
         ladder = CommandLadder(
             repeatable=is_repeatable(command),
@@ -1087,9 +1088,11 @@ class AtModem:
                 await trio.sleep_until(decision.at)
                 continue
             reason = f"no answer to {command} within {options.query_timeout:g} s"
-            decision = ladder.timed_out()
-            if decision.step is Step.ESCALATE:
-                await self._timed_out(link, f"{reason}, {ladder.silences} times")
+            decision = ladder.timed_out(serving=link.serving)
+            if decision.step is Step.REOPEN:
+                self._fail(link, f"{reason}, {ladder.silences} times")
+            if decision.step is Step.REINITIALISE:
+                await self._recover_in_place(link, f"{reason}, {ladder.silences} times")
             await self._resync(link, reason)
             if decision.step is Step.RESYNC_AND_REPORT:
                 raise _Unanswered(f"modem {self.name}: {reason}; resynchronised")
@@ -1115,11 +1118,9 @@ class AtModem:
             log.info("modem %s: a late answer taken off the line: %r", self.name, reply)
         self._fail(link, f"{reason}; no answer to the resync after {attempts} attempts")
 
-    async def _timed_out(self, link: _Link, reason: str) -> NoReturn:
-        """The first rungs of the ladder: resynchronise and re-initialise on the open port;
-        only when that fails is the link given up (and the port reopened by `run`)."""
-        if not link.serving:
-            self._fail(link, reason)
+    async def _recover_in_place(self, link: _Link, reason: str) -> NoReturn:
+        """Synchronise and re-initialise on the open port; only when that fails is the link
+        given up (and the port reopened by `run`)."""
         log.warning("modem %s: %s; resynchronising", self.name, reason)
         link.serving = False
         if not await self._try_synchronise(link, first_escape=True):

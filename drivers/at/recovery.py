@@ -25,7 +25,8 @@ class Step(enum.Enum):
     ASK_AGAIN = "ask-again"  # not ready yet: ask again at `at`
     RESYNC_AND_REPEAT = "resync-and-repeat"  # lost answer: resync, then the same command again
     RESYNC_AND_REPORT = "resync-and-report"  # lost answer, not repeatable: resync, then say so
-    ESCALATE = "escalate"  # the ladder ran out: re-initialise or reopen
+    REINITIALISE = "reinitialise"  # the ladder ran out while serving: initialise in place
+    REOPEN = "reopen"  # the ladder ran out while initialising: give the port up
 
 
 class Decision(msgspec.Struct, frozen=True):
@@ -49,7 +50,9 @@ def is_not_ready(final: FinalResult) -> bool:
 class CommandLadder:
     """One command's attempts: `timed_out()` after a silence, `answered()` after a final result.
 
-    `retries` lost answers are resynchronised and repeated; the next escalates. A "not ready"
+    `retries` lost answers are resynchronised and repeated; the next escalates: a modem that
+    was serving is re-initialised on the open port (it may have restarted), one that was
+    still initialising, where that would only start over, has its port reopened. A "not ready"
     answer is asked again every `poll_interval` until `not_ready_for` seconds have passed since
     the first one; then it is accepted as it is.
     """
@@ -69,13 +72,13 @@ class CommandLadder:
         self.silences = 0
         self._not_ready_since: float | None = None
 
-    def timed_out(self) -> Decision:
+    def timed_out(self, *, serving: bool) -> Decision:
         self.silences += 1
         if not self.repeatable:
             return Decision(Step.RESYNC_AND_REPORT)
         if self.silences <= self.retries:
             return Decision(Step.RESYNC_AND_REPEAT)
-        return Decision(Step.ESCALATE)
+        return Decision(Step.REINITIALISE if serving else Step.REOPEN)
 
     def answered(self, final: FinalResult, now: float) -> Decision:
         if not (self.repeatable and is_not_ready(final)):

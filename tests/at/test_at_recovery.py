@@ -37,17 +37,26 @@ def ladder(*, repeatable: bool = True, retries: int = 2) -> CommandLadder:
     )
 
 
-def test_lost_answers_of_a_repeatable_command_resync_and_repeat_then_escalate() -> None:
+@pytest.mark.parametrize(
+    ("serving", "escalation"), [(True, Step.REINITIALISE), (False, Step.REOPEN)]
+)
+def test_lost_answers_of_a_repeatable_command_resync_and_repeat_then_escalate(
+    serving: bool, escalation: Step
+) -> None:
     steps = ladder(retries=2)
-    assert [steps.timed_out().step for _ in range(3)] == [
+    assert [steps.timed_out(serving=serving).step for _ in range(3)] == [
         Step.RESYNC_AND_REPEAT,
         Step.RESYNC_AND_REPEAT,
-        Step.ESCALATE,
+        escalation,
     ]
+    assert ladder(retries=0).timed_out(serving=serving).step is escalation
 
 
-def test_a_lost_answer_of_a_command_not_safe_to_repeat_is_reported_after_a_resync() -> None:
-    assert ladder(repeatable=False).timed_out() == Decision(Step.RESYNC_AND_REPORT)
+@pytest.mark.parametrize("serving", [True, False])
+def test_a_lost_answer_of_a_command_not_safe_to_repeat_is_reported_after_a_resync(
+    serving: bool,
+) -> None:
+    assert ladder(repeatable=False).timed_out(serving=serving) == Decision(Step.RESYNC_AND_REPORT)
 
 
 def test_not_ready_is_asked_again_until_its_window_closes() -> None:
