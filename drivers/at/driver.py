@@ -39,7 +39,17 @@ from drivers.at.policies import (
     sim_code,
     storage_in_use,
 )
-from drivers.at.receiving import DirectStep, StoragesSeen, SweepSchedule, direct_step
+from drivers.at.receiving import (
+    Direct,
+    DirectStep,
+    Indication,
+    IndicationsOff,
+    StoragesSeen,
+    Stored,
+    Sweep,
+    SweepSchedule,
+    direct_step,
+)
 from drivers.at.recovery import (
     AnswerWait,
     CommandLadder,
@@ -195,24 +205,6 @@ class _SimLocked(Exception):
     """The SIM needs a human (wrong PIN, PUK, no PIN configured); retrying cannot help."""
 
 
-class _Stored(msgspec.Struct, frozen=True):
-    """+CMTI or +CDSI: a message or report waits at `index` of `storage`."""
-
-    storage: str
-    index: int
-
-
-class _Direct(msgspec.Struct, frozen=True):
-    """+CMT or +CDS: the PDU came with the indication and must be acknowledged (+CNMA)."""
-
-    urc: Urc
-
-
-class _Sweep(msgspec.Struct, frozen=True):
-    """Look through the storage now (after a re-initialisation, or when an indication was lost)."""
-
-
-_Indication = _Stored | _Direct | _Sweep
 _INDICATION_BUFFER = 64
 
 
@@ -224,7 +216,7 @@ class _Link:
         self.framer = AtFramer(max_line)
         self.probe = probe  # an identity probe of a scan: unsolicited codes are not ours
         self.replies_in, self.replies_out = trio.open_memory_channel[Response | Prompt](4)
-        self.indications_in, self.indications_out = trio.open_memory_channel[_Indication](
+        self.indications_in, self.indications_out = trio.open_memory_channel[Indication](
             _INDICATION_BUFFER
         )
         self.failed = trio.Event()
@@ -232,7 +224,7 @@ class _Link:
         self.serving = False  # initialised; a timeout now resynchronises before reopening
         self.cnmi: Cnmi | None = None
         self.cnma = False  # +CMT/+CDS wait for AT+CNMA (AT+CSMS=1 was accepted)
-        self.rearm_cnmi = False  # the modem may have turned indications off; set them again
+        self.indications_off = IndicationsOff()
 
     def fail(self, reason: str) -> None:
         if not self.failed.is_set():
@@ -428,7 +420,7 @@ class AtModem:
                     break
             log.info("modem %s: deleting %s deferred: %s", self.name, _describe(event), why)
             if not link.failed.is_set():
-                self._queue(link, _Sweep())
+                self._queue(link, Sweep())
 
     async def _delete_if_still(self, link: _Link, key: tuple[str, int], tpdu: bytes) -> None:
         """AT+CMGD of `key` if it still holds `tpdu` (it may hold a newer message by now)."""
@@ -627,13 +619,13 @@ class AtModem:
                 self._health.sim = commands.parse_cpin((urc.line,))
             elif urc.name in ("+CMTI", "+CDSI"):
                 storage, index = commands.parse_storage_indication(urc.line)
-                self._queue(link, _Stored(storage, index))
+                self._queue(link, Stored(storage, index))
             elif urc.name in ("+CMT", "+CDS"):
-                self._queue(link, _Direct(urc))
+                self._queue(link, Direct(urc))
         except AtProtocolError as exc:
             log.info("modem %s: unreadable %s: %s", self.name, urc.line, exc)
 
-    def _queue(self, link: _Link, indication: _Indication) -> None:
+    def _queue(self, link: _Link, indication: Indication) -> None:
         try:
             link.indications_in.send_nowait(indication)
         except trio.WouldBlock:
@@ -642,7 +634,7 @@ class AtModem:
             log.warning(
                 "modem %s: indication backlog full, %r left for later", self.name, indication
             )
-            link.rearm_cnmi = link.rearm_cnmi or isinstance(indication, _Direct)
+            link.indications_off.dropped(indication)
 
     async def _health_loop(self, link: _Link) -> None:
         """Poll signal and registration; a poll that times out reveals a hung modem."""
@@ -666,18 +658,18 @@ class AtModem:
         """Read what the modem indicates, and sweep the storage now and every interval."""
         schedule = SweepSchedule(self.options.sweep_interval, trio.current_time())
         while True:
-            indication: _Indication = _Sweep()
+            indication: Indication = Sweep()
             if not schedule.due(trio.current_time()):
                 with trio.move_on_at(schedule.next_at):
                     indication = await link.indications_out.receive()
             try:
-                if isinstance(indication, _Direct):
+                if isinstance(indication, Direct):
                     await self._take_direct(link, indication.urc)
                     continue
                 async with self._lock:
                     if link.failed.is_set():
                         return
-                    if isinstance(indication, _Sweep):
+                    if isinstance(indication, Sweep):
                         await self._sweep(link)
                         schedule.swept(trio.current_time())
                     else:
@@ -694,9 +686,9 @@ class AtModem:
     async def _sweep(self, link: _Link) -> None:
         """AT+CMGL=4 in every storage in use: emit what is stored and not yet awaiting ack,
         and delete what the gateway committed while its delete could not be done."""
-        if link.rearm_cnmi and link.cnmi is not None:
-            reply = await self._command(link, link.cnmi.command)
-            link.rearm_cnmi = not reply.final.ok
+        if (setting := link.indications_off.due(link.cnmi)) is not None:
+            reply = await self._command(link, setting.command)
+            link.indications_off.set_again(ok=reply.final.ok)
         for storage in self._storages_seen.sweep_order(self._health.storage):
             async with self._reading_from(link, storage):
                 reply = await self._command(link, commands.CMGL_ALL)
@@ -708,7 +700,7 @@ class AtModem:
             for stored in listed:
                 await self._offer(link, storage, stored)
 
-    async def _take_stored(self, link: _Link, indication: _Stored) -> None:
+    async def _take_stored(self, link: _Link, indication: Stored) -> None:
         self._storages_seen.indicated(indication.storage)
         key = (indication.storage, indication.index)
         if self._awaiting.awaited(key, trio.current_time()):
@@ -797,7 +789,7 @@ class AtModem:
             self._count_inbound(event)
         elif step is DirectStep.LEAVE_UNACKNOWLEDGED:
             log.warning("modem %s: no room for %s; the network will retry", self.name, urc.line)
-            link.rearm_cnmi = True
+            link.indications_off.unacknowledged()
         elif step is DirectStep.ACKNOWLEDGE:
             async with self._lock:
                 await self._acknowledge_direct(link)
@@ -807,10 +799,10 @@ class AtModem:
         if not reply.final.ok:
             # Too late (+CMS ERROR 340): the modem gave up waiting and turned indications off.
             log.warning("modem %s: AT+CNMA answered %s", self.name, reply.final.text)
-            link.rearm_cnmi = True
-            if link.cnmi is not None:
-                again = await self._command(link, link.cnmi.command)
-                link.rearm_cnmi = not again.final.ok
+            link.indications_off.unacknowledged()
+            if (setting := link.indications_off.due(link.cnmi)) is not None:
+                again = await self._command(link, setting.command)
+                link.indications_off.set_again(ok=again.final.ok)
 
     async def _read_index(self, link: _Link, storage: str, index: int) -> StoredPdu | None:
         async with self._reading_from(link, storage):
@@ -874,7 +866,7 @@ class AtModem:
         try:
             with trio.move_on_after(self.options.init_timeout):
                 self._health.detail = await self._initialise(link)
-                self._queue(link, _Sweep())
+                self._queue(link, Sweep())
                 return
         except _SimLocked as exc:
             self._sim_locked = True

@@ -4,13 +4,38 @@ Pure: no trio, no I/O; time is the `now` argument. When the storages are swept f
 yet acknowledged (AT+CMGL=4, TS 27.005 section 3.4.2) and which ones: the one in use, then every
 other one an indication pointed at (status reports may wait in "SR", section 3.4.1); what
 becomes of a directly delivered message (+CMT, +CDS) that the event buffer did or did not take
-(AT+CNMA, section 3.4.4).
+(AT+CNMA, section 3.4.4), and when the modem's indications must be set again.
 """
 
 from __future__ import annotations
 
 import enum
 import math
+
+import msgspec
+
+from drivers.at.commands import Cnmi
+from drivers.at.framer import Urc
+
+
+class Stored(msgspec.Struct, frozen=True):
+    """+CMTI or +CDSI: a message or report waits at `index` of `storage`."""
+
+    storage: str
+    index: int
+
+
+class Direct(msgspec.Struct, frozen=True):
+    """+CMT or +CDS: the PDU came with the indication and must be acknowledged (+CNMA)."""
+
+    urc: Urc
+
+
+class Sweep(msgspec.Struct, frozen=True):
+    """Look through the storage now (after a re-initialisation, or when an indication was lost)."""
+
+
+Indication = Stored | Direct | Sweep
 
 
 class SweepSchedule:
@@ -58,3 +83,29 @@ def direct_step(*, buffered: bool, cnma: bool) -> DirectStep:
     if not cnma:
         return DirectStep.DONE if buffered else DirectStep.WAIT_FOR_ROOM
     return DirectStep.ACKNOWLEDGE if buffered else DirectStep.LEAVE_UNACKNOWLEDGED
+
+
+class IndicationsOff:
+    """Whether the modem may have turned its new-message indications off, so that AT+CNMI
+    must be set again: it does so when a direct message (+CMT, +CDS) goes unacknowledged
+    (TS 27.005 section 3.4.1), because the gateway had no room for it, the backlog of
+    indications was full, or AT+CNMA came too late. Due until a setting is accepted."""
+
+    def __init__(self) -> None:
+        self.pending = False
+
+    def unacknowledged(self) -> None:
+        self.pending = True
+
+    def dropped(self, indication: Indication) -> None:
+        """The backlog had no room for `indication`: a stored message is found by the next
+        sweep, a direct one goes unacknowledged."""
+        if isinstance(indication, Direct):
+            self.pending = True
+
+    def due(self, setting: Cnmi | None) -> Cnmi | None:
+        """The setting to give again now, if any; none when none was accepted at all."""
+        return setting if self.pending else None
+
+    def set_again(self, *, ok: bool) -> None:
+        self.pending = not ok

@@ -1,5 +1,6 @@
 """The AT driver's pure decisions about receiving: when to sweep the storages, and which ones;
-what follows a directly delivered message. No trio: time is an argument."""
+what follows a directly delivered message; when indications must be set again. No trio: time
+is an argument."""
 
 from __future__ import annotations
 
@@ -9,7 +10,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.at.receiving import DirectStep, StoragesSeen, SweepSchedule, direct_step
+from drivers.at.commands import parse_cnmi_setting
+from drivers.at.framer import Urc
+from drivers.at.receiving import (
+    Direct,
+    DirectStep,
+    Indication,
+    IndicationsOff,
+    StoragesSeen,
+    Stored,
+    Sweep,
+    SweepSchedule,
+    direct_step,
+)
 
 
 def test_a_new_connection_sweeps_at_once_then_every_interval_after_the_last() -> None:
@@ -76,3 +89,40 @@ def test_a_direct_message_is_acknowledged_only_once_buffered(
     buffered: bool, cnma: bool, step: DirectStep
 ) -> None:
     assert direct_step(buffered=buffered, cnma=cnma) is step
+
+
+STORED_FIRST = parse_cnmi_setting("2,1,0,2,0")
+CMT = Urc(
+    name="+CMT",
+    line='+CMT: "",24',
+    pdu="07911326040000F0040B911346610089F60000208062917314080CC8329BFD06",
+)
+
+
+@pytest.mark.parametrize(
+    ("events", "due"),
+    [
+        ([], False),
+        (["unacknowledged"], True),
+        ([Direct(CMT)], True),  # a direct one dropped from a full backlog: not acknowledged
+        ([Stored("SM", 3)], False),  # a stored one dropped: the next sweep finds it
+        ([Sweep()], False),
+        (["unacknowledged", "set-ok"], False),
+        (["unacknowledged", "set-refused"], True),  # again at the next sweep
+        (["unacknowledged", "set-ok", Direct(CMT)], True),
+    ],
+)
+def test_indications_are_set_again_after_a_direct_message_went_unacknowledged(
+    events: list[str | Indication], due: bool
+) -> None:
+    off = IndicationsOff()
+    for event in events:
+        if event == "unacknowledged":
+            off.unacknowledged()
+        elif event in ("set-ok", "set-refused"):
+            off.set_again(ok=event == "set-ok")
+        else:
+            assert not isinstance(event, str)
+            off.dropped(event)
+    assert off.due(STORED_FIRST) == (STORED_FIRST if due else None)
+    assert off.due(None) is None  # nothing to set again when no setting was accepted
