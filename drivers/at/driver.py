@@ -36,6 +36,8 @@ from drivers.at.policies import (
     SimStep,
     SimUnlock,
     make_room,
+    network_detail,
+    registration_name,
     sim_code,
     storage_in_use,
 )
@@ -1012,19 +1014,12 @@ class AtModem:
         operator = await self._command(link, commands.COPS_QUERY)
         if operator.final.ok:
             self._health.operator = commands.parse_cops(operator.lines).name
-        dbm = self._health.signal_dbm
-        level = "signal unknown" if dbm is None else f"signal {dbm} dBm"
-        network = self._health.registration or "registration unknown"
-        return f"{level}, {network}"
+        return network_detail(self._health.signal_dbm, self._health.registration)
 
     def _update_registration(self) -> None:
-        """The better of circuit-switched (+CREG) and EPS (+CEREG) registration: an LTE stick
-        may be registered on EPS only, and SMS goes over either."""
-        known = [r for r in (self.registration, self.eps_registration) if r is not None]
-        if not known:
-            return
-        best = max(known, key=lambda r: (r.stat.registered, r.stat == r.stat.HOME))
-        self._health.registration = best.stat.name.lower().replace("_", " ")
+        name = registration_name(self.registration, self.eps_registration)
+        if name is not None:
+            self._health.registration = name
 
     # ---- finding the port ------------------------------------------------------------------
 

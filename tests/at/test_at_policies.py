@@ -1,9 +1,15 @@
-"""The AT driver's smaller pure decisions: SIM unlock, the rejection streak, the event buffer."""
+"""The AT driver's smaller pure decisions: SIM unlock, the rejection streak, the event buffer,
+the network's state in the health."""
 
 from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from drivers.at.commands import Registration, RegistrationStatus
 from drivers.at.framer import FinalKind, FinalResult
 from drivers.at.policies import (
     IndicationChoice,
@@ -11,6 +17,8 @@ from drivers.at.policies import (
     SimStep,
     SimUnlock,
     make_room,
+    network_detail,
+    registration_name,
     sim_code,
     storage_in_use,
 )
@@ -105,3 +113,43 @@ def test_indication_choice_tries_stored_first_and_asks_csms_for_direct_only() ->
     assert choice.wants_csms(direct)
     assert not choice.wants_csms(None)
     assert not IndicationChoice(["2,2,0,1,0"], csms_for_direct=False).wants_csms(direct)
+
+
+def reg(stat: RegistrationStatus) -> Registration:
+    return Registration(stat=stat)
+
+
+@pytest.mark.parametrize(
+    ("circuit", "eps", "name"),
+    [
+        (None, None, None),
+        (RegistrationStatus.HOME, None, "home"),
+        (None, RegistrationStatus.ROAMING, "roaming"),
+        # An LTE stick registered on EPS only: SMS goes over EPS.
+        (RegistrationStatus.SEARCHING, RegistrationStatus.HOME, "home"),
+        (RegistrationStatus.ROAMING, RegistrationStatus.HOME, "home"),
+        (RegistrationStatus.SMS_ONLY_HOME, RegistrationStatus.ROAMING, "sms only home"),
+        (RegistrationStatus.DENIED, RegistrationStatus.SEARCHING, "denied"),  # a tie: +CREG
+    ],
+)
+def test_the_better_registration_shows(
+    circuit: RegistrationStatus | None, eps: RegistrationStatus | None, name: str | None
+) -> None:
+    as_reg = {None: None} | {stat: reg(stat) for stat in RegistrationStatus}
+    assert registration_name(as_reg[circuit], as_reg[eps]) == name
+
+
+@given(st.sampled_from(RegistrationStatus), st.sampled_from(RegistrationStatus))
+def test_either_registered_shows_registered(
+    circuit: RegistrationStatus, eps: RegistrationStatus
+) -> None:
+    name = registration_name(reg(circuit), reg(eps))
+    registered = {s.name.lower().replace("_", " ") for s in RegistrationStatus if s.registered}
+    assert (name in registered) == (circuit.registered or eps.registered)
+    if RegistrationStatus.HOME in (circuit, eps):
+        assert name == "home"
+
+
+def test_network_detail_says_what_is_unknown() -> None:
+    assert network_detail(-71, "home") == "signal -71 dBm, home"
+    assert network_detail(None, "") == "signal unknown, registration unknown"
