@@ -50,6 +50,7 @@ from drivers.at.receiving import (
     Stored,
     Sweep,
     SweepSchedule,
+    UndecodableSeen,
     direct_step,
 )
 from drivers.at.recovery import (
@@ -282,7 +283,7 @@ class AtModem:
         self._sim_locked = False
         # Stored messages emitted and not yet deleted (see AwaitingTable).
         self._awaiting = AwaitingTable(options.reemit_after)
-        self._undecodable: set[tuple[str, int, bytes]] = set()
+        self._undecodable = UndecodableSeen()
         self._storages_seen = StoragesSeen()
         self._rejections = RejectionStreak(options.cms_reinit_after)
         self._nonce = 0  # of the last resync
@@ -749,10 +750,8 @@ class AtModem:
     async def _on_undecodable(
         self, link: _Link, storage: str, stored: StoredPdu, exc: GsmError
     ) -> None:
-        marker = (storage, stored.index, stored.pdu)
-        if marker in self._undecodable:
+        if not self._undecodable.first_time(storage, stored.index, stored.pdu):
             return
-        self._undecodable.add(marker)
         self._health.undecodable += 1
         log.warning(
             "modem %s: %s index %d does not decode (%s): %s",

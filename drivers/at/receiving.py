@@ -4,7 +4,8 @@ Pure: no trio, no I/O; time is the `now` argument. When the storages are swept f
 yet acknowledged (AT+CMGL=4, TS 27.005 section 3.4.2) and which ones: the one in use, then every
 other one an indication pointed at (status reports may wait in "SR", section 3.4.1); what
 becomes of a directly delivered message (+CMT, +CDS) that the event buffer did or did not take
-(AT+CNMA, section 3.4.4), and when the modem's indications must be set again.
+(AT+CNMA, section 3.4.4), when the modem's indications must be set again, and which stored
+PDUs that do not decode are reported (once each).
 """
 
 from __future__ import annotations
@@ -109,3 +110,19 @@ class IndicationsOff:
 
     def set_again(self, *, ok: bool) -> None:
         self.pending = not ok
+
+
+class UndecodableSeen:
+    """Stored PDUs that do not decode, each counted, logged and (with `delete_undecodable`)
+    deleted once: every sweep lists them again. Told apart by storage, index and PDU, so a
+    new undecodable message at a reused index is reported too."""
+
+    def __init__(self) -> None:
+        self._seen: set[tuple[str, int, bytes]] = set()
+
+    def first_time(self, storage: str, index: int, pdu: bytes) -> bool:
+        marker = (storage, index, pdu)
+        if marker in self._seen:
+            return False
+        self._seen.add(marker)
+        return True

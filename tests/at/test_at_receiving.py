@@ -1,6 +1,6 @@
 """The AT driver's pure decisions about receiving: when to sweep the storages, and which ones;
-what follows a directly delivered message; when indications must be set again. No trio: time
-is an argument."""
+what follows a directly delivered message; when indications must be set again; which
+undecodable PDUs are reported. No trio: time is an argument."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from drivers.at.receiving import (
     Stored,
     Sweep,
     SweepSchedule,
+    UndecodableSeen,
     direct_step,
 )
 
@@ -126,3 +127,24 @@ def test_indications_are_set_again_after_a_direct_message_went_unacknowledged(
             off.dropped(event)
     assert off.due(STORED_FIRST) == (STORED_FIRST if due else None)
     assert off.due(None) is None  # nothing to set again when no setting was accepted
+
+
+def test_an_undecodable_pdu_is_reported_once_per_index_and_content() -> None:
+    seen = UndecodableSeen()
+    assert [
+        seen.first_time("SM", 1, b"\x01"),
+        seen.first_time("SM", 1, b"\x01"),  # the next sweep lists it again
+        seen.first_time("SM", 1, b"\x02"),  # a new message at the reused index
+        seen.first_time("ME", 1, b"\x01"),
+        seen.first_time("SM", 2, b"\x01"),
+        seen.first_time("SM", 1, b"\x02"),
+    ] == [True, False, True, True, True, False]
+
+
+@given(st.lists(st.tuples(st.sampled_from(["SM", "ME"]), st.integers(0, 3), st.binary(max_size=2))))
+def test_each_undecodable_marker_is_first_exactly_once(
+    markers: list[tuple[str, int, bytes]],
+) -> None:
+    seen = UndecodableSeen()
+    firsts = [marker for marker in markers if seen.first_time(*marker)]
+    assert sorted(firsts) == sorted(set(markers))
