@@ -17,7 +17,7 @@ import trio
 
 from drivers.at import commands
 from drivers.at.awaiting import AwaitingTable, DeleteStep, DeleteTries, Offer
-from drivers.at.commands import CmsError, Cnmi, StoredPdu, cms_is_permanent
+from drivers.at.commands import Cnmi, StoredPdu, cms_is_permanent
 from drivers.at.errors import AtProtocolError
 from drivers.at.framer import (
     NEED_DATA,
@@ -52,6 +52,9 @@ from drivers.at.receiving import (
     SweepSchedule,
     UndecodableSeen,
     direct_step,
+    is_empty_index,
+    is_received,
+    still_holds,
 )
 from drivers.at.recovery import (
     AnswerWait,
@@ -429,7 +432,7 @@ class AtModem:
         """AT+CMGD of `key` if it still holds `tpdu` (it may hold a newer message by now)."""
         storage, index = key
         stored = await self._read_index(link, storage, index)
-        if stored is None or _tpdu_of(stored.pdu) != tpdu:
+        if not still_holds(stored, tpdu):
             log.info(
                 "modem %s: %s index %d no longer holds the acknowledged message",
                 self.name,
@@ -717,7 +720,7 @@ class AtModem:
 
     async def _offer(self, link: _Link, storage: str, stored: StoredPdu) -> None:
         """Emit one stored message once per connection, until it is acknowledged."""
-        if not _is_received(stored.stat):
+        if not is_received(stored.stat):
             return
         key = (storage, stored.index)
         try:
@@ -810,7 +813,7 @@ class AtModem:
             reply = await self._command(link, commands.cmgr(index))
         if reply.final.ok:
             return commands.parse_cmgr(reply.lines, index)
-        if reply.final.kind is FinalKind.CMS_ERROR and reply.final.code in _EMPTY_INDEX:
+        if is_empty_index(reply.final):
             return None
         raise ModemUnavailable(f"AT+CMGR={index} answered {reply.final.text}")
 
@@ -1230,10 +1233,6 @@ class _StorageSwitch:
             )
 
 
-# +CMS ERROR answers of AT+CMGR that mean "nothing stored there".
-_EMPTY_INDEX = frozenset({CmsError.INVALID_MEMORY_INDEX, CmsError.UNKNOWN_ERROR})
-
-
 def _reference_in(lines: tuple[str, ...]) -> int | None:
     """The TP-MR of a `+CMGS: <mr>` among `lines`, if one got through."""
     try:
@@ -1248,18 +1247,6 @@ def _rejection(final: FinalResult) -> SendRejected:
         permanent = code is not None and cms_is_permanent(code)
         return SendRejected(f"+CMS ERROR: {final.text}", cms=code, permanent=permanent)
     return SendRejected(f"AT+CMGS answered {final.kind.value} {final.text}", permanent=False)
-
-
-def _is_received(stat: int) -> bool:
-    """REC UNREAD or REC READ; stored outgoing messages (STO ...) are not ours to emit."""
-    return stat in (commands.StoredStat.REC_UNREAD, commands.StoredStat.REC_READ)
-
-
-def _tpdu_of(pdu: bytes) -> bytes | None:
-    try:
-        return split_sca(pdu)[1]
-    except GsmError:
-        return None
 
 
 def _event(

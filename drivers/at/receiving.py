@@ -4,19 +4,22 @@ Pure: no trio, no I/O; time is the `now` argument. When the storages are swept f
 yet acknowledged (AT+CMGL=4, TS 27.005 section 3.4.2) and which ones: the one in use, then every
 other one an indication pointed at (status reports may wait in "SR", section 3.4.1); what
 becomes of a directly delivered message (+CMT, +CDS) that the event buffer did or did not take
-(AT+CNMA, section 3.4.4), when the modem's indications must be set again, and which stored
-PDUs that do not decode are reported (once each).
+(AT+CNMA, section 3.4.4), when the modem's indications must be set again, what a read of the
+storage found (sections 3.4.3, 3.5.4), and which stored PDUs that do not decode are reported
+(once each).
 """
 
 from __future__ import annotations
 
 import enum
 import math
+from typing import Final
 
 import msgspec
 
-from drivers.at.commands import Cnmi
-from drivers.at.framer import Urc
+from drivers.at.commands import CmsError, Cnmi, StoredPdu, StoredStat
+from drivers.at.framer import FinalKind, FinalResult, Urc
+from drivers.gsm import GsmError, split_sca
 
 
 class Stored(msgspec.Struct, frozen=True):
@@ -126,3 +129,29 @@ class UndecodableSeen:
             return False
         self._seen.add(marker)
         return True
+
+
+def is_received(stat: int) -> bool:
+    """REC UNREAD or REC READ; stored outgoing messages (STO ...) are not ours to emit."""
+    return stat in (StoredStat.REC_UNREAD, StoredStat.REC_READ)
+
+
+# +CMS ERROR answers of AT+CMGR that mean "nothing stored there".
+_EMPTY_INDEX: Final = frozenset({CmsError.INVALID_MEMORY_INDEX, CmsError.UNKNOWN_ERROR})
+
+
+def is_empty_index(final: FinalResult) -> bool:
+    """Whether an error answer of AT+CMGR says the index holds nothing (rather than that the
+    modem cannot read it now)."""
+    return final.kind is FinalKind.CMS_ERROR and final.code in _EMPTY_INDEX
+
+
+def still_holds(stored: StoredPdu | None, tpdu: bytes) -> bool:
+    """Whether the index just read still holds the message `tpdu`: after a reconnect it may
+    hold a newer one, once the acknowledged one was deleted by a delete whose answer was lost."""
+    if stored is None:
+        return False
+    try:
+        return split_sca(stored.pdu)[1] == tpdu
+    except GsmError:
+        return False

@@ -1,6 +1,6 @@
 """The AT driver's pure decisions about receiving: when to sweep the storages, and which ones;
-what follows a directly delivered message; when indications must be set again; which
-undecodable PDUs are reported. No trio: time is an argument."""
+what follows a directly delivered message; when indications must be set again; what a read of
+the storage found; which undecodable PDUs are reported. No trio: time is an argument."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.at.commands import parse_cnmi_setting
-from drivers.at.framer import Urc
+from drivers.at.commands import StoredPdu, parse_cnmi_setting
+from drivers.at.framer import FinalKind, FinalResult, Urc
 from drivers.at.receiving import (
     Direct,
     DirectStep,
@@ -23,6 +23,9 @@ from drivers.at.receiving import (
     SweepSchedule,
     UndecodableSeen,
     direct_step,
+    is_empty_index,
+    is_received,
+    still_holds,
 )
 
 
@@ -148,3 +151,44 @@ def test_each_undecodable_marker_is_first_exactly_once(
     seen = UndecodableSeen()
     firsts = [marker for marker in markers if seen.first_time(*marker)]
     assert sorted(firsts) == sorted(set(markers))
+
+
+@pytest.mark.parametrize(
+    ("stat", "ours"), [(0, True), (1, True), (2, False), (3, False), (16, False)]
+)
+def test_only_received_messages_are_emitted(stat: int, ours: bool) -> None:
+    assert is_received(stat) is ours
+
+
+@pytest.mark.parametrize(
+    ("final", "empty"),
+    [
+        (FinalResult(kind=FinalKind.CMS_ERROR, code=321, text="321"), True),
+        (FinalResult(kind=FinalKind.CMS_ERROR, code=500, text="500"), True),
+        (FinalResult(kind=FinalKind.CMS_ERROR, code=314, text="314"), False),  # not ready
+        (FinalResult(kind=FinalKind.CME_ERROR, code=21, text="21"), False),
+        (FinalResult(kind=FinalKind.ERROR, text="ERROR"), False),
+    ],
+)
+def test_which_answers_to_a_read_mean_the_index_is_empty(final: FinalResult, empty: bool) -> None:
+    assert is_empty_index(final) is empty
+
+
+TPDU = bytes.fromhex("040B911346610089F60000208062917314080CC8329BFD06")
+
+
+@pytest.mark.parametrize(
+    ("stored", "holds"),
+    [
+        (StoredPdu(index=1, stat=1, pdu=b"\x00" + TPDU), True),
+        # The same message with the SMSC's address in front.
+        (StoredPdu(index=1, stat=1, pdu=bytes.fromhex("07911326040000F0") + TPDU), True),
+        (StoredPdu(index=1, stat=0, pdu=b"\x00" + TPDU[:-1] + b"\x07"), False),  # a newer one
+        (StoredPdu(index=1, stat=0, pdu=b"\x09\x91"), False),  # no longer decodes
+        (None, False),  # empty
+    ],
+)
+def test_a_delete_goes_ahead_only_while_the_index_holds_the_acknowledged_message(
+    stored: StoredPdu | None, holds: bool
+) -> None:
+    assert still_holds(stored, TPDU) is holds
