@@ -54,6 +54,7 @@ from drivers.at.receiving import (
     direct_step,
     is_empty_index,
     is_received,
+    needs_switch,
     still_holds,
 )
 from drivers.at.recovery import (
@@ -1221,8 +1222,7 @@ class _StorageSwitch:
         self._switched = False
 
     async def __aenter__(self) -> None:
-        home = self._modem._health.storage
-        if self._storage and home and self._storage != home:
+        if needs_switch(self._storage, self._modem._health.storage):
             await self._modem._expect_ok(self._link, commands.cpms_read_from(self._storage))
             self._switched = True
 

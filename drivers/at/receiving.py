@@ -131,6 +131,13 @@ class UndecodableSeen:
         return True
 
 
+def needs_switch(storage: str, in_use: str) -> bool:
+    """Whether reading or deleting in `storage` first points <mem1> there (AT+CPMS, section
+    3.2.2): status reports may wait in "SR" while messages are in "SM". Not when either is
+    unknown (a modem that never said), nor for the storage in use."""
+    return bool(storage and in_use and storage != in_use)
+
+
 def is_received(stat: int) -> bool:
     """REC UNREAD or REC READ; stored outgoing messages (STO ...) are not ours to emit."""
     return stat in (StoredStat.REC_UNREAD, StoredStat.REC_READ)

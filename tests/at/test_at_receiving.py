@@ -25,6 +25,7 @@ from drivers.at.receiving import (
     direct_step,
     is_empty_index,
     is_received,
+    needs_switch,
     still_holds,
 )
 
@@ -192,3 +193,18 @@ def test_a_delete_goes_ahead_only_while_the_index_holds_the_acknowledged_message
     stored: StoredPdu | None, holds: bool
 ) -> None:
     assert still_holds(stored, TPDU) is holds
+
+
+@pytest.mark.parametrize(
+    ("storage", "in_use", "switch"),
+    [
+        ("SR", "SM", True),  # a status report kept apart from the messages
+        ("SM", "SM", False),
+        ("", "SM", False),  # a direct delivery has no storage
+        ("SR", "", False),  # the modem never said which storage it uses
+    ],
+)
+def test_mem1_is_pointed_at_another_storage_only_when_both_are_known(
+    storage: str, in_use: str, switch: bool
+) -> None:
+    assert needs_switch(storage, in_use) is switch
