@@ -62,7 +62,9 @@ from drivers.at.recovery import (
     CommandLadder,
     GarbageRun,
     ReopenLadder,
+    ResyncNonces,
     Step,
+    escapes,
     is_repeatable,
     resync_answered,
 )
@@ -290,7 +292,7 @@ class AtModem:
         self._undecodable = UndecodableSeen()
         self._storages_seen = StoragesSeen()
         self._rejections = RejectionStreak(options.cms_reinit_after)
-        self._nonce = 0  # of the last resync
+        self._nonces = ResyncNonces()
 
     @property
     def events_dropped(self) -> int:
@@ -886,8 +888,8 @@ class AtModem:
             self._fail(link, f"no OK to AT after {self.options.sync_attempts} attempts")
 
     async def _try_synchronise(self, link: _Link, *, first_escape: bool) -> bool:
-        for attempt in range(max(1, self.options.sync_attempts)):
-            if attempt or first_escape:
+        for escape in escapes(self.options.sync_attempts, first=first_escape):
+            if escape:
                 await self._write(link, commands.ESC)
             reply = await self._exchange(link, commands.SYNC, self.options.sync_timeout)
             if reply is not None and reply.final.ok:
@@ -1094,19 +1096,18 @@ class AtModem:
         reopened by `run`)."""
         self._health.resyncs += 1
         log.info("modem %s: %s; resynchronising", self.name, reason)
-        attempts = max(1, self.options.sync_attempts)
-        for attempt in range(attempts):
-            if attempt:
+        tries = escapes(self.options.sync_attempts, first=False)
+        for escape in tries:
+            if escape:
                 await self._write(link, commands.ESC)
-            self._nonce = self._nonce % 255 + 1
-            command = commands.resync(self._nonce)
-            reply = await self._exchange(link, command, self.options.sync_timeout)
+            nonce = self._nonces.next()
+            reply = await self._exchange(link, commands.resync(nonce), self.options.sync_timeout)
             if reply is None:
                 continue
-            if resync_answered(reply.lines, reply.final, self._nonce):
+            if resync_answered(reply.lines, reply.final, nonce):
                 return
             log.info("modem %s: a late answer taken off the line: %r", self.name, reply)
-        self._fail(link, f"{reason}; no answer to the resync after {attempts} attempts")
+        self._fail(link, f"{reason}; no answer to the resync after {len(tries)} attempts")
 
     async def _recover_in_place(self, link: _Link, reason: str) -> NoReturn:
         """Synchronise and re-initialise on the open port; only when that fails is the link

@@ -109,6 +109,26 @@ def resync_answered(lines: tuple[str, ...], final: FinalResult, nonce: int) -> b
     return any(line.isdigit() and int(line) == nonce for line in lines)
 
 
+def escapes(attempts: int, *, first: bool) -> list[bool]:
+    """The tries of a synchronisation (bare AT) or a resync, at least one, each saying whether
+    ESC goes before it: before every try after the first, since the modem may sit in a PDU
+    entry that a lost answer's command opened, and before the first as well when `first`
+    (a command was just given up on)."""
+    return [attempt > 0 or first for attempt in range(max(1, attempts))]
+
+
+class ResyncNonces:
+    """The nonce of each resync, 1 to 255 in turn (S7 holds a byte; 0, what a reset register
+    may read, is never used), so an answer to an earlier resync cannot pass for this one."""
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    def next(self) -> int:
+        self.last = self.last % 255 + 1
+        return self.last
+
+
 class AnswerWait:
     """How long the pending command's final result is awaited: until `within` seconds after
     it was written, or until its information text has come and then nothing for `grace`

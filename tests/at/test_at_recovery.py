@@ -19,7 +19,9 @@ from drivers.at.recovery import (
     GarbageRun,
     ReopenLadder,
     Rest,
+    ResyncNonces,
     Step,
+    escapes,
     is_not_ready,
     is_repeatable,
     resync_answered,
@@ -181,6 +183,40 @@ def test_a_resync_is_answered_by_its_own_nonce_only() -> None:
     assert not resync_answered(("060",), OK, 61)  # the answer to an earlier resync
     # A modem without S7 says ERROR: it answered this very command.
     assert resync_answered((), FinalResult(kind=FinalKind.ERROR, text="ERROR"), 61)
+
+
+@pytest.mark.parametrize(
+    ("attempts", "first", "tries"),
+    [
+        (3, False, [False, True, True]),  # ESC before every try after the first
+        (3, True, [True, True, True]),  # and before the first after a command given up on
+        (1, False, [False]),
+        (0, False, [False]),  # at least one try
+        (-2, True, [True]),
+    ],
+)
+def test_synchronisation_tries_and_their_escapes(
+    attempts: int, first: bool, tries: list[bool]
+) -> None:
+    assert escapes(attempts, first=first) == tries
+
+
+def test_resync_nonces_run_1_to_255_and_wrap() -> None:
+    nonces = ResyncNonces()
+    taken = [nonces.next() for _ in range(512)]
+    assert taken[:255] == list(range(1, 256))
+    assert taken[255:258] == [1, 2, 3]
+    assert all(resync(n) for n in taken)  # each one a valid S7 value
+
+
+@given(st.integers(0, 1000))
+def test_consecutive_resync_nonces_always_differ(count: int) -> None:
+    nonces = ResyncNonces()
+    for _ in range(count):
+        nonces.next()
+    before = nonces.last
+    after = nonces.next()
+    assert after != before and 1 <= after <= 255
 
 
 def test_reopen_backoff_doubles_to_its_cap_and_a_ready_connection_resets_it() -> None:
