@@ -17,13 +17,11 @@ import trio
 
 from drivers.at import commands
 from drivers.at.awaiting import AwaitingTable, DeleteStep, DeleteTries, Offer
-from drivers.at.commands import Cnmi, StoredPdu, cms_is_permanent
+from drivers.at.commands import Cnmi, StoredPdu
 from drivers.at.errors import AtProtocolError
 from drivers.at.framer import (
     NEED_DATA,
     AtFramer,
-    FinalKind,
-    FinalResult,
     Garbage,
     Prompt,
     Response,
@@ -68,6 +66,7 @@ from drivers.at.recovery import (
     is_repeatable,
     resync_answered,
 )
+from drivers.at.sending import Refused, Sent, Unreadable, pdu_answered, refused
 from drivers.events import (
     HealthChanged,
     InboundSms,
@@ -473,26 +472,23 @@ class AtModem:
             await self._resync(link, reason)
             raise ModemUnavailable(f"modem {self.name}: {reason}; resynchronised")
         if isinstance(first, Response):
-            raise _rejection(first.final)
+            raise _rejection(refused(first.final))
         await self._write(link, pdu + commands.CTRL_Z)
         reply = await self._await_answer(link, self.options.send_timeout)
-        if reply is None:
-            mr = _reference_in(link.framer.partial)
-            if mr is not None:
-                # The +CMGS: line got through and its OK did not: the network has it.
-                await self._resync(link, f"AT+CMGS answered +CMGS: {mr} without OK")
-                return mr
-            reason = f"no answer to the PDU within {self.options.send_timeout:g} s"
-            await self._resync(link, reason)
-            raise SendOutcomeUnknown(f"modem {self.name}: {reason}; sent or not is unknown")
         if isinstance(reply, Prompt):
             self._fail(link, "a second '> ' prompt for one AT+CMGS")
-        if not reply.final.ok:
-            raise _rejection(reply.final)
-        try:
-            return commands.parse_cmgs(reply.lines)
-        except AtProtocolError as exc:
-            self._fail(link, f"unreadable AT+CMGS answer: {exc}")
+        outcome = pdu_answered(reply, link.framer.partial)
+        if isinstance(outcome, Sent):
+            if outcome.final_lost:
+                await self._resync(link, f"AT+CMGS answered +CMGS: {outcome.mr} without OK")
+            return outcome.mr
+        if isinstance(outcome, Refused):
+            raise _rejection(outcome)
+        if isinstance(outcome, Unreadable):
+            self._fail(link, outcome.reason)
+        reason = f"no answer to the PDU within {self.options.send_timeout:g} s"
+        await self._resync(link, reason)
+        raise SendOutcomeUnknown(f"modem {self.name}: {reason}; sent or not is unknown")
 
     async def _abort_prompt(self, link: _Link) -> None:
         """ESC leaves the PDU entry without sending (TS 27.005 section 3.5.1)."""
@@ -1234,20 +1230,8 @@ class _StorageSwitch:
             )
 
 
-def _reference_in(lines: tuple[str, ...]) -> int | None:
-    """The TP-MR of a `+CMGS: <mr>` among `lines`, if one got through."""
-    try:
-        return commands.parse_cmgs(lines)
-    except AtProtocolError:
-        return None
-
-
-def _rejection(final: FinalResult) -> SendRejected:
-    if final.kind is FinalKind.CMS_ERROR:
-        code = final.code
-        permanent = code is not None and cms_is_permanent(code)
-        return SendRejected(f"+CMS ERROR: {final.text}", cms=code, permanent=permanent)
-    return SendRejected(f"AT+CMGS answered {final.kind.value} {final.text}", permanent=False)
+def _rejection(outcome: Refused) -> SendRejected:
+    return SendRejected(outcome.reason, cms=outcome.cms, permanent=outcome.permanent)
 
 
 def _event(
