@@ -30,6 +30,7 @@ from drivers.at.framer import (
 from drivers.at.locate import Identity, ModemLocator, close_quietly
 from drivers.at.policies import (
     IndicationChoice,
+    Periodic,
     RejectionStreak,
     SimStep,
     SimUnlock,
@@ -47,7 +48,6 @@ from drivers.at.receiving import (
     StoragesSeen,
     Stored,
     Sweep,
-    SweepSchedule,
     UndecodableSeen,
     direct_step,
     is_empty_index,
@@ -643,10 +643,9 @@ class AtModem:
 
     async def _health_loop(self, link: _Link) -> None:
         """Poll signal and registration; a poll that times out reveals a hung modem."""
-        if self.options.health_interval <= 0:
-            return
+        polls = Periodic(self.options.health_interval, trio.current_time(), at_once=False)
         while True:
-            await trio.sleep(self.options.health_interval)
+            await trio.sleep_until(polls.next_at)
             async with self._lock:
                 try:
                     self._health.detail = await self._poll_network(link)
@@ -656,16 +655,17 @@ class AtModem:
                 except AtProtocolError as exc:
                     link.fail(f"unreadable health answer: {exc}")
                     return
+            polls.done(trio.current_time())
 
     # ---- receiving ---------------------------------------------------------------------------
 
     async def _receive_loop(self, link: _Link) -> None:
         """Read what the modem indicates, and sweep the storage now and every interval."""
-        schedule = SweepSchedule(self.options.sweep_interval, trio.current_time())
+        sweeps = Periodic(self.options.sweep_interval, trio.current_time(), at_once=True)
         while True:
             indication: Indication = Sweep()
-            if not schedule.due(trio.current_time()):
-                with trio.move_on_at(schedule.next_at):
+            if not sweeps.due(trio.current_time()):
+                with trio.move_on_at(sweeps.next_at):
                     indication = await link.indications_out.receive()
             try:
                 if isinstance(indication, Direct):
@@ -676,7 +676,7 @@ class AtModem:
                         return
                     if isinstance(indication, Sweep):
                         await self._sweep(link)
-                        schedule.swept(trio.current_time())
+                        sweeps.done(trio.current_time())
                     else:
                         await self._take_stored(link, indication)
             except ModemError as exc:

@@ -4,13 +4,15 @@ Pure: no trio, no I/O, no clock. The SIM unlock policy (TS 27.007 section 8.3: t
 at most once, PUK never guessed), the choice of storage and new-message indications (TS 27.005
 sections 3.2.2 and 3.4.1), the streak of rejected sends that points at the modem rather than the
 message (section 3.2.5), the event buffer's rule that only a health change ever gives way to
-a newer event, and how the network's state reads in the modem's health (TS 27.007 sections
-7.2 and 8.5).
+a newer event, how the network's state reads in the modem's health (TS 27.007 sections 7.2
+and 8.5), and when a periodic chore (a storage sweep, a health poll) is due, time being the
+`now` argument.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Sequence
 from typing import Final
 
@@ -166,3 +168,21 @@ def network_detail(signal_dbm: int | None, registration: str) -> str:
     """The health detail of a serving modem after a poll: its signal and registration."""
     level = "signal unknown" if signal_dbm is None else f"signal {signal_dbm} dBm"
     return f"{level}, {registration or 'registration unknown'}"
+
+
+class Periodic:
+    """A chore done every `interval` seconds after the last time it was done; with an interval
+    of 0 (or less) only when asked. `at_once`: due at `now` first (a sweep on a new connection),
+    else an interval from `now` (a health poll)."""
+
+    def __init__(self, interval: float, now: float, *, at_once: bool) -> None:
+        self.interval = interval
+        self.next_at = now
+        if not at_once:
+            self.done(now)
+
+    def due(self, now: float) -> bool:
+        return now >= self.next_at
+
+    def done(self, now: float) -> None:
+        self.next_at = now + self.interval if self.interval > 0 else math.inf

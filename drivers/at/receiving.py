@@ -1,7 +1,7 @@
 """The AT driver's decisions about receiving, each a pure object or function the shell consults.
 
-Pure: no trio, no I/O; time is the `now` argument. When the storages are swept for messages not
-yet acknowledged (AT+CMGL=4, TS 27.005 section 3.4.2) and which ones: the one in use, then every
+Pure: no trio, no I/O. Which storages are swept for messages not yet acknowledged (AT+CMGL=4,
+TS 27.005 section 3.4.2): the one in use, then every
 other one an indication pointed at (status reports may wait in "SR", section 3.4.1); what
 becomes of a directly delivered message (+CMT, +CDS) that the event buffer did or did not take
 (AT+CNMA, section 3.4.4), when the modem's indications must be set again, what a read of the
@@ -12,7 +12,6 @@ storage found (sections 3.4.3, 3.5.4), and which stored PDUs that do not decode 
 from __future__ import annotations
 
 import enum
-import math
 from typing import Final
 
 import msgspec
@@ -40,21 +39,6 @@ class Sweep(msgspec.Struct, frozen=True):
 
 
 Indication = Stored | Direct | Sweep
-
-
-class SweepSchedule:
-    """Sweeps happen at once on a new connection, then `interval` seconds after the last one
-    (0: only when asked, after a re-initialisation, a deferred delete or a lost indication)."""
-
-    def __init__(self, interval: float, now: float) -> None:
-        self.interval = interval
-        self.next_at = now
-
-    def due(self, now: float) -> bool:
-        return now >= self.next_at
-
-    def swept(self, now: float) -> None:
-        self.next_at = now + self.interval if self.interval > 0 else math.inf
 
 
 class StoragesSeen:

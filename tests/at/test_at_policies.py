@@ -1,9 +1,10 @@
 """The AT driver's smaller pure decisions: SIM unlock, the rejection streak, the event buffer,
-the network's state in the health."""
+the network's state in the health, periodic chores. No trio: time is an argument."""
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import pytest
 from hypothesis import given
@@ -13,6 +14,7 @@ from drivers.at.commands import Registration, RegistrationStatus
 from drivers.at.framer import FinalKind, FinalResult
 from drivers.at.policies import (
     IndicationChoice,
+    Periodic,
     RejectionStreak,
     SimStep,
     SimUnlock,
@@ -153,3 +155,39 @@ def test_either_registered_shows_registered(
 def test_network_detail_says_what_is_unknown() -> None:
     assert network_detail(-71, "home") == "signal -71 dBm, home"
     assert network_detail(None, "") == "signal unknown, registration unknown"
+
+
+def test_a_sweep_is_due_at_once_then_every_interval_after_the_last() -> None:
+    sweeps = Periodic(60.0, now=100.0, at_once=True)
+    assert sweeps.due(100.0)
+    sweeps.done(101.0)
+    assert (sweeps.next_at, sweeps.due(160.9), sweeps.due(161.0)) == (161.0, False, True)
+    # A sweep asked for early (a deferred delete) moves the next periodic one.
+    sweeps.done(130.0)
+    assert sweeps.next_at == 190.0
+
+
+def test_a_health_poll_is_due_an_interval_after_the_start() -> None:
+    polls = Periodic(60.0, now=100.0, at_once=False)
+    assert (polls.next_at, polls.due(159.0), polls.due(160.0)) == (160.0, False, True)
+
+
+@pytest.mark.parametrize("interval", [0.0, -1.0])
+@pytest.mark.parametrize("at_once", [True, False])
+def test_no_interval_means_only_when_asked(interval: float, at_once: bool) -> None:
+    chore = Periodic(interval, now=5.0, at_once=at_once)
+    assert chore.due(5.0) is at_once
+    chore.done(6.0)
+    assert chore.next_at == math.inf and not chore.due(1e12)
+
+
+@given(st.lists(st.floats(0.0, 1e6), min_size=1, max_size=20), st.floats(0.1, 1e4))
+def test_a_chore_is_never_due_sooner_than_an_interval_after_the_last(
+    done: list[float], interval: float
+) -> None:
+    chore = Periodic(interval, now=0.0, at_once=True)
+    for at in sorted(done):
+        chore.done(at)
+    last = max(done)
+    assert not chore.due(last + interval * 0.999)
+    assert chore.due(last + interval)

@@ -1,10 +1,8 @@
-"""The AT driver's pure decisions about receiving: when to sweep the storages, and which ones;
+"""The AT driver's pure decisions about receiving: which storages to sweep;
 what follows a directly delivered message; when indications must be set again; what a read of
-the storage found; which undecodable PDUs are reported. No trio: time is an argument."""
+the storage found; which undecodable PDUs are reported. No trio."""
 
 from __future__ import annotations
-
-import math
 
 import pytest
 from hypothesis import given
@@ -20,7 +18,6 @@ from drivers.at.receiving import (
     StoragesSeen,
     Stored,
     Sweep,
-    SweepSchedule,
     UndecodableSeen,
     direct_step,
     is_empty_index,
@@ -28,36 +25,6 @@ from drivers.at.receiving import (
     needs_switch,
     still_holds,
 )
-
-
-def test_a_new_connection_sweeps_at_once_then_every_interval_after_the_last() -> None:
-    schedule = SweepSchedule(60.0, now=100.0)
-    assert schedule.due(100.0)
-    schedule.swept(101.0)
-    assert (schedule.next_at, schedule.due(160.9), schedule.due(161.0)) == (161.0, False, True)
-    # A sweep asked for early (a deferred delete) moves the next periodic one.
-    schedule.swept(130.0)
-    assert schedule.next_at == 190.0
-
-
-@pytest.mark.parametrize("interval", [0.0, -1.0])
-def test_no_interval_sweeps_only_when_asked(interval: float) -> None:
-    schedule = SweepSchedule(interval, now=5.0)
-    assert schedule.due(5.0)
-    schedule.swept(6.0)
-    assert schedule.next_at == math.inf and not schedule.due(1e12)
-
-
-@given(st.lists(st.floats(0.0, 1e6), min_size=1, max_size=20), st.floats(0.1, 1e4))
-def test_a_sweep_is_never_due_sooner_than_an_interval_after_the_last(
-    sweeps: list[float], interval: float
-) -> None:
-    schedule = SweepSchedule(interval, now=0.0)
-    for at in sorted(sweeps):
-        schedule.swept(at)
-    last = max(sweeps)
-    assert not schedule.due(last + interval * 0.999)
-    assert schedule.due(last + interval)
 
 
 @pytest.mark.parametrize(
