@@ -330,9 +330,8 @@ class AtModem:
         while True:
             reason, became_ready = await self._connect_and_serve(None if started else task_status)
             started = started or became_ready
-            rest = ladder.ended(became_ready=became_ready)
-            if self._sim_locked:
-                # Reopening would repeat the same refusal, and a PIN retry could block the SIM.
+            rest = ladder.ended(became_ready=became_ready, sim_locked=self._sim_locked)
+            if rest.needs_person:
                 log.error("modem %s: %s; needs a person", self.name, reason)
                 await trio.sleep_forever()
             self._health.errors += 1

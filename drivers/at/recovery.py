@@ -12,6 +12,7 @@ pause. TS 27.005 section 3.2.5, TS 27.007 9.2.
 from __future__ import annotations
 
 import enum
+import math
 from typing import Final
 
 import msgspec
@@ -170,17 +171,21 @@ class GarbageRun:
 
 class Rest(msgspec.Struct, frozen=True):
     """After a connection ended: wait `seconds`, then open the port again; `quarantine` when
-    that many recoveries in a row failed (`failures` of them) and the modem rests."""
+    that many recoveries in a row failed (`failures` of them) and the modem rests;
+    `needs_person` (forever) when the SIM refused in a way no retry can mend."""
 
     seconds: float
     quarantine: bool = False
     failures: int = 0
+    needs_person: bool = False
 
 
 class ReopenLadder:
     """The top of the ladder, when the port itself is given up: reopen after a pause doubling
     from `initial` to `maximum` per connection that never got ready; after `quarantine_after`
-    of those in a row (0: never) rest `quarantine_seconds` and start over."""
+    of those in a row (0: never) rest `quarantine_seconds` and start over. A SIM locked for good
+    (a wrong PIN, a PUK) is never reopened: that would repeat the refusal, and entering the PIN
+    again could block the SIM."""
 
     def __init__(
         self, *, initial: float, maximum: float, quarantine_after: int, quarantine_seconds: float
@@ -192,7 +197,9 @@ class ReopenLadder:
         self._backoff = initial
         self._failures = 0
 
-    def ended(self, *, became_ready: bool) -> Rest:
+    def ended(self, *, became_ready: bool, sim_locked: bool = False) -> Rest:
+        if sim_locked:
+            return Rest(math.inf, failures=self._failures, needs_person=True)
         if became_ready:
             self._backoff = self.initial
             self._failures = 0

@@ -3,6 +3,8 @@ stored messages awaiting their acknowledgement and delete. No trio: time is an a
 
 from __future__ import annotations
 
+import math
+
 import msgspec
 import pytest
 from hypothesis import given
@@ -317,6 +319,14 @@ def test_garbage_run_is_the_length_of_the_trailing_streak(lines: list[bool], lim
         max(i for i, g in enumerate(lines) if not g) + 1 if False in lines else 0
     )
     assert run.length == streak
+
+
+def test_a_sim_that_needs_a_person_is_never_reopened() -> None:
+    ladder = ReopenLadder(initial=1.0, maximum=60.0, quarantine_after=3, quarantine_seconds=900)
+    ladder.ended(became_ready=False)
+    for became_ready in (False, True):
+        rest = ladder.ended(became_ready=became_ready, sim_locked=True)
+        assert rest.needs_person and rest.seconds == math.inf and not rest.quarantine
 
 
 @pytest.mark.parametrize(
