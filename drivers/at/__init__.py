@@ -2,11 +2,11 @@
 
 `framer` and `commands` are sans-IO (no trio, no serial). The driver's decisions are pure too,
 time being an argument: `recovery` (the ladders, waiting for an answer, garbage, resyncs),
-`awaiting` (stored messages awaiting their delete), `receiving` (sweeps, indications, direct
-delivery, reads), `sending` (what AT+CMGS answered) and `policies` (SIM unlock, storage and
-indication choice, the rejection streak, the event buffer, registration). `driver` is the trio
-shell that does the I/O and the sequencing; `locate` finds a modem's port by IMEI/ICCID.
-3GPP TS 27.005 (SMS, PDU mode) and TS 27.007.
+`awaiting` (stored messages awaiting their delete), `receiving` (what a sweep lists,
+indications, direct delivery, reads), `sending` (what AT+CMGS answered) and `policies` (SIM
+unlock, storage and indication choice, the rejection streak, the event buffer, registration,
+periodic chores). `driver` is the trio shell that does the I/O and the sequencing; `locate`
+finds a modem's port by IMEI/ICCID. 3GPP TS 27.005 (SMS, PDU mode) and TS 27.007.
 """
 
 from drivers.at.commands import (
