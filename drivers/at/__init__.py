@@ -1,7 +1,12 @@
-"""The AT modem driver: a pure framer and command codec, and the trio driver that uses them.
+"""The AT modem driver: a pure framer and command codec, pure decisions, and the trio driver.
 
-`framer` and `commands` are sans-IO (no trio, no serial); `driver` is the trio shell that owns
-the port, the timeouts and recovery. 3GPP TS 27.005 (SMS, PDU mode) and TS 27.007.
+`framer` and `commands` are sans-IO (no trio, no serial). The driver's decisions are pure too,
+time being an argument: `recovery` (the ladders, waiting for an answer, garbage, resyncs),
+`awaiting` (stored messages awaiting their delete), `receiving` (what a sweep lists,
+indications, direct delivery, reads), `sending` (what AT+CMGS answered) and `policies` (SIM
+unlock, storage and indication choice, the rejection streak, the event buffer, registration,
+periodic chores). `driver` is the trio shell that does the I/O and the sequencing; `locate`
+finds a modem's port by IMEI/ICCID. 3GPP TS 27.005 (SMS, PDU mode) and TS 27.007.
 """
 
 from drivers.at.commands import (

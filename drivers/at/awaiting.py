@@ -4,7 +4,8 @@ Pure: no trio, no I/O; time is the `now` argument. Keyed by (storage, index) and
 TPDU, since an index is reused once its message is deleted. An entry the gateway has committed
 stays across reconnects until its delete (AT+CMGD) succeeds, so a delete the modem could not do
 at the time is done by a later sweep; an uncommitted one is forgotten on reconnect, so its
-message is emitted again (TS 27.005 section 3.5.4).
+message is emitted again (TS 27.005 section 3.5.4). `DeleteTries` says when a failed delete is
+tried again at once and when it is left to a sweep.
 """
 
 from __future__ import annotations
@@ -94,3 +95,21 @@ class AwaitingTable:
     def deferred(self) -> list[Key]:
         """Committed entries still waiting for their delete."""
         return [key for key, entry in self._entries.items() if entry.committed]
+
+
+class DeleteStep(enum.Enum):
+    RETRY = "retry"  # its answer was lost and the line resynchronised: read, compare, delete
+    DEFER = "defer"  # stays committed in the table; a sweep deletes it
+
+
+class DeleteTries:
+    """The delete of an acknowledged message: `attempts` tries when only answers are lost
+    (after a resync, reading the index again and comparing is safe); any other failure (not
+    ready, an error answer, a broken link) defers it at once."""
+
+    def __init__(self, attempts: int = 2) -> None:
+        self.left = attempts
+
+    def failed(self, *, answer_lost: bool) -> DeleteStep:
+        self.left -= 1
+        return DeleteStep.RETRY if answer_lost and self.left > 0 else DeleteStep.DEFER

@@ -8,7 +8,6 @@ message before `acknowledge`. TS 27.007 (5, 7.2, 7.3, 8.3, 8.5, 9.1) and TS 27.0
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import NoReturn
@@ -17,14 +16,12 @@ import msgspec
 import trio
 
 from drivers.at import commands
-from drivers.at.awaiting import AwaitingTable, Offer
-from drivers.at.commands import CmsError, Cnmi, StoredPdu, cms_is_permanent
+from drivers.at.awaiting import AwaitingTable, DeleteStep, DeleteTries, Offer
+from drivers.at.commands import Cnmi, StoredPdu
 from drivers.at.errors import AtProtocolError
 from drivers.at.framer import (
     NEED_DATA,
     AtFramer,
-    FinalKind,
-    FinalResult,
     Garbage,
     Prompt,
     Response,
@@ -33,20 +30,43 @@ from drivers.at.framer import (
 from drivers.at.locate import Identity, ModemLocator, close_quietly
 from drivers.at.policies import (
     IndicationChoice,
+    Periodic,
     RejectionStreak,
     SimStep,
     SimUnlock,
     make_room,
+    network_detail,
+    registration_name,
     sim_code,
     storage_in_use,
 )
+from drivers.at.receiving import (
+    Direct,
+    DirectStep,
+    Indication,
+    IndicationsOff,
+    StoragesSeen,
+    Stored,
+    Sweep,
+    UndecodableSeen,
+    direct_step,
+    is_empty_index,
+    is_received,
+    needs_switch,
+    still_holds,
+)
 from drivers.at.recovery import (
+    AnswerWait,
     CommandLadder,
+    GarbageRun,
     ReopenLadder,
+    ResyncNonces,
     Step,
+    escapes,
     is_repeatable,
     resync_answered,
 )
+from drivers.at.sending import Refused, Sent, Unreadable, pdu_answered, refused
 from drivers.events import (
     HealthChanged,
     InboundSms,
@@ -193,24 +213,6 @@ class _SimLocked(Exception):
     """The SIM needs a human (wrong PIN, PUK, no PIN configured); retrying cannot help."""
 
 
-class _Stored(msgspec.Struct, frozen=True):
-    """+CMTI or +CDSI: a message or report waits at `index` of `storage`."""
-
-    storage: str
-    index: int
-
-
-class _Direct(msgspec.Struct, frozen=True):
-    """+CMT or +CDS: the PDU came with the indication and must be acknowledged (+CNMA)."""
-
-    urc: Urc
-
-
-class _Sweep(msgspec.Struct, frozen=True):
-    """Look through the storage now (after a re-initialisation, or when an indication was lost)."""
-
-
-_Indication = _Stored | _Direct | _Sweep
 _INDICATION_BUFFER = 64
 
 
@@ -222,7 +224,7 @@ class _Link:
         self.framer = AtFramer(max_line)
         self.probe = probe  # an identity probe of a scan: unsolicited codes are not ours
         self.replies_in, self.replies_out = trio.open_memory_channel[Response | Prompt](4)
-        self.indications_in, self.indications_out = trio.open_memory_channel[_Indication](
+        self.indications_in, self.indications_out = trio.open_memory_channel[Indication](
             _INDICATION_BUFFER
         )
         self.failed = trio.Event()
@@ -230,7 +232,7 @@ class _Link:
         self.serving = False  # initialised; a timeout now resynchronises before reopening
         self.cnmi: Cnmi | None = None
         self.cnma = False  # +CMT/+CDS wait for AT+CNMA (AT+CSMS=1 was accepted)
-        self.rearm_cnmi = False  # the modem may have turned indications off; set them again
+        self.indications_off = IndicationsOff()
 
     def fail(self, reason: str) -> None:
         if not self.failed.is_set():
@@ -286,10 +288,10 @@ class AtModem:
         self._sim_locked = False
         # Stored messages emitted and not yet deleted (see AwaitingTable).
         self._awaiting = AwaitingTable(options.reemit_after)
-        self._undecodable: set[tuple[str, int, bytes]] = set()
-        self._storages_seen: set[str] = set()
+        self._undecodable = UndecodableSeen()
+        self._storages_seen = StoragesSeen()
         self._rejections = RejectionStreak(options.cms_reinit_after)
-        self._nonce = 0  # of the last resync
+        self._nonces = ResyncNonces()
 
     @property
     def events_dropped(self) -> int:
@@ -328,9 +330,8 @@ class AtModem:
         while True:
             reason, became_ready = await self._connect_and_serve(None if started else task_status)
             started = started or became_ready
-            rest = ladder.ended(became_ready=became_ready)
-            if self._sim_locked:
-                # Reopening would repeat the same refusal, and a PIN retry could block the SIM.
+            rest = ladder.ended(became_ready=became_ready, sim_locked=self._sim_locked)
+            if rest.needs_person:
                 log.error("modem %s: %s; needs a person", self.name, reason)
                 await trio.sleep_forever()
             self._health.errors += 1
@@ -402,33 +403,37 @@ class AtModem:
         key = (event.storage, event.index)
         self._awaiting.committed(key, event.pdu, trio.current_time())
         async with self._lock:
-            link = self._link
-            if link is None or link.failed.is_set() or self._health.state is not ModemState.READY:
+            try:
+                link = self._ready_link()
+            except ModemUnavailable:
                 log.info("modem %s: deleting %s deferred: not ready", self.name, _describe(event))
                 return
-            why = ""
-            for _attempt in range(2):
+            tries = DeleteTries()
+            while True:
                 try:
                     await self._delete_if_still(link, key, event.pdu)
                     return
                 except _Unanswered as exc:
-                    why = str(exc)  # resynchronised: reading and comparing again is safe
+                    why = str(exc)
+                    step = tries.failed(answer_lost=True)
                 except ModemError as exc:
                     why = str(exc)
-                    break
+                    step = tries.failed(answer_lost=False)
                 except AtProtocolError as exc:
                     why = f"unreadable answer while deleting: {exc}"
                     link.fail(why)
+                    step = tries.failed(answer_lost=False)
+                if step is DeleteStep.DEFER:
                     break
             log.info("modem %s: deleting %s deferred: %s", self.name, _describe(event), why)
             if not link.failed.is_set():
-                self._queue(link, _Sweep())
+                self._queue(link, Sweep())
 
     async def _delete_if_still(self, link: _Link, key: tuple[str, int], tpdu: bytes) -> None:
         """AT+CMGD of `key` if it still holds `tpdu` (it may hold a newer message by now)."""
         storage, index = key
         stored = await self._read_index(link, storage, index)
-        if stored is None or _tpdu_of(stored.pdu) != tpdu:
+        if not still_holds(stored, tpdu):
             log.info(
                 "modem %s: %s index %d no longer holds the acknowledged message",
                 self.name,
@@ -466,26 +471,23 @@ class AtModem:
             await self._resync(link, reason)
             raise ModemUnavailable(f"modem {self.name}: {reason}; resynchronised")
         if isinstance(first, Response):
-            raise _rejection(first.final)
+            raise _rejection(refused(first.final))
         await self._write(link, pdu + commands.CTRL_Z)
         reply = await self._await_answer(link, self.options.send_timeout)
-        if reply is None:
-            mr = _reference_in(link.framer.partial)
-            if mr is not None:
-                # The +CMGS: line got through and its OK did not: the network has it.
-                await self._resync(link, f"AT+CMGS answered +CMGS: {mr} without OK")
-                return mr
-            reason = f"no answer to the PDU within {self.options.send_timeout:g} s"
-            await self._resync(link, reason)
-            raise SendOutcomeUnknown(f"modem {self.name}: {reason}; sent or not is unknown")
         if isinstance(reply, Prompt):
             self._fail(link, "a second '> ' prompt for one AT+CMGS")
-        if not reply.final.ok:
-            raise _rejection(reply.final)
-        try:
-            return commands.parse_cmgs(reply.lines)
-        except AtProtocolError as exc:
-            self._fail(link, f"unreadable AT+CMGS answer: {exc}")
+        outcome = pdu_answered(reply, link.framer.partial)
+        if isinstance(outcome, Sent):
+            if outcome.final_lost:
+                await self._resync(link, f"AT+CMGS answered +CMGS: {outcome.mr} without OK")
+            return outcome.mr
+        if isinstance(outcome, Refused):
+            raise _rejection(outcome)
+        if isinstance(outcome, Unreadable):
+            self._fail(link, outcome.reason)
+        reason = f"no answer to the PDU within {self.options.send_timeout:g} s"
+        await self._resync(link, reason)
+        raise SendOutcomeUnknown(f"modem {self.name}: {reason}; sent or not is unknown")
 
     async def _abort_prompt(self, link: _Link) -> None:
         """ESC leaves the PDU entry without sending (TS 27.005 section 3.5.1)."""
@@ -573,7 +575,7 @@ class AtModem:
 
     async def _read_loop(self, link: _Link) -> None:
         """The one reader: bytes -> framer -> replies for the command in flight, or URCs."""
-        garbage_run = 0
+        garbage = GarbageRun(self.options.garbage_limit)
         try:
             while True:
                 data = await link.stream.receive_some(4096)
@@ -584,13 +586,12 @@ class AtModem:
                 while (event := link.framer.next_event()) is not NEED_DATA:
                     if isinstance(event, Garbage):
                         self._health.garbage_lines += 1
-                        garbage_run += 1
                         log.debug("modem %s: unexpected line %r", self.name, event.line)
-                        if garbage_run > self.options.garbage_limit:
-                            link.fail(f"{garbage_run} unrecognised lines in a row")
+                        if garbage.garbage():
+                            link.fail(f"{garbage.length} unrecognised lines in a row")
                             return
                         continue
-                    garbage_run = 0
+                    garbage.understood()
                     if isinstance(event, Urc):
                         if not link.probe:
                             self._on_urc(link, event)
@@ -622,13 +623,13 @@ class AtModem:
                 self._health.sim = commands.parse_cpin((urc.line,))
             elif urc.name in ("+CMTI", "+CDSI"):
                 storage, index = commands.parse_storage_indication(urc.line)
-                self._queue(link, _Stored(storage, index))
+                self._queue(link, Stored(storage, index))
             elif urc.name in ("+CMT", "+CDS"):
-                self._queue(link, _Direct(urc))
+                self._queue(link, Direct(urc))
         except AtProtocolError as exc:
             log.info("modem %s: unreadable %s: %s", self.name, urc.line, exc)
 
-    def _queue(self, link: _Link, indication: _Indication) -> None:
+    def _queue(self, link: _Link, indication: Indication) -> None:
         try:
             link.indications_in.send_nowait(indication)
         except trio.WouldBlock:
@@ -637,14 +638,13 @@ class AtModem:
             log.warning(
                 "modem %s: indication backlog full, %r left for later", self.name, indication
             )
-            link.rearm_cnmi = link.rearm_cnmi or isinstance(indication, _Direct)
+            link.indications_off.dropped(indication)
 
     async def _health_loop(self, link: _Link) -> None:
         """Poll signal and registration; a poll that times out reveals a hung modem."""
-        if self.options.health_interval <= 0:
-            return
+        polls = Periodic(self.options.health_interval, trio.current_time(), at_once=False)
         while True:
-            await trio.sleep(self.options.health_interval)
+            await trio.sleep_until(polls.next_at)
             async with self._lock:
                 try:
                     self._health.detail = await self._poll_network(link)
@@ -654,28 +654,28 @@ class AtModem:
                 except AtProtocolError as exc:
                     link.fail(f"unreadable health answer: {exc}")
                     return
+            polls.done(trio.current_time())
 
     # ---- receiving ---------------------------------------------------------------------------
 
     async def _receive_loop(self, link: _Link) -> None:
         """Read what the modem indicates, and sweep the storage now and every interval."""
-        interval = self.options.sweep_interval
-        deadline = trio.current_time()
+        sweeps = Periodic(self.options.sweep_interval, trio.current_time(), at_once=True)
         while True:
-            indication: _Indication = _Sweep()
-            if deadline > trio.current_time():
-                with trio.move_on_at(deadline):
+            indication: Indication = Sweep()
+            if not sweeps.due(trio.current_time()):
+                with trio.move_on_at(sweeps.next_at):
                     indication = await link.indications_out.receive()
             try:
-                if isinstance(indication, _Direct):
+                if isinstance(indication, Direct):
                     await self._take_direct(link, indication.urc)
                     continue
                 async with self._lock:
                     if link.failed.is_set():
                         return
-                    if isinstance(indication, _Sweep):
+                    if isinstance(indication, Sweep):
                         await self._sweep(link)
-                        deadline = trio.current_time() + interval if interval > 0 else math.inf
+                        sweeps.done(trio.current_time())
                     else:
                         await self._take_stored(link, indication)
             except ModemError as exc:
@@ -690,10 +690,10 @@ class AtModem:
     async def _sweep(self, link: _Link) -> None:
         """AT+CMGL=4 in every storage in use: emit what is stored and not yet awaiting ack,
         and delete what the gateway committed while its delete could not be done."""
-        if link.rearm_cnmi and link.cnmi is not None:
-            reply = await self._command(link, link.cnmi.command)
-            link.rearm_cnmi = not reply.final.ok
-        for storage in self._sweep_storages():
+        if (setting := link.indications_off.due(link.cnmi)) is not None:
+            reply = await self._command(link, setting.command)
+            link.indications_off.set_again(ok=reply.final.ok)
+        for storage in self._storages_seen.sweep_order(self._health.storage):
             async with self._reading_from(link, storage):
                 reply = await self._command(link, commands.CMGL_ALL)
             if not reply.final.ok:
@@ -704,13 +704,8 @@ class AtModem:
             for stored in listed:
                 await self._offer(link, storage, stored)
 
-    def _sweep_storages(self) -> list[str]:
-        current = self._health.storage
-        others = sorted(self._storages_seen - {current})
-        return [current, *others]
-
-    async def _take_stored(self, link: _Link, indication: _Stored) -> None:
-        self._storages_seen.add(indication.storage)
+    async def _take_stored(self, link: _Link, indication: Stored) -> None:
+        self._storages_seen.indicated(indication.storage)
         key = (indication.storage, indication.index)
         if self._awaiting.awaited(key, trio.current_time()):
             # A duplicated +CMTI/+CDSI, or one for a message emitted already.
@@ -723,7 +718,7 @@ class AtModem:
 
     async def _offer(self, link: _Link, storage: str, stored: StoredPdu) -> None:
         """Emit one stored message once per connection, until it is acknowledged."""
-        if not _is_received(stored.stat):
+        if not is_received(stored.stat):
             return
         key = (storage, stored.index)
         try:
@@ -756,10 +751,8 @@ class AtModem:
     async def _on_undecodable(
         self, link: _Link, storage: str, stored: StoredPdu, exc: GsmError
     ) -> None:
-        marker = (storage, stored.index, stored.pdu)
-        if marker in self._undecodable:
+        if not self._undecodable.first_time(storage, stored.index, stored.pdu):
             return
-        self._undecodable.add(marker)
         self._health.undecodable += 1
         log.warning(
             "modem %s: %s index %d does not decode (%s): %s",
@@ -784,46 +777,41 @@ class AtModem:
             smsc, tpdu = split_sca(pdu)
             decoded = parse_received(tpdu)
         except (AtProtocolError, GsmError) as exc:
-            # Nowhere to keep it: refusing would only make the network send it again and
-            # again. The log line carries the PDU, so nothing is lost without a trace.
+            # The log line carries the PDU, so nothing is lost without a trace.
             self._health.undecodable += 1
             log.warning("modem %s: %s does not decode (%s): %s", self.name, urc.line, exc, urc.pdu)
-            async with self._lock:
-                await self._acknowledge_direct(link)
+            if direct_step(buffered=True, cnma=link.cnma) is DirectStep.ACKNOWLEDGE:
+                async with self._lock:
+                    await self._acknowledge_direct(link)
             return
         event = _event(self.name, "", None, smsc, tpdu, decoded)
-        if not link.cnma:
-            if not self._emit_inbound(event):
-                await self._events_in.send(event)
-                self._count_inbound(event)
-            return
-        if not self._emit_inbound(event):
-            # The modem turns indications off after a missing +CNMA (TS 27.005 3.4.1); the
-            # next sweep sets them again.
+        step = direct_step(buffered=self._emit_inbound(event), cnma=link.cnma)
+        if step is DirectStep.WAIT_FOR_ROOM:
+            await self._events_in.send(event)
+            self._count_inbound(event)
+        elif step is DirectStep.LEAVE_UNACKNOWLEDGED:
             log.warning("modem %s: no room for %s; the network will retry", self.name, urc.line)
-            link.rearm_cnmi = True
-            return
-        async with self._lock:
-            await self._acknowledge_direct(link)
+            link.indications_off.unacknowledged()
+        elif step is DirectStep.ACKNOWLEDGE:
+            async with self._lock:
+                await self._acknowledge_direct(link)
 
     async def _acknowledge_direct(self, link: _Link) -> None:
-        if not link.cnma:
-            return
         reply = await self._command(link, commands.CNMA)
         if not reply.final.ok:
             # Too late (+CMS ERROR 340): the modem gave up waiting and turned indications off.
             log.warning("modem %s: AT+CNMA answered %s", self.name, reply.final.text)
-            link.rearm_cnmi = True
-            if link.cnmi is not None:
-                again = await self._command(link, link.cnmi.command)
-                link.rearm_cnmi = not again.final.ok
+            link.indications_off.unacknowledged()
+            if (setting := link.indications_off.due(link.cnmi)) is not None:
+                again = await self._command(link, setting.command)
+                link.indications_off.set_again(ok=again.final.ok)
 
     async def _read_index(self, link: _Link, storage: str, index: int) -> StoredPdu | None:
         async with self._reading_from(link, storage):
             reply = await self._command(link, commands.cmgr(index))
         if reply.final.ok:
             return commands.parse_cmgr(reply.lines, index)
-        if reply.final.kind is FinalKind.CMS_ERROR and reply.final.code in _EMPTY_INDEX:
+        if is_empty_index(reply.final):
             return None
         raise ModemUnavailable(f"AT+CMGR={index} answered {reply.final.text}")
 
@@ -880,7 +868,7 @@ class AtModem:
         try:
             with trio.move_on_after(self.options.init_timeout):
                 self._health.detail = await self._initialise(link)
-                self._queue(link, _Sweep())
+                self._queue(link, Sweep())
                 return
         except _SimLocked as exc:
             self._sim_locked = True
@@ -895,8 +883,8 @@ class AtModem:
             self._fail(link, f"no OK to AT after {self.options.sync_attempts} attempts")
 
     async def _try_synchronise(self, link: _Link, *, first_escape: bool) -> bool:
-        for attempt in range(max(1, self.options.sync_attempts)):
-            if attempt or first_escape:
+        for escape in escapes(self.options.sync_attempts, first=first_escape):
+            if escape:
                 await self._write(link, commands.ESC)
             reply = await self._exchange(link, commands.SYNC, self.options.sync_timeout)
             if reply is not None and reply.final.ok:
@@ -1026,19 +1014,12 @@ class AtModem:
         operator = await self._command(link, commands.COPS_QUERY)
         if operator.final.ok:
             self._health.operator = commands.parse_cops(operator.lines).name
-        dbm = self._health.signal_dbm
-        level = "signal unknown" if dbm is None else f"signal {dbm} dBm"
-        network = self._health.registration or "registration unknown"
-        return f"{level}, {network}"
+        return network_detail(self._health.signal_dbm, self._health.registration)
 
     def _update_registration(self) -> None:
-        """The better of circuit-switched (+CREG) and EPS (+CEREG) registration: an LTE stick
-        may be registered on EPS only, and SMS goes over either."""
-        known = [r for r in (self.registration, self.eps_registration) if r is not None]
-        if not known:
-            return
-        best = max(known, key=lambda r: (r.stat.registered, r.stat == r.stat.HOME))
-        self._health.registration = best.stat.name.lower().replace("_", " ")
+        name = registration_name(self.registration, self.eps_registration)
+        if name is not None:
+            self._health.registration = name
 
     # ---- finding the port ------------------------------------------------------------------
 
@@ -1075,7 +1056,8 @@ class AtModem:
     async def _command(self, link: _Link, command: str) -> Response:
         """One command and its final result, climbing `CommandLadder` when it is lost: a
         resync and a retry (repeatable commands), a resync and `_Unanswered` (others), the
-        re-initialisation of `_timed_out` when the retries run out."""
+        re-initialisation of `_recover_in_place` (or, while initialising, a reopen)
+        when the retries run out."""
         options = self.options
         ladder = CommandLadder(
             repeatable=is_repeatable(command),
@@ -1093,9 +1075,11 @@ class AtModem:
                 await trio.sleep_until(decision.at)
                 continue
             reason = f"no answer to {command} within {options.query_timeout:g} s"
-            decision = ladder.timed_out()
-            if decision.step is Step.ESCALATE:
-                await self._timed_out(link, f"{reason}, {ladder.silences} times")
+            decision = ladder.timed_out(serving=link.serving)
+            if decision.step is Step.REOPEN:
+                self._fail(link, f"{reason}, {ladder.silences} times")
+            if decision.step is Step.REINITIALISE:
+                await self._recover_in_place(link, f"{reason}, {ladder.silences} times")
             await self._resync(link, reason)
             if decision.step is Step.RESYNC_AND_REPORT:
                 raise _Unanswered(f"modem {self.name}: {reason}; resynchronised")
@@ -1107,25 +1091,22 @@ class AtModem:
         reopened by `run`)."""
         self._health.resyncs += 1
         log.info("modem %s: %s; resynchronising", self.name, reason)
-        attempts = max(1, self.options.sync_attempts)
-        for attempt in range(attempts):
-            if attempt:
+        tries = escapes(self.options.sync_attempts, first=False)
+        for escape in tries:
+            if escape:
                 await self._write(link, commands.ESC)
-            self._nonce = self._nonce % 255 + 1
-            command = commands.resync(self._nonce)
-            reply = await self._exchange(link, command, self.options.sync_timeout)
+            nonce = self._nonces.next()
+            reply = await self._exchange(link, commands.resync(nonce), self.options.sync_timeout)
             if reply is None:
                 continue
-            if resync_answered(reply.lines, reply.final, self._nonce):
+            if resync_answered(reply.lines, reply.final, nonce):
                 return
             log.info("modem %s: a late answer taken off the line: %r", self.name, reply)
-        self._fail(link, f"{reason}; no answer to the resync after {attempts} attempts")
+        self._fail(link, f"{reason}; no answer to the resync after {len(tries)} attempts")
 
-    async def _timed_out(self, link: _Link, reason: str) -> NoReturn:
-        """The first rungs of the ladder: resynchronise and re-initialise on the open port;
-        only when that fails is the link given up (and the port reopened by `run`)."""
-        if not link.serving:
-            self._fail(link, reason)
+    async def _recover_in_place(self, link: _Link, reason: str) -> NoReturn:
+        """Synchronise and re-initialise on the open port; only when that fails is the link
+        given up (and the port reopened by `run`)."""
         log.warning("modem %s: %s; resynchronising", self.name, reason)
         link.serving = False
         if not await self._try_synchronise(link, first_escape=True):
@@ -1149,20 +1130,11 @@ class AtModem:
         """The pending command's answer; None when `within` s passed, or sooner when its
         information text came and then nothing for `final_grace` s: a modem writes the final
         result code right after the text, so it was lost on the way."""
-        now = trio.current_time()
-        deadline = now + within
-        grace = self.options.final_grace
-        lines, changed_at = 0, now
-        while True:
-            partial = len(link.framer.partial)
-            if partial != lines:
-                lines, changed_at = partial, now
-            if now >= deadline or (lines and now >= changed_at + grace):
-                return None
-            # Look at the text so far every half grace: no task wakes this one when it grows.
-            with trio.move_on_at(min(deadline, now + grace / 2)):
+        wait = AnswerWait(trio.current_time(), within=within, grace=self.options.final_grace)
+        while (look_again := wait.look(len(link.framer.partial), trio.current_time())) is not None:
+            with trio.move_on_at(look_again):
                 return await self._reply(link)
-            now = trio.current_time()
+        return None
 
     def _drain(self, link: _Link) -> None:
         """Drop late answers to commands given up on, so they are not taken for the next."""
@@ -1246,8 +1218,7 @@ class _StorageSwitch:
         self._switched = False
 
     async def __aenter__(self) -> None:
-        home = self._modem._health.storage
-        if self._storage and home and self._storage != home:
+        if needs_switch(self._storage, self._modem._health.storage):
             await self._modem._expect_ok(self._link, commands.cpms_read_from(self._storage))
             self._switched = True
 
@@ -1258,36 +1229,8 @@ class _StorageSwitch:
             )
 
 
-# +CMS ERROR answers of AT+CMGR that mean "nothing stored there".
-_EMPTY_INDEX = frozenset({CmsError.INVALID_MEMORY_INDEX, CmsError.UNKNOWN_ERROR})
-
-
-def _reference_in(lines: tuple[str, ...]) -> int | None:
-    """The TP-MR of a `+CMGS: <mr>` among `lines`, if one got through."""
-    try:
-        return commands.parse_cmgs(lines)
-    except AtProtocolError:
-        return None
-
-
-def _rejection(final: FinalResult) -> SendRejected:
-    if final.kind is FinalKind.CMS_ERROR:
-        code = final.code
-        permanent = code is not None and cms_is_permanent(code)
-        return SendRejected(f"+CMS ERROR: {final.text}", cms=code, permanent=permanent)
-    return SendRejected(f"AT+CMGS answered {final.kind.value} {final.text}", permanent=False)
-
-
-def _is_received(stat: int) -> bool:
-    """REC UNREAD or REC READ; stored outgoing messages (STO ...) are not ours to emit."""
-    return stat in (commands.StoredStat.REC_UNREAD, commands.StoredStat.REC_READ)
-
-
-def _tpdu_of(pdu: bytes) -> bytes | None:
-    try:
-        return split_sca(pdu)[1]
-    except GsmError:
-        return None
+def _rejection(outcome: Refused) -> SendRejected:
+    return SendRejected(outcome.reason, cms=outcome.cms, permanent=outcome.permanent)
 
 
 def _event(

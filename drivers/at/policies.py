@@ -3,19 +3,22 @@
 Pure: no trio, no I/O, no clock. The SIM unlock policy (TS 27.007 section 8.3: the PIN entered
 at most once, PUK never guessed), the choice of storage and new-message indications (TS 27.005
 sections 3.2.2 and 3.4.1), the streak of rejected sends that points at the modem rather than the
-message (section 3.2.5), and the event buffer's rule that only a health change ever gives way to
-a newer event.
+message (section 3.2.5), the event buffer's rule that only a health change ever gives way to
+a newer event, how the network's state reads in the modem's health (TS 27.007 sections 7.2
+and 8.5), and when a periodic chore (a storage sweep, a health poll) is due, time being the
+`now` argument.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Sequence
 from typing import Final
 
 import msgspec
 
-from drivers.at.commands import CmeError, Cnmi, cpin_enter, parse_cnmi_setting
+from drivers.at.commands import CmeError, Cnmi, Registration, cpin_enter, parse_cnmi_setting
 from drivers.at.framer import FinalKind, FinalResult
 from drivers.events import HealthChanged, ModemEvent
 
@@ -147,3 +150,39 @@ def make_room(queued: Sequence[ModemEvent], event: ModemEvent) -> list[ModemEven
     if oldest is None:
         return None
     return [*queued[:oldest], *queued[oldest + 1 :], event]
+
+
+def registration_name(circuit: Registration | None, eps: Registration | None) -> str | None:
+    """The better of circuit-switched (+CREG) and EPS (+CEREG) registration as health shows it
+    ("home", "roaming", "searching", ...): registered beats not, then home beats roaming, then
+    circuit-switched wins a tie. An LTE stick may be registered on EPS only, and SMS goes over
+    either. None while neither is known."""
+    known = [r for r in (circuit, eps) if r is not None]
+    if not known:
+        return None
+    best = max(known, key=lambda r: (r.stat.registered, r.stat == r.stat.HOME))
+    return best.stat.name.lower().replace("_", " ")
+
+
+def network_detail(signal_dbm: int | None, registration: str) -> str:
+    """The health detail of a serving modem after a poll: its signal and registration."""
+    level = "signal unknown" if signal_dbm is None else f"signal {signal_dbm} dBm"
+    return f"{level}, {registration or 'registration unknown'}"
+
+
+class Periodic:
+    """A chore done every `interval` seconds after the last time it was done; with an interval
+    of 0 (or less) only when asked. `at_once`: due at `now` first (a sweep on a new connection),
+    else an interval from `now` (a health poll)."""
+
+    def __init__(self, interval: float, now: float, *, at_once: bool) -> None:
+        self.interval = interval
+        self.next_at = now
+        if not at_once:
+            self.done(now)
+
+    def due(self, now: float) -> bool:
+        return now >= self.next_at
+
+    def done(self, now: float) -> None:
+        self.next_at = now + self.interval if self.interval > 0 else math.inf

@@ -1,16 +1,26 @@
-"""The AT driver's smaller pure decisions: SIM unlock, the rejection streak, the event buffer."""
+"""The AT driver's smaller pure decisions: SIM unlock, the rejection streak, the event buffer,
+the network's state in the health, periodic chores. No trio: time is an argument."""
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from drivers.at.commands import Registration, RegistrationStatus
 from drivers.at.framer import FinalKind, FinalResult
 from drivers.at.policies import (
     IndicationChoice,
+    Periodic,
     RejectionStreak,
     SimStep,
     SimUnlock,
     make_room,
+    network_detail,
+    registration_name,
     sim_code,
     storage_in_use,
 )
@@ -105,3 +115,79 @@ def test_indication_choice_tries_stored_first_and_asks_csms_for_direct_only() ->
     assert choice.wants_csms(direct)
     assert not choice.wants_csms(None)
     assert not IndicationChoice(["2,2,0,1,0"], csms_for_direct=False).wants_csms(direct)
+
+
+def reg(stat: RegistrationStatus) -> Registration:
+    return Registration(stat=stat)
+
+
+@pytest.mark.parametrize(
+    ("circuit", "eps", "name"),
+    [
+        (None, None, None),
+        (RegistrationStatus.HOME, None, "home"),
+        (None, RegistrationStatus.ROAMING, "roaming"),
+        # An LTE stick registered on EPS only: SMS goes over EPS.
+        (RegistrationStatus.SEARCHING, RegistrationStatus.HOME, "home"),
+        (RegistrationStatus.ROAMING, RegistrationStatus.HOME, "home"),
+        (RegistrationStatus.SMS_ONLY_HOME, RegistrationStatus.ROAMING, "sms only home"),
+        (RegistrationStatus.DENIED, RegistrationStatus.SEARCHING, "denied"),  # a tie: +CREG
+    ],
+)
+def test_the_better_registration_shows(
+    circuit: RegistrationStatus | None, eps: RegistrationStatus | None, name: str | None
+) -> None:
+    as_reg = {None: None} | {stat: reg(stat) for stat in RegistrationStatus}
+    assert registration_name(as_reg[circuit], as_reg[eps]) == name
+
+
+@given(st.sampled_from(RegistrationStatus), st.sampled_from(RegistrationStatus))
+def test_either_registered_shows_registered(
+    circuit: RegistrationStatus, eps: RegistrationStatus
+) -> None:
+    name = registration_name(reg(circuit), reg(eps))
+    registered = {s.name.lower().replace("_", " ") for s in RegistrationStatus if s.registered}
+    assert (name in registered) == (circuit.registered or eps.registered)
+    if RegistrationStatus.HOME in (circuit, eps):
+        assert name == "home"
+
+
+def test_network_detail_says_what_is_unknown() -> None:
+    assert network_detail(-71, "home") == "signal -71 dBm, home"
+    assert network_detail(None, "") == "signal unknown, registration unknown"
+
+
+def test_a_sweep_is_due_at_once_then_every_interval_after_the_last() -> None:
+    sweeps = Periodic(60.0, now=100.0, at_once=True)
+    assert sweeps.due(100.0)
+    sweeps.done(101.0)
+    assert (sweeps.next_at, sweeps.due(160.9), sweeps.due(161.0)) == (161.0, False, True)
+    # A sweep asked for early (a deferred delete) moves the next periodic one.
+    sweeps.done(130.0)
+    assert sweeps.next_at == 190.0
+
+
+def test_a_health_poll_is_due_an_interval_after_the_start() -> None:
+    polls = Periodic(60.0, now=100.0, at_once=False)
+    assert (polls.next_at, polls.due(159.0), polls.due(160.0)) == (160.0, False, True)
+
+
+@pytest.mark.parametrize("interval", [0.0, -1.0])
+@pytest.mark.parametrize("at_once", [True, False])
+def test_no_interval_means_only_when_asked(interval: float, at_once: bool) -> None:
+    chore = Periodic(interval, now=5.0, at_once=at_once)
+    assert chore.due(5.0) is at_once
+    chore.done(6.0)
+    assert chore.next_at == math.inf and not chore.due(1e12)
+
+
+@given(st.lists(st.floats(0.0, 1e6), min_size=1, max_size=20), st.floats(0.1, 1e4))
+def test_a_chore_is_never_due_sooner_than_an_interval_after_the_last(
+    done: list[float], interval: float
+) -> None:
+    chore = Periodic(interval, now=0.0, at_once=True)
+    for at in sorted(done):
+        chore.done(at)
+    last = max(done)
+    assert not chore.due(last + interval * 0.999)
+    assert chore.due(last + interval)

@@ -1,0 +1,148 @@
+"""The AT driver's decisions about receiving, each a pure object or function the shell consults.
+
+Pure: no trio, no I/O. Which storages are swept for messages not yet acknowledged (AT+CMGL=4,
+TS 27.005 section 3.4.2): the one in use, then every
+other one an indication pointed at (status reports may wait in "SR", section 3.4.1); what
+becomes of a directly delivered message (+CMT, +CDS) that the event buffer did or did not take
+(AT+CNMA, section 3.4.4), when the modem's indications must be set again, what a read of the
+storage found (sections 3.4.3, 3.5.4), and which stored PDUs that do not decode are reported
+(once each).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+import msgspec
+
+from drivers.at.commands import CmsError, Cnmi, StoredPdu, StoredStat
+from drivers.at.framer import FinalKind, FinalResult, Urc
+from drivers.gsm import GsmError, split_sca
+
+
+class Stored(msgspec.Struct, frozen=True):
+    """+CMTI or +CDSI: a message or report waits at `index` of `storage`."""
+
+    storage: str
+    index: int
+
+
+class Direct(msgspec.Struct, frozen=True):
+    """+CMT or +CDS: the PDU came with the indication and must be acknowledged (+CNMA)."""
+
+    urc: Urc
+
+
+class Sweep(msgspec.Struct, frozen=True):
+    """Look through the storage now (after a re-initialisation, or when an indication was lost)."""
+
+
+Indication = Stored | Direct | Sweep
+
+
+class StoragesSeen:
+    """The storages a sweep lists: the one in use first, then, in name order, every other one
+    an indication (+CMTI, +CDSI) has pointed at on any connection."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def indicated(self, storage: str) -> None:
+        self._seen.add(storage)
+
+    def sweep_order(self, in_use: str) -> list[str]:
+        return [in_use, *sorted(self._seen - {in_use})]
+
+
+class DirectStep(enum.Enum):
+    ACKNOWLEDGE = "acknowledge"  # in the buffer: AT+CNMA, so the network counts it delivered
+    DONE = "done"  # in the buffer; the modem acknowledged it by itself
+    WAIT_FOR_ROOM = "wait-for-room"  # acknowledged by the modem already: wait for room
+    LEAVE_UNACKNOWLEDGED = "leave-unacknowledged"  # no room: the network delivers it again
+
+
+def direct_step(*, buffered: bool, cnma: bool) -> DirectStep:
+    """What follows a +CMT/+CDS the event buffer did (`buffered`) or did not take, where
+    `cnma` says whether the modem waits for our AT+CNMA (AT+CSMS=1 was accepted). Left
+    unacknowledged, the modem turns indications off (section 3.4.1): the shell sets them again
+    at the next sweep. An undecodable one counts as buffered: it is kept in the log, and
+    refusing it would only make the network send it again and again."""
+    if not cnma:
+        return DirectStep.DONE if buffered else DirectStep.WAIT_FOR_ROOM
+    return DirectStep.ACKNOWLEDGE if buffered else DirectStep.LEAVE_UNACKNOWLEDGED
+
+
+class IndicationsOff:
+    """Whether the modem may have turned its new-message indications off, so that AT+CNMI
+    must be set again: it does so when a direct message (+CMT, +CDS) goes unacknowledged
+    (TS 27.005 section 3.4.1), because the gateway had no room for it, the backlog of
+    indications was full, or AT+CNMA came too late. Due until a setting is accepted."""
+
+    def __init__(self) -> None:
+        self.pending = False
+
+    def unacknowledged(self) -> None:
+        self.pending = True
+
+    def dropped(self, indication: Indication) -> None:
+        """The backlog had no room for `indication`: a stored message is found by the next
+        sweep, a direct one goes unacknowledged."""
+        if isinstance(indication, Direct):
+            self.pending = True
+
+    def due(self, setting: Cnmi | None) -> Cnmi | None:
+        """The setting to give again now, if any; none when none was accepted at all."""
+        return setting if self.pending else None
+
+    def set_again(self, *, ok: bool) -> None:
+        self.pending = not ok
+
+
+class UndecodableSeen:
+    """Stored PDUs that do not decode, each counted, logged and (with `delete_undecodable`)
+    deleted once: every sweep lists them again. Told apart by storage, index and PDU, so a
+    new undecodable message at a reused index is reported too."""
+
+    def __init__(self) -> None:
+        self._seen: set[tuple[str, int, bytes]] = set()
+
+    def first_time(self, storage: str, index: int, pdu: bytes) -> bool:
+        marker = (storage, index, pdu)
+        if marker in self._seen:
+            return False
+        self._seen.add(marker)
+        return True
+
+
+def needs_switch(storage: str, in_use: str) -> bool:
+    """Whether reading or deleting in `storage` first points <mem1> there (AT+CPMS, section
+    3.2.2): status reports may wait in "SR" while messages are in "SM". Not when either is
+    unknown (a modem that never said), nor for the storage in use."""
+    return bool(storage and in_use and storage != in_use)
+
+
+def is_received(stat: int) -> bool:
+    """REC UNREAD or REC READ; stored outgoing messages (STO ...) are not ours to emit."""
+    return stat in (StoredStat.REC_UNREAD, StoredStat.REC_READ)
+
+
+# +CMS ERROR answers of AT+CMGR that mean "nothing stored there".
+_EMPTY_INDEX: Final = frozenset({CmsError.INVALID_MEMORY_INDEX, CmsError.UNKNOWN_ERROR})
+
+
+def is_empty_index(final: FinalResult) -> bool:
+    """Whether an error answer of AT+CMGR says the index holds nothing (rather than that the
+    modem cannot read it now)."""
+    return final.kind is FinalKind.CMS_ERROR and final.code in _EMPTY_INDEX
+
+
+def still_holds(stored: StoredPdu | None, tpdu: bytes) -> bool:
+    """Whether the index just read still holds the message `tpdu`: after a reconnect it may
+    hold a newer one, once the acknowledged one was deleted by a delete whose answer was lost."""
+    if stored is None:
+        return False
+    try:
+        return split_sca(stored.pdu)[1] == tpdu
+    except GsmError:
+        return False
