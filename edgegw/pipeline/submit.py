@@ -107,9 +107,13 @@ def validity_minutes(code: int) -> int:
     return (code - 166) * 1440
 
 
+_SHORTEST_VALIDITY = validity_minutes(0)
+_LONGEST_VALIDITY = validity_minutes(173)
+
+
 def clamp_validity_minutes(minutes: int) -> int:
     """Spec 7.4: a validity period is at least 5 minutes and at most 7 days."""
-    return max(validity_minutes(0), min(minutes, validity_minutes(173)))
+    return max(_SHORTEST_VALIDITY, min(minutes, _LONGEST_VALIDITY))
 
 
 def check_recipient(value: str) -> str:
