@@ -1,6 +1,6 @@
 """What the benchmarks share: a free port, starting a process and waiting for it to be ready,
-reading its CPU time, medians and percentiles. Imported by the bench scripts, which run from
-this folder."""
+reading its CPU time (and its event loop's), the load average, medians and percentiles.
+Imported by the bench scripts, which run from this folder."""
 
 from __future__ import annotations
 
@@ -64,6 +64,18 @@ def cpu_seconds(pid: int) -> float:
     """User plus system CPU time a process has used so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def loop_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process's main thread alone (the gateway's event loop);
+    the rest of `cpu_seconds` is its worker threads (the store's writer and readers)."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> str:
+    """The machine's load average over 1, 5 and 15 minutes, as uptime prints it."""
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def percentile(values: list[float], fraction: float) -> float:

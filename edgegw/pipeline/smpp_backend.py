@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 import logging
 import math
 import sqlite3
@@ -133,24 +134,31 @@ class GatewaySmppBackend:
         self, account: Account, submissions: Sequence[Submission]
     ) -> list[str | SubmitRefused]:
         now = self._clock.now()
+        service_id = account.service_id
+        # submit_multi gets one message per destination; its response names the first.
+        directs = [
+            direct_message(service_id, submission, destination, now)
+            for submission in submissions
+            for destination in submission.destinations
+        ]
+        prepared = iter(self._submitter.prepare_many(directs))
         results: list[str | SubmitRefused] = []
         # One group of messages per receipt request, all stored in one write.
         groups: dict[int, list[NewMessage]] = {}
         for submission in submissions:
-            try:
-                # submit_multi gets one message per destination; its response names the first.
-                prepared = [
-                    self._submitter.prepare(
-                        direct_message(account.service_id, submission, destination, now)
-                    )
-                    for destination in submission.destinations
-                ]
-            except Rejected as rejected:
-                status = _STATUS_FOR_FIELD.get(rejected.field, CommandStatus.ESME_RSUBMITFAIL)
-                results.append(SubmitRefused(status, rejected.message))
+            messages: list[NewMessage] = []
+            refused: Rejected | None = None
+            for result in itertools.islice(prepared, len(submission.destinations)):
+                if isinstance(result, Rejected):
+                    refused = refused or result
+                else:
+                    messages.append(result)
+            if refused is not None:
+                status = _STATUS_FOR_FIELD.get(refused.field, CommandStatus.ESME_RSUBMITFAIL)
+                results.append(SubmitRefused(status, refused.message))
                 continue
-            groups.setdefault(int(submission.receipt), []).extend(prepared)
-            results.append(prepared[0].id)
+            groups.setdefault(int(submission.receipt), []).extend(messages)
+            results.append(messages[0].id)
         if groups:
             await self._store.insert_message_groups(
                 [(messages, receipt) for receipt, messages in groups.items()]

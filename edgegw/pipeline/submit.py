@@ -7,6 +7,7 @@ Never raises for bad input and never answers before the commit. Spec sections 2.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import random
@@ -107,9 +108,13 @@ def validity_minutes(code: int) -> int:
     return (code - 166) * 1440
 
 
+_SHORTEST_VALIDITY = validity_minutes(0)
+_LONGEST_VALIDITY = validity_minutes(173)
+
+
 def clamp_validity_minutes(minutes: int) -> int:
     """Spec 7.4: a validity period is at least 5 minutes and at most 7 days."""
-    return max(validity_minutes(0), min(minutes, validity_minutes(173)))
+    return max(_SHORTEST_VALIDITY, min(minutes, _LONGEST_VALIDITY))
 
 
 def check_recipient(value: str) -> str:
@@ -429,18 +434,36 @@ class Submitter:
     def prepare(self, direct: DirectMessage) -> NewMessage:
         """Validate and encode a message an interface filled in itself, as `_accept` does a
         Puzzel one; raises Rejected. The caller stores it and wakes the dispatcher."""
+        (prepared,) = self.prepare_many([direct])
+        if isinstance(prepared, Rejected):
+            raise prepared
+        return prepared
+
+    def prepare_many(self, directs: Sequence[DirectMessage]) -> list[NewMessage | Rejected]:
+        """`prepare` for several messages at once (the submit_sm of one SMPP read): one clock
+        reading and one run of ids for all; for each its NewMessage or its Rejected."""
+        now = self._clock.now()
+        ids = self._ids.next_ids(now, len(directs)) if directs else []
+        prepared: list[NewMessage | Rejected] = []
+        for direct, message_id in zip(directs, ids, strict=True):
+            try:
+                prepared.append(self._prepare(direct, message_id, now))
+            except Rejected as rejected:
+                prepared.append(rejected)
+        return prepared
+
+    def _prepare(self, direct: DirectMessage, message_id: str, now: float) -> NewMessage:
         service = self._services.get(direct.service_id)
         if service is None:
             raise Rejected(StatusCode.ILLEGAL_SERVICE, "Illegal service")
         if direct.new_session:
             raise _illegal(_NO_SESSIONS)
-        now = self._clock.now()
         recipient = check_recipient(direct.recipient)
         originator, originator_type = service.originator, service.originator_type.value
         if direct.originator:
             kind = direct.originator_type or OriginatorType.ALPHANUMERIC
             try:
-                originator, originator_type = parse_originator(direct.originator, kind.value)
+                originator, originator_type = _known_originator(direct.originator, kind.value)
             except Rejected as exc:
                 raise Rejected(exc.code, exc.message, "originator") from None
         parsing = service.parsing_type if direct.dcs is None else ParsingType.NONE
@@ -451,7 +474,6 @@ class Submitter:
             else direct.validity_minutes
         )
         not_before = now if direct.not_before is None else max(now, direct.not_before)
-        message_id = self._ids.next_id(now)
         return NewMessage(
             id=message_id,
             service_id=service.id,
@@ -534,6 +556,11 @@ def parse_originator(originator: str | None, kind: str | None) -> tuple[str, str
             " number of digits"
         )
     return originator, originator_type.value
+
+
+# The originators an interface fills in repeat (an ESME sends every message from the same few):
+# a valid one is checked once. Rejected is never cached, so a bad one is checked each time.
+_known_originator = functools.lru_cache(maxsize=256)(parse_originator)
 
 
 def _credentials_match(

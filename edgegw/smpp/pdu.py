@@ -582,9 +582,9 @@ class _BodyReader:
 
     __slots__ = ("_command_id", "_data", "_end", "_pos", "_sequence_number")
 
-    def __init__(self, data: bytes, command_id: int, sequence_number: int) -> None:
+    def __init__(self, data: bytes, command_id: int, sequence_number: int, start: int = 0) -> None:
         self._data = data
-        self._pos = 0
+        self._pos = start
         self._end = len(data)
         self._command_id = command_id
         self._sequence_number = sequence_number
@@ -719,31 +719,74 @@ def _read_field(reader: _BodyReader, field: Field) -> object:
 def _decode_short_message(
     cls: type[_ShortMessage], command_status: int, sequence_number: int, body: bytes
 ) -> Pdu:
-    """submit_sm and deliver_sm, the hot path: the same fields as `cls.fields`, read without
-    the table walk (a test checks both paths agree)."""
-    reader = _BodyReader(body, cls.command_id, sequence_number)
-    cstring, u8 = reader.cstring, reader.u8
+    """submit_sm and deliver_sm, the hot path: the fields of `cls.fields` read in one pass with
+    no reader calls. It only reads a well-formed body; anything else (a C-string without its
+    NUL in reach, a body cut short, an sm_length too long) goes to `decode_by_table`, so the
+    errors are the table's, written once (a test checks both paths agree)."""
+    find, end = body.find, len(body)
+    try:
+        # service_type (6), source TON/NPI, source_addr (21), dest TON/NPI, destination (21),
+        # esm_class, protocol_id, priority_flag, schedule (17), validity (17), then five octets:
+        # registered_delivery, replace_if_present_flag, data_coding, sm_default_msg_id,
+        # sm_length.
+        nul = find(0, 0, 6)
+        if nul < 0:
+            raise IndexError
+        service_type = body[:nul].decode("latin-1")
+        pos = nul + 3
+        source_ton, source_npi = body[nul + 1], body[nul + 2]
+        nul = find(0, pos, pos + 21)
+        if nul < 0:
+            raise IndexError
+        source_addr = body[pos:nul].decode("latin-1")
+        pos = nul + 3
+        dest_ton, dest_npi = body[nul + 1], body[nul + 2]
+        nul = find(0, pos, pos + 21)
+        if nul < 0:
+            raise IndexError
+        destination_addr = body[pos:nul].decode("latin-1")
+        esm_class, protocol_id, priority_flag = body[nul + 1], body[nul + 2], body[nul + 3]
+        pos = nul + 4
+        nul = find(0, pos, pos + 17)
+        if nul < 0:
+            raise IndexError
+        schedule = body[pos:nul].decode("latin-1") if nul > pos else ""
+        pos = nul + 1
+        nul = find(0, pos, pos + 17)
+        if nul < 0:
+            raise IndexError
+        validity = body[pos:nul].decode("latin-1") if nul > pos else ""
+        registered, replace, coding, default_id, length = body[nul + 1 : nul + 6]
+        pos = nul + 6
+        if length > MAX_SHORT_MESSAGE or pos + length > end:
+            raise IndexError
+    except (IndexError, ValueError):
+        # Too few octets to unpack raise ValueError; the table path names what is wrong.
+        return decode_by_table(cls, command_status, sequence_number, body)
+    tlvs: Tlvs = ()
+    if pos + length < end:
+        tlvs = _BodyReader(body, cls.command_id, sequence_number, pos + length).tlvs()
     return cls(
         sequence_number=sequence_number,
         command_status=command_status,
-        service_type=cstring("service_type", 6, _S.ESME_RINVSERTYP),
-        source_addr_ton=u8("source_addr_ton"),
-        source_addr_npi=u8("source_addr_npi"),
-        source_addr=cstring("source_addr", 21, _S.ESME_RINVSRCADR),
-        dest_addr_ton=u8("dest_addr_ton"),
-        dest_addr_npi=u8("dest_addr_npi"),
-        destination_addr=cstring("destination_addr", 21, _S.ESME_RINVDSTADR),
-        esm_class=u8("esm_class"),
-        protocol_id=u8("protocol_id"),
-        priority_flag=u8("priority_flag"),
-        schedule_delivery_time=cstring("schedule_delivery_time", 17, _S.ESME_RINVSCHED),
-        validity_period=cstring("validity_period", 17, _S.ESME_RINVEXPIRY),
-        registered_delivery=u8("registered_delivery"),
-        replace_if_present_flag=u8("replace_if_present_flag"),
-        data_coding=u8("data_coding"),
-        sm_default_msg_id=u8("sm_default_msg_id"),
-        short_message=reader.short_message(_S.ESME_RINVMSGLEN),
-        tlvs=reader.tlvs() if reader.remaining else (),
+        service_type=service_type,
+        source_addr_ton=source_ton,
+        source_addr_npi=source_npi,
+        source_addr=source_addr,
+        dest_addr_ton=dest_ton,
+        dest_addr_npi=dest_npi,
+        destination_addr=destination_addr,
+        esm_class=esm_class,
+        protocol_id=protocol_id,
+        priority_flag=priority_flag,
+        schedule_delivery_time=schedule,
+        validity_period=validity,
+        registered_delivery=registered,
+        replace_if_present_flag=replace,
+        data_coding=coding,
+        sm_default_msg_id=default_id,
+        short_message=body[pos : pos + length],
+        tlvs=tlvs,
     )
 
 

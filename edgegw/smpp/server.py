@@ -220,6 +220,8 @@ class _Connection:
         # submit_sm of the current read, with their sequence numbers: stored in one write job
         # and answered in one write by one task (`_commit_burst`), not a task per PDU.
         self.burst: list[tuple[int, Submission]] = []
+        # Wall time as the submits of one read see it (`_utc_now`).
+        self.read_time: dt.datetime | None = None
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -301,6 +303,7 @@ class _Connection:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
             decoder.receive_data(data)
+            self.read_time = None
             while True:
                 try:
                     pdu = decoder.next_pdu()
@@ -313,9 +316,11 @@ class _Connection:
                 except InvalidPdu as exc:
                     session.heard(trio.current_time())
                     await self.send(GenericNack(**_nack(exc)))
+                    self.read_time = None
                     continue
                 except InvalidField as exc:
                     await self._answer_invalid(exc)
+                    self.read_time = None
                     continue
                 if pdu is NEED_DATA:
                     break
@@ -344,12 +349,15 @@ class _Connection:
         """Act on one PDU; False when the session ends."""
         step = self.session.receive(pdu.command_id, trio.current_time())
         action = step.action
-        if action is not Action.SUBMIT:
-            self._flush_burst()  # what came before this PDU goes to the store before it acts
         if action is Action.SUBMIT:
             assert isinstance(pdu, SubmitSm)
-            await self._submit(pdu)
-        elif action is Action.DELIVER_ANSWERED:
+            refusal = self._submit(pdu)
+            if refusal is not None:
+                await self.send(refusal)
+            return True
+        self._flush_burst()  # what came before this PDU goes to the store before it acts
+        self.read_time = None  # acting on it may wait
+        if action is Action.DELIVER_ANSWERED:
             await self._deliver_answered(pdu.sequence_number, pdu.command_status)
         elif action is Action.ENQUIRE_LINK:
             await self.send(EnquireLinkResp(sequence_number=pdu.sequence_number))
@@ -443,19 +451,23 @@ class _Connection:
             await trio.sleep(failure.delay)
 
     def _utc_now(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self.server.clock.now(), dt.UTC)
+        """Wall time, read once for the submits of one read (a few milliseconds at most
+        apart) and again after a PDU whose handling may have waited."""
+        if self.read_time is None:
+            self.read_time = dt.datetime.fromtimestamp(self.server.clock.now(), dt.UTC)
+        return self.read_time
 
-    async def _submit(self, pdu: SubmitSm) -> None:
+    def _submit(self, pdu: SubmitSm) -> SubmitSmResp | None:
+        """Add a submit_sm to the read's burst, or the response that refuses it."""
         seq = pdu.sequence_number
         try:
             submission = submission_from_submit_sm(pdu, self._utc_now())
         except InvalidField as exc:
-            await self.send(SubmitSmResp(sequence_number=seq, command_status=exc.command_status))
-            return
+            return SubmitSmResp(sequence_number=seq, command_status=exc.command_status)
         if not self.session.submit_started():
-            await self.send(SubmitSmResp(sequence_number=seq, command_status=_S.ESME_RTHROTTLED))
-            return
+            return SubmitSmResp(sequence_number=seq, command_status=_S.ESME_RTHROTTLED)
         self.burst.append((seq, submission))
+        return None
 
     def _flush_burst(self) -> None:
         if self.burst:

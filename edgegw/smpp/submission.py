@@ -97,6 +97,10 @@ class Submission(msgspec.Struct, frozen=True, kw_only=True):
     user_message_reference: int | None = None
 
 
+# registered_delivery bits 1..0 -> ReceiptRequest; 3 is refused before the lookup.
+_RECEIPTS = (ReceiptRequest.NONE, ReceiptRequest.FINAL, ReceiptRequest.FAILURE)
+
+
 def _refuse(status: CommandStatus, message: str, command_id: int, seq: int) -> InvalidField:
     return InvalidField(status, message, command_id=command_id, sequence_number=seq)
 
@@ -221,115 +225,80 @@ def _sar_udh(tlvs: Tlvs) -> bytes | None:
     return bytes((6, 8, 4, reference >> 8, reference & 0xFF, total, seq))
 
 
-class _Common(msgspec.Struct, frozen=True, kw_only=True):
-    """The fields submit_sm and submit_multi share."""
-
-    command_id: int
-    sequence_number: int
-    service_type: str
-    source: Address
-    esm_class: int
-    protocol_id: int
-    priority_flag: int
-    schedule_delivery_time: str
-    validity_period: str
-    registered_delivery: int
-    replace_if_present_flag: int
-    data_coding: int
-    short_message: bytes
-    tlvs: Tlvs
-
-
-def _build(common: _Common, destinations: tuple[Address, ...], now: dt.datetime) -> Submission:
-    cid, seq = common.command_id, common.sequence_number
+def _build(
+    pdu: SubmitSm | SubmitMulti, destinations: tuple[Address, ...], now: dt.datetime
+) -> Submission:
+    """The fields submit_sm and submit_multi share (the same names in both PDUs), checked."""
+    cid, seq = pdu.command_id, pdu.sequence_number
 
     def refuse(status: CommandStatus, message: str) -> InvalidField:
         return _refuse(status, message, cid, seq)
 
-    source = common.source
-    problem = _check_source(source.ton, source.npi, source.address)
+    ton, npi, address = pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr
+    problem = _check_source(ton, npi, address)
     if problem is not None:
-        raise refuse(problem, f"source address {source.address!r} TON {source.ton}")
-    if common.esm_class & ESM_TYPE_MASK:
-        raise refuse(_S.ESME_RINVESMCLASS, f"esm_class {common.esm_class:#04x} asks for an ack")
-    if common.priority_flag > 3:
-        raise refuse(_S.ESME_RINVPRTFLG, f"priority_flag {common.priority_flag}")
-    if common.registered_delivery & RECEIPT_MASK == 3:
+        raise refuse(problem, f"source address {address!r} TON {ton}")
+    if pdu.esm_class & ESM_TYPE_MASK:
+        raise refuse(_S.ESME_RINVESMCLASS, f"esm_class {pdu.esm_class:#04x} asks for an ack")
+    if pdu.priority_flag > 3:
+        raise refuse(_S.ESME_RINVPRTFLG, f"priority_flag {pdu.priority_flag}")
+    if pdu.registered_delivery & RECEIPT_MASK == 3:
         raise refuse(_S.ESME_RINVREGDLVFLG, "registered_delivery bits 1..0 = 3 are reserved")
-    if common.replace_if_present_flag > 1:
-        raise refuse(_S.ESME_RINVREPFLAG, f"replace_if_present {common.replace_if_present_flag}")
+    if pdu.replace_if_present_flag > 1:
+        raise refuse(_S.ESME_RINVREPFLAG, f"replace_if_present {pdu.replace_if_present_flag}")
     try:
-        schedule = parse_time(common.schedule_delivery_time, now)
+        schedule = parse_time(pdu.schedule_delivery_time, now)
     except ValueError as exc:
         raise refuse(_S.ESME_RINVSCHED, str(exc)) from None
     try:
-        validity = parse_time(common.validity_period, now)
+        validity = parse_time(pdu.validity_period, now)
     except ValueError as exc:
         raise refuse(_S.ESME_RINVEXPIRY, str(exc)) from None
     if validity is not None and validity <= max(now, schedule or now):
         raise refuse(_S.ESME_RINVEXPIRY, "the validity period ends before delivery can start")
 
-    message = common.short_message
-    payload_tlv = tlv_value(common.tlvs, Tag.MESSAGE_PAYLOAD)
+    message, tlvs = pdu.short_message, pdu.tlvs
+    payload_tlv = tlv_value(tlvs, Tag.MESSAGE_PAYLOAD) if tlvs else None
     if payload_tlv is not None:
         if message:
             # SMPP 3.4 5.3.2.32: with message_payload, sm_length is zero.
             raise refuse(_S.ESME_RINVMSGLEN, "both short_message and message_payload")
         message = payload_tlv
     udh = b""
-    if common.esm_class & ESM_FEATURE_UDHI:
+    if pdu.esm_class & ESM_FEATURE_UDHI:
         if not message or message[0] + 1 > len(message):
             raise refuse(_S.ESME_RINVESMCLASS, "UDHI set but no whole UDH in the message")
         udh, message = message[: message[0] + 1], message[message[0] + 1 :]
     else:
         try:
-            udh = _sar_udh(common.tlvs) or b""
+            udh = (_sar_udh(tlvs) if tlvs else None) or b""
         except LookupError as exc:
             raise refuse(_S.ESME_RMISSINGOPTPARAM, str(exc)) from None
         except ValueError as exc:
             raise refuse(_S.ESME_RINVOPTPARAMVAL, str(exc)) from None
     try:
-        text = _decode_text(common.data_coding, message)
+        text = _decode_text(pdu.data_coding, message)
     except (ValueError, GsmError) as exc:
         # SMPP 3.4 has no "invalid data_coding" status; RSUBMITFAIL is its generic refusal.
-        raise refuse(_S.ESME_RSUBMITFAIL, f"data_coding {common.data_coding}: {exc}") from None
-    if not _fits(common.data_coding, text, message, udh):
+        raise refuse(_S.ESME_RSUBMITFAIL, f"data_coding {pdu.data_coding}: {exc}") from None
+    if not _fits(pdu.data_coding, text, message, udh):
         raise refuse(_S.ESME_RINVMSGLEN, "the message is too long")
     return Submission(
-        source=source,
+        source=Address(ton, npi, address),
         destinations=destinations,
-        data_coding=common.data_coding,
+        data_coding=pdu.data_coding,
         text=text,
         payload=message,
         udh=udh,
         message_payload=payload_tlv is not None,
-        receipt=ReceiptRequest(common.registered_delivery & RECEIPT_MASK),
+        receipt=_RECEIPTS[pdu.registered_delivery & RECEIPT_MASK],
         validity=validity,
         schedule=schedule,
-        priority=common.priority_flag,
-        protocol_id=common.protocol_id,
-        service_type=common.service_type,
-        esm_class=common.esm_class,
-        user_message_reference=tlv_int(common.tlvs, Tag.USER_MESSAGE_REFERENCE),
-    )
-
-
-def _common(pdu: SubmitSm | SubmitMulti) -> _Common:
-    return _Common(
-        command_id=pdu.command_id,
-        sequence_number=pdu.sequence_number,
-        service_type=pdu.service_type,
-        source=Address(pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr),
-        esm_class=pdu.esm_class,
+        priority=pdu.priority_flag,
         protocol_id=pdu.protocol_id,
-        priority_flag=pdu.priority_flag,
-        schedule_delivery_time=pdu.schedule_delivery_time,
-        validity_period=pdu.validity_period,
-        registered_delivery=pdu.registered_delivery,
-        replace_if_present_flag=pdu.replace_if_present_flag,
-        data_coding=pdu.data_coding,
-        short_message=pdu.short_message,
-        tlvs=pdu.tlvs,
+        service_type=pdu.service_type,
+        esm_class=pdu.esm_class,
+        user_message_reference=tlv_int(tlvs, Tag.USER_MESSAGE_REFERENCE) if tlvs else None,
     )
 
 
@@ -344,7 +313,7 @@ def submission_from_submit_sm(pdu: SubmitSm, now: dt.datetime) -> Submission:
             pdu.sequence_number,
         )
     destination = Address(pdu.dest_addr_ton, pdu.dest_addr_npi, pdu.destination_addr)
-    return _build(_common(pdu), (destination,), now)
+    return _build(pdu, (destination,), now)
 
 
 def submission_from_submit_multi(
@@ -367,4 +336,4 @@ def submission_from_submit_multi(
     if not valid:
         status = CommandStatus(refused[0].error_status_code) if refused else _S.ESME_RINVNUMDESTS
         raise _refuse(status, "no valid destination", CommandId.SUBMIT_MULTI, pdu.sequence_number)
-    return _build(_common(pdu), tuple(valid), now), tuple(refused)
+    return _build(pdu, tuple(valid), now), tuple(refused)

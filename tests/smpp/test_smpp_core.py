@@ -167,6 +167,36 @@ async def test_refusals_carry_their_command_status(
     assert count == (0,)
 
 
+async def test_a_burst_is_prepared_together_and_stored_in_one_commit(core: Core) -> None:
+    """One submit_many: each submission gets its own id or refusal in order, a submit_multi
+    with one bad destination is refused whole, and the accepted ones commit together."""
+    commits = core.store.commits
+    results = await core.backend.submit_many(
+        ACCOUNT,
+        [
+            submission("first"),
+            submission("bad", destinations=(Address(1, 1, "4712"),)),
+            submission(
+                "multi",
+                destinations=(Address(1, 1, "4741000002"), Address(1, 1, "4713")),
+            ),
+            submission("last", receipt=ReceiptRequest.FINAL),
+        ],
+    )
+    first, bad, multi, last = results
+    assert isinstance(first, str) and isinstance(last, str) and first < last
+    for refused in (bad, multi):
+        assert isinstance(refused, SubmitRefused)
+        assert refused.command_status == CommandStatus.ESME_RINVDSTADR
+    assert core.store.commits == commits + 1
+    stored = await core.store.read(
+        lambda c: c.execute(
+            "SELECT id, content, registered_delivery FROM messages ORDER BY id"
+        ).fetchall()
+    )
+    assert stored == [(first, "first", 0), (last, "last", 1)]
+
+
 async def finish(core: Core, message_id: str, state: MessageState, dr: DrStatus) -> None:
     """Send the message's one part, then settle it as a status report or the worker would."""
     store = core.store
