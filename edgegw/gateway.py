@@ -44,7 +44,7 @@ from edgegw.pipeline.smtp_backend import GatewaySmtpBackend
 from edgegw.pipeline.submit import Submitter
 from edgegw.smpp.server import serve_smpp
 from edgegw.smtp.server import serve_smtp
-from edgegw.store import Store, Topic
+from edgegw.store import AnswerSeal, Store, Topic
 from edgegw.throttle import AuthThrottle
 
 log = logging.getLogger(__name__)
@@ -264,9 +264,9 @@ class Gateway:
 
     # The HTTP Backend protocol (edgegw.http.app.Backend).
 
-    async def submit(self, request: SendRequest) -> SendResponse:
+    async def submit(self, request: SendRequest, seal: AnswerSeal | None = None) -> SendResponse:
         assert self.submitter is not None
-        return await self.submitter.submit(request)
+        return await self.submitter.submit(request, seal)
 
     def authenticate(self, username: str, password: str) -> int | None:
         password_and_id = self._credentials.get(username)

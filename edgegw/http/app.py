@@ -26,6 +26,7 @@ from edgegw.http.puzzel import (
 from edgegw.http.server import App, Request, Response, plain_error
 from edgegw.http.soap import FAULT_NAMESPACE
 from edgegw.model import MessageStatus, SendRequest, SendResponse, StatusCode
+from edgegw.store import AnswerSeal, Write
 
 __all__ = ["Backend", "error_response", "make_app"]
 
@@ -35,8 +36,11 @@ log = logging.getLogger(__name__)
 class Backend(Protocol):
     """What the HTTP routes need from the core; the pipeline implements it."""
 
-    # Auth, validation, durable enqueue; returns per-message statuses (edgegw.model).
-    async def submit(self, request: SendRequest) -> SendResponse: ...
+    # Auth, validation, durable enqueue; returns per-message statuses (edgegw.model). `seal`
+    # is given the answer before the messages are written and adds its rows to that write.
+    async def submit(
+        self, request: SendRequest, seal: AnswerSeal | None = None
+    ) -> SendResponse: ...
 
     # Service id for HTTP Basic credentials, or None.
     def authenticate(self, username: str, password: str) -> int | None: ...
@@ -118,7 +122,7 @@ def make_app(
             send_request = decoder(body)
         except RequestSyntaxError as exc:
             return _puzzel(syntax_error_response(exc), fmt, status=exc.http_status)
-        return await _submit(send_request, fmt, _XML)
+        return await _submit(request, send_request, fmt, _XML)
 
     async def _send_get(request: Request) -> Response:
         # GET answers text/xml unless JSON is asked for (spec 2.4).
@@ -127,14 +131,34 @@ def make_app(
             send_request = decode_query(request.query)
         except RequestSyntaxError as exc:
             return _puzzel(syntax_error_response(exc), fmt, status=exc.http_status, xml=_TEXT_XML)
-        return await _submit(send_request, fmt, _TEXT_XML)
+        return await _submit(request, send_request, fmt, _TEXT_XML)
 
-    async def _submit(send_request: SendRequest, fmt: ResponseFormat, xml: str) -> Response:
+    async def _submit(
+        request: Request, send_request: SendRequest, fmt: ResponseFormat, xml: str
+    ) -> Response:
+        commit_with = request.commit_with
+        sealed: Response | None = None
+
+        def seal(response: SendResponse) -> Write | None:
+            # The answer is encoded once, before the write, so that what the wrapper commits
+            # with the messages is what the client gets.
+            nonlocal sealed
+            assert commit_with is not None
+            sealed = _answer(send_request, response, fmt, xml)
+            return commit_with(sealed)
+
         try:
-            response = await backend.submit(send_request)
+            response = await backend.submit(
+                send_request, seal=None if commit_with is None else seal
+            )
         except Exception:
             log.exception("submit failed for service %s", send_request.serviceId)
             return _puzzel(_internal_error(send_request), fmt, status=500, xml=xml)
+        return sealed if sealed is not None else _answer(send_request, response, fmt, xml)
+
+    def _answer(
+        send_request: SendRequest, response: SendResponse, fmt: ResponseFormat, xml: str
+    ) -> Response:
         denied = response.refused_login()
         if denied and auth_failure_problem:
             answer = problem_response(

@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Any, Final
 
 import h11
 import msgspec
@@ -44,6 +44,11 @@ class Request(msgspec.Struct, kw_only=True):
     headers: dict[str, str]  # lower-cased names; repeated headers joined with ", "
     body: bytes
     client: tuple[str, int] | None = None
+    # Set by a wrapper whose rows must commit with what the request writes (the answer of an
+    # Idempotency-Key, edgegw.http.idempotency): the route that commits the request's effects
+    # calls it with the answer it will send and writes what it returns (an edgegw.store.Write)
+    # in the same job; None leaves nothing to add.
+    commit_with: Callable[[Response], Callable[[Any], None] | None] | None = None
 
 
 class Response(msgspec.Struct, kw_only=True):

@@ -38,7 +38,14 @@ from edgegw.model import (
     StatusCode,
 )
 from edgegw.pipeline.sendwindow import SendWindowError, parse_send_window
-from edgegw.store import DailyWindow, NewMessage, Store, used_client_references
+from edgegw.store import (
+    AnswerSeal,
+    DailyWindow,
+    NewMessage,
+    Store,
+    Write,
+    used_client_references,
+)
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +177,10 @@ class Submitter:
         # may be reassembling at the same time; a wrapping counter does that.
         self._reference = (rng or random.SystemRandom()).randrange(256)
 
-    async def submit(self, request: SendRequest) -> SendResponse:
+    async def submit(self, request: SendRequest, seal: AnswerSeal | None = None) -> SendResponse:
+        """Answer a Puzzel request with a status per message, after its accepted messages are
+        committed. With `seal`, they are committed in one write job together with the rows the
+        seal adds for the answer (see `_store_sealed`)."""
         batch_reference = request.batchReference or new_batch_reference()
         messages = request.message
         service = self._services.get(request.serviceId) if request.serviceId is not None else None
@@ -183,6 +193,17 @@ class Submitter:
         statuses: list[MessageStatus] = []
         ids = self._ids.next_ids(now, len(messages)) if messages else []
         taken = await self._taken_references(service, messages, now)
+        if seal is not None:
+            accepted = []
+            for start in range(0, len(messages), SUBMIT_CHUNK):
+                if start:
+                    await trio.lowlevel.checkpoint()
+                accepted += self._accept_chunk(
+                    service, messages, start, ids, batch_reference, now, statuses, taken
+                )
+            response = SendResponse(batchReference=batch_reference, messageStatus=statuses)
+            await self._store_sealed(accepted, response, seal)
+            return response
         if len(messages) <= SUBMIT_CHUNK:
             accepted = self._accept_chunk(
                 service, messages, 0, ids, batch_reference, now, statuses, taken
@@ -270,10 +291,12 @@ class Submitter:
         accepted: list[tuple[int, NewMessage]],
         statuses: list[MessageStatus],
         batch_reference: str,
-    ) -> None:
-        """Insert accepted messages in one write job; if it fails, their statuses say so."""
+        along: Write | None = None,
+    ) -> bool:
+        """Insert accepted messages (and the rows `along` adds) in one write job; if it fails,
+        their statuses say so and the result is False."""
         try:
-            await self._store.insert_messages([new for _, new in accepted])
+            await self._store.insert_messages([new for _, new in accepted], along=along)
         except Exception:
             log.exception("submit: storing batch %s failed", batch_reference)
             for position, _ in accepted:
@@ -281,8 +304,26 @@ class Submitter:
                 status.statusCode = StatusCode.INTERNAL_ERROR
                 status.statusMessage = "Internal error"
                 status.messageId = None
-        else:
+            return False
+        if accepted:
             self._wake()
+        return True
+
+    async def _store_sealed(
+        self, accepted: list[tuple[int, NewMessage]], response: SendResponse, seal: AnswerSeal
+    ) -> None:
+        """Every accepted message of the request in one write job with the seal's rows for
+        the answer, whatever the request's size, so that both are committed or neither: a
+        crash cannot keep the messages and lose the answer a retry would be given. If the
+        write fails, the seal sees the answer again as it now is (those messages refused)."""
+        along = seal(response)
+        if not accepted and along is None:
+            return
+        stored = await self._store_chunk(
+            accepted, response.messageStatus, response.batchReference, along
+        )
+        if not stored:
+            seal(response)
 
     async def _taken_references(
         self, service: ServiceConfig, messages: Sequence[MessageRequest], now: float

@@ -20,6 +20,7 @@ from edgegw.model import (
     SendResponse,
     StatusCode,
 )
+from edgegw.store import AnswerSeal
 
 SERVICES = {1000: ("user", "pw"), 2000: ("other", "secret")}
 
@@ -32,7 +33,8 @@ class DictBackend:
         self.is_ready = True
         self.broken = False
 
-    async def submit(self, request: SendRequest) -> SendResponse:
+    async def submit(self, request: SendRequest, seal: AnswerSeal | None = None) -> SendResponse:
+        # It writes nothing, so a seal has nothing to commit with.
         if self.broken:
             raise RuntimeError("store is gone")
         self.submitted.append(request)

@@ -37,7 +37,7 @@ from edgegw.model import (
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.management import Management
 from edgegw.pipeline.submit import Submitter
-from edgegw.store import Store, Topic, run_inline
+from edgegw.store import AnswerSeal, Store, Topic, run_inline
 
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z = 10:00 in Oslo (CEST)
 LATER = SendWindow(startDate="2025-08-05", startTime="12:00:00")  # two hours ahead
@@ -104,8 +104,8 @@ class Backend:
         self.store = store
         self.logins = {s.username: (s.password, s.id) for s in services}
 
-    async def submit(self, request: SendRequest) -> SendResponse:
-        return await self.submitter.submit(request)
+    async def submit(self, request: SendRequest, seal: AnswerSeal | None = None) -> SendResponse:
+        return await self.submitter.submit(request, seal)
 
     def authenticate(self, username: str, password: str) -> int | None:
         expected = self.logins.get(username)
