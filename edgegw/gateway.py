@@ -12,6 +12,7 @@ import hmac
 import logging
 import os
 import tempfile
+from collections.abc import Awaitable, Callable
 
 import msgspec
 import trio
@@ -41,7 +42,7 @@ from edgegw.pipeline.pacing import DAY, Pacer, PacingRule
 from edgegw.pipeline.reports import ReportCorrelator
 from edgegw.pipeline.smpp_backend import GatewaySmppBackend
 from edgegw.pipeline.smtp_backend import GatewaySmtpBackend
-from edgegw.pipeline.submit import Submitter
+from edgegw.pipeline.submit import MessageChunks, Submitter
 from edgegw.smpp.server import serve_smpp
 from edgegw.smtp.server import serve_smtp
 from edgegw.store import AnswerSeal, Store, Topic
@@ -267,6 +268,15 @@ class Gateway:
     async def submit(self, request: SendRequest, seal: AnswerSeal | None = None) -> SendResponse:
         assert self.submitter is not None
         return await self.submitter.submit(request, seal)
+
+    async def submit_stream(
+        self,
+        request: SendRequest,
+        messages: MessageChunks,
+        emit: Callable[[SendResponse], Awaitable[None]],
+    ) -> None:
+        assert self.submitter is not None
+        await self.submitter.submit_stream(request, messages, emit)
 
     def authenticate(self, username: str, password: str) -> int | None:
         password_and_id = self._credentials.get(username)

@@ -25,6 +25,7 @@ from edgegw.shares import ConnectionShares
 
 __all__ = [
     "App",
+    "BodyWriter",
     "ErrorRenderer",
     "HttpLimits",
     "Request",
@@ -35,6 +36,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+# Sends one piece of a streamed body (`Response.stream`).
+BodyWriter = Callable[[bytes], Awaitable[None]]
 
 
 class Request(msgspec.Struct, kw_only=True):
@@ -58,6 +63,9 @@ class Response(msgspec.Struct, kw_only=True):
     # Set by a route whose credentials check failed: the account tried ("" when unknown), for
     # the failed-login throttle (edgegw.http.guard). Never sent.
     auth_failure: str | None = None
+    # A body written piece by piece instead of `body` (chunked): called once the head is out,
+    # with the function that sends a piece. A big batch's answer goes out as its chunks commit.
+    stream: Callable[[BodyWriter], Awaitable[None]] | None = None
 
 
 App = Callable[[Request], Awaitable[Response]]
@@ -338,6 +346,9 @@ class _HttpConnection:
         headers = [
             (name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers
         ]
+        if response.stream is not None:
+            await self._send_streamed(response.status, headers, response.stream, head_only)
+            return
         headers.append((b"content-length", str(len(response.body)).encode("ascii")))
         headers.append((b"date", _date.header()))
         headers.append(_SERVER_HEADER)
@@ -354,6 +365,37 @@ class _HttpConnection:
         else:
             for piece in pieces:
                 await self.stream.send_all(piece)
+
+    async def _send_streamed(
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        stream: Callable[[BodyWriter], Awaitable[None]],
+        head_only: bool,
+    ) -> None:
+        """The head, then each piece as the producer gives it: chunked for an HTTP/1.1 client,
+        delimited by the close for HTTP/1.0 (h11 decides). The producer's own waits have no
+        deadline; a client that does not take a piece within `body_timeout` is dropped."""
+        headers.append((b"date", _date.header()))
+        headers.append(_SERVER_HEADER)
+        if self.drain.draining:
+            headers.append((b"connection", b"close"))
+        conn = self.conn
+        timer = self.timer
+
+        async def send(data: bytes) -> None:
+            timer.deadline = trio.current_time() + self.limits.body_timeout
+            await self.stream.send_all(data)
+            timer.deadline = math.inf
+
+        await send(conn.send(h11.Response(status_code=status, headers=headers)) or b"")
+
+        async def write(piece: bytes) -> None:
+            if piece and not head_only:
+                await send(conn.send(h11.Data(data=piece)) or b"")
+
+        await stream(write)
+        await send(conn.send(h11.EndOfMessage()) or b"")
 
     async def _reject(self, status: int, reason: str) -> None:
         """Answer with an error (if the exchange still allows an answer) and close."""

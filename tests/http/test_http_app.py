@@ -4,14 +4,16 @@ Puzzel error bodies, the switchable 401, message lookup with Basic auth, and hea
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from xml.etree import ElementTree
 
 import httpx
+import msgspec
 import pytest
 import trio
 
 from edgegw.http.app import Backend, make_app
-from edgegw.http.puzzel import RESPONSE_NAMESPACE
+from edgegw.http.puzzel import RESPONSE_NAMESPACE, JsonMessages
 from edgegw.http.server import App, HttpLimits, Request, Response, serve_http
 from edgegw.model import (
     STATUS_ENQUEUED,
@@ -32,6 +34,17 @@ class DictBackend:
         self.submitted: list[SendRequest] = []
         self.is_ready = True
         self.broken = False
+
+    async def submit_stream(
+        self,
+        request: SendRequest,
+        messages: JsonMessages,
+        emit: Callable[[SendResponse], Awaitable[None]],
+    ) -> None:
+        # The whole answer as one piece: what the app makes of the pieces is tested with the
+        # real submitter (tests/integration/test_big_batch.py).
+        whole = msgspec.structs.replace(request, message=messages.decode(0, len(messages)))
+        await emit(await self.submit(whole))
 
     async def submit(self, request: SendRequest, seal: AnswerSeal | None = None) -> SendResponse:
         # It writes nothing, so a seal has nothing to commit with.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -24,6 +24,7 @@ from edgegw.delivery.fanout import final_outcomes
 from edgegw.delivery.worker import Deliveries
 from edgegw.http.app import make_app
 from edgegw.http.management import management_routes
+from edgegw.http.puzzel import JsonMessages
 from edgegw.http.server import HttpLimits, Request, Response, serve_http
 from edgegw.model import (
     MessageRequest,
@@ -106,6 +107,14 @@ class Backend:
 
     async def submit(self, request: SendRequest, seal: AnswerSeal | None = None) -> SendResponse:
         return await self.submitter.submit(request, seal)
+
+    async def submit_stream(
+        self,
+        request: SendRequest,
+        messages: JsonMessages,
+        emit: Callable[[SendResponse], Awaitable[None]],
+    ) -> None:
+        await self.submitter.submit_stream(request, messages, emit)
 
     def authenticate(self, username: str, password: str) -> int | None:
         expected = self.logins.get(username)
