@@ -10,6 +10,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, Protocol
 
+import trio
+
 from edgegw.http.inputs import to_utf8
 from edgegw.http.problems import problem_response
 from edgegw.http.puzzel import (
@@ -170,7 +172,12 @@ def make_app(
             async def emit(chunk: SendResponse) -> None:
                 await write(writer.piece(chunk))
 
-            await backend.submit_stream(head, messages, emit)
+            try:
+                await backend.submit_stream(head, messages, emit)
+            except* (trio.BrokenResourceError, trio.ClosedResourceError):
+                # The client left mid-answer (out of the submitter's nursery, so grouped): the
+                # listener closes quietly, as for any client gone. What committed stays.
+                raise trio.BrokenResourceError("the client left during the answer") from None
             await write(writer.end())
 
         content_type = _JSON if fmt is ResponseFormat.JSON else _XML

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
+import socket
+import struct
 import tracemalloc
 from xml.etree import ElementTree
 
@@ -253,4 +256,30 @@ async def test_a_big_batch_that_cannot_be_streamed_is_answered_whole(
         assert "transfer-encoding" not in denied.headers
         assert {status["statusCode"] for status in denied.json()["messageStatus"]} == {2}
         assert await stored_messages(gateway) == 0
+    gateway.stop()
+
+
+async def test_a_client_leaving_during_a_streamed_answer_is_no_error(
+    big_config: Config, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The gateway notices at its next piece, stops, and logs nothing at ERROR (a client
+    going away is not the gateway's failure); what was committed stays."""
+    gateway = Gateway(big_config)
+    await nursery.start(gateway.run)
+    assert gateway.bound is not None
+    stream = await trio.open_tcp_stream("127.0.0.1", gateway.bound.http_port)
+    await stream.send_all(batch_request(20000))
+    buffer = bytearray()
+    await read_until(stream, buffer, b"\r\n\r\n")  # the head: the first piece is committed
+    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    await stream.aclose()  # with a reset, so the gateway's next write fails
+    stored, settled = -1, 0
+    while settled < 3:  # until the gateway stops storing the batch
+        await trio.sleep(0.05)
+        now = await stored_messages(gateway)
+        settled = settled + 1 if now == stored else 0
+        stored = now
+    assert 0 < stored < 20000
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert errors == []
     gateway.stop()
