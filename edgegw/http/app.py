@@ -70,7 +70,7 @@ _JSON: Final = "application/json"
 _XML: Final = "application/xml"
 _TEXT_XML: Final = "text/xml"
 
-_BODY_DECODERS: Final[dict[str, Callable[[bytes], SendRequest]]] = {
+_BODY_DECODERS: Final[dict[str, Callable[[bytes | bytearray], SendRequest]]] = {
     "application/json": decode_json,
     "application/xml": decode_xml,
     "text/xml": decode_xml,
@@ -149,7 +149,9 @@ def make_app(
             return _puzzel(syntax_error_response(exc), fmt, status=exc.http_status)
         return await _submit(request, send_request, fmt, _XML)
 
-    def _streamed(request: Request, body: bytes, fmt: ResponseFormat) -> Response | None:
+    def _streamed(
+        request: Request, body: bytes | bytearray, fmt: ResponseFormat
+    ) -> Response | None:
         """A JSON batch of more than STREAMED_MORE_THAN messages, whose credentials are right and
         whose answer is not remembered (Idempotency-Key), answered as its chunks commit: its
         messages are decoded a chunk at a time and its statuses written as each chunk is

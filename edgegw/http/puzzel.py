@@ -144,7 +144,7 @@ def _from_validation_error(exc: msgspec.ValidationError) -> RequestSyntaxError:
 _json_request = msgspec.json.Decoder(SendRequest, strict=False)
 
 
-def decode_json(body: bytes) -> SendRequest:
+def decode_json(body: bytes | bytearray) -> SendRequest:
     """Decode a JSON send request. The common, well-typed body takes one msgspec call; only a
     body needing the client tolerances of spec 2.1 goes through the generic repair pass."""
     try:
@@ -190,7 +190,9 @@ class JsonMessages:
         return [_json_message.decode(raw) for raw in self._raw[start:stop]]
 
 
-def decode_json_batch(body: bytes, more_than: int) -> tuple[SendRequest, JsonMessages] | None:
+def decode_json_batch(
+    body: bytes | bytearray, more_than: int
+) -> tuple[SendRequest, JsonMessages] | None:
     """A JSON send request of more than `more_than` messages, each of which decodes as
     `decode_json` would decode it: the request without its messages, and its messages to be
     decoded chunk by chunk. None for anything else (fewer messages, a body that needs the
@@ -212,7 +214,7 @@ def decode_json_batch(body: bytes, more_than: int) -> tuple[SendRequest, JsonMes
     return head, JsonMessages(batch.message)
 
 
-def _decode_json_tolerant(body: bytes) -> SendRequest:
+def _decode_json_tolerant(body: bytes | bytearray) -> SendRequest:
     try:
         tree = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
@@ -275,7 +277,7 @@ def _parameter_value(value: object, field: str) -> object:
 # XML (spec 2.3, appendix C)
 
 
-def decode_xml(body: bytes) -> SendRequest:
+def decode_xml(body: bytes | bytearray) -> SendRequest:
     """Decode an XML send request. DTDs are refused outright, which refuses entity expansion
     (billion laughs) and external entities with them. Namespaces are ignored: the root may be
     qualified or not, children may be qualified although the XSD leaves them unqualified."""
@@ -336,7 +338,7 @@ def _xml_structure(element: Element, shape: _Shape, field: str) -> dict[str, Any
 _KEY_SEGMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)(?:\[([0-9]{1,6})\])?")
 
 
-def decode_form(body: bytes) -> SendRequest:
+def decode_form(body: bytes | bytearray) -> SendRequest:
     """Decode an `application/x-www-form-urlencoded` send request (UTF-8, spec 2.3)."""
     try:
         text = body.decode("utf-8")

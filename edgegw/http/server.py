@@ -38,6 +38,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+# A request's body: bytes when it came in one read, else the buffer it grew in (read only).
+Body = bytes | bytearray
 # Sends one piece of a streamed body (`Response.stream`).
 BodyWriter = Callable[[bytes], Awaitable[None]]
 
@@ -47,7 +49,7 @@ class Request(msgspec.Struct, kw_only=True):
     path: str  # the target before `?`, not percent-decoded
     query: str  # the target after `?`, not percent-decoded; "" when absent
     headers: dict[str, str]  # lower-cased names; repeated headers joined with ", "
-    body: bytes
+    body: Body
     client: tuple[str, int] | None = None
     # Set by a wrapper whose rows must commit with what the request writes (the answer of an
     # Idempotency-Key, edgegw.http.idempotency): the route that commits the request's effects
@@ -269,7 +271,7 @@ class _HttpConnection:
         finally:
             self.idle = False
 
-    async def _receive_body(self, request: h11.Request) -> bytes:
+    async def _receive_body(self, request: h11.Request) -> Body:
         conn = self.conn
         limit = self.limits.max_body_bytes
         for name, value in request.headers:
@@ -284,7 +286,10 @@ class _HttpConnection:
             await self.stream.send_all(
                 conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
             )
-        chunks: list[bytes] = []
+        # A body that came in one piece is that piece; a longer one grows in one buffer
+        # rather than being joined from a list of its pieces at the end, which held it twice.
+        first = b""
+        more: bytearray | None = None
         size = 0
         while True:
             event = conn.next_event()
@@ -293,9 +298,16 @@ class _HttpConnection:
                 if size > limit:
                     await self._reject(413, f"request body is over {limit} bytes")
                     raise _Closed
-                chunks.append(event.data)
+                if more is not None:
+                    more += event.data
+                elif first:
+                    more = bytearray(first)
+                    more += event.data
+                    first = b""
+                else:
+                    first = event.data
             elif isinstance(event, h11.EndOfMessage):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                return first if more is None else more
             elif event is h11.NEED_DATA:
                 if not waiting:
                     waiting = True
@@ -321,7 +333,7 @@ class _HttpConnection:
             client=self.client,
         )
 
-    async def _call_app(self, body: bytes) -> Response:
+    async def _call_app(self, body: Body) -> Response:
         request = self.head
         assert request is not None  # _receive_head set it with the head it returned
         request.body = body
