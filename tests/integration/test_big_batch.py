@@ -33,6 +33,9 @@ HEALTH_P99_SECONDS = 0.050
 # met because the body (1x) and one small object per message (1.1x) are held throughout (the
 # README's benchmark section says more).
 MEMORY_FACTOR = 4.5
+# The same with texts of an ordinary length (160 characters), where the objects per message
+# weigh less against the body: the target of 2x is met (1.6 to 1.8x).
+ORDINARY_TEXT_MEMORY_FACTOR = 2.0
 
 
 @pytest.fixture
@@ -41,14 +44,14 @@ def big_config(config: Config) -> Config:
     return msgspec.structs.replace(config, http=msgspec.structs.replace(config.http, limits=limits))
 
 
-def batch_request(count: int) -> bytes:
+def batch_request(count: int, content: str = "Batch") -> bytes:
     body = json.dumps(
         {
             "serviceId": 1000,
             "username": "demo",
             "password": "demo",
             "message": [
-                {"recipient": f"+47{41000000 + index}", "content": "Batch"}
+                {"recipient": f"+47{41000000 + index}", "content": content}
                 for index in range(count)
             ],
         }
@@ -171,13 +174,18 @@ async def test_health_answers_within_50_ms_p99_while_a_25000_message_batch_is_ta
     gc.unfreeze()
 
 
+@pytest.mark.parametrize(
+    ("content", "bound"),
+    [("Batch", MEMORY_FACTOR), ("x" * 160, ORDINARY_TEXT_MEMORY_FACTOR)],
+    ids=["5-character texts", "160-character texts"],
+)
 async def test_a_batch_takes_memory_in_proportion_to_its_body(
-    big_config: Config, nursery: trio.Nursery
+    big_config: Config, nursery: trio.Nursery, content: str, bound: float
 ) -> None:
     gateway = Gateway(big_config)
     await nursery.start(gateway.run)
     assert gateway.bound is not None
-    payload = batch_request(10000)
+    payload = batch_request(10000, content)
     stream = await trio.open_tcp_stream("127.0.0.1", gateway.bound.http_port)
     async with stream:
         # A small request first, so that connection set-up and first-use caches are baseline.
@@ -193,7 +201,7 @@ async def test_a_batch_takes_memory_in_proportion_to_its_body(
             tracemalloc.stop()
     assert await stored_messages(gateway) == 10010
     factor = (peak - baseline) / len(payload)
-    assert factor < MEMORY_FACTOR, f"the batch took {factor:.1f} times its body at the peak"
+    assert factor < bound, f"the batch took {factor:.1f} times its body at the peak"
     gateway.stop()
 
 
