@@ -291,3 +291,26 @@ async def test_a_client_leaving_during_a_streamed_answer_is_no_error(
     errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
     assert errors == []
     gateway.stop()
+
+
+async def test_an_http_1_0_client_gets_a_streamed_answer_ended_by_the_close(
+    big_config: Config, nursery: trio.Nursery
+) -> None:
+    gateway = Gateway(big_config)
+    await nursery.start(gateway.run)
+    assert gateway.bound is not None
+    request = batch_request(1500).replace(b"HTTP/1.1", b"HTTP/1.0", 1)
+    stream = await trio.open_tcp_stream("127.0.0.1", gateway.bound.http_port)
+    answer = bytearray()
+    async with stream:
+        await stream.send_all(request)
+        while chunk := await stream.receive_some(65536):
+            answer += chunk
+    head, _, body = bytes(answer).partition(b"\r\n\r\n")
+    assert head.lower().startswith(b"http/1.1 200")  # a server names its own version
+    assert b"transfer-encoding" not in head.lower()  # HTTP/1.0 has no chunks
+    assert b"connection: close" in head.lower()
+    statuses = json.loads(body)["messageStatus"]
+    assert [status["statusCode"] for status in statuses] == [1] * 1500
+    assert await stored_messages(gateway) == 1500
+    gateway.stop()
