@@ -82,25 +82,43 @@ def request_bytes(port: int, first_index: int, count: int) -> bytes:
 
 
 async def read_response(stream: trio.SocketStream, buffer: bytearray) -> bytes:
-    """Read one HTTP/1.1 response with a Content-Length; return its body."""
-    while b"\r\n\r\n" not in buffer:
-        chunk = await stream.receive_some(65536)
-        if not chunk:
-            raise ConnectionError("server closed the connection")
-        buffer += chunk
-    head_end = buffer.index(b"\r\n\r\n") + 4
-    head = bytes(buffer[:head_end]).lower()
+    """Read one HTTP/1.1 200 response, framed by Content-Length or chunked (a batch of more
+    than 1000 messages is answered in pieces as they commit); return its body."""
+    head = (await _read_until(stream, buffer, b"\r\n\r\n")).lower()
     if not head.startswith(b"http/1.1 200"):
-        raise RuntimeError(f"unexpected response: {bytes(buffer[:200])!r}")
-    length = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
-    while len(buffer) < head_end + length:
+        raise RuntimeError(f"unexpected response: {head[:200]!r}")
+    if b"transfer-encoding: chunked" not in head:
+        length = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
+        return await _read_exactly(stream, buffer, length)
+    body = bytearray()
+    while True:
+        size = int(await _read_until(stream, buffer, b"\r\n"), 16)
+        body += (await _read_exactly(stream, buffer, size + 2))[:-2]
+        if not size:
+            return bytes(body)
+
+
+async def _read_until(stream: trio.SocketStream, buffer: bytearray, end: bytes) -> bytes:
+    while end not in buffer:
         chunk = await stream.receive_some(65536)
         if not chunk:
             raise ConnectionError("server closed the connection")
         buffer += chunk
-    body = bytes(buffer[head_end : head_end + length])
-    del buffer[: head_end + length]
-    return body
+    stop = buffer.index(end)
+    data = bytes(buffer[:stop])
+    del buffer[: stop + len(end)]
+    return data
+
+
+async def _read_exactly(stream: trio.SocketStream, buffer: bytearray, length: int) -> bytes:
+    while len(buffer) < length:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            raise ConnectionError("server closed the connection")
+        buffer += chunk
+    data = bytes(buffer[:length])
+    del buffer[:length]
+    return data
 
 
 async def load(port: int, connections: int, requests: int, batch: int) -> tuple[float, list[float]]:

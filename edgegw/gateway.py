@@ -16,7 +16,7 @@ import logging
 import os
 import ssl
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import msgspec
 import trio
@@ -58,12 +58,12 @@ from edgegw.pipeline.readiness import Readiness, readiness
 from edgegw.pipeline.reports import ReportCorrelator
 from edgegw.pipeline.smpp_backend import GatewaySmppBackend
 from edgegw.pipeline.smtp_backend import GatewaySmtpBackend
-from edgegw.pipeline.submit import DirectMessage, Rejected, Submitter
+from edgegw.pipeline.submit import DirectMessage, MessageChunks, Rejected, Submitter
 from edgegw.retention import Pruner
 from edgegw.smpp.server import serve_smpp
 from edgegw.smtp.server import serve_smtp
 from edgegw.startup import StartupError, instance_lock
-from edgegw.store import Store, StoreError, Topic
+from edgegw.store import AnswerSeal, Store, StoreError, Topic
 from edgegw.throttle import AuthThrottle
 
 log = logging.getLogger(__name__)
@@ -329,18 +329,37 @@ class Gateway:
 
     # The HTTP Backend protocol (edgegw.http.app.Backend).
 
-    async def submit(self, request: SendRequest) -> SendResponse:
-        return await self.submit_through("http", request)
+    async def submit(self, request: SendRequest, seal: AnswerSeal | None = None) -> SendResponse:
+        return await self.submit_through("http", request, seal)
 
-    async def submit_through(self, door: str, request: SendRequest) -> SendResponse:
+    async def submit_through(
+        self, door: str, request: SendRequest, seal: AnswerSeal | None = None
+    ) -> SendResponse:
         """A Puzzel send request that came through `door` (REST and GET: http; soap), counted
         by door for the metrics."""
         assert self.submitter is not None
-        response = await self.submitter.submit(request)
+        response = await self.submitter.submit(request, seal)
+        self._count_accepted(door, request, response)
+        return response
+
+    async def submit_stream(
+        self,
+        request: SendRequest,
+        messages: MessageChunks,
+        emit: Callable[[SendResponse], Awaitable[None]],
+    ) -> None:
+        assert self.submitter is not None
+
+        async def counted(chunk: SendResponse) -> None:
+            self._count_accepted("http", request, chunk)
+            await emit(chunk)
+
+        await self.submitter.submit_stream(request, messages, counted)
+
+    def _count_accepted(self, door: str, request: SendRequest, response: SendResponse) -> None:
         if request.serviceId is not None:
             accepted = sum(s.statusCode == StatusCode.OK for s in response.messageStatus)
             self.metrics.count_accepted(door, request.serviceId, accepted)
-        return response
 
     def authenticate(self, username: str, password: str) -> int | None:
         password_and_id = self._credentials.get(username)

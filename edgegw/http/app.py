@@ -10,22 +10,28 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, Protocol
 
+import trio
+
 from edgegw.http.inputs import to_utf8
 from edgegw.http.problems import problem_response
 from edgegw.http.puzzel import (
+    JsonMessages,
     RequestSyntaxError,
     ResponseFormat,
+    ResponseWriter,
     decode_form,
     decode_json,
+    decode_json_batch,
     decode_query,
     decode_xml,
     encode_response,
     negotiate,
     syntax_error_response,
 )
-from edgegw.http.server import App, Request, Response, plain_error
+from edgegw.http.server import App, BodyWriter, Request, Response, plain_error
 from edgegw.http.soap import FAULT_NAMESPACE
 from edgegw.model import MessageStatus, SendRequest, SendResponse, StatusCode
+from edgegw.store import AnswerSeal, Write
 
 __all__ = ["Backend", "error_response", "make_app"]
 
@@ -35,8 +41,20 @@ log = logging.getLogger(__name__)
 class Backend(Protocol):
     """What the HTTP routes need from the core; the pipeline implements it."""
 
-    # Auth, validation, durable enqueue; returns per-message statuses (edgegw.model).
-    async def submit(self, request: SendRequest) -> SendResponse: ...
+    # Auth, validation, durable enqueue; returns per-message statuses (edgegw.model). `seal`
+    # is given the answer before the messages are written and adds its rows to that write.
+    async def submit(
+        self, request: SendRequest, seal: AnswerSeal | None = None
+    ) -> SendResponse: ...
+
+    # A big request answered as its chunks commit: `emit` gets each chunk's statuses, in
+    # order (edgegw.pipeline.submit.Submitter.submit_stream).
+    async def submit_stream(
+        self,
+        request: SendRequest,
+        messages: JsonMessages,
+        emit: Callable[[SendResponse], Awaitable[None]],
+    ) -> None: ...
 
     # Service id for HTTP Basic credentials, or None.
     def authenticate(self, username: str, password: str) -> int | None: ...
@@ -48,7 +66,7 @@ _JSON: Final = "application/json"
 _XML: Final = "application/xml"
 _TEXT_XML: Final = "text/xml"
 
-_BODY_DECODERS: Final[dict[str, Callable[[bytes], SendRequest]]] = {
+_BODY_DECODERS: Final[dict[str, Callable[[bytes | bytearray], SendRequest]]] = {
     "application/json": decode_json,
     "application/xml": decode_xml,
     "text/xml": decode_xml,
@@ -56,6 +74,14 @@ _BODY_DECODERS: Final[dict[str, Callable[[bytes], SendRequest]]] = {
 }
 # Decoders that read the body as UTF-8 text; the XML parser reads the document's own declaration.
 _TEXT_BODIES: Final = frozenset({"application/json", "application/x-www-form-urlencoded"})
+
+
+# A JSON batch of more messages than this is answered as its chunks commit; one that fits a
+# single write job of the submitter (its STORE_CHUNK) is answered whole, as fast as before.
+STREAMED_MORE_THAN: Final = 1000
+# No JSON body of more messages is shorter (`{},` each); a shorter one (every single send) is
+# not looked at twice.
+_SMALLEST_STREAMED_BODY: Final = 3 * STREAMED_MORE_THAN
 
 
 def make_app(
@@ -98,10 +124,50 @@ def make_app(
         try:
             if media_type in _TEXT_BODIES:
                 body = to_utf8(body, charset)
+            if decoder is decode_json and len(body) > _SMALLEST_STREAMED_BODY:
+                streamed = _streamed(request, body, fmt)
+                if streamed is not None:
+                    return streamed
             send_request = decoder(body)
         except RequestSyntaxError as exc:
             return _puzzel(syntax_error_response(exc), fmt, status=exc.http_status)
-        return await _submit(send_request, fmt, _XML)
+        return await _submit(request, send_request, fmt, _XML)
+
+    def _streamed(
+        request: Request, body: bytes | bytearray, fmt: ResponseFormat
+    ) -> Response | None:
+        """A JSON batch of more than STREAMED_MORE_THAN messages, whose credentials are right and
+        whose answer is not remembered (Idempotency-Key), answered as its chunks commit: its
+        messages are decoded a chunk at a time and its statuses written as each chunk is
+        stored, so that the request never costs much more memory than its body. None for
+        anything else."""
+        if request.commit_with is not None:
+            return None
+        batch = decode_json_batch(body, more_than=STREAMED_MORE_THAN)
+        if batch is None:
+            return None
+        head, messages = batch
+        if head.serviceId is None or head.serviceId != backend.authenticate(
+            head.username or "", head.password or ""
+        ):
+            return None  # refused as a whole by the usual path
+
+        async def answer(write: BodyWriter) -> None:
+            writer = ResponseWriter(fmt)
+
+            async def emit(chunk: SendResponse) -> None:
+                await write(writer.piece(chunk))
+
+            try:
+                await backend.submit_stream(head, messages, emit)
+            except* (trio.BrokenResourceError, trio.ClosedResourceError):
+                # The client left mid-answer (out of the submitter's nursery, so grouped): the
+                # listener closes quietly, as for any client gone. What committed stays.
+                raise trio.BrokenResourceError("the client left during the answer") from None
+            await write(writer.end())
+
+        content_type = _JSON if fmt is ResponseFormat.JSON else _XML
+        return Response(status=200, headers=[("content-type", content_type)], stream=answer)
 
     async def _send_get(request: Request) -> Response:
         # GET answers text/xml unless JSON is asked for (spec 2.4).
@@ -110,14 +176,34 @@ def make_app(
             send_request = decode_query(request.query)
         except RequestSyntaxError as exc:
             return _puzzel(syntax_error_response(exc), fmt, status=exc.http_status, xml=_TEXT_XML)
-        return await _submit(send_request, fmt, _TEXT_XML)
+        return await _submit(request, send_request, fmt, _TEXT_XML)
 
-    async def _submit(send_request: SendRequest, fmt: ResponseFormat, xml: str) -> Response:
+    async def _submit(
+        request: Request, send_request: SendRequest, fmt: ResponseFormat, xml: str
+    ) -> Response:
+        commit_with = request.commit_with
+        sealed: Response | None = None
+
+        def seal(response: SendResponse) -> Write | None:
+            # The answer is encoded once, before the write, so that what the wrapper commits
+            # with the messages is what the client gets.
+            nonlocal sealed
+            assert commit_with is not None
+            sealed = _answer(send_request, response, fmt, xml)
+            return commit_with(sealed)
+
         try:
-            response = await backend.submit(send_request)
+            response = await backend.submit(
+                send_request, seal=None if commit_with is None else seal
+            )
         except Exception:
             log.exception("submit failed for service %s", send_request.serviceId)
             return _puzzel(_internal_error(send_request), fmt, status=500, xml=xml)
+        return sealed if sealed is not None else _answer(send_request, response, fmt, xml)
+
+    def _answer(
+        send_request: SendRequest, response: SendResponse, fmt: ResponseFormat, xml: str
+    ) -> Response:
         denied = response.refused_login()
         if denied and auth_failure_problem:
             answer = problem_response(

@@ -1,7 +1,8 @@
 """Idempotent sends (our addition to spec 2.3/2.4): a send carrying an `Idempotency-Key` header
 is answered, for 24 hours, with the answer its first attempt got, instead of creating its
 messages again, so a client that lost an answer can retry safely. A trio wrapper around the
-`App`; the answers live in the store (`stored_response`, `remember_response`).
+`App`; the answers live in the store (`stored_response`), each written in the same job as the
+messages it reports (`Request.commit_with`), so a crash keeps both or neither.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from edgegw.clock import Clock
 from edgegw.http.app import SEND_PATH
 from edgegw.http.problems import problem_response
 from edgegw.http.server import App, Request, Response
-from edgegw.store import Store, StoredResponse, remember_response, stored_response
+from edgegw.store import Store, StoredResponse, Write, response_rememberer, stored_response
 
 __all__ = ["IDEMPOTENCY_HEADER", "KEEP_SECONDS", "idempotent_sends"]
 
@@ -44,7 +45,9 @@ def idempotent_sends(app: App, store: Store, clock: Clock) -> App:
     """`app`, with sends that carry an Idempotency-Key answered once. A second attempt with the
     same key while the first is still running gets 409; the same key with another request gets
     422; a key that is not 1-255 visible ASCII characters gets 400. Only a 200 is remembered:
-    anything else changed nothing and may simply be tried again."""
+    anything else changed nothing and may simply be tried again. The answer is committed by the
+    send itself, in the write job of its messages; a send that writes nothing (its credentials
+    refused) leaves nothing remembered."""
     in_progress: set[str] = set()
 
     async def idempotent(request: Request) -> Response:
@@ -81,23 +84,23 @@ def idempotent_sends(app: App, store: Store, clock: Clock) -> App:
                 headers=[("content-type", earlier.content_type), (REPLAYED_HEADER, "true")],
                 body=earlier.body,
             )
-        response = await app(request)
-        if response.status == 200 and response.auth_failure is None:
+
+        def remember(response: Response) -> Write | None:
+            if response.status != 200 or response.auth_failure is not None:
+                return None
             content_type = next(
                 (value for name, value in response.headers if name.lower() == "content-type"), ""
             )
-            await remember_response(
-                store,
-                key,
-                StoredResponse(
-                    fingerprint=request_print,
-                    status=response.status,
-                    content_type=content_type,
-                    body=response.body,
-                    created_at=now,
-                ),
-                forget_before=now - KEEP_SECONDS,
+            answer = StoredResponse(
+                fingerprint=request_print,
+                status=response.status,
+                content_type=content_type,
+                body=response.body,
+                created_at=now,
             )
-        return response
+            return response_rememberer(key, answer, forget_before=now - KEEP_SECONDS)
+
+        request.commit_with = remember
+        return await app(request)
 
     return idempotent

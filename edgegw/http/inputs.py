@@ -56,7 +56,7 @@ def text_charset(charset: str) -> str:
     return name
 
 
-def to_utf8(body: bytes, charset: str | None) -> bytes:
+def to_utf8(body: bytes | bytearray, charset: str | None) -> bytes | bytearray:
     """The body as UTF-8. The spec's bodies are UTF-8; a client that declares another text
     charset is taken at its word."""
     if charset is None:

@@ -18,17 +18,20 @@ import defusedxml.ElementTree
 import msgspec
 import msgspec.inspect
 
-from edgegw.model import MessageStatus, SendRequest, SendResponse, StatusCode
+from edgegw.model import MessageRequest, MessageStatus, SendRequest, SendResponse, StatusCode
 
 __all__ = [
     "MAX_INDEX",
     "REQUEST_NAMESPACE",
     "RESPONSE_NAMESPACE",
+    "JsonMessages",
     "RequestSyntaxError",
     "ResponseFormat",
+    "ResponseWriter",
     "UnsupportedCharset",
     "decode_form",
     "decode_json",
+    "decode_json_batch",
     "decode_query",
     "decode_request_element",
     "decode_xml",
@@ -141,7 +144,7 @@ def _from_validation_error(exc: msgspec.ValidationError) -> RequestSyntaxError:
 _json_request = msgspec.json.Decoder(SendRequest, strict=False)
 
 
-def decode_json(body: bytes) -> SendRequest:
+def decode_json(body: bytes | bytearray) -> SendRequest:
     """Decode a JSON send request. The common, well-typed body takes one msgspec call; only a
     body needing the client tolerances of spec 2.1 goes through the generic repair pass."""
     try:
@@ -157,7 +160,61 @@ def decode_json(body: bytes) -> SendRequest:
     return request
 
 
-def _decode_json_tolerant(body: bytes) -> SendRequest:
+class _JsonBatch(msgspec.Struct, kw_only=True):
+    """`SendRequest` with its messages left as raw JSON (slices of the body, not copies)."""
+
+    serviceId: int | None = None
+    username: str | None = None
+    password: str | None = None
+    batchReference: str | None = None
+    message: list[msgspec.Raw] = msgspec.field(default_factory=list)
+
+
+_json_batch = msgspec.json.Decoder(_JsonBatch, strict=False)
+_json_message = msgspec.json.Decoder(MessageRequest, strict=False)
+
+
+class JsonMessages:
+    """The messages of a JSON send request kept as raw JSON and decoded a chunk at a time, so
+    that a big batch never holds every decoded message at once (a decoded message takes about
+    four times its JSON). Every message is known to decode."""
+
+    def __init__(self, raw: list[msgspec.Raw]) -> None:
+        self._raw = raw
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def decode(self, start: int, stop: int) -> list[MessageRequest]:
+        """Messages `start` to `stop` (0-based, `stop` excluded)."""
+        return [_json_message.decode(raw) for raw in self._raw[start:stop]]
+
+
+def decode_json_batch(
+    body: bytes | bytearray, more_than: int
+) -> tuple[SendRequest, JsonMessages] | None:
+    """A JSON send request of more than `more_than` messages, each of which decodes as
+    `decode_json` would decode it: the request without its messages, and its messages to be
+    decoded chunk by chunk. None for anything else (fewer messages, a body that needs the
+    client tolerances or is malformed): `decode_json` then answers it."""
+    try:
+        batch = _json_batch.decode(body)
+        if len(batch.message) <= more_than:
+            return None
+        for raw in batch.message:
+            _json_message.decode(raw)  # checked now, so that a bad message refuses them all
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        return None
+    head = SendRequest(
+        serviceId=batch.serviceId,
+        username=batch.username,
+        password=batch.password,
+        batchReference=batch.batchReference,
+    )
+    return head, JsonMessages(batch.message)
+
+
+def _decode_json_tolerant(body: bytes | bytearray) -> SendRequest:
     try:
         tree = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
@@ -220,7 +277,7 @@ def _parameter_value(value: object, field: str) -> object:
 # XML (spec 2.3, appendix C)
 
 
-def decode_xml(body: bytes) -> SendRequest:
+def decode_xml(body: bytes | bytearray) -> SendRequest:
     """Decode an XML send request. DTDs are refused outright, which refuses entity expansion
     (billion laughs) and external entities with them. Namespaces are ignored: the root may be
     qualified or not, children may be qualified although the XSD leaves them unqualified."""
@@ -281,7 +338,7 @@ def _xml_structure(element: Element, shape: _Shape, field: str) -> dict[str, Any
 _KEY_SEGMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)(?:\[([0-9]{1,6})\])?")
 
 
-def decode_form(body: bytes) -> SendRequest:
+def decode_form(body: bytes | bytearray) -> SendRequest:
     """Decode an `application/x-www-form-urlencoded` send request (UTF-8, spec 2.3)."""
     try:
         text = body.decode("utf-8")
@@ -397,18 +454,28 @@ def encode_response(response: SendResponse, fmt: ResponseFormat) -> bytes:
     `ns2:response` root in the Response namespace, unqualified children, null elements left out."""
     if fmt is ResponseFormat.JSON:
         return _json_encoder.encode(response)
-    return (
-        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-        f'<ns2:response xmlns:ns2="{RESPONSE_NAMESPACE}">'
-        f"{response_children_xml(response)}</ns2:response>"
-    ).encode()
+    return f"{_XML_OPENING}{response_children_xml(response)}</ns2:response>".encode()
+
+
+_XML_OPENING: Final = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    f'<ns2:response xmlns:ns2="{RESPONSE_NAMESPACE}">'
+)
 
 
 def response_children_xml(response: SendResponse) -> str:
     """The unqualified children of the XML `response` element (spec 2.2), for the REST body
     and the SOAP one (spec 2.5) alike."""
-    parts = [f"<batchReference>{xml_text(response.batchReference)}</batchReference>"]
-    for status in response.messageStatus:
+    return _batch_reference_xml(response) + _statuses_xml(response.messageStatus)
+
+
+def _batch_reference_xml(response: SendResponse) -> str:
+    return f"<batchReference>{xml_text(response.batchReference)}</batchReference>"
+
+
+def _statuses_xml(statuses: list[MessageStatus]) -> str:
+    parts = []
+    for status in statuses:
         parts.append("<messageStatus>")
         for name in _STATUS_FIELDS:
             value = getattr(status, name)
@@ -416,6 +483,41 @@ def response_children_xml(response: SendResponse) -> str:
                 parts.append(f"<{name}>{xml_text(str(value))}</{name}>")
         parts.append("</messageStatus>")
     return "".join(parts)
+
+
+class ResponseWriter:
+    """The answer to a send encoded a piece at a time: `piece` for each chunk of statuses (the
+    first piece also opens the answer with its batch reference), then `end`. The pieces joined
+    are the bytes `encode_response` gives for the whole answer."""
+
+    def __init__(self, fmt: ResponseFormat) -> None:
+        self._fmt = fmt
+        self._started = False
+        self._statuses = False  # whether a status was written (JSON separates them by commas)
+
+    def piece(self, chunk: SendResponse) -> bytes:
+        """The statuses of `chunk`, which carries the request's batch reference."""
+        if self._fmt is ResponseFormat.JSON:
+            statuses = _json_encoder.encode(chunk.messageStatus)[1:-1]
+            if statuses and self._statuses:
+                statuses = b"," + statuses
+            self._statuses = self._statuses or bool(statuses)
+            if self._started:
+                return statuses
+            self._started = True
+            empty = SendResponse(batchReference=chunk.batchReference, messageStatus=[])
+            return _json_encoder.encode(empty)[:-2] + statuses
+        text = _statuses_xml(chunk.messageStatus)
+        if not self._started:
+            self._started = True
+            text = _XML_OPENING + _batch_reference_xml(chunk) + text
+        return text.encode()
+
+    def end(self) -> bytes:
+        """What closes the answer; a piece must have been written."""
+        if self._fmt is ResponseFormat.JSON:
+            return b"]}"
+        return b"</ns2:response>"
 
 
 _STATUS_FIELDS: Final = MessageStatus.__struct_fields__

@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Any, Final
 
 import h11
 import msgspec
@@ -25,6 +25,7 @@ from edgegw.shares import ConnectionShares
 
 __all__ = [
     "App",
+    "BodyWriter",
     "ErrorRenderer",
     "HttpLimits",
     "Request",
@@ -37,13 +38,24 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+# A request's body: bytes when it came in one read, else the buffer it grew in (read only).
+Body = bytes | bytearray
+# Sends one piece of a streamed body (`Response.stream`).
+BodyWriter = Callable[[bytes], Awaitable[None]]
+
+
 class Request(msgspec.Struct, kw_only=True):
     method: str  # upper case, as sent
     path: str  # the target before `?`, not percent-decoded
     query: str  # the target after `?`, not percent-decoded; "" when absent
     headers: dict[str, str]  # lower-cased names; repeated headers joined with ", "
-    body: bytes
+    body: Body
     client: tuple[str, int] | None = None
+    # Set by a wrapper whose rows must commit with what the request writes (the answer of an
+    # Idempotency-Key, edgegw.http.idempotency): the route that commits the request's effects
+    # calls it with the answer it will send and writes what it returns (an edgegw.store.Write)
+    # in the same job; None leaves nothing to add.
+    commit_with: Callable[[Response], Callable[[Any], None] | None] | None = None
 
 
 class Response(msgspec.Struct, kw_only=True):
@@ -53,6 +65,9 @@ class Response(msgspec.Struct, kw_only=True):
     # Set by a route whose credentials check failed: the account tried ("" when unknown), for
     # the failed-login throttle (edgegw.http.guard). Never sent.
     auth_failure: str | None = None
+    # A body written piece by piece instead of `body` (chunked): called once the head is out,
+    # with the function that sends a piece. A big batch's answer goes out as its chunks commit.
+    stream: Callable[[BodyWriter], Awaitable[None]] | None = None
 
 
 App = Callable[[Request], Awaitable[Response]]
@@ -256,7 +271,7 @@ class _HttpConnection:
         finally:
             self.idle = False
 
-    async def _receive_body(self, request: h11.Request) -> bytes:
+    async def _receive_body(self, request: h11.Request) -> Body:
         conn = self.conn
         limit = self.limits.max_body_bytes
         for name, value in request.headers:
@@ -271,7 +286,10 @@ class _HttpConnection:
             await self.stream.send_all(
                 conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
             )
-        chunks: list[bytes] = []
+        # A body that came in one piece is that piece; a longer one grows in one buffer
+        # rather than being joined from a list of its pieces at the end, which held it twice.
+        first = b""
+        more: bytearray | None = None
         size = 0
         while True:
             event = conn.next_event()
@@ -280,9 +298,16 @@ class _HttpConnection:
                 if size > limit:
                     await self._reject(413, f"request body is over {limit} bytes")
                     raise _Closed
-                chunks.append(event.data)
+                if more is not None:
+                    more += event.data
+                elif first:
+                    more = bytearray(first)
+                    more += event.data
+                    first = b""
+                else:
+                    first = event.data
             elif isinstance(event, h11.EndOfMessage):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                return first if more is None else more
             elif event is h11.NEED_DATA:
                 if not waiting:
                     waiting = True
@@ -308,7 +333,7 @@ class _HttpConnection:
             client=self.client,
         )
 
-    async def _call_app(self, body: bytes) -> Response:
+    async def _call_app(self, body: Body) -> Response:
         request = self.head
         assert request is not None  # _receive_head set it with the head it returned
         request.body = body
@@ -333,6 +358,9 @@ class _HttpConnection:
         headers = [
             (name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers
         ]
+        if response.stream is not None:
+            await self._send_streamed(response.status, headers, response.stream, head_only)
+            return
         headers.append((b"content-length", str(len(response.body)).encode("ascii")))
         headers.append((b"date", _date.header()))
         headers.append(_SERVER_HEADER)
@@ -349,6 +377,37 @@ class _HttpConnection:
         else:
             for piece in pieces:
                 await self.stream.send_all(piece)
+
+    async def _send_streamed(
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        stream: Callable[[BodyWriter], Awaitable[None]],
+        head_only: bool,
+    ) -> None:
+        """The head, then each piece as the producer gives it: chunked for an HTTP/1.1 client,
+        delimited by the close for HTTP/1.0 (h11 decides). The producer's own waits have no
+        deadline; a client that does not take a piece within `body_timeout` is dropped."""
+        headers.append((b"date", _date.header()))
+        headers.append(_SERVER_HEADER)
+        if self.drain.draining:
+            headers.append((b"connection", b"close"))
+        conn = self.conn
+        timer = self.timer
+
+        async def send(data: bytes) -> None:
+            timer.deadline = trio.current_time() + self.limits.body_timeout
+            await self.stream.send_all(data)
+            timer.deadline = math.inf
+
+        await send(conn.send(h11.Response(status_code=status, headers=headers)) or b"")
+
+        async def write(piece: bytes) -> None:
+            if piece and not head_only:
+                await send(conn.send(h11.Data(data=piece)) or b"")
+
+        await stream(write)
+        await send(conn.send(h11.EndOfMessage()) or b"")
 
     async def _reject(self, status: int, reason: str) -> None:
         """Answer with an error (if the exchange still allows an answer) and close."""

@@ -93,7 +93,7 @@ def _split(tag: object) -> tuple[str, str]:
     return "", tag
 
 
-def parse_envelope(body: bytes) -> Element:
+def parse_envelope(body: bytes | bytearray) -> Element:
     """The one element inside the Body of a SOAP 1.1 envelope, or SoapFault."""
     try:
         root = defusedxml.ElementTree.fromstring(

@@ -34,8 +34,10 @@ from edgegw.store.engine import (
 )
 from edgegw.store.messages import DUE_SCAN_LIMIT, Store
 from edgegw.store.responses import (
+    AnswerSeal,
     StoredResponse,
-    remember_response,
+    Write,
+    response_rememberer,
     stored_response,
     used_client_references,
 )
@@ -50,6 +52,7 @@ __all__ = [
     "PRUNED_TABLES",
     "SCHEMA_VERSION",
     "WRITE_QUEUE_DEPTH",
+    "AnswerSeal",
     "Claim",
     "ClaimedPart",
     "DailyWindow",
@@ -67,13 +70,14 @@ __all__ = [
     "StoreError",
     "StoredResponse",
     "Topic",
+    "Write",
     "connect",
     "iso",
     "message_inserter",
     "migrate",
     "prune_batch",
     "release_free_pages",
-    "remember_response",
+    "response_rememberer",
     "run_inline",
     "schema_version",
     "stored_response",

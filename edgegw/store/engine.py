@@ -395,6 +395,9 @@ class Engine:
                         if not job.ran:
                             job.error = StoreClosed("the store is shutting down")
                         job.done.set()
+                    # Not kept while waiting for the next jobs: they hold their callers' rows
+                    # (a thousand messages of a batch).
+                    del jobs, job
         finally:
             self._running = False
             self._send.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,10 +84,27 @@ class Store(Engine):
     # -- typed writes -------------------------------------------------------------------------
 
     async def insert_messages(
-        self, messages: Sequence[NewMessage], *, registered_delivery: int = 0
+        self,
+        messages: Sequence[NewMessage],
+        *,
+        registered_delivery: int = 0,
+        along: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
-        """Queue accepted messages with their parts, in one job (one commit for the request)."""
-        await self.insert_message_groups([(messages, registered_delivery)])
+        """Queue accepted messages with their parts, in one job (one commit for the request);
+        `along` writes the caller's own rows in the same job, so they commit or roll back with
+        the messages (the answer remembered for an Idempotency-Key)."""
+        insert = functools.partial(
+            tx.insert_messages, fx=self.effects, groups=[(messages, registered_delivery)]
+        )
+        if along is None:
+            await self.write(insert)
+            return
+
+        def insert_along(conn: sqlite3.Connection) -> None:
+            insert(conn)
+            along(conn)
+
+        await self.write(insert_along)
 
     async def insert_message_groups(
         self, groups: Sequence[tuple[Sequence[NewMessage], int]]

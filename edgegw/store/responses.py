@@ -1,18 +1,34 @@
 """Two reads and one write outside a message's life: the answers remembered for sends that
 carried an Idempotency-Key (table `idempotent_responses`), and which clientReferences a
 service's recent messages carry (spec 7.7). No I/O of its own beyond the store's connections.
+An answer is remembered in the same write job as the messages it reports (`AnswerSeal`), so a
+crash cannot keep the messages and lose the answer.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 import msgspec
 
+from edgegw.model import SendResponse
 from edgegw.store.messages import Store
 
-__all__ = ["StoredResponse", "remember_response", "stored_response", "used_client_references"]
+__all__ = [
+    "AnswerSeal",
+    "StoredResponse",
+    "Write",
+    "response_rememberer",
+    "stored_response",
+    "used_client_references",
+]
+
+# Rows a caller adds to another write job, so that they commit (or roll back) with it.
+Write = Callable[[sqlite3.Connection], None]
+# Called with a send's answer just before its messages are written (and again if that write
+# fails, with the answer as it then is): the rows to commit with the messages, or None.
+AnswerSeal = Callable[[SendResponse], Write | None]
 
 
 class StoredResponse(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,11 +64,9 @@ async def stored_response(store: Store, key: str, since: float) -> StoredRespons
     return await store.read(find)
 
 
-async def remember_response(
-    store: Store, key: str, response: StoredResponse, forget_before: float
-) -> None:
-    """Remember the answer under `key` (replacing one older than `forget_before`), and forget
-    every answer older than that."""
+def response_rememberer(key: str, response: StoredResponse, forget_before: float) -> Write:
+    """A write that remembers the answer under `key` (replacing one older than `forget_before`)
+    and forgets every answer older than that."""
 
     def remember(conn: sqlite3.Connection) -> None:
         conn.execute("DELETE FROM idempotent_responses WHERE created_at < ?", (forget_before,))
@@ -70,7 +84,7 @@ async def remember_response(
             ),
         )
 
-    await store.write(remember)
+    return remember
 
 
 async def used_client_references(

@@ -4,14 +4,16 @@ Puzzel error bodies, the switchable 401, message lookup with Basic auth."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from xml.etree import ElementTree
 
 import httpx
+import msgspec
 import pytest
 import trio
 
 from edgegw.http.app import Backend, make_app
-from edgegw.http.puzzel import RESPONSE_NAMESPACE
+from edgegw.http.puzzel import RESPONSE_NAMESPACE, JsonMessages
 from edgegw.http.server import App, HttpLimits, Request, Response, serve_http
 from edgegw.model import (
     STATUS_ENQUEUED,
@@ -20,6 +22,7 @@ from edgegw.model import (
     SendResponse,
     StatusCode,
 )
+from edgegw.store import AnswerSeal
 
 SERVICES = {1000: ("user", "pw"), 2000: ("other", "secret")}
 
@@ -31,7 +34,19 @@ class DictBackend:
         self.submitted: list[SendRequest] = []
         self.broken = False
 
-    async def submit(self, request: SendRequest) -> SendResponse:
+    async def submit_stream(
+        self,
+        request: SendRequest,
+        messages: JsonMessages,
+        emit: Callable[[SendResponse], Awaitable[None]],
+    ) -> None:
+        # The whole answer as one piece: what the app makes of the pieces is tested with the
+        # real submitter (tests/integration/test_big_batch.py).
+        whole = msgspec.structs.replace(request, message=messages.decode(0, len(messages)))
+        await emit(await self.submit(whole))
+
+    async def submit(self, request: SendRequest, seal: AnswerSeal | None = None) -> SendResponse:
+        # It writes nothing, so a seal has nothing to commit with.
         if self.broken:
             raise RuntimeError("store is gone")
         self.submitted.append(request)

@@ -4,6 +4,7 @@ raises RequestSyntaxError."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Callable
@@ -23,8 +24,10 @@ from edgegw.http.puzzel import (
     RESPONSE_NAMESPACE,
     RequestSyntaxError,
     ResponseFormat,
+    ResponseWriter,
     decode_form,
     decode_json,
+    decode_json_batch,
     decode_query,
     decode_xml,
     encode_response,
@@ -678,3 +681,47 @@ def test_round_trip_in_every_format(request: SendRequest) -> None:
     query = as_query(request)
     assert decode_query(query) == request
     assert decode_form(query.encode()) == request
+
+
+@pytest.mark.parametrize("fmt", list(ResponseFormat))
+@pytest.mark.parametrize("cuts", [(0, 5), (0, 0, 2, 2, 5), (0, 2, 5, 5), (0, 1, 2, 3, 4, 5)])
+def test_an_answer_written_in_pieces_is_the_whole_answer(
+    fmt: ResponseFormat, cuts: tuple[int, ...]
+) -> None:
+    statuses = [
+        MessageStatus(
+            statusCode=1 if index % 2 else 5,
+            statusMessage='<&> "quoted"',
+            clientReference=None if index % 2 else f"ref {index}",
+            recipient="+4741000000",
+            messageId=f"m{index}" if index % 2 else None,
+            sessionId=None,
+            sequenceIndex=index + 1,
+        )
+        for index in range(5)
+    ]
+    whole = SendResponse(batchReference='b"1&', messageStatus=statuses)
+    writer = ResponseWriter(fmt)
+    pieces = [
+        writer.piece(SendResponse(batchReference=whole.batchReference, messageStatus=statuses[a:b]))
+        for a, b in itertools.pairwise(cuts)
+    ]
+    assert b"".join(pieces) + writer.end() == encode_response(whole, fmt)
+
+
+def test_a_big_json_batch_is_decoded_a_chunk_at_a_time() -> None:
+    messages = [{"recipient": f"+47{41000000 + i}", "content": f"m{i}"} for i in range(12)]
+    body = json.dumps({"serviceId": 1, "username": "u", "message": messages}).encode()
+    batch = decode_json_batch(body, more_than=10)
+    assert batch is not None
+    head, chunks = batch
+    assert head.serviceId == 1 and head.username == "u" and head.message == []
+    assert len(chunks) == 12
+    assert chunks.decode(10, 20) == decode_json(body).message[10:]
+    assert decode_json_batch(body, more_than=12) is None  # few enough to decode whole
+    # A message that needs the tolerant pass, or does not decode, leaves the body to decode_json.
+    listed = [*messages, {"settings": {"parameter": {"key": "dcs", "value": "08"}}}]
+    tolerant = json.dumps({"serviceId": 1, "message": listed}).encode()
+    assert decode_json_batch(tolerant, more_than=10) is None
+    broken = json.dumps({"serviceId": 1, "message": [*messages, {"recipient": [1]}]}).encode()
+    assert decode_json_batch(broken, more_than=10) is None

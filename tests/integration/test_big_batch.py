@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
+import socket
+import struct
 import tracemalloc
+from xml.etree import ElementTree
 
+import httpx
 import msgspec
 import pytest
 import trio
@@ -17,15 +22,20 @@ from edgegw.__main__ import freeze_start_up_heap
 from edgegw.config import Config
 from edgegw.gateway import Gateway
 
+SEND = "/gw/rs/sendMessages"
 # A batch of 25,000 messages is about 1.2 MB of JSON; the default body limit is 1 MiB.
 BODY_LIMIT = 4 * 1024 * 1024
 # /health must answer within this at the 99th percentile while the batch is taken.
 HEALTH_P99_SECONDS = 0.050
 # The peak of memory allocated while the gateway takes a batch, as a multiple of the batch's
-# body. The target of 2x is not met (the README's benchmark section says why: the decoded
-# request, the statuses and the encoded answer are each 2.5-4x the body); this bound keeps
-# what was reached (about 16x), down from 26x.
-MEMORY_FACTOR = 20
+# body. The batch is streamed (decoded a chunk at a time, answered as its chunks commit), which
+# took the factor from about 16 to 3.5-4.3 with these 50-byte messages; the target of 2x is not
+# met because the body (1x) and one small object per message (1.1x) are held throughout (the
+# README's benchmark section says more).
+MEMORY_FACTOR = 4.5
+# The same with texts of an ordinary length (160 characters), where the objects per message
+# weigh less against the body: the target of 2x is met (1.6 to 1.8x).
+ORDINARY_TEXT_MEMORY_FACTOR = 2.0
 
 
 @pytest.fixture
@@ -34,14 +44,14 @@ def big_config(config: Config) -> Config:
     return msgspec.structs.replace(config, http=msgspec.structs.replace(config.http, limits=limits))
 
 
-def batch_request(count: int) -> bytes:
+def batch_request(count: int, content: str = "Batch") -> bytes:
     body = json.dumps(
         {
             "serviceId": 1000,
             "username": "demo",
             "password": "demo",
             "message": [
-                {"recipient": f"+47{41000000 + index}", "content": "Batch"}
+                {"recipient": f"+47{41000000 + index}", "content": content}
                 for index in range(count)
             ],
         }
@@ -55,15 +65,40 @@ def batch_request(count: int) -> bytes:
 
 
 async def read_response(stream: trio.SocketStream, buffer: bytearray, *, keep: bool) -> bytes:
-    """One response with a Content-Length; its body, or b"" when not `keep` (read and
-    dropped piece by piece, so that the client holds no copy of a big answer)."""
-    while b"\r\n\r\n" not in buffer:
-        buffer += await stream.receive_some(65536)
-    end = buffer.index(b"\r\n\r\n") + 4
-    head = bytes(buffer[:end]).lower()
+    """One 200 response, its body framed by Content-Length or chunked; the body, or b"" when
+    not `keep` (read and dropped piece by piece, so that the client holds no copy of a big
+    answer)."""
+    head = (await read_until(stream, buffer, b"\r\n\r\n")).lower()
     assert head.startswith(b"http/1.1 200"), head
-    length = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
-    del buffer[:end]
+    if b"transfer-encoding: chunked" not in head:
+        length = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
+        return await read_exactly(stream, buffer, length, keep=keep)
+    body = bytearray()
+    while True:
+        size = int(await read_until(stream, buffer, b"\r\n"), 16)
+        piece = await read_exactly(stream, buffer, size + 2, keep=keep)
+        if keep:
+            body += piece[:-2]
+        if not size:
+            return bytes(body)
+
+
+async def read_until(stream: trio.SocketStream, buffer: bytearray, end: bytes) -> bytes:
+    """The bytes up to `end`, taken off the buffer with it."""
+    while end not in buffer:
+        chunk = await stream.receive_some(65536)
+        assert chunk, "the gateway closed the connection"
+        buffer += chunk
+    stop = buffer.index(end)
+    line = bytes(buffer[:stop])
+    del buffer[: stop + len(end)]
+    return line
+
+
+async def read_exactly(
+    stream: trio.SocketStream, buffer: bytearray, length: int, *, keep: bool
+) -> bytes:
+    """The next `length` bytes, or b"" when not `keep` (read and dropped piece by piece)."""
     if keep:
         while len(buffer) < length:
             chunk = await stream.receive_some(65536)
@@ -77,6 +112,8 @@ async def read_response(stream: trio.SocketStream, buffer: bytearray, *, keep: b
     while remaining > 0:
         chunk = await stream.receive_some(65536)
         assert chunk, "the gateway closed the connection"
+        if len(chunk) > remaining:
+            buffer += chunk[remaining:]
         remaining -= len(chunk)
     return b""
 
@@ -137,13 +174,18 @@ async def test_health_answers_within_50_ms_p99_while_a_25000_message_batch_is_ta
     gc.unfreeze()
 
 
+@pytest.mark.parametrize(
+    ("content", "bound"),
+    [("Batch", MEMORY_FACTOR), ("x" * 160, ORDINARY_TEXT_MEMORY_FACTOR)],
+    ids=["5-character texts", "160-character texts"],
+)
 async def test_a_batch_takes_memory_in_proportion_to_its_body(
-    big_config: Config, nursery: trio.Nursery
+    big_config: Config, nursery: trio.Nursery, content: str, bound: float
 ) -> None:
     gateway = Gateway(big_config)
     await nursery.start(gateway.run)
     assert gateway.bound is not None
-    payload = batch_request(10000)
+    payload = batch_request(10000, content)
     stream = await trio.open_tcp_stream("127.0.0.1", gateway.bound.http_port)
     async with stream:
         # A small request first, so that connection set-up and first-use caches are baseline.
@@ -159,5 +201,116 @@ async def test_a_batch_takes_memory_in_proportion_to_its_body(
             tracemalloc.stop()
     assert await stored_messages(gateway) == 10010
     factor = (peak - baseline) / len(payload)
-    assert factor < MEMORY_FACTOR, f"the batch took {factor:.1f} times its body at the peak"
+    assert factor < bound, f"the batch took {factor:.1f} times its body at the peak"
+    gateway.stop()
+
+
+async def test_a_big_batch_is_answered_in_pieces_as_the_whole_answer_would_be(
+    big_config: Config, nursery: trio.Nursery
+) -> None:
+    gateway = Gateway(big_config)
+    await nursery.start(gateway.run)
+    assert gateway.bound is not None
+    messages: list[dict[str, object]] = [
+        {"recipient": f"+47{41000000 + index}", "content": f"Piece {index}"}
+        for index in range(2500)
+    ]
+    for bad in (0, 999, 1000, 2499):  # refused at the edges of the pieces
+        messages[bad] = {"recipient": "12", "content": "No number"}
+    body = {"serviceId": 1000, "username": "demo", "password": "demo", "message": messages}
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{gateway.bound.http_port}", timeout=30
+    ) as client:
+        answer = await client.post(SEND, json=body, headers={"Accept": "application/json"})
+        assert answer.headers["transfer-encoding"] == "chunked"
+        statuses = answer.json()["messageStatus"]
+        assert [status["sequenceIndex"] for status in statuses] == list(range(1, 2501))
+        refused = [i for i, status in enumerate(statuses) if status["statusCode"] == 5]
+        assert refused == [0, 999, 1000, 2499]
+        assert await stored_messages(gateway) == 2496
+        ids = {status["messageId"] for status in statuses if status["statusCode"] == 1}
+        assert len(ids) == 2496
+
+        xml = await client.post(SEND, json=body, headers={"Accept": "application/xml"})
+        root = ElementTree.fromstring(xml.content)
+        codes = [element.text for element in root.iter("statusCode")]
+        assert len(codes) == 2500 and codes.count("5") == 4
+        assert root.findtext("batchReference")
+        assert await stored_messages(gateway) == 2 * 2496
+    gateway.stop()
+
+
+async def test_a_big_batch_that_cannot_be_streamed_is_answered_whole(
+    big_config: Config, nursery: trio.Nursery
+) -> None:
+    """A message that does not decode refuses the whole batch (400), and wrong credentials
+    answer every message with status 2, as for any request: nothing is stored."""
+    gateway = Gateway(big_config)
+    await nursery.start(gateway.run)
+    assert gateway.bound is not None
+    messages: list[dict[str, object]] = [
+        {"recipient": f"+47{41000000 + index}", "content": "Whole"} for index in range(1500)
+    ]
+    good = {"serviceId": 1000, "username": "demo", "password": "demo", "message": messages}
+    broken = {**good, "message": [*messages[:1400], {"recipient": [1]}, *messages[1400:]]}
+    wrong = {**good, "password": "wrong"}
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{gateway.bound.http_port}", timeout=30
+    ) as client:
+        refused = await client.post(SEND, json=broken, headers={"Accept": "application/json"})
+        assert refused.status_code == 400
+        assert refused.json()["messageStatus"][0]["statusCode"] == 5
+        denied = await client.post(SEND, json=wrong, headers={"Accept": "application/json"})
+        assert "transfer-encoding" not in denied.headers
+        assert {status["statusCode"] for status in denied.json()["messageStatus"]} == {2}
+        assert await stored_messages(gateway) == 0
+    gateway.stop()
+
+
+async def test_a_client_leaving_during_a_streamed_answer_is_no_error(
+    big_config: Config, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The gateway notices at its next piece, stops, and logs nothing at ERROR (a client
+    going away is not the gateway's failure); what was committed stays."""
+    gateway = Gateway(big_config)
+    await nursery.start(gateway.run)
+    assert gateway.bound is not None
+    stream = await trio.open_tcp_stream("127.0.0.1", gateway.bound.http_port)
+    await stream.send_all(batch_request(20000))
+    buffer = bytearray()
+    await read_until(stream, buffer, b"\r\n\r\n")  # the head: the first piece is committed
+    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    await stream.aclose()  # with a reset, so the gateway's next write fails
+    stored, settled = -1, 0
+    while settled < 3:  # until the gateway stops storing the batch
+        await trio.sleep(0.05)
+        now = await stored_messages(gateway)
+        settled = settled + 1 if now == stored else 0
+        stored = now
+    assert 0 < stored < 20000
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert errors == []
+    gateway.stop()
+
+
+async def test_an_http_1_0_client_gets_a_streamed_answer_ended_by_the_close(
+    big_config: Config, nursery: trio.Nursery
+) -> None:
+    gateway = Gateway(big_config)
+    await nursery.start(gateway.run)
+    assert gateway.bound is not None
+    request = batch_request(1500).replace(b"HTTP/1.1", b"HTTP/1.0", 1)
+    stream = await trio.open_tcp_stream("127.0.0.1", gateway.bound.http_port)
+    answer = bytearray()
+    async with stream:
+        await stream.send_all(request)
+        while chunk := await stream.receive_some(65536):
+            answer += chunk
+    head, _, body = bytes(answer).partition(b"\r\n\r\n")
+    assert head.lower().startswith(b"http/1.1 200")  # a server names its own version
+    assert b"transfer-encoding" not in head.lower()  # HTTP/1.0 has no chunks
+    assert b"connection: close" in head.lower()
+    statuses = json.loads(body)["messageStatus"]
+    assert [status["statusCode"] for status in statuses] == [1] * 1500
+    assert await stored_messages(gateway) == 1500
     gateway.stop()

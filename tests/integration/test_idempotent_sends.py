@@ -1,18 +1,22 @@
 """Sends with an Idempotency-Key through the running gateway (issue 10, item 8): a retry gets
 the first answer and creates nothing; the key with another request, a malformed key and a
-concurrent retry are refused; the answers are kept 24 hours."""
+concurrent retry are refused; the answers are kept 24 hours; the answer commits with its
+messages, so one that cannot be remembered leaves no message behind."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import httpx
 import trio
+from support.db import read_only
 from support.gateway import example_config
 
 from edgegw.clock import Clock
 from edgegw.gateway import Gateway
-from edgegw.store import Store, StoredResponse, remember_response, stored_response
+from edgegw.pipeline.submit import STORE_CHUNK
+from edgegw.store import Store, StoredResponse, response_rememberer, stored_response
 
 SEND = "/gw/rs/sendMessages"
 BODY = {
@@ -98,15 +102,68 @@ async def test_answers_are_kept_24_hours(tmp_path: Path, nursery: trio.Nursery) 
     answer = StoredResponse(
         fingerprint=b"f", status=200, content_type="application/json", body=b"{}", created_at=1000.0
     )
-    await remember_response(store, "k", answer, forget_before=0.0)
+    await store.write(response_rememberer("k", answer, forget_before=0.0))
     assert await stored_response(store, "k", since=1000.0) == answer
     assert await stored_response(store, "k", since=1000.1) is None  # older than the window
     # A later send under the same key, once the old answer is past, replaces it.
     newer = StoredResponse(
         fingerprint=b"g", status=200, content_type="text/xml", body=b"<x/>", created_at=90000.0
     )
-    await remember_response(store, "k", newer, forget_before=90000.0 - 86400.0)
+    await store.write(response_rememberer("k", newer, forget_before=90000.0 - 86400.0))
     assert await stored_response(store, "k", since=0.0) == newer
+
+
+def store_file(gateway: Gateway) -> Path:
+    return Path(gateway.config.gateway.store)
+
+
+def alter_store(gateway: Gateway, statement: str) -> None:
+    """A schema change made beside the running gateway, as another process would."""
+    conn = sqlite3.connect(store_file(gateway), isolation_level=None)
+    try:
+        conn.execute(statement)
+    finally:
+        conn.close()
+
+
+def count_messages(gateway: Gateway) -> int:
+    with read_only(store_file(gateway)) as conn:
+        count: int = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+        return count
+
+
+async def test_the_answer_commits_with_its_messages_or_neither_does(gateway: Gateway) -> None:
+    # More messages than one write job of an unkeyed batch takes, so every chunk is covered.
+    many = {
+        **BODY,
+        "message": [
+            {"recipient": f"+47410{index:05d}", "content": "Hi"}
+            for index in range(STORE_CHUNK + 500)
+        ],
+    }
+    headers = {**JSON, "Idempotency-Key": "batch-9"}
+    # The answer's row cannot be written (as if the gateway died before it): the messages
+    # written in the same job are rolled back with it, and the client is told so.
+    alter_store(
+        gateway,
+        "CREATE TRIGGER refuse_answers BEFORE INSERT ON idempotent_responses"
+        " BEGIN SELECT RAISE(ABORT, 'no room for the answer'); END",
+    )
+    async with httpx.AsyncClient(base_url=url(gateway), timeout=30) as client:
+        failed = await client.post(SEND, json=many, headers=headers)
+        assert failed.status_code == 200
+        codes = {status["statusCode"] for status in failed.json()["messageStatus"]}
+        assert codes == {6}
+        assert count_messages(gateway) == 0
+        alter_store(gateway, "DROP TRIGGER refuse_answers")
+        # Nothing was remembered, so the retry is a first attempt; its own retry a replay.
+        first = await client.post(SEND, json=many, headers=headers)
+        assert {status["statusCode"] for status in first.json()["messageStatus"]} == {1}
+        assert count_messages(gateway) == STORE_CHUNK + 500
+        replay = await client.post(SEND, json=many, headers=headers)
+        assert replay.headers["idempotent-replayed"] == "true"
+        assert replay.content == first.content
+        assert count_messages(gateway) == STORE_CHUNK + 500
 
 
 def with_reference(*references: str) -> dict[str, object]:

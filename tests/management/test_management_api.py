@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -24,6 +24,7 @@ from edgegw.delivery.fanout import final_outcomes
 from edgegw.delivery.worker import Deliveries
 from edgegw.http.app import make_app
 from edgegw.http.management import management_routes
+from edgegw.http.puzzel import JsonMessages
 from edgegw.http.server import HttpLimits, Request, Response, serve_http
 from edgegw.model import (
     MessageRequest,
@@ -37,7 +38,7 @@ from edgegw.model import (
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.management import Management
 from edgegw.pipeline.submit import Submitter
-from edgegw.store import Store, Topic, run_inline
+from edgegw.store import AnswerSeal, Store, Topic, run_inline
 
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z = 10:00 in Oslo (CEST)
 LATER = SendWindow(startDate="2025-08-05", startTime="12:00:00")  # two hours ahead
@@ -104,8 +105,16 @@ class Backend:
         self.store = store
         self.logins = {s.username: (s.password, s.id) for s in services}
 
-    async def submit(self, request: SendRequest) -> SendResponse:
-        return await self.submitter.submit(request)
+    async def submit(self, request: SendRequest, seal: AnswerSeal | None = None) -> SendResponse:
+        return await self.submitter.submit(request, seal)
+
+    async def submit_stream(
+        self,
+        request: SendRequest,
+        messages: JsonMessages,
+        emit: Callable[[SendResponse], Awaitable[None]],
+    ) -> None:
+        await self.submitter.submit_stream(request, messages, emit)
 
     def authenticate(self, username: str, password: str) -> int | None:
         expected = self.logins.get(username)
