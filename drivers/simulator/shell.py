@@ -276,7 +276,11 @@ async def _write_replies(sim: Simulator, line: _Line) -> None:
     while True:
         while not line.replies:
             await line.changed.wait()
-        await trio.sleep_until(line.replies[0].due)
+        due = line.replies[0].due
+        if due > trio.current_time():
+            await trio.sleep_until(due)
+        # A reply due already (the "> " prompt, an OK) goes out at once: sleeping until a past
+        # time would only wait one more turn of the scheduler, time a real modem does not take.
         reply = line.replies.popleft()
         line.notify()
         if reply.sent is not None:
