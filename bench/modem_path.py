@@ -2,11 +2,14 @@
 
 Starts `edgegw serve` as its own process on a scratch store with `--modems` simulated modems
 (each answers +CMGS after `--latency` seconds; status reports held back so they do not compete),
+served by a process of their own (`simulators.py`) and driven over their pseudo-terminals with
+`driver = "at"` as USB modems would be, or with `--in-process-simulators` inside the gateway
+(`driver = "simulated"`, their CPU then counted as the gateway's),
 submits `--messages` over HTTP in 1000-message batches, and waits until the store has every one
 `sent`. Throughput counts from the first part handed to a modem (its `sending` event) to the last
 part the network took (its `sent_at`), both stamped by the gateway's clock, and is printed as a
-fraction of modems / latency; gateway CPU (its /proc utime + stime, the in-process simulators
-included) is counted from before the first submit to the last send. Targets (2 cores):
+fraction of modems / latency; gateway CPU (its /proc utime + stime) is counted from before the
+first submit to the last send, and so is the simulators' process's. Targets (2 cores):
 fraction >= 0.99, CPU <= 1 ms per message.
 """
 
@@ -27,6 +30,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from gateway_process import cpu_seconds, free_port, wait_ready
+from simulators import imei
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,7 +54,16 @@ password = "bench"
 """
 
 # No `prefixes`, no `min_interval` or caps: every modem may take any message at once.
-MODEM = """
+MODEM_AT = """
+[[modems]]
+name = "sim{index:02d}"
+driver = "at"
+
+[modems.at]
+port = "{port}"
+"""
+
+MODEM_IN_PROCESS = """
 [[modems]]
 name = "sim{index:02d}"
 driver = "simulated"
@@ -65,23 +78,25 @@ report_delay = {report_delay}
 BATCH = 1000
 
 
-def imei(index: int) -> str:
-    """A distinct 15-digit IMEI (14 digits plus the Luhn check digit), so each simulator gets
-    its own /dev/serial/by-id style link."""
-    body = f"35693803{index:06d}"
-    total = 0
-    for position, digit in enumerate(reversed(body)):
-        value = int(digit) * (2 if position % 2 == 0 else 1)
-        total += value - 9 if value > 9 else value
-    return body + str(-total % 10)
-
-
-def config_text(port: int, modems: int, latency: float, report_delay: float, queue: int) -> str:
+def config_text(
+    port: int,
+    modems: int,
+    latency: float,
+    report_delay: float,
+    queue: int,
+    ports: list[str] | None,
+) -> str:
+    """The gateway's config: modems on the given pty `ports`, or simulated in its process."""
     parts = [GATEWAY.format(port=port, queue=queue)]
-    parts += [
-        MODEM.format(index=index, imei=imei(index), latency=latency, report_delay=report_delay)
-        for index in range(modems)
-    ]
+    if ports is not None:
+        parts += [MODEM_AT.format(index=index, port=path) for index, path in enumerate(ports)]
+    else:
+        parts += [
+            MODEM_IN_PROCESS.format(
+                index=index, imei=imei(index), latency=latency, report_delay=report_delay
+            )
+            for index in range(modems)
+        ]
     return "".join(parts)
 
 
@@ -190,14 +205,49 @@ def main() -> None:
         default=86400.0,
         help="seconds to each status report; the default keeps them out of the measurement",
     )
+    parser.add_argument(
+        "--in-process-simulators",
+        action="store_true",
+        help="run the simulated modems inside the gateway (driver = simulated), their CPU its",
+    )
     args = parser.parse_args()
 
+    simulators: subprocess.Popen[bytes] | None = None
+    ports: list[str] | None = None
+    if not args.in_process_simulators:
+        simulators = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "bench" / "simulators.py"),
+                f"--modems={args.modems}",
+                f"--send-delay={args.latency}",
+                f"--report-delay={args.report_delay}",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE,
+        )
+        assert simulators.stdout is not None
+        ports = json.loads(simulators.stdout.readline())
+    try:
+        measure(args, ports, simulators)
+    finally:
+        if simulators is not None:
+            simulators.terminate()
+            simulators.wait(timeout=30)
+
+
+def measure(
+    args: argparse.Namespace, ports: list[str] | None, simulators: subprocess.Popen[bytes] | None
+) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         port = free_port()
         config = Path(scratch) / "bench.toml"
         store = Path(scratch) / "bench.db"
         config.write_text(
-            config_text(port, args.modems, args.latency, args.report_delay, args.queue_per_modem)
+            config_text(
+                port, args.modems, args.latency, args.report_delay, args.queue_per_modem, ports
+            )
         )
         started = time.perf_counter()
         process = subprocess.Popen(
@@ -205,36 +255,45 @@ def main() -> None:
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
+        pids = [process.pid] + ([] if simulators is None else [simulators.pid])
         try:
             wait_ready(port, process)
             print(
                 f"start-up to ready ({args.modems} modems): {time.perf_counter() - started:.2f} s"
             )
-            # What the gateway burns with nothing to send (modem polls, timers), so the CPU per
-            # message can be told apart from the cost of merely running 32 modems.
-            cpu = cpu_seconds(process.pid)
+            # What the gateway (and the simulators) burn with nothing to send (modem polls,
+            # timers), so the CPU per message can be told apart from merely running 32 modems.
+            cpu = [cpu_seconds(pid) for pid in pids]
             time.sleep(args.idle)
-            idle = (cpu_seconds(process.pid) - cpu) / args.idle if args.idle > 0 else 0.0
-            print(f"idle gateway CPU: {idle * 1000:.1f} ms/s")
-            cpu = cpu_seconds(process.pid)
+            idle = [
+                (cpu_seconds(pid) - before) / args.idle if args.idle > 0 else 0.0
+                for pid, before in zip(pids, cpu, strict=True)
+            ]
+            print(f"idle gateway CPU: {idle[0] * 1000:.1f} ms/s")
+            cpu = [cpu_seconds(pid) for pid in pids]
             submitted = time.perf_counter()
             for first_index in range(0, args.messages, BATCH):
                 submit(port, first_index, min(BATCH, args.messages - first_index))
             print(f"submitted {args.messages} in {time.perf_counter() - submitted:.2f} s")
             ideal = -(-args.messages // args.modems) * args.latency
             wait_all_sent(store, args.messages, process, timeout=10 * ideal + 60)
-            used = cpu_seconds(process.pid) - cpu
+            used = [cpu_seconds(pid) - before for pid, before in zip(pids, cpu, strict=True)]
             busy_for = time.perf_counter() - submitted
         finally:
             process.terminate()
             process.wait(timeout=30)
         report(send_times(store), args.modems, args.latency)
-        net = max(0.0, used - idle * busy_for)
-        print(
-            f"gateway CPU: {used:.2f} s in {busy_for:.1f} s, {used / args.messages * 1000:.3f} ms "
-            f"per message (submit, dispatch, send and the simulators); "
-            f"{net / args.messages * 1000:.3f} ms net of idle"
-        )
+        what = "the simulators included" if simulators is None else "the simulators not included"
+        for name, spent, idling in zip(
+            ["gateway", "simulators' process"], used, idle, strict=False
+        ):
+            net = max(0.0, spent - idling * busy_for)
+            print(
+                f"{name} CPU: {spent:.2f} s in {busy_for:.1f} s, "
+                f"{spent / args.messages * 1000:.3f} ms per message; "
+                f"{net / args.messages * 1000:.3f} ms net of idle ({idling * 1000:.1f} ms/s)"
+                + (f"; {what}" if name == "gateway" else "")
+            )
         with sqlite3.connect(store) as db:
             states = dict(db.execute("SELECT state, count(*) FROM messages GROUP BY state"))
         print(f"store: {states}")
