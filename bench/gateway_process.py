@@ -4,13 +4,16 @@ Imported by the bench scripts, which run from this folder."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -81,3 +84,23 @@ def load_average() -> str:
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+@contextlib.contextmanager
+def read_store(path: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to a store file the benchmark made, closed when done."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def check_stored(path: Path, accepted: int) -> None:
+    """Print how many messages the store holds against how many were accepted; exit non-zero
+    when they differ (an acknowledged message must be on disk)."""
+    with read_store(path) as db:
+        (stored,) = db.execute("SELECT count(*) FROM messages").fetchone()
+    print(f"durability: {stored} messages in the store, {accepted} accepted")
+    if stored != accepted:
+        raise SystemExit("the store does not hold every accepted message")

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import tempfile
 import time
 from pathlib import Path
 
 import trio
 from gateway_process import (
+    check_stored,
     cpu_seconds,
     free_port,
     median,
@@ -284,11 +284,7 @@ def main() -> None:
             for child in (process, bare):
                 child.terminate()
                 child.wait(timeout=30)
-        with sqlite3.connect(Path(scratch) / "bench.db") as db:
-            (stored,) = db.execute("SELECT count(*) FROM messages").fetchone()
-        print(f"durability: {stored} messages in the store, {accepted} accepted")
-        if stored != accepted:
-            raise SystemExit("the store does not hold every accepted message")
+        check_stored(Path(scratch) / "bench.db", accepted)
 
 
 if __name__ == "__main__":

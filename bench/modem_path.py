@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from collections import defaultdict
 from itertools import pairwise
 from pathlib import Path
 
-from gateway_process import cpu_seconds, free_port, wait_ready
+from gateway_process import cpu_seconds, free_port, read_store, wait_ready
 from simulators import imei
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,7 +124,7 @@ def submit(port: int, first_index: int, count: int) -> None:
 
 
 def count_sent(store: Path) -> int:
-    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+    with read_store(store) as db:
         (sent,) = db.execute("SELECT count(*) FROM messages WHERE state = 'sent'").fetchone()
     return int(sent)
 
@@ -146,7 +145,7 @@ def wait_all_sent(
 
 def send_times(store: Path) -> dict[str, list[tuple[float, float]]]:
     """Per modem, (handed to the modem, taken by the network) of each part, in order."""
-    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+    with read_store(store) as db:
         rows = db.execute(
             "SELECT p.modem, e.at, p.sent_at FROM parts p JOIN message_events e"
             " ON e.message_id = p.message_id AND e.part = p.idx AND e.state = 'sending'"
@@ -294,7 +293,7 @@ def measure(
                 f"{net / args.messages * 1000:.3f} ms net of idle ({idling * 1000:.1f} ms/s)"
                 + (f"; {what}" if name == "gateway" else "")
             )
-        with sqlite3.connect(store) as db:
+        with read_store(store) as db:
             states = dict(db.execute("SELECT state, count(*) FROM messages GROUP BY state"))
         print(f"store: {states}")
         if states != {"sent": args.messages}:

@@ -13,7 +13,6 @@ submit_sm/s and >= 0.7 of the bare responder.
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import struct
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from gateway_process import (
     loop_cpu_seconds,
     median,
     percentile,
+    read_store,
     start,
     wait_listening,
     wait_ready,
@@ -222,7 +222,7 @@ def main() -> None:
             f"{bare_rate:,.0f}/s at {median(costs['bare']) * 1e6:.0f} us; "
             f"ratio {edgegw_rate / bare_rate:.2f}"
         )
-        with sqlite3.connect(Path(scratch) / "bench.db") as conn:
+        with read_store(Path(scratch) / "bench.db") as conn:
             conn.execute("CREATE TEMP TABLE acknowledged (id TEXT PRIMARY KEY)")
             conn.executemany("INSERT INTO acknowledged VALUES (?)", [(i,) for i in acknowledged])
             (stored,) = conn.execute(

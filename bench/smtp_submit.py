@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,7 @@ import time
 from pathlib import Path
 
 import trio
-from gateway_process import cpu_seconds, free_port, wait_ready
+from gateway_process import check_stored, cpu_seconds, free_port, wait_ready
 from http_submit import CONFIG, load, report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,11 +122,7 @@ def main() -> None:
             process.wait(timeout=30)
         print(f"SMTP: {len(latencies) / seconds:,.0f} mails/s (target 500)")
         accepted = len(latencies) + len(rest)
-        with sqlite3.connect(Path(scratch) / "bench.db") as db:
-            (stored,) = db.execute("SELECT count(*) FROM messages").fetchone()
-        print(f"durability: {stored} messages in the store, {accepted} accepted")
-        if stored != accepted:
-            raise SystemExit("the store does not hold every accepted message")
+        check_stored(Path(scratch) / "bench.db", accepted)
 
 
 if __name__ == "__main__":

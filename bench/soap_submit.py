@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,7 @@ import time
 from pathlib import Path
 
 import trio
-from gateway_process import cpu_seconds, free_port, wait_ready
+from gateway_process import check_stored, cpu_seconds, free_port, wait_ready
 from http_submit import CONFIG, load, read_response, report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,11 +100,7 @@ def main() -> None:
         ratio = (len(soap) / soap_seconds) / (len(rest) / rest_seconds)
         print(f"SOAP / REST single rate: {ratio:.2f} (target 0.80)")
         accepted = len(rest) + len(soap)
-        with sqlite3.connect(Path(scratch) / "bench.db") as db:
-            (stored,) = db.execute("SELECT count(*) FROM messages").fetchone()
-        print(f"durability: {stored} messages in the store, {accepted} accepted")
-        if stored != accepted:
-            raise SystemExit("the store does not hold every accepted message")
+        check_stored(Path(scratch) / "bench.db", accepted)
 
 
 if __name__ == "__main__":
