@@ -130,6 +130,8 @@ class Gateway:
                 account.system_id: account.service
                 for account in (config.smpp.accounts if config.smpp else [])
             },
+            auth_failures=self.throttle.failures_total,
+            auth_refusals=self.throttle.refusals_total,
         )
         self.pruner = Pruner(self.store, self.clock, keep_final_days=config.store.keep_final_days)
         self.reports = ReportCorrelator(

@@ -100,6 +100,8 @@ class Metrics:
         workers: Iterable[DeliveryWorker] = (),
         smpp_binds: Mapping[str, int] | None = None,
         smpp_services: Mapping[str, int] | None = None,
+        auth_failures: Mapping[str, int] | None = None,
+        auth_refusals: Mapping[str, int] | None = None,
         poll_interval: float = POLL_SECONDS,
     ) -> None:
         self.store = store
@@ -110,12 +112,16 @@ class Metrics:
         # The live counter the SMPP listener keeps (an empty one is falsy: no `or` here).
         self.smpp_binds: Mapping[str, int] = {} if smpp_binds is None else smpp_binds
         self.smpp_services: Mapping[str, int] = {} if smpp_services is None else smpp_services
+        # The failed-login throttle's live counters per door (edgegw.throttle).
+        self.auth_failures: Mapping[str, int] = {} if auth_failures is None else auth_failures
+        self.auth_refusals: Mapping[str, int] = {} if auth_refusals is None else auth_refusals
         self.poll_interval = poll_interval
         self.figures = StoreFigures()
         self.registry = CollectorRegistry(auto_describe=False)
         self.accepted = Counter(
             "edgegw_messages_accepted",
-            "Messages accepted (stored and acknowledged) by service and door (http, smpp).",
+            "Messages accepted (stored and acknowledged) by service and door"
+            " (http, soap, smtp, smpp, status).",
             ["service", "door"],
             registry=self.registry,
         )
@@ -212,6 +218,18 @@ class _Snapshot(Collector):
         for service_id in sorted(set(metrics.smpp_services.values())):
             sessions.add_metric([str(service_id)], per_service[service_id])
         yield sessions
+        for name, text, counts in (
+            ("edgegw_auth_failures", "Failed logins, by door.", metrics.auth_failures),
+            (
+                "edgegw_auth_refusals",
+                "Logins refused unchecked from a locked-out address, by door.",
+                metrics.auth_refusals,
+            ),
+        ):
+            family = CounterMetricFamily(name, text, labels=["door"])
+            for door, count in sorted(counts.items()):
+                family.add_metric([door], count)
+            yield family
 
 
 def _modem_families(modems: Mapping[str, Modem]) -> Iterable[Metric]:

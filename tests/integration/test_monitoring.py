@@ -198,6 +198,8 @@ async def test_a_scrape_after_traffic_through_every_door(gateway: Gateway) -> No
         soap = await client.post("/gw/ws/SMSGatewayV10", content=SOAP_SEND)
         assert soap.status_code == 200
         await trio.to_thread.run_sync(mail_two_recipients, gateway.bound.smtp_port)
+        wrong = await client.get("/api/messages", auth=("demo", "guess"))
+        assert wrong.status_code == 401
         try:
             await gateway.metrics.poll()
             scrape = await client.get("/metrics")
@@ -210,6 +212,7 @@ async def test_a_scrape_after_traffic_through_every_door(gateway: Gateway) -> No
     assert found[("edgegw_messages_accepted_total", (("door", "smpp"), ("service", "1000")))] == 1
     assert found[("edgegw_messages_accepted_total", (("door", "soap"), ("service", "1000")))] == 1
     assert found[("edgegw_messages_accepted_total", (("door", "smtp"), ("service", "1000")))] == 2
+    assert found[("edgegw_auth_failures_total", (("door", "http"),))] == 1
     assert found[("edgegw_modem_up", (("modem", "sim0"),))] == 1
     assert found[("edgegw_modem_signal_dbm", (("modem", "sim0"),))] == -73
     assert found[("edgegw_modem_sent_total", (("modem", "sim0"),))] >= 2
