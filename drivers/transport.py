@@ -200,16 +200,19 @@ def uucp_lock_holder(path: str, lock_dirs: Sequence[str] = UUCP_LOCK_DIRS) -> st
             pid = int(fields[0])
         except (OSError, ValueError, IndexError):
             continue
-        if pid == os.getpid():
-            continue
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            continue
-        except PermissionError:
-            pass  # alive, another user's
-        return f"{lock} (pid {pid})"
+        if pid != os.getpid() and _alive(pid):
+            return f"{lock} (pid {pid})"
     return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
 
 
 async def open_serial(url: str, *, baudrate: int = 115200) -> SerialStream:
