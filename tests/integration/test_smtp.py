@@ -20,6 +20,7 @@ import msgspec
 import pytest
 import trio
 from support.gateway import example_config
+from support.tools import require_tool
 
 from edgegw.gateway import Gateway
 from edgegw.smtp.config import ServiceSmtp, SmtpConfig
@@ -262,22 +263,7 @@ async def test_a_garbage_client_is_cut_off_and_another_is_served(gateway: Gatewa
 @pytest.fixture(scope="session")
 def swaks() -> str:
     """The swaks program, installed from the Debian packages when missing."""
-    found = shutil.which("swaks")
-    if found is None:
-        # Another process may hold the dpkg lock for a while: wait for it rather than fail.
-        wait = ["-o", "DPkg::Lock::Timeout=240"]
-        for command in (
-            ["apt-get", *wait, "update", "-qq"],
-            ["apt-get", *wait, "install", "-y", "-qq", "swaks"],
-        ):
-            try:
-                subprocess.run(command, check=False, capture_output=True, timeout=300)
-            except (OSError, subprocess.TimeoutExpired):
-                break
-        found = shutil.which("swaks")
-    if found is None:
-        pytest.skip("swaks is not installed and apt-get could not install it")
-    return found
+    return require_tool("swaks", "swaks")
 
 
 async def test_swaks_sends_a_mail(gateway: Gateway, swaks: str) -> None:

@@ -16,10 +16,12 @@ def require_tool(command: str, package: str) -> str:
         return found
     if shutil.which("apt-get") is None:
         pytest.skip(f"{command} is missing and there is no apt-get to install {package}")
-    install = ["apt-get", "install", "-y", "-q", package]
+    # Another process may hold the dpkg lock for a while: wait for it rather than fail.
+    wait = ["-o", "DPkg::Lock::Timeout=240"]
+    install = ["apt-get", *wait, "install", "-y", "-q", package]
     installed = subprocess.run(install, capture_output=True, text=True, timeout=600)
     if shutil.which(command) is None:  # the package lists may be missing or stale
-        subprocess.run(["apt-get", "update", "-q"], capture_output=True, timeout=600)
+        subprocess.run(["apt-get", *wait, "update", "-q"], capture_output=True, timeout=600)
         installed = subprocess.run(install, capture_output=True, text=True, timeout=600)
     found = shutil.which(command)
     if found is None:
