@@ -12,7 +12,7 @@ import hmac
 import logging
 import random
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol
 
 import msgspec
@@ -215,22 +215,13 @@ class Submitter:
         statuses: list[MessageStatus] = []
         ids = self._ids.next_ids(now, len(messages)) if messages else []
         taken = await self._taken_references(service, messages, now)
+        chunks = functools.partial(
+            self._accepted_chunks, service, messages, ids, batch_reference, now, statuses, taken
+        )
         if seal is not None:
             accepted = []
-            for start in range(0, len(messages), SUBMIT_CHUNK):
-                if start:
-                    await trio.lowlevel.checkpoint()
-                stop = start + SUBMIT_CHUNK
-                accepted += self._accept_chunk(
-                    service,
-                    messages[start:stop],
-                    start + 1,
-                    ids[start:stop],
-                    batch_reference,
-                    now,
-                    statuses,
-                    taken,
-                )
+            async for chunk, _ in chunks():
+                accepted += chunk
             response = SendResponse(batchReference=batch_reference, messageStatus=statuses)
             await self._store_sealed(accepted, response, seal)
             return response
@@ -251,26 +242,41 @@ class Submitter:
 
             async with trio.open_nursery() as nursery:
                 pending: list[tuple[int, NewMessage]] = []
-                for start in range(0, len(messages), SUBMIT_CHUNK):
-                    if start:
-                        await trio.lowlevel.checkpoint()
-                    stop = start + SUBMIT_CHUNK
-                    pending += self._accept_chunk(
-                        service,
-                        messages[start:stop],
-                        start + 1,
-                        ids[start:stop],
-                        batch_reference,
-                        now,
-                        statuses,
-                        taken,
-                    )
-                    last = start + SUBMIT_CHUNK >= len(messages)
+                async for chunk, last in chunks():
+                    pending += chunk
                     if pending and (len(pending) >= STORE_CHUNK or last):
                         await in_flight.acquire()
                         nursery.start_soon(store, pending)
                         pending = []
         return SendResponse(batchReference=batch_reference, messageStatus=statuses)
+
+    async def _accepted_chunks(
+        self,
+        service: ServiceConfig,
+        messages: list[MessageRequest],
+        ids: list[str],
+        batch_reference: str,
+        now: float,
+        statuses: list[MessageStatus],
+        taken: set[str] | None,
+    ) -> AsyncIterator[tuple[list[tuple[int, NewMessage]], bool]]:
+        """The accepted messages of each SUBMIT_CHUNK of `messages` (their statuses appended
+        to `statuses`), and whether it is the last; the loop runs other tasks between chunks."""
+        for start in range(0, len(messages), SUBMIT_CHUNK):
+            if start:
+                await trio.lowlevel.checkpoint()
+            stop = start + SUBMIT_CHUNK
+            accepted = self._accept_chunk(
+                service,
+                messages[start:stop],
+                start + 1,
+                ids[start:stop],
+                batch_reference,
+                now,
+                statuses,
+                taken,
+            )
+            yield accepted, stop >= len(messages)
 
     async def submit_stream(
         self,
