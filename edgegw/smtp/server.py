@@ -177,8 +177,9 @@ async def _linger(stream: trio.abc.Stream) -> None:
     with trio.move_on_after(_LINGER_SECONDS):
         if isinstance(stream, trio.abc.HalfCloseableStream):
             await stream.send_eof()
-        while await stream.receive_some(_RECEIVE_BYTES):
-            pass
+        dropped: bytes | bytearray = b"-"
+        while dropped:  # until the client closes its side too
+            dropped = await stream.receive_some(_RECEIVE_BYTES)
 
 
 async def _send(stream: trio.abc.Stream, data: bytes, *, seconds: float) -> None:
