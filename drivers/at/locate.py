@@ -79,15 +79,33 @@ class ModemLocator:
         self._refused.add(device_key(path))
 
     async def open(self) -> tuple[str, trio.abc.Stream]:
-        """Locate the port, claim it and open it; the claim is released if opening fails."""
+        """Locate the port, claim it and open it; the claim is released if opening fails.
+
+        A configured or last path that cannot be opened may be another device now (a stick
+        re-enumerated, and its old name given to one another program holds): with an identity
+        to find it by, the modem is looked for by a scan before giving up.
+        """
         path = await self.locate()
+        try:
+            return path, await self._claimed_open(path)
+        except ModemError as exc:
+            if not self.identity.wanted:
+                raise
+            self.refuse(path)
+            try:
+                path = await self.locate()
+            except ModemError as scan_exc:
+                raise ModemUnavailable(f"{exc}; {scan_exc}") from scan_exc
+        return path, await self._claimed_open(path)
+
+    async def _claimed_open(self, path: str) -> trio.abc.Stream:
         try:
             stream = await self._open_path(path)
         except BaseException:
             CLAIMS.release_all(self.name)
             raise
         self.last_path = path
-        return path, stream
+        return stream
 
     async def locate(self) -> str:
         """The configured port if it is there, else the last one found, else a scan by identity."""

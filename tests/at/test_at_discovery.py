@@ -4,6 +4,7 @@ the simulator, with its /dev/serial/by-id style links; real time, bounded by fai
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -100,6 +101,49 @@ async def test_found_again_after_re_enumeration_under_another_path(
     assert device_key(modem.health().port) == new_path
     assert [sms.text for sms in sim.network.sent] == ["after re-enumeration"]
     assert modem.health().recoveries >= 1
+
+
+async def test_found_by_identity_when_its_old_path_is_another_device_held_elsewhere(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # The stick came back under another name, and its old one went to a device another program
+    # holds: the modem is looked for by its IMEI instead of failing on that lock until it goes.
+    master, slave = os.openpty()
+    taken = os.ttyname(slave)
+    other = os.open(taken, os.O_RDWR | os.O_NOCTTY)
+    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        sim = Simulator(SimulatorOptions(imei=IMEI_A, link_dir=str(tmp_path)))
+        await nursery.start(serve_pty, sim)
+        modem = AtModem("a", AtOptions(**fast(port=taken, imei=IMEI_A, scan=[f"{tmp_path}/*"])))  # type: ignore[arg-type]
+        with trio.fail_after(20):
+            await nursery.start(modem.run)
+            await modem.send(part("found by its IMEI"))
+        assert modem.health().port == os.path.join(tmp_path, sim.link_name)
+        assert modem.health().recoveries == 0
+        assert [sms.text for sms in sim.network.sent] == ["found by its IMEI"]
+    finally:
+        for fd in (other, slave, master):
+            os.close(fd)
+
+
+async def test_a_held_old_path_and_no_modem_elsewhere_says_both(tmp_path: Path) -> None:
+    master, slave = os.openpty()
+    taken = os.ttyname(slave)
+    other = os.open(taken, os.O_RDWR | os.O_NOCTTY)
+    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    modem = AtModem("a", AtOptions(**fast(port=taken, imei=IMEI_A, scan=[f"{tmp_path}/*"])))  # type: ignore[arg-type]
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(modem.run)
+            with trio.fail_after(20):
+                failed = await wait_state(modem, ModemState.FAILED)
+            nursery.cancel_scope.cancel()
+    finally:
+        for fd in (other, slave, master):
+            os.close(fd)
+    assert f"{taken}: in use by another program" in failed.detail
+    assert f"holds IMEI {IMEI_A}" in failed.detail
 
 
 async def test_a_port_held_by_another_driver_is_never_probed(
