@@ -144,10 +144,12 @@ async def test_long_messages_all_three_ways_reach_the_modem(gateway: Gateway) ->
     results = await trio.to_thread.run_sync(submit_all, smpp_port(gateway), submits)
     assert [status for status, _ in results] == [0] * 5
 
-    by_udh = await sent_to(gateway, "+4741000011", 2)
+    # Client-side parts are two messages, which may leave in either order (a retried send goes
+    # after the other): the handset puts them together by their UDH.
+    by_udh = sorted(await sent_to(gateway, "+4741000011", 2), key=lambda sms: sms.udh)
     reference = udh_parts[0][3]
     assert [sms.concat for sms in by_udh] == [(reference, 2, 1), (reference, 2, 2)]
-    by_sar = await sent_to(gateway, "+4741000012", 2)
+    by_sar = sorted(await sent_to(gateway, "+4741000012", 2), key=lambda sms: sms.udh)
     assert [sms.udh for sms in by_sar] == [bytes((6, 8, 4, 1, 2, 2, seq)) for seq in (1, 2)]
     by_payload = await sent_to(gateway, "+4741000013", 2)
     assert [sms.concat[1:] if sms.concat else None for sms in by_payload] == [(2, 1), (2, 2)]
