@@ -20,7 +20,7 @@ import trio
 
 from edgegw.http.inputs import framing_refusal
 from edgegw.http.limits import HttpLimits
-from edgegw.loglimit import LogLimiter, log_limited
+from edgegw.loglimit import LogLimiter, log_limited, write_overdue_summaries
 from edgegw.shares import ConnectionShares
 
 __all__ = [
@@ -533,6 +533,7 @@ async def serve_http(
                     trio.serve_listeners, serve_one, listeners, handler_nursery=nursery
                 )
             )
+            nursery.start_soon(write_overdue_summaries, log, drain.failures)
             task_status.started(bound_port)
             await trio.sleep(math.inf)
         finally:

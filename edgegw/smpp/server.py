@@ -20,7 +20,7 @@ import trio
 
 from drivers.gsm import GsmError
 from edgegw.clock import Clock
-from edgegw.loglimit import LogLimiter, log_limited
+from edgegw.loglimit import LogLimiter, log_limited, write_overdue_summaries
 from edgegw.shares import ConnectionShares
 from edgegw.smpp.backend import (
     Account,
@@ -753,6 +753,7 @@ async def serve_smpp(
                 trio.serve_listeners, server.handle, listeners, handler_nursery=nursery
             )
         )
+        nursery.start_soon(write_overdue_summaries, log, server.limiter)
         log.info("SMPP listening on %s:%d%s", config.host, port, " (TLS)" if context else "")
         task_status.started(port)
         try:

@@ -46,3 +46,38 @@ async def test_a_client_repeating_a_failure_gets_one_traceback_and_a_summary(
     assert summary.getMessage() == (
         "HTTP handler failed for GET /boom (199 more like it since the last one, not logged)"
     )
+
+
+def test_a_kind_and_peer_gone_quiet_is_summarised_once_its_period_is_over() -> None:
+    limiter = LogLimiter(period=60.0)
+    assert limiter.admit("broken", "10.0.0.1", 0.0, (logging.ERROR, "failed for %s", ("/a",))) == 0
+    for t in (1.0, 2.0, 3.0):
+        assert (
+            limiter.admit("broken", "10.0.0.1", t, (logging.ERROR, "failed for %s", ("/b",)))
+            is None
+        )
+    assert limiter.admit("quiet", "10.0.0.2", 5.0) == 0  # nothing left out: nothing to say
+    assert limiter.overdue(59.0) == []
+    (summary,) = limiter.overdue(60.0)
+    assert summary == (logging.ERROR, "failed for %s", ("/b",), 3)
+    assert limiter.overdue(200.0) == []  # said once
+    # The summary counts as written: the next record within a period is left out again.
+    assert (
+        limiter.admit("broken", "10.0.0.1", 90.0, (logging.ERROR, "failed for %s", ("/c",))) is None
+    )
+
+
+async def test_a_client_that_stops_after_repeating_a_failure_still_gets_its_count_logged(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = await nursery.start(serve_http, failing, "127.0.0.1", 0, HttpLimits())
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        for _ in range(50):
+            assert (await client.get("/boom")).status_code == 500
+    await trio.sleep(121.0)
+    records = [r for r in caplog.records if r.name == "edgegw.http.server"]
+    assert [r.getMessage() for r in records] == [
+        "HTTP handler failed for GET /boom",
+        "HTTP handler failed for GET /boom (49 more like it since the last one, not logged)",
+    ]
+    assert records[0].exc_info is not None and not records[1].exc_info

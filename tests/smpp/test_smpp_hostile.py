@@ -4,6 +4,7 @@ virtual clock: sessions that stop reading, connections that never bind (issue 10
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -97,3 +98,20 @@ async def test_an_unbound_connection_closes_at_bind_timeout_whatever_the_probes(
             await stream.send_all(encode(EnquireLinkResp(sequence_number=pdu.sequence_number)))
     assert trio.current_time() - start <= 30.0
     await stream.aclose()
+
+
+async def test_a_peer_repeating_a_broken_pdu_then_stopping_gets_one_line_and_its_count(
+    autojump_clock: trio.testing.MockClock, smpp_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="edgegw.smpp.server")
+    for _ in range(20):
+        stream = await open_from(smpp_port)
+        await stream.send_all(bytes.fromhex("00000008 00000004 00000000 00000007"))
+        decoder = SmppDecoder()
+        while await receive_pdu(stream, decoder) is not None:
+            continue
+        await stream.aclose()
+    await trio.sleep(121.0)
+    lines = [r.getMessage() for r in caplog.records if r.name == "edgegw.smpp.server"]
+    assert len(lines) == 2, lines
+    assert lines[1] == f"{lines[0]} (19 more like it since the last one, not logged)"
