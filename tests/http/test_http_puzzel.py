@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -20,11 +21,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgegw.http.puzzel import (
+    _NESTING,
+    JSON_CHUNK,
     MAX_INDEX,
     RESPONSE_NAMESPACE,
     RequestSyntaxError,
     ResponseFormat,
     ResponseWriter,
+    _array_chunks,
+    _JsonBatch,
     decode_form,
     decode_json,
     decode_json_batch,
@@ -44,6 +49,7 @@ from edgegw.model import (
     SendWindow,
     Settings,
 )
+from edgegw.pipeline.submit import STREAM_CHUNK, SUBMIT_CHUNK
 
 T = TypeVar("T", bytes, str)
 
@@ -725,3 +731,118 @@ def test_a_big_json_batch_is_decoded_a_chunk_at_a_time() -> None:
     assert decode_json_batch(tolerant, more_than=10) is None
     broken = json.dumps({"serviceId": 1, "message": [*messages, {"recipient": [1]}]}).encode()
     assert decode_json_batch(broken, more_than=10) is None
+
+
+# Any JSON value, to nest in a message's unknown fields (which are ignored, so that a message
+# may hold anything); strings with the characters that end or escape a JSON string or nest.
+_TRICKY_TEXT = st.text(alphabet=st.sampled_from('ab"\\{}[],: \n\u00e9\u20ac\U0001f600'))
+_JSON_VALUE = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | _TRICKY_TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TRICKY_TEXT, inner, max_size=3),
+    max_leaves=12,
+)
+_MESSAGE_JSON = st.fixed_dictionaries(
+    {"recipient": _TRICKY_TEXT, "content": _TRICKY_TEXT},
+    optional={
+        "clientReference": _TRICKY_TEXT,
+        "settings": st.fixed_dictionaries(
+            {
+                "parameter": st.lists(
+                    st.fixed_dictionaries({"key": _TRICKY_TEXT, "value": _TRICKY_TEXT})
+                )
+            }
+        ),
+        "extra": _JSON_VALUE,
+        "deep": st.integers(1, 12).map(lambda depth: json.loads("[" * depth + "]" * depth)),
+    },
+)
+
+
+@given(
+    kinds=st.lists(_MESSAGE_JSON, min_size=1, max_size=4),
+    count=st.integers(1, 3 * JSON_CHUNK + 1),
+    layout=st.sampled_from([{}, {"indent": 2}, {"separators": (",", ":")}, {"indent": "\t"}]),
+    ascii_only=st.booleans(),
+    cut=st.tuples(st.integers(0, 400), st.integers(0, 400)),
+)
+def test_a_streamed_json_batch_decodes_to_the_messages_decode_json_gives(
+    kinds: list[dict[str, object]],
+    count: int,
+    layout: dict[str, object],
+    ascii_only: bool,
+    cut: tuple[int, int],
+) -> None:
+    """Whatever the texts hold (quotes, backslashes, brackets), however deep a message nests
+    (past the split pattern's depth, where msgspec splits the array) and however the JSON is
+    laid out, the chunks are the messages decode_json decodes, in order."""
+    messages = [kinds[index % len(kinds)] for index in range(count)]
+    request = {"serviceId": 1, "password": "p", "message": messages}
+    body = json.dumps(request, ensure_ascii=ascii_only, **layout).encode()  # type: ignore[arg-type]
+    whole = decode_json(body)
+    batch = decode_json_batch(body, more_than=0)
+    assert batch is not None
+    head, chunks = batch
+    assert head == msgspec.structs.replace(whole, message=[])
+    assert len(chunks) == count
+    assert chunks.decode(0, count) == whole.message
+    start, stop = sorted(cut)
+    assert chunks.decode(start, stop) == whole.message[start:stop]
+    # Messages no deeper than the split pattern's depth are split by it, not by msgspec.
+    array = memoryview(msgspec.json.decode(body, type=_JsonBatch).message)
+    fits = max(_depth(message) for message in messages[: len(kinds)]) <= _NESTING
+    assert (_array_chunks(array) is not None) == fits
+
+
+def _depth(value: object) -> int:
+    """How many objects and arrays deep `value` is (a flat message is 1)."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+def test_a_streamed_batch_holds_no_object_a_message() -> None:
+    """What a JSON batch of 20,000 messages keeps while it is streamed, beyond its body: a
+    few offsets a chunk (an object per message would be 56 bytes, more than a tiny message's
+    50 bytes of JSON). Every other message has `settings.parameter`, the deepest a message
+    that the spec describes nests."""
+    parameters = {"parameter": [{"key": "dcs", "value": "F5"}]}
+    messages = [
+        {
+            "recipient": f"+47{41000000 + i}",
+            "content": "Tiny",
+            **({"settings": parameters} if i % 2 else {}),
+        }
+        for i in range(20000)
+    ]
+    body = json.dumps({"serviceId": 1, "message": messages}).encode()
+    tracemalloc.start()
+    try:
+        batch = decode_json_batch(body, more_than=1000)
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert batch is not None and len(batch[1]) == 20000
+    assert held < 0.01 * len(body), f"{held} bytes held for a body of {len(body)}"
+
+
+def test_a_batch_chunk_is_the_submitters_chunk() -> None:
+    """Each chunk the submitter decodes is one slice of the body."""
+    assert JSON_CHUNK == SUBMIT_CHUNK == STREAM_CHUNK
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [5, "text", None, [{"recipient": "+4741000000"}], {"recipient": [1]}],
+    ids=["number", "string", "null", "array", "bad field"],
+)
+def test_a_big_batch_with_a_message_that_does_not_decode_is_left_to_decode_json(
+    odd: object,
+) -> None:
+    messages: list[object] = [{"recipient": "+4741000000", "content": "m"}] * 250
+    messages[170] = odd
+    body = json.dumps({"serviceId": 1, "message": messages}).encode()
+    assert decode_json_batch(body, more_than=100) is None
+    with pytest.raises(RequestSyntaxError, match=r"message\[170\]"):
+        decode_json(body)
