@@ -846,3 +846,18 @@ def test_a_big_batch_with_a_message_that_does_not_decode_is_left_to_decode_json(
     assert decode_json_batch(body, more_than=100) is None
     with pytest.raises(RequestSyntaxError, match=r"message\[170\]"):
         decode_json(body)
+
+
+@pytest.mark.parametrize(("count", "streamed"), [(1000, False), (1001, True)])
+def test_a_batch_of_nested_messages_is_streamed_past_the_threshold_only(
+    count: int, streamed: bool
+) -> None:
+    """Messages with a `settings.parameter` have three braces each, so the brace count does
+    not tell that a 1000-message batch is too small to stream: msgspec counts it."""
+    settings = {"parameter": [{"key": "dcs", "value": "F5"}]}
+    messages = [{"recipient": "+4741000000", "content": "m", "settings": settings}] * count
+    body = json.dumps({"serviceId": 1, "message": messages}).encode()
+    batch = decode_json_batch(body, more_than=1000)
+    assert (batch is not None) is streamed
+    if batch is not None:
+        assert batch[1].decode(0, count) == decode_json(body).message
