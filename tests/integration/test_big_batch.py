@@ -31,14 +31,14 @@ HEALTH_P99_SECONDS = 0.050
 # The peak of memory allocated while the gateway takes a batch, beyond what it held before,
 # as a multiple of the batch's body (issue 10 item 7's bound). The batch is streamed: split
 # into runs of 100 messages by offsets into the body, each run decoded, stored and answered in
-# turn; the body (1x) and two runs in flight are held. 1.8x with these 50-byte messages, 1.4x
-# with 160-character texts (the README's "Memory of a batch" says more).
+# turn; the body (1x) and two runs in flight are held. 1.8 to 1.9x with these 50-byte
+# messages, 1.2 to 1.4x with 160-character texts (the README's "Memory of a batch" says more).
 MEMORY_FACTOR = 2.0
 # Messages a gateway has taken before the measured batch, streamed, so that what every running
 # gateway holds after its first few thousand messages is baseline: msgspec keeps freed structs
 # and CPython freed tuples on free lists (up to 2000 of a size; here about 0.45 MB, mostly
 # NewMessage structs and their row tuples), which a first batch fills (the 10,000-message one
-# then peaks at 2.6 to 2.7x, whatever its texts' length).
+# then peaks at 2.6 to 2.7x with 50-byte messages, 1.5x with 160-character texts).
 WARM_UP_MESSAGES = 2500
 
 
