@@ -9,7 +9,7 @@ import enum
 import functools
 import re
 from array import array as Array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from typing import Any, ClassVar, Final, TypeAlias, cast
 from urllib.parse import parse_qsl
 from xml.etree.ElementTree import Element, ParseError
@@ -26,6 +26,7 @@ __all__ = [
     "MAX_INDEX",
     "REQUEST_NAMESPACE",
     "RESPONSE_NAMESPACE",
+    "STEP_CHUNKS",
     "JsonMessages",
     "RequestSyntaxError",
     "ResponseFormat",
@@ -213,14 +214,18 @@ _OPENING: Final = ord("[")
 # than by the pattern (1.4 us), and those objects are dropped before any message is decoded.
 _RAW_COUNTED: Final = 4
 
+# Chunks of a batch split or checked between two yields of `decode_json_batch`, so that an
+# event loop driving it can serve others meanwhile (a 25,000-message batch took 20 ms).
+STEP_CHUNKS: Final = 10
+
 # The number of chunks of an array and the JSON text of chunk `n`, an array of up to
 # JSON_CHUNK messages from message `n * JSON_CHUNK` on.
 _Chunks: TypeAlias = "tuple[int, Callable[[int], bytes]]"
 
 
-def _array_chunks(array: memoryview) -> _Chunks | None:
+def _array_chunks(array: memoryview) -> Generator[None, None, _Chunks | None]:
     """The chunks of a JSON array as slices of it between offsets (8 bytes a chunk), or None
-    where _MESSAGES does not apply."""
+    where _MESSAGES does not apply; yields every STEP_CHUNKS chunks."""
     ends = Array("q")
     position, last = 1, len(array) - 1  # inside the brackets
     while position < last:
@@ -233,6 +238,8 @@ def _array_chunks(array: memoryview) -> _Chunks | None:
             if array[position] != _COMMA:
                 return None  # a message _MESSAGES cannot match follows
             position += 1
+        if not len(ends) % STEP_CHUNKS:
+            yield
 
     def chunk(number: int) -> bytes:
         start = ends[number - 1] + 1 if number else 1
@@ -279,11 +286,12 @@ class JsonMessages:
 
 def decode_json_batch(
     body: bytes | bytearray, more_than: int
-) -> tuple[SendRequest, JsonMessages] | None:
+) -> Generator[None, None, tuple[SendRequest, JsonMessages] | None]:
     """A JSON send request of more than `more_than` messages, each of which decodes as
     `decode_json` would decode it: the request without its messages, and its messages to be
     decoded chunk by chunk. None for anything else (fewer messages, a body that needs the
-    client tolerances or is malformed): `decode_json` then answers it."""
+    client tolerances or is malformed): `decode_json` then answers it. A generator that yields
+    every STEP_CHUNKS chunks it has split or checked, and returns the answer."""
     braces = body.count(b"{")
     if braces <= more_than + 1:
         return None  # one brace for the request and one a message: too few messages
@@ -297,11 +305,16 @@ def decode_json_batch(
             and len(_json_raw_messages.decode(array)) <= more_than
         ):
             return None
-        chunks, chunk = _array_chunks(array) or _raw_chunks(_json_raw_messages.decode(array))
+        split = yield from _array_chunks(array)
+        chunks, chunk = split or _raw_chunks(_json_raw_messages.decode(array))
         if chunks * JSON_CHUNK <= more_than:
             return None
         # Every message is checked now, so that a bad one refuses them all.
-        count = sum(len(_json_messages.decode(chunk(number))) for number in range(chunks))
+        count = 0
+        for number in range(chunks):
+            count += len(_json_messages.decode(chunk(number)))
+            if not (number + 1) % STEP_CHUNKS:
+                yield
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         return None
     if count <= more_than:

@@ -8,7 +8,7 @@ import itertools
 import json
 import re
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import quote
@@ -25,6 +25,8 @@ from edgegw.http.puzzel import (
     JSON_CHUNK,
     MAX_INDEX,
     RESPONSE_NAMESPACE,
+    STEP_CHUNKS,
+    JsonMessages,
     RequestSyntaxError,
     ResponseFormat,
     ResponseWriter,
@@ -52,6 +54,7 @@ from edgegw.model import (
 from edgegw.pipeline.submit import STREAM_CHUNK, SUBMIT_CHUNK
 
 T = TypeVar("T", bytes, str)
+R = TypeVar("R")
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "http"
 
@@ -715,22 +718,36 @@ def test_an_answer_written_in_pieces_is_the_whole_answer(
     assert b"".join(pieces) + writer.end() == encode_response(whole, fmt)
 
 
+def finish(steps: Generator[None, None, R]) -> R:
+    """What a generator of steps returns, run to its end."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            result: R = done.value
+            return result
+
+
+def split_batch(body: bytes, more_than: int) -> tuple[SendRequest, JsonMessages] | None:
+    return finish(decode_json_batch(body, more_than))
+
+
 def test_a_big_json_batch_is_decoded_a_chunk_at_a_time() -> None:
     messages = [{"recipient": f"+47{41000000 + i}", "content": f"m{i}"} for i in range(12)]
     body = json.dumps({"serviceId": 1, "username": "u", "message": messages}).encode()
-    batch = decode_json_batch(body, more_than=10)
+    batch = split_batch(body, more_than=10)
     assert batch is not None
     head, chunks = batch
     assert head.serviceId == 1 and head.username == "u" and head.message == []
     assert len(chunks) == 12
     assert chunks.decode(10, 20) == decode_json(body).message[10:]
-    assert decode_json_batch(body, more_than=12) is None  # few enough to decode whole
+    assert split_batch(body, more_than=12) is None  # few enough to decode whole
     # A message that needs the tolerant pass, or does not decode, leaves the body to decode_json.
     listed = [*messages, {"settings": {"parameter": {"key": "dcs", "value": "08"}}}]
     tolerant = json.dumps({"serviceId": 1, "message": listed}).encode()
-    assert decode_json_batch(tolerant, more_than=10) is None
+    assert split_batch(tolerant, more_than=10) is None
     broken = json.dumps({"serviceId": 1, "message": [*messages, {"recipient": [1]}]}).encode()
-    assert decode_json_batch(broken, more_than=10) is None
+    assert split_batch(broken, more_than=10) is None
 
 
 # Any JSON value, to nest in a message's unknown fields (which are ignored, so that a message
@@ -779,7 +796,7 @@ def test_a_streamed_json_batch_decodes_to_the_messages_decode_json_gives(
     request = {"serviceId": 1, "password": "p", "message": messages}
     body = json.dumps(request, ensure_ascii=ascii_only, **layout).encode()  # type: ignore[arg-type]
     whole = decode_json(body)
-    batch = decode_json_batch(body, more_than=0)
+    batch = split_batch(body, more_than=0)
     assert batch is not None
     head, chunks = batch
     assert head == msgspec.structs.replace(whole, message=[])
@@ -790,7 +807,7 @@ def test_a_streamed_json_batch_decodes_to_the_messages_decode_json_gives(
     # Messages no deeper than the split pattern's depth are split by it, not by msgspec.
     array = memoryview(msgspec.json.decode(body, type=_JsonBatch).message)
     fits = max(_depth(message) for message in messages[: len(kinds)]) <= _NESTING
-    assert (_array_chunks(array) is not None) == fits
+    assert (finish(_array_chunks(array)) is not None) == fits
 
 
 def _depth(value: object) -> int:
@@ -819,7 +836,7 @@ def test_a_streamed_batch_holds_no_object_a_message() -> None:
     body = json.dumps({"serviceId": 1, "message": messages}).encode()
     tracemalloc.start()
     try:
-        batch = decode_json_batch(body, more_than=1000)
+        batch = split_batch(body, more_than=1000)
         held = tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()
@@ -843,7 +860,7 @@ def test_a_big_batch_with_a_message_that_does_not_decode_is_left_to_decode_json(
     messages: list[object] = [{"recipient": "+4741000000", "content": "m"}] * 250
     messages[170] = odd
     body = json.dumps({"serviceId": 1, "message": messages}).encode()
-    assert decode_json_batch(body, more_than=100) is None
+    assert split_batch(body, more_than=100) is None
     with pytest.raises(RequestSyntaxError, match=r"message\[170\]"):
         decode_json(body)
 
@@ -857,7 +874,26 @@ def test_a_batch_of_nested_messages_is_streamed_past_the_threshold_only(
     settings = {"parameter": [{"key": "dcs", "value": "F5"}]}
     messages = [{"recipient": "+4741000000", "content": "m", "settings": settings}] * count
     body = json.dumps({"serviceId": 1, "message": messages}).encode()
-    batch = decode_json_batch(body, more_than=1000)
+    batch = split_batch(body, more_than=1000)
     assert (batch is not None) is streamed
     if batch is not None:
         assert batch[1].decode(0, count) == decode_json(body).message
+
+
+def test_a_big_batch_is_split_and_checked_a_few_chunks_a_step() -> None:
+    """Each step between two yields splits or checks STEP_CHUNKS chunks, so that an event
+    loop serves others meanwhile (a 25,000-message batch took 20 ms in one step)."""
+    messages = [{"recipient": f"+47{41000000 + i}", "content": "m"} for i in range(25000)]
+    body = json.dumps({"serviceId": 1, "message": messages}).encode()
+    steps = decode_json_batch(body, more_than=1000)
+    taken = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as split:
+            batch = split.value
+            break
+        taken += 1
+    chunks = 25000 // JSON_CHUNK
+    assert taken == 2 * chunks // STEP_CHUNKS  # splitting, then checking
+    assert batch is not None and len(batch[1]) == 25000
