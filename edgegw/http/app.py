@@ -125,7 +125,7 @@ def make_app(
             if media_type in _TEXT_BODIES:
                 body = to_utf8(body, charset)
             if decoder is decode_json and len(body) > _SMALLEST_STREAMED_BODY:
-                streamed = _streamed(request, body, fmt)
+                streamed = await _streamed(request, body, fmt)
                 if streamed is not None:
                     return streamed
             send_request = decoder(body)
@@ -133,17 +133,24 @@ def make_app(
             return _puzzel(syntax_error_response(exc), fmt, status=exc.http_status)
         return await _submit(request, send_request, fmt, _XML)
 
-    def _streamed(
+    async def _streamed(
         request: Request, body: bytes | bytearray, fmt: ResponseFormat
     ) -> Response | None:
         """A JSON batch of more than STREAMED_MORE_THAN messages, whose credentials are right and
         whose answer is not remembered (Idempotency-Key), answered as its chunks commit: its
         messages are decoded a chunk at a time and its statuses written as each chunk is
         stored, so that the request never costs much more memory than its body. None for
-        anything else."""
+        anything else. The batch is split and checked a few chunks a step of the loop."""
         if request.commit_with is not None:
             return None
-        batch = decode_json_batch(body, more_than=STREAMED_MORE_THAN)
+        splitting = decode_json_batch(body, more_than=STREAMED_MORE_THAN)
+        while True:
+            try:
+                next(splitting)
+            except StopIteration as split:
+                batch: tuple[SendRequest, JsonMessages] | None = split.value
+                break
+            await trio.lowlevel.checkpoint()
         if batch is None:
             return None
         head, messages = batch

@@ -274,10 +274,13 @@ class _HttpConnection:
     async def _receive_body(self, request: h11.Request) -> Body:
         conn = self.conn
         limit = self.limits.max_body_bytes
+        length = 0  # as declared by Content-Length; 0 when chunked
         for name, value in request.headers:
-            if name == b"content-length" and int(value) > limit:
-                await self._reject(413, f"request body is over {limit} bytes")
-                raise _Closed
+            if name == b"content-length":
+                length = int(value)
+                if length > limit:
+                    await self._reject(413, f"request body is over {limit} bytes")
+                    raise _Closed
         self.phase = _Phase.BODY
         waiting = False
         if conn.they_are_waiting_for_100_continue:
@@ -286,26 +289,30 @@ class _HttpConnection:
             await self.stream.send_all(
                 conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
             )
-        # A body that came in one piece is that piece; a longer one grows in one buffer
+        # A body that came in one piece is that piece; a longer one is copied into one buffer
         # rather than being joined from a list of its pieces at the end, which held it twice.
+        # The buffer is made at the declared length (growing it would leave up to an eighth
+        # of it as slack); only a chunked body grows.
         first = b""
         more: bytearray | None = None
         size = 0
         while True:
             event = conn.next_event()
             if isinstance(event, h11.Data):
-                size += len(event.data)
+                data = event.data
+                start, size = size, size + len(data)
                 if size > limit:
                     await self._reject(413, f"request body is over {limit} bytes")
                     raise _Closed
                 if more is not None:
-                    more += event.data
+                    more[start:size] = data
                 elif first:
-                    more = bytearray(first)
-                    more += event.data
+                    more = bytearray(max(length, size))
+                    more[:start] = first
+                    more[start:size] = data
                     first = b""
                 else:
-                    first = event.data
+                    first = data
             elif isinstance(event, h11.EndOfMessage):
                 return first if more is None else more
             elif event is h11.NEED_DATA:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Callable
+import tracemalloc
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import quote
@@ -20,11 +21,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgegw.http.puzzel import (
+    _NESTING,
+    JSON_CHUNK,
     MAX_INDEX,
     RESPONSE_NAMESPACE,
+    STEP_CHUNKS,
+    JsonMessages,
     RequestSyntaxError,
     ResponseFormat,
     ResponseWriter,
+    _array_chunks,
+    _JsonBatch,
     decode_form,
     decode_json,
     decode_json_batch,
@@ -44,8 +51,10 @@ from edgegw.model import (
     SendWindow,
     Settings,
 )
+from edgegw.pipeline.submit import STREAM_CHUNK, SUBMIT_CHUNK
 
 T = TypeVar("T", bytes, str)
+R = TypeVar("R")
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "http"
 
@@ -709,19 +718,182 @@ def test_an_answer_written_in_pieces_is_the_whole_answer(
     assert b"".join(pieces) + writer.end() == encode_response(whole, fmt)
 
 
+def finish(steps: Generator[None, None, R]) -> R:
+    """What a generator of steps returns, run to its end."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            result: R = done.value
+            return result
+
+
+def split_batch(body: bytes, more_than: int) -> tuple[SendRequest, JsonMessages] | None:
+    return finish(decode_json_batch(body, more_than))
+
+
 def test_a_big_json_batch_is_decoded_a_chunk_at_a_time() -> None:
     messages = [{"recipient": f"+47{41000000 + i}", "content": f"m{i}"} for i in range(12)]
     body = json.dumps({"serviceId": 1, "username": "u", "message": messages}).encode()
-    batch = decode_json_batch(body, more_than=10)
+    batch = split_batch(body, more_than=10)
     assert batch is not None
     head, chunks = batch
     assert head.serviceId == 1 and head.username == "u" and head.message == []
     assert len(chunks) == 12
     assert chunks.decode(10, 20) == decode_json(body).message[10:]
-    assert decode_json_batch(body, more_than=12) is None  # few enough to decode whole
+    assert split_batch(body, more_than=12) is None  # few enough to decode whole
     # A message that needs the tolerant pass, or does not decode, leaves the body to decode_json.
     listed = [*messages, {"settings": {"parameter": {"key": "dcs", "value": "08"}}}]
     tolerant = json.dumps({"serviceId": 1, "message": listed}).encode()
-    assert decode_json_batch(tolerant, more_than=10) is None
+    assert split_batch(tolerant, more_than=10) is None
     broken = json.dumps({"serviceId": 1, "message": [*messages, {"recipient": [1]}]}).encode()
-    assert decode_json_batch(broken, more_than=10) is None
+    assert split_batch(broken, more_than=10) is None
+
+
+# Any JSON value, to nest in a message's unknown fields (which are ignored, so that a message
+# may hold anything); strings with the characters that end or escape a JSON string or nest.
+_TRICKY_TEXT = st.text(alphabet=st.sampled_from('ab"\\{}[],: \n\u00e9\u20ac\U0001f600'))
+_JSON_VALUE = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | _TRICKY_TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TRICKY_TEXT, inner, max_size=3),
+    max_leaves=12,
+)
+_MESSAGE_JSON = st.fixed_dictionaries(
+    {"recipient": _TRICKY_TEXT, "content": _TRICKY_TEXT},
+    optional={
+        "clientReference": _TRICKY_TEXT,
+        "settings": st.fixed_dictionaries(
+            {
+                "parameter": st.lists(
+                    st.fixed_dictionaries({"key": _TRICKY_TEXT, "value": _TRICKY_TEXT})
+                )
+            }
+        ),
+        "extra": _JSON_VALUE,
+        "deep": st.integers(1, 12).map(lambda depth: json.loads("[" * depth + "]" * depth)),
+    },
+)
+
+
+@given(
+    kinds=st.lists(_MESSAGE_JSON, min_size=1, max_size=4),
+    count=st.integers(1, 3 * JSON_CHUNK + 1),
+    layout=st.sampled_from([{}, {"indent": 2}, {"separators": (",", ":")}, {"indent": "\t"}]),
+    ascii_only=st.booleans(),
+    cut=st.tuples(st.integers(0, 400), st.integers(0, 400)),
+)
+def test_a_streamed_json_batch_decodes_to_the_messages_decode_json_gives(
+    kinds: list[dict[str, object]],
+    count: int,
+    layout: dict[str, object],
+    ascii_only: bool,
+    cut: tuple[int, int],
+) -> None:
+    """Whatever the texts hold (quotes, backslashes, brackets), however deep a message nests
+    (past the split pattern's depth, where msgspec splits the array) and however the JSON is
+    laid out, the chunks are the messages decode_json decodes, in order."""
+    messages = [kinds[index % len(kinds)] for index in range(count)]
+    request = {"serviceId": 1, "password": "p", "message": messages}
+    body = json.dumps(request, ensure_ascii=ascii_only, **layout).encode()  # type: ignore[arg-type]
+    whole = decode_json(body)
+    batch = split_batch(body, more_than=0)
+    assert batch is not None
+    head, chunks = batch
+    assert head == msgspec.structs.replace(whole, message=[])
+    assert len(chunks) == count
+    assert chunks.decode(0, count) == whole.message
+    start, stop = sorted(cut)
+    assert chunks.decode(start, stop) == whole.message[start:stop]
+    # Messages no deeper than the split pattern's depth are split by it, not by msgspec.
+    array = memoryview(msgspec.json.decode(body, type=_JsonBatch).message)
+    fits = max(_depth(message) for message in messages[: len(kinds)]) <= _NESTING
+    assert (finish(_array_chunks(array)) is not None) == fits
+
+
+def _depth(value: object) -> int:
+    """How many objects and arrays deep `value` is (a flat message is 1)."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+def test_a_streamed_batch_holds_no_object_a_message() -> None:
+    """What a JSON batch of 20,000 messages keeps while it is streamed, beyond its body: a
+    few offsets a chunk (an object per message would be 56 bytes, more than a tiny message's
+    50 bytes of JSON). Every other message has `settings.parameter`, the deepest a message
+    that the spec describes nests."""
+    parameters = {"parameter": [{"key": "dcs", "value": "F5"}]}
+    messages = [
+        {
+            "recipient": f"+47{41000000 + i}",
+            "content": "Tiny",
+            **({"settings": parameters} if i % 2 else {}),
+        }
+        for i in range(20000)
+    ]
+    body = json.dumps({"serviceId": 1, "message": messages}).encode()
+    tracemalloc.start()
+    try:
+        batch = split_batch(body, more_than=1000)
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert batch is not None and len(batch[1]) == 20000
+    assert held < 0.01 * len(body), f"{held} bytes held for a body of {len(body)}"
+
+
+def test_a_batch_chunk_is_the_submitters_chunk() -> None:
+    """Each chunk the submitter decodes is one slice of the body."""
+    assert JSON_CHUNK == SUBMIT_CHUNK == STREAM_CHUNK
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [5, "text", None, [{"recipient": "+4741000000"}], {"recipient": [1]}],
+    ids=["number", "string", "null", "array", "bad field"],
+)
+def test_a_big_batch_with_a_message_that_does_not_decode_is_left_to_decode_json(
+    odd: object,
+) -> None:
+    messages: list[object] = [{"recipient": "+4741000000", "content": "m"}] * 250
+    messages[170] = odd
+    body = json.dumps({"serviceId": 1, "message": messages}).encode()
+    assert split_batch(body, more_than=100) is None
+    with pytest.raises(RequestSyntaxError, match=r"message\[170\]"):
+        decode_json(body)
+
+
+@pytest.mark.parametrize(("count", "streamed"), [(1000, False), (1001, True)])
+def test_a_batch_of_nested_messages_is_streamed_past_the_threshold_only(
+    count: int, streamed: bool
+) -> None:
+    """Messages with a `settings.parameter` have three braces each, so the brace count does
+    not tell that a 1000-message batch is too small to stream: msgspec counts it."""
+    settings = {"parameter": [{"key": "dcs", "value": "F5"}]}
+    messages = [{"recipient": "+4741000000", "content": "m", "settings": settings}] * count
+    body = json.dumps({"serviceId": 1, "message": messages}).encode()
+    batch = split_batch(body, more_than=1000)
+    assert (batch is not None) is streamed
+    if batch is not None:
+        assert batch[1].decode(0, count) == decode_json(body).message
+
+
+def test_a_big_batch_is_split_and_checked_a_few_chunks_a_step() -> None:
+    """Each step between two yields splits or checks STEP_CHUNKS chunks, so that an event
+    loop serves others meanwhile (a 25,000-message batch took 20 ms in one step)."""
+    messages = [{"recipient": f"+47{41000000 + i}", "content": "m"} for i in range(25000)]
+    body = json.dumps({"serviceId": 1, "message": messages}).encode()
+    steps = decode_json_batch(body, more_than=1000)
+    taken = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as split:
+            batch = split.value
+            break
+        taken += 1
+    chunks = 25000 // JSON_CHUNK
+    assert taken == 2 * chunks // STEP_CHUNKS  # splitting, then checking
+    assert batch is not None and len(batch[1]) == 25000

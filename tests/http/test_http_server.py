@@ -4,6 +4,7 @@ cases) and in-memory streams under the virtual clock for every timeout and the d
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 
 import h11
@@ -336,6 +337,34 @@ async def test_silent_new_connection_closes_quietly(
         nursery.start_soon(serve_connection, server, echo_app, TIMEOUTS)
         assert await receive_until_eof(client) == b""
         assert trio.current_time() == pytest.approx(10)
+
+
+async def test_a_body_in_several_reads_is_held_once_at_its_declared_length(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Each read lands in one buffer made at the Content-Length, without the slack that
+    growing it read by read would leave (sys.getsizeof counts a bytearray's allocation); what
+    follows the body is the next request's."""
+    bodies: list[bytes | bytearray] = []
+
+    async def keep_body(request: Request) -> Response:
+        bodies.append(request.body)
+        return await echo_app(request)
+
+    client, server = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve_connection, server, keep_body, TIMEOUTS)
+        await client.send_all(b"POST /1 HTTP/1.1\r\nHost: x\r\nContent-Length: 60\r\n\r\n")
+        for piece in [b"a" * 40, *[b"b"] * 19, b"c" + b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n"]:
+            await client.send_all(piece)
+            await trio.testing.wait_all_tasks_blocked()  # the server has read it
+        replies = await read_replies(client, 2)
+        nursery.cancel_scope.cancel()
+    assert [msgspec.json.decode(r.body, type=Echo).path for r in replies] == ["/1", "/2"]
+    body = bodies[0]
+    assert body == b"a" * 40 + b"b" * 19 + b"c"
+    assert isinstance(body, bytearray)
+    assert sys.getsizeof(body) == sys.getsizeof(bytearray(60))
 
 
 async def test_pipelined_requests_are_answered_in_order() -> None:

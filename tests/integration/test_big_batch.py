@@ -28,15 +28,18 @@ SEND = "/gw/rs/sendMessages"
 BODY_LIMIT = 4 * 1024 * 1024
 # /health must answer within this at the 99th percentile while the batch is taken.
 HEALTH_P99_SECONDS = 0.050
-# The peak of memory allocated while the gateway takes a batch, as a multiple of the batch's
-# body. The batch is streamed (decoded a chunk at a time, answered as its chunks commit), which
-# took the factor from about 16 to 3.5-4.3 with these 50-byte messages; the target of 2x is not
-# met because the body (1x) and one small object per message (1.1x) are held throughout (the
-# README's benchmark section says more).
-MEMORY_FACTOR = 4.5
-# The same with texts of an ordinary length (160 characters), where the objects per message
-# weigh less against the body: the target of 2x is met (1.6 to 1.8x).
-ORDINARY_TEXT_MEMORY_FACTOR = 2.0
+# The peak of memory allocated while the gateway takes a batch, beyond what it held before,
+# as a multiple of the batch's body (issue 10 item 7's bound). The batch is streamed: split
+# into runs of 100 messages by offsets into the body, each run decoded, stored and answered in
+# turn; the body (1x) and two runs in flight are held. 1.8 to 1.9x with these 50-byte
+# messages, 1.2 to 1.4x with 160-character texts (the README's "Memory of a batch" says more).
+MEMORY_FACTOR = 2.0
+# Messages a gateway has taken before the measured batch, streamed, so that what every running
+# gateway holds after its first few thousand messages is baseline: msgspec keeps freed structs
+# and CPython freed tuples on free lists (up to 2000 of a size; here about 0.45 MB, mostly
+# NewMessage structs and their row tuples), which a first batch fills (the 10,000-message one
+# then peaks at 2.6 to 2.7x with 50-byte messages, 1.5x with 160-character texts).
+WARM_UP_MESSAGES = 2500
 
 
 @pytest.fixture
@@ -185,13 +188,9 @@ async def test_health_answers_within_50_ms_p99_while_a_25000_message_batch_is_ta
     gc.unfreeze()
 
 
-@pytest.mark.parametrize(
-    ("content", "bound"),
-    [("Batch", MEMORY_FACTOR), ("x" * 160, ORDINARY_TEXT_MEMORY_FACTOR)],
-    ids=["5-character texts", "160-character texts"],
-)
+@pytest.mark.parametrize("content", ["Batch", "x" * 160], ids=["5-character", "160-character"])
 async def test_a_batch_takes_memory_in_proportion_to_its_body(
-    big_config: Config, nursery: trio.Nursery, content: str, bound: float
+    big_config: Config, nursery: trio.Nursery, content: str
 ) -> None:
     gateway = Gateway(big_config)
     await nursery.start(gateway.run)
@@ -199,9 +198,14 @@ async def test_a_batch_takes_memory_in_proportion_to_its_body(
     payload = batch_request(10000, content)
     stream = await trio.open_tcp_stream("127.0.0.1", gateway.bound.http_port)
     async with stream:
-        # A small request first, so that connection set-up and first-use caches are baseline.
-        await stream.send_all(batch_request(10))
+        # A batch first, so that connection set-up, first-use caches and free lists are
+        # baseline. A full collection of the cyclic garbage collector empties those free
+        # lists, for the next batch to fill again: it is held off until the peak is read, so
+        # that it cannot fall between the two (cyclic garbage the batch leaves then counts
+        # against it).
+        await stream.send_all(batch_request(WARM_UP_MESSAGES, content))
         await read_response(stream, bytearray(), keep=False)
+        gc.disable()
         tracemalloc.start()
         try:
             baseline = tracemalloc.get_traced_memory()[0]
@@ -210,9 +214,10 @@ async def test_a_batch_takes_memory_in_proportion_to_its_body(
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
-    assert await stored_messages(gateway) == 10010
+            gc.enable()
+    assert await stored_messages(gateway) == WARM_UP_MESSAGES + 10000
     factor = (peak - baseline) / len(payload)
-    assert factor < bound, f"the batch took {factor:.1f} times its body at the peak"
+    assert factor < MEMORY_FACTOR, f"the batch took {factor:.2f} times its body at the peak"
     gateway.stop()
 
 
