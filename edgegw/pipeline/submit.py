@@ -169,6 +169,10 @@ class DirectMessage(msgspec.Struct, frozen=True, kw_only=True):
     new_session: bool = False  # refused as in a Puzzel request (X-NewSession of an email)
 
 
+def _release_nothing() -> None:
+    """The release of a hold that did not wait."""
+
+
 def normalise_msisdn(value: str) -> str:
     """Spaces out and a `00` prefix as `+` (spec 2.1: "+47 41 00 00 00" -> "+4741000000")."""
     number = _WHITESPACE.sub("", value)
@@ -194,6 +198,9 @@ class Submitter:
         self._clock = clock
         self._wake = wake
         self._ids = MessageIdGenerator()
+        self._reference_guards = {
+            service.id: trio.Semaphore(1) for service in services if service.unique_client_reference
+        }
         self._passwords = PasswordChecker()
         # The concatenation reference only has to differ between messages that one handset
         # may be reassembling at the same time; a wrapping counter does that.
@@ -211,6 +218,19 @@ class Submitter:
         if not _credentials_match(service, request.username, request.password, self._passwords):
             return _all(batch_reference, messages, StatusCode.ACCESS_ERROR, "Access denied")
 
+        release_references = await self._hold_references(service)
+        try:
+            return await self._submit_checked(service, messages, batch_reference, seal)
+        finally:
+            release_references()
+
+    async def _submit_checked(
+        self,
+        service: ServiceConfig,
+        messages: list[MessageRequest],
+        batch_reference: str,
+        seal: AnswerSeal | None,
+    ) -> SendResponse:
         now = self._clock.now()
         statuses: list[MessageStatus] = []
         ids = self._ids.next_ids(now, len(messages)) if messages else []
@@ -309,11 +329,15 @@ class Submitter:
             statuses: list[MessageStatus],
             before: trio.Event,
             done: trio.Event,
+            release_references: Callable[[], None],
         ) -> None:
             try:
-                if accepted:
-                    await self._store_chunk(accepted, statuses, batch_reference)
-                    accepted.clear()  # stored: not kept while the chunk waits for its turn
+                try:
+                    if accepted:
+                        await self._store_chunk(accepted, statuses, batch_reference)
+                        accepted.clear()  # stored: not kept while the chunk waits for its turn
+                finally:
+                    release_references()
                 await before.wait()
                 await emit(SendResponse(batchReference=batch_reference, messageStatus=statuses))
             finally:
@@ -326,19 +350,28 @@ class Submitter:
         async with trio.open_nursery() as nursery:
             for group in range(0, total, STREAM_CHUNK):
                 await in_flight.acquire()
+                # Held from the check of a chunk's references to its commit.
+                release_references = await self._hold_references(service)
                 statuses: list[MessageStatus] = []
                 accepted: list[tuple[int, NewMessage]] = []
-                for start in range(group, min(group + STREAM_CHUNK, total), SUBMIT_CHUNK):
-                    await trio.lowlevel.checkpoint()
-                    chunk = messages.decode(start, min(start + SUBMIT_CHUNK, group + STREAM_CHUNK))
-                    if taken is not None:
-                        taken |= await self._taken_references(service, chunk, now) or set()
-                    ids = self._ids.next_ids(now, len(chunk))
-                    accepted += self._accept_chunk(
-                        service, chunk, start + 1, ids, batch_reference, now, statuses, taken
-                    )
+                try:
+                    for start in range(group, min(group + STREAM_CHUNK, total), SUBMIT_CHUNK):
+                        await trio.lowlevel.checkpoint()
+                        stop = min(start + SUBMIT_CHUNK, group + STREAM_CHUNK)
+                        chunk = messages.decode(start, stop)
+                        if taken is not None:
+                            taken |= await self._taken_references(service, chunk, now) or set()
+                        ids = self._ids.next_ids(now, len(chunk))
+                        accepted += self._accept_chunk(
+                            service, chunk, start + 1, ids, batch_reference, now, statuses, taken
+                        )
+                except BaseException:
+                    release_references()
+                    raise
                 done = trio.Event()
-                nursery.start_soon(store_and_emit, accepted, statuses, previous, done)
+                nursery.start_soon(
+                    store_and_emit, accepted, statuses, previous, done, release_references
+                )
                 previous = done
 
     def _accept_chunk(
@@ -433,6 +466,17 @@ class Submitter:
         )
         if not stored:
             seal(response)
+
+    async def _hold_references(self, service: ServiceConfig) -> Callable[[], None]:
+        """For a service that keeps clientReference unique: wait until no other request of it
+        is between checking its references and committing its messages, so that two
+        concurrent requests cannot both take a new one; returns the release. Other services
+        do not wait."""
+        guard = self._reference_guards.get(service.id)
+        if guard is None:
+            return _release_nothing
+        await guard.acquire()
+        return guard.release
 
     async def _taken_references(
         self, service: ServiceConfig, messages: Sequence[MessageRequest], now: float

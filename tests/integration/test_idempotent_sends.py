@@ -198,6 +198,46 @@ async def test_a_service_can_keep_client_references_unique_for_an_hour(
     gateway.stop()
 
 
+async def test_concurrent_sends_of_one_new_client_reference_accept_it_once(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    gateway = Gateway(example_config(tmp_path, unique_client_reference=True))
+    bound = await nursery.start(gateway.run)
+    codes: list[int] = []
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{bound.http_port}") as client:
+
+        async def send(n: int) -> None:
+            answer = await client.post(SEND, json=with_reference(f"otp-{n % 4}"), headers=JSON)
+            codes.extend(s["statusCode"] for s in answer.json()["messageStatus"])
+
+        async with trio.open_nursery() as senders:
+            for n in range(24):
+                senders.start_soon(send, n)
+        assert await stored_messages(client) == 4
+    assert sorted(codes) == [1] * 4 + [25] * 20
+    gateway.stop()
+
+
+async def test_concurrent_streamed_batches_take_each_new_reference_once(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    gateway = Gateway(example_config(tmp_path, unique_client_reference=True))
+    bound = await nursery.start(gateway.run)
+    references = [f"ref-{n}" for n in range(1500)]  # past 1000: streamed a chunk at a time
+    codes: list[int] = []
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{bound.http_port}") as client:
+
+        async def send(order: list[str]) -> None:
+            answer = await client.post(SEND, json=with_reference(*order), headers=JSON)
+            codes.extend(s["statusCode"] for s in answer.json()["messageStatus"])
+
+        async with trio.open_nursery() as senders:
+            senders.start_soon(send, references)
+            senders.start_soon(send, references[::-1])
+    assert sorted(codes) == [1] * 1500 + [25] * 1500
+    gateway.stop()
+
+
 async def test_client_references_repeat_freely_by_default(gateway: Gateway) -> None:
     async with httpx.AsyncClient(base_url=url(gateway)) as client:
         for _ in range(2):
