@@ -102,7 +102,8 @@ def encode_message(
     whole user header including UDHL and then the message must fit in one part; `flash` sets
     message class 0. Raises NonGsmCharacter, MessageTooLong or another GsmError.
     """
-    parsing = ParsingType(parsing)
+    if not isinstance(parsing, ParsingType):
+        parsing = ParsingType(parsing)  # a plain string from a caller; an enum call costs 0.5 us
     check_octet("concatenation reference", reference)
     if max_parts < 1:
         raise GsmError(f"max_parts must be at least 1, not {max_parts}")

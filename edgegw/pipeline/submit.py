@@ -141,6 +141,8 @@ def clamp_validity_minutes(minutes: int) -> int:
 
 def check_recipient(value: str) -> str:
     """The recipient as E.164 (`+` and 8 to 15 digits), or Rejected (spec 2.1)."""
+    if _E164.fullmatch(value) is not None:
+        return value  # already normal, as nearly every recipient is
     recipient = normalise_msisdn(value)
     if _E164.fullmatch(recipient) is None:
         raise Rejected(
@@ -469,7 +471,7 @@ class Submitter:
         priority = service.priority
         validity = service.validity
         originator = service.originator
-        originator_type = service.originator_type.value
+        originator_type = service.originator_type._value_
         parsing = service.parsing_type
         dcs: int | None = None
         udh = b""
@@ -560,7 +562,7 @@ class Submitter:
             originator=originator,
             originator_type=originator_type,
             content=encoded.text,
-            alphabet=encoded.alphabet.value,
+            alphabet=encoded.alphabet._value_,
             priority=priority,
             validity_minutes=minutes,
             not_before=not_before,
@@ -602,7 +604,7 @@ class Submitter:
         if direct.new_session:
             raise _illegal(_NO_SESSIONS)
         recipient = check_recipient(direct.recipient)
-        originator, originator_type = service.originator, service.originator_type.value
+        originator, originator_type = service.originator, service.originator_type._value_
         if direct.originator:
             kind = direct.originator_type or OriginatorType.ALPHANUMERIC
             try:
@@ -627,7 +629,7 @@ class Submitter:
             originator=originator,
             originator_type=originator_type,
             content=encoded.text,
-            alphabet=encoded.alphabet.value,
+            alphabet=encoded.alphabet._value_,
             priority=service.priority if direct.priority is None else direct.priority,
             validity_minutes=minutes,
             not_before=not_before,
