@@ -20,13 +20,14 @@ WINDOW = DailyWindow(
 LONG_TEXT = "A text too long for one SMS, so it goes as concatenated parts. " * 4
 
 
-def variant(number: int) -> NewMessage:
-    """Message `number`, its optional fields and flags varying with it."""
+def variant(number: int, mixed: bool = True) -> NewMessage:
+    """Message `number`, its flags varying with it, and with `mixed` its optional fields too
+    (else every message has a client reference and none a window, as in most batches)."""
     base = new_message(f"m{number:06d}", text=LONG_TEXT if number % 7 == 0 else f"Hi {number}")
     return msgspec.structs.replace(
         base,
-        client_reference=None if number % 2 else f"ref-{number}",
-        window=WINDOW if number % 3 == 0 else None,
+        client_reference=None if mixed and number % 2 else f"ref-{number}",
+        window=WINDOW if mixed and number % 3 == 0 else None,
         flash=number % 5 == 0,
         report_to_customer=number % 4 == 0,
         not_before=START + number,
@@ -41,11 +42,12 @@ def conn(tmp_path: Path) -> sqlite3.Connection:
     return conn
 
 
+@pytest.mark.parametrize("mixed", [True, False])
 @pytest.mark.parametrize("count", [1, 2, 3, 255, 256, 257, 700])
 def test_every_column_as_the_message_says_in_its_order(
-    conn: sqlite3.Connection, count: int
+    conn: sqlite3.Connection, count: int, mixed: bool
 ) -> None:
-    messages = [variant(number) for number in range(count)]
+    messages = [variant(number, mixed) for number in range(count)]
     conn.execute("BEGIN")
     message_inserter(messages, registered_delivery=1)(conn)
     conn.execute("COMMIT")
