@@ -89,6 +89,7 @@ _MESSAGE_COLUMNS = (
 _MESSAGE_WIDTH = 21
 _REFERENCE_COLUMN = ", client_reference"
 _WINDOW_COLUMNS = ", window_zone, window_first, window_last, window_opens, window_closes"
+_WINDOW_WIDTH = 5
 _PART_COLUMNS = "INSERT INTO parts (message_id, idx, dcs, udh, payload) VALUES "
 _PART_WIDTH = 5
 # Rows a single INSERT statement takes at most. A statement runs in one call into SQLite, which
@@ -108,15 +109,18 @@ _KEEP_MODEM = (
 )
 
 
+def _message_width(reference: bool, window: bool) -> int:
+    """Values bound per message row, with or without client_reference and a send window."""
+    return _MESSAGE_WIDTH + reference + _WINDOW_WIDTH * window
+
+
 @functools.cache
 def _message_values(reference: bool, window: bool, rows: int) -> str:
     """The INSERT of `rows` messages, with or without client_reference and a send window."""
     columns = _MESSAGE_COLUMNS + (_REFERENCE_COLUMN if reference else "")
-    width = _MESSAGE_WIDTH + reference
     if window:
         columns += _WINDOW_COLUMNS
-        width += 5
-    row = "(" + "?," * width + "'queued')"
+    row = "(" + "?," * _message_width(reference, window) + "'queued')"
     return f"INSERT INTO messages ({columns}, state) VALUES " + ",".join([row] * rows)
 
 
@@ -215,8 +219,8 @@ def message_inserter(
 
 def _insert_shape(conn: sqlite3.Connection, shape: tuple[bool, bool], values: list[Any]) -> None:
     reference, window = shape
-    width = _MESSAGE_WIDTH + reference + 5 * window
-    _insert_rows(conn, functools.partial(_message_values, reference, window), width, values)
+    statement = functools.partial(_message_values, reference, window)
+    _insert_rows(conn, statement, _message_width(reference, window), values)
 
 
 def _event(
