@@ -23,6 +23,8 @@ from gateway_process import (
     check_stored,
     cpu_seconds,
     free_port,
+    load_average,
+    loop_cpu_seconds,
     median,
     percentile,
     start,
@@ -207,13 +209,53 @@ def report(
     return len(latencies) / seconds, cpu / len(latencies)
 
 
+def single_rounds(
+    args: argparse.Namespace, port: int, pid_edgegw: int, bare_port: int, pid_bare: int
+) -> int:
+    """Load edgegw and the bare responder in turn with single-message requests, `args.rounds`
+    times each; print each run and the medians; return how many messages edgegw accepted."""
+    accepted = 0
+    rates: dict[str, list[float]] = {"edgegw": [], "bare": []}
+    costs: dict[str, list[float]] = {"edgegw": [], "bare": []}
+    for round_ in range(args.rounds):
+        for side, target, pid in (
+            ("bare", bare_port, pid_bare),
+            ("edgegw", port, pid_edgegw),
+        ):
+            cpu = cpu_seconds(pid)
+            seconds, latencies = trio.run(load, target, args.connections, args.single, 1)
+            used = cpu_seconds(pid) - cpu
+            rate, cost = report(
+                f"round {round_ + 1} {side} single x{args.connections} conns",
+                seconds,
+                latencies,
+                len(latencies),
+                used,
+            )
+            rates[side].append(rate)
+            costs[side].append(cost)
+            if side == "edgegw":
+                accepted += len(latencies)
+    edgegw_rate, bare_rate = median(rates["edgegw"]), median(rates["bare"])
+    print(
+        f"single, medians of {args.rounds}: edgegw {edgegw_rate:,.0f} req/s at "
+        f"{median(costs['edgegw']) * 1e6:.0f} us of gateway CPU a request; bare trio+h11 "
+        f"{bare_rate:,.0f} req/s at {median(costs['bare']) * 1e6:.0f} us; "
+        f"ratio {edgegw_rate / bare_rate:.2f}"
+    )
+    return accepted
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--single", type=int, default=10000, help="single-message requests a run")
+    parser.add_argument(
+        "--single", type=int, default=10000, help="single-message requests a run (0: none)"
+    )
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each side")
     parser.add_argument("--batches", type=int, default=60, help="1000-message requests")
     parser.add_argument("--batch-connections", type=int, default=4)
+    parser.add_argument("--batch-runs", type=int, default=2, help="runs of the batches")
     parser.add_argument("--big-batch", type=int, default=25000, help="messages in the stall probe")
     args = parser.parse_args()
 
@@ -228,48 +270,27 @@ def main() -> None:
         try:
             wait_ready(port, process)
             print(f"start-up to ready: {time.perf_counter() - started:.2f} s")
+            print(f"load average before: {load_average()}")
             wait_listening(bare_port, bare)
-            rates: dict[str, list[float]] = {"edgegw": [], "bare": []}
-            costs: dict[str, list[float]] = {"edgegw": [], "bare": []}
-            for round_ in range(args.rounds):
-                for side, target, pid in (
-                    ("bare", bare_port, bare.pid),
-                    ("edgegw", port, process.pid),
-                ):
-                    cpu = cpu_seconds(pid)
-                    seconds, latencies = trio.run(load, target, args.connections, args.single, 1)
-                    used = cpu_seconds(pid) - cpu
-                    rate, cost = report(
-                        f"round {round_ + 1} {side} single x{args.connections} conns",
+            if args.single:
+                accepted += single_rounds(args, port, process.pid, bare_port, bare.pid)
+            if args.batches:
+                for run in range(args.batch_runs):
+                    cpu, loop_cpu = cpu_seconds(process.pid), loop_cpu_seconds(process.pid)
+                    seconds, latencies = trio.run(
+                        load, port, args.batch_connections, args.batches, 1000
+                    )
+                    messages = len(latencies) * 1000
+                    report(
+                        f"run {run + 1} batch 1000 x{args.batch_connections} conns",
                         seconds,
                         latencies,
-                        len(latencies),
-                        used,
+                        messages,
+                        cpu_seconds(process.pid) - cpu,
                     )
-                    rates[side].append(rate)
-                    costs[side].append(cost)
-                    if side == "edgegw":
-                        accepted += len(latencies)
-            edgegw_rate, bare_rate = median(rates["edgegw"]), median(rates["bare"])
-            print(
-                f"single, medians of {args.rounds}: edgegw {edgegw_rate:,.0f} req/s at "
-                f"{median(costs['edgegw']) * 1e6:.0f} us of gateway CPU a request; bare trio+h11 "
-                f"{bare_rate:,.0f} req/s at {median(costs['bare']) * 1e6:.0f} us; "
-                f"ratio {edgegw_rate / bare_rate:.2f}"
-            )
-            if args.batches:
-                cpu = cpu_seconds(process.pid)
-                seconds, latencies = trio.run(
-                    load, port, args.batch_connections, args.batches, 1000
-                )
-                report(
-                    f"batch 1000 x{args.batch_connections} conns",
-                    seconds,
-                    latencies,
-                    len(latencies) * 1000,
-                    cpu_seconds(process.pid) - cpu,
-                )
-                accepted += len(latencies) * 1000
+                    loop_us = (loop_cpu_seconds(process.pid) - loop_cpu) / messages * 1e6
+                    print(f"  of which on the event loop: {loop_us:.0f} us/msg")
+                    accepted += messages
             if args.big_batch:
                 payload = request_bytes(port, 0, args.big_batch)
                 seconds, taken, probes = trio.run(health_during_batch, port, payload)
@@ -280,6 +301,7 @@ def main() -> None:
                     f"p99 {percentile(probes, 0.99) * 1000:.1f} ms, "
                     f"max {max(probes) * 1000:.1f} ms"
                 )
+            print(f"load average after: {load_average()}")
         finally:
             for child in (process, bare):
                 child.terminate()

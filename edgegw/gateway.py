@@ -360,7 +360,8 @@ class Gateway:
 
     def _count_accepted(self, door: str, request: SendRequest, response: SendResponse) -> None:
         if request.serviceId is not None:
-            accepted = sum(s.statusCode == StatusCode.OK for s in response.messageStatus)
+            ok = StatusCode.OK  # read once: an Enum member off its class is Python code
+            accepted = sum(s.statusCode == ok for s in response.messageStatus)
             self.metrics.count_accepted(door, request.serviceId, accepted)
 
     def authenticate(self, username: str, password: str) -> int | None:

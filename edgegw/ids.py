@@ -72,7 +72,13 @@ class MessageIdGenerator:
                 self._start_second(self._second + 1)
                 continue
             prefix = _base36_6(self._second)
-            ids.extend(prefix + _base36_6(low) for low in range(self._next, self._next + take))
+            # _base36_6 written out: a function call and two divmods an id cost more than the
+            # rest of making it (a batch makes a thousand on the event loop).
+            pairs = _PAIRS
+            ids += [
+                prefix + pairs[low // 1_679_616] + pairs[low // 1296 % 1296] + pairs[low % 1296]
+                for low in range(self._next, self._next + take)
+            ]
             self._next += take
         return ids
 

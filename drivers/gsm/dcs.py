@@ -18,8 +18,9 @@ class Alphabet(enum.Enum):
     UCS2 = "UCS2"
 
 
-# TS 23.038 section 4, general data coding, bits 3..2.
-_GENERAL_CODING = {Alphabet.GSM7: 0x00, Alphabet.DATA8: 0x04, Alphabet.UCS2: 0x08}
+# TS 23.038 section 4, general data coding, bits 3..2; keyed by the member's value, since an
+# Enum member hashes in Python code (every message's DCS is looked up here).
+_GENERAL_CODING = {"GSM7": 0x00, "DATA8": 0x04, "UCS2": 0x08}
 _CLASS_0 = 0x10  # bit 4 "has message class", bits 1..0 = 00 (class 0, flash)
 
 
@@ -37,7 +38,7 @@ def dcs_alphabet(dcs: int) -> Alphabet:
 
 def dcs_for(alphabet: Alphabet, *, flash: bool = False) -> int:
     """The general-group DCS for an alphabet, with message class 0 when `flash`."""
-    return _GENERAL_CODING[alphabet] | (_CLASS_0 if flash else 0)
+    return _GENERAL_CODING[alphabet._value_] | (_CLASS_0 if flash else 0)
 
 
 def with_class_0(dcs: int) -> int:

@@ -19,6 +19,10 @@ from drivers.gsm.udh import CONCAT_UDH_LENGTH, check_udh, concat_udh
 
 USER_DATA_OCTETS = 140  # TS 23.040 9.2.3.16: TP-UD holds at most 140 octets
 MAX_TOTAL_PARTS = 255  # the concatenation IE counts parts in one octet
+# The members compared for every message, bound once: reading a member off its Enum class runs a
+# Python-level descriptor in Python 3.11 (about 0.1 us each time).
+_GSM7, _UCS2 = Alphabet.GSM7, Alphabet.UCS2
+_AUTO_DETECT = ParsingType.AUTO_DETECT
 
 
 class EncodedMessage(msgspec.Struct, frozen=True):
@@ -32,11 +36,11 @@ class EncodedMessage(msgspec.Struct, frozen=True):
 
 def _capacity(alphabet: Alphabet, header_octets: int) -> int:
     """Payload bytes (septets for GSM7, octets otherwise) that fit beside a header."""
-    if alphabet is Alphabet.GSM7:
+    if alphabet is _GSM7:
         header_septets = (header_octets * 8 + 6) // 7
         return (USER_DATA_OCTETS * 8) // 7 - header_septets
     room = USER_DATA_OCTETS - header_octets
-    return room - room % 2 if alphabet is Alphabet.UCS2 else room
+    return room - room % 2 if alphabet is _UCS2 else room
 
 
 def _split(data: bytes, alphabet: Alphabet, capacity: int) -> list[bytes]:
@@ -47,9 +51,9 @@ def _split(data: bytes, alphabet: Alphabet, capacity: int) -> list[bytes]:
     while start < total:
         end = min(start + capacity, total)
         if end < total:
-            if alphabet is Alphabet.GSM7 and data[end - 1] == ESC:
+            if alphabet is _GSM7 and data[end - 1] == ESC:
                 end -= 1
-            elif alphabet is Alphabet.UCS2 and 0xD8 <= data[end - 2] <= 0xDB:
+            elif alphabet is _UCS2 and 0xD8 <= data[end - 2] <= 0xDB:
                 end -= 2
         chunks.append(data[start:end])
         start = end
@@ -61,20 +65,20 @@ def _payload(
 ) -> tuple[str, Alphabet, int, bytes]:
     if dcs is None:
         text = sanitise(text, parsing)
-        alphabet = Alphabet.UCS2
-        if parsing is not ParsingType.AUTO_DETECT or is_gsm(text):
-            alphabet = Alphabet.GSM7
+        alphabet = _UCS2
+        if parsing is not _AUTO_DETECT or is_gsm(text):
+            alphabet = _GSM7
         dcs = dcs_for(alphabet, flash=flash)
     else:
         check_octet("TP-DCS", dcs)
         alphabet = dcs_alphabet(dcs)
         if flash:
             dcs = with_class_0(dcs)
-        if alphabet is Alphabet.GSM7:
+        if alphabet is _GSM7:
             text = sanitise(text, parsing)
-    if alphabet is Alphabet.GSM7:
+    if alphabet is _GSM7:
         return text, alphabet, dcs, encode_gsm(text)
-    if alphabet is Alphabet.UCS2:
+    if alphabet is _UCS2:
         try:
             return text, alphabet, dcs, text.encode("utf-16-be")
         except UnicodeEncodeError as exc:
@@ -102,7 +106,8 @@ def encode_message(
     whole user header including UDHL and then the message must fit in one part; `flash` sets
     message class 0. Raises NonGsmCharacter, MessageTooLong or another GsmError.
     """
-    parsing = ParsingType(parsing)
+    if not isinstance(parsing, ParsingType):
+        parsing = ParsingType(parsing)  # a plain string from a caller; an enum call costs 0.5 us
     check_octet("concatenation reference", reference)
     if max_parts < 1:
         raise GsmError(f"max_parts must be at least 1, not {max_parts}")
@@ -131,9 +136,9 @@ def encode_message(
 
 
 def _decode_payload(alphabet: Alphabet, payload: bytes) -> str:
-    if alphabet is Alphabet.GSM7:
+    if alphabet is _GSM7:
         return decode_gsm(payload)
-    if alphabet is Alphabet.UCS2:
+    if alphabet is _UCS2:
         # Received text: a broken pair or an odd octet shows as U+FFFD rather than losing the SMS.
         return payload.decode("utf-16-be", errors="replace")
     return payload.hex().upper()

@@ -83,10 +83,16 @@ def replace_non_gsm(text: str) -> str:
     return _NON_GSM_RUN.sub(_replace, text)
 
 
+# Bound once, as sanitise runs for every message: reading a member off its Enum class runs a
+# Python-level descriptor in Python 3.11.
+_REMOVE = ParsingType.SAFE_REMOVE_NON_GSM
+_REPLACE = ParsingType.SAFE_REMOVE_NON_GSM_WITH_REPLACE
+
+
 def sanitise(text: str, parsing: ParsingType) -> str:
     """The text that goes on the air under `parsing` (NONE and AUTO_DETECT change nothing)."""
-    if parsing is ParsingType.SAFE_REMOVE_NON_GSM:
+    if parsing is _REMOVE:
         return remove_non_gsm(text)
-    if parsing is ParsingType.SAFE_REMOVE_NON_GSM_WITH_REPLACE:
+    if parsing is _REPLACE:
         return replace_non_gsm(text)
     return text

@@ -58,6 +58,9 @@ _WHITESPACE = re.compile(r"\s+")
 _ALPHANUMERIC = re.compile(r"[A-Za-z0-9 %&+.,-]{1,11}")
 _NETWORK = re.compile(r"[0-9]{1,15}")
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})*")
+# Bound once for every accepted message: reading a member off its Enum class runs a
+# Python-level descriptor in Python 3.11.
+_OK = StatusCode.OK
 
 # Messages of a request validated and encoded between two yields to the event loop, so that a
 # big batch does not stall other clients (issue 10: 25,000 messages held /health for 0.55 s).
@@ -141,6 +144,8 @@ def clamp_validity_minutes(minutes: int) -> int:
 
 def check_recipient(value: str) -> str:
     """The recipient as E.164 (`+` and 8 to 15 digits), or Rejected (spec 2.1)."""
+    if _E164.fullmatch(value) is not None:
+        return value  # already normal, as nearly every recipient is
     recipient = normalise_msisdn(value)
     if _E164.fullmatch(recipient) is None:
         raise Rejected(
@@ -417,7 +422,7 @@ class Submitter:
             accepted.append((len(statuses), new))
             statuses.append(
                 MessageStatus(
-                    statusCode=StatusCode.OK,
+                    statusCode=_OK,
                     statusMessage=STATUS_ENQUEUED,
                     clientReference=message.clientReference,
                     recipient=recipient,
@@ -513,7 +518,7 @@ class Submitter:
         priority = service.priority
         validity = service.validity
         originator = service.originator
-        originator_type = service.originator_type.value
+        originator_type = service.originator_type._value_
         parsing = service.parsing_type
         dcs: int | None = None
         udh = b""
@@ -604,7 +609,7 @@ class Submitter:
             originator=originator,
             originator_type=originator_type,
             content=encoded.text,
-            alphabet=encoded.alphabet.value,
+            alphabet=encoded.alphabet._value_,
             priority=priority,
             validity_minutes=minutes,
             not_before=not_before,
@@ -646,7 +651,7 @@ class Submitter:
         if direct.new_session:
             raise _illegal(_NO_SESSIONS)
         recipient = check_recipient(direct.recipient)
-        originator, originator_type = service.originator, service.originator_type.value
+        originator, originator_type = service.originator, service.originator_type._value_
         if direct.originator:
             kind = direct.originator_type or OriginatorType.ALPHANUMERIC
             try:
@@ -671,7 +676,7 @@ class Submitter:
             originator=originator,
             originator_type=originator_type,
             content=encoded.text,
-            alphabet=encoded.alphabet.value,
+            alphabet=encoded.alphabet._value_,
             priority=service.priority if direct.priority is None else direct.priority,
             validity_minutes=minutes,
             not_before=not_before,

@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from edgegw.clock import Clock
-from edgegw.ids import MessageIdGenerator, new_batch_reference
+from edgegw.ids import ID_EPOCH, MessageIdGenerator, new_batch_reference
 
 NOW = 1_754_380_800.0
 SHAPE = re.compile(r"[0-9a-z]{12}")
@@ -21,6 +21,24 @@ def test_ids_have_the_puzzel_shape_and_grow() -> None:
     assert all(SHAPE.fullmatch(message_id) for message_id in ids)
     assert len(set(ids)) == len(ids)
     assert ids == sorted(ids)
+
+
+class _Start(random.Random):
+    """A generator whose every second's counter starts at `start`."""
+
+    def __init__(self, start: int) -> None:
+        super().__init__(0)
+        self.start = start
+
+    def randrange(self, *_: object, **__: object) -> int:
+        return self.start
+
+
+@pytest.mark.parametrize("start", [0, 1296 - 2, 1296**2 - 3, 1296**2 * 5 - 1])
+def test_an_id_is_its_second_and_a_counter_in_base_36(start: int) -> None:
+    ids = MessageIdGenerator(_Start(start)).next_ids(NOW, 5)
+    assert {int(message_id[:6], 36) for message_id in ids} == {int(NOW) - ID_EPOCH}
+    assert [int(message_id[6:], 36) for message_id in ids] == list(range(start, start + 5))
 
 
 def test_ids_never_repeat_when_the_wall_clock_steps_back() -> None:

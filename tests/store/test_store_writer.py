@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -92,6 +93,47 @@ async def test_a_failing_job_does_not_fail_its_neighbours(store: Store) -> None:
     assert record is not None
     assert record.state is MessageState.QUEUED  # the broken job's update was rolled back
     assert record.error == "kept"
+
+
+async def test_jobs_run_once_without_savepoints_and_again_isolated_when_one_fails(
+    store: Store,
+) -> None:
+    await store.write(lambda conn: conn.execute("CREATE TABLE probe (n INTEGER)"))
+    runs: list[str] = []
+    statements: list[str] = []
+
+    def job(name: str, fail: bool = False) -> Callable[[sqlite3.Connection], None]:
+        def run(conn: sqlite3.Connection) -> None:
+            runs.append(name)
+            conn.set_trace_callback(statements.append)
+            conn.execute("INSERT INTO probe (n) VALUES (?)", (len(name),))
+            if fail:
+                raise ValueError(name)
+
+        return run
+
+    async def write(name: str, fail: bool = False) -> None:
+        with contextlib.suppress(ValueError):
+            await store.write(job(name, fail))
+
+    async with trio.open_nursery() as nursery:
+        for name in ("a", "bb", "ccc"):
+            nursery.start_soon(write, name)
+    assert sorted(runs) == ["a", "bb", "ccc"]  # each once
+    assert not any("SAVEPOINT" in statement for statement in statements)
+
+    runs.clear()
+    commits = store.commits
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(write, "dddd")
+        nursery.start_soon(write, "eeeee", True)
+        nursery.start_soon(write, "ffffff")
+    assert store.commits == commits + 1
+    # Every job ran again, each in its own savepoint, once the failing one had raised.
+    assert len(runs) > 3 and sorted(set(runs)) == ["dddd", "eeeee", "ffffff"]
+    assert any("SAVEPOINT" in statement for statement in statements)
+    rows = await store.read(lambda conn: conn.execute("SELECT n FROM probe ORDER BY n").fetchall())
+    assert rows == [(1,), (2,), (3,), (4,), (6,)]  # the neighbours' rows once, none of the failed
 
 
 async def test_a_duplicate_id_fails_only_its_own_request(store: Store) -> None:
