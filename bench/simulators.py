@@ -16,7 +16,7 @@ import signal
 
 import trio
 
-from drivers.simulator import Simulator, SimulatorOptions, serve_pty
+from drivers.simulator import PreciseClock, Simulator, SimulatorOptions, serve_pty
 
 
 def imei(index: int) -> str:
@@ -53,7 +53,8 @@ def main() -> None:
     parser.add_argument("--send-delay", type=float, default=0.5, help="+CMGS answer delay, s")
     parser.add_argument("--report-delay", type=float, default=86400.0, help="s to each report")
     args = parser.parse_args()
-    trio.run(serve, args.modems, args.send_delay, args.report_delay)
+    # A reply due send_delay after its PDU goes out then, not up to a millisecond later.
+    trio.run(serve, args.modems, args.send_delay, args.report_delay, clock=PreciseClock())
 
 
 if __name__ == "__main__":
