@@ -185,14 +185,12 @@ class Submitter:
         services: list[ServiceConfig],
         store: Store,
         clock: Clock,
-        wake: Callable[[], None],
         *,
         rng: random.Random | None = None,
     ) -> None:
         self._services = {service.id: service for service in services}
         self._store = store
         self._clock = clock
-        self._wake = wake
         self._ids = MessageIdGenerator()
         self._passwords = PasswordChecker()
         # The concatenation reference only has to differ between messages that one handset
@@ -414,8 +412,6 @@ class Submitter:
                 status.statusMessage = "Internal error"
                 status.messageId = None
             return False
-        if accepted:
-            self._wake()
         return True
 
     async def _store_sealed(
@@ -576,7 +572,7 @@ class Submitter:
 
     def prepare(self, direct: DirectMessage) -> NewMessage:
         """Validate and encode a message an interface filled in itself, as `_accept` does a
-        Puzzel one; raises Rejected. The caller stores it and wakes the dispatcher."""
+        Puzzel one; raises Rejected. The caller stores it (its commit wakes the dispatcher)."""
         (prepared,) = self.prepare_many([direct])
         if isinstance(prepared, Rejected):
             raise prepared

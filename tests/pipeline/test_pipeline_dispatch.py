@@ -22,7 +22,7 @@ from edgegw.model import MessageRequest, MessageState, SendRequest, SendWindow, 
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.router import choose_modem
 from edgegw.pipeline.submit import Submitter
-from edgegw.store import Claim, DrStatus, MessageRecord, Store, run_inline
+from edgegw.store import Claim, DrStatus, MessageRecord, Store, Topic, run_inline
 
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z = 10:00 in Oslo (CEST)
 HOUR = 3600.0
@@ -151,7 +151,8 @@ async def start_rig(
         rng=random.Random(7),
     )
     await nursery.start(dispatcher.run)
-    submitter = Submitter(services, store, clock, dispatcher.wake)
+    store.subscribe(Topic.QUEUE, dispatcher.wake)
+    submitter = Submitter(services, store, clock)
     return Rig(store, clock, submitter, dispatcher), modems
 
 
@@ -454,7 +455,7 @@ async def _leave_in_flight(path: Path, part_sending: bool) -> str:
     async with trio.open_nursery() as nursery:
         store = Store(path, clock=clock, offload=run_inline)
         await nursery.start(store.run)
-        submitter = Submitter([service(1)], store, clock, lambda: None)
+        submitter = Submitter([service(1)], store, clock)
         response = await submitter.submit(
             SendRequest(
                 serviceId=1,
