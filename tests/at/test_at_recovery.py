@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from drivers.at import AtOptions
 from drivers.at.awaiting import AwaitingTable, DeleteStep, DeleteTries, Offer
 from drivers.at.commands import resync
-from drivers.at.driver import AtOptions
 from drivers.at.framer import FinalKind, FinalResult
 from drivers.at.recovery import (
     AnswerWait,
