@@ -127,6 +127,9 @@ class _Link:
         self.cnmi: Cnmi | None = None
         self.cnma = False  # +CMT/+CDS wait for AT+CNMA (AT+CSMS=1 was accepted)
         self.indications_off = IndicationsOff()
+        # The wait for the pending command's answer; text of that answer ends it early, so
+        # that the waiter looks again (AnswerWait) without polling for it.
+        self.answer_wait: trio.CancelScope | None = None
 
     def fail(self, reason: str) -> None:
         if not self.failed.is_set():
@@ -491,6 +494,9 @@ class AtModem:
                             self._on_urc(link, event)
                     else:
                         link.replies_in.send_nowait(event)
+                if link.answer_wait is not None and link.framer.partial:
+                    # Text of the pending answer, its final result not yet: look again.
+                    link.answer_wait.cancel()
         except AtProtocolError as exc:
             link.fail(f"garbled output: {exc}")
         except trio.WouldBlock:
@@ -1026,8 +1032,11 @@ class AtModem:
         result code right after the text, so it was lost on the way."""
         wait = AnswerWait(trio.current_time(), within=within, grace=self.options.final_grace)
         while (look_again := wait.look(len(link.framer.partial), trio.current_time())) is not None:
-            with trio.move_on_at(look_again):
-                return await self._reply(link)
+            with trio.move_on_at(look_again) as link.answer_wait:
+                try:
+                    return await self._reply(link)
+                finally:
+                    link.answer_wait = None
         return None
 
     def _drain(self, link: _Link) -> None:
