@@ -49,7 +49,8 @@ class PreciseClock(trio.abc.Clock):
     With trio's own clock a reply due 500 ms after the PDU arrived goes out 500 to 501 ms
     after it (epoll's granularity), more than any real modem's timer adds. This clock spends
     the CPU of that last millisecond instead (see `precise_sleep_time`): for a process of
-    simulated modems measured from outside, such as `bench/simulators.py`.
+    simulated modems measured from outside (`bench/simulators.py --precise-timers`) on a
+    machine with a core to spare; where cores are scarce the spinning slows what it serves.
     """
 
     def start_clock(self) -> None:
