@@ -262,27 +262,35 @@ class AtModem:
             self._health.errors += 1
             raise SendRejected(f"cannot build the TPDU: {exc}", permanent=True) from exc
         pdu = join_sca("", tpdu).hex().upper()
-        async with self._lock:
-            try:
-                link = self._ready_link()
-                mr = await self._cmgs(link, len(tpdu), pdu)
-            except trio.Cancelled:
-                if self._link is not None:
-                    # The modem may be half-way through AT+CMGS; only a fresh start is safe.
-                    self._link.fail("send cancelled in the middle of AT+CMGS")
-                raise
-            except SendRejected as exc:
-                self._health.errors += 1
-                self._health.last_error = str(exc)
-                await self._count_rejection(link, tpdu, exc)
-                raise
-            except ModemError as exc:
-                self._health.errors += 1
-                self._health.last_error = str(exc)
-                raise
-            self._health.sent += 1
-            self._rejections.sent()
-            return mr
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            # A free lock is taken without a turn of the scheduler, so the AT+CMGS goes out
+            # now; the send yields at its first write all the same.
+            self._lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self._lock.acquire()
+        try:
+            link = self._ready_link()
+            mr = await self._cmgs(link, len(tpdu), pdu)
+        except trio.Cancelled:
+            if self._link is not None:
+                # The modem may be half-way through AT+CMGS; only a fresh start is safe.
+                self._link.fail("send cancelled in the middle of AT+CMGS")
+            raise
+        except SendRejected as exc:
+            self._health.errors += 1
+            self._health.last_error = str(exc)
+            await self._count_rejection(link, tpdu, exc)
+            raise
+        except ModemError as exc:
+            self._health.errors += 1
+            self._health.last_error = str(exc)
+            raise
+        finally:
+            self._lock.release()
+        self._health.sent += 1
+        self._rejections.sent()
+        return mr
 
     async def acknowledge(self, event: InboundSms | StatusReportReceived) -> None:
         """Delete `event` from the modem's storage (AT+CMGD), now that the gateway has it.
