@@ -19,7 +19,7 @@ import time
 import trio
 import trio.testing
 
-from drivers.at.driver import AtModem, AtOptions
+from drivers.at import AtModem, AtOptions
 from drivers.events import InboundSms, StatusReportReceived
 from drivers.gsm import ParsingType, encode_message
 from drivers.modem import ModemUnavailable, OutgoingPart

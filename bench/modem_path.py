@@ -3,8 +3,9 @@
 Starts `edgegw serve` as its own process on a scratch store with `--modems` simulated modems
 (each answers +CMGS after `--latency` seconds; status reports held back so they do not compete),
 served by a process of their own (`simulators.py`) and driven over their pseudo-terminals with
-`driver = "at"` as USB modems would be, or with `--in-process-simulators` inside the gateway
-(`driver = "simulated"`, their CPU then counted as the gateway's),
+`driver = "at"` as USB modems would be (`--precise-timers`: each reply exactly when due, the
+simulators spinning through its last millisecond), or with `--in-process-simulators` inside
+the gateway (`driver = "simulated"`, their CPU then counted as the gateway's),
 submits `--messages` over HTTP in 1000-message batches, and waits until the store has every one
 `sent`. Throughput counts from the first part handed to a modem (its `sending` event) to the last
 part the network took (its `sent_at`), both stamped by the gateway's clock, and is printed as a
@@ -28,6 +29,7 @@ from collections import defaultdict
 from itertools import pairwise
 from pathlib import Path
 
+import send_timeline
 from gateway_process import cpu_seconds, free_port, read_store, wait_ready
 from simulators import imei
 
@@ -205,22 +207,37 @@ def main() -> None:
         help="seconds to each status report; the default keeps them out of the measurement",
     )
     parser.add_argument(
+        "--precise-timers",
+        action="store_true",
+        help="the simulators answer exactly when due (PreciseClock), spinning in the last ms",
+    )
+    parser.add_argument(
+        "--timeline",
+        action="store_true",
+        help="stamp every pty read and write and store write (send_timeline.py), print the steps",
+    )
+    parser.add_argument(
         "--in-process-simulators",
         action="store_true",
         help="run the simulated modems inside the gateway (driver = simulated), their CPU its",
     )
     args = parser.parse_args()
 
+    if args.timeline and args.in_process_simulators:
+        parser.error("--timeline stamps the ptys between the two processes")
+    stamps = tempfile.TemporaryDirectory()
+    args.timeline_stamps = str(Path(stamps.name) / "stamps")
     simulators: subprocess.Popen[bytes] | None = None
     ports: list[str] | None = None
     if not args.in_process_simulators:
         simulators = subprocess.Popen(
             [
                 sys.executable,
-                str(ROOT / "bench" / "simulators.py"),
+                *(timeline(args, "simulators") or [str(ROOT / "bench" / "simulators.py")]),
                 f"--modems={args.modems}",
                 f"--send-delay={args.latency}",
                 f"--report-delay={args.report_delay}",
+                *(["--precise-timers"] if args.precise_timers else []),
             ],
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -234,6 +251,16 @@ def main() -> None:
         if simulators is not None:
             simulators.terminate()
             simulators.wait(timeout=30)
+    if args.timeline:
+        send_timeline.report(args.timeline_stamps, args.latency)
+    stamps.cleanup()
+
+
+def timeline(args: argparse.Namespace, role: str) -> list[str]:
+    """With --timeline, what runs `role` through send_timeline.py instead of directly."""
+    if not args.timeline:
+        return []
+    return [str(ROOT / "bench" / "send_timeline.py"), role, args.timeline_stamps]
 
 
 def measure(
@@ -250,7 +277,13 @@ def measure(
         )
         started = time.perf_counter()
         process = subprocess.Popen(
-            [sys.executable, "-m", "edgegw", "serve", "--config", str(config)],
+            [
+                sys.executable,
+                *(timeline(args, "gateway") or ["-m", "edgegw"]),
+                "serve",
+                "--config",
+                str(config),
+            ],
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )

@@ -10,8 +10,6 @@ from __future__ import annotations
 import glob
 import os
 
-DEFAULT_SCAN = ["/dev/serial/by-id/*", "/dev/ttyUSB*", "/dev/ttyACM*"]
-
 # A user's terminal is a pseudo-terminal: writing "AT" into it would type into their shell.
 _PTY_DIR = "/dev/pts/"
 

@@ -87,6 +87,7 @@ class SerialStream(trio.abc.Stream):
 
     async def _receive_fd(self, fd: int, size: int) -> bytes:
         await trio.lowlevel.checkpoint_if_cancelled()
+        waited = False
         while True:
             self._check_open()
             with map_serial_errors(self.name):
@@ -96,8 +97,12 @@ class SerialStream(trio.abc.Stream):
                     data = None
             if data is None:
                 await trio.lowlevel.wait_readable(fd)
+                waited = True
                 continue
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            if not waited:
+                # Bytes were waiting: yield once all the same, as every receive must. After a
+                # wait for them it has yielded already; one more turn would only delay them.
+                await trio.lowlevel.cancel_shielded_checkpoint()
             return data
 
     async def _receive_thread(self, size: int) -> bytes:

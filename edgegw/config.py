@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from drivers.at import AtOptions
+from drivers.at.options import AtOptions
 from drivers.gsm import ParsingType
 from drivers.simulator.options import SimulatorOptions
 from edgegw.delivery.config import (

@@ -188,9 +188,7 @@ class Gateway:
                     )
                     self.store.subscribe(Topic.QUEUE, self.dispatcher.wake)
                     await core.start(self.dispatcher.run)
-                    self.submitter = Submitter(
-                        self.config.services, self.store, self.clock, wake=self.dispatcher.wake
-                    )
+                    self.submitter = Submitter(self.config.services, self.store, self.clock)
                     if self.config.smpp is not None:
                         mo_smpp = [
                             service.id for service in self.config.services if service.mo_smpp

@@ -5,8 +5,9 @@ time being an argument: `recovery` (the ladders, waiting for an answer, garbage,
 `awaiting` (stored messages awaiting their delete), `receiving` (what a sweep lists,
 indications, direct delivery, reads), `sending` (what AT+CMGS answered) and `policies` (SIM
 unlock, storage and indication choice, the rejection streak, the event buffer, registration,
-periodic chores). `driver` is the trio shell that does the I/O and the sequencing; `locate`
-finds a modem's port by IMEI/ICCID. 3GPP TS 27.005 (SMS, PDU mode) and TS 27.007.
+periodic chores), and so are the `options` the gateway's config embeds. `driver` is the trio
+shell that does the I/O and the sequencing; `locate` finds a modem's port by IMEI/ICCID.
+3GPP TS 27.005 (SMS, PDU mode) and TS 27.007.
 """
 
 from drivers.at.commands import (
@@ -46,7 +47,7 @@ from drivers.at.commands import (
     parse_imei,
     parse_storage_indication,
 )
-from drivers.at.driver import AtModem, AtOptions
+from drivers.at.driver import AtModem
 from drivers.at.errors import AtProtocolError
 from drivers.at.framer import (
     NEED_DATA,
@@ -59,6 +60,7 @@ from drivers.at.framer import (
     Response,
     Urc,
 )
+from drivers.at.options import AtOptions
 
 __all__ = [
     "CME_TEXT",

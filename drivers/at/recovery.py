@@ -143,12 +143,15 @@ class AnswerWait:
 
     def look(self, lines: int, now: float) -> float | None:
         """`lines` lines of text have come by `now`: None when the answer counts as lost, else
-        when to look again (every half grace: nothing wakes the shell when the text grows)."""
+        when to look again unless text comes first (the shell looks again whenever it does):
+        at the deadline while there is none, a grace after it last grew once there is."""
         if lines != self._lines:
             self._lines, self._changed_at = lines, now
         if now >= self.deadline or (self._lines and now >= self._changed_at + self.grace):
             return None
-        return min(self.deadline, now + self.grace / 2)
+        if not self._lines:
+            return self.deadline
+        return min(self.deadline, self._changed_at + self.grace)
 
 
 class GarbageRun:

@@ -33,6 +33,11 @@ HEALTH_POLL = 5.0
 # thousands of messages a second) costs one look at the store, not one each. A modem takes
 # seconds per SMS and its worker holds queue_per_modem claims, so this delay never idles it.
 WAKE_COALESCE = 0.01
+# Seconds a worker that still holds a claim behind the message it is sending may wait for the
+# dispatcher to top its queue up, so that the messages finished meanwhile on every modem cost
+# one look at the store, not one each. That claim alone keeps the modem busy for a whole send
+# (seconds on a real modem); a worker left with none wakes the dispatcher at once.
+TOP_UP_DELAY = 0.25
 WORKER_RESTART_DELAY = 1.0
 
 
@@ -63,6 +68,8 @@ class Dispatcher:
         self._rng = rng or random.Random()
         self._health_poll = health_poll
         self._wakeup = trio.Event()
+        self._top_up_at = math.inf  # trio time by which a worker wants its queue topped up
+        self._waiting: trio.CancelScope | None = None  # the wait for a wake-up, if waiting
         self._in_flight = dict.fromkeys(modems, 0)
         self._channels: dict[str, trio.MemorySendChannel[Claim]] = {}
         self.workers: dict[str, ModemWorker] = {}
@@ -103,11 +110,13 @@ class Dispatcher:
             task_status.started()
             while True:
                 self._wakeup = trio.Event()
+                self._top_up_at = math.inf
                 wake_at = await self.dispatch_once()
                 deadline = math.inf if wake_at is None else self._clock.trio_deadline(wake_at)
-                with trio.move_on_at(deadline):
+                with trio.move_on_at(min(deadline, self._top_up_at)) as self._waiting:
                     await self._wakeup.wait()
                     await trio.sleep(WAKE_COALESCE)
+                self._waiting = None
 
     async def _supervise(
         self, worker: ModemWorker, claims: trio.MemoryReceiveChannel[Claim]
@@ -125,7 +134,13 @@ class Dispatcher:
 
     def _done(self, modem: str) -> None:
         self._in_flight[modem] -= 1
-        self.wake()
+        if self._in_flight[modem] < 2:
+            self.wake()
+            return
+        # The message being sent and one more wait: a round within TOP_UP_DELAY will do.
+        self._top_up_at = min(self._top_up_at, trio.current_time() + TOP_UP_DELAY)
+        if self._waiting is not None:
+            self._waiting.deadline = min(self._waiting.deadline, self._top_up_at)
 
     async def dispatch_once(self) -> float | None:
         """One round: expire, claim and hand over what is due. Returns when to look again

@@ -194,14 +194,12 @@ class Submitter:
         services: list[ServiceConfig],
         store: Store,
         clock: Clock,
-        wake: Callable[[], None],
         *,
         rng: random.Random | None = None,
     ) -> None:
         self._services = {service.id: service for service in services}
         self._store = store
         self._clock = clock
-        self._wake = wake
         self._ids = MessageIdGenerator()
         self._reference_guards = {
             service.id: trio.Semaphore(1) for service in services if service.unique_client_reference
@@ -452,8 +450,6 @@ class Submitter:
                 status.statusMessage = "Internal error"
                 status.messageId = None
             return False
-        if accepted:
-            self._wake()
         return True
 
     async def _store_sealed(
@@ -625,7 +621,7 @@ class Submitter:
 
     def prepare(self, direct: DirectMessage) -> NewMessage:
         """Validate and encode a message an interface filled in itself, as `_accept` does a
-        Puzzel one; raises Rejected. The caller stores it and wakes the dispatcher."""
+        Puzzel one; raises Rejected. The caller stores it (its commit wakes the dispatcher)."""
         (prepared,) = self.prepare_many([direct])
         if isinstance(prepared, Rejected):
             raise prepared

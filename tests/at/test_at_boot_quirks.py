@@ -13,7 +13,7 @@ import pytest
 import trio
 import trio.testing
 
-from drivers.at.driver import AtModem, AtOptions
+from drivers.at import AtModem, AtOptions
 from drivers.events import InboundSms
 from drivers.gsm import encode_message
 from drivers.modem import OutgoingPart

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from drivers.at.driver import AtModem, AtOptions
+from drivers.at import AtModem, AtOptions
 from drivers.events import HealthChanged, ModemState
 from drivers.gsm import encode_message
 from drivers.modem import OutgoingPart

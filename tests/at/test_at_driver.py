@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio.testing
 
-from drivers.at.driver import AtModem, AtOptions
+from drivers.at import AtModem, AtOptions
 from drivers.events import HealthChanged, ModemState
 from drivers.gsm import EncodedPart, build_submit, parse_submit
 from drivers.modem import ModemUnavailable, OutgoingPart, SendRejected

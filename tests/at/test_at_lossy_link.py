@@ -14,7 +14,7 @@ import msgspec
 import trio
 import trio.testing
 
-from drivers.at.driver import AtModem, AtOptions
+from drivers.at import AtModem, AtOptions
 from drivers.events import InboundSms, ModemState, StatusReportReceived
 from drivers.gsm import ParsingType, concat_info, decode_text, encode_message
 from drivers.modem import ModemUnavailable, OutgoingPart

@@ -17,7 +17,7 @@ import pytest
 import trio
 import trio.testing
 
-from drivers.at.driver import AtModem, AtOptions
+from drivers.at import AtModem, AtOptions
 from drivers.events import HealthChanged, InboundSms, ModemState, StatusReportReceived
 from drivers.gsm import build_deliver, build_status_report, decode_text, encode_message, join_sca
 from drivers.transport import TransportError

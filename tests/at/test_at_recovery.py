@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from drivers.at import AtOptions
 from drivers.at.awaiting import AwaitingTable, DeleteStep, DeleteTries, Offer
 from drivers.at.commands import resync
-from drivers.at.driver import AtOptions
 from drivers.at.framer import FinalKind, FinalResult
 from drivers.at.recovery import (
     AnswerWait,
@@ -243,10 +243,10 @@ def test_quarantine_after_failed_recoveries_in_a_row_then_start_over() -> None:
     ("looks", "expected"),
     [
         # (lines of text so far, now) per look -> when to look again, None once lost.
-        ([(0, 0.0), (0, 0.15), (0, 9.9)], [0.15, 0.3, 10.0]),  # silence: looks every grace/2
+        ([(0, 0.0), (0, 9.9)], [10.0, 10.0]),  # silence: the deadline, no polling
         ([(0, 10.0)], [None]),  # the deadline passed
-        ([(1, 0.15), (1, 0.3), (1, 0.45)], [0.3, 0.45, None]),  # text, then grace of silence
-        ([(1, 0.15), (2, 0.3), (2, 0.45), (2, 0.6)], [0.3, 0.45, 0.6, None]),  # text grew
+        ([(1, 0.15), (1, 0.45)], [0.45, None]),  # text, then a grace of silence
+        ([(1, 0.15), (2, 0.3), (2, 0.45), (2, 0.6)], [0.45, 0.6, 0.6, None]),  # text grew
         ([(3, 9.95)], [10.0]),  # a look never goes past the deadline
     ],
 )
@@ -265,21 +265,22 @@ def test_an_answer_is_lost_at_its_deadline_or_a_grace_after_its_text_stopped(
 def test_a_shell_that_looks_when_told_gives_up_within_its_bounds(
     arrivals: list[float], within: float, grace: float
 ) -> None:
+    """The shell looks at the times `look` returns and whenever text arrives."""
     wait = AnswerWait(0.0, within=within, grace=grace)
     now: float | None = 0.0
     looked = 0.0
     while now is not None:
         looked = now
-        now = wait.look(sum(1 for t in arrivals if t <= now), now)
-        assert now is None or looked < now <= within
+        told = wait.look(sum(1 for t in arrivals if t <= now), now)
+        assert told is None or looked < told <= within
+        sooner = [t for t in arrivals if looked < t < (within if told is None else told)]
+        now = None if told is None else min([told, *sooner])
     seen = [t for t in arrivals if t <= looked]
     if not seen:
         assert looked == pytest.approx(within)  # silence waits for the whole deadline
     else:
-        # A growing text is noticed at the next look, half a grace later at most (one more
-        # look when rounding leaves the silence a hair short of the grace).
-        assert looked >= min(within, max(seen) + grace) - 1e-9
-        assert looked <= min(within, max(seen) + 2 * grace) + 1e-9
+        # The answer is lost a grace after its text last grew, or at the deadline.
+        assert looked == pytest.approx(min(within, max(seen) + grace))
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import pytest
 import trio
 import trio.testing
 
-from drivers.at.driver import AtModem, AtOptions
+from drivers.at import AtModem, AtOptions
 from drivers.events import HealthChanged, InboundSms, ModemState, StatusReportReceived
 from drivers.gsm import (
     ParsingType,

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.lowlevel
+import trio.testing
 
 from drivers.modem import ModemUnavailable
 from drivers.transport import (
@@ -73,6 +74,48 @@ async def test_pty_both_ways_without_blocking_the_loop(pty: tuple[int, str]) -> 
             inner.start_soon(port.send_all, big)
             assert await read_exactly(modem_side, len(big)) == big
         nursery.cancel_scope.cancel()
+
+
+class TaskSteps(trio.abc.Instrument):
+    """Counts the scheduler's steps of the task named `name`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name == self.name:
+            self.steps += 1
+
+
+async def test_bytes_waited_for_are_returned_without_one_more_turn(pty: tuple[int, str]) -> None:
+    master, path = pty
+    port = await open_serial(path)
+    received: list[bytes] = []
+
+    async def reader() -> None:
+        received.append(await port.receive_some())
+
+    steps = TaskSteps("reader")
+    trio.lowlevel.add_instrument(steps)
+    try:
+        async with port, trio.open_nursery() as nursery:
+            nursery.start_soon(reader, name="reader")
+            await trio.testing.wait_all_tasks_blocked()
+            os.write(master, b"\r\n> ")
+        # One step up to the wait for the fd, one to read and return: no third.
+        assert received == [b"\r\n> "]
+        assert steps.steps == 2
+    finally:
+        trio.lowlevel.remove_instrument(steps)
+
+
+async def test_bytes_already_waiting_are_still_a_checkpoint(pty: tuple[int, str]) -> None:
+    master, path = pty
+    async with await open_serial(path) as port:
+        os.write(master, b"OK\r\n")
+        with trio.testing.assert_checkpoints():
+            assert await read_exactly(port, 4) == b"OK\r\n"
 
 
 async def test_pty_vanishing_maps_to_transport_error(pty: tuple[int, str]) -> None:

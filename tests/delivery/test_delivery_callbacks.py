@@ -94,7 +94,7 @@ class Rig:
     def __init__(self, store: Store, clock: Clock, services: Sequence[ServiceConfig]) -> None:
         self.store = store
         self.clock = clock
-        self.submitter = Submitter(list(services), store, clock, lambda: None)
+        self.submitter = Submitter(list(services), store, clock)
 
     async def send(
         self, service_id: int = 1, client_reference: str | None = "ref-1", **settings: object

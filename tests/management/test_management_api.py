@@ -188,7 +188,8 @@ async def start(nursery: trio.Nursery, tmp_path: Path, *, loopback: bool = False
         store, {"m1": modem}, services, DispatchConfig(), clock, rng=random.Random(1)
     )
     await nursery.start(dispatcher.run)
-    submitter = Submitter(services, store, clock, dispatcher.wake)
+    store.subscribe(Topic.QUEUE, dispatcher.wake)
+    submitter = Submitter(services, store, clock)
     backend = Backend(submitter, store, services)
     routes = management_routes(
         Management(store, clock),

@@ -4,8 +4,9 @@ crash recovery under both policies and worker isolation."""
 
 from __future__ import annotations
 
+import itertools
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import msgspec
@@ -21,7 +22,7 @@ from edgegw.model import MessageRequest, MessageState, SendRequest, SendWindow, 
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.router import choose_modem
 from edgegw.pipeline.submit import Submitter
-from edgegw.store import DrStatus, MessageRecord, Store, run_inline
+from edgegw.store import Claim, DrStatus, MessageRecord, Store, Topic, run_inline
 
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z = 10:00 in Oslo (CEST)
 HOUR = 3600.0
@@ -150,7 +151,8 @@ async def start_rig(
         rng=random.Random(7),
     )
     await nursery.start(dispatcher.run)
-    submitter = Submitter(services, store, clock, dispatcher.wake)
+    store.subscribe(Topic.QUEUE, dispatcher.wake)
+    submitter = Submitter(services, store, clock)
     return Rig(store, clock, submitter, dispatcher), modems
 
 
@@ -375,6 +377,42 @@ async def test_a_new_message_goes_to_the_least_busy_modem_of_its_pool(
     assert [len(modem.sent) for modem in modems] == [2, 2, 1]
 
 
+async def test_workers_holding_claims_are_topped_up_together_and_never_run_dry(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Messages finishing 0.1 s apart on two modems that still hold claims are claimed for
+    in one round of the dispatcher (within TOP_UP_DELAY), not one round each, and neither
+    modem ever waits between two sends."""
+    rig, modems = await start_rig(
+        nursery,
+        tmp_path / "db",
+        lambda c: [FakeModem("m1", c), FakeModem("m2", c, ready=False)],
+        dispatch=DispatchConfig(queue_per_modem=4),
+    )
+    rounds: list[float] = []
+    claim = rig.store.claim
+
+    async def counted_claim(
+        assignments: Sequence[tuple[str, str]], now: float | None = None
+    ) -> list[Claim]:
+        rounds.append(rig.clock.now())
+        return await claim(assignments, now)
+
+    rig.store.claim = counted_claim  # type: ignore[method-assign]
+    ids = [await rig.send(recipient=f"+47410000{index:02d}") for index in range(24)]
+    await trio.sleep(0.1)
+    modems[1].state = ModemState.READY
+    rig.dispatcher.wake()
+    for message_id in ids:
+        await rig.wait_for(message_id, MessageState.SENT)
+    for modem in modems:
+        assert len(modem.send_times) == 12
+        assert {round(b - a, 6) for a, b in itertools.pairwise(modem.send_times)} == {1.0}
+    # A first round for each modem as it came up, then one for both modems' messages finished
+    # 0.1 s apart (the 16 left, 2 a round), where a round for each message would make 18.
+    assert len(rounds) <= 2 + 16 // 2, rounds
+
+
 def test_router_rules() -> None:
     free = {"a": 1, "b": 3}
     load = {"a": 3, "b": 1, "c": 0}
@@ -417,7 +455,7 @@ async def _leave_in_flight(path: Path, part_sending: bool) -> str:
     async with trio.open_nursery() as nursery:
         store = Store(path, clock=clock, offload=run_inline)
         await nursery.start(store.run)
-        submitter = Submitter([service(1)], store, clock, lambda: None)
+        submitter = Submitter([service(1)], store, clock)
         response = await submitter.submit(
             SendRequest(
                 serviceId=1,

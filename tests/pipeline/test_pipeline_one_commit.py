@@ -18,7 +18,7 @@ from edgegw.config import DispatchConfig, ServiceConfig
 from edgegw.model import MessageState
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.submit import Submitter
-from edgegw.store import Store, run_inline
+from edgegw.store import Store, Topic, run_inline
 
 START = 1_754_380_800.0
 
@@ -41,7 +41,8 @@ async def test_each_send_after_the_first_costs_one_commit(
         clock,
         rng=random.Random(1),
     )
-    submitter = Submitter([service], store, clock, dispatcher.wake)
+    store.subscribe(Topic.QUEUE, dispatcher.wake)
+    submitter = Submitter([service], store, clock)
     # Queued before the dispatcher starts: its first round claims four at once.
     ids = [await submit_one(submitter, "+4741000000", "x" * 200) for _ in range(4)]  # 2 parts
     before = store.commits

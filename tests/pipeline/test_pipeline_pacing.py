@@ -22,7 +22,7 @@ from edgegw.pipeline.modems import queues, recent_sends
 from edgegw.pipeline.pacing import DAY, HOUR, Pacer, PacingRule
 from edgegw.pipeline.router import choose_modem
 from edgegw.pipeline.submit import Submitter
-from edgegw.store import Store, run_inline
+from edgegw.store import Store, Topic, run_inline
 
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z
 SEND_TIME = 1.0
@@ -111,7 +111,8 @@ async def start_rig(
         prefixes=prefixes,
     )
     await nursery.start(dispatcher.run)
-    return Rig(store, Submitter([SERVICE], store, clock, dispatcher.wake), dispatcher)
+    store.subscribe(Topic.QUEUE, dispatcher.wake)
+    return Rig(store, Submitter([SERVICE], store, clock), dispatcher)
 
 
 def test_the_pacer_spaces_sends_and_counts_rolling_caps() -> None:

@@ -28,7 +28,7 @@ from edgegw.model import (
     Settings,
 )
 from edgegw.pipeline.submit import STORE_CHUNK, SUBMIT_CHUNK, Submitter, validity_minutes
-from edgegw.store import Store
+from edgegw.store import Store, Topic
 
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z = 10:00 in Oslo (CEST)
 
@@ -83,7 +83,8 @@ def submitter(
         make_service(1),
         make_service(2, parsing_type=ParsingType.SAFE_REMOVE_NON_GSM, priority=3, validity=0),
     ]
-    return Submitter(services, store, clock, wakes)
+    store.subscribe(Topic.QUEUE, wakes)
+    return Submitter(services, store, clock)
 
 
 def request(*messages: MessageRequest, service_id: int = 1, **fields: object) -> SendRequest:
@@ -476,7 +477,7 @@ async def test_a_store_failure_answers_internal_error(
     tmp_path: Path, clock: Clock, make_service: Callable[..., ServiceConfig]
 ) -> None:
     stopped = Store(tmp_path / "never-started.db", clock=clock)
-    submitter = Submitter([make_service(1)], stopped, clock, Wakes())
+    submitter = Submitter([make_service(1)], stopped, clock)
     response = await submitter.submit(request(msg(), msg(recipient="bad")))
     assert [(s.statusCode, s.statusMessage, s.messageId) for s in response.messageStatus] == [
         (6, "Internal error", None),

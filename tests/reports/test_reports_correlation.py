@@ -23,7 +23,7 @@ from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.drstatus import ReportOutcome, dr_status, ext_status, report_outcome
 from edgegw.pipeline.reports import ReportCorrelator, same_number
 from edgegw.pipeline.submit import Submitter
-from edgegw.store import MessageRecord, Store, run_inline
+from edgegw.store import MessageRecord, Store, Topic, run_inline
 
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z
 WINDOW = 3 * 86400.0
@@ -69,7 +69,8 @@ async def start_rig(
     await nursery.start(dispatcher.run)
     correlator = ReportCorrelator(store, clock, window=WINDOW, grace=GRACE, rematch=60.0)
     await nursery.start(correlator.run)
-    return Rig(store, Submitter([service], store, clock, dispatcher.wake), correlator)
+    store.subscribe(Topic.QUEUE, dispatcher.wake)
+    return Rig(store, Submitter([service], store, clock), correlator)
 
 
 async def test_300_messages_through_one_modem_every_report_matches_its_message(

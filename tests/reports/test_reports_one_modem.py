@@ -22,7 +22,7 @@ from edgegw.model import MessageState
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.reports import ReportCorrelator
 from edgegw.pipeline.submit import Submitter
-from edgegw.store import Store, run_inline
+from edgegw.store import Store, Topic, run_inline
 
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z
 TWO_PARTS = "Two parts: " + "x" * 160  # 171 GSM 7-bit characters
@@ -81,7 +81,8 @@ async def test_a_part_delivered_before_its_sibling_fails_keeps_the_message_on_it
     await nursery.start(dispatcher.run)
     correlator = ReportCorrelator(store, clock, window=86400.0, grace=3600.0, rematch=60.0)
     await nursery.start(correlator.run)
-    submitter = Submitter([service], store, clock, dispatcher.wake)
+    store.subscribe(Topic.QUEUE, dispatcher.wake)
+    submitter = Submitter([service], store, clock)
 
     message_id = await submit_one(submitter, "+4741000000", TWO_PARTS)
     with trio.fail_after(60):

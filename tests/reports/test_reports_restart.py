@@ -22,7 +22,7 @@ from edgegw.model import DrStatus, MessageState
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.reports import ReportCorrelator
 from edgegw.pipeline.submit import Submitter
-from edgegw.store import Store, run_inline
+from edgegw.store import Store, Topic, run_inline
 
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z, trio time 0
 SCTS = dt.datetime(2025, 8, 5, 8, 0, 0, tzinfo=dt.UTC)
@@ -70,7 +70,8 @@ async def start_gateway(nursery: trio.Nursery, path: Path, modem: ReportingModem
     await nursery.start(dispatcher.run)
     correlator = ReportCorrelator(store, clock, window=3 * 86400.0, grace=3600.0, rematch=60.0)
     await nursery.start(correlator.run)
-    return Pipeline(store, Submitter([service], store, clock, dispatcher.wake), correlator)
+    store.subscribe(Topic.QUEUE, dispatcher.wake)
+    return Pipeline(store, Submitter([service], store, clock), correlator)
 
 
 def refused(n: int) -> bool:

@@ -54,7 +54,7 @@ async def core(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Core]:
     other = msgspec.structs.replace(SERVICE, id=2000, name="other", username="other")
     wakes: list[int] = []
     store.subscribe(Topic.QUEUE, lambda: wakes.append(1))
-    submitter = Submitter([SERVICE, other], store, clock, wake=lambda: None)
+    submitter = Submitter([SERVICE, other], store, clock)
     accounts = [SmppAccount(system_id="demo", password="demo", service=1000)]
     backend = GatewaySmppBackend(store, clock, submitter, accounts)
     yield Core(store, backend, wakes)
