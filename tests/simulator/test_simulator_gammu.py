@@ -1,32 +1,34 @@
 """Independent AT software against the simulated modem: Gammu initialises it over a real pty,
-sends through it and reads what it received, unchanged. Skipped where Gammu is not installed
-(`apt-get install gammu`); the suite never downloads it.
+sends through it and reads what it received, unchanged. Gammu comes from Debian's package,
+installed by the test setup when missing (`support.tools.require_tool`).
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 import trio
+from support.tools import require_tool
 
 from drivers.simulator import Simulator, SimulatorOptions, serve_pty
 
-GAMMU = shutil.which("gammu")
-pytestmark = pytest.mark.skipif(GAMMU is None, reason="gammu is not installed")
+
+@pytest.fixture(scope="module")
+def gammu_command() -> str:
+    return require_tool("gammu", "gammu")
 
 
-async def gammu(config: Path, *args: str) -> str:
-    assert GAMMU is not None
-    with trio.fail_after(60):
-        done = await trio.run_process(
-            [GAMMU, "-c", str(config), *args], capture_stdout=True, capture_stderr=True
-        )
-    return bytes(done.stdout).decode()
+async def test_gammu_identifies_sends_and_reads(
+    nursery: trio.Nursery, tmp_path: Path, gammu_command: str
+) -> None:
+    async def gammu(config: Path, *args: str) -> str:
+        with trio.fail_after(60):
+            done = await trio.run_process(
+                [gammu_command, "-c", str(config), *args], capture_stdout=True, capture_stderr=True
+            )
+        return bytes(done.stdout).decode()
 
-
-async def test_gammu_identifies_sends_and_reads(nursery: trio.Nursery, tmp_path: Path) -> None:
     sim = Simulator(SimulatorOptions())
     path: str = await nursery.start(serve_pty, sim)
     config = tmp_path / "gammurc"
