@@ -54,7 +54,7 @@ class PreciseClock(trio.abc.Clock):
     """
 
     def start_clock(self) -> None:
-        pass
+        """Nothing to start: `time.perf_counter` is always running."""
 
     def current_time(self) -> float:
         return time.perf_counter()
