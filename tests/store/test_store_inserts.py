@@ -5,6 +5,7 @@ given, whatever the number of messages a write carries."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -36,10 +37,13 @@ def variant(number: int, mixed: bool = True) -> NewMessage:
 
 
 @pytest.fixture
-def conn(tmp_path: Path) -> sqlite3.Connection:
+def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
     conn = connect(tmp_path / "edgegw.db")
-    migrate(conn)
-    return conn
+    try:
+        migrate(conn)
+        yield conn
+    finally:
+        conn.close()  # Python 3.13 warns of a connection left to the collector
 
 
 @pytest.mark.parametrize("mixed", [True, False])
