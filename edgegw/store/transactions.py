@@ -270,9 +270,13 @@ def _move_part(
     event: PartEvent,
     assignments: str = "",
     params: Sequence[Any] = (),
+    *,
+    state: MessageState | None = None,
 ) -> MessageState:
-    """Move one part by `event` (the lifecycle decides), setting `assignments` too."""
-    state = _part_state(conn, message_id, index)
+    """Move one part by `event` (the lifecycle decides), setting `assignments` too; `state`,
+    the part's state when the caller has just read it."""
+    if state is None:
+        state = _part_state(conn, message_id, index)
     target = part_move(state, event, what=f"part {index} of {message_id}")
     conn.execute(
         f"UPDATE parts SET state = ?{assignments} WHERE message_id = ? AND idx = ?",
@@ -288,9 +292,12 @@ def _move_message(
     now: float,
     assignments: str = "",
     params: Sequence[Any] = (),
+    *,
+    current: tuple[MessageState, bool] | None = None,
 ) -> MessageState:
-    """Move the message by `event` (the lifecycle decides), setting `assignments` too."""
-    state, final = _current(conn, message_id)
+    """Move the message by `event` (the lifecycle decides), setting `assignments` too;
+    `current`, what `_current` would read, when the caller has just read it."""
+    state, final = current or _current(conn, message_id)
     target = message_move(state, event, final=final, what=f"message {message_id}")
     conn.execute(
         f"UPDATE messages SET state = ?, updated_at = ?{assignments} WHERE id = ?",
@@ -471,12 +478,43 @@ def claim(
     return claims
 
 
-def _may_send(conn: sqlite3.Connection, message_id: str, index: int) -> bool:
-    """A part may be handed to a modem only while its message is `sending` and not final."""
-    state, final = _current(conn, message_id)
-    if final or state is not MessageState.SENDING:
-        return False
-    return (_part_state(conn, message_id, index), PartEvent.SEND) in PART_TRANSITIONS
+def _with_part(
+    conn: sqlite3.Connection, message_id: str, index: int
+) -> tuple[MessageState, bool, MessageState]:
+    """The message's state, whether it has reached its final outcome, and the part's state,
+    in one read."""
+    row = conn.execute(
+        "SELECT m.state, m.dr_status, p.state FROM messages m JOIN parts p"
+        " ON p.message_id = m.id WHERE m.id = ? AND p.idx = ?",
+        (message_id, index),
+    ).fetchone()
+    if row is None:
+        raise KeyError(f"no part {index} of message {message_id!r}")
+    state = MessageState(row[0])
+    return state, is_final(state, row[1]), MessageState(row[2])
+
+
+def _send(
+    conn: sqlite3.Connection, message_id: str, index: int, modem: str, now: float
+) -> IllegalTransition | None:
+    """Mark the part `sending` on `modem`; the refusal, with nothing written, unless its
+    message is `sending` and not final and the part may be sent."""
+    state, final, part = _with_part(conn, message_id, index)
+    if final or state is not MessageState.SENDING or (part, PartEvent.SEND) not in PART_TRANSITIONS:
+        return IllegalTransition(
+            f"part {index} of {message_id}", state, PartEvent.SEND, final=final
+        )
+    _move_part(
+        conn,
+        message_id,
+        index,
+        PartEvent.SEND,
+        ", modem = ?, attempts = attempts + 1",
+        (modem,),
+        state=part,
+    )
+    _event(conn, message_id, now, MessageState.SENDING, f"part {index} to modem {modem}", index)
+    return None
 
 
 def part_sending(
@@ -484,13 +522,9 @@ def part_sending(
 ) -> None:
     """The part is about to be handed to the modem; after a crash its fate is unknown.
     Refused (IllegalTransition) unless its message is `sending` and not final."""
-    if not _may_send(conn, message_id, index):
-        state, final = _current(conn, message_id)
-        raise IllegalTransition(f"part {index} of {message_id}", state, PartEvent.SEND, final=final)
-    _move_part(
-        conn, message_id, index, PartEvent.SEND, ", modem = ?, attempts = attempts + 1", (modem,)
-    )
-    _event(conn, message_id, now, MessageState.SENDING, f"part {index} to modem {modem}", index)
+    refused = _send(conn, message_id, index, modem, now)
+    if refused is not None:
+        raise refused
 
 
 class PartSent(msgspec.Struct, frozen=True):
@@ -519,6 +553,7 @@ def part_sent(
     sent" and "part i+1 sending" cost one commit, and a crash between them finds the same
     states as with two.
     """
+    state, final, part = _with_part(conn, message_id, index)
     _move_part(
         conn,
         message_id,
@@ -526,21 +561,25 @@ def part_sent(
         PartEvent.TAKEN,
         ", reference = ?, error = NULL, sent_at = ?",
         (reference, now),
+        state=part,
     )
-    state, final = _current(conn, message_id)
     detail = f"part {index} sent, MR {reference}"
     if final:
         _event(conn, message_id, now, state, f"{detail}; the message was already {state}", index)
     elif last:
         target = _move_message(
-            conn, message_id, MessageEvent.ALL_SENT, now, ", error = NULL, sent_at = ?", (now,)
+            conn,
+            message_id,
+            MessageEvent.ALL_SENT,
+            now,
+            ", error = NULL, sent_at = ?",
+            (now,),
+            current=(state, final),
         )
         _event(conn, message_id, now, target, detail, index)
     else:
         _event(conn, message_id, now, state, detail, index)
-    next_sending = next_part is not None and _may_send(conn, next_part[0], next_part[1])
-    if next_part is not None and next_sending:
-        part_sending(conn, *next_part, now)
+    next_sending = next_part is not None and _send(conn, *next_part, now) is None
     return PartSent(more=not final, next_sending=next_sending)
 
 
