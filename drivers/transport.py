@@ -65,6 +65,10 @@ class SerialStream(trio.abc.Stream):
         self._closed = False
         self._receiving = False
         self._sending = False
+        # The last read took less than it asked for: the port had nothing more waiting, so the
+        # next read waits for bytes before it tries (a pty or serial device hands over all it
+        # holds), instead of a read that fails with EAGAIN first.
+        self._emptied = False
 
     @property
     def uses_fd(self) -> bool:
@@ -86,8 +90,12 @@ class SerialStream(trio.abc.Stream):
             self._receiving = False
 
     async def _receive_fd(self, fd: int, size: int) -> bytes:
-        await trio.lowlevel.checkpoint_if_cancelled()
-        waited = False
+        waited = self._emptied
+        if waited:
+            self._check_open()
+            await trio.lowlevel.wait_readable(fd)
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
         while True:
             self._check_open()
             with map_serial_errors(self.name):
@@ -99,6 +107,7 @@ class SerialStream(trio.abc.Stream):
                 await trio.lowlevel.wait_readable(fd)
                 waited = True
                 continue
+            self._emptied = len(data) < size
             if not waited:
                 # Bytes were waiting: yield once all the same, as every receive must. After a
                 # wait for them it has yielded already; one more turn would only delay them.
