@@ -76,6 +76,24 @@ def test_one_byte_at_a_time_gives_the_same_output_as_whole(data: bytes, profile:
     assert piecewise == whole
 
 
+@settings(max_examples=300, deadline=None)
+@given(data=stream, profile=profiles, cuts=st.lists(st.integers(0, 400), max_size=12))
+def test_any_chunking_gives_the_same_output_as_whole(
+    data: bytes, profile: str, cuts: list[int]
+) -> None:
+    # The engine takes a chunk up to its next terminator at once: a terminator at either edge
+    # of a chunk, or several in one, must not change what it answers.
+    whole = b"".join(reply.data for reply in engine_for(profile).receive_data(data, 0.0))
+    engine = engine_for(profile)
+    bounds = sorted({0, len(data), *(cut for cut in cuts if cut < len(data))})
+    chunked = b"".join(
+        reply.data
+        for start, end in itertools.pairwise(bounds)
+        for reply in engine.receive_data(data[start:end], 0.0)
+    )
+    assert chunked == whole
+
+
 @given(st.text(max_size=60))
 def test_a_command_line_parses_or_raises_its_one_error(body: str) -> None:
     try:
