@@ -123,6 +123,13 @@ class _Arrival(msgspec.Struct, frozen=True):
     incoming: Incoming
 
 
+class _ReportDue(msgspec.Struct, frozen=True):
+    """The network hands over a status report, built only now: most are due long after the
+    send (a day, where the network is slow to deliver), and a modem restarted keeps them."""
+
+    build: Callable[[], bytes]
+
+
 class _AckTimeout(msgspec.Struct, frozen=True):
     token: int
 
@@ -143,7 +150,7 @@ class _Periodic(msgspec.Struct, frozen=True):
     """Time for the next unsolicited signal report."""
 
 
-_Timer = _Arrival | _AckTimeout | _Wake | _Booted | _SmsReady | _Periodic
+_Timer = _Arrival | _ReportDue | _AckTimeout | _Wake | _Booted | _SmsReady | _Periodic
 
 
 Handler = Callable[["ModemEngine", str], list[str]]
@@ -258,9 +265,9 @@ class ModemEngine:
         index = self._arrive(Incoming(tpdu, is_report=False))
         return self._settle(), index
 
-    def schedule_status_report(self, tpdu: bytes, due: float) -> None:
-        """The network will hand the modem this SMS-STATUS-REPORT at `due`."""
-        self._add_timer(due, _Arrival(Incoming(tpdu, is_report=True)))
+    def schedule_status_report(self, build: Callable[[], bytes], due: float) -> None:
+        """The network will hand the modem the SMS-STATUS-REPORT `build()` returns at `due`."""
+        self._add_timer(due, _ReportDue(build))
 
     def next_deadline(self) -> float | None:
         """When `advance` has work next: a report arriving, an acknowledgement timing out."""
@@ -273,6 +280,8 @@ class ModemEngine:
             _due, _order, timer = heapq.heappop(self._timers)
             if isinstance(timer, _Arrival):
                 self._arrive(timer.incoming)
+            elif isinstance(timer, _ReportDue):
+                self._arrive(Incoming(timer.build(), is_report=True))
             elif isinstance(timer, _AckTimeout):
                 self._ack_timed_out(timer.token)
             elif isinstance(timer, _Booted):
@@ -310,7 +319,9 @@ class ModemEngine:
         self._direct_queue.clear()
         self._held.clear()
         self._ta_buffer.clear()
-        self._timers = [entry for entry in self._timers if isinstance(entry[2], _Arrival)]
+        self._timers = [
+            entry for entry in self._timers if isinstance(entry[2], _Arrival | _ReportDue)
+        ]
         heapq.heapify(self._timers)
         self._start(now)
 

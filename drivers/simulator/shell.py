@@ -8,6 +8,7 @@ answers. A pseudo-terminal stands in for the USB serial port a real modem gives 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import os
 import time
@@ -101,6 +102,8 @@ class Simulator:
         self._line: _Line | None = None
         self._sessions: set[trio.CancelScope] = set()
         self._kicked = trio.Event()
+        # The engine deadline the timer task sleeps until (inf: none); None while not known.
+        self._timers_asleep_until: float | None = None
         self._present = trio.Event()
         self._present.set()
         self._gone = trio.Event()
@@ -204,7 +207,14 @@ class Simulator:
         self._kick()
 
     def _kick(self) -> None:
-        """The engine's timers may have changed: wake the timer tasks."""
+        """The engine's timers may have changed: wake the timer tasks if they now have work
+        before the time they sleep until (most input adds no timer, or a later one)."""
+        asleep_until = self._timers_asleep_until
+        if asleep_until is not None:
+            deadline = self.engine.next_deadline()
+            if deadline is None or deadline >= asleep_until:
+                return
+        self._timers_asleep_until = None
         self._kicked.set()
         self._kicked = trio.Event()
 
@@ -217,15 +227,12 @@ class Simulator:
         )
         if delay is None or not math.isfinite(delay):
             return
-        submitted = _wall_clock()
-        tpdu = build_status_report(
-            sms.message_reference,
-            sms.recipient,
-            sc_timestamp=submitted,
-            discharge_time=submitted + dt.timedelta(seconds=delay),
-            status=status,
+        # Whole seconds of the wall clock now, the report itself built when it is due.
+        submitted = int(time.time())
+        build = functools.partial(
+            _status_report, sms.message_reference, sms.recipient, submitted, delay, status
         )
-        self.engine.schedule_status_report(tpdu, trio.current_time() + delay)
+        self.engine.schedule_status_report(build, trio.current_time() + delay)
         self._kick()
 
     def _appear(self, path: str) -> None:
@@ -247,6 +254,21 @@ class Simulator:
 
 def _wall_clock() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def _status_report(
+    message_reference: int, recipient: str, submitted: int, delay: float, status: int
+) -> bytes:
+    """The SMS-STATUS-REPORT for an SMS the network took at `submitted` (POSIX seconds) and
+    settled `delay` seconds later with TP-ST `status`."""
+    sc_timestamp = dt.datetime.fromtimestamp(submitted, dt.UTC)
+    return build_status_report(
+        message_reference,
+        recipient,
+        sc_timestamp=sc_timestamp,
+        discharge_time=sc_timestamp + dt.timedelta(seconds=delay),
+        status=status,
+    )
 
 
 async def serve_stream(sim: Simulator, stream: trio.abc.Stream) -> None:
@@ -275,6 +297,8 @@ async def serve_stream(sim: Simulator, stream: trio.abc.Stream) -> None:
                     await line.changed.wait()
                 nursery.cancel_scope.cancel()
         finally:
+            # This session's timer task is gone: the next change wakes any other session's.
+            sim._timers_asleep_until = None
             sim._sessions.discard(session)
             if sim._line is line:
                 sim._line = None
@@ -334,8 +358,10 @@ async def _run_timers(sim: Simulator) -> None:
     while True:
         kicked = sim._kicked
         deadline = sim.engine.next_deadline()
-        with trio.move_on_at(math.inf if deadline is None else deadline):
+        sim._timers_asleep_until = math.inf if deadline is None else deadline
+        with trio.move_on_at(sim._timers_asleep_until):
             await kicked.wait()
+        sim._timers_asleep_until = None
         replies = sim.engine.advance(trio.current_time())
         if replies and sim._line is not None:
             sim._line.push(replies)
