@@ -1131,7 +1131,7 @@ def _pdu_octets(pdu: _PduInput) -> bytes:
         octets = bytes.fromhex(pdu.hex.decode("latin-1"))
     except ValueError:
         raise _SmsFault(CmsError.INVALID_PDU_MODE_PARAMETER) from None
-    if any(octet in b" \t" for octet in pdu.hex):
+    if b" " in pdu.hex or b"\t" in pdu.hex:
         # bytes.fromhex skips spaces; a modem does not.
         raise _SmsFault(CmsError.INVALID_PDU_MODE_PARAMETER)
     try:
