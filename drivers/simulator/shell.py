@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import heapq
+import itertools
 import math
 import os
 import time
@@ -62,6 +64,59 @@ class PreciseClock(trio.abc.Clock):
 
     def deadline_to_sleep_time(self, deadline: float) -> float:
         return precise_sleep_time(deadline - time.perf_counter())
+
+
+class _Alarm:
+    """Wakes tasks at their due times, for every simulated modem of a trio run: one task
+    sleeps until the earliest, its deadline moved when an earlier one comes, and wakes every
+    task due by then. A reply due later thus costs no cancel scope of its own (a trio sleep is
+    one, entered, expired and left), and modems answering within the same millisecond share
+    one wake-up, as 32 modems given a burst of sends at once do. Nobody wakes before their
+    due time; a task cancelled while it sleeps leaves at once, its entry dropped when due."""
+
+    def __init__(self) -> None:
+        self._sleepers: list[tuple[float, int, list[trio.lowlevel.Task | None]]] = []
+        self._order = itertools.count()
+        self._scope: trio.CancelScope | None = None
+
+    async def sleep_until(self, due: float) -> None:
+        sleeper: list[trio.lowlevel.Task | None] = [trio.lowlevel.current_task()]
+        heapq.heappush(self._sleepers, (due, next(self._order), sleeper))
+        scope = self._scope
+        if scope is not None and due < scope.deadline:
+            scope.deadline = due
+
+        def abort(_raise_cancel: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+            sleeper[0] = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    async def run(self) -> None:
+        while True:
+            deadline = self._sleepers[0][0] if self._sleepers else math.inf
+            with trio.CancelScope(deadline=deadline) as self._scope:
+                await trio.sleep_forever()
+            self._scope = None
+            now = trio.current_time()
+            while self._sleepers and self._sleepers[0][0] <= now:
+                task = heapq.heappop(self._sleepers)[2][0]
+                if task is not None:
+                    trio.lowlevel.reschedule(task)
+
+
+_ALARM: trio.lowlevel.RunVar[_Alarm] = trio.lowlevel.RunVar("simulator_alarm")
+
+
+def _alarm() -> _Alarm:
+    """The trio run's alarm, its task started (as a system task) on first use."""
+    try:
+        return _ALARM.get()
+    except LookupError:
+        alarm = _Alarm()
+        _ALARM.set(alarm)
+        trio.lowlevel.spawn_system_task(alarm.run, name="simulated modems' alarm")
+        return alarm
 
 
 class _Line:
@@ -336,7 +391,7 @@ async def _write_replies(sim: Simulator, line: _Line) -> None:
             await line.changed.wait()
         due = line.replies[0].due
         if due > trio.current_time():
-            await trio.sleep_until(due)
+            await _alarm().sleep_until(due)
         # A reply due already (the "> " prompt, an OK) goes out at once: sleeping until a past
         # time would only wait one more turn of the scheduler, time a real modem does not take.
         reply = line.replies.popleft()

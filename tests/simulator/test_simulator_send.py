@@ -187,6 +187,35 @@ def test_a_pdu_split_at_its_ctrl_z_and_escape_in_the_same_chunk() -> None:
     assert talk(engine, b"AT+CMGS=23\r" + pdu[:9] + b"\x1b" + pdu + b"\x1a") == b"\r\n> \r\nOK\r\n"
 
 
+async def test_replies_due_at_different_times_each_leave_exactly_when_due(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    # The shared alarm sleeps until the earliest reply of every modem: a send answered sooner
+    # than one already waiting must wake it, and a modem unplugged while its answer waits must
+    # not take the others' with it.
+    delays = [5.0, 0.5, 2.0, 3.0]
+    modems = [await start(nursery, SimulatorOptions(send_delay=delay)) for delay in delays]
+    began = trio.current_time()
+    for _sim, terminal in modems:
+        await terminal.send(b"AT+CMGS=23\r")
+        assert await terminal.read_until(b"> ") == b"\r\n> "
+        await terminal.send(HELLO["pdu"].encode() + b"\x1a")
+    assert trio.current_time() == began
+    unplugged, _ = modems[2]
+    unplugged.unplug(60.0)
+    answered = []
+
+    async def answer(index: int, terminal: Terminal) -> None:
+        assert await terminal.read_until(b"OK\r\n") == b"\r\n+CMGS: 0\r\n\r\nOK\r\n"
+        answered.append((trio.current_time() - began, index))
+
+    async with trio.open_nursery() as readers:
+        for index in (0, 1, 3):
+            readers.start_soon(answer, index, modems[index][1])
+    assert answered == [(0.5, 1), (3.0, 3), (5.0, 0)]
+    assert unplugged.network.sent == []
+
+
 async def test_the_message_reference_wraps_after_256_sends(nursery: trio.Nursery) -> None:
     sim, terminal = await start(nursery)
     references = []
