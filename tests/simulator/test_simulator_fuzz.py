@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers.simulator import PROFILES, ModemEngine, SimulatorOptions
-from drivers.simulator.commandline import CommandSyntaxError, split_commands
+from drivers.simulator.commandline import Command, CommandSyntaxError, Form, split_commands
 
 # Pieces a terminal might send, so the fuzzer reaches deep states (prompt, PIN, settings).
 FRAGMENTS = [
@@ -92,6 +92,20 @@ def test_any_chunking_gives_the_same_output_as_whole(
         for reply in engine.receive_data(data[start:end], 0.0)
     )
     assert chunked == whole
+
+
+@given(st.text(alphabet=st.sampled_from('AT+CMGS=,;?" \u00dfa1'), max_size=40))
+def test_a_line_without_quotes_splits_as_one_with_a_harmless_quoted_string(body: str) -> None:
+    # Lines without a quote take a faster path; a trailing `;+X=""` sends them down the other.
+    try:
+        plain = split_commands(body)
+    except CommandSyntaxError:
+        plain = None
+    if '"' in body or plain is None:
+        return
+    quoted = split_commands(body + ';+X=""')
+    assert quoted[:-1] == plain
+    assert quoted[-1] == Command("+X", Form.SET, '""')
 
 
 @given(st.text(max_size=60))
