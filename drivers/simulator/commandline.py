@@ -92,6 +92,9 @@ def _extended(name: str, rest: str) -> Command:
 
 def _normalise(body: str) -> str:
     """Upper case and without spaces, except inside double-quoted strings."""
+    if '"' not in body and body.isascii():
+        # Most lines (AT+CMGS=23): no string to keep as typed, so the whole line at once.
+        return body.replace(" ", "").upper()
     out: list[str] = []
     quoted = False
     for char in body:
@@ -109,6 +112,9 @@ def _normalise(body: str) -> str:
 
 
 def _unquoted_find(text: str, target: str, start: int) -> int:
+    if '"' not in text:
+        found = text.find(target, start)
+        return len(text) if found < 0 else found
     quoted = False
     for index in range(start, len(text)):
         if text[index] == '"':

@@ -123,6 +123,13 @@ class _Arrival(msgspec.Struct, frozen=True):
     incoming: Incoming
 
 
+class _ReportDue(msgspec.Struct, frozen=True):
+    """The network hands over a status report, built only now: most are due long after the
+    send (a day, where the network is slow to deliver), and a modem restarted keeps them."""
+
+    build: Callable[[], bytes]
+
+
 class _AckTimeout(msgspec.Struct, frozen=True):
     token: int
 
@@ -143,7 +150,7 @@ class _Periodic(msgspec.Struct, frozen=True):
     """Time for the next unsolicited signal report."""
 
 
-_Timer = _Arrival | _AckTimeout | _Wake | _Booted | _SmsReady | _Periodic
+_Timer = _Arrival | _ReportDue | _AckTimeout | _Wake | _Booted | _SmsReady | _Periodic
 
 
 Handler = Callable[["ModemEngine", str], list[str]]
@@ -243,11 +250,12 @@ class ModemEngine:
         if self._deaf():
             # Still booting: what the terminal types is lost, as on a modem not yet listening.
             return self._settle()
-        for octet in data:
+        start = 0
+        while start < len(data):
             if self._pdu is not None:
-                self._pdu_octet(self._pdu, octet)
+                start = self._pdu_input(self._pdu, data, start)
             else:
-                self._command_octet(octet)
+                start = self._command_input(data, start)
         return self._settle()
 
     def receive_sms(self, tpdu: bytes, now: float) -> tuple[list[Reply], int | None]:
@@ -257,9 +265,9 @@ class ModemEngine:
         index = self._arrive(Incoming(tpdu, is_report=False))
         return self._settle(), index
 
-    def schedule_status_report(self, tpdu: bytes, due: float) -> None:
-        """The network will hand the modem this SMS-STATUS-REPORT at `due`."""
-        self._add_timer(due, _Arrival(Incoming(tpdu, is_report=True)))
+    def schedule_status_report(self, build: Callable[[], bytes], due: float) -> None:
+        """The network will hand the modem the SMS-STATUS-REPORT `build()` returns at `due`."""
+        self._add_timer(due, _ReportDue(build))
 
     def next_deadline(self) -> float | None:
         """When `advance` has work next: a report arriving, an acknowledgement timing out."""
@@ -272,6 +280,8 @@ class ModemEngine:
             _due, _order, timer = heapq.heappop(self._timers)
             if isinstance(timer, _Arrival):
                 self._arrive(timer.incoming)
+            elif isinstance(timer, _ReportDue):
+                self._arrive(Incoming(timer.build(), is_report=True))
             elif isinstance(timer, _AckTimeout):
                 self._ack_timed_out(timer.token)
             elif isinstance(timer, _Booted):
@@ -309,7 +319,9 @@ class ModemEngine:
         self._direct_queue.clear()
         self._held.clear()
         self._ta_buffer.clear()
-        self._timers = [entry for entry in self._timers if isinstance(entry[2], _Arrival)]
+        self._timers = [
+            entry for entry in self._timers if isinstance(entry[2], _Arrival | _ReportDue)
+        ]
         heapq.heapify(self._timers)
         self._start(now)
 
@@ -388,40 +400,54 @@ class ModemEngine:
         else:
             self._out.append(Reply(at, data, sent))
 
-    def _command_octet(self, octet: int) -> None:
+    def _command_input(self, data: bytes, start: int) -> int:
+        """Take `data` from `start` up to and including the next S3 or S5 character (one
+        octet at a time would cost a Python call each); return where the rest begins."""
+        s3, s5 = self.s_registers[3], self.s_registers[5]
+        end = _find_first(data, start, s3, s5)
+        stop = len(data) if end < 0 else end + 1
         if self.echo_on:
-            self._emit(bytes([octet]))
-        if octet == self.s_registers[3]:
-            line, overflow = bytes(self._line), self._line_overflow
-            self._line.clear()
-            self._line_overflow = False
-            self._command_line(line, overflow)
-        elif octet == self.s_registers[5]:
-            if self._line:
+            # The terminator is echoed too, before the line it ends can turn echo off.
+            self._emit(data[start:stop])
+        self._append_line(data[start : len(data) if end < 0 else end])
+        if end >= 0:
+            if data[end] == s3:
+                line, overflow = bytes(self._line), self._line_overflow
+                self._line.clear()
+                self._line_overflow = False
+                self._command_line(line, overflow)
+            elif self._line:
                 self._line.pop()
-        elif len(self._line) < COMMAND_LINE_LIMIT:
-            self._line.append(octet)
-        else:
+        return stop
+
+    def _append_line(self, chunk: bytes) -> None:
+        room = COMMAND_LINE_LIMIT - len(self._line)
+        self._line += chunk[:room]
+        if len(chunk) > room:
             self._line_overflow = True
 
-    def _pdu_octet(self, pdu: _PduInput, octet: int) -> None:
-        if octet == CTRL_Z:
-            self._pdu = None
-            if pdu.write_status is None:
-                self._submit(pdu)
-            else:
-                self._write(pdu, pdu.write_status)
-            return
-        if octet == ESC:
-            self._pdu = None
+    def _pdu_input(self, pdu: _PduInput, data: bytes, start: int) -> int:
+        """Take `data` from `start` up to and including the next Ctrl-Z or ESC, which sends
+        (or stores) the PDU or abandons it; return where the rest begins."""
+        end = _find_first(data, start, CTRL_Z, ESC)
+        chunk = data[start : len(data) if end < 0 else end]
+        if chunk:
+            if self.echo_on:
+                self._emit(chunk)
+            room = MAX_PDU_HEX - len(pdu.hex)
+            pdu.hex += chunk[:room]
+            if len(chunk) > room:
+                pdu.overflow = True
+        if end < 0:
+            return len(data)
+        self._pdu = None
+        if data[end] == ESC:
             self._emit(self._final(b"OK"))
-            return
-        if self.echo_on:
-            self._emit(bytes([octet]))
-        if len(pdu.hex) < MAX_PDU_HEX:
-            pdu.hex.append(octet)
+        elif pdu.write_status is None:
+            self._submit(pdu)
         else:
-            pdu.overflow = True
+            self._write(pdu, pdu.write_status)
+        return end + 1
 
     # ---- command lines (V.250 section 5.2) ---------------------------------------------------
 
@@ -1105,7 +1131,7 @@ def _pdu_octets(pdu: _PduInput) -> bytes:
         octets = bytes.fromhex(pdu.hex.decode("latin-1"))
     except ValueError:
         raise _SmsFault(CmsError.INVALID_PDU_MODE_PARAMETER) from None
-    if any(octet in b" \t" for octet in pdu.hex):
+    if b" " in pdu.hex or b"\t" in pdu.hex:
         # bytes.fromhex skips spaces; a modem does not.
         raise _SmsFault(CmsError.INVALID_PDU_MODE_PARAMETER)
     try:
@@ -1115,6 +1141,15 @@ def _pdu_octets(pdu: _PduInput) -> bytes:
     if len(tpdu) != pdu.length:
         raise _SmsFault(CmsError.INVALID_PDU_MODE_PARAMETER)
     return octets
+
+
+def _find_first(data: bytes, start: int, first: int, second: int) -> int:
+    """The index of the first `first` or `second` octet in `data` from `start`, or -1."""
+    one = data.find(first, start)
+    two = data.find(second, start)
+    if one < 0 or (0 <= two < one):
+        return two
+    return one
 
 
 def _fill_with_old_messages(storage: MessageStorage, smsc: str) -> None:

@@ -8,6 +8,9 @@ answers. A pseudo-terminal stands in for the USB serial port a real modem gives 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import heapq
+import itertools
 import math
 import os
 import time
@@ -63,6 +66,59 @@ class PreciseClock(trio.abc.Clock):
         return precise_sleep_time(deadline - time.perf_counter())
 
 
+class _Alarm:
+    """Wakes tasks at their due times, for every simulated modem of a trio run: one task
+    sleeps until the earliest, its deadline moved when an earlier one comes, and wakes every
+    task due by then. A reply due later thus costs no cancel scope of its own (a trio sleep is
+    one, entered, expired and left), and modems answering within the same millisecond share
+    one wake-up, as 32 modems given a burst of sends at once do. Nobody wakes before their
+    due time; a task cancelled while it sleeps leaves at once, its entry dropped when due."""
+
+    def __init__(self) -> None:
+        self._sleepers: list[tuple[float, int, list[trio.lowlevel.Task | None]]] = []
+        self._order = itertools.count()
+        self._scope: trio.CancelScope | None = None
+
+    async def sleep_until(self, due: float) -> None:
+        sleeper: list[trio.lowlevel.Task | None] = [trio.lowlevel.current_task()]
+        heapq.heappush(self._sleepers, (due, next(self._order), sleeper))
+        scope = self._scope
+        if scope is not None and due < scope.deadline:
+            scope.deadline = due
+
+        def abort(_raise_cancel: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+            sleeper[0] = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    async def run(self) -> None:
+        while True:
+            deadline = self._sleepers[0][0] if self._sleepers else math.inf
+            with trio.CancelScope(deadline=deadline) as self._scope:
+                await trio.sleep_forever()
+            self._scope = None
+            now = trio.current_time()
+            while self._sleepers and self._sleepers[0][0] <= now:
+                task = heapq.heappop(self._sleepers)[2][0]
+                if task is not None:
+                    trio.lowlevel.reschedule(task)
+
+
+_ALARM: trio.lowlevel.RunVar[_Alarm] = trio.lowlevel.RunVar("simulator_alarm")
+
+
+def _alarm() -> _Alarm:
+    """The trio run's alarm, its task started (as a system task) on first use."""
+    try:
+        return _ALARM.get()
+    except LookupError:
+        alarm = _Alarm()
+        _ALARM.set(alarm)
+        trio.lowlevel.spawn_system_task(alarm.run, name="simulated modems' alarm")
+        return alarm
+
+
 class _Line:
     """One terminal connected to the modem: the replies still to write to it, in order."""
 
@@ -101,6 +157,8 @@ class Simulator:
         self._line: _Line | None = None
         self._sessions: set[trio.CancelScope] = set()
         self._kicked = trio.Event()
+        # The engine deadline the timer task sleeps until (inf: none); None while not known.
+        self._timers_asleep_until: float | None = None
         self._present = trio.Event()
         self._present.set()
         self._gone = trio.Event()
@@ -204,7 +262,14 @@ class Simulator:
         self._kick()
 
     def _kick(self) -> None:
-        """The engine's timers may have changed: wake the timer tasks."""
+        """The engine's timers may have changed: wake the timer tasks if they now have work
+        before the time they sleep until (most input adds no timer, or a later one)."""
+        asleep_until = self._timers_asleep_until
+        if asleep_until is not None:
+            deadline = self.engine.next_deadline()
+            if deadline is None or deadline >= asleep_until:
+                return
+        self._timers_asleep_until = None
         self._kicked.set()
         self._kicked = trio.Event()
 
@@ -217,15 +282,12 @@ class Simulator:
         )
         if delay is None or not math.isfinite(delay):
             return
-        submitted = _wall_clock()
-        tpdu = build_status_report(
-            sms.message_reference,
-            sms.recipient,
-            sc_timestamp=submitted,
-            discharge_time=submitted + dt.timedelta(seconds=delay),
-            status=status,
+        # Whole seconds of the wall clock now, the report itself built when it is due.
+        submitted = int(time.time())
+        build = functools.partial(
+            _status_report, sms.message_reference, sms.recipient, submitted, delay, status
         )
-        self.engine.schedule_status_report(tpdu, trio.current_time() + delay)
+        self.engine.schedule_status_report(build, trio.current_time() + delay)
         self._kick()
 
     def _appear(self, path: str) -> None:
@@ -247,6 +309,21 @@ class Simulator:
 
 def _wall_clock() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def _status_report(
+    message_reference: int, recipient: str, submitted: int, delay: float, status: int
+) -> bytes:
+    """The SMS-STATUS-REPORT for an SMS the network took at `submitted` (POSIX seconds) and
+    settled `delay` seconds later with TP-ST `status`."""
+    sc_timestamp = dt.datetime.fromtimestamp(submitted, dt.UTC)
+    return build_status_report(
+        message_reference,
+        recipient,
+        sc_timestamp=sc_timestamp,
+        discharge_time=sc_timestamp + dt.timedelta(seconds=delay),
+        status=status,
+    )
 
 
 async def serve_stream(sim: Simulator, stream: trio.abc.Stream) -> None:
@@ -275,6 +352,8 @@ async def serve_stream(sim: Simulator, stream: trio.abc.Stream) -> None:
                     await line.changed.wait()
                 nursery.cancel_scope.cancel()
         finally:
+            # This session's timer task is gone: the next change wakes any other session's.
+            sim._timers_asleep_until = None
             sim._sessions.discard(session)
             if sim._line is line:
                 sim._line = None
@@ -312,7 +391,7 @@ async def _write_replies(sim: Simulator, line: _Line) -> None:
             await line.changed.wait()
         due = line.replies[0].due
         if due > trio.current_time():
-            await trio.sleep_until(due)
+            await _alarm().sleep_until(due)
         # A reply due already (the "> " prompt, an OK) goes out at once: sleeping until a past
         # time would only wait one more turn of the scheduler, time a real modem does not take.
         reply = line.replies.popleft()
@@ -334,8 +413,10 @@ async def _run_timers(sim: Simulator) -> None:
     while True:
         kicked = sim._kicked
         deadline = sim.engine.next_deadline()
-        with trio.move_on_at(math.inf if deadline is None else deadline):
+        sim._timers_asleep_until = math.inf if deadline is None else deadline
+        with trio.move_on_at(sim._timers_asleep_until):
             await kicked.wait()
+        sim._timers_asleep_until = None
         replies = sim.engine.advance(trio.current_time())
         if replies and sim._line is not None:
             sim._line.push(replies)

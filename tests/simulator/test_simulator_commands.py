@@ -162,6 +162,27 @@ def test_an_overlong_command_line_is_refused() -> None:
     assert talk(engine, b"AT\r") == b"\r\nOK\r\n"
 
 
+def test_a_backspace_at_the_start_of_a_chunk_edits_what_came_before() -> None:
+    engine = quiet_engine()
+    assert talk(engine, b"AT+CSX") == b""
+    assert talk(engine, b"\x08\x08SQ\r") == b"\r\n+CSQ: 20,99\r\n\r\nOK\r\n"
+
+
+def test_an_overlong_line_typed_in_pieces_is_refused_and_the_next_line_works() -> None:
+    engine = quiet_engine()
+    assert talk(engine, b'AT+CSCA="' + b"1" * 540) == b""
+    assert talk(engine, b"1" * 20) == b""
+    assert talk(engine, b'"\rAT\r') == b"\r\nERROR\r\n\r\nOK\r\n"
+
+
+def test_several_lines_in_one_chunk_are_echoed_until_echo_goes_off() -> None:
+    engine = ModemEngine(SimulatorOptions())
+    # The first line is echoed with its terminator; the ATE0 in it turns echo off for the rest.
+    assert talk(engine, b"ATE0\rAT+CSQ\rAT\r") == (
+        b"ATE0\r\r\nOK\r\n\r\n+CSQ: 20,99\r\n\r\nOK\r\n\r\nOK\r\n"
+    )
+
+
 def test_s3_and_s4_shape_the_responses() -> None:
     engine = quiet_engine()
     # V.250 section 6.2: the result code of the command that changes S3 or S4 uses the new value.

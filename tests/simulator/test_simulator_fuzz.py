@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers.simulator import PROFILES, ModemEngine, SimulatorOptions
-from drivers.simulator.commandline import CommandSyntaxError, split_commands
+from drivers.simulator.commandline import Command, CommandSyntaxError, Form, split_commands
 
 # Pieces a terminal might send, so the fuzzer reaches deep states (prompt, PIN, settings).
 FRAGMENTS = [
@@ -74,6 +74,38 @@ def test_one_byte_at_a_time_gives_the_same_output_as_whole(data: bytes, profile:
         reply.data for octet in data for reply in engine.receive_data(bytes([octet]), 0.0)
     )
     assert piecewise == whole
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=stream, profile=profiles, cuts=st.lists(st.integers(0, 400), max_size=12))
+def test_any_chunking_gives_the_same_output_as_whole(
+    data: bytes, profile: str, cuts: list[int]
+) -> None:
+    # The engine takes a chunk up to its next terminator at once: a terminator at either edge
+    # of a chunk, or several in one, must not change what it answers.
+    whole = b"".join(reply.data for reply in engine_for(profile).receive_data(data, 0.0))
+    engine = engine_for(profile)
+    bounds = sorted({0, len(data), *(cut for cut in cuts if cut < len(data))})
+    chunked = b"".join(
+        reply.data
+        for start, end in itertools.pairwise(bounds)
+        for reply in engine.receive_data(data[start:end], 0.0)
+    )
+    assert chunked == whole
+
+
+@given(st.text(alphabet=st.sampled_from('AT+CMGS=,;?" \u00dfa1'), max_size=40))
+def test_a_line_without_quotes_splits_as_one_with_a_harmless_quoted_string(body: str) -> None:
+    # Lines without a quote take a faster path; a trailing `;+X=""` sends them down the other.
+    try:
+        plain = split_commands(body)
+    except CommandSyntaxError:
+        plain = None
+    if '"' in body or plain is None:
+        return
+    quoted = split_commands(body + ';+X=""')
+    assert quoted[:-1] == plain
+    assert quoted[-1] == Command("+X", Form.SET, '""')
 
 
 @given(st.text(max_size=60))

@@ -325,6 +325,26 @@ async def test_per_recipient_outcomes_and_delays(
         pytest.fail("a report came for a recipient set to never report")
 
 
+async def test_reports_arrive_at_their_due_times_whatever_order_they_were_scheduled_in(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    # The timer task sleeps until the earliest report; one due earlier must wake it, one due
+    # later must still come at its own time.
+    delays = {"+4700000001": 100.0, "+4700000002": 10.0, "+4700000003": 50.0, "+4700000004": 10.5}
+    sim, terminal = await start(nursery, b"2,1,0,1,0", report_delay=5.0)
+    for recipient, delay in delays.items():
+        sim.network.set_outcome(recipient, 0x00, delay=delay)
+    due = {}
+    for recipient, delay in delays.items():
+        await terminal.send_submit(recipient, "when")
+        due[recipient] = trio.current_time() + delay
+    for recipient in sorted(delays, key=due.__getitem__):
+        report = await read_report(terminal)
+        assert (report.recipient, trio.current_time()) == (recipient, due[recipient])
+        seconds = (report.discharge_time - report.sc_timestamp).total_seconds()
+        assert seconds == pytest.approx(delays[recipient], abs=1)
+
+
 async def test_report_delay_none_never_reports_and_no_srr_no_report(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -17,7 +17,14 @@ import trio.testing
 from support.terminal import StreamTerminal
 
 from drivers.gsm import EncodedPart, build_submit, join_sca
-from drivers.simulator import SentSms, SimulatedNetwork, Simulator, SimulatorOptions, serve_stream
+from drivers.simulator import (
+    ModemEngine,
+    SentSms,
+    SimulatedNetwork,
+    Simulator,
+    SimulatorOptions,
+    serve_stream,
+)
 
 VECTORS_FILE = Path(__file__).resolve().parent.parent / "vectors" / "simulator" / "submit_pdus.json"
 VECTORS: list[dict[str, Any]] = json.loads(VECTORS_FILE.read_text(encoding="utf-8"))["vectors"]
@@ -55,6 +62,10 @@ async def start(
         await terminal.send(b"ATE0;+CMEE=1\r")
         assert await terminal.read_until(b"OK\r\n") == b"ATE0;+CMEE=1\r\r\nOK\r\n"
     return sim, terminal
+
+
+def talk(engine: ModemEngine, data: bytes, now: float = 0.0) -> bytes:
+    return b"".join(reply.data for reply in engine.receive_data(data, now))
 
 
 async def answer_of(terminal: Terminal, data: bytes) -> bytes:
@@ -144,6 +155,65 @@ async def test_escape_cancels_the_send(nursery: trio.Nursery) -> None:
     assert await terminal.command(b"AT+CSQ", b"OK\r\n") == b"\r\n+CSQ: 20,99\r\n\r\nOK\r\n"
     # The reference was not used up by the cancelled send.
     assert await terminal.send_pdu(HELLO["pdu"], 23) == b"\r\n+CMGS: 0\r\n\r\nOK\r\n"
+
+
+def test_a_pdu_arriving_one_octet_at_a_time_is_sent_once_its_ctrl_z_comes() -> None:
+    engine = ModemEngine(SimulatorOptions(send_delay=0.5))
+    assert talk(engine, b"ATE0;+CMEE=1\rAT+CMGS=23\r") == b"ATE0;+CMEE=1\r\r\nOK\r\n\r\n> "
+    for octet in HELLO["pdu"].encode():
+        assert engine.receive_data(bytes([octet]), 1.0) == []
+    (reply,) = engine.receive_data(b"\x1a", 2.0)
+    assert (reply.due, reply.data) == (2.5, b"\r\n+CMGS: 0\r\n\r\nOK\r\n")
+    assert reply.sent is not None and reply.sent.text == "hellohello"
+
+
+def test_a_pdu_and_the_next_command_in_one_chunk_answer_in_order() -> None:
+    engine = ModemEngine(SimulatorOptions(send_delay=0.5))
+    assert talk(engine, b"ATE0\rAT+CMGS=23\r") == b"ATE0\r\r\nOK\r\n\r\n> "
+    sent, csq = engine.receive_data(HELLO["pdu"].encode() + b"\x1aAT+CSQ\r", 1.0)
+    assert (sent.due, sent.data) == (1.5, b"\r\n+CMGS: 0\r\n\r\nOK\r\n")
+    assert sent.sent is not None and sent.sent.recipient == HELLO["recipient"]
+    # The command after the Ctrl-Z waits for the network's answer to the send, as on a modem.
+    assert (csq.due, csq.data) == (1.5, b"\r\n+CSQ: 20,99\r\n\r\nOK\r\n")
+
+
+def test_a_pdu_split_at_its_ctrl_z_and_escape_in_the_same_chunk() -> None:
+    engine = ModemEngine(SimulatorOptions(send_delay=0.0))
+    assert talk(engine, b"ATE0\rAT+CMGS=23\r") == b"ATE0\r\r\nOK\r\n\r\n> "
+    pdu = HELLO["pdu"].encode()
+    assert talk(engine, pdu[:7]) == b""
+    # Ctrl-Z sends; the ESC after it, outside any prompt, is one more octet of a command line.
+    assert talk(engine, pdu[7:] + b"\x1a\x1bAT\r") == (b"\r\n+CMGS: 0\r\n\r\nOK\r\n\r\nOK\r\n")
+    assert talk(engine, b"AT+CMGS=23\r" + pdu[:9] + b"\x1b" + pdu + b"\x1a") == b"\r\n> \r\nOK\r\n"
+
+
+async def test_replies_due_at_different_times_each_leave_exactly_when_due(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    # The shared alarm sleeps until the earliest reply of every modem: a send answered sooner
+    # than one already waiting must wake it, and a modem unplugged while its answer waits must
+    # not take the others' with it.
+    delays = [5.0, 0.5, 2.0, 3.0]
+    modems = [await start(nursery, SimulatorOptions(send_delay=delay)) for delay in delays]
+    began = trio.current_time()
+    for _sim, terminal in modems:
+        await terminal.send(b"AT+CMGS=23\r")
+        assert await terminal.read_until(b"> ") == b"\r\n> "
+        await terminal.send(HELLO["pdu"].encode() + b"\x1a")
+    assert trio.current_time() == began
+    unplugged, _ = modems[2]
+    unplugged.unplug(60.0)
+    answered = []
+
+    async def answer(index: int, terminal: Terminal) -> None:
+        assert await terminal.read_until(b"OK\r\n") == b"\r\n+CMGS: 0\r\n\r\nOK\r\n"
+        answered.append((trio.current_time() - began, index))
+
+    async with trio.open_nursery() as readers:
+        for index in (0, 1, 3):
+            readers.start_soon(answer, index, modems[index][1])
+    assert answered == [(0.5, 1), (3.0, 3), (5.0, 0)]
+    assert unplugged.network.sent == []
 
 
 async def test_the_message_reference_wraps_after_256_sends(nursery: trio.Nursery) -> None:
