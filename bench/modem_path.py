@@ -3,15 +3,14 @@
 Starts `edgegw serve` as its own process on a scratch store with `--modems` simulated modems
 (each answers +CMGS after `--latency` seconds; status reports held back so they do not compete),
 served by a process of their own (`simulators.py`) and driven over their pseudo-terminals with
-`driver = "at"` as USB modems would be (`--precise-timers`: each reply exactly when due, the
-simulators spinning through its last millisecond), or with `--in-process-simulators` inside
-the gateway (`driver = "simulated"`, their CPU then counted as the gateway's),
-submits `--messages` over HTTP in 1000-message batches, and waits until the store has every one
-`sent`. Throughput counts from the first part handed to a modem (its `sending` event) to the last
-part the network took (its `sent_at`), both stamped by the gateway's clock, and is printed as a
-fraction of modems / latency; gateway CPU (its /proc utime + stime) is counted from before the
-first submit to the last send, and so is the simulators' process's. Targets (2 cores):
-fraction >= 0.99, CPU <= 1 ms per message.
+`driver = "at"` as USB modems would be (each reply leaves when due, on a kernel timer), or
+with `--in-process-simulators` inside the gateway (`driver = "simulated"`, their CPU then
+counted as the gateway's), submits `--messages` over HTTP in 1000-message batches, and waits
+until the store has every one `sent`. Throughput counts from the first part handed to a modem
+(its `sending` event) to the last part the network took (its `sent_at`), both stamped by the
+gateway's clock, and is printed as a fraction of modems / latency; gateway CPU (its /proc utime
++ stime) is counted from before the first submit to the last send, and so is the simulators'
+process's. Targets (2 cores): fraction >= 0.99, CPU <= 1 ms per message.
 """
 
 from __future__ import annotations
@@ -207,11 +206,6 @@ def main() -> None:
         help="seconds to each status report; the default keeps them out of the measurement",
     )
     parser.add_argument(
-        "--precise-timers",
-        action="store_true",
-        help="the simulators answer exactly when due (PreciseClock), spinning in the last ms",
-    )
-    parser.add_argument(
         "--timeline",
         action="store_true",
         help="stamp every pty read and write and store write (send_timeline.py), print the steps",
@@ -237,7 +231,6 @@ def main() -> None:
                 f"--modems={args.modems}",
                 f"--send-delay={args.latency}",
                 f"--report-delay={args.report_delay}",
-                *(["--precise-timers"] if args.precise_timers else []),
             ],
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},

@@ -16,7 +16,7 @@ import signal
 
 import trio
 
-from drivers.simulator import PreciseClock, Simulator, SimulatorOptions, serve_pty
+from drivers.simulator import Simulator, SimulatorOptions, serve_pty
 
 
 def imei(index: int) -> str:
@@ -52,14 +52,8 @@ def main() -> None:
     parser.add_argument("--modems", type=int, default=32)
     parser.add_argument("--send-delay", type=float, default=0.5, help="+CMGS answer delay, s")
     parser.add_argument("--report-delay", type=float, default=86400.0, help="s to each report")
-    parser.add_argument(
-        "--precise-timers",
-        action="store_true",
-        help="replies leave when due, not up to 1 ms late, for the CPU of that last ms",
-    )
     args = parser.parse_args()
-    clock = PreciseClock() if args.precise_timers else None
-    trio.run(serve, args.modems, args.send_delay, args.report_delay, clock=clock)
+    trio.run(serve, args.modems, args.send_delay, args.report_delay)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ RULES: list[tuple[str, Layer]] = [
     ("edgegw/delivery/payload.py", Layer.CODEC),
     ("edgegw/delivery/config.py", Layer.CODEC),
     ("edgegw/delivery/__init__.py", Layer.CORE),
-    # I/O shells: listeners, clients, serial ports, the simulator's pty and clock.
+    # I/O shells: listeners, clients, serial ports, the simulator's pty and timer.
     ("edgegw/http/*", Layer.SHELL),
     ("edgegw/smpp/server.py", Layer.SHELL),
     ("edgegw/smpp/__init__.py", Layer.SHELL),
@@ -61,6 +61,7 @@ RULES: list[tuple[str, Layer]] = [
     ("drivers/transport.py", Layer.SHELL),
     ("drivers/ports.py", Layer.SHELL),
     ("drivers/simulator/shell.py", Layer.SHELL),
+    ("drivers/simulator/kerneltimer.py", Layer.SHELL),
     ("drivers/simulator/network.py", Layer.SHELL),
     ("drivers/simulator/__init__.py", Layer.SHELL),
     # Core: the store, the pipeline, the outboxes, the clock, the configuration, and the

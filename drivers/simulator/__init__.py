@@ -11,7 +11,6 @@ from drivers.simulator.options import SimulatorOptions
 from drivers.simulator.profiles import PROFILES, QuirkProfile, profile_named
 from drivers.simulator.sent import SentSms
 from drivers.simulator.shell import (
-    PreciseClock,
     Simulator,
     memory_opener,
     run_pty_simulator,
@@ -26,7 +25,6 @@ __all__ = [
     "MessageStatus",
     "MessageStorage",
     "ModemEngine",
-    "PreciseClock",
     "QuirkProfile",
     "Reply",
     "SentSms",

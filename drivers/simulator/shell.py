@@ -23,6 +23,7 @@ import trio.testing
 
 from drivers.gsm import ParsingType, build_status_report, parse_deliver
 from drivers.simulator.engine import MANUFACTURER, MODEL, ModemEngine, Reply
+from drivers.simulator.kerneltimer import KernelTimer
 from drivers.simulator.mobile import deliver_tpdus, mobile_parts
 from drivers.simulator.network import SimulatedNetwork
 from drivers.simulator.options import SimulatorOptions
@@ -31,60 +32,39 @@ from drivers.simulator.sent import SentSms
 # Replies waiting for their time; a client that floods the modem waits for it, like a UART.
 REPLY_QUEUE_DEPTH = 64
 READ_SIZE = 4096
-# epoll, under trio's wait for I/O, waits whole milliseconds, rounded up.
-POLL_GRAIN = 0.001
-
-
-def precise_sleep_time(remaining: float) -> float:
-    """How long the event loop may block with `remaining` seconds to its next deadline, so
-    that a poll rounding up to whole milliseconds does not wake it past that deadline: the
-    whole milliseconds before it, less half of one (rounded up, that is the whole number
-    again), and none at all within the last one, where the loop polls without blocking."""
-    whole = math.floor(remaining / POLL_GRAIN) if math.isfinite(remaining) else math.inf
-    if whole < 1:
-        return 0.0
-    return (whole - 0.5) * POLL_GRAIN
-
-
-class PreciseClock(trio.abc.Clock):
-    """Trio's clock with timers that fire on time rather than up to a millisecond late.
-
-    With trio's own clock a reply due 500 ms after the PDU arrived goes out 500 to 501 ms
-    after it (epoll's granularity), more than any real modem's timer adds. This clock spends
-    the CPU of that last millisecond instead (see `precise_sleep_time`): for a process of
-    simulated modems measured from outside (`bench/simulators.py --precise-timers`) on a
-    machine with a core to spare; where cores are scarce the spinning slows what it serves.
-    """
-
-    def start_clock(self) -> None:
-        """Nothing to start: `time.perf_counter` is always running."""
-
-    def current_time(self) -> float:
-        return time.perf_counter()
-
-    def deadline_to_sleep_time(self, deadline: float) -> float:
-        return precise_sleep_time(deadline - time.perf_counter())
 
 
 class _Alarm:
     """Wakes tasks at their due times, for every simulated modem of a trio run: one task
-    sleeps until the earliest, its deadline moved when an earlier one comes, and wakes every
+    sleeps until the earliest, its wake-up moved when an earlier one comes, and wakes every
     task due by then. A reply due later thus costs no cancel scope of its own (a trio sleep is
-    one, entered, expired and left), and modems answering within the same millisecond share
-    one wake-up, as 32 modems given a burst of sends at once do. Nobody wakes before their
-    due time; a task cancelled while it sleeps leaves at once, its entry dropped when due."""
+    one, entered, expired and left), and modems answering at the same moment share one
+    wake-up, as 32 modems given a burst of sends at once do. Nobody wakes before their due
+    time; a task cancelled while it sleeps leaves at once, its entry dropped when due.
 
-    def __init__(self) -> None:
+    On trio's real clock the alarm waits on a kernel timer (`KernelTimer`), so a reply leaves
+    when due rather than up to a millisecond after, as epoll's timeout would have it; on a
+    virtual clock (tests, `trio.testing.MockClock`) it keeps to trio's deadlines."""
+
+    def __init__(self, timer: KernelTimer | None) -> None:
         self._sleepers: list[tuple[float, int, list[trio.lowlevel.Task | None]]] = []
         self._order = itertools.count()
+        self._timer = timer
         self._scope: trio.CancelScope | None = None
+        self._wakes_at = math.inf
+
+    def _wake_at(self, when: float) -> None:
+        self._wakes_at = when
+        if self._timer is not None:
+            self._timer.set(when - trio.current_time())
+        elif self._scope is not None:
+            self._scope.deadline = when
 
     async def sleep_until(self, due: float) -> None:
         sleeper: list[trio.lowlevel.Task | None] = [trio.lowlevel.current_task()]
         heapq.heappush(self._sleepers, (due, next(self._order), sleeper))
-        scope = self._scope
-        if scope is not None and due < scope.deadline:
-            scope.deadline = due
+        if due < self._wakes_at:
+            self._wake_at(due)
 
         def abort(_raise_cancel: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
             sleeper[0] = None
@@ -93,16 +73,23 @@ class _Alarm:
         await trio.lowlevel.wait_task_rescheduled(abort)
 
     async def run(self) -> None:
-        while True:
-            deadline = self._sleepers[0][0] if self._sleepers else math.inf
-            with trio.CancelScope(deadline=deadline) as self._scope:
-                await trio.sleep_forever()
-            self._scope = None
-            now = trio.current_time()
-            while self._sleepers and self._sleepers[0][0] <= now:
-                task = heapq.heappop(self._sleepers)[2][0]
-                if task is not None:
-                    trio.lowlevel.reschedule(task)
+        try:
+            while True:
+                with trio.CancelScope() as self._scope:
+                    self._wake_at(self._sleepers[0][0] if self._sleepers else math.inf)
+                    if self._timer is None:
+                        await trio.sleep_forever()
+                    else:
+                        await self._timer.wait()
+                self._scope = None
+                now = trio.current_time()
+                while self._sleepers and self._sleepers[0][0] <= now:
+                    task = heapq.heappop(self._sleepers)[2][0]
+                    if task is not None:
+                        trio.lowlevel.reschedule(task)
+        finally:
+            if self._timer is not None:
+                self._timer.close()
 
 
 _ALARM: trio.lowlevel.RunVar[_Alarm] = trio.lowlevel.RunVar("simulator_alarm")
@@ -113,7 +100,8 @@ def _alarm() -> _Alarm:
     try:
         return _ALARM.get()
     except LookupError:
-        alarm = _Alarm()
+        virtual = isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+        alarm = _Alarm(None if virtual else KernelTimer.open())
         _ALARM.set(alarm)
         trio.lowlevel.spawn_system_task(alarm.run, name="simulated modems' alarm")
         return alarm
