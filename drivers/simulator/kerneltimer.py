@@ -11,7 +11,7 @@ trio's deadlines.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import math
 import os
 
@@ -31,10 +31,12 @@ class _Itimerspec(ctypes.Structure):
     _fields_ = (("it_interval", _Timespec), ("it_value", _Timespec))
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
+    """The C library the interpreter runs on (its own symbols), typed for the timerfd calls;
+    None where it has none."""
     try:
-        libc = ctypes.CDLL(name, use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
         libc.timerfd_create.argtypes = (ctypes.c_int, ctypes.c_int)
         libc.timerfd_settime.argtypes = (
             ctypes.c_int,
@@ -64,9 +66,6 @@ class KernelTimer:
         if fd < 0:
             return None
         return cls(libc, fd)
-
-    def fileno(self) -> int:
-        return self._fd
 
     def set(self, delay: float) -> None:
         """Fire `delay` seconds from now (at once when it is not positive; never when it is
