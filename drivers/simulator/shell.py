@@ -75,13 +75,16 @@ class _Alarm:
     async def run(self) -> None:
         try:
             while True:
-                with trio.CancelScope() as self._scope:
-                    self._wake_at(self._sleepers[0][0] if self._sleepers else math.inf)
-                    if self._timer is None:
+                earliest = self._sleepers[0][0] if self._sleepers else math.inf
+                if self._timer is None:
+                    # The deadline of this scope is what `_wake_at` moves.
+                    with trio.CancelScope() as self._scope:
+                        self._wake_at(earliest)
                         await trio.sleep_forever()
-                    else:
-                        await self._timer.wait()
-                self._scope = None
+                    self._scope = None
+                else:
+                    self._wake_at(earliest)
+                    await self._timer.wait()
                 now = trio.current_time()
                 while self._sleepers and self._sleepers[0][0] <= now:
                     task = heapq.heappop(self._sleepers)[2][0]
