@@ -76,6 +76,16 @@ def loop_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def host_cpu_seconds() -> tuple[float, float]:
+    """The whole machine's CPU time so far, all CPUs: (busy, stolen). Busy is user, nice,
+    system, irq and softirq; stolen is the time a virtual machine's CPUs wanted to run and the
+    hypervisor ran something else (0 on real hardware)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[1:9])
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, steal / tick
+
+
 def load_average() -> str:
     """The machine's load average over 1, 5 and 15 minutes, as uptime prints it."""
     return ", ".join(f"{value:.2f}" for value in os.getloadavg())
