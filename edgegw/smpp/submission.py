@@ -50,6 +50,10 @@ _MAX_OCTETS = MAX_PARTS * (_SMS_OCTETS - _CONCAT_UDH_OCTETS)  # 804: 134 per par
 _VALID_TON = frozenset(range(7))
 _VALID_NPI = frozenset({0, 1, 3, 4, 6, 8, 9, 10, 14, 18})
 TON_ALPHANUMERIC = 5
+# The gateway sends to international numbers only (as sendMessages takes them): a destination is
+# one (TON 1) or digits with TON 0, which most ESMEs send for the same. A national, network,
+# subscriber or abbreviated number has no country code to make it one.
+_DESTINATION_TON = frozenset({0, 1})
 _MAX_ALPHANUMERIC = 11  # TS 23.040 9.1.2.5: eleven GSM characters fit the address field
 _MAX_DIGITS = 20
 
@@ -152,11 +156,11 @@ def _digits(address: str) -> bool:
 
 
 def _check_destination(ton: int, npi: int, address: str) -> CommandStatus | None:
-    if ton not in _VALID_TON:
+    if ton not in _DESTINATION_TON:
         return _S.ESME_RINVDSTTON
     if npi not in _VALID_NPI:
         return _S.ESME_RINVDSTNPI
-    if ton == TON_ALPHANUMERIC or not _digits(address):
+    if not _digits(address):
         return _S.ESME_RINVDSTADR
     return None
 
