@@ -92,6 +92,16 @@ class MessageRequest(msgspec.Struct, kw_only=True):
     priceXml: str | None = None
 
 
+class UnreadableMessage(MessageRequest, kw_only=True):
+    """A message of a request that parsed but whose fields are not of the types above (a number
+    for the recipient, a list for settings). The decoders keep its place with this, with the
+    recipient and clientReference where they are text, and the submitter answers it alone with
+    status 5, naming `field` (within the message) and `reason`. Never decoded from a request."""
+
+    field: str
+    reason: str
+
+
 class SendRequest(msgspec.Struct, kw_only=True):
     serviceId: int | None = None
     username: str | None = None

@@ -19,7 +19,14 @@ import defusedxml.ElementTree
 import msgspec
 import msgspec.inspect
 
-from edgegw.model import MessageRequest, MessageStatus, SendRequest, SendResponse, StatusCode
+from edgegw.model import (
+    MessageRequest,
+    MessageStatus,
+    SendRequest,
+    SendResponse,
+    StatusCode,
+    UnreadableMessage,
+)
 
 __all__ = [
     "JSON_CHUNK",
@@ -122,23 +129,72 @@ _REQUEST, _SCALAR_LEAVES = _request_shape()
 
 def _convert(tree: dict[str, Any]) -> SendRequest:
     """The generic tree to the model, with strings accepted for numbers and booleans (XML, form
-    and GET carry nothing else; JSON clients are forgiven the same)."""
+    and GET carry nothing else; JSON clients are forgiven the same). A message whose fields do
+    not convert becomes an UnreadableMessage in its place; the rest of the request still goes."""
     try:
         request = msgspec.convert(tree, SendRequest, strict=False)
     except msgspec.ValidationError as exc:
-        raise _from_validation_error(exc) from None
+        error = _from_validation_error(exc)
+        messages = tree.get("message")
+        if not (error.field.startswith("message[") and isinstance(messages, list)):
+            raise error from None
+        request = _convert_each(tree, messages)
     if not request.message:
         raise RequestSyntaxError("message", "at least one message is required")
     return request
 
 
-def _from_validation_error(exc: msgspec.ValidationError) -> RequestSyntaxError:
-    text = str(exc)
-    reason, sep, path = text.rpartition(" - at `")
+def _convert_each(tree: dict[str, Any], messages: list[Any]) -> SendRequest:
+    try:
+        request = msgspec.convert({**tree, "message": []}, SendRequest, strict=False)
+    except msgspec.ValidationError as exc:
+        raise _from_validation_error(exc) from None
+    for item in messages:
+        try:
+            request.message.append(msgspec.convert(item, MessageRequest, strict=False))
+        except msgspec.ValidationError as exc:
+            error = _from_validation_error(exc, whole="message")
+            fields = item if isinstance(item, dict) else {}
+            recipient, reference = fields.get("recipient"), fields.get("clientReference")
+            request.message.append(
+                UnreadableMessage(
+                    recipient=recipient if isinstance(recipient, str) else None,
+                    clientReference=reference if isinstance(reference, str) else None,
+                    field=error.field,
+                    reason=error.reason,
+                )
+            )
+    return request
+
+
+def _from_validation_error(
+    exc: msgspec.ValidationError, whole: str = "request"
+) -> RequestSyntaxError:
+    """The field msgspec names (`whole` when it names none) and its complaint in plain words:
+    `Expected `int | null`, got `str`` becomes `expected an integer, got text`."""
+    reason, sep, path = str(exc).rpartition(" - at `")
     if not sep:
-        return RequestSyntaxError("request", text)
-    field = path.rstrip("`").removeprefix("$").removeprefix(".") or "request"
-    return RequestSyntaxError(field, reason)
+        reason, path = path, ""
+    field = path.rstrip("`").removeprefix("$").removeprefix(".") or whole
+    return RequestSyntaxError(field, _EXPECTED.sub(_plain_types, reason).replace("`", ""))
+
+
+_EXPECTED = re.compile(r"Expected `([^`]*)`, got `([^`]*)`")
+_TYPE_WORDS: Final = {
+    "str": "text",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "object": "an object",
+    "array": "a list",
+    "null": "null",
+}
+
+
+def _plain_types(match: re.Match[str]) -> str:
+    expected = [kind for kind in match.group(1).split(" | ") if kind != "null"]
+    words = " or ".join(_TYPE_WORDS.get(kind, kind) for kind in expected or ["null"])
+    return f"expected {words}, got {_TYPE_WORDS.get(match.group(2), match.group(2))}"
 
 
 # ---------------------------------------------------------------------------------------------

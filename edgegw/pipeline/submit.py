@@ -38,6 +38,7 @@ from edgegw.model import (
     SendRequest,
     SendResponse,
     StatusCode,
+    UnreadableMessage,
 )
 from edgegw.passwords import PasswordChecker
 from edgegw.pipeline.sendwindow import SendWindowError, parse_send_window
@@ -215,7 +216,14 @@ class Submitter:
         seal adds for the answer (see `_store_sealed`)."""
         batch_reference = request.batchReference or new_batch_reference()
         messages = request.message
-        service = self._services.get(request.serviceId) if request.serviceId is not None else None
+        if request.serviceId is None:
+            return _all(
+                batch_reference,
+                messages,
+                StatusCode.SYNTAX_ERROR,
+                "Syntax error: serviceId is required",
+            )
+        service = self._services.get(request.serviceId)
         if service is None:
             return _all(batch_reference, messages, StatusCode.ILLEGAL_SERVICE, "Illegal service")
         if not _credentials_match(service, request.username, request.password, self._passwords):
@@ -500,6 +508,8 @@ class Submitter:
         now: float,
     ) -> NewMessage:
         """Validate and encode one message; raises Rejected with the status to answer."""
+        if type(message) is UnreadableMessage:
+            raise _syntax(f"{message.field}: {message.reason}", message.field)
         if not message.recipient:
             raise _syntax("recipient is required", "recipient")
         recipient = check_recipient(message.recipient)

@@ -246,7 +246,7 @@ async def test_unparseable_body_is_400_in_the_asked_format(app: App, backend: Di
         "messageStatus": [
             {
                 "statusCode": 5,
-                "statusMessage": "Syntax error: serviceId: Expected `int | null`, got `str`",
+                "statusMessage": "Syntax error: serviceId: expected an integer, got text",
                 "clientReference": None,
                 "recipient": None,
                 "messageId": None,

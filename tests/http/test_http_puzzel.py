@@ -50,6 +50,7 @@ from edgegw.model import (
     SendResponse,
     SendWindow,
     Settings,
+    UnreadableMessage,
 )
 from edgegw.pipeline.submit import STREAM_CHUNK, SUBMIT_CHUNK
 
@@ -221,9 +222,6 @@ def test_one_message_as_an_object_is_a_list_of_one() -> None:
     ("body", "field"),
     [
         (b'{"serviceId": "abc", "message": [{}]}', "serviceId"),
-        (b'{"serviceId": 1, "message": [{"price": "free"}]}', "message[0].price"),
-        (b'{"message": [{"settings": {"priority": []}}]}', "message[0].settings.priority"),
-        (b'{"message": [{"content": 5}]}', "message[0].content"),
         (
             b'{"message": [{"settings": {"parameter": [{"key": "a", "value": null}]}}]}',
             "message[0].settings.parameter[0].value",
@@ -244,6 +242,48 @@ def test_json_errors_name_the_field(body: bytes, field: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("message", "field", "reason"),
+    [
+        ({"price": "free"}, "price", "expected an integer, got text"),
+        ({"settings": {"priority": []}}, "settings.priority", "expected an integer, got a list"),
+        ({"content": 5, "recipient": "+4741000001"}, "content", "expected text, got an integer"),
+        (
+            {"recipient": 4741000001, "clientReference": "r2"},
+            "recipient",
+            "expected text, got an integer",
+        ),
+        (5, "message", "expected an object, got an integer"),
+    ],
+)
+def test_a_message_that_does_not_convert_keeps_its_place(
+    message: object, field: str, reason: str
+) -> None:
+    good = {"recipient": "+4741000000", "content": "good"}
+    body = json.dumps({"serviceId": 1, "message": [good, message, good]}).encode()
+    request = decode_json(body)
+    assert request.serviceId == 1
+    expected = MessageRequest(recipient="+4741000000", content="good")
+    assert request.message[0] == request.message[2] == expected
+    odd = request.message[1]
+    assert isinstance(odd, UnreadableMessage)
+    assert (odd.field, odd.reason) == (field, reason)
+    given = message if isinstance(message, dict) else {}
+    texts = {name: value for name, value in given.items() if isinstance(value, str)}
+    assert (odd.recipient, odd.clientReference) == (
+        texts.get("recipient"),
+        texts.get("clientReference"),
+    )
+
+
+def test_an_xml_message_that_does_not_convert_keeps_its_place() -> None:
+    request = decode_xml(b"<request><message/><message><price>x</price></message></request>")
+    assert request.message[0] == MessageRequest()
+    assert request.message[1] == UnreadableMessage(
+        field="price", reason="expected an integer, got text"
+    )
+
+
+@pytest.mark.parametrize(
     ("body", "field"),
     [
         (b"<request><serviceId>abc</serviceId><message/></request>", "serviceId"),
@@ -251,10 +291,6 @@ def test_json_errors_name_the_field(body: bytes, field: str) -> None:
         (b"<response><serviceId>1</serviceId></response>", "request"),
         (b"<request><serviceId>1</serviceId><serviceId>2</serviceId></request>", "serviceId"),
         (b"<request><username><b>x</b></username></request>", "username"),
-        (
-            b"<request><message/><message><price>x</price></message></request>",
-            "message[1].price",
-        ),
         (b"<request><message>", "body"),
         (b"not xml", "body"),
     ],
@@ -861,8 +897,9 @@ def test_a_big_batch_with_a_message_that_does_not_decode_is_left_to_decode_json(
     messages[170] = odd
     body = json.dumps({"serviceId": 1, "message": messages}).encode()
     assert split_batch(body, more_than=100) is None
-    with pytest.raises(RequestSyntaxError, match=r"message\[170\]"):
-        decode_json(body)
+    request = decode_json(body)
+    assert len(request.message) == 250
+    assert [i for i, m in enumerate(request.message) if isinstance(m, UnreadableMessage)] == [170]
 
 
 @pytest.mark.parametrize(("count", "streamed"), [(1000, False), (1001, True)])

@@ -259,8 +259,9 @@ async def test_a_big_batch_is_answered_in_pieces_as_the_whole_answer_would_be(
 async def test_a_big_batch_that_cannot_be_streamed_is_answered_whole(
     big_config: Config, nursery: trio.Nursery
 ) -> None:
-    """A message that does not decode refuses the whole batch (400), and wrong credentials
-    answer every message with status 2, as for any request: nothing is stored."""
+    """A message that does not decode keeps the batch from being streamed: the answer comes
+    whole, that message refused with status 5 and the others stored. Wrong credentials answer
+    every message with status 2, as for any request, and store nothing."""
     gateway = Gateway(big_config)
     await nursery.start(gateway.run)
     assert gateway.bound is not None
@@ -273,13 +274,20 @@ async def test_a_big_batch_that_cannot_be_streamed_is_answered_whole(
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{gateway.bound.http_port}", timeout=30
     ) as client:
-        refused = await client.post(SEND, json=broken, headers={"Accept": "application/json"})
-        assert refused.status_code == 400
-        assert refused.json()["messageStatus"][0]["statusCode"] == 5
+        answered = await client.post(SEND, json=broken, headers={"Accept": "application/json"})
+        assert answered.status_code == 200
+        assert "transfer-encoding" not in answered.headers
+        statuses = answered.json()["messageStatus"]
+        assert [status["sequenceIndex"] for status in statuses] == list(range(1, 1502))
+        refused = [status for status in statuses if status["statusCode"] != 1]
+        assert [(status["sequenceIndex"], status["statusCode"]) for status in refused] == [
+            (1401, 5)
+        ]
+        assert await stored_messages(gateway) == 1500
         denied = await client.post(SEND, json=wrong, headers={"Accept": "application/json"})
         assert "transfer-encoding" not in denied.headers
         assert {status["statusCode"] for status in denied.json()["messageStatus"]} == {2}
-        assert await stored_messages(gateway) == 0
+        assert await stored_messages(gateway) == 1500
     gateway.stop()
 
 

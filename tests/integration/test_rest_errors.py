@@ -37,6 +37,8 @@ def body(**overrides: Any) -> dict[str, Any]:
         (body(password="wrong"), 2, "Access denied"),
         (body(serviceId=4242), 4, "Illegal service"),
         (body(message={"recipient": None}), 5, "recipient"),
+        (body(message={"recipient": 4741000000}), 5, "recipient: expected text, got an integer"),
+        (body(serviceId=None), 5, "serviceId is required"),
         (body(message={"recipient": "+47abc"}), 5, "recipient"),
         (body(message={"content": "Привет"}), 5, "GSM 03.38"),
         (body(message={"content": "x" * 919}), 5, "content"),
@@ -72,6 +74,28 @@ XML_EXTERNAL = b"""<?xml version="1.0"?>
 <!DOCTYPE r [<!ENTITY secret SYSTEM "file:///etc/passwd">]>
 <request><serviceId>1000</serviceId><username>demo</username><password>demo</password>
 <message><recipient>+4741000000</recipient><content>&secret;</content></message></request>"""
+
+
+async def test_a_message_of_the_wrong_types_is_refused_and_the_others_sent(
+    gateway: Gateway,
+) -> None:
+    request_body = body()
+    good = request_body["message"][0]
+    request_body["message"] = [good, {"recipient": "+4741000001", "content": 7}, good]
+    async with httpx.AsyncClient(base_url=url(gateway)) as client:
+        answer = await client.post(SEND, json=request_body, headers=JSON)
+        assert answer.status_code == 200
+        statuses = answer.json()["messageStatus"]
+        assert [(s["statusCode"], s["sequenceIndex"]) for s in statuses] == [(1, 1), (5, 2), (1, 3)]
+        assert (
+            statuses[1]["statusMessage"] == "Syntax error: content: expected text, got an integer"
+        )
+        assert statuses[1]["recipient"] == "+4741000001"
+        for status in statuses[::2]:
+            looked_up = await client.get(
+                f"/api/messages/{status['messageId']}", auth=("demo", "demo")
+            )
+            assert looked_up.status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ from edgegw.model import (
     SendResponse,
     SendWindow,
     Settings,
+    UnreadableMessage,
 )
 from edgegw.pipeline.submit import STORE_CHUNK, SUBMIT_CHUNK, Submitter, validity_minutes
 from edgegw.store import Store, Topic
@@ -161,6 +162,39 @@ async def test_unknown_service_answers_illegal_service_for_every_message(
         (4, "Illegal service", 2),
     ]
     assert wakes.count == 0
+
+
+async def test_a_missing_service_id_is_a_syntax_error_for_every_message(
+    submitter: Submitter, wakes: Wakes
+) -> None:
+    response = await submitter.submit(request(msg(), msg(), serviceId=None))
+    assert [(s.statusCode, s.statusMessage, s.sequenceIndex) for s in response.messageStatus] == [
+        (5, "Syntax error: serviceId is required", 1),
+        (5, "Syntax error: serviceId is required", 2),
+    ]
+    assert wakes.count == 0
+
+
+async def test_an_unreadable_message_is_refused_alone(submitter: Submitter, store: Store) -> None:
+    odd = UnreadableMessage(
+        recipient=None,
+        clientReference="r2",
+        field="recipient",
+        reason="expected text, got an integer",
+    )
+    response = await submitter.submit(request(msg(), odd, msg()))
+    statuses = [
+        (s.statusCode, s.statusMessage, s.clientReference, s.sequenceIndex)
+        for s in response.messageStatus
+    ]
+    assert statuses == [
+        (1, "Message enqueued for sending", None, 1),
+        (5, "Syntax error: recipient: expected text, got an integer", "r2", 2),
+        (1, "Message enqueued for sending", None, 3),
+    ]
+    for status in response.messageStatus[::2]:
+        assert status.messageId is not None
+        assert await store.message(status.messageId) is not None
 
 
 @pytest.mark.parametrize(
