@@ -517,7 +517,8 @@ class SmtpSession:
             self._error(_reply(552, f"5.3.4 message size exceeds {limit}"))
             return None
         content = raw.replace(b"\r\n.", b"\r\n")[2:]
-        if max(map(len, content.split(b"\r\n"))) + 2 > self.limits.max_line_bytes:
+        # A line ends at LF, CRLF or bare (the mail parser takes both): its length with its LF.
+        if max(map(len, content.split(b"\n"))) + 1 > self.limits.max_line_bytes:
             self._reset_transaction()
             self._error(_reply(500, f"5.5.6 a line is longer than {self.limits.max_line_bytes}"))
             return None

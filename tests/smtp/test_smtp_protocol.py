@@ -173,6 +173,14 @@ def test_limits_on_recipients_size_and_line_length() -> None:
     long_line = head + b"DATA\r\n" + b"y" * 200 + b"\r\n.\r\nNOOP\r\n"
     _, replies = run(session(limits=limits), long_line)
     assert replies[-2:] == ["500 5.5.6 a line is longer than 100", "250 2.0.0 OK"]
+    # Lines that end in a bare LF are lines too: twelve of 60 bytes are not one of 720.
+    bare_lf = head[:-15] + b"DATA\r\n" + (b"z" * 59 + b"\n") * 12 + b"\r\n.\r\n"
+    events, replies = run(session(limits=limits), bare_lf)
+    [received] = [e for e in events if isinstance(e, MessageReceived)]
+    assert received.content.count(b"\n") == 13
+    exactly = head[:-15] + b"DATA\r\n" + b"w" * 99 + b"\n" + b"v" * 100 + b"\n\r\n.\r\n"
+    _, replies = run(session(limits=limits), exactly)
+    assert replies[-1] == "500 5.5.6 a line is longer than 100"
 
 
 def test_a_huge_data_phase_keeps_the_buffer_small() -> None:
