@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import NoReturn
+from typing import Final, NoReturn
 
 import msgspec
 import trio
@@ -96,6 +96,10 @@ from drivers.ports import CLAIMS
 from drivers.transport import TransportError, open_serial
 
 log = logging.getLogger("drivers.at")
+
+# An SMS or a status report announced or delivered: the modem's everyday traffic, each of which
+# ends up in the store; other unsolicited codes (registration, SIM) are news, logged at info.
+_TRAFFIC_URCS: Final = frozenset({"+CMTI", "+CDSI", "+CMT", "+CDS"})
 
 
 class _Unanswered(ModemUnavailable):
@@ -519,7 +523,8 @@ class AtModem:
 
     def _on_urc(self, link: _Link, urc: Urc) -> None:
         self.urc_counts[urc.name] += 1
-        log.info("modem %s: unsolicited %s", self.name, urc.line)
+        level = logging.DEBUG if urc.name in _TRAFFIC_URCS else logging.INFO
+        log.log(level, "modem %s: unsolicited %s", self.name, urc.line)
         try:
             if urc.name == "+CREG":
                 self.registration = commands.parse_creg((urc.line,))
