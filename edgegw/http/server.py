@@ -8,6 +8,7 @@ from __future__ import annotations
 import email.utils
 import enum
 import functools
+import http
 import logging
 import math
 import time
@@ -75,6 +76,15 @@ App = Callable[[Request], Awaitable[Response]]
 # the request's head when it was read (body empty), else None, so the app can answer in the
 # format the client asked for.
 ErrorRenderer = Callable[[Request | None, int, str], Response]
+
+
+@functools.cache
+def _reason(status: int) -> bytes:
+    """The status line's reason phrase (RFC 9110 section 15), empty for a code it does not name."""
+    try:
+        return http.HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""
 
 
 def plain_error(request: Request | None, status: int, reason: str) -> Response:
@@ -287,7 +297,10 @@ class _HttpConnection:
             waiting = True
             self.timer.deadline = trio.current_time() + self.limits.body_timeout
             await self.stream.send_all(
-                conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
+                conn.send(
+                    h11.InformationalResponse(status_code=100, headers=[], reason=_reason(100))
+                )
+                or b""
             )
         # A body that came in one piece is that piece; a longer one is copied into one buffer
         # rather than being joined from a list of its pieces at the end, which held it twice.
@@ -374,7 +387,14 @@ class _HttpConnection:
         if self.drain.draining:
             headers.append((b"connection", b"close"))
         conn = self.conn
-        pieces = [conn.send(h11.Response(status_code=response.status, headers=headers)) or b""]
+        pieces = [
+            conn.send(
+                h11.Response(
+                    status_code=response.status, headers=headers, reason=_reason(response.status)
+                )
+            )
+            or b""
+        ]
         if response.body and not head_only:
             # Passed through, not copied: a big batch's answer is several times its request.
             pieces += conn.send_with_data_passthrough(h11.Data(data=response.body)) or []
@@ -407,7 +427,10 @@ class _HttpConnection:
             await self.stream.send_all(data)
             timer.deadline = math.inf
 
-        await send(conn.send(h11.Response(status_code=status, headers=headers)) or b"")
+        await send(
+            conn.send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
+            or b""
+        )
 
         async def write(piece: bytes) -> None:
             if piece and not head_only:

@@ -232,7 +232,7 @@ async def test_expect_100_continue(nursery: trio.Nursery) -> None:
     data = b""
     while b"hello" not in data:
         data += await stream.receive_some(65536)
-    assert data.startswith(b"HTTP/1.1 200 ")
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
     await stream.aclose()
 
 
@@ -451,6 +451,25 @@ async def test_client_that_does_not_read_its_response_is_dropped(
     assert trio.current_time() == pytest.approx(TIMEOUTS.body_timeout)
 
 
+@pytest.mark.parametrize(
+    ("status", "line"),
+    [
+        (404, b"HTTP/1.1 404 Not Found"),
+        (599, b"HTTP/1.1 599 "),
+    ],
+)
+async def test_the_status_line_carries_its_reason_phrase(status: int, line: bytes) -> None:
+    async def app(request: Request) -> Response:
+        return Response(status=status, body=b"")
+
+    client, server = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve_connection, server, app, TIMEOUTS)
+        await client.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        head = await receive_until_eof(client)
+    assert head.partition(b"\r\n")[0] == line
+
+
 async def test_head_gets_headers_only() -> None:
     client, server = trio.testing.memory_stream_pair()
     async with trio.open_nursery() as nursery:
@@ -458,7 +477,7 @@ async def test_head_gets_headers_only() -> None:
         await client.send_all(b"HEAD /h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         head = await receive_until_eof(client)
     status_line, _, rest = head.partition(b"\r\n")
-    assert status_line == b"HTTP/1.1 200 "
+    assert status_line == b"HTTP/1.1 200 OK"
     assert rest.endswith(b"\r\n\r\n")
     assert b"content-length: " in rest
 
