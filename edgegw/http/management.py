@@ -17,6 +17,7 @@ import msgspec
 from edgegw.http.app import _basic_credentials
 from edgegw.http.inputs import ascii_count
 from edgegw.http.problems import HttpError, parse_moment, problem_response
+from edgegw.http.puzzel import lost_plus
 from edgegw.http.server import Request, Response
 from edgegw.model import MessageState
 from edgegw.pipeline.management import (
@@ -27,6 +28,7 @@ from edgegw.pipeline.management import (
     MessageFilter,
     StoppedMessage,
 )
+from edgegw.pipeline.submit import Rejected, check_recipient
 
 __all__ = ["Route", "management_routes"]
 
@@ -207,13 +209,23 @@ def _message_filter(query: str) -> MessageFilter:
         limit = count
     return MessageFilter(
         state=state,
-        recipient=values.get("recipient") or None,
+        recipient=_recipient(values["recipient"]) if values.get("recipient") else None,
         batch=values.get("batch") or None,
         since=_moment("since", values.get("since")),
         until=_moment("until", values.get("until")),
         limit=limit,
         cursor=values.get("cursor") or None,
     )
+
+
+def _recipient(text: str) -> str:
+    """The number as sendMessages stores it: a `+` the query string turned into a space comes
+    back, spaces and a `00` prefix are normalised; what is not an international number is 400,
+    since no message could be sent to it."""
+    try:
+        return check_recipient(lost_plus(text))
+    except Rejected as exc:
+        raise HttpError(400, "Bad Request", exc.message.removeprefix("Syntax error: ")) from None
 
 
 def _moment(name: str, text: str | None) -> float | None:

@@ -46,6 +46,7 @@ __all__ = [
     "decode_request_element",
     "decode_xml",
     "encode_response",
+    "lost_plus",
     "negotiate",
     "response_children_xml",
     "syntax_error_response",
@@ -604,13 +605,20 @@ def _densify(tree: dict[str, Any], shape: _Shape, field: str) -> dict[str, Any]:
 
 
 def _restore_plus(tree: dict[str, Any]) -> None:
-    """A raw `+` decodes to a space; a recipient of " 4799999999" is a lost `+` (spec 2.4)."""
     for message in tree.get("message", ()):
         recipient = message.get("recipient")
-        if isinstance(recipient, str) and recipient[:1] == " ":
-            stripped = recipient.strip()
-            if stripped.isdigit():
-                message["recipient"] = "+" + stripped
+        if isinstance(recipient, str):
+            message["recipient"] = lost_plus(recipient)
+
+
+def lost_plus(number: str) -> str:
+    """A number from a query string or form: a raw `+` decodes to a space, so " 4799999999" is
+    a lost `+` (spec 2.4) and comes back as "+4799999999"; anything else is left as it is."""
+    if number[:1] == " ":
+        stripped = number.strip()
+        if stripped.isdigit():
+            return "+" + stripped
+    return number
 
 
 # ---------------------------------------------------------------------------------------------

@@ -344,10 +344,17 @@ async def test_messages_are_listed_with_filters_and_stable_pages(
         assert [m["messageId"] for m in sent["messages"]] == second
         one = await client.get("/api/messages", params={"recipient": "+4741000001", "batch": "p"})
         assert [m["messageId"] for m in one.json()["messages"]] == [first[1]]
+        # As sendMessages takes it: a + the query string made a space, spaces, a 00 prefix.
+        for written in ("+4741000001", "%2B47%2041%2000%2000%2001", "004741000001"):
+            same = await client.get(f"/api/messages?batch=p&recipient={written}")
+            assert [m["messageId"] for m in same.json()["messages"]] == [first[1]], written
         since = (await client.get("/api/messages?since=2025-08-05T08:00:05Z")).json()
         assert [m["messageId"] for m in since["messages"]] == second
         until = (await client.get(f"/api/messages?until={START + 5}")).json()
         assert [m["messageId"] for m in until["messages"]] == first
+        not_a_number = await client.get("/api/messages?recipient=4741000001")
+        assert not_a_number.status_code == 400
+        assert "not an international number" in not_a_number.json()["detail"]
         for bad in ("state=lost", "limit=0", "limit=1001", "since=yesterday", "cursor=%%", "x=1"):
             response = await client.get(f"/api/messages?{bad}")
             assert response.status_code == 400, bad
