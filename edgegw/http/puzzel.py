@@ -506,7 +506,8 @@ def _xml_structure(element: Element, shape: _Shape, field: str) -> dict[str, Any
 # ---------------------------------------------------------------------------------------------
 # Web form and HTTP GET query (spec 2.3 "Web form", 2.4)
 
-_KEY_SEGMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)(?:\[([0-9]{1,6})\])?")
+_KEY_SEGMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)(?:\[([0-9]+)\])?")
+_INDEX_DIGITS: Final = len(str(MAX_INDEX))
 
 
 def decode_form(body: bytes | bytearray) -> SendRequest:
@@ -561,9 +562,11 @@ def _place(tree: dict[str, Any], shape: _Shape, key: str, value: str) -> None:
         if isinstance(kind, tuple):
             if index_text is None:
                 raise RequestSyntaxError(key, f"{name} needs an index, as in {name}[0]")
+            # Compared as text first: int() of thousands of digits is slow, and refused.
+            if len(index_text) > _INDEX_DIGITS or int(index_text) > MAX_INDEX:
+                shown = index_text if len(index_text) <= 12 else index_text[:12] + "..."
+                raise RequestSyntaxError(key, f"index {shown} is above {MAX_INDEX}")
             index = int(index_text)
-            if index > MAX_INDEX:
-                raise RequestSyntaxError(key, f"index {index} is above {MAX_INDEX}")
             if last:
                 raise RequestSyntaxError(key, f"{name}[{index}] needs a field name after it")
             node = node.setdefault(name, {}).setdefault(index, {})

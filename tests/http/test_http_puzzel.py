@@ -367,6 +367,9 @@ def test_many_messages_and_parameters_keep_their_order() -> None:
             "message[0].settings.parameter[0]",
         ),
         (f"message[{MAX_INDEX + 1}].content=x", f"message[{MAX_INDEX + 1}].content"),
+        # Not taken for a foreign name and dropped: a message the client sent is never lost.
+        ("message[0].content=x&message[1000000].content=y", "message[1000000].content"),
+        (f"message[{'9' * 5000}].content=x", f"message[{'9' * 5000}].content"),
         ("message.content=x", "message.content"),
         ("message[0]=x", "message[0]"),
         ("serviceId[0]=1&message[0].content=x", "serviceId[0]"),
