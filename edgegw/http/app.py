@@ -28,7 +28,7 @@ from edgegw.http.puzzel import (
     negotiate,
     syntax_error_response,
 )
-from edgegw.http.server import App, BodyWriter, Request, Response, plain_error
+from edgegw.http.server import App, BodyWriter, Request, Response, decoded, plain_error
 from edgegw.http.soap import FAULT_NAMESPACE
 from edgegw.model import MessageStatus, SendRequest, SendResponse, StatusCode
 from edgegw.store import AnswerSeal, Write
@@ -128,7 +128,8 @@ def make_app(
                 streamed = await _streamed(request, body, fmt)
                 if streamed is not None:
                     return streamed
-            send_request = decoder(body)
+            # JSON is decoded in C (and a big batch a chunk a step, above).
+            send_request = decoder(body) if decoder is decode_json else await decoded(decoder, body)
         except RequestSyntaxError as exc:
             return _puzzel(syntax_error_response(exc), fmt, status=exc.http_status)
         return await _submit(request, send_request, fmt, _XML)

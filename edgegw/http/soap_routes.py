@@ -14,7 +14,7 @@ from typing import Final
 from xml.sax.saxutils import escape
 
 from edgegw.http.management import Route, _batch_xml, _stop_xml
-from edgegw.http.server import ErrorRenderer, Request, Response, plain_error
+from edgegw.http.server import ErrorRenderer, Request, Response, decoded, plain_error
 from edgegw.http.soap import (
     NO_SUCH_BATCH,
     ManagementCall,
@@ -70,6 +70,10 @@ def wsdl_document(name: str) -> bytes:
 Submit = Callable[[SendRequest], Awaitable[SendResponse]]
 
 
+def _send_request(body: bytes | bytearray) -> SendRequest:
+    return decode_send(parse_envelope(body))
+
+
 def soap_routes(
     submit: Submit, management: Management, authenticate: Callable[[str, str], int | None]
 ) -> Route:
@@ -121,7 +125,7 @@ def soap_routes(
             return _fault(SoapFault("Server", "Internal error", StatusCode.INTERNAL_ERROR))
 
     async def _send(request: Request) -> Response:
-        send_request = decode_send(parse_envelope(request.body))
+        send_request = await decoded(_send_request, request.body)
         response = await submit(send_request)
         answer = _xml(encode_send_response(response))
         if response.refused_login():

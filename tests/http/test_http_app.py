@@ -4,6 +4,7 @@ Puzzel error bodies, the switchable 401, message lookup with Basic auth."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Awaitable, Callable
 from xml.etree import ElementTree
 
@@ -12,9 +13,9 @@ import msgspec
 import pytest
 import trio
 
-from edgegw.http.app import Backend, make_app
-from edgegw.http.puzzel import RESPONSE_NAMESPACE, JsonMessages
-from edgegw.http.server import App, HttpLimits, Request, Response, serve_http
+from edgegw.http.app import _BODY_DECODERS, Backend, make_app
+from edgegw.http.puzzel import RESPONSE_NAMESPACE, JsonMessages, decode_form
+from edgegw.http.server import DECODED_IN_A_THREAD, App, HttpLimits, Request, Response, serve_http
 from edgegw.model import (
     STATUS_ENQUEUED,
     MessageStatus,
@@ -203,6 +204,34 @@ async def test_form_in_json_out(app: App, backend: DictBackend) -> None:
     )
     assert json.loads(response.body)["messageStatus"][0]["statusCode"] == 1
     assert backend.submitted[0].message[0].content == "Hello there"
+
+
+async def test_a_big_form_body_is_decoded_off_the_event_loop(
+    app: App, backend: DictBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded_in: list[int] = []
+
+    def recording(body: bytes | bytearray) -> SendRequest:
+        decoded_in.append(threading.get_ident())
+        return decode_form(body)
+
+    monkeypatch.setitem(_BODY_DECODERS, "application/x-www-form-urlencoded", recording)
+    padding = b"&pad=" + b"x" * DECODED_IN_A_THREAD  # a foreign field, ignored
+    for body in (GOOD_FORM, GOOD_FORM + padding):
+        response = await app(
+            request(
+                "POST",
+                "/gw/rs/sendMessages",
+                body,
+                content_type="application/x-www-form-urlencoded",
+                accept="application/json",
+            )
+        )
+        assert json.loads(response.body)["messageStatus"][0]["statusCode"] == 1
+    loop = threading.get_ident()
+    assert decoded_in[0] == loop
+    assert decoded_in[1] != loop
+    assert [sent.message[0].content for sent in backend.submitted] == ["Hello there"] * 2
 
 
 async def test_form_in_a_declared_latin1_charset(app: App, backend: DictBackend) -> None:

@@ -20,6 +20,7 @@ import zeep
 import zeep.exceptions
 
 from edgegw.gateway import Gateway
+from edgegw.http.server import DECODED_IN_A_THREAD
 from edgegw.http.soap import ENVELOPE_NAMESPACE, FAULT_NAMESPACE
 
 CREDENTIALS: dict[str, Any] = {"serviceId": 1000, "username": "demo", "password": "demo"}
@@ -201,6 +202,20 @@ async def test_any_soap_action_and_the_other_management_namespace(gateway: Gatew
             ".//{http://chimera.intele.com/gw/wsdl/GatewayManagement-v1.0}getBatchListResponse"
         )
         assert response is not None
+
+
+async def test_an_envelope_decoded_in_a_worker_thread_answers_the_same(gateway: Gateway) -> None:
+    padded = README_ENVELOPE.replace("<soapenv:Body>", " " * DECODED_IN_A_THREAD + "<soapenv:Body>")
+    broken = padded.replace("</soapenv:Envelope>", "")
+    base = f"http://127.0.0.1:{port_of(gateway)}"
+    async with httpx.AsyncClient(base_url=base) as http:
+        sent = await http.post("/gw/ws/SMSGatewayV10", content=padded)
+        assert sent.status_code == 200
+        assert ElementTree.fromstring(sent.content).findtext(".//messageStatus/statusCode") == "1"
+        refused = await http.post("/gw/ws/SMSGatewayV10", content=broken)
+        assert refused.status_code == 500
+        fault = ElementTree.fromstring(refused.content).find(f".//{{{ENVELOPE_NAMESPACE}}}Fault")
+        assert fault is not None and fault.findtext("faultcode") == "soap:Client"
 
 
 @pytest.mark.parametrize(
