@@ -98,6 +98,7 @@ class Gateway:
         self._links = ""  # folder of the simulated modems' by-id style links, set by run()
         self._ready = False
         self._credentials = {s.username: (s.password, s.id) for s in config.services}
+        # One checker for every door, so its limiter bounds the scrypt threads of them all.
         self._passwords = PasswordChecker()
         self._service_names = {service.id: service.name for service in config.services}
         self.pacer = Pacer(
@@ -188,7 +189,9 @@ class Gateway:
                     )
                     self.store.subscribe(Topic.QUEUE, self.dispatcher.wake)
                     await core.start(self.dispatcher.run)
-                    self.submitter = Submitter(self.config.services, self.store, self.clock)
+                    self.submitter = Submitter(
+                        self.config.services, self.store, self.clock, passwords=self._passwords
+                    )
                     if self.config.smpp is not None:
                         mo_smpp = [
                             service.id for service in self.config.services if service.mo_smpp
@@ -202,6 +205,7 @@ class Gateway:
                             self.submitter,
                             self.config.smpp.accounts,
                             on_accepted=functools.partial(self.metrics.count_accepted, "smpp"),
+                            passwords=self._passwords,
                         )
                         self.store.subscribe(Topic.SMPP, self.smpp.wake)
                         await core.start(self.smpp.run)
@@ -362,12 +366,12 @@ class Gateway:
             accepted = sum(s.statusCode == ok for s in response.messageStatus)
             self.metrics.count_accepted(door, request.serviceId, accepted)
 
-    def authenticate(self, username: str, password: str) -> int | None:
+    async def authenticate(self, username: str, password: str) -> int | None:
         password_and_id = self._credentials.get(username)
         if password_and_id is None:
             return None
         expected, service_id = password_and_id
-        if not self._passwords.verify(expected, password):
+        if not await self._passwords.verify(expected, password):
             return None
         return service_id
 
@@ -448,13 +452,13 @@ class Gateway:
     def metrics_text(self) -> tuple[bytes, str]:
         return self.metrics.scrape(), CONTENT_TYPE
 
-    def operator(self, username: str, password: str) -> bool:
-        if self.authenticate(username, password) is not None:
+    async def operator(self, username: str, password: str) -> bool:
+        if await self.authenticate(username, password) is not None:
             return True
         admin = self.config.monitoring
         return bool(admin.admin_username) and (
             hmac.compare_digest(admin.admin_username.encode(), username.encode())
-            & self._passwords.verify(admin.admin_password, password)
+            & await self._passwords.verify(admin.admin_password, password)
         )
 
     # The receive side's HTTP backend (edgegw.http.receive.ReceiveBackend).

@@ -3,7 +3,8 @@
 
 Checking an scrypt hash costs tens of milliseconds, too much for every HTTP request, so a
 `PasswordChecker` remembers a salted SHA-256 of each password it verified and compares that
-(constant time) on the next request; a wrong password always pays the full scrypt.
+(constant time) on the next request; a wrong password always pays the full scrypt, in a worker
+thread (a few at once), never on the event loop.
 """
 
 from __future__ import annotations
@@ -13,12 +14,23 @@ import hashlib
 import hmac
 import secrets
 
-__all__ = ["PasswordChecker", "check_hash_format", "hash_password", "is_hashed", "verify_password"]
+import trio
+
+__all__ = [
+    "PasswordChecker",
+    "check_hash_format",
+    "hash_password",
+    "is_hashed",
+    "verify_password",
+]
 
 _PREFIX = "$scrypt$"
 _LOG2_N, _R, _P = 14, 8, 1  # 16 MiB and ~50 ms per check on a small box
 _KEY_BYTES = 32
 _MAX_LOG2_N = 20  # refuse hashes that would take a gigabyte to check
+# scrypt checks running at once, each in its own worker thread holding 16 MiB: a flood of wrong
+# passwords queues here instead of starting a thread per request.
+SCRYPT_CHECKS_AT_ONCE = 2
 
 
 def _b64(data: bytes) -> str:
@@ -60,23 +72,33 @@ def verify_password(stored: str, presented: str) -> bool:
 
 
 class PasswordChecker:
-    """`verify_password` with a memory of passwords already verified against a hash."""
+    """`verify_password` off the event loop, with a memory of passwords already verified against
+    a hash. One per gateway, shared by every door, so its limiter bounds them all."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, at_once: int = SCRYPT_CHECKS_AT_ONCE) -> None:
         self._pepper = secrets.token_bytes(16)
         self._verified: dict[str, bytes] = {}  # stored hash -> digest of its password
+        self._limiter = trio.CapacityLimiter(at_once)
 
-    def verify(self, stored: str, presented: str) -> bool:
+    async def verify(self, stored: str, presented: str) -> bool:
+        """Whether `presented` is the password `stored`."""
         if not is_hashed(stored):
             return verify_password(stored, presented)
         digest = hashlib.sha256(self._pepper + presented.encode("utf-8")).digest()
         known = self._verified.get(stored)
         if known is not None and hmac.compare_digest(known, digest):
             return True
-        if not verify_password(stored, presented):
+        if not await self._check(stored, presented):
             return False
         self._verified[stored] = digest
         return True
+
+    async def _check(self, stored: str, presented: str) -> bool:
+        if not is_hashed(stored):
+            return verify_password(stored, presented)
+        return await trio.to_thread.run_sync(
+            verify_password, stored, presented, limiter=self._limiter
+        )
 
 
 def _parse(stored: str) -> tuple[int, int, int, bytes, bytes]:

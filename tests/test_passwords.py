@@ -43,12 +43,12 @@ def test_a_malformed_hash_is_refused_and_explained() -> None:
     assert not verify_password(broken, "demo")
 
 
-def test_the_checker_remembers_a_verified_password_and_nothing_else() -> None:
+async def test_the_checker_remembers_a_verified_password_and_nothing_else() -> None:
     checker = PasswordChecker()
-    assert not checker.verify(HASHED, "wrong")
-    assert checker.verify(HASHED, "demo")
-    assert checker.verify(HASHED, "demo")  # from memory
-    assert not checker.verify(HASHED, "wrong")
+    assert not await checker.verify(HASHED, "wrong")
+    assert await checker.verify(HASHED, "demo")
+    assert await checker.verify(HASHED, "demo")  # from memory
+    assert not await checker.verify(HASHED, "wrong")
 
 
 def test_hash_password_reads_stdin_and_prints_a_usable_hash() -> None:

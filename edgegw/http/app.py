@@ -57,7 +57,7 @@ class Backend(Protocol):
     ) -> None: ...
 
     # Service id for HTTP Basic credentials, or None.
-    def authenticate(self, username: str, password: str) -> int | None: ...
+    async def authenticate(self, username: str, password: str) -> int | None: ...
 
 
 SEND_PATH: Final = "/gw/rs/sendMessages"
@@ -155,7 +155,7 @@ def make_app(
         if batch is None:
             return None
         head, messages = batch
-        if head.serviceId is None or head.serviceId != backend.authenticate(
+        if head.serviceId is None or head.serviceId != await backend.authenticate(
             head.username or "", head.password or ""
         ):
             return None  # refused as a whole by the usual path

@@ -64,7 +64,7 @@ class _Cancelled(msgspec.Struct, kw_only=True):
 
 def management_routes(
     management: Management,
-    authenticate: Callable[[str, str], int | None],
+    authenticate: Callable[[str, str], Awaitable[int | None]],
     service_ids: Collection[int],
     *,
     allow_unauthenticated_loopback: bool = False,
@@ -105,7 +105,7 @@ def management_routes(
         service_id = ascii_count(service_part)
         if head != "batch" or service_id is None:
             raise HttpError(404, "Not Found", f"no such resource {request.path!r}")
-        _authorize(request, service_id, client_style=client_style)
+        await _authorize(request, service_id, client_style=client_style)
         as_xml = not client_style and _prefers_xml(request.headers.get("accept"))
         # Percent-decode after routing: the client sends "/" inside a reference as %2F.
         reference = unquote(reference)
@@ -134,7 +134,7 @@ def management_routes(
             )
         )
 
-    def _authorize(request: Request, service_id: int, *, client_style: bool) -> None:
+    async def _authorize(request: Request, service_id: int, *, client_style: bool) -> None:
         header = request.headers.get("authorization")
         if (
             header is None
@@ -144,15 +144,15 @@ def management_routes(
             and service_id in service_ids
         ):
             return
-        if _service(request) != service_id:
+        if await _service(request) != service_id:
             raise _unauthorized()
 
-    def _service(request: Request) -> int | None:
+    async def _service(request: Request) -> int | None:
         credentials = _basic_credentials(request.headers.get("authorization"))
-        return None if credentials is None else authenticate(*credentials)
+        return None if credentials is None else await authenticate(*credentials)
 
     async def _list_messages(request: Request) -> Response:
-        service_id = _service(request)
+        service_id = await _service(request)
         if service_id is None:
             raise _unauthorized()
         query = _message_filter(request.query)
@@ -163,7 +163,7 @@ def management_routes(
         return _json(page)
 
     async def _message(request: Request, message_id: str) -> Response:
-        service_id = _service(request)
+        service_id = await _service(request)
         if service_id is None:
             raise _unauthorized()
         view = await management.message(service_id, message_id)
@@ -172,7 +172,7 @@ def management_routes(
         return _json(view)
 
     async def _cancel(request: Request, message_id: str) -> Response:
-        service_id = _service(request)
+        service_id = await _service(request)
         if service_id is None:
             raise _unauthorized()
         outcome = await management.cancel(service_id, message_id)

@@ -38,7 +38,7 @@ class MonitoringBackend(Protocol):
     def metrics_text(self) -> tuple[bytes, str]: ...
 
     # True for the credentials of any service or of the admin account.
-    def operator(self, username: str, password: str) -> bool: ...
+    async def operator(self, username: str, password: str) -> bool: ...
 
 
 class _Health(msgspec.Struct):
@@ -59,7 +59,7 @@ def monitoring_routes(backend: MonitoringBackend, *, metrics_auth: bool = False)
             response.headers.append(("allow", "GET, HEAD"))
             return response
         if path == METRICS_PATH:
-            if metrics_auth and not _operator(request):
+            if metrics_auth and not await _operator(request):
                 return problem_response(401, "Unauthorized", "HTTP Basic credentials needed")
             body, content_type = backend.metrics_text()
             return Response(status=200, headers=[("content-type", content_type)], body=body)
@@ -73,9 +73,9 @@ def monitoring_routes(backend: MonitoringBackend, *, metrics_auth: bool = False)
         )
         return _json(200 if live else 503, msgspec.json.encode(health))
 
-    def _operator(request: Request) -> bool:
+    async def _operator(request: Request) -> bool:
         credentials = _basic_credentials(request.headers.get("authorization"))
-        return credentials is not None and backend.operator(*credentials)
+        return credentials is not None and await backend.operator(*credentials)
 
     return route
 

@@ -34,7 +34,7 @@ class ReceiveBackend(Protocol):
     """What these routes need from the core; the gateway implements it."""
 
     # Service id for HTTP Basic credentials, or None.
-    def authenticate(self, username: str, password: str) -> int | None: ...
+    async def authenticate(self, username: str, password: str) -> int | None: ...
 
     # The service's inbound received after `since` (epoch), newest first, at most `limit`.
     async def inbound_list(
@@ -58,7 +58,7 @@ def receive_routes(backend: ReceiveBackend) -> Route:
         path = request.path
         try:
             if path in (INBOUND_PATH, INBOUND_PATH + "/"):
-                service_id = _authorized(request)
+                service_id = await _authorized(request)
                 since, limit = _list_query(request.query)
                 views = await backend.inbound_list(service_id, since, limit)
                 return _json(_InboundList(inbound=views))
@@ -66,7 +66,7 @@ def receive_routes(backend: ReceiveBackend) -> Route:
                 message_id = unquote(path[len(INBOUND_PATH) + 1 :])
                 if "/" in message_id:
                     raise HttpError(404, "Not Found", f"no such resource {path!r}")
-                service_id = _authorized(request)
+                service_id = await _authorized(request)
                 view = await backend.inbound_view(service_id, message_id)
                 if view is None:
                     raise HttpError(
@@ -74,17 +74,17 @@ def receive_routes(backend: ReceiveBackend) -> Route:
                     )
                 return _json(view)
             if path == MODEMS_PATH:
-                _authorized(request)
+                await _authorized(request)
                 return _json(await backend.modems_view())
         except HttpError as exc:
             return _problem(exc)
         return None
 
-    def _authorized(request: Request) -> int:
+    async def _authorized(request: Request) -> int:
         if request.method not in ("GET", "HEAD"):
             raise HttpError(405, "Method Not Allowed", f"{request.method} is not allowed here")
         credentials = _basic_credentials(request.headers.get("authorization"))
-        service_id = None if credentials is None else backend.authenticate(*credentials)
+        service_id = None if credentials is None else await backend.authenticate(*credentials)
         if service_id is None:
             raise HttpError(401, "Unauthorized", "HTTP Basic credentials of a service needed")
         return service_id

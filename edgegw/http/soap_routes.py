@@ -75,7 +75,9 @@ def _send_request(body: bytes | bytearray) -> SendRequest:
 
 
 def soap_routes(
-    submit: Submit, management: Management, authenticate: Callable[[str, str], int | None]
+    submit: Submit,
+    management: Management,
+    authenticate: Callable[[str, str], Awaitable[int | None]],
 ) -> Route:
     """The routes, for `make_app(..., routes=[...])`; other paths get None. `submit` is the
     same entry point REST uses, so SOAP requests get the same validation and statuses."""
@@ -134,7 +136,7 @@ def soap_routes(
 
     async def _manage(request: Request) -> Response:
         call = decode_management(parse_envelope(request.body))
-        if authenticate(call.username, call.password) != call.service_id:
+        if await authenticate(call.username, call.password) != call.service_id:
             refusal = _fault(SoapFault("Client", "Access denied", StatusCode.ACCESS_ERROR))
             refusal.auth_failure = call.username
             return refusal

@@ -45,7 +45,7 @@ class StatusView(msgspec.Struct, kw_only=True):
 
 
 class StatusBackend(Protocol):
-    def operator(self, username: str, password: str) -> bool: ...
+    async def operator(self, username: str, password: str) -> bool: ...
 
     async def status_view(self) -> StatusView: ...
 
@@ -78,7 +78,7 @@ def status_routes(backend: StatusBackend) -> Route:
                     raise HttpError(404, "Not Found", f"no asset {name!r}")
                 _method(request, "GET")
                 return _asset(assets, name)
-            _authorized(request)
+            await _authorized(request)
             if path in (STATUS_PATH, STATUS_PATH + "/"):
                 _method(request, "GET")
                 return _asset(assets, "status.html")
@@ -110,9 +110,9 @@ def status_routes(backend: StatusBackend) -> Route:
         except ValueError as exc:
             return problem_response(422, "Unprocessable Content", str(exc))
 
-    def _authorized(request: Request) -> None:
+    async def _authorized(request: Request) -> None:
         credentials = _basic_credentials(request.headers.get("authorization"))
-        if credentials is None or not backend.operator(*credentials):
+        if credentials is None or not await backend.operator(*credentials):
             raise HttpError(401, "Unauthorized", "a service's or the admin's credentials")
 
     return route

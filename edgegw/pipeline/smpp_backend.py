@@ -21,6 +21,7 @@ import trio
 from edgegw.clock import Clock
 from edgegw.delivery.smpp_outbox import newest_items, pending_outbound, record_answer, smpp_state
 from edgegw.model import TERMINAL_STATES, MessageState, OriginatorType
+from edgegw.passwords import PasswordChecker
 from edgegw.pipeline.submit import DirectMessage, Rejected, Submitter
 from edgegw.smpp.backend import Account, AccountTable, BindMode, QueryResult, SubmitRefused
 from edgegw.smpp.config import SmppAccount
@@ -108,20 +109,21 @@ class GatewaySmppBackend:
         accounts: Iterable[SmppAccount],
         *,
         on_accepted: Callable[[int, int], None] | None = None,
+        passwords: PasswordChecker | None = None,
     ) -> None:
         self._store = store
         # Told (service id, messages) after each committed submit; the gateway counts them.
         self._on_accepted = on_accepted
         self._clock = clock
         self._submitter = submitter
-        self._accounts = AccountTable(accounts)
+        self._accounts = AccountTable(accounts, passwords)
         self._signals: dict[int, trio.Event] = {}
         self._wakeup = trio.Event()
 
     # -- sessions ---------------------------------------------------------------------------
 
     async def authenticate(self, system_id: str, password: str, mode: BindMode) -> Account:
-        return self._accounts.authenticate(system_id, password)
+        return await self._accounts.authenticate(system_id, password)
 
     async def submit(self, account: Account, submission: Submission) -> str:
         """One submission's messageId once committed, or SubmitRefused."""

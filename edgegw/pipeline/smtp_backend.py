@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import ipaddress
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Final
 
 from edgegw.config import ServiceConfig
@@ -36,7 +36,7 @@ class GatewaySmtpBackend:
         services: Iterable[ServiceConfig],
         submitter: Submitter,
         store: Store,
-        authenticate: Callable[[str, str], int | None],
+        authenticate: Callable[[str, str], Awaitable[int | None]],
         *,
         domain: str,
         on_accepted: Callable[[int, int], None] | None = None,
@@ -54,8 +54,8 @@ class GatewaySmtpBackend:
         self._authenticate = authenticate
         self._domain = domain
 
-    def authenticate(self, username: str, password: str) -> int | None:
-        return self._authenticate(username, password)
+    async def authenticate(self, username: str, password: str) -> int | None:
+        return await self._authenticate(username, password)
 
     def recipient(self, address: str, client: str, authenticated: int | None) -> Reply:
         """The RCPT decision: a well-formed address of a service that takes email, from an

@@ -197,6 +197,7 @@ class Submitter:
         clock: Clock,
         *,
         rng: random.Random | None = None,
+        passwords: PasswordChecker | None = None,
     ) -> None:
         self._services = {service.id: service for service in services}
         self._store = store
@@ -205,7 +206,7 @@ class Submitter:
         self._reference_guards = {
             service.id: trio.Semaphore(1) for service in services if service.unique_client_reference
         }
-        self._passwords = PasswordChecker()
+        self._passwords = PasswordChecker() if passwords is None else passwords
         # The concatenation reference only has to differ between messages that one handset
         # may be reassembling at the same time; a wrapping counter does that.
         self._reference = (rng or random.SystemRandom()).randrange(256)
@@ -226,7 +227,9 @@ class Submitter:
         service = self._services.get(request.serviceId)
         if service is None:
             return _all(batch_reference, messages, StatusCode.ILLEGAL_SERVICE, "Illegal service")
-        if not _credentials_match(service, request.username, request.password, self._passwords):
+        if not await _credentials_match(
+            service, request.username, request.password, self._passwords
+        ):
             return _all(batch_reference, messages, StatusCode.ACCESS_ERROR, "Access denied")
 
         release_references = await self._hold_references(service)
@@ -321,7 +324,7 @@ class Submitter:
         the decoded batch nor its statuses are ever held whole (issue 10 item 7)."""
         batch_reference = request.batchReference or new_batch_reference()
         service = self._services.get(request.serviceId) if request.serviceId is not None else None
-        if service is None or not _credentials_match(
+        if service is None or not await _credentials_match(
             service, request.username, request.password, self._passwords
         ):
             # The HTTP side streams only a request whose credentials it checked; this answers
@@ -761,7 +764,7 @@ def parse_originator(originator: str | None, kind: str | None) -> tuple[str, str
 _known_originator = functools.lru_cache(maxsize=256)(parse_originator)
 
 
-def _credentials_match(
+async def _credentials_match(
     service: ServiceConfig,
     username: str | None,
     password: str | None,
@@ -770,7 +773,7 @@ def _credentials_match(
     # Both comparisons always run, in constant time, so timing tells nothing about either;
     # the service's password may be plaintext or an scrypt hash (edgegw.passwords).
     user_ok = hmac.compare_digest(service.username.encode(), (username or "").encode())
-    password_ok = passwords.verify(service.password, password or "")
+    password_ok = await passwords.verify(service.password, password or "")
     return user_ok and password_ok and username is not None and password is not None
 
 

@@ -118,15 +118,17 @@ class AccountTable:
     """`authenticate` over the configured accounts, for backends that keep them in the config.
     Passwords (plaintext or scrypt hashes, edgegw.passwords) compare in constant time."""
 
-    def __init__(self, accounts: Iterable[SmppAccount]) -> None:
+    def __init__(
+        self, accounts: Iterable[SmppAccount], passwords: PasswordChecker | None = None
+    ) -> None:
         self._accounts = {account.system_id: account for account in accounts}
-        self._passwords = PasswordChecker()
+        self._passwords = PasswordChecker() if passwords is None else passwords
 
-    def authenticate(self, system_id: str, password: str) -> Account:
+    async def authenticate(self, system_id: str, password: str) -> Account:
         account = self._accounts.get(system_id)
         if account is None:
             raise BindRefused(CommandStatus.ESME_RINVSYSID, f"no account {system_id!r}")
-        if not self._passwords.verify(account.password, password):
+        if not await self._passwords.verify(account.password, password):
             raise BindRefused(CommandStatus.ESME_RINVPASWD, f"wrong password for {system_id!r}")
         return Account(
             system_id=account.system_id, service_id=account.service, max_binds=account.max_binds

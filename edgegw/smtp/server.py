@@ -42,7 +42,7 @@ class SmtpBackend(Protocol):
     """What the listener needs from the core; edgegw.pipeline.smtp_backend implements it."""
 
     # The service id for these credentials, or None.
-    def authenticate(self, username: str, password: str) -> int | None: ...
+    async def authenticate(self, username: str, password: str) -> int | None: ...
 
     # The RCPT decision for a client address (and the service it authenticated as).
     def recipient(self, address: str, client: str, authenticated: int | None) -> Reply: ...
@@ -146,7 +146,7 @@ async def serve_connection(
             elif isinstance(event, MessageReceived):
                 session.answer(await backend.deliver(event.recipients, event.content))
             elif isinstance(event, AuthRequested):
-                authenticated = backend.authenticate(event.username, event.password)
+                authenticated = await backend.authenticate(event.username, event.password)
                 if authenticated is None:
                     session.answer(Reply(535, "5.7.8 authentication credentials invalid"))
                 else:

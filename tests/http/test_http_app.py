@@ -69,7 +69,7 @@ class DictBackend:
             ],
         )
 
-    def authenticate(self, username: str, password: str) -> int | None:
+    async def authenticate(self, username: str, password: str) -> int | None:
         for service_id, login in SERVICES.items():
             if login == (username, password):
                 return service_id

@@ -116,7 +116,7 @@ class Backend:
     ) -> None:
         await self.submitter.submit_stream(request, messages, emit)
 
-    def authenticate(self, username: str, password: str) -> int | None:
+    async def authenticate(self, username: str, password: str) -> int | None:
         expected = self.logins.get(username)
         return expected[1] if expected is not None and expected[0] == password else None
 

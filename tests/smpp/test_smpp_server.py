@@ -106,7 +106,7 @@ class MemoryBackend:
         self.changed = trio.Event()
 
     async def authenticate(self, system_id: str, password: str, mode: BindMode) -> Account:
-        account = self.accounts.authenticate(system_id, password)
+        account = await self.accounts.authenticate(system_id, password)
         self.binds.append((system_id, mode))
         return account
 

@@ -21,7 +21,7 @@ class Backend:
         self.mails: list[tuple[tuple[str, ...], bytes]] = []
         self.seen_auth: list[int | None] = []
 
-    def authenticate(self, username: str, password: str) -> int | None:
+    async def authenticate(self, username: str, password: str) -> int | None:
         return 1000 if (username, password) == ("demo", "demo") else None
 
     def recipient(self, address: str, client: str, authenticated: int | None) -> Reply:

@@ -71,7 +71,7 @@ class AcceptingBackend:
         self.signal = trio.Event()
 
     async def authenticate(self, system_id: str, password: str, mode: BindMode) -> Account:
-        return self.accounts.authenticate(system_id, password)
+        return await self.accounts.authenticate(system_id, password)
 
     async def submit_many(
         self, account: Account, submissions: Sequence[Submission]
