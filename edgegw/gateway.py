@@ -40,7 +40,7 @@ from edgegw.http.soap_routes import soap_errors, soap_routes
 from edgegw.http.status import StatusView, status_routes
 from edgegw.metrics import CONTENT_TYPE, Metrics
 from edgegw.model import InboundView, SendRequest, SendResponse, StatusCode
-from edgegw.passwords import PasswordChecker
+from edgegw.passwords import PasswordChecker, stand_in_for
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.inbound import InboundReceiver, inbound_record, inbound_records, inbound_view
 from edgegw.pipeline.keywords import InboundRouter, KeywordRule
@@ -100,6 +100,7 @@ class Gateway:
         self._credentials = {s.username: (s.password, s.id) for s in config.services}
         # One checker for every door, so its limiter bounds the scrypt threads of them all.
         self._passwords = PasswordChecker()
+        self._unknown_user = stand_in_for(s.password for s in config.services)
         self._service_names = {service.id: service.name for service in config.services}
         self.pacer = Pacer(
             {
@@ -369,6 +370,8 @@ class Gateway:
     async def authenticate(self, username: str, password: str) -> int | None:
         password_and_id = self._credentials.get(username)
         if password_and_id is None:
+            # As slow as a wrong password, so the answer does not tell the user is unknown.
+            await self._passwords.verify(None, password, stand_in=self._unknown_user)
             return None
         expected, service_id = password_and_id
         if not await self._passwords.verify(expected, password):

@@ -4,7 +4,8 @@
 Checking an scrypt hash costs tens of milliseconds, too much for every HTTP request, so a
 `PasswordChecker` remembers a salted SHA-256 of each password it verified and compares that
 (constant time) on the next request; a wrong password always pays the full scrypt, in a worker
-thread (a few at once), never on the event loop.
+thread (a few at once), never on the event loop. An unknown account pays the same scrypt against
+a stand-in, so its answer takes as long as a wrong password's and accounts cannot be enumerated.
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable
 
 import trio
 
 __all__ = [
+    "DUMMY_HASH",
     "PasswordChecker",
     "check_hash_format",
     "hash_password",
     "is_hashed",
+    "stand_in_for",
     "verify_password",
 ]
 
@@ -60,6 +64,20 @@ def check_hash_format(stored: str) -> str | None:
     return None
 
 
+# What an unknown account's password is checked against: the parameters of `hash_password`, so
+# it costs the same; its key is no password's scrypt (all zero bytes), so nothing matches it.
+DUMMY_HASH = f"{_PREFIX}ln={_LOG2_N},r={_R},p={_P}${_b64(bytes(16))}${_b64(bytes(_KEY_BYTES))}"
+
+
+def stand_in_for(passwords: Iterable[str]) -> str:
+    """What a door checks an unknown account's password against, so that answer takes as long
+    as a known account's wrong one: the dummy hash if any of the door's passwords is hashed,
+    else a random plaintext (a wrong plaintext is answered at once)."""
+    if any(is_hashed(password) for password in passwords):
+        return DUMMY_HASH
+    return secrets.token_urlsafe(16)
+
+
 def verify_password(stored: str, presented: str) -> bool:
     """Whether `presented` matches `stored` (plaintext or hash), in constant time."""
     if not is_hashed(stored):
@@ -80,8 +98,14 @@ class PasswordChecker:
         self._verified: dict[str, bytes] = {}  # stored hash -> digest of its password
         self._limiter = trio.CapacityLimiter(at_once)
 
-    async def verify(self, stored: str, presented: str) -> bool:
-        """Whether `presented` is the password `stored`."""
+    async def verify(
+        self, stored: str | None, presented: str, *, stand_in: str = DUMMY_HASH
+    ) -> bool:
+        """Whether `presented` is the password `stored`; None is an unknown account, whose
+        answer (always False) costs what a wrong password against `stand_in` costs."""
+        if stored is None:
+            await self._check(stand_in, presented)
+            return False
         if not is_hashed(stored):
             return verify_password(stored, presented)
         digest = hashlib.sha256(self._pepper + presented.encode("utf-8")).digest()

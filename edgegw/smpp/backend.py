@@ -15,7 +15,7 @@ from typing import Protocol
 import msgspec
 import trio
 
-from edgegw.passwords import PasswordChecker
+from edgegw.passwords import PasswordChecker, stand_in_for
 from edgegw.smpp.config import SmppAccount
 from edgegw.smpp.constants import CommandStatus, MessageState
 from edgegw.smpp.outbound import Outbound
@@ -116,17 +116,20 @@ class SmppBackend(Protocol):
 
 class AccountTable:
     """`authenticate` over the configured accounts, for backends that keep them in the config.
-    Passwords (plaintext or scrypt hashes, edgegw.passwords) compare in constant time."""
+    Passwords (plaintext or scrypt hashes, edgegw.passwords) compare in constant time, and an
+    unknown system_id takes as long to refuse as a wrong password."""
 
     def __init__(
         self, accounts: Iterable[SmppAccount], passwords: PasswordChecker | None = None
     ) -> None:
         self._accounts = {account.system_id: account for account in accounts}
         self._passwords = PasswordChecker() if passwords is None else passwords
+        self._unknown = stand_in_for(account.password for account in self._accounts.values())
 
     async def authenticate(self, system_id: str, password: str) -> Account:
         account = self._accounts.get(system_id)
         if account is None:
+            await self._passwords.verify(None, password, stand_in=self._unknown)
             raise BindRefused(CommandStatus.ESME_RINVSYSID, f"no account {system_id!r}")
         if not await self._passwords.verify(account.password, password):
             raise BindRefused(CommandStatus.ESME_RINVPASWD, f"wrong password for {system_id!r}")
