@@ -2,7 +2,14 @@
 machine, the mail's text and recipient address, the configuration and the trio listener."""
 
 from edgegw.smtp.config import ServiceSmtp, SmtpConfig, check_smtp
-from edgegw.smtp.mail import MAX_CHARACTERS, MailContent, MailError, mail_content, parse_recipient
+from edgegw.smtp.mail import (
+    MAX_CHARACTERS,
+    MAX_MIME_CONTAINERS,
+    MailContent,
+    MailError,
+    mail_content,
+    parse_recipient,
+)
 from edgegw.smtp.protocol import (
     NEED_DATA,
     AuthRequested,
@@ -18,6 +25,7 @@ from edgegw.smtp.protocol import (
 
 __all__ = [
     "MAX_CHARACTERS",
+    "MAX_MIME_CONTAINERS",
     "NEED_DATA",
     "AuthRequested",
     "ConnectionClosed",

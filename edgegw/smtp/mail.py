@@ -12,21 +12,37 @@ import email.header
 import email.message
 import email.parser
 import email.policy
+import itertools
 import re
 from html.parser import HTMLParser
 from typing import Final
 
 import msgspec
 
-__all__ = ["MAX_CHARACTERS", "MailContent", "MailError", "mail_content", "parse_recipient"]
+__all__ = [
+    "MAX_CHARACTERS",
+    "MAX_MIME_CONTAINERS",
+    "MailContent",
+    "MailError",
+    "mail_content",
+    "parse_recipient",
+]
 
 # Spec 2.6: at most 918 characters (six concatenated GSM parts).
 MAX_CHARACTERS: Final = 918
+# Multipart and message/* parts a mail may declare. The stdlib parser recurses once per
+# nested one (and blocks for the whole parse), so a mail nesting hundreds ends in RecursionError
+# after half a second of CPU; each container adds at most a level or two, so this count bounds
+# the depth. Real mail nests a handful (mixed > related > alternative).
+MAX_MIME_CONTAINERS: Final = 16
 
 _LOCAL_PART: Final = re.compile(r"(\+?)([0-9]{1,20})-([0-9]{1,10})")
 _SIGNATURE: Final = "-- "  # RFC 3676 4.3 signature separator line
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _parser = email.parser.BytesParser(policy=email.policy.compat32)
+# A Content-Type header (folded or not, any case) that makes its part a container the parser
+# descends into. Counted over the raw bytes before parsing; a match in a body only over-counts.
+_CONTAINER: Final = re.compile(rb"^content-type:[ \t\r\n]*(?:multipart|message)/", re.I | re.M)
 
 
 class MailError(ValueError):
@@ -59,11 +75,21 @@ def mail_content(raw: bytes, *, prepend_subject: bool, strip_signature: bool) ->
     """The SMS text of a mail: the first text/plain part, else the first text/html one as
     text; line ends as LF, trailing blank space removed, a `-- ` signature cut when asked, the
     subject and a newline before it when asked."""
-    message = _parser.parsebytes(raw)
-    # Not `or`: a Message without headers is falsy (its len() counts headers).
-    part = _first_part(message, "text/plain")
-    if part is None:
-        part = _first_part(message, "text/html")
+    too_deep = MailError(
+        f"MIME parts nested too deeply (at most {MAX_MIME_CONTAINERS} multipart or message parts)"
+    )
+    containers = itertools.islice(_CONTAINER.finditer(raw), MAX_MIME_CONTAINERS + 1)
+    if sum(1 for _ in containers) > MAX_MIME_CONTAINERS:
+        raise too_deep
+    try:
+        message = _parser.parsebytes(raw)
+        # Not `or`: a Message without headers is falsy (its len() counts headers).
+        part = _first_part(message, "text/plain")
+        if part is None:
+            part = _first_part(message, "text/html")
+    except RecursionError:
+        # Nesting the count above did not see ends the same way.
+        raise too_deep from None
     if part is None:
         raise MailError("the mail has no text/plain or text/html part")
     text = _decoded_text(part)

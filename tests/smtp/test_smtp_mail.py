@@ -1,6 +1,7 @@
 """A mail's SMS text and its recipient address (spec 2.6): plain, multipart, HTML only, QP and
 base64, declared charsets (and refused ones), signature, subject, X-NewSession, the 918
-character limit; and hypothesis: any bytes give a text or a MailError."""
+character limit, MIME nested too deeply (refused before the parser sees it); and hypothesis: any
+bytes give a text or a MailError."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgegw.smtp.mail import MAX_CHARACTERS, MailError, mail_content, parse_recipient
+from edgegw.smtp import mail
+from edgegw.smtp.mail import (
+    MAX_CHARACTERS,
+    MAX_MIME_CONTAINERS,
+    MailError,
+    mail_content,
+    parse_recipient,
+)
 
 
 def content(raw: bytes, *, prepend_subject: bool = False, strip_signature: bool = False) -> str:
@@ -76,6 +84,64 @@ def test_new_session_header_and_limits() -> None:
         content(b"Subject: only\r\n\r\n  \r\n")
     with pytest.raises(MailError, match="no text/plain or text/html part"):
         content(b"Content-Type: image/png\r\n\r\nxx\r\n")
+
+
+def nested(levels: int, *, header: str = "Content-Type: multipart/mixed; boundary=") -> bytes:
+    """A text/plain part inside `levels` multiparts, each the only part of the one before."""
+    containers = "".join(f"{header}b{i}\r\n\r\n--b{i}\r\n" for i in range(levels))
+    return (containers + "Content-Type: text/plain\r\n\r\nhi\r\n").encode()
+
+
+class NoParser:
+    """Stands in for the stdlib parser where a mail must be refused before it is parsed."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+        self.calls = 0
+
+    def parsebytes(self, raw: bytes) -> None:
+        self.calls += 1
+        raise self.error
+
+
+def test_nesting_up_to_the_limit_is_read() -> None:
+    assert content(nested(MAX_MIME_CONTAINERS)) == "hi"
+    # Folded and in other case, a container still counts.
+    folded = nested(MAX_MIME_CONTAINERS, header="CONTENT-TYPE:\r\n\tMultipart/Mixed; boundary=")
+    assert content(folded) == "hi"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        nested(MAX_MIME_CONTAINERS + 1),
+        # The hostile-input probe's mail: 1000 levels made the parser raise RecursionError.
+        nested(1000),
+        nested(1000, header="content-type:\r\n multipart/digest; boundary="),
+        (
+            "Content-Type: message/rfc822\r\n\r\n" * 1000 + "Content-Type: text/plain\r\n\r\nhi\r\n"
+        ).encode(),
+    ],
+    ids=["limit+1", "1000", "1000-folded", "1000-rfc822"],
+)
+def test_deep_nesting_is_refused_before_parsing(
+    raw: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parser = NoParser(AssertionError("parsed a mail that is nested too deeply"))
+    monkeypatch.setattr(mail, "_parser", parser)
+    with pytest.raises(MailError, match="MIME parts nested too deeply"):
+        content(raw)
+    assert parser.calls == 0
+
+
+def test_a_recursion_error_of_the_parser_is_the_same_refusal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parser = NoParser(RecursionError("maximum recursion depth exceeded"))
+    monkeypatch.setattr(mail, "_parser", parser)
+    with pytest.raises(MailError, match="MIME parts nested too deeply"):
+        content(nested(2))
+    assert parser.calls == 1
 
 
 @pytest.mark.parametrize(
