@@ -280,7 +280,12 @@ class Gateway:
                         if smtp is not None:
                             with _listen_failure("SMTP", smtp.host, smtp.port, "[smtp] port"):
                                 smtp_port = await listeners.start(
-                                    serve_smtp, smtp, self._smtp_backend()
+                                    functools.partial(
+                                        serve_smtp,
+                                        smtp,
+                                        self._smtp_backend(),
+                                        throttle=self.throttle,
+                                    )
                                 )
                         self._ready = True
                         log.info("gateway ready: http on %s:%d", http.host, http_port)

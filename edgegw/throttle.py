@@ -1,7 +1,7 @@
 """Credential guessing made slow: failed logins counted per client address and per account in a
 sliding window, answered with a growing delay, and an address refused for a cool-down once it
 has failed too often. Pure: `now` is a parameter (any monotonic seconds); no trio, no logging.
-The HTTP and SMPP shells consult one shared `AuthThrottle` (issue 10, item 6).
+The HTTP, SMPP and SMTP shells consult one shared `AuthThrottle` (issue 10, item 6).
 """
 
 from __future__ import annotations

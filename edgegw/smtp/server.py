@@ -1,6 +1,8 @@
 """The SMTP listener: a thin trio shell that moves bytes between a socket (TLS after STARTTLS)
 and `SmtpSession`, owns the idle and DATA timeouts and the connection limit, and asks the
-backend for each decision. One failing connection never touches another. Spec section 2.6.
+backend for each decision. AUTH goes through the gateway's shared `AuthThrottle` (the policy
+lives there; this only consults it and waits). One failing connection never touches another.
+Spec section 2.6.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from edgegw.smtp.protocol import (
     SmtpSession,
     StartTlsRequested,
 )
+from edgegw.throttle import AuthThrottle
 
 __all__ = ["SmtpBackend", "serve_connection", "serve_smtp"]
 
@@ -36,6 +39,7 @@ log = logging.getLogger(__name__)
 _RECEIVE_BYTES: Final = 65536
 _LINGER_SECONDS: Final = 1.0
 _BUSY: Final = Reply(421, "4.3.2 too many connections, try again later")
+_DOOR: Final = "smtp"  # the label of its failed logins in edgegw.throttle and /metrics
 
 
 class SmtpBackend(Protocol):
@@ -63,10 +67,13 @@ async def serve_smtp(
     config: SmtpConfig,
     backend: SmtpBackend,
     *,
+    throttle: AuthThrottle | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Listen on config.host:config.port; reports the bound port through `task_status`."""
+    """Listen on config.host:config.port; reports the bound port through `task_status`.
+    Failed AUTH is slowed and locked out by `throttle` (one of default policy if None)."""
     tls = _tls_context(config)
+    throttle = throttle or AuthThrottle()
     listeners = await trio.open_tcp_listeners(config.port, host=config.host)
     port: int = listeners[0].socket.getsockname()[1]
     active = 0
@@ -80,7 +87,7 @@ async def serve_smtp(
         active += 1
         try:
             client = str(stream.socket.getpeername()[0])
-            await serve_connection(stream, client, config, backend, tls)
+            await serve_connection(stream, client, config, backend, tls, throttle=throttle)
         finally:
             active -= 1
 
@@ -103,9 +110,13 @@ async def serve_connection(
     config: SmtpConfig,
     backend: SmtpBackend,
     tls: ssl.SSLContext | None = None,
+    *,
+    throttle: AuthThrottle | None = None,
 ) -> None:
     """One client's dialogue on `stream` from address `client`, until it ends; never raises
-    (but for cancellation). The stream is closed at the end."""
+    (but for cancellation). The stream is closed at the end. AUTH is checked through
+    `throttle`, the listener's shared one (a new one of default policy if None)."""
+    throttle = throttle or AuthThrottle()
     try:
         loopback = ipaddress.ip_address(client).is_loopback
     except ValueError:
@@ -146,11 +157,8 @@ async def serve_connection(
             elif isinstance(event, MessageReceived):
                 session.answer(await backend.deliver(event.recipients, event.content))
             elif isinstance(event, AuthRequested):
-                authenticated = await backend.authenticate(event.username, event.password)
-                if authenticated is None:
-                    session.answer(Reply(535, "5.7.8 authentication credentials invalid"))
-                else:
-                    session.answer(Reply(235, "2.7.0 authentication successful"))
+                authenticated, reply = await _login(throttle, backend, client, event)
+                session.answer(reply)
             elif isinstance(event, StartTlsRequested):
                 assert tls is not None
                 secure = trio.SSLStream(stream, tls, server_side=True)
@@ -168,6 +176,32 @@ async def serve_connection(
         log.exception("smtp: connection from %s failed", client)
     finally:
         await trio.aclose_forcefully(stream)
+
+
+async def _login(
+    throttle: AuthThrottle, backend: SmtpBackend, client: str, auth: AuthRequested
+) -> tuple[int | None, Reply]:
+    """The service `auth` logs in as (or None) and the reply, by the rule of every door: a
+    locked-out address is refused without its credentials being checked, and the answer to a
+    slowed address or account waits what the throttle says (only this connection's task)."""
+    now = trio.current_time()
+    admission = throttle.admit(_DOOR, client, now)
+    if admission.refused_until > now:
+        wait = math.ceil(admission.refused_until - now)
+        # RFC 4954 section 6: 454 is a temporary authentication failure.
+        return None, Reply(454, f"4.7.0 too many failed logins from {client}, try in {wait} s")
+    if admission.delay:
+        await trio.sleep(admission.delay)
+    service = await backend.authenticate(auth.username, auth.password)
+    if service is not None:
+        return service, Reply(235, "2.7.0 authentication successful")
+    failure = throttle.failed(_DOOR, client, auth.username, trio.current_time())
+    line = throttle.failure_line("SMTP", client, auth.username, failure)
+    if line is not None:
+        log.warning("%s", line)
+    if failure.delay:
+        await trio.sleep(failure.delay)
+    return None, Reply(535, "5.7.8 authentication credentials invalid")
 
 
 async def _linger(stream: trio.abc.Stream) -> None:

@@ -4,6 +4,7 @@ stays liveness with a `ready` field, /ready lists the modems that cannot send an
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 from pathlib import Path
 from typing import Any
@@ -185,6 +186,10 @@ def mail_two_recipients(port: int | None) -> None:
             ["+4741000003-1000@sms.localhost", "4741000004-1000@sms.localhost"],
             b"Subject: x\r\n\r\nover smtp\r\n",
         )
+        # One wrong AUTH (offered on loopback), counted with the other doors' failed logins.
+        smtp.user, smtp.password = "demo", "guess"
+        with contextlib.suppress(smtplib.SMTPAuthenticationError):
+            smtp.auth("PLAIN", smtp.auth_plain)
 
 
 async def test_a_scrape_after_traffic_through_every_door(gateway: Gateway) -> None:
@@ -213,6 +218,7 @@ async def test_a_scrape_after_traffic_through_every_door(gateway: Gateway) -> No
     assert found[("edgegw_messages_accepted_total", (("door", "soap"), ("service", "1000")))] == 1
     assert found[("edgegw_messages_accepted_total", (("door", "smtp"), ("service", "1000")))] == 2
     assert found[("edgegw_auth_failures_total", (("door", "http"),))] == 1
+    assert found[("edgegw_auth_failures_total", (("door", "smtp"),))] == 1
     assert found[("edgegw_modem_up", (("modem", "sim0"),))] == 1
     assert found[("edgegw_modem_signal_dbm", (("modem", "sim0"),))] == -73
     assert found[("edgegw_modem_sent_total", (("modem", "sim0"),))] >= 2

@@ -1,9 +1,11 @@
 """What a hostile-input probe found at the SMTP door, over real sockets on 127.0.0.1 under the
 virtual clock: a mail nesting MIME a thousand levels deep is refused with 554 and the session
-goes on, with nothing logged at ERROR."""
+goes on, with nothing logged at ERROR; AUTH guesses are slowed, then refused, by the shared
+login throttle like every other door's."""
 
 from __future__ import annotations
 
+import base64
 import functools
 import logging
 from pathlib import Path
@@ -20,8 +22,12 @@ from edgegw.pipeline.smtp_backend import GatewaySmtpBackend
 from edgegw.pipeline.submit import Submitter
 from edgegw.smtp.config import SmtpConfig
 from edgegw.smtp.server import serve_smtp
+from edgegw.throttle import AuthThrottle, AuthThrottleConfig
 
 DOMAIN = "sms.localhost"
+POLICY = AuthThrottleConfig(
+    window=60.0, free_failures=2, base_delay=1.0, max_delay=4.0, lockout_failures=6, cooldown=300.0
+)
 
 
 async def reply(stream: trio.SocketStream) -> bytes:
@@ -39,20 +45,43 @@ async def command(stream: trio.SocketStream, line: bytes) -> bytes:
     return await reply(stream)
 
 
-async def gateway_smtp(tmp_path: Path, nursery: trio.Nursery, config: SmtpConfig) -> int:
+async def authenticate(username: str, password: str) -> int | None:
+    return 1000 if (username, password) == ("demo", "demo") else None
+
+
+async def gateway_smtp(
+    tmp_path: Path,
+    nursery: trio.Nursery,
+    config: SmtpConfig,
+    throttle: AuthThrottle | None = None,
+) -> int:
     """An SMTP listener on the gateway's own backend (the example's service 1000, which takes
-    mail from 127.0.0.1); its port."""
+    mail from 127.0.0.1; demo/demo logs in as it); its port."""
     services = example_config(tmp_path).services
     store = await start_store(tmp_path / "smtp.db", nursery)
     backend = GatewaySmtpBackend(
         services,
         Submitter(services, store, Clock(start_epoch=START)),
         store,
-        lambda username, password: None,
+        authenticate,
         domain=DOMAIN,
     )
-    port: int = await nursery.start(functools.partial(serve_smtp, config, backend))
+    port: int = await nursery.start(
+        functools.partial(serve_smtp, config, backend, throttle=throttle)
+    )
     return port
+
+
+async def greeted(port: int, source: str = "127.0.0.1") -> trio.SocketStream:
+    """A connection from `source` past the greeting and EHLO (AUTH is offered on loopback)."""
+    stream = await open_from(port, source)
+    assert (await reply(stream)).startswith(b"220 ")
+    assert (await command(stream, b"EHLO probe")).endswith(b"250 AUTH PLAIN LOGIN\r\n")
+    return stream
+
+
+def auth_plain(username: str, password: str) -> bytes:
+    return b"AUTH PLAIN " + base64.b64encode(f"\0{username}\0{password}".encode())
 
 
 async def test_deeply_nested_mime_is_refused_and_the_session_goes_on(
@@ -80,3 +109,44 @@ async def test_deeply_nested_mime_is_refused_and_the_session_goes_on(
     assert await command(stream, b"QUIT") == b"221 2.0.0 sms.localhost closing\r\n"
     await stream.aclose()
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def test_auth_guesses_are_slowed_then_refused_but_not_elsewhere(
+    autojump_clock: trio.testing.MockClock,
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    throttle = AuthThrottle(POLICY)
+    port = await gateway_smtp(tmp_path, nursery, SmtpConfig(port=0, domain=DOMAIN), throttle)
+    stream = await greeted(port)
+    took = []
+    for _ in range(6):
+        start = trio.current_time()
+        answer = await command(stream, auth_plain("demo", "guess"))
+        assert answer == b"535 5.7.8 authentication credentials invalid\r\n"
+        took.append(trio.current_time() - start)
+    # As the HTTP and SMPP doors: free, free, then the answer waits 1, 2, 4, 4 s, and each
+    # attempt after a slowed one first waits what the last one earned.
+    assert took == pytest.approx([0, 0, 1, 1 + 2, 2 + 4, 4 + 4], abs=0.01)
+    # Locked out: even the right password is refused from this address, unchecked and at once,
+    # with what is left of the 300 s cool-down (it began before the last answer's 4 s delay).
+    start = trio.current_time()
+    refused = await command(stream, auth_plain("demo", "demo"))
+    assert refused == b"454 4.7.0 too many failed logins from 127.0.0.1, try in 296 s\r\n"
+    assert trio.current_time() - start == pytest.approx(0, abs=0.01)
+    # The account is only slowed, never locked: its owner logs in from another address.
+    other = await greeted(port, "127.0.0.2")
+    start = trio.current_time()
+    assert await command(other, auth_plain("demo", "demo")) == (
+        b"235 2.7.0 authentication successful\r\n"
+    )
+    assert trio.current_time() - start == pytest.approx(0, abs=0.01)
+    assert throttle.failures_total == {"smtp": 6}
+    assert throttle.refusals_total == {"smtp": 1}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2  # the first failure of the window and the lockout
+    assert warnings[0].startswith("SMTP login failed from 127.0.0.1 for account 'demo'")
+    assert warnings[1] == "SMTP logins from 127.0.0.1 refused for 300 s: too many failures"
+    for client in (stream, other):
+        await client.aclose()
