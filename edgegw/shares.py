@@ -1,6 +1,6 @@
 """Fair shares of a listener's connections: at most so many open at once from one client
 address, so that one address (a slowloris, a flood of idle sockets) cannot take every slot.
-Pure bookkeeping; no trio, no sockets. The HTTP and SMPP listeners each keep one (issue 10,
+Pure bookkeeping; no trio, no sockets. The HTTP, SMPP and SMTP listeners each keep one (issue 10,
 item 5).
 """
 

@@ -42,6 +42,11 @@ class SmtpConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_line_bytes: Annotated[int, msgspec.Meta(ge=80)] = 1000
     # Connections at once; one more gets 421 and is closed.
     max_connections: Annotated[int, msgspec.Meta(ge=1)] = 64
+    # Connections from one client address at once; 0 means a quarter of max_connections. One
+    # more gets 421 like a full listener, so one address cannot shut the others out.
+    max_connections_per_address: Annotated[int, msgspec.Meta(ge=0)] = 0
+    # true: loopback clients are not held to that share.
+    exempt_loopback: bool = False
     # Seconds a client may take for one command (RFC 5321 4.5.3.2 suggests 5 minutes).
     idle_timeout: Annotated[float, msgspec.Meta(gt=0)] = 300.0
     # Seconds a client may take to send a whole message after DATA.

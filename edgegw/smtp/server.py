@@ -1,6 +1,7 @@
 """The SMTP listener: a thin trio shell that moves bytes between a socket (TLS after STARTTLS)
 and `SmtpSession`, owns the idle and DATA timeouts and the connection limit, and asks the
-backend for each decision. AUTH goes through the gateway's shared `AuthThrottle` (the policy
+backend for each decision. One address holds at most its share of the connections
+(`edgegw.shares`). AUTH goes through the gateway's shared `AuthThrottle` (the policy
 lives there; this only consults it and waits). One failing connection never touches another.
 Spec section 2.6.
 """
@@ -18,6 +19,7 @@ from typing import Final, Protocol
 
 import trio
 
+from edgegw.shares import ConnectionShares
 from edgegw.smtp.config import SmtpConfig
 from edgegw.smtp.protocol import (
     NEED_DATA,
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 _RECEIVE_BYTES: Final = 65536
 _LINGER_SECONDS: Final = 1.0
 _BUSY: Final = Reply(421, "4.3.2 too many connections, try again later")
+_OVER_SHARE: Final = Reply(421, "4.3.2 too many connections from your address, try again later")
 _DOOR: Final = "smtp"  # the label of its failed logins in edgegw.throttle and /metrics
 
 
@@ -77,29 +80,44 @@ async def serve_smtp(
     listeners = await trio.open_tcp_listeners(config.port, host=config.host)
     port: int = listeners[0].socket.getsockname()[1]
     active = 0
+    shares = ConnectionShares(
+        config.max_connections,
+        config.max_connections_per_address,
+        exempt_loopback=config.exempt_loopback,
+    )
 
     async def connection(stream: trio.SocketStream) -> None:
         nonlocal active
+        try:
+            client = str(stream.socket.getpeername()[0])
+        except OSError:  # gone before we looked
+            await trio.aclose_forcefully(stream)
+            return
+        refusal = None
         if active >= config.max_connections:
+            refusal = _BUSY
+        elif not shares.take(client):
+            refusal = _OVER_SHARE
+        if refusal is not None:
             with trio.move_on_after(1):
-                await _refuse(stream)
+                await _refuse(stream, refusal)
             return
         active += 1
         try:
-            client = str(stream.socket.getpeername()[0])
             await serve_connection(stream, client, config, backend, tls, throttle=throttle)
         finally:
             active -= 1
+            shares.give_back(client)
 
     log.info("smtp listening on %s:%d for @%s", config.host, port, config.domain)
     task_status.started(port)
     await trio.serve_listeners(connection, listeners)
 
 
-async def _refuse(stream: trio.SocketStream) -> None:
+async def _refuse(stream: trio.SocketStream, reply: Reply) -> None:
     try:
         with contextlib.suppress(trio.BrokenResourceError):
-            await stream.send_all(_BUSY.encode())
+            await stream.send_all(reply.encode())
     finally:
         await trio.aclose_forcefully(stream)
 

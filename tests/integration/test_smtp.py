@@ -296,7 +296,8 @@ async def test_one_connection_over_the_limit_gets_421(
 ) -> None:
     base = example_config(tmp_path, smtp=ServiceSmtp(allow=["127.0.0.1"]))
     config = msgspec.structs.replace(
-        base, smtp=SmtpConfig(port=0, domain=DOMAIN, max_connections=2)
+        base,
+        smtp=SmtpConfig(port=0, domain=DOMAIN, max_connections=2, max_connections_per_address=2),
     )
     gateway = Gateway(config)
     bound = await nursery.start(gateway.run)

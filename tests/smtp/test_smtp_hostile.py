@@ -1,7 +1,8 @@
 """What a hostile-input probe found at the SMTP door, over real sockets on 127.0.0.1 under the
 virtual clock: a mail nesting MIME a thousand levels deep is refused with 554 and the session
 goes on, with nothing logged at ERROR; AUTH guesses are slowed, then refused, by the shared
-login throttle like every other door's."""
+login throttle like every other door's; one address holding its share of the connections does
+not shut another out."""
 
 from __future__ import annotations
 
@@ -150,3 +151,58 @@ async def test_auth_guesses_are_slowed_then_refused_but_not_elsewhere(
     assert warnings[1] == "SMTP logins from 127.0.0.1 refused for 300 s: too many failures"
     for client in (stream, other):
         await client.aclose()
+
+
+async def test_one_address_at_its_share_does_not_shut_another_out(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # The defaults: 64 connections, a quarter of them (16) per address.
+    config = SmtpConfig(port=0, domain=DOMAIN)
+    assert config.max_connections == 64 and config.max_connections_per_address == 0
+    port = await gateway_smtp(tmp_path, nursery, config)
+    held = []
+    for _ in range(16):  # idle sockets that never send a command
+        stream = await open_from(port)
+        assert (await reply(stream)).startswith(b"220 ")
+        held.append(stream)
+    over = await open_from(port)
+    assert (
+        await reply(over)
+        == b"421 4.3.2 too many connections from your address, try again later\r\n"
+    )
+    assert await over.receive_some(4096) == b""  # and closed
+    await over.aclose()
+    other = await open_from(port, "127.0.0.2")
+    assert (await reply(other)).startswith(b"220 sms.localhost ESMTP")
+    assert await command(other, b"QUIT") == b"221 2.0.0 sms.localhost closing\r\n"
+    await other.aclose()
+    # A connection that ends gives its slot back.
+    first = held.pop()
+    assert await command(first, b"QUIT") == b"221 2.0.0 sms.localhost closing\r\n"
+    await first.aclose()
+    await trio.sleep(2)  # past the server's linger after QUIT
+    again = await open_from(port)
+    assert (await reply(again)).startswith(b"220 ")
+    for stream in (*held, again):
+        await stream.aclose()
+
+
+async def test_exempt_loopback_lifts_the_share(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    config = SmtpConfig(
+        port=0,
+        domain=DOMAIN,
+        max_connections=4,
+        max_connections_per_address=1,
+        exempt_loopback=True,
+    )
+    port = await gateway_smtp(tmp_path, nursery, config)
+    streams = [await open_from(port) for _ in range(4)]
+    for stream in streams:
+        assert (await reply(stream)).startswith(b"220 ")
+    # The listener's own limit still holds.
+    busy = await open_from(port, "127.0.0.2")
+    assert await reply(busy) == b"421 4.3.2 too many connections, try again later\r\n"
+    for stream in (*streams, busy):
+        await stream.aclose()
