@@ -12,7 +12,7 @@ from typing import Final, Protocol
 
 import trio
 
-from edgegw.http.inputs import to_utf8
+from edgegw.http.inputs import declared_text, to_utf8
 from edgegw.http.problems import problem_response
 from edgegw.http.puzzel import (
     JsonMessages,
@@ -72,7 +72,8 @@ _BODY_DECODERS: Final[dict[str, Callable[[bytes | bytearray], SendRequest]]] = {
     "text/xml": decode_xml,
     "application/x-www-form-urlencoded": decode_form,
 }
-# Decoders that read the body as UTF-8 text; the XML parser reads the document's own declaration.
+# Decoders that read the body as UTF-8 text; the XML parser reads the document's own declaration
+# unless the Content-Type declares a charset (RFC 7303 section 3.2).
 _TEXT_BODIES: Final = frozenset({"application/json", "application/x-www-form-urlencoded"})
 
 
@@ -128,8 +129,12 @@ def make_app(
                 streamed = await _streamed(request, body, fmt)
                 if streamed is not None:
                     return streamed
-            # JSON is decoded in C (and a big batch a chunk a step, above).
-            send_request = decoder(body) if decoder is decode_json else await decoded(decoder, body)
+            if decoder is decode_json:
+                send_request = decoder(body)  # in C (and a big batch a chunk a step, above)
+            elif decoder is decode_xml and charset is not None:
+                send_request = await decoded(decode_xml, declared_text(body, charset))
+            else:
+                send_request = await decoded(decoder, body)
         except RequestSyntaxError as exc:
             return _puzzel(syntax_error_response(exc), fmt, status=exc.http_status)
         return await _submit(request, send_request, fmt, _XML)

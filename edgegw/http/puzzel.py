@@ -448,10 +448,12 @@ def _parameter_value(value: object, field: str) -> object:
 # XML (spec 2.3, appendix C)
 
 
-def decode_xml(body: bytes | bytearray) -> SendRequest:
-    """Decode an XML send request. DTDs are refused outright, which refuses entity expansion
-    (billion laughs) and external entities with them. Namespaces are ignored: the root may be
-    qualified or not, children may be qualified although the XSD leaves them unqualified."""
+def decode_xml(body: bytes | bytearray | str) -> SendRequest:
+    """Decode an XML send request: bytes as the XML declaration says (UTF-8 without one), text
+    as it is (its declaration's encoding is then not read). DTDs are refused outright, which
+    refuses entity expansion (billion laughs) and external entities with them. Namespaces are
+    ignored: the root may be qualified or not, children may be qualified although the XSD
+    leaves them unqualified."""
     try:
         root = defusedxml.ElementTree.fromstring(body, forbid_dtd=True)
     except defusedxml.DTDForbidden:

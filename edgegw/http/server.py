@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 # A request's body: bytes when it came in one read, else the buffer it grew in (read only).
 Body = bytes | bytearray
 T = TypeVar("T")
+B = TypeVar("B", bound=bytes | bytearray | str)
 # Sends one piece of a streamed body (`Response.stream`).
 BodyWriter = Callable[[bytes], Awaitable[None]]
 
@@ -87,7 +88,7 @@ ErrorRenderer = Callable[[Request | None, int, str], Response]
 DECODED_IN_A_THREAD: Final = 64 * 1024
 
 
-async def decoded(decode: Callable[[Body], T], body: Body) -> T:
+async def decoded(decode: Callable[[B], T], body: B) -> T:
     """`decode(body)`, in a worker thread when `body` is longer than DECODED_IN_A_THREAD."""
     if len(body) > DECODED_IN_A_THREAD:
         return await trio.to_thread.run_sync(decode, body)

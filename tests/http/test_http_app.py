@@ -192,6 +192,36 @@ async def test_xml_in(app: App, backend: DictBackend, content_type: str) -> None
     assert backend.submitted[0].message[0].content == "Hei på deg"
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        # No declaration: the Content-Type's charset says how to read it.
+        (
+            GOOD_XML.split(b"?>", 1)[1].decode().encode("latin-1"),
+            "application/xml; charset=iso-8859-1",
+        ),
+        # A declaration that disagrees: the Content-Type wins (RFC 7303 section 3.2).
+        (GOOD_XML.replace(b"UTF-8", b"ISO-8859-1"), "text/xml; charset=utf-8"),
+    ],
+    ids=["charset-only", "charset-over-declaration"],
+)
+async def test_xml_in_the_declared_charset(
+    app: App, backend: DictBackend, body: bytes, content_type: str
+) -> None:
+    response = await app(request("POST", "/gw/rs/sendMessages", body, content_type=content_type))
+    assert response.status == 200
+    assert backend.submitted[0].message[0].content == "Hei på deg"
+
+
+async def test_xml_in_a_charset_that_is_no_text_encoding_is_415(app: App) -> None:
+    response = await app(
+        request(
+            "POST", "/gw/rs/sendMessages", GOOD_XML, content_type="application/xml; charset=rot13"
+        )
+    )
+    assert response.status == 415
+
+
 async def test_form_in_json_out(app: App, backend: DictBackend) -> None:
     response = await app(
         request(
