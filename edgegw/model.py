@@ -122,6 +122,9 @@ class MessageStatus(msgspec.Struct, kw_only=True):
     sequenceIndex: int
 
 
+_LOGIN_FAILURES: Final = frozenset({StatusCode.ACCESS_ERROR, StatusCode.ILLEGAL_SERVICE})
+
+
 class SendResponse(msgspec.Struct, kw_only=True):
     batchReference: str
     messageStatus: list[MessageStatus]
@@ -131,6 +134,14 @@ class SendResponse(msgspec.Struct, kw_only=True):
         whichever door the request came through."""
         return bool(self.messageStatus) and all(
             s.statusCode == StatusCode.ACCESS_ERROR for s in self.messageStatus
+        )
+
+    def failed_login(self) -> bool:
+        """What the login throttle counts as a failed login: refused credentials, or every
+        message refused for a service that does not exist (status 4), so that walking service
+        ids is slowed like guessing passwords."""
+        return bool(self.messageStatus) and all(
+            s.statusCode in _LOGIN_FAILURES for s in self.messageStatus
         )
 
 

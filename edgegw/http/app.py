@@ -224,7 +224,7 @@ def make_app(
             )
         else:
             answer = _puzzel(response, fmt, xml=xml)
-        if denied:
+        if response.failed_login():
             answer.auth_failure = send_request.username or ""
         return answer
 

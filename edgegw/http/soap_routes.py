@@ -130,7 +130,7 @@ def soap_routes(
         send_request = await decoded(_send_request, request.body)
         response = await submit(send_request)
         answer = _xml(encode_send_response(response))
-        if response.refused_login():
+        if response.failed_login():
             answer.auth_failure = send_request.username or ""
         return answer
 

@@ -76,6 +76,16 @@ XML_EXTERNAL = b"""<?xml version="1.0"?>
 <message><recipient>+4741000000</recipient><content>&secret;</content></message></request>"""
 
 
+async def test_an_unknown_service_counts_as_a_failed_login(gateway: Gateway) -> None:
+    async with httpx.AsyncClient(base_url=url(gateway)) as client:
+        for refused in (body(serviceId=4242), body(password="wrong")):
+            answer = await client.post(SEND, json=refused, headers=JSON)
+            assert answer.json()["messageStatus"][0]["statusCode"] in (2, 4)
+        accepted = await client.post(SEND, json=body(), headers=JSON)
+        assert accepted.json()["messageStatus"][0]["statusCode"] == 1
+    assert gateway.throttle.failures_total == {"http": 2}
+
+
 async def test_a_message_of_the_wrong_types_is_refused_and_the_others_sent(
     gateway: Gateway,
 ) -> None:
