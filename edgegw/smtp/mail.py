@@ -42,7 +42,7 @@ _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _parser = email.parser.BytesParser(policy=email.policy.compat32)
 # A Content-Type header (folded or not, any case) that makes its part a container the parser
 # descends into. Counted over the raw bytes before parsing; a match in a body only over-counts.
-_CONTAINER: Final = re.compile(rb"^content-type:[ \t\r\n]*(?:multipart|message)/", re.I | re.M)
+_CONTAINER: Final = re.compile(rb"(?<![^\r\n])content-type:[ \t\r\n]*(?:multipart|message)/", re.I)
 
 
 class MailError(ValueError):
