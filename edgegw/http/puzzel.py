@@ -565,7 +565,7 @@ def _place(tree: dict[str, Any], shape: _Shape, key: str, value: str) -> None:
             if index_text is None:
                 raise RequestSyntaxError(key, f"{name} needs an index, as in {name}[0]")
             # Compared as text first: int() of thousands of digits is slow, and refused.
-            if len(index_text) > _INDEX_DIGITS or int(index_text) > MAX_INDEX:
+            if len(index_text.lstrip("0")) > _INDEX_DIGITS or int(index_text) > MAX_INDEX:
                 shown = index_text if len(index_text) <= 12 else index_text[:12] + "..."
                 raise RequestSyntaxError(key, f"index {shown} is above {MAX_INDEX}")
             index = int(index_text)

@@ -346,6 +346,11 @@ def test_form_names_are_case_sensitive() -> None:
     assert caught.value.field == "message"
 
 
+def test_an_index_with_leading_zeros_is_its_number() -> None:
+    request = decode_query("message[0].content=a&message[0000001].content=b")
+    assert [m.content for m in request.message] == ["a", "b"]
+
+
 def test_many_messages_and_parameters_keep_their_order() -> None:
     pairs = [f"message[{i}].content=m{i}" for i in reversed(range(12))]
     pairs += [f"message[3].settings.parameter[{i}].key=k{i}" for i in range(11)]
