@@ -104,7 +104,7 @@ async def serve_smtp(
             return
         active += 1
         try:
-            await serve_connection(stream, client, config, backend, tls, throttle=throttle)
+            await serve_connection(stream, client, config, backend, throttle, tls)
         finally:
             active -= 1
             shares.give_back(client)
@@ -127,14 +127,12 @@ async def serve_connection(
     client: str,
     config: SmtpConfig,
     backend: SmtpBackend,
+    throttle: AuthThrottle,
     tls: ssl.SSLContext | None = None,
-    *,
-    throttle: AuthThrottle | None = None,
 ) -> None:
     """One client's dialogue on `stream` from address `client`, until it ends; never raises
     (but for cancellation). The stream is closed at the end. AUTH is checked through
-    `throttle`, the listener's shared one (a new one of default policy if None)."""
-    throttle = throttle or AuthThrottle()
+    `throttle`, the listener's, which every connection shares."""
     try:
         loopback = ipaddress.ip_address(client).is_loopback
     except ValueError:

@@ -12,6 +12,7 @@ import trio.testing
 from edgegw.smtp.config import SmtpConfig
 from edgegw.smtp.protocol import Reply
 from edgegw.smtp.server import serve_connection
+from edgegw.throttle import AuthThrottle
 
 
 class Backend:
@@ -53,8 +54,12 @@ async def test_a_client_that_never_finishes_data_gets_421_after_data_timeout(
     stuck, stuck_server = trio.testing.memory_stream_pair()
     good, good_server = trio.testing.memory_stream_pair()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(serve_connection, stuck_server, "192.0.2.7", CONFIG, backend)
-        nursery.start_soon(serve_connection, good_server, "192.0.2.8", CONFIG, backend)
+        nursery.start_soon(
+            serve_connection, stuck_server, "192.0.2.7", CONFIG, backend, AuthThrottle()
+        )
+        nursery.start_soon(
+            serve_connection, good_server, "192.0.2.8", CONFIG, backend, AuthThrottle()
+        )
         started = trio.current_time()
         await stuck.send_all(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nDATA\r\npartial line")
         await trio.sleep(100)
@@ -76,7 +81,7 @@ async def test_a_silent_client_is_closed_after_idle_timeout(
 ) -> None:
     client, server = trio.testing.memory_stream_pair()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(serve_connection, server, "192.0.2.7", CONFIG, Backend())
+        nursery.start_soon(serve_connection, server, "192.0.2.7", CONFIG, Backend(), AuthThrottle())
         started = trio.current_time()
         replies = await read_all(client)
     assert replies.startswith(b"220 sms.test ESMTP edgegw\r\n")
@@ -87,7 +92,7 @@ async def test_a_silent_client_is_closed_after_idle_timeout(
 async def test_garbage_is_cut_off(autojump_clock: trio.testing.MockClock) -> None:
     client, server = trio.testing.memory_stream_pair()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(serve_connection, server, "192.0.2.7", CONFIG, Backend())
+        nursery.start_soon(serve_connection, server, "192.0.2.7", CONFIG, Backend(), AuthThrottle())
         await client.send_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" * 200 + b"\r\n" * 20)
         replies = await read_all(client)
     assert replies.endswith(b"421 4.7.0 sms.test too many errors, closing\r\n")
@@ -98,7 +103,7 @@ async def test_auth_on_loopback_reaches_the_backend(autojump_clock: trio.testing
     backend = Backend()
     client, server = trio.testing.memory_stream_pair()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(serve_connection, server, "127.0.0.1", CONFIG, backend)
+        nursery.start_soon(serve_connection, server, "127.0.0.1", CONFIG, backend, AuthThrottle())
         await client.send_all(
             b"EHLO c\r\nAUTH PLAIN AGRlbW8AZGVtbw==\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nQUIT\r\n"
         )
@@ -108,7 +113,7 @@ async def test_auth_on_loopback_reaches_the_backend(autojump_clock: trio.testing
     # Not on loopback and without TLS, AUTH is not offered at all.
     client, server = trio.testing.memory_stream_pair()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(serve_connection, server, "192.0.2.7", CONFIG, backend)
+        nursery.start_soon(serve_connection, server, "192.0.2.7", CONFIG, backend, AuthThrottle())
         await client.send_all(b"EHLO c\r\nAUTH PLAIN AGRlbW8AZGVtbw==\r\nQUIT\r\n")
         replies = await read_all(client)
     assert b"AUTH PLAIN LOGIN" not in replies
@@ -120,7 +125,7 @@ async def test_a_trickling_client_cannot_stretch_its_deadlines(
 ) -> None:
     client, server = trio.testing.memory_stream_pair()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(serve_connection, server, "192.0.2.7", CONFIG, Backend())
+        nursery.start_soon(serve_connection, server, "192.0.2.7", CONFIG, Backend(), AuthThrottle())
         await client.send_all(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nDATA\r\n")
         started = trio.current_time()
 
@@ -140,7 +145,7 @@ async def test_a_trickling_client_cannot_stretch_its_deadlines(
     # A command line dribbled out gets the idle timeout, counted from its first byte.
     client, server = trio.testing.memory_stream_pair()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(serve_connection, server, "192.0.2.7", CONFIG, Backend())
+        nursery.start_soon(serve_connection, server, "192.0.2.7", CONFIG, Backend(), AuthThrottle())
         started = trio.current_time()
         for _ in range(2):
             await trio.sleep(100)
