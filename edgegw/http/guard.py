@@ -10,11 +10,10 @@ import logging
 import math
 from typing import Final
 
-import trio
-
 from edgegw.http import soap_routes
 from edgegw.http.app import SEND_PATH, _basic_credentials
 from edgegw.http.server import App, ErrorRenderer, Request, Response
+from edgegw.logins import admit, login_failed
 from edgegw.throttle import AuthThrottle
 
 __all__ = ["DOOR", "guard_logins"]
@@ -40,14 +39,11 @@ def guard_logins(app: App, throttle: AuthThrottle, errors: ErrorRenderer) -> App
         if not _carries_credentials(request):
             return await app(request)
         address = request.client[0] if request.client is not None else None
-        now = trio.current_time()
-        admission = throttle.admit(DOOR, address, now)
-        if admission.refused_until > now:
+        refused_for = await admit(throttle, DOOR, address)
+        if refused_for:
             response = errors(request, 429, "too many failed logins from this address")
-            response.headers.append(("retry-after", str(math.ceil(admission.refused_until - now))))
+            response.headers.append(("retry-after", str(math.ceil(refused_for))))
             return response
-        if admission.delay:
-            await trio.sleep(admission.delay)
         response = await app(request)
         account = response.auth_failure
         if account is None and response.status == 401 and "authorization" in request.headers:
@@ -55,12 +51,7 @@ def guard_logins(app: App, throttle: AuthThrottle, errors: ErrorRenderer) -> App
             account = credentials[0] if credentials is not None else ""
         if account is None:
             return response
-        failure = throttle.failed(DOOR, address, account, trio.current_time())
-        line = throttle.failure_line("HTTP", address, account, failure)
-        if line is not None:
-            log.warning("%s", line)
-        if failure.delay:
-            await trio.sleep(failure.delay)
+        await login_failed(throttle, DOOR, "HTTP", address, account, log)
         return response
 
     return guarded

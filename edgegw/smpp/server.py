@@ -20,6 +20,7 @@ import trio
 
 from drivers.gsm import GsmError
 from edgegw.clock import Clock
+from edgegw.logins import admit, login_failed
 from edgegw.loglimit import LogLimiter, log_limited, write_overdue_summaries
 from edgegw.shares import ConnectionShares
 from edgegw.smpp.backend import (
@@ -395,19 +396,16 @@ class _Connection:
         cls = _BIND_RESPONSES[pdu.command_id]
         seq = pdu.sequence_number
         throttle, address = self.server.throttle, self.address
-        admission = throttle.admit(_DOOR, address, trio.current_time())
-        if admission.refused_until > trio.current_time():
+        if await admit(throttle, _DOOR, address):
             await self.send(cls(sequence_number=seq, command_status=_S.ESME_RBINDFAIL))
             return
-        if admission.delay:
-            await trio.sleep(admission.delay)
         system_id = getattr(pdu, "system_id", "")
         try:
             account = await self.backend.authenticate(
                 system_id, getattr(pdu, "password", ""), _BIND_MODES[CommandId(pdu.command_id)]
             )
         except BindRefused as exc:
-            await self._bind_failed(address, system_id, exc)
+            await login_failed(throttle, _DOOR, "SMPP", address, system_id, log, str(exc))
             # The same answer for an unknown system_id and a wrong password: accounts cannot
             # be enumerated.
             await self.send(cls(sequence_number=seq, command_status=_S.ESME_RINVPASWD))
@@ -439,16 +437,6 @@ class _Connection:
         )
         if self.session.can_receive:
             self._spawn(self._pump, account)
-
-    async def _bind_failed(self, address: str | None, system_id: str, exc: BindRefused) -> None:
-        """Count the failure, log it once per window, and wait the delay it earned."""
-        throttle = self.server.throttle
-        failure = throttle.failed(_DOOR, address, system_id, trio.current_time())
-        line = throttle.failure_line("SMPP", address, system_id, failure)
-        if line is not None:
-            log.warning("%s (%s)", line, exc)
-        if failure.delay:
-            await trio.sleep(failure.delay)
 
     def _utc_now(self) -> dt.datetime:
         """Wall time, read once for the submits of one read (a few milliseconds at most

@@ -19,6 +19,7 @@ from typing import Final, Protocol
 
 import trio
 
+from edgegw.logins import admit, login_failed
 from edgegw.shares import ConnectionShares
 from edgegw.smtp.config import SmtpConfig
 from edgegw.smtp.protocol import (
@@ -200,23 +201,15 @@ async def _login(
     """The service `auth` logs in as (or None) and the reply, by the rule of every door: a
     locked-out address is refused without its credentials being checked, and the answer to a
     slowed address or account waits what the throttle says (only this connection's task)."""
-    now = trio.current_time()
-    admission = throttle.admit(_DOOR, client, now)
-    if admission.refused_until > now:
-        wait = math.ceil(admission.refused_until - now)
+    refused_for = await admit(throttle, _DOOR, client)
+    if refused_for:
         # RFC 4954 section 6: 454 is a temporary authentication failure.
+        wait = math.ceil(refused_for)
         return None, Reply(454, f"4.7.0 too many failed logins from {client}, try in {wait} s")
-    if admission.delay:
-        await trio.sleep(admission.delay)
     service = await backend.authenticate(auth.username, auth.password)
     if service is not None:
         return service, Reply(235, "2.7.0 authentication successful")
-    failure = throttle.failed(_DOOR, client, auth.username, trio.current_time())
-    line = throttle.failure_line("SMTP", client, auth.username, failure)
-    if line is not None:
-        log.warning("%s", line)
-    if failure.delay:
-        await trio.sleep(failure.delay)
+    await login_failed(throttle, _DOOR, "SMTP", client, auth.username, log)
     return None, Reply(535, "5.7.8 authentication credentials invalid")
 
 
