@@ -13,7 +13,7 @@ import logging
 import random
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Final, Protocol
 
 import msgspec
 import trio
@@ -117,6 +117,18 @@ class Rejected(Exception):
         self.field = field
 
 
+# Client text quoted in a status message is cut to this many characters: a hostile value (a
+# recipient of 5,000 digits) is not echoed whole into every answer.
+_SHOWN_CHARACTERS: Final = 32
+
+
+def _shown(value: str) -> str:
+    """`value` quoted for a status message, cut to _SHOWN_CHARACTERS with `...` after it."""
+    if len(value) <= _SHOWN_CHARACTERS:
+        return repr(value)
+    return repr(value[:_SHOWN_CHARACTERS]) + "..."
+
+
 def _syntax(detail: str, field: str = "") -> Rejected:
     return Rejected(StatusCode.SYNTAX_ERROR, f"Syntax error: {detail}", field)
 
@@ -151,7 +163,7 @@ def check_recipient(value: str) -> str:
     if _E164.fullmatch(recipient) is None:
         raise Rejected(
             StatusCode.SYNTAX_ERROR,
-            f"Syntax error: recipient {value!r} is not an international number"
+            f"Syntax error: recipient {_shown(value)} is not an international number"
             " (+ and 8 to 15 digits)",
             "recipient",
         )
@@ -568,16 +580,16 @@ class Submitter:
                 value = str(parameter.value).strip()
                 if key == "dcs":
                     if len(value) != 2 or _HEX.fullmatch(value) is None:
-                        raise _syntax(f"parameter dcs {value!r} must be two hex digits")
+                        raise _syntax(f"parameter dcs {_shown(value)} must be two hex digits")
                     dcs = int(value, 16)
                 elif key == "udh":
                     if _HEX.fullmatch(value) is None:
-                        raise _syntax(f"parameter udh {value!r} must be hex octets")
+                        raise _syntax(f"parameter udh {_shown(value)} must be hex octets")
                     udh = bytes.fromhex(value)
                 elif key == "pid":
                     number = ascii_count(value, max_digits=2)
                     if number is None or not 65 <= number <= 71:
-                        raise _syntax(f"parameter pid {value!r} must be from 65 to 71")
+                        raise _syntax(f"parameter pid {_shown(value)} must be from 65 to 71")
                     pid = number
                 elif key == "flash":
                     flash = value.lower() == "true"
@@ -586,7 +598,7 @@ class Submitter:
                         parsing = ParsingType(value.upper())
                     except ValueError:
                         raise _syntax(
-                            f"parameter parsing-type {value!r} must be one of "
+                            f"parameter parsing-type {_shown(value)} must be one of "
                             + ", ".join(member.value for member in ParsingType)
                         ) from None
                 elif key == "skip_customer_report_delivery":
@@ -733,7 +745,7 @@ def parse_originator(originator: str | None, kind: str | None) -> tuple[str, str
         originator_type = OriginatorType(kind.upper())
     except ValueError:
         raise _syntax(
-            f"originatorSettings.originatorType {kind!r} must be one of "
+            f"originatorSettings.originatorType {_shown(kind)} must be one of "
             + ", ".join(member.value for member in OriginatorType)
         ) from None
     if not originator:
@@ -741,19 +753,19 @@ def parse_originator(originator: str | None, kind: str | None) -> tuple[str, str
     if originator_type is OriginatorType.ALPHANUMERIC:
         if _ALPHANUMERIC.fullmatch(originator) is None:
             raise _syntax(
-                f"originatorSettings.originator {originator!r}: an alphanumeric originator is 1"
-                " to 11 letters, digits, spaces or % & - + . ,"
+                f"originatorSettings.originator {_shown(originator)}: an alphanumeric originator"
+                " is 1 to 11 letters, digits, spaces or % & - + . ,"
             )
     elif originator_type is OriginatorType.INTERNATIONAL:
         originator = normalise_msisdn(originator)
         if _E164.fullmatch(originator) is None:
             raise _syntax(
-                f"originatorSettings.originator {originator!r}: an international originator is"
-                " + and 8 to 15 digits"
+                f"originatorSettings.originator {_shown(originator)}: an international originator"
+                " is + and 8 to 15 digits"
             )
     elif _NETWORK.fullmatch(originator) is None:
         raise _syntax(
-            f"originatorSettings.originator {originator!r}: a network originator is a short"
+            f"originatorSettings.originator {_shown(originator)}: a network originator is a short"
             " number of digits"
         )
     return originator, originator_type.value

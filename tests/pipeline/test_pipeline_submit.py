@@ -175,6 +175,28 @@ async def test_a_missing_service_id_is_a_syntax_error_for_every_message(
     assert wakes.count == 0
 
 
+async def test_a_hostile_value_is_not_echoed_whole(submitter: Submitter) -> None:
+    recipient = "+" + "9" * 5000
+    originator = "A" * 5000
+    response = await submitter.submit(
+        request(
+            msg(recipient=recipient),
+            msg(
+                originatorSettings=OriginatorSettings(
+                    originator=originator, originatorType="ALPHANUMERIC"
+                )
+            ),
+        )
+    )
+    first, second = (status.statusMessage for status in response.messageStatus)
+    assert first == (
+        f"Syntax error: recipient {recipient[:32]!r}... is not an international number"
+        " (+ and 8 to 15 digits)"
+    )
+    assert second.startswith(f"Syntax error: originatorSettings.originator {originator[:32]!r}...")
+    assert len(first) < 120 and len(second) < 160
+
+
 async def test_an_unreadable_message_is_refused_alone(submitter: Submitter, store: Store) -> None:
     odd = UnreadableMessage(
         recipient=None,
