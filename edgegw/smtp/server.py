@@ -1,9 +1,10 @@
 """The SMTP listener: a thin trio shell that moves bytes between a socket (TLS after STARTTLS)
 and `SmtpSession`, owns the idle and DATA timeouts and the connection limit, and asks the
 backend for each decision. One address holds at most its share of the connections
-(`edgegw.shares`). AUTH goes through the gateway's shared `AuthThrottle` (the policy
-lives there; this only consults it and waits). One failing connection never touches another.
-Spec section 2.6.
+(`edgegw.shares`); a refused connection is logged as the SMPP listener logs one, at most once a
+minute per address (`edgegw.loglimit`). AUTH goes through the gateway's shared `AuthThrottle`
+(the policy lives there; this only consults it and waits). One failing connection never touches
+another. Spec section 2.6.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Final, Protocol
 import trio
 
 from edgegw.logins import admit, login_failed
+from edgegw.loglimit import LogLimiter, log_limited, write_overdue_summaries
 from edgegw.shares import ConnectionShares
 from edgegw.smtp.config import SmtpConfig
 from edgegw.smtp.protocol import (
@@ -81,6 +83,7 @@ async def serve_smtp(
     listeners = await trio.open_tcp_listeners(config.port, host=config.host)
     port: int = listeners[0].socket.getsockname()[1]
     active = 0
+    limiter = LogLimiter()
     shares = ConnectionShares(
         config.max_connections,
         config.max_connections_per_address,
@@ -100,6 +103,18 @@ async def serve_smtp(
         elif not shares.take(client):
             refusal = _OVER_SHARE
         if refusal is not None:
+            log_limited(
+                log,
+                limiter,
+                logging.WARNING,
+                "refused",
+                client,
+                trio.current_time(),
+                "SMTP connection from %s refused: %d connections open, %d from it",
+                client,
+                active,
+                shares.open[client],
+            )
             with trio.move_on_after(1):
                 await _refuse(stream, refusal)
             return
@@ -110,9 +125,11 @@ async def serve_smtp(
             active -= 1
             shares.give_back(client)
 
-    log.info("smtp listening on %s:%d for @%s", config.host, port, config.domain)
-    task_status.started(port)
-    await trio.serve_listeners(connection, listeners)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(write_overdue_summaries, log, limiter)
+        log.info("smtp listening on %s:%d for @%s", config.host, port, config.domain)
+        task_status.started(port)
+        await trio.serve_listeners(connection, listeners)
 
 
 async def _refuse(stream: trio.SocketStream, reply: Reply) -> None:

@@ -2,7 +2,7 @@
 virtual clock: a mail nesting MIME a thousand levels deep is refused with 554 and the session
 goes on, with nothing logged at ERROR; AUTH guesses are slowed, then refused, by the shared
 login throttle like every other door's; one address holding its share of the connections does
-not shut another out."""
+not shut another out, and its refused connections are logged once a minute, not each."""
 
 from __future__ import annotations
 
@@ -185,6 +185,34 @@ async def test_one_address_at_its_share_does_not_shut_another_out(
     assert (await reply(again)).startswith(b"220 ")
     for stream in (*held, again):
         await stream.aclose()
+
+
+async def test_refusals_over_the_share_are_logged_once_a_minute_with_their_count(
+    autojump_clock: trio.testing.MockClock,
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = SmtpConfig(port=0, domain=DOMAIN, max_connections_per_address=1)
+    port = await gateway_smtp(tmp_path, nursery, config)
+    held = await open_from(port)
+    assert (await reply(held)).startswith(b"220 ")
+    for _ in range(20):
+        over = await open_from(port)
+        assert (
+            await reply(over)
+            == b"421 4.3.2 too many connections from your address, try again later\r\n"
+        )
+        await over.aclose()
+    # The client stops; its count is written once the minute of its first refusal is over.
+    await trio.sleep(61.0)
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "edgegw.smtp.server"]
+    first = "SMTP connection from 127.0.0.1 refused: 1 connections open, 1 from it"
+    assert lines == [
+        (logging.WARNING, first),
+        (logging.WARNING, f"{first} (19 more like it since the last one, not logged)"),
+    ]
+    await held.aclose()
 
 
 async def test_exempt_loopback_lifts_the_share(
