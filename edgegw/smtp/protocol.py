@@ -5,7 +5,9 @@ for. Spec section 2.6 (email to SMS).
 
 Every input is answered with a reply, never an exception: bounded buffers, refused commands
 (503 in the wrong phase, 500 for garbage) and, after too many errors in a row, 421 and close.
-Only CRLF ends a line and only CRLF.CRLF ends DATA (no bare-LF smuggling).
+Only CRLF ends a command and only CRLF.CRLF ends DATA (no bare-LF smuggling). Inside DATA a bare
+LF ends a line of the message, as the mail parser reads it, so the line after it is
+dot-unstuffed like one after CRLF (RFC 5321 4.5.2).
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ class RecipientRequested(msgspec.Struct, frozen=True):
 class MessageReceived(msgspec.Struct, frozen=True):
     sender: str
     recipients: tuple[str, ...]  # each accepted at RCPT
-    content: bytes  # dot-unstuffed, CRLF line ends, without the final "."
+    content: bytes  # dot-unstuffed, line ends as sent (CRLF or bare LF), without the final "."
 
 
 class AuthRequested(msgspec.Struct, frozen=True):
@@ -516,7 +518,9 @@ class SmtpSession:
             self._reset_transaction()
             self._error(_reply(552, f"5.3.4 message size exceeds {limit}"))
             return None
-        content = raw.replace(b"\r\n.", b"\r\n")[2:]
+        # A line after a bare LF is unstuffed like one after CRLF: a client that ends lines with
+        # a bare LF (smtplib given bytes, for one) doubles the leading dot of such a line too.
+        content = raw.replace(b"\n.", b"\n")[2:]
         # A line ends at LF, CRLF or bare (the mail parser takes both): its length with its LF.
         if max(map(len, content.split(b"\n"))) + 1 > self.limits.max_line_bytes:
             self._reset_transaction()

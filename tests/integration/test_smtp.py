@@ -1,7 +1,8 @@
 """Email to SMS on the running gateway (spec 2.6) through the standard library's smtplib and a
-real mail program (swaks): plain, multipart, quoted-printable UTF-8, several recipients, every
-refusal with its reply, AUTH after STARTTLS, and a 50 MB mail refused while another client is
-served. Every 250 names message ids that are in the store with the mail's text.
+real mail program (swaks): plain, multipart, quoted-printable UTF-8, several recipients, lines
+ending in a bare LF (dot-unstuffed, and never the end of DATA), every refusal with its reply,
+AUTH after STARTTLS, and a 50 MB mail refused while another client is served. Every 250 names
+message ids that are in the store with the mail's text.
 
 smtplib and swaks block; they run in `trio.to_thread.run_sync`."""
 
@@ -71,6 +72,46 @@ async def test_plain_mail_to_several_recipients(gateway: Gateway) -> None:
     }
     view = await gateway.store.message_view(1000, stored["+4741000000"][0])
     assert view is not None and view.serviceId == 1000
+
+
+def deliver_exactly(port: int, recipient: str, data: bytes) -> tuple[list[int], str]:
+    """One mail whose DATA is `data` byte for byte, end marker included (smtplib's `data`
+    would stuff and end it itself); the codes of DATA, its end and a NOOP after, and the text
+    of the end."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo("tests.local")
+        client.mail("alarm@panel.test")
+        assert client.rcpt(recipient)[0] == 250
+        started, _ = client.docmd("DATA")
+        client.send(data)
+        ended, reply = client.getreply()
+        after, _ = client.noop()
+        return [started, ended, after], reply.decode()
+
+
+async def test_a_line_after_a_bare_lf_is_dot_unstuffed_and_never_ends_data(
+    gateway: Gateway,
+) -> None:
+    port = smtp_port(gateway)
+    # smtplib, given bytes, sends their bare LFs as they are and stuffs a dot after any LF.
+    raw = b"Subject: bare LF\n\nZone 3 open\n.5 bar\n..two dots\n"
+    code, reply = await trio.to_thread.run_sync(deliver, port, [f"4741000003-1000@{DOMAIN}"], raw)
+    assert code == 250
+    stored = await stored_texts(gateway, reply)
+    assert stored["+4741000003"][1] == "Zone 3 open\n.5 bar\n..two dots"
+    # A "." line with a bare LF on either side is a line of this mail, not its end (no
+    # smuggling): one mail, its text up to the CRLF.CRLF, and the session goes on.
+    exact = (
+        b"Subject: smuggled?\r\n\r\nfirst\n..5 bar\n.\nsecond\n.\r\nthird\r\n.\n"
+        b"MAIL FROM:<a@b.test>\r\n.\r\n"
+    )
+    codes, reply = await trio.to_thread.run_sync(
+        deliver_exactly, port, f"4741000004-1000@{DOMAIN}", exact
+    )
+    assert codes == [354, 250, 250]
+    stored = await stored_texts(gateway, reply)
+    assert list(stored) == ["+4741000004"]
+    assert stored["+4741000004"][1] == "first\n.5 bar\n\nsecond\n\nthird\n\nMAIL FROM:<a@b.test>"
 
 
 async def test_multipart_with_quoted_printable_utf8(gateway: Gateway) -> None:

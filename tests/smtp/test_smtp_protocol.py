@@ -104,14 +104,19 @@ def test_a_whole_dialogue_whole_and_byte_by_byte(chunk: int) -> None:
     ]
 
 
-def test_an_empty_message_and_bare_lf_do_not_end_data() -> None:
+@pytest.mark.parametrize("chunk", [0, 1])
+def test_an_empty_message_and_bare_lf_do_not_end_data(chunk: int) -> None:
+    # A "." with a bare LF before or after it is a line of the message (RFC 5321 4.1.1.4),
+    # dot-unstuffed as every line is, LF-ended or not: the mail goes on to the CRLF.CRLF.
     events, _ = run(
         session(),
         b"HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@b>\r\nDATA\r\n.\r\n"
-        b"MAIL FROM:<>\r\nRCPT TO:<a@b>\r\nDATA\r\nx\n.\nstill data\r\n.\r\n",
+        b"MAIL FROM:<>\r\nRCPT TO:<a@b>\r\nDATA\r\n"
+        b"x\n.\nstill data\n.\r\nand\r\n.\n..dot\r\n.\r\n",
+        chunk=chunk,
     )
     messages = [e for e in events if isinstance(e, MessageReceived)]
-    assert [m.content for m in messages] == [b"", b"x\n.\nstill data\r\n"]
+    assert [m.content for m in messages] == [b"", b"x\n\nstill data\n\r\nand\r\n\n.dot\r\n"]
 
 
 def test_refused_recipient_and_message_keep_the_session() -> None:
