@@ -12,7 +12,7 @@ from typing import Final, Protocol
 
 import trio
 
-from edgegw.http.inputs import declared_text, to_utf8
+from edgegw.http.inputs import declared_text, media_type_and_charset, to_utf8
 from edgegw.http.problems import problem_response
 from edgegw.http.puzzel import (
     JsonMessages,
@@ -113,7 +113,7 @@ def make_app(
 
     async def _send_post(request: Request) -> Response:
         fmt = negotiate(request.headers.get("accept"))
-        media_type, charset = _content_type(request.headers.get("content-type", ""))
+        media_type, charset = media_type_and_charset(request.headers.get("content-type", ""))
         decoder = _BODY_DECODERS.get(media_type)
         if decoder is None:
             error = RequestSyntaxError(
@@ -229,16 +229,6 @@ def make_app(
         return answer
 
     return app
-
-
-def _content_type(header: str) -> tuple[str, str | None]:
-    media_type, *params = header.split(";")
-    charset = None
-    for param in params:
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "charset":
-            charset = value.strip().strip('"').lower()
-    return media_type.strip().lower(), charset
 
 
 def _basic_credentials(header: str | None) -> tuple[str, str] | None:

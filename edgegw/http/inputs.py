@@ -12,7 +12,15 @@ from typing import Final
 
 from edgegw.http.puzzel import RequestSyntaxError, UnsupportedCharset
 
-__all__ = ["MAX_COUNT_DIGITS", "ascii_count", "framing_refusal", "text_charset", "to_utf8"]
+__all__ = [
+    "MAX_COUNT_DIGITS",
+    "ascii_count",
+    "declared_text",
+    "framing_refusal",
+    "media_type_and_charset",
+    "text_charset",
+    "to_utf8",
+]
 
 # A count, a limit or a service id never needs more digits than this; more is refused before
 # `int()` (whose 4,300-digit guard raises) ever sees it.
@@ -36,6 +44,17 @@ def ascii_count(text: str, *, max_digits: int = MAX_COUNT_DIGITS) -> int | None:
     if not 0 < len(text) <= max_digits or not text.isascii() or not text.isdigit():
         return None
     return int(text)
+
+
+def media_type_and_charset(header: str) -> tuple[str, str | None]:
+    """(media type, charset or None) of a Content-Type header, both in lower case."""
+    media_type, *params = header.split(";")
+    charset = None
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower()
+    return media_type.strip().lower(), charset
 
 
 def text_charset(charset: str) -> str:

@@ -3,7 +3,8 @@ operation it carries, and answers and faults back to envelopes. Pure: no sockets
 no logging. Spec sections 2.5 (document/literal wrapped `sendMessages`) and 5.3.
 
 XML is parsed with defusedxml and DTDs, entities and XInclude are refused; every way a body can
-fail to be one of our operations is a `SoapFault`, and nothing else escapes.
+fail to be one of our operations is a `SoapFault`, and nothing else escapes. A body is read in
+its Content-Type's charset where one is declared, as REST XML is (RFC 7303 section 3.2).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import defusedxml
 import defusedxml.ElementTree
 import msgspec
 
+from edgegw.http.inputs import declared_text
 from edgegw.http.puzzel import (
     RESPONSE_NAMESPACE,
     RequestSyntaxError,
+    UnsupportedCharset,
     decode_request_element,
     response_children_xml,
     xml_text,
@@ -79,6 +82,13 @@ def _client(reason: str, code: int | None = StatusCode.SYNTAX_ERROR) -> SoapFaul
     return SoapFault("Client", reason, code)
 
 
+def _syntax_error(error: RequestSyntaxError) -> SoapFault:
+    """The Client fault for `error`, with REST's status 5 in its detail. A charset REST answers
+    with 415 is such a fault too: SOAP 1.1 section 6.2 answers any request it cannot process
+    with HTTP 500 and a Fault, which is what a SOAP client reads."""
+    return _client(f"Syntax error: {error.field}: {error.reason}")
+
+
 def _qualified(namespace: str, name: str) -> str:
     return f"{{{namespace}}}{name}"
 
@@ -93,11 +103,17 @@ def _split(tag: object) -> tuple[str, str]:
     return "", tag
 
 
-def parse_envelope(body: bytes | bytearray) -> Element:
-    """The one element inside the Body of a SOAP 1.1 envelope, or SoapFault."""
+def parse_envelope(body: bytes | bytearray, charset: str | None = None) -> Element:
+    """The one element inside the Body of a SOAP 1.1 envelope, or SoapFault. With `charset`
+    (the Content-Type's) the body is read in it, and the XML declaration's encoding is not
+    looked at; without, the bytes are read as the declaration says (UTF-8 without one)."""
+    try:
+        document = body if charset is None else declared_text(body, charset)
+    except RequestSyntaxError as exc:
+        raise _syntax_error(exc) from None
     try:
         root = defusedxml.ElementTree.fromstring(
-            body, forbid_dtd=True, forbid_entities=True, forbid_external=True
+            document, forbid_dtd=True, forbid_entities=True, forbid_external=True
         )
     except defusedxml.DTDForbidden:
         raise _client("a document type declaration is not allowed") from None
@@ -105,6 +121,10 @@ def parse_envelope(body: bytes | bytearray) -> Element:
         raise _client(f"forbidden XML construct: {exc}") from None
     except (ParseError, ValueError) as exc:
         raise _client(f"malformed XML: {exc}") from None
+    except LookupError as exc:
+        # The declaration names an encoding Python does not know or that is no charset.
+        unreadable = UnsupportedCharset(f"the XML declaration's encoding: {exc}")
+        raise _syntax_error(unreadable) from None
     namespace, name = _split(root.tag)
     if name != "Envelope":
         raise _client(f"the root element is {name or 'not an element'!r}, not a SOAP Envelope")
@@ -146,7 +166,7 @@ def decode_send(operation: Element) -> SendRequest:
     try:
         return decode_request_element(requests[0])
     except RequestSyntaxError as exc:
-        raise _client(f"Syntax error: {exc.field}: {exc.reason}") from None
+        raise _syntax_error(exc) from None
 
 
 def encode_send_response(response: SendResponse) -> bytes:

@@ -6,6 +6,7 @@ Spec sections 2.5 and 5.3.
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import logging
 import re
@@ -13,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 from xml.sax.saxutils import escape
 
+from edgegw.http.inputs import media_type_and_charset
 from edgegw.http.management import Route, _batch_xml, _stop_xml
 from edgegw.http.server import ErrorRenderer, Request, Response, decoded, plain_error
 from edgegw.http.soap import (
@@ -70,8 +72,13 @@ def wsdl_document(name: str) -> bytes:
 Submit = Callable[[SendRequest], Awaitable[SendResponse]]
 
 
-def _send_request(body: bytes | bytearray) -> SendRequest:
-    return decode_send(parse_envelope(body))
+def _send_request(body: bytes | bytearray, charset: str | None) -> SendRequest:
+    return decode_send(parse_envelope(body, charset))
+
+
+def _charset(request: Request) -> str | None:
+    """The charset the request's Content-Type declares, which the envelope is read in."""
+    return media_type_and_charset(request.headers.get("content-type", ""))[1]
 
 
 def soap_routes(
@@ -127,7 +134,8 @@ def soap_routes(
             return _fault(SoapFault("Server", "Internal error", StatusCode.INTERNAL_ERROR))
 
     async def _send(request: Request) -> Response:
-        send_request = await decoded(_send_request, request.body)
+        read = functools.partial(_send_request, charset=_charset(request))
+        send_request = await decoded(read, request.body)
         response = await submit(send_request)
         answer = _xml(encode_send_response(response))
         if response.failed_login():
@@ -135,7 +143,7 @@ def soap_routes(
         return answer
 
     async def _manage(request: Request) -> Response:
-        call = decode_management(parse_envelope(request.body))
+        call = decode_management(parse_envelope(request.body, _charset(request)))
         if await authenticate(call.username, call.password) != call.service_id:
             refusal = _fault(SoapFault("Client", "Access denied", StatusCode.ACCESS_ERROR))
             refusal.auth_failure = call.username

@@ -1,6 +1,6 @@
 """The SOAP codec against the spec's example envelopes (tests/vectors/soap, see SOURCES.md),
-faults for every way an envelope can be wrong, hostile XML, the management operations in both
-namespaces, and hypothesis: arbitrary bytes either decode or raise SoapFault."""
+faults for every way an envelope can be wrong, hostile XML, charsets, the management operations
+in both namespaces, and hypothesis: arbitrary bytes either decode or raise SoapFault."""
 
 from __future__ import annotations
 
@@ -174,6 +174,51 @@ def test_dtds_entities_and_xinclude_are_refused(body: bytes, words: str) -> None
     assert words in caught.value.reason
 
 
+@pytest.mark.parametrize(
+    ("prefix", "encoding", "charset"),
+    [
+        ("", "latin-1", "iso-8859-1"),
+        # A declaration that says otherwise: the Content-Type wins (RFC 7303 section 3.2).
+        ('<?xml version="1.0" encoding="UTF-8"?>', "latin-1", "latin1"),
+        ("", "utf-16", "utf-16"),
+        ('<?xml version="1.0" encoding="ISO-8859-1"?>', "latin-1", None),
+    ],
+)
+def test_an_envelope_is_read_in_its_declared_charset(
+    prefix: str, encoding: str, charset: str | None
+) -> None:
+    text = prefix + envelope(send_body(MINIMAL.replace("Hi", "Blåbær"))).decode()
+    request = decode_send(parse_envelope(text.encode(encoding), charset))
+    assert request.message[0].content == "Blåbær"
+
+
+@pytest.mark.parametrize(
+    ("body", "charset", "words"),
+    [
+        (envelope(send_body(MINIMAL)), "rot13", "charset: 'rot13' is not a text encoding"),
+        (envelope(send_body(MINIMAL)), "x" * 41, "is not a text encoding"),
+        (
+            envelope(send_body(MINIMAL.replace("Hi", "Blåbær"))),
+            "us-ascii",
+            "body: not us-ascii at byte",
+        ),
+        (
+            b'<?xml version="1.0" encoding="hex"?>' + envelope(send_body(MINIMAL)),
+            None,
+            "charset: the XML declaration's encoding",
+        ),
+    ],
+)
+def test_a_charset_that_cannot_be_read_is_a_client_fault(
+    body: bytes, charset: str | None, words: str
+) -> None:
+    with pytest.raises(SoapFault) as caught:
+        parse_envelope(body, charset)
+    assert (caught.value.faultcode, caught.value.code) == ("Client", 5)
+    assert caught.value.reason.startswith("Syntax error: ")
+    assert words in caught.value.reason
+
+
 def test_fault_is_soap_11_with_the_puzzel_detail() -> None:
     encoded = encode_fault(SoapFault("Client", "no batch 'a<b' for this service", 1000))
     root = ElementTree.fromstring(encoded)
@@ -238,9 +283,9 @@ def test_bad_management_calls_are_client_faults(body: str, words: str) -> None:
     assert words in caught.value.reason
 
 
-def _decode_any(body: bytes) -> None:
+def _decode_any(body: bytes, charset: str | None = None) -> None:
     try:
-        operation = parse_envelope(body)
+        operation = parse_envelope(body, charset)
     except SoapFault:
         return
     for decode in (decode_send, decode_management):
@@ -251,6 +296,14 @@ def _decode_any(body: bytes) -> None:
 @given(st.binary(max_size=400))
 def test_arbitrary_bytes_decode_or_fault(body: bytes) -> None:
     _decode_any(body)
+
+
+@given(
+    st.binary(max_size=200),
+    st.one_of(st.sampled_from(["utf-8", "utf-16", "latin-1", "rot13", "zlib", "idna"]), st.text()),
+)
+def test_arbitrary_bytes_in_any_charset_decode_or_fault(body: bytes, charset: str) -> None:
+    _decode_any(body, charset)
 
 
 _FRAGMENTS = st.sampled_from(

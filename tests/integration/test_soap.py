@@ -1,14 +1,17 @@
 """The SOAP doors of the running gateway (spec 2.5 and 5.3) through a stock SOAP client: zeep
 loads our WSDLs (and the schemas they import) from the gateway, sends one message and a batch,
 reads statuses and message ids, and calls the management operations. Raw envelopes check what
-a client without a WSDL sees: any SOAPAction, faults for garbage, a refused oversized body.
+a client without a WSDL sees: any SOAPAction, faults for garbage, a refused oversized body, an
+envelope read in its Content-Type's charset and a fault for a charset that cannot be read.
 
 zeep is blocking; its calls run in `trio.to_thread.run_sync`."""
 
 from __future__ import annotations
 
 import datetime
+import logging
 import socket
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 from xml.etree import ElementTree
@@ -102,6 +105,94 @@ async def test_zeep_sends_one_message_and_a_batch(gateway: Gateway) -> None:
         assert stored is not None and stored.batchReference == "soap-batch"
 
     assert [(s.statusCode, s.messageId) for s in wrong.messageStatus] == [(2, None)]
+
+
+async def stored_content(gateway: Gateway, message_id: str) -> str:
+    def read(conn: sqlite3.Connection) -> str:
+        row = conn.execute("SELECT content FROM messages WHERE id = ?", (message_id,)).fetchone()
+        return str(row[0])
+
+    return await gateway.store.read(read)
+
+
+async def test_zeep_sends_text_beyond_ascii(gateway: Gateway) -> None:
+    """zeep declares `text/xml; charset=utf-8`, which the envelope is read in."""
+    port = port_of(gateway)
+
+    def send() -> Any:
+        soap = client(port, "/gw/ws/SMSGatewayV10")
+        return soap.service.sendMessages(
+            request={**CREDENTIALS, "message": [message("+4741000000", "Blåbær på lager")]}
+        )
+
+    (status,) = (await trio.to_thread.run_sync(send)).messageStatus
+    assert status.statusCode == 1
+    assert await stored_content(gateway, status.messageId) == "Blåbær på lager"
+
+
+async def test_an_envelope_is_read_in_the_charset_its_content_type_declares(
+    gateway: Gateway,
+) -> None:
+    latin_1 = README_ENVELOPE.replace("Hello over SOAP", "Blåbær på lager").encode("latin-1")
+    base = f"http://127.0.0.1:{port_of(gateway)}"
+    async with httpx.AsyncClient(base_url=base) as http:
+        for body in (latin_1, b'<?xml version="1.0" encoding="UTF-8"?>' + latin_1):
+            # With or without a declaration (saying otherwise): the Content-Type wins, RFC 7303
+            # section 3.2.
+            sent = await http.post(
+                "/gw/ws/SMSGatewayV10",
+                content=body,
+                headers={"content-type": "text/xml; charset=ISO-8859-1"},
+            )
+            assert sent.status_code == 200
+            answer = ElementTree.fromstring(sent.content)
+            assert answer.findtext(".//messageStatus/statusCode") == "1"
+            message_id = answer.findtext(".//messageStatus/messageId")
+            assert message_id is not None
+            assert await stored_content(gateway, message_id) == "Blåbær på lager"
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "body", "reason"),
+    [
+        (path, f"text/xml; charset={charset}", README_ENVELOPE.encode(), f"{charset}' is not")
+        for path in ("/gw/ws/SMSGatewayV10", "/mgmt/ws/GatewayManagementV10")
+        for charset in ("rot13", "base64", "bogus-enc")
+    ]
+    + [
+        (
+            "/gw/ws/SMSGatewayV10",
+            "text/xml",
+            b'<?xml version="1.0" encoding="bogus-enc"?>' + README_ENVELOPE.encode(),
+            "the XML declaration's encoding",
+        ),
+        (
+            "/gw/ws/SMSGatewayV10",
+            "text/xml; charset=us-ascii",
+            README_ENVELOPE.replace("Hello", "Hællo").encode(),
+            "not us-ascii at byte",
+        ),
+    ],
+)
+async def test_a_charset_that_cannot_be_read_is_a_client_fault(
+    gateway: Gateway,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+    content_type: str,
+    body: bytes,
+    reason: str,
+) -> None:
+    """As any body it cannot read: HTTP 500 with a soap:Client fault (SOAP 1.1 section 6.2),
+    the detail's code 5 as REST's status, nothing logged at ERROR."""
+    base = f"http://127.0.0.1:{port_of(gateway)}"
+    async with httpx.AsyncClient(base_url=base) as http:
+        refused = await http.post(path, content=body, headers={"content-type": content_type})
+    assert refused.status_code == 500
+    fault = ElementTree.fromstring(refused.content).find(f".//{{{ENVELOPE_NAMESPACE}}}Fault")
+    assert fault is not None and fault.findtext("faultcode") == "soap:Client"
+    assert reason in (fault.findtext("faultstring") or "")
+    assert fault.findtext(f"detail/{{{FAULT_NAMESPACE}}}fault/code") == "5"
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
 
 
 async def test_the_wsdl_is_served_at_both_addresses(gateway: Gateway) -> None:
