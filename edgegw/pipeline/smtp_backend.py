@@ -8,12 +8,12 @@ when any recipient's message cannot be sent, so nothing is half accepted. Spec s
 from __future__ import annotations
 
 import collections
-import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Final
 
 from edgegw.config import ServiceConfig
+from edgegw.networks import Networks
 from edgegw.pipeline.submit import DirectMessage, Rejected, Submitter, check_recipient
 from edgegw.smtp.mail import MailContent, MailError, mail_content, parse_recipient
 from edgegw.smtp.protocol import Reply
@@ -24,8 +24,6 @@ __all__ = ["GatewaySmtpBackend"]
 log = logging.getLogger(__name__)
 
 _IDS_PER_LINE: Final = 20  # keeps each line of the 250 reply well under 512 octets
-
-_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class GatewaySmtpBackend:
@@ -42,8 +40,8 @@ class GatewaySmtpBackend:
         on_accepted: Callable[[int, int], None] | None = None,
     ) -> None:
         self._services = {service.id: service for service in services}
-        self._allowed: dict[int, list[_Network]] = {
-            service.id: [ipaddress.ip_network(entry, strict=False) for entry in service.smtp.allow]
+        self._allowed = {
+            service.id: Networks(service.smtp.allow)
             for service in self._services.values()
             if service.smtp is not None
         }
@@ -70,7 +68,7 @@ class GatewaySmtpBackend:
         allowed = self._allowed.get(service_id)
         if service_id not in self._services or allowed is None:
             return Reply(550, f"5.1.1 service {service_id} takes no email here")
-        if authenticated != service_id and not _contains(allowed, client):
+        if authenticated != service_id and client not in allowed:
             return Reply(550, f"5.7.1 {client} may not send for service {service_id}")
         return Reply(250, "2.1.5 recipient OK")
 
@@ -115,11 +113,3 @@ class GatewaySmtpBackend:
             for start in range(0, len(ids), _IDS_PER_LINE)
         ]
         return Reply(250, "2.0.0 queued as " + "\n".join(lines))
-
-
-def _contains(networks: list[_Network], client: str) -> bool:
-    try:
-        address = ipaddress.ip_address(client)
-    except ValueError:
-        return False
-    return any(address in network for network in networks)

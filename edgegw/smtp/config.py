@@ -5,12 +5,12 @@ in config.example.toml.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from typing import Annotated
 
 import msgspec
 
+from edgegw.networks import network_problems
 from edgegw.smtp.protocol import SmtpLimits
 
 __all__ = ["ServiceSmtp", "SmtpConfig", "check_smtp"]
@@ -79,9 +79,5 @@ def check_smtp(
         where = f"services[{index}].smtp"
         if smtp is None:
             problems.append(f"{where}: needs an [smtp] listener")
-        for entry in setting.allow:
-            try:
-                ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                problems.append(f"{where}.allow: {entry!r} is not an IP address or network")
+        problems += network_problems(f"{where}.allow", setting.allow)
     return problems

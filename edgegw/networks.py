@@ -1,0 +1,41 @@
+"""Lists of IP addresses and networks as the configuration writes them ("127.0.0.1",
+"10.0.0.0/8", "::1"): the check that names a bad entry, and whether an address is in a list.
+Pure: no sockets, no I/O. SMTP's `allow` lists are read through it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+__all__ = ["Networks", "network_problems"]
+
+
+def network_problems(key: str, entries: Iterable[str]) -> list[str]:
+    """A config problem, with its key path, for each entry that is no IP address or network."""
+    problems = []
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            problems.append(f"{key}: {entry!r} is not an IP address or network")
+    return problems
+
+
+class Networks:
+    """Addresses and networks ("10.0.0.1/8" is 10.0.0.0/8), from entries that
+    `network_problems` passed; `address in networks` for an address or its text (text that is
+    no address is in no list)."""
+
+    def __init__(self, entries: Iterable[str] = ()) -> None:
+        self._networks = tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
+
+    def __contains__(self, address: object) -> bool:
+        if isinstance(address, str):
+            try:
+                address = ipaddress.ip_address(address)
+            except ValueError:
+                return False
+        if not isinstance(address, ipaddress.IPv4Address | ipaddress.IPv6Address):
+            return False
+        return any(address in network for network in self._networks)

@@ -1,0 +1,36 @@
+"""Address and network lists of the configuration: membership of addresses and of text, and
+the check naming each bad entry with its key."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from edgegw.networks import Networks, network_problems
+
+
+def test_addresses_and_networks_of_both_families_contain_what_they_should() -> None:
+    networks = Networks(["192.0.2.7", "10.0.0.1/8", "2001:db8::/32"])
+    assert "192.0.2.7" in networks
+    assert "192.0.2.8" not in networks
+    assert "10.255.0.1" in networks  # host bits of an entry are ignored
+    assert "2001:DB8::1" in networks
+    assert ipaddress.ip_address("2001:db8::2") in networks
+    assert "2001:db9::1" not in networks
+    assert "::ffff:192.0.2.7" not in networks  # another family, another address
+
+
+def test_text_that_is_no_address_is_in_no_list() -> None:
+    networks = Networks(["0.0.0.0/0", "::/0"])
+    for text in ("", "intranet", "192.0.2.7:80", "10.0.0.0/8", " 192.0.2.7", "01.2.3.4"):
+        assert text not in networks
+    assert 7 not in networks
+    assert "192.0.2.7" not in Networks()
+
+
+def test_each_bad_entry_is_a_problem_with_its_key() -> None:
+    entries = ["127.0.0.1", "10.0.0.0/33", "intranet", "::1", "fe80::/129"]
+    assert network_problems("a.allow", entries) == [
+        "a.allow: '10.0.0.0/33' is not an IP address or network",
+        "a.allow: 'intranet' is not an IP address or network",
+        "a.allow: 'fe80::/129' is not an IP address or network",
+    ]
