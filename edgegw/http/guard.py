@@ -38,8 +38,7 @@ def guard_logins(app: App, throttle: AuthThrottle, errors: ErrorRenderer) -> App
     async def guarded(request: Request) -> Response:
         if not _carries_credentials(request):
             return await app(request)
-        address = request.client[0] if request.client is not None else None
-        refused_for = await admit(throttle, DOOR, address)
+        refused_for = await admit(throttle, DOOR, request.client)
         if refused_for:
             response = errors(request, 429, "too many failed logins from this address")
             response.headers.append(("retry-after", str(math.ceil(refused_for))))
@@ -51,7 +50,7 @@ def guard_logins(app: App, throttle: AuthThrottle, errors: ErrorRenderer) -> App
             account = credentials[0] if credentials is not None else ""
         if account is None:
             return response
-        await login_failed(throttle, DOOR, "HTTP", address, account, log)
+        await login_failed(throttle, DOOR, "HTTP", request.client, account, log)
         return response
 
     return guarded

@@ -6,7 +6,6 @@ encoding only: never touches the store itself; `edgegw.pipeline.management` does
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Awaitable, Callable, Collection
 from typing import Final
 from urllib.parse import parse_qs, unquote
@@ -29,6 +28,7 @@ from edgegw.pipeline.management import (
     StoppedMessage,
 )
 from edgegw.pipeline.submit import Rejected, check_recipient
+from edgegw.shares import is_loopback
 
 __all__ = ["Route", "management_routes"]
 
@@ -140,7 +140,8 @@ def management_routes(
             header is None
             and client_style
             and allow_unauthenticated_loopback
-            and _is_loopback(request)
+            and request.client is not None
+            and is_loopback(request.client)
             and service_id in service_ids
         ):
             return
@@ -243,15 +244,6 @@ class _MethodNotAllowed(HttpError):
 def _allow(request: Request, methods: str) -> None:
     if request.method not in methods.split(", "):
         raise _MethodNotAllowed(request.method, methods)
-
-
-def _is_loopback(request: Request) -> bool:
-    if request.client is None:
-        return False
-    try:
-        return ipaddress.ip_address(request.client[0]).is_loopback
-    except ValueError:
-        return False
 
 
 def _prefers_xml(accept: str | None) -> bool:

@@ -55,7 +55,7 @@ class Request(msgspec.Struct, kw_only=True):
     query: str  # the target after `?`, not percent-decoded; "" when absent
     headers: dict[str, str]  # lower-cased names; repeated headers joined with ", "
     body: Body
-    client: tuple[str, int] | None = None
+    client: str | None = None  # the address the request came from
     # Set by a wrapper whose rows must commit with what the request writes (the answer of an
     # Idempotency-Key, edgegw.http.idempotency): the route that commits the request's effects
     # calls it with the answer it will send and writes what it returns (an edgegw.store.Write)
@@ -184,7 +184,7 @@ class _HttpConnection:
         app: App,
         limits: HttpLimits,
         drain: _Drain,
-        client: tuple[str, int] | None,
+        peer: tuple[str, int] | None,
         errors: ErrorRenderer,
     ) -> None:
         self.stream = stream
@@ -193,7 +193,7 @@ class _HttpConnection:
         self.head: Request | None = None  # the request being served, once its head is in
         self.limits = limits
         self.drain = drain
-        self.client = client
+        self.peer = peer
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
         self.scope = trio.CancelScope(shield=True)
         self.timer = trio.CancelScope()
@@ -218,7 +218,7 @@ class _HttpConnection:
             # The client went away mid-exchange; nobody is left to answer.
             return
         except Exception:
-            self._log_failure("connection", "HTTP connection from %s failed", self.client)
+            self._log_failure("connection", "HTTP connection from %s failed", self.peer)
             await self._reject(500, "internal server error")
 
     async def _serve_requests(self) -> None:
@@ -367,7 +367,7 @@ class _HttpConnection:
             query=query,
             headers=headers,
             body=b"",
-            client=self.client,
+            client=self.peer[0] if self.peer is not None else None,
         )
 
     async def _call_app(self, body: Body) -> Response:
@@ -386,7 +386,7 @@ class _HttpConnection:
     def _log_failure(self, kind: str, message: str, *args: object) -> None:
         """A bug a client reached, with its traceback the first time; a client repeating it
         is summarized once a minute instead of filling the disk."""
-        peer = self.client[0] if self.client is not None else None
+        peer = self.peer[0] if self.peer is not None else None
         now = trio.current_time()
         failures = self.drain.failures
         log_limited(log, failures, logging.ERROR, kind, peer, now, message, *args, exc_info=True)
@@ -495,14 +495,15 @@ async def serve_connection(
     app: App,
     limits: HttpLimits,
     *,
-    client: tuple[str, int] | None = None,
+    peer: tuple[str, int] | None = None,
     errors: ErrorRenderer = plain_error,
     _drain: _Drain | None = None,
 ) -> None:
-    """Serve HTTP/1.1 on one stream until the client leaves, a limit is hit or shutdown ends it.
-    The connection is its own error boundary: nothing it meets escapes except cancellation."""
+    """Serve HTTP/1.1 on one stream from `peer` (its address and port) until the client leaves, a
+    limit is hit or shutdown ends it. The connection is its own error boundary: nothing it meets
+    escapes except cancellation."""
     drain = _drain if _drain is not None else _Drain()
-    connection = _HttpConnection(stream, app, limits, drain, client, errors)
+    connection = _HttpConnection(stream, app, limits, drain, peer, errors)
     drain.connections.add(connection)
     try:
         with connection.scope:
@@ -558,16 +559,16 @@ async def serve_http(
 
     async def serve_one(stream: trio.SocketStream) -> None:
         try:
-            peer = stream.socket.getpeername()
-            client = (str(peer[0]), int(peer[1]))
+            name = stream.socket.getpeername()
+            peer = (str(name[0]), int(name[1]))
         except OSError:
-            client = None
-        address = client[0] if client is not None else None
+            peer = None
+        address = peer[0] if peer is not None else None
         if len(drain.connections) >= limits.max_connections or not shares.take(address):
             await _refuse_busy(stream)
             return
         try:
-            await serve_connection(stream, app, limits, client=client, errors=errors, _drain=drain)
+            await serve_connection(stream, app, limits, peer=peer, errors=errors, _drain=drain)
         finally:
             shares.give_back(address)
 
