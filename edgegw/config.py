@@ -30,6 +30,7 @@ from edgegw.delivery.config import (
 )
 from edgegw.http.limits import HttpLimits
 from edgegw.model import OriginatorType
+from edgegw.networks import network_problems
 from edgegw.passwords import check_hash_format, is_hashed
 from edgegw.smpp.config import SmppConfig
 from edgegw.smtp.config import ServiceSmtp, SmtpConfig, check_smtp
@@ -53,6 +54,9 @@ class HttpConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 8080
     auth_failure_problem: bool = False
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For names the client; none by
+    # default, so every request is from its TCP peer (edgegw.http.forwarded).
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
     limits: HttpLimits = msgspec.field(default_factory=HttpLimits)
 
 
@@ -323,6 +327,7 @@ def _check_meaning(config: Config) -> list[str]:
         problems.append("store.keep_final_days: must not be negative")
     if not 0 <= config.http.port <= 65535:
         problems.append("http.port: must be from 0 to 65535")
+    problems += network_problems("http.trusted_proxies", config.http.trusted_proxies)
     if config.dispatch.max_attempts < 1:
         problems.append("dispatch.max_attempts: must be at least 1")
     if config.dispatch.queue_per_modem < 1:

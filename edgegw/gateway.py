@@ -40,6 +40,7 @@ from edgegw.http.soap_routes import soap_errors, soap_routes
 from edgegw.http.status import StatusView, status_routes
 from edgegw.metrics import CONTENT_TYPE, Metrics
 from edgegw.model import InboundView, SendRequest, SendResponse, StatusCode
+from edgegw.networks import Networks
 from edgegw.passwords import PasswordChecker, stand_in_for
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.inbound import InboundReceiver, inbound_record, inbound_records, inbound_view
@@ -259,6 +260,7 @@ class Gateway:
                                     http.port,
                                     http.limits,
                                     errors=soap_errors(error_response),
+                                    trusted_proxies=Networks(http.trusted_proxies),
                                 )
                             )
                         smpp_port = None

@@ -1,6 +1,7 @@
 """Lists of IP addresses and networks as the configuration writes them ("127.0.0.1",
 "10.0.0.0/8", "::1"): the check that names a bad entry, and whether an address is in a list.
-Pure: no sockets, no I/O. SMTP's `allow` lists are read through it.
+Pure: no sockets, no I/O. SMTP's `allow` lists and HTTP's `trusted_proxies` are read
+through it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ class Networks:
 
     def __init__(self, entries: Iterable[str] = ()) -> None:
         self._networks = tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
+
+    def __bool__(self) -> bool:
+        return bool(self._networks)
 
     def __contains__(self, address: object) -> bool:
         if isinstance(address, str):

@@ -98,3 +98,25 @@ def test_unreadable_and_malformed_files_are_config_errors(tmp_path: Path) -> Non
     broken.write_text("[gateway\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(broken)
+
+
+def test_trusted_proxies_are_none_by_default_and_a_bad_one_stops_the_start(
+    tmp_path: Path,
+) -> None:
+    assert load_config(ROOT / "config.example.toml").http.trusted_proxies == []
+    path = tmp_path / "proxy.toml"
+    path.write_text(
+        '[http]\ntrusted_proxies = ["127.0.0.1", "10.0.0.0/33", "::1", "nginx"]\n' + MINIMAL
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert raised.value.problems == [
+        "http.trusted_proxies: '10.0.0.0/33' is not an IP address or network",
+        "http.trusted_proxies: 'nginx' is not an IP address or network",
+    ]
+    path.write_text('[http]\ntrusted_proxies = "127.0.0.1"\n' + MINIMAL)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert raised.value.problems == ["http.trusted_proxies: Expected `array`, got `str`"]
+    path.write_text('[http]\ntrusted_proxies = ["127.0.0.1", "10.0.0.0/8", "fd00::/8"]\n' + MINIMAL)
+    assert load_config(path).http.trusted_proxies == ["127.0.0.1", "10.0.0.0/8", "fd00::/8"]

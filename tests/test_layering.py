@@ -38,6 +38,7 @@ RULES: list[tuple[str, Layer]] = [
     ("edgegw/http/limits.py", Layer.CODEC),
     ("edgegw/http/soap.py", Layer.CODEC),
     ("edgegw/http/inputs.py", Layer.CODEC),
+    ("edgegw/http/forwarded.py", Layer.CODEC),
     ("edgegw/pipeline/keywords.py", Layer.CODEC),
     ("edgegw/pipeline/drstatus.py", Layer.CODEC),
     ("edgegw/pipeline/pacing.py", Layer.CODEC),

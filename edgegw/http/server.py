@@ -19,9 +19,11 @@ import h11
 import msgspec
 import trio
 
+from edgegw.http.forwarded import client_address
 from edgegw.http.inputs import framing_refusal
 from edgegw.http.limits import HttpLimits
 from edgegw.loglimit import LogLimiter, log_limited, write_overdue_summaries
+from edgegw.networks import Networks
 from edgegw.shares import ConnectionShares
 
 __all__ = [
@@ -55,7 +57,9 @@ class Request(msgspec.Struct, kw_only=True):
     query: str  # the target after `?`, not percent-decoded; "" when absent
     headers: dict[str, str]  # lower-cased names; repeated headers joined with ", "
     body: Body
-    client: str | None = None  # the address the request came from
+    # The address the request came from: the TCP peer's, or the client's that a trusted
+    # reverse proxy forwarded (edgegw.http.forwarded).
+    client: str | None = None
     # Set by a wrapper whose rows must commit with what the request writes (the answer of an
     # Idempotency-Key, edgegw.http.idempotency): the route that commits the request's effects
     # calls it with the answer it will send and writes what it returns (an edgegw.store.Write)
@@ -186,6 +190,7 @@ class _HttpConnection:
         drain: _Drain,
         peer: tuple[str, int] | None,
         errors: ErrorRenderer,
+        trusted_proxies: Networks | None,
     ) -> None:
         self.stream = stream
         self.app = app
@@ -194,6 +199,7 @@ class _HttpConnection:
         self.limits = limits
         self.drain = drain
         self.peer = peer
+        self.trusted_proxies = trusted_proxies
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
         self.scope = trio.CancelScope(shield=True)
         self.timer = trio.CancelScope()
@@ -361,13 +367,16 @@ class _HttpConnection:
             name = raw_name.decode("ascii", "replace")
             value = raw_value.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        client = self.peer[0] if self.peer is not None else None
+        if client is not None and self.trusted_proxies:
+            client = client_address(client, headers.get("x-forwarded-for"), self.trusted_proxies)
         return Request(
             method=event.method.decode("ascii", "replace"),
             path=path,
             query=query,
             headers=headers,
             body=b"",
-            client=self.peer[0] if self.peer is not None else None,
+            client=client,
         )
 
     async def _call_app(self, body: Body) -> Response:
@@ -385,11 +394,15 @@ class _HttpConnection:
 
     def _log_failure(self, kind: str, message: str, *args: object) -> None:
         """A bug a client reached, with its traceback the first time; a client repeating it
-        is summarized once a minute instead of filling the disk."""
-        peer = self.peer[0] if self.peer is not None else None
+        (the request's client, behind a trusted proxy too) is summarized once a minute instead
+        of filling the disk."""
+        if self.head is not None:
+            client = self.head.client
+        else:
+            client = self.peer[0] if self.peer is not None else None
         now = trio.current_time()
         failures = self.drain.failures
-        log_limited(log, failures, logging.ERROR, kind, peer, now, message, *args, exc_info=True)
+        log_limited(log, failures, logging.ERROR, kind, client, now, message, *args, exc_info=True)
 
     async def _send_response(self, response: Response, *, head_only: bool = False) -> None:
         headers = [
@@ -497,13 +510,15 @@ async def serve_connection(
     *,
     peer: tuple[str, int] | None = None,
     errors: ErrorRenderer = plain_error,
+    trusted_proxies: Networks | None = None,
     _drain: _Drain | None = None,
 ) -> None:
     """Serve HTTP/1.1 on one stream from `peer` (its address and port) until the client leaves, a
-    limit is hit or shutdown ends it. The connection is its own error boundary: nothing it meets
-    escapes except cancellation."""
+    limit is hit or shutdown ends it. A request from a peer in `trusted_proxies` is from the
+    client its X-Forwarded-For names (edgegw.http.forwarded). The connection is its own error
+    boundary: nothing it meets escapes except cancellation."""
     drain = _drain if _drain is not None else _Drain()
-    connection = _HttpConnection(stream, app, limits, drain, peer, errors)
+    connection = _HttpConnection(stream, app, limits, drain, peer, errors, trusted_proxies)
     drain.connections.add(connection)
     try:
         with connection.scope:
@@ -543,11 +558,15 @@ async def serve_http(
     limits: HttpLimits,
     *,
     errors: ErrorRenderer = plain_error,
+    trusted_proxies: Networks | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on host:port (0 picks a free port, reported through `task_status.started`) and
     serve until cancelled. On cancellation it stops accepting at once, lets requests in
-    progress finish within `limits.shutdown_grace`, then closes whatever is left."""
+    progress finish within `limits.shutdown_grace`, then closes whatever is left. Requests
+    through a proxy in `trusted_proxies` are from the client it forwarded; connections are
+    counted against `limits.max_connections_per_address` by the TCP peer all the same, as
+    they are taken before any header is read."""
     listeners = await trio.open_tcp_listeners(port, host=host)
     bound_port: int = listeners[0].socket.getsockname()[1]
     drain = _Drain()
@@ -568,7 +587,15 @@ async def serve_http(
             await _refuse_busy(stream)
             return
         try:
-            await serve_connection(stream, app, limits, peer=peer, errors=errors, _drain=drain)
+            await serve_connection(
+                stream,
+                app,
+                limits,
+                peer=peer,
+                errors=errors,
+                trusted_proxies=trusted_proxies,
+                _drain=drain,
+            )
         finally:
             shares.give_back(address)
 

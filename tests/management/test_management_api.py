@@ -4,6 +4,7 @@ messages are never sent and their DRs reach the customer. Auth, formats, filters
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -35,6 +36,7 @@ from edgegw.model import (
     SendWindow,
     Settings,
 )
+from edgegw.networks import Networks
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.management import Management
 from edgegw.pipeline.submit import Submitter
@@ -172,7 +174,13 @@ async def rig(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[Rig]:
     yield await start(nursery, tmp_path)
 
 
-async def start(nursery: trio.Nursery, tmp_path: Path, *, loopback: bool = False) -> Rig:
+async def start(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    *,
+    loopback: bool = False,
+    trusted_proxies: Networks | None = None,
+) -> Rig:
     clock = Clock(start_epoch=START)
     store = Store(tmp_path / "db", clock=clock, offload=run_inline, final_outcomes=final_outcomes)
     await nursery.start(store.run)
@@ -198,7 +206,11 @@ async def start(nursery: trio.Nursery, tmp_path: Path, *, loopback: bool = False
         allow_unauthenticated_loopback=loopback,
     )
     app = make_app(backend, routes=[routes])
-    port = await nursery.start(serve_http, app, "127.0.0.1", 0, HttpLimits())
+    port = await nursery.start(
+        functools.partial(
+            serve_http, app, "127.0.0.1", 0, HttpLimits(), trusted_proxies=trusted_proxies
+        )
+    )
     return Rig(port, modem, customer, store)
 
 
@@ -317,6 +329,18 @@ async def test_loopback_without_credentials_only_when_allowed(
     async with httpx.AsyncClient(base_url=rig.base, auth=("user1", "wrong")) as client:
         # Wrong credentials are wrong, even from loopback.
         assert (await client.get("/management/1/batch")).status_code == 401
+
+
+async def test_a_client_behind_a_trusted_proxy_on_the_box_is_not_loopback(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    rig = await start(nursery, tmp_path, loopback=True, trusted_proxies=Networks(["127.0.0.1"]))
+    await rig.send_batch("b", 2)
+    async with rig.client(None) as client:
+        forwarded = {"X-Forwarded-For": "203.0.113.7"}
+        assert (await client.get("/management/1/batch", headers=forwarded)).status_code == 401
+        # A client on the box that does not go through the proxy is loopback still.
+        assert (await client.get("/management/1/batch")).status_code == 200
 
 
 async def test_messages_are_listed_with_filters_and_stable_pages(

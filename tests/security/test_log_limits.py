@@ -1,8 +1,10 @@
 """Logs cannot be used to fill the disk (issue 10, item 3): the pure limiter, and a client that
-keeps hitting a failing handler on one keep-alive connection under the virtual clock."""
+keeps hitting a failing handler on one keep-alive connection under the virtual clock, also
+when the clients come through a trusted reverse proxy."""
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import httpx
@@ -12,6 +14,7 @@ import trio.testing
 
 from edgegw.http.server import HttpLimits, Request, Response, serve_http
 from edgegw.loglimit import LogLimiter
+from edgegw.networks import Networks
 
 
 def test_the_first_is_written_then_one_a_period_with_the_count() -> None:
@@ -46,6 +49,29 @@ async def test_a_client_repeating_a_failure_gets_one_traceback_and_a_summary(
     assert summary.getMessage() == (
         "HTTP handler failed for GET /boom (199 more like it since the last one, not logged)"
     )
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_gets_its_own_traceback(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = await nursery.start(
+        functools.partial(
+            serve_http,
+            failing,
+            "127.0.0.1",
+            0,
+            HttpLimits(),
+            trusted_proxies=Networks(["127.0.0.1"]),
+        )
+    )
+    # One keep-alive connection from the proxy carries both clients' requests.
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as proxy:
+        for client in ("203.0.113.7", "203.0.113.7", "198.51.100.9", "203.0.113.7"):
+            answer = await proxy.get("/boom", headers={"X-Forwarded-For": client})
+            assert answer.status_code == 500
+    records = [r for r in caplog.records if r.name == "edgegw.http.server"]
+    assert len(records) == 2
+    assert all(r.exc_info is not None for r in records)
 
 
 def test_a_kind_and_peer_gone_quiet_is_summarised_once_its_period_is_over() -> None:
