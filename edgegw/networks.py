@@ -1,7 +1,7 @@
 """Lists of IP addresses and networks as the configuration writes them ("127.0.0.1",
-"10.0.0.0/8", "::1"): the check that names a bad entry, and whether an address is in a list.
-Pure: no sockets, no I/O. SMTP's `allow` lists and HTTP's `trusted_proxies` are read
-through it.
+"10.0.0.0/8", "::1"): the check that names a bad entry, and whether an address is in a list;
+and whether an address is loopback. Pure: no sockets, no I/O. SMTP's `allow` lists and HTTP's
+`trusted_proxies` are read through it.
 """
 
 from __future__ import annotations
@@ -9,7 +9,15 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-__all__ = ["Networks", "network_problems"]
+__all__ = ["Networks", "is_loopback", "network_problems"]
+
+
+def is_loopback(address: str) -> bool:
+    """Whether `address` (text) is a loopback address; text that is no address is not."""
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 def network_problems(key: str, entries: Iterable[str]) -> list[str]:

@@ -7,16 +7,10 @@ item 5).
 from __future__ import annotations
 
 import collections
-import ipaddress
 
-__all__ = ["ConnectionShares", "is_loopback"]
+from edgegw.networks import is_loopback
 
-
-def is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
+__all__ = ["ConnectionShares"]
 
 
 class ConnectionShares:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from edgegw.networks import Networks, network_problems
+from edgegw.networks import Networks, is_loopback, network_problems
 
 
 def test_addresses_and_networks_of_both_families_contain_what_they_should() -> None:
@@ -34,3 +34,12 @@ def test_each_bad_entry_is_a_problem_with_its_key() -> None:
         "a.allow: 'intranet' is not an IP address or network",
         "a.allow: 'fe80::/129' is not an IP address or network",
     ]
+
+
+def test_loopback_is_the_whole_of_127_0_0_0_8_and_1_and_nothing_that_is_no_address() -> None:
+    assert is_loopback("127.0.0.1")
+    assert is_loopback("127.8.9.10")
+    assert is_loopback("::1")
+    assert not is_loopback("192.0.2.7")
+    assert not is_loopback("localhost")
+    assert not is_loopback("")

@@ -19,6 +19,7 @@ from edgegw.http.problems import HttpError, parse_moment, problem_response
 from edgegw.http.puzzel import lost_plus
 from edgegw.http.server import Request, Response
 from edgegw.model import MessageState
+from edgegw.networks import is_loopback
 from edgegw.pipeline.management import (
     MAX_PAGE,
     BadCursor,
@@ -28,7 +29,6 @@ from edgegw.pipeline.management import (
     StoppedMessage,
 )
 from edgegw.pipeline.submit import Rejected, check_recipient
-from edgegw.shares import is_loopback
 
 __all__ = ["Route", "management_routes"]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import ipaddress
 import logging
 import math
 import ssl
@@ -22,6 +21,7 @@ import trio
 
 from edgegw.logins import admit, login_failed
 from edgegw.loglimit import LogLimiter, log_limited, write_overdue_summaries
+from edgegw.networks import is_loopback
 from edgegw.shares import ConnectionShares
 from edgegw.smtp.config import SmtpConfig
 from edgegw.smtp.protocol import (
@@ -151,15 +151,11 @@ async def serve_connection(
     """One client's dialogue on `stream` from address `client`, until it ends; never raises
     (but for cancellation). The stream is closed at the end. AUTH is checked through
     `throttle`, the listener's, which every connection shares."""
-    try:
-        loopback = ipaddress.ip_address(client).is_loopback
-    except ValueError:
-        loopback = False
     session = SmtpSession(
         config.domain,
         config.limits(),
         tls_available=tls is not None,
-        auth_available=loopback,
+        auth_available=is_loopback(client),
         auth_required=config.require_auth,
     )
     authenticated: int | None = None
