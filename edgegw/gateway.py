@@ -122,6 +122,7 @@ class Gateway:
             numbers={modem.name: modem.number for modem in config.modems},
         )
         self.smpp_binds: collections.Counter[str] = collections.Counter()
+        self.connections_refused: collections.Counter[str] = collections.Counter()
         self.metrics = Metrics(
             self.store,
             self.clock,
@@ -135,6 +136,7 @@ class Gateway:
             },
             auth_failures=self.throttle.failures_total,
             auth_refusals=self.throttle.refusals_total,
+            connections_refused=self.connections_refused,
         )
         self.pruner = Pruner(self.store, self.clock, keep_final_days=config.store.keep_final_days)
         self.reports = ReportCorrelator(
@@ -261,6 +263,7 @@ class Gateway:
                                     http.limits,
                                     errors=soap_errors(error_response),
                                     trusted_proxies=Networks(http.trusted_proxies),
+                                    refused=self.connections_refused,
                                 )
                             )
                         smpp_port = None
@@ -275,6 +278,7 @@ class Gateway:
                                         clock=self.clock,
                                         throttle=self.throttle,
                                         binds=self.smpp_binds,
+                                        refused=self.connections_refused,
                                     )
                                 )
                         smtp_port = None
@@ -287,6 +291,7 @@ class Gateway:
                                         smtp,
                                         self._smtp_backend(),
                                         throttle=self.throttle,
+                                        refused=self.connections_refused,
                                     )
                                 )
                         self._ready = True

@@ -102,6 +102,7 @@ class Metrics:
         smpp_services: Mapping[str, int] | None = None,
         auth_failures: Mapping[str, int] | None = None,
         auth_refusals: Mapping[str, int] | None = None,
+        connections_refused: Mapping[str, int] | None = None,
         poll_interval: float = POLL_SECONDS,
     ) -> None:
         self.store = store
@@ -115,6 +116,10 @@ class Metrics:
         # The failed-login throttle's live counters per door (edgegw.throttle).
         self.auth_failures: Mapping[str, int] = {} if auth_failures is None else auth_failures
         self.auth_refusals: Mapping[str, int] = {} if auth_refusals is None else auth_refusals
+        # The listeners' live counter of connections refused at accept, per door.
+        self.connections_refused: Mapping[str, int] = (
+            {} if connections_refused is None else connections_refused
+        )
         self.poll_interval = poll_interval
         self.figures = StoreFigures()
         self.registry = CollectorRegistry(auto_describe=False)
@@ -224,6 +229,12 @@ class _Snapshot(Collector):
                 "edgegw_auth_refusals",
                 "Logins refused unchecked from a locked-out address, by door.",
                 metrics.auth_refusals,
+            ),
+            (
+                "edgegw_connections_refused",
+                "Connections refused when accepted (the listener full, or the client address"
+                " at its share), by door.",
+                metrics.connections_refused,
             ),
         ):
             family = CounterMetricFamily(name, text, labels=["door"])

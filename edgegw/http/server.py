@@ -5,6 +5,7 @@ what a request means is the app's business (spec section 2.3 is served through `
 
 from __future__ import annotations
 
+import collections
 import email.utils
 import enum
 import functools
@@ -559,6 +560,7 @@ async def serve_http(
     *,
     errors: ErrorRenderer = plain_error,
     trusted_proxies: Networks | None = None,
+    refused: collections.Counter[str] | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on host:port (0 picks a free port, reported through `task_status.started`) and
@@ -566,7 +568,8 @@ async def serve_http(
     progress finish within `limits.shutdown_grace`, then closes whatever is left. Requests
     through a proxy in `trusted_proxies` are from the client it forwarded; connections are
     counted against `limits.max_connections_per_address` by the TCP peer all the same, as
-    they are taken before any header is read."""
+    they are taken before any header is read. A refused connection is logged (once a minute per
+    address) and counted in `refused` under "http", when given."""
     listeners = await trio.open_tcp_listeners(port, host=host)
     bound_port: int = listeners[0].socket.getsockname()[1]
     drain = _Drain()
@@ -574,6 +577,8 @@ async def serve_http(
         limits.max_connections,
         limits.max_connections_per_address,
         exempt_loopback=limits.exempt_loopback,
+        door="http",
+        refused=refused,
     )
 
     async def serve_one(stream: trio.SocketStream) -> None:
@@ -583,7 +588,19 @@ async def serve_http(
         except OSError:
             peer = None
         address = peer[0] if peer is not None else None
-        if len(drain.connections) >= limits.max_connections or not shares.take(address):
+        if shares.admit(address, len(drain.connections)) is not None:
+            log_limited(
+                log,
+                drain.failures,
+                logging.WARNING,
+                "refused",
+                address,
+                trio.current_time(),
+                "HTTP connection from %s refused: %d connections open, %d from it",
+                address,
+                len(drain.connections),
+                shares.open[address] if address is not None else 0,
+            )
             await _refuse_busy(stream)
             return
         try:

@@ -105,6 +105,7 @@ class _Server:
         clock: Clock,
         throttle: AuthThrottle,
         binds: collections.Counter[str] | None = None,
+        refused: collections.Counter[str] | None = None,
     ) -> None:
         self.config = config
         self.backend = backend
@@ -115,6 +116,8 @@ class _Server:
             config.max_connections,
             config.max_connections_per_address,
             exempt_loopback=config.exempt_loopback,
+            door="smpp",
+            refused=refused,
         )
         self.timers = Timers(
             enquire_link_interval=config.enquire_link_interval,
@@ -163,11 +166,7 @@ class _Server:
         """One connection under its own error boundary, shielded so a shutdown can unbind it
         within the drain deadline rather than cut it."""
         address = _peer_address(stream)
-        if (
-            len(self.connections) >= self.config.max_connections
-            or self.draining.is_set()
-            or not self.shares.take(address)
-        ):
+        if self.draining.is_set() or self.shares.admit(address, len(self.connections)) is not None:
             self.log(
                 logging.WARNING,
                 "refused",
@@ -722,19 +721,21 @@ async def serve_smpp(
     clock: Clock | None = None,
     throttle: AuthThrottle | None = None,
     binds: collections.Counter[str] | None = None,
+    refused: collections.Counter[str] | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen for ESMEs until cancelled; `task_status.started(port)` reports the bound port.
     On cancellation bound sessions get an unbind and up to `drain_timeout` to answer it.
     Failed binds are slowed and locked out by `throttle` (one of default policy if None).
-    `binds`, when given, is kept up to date with the bound sessions per system_id."""
+    `binds`, when given, is kept up to date with the bound sessions per system_id, and
+    `refused` counts refused connections under "smpp"."""
     context = _tls_context(config)
     tcp_listeners = await trio.open_tcp_listeners(config.port, host=config.host)
     port = int(tcp_listeners[0].socket.getsockname()[1])
     listeners: list[trio.abc.Listener[trio.abc.Stream]] = list(tcp_listeners)
     if context is not None:
         listeners = [trio.SSLListener(listener, context) for listener in tcp_listeners]
-    server = _Server(config, backend, clock or Clock(), throttle or AuthThrottle(), binds)
+    server = _Server(config, backend, clock or Clock(), throttle or AuthThrottle(), binds, refused)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
             functools.partial(

@@ -9,6 +9,7 @@ another. Spec section 2.6.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import logging
@@ -22,7 +23,7 @@ import trio
 from edgegw.logins import admit, login_failed
 from edgegw.loglimit import LogLimiter, log_limited, write_overdue_summaries
 from edgegw.networks import is_loopback
-from edgegw.shares import ConnectionShares
+from edgegw.shares import ConnectionShares, Refusal
 from edgegw.smtp.config import SmtpConfig
 from edgegw.smtp.protocol import (
     NEED_DATA,
@@ -74,10 +75,12 @@ async def serve_smtp(
     backend: SmtpBackend,
     *,
     throttle: AuthThrottle | None = None,
+    refused: collections.Counter[str] | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on config.host:config.port; reports the bound port through `task_status`.
-    Failed AUTH is slowed and locked out by `throttle` (one of default policy if None)."""
+    Failed AUTH is slowed and locked out by `throttle` (one of default policy if None).
+    Refused connections are counted in `refused` under "smtp", when given."""
     tls = _tls_context(config)
     throttle = throttle or AuthThrottle()
     listeners = await trio.open_tcp_listeners(config.port, host=config.host)
@@ -88,6 +91,8 @@ async def serve_smtp(
         config.max_connections,
         config.max_connections_per_address,
         exempt_loopback=config.exempt_loopback,
+        door="smtp",
+        refused=refused,
     )
 
     async def connection(stream: trio.SocketStream) -> None:
@@ -97,11 +102,7 @@ async def serve_smtp(
         except OSError:  # gone before we looked
             await trio.aclose_forcefully(stream)
             return
-        refusal = None
-        if active >= config.max_connections:
-            refusal = _BUSY
-        elif not shares.take(client):
-            refusal = _OVER_SHARE
+        refusal = shares.admit(client, active)
         if refusal is not None:
             log_limited(
                 log,
@@ -116,7 +117,7 @@ async def serve_smtp(
                 shares.open[client],
             )
             with trio.move_on_after(1):
-                await _refuse(stream, refusal)
+                await _refuse(stream, _BUSY if refusal is Refusal.FULL else _OVER_SHARE)
             return
         active += 1
         try:

@@ -15,6 +15,7 @@ import smpplib.client
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 from support.smpp import connect
+from support.sockets import open_from
 from support.store import new_message, start_store
 
 from drivers.at import AtOptions
@@ -226,6 +227,44 @@ async def test_a_scrape_after_traffic_through_every_door(gateway: Gateway) -> No
     assert ("edgegw_queue_messages", (("service", "1000"),)) in found
     # Every request so far went through the app: health polls, sends, lookups.
     assert found[("edgegw_http_request_duration_seconds_count", ())] >= 4
+
+
+async def test_connections_refused_at_each_door_are_counted(
+    config: Config, nursery: trio.Nursery
+) -> None:
+    assert config.smpp is not None and config.smtp is not None
+    one_each = Config(
+        **{
+            **msgspec.structs.asdict(config),
+            "http": msgspec.structs.replace(
+                config.http,
+                limits=msgspec.structs.replace(config.http.limits, max_connections_per_address=1),
+            ),
+            "smpp": msgspec.structs.replace(config.smpp, max_connections_per_address=1),
+            "smtp": msgspec.structs.replace(config.smtp, max_connections_per_address=1),
+        }
+    )
+    gateway = Gateway(one_each)
+    bound = await nursery.start(gateway.run)
+    ports = {"http": bound.http_port, "smpp": bound.smpp_port, "smtp": bound.smtp_port}
+    # 127.0.0.2 holds its one connection at each door; its second is refused, twice at SMTP.
+    held = {door: await open_from(port, "127.0.0.2") for door, port in ports.items()}
+    for door, times in (("http", 1), ("smpp", 1), ("smtp", 2)):
+        for _ in range(times):
+            over = await open_from(ports[door], "127.0.0.2")
+            with trio.fail_after(5):
+                while await over.receive_some(4096):
+                    pass  # the refusal (503, 421, or nothing), then the close
+            await over.aclose()
+    async with httpx.AsyncClient(base_url=url(gateway)) as client:
+        scrape = await client.get("/metrics")  # from 127.0.0.1, which has its own share
+    found = samples(scrape.text)
+    assert found[("edgegw_connections_refused_total", (("door", "http"),))] == 1
+    assert found[("edgegw_connections_refused_total", (("door", "smpp"),))] == 1
+    assert found[("edgegw_connections_refused_total", (("door", "smtp"),))] == 2
+    for stream in held.values():
+        await stream.aclose()
+    gateway.stop()
 
 
 async def test_metrics_can_require_credentials(config: Config, nursery: trio.Nursery) -> None:

@@ -4,34 +4,49 @@ served, over real sockets."""
 
 from __future__ import annotations
 
+import collections
 import functools
+import logging
 
+import pytest
 import trio
 from support.smpp import AcceptingBackend, raw_bind
 from support.sockets import open_from
 
 from edgegw.http.server import HttpLimits, Request, Response, serve_http
-from edgegw.shares import ConnectionShares
+from edgegw.shares import ConnectionShares, Refusal
 from edgegw.smpp import SmppAccount, SmppConfig, serve_smpp
 
 ACCOUNTS = [SmppAccount(system_id="demo", password="demo", service=1000)]
 
 
 def test_an_address_gets_a_quarter_by_default_and_gives_back() -> None:
-    shares = ConnectionShares(total=10)
-    assert [shares.take("10.0.0.1") for _ in range(3)] == [True, True, False]
-    assert shares.take("10.0.0.2")
+    shares = ConnectionShares(total=10, door="http")
+    assert [shares.admit("10.0.0.1", 0) for _ in range(3)] == [None, None, Refusal.SHARE]
+    assert shares.admit("10.0.0.2", 2) is None
     shares.give_back("10.0.0.1")
-    assert shares.take("10.0.0.1")
-    assert shares.refused_total == 1
+    assert shares.admit("10.0.0.1", 2) is None
+    assert shares.refused == {"http": 1}
+
+
+def test_a_full_listener_refuses_everyone_into_the_counter_it_shares() -> None:
+    refused: collections.Counter[str] = collections.Counter()
+    http = ConnectionShares(total=4, door="http", refused=refused)
+    smtp = ConnectionShares(total=4, exempt_loopback=True, door="smtp", refused=refused)
+    assert http.admit("10.0.0.1", 4) is Refusal.FULL
+    assert smtp.admit("127.0.0.1", 4) is Refusal.FULL  # exempt from its share, not from the whole
+    assert smtp.admit(None, 4) is Refusal.FULL
+    assert http.open == {} and smtp.open == {}
+    assert refused == {"http": 1, "smtp": 2}
 
 
 def test_loopback_can_be_exempted_and_no_address_is_never_capped() -> None:
     shares = ConnectionShares(total=4, per_address=1, exempt_loopback=True)
-    assert all(shares.take("127.0.0.1") for _ in range(5))
-    assert all(shares.take("::1") for _ in range(5))
-    assert all(shares.take(None) for _ in range(5))
-    assert shares.take("192.0.2.1") and not shares.take("192.0.2.1")
+    assert all(shares.admit("127.0.0.1", 0) is None for _ in range(5))
+    assert all(shares.admit("::1", 0) is None for _ in range(5))
+    assert all(shares.admit(None, 0) is None for _ in range(5))
+    assert shares.admit("192.0.2.1", 0) is None
+    assert shares.admit("192.0.2.1", 1) is Refusal.SHARE
 
 
 async def status_of_get(stream: trio.SocketStream) -> bytes:
@@ -49,15 +64,24 @@ async def hello(request: Request) -> Response:
     return Response(status=200, body=b"hi")
 
 
-async def test_one_address_at_its_http_share_does_not_stop_another(nursery: trio.Nursery) -> None:
+async def test_one_address_at_its_http_share_does_not_stop_another(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
     limits = HttpLimits(max_connections=8)  # a share of 2
-    port = await nursery.start(serve_http, hello, "127.0.0.1", 0, limits)
+    refused: collections.Counter[str] = collections.Counter()
+    port = await nursery.start(
+        functools.partial(serve_http, hello, "127.0.0.1", 0, limits, refused=refused)
+    )
     # Two idle connections (a slowloris sends nothing) hold the first address's share.
     held = [await open_from(port, "127.0.0.1") for _ in range(2)]
     third = await open_from(port, "127.0.0.1")
     assert await status_of_get(third) == b"HTTP/1.1 503"
     other = await open_from(port, "127.0.0.2")
     assert await status_of_get(other) == b"HTTP/1.1 200"
+    assert refused == {"http": 1}
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.WARNING, "HTTP connection from 127.0.0.1 refused: 2 connections open, 2 from it")
+    ]
     for stream in (*held, third, other):
         await stream.aclose()
 
