@@ -225,7 +225,7 @@ class _HttpConnection:
             # The client went away mid-exchange; nobody is left to answer.
             return
         except Exception:
-            self._log_failure("connection", "HTTP connection from %s failed", self.peer)
+            self._log_failure("connection", "HTTP connection with %s failed")
             await self._reject(500, "internal server error")
 
     async def _serve_requests(self) -> None:
@@ -389,21 +389,35 @@ class _HttpConnection:
         except Exception:
             # The app's failure is this request's, not the connection's: answer and go on.
             self._log_failure(
-                "handler", "HTTP handler failed for %s %s", request.method, request.path[:200]
+                "handler",
+                "HTTP handler failed for %s %s from %s",
+                request.method,
+                request.path[:200],
             )
             return self.errors(request, 500, "internal server error")
 
     def _log_failure(self, kind: str, message: str, *args: object) -> None:
-        """A bug a client reached, with its traceback the first time; a client repeating it
-        (the request's client, behind a trusted proxy too) is summarized once a minute instead
-        of filling the disk."""
+        """A bug a client reached, with its traceback the first time; `message`'s last %s is
+        the client (the request's, behind a trusted proxy too). A client repeating it is
+        summarized once a minute instead of filling the disk."""
         if self.head is not None:
             client = self.head.client
         else:
             client = self.peer[0] if self.peer is not None else None
         now = trio.current_time()
         failures = self.drain.failures
-        log_limited(log, failures, logging.ERROR, kind, client, now, message, *args, exc_info=True)
+        log_limited(
+            log,
+            failures,
+            logging.ERROR,
+            kind,
+            client,
+            now,
+            message,
+            *args,
+            client,
+            exc_info=True,
+        )
 
     async def _send_response(self, response: Response, *, head_only: bool = False) -> None:
         headers = [

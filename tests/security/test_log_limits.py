@@ -47,7 +47,8 @@ async def test_a_client_repeating_a_failure_gets_one_traceback_and_a_summary(
     assert first.levelno == logging.ERROR and first.exc_info is not None
     assert not summary.exc_info
     assert summary.getMessage() == (
-        "HTTP handler failed for GET /boom (199 more like it since the last one, not logged)"
+        "HTTP handler failed for GET /boom from 127.0.0.1"
+        " (199 more like it since the last one, not logged)"
     )
 
 
@@ -103,7 +104,8 @@ async def test_a_client_that_stops_after_repeating_a_failure_still_gets_its_coun
     await trio.sleep(121.0)
     records = [r for r in caplog.records if r.name == "edgegw.http.server"]
     assert [r.getMessage() for r in records] == [
-        "HTTP handler failed for GET /boom",
-        "HTTP handler failed for GET /boom (49 more like it since the last one, not logged)",
+        "HTTP handler failed for GET /boom from 127.0.0.1",
+        "HTTP handler failed for GET /boom from 127.0.0.1"
+        " (49 more like it since the last one, not logged)",
     ]
     assert records[0].exc_info is not None and not records[1].exc_info
