@@ -34,6 +34,7 @@ from edgegw.http.guard import guard_logins
 from edgegw.http.idempotency import idempotent_sends
 from edgegw.http.management import management_routes
 from edgegw.http.monitoring import monitoring_routes
+from edgegw.http.puzzel import MessageChunks
 from edgegw.http.receive import receive_routes
 from edgegw.http.server import serve_http
 from edgegw.http.soap_routes import soap_errors, soap_routes
@@ -59,7 +60,7 @@ from edgegw.pipeline.readiness import Readiness, readiness
 from edgegw.pipeline.reports import ReportCorrelator
 from edgegw.pipeline.smpp_backend import GatewaySmppBackend
 from edgegw.pipeline.smtp_backend import GatewaySmtpBackend
-from edgegw.pipeline.submit import DirectMessage, MessageChunks, Rejected, Submitter
+from edgegw.pipeline.submit import DirectMessage, Rejected, Submitter
 from edgegw.retention import Pruner
 from edgegw.smpp.server import serve_smpp
 from edgegw.smtp.server import serve_smtp
@@ -372,6 +373,10 @@ class Gateway:
             await emit(chunk)
 
         await self.submitter.submit_stream(request, messages, counted)
+
+    async def refusal(self, request: SendRequest) -> StatusCode | None:
+        assert self.submitter is not None
+        return await self.submitter.refusal(request)
 
     def _count_accepted(self, door: str, request: SendRequest, response: SendResponse) -> None:
         if request.serviceId is not None:

@@ -122,7 +122,9 @@ class MessageStatus(msgspec.Struct, kw_only=True):
     sequenceIndex: int
 
 
-_LOGIN_FAILURES: Final = frozenset({StatusCode.ACCESS_ERROR, StatusCode.ILLEGAL_SERVICE})
+# The statuses that refuse a whole request for its login: wrong credentials, or a service that
+# does not exist (spec 6.1).
+LOGIN_FAILURES: Final = frozenset({StatusCode.ACCESS_ERROR, StatusCode.ILLEGAL_SERVICE})
 
 
 class SendResponse(msgspec.Struct, kw_only=True):
@@ -141,7 +143,7 @@ class SendResponse(msgspec.Struct, kw_only=True):
         message refused for a service that does not exist (status 4), so that walking service
         ids is slowed like guessing passwords."""
         return bool(self.messageStatus) and all(
-            s.statusCode in _LOGIN_FAILURES for s in self.messageStatus
+            s.statusCode in LOGIN_FAILURES for s in self.messageStatus
         )
 
 

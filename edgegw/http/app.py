@@ -16,6 +16,7 @@ from edgegw.http.inputs import declared_text, media_type_and_charset, to_utf8
 from edgegw.http.problems import problem_response
 from edgegw.http.puzzel import (
     JsonMessages,
+    MessageChunks,
     RequestSyntaxError,
     ResponseFormat,
     ResponseWriter,
@@ -30,7 +31,7 @@ from edgegw.http.puzzel import (
 )
 from edgegw.http.server import App, BodyWriter, Request, Response, decoded, plain_error
 from edgegw.http.soap import FAULT_NAMESPACE
-from edgegw.model import MessageStatus, SendRequest, SendResponse, StatusCode
+from edgegw.model import LOGIN_FAILURES, MessageStatus, SendRequest, SendResponse, StatusCode
 from edgegw.store import AnswerSeal, Write
 
 __all__ = ["Backend", "error_response", "make_app"]
@@ -52,12 +53,13 @@ class Backend(Protocol):
     async def submit_stream(
         self,
         request: SendRequest,
-        messages: JsonMessages,
+        messages: MessageChunks,
         emit: Callable[[SendResponse], Awaitable[None]],
     ) -> None: ...
 
-    # Service id for HTTP Basic credentials, or None.
-    async def authenticate(self, username: str, password: str) -> int | None: ...
+    # The status every message of a request gets for its serviceId and credentials alone, or
+    # None when its messages are checked one by one.
+    async def refusal(self, request: SendRequest) -> StatusCode | None: ...
 
 
 SEND_PATH: Final = "/gw/rs/sendMessages"
@@ -126,9 +128,11 @@ def make_app(
             if media_type in _TEXT_BODIES:
                 body = to_utf8(body, charset)
             if decoder is decode_json and len(body) > _SMALLEST_STREAMED_BODY:
-                streamed = await _streamed(request, body, fmt)
-                if streamed is not None:
-                    return streamed
+                batch = await _split_json(body)
+                if batch is not None:
+                    streamed = await _streamed(request, *batch, fmt)
+                    if streamed is not None:
+                        return streamed
             if decoder is decode_json:
                 send_request = decoder(body)  # in C (and a big batch a chunk a step, above)
             elif decoder is decode_xml and charset is not None:
@@ -139,48 +143,55 @@ def make_app(
             return _puzzel(syntax_error_response(exc), fmt, status=exc.http_status)
         return await _submit(request, send_request, fmt, _XML)
 
-    async def _streamed(
-        request: Request, body: bytes | bytearray, fmt: ResponseFormat
-    ) -> Response | None:
-        """A JSON batch of more than STREAMED_MORE_THAN messages, whose credentials are right and
-        whose answer is not remembered (Idempotency-Key), answered as its chunks commit: its
-        messages are decoded a chunk at a time and its statuses written as each chunk is
-        stored, so that the request never costs much more memory than its body. None for
-        anything else. The batch is split and checked a few chunks a step of the loop."""
-        if request.commit_with is not None:
-            return None
+    async def _split_json(body: bytes | bytearray) -> tuple[SendRequest, JsonMessages] | None:
+        """A JSON batch of more than STREAMED_MORE_THAN messages split into its chunks, a few
+        chunks a step of the loop (decode_json_batch); None for anything else."""
         splitting = decode_json_batch(body, more_than=STREAMED_MORE_THAN)
         while True:
             try:
                 next(splitting)
             except StopIteration as split:
                 batch: tuple[SendRequest, JsonMessages] | None = split.value
-                break
+                return batch
             await trio.lowlevel.checkpoint()
-        if batch is None:
+
+    async def _streamed(
+        request: Request, head: SendRequest, messages: MessageChunks, fmt: ResponseFormat
+    ) -> Response | None:
+        """A batch of more than STREAMED_MORE_THAN messages answered as its chunks commit: its
+        messages are decoded a chunk at a time and its statuses written as each chunk is
+        stored, so that the request never costs much more memory than its body. One refused
+        as a whole (its serviceId or credentials) is answered a chunk at a time as well, even
+        with an Idempotency-Key (nothing refused is remembered), so that a client that cannot
+        log in costs no more. None for an accepted one whose answer is remembered: it is
+        answered whole, in the write job of its messages."""
+        refusal = await backend.refusal(head)
+        if refusal is None and request.commit_with is not None:
             return None
-        head, messages = batch
-        if head.serviceId is None or head.serviceId != await backend.authenticate(
-            head.username or "", head.password or ""
-        ):
-            return None  # refused as a whole by the usual path
+        if refusal is StatusCode.ACCESS_ERROR and auth_failure_problem:
+            answer = _denied()
+        else:
 
-        async def answer(write: BodyWriter) -> None:
-            writer = ResponseWriter(fmt)
+            async def stream(write: BodyWriter) -> None:
+                writer = ResponseWriter(fmt)
 
-            async def emit(chunk: SendResponse) -> None:
-                await write(writer.piece(chunk))
+                async def emit(chunk: SendResponse) -> None:
+                    await write(writer.piece(chunk))
 
-            try:
-                await backend.submit_stream(head, messages, emit)
-            except* (trio.BrokenResourceError, trio.ClosedResourceError):
-                # The client left mid-answer (out of the submitter's nursery, so grouped): the
-                # listener closes quietly, as for any client gone. What committed stays.
-                raise trio.BrokenResourceError("the client left during the answer") from None
-            await write(writer.end())
+                try:
+                    await backend.submit_stream(head, messages, emit)
+                except* (trio.BrokenResourceError, trio.ClosedResourceError):
+                    # The client left mid-answer (out of the submitter's nursery, so
+                    # grouped): the listener closes quietly, as for any client gone. What
+                    # committed stays.
+                    raise trio.BrokenResourceError("the client left during the answer") from None
+                await write(writer.end())
 
-        content_type = _JSON if fmt is ResponseFormat.JSON else _XML
-        return Response(status=200, headers=[("content-type", content_type)], stream=answer)
+            content_type = _JSON if fmt is ResponseFormat.JSON else _XML
+            answer = Response(status=200, headers=[("content-type", content_type)], stream=stream)
+        if refusal in LOGIN_FAILURES:
+            answer.auth_failure = head.username or ""
+        return answer
 
     async def _send_get(request: Request) -> Response:
         # GET answers text/xml unless JSON is asked for (spec 2.4).
@@ -217,11 +228,8 @@ def make_app(
     def _answer(
         send_request: SendRequest, response: SendResponse, fmt: ResponseFormat, xml: str
     ) -> Response:
-        denied = response.refused_login()
-        if denied and auth_failure_problem:
-            answer = problem_response(
-                401, "Unauthorized", "the service credentials were not accepted"
-            )
+        if response.refused_login() and auth_failure_problem:
+            answer = _denied()
         else:
             answer = _puzzel(response, fmt, xml=xml)
         if response.failed_login():
@@ -243,6 +251,11 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
         return None
     username, colon, password = decoded.partition(":")
     return (username, password) if colon else None
+
+
+def _denied() -> Response:
+    """A send refused for its credentials, as the 3.0.1 client's OpenAPI describes it."""
+    return problem_response(401, "Unauthorized", "the service credentials were not accepted")
 
 
 def _puzzel(

@@ -10,7 +10,7 @@ import functools
 import re
 from array import array as Array
 from collections.abc import Callable, Generator, Iterable
-from typing import Any, ClassVar, Final, TypeAlias, cast
+from typing import Any, ClassVar, Final, Protocol, TypeAlias, cast
 from urllib.parse import parse_qsl
 from xml.etree.ElementTree import Element, ParseError
 
@@ -35,6 +35,7 @@ __all__ = [
     "RESPONSE_NAMESPACE",
     "STEP_CHUNKS",
     "JsonMessages",
+    "MessageChunks",
     "RequestSyntaxError",
     "ResponseFormat",
     "ResponseWriter",
@@ -314,6 +315,16 @@ def _raw_chunks(raw: list[msgspec.Raw]) -> _Chunks:
         return b"[" + b",".join(raw[start : start + JSON_CHUNK]) + b"]"
 
     return -(-len(raw) // JSON_CHUNK), chunk
+
+
+class MessageChunks(Protocol):
+    """The messages of a big request decoded on demand, a chunk at a time, so that they are
+    never all held decoded at once (`JsonMessages`)."""
+
+    def __len__(self) -> int: ...
+
+    # Messages `start` to `stop` (0-based, `stop` excluded).
+    def decode(self, start: int, stop: int) -> list[MessageRequest]: ...
 
 
 class JsonMessages:

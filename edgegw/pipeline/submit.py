@@ -13,7 +13,7 @@ import logging
 import random
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Final, Protocol
+from typing import Final
 
 import msgspec
 import trio
@@ -29,6 +29,7 @@ from drivers.gsm import (
 from edgegw.clock import Clock
 from edgegw.config import ServiceConfig
 from edgegw.http.inputs import ascii_count
+from edgegw.http.puzzel import MessageChunks
 from edgegw.ids import MessageIdGenerator, new_batch_reference
 from edgegw.model import (
     STATUS_ENQUEUED,
@@ -93,16 +94,6 @@ _NO_SESSIONS = "sessions need short-number sub-addressing, which a modem does no
 
 # Seconds a service that keeps clientReference unique remembers one (spec 7.7: the last hour).
 UNIQUE_REFERENCE_WINDOW = 3600.0
-
-
-class MessageChunks(Protocol):
-    """The messages of a request decoded on demand, a chunk at a time
-    (`edgegw.http.puzzel.JsonMessages`)."""
-
-    def __len__(self) -> int: ...
-
-    # Messages `start` to `stop` (0-based, `stop` excluded).
-    def decode(self, start: int, stop: int) -> list[MessageRequest]: ...
 
 
 class Rejected(Exception):
@@ -229,26 +220,34 @@ class Submitter:
         seal adds for the answer (see `_store_sealed`)."""
         batch_reference = request.batchReference or new_batch_reference()
         messages = request.message
-        if request.serviceId is None:
-            return _all(
-                batch_reference,
-                messages,
-                StatusCode.SYNTAX_ERROR,
-                "Syntax error: serviceId is required",
-            )
-        service = self._services.get(request.serviceId)
-        if service is None:
-            return _all(batch_reference, messages, StatusCode.ILLEGAL_SERVICE, "Illegal service")
-        if not await _credentials_match(
-            service, request.username, request.password, self._passwords
-        ):
-            return _all(batch_reference, messages, StatusCode.ACCESS_ERROR, "Access denied")
-
+        service = await self._admit(request)
+        if isinstance(service, Rejected):
+            return _all(batch_reference, messages, service.code, service.message)
         release_references = await self._hold_references(service)
         try:
             return await self._submit_checked(service, messages, batch_reference, seal)
         finally:
             release_references()
+
+    async def refusal(self, request: SendRequest) -> StatusCode | None:
+        """The status every message of `request` gets before any is read (no serviceId, a
+        service that does not exist, credentials that do not match it), or None when its
+        messages are checked one by one. A request's own messages are not looked at."""
+        service = await self._admit(request)
+        return service.code if isinstance(service, Rejected) else None
+
+    async def _admit(self, request: SendRequest) -> ServiceConfig | Rejected:
+        """The service a request is sent with, or why all of its messages are refused."""
+        if request.serviceId is None:
+            return _syntax("serviceId is required")
+        service = self._services.get(request.serviceId)
+        if service is None:
+            return Rejected(StatusCode.ILLEGAL_SERVICE, "Illegal service")
+        if not await _credentials_match(
+            service, request.username, request.password, self._passwords
+        ):
+            return Rejected(StatusCode.ACCESS_ERROR, "Access denied")
+        return service
 
     async def _submit_checked(
         self,
@@ -332,17 +331,17 @@ class Submitter:
     ) -> None:
         """Answer a big request whose messages (`messages`; `request` carries none) are decoded
         a chunk at a time: every STREAM_CHUNK messages are validated, stored in one write job
-        and, once committed, their statuses go to `emit`, in order and at least once. Neither
+        and, once committed, their statuses go to `emit`, in order and at least once (a request
+        refused as a whole, see `refusal`, gets its statuses a chunk at a time too). Neither
         the decoded batch nor its statuses are ever held whole (issue 10 item 7)."""
         batch_reference = request.batchReference or new_batch_reference()
-        service = self._services.get(request.serviceId) if request.serviceId is not None else None
-        if service is None or not await _credentials_match(
-            service, request.username, request.password, self._passwords
-        ):
-            # The HTTP side streams only a request whose credentials it checked; this answers
-            # one it did not the same as `submit`.
-            whole = msgspec.structs.replace(request, message=messages.decode(0, len(messages)))
-            await emit(await self.submit(whole))
+        service = await self._admit(request)
+        if isinstance(service, Rejected):
+            # Refused as a whole, a piece a chunk all the same: neither the decoded batch nor
+            # its statuses are held, whoever sends it.
+            for start in range(0, max(len(messages), 1), STREAM_CHUNK):
+                refused = messages.decode(start, start + STREAM_CHUNK)
+                await emit(_all(batch_reference, refused, service.code, service.message, start))
             return
         now = self._clock.now()
         taken: set[str] | None = set() if service.unique_client_reference else None
@@ -804,12 +803,17 @@ def _status(
 
 
 def _all(
-    batch_reference: str, messages: list[MessageRequest], code: StatusCode, text: str
+    batch_reference: str,
+    messages: Sequence[MessageRequest],
+    code: StatusCode,
+    text: str,
+    before: int = 0,
 ) -> SendResponse:
+    """`messages`, the request's from number `before` + 1 on, all answered `code`."""
     return SendResponse(
         batchReference=batch_reference,
         messageStatus=[
             _status(message, message.recipient, code, text, sequence)
-            for sequence, message in enumerate(messages, 1)
+            for sequence, message in enumerate(messages, before + 1)
         ],
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Awaitable, Callable
+from typing import Final
 from xml.etree import ElementTree
 
 import httpx
@@ -14,7 +15,7 @@ import pytest
 import trio
 
 from edgegw.http.app import _BODY_DECODERS, Backend, make_app
-from edgegw.http.puzzel import RESPONSE_NAMESPACE, JsonMessages, decode_form
+from edgegw.http.puzzel import RESPONSE_NAMESPACE, MessageChunks, decode_form
 from edgegw.http.server import DECODED_IN_A_THREAD, App, HttpLimits, Request, Response, serve_http
 from edgegw.model import (
     STATUS_ENQUEUED,
@@ -38,7 +39,7 @@ class DictBackend:
     async def submit_stream(
         self,
         request: SendRequest,
-        messages: JsonMessages,
+        messages: MessageChunks,
         emit: Callable[[SendResponse], Awaitable[None]],
     ) -> None:
         # The whole answer as one piece: what the app makes of the pieces is tested with the
@@ -69,11 +70,10 @@ class DictBackend:
             ],
         )
 
-    async def authenticate(self, username: str, password: str) -> int | None:
-        for service_id, login in SERVICES.items():
-            if login == (username, password):
-                return service_id
-        return None
+    async def refusal(self, request: SendRequest) -> StatusCode | None:
+        if SERVICES.get(request.serviceId or 0) == (request.username, request.password):
+            return None
+        return StatusCode.ACCESS_ERROR
 
 
 @pytest.fixture
@@ -324,34 +324,72 @@ async def test_unparseable_body_is_400_in_the_asked_format(app: App, backend: Di
     assert backend.submitted == []
 
 
-async def test_bad_login_is_status_2_by_default(app: App) -> None:
+def json_batch(body: bytes, count: int) -> bytes:
+    """The JSON request `body` with its one message sent `count` times."""
+    request = json.loads(body)
+    return json.dumps({**request, "message": request["message"] * count}).encode()
+
+
+async def whole_body(response: Response) -> bytes:
+    """The body of a response, whole or written piece by piece."""
+    if response.stream is None:
+        return response.body
+    pieces: list[bytes] = []
+
+    async def write(piece: bytes) -> None:
+        pieces.append(piece)
+
+    await response.stream(write)
+    return b"".join(pieces)
+
+
+# A batch of more messages than the app answers whole (STREAMED_MORE_THAN).
+BIG: Final = 1500
+
+
+@pytest.mark.parametrize("count", [1, BIG])
+async def test_bad_login_is_status_2_by_default(app: App, count: int) -> None:
     response = await app(
         request(
             "POST",
             "/gw/rs/sendMessages",
-            BAD_LOGIN_JSON,
+            json_batch(BAD_LOGIN_JSON, count),
             content_type="application/json",
             accept="application/json",
         )
     )
     assert response.status == 200
-    assert json.loads(response.body)["messageStatus"][0]["statusCode"] == 2
+    assert response.auth_failure == "user"  # for the failed-login throttle
+    statuses = json.loads(await whole_body(response))["messageStatus"]
+    assert [status["statusCode"] for status in statuses] == [2] * count
 
 
-async def test_bad_login_can_be_a_401_problem(backend: DictBackend) -> None:
+@pytest.mark.parametrize("count", [1, BIG])
+async def test_bad_login_can_be_a_401_problem(backend: DictBackend, count: int) -> None:
     app = make_app(backend, auth_failure_problem=True)
     response = await app(
-        request("POST", "/gw/rs/sendMessages", BAD_LOGIN_JSON, content_type="application/json")
+        request(
+            "POST",
+            "/gw/rs/sendMessages",
+            json_batch(BAD_LOGIN_JSON, count),
+            content_type="application/json",
+        )
     )
     assert (response.status, header(response, "content-type")) == (
         401,
         "application/problem+json",
     )
+    assert response.auth_failure == "user"
     problem = json.loads(response.body)
     assert set(problem) == {"type", "title", "status", "detail"}
     assert problem["status"] == 401
     good = await app(
-        request("POST", "/gw/rs/sendMessages", GOOD_JSON, content_type="application/json")
+        request(
+            "POST",
+            "/gw/rs/sendMessages",
+            json_batch(GOOD_JSON, count),
+            content_type="application/json",
+        )
     )
     assert good.status == 200
 

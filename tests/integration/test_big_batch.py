@@ -260,8 +260,7 @@ async def test_a_big_batch_that_cannot_be_streamed_is_answered_whole(
     big_config: Config, nursery: trio.Nursery
 ) -> None:
     """A message that does not decode keeps the batch from being streamed: the answer comes
-    whole, that message refused with status 5 and the others stored. Wrong credentials answer
-    every message with status 2, as for any request, and store nothing."""
+    whole, that message refused with status 5 and the others stored."""
     gateway = Gateway(big_config)
     await nursery.start(gateway.run)
     assert gateway.bound is not None
@@ -270,7 +269,6 @@ async def test_a_big_batch_that_cannot_be_streamed_is_answered_whole(
     ]
     good = {"serviceId": 1000, "username": "demo", "password": "demo", "message": messages}
     broken = {**good, "message": [*messages[:1400], {"recipient": [1]}, *messages[1400:]]}
-    wrong = {**good, "password": "wrong"}
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{gateway.bound.http_port}", timeout=30
     ) as client:
@@ -284,10 +282,60 @@ async def test_a_big_batch_that_cannot_be_streamed_is_answered_whole(
             (1401, 5)
         ]
         assert await stored_messages(gateway) == 1500
-        denied = await client.post(SEND, json=wrong, headers={"Accept": "application/json"})
-        assert "transfer-encoding" not in denied.headers
-        assert {status["statusCode"] for status in denied.json()["messageStatus"]} == {2}
-        assert await stored_messages(gateway) == 1500
+    gateway.stop()
+
+
+@pytest.mark.parametrize(
+    ("login", "code", "text"),
+    [
+        ({"serviceId": 1000, "username": "demo", "password": "wrong"}, 2, "Access denied"),
+        ({"serviceId": 9999, "username": "demo", "password": "demo"}, 4, "Illegal service"),
+        ({"username": "demo", "password": "demo"}, 5, "Syntax error: serviceId is required"),
+    ],
+    ids=["wrong password", "unknown service", "no serviceId"],
+)
+async def test_a_big_batch_refused_as_a_whole_is_answered_in_pieces(
+    big_config: Config,
+    nursery: trio.Nursery,
+    login: dict[str, object],
+    code: int,
+    text: str,
+) -> None:
+    """Refused for its serviceId or credentials, a big batch is answered a piece a chunk all
+    the same (even with an Idempotency-Key, which keeps an accepted one whole), with every
+    message's status in order, its recipient and clientReference as sent, and nothing
+    stored."""
+    gateway = Gateway(big_config)
+    await nursery.start(gateway.run)
+    assert gateway.bound is not None
+    messages = [
+        {"recipient": f"+47 {41000000 + index}", "content": "No", "clientReference": f"r{index}"}
+        for index in range(2500)
+    ]
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{gateway.bound.http_port}", timeout=30
+    ) as client:
+        answer = await client.post(
+            SEND,
+            json={**login, "message": messages},
+            headers={"Accept": "application/json", "Idempotency-Key": f"refused-{code}"},
+        )
+    assert answer.status_code == 200
+    assert answer.headers["transfer-encoding"] == "chunked"
+    statuses = answer.json()["messageStatus"]
+    assert statuses == [
+        {
+            "statusCode": code,
+            "statusMessage": text,
+            "clientReference": f"r{index}",
+            "recipient": f"+47 {41000000 + index}",
+            "messageId": None,
+            "sessionId": None,
+            "sequenceIndex": index + 1,
+        }
+        for index in range(2500)
+    ]
+    assert await stored_messages(gateway) == 0
     gateway.stop()
 
 

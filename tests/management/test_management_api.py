@@ -25,7 +25,7 @@ from edgegw.delivery.fanout import final_outcomes
 from edgegw.delivery.worker import Deliveries
 from edgegw.http.app import make_app
 from edgegw.http.management import management_routes
-from edgegw.http.puzzel import JsonMessages
+from edgegw.http.puzzel import MessageChunks
 from edgegw.http.server import HttpLimits, Request, Response, serve_http
 from edgegw.model import (
     MessageRequest,
@@ -35,6 +35,7 @@ from edgegw.model import (
     SendResponse,
     SendWindow,
     Settings,
+    StatusCode,
 )
 from edgegw.networks import Networks
 from edgegw.pipeline.dispatcher import Dispatcher
@@ -113,10 +114,13 @@ class Backend:
     async def submit_stream(
         self,
         request: SendRequest,
-        messages: JsonMessages,
+        messages: MessageChunks,
         emit: Callable[[SendResponse], Awaitable[None]],
     ) -> None:
         await self.submitter.submit_stream(request, messages, emit)
+
+    async def refusal(self, request: SendRequest) -> StatusCode | None:
+        return await self.submitter.refusal(request)
 
     async def authenticate(self, username: str, password: str) -> int | None:
         expected = self.logins.get(username)
