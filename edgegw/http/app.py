@@ -15,7 +15,6 @@ import trio
 from edgegw.http.inputs import declared_text, media_type_and_charset, to_utf8
 from edgegw.http.problems import problem_response
 from edgegw.http.puzzel import (
-    JsonMessages,
     MessageChunks,
     RequestSyntaxError,
     ResponseFormat,
@@ -143,7 +142,7 @@ def make_app(
             return _puzzel(syntax_error_response(exc), fmt, status=exc.http_status)
         return await _submit(request, send_request, fmt, _XML)
 
-    async def _split_json(body: bytes | bytearray) -> tuple[SendRequest, JsonMessages] | None:
+    async def _split_json(body: bytes | bytearray) -> tuple[SendRequest, MessageChunks] | None:
         """A JSON batch of more than STREAMED_MORE_THAN messages split into its chunks, a few
         chunks a step of the loop (decode_json_batch); None for anything else."""
         splitting = decode_json_batch(body, more_than=STREAMED_MORE_THAN)
@@ -151,7 +150,7 @@ def make_app(
             try:
                 next(splitting)
             except StopIteration as split:
-                batch: tuple[SendRequest, JsonMessages] | None = split.value
+                batch: tuple[SendRequest, MessageChunks] | None = split.value
                 return batch
             await trio.lowlevel.checkpoint()
 

@@ -20,13 +20,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edgegw.http import puzzel
 from edgegw.http.puzzel import (
     _NESTING,
-    JSON_CHUNK,
+    BATCH_CHUNK,
     MAX_INDEX,
     RESPONSE_NAMESPACE,
     STEP_CHUNKS,
-    JsonMessages,
+    MessageChunks,
     RequestSyntaxError,
     ResponseFormat,
     ResponseWriter,
@@ -37,6 +38,7 @@ from edgegw.http.puzzel import (
     decode_json_batch,
     decode_query,
     decode_xml,
+    decode_xml_batch,
     encode_response,
     negotiate,
     syntax_error_response,
@@ -772,7 +774,7 @@ def finish(steps: Generator[None, None, R]) -> R:
             return result
 
 
-def split_batch(body: bytes, more_than: int) -> tuple[SendRequest, JsonMessages] | None:
+def split_batch(body: bytes, more_than: int) -> tuple[SendRequest, MessageChunks] | None:
     return finish(decode_json_batch(body, more_than))
 
 
@@ -821,7 +823,7 @@ _MESSAGE_JSON = st.fixed_dictionaries(
 
 @given(
     kinds=st.lists(_MESSAGE_JSON, min_size=1, max_size=4),
-    count=st.integers(1, 3 * JSON_CHUNK + 1),
+    count=st.integers(1, 3 * BATCH_CHUNK + 1),
     layout=st.sampled_from([{}, {"indent": 2}, {"separators": (",", ":")}, {"indent": "\t"}]),
     ascii_only=st.booleans(),
     cut=st.tuples(st.integers(0, 400), st.integers(0, 400)),
@@ -890,7 +892,7 @@ def test_a_streamed_batch_holds_no_object_a_message() -> None:
 
 def test_a_batch_chunk_is_the_submitters_chunk() -> None:
     """Each chunk the submitter decodes is one slice of the body."""
-    assert JSON_CHUNK == SUBMIT_CHUNK == STREAM_CHUNK
+    assert BATCH_CHUNK == SUBMIT_CHUNK == STREAM_CHUNK
 
 
 @pytest.mark.parametrize(
@@ -939,6 +941,123 @@ def test_a_big_batch_is_split_and_checked_a_few_chunks_a_step() -> None:
             batch = split.value
             break
         taken += 1
-    chunks = 25000 // JSON_CHUNK
+    chunks = 25000 // BATCH_CHUNK
     assert taken == 2 * chunks // STEP_CHUNKS  # splitting, then checking
     assert batch is not None and len(batch[1]) == 25000
+
+
+# ---------------------------------------------------------------------------------------------
+# Big XML batches: parsed a piece at a time, each message packed into its chunk as it ends
+
+
+def xml_batch(count: int, *, head_last: bool = False) -> bytes:
+    """A request of `count` messages, every third with a `settings.parameter`; its own fields
+    first, or after the messages (the parser takes any order, spec 2.1)."""
+    messages = "".join(
+        f"<message><recipient>+47{41000000 + i}</recipient><content>m{i}</content>"
+        + (
+            "<settings><parameter><key>dcs</key><value>F5</value></parameter></settings>"
+            * (i % 3 == 0)
+        )
+        + "</message>"
+        for i in range(count)
+    )
+    head = "<serviceId> 1000 </serviceId><username>u</username><password>p</password>"
+    inside = messages + head if head_last else head + messages
+    return f'<req:request xmlns:req="urn:any">{inside}</req:request>'.encode()
+
+
+@pytest.mark.parametrize("head_last", [False, True])
+def test_a_big_xml_batch_is_read_into_chunks(head_last: bool) -> None:
+    body = xml_batch(2500, head_last=head_last)
+    head, messages = decode_xml_batch(body)
+    assert head == SendRequest(serviceId=1000, username="u", password="p")
+    assert len(messages) == 2500
+    parameter = Settings(parameter=[Parameter(key="dcs", value="F5")])
+    expected = [
+        MessageRequest(
+            recipient=f"+47{41000000 + i}",
+            content=f"m{i}",
+            settings=parameter if i % 3 == 0 else None,
+        )
+        for i in range(2500)
+    ]
+    assert messages.decode(0, 2500) == expected
+    assert messages.decode(1950, 2150) == expected[1950:2150]
+    assert decode_xml(body) == SendRequest(
+        serviceId=1000, username="u", password="p", message=expected
+    )
+
+
+@pytest.mark.parametrize(
+    ("mistakes", "field"),
+    [
+        # The first mistake in the document is named, however many pieces lie between.
+        ({1500: "<content>a</content>", 2400: "<price><b/></price>"}, "message[1500].content"),
+        ({1500: "<price><b/></price>", 2400: "<content>a</content>"}, "message[1500].price"),
+        # A document that does not parse to its end is refused as malformed, whatever else.
+        ({1500: "<content>a</content>", 2499: "<content>"}, "body"),
+    ],
+)
+def test_a_big_xml_batch_names_its_first_mistake(mistakes: dict[int, str], field: str) -> None:
+    body = xml_batch(2500).decode()
+    for index, extra in mistakes.items():
+        message = f"<content>m{index}</content>"
+        body = body.replace(message, message + extra, 1)
+    with pytest.raises(RequestSyntaxError) as caught:
+        decode_xml_batch(body.encode())
+    assert caught.value.field == field
+
+
+def test_a_big_xml_batch_with_another_root_is_refused_for_it() -> None:
+    body = xml_batch(2500).replace(b"req:request", b"req:response")
+    body = body.replace(b"<content>m2000</content>", b"<content>m2000</content><content/>")
+    with pytest.raises(RequestSyntaxError) as caught:
+        decode_xml_batch(body)
+    assert caught.value.field == "request"
+
+
+@given(
+    document=xml_trees,
+    root=st.sampled_from(["request", "req:request", "response"]),
+    tail=st.sampled_from(["", "<", "</x>", "&bad;"]),
+    piece=st.integers(1, 40),
+)
+def test_xml_read_in_pieces_is_read_as_in_one(
+    document: str, root: str, tail: str, piece: int
+) -> None:
+    """Wherever the pieces are cut, the request, or the mistake it is refused for, is the
+    same as when the whole body is parsed at once."""
+    body = f'<{root} xmlns:req="urn:any">{document}{tail}</{root}>'.encode()
+
+    def outcome() -> object:
+        try:
+            return decode_xml(body)
+        except RequestSyntaxError as exc:
+            return (exc.field, exc.reason)
+
+    whole = outcome()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(puzzel, "_XML_PIECE", piece)
+        assert outcome() == whole
+
+
+@pytest.mark.parametrize("content", ["Batch", None], ids=["5-character", "empty"])
+def test_a_big_xml_batch_is_held_packed(content: str | None) -> None:
+    """Decoding holds no element and no tree beyond a piece's: the peak while a batch of
+    10,000 messages (or as many empty ones as a megabyte holds) is read stays under twice its
+    body, and its packed messages take less than the body (8 and 24 times the body when the
+    document was built whole)."""
+    if content is None:
+        body = b"<request><serviceId>1</serviceId>" + b"<message/>" * 100_000 + b"</request>"
+    else:
+        body = xml_batch(10_000).replace(b"<content>m", f"<content>{content}".encode())
+    tracemalloc.start()
+    try:
+        batch = decode_xml_batch(body)
+        held, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(batch[1]) in (10_000, 100_000)
+    assert peak < 2 * len(body), f"{peak} bytes at the peak for a body of {len(body)}"
+    assert held < len(body), f"{held} bytes held for a body of {len(body)}"
