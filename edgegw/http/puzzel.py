@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import enum
 import functools
+import itertools
 import re
 from array import array as Array
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, ClassVar, Final, TypeAlias, cast
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 
 import defusedxml
@@ -40,6 +41,7 @@ __all__ = [
     "ResponseWriter",
     "UnsupportedCharset",
     "decode_form",
+    "decode_form_batch",
     "decode_json",
     "decode_json_batch",
     "decode_query",
@@ -674,37 +676,128 @@ _INDEX_DIGITS: Final = len(str(MAX_INDEX))
 
 
 def decode_form(body: bytes | bytearray) -> SendRequest:
-    """Decode an `application/x-www-form-urlencoded` send request (UTF-8, spec 2.3)."""
+    """Decode an `application/x-www-form-urlencoded` send request whole (`decode_form_batch`)."""
+    return whole_request(*decode_form_batch(body))
+
+
+def decode_form_batch(body: bytes | bytearray) -> tuple[SendRequest, MessageChunks]:
+    """Decode an `application/x-www-form-urlencoded` send request (UTF-8, spec 2.3): the
+    request without its messages, and its messages. The pairs are read one at a time and each
+    message packed once its own have been placed (`_FormMessages`), so that the tree of the
+    whole form is never held; nor is the body's text once every pair is placed."""
+    return _with_packed(*_placed(_form_text(body), "body"))
+
+
+def _form_text(body: bytes | bytearray) -> str:
     try:
-        text = body.decode("utf-8")
+        return body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RequestSyntaxError("body", f"not UTF-8 at byte {exc.start}") from None
-    return _decode_pairs(text, "body")
 
 
 def decode_query(query: str) -> SendRequest:
     """Decode the query string of `GET /gw/rs/sendMessages` (spec 2.4): names are
     case-sensitive, `message[n].settings.parameter[m].key` style, brackets raw or %5B/%5D."""
-    return _decode_pairs(query, "query")
+    return whole_request(*_with_packed(*_placed(query, "query")))
 
 
-def _decode_pairs(query: str, field: str) -> SendRequest:
+def _placed(query: str, field: str) -> tuple[dict[str, Any], _FormMessages]:
+    """Every pair of a form or query placed: the request's own fields, and its messages."""
+    messages = _FormMessages()
+    head: dict[str, Any] = {"message": messages}
     try:
-        pairs = parse_qsl(query, keep_blank_values=True, encoding="utf-8", errors="strict")
+        _place_all(head, _pairs(query))
     except UnicodeDecodeError as exc:
         raise RequestSyntaxError(field, f"percent-encoding is not UTF-8: {exc.reason}") from None
-    tree = _form_tree(pairs)
-    _restore_plus(tree)
-    return _convert(tree)
+    del head["message"]
+    return head, messages
 
 
-def _form_tree(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
-    """Build the nested tree from dotted/indexed keys; lists are gathered as index maps first,
-    then required to be dense from 0 (a gap means a lost or mistyped field)."""
-    tree: dict[str, Any] = {}
+def _with_packed(
+    head: dict[str, Any], messages: _FormMessages
+) -> tuple[SendRequest, MessageChunks]:
+    """The request of a form's placed pairs, its messages made dense and packed in chunks."""
+    chunks = _TreeChunks()
+    for index, message in messages.in_order():
+        tree = _densify(message, _MESSAGE_SHAPE, f"message[{index}]")
+        recipient = tree.get("recipient")
+        if isinstance(recipient, str):
+            tree["recipient"] = lost_plus(recipient)
+        chunks.add(tree)
+    return _with_messages(head, chunks)
+
+
+_PAIR: Final = re.compile(r"[^&]+")
+
+
+def _pairs(query: str) -> Iterator[tuple[str, str]]:
+    """The name=value pairs of a query string one at a time, as `parse_qsl` gives them all at
+    once (blank values kept, UTF-8, strict); UnicodeDecodeError for a percent-encoding that is
+    not UTF-8."""
+    for pair in _PAIR.finditer(query):
+        name, _, value = pair.group().partition("=")
+        yield unquote_plus(name, errors="strict"), unquote_plus(value, errors="strict")
+
+
+def _place_all(tree: dict[str, Any], pairs: Iterable[tuple[str, str]]) -> None:
+    """Build the nested tree from dotted/indexed keys; lists are gathered as index maps, to be
+    made dense (`_densify`). The first misplaced key is refused once every pair has been read:
+    a percent-encoding that is not UTF-8, anywhere, is refused as that."""
+    mistake: RequestSyntaxError | None = None
     for key, value in pairs:
-        _place(tree, _REQUEST, key, value)
-    return _densify(tree, _REQUEST, "")
+        if mistake is None:
+            try:
+                _place(tree, _REQUEST, key, value)
+            except RequestSyntaxError as exc:
+                mistake = exc
+    if mistake is not None:
+        raise mistake
+
+
+class _FormMessages:
+    """The index map of a form's messages (as `_place` fills it) that keeps them packed as
+    msgpack, BATCH_CHUNK to a group, all but the group a pair was last placed in. Clients send
+    a message's pairs together and the messages in order, so each group is packed once; a
+    pair for a packed group unpacks it again, so any order reads the same request."""
+
+    def __init__(self) -> None:
+        self._packed: dict[int, bytes] = {}
+        self._group: int | None = None
+        self._open: dict[int, dict[str, Any]] = {}
+        self._count = 0  # messages
+        self._last = -1  # the highest index
+
+    def setdefault(self, index: int, default: dict[str, Any]) -> dict[str, Any]:
+        """The tree of message `index` to place a pair in; `default` when it has none yet."""
+        group = index // BATCH_CHUNK
+        if group != self._group:
+            self._pack_open()
+            packed = self._packed.pop(group, None)
+            self._open = {} if packed is None else _packed_trees.decode(packed)
+            self._group = group
+        message = self._open.get(index)
+        if message is None:
+            message = self._open[index] = default
+            self._count += 1
+            self._last = max(self._last, index)
+        return message
+
+    def in_order(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Each message's index and tree, lowest index first, a group unpacked at a time and
+        let go of; refused if the indexes do not count from 0 without gaps."""
+        self._pack_open()
+        self._group, self._open = None, {}
+        if self._count != self._last + 1:  # a gap, which `_dense` names
+            _dense(
+                itertools.chain.from_iterable(map(_packed_trees.decode, self._packed.values())),
+                "message",
+            )
+        for group in range(len(self._packed)):
+            yield from sorted(_packed_trees.decode(self._packed.pop(group)).items())
+
+    def _pack_open(self) -> None:
+        if self._group is not None:
+            self._packed[self._group] = _pack.encode(self._open)
 
 
 def _place(tree: dict[str, Any], shape: _Shape, key: str, value: str) -> None:
@@ -757,24 +850,25 @@ def _densify(tree: dict[str, Any], shape: _Shape, field: str) -> dict[str, Any]:
         path = f"{field}.{name}" if field else name
         if isinstance(kind, tuple):
             by_index: dict[int, dict[str, Any]] = tree[name]
-            for expected, index in enumerate(sorted(by_index)):
-                if index != expected:
-                    raise RequestSyntaxError(
-                        f"{path}[{expected}]", "missing: indexes must count from 0 without gaps"
-                    )
             tree[name] = [
-                _densify(by_index[index], kind[0], f"{path}[{index}]") for index in sorted(by_index)
+                _densify(by_index[index], kind[0], f"{path}[{index}]")
+                for index in _dense(by_index, path)
             ]
         else:
             tree[name] = _densify(tree[name], kind, path)
     return tree
 
 
-def _restore_plus(tree: dict[str, Any]) -> None:
-    for message in tree.get("message", ()):
-        recipient = message.get("recipient")
-        if isinstance(recipient, str):
-            message["recipient"] = lost_plus(recipient)
+def _dense(by_index: Iterable[int], path: str) -> list[int]:
+    """The indexes of the list `path`, in order; refused unless they count from 0 without gaps
+    (a gap means a lost or mistyped field)."""
+    indexes = sorted(by_index)
+    for expected, index in enumerate(indexes):
+        if index != expected:
+            raise RequestSyntaxError(
+                f"{path}[{expected}]", "missing: indexes must count from 0 without gaps"
+            )
+    return indexes
 
 
 def lost_plus(number: str) -> str:

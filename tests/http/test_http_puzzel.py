@@ -10,6 +10,7 @@ import re
 import tracemalloc
 from collections.abc import Callable, Generator
 from pathlib import Path
+from random import Random
 from typing import TypeVar
 from urllib.parse import quote
 from xml.etree import ElementTree
@@ -34,6 +35,7 @@ from edgegw.http.puzzel import (
     _array_chunks,
     _JsonBatch,
     decode_form,
+    decode_form_batch,
     decode_json,
     decode_json_batch,
     decode_query,
@@ -42,6 +44,7 @@ from edgegw.http.puzzel import (
     encode_response,
     negotiate,
     syntax_error_response,
+    whole_request,
 )
 from edgegw.model import (
     MessageRequest,
@@ -1059,5 +1062,92 @@ def test_a_big_xml_batch_is_held_packed(content: str | None) -> None:
     finally:
         tracemalloc.stop()
     assert len(batch[1]) in (10_000, 100_000)
+    assert peak < 2 * len(body), f"{peak} bytes at the peak for a body of {len(body)}"
+    assert held < len(body), f"{held} bytes held for a body of {len(body)}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Big forms: each message packed once its pairs have been placed
+
+
+def form_batch(count: int, content: str = "m") -> list[str]:
+    """The pairs of a form of `count` messages, every third with a `settings.parameter`."""
+    pairs = ["serviceId=1000", "username=u", "password=p"]
+    for i in range(count):
+        pairs += [
+            f"message%5B{i}%5D.recipient=%2B47{41000000 + i}",
+            f"message[{i}].content={content}",
+        ]
+        if i % 3 == 0:
+            pairs += [
+                f"message[{i}].settings.parameter[0].key=dcs",
+                f"message[{i}].settings.parameter[0].value=F5",
+            ]
+    return pairs
+
+
+def test_a_big_form_is_read_into_chunks() -> None:
+    pairs = form_batch(2500)
+    head, messages = decode_form_batch("&".join(pairs).encode())
+    assert head == SendRequest(serviceId=1000, username="u", password="p")
+    parameter = Settings(parameter=[Parameter(key="dcs", value="F5")])
+    expected = [
+        MessageRequest(
+            recipient=f"+47{41000000 + i}", content="m", settings=parameter if i % 3 == 0 else None
+        )
+        for i in range(2500)
+    ]
+    assert messages.decode(0, 2500) == expected
+    # Pairs in any order: a message packed is taken up again for a pair of its own.
+    shuffled = pairs[::-1][::2] + pairs[::-1][1::2]
+    assert decode_form("&".join(shuffled).encode()) == whole_request(head, messages)
+
+
+@given(requests, st.randoms(use_true_random=False))
+def test_a_form_in_any_order_is_the_same_request(request: SendRequest, random: Random) -> None:
+    pairs = as_query(request).split("&")
+    random.shuffle(pairs)
+    assert decode_query("&".join(pairs)) == request
+
+
+@pytest.mark.parametrize(
+    ("form", "field"),
+    [
+        # A percent-encoding that is not UTF-8 is named first, wherever it is.
+        ("message[0].content=a&message[0].content=b&message[1].content=%FF", "body"),
+        # Then the first misplaced key, before any gap.
+        ("message[2].content=a&message[0].content=a&message[0].content=b", "message[0].content"),
+        # A gap in the messages before one in a message's parameters.
+        ("message[0].settings.parameter[1].key=a&message[2].content=x", "message[1]"),
+        (
+            "message[0].settings.parameter[1].key=a&message[1].content=x",
+            "message[0].settings.parameter[0]",
+        ),
+    ],
+)
+def test_a_form_names_its_first_mistake(form: str, field: str) -> None:
+    with pytest.raises(RequestSyntaxError) as caught:
+        decode_form_batch(form.encode())
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize("content", ["Batch", None], ids=["5-character", "empty"])
+def test_a_big_form_is_held_packed(content: str | None) -> None:
+    """No tree of the whole form is built: the peak while a form of the most messages it may
+    hold is read (10,001, with a recipient and a text, or only an empty text) stays under
+    twice its body, its text decoded included (10 and 18 times when the tree was built
+    whole), and its packed messages take less than the body."""
+    if content is None:
+        pairs = [f"message%5B{i}%5D.content=" for i in range(MAX_INDEX + 1)]
+    else:
+        pairs = form_batch(MAX_INDEX + 1, content)
+    body = "&".join(pairs).encode()
+    tracemalloc.start()
+    try:
+        batch = decode_form_batch(body)
+        held, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(batch[1]) == MAX_INDEX + 1
     assert peak < 2 * len(body), f"{peak} bytes at the peak for a body of {len(body)}"
     assert held < len(body), f"{held} bytes held for a body of {len(body)}"
