@@ -19,14 +19,15 @@ from edgegw.http.puzzel import (
     RequestSyntaxError,
     ResponseFormat,
     ResponseWriter,
-    decode_form,
+    decode_form_batch,
     decode_json,
     decode_json_batch,
     decode_query,
-    decode_xml,
+    decode_xml_batch,
     encode_response,
     negotiate,
     syntax_error_response,
+    whole_request,
 )
 from edgegw.http.server import App, BodyWriter, Request, Response, decoded, plain_error
 from edgegw.http.soap import FAULT_NAMESPACE
@@ -67,19 +68,15 @@ _JSON: Final = "application/json"
 _XML: Final = "application/xml"
 _TEXT_XML: Final = "text/xml"
 
-_BODY_DECODERS: Final[dict[str, Callable[[bytes | bytearray], SendRequest]]] = {
-    "application/json": decode_json,
-    "application/xml": decode_xml,
-    "text/xml": decode_xml,
-    "application/x-www-form-urlencoded": decode_form,
-}
-# Decoders that read the body as UTF-8 text; the XML parser reads the document's own declaration
-# unless the Content-Type declares a charset (RFC 7303 section 3.2).
-_TEXT_BODIES: Final = frozenset({"application/json", "application/x-www-form-urlencoded"})
+_FORM: Final = "application/x-www-form-urlencoded"
+_BODY_TYPES: Final = frozenset({_JSON, _XML, _TEXT_XML, _FORM})
+# Bodies read as UTF-8 text; the XML parser reads the document's own declaration unless the
+# Content-Type declares a charset (RFC 7303 section 3.2).
+_TEXT_BODIES: Final = frozenset({_JSON, _FORM})
 
 
-# A JSON batch of more messages than this is answered as its chunks commit; one that fits a
-# single write job of the submitter (its STORE_CHUNK) is answered whole, as fast as before.
+# A batch of more messages than this is answered as its chunks commit; one that fits a single
+# write job of the submitter (its STORE_CHUNK) is answered whole, as fast as before.
 STREAMED_MORE_THAN: Final = 1000
 # No JSON body of more messages is shorter (`{},` each); a shorter one (every single send) is
 # not looked at twice.
@@ -115,44 +112,24 @@ def make_app(
     async def _send_post(request: Request) -> Response:
         fmt = negotiate(request.headers.get("accept"))
         media_type, charset = media_type_and_charset(request.headers.get("content-type", ""))
-        decoder = _BODY_DECODERS.get(media_type)
-        if decoder is None:
+        if media_type not in _BODY_TYPES:
             error = RequestSyntaxError(
                 "Content-Type",
-                f"{media_type or 'none'} is not one of {', '.join(sorted(_BODY_DECODERS))}",
+                f"{media_type or 'none'} is not one of {', '.join(sorted(_BODY_TYPES))}",
             )
             return _puzzel(syntax_error_response(error), fmt, status=415)
-        body = request.body
         try:
-            if media_type in _TEXT_BODIES:
-                body = to_utf8(body, charset)
-            if decoder is decode_json and len(body) > _SMALLEST_STREAMED_BODY:
-                batch = await _split_json(body)
-                if batch is not None:
-                    streamed = await _streamed(request, *batch, fmt)
-                    if streamed is not None:
-                        return streamed
-            if decoder is decode_json:
-                send_request = decoder(body)  # in C (and a big batch a chunk a step, above)
-            elif decoder is decode_xml and charset is not None:
-                send_request = await decoded(decode_xml, declared_text(body, charset))
-            else:
-                send_request = await decoded(decoder, body)
+            batch = await _request_in(request.body, media_type, charset)
         except RequestSyntaxError as exc:
             return _puzzel(syntax_error_response(exc), fmt, status=exc.http_status)
-        return await _submit(request, send_request, fmt, _XML)
-
-    async def _split_json(body: bytes | bytearray) -> tuple[SendRequest, MessageChunks] | None:
-        """A JSON batch of more than STREAMED_MORE_THAN messages split into its chunks, a few
-        chunks a step of the loop (decode_json_batch); None for anything else."""
-        splitting = decode_json_batch(body, more_than=STREAMED_MORE_THAN)
-        while True:
-            try:
-                next(splitting)
-            except StopIteration as split:
-                batch: tuple[SendRequest, MessageChunks] | None = split.value
-                return batch
-            await trio.lowlevel.checkpoint()
+        if isinstance(batch, SendRequest):
+            return await _submit(request, batch, fmt, _XML)
+        head, messages = batch
+        if len(messages) > STREAMED_MORE_THAN:
+            streamed = await _streamed(request, head, messages, fmt)
+            if streamed is not None:
+                return streamed
+        return await _submit(request, whole_request(head, messages), fmt, _XML)
 
     async def _streamed(
         request: Request, head: SendRequest, messages: MessageChunks, fmt: ResponseFormat
@@ -236,6 +213,37 @@ def make_app(
         return answer
 
     return app
+
+
+async def _request_in(
+    body: bytes | bytearray, media_type: str, charset: str | None
+) -> SendRequest | tuple[SendRequest, MessageChunks]:
+    """The send request of a body: JSON whole (in C) unless it is a big batch, XML and forms
+    as the request without its messages and its messages' chunks, read in a worker thread
+    when the body is longer than DECODED_IN_A_THREAD."""
+    if media_type in _TEXT_BODIES:
+        body = to_utf8(body, charset)
+    if media_type == _JSON:
+        batch = await _split_json(body) if len(body) > _SMALLEST_STREAMED_BODY else None
+        return decode_json(body) if batch is None else batch
+    if media_type == _FORM:
+        return await decoded(decode_form_batch, body)
+    if charset is not None:
+        return await decoded(decode_xml_batch, declared_text(body, charset))
+    return await decoded(decode_xml_batch, body)
+
+
+async def _split_json(body: bytes | bytearray) -> tuple[SendRequest, MessageChunks] | None:
+    """A JSON batch of more than STREAMED_MORE_THAN messages split into its chunks, a few
+    chunks a step of the loop (decode_json_batch); None for anything else."""
+    splitting = decode_json_batch(body, more_than=STREAMED_MORE_THAN)
+    while True:
+        try:
+            next(splitting)
+        except StopIteration as split:
+            batch: tuple[SendRequest, MessageChunks] | None = split.value
+            return batch
+        await trio.lowlevel.checkpoint()
 
 
 def _basic_credentials(header: str | None) -> tuple[str, str] | None:

@@ -14,8 +14,9 @@ import msgspec
 import pytest
 import trio
 
-from edgegw.http.app import _BODY_DECODERS, Backend, make_app
-from edgegw.http.puzzel import RESPONSE_NAMESPACE, MessageChunks, decode_form
+from edgegw.http import app as routes
+from edgegw.http.app import Backend, make_app
+from edgegw.http.puzzel import RESPONSE_NAMESPACE, MessageChunks, decode_form_batch
 from edgegw.http.server import DECODED_IN_A_THREAD, App, HttpLimits, Request, Response, serve_http
 from edgegw.model import (
     STATUS_ENQUEUED,
@@ -241,11 +242,11 @@ async def test_a_big_form_body_is_decoded_off_the_event_loop(
 ) -> None:
     decoded_in: list[int] = []
 
-    def recording(body: bytes | bytearray) -> SendRequest:
+    def recording(body: bytes | bytearray) -> tuple[SendRequest, MessageChunks]:
         decoded_in.append(threading.get_ident())
-        return decode_form(body)
+        return decode_form_batch(body)
 
-    monkeypatch.setitem(_BODY_DECODERS, "application/x-www-form-urlencoded", recording)
+    monkeypatch.setattr(routes, "decode_form_batch", recording)
     padding = b"&pad=" + b"x" * DECODED_IN_A_THREAD  # a foreign field, ignored
     for body in (GOOD_FORM, GOOD_FORM + padding):
         response = await app(
