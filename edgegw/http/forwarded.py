@@ -13,21 +13,24 @@ from edgegw.networks import Networks
 __all__ = ["client_address"]
 
 
-def client_address(peer: str, forwarded_for: str | None, trusted: Networks) -> str:
-    """The address a request from `peer` (the TCP peer) came from.
+def client_address(peer: str, forwarded_for: str | None, trusted: Networks) -> str | None:
+    """The address a request from `peer` (the TCP peer) came from; None when `peer` is a
+    trusted proxy that named no client.
 
     From a peer in `trusted`, the X-Forwarded-For entries are read from the right: a trusted
     one is a proxy that passed the request on, the first untrusted one is the client, and when
     all are trusted the leftmost is. An entry that is no address ends the walk at the last
-    address read (the peer itself when the header is missing or its last entry is malformed):
-    what stands left of it was not written by a proxy we trust. An entry may carry a port
-    ("192.0.2.1:4711", "[2001:db8::1]:4711"); the address comes back in its canonical form
-    ("2001:db8::1", and "192.0.2.1" for "::ffff:192.0.2.1").
+    address read, or at None when the header is missing or its last entry is malformed: what
+    stands left of it was not written by a proxy we trust, and the proxy's own address says
+    nothing of where its client is. An entry may carry a port ("192.0.2.1:4711",
+    "[2001:db8::1]:4711"); the address comes back in its canonical form ("2001:db8::1", and
+    "192.0.2.1" for "::ffff:192.0.2.1"). An IPv6 scope ("fe80::1%eth0") names an interface of
+    the host that wrote it, no address of ours, and is malformed.
     """
-    if not forwarded_for or peer not in trusted:
+    if peer not in trusted:
         return peer
-    client = peer
-    for entry in reversed(forwarded_for.split(",")):
+    client = None
+    for entry in reversed((forwarded_for or "").split(",")):
         address = _entry_address(entry.strip())
         if address is None:
             break
@@ -51,6 +54,8 @@ def _entry_address(
         host, _, port = entry.partition(":")
         if not _is_port(port):
             return None
+    if "%" in host:
+        return None
     try:
         address = ipaddress.ip_address(host)
     except ValueError:

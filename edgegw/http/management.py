@@ -141,6 +141,7 @@ def management_routes(
             and client_style
             and allow_unauthenticated_loopback
             and request.client is not None
+            and not request.client_unnamed
             and is_loopback(request.client)
             and service_id in service_ids
         ):

@@ -61,6 +61,10 @@ class Request(msgspec.Struct, kw_only=True):
     # The address the request came from: the TCP peer's, or the client's that a trusted
     # reverse proxy forwarded (edgegw.http.forwarded).
     client: str | None = None
+    # True when the TCP peer is a trusted reverse proxy that named no client (no readable
+    # X-Forwarded-For): `client` is then the proxy's own address, which counts and throttles
+    # the request but says nothing of where its client is (the loopback rule, management).
+    client_unnamed: bool = False
     # Set by a wrapper whose rows must commit with what the request writes (the answer of an
     # Idempotency-Key, edgegw.http.idempotency): the route that commits the request's effects
     # calls it with the answer it will send and writes what it returns (an edgegw.store.Write)
@@ -368,16 +372,18 @@ class _HttpConnection:
             name = raw_name.decode("ascii", "replace")
             value = raw_value.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        client = self.peer[0] if self.peer is not None else None
-        if client is not None and self.trusted_proxies:
-            client = client_address(client, headers.get("x-forwarded-for"), self.trusted_proxies)
+        peer = self.peer[0] if self.peer is not None else None
+        client = peer
+        if peer is not None and self.trusted_proxies:
+            client = client_address(peer, headers.get("x-forwarded-for"), self.trusted_proxies)
         return Request(
             method=event.method.decode("ascii", "replace"),
             path=path,
             query=query,
             headers=headers,
             body=b"",
-            client=client,
+            client=client or peer,
+            client_unnamed=client is None,
         )
 
     async def _call_app(self, body: Body) -> Response:

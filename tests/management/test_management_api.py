@@ -341,10 +341,19 @@ async def test_a_client_behind_a_trusted_proxy_on_the_box_is_not_loopback(
     rig = await start(nursery, tmp_path, loopback=True, trusted_proxies=Networks(["127.0.0.1"]))
     await rig.send_batch("b", 2)
     async with rig.client(None) as client:
-        forwarded = {"X-Forwarded-For": "203.0.113.7"}
-        assert (await client.get("/management/1/batch", headers=forwarded)).status_code == 401
-        # A client on the box that does not go through the proxy is loopback still.
-        assert (await client.get("/management/1/batch")).status_code == 200
+
+        async def status(forwarded_for: str | None) -> int:
+            headers = {} if forwarded_for is None else {"X-Forwarded-For": forwarded_for}
+            return (await client.get("/management/1/batch", headers=headers)).status_code
+
+        assert await status("203.0.113.7") == 401
+        # The proxy passing on a client of its own on the box: loopback.
+        assert await status("127.0.0.1") == 200
+        # A request from the proxy's address that names no client may be anyone's the proxy
+        # passed on without the header: not loopback, though it may be a client on the box.
+        assert await status(None) == 401
+        assert await status("unknown") == 401
+        assert await status("203.0.113.7, garbage") == 401
 
 
 async def test_messages_are_listed_with_filters_and_stable_pages(
