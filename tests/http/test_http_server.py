@@ -3,6 +3,7 @@ cases) and in-memory streams under the virtual clock for every timeout and the d
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from edgegw.http.server import (
     serve_connection,
     serve_http,
 )
+from edgegw.networks import Networks
 
 LIMITS = HttpLimits(max_header_bytes=4096, max_body_bytes=1000)
 
@@ -383,6 +385,46 @@ async def test_pipelined_requests_are_answered_in_order() -> None:
         paths = [msgspec.json.decode(r.body, type=Echo).path for r in replies]
         assert paths == ["/1", "/2", "/3"]
         assert await receive_until_eof(client) == b""
+
+
+async def test_a_trusted_proxys_repeated_forwarded_lines_are_read_in_the_order_sent() -> None:
+    # Two X-Forwarded-For lines are one list, the first line's entries first (RFC 9110 5.3):
+    # read the other way round, the client would be 198.51.100.1, the address it wrote itself.
+    seen: list[tuple[str | None, bool]] = []
+
+    async def app(request: Request) -> Response:
+        seen.append((request.client, request.client_unnamed))
+        return Response(status=204)
+
+    requests = [
+        b"X-Forwarded-For: 198.51.100.1\r\nX-Forwarded-For: 203.0.113.7, 10.0.0.2\r\n",
+        b"",  # the proxy names no client
+        b"X-Forwarded-For: unknown\r\n",
+    ]
+    trusted = Networks(["127.0.0.1", "10.0.0.0/8"])
+    for peer, expected in [
+        ("127.0.0.1", [("203.0.113.7", False), ("127.0.0.1", True), ("127.0.0.1", True)]),
+        ("192.0.2.5", [("192.0.2.5", False)] * 3),  # no proxy: its header is never read
+    ]:
+        seen.clear()
+        client, server = trio.testing.memory_stream_pair()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                functools.partial(
+                    serve_connection,
+                    server,
+                    app,
+                    TIMEOUTS,
+                    peer=(peer, 4711),
+                    trusted_proxies=trusted,
+                )
+            )
+            await client.send_all(
+                b"".join(b"GET / HTTP/1.1\r\nHost: x\r\n" + lines + b"\r\n" for lines in requests)
+            )
+            assert [reply.status for reply in await read_replies(client, 3)] == [204] * 3
+            await client.send_eof()
+        assert seen == expected
 
 
 async def test_drain_grace_cancels_a_request_that_overruns(
