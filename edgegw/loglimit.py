@@ -13,7 +13,9 @@ from typing import Final, NamedTuple
 
 import trio
 
-__all__ = ["LogLimiter", "Summary", "log_limited", "write_overdue_summaries"]
+from edgegw.shares import ConnectionShares, Refusal
+
+__all__ = ["LogLimiter", "Summary", "log_limited", "log_refused", "write_overdue_summaries"]
 
 # Kinds and peers remembered at most; past it the stalest are forgotten (and logged again).
 _MAX_KEYS: Final = 10_000
@@ -107,6 +109,32 @@ def log_limited(
     if left_out:
         message = _with_count(message, left_out)
     logger.log(level, message, *args, exc_info=exc_info and left_out == 0, stacklevel=2)
+
+
+def log_refused(
+    logger: logging.Logger,
+    limiter: LogLimiter,
+    shares: ConnectionShares,
+    address: str | None,
+    refusal: Refusal,
+    open_now: int,
+) -> None:
+    """A connection refused at accept (ConnectionShares.admit): over its address's share, once a
+    minute per address; at a full listener, once a minute whatever the address, so that a flood
+    from many addresses is one line a minute with its count, not a line for each address."""
+    log_limited(
+        logger,
+        limiter,
+        logging.WARNING,
+        "refused" if refusal is Refusal.SHARE else "refused, full",
+        address if refusal is Refusal.SHARE else None,
+        trio.current_time(),
+        "%s connection from %s refused: %d connections open, %d from it",
+        shares.door.upper(),
+        address,
+        open_now,
+        shares.open[address] if address is not None else 0,
+    )
 
 
 async def write_overdue_summaries(logger: logging.Logger, limiter: LogLimiter) -> None:

@@ -23,7 +23,7 @@ import trio
 from edgegw.http.forwarded import client_address
 from edgegw.http.inputs import framing_refusal
 from edgegw.http.limits import HttpLimits
-from edgegw.loglimit import LogLimiter, log_limited, write_overdue_summaries
+from edgegw.loglimit import LogLimiter, log_limited, log_refused, write_overdue_summaries
 from edgegw.networks import Networks
 from edgegw.shares import ConnectionShares
 
@@ -608,19 +608,9 @@ async def serve_http(
         except OSError:
             peer = None
         address = peer[0] if peer is not None else None
-        if shares.admit(address, len(drain.connections)) is not None:
-            log_limited(
-                log,
-                drain.failures,
-                logging.WARNING,
-                "refused",
-                address,
-                trio.current_time(),
-                "HTTP connection from %s refused: %d connections open, %d from it",
-                address,
-                len(drain.connections),
-                shares.open[address] if address is not None else 0,
-            )
+        refusal = shares.admit(address, len(drain.connections))
+        if refusal is not None:
+            log_refused(log, drain.failures, shares, address, refusal, len(drain.connections))
             await _refuse_busy(stream)
             return
         try:

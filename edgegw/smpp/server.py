@@ -21,8 +21,8 @@ import trio
 from drivers.gsm import GsmError
 from edgegw.clock import Clock
 from edgegw.logins import admit, login_failed
-from edgegw.loglimit import LogLimiter, log_limited, write_overdue_summaries
-from edgegw.shares import ConnectionShares
+from edgegw.loglimit import LogLimiter, log_limited, log_refused, write_overdue_summaries
+from edgegw.shares import ConnectionShares, Refusal
 from edgegw.smpp.backend import (
     Account,
     BindMode,
@@ -166,16 +166,11 @@ class _Server:
         """One connection under its own error boundary, shielded so a shutdown can unbind it
         within the drain deadline rather than cut it."""
         address = _peer_address(stream)
-        if self.draining.is_set() or self.shares.admit(address, len(self.connections)) is not None:
-            self.log(
-                logging.WARNING,
-                "refused",
-                address,
-                "SMPP connection from %s refused: %d connections open, %d from it",
-                address,
-                len(self.connections),
-                self.shares.open[address] if address is not None else 0,
-            )
+        open_now = len(self.connections)
+        # While draining no new session may start: the listener is as good as full.
+        refusal = Refusal.FULL if self.draining.is_set() else self.shares.admit(address, open_now)
+        if refusal is not None:
+            log_refused(log, self.limiter, self.shares, address, refusal, open_now)
             await trio.aclose_forcefully(stream)
             return
         connection = _Connection(self, stream, address)

@@ -21,7 +21,7 @@ from typing import Final, Protocol
 import trio
 
 from edgegw.logins import admit, login_failed
-from edgegw.loglimit import LogLimiter, log_limited, write_overdue_summaries
+from edgegw.loglimit import LogLimiter, log_refused, write_overdue_summaries
 from edgegw.networks import is_loopback
 from edgegw.shares import ConnectionShares, Refusal
 from edgegw.smtp.config import SmtpConfig
@@ -104,18 +104,7 @@ async def serve_smtp(
             return
         refusal = shares.admit(client, active)
         if refusal is not None:
-            log_limited(
-                log,
-                limiter,
-                logging.WARNING,
-                "refused",
-                client,
-                trio.current_time(),
-                "SMTP connection from %s refused: %d connections open, %d from it",
-                client,
-                active,
-                shares.open[client],
-            )
+            log_refused(log, limiter, shares, client, refusal, active)
             with trio.move_on_after(1):
                 await _refuse(stream, _BUSY if refusal is Refusal.FULL else _OVER_SHARE)
             return

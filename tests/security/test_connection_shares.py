@@ -10,6 +10,7 @@ import logging
 
 import pytest
 import trio
+import trio.testing
 from support.smpp import AcceptingBackend, raw_bind
 from support.sockets import open_from
 
@@ -83,6 +84,41 @@ async def test_one_address_at_its_http_share_does_not_stop_another(
         (logging.WARNING, "HTTP connection from 127.0.0.1 refused: 2 connections open, 2 from it")
     ]
     for stream in (*held, third, other):
+        await stream.aclose()
+
+
+async def test_a_full_listener_logs_a_flood_from_many_addresses_once_with_its_count(
+    autojump_clock: trio.testing.MockClock,
+    nursery: trio.Nursery,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Refused for its share, an address is its own line; refused because the listener is full,
+    # every address is the same line, or a flood from a network would log a line per address.
+    limits = HttpLimits(max_connections=3, max_connections_per_address=1)
+    refused: collections.Counter[str] = collections.Counter()
+    port = await nursery.start(
+        functools.partial(serve_http, hello, "127.0.0.1", 0, limits, refused=refused)
+    )
+    held = [await open_from(port, "127.0.0.1"), await open_from(port, "127.0.0.2")]
+    over_share = await open_from(port, "127.0.0.1")
+    assert await status_of_get(over_share) == b"HTTP/1.1 503"
+    held.append(await open_from(port, "127.0.0.3"))
+    for last in range(4, 14):
+        flood = await open_from(port, f"127.0.0.{last}")
+        assert await status_of_get(flood) == b"HTTP/1.1 503"
+        await flood.aclose()
+    assert refused == {"http": 11}
+    await trio.sleep(61)
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.WARNING, "HTTP connection from 127.0.0.1 refused: 2 connections open, 1 from it"),
+        (logging.WARNING, "HTTP connection from 127.0.0.4 refused: 3 connections open, 0 from it"),
+        (
+            logging.WARNING,
+            "HTTP connection from 127.0.0.13 refused: 3 connections open, 0 from it"
+            " (9 more like it since the last one, not logged)",
+        ),
+    ]
+    for stream in (*held, over_share):
         await stream.aclose()
 
 
