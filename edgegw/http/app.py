@@ -12,7 +12,7 @@ from typing import Final, Protocol
 
 import trio
 
-from edgegw.http.inputs import declared_text, media_type_and_charset, to_utf8
+from edgegw.http.inputs import media_type_and_charset, to_utf8, xml_document
 from edgegw.http.problems import problem_response
 from edgegw.http.puzzel import (
     MessageChunks,
@@ -228,9 +228,7 @@ async def _request_in(
         return decode_json(body) if batch is None else batch
     if media_type == _FORM:
         return await decoded(decode_form_batch, body)
-    if charset is not None:
-        return await decoded(decode_xml_batch, declared_text(body, charset))
-    return await decoded(decode_xml_batch, body)
+    return await decoded(decode_xml_batch, xml_document(body, charset))
 
 
 async def _split_json(body: bytes | bytearray) -> tuple[SendRequest, MessageChunks] | None:

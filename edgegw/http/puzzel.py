@@ -35,6 +35,7 @@ __all__ = [
     "REQUEST_NAMESPACE",
     "RESPONSE_NAMESPACE",
     "STEP_CHUNKS",
+    "XML_ERRORS",
     "MessageChunks",
     "RequestSyntaxError",
     "ResponseFormat",
@@ -54,6 +55,7 @@ __all__ = [
     "response_children_xml",
     "syntax_error_response",
     "whole_request",
+    "xml_refusal",
     "xml_text",
 ]
 
@@ -526,6 +528,9 @@ def decode_xml(body: bytes | bytearray | str) -> SendRequest:
     return whole_request(*decode_xml_batch(body))
 
 
+# What the (defused) parser raises for a body it cannot read; xml_refusal says what it was.
+XML_ERRORS: Final = (defusedxml.DefusedXmlException, ParseError, ValueError, LookupError)
+
 # A body is parsed this much at a time; the messages that ended in a piece are read and their
 # elements dropped before the next (about 800 typical messages' elements, 0.3 MB, at most).
 _XML_PIECE: Final = 64 * 1024
@@ -554,17 +559,24 @@ def decode_xml_batch(body: bytes | bytearray | str) -> tuple[SendRequest, Messag
             parser.feed(document[start : start + _XML_PIECE])
             reader.take(builder.root, last_open=True)
         parser.close()
-    except defusedxml.DTDForbidden:
-        raise RequestSyntaxError("body", "a document type declaration is not allowed") from None
-    except defusedxml.DefusedXmlException as exc:
-        raise RequestSyntaxError("body", f"forbidden XML construct: {exc}") from None
-    except (ParseError, ValueError) as exc:
-        raise RequestSyntaxError("body", f"malformed XML: {exc}") from None
-    except LookupError as exc:
-        # The declaration names an encoding Python does not know or that is no charset.
-        raise UnsupportedCharset(f"the XML declaration's encoding: {exc}") from None
+    except XML_ERRORS as exc:
+        raise xml_refusal(exc) from None
     reader.take(builder.root, last_open=False)
     return reader.request()
+
+
+def xml_refusal(error: Exception) -> RequestSyntaxError:
+    """What a client is told of an XML body the parser gave up on with `error`, one of
+    XML_ERRORS: a syntax error in the body, or UnsupportedCharset when its declaration names an
+    encoding we cannot read."""
+    if isinstance(error, defusedxml.DTDForbidden):
+        return RequestSyntaxError("body", "a document type declaration is not allowed")
+    if isinstance(error, defusedxml.DefusedXmlException):
+        return RequestSyntaxError("body", f"forbidden XML construct: {error}")
+    if isinstance(error, LookupError):
+        # The declaration names an encoding Python does not know or that is no charset.
+        return UnsupportedCharset(f"the XML declaration's encoding: {error}")
+    return RequestSyntaxError("body", f"malformed XML: {error}")
 
 
 class _RootedTreeBuilder:

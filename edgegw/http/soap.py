@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import enum
 from typing import Final
-from xml.etree.ElementTree import Element, ParseError
+from xml.etree.ElementTree import Element
 
 import defusedxml
 import defusedxml.ElementTree
 import msgspec
 
-from edgegw.http.inputs import declared_text
+from edgegw.http.inputs import xml_document
 from edgegw.http.puzzel import (
     RESPONSE_NAMESPACE,
+    XML_ERRORS,
     RequestSyntaxError,
-    UnsupportedCharset,
     decode_request_element,
     response_children_xml,
+    xml_refusal,
     xml_text,
 )
 from edgegw.model import SendRequest, SendResponse, StatusCode
@@ -108,23 +109,13 @@ def parse_envelope(body: bytes | bytearray, charset: str | None = None) -> Eleme
     (the Content-Type's) the body is read in it, and the XML declaration's encoding is not
     looked at; without, the bytes are read as the declaration says (UTF-8 without one)."""
     try:
-        document = body if charset is None else declared_text(body, charset)
-    except RequestSyntaxError as exc:
-        raise _syntax_error(exc) from None
-    try:
         root = defusedxml.ElementTree.fromstring(
-            document, forbid_dtd=True, forbid_entities=True, forbid_external=True
+            xml_document(body, charset), forbid_dtd=True, forbid_entities=True, forbid_external=True
         )
-    except defusedxml.DTDForbidden:
-        raise _client("a document type declaration is not allowed") from None
-    except defusedxml.DefusedXmlException as exc:
-        raise _client(f"forbidden XML construct: {exc}") from None
-    except (ParseError, ValueError) as exc:
-        raise _client(f"malformed XML: {exc}") from None
-    except LookupError as exc:
-        # The declaration names an encoding Python does not know or that is no charset.
-        unreadable = UnsupportedCharset(f"the XML declaration's encoding: {exc}")
-        raise _syntax_error(unreadable) from None
+    except RequestSyntaxError as exc:  # not in the charset the Content-Type declares
+        raise _syntax_error(exc) from None
+    except XML_ERRORS as exc:
+        raise _syntax_error(xml_refusal(exc)) from None
     namespace, name = _split(root.tag)
     if name != "Envelope":
         raise _client(f"the root element is {name or 'not an element'!r}, not a SOAP Envelope")

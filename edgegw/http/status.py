@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 import msgspec
 
 from edgegw.http.app import _basic_credentials
+from edgegw.http.inputs import media_type_and_charset
 from edgegw.http.problems import HttpError, problem_response
 from edgegw.http.server import Request, Response
 
@@ -125,7 +126,7 @@ def _method(request: Request, allowed: str) -> None:
 
 def _fields(request: Request) -> dict[str, str]:
     """A form (urlencoded) or a JSON object of strings."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type, _ = media_type_and_charset(request.headers.get("content-type", ""))
     try:
         if content_type == "application/json":
             decoded = json.loads(request.body)
