@@ -5,7 +5,6 @@ the store or modems itself; the backend does. Implements spec sections 2.3, 2.4 
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, Protocol
@@ -242,20 +241,6 @@ async def _split_json(body: bytes | bytearray) -> tuple[SendRequest, MessageChun
             batch: tuple[SendRequest, MessageChunks] | None = split.value
             return batch
         await trio.lowlevel.checkpoint()
-
-
-def _basic_credentials(header: str | None) -> tuple[str, str] | None:
-    if header is None:
-        return None
-    scheme, _, token = header.strip().partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
-    except ValueError:  # binascii.Error, UnicodeDecodeError, a non-ASCII character in the token
-        return None
-    username, colon, password = decoded.partition(":")
-    return (username, password) if colon else None
 
 
 def _denied() -> Response:

@@ -11,7 +11,8 @@ import math
 from typing import Final
 
 from edgegw.http import soap_routes
-from edgegw.http.app import SEND_PATH, _basic_credentials
+from edgegw.http.app import SEND_PATH
+from edgegw.http.inputs import basic_credentials
 from edgegw.http.server import App, ErrorRenderer, Request, Response
 from edgegw.logins import admit, login_failed
 from edgegw.throttle import AuthThrottle
@@ -46,7 +47,7 @@ def guard_logins(app: App, throttle: AuthThrottle, errors: ErrorRenderer) -> App
         response = await app(request)
         account = response.auth_failure
         if account is None and response.status == 401 and "authorization" in request.headers:
-            credentials = _basic_credentials(request.headers["authorization"])
+            credentials = basic_credentials(request.headers["authorization"])
             account = credentials[0] if credentials is not None else ""
         if account is None:
             return response

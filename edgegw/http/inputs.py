@@ -1,11 +1,13 @@
 """Defensive readers of client input that the HTTP shell and routes share: counts in a query or
-path, the charset of a body, and the framing of a request head. Pure: text or bytes in, a value
-or a refusal out; no I/O, no logging. RFC 9110 8.3.2 (charset), RFC 9112 2.3 and 6.3 (version,
-Content-Length with Transfer-Encoding); spec 2.3 (bodies are UTF-8).
+path, Basic credentials, the charset of a body, and the framing of a request head. Pure: text
+or bytes in, a value or a refusal out; no I/O, no logging. RFC 7617 (Basic), RFC 9110 8.3.2
+(charset), RFC 9112 2.3 and 6.3 (version, Content-Length with Transfer-Encoding); spec 2.3
+(bodies are UTF-8).
 """
 
 from __future__ import annotations
 
+import base64
 import codecs
 from collections.abc import Iterable
 from typing import Final
@@ -15,6 +17,7 @@ from edgegw.http.puzzel import RequestSyntaxError, UnsupportedCharset
 __all__ = [
     "MAX_COUNT_DIGITS",
     "ascii_count",
+    "basic_credentials",
     "declared_text",
     "framing_refusal",
     "media_type_and_charset",
@@ -45,6 +48,22 @@ def ascii_count(text: str, *, max_digits: int = MAX_COUNT_DIGITS) -> int | None:
     if not 0 < len(text) <= max_digits or not text.isascii() or not text.isdigit():
         return None
     return int(text)
+
+
+def basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """(username, password) of an HTTP Basic Authorization header (RFC 7617); None for no
+    header, another scheme, or a token that is not base64 of UTF-8 "user:password"."""
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except ValueError:  # binascii.Error, UnicodeDecodeError, a non-ASCII character in the token
+        return None
+    username, colon, password = decoded.partition(":")
+    return (username, password) if colon else None
 
 
 def media_type_and_charset(header: str) -> tuple[str, str | None]:

@@ -13,8 +13,7 @@ from xml.sax.saxutils import escape
 
 import msgspec
 
-from edgegw.http.app import _basic_credentials
-from edgegw.http.inputs import ascii_count
+from edgegw.http.inputs import ascii_count, basic_credentials
 from edgegw.http.problems import HttpError, parse_moment, problem_response
 from edgegw.http.puzzel import lost_plus
 from edgegw.http.server import Request, Response
@@ -150,7 +149,7 @@ def management_routes(
             raise _unauthorized()
 
     async def _service(request: Request) -> int | None:
-        credentials = _basic_credentials(request.headers.get("authorization"))
+        credentials = basic_credentials(request.headers.get("authorization"))
         return None if credentials is None else await authenticate(*credentials)
 
     async def _list_messages(request: Request) -> Response:

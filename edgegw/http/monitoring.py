@@ -11,7 +11,7 @@ from typing import Final, Protocol
 
 import msgspec
 
-from edgegw.http.app import _basic_credentials
+from edgegw.http.inputs import basic_credentials
 from edgegw.http.problems import problem_response
 from edgegw.http.server import Request, Response
 from edgegw.pipeline.readiness import Readiness
@@ -74,7 +74,7 @@ def monitoring_routes(backend: MonitoringBackend, *, metrics_auth: bool = False)
         return _json(200 if live else 503, msgspec.json.encode(health))
 
     async def _operator(request: Request) -> bool:
-        credentials = _basic_credentials(request.headers.get("authorization"))
+        credentials = basic_credentials(request.headers.get("authorization"))
         return credentials is not None and await backend.operator(*credentials)
 
     return route

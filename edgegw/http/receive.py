@@ -11,8 +11,7 @@ from urllib.parse import parse_qs, unquote
 
 import msgspec
 
-from edgegw.http.app import _basic_credentials
-from edgegw.http.inputs import ascii_count
+from edgegw.http.inputs import ascii_count, basic_credentials
 from edgegw.http.problems import HttpError, parse_moment, problem_response
 from edgegw.http.server import Request, Response
 from edgegw.model import InboundView
@@ -83,7 +82,7 @@ def receive_routes(backend: ReceiveBackend) -> Route:
     async def _authorized(request: Request) -> int:
         if request.method not in ("GET", "HEAD"):
             raise HttpError(405, "Method Not Allowed", f"{request.method} is not allowed here")
-        credentials = _basic_credentials(request.headers.get("authorization"))
+        credentials = basic_credentials(request.headers.get("authorization"))
         service_id = None if credentials is None else await backend.authenticate(*credentials)
         if service_id is None:
             raise HttpError(401, "Unauthorized", "HTTP Basic credentials of a service needed")

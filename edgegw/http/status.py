@@ -14,8 +14,7 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
-from edgegw.http.app import _basic_credentials
-from edgegw.http.inputs import media_type_and_charset
+from edgegw.http.inputs import basic_credentials, media_type_and_charset
 from edgegw.http.problems import HttpError, problem_response
 from edgegw.http.server import Request, Response
 
@@ -112,7 +111,7 @@ def status_routes(backend: StatusBackend) -> Route:
             return problem_response(422, "Unprocessable Content", str(exc))
 
     async def _authorized(request: Request) -> None:
-        credentials = _basic_credentials(request.headers.get("authorization"))
+        credentials = basic_credentials(request.headers.get("authorization"))
         if credentials is None or not await backend.operator(*credentials):
             raise HttpError(401, "Unauthorized", "a service's or the admin's credentials")
 
