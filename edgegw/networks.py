@@ -20,14 +20,18 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-def network_problems(key: str, entries: Iterable[str]) -> list[str]:
-    """A config problem, with its key path, for each entry that is no IP address or network."""
+def network_problems(key: str, entries: Iterable[str], *, every_address: bool = True) -> list[str]:
+    """A config problem, with its key path, for each entry that is no IP address or network, and
+    without `every_address` for one that holds every address ("0.0.0.0/0", "::/0")."""
     problems = []
     for entry in entries:
         try:
-            ipaddress.ip_network(entry, strict=False)
+            network = ipaddress.ip_network(entry, strict=False)
         except ValueError:
             problems.append(f"{key}: {entry!r} is not an IP address or network")
+            continue
+        if not every_address and network.prefixlen == 0:
+            problems.append(f"{key}: {entry!r} is every address, not a list of some")
     return problems
 
 

@@ -118,5 +118,14 @@ def test_trusted_proxies_are_none_by_default_and_a_bad_one_stops_the_start(
     with pytest.raises(ConfigError) as raised:
         load_config(path)
     assert raised.value.problems == ["http.trusted_proxies: Expected `array`, got `str`"]
+    # Every address trusted would let any client name its own.
+    path.write_text('[http]\ntrusted_proxies = ["0.0.0.0/0", "::/0", "1.2.3.4/0"]\n' + MINIMAL)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert raised.value.problems == [
+        "http.trusted_proxies: '0.0.0.0/0' is every address, not a list of some",
+        "http.trusted_proxies: '::/0' is every address, not a list of some",
+        "http.trusted_proxies: '1.2.3.4/0' is every address, not a list of some",
+    ]
     path.write_text('[http]\ntrusted_proxies = ["127.0.0.1", "10.0.0.0/8", "fd00::/8"]\n' + MINIMAL)
     assert load_config(path).http.trusted_proxies == ["127.0.0.1", "10.0.0.0/8", "fd00::/8"]
