@@ -346,3 +346,30 @@ def test_any_input_gives_replies_and_events_only(
             assert len(event.content) <= 2048
         if isinstance(event, StartTlsRequested):
             smtp.tls_started(auth_available=True)
+
+
+def dot_stuffed(lines: list[bytes]) -> bytes:
+    """A mail as a client sends it after DATA (RFC 5321 4.5.2): a dot doubled at the start of a
+    line, every line ended with CRLF, and the lone dot that ends the data."""
+    return b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=30).map(lambda line: line.replace(b"\r", b"").replace(b"\n", b"")),
+            st.sampled_from([b".", b"..", b".x", b"", b" ."]),
+        ),
+        max_size=20,
+    ),
+    st.integers(min_value=0, max_value=9),
+)
+def test_any_mail_a_client_dot_stuffs_arrives_as_written(lines: list[bytes], chunk: int) -> None:
+    events, _ = run(
+        session(),
+        b"HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@b>\r\nDATA\r\n" + dot_stuffed(lines) + b".\r\n",
+        chunk=chunk,
+    )
+    messages = [event for event in events if isinstance(event, MessageReceived)]
+    assert [message.content for message in messages] == [b"".join(line + b"\r\n" for line in lines)]
