@@ -18,6 +18,7 @@ from drivers.events import ModemState
 from drivers.modem import Modem
 from edgegw.clock import Clock
 from edgegw.config import CrashPolicy, DispatchConfig, ServiceConfig
+from edgegw.model import DueMessage
 from edgegw.pipeline.pacing import Pacer
 from edgegw.pipeline.router import choose_modem
 from edgegw.pipeline.sendwindow import next_open
@@ -183,11 +184,43 @@ class Dispatcher:
         }
         if not free:
             return True
-        limit = min(DUE_SCAN_LIMIT, 16 * sum(free.values()) + 64)
-        candidates = await self._store.due(now, limit)
+        wanted = sum(free.values())
         assignments: list[tuple[str, str]] = []
         load = dict(self._in_flight)
         last_used = {name: pacer.last_used(name) for name in free} if pacer is not None else {}
+        waiting = False
+        read: set[str] = set()
+        # A round reads what it can hand out and a few more; only when those are all due
+        # messages no free modem may take (their pools, stickiness, prefixes) does it read on,
+        # up to 16 a free slot, so a thousand queued messages are not read to hand out three.
+        widest = min(DUE_SCAN_LIMIT, 16 * wanted + 64)
+        for limit in sorted({min(widest, wanted + 16), widest}):
+            candidates = await self._store.due(now, limit)
+            fresh = [message for message in candidates if message.id not in read]
+            read.update(message.id for message in fresh)
+            if await self._assign(fresh, free, load, last_used, assignments, now):
+                waiting = True
+            if not free or len(candidates) < limit:
+                break
+        if not assignments:
+            return waiting
+        for claim in await self._store.claim(assignments, now):
+            self._in_flight[claim.modem] += 1
+            self._channels[claim.modem].send_nowait(claim)
+        return waiting
+
+    async def _assign(
+        self,
+        candidates: list[DueMessage],
+        free: dict[str, int],
+        load: dict[str, int],
+        last_used: dict[str, float],
+        assignments: list[tuple[str, str]],
+        now: float,
+    ) -> bool:
+        """Add to `assignments` the candidates a free modem may take, in order, taking each
+        modem's slot from `free` and adding to its `load`; True if one is left waiting for a
+        modem. Candidates outside their send window are rescheduled or expired instead."""
         waiting = False
         for message in candidates:
             if message.window is not None:
@@ -221,11 +254,6 @@ class Dispatcher:
             free[modem] -= 1
             if free[modem] == 0:
                 del free[modem]
-        if not assignments:
-            return waiting
-        for claim in await self._store.claim(assignments, now):
-            self._in_flight[claim.modem] += 1
-            self._channels[claim.modem].send_nowait(claim)
         return waiting
 
     async def _failed_over(self, message_id: str, modem: str, now: float) -> bool:

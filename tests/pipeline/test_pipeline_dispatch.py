@@ -18,7 +18,14 @@ from drivers.events import InboundSms, ModemEvent, ModemState, StatusReportRecei
 from drivers.modem import Health, ModemUnavailable, OutgoingPart, SendOutcomeUnknown, SendRejected
 from edgegw.clock import Clock
 from edgegw.config import CrashPolicy, DispatchConfig, ServiceConfig
-from edgegw.model import MessageRequest, MessageState, SendRequest, SendWindow, Settings
+from edgegw.model import (
+    DueMessage,
+    MessageRequest,
+    MessageState,
+    SendRequest,
+    SendWindow,
+    Settings,
+)
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.router import choose_modem
 from edgegw.pipeline.submit import Submitter
@@ -411,6 +418,46 @@ async def test_workers_holding_claims_are_topped_up_together_and_never_run_dry(
     # A first round for each modem as it came up, then one for both modems' messages finished
     # 0.1 s apart (the 16 left, 2 a round), where a round for each message would make 18.
     assert len(rounds) <= 2 + 16 // 2, rounds
+
+
+async def test_a_round_reads_what_it_can_hand_out_and_reads_on_only_for_a_modem_left_idle(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A hundred messages queued for modem a, one for b behind them: a round for a reads its 4
+    slots' worth and a few more, not the hundred; the round for b finds only a's messages in
+    its first read, reads on, and b sends at once instead of after a's backlog."""
+    services = [service(1, modems=["a"]), service(2, modems=["b"])]
+    rig, (modem_a, modem_b) = await start_rig(
+        nursery,
+        tmp_path / "db",
+        lambda c: [FakeModem("a", c, ready=False), FakeModem("b", c, ready=False)],
+        services=services,
+        dispatch=DispatchConfig(queue_per_modem=4),
+    )
+    limits: list[int] = []
+    due = rig.store.due
+
+    async def recorded_due(now: float | None = None, limit: int = 0) -> list[DueMessage]:
+        limits.append(limit)
+        return await due(now, limit)
+
+    rig.store.due = recorded_due  # type: ignore[method-assign]
+    for index in range(100):
+        await rig.send(recipient=f"+474100{index:04d}")
+    late = await rig.send(recipient="+4742000000", service_id=2)
+    await trio.sleep(0.1)
+    limits.clear()
+    modem_a.state = ModemState.READY
+    rig.dispatcher.wake()
+    await trio.sleep(0.1)
+    assert limits == [4 + 16]  # a's four slots filled from the first read
+    limits.clear()
+    modem_b.state = ModemState.READY
+    woken_at = rig.clock.now()
+    rig.dispatcher.wake()
+    await rig.wait_for(late, MessageState.SENT)
+    assert modem_b.send_times[0] - woken_at < 0.5
+    assert limits[:2] == [4 + 16, 16 * 4 + 64]  # twenty of a's, then as far as b's message
 
 
 def test_router_rules() -> None:
