@@ -769,11 +769,14 @@ def _place_all(tree: dict[str, Any], pairs: Iterable[tuple[str, str]]) -> None:
 class _FormMessages:
     """The index map of a form's messages (as `_place` fills it) that keeps them packed as
     msgpack, BATCH_CHUNK to a group, all but the group a pair was last placed in. Clients send
-    a message's pairs together and the messages in order, so each group is packed once; a
-    pair for a packed group unpacks it again, so any order reads the same request."""
+    a message's pairs together and the messages in order, so each group is packed once. A pair
+    for a group already packed means the pairs come in another order, where packing again at
+    every change of group would cost the square of the body: the groups are then all unpacked
+    and stay so, and the request costs what an element tree of it would."""
 
     def __init__(self) -> None:
         self._packed: dict[int, bytes] = {}
+        self._unpacked: dict[int, dict[int, dict[str, Any]]] | None = None  # out of order
         self._group: int | None = None
         self._open: dict[int, dict[str, Any]] = {}
         self._count = 0  # messages
@@ -783,9 +786,18 @@ class _FormMessages:
         """The tree of message `index` to place a pair in; `default` when it has none yet."""
         group = index // BATCH_CHUNK
         if group != self._group:
-            self._pack_open()
-            packed = self._packed.pop(group, None)
-            self._open = {} if packed is None else _packed_trees.decode(packed)
+            if self._unpacked is None and group in self._packed:
+                self._unpacked = {
+                    packed: _packed_trees.decode(trees) for packed, trees in self._packed.items()
+                }
+                self._packed.clear()
+                if self._group is not None:
+                    self._unpacked[self._group] = self._open
+            if self._unpacked is not None:
+                self._open = self._unpacked.setdefault(group, {})
+            else:
+                self._pack_open()
+                self._open = {}
             self._group = group
         message = self._open.get(index)
         if message is None:
@@ -799,16 +811,23 @@ class _FormMessages:
         let go of; refused if the indexes do not count from 0 without gaps."""
         self._pack_open()
         self._group, self._open = None, {}
+        unpacked = self._unpacked
         if self._count != self._last + 1:  # a gap, which `_dense` names
-            _dense(
-                itertools.chain.from_iterable(map(_packed_trees.decode, self._packed.values())),
-                "message",
+            trees = (
+                unpacked.values()
+                if unpacked is not None
+                else map(_packed_trees.decode, self._packed.values())
             )
+            _dense(itertools.chain.from_iterable(trees), "message")
+        if unpacked is not None:
+            for group in range(len(unpacked)):
+                yield from sorted(unpacked.pop(group).items())
+            return
         for group in range(len(self._packed)):
             yield from sorted(_packed_trees.decode(self._packed.pop(group)).items())
 
     def _pack_open(self) -> None:
-        if self._group is not None:
+        if self._group is not None and self._unpacked is None:
             self._packed[self._group] = _pack.encode(self._open)
 
 

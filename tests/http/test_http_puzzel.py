@@ -1103,6 +1103,38 @@ def test_a_big_form_is_read_into_chunks() -> None:
     assert decode_form("&".join(shuffled).encode()) == whole_request(head, messages)
 
 
+def test_a_form_whose_pairs_jump_between_groups_packs_no_group_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pairs alternating between two groups of messages (a parameter of message 0, one of
+    message 100, ...) once packed a group again at every pair, the square of the body in CPU
+    before any credentials were looked at; out of order, the groups now stay unpacked."""
+    packed: list[int] = []
+    encoder = puzzel._pack
+
+    class Counting:
+        def encode(self, value: object) -> bytes:
+            packed.append(1)
+            return encoder.encode(value)
+
+    monkeypatch.setattr(puzzel, "_pack", Counting())
+    pairs = ["serviceId=1", "message[0].recipient=1", f"message[{BATCH_CHUNK}].recipient=2"]
+    pairs += [
+        f"message[{(n % 2) * BATCH_CHUNK}].settings.parameter[{n // 2}].{field}=x"
+        for n in range(400)
+        for field in ("key", "value")
+    ]
+    pairs += [f"message[{n}].recipient={n}" for n in range(1, 2 * BATCH_CHUNK) if n != BATCH_CHUNK]
+    head, messages = decode_form_batch("&".join(pairs).encode())
+    # Each group packed at most once while the pairs are read, and once as a chunk of the result.
+    assert len(packed) <= 4, f"{len(packed)} packs for 2 groups of messages"
+    whole = whole_request(head, messages)
+    assert len(whole.message) == 2 * BATCH_CHUNK
+    for index in (0, BATCH_CHUNK):
+        settings = whole.message[index].settings
+        assert settings is not None and len(settings.parameter) == 200
+
+
 @given(requests, st.randoms(use_true_random=False))
 def test_a_form_in_any_order_is_the_same_request(request: SendRequest, random: Random) -> None:
     pairs = as_query(request).split("&")
