@@ -11,7 +11,7 @@ from typing import Final, Protocol
 
 import trio
 
-from edgegw.http.inputs import media_type_and_charset, to_utf8, xml_document
+from edgegw.http.inputs import media_type_and_charset, to_utf8, utf8_pieces
 from edgegw.http.problems import problem_response
 from edgegw.http.puzzel import (
     MessageChunks,
@@ -227,7 +227,9 @@ async def _request_in(
         return decode_json(body) if batch is None else batch
     if media_type == _FORM:
         return await decoded(decode_form_batch, body)
-    return await decoded(decode_xml_batch, xml_document(body, charset))
+    if charset is None:
+        return await decoded(decode_xml_batch, body)
+    return await decoded(lambda raw: decode_xml_batch(utf8_pieces(raw, charset)), body)
 
 
 async def _split_json(body: bytes | bytearray) -> tuple[SendRequest, MessageChunks] | None:

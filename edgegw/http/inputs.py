@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import base64
 import codecs
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Final
 
-from edgegw.http.puzzel import RequestSyntaxError, UnsupportedCharset
+from edgegw.http.puzzel import XML_PIECE, RequestSyntaxError, UnsupportedCharset
 
 __all__ = [
     "MAX_COUNT_DIGITS",
@@ -23,7 +23,7 @@ __all__ = [
     "media_type_and_charset",
     "text_charset",
     "to_utf8",
-    "xml_document",
+    "utf8_pieces",
 ]
 
 # A count, a limit or a service id never needs more digits than this; more is refused before
@@ -107,11 +107,27 @@ def declared_text(body: bytes | bytearray, charset: str) -> str:
         raise RequestSyntaxError("body", f"not {charset}: {exc}") from None
 
 
-def xml_document(body: bytes | bytearray, charset: str | None) -> bytes | bytearray | str:
-    """An XML body as its parser is to read it: text in the charset the Content-Type declares,
-    which takes precedence over the document's own declaration (RFC 7303 section 3.2); without
-    one, the bytes, read as their declaration says (UTF-8 without one)."""
-    return body if charset is None else declared_text(body, charset)
+def utf8_pieces(body: bytes | bytearray, charset: str) -> Iterator[bytes]:
+    """The body read in the charset its Content-Type declares (for XML, which then takes
+    precedence over the document's own declaration, RFC 7303 section 3.2), as UTF-8 a piece
+    (XML_PIECE) at a time, so that no copy of the whole body is made. UnsupportedCharset (415)
+    at once for a charset we cannot read; RequestSyntaxError, when its piece is reached, for
+    bytes that do not fit it."""
+    decoder = codecs.getincrementaldecoder(text_charset(charset))()
+    return _recoded(memoryview(body), decoder, charset)
+
+
+def _recoded(body: memoryview, decoder: codecs.IncrementalDecoder, charset: str) -> Iterator[bytes]:
+    for start in range(0, len(body), XML_PIECE):
+        pending = len(decoder.getstate()[0])  # bytes of a character the last piece cut
+        try:
+            text = decoder.decode(body[start : start + XML_PIECE], start + XML_PIECE >= len(body))
+        except UnicodeDecodeError as exc:
+            at = start - pending + exc.start
+            raise RequestSyntaxError("body", f"not {charset} at byte {at}") from None
+        except ValueError as exc:  # UnicodeError and the like from codecs that check more
+            raise RequestSyntaxError("body", f"not {charset}: {exc}") from None
+        yield text.encode("utf-8")
 
 
 def to_utf8(body: bytes | bytearray, charset: str | None) -> bytes | bytearray:

@@ -36,6 +36,7 @@ __all__ = [
     "RESPONSE_NAMESPACE",
     "STEP_CHUNKS",
     "XML_ERRORS",
+    "XML_PIECE",
     "MessageChunks",
     "RequestSyntaxError",
     "ResponseFormat",
@@ -52,6 +53,7 @@ __all__ = [
     "encode_response",
     "lost_plus",
     "negotiate",
+    "parse_xml",
     "response_children_xml",
     "syntax_error_response",
     "whole_request",
@@ -523,7 +525,7 @@ def _parameter_value(value: object, field: str) -> object:
 # XML (spec 2.3, appendix C)
 
 
-def decode_xml(body: bytes | bytearray | str) -> SendRequest:
+def decode_xml(body: bytes | bytearray) -> SendRequest:
     """Decode an XML send request whole (`decode_xml_batch`)."""
     return whole_request(*decode_xml_batch(body))
 
@@ -533,36 +535,68 @@ XML_ERRORS: Final = (defusedxml.DefusedXmlException, ParseError, ValueError, Loo
 
 # A body is parsed this much at a time; the messages that ended in a piece are read and their
 # elements dropped before the next (about 800 typical messages' elements, 0.3 MB, at most).
-_XML_PIECE: Final = 64 * 1024
+XML_PIECE: Final = 64 * 1024
 
 
-def decode_xml_batch(body: bytes | bytearray | str) -> tuple[SendRequest, MessageChunks]:
-    """Decode an XML send request: bytes as the XML declaration says (UTF-8 without one), text
-    as it is (its declaration's encoding is then not read); the request without its messages,
-    and its messages. The document is parsed a piece at a time, each message read into its
-    chunk as soon as it has ended and its elements dropped, so that a big batch costs little
-    more than its body. DTDs are refused outright, which refuses entity expansion (billion
-    laughs) and external entities with them. Namespaces are ignored: the root may be qualified
-    or not, children may be qualified although the XSD leaves them unqualified."""
+def decode_xml_batch(
+    document: bytes | bytearray | Iterator[bytes],
+) -> tuple[SendRequest, MessageChunks]:
+    """Decode an XML send request: bytes as the XML declaration says (UTF-8 without one), or
+    pieces of UTF-8 (a body read in the charset its Content-Type declares, `utf8_pieces`: the
+    declaration's encoding is then not read); the request without its messages, and its
+    messages. The document is parsed a piece at a time, each message read into its chunk as
+    soon as it has ended and its elements dropped, so that a big batch costs little more than
+    its body. DTDs are refused outright, which refuses entity expansion (billion laughs) and
+    external entities with them. Namespaces are ignored: the root may be qualified or not,
+    children may be qualified although the XSD leaves them unqualified."""
     builder = _RootedTreeBuilder()
     reader = _RequestReader()
-    encoding = None
     try:
-        if isinstance(body, str):
-            # As the parser reads text: in UTF-8, whatever its declaration says.
-            body, encoding = body.encode("utf-8"), "utf-8"
-        parser = defusedxml.ElementTree.DefusedXMLParser(
-            target=builder, encoding=encoding, forbid_dtd=True
-        )
-        document = memoryview(body)
-        for start in range(0, len(document), _XML_PIECE):
-            parser.feed(document[start : start + _XML_PIECE])
+        for parser, piece in _pieces_for(document, builder, forbid_dtd=True):
+            parser.feed(piece)
             reader.take(builder.root, last_open=True)
-        parser.close()
+    except RequestSyntaxError:
+        raise  # the bytes do not fit the declared charset
     except XML_ERRORS as exc:
         raise xml_refusal(exc) from None
     reader.take(builder.root, last_open=False)
     return reader.request()
+
+
+def parse_xml(document: bytes | bytearray | Iterator[bytes], **forbid: bool) -> Element:
+    """The root element of a whole XML document, read as `decode_xml_batch` reads one, with
+    defusedxml's `forbid` switches; RequestSyntaxError (or UnsupportedCharset) for one that
+    cannot be read."""
+    builder = _RootedTreeBuilder()
+    try:
+        for parser, piece in _pieces_for(document, builder, **forbid):
+            parser.feed(piece)
+    except RequestSyntaxError:
+        raise
+    except XML_ERRORS as exc:
+        raise xml_refusal(exc) from None
+    assert builder.root is not None  # the parser refuses a document without one
+    return builder.root
+
+
+def _pieces_for(
+    document: bytes | bytearray | Iterator[bytes], target: object, **forbid: bool
+) -> Iterator[tuple[Any, bytes | memoryview]]:
+    """A defused parser feeding `target`, and each piece of `document` to feed it: bytes cut
+    in XML_PIECE slices and read as their declaration says, or UTF-8 pieces read as UTF-8
+    whatever it says; the parser is closed after the last piece."""
+    if isinstance(document, bytes | bytearray):
+        view = memoryview(document)
+        pieces: Iterator[bytes | memoryview] = (
+            view[start : start + XML_PIECE] for start in range(0, len(view), XML_PIECE)
+        )
+        encoding = None
+    else:
+        pieces, encoding = document, "utf-8"
+    parser = defusedxml.ElementTree.DefusedXMLParser(target=target, encoding=encoding, **forbid)
+    for piece in pieces:
+        yield parser, piece
+    parser.close()
 
 
 def xml_refusal(error: Exception) -> RequestSyntaxError:

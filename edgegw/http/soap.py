@@ -13,18 +13,15 @@ import enum
 from typing import Final
 from xml.etree.ElementTree import Element
 
-import defusedxml
-import defusedxml.ElementTree
 import msgspec
 
-from edgegw.http.inputs import xml_document
+from edgegw.http.inputs import utf8_pieces
 from edgegw.http.puzzel import (
     RESPONSE_NAMESPACE,
-    XML_ERRORS,
     RequestSyntaxError,
     decode_request_element,
+    parse_xml,
     response_children_xml,
-    xml_refusal,
     xml_text,
 )
 from edgegw.model import SendRequest, SendResponse, StatusCode
@@ -109,13 +106,10 @@ def parse_envelope(body: bytes | bytearray, charset: str | None = None) -> Eleme
     (the Content-Type's) the body is read in it, and the XML declaration's encoding is not
     looked at; without, the bytes are read as the declaration says (UTF-8 without one)."""
     try:
-        root = defusedxml.ElementTree.fromstring(
-            xml_document(body, charset), forbid_dtd=True, forbid_entities=True, forbid_external=True
-        )
-    except RequestSyntaxError as exc:  # not in the charset the Content-Type declares
+        document = body if charset is None else utf8_pieces(body, charset)
+        root = parse_xml(document, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except RequestSyntaxError as exc:
         raise _syntax_error(exc) from None
-    except XML_ERRORS as exc:
-        raise _syntax_error(xml_refusal(exc)) from None
     namespace, name = _split(root.tag)
     if name != "Envelope":
         raise _client(f"the root element is {name or 'not an element'!r}, not a SOAP Envelope")
