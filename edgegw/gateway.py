@@ -365,6 +365,7 @@ class Gateway:
         request: SendRequest,
         messages: MessageChunks,
         emit: Callable[[SendResponse], Awaitable[None]],
+        refused: StatusCode | None,
     ) -> None:
         assert self.submitter is not None
 
@@ -372,7 +373,7 @@ class Gateway:
             self._count_accepted("http", request, chunk)
             await emit(chunk)
 
-        await self.submitter.submit_stream(request, messages, counted)
+        await self.submitter.submit_stream(request, messages, counted, refused)
 
     async def refusal(self, request: SendRequest) -> StatusCode | None:
         assert self.submitter is not None

@@ -48,12 +48,13 @@ class Backend(Protocol):
     ) -> SendResponse: ...
 
     # A big request answered as its chunks commit: `emit` gets each chunk's statuses, in
-    # order (edgegw.pipeline.submit.Submitter.submit_stream).
+    # order; `refused`, what `refusal` said of it (edgegw.pipeline.submit.Submitter).
     async def submit_stream(
         self,
         request: SendRequest,
         messages: MessageChunks,
         emit: Callable[[SendResponse], Awaitable[None]],
+        refused: StatusCode | None,
     ) -> None: ...
 
     # The status every message of a request gets for its serviceId and credentials alone, or
@@ -154,7 +155,7 @@ def make_app(
                     await write(writer.piece(chunk))
 
                 try:
-                    await backend.submit_stream(head, messages, emit)
+                    await backend.submit_stream(head, messages, emit, refusal)
                 except* (trio.BrokenResourceError, trio.ClosedResourceError):
                     # The client left mid-answer (out of the submitter's nursery, so
                     # grouped): the listener closes quietly, as for any client gone. What

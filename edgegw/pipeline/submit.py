@@ -124,6 +124,18 @@ def _syntax(detail: str, field: str = "") -> Rejected:
     return Rejected(StatusCode.SYNTAX_ERROR, f"Syntax error: {detail}", field)
 
 
+# The statuses of a request refused as a whole, before any of its messages is read.
+_WHOLE_REFUSALS: Final = {
+    StatusCode.SYNTAX_ERROR: "Syntax error: serviceId is required",
+    StatusCode.ILLEGAL_SERVICE: "Illegal service",
+    StatusCode.ACCESS_ERROR: "Access denied",
+}
+
+
+def _whole_refusal(code: StatusCode) -> Rejected:
+    return Rejected(code, _WHOLE_REFUSALS[code])
+
+
 def _illegal(detail: str) -> Rejected:
     return Rejected(StatusCode.ILLEGAL_ACTION, f"Illegal action: {detail}")
 
@@ -239,14 +251,14 @@ class Submitter:
     async def _admit(self, request: SendRequest) -> ServiceConfig | Rejected:
         """The service a request is sent with, or why all of its messages are refused."""
         if request.serviceId is None:
-            return _syntax("serviceId is required")
+            return _whole_refusal(StatusCode.SYNTAX_ERROR)
         service = self._services.get(request.serviceId)
         if service is None:
-            return Rejected(StatusCode.ILLEGAL_SERVICE, "Illegal service")
+            return _whole_refusal(StatusCode.ILLEGAL_SERVICE)
         if not await _credentials_match(
             service, request.username, request.password, self._passwords
         ):
-            return Rejected(StatusCode.ACCESS_ERROR, "Access denied")
+            return _whole_refusal(StatusCode.ACCESS_ERROR)
         return service
 
     async def _submit_checked(
@@ -328,20 +340,22 @@ class Submitter:
         request: SendRequest,
         messages: MessageChunks,
         emit: Callable[[SendResponse], Awaitable[None]],
+        refused: StatusCode | None,
     ) -> None:
         """Answer a big request whose messages (`messages`; `request` carries none) are decoded
         a chunk at a time: every STREAM_CHUNK messages are validated, stored in one write job
-        and, once committed, their statuses go to `emit`, in order and at least once (a request
-        refused as a whole, see `refusal`, gets its statuses a chunk at a time too). Neither
-        the decoded batch nor its statuses are ever held whole (issue 10 item 7)."""
+        and, once committed, their statuses go to `emit`, in order and at least once. A request
+        refused as a whole (`refused`, what `refusal` said of it, so that a wrong password is
+        not checked twice) gets its statuses a chunk at a time too. Neither the decoded batch
+        nor its statuses are ever held whole (issue 10 item 7)."""
         batch_reference = request.batchReference or new_batch_reference()
-        service = await self._admit(request)
+        service = await self._admit(request) if refused is None else _whole_refusal(refused)
         if isinstance(service, Rejected):
             # Refused as a whole, a piece a chunk all the same: neither the decoded batch nor
             # its statuses are held, whoever sends it.
             for start in range(0, max(len(messages), 1), STREAM_CHUNK):
-                refused = messages.decode(start, start + STREAM_CHUNK)
-                await emit(_all(batch_reference, refused, service.code, service.message, start))
+                chunk = messages.decode(start, start + STREAM_CHUNK)
+                await emit(_all(batch_reference, chunk, service.code, service.message, start))
             return
         now = self._clock.now()
         taken: set[str] | None = set() if service.unique_client_reference else None

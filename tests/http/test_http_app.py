@@ -42,6 +42,7 @@ class DictBackend:
         request: SendRequest,
         messages: MessageChunks,
         emit: Callable[[SendResponse], Awaitable[None]],
+        refused: StatusCode | None,
     ) -> None:
         # The whole answer as one piece: what the app makes of the pieces is tested with the
         # real submitter (tests/integration/test_big_batch.py).

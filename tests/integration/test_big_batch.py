@@ -22,10 +22,12 @@ import msgspec
 import pytest
 import trio
 
+from edgegw import passwords
 from edgegw.__main__ import freeze_start_up_heap
 from edgegw.config import Config
 from edgegw.gateway import Gateway
 from edgegw.http.puzzel import MAX_INDEX, REQUEST_NAMESPACE
+from edgegw.passwords import hash_password
 
 SEND = "/gw/rs/sendMessages"
 # A batch of 25,000 messages is about 1.2 MB of JSON; the default body limit is 1 MiB.
@@ -420,6 +422,46 @@ async def test_a_big_batch_refused_as_a_whole_is_answered_in_pieces(
         for index in range(2500)
     ]
     assert await stored_messages(gateway) == 0
+    gateway.stop()
+
+
+@pytest.mark.parametrize(("password", "code"), [("wrong", 2), ("demo", 1)])
+async def test_a_big_batch_has_its_password_checked_once(
+    big_config: Config,
+    nursery: trio.Nursery,
+    monkeypatch: pytest.MonkeyPatch,
+    password: str,
+    code: int,
+) -> None:
+    """The route asks whether a big batch is refused as a whole before it streams the answer;
+    the stream then goes on from that answer, so a wrong guess costs one scrypt run, not two
+    (each holds a slot of the limiter every door shares)."""
+    services = [
+        msgspec.structs.replace(service, password=hash_password("demo"))
+        for service in big_config.services
+    ]
+    checks: list[str] = []
+    verify = passwords.verify_password
+
+    def counted(stored: str, presented: str) -> bool:
+        checks.append(presented)
+        return verify(stored, presented)
+
+    monkeypatch.setattr(passwords, "verify_password", counted)
+    gateway = Gateway(msgspec.structs.replace(big_config, services=services))
+    await nursery.start(gateway.run)
+    assert gateway.bound is not None
+    login = {"serviceId": 1000, "username": "demo", "password": password}
+    messages = [{"recipient": f"+47{41000000 + index}", "content": "x"} for index in range(1500)]
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{gateway.bound.http_port}", timeout=60
+    ) as client:
+        answer = await client.post(
+            SEND, json={"message": messages, **login}, headers={"Accept": "application/json"}
+        )
+    assert answer.headers["transfer-encoding"] == "chunked"
+    assert {status["statusCode"] for status in answer.json()["messageStatus"]} == {code}
+    assert checks == [password]
     gateway.stop()
 
 

@@ -116,8 +116,9 @@ class Backend:
         request: SendRequest,
         messages: MessageChunks,
         emit: Callable[[SendResponse], Awaitable[None]],
+        refused: StatusCode | None,
     ) -> None:
-        await self.submitter.submit_stream(request, messages, emit)
+        await self.submitter.submit_stream(request, messages, emit, refused)
 
     async def refusal(self, request: SendRequest) -> StatusCode | None:
         return await self.submitter.refusal(request)
