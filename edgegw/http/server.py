@@ -383,7 +383,7 @@ class _HttpConnection:
             headers=headers,
             body=b"",
             client=client or peer,
-            client_unnamed=client is None,
+            client_unnamed=peer is not None and client is None,
         )
 
     async def _call_app(self, body: Body) -> Response:
@@ -588,8 +588,8 @@ async def serve_http(
     progress finish within `limits.shutdown_grace`, then closes whatever is left. Requests
     through a proxy in `trusted_proxies` are from the client it forwarded; connections are
     counted against `limits.max_connections_per_address` by the TCP peer all the same, as
-    they are taken before any header is read. A refused connection is logged (once a minute per
-    address) and counted in `refused` under "http", when given."""
+    they are taken before any header is read. A refused connection is logged (loglimit's
+    log_refused) and counted in `refused` under "http", when given."""
     listeners = await trio.open_tcp_listeners(port, host=host)
     bound_port: int = listeners[0].socket.getsockname()[1]
     drain = _Drain()

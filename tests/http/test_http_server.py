@@ -405,6 +405,7 @@ async def test_a_trusted_proxys_repeated_forwarded_lines_are_read_in_the_order_s
     for peer, expected in [
         ("127.0.0.1", [("203.0.113.7", False), ("127.0.0.1", True), ("127.0.0.1", True)]),
         ("192.0.2.5", [("192.0.2.5", False)] * 3),  # no proxy: its header is never read
+        (None, [(None, False)] * 3),  # a stream without a peer: no proxy either
     ]:
         seen.clear()
         client, server = trio.testing.memory_stream_pair()
@@ -415,7 +416,7 @@ async def test_a_trusted_proxys_repeated_forwarded_lines_are_read_in_the_order_s
                     server,
                     app,
                     TIMEOUTS,
-                    peer=(peer, 4711),
+                    peer=None if peer is None else (peer, 4711),
                     trusted_proxies=trusted,
                 )
             )
