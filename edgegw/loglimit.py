@@ -100,15 +100,17 @@ def log_limited(
     message: str,
     *args: object,
     exc_info: bool = False,
+    stacklevel: int = 2,
 ) -> None:
     """Write `message % args` at `level` if the limiter admits it, one line, with the count of
-    records left out; a traceback (`exc_info`) only with the first of a kind and peer."""
+    records left out; a traceback (`exc_info`) only with the first of a kind and peer. The
+    record names the function `stacklevel` frames up (2: the caller) as where it was logged."""
     left_out = limiter.admit(kind, peer, now, (level, message, args))
     if left_out is None or not logger.isEnabledFor(level):
         return
     if left_out:
         message = _with_count(message, left_out)
-    logger.log(level, message, *args, exc_info=exc_info and left_out == 0, stacklevel=2)
+    logger.log(level, message, *args, exc_info=exc_info and left_out == 0, stacklevel=stacklevel)
 
 
 def log_refused(
@@ -134,6 +136,7 @@ def log_refused(
         address,
         open_now,
         shares.open[address] if address is not None else 0,
+        stacklevel=3,  # the listener that refused
     )
 
 

@@ -118,6 +118,8 @@ async def test_a_full_listener_logs_a_flood_from_many_addresses_once_with_its_co
             " (9 more like it since the last one, not logged)",
         ),
     ]
+    # A refusal's record names the listener that refused, not the logging helper.
+    assert [r.funcName for r in caplog.records[:2]] == ["serve_one"] * 2
     for stream in (*held, over_share):
         await stream.aclose()
 
