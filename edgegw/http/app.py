@@ -129,7 +129,9 @@ def make_app(
             streamed = await _streamed(request, head, messages, fmt)
             if streamed is not None:
                 return streamed
-        return await _submit(request, whole_request(head, messages), fmt, _XML)
+        # Its messages decoded as the body is (`decoded`): off the event loop for a big one.
+        whole = await decoded(lambda _: whole_request(head, messages), request.body)
+        return await _submit(request, whole, fmt, _XML)
 
     async def _streamed(
         request: Request, head: SendRequest, messages: MessageChunks, fmt: ResponseFormat

@@ -16,7 +16,7 @@ import trio
 
 from edgegw.http import app as routes
 from edgegw.http.app import Backend, make_app
-from edgegw.http.puzzel import RESPONSE_NAMESPACE, MessageChunks, decode_form_batch
+from edgegw.http.puzzel import RESPONSE_NAMESPACE, MessageChunks, decode_form_batch, whole_request
 from edgegw.http.server import DECODED_IN_A_THREAD, App, HttpLimits, Request, Response, serve_http
 from edgegw.model import (
     STATUS_ENQUEUED,
@@ -241,13 +241,21 @@ async def test_form_in_json_out(app: App, backend: DictBackend) -> None:
 async def test_a_big_form_body_is_decoded_off_the_event_loop(
     app: App, backend: DictBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Its pairs read, and its messages taken out of their chunks for a request answered
+    whole, in a worker thread."""
     decoded_in: list[int] = []
+    whole_in: list[int] = []
 
     def recording(body: bytes | bytearray) -> tuple[SendRequest, MessageChunks]:
         decoded_in.append(threading.get_ident())
         return decode_form_batch(body)
 
+    def recording_whole(head: SendRequest, messages: MessageChunks) -> SendRequest:
+        whole_in.append(threading.get_ident())
+        return whole_request(head, messages)
+
     monkeypatch.setattr(routes, "decode_form_batch", recording)
+    monkeypatch.setattr(routes, "whole_request", recording_whole)
     padding = b"&pad=" + b"x" * DECODED_IN_A_THREAD  # a foreign field, ignored
     for body in (GOOD_FORM, GOOD_FORM + padding):
         response = await app(
@@ -261,8 +269,8 @@ async def test_a_big_form_body_is_decoded_off_the_event_loop(
         )
         assert json.loads(response.body)["messageStatus"][0]["statusCode"] == 1
     loop = threading.get_ident()
-    assert decoded_in[0] == loop
-    assert decoded_in[1] != loop
+    assert decoded_in[0] == loop and whole_in[0] == loop
+    assert decoded_in[1] != loop and whole_in[1] != loop
     assert [sent.message[0].content for sent in backend.submitted] == ["Hello there"] * 2
 
 
