@@ -327,10 +327,7 @@ def _check_meaning(config: Config) -> list[str]:
         problems.append("store.keep_final_days: must not be negative")
     if not 0 <= config.http.port <= 65535:
         problems.append("http.port: must be from 0 to 65535")
-    # Trusting every peer would let any client name its own address.
-    problems += network_problems(
-        "http.trusted_proxies", config.http.trusted_proxies, every_address=False
-    )
+    problems += network_problems("http.trusted_proxies", config.http.trusted_proxies, proxies=True)
     if config.dispatch.max_attempts < 1:
         problems.append("dispatch.max_attempts: must be at least 1")
     if config.dispatch.queue_per_modem < 1:

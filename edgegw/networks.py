@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from typing import Final
 
 __all__ = ["Networks", "is_loopback", "network_problems"]
+
+_IPV4_MAPPED: Final = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
 def is_loopback(address: str) -> bool:
@@ -20,9 +23,15 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-def network_problems(key: str, entries: Iterable[str], *, every_address: bool = True) -> list[str]:
-    """A config problem, with its key path, for each entry that is no IP address or network, and
-    without `every_address` for one that holds every address ("0.0.0.0/0", "::/0")."""
+# The widest network `trusted_proxies` may list: a proxy's X-Forwarded-For is believed, so any
+# host in a wider one could name any client address (0.0.0.0/0, or 0.0.0.0/1 and 128.0.0.0/1).
+_WIDEST_TRUSTED: Final = {4: 8, 6: 16}
+
+
+def network_problems(key: str, entries: Iterable[str], *, proxies: bool = False) -> list[str]:
+    """A config problem, with its key path, for each entry that is no IP address or network;
+    with `proxies`, also for one wider than a /8 of IPv4 or a /16 of IPv6 (an IPv4-mapped
+    network counts as its IPv4 one)."""
     problems = []
     for entry in entries:
         try:
@@ -30,8 +39,14 @@ def network_problems(key: str, entries: Iterable[str], *, every_address: bool = 
         except ValueError:
             problems.append(f"{key}: {entry!r} is not an IP address or network")
             continue
-        if not every_address and network.prefixlen == 0:
-            problems.append(f"{key}: {entry!r} is every address, not a list of some")
+        version, prefix = network.version, network.prefixlen
+        if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_IPV4_MAPPED):
+            version, prefix = 4, prefix - _IPV4_MAPPED.prefixlen
+        if proxies and prefix < _WIDEST_TRUSTED[version]:
+            problems.append(
+                f"{key}: {entry!r} is wider than a /{_WIDEST_TRUSTED[version]}; list the proxies"
+                " themselves, since any host in it could name any client address"
+            )
     return problems
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -118,14 +119,16 @@ def test_trusted_proxies_are_none_by_default_and_a_bad_one_stops_the_start(
     with pytest.raises(ConfigError) as raised:
         load_config(path)
     assert raised.value.problems == ["http.trusted_proxies: Expected `array`, got `str`"]
-    # Every address trusted would let any client name its own.
-    path.write_text('[http]\ntrusted_proxies = ["0.0.0.0/0", "::/0", "1.2.3.4/0"]\n' + MINIMAL)
+    # Every address trusted, whole or in pieces, would let any client name its own.
+    wide = ["0.0.0.0/0", "::/0", "0.0.0.0/1", "128.0.0.0/1", "::ffff:0:0/96", "2000::/3"]
+    path.write_text(f"[http]\ntrusted_proxies = {json.dumps(wide)}\n" + MINIMAL)
     with pytest.raises(ConfigError) as raised:
         load_config(path)
-    assert raised.value.problems == [
-        "http.trusted_proxies: '0.0.0.0/0' is every address, not a list of some",
-        "http.trusted_proxies: '::/0' is every address, not a list of some",
-        "http.trusted_proxies: '1.2.3.4/0' is every address, not a list of some",
+    assert [problem.split(" is ")[0] for problem in raised.value.problems] == [
+        f"http.trusted_proxies: {entry!r}" for entry in wide
     ]
-    path.write_text('[http]\ntrusted_proxies = ["127.0.0.1", "10.0.0.0/8", "fd00::/8"]\n' + MINIMAL)
-    assert load_config(path).http.trusted_proxies == ["127.0.0.1", "10.0.0.0/8", "fd00::/8"]
+    assert "wider than a /8" in raised.value.problems[0]
+    assert "wider than a /16" in raised.value.problems[1]
+    good = ["127.0.0.1", "10.0.0.0/8", "fd00::/16", "::ffff:10.0.0.0/104"]
+    path.write_text(f"[http]\ntrusted_proxies = {json.dumps(good)}\n" + MINIMAL)
+    assert load_config(path).http.trusted_proxies == good
