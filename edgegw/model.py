@@ -131,20 +131,22 @@ class SendResponse(msgspec.Struct, kw_only=True):
     batchReference: str
     messageStatus: list[MessageStatus]
 
-    def refused_login(self) -> bool:
-        """Every message was refused for the service's credentials (status 2): a failed login,
-        whichever door the request came through."""
-        return bool(self.messageStatus) and all(
-            s.statusCode == StatusCode.ACCESS_ERROR for s in self.messageStatus
-        )
+    def login_refusal(self) -> StatusCode | None:
+        """The status every message got for the request's login, or None: refused
+        credentials (status 2), or a service that does not exist (status 4), which the login
+        throttle counts as a failed login too, so that walking service ids is slowed like
+        guessing passwords."""
+        if not self.messageStatus:
+            return None
+        code = self.messageStatus[0].statusCode
+        if code not in LOGIN_FAILURES or any(s.statusCode != code for s in self.messageStatus):
+            return None
+        return StatusCode(code)
 
     def failed_login(self) -> bool:
-        """What the login throttle counts as a failed login: refused credentials, or every
-        message refused for a service that does not exist (status 4), so that walking service
-        ids is slowed like guessing passwords."""
-        return bool(self.messageStatus) and all(
-            s.statusCode in LOGIN_FAILURES for s in self.messageStatus
-        )
+        """What the login throttle counts as a failed login, whichever door the request came
+        through (`login_refusal`)."""
+        return self.login_refusal() is not None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -146,10 +146,8 @@ def make_app(
         refusal = await backend.refusal(head)
         if refusal is None and request.commit_with is not None:
             return None
-        if refusal is StatusCode.ACCESS_ERROR and auth_failure_problem:
-            answer = _denied()
-        else:
 
+        def streamed() -> Response:
             async def stream(write: BodyWriter) -> None:
                 writer = ResponseWriter(fmt)
 
@@ -166,10 +164,9 @@ def make_app(
                 await write(writer.end())
 
             content_type = _JSON if fmt is ResponseFormat.JSON else _XML
-            answer = Response(status=200, headers=[("content-type", content_type)], stream=stream)
-        if refusal in LOGIN_FAILURES:
-            answer.auth_failure = head.username or ""
-        return answer
+            return Response(status=200, headers=[("content-type", content_type)], stream=stream)
+
+        return _with_login(streamed, refusal, head)
 
     async def _send_get(request: Request) -> Response:
         # GET answers text/xml unless JSON is asked for (spec 2.4).
@@ -206,13 +203,23 @@ def make_app(
     def _answer(
         send_request: SendRequest, response: SendResponse, fmt: ResponseFormat, xml: str
     ) -> Response:
-        if response.refused_login() and auth_failure_problem:
-            answer = _denied()
+        return _with_login(
+            lambda: _puzzel(response, fmt, xml=xml), response.login_refusal(), send_request
+        )
+
+    def _with_login(
+        answer: Callable[[], Response], refusal: StatusCode | None, send_request: SendRequest
+    ) -> Response:
+        """The answer to a send, `refusal` the status all its messages got before any was read
+        (if any): a 401 problem instead for refused credentials when `auth_failure_problem` is
+        set, and marked as a failed login for the throttle when it is one (LOGIN_FAILURES)."""
+        if refusal is StatusCode.ACCESS_ERROR and auth_failure_problem:
+            response = _denied()
         else:
-            answer = _puzzel(response, fmt, xml=xml)
-        if response.failed_login():
-            answer.auth_failure = send_request.username or ""
-        return answer
+            response = answer()
+        if refusal in LOGIN_FAILURES:
+            response.auth_failure = send_request.username or ""
+        return response
 
     return app
 
