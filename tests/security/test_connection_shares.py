@@ -137,3 +137,32 @@ async def test_one_address_at_its_smpp_share_does_not_stop_another(
     assert await raw_bind(other) == 0
     for stream in (*idle, fourth, other):
         await stream.aclose()
+
+
+async def test_a_full_smpp_listener_logs_refusals_once_a_minute_whatever_the_address(
+    autojump_clock: trio.testing.MockClock,
+    nursery: trio.Nursery,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = SmppConfig(port=0, accounts=ACCOUNTS, max_connections=2)  # a share of 1
+    refused: collections.Counter[str] = collections.Counter()
+    port = await nursery.start(
+        functools.partial(serve_smpp, config, AcceptingBackend(ACCOUNTS), refused=refused)
+    )
+    held = [await open_from(port, f"127.0.0.{last}") for last in (1, 2)]
+    for stream in held:
+        assert await raw_bind(stream) == 0
+    for last in range(3, 13):
+        flood = await open_from(port, f"127.0.0.{last}")
+        assert await raw_bind(flood) is None
+        await flood.aclose()
+    assert refused == {"smpp": 10}
+    await trio.sleep(61)
+    lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert lines == [
+        "SMPP connection from 127.0.0.3 refused: 2 connections open, 0 from it",
+        "SMPP connection from 127.0.0.12 refused: 2 connections open, 0 from it"
+        " (9 more like it since the last one, not logged)",
+    ]
+    for stream in held:
+        await stream.aclose()

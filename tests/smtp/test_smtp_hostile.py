@@ -215,6 +215,33 @@ async def test_refusals_over_the_share_are_logged_once_a_minute_with_their_count
     await held.aclose()
 
 
+async def test_a_full_listener_logs_refusals_once_a_minute_whatever_the_address(
+    autojump_clock: trio.testing.MockClock,
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = SmtpConfig(port=0, domain=DOMAIN, max_connections=2, max_connections_per_address=1)
+    port = await gateway_smtp(tmp_path, nursery, config)
+    held = [await open_from(port, f"127.0.0.{last}") for last in (1, 2)]
+    for stream in held:
+        assert (await reply(stream)).startswith(b"220 ")
+    for last in range(3, 13):
+        over = await open_from(port, f"127.0.0.{last}")
+        assert (await reply(over)).startswith(b"421 ")
+        await over.aclose()
+    await trio.sleep(61.0)
+    lines = [r.getMessage() for r in caplog.records if r.name == "edgegw.smtp.server"]
+    first = "SMTP connection from 127.0.0.3 refused: 2 connections open, 0 from it"
+    assert lines == [
+        first,
+        "SMTP connection from 127.0.0.12 refused: 2 connections open, 0 from it"
+        " (9 more like it since the last one, not logged)",
+    ]
+    for stream in held:
+        await stream.aclose()
+
+
 async def test_exempt_loopback_lifts_the_share(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, tmp_path: Path
 ) -> None:
