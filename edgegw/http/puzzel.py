@@ -150,17 +150,26 @@ def _convert(tree: dict[str, Any]) -> SendRequest:
             raise error from None
         request = _convert_each(tree, messages)
     if not request.message:
-        raise RequestSyntaxError("message", "at least one message is required")
+        raise _no_message()
     return request
 
 
 def _convert_each(tree: dict[str, Any], messages: list[Any]) -> SendRequest:
-    try:
-        request = msgspec.convert({**tree, "message": []}, SendRequest, strict=False)
-    except msgspec.ValidationError as exc:
-        raise _from_validation_error(exc) from None
+    request = _convert_head({**tree, "message": []})
     request.message += map(_convert_message, messages)
     return request
+
+
+def _convert_head(head: dict[str, Any]) -> SendRequest:
+    """A request's own fields (a tree without messages) to the model."""
+    try:
+        return msgspec.convert(head, SendRequest, strict=False)
+    except msgspec.ValidationError as exc:
+        raise _from_validation_error(exc) from None
+
+
+def _no_message() -> RequestSyntaxError:
+    return RequestSyntaxError("message", "at least one message is required")
 
 
 def _convert_message(item: Any) -> MessageRequest:
@@ -295,12 +304,9 @@ def _with_messages(
     """A request's own fields (`head`, a tree without `message`) to the model, and its
     messages; refused as `_convert` refuses a whole tree (a field of the wrong type, or no
     message at all)."""
-    try:
-        request = msgspec.convert(head, SendRequest, strict=False)
-    except msgspec.ValidationError as exc:
-        raise _from_validation_error(exc) from None
+    request = _convert_head(head)
     if not len(messages):
-        raise RequestSyntaxError("message", "at least one message is required")
+        raise _no_message()
     return request, messages.messages()
 
 
@@ -322,7 +328,7 @@ def decode_json(body: bytes | bytearray) -> SendRequest:
     except RecursionError:
         raise _too_deep() from None
     if not request.message:
-        raise RequestSyntaxError("message", "at least one message is required")
+        raise _no_message()
     return request
 
 
