@@ -26,32 +26,10 @@ from xml.sax.saxutils import escape
 
 import httpx
 import trio
-from gateway_process import check_stored, free_port, start, wait_ready
+from gateway_process import BASE_CONFIG, check_stored, free_port, start, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 
-CONFIG = """
-[gateway]
-store = "bench.db"
-log_level = "error"
-
-[http]
-host = "127.0.0.1"
-port = {port}
-
-[[services]]
-id = 1000
-name = "bench"
-username = "bench"
-password = "bench"
-
-[[modems]]
-name = "sim0"
-driver = "simulated"
-
-[modems.simulator]
-send_delay = 30.0
-"""
 
 MAX_BODY = 1024 * 1024  # the default [http.limits] max_body_bytes
 MAX_FORM_MESSAGES = 10_001  # message[0] to message[10000] (edgegw.http.puzzel.MAX_INDEX)
@@ -178,7 +156,7 @@ def measure(fmt: str, case: str, content: str | None, copies: int) -> tuple[int,
     with tempfile.TemporaryDirectory() as scratch:
         port = free_port()
         config = Path(scratch) / "bench.toml"
-        config.write_text(CONFIG.format(port=port))
+        config.write_text(BASE_CONFIG.format(port=port, log_level="error"))
         process = start(["-m", "edgegw", "serve", "--config", str(config)], ROOT)
         try:
             wait_ready(port, process)

@@ -1,6 +1,6 @@
-"""What the benchmarks share: a free port, starting a process and waiting for it to be ready,
-reading its CPU time (and its event loop's), the load average, medians and percentiles.
-Imported by the bench scripts, which run from this folder."""
+"""What the benchmarks share: the gateway's config, a free port, starting a process and waiting
+for it to be ready, reading its CPU time (and its event loop's), the load average, medians and
+percentiles. Imported by the bench scripts, which run from this folder."""
 
 from __future__ import annotations
 
@@ -15,6 +15,32 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+# The bench's gateway (format with `port` and `log_level`): HTTP on 127.0.0.1, the service the
+# benches send with, and one simulated modem kept nearly idle, since a modem sends a few SMS a
+# minute; a bench adds its own tables after it.
+BASE_CONFIG = """
+[gateway]
+store = "bench.db"
+log_level = "{log_level}"
+
+[http]
+host = "127.0.0.1"
+port = {port}
+
+[[services]]
+id = 1000
+name = "bench"
+username = "bench"
+password = "bench"
+
+[[modems]]
+name = "sim0"
+driver = "simulated"
+
+[modems.simulator]
+send_delay = 30.0
+"""
 
 
 def free_port() -> int:

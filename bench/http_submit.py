@@ -20,6 +20,7 @@ from pathlib import Path
 
 import trio
 from gateway_process import (
+    BASE_CONFIG,
     check_stored,
     cpu_seconds,
     free_port,
@@ -34,33 +35,14 @@ from gateway_process import (
 
 ROOT = Path(__file__).resolve().parent.parent
 
-CONFIG = """
-[gateway]
-store = "bench.db"
-log_level = "warning"
-
-[http]
-host = "127.0.0.1"
-port = {port}
-
-[[services]]
-id = 1000
-name = "bench"
-username = "bench"
-password = "bench"
-
-[[modems]]
-name = "sim0"
-driver = "simulated"
-
-[modems.simulator]
-# A modem sends a few SMS a minute; keep the send path nearly idle while ingest is measured.
-send_delay = 30.0
-
+CONFIG = (
+    BASE_CONFIG
+    + """
 [http.limits]
 # The stall probe's batch of 25,000 messages is about 1.2 MB of JSON.
 max_body_bytes = 4194304
 """
+)
 
 
 def request_bytes(port: int, first_index: int, count: int) -> bytes:
@@ -262,7 +244,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         port, bare_port = free_port(), free_port()
         config = Path(scratch) / "bench.toml"
-        config.write_text(CONFIG.format(port=port))
+        config.write_text(CONFIG.format(port=port, log_level="warning"))
         started = time.perf_counter()
         process = start(["-m", "edgegw", "serve", "--config", str(config)], ROOT)
         bare = start([str(ROOT / "bench" / "bare_responders.py"), "http", str(bare_port)], ROOT)

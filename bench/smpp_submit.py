@@ -21,6 +21,7 @@ from pathlib import Path
 
 import trio
 from gateway_process import (
+    BASE_CONFIG,
     cpu_seconds,
     free_port,
     load_average,
@@ -38,29 +39,9 @@ from edgegw.smpp.pdu import BindTransceiver, SubmitSm, encode
 
 ROOT = Path(__file__).resolve().parent.parent
 
-CONFIG = """
-[gateway]
-store = "bench.db"
-log_level = "warning"
-
-[http]
-host = "127.0.0.1"
-port = {http_port}
-
-[[services]]
-id = 1000
-name = "bench"
-username = "bench"
-password = "bench"
-
-[[modems]]
-name = "sim0"
-driver = "simulated"
-
-[modems.simulator]
-# A modem sends a few SMS a minute; keep the send path nearly idle while ingest is measured.
-send_delay = 30.0
-
+CONFIG = (
+    BASE_CONFIG
+    + """
 [smpp]
 host = "127.0.0.1"
 port = {smpp_port}
@@ -71,6 +52,7 @@ system_id = "bench"
 password = "bench"
 service = 1000
 """
+)
 
 _HEADER = struct.Struct(">IIII")
 
@@ -173,7 +155,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         http_port, smpp_port, bare_port = free_port(), free_port(), free_port()
         config = Path(scratch) / "bench.toml"
-        config.write_text(CONFIG.format(http_port=http_port, smpp_port=smpp_port))
+        config.write_text(CONFIG.format(port=http_port, smpp_port=smpp_port, log_level="warning"))
         process = start(["-m", "edgegw", "serve", "--config", str(config)], ROOT)
         bare = start([str(ROOT / "bench" / "bare_responders.py"), "smpp", str(bare_port)], ROOT)
         rates: dict[str, list[float]] = {"edgegw": [], "bare": []}

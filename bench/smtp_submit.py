@@ -99,7 +99,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         port, smtp_port = free_port(), free_port()
         config = Path(scratch) / "bench.toml"
-        config.write_text(SMTP_CONFIG.format(port=port, smtp_port=smtp_port))
+        config.write_text(SMTP_CONFIG.format(port=port, smtp_port=smtp_port, log_level="warning"))
         process = subprocess.Popen(
             [sys.executable, "-m", "edgegw", "serve", "--config", str(config)],
             cwd=ROOT,

@@ -78,7 +78,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         port = free_port()
         config = Path(scratch) / "bench.toml"
-        config.write_text(CONFIG.format(port=port))
+        config.write_text(CONFIG.format(port=port, log_level="warning"))
         process = subprocess.Popen(
             [sys.executable, "-m", "edgegw", "serve", "--config", str(config)],
             cwd=ROOT,
