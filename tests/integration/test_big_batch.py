@@ -222,6 +222,28 @@ async def test_health_answers_within_50_ms_p99_while_a_25000_message_batch_is_ta
     gc.unfreeze()
 
 
+async def peak_factor(stream: trio.SocketStream, warm_up: bytes, payload: bytes) -> float:
+    """The peak of Python's allocations while `payload` is sent and answered, over what was
+    allocated before it, as a multiple of its size. `warm_up` goes first, so that connection
+    set-up, first-use caches and free lists are baseline. A full collection of the cyclic
+    garbage collector empties those free lists, for the next batch to fill again: it is held
+    off until the peak is read, so that it cannot fall between the two (cyclic garbage the
+    batch leaves then counts against it)."""
+    await stream.send_all(warm_up)
+    await read_response(stream, bytearray(), keep=False)
+    gc.disable()
+    tracemalloc.start()
+    try:
+        baseline = tracemalloc.get_traced_memory()[0]
+        await stream.send_all(payload)
+        await read_response(stream, bytearray(), keep=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+    return (peak - baseline) / len(payload)
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("content", ["Batch", "x" * 160], ids=["5-character", "160-character"])
 async def test_a_batch_takes_memory_in_proportion_to_its_body(
@@ -233,25 +255,8 @@ async def test_a_batch_takes_memory_in_proportion_to_its_body(
     payload = batch_request(10000, content, fmt)
     stream = await trio.open_tcp_stream("127.0.0.1", gateway.bound.http_port)
     async with stream:
-        # A batch first, so that connection set-up, first-use caches and free lists are
-        # baseline. A full collection of the cyclic garbage collector empties those free
-        # lists, for the next batch to fill again: it is held off until the peak is read, so
-        # that it cannot fall between the two (cyclic garbage the batch leaves then counts
-        # against it).
-        await stream.send_all(batch_request(WARM_UP_MESSAGES, content, fmt))
-        await read_response(stream, bytearray(), keep=False)
-        gc.disable()
-        tracemalloc.start()
-        try:
-            baseline = tracemalloc.get_traced_memory()[0]
-            await stream.send_all(payload)
-            await read_response(stream, bytearray(), keep=False)
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-            gc.enable()
+        factor = await peak_factor(stream, batch_request(WARM_UP_MESSAGES, content, fmt), payload)
     assert await stored_messages(gateway) == WARM_UP_MESSAGES + 10000
-    factor = (peak - baseline) / len(payload)
     assert factor < MEMORY_FACTORS[fmt], f"the batch took {factor:.2f} times its body at the peak"
     gateway.stop()
 
@@ -274,19 +279,9 @@ async def test_a_refused_batch_takes_memory_in_proportion_to_its_body(
     payload = posted(fmt, {**login, "message": [empty] * count})
     stream = await trio.open_tcp_stream("127.0.0.1", gateway.bound.http_port)
     async with stream:
-        await stream.send_all(posted(fmt, {**login, "message": [empty] * 1500}))  # as above
-        await read_response(stream, bytearray(), keep=False)
-        gc.disable()
-        tracemalloc.start()
-        try:
-            baseline = tracemalloc.get_traced_memory()[0]
-            await stream.send_all(payload)
-            await read_response(stream, bytearray(), keep=False)
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-            gc.enable()
-    factor = (peak - baseline) / len(payload)
+        factor = await peak_factor(
+            stream, posted(fmt, {**login, "message": [empty] * 1500}), payload
+        )
     assert factor < MEMORY_FACTORS[fmt], f"the batch took {factor:.2f} times its body at the peak"
     gateway.stop()
 
