@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import sys
 from collections.abc import Iterable, Iterator
 from typing import Final
 
@@ -31,10 +32,18 @@ __all__ = [
 MAX_COUNT_DIGITS: Final = 9
 
 # Codecs Python calls text encodings that are transfer or escape syntaxes, not charsets a body
-# can be written in.
+# can be written in; and UTF-7, which no HTTP body should be in (browsers dropped it for the
+# markup it smuggles) and whose decoder, fed a piece at a time, holds back and decodes again
+# a base64 run as long as the body.
 _NOT_CHARSETS: Final = frozenset(
-    {"idna", "punycode", "raw-unicode-escape", "unicode-escape", "undefined"}
+    {"idna", "punycode", "raw-unicode-escape", "unicode-escape", "undefined", "utf-7"}
 )
+# The byte-order marks of the codecs that read one, each with the codec its absence means: as
+# `bytes.decode` does, the machine's own byte order.
+_ORDER_MARKS: Final = {
+    "utf-16": ((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE), f"utf-16-{sys.byteorder[0]}e"),
+    "utf-32": ((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE), f"utf-32-{sys.byteorder[0]}e"),
+}
 # IANA charset names are at most 40 characters (RFC 2978 2.3).
 _MAX_CHARSET_NAME: Final = 40
 _PROBE: Final = b"\x00\x00\x00\x00"
@@ -110,24 +119,36 @@ def declared_text(body: bytes | bytearray, charset: str) -> str:
 def utf8_pieces(body: bytes | bytearray, charset: str) -> Iterator[bytes]:
     """The body read in the charset its Content-Type declares (for XML, which then takes
     precedence over the document's own declaration, RFC 7303 section 3.2), as UTF-8 a piece
-    (XML_PIECE) at a time, so that no copy of the whole body is made. UnsupportedCharset (415)
-    at once for a charset we cannot read; RequestSyntaxError, when its piece is reached, for
-    bytes that do not fit it."""
-    decoder = codecs.getincrementaldecoder(text_charset(charset))()
-    return _recoded(memoryview(body), decoder, charset)
+    (XML_PIECE) at a time, so that no copy of the whole body is made; read as `bytes.decode`
+    would read it whole. UnsupportedCharset (415) at once for a charset we cannot read;
+    RequestSyntaxError, when its piece is reached, for bytes that do not fit it, named by
+    their offset in the body."""
+    name = text_charset(charset)
+    view = memoryview(body)
+    skipped = 0  # bytes of a byte-order mark read here
+    if name == "utf-8-sig":
+        name, skipped = "utf-8", len(codecs.BOM_UTF8) if body.startswith(codecs.BOM_UTF8) else 0
+    elif name in _ORDER_MARKS:
+        marks, unmarked = _ORDER_MARKS[name]
+        if not body.startswith(marks):
+            name = unmarked
+    return _recoded(view[skipped:], skipped, codecs.getincrementaldecoder(name)(), charset)
 
 
-def _recoded(body: memoryview, decoder: codecs.IncrementalDecoder, charset: str) -> Iterator[bytes]:
+def _recoded(
+    body: memoryview, offset: int, decoder: codecs.IncrementalDecoder, charset: str
+) -> Iterator[bytes]:
     for start in range(0, len(body), XML_PIECE):
         pending = len(decoder.getstate()[0])  # bytes of a character the last piece cut
         try:
             text = decoder.decode(body[start : start + XML_PIECE], start + XML_PIECE >= len(body))
+            piece = text.encode("utf-8")
         except UnicodeDecodeError as exc:
-            at = start - pending + exc.start
+            at = offset + start - pending + exc.start
             raise RequestSyntaxError("body", f"not {charset} at byte {at}") from None
         except ValueError as exc:  # UnicodeError and the like from codecs that check more
             raise RequestSyntaxError("body", f"not {charset}: {exc}") from None
-        yield text.encode("utf-8")
+        yield piece
 
 
 def to_utf8(body: bytes | bytearray, charset: str | None) -> bytes | bytearray:

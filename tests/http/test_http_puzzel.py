@@ -4,9 +4,11 @@ raises RequestSyntaxError."""
 
 from __future__ import annotations
 
+import codecs
 import itertools
 import json
 import re
+import sys
 import tracemalloc
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -21,7 +23,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgegw.http import puzzel
+from edgegw.http import inputs, puzzel
 from edgegw.http.inputs import utf8_pieces
 from edgegw.http.puzzel import (
     _NESTING,
@@ -1088,6 +1090,40 @@ def test_a_body_in_its_declared_charset_is_read_as_its_utf8_text_would_be(
     assert read.message[7].content == f"{content}7"
 
 
+@pytest.mark.parametrize("charset", ["utf-16", "utf-32"])
+def test_a_body_without_a_byte_order_mark_is_in_the_machines_order(charset: str) -> None:
+    """As `bytes.decode` reads it whole, and as a form or JSON body in that charset is."""
+    text = xml_batch(10).decode().replace("<content>m", "<content>ø")
+    unmarked = text.encode(f"{charset}-{sys.byteorder[0]}e")
+    assert whole_request(*decode_xml_batch(utf8_pieces(unmarked, charset))) == decode_xml(
+        text.encode()
+    )
+
+
+@given(
+    text=st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=60),
+    charset=st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-16-be", "utf-32", "cp1252"]),
+    piece=st.integers(1, 9),
+)
+def test_a_body_cut_anywhere_reads_as_the_whole_body_decoded(
+    text: str, charset: str, piece: int
+) -> None:
+    try:
+        body = text.encode(charset)
+    except UnicodeEncodeError:
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(inputs, "XML_PIECE", piece)
+        assert b"".join(utf8_pieces(body, charset)).decode() == body.decode(charset)
+
+
+def test_utf7_is_refused_as_no_charset_for_a_body() -> None:
+    # Its decoder, fed a piece at a time, holds back a base64 run as long as the body and
+    # decodes it again with every piece; and no HTTP client has a reason to send it.
+    with pytest.raises(UnsupportedCharset):
+        utf8_pieces(b"+AGEAYgBj-", "utf-7")
+
+
 def test_bytes_that_do_not_fit_the_declared_charset_are_named_where_they_are() -> None:
     body = bytearray(xml_batch(2500))
     at = XML_PIECE + 5  # in the second piece
@@ -1102,6 +1138,13 @@ def test_bytes_that_do_not_fit_the_declared_charset_are_named_where_they_are() -
     with pytest.raises(RequestSyntaxError) as caught:
         decode_xml_batch(utf8_pieces(body, "utf-8"))
     assert caught.value.reason == f"not utf-8 at byte {XML_PIECE - 1}"
+    # After a byte-order mark, which the offset counts, in the first piece as in the next.
+    for at in (XML_PIECE - 1, XML_PIECE + 1):
+        marked = bytearray(codecs.BOM_UTF8 + xml_batch(2500))
+        marked[at] = 0xFF
+        with pytest.raises(RequestSyntaxError) as caught:
+            decode_xml_batch(utf8_pieces(marked, "utf-8-sig"))
+        assert caught.value.reason == f"not utf-8-sig at byte {at}"
 
 
 def test_a_charset_we_cannot_read_is_refused_before_any_byte_is() -> None:
