@@ -806,19 +806,26 @@ def _place_all(tree: dict[str, Any], pairs: Iterable[tuple[str, str]]) -> None:
         raise mistake
 
 
+# How many times, on average, a form's group of messages may be unpacked again for a pair that
+# comes after it was packed, before all are kept unpacked (`_FormMessages`).
+REOPENS_A_GROUP: Final = 8
+
+
 class _FormMessages:
     """The index map of a form's messages (as `_place` fills it) that keeps them packed as
     msgpack, BATCH_CHUNK to a group, all but the group a pair was last placed in. Clients send
-    a message's pairs together and the messages in order, so each group is packed once. A pair
-    for a group already packed means the pairs come in another order, where packing again at
-    every change of group would cost the square of the body: the groups are then all unpacked
-    and stay so, and the request costs what an element tree of it would."""
+    a message's pairs together and the messages in order, so each group is packed once; a pair
+    for a group already packed unpacks it again (a form sent field by field does so once a
+    group and field). Past REOPENS_A_GROUP times the groups, the pairs jump around, where
+    packing again at every change of group would cost the square of the body: the groups are
+    then all unpacked and stay so, and the request costs what an element tree of it would."""
 
     def __init__(self) -> None:
         self._packed: dict[int, bytes] = {}
         self._unpacked: dict[int, dict[int, dict[str, Any]]] | None = None  # out of order
         self._group: int | None = None
         self._open: dict[int, dict[str, Any]] = {}
+        self._reopened = 0  # packed groups unpacked again
         self._count = 0  # messages
         self._last = -1  # the highest index
 
@@ -827,6 +834,12 @@ class _FormMessages:
         group = index // BATCH_CHUNK
         if group != self._group:
             if self._unpacked is None and group in self._packed:
+                self._reopened += 1
+            if (
+                self._unpacked is None
+                and group in self._packed
+                and self._reopened > REOPENS_A_GROUP * (len(self._packed) + 1)
+            ):
                 self._unpacked = {
                     packed: _packed_trees.decode(trees) for packed, trees in self._packed.items()
                 }
@@ -837,7 +850,8 @@ class _FormMessages:
                 self._open = self._unpacked.setdefault(group, {})
             else:
                 self._pack_open()
-                self._open = {}
+                packed = self._packed.pop(group, None)
+                self._open = {} if packed is None else _packed_trees.decode(packed)
             self._group = group
         message = self._open.get(index)
         if message is None:

@@ -1189,12 +1189,13 @@ def test_a_big_form_is_read_into_chunks() -> None:
     assert decode_form("&".join(shuffled).encode()) == whole_request(head, messages)
 
 
-def test_a_form_whose_pairs_jump_between_groups_packs_no_group_twice(
+def test_a_form_whose_pairs_jump_between_groups_is_packed_a_bounded_number_of_times(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Pairs alternating between two groups of messages (a parameter of message 0, one of
     message 100, ...) once packed a group again at every pair, the square of the body in CPU
-    before any credentials were looked at; out of order, the groups now stay unpacked."""
+    before any credentials were looked at; past REOPENS_A_GROUP times the groups, they now
+    stay unpacked."""
     packed: list[int] = []
     encoder = puzzel._pack
 
@@ -1212,13 +1213,41 @@ def test_a_form_whose_pairs_jump_between_groups_packs_no_group_twice(
     ]
     pairs += [f"message[{n}].recipient={n}" for n in range(1, 2 * BATCH_CHUNK) if n != BATCH_CHUNK]
     head, messages = decode_form_batch("&".join(pairs).encode())
-    # Each group packed at most once while the pairs are read, and once as a chunk of the result.
-    assert len(packed) <= 4, f"{len(packed)} packs for 2 groups of messages"
+    # While the pairs are read, once a reopening the budget allows (about REOPENS_A_GROUP a
+    # group), not once for each of the 400 changes of group; then once a group as a chunk.
+    assert len(packed) <= 2 * (8 * 2 + 1) + 2, f"{len(packed)} packs"
     whole = whole_request(head, messages)
     assert len(whole.message) == 2 * BATCH_CHUNK
     for index in (0, BATCH_CHUNK):
         settings = whole.message[index].settings
         assert settings is not None and len(settings.parameter) == 200
+
+
+@pytest.mark.parametrize("order", ["one pair late", "field by field"])
+def test_a_big_form_sent_in_another_order_is_held_packed(order: str) -> None:
+    """A pair for a message already packed (a clientReference added at the end, or a form
+    written a field at a time for all messages) unpacks its group once more, and the form is
+    still held packed: under twice its body at the peak, as in order (7 times when any pair
+    out of order kept every group unpacked)."""
+    pairs = form_batch(MAX_INDEX + 1)
+    if order == "one pair late":
+        pairs.append("message%5B0%5D.clientReference=late")
+    else:
+        pairs = sorted(pairs, key=lambda pair: pair.partition("=")[0].split(".", 1)[-1])
+    body = "&".join(pairs).encode()
+    tracemalloc.start()
+    try:
+        batch = decode_form_batch(body)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(batch[1]) == MAX_INDEX + 1
+    assert peak < 2 * len(body), f"{peak} bytes at the peak for a body of {len(body)}"
+    read = whole_request(*batch)
+    if order == "one pair late":
+        assert read.message[0].clientReference == "late"
+    else:
+        assert read == decode_form("&".join(form_batch(MAX_INDEX + 1)).encode())
 
 
 @given(requests, st.randoms(use_true_random=False))
