@@ -23,15 +23,22 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-# The widest network `trusted_proxies` may list: a proxy's X-Forwarded-For is believed, so any
+# The widest networks `trusted_proxies` may list: a proxy's X-Forwarded-For is believed, so any
 # host in a wider one could name any client address (0.0.0.0/0, or 0.0.0.0/1 and 128.0.0.0/1).
-_WIDEST_TRUSTED: Final = {4: 8, 6: 16}
+# IPv6's is the unique local range, fc00::/7. The IPv6 ranges that hold the whole IPv4 space
+# (IPv4-mapped, NAT64's well-known prefix, 6to4) count as IPv4: a network inside one as the
+# IPv4 network it maps, one holding one as every IPv4 address.
+_WIDEST_TRUSTED: Final = {4: 8, 6: 7}
+_IPV4_INSIDE: Final = (
+    _IPV4_MAPPED,
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("2002::/16"),
+)
 
 
 def network_problems(key: str, entries: Iterable[str], *, proxies: bool = False) -> list[str]:
     """A config problem, with its key path, for each entry that is no IP address or network;
-    with `proxies`, also for one wider than a /8 of IPv4 or a /16 of IPv6 (an IPv4-mapped
-    network counts as its IPv4 one)."""
+    with `proxies`, also for one wider than a /8 of IPv4 or a /7 of IPv6 (`_WIDEST_TRUSTED`)."""
     problems = []
     for entry in entries:
         try:
@@ -39,15 +46,31 @@ def network_problems(key: str, entries: Iterable[str], *, proxies: bool = False)
         except ValueError:
             problems.append(f"{key}: {entry!r} is not an IP address or network")
             continue
-        version, prefix = network.version, network.prefixlen
-        if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_IPV4_MAPPED):
-            version, prefix = 4, prefix - _IPV4_MAPPED.prefixlen
-        if proxies and prefix < _WIDEST_TRUSTED[version]:
-            problems.append(
-                f"{key}: {entry!r} is wider than a /{_WIDEST_TRUSTED[version]}; list the proxies"
-                " themselves, since any host in it could name any client address"
-            )
+        if proxies and _ipv4_width(network) < _WIDEST_TRUSTED[4]:
+            problems.append(f"{key}: {entry!r} {_TOO_WIDE.format(4, _WIDEST_TRUSTED[4])}")
+        elif proxies and network.prefixlen < _WIDEST_TRUSTED[network.version]:
+            problems.append(f"{key}: {entry!r} {_TOO_WIDE.format(6, _WIDEST_TRUSTED[6])}")
     return problems
+
+
+_TOO_WIDE: Final = (
+    "holds more IPv{} addresses than a /{}; list the proxies themselves, since any host in it"
+    " could name any client address"
+)
+
+
+def _ipv4_width(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> int:
+    """The prefix length of the IPv4 addresses `network` holds (33 for none)."""
+    if isinstance(network, ipaddress.IPv4Network):
+        return network.prefixlen
+    for inside in _IPV4_INSIDE:
+        if inside.subnet_of(network):
+            return 0
+        if network.subnet_of(inside):
+            # 6to4 puts the IPv4 address right after its /16, the others at the end.
+            width = network.prefixlen - inside.prefixlen
+            return min(32, width) if inside.prefixlen == 16 else width
+    return 33
 
 
 class Networks:

@@ -120,15 +120,32 @@ def test_trusted_proxies_are_none_by_default_and_a_bad_one_stops_the_start(
         load_config(path)
     assert raised.value.problems == ["http.trusted_proxies: Expected `array`, got `str`"]
     # Every address trusted, whole or in pieces, would let any client name its own.
-    wide = ["0.0.0.0/0", "::/0", "0.0.0.0/1", "128.0.0.0/1", "::ffff:0:0/96", "2000::/3"]
+    wide = [
+        "0.0.0.0/0",
+        "::/0",
+        "0.0.0.0/1",
+        "128.0.0.0/1",
+        "::ffff:0:0/96",  # every IPv4 address, mapped
+        "::ffff:0:0/95",
+        "64:ff9b::/96",  # NAT64's, and 6to4's
+        "2002::/16",
+        "fc00::/6",
+    ]
     path.write_text(f"[http]\ntrusted_proxies = {json.dumps(wide)}\n" + MINIMAL)
     with pytest.raises(ConfigError) as raised:
         load_config(path)
-    assert [problem.split(" is ")[0] for problem in raised.value.problems] == [
+    assert [problem.split(" holds ")[0] for problem in raised.value.problems] == [
         f"http.trusted_proxies: {entry!r}" for entry in wide
     ]
-    assert "wider than a /8" in raised.value.problems[0]
-    assert "wider than a /16" in raised.value.problems[1]
-    good = ["127.0.0.1", "10.0.0.0/8", "fd00::/16", "::ffff:10.0.0.0/104"]
+    assert "holds more IPv4 addresses than a /8" in raised.value.problems[0]
+    assert "holds more IPv6 addresses than a /7" in raised.value.problems[-1]
+    good = [
+        "127.0.0.1",
+        "10.0.0.0/8",
+        "fd00::/8",
+        "fc00::/7",
+        "::ffff:10.0.0.0/104",
+        "2002:a00::/24",
+    ]
     path.write_text(f"[http]\ntrusted_proxies = {json.dumps(good)}\n" + MINIMAL)
     assert load_config(path).http.trusted_proxies == good
