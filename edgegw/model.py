@@ -132,16 +132,16 @@ class SendResponse(msgspec.Struct, kw_only=True):
     messageStatus: list[MessageStatus]
 
     def login_refusal(self) -> StatusCode | None:
-        """The status every message got for the request's login, or None: refused
-        credentials (status 2), or a service that does not exist (status 4), which the login
-        throttle counts as a failed login too, so that walking service ids is slowed like
-        guessing passwords."""
-        if not self.messageStatus:
+        """Why every message was refused for the request's login, or None: refused credentials
+        (status 2, when all got it), else a service that does not exist (status 4, also when
+        2 and 4 are mixed), which the login throttle counts as a failed login too, so that
+        walking service ids is slowed like guessing passwords."""
+        codes = {s.statusCode for s in self.messageStatus}
+        if not codes or not codes <= LOGIN_FAILURES:
             return None
-        code = self.messageStatus[0].statusCode
-        if code not in LOGIN_FAILURES or any(s.statusCode != code for s in self.messageStatus):
-            return None
-        return StatusCode(code)
+        if codes == {StatusCode.ACCESS_ERROR}:
+            return StatusCode.ACCESS_ERROR
+        return StatusCode.ILLEGAL_SERVICE
 
     def failed_login(self) -> bool:
         """What the login throttle counts as a failed login, whichever door the request came

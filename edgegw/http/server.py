@@ -423,6 +423,7 @@ class _HttpConnection:
             *args,
             client,
             exc_info=True,
+            stacklevel=3,  # where the failure was caught
         )
 
     async def _send_response(self, response: Response, *, head_only: bool = False) -> None:

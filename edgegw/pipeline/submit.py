@@ -349,7 +349,10 @@ class Submitter:
         not checked twice) gets its statuses a chunk at a time too. Neither the decoded batch
         nor its statuses are ever held whole (issue 10 item 7)."""
         batch_reference = request.batchReference or new_batch_reference()
-        service = await self._admit(request) if refused is None else _whole_refusal(refused)
+        if refused in _WHOLE_REFUSALS:
+            service: ServiceConfig | Rejected = _whole_refusal(refused)
+        else:
+            service = await self._admit(request)
         if isinstance(service, Rejected):
             # Refused as a whole, a piece a chunk all the same: neither the decoded batch nor
             # its statuses are held, whoever sends it.

@@ -160,7 +160,18 @@ class _Server:
     ) -> None:
         """A record about what a peer did, at most once a minute per kind and peer."""
         now = trio.current_time()
-        log_limited(log, self.limiter, level, kind, peer, now, message, *args, exc_info=exc_info)
+        log_limited(
+            log,
+            self.limiter,
+            level,
+            kind,
+            peer,
+            now,
+            message,
+            *args,
+            exc_info=exc_info,
+            stacklevel=3,  # the session that saw it
+        )
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         """One connection under its own error boundary, shielded so a shutdown can unbind it
