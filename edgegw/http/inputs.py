@@ -19,7 +19,6 @@ __all__ = [
     "MAX_COUNT_DIGITS",
     "ascii_count",
     "basic_credentials",
-    "declared_text",
     "framing_refusal",
     "media_type_and_charset",
     "text_charset",
@@ -104,18 +103,6 @@ def text_charset(charset: str) -> str:
     return name
 
 
-def declared_text(body: bytes | bytearray, charset: str) -> str:
-    """The body read in the charset its Content-Type declares (for XML, which then takes
-    precedence over the document's own declaration, RFC 7303 section 3.2)."""
-    name = text_charset(charset)
-    try:
-        return body.decode(name)
-    except UnicodeDecodeError as exc:
-        raise RequestSyntaxError("body", f"not {charset} at byte {exc.start}") from None
-    except ValueError as exc:  # UnicodeError and the like from codecs that check more
-        raise RequestSyntaxError("body", f"not {charset}: {exc}") from None
-
-
 def utf8_pieces(body: bytes | bytearray, charset: str) -> Iterator[bytes]:
     """The body read in the charset its Content-Type declares (for XML, which then takes
     precedence over the document's own declaration, RFC 7303 section 3.2), as UTF-8 a piece
@@ -158,7 +145,7 @@ def to_utf8(body: bytes | bytearray, charset: str | None) -> bytes | bytearray:
         return body
     if text_charset(charset) in _UTF8:
         return body
-    return declared_text(body, charset).encode("utf-8")
+    return b"".join(utf8_pieces(body, charset))
 
 
 def framing_refusal(
