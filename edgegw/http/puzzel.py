@@ -35,7 +35,6 @@ __all__ = [
     "REQUEST_NAMESPACE",
     "RESPONSE_NAMESPACE",
     "STEP_CHUNKS",
-    "XML_ERRORS",
     "XML_PIECE",
     "MessageChunks",
     "RequestSyntaxError",
@@ -57,7 +56,6 @@ __all__ = [
     "response_children_xml",
     "syntax_error_response",
     "whole_request",
-    "xml_refusal",
     "xml_text",
 ]
 
@@ -138,9 +136,10 @@ _MESSAGE_SHAPE: Final = cast(tuple[_Shape], _REQUEST["message"])[0]
 
 
 def _convert(tree: dict[str, Any]) -> SendRequest:
-    """The generic tree to the model, with strings accepted for numbers and booleans (XML, form
-    and GET carry nothing else; JSON clients are forgiven the same). A message whose fields do
-    not convert becomes an UnreadableMessage in its place; the rest of the request still goes."""
+    """The generic tree (SOAP's `request` element, a JSON body the typed decoder refused) to
+    the model, with strings accepted for numbers and booleans (XML carries nothing else; JSON
+    clients are forgiven the same). A message whose fields do not convert becomes an
+    UnreadableMessage in its place; the rest of the request still goes."""
     try:
         request = msgspec.convert(tree, SendRequest, strict=False)
     except msgspec.ValidationError as exc:
@@ -231,7 +230,7 @@ class MessageChunks:
     """The messages of a send request kept compact, BATCH_CHUNK to a chunk (slices of a JSON
     body, or message trees packed as msgpack), and decoded a chunk at a time, so that a big
     batch never holds every decoded message at once (a decoded message takes about four times
-    its JSON). `chunk(n)` decodes chunk n; every chunk is known to decode."""
+    its JSON). The `chunk` it is made with decodes chunk n; every chunk is known to decode."""
 
     def __init__(self, count: int, chunk: Callable[[int], list[MessageRequest]]) -> None:
         self._count = count
@@ -536,8 +535,8 @@ def decode_xml(body: bytes | bytearray) -> SendRequest:
     return whole_request(*decode_xml_batch(body))
 
 
-# What the (defused) parser raises for a body it cannot read; xml_refusal says what it was.
-XML_ERRORS: Final = (defusedxml.DefusedXmlException, ParseError, ValueError, LookupError)
+# What the (defused) parser raises for a body it cannot read; _xml_refusal says what it was.
+_XML_ERRORS: Final = (defusedxml.DefusedXmlException, ParseError, ValueError, LookupError)
 
 # A body is parsed this much at a time; the messages that ended in a piece are read and their
 # elements dropped before the next (about 800 typical messages' elements, 0.3 MB, at most).
@@ -557,14 +556,7 @@ def decode_xml_batch(
     children may be qualified although the XSD leaves them unqualified."""
     builder = _RootedTreeBuilder()
     reader = _RequestReader()
-    try:
-        for parser, piece in _pieces_for(document, builder, forbid_dtd=True):
-            parser.feed(piece)
-            reader.take(builder.root, last_open=True)
-    except RequestSyntaxError:
-        raise  # the bytes do not fit the declared charset
-    except XML_ERRORS as exc:
-        raise xml_refusal(exc) from None
+    _parse(document, builder, lambda: reader.take(builder.root, last_open=True), forbid_dtd=True)
     reader.take(builder.root, last_open=False)
     return reader.request()
 
@@ -574,40 +566,45 @@ def parse_xml(document: bytes | bytearray | Iterator[bytes], **forbid: bool) -> 
     defusedxml's `forbid` switches; RequestSyntaxError (or UnsupportedCharset) for one that
     cannot be read."""
     builder = _RootedTreeBuilder()
-    try:
-        for parser, piece in _pieces_for(document, builder, **forbid):
-            parser.feed(piece)
-    except RequestSyntaxError:
-        raise
-    except XML_ERRORS as exc:
-        raise xml_refusal(exc) from None
+    _parse(document, builder, None, **forbid)
     assert builder.root is not None  # the parser refuses a document without one
     return builder.root
 
 
-def _pieces_for(
-    document: bytes | bytearray | Iterator[bytes], target: object, **forbid: bool
-) -> Iterator[tuple[Any, bytes | memoryview]]:
-    """A defused parser feeding `target`, and each piece of `document` to feed it: bytes cut
-    in XML_PIECE slices and read as their declaration says, or UTF-8 pieces read as UTF-8
-    whatever it says; the parser is closed after the last piece."""
+def _parse(
+    document: bytes | bytearray | Iterator[bytes],
+    target: _RootedTreeBuilder,
+    each_piece: Callable[[], None] | None,
+    **forbid: bool,
+) -> None:
+    """Feed `document` to a defused parser building `target`, calling `each_piece` after every
+    piece: bytes cut in XML_PIECE slices and read as their declaration says, or UTF-8 pieces
+    read as UTF-8 whatever it says. What the parser gives up on is a RequestSyntaxError (or
+    UnsupportedCharset) saying why, as is a piece that does not fit the declared charset."""
     if isinstance(document, bytes | bytearray):
         view = memoryview(document)
-        pieces: Iterator[bytes | memoryview] = (
+        pieces: Iterable[bytes | memoryview] = (
             view[start : start + XML_PIECE] for start in range(0, len(view), XML_PIECE)
         )
         encoding = None
     else:
         pieces, encoding = document, "utf-8"
-    parser = defusedxml.ElementTree.DefusedXMLParser(target=target, encoding=encoding, **forbid)
-    for piece in pieces:
-        yield parser, piece
-    parser.close()
+    try:
+        parser = defusedxml.ElementTree.DefusedXMLParser(target=target, encoding=encoding, **forbid)
+        for piece in pieces:
+            parser.feed(piece)
+            if each_piece is not None:
+                each_piece()
+        parser.close()
+    except RequestSyntaxError:
+        raise  # the bytes do not fit the declared charset
+    except _XML_ERRORS as exc:
+        raise _xml_refusal(exc) from None
 
 
-def xml_refusal(error: Exception) -> RequestSyntaxError:
+def _xml_refusal(error: Exception) -> RequestSyntaxError:
     """What a client is told of an XML body the parser gave up on with `error`, one of
-    XML_ERRORS: a syntax error in the body, or UnsupportedCharset when its declaration names an
+    _XML_ERRORS: a syntax error in the body, or UnsupportedCharset when its declaration names an
     encoding we cannot read."""
     if isinstance(error, defusedxml.DTDForbidden):
         return RequestSyntaxError("body", "a document type declaration is not allowed")
@@ -808,7 +805,7 @@ def _place_all(tree: dict[str, Any], pairs: Iterable[tuple[str, str]]) -> None:
 
 # How many times, on average, a form's group of messages may be unpacked again for a pair that
 # comes after it was packed, before all are kept unpacked (`_FormMessages`).
-REOPENS_A_GROUP: Final = 8
+_REOPENS_A_GROUP: Final = 8
 
 
 class _FormMessages:
@@ -816,7 +813,7 @@ class _FormMessages:
     msgpack, BATCH_CHUNK to a group, all but the group a pair was last placed in. Clients send
     a message's pairs together and the messages in order, so each group is packed once; a pair
     for a group already packed unpacks it again (a form sent field by field does so once a
-    group and field). Past REOPENS_A_GROUP times the groups, the pairs jump around, where
+    group and field). Past _REOPENS_A_GROUP times the groups, the pairs jump around, where
     packing again at every change of group would cost the square of the body: the groups are
     then all unpacked and stay so, and the request costs what an element tree of it would."""
 
@@ -835,17 +832,14 @@ class _FormMessages:
         if group != self._group:
             if self._unpacked is None and group in self._packed:
                 self._reopened += 1
-            if (
-                self._unpacked is None
-                and group in self._packed
-                and self._reopened > REOPENS_A_GROUP * (len(self._packed) + 1)
-            ):
-                self._unpacked = {
-                    packed: _packed_trees.decode(trees) for packed, trees in self._packed.items()
-                }
-                self._packed.clear()
-                if self._group is not None:
-                    self._unpacked[self._group] = self._open
+                if self._reopened > _REOPENS_A_GROUP * (len(self._packed) + 1):
+                    self._unpacked = {
+                        packed: _packed_trees.decode(trees)
+                        for packed, trees in self._packed.items()
+                    }
+                    self._packed.clear()
+                    if self._group is not None:
+                        self._unpacked[self._group] = self._open
             if self._unpacked is not None:
                 self._open = self._unpacked.setdefault(group, {})
             else:

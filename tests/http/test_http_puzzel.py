@@ -1194,7 +1194,7 @@ def test_a_form_whose_pairs_jump_between_groups_is_packed_a_bounded_number_of_ti
 ) -> None:
     """Pairs alternating between two groups of messages (a parameter of message 0, one of
     message 100, ...) once packed a group again at every pair, the square of the body in CPU
-    before any credentials were looked at; past REOPENS_A_GROUP times the groups, they now
+    before any credentials were looked at; past 8 times the groups on average, they now
     stay unpacked."""
     packed: list[int] = []
     encoder = puzzel._pack
@@ -1213,7 +1213,7 @@ def test_a_form_whose_pairs_jump_between_groups_is_packed_a_bounded_number_of_ti
     ]
     pairs += [f"message[{n}].recipient={n}" for n in range(1, 2 * BATCH_CHUNK) if n != BATCH_CHUNK]
     head, messages = decode_form_batch("&".join(pairs).encode())
-    # While the pairs are read, once a reopening the budget allows (about REOPENS_A_GROUP a
+    # While the pairs are read, once a reopening the budget allows (about 8 a
     # group), not once for each of the 400 changes of group; then once a group as a chunk.
     assert len(packed) <= 2 * (8 * 2 + 1) + 2, f"{len(packed)} packs"
     whole = whole_request(head, messages)
