@@ -136,12 +136,13 @@ class SendResponse(msgspec.Struct, kw_only=True):
         (status 2, when all got it), else a service that does not exist (status 4, also when
         2 and 4 are mixed), which the login throttle counts as a failed login too, so that
         walking service ids is slowed like guessing passwords."""
-        codes = {s.statusCode for s in self.messageStatus}
-        if not codes or not codes <= LOGIN_FAILURES:
-            return None
-        if codes == {StatusCode.ACCESS_ERROR}:
-            return StatusCode.ACCESS_ERROR
-        return StatusCode.ILLEGAL_SERVICE
+        refusal = None
+        for status in self.messageStatus:
+            if status.statusCode not in LOGIN_FAILURES:
+                return None  # at the first message accepted, or refused for itself
+            if refusal is None or status.statusCode == StatusCode.ILLEGAL_SERVICE:
+                refusal = StatusCode(status.statusCode)
+        return refusal
 
     def failed_login(self) -> bool:
         """What the login throttle counts as a failed login, whichever door the request came

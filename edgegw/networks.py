@@ -28,7 +28,8 @@ def is_loopback(address: str) -> bool:
 # IPv6's is the unique local range, fc00::/7. The IPv6 ranges that hold the whole IPv4 space
 # (IPv4-mapped, NAT64's well-known prefix, 6to4) count as IPv4: a network inside one as the
 # IPv4 network it maps, one holding one as every IPv4 address.
-_WIDEST_TRUSTED: Final = {4: 8, 6: 7}
+_WIDEST_IPV4: Final = 8
+_WIDEST_IPV6: Final = 7
 _IPV4_INSIDE: Final = (
     _IPV4_MAPPED,
     ipaddress.IPv6Network("64:ff9b::/96"),
@@ -38,7 +39,7 @@ _IPV4_INSIDE: Final = (
 
 def network_problems(key: str, entries: Iterable[str], *, proxies: bool = False) -> list[str]:
     """A config problem, with its key path, for each entry that is no IP address or network;
-    with `proxies`, also for one wider than a /8 of IPv4 or a /7 of IPv6 (`_WIDEST_TRUSTED`)."""
+    with `proxies`, also for one wider than a /8 of IPv4 or a /7 of IPv6."""
     problems = []
     for entry in entries:
         try:
@@ -46,10 +47,10 @@ def network_problems(key: str, entries: Iterable[str], *, proxies: bool = False)
         except ValueError:
             problems.append(f"{key}: {entry!r} is not an IP address or network")
             continue
-        if proxies and _ipv4_width(network) < _WIDEST_TRUSTED[4]:
-            problems.append(f"{key}: {entry!r} {_TOO_WIDE.format(4, _WIDEST_TRUSTED[4])}")
-        elif proxies and network.prefixlen < _WIDEST_TRUSTED[network.version]:
-            problems.append(f"{key}: {entry!r} {_TOO_WIDE.format(6, _WIDEST_TRUSTED[6])}")
+        if proxies and _ipv4_width(network) < _WIDEST_IPV4:
+            problems.append(f"{key}: {entry!r} {_TOO_WIDE.format(4, _WIDEST_IPV4)}")
+        elif proxies and network.version == 6 and network.prefixlen < _WIDEST_IPV6:
+            problems.append(f"{key}: {entry!r} {_TOO_WIDE.format(6, _WIDEST_IPV6)}")
     return problems
 
 

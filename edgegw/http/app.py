@@ -166,7 +166,7 @@ def make_app(
             content_type = _JSON if fmt is ResponseFormat.JSON else _XML
             return Response(status=200, headers=[("content-type", content_type)], stream=stream)
 
-        return _with_login(streamed, refusal, head)
+        return _with_login(streamed, refusal, head.username)
 
     async def _send_get(request: Request) -> Response:
         # GET answers text/xml unless JSON is asked for (spec 2.4).
@@ -204,21 +204,24 @@ def make_app(
         send_request: SendRequest, response: SendResponse, fmt: ResponseFormat, xml: str
     ) -> Response:
         return _with_login(
-            lambda: _puzzel(response, fmt, xml=xml), response.login_refusal(), send_request
+            lambda: _puzzel(response, fmt, xml=xml),
+            response.login_refusal(),
+            send_request.username,
         )
 
     def _with_login(
-        answer: Callable[[], Response], refusal: StatusCode | None, send_request: SendRequest
+        answer: Callable[[], Response], refusal: StatusCode | None, username: str | None
     ) -> Response:
-        """The answer to a send, `refusal` the status all its messages got before any was read
-        (if any): a 401 problem instead for refused credentials when `auth_failure_problem` is
-        set, and marked as a failed login for the throttle when it is one (LOGIN_FAILURES)."""
+        """The answer to a send whose messages were all refused with `refusal` for its login
+        or its serviceId, if they were: a 401 problem instead for refused credentials when
+        `auth_failure_problem` is set, and marked as a failed login of `username` for the
+        throttle when it is one (LOGIN_FAILURES)."""
         if refusal is StatusCode.ACCESS_ERROR and auth_failure_problem:
             response = _denied()
         else:
             response = answer()
         if refusal in LOGIN_FAILURES:
-            response.auth_failure = send_request.username or ""
+            response.auth_failure = username or ""
         return response
 
     return app
