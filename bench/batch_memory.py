@@ -28,12 +28,14 @@ import httpx
 import trio
 from gateway_process import BASE_CONFIG, check_stored, free_port, start, wait_ready
 
+from edgegw.http.limits import HttpLimits
+from edgegw.http.puzzel import MAX_INDEX, REQUEST_NAMESPACE
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-MAX_BODY = 1024 * 1024  # the default [http.limits] max_body_bytes
-MAX_FORM_MESSAGES = 10_001  # message[0] to message[10000] (edgegw.http.puzzel.MAX_INDEX)
-XML_NAMESPACE = "http://chimera.intele.com/gw/xsd/SMSGateway/Request/2013/02"
+MAX_BODY = HttpLimits().max_body_bytes  # the default, which BASE_CONFIG keeps
+MAX_FORM_MESSAGES = MAX_INDEX + 1  # message[0] to message[MAX_INDEX]
 
 # (serviceId, password, the status every message is answered with)
 CREDENTIALS: dict[str, tuple[int, str, int]] = {
@@ -78,7 +80,7 @@ def json_body(service: int, password: str, content: str | None, most: int) -> by
 
 def xml_body(service: int, password: str, content: str | None, most: int) -> bytes:
     opening = (
-        f'<req:request xmlns:req="{XML_NAMESPACE}"><serviceId>{service}</serviceId>'
+        f'<req:request xmlns:req="{REQUEST_NAMESPACE}"><serviceId>{service}</serviceId>'
         f"<username>bench</username><password>{password}</password>"
     )
 
