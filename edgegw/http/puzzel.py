@@ -282,15 +282,20 @@ class _TreeChunks:
             self._trees = []
 
     def messages(self) -> MessageChunks:
-        if self._trees:
-            self._chunks.append(_pack.encode(self._trees))
-            self._trees = []
-        chunks = self._chunks
-        return MessageChunks(self._count, lambda number: _tree_messages(chunks[number]))
+        """The messages, the last chunk's trees read as they are (packing fewer than a chunk's
+        would only be undone at once)."""
+        chunks, trees = self._chunks, self._trees
+        self._chunks, self._trees = [], []
+
+        def chunk(number: int) -> list[MessageRequest]:
+            if number == len(chunks):
+                return _tree_messages(trees)
+            return _tree_messages(_packed_trees.decode(chunks[number]))
+
+        return MessageChunks(self._count, chunk)
 
 
-def _tree_messages(chunk: bytes) -> list[MessageRequest]:
-    trees = _packed_trees.decode(chunk)
+def _tree_messages(trees: list[dict[str, Any]]) -> list[MessageRequest]:
     try:
         return msgspec.convert(trees, list[MessageRequest], strict=False)
     except msgspec.ValidationError:
@@ -856,23 +861,22 @@ class _FormMessages:
 
     def in_order(self) -> Iterator[tuple[int, dict[str, Any]]]:
         """Each message's index and tree, lowest index first, a group unpacked at a time and
-        let go of; refused if the indexes do not count from 0 without gaps."""
-        self._pack_open()
+        let go of (the group still open is read as it is); refused if the indexes do not count
+        from 0 without gaps."""
+        unpacked, packed = self._unpacked, self._packed
+        open_group, open_trees = self._group, self._open
         self._group, self._open = None, {}
-        unpacked = self._unpacked
+        if unpacked is None and open_group is not None:
+            unpacked = {open_group: open_trees}
+        unpacked = unpacked or {}
         if self._count != self._last + 1:  # a gap, which `_dense` names
-            trees = (
-                unpacked.values()
-                if unpacked is not None
-                else map(_packed_trees.decode, self._packed.values())
-            )
+            trees = itertools.chain(unpacked.values(), map(_packed_trees.decode, packed.values()))
             _dense(itertools.chain.from_iterable(trees), "message")
-        if unpacked is not None:
-            for group in range(len(unpacked)):
-                yield from sorted(unpacked.pop(group).items())
-            return
-        for group in range(len(self._packed)):
-            yield from sorted(_packed_trees.decode(self._packed.pop(group)).items())
+        for group in range(len(unpacked) + len(packed)):
+            trees_of_group = unpacked.pop(group, None)
+            if trees_of_group is None:
+                trees_of_group = _packed_trees.decode(packed.pop(group))
+            yield from sorted(trees_of_group.items())
 
     def _pack_open(self) -> None:
         if self._group is not None and self._unpacked is None:
