@@ -110,13 +110,13 @@ async def load(port: int, connections: int, requests: int, batch: int) -> tuple[
 
     Returns the elapsed seconds and each request's latency."""
     latencies: list[float] = []
-    per_connection = requests // connections
+    # Every request is sent, however they divide: the first `requests % connections`
+    # connections carry one more; each request numbers its recipients apart from the others.
+    shares = [requests // connections + (c < requests % connections) for c in range(connections)]
+    firsts = [sum(shares[:c]) for c in range(connections)]
     prepared = [
-        [
-            request_bytes(port, (c * per_connection + r) * batch, batch)
-            for r in range(per_connection)
-        ]
-        for c in range(connections)
+        [request_bytes(port, (first + r) * batch, batch) for r in range(share)]
+        for first, share in zip(firsts, shares, strict=True)
     ]
 
     async def client(index: int) -> None:
