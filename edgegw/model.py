@@ -487,8 +487,8 @@ class InboundView(msgspec.Struct, kw_only=True):
     servicename: str
     sno: str
     originator: str
-    mcc: int | None
-    mnc: int | None
+    mcc: int
+    mnc: int
     content: str
     command: str
     strippedcontent: str

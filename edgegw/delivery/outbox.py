@@ -8,16 +8,14 @@ re-sends that one item with the same `messageid`, on which customers de-duplicat
 
 from __future__ import annotations
 
-import datetime
 import enum
 import sqlite3
-import zoneinfo
 from collections.abc import Iterable, Sequence
 from typing import Final
 
 import msgspec
 
-from edgegw.delivery.payload import CallbackKind, DrReport, MoReport
+from edgegw.delivery.payload import CallbackKind, DrReport, MoReport, mo_time
 from edgegw.model import MessageState, dr_description, is_final
 from edgegw.store.transactions import note
 
@@ -35,10 +33,6 @@ __all__ = [
     "record_failure",
     "register_endpoints",
 ]
-
-# The spec leaves the MO time zone open and suggests Norwegian local time (spec 3.1).
-MO_ZONE: Final = zoneinfo.ZoneInfo("Europe/Oslo")
-_TIME_FORMAT: Final = "%Y%m%d %H:%M:%S"
 
 
 class Endpoint(enum.StrEnum):
@@ -104,11 +98,6 @@ def _item(row: Sequence[object]) -> OutboxItem:
     )
 
 
-def format_mo_time(epoch: float) -> str:
-    """`yyyyMMdd HH:mm:ss` in Norwegian local time (spec 3.1)."""
-    return datetime.datetime.fromtimestamp(epoch, MO_ZONE).strftime(_TIME_FORMAT)
-
-
 def register_endpoints(
     conn: sqlite3.Connection, endpoints: Iterable[tuple[int, Endpoint, str]]
 ) -> None:
@@ -133,9 +122,6 @@ def enqueue_mo(
     sc_timestamp: float | None = None,
     command: str = "",
     stripped_content: str | None = None,
-    mcc: int = 0,
-    mnc: int = 0,
-    session_id: str = "",
 ) -> int:
     """Queue a complete inbound message (MO) for the service's MO endpoints; call it inside the
     transaction that stores the MO, so both commit together. `received_at` is when the MO
@@ -150,21 +136,18 @@ def enqueue_mo(
         return 0
     if stripped_content is None:
         stripped_content = _strip_keyword(content, command)
-    timestamp = format_mo_time(received_at)
+    timestamp = mo_time(received_at)
     report = MoReport(
         messageid=message_id,
         serviceid=service_id,
         servicename=endpoints[0][1],
         sno=sno,
         originator=originator,
-        mcc=mcc,
-        mnc=mnc,
         content=content,
         command=command,
         strippedcontent=stripped_content,
         timestamp=timestamp,
-        sctimestamp=timestamp if sc_timestamp is None else format_mo_time(sc_timestamp),
-        sessionid=session_id,
+        sctimestamp=timestamp if sc_timestamp is None else mo_time(sc_timestamp),
     )
     payload = msgspec.json.encode(report)
     conn.executemany(
@@ -210,10 +193,6 @@ def enqueue_drs(conn: sqlite3.Connection, message_ids: Iterable[str], now: float
             customermessagereference=client_ref or "",
             serviceid=service_id,
             servicename=name,
-            # The recipient's network is not known to a modem gateway; 0 keeps the field a
-            # number as customers' parsers expect.
-            mcc=0,
-            mnc=0,
             statuscode=dr_status,
             statusdescription=dr_description(dr_status),
             extstatuscode=ext_status or "",

@@ -5,10 +5,12 @@ Implements spec sections 3.1-3.3 (MO) and 4.1-4.3 (DR).
 
 from __future__ import annotations
 
+import datetime
 import enum
 import hashlib
 import hmac
 import re
+import zoneinfo
 from collections.abc import Mapping, Sequence
 from typing import Final
 from urllib.parse import quote
@@ -18,16 +20,33 @@ import msgspec
 
 __all__ = [
     "MO_PLACEHOLDERS",
+    "MO_TYPE",
+    "NETWORK_UNKNOWN",
     "SIGNATURE_HEADER",
     "CallbackKind",
     "DrReport",
     "MoReport",
     "encode_json_batch",
     "encode_xml_batch",
+    "mo_time",
     "placeholders",
     "render_template",
     "sign",
 ]
+
+
+MO_TYPE: Final = 1  # spec 3.1 `type` of every MO
+# A modem does not learn the network of the other party (spec 3.1 and 4.1 `mcc`, `mnc`); 0
+# keeps the fields numbers, as customers' parsers expect.
+NETWORK_UNKNOWN: Final = 0
+# The spec leaves the MO time zone open and suggests Norwegian local time (spec 3.1).
+MO_ZONE: Final = zoneinfo.ZoneInfo("Europe/Oslo")
+
+
+def mo_time(epoch: float) -> str:
+    """Spec 3.1 `timestamp` and `sctimestamp` of the moment `epoch` (seconds): yyyyMMdd
+    HH:mm:ss in Norwegian local time."""
+    return datetime.datetime.fromtimestamp(epoch, MO_ZONE).strftime("%Y%m%d %H:%M:%S")
 
 
 class CallbackKind(enum.StrEnum):
@@ -44,12 +63,12 @@ class MoReport(msgspec.Struct, kw_only=True):
     servicename: str
     sno: str
     originator: str
-    mcc: int
-    mnc: int
+    mcc: int = NETWORK_UNKNOWN
+    mnc: int = NETWORK_UNKNOWN
     content: str
     command: str
     strippedcontent: str
-    type: int = 1
+    type: int = MO_TYPE
     timestamp: str  # yyyyMMdd HH:mm:ss, Europe/Oslo
     sctimestamp: str
     sessionid: str = ""
@@ -65,8 +84,8 @@ class DrReport(msgspec.Struct, kw_only=True):
     customermessagereference: str
     serviceid: int
     servicename: str
-    mcc: int
-    mnc: int
+    mcc: int = NETWORK_UNKNOWN
+    mnc: int = NETWORK_UNKNOWN
     type: int = 6
     statuscode: int
     statusdescription: str

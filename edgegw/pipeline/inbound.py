@@ -11,7 +11,6 @@ import datetime
 import logging
 import math
 import sqlite3
-import zoneinfo
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,6 +21,7 @@ from drivers.events import InboundSms
 from drivers.gsm import EncodedPart, concat_info, decode_concatenated
 from edgegw.clock import Clock
 from edgegw.delivery.fanout import mo_received
+from edgegw.delivery.payload import MO_TYPE, NETWORK_UNKNOWN, mo_time
 from edgegw.ids import MessageIdGenerator
 from edgegw.model import InboundView
 from edgegw.pipeline.keywords import InboundRouter
@@ -29,8 +29,6 @@ from edgegw.store import Store, Topic
 
 log = logging.getLogger(__name__)
 
-MO_TYPE = 1  # spec 3.1 `type`: always 1 for MO
-SPEC_ZONE = zoneinfo.ZoneInfo("Europe/Oslo")  # spec 3.1: timestamps in Norwegian local time
 MAX_LIST = 1000  # the most messages one `GET /api/inbound` returns
 SWEEP_RETRY = 60.0  # seconds before the sweeper tries again after an error
 
@@ -351,11 +349,6 @@ def _record(row: Sequence[Any]) -> InboundRecord:
     )
 
 
-def spec_time(moment: datetime.datetime) -> str:
-    """Spec 3.1 time format: yyyyMMdd HH:mm:ss in Norwegian local time."""
-    return moment.astimezone(SPEC_ZONE).strftime("%Y%m%d %H:%M:%S")
-
-
 def inbound_view(record: InboundRecord, service_names: Mapping[int, str]) -> InboundView:
     received = datetime.datetime.fromtimestamp(record.received_at, datetime.UTC)
     return InboundView(
@@ -364,14 +357,14 @@ def inbound_view(record: InboundRecord, service_names: Mapping[int, str]) -> Inb
         servicename="" if record.service_id is None else service_names.get(record.service_id, ""),
         sno=record.sno,
         originator=record.originator,
-        mcc=None,
-        mnc=None,
+        mcc=NETWORK_UNKNOWN,
+        mnc=NETWORK_UNKNOWN,
         content=record.content,
         command=record.command,
         strippedcontent=record.stripped_content,
         type=MO_TYPE,
-        timestamp=spec_time(received),
-        sctimestamp=spec_time(datetime.datetime.fromisoformat(record.sc_timestamp)),
+        timestamp=mo_time(record.received_at),
+        sctimestamp=mo_time(datetime.datetime.fromisoformat(record.sc_timestamp).timestamp()),
         sessionid="",
         modem=record.modem,
         complete=record.complete,

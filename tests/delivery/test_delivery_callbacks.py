@@ -156,8 +156,6 @@ class Rig:
             "command": "KODE",
             "received_at": START,
             "sc_timestamp": START - 2,
-            "mcc": 242,
-            "mnc": 1,
         }
         fields.update(kwargs)
         return await self.store.write(functools.partial(enqueue_mo, **fields))
@@ -278,7 +276,7 @@ async def test_mo_get_fills_the_spec_template_case_insensitively_and_url_encoded
         "messageid=7a02c0000f00&sno=1960&commandtype=&command=KODE"
         "&content=KODE%20hei%20p%C3%A5%20deg&timestamp=20250805%2010%3A00%3A00"
         "&sctimestamp=20250805%2009%3A59%3A58&serviceid=123&originator=%2B4799999999"
-        "&mcc=242&mnc=1&sessionid=&type=1&servicename=Test&who=&x="
+        "&mcc=0&mnc=0&sessionid=&type=1&servicename=Test&who=&x="
     )
     assert request.body == b""
     item = await settle(rig, "7a02c0000f00", "delivered")
@@ -298,7 +296,7 @@ async def test_mo_post_json_is_the_spec_example_shape(
     assert request.headers["content-type"] == "application/json"
     assert request.body == (
         b'{"mo":[{"messageid":"7a02c0000f00","serviceid":123,"servicename":"Test","sno":"1960",'
-        b'"originator":"+4799999999","mcc":242,"mnc":1,"content":"KODE hei","command":"KODE",'
+        b'"originator":"+4799999999","mcc":0,"mnc":0,"content":"KODE hei","command":"KODE",'
         b'"strippedcontent":"hei","type":1,"timestamp":"20250805 10:00:00",'
         b'"sctimestamp":"20250805 09:59:58","sessionid":""}]}'
     )
@@ -319,7 +317,7 @@ async def test_mo_post_xml_is_the_spec_example_shape(
         b'<?xml version="1.0" encoding="UTF-8"?>\n'
         b"<mo><message><messageid>7a02c0000f00</messageid><serviceid>123</serviceid>"
         b"<servicename>Test</servicename><sno>1960</sno><originator>+4799999999</originator>"
-        b"<mcc>242</mcc><mnc>1</mnc><content>KODE hei &amp; &lt;ha&gt;</content>"
+        b"<mcc>0</mcc><mnc>0</mnc><content>KODE hei &amp; &lt;ha&gt;</content>"
         b"<command>KODE</command><strippedcontent>hei &amp; &lt;ha&gt;</strippedcontent>"
         b"<type>1</type><timestamp>20250805 10:00:00</timestamp>"
         b"<sctimestamp>20250805 09:59:58</sctimestamp><sessionid/></message></mo>"

@@ -1,10 +1,12 @@
 """End to end on the running gateway (config.example.toml plus an MO endpoint): a phone sends
-an SMS to the simulated modem and the customer's endpoint receives it as the spec's JSON MO."""
+an SMS to the simulated modem and the customer's endpoint receives it as the spec's JSON MO,
+the same MO that `GET /api/inbound` shows."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import msgspec
 import trio
 from support.gateway import Customer, example_config
@@ -50,4 +52,10 @@ async def test_an_sms_to_the_modem_reaches_the_customer_as_an_mo(
         1,
     )
     assert isinstance(mo["messageid"], str) and len(mo["messageid"]) == 12
+    # The network is unknown to a modem: 0, a number, in the callback and in the API alike.
+    assert (mo["mcc"], mo["mnc"]) == (0, 0)
+    assert gateway.bound is not None
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.bound.http_port}") as api:
+        shown = (await api.get(f"/api/inbound/{mo['messageid']}", auth=("demo", "demo"))).json()
+    assert {field: shown[field] for field in mo} == mo
     gateway.stop()
