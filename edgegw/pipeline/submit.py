@@ -55,6 +55,10 @@ from edgegw.store import (
 log = logging.getLogger(__name__)
 
 _E164 = re.compile(r"\+[0-9]{8,15}")
+# Spec 2.1: a recipient must be a mobile number; in Norway +47 and 8 digits starting 4, 9, 58 or
+# 59. A Norwegian landline or a number of the wrong length is refused, as Puzzel refuses it.
+_NORWAY = "+47"
+_NORWEGIAN_MOBILE = re.compile(r"\+47(?:[49][0-9]{7}|5[89][0-9]{6})")
 _WHITESPACE = re.compile(r"\s+")
 # Spec 7.6: letters, digits, space and % & - + . , (upper case allowed too).
 _ALPHANUMERIC = re.compile(r"[A-Za-z0-9 %&+.,-]{1,11}")
@@ -159,15 +163,24 @@ def clamp_validity_minutes(minutes: int) -> int:
 
 
 def check_recipient(value: str) -> str:
-    """The recipient as E.164 (`+` and 8 to 15 digits), or Rejected (spec 2.1)."""
+    """The recipient as E.164 (`+` and 8 to 15 digits), or Rejected (spec 2.1); a Norwegian
+    one must be a mobile number."""
     if _E164.fullmatch(value) is not None:
-        return value  # already normal, as nearly every recipient is
-    recipient = normalise_msisdn(value)
-    if _E164.fullmatch(recipient) is None:
+        recipient = value  # already normal, as nearly every recipient is
+    else:
+        recipient = normalise_msisdn(value)
+        if _E164.fullmatch(recipient) is None:
+            raise Rejected(
+                StatusCode.SYNTAX_ERROR,
+                f"Syntax error: recipient {_shown(value)} is not an international number"
+                " (+ and 8 to 15 digits)",
+                "recipient",
+            )
+    if recipient.startswith(_NORWAY) and _NORWEGIAN_MOBILE.fullmatch(recipient) is None:
         raise Rejected(
             StatusCode.SYNTAX_ERROR,
-            f"Syntax error: recipient {_shown(value)} is not an international number"
-            " (+ and 8 to 15 digits)",
+            f"Syntax error: recipient {_shown(value)} is not a Norwegian mobile number"
+            " (+47 and 8 digits starting 4, 9, 58 or 59)",
             "recipient",
         )
     return recipient

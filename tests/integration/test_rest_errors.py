@@ -40,6 +40,8 @@ def body(**overrides: Any) -> dict[str, Any]:
         (body(message={"recipient": 4741000000}), 5, "recipient: expected text, got an integer"),
         (body(serviceId=None), 5, "serviceId is required"),
         (body(message={"recipient": "+47abc"}), 5, "recipient"),
+        (body(message={"recipient": "+4722000000"}), 5, "not a Norwegian mobile number"),
+        (body(message={"recipient": "+47 41 00 00 0"}), 5, "not a Norwegian mobile number"),
         (body(message={"content": "Привет"}), 5, "GSM 03.38"),
         (body(message={"content": "x" * 919}), 5, "content"),
         (body(message={"price": 200}), 3, "Illegal action"),

@@ -255,6 +255,26 @@ async def test_bad_recipients_are_syntax_errors(submitter: Submitter, recipient:
     assert text.startswith(f"Syntax error: recipient {recipient!r} is not an international number")
 
 
+@pytest.mark.parametrize("recipient", ["+4741234567", "+4791234567", "+4758123456", "+4759123456"])
+async def test_norwegian_mobile_numbers_are_taken(submitter: Submitter, recipient: str) -> None:
+    assert (await one(submitter, msg(recipient=recipient)))[0] == 1
+
+
+@pytest.mark.parametrize(
+    "recipient", ["+4722123456", "+4757123456", "+4781234567", "+474123456", "+47412345678"]
+)
+async def test_other_norwegian_numbers_are_syntax_errors(
+    submitter: Submitter, recipient: str
+) -> None:
+    # Spec 2.1: in Norway +47 and 8 digits starting 4, 9, 58 or 59; landlines are refused.
+    code, text = await one(submitter, msg(recipient=recipient))
+    assert code == 5
+    assert text == (
+        f"Syntax error: recipient {recipient!r} is not a Norwegian mobile number"
+        " (+47 and 8 digits starting 4, 9, 58 or 59)"
+    )
+
+
 async def test_missing_recipient_and_content_are_syntax_errors(submitter: Submitter) -> None:
     assert await one(submitter, msg(recipient=None)) == (5, "Syntax error: recipient is required")
     assert await one(submitter, msg(content=None)) == (5, "Syntax error: content is required")
