@@ -46,6 +46,7 @@ RULES: list[tuple[str, Layer]] = [
     ("edgegw/pipeline/sendwindow.py", Layer.CODEC),
     ("edgegw/delivery/payload.py", Layer.CODEC),
     ("edgegw/delivery/config.py", Layer.CODEC),
+    ("edgegw/delivery/oauth.py", Layer.CODEC),
     ("edgegw/delivery/__init__.py", Layer.CORE),
     # I/O shells: listeners, clients, serial ports, the simulator's pty and timer.
     ("edgegw/http/*", Layer.SHELL),

@@ -14,10 +14,24 @@ __all__ = [
     "CallbackEndpoint",
     "ManagementConfig",
     "MoEmailConfig",
+    "OAuth2Config",
     "SmtpRelayConfig",
     "check_endpoint",
     "check_mo_email",
 ]
+
+
+class OAuth2Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """OAuth2 client credentials (spec 3.5, item 4): a token from `authorize_uri`, sent to the
+    endpoint as `Authorization: Bearer`."""
+
+    authorize_uri: str  # the token endpoint
+    grant_type: str = "client_credentials"  # the only grant the spec names
+    client_id: str
+    client_secret: str = ""
+    tenant_id: str = ""  # Azure AD
+    resource: str = ""  # Azure AD
+    audience: str = ""  # Auth0
 
 
 class CallbackEndpoint(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -38,6 +52,7 @@ class CallbackEndpoint(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     give_up_after: float = 259200.0
     verify: bool = True
     ca_file: str = ""
+    oauth2: OAuth2Config | None = None  # bearer tokens by client credentials, when set
 
 
 class MoEmailConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -87,6 +102,26 @@ def check_endpoint(where: str, endpoint: CallbackEndpoint) -> list[str]:
         problems.append(f"{where}.batch_max: must be at least 1")
     if endpoint.password and not endpoint.username:
         problems.append(f"{where}.username: a password needs a username")
+    if endpoint.oauth2 is not None:
+        problems += _check_oauth2(f"{where}.oauth2", endpoint)
+    return problems
+
+
+def _check_oauth2(where: str, endpoint: CallbackEndpoint) -> list[str]:
+    oauth2 = endpoint.oauth2
+    assert oauth2 is not None
+    problems: list[str] = []
+    if _URL.match(oauth2.authorize_uri) is None:
+        problems.append(f"{where}.authorize_uri: must be an http:// or https:// URL")
+    if oauth2.grant_type != "client_credentials":
+        problems.append(f"{where}.grant_type: only client_credentials is supported")
+    if not oauth2.client_id:
+        problems.append(f"{where}.client_id: must not be empty")
+    # Spec 3.5: one way of authenticating to the customer by header, either fixed or OAuth2.
+    if endpoint.username:
+        problems.append(f"{where}: takes the place of username and password, set only one")
+    if any(name.lower() == "authorization" for name in endpoint.headers):
+        problems.append(f"{where}: sets Authorization itself, remove it from headers")
     return problems
 
 

@@ -22,6 +22,12 @@ import trio
 from edgegw.clock import Clock
 from edgegw.config import ServiceConfig
 from edgegw.delivery.config import CallbackEndpoint, MoEmailConfig, SmtpRelayConfig
+from edgegw.delivery.oauth import (
+    BearerToken,
+    OAuth2Error,
+    read_token_response,
+    token_request_form,
+)
 from edgegw.delivery.outbox import (
     Endpoint,
     OutboxItem,
@@ -51,6 +57,7 @@ __all__ = [
     "HttpSender",
     "RetryPolicy",
     "http_client",
+    "token_client",
 ]
 
 log = logging.getLogger(__name__)
@@ -103,24 +110,66 @@ class HttpSender:
         )
         self._clock = clock
         self._client = client or http_client(config)
+        # The token endpoint gets neither the customer's fixed headers nor its credentials.
+        self._token_client = token_client(config) if config.oauth2 is not None else None
+        self._token: BearerToken | None = None
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        if self._token_client is not None:
+            await self._token_client.aclose()
 
     async def send(self, items: Sequence[OutboxItem]) -> Attempt:
         config = self.config
         headers: dict[str, str] = {}
+        if config.oauth2 is not None:
+            token = await self._bearer_token()
+            if isinstance(token, Attempt):
+                return token
+            headers["authorization"] = f"Bearer {token.value}"
         if config.method == "GET":
             (item,) = items
             url = httpx.URL(render_template(config.url, placeholders(item.report())))
             self._sign(headers, url.raw_path)
-            return await self._request("GET", url, headers)
-        reports = [item.report() for item in items]
-        encode = encode_json_batch if config.format == "json" else encode_xml_batch
-        body = encode(self.kind, reports)
-        headers["content-type"] = _CONTENT_TYPES[config.format]
-        self._sign(headers, body)
-        return await self._request("POST", httpx.URL(config.url), headers, body)
+            attempt = await self._request("GET", url, headers)
+        else:
+            reports = [item.report() for item in items]
+            encode = encode_json_batch if config.format == "json" else encode_xml_batch
+            body = encode(self.kind, reports)
+            headers["content-type"] = _CONTENT_TYPES[config.format]
+            self._sign(headers, body)
+            attempt = await self._request("POST", httpx.URL(config.url), headers, body)
+        if attempt.status == 401:
+            self._token = None  # revoked or expired early: the retry asks for a new one
+        return attempt
+
+    async def _bearer_token(self) -> BearerToken | Attempt:
+        """The cached token while it is fresh, else a new one from the token endpoint (spec
+        3.5, OAuth2 client credentials); an Attempt that failed when none could be had."""
+        now = self._clock.now()
+        if self._token is not None and self._token.fresh(now):
+            return self._token
+        oauth2 = self.config.oauth2
+        assert oauth2 is not None and self._token_client is not None
+        try:
+            response = await self._token_client.post(
+                oauth2.authorize_uri,
+                data=token_request_form(oauth2),
+                headers={"accept": "application/json"},
+            )
+        except httpx.TimeoutException:
+            return Attempt(status=None, error=f"OAuth2: no token within {self.config.timeout:g} s")
+        except httpx.HTTPError as exc:
+            return Attempt(status=None, error=f"OAuth2: {type(exc).__name__}: {exc}")
+        if response.status_code != 200:
+            return Attempt(
+                status=None, error=f"OAuth2: token endpoint answered HTTP {response.status_code}"
+            )
+        try:
+            self._token = read_token_response(response.content, self._clock.now())
+        except OAuth2Error as exc:
+            return Attempt(status=None, error=f"OAuth2: {exc}")
+        return self._token
 
     def _sign(self, headers: dict[str, str], signed: bytes) -> None:
         if self.config.hmac_key:
@@ -144,17 +193,30 @@ class HttpSender:
 
 def http_client(config: CallbackEndpoint) -> httpx.AsyncClient:
     """A client with the endpoint's timeout, TLS trust, credentials and fixed headers."""
-    verify: ssl.SSLContext | bool = config.verify
-    if config.verify and config.ca_file:
-        verify = ssl.create_default_context(cafile=config.ca_file)
     auth = httpx.BasicAuth(config.username, config.password) if config.username else None
     return httpx.AsyncClient(
         timeout=config.timeout,
-        verify=verify,
+        verify=_verify(config),
         auth=auth,
         headers={"user-agent": USER_AGENT, **config.headers},
         follow_redirects=False,
     )
+
+
+def token_client(config: CallbackEndpoint) -> httpx.AsyncClient:
+    """A client for the endpoint's OAuth2 token endpoint: its timeout and TLS trust only."""
+    return httpx.AsyncClient(
+        timeout=config.timeout,
+        verify=_verify(config),
+        headers={"user-agent": USER_AGENT},
+        follow_redirects=False,
+    )
+
+
+def _verify(config: CallbackEndpoint) -> ssl.SSLContext | bool:
+    if config.verify and config.ca_file:
+        return ssl.create_default_context(cafile=config.ca_file)
+    return config.verify
 
 
 class EmailSender:

@@ -11,6 +11,7 @@ import hmac
 import itertools
 import json
 import sqlite3
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -593,3 +594,129 @@ async def test_a_sent_message_closed_without_a_report_gets_its_dr_once(
     (dr,) = json.loads(customer.requests[0].body)["dr"]
     assert (dr["statuscode"], dr["extstatusdescription"]) == (362, "No report")
     assert len(customer.requests) == 1
+
+
+@dataclass
+class OAuthCustomer:
+    """A customer behind OAuth2 client credentials (spec 3.5, item 4): `/token` hands out
+    tok-1, tok-2, ... for an hour each; `/dr` takes only the newest token, and refuses it once
+    with 401 when `revoke` is set, as a server that revoked it would."""
+
+    port: int = 0
+    token_forms: list[dict[str, list[str]]] = field(default_factory=list)
+    token_headers: list[dict[str, str]] = field(default_factory=list)
+    callbacks: list[tuple[float, str | None, int]] = field(default_factory=list)
+    revoke: bool = False
+    _arrived: trio.Event = field(default_factory=trio.Event)
+
+    async def app(self, request: Request) -> Response:
+        if request.path == "/token":
+            self.token_forms.append(urllib.parse.parse_qs(bytes(request.body).decode()))
+            self.token_headers.append(request.headers)
+            token = {
+                "access_token": f"tok-{len(self.token_forms)}",
+                "token_type": "Bearer",
+                "expires_in": 3600,
+            }
+            return Response(
+                status=200,
+                headers=[("content-type", "application/json")],
+                body=json.dumps(token).encode(),
+            )
+        authorization = request.headers.get("authorization")
+        status = 200 if authorization == f"Bearer tok-{len(self.token_forms)}" else 401
+        if status == 200 and self.revoke:
+            self.revoke, status = False, 401
+        self.callbacks.append((trio.current_time(), authorization, status))
+        self._arrived.set()
+        self._arrived = trio.Event()
+        return Response(status=status)
+
+    async def wait_callbacks(self, count: int) -> None:
+        while len(self.callbacks) < count:
+            await self._arrived.wait()
+
+
+async def test_oauth2_client_credentials_fetch_reuse_renew_and_refetch_after_401(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    customer = OAuthCustomer()
+    customer.port = await nursery.start(serve_http, customer.app, "127.0.0.1", 0, HttpLimits())
+    oauth2 = {
+        "authorize_uri": f"http://127.0.0.1:{customer.port}/token",
+        "client_id": "edge",
+        "client_secret": "s3cret",
+        "tenant_id": "contoso",
+        "resource": "api://dr",
+        "audience": "https://dr.example",
+    }
+    dr = {
+        "url": f"http://127.0.0.1:{customer.port}/dr",
+        "headers": {"X-API-Key": "for-the-endpoint-only"},
+        "oauth2": oauth2,
+    }
+    rig, _ = await start_rig(nursery, tmp_path / "db", [service(1, dr=dr)])
+
+    await rig.fail(await rig.send())
+    with trio.fail_after(10):
+        await customer.wait_callbacks(1)
+    await trio.sleep(5)
+    await rig.fail(await rig.send())  # within the token's hour: the same token
+    with trio.fail_after(10):
+        await customer.wait_callbacks(2)
+    assert [(auth, status) for _, auth, status in customer.callbacks] == [
+        ("Bearer tok-1", 200),
+        ("Bearer tok-1", 200),
+    ]
+    (form,) = customer.token_forms
+    assert form == {
+        "grant_type": ["client_credentials"],
+        "client_id": ["edge"],
+        "client_secret": ["s3cret"],
+        "tenant_id": ["contoso"],
+        "resource": ["api://dr"],
+        "audience": ["https://dr.example"],
+    }
+    assert "x-api-key" not in customer.token_headers[0]
+
+    await trio.sleep(3600)  # the hour is over: a new token before the next DR
+    await rig.fail(await rig.send())
+    with trio.fail_after(10):
+        await customer.wait_callbacks(3)
+    assert customer.callbacks[2][1:] == ("Bearer tok-2", 200)
+
+    customer.revoke = True  # refused with 401: the retry asks for a new token
+    last = await rig.send()
+    await rig.fail(last)
+    with trio.fail_after(3600):
+        await customer.wait_callbacks(5)
+    assert [(auth, status) for _, auth, status in customer.callbacks[3:]] == [
+        ("Bearer tok-2", 401),
+        ("Bearer tok-3", 200),
+    ]
+    assert len(customer.token_forms) == 3
+    await settle(rig, last, "delivered")
+    items = await rig.items()
+    assert [item.state for item in items] == ["delivered"] * 4
+
+
+async def test_an_unreachable_token_endpoint_is_retried_like_the_endpoint(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    customer = await start_customer(nursery, script=[])
+    dr = {
+        "url": customer.url("/dr"),
+        "oauth2": {"authorize_uri": customer.url("/token"), "client_id": "edge"},
+    }
+    rig, _ = await start_rig(nursery, tmp_path / "db", [service(1, dr=dr)])
+    customer.script = [500]  # the token endpoint fails once
+    message_id = await rig.send()
+    await rig.fail(message_id)
+    item = await settle(rig, message_id, "pending")
+    for _ in range(50):
+        item = (await rig.items(message_id))[0]
+        if item.attempts:
+            break
+        await trio.sleep(0.1)
+    assert item.last_error == "OAuth2: token endpoint answered HTTP 500"
+    assert [request.path for request in customer.requests] == ["/token"]

@@ -187,8 +187,8 @@ def test_callback_keys_are_checked() -> None:
     dr_keys.update(url="ftp://x", interval=0.5, batch_max=0, retry_max=1.0, color="red")
     assert check_config(raw) == [
         "services[0].dr.color: unknown key (known: batch_max, ca_file, format, give_up_after,"
-        " headers, hmac_key, interval, method, password, retry_initial, retry_max, timeout, url,"
-        " username, verify)"
+        " headers, hmac_key, interval, method, oauth2, password, retry_initial, retry_max,"
+        " timeout, url, username, verify)"
     ]
     del dr_keys["color"]
     assert check_config(raw) == [

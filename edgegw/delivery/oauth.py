@@ -1,0 +1,68 @@
+"""OAuth2 client credentials towards a customer endpoint (spec 3.5, item 4): the form posted to
+the token endpoint, the token read from its answer, and when a token is due for renewal.
+Pure: no I/O and no clock (`now` is a parameter). RFC 6749 sections 4.4 and 5.1.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+from edgegw.delivery.config import OAuth2Config
+
+__all__ = ["BearerToken", "OAuth2Error", "read_token_response", "token_request_form"]
+
+# A token is renewed this long before it expires (or at half its life, if that is shorter), so
+# that one taken from the cache does not run out on its way to the customer.
+RENEW_BEFORE: Final = 60.0
+
+
+class OAuth2Error(Exception):
+    """The token endpoint's answer holds no usable bearer token."""
+
+
+class BearerToken(msgspec.Struct, frozen=True, kw_only=True):
+    value: str
+    renew_at: float | None  # None: no expires_in given, kept until the customer refuses it
+
+    def fresh(self, now: float) -> bool:
+        return self.renew_at is None or now < self.renew_at
+
+
+class _TokenResponse(msgspec.Struct, kw_only=True):
+    access_token: str
+    token_type: str = "Bearer"
+    expires_in: float | None = None
+
+
+def token_request_form(config: OAuth2Config) -> dict[str, str]:
+    """The client-credentials grant's form (credentials in the body, as Azure AD and Auth0
+    take them), with the providers' extras (`tenant_id`, `resource`, `audience`) when set."""
+    form = {
+        "grant_type": config.grant_type,
+        "client_id": config.client_id,
+        "client_secret": config.client_secret,
+    }
+    for name in ("tenant_id", "resource", "audience"):
+        value: str = getattr(config, name)
+        if value:
+            form[name] = value
+    return form
+
+
+def read_token_response(body: bytes, now: float) -> BearerToken:
+    """The bearer token of a token endpoint's 200 answer, or OAuth2Error."""
+    try:
+        answer = msgspec.json.decode(body, type=_TokenResponse)
+    except msgspec.DecodeError as exc:
+        raise OAuth2Error(f"token response unreadable: {exc}") from None
+    if not answer.access_token:
+        raise OAuth2Error("token response has an empty access_token")
+    if answer.token_type.lower() != "bearer":
+        raise OAuth2Error(f"token_type {answer.token_type!r} is not Bearer")
+    if answer.expires_in is None:
+        return BearerToken(value=answer.access_token, renew_at=None)
+    lifetime = max(answer.expires_in, 0.0)
+    renew_at = now + max(lifetime - RENEW_BEFORE, lifetime / 2)
+    return BearerToken(value=answer.access_token, renew_at=renew_at)

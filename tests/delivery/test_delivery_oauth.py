@@ -1,0 +1,67 @@
+"""OAuth2 client credentials towards customer endpoints (spec 3.5, item 4), the pure parts: the
+token request's form, the token response, when a token is renewed, and the config checks."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from edgegw.delivery.config import CallbackEndpoint, OAuth2Config, check_endpoint
+from edgegw.delivery.oauth import (
+    OAuth2Error,
+    read_token_response,
+    token_request_form,
+)
+
+
+def test_the_form_has_the_grant_and_only_the_extras_that_are_set() -> None:
+    config = OAuth2Config(authorize_uri="https://idp/token", client_id="c", audience="a")
+    assert token_request_form(config) == {
+        "grant_type": "client_credentials",
+        "client_id": "c",
+        "client_secret": "",
+        "audience": "a",
+    }
+
+
+def test_a_token_is_renewed_a_minute_before_it_expires_or_at_half_its_life() -> None:
+    long = read_token_response(b'{"access_token":"t","token_type":"bearer","expires_in":3600}', 0)
+    assert (long.value, long.fresh(3539.0), long.fresh(3540.0)) == ("t", True, False)
+    short = read_token_response(b'{"access_token":"t","expires_in":60}', 100.0)
+    assert (short.fresh(129.0), short.fresh(130.0)) == (True, False)
+    endless = read_token_response(b'{"access_token":"t"}', 0)
+    assert endless.fresh(1e12)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"{}", b'{"access_token":""}', b'{"access_token":"t","token_type":"mac"}', b"[1]"],
+)
+def test_an_unusable_token_response_is_an_oauth2_error(body: bytes) -> None:
+    with pytest.raises(OAuth2Error):
+        read_token_response(body, 0)
+
+
+def endpoint(**changes: object) -> CallbackEndpoint:
+    fields: dict[str, object] = {
+        "url": "https://customer.example/dr",
+        "oauth2": {"authorize_uri": "https://idp.example/token", "client_id": "c"},
+    }
+    fields.update(changes)
+    return msgspec.convert(fields, CallbackEndpoint)
+
+
+def test_config_checks_of_oauth2() -> None:
+    assert check_endpoint("dr", endpoint()) == []
+    bad = endpoint(
+        oauth2={"authorize_uri": "idp/token", "client_id": "", "grant_type": "password"},
+        username="u",
+        headers={"authorization": "Bearer x"},
+    )
+    assert check_endpoint("dr", bad) == [
+        "dr.oauth2.authorize_uri: must be an http:// or https:// URL",
+        "dr.oauth2.grant_type: only client_credentials is supported",
+        "dr.oauth2.client_id: must not be empty",
+        "dr.oauth2: takes the place of username and password, set only one",
+        "dr.oauth2: sets Authorization itself, remove it from headers",
+    ]
