@@ -559,6 +559,8 @@ class Submitter:
         recipient = check_recipient(message.recipient)
         if not message.content:
             raise _syntax("content is required")
+        if message.price is not None and message.price < 0:
+            raise _syntax(f"price {message.price} must not be negative")
         if message.price:
             raise _illegal(
                 f"price {message.price}: premium messages are not possible, {_NO_PREMIUM}"
@@ -581,6 +583,8 @@ class Submitter:
         if settings is not None:
             if settings.gasSettings is not None:
                 raise _illegal(f"gasSettings: premium services are not possible, {_NO_PREMIUM}")
+            if settings.age not in (None, 0, 16, 18):
+                raise _syntax(f"age {settings.age} must be 0, 16 or 18")
             if settings.age:
                 raise _illegal(f"age: age limits apply to premium messages, {_NO_PREMIUM}")
             if settings.newSession or settings.sessionId:

@@ -45,6 +45,9 @@ def body(**overrides: Any) -> dict[str, Any]:
         (body(message={"content": "Привет"}), 5, "GSM 03.38"),
         (body(message={"content": "x" * 919}), 5, "content"),
         (body(message={"price": 200}), 3, "Illegal action"),
+        (body(message={"price": -100}), 5, "Syntax error: price -100 must not be negative"),
+        (body(message={"settings": {"age": 18}}), 3, "Illegal action: age"),
+        (body(message={"settings": {"age": 17}}), 5, "Syntax error: age 17 must be 0, 16 or 18"),
         (
             body(message={"settings": {"gasSettings": {"serviceCode": "02001"}}}),
             3,
