@@ -321,10 +321,16 @@ class _Connection:
                     return
                 except InvalidPdu as exc:
                     session.heard(trio.current_time())
-                    await self.send(GenericNack(**_nack(exc)))
+                    self._log_unreadable(exc)
+                    if not exc.command_id & RESPONSE_BIT:
+                        # A response is never answered, not even a garbled one (SMPP 3.4
+                        # 4.3.1: generic_nack answers a request): two peers nacking each
+                        # other's nacks would never stop. What it acknowledged times out.
+                        await self.send(GenericNack(**_nack(exc)))
                     self.read_time = None
                     continue
                 except InvalidField as exc:
+                    self._log_unreadable(exc)
                     await self._answer_invalid(exc)
                     self.read_time = None
                     continue
@@ -335,6 +341,17 @@ class _Connection:
             self._flush_burst()
             if not data:
                 return
+
+    def _log_unreadable(self, exc: InvalidPdu | InvalidField) -> None:
+        self.server.log(
+            logging.INFO,
+            "unreadable",
+            self.address,
+            "SMPP PDU %#010x (sequence %d) refused: %s",
+            exc.command_id,
+            exc.sequence_number,
+            exc,
+        )
 
     async def _answer_invalid(self, exc: InvalidField) -> None:
         step = self.session.receive(exc.command_id, trio.current_time())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import logging
 import shutil
 import ssl
 import subprocess
@@ -571,6 +572,33 @@ async def test_an_unknown_command_gets_generic_nack_and_the_session_goes_on(
     assert (nack.command_status, nack.sequence_number) == (CommandStatus.ESME_RINVCMDID, 5)
     await client.send(EnquireLink(sequence_number=6))
     assert isinstance(await client.receive(), EnquireLinkResp)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "00000014 80000000 00000000 00000007 61626364",  # generic_nack with a body
+        "00000014 80000015 00000000 00000007 61626364",  # enquire_link_resp with a body
+        "00000013 80000005 00000000 00000007 616263",  # deliver_sm_resp, message_id no NUL
+        "00000014 80000005 00000000 00000007 00616263",  # deliver_sm_resp, octets after it
+        "00000010 80000099 00000000 00000007",  # an unknown response
+    ],
+)
+async def test_a_garbled_response_is_never_answered(
+    esme: EsmeFactory, frame: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SMPP 3.4 4.3.1: generic_nack answers a request; a peer nacked for its nack might nack
+    back, and the two would never stop. The session logs the PDU it dropped."""
+    caplog.set_level(logging.INFO, logger="edgegw.smpp.server")
+    client = await esme()
+    await client.bind()
+    await client.stream.send_all(bytes.fromhex(frame))
+    await client.send(EnquireLink(sequence_number=8))
+    answer = await client.receive()
+    assert isinstance(answer, EnquireLinkResp)
+    assert answer.sequence_number == 8
+    (line,) = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert line.startswith(f"SMPP PDU 0x{frame.split()[1]} (sequence 7) refused: ")
 
 
 async def test_pdus_illegal_in_the_bind_state_are_refused(esme: EsmeFactory) -> None:
