@@ -240,6 +240,10 @@ class _Connection:
                 workers.start_soon(self._drain_watch)
                 with self.read_scope:
                     await self._read_loop()
+                # Requests read before the end (a broken frame, the peer's end of stream, a
+                # timer) are stored and answered, not cut off half-way through the store.
+                self._flush_burst()
+                await self._settle_submits()
                 workers.cancel_scope.cancel()
             self.session.close()
             self.outgoing.close()
@@ -317,6 +321,9 @@ class _Connection:
                     self.server.log(
                         logging.INFO, "broken", self.address, "SMPP frame broken: %s", exc
                     )
+                    # The well-framed submits before it get their answers first.
+                    self._flush_burst()
+                    await self._settle_submits()
                     await self.send(GenericNack(**_nack(exc)))
                     return
                 except InvalidPdu as exc:

@@ -551,6 +551,43 @@ async def test_a_broken_header_gets_generic_nack_and_close(esme: EsmeFactory) ->
     assert await client.receive() is None
 
 
+@pytest.mark.parametrize("end", ["broken header", "end of stream"])
+async def test_submits_before_the_end_of_a_session_are_stored_and_answered(
+    esme: EsmeFactory, backend: MemoryBackend, end: str
+) -> None:
+    """Three submit_sm in one write, then a broken header or the client's end of stream (it
+    still reads): each submit is stored and answered before the session closes, even when
+    the store takes its time."""
+    client = await esme()
+    await client.bind()
+    backend.commit_gate = trio.Event()
+
+    async def open_gate() -> None:
+        await eventually(backend, lambda: backend.in_commit == 3)
+        await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+        assert backend.commit_gate is not None
+        backend.commit_gate.set()
+
+    submits = b"".join(encode(submit_sm(seq)) for seq in (2, 3, 4))
+    if end == "broken header":
+        await client.stream.send_all(submits + bytes.fromhex("00000008 00000015 00000000 00000005"))
+    else:
+        await client.stream.send_all(submits)
+        assert isinstance(client.stream, trio.SocketStream)
+        await client.stream.send_eof()
+    answers = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(open_gate)
+        while (answer := await client.receive()) is not None:
+            answers.append(answer)
+    responses = [a for a in answers if isinstance(a, SubmitSmResp)]
+    assert sorted(r.sequence_number for r in responses) == [2, 3, 4]
+    assert all(r.command_status == 0 and r.message_id for r in responses)
+    assert len(backend.submitted) == 3
+    if end == "broken header":
+        assert isinstance(answers[-1], GenericNack)
+
+
 async def test_an_oversized_command_length_closes_the_session(esme: EsmeFactory) -> None:
     client = await esme()
     await client.bind()
