@@ -139,6 +139,10 @@ class _Server:
             del self.hold_until[outbound_id]
         return frozenset(self.in_flight | self.hold_until.keys())
 
+    def next_release(self) -> float:
+        """When the first held item may be offered again (inf when none is held)."""
+        return min(self.hold_until.values(), default=math.inf)
+
     def hold(self, outbound_id: int, now: float) -> None:
         self.in_flight.discard(outbound_id)
         self.hold_until[outbound_id] = now + self.config.redeliver_interval
@@ -627,7 +631,10 @@ class _Connection:
             for item in items:
                 await self._offer(item)
             if len(items) < limit:
-                with trio.move_on_after(server.config.redeliver_interval):
+                # Wake for new items, or when an item held back after a refusal or a timeout
+                # may go again: it waits `redeliver_interval`, not that plus this idle wait.
+                idle_until = trio.current_time() + server.config.redeliver_interval
+                with trio.move_on_at(min(idle_until, server.next_release())):
                     await signal.wait()
 
     async def _offer(self, item: Outbound) -> None:

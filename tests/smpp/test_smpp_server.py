@@ -883,6 +883,44 @@ async def test_a_refused_deliver_sm_is_reported_and_offered_again(
         nursery.cancel_scope.cancel()
 
 
+@pytest.mark.parametrize("answer", ["none", "wrong sequence number", "refused a moment later"])
+async def test_a_deliver_sm_is_offered_again_one_redeliver_interval_after_it_failed(
+    autojump_clock: trio.testing.MockClock, backend: MemoryBackend, answer: str
+) -> None:
+    """Unanswered, it fails at the response timeout (10 s) and comes again 30 s later; refused,
+    30 s after the refusal. Not a whole idle wait of the outbox later (up to twice that)."""
+    config = smpp_config(
+        response_timeout=10.0,
+        redeliver_interval=30.0,
+        enquire_link_interval=0,
+        inactivity_timeout=0,
+    )
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_smpp, config, backend)
+        backend.add_outbound(1000, RECEIPT)
+        client = await RawEsme.connect(port)
+        await client.bind(BindReceiver)
+        first = await client.receive()
+        assert isinstance(first, DeliverSm)
+        failed_at = trio.current_time() + 10.0
+        if answer == "wrong sequence number":
+            await client.send(DeliverSmResp(sequence_number=first.sequence_number + 100))
+        elif answer == "refused a moment later":
+            await trio.sleep(1.0)
+            failed_at = trio.current_time()
+            await client.send(
+                DeliverSmResp(
+                    sequence_number=first.sequence_number,
+                    command_status=CommandStatus.ESME_RX_T_APPN,
+                )
+            )
+        second = await client.receive()
+        assert isinstance(second, DeliverSm)
+        assert trio.current_time() - failed_at == pytest.approx(30.0, abs=0.1)
+        await client.stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
 # ---------------------------------------------------------------------------------------------
 # Timers under the virtual clock
 
