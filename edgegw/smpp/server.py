@@ -161,9 +161,16 @@ class _Server:
         message: str,
         *args: object,
         exc_info: bool = False,
+        system_id: str | None = None,
     ) -> None:
-        """A record about what a peer did, at most once a minute per kind and peer."""
+        """A record about what a peer did, at most once a minute per kind and peer. It ends
+        naming the peer, and the account when the session is bound: with many ESMEs, a line
+        that says only what happened says nothing."""
         now = trio.current_time()
+        if system_id is None:
+            message, args = f"{message} (peer %s)", (*args, peer)
+        else:
+            message, args = f"{message} (peer %s, system_id %r)", (*args, peer, system_id)
         log_limited(
             log,
             self.limiter,
@@ -256,13 +263,32 @@ class _Connection:
             nursery.cancel_scope.cancel()
 
     def close(self, reason: str) -> None:
-        self.server.log(logging.INFO, reason, self.address, "SMPP session closing: %s", reason)
+        self.server.log(
+            logging.INFO,
+            reason,
+            self.address,
+            "SMPP session closing: %s",
+            reason,
+            system_id=self.system_id,
+        )
         self.read_scope.cancel()
 
     def abort(self, reason: str) -> None:
         """End the session now, without the orderly close that needs the peer to read."""
-        self.server.log(logging.INFO, reason, self.address, "SMPP session aborted: %s", reason)
+        self.server.log(
+            logging.INFO,
+            reason,
+            self.address,
+            "SMPP session aborted: %s",
+            reason,
+            system_id=self.system_id,
+        )
         self.scope.cancel()
+
+    @property
+    def system_id(self) -> str | None:
+        """The bound account's system_id, for the session's log lines."""
+        return None if self.account is None else self.account.system_id
 
     def release(self) -> None:
         """Give back what the session held: its bind slot and its outbox items, which stay
@@ -323,7 +349,12 @@ class _Connection:
                     pdu = decoder.next_pdu()
                 except BrokenFrame as exc:
                     self.server.log(
-                        logging.INFO, "broken", self.address, "SMPP frame broken: %s", exc
+                        logging.INFO,
+                        "broken",
+                        self.address,
+                        "SMPP frame broken: %s",
+                        exc,
+                        system_id=self.system_id,
                     )
                     # The well-framed submits before it get their answers first.
                     self._flush_burst()
@@ -362,6 +393,7 @@ class _Connection:
             exc.command_id,
             exc.sequence_number,
             exc,
+            system_id=self.system_id,
         )
 
     async def _answer_invalid(self, exc: InvalidField) -> None:
@@ -551,7 +583,12 @@ class _Connection:
             status = exc.command_status
         except Exception:
             self.server.log(
-                logging.ERROR, "submit", self.address, "SMPP submit failed", exc_info=True
+                logging.ERROR,
+                "submit",
+                self.address,
+                "SMPP submit failed",
+                exc_info=True,
+                system_id=self.system_id,
             )
             status = _S.ESME_RSYSERR
         finally:

@@ -115,3 +115,21 @@ async def test_a_peer_repeating_a_broken_pdu_then_stopping_gets_one_line_and_its
     lines = [r.getMessage() for r in caplog.records if r.name == "edgegw.smpp.server"]
     assert len(lines) == 2, lines
     assert lines[1] == f"{lines[0]} (19 more like it since the last one, not logged)"
+
+
+@pytest.mark.parametrize("bound", [False, True])
+async def test_a_session_log_line_names_its_peer_and_account(
+    smpp_port: int, caplog: pytest.LogCaptureFixture, bound: bool
+) -> None:
+    caplog.set_level(logging.INFO, logger="edgegw.smpp.server")
+    stream = await open_from(smpp_port, "127.0.0.3")
+    decoder = SmppDecoder()
+    if bound:
+        assert await raw_bind(stream, decoder) == 0
+    await stream.send_all(bytes.fromhex("00000008 00000004 00000000 00000007"))
+    while await receive_pdu(stream, decoder) is not None:
+        continue
+    await stream.aclose()
+    (line,) = [r.getMessage() for r in caplog.records if "broken" in r.getMessage()]
+    who = "peer 127.0.0.3, system_id 'demo'" if bound else "peer 127.0.0.3"
+    assert line == f"SMPP frame broken: command_length 8 is shorter than a header ({who})"
