@@ -15,6 +15,7 @@ from typing import Final
 import msgspec
 
 from edgegw.model import MessageState
+from edgegw.smpp.constants import CommandStatus
 from edgegw.smpp.constants import MessageState as SmppState
 from edgegw.smpp.outbound import MobileOriginated, Outbound, Receipt
 from edgegw.smpp.submission import Address, ReceiptRequest
@@ -34,6 +35,8 @@ _INTERNATIONAL: Final = (1, 1)
 _ALPHANUMERIC: Final = (5, 0)
 _UNKNOWN: Final = (0, 0)
 _FAILURES: Final = frozenset({SmppState.UNDELIVERABLE, SmppState.REJECTED, SmppState.EXPIRED})
+# deliver_sm_resp statuses after which an item is never offered again (SMPP 3.4 5.1.3).
+_REFUSED_FOR_GOOD: Final = frozenset({CommandStatus.ESME_RX_P_APPN, CommandStatus.ESME_RX_R_APPN})
 _RECEIPT: Final = "receipt"
 _MO: Final = "mo"
 _INSERT: Final = (
@@ -165,13 +168,21 @@ def pending_outbound(
 def record_answer(
     conn: sqlite3.Connection, outbound_id: int, command_status: int, now: float
 ) -> None:
-    """The ESME answered the item's deliver_sm: ESME_ROK delivers it; any other status
-    leaves it pending, to be offered again (SMPP 3.4 4.6.2: the ESME may refuse for now)."""
+    """The ESME answered the item's deliver_sm: ESME_ROK delivers it; a permanent application
+    error or a rejection (SMPP 3.4 5.1.3: ESME_RX_P_APPN, ESME_RX_R_APPN) settles it as
+    refused, never offered again; any other status leaves it pending, to be offered again
+    (SMPP 3.4 4.6.2: the ESME may refuse for now)."""
     if command_status == 0:
         conn.execute(
             "UPDATE smpp_outbox SET state = 'delivered', attempts = attempts + 1,"
             " last_status = 0, done_at = ? WHERE id = ? AND state = 'pending'",
             (now, outbound_id),
+        )
+    elif command_status in _REFUSED_FOR_GOOD:
+        conn.execute(
+            "UPDATE smpp_outbox SET state = 'refused', attempts = attempts + 1,"
+            " last_status = ?, done_at = ? WHERE id = ? AND state = 'pending'",
+            (command_status, now, outbound_id),
         )
     else:
         conn.execute(

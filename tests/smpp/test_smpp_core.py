@@ -263,6 +263,28 @@ async def test_outbox_items_stay_until_acknowledged(core: Core) -> None:
     assert await core.backend.pending(1000, 10, frozenset()) == []
 
 
+@pytest.mark.parametrize("status", [CommandStatus.ESME_RX_P_APPN, CommandStatus.ESME_RX_R_APPN])
+async def test_an_outbox_item_refused_for_good_is_not_offered_again(
+    core: Core, status: CommandStatus
+) -> None:
+    """SMPP 3.4 5.1.3: a permanent application error or a rejection by the ESME is final;
+    offering the item again every redeliver_interval, forever, would never change it."""
+    message_id = await core.backend.submit(ACCOUNT, submission(receipt=ReceiptRequest.FINAL))
+    assert await core.backend.cancel(ACCOUNT, message_id)
+    (item,) = await core.backend.pending(1000, 10, frozenset())
+    await core.backend.failed(item.id, status)
+    assert await core.backend.pending(1000, 10, frozenset()) == []
+
+    def read(conn: sqlite3.Connection) -> tuple[Any, ...]:
+        found: tuple[Any, ...] = conn.execute(
+            "SELECT state, last_status, done_at IS NOT NULL FROM smpp_outbox WHERE id = ?",
+            (item.id,),
+        ).fetchone()
+        return found
+
+    assert await core.store.read(read) == ("refused", status, 1)
+
+
 async def test_query_and_cancel_only_the_services_own_queued_messages(core: Core) -> None:
     message_id = await core.backend.submit(ACCOUNT, submission())
     assert await core.backend.query(OTHER, message_id) is None
