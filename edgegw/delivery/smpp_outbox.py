@@ -167,11 +167,12 @@ def pending_outbound(
 
 def record_answer(
     conn: sqlite3.Connection, outbound_id: int, command_status: int, now: float
-) -> None:
+) -> tuple[str, str] | None:
     """The ESME answered the item's deliver_sm: ESME_ROK delivers it; a permanent application
     error or a rejection (SMPP 3.4 5.1.3: ESME_RX_P_APPN, ESME_RX_R_APPN) settles it as
-    refused, never offered again; any other status leaves it pending, to be offered again
-    (SMPP 3.4 4.6.2: the ESME may refuse for now)."""
+    refused, never offered again, and returns its (kind, message id) for the log; any other
+    status leaves it pending, to be offered again (SMPP 3.4 4.6.2: the ESME may refuse for
+    now)."""
     if command_status == 0:
         conn.execute(
             "UPDATE smpp_outbox SET state = 'delivered', attempts = attempts + 1,"
@@ -179,17 +180,20 @@ def record_answer(
             (now, outbound_id),
         )
     elif command_status in _REFUSED_FOR_GOOD:
-        conn.execute(
+        row = conn.execute(
             "UPDATE smpp_outbox SET state = 'refused', attempts = attempts + 1,"
-            " last_status = ?, done_at = ? WHERE id = ? AND state = 'pending'",
+            " last_status = ?, done_at = ? WHERE id = ? AND state = 'pending'"
+            " RETURNING kind, message_id",
             (command_status, now, outbound_id),
-        )
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
     else:
         conn.execute(
             "UPDATE smpp_outbox SET attempts = attempts + 1, last_status = ?"
             " WHERE id = ? AND state = 'pending'",
             (command_status, outbound_id),
         )
+    return None
 
 
 def newest_items(conn: sqlite3.Connection, after_id: int) -> list[tuple[int, int]]:

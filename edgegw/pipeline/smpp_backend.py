@@ -227,11 +227,20 @@ class GatewaySmppBackend:
 
     async def failed(self, outbound_id: int, command_status: int) -> None:
         now = self._clock.now()
-        await self._store.write(
+        refused = await self._store.write(
             functools.partial(
                 record_answer, outbound_id=outbound_id, command_status=command_status, now=now
             )
         )
+        if refused is not None:
+            kind, message_id = refused
+            log.warning(
+                "SMPP: the ESME refused the %s of message %s for good (command_status %#x);"
+                " it is not offered again",
+                kind,
+                message_id,
+                command_status,
+            )
 
     def outbound_signal(self, service_id: int) -> trio.Event:
         signal = self._signals.get(service_id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -265,15 +266,20 @@ async def test_outbox_items_stay_until_acknowledged(core: Core) -> None:
 
 @pytest.mark.parametrize("status", [CommandStatus.ESME_RX_P_APPN, CommandStatus.ESME_RX_R_APPN])
 async def test_an_outbox_item_refused_for_good_is_not_offered_again(
-    core: Core, status: CommandStatus
+    core: Core, status: CommandStatus, caplog: pytest.LogCaptureFixture
 ) -> None:
     """SMPP 3.4 5.1.3: a permanent application error or a rejection by the ESME is final;
-    offering the item again every redeliver_interval, forever, would never change it."""
+    offering the item again every redeliver_interval, forever, would never change it. The
+    log says what was dropped."""
     message_id = await core.backend.submit(ACCOUNT, submission(receipt=ReceiptRequest.FINAL))
     assert await core.backend.cancel(ACCOUNT, message_id)
     (item,) = await core.backend.pending(1000, 10, frozenset())
     await core.backend.failed(item.id, status)
     assert await core.backend.pending(1000, 10, frozenset()) == []
+    (record,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"receipt of message {message_id} for good (command_status {status:#x})" in (
+        record.getMessage()
+    )
 
     def read(conn: sqlite3.Connection) -> tuple[Any, ...]:
         found: tuple[Any, ...] = conn.execute(
