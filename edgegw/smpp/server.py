@@ -162,10 +162,11 @@ class _Server:
         *args: object,
         exc_info: bool = False,
         system_id: str | None = None,
+        stacklevel: int = 3,
     ) -> None:
         """A record about what a peer did, at most once a minute per kind and peer. It ends
         naming the peer, and the account when the session is bound: with many ESMEs, a line
-        that says only what happened says nothing."""
+        that says only what happened says nothing. `stacklevel` 3 names the caller."""
         now = trio.current_time()
         if system_id is None:
             message, args = f"{message} (peer %s)", (*args, peer)
@@ -181,7 +182,7 @@ class _Server:
             message,
             *args,
             exc_info=exc_info,
-            stacklevel=3,  # the session that saw it
+            stacklevel=stacklevel,
         )
 
     async def handle(self, stream: trio.abc.Stream) -> None:
@@ -263,32 +264,29 @@ class _Connection:
             nursery.cancel_scope.cancel()
 
     def close(self, reason: str) -> None:
-        self.server.log(
-            logging.INFO,
-            reason,
-            self.address,
-            "SMPP session closing: %s",
-            reason,
-            system_id=self.system_id,
-        )
+        self.log(logging.INFO, reason, "SMPP session closing: %s", reason)
         self.read_scope.cancel()
 
     def abort(self, reason: str) -> None:
         """End the session now, without the orderly close that needs the peer to read."""
-        self.server.log(
-            logging.INFO,
-            reason,
-            self.address,
-            "SMPP session aborted: %s",
-            reason,
-            system_id=self.system_id,
-        )
+        self.log(logging.INFO, reason, "SMPP session aborted: %s", reason)
         self.scope.cancel()
 
-    @property
-    def system_id(self) -> str | None:
-        """The bound account's system_id, for the session's log lines."""
-        return None if self.account is None else self.account.system_id
+    def log(
+        self, level: int, kind: str, message: str, *args: object, exc_info: bool = False
+    ) -> None:
+        """A record about what this session's peer did (`_Server.log`), naming the bound
+        account's system_id once there is one."""
+        self.server.log(
+            level,
+            kind,
+            self.address,
+            message,
+            *args,
+            exc_info=exc_info,
+            system_id=None if self.account is None else self.account.system_id,
+            stacklevel=4,  # the session's line that saw it
+        )
 
     def release(self) -> None:
         """Give back what the session held: its bind slot and its outbox items, which stay
@@ -348,14 +346,7 @@ class _Connection:
                 try:
                     pdu = decoder.next_pdu()
                 except BrokenFrame as exc:
-                    self.server.log(
-                        logging.INFO,
-                        "broken",
-                        self.address,
-                        "SMPP frame broken: %s",
-                        exc,
-                        system_id=self.system_id,
-                    )
+                    self.log(logging.INFO, "broken", "SMPP frame broken: %s", exc)
                     # The well-framed submits before it get their answers first.
                     self._flush_burst()
                     await self._settle_submits()
@@ -385,15 +376,13 @@ class _Connection:
                 return
 
     def _log_unreadable(self, exc: InvalidPdu | InvalidField) -> None:
-        self.server.log(
+        self.log(
             logging.INFO,
             "unreadable",
-            self.address,
             "SMPP PDU %#010x (sequence %d) refused: %s",
             exc.command_id,
             exc.sequence_number,
             exc,
-            system_id=self.system_id,
         )
 
     async def _answer_invalid(self, exc: InvalidField) -> None:
@@ -476,13 +465,7 @@ class _Connection:
             await self.send(cls(sequence_number=seq, command_status=_S.ESME_RINVPASWD))
             return
         except Exception:
-            self.server.log(
-                logging.ERROR,
-                "authenticate",
-                self.address,
-                "SMPP authentication failed",
-                exc_info=True,
-            )
+            self.log(logging.ERROR, "authenticate", "SMPP authentication failed", exc_info=True)
             await self.send(cls(sequence_number=seq, command_status=_S.ESME_RSYSERR))
             return
         server = self.server
@@ -582,14 +565,7 @@ class _Connection:
         except SubmitRefused as exc:
             status = exc.command_status
         except Exception:
-            self.server.log(
-                logging.ERROR,
-                "submit",
-                self.address,
-                "SMPP submit failed",
-                exc_info=True,
-                system_id=self.system_id,
-            )
+            self.log(logging.ERROR, "submit", "SMPP submit failed", exc_info=True)
             status = _S.ESME_RSYSERR
         finally:
             self.session.submit_finished()

@@ -130,6 +130,9 @@ async def test_a_session_log_line_names_its_peer_and_account(
     while await receive_pdu(stream, decoder) is not None:
         continue
     await stream.aclose()
-    (line,) = [r.getMessage() for r in caplog.records if "broken" in r.getMessage()]
+    (record,) = [r for r in caplog.records if "broken" in r.getMessage()]
     who = "peer 127.0.0.3, system_id 'demo'" if bound else "peer 127.0.0.3"
-    assert line == f"SMPP frame broken: command_length 8 is shorter than a header ({who})"
+    assert record.getMessage() == (
+        f"SMPP frame broken: command_length 8 is shorter than a header ({who})"
+    )
+    assert record.funcName == "_read_loop"  # the session's line, not a logging helper
