@@ -37,8 +37,8 @@ from edgegw.startup import StartupError
 
 EXIT_STARTUP = 1  # the gateway could not start: one line on stderr says why and the fix
 EXIT_CONFIG = 2
-EXIT_UNREACHABLE = 3
-EXIT_REJECTED = 4
+EXIT_UNREACHABLE = 3  # send, status, modems, simulate-mo: no answer from the gateway
+EXIT_REJECTED = 4  # ... the gateway answered with an HTTP error, or refused the message
 EXIT_USAGE = 64  # a bad command line (BSD sysexits EX_USAGE), apart from a bad config's 2
 
 
@@ -49,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         _print_problems(exc)
         return EXIT_CONFIG
+    except GatewayCallFailed as exc:
+        print(exc, file=sys.stderr)
+        return exc.exit_status
     except KeyboardInterrupt:
         return 130
 
@@ -312,8 +315,6 @@ def _send(args: argparse.Namespace) -> int:
         headers={"Content-Type": "application/json", "Accept": "application/json"},
     )
     answer = _fetch(request)
-    if answer is None:
-        return EXIT_UNREACHABLE
     status = answer["messageStatus"][0]
     print(json.dumps(status, indent=2))
     return 0 if status["statusCode"] == 1 else EXIT_REJECTED
@@ -331,8 +332,7 @@ def _simulate_mo(args: argparse.Namespace) -> int:
         data=json.dumps(fields).encode(),
         headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
     )
-    if _fetch(request) is None:
-        return EXIT_UNREACHABLE
+    _fetch(request)
     print(f"an SMS from {args.originator} arrived at the simulated modem")
     return 0
 
@@ -346,8 +346,6 @@ def _status(args: argparse.Namespace) -> int:
         headers={"Authorization": f"Basic {token}", "Accept": "application/json"},
     )
     answer = _fetch(request)
-    if answer is None:
-        return EXIT_UNREACHABLE
     print(json.dumps(answer, indent=2))
     return 0
 
@@ -361,8 +359,6 @@ def _modems(args: argparse.Namespace) -> int:
         headers={"Authorization": f"Basic {token}", "Accept": "application/json"},
     )
     answer = _fetch(request)
-    if answer is None:
-        return EXIT_UNREACHABLE
     if args.json:
         print(json.dumps(answer, indent=2))
         return 0
@@ -411,16 +407,26 @@ def modems_table(modems: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+class GatewayCallFailed(Exception):
+    """A call to the running gateway got no answer (exit 3) or an HTTP error (exit 4): a
+    refused login or an unknown message id is not an unreachable gateway."""
+
+    def __init__(self, message: str, exit_status: int) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
 def _fetch(request: urllib.request.Request) -> Any:
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        print(f"{request.full_url}: HTTP {exc.code}: {exc.read().decode(errors='replace')}")
-        return None
+        detail = exc.read().decode(errors="replace")
+        message = f"{request.full_url}: HTTP {exc.code}: {detail}"
+        raise GatewayCallFailed(message, EXIT_REJECTED) from None
     except OSError as exc:
-        print(f"{request.full_url}: cannot reach the gateway: {exc}", file=sys.stderr)
-        return None
+        message = f"{request.full_url}: cannot reach the gateway: {exc}"
+        raise GatewayCallFailed(message, EXIT_UNREACHABLE) from None
 
 
 def _simulate_modem(args: argparse.Namespace) -> int:

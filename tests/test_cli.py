@@ -240,6 +240,18 @@ def test_simulate_mo_makes_an_sms_arrive_at_the_running_gateway(tmp_path: Path) 
         assert [(item["originator"], item["content"]) for item in inbound] == [
             ("+4799999999", "from the CLI")
         ]
+        # The gateway answered, with an HTTP error: not "cannot reach the gateway" (3).
+        unknown_message = ["status", "--config", str(config), "nosuchid"]
+        unknown_modem = [*command, "--text", "x", "--modem", "nosuch"]
+        for argv in (unknown_message, unknown_modem):
+            refused = subprocess.run(
+                [*EDGEGW, *argv],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert (refused.returncode, refused.stdout) == (4, "")
+            assert ": HTTP 4" in refused.stderr
     finally:
         process.terminate()
         process.wait(timeout=15)
