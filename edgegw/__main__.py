@@ -1,7 +1,9 @@
-"""The `edgegw` command line: serve, check-config, send, status, modems and simulate-modem.
+"""The `edgegw` command line: serve, check-config, send, status, modems, simulate-mo, backup,
+hash-password, udev-rules and simulate-modem.
 
-A thin layer over the gateway and the simulator; `send` and `status` talk to a running gateway
-over its own HTTP API, with the credentials of a service from the config file.
+A thin layer over the gateway and the simulator; `send`, `status`, `modems` and `simulate-mo`
+talk to a running gateway over its own HTTP API, with the credentials of a service from the
+config file.
 """
 
 from __future__ import annotations
@@ -80,8 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check-config", help="check a config file; exit 2 on problems, warn about absent modems"
     )
-    check.add_argument("--config", dest="config_option", help="path of the TOML config")
-    check.add_argument("config", nargs="?", help="the same, as in earlier versions")
+    check.add_argument(
+        "--config", dest="config_option", metavar="CONFIG", help="path of the TOML config"
+    )
+    # The path without --config, as earlier versions took it; left out of the help.
+    check.add_argument("config", nargs="?", help=argparse.SUPPRESS)
     check.set_defaults(command=_check_config)
 
     send = commands.add_parser("send", help="send one SMS through a running gateway")
@@ -128,6 +133,8 @@ def _parser() -> argparse.ArgumentParser:
     hasher = commands.add_parser(
         "hash-password",
         help="print an scrypt hash of a password (read from stdin, or asked for twice)",
+        description="Print an scrypt hash of a password for a `password` key of the config: the"
+        " first line of stdin, or asked for twice on a terminal.",
     )
     hasher.set_defaults(command=_hash_password)
 

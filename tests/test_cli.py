@@ -283,3 +283,12 @@ def test_the_modems_table_keeps_its_columns_apart() -> None:
         "sim0  failed                                                  0   0     0    0/0  no such "
         "device",
     ]
+
+
+def test_the_help_names_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    described = capsys.readouterr().out.split("positional arguments:")[0]
+    commands = ["serve", "check-config", "send", "status", "modems", "simulate-mo", "backup"]
+    for command in [*commands, "hash-password", "udev-rules", "simulate-modem"]:
+        assert command in described, command
