@@ -288,9 +288,22 @@ def _print_problems(exc: ConfigError) -> None:
         print(f"  {problem}", file=sys.stderr)
 
 
-def _service(config: Config, service_id: int | None) -> ServiceConfig:
-    for service in config.services:
+def _service(config: Config, service_id: int | None, source: str) -> ServiceConfig:
+    """The service whose credentials a call to the running gateway logs in with: it needs the
+    plaintext password, which a hash in the config cannot give back."""
+    from edgegw.passwords import is_hashed
+
+    for index, service in enumerate(config.services):
         if service_id is None or service.id == service_id:
+            if is_hashed(service.password):
+                raise ConfigError(
+                    source,
+                    [
+                        f"services[{index}].password: a hash; send, status, modems and"
+                        " simulate-mo log in with the service's password, so they need it in"
+                        " plaintext (a copy of the config with it will do)"
+                    ],
+                )
             return service
     raise ConfigError("--service", [f"no service with id {service_id} in the config"])
 
@@ -302,7 +315,7 @@ def _base_url(config: Config) -> str:
 
 def _send(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    service = _service(config, args.service)
+    service = _service(config, args.service, args.config)
     body = {
         "serviceId": service.id,
         "username": service.username,
@@ -329,7 +342,7 @@ def _send(args: argparse.Namespace) -> int:
 
 def _simulate_mo(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    service = _service(config, args.service)
+    service = _service(config, args.service, args.config)
     token = base64.b64encode(f"{service.username}:{service.password}".encode()).decode()
     fields = {"from": args.originator, "text": args.text}
     if args.modem:
@@ -346,7 +359,7 @@ def _simulate_mo(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    service = _service(config, args.service)
+    service = _service(config, args.service, args.config)
     token = base64.b64encode(f"{service.username}:{service.password}".encode()).decode()
     request = urllib.request.Request(
         _base_url(config) + "/api/messages/" + urllib.parse.quote(args.message_id, safe=""),
@@ -359,7 +372,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _modems(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    service = _service(config, args.service)
+    service = _service(config, args.service, args.config)
     token = base64.b64encode(f"{service.username}:{service.password}".encode()).decode()
     request = urllib.request.Request(
         _base_url(config) + "/api/modems",

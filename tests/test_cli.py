@@ -16,6 +16,7 @@ import pytest
 import serial
 
 from edgegw.__main__ import main, modems_table
+from edgegw.passwords import hash_password
 
 ROOT = Path(__file__).resolve().parent.parent
 EDGEGW = [sys.executable, "-m", "edgegw"]
@@ -292,3 +293,14 @@ def test_the_help_names_every_command(capsys: pytest.CaptureFixture[str]) -> Non
     commands = ["serve", "check-config", "send", "status", "modems", "simulate-mo", "backup"]
     for command in [*commands, "hash-password", "udev-rules", "simulate-modem"]:
         assert command in described, command
+
+
+def test_calls_to_the_gateway_say_they_need_the_plaintext_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, _ = example_config(tmp_path)
+    hashed = hash_password("demo", salt=b"0123456789abcdef")
+    config.write_text(config.read_text().replace('password = "demo"', f'password = "{hashed}"'))
+    # Not "Access denied" from the gateway (or "cannot reach" it): the config's problem.
+    assert main(["send", "--config", str(config), "--to", "+4741000000", "--text", "Hi"]) == 2
+    assert "services[0].password: a hash; send, status" in capsys.readouterr().err
