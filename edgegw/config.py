@@ -308,8 +308,12 @@ def _check_meaning(config: Config) -> list[str]:
     if not config.modems:
         problems.append("modems: at least one modem is needed")
     for index, modem in enumerate(config.modems):
-        if modem.driver == "at" and not modem.at.port:
-            problems.append(f"modems[{index}].at.port: the at driver needs a port or URL")
+        # Without a port the driver finds the modem by a scan for its IMEI or ICCID.
+        if modem.driver == "at" and not (modem.at.port or modem.at.imei or modem.at.iccid):
+            problems.append(
+                f"modems[{index}].at.port: the at driver needs a port or URL, or an imei or"
+                " iccid to find the modem by"
+            )
     for index, service in enumerate(config.services):
         where = f"services[{index}]"
         if service.priority not in (1, 2, 3):

@@ -89,7 +89,23 @@ def test_meaning_checks_name_the_key() -> None:
     assert "services[1].username: 'u' is used twice" in problems
     assert "services[0].priority: must be 1, 2 or 3" in problems
     assert "services[1].modems: no modem is named 'nope'" in problems
-    assert "modems[0].at.port: the at driver needs a port or URL" in problems
+    assert (
+        "modems[0].at.port: the at driver needs a port or URL, or an imei or iccid to find the"
+        " modem by"
+    ) in problems
+
+
+@pytest.mark.parametrize("identity", ['imei = "356938035643809"', 'iccid = "8947080012345678901"'])
+def test_an_at_modem_without_a_port_is_found_by_its_imei_or_iccid(
+    tmp_path: Path, identity: str
+) -> None:
+    # config.example.toml: "find the modem by IMEI when `port` is empty".
+    path = tmp_path / "config.toml"
+    path.write_text(
+        MINIMAL + f'\n[[modems]]\nname = "usb0"\ndriver = "at"\n[modems.at]\n{identity}\n'
+    )
+    (_, usb0) = load_config(path).modems
+    assert usb0.at.port == ""
 
 
 def test_unreadable_and_malformed_files_are_config_errors(tmp_path: Path) -> None:
