@@ -336,7 +336,7 @@ def _send(args: argparse.Namespace) -> int:
     )
     answer = _fetch(request)
     status = answer["messageStatus"][0]
-    print(json.dumps(status, indent=2))
+    print(json.dumps(status, indent=2, ensure_ascii=False))
     return 0 if status["statusCode"] == 1 else EXIT_REJECTED
 
 
@@ -366,7 +366,7 @@ def _status(args: argparse.Namespace) -> int:
         headers={"Authorization": f"Basic {token}", "Accept": "application/json"},
     )
     answer = _fetch(request)
-    print(json.dumps(answer, indent=2))
+    print(json.dumps(answer, indent=2, ensure_ascii=False))
     return 0
 
 
@@ -380,7 +380,7 @@ def _modems(args: argparse.Namespace) -> int:
     )
     answer = _fetch(request)
     if args.json:
-        print(json.dumps(answer, indent=2))
+        print(json.dumps(answer, indent=2, ensure_ascii=False))
         return 0
     for line in modems_table(answer["modems"]):
         print(line)

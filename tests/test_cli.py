@@ -241,6 +241,17 @@ def test_simulate_mo_makes_an_sms_arrive_at_the_running_gateway(tmp_path: Path) 
         assert [(item["originator"], item["content"]) for item in inbound] == [
             ("+4799999999", "from the CLI")
         ]
+        # What the gateway said of a character, in the character: not JSON's \ud83d\ude00.
+        emoji = subprocess.run(
+            [*EDGEGW, "send", "--config", str(config), "--to", "+4741000000", "--text", "Hei 😀"],
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            timeout=60,
+        )
+        assert emoji.returncode == 4
+        assert "character '😀' at position 4" in json.loads(emoji.stdout)["statusMessage"]
+        assert "character '😀' at position 4" in emoji.stdout
         # The gateway answered, with an HTTP error: not "cannot reach the gateway" (3).
         unknown_message = ["status", "--config", str(config), "nosuchid"]
         unknown_modem = [*command, "--text", "x", "--modem", "nosuch"]
