@@ -6,6 +6,8 @@ never lets one endpoint wait on another. Spec sections 3.2-3.5 and 4.2-4.3.
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import functools
 import logging
 import math
@@ -246,6 +248,10 @@ class EmailSender:
         message["To"] = self.config.to
         message["Subject"] = fill(self.config.subject)
         message["Message-ID"] = f"<{item.message_id}.mo@edgegw>"
+        # RFC 5322 section 3.6 requires a Date; a relay adds none for a remote client, and spam
+        # filters count its absence. When the MO was queued, so every retry carries the same.
+        queued = datetime.datetime.fromtimestamp(item.created_at, datetime.UTC)
+        message["Date"] = email.utils.format_datetime(queued)
         message.set_content(fill(self.config.body))
         return message
 

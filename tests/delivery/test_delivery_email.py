@@ -123,6 +123,8 @@ async def test_mo_email_is_sent_through_the_relay_and_retried_after_a_refusal(
     assert message["To"] == "inbox@customer.test"
     assert message["Subject"] == "SMS from +4799999999 to 1960"
     assert message["Message-ID"] == "<mo0000000007.mo@edgegw>"
+    (item,) = await store.read(outbox_items)
+    assert message["Date"].datetime.timestamp() == int(item.created_at)  # RFC 5322 3.6
     assert message.get_content() == "User sent: KODE hei på deg (hei på deg)\r\n"
     with trio.fail_after(10):
         while True:
