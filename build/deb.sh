@@ -35,8 +35,8 @@ Depends: adduser, passwd
 Section: net
 Priority: optional
 Description: SMS edge gateway: the Puzzel SMSGW API in front of USB GSM modems
- Serves the Puzzel SMS Gateway API (REST, GET, SMPP) and sends and receives SMS
- through USB GSM modems over AT commands, with a durable SQLite queue.
+ Serves the Puzzel SMS Gateway API (REST, GET, SOAP, SMPP, email) and sends and
+ receives SMS through USB GSM modems over AT commands, with a durable SQLite queue.
 CONTROL
 mkdir -p "$out"
 deb="$out/edgegw_${version}_${arch}.deb"
