@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 
 import msgspec
 
-from drivers.events import HealthChanged, InboundSms, StatusReportReceived
+from drivers.events import HealthChanged, InboundSms, ModemState, StatusReportReceived
 from drivers.modem import Health, Modem
 from edgegw.model import MessageState
 from edgegw.pipeline.inbound import InboundReceiver
@@ -24,6 +24,7 @@ from edgegw.pipeline.reports import ReportCorrelator
 from edgegw.store import Store
 
 log = logging.getLogger(__name__)
+_LOGGED_BY_DRIVER = frozenset((ModemState.FAILED, ModemState.QUARANTINED))
 
 
 class ModemQueue(msgspec.Struct, kw_only=True):
@@ -96,7 +97,10 @@ async def forward_events(
     received messages and status reports are committed, then acknowledged."""
     async for event in modem.events:
         if isinstance(event, HealthChanged):
-            log.info("modem %s: %s %s", event.modem, event.state, event.detail)
+            # A failure or a quarantine the driver has logged already, at WARNING or ERROR
+            # in the same words: once more at INFO doubled every line of an unplugged modem.
+            if event.state not in _LOGGED_BY_DRIVER:
+                log.info("modem %s: %s (%s)", event.modem, event.state, event.detail)
             wake()
         else:
             await store_and_acknowledge(modem, event, inbound, reports)
