@@ -13,6 +13,7 @@ request of each. Then 1000-message batches, and one big batch with /health polle
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import tempfile
 import time
@@ -105,18 +106,24 @@ async def _read_exactly(stream: trio.SocketStream, buffer: bytearray, length: in
     return data
 
 
+def shares(requests: int, connections: int) -> list[range]:
+    """The request numbers each connection sends: all of them, however they divide (the first
+    `requests % connections` connections carry one more)."""
+    bounds = [
+        c * (requests // connections) + min(c, requests % connections)
+        for c in range(connections + 1)
+    ]
+    return [range(start, stop) for start, stop in itertools.pairwise(bounds)]
+
+
 async def load(port: int, connections: int, requests: int, batch: int) -> tuple[float, list[float]]:
     """Send `requests` requests of `batch` messages over `connections`.
 
     Returns the elapsed seconds and each request's latency."""
     latencies: list[float] = []
-    # Every request is sent, however they divide: the first `requests % connections`
-    # connections carry one more; each request numbers its recipients apart from the others.
-    shares = [requests // connections + (c < requests % connections) for c in range(connections)]
-    firsts = [sum(shares[:c]) for c in range(connections)]
     prepared = [
-        [request_bytes(port, (first + r) * batch, batch) for r in range(share)]
-        for first, share in zip(firsts, shares, strict=True)
+        [request_bytes(port, index * batch, batch) for index in share]
+        for share in shares(requests, connections)
     ]
 
     async def client(index: int) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import trio
 from gateway_process import check_stored, cpu_seconds, free_port, wait_ready
-from http_submit import CONFIG, load, report
+from http_submit import CONFIG, load, report, shares
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,10 +59,10 @@ def mail(index: int) -> tuple[bytes, bytes]:
 
 async def load_smtp(port: int, connections: int, mails: int) -> tuple[float, list[float]]:
     latencies: list[float] = []
-    per_connection = mails // connections
+    numbers = shares(mails, connections)
 
     async def client(index: int) -> None:
-        prepared = [mail(index * per_connection + m) for m in range(per_connection)]
+        prepared = [mail(number) for number in numbers[index]]
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         buffer = bytearray()
         async with stream:

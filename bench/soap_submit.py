@@ -19,7 +19,7 @@ from pathlib import Path
 
 import trio
 from gateway_process import check_stored, cpu_seconds, free_port, wait_ready
-from http_submit import CONFIG, load, read_response, report
+from http_submit import CONFIG, load, read_response, report, shares
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,10 +47,10 @@ def soap_request(port: int, index: int) -> bytes:
 async def load_soap(port: int, connections: int, requests: int) -> tuple[float, list[float]]:
     """Send `requests` single-message envelopes over `connections`; (seconds, latencies)."""
     latencies: list[float] = []
-    per_connection = requests // connections
+    prepared = shares(requests, connections)
 
     async def client(index: int) -> None:
-        payloads = [soap_request(port, index * per_connection + r) for r in range(per_connection)]
+        payloads = [soap_request(port, number) for number in prepared[index]]
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         buffer = bytearray()
         async with stream:
