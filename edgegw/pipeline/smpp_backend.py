@@ -23,10 +23,18 @@ from edgegw.delivery.smpp_outbox import newest_items, pending_outbound, record_a
 from edgegw.model import TERMINAL_STATES, MessageState, OriginatorType
 from edgegw.passwords import PasswordChecker
 from edgegw.pipeline.submit import DirectMessage, Rejected, Submitter
-from edgegw.smpp.backend import Account, AccountTable, BindMode, QueryResult, SubmitRefused
+from edgegw.smpp.backend import (
+    Accepted,
+    Account,
+    AccountTable,
+    BindMode,
+    QueryResult,
+    SubmitRefused,
+)
 from edgegw.smpp.config import SmppAccount
 from edgegw.smpp.constants import CommandStatus
 from edgegw.smpp.outbound import Outbound
+from edgegw.smpp.pdu import UnsuccessfulDelivery
 from edgegw.smpp.submission import TON_ALPHANUMERIC, Address, Submission
 from edgegw.store import IllegalTransition, NewMessage, Store, transactions
 
@@ -130,11 +138,11 @@ class GatewaySmppBackend:
         (result,) = await self.submit_many(account, [submission])
         if isinstance(result, SubmitRefused):
             raise result
-        return result
+        return result.message_id
 
     async def submit_many(
         self, account: Account, submissions: Sequence[Submission]
-    ) -> list[str | SubmitRefused]:
+    ) -> list[Accepted | SubmitRefused]:
         now = self._clock.now()
         service_id = account.service_id
         # submit_multi gets one message per destination; its response names the first.
@@ -144,23 +152,42 @@ class GatewaySmppBackend:
             for destination in submission.destinations
         ]
         prepared = iter(self._submitter.prepare_many(directs))
-        results: list[str | SubmitRefused] = []
+        results: list[Accepted | SubmitRefused] = []
         # One group of messages per receipt request, all stored in one write.
         groups: dict[int, list[NewMessage]] = {}
         for submission in submissions:
             messages: list[NewMessage] = []
+            unsuccessful: list[UnsuccessfulDelivery] = []
+            # The first refusal of what every destination shares (the text, a setting), else
+            # of a destination on its own.
             refused: Rejected | None = None
-            for result in itertools.islice(prepared, len(submission.destinations)):
-                if isinstance(result, Rejected):
-                    refused = refused or result
-                else:
+            for destination, result in zip(
+                submission.destinations,
+                itertools.islice(prepared, len(submission.destinations)),
+                strict=True,
+            ):
+                if not isinstance(result, Rejected):
                     messages.append(result)
-            if refused is not None:
+                elif result.field == "recipient":
+                    # A destination refused on its own: submit_multi lists it in unsuccess_sme
+                    # and stores the others (SMPP 3.4 section 4.5.2).
+                    unsuccessful.append(
+                        UnsuccessfulDelivery(
+                            destination.ton,
+                            destination.npi,
+                            destination.address,
+                            _STATUS_FOR_FIELD["recipient"],
+                        )
+                    )
+                    refused = refused or result
+                elif refused is None or refused.field == "recipient":
+                    refused = result
+            if refused is not None and (refused.field != "recipient" or not messages):
                 status = _STATUS_FOR_FIELD.get(refused.field, CommandStatus.ESME_RSUBMITFAIL)
                 results.append(SubmitRefused(status, refused.message))
                 continue
             groups.setdefault(int(submission.receipt), []).extend(messages)
-            results.append(messages[0].id)
+            results.append(Accepted(messages[0].id, tuple(unsuccessful)))
         if groups:
             await self._store.insert_message_groups(
                 [(messages, receipt) for receipt, messages in groups.items()]

@@ -5,6 +5,7 @@
 """
 
 from edgegw.smpp.backend import (
+    Accepted,
     Account,
     AccountTable,
     BindMode,
@@ -24,6 +25,7 @@ from edgegw.smpp.submission import Address, ReceiptRequest, Submission
 
 __all__ = [
     "NEED_DATA",
+    "Accepted",
     "Account",
     "AccountTable",
     "Address",

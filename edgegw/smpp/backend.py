@@ -19,9 +19,11 @@ from edgegw.passwords import PasswordChecker, stand_in_for
 from edgegw.smpp.config import SmppAccount
 from edgegw.smpp.constants import CommandStatus, MessageState
 from edgegw.smpp.outbound import Outbound
+from edgegw.smpp.pdu import UnsuccessfulDelivery
 from edgegw.smpp.submission import Submission
 
 __all__ = [
+    "Accepted",
     "Account",
     "AccountTable",
     "BindMode",
@@ -65,6 +67,14 @@ class SubmitRefused(Exception):
         self.reason = reason
 
 
+class Accepted(msgspec.Struct, frozen=True):
+    """A submission stored: the messageId its response names (its first stored destination's)
+    and the destinations of a submit_multi the core refused one by one, for unsuccess_sme."""
+
+    message_id: str
+    refused: tuple[UnsuccessfulDelivery, ...] = ()
+
+
 class QueryResult(msgspec.Struct, frozen=True, kw_only=True):
     """query_sm_resp content (SMPP 3.4 section 4.8.2): the state, when it became final and
     the network error code (0 when none)."""
@@ -81,11 +91,12 @@ class SmppBackend(Protocol):
 
     async def submit_many(
         self, account: Account, submissions: Sequence[Submission]
-    ) -> list[str | SubmitRefused]:
-        """For each submission in order its gateway messageId or its SubmitRefused, returned
-        only once every accepted one is durably committed (in one write: the submit_sm of one
-        read of the socket come together). Called concurrently, up to a window of submits per
-        session at once; raises when the store fails, which refuses them all."""
+    ) -> list[Accepted | SubmitRefused]:
+        """For each submission in order what was stored (Accepted) or its SubmitRefused,
+        returned only once every accepted one is durably committed (in one write: the submit_sm
+        of one read of the socket come together). A submit_multi is refused whole only when
+        none of its destinations can be stored. Called concurrently, up to a window of submits
+        per session at once; raises when the store fails, which refuses them all."""
         ...
 
     async def query(self, account: Account, message_id: str) -> QueryResult | None:

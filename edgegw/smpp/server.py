@@ -24,6 +24,7 @@ from edgegw.logins import admit, login_failed
 from edgegw.loglimit import LogLimiter, log_limited, log_refused, write_overdue_summaries
 from edgegw.shares import ConnectionShares, Refusal
 from edgegw.smpp.backend import (
+    Accepted,
     Account,
     BindMode,
     BindRefused,
@@ -515,7 +516,7 @@ class _Connection:
         committed. Several bursts run at once, so responses may go out of order, which SMPP
         3.4 section 2.6 allows."""
         account = self.account
-        results: list[str | SubmitRefused]
+        results: list[Accepted | SubmitRefused]
         try:
             if account is None:
                 raise RuntimeError("submit without a bound account")
@@ -532,7 +533,7 @@ class _Connection:
             if isinstance(result, SubmitRefused):
                 resp = SubmitSmResp(sequence_number=seq, command_status=result.command_status)
             else:
-                resp = SubmitSmResp(sequence_number=seq, message_id=result)
+                resp = SubmitSmResp(sequence_number=seq, message_id=result.message_id)
             answers.append(encode(resp))
         await self.outgoing.send(b"".join(answers))
 
@@ -561,7 +562,7 @@ class _Connection:
             (result,) = await self.backend.submit_many(account, [submission])
             if isinstance(result, SubmitRefused):
                 raise result
-            message_id = result
+            message_id, refused = result.message_id, refused + result.refused
         except SubmitRefused as exc:
             status = exc.command_status
         except Exception:

@@ -25,7 +25,17 @@ from edgegw.gateway import Gateway
 from edgegw.model import MessageState
 from edgegw.smpp.constants import CommandStatus
 from edgegw.smpp.constants import MessageState as SmppState
-from edgegw.smpp.pdu import NEED_DATA, BindTransceiver, CancelSm, CancelSmResp, Pdu, SmppDecoder
+from edgegw.smpp.pdu import (
+    NEED_DATA,
+    BindTransceiver,
+    CancelSm,
+    CancelSmResp,
+    MultiDestination,
+    Pdu,
+    SmppDecoder,
+    SubmitMulti,
+    SubmitMultiResp,
+)
 from edgegw.smpp.pdu import encode as encode_pdu
 
 LONG_TEXT = "The quick brown fox jumps over the lazy dog. " * 5  # 225 characters: 2 parts
@@ -305,3 +315,40 @@ async def test_query_sm_and_cancel_sm_of_a_scheduled_message(gateway: Gateway) -
     record = await gateway.store.message(message_id)
     assert record is not None and record.state is MessageState.CANCELLED
     assert not [sms for sms in gateway.simulators["sim0"].network.sent if sms.text == "Tomorrow"]
+
+
+async def test_submit_multi_sends_to_its_good_destinations_and_lists_the_others(
+    gateway: Gateway,
+) -> None:
+    """SMPP 3.4 section 4.5: one message per SME destination; a Norwegian landline, a number
+    too short and a distribution list come back in unsuccess_sme, and the rest still go."""
+    esme = RawEsme(await trio.open_tcp_stream("127.0.0.1", smpp_port(gateway)))
+    async with esme.stream:
+        bound = await esme.request(BindTransceiver, system_id="demo", password="demo")
+        assert bound.command_status == 0
+        answer = await esme.request(
+            SubmitMulti,
+            **SOURCE,
+            dest_addresses=(
+                MultiDestination(1, 1, 1, "4741000051"),
+                MultiDestination(1, 1, 1, "4722000000"),
+                MultiDestination(2, 0, 0, "friends"),
+                MultiDestination(1, 1, 1, "4713"),
+                MultiDestination(1, 1, 1, "4741000052"),
+            ),
+            short_message=b"To many",
+        )
+    assert isinstance(answer, SubmitMultiResp)
+    assert answer.command_status == CommandStatus.ESME_ROK
+    assert sorted((u.address, u.error_status_code) for u in answer.unsuccess_smes) == [
+        ("4713", CommandStatus.ESME_RINVDSTADR),
+        ("4722000000", CommandStatus.ESME_RINVDSTADR),
+        ("friends", CommandStatus.ESME_RCNTSUBDL),
+    ]
+    for recipient in ("+4741000051", "+4741000052"):
+        (sms,) = await sent_to(gateway, recipient, 1)
+        assert sms.text == "To many"
+    stored = await gateway.store.read(
+        lambda conn: conn.execute("SELECT recipient FROM messages ORDER BY recipient").fetchall()
+    )
+    assert stored == [("+4741000051",), ("+4741000052",)]

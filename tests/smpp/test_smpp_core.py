@@ -24,11 +24,12 @@ from edgegw.delivery.smpp_outbox import enqueue_smpp_mo, register_mo_services
 from edgegw.model import DrStatus, MessageState
 from edgegw.pipeline.smpp_backend import GatewaySmppBackend
 from edgegw.pipeline.submit import Submitter
-from edgegw.smpp.backend import Account, SubmitRefused
+from edgegw.smpp.backend import Accepted, Account, SubmitRefused
 from edgegw.smpp.config import SmppAccount, SmppConfig
 from edgegw.smpp.constants import CommandStatus
 from edgegw.smpp.constants import MessageState as SmppState
 from edgegw.smpp.outbound import MobileOriginated, Receipt
+from edgegw.smpp.pdu import UnsuccessfulDelivery
 from edgegw.smpp.submission import Address, ReceiptRequest, Submission
 from edgegw.store import Store, Topic, transactions
 
@@ -169,8 +170,10 @@ async def test_refusals_carry_their_command_status(
 
 
 async def test_a_burst_is_prepared_together_and_stored_in_one_commit(core: Core) -> None:
-    """One submit_many: each submission gets its own id or refusal in order, a submit_multi
-    with one bad destination is refused whole, and the accepted ones commit together."""
+    """One submit_many: each submission gets its own id or refusal in order; a submit_multi
+    stores its good destinations and lists the ones the core refuses (too short, a Norwegian
+    landline) for unsuccess_sme, and is refused whole only when none is good; the accepted
+    ones commit together."""
     commits = core.store.commits
     results = await core.backend.submit_many(
         ACCOUNT,
@@ -179,23 +182,53 @@ async def test_a_burst_is_prepared_together_and_stored_in_one_commit(core: Core)
             submission("bad", destinations=(Address(1, 1, "4712"),)),
             submission(
                 "multi",
-                destinations=(Address(1, 1, "4741000002"), Address(1, 1, "4713")),
+                destinations=(
+                    Address(1, 1, "4713"),
+                    Address(1, 1, "4741000002"),
+                    Address(1, 1, "4722000000"),
+                ),
+            ),
+            submission(
+                "none good",
+                destinations=(Address(1, 1, "4714"), Address(1, 1, "4722000001")),
             ),
             submission("last", receipt=ReceiptRequest.FINAL),
         ],
     )
-    first, bad, multi, last = results
-    assert isinstance(first, str) and isinstance(last, str) and first < last
-    for refused in (bad, multi):
+    first, bad, multi, none_good, last = results
+    assert isinstance(first, Accepted) and isinstance(last, Accepted)
+    assert (first.refused, last.refused) == ((), ())
+    assert isinstance(multi, Accepted)
+    assert multi.refused == (
+        UnsuccessfulDelivery(1, 1, "4713", CommandStatus.ESME_RINVDSTADR),
+        UnsuccessfulDelivery(1, 1, "4722000000", CommandStatus.ESME_RINVDSTADR),
+    )
+    for refused in (bad, none_good):
         assert isinstance(refused, SubmitRefused)
         assert refused.command_status == CommandStatus.ESME_RINVDSTADR
     assert core.store.commits == commits + 1
     stored = await core.store.read(
         lambda c: c.execute(
-            "SELECT id, content, registered_delivery FROM messages ORDER BY id"
+            "SELECT id, content, recipient, registered_delivery FROM messages ORDER BY id"
         ).fetchall()
     )
-    assert stored == [(first, "first", 0), (last, "last", 1)]
+    assert stored == [
+        (first.message_id, "first", "+4741000001", 0),
+        (multi.message_id, "multi", "+4741000002", 0),
+        (last.message_id, "last", "+4741000001", 1),
+    ]
+
+
+async def test_a_submit_multi_refused_for_its_text_is_refused_whole(core: Core) -> None:
+    """What every destination shares (here a text too long to send) refuses the whole
+    submit_multi, even after a destination refused on its own."""
+    multi = submission(
+        "x" * 1000,
+        destinations=(Address(1, 1, "4713"), Address(1, 1, "4741000002")),
+    )
+    (result,) = await core.backend.submit_many(ACCOUNT, [multi])
+    assert isinstance(result, SubmitRefused)
+    assert result.command_status == CommandStatus.ESME_RINVMSGLEN
 
 
 async def finish(core: Core, message_id: str, state: MessageState, dr: DrStatus) -> None:

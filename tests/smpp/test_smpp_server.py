@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from support.smpp import bind_status, connect, submit_all
 
 from edgegw.smpp import (
+    Accepted,
     Account,
     AccountTable,
     Address,
@@ -113,7 +114,7 @@ class MemoryBackend:
 
     async def submit_many(
         self, account: Account, submissions: Sequence[Submission]
-    ) -> list[str | SubmitRefused]:
+    ) -> list[Accepted | SubmitRefused]:
         if self.crash_submits:
             raise RuntimeError("secret internal detail")
         if self.refuse_with is not None:
@@ -128,14 +129,14 @@ class MemoryBackend:
                 await trio.lowlevel.checkpoint()
         finally:
             self.in_commit -= len(submissions)
-        message_ids: list[str | SubmitRefused] = []
+        message_ids: list[Accepted | SubmitRefused] = []
         for submission in submissions:
             message_id = f"M{next(self._ids):06d}"
             self.messages[message_id] = StoredMessage(
                 service_id=account.service_id, submission=submission
             )
             self.submitted.append((account, submission))
-            message_ids.append(message_id)
+            message_ids.append(Accepted(message_id))
         self.touch()
         return message_ids
 

@@ -14,6 +14,7 @@ import smpplib.exceptions
 import trio
 
 from edgegw.smpp import (
+    Accepted,
     Account,
     AccountTable,
     BindMode,
@@ -75,9 +76,9 @@ class AcceptingBackend:
 
     async def submit_many(
         self, account: Account, submissions: Sequence[Submission]
-    ) -> list[str | SubmitRefused]:
+    ) -> list[Accepted | SubmitRefused]:
         await trio.lowlevel.checkpoint()
-        return [f"M{next(self.ids):06d}" for _ in submissions]
+        return [Accepted(f"M{next(self.ids):06d}") for _ in submissions]
 
     async def query(self, account: Account, message_id: str) -> QueryResult | None:
         return None
