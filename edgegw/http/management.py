@@ -27,7 +27,7 @@ from edgegw.pipeline.management import (
     MessageFilter,
     StoppedMessage,
 )
-from edgegw.pipeline.submit import Rejected, check_recipient
+from edgegw.pipeline.submit import Rejected, international_number
 
 __all__ = ["Route", "management_routes"]
 
@@ -222,9 +222,10 @@ def _message_filter(query: str) -> MessageFilter:
 def _recipient(text: str) -> str:
     """The number as sendMessages stores it: a `+` the query string turned into a space comes
     back, spaces and a `00` prefix are normalised; what is not an international number is 400,
-    since no message could be sent to it."""
+    since no message could be sent to it. Sending's other rules (a Norwegian number must be a
+    mobile one) are not applied: messages stored before a rule came in stay found."""
     try:
-        return check_recipient(lost_plus(text))
+        return international_number(lost_plus(text))
     except Rejected as exc:
         raise HttpError(400, "Bad Request", exc.message.removeprefix("Syntax error: ")) from None
 

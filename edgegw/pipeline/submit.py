@@ -56,9 +56,11 @@ log = logging.getLogger(__name__)
 
 _E164 = re.compile(r"\+[0-9]{8,15}")
 # Spec 2.1: a recipient must be a mobile number; in Norway +47 and 8 digits starting 4, 9, 58 or
-# 59. A Norwegian landline or a number of the wrong length is refused, as Puzzel refuses it.
+# 59. A Norwegian landline or a number of the wrong length is refused, as Puzzel refuses it. The
+# Norwegian numbering plan also gives machine-to-machine SIMs 12-digit numbers in 58 and 59;
+# those are mobile numbers too.
 _NORWAY = "+47"
-_NORWEGIAN_MOBILE = re.compile(r"\+47(?:[49][0-9]{7}|5[89][0-9]{6})")
+_NORWEGIAN_MOBILE = re.compile(r"\+47(?:[49][0-9]{7}|5[89](?:[0-9]{6}|[0-9]{10}))")
 _WHITESPACE = re.compile(r"\s+")
 # Spec 7.6: letters, digits, space and % & - + . , (upper case allowed too).
 _ALPHANUMERIC = re.compile(r"[A-Za-z0-9 %&+.,-]{1,11}")
@@ -162,20 +164,26 @@ def clamp_validity_minutes(minutes: int) -> int:
     return max(_SHORTEST_VALIDITY, min(minutes, _LONGEST_VALIDITY))
 
 
-def check_recipient(value: str) -> str:
-    """The recipient as E.164 (`+` and 8 to 15 digits), or Rejected (spec 2.1); a Norwegian
-    one must be a mobile number."""
+def international_number(value: str) -> str:
+    """The number as E.164 (`+` and 8 to 15 digits; spaces and a `00` prefix normalised), or
+    Rejected."""
     if _E164.fullmatch(value) is not None:
-        recipient = value  # already normal, as nearly every recipient is
-    else:
-        recipient = normalise_msisdn(value)
-        if _E164.fullmatch(recipient) is None:
-            raise Rejected(
-                StatusCode.SYNTAX_ERROR,
-                f"Syntax error: recipient {_shown(value)} is not an international number"
-                " (+ and 8 to 15 digits)",
-                "recipient",
-            )
+        return value  # already normal, as nearly every recipient is
+    number = normalise_msisdn(value)
+    if _E164.fullmatch(number) is None:
+        raise Rejected(
+            StatusCode.SYNTAX_ERROR,
+            f"Syntax error: recipient {_shown(value)} is not an international number"
+            " (+ and 8 to 15 digits)",
+            "recipient",
+        )
+    return number
+
+
+def check_recipient(value: str) -> str:
+    """The recipient as E.164, or Rejected (spec 2.1): a Norwegian one must be a mobile
+    number."""
+    recipient = international_number(value)
     if recipient.startswith(_NORWAY) and _NORWEGIAN_MOBILE.fullmatch(recipient) is None:
         raise Rejected(
             StatusCode.SYNTAX_ERROR,

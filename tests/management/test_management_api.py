@@ -390,6 +390,9 @@ async def test_messages_are_listed_with_filters_and_stable_pages(
         assert [m["messageId"] for m in since["messages"]] == second
         until = (await client.get(f"/api/messages?until={START + 5}")).json()
         assert [m["messageId"] for m in until["messages"]] == first
+        # A landline is no longer taken for sending, but one stored before stays findable.
+        landline = await client.get("/api/messages", params={"recipient": "+4722000000"})
+        assert (landline.status_code, landline.json()["messages"]) == (200, [])
         not_a_number = await client.get("/api/messages?recipient=4741000001")
         assert not_a_number.status_code == 400
         assert "not an international number" in not_a_number.json()["detail"]

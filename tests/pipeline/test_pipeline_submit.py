@@ -255,13 +255,18 @@ async def test_bad_recipients_are_syntax_errors(submitter: Submitter, recipient:
     assert text.startswith(f"Syntax error: recipient {recipient!r} is not an international number")
 
 
-@pytest.mark.parametrize("recipient", ["+4741234567", "+4791234567", "+4758123456", "+4759123456"])
+@pytest.mark.parametrize(
+    "recipient",
+    ["+4741234567", "+4791234567", "+4758123456", "+4759123456", "+47580012345678"],
+)
 async def test_norwegian_mobile_numbers_are_taken(submitter: Submitter, recipient: str) -> None:
+    # The last: a 12-digit machine-to-machine number of the 58 series.
     assert (await one(submitter, msg(recipient=recipient)))[0] == 1
 
 
 @pytest.mark.parametrize(
-    "recipient", ["+4722123456", "+4757123456", "+4781234567", "+474123456", "+47412345678"]
+    "recipient",
+    ["+4722123456", "+4757123456", "+4781234567", "+474123456", "+47412345678", "+4758001234567"],
 )
 async def test_other_norwegian_numbers_are_syntax_errors(
     submitter: Submitter, recipient: str
