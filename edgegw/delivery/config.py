@@ -28,7 +28,7 @@ class OAuth2Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     authorize_uri: str  # the token endpoint
     grant_type: str = "client_credentials"  # the only grant the spec names
     client_id: str
-    client_secret: str = ""
+    client_secret: str
     tenant_id: str = ""  # Azure AD
     resource: str = ""  # Azure AD
     audience: str = ""  # Auth0
@@ -117,6 +117,8 @@ def _check_oauth2(where: str, endpoint: CallbackEndpoint) -> list[str]:
         problems.append(f"{where}.grant_type: only client_credentials is supported")
     if not oauth2.client_id:
         problems.append(f"{where}.client_id: must not be empty")
+    if not oauth2.client_secret:
+        problems.append(f"{where}.client_secret: must not be empty")
     # Spec 3.5: one way of authenticating to the customer by header, either fixed or OAuth2.
     if endpoint.username:
         problems.append(f"{where}: takes the place of username and password, set only one")

@@ -54,7 +54,9 @@ def token_request_form(config: OAuth2Config) -> dict[str, str]:
 def read_token_response(body: bytes, now: float) -> BearerToken:
     """The bearer token of a token endpoint's 200 answer, or OAuth2Error."""
     try:
-        answer = msgspec.json.decode(body, type=_TokenResponse)
+        # Not strict: Azure AD's v1 endpoint (the one taking `resource`) sends expires_in as
+        # a string of digits.
+        answer = msgspec.json.decode(body, type=_TokenResponse, strict=False)
     except msgspec.DecodeError as exc:
         raise OAuth2Error(f"token response unreadable: {exc}") from None
     if not answer.access_token:

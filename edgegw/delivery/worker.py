@@ -117,9 +117,11 @@ class HttpSender:
         self._token: BearerToken | None = None
 
     async def aclose(self) -> None:
-        await self._client.aclose()
-        if self._token_client is not None:
-            await self._token_client.aclose()
+        try:
+            await self._client.aclose()
+        finally:
+            if self._token_client is not None:
+                await self._token_client.aclose()
 
     async def send(self, items: Sequence[OutboxItem]) -> Attempt:
         config = self.config
@@ -196,9 +198,12 @@ class HttpSender:
 def http_client(config: CallbackEndpoint) -> httpx.AsyncClient:
     """A client with the endpoint's timeout, TLS trust, credentials and fixed headers."""
     auth = httpx.BasicAuth(config.username, config.password) if config.username else None
+    verify: ssl.SSLContext | bool = config.verify
+    if config.verify and config.ca_file:
+        verify = ssl.create_default_context(cafile=config.ca_file)
     return httpx.AsyncClient(
         timeout=config.timeout,
-        verify=_verify(config),
+        verify=verify,
         auth=auth,
         headers={"user-agent": USER_AGENT, **config.headers},
         follow_redirects=False,
@@ -206,19 +211,19 @@ def http_client(config: CallbackEndpoint) -> httpx.AsyncClient:
 
 
 def token_client(config: CallbackEndpoint) -> httpx.AsyncClient:
-    """A client for the endpoint's OAuth2 token endpoint: its timeout and TLS trust only."""
+    """A client for the endpoint's OAuth2 token endpoint: its timeout, and the system's trust
+    and the endpoint's `ca_file` both (the identity provider is often public when the
+    endpoint's CA is the customer's own)."""
+    verify: ssl.SSLContext | bool = config.verify
+    if config.verify and config.ca_file:
+        verify = ssl.create_default_context()
+        verify.load_verify_locations(cafile=config.ca_file)
     return httpx.AsyncClient(
         timeout=config.timeout,
-        verify=_verify(config),
+        verify=verify,
         headers={"user-agent": USER_AGENT},
         follow_redirects=False,
     )
-
-
-def _verify(config: CallbackEndpoint) -> ssl.SSLContext | bool:
-    if config.verify and config.ca_file:
-        return ssl.create_default_context(cafile=config.ca_file)
-    return config.verify
 
 
 class EmailSender:

@@ -605,12 +605,19 @@ class OAuthCustomer:
     port: int = 0
     token_forms: list[dict[str, list[str]]] = field(default_factory=list)
     token_headers: list[dict[str, str]] = field(default_factory=list)
+    token_times: list[float] = field(default_factory=list)  # every token request, failed too
     callbacks: list[tuple[float, str | None, int]] = field(default_factory=list)
     revoke: bool = False
+    token_failures: int = 0  # token requests answered 500 before the first token
     _arrived: trio.Event = field(default_factory=trio.Event)
 
     async def app(self, request: Request) -> Response:
+        if request.path == "/token" and self.token_failures:
+            self.token_failures -= 1
+            self.token_times.append(trio.current_time())
+            return Response(status=500)
         if request.path == "/token":
+            self.token_times.append(trio.current_time())
             self.token_forms.append(urllib.parse.parse_qs(bytes(request.body).decode()))
             self.token_headers.append(request.headers)
             token = {
@@ -700,23 +707,30 @@ async def test_oauth2_client_credentials_fetch_reuse_renew_and_refetch_after_401
     assert [item.state for item in items] == ["delivered"] * 4
 
 
-async def test_an_unreachable_token_endpoint_is_retried_like_the_endpoint(
+async def test_a_failing_token_endpoint_fails_the_try_and_the_retry_fetches_a_token(
     nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    customer = await start_customer(nursery, script=[])
+    customer = OAuthCustomer(token_failures=1)
+    customer.port = await nursery.start(serve_http, customer.app, "127.0.0.1", 0, HttpLimits())
     dr = {
-        "url": customer.url("/dr"),
-        "oauth2": {"authorize_uri": customer.url("/token"), "client_id": "edge"},
+        "url": f"http://127.0.0.1:{customer.port}/dr",
+        "retry_initial": 30,
+        "oauth2": {
+            "authorize_uri": f"http://127.0.0.1:{customer.port}/token",
+            "client_id": "edge",
+            "client_secret": "s",
+        },
     }
     rig, _ = await start_rig(nursery, tmp_path / "db", [service(1, dr=dr)])
-    customer.script = [500]  # the token endpoint fails once
     message_id = await rig.send()
     await rig.fail(message_id)
-    item = await settle(rig, message_id, "pending")
-    for _ in range(50):
-        item = (await rig.items(message_id))[0]
-        if item.attempts:
-            break
-        await trio.sleep(0.1)
+    with trio.fail_after(10):
+        while not (item := (await rig.items(message_id))[0]).attempts:  # noqa: ASYNC110
+            await trio.sleep(0.1)
     assert item.last_error == "OAuth2: token endpoint answered HTTP 500"
-    assert [request.path for request in customer.requests] == ["/token"]
+    with trio.fail_after(3600):
+        await customer.wait_callbacks(1)
+    failed_at, fetched_at = customer.token_times
+    assert 24 <= fetched_at - failed_at <= 30  # the endpoint's backoff, less its jitter
+    assert customer.callbacks[0][1:] == ("Bearer tok-1", 200)
+    assert (await settle(rig, message_id, "delivered")).attempts == 2

@@ -15,11 +15,13 @@ from edgegw.delivery.oauth import (
 
 
 def test_the_form_has_the_grant_and_only_the_extras_that_are_set() -> None:
-    config = OAuth2Config(authorize_uri="https://idp/token", client_id="c", audience="a")
+    config = OAuth2Config(
+        authorize_uri="https://idp/token", client_id="c", client_secret="s", audience="a"
+    )
     assert token_request_form(config) == {
         "grant_type": "client_credentials",
         "client_id": "c",
-        "client_secret": "",
+        "client_secret": "s",
         "audience": "a",
     }
 
@@ -31,6 +33,11 @@ def test_a_token_is_renewed_a_minute_before_it_expires_or_at_half_its_life() -> 
     assert (short.fresh(129.0), short.fresh(130.0)) == (True, False)
     endless = read_token_response(b'{"access_token":"t"}', 0)
     assert endless.fresh(1e12)
+    # Azure AD's v1 endpoint sends the lifetime as a string.
+    azure = read_token_response(
+        b'{"token_type":"Bearer","expires_in":"3599","access_token":"t"}', 0
+    )
+    assert (azure.fresh(3538.0), azure.fresh(3539.0)) == (True, False)
 
 
 @pytest.mark.parametrize(
@@ -45,7 +52,11 @@ def test_an_unusable_token_response_is_an_oauth2_error(body: bytes) -> None:
 def endpoint(**changes: object) -> CallbackEndpoint:
     fields: dict[str, object] = {
         "url": "https://customer.example/dr",
-        "oauth2": {"authorize_uri": "https://idp.example/token", "client_id": "c"},
+        "oauth2": {
+            "authorize_uri": "https://idp.example/token",
+            "client_id": "c",
+            "client_secret": "s",
+        },
     }
     fields.update(changes)
     return msgspec.convert(fields, CallbackEndpoint)
@@ -54,7 +65,12 @@ def endpoint(**changes: object) -> CallbackEndpoint:
 def test_config_checks_of_oauth2() -> None:
     assert check_endpoint("dr", endpoint()) == []
     bad = endpoint(
-        oauth2={"authorize_uri": "idp/token", "client_id": "", "grant_type": "password"},
+        oauth2={
+            "authorize_uri": "idp/token",
+            "client_id": "",
+            "client_secret": "",
+            "grant_type": "password",
+        },
         username="u",
         headers={"authorization": "Bearer x"},
     )
@@ -62,6 +78,7 @@ def test_config_checks_of_oauth2() -> None:
         "dr.oauth2.authorize_uri: must be an http:// or https:// URL",
         "dr.oauth2.grant_type: only client_credentials is supported",
         "dr.oauth2.client_id: must not be empty",
+        "dr.oauth2.client_secret: must not be empty",
         "dr.oauth2: takes the place of username and password, set only one",
         "dr.oauth2: sets Authorization itself, remove it from headers",
     ]
