@@ -10,7 +10,7 @@ import importlib.resources
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 
@@ -87,6 +87,7 @@ def status_routes(backend: StatusBackend) -> Route:
                 return _json(200, msgspec.json.encode(await backend.status_view()))
             if path == STATUS_PATH + "/send":
                 _method(request, "POST")
+                _same_origin(request)
                 fields = _fields(request)
                 service = fields.get("service") or None
                 if service is not None and not service.isdigit():
@@ -99,6 +100,7 @@ def status_routes(backend: StatusBackend) -> Route:
                 return _json(200, json.dumps({"messageId": message_id}).encode())
             if path == STATUS_PATH + "/simulate-mo":
                 _method(request, "POST")
+                _same_origin(request)
                 fields = _fields(request)
                 await backend.simulate_mo(
                     fields.get("modem") or None, _field(fields, "from"), _field(fields, "text")
@@ -121,6 +123,30 @@ def status_routes(backend: StatusBackend) -> Route:
 def _method(request: Request, allowed: str) -> None:
     if request.method != allowed and not (allowed == "GET" and request.method == "HEAD"):
         raise HttpError(405, "Method Not Allowed", f"{request.method} is not allowed here")
+
+
+def _same_origin(request: Request) -> None:
+    """Refuse a form post another site's page made the browser send. The browser adds the
+    operator's cached Basic credentials to it, so without this any page the operator opens
+    could send SMS from the company's numbers (cross-site request forgery). A browser says
+    whose page sent a request in `Sec-Fetch-Site`, which no page can set; one too old for it
+    names the page's origin in `Origin`, whose host and port must then be the `Host` our page
+    was loaded from. A client that sends neither (curl, a script) is no browser and has no
+    cached credentials to abuse."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        if fetch_site != "same-origin":
+            raise HttpError(403, "Forbidden", f"a form of another site ({fetch_site}) is refused")
+        return
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    try:
+        origin_host = urlsplit(origin).netloc if origin != "null" else ""
+    except ValueError:
+        origin_host = ""
+    if not origin_host or origin_host.lower() != request.headers.get("host", "").lower():
+        raise HttpError(403, "Forbidden", "a form of another origin is refused")
 
 
 def _fields(request: Request) -> dict[str, str]:

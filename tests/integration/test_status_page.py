@@ -154,3 +154,39 @@ async def test_the_routes_ask_for_credentials_and_check_their_forms(gateway: Gat
         )
         assert nowhere.status_code == 422
         assert (await client.get("/status/send", auth=AUTH)).status_code == 405
+
+
+async def test_a_form_post_from_another_site_is_refused(gateway: Gateway) -> None:
+    """Cross-site request forgery: a page elsewhere posts a form to the status page and the
+    browser adds the operator's cached Basic credentials. It must send and inject nothing."""
+    async with httpx.AsyncClient(base_url=url(gateway), auth=AUTH) as client:
+        host = client.base_url.netloc.decode()
+        forged = [
+            {"origin": "http://evil.example", "sec-fetch-site": "cross-site"},
+            {"origin": f"http://{host.split(':')[0]}:1", "sec-fetch-site": "same-site"},
+            {"origin": "http://evil.example"},  # a browser without Sec-Fetch-*
+            {"origin": "null"},  # a sandboxed frame or a data: page
+        ]
+        for headers in forged:
+            for content_type in ("application/x-www-form-urlencoded", "text/plain"):
+                sent = await client.post(
+                    "/status/send",
+                    content="to=%2B4741000000&text=forged",
+                    headers={**headers, "content-type": content_type},
+                )
+                assert sent.status_code == 403, (headers, content_type)
+            arrived = await client.post(
+                "/status/simulate-mo",
+                data={"from": "+4799", "text": "forged"},
+                headers=headers,
+            )
+            assert arrived.status_code == 403, headers
+        data = (await client.get("/status/data")).json()
+        assert data["messages"] == [] and data["inbound"] == []
+        # The page's own posts: a browser's, and a script's without those headers.
+        own = {"origin": f"http://{host}", "sec-fetch-site": "same-origin"}
+        for headers in (own, {"origin": f"http://{host}"}, {}):
+            sent = await client.post(
+                "/status/send", data={"to": "+4741000000", "text": "ours"}, headers=headers
+            )
+            assert sent.status_code == 200, headers
