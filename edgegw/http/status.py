@@ -31,6 +31,19 @@ _ASSET_TYPES: Final = {
     "status.css": "text/css; charset=utf-8",
 }
 _MAX_TEXT: Final = 1000  # characters of a test SMS or simulated MO
+# Every status answer: the page runs only edgegw's own script and style, talks only to edgegw,
+# is never framed by another page (clickjacking of its forms), is never sniffed as another
+# type, and sends no Referer with its address to anyone.
+_PAGE_HEADERS: Final = (
+    (
+        "content-security-policy",
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';"
+        " connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    ),
+    ("x-frame-options", "DENY"),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+)
 
 
 class StatusView(msgspec.Struct, kw_only=True):
@@ -66,6 +79,15 @@ def status_routes(backend: StatusBackend) -> Route:
     assets = _assets()  # read once: the page is small and never changes while we run
 
     async def route(request: Request) -> Response | None:
+        response = await _routed(request)
+        if response is not None:
+            response.headers.extend(_PAGE_HEADERS)
+            if not request.path.startswith(ASSETS_PREFIX):
+                # The page's data, forms' answers and refusals hold phone numbers and texts.
+                response.headers.append(("cache-control", "no-store"))
+        return response
+
+    async def _routed(request: Request) -> Response | None:
         path = request.path
         if path == "/":
             return Response(status=302, headers=[("location", STATUS_PATH)])
@@ -173,7 +195,9 @@ def _field(fields: dict[str, str], name: str) -> str:
 
 
 def _asset(assets: dict[str, bytes], name: str) -> Response:
-    headers = [("content-type", _ASSET_TYPES[name]), ("cache-control", "no-cache")]
+    headers = [("content-type", _ASSET_TYPES[name])]
+    if name != "status.html":
+        headers.append(("cache-control", "no-cache"))
     return Response(status=200, headers=headers, body=assets[name])
 
 

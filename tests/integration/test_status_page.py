@@ -190,3 +190,28 @@ async def test_a_form_post_from_another_site_is_refused(gateway: Gateway) -> Non
                 "/status/send", data={"to": "+4741000000", "text": "ours"}, headers=headers
             )
             assert sent.status_code == 200, headers
+
+
+async def test_every_status_answer_is_hardened_and_its_data_never_cached(
+    gateway: Gateway,
+) -> None:
+    """The page may run only its own script, never be framed (clickjacking of its forms) or
+    sniffed; what holds phone numbers and texts is never stored by a browser or proxy."""
+    async with httpx.AsyncClient(base_url=url(gateway), auth=AUTH) as client:
+        answers = {
+            "page": await client.get("/status"),
+            "data": await client.get("/status/data"),
+            "send": await client.post("/status/send", data={"to": "+4741000000", "text": "x"}),
+            "refused": await client.get("/status/data", auth=("demo", "nope")),
+            "script": await client.get("/status/assets/status.js"),
+        }
+    for name, answer in answers.items():
+        headers = answer.headers
+        policy = headers.get("content-security-policy", "")
+        assert "frame-ancestors 'none'" in policy, name
+        assert "script-src 'self'" in policy and "default-src 'none'" in policy, name
+        assert headers.get("x-frame-options") == "DENY", name
+        assert headers.get("x-content-type-options") == "nosniff", name
+        assert headers.get("referrer-policy") == "no-referrer", name
+        expected = "no-cache" if name == "script" else "no-store"
+        assert headers.get_list("cache-control") == [expected], name
