@@ -1,7 +1,7 @@
 """Lists of IP addresses and networks as the configuration writes them ("127.0.0.1",
 "10.0.0.0/8", "::1"): the check that names a bad entry, and whether an address is in a list;
-and whether an address is loopback. Pure: no sockets, no I/O. SMTP's `allow` lists and HTTP's
-`trusted_proxies` are read through it.
+and whether an address, or the host a `Host` header names, is loopback. Pure: no sockets, no
+I/O. SMTP's `allow` lists and HTTP's `trusted_proxies` are read through it.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Final
 
-__all__ = ["Networks", "is_loopback", "network_problems"]
+__all__ = ["Networks", "is_loopback", "is_loopback_host", "network_problems"]
 
 _IPV4_MAPPED: Final = ipaddress.IPv6Network("::ffff:0:0/96")
 
@@ -21,6 +21,24 @@ def is_loopback(address: str) -> bool:
         return ipaddress.ip_address(address).is_loopback
     except ValueError:
         return False
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a `Host` header (`localhost`, `127.0.0.1:8080`, `[::1]:8080`) names this box by
+    a loopback name or address. A browser's request from a page on a name the attacker owns
+    and pointed at 127.0.0.1 (DNS rebinding) names that name: it reaches a loopback socket but
+    is not a call from this box's own software."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        name, bracket, port = host[1:].partition("]")
+        if not bracket or (port and not port.startswith(":")):
+            return False
+    else:
+        name, _, port = host.partition(":")
+        port = ":" + port if _ else ""
+    if port and not port[1:].isdigit():
+        return False
+    return name in ("localhost", "localhost.") or is_loopback(name)
 
 
 # The widest networks `trusted_proxies` may list: a proxy's X-Forwarded-For is believed, so any

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from edgegw.networks import Networks, is_loopback, network_problems
+import pytest
+
+from edgegw.networks import Networks, is_loopback, is_loopback_host, network_problems
 
 
 def test_addresses_and_networks_of_both_families_contain_what_they_should() -> None:
@@ -43,3 +45,27 @@ def test_loopback_is_the_whole_of_127_0_0_0_8_and_1_and_nothing_that_is_no_addre
     assert not is_loopback("192.0.2.7")
     assert not is_loopback("localhost")
     assert not is_loopback("")
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("LOCALHOST:8080", True),
+        ("127.0.0.1:8080", True),
+        ("127.1.2.3", True),
+        ("[::1]:8080", True),
+        ("[::1]", True),
+        ("attacker.example:8080", False),
+        ("127.0.0.1.attacker.example", False),
+        ("localhost.attacker.example", False),
+        ("[::1]x", False),
+        ("127.0.0.1:80x", False),
+        ("192.0.2.1:8080", False),
+        ("", False),
+    ],
+)
+def test_a_host_header_is_loopback_only_by_a_loopback_name_or_address(
+    host: str, loopback: bool
+) -> None:
+    assert is_loopback_host(host) is loopback

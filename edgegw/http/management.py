@@ -18,7 +18,7 @@ from edgegw.http.problems import HttpError, parse_moment, problem_response
 from edgegw.http.puzzel import lost_plus
 from edgegw.http.server import Request, Response
 from edgegw.model import MessageState
-from edgegw.networks import is_loopback
+from edgegw.networks import is_loopback, is_loopback_host
 from edgegw.pipeline.management import (
     MAX_PAGE,
     BadCursor,
@@ -72,7 +72,8 @@ def management_routes(
 
     Both path styles need the service's HTTP Basic credentials. With
     `allow_unauthenticated_loopback`, a `/management/...` call without any credentials is
-    accepted from a loopback address, for the 3.0.1 client that sends none (spec 5.2).
+    accepted from a loopback address whose `Host` is a loopback name or address (not a page
+    that rebound its own name to 127.0.0.1), for the 3.0.1 client that sends none (spec 5.2).
     """
 
     async def route(request: Request) -> Response | None:
@@ -142,6 +143,7 @@ def management_routes(
             and request.client is not None
             and not request.client_unnamed
             and is_loopback(request.client)
+            and is_loopback_host(request.headers.get("host", ""))
             and service_id in service_ids
         ):
             return

@@ -336,6 +336,24 @@ async def test_loopback_without_credentials_only_when_allowed(
         assert (await client.get("/management/1/batch")).status_code == 401
 
 
+async def test_a_browser_page_rebound_to_loopback_is_not_loopback(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """DNS rebinding: a page on a name its owner points at 127.0.0.1 makes the browser call
+    from loopback, with that name in Host; it must neither list nor stop a batch."""
+    rig = await start(nursery, tmp_path, loopback=True)
+    await rig.send_batch("b", 2)
+    port = rig.base.rsplit(":", 1)[1]
+    rebound = {"host": f"attacker.example:{port}", "origin": f"http://attacker.example:{port}"}
+    async with rig.client(None) as client:
+        assert (await client.get("/management/1/batch", headers=rebound)).status_code == 401
+        assert (await client.delete("/management/1/batch/b", headers=rebound)).status_code == 401
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "[::1]", "LOCALHOST"):
+            listed = await client.get("/management/1/batch", headers={"host": host})
+            assert listed.status_code == 200, host
+            assert listed.json()["messageBatch"][0]["totalSize"] == 2
+
+
 async def test_a_client_behind_a_trusted_proxy_on_the_box_is_not_loopback(
     nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
