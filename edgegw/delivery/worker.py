@@ -11,6 +11,7 @@ import email.utils
 import functools
 import logging
 import math
+import re
 import smtplib
 import ssl
 from collections.abc import Sequence
@@ -249,9 +250,9 @@ class EmailSender:
         values = placeholders(item.report())
         fill = functools.partial(_fill, values=values)
         message = EmailMessage()
-        message["From"] = fill(self.config.sender)
+        message["From"] = _header_text(fill(self.config.sender))
         message["To"] = self.config.to
-        message["Subject"] = fill(self.config.subject)
+        message["Subject"] = _header_text(fill(self.config.subject))
         message["Message-ID"] = f"<{item.message_id}.mo@edgegw>"
         # RFC 5322 section 3.6 requires a Date; a relay adds none for a remote client, and spam
         # filters count its absence. When the MO was queued, so every retry carries the same.
@@ -279,6 +280,19 @@ class EmailSender:
             if relay.username:
                 smtp.login(relay.username, relay.password)
             smtp.send_message(message)
+
+
+# Line breaks and other control characters: an SMS may carry them in its text and in an
+# alphanumeric sender (GSM 03.38 has LF and CR), and no header may.
+_HEADER_CONTROLS: Final = re.compile("[\x00-\x1f\x7f]+")
+
+
+def _header_text(text: str) -> str:
+    """A filled template made fit for one header line: each run of control characters one
+    space. The sender of an SMS chooses them; left in, they made every try of the email fail
+    (the email package refuses a header with a line break), so one SMS from "Bank<LF>X"
+    stopped the service's MO email for good."""
+    return _HEADER_CONTROLS.sub(" ", text)
 
 
 def _fill(template: str, values: dict[str, str]) -> str:

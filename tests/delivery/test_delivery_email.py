@@ -133,3 +133,62 @@ async def test_mo_email_is_sent_through_the_relay_and_retried_after_a_refusal(
                 break
             await trio.sleep(0.05)
     assert (item.attempts, item.last_status, relay.connections) == (2, 250, 2)
+
+
+async def test_line_breaks_an_sms_sender_chooses_stay_out_of_the_headers(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """An alphanumeric sender or a text with CR/LF (GSM 03.38 has both) in a header template:
+    the email goes out with one header line each, and the MO after it goes out too."""
+    relay = Relay()
+    listeners = await nursery.start(
+        functools.partial(trio.serve_tcp, relay.serve, 0, host="127.0.0.1")
+    )
+    port = listeners[0].socket.getsockname()[1]
+    mo_email = {
+        "to": "inbox@customer.test",
+        "from": "[originator]-[serviceid]@sms.test",
+        "subject": "SMS from [originator]: [content]",
+        "body": "[originator] sent: [content]",
+        "retry_initial": 60.0,
+    }
+    services = [
+        msgspec.convert(
+            {"id": 7, "name": "mail", "username": "u", "password": "p", "mo_email": mo_email},
+            ServiceConfig,
+        )
+    ]
+    clock = Clock()
+    store = Store(tmp_path / "db", clock=clock)
+    await nursery.start(store.run)
+    relay_config = SmtpRelayConfig(host="127.0.0.1", port=port, timeout=5)
+    await nursery.start(Deliveries(store, clock, services, relay_config).run)
+    for number, originator, content in (
+        (1, "Bank\nX", "hi\r\nBcc: victim@else.test"),
+        (2, "+4799999999", "after it"),
+    ):
+        await store.write(
+            functools.partial(
+                enqueue_mo,
+                message_id=f"mo000000000{number}",
+                service_id=7,
+                sno="1960",
+                originator=originator,
+                content=content,
+                command="",
+                received_at=clock.now(),
+            )
+        )
+    with trio.fail_after(10):
+        while len(relay.envelopes) < 2:
+            await relay.received.wait()
+            relay.received = trio.Event()
+    first = email.message_from_bytes(relay.envelopes[0][2], policy=email.policy.default)
+    assert first["Subject"] == "SMS from Bank X: hi Bcc: victim@else.test"
+    assert first["From"] == '"Bank X-7"@sms.test'  # one address, quoted
+    assert "Bcc" not in first and "X-7@sms.test" not in relay.envelopes[0][1]
+    assert isinstance(first, EmailMessage)
+    # The body keeps them.
+    assert first.get_content() == "Bank\r\nX sent: hi\r\nBcc: victim@else.test\r\n"
+    second = email.message_from_bytes(relay.envelopes[1][2], policy=email.policy.default)
+    assert second["Subject"] == "SMS from +4799999999: after it"
