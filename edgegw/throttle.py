@@ -1,17 +1,19 @@
-"""Credential guessing made slow: failed logins counted per client address and per account in a
-sliding window, answered with a growing delay, and an address refused for a cool-down once it
-has failed too often. Pure: `now` is a parameter (any monotonic seconds); no trio, no logging.
-The HTTP, SMPP and SMTP shells consult one shared `AuthThrottle` (issue 10, item 6).
+"""Credential guessing made slow: failed logins counted per client address (an IPv6 one by its
+/64) and per account in a sliding window, answered with a growing delay, and an address refused
+for a cool-down once it has failed too often. Pure: `now` is a parameter (any monotonic
+seconds); no trio, no logging. The HTTP, SMPP and SMTP shells consult one shared `AuthThrottle`
+(issue 10, item 6).
 """
 
 from __future__ import annotations
 
 import collections
+import ipaddress
 from typing import Annotated, Final
 
 import msgspec
 
-__all__ = ["Admission", "AuthThrottle", "AuthThrottleConfig", "Failure"]
+__all__ = ["Admission", "AuthThrottle", "AuthThrottleConfig", "Failure", "client_key"]
 
 
 class AuthThrottleConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -45,6 +47,27 @@ class Failure(msgspec.Struct, frozen=True, kw_only=True):
     delay: float
     first_in_window: bool
     locked_until: float = 0.0  # > 0 when this failure started a lockout
+
+
+# An IPv6 client is counted by its /64: one subscriber, host or LAN segment gets a whole /64
+# and may pick any of its 2**64 addresses for each try (RFC 4941 makes that routine), so
+# counted one by one its guesses would never reach the lockout.
+_IPV6_CLIENT_PREFIX: Final = 64
+
+
+def client_key(address: str) -> str:
+    """The key one client's failures are counted under: an IPv4 address as it is (also
+    written IPv4-mapped, `::ffff:192.0.2.1`), an IPv6 address as its /64 network; text that
+    is no address as it is."""
+    try:
+        ip = ipaddress.ip_address(address.partition("%")[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, _IPV6_CLIENT_PREFIX), strict=False))
+    return str(ip)
 
 
 # Addresses and accounts remembered at most; past it the stalest are forgotten, so a flood of
@@ -91,7 +114,7 @@ class AuthThrottle:
         may."""
         if address is None:
             return Admission()
-        window = self._addresses.get(address)
+        window = self._addresses.get(client_key(address))
         if window is None:
             return Admission()
         if window.locked_until > now:
@@ -107,7 +130,8 @@ class AuthThrottle:
         first = False
         delay = 0.0
         locked_until = 0.0
-        for table, key in ((self._addresses, address), (self._accounts, account)):
+        client = None if address is None else client_key(address)
+        for table, key in ((self._addresses, client), (self._accounts, account)):
             if key is None:
                 continue
             window = _remember(table, key)

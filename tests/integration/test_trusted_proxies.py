@@ -102,3 +102,21 @@ async def test_without_trusted_proxies_everyone_behind_the_proxy_shares_one_lock
     }
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "HTTP logins from 127.0.0.1 refused for 900 s: too many failures" in warnings
+
+
+async def test_an_ipv6_guesser_rotating_through_its_64_is_locked_out(config: Config) -> None:
+    """A client with an IPv6 /64 may use another of its 2**64 addresses for each guess: its
+    failures count together, and its next address in that /64 is refused too; a client in
+    another /64 is not."""
+    http = msgspec.structs.replace(config.http, trusted_proxies=["127.0.0.1"])
+    security = msgspec.structs.replace(config.security, auth=POLICY)
+    gateway = Gateway(msgspec.structs.replace(config, http=http, security=security))
+    async with trio.open_nursery() as nursery:
+        bound = await nursery.start(gateway.run)
+        url = f"http://127.0.0.1:{bound.http_port}"
+        async with httpx.AsyncClient(base_url=url) as client:
+            guesses = [await post(client, "guess", f"2001:db8:1:2::{n}") for n in (1, 2, 3)]
+            assert guesses == [(200, 2)] * 3
+            assert await post(client, "demo", "2001:db8:1:2:abcd::4") == 429
+            assert await post(client, "demo", "2001:db8:1:3::1") == (200, 1)
+        gateway.stop()

@@ -3,7 +3,7 @@ delay, a lockout of the address only, the sliding window, and the counters (issu
 
 from __future__ import annotations
 
-from edgegw.throttle import Admission, AuthThrottle, AuthThrottleConfig
+from edgegw.throttle import Admission, AuthThrottle, AuthThrottleConfig, client_key
 
 CONFIG = AuthThrottleConfig(
     window=60.0, free_failures=3, base_delay=0.5, max_delay=4.0, lockout_failures=8, cooldown=600.0
@@ -61,3 +61,17 @@ def test_memory_is_bounded() -> None:
         throttle.failed("http", f"a{i}", f"u{i}", 1.0)
     assert len(throttle._addresses) <= 10_000
     assert len(throttle._accounts) <= 10_000
+
+
+def test_an_ipv6_client_is_counted_by_its_64_and_an_ipv4_one_by_its_address() -> None:
+    assert client_key("2001:db8:1:2::5") == client_key("2001:DB8:1:2:ffff::1")
+    assert client_key("2001:db8:1:2::5") == "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:3::5") != client_key("2001:db8:1:2::5")
+    assert client_key("::ffff:192.0.2.1") == client_key("192.0.2.1") == "192.0.2.1"
+    assert client_key("192.0.2.2") != client_key("192.0.2.1")
+    assert client_key("not an address") == "not an address"
+    throttle = AuthThrottle(AuthThrottleConfig(lockout_failures=3, free_failures=0))
+    for n in range(3):
+        throttle.failed("http", f"2001:db8::{n}", f"account{n}", now=10.0)
+    assert throttle.admit("http", "2001:db8::ffff", now=11.0).refused_until > 11.0
+    assert throttle.admit("http", "2001:db8:0:1::1", now=11.0).refused_until == 0.0
