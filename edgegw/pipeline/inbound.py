@@ -171,8 +171,9 @@ class InboundReceiver:
             self.received += 1
         if received.duplicate:
             self.duplicates += 1
+            # %r: a sender chooses its alphanumeric name, line breaks included (GSM 03.38).
             log.info(
-                "modem %s: part from %s ignored as a duplicate", event.modem, deliver.originator
+                "modem %s: part from %r ignored as a duplicate", event.modem, deliver.originator
             )
         elif received.message_id is None:
             self._wakeup.set()  # a new open group: the sweeper's next deadline may be earlier
@@ -202,7 +203,7 @@ class InboundReceiver:
         route = self._router.route(modem, content)
         if route.service_id is None:
             log.warning(
-                "inbound %s from %s on modem %s matches no keyword and the modem names no"
+                "inbound %s from %r on modem %s matches no keyword and the modem names no"
                 " service; kept without a service",
                 message_id,
                 originator,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import logging
 from pathlib import Path
 
 import pytest
@@ -271,3 +272,21 @@ async def test_an_alphanumeric_originator_and_a_16_bit_reference(
     # A "1 of 1" concatenation header is a whole message on its own.
     single = EncodedPart(dcs=0, udh=concat_udh(3, 1, 1), payload=payload)
     assert (await receiver.receive(sms(single, index=9))).message_id is not None
+
+
+async def test_a_sender_cannot_write_log_lines_of_its_own(
+    tmp_path: Path, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An alphanumeric sender with a line break (GSM 03.38 has LF) in the lines that name it:
+    one line each, the break escaped, so no forged line starts within it."""
+    caplog.set_level(logging.INFO)
+    _store, receiver = await start(tmp_path / "db", nursery, Clock(START))
+    forged = "X\n2026 CRIT"
+    await receiver.receive(sms("hello", modem="sim1", originator=forged))  # no service
+    parts = long_parts("y" * 200)
+    await receiver.receive(sms(parts[0], originator=forged, index=1))
+    later = SCTS + dt.timedelta(seconds=5)
+    await receiver.receive(sms(parts[0], originator=forged, index=2, timestamp=later))
+    lines = [r.getMessage() for r in caplog.records if "X" in r.getMessage()]
+    assert len(lines) == 2
+    assert all("\n" not in line and repr(forged) in line for line in lines)
