@@ -250,7 +250,7 @@ class EmailSender:
         values = placeholders(item.report())
         fill = functools.partial(_fill, values=values)
         message = EmailMessage()
-        message["From"] = _header_text(fill(self.config.sender))
+        message["From"] = _fill(self.config.sender, _address_values(values))
         message["To"] = self.config.to
         message["Subject"] = _header_text(fill(self.config.subject))
         message["Message-ID"] = f"<{item.message_id}.mo@edgegw>"
@@ -285,6 +285,18 @@ class EmailSender:
 # Line breaks and other control characters: an SMS may carry them in its text and in an
 # alphanumeric sender (GSM 03.38 has LF and CR), and no header may.
 _HEADER_CONTROLS: Final = re.compile("[\x00-\x1f\x7f]+")
+
+
+# What a value may keep in the `from` template: the characters of a phone number, a service id
+# or a plain name. Anything else becomes "_".
+_NOT_ADDRESS_TEXT: Final = re.compile(r"[^A-Za-z0-9+._-]")
+
+
+def _address_values(values: dict[str, str]) -> dict[str, str]:
+    """The placeholder values for the `from` template: an alphanumeric sender is the SMS
+    sender's choice, and one named "<ceo@corp.no>" made "[originator]-[serviceid]@..." the
+    address ceo@corp.no, the email's From and its envelope sender at the relay."""
+    return {name: _NOT_ADDRESS_TEXT.sub("_", value) for name, value in values.items()}
 
 
 def _header_text(text: str) -> str:

@@ -185,10 +185,58 @@ async def test_line_breaks_an_sms_sender_chooses_stay_out_of_the_headers(
             relay.received = trio.Event()
     first = email.message_from_bytes(relay.envelopes[0][2], policy=email.policy.default)
     assert first["Subject"] == "SMS from Bank X: hi Bcc: victim@else.test"
-    assert first["From"] == '"Bank X-7"@sms.test'  # one address, quoted
+    assert first["From"] == "Bank_X-7@sms.test"
     assert "Bcc" not in first and "X-7@sms.test" not in relay.envelopes[0][1]
     assert isinstance(first, EmailMessage)
     # The body keeps them.
     assert first.get_content() == "Bank\r\nX sent: hi\r\nBcc: victim@else.test\r\n"
     second = email.message_from_bytes(relay.envelopes[1][2], policy=email.policy.default)
     assert second["Subject"] == "SMS from +4799999999: after it"
+
+
+async def test_an_sms_sender_cannot_choose_the_emails_sender_address(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """An alphanumeric sender named like an address (GSM 03.38 has < > @, 11 characters fit
+    "<ceo@c.no>") in the `from` template: the email's From and envelope sender stay ours."""
+    relay = Relay()
+    listeners = await nursery.start(
+        functools.partial(trio.serve_tcp, relay.serve, 0, host="127.0.0.1")
+    )
+    port = listeners[0].socket.getsockname()[1]
+    mo_email = {
+        "to": "inbox@customer.test",
+        "from": "[originator]-[serviceid]@sms.test",
+        "subject": "SMS from [originator]",
+        "body": "[content]",
+    }
+    services = [
+        msgspec.convert(
+            {"id": 7, "name": "mail", "username": "u", "password": "p", "mo_email": mo_email},
+            ServiceConfig,
+        )
+    ]
+    clock = Clock()
+    store = Store(tmp_path / "db", clock=clock)
+    await nursery.start(store.run)
+    relay_config = SmtpRelayConfig(host="127.0.0.1", port=port, timeout=5)
+    await nursery.start(Deliveries(store, clock, services, relay_config).run)
+    await store.write(
+        functools.partial(
+            enqueue_mo,
+            message_id="mo0000000001",
+            service_id=7,
+            sno="1960",
+            originator="<ceo@c.no>",
+            content="Please pay invoice 42",
+            command="",
+            received_at=clock.now(),
+        )
+    )
+    with trio.fail_after(10):
+        await relay.received.wait()
+    (sender, _, data) = relay.envelopes[0]
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    assert sender == "_ceo_c.no_-7@sms.test"
+    assert message["From"] == "_ceo_c.no_-7@sms.test"
+    assert message["Subject"] == "SMS from <ceo@c.no>"
