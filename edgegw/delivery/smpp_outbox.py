@@ -166,20 +166,25 @@ def pending_outbound(
 
 
 def record_answer(
-    conn: sqlite3.Connection, outbound_id: int, command_status: int, now: float
+    conn: sqlite3.Connection,
+    outbound_id: int,
+    command_status: int,
+    now: float,
+    *,
+    for_good: bool = False,
 ) -> tuple[str, str] | None:
     """The ESME answered the item's deliver_sm: ESME_ROK delivers it; a permanent application
-    error or a rejection (SMPP 3.4 5.1.3: ESME_RX_P_APPN, ESME_RX_R_APPN) settles it as
-    refused, never offered again, and returns its (kind, message id) for the log; any other
-    status leaves it pending, to be offered again (SMPP 3.4 4.6.2: the ESME may refuse for
-    now)."""
+    error or a rejection (SMPP 3.4 5.1.3: ESME_RX_P_APPN, ESME_RX_R_APPN), or `for_good` (the
+    gateway cannot offer it at all), settles it as refused, never offered again, and returns
+    its (kind, message id) for the log; any other status leaves it pending, to be offered
+    again (SMPP 3.4 4.6.2: the ESME may refuse for now)."""
     if command_status == 0:
         conn.execute(
             "UPDATE smpp_outbox SET state = 'delivered', attempts = attempts + 1,"
             " last_status = 0, done_at = ? WHERE id = ? AND state = 'pending'",
             (now, outbound_id),
         )
-    elif command_status in _REFUSED_FOR_GOOD:
+    elif for_good or command_status in _REFUSED_FOR_GOOD:
         row = conn.execute(
             "UPDATE smpp_outbox SET state = 'refused', attempts = attempts + 1,"
             " last_status = ?, done_at = ? WHERE id = ? AND state = 'pending'"

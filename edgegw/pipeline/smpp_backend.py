@@ -252,17 +252,23 @@ class GatewaySmppBackend:
             functools.partial(record_answer, outbound_id=outbound_id, command_status=0, now=now)
         )
 
-    async def failed(self, outbound_id: int, command_status: int) -> None:
+    async def failed(
+        self, outbound_id: int, command_status: int, *, for_good: bool = False
+    ) -> None:
         now = self._clock.now()
         refused = await self._store.write(
             functools.partial(
-                record_answer, outbound_id=outbound_id, command_status=command_status, now=now
+                record_answer,
+                outbound_id=outbound_id,
+                command_status=command_status,
+                now=now,
+                for_good=for_good,
             )
         )
         if refused is not None:
             kind, message_id = refused
             log.warning(
-                "SMPP: the ESME refused the %s of message %s for good (command_status %#x);"
+                "SMPP: the %s of message %s is refused for good (command_status %#x);"
                 " it is not offered again",
                 kind,
                 message_id,

@@ -116,8 +116,11 @@ class SmppBackend(Protocol):
         """The ESME acknowledged the item (deliver_sm_resp ESME_ROK for every part)."""
         ...
 
-    async def failed(self, outbound_id: int, command_status: int) -> None:
-        """The ESME refused the item; the backend decides whether it stays pending."""
+    async def failed(
+        self, outbound_id: int, command_status: int, *, for_good: bool = False
+    ) -> None:
+        """The ESME refused the item, or (`for_good`) the gateway cannot offer it at all (it
+        cannot be encoded); the backend decides whether it stays pending."""
         ...
 
     def outbound_signal(self, service_id: int) -> trio.Event:

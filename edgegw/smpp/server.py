@@ -203,7 +203,7 @@ class _Server:
             with connection.scope:
                 await connection.run()
         except Exception:
-            self.log(logging.ERROR, "failed", address, "SMPP session failed", exc_info=True)
+            connection.log(logging.ERROR, "failed", "SMPP session failed", exc_info=True)
         finally:
             self.connections.discard(connection)
             self.shares.give_back(address)
@@ -274,10 +274,16 @@ class _Connection:
         self.scope.cancel()
 
     def log(
-        self, level: int, kind: str, message: str, *args: object, exc_info: bool = False
+        self,
+        level: int,
+        kind: str,
+        message: str,
+        *args: object,
+        exc_info: bool = False,
+        stacklevel: int = 2,
     ) -> None:
-        """A record about what this session's peer did (`_Server.log`), naming the bound
-        account's system_id once there is one."""
+        """A record about what happened in this session (`_Server.log`), naming the bound
+        account's system_id once there is one; `stacklevel` 2 names the caller's line."""
         self.server.log(
             level,
             kind,
@@ -286,7 +292,7 @@ class _Connection:
             *args,
             exc_info=exc_info,
             system_id=None if self.account is None else self.account.system_id,
-            stacklevel=4,  # the session's line that saw it
+            stacklevel=stacklevel + 2,
         )
 
     def release(self) -> None:
@@ -384,6 +390,7 @@ class _Connection:
             exc.command_id,
             exc.sequence_number,
             exc,
+            stacklevel=3,  # the read loop's line
         )
 
     async def _answer_invalid(self, exc: InvalidField) -> None:
@@ -522,7 +529,13 @@ class _Connection:
                 raise RuntimeError("submit without a bound account")
             results = await self.backend.submit_many(account, [item for _, item in burst])
         except Exception:
-            log.exception("SMPP submit of %d messages failed", len(burst))
+            self.log(
+                logging.ERROR,
+                "submit",
+                "SMPP submit of %d messages failed",
+                len(burst),
+                exc_info=True,
+            )
             results = [SubmitRefused(_S.ESME_RSYSERR, "system error")] * len(burst)
         finally:
             for _ in burst:
@@ -594,7 +607,7 @@ class _Connection:
         try:
             result = await self.backend.query(self.account, pdu.message_id)
         except Exception:
-            log.exception("SMPP query_sm failed")
+            self.log(logging.ERROR, "query", "SMPP query_sm failed", exc_info=True)
             await self.send(QuerySmResp(sequence_number=seq, command_status=_S.ESME_RSYSERR))
             return
         if result is None:
@@ -620,7 +633,7 @@ class _Connection:
                 if await self.backend.cancel(self.account, pdu.message_id):
                     status = _S.ESME_ROK
             except Exception:
-                log.exception("SMPP cancel_sm failed")
+                self.log(logging.ERROR, "cancel", "SMPP cancel_sm failed", exc_info=True)
                 status = _S.ESME_RSYSERR
         await self.send(CancelSmResp(sequence_number=seq, command_status=status))
 
@@ -640,7 +653,7 @@ class _Connection:
             try:
                 items = await self.backend.pending(service, limit, server.held(trio.current_time()))
             except Exception:
-                log.exception("SMPP outbox read failed")
+                self.log(logging.ERROR, "outbox", "SMPP outbox read failed", exc_info=True)
                 items = []
             for item in items:
                 await self._offer(item)
@@ -656,8 +669,14 @@ class _Connection:
         try:
             pdus = deliver_sms(item)
         except GsmError:
-            log.exception("SMPP outbox item %d cannot be encoded", item.id)
-            await self.backend.failed(item.id, _S.ESME_RSYSERR)
+            self.log(
+                logging.ERROR,
+                "encode",
+                "SMPP outbox item %d cannot be encoded",
+                item.id,
+                exc_info=True,
+            )
+            await self.backend.failed(item.id, _S.ESME_RSYSERR, for_good=True)
             return
         if len(pdus) > session.window_free < session.window:
             self.window_opened = trio.Event()
@@ -674,10 +693,16 @@ class _Connection:
                 pdu.sequence_number = sequence
                 frames.append(encode(pdu))
         except EncodeError:
-            log.exception("SMPP outbox item %d cannot be encoded", item.id)
+            self.log(
+                logging.ERROR,
+                "encode",
+                "SMPP outbox item %d cannot be encoded",
+                item.id,
+                exc_info=True,
+            )
             session.deliver_answered(sequences[0], _S.ESME_RSYSERR)
             self.server.in_flight.discard(item.id)
-            await self.backend.failed(item.id, _S.ESME_RSYSERR)
+            await self.backend.failed(item.id, _S.ESME_RSYSERR, for_good=True)
             return
         for frame in frames:
             await self.outgoing.send(frame)
@@ -698,7 +723,13 @@ class _Connection:
             else:
                 await self.backend.failed(outbound_id, status)
         except Exception:
-            log.exception("SMPP outbox item %d could not be settled", outbound_id)
+            self.log(
+                logging.ERROR,
+                "settle",
+                "SMPP outbox item %d could not be settled",
+                outbound_id,
+                exc_info=True,
+            )
         if outcome is Outcome.DELIVERED:
             # Held as in flight until now so that no other session offers it meanwhile.
             self.server.in_flight.discard(outbound_id)

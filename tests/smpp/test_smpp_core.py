@@ -297,20 +297,27 @@ async def test_outbox_items_stay_until_acknowledged(core: Core) -> None:
     assert await core.backend.pending(1000, 10, frozenset()) == []
 
 
-@pytest.mark.parametrize("status", [CommandStatus.ESME_RX_P_APPN, CommandStatus.ESME_RX_R_APPN])
+@pytest.mark.parametrize(
+    ("status", "for_good"),
+    [
+        (CommandStatus.ESME_RX_P_APPN, False),
+        (CommandStatus.ESME_RX_R_APPN, False),
+        (CommandStatus.ESME_RSYSERR, True),  # the gateway could not encode it
+    ],
+)
 async def test_an_outbox_item_refused_for_good_is_not_offered_again(
-    core: Core, status: CommandStatus, caplog: pytest.LogCaptureFixture
+    core: Core, status: CommandStatus, for_good: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """SMPP 3.4 5.1.3: a permanent application error or a rejection by the ESME is final;
-    offering the item again every redeliver_interval, forever, would never change it. The
-    log says what was dropped."""
+    """SMPP 3.4 5.1.3: a permanent application error or a rejection by the ESME is final,
+    and so is an item the gateway cannot encode; offering it again every redeliver_interval,
+    forever, would never change it. The log says what was dropped."""
     message_id = await core.backend.submit(ACCOUNT, submission(receipt=ReceiptRequest.FINAL))
     assert await core.backend.cancel(ACCOUNT, message_id)
     (item,) = await core.backend.pending(1000, 10, frozenset())
-    await core.backend.failed(item.id, status)
+    await core.backend.failed(item.id, status, for_good=for_good)
     assert await core.backend.pending(1000, 10, frozenset()) == []
     (record,) = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert f"receipt of message {message_id} for good (command_status {status:#x})" in (
+    assert f"receipt of message {message_id} is refused for good (command_status {status:#x})" in (
         record.getMessage()
     )
 

@@ -172,9 +172,13 @@ class MemoryBackend:
         self.delivered_ids.append(outbound_id)
         self.touch()
 
-    async def failed(self, outbound_id: int, command_status: int) -> None:
+    async def failed(
+        self, outbound_id: int, command_status: int, *, for_good: bool = False
+    ) -> None:
         await trio.lowlevel.checkpoint()
         self.failures.append((outbound_id, command_status))
+        if for_good:
+            del self.outbox[outbound_id]
         self.touch()
 
     def outbound_signal(self, service_id: int) -> trio.Event:
@@ -635,8 +639,9 @@ async def test_a_garbled_response_is_never_answered(
     answer = await client.receive()
     assert isinstance(answer, EnquireLinkResp)
     assert answer.sequence_number == 8
-    (line,) = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
-    assert line.startswith(f"SMPP PDU 0x{frame.split()[1]} (sequence 7) refused: ")
+    (record,) = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert record.getMessage().startswith(f"SMPP PDU 0x{frame.split()[1]} (sequence 7) refused: ")
+    assert record.funcName == "_read_loop"  # the line that read it, not a logging helper
 
 
 async def test_pdus_illegal_in_the_bind_state_are_refused(esme: EsmeFactory) -> None:
@@ -854,6 +859,27 @@ async def test_an_unacknowledged_deliver_sm_arrives_after_the_next_bind(
     await second.send(DeliverSmResp(sequence_number=again.sequence_number))
     await eventually(backend, lambda: backend.delivered_ids == [receipt_id])
     assert backend.outbox == {}
+
+
+async def test_an_item_that_cannot_be_encoded_is_given_up_and_the_next_goes(
+    esme: EsmeFactory, backend: MemoryBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A receipt whose handset address is longer than source_addr may be (21 octets) can never
+    be a deliver_sm: it is given up for good (not offered every redeliver_interval with a
+    traceback each time) and the item after it still arrives."""
+    broken = msgspec.structs.replace(RECEIPT, recipient=Address(1, 1, "4" * 30))
+    broken_id = backend.add_outbound(1000, broken)
+    good_id = backend.add_outbound(1000, RECEIPT)
+    client = await esme()
+    await client.bind(BindReceiver)
+    delivered = await client.receive()
+    assert isinstance(delivered, DeliverSm)
+    await client.send(DeliverSmResp(sequence_number=delivered.sequence_number))
+    await eventually(backend, lambda: backend.delivered_ids == [good_id])
+    assert backend.failures == [(broken_id, CommandStatus.ESME_RSYSERR)]
+    assert broken_id not in backend.outbox  # settled for good
+    (record,) = [r for r in caplog.records if "cannot be encoded" in r.getMessage()]
+    assert record.getMessage().startswith(f"SMPP outbox item {broken_id} cannot be encoded")
 
 
 async def test_a_refused_deliver_sm_is_reported_and_offered_again(

@@ -93,7 +93,9 @@ class AcceptingBackend:
     async def delivered(self, outbound_id: int) -> None:
         raise AssertionError("nothing was offered")
 
-    async def failed(self, outbound_id: int, command_status: int) -> None:
+    async def failed(
+        self, outbound_id: int, command_status: int, *, for_good: bool = False
+    ) -> None:
         raise AssertionError("nothing was offered")
 
     def outbound_signal(self, service_id: int) -> trio.Event:
