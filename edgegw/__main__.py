@@ -13,6 +13,7 @@ import base64
 import functools
 import gc
 import getpass
+import io
 import json
 import logging
 import signal
@@ -46,6 +47,10 @@ EXIT_USAGE = 64  # a bad command line (BSD sysexits EX_USAGE), apart from a bad 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # Answers are printed with their characters; a terminal whose encoding lacks one
+        # gets its escape rather than a UnicodeEncodeError.
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         return int(args.command(args))
     except ConfigError as exc:
