@@ -669,14 +669,7 @@ class _Connection:
         try:
             pdus = deliver_sms(item)
         except GsmError:
-            self.log(
-                logging.ERROR,
-                "encode",
-                "SMPP outbox item %d cannot be encoded",
-                item.id,
-                exc_info=True,
-            )
-            await self.backend.failed(item.id, _S.ESME_RSYSERR, for_good=True)
+            await self._give_up(item)
             return
         if len(pdus) > session.window_free < session.window:
             self.window_opened = trio.Event()
@@ -693,19 +686,25 @@ class _Connection:
                 pdu.sequence_number = sequence
                 frames.append(encode(pdu))
         except EncodeError:
-            self.log(
-                logging.ERROR,
-                "encode",
-                "SMPP outbox item %d cannot be encoded",
-                item.id,
-                exc_info=True,
-            )
             session.deliver_answered(sequences[0], _S.ESME_RSYSERR)
             self.server.in_flight.discard(item.id)
-            await self.backend.failed(item.id, _S.ESME_RSYSERR, for_good=True)
+            await self._give_up(item)
             return
         for frame in frames:
             await self.outgoing.send(frame)
+
+    async def _give_up(self, item: Outbound) -> None:
+        """An item that can never be a deliver_sm (while handling the error that says why):
+        logged, and settled for good rather than offered every redeliver_interval."""
+        self.log(
+            logging.ERROR,
+            "encode",
+            "SMPP outbox item %d cannot be encoded",
+            item.id,
+            exc_info=True,
+            stacklevel=3,  # the line in _offer that found it
+        )
+        await self.backend.failed(item.id, _S.ESME_RSYSERR, for_good=True)
 
     async def _deliver_answered(self, sequence_number: int, status: int) -> None:
         """Settle an outbox item with the backend before reading on: a session that ends
