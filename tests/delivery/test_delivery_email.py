@@ -74,21 +74,15 @@ class Relay:
                         await stream.send_all(b"250 ok\r\n")
 
 
-async def test_mo_email_is_sent_through_the_relay_and_retried_after_a_refusal(
-    nursery: trio.Nursery, tmp_path: Path
-) -> None:
-    relay = Relay(busy=1)
+async def start_mail(
+    nursery: trio.Nursery, tmp_path: Path, relay: Relay, mo_email: dict[str, object]
+) -> tuple[Store, Clock]:
+    """`relay` listening on 127.0.0.1, a store, and the deliveries of service 7 whose MO go
+    out as email by the `mo_email` template through it."""
     listeners = await nursery.start(
         functools.partial(trio.serve_tcp, relay.serve, 0, host="127.0.0.1")
     )
     port = listeners[0].socket.getsockname()[1]
-    mo_email = {
-        "to": "inbox@customer.test",
-        "from": "[originator]-[serviceid]@sms.test",
-        "subject": "SMS from [Originator] to [sno]",
-        "body": "User sent: [content] ([strippedcontent])",
-        "retry_initial": 0.2,
-    }
     services = [
         msgspec.convert(
             {"id": 7, "name": "mail", "username": "u", "password": "p", "mo_email": mo_email},
@@ -100,17 +94,46 @@ async def test_mo_email_is_sent_through_the_relay_and_retried_after_a_refusal(
     await nursery.start(store.run)
     relay_config = SmtpRelayConfig(host="127.0.0.1", port=port, timeout=5)
     await nursery.start(Deliveries(store, clock, services, relay_config).run)
-    queued = await store.write(
+    return store, clock
+
+
+async def queue_mo(
+    store: Store, clock: Clock, message_id: str, originator: str, content: str, command: str = ""
+) -> int:
+    """An MO of service 7 from `originator`, queued for its email as the inbound side does."""
+    queued: int = await store.write(
         functools.partial(
             enqueue_mo,
-            message_id="mo0000000007",
+            message_id=message_id,
             service_id=7,
             sno="1960",
-            originator="+4799999999",
-            content="KODE hei på deg",
-            command="KODE",
+            originator=originator,
+            content=content,
+            command=command,
             received_at=clock.now(),
         )
+    )
+    return queued
+
+
+async def test_mo_email_is_sent_through_the_relay_and_retried_after_a_refusal(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    relay = Relay(busy=1)
+    store, clock = await start_mail(
+        nursery,
+        tmp_path,
+        relay,
+        {
+            "to": "inbox@customer.test",
+            "from": "[originator]-[serviceid]@sms.test",
+            "subject": "SMS from [Originator] to [sno]",
+            "body": "User sent: [content] ([strippedcontent])",
+            "retry_initial": 0.2,
+        },
+    )
+    queued = await queue_mo(
+        store, clock, "mo0000000007", "+4799999999", "KODE hei på deg", command="KODE"
     )
     assert queued == 1
     with trio.fail_after(10):
@@ -141,44 +164,23 @@ async def test_line_breaks_an_sms_sender_chooses_stay_out_of_the_headers(
     """An alphanumeric sender or a text with CR/LF (GSM 03.38 has both) in a header template:
     the email goes out with one header line each, and the MO after it goes out too."""
     relay = Relay()
-    listeners = await nursery.start(
-        functools.partial(trio.serve_tcp, relay.serve, 0, host="127.0.0.1")
+    store, clock = await start_mail(
+        nursery,
+        tmp_path,
+        relay,
+        {
+            "to": "inbox@customer.test",
+            "from": "[originator]-[serviceid]@sms.test",
+            "subject": "SMS from [originator]: [content]",
+            "body": "[originator] sent: [content]",
+            "retry_initial": 60.0,
+        },
     )
-    port = listeners[0].socket.getsockname()[1]
-    mo_email = {
-        "to": "inbox@customer.test",
-        "from": "[originator]-[serviceid]@sms.test",
-        "subject": "SMS from [originator]: [content]",
-        "body": "[originator] sent: [content]",
-        "retry_initial": 60.0,
-    }
-    services = [
-        msgspec.convert(
-            {"id": 7, "name": "mail", "username": "u", "password": "p", "mo_email": mo_email},
-            ServiceConfig,
-        )
-    ]
-    clock = Clock()
-    store = Store(tmp_path / "db", clock=clock)
-    await nursery.start(store.run)
-    relay_config = SmtpRelayConfig(host="127.0.0.1", port=port, timeout=5)
-    await nursery.start(Deliveries(store, clock, services, relay_config).run)
     for number, originator, content in (
         (1, "Bank\nX", "hi\r\nBcc: victim@else.test"),
         (2, "+4799999999", "after it"),
     ):
-        await store.write(
-            functools.partial(
-                enqueue_mo,
-                message_id=f"mo000000000{number}",
-                service_id=7,
-                sno="1960",
-                originator=originator,
-                content=content,
-                command="",
-                received_at=clock.now(),
-            )
-        )
+        await queue_mo(store, clock, f"mo000000000{number}", originator, content)
     with trio.fail_after(10):
         while len(relay.envelopes) < 2:
             await relay.received.wait()
@@ -200,39 +202,18 @@ async def test_an_sms_sender_cannot_choose_the_emails_sender_address(
     """An alphanumeric sender named like an address (GSM 03.38 has < > @, 11 characters fit
     "<ceo@c.no>") in the `from` template: the email's From and envelope sender stay ours."""
     relay = Relay()
-    listeners = await nursery.start(
-        functools.partial(trio.serve_tcp, relay.serve, 0, host="127.0.0.1")
+    store, clock = await start_mail(
+        nursery,
+        tmp_path,
+        relay,
+        {
+            "to": "inbox@customer.test",
+            "from": "[originator]-[serviceid]@sms.test",
+            "subject": "SMS from [originator]",
+            "body": "[content]",
+        },
     )
-    port = listeners[0].socket.getsockname()[1]
-    mo_email = {
-        "to": "inbox@customer.test",
-        "from": "[originator]-[serviceid]@sms.test",
-        "subject": "SMS from [originator]",
-        "body": "[content]",
-    }
-    services = [
-        msgspec.convert(
-            {"id": 7, "name": "mail", "username": "u", "password": "p", "mo_email": mo_email},
-            ServiceConfig,
-        )
-    ]
-    clock = Clock()
-    store = Store(tmp_path / "db", clock=clock)
-    await nursery.start(store.run)
-    relay_config = SmtpRelayConfig(host="127.0.0.1", port=port, timeout=5)
-    await nursery.start(Deliveries(store, clock, services, relay_config).run)
-    await store.write(
-        functools.partial(
-            enqueue_mo,
-            message_id="mo0000000001",
-            service_id=7,
-            sno="1960",
-            originator="<ceo@c.no>",
-            content="Please pay invoice 42",
-            command="",
-            received_at=clock.now(),
-        )
-    )
+    await queue_mo(store, clock, "mo0000000001", "<ceo@c.no>", "Please pay invoice 42")
     with trio.fail_after(10):
         await relay.received.wait()
     (sender, _, data) = relay.envelopes[0]
