@@ -133,6 +133,8 @@ _URC_NAMES: Final = frozenset(
         "RDY",  # SIM800/Quectel power-on
         "CALL READY",
         "SMS READY",
+        "SMS DONE",  # SIM7600 and other SIMCom LTE modules after boot
+        "PB DONE",
         "NORMAL POWER DOWN",
         "UNDER-VOLTAGE WARNNING",  # SIM800 spelling
         "UNDER-VOLTAGE POWER DOWN",
@@ -140,6 +142,13 @@ _URC_NAMES: Final = frozenset(
         "OVER-VOLTAGE POWER DOWN",
     }
 )
+
+# Commands whose answer may carry another command's prefix: the ICCID reads of
+# `commands.ICCID_COMMANDS`, answered `+CCID:`, `+ICCID:`, `^ICCID:` or `+QCCID:` by vendor.
+_ICCID_PREFIXES: Final = frozenset({"+CCID", "+ICCID", "^ICCID", "+QCCID"})
+_ANSWER_PREFIXES: Final[dict[str, frozenset[str]]] = {
+    name: _ICCID_PREFIXES for name in _ICCID_PREFIXES
+}
 
 _PREFIXED: Final = re.compile(r"([+^$%#*][A-Za-z0-9_]+):")
 _HEX_LINE: Final = re.compile(r"(?:[0-9A-Fa-f]{2})+")
@@ -286,9 +295,12 @@ class AtFramer:
             self._on_final(line, final)
             return
         name = _line_name(line)
-        if self._state is not _State.IDLE and name == self._name:
+        if self._state is not _State.IDLE and self._answers(name):
             self._lines.append(line)
-        elif name in _URC_NAMES:
+        elif name in _URC_NAMES or _PREFIXED.match(line):
+            # A `+NAME:` line that is not the pending command's answer is unsolicited, also
+            # when no table here names it (V.250 5.7.2, TS 27.007 4.1): modems add their own,
+            # and taken for answer text it would pass for an answer whose final result is lost.
             if name in _URC_WITH_PDU:
                 self._urc_waiting_pdu = (name, line)
             else:
@@ -299,6 +311,10 @@ class AtFramer:
             return
         else:
             self._lines.append(line)
+
+    def _answers(self, name: str) -> bool:
+        """Whether a line prefixed `name` answers the pending command."""
+        return name == self._name or name in _ANSWER_PREFIXES.get(self._name, ())
 
     def _is_echo(self, line: str) -> bool:
         if line.upper() == self._command.upper():

@@ -244,3 +244,41 @@ def test_send_command_records_what_it_expects_and_partial_shows_lines_so_far() -
     framer.receive_data(b"\r\nOK\r\n")
     assert framer.next_event() == Response(("+CMGS: 7",), FinalResult(kind=FinalKind.OK, text="OK"))
     assert not framer.partial
+
+
+@pytest.mark.parametrize("chunk", [None, 1])
+def test_a_prefixed_line_no_table_names_is_unsolicited_inside_an_answer(chunk: int | None) -> None:
+    # TS 27.007 10.1.19 +CGEV (LTE modems), SIM800's *PSUTTZ and SIM7600's boot noise, written
+    # between the PDU of AT+CMGS and its +CMGS: they are no part of the answer.
+    framer = AtFramer()
+    framer.send_command("AT+CMGS=17", prompt=True)
+    data = (
+        b"\r\n> "
+        b'\r\n+CGEV: ME PDN ACT 1\r\n\r\n*PSUTTZ: 24,12,4,10,48,31,"+4",0\r\n'
+        b"\r\nSMS DONE\r\n\r\nPB DONE\r\n\r\n+CMGS: 42\r\n\r\nOK\r\n"
+    )
+    events = feed(framer, data, chunk)
+    assert events[0] == Prompt()
+    assert [e.name for e in events if isinstance(e, Urc)] == [
+        "+CGEV",
+        "*PSUTTZ",
+        "SMS DONE",
+        "PB DONE",
+    ]
+    assert events[-1] == Response(("+CMGS: 42",), FinalResult(kind=FinalKind.OK, text="OK"))
+    # With nothing pending such a line is unsolicited too, not line noise.
+    assert feed(framer, b"\r\n+CGEV: ME PDN DEACT 1\r\n", chunk) == [
+        Urc("+CGEV", "+CGEV: ME PDN DEACT 1")
+    ]
+
+
+def test_an_iccid_read_takes_every_vendor_prefix_as_its_answer() -> None:
+    for command, answer in (
+        ("AT+CCID", "+ICCID: 8947080012345678901"),
+        ("AT+ICCID", "^ICCID: 8947080012345678901"),
+        ("AT+QCCID", "+QCCID: 8947080012345678901"),
+    ):
+        framer = AtFramer()
+        framer.send_command(command)
+        events = feed(framer, f"\r\n{answer}\r\n\r\nOK\r\n".encode(), None)
+        assert events == [Response((answer,), FinalResult(kind=FinalKind.OK, text="OK"))]

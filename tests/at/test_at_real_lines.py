@@ -1,0 +1,116 @@
+"""The AT driver against what real modems send, scripted byte by byte behind a real
+pseudo-terminal: unsolicited codes no table names, boot noise, broken listings, resets.
+
+The modem side is `support.scripted_modem.ScriptedModem` on the pty's master end; the driver opens
+the slave's path through the serial transport, as it opens a USB modem. Virtual time jumps
+only once the loop has idled a few real milliseconds, so bytes in the pty are never overtaken.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import trio
+import trio.lowlevel
+import trio.testing
+from support.scripted_modem import OK, Answer, ScriptedModem
+
+from drivers.at import AtModem, AtOptions
+from drivers.gsm import encode_message
+from drivers.modem import OutgoingPart
+from drivers.transport import open_serial
+
+
+@pytest.fixture
+def pty_clock() -> trio.testing.MockClock:
+    # Bytes written to a pty master reach the slave through the kernel's flip buffer a moment
+    # later: time may jump only once the loop has idled for longer than that.
+    return trio.testing.MockClock(autojump_threshold=0.01)
+
+
+class Scripted(ScriptedModem):
+    """A ScriptedModem whose answers may also be a list of byte strings and pauses (virtual
+    seconds), written in turn, as a modem writes what it has while the network is slow."""
+
+    async def _answer(self, stream: trio.abc.Stream, answer: Answer | list[Any]) -> None:
+        if not isinstance(answer, list):
+            await super()._answer(stream, answer)
+            return
+        for piece in answer:
+            if isinstance(piece, bytes):
+                await stream.send_all(piece)
+            else:
+                await trio.sleep(piece)
+
+
+class PtyBench:
+    """A fresh pty per open, the modem side of the nth served by `modems[n]` (the last one
+    again when there are fewer)."""
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self.nursery = nursery
+        self.modems: list[ScriptedModem] = []
+        self.paths: list[str] = []
+        self._fds: list[int] = []
+
+    async def open(self) -> trio.abc.Stream:
+        modem = self.modems[min(len(self.paths), len(self.modems) - 1)]
+        master, slave = os.openpty()
+        self._fds.append(master)
+        self.paths.append(os.ttyname(slave))
+        os.close(slave)  # the transport opens its own descriptor on the path
+        self.nursery.start_soon(modem.serve, trio.lowlevel.FdStream(os.dup(master)))
+        return await open_serial(self.paths[-1])
+
+    def close(self) -> None:
+        for fd in self._fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+@pytest.fixture
+def bench(nursery: trio.Nursery) -> Iterator[PtyBench]:
+    made = PtyBench(nursery)
+    yield made
+    made.close()
+
+
+def driver(bench: PtyBench, modem: ScriptedModem, **options: Any) -> AtModem:
+    bench.modems.append(modem)
+    settings: dict[str, Any] = {"health_interval": 0.0, "sweep_interval": 300.0, **options}
+    return AtModem("m1", AtOptions(**settings), open_stream=bench.open)
+
+
+def part(text: str) -> OutgoingPart:
+    (encoded,) = encode_message(text).parts
+    return OutgoingPart(recipient="+4791234567", part=encoded, status_report=True)
+
+
+# ---- unsolicited codes no table names -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "noise",
+    [
+        b"\r\n+CGEV: ME PDN ACT 1\r\n",  # TS 27.007 10.1.19, LTE modems (SIM7600, EC25)
+        b'\r\n*PSUTTZ: 24,12,4,10,48,31,"+4",0\r\n',  # SIM800 network time
+        b"\r\n+CTZV: +4,0\r\n",  # TS 27.007 8.41 time zone
+        b"\r\nSMS DONE\r\n\r\nPB DONE\r\n",  # SIM7600 boot noise
+    ],
+)
+async def test_an_unnamed_urc_between_the_pdu_and_its_answer_does_not_lose_the_send(
+    nursery: trio.Nursery, bench: PtyBench, pty_clock: trio.testing.MockClock, noise: bytes
+) -> None:
+    # While the network takes its time over the SMS, the modem reports something unrelated;
+    # that is no part of the AT+CMGS answer, which comes two seconds later.
+    fake = Scripted()
+    fake.cmgs_result = [noise, 2.0, b"\r\n+CMGS: 42\r\n" + OK]  # type: ignore[assignment]
+    modem = driver(bench, fake)
+    await nursery.start(modem.run)
+    assert await modem.send(part("sent once")) == 42
+    assert len(fake.pdus) == 1
+    assert modem.health().resyncs == 0
