@@ -587,8 +587,12 @@ class AtModem:
                     if link.failed.is_set():
                         return
                     if isinstance(indication, Sweep):
-                        await self._sweep(link)
-                        sweeps.done(trio.current_time())
+                        try:
+                            await self._sweep(link)
+                        finally:
+                            # Also when it failed: the next try is an interval away, not a
+                            # loop of AT+CMGL=4 as fast as the modem answers.
+                            sweeps.done(trio.current_time())
                     else:
                         await self._take_stored(link, indication)
             except ModemError as exc:

@@ -9,7 +9,9 @@ only once the loop has idled a few real milliseconds, so bytes in the pty are ne
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
+import tty
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +22,8 @@ import trio.testing
 from support.scripted_modem import OK, Answer, ScriptedModem
 
 from drivers.at import AtModem, AtOptions
-from drivers.gsm import encode_message
+from drivers.events import HealthChanged, InboundSms, StatusReportReceived
+from drivers.gsm import build_deliver, encode_message, join_sca
 from drivers.modem import OutgoingPart
 from drivers.transport import open_serial
 
@@ -55,16 +58,27 @@ class PtyBench:
         self.nursery = nursery
         self.modems: list[ScriptedModem] = []
         self.paths: list[str] = []
+        self.masters: list[trio.lowlevel.FdStream] = []
         self._fds: list[int] = []
 
     async def open(self) -> trio.abc.Stream:
         modem = self.modems[min(len(self.paths), len(self.modems) - 1)]
         master, slave = os.openpty()
-        self._fds.append(master)
+        tty.setraw(slave)  # as a USB modem's port: no echo, no CR/LF translation by the kernel
+        # The slave stays open here too: with no slave open the master reads EIO, and the
+        # modem side would take that for the end before the transport has opened the path.
+        self._fds += [master, slave]
         self.paths.append(os.ttyname(slave))
-        os.close(slave)  # the transport opens its own descriptor on the path
-        self.nursery.start_soon(modem.serve, trio.lowlevel.FdStream(os.dup(master)))
+        self.masters.append(trio.lowlevel.FdStream(os.dup(master)))
+        self.nursery.start_soon(modem.serve, self.masters[-1])
         return await open_serial(self.paths[-1])
+
+    async def unplug(self) -> None:
+        """The USB device goes: the latest pty's master end closes, its slave reads EIO."""
+        await self.masters[-1].aclose()
+        for fd in self._fds[-2:]:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def close(self) -> None:
         for fd in self._fds:
@@ -114,3 +128,69 @@ async def test_an_unnamed_urc_between_the_pdu_and_its_answer_does_not_lose_the_s
     assert await modem.send(part("sent once")) == 42
     assert len(fake.pdus) == 1
     assert modem.health().resyncs == 0
+
+
+# ---- listings of the storage ------------------------------------------------------------------
+
+WHEN = dt.datetime(2024, 5, 17, 14, 2, 8, tzinfo=dt.UTC)
+
+
+def stored(text: str) -> str:
+    (encoded,) = encode_message(text).parts
+    return join_sca("+4790002100", build_deliver("+4791234567", encoded, timestamp=WHEN)).hex()
+
+
+def listing(*entries: tuple[int, int, str]) -> bytes:
+    """An AT+CMGL=4 answer: `+CMGL: <index>,<stat>,,<length>` and the PDU line of each."""
+    out = b""
+    for index, stat, pdu in entries:
+        out += b"\r\n+CMGL: %d,%d,,%d\r\n%s" % (index, stat, len(pdu) // 2 - 9, pdu.encode())
+    return out + b"\r\n" + OK
+
+
+async def inbound(modem: AtModem, count: int) -> list[InboundSms | StatusReportReceived]:
+    events: list[InboundSms | StatusReportReceived] = []
+    while len(events) < count:
+        event = await modem.events.receive()
+        if not isinstance(event, HealthChanged):
+            events.append(event)
+    return events
+
+
+async def test_a_failing_sweep_waits_for_the_next_interval_instead_of_repeating_at_once(
+    nursery: trio.Nursery, bench: PtyBench, pty_clock: trio.testing.MockClock
+) -> None:
+    # The gateway committed index 4 while the port was away; on the new port the start-up
+    # sweep lists it and deletes it, and the modem refuses the delete (+CMS ERROR: 500).
+    pdu = stored("committed")
+    first, second = Scripted(), Scripted()
+    for fake in (first, second):
+        fake.answers["AT+CMGL=4"] = listing((4, 1, pdu))
+    deleting, swept_again = trio.Event(), trio.Event()
+
+    def refuse() -> bytes:
+        deleting.set()
+        return b"\r\n+CMS ERROR: 500\r\n"
+
+    second.answers["AT+CMGD=4"] = refuse
+
+    def sweep() -> bytes:
+        if second.commands.count("AT+CMGL=4") > 1:
+            swept_again.set()
+        return listing((4, 1, pdu))
+
+    second.answers["AT+CMGL=4"] = sweep
+    bench.modems.append(first)
+    modem = driver(bench, second)
+    await nursery.start(modem.run)
+    (event,) = await inbound(modem, 1)
+    await bench.unplug()
+    await trio.sleep(0.5)
+    await modem.acknowledge(event)  # deferred: the modem is away
+    with trio.fail_after(30):
+        await deleting.wait()
+    # One sweep, one delete refused; the next try is the next sweep's, sweep_interval later.
+    with trio.move_on_after(10.0):
+        await swept_again.wait()
+    assert second.commands.count("AT+CMGL=4") == 1
+    assert second.commands.count("AT+CMGD=4") == 1
