@@ -440,28 +440,46 @@ def parse_cmgr(lines: tuple[str, ...], index: int) -> StoredPdu | None:
     return None
 
 
-def parse_cmgl(lines: tuple[str, ...]) -> list[StoredPdu]:
-    """`+CMGL: <index>,<stat>,[<alpha>],<length>` each followed by its PDU line."""
-    listed: list[StoredPdu] = []
+class Listing(msgspec.Struct, frozen=True, kw_only=True):
+    """An AT+CMGL answer: the entries read whole, and the indexes listed whose PDU line is
+    missing or not hexadecimal octets (noise or a lost byte on the cable), to read alone."""
+
+    messages: tuple[StoredPdu, ...] = ()
+    unreadable: tuple[int, ...] = ()
+
+
+def parse_cmgl(lines: tuple[str, ...]) -> Listing:
+    """`+CMGL: <index>,<stat>,[<alpha>],<length>` each followed by its PDU line.
+
+    One broken entry costs only itself: its index goes to `unreadable` (a header too broken
+    to give one is skipped, as is a line that follows no header); the others are listed.
+    """
+    messages: list[StoredPdu] = []
+    unreadable: list[int] = []
     waiting: tuple[int, int] | None = None
     for line in lines:
         if line.upper().startswith("+CMGL:"):
             if waiting is not None:
-                raise AtProtocolError(f"+CMGL entry {waiting[0]} has no PDU")
-            fields = _split_fields(line[len("+CMGL:") :])
-            if len(fields) < 3:
-                raise AtProtocolError(f"+CMGL wants at least 3 fields: {line!r}")
-            waiting = (_int(fields[0], "+CMGL <index>"), _int(fields[1], "+CMGL <stat>"))
+                unreadable.append(waiting[0])
+            waiting = _cmgl_header(line)
         elif waiting is not None:
-            listed.append(
-                StoredPdu(index=waiting[0], stat=waiting[1], pdu=_hex(line, "+CMGL <pdu>"))
-            )
+            try:
+                pdu = _hex(line, "+CMGL <pdu>")
+            except AtProtocolError:
+                unreadable.append(waiting[0])
+            else:
+                messages.append(StoredPdu(index=waiting[0], stat=waiting[1], pdu=pdu))
             waiting = None
-        else:
-            raise AtProtocolError(f"unexpected line in +CMGL: {line!r}")
     if waiting is not None:
-        raise AtProtocolError(f"+CMGL entry {waiting[0]} has no PDU")
-    return listed
+        unreadable.append(waiting[0])
+    return Listing(messages=tuple(messages), unreadable=tuple(unreadable))
+
+
+def _cmgl_header(line: str) -> tuple[int, int] | None:
+    fields = _split_fields(line[len("+CMGL:") :]) if line.count('"') % 2 == 0 else []
+    if len(fields) < 3 or not all(f.isdigit() and len(f) <= 9 for f in fields[:2]):
+        return None
+    return int(fields[0]), int(fields[1])
 
 
 def parse_storage_indication(line: str) -> tuple[str, int]:

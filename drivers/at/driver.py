@@ -616,10 +616,23 @@ class AtModem:
             if not reply.final.ok:
                 log.info("modem %s: AT+CMGL=4 in %s: %s", self.name, storage, reply.final.text)
                 continue
-            listed = commands.parse_cmgl(reply.lines)
-            self._awaiting.listed(storage, {(storage, stored.index) for stored in listed})
-            for stored in listed:
+            listing = commands.parse_cmgl(reply.lines)
+            indexes = {stored.index for stored in listing.messages} | set(listing.unreadable)
+            self._awaiting.listed(storage, {(storage, index) for index in indexes})
+            for stored in listing.messages:
                 await self._offer(link, storage, stored)
+            for index in listing.unreadable:
+                # Garbled on the way (noise, a lost byte): read alone, it may come whole.
+                log.info(
+                    "modem %s: AT+CMGL=4 listed %s index %d unreadably; reading it alone",
+                    self.name,
+                    storage,
+                    index,
+                )
+                try:
+                    await self._take_stored(link, Stored(storage, index))
+                except AtProtocolError as exc:
+                    log.warning("modem %s: %s index %d: %s", self.name, storage, index, exc)
 
     async def _take_stored(self, link: _Link, indication: Stored) -> None:
         self._storages_seen.indicated(indication.storage)

@@ -13,6 +13,7 @@ from drivers.at.commands import (
     CMS_TEXT,
     CmeError,
     CmsError,
+    Listing,
     RegistrationStatus,
     StoredPdu,
     choose_storage,
@@ -222,15 +223,34 @@ def test_cmgr_answers_of_several_modems() -> None:
 
 def test_cmgl_listing() -> None:
 
-    listed = parse_cmgl(("+CMGL: 0,1,,3", "00AABB", '+CMGL: 12,0,"Kari",2', "00CC"))
-    assert [(e.index, e.stat, e.pdu) for e in listed] == [
+    listing = parse_cmgl(("+CMGL: 0,1,,3", "00AABB", '+CMGL: 12,0,"Kari",2', "00CC"))
+    assert [(e.index, e.stat, e.pdu) for e in listing.messages] == [
         (0, 1, bytes.fromhex("00AABB")),
         (12, 0, bytes.fromhex("00CC")),
     ]
-    assert parse_cmgl(()) == []
-    for broken in (("+CMGL: 0,1,,3",), ("00AABB",), ("+CMGL: 0,1,,3", "+CMGL: 1,1,,3", "00")):
-        with pytest.raises(AtProtocolError):
-            parse_cmgl(broken)
+    assert listing.unreadable == ()
+    assert parse_cmgl(()) == Listing()
+
+
+@pytest.mark.parametrize(
+    ("lines", "messages", "unreadable"),
+    [
+        (("+CMGL: 0,1,,3",), [], [0]),  # the PDU line never came
+        (("00AABB",), [], []),  # a PDU line whose header was lost
+        (("+CMGL: 0,1,,3", "+CMGL: 1,1,,1", "00"), [1], [0]),
+        (("+CMGL: 0,1,,3", "00AAB", "+CMGL: 1,1,,1", "00"), [1], [0]),  # odd length
+        (("+CMGL: 0,1,,3", "not hex", "+CMGL: 1,1,,1", "00"), [1], [0]),
+        (("+CMGL: x,1,,3", "00AABB", "+CMGL: 1,1,,1", "00"), [1], []),  # header unreadable
+        (('+CMGL: 2,1,"open,1', "00AABB", "+CMGL: 1,1,,1", "00"), [1], []),
+    ],
+)
+def test_cmgl_listing_with_a_broken_entry_keeps_the_others(
+    lines: tuple[str, ...], messages: list[int], unreadable: list[int]
+) -> None:
+
+    listing = parse_cmgl(lines)
+    assert [e.index for e in listing.messages] == messages
+    assert list(listing.unreadable) == unreadable
 
 
 def test_storage_indications() -> None:

@@ -157,6 +157,32 @@ async def inbound(modem: AtModem, count: int) -> list[InboundSms | StatusReportR
     return events
 
 
+@pytest.mark.parametrize(
+    "broken",
+    [
+        "not a PDU",  # the line was overwritten by noise
+        stored("cut short")[:-1],  # a byte lost on the cable: odd length
+        stored("cut short")[:-1] + "\x00",  # the same, with a NUL the framer drops
+    ],
+)
+async def test_one_unreadable_entry_does_not_hide_the_rest_of_the_listing(
+    nursery: trio.Nursery, bench: PtyBench, pty_clock: trio.testing.MockClock, broken: str
+) -> None:
+    # Entries 1 and 3 are fine; entry 2's PDU line came garbled. Read alone (AT+CMGR=2) it
+    # comes whole. Received messages in any order, with the modem's own sent one (stat 3).
+    fake = Scripted()
+    fake.answers["AT+CMGL=4"] = listing(
+        (3, 0, stored("three")), (2, 1, broken), (5, 3, stored("sent")), (1, 1, stored("one"))
+    )
+    fake.answers["AT+CMGR=2"] = b"\r\n+CMGR: 1,,20\r\n%s\r\n" % stored("two").encode() + OK
+    modem = driver(bench, fake)
+    await nursery.start(modem.run)
+    with trio.fail_after(30):
+        events = await inbound(modem, 3)
+    assert sorted(e.index for e in events if e.index is not None) == [1, 2, 3]
+    assert modem.health().state.value == "ready"
+
+
 async def test_a_failing_sweep_waits_for_the_next_interval_instead_of_repeating_at_once(
     nursery: trio.Nursery, bench: PtyBench, pty_clock: trio.testing.MockClock
 ) -> None:
