@@ -46,6 +46,7 @@ from drivers.at.receiving import (
     DirectStep,
     Indication,
     IndicationsOff,
+    Restarted,
     StoragesSeen,
     Stored,
     Sweep,
@@ -65,6 +66,7 @@ from drivers.at.recovery import (
     Step,
     escapes,
     is_repeatable,
+    means_restart,
     resync_answered,
 )
 from drivers.at.sending import Refused, Sent, Unreadable, pdu_answered, refused
@@ -539,6 +541,8 @@ class AtModem:
                 self._queue(link, Stored(storage, index))
             elif urc.name in ("+CMT", "+CDS"):
                 self._queue(link, Direct(urc))
+            elif means_restart(urc.name) and link.serving:
+                self._queue(link, Restarted(urc.line))
         except AtProtocolError as exc:
             log.info("modem %s: unreadable %s: %s", self.name, urc.line, exc)
 
@@ -586,7 +590,9 @@ class AtModem:
                 async with self._lock:
                     if link.failed.is_set():
                         return
-                    if isinstance(indication, Sweep):
+                    if isinstance(indication, Restarted):
+                        await self._restarted(link, indication)
+                    elif isinstance(indication, Sweep):
                         try:
                             await self._sweep(link)
                         finally:
@@ -603,6 +609,16 @@ class AtModem:
                 self._health.errors += 1
                 self._health.last_error = f"unreadable stored message: {exc}"
                 log.warning("modem %s: %s", self.name, self._health.last_error)
+
+    async def _restarted(self, link: _Link, indication: Restarted) -> None:
+        """The modem restarted on its own (a brown-out, a watchdog): its echo, error format,
+        indications and an entered PIN are gone, so it is initialised again on the open port."""
+        log.warning("modem %s restarted (%s); initialising it again", self.name, indication.line)
+        link.serving = False
+        try:
+            await self._reinitialise(link, f"the modem restarted ({indication.line})")
+        finally:
+            link.serving = True
 
     async def _sweep(self, link: _Link) -> None:
         """AT+CMGL=4 in every storage in use: emit what is stored and not yet awaiting ack,

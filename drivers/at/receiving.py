@@ -38,7 +38,13 @@ class Sweep(msgspec.Struct, frozen=True):
     """Look through the storage now (after a re-initialisation, or when an indication was lost)."""
 
 
-Indication = Stored | Direct | Sweep
+class Restarted(msgspec.Struct, frozen=True):
+    """The modem said it restarted (RDY): initialise it again, then sweep."""
+
+    line: str
+
+
+Indication = Stored | Direct | Sweep | Restarted
 
 
 class StoragesSeen:

@@ -220,3 +220,37 @@ async def test_a_failing_sweep_waits_for_the_next_interval_instead_of_repeating_
         await swept_again.wait()
     assert second.commands.count("AT+CMGL=4") == 1
     assert second.commands.count("AT+CMGD=4") == 1
+
+
+# ---- a modem that restarts on its own -----------------------------------------------------------
+
+
+async def test_a_modem_that_restarts_on_its_own_is_initialised_again(
+    nursery: trio.Nursery, bench: PtyBench, pty_clock: trio.testing.MockClock
+) -> None:
+    # A brown-out on the hub: the modem boots again on the same port (a UART, or a USB port
+    # that does not re-enumerate) with echo on and +CNMI off, and says so (SIM800/SIM7600).
+    fake = Scripted()
+    initialised = trio.Event()
+
+    def echo_off() -> bytes:
+        fake.echo = False
+        return OK
+
+    def indications_on() -> bytes:
+        if fake.commands.count("AT+CNMI=2,1,0,2,0") > 1:
+            initialised.set()
+        return OK
+
+    fake.answers["ATE0"] = echo_off
+    fake.answers["AT+CNMI=2,1,0,2,0"] = indications_on
+    modem = driver(bench, fake)
+    await nursery.start(modem.run)
+    assert fake.stream is not None
+    fake.echo = True
+    await fake.stream.send_all(b"\r\nRDY\r\n\r\n+CFUN: 1\r\n\r\n+CPIN: READY\r\n\r\nSMS DONE\r\n")
+    with trio.fail_after(30):
+        await initialised.wait()
+    assert fake.commands.count("ATE0") == 2
+    assert await modem.send(part("after the restart")) == 42
+    assert len(bench.paths) == 1
