@@ -203,14 +203,18 @@ class Registration(msgspec.Struct, frozen=True, kw_only=True):
 def parse_creg(lines: tuple[str, ...], prefix: str = "+CREG") -> Registration:
     """Read form `+CREG: <n>,<stat>[,<lac>,<ci>[,<AcT>]]`, or the URC `+CREG: <stat>[,...]`.
 
-    The two forms differ in whether <n> leads; a quoted third field means <lac>, so
-    `+CREG: 1,"00C3",...` is the URC with <stat>=1 (TS 27.007 section 7.2). `prefix` "+CEREG"
+    The two forms differ in whether <n> leads; a quoted, empty or non-numeric second field
+    is <lac>, so `+CREG: 1,"00C3",...` and `+CEREG: 1,,,7` are the URC with <stat>=1 (TS
+    27.007 section 7.2). `prefix` "+CEREG"
     reads the EPS form, whose <tac> stands where <lac> does (TS 27.007 section 10.1.22).
     """
     fields = _split_fields(_info(lines, prefix))
     raw = _info(lines, prefix)
     second_is_quoted = len(fields) > 1 and raw.split(",")[1].strip().startswith('"')
-    if len(fields) == 1 or second_is_quoted:
+    # A second field that is empty or no <stat> is an omitted or unquoted <lac>/<tac>: the
+    # URC `+CEREG: 1,,,7` of a modem that leaves out what it does not know.
+    second_is_stat = len(fields) > 1 and fields[1].isdigit() and len(fields[1]) <= 2
+    if len(fields) == 1 or second_is_quoted or not second_is_stat:
         n, rest = None, fields
     else:
         n, rest = _int(fields[0], "+CREG <n>"), fields[1:]

@@ -254,3 +254,29 @@ async def test_a_modem_that_restarts_on_its_own_is_initialised_again(
     assert fake.commands.count("ATE0") == 2
     assert await modem.send(part("after the restart")) == 42
     assert len(bench.paths) == 1
+
+
+# ---- registration ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "urc",
+    [
+        b"\r\n+CREG: 5\r\n",
+        b'\r\n+CREG: 5,"00C3","0010ABCD"\r\n',
+        b'\r\n+CREG: 5,"00C3","0010ABCD",7\r\n',
+        b"\r\n+CREG: 5,,,7\r\n",  # location left out by a modem that does not know it
+        b"\r\n+CREG: 5,00C3,0010ABCD\r\n",  # unquoted, as some firmware writes it
+    ],
+)
+async def test_a_registration_urc_in_every_form_updates_health(
+    nursery: trio.Nursery, bench: PtyBench, pty_clock: trio.testing.MockClock, urc: bytes
+) -> None:
+    fake = Scripted()
+    modem = driver(bench, fake)
+    await nursery.start(modem.run)
+    assert modem.health().registration == "home"
+    assert fake.stream is not None
+    await fake.stream.send_all(urc)
+    await trio.sleep(1.0)
+    assert modem.health().registration == "roaming"
