@@ -395,7 +395,12 @@ class AtModem:
         if isinstance(outcome, Refused):
             raise _rejection(outcome)
         if isinstance(outcome, Unreadable):
-            self._fail(link, outcome.reason)
+            # The modem said OK to the PDU: it went out, but with its TP-MR unreadable the
+            # link is not to be trusted. Sending again is in_flight_after_crash's decision.
+            link.fail(outcome.reason)
+            raise SendOutcomeUnknown(
+                f"modem {self.name}: {outcome.reason}; answered OK, so probably sent"
+            )
         reason = f"no answer to the PDU within {self.options.send_timeout:g} s"
         await self._resync(link, reason)
         raise SendOutcomeUnknown(f"modem {self.name}: {reason}; sent or not is unknown")

@@ -24,7 +24,7 @@ from support.scripted_modem import OK, Answer, ScriptedModem
 from drivers.at import AtModem, AtOptions
 from drivers.events import HealthChanged, InboundSms, StatusReportReceived
 from drivers.gsm import build_deliver, encode_message, join_sca
-from drivers.modem import OutgoingPart
+from drivers.modem import OutgoingPart, SendOutcomeUnknown
 from drivers.transport import open_serial
 
 
@@ -280,3 +280,29 @@ async def test_a_registration_urc_in_every_form_updates_health(
     await fake.stream.send_all(urc)
     await trio.sleep(1.0)
     assert modem.health().registration == "roaming"
+
+
+# ---- an answer to the PDU that cannot be read ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"\r\n\xff+CMGS: 42\r\n\r\nOK\r\n",  # noise glued to the +CMGS line: it is dropped
+        b"\r\n+CMGS: 4\xfe2\r\n\r\nOK\r\n",
+        b"\r\n+CMGS: x\r\n\r\nOK\r\n",
+    ],
+)
+async def test_an_ok_after_the_pdu_with_an_unreadable_reference_is_not_sent_again_blindly(
+    nursery: trio.Nursery, bench: PtyBench, pty_clock: trio.testing.MockClock, answer: bytes
+) -> None:
+    # The modem said OK to the PDU: the network took it. Only its TP-MR is unreadable, so
+    # whether to send it again is in_flight_after_crash's to decide (SendOutcomeUnknown), not
+    # a plain "modem unavailable", which the gateway always answers by sending again.
+    fake = Scripted()
+    fake.cmgs_result = answer
+    modem = driver(bench, fake)
+    await nursery.start(modem.run)
+    with pytest.raises(SendOutcomeUnknown):
+        await modem.send(part("sent once"))
+    assert len(fake.pdus) == 1
