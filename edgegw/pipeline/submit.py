@@ -188,7 +188,7 @@ def check_recipient(value: str) -> str:
         raise Rejected(
             StatusCode.SYNTAX_ERROR,
             f"Syntax error: recipient {_shown(value)} is not a Norwegian mobile number"
-            " (+47 and 8 digits starting 4, 9, 58 or 59)",
+            " (+47 and 8 digits starting 4, 9, 58 or 59, or 12 starting 58 or 59)",
             "recipient",
         )
     return recipient

@@ -276,7 +276,7 @@ async def test_other_norwegian_numbers_are_syntax_errors(
     assert code == 5
     assert text == (
         f"Syntax error: recipient {recipient!r} is not a Norwegian mobile number"
-        " (+47 and 8 digits starting 4, 9, 58 or 59)"
+        " (+47 and 8 digits starting 4, 9, 58 or 59, or 12 starting 58 or 59)"
     )
 
 
