@@ -284,7 +284,9 @@ class EmailSender:
 
 # Line breaks and other control characters: an SMS may carry them in its text and in an
 # alphanumeric sender (GSM 03.38 has LF and CR), and no header may.
-_HEADER_CONTROLS: Final = re.compile("[\x00-\x1f\x7f]+")
+# Control characters, and every character str.splitlines() breaks a line at (the email package
+# refuses a header holding one): NEL U+0085, LINE and PARAGRAPH SEPARATOR, which UCS-2 carries.
+_HEADER_CONTROLS: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 # What a value may keep in the `from` template: the characters of a phone number, a service id
@@ -300,10 +302,10 @@ def _address_values(values: dict[str, str]) -> dict[str, str]:
 
 
 def _header_text(text: str) -> str:
-    """A filled template made fit for one header line: each run of control characters one
-    space. The sender of an SMS chooses them; left in, they made every try of the email fail
-    (the email package refuses a header with a line break), so one SMS from "Bank<LF>X"
-    stopped the service's MO email for good."""
+    """A filled template made fit for one header line: each run of control characters and
+    line separators one space. The sender of an SMS chooses them; left in, they made every
+    try of the email fail (the email package refuses a header with a line break), so one SMS
+    from "Bank<LF>X" stopped the service's MO email for good."""
     return _HEADER_CONTROLS.sub(" ", text)
 
 

@@ -178,11 +178,12 @@ async def test_line_breaks_an_sms_sender_chooses_stay_out_of_the_headers(
     )
     for number, originator, content in (
         (1, "Bank\nX", "hi\r\nBcc: victim@else.test"),
-        (2, "+4799999999", "after it"),
+        (2, "+4799999999", "line\u2028paragraph\u2029next\x85line"),  # UCS-2 separators
+        (3, "+4799999999", "after it"),
     ):
         await queue_mo(store, clock, f"mo000000000{number}", originator, content)
     with trio.fail_after(10):
-        while len(relay.envelopes) < 2:
+        while len(relay.envelopes) < 3:
             await relay.received.wait()
             relay.received = trio.Event()
     first = email.message_from_bytes(relay.envelopes[0][2], policy=email.policy.default)
@@ -193,7 +194,9 @@ async def test_line_breaks_an_sms_sender_chooses_stay_out_of_the_headers(
     # The body keeps them.
     assert first.get_content() == "Bank\r\nX sent: hi\r\nBcc: victim@else.test\r\n"
     second = email.message_from_bytes(relay.envelopes[1][2], policy=email.policy.default)
-    assert second["Subject"] == "SMS from +4799999999: after it"
+    assert second["Subject"] == "SMS from +4799999999: line paragraph next line"
+    third = email.message_from_bytes(relay.envelopes[2][2], policy=email.policy.default)
+    assert third["Subject"] == "SMS from +4799999999: after it"
 
 
 async def test_an_sms_sender_cannot_choose_the_emails_sender_address(
