@@ -445,27 +445,34 @@ def parse_cmgr(lines: tuple[str, ...], index: int) -> StoredPdu | None:
 
 
 class Listing(msgspec.Struct, frozen=True, kw_only=True):
-    """An AT+CMGL answer: the entries read whole, and the indexes listed whose PDU line is
-    missing or not hexadecimal octets (noise or a lost byte on the cable), to read alone."""
+    """An AT+CMGL answer: the entries read whole, the indexes listed whose PDU line is
+    missing or not hexadecimal octets (noise or a lost byte on the cable), to read alone, and
+    how many lines were skipped: a header too broken to give an index (or not a PDU-mode one:
+    a modem fallen back to text mode), a line that follows no header. With any skipped, the
+    listing does not say for sure what the storage holds."""
 
     messages: tuple[StoredPdu, ...] = ()
     unreadable: tuple[int, ...] = ()
+    skipped: int = 0
 
 
 def parse_cmgl(lines: tuple[str, ...]) -> Listing:
     """`+CMGL: <index>,<stat>,[<alpha>],<length>` each followed by its PDU line.
 
     One broken entry costs only itself: its index goes to `unreadable` (a header too broken
-    to give one is skipped, as is a line that follows no header); the others are listed.
+    to give one is counted in `skipped`, as is a line that follows no header); the others are
+    listed.
     """
     messages: list[StoredPdu] = []
     unreadable: list[int] = []
+    skipped = 0
     waiting: tuple[int, int] | None = None
     for line in lines:
         if line.upper().startswith("+CMGL:"):
             if waiting is not None:
                 unreadable.append(waiting[0])
             waiting = _cmgl_header(line)
+            skipped += waiting is None
         elif waiting is not None:
             try:
                 pdu = _hex(line, "+CMGL <pdu>")
@@ -474,9 +481,11 @@ def parse_cmgl(lines: tuple[str, ...]) -> Listing:
             else:
                 messages.append(StoredPdu(index=waiting[0], stat=waiting[1], pdu=pdu))
             waiting = None
+        elif line.strip():
+            skipped += 1
     if waiting is not None:
         unreadable.append(waiting[0])
-    return Listing(messages=tuple(messages), unreadable=tuple(unreadable))
+    return Listing(messages=tuple(messages), unreadable=tuple(unreadable), skipped=skipped)
 
 
 def _cmgl_header(line: str) -> tuple[int, int] | None:

@@ -638,8 +638,17 @@ class AtModem:
                 log.info("modem %s: AT+CMGL=4 in %s: %s", self.name, storage, reply.final.text)
                 continue
             listing = commands.parse_cmgl(reply.lines)
-            indexes = {stored.index for stored in listing.messages} | set(listing.unreadable)
-            self._awaiting.listed(storage, {(storage, index) for index in indexes})
+            if listing.skipped:
+                # Not all of the storage was read (a modem fallen back to text mode lists
+                # nothing readable): said once a sweep, and what awaits its delete is kept.
+                self._health.errors += 1
+                self._health.last_error = (
+                    f"AT+CMGL=4 in {storage}: {listing.skipped} lines not read as PDU mode"
+                )
+                log.warning("modem %s: %s", self.name, self._health.last_error)
+            else:
+                indexes = {stored.index for stored in listing.messages} | set(listing.unreadable)
+                self._awaiting.listed(storage, {(storage, index) for index in indexes})
             for stored in listing.messages:
                 await self._offer(link, storage, stored)
             for index in listing.unreadable:

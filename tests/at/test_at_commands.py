@@ -233,24 +233,27 @@ def test_cmgl_listing() -> None:
 
 
 @pytest.mark.parametrize(
-    ("lines", "messages", "unreadable"),
+    ("lines", "messages", "unreadable", "skipped"),
     [
-        (("+CMGL: 0,1,,3",), [], [0]),  # the PDU line never came
-        (("00AABB",), [], []),  # a PDU line whose header was lost
-        (("+CMGL: 0,1,,3", "+CMGL: 1,1,,1", "00"), [1], [0]),
-        (("+CMGL: 0,1,,3", "00AAB", "+CMGL: 1,1,,1", "00"), [1], [0]),  # odd length
-        (("+CMGL: 0,1,,3", "not hex", "+CMGL: 1,1,,1", "00"), [1], [0]),
-        (("+CMGL: x,1,,3", "00AABB", "+CMGL: 1,1,,1", "00"), [1], []),  # header unreadable
-        (('+CMGL: 2,1,"open,1', "00AABB", "+CMGL: 1,1,,1", "00"), [1], []),
+        (("+CMGL: 0,1,,3",), [], [0], 0),  # the PDU line never came
+        (("00AABB",), [], [], 1),  # a PDU line whose header was lost
+        (("+CMGL: 0,1,,3", "+CMGL: 1,1,,1", "00"), [1], [0], 0),
+        (("+CMGL: 0,1,,3", "00AAB", "+CMGL: 1,1,,1", "00"), [1], [0], 0),  # odd length
+        (("+CMGL: 0,1,,3", "not hex", "+CMGL: 1,1,,1", "00"), [1], [0], 0),
+        (("+CMGL: x,1,,3", "00AABB", "+CMGL: 1,1,,1", "00"), [1], [], 2),  # header unreadable
+        (('+CMGL: 2,1,"open,1', "00AABB", "+CMGL: 1,1,,1", "00"), [1], [], 2),
+        # A modem fallen back to text mode: nothing read, and it says so.
+        (('+CMGL: 1,"REC UNREAD","+4799999999",,"26/12/04,10:00:00+04"', "Hei"), [], [], 2),
     ],
 )
 def test_cmgl_listing_with_a_broken_entry_keeps_the_others(
-    lines: tuple[str, ...], messages: list[int], unreadable: list[int]
+    lines: tuple[str, ...], messages: list[int], unreadable: list[int], skipped: int
 ) -> None:
 
     listing = parse_cmgl(lines)
     assert [e.index for e in listing.messages] == messages
     assert list(listing.unreadable) == unreadable
+    assert listing.skipped == skipped
 
 
 def test_storage_indications() -> None:

@@ -183,6 +183,29 @@ async def test_one_unreadable_entry_does_not_hide_the_rest_of_the_listing(
     assert modem.health().state.value == "ready"
 
 
+async def test_a_listing_not_in_pdu_mode_is_reported_not_taken_for_an_empty_storage(
+    nursery: trio.Nursery,
+    bench: PtyBench,
+    pty_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A modem another program switched to text mode (AT+CMGF=1) lists its messages as text:
+    # nothing in it can be read, and the sweep must say so rather than find the storage empty.
+    fake = Scripted()
+    fake.answers["AT+CMGL=4"] = (
+        b'\r\n+CMGL: 1,"REC UNREAD","+4799999999",,"26/12/04,10:00:00+04"\r\nHei\r\n' + OK
+    )
+    modem = driver(bench, fake)
+    await nursery.start(modem.run)
+    with trio.fail_after(30):
+        while "AT+CMGL=4" not in fake.commands:  # noqa: ASYNC110
+            await trio.sleep(0.1)
+        while not modem.health().errors:  # noqa: ASYNC110
+            await trio.sleep(0.1)
+    assert "2 lines not read as PDU mode" in (modem.health().last_error or "")
+    assert any("not read as PDU mode" in r.getMessage() for r in caplog.records)
+
+
 async def test_a_failing_sweep_waits_for_the_next_interval_instead_of_repeating_at_once(
     nursery: trio.Nursery, bench: PtyBench, pty_clock: trio.testing.MockClock
 ) -> None:
