@@ -316,7 +316,7 @@ async def test_a_registration_urc_in_every_form_updates_health(
         b"\r\n+CMGS: x\r\n\r\nOK\r\n",
     ],
 )
-async def test_an_ok_after_the_pdu_with_an_unreadable_reference_is_not_sent_again_blindly(
+async def test_an_ok_after_the_pdu_with_an_unreadable_reference_leaves_it_to_the_crash_policy(
     nursery: trio.Nursery, bench: PtyBench, pty_clock: trio.testing.MockClock, answer: bytes
 ) -> None:
     # The modem said OK to the PDU: the network took it. Only its TP-MR is unreadable, so
