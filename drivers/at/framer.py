@@ -99,9 +99,13 @@ _FINAL_PREFIXES: Final[dict[str, FinalKind]] = {
 # Unsolicited result codes that carry a PDU on the line after them (TS 27.005 section 3.4.1).
 _URC_WITH_PDU: Final = frozenset({"+CMT", "+CDS", "+CBM"})
 
+# Unsolicited codes a modem writes only when it has just (re)started (SIM800, SIM7600 and
+# Quectel "RDY", Cinterion "^SYSSTART"): every setting of its initialisation (echo, error
+# format, PDU mode, +CNMI indications, an entered PIN) is back at its power-on default.
+RESTART_URCS: Final = frozenset({"RDY", "^SYSSTART"})
 # Unsolicited result codes split from a pending command's answer unless that command is the
 # one named (AT+CREG? answers +CREG:, which outside it is the registration URC).
-_URC_NAMES: Final = frozenset(
+_URC_NAMES: Final = RESTART_URCS | frozenset(
     {
         "+CMTI",  # TS 27.005 3.4.1: new SMS stored
         "+CMT",
@@ -128,9 +132,7 @@ _URC_NAMES: Final = frozenset(
         "^SIMST",
         "^HCSQ",
         "^DSFLOWRPT",
-        "^SYSSTART",  # Cinterion
         "+QIND",  # Quectel
-        "RDY",  # SIM800/Quectel power-on
         "CALL READY",
         "SMS READY",
         "SMS DONE",  # SIM7600 and other SIMCom LTE modules after boot

@@ -18,7 +18,7 @@ from typing import Final
 import msgspec
 
 from drivers.at.commands import CmeError, CmsError
-from drivers.at.framer import FinalKind, FinalResult
+from drivers.at.framer import RESTART_URCS, FinalKind, FinalResult
 
 
 class Step(enum.Enum):
@@ -110,15 +110,9 @@ def resync_answered(lines: tuple[str, ...], final: FinalResult, nonce: int) -> b
     return any(line.isdigit() and int(line) == nonce for line in lines)
 
 
-# Unsolicited codes a modem writes only when it has just (re)started (SIM800, SIM7600 and
-# Quectel "RDY", Cinterion "^SYSSTART"): every setting of the initialisation (echo, error
-# format, PDU mode, +CNMI indications, an entered PIN) is back at its power-on default.
-_RESTART_URCS: Final = frozenset({"RDY", "^SYSSTART"})
-
-
 def means_restart(urc_name: str) -> bool:
     """Whether an unsolicited code says the modem restarted and must be initialised again."""
-    return urc_name in _RESTART_URCS
+    return urc_name in RESTART_URCS
 
 
 def escapes(attempts: int, *, first: bool) -> list[bool]:
