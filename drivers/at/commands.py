@@ -214,7 +214,9 @@ def parse_creg(lines: tuple[str, ...], prefix: str = "+CREG") -> Registration:
     # A second field that is empty or no <stat> is an omitted or unquoted <lac>/<tac>: the
     # URC `+CEREG: 1,,,7` of a modem that leaves out what it does not know.
     second_is_stat = len(fields) > 1 and fields[1].isdigit() and len(fields[1]) <= 2
-    if len(fields) == 1 or second_is_quoted or not second_is_stat:
+    # Three fields are the URC's <stat>,<lac>,<ci>: the read form has <lac> and <ci> together
+    # after <n>,<stat>, so never three (`+CREG: 1,12,3456` has an unquoted <lac> of "12").
+    if len(fields) in (1, 3) or second_is_quoted or not second_is_stat:
         n, rest = None, fields
     else:
         n, rest = _int(fields[0], "+CREG <n>"), fields[1:]

@@ -283,7 +283,7 @@ def test_cereg_read_and_unsolicited() -> None:
     urc = parse_cereg(('+CEREG: 5,"1A2B","01A2B3C4",7',))
     assert (urc.n, urc.stat) == (None, RegistrationStatus.ROAMING)
     # Location fields left empty (a modem that does not know them) or unquoted.
-    for line in ("+CEREG: 5,,,7", "+CEREG: 5,,", "+CEREG: 5,1A2B,01A2B3C4,7"):
+    for line in ("+CEREG: 5,,,7", "+CEREG: 5,,", "+CEREG: 5,1A2B,01A2B3C4,7", "+CEREG: 5,12,3456"):
         urc = parse_cereg((line,))
         assert (urc.n, urc.stat) == (None, RegistrationStatus.ROAMING)
     assert parse_cereg(("+CEREG: 2,5,,,7",)).n == 2
