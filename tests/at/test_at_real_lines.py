@@ -19,10 +19,9 @@ import pytest
 import trio
 import trio.lowlevel
 import trio.testing
-from support.scripted_modem import OK, Answer, ScriptedModem
+from support.scripted_modem import OK, Answer, ScriptedModem, inbound
 
 from drivers.at import AtModem, AtOptions
-from drivers.events import HealthChanged, InboundSms, StatusReportReceived
 from drivers.gsm import build_deliver, encode_message, join_sca
 from drivers.modem import OutgoingPart, SendOutcomeUnknown
 from drivers.transport import open_serial
@@ -146,15 +145,6 @@ def listing(*entries: tuple[int, int, str]) -> bytes:
     for index, stat, pdu in entries:
         out += b"\r\n+CMGL: %d,%d,,%d\r\n%s" % (index, stat, len(pdu) // 2 - 9, pdu.encode())
     return out + b"\r\n" + OK
-
-
-async def inbound(modem: AtModem, count: int) -> list[InboundSms | StatusReportReceived]:
-    events: list[InboundSms | StatusReportReceived] = []
-    while len(events) < count:
-        event = await modem.events.receive()
-        if not isinstance(event, HealthChanged):
-            events.append(event)
-    return events
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from support.scripted_modem import inbound
 
 from drivers.at import AtModem, AtOptions
 from drivers.events import HealthChanged, InboundSms, ModemState, StatusReportReceived
@@ -175,16 +176,6 @@ class Bench:
 def make(bench: Bench, **options: Any) -> AtModem:
     settings: dict[str, Any] = {"health_interval": 0.0, "sweep_interval": 60.0, **options}
     return AtModem("m1", AtOptions(**settings), open_stream=bench.open)
-
-
-async def inbound(modem: AtModem, count: int) -> list[InboundSms | StatusReportReceived]:
-    """The next `count` inbound events, skipping health changes."""
-    events: list[InboundSms | StatusReportReceived] = []
-    while len(events) < count:
-        event = await modem.events.receive()
-        if not isinstance(event, HealthChanged):
-            events.append(event)
-    return events
 
 
 def pending_inbound(modem: AtModem) -> list[InboundSms | StatusReportReceived]:

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 
 import trio
 
+from drivers.at import AtModem
+from drivers.events import HealthChanged, InboundSms, StatusReportReceived
+
 OK = b"\r\nOK\r\n"
 
 Answer = bytes | None | Callable[[], bytes | None]
@@ -143,3 +146,13 @@ class ScriptedModem:
         value = answer() if callable(answer) else answer
         if value is not None:
             await stream.send_all(value)
+
+
+async def inbound(modem: AtModem, count: int) -> list[InboundSms | StatusReportReceived]:
+    """The next `count` inbound events of the driver, skipping health changes."""
+    events: list[InboundSms | StatusReportReceived] = []
+    while len(events) < count:
+        event = await modem.events.receive()
+        if not isinstance(event, HealthChanged):
+            events.append(event)
+    return events
