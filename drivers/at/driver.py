@@ -555,6 +555,11 @@ class AtModem:
         try:
             link.indications_in.send_nowait(indication)
         except trio.WouldBlock:
+            if isinstance(indication, Restarted):
+                # Left out, nothing would initialise the modem again: a reopen does, and its
+                # sweep finds what the backlog had no room for.
+                link.fail(f"the modem restarted ({indication.line}) with its backlog full")
+                return
             # A stored message is found by the next sweep; a direct one goes unacknowledged
             # and the network delivers it again.
             log.warning(

@@ -23,7 +23,7 @@ from support.scripted_modem import OK, Answer, ScriptedModem, inbound
 
 from drivers.at import AtModem, AtOptions
 from drivers.gsm import build_deliver, encode_message, join_sca
-from drivers.modem import OutgoingPart, SendOutcomeUnknown
+from drivers.modem import ModemError, OutgoingPart, SendOutcomeUnknown
 from drivers.transport import open_serial
 
 
@@ -267,6 +267,35 @@ async def test_a_modem_that_restarts_on_its_own_is_initialised_again(
     assert fake.commands.count("ATE0") == 2
     assert await modem.send(part("after the restart")) == 42
     assert len(bench.paths) == 1
+
+
+async def test_a_restart_with_the_indication_backlog_full_reopens_the_port(
+    nursery: trio.Nursery, bench: PtyBench, pty_clock: trio.testing.MockClock
+) -> None:
+    # While a send holds the modem for five seconds, the modem indicates more new messages
+    # than the backlog holds, then restarts: the restart cannot wait in the backlog, and left
+    # out nothing would initialise the modem again. The port is opened afresh instead.
+    fake = Scripted()
+    fake.cmgs_result = [5.0, b"\r\n+CMGS: 42\r\n" + OK]  # type: ignore[assignment]
+    modem = driver(bench, fake)
+    await nursery.start(modem.run)
+
+    async def send() -> None:
+        with contextlib.suppress(ModemError):
+            await modem.send(part("while it restarts"))
+
+    nursery.start_soon(send)
+    with trio.fail_after(30):
+        while not fake.pdus:  # noqa: ASYNC110
+            await trio.sleep(0.01)
+    assert fake.stream is not None
+    flood = b"".join(b'\r\n+CMTI: "SM",%d\r\n' % index for index in range(100))
+    await fake.stream.send_all(flood + b"\r\nRDY\r\n")
+    with trio.fail_after(60):
+        while len(bench.paths) < 2:  # noqa: ASYNC110
+            await trio.sleep(0.1)
+        while modem.health().state.value != "ready":  # noqa: ASYNC110
+            await trio.sleep(0.1)
 
 
 # ---- registration ---------------------------------------------------------------------------
