@@ -282,10 +282,9 @@ class EmailSender:
             smtp.send_message(message)
 
 
-# Line breaks and other control characters: an SMS may carry them in its text and in an
-# alphanumeric sender (GSM 03.38 has LF and CR), and no header may.
-# Control characters, and every character str.splitlines() breaks a line at (the email package
-# refuses a header holding one): NEL U+0085, LINE and PARAGRAPH SEPARATOR, which UCS-2 carries.
+# Control characters and every other character str.splitlines() breaks a line at (NEL U+0085,
+# LINE and PARAGRAPH SEPARATOR): an SMS may carry them in its text and in an alphanumeric sender
+# (GSM 03.38 has LF and CR, UCS-2 all of them), and the email package refuses a header with one.
 _HEADER_CONTROLS: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
