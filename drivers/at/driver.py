@@ -50,6 +50,7 @@ from drivers.at.receiving import (
     StoragesSeen,
     Stored,
     Sweep,
+    UndecodableDirect,
     UndecodableSeen,
     direct_step,
     is_empty_index,
@@ -192,6 +193,7 @@ class AtModem:
         # Stored messages emitted and not yet deleted (see AwaitingTable).
         self._awaiting = AwaitingTable(options.reemit_after)
         self._undecodable = UndecodableSeen()
+        self._undecodable_direct = UndecodableDirect()
         self._storages_seen = StoragesSeen()
         self._rejections = RejectionStreak(options.cms_reinit_after)
         self._nonces = ResyncNonces()
@@ -735,7 +737,9 @@ class AtModem:
 
         With AT+CNMA in use, an event with no room is left unacknowledged: the modem refuses it
         to the network, which delivers it again later. Without, the modem has acknowledged it
-        already, so this waits for room (backpressure; the lock is not held meanwhile).
+        already, so this waits for room (backpressure; the lock is not held meanwhile). One
+        that does not decode is refused the first time, acknowledged when the same octets come
+        again (`UndecodableDirect`).
         """
         try:
             pdu = commands.parse_urc_pdu(urc.pdu)
@@ -743,9 +747,21 @@ class AtModem:
             decoded = parse_received(tpdu)
         except (AtProtocolError, GsmError) as exc:
             # The log line carries the PDU, so nothing is lost without a trace.
-            self._health.undecodable += 1
-            log.warning("modem %s: %s does not decode (%s): %s", self.name, urc.line, exc, urc.pdu)
-            if direct_step(buffered=True, cnma=link.cnma) is DirectStep.ACKNOWLEDGE:
+            first = self._undecodable_direct.first_time(urc)
+            if first:
+                self._health.undecodable += 1
+            refused = first and link.cnma
+            log.warning(
+                "modem %s: %s does not decode (%s)%s: %s",
+                self.name,
+                urc.line,
+                exc,
+                "; left unacknowledged, for the network to deliver it again" if refused else "",
+                urc.pdu,
+            )
+            if refused:
+                link.indications_off.unacknowledged()
+            elif link.cnma:
                 async with self._lock:
                     await self._acknowledge_direct(link)
             return

@@ -4,9 +4,9 @@ Pure: no trio, no I/O. Which storages are swept for messages not yet acknowledge
 TS 27.005 section 3.4.2): the one in use, then every
 other one an indication pointed at (status reports may wait in "SR", section 3.4.1); what
 becomes of a directly delivered message (+CMT, +CDS) that the event buffer did or did not take
-(AT+CNMA, section 3.4.4), when the modem's indications must be set again, what a read of the
-storage found (sections 3.4.3, 3.5.4), and which stored PDUs that do not decode are reported
-(once each).
+(AT+CNMA, section 3.4.4) and of one that does not decode, when the modem's indications must be
+set again, what a read of the storage found (sections 3.4.3, 3.5.4), and which stored PDUs that
+do not decode are reported (once each).
 """
 
 from __future__ import annotations
@@ -72,8 +72,7 @@ def direct_step(*, buffered: bool, cnma: bool) -> DirectStep:
     """What follows a +CMT/+CDS the event buffer did (`buffered`) or did not take, where
     `cnma` says whether the modem waits for our AT+CNMA (AT+CSMS=1 was accepted). Left
     unacknowledged, the modem turns indications off (section 3.4.1): the shell sets them again
-    at the next sweep. An undecodable one counts as buffered: it is kept in the log, and
-    refusing it would only make the network send it again and again."""
+    at the next sweep. One that does not decode is `UndecodableDirect`'s to decide."""
     if not cnma:
         return DirectStep.DONE if buffered else DirectStep.WAIT_FOR_ROOM
     return DirectStep.ACKNOWLEDGE if buffered else DirectStep.LEAVE_UNACKNOWLEDGED
@@ -118,6 +117,31 @@ class UndecodableSeen:
         if marker in self._seen:
             return False
         self._seen.add(marker)
+        return True
+
+
+class UndecodableDirect:
+    """Directly delivered PDUs (+CMT, +CDS) that do not decode. While the modem waits for
+    AT+CNMA, the first copy is left unacknowledged: garbled on the line, it comes whole with
+    the network's next delivery, which the modem stores once it has turned indications off
+    (section 3.4.1) and a sweep reads. The same octets again are what the network holds: they
+    are acknowledged, so that it stops sending them, and kept in the log. The last `KEPT`
+    refused indications (header and PDU line) are remembered, each counted once."""
+
+    KEPT: Final = 64
+
+    def __init__(self) -> None:
+        self._refused: dict[Urc, None] = {}  # in the order refused
+
+    def first_time(self, urc: Urc) -> bool:
+        """True for an indication not refused before (count it; with AT+CNMA, refuse it);
+        False for a repeat, now forgotten: acknowledged, the network will not send it again."""
+        if urc in self._refused:
+            del self._refused[urc]
+            return False
+        self._refused[urc] = None
+        if len(self._refused) > self.KEPT:
+            del self._refused[next(iter(self._refused))]
         return True
 
 

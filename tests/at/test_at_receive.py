@@ -475,6 +475,45 @@ async def test_a_direct_message_without_room_is_left_to_the_network(
     assert event.index is None and event.storage == ""
 
 
+async def test_a_direct_message_that_does_not_decode_is_refused_once(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    tpdu = stored_pdu("+4799887766", "garbled once")
+    whole = b"\r\n+CMT: ,%d\r\n%s\r\n" % (len(tpdu) - tpdu[0] - 1, tpdu.hex().upper().encode())
+    # The line lost the last octet of the text: the PDU is shorter than it says.
+    garbled = whole.replace(tpdu.hex().upper().encode(), tpdu[:-1].hex().upper().encode())
+    peer = Peer(
+        {
+            **{f"AT+CNMI={s}": ERROR for s in AtOptions().cnmi},
+            "AT+CNMI=2,2,0,1,0": OK,
+            "AT+CSMS=1": b"\r\n+CSMS: 1,1,1\r\n" + OK,
+            "AT+CNMA": OK,
+        }
+    )
+    modem = make(Bench(nursery, [peer]), sweep_interval=30.0)
+    await nursery.start(modem.run)
+    await settled(peer)
+    cnmi_before = peer.commands.count("AT+CNMI=2,2,0,1,0")
+    await peer.unsolicited(garbled)
+    await trio.sleep(1.0)
+    # Refused: the modem gives up waiting for AT+CNMA, and the network delivers it again.
+    assert "AT+CNMA" not in peer.commands
+    assert modem.health().undecodable == 1
+    await trio.sleep(30.0)
+    assert peer.commands.count("AT+CNMI=2,2,0,1,0") == cnmi_before + 1  # indications back on
+    await peer.unsolicited(whole)
+    (event,) = await inbound(modem, 1)
+    assert isinstance(event, InboundSms) and decode_text(event.deliver.part) == "garbled once"
+    await trio.sleep(1.0)
+    assert peer.commands.count("AT+CNMA") == 1
+    # The same octets again are the network's own: acknowledged, so it stops sending them.
+    await peer.unsolicited(garbled)
+    await trio.sleep(1.0)
+    assert peer.commands.count("AT+CNMA") == 2
+    assert modem.health().undecodable == 1
+    assert pending_inbound(modem) == []
+
+
 # ---- +CNMI fallbacks ---------------------------------------------------------------------------
 
 

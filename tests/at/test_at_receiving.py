@@ -18,6 +18,7 @@ from drivers.at.receiving import (
     StoragesSeen,
     Stored,
     Sweep,
+    UndecodableDirect,
     UndecodableSeen,
     direct_step,
     is_empty_index,
@@ -119,6 +120,30 @@ def test_each_undecodable_marker_is_first_exactly_once(
     seen = UndecodableSeen()
     firsts = [marker for marker in markers if seen.first_time(*marker)]
     assert sorted(firsts) == sorted(set(markers))
+
+
+def cmt(pdu: str | None, length: int = 3) -> Urc:
+    return Urc(name="+CMT", line=f"+CMT: ,{length}", pdu=pdu)
+
+
+def test_an_undecodable_direct_pdu_is_refused_once_then_acknowledged() -> None:
+    refused = UndecodableDirect()
+    assert [
+        refused.first_time(cmt("0791AB")),  # garbled on the line, say: refused
+        refused.first_time(cmt("0791AC")),  # another garbling: refused too
+        refused.first_time(cmt("0791AB", length=4)),  # another header
+        refused.first_time(cmt(None)),  # the PDU line lost
+        refused.first_time(cmt("0791AB")),  # the same octets again: the network's own
+        refused.first_time(cmt("0791AB")),  # acknowledged and forgotten, so new once more
+    ] == [True, True, True, True, False, True]
+
+
+def test_only_the_last_refused_direct_pdus_are_remembered() -> None:
+    refused = UndecodableDirect()
+    urcs = [cmt(f"{n:04X}") for n in range(UndecodableDirect.KEPT + 1)]
+    assert all(refused.first_time(urc) for urc in urcs)
+    assert refused.first_time(urcs[0])  # the oldest was let go
+    assert not refused.first_time(urcs[-1])
 
 
 @pytest.mark.parametrize(
