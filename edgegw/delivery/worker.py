@@ -74,6 +74,9 @@ RESTART_SECONDS: Final = 5.0  # a worker that failed unexpectedly starts again a
 USER_AGENT: Final = "edgegw"
 
 _CONTENT_TYPES: Final = {"json": "application/json", "xml": "application/xml; charset=UTF-8"}
+# Octets of an answer's body read at most: a callback's body means nothing (spec 3.5 reads the
+# status), a token's is a few kilobytes. A longer body is dropped with its connection.
+ANSWER_BODY_LIMIT: Final = 64 * 1024
 
 
 class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -156,22 +159,27 @@ class HttpSender:
             return self._token
         oauth2 = self.config.oauth2
         assert oauth2 is not None and self._token_client is not None
-        try:
-            response = await self._token_client.post(
-                oauth2.authorize_uri,
-                data=token_request_form(oauth2),
-                headers={"accept": "application/json"},
-            )
-        except httpx.TimeoutException:
-            return Attempt(status=None, error=f"OAuth2: no token within {self.config.timeout:g} s")
-        except httpx.HTTPError as exc:
-            return Attempt(status=None, error=f"OAuth2: {type(exc).__name__}: {exc}")
-        if response.status_code != 200:
+        answer = await _exchange(
+            self._token_client,
+            self.config.timeout,
+            "POST",
+            httpx.URL(oauth2.authorize_uri),
+            {"accept": "application/json"},
+            token_request_form(oauth2),
+        )
+        if isinstance(answer, str):
+            return Attempt(status=None, error=f"OAuth2: {answer}")
+        status, body = answer
+        if status != 200:
+            return Attempt(status=None, error=f"OAuth2: token endpoint answered HTTP {status}")
+        if body is None:
             return Attempt(
-                status=None, error=f"OAuth2: token endpoint answered HTTP {response.status_code}"
+                status=None,
+                error=f"OAuth2: the token endpoint's answer is longer than {ANSWER_BODY_LIMIT} "
+                f"octets or did not end within {self.config.timeout:g} s",
             )
         try:
-            self._token = read_token_response(response.content, self._clock.now())
+            self._token = read_token_response(body, self._clock.now())
         except OAuth2Error as exc:
             return Attempt(status=None, error=f"OAuth2: {exc}")
         return self._token
@@ -184,16 +192,56 @@ class HttpSender:
     async def _request(
         self, method: str, url: httpx.URL, headers: dict[str, str], body: bytes | None = None
     ) -> Attempt:
-        try:
-            response = await self._client.request(method, url, headers=headers, content=body)
-        except httpx.TimeoutException:
-            return Attempt(status=None, error=f"no answer within {self.config.timeout:g} s")
-        except httpx.HTTPError as exc:
-            return Attempt(status=None, error=f"{type(exc).__name__}: {exc}")
+        answer = await _exchange(self._client, self.config.timeout, method, url, headers, body)
+        if isinstance(answer, str):
+            return Attempt(status=None, error=answer)
+        status, _ = answer
         # Only 200 counts as received (spec 3.5), not any 2xx.
-        if response.status_code != 200:
-            return Attempt(status=response.status_code, error=f"HTTP {response.status_code}")
+        if status != 200:
+            return Attempt(status=status, error=f"HTTP {status}")
         return Attempt(status=200, error=None)
+
+
+async def _exchange(
+    client: httpx.AsyncClient,
+    within: float,
+    method: str,
+    url: httpx.URL,
+    headers: dict[str, str],
+    body: bytes | dict[str, str] | None,
+) -> tuple[int, bytes | None] | str:
+    """One request: its answer's status and body, the body None when longer than
+    ANSWER_BODY_LIMIT or not over in time; or why no status came `within` seconds.
+
+    `within` bounds the whole exchange, not only each read (httpx's own timeout), so an
+    endpoint that trickles its answer cannot hold the worker; reading the body to its end lets
+    the connection serve the next request, and one dropped early closes it."""
+    content, data = (None, body) if isinstance(body, dict) else (body, None)
+    status: int | None = None
+    read = bytearray()
+    with trio.move_on_after(within):
+        try:
+            async with client.stream(
+                method, url, headers=headers, content=content, data=data
+            ) as response:
+                status = response.status_code
+                # Stopped by a cancellation, which ends httpx's nested generators, not by a
+                # `break`, which would leave them for the garbage collector to close.
+                with trio.CancelScope() as too_long:
+                    async for chunk in response.aiter_bytes():
+                        read += chunk
+                        if len(read) > ANSWER_BODY_LIMIT:
+                            too_long.cancel()
+                if not too_long.cancel_called:
+                    return status, bytes(read)
+        except httpx.TimeoutException:
+            pass
+        except httpx.HTTPError as exc:
+            if status is None:
+                return f"{type(exc).__name__}: {exc}"
+    if status is None:
+        return f"no answer within {within:g} s"
+    return status, None
 
 
 def http_client(config: CallbackEndpoint) -> httpx.AsyncClient:

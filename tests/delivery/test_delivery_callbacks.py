@@ -734,3 +734,110 @@ async def test_a_failing_token_endpoint_fails_the_try_and_the_retry_fetches_a_to
     assert 24 <= fetched_at - failed_at <= 30  # the endpoint's backoff, less its jitter
     assert customer.callbacks[0][1:] == ("Bearer tok-1", 200)
     assert (await settle(rig, message_id, "delivered")).attempts == 2
+
+
+@dataclass
+class RawEndpoint:
+    """An HTTP endpoint written by hand, to answer as no well-behaved server would: `head` is
+    written at once, then `chunk` every `every` seconds until the client hangs up. Counts the
+    octets it got out."""
+
+    head: bytes
+    chunk: bytes = b""
+    every: float = 0.0
+    port: int = 0
+    written: int = 0
+    hung_up: trio.Event = field(default_factory=trio.Event)
+
+    async def serve(self, stream: trio.SocketStream) -> None:
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += await stream.receive_some()
+        try:
+            await stream.send_all(self.head)
+            while self.chunk:
+                await stream.send_all(self.chunk)
+                self.written += len(self.chunk)
+                await trio.sleep(self.every)
+        except trio.BrokenResourceError:
+            self.hung_up.set()
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/dr"
+
+
+async def start_raw(nursery: trio.Nursery, endpoint: RawEndpoint) -> RawEndpoint:
+    serve = functools.partial(trio.serve_tcp, endpoint.serve, 0, host="127.0.0.1")
+    (listener,) = await nursery.start(serve)
+    endpoint.port = listener.socket.getsockname()[1]
+    return endpoint
+
+
+async def test_an_answer_trickled_past_the_timeout_fails_the_try_at_the_timeout(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # One header octet every 30 s: each read well inside the timeout, the status never whole.
+    endpoint = await start_raw(
+        nursery, RawEndpoint(head=b"HTTP/1.1 200 OK\r\n", chunk=b"x", every=30.0)
+    )
+    rig, _ = await start_rig(
+        nursery, tmp_path / "db", [service(1, dr={"url": endpoint.url(), "timeout": 60})]
+    )
+    message_id = await rig.send()
+    await rig.fail(message_id)
+    await trio.sleep(61)
+    (item,) = await rig.items(message_id)
+    assert (item.state, item.attempts) == ("pending", 1)
+    assert item.last_error == "no answer within 60 s"
+    with trio.fail_after(90):  # its next octets find the connection closed
+        await endpoint.hung_up.wait()
+
+
+async def test_a_200_with_an_endless_body_is_received_and_its_connection_dropped(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    endpoint = await start_raw(
+        nursery,
+        RawEndpoint(
+            head=b"HTTP/1.1 200 OK\r\ncontent-length: 100000000000\r\n\r\n",
+            chunk=b"." * 16384,
+            every=0.001,
+        ),
+    )
+    rig, _ = await start_rig(nursery, tmp_path / "db", [service(1, dr={"url": endpoint.url()})])
+    message_id = await rig.send()
+    await rig.fail(message_id)
+    with trio.fail_after(5):
+        await endpoint.hung_up.wait()
+    item = await settle(rig, message_id, "delivered")
+    assert (item.attempts, item.last_status) == (1, 200)
+    # Read no further than the limit (and what the kernel's buffers held meanwhile).
+    assert endpoint.written < 16 * 1024 * 1024
+
+
+async def test_a_token_answer_past_the_limit_fails_the_try(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    token = json.dumps(
+        {"access_token": "t" * 70_000, "token_type": "Bearer", "expires_in": 3600}
+    ).encode()
+    endpoint = await start_raw(
+        nursery,
+        RawEndpoint(
+            head=b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(token), token)
+        ),
+    )
+    dr = {
+        "url": "http://127.0.0.1:9/dr",
+        "oauth2": {"authorize_uri": endpoint.url(), "client_id": "edge", "client_secret": "s"},
+    }
+    rig, _ = await start_rig(nursery, tmp_path / "db", [service(1, dr=dr)])
+    message_id = await rig.send()
+    await rig.fail(message_id)
+    with trio.fail_after(10):
+        while not (item := (await rig.items(message_id))[0]).attempts:  # noqa: ASYNC110
+            await trio.sleep(0.1)
+    assert item.last_error == (
+        "OAuth2: the token endpoint's answer is longer than 65536 octets or did not end within 60 s"
+    )
