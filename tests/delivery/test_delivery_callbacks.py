@@ -245,6 +245,14 @@ async def settle(rig: Rig, message_id: str | None, state: str, seconds: float = 
     raise AssertionError(f"outbox item never reached {state}: {await rig.items(message_id)}")
 
 
+async def first_try(rig: Rig, message_id: str) -> OutboxItem:
+    """The message's outbox item once its first try is recorded."""
+    with trio.fail_after(10):
+        while not (item := (await rig.items(message_id))[0]).attempts:  # noqa: ASYNC110
+            await trio.sleep(0.1)
+    return item
+
+
 SPEC_MO_TEMPLATE = (
     "/incomingaction?messageid=[messageid]&sno=[sno]&commandtype=[commandtype]&command=[command]"
     "&content=[content]&timestamp=[timestamp]&sctimestamp=[sctimestamp]&serviceid=[serviceid]"
@@ -724,9 +732,7 @@ async def test_a_failing_token_endpoint_fails_the_try_and_the_retry_fetches_a_to
     rig, _ = await start_rig(nursery, tmp_path / "db", [service(1, dr=dr)])
     message_id = await rig.send()
     await rig.fail(message_id)
-    with trio.fail_after(10):
-        while not (item := (await rig.items(message_id))[0]).attempts:  # noqa: ASYNC110
-            await trio.sleep(0.1)
+    item = await first_try(rig, message_id)
     assert item.last_error == "OAuth2: token endpoint answered HTTP 500"
     with trio.fail_after(3600):
         await customer.wait_callbacks(1)
@@ -835,9 +841,7 @@ async def test_a_token_answer_past_the_limit_fails_the_try(
     rig, _ = await start_rig(nursery, tmp_path / "db", [service(1, dr=dr)])
     message_id = await rig.send()
     await rig.fail(message_id)
-    with trio.fail_after(10):
-        while not (item := (await rig.items(message_id))[0]).attempts:  # noqa: ASYNC110
-            await trio.sleep(0.1)
+    item = await first_try(rig, message_id)
     assert item.last_error == (
         "OAuth2: the token endpoint's answer is longer than 65536 octets or did not end within 60 s"
     )
