@@ -76,6 +76,10 @@ def _send_request(body: bytes | bytearray, charset: str | None) -> SendRequest:
     return decode_send(parse_envelope(body, charset))
 
 
+def _management_call(body: bytes | bytearray, charset: str | None) -> ManagementCall:
+    return decode_management(parse_envelope(body, charset))
+
+
 def _charset(request: Request) -> str | None:
     """The charset the request's Content-Type declares, which the envelope is read in."""
     return media_type_and_charset(request.headers.get("content-type", ""))[1]
@@ -143,7 +147,10 @@ def soap_routes(
         return answer
 
     async def _manage(request: Request) -> Response:
-        call = decode_management(parse_envelope(request.body, _charset(request)))
+        # Parsed before the credentials are checked: anyone's megabyte of XML would stall
+        # every other client for most of a second if it were not read in a worker thread.
+        read = functools.partial(_management_call, charset=_charset(request))
+        call = await decoded(read, request.body)
         if await authenticate(call.username, call.password) != call.service_id:
             refusal = _fault(SoapFault("Client", "Access denied", StatusCode.ACCESS_ERROR))
             refusal.auth_failure = call.username

@@ -12,6 +12,7 @@ import datetime
 import logging
 import socket
 import sqlite3
+import threading
 from collections.abc import Callable
 from typing import Any
 from xml.etree import ElementTree
@@ -23,6 +24,7 @@ import zeep
 import zeep.exceptions
 
 from edgegw.gateway import Gateway
+from edgegw.http import soap, soap_routes
 from edgegw.http.server import DECODED_IN_A_THREAD
 from edgegw.http.soap import ENVELOPE_NAMESPACE, FAULT_NAMESPACE
 
@@ -307,6 +309,36 @@ async def test_an_envelope_decoded_in_a_worker_thread_answers_the_same(gateway: 
         assert refused.status_code == 500
         fault = ElementTree.fromstring(refused.content).find(f".//{{{ENVELOPE_NAMESPACE}}}Fault")
         assert fault is not None and fault.findtext("faultcode") == "soap:Client"
+
+
+async def test_a_big_management_envelope_is_parsed_off_the_event_loop(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It is parsed before its credentials are checked: a stranger's megabyte of XML must not
+    hold up every other client for as long as it takes."""
+    parsed_in: list[int] = []
+
+    def recording(body: bytes | bytearray, charset: str | None = None) -> ElementTree.Element:
+        parsed_in.append(threading.get_ident())
+        return soap.parse_envelope(body, charset)
+
+    monkeypatch.setattr(soap_routes, "parse_envelope", recording)
+    listing = (
+        f'<e:Envelope xmlns:e="{ENVELOPE_NAMESPACE}"><e:Header>{{padding}}</e:Header><e:Body>'
+        '<m:getBatchListRequest xmlns:m="http://chimera.intele.com/gw/wsdl/'
+        'GatewayManagement-v1.1"><serviceId>1000</serviceId><username>demo</username>'
+        "<password>demo</password></m:getBatchListRequest></e:Body></e:Envelope>"
+    )
+    base = f"http://127.0.0.1:{port_of(gateway)}"
+    async with httpx.AsyncClient(base_url=base) as http:
+        for padding in ("", "<x/>" * (DECODED_IN_A_THREAD // 4)):
+            listed = await http.post(
+                "/mgmt/ws/GatewayManagementV10", content=listing.format(padding=padding)
+            )
+            assert listed.status_code == 200
+    loop = threading.get_ident()
+    assert parsed_in[0] == loop
+    assert parsed_in[1] != loop
 
 
 @pytest.mark.parametrize(
