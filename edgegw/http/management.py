@@ -9,13 +9,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection
 from typing import Final
 from urllib.parse import parse_qs, unquote
-from xml.sax.saxutils import escape
 
 import msgspec
 
 from edgegw.http.inputs import ascii_count, basic_credentials
 from edgegw.http.problems import HttpError, parse_moment, problem_response
-from edgegw.http.puzzel import lost_plus
+from edgegw.http.puzzel import lost_plus, xml_text
 from edgegw.http.server import Request, Response
 from edgegw.model import MessageState
 from edgegw.networks import is_loopback, is_loopback_host
@@ -277,7 +276,7 @@ def _xml(root: str, inner: str) -> Response:
 def _batch_xml(batch: MessageBatch) -> str:
     return (
         "<messageBatch>"
-        f"<clientBatchReference>{escape(batch.clientBatchReference)}</clientBatchReference>"
+        f"<clientBatchReference>{xml_text(batch.clientBatchReference)}</clientBatchReference>"
         f"<totalSize>{batch.totalSize}</totalSize><onHold>{batch.onHold}</onHold>"
         "</messageBatch>"
     )
@@ -287,16 +286,16 @@ def _stop_xml(service_id: int, reference: str, stopped: list[StoppedMessage]) ->
     """The children of `stopBatchResponse` (REST XML and SOAP alike)."""
     return (
         f"<serviceId>{service_id}</serviceId>"
-        f"<clientBatchReference>{escape(reference)}</clientBatchReference>"
+        f"<clientBatchReference>{xml_text(reference)}</clientBatchReference>"
         + "".join(_stopped_xml(message) for message in stopped)
     )
 
 
 def _stopped_xml(message: StoppedMessage) -> str:
     reference = message.clientMessageReference
-    inner = f"<messageId>{escape(message.messageId)}</messageId>"
+    inner = f"<messageId>{xml_text(message.messageId)}</messageId>"
     if reference is not None:
-        inner += f"<clientMessageReference>{escape(reference)}</clientMessageReference>"
+        inner += f"<clientMessageReference>{xml_text(reference)}</clientMessageReference>"
     return f"<stoppedMessages>{inner}</stoppedMessages>"
 
 

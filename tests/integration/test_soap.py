@@ -268,6 +268,35 @@ async def test_zeep_manages_a_scheduled_batch(gateway: Gateway) -> None:
         assert fault.detail.findtext(f"{{{FAULT_NAMESPACE}}}fault/code") == code
 
 
+async def test_zeep_reads_batches_whose_references_xml_cannot_carry(gateway: Gateway) -> None:
+    """A reference sent as JSON may hold a control character, which XML 1.0 cannot carry,
+    and a CR, which an XML parser reads as LF unless escaped: the listing stays readable (the
+    character replaced) and a batch is stopped by the reference it was sent with."""
+    port = port_of(gateway)
+    later = (datetime.date.today() + datetime.timedelta(days=2)).isoformat()
+    window = {"sendWindow": {"startDate": later, "startTime": "09:00:00"}}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        for reference, client_reference in (("bad\x01", "c0"), ("line\rtwo", "ref\x02")):
+            one = message("+4741000000", "later", clientReference=client_reference, settings=window)
+            sent = await http.post(
+                "/gw/rs/sendMessages",
+                json={**CREDENTIALS, "batchReference": reference, "message": [one]},
+                headers={"accept": "application/json"},
+            )
+            assert sent.json()["messageStatus"][0]["statusCode"] == 1
+
+    def session() -> tuple[Any, Any]:
+        mgmt = client(port, "/mgmt/ws/GatewayManagementV10")
+        listed = mgmt.service.getBatchList(**CREDENTIALS)
+        stopped = mgmt.service.stopBatch(**CREDENTIALS, clientBatchReference="line\rtwo")
+        return listed, stopped
+
+    listed, stopped = await trio.to_thread.run_sync(session)
+    assert sorted(batch.clientBatchReference for batch in listed) == ["bad\ufffd", "line\rtwo"]
+    assert stopped.clientBatchReference == "line\rtwo"
+    assert [m.clientMessageReference for m in stopped.stoppedMessages] == ["ref\ufffd"]
+
+
 async def test_any_soap_action_and_the_other_management_namespace(gateway: Gateway) -> None:
     base = f"http://127.0.0.1:{port_of(gateway)}"
     async with httpx.AsyncClient(base_url=base) as http:
