@@ -59,6 +59,9 @@ NO_SUCH_BATCH: Final = 1000
 _SOAP12_NAMESPACE: Final = "http://www.w3.org/2003/05/soap-envelope"
 _XINCLUDE_NAMESPACE: Final = "http://www.w3.org/2001/XInclude"
 _TRUE: Final = frozenset({"1", "true"})
+# SOAP 1.1 section 4.2.2: a header entry without an actor, or for `next` (every node), is
+# addressed to us; one for another actor is not, and its mustUnderstand is that actor's.
+_NEXT_ACTOR: Final = "http://schemas.xmlsoap.org/soap/actor/next"
 
 
 class SoapFault(Exception):
@@ -122,8 +125,9 @@ def parse_envelope(body: bytes | bytearray, charset: str | None = None) -> Eleme
     header = root.find(_qualified(ENVELOPE_NAMESPACE, "Header"))
     if header is not None:
         for entry in header:
+            actor = entry.get(_qualified(ENVELOPE_NAMESPACE, "actor"), _NEXT_ACTOR).strip()
             must = entry.get(_qualified(ENVELOPE_NAMESPACE, "mustUnderstand"), "0")
-            if must.strip() in _TRUE:
+            if actor in (_NEXT_ACTOR, "") and must.strip() in _TRUE:
                 raise SoapFault(
                     "MustUnderstand", f"header {_split(entry.tag)[1]!r} is not understood"
                 )

@@ -147,6 +147,30 @@ def test_wrong_envelopes_are_faults(body: bytes, faultcode: str, words: str) -> 
 
 
 @pytest.mark.parametrize(
+    ("actor", "refused"),
+    [
+        (None, True),
+        ("http://schemas.xmlsoap.org/soap/actor/next", True),
+        ("urn:example:audit-proxy", False),
+    ],
+)
+def test_must_understand_binds_only_headers_addressed_to_us(
+    actor: str | None, refused: bool
+) -> None:
+    """SOAP 1.1 section 4.2.3: mustUnderstand is for the actor the entry names; an entry for
+    an intermediary is not ours to refuse."""
+    addressed = "" if actor is None else f' e:actor="{actor}"'
+    header = f'<e:Header><h:auth xmlns:h="urn:h" e:mustUnderstand="1"{addressed}/></e:Header>'
+    body = envelope(send_body(MINIMAL), header=header)
+    if refused:
+        with pytest.raises(SoapFault) as caught:
+            parse_envelope(body)
+        assert caught.value.faultcode == "MustUnderstand"
+    else:
+        assert decode_send(parse_envelope(body)).serviceId == 1000
+
+
+@pytest.mark.parametrize(
     ("body", "words"),
     [
         (
