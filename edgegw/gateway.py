@@ -247,11 +247,14 @@ class Gateway:
                                 ),
                             ],
                         )
+                        # The listener's refusals and the guard's 429 alike: a SOAP call
+                        # gets a SOAP Fault, which is what its client can read.
+                        errors = soap_errors(error_response)
                         app = self.metrics.timed(
                             guard_logins(
                                 idempotent_sends(app, self.store, self.clock),
                                 self.throttle,
-                                error_response,
+                                errors,
                             )
                         )
                         with _listen_failure("HTTP", http.host, http.port, "[http] port"):
@@ -262,7 +265,7 @@ class Gateway:
                                     http.host,
                                     http.port,
                                     http.limits,
-                                    errors=soap_errors(error_response),
+                                    errors=errors,
                                     trusted_proxies=Networks(http.trusted_proxies),
                                     refused=self.connections_refused,
                                 )

@@ -176,8 +176,9 @@ def soap_routes(
 
 
 def soap_errors(fallback: ErrorRenderer) -> ErrorRenderer:
-    """The listener's own refusals (413, 431, 408, a broken request) of a SOAP call as a SOAP
-    1.1 Fault, keeping their HTTP status (nothing was processed); others go to `fallback`."""
+    """The listener's own refusals (413, 431, 408, a broken request) and the login guard's 429
+    of a SOAP call as a SOAP 1.1 Fault, keeping their HTTP status (nothing was processed);
+    others go to `fallback`."""
 
     def render(request: Request | None, status: int, reason: str) -> Response:
         if request is None or request.path not in (SEND_PATH, MANAGEMENT_PATH):

@@ -18,15 +18,18 @@ from typing import Any
 from xml.etree import ElementTree
 
 import httpx
+import msgspec
 import pytest
 import trio
 import zeep
 import zeep.exceptions
 
+from edgegw.config import Config
 from edgegw.gateway import Gateway
 from edgegw.http import soap, soap_routes
 from edgegw.http.server import DECODED_IN_A_THREAD
 from edgegw.http.soap import ENVELOPE_NAMESPACE, FAULT_NAMESPACE
+from edgegw.throttle import AuthThrottleConfig
 
 CREDENTIALS: dict[str, Any] = {"serviceId": 1000, "username": "demo", "password": "demo"}
 # The README's curl example, verbatim.
@@ -444,3 +447,38 @@ async def test_wrong_soap_credentials_count_as_failed_logins(gateway: Gateway) -
         assert denied.status_code == 500
         assert (await http.post("/gw/ws/SMSGatewayV10", content=README_ENVELOPE)).status_code == 200
     assert gateway.throttle.failures_total == {"http": 2}
+
+
+async def test_a_locked_out_soap_client_gets_a_fault_it_can_read(config: Config) -> None:
+    """The login guard's 429 to a SOAP call is a SOAP Fault, as every other refusal of one is:
+    a stock client reports it as such instead of failing to read the answer."""
+    no_waiting = AuthThrottleConfig(
+        free_failures=1, base_delay=0.0, max_delay=0.0, lockout_failures=2
+    )
+    security = msgspec.structs.replace(config.security, auth=no_waiting)
+    gateway = Gateway(msgspec.structs.replace(config, security=security))
+    async with trio.open_nursery() as nursery:
+        bound = await nursery.start(gateway.run)
+
+        def session() -> list[Any]:
+            soap = client(bound.http_port, "/gw/ws/SMSGatewayV10")
+            mgmt = client(bound.http_port, "/mgmt/ws/GatewayManagementV10")
+            wrong = {**CREDENTIALS, "password": "guess", "message": [message("+4741000000", "x")]}
+            answers: list[Any] = [soap.service.sendMessages(request=wrong) for _ in range(2)]
+            try:
+                soap.service.sendMessages(request={**wrong, **CREDENTIALS})
+            except zeep.exceptions.Fault as fault:
+                answers.append(fault)
+            try:
+                mgmt.service.getBatchList(**CREDENTIALS)
+            except zeep.exceptions.Fault as fault:
+                answers.append(fault)
+            return answers
+
+        denied, denied_again, send_refused, list_refused = await trio.to_thread.run_sync(session)
+        gateway.stop()
+    assert [s.statusCode for s in (*denied.messageStatus, *denied_again.messageStatus)] == [2, 2]
+    for refused in (send_refused, list_refused):
+        assert isinstance(refused, zeep.exceptions.Fault)
+        assert refused.code == "soap:Client"
+        assert "too many failed logins" in refused.message
