@@ -28,7 +28,7 @@ from edgegw.pipeline.management import (
 )
 from edgegw.pipeline.submit import Rejected, international_number
 
-__all__ = ["Route", "management_routes"]
+__all__ = ["Route", "batch_xml", "management_routes", "stop_xml"]
 
 Route = Callable[[Request], Awaitable[Response | None]]
 
@@ -112,21 +112,21 @@ def management_routes(
             _allow(request, "GET")
             batches = await management.batches(service_id)
             if as_xml:
-                return _xml("getBatchListResponse", "".join(_batch_xml(b) for b in batches))
+                return _xml("getBatchListResponse", "".join(batch_xml(b) for b in batches))
             return _json(_BatchList(messageBatch=batches))
         if request.method == "GET":
             batch = await management.batch(service_id, reference)
             if batch is None:
                 raise _unknown_batch(reference)
             if as_xml:
-                return _xml("getBatchStatusResponse", _batch_xml(batch))
+                return _xml("getBatchStatusResponse", batch_xml(batch))
             return _json(_BatchStatus(messageBatch=batch))
         _allow(request, "GET, DELETE")
         stopped = await management.stop_batch(service_id, reference)
         if stopped is None:
             raise _unknown_batch(reference)
         if as_xml:
-            return _xml("stopBatchResponse", _stop_xml(service_id, reference, stopped))
+            return _xml("stopBatchResponse", stop_xml(service_id, reference, stopped))
         return _json(
             _StopResponse(
                 serviceId=service_id, clientBatchReference=reference, stoppedMessages=stopped
@@ -273,7 +273,8 @@ def _xml(root: str, inner: str) -> Response:
     return Response(status=200, headers=[("content-type", _TEXT_XML)], body=body)
 
 
-def _batch_xml(batch: MessageBatch) -> str:
+def batch_xml(batch: MessageBatch) -> str:
+    """One `messageBatch` (REST XML and SOAP alike)."""
     return (
         "<messageBatch>"
         f"<clientBatchReference>{xml_text(batch.clientBatchReference)}</clientBatchReference>"
@@ -282,7 +283,7 @@ def _batch_xml(batch: MessageBatch) -> str:
     )
 
 
-def _stop_xml(service_id: int, reference: str, stopped: list[StoppedMessage]) -> str:
+def stop_xml(service_id: int, reference: str, stopped: list[StoppedMessage]) -> str:
     """The children of `stopBatchResponse` (REST XML and SOAP alike)."""
     return (
         f"<serviceId>{service_id}</serviceId>"

@@ -15,7 +15,7 @@ from typing import Final
 from xml.sax.saxutils import escape
 
 from edgegw.http.inputs import media_type_and_charset
-from edgegw.http.management import Route, _batch_xml, _stop_xml
+from edgegw.http.management import Route, batch_xml, stop_xml
 from edgegw.http.server import ErrorRenderer, Request, Response, decoded, plain_error
 from edgegw.http.soap import (
     NO_SUCH_BATCH,
@@ -160,17 +160,17 @@ def soap_routes(
     async def _management_children(call: ManagementCall) -> str:
         service_id = call.service_id
         if call.operation is ManagementOperation.GET_BATCH_LIST:
-            return "".join(_batch_xml(batch) for batch in await management.batches(service_id))
+            return "".join(batch_xml(batch) for batch in await management.batches(service_id))
         reference = call.batch_reference or ""
         if call.operation is ManagementOperation.GET_BATCH_STATUS:
             batch = await management.batch(service_id, reference)
             if batch is None:
                 raise _no_such_batch(reference)
-            return _batch_xml(batch)
+            return batch_xml(batch)
         stopped = await management.stop_batch(service_id, reference)
         if stopped is None:
             raise _no_such_batch(reference)
-        return _stop_xml(service_id, reference, stopped)
+        return stop_xml(service_id, reference, stopped)
 
     return route
 
