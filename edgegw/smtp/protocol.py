@@ -449,7 +449,9 @@ class SmtpSession:
             self._error(_reply(501, "5.1.3 an empty recipient"))
             return None
         if len(self._recipients) >= self.limits.max_recipients:
-            self._error(_reply(452, "4.5.3 too many recipients"))
+            # Not a client error: RFC 5321 4.5.3.1.10 has the client send the rest later, so
+            # a long list must not run into the close after max_errors.
+            self._send(_reply(452, "4.5.3 too many recipients"))
             return None
         return self._await(RecipientRequested(address), self.phase)
 

@@ -177,6 +177,26 @@ async def test_refusals_at_rcpt_and_at_end_of_data(gateway: Gateway) -> None:
     assert await gateway.store.read(count) == 0
 
 
+async def test_recipients_past_the_limit_get_452_and_the_others_their_mail(
+    gateway: Gateway,
+) -> None:
+    recipients = [f"+47410{n:05d}-1000@{DOMAIN}" for n in range(115)]
+
+    def send() -> dict[str, tuple[int, bytes]]:
+        with smtplib.SMTP("127.0.0.1", smtp_port(gateway), timeout=10) as client:
+            return client.sendmail("a@b.test", recipients, b"\r\nPump 4 failed\r\n")
+
+    refused = await trio.to_thread.run_sync(send)
+    assert sorted(refused) == recipients[100:]
+    assert set(refused.values()) == {(452, b"4.5.3 too many recipients")}
+
+    def texts(conn: sqlite3.Connection) -> dict[str, str]:
+        return dict(conn.execute("SELECT recipient, content FROM messages"))
+
+    stored = await gateway.store.read(texts)
+    assert stored == {f"+47410{n:05d}": "Pump 4 failed" for n in range(100)}
+
+
 def certificate(folder: Path) -> tuple[str, str]:
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
