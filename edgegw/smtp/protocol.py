@@ -430,6 +430,10 @@ class SmtpSession:
                         _reply(552, f"5.3.4 message size exceeds {self.limits.max_message_bytes}")
                     )
                     return
+            elif name == "AUTH" and self.auth_available:
+                # RFC 4954 section 5: a server offering AUTH takes the parameter (relays such
+                # as Exim and sendmail send AUTH=<> after logging in) and may ignore it.
+                continue
             elif name not in ("BODY", "SMTPUTF8"):
                 self._error(_reply(555, f"5.5.4 parameter {name} is not supported"))
                 return

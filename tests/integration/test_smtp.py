@@ -197,6 +197,21 @@ async def test_recipients_past_the_limit_get_452_and_the_others_their_mail(
     assert stored == {f"+47410{n:05d}": "Pump 4 failed" for n in range(100)}
 
 
+async def test_a_relay_that_logged_in_may_pass_the_auth_parameter(gateway: Gateway) -> None:
+    def relay() -> tuple[int, int, str]:
+        with smtplib.SMTP("127.0.0.1", smtp_port(gateway), timeout=10) as client:
+            client.login("demo", "demo")
+            mail, _ = client.mail("alarm@panel.test", ["SIZE=20", "AUTH=<>"])
+            client.rcpt(f"4741000006-1000@{DOMAIN}")
+            code, reply = client.data(b"\r\nRelayed\r\n")
+            return mail, code, reply.decode()
+
+    mail, code, reply = await trio.to_thread.run_sync(relay)
+    assert (mail, code) == (250, 250)
+    stored = await stored_texts(gateway, reply)
+    assert stored["+4741000006"][1] == "Relayed"
+
+
 def certificate(folder: Path) -> tuple[str, str]:
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
