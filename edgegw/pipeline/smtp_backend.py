@@ -77,9 +77,15 @@ class GatewaySmtpBackend:
         reason when a message cannot be sent, 451 when the store failed (nothing accepted)."""
         texts: dict[tuple[bool, bool], MailContent] = {}
         messages: list[NewMessage] = []
+        # One SMS per number and service, as MTAs drop duplicate recipients: a mail listing a
+        # number twice (in To and Cc, with and without its +) must not reach the phone twice.
+        taken: set[tuple[str, int]] = set()
         try:
             for address in recipients:
                 number, service_id = parse_recipient(address, self._domain)
+                if (number, service_id) in taken:
+                    continue
+                taken.add((number, service_id))
                 setting = self._services[service_id].smtp
                 assert setting is not None  # checked at RCPT
                 options = (setting.prepend_subject, setting.strip_signature)

@@ -74,6 +74,25 @@ async def test_plain_mail_to_several_recipients(gateway: Gateway) -> None:
     assert view is not None and view.serviceId == 1000
 
 
+async def test_a_number_listed_twice_gets_one_sms(gateway: Gateway) -> None:
+    recipients = [
+        f"+4741000007-1000@{DOMAIN}",
+        f"4741000007-1000@{DOMAIN}",
+        f"+4741000007-1000@{DOMAIN.upper()}",
+        f"4741000008-1000@{DOMAIN}",
+    ]
+    code, reply = await trio.to_thread.run_sync(
+        deliver, smtp_port(gateway), recipients, b"\r\nZone 5 open\r\n"
+    )
+    assert code == 250
+    assert len(reply.removeprefix("2.0.0 queued as ").split()) == 2
+
+    def recipients_stored(conn: sqlite3.Connection) -> list[str]:
+        return [row[0] for row in conn.execute("SELECT recipient FROM messages ORDER BY recipient")]
+
+    assert await gateway.store.read(recipients_stored) == ["+4741000007", "+4741000008"]
+
+
 def deliver_exactly(port: int, recipient: str, data: bytes) -> tuple[list[int], str]:
     """One mail whose DATA is `data` byte for byte, end marker included (smtplib's `data`
     would stuff and end it itself); the codes of DATA, its end and a NOOP after, and the text
