@@ -140,11 +140,17 @@ def _decoded_text(part: email.message.Message) -> str:
 
 
 def _header(message: email.message.Message, name: str) -> str:
-    """A header's value with RFC 2047 encoded words decoded; '' when absent or undecodable."""
+    """A header's value with RFC 2047 encoded words decoded and raw 8-bit text read as UTF-8
+    (RFC 6532); '' when absent or undecodable."""
     value = message.get(name)
     if value is None:
         return ""
     try:
+        if isinstance(value, email.header.Header):
+            # compat32 hands a header with raw 8-bit bytes over as a Header of unknown bytes,
+            # whose str() turns each byte into U+FFFD.
+            [(raw, _)] = email.header.decode_header(value)
+            value = raw.decode("utf-8")
         decoded = email.header.make_header(email.header.decode_header(str(value)))
     except (LookupError, UnicodeDecodeError, ValueError, email.errors.HeaderParseError):
         return ""

@@ -43,6 +43,14 @@ def test_multipart_takes_the_first_text_plain_part() -> None:
     assert content(raw, prepend_subject=True) == "Blåbær\nBlåbærsyltetøy er godt"
 
 
+def test_a_raw_utf8_subject_is_read_as_utf8() -> None:
+    # As swaks --header and devices that never heard of RFC 2047 send it (RFC 6532 allows it).
+    raw = "Subject: Blåbær på lager\r\n\r\nKvittering\r\n".encode()
+    assert content(raw, prepend_subject=True) == "Blåbær på lager\nKvittering"
+    not_utf8 = "Subject: Bl\xe5b\xe6r\r\n\r\nKvittering\r\n".encode("latin-1")
+    assert content(not_utf8, prepend_subject=True) == "Kvittering"
+
+
 def test_html_only_is_reduced_to_text() -> None:
     mail = EmailMessage()
     mail.set_content(
