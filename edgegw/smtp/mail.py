@@ -116,12 +116,16 @@ def mail_content(raw: bytes, *, prepend_subject: bool, strip_signature: bool) ->
 
 
 def _first_part(message: email.message.Message, content_type: str) -> email.message.Message | None:
-    for part in message.walk():
-        if part.is_multipart() or part.get_content_type() != content_type:
-            continue
-        if (part.get("content-disposition") or "").strip().lower().startswith("attachment"):
-            continue
-        return part
+    """The first part of `content_type` that is no attachment and in none: the text of a mail
+    forwarded as an attachment (message/rfc822) is not this mail's."""
+    if (message.get("content-disposition") or "").strip().lower().startswith("attachment"):
+        return None
+    if not message.is_multipart():
+        return message if message.get_content_type() == content_type else None
+    for part in message.get_payload():
+        found = _first_part(part, content_type) if isinstance(part, email.message.Message) else None
+        if found is not None:
+            return found
     return None
 
 

@@ -51,6 +51,18 @@ def test_a_raw_utf8_subject_is_read_as_utf8() -> None:
     assert content(not_utf8, prepend_subject=True) == "Kvittering"
 
 
+def test_a_mail_attached_to_the_mail_is_not_its_text() -> None:
+    forwarded = EmailMessage()
+    forwarded["Subject"] = "old alarm"
+    forwarded.set_content("Zone 1 open (yesterday)")
+    mail = EmailMessage()
+    mail.set_content("<p>Zone 2 open</p>", subtype="html")
+    mail.add_attachment(forwarded)  # message/rfc822, Content-Disposition: attachment
+    raw = mail.as_bytes()
+    assert b"message/rfc822" in raw
+    assert content(raw) == "Zone 2 open"
+
+
 def test_html_only_is_reduced_to_text() -> None:
     mail = EmailMessage()
     mail.set_content(
