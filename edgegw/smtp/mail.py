@@ -191,7 +191,10 @@ class _HtmlText(HTMLParser):
 
 def _html_text(markup: str) -> str:
     parser = _HtmlText()
-    parser.feed(markup)
-    parser.close()
+    # No close(): given a tag left open at the end, it rescans the rest once for every "<" in
+    # it (quadratic, CVE-2025-6069: 50 kB took minutes, the event loop blocked), and a browser
+    # shows nothing of such a tag either. The newline lets feed() pass on text that ends in
+    # what could still become an entity ("&amp"), which it otherwise holds back for more.
+    parser.feed(markup + "\n")
     lines = (" ".join(line.split()) for line in "".join(parser.pieces).split("\n"))
     return "\n".join(line for line in lines if line)
