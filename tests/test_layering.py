@@ -73,6 +73,7 @@ RULES: list[tuple[str, Layer]] = [
     ("edgegw/delivery/*", Layer.CORE),
     ("edgegw/clock.py", Layer.CORE),
     ("edgegw/logins.py", Layer.CORE),
+    ("edgegw/offload.py", Layer.CORE),
     ("edgegw/loglimit.py", Layer.CORE),
     ("edgegw/retention.py", Layer.CORE),
     ("edgegw/backup.py", Layer.CORE),

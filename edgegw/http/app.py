@@ -28,9 +28,10 @@ from edgegw.http.puzzel import (
     syntax_error_response,
     whole_request,
 )
-from edgegw.http.server import App, BodyWriter, Request, Response, decoded, plain_error
+from edgegw.http.server import App, BodyWriter, Request, Response, plain_error
 from edgegw.http.soap import FAULT_NAMESPACE
 from edgegw.model import LOGIN_FAILURES, MessageStatus, SendRequest, SendResponse, StatusCode
+from edgegw.offload import decoded
 from edgegw.store import AnswerSeal, Write
 
 __all__ = ["Backend", "error_response", "make_app"]

@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import h11
 import msgspec
@@ -28,14 +28,12 @@ from edgegw.networks import Networks
 from edgegw.shares import ConnectionShares
 
 __all__ = [
-    "DECODED_IN_A_THREAD",
     "App",
     "BodyWriter",
     "ErrorRenderer",
     "HttpLimits",
     "Request",
     "Response",
-    "decoded",
     "plain_error",
     "serve_connection",
     "serve_http",
@@ -46,8 +44,6 @@ log = logging.getLogger(__name__)
 
 # A request's body: bytes when it came in one read, else the buffer it grew in (read only).
 Body = bytes | bytearray
-T = TypeVar("T")
-B = TypeVar("B", bound=bytes | bytearray | str)
 # Sends one piece of a streamed body (`Response.stream`).
 BodyWriter = Callable[[bytes], Awaitable[None]]
 
@@ -89,19 +85,6 @@ App = Callable[[Request], Awaitable[Response]]
 # the request's head when it was read (body empty), else None, so the app can answer in the
 # format the client asked for.
 ErrorRenderer = Callable[[Request | None, int, str], Response]
-
-
-# A form or XML body longer than this is decoded in a worker thread: their decoders run Python
-# for every field (a megabyte of form pairs held the loop 0.76 s), and while one runs there the
-# loop still takes its turns.
-DECODED_IN_A_THREAD: Final = 64 * 1024
-
-
-async def decoded(decode: Callable[[B], T], body: B) -> T:
-    """`decode(body)`, in a worker thread when `body` is longer than DECODED_IN_A_THREAD."""
-    if len(body) > DECODED_IN_A_THREAD:
-        return await trio.to_thread.run_sync(decode, body)
-    return decode(body)
 
 
 @functools.cache

@@ -16,7 +16,7 @@ from xml.sax.saxutils import escape
 
 from edgegw.http.inputs import media_type_and_charset
 from edgegw.http.management import Route, batch_xml, stop_xml
-from edgegw.http.server import ErrorRenderer, Request, Response, decoded, plain_error
+from edgegw.http.server import ErrorRenderer, Request, Response, plain_error
 from edgegw.http.soap import (
     NO_SUCH_BATCH,
     ManagementCall,
@@ -30,6 +30,7 @@ from edgegw.http.soap import (
     parse_envelope,
 )
 from edgegw.model import SendRequest, SendResponse, StatusCode
+from edgegw.offload import decoded
 from edgegw.pipeline.management import Management
 
 __all__ = [

@@ -17,7 +17,7 @@ import trio
 from edgegw.http import app as routes
 from edgegw.http.app import Backend, make_app
 from edgegw.http.puzzel import RESPONSE_NAMESPACE, MessageChunks, decode_form_batch, whole_request
-from edgegw.http.server import DECODED_IN_A_THREAD, App, HttpLimits, Request, Response, serve_http
+from edgegw.http.server import App, HttpLimits, Request, Response, serve_http
 from edgegw.model import (
     STATUS_ENQUEUED,
     MessageStatus,
@@ -25,6 +25,7 @@ from edgegw.model import (
     SendResponse,
     StatusCode,
 )
+from edgegw.offload import DECODED_IN_A_THREAD
 from edgegw.store import AnswerSeal
 
 SERVICES = {1000: ("user", "pw"), 2000: ("other", "secret")}

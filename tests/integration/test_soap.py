@@ -27,8 +27,8 @@ import zeep.exceptions
 from edgegw.config import Config
 from edgegw.gateway import Gateway
 from edgegw.http import soap, soap_routes
-from edgegw.http.server import DECODED_IN_A_THREAD
 from edgegw.http.soap import ENVELOPE_NAMESPACE, FAULT_NAMESPACE
+from edgegw.offload import DECODED_IN_A_THREAD
 from edgegw.throttle import AuthThrottleConfig
 
 CREDENTIALS: dict[str, Any] = {"serviceId": 1000, "username": "demo", "password": "demo"}
