@@ -8,12 +8,14 @@ when any recipient's message cannot be sent, so nothing is half accepted. Spec s
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Final
 
 from edgegw.config import ServiceConfig
 from edgegw.networks import Networks
+from edgegw.offload import decoded
 from edgegw.pipeline.submit import DirectMessage, Rejected, Submitter, check_recipient
 from edgegw.smtp.mail import MailContent, MailError, mail_content, parse_recipient
 from edgegw.smtp.protocol import Reply
@@ -90,9 +92,12 @@ class GatewaySmtpBackend:
                 assert setting is not None  # checked at RCPT
                 options = (setting.prepend_subject, setting.strip_signature)
                 if options not in texts:
-                    texts[options] = mail_content(
-                        content, prepend_subject=options[0], strip_signature=options[1]
+                    # Read before the mail is accepted, from any allowed sender: a big one
+                    # in a worker thread, or its parts would hold up every door and modem.
+                    read = functools.partial(
+                        mail_content, prepend_subject=options[0], strip_signature=options[1]
                     )
+                    texts[options] = await decoded(read, content)
                 text = texts[options]
                 direct = DirectMessage(
                     service_id=service_id,

@@ -14,6 +14,7 @@ import socket
 import sqlite3
 import ssl
 import subprocess
+import threading
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -24,7 +25,10 @@ from support.gateway import example_config
 from support.tools import require_tool
 
 from edgegw.gateway import Gateway
+from edgegw.offload import DECODED_IN_A_THREAD
+from edgegw.pipeline import smtp_backend
 from edgegw.smtp.config import ServiceSmtp, SmtpConfig
+from edgegw.smtp.mail import MailContent, mail_content
 
 DOMAIN = "sms.localhost"
 
@@ -72,6 +76,35 @@ async def test_plain_mail_to_several_recipients(gateway: Gateway) -> None:
     }
     view = await gateway.store.message_view(1000, stored["+4741000000"][0])
     assert view is not None and view.serviceId == 1000
+
+
+async def test_a_big_mail_is_read_off_the_event_loop(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mail is read before it is accepted: one with a big attachment (an alarm panel's
+    snapshot) must not hold up every other door and modem while its parts are decoded."""
+    read_in: list[int] = []
+
+    def recording(raw: bytes, **options: bool) -> MailContent:
+        read_in.append(threading.get_ident())
+        return mail_content(raw, **options)
+
+    monkeypatch.setattr(smtp_backend, "mail_content", recording)
+    texts = []
+    for snapshot in (b"", b"\xff" * DECODED_IN_A_THREAD):
+        mail = EmailMessage()
+        mail.set_content("Zone 3 open")
+        if snapshot:
+            mail.add_attachment(snapshot, maintype="image", subtype="jpeg", filename="zone3.jpg")
+        code, reply = await trio.to_thread.run_sync(
+            deliver, smtp_port(gateway), [f"+4741000000-1000@{DOMAIN}"], mail.as_bytes()
+        )
+        assert code == 250
+        texts.append((await stored_texts(gateway, reply))["+4741000000"][1])
+    assert texts == ["Zone 3 open", "Zone 3 open"]
+    loop = threading.get_ident()
+    assert read_in[0] == loop
+    assert read_in[1] != loop
 
 
 async def test_a_number_listed_twice_gets_one_sms(gateway: Gateway) -> None:
