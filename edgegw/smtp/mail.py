@@ -133,14 +133,20 @@ def _decoded_text(part: email.message.Message) -> str:
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         raise MailError("the text part has no readable body")
-    charset = part.get_content_charset() or "us-ascii"
+    declared = part.get_content_charset()
+    # Undeclared, the text is US-ASCII (RFC 2045); a device that sends 8-bit text without
+    # saying so sends UTF-8, as in its headers (RFC 6532), and US-ASCII reads the same as it.
+    charset = declared or "utf-8"
     try:
         # LookupError also for codecs that are no charset (base64_codec, rot13...).
         return payload.decode(charset)
     except LookupError:
         raise MailError(f"unknown charset {charset[:40]!r}") from None
     except UnicodeDecodeError as exc:
-        raise MailError(f"the text is not valid {charset[:40]} at byte {exc.start}") from None
+        undeclared = "" if declared else " (no charset declared)"
+        raise MailError(
+            f"the text is not valid {charset[:40]}{undeclared} at byte {exc.start}"
+        ) from None
 
 
 def _header(message: email.message.Message, name: str) -> str:

@@ -107,6 +107,14 @@ def test_declared_charsets_and_refused_ones() -> None:
         content(b"Content-Type: text/plain; charset=utf-8\r\n\r\nS\xf8ndag\r\n")
 
 
+def test_undeclared_8bit_text_is_read_as_utf8() -> None:
+    # As devices that never heard of MIME send it; US-ASCII reads the same either way.
+    assert content("\r\nTemperatur høy i rom 3\r\n".encode()) == "Temperatur høy i rom 3"
+    assert content(b"Content-Type: text/plain\r\n\r\nDoor open\r\n") == "Door open"
+    with pytest.raises(MailError, match=r"not valid utf-8 \(no charset declared\) at byte 1"):
+        content(b"\r\nS\xf8ndag\r\n")
+
+
 def test_signature_is_cut_only_when_asked() -> None:
     raw = b"\r\nReading: 42\r\n-- \r\nACME Alarm\r\nwww.acme.test\r\n"
     assert content(raw, strip_signature=True) == "Reading: 42"
