@@ -125,7 +125,8 @@ _AFTER_ACCEPT: Final[dict[type, Phase]] = {
     AuthRequested: Phase.READY,
 }
 
-_PATH: Final = re.compile(r"\s*<([^<>]*)>(.*)", re.DOTALL)
+# A path in angle brackets (RFC 5321 4.1.2), or bare, as old devices write it and MTAs take.
+_PATH: Final = re.compile(r"\s*(?:<([^<>]*)>|([^\s<>]+))(.*)", re.DOTALL)
 _PARAMETER: Final = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*)(?:=([!-<>-~]+))?")
 _END_OF_DATA: Final = b"\r\n.\r\n"
 _PRINTABLE: Final = re.compile(r"[^!-~]")
@@ -481,7 +482,11 @@ class SmtpSession:
         if match is None:
             self._error(_reply(501, f"5.5.4 syntax: {keyword}<address>"))
             return None
-        address, rest = match.groups()
+        bracketed, bare, rest = match.groups()
+        address = bare if bracketed is None else bracketed
+        if bare is not None and rest[:1].strip():
+            self._error(_reply(501, f"5.5.4 syntax: {keyword}<address>"))
+            return None
         parameters: list[tuple[str, str | None]] = []
         for item in rest.split():
             parameter = _PARAMETER.fullmatch(item)

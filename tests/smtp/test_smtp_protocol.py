@@ -151,7 +151,8 @@ def test_refused_recipient_and_message_keep_the_session() -> None:
         (b"EHLO\r\n", "501 5.5.4 EHLO needs a domain or address"),
         (b"XYZZY\r\n", "500 5.5.2 command not recognised"),
         (b"EHLO c\r\nMAIL TO:<a@b>\r\n", "501 5.5.4 syntax: FROM:<address>"),
-        (b"EHLO c\r\nMAIL FROM:a@b\r\n", "501 5.5.4 syntax: FROM:<address>"),
+        (b"EHLO c\r\nMAIL FROM:\r\n", "501 5.5.4 syntax: FROM:<address>"),
+        (b"EHLO c\r\nMAIL FROM:a@b<c>\r\n", "501 5.5.4 syntax: FROM:<address>"),
         (b"EHLO c\r\nMAIL FROM:<a@b> SIZE=2000000\r\n", "552 5.3.4 message size exceeds 1048576"),
         (b"EHLO c\r\nMAIL FROM:<a@b> AUTH=<>\r\n", "555 5.5.4 parameter AUTH is not supported"),
         (b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<>\r\n", "501 5.1.3 an empty recipient"),
@@ -164,6 +165,15 @@ def test_refused_recipient_and_message_keep_the_session() -> None:
 def test_commands_out_of_place_or_malformed(commands: bytes, last: str) -> None:
     _, replies = run(session(), commands)
     assert replies[-1] == last
+
+
+def test_paths_without_angle_brackets_as_old_devices_write_them() -> None:
+    events, replies = run(
+        session(),
+        b"HELO c\r\nMAIL FROM:alarm@panel.test SIZE=20\r\nRCPT TO: +4741000000-1000@sms.test\r\n",
+    )
+    assert replies[-2:] == ["250 2.1.0 sender OK", "250 2.1.5 OK"]
+    assert events == [RecipientRequested("+4741000000-1000@sms.test"), ConnectionClosed()]
 
 
 def test_limits_on_recipients_size_and_line_length() -> None:
