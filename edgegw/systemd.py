@@ -32,10 +32,14 @@ def notify(message: str, environ: Mapping[str, str] = os.environ) -> bool:
 
 def watchdog_interval(environ: Mapping[str, str] = os.environ) -> float | None:
     """Seconds between two WATCHDOG=1 (half of WatchdogSec, as sd_watchdog_enabled(3) advises),
-    or None when the watchdog is off or meant for another process."""
+    or None when the watchdog is off or meant for another process. The watchdog is meant for
+    the service's main process; the PyInstaller one-file executable's main process is its
+    bootloader, which runs the gateway as its child, so the parent's pid counts as ours."""
     usec = environ.get("WATCHDOG_USEC", "")
     pid = environ.get("WATCHDOG_PID", "")
-    if not usec.isdigit() or int(usec) == 0 or (pid.isdigit() and int(pid) != os.getpid()):
+    if not usec.isdigit() or int(usec) == 0:
+        return None
+    if pid.isdigit() and int(pid) not in (os.getpid(), os.getppid()):
         return None
     return int(usec) / 2_000_000
 

@@ -6,12 +6,15 @@ smoke` builds and checks the one around the PyInstaller executable."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -77,10 +80,20 @@ def test_check_deb_refuses_a_unit_systemd_would_ignore_a_key_of(
     assert "Unknown key 'NoNewPrivilege'" in checked.stderr
 
 
-def test_serve_tells_systemd_ready_feeds_the_watchdog_and_says_stopping(tmp_path: Path) -> None:
+def config_on_free_ports(folder: Path) -> Path:
+    """The example config with every door on a port the system picks."""
     text = (ROOT / "config.example.toml").read_text()
-    config = tmp_path / "config.toml"
-    config.write_text(text.replace("port = 8080", "port = 0").replace("port = 2775", "port = 0"))
+    config = folder / "config.toml"
+    config.write_text(
+        text.replace("port = 8080", "port = 0")
+        .replace("port = 2775", "port = 0")
+        .replace("port = 2525", "port = 0")
+    )
+    return config
+
+
+def test_serve_tells_systemd_ready_feeds_the_watchdog_and_says_stopping(tmp_path: Path) -> None:
+    config = config_on_free_ports(tmp_path)
     address = str(tmp_path / "notify")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(address)
@@ -104,9 +117,78 @@ def test_serve_tells_systemd_ready_feeds_the_watchdog_and_says_stopping(tmp_path
             process.wait()
 
 
+def one_file_stand_in(folder: Path) -> Path:
+    """An executable `edgegw` that runs this checkout's as the PyInstaller one-file executable
+    does: its bootloader stays the main process, runs the gateway as its child, passes
+    SIGTERM and SIGINT on and exits with the child's status."""
+    path = folder / "edgegw"
+    path.write_text(
+        f"#!{sys.executable}\n"
+        "import signal, subprocess, sys\n"
+        "child = subprocess.Popen([sys.executable, '-m', 'edgegw', *sys.argv[1:]])\n"
+        "for signum in (signal.SIGTERM, signal.SIGINT):\n"
+        "    signal.signal(signum, lambda signum, frame: child.send_signal(signum))\n"
+        "sys.exit(child.wait())\n"
+    )
+    path.chmod(0o755)
+    return path
+
+
+def unit_setting(key: str) -> str:
+    (value,) = [
+        line.partition("=")[2]
+        for line in (ROOT / "build" / "deb" / "edgegw.service").read_text().splitlines()
+        if line.startswith(f"{key}=")
+    ]
+    return value
+
+
+def test_the_unit_takes_ready_and_the_watchdog_from_the_one_file_executable(
+    tmp_path: Path,
+) -> None:
+    """systemd drops a notification from a process its unit's NotifyAccess does not allow,
+    and sets WATCHDOG_PID to the main process: the bootloader, not the gateway."""
+    config = config_on_free_ports(tmp_path)
+    exe = one_file_stand_in(tmp_path)
+    notify_access = unit_setting("NotifyAccess")
+    address = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(address)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        sock.settimeout(1)
+        environ = {**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "100000"}
+        # As systemd starts it: WATCHDOG_PID is the main process's own pid.
+        process = subprocess.Popen(
+            ["/bin/sh", "-c", 'WATCHDOG_PID=$$ exec "$@"', "sh", exe, "serve", "--config", config],
+            env=environ,
+            start_new_session=True,
+        )
+        try:
+            accepted: list[bytes] = []
+            deadline = time.monotonic() + 30
+            while accepted.count(b"WATCHDOG=1") < 3 and time.monotonic() < deadline:
+                with contextlib.suppress(TimeoutError):
+                    message, ancillary, _, _ = sock.recvmsg(256, socket.CMSG_SPACE(12))
+                    ((_, _, credentials),) = ancillary
+                    sender = struct.unpack("3i", credentials)[0]
+                    if notify_access == "all" or sender == process.pid:
+                        accepted.append(message)
+            assert b"READY=1" in accepted
+            assert accepted.count(b"WATCHDOG=1") == 3
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=15) == 0
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # the gateway too, if still there
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 def test_watchdog_interval_is_half_of_watchdog_sec() -> None:
     assert watchdog_interval({"WATCHDOG_USEC": "30000000"}) == 15.0
-    assert watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}) is None
+    main = str(os.getppid())
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": main}) == 15.0
+    another = str(max(os.getpid(), os.getppid()) + 1)
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": another}) is None
     assert watchdog_interval({}) is None
 
 
