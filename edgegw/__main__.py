@@ -169,6 +169,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from edgegw.store import StoreDamaged
+
     config = load_config(args.config)
     logging.basicConfig(
         level="DEBUG" if args.debug else config.gateway.log_level.upper(),
@@ -180,10 +182,11 @@ def _serve(args: argparse.Namespace) -> int:
     failed = interrupted = False
     try:
         trio.run(_serve_until_signalled, config)
-    except* StartupError as group:
+    except* (StartupError, StoreDamaged) as group:
         if args.debug:
             raise
-        # One line each: what failed and the fix; the traceback only with --debug.
+        # One line each: what failed and the fix; the traceback only with --debug. A damaged
+        # store stops the gateway whenever it is found, mostly by the first reads at start.
         for exc in _leaves(group):
             print(f"edgegw: {exc}", file=sys.stderr)
         failed = True
@@ -195,8 +198,8 @@ def _serve(args: argparse.Namespace) -> int:
     return 130 if interrupted else 0
 
 
-def _leaves(group: BaseExceptionGroup[StartupError]) -> list[StartupError]:
-    leaves: list[StartupError] = []
+def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
+    leaves: list[Exception] = []
     for exc in group.exceptions:
         leaves += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
     return leaves

@@ -16,6 +16,7 @@ import msgspec
 import pytest
 import trio
 from support.gateway import example_config
+from support.store import damage_table
 
 from drivers.at import AtOptions
 from drivers.events import ModemState
@@ -131,6 +132,20 @@ def test_an_unopenable_store_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     (line,) = failure_lines(result)
     assert "edgegw.db: cannot open the store" in line
+    assert "restore a backup" in line
+
+
+def test_a_damaged_store_is_one_line(tmp_path: Path) -> None:
+    """A store whose header and schema read well but one of whose tables is damaged (a power
+    cut on an SD card): the first read of that table at start says so in one line."""
+    config = write_config(tmp_path, 0)
+    store = tmp_path / "data" / "edgegw.db"
+    store.parent.mkdir()
+    damage_table(store, "message_events")
+    result = serve(config)
+    assert result.returncode == 1
+    (line,) = failure_lines(result)
+    assert line.startswith(f"edgegw: {store}: the store is damaged (")
     assert "restore a backup" in line
 
 

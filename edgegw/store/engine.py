@@ -55,6 +55,25 @@ class StoreClosed(StoreError):
     """The writer is not running, so a write could not be committed."""
 
 
+class StoreDamaged(StoreError):
+    """SQLite found the store's file damaged (a corrupt page, or no database at all): nothing
+    it holds can be trusted until a backup is restored."""
+
+
+# The primary result codes of a damaged file (extended ones such as SQLITE_CORRUPT_INDEX
+# carry them in their low byte).
+_DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+
+def _damage(path: str | Path, exc: BaseException) -> StoreDamaged | None:
+    """`StoreDamaged`, naming the file and the fix, when `exc` says the file is damaged."""
+    if isinstance(exc, sqlite3.DatabaseError) and exc.sqlite_errorcode & 0xFF in _DAMAGE_CODES:
+        return StoreDamaged(
+            f"{path}: the store is damaged ({exc}); stop edgegw and restore a backup"
+        )
+    return None
+
+
 # ---------------------------------------------------------------------------------------------
 # Schema. Each entry of MIGRATIONS takes the file from version i to i + 1; a file is upgraded
 # by applying the missing steps in order, each version in its own transaction. Never edit a
@@ -522,6 +541,9 @@ class Engine:
             raise StoreClosed("the store is shutting down") from None
         await job.done.wait()
         if job.error is not None:
+            damaged = _damage(self.path, job.error)
+            if damaged is not None:
+                raise damaged from job.error
             raise job.error
         return job.result  # type: ignore[return-value]
 
@@ -556,4 +578,10 @@ class Engine:
                 conn.execute("BEGIN")
                 return fn(conn)
 
-        return await self._offload(in_thread)
+        try:
+            return await self._offload(in_thread)
+        except sqlite3.DatabaseError as exc:
+            damaged = _damage(self.path, exc)
+            if damaged is None:
+                raise
+            raise damaged from exc

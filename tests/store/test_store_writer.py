@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import trio
-from support.store import START, new_message, start_store
+from support.store import START, damage_table, new_message, start_store
 
 from edgegw.clock import Clock
 from edgegw.model import MessageState
-from edgegw.store import Store, StoreClosed
+from edgegw.store import Store, StoreClosed, StoreDamaged
 
 
 @pytest.fixture
@@ -142,6 +142,29 @@ async def test_a_duplicate_id_fails_only_its_own_request(store: Store) -> None:
         await store.insert_messages([new_message("000000000002"), new_message("000000000001")])
     # The failed request left nothing behind, not even its first message.
     assert await store.message("000000000002") is None
+
+
+async def test_a_damaged_table_is_store_damaged_naming_the_file(
+    db_path: Path, nursery: trio.Nursery
+) -> None:
+    damage_table(db_path, "message_events")
+    store = await start_store(db_path, nursery)
+
+    async def read() -> None:
+        await store.read(lambda conn: conn.execute("SELECT max(rowid) FROM message_events"))
+
+    async def write() -> None:
+        await store.write(lambda conn: conn.execute("DELETE FROM message_events"))
+
+    for attempt in (read, write):
+        with pytest.raises(StoreDamaged) as caught:
+            await attempt()
+        assert str(caught.value) == (
+            f"{db_path}: the store is damaged (database disk image is malformed); stop edgegw"
+            " and restore a backup"
+        )
+    # A table that is whole still works.
+    await store.write(lambda conn: conn.execute("DELETE FROM messages"))
 
 
 async def test_acknowledged_messages_survive_a_restart(db_path: Path) -> None:

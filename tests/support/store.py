@@ -9,7 +9,7 @@ import trio
 
 from drivers.gsm import encode_message
 from edgegw.clock import Clock
-from edgegw.store import NewMessage, Store
+from edgegw.store import NewMessage, Store, connect, migrate
 
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z
 
@@ -53,3 +53,20 @@ async def start_store(path: Path, nursery: trio.Nursery) -> Store:
     running = Store(path, clock=Clock(start_epoch=START))
     await nursery.start(running.run)
     return running
+
+
+def damage_table(path: Path, table: str) -> None:
+    """Make a store at `path` (of the current schema) whose header and schema read well but
+    whose `table` is damaged, as a power cut on an SD card leaves one: its root page's b-tree
+    page type is overwritten."""
+    conn = connect(path)
+    migrate(conn)
+    ((root,),) = conn.execute(
+        "SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)
+    ).fetchall()
+    (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    with path.open("r+b") as file:
+        file.seek((root - 1) * page_size)
+        file.write(b"\xff")
