@@ -56,6 +56,7 @@ RULES: list[tuple[str, Layer]] = [
     ("edgegw/metrics.py", Layer.SHELL),
     ("edgegw/startup.py", Layer.SHELL),
     ("edgegw/systemd.py", Layer.SHELL),
+    ("edgegw/tls.py", Layer.SHELL),
     ("edgegw/delivery/worker.py", Layer.SHELL),
     ("drivers/at/driver.py", Layer.SHELL),
     ("drivers/at/__init__.py", Layer.SHELL),

@@ -125,6 +125,25 @@ def test_a_bad_smpp_certificate_is_one_line(tmp_path: Path) -> None:
     assert "check tls_cert_file and tls_key_file" in line
 
 
+@pytest.mark.parametrize("door", ["SMPP", "SMTP"])
+def test_a_missing_certificate_is_one_line_naming_it(tmp_path: Path, door: str) -> None:
+    missing = tmp_path / "missing.pem"
+    smpp = (
+        f'[smpp]\nport = 0\ntls_cert_file = "{missing}"\ntls_key_file = "{missing}"\n'
+        '[[smpp.accounts]]\nsystem_id = "demo"\npassword = "demo"\nservice = 1000\n'
+    )
+    config = write_config(tmp_path, 0, smpp if door == "SMPP" else "")
+    if door == "SMTP":
+        text = config.read_text().replace('tls_cert_file = ""', f'tls_cert_file = "{missing}"')
+        config.write_text(text.replace('tls_key_file = ""', f'tls_key_file = "{missing}"'))
+    result = serve(config)
+    assert result.returncode == 1
+    assert failure_lines(result) == [
+        f"edgegw: {door} TLS file {missing}: No such file or directory; check tls_cert_file"
+        " and tls_key_file"
+    ]
+
+
 def test_an_unopenable_store_is_one_line(tmp_path: Path) -> None:
     config = write_config(tmp_path, 0)
     (tmp_path / "data" / "edgegw.db").mkdir(parents=True)  # a folder where the file should be

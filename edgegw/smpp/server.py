@@ -74,6 +74,7 @@ from edgegw.smpp.submission import (
 )
 from edgegw.smpp.tlv import int_tlv
 from edgegw.throttle import AuthThrottle
+from edgegw.tls import server_context
 
 __all__ = ["serve_smpp"]
 
@@ -790,9 +791,7 @@ def _tls_context(config: SmppConfig) -> ssl.SSLContext | None:
         return None
     if not (config.tls_cert_file and config.tls_key_file):
         raise ValueError("smpp TLS needs both tls_cert_file and tls_key_file")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
-    return context
+    return server_context(config.tls_cert_file, config.tls_key_file)
 
 
 async def serve_smpp(

@@ -37,6 +37,7 @@ from edgegw.smtp.protocol import (
     StartTlsRequested,
 )
 from edgegw.throttle import AuthThrottle
+from edgegw.tls import server_context
 
 __all__ = ["SmtpBackend", "serve_connection", "serve_smtp"]
 
@@ -65,9 +66,7 @@ class SmtpBackend(Protocol):
 def _tls_context(config: SmtpConfig) -> ssl.SSLContext | None:
     if not config.tls_cert_file:
         return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
-    return context
+    return server_context(config.tls_cert_file, config.tls_key_file)
 
 
 async def serve_smtp(
