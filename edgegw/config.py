@@ -441,13 +441,17 @@ def _resolve_paths(config: Config, folder: Path) -> Config:
         )
         for service in config.services
     ]
-    smtp = config.smtp
+    smpp, smtp = config.smpp, config.smtp
+    if smpp is not None:
+        smpp = msgspec.structs.replace(
+            smpp, tls_cert_file=resolve(smpp.tls_cert_file), tls_key_file=resolve(smpp.tls_key_file)
+        )
     if smtp is not None:
         smtp = msgspec.structs.replace(
             smtp, tls_cert_file=resolve(smtp.tls_cert_file), tls_key_file=resolve(smtp.tls_key_file)
         )
     return msgspec.structs.replace(
-        config, gateway=gateway, modems=modems, services=services, smtp=smtp
+        config, gateway=gateway, modems=modems, services=services, smpp=smpp, smtp=smtp
     )
 
 

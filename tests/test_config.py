@@ -42,6 +42,20 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
     assert load_config(path).gateway.store == str(folder / "var" / "gw.db")
 
 
+def test_the_doors_tls_files_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    path = folder / "gw.toml"
+    tls = 'tls_cert_file = "tls/cert.pem"\ntls_key_file = "tls/key.pem"\n'
+    account = '[[smpp.accounts]]\nsystem_id = "demo"\npassword = "demo"\nservice = 1000\n'
+    path.write_text(MINIMAL + "[smpp]\n" + tls + account + "[smtp]\n" + tls)
+    config = load_config(path)
+    for door in (config.smpp, config.smtp):
+        assert door is not None
+        assert door.tls_cert_file == str(folder / "tls" / "cert.pem")
+        assert door.tls_key_file == str(folder / "tls" / "key.pem")
+
+
 def test_every_problem_is_listed_with_its_key_path(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(
