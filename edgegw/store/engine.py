@@ -67,7 +67,9 @@ _DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
 def _damage(path: str | Path, exc: BaseException) -> StoreDamaged | None:
     """`StoreDamaged`, naming the file and the fix, when `exc` says the file is damaged."""
-    if isinstance(exc, sqlite3.DatabaseError) and exc.sqlite_errorcode & 0xFF in _DAMAGE_CODES:
+    # Errors the sqlite3 module raises itself (a closed connection, say) carry no code.
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int) and code & 0xFF in _DAMAGE_CODES:
         return StoreDamaged(
             f"{path}: the store is damaged ({exc}); stop edgegw and restore a backup"
         )

@@ -167,6 +167,15 @@ async def test_a_damaged_table_is_store_damaged_naming_the_file(
     await store.write(lambda conn: conn.execute("DELETE FROM messages"))
 
 
+async def test_an_error_without_an_sqlite_code_is_raised_as_it_is(store: Store) -> None:
+    def misuse(conn: object) -> None:
+        raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+
+    for attempt in (store.read, store.write):
+        with pytest.raises(sqlite3.ProgrammingError, match="closed database"):
+            await attempt(misuse)
+
+
 async def test_acknowledged_messages_survive_a_restart(db_path: Path) -> None:
     ids = [f"{n:012d}" for n in range(50)]
     async with trio.open_nursery() as nursery:
