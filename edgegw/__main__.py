@@ -218,7 +218,9 @@ async def _serve_until_signalled(config: Config) -> None:
 
     gateway = Gateway(config)
     interval = systemd.watchdog_interval()
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    # SIGHUP too: the terminal it was started from closed. Left to its default, it ended the
+    # process with messages half sent, for the crash policy to settle.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with trio.open_nursery() as watched:
             # The watchdog is fed from the event loop for as long as the gateway runs,
             # shutdown included: a stalled loop stops feeding it.

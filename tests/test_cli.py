@@ -86,7 +86,7 @@ def test_ctrl_c_during_start_up_exits_quietly(tmp_path: Path) -> None:
         assert "Traceback" not in rest
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_serve_stops_gracefully_on_signal(tmp_path: Path, signum: signal.Signals) -> None:
     config, port = example_config(tmp_path)
     process = subprocess.Popen([*EDGEGW, "serve", "--config", str(config)])
