@@ -138,6 +138,11 @@ class Gateway:
             auth_failures=self.throttle.failures_total,
             auth_refusals=self.throttle.refusals_total,
             connections_refused=self.connections_refused,
+            doors=[
+                door
+                for door, served in (("http", True), ("smpp", config.smpp), ("smtp", config.smtp))
+                if served
+            ],
         )
         self.pruner = Pruner(self.store, self.clock, keep_final_days=config.store.keep_final_days)
         self.reports = ReportCorrelator(

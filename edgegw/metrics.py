@@ -103,6 +103,7 @@ class Metrics:
         auth_failures: Mapping[str, int] | None = None,
         auth_refusals: Mapping[str, int] | None = None,
         connections_refused: Mapping[str, int] | None = None,
+        doors: Iterable[str] = (),
         poll_interval: float = POLL_SECONDS,
     ) -> None:
         self.store = store
@@ -120,6 +121,9 @@ class Metrics:
         self.connections_refused: Mapping[str, int] = (
             {} if connections_refused is None else connections_refused
         )
+        # The doors served (http, smpp, smtp): their counters above are scraped as 0 before
+        # their first event, so that increase() and rate() see that first one.
+        self.doors = frozenset(doors)
         self.poll_interval = poll_interval
         self.figures = StoreFigures()
         self.registry = CollectorRegistry(auto_describe=False)
@@ -238,8 +242,8 @@ class _Snapshot(Collector):
             ),
         ):
             family = CounterMetricFamily(name, text, labels=["door"])
-            for door, count in sorted(counts.items()):
-                family.add_metric([door], count)
+            for door in sorted(metrics.doors | counts.keys()):
+                family.add_metric([door], counts.get(door, 0))
             yield family
 
 

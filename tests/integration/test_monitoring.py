@@ -229,6 +229,21 @@ async def test_a_scrape_after_traffic_through_every_door(gateway: Gateway) -> No
     assert found[("edgegw_http_request_duration_seconds_count", ())] >= 4
 
 
+async def test_each_door_s_counters_are_scraped_before_their_first_event(
+    gateway: Gateway,
+) -> None:
+    """A counter with no series until its first event hides that event from increase()."""
+    async with httpx.AsyncClient(base_url=url(gateway)) as client:
+        found = samples((await client.get("/metrics")).text)
+    for name in ("auth_failures", "auth_refusals", "connections_refused"):
+        counted = {
+            labels: value
+            for (metric, labels), value in found.items()
+            if metric == f"edgegw_{name}_total"
+        }
+        assert counted == {(("door", door),): 0 for door in ("http", "smpp", "smtp")}, name
+
+
 async def test_connections_refused_at_each_door_are_counted(
     config: Config, nursery: trio.Nursery
 ) -> None:
