@@ -195,8 +195,14 @@ def load_config(path: str | Path) -> Config:
 
 def config_warnings(config: Config) -> list[str]:
     """What may be wrong on this box now without making the config unusable: a modem port that
-    does not exist (unplugged, or named wrongly); the gateway waits for it and keeps trying."""
-    warnings = []
+    does not exist (unplugged, or named wrongly), for which the gateway waits and keeps trying;
+    a certificate, key or CA file that this user cannot see, which `serve` (perhaps as another
+    user) will refuse if it cannot read it either."""
+    warnings = [
+        f"{key}: {path} does not exist, or this user cannot see it; serve needs to read it"
+        for key, path in _files(config)
+        if path and not os.path.exists(path)
+    ]
     for index, modem in enumerate(config.modems):
         port = modem.at.port
         if modem.driver == "at" and port and "://" not in port and not os.path.exists(port):
@@ -208,6 +214,21 @@ def config_warnings(config: Config) -> list[str]:
                 f"in?{found_by}"
             )
     return warnings
+
+
+def _files(config: Config) -> list[tuple[str, str]]:
+    """(key path, file) of every certificate, key and CA file the config names."""
+    files = [
+        (f"{door}.{key}", getattr(settings, key))
+        for door, settings in (("smpp", config.smpp), ("smtp", config.smtp))
+        if settings is not None
+        for key in ("tls_cert_file", "tls_key_file")
+    ]
+    for index, service in enumerate(config.services):
+        for kind, endpoint in (("mo", service.mo), ("dr", service.dr)):
+            if endpoint is not None:
+                files.append((f"services[{index}].{kind}.ca_file", endpoint.ca_file))
+    return files
 
 
 def check_config(raw: dict[str, Any]) -> list[str]:

@@ -200,6 +200,26 @@ def test_check_config_warns_about_a_modem_port_that_is_not_there(
     assert captured.out == f"{config}: ok\n"
 
 
+def test_check_config_warns_about_certificate_files_that_are_not_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    head, smtp, rest = (ROOT / "config.example.toml").read_text().partition("[smtp]\n")
+    rest = rest.replace('tls_cert_file = ""', 'tls_cert_file = "mail.pem"', 1)
+    text = head + smtp + rest.replace('tls_key_file = ""', 'tls_key_file = "mail.key"', 1)
+    text += '\n[services.dr]\nurl = "https://customer.test/dr"\nca_file = "/etc/edgegw/ca.pem"\n'
+    config = tmp_path / "config.toml"
+    config.write_text(text)
+    (tmp_path / "mail.key").write_text("")
+    assert main(["check-config", "--config", str(config)]) == 0
+    captured = capsys.readouterr()
+    why = "does not exist, or this user cannot see it; serve needs to read it"
+    assert captured.err == (
+        f"warning: smtp.tls_cert_file: {tmp_path / 'mail.pem'} {why}\n"
+        f"warning: services[0].dr.ca_file: /etc/edgegw/ca.pem {why}\n"
+    )
+    assert captured.out == f"{config}: ok\n"
+
+
 @pytest.mark.parametrize(
     "argv",
     [["no-such-command"], ["serve"], ["send", "--config", "x.toml", "--to", "+4741000000"]],
