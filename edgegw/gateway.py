@@ -65,7 +65,7 @@ from edgegw.retention import Pruner
 from edgegw.smpp.server import serve_smpp
 from edgegw.smtp.server import serve_smtp
 from edgegw.startup import StartupError, instance_lock
-from edgegw.store import AnswerSeal, Store, StoreError, Topic
+from edgegw.store import AnswerSeal, Store, StoreError, StoreTooNew, Topic
 from edgegw.throttle import AuthThrottle
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,8 @@ class Gateway:
             async with trio.open_nursery() as base:
                 try:
                     await base.start(self.store.run)
+                except StoreTooNew as exc:
+                    raise StartupError(str(exc)) from exc
                 except StoreError as exc:
                     raise StartupError(
                         f"{exc} (check the file, its folder and their owner, or restore a backup)"

@@ -23,6 +23,7 @@ from drivers.events import ModemState
 from edgegw.config import ModemConfig
 from edgegw.gateway import Gateway
 from edgegw.startup import StartupError, instance_lock, lock_path
+from edgegw.store import SCHEMA_VERSION, connect, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 EDGEGW = [sys.executable, "-m", "edgegw"]
@@ -152,6 +153,23 @@ def test_an_unopenable_store_is_one_line(tmp_path: Path) -> None:
     (line,) = failure_lines(result)
     assert "edgegw.db: cannot open the store" in line
     assert "restore a backup" in line
+
+
+def test_a_store_from_a_newer_edgegw_is_one_line_naming_the_fix(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 0)
+    store = tmp_path / "data" / "edgegw.db"
+    store.parent.mkdir()
+    conn = connect(store)
+    migrate(conn)
+    conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    conn.close()
+    result = serve(config)
+    assert result.returncode == 1
+    assert failure_lines(result) == [
+        f"edgegw: {store}: the store has schema version {SCHEMA_VERSION + 1}, from a newer "
+        f"edgegw; this one knows {SCHEMA_VERSION}: run the newer edgegw, or restore a backup "
+        "this one made"
+    ]
 
 
 def test_a_damaged_store_is_one_line(tmp_path: Path) -> None:

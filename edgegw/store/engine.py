@@ -55,6 +55,10 @@ class StoreClosed(StoreError):
     """The writer is not running, so a write could not be committed."""
 
 
+class StoreTooNew(StoreError):
+    """The store was written by a newer edgegw, whose schema this one does not know."""
+
+
 class StoreDamaged(StoreError):
     """SQLite found the store's file damaged (a corrupt page, or no database at all): nothing
     it holds can be trusted until a backup is restored."""
@@ -308,8 +312,9 @@ def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
     """Bring the file up to `target`, one version per transaction; return the version found."""
     found = schema_version(conn)
     if found > SCHEMA_VERSION:
-        raise StoreError(
-            f"the store has schema version {found}; this edgegw knows {SCHEMA_VERSION}"
+        raise StoreTooNew(
+            f"the store has schema version {found}, from a newer edgegw; this one knows "
+            f"{SCHEMA_VERSION}: run the newer edgegw, or restore a backup this one made"
         )
     for version in range(found, target):
         conn.execute("BEGIN IMMEDIATE")
@@ -443,6 +448,9 @@ class Engine:
             raise StoreError(f"{self.path}: cannot open the store: {exc}") from exc
         try:
             migrate(conn)
+        except StoreTooNew as exc:
+            conn.close()
+            raise StoreTooNew(f"{self.path}: {exc}") from None
         except BaseException:
             conn.close()
             raise
