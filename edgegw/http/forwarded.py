@@ -1,5 +1,6 @@
 """The client address of an HTTP request that reached us through reverse proxies we trust
-(`[http] trusted_proxies`): its X-Forwarded-For walked from the right past the trusted hops.
+(`[http] trusted_proxies`): its X-Forwarded-For walked from the right past the trusted hops;
+and the scheme and host the client asked for (X-Forwarded-Proto, X-Forwarded-Host).
 Pure: no sockets, no trio. The header of a peer that is not a trusted proxy is never read, so a
 client cannot choose its own address. RFC 7239 `Forwarded` is not read (README, Security).
 """
@@ -10,7 +11,7 @@ import ipaddress
 
 from edgegw.networks import Networks
 
-__all__ = ["client_address"]
+__all__ = ["client_address", "first_forwarded"]
 
 
 def client_address(peer: str, forwarded_for: str | None, trusted: Networks) -> str | None:
@@ -67,3 +68,10 @@ def _entry_address(
 
 def _is_port(text: str) -> bool:
     return 0 < len(text) <= 5 and text.isascii() and text.isdigit() and int(text) <= 65535
+
+
+def first_forwarded(value: str | None) -> str | None:
+    """The leftmost entry of an X-Forwarded-Proto or X-Forwarded-Host: what the proxy the
+    client reached wrote (each proxy after it appends its own); None when there is none."""
+    first = (value or "").split(",")[0].strip()
+    return first or None

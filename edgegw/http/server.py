@@ -61,6 +61,9 @@ class Request(msgspec.Struct, kw_only=True):
     # X-Forwarded-For): `client` is then the proxy's own address, which counts and throttles
     # the request but says nothing of where its client is (the loopback rule, management).
     client_unnamed: bool = False
+    # True when the TCP peer is a trusted reverse proxy, whose X-Forwarded-* headers may then
+    # be read: the URL its client used (a WSDL's address) is the proxy's, not ours.
+    proxied: bool = False
     # Set by a wrapper whose rows must commit with what the request writes (the answer of an
     # Idempotency-Key, edgegw.http.idempotency): the route that commits the request's effects
     # calls it with the answer it will send and writes what it returns (an edgegw.store.Write)
@@ -356,9 +359,10 @@ class _HttpConnection:
             value = raw_value.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         peer = self.peer[0] if self.peer is not None else None
-        client = peer
-        if peer is not None and self.trusted_proxies:
-            client = client_address(peer, headers.get("x-forwarded-for"), self.trusted_proxies)
+        client, proxied = peer, False
+        trusted = self.trusted_proxies
+        if peer is not None and trusted is not None and peer in trusted:
+            client, proxied = client_address(peer, headers.get("x-forwarded-for"), trusted), True
         return Request(
             method=event.method.decode("ascii", "replace"),
             path=path,
@@ -367,6 +371,7 @@ class _HttpConnection:
             body=b"",
             client=client or peer,
             client_unnamed=peer is not None and client is None,
+            proxied=proxied,
         )
 
     async def _call_app(self, body: Body) -> Response:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 from xml.sax.saxutils import escape
 
+from edgegw.http.forwarded import first_forwarded
 from edgegw.http.inputs import media_type_and_charset
 from edgegw.http.management import Route, batch_xml, stop_xml
 from edgegw.http.server import ErrorRenderer, Request, Response, plain_error
@@ -59,7 +60,7 @@ _SCHEMAS: Final = {
     "management-1.0": "GatewayManagement-v1.0.xsd",
     "management-1.1": "GatewayManagement-v1.1.xsd",
 }
-_ADDRESS_PLACEHOLDER: Final = "EDGEGW-ADDRESS"
+_ADDRESS_PLACEHOLDER: Final = "http://EDGEGW-ADDRESS"
 # A Host header fit to be written into the WSDL as the endpoint's authority.
 _HOST: Final = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 _XML_TYPE: Final = "text/xml; charset=utf-8"
@@ -84,6 +85,20 @@ def _management_call(body: bytes | bytearray, charset: str | None) -> Management
 def _charset(request: Request) -> str | None:
     """The charset the request's Content-Type declares, which the envelope is read in."""
     return media_type_and_charset(request.headers.get("content-type", ""))[1]
+
+
+def _origin(request: Request) -> str:
+    """Scheme and authority of the URL the client used, for the WSDL's endpoint addresses:
+    ours (http, its Host header), or behind a trusted proxy the one it forwarded (https, say,
+    where the proxy terminates TLS)."""
+    scheme, host = "http", request.headers.get("host", "")
+    if request.proxied:
+        proto = (first_forwarded(request.headers.get("x-forwarded-proto")) or "").lower()
+        scheme = proto if proto in ("http", "https") else scheme
+        host = first_forwarded(request.headers.get("x-forwarded-host")) or host
+    if _HOST.fullmatch(host) is None:
+        host = "localhost"
+    return escape(f"{scheme}://{host}")
 
 
 def soap_routes(
@@ -116,11 +131,7 @@ def soap_routes(
             return refusal
         query = request.query
         if query.lower() == "wsdl":
-            host = request.headers.get("host", "")
-            if _HOST.fullmatch(host) is None:
-                host = "localhost"
-            body = wsdl.replace(_ADDRESS_PLACEHOLDER.encode(), escape(host).encode())
-            return _xml(body)
+            return _xml(wsdl.replace(_ADDRESS_PLACEHOLDER.encode(), _origin(request).encode()))
         key, _, name = query.partition("=")
         if key.lower() == "xsd" and name in schemas:
             return _xml(schemas[name])

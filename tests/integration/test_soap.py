@@ -213,6 +213,35 @@ async def test_the_wsdl_is_served_at_both_addresses(gateway: Gateway) -> None:
     assert addresses == [f"http://127.0.0.1:{port}/gw/ws/SMSGatewayV10"] * 2
 
 
+@pytest.mark.parametrize("trusted", [True, False])
+async def test_behind_a_trusted_proxy_the_wsdl_names_the_url_its_client_used(
+    config: Config, nursery: trio.Nursery, trusted: bool
+) -> None:
+    """A proxy that terminates TLS forwards the scheme and host its client used: a WSDL naming
+    http:// and our own address would send every generated client past the proxy. Such headers
+    from anyone else are not read."""
+    proxies = ["127.0.0.1"] if trusted else []
+    http = msgspec.structs.replace(config.http, trusted_proxies=proxies)
+    gateway = Gateway(msgspec.structs.replace(config, http=http))
+    bound = await nursery.start(gateway.run)
+    forwarded = {"x-forwarded-proto": "https, http", "x-forwarded-host": "sms.example.com"}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{bound.http_port}") as plain:
+        answers = [
+            await plain.get(f"{path}?wsdl", headers=forwarded)
+            for path in ("/gw/ws/SMSGatewayV10", "/mgmt/ws/GatewayManagementV10")
+        ]
+    gateway.stop()
+    origin = "https://sms.example.com" if trusted else f"http://127.0.0.1:{bound.http_port}"
+    addresses = [
+        ElementTree.fromstring(answer.content).find(
+            ".//{http://schemas.xmlsoap.org/wsdl/soap/}address"
+        )
+        for answer in answers
+    ]
+    locations = [address.get("location") for address in addresses if address is not None]
+    assert locations == [f"{origin}/gw/ws/SMSGatewayV10", f"{origin}/mgmt/ws/GatewayManagementV10"]
+
+
 async def test_zeep_manages_a_scheduled_batch(gateway: Gateway) -> None:
     port = port_of(gateway)
     later = datetime.date.today() + datetime.timedelta(days=2)
