@@ -20,7 +20,7 @@ import h11
 import msgspec
 import trio
 
-from edgegw.http.forwarded import client_address
+from edgegw.http.forwarded import client_address, first_forwarded
 from edgegw.http.inputs import framing_refusal
 from edgegw.http.limits import HttpLimits
 from edgegw.loglimit import LogLimiter, log_limited, log_refused, write_overdue_summaries
@@ -69,6 +69,15 @@ class Request(msgspec.Struct, kw_only=True):
     # calls it with the answer it will send and writes what it returns (an edgegw.store.Write)
     # in the same job; None leaves nothing to add.
     commit_with: Callable[[Response], Callable[[Any], None] | None] | None = None
+
+    def forwarded(self, name: str) -> str | None:
+        """A trusted proxy's X-Forwarded-`name` (its leftmost entry); None from anyone else."""
+        return first_forwarded(self.headers.get(f"x-forwarded-{name}")) if self.proxied else None
+
+    def host(self) -> str:
+        """The host (and port) the client asked for: behind a trusted proxy the one it
+        forwarded, else the Host header."""
+        return self.forwarded("host") or self.headers.get("host", "")
 
 
 class Response(msgspec.Struct, kw_only=True):

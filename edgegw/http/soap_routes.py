@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 from xml.sax.saxutils import escape
 
-from edgegw.http.forwarded import first_forwarded
 from edgegw.http.inputs import media_type_and_charset
 from edgegw.http.management import Route, batch_xml, stop_xml
 from edgegw.http.server import ErrorRenderer, Request, Response, plain_error
@@ -91,11 +90,9 @@ def _origin(request: Request) -> str:
     """Scheme and authority of the URL the client used, for the WSDL's endpoint addresses:
     ours (http, its Host header), or behind a trusted proxy the one it forwarded (https, say,
     where the proxy terminates TLS)."""
-    scheme, host = "http", request.headers.get("host", "")
-    if request.proxied:
-        proto = (first_forwarded(request.headers.get("x-forwarded-proto")) or "").lower()
-        scheme = proto if proto in ("http", "https") else scheme
-        host = first_forwarded(request.headers.get("x-forwarded-host")) or host
+    proto = (request.forwarded("proto") or "").lower()
+    scheme = proto if proto in ("http", "https") else "http"
+    host = request.host()
     if _HOST.fullmatch(host) is None:
         host = "localhost"
     return escape(f"{scheme}://{host}")

@@ -152,9 +152,10 @@ def _same_origin(request: Request) -> None:
     operator's cached Basic credentials to it, so without this any page the operator opens
     could send SMS from the company's numbers (cross-site request forgery). A browser says
     whose page sent a request in `Sec-Fetch-Site`, which no page can set; one too old for it
-    names the page's origin in `Origin`, whose host and port must then be the `Host` our page
-    was loaded from. A client that sends neither (curl, a script) is no browser and has no
-    cached credentials to abuse."""
+    (or on plain HTTP) names the page's origin in `Origin`, whose host and port must then be
+    the host our page was loaded from (the `Host`, or a trusted proxy's `X-Forwarded-Host`). A
+    client that sends neither (curl, a script) is no browser and has no cached credentials to
+    abuse."""
     fetch_site = request.headers.get("sec-fetch-site")
     if fetch_site is not None:
         if fetch_site != "same-origin":
@@ -167,7 +168,7 @@ def _same_origin(request: Request) -> None:
         origin_host = urlsplit(origin).netloc if origin != "null" else ""
     except ValueError:
         origin_host = ""
-    if not origin_host or origin_host.lower() != request.headers.get("host", "").lower():
+    if not origin_host or origin_host.lower() != request.host().lower():
         raise HttpError(403, "Forbidden", "a form of another origin is refused")
 
 

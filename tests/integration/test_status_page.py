@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 import trio
 from selenium import webdriver
@@ -19,6 +20,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
 from support.tools import require_tool
 
+from edgegw.config import Config
 from edgegw.gateway import Gateway
 
 AUTH = ("demo", "demo")
@@ -190,6 +192,26 @@ async def test_a_form_post_from_another_site_is_refused(gateway: Gateway) -> Non
                 "/status/send", data={"to": "+4741000000", "text": "ours"}, headers=headers
             )
             assert sent.status_code == 200, headers
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+async def test_behind_a_trusted_proxy_the_forms_origin_is_the_forwarded_host(
+    config: Config, nursery: trio.Nursery, trusted: bool
+) -> None:
+    """A proxy that passes on its own Host: a browser on plain HTTP (no Sec-Fetch-Site) names
+    the page's origin, the proxy's host, which the proxy forwards in X-Forwarded-Host. Only a
+    trusted proxy's is believed, or any client could name the origin it forges."""
+    proxies = ["127.0.0.1"] if trusted else []
+    http = msgspec.structs.replace(config.http, trusted_proxies=proxies)
+    gateway = Gateway(msgspec.structs.replace(config, http=http))
+    bound = await nursery.start(gateway.run)
+    browser = {"origin": "http://sms.example.com", "x-forwarded-host": "sms.example.com"}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{bound.http_port}") as client:
+        sent = await client.post(
+            "/status/send", auth=AUTH, data={"to": "+4741000000", "text": "hi"}, headers=browser
+        )
+    gateway.stop()
+    assert sent.status_code == (200 if trusted else 403)
 
 
 async def test_every_status_answer_is_hardened_and_its_data_never_cached(
