@@ -75,23 +75,12 @@ def test_html_only_is_reduced_to_text() -> None:
     assert content(mail.as_bytes()) == "Level & pressure\nok now\ntail\nend"
 
 
-def test_html_ending_inside_a_tag_is_not_rescanned_for_every_tag(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Python's HTMLParser.close() tried the open tag at the end again from each "<" in it, each
-    # try reading to the end: 13 s for these 30 kB (hours for 1 MB) on the gateway's event loop.
-    tries = 0
-    parse_starttag = mail._HtmlText.parse_starttag
-
-    def counted(parser: mail._HtmlText, at: int) -> int:
-        nonlocal tries
-        tries += 1
-        return parse_starttag(parser, at)
-
-    monkeypatch.setattr(mail._HtmlText, "parse_starttag", counted)
+def test_html_ending_inside_a_tag_drops_that_tag() -> None:
+    # Python's HTMLParser.close() gave the open tag back as text, after trying it again from
+    # each "<" in it, each try reading to the end: 13 s for these 30 kB (hours for 1 MB), on
+    # the gateway's event loop. A browser shows nothing of such a tag.
     raw = b"Content-Type: text/html\r\n\r\n<p>Tank &amp; pump 2 low</p>" + b"<a " * 10_000
     assert content(raw) == "Tank & pump 2 low"
-    assert tries <= 2  # <p>, and the open tag once at most
     assert content(b"Content-Type: text/html\r\n\r\nFish &amp chips") == "Fish & chips"
     assert content(b"Content-Type: text/html\r\n\r\nlevel <b>< 5") == "level < 5"
 
