@@ -75,7 +75,8 @@ USER_AGENT: Final = "edgegw"
 
 _CONTENT_TYPES: Final = {"json": "application/json", "xml": "application/xml; charset=UTF-8"}
 # Octets of an answer's body read at most: a callback's body means nothing (spec 3.5 reads the
-# status), a token's is a few kilobytes. A longer body is dropped with its connection.
+# status, which counts once it came), a token's is a few kilobytes. A longer body is dropped
+# with its connection.
 ANSWER_BODY_LIMIT: Final = 64 * 1024
 
 
@@ -172,12 +173,8 @@ class HttpSender:
         status, body = answer
         if status != 200:
             return Attempt(status=None, error=f"OAuth2: token endpoint answered HTTP {status}")
-        if body is None:
-            return Attempt(
-                status=None,
-                error=f"OAuth2: the token endpoint's answer is longer than {ANSWER_BODY_LIMIT} "
-                f"octets or did not end within {self.config.timeout:g} s",
-            )
+        if isinstance(body, str):
+            return Attempt(status=None, error=f"OAuth2: the token endpoint's answer {body}")
         try:
             self._token = read_token_response(body, self._clock.now())
         except OAuth2Error as exc:
@@ -209,39 +206,48 @@ async def _exchange(
     url: httpx.URL,
     headers: dict[str, str],
     body: bytes | dict[str, str] | None,
-) -> tuple[int, bytes | None] | str:
-    """One request: its answer's status and body, the body None when longer than
-    ANSWER_BODY_LIMIT or not over in time; or why no status came `within` seconds.
+) -> tuple[int, bytes | str] | str:
+    """One request: its answer's status and body, or in place of the body why it was dropped
+    (longer than ANSWER_BODY_LIMIT, compressed, or not over in time); or why no status came
+    `within` seconds.
 
     `within` bounds the whole exchange, not only each read (httpx's own timeout), so an
-    endpoint that trickles its answer cannot hold the worker; reading the body to its end lets
-    the connection serve the next request, and one dropped early closes it."""
+    endpoint that trickles its answer cannot hold the worker. The body is counted as it came
+    over the wire, never inflated (the clients ask for `identity`): a few octets of nested gzip
+    inflate to gigabytes. Reading it to its end lets the connection serve the next request;
+    one dropped early closes it."""
     content, data = (None, body) if isinstance(body, dict) else (body, None)
     status: int | None = None
     read = bytearray()
+    dropped = f"did not end within {within:g} s"
     with trio.move_on_after(within):
         try:
             async with client.stream(
                 method, url, headers=headers, content=content, data=data
             ) as response:
                 status = response.status_code
+                encoding = response.headers.get("content-encoding", "identity").strip().lower()
                 # Stopped by a cancellation, which ends httpx's nested generators, not by a
                 # `break`, which would leave them for the garbage collector to close.
                 with trio.CancelScope() as too_long:
-                    async for chunk in response.aiter_bytes():
+                    async for chunk in response.aiter_raw():
                         read += chunk
                         if len(read) > ANSWER_BODY_LIMIT:
                             too_long.cancel()
-                if not too_long.cancel_called:
-                    return status, bytes(read)
+                if too_long.cancel_called:
+                    return status, f"is longer than {ANSWER_BODY_LIMIT} octets"
+                if encoding != "identity":
+                    return status, f"is compressed ({encoding[:20]}) though none was asked for"
+                return status, bytes(read)
         except httpx.TimeoutException:
             pass
         except httpx.HTTPError as exc:
             if status is None:
                 return f"{type(exc).__name__}: {exc}"
+            dropped = f"broke off ({type(exc).__name__})"
     if status is None:
         return f"no answer within {within:g} s"
-    return status, None
+    return status, dropped
 
 
 def http_client(config: CallbackEndpoint) -> httpx.AsyncClient:
@@ -254,7 +260,7 @@ def http_client(config: CallbackEndpoint) -> httpx.AsyncClient:
         timeout=config.timeout,
         verify=verify,
         auth=auth,
-        headers={"user-agent": USER_AGENT, **config.headers},
+        headers={"user-agent": USER_AGENT, "accept-encoding": "identity", **config.headers},
         follow_redirects=False,
     )
 
@@ -270,7 +276,7 @@ def token_client(config: CallbackEndpoint) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         timeout=config.timeout,
         verify=verify,
-        headers={"user-agent": USER_AGENT},
+        headers={"user-agent": USER_AGENT, "accept-encoding": "identity"},
         follow_redirects=False,
     )
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import base64
 import functools
+import gzip
 import hashlib
 import hmac
 import itertools
 import json
 import sqlite3
+import tracemalloc
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -754,11 +756,13 @@ class RawEndpoint:
     port: int = 0
     written: int = 0
     hung_up: trio.Event = field(default_factory=trio.Event)
+    heads: list[bytes] = field(default_factory=list)  # of the requests, lower-cased
 
     async def serve(self, stream: trio.SocketStream) -> None:
         request = b""
         while b"\r\n\r\n" not in request:
             request += await stream.receive_some()
+        self.heads.append(request.partition(b"\r\n\r\n")[0].lower())
         try:
             await stream.send_all(self.head)
             while self.chunk:
@@ -842,6 +846,72 @@ async def test_a_token_answer_past_the_limit_fails_the_try(
     message_id = await rig.send()
     await rig.fail(message_id)
     item = await first_try(rig, message_id)
-    assert item.last_error == (
-        "OAuth2: the token endpoint's answer is longer than 65536 octets or did not end within 60 s"
+    assert item.last_error == "OAuth2: the token endpoint's answer is longer than 65536 octets"
+
+
+def gzipped_twice(octets: int) -> bytes:
+    return gzip.compress(gzip.compress(bytes(octets)))
+
+
+async def test_a_compressed_answer_is_never_inflated(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A few hundred octets of nested gzip inflate to tens of megabytes: the callback's
+    status counts, its body is neither asked for compressed nor inflated."""
+    bomb = gzipped_twice(64 * 1024 * 1024)
+    endpoint = await start_raw(
+        nursery,
+        RawEndpoint(
+            head=b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip, gzip\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(bomb), bomb)
+        ),
     )
+    rig, _ = await start_rig(nursery, tmp_path / "db", [service(1, dr={"url": endpoint.url()})])
+    message_id = await rig.send()
+    tracemalloc.start()
+    try:
+        await rig.fail(message_id)
+        item = await settle(rig, message_id, "delivered")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (item.attempts, item.last_status) == (1, 200)
+    assert peak < 16 * 1024 * 1024
+    (head,) = endpoint.heads
+    assert b"\r\naccept-encoding: identity" in head
+
+
+async def test_a_compressed_token_is_refused_and_a_stalled_200_counts(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    token = gzip.compress(b'{"access_token": "t", "token_type": "Bearer", "expires_in": 3600}')
+    issuer = await start_raw(
+        nursery,
+        RawEndpoint(
+            head=b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+            b"content-encoding: gzip\r\ncontent-length: %d\r\n\r\n%s" % (len(token), token)
+        ),
+    )
+    # The customer's 200 came; its body then stalls past the timeout: received all the same.
+    stalled = await start_raw(
+        nursery,
+        RawEndpoint(head=b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n", chunk=b"x", every=30.0),
+    )
+    oauth2 = {"authorize_uri": issuer.url(), "client_id": "edge", "client_secret": "s"}
+    rig, _ = await start_rig(
+        nursery,
+        tmp_path / "db",
+        [
+            service(1, dr={"url": "http://127.0.0.1:9/dr", "oauth2": oauth2}),
+            service(2, dr={"url": stalled.url(), "timeout": 60}),
+        ],
+    )
+    refused, received = await rig.send(1), await rig.send(2)
+    await rig.fail(refused)
+    await rig.fail(received)
+    item = await first_try(rig, refused)
+    assert item.last_error == (
+        "OAuth2: the token endpoint's answer is compressed (gzip) though none was asked for"
+    )
+    item = await settle(rig, received, "delivered", seconds=70)
+    assert (item.attempts, item.last_status) == (1, 200)
