@@ -176,6 +176,9 @@ def _serve(args: argparse.Namespace) -> int:
         level="DEBUG" if args.debug else config.gateway.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.debug:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_damage_without_traceback)
     exposure = plaintext_exposure(args.config, config)
     if exposure is not None:
         logging.getLogger("edgegw").warning("%s", exposure)
@@ -186,9 +189,9 @@ def _serve(args: argparse.Namespace) -> int:
         if args.debug:
             raise
         # One line each: what failed and the fix; the traceback only with --debug. A damaged
-        # store stops the gateway whenever it is found, mostly by the first reads at start.
-        for exc in _leaves(group):
-            print(f"edgegw: {exc}", file=sys.stderr)
+        # store stops the gateway whenever it is found, and may be found by several tasks.
+        for line in dict.fromkeys(str(exc) for exc in _leaves(group)):
+            print(f"edgegw: {line}", file=sys.stderr)
         failed = True
     except* KeyboardInterrupt:
         # Ctrl-C before the signal handlers were in place: a quiet stop, as after them.
@@ -196,6 +199,19 @@ def _serve(args: argparse.Namespace) -> int:
     if failed:
         return EXIT_STARTUP
     return 130 if interrupted else 0
+
+
+def _damage_without_traceback(record: logging.LogRecord) -> bool:
+    """A task that met a damaged store logs it as any failure, with its traceback; the
+    gateway then stops on it with one line. The traceback says nothing more: the record keeps
+    its message and the damage, in one line (with --debug, the traceback too)."""
+    from edgegw.store import StoreDamaged
+
+    error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, StoreDamaged):
+        record.msg, record.args = f"{record.getMessage()}: {error}", None
+        record.exc_info = record.exc_text = None
+    return True
 
 
 def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:

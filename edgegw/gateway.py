@@ -65,7 +65,7 @@ from edgegw.retention import Pruner
 from edgegw.smpp.server import serve_smpp
 from edgegw.smtp.server import serve_smtp
 from edgegw.startup import StartupError, instance_lock
-from edgegw.store import AnswerSeal, Store, StoreError, StoreTooNew, Topic
+from edgegw.store import AnswerSeal, Store, StoreDamaged, StoreError, StoreTooNew, Topic
 from edgegw.throttle import AuthThrottle
 
 log = logging.getLogger(__name__)
@@ -157,6 +157,11 @@ class Gateway:
         """Begin a graceful shutdown; `run` returns once it is done."""
         self._stop.set()
 
+    async def _stop_on_damage(self) -> None:
+        """A damaged store stops the gateway, whichever task met the damage and whatever it
+        did with the error: nothing the store holds can be trusted until a backup is back."""
+        raise await self.store.damaged()
+
     async def run(self, *, task_status: trio.TaskStatus[Bound] = trio.TASK_STATUS_IGNORED) -> None:
         # The store outlives everything that writes to it: the listeners drain first, then the
         # pipeline stops, then the writer. Nothing touches the store or a modem before this
@@ -169,12 +174,13 @@ class Gateway:
             async with trio.open_nursery() as base:
                 try:
                     await base.start(self.store.run)
-                except StoreTooNew as exc:
+                except (StoreTooNew, StoreDamaged) as exc:
                     raise StartupError(str(exc)) from exc
                 except StoreError as exc:
                     raise StartupError(
                         f"{exc} (check the file, its folder and their owner, or restore a backup)"
                     ) from exc
+                base.start_soon(self._stop_on_damage)
                 async with trio.open_nursery() as core:
                     # Before anything can finish a message or store an MO: the endpoints decide what
                     # gets enqueued for the customer.

@@ -4,11 +4,13 @@ port another program holds, and failures that print one line with the fix and ex
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import socket
 import stat
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import msgspec
 import pytest
 import trio
 from support.gateway import example_config
+from support.process import free_port
 from support.store import damage_table
 
 from drivers.at import AtOptions
@@ -172,18 +175,63 @@ def test_a_store_from_a_newer_edgegw_is_one_line_naming_the_fix(tmp_path: Path) 
     ]
 
 
-def test_a_damaged_store_is_one_line(tmp_path: Path) -> None:
-    """A store whose header and schema read well but one of whose tables is damaged (a power
-    cut on an SD card): the first read of that table at start says so in one line."""
+@pytest.mark.parametrize("table", ["schema_version", "messages", "parts", "status_reports"])
+def test_a_damaged_store_is_one_line(tmp_path: Path, table: str) -> None:
+    """A store whose header reads well but one of whose tables is damaged (a power cut on an
+    SD card): the open, or the first task at start that meets it, stops the gateway with one
+    line, whatever the task did with the error, and no traceback."""
     config = write_config(tmp_path, 0)
     store = tmp_path / "data" / "edgegw.db"
     store.parent.mkdir()
-    damage_table(store, "message_events")
+    damage_table(store, table)
     result = serve(config)
     assert result.returncode == 1
     (line,) = failure_lines(result)
     assert line.startswith(f"edgegw: {store}: the store is damaged (")
     assert "restore a backup" in line
+
+
+def test_damage_met_while_serving_stops_the_gateway_with_one_line(tmp_path: Path) -> None:
+    """Only a send with an Idempotency-Key writes that table: the gateway serves until one
+    comes, answers that its message was not accepted, and stops."""
+    port = free_port()
+    config = write_config(tmp_path, port)
+    store = tmp_path / "data" / "edgegw.db"
+    store.parent.mkdir()
+    damage_table(store, "idempotent_responses")
+    send = urllib.request.Request(
+        f"http://127.0.0.1:{port}/gw/rs/sendMessages",
+        data=b'{"serviceId": 1000, "username": "demo", "password": "demo",'
+        b' "message": [{"recipient": "+4741000000", "content": "Hi"}]}',
+        headers={
+            "content-type": "application/json",
+            "accept": "application/json",
+            "idempotency-key": "k1",
+        },
+    )
+    process = subprocess.Popen(
+        [*EDGEGW, "serve", "--config", str(config)], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stderr is not None
+        while "gateway ready" not in process.stderr.readline():
+            assert process.poll() is None
+        with urllib.request.urlopen(send, timeout=10) as answer:
+            (status,) = json.loads(answer.read())["messageStatus"]
+        assert status["statusCode"] == 6  # not accepted: the store failed
+        assert process.wait(timeout=30) == 1
+        rest = process.stderr.read()
+    finally:
+        process.kill()
+        process.wait()
+        assert process.stderr is not None
+        process.stderr.close()
+    assert "Traceback" not in rest
+    lines = [line for line in rest.splitlines() if line.startswith("edgegw: ")]
+    assert lines == [
+        f"edgegw: {store}: the store is damaged (database disk image is malformed); stop"
+        " edgegw and restore a backup"
+    ]
 
 
 async def test_a_modem_port_held_by_another_program_shows_in_its_health(

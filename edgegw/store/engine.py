@@ -384,6 +384,9 @@ class Engine:
         self.jobs = 0  # write jobs run
         self._subscribers: dict[Topic, list[Callable[[], None]]] = {}
         self._touched: set[Topic] = set()  # by the batch being committed
+        # The first StoreDamaged a read or a write met; the gateway stops on it.
+        self.damage: StoreDamaged | None = None
+        self._damage_found = trio.Event()
 
     def subscribe(self, topic: Topic, wake: Callable[[], None]) -> None:
         """Call `wake` after every commit that touched `topic` (the waiter then reads the
@@ -451,6 +454,12 @@ class Engine:
         except StoreTooNew as exc:
             conn.close()
             raise StoreTooNew(f"{self.path}: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            damaged = _damage(self.path, exc)
+            if damaged is not None:
+                raise damaged from exc
+            raise StoreError(f"{self.path}: cannot open the store: {exc}") from exc
         except BaseException:
             conn.close()
             raise
@@ -500,7 +509,10 @@ class Engine:
                     job.error = exc if isinstance(exc, Exception) else StoreError(repr(exc))
             if not isinstance(exc, Exception):
                 raise
-            log.exception("store commit failed; %d write jobs rolled back", len(jobs))
+            if _damage(self.path, exc) is not None:
+                log.error("store commit failed; %d write jobs rolled back: %s", len(jobs), exc)
+            else:
+                log.exception("store commit failed; %d write jobs rolled back", len(jobs))
             return False
         self.commits += 1
         self.jobs += len(jobs)
@@ -551,11 +563,26 @@ class Engine:
             raise StoreClosed("the store is shutting down") from None
         await job.done.wait()
         if job.error is not None:
-            damaged = _damage(self.path, job.error)
+            damaged = self._found(job.error)
             if damaged is not None:
                 raise damaged from job.error
             raise job.error
         return job.result  # type: ignore[return-value]
+
+    def _found(self, exc: BaseException) -> StoreDamaged | None:
+        """StoreDamaged when `exc` says the file is damaged; the first one is kept for
+        `damaged()`."""
+        damaged = _damage(self.path, exc)
+        if damaged is not None and self.damage is None:
+            self.damage = damaged
+            self._damage_found.set()
+        return damaged
+
+    async def damaged(self) -> StoreDamaged:
+        """Wait until a read or a write finds the file damaged; return what it found."""
+        await self._damage_found.wait()
+        assert self.damage is not None
+        return self.damage
 
     # -- readers ------------------------------------------------------------------------------
 
@@ -591,7 +618,7 @@ class Engine:
         try:
             return await self._offload(in_thread)
         except sqlite3.DatabaseError as exc:
-            damaged = _damage(self.path, exc)
+            damaged = self._found(exc)
             if damaged is None:
                 raise
             raise damaged from exc
