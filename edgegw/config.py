@@ -196,12 +196,12 @@ def load_config(path: str | Path) -> Config:
 def config_warnings(config: Config) -> list[str]:
     """What may be wrong on this box now without making the config unusable: a modem port that
     does not exist (unplugged, or named wrongly), for which the gateway waits and keeps trying;
-    a certificate, key or CA file that this user cannot see, which `serve` (perhaps as another
+    a certificate, key or CA file that this user cannot read, which `serve` (perhaps as another
     user) will refuse if it cannot read it either."""
     warnings = [
-        f"{key}: {path} does not exist, or this user cannot see it; serve needs to read it"
+        f"{key}: {path} is not there, or this user cannot read it; serve needs to read it"
         for key, path in _files(config)
-        if path and not os.path.exists(path)
+        if path and not os.access(path, os.R_OK)
     ]
     for index, modem in enumerate(config.modems):
         port = modem.at.port

@@ -212,7 +212,7 @@ def test_check_config_warns_about_certificate_files_that_are_not_there(
     (tmp_path / "mail.key").write_text("")
     assert main(["check-config", "--config", str(config)]) == 0
     captured = capsys.readouterr()
-    why = "does not exist, or this user cannot see it; serve needs to read it"
+    why = "is not there, or this user cannot read it; serve needs to read it"
     assert captured.err == (
         f"warning: smtp.tls_cert_file: {tmp_path / 'mail.pem'} {why}\n"
         f"warning: services[0].dr.ca_file: /etc/edgegw/ca.pem {why}\n"
