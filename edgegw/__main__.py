@@ -235,7 +235,8 @@ async def _serve_until_signalled(config: Config) -> None:
     gateway = Gateway(config)
     interval = systemd.watchdog_interval()
     # SIGHUP too: the terminal it was started from closed. Left to its default, it ended the
-    # process with messages half sent, for the crash policy to settle.
+    # process with messages half sent, for the crash policy to settle. Under systemd it is a
+    # reload asked for, which edgegw has none of: stopping would leave the service down.
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with trio.open_nursery() as watched:
             # The watchdog is fed from the event loop for as long as the gateway runs,
@@ -250,6 +251,12 @@ async def _serve_until_signalled(config: Config) -> None:
                 async def stop_on_signal() -> None:
                     async for signum in signals:
                         name = signal.Signals(signum).name
+                        if signum == signal.SIGHUP and systemd.supervised():
+                            logging.getLogger("edgegw").warning(
+                                "SIGHUP ignored: edgegw has no reload; restart the service"
+                                " to apply a changed config"
+                            )
+                            continue
                         logging.getLogger("edgegw").info("%s received", name)
                         systemd.notify("STOPPING=1")
                         gateway.stop()

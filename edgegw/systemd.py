@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import trio
 
-__all__ = ["feed_watchdog", "notify", "watchdog_interval"]
+__all__ = ["feed_watchdog", "notify", "supervised", "watchdog_interval"]
 
 
 def notify(message: str, environ: Mapping[str, str] = os.environ) -> bool:
@@ -28,6 +28,12 @@ def notify(message: str, environ: Mapping[str, str] = os.environ) -> bool:
     except OSError:
         return False  # systemd went away; nothing to tell
     return True
+
+
+def supervised(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether systemd runs us as a service (it sets INVOCATION_ID for each run): then no
+    terminal can hang up, and a SIGHUP is someone asking for a reload."""
+    return bool(environ.get("INVOCATION_ID"))
 
 
 def watchdog_interval(environ: Mapping[str, str] = os.environ) -> float | None:

@@ -89,7 +89,9 @@ def test_ctrl_c_during_start_up_exits_quietly(tmp_path: Path) -> None:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_serve_stops_gracefully_on_signal(tmp_path: Path, signum: signal.Signals) -> None:
     config, port = example_config(tmp_path)
-    process = subprocess.Popen([*EDGEGW, "serve", "--config", str(config)])
+    # Not as a systemd service (should the tests run in one), where SIGHUP is no stop.
+    unsupervised = {name: value for name, value in os.environ.items() if name != "INVOCATION_ID"}
+    process = subprocess.Popen([*EDGEGW, "serve", "--config", str(config)], env=unsupervised)
     try:
         wait_healthy(port, process)
         process.send_signal(signum)
@@ -98,6 +100,32 @@ def test_serve_stops_gracefully_on_signal(tmp_path: Path, signum: signal.Signals
         process.kill()
         process.wait()
     assert (tmp_path / "data" / "edgegw.db").is_file()
+
+
+def test_under_systemd_a_sighup_is_no_stop(tmp_path: Path) -> None:
+    """A service has no terminal to lose: its SIGHUP asks for a reload, which edgegw has none
+    of, and stopping would leave the service down (a stop that exits 0 is not restarted)."""
+    config, port = example_config(tmp_path)
+    process = subprocess.Popen(
+        [*EDGEGW, "serve", "--config", str(config)],
+        env={**os.environ, "INVOCATION_ID": "0123456789abcdef0123456789abcdef"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_healthy(port, process)
+        process.send_signal(signal.SIGHUP)
+        assert process.stderr is not None
+        while "SIGHUP ignored" not in process.stderr.readline():
+            assert process.poll() is None
+        wait_healthy(port, process)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        process.kill()
+        process.wait()
+        assert process.stderr is not None
+        process.stderr.close()
 
 
 def test_send_and_status_through_a_running_gateway(tmp_path: Path) -> None:
