@@ -23,6 +23,7 @@ import pytest
 import trio
 import zeep
 import zeep.exceptions
+from support.gateway import start_behind_proxy
 
 from edgegw.config import Config
 from edgegw.gateway import Gateway
@@ -220,18 +221,17 @@ async def test_behind_a_trusted_proxy_the_wsdl_names_the_url_its_client_used(
     """A proxy that terminates TLS forwards the scheme and host its client used: a WSDL naming
     http:// and our own address would send every generated client past the proxy. Such headers
     from anyone else are not read."""
-    proxies = ["127.0.0.1"] if trusted else []
-    http = msgspec.structs.replace(config.http, trusted_proxies=proxies)
-    gateway = Gateway(msgspec.structs.replace(config, http=http))
-    bound = await nursery.start(gateway.run)
+    gateway = await start_behind_proxy(config, nursery, trusted=trusted)
+    assert gateway.bound is not None
+    base = f"http://127.0.0.1:{gateway.bound.http_port}"
     forwarded = {"x-forwarded-proto": "https, http", "x-forwarded-host": "sms.example.com"}
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{bound.http_port}") as plain:
+    async with httpx.AsyncClient(base_url=base) as plain:
         answers = [
             await plain.get(f"{path}?wsdl", headers=forwarded)
             for path in ("/gw/ws/SMSGatewayV10", "/mgmt/ws/GatewayManagementV10")
         ]
     gateway.stop()
-    origin = "https://sms.example.com" if trusted else f"http://127.0.0.1:{bound.http_port}"
+    origin = "https://sms.example.com" if trusted else base
     addresses = [
         ElementTree.fromstring(answer.content).find(
             ".//{http://schemas.xmlsoap.org/wsdl/soap/}address"

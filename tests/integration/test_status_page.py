@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-import msgspec
 import pytest
 import trio
 from selenium import webdriver
@@ -18,6 +17,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
+from support.gateway import start_behind_proxy
 from support.tools import require_tool
 
 from edgegw.config import Config
@@ -201,12 +201,11 @@ async def test_behind_a_trusted_proxy_the_forms_origin_is_the_forwarded_host(
     """A proxy that passes on its own Host: a browser on plain HTTP (no Sec-Fetch-Site) names
     the page's origin, the proxy's host, which the proxy forwards in X-Forwarded-Host. Only a
     trusted proxy's is believed, or any client could name the origin it forges."""
-    proxies = ["127.0.0.1"] if trusted else []
-    http = msgspec.structs.replace(config.http, trusted_proxies=proxies)
-    gateway = Gateway(msgspec.structs.replace(config, http=http))
-    bound = await nursery.start(gateway.run)
+    gateway = await start_behind_proxy(config, nursery, trusted=trusted)
+    assert gateway.bound is not None
+    base = f"http://127.0.0.1:{gateway.bound.http_port}"
     browser = {"origin": "http://sms.example.com", "x-forwarded-host": "sms.example.com"}
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{bound.http_port}") as client:
+    async with httpx.AsyncClient(base_url=base) as client:
         sent = await client.post(
             "/status/send", auth=AUTH, data={"to": "+4741000000", "text": "hi"}, headers=browser
         )

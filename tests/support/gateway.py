@@ -12,6 +12,7 @@ import msgspec
 import trio
 
 from edgegw.config import Config, load_config
+from edgegw.gateway import Gateway
 from edgegw.http.server import HttpLimits, Request, Response, serve_http
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -49,3 +50,12 @@ class Customer:
         """Serves on a free local port and returns it."""
         port: int = await nursery.start(serve_http, self.app, "127.0.0.1", 0, HttpLimits())
         return port
+
+
+async def start_behind_proxy(config: Config, nursery: trio.Nursery, *, trusted: bool) -> Gateway:
+    """The gateway of `config` with the tests' own address, 127.0.0.1, as its one trusted
+    reverse proxy, or with none; started, `bound.http_port` its HTTP port."""
+    http = msgspec.structs.replace(config.http, trusted_proxies=["127.0.0.1"] if trusted else [])
+    gateway = Gateway(msgspec.structs.replace(config, http=http))
+    await nursery.start(gateway.run)
+    return gateway
