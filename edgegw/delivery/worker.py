@@ -240,7 +240,7 @@ async def _exchange(
                     return status, f"is compressed ({encoding[:20]}) though none was asked for"
                 return status, bytes(read)
         except httpx.TimeoutException:
-            pass
+            pass  # httpx's own read timeout ran out: as when our deadline does, below
         except httpx.HTTPError as exc:
             if status is None:
                 return f"{type(exc).__name__}: {exc}"
