@@ -249,6 +249,11 @@ class PartEvent(enum.StrEnum):
     RECOVER = "recover"  # in flight at a restart: queued again (policy resend)
     LOST = "lost"  # in flight at a restart: failed (policy fail)
     RELEASE = "release"  # its message is resent whole on another modem
+    # Its message ended before the part went out: cancelled, expired, or failed by another
+    # part. The part ends with it and is never sent.
+    CANCEL = "cancel"
+    EXPIRE = "expire"
+    ABANDON = "abandon"
 
 
 _Q, _SG, _ST = MessageState.QUEUED, MessageState.SENDING, MessageState.SENT
@@ -281,6 +286,9 @@ MESSAGE_TRANSITIONS: Final[Mapping[tuple[MessageState, MessageEvent], MessageSta
 PART_TRANSITIONS: Final[Mapping[tuple[MessageState, PartEvent], MessageState]] = {
     (_Q, PartEvent.SEND): _SG,
     (_Q, PartEvent.RELEASE): _Q,
+    (_Q, PartEvent.CANCEL): _C,
+    (_Q, PartEvent.EXPIRE): _E,
+    (_Q, PartEvent.ABANDON): _F,
     (_SG, PartEvent.TAKEN): _ST,
     (_SG, PartEvent.RETRY): _Q,
     (_SG, PartEvent.REJECT): _F,
@@ -293,8 +301,16 @@ PART_TRANSITIONS: Final[Mapping[tuple[MessageState, PartEvent], MessageState]] =
     (_F, PartEvent.RELEASE): _Q,
 }
 
-# Part states of a part the network already took: its message is bound to that part's modem,
-# and a retry of the message must not send it again.
+# The event that ends a part not yet sent when its message reaches each final state.
+UNSENT_PART_ENDS: Final[Mapping[MessageState, PartEvent]] = {
+    _C: PartEvent.CANCEL,
+    _E: PartEvent.EXPIRE,
+    _F: PartEvent.ABANDON,
+}
+
+# Part states of a part the network already took, while its message is live: the message is
+# bound to that part's modem, and a retry of the message must not send it again. (Once the
+# message is final, a `failed` part may also be one that ended with it unsent: ABANDON.)
 WENT_OUT: Final = frozenset({_ST, _D, _F})
 
 

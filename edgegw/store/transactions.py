@@ -24,6 +24,7 @@ from drivers.gsm.parts import EncodedPart
 from edgegw.model import (
     MESSAGE_TRANSITIONS,
     PART_TRANSITIONS,
+    UNSENT_PART_ENDS,
     WENT_OUT,
     Claim,
     ClaimedPart,
@@ -285,6 +286,22 @@ def _move_part(
     return target
 
 
+def _end_unsent(conn: sqlite3.Connection, message_ids: Sequence[str], state: MessageState) -> None:
+    """The parts still queued of messages that just ended in `state` end with them: no part
+    of a final message waits to be sent."""
+    event = UNSENT_PART_ENDS.get(state)
+    if event is None:
+        return
+    target = part_move(MessageState.QUEUED, event)
+    error = f"not sent: the message ended {state}"
+    # A part tried before keeps the error of its last try.
+    conn.executemany(
+        "UPDATE parts SET state = ?, error = coalesce(error, ?)"
+        " WHERE message_id = ? AND state = 'queued'",
+        [(target, error, message_id) for message_id in message_ids],
+    )
+
+
 def _move_message(
     conn: sqlite3.Connection,
     message_id: str,
@@ -326,6 +343,7 @@ def _finish(
         ", error = ?, dr_status = ?, ext_status = ?, done_at = ?",
         (error, dr_status, ext_status, now),
     )
+    _end_unsent(conn, (message_id,), target)
     _event(conn, message_id, now, target, error or target.value)
     fx.final(conn, (message_id,), now)
     return target
@@ -356,6 +374,7 @@ def expire_due(conn: sqlite3.Connection, fx: Effects, now: float) -> list[str]:
         (target, detail, DrStatus.VALIDITY_EXPIRED, now, now, now),
     ).fetchall()
     ids = [row[0] for row in rows]
+    _end_unsent(conn, ids, target)
     conn.executemany(_INSERT_EVENT, [(mid, now, target, None, detail) for mid in ids])
     fx.final(conn, ids, now)
     return ids
@@ -606,6 +625,7 @@ def _part_failed(
     if part_index is not None:
         _move_part(conn, message_id, part_index, event, ", error = ?", (error,))
     if final:
+        _end_unsent(conn, (message_id,), state)
         detail = f"{error}; the message was already {state}"
         _event(conn, message_id, now, state, detail, part_index)
     return final

@@ -441,6 +441,10 @@ async def test_cancel_one_queued_message_and_see_its_history(
         view = (await client.get(f"/api/messages/{scheduled[0]}")).json()
         assert view["state"] == "cancelled"
         assert [event["state"] for event in view["events"]][-1] == "cancelled"
+        # Its part ends with it: nothing of a cancelled message waits to be sent.
+        assert [(part["state"], part["error"]) for part in view["parts"]] == [
+            ("cancelled", "not sent: the message ended cancelled")
+        ]
         await trio.sleep(5)
         view = (await client.get(f"/api/messages/{scheduled[0]}")).json()
         assert view["events"][-1]["detail"] == "DR delivered to the customer (200)"

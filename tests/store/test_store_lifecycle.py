@@ -146,6 +146,14 @@ class MessageLife:
             )
         ]
 
+    def went_out(self, message_id: str) -> list[tuple[int, str]]:
+        """The parts the network took on the message's current modem, with that modem."""
+        return self.conn.execute(
+            "SELECT idx, modem FROM parts WHERE message_id = ? AND reference IS NOT NULL"
+            " ORDER BY idx",
+            (message_id,),
+        ).fetchall()
+
     # -- rules ------------------------------------------------------------------------------
 
     def submit(self, parts: int, validity: float) -> None:
@@ -267,7 +275,7 @@ class MessageLife:
         del self.workers[message_id]
 
     def status_report(self, message_id: str, part: int, delivered: bool) -> None:
-        went_out = [index for index, state, _ in self.parts(message_id) if state in WENT_OUT]
+        went_out = [index for index, _ in self.went_out(message_id)]
         if not went_out:
             return
         index = went_out[part % len(went_out)]
@@ -324,7 +332,7 @@ class MessageLife:
     def parts_leave_from_one_modem(self) -> None:
         for message_id in self.ids:
             assert len(self.sent_from[message_id]) <= 1, (message_id, self.sent_from[message_id])
-            modems = {m for _, state, m in self.parts(message_id) if state in WENT_OUT}
+            modems = {modem for _, modem in self.went_out(message_id)}
             assert len(modems) <= 1, (message_id, modems)
 
     def each_final_outcome_sends_one_dr_and_one_receipt(self) -> None:
@@ -346,6 +354,11 @@ class MessageLife:
             worker = self.workers.get(message_id)
             in_flight = 0 if worker is None or worker.in_flight is None else 1
             assert len(sending) == in_flight, (message_id, states)
+            if final:
+                # Nothing of a final message waits to be sent.
+                assert MessageState.QUEUED not in states, (message_id, states)
+            if state in (MessageState.CANCELLED, MessageState.EXPIRED):
+                assert all(s is state or s in WENT_OUT for s in states), (message_id, states)
             if state is MessageState.DELIVERED:
                 assert all(s is MessageState.DELIVERED for s in states)
             elif state is MessageState.FAILED:
