@@ -1,7 +1,7 @@
 """Wall-clock time for the gateway, derived from trio's clock so virtual time moves it too.
 
 Never reads `time.time()` after the first call: every stored or compared time goes through one
-`Clock`, which keeps tests under `autojump_clock` consistent (ARCHITECTURE.md, Store).
+`Clock`, which keeps tests under `autojump_clock` consistent (README, Design rules: one clock).
 """
 
 from __future__ import annotations

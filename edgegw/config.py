@@ -38,7 +38,7 @@ from edgegw.throttle import AuthThrottleConfig
 
 
 class CrashPolicy(enum.StrEnum):
-    """What happens to parts found in `sending` after a crash (ARCHITECTURE.md, Store)."""
+    """What happens to parts found in `sending` after a crash (README, Configuration)."""
 
     RESEND = "resend"  # at-least-once: the part goes back to the queue
     FAIL = "fail"  # at-most-once: the part and its message fail

@@ -1,6 +1,6 @@
-"""The layering of ARCHITECTURE.md, checked from the source for every module of `edgegw` and
-`drivers`: pure codecs -> core -> trio shells -> composition root, and `drivers` never imports
-`edgegw`.
+"""The layering of the README (Design rules: layers), checked from the source for every module
+of `edgegw` and `drivers`: pure codecs -> core -> trio shells -> composition root, and `drivers`
+never imports `edgegw`.
 
 Deny by default: a module is a codec (the strictest layer) unless a rule below places it in a
 looser one, so a new module is checked without editing this test. A codec imports no I/O,

@@ -2,7 +2,7 @@
 
 The delivery workers live in `edgegw.delivery.worker` and the notification step the store runs
 on a final outcome in `edgegw.delivery.fanout` (both imported by the gateway, not here).
-ARCHITECTURE.md (the flow); spec sections 3 and 4.
+README, Design rules (the flow); spec sections 3 and 4.
 """
 
 from edgegw.delivery.outbox import (

@@ -1,7 +1,7 @@
 """The MT pipeline: submit into the store, then dispatch from it to the modems.
 
 Everything here reads and writes through `edgegw.store`; in-memory channels only wake tasks.
-ARCHITECTURE.md (the flow, Concurrency rules).
+README, Design rules (the flow, the store is the queue).
 """
 
 from edgegw.pipeline.dispatcher import Dispatcher

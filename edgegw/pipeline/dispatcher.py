@@ -2,7 +2,7 @@
 messages to the per-modem workers, persisting each claim before the hand-over.
 
 Never keeps a message only in memory: the store is the queue, the channels only wake workers.
-ARCHITECTURE.md (the flow, Store, Concurrency rules); spec sections 7.4, 7.5 and 7.7.
+README, Design rules (the flow, the store is the queue); spec sections 7.4, 7.5 and 7.7.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ status report is committed before the modem may delete it from the SIM; a health
 the dispatcher), recent sends for pacing, and the modems' view of `GET /api/modems`.
 Failover of a message stuck on a modem is the store's `release_from_modem`.
 
-ARCHITECTURE.md (the flow: router; Concurrency rules).
+README, Design rules (the flow, the store is the queue).
 """
 
 from __future__ import annotations

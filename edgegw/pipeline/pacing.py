@@ -3,7 +3,7 @@ any rolling hour and 24 hours, so that operators do not block a SIM for spamming
 
 Pure: no I/O and no clock (times are parameters). The gateway loads the recent send times from
 the store at start-up (`edgegw.pipeline.modems.recent_sends`), so a restart does not reset the
-caps. ARCHITECTURE.md.
+caps.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A message goes to a ready modem of its service's pool (an empty pool means every modem) that
 serves its recipient's prefix, with the shortest queue, then the least recently used; once a part
 went out on a modem, every other part must follow it there (concatenated parts reach the handset
-from one sender). ARCHITECTURE.md, the flow.
+from one sender). README, Design rules (the flow).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The per-modem worker: sends the parts of each claimed message through its modem and records
 every outcome in the store as it goes (TP-MR per part, retry with backoff, permanent failure).
 
-Never holds the only copy of a message: the store says what is in flight. ARCHITECTURE.md (the
-flow, Concurrency rules); DR codes of spec section 4.4.
+Never holds the only copy of a message: the store says what is in flight. README, Design
+rules (the flow, the store is the queue); DR codes of spec section 4.4.
 """
 
 from __future__ import annotations

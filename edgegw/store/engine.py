@@ -3,7 +3,7 @@
 One writer task owns the write connection and commits every waiting job in one transaction
 (group commit); nobody is told "done" before the commit. Never blocks the event loop with SQL.
 After a commit the engine wakes whoever subscribed to a topic its jobs touched.
-ARCHITECTURE.md (Store).
+README, Design rules (the store is the queue).
 """
 
 from __future__ import annotations
