@@ -450,6 +450,7 @@ def _resolve_paths(config: Config, folder: Path) -> Config:
             simulator=msgspec.structs.replace(
                 modem.simulator,
                 record=resolve(modem.simulator.record) if modem.simulator.record else None,
+                link_dir=resolve(modem.simulator.link_dir) if modem.simulator.link_dir else None,
             ),
         )
         for modem in config.modems

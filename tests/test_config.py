@@ -42,6 +42,17 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
     assert load_config(path).gateway.store == str(folder / "var" / "gw.db")
 
 
+def test_the_simulators_files_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    path = folder / "gw.toml"
+    simulator = '[modems.simulator]\nrecord = "log/at.txt"\nlink_dir = "run"\n'
+    path.write_text(MINIMAL + simulator)
+    (modem,) = load_config(path).modems
+    assert modem.simulator.record == str(folder / "log" / "at.txt")
+    assert modem.simulator.link_dir == str(folder / "run")
+
+
 def test_the_doors_tls_files_resolve_against_the_config_folder(tmp_path: Path) -> None:
     folder = tmp_path / "etc"
     folder.mkdir()
