@@ -1,21 +1,34 @@
 """OAuth2 client credentials towards a customer endpoint (spec 3.5, item 4): the form posted to
-the token endpoint, the token read from its answer, and when a token is due for renewal.
-Pure: no I/O and no clock (`now` is a parameter). RFC 6749 sections 4.4 and 5.1.
+the token endpoint, the token or the error read from its answer, and when a token is due for
+renewal. Pure: no I/O and no clock (`now` is a parameter). RFC 6749 sections 4.4, 5.1 and 5.2.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 import msgspec
 
 from edgegw.delivery.config import OAuth2Config
 
-__all__ = ["BearerToken", "OAuth2Error", "read_token_response", "token_request_form"]
+__all__ = [
+    "BearerToken",
+    "OAuth2Error",
+    "read_token_error",
+    "read_token_response",
+    "token_request_form",
+]
 
 # A token is renewed this long before it expires (or at half its life, if that is shorter), so
 # that one taken from the cache does not run out on its way to the customer.
 RENEW_BEFORE: Final = 60.0
+# Characters of a token endpoint's error kept for the log: its description is the server's
+# prose, Azure AD's some 400 characters with the useful part first.
+ERROR_TEXT_LIMIT: Final = 300
+# RFC 6749 5.2 allows printable ASCII only; Azure AD puts line breaks in its descriptions. Each
+# run of anything else becomes one space, so that the reason stays one line of plain text.
+_NOT_ERROR_TEXT: Final = re.compile(r"[^\x20-\x7e]+")
 
 
 class OAuth2Error(Exception):
@@ -34,6 +47,11 @@ class _TokenResponse(msgspec.Struct, kw_only=True):
     access_token: str
     token_type: str = "Bearer"
     expires_in: float | None = None
+
+
+class _ErrorResponse(msgspec.Struct, kw_only=True):
+    error: str
+    error_description: str = ""
 
 
 def token_request_form(config: OAuth2Config) -> dict[str, str]:
@@ -68,3 +86,16 @@ def read_token_response(body: bytes, now: float) -> BearerToken:
     lifetime = max(answer.expires_in, 0.0)
     renew_at = now + max(lifetime - RENEW_BEFORE, lifetime / 2)
     return BearerToken(value=answer.access_token, renew_at=renew_at)
+
+
+def read_token_error(body: bytes) -> str | None:
+    """What a token endpoint's error answer (RFC 6749 5.2) says went wrong, `error` and then
+    `error_description` in brackets; None when the body is no such answer."""
+    try:
+        answer = msgspec.json.decode(body, type=_ErrorResponse)
+    except msgspec.DecodeError:
+        return None
+    reason = answer.error
+    if answer.error_description:
+        reason += f" ({answer.error_description})"
+    return _NOT_ERROR_TEXT.sub(" ", reason).strip()[:ERROR_TEXT_LIMIT] or None

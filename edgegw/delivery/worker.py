@@ -28,6 +28,7 @@ from edgegw.delivery.config import CallbackEndpoint, MoEmailConfig, SmtpRelayCon
 from edgegw.delivery.oauth import (
     BearerToken,
     OAuth2Error,
+    read_token_error,
     read_token_response,
     token_request_form,
 )
@@ -172,7 +173,9 @@ class HttpSender:
             return Attempt(status=None, error=f"OAuth2: {answer}")
         status, body = answer
         if status != 200:
-            return Attempt(status=None, error=f"OAuth2: token endpoint answered HTTP {status}")
+            error = f"OAuth2: token endpoint answered HTTP {status}"
+            reason = read_token_error(body) if isinstance(body, bytes) else None
+            return Attempt(status=None, error=error if reason is None else f"{error}: {reason}")
         if isinstance(body, str):
             return Attempt(status=None, error=f"OAuth2: the token endpoint's answer {body}")
         try:

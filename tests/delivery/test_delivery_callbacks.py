@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import logging
 import sqlite3
 import tracemalloc
 import urllib.parse
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 import trio
 import trio.testing
 
@@ -847,6 +849,43 @@ async def test_a_token_answer_past_the_limit_fails_the_try(
     await rig.fail(message_id)
     item = await first_try(rig, message_id)
     assert item.last_error == "OAuth2: the token endpoint's answer is longer than 65536 octets"
+
+
+async def test_a_token_endpoint_error_is_logged_with_its_error_and_description(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # RFC 6749 5.2, as Azure AD answers a wrong secret: line breaks in the description.
+    error = json.dumps(
+        {
+            "error": "invalid_client",
+            "error_description": "AADSTS7000215: Invalid client secret provided.\r\nTrace ID: 1",
+        }
+    ).encode()
+    issuer = await start_raw(
+        nursery,
+        RawEndpoint(
+            head=b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(error), error)
+        ),
+    )
+    dr = {
+        "url": "http://127.0.0.1:9/dr",
+        "oauth2": {"authorize_uri": issuer.url(), "client_id": "edge", "client_secret": "s"},
+    }
+    rig, _ = await start_rig(nursery, tmp_path / "db", [service(1, dr=dr)])
+    message_id = await rig.send()
+    caplog.set_level(logging.INFO, logger="edgegw.delivery")
+    await rig.fail(message_id)
+    item = await first_try(rig, message_id)
+    reason = (
+        "OAuth2: token endpoint answered HTTP 400: invalid_client"
+        " (AADSTS7000215: Invalid client secret provided. Trace ID: 1)"
+    )
+    assert item.last_error == reason
+    assert f"service 1 dr: {reason}; next try in" in caplog.text
 
 
 def gzipped_twice(octets: int) -> bytes:

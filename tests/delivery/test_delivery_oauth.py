@@ -8,7 +8,9 @@ import pytest
 
 from edgegw.delivery.config import CallbackEndpoint, OAuth2Config, check_endpoint
 from edgegw.delivery.oauth import (
+    ERROR_TEXT_LIMIT,
     OAuth2Error,
+    read_token_error,
     read_token_response,
     token_request_form,
 )
@@ -82,3 +84,29 @@ def test_config_checks_of_oauth2() -> None:
         "dr.oauth2: takes the place of username and password, set only one",
         "dr.oauth2: sets Authorization itself, remove it from headers",
     ]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"error":"invalid_grant"}', "invalid_grant"),
+        (
+            b'{"error":"invalid_scope","error_description":"no such\\u00a0scope","error_uri":"x"}',
+            "invalid_scope (no such scope)",
+        ),
+        (b"<html>Bad Gateway</html>", None),
+        (b'{"error":""}', None),
+        (b'{"error":7}', None),
+    ],
+)
+def test_a_token_error_answer_gives_its_error_and_description(
+    body: bytes, reason: str | None
+) -> None:
+    assert read_token_error(body) == reason
+
+
+def test_a_token_error_is_cut_to_a_log_line() -> None:
+    body = b'{"error":"unauthorized_client","error_description":"%s"}' % (b"x" * 1000)
+    reason = read_token_error(body)
+    assert reason is not None
+    assert (reason[:21], len(reason)) == ("unauthorized_client (", ERROR_TEXT_LIMIT)
