@@ -6,11 +6,13 @@ Keys are documented in config.example.toml; spec sections 3.2-3.5, 4.2-4.3 and 5
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Final, Literal
 
 import msgspec
 
 __all__ = [
+    "CLIENT_SECRET_BASIC",
+    "CLIENT_SECRET_POST",
     "CallbackEndpoint",
     "ManagementConfig",
     "MoEmailConfig",
@@ -19,6 +21,11 @@ __all__ = [
     "check_endpoint",
     "check_mo_email",
 ]
+
+# RFC 7591 section 2's names of the two ways RFC 6749 2.3.1 gives a client with a secret.
+CLIENT_SECRET_POST: Final = "client_secret_post"
+CLIENT_SECRET_BASIC: Final = "client_secret_basic"
+_CLIENT_AUTH_METHODS: Final = (CLIENT_SECRET_POST, CLIENT_SECRET_BASIC)
 
 
 class OAuth2Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -29,6 +36,11 @@ class OAuth2Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     grant_type: str = "client_credentials"  # the only grant the spec names
     client_id: str
     client_secret: str
+    # How the client authenticates to the token endpoint, named as in RFC 7591 section 2 and an
+    # OpenID provider's discovery document: client_secret_post (id and secret in the form body,
+    # the default: spec 3.5 lists them with the form's extras, and earlier edgegw sent them so)
+    # or client_secret_basic (HTTP Basic, RFC 6749 2.3.1, which every server must take).
+    token_endpoint_auth_method: str = CLIENT_SECRET_POST
     tenant_id: str = ""  # Azure AD
     resource: str = ""  # Azure AD
     audience: str = ""  # Auth0
@@ -119,6 +131,12 @@ def _check_oauth2(where: str, endpoint: CallbackEndpoint) -> list[str]:
         problems.append(f"{where}.client_id: must not be empty")
     if not oauth2.client_secret:
         problems.append(f"{where}.client_secret: must not be empty")
+    if oauth2.token_endpoint_auth_method not in _CLIENT_AUTH_METHODS:
+        problems.append(
+            f"{where}.token_endpoint_auth_method: {oauth2.token_endpoint_auth_method!r} is"
+            " neither client_secret_post (id and secret in the form body) nor"
+            " client_secret_basic (HTTP Basic)"
+        )
     # Spec 3.5: one way of authenticating to the customer by header, either fixed or OAuth2.
     if endpoint.username:
         problems.append(f"{where}: takes the place of username and password, set only one")

@@ -1,16 +1,19 @@
-"""OAuth2 client credentials towards a customer endpoint (spec 3.5, item 4): the form posted to
-the token endpoint, the token or the error read from its answer, and when a token is due for
-renewal. Pure: no I/O and no clock (`now` is a parameter). RFC 6749 sections 4.4, 5.1 and 5.2.
+"""OAuth2 client credentials towards a customer endpoint (spec 3.5, item 4): the request to the
+token endpoint, the token or the error read from its answer, and when a token is due for
+renewal. Pure: no I/O and no clock (`now` is a parameter). RFC 6749 sections 2.3.1, 4.4, 5.1
+and 5.2.
 """
 
 from __future__ import annotations
 
+import base64
 import re
+import urllib.parse
 from typing import Final
 
 import msgspec
 
-from edgegw.delivery.config import OAuth2Config
+from edgegw.delivery.config import CLIENT_SECRET_BASIC, OAuth2Config
 
 __all__ = [
     "BearerToken",
@@ -18,6 +21,7 @@ __all__ = [
     "read_token_error",
     "read_token_response",
     "token_request_form",
+    "token_request_headers",
 ]
 
 # A token is renewed this long before it expires (or at half its life, if that is shorter), so
@@ -55,18 +59,32 @@ class _ErrorResponse(msgspec.Struct, kw_only=True):
 
 
 def token_request_form(config: OAuth2Config) -> dict[str, str]:
-    """The client-credentials grant's form (credentials in the body, as Azure AD and Auth0
-    take them), with the providers' extras (`tenant_id`, `resource`, `audience`) when set."""
-    form = {
-        "grant_type": config.grant_type,
-        "client_id": config.client_id,
-        "client_secret": config.client_secret,
-    }
+    """The client-credentials grant's form, with the client's id and secret unless they go by
+    HTTP Basic, and the providers' extras (`tenant_id`, `resource`, `audience`) when set."""
+    form = {"grant_type": config.grant_type}
+    # RFC 6749 2.3.1: a client uses one way of authenticating a request, not both.
+    if config.token_endpoint_auth_method != CLIENT_SECRET_BASIC:
+        form |= {"client_id": config.client_id, "client_secret": config.client_secret}
     for name in ("tenant_id", "resource", "audience"):
         value: str = getattr(config, name)
         if value:
             form[name] = value
     return form
+
+
+def token_request_headers(config: OAuth2Config) -> dict[str, str]:
+    """The token request's headers: JSON asked for, and HTTP Basic with client_secret_basic."""
+    headers = {"accept": "application/json"}
+    if config.token_endpoint_auth_method == CLIENT_SECRET_BASIC:
+        # RFC 6749 2.3.1: id and secret are form-urlencoded (appendix B) before they are
+        # joined by ":", so a ":" in the id or a non-ASCII secret reach the server unchanged;
+        # plain HTTP Basic (RFC 7617) would split at that ":" or leave the charset unknown.
+        pair = ":".join(
+            urllib.parse.quote_plus(value, safe="")
+            for value in (config.client_id, config.client_secret)
+        )
+        headers["authorization"] = "Basic " + base64.b64encode(pair.encode("ascii")).decode()
+    return headers
 
 
 def read_token_response(body: bytes, now: float) -> BearerToken:

@@ -31,6 +31,7 @@ from edgegw.delivery.oauth import (
     read_token_error,
     read_token_response,
     token_request_form,
+    token_request_headers,
 )
 from edgegw.delivery.outbox import (
     Endpoint,
@@ -166,7 +167,7 @@ class HttpSender:
             self.config.timeout,
             "POST",
             httpx.URL(oauth2.authorize_uri),
-            {"accept": "application/json"},
+            token_request_headers(oauth2),
             token_request_form(oauth2),
         )
         if isinstance(answer, str):

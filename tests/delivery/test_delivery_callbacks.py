@@ -719,6 +719,42 @@ async def test_oauth2_client_credentials_fetch_reuse_renew_and_refetch_after_401
     assert [item.state for item in items] == ["delivered"] * 4
 
 
+async def test_client_secret_basic_sends_the_form_urlencoded_id_and_secret_by_http_basic(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    customer = OAuthCustomer()
+    customer.port = await nursery.start(serve_http, customer.app, "127.0.0.1", 0, HttpLimits())
+    # A ":" in the id and a "+" or non-ASCII in the secret survive only form-urlencoded.
+    client_id, client_secret = "edge:gw", "s3 cr+t/\u00e6"
+    dr = {
+        "url": f"http://127.0.0.1:{customer.port}/dr",
+        "oauth2": {
+            "authorize_uri": f"http://127.0.0.1:{customer.port}/token",
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "token_endpoint_auth_method": "client_secret_basic",
+            "audience": "https://dr.example",
+        },
+    }
+    rig, _ = await start_rig(nursery, tmp_path / "db", [service(1, dr=dr)])
+    message_id = await rig.send()
+    await rig.fail(message_id)
+    with trio.fail_after(10):
+        await customer.wait_callbacks(1)
+    assert customer.callbacks[0][1:] == ("Bearer tok-1", 200)
+    (form,) = customer.token_forms
+    assert form == {"grant_type": ["client_credentials"], "audience": ["https://dr.example"]}
+    # Read as RFC 6749 2.3.1 has the server read it.
+    scheme, _, credentials = customer.token_headers[0]["authorization"].partition(" ")
+    user, _, password = base64.b64decode(credentials).decode("ascii").partition(":")
+    assert scheme == "Basic"
+    assert (urllib.parse.unquote_plus(user), urllib.parse.unquote_plus(password)) == (
+        client_id,
+        client_secret,
+    )
+    await settle(rig, message_id, "delivered")
+
+
 async def test_a_failing_token_endpoint_fails_the_try_and_the_retry_fetches_a_token(
     nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:

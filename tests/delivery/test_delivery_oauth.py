@@ -3,9 +3,12 @@ token request's form, the token response, when a token is renewed, and the confi
 
 from __future__ import annotations
 
+import base64
+
 import msgspec
 import pytest
 
+from edgegw.config import check_config
 from edgegw.delivery.config import CallbackEndpoint, OAuth2Config, check_endpoint
 from edgegw.delivery.oauth import (
     ERROR_TEXT_LIMIT,
@@ -13,6 +16,7 @@ from edgegw.delivery.oauth import (
     read_token_error,
     read_token_response,
     token_request_form,
+    token_request_headers,
 )
 
 
@@ -26,6 +30,42 @@ def test_the_form_has_the_grant_and_only_the_extras_that_are_set() -> None:
         "client_secret": "s",
         "audience": "a",
     }
+
+
+def test_client_secret_basic_takes_the_id_and_secret_out_of_the_form() -> None:
+    config = OAuth2Config(
+        authorize_uri="https://idp/token",
+        client_id="c d",
+        client_secret="s:\u00e6",
+        token_endpoint_auth_method="client_secret_basic",
+    )
+    assert token_request_form(config) == {"grant_type": "client_credentials"}
+    assert token_request_headers(config) == {
+        "accept": "application/json",
+        "authorization": "Basic " + base64.b64encode(b"c+d:s%3A%C3%A6").decode(),
+    }
+    body = msgspec.structs.replace(config, token_endpoint_auth_method="client_secret_post")
+    assert token_request_headers(body) == {"accept": "application/json"}
+
+
+def test_a_client_authentication_method_of_neither_kind_is_a_config_problem() -> None:
+    service = {"id": 1, "name": "a", "username": "u", "password": "p"}
+    service["dr"] = {
+        "url": "https://customer.example/dr",
+        "oauth2": {
+            "authorize_uri": "https://idp.example/token",
+            "client_id": "c",
+            "client_secret": "s",
+            "token_endpoint_auth_method": "basic",
+        },
+    }
+    problems = check_config(
+        {"services": [service], "modems": [{"name": "m", "driver": "simulated"}]}
+    )
+    assert problems == [
+        "services[0].dr.oauth2.token_endpoint_auth_method: 'basic' is neither client_secret_post"
+        " (id and secret in the form body) nor client_secret_basic (HTTP Basic)"
+    ]
 
 
 def test_a_token_is_renewed_a_minute_before_it_expires_or_at_half_its_life() -> None:
