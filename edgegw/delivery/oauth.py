@@ -7,6 +7,7 @@ and 5.2.
 from __future__ import annotations
 
 import base64
+import math
 import re
 import urllib.parse
 from typing import Final
@@ -101,6 +102,10 @@ def read_token_response(body: bytes, now: float) -> BearerToken:
         raise OAuth2Error(f"token_type {answer.token_type!r} is not Bearer")
     if answer.expires_in is None:
         return BearerToken(value=answer.access_token, renew_at=None)
+    # Not strict lets "NaN" through, and a token renewed at NaN is never fresh: one token
+    # request for every callback.
+    if math.isnan(answer.expires_in):
+        raise OAuth2Error("token response has an expires_in that is not a number")
     lifetime = max(answer.expires_in, 0.0)
     renew_at = now + max(lifetime - RENEW_BEFORE, lifetime / 2)
     return BearerToken(value=answer.access_token, renew_at=renew_at)

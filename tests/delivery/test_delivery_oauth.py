@@ -91,6 +91,11 @@ def test_an_unusable_token_response_is_an_oauth2_error(body: bytes) -> None:
         read_token_response(body, 0)
 
 
+def test_an_expires_in_of_nan_is_an_oauth2_error() -> None:
+    with pytest.raises(OAuth2Error, match="expires_in"):
+        read_token_response(b'{"access_token":"t","expires_in":"NaN"}', 0)
+
+
 def endpoint(**changes: object) -> CallbackEndpoint:
     fields: dict[str, object] = {
         "url": "https://customer.example/dr",
