@@ -15,7 +15,7 @@ import logging
 import sqlite3
 import tracemalloc
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -863,27 +863,34 @@ async def test_a_200_with_an_endless_body_is_received_and_its_connection_dropped
     assert endpoint.written < 16 * 1024 * 1024
 
 
-async def test_a_token_answer_past_the_limit_fails_the_try(
-    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
-) -> None:
-    token = json.dumps(
-        {"access_token": "t" * 70_000, "token_type": "Bearer", "expires_in": 3600}
-    ).encode()
-    endpoint = await start_raw(
+async def first_token_try(
+    nursery: trio.Nursery, path: Path, status: bytes, answer: Mapping[str, object]
+) -> OutboxItem:
+    """A DR's outbox item once its first try met a token endpoint answering `status` with the
+    JSON `answer` (the DR's own endpoint is never reached)."""
+    body = json.dumps(answer).encode()
+    issuer = await start_raw(
         nursery,
         RawEndpoint(
-            head=b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-            b"content-length: %d\r\n\r\n%s" % (len(token), token)
+            head=b"HTTP/1.1 %s\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n%s" % (status, len(body), body)
         ),
     )
     dr = {
         "url": "http://127.0.0.1:9/dr",
-        "oauth2": {"authorize_uri": endpoint.url(), "client_id": "edge", "client_secret": "s"},
+        "oauth2": {"authorize_uri": issuer.url(), "client_id": "edge", "client_secret": "s"},
     }
-    rig, _ = await start_rig(nursery, tmp_path / "db", [service(1, dr=dr)])
+    rig, _ = await start_rig(nursery, path, [service(1, dr=dr)])
     message_id = await rig.send()
     await rig.fail(message_id)
-    item = await first_try(rig, message_id)
+    return await first_try(rig, message_id)
+
+
+async def test_a_token_answer_past_the_limit_fails_the_try(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    token = {"access_token": "t" * 70_000, "token_type": "Bearer", "expires_in": 3600}
+    item = await first_token_try(nursery, tmp_path / "db", b"200 OK", token)
     assert item.last_error == "OAuth2: the token endpoint's answer is longer than 65536 octets"
 
 
@@ -894,28 +901,12 @@ async def test_a_token_endpoint_error_is_logged_with_its_error_and_description(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # RFC 6749 5.2, as Azure AD answers a wrong secret: line breaks in the description.
-    error = json.dumps(
-        {
-            "error": "invalid_client",
-            "error_description": "AADSTS7000215: Invalid client secret provided.\r\nTrace ID: 1",
-        }
-    ).encode()
-    issuer = await start_raw(
-        nursery,
-        RawEndpoint(
-            head=b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
-            b"content-length: %d\r\n\r\n%s" % (len(error), error)
-        ),
-    )
-    dr = {
-        "url": "http://127.0.0.1:9/dr",
-        "oauth2": {"authorize_uri": issuer.url(), "client_id": "edge", "client_secret": "s"},
+    error = {
+        "error": "invalid_client",
+        "error_description": "AADSTS7000215: Invalid client secret provided.\r\nTrace ID: 1",
     }
-    rig, _ = await start_rig(nursery, tmp_path / "db", [service(1, dr=dr)])
-    message_id = await rig.send()
     caplog.set_level(logging.INFO, logger="edgegw.delivery")
-    await rig.fail(message_id)
-    item = await first_try(rig, message_id)
+    item = await first_token_try(nursery, tmp_path / "db", b"400 Bad Request", error)
     reason = (
         "OAuth2: token endpoint answered HTTP 400: invalid_client"
         " (AADSTS7000215: Invalid client secret provided. Trace ID: 1)"
