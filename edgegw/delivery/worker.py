@@ -131,28 +131,39 @@ class HttpSender:
                 await self._token_client.aclose()
 
     async def send(self, items: Sequence[OutboxItem]) -> Attempt:
+        if self.config.oauth2 is None:
+            return await self._deliver(items, {})
+        cached = self._token is not None and self._token.fresh(self._clock.now())
+        attempt = await self._deliver_with_token(items)
+        if attempt.status == 401 and cached:
+            # The endpoint refused a token from the cache (revoked, or expired early): one new
+            # token and the same request again, rather than a whole retry interval later. A
+            # token fresh from the token endpoint that is refused is the endpoint's answer.
+            attempt = await self._deliver_with_token(items)
+        return attempt
+
+    async def _deliver_with_token(self, items: Sequence[OutboxItem]) -> Attempt:
+        token = await self._bearer_token()
+        if isinstance(token, Attempt):
+            return token
+        attempt = await self._deliver(items, {"authorization": f"Bearer {token.value}"})
+        if attempt.status == 401:
+            self._token = None
+        return attempt
+
+    async def _deliver(self, items: Sequence[OutboxItem], headers: dict[str, str]) -> Attempt:
         config = self.config
-        headers: dict[str, str] = {}
-        if config.oauth2 is not None:
-            token = await self._bearer_token()
-            if isinstance(token, Attempt):
-                return token
-            headers["authorization"] = f"Bearer {token.value}"
         if config.method == "GET":
             (item,) = items
             url = httpx.URL(render_template(config.url, placeholders(item.report())))
             self._sign(headers, url.raw_path)
-            attempt = await self._request("GET", url, headers)
-        else:
-            reports = [item.report() for item in items]
-            encode = encode_json_batch if config.format == "json" else encode_xml_batch
-            body = encode(self.kind, reports)
-            headers["content-type"] = _CONTENT_TYPES[config.format]
-            self._sign(headers, body)
-            attempt = await self._request("POST", httpx.URL(config.url), headers, body)
-        if attempt.status == 401:
-            self._token = None  # revoked or expired early: the retry asks for a new one
-        return attempt
+            return await self._request("GET", url, headers)
+        reports = [item.report() for item in items]
+        encode = encode_json_batch if config.format == "json" else encode_xml_batch
+        body = encode(self.kind, reports)
+        headers["content-type"] = _CONTENT_TYPES[config.format]
+        self._sign(headers, body)
+        return await self._request("POST", httpx.URL(config.url), headers, body)
 
     async def _bearer_token(self) -> BearerToken | Attempt:
         """The cached token while it is fresh, else a new one from the token endpoint (spec

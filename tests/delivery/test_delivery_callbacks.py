@@ -620,6 +620,7 @@ class OAuthCustomer:
     token_times: list[float] = field(default_factory=list)  # every token request, failed too
     callbacks: list[tuple[float, str | None, int]] = field(default_factory=list)
     revoke: bool = False
+    refuse: bool = False  # every token refused, as an endpoint that trusts another issuer
     token_failures: int = 0  # token requests answered 500 before the first token
     _arrived: trio.Event = field(default_factory=trio.Event)
 
@@ -644,6 +645,8 @@ class OAuthCustomer:
             )
         authorization = request.headers.get("authorization")
         status = 200 if authorization == f"Bearer tok-{len(self.token_forms)}" else 401
+        if self.refuse:
+            status = 401
         if status == 200 and self.revoke:
             self.revoke, status = False, 401
         self.callbacks.append((trio.current_time(), authorization, status))
@@ -704,19 +707,44 @@ async def test_oauth2_client_credentials_fetch_reuse_renew_and_refetch_after_401
         await customer.wait_callbacks(3)
     assert customer.callbacks[2][1:] == ("Bearer tok-2", 200)
 
-    customer.revoke = True  # refused with 401: the retry asks for a new token
+    customer.revoke = True  # the cached token refused with 401: a new one, the DR again at once
     last = await rig.send()
     await rig.fail(last)
-    with trio.fail_after(3600):
+    with trio.fail_after(10):
         await customer.wait_callbacks(5)
-    assert [(auth, status) for _, auth, status in customer.callbacks[3:]] == [
+    (revoked, again) = customer.callbacks[3:]
+    assert [(auth, status) for _, auth, status in (revoked, again)] == [
         ("Bearer tok-2", 401),
         ("Bearer tok-3", 200),
     ]
+    assert again[0] - revoked[0] < 1  # not a retry interval (60 s) later
     assert len(customer.token_forms) == 3
     await settle(rig, last, "delivered")
     items = await rig.items()
     assert [item.state for item in items] == ["delivered"] * 4
+
+
+async def test_a_fresh_token_refused_with_401_is_not_sent_again_at_once(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    customer = OAuthCustomer(refuse=True)
+    customer.port = await nursery.start(serve_http, customer.app, "127.0.0.1", 0, HttpLimits())
+    oauth2 = {
+        "authorize_uri": f"http://127.0.0.1:{customer.port}/token",
+        "client_id": "edge",
+        "client_secret": "s3cret",
+    }
+    dr = {"url": f"http://127.0.0.1:{customer.port}/dr", "oauth2": oauth2}
+    rig, _ = await start_rig(nursery, tmp_path / "db", [service(1, dr=dr)])
+    await rig.fail(await rig.send())
+    with trio.fail_after(10):
+        await customer.wait_callbacks(1)
+    await trio.sleep(30)
+    # One token, one refusal: the next try waits for the retry interval.
+    assert (len(customer.token_forms), len(customer.callbacks)) == (1, 1)
+    with trio.fail_after(120):
+        await customer.wait_callbacks(2)
+    assert [auth for _, auth, _ in customer.callbacks] == ["Bearer tok-1", "Bearer tok-2"]
 
 
 async def test_client_secret_basic_sends_the_form_urlencoded_id_and_secret_by_http_basic(
