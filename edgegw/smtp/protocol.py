@@ -110,7 +110,7 @@ Event: TypeAlias = (
 )
 
 # Which verbs each phase accepts; a verb missing from its phase's set is a bad sequence (503).
-_ANY: Final = frozenset({"EHLO", "HELO", "RSET", "NOOP", "QUIT", "VRFY", "HELP"})
+_ANY: Final = frozenset({"EHLO", "HELO", "RSET", "NOOP", "QUIT", "VRFY", "EXPN", "HELP"})
 _ALLOWED: Final[dict[Phase, frozenset[str]]] = {
     Phase.INIT: _ANY | {"STARTTLS"},
     Phase.READY: _ANY | {"MAIL", "STARTTLS", "AUTH"},
@@ -345,6 +345,11 @@ class SmtpSession:
 
     def _verb_vrfy(self, argument: str) -> None:
         self._ok(_reply(252, "2.5.2 cannot verify, but will try delivery"))
+
+    def _verb_expn(self, argument: str) -> None:
+        # RFC 5321 4.2.4: a command of the protocol this server does not carry out is 502, not
+        # 500 ("not recognised"); there are no mailing lists here to expand.
+        self._error(_reply(502, "5.5.1 EXPN is not implemented"))
 
     def _verb_quit(self, argument: str) -> ConnectionClosed:
         self._close(_reply(221, f"2.0.0 {self.domain} closing"))

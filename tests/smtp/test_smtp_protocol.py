@@ -160,6 +160,7 @@ def test_refused_recipient_and_message_keep_the_session() -> None:
         (b"EHLO c\r\nAUTH PLAIN\r\n", "502 5.5.1 AUTH is not available"),
         (b"EHLO c\r\nSTARTTLS\r\n", "502 5.5.1 STARTTLS is not available"),
         (b"EHLO c\r\nVRFY x\r\n", "252 2.5.2 cannot verify, but will try delivery"),
+        (b"EHLO c\r\nEXPN staff\r\n", "502 5.5.1 EXPN is not implemented"),
     ],
 )
 def test_commands_out_of_place_or_malformed(commands: bytes, last: str) -> None:
