@@ -7,6 +7,8 @@ Every way a mail or an address can be unusable is a `MailError` with a reason fo
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.errors
 import email.header
 import email.message
@@ -39,6 +41,7 @@ MAX_MIME_CONTAINERS: Final = 16
 _LOCAL_PART: Final = re.compile(r"(\+?)([0-9]{1,20})-([0-9]{1,10})")
 _SIGNATURE: Final = "-- "  # RFC 3676 4.3 signature separator line
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_NOT_BASE64: Final = re.compile(r"[^A-Za-z0-9+/=]")
 _parser = email.parser.BytesParser(policy=email.policy.compat32)
 # A Content-Type header (folded or not, any case) that makes its part a container the parser
 # descends into. Counted over the raw bytes before parsing; a match in a body only over-counts.
@@ -130,9 +133,7 @@ def _first_part(message: email.message.Message, content_type: str) -> email.mess
 
 
 def _decoded_text(part: email.message.Message) -> str:
-    payload = part.get_payload(decode=True)
-    if not isinstance(payload, bytes):
-        raise MailError("the text part has no readable body")
+    payload = _payload(part)
     declared = part.get_content_charset()
     # Undeclared, the text is US-ASCII (RFC 2045); a device that sends 8-bit text without
     # saying so sends UTF-8, as in its headers (RFC 6532), and US-ASCII reads the same as it.
@@ -147,6 +148,25 @@ def _decoded_text(part: email.message.Message) -> str:
         raise MailError(
             f"the text is not valid {charset[:40]}{undeclared} at byte {exc.start}"
         ) from None
+
+
+def _payload(part: email.message.Message) -> bytes:
+    """The part's body with its transfer encoding undone. Base64 is read here, not by the
+    stdlib, which passes base64 that is cut short through as if it were text and drops what
+    follows a misplaced `=`: a garbled SMS. Characters outside the alphabet, line breaks among
+    them, are skipped as RFC 2045 6.8 has decoders do; the rest must be whole groups of four,
+    with `=` padding only at the end."""
+    if str(part.get("content-transfer-encoding", "")).strip().lower() == "base64":
+        encoded = part.get_payload()
+        if isinstance(encoded, str):
+            try:
+                return base64.b64decode(_NOT_BASE64.sub("", encoded), validate=True)
+            except binascii.Error as exc:
+                raise MailError(f"the text part is not valid base64: {exc}") from None
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        raise MailError("the text part has no readable body")
+    return payload
 
 
 def _header(message: email.message.Message, name: str) -> str:

@@ -8,6 +8,7 @@ smtplib and swaks block; they run in `trio.to_thread.run_sync`."""
 
 from __future__ import annotations
 
+import base64
 import shutil
 import smtplib
 import socket
@@ -179,6 +180,35 @@ async def test_multipart_with_quoted_printable_utf8(gateway: Gateway) -> None:
     assert code == 250
     stored = await stored_texts(gateway, reply)
     assert stored["+4741000002"][1] == "Blåbærsyltetøy på lager: 12"
+
+
+async def test_base64_that_does_not_decode_is_refused_not_sent_as_it_stands(
+    gateway: Gateway,
+) -> None:
+    port = smtp_port(gateway)
+    head = b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    encoded = base64.b64encode("Dør 3 åpen nå".encode())
+    assert encoded.endswith(b"=")
+    bodies = {
+        # Line breaks, spaces and other characters outside the alphabet are skipped (RFC 2045
+        # 6.8), so a mailer's folding and a stray mark do not lose the text.
+        "skipped": encoded[:5] + b"\r\n " + encoded[5:9] + b"!\t" + encoded[9:],
+        # Plain text sent as base64: its 9 letters and digits are not whole octets.
+        "text": b"Door 3 open",
+        "cut short": encoded.rstrip(b"="),
+        "after the padding": encoded + b"\r\n" + base64.b64encode(b" since 10:02"),
+    }
+    answers = {}
+    for name, body in bodies.items():
+        answers[name] = await trio.to_thread.run_sync(
+            deliver, port, [f"4741000009-1000@{DOMAIN}"], head + body + b"\r\n"
+        )
+    code, reply = answers.pop("skipped")
+    assert code == 250
+    assert (await stored_texts(gateway, reply))["+4741000009"][1] == "Dør 3 åpen nå"
+    for name, (code, reply) in answers.items():
+        assert code == 554, name
+        assert reply.startswith("5.6.0 the text part is not valid base64: "), name
 
 
 async def test_refusals_at_rcpt_and_at_end_of_data(gateway: Gateway) -> None:
