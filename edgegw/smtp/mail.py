@@ -75,9 +75,9 @@ def parse_recipient(address: str, domain: str) -> tuple[str, int]:
 
 
 def mail_content(raw: bytes, *, prepend_subject: bool, strip_signature: bool) -> MailContent:
-    """The SMS text of a mail: the first text/plain part, else the first text/html one as
-    text; line ends as LF, trailing blank space removed, a `-- ` signature cut when asked, the
-    subject and a newline before it when asked."""
+    """The SMS text of a mail: the first text/plain part, else (or when that is blank) the
+    first text/html one as text; line ends as LF, trailing blank space removed, a `-- `
+    signature cut when asked, the subject and a newline before it when asked."""
     too_deep = MailError(
         f"MIME parts nested too deeply (at most {MAX_MIME_CONTAINERS} multipart or message parts)"
     )
@@ -86,18 +86,18 @@ def mail_content(raw: bytes, *, prepend_subject: bool, strip_signature: bool) ->
         raise too_deep
     try:
         message = _parser.parsebytes(raw)
-        # Not `or`: a Message without headers is falsy (its len() counts headers).
-        part = _first_part(message, "text/plain")
-        if part is None:
-            part = _first_part(message, "text/html")
+        plain = _first_part(message, "text/plain")
+        html = _first_part(message, "text/html")
     except RecursionError:
         # Nesting the count above did not see ends the same way.
         raise too_deep from None
-    if part is None:
+    if plain is None and html is None:
         raise MailError("the mail has no text/plain or text/html part")
-    text = _decoded_text(part)
-    if part.get_content_type() == "text/html":
-        text = _html_text(text)
+    text = "" if plain is None else _decoded_text(plain)
+    # A text/plain alternative left blank beside the HTML one, as some mailers write it, is
+    # not the text: the HTML's is.
+    if not text.strip() and html is not None:
+        text = _html_text(_decoded_text(html))
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if strip_signature:
         lines = text.split("\n")

@@ -182,6 +182,21 @@ async def test_multipart_with_quoted_printable_utf8(gateway: Gateway) -> None:
     assert stored["+4741000002"][1] == "Blåbærsyltetøy på lager: 12"
 
 
+async def test_a_blank_text_alternative_gives_way_to_the_html_one(gateway: Gateway) -> None:
+    texts = []
+    for plain in ("", " \n\t\n"):
+        mail = EmailMessage()
+        mail["Subject"] = "Alarm"
+        mail.set_content(plain)
+        mail.add_alternative("<p>Zone 3 <b>open</b></p><p>10:02</p>", subtype="html")
+        code, reply = await trio.to_thread.run_sync(
+            deliver, smtp_port(gateway), [f"4741000010-1000@{DOMAIN}"], mail.as_bytes()
+        )
+        assert code == 250, reply
+        texts.append((await stored_texts(gateway, reply))["+4741000010"][1])
+    assert texts == ["Zone 3 open\n10:02", "Zone 3 open\n10:02"]
+
+
 async def test_base64_that_does_not_decode_is_refused_not_sent_as_it_stands(
     gateway: Gateway,
 ) -> None:
