@@ -42,6 +42,8 @@ _LOCAL_PART: Final = re.compile(r"(\+?)([0-9]{1,20})-([0-9]{1,10})")
 _SIGNATURE: Final = "-- "  # RFC 3676 4.3 signature separator line
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _NOT_BASE64: Final = re.compile(r"[^A-Za-z0-9+/=]")
+_ENCODED_WORD: Final = r"=\?[^?\s]+\?[BbQq]\?[^?]*\?="  # RFC 2047 section 2
+_ENCODED_WORDS: Final = re.compile(rf"{_ENCODED_WORD}(?:\s*{_ENCODED_WORD})*")
 _parser = email.parser.BytesParser(policy=email.policy.compat32)
 # A Content-Type header (folded or not, any case) that makes its part a container the parser
 # descends into. Counted over the raw bytes before parsing; a match in a body only over-counts.
@@ -181,10 +183,27 @@ def _header(message: email.message.Message, name: str) -> str:
             # whose str() turns each byte into U+FFFD.
             [(raw, _)] = email.header.decode_header(value)
             value = raw.decode("utf-8")
-        decoded = email.header.make_header(email.header.decode_header(str(value)))
+        decoded = _decoded_words(str(value))
     except (LookupError, UnicodeDecodeError, ValueError, email.errors.HeaderParseError):
         return ""
-    return " ".join(str(decoded).split())
+    return " ".join(decoded.split())
+
+
+def _decoded_words(value: str) -> str:
+    """`value` with its RFC 2047 encoded words decoded and the text around them kept as it is,
+    raw UTF-8 too (the stdlib's decode_header mangles that when a word is beside it). Each run
+    of words goes to decode_header alone, which drops the white space between them (RFC 2047
+    6.2) and joins their bytes, as a character split over two words needs. A word that does
+    not decode raises."""
+    pieces: list[str] = []
+    end = 0
+    for run in _ENCODED_WORDS.finditer(value):
+        pieces.append(value[end : run.start()])
+        for data, charset in email.header.decode_header(run.group()):
+            pieces.append(data.decode(charset or "ascii"))
+        end = run.end()
+    pieces.append(value[end:])
+    return "".join(pieces)
 
 
 class _HtmlText(HTMLParser):

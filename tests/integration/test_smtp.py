@@ -226,6 +226,24 @@ async def test_base64_that_does_not_decode_is_refused_not_sent_as_it_stands(
         assert reply.startswith("5.6.0 the text part is not valid base64: "), name
 
 
+async def test_a_subject_of_raw_utf8_beside_an_encoded_word_is_read_whole(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    base = example_config(tmp_path, smtp=ServiceSmtp(allow=["127.0.0.1"], prepend_subject=True))
+    gateway = Gateway(msgspec.structs.replace(base, smtp=SmtpConfig(port=0, domain=DOMAIN)))
+    bound = await nursery.start(gateway.run)
+    # Raw UTF-8 (RFC 6532) where the device wrote it itself, an RFC 2047 word where its
+    # library encoded a value it filled in.
+    raw = "Subject: Blåbær =?utf-8?q?p=C3=A5_lager:?= =?utf-8?q?_12?=\r\n\r\nKvittering\r\n"
+    code, reply = await trio.to_thread.run_sync(
+        deliver, bound.smtp_port, [f"4741000011-1000@{DOMAIN}"], raw.encode()
+    )
+    assert code == 250
+    stored = await stored_texts(gateway, reply)
+    assert stored["+4741000011"][1] == "Blåbær på lager: 12\nKvittering"
+    gateway.stop()
+
+
 async def test_refusals_at_rcpt_and_at_end_of_data(gateway: Gateway) -> None:
     port = smtp_port(gateway)
 
