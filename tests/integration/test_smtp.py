@@ -1,8 +1,9 @@
 """Email to SMS on the running gateway (spec 2.6) through the standard library's smtplib and a
-real mail program (swaks): plain, multipart, quoted-printable UTF-8, several recipients, lines
-ending in a bare LF (dot-unstuffed, and never the end of DATA), every refusal with its reply,
-AUTH after STARTTLS, and a 50 MB mail refused while another client is served. Every 250 names
-message ids that are in the store with the mail's text.
+real mail program (swaks): plain, multipart, quoted-printable UTF-8, base64 (and base64 that
+does not decode), HTML beside a blank text part, a subject of raw UTF-8 and RFC 2047 words,
+several recipients, lines ending in a bare LF (dot-unstuffed, and never the end of DATA), every
+refusal with its reply (EXPN's 502 too), AUTH after STARTTLS, and a 50 MB mail refused while
+another client is served. Every 250 names message ids that are in the store with the mail's text.
 
 smtplib and swaks block; they run in `trio.to_thread.run_sync`."""
 
