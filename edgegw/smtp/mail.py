@@ -95,12 +95,11 @@ def mail_content(raw: bytes, *, prepend_subject: bool, strip_signature: bool) ->
         raise too_deep from None
     if plain is None and html is None:
         raise MailError("the mail has no text/plain or text/html part")
-    text = "" if plain is None else _decoded_text(plain)
+    text = "" if plain is None else _plain_text(plain)
     # A text/plain alternative left blank beside the HTML one, as some mailers write it, is
     # not the text: the HTML's is.
     if not text.strip() and html is not None:
-        text = _html_text(_decoded_text(html))
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+        text = _line_ends(_html_text(_decoded_text(html)))
     if strip_signature:
         lines = text.split("\n")
         if _SIGNATURE in lines:
@@ -134,7 +133,45 @@ def _first_part(message: email.message.Message, content_type: str) -> email.mess
     return None
 
 
+def _line_ends(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _plain_text(part: email.message.Message) -> str:
+    """A text/plain part's text, its lines joined back into paragraphs when it is
+    format=flowed (RFC 3676), as Thunderbird and Apple Mail send it: else the SMS would keep
+    the mailer's soft line breaks, some 72 characters apart."""
+    text = _line_ends(_decoded_text(part))
+    if _param(part, "format") != "flowed":
+        return text
+    delete_space = _param(part, "delsp") == "yes"
+    lines: list[str] = []
+    open_depth: int | None = None  # the quote depth of a paragraph whose last line flowed
+    for line in text.split("\n"):
+        depth = len(line) - len(line.lstrip(">"))
+        body = line[depth:]
+        body = body.removeprefix(" ")  # space-stuffing (RFC 3676 4.4)
+        flowed = body.endswith(" ") and body != _SIGNATURE
+        if flowed and delete_space:
+            body = body[:-1]
+        if open_depth == depth and body != _SIGNATURE:
+            lines[-1] += body
+        else:
+            lines.append(f"{'>' * depth} {body}" if depth else body)
+        # A flowed line before one of another quote depth ends its paragraph (4.5).
+        open_depth = depth if flowed else None
+    return "\n".join(lines)
+
+
+def _param(part: email.message.Message, name: str) -> str:
+    """A Content-Type parameter, lower case; '' when absent or RFC 2231 encoded."""
+    value = part.get_param(name)
+    return value.strip().lower() if isinstance(value, str) else ""
+
+
 def _decoded_text(part: email.message.Message) -> str:
+    """The part's text in its charset, without the byte order mark some Windows mailers put
+    first (a character no GSM alphabet has)."""
     payload = _payload(part)
     declared = part.get_content_charset()
     # Undeclared, the text is US-ASCII (RFC 2045); a device that sends 8-bit text without
@@ -142,7 +179,7 @@ def _decoded_text(part: email.message.Message) -> str:
     charset = declared or "utf-8"
     try:
         # LookupError also for codecs that are no charset (base64_codec, rot13...).
-        return payload.decode(charset)
+        return payload.decode(charset).removeprefix("\ufeff")
     except LookupError:
         raise MailError(f"unknown charset {charset[:40]!r}") from None
     except UnicodeDecodeError as exc:

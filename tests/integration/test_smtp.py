@@ -1,9 +1,10 @@
-"""Email to SMS on the running gateway (spec 2.6) through the standard library's smtplib and a
-real mail program (swaks): plain, multipart, quoted-printable UTF-8, base64 (and base64 that
-does not decode), HTML beside a blank text part, a subject of raw UTF-8 and RFC 2047 words,
-several recipients, lines ending in a bare LF (dot-unstuffed, and never the end of DATA), every
-refusal with its reply (EXPN's 502 too), AUTH after STARTTLS, and a 50 MB mail refused while
-another client is served. Every 250 names message ids that are in the store with the mail's text.
+"""Email to SMS on the running gateway (spec 2.6) through the standard library's smtplib and a real
+mail program (swaks): plain, multipart, quoted-printable UTF-8, base64 (and base64 that does not
+decode), HTML beside a blank text part, a subject of raw UTF-8 and RFC 2047 words, several
+recipients, lines ending in a bare LF (dot-unstuffed, and never the end of DATA), every refusal
+with its reply (EXPN's 502 too), format=flowed text and a byte order mark, AUTH after STARTTLS,
+and a 50 MB mail refused while another client is served. Every 250 names message ids that are in
+the store with the mail's text.
 
 smtplib and swaks block; they run in `trio.to_thread.run_sync`."""
 
@@ -181,6 +182,41 @@ async def test_multipart_with_quoted_printable_utf8(gateway: Gateway) -> None:
     assert code == 250
     stored = await stored_texts(gateway, reply)
     assert stored["+4741000002"][1] == "Blåbærsyltetøy på lager: 12"
+
+
+async def test_flowed_text_is_joined_and_a_byte_order_mark_dropped(gateway: Gateway) -> None:
+    # As Thunderbird writes a long line (RFC 3676): soft breaks after a space, a stuffed line
+    # that starts with a space, and the signature separator, which never flows.
+    flowed = (
+        b"Content-Type: text/plain; charset=UTF-8; format=flowed\r\n"
+        b"Content-Transfer-Encoding: 8bit\r\nSubject: Vakt\r\n\r\n"
+        + "Alarm i sone 3 på lageret, kjølerom B har vært \r\n".encode()
+        + b"over 8 grader i 20 minutter. \r\n  Sjekk d\xc3\xb8ren.\r\n"
+        + b"Ring vakta.\r\n-- \r\nDrift\r\n"
+    )
+    delsp = (
+        b"Content-Type: text/plain; charset=us-ascii; format=flowed; delsp=yes\r\n\r\n"
+        b"Temperatu \r\nre high\r\n"
+    )
+    bom = (
+        b"Content-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n"
+        + base64.b64encode("\ufeffDør 3 åpen".encode())
+        + b"\r\n"
+    )
+    texts = []
+    for raw in (flowed, delsp, bom):
+        code, reply = await trio.to_thread.run_sync(
+            deliver, smtp_port(gateway), [f"4741000011-1000@{DOMAIN}"], raw
+        )
+        assert code == 250, reply
+        texts.append((await stored_texts(gateway, reply))["+4741000011"][1])
+    assert texts == [
+        "Alarm i sone 3 på lageret, kjølerom B har vært over 8 grader i 20 minutter.  Sjekk"
+        " døren.\nRing vakta.\n-- \nDrift",
+        "Temperature high",
+        "Dør 3 åpen",
+    ]
 
 
 async def test_a_blank_text_alternative_gives_way_to_the_html_one(gateway: Gateway) -> None:
