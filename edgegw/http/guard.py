@@ -24,12 +24,14 @@ log = logging.getLogger(__name__)
 DOOR: Final = "http"
 
 
-# The sends and SOAP calls that carry a service's credentials in the request itself.
-_LOGIN_PATHS: Final = frozenset({SEND_PATH, soap_routes.SEND_PATH, soap_routes.MANAGEMENT_PATH})
-
-
 def _carries_credentials(request: Request) -> bool:
-    return "authorization" in request.headers or request.path in _LOGIN_PATHS
+    """A send, a SOAP call or anything with an Authorization header. A SOAP door carries its
+    credentials in a call's envelope (POST) only: its GETs are for the WSDL and schemas, which
+    anyone may read, so an address locked out can still build the client that then reads
+    why its calls are refused."""
+    if request.path in soap_routes.DOOR_PATHS:
+        return request.method == "POST"
+    return "authorization" in request.headers or request.path == SEND_PATH
 
 
 def guard_logins(app: App, throttle: AuthThrottle, errors: ErrorRenderer) -> App:

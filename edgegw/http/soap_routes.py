@@ -34,6 +34,7 @@ from edgegw.offload import decoded
 from edgegw.pipeline.management import Management
 
 __all__ = [
+    "DOOR_PATHS",
     "MANAGEMENT_PATH",
     "SEND_PATH",
     "WSDL_ALIAS_PATH",
@@ -48,6 +49,8 @@ SEND_PATH: Final = "/gw/ws/SMSGatewayV10"
 # Spec 2.5: the REST page names this as where the WSDL lives too.
 WSDL_ALIAS_PATH: Final = "/gw/SMSGateway"
 MANAGEMENT_PATH: Final = "/mgmt/ws/GatewayManagementV10"
+# Every path of the SOAP doors: a POST is a call, a GET asks for a WSDL or a schema.
+DOOR_PATHS: Final = frozenset({SEND_PATH, WSDL_ALIAS_PATH, MANAGEMENT_PATH})
 
 _SEND_WSDL: Final = "SMSGatewayV10.wsdl"
 _MANAGEMENT_WSDL: Final = "GatewayManagementV10.wsdl"

@@ -478,14 +478,19 @@ async def test_wrong_soap_credentials_count_as_failed_logins(gateway: Gateway) -
     assert gateway.throttle.failures_total == {"http": 2}
 
 
-async def test_a_locked_out_soap_client_gets_a_fault_it_can_read(config: Config) -> None:
-    """The login guard's 429 to a SOAP call is a SOAP Fault, as every other refusal of one is:
-    a stock client reports it as such instead of failing to read the answer."""
+def locked_out_after_two_failures(config: Config) -> Config:
+    """`config` whose login guard locks an address out at its second failure, without delays."""
     no_waiting = AuthThrottleConfig(
         free_failures=1, base_delay=0.0, max_delay=0.0, lockout_failures=2
     )
     security = msgspec.structs.replace(config.security, auth=no_waiting)
-    gateway = Gateway(msgspec.structs.replace(config, security=security))
+    return msgspec.structs.replace(config, security=security)
+
+
+async def test_a_locked_out_soap_client_gets_a_fault_it_can_read(config: Config) -> None:
+    """The login guard's 429 to a SOAP call is a SOAP Fault, as every other refusal of one is:
+    a stock client reports it as such instead of failing to read the answer."""
+    gateway = Gateway(locked_out_after_two_failures(config))
     async with trio.open_nursery() as nursery:
         bound = await nursery.start(gateway.run)
 
@@ -511,3 +516,37 @@ async def test_a_locked_out_soap_client_gets_a_fault_it_can_read(config: Config)
         assert isinstance(refused, zeep.exceptions.Fault)
         assert refused.code == "soap:Client"
         assert "too many failed logins" in refused.message
+
+
+async def test_a_locked_out_client_still_gets_the_wsdls(
+    config: Config, nursery: trio.Nursery
+) -> None:
+    """The WSDLs and schemas carry no credentials, so the login guard leaves them alone: an
+    address locked out for failed logins can still build its client, whose calls then get the
+    guard's fault, instead of failing to load the WSDL at all."""
+    gateway = Gateway(locked_out_after_two_failures(config))
+    await nursery.start(gateway.run)
+    port = port_of(gateway)
+    wrong = README_ENVELOPE.replace("<password>demo</password>", "<password>x</password>")
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        for _ in range(2):
+            assert (await http.post("/gw/ws/SMSGatewayV10", content=wrong)).status_code == 200
+        locked = await http.post("/gw/ws/SMSGatewayV10", content=README_ENVELOPE)
+        assert locked.status_code == 429
+        schema = await http.get("/gw/ws/SMSGatewayV10?xsd=request")
+        assert schema.status_code == 200
+
+    def load() -> list[str]:
+        return [
+            str(client(port, path).service._binding_options["address"])
+            for path in ("/gw/ws/SMSGatewayV10", "/gw/SMSGateway", "/mgmt/ws/GatewayManagementV10")
+        ]
+
+    addresses = await trio.to_thread.run_sync(load)
+    gateway.stop()
+    assert [address.rsplit("/", 1)[1] for address in addresses] == [
+        "SMSGatewayV10",
+        "SMSGatewayV10",
+        "GatewayManagementV10",
+    ]
+    assert gateway.throttle.refusals_total == {"http": 1}
