@@ -1,7 +1,7 @@
-"""HTTP routes of the SOAP doors: the send service at /gw/ws/SMSGatewayV10 and the Management
-API at /mgmt/ws/GatewayManagementV10, each with its WSDL (`?wsdl`) and schemas (`?xsd=name`),
-shipped as package data. Routing, auth and the calls only; the envelopes are `edgegw.http.soap`.
-Spec sections 2.5 and 5.3.
+"""HTTP routes of the SOAP doors: the send service at /gw/ws/SMSGatewayV10 (and /gw/SMSGateway)
+and the Management API at /mgmt/ws/GatewayManagementV10, each with its WSDL (`?wsdl`) and
+schemas (`?xsd=name`), shipped as package data. Routing, auth and the calls only; the envelopes
+are `edgegw.http.soap`. Spec sections 2.5 and 5.3.
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ from edgegw.pipeline.management import Management
 __all__ = [
     "DOOR_PATHS",
     "MANAGEMENT_PATH",
+    "SEND_ALIAS_PATH",
     "SEND_PATH",
-    "WSDL_ALIAS_PATH",
+    "SEND_PATHS",
     "soap_errors",
     "soap_routes",
     "wsdl_document",
@@ -46,11 +47,14 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SEND_PATH: Final = "/gw/ws/SMSGatewayV10"
-# Spec 2.5: the REST page names this as where the WSDL lives too.
-WSDL_ALIAS_PATH: Final = "/gw/SMSGateway"
+# Spec 2.5: the REST page names this as where the WSDL lives too. A SOAP stack serves `?wsdl`
+# at its endpoint's own address, and clients set up by hand take that address without `?wsdl`
+# for the endpoint: it is one, the same as SEND_PATH.
+SEND_ALIAS_PATH: Final = "/gw/SMSGateway"
+SEND_PATHS: Final = frozenset({SEND_PATH, SEND_ALIAS_PATH})
 MANAGEMENT_PATH: Final = "/mgmt/ws/GatewayManagementV10"
 # Every path of the SOAP doors: a POST is a call, a GET asks for a WSDL or a schema.
-DOOR_PATHS: Final = frozenset({SEND_PATH, WSDL_ALIAS_PATH, MANAGEMENT_PATH})
+DOOR_PATHS: Final = SEND_PATHS | {MANAGEMENT_PATH}
 
 _SEND_WSDL: Final = "SMSGatewayV10.wsdl"
 _MANAGEMENT_WSDL: Final = "GatewayManagementV10.wsdl"
@@ -113,21 +117,20 @@ def soap_routes(
 
     async def route(request: Request) -> Response | None:
         path = request.path
-        if path in (SEND_PATH, WSDL_ALIAS_PATH):
-            if request.method == "POST" and path == SEND_PATH:
+        if path in SEND_PATHS:
+            if request.method == "POST":
                 return await _call(request, _send)
-            return _document(request, documents[_SEND_WSDL], "POST" if path == SEND_PATH else "")
+            return _document(request, documents[_SEND_WSDL])
         if path == MANAGEMENT_PATH:
             if request.method == "POST":
                 return await _call(request, _manage)
-            return _document(request, documents[_MANAGEMENT_WSDL], "POST")
+            return _document(request, documents[_MANAGEMENT_WSDL])
         return None
 
-    def _document(request: Request, wsdl: bytes, post: str) -> Response:
-        allow = ", ".join(filter(None, ("GET", post)))
+    def _document(request: Request, wsdl: bytes) -> Response:
         if request.method != "GET":
-            refusal = plain_error(request, 405, f"{request.method} is not one of {allow}")
-            refusal.headers.append(("allow", allow))
+            refusal = plain_error(request, 405, f"{request.method} is not one of GET, POST")
+            refusal.headers.append(("allow", "GET, POST"))
             return refusal
         query = request.query
         if query.lower() == "wsdl":
@@ -193,7 +196,7 @@ def soap_errors(fallback: ErrorRenderer) -> ErrorRenderer:
     others go to `fallback`."""
 
     def render(request: Request | None, status: int, reason: str) -> Response:
-        if request is None or request.path not in (SEND_PATH, MANAGEMENT_PATH):
+        if request is None or request.path not in DOOR_PATHS:
             return fallback(request, status, reason)
         response = _fault(SoapFault("Client" if status < 500 else "Server", reason))
         response.status = status

@@ -214,6 +214,35 @@ async def test_the_wsdl_is_served_at_both_addresses(gateway: Gateway) -> None:
     assert addresses == [f"http://127.0.0.1:{port}/gw/ws/SMSGatewayV10"] * 2
 
 
+async def test_a_client_pointed_at_the_wsdl_alias_is_served_there(gateway: Gateway) -> None:
+    """/gw/SMSGateway is where the REST page says the WSDL lives; a client set up by hand takes
+    that address, without `?wsdl`, for the endpoint, as a SOAP stack's `?wsdl` is served at its
+    endpoint's own. It is served there like at /gw/ws/SMSGatewayV10, and its logins are
+    counted the same, so that it is no way around the login guard."""
+    port = port_of(gateway)
+    binding = f"{{{soap.SEND_NAMESPACE}}}SMSGatewayV10Binding"
+
+    def session() -> tuple[Any, Any]:
+        alias = client(port, "/gw/SMSGateway").create_service(
+            binding, f"http://127.0.0.1:{port}/gw/SMSGateway"
+        )
+        sent = alias.sendMessages(
+            request={**CREDENTIALS, "message": [message("+4741000000", "Hi")]}
+        )
+        wrong = alias.sendMessages(
+            request={**CREDENTIALS, "password": "x", "message": [message("+4741000000", "x")]}
+        )
+        return sent, wrong
+
+    sent, wrong = await trio.to_thread.run_sync(session)
+    (status,) = sent.messageStatus
+    assert status.statusCode == 1
+    view = await gateway.store.message_view(1000, status.messageId)
+    assert view is not None and view.recipient == "+4741000000"
+    assert [s.statusCode for s in wrong.messageStatus] == [2]
+    assert gateway.throttle.failures_total == {"http": 1}
+
+
 @pytest.mark.parametrize("trusted", [True, False])
 async def test_behind_a_trusted_proxy_the_wsdl_names_the_url_its_client_used(
     config: Config, nursery: trio.Nursery, trusted: bool
