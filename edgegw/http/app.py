@@ -34,7 +34,7 @@ from edgegw.model import LOGIN_FAILURES, MessageStatus, SendRequest, SendRespons
 from edgegw.offload import decoded
 from edgegw.store import AnswerSeal, Write
 
-__all__ = ["Backend", "error_response", "make_app"]
+__all__ = ["Backend", "Submit", "answered", "error_response", "make_app"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,9 @@ class Backend(Protocol):
     # None when its messages are checked one by one.
     async def refusal(self, request: SendRequest) -> StatusCode | None: ...
 
+
+# Auth, validation and durable enqueue of a send (`Backend.submit`), for every door.
+Submit = Callable[[SendRequest, AnswerSeal | None], Awaitable[SendResponse]]
 
 SEND_PATH: Final = "/gw/rs/sendMessages"
 
@@ -181,25 +184,16 @@ def make_app(
     async def _submit(
         request: Request, send_request: SendRequest, fmt: ResponseFormat, xml: str
     ) -> Response:
-        commit_with = request.commit_with
-        sealed: Response | None = None
-
-        def seal(response: SendResponse) -> Write | None:
-            # The answer is encoded once, before the write, so that what the wrapper commits
-            # with the messages is what the client gets.
-            nonlocal sealed
-            assert commit_with is not None
-            sealed = _answer(send_request, response, fmt, xml)
-            return commit_with(sealed)
-
         try:
-            response = await backend.submit(
-                send_request, seal=None if commit_with is None else seal
+            return await answered(
+                request,
+                backend.submit,
+                send_request,
+                lambda response: _answer(send_request, response, fmt, xml),
             )
         except Exception:
             log.exception("submit failed for service %s", send_request.serviceId)
             return _puzzel(_internal_error(send_request), fmt, status=500, xml=xml)
-        return sealed if sealed is not None else _answer(send_request, response, fmt, xml)
 
     def _answer(
         send_request: SendRequest, response: SendResponse, fmt: ResponseFormat, xml: str
@@ -226,6 +220,29 @@ def make_app(
         return response
 
     return app
+
+
+async def answered(
+    request: Request,
+    submit: Submit,
+    send_request: SendRequest,
+    answer: Callable[[SendResponse], Response],
+) -> Response:
+    """`send_request` submitted, and the Response `answer` makes of its statuses. When a wrapper
+    has rows to commit with what the request writes (`Request.commit_with`: an Idempotency-Key's
+    answer), the answer is made once, before the messages are written, and those rows go into
+    the same write job, so that what is committed is what the client gets."""
+    commit_with = request.commit_with
+    sealed: Response | None = None
+
+    def seal(response: SendResponse) -> Write | None:
+        nonlocal sealed
+        assert commit_with is not None
+        sealed = answer(response)
+        return commit_with(sealed)
+
+    response = await submit(send_request, None if commit_with is None else seal)
+    return sealed if sealed is not None else answer(response)
 
 
 async def _request_in(

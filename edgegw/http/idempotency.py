@@ -1,8 +1,9 @@
-"""Idempotent sends (our addition to spec 2.3/2.4): a send carrying an `Idempotency-Key` header
-is answered, for 24 hours, with the answer its first attempt got, instead of creating its
-messages again, so a client that lost an answer can retry safely. A trio wrapper around the
-`App`; the answers live in the store (`stored_response`), each written in the same job as the
-messages it reports (`Request.commit_with`), so a crash keeps both or neither.
+"""Idempotent sends (our addition to spec 2.3/2.4 and 2.5): a send carrying an `Idempotency-Key`
+header, through REST, HTTP GET or SOAP, is answered, for 24 hours, with the answer its first
+attempt got, instead of creating its messages again, so a client that lost an answer can retry
+safely. A trio wrapper around the `App`; the answers live in the store (`stored_response`), each
+written in the same job as the messages it reports (`Request.commit_with`), so a crash keeps
+both or neither.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 from typing import Final
 
 from edgegw.clock import Clock
+from edgegw.http import soap_routes
 from edgegw.http.app import SEND_PATH
 from edgegw.http.problems import problem_response
 from edgegw.http.server import App, Request, Response
@@ -41,6 +43,21 @@ def fingerprint(request: Request) -> bytes:
     return digest.digest()
 
 
+def _is_send(request: Request) -> bool:
+    """A REST send (POST or GET) or a call to the SOAP send service (whose GETs are its WSDL)."""
+    if request.path in soap_routes.SEND_PATHS:
+        return request.method == "POST"
+    return request.path == SEND_PATH and request.method in ("GET", "POST")
+
+
+def _refusal(request: Request, status: int, title: str, detail: str) -> Response:
+    """problem+json, or for a SOAP call a SOAP Fault with the same status, which its client
+    can read."""
+    if request.path in soap_routes.SEND_PATHS:
+        return soap_routes.refusal_fault(status, detail)
+    return problem_response(status, title, detail)
+
+
 def idempotent_sends(app: App, store: Store, clock: Clock) -> App:
     """`app`, with sends that carry an Idempotency-Key answered once. A second attempt with the
     same key while the first is still running gets 409; the same key with another request gets
@@ -52,15 +69,18 @@ def idempotent_sends(app: App, store: Store, clock: Clock) -> App:
 
     async def idempotent(request: Request) -> Response:
         key = request.headers.get(IDEMPOTENCY_HEADER)
-        if key is None or request.path != SEND_PATH or request.method not in ("GET", "POST"):
+        if key is None or not _is_send(request):
             return await app(request)
         if _KEY.fullmatch(key) is None:
-            return problem_response(
-                400, "Bad Request", "Idempotency-Key must be 1 to 255 visible ASCII characters"
+            return _refusal(
+                request,
+                400,
+                "Bad Request",
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
             )
         if key in in_progress:
-            response = problem_response(
-                409, "Conflict", "a send with this Idempotency-Key is still in progress"
+            response = _refusal(
+                request, 409, "Conflict", "a send with this Idempotency-Key is still in progress"
             )
             response.headers.append(("retry-after", "1"))
             return response
@@ -76,8 +96,11 @@ def idempotent_sends(app: App, store: Store, clock: Clock) -> App:
         earlier = await stored_response(store, key, now - KEEP_SECONDS)
         if earlier is not None:
             if earlier.fingerprint != request_print:
-                return problem_response(
-                    422, "Unprocessable Entity", "Idempotency-Key already used for another send"
+                return _refusal(
+                    request,
+                    422,
+                    "Unprocessable Entity",
+                    "Idempotency-Key already used for another send",
                 )
             return Response(
                 status=earlier.status,

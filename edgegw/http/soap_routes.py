@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 from xml.sax.saxutils import escape
 
+from edgegw.http.app import Submit, answered
 from edgegw.http.inputs import media_type_and_charset
 from edgegw.http.management import Route, batch_xml, stop_xml
 from edgegw.http.server import ErrorRenderer, Request, Response, plain_error
@@ -39,6 +40,7 @@ __all__ = [
     "SEND_ALIAS_PATH",
     "SEND_PATH",
     "SEND_PATHS",
+    "refusal_fault",
     "soap_errors",
     "soap_routes",
     "wsdl_document",
@@ -75,9 +77,6 @@ _XML_TYPE: Final = "text/xml; charset=utf-8"
 def wsdl_document(name: str) -> bytes:
     """A WSDL or XSD file shipped in the package (and in the single executable)."""
     return importlib.resources.files("edgegw.http").joinpath("wsdl", name).read_bytes()
-
-
-Submit = Callable[[SendRequest], Awaitable[SendResponse]]
 
 
 def _send_request(body: bytes | bytearray, charset: str | None) -> SendRequest:
@@ -155,11 +154,14 @@ def soap_routes(
     async def _send(request: Request) -> Response:
         read = functools.partial(_send_request, charset=_charset(request))
         send_request = await decoded(read, request.body)
-        response = await submit(send_request)
-        answer = _xml(encode_send_response(response))
-        if response.failed_login():
-            answer.auth_failure = send_request.username or ""
-        return answer
+
+        def answer(response: SendResponse) -> Response:
+            answer = _xml(encode_send_response(response))
+            if response.failed_login():
+                answer.auth_failure = send_request.username or ""
+            return answer
+
+        return await answered(request, submit, send_request, answer)
 
     async def _manage(request: Request) -> Response:
         # Parsed before the credentials are checked: anyone's megabyte of XML would stall
@@ -198,11 +200,17 @@ def soap_errors(fallback: ErrorRenderer) -> ErrorRenderer:
     def render(request: Request | None, status: int, reason: str) -> Response:
         if request is None or request.path not in DOOR_PATHS:
             return fallback(request, status, reason)
-        response = _fault(SoapFault("Client" if status < 500 else "Server", reason))
-        response.status = status
-        return response
+        return refusal_fault(status, reason)
 
     return render
+
+
+def refusal_fault(status: int, reason: str) -> Response:
+    """A SOAP call refused before it was processed, as a SOAP 1.1 Fault that keeps the refusal's
+    HTTP status: what a SOAP client can read, where a REST client gets plain text or JSON."""
+    response = _fault(SoapFault("Client" if status < 500 else "Server", reason))
+    response.status = status
+    return response
 
 
 def _no_such_batch(reference: str) -> SoapFault:

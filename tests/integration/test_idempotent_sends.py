@@ -1,15 +1,19 @@
 """Sends with an Idempotency-Key through the running gateway (issue 10, item 8): a retry gets
 the first answer and creates nothing; the key with another request, a malformed key and a
 concurrent retry are refused; the answers are kept 24 hours; the answer commits with its
-messages, so one that cannot be remembered leaves no message behind."""
+messages, so one that cannot be remembered leaves no message behind. A SOAP send (zeep, as
+a stock client) is answered once the same way, and refused with faults its client reads."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import httpx
 import trio
+import zeep
+import zeep.exceptions
 from support.db import read_only
 from support.gateway import example_config
 
@@ -243,3 +247,76 @@ async def test_client_references_repeat_freely_by_default(gateway: Gateway) -> N
         for _ in range(2):
             answer = await client.post(SEND, json=with_reference("otp-1"), headers=JSON)
             assert answer.json()["messageStatus"][0]["statusCode"] == 1
+
+
+SOAP_SEND = "/gw/ws/SMSGatewayV10"
+SOAP_REQUEST: dict[str, Any] = {
+    "serviceId": 1000,
+    "username": "demo",
+    "password": "demo",
+    "message": [{"recipient": "+4741000000", "content": "Hello once over SOAP"}],
+}
+
+
+async def test_a_soap_retry_gets_the_first_answer_and_creates_nothing(gateway: Gateway) -> None:
+    base = url(gateway)
+
+    def session() -> list[Any]:
+        build: Any = zeep.Client
+        soap = build(f"{base}{SOAP_SEND}?wsdl")
+        answers: list[Any] = []
+        with soap.settings(extra_http_headers={"Idempotency-Key": "soap-4711"}):
+            for _ in range(2):
+                answers.append(soap.service.sendMessages(request=SOAP_REQUEST))
+            other = {**SOAP_REQUEST, "message": [{"recipient": "+4741000001", "content": "x"}]}
+            try:
+                soap.service.sendMessages(request=other)
+            except zeep.exceptions.Fault as fault:
+                answers.append(fault)
+        return answers
+
+    first, retry, reused = await trio.to_thread.run_sync(session)
+    assert [s.statusCode for s in first.messageStatus] == [1]
+    assert retry.batchReference == first.batchReference
+    assert retry.messageStatus[0].messageId == first.messageStatus[0].messageId
+    assert isinstance(reused, zeep.exceptions.Fault)
+    assert (reused.code, reused.message) == (
+        "soap:Client",
+        "Idempotency-Key already used for another send",
+    )
+    async with httpx.AsyncClient(base_url=base) as client:
+        assert await stored_messages(client) == 1
+
+
+async def test_a_soap_answer_commits_with_its_messages_and_is_replayed_whole(
+    gateway: Gateway,
+) -> None:
+    """Through the same seal as REST: an answer that cannot be remembered takes its messages
+    with it; one that is, is replayed byte for byte, marked as a replay."""
+    envelope = (
+        '<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body>'
+        '<s:sendMessages xmlns:s="http://chimera.intele.com/gw/wsdl/SMSGateway-v1.0">'
+        '<r:request xmlns:r="http://chimera.intele.com/gw/xsd/SMSGateway/Request/2013/02">'
+        "<serviceId>1000</serviceId><username>demo</username><password>demo</password>"
+        "<message><recipient>+4741000000</recipient><content>Hi</content></message>"
+        "</r:request></s:sendMessages></e:Body></e:Envelope>"
+    )
+    headers = {"content-type": "text/xml; charset=utf-8", "idempotency-key": "soap-9"}
+    alter_store(
+        gateway,
+        "CREATE TRIGGER refuse_answers BEFORE INSERT ON idempotent_responses"
+        " BEGIN SELECT RAISE(ABORT, 'no room for the answer'); END",
+    )
+    async with httpx.AsyncClient(base_url=url(gateway)) as client:
+        failed = await client.post(SOAP_SEND, content=envelope, headers=headers)
+        assert failed.status_code == 200
+        assert b"<statusCode>6</statusCode>" in failed.content
+        assert count_messages(gateway) == 0
+        alter_store(gateway, "DROP TRIGGER refuse_answers")
+        first = await client.post(SOAP_SEND, content=envelope, headers=headers)
+        assert b"<statusCode>1</statusCode>" in first.content
+        replay = await client.post(SOAP_SEND, content=envelope, headers=headers)
+        assert replay.headers["idempotent-replayed"] == "true"
+        assert replay.headers["content-type"] == "text/xml; charset=utf-8"
+        assert replay.content == first.content
+    assert count_messages(gateway) == 1
