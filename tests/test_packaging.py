@@ -103,10 +103,11 @@ def test_serve_tells_systemd_ready_feeds_the_watchdog_and_says_stopping(tmp_path
             [sys.executable, "-m", "edgegw", "serve", "--config", str(config)], env=environ
         )
         try:
+            # The watchdog is fed from the loop's start, READY=1 comes once it serves: a slow
+            # start-up sends a few WATCHDOG=1 first.
             received: list[bytes] = []
-            while received.count(b"WATCHDOG=1") < 3:
+            while b"READY=1" not in received or received.count(b"WATCHDOG=1") < 3:
                 received.append(sock.recv(256))
-            assert b"READY=1" in received
             process.send_signal(signal.SIGTERM)
             while (message := sock.recv(256)) == b"WATCHDOG=1":
                 pass
@@ -166,7 +167,9 @@ def test_the_unit_takes_ready_and_the_watchdog_from_the_one_file_executable(
         try:
             accepted: list[bytes] = []
             deadline = time.monotonic() + 30
-            while accepted.count(b"WATCHDOG=1") < 3 and time.monotonic() < deadline:
+            while time.monotonic() < deadline and (
+                b"READY=1" not in accepted or accepted.count(b"WATCHDOG=1") < 3
+            ):
                 with contextlib.suppress(TimeoutError):
                     message, ancillary, _, _ = sock.recvmsg(256, socket.CMSG_SPACE(12))
                     ((_, _, credentials),) = ancillary
@@ -174,7 +177,7 @@ def test_the_unit_takes_ready_and_the_watchdog_from_the_one_file_executable(
                     if notify_access == "all" or sender == process.pid:
                         accepted.append(message)
             assert b"READY=1" in accepted
-            assert accepted.count(b"WATCHDOG=1") == 3
+            assert accepted.count(b"WATCHDOG=1") >= 3
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=15) == 0
         finally:
