@@ -20,7 +20,7 @@ import trio
 
 from edgegw.clock import Clock
 from edgegw.delivery.smpp_outbox import newest_items, pending_outbound, record_answer, smpp_state
-from edgegw.model import TERMINAL_STATES, MessageState, OriginatorType
+from edgegw.model import MessageState, OriginatorType, is_final
 from edgegw.passwords import PasswordChecker
 from edgegw.pipeline.submit import DirectMessage, Rejected, Submitter
 from edgegw.smpp.backend import (
@@ -198,26 +198,31 @@ class GatewaySmppBackend:
         return results
 
     async def query(self, account: Account, message_id: str) -> QueryResult | None:
+        """SMPP 3.4 4.8.2. Its error_code is the network's own code for a failed delivery:
+        the TP-ST of the status report that failed the message (TS 23.040 9.2.3.15), else 0.
+        The DR code is the gateway's and does not fit the field's one octet."""
+
         def read(conn: sqlite3.Connection) -> Any:
             return conn.execute(
-                "SELECT state, dr_status, sent_at, done_at FROM messages"
-                " WHERE id = ? AND service_id = ?",
+                "SELECT state, dr_status, sent_at, done_at, (SELECT report_status FROM parts"
+                " WHERE message_id = messages.id AND state = 'failed'"
+                " AND report_status IS NOT NULL ORDER BY reported_at LIMIT 1)"
+                " FROM messages WHERE id = ? AND service_id = ?",
                 (message_id, account.service_id),
             ).fetchone()
 
         row = await self._store.read(read)
         if row is None:
             return None
-        state, dr_status, sent_at, done_at = MessageState(row[0]), row[1], row[2], row[3]
-        final = state in TERMINAL_STATES or (state is MessageState.SENT and dr_status is not None)
+        state, (dr_status, sent_at, done_at, report_status) = MessageState(row[0]), row[1:]
         return QueryResult(
             message_state=smpp_state(state, dr_status, sent_at),
             final_date=(
                 dt.datetime.fromtimestamp(done_at, dt.UTC)
-                if final and done_at is not None
+                if is_final(state, dr_status) and done_at is not None
                 else None
             ),
-            error_code=dr_status or 0,
+            error_code=(report_status or 0) if state is MessageState.FAILED else 0,
         )
 
     async def cancel(self, account: Account, message_id: str) -> bool:

@@ -77,7 +77,7 @@ class Accepted(msgspec.Struct, frozen=True):
 
 class QueryResult(msgspec.Struct, frozen=True, kw_only=True):
     """query_sm_resp content (SMPP 3.4 section 4.8.2): the state, when it became final and
-    the network error code (0 when none)."""
+    the network's error code, one octet (0 when the network gave none)."""
 
     message_state: MessageState
     final_date: dt.datetime | None = None

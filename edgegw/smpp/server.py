@@ -620,7 +620,7 @@ class _Connection:
                 message_id=pdu.message_id,
                 final_date="" if result.final_date is None else format_time(result.final_date),
                 message_state=result.message_state,
-                error_code=min(result.error_code, 0xFF),
+                error_code=result.error_code,
             )
         )
 

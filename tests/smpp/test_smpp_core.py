@@ -1,7 +1,8 @@
 """The core behind the SMPP door, on a real store in tmp_path: how a Submission becomes a stored
 message (coding, UDH, validity clamp, schedule, priority, refusals with their command_status),
 which final states enqueue a receipt, MO only for services that take it by SMPP, the outbox's
-pending/delivered/failed, and the [smpp] config checks."""
+pending/delivered/failed, and the [smpp] config checks; and, through the real listener on
+127.0.0.1 with smpplib as the ESME, what query_sm answers for each stored state."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ import datetime as dt
 import functools
 import logging
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import pytest
 import trio
+from support.smpp import connect, submit_all
 
 from edgegw.clock import Clock
 from edgegw.config import Config, ServiceConfig, _check_meaning, load_config
@@ -30,6 +32,7 @@ from edgegw.smpp.constants import CommandStatus
 from edgegw.smpp.constants import MessageState as SmppState
 from edgegw.smpp.outbound import MobileOriginated, Receipt
 from edgegw.smpp.pdu import UnsuccessfulDelivery
+from edgegw.smpp.server import serve_smpp
 from edgegw.smpp.submission import Address, ReceiptRequest, Submission
 from edgegw.store import Store, Topic, transactions
 
@@ -39,6 +42,7 @@ SERVICE = ServiceConfig(
     id=1000, name="demo", username="demo", password="demo", originator="EdgeGW", priority=2
 )
 ACCOUNT = Account(system_id="demo", service_id=1000, max_binds=4)
+ACCOUNTS = [SmppAccount(system_id="demo", password="demo", service=1000)]
 OTHER = Account(system_id="other", service_id=2000, max_binds=4)
 
 
@@ -46,6 +50,7 @@ class Core(msgspec.Struct):
     store: Store
     backend: GatewaySmppBackend
     wakes: list[int]
+    clock: Clock
 
 
 @pytest.fixture
@@ -57,9 +62,18 @@ async def core(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Core]:
     wakes: list[int] = []
     store.subscribe(Topic.QUEUE, lambda: wakes.append(1))
     submitter = Submitter([SERVICE, other], store, clock)
-    accounts = [SmppAccount(system_id="demo", password="demo", service=1000)]
-    backend = GatewaySmppBackend(store, clock, submitter, accounts)
-    yield Core(store, backend, wakes)
+    backend = GatewaySmppBackend(store, clock, submitter, ACCOUNTS)
+    yield Core(store, backend, wakes, clock)
+
+
+@pytest.fixture
+async def door(core: Core, nursery: trio.Nursery) -> int:
+    """The SMPP listener over the core, on 127.0.0.1: its port."""
+    config = SmppConfig(port=0, accounts=ACCOUNTS)
+    port: int = await nursery.start(
+        functools.partial(serve_smpp, config, core.backend, clock=core.clock)
+    )
+    return port
 
 
 def submission(text: str | None = "Hello", **fields: Any) -> Submission:
@@ -231,6 +245,23 @@ async def test_a_submit_multi_refused_for_its_text_is_refused_whole(core: Core) 
     assert result.command_status == CommandStatus.ESME_RINVMSGLEN
 
 
+async def report(store: Store, message_id: str, status: int, dr: DrStatus, now: float) -> None:
+    """The status report of the message's first part, TP-ST `status` (TS 23.040 9.2.3.15)."""
+    await store.write(
+        functools.partial(
+            transactions.record_report,
+            fx=store.effects,
+            message_id=message_id,
+            index=1,
+            delivered=status < 0x20,
+            dr_status=dr,
+            raw=f"{status:02X}",
+            status=status,
+            now=now,
+        )
+    )
+
+
 async def finish(core: Core, message_id: str, state: MessageState, dr: DrStatus) -> None:
     """Send the message's one part, then settle it as a status report or the worker would."""
     store = core.store
@@ -239,19 +270,7 @@ async def finish(core: Core, message_id: str, state: MessageState, dr: DrStatus)
     await store.mark_part_sending(message_id, 1, "m1", at)
     if state is MessageState.DELIVERED:
         await store.mark_part_sent(message_id, 1, 7, last=True, now=at)
-        await store.write(
-            functools.partial(
-                transactions.record_report,
-                fx=store.effects,
-                message_id=message_id,
-                index=1,
-                delivered=True,
-                dr_status=dr,
-                raw="00",
-                status=0,
-                now=at,
-            )
-        )
+        await report(store, message_id, 0x00, dr, at)
     else:
         await store.fail(message_id, error="rejected", dr_status=dr, part_index=1, now=at)
     assert (await row(store, message_id, "state"))[0] == state
@@ -342,8 +361,101 @@ async def test_query_and_cancel_only_the_services_own_queued_messages(core: Core
     assert not await core.backend.cancel(ACCOUNT, message_id)  # not queued any more
     failed = await core.backend.query(ACCOUNT, message_id)
     assert failed is not None
-    assert (failed.message_state, failed.error_code) == (SmppState.REJECTED, 351)
+    assert (failed.message_state, failed.error_code) == (SmppState.REJECTED, 0)
     assert failed.final_date == dt.datetime.fromtimestamp(NOW + 60, dt.UTC)
+
+
+def query_all(port: int, message_ids: Sequence[str]) -> list[tuple[int, int, str, int]]:
+    """Bind as a transceiver (smpplib sends query_sm on no other bind) and query each message:
+    (command_status, message_state, final_date, error_code) of each query_sm_resp."""
+    client = connect(port)
+    try:
+        client.bind_transceiver(system_id="demo", password="demo")
+        answers = []
+        for message_id in message_ids:
+            client.query_message(
+                message_id=message_id, source_addr_ton=5, source_addr_npi=0, source_addr="EdgeGW"
+            )
+            answer = client.read_pdu()
+            final_date = answer.final_date.decode() if answer.final_date else ""
+            answers.append(
+                (int(answer.status), int(answer.message_state), final_date, int(answer.error_code))
+            )
+        client.unbind()
+        return answers
+    finally:
+        client.disconnect()
+
+
+SUBMIT: Final = {
+    "source_addr_ton": 5,
+    "source_addr_npi": 0,
+    "source_addr": "EdgeGW",
+    "dest_addr_ton": 1,
+    "dest_addr_npi": 1,
+    "destination_addr": "4741000001",
+    "short_message": b"Hello",
+}
+
+
+async def test_query_sm_answers_what_the_store_holds(core: Core, door: int) -> None:
+    """SMPP 3.4 4.8.2: message_state follows the stored state, final_date is when it became
+    final (a NULL octet before), and error_code is the network's own code for why
+    delivery failed, the TP-ST of the status report that failed it, else 0: a DR code (351,
+    361, 371, ...) is the gateway's, and does not fit the field's one octet."""
+    names = [
+        "queued",
+        "sending",
+        "sent",
+        "delivered",
+        "failed",
+        "refused",
+        "expired",
+        "cancelled",
+        "closed without a report",
+    ]
+    short = {**SUBMIT, "validity_period": "000000000500000R"}  # 5 minutes
+    submits = [short if name == "closed without a report" else SUBMIT for name in names]
+    results = await trio.to_thread.run_sync(submit_all, door, submits)
+    assert [status for status, _ in results] == [0] * len(names)
+    ids = dict(zip(names, (message_id for _, message_id in results), strict=True))
+    store, at = core.store, NOW + 60
+    await store.claim([(ids[name], "m1") for name in names[1:6] + names[8:]], at)
+    for name in ("sending", "sent", "failed", "closed without a report"):
+        await store.mark_part_sending(ids[name], 1, "m1", at)
+    for name in ("sent", "failed", "closed without a report"):
+        await store.mark_part_sent(ids[name], 1, 7, last=True, now=at)
+    await finish(core, ids["delivered"], MessageState.DELIVERED, DrStatus.DELIVERED)
+    # TP-ST 0x49: SM does not exist.
+    await report(store, ids["failed"], 0x49, DrStatus.UNKNOWN_RECIPIENT, at + 1)
+    await finish(core, ids["refused"], MessageState.FAILED, DrStatus.SMSC_FAILED)
+    await store.expire(ids["expired"], "validity period expired", now=at + 2)
+    await store.write(
+        functools.partial(
+            transactions.cancel,
+            fx=store.effects,
+            message_id=ids["cancelled"],
+            detail="cancelled",
+            now=at + 3,
+        )
+    )
+    await store.write(
+        functools.partial(
+            transactions.close_overdue, fx=store.effects, before=NOW + 3600, now=at + 4
+        )
+    )
+    answers = await trio.to_thread.run_sync(query_all, door, list(ids.values()))
+    assert dict(zip(names, answers, strict=True)) == {
+        "queued": (0, SmppState.ENROUTE, "", 0),
+        "sending": (0, SmppState.ENROUTE, "", 0),
+        "sent": (0, SmppState.ENROUTE, "", 0),
+        "delivered": (0, SmppState.DELIVERED, "260921141420000+", 0),
+        "failed": (0, SmppState.UNDELIVERABLE, "260921141421000+", 0x49),
+        "refused": (0, SmppState.REJECTED, "260921141420000+", 0),
+        "expired": (0, SmppState.EXPIRED, "260921141422000+", 0),
+        "cancelled": (0, SmppState.DELETED, "260921141423000+", 0),
+        "closed without a report": (0, SmppState.UNKNOWN, "260921141424000+", 0),
+    }
 
 
 async def test_mo_is_queued_only_for_services_that_take_it_by_smpp(core: Core) -> None:
