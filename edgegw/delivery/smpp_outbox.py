@@ -21,6 +21,7 @@ from edgegw.smpp.outbound import MobileOriginated, Outbound, Receipt
 from edgegw.smpp.submission import Address, ReceiptRequest
 
 __all__ = [
+    "WENT_OUT_SQL",
     "enqueue_receipts",
     "enqueue_smpp_mo",
     "newest_items",
@@ -39,19 +40,25 @@ _FAILURES: Final = frozenset({SmppState.UNDELIVERABLE, SmppState.REJECTED, SmppS
 _REFUSED_FOR_GOOD: Final = frozenset({CommandStatus.ESME_RX_P_APPN, CommandStatus.ESME_RX_R_APPN})
 _RECEIPT: Final = "receipt"
 _MO: Final = "mo"
+# Whether the network took some part of the message in `messages`' row: a part may fail by its
+# status report while the next is being sent, before the message's own sent_at is set.
+WENT_OUT_SQL: Final = (
+    "EXISTS (SELECT 1 FROM parts WHERE message_id = messages.id AND sent_at IS NOT NULL)"
+)
 _INSERT: Final = (
     "INSERT INTO smpp_outbox (service_id, kind, message_id, payload, created_at)"
     " VALUES (?, ?, ?, ?, ?)"
 )
 
 
-def smpp_state(state: MessageState, dr_status: int | None, sent_at: float | None) -> SmppState:
-    """SMPP 3.4 section 5.2.28 for a stored message's state. A message that failed before
-    any part left us was refused (REJECTD); one closed `sent` without a report is UNKNOWN."""
+def smpp_state(state: MessageState, dr_status: int | None, went_out: bool) -> SmppState:
+    """SMPP 3.4 section 5.2.28 for a stored message's state; `went_out`, whether the network
+    took any part of it (`WENT_OUT_SQL`). A message that failed before any part left us was
+    refused (REJECTD); one closed `sent` without a report is UNKNOWN."""
     if state is MessageState.DELIVERED:
         return SmppState.DELIVERED
     if state is MessageState.FAILED:
-        return SmppState.REJECTED if sent_at is None else SmppState.UNDELIVERABLE
+        return SmppState.UNDELIVERABLE if went_out else SmppState.REJECTED
     if state is MessageState.EXPIRED:
         return SmppState.EXPIRED
     if state is MessageState.CANCELLED:
@@ -82,16 +89,16 @@ def enqueue_receipts(conn: sqlite3.Connection, message_ids: Iterable[str], now: 
     queued = 0
     for message_id in message_ids:
         row = conn.execute(
-            "SELECT service_id, registered_delivery, state, dr_status, sent_at, recipient,"
-            " originator, content, created_at, done_at FROM messages"
+            f"SELECT service_id, registered_delivery, state, dr_status, {WENT_OUT_SQL},"
+            " recipient, originator, content, created_at, done_at FROM messages"
             " WHERE id = ? AND registered_delivery != 0",
             (message_id,),
         ).fetchone()
         if row is None:
             continue
-        service_id, request, state, dr_status, sent_at, recipient, originator = row[:7]
+        service_id, request, state, dr_status, went_out, recipient, originator = row[:7]
         content, created_at, done_at = row[7:]
-        message_state = smpp_state(MessageState(state), dr_status, sent_at)
+        message_state = smpp_state(MessageState(state), dr_status, bool(went_out))
         if message_state is SmppState.ENROUTE:
             continue
         if request == ReceiptRequest.FAILURE and message_state not in _FAILURES:

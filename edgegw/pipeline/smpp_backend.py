@@ -19,7 +19,13 @@ from typing import Any, Final
 import trio
 
 from edgegw.clock import Clock
-from edgegw.delivery.smpp_outbox import newest_items, pending_outbound, record_answer, smpp_state
+from edgegw.delivery.smpp_outbox import (
+    WENT_OUT_SQL,
+    newest_items,
+    pending_outbound,
+    record_answer,
+    smpp_state,
+)
 from edgegw.model import MessageState, OriginatorType, is_final
 from edgegw.passwords import PasswordChecker
 from edgegw.pipeline.submit import DirectMessage, Rejected, Submitter
@@ -204,8 +210,8 @@ class GatewaySmppBackend:
 
         def read(conn: sqlite3.Connection) -> Any:
             return conn.execute(
-                "SELECT state, dr_status, sent_at, done_at, (SELECT report_status FROM parts"
-                " WHERE message_id = messages.id AND state = 'failed'"
+                f"SELECT state, dr_status, {WENT_OUT_SQL}, done_at, (SELECT report_status"
+                " FROM parts WHERE message_id = messages.id AND state = 'failed'"
                 " AND report_status IS NOT NULL ORDER BY reported_at LIMIT 1)"
                 " FROM messages WHERE id = ? AND service_id = ?",
                 (message_id, account.service_id),
@@ -214,9 +220,9 @@ class GatewaySmppBackend:
         row = await self._store.read(read)
         if row is None:
             return None
-        state, (dr_status, sent_at, done_at, report_status) = MessageState(row[0]), row[1:]
+        state, (dr_status, went_out, done_at, report_status) = MessageState(row[0]), row[1:]
         return QueryResult(
-            message_state=smpp_state(state, dr_status, sent_at),
+            message_state=smpp_state(state, dr_status, bool(went_out)),
             final_date=(
                 dt.datetime.fromtimestamp(done_at, dt.UTC)
                 if is_final(state, dr_status) and done_at is not None

@@ -367,7 +367,8 @@ async def test_query_and_cancel_only_the_services_own_queued_messages(core: Core
 
 def query_all(port: int, message_ids: Sequence[str]) -> list[tuple[int, int, str, int]]:
     """Bind as a transceiver (smpplib sends query_sm on no other bind) and query each message:
-    (command_status, message_state, final_date, error_code) of each query_sm_resp."""
+    (command_status, message_state, final_date, error_code) of each query_sm_resp. A receipt
+    offered meanwhile is left unanswered: it stays pending."""
     client = connect(port)
     try:
         client.bind_transceiver(system_id="demo", password="demo")
@@ -377,6 +378,8 @@ def query_all(port: int, message_ids: Sequence[str]) -> list[tuple[int, int, str
                 message_id=message_id, source_addr_ton=5, source_addr_npi=0, source_addr="EdgeGW"
             )
             answer = client.read_pdu()
+            while answer.command != "query_sm_resp":
+                answer = client.read_pdu()
             final_date = answer.final_date.decode() if answer.final_date else ""
             answers.append(
                 (int(answer.status), int(answer.message_state), final_date, int(answer.error_code))
@@ -456,6 +459,28 @@ async def test_query_sm_answers_what_the_store_holds(core: Core, door: int) -> N
         "cancelled": (0, SmppState.DELETED, "260921141423000+", 0),
         "closed without a report": (0, SmppState.UNKNOWN, "260921141424000+", 0),
     }
+
+
+async def test_a_message_failed_after_a_part_went_out_is_undeliverable(
+    core: Core, door: int
+) -> None:
+    """SMPP 3.4 5.2.28: REJECTD is for a message refused before any of it left; one whose
+    first part the network took and then failed by status report, while its second part was
+    still being sent, is UNDELIV, in query_sm_resp and in its receipt alike."""
+    submit = {**SUBMIT, "short_message": b"x" * 200, "registered_delivery": 1}  # two parts
+    [(status, message_id)] = await trio.to_thread.run_sync(submit_all, door, [submit])
+    assert status == 0
+    store, at = core.store, NOW + 60
+    await store.claim([(message_id, "m1")], at)
+    await store.mark_part_sending(message_id, 1, "m1", at)
+    await store.mark_part_sent(message_id, 1, 7, last=False, next_part=(message_id, 2, "m1"))
+    await report(store, message_id, 0x49, DrStatus.UNKNOWN_RECIPIENT, at + 1)
+    assert (await row(store, message_id, "state"))[0] == MessageState.FAILED
+    [answer] = await trio.to_thread.run_sync(query_all, door, [message_id])
+    assert answer == (0, SmppState.UNDELIVERABLE, "260921141421000+", 0x49)
+    (item,) = await core.backend.pending(1000, 10, frozenset())
+    assert isinstance(item.item, Receipt)
+    assert item.item.message_state is SmppState.UNDELIVERABLE
 
 
 async def test_mo_is_queued_only_for_services_that_take_it_by_smpp(core: Core) -> None:
