@@ -41,7 +41,7 @@ from edgegw.smpp.config import SmppAccount
 from edgegw.smpp.constants import CommandStatus
 from edgegw.smpp.outbound import Outbound
 from edgegw.smpp.pdu import UnsuccessfulDelivery
-from edgegw.smpp.submission import TON_ALPHANUMERIC, Address, Submission
+from edgegw.smpp.submission import TON_ALPHANUMERIC, Address, Submission, tp_dcs
 from edgegw.store import IllegalTransition, NewMessage, Store, transactions
 
 __all__ = ["GatewaySmppBackend", "direct_message"]
@@ -82,15 +82,11 @@ def _originator(source: Address) -> tuple[str | None, OriginatorType | None]:
 def direct_message(
     service_id: int, submission: Submission, destination: Address, now: float
 ) -> DirectMessage:
-    """The pipeline's message for one destination of a submit: UCS-2 stays UCS-2 and octet
-    data keeps its data_coding; GSM, ASCII and Latin-1 text follow the service's parsing type.
-    priority_flag 0 keeps the service's priority, 1 is medium, 2 and 3 high (spec 7.2)."""
-    if submission.text is None:
-        content, dcs = submission.payload.hex(), submission.data_coding
-    elif submission.data_coding == 0x08:
-        content, dcs = submission.text, 0x08
-    else:
-        content, dcs = submission.text, None
+    """The pipeline's message for one destination of a submit, sent with the TP-DCS its
+    data_coding asks for (`tp_dcs`: UCS-2, 8-bit data, a message class), or else as text that
+    follows the service's parsing type. priority_flag 0 keeps the service's priority, 1 is
+    medium, 2 and 3 high (spec 7.2)."""
+    content = submission.payload.hex() if submission.text is None else submission.text
     not_before = None if submission.schedule is None else submission.schedule.timestamp()
     minutes = None
     if submission.validity is not None:
@@ -103,7 +99,7 @@ def direct_message(
         content=content,
         originator=originator,
         originator_type=originator_type,
-        dcs=dcs,
+        dcs=tp_dcs(submission.data_coding),
         udh=submission.udh,
         priority=None if submission.priority == 0 else min(submission.priority + 1, 3),
         validity_minutes=minutes,

@@ -35,6 +35,7 @@ __all__ = [
     "parse_time",
     "submission_from_submit_multi",
     "submission_from_submit_sm",
+    "tp_dcs",
 ]
 
 _S = CommandStatus
@@ -77,10 +78,11 @@ class ReceiptRequest(enum.IntEnum):
 class Submission(msgspec.Struct, frozen=True, kw_only=True):
     """One submitted short message, ready for the gateway's submit pipeline.
 
-    `text` is the decoded text for data_coding 0/1/3/8 (None for octet data, 2/4); `payload`
-    is the user data after the UDH exactly as it came, so that the parts of a concatenated
-    message can be joined before decoding. `udh` is a whole header with its UDHL, from the
-    message itself (esm_class UDHI) or built from sar_* TLVs; empty when there is none.
+    `text` is the decoded text for data_coding 0, 1, 3, 8 and 0xF0-0xF3 (None for 8-bit data:
+    2, 4, 0xF4-0xF7); `payload` is the user data after the UDH exactly as it came, so that the
+    parts of a concatenated message can be joined before decoding. `udh` is a whole header
+    with its UDHL, from the message itself (esm_class UDHI) or built from sar_* TLVs; empty
+    when there is none.
     `source.address` is empty when the ESME leaves the originator to the service.
     """
 
@@ -178,9 +180,33 @@ def _check_source(ton: int, npi: int, address: str) -> CommandStatus | None:
     return _S.ESME_RINVSRCADR
 
 
+# data_coding (SMPP 3.4 5.2.19) -> the TP-DCS (TS 23.038 4) to send with; None lets the text
+# follow the service's parsing type. SMPP's two "octet unspecified" codings are 8-bit data on
+# the air (TP-DCS 0x02 would announce GSM 7-bit text); 1111xxxx is TS 23.038's own group with a
+# message class (0xF0 a flash SMS) and goes out as it came.
+_TP_DCS: dict[int, int | None] = {
+    0x00: None,
+    0x01: None,
+    0x02: 0x04,
+    0x03: None,
+    0x04: 0x04,
+    0x08: 0x08,
+    **{coding: coding for coding in range(0xF0, 0xF8)},
+}
+
+
+def tp_dcs(data_coding: int) -> int | None:
+    """The TP-DCS a submission's data_coding asks for, or None when its text may follow the
+    service's parsing type (SMSC default alphabet, IA5, Latin-1)."""
+    return _TP_DCS[data_coding]
+
+
 def _decode_text(data_coding: int, payload: bytes) -> str | None:
     """The text of `payload` per SMPP 3.4 section 5.2.19; None for octet data. Raises
-    ValueError for a coding we do not carry or bytes it cannot hold."""
+    ValueError for a coding we do not carry (`_TP_DCS` names those we do) or bytes it cannot
+    hold."""
+    if data_coding not in _TP_DCS:
+        raise ValueError(f"data_coding {data_coding:#04x} is not supported")
     if data_coding in (0x00, 0xF0, 0xF1, 0xF2, 0xF3):
         # Spec section 2.7: GSM default alphabet, one unpacked septet per octet.
         return decode_gsm(payload)
@@ -193,9 +219,7 @@ def _decode_text(data_coding: int, payload: bytes) -> str | None:
             raise ValueError("UCS-2 text with an odd number of octets")
         # A surrogate pair may be cut between the parts of a concatenated message.
         return payload.decode("utf-16-be", errors="surrogatepass")
-    if data_coding in (0x02, 0x04, 0xF4, 0xF5, 0xF6, 0xF7):
-        return None
-    raise ValueError(f"data_coding {data_coding:#04x} is not supported")
+    return None  # 8-bit data: 0x02, 0x04, 0xF4-0xF7
 
 
 def _fits(data_coding: int, text: str | None, payload: bytes, udh: bytes) -> bool:

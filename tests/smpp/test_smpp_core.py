@@ -43,6 +43,15 @@ SERVICE = ServiceConfig(
 )
 ACCOUNT = Account(system_id="demo", service_id=1000, max_binds=4)
 ACCOUNTS = [SmppAccount(system_id="demo", password="demo", service=1000)]
+SUBMIT: Final = {
+    "source_addr_ton": 5,
+    "source_addr_npi": 0,
+    "source_addr": "EdgeGW",
+    "dest_addr_ton": 1,
+    "dest_addr_npi": 1,
+    "destination_addr": "4741000001",
+    "short_message": b"Hello",
+}
 OTHER = Account(system_id="other", service_id=2000, max_binds=4)
 
 
@@ -181,6 +190,43 @@ async def test_refusals_carry_their_command_status(
     assert refused.value.command_status == status
     count = await core.store.read(lambda c: c.execute("SELECT COUNT(*) FROM messages").fetchone())
     assert count == (0,)
+
+
+OCTETS = b"\x01\x02\xff"
+
+
+@pytest.mark.parametrize(
+    ("data_coding", "short_message", "dcs"),
+    [
+        (0x00, b"Hello", 0x00),
+        (0x01, b"Hello", 0x00),  # IA5 text follows the service's parsing type
+        (0x03, b"Hello", 0x00),  # Latin-1 likewise
+        (0x08, "Hi".encode("utf-16-be"), 0x08),
+        # SMPP 3.4 5.2.19: 0x02 and 0x04 are both 8-bit octets; on the air that is TP-DCS 0x04,
+        # and TP-DCS 0x02 would announce GSM 7-bit text (TS 23.038 4).
+        (0x02, OCTETS, 0x04),
+        (0x04, OCTETS, 0x04),
+        # 1111xxxx is TS 23.038's coding group with a message class: 0xF0 is a flash SMS.
+        (0xF0, b"Hello", 0xF0),
+        (0xF1, b"Hello", 0xF1),
+        (0xF3, b"Hello", 0xF3),
+        (0xF4, OCTETS, 0xF4),
+        (0xF6, OCTETS, 0xF6),
+    ],
+)
+async def test_each_data_coding_goes_out_as_the_esme_meant(
+    core: Core, door: int, data_coding: int, short_message: bytes, dcs: int
+) -> None:
+    submit = {**SUBMIT, "data_coding": data_coding, "short_message": short_message}
+    [(status, message_id)] = await trio.to_thread.run_sync(submit_all, door, [submit])
+    assert status == 0
+    [(stored_dcs, udh, payload)] = await parts(core.store, message_id)
+    assert (stored_dcs, udh) == (dcs, b"")
+    if short_message == OCTETS:
+        assert payload == OCTETS
+    else:
+        content = (await row(core.store, message_id, "content"))[0]
+        assert content == ("Hi" if data_coding == 0x08 else "Hello")
 
 
 async def test_a_burst_is_prepared_together_and_stored_in_one_commit(core: Core) -> None:
@@ -388,17 +434,6 @@ def query_all(port: int, message_ids: Sequence[str]) -> list[tuple[int, int, str
         return answers
     finally:
         client.disconnect()
-
-
-SUBMIT: Final = {
-    "source_addr_ton": 5,
-    "source_addr_npi": 0,
-    "source_addr": "EdgeGW",
-    "dest_addr_ton": 1,
-    "dest_addr_npi": 1,
-    "destination_addr": "4741000001",
-    "short_message": b"Hello",
-}
 
 
 async def test_query_sm_answers_what_the_store_holds(core: Core, door: int) -> None:
