@@ -274,9 +274,6 @@ def _build(
         raise refuse(_S.ESME_RINVREGDLVFLG, "registered_delivery bits 1..0 = 3 are reserved")
     if pdu.replace_if_present_flag > 1:
         raise refuse(_S.ESME_RINVREPFLAG, f"replace_if_present {pdu.replace_if_present_flag}")
-    if pdu.sm_default_msg_id:
-        # SMPP 3.4 5.2.20: a canned message of the SMSC's instead of short_message; we keep none.
-        raise refuse(_S.ESME_RINVDFTMSGID, f"no predefined message {pdu.sm_default_msg_id}")
     if pdu.replace_if_present_flag:
         # SMPP 3.4 5.2.18: replace a pending message of the same source, destination and
         # service_type. The store keeps no service_type to match on, and taking the submit

@@ -244,20 +244,6 @@ async def test_a_submit_asking_to_replace_a_pending_message_is_refused(
     assert stored == [(message_id, "queued", "Hello")]
 
 
-async def test_a_submit_asking_for_a_predefined_message_is_refused(core: Core, door: int) -> None:
-    """SMPP 3.4 5.2.20: a non-zero sm_default_msg_id asks for one of the SMSC's canned
-    messages instead of short_message. The gateway keeps none: ESME_RINVDFTMSGID, and nothing
-    is sent in its place."""
-    submits = [
-        {**SUBMIT, "sm_default_msg_id": 3},
-        {**SUBMIT, "short_message": b"", "sm_default_msg_id": 3},
-    ]
-    results = await trio.to_thread.run_sync(submit_all, door, submits)
-    assert [status for status, _ in results] == [CommandStatus.ESME_RINVDFTMSGID] * 2
-    count = await core.store.read(lambda c: c.execute("SELECT COUNT(*) FROM messages").fetchone())
-    assert count == (0,)
-
-
 async def test_a_burst_is_prepared_together_and_stored_in_one_commit(core: Core) -> None:
     """One submit_many: each submission gets its own id or refusal in order; a submit_multi
     stores its good destinations and lists the ones the core refuses (too short, a Norwegian
