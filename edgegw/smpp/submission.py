@@ -274,11 +274,6 @@ def _build(
         raise refuse(_S.ESME_RINVREGDLVFLG, "registered_delivery bits 1..0 = 3 are reserved")
     if pdu.replace_if_present_flag > 1:
         raise refuse(_S.ESME_RINVREPFLAG, f"replace_if_present {pdu.replace_if_present_flag}")
-    if pdu.replace_if_present_flag:
-        # SMPP 3.4 5.2.18: replace a pending message of the same source, destination and
-        # service_type. The store keeps no service_type to match on, and taking the submit
-        # without replacing would send both while the ESME believes one was replaced.
-        raise refuse(_S.ESME_RINVSUBREP, "replacing a pending message is not supported")
     try:
         schedule = parse_time(pdu.schedule_delivery_time, now)
     except ValueError as exc:

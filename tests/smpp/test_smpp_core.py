@@ -229,21 +229,6 @@ async def test_each_data_coding_goes_out_as_the_esme_meant(
         assert content == ("Hi" if data_coding == 0x08 else "Hello")
 
 
-async def test_a_submit_asking_to_replace_a_pending_message_is_refused(
-    core: Core, door: int
-) -> None:
-    """SMPP 3.4 5.2.18: replace_if_present_flag 1 asks the SMSC to replace a pending message
-    of the same source, destination and service_type. The gateway cannot, so it says so
-    (ESME_RINVSUBREP) rather than take the submit and send both; the pending one stays."""
-    submits = [SUBMIT, {**SUBMIT, "short_message": b"Hello again", "replace_if_present_flag": 1}]
-    [(first, message_id), (second, _)] = await trio.to_thread.run_sync(submit_all, door, submits)
-    assert (first, second) == (0, CommandStatus.ESME_RINVSUBREP)
-    stored = await core.store.read(
-        lambda c: c.execute("SELECT id, state, content FROM messages").fetchall()
-    )
-    assert stored == [(message_id, "queued", "Hello")]
-
-
 async def test_a_burst_is_prepared_together_and_stored_in_one_commit(core: Core) -> None:
     """One submit_many: each submission gets its own id or refusal in order; a submit_multi
     stores its good destinations and lists the ones the core refuses (too short, a Norwegian
