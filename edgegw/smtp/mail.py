@@ -42,7 +42,8 @@ _LOCAL_PART: Final = re.compile(r"(\+?)([0-9]{1,20})-([0-9]{1,10})")
 _SIGNATURE: Final = "-- "  # RFC 3676 4.3 signature separator line
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _NOT_BASE64: Final = re.compile(r"[^A-Za-z0-9+/=]")
-_ENCODED_WORD: Final = r"=\?[^?\s]+\?[BbQq]\?[^?]*\?="  # RFC 2047 section 2
+# RFC 2047 section 2: no white space inside a word, so a word folded in two is not one.
+_ENCODED_WORD: Final = r"=\?[^?\s]+\?[BbQq]\?[^?\s]*\?="
 _ENCODED_WORDS: Final = re.compile(rf"{_ENCODED_WORD}(?:\s*{_ENCODED_WORD})*")
 _parser = email.parser.BytesParser(policy=email.policy.compat32)
 # A Content-Type header (folded or not, any case) that makes its part a container the parser
@@ -237,7 +238,8 @@ def _decoded_words(value: str) -> str:
     for run in _ENCODED_WORDS.finditer(value):
         pieces.append(value[end : run.start()])
         for data, charset in email.header.decode_header(run.group()):
-            pieces.append(data.decode(charset or "ascii"))
+            # str when decode_header finds no word in the run after all.
+            pieces.append(data if isinstance(data, str) else data.decode(charset or "ascii"))
         end = run.end()
     pieces.append(value[end:])
     return "".join(pieces)

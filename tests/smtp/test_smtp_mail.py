@@ -8,7 +8,7 @@ from __future__ import annotations
 from email.message import EmailMessage
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgegw.smtp import mail
@@ -49,6 +49,15 @@ def test_a_raw_utf8_subject_is_read_as_utf8() -> None:
     assert content(raw, prepend_subject=True) == "Blåbær på lager\nKvittering"
     not_utf8 = "Subject: Bl\xe5b\xe6r\r\n\r\nKvittering\r\n".encode("latin-1")
     assert content(not_utf8, prepend_subject=True) == "Kvittering"
+
+
+def test_a_subject_folded_inside_an_encoded_word_is_kept_as_it_stands() -> None:
+    # A device folding at a fixed width cuts a word in two: by RFC 2047 it is no word then.
+    raw = b"Subject: =?utf-8?q?Alarm_sone\r\n _3?=\r\n\r\nZone 3 open\r\n"
+    assert content(raw) == "Zone 3 open"
+    assert content(raw, prepend_subject=True) == "=?utf-8?q?Alarm_sone _3?=\nZone 3 open"
+    whole = b"Subject: =?utf-8?q?Alarm_sone_3?=\r\n =?utf-8?q?_=C3=A5pen?=\r\n\r\nZone\r\n"
+    assert content(whole, prepend_subject=True) == "Alarm sone 3 \u00e5pen\nZone"
 
 
 def test_a_mail_attached_to_the_mail_is_not_its_text() -> None:
@@ -214,6 +223,53 @@ def test_malformed_recipients(address: str, words: str) -> None:
 def test_any_bytes_give_text_or_mail_error(raw: bytes, prepend: bool, strip: bool) -> None:
     try:
         text = mail_content(raw, prepend_subject=prepend, strip_signature=strip).text
+    except MailError:
+        return
+    assert 0 < len(text) <= MAX_CHARACTERS
+
+
+# Pieces of the headers and bodies that take the less travelled ways: encoded words whole, cut
+# or folded, raw UTF-8 and bytes of no charset, flowed lines, quotes, signatures, a BOM.
+_PIECES = [
+    b"=?utf-8?q?",
+    b"=?iso-8859-1?b?",
+    b"?=",
+    b"=C3=A5",
+    b"_",
+    b"5Ze4",
+    b" ",
+    b"\r\n ",
+    b"\r\n",
+    "bl\u00e5".encode(),
+    b"\xff",
+    b"text",
+    b">",
+    b"-- ",
+    "\ufeff".encode(),
+]
+_TEXT_TYPES = [
+    b"text/plain; charset=utf-8; format=flowed",
+    b"text/plain; format=flowed; delsp=yes",
+    b"text/plain; charset=iso-8859-1",
+    b"text/html; charset=utf-8",
+]
+
+
+@settings(max_examples=1000)
+@given(
+    st.lists(st.sampled_from(_PIECES), max_size=20),
+    st.sampled_from(_TEXT_TYPES),
+    st.lists(st.sampled_from(_PIECES), max_size=40),
+    st.booleans(),
+)
+def test_mails_of_tricky_pieces_give_text_or_mail_error(
+    subject: list[bytes], content_type: bytes, body: list[bytes], prepend: bool
+) -> None:
+    raw = (
+        b"Subject: " + b"".join(subject) + b"\r\nContent-Type: " + content_type + b"\r\n\r\n"
+    ) + b"".join(body)
+    try:
+        text = mail_content(raw, prepend_subject=prepend, strip_signature=True).text
     except MailError:
         return
     assert 0 < len(text) <= MAX_CHARACTERS
