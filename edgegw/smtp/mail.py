@@ -146,7 +146,9 @@ def _plain_text(part: email.message.Message) -> str:
     if _param(part, "format") != "flowed":
         return text
     delete_space = _param(part, "delsp") == "yes"
-    lines: list[str] = []
+    # Each paragraph as its pieces, joined once at the end: adding to a growing string would
+    # copy it for every line, quadratic in a megabyte of short flowed lines.
+    paragraphs: list[list[str]] = []
     open_depth: int | None = None  # the quote depth of a paragraph whose last line flowed
     for line in text.split("\n"):
         depth = len(line) - len(line.lstrip(">"))
@@ -156,12 +158,12 @@ def _plain_text(part: email.message.Message) -> str:
         if flowed and delete_space:
             body = body[:-1]
         if open_depth == depth and body != _SIGNATURE:
-            lines[-1] += body
+            paragraphs[-1].append(body)
         else:
-            lines.append(f"{'>' * depth} {body}" if depth else body)
+            paragraphs.append([f"{'>' * depth} {body}" if depth else body])
         # A flowed line before one of another quote depth ends its paragraph (4.5).
         open_depth = depth if flowed else None
-    return "\n".join(lines)
+    return "\n".join("".join(pieces) for pieces in paragraphs)
 
 
 def _param(part: email.message.Message, name: str) -> str:
