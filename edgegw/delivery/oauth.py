@@ -56,7 +56,7 @@ class _TokenResponse(msgspec.Struct, kw_only=True):
 
 class _ErrorResponse(msgspec.Struct, kw_only=True):
     error: str
-    error_description: str = ""
+    error_description: str | None = None
 
 
 def token_request_form(config: OAuth2Config) -> dict[str, str]:
@@ -96,16 +96,19 @@ def read_token_response(body: bytes, now: float) -> BearerToken:
         answer = msgspec.json.decode(body, type=_TokenResponse, strict=False)
     except msgspec.DecodeError as exc:
         raise OAuth2Error(f"token response unreadable: {exc}") from None
+    except RecursionError:
+        # JSON nested some thousand levels deep, a few kB of the answer's 64 KiB.
+        raise OAuth2Error("token response unreadable: nested too deeply") from None
     if not answer.access_token:
         raise OAuth2Error("token response has an empty access_token")
     if answer.token_type.lower() != "bearer":
         raise OAuth2Error(f"token_type {answer.token_type!r} is not Bearer")
     if answer.expires_in is None:
         return BearerToken(value=answer.access_token, renew_at=None)
-    # Not strict lets "NaN" through, and a token renewed at NaN is never fresh: one token
-    # request for every callback.
-    if math.isnan(answer.expires_in):
-        raise OAuth2Error("token response has an expires_in that is not a number")
+    # Not strict lets "NaN" and "Infinity" through: a token renewed at NaN or -inf is never
+    # fresh (one token request for every callback), one renewed at inf never renewed.
+    if not math.isfinite(answer.expires_in):
+        raise OAuth2Error("token response has an expires_in that is not a number of seconds")
     lifetime = max(answer.expires_in, 0.0)
     renew_at = now + max(lifetime - RENEW_BEFORE, lifetime / 2)
     return BearerToken(value=answer.access_token, renew_at=renew_at)
@@ -116,7 +119,7 @@ def read_token_error(body: bytes) -> str | None:
     `error_description` in brackets; None when the body is no such answer."""
     try:
         answer = msgspec.json.decode(body, type=_ErrorResponse)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     reason = answer.error
     if answer.error_description:

@@ -82,18 +82,30 @@ def test_a_token_is_renewed_a_minute_before_it_expires_or_at_half_its_life() -> 
     assert (azure.fresh(3538.0), azure.fresh(3539.0)) == (True, False)
 
 
+# JSON nested deeper than the decoder recurses: some 6 kB, well within an answer's 64 KiB.
+NESTED = b'{"error":"e","x":' + b"[" * 3000 + b"]" * 3000 + b"}"
+
+
 @pytest.mark.parametrize(
     "body",
-    [b"", b"{}", b'{"access_token":""}', b'{"access_token":"t","token_type":"mac"}', b"[1]"],
+    [
+        b"",
+        b"{}",
+        b'{"access_token":""}',
+        b'{"access_token":"t","token_type":"mac"}',
+        b"[1]",
+        NESTED,
+    ],
 )
 def test_an_unusable_token_response_is_an_oauth2_error(body: bytes) -> None:
     with pytest.raises(OAuth2Error):
         read_token_response(body, 0)
 
 
-def test_an_expires_in_of_nan_is_an_oauth2_error() -> None:
+@pytest.mark.parametrize("lifetime", [b'"NaN"', b'"Infinity"', b'"-inf"'])
+def test_an_expires_in_that_is_no_number_of_seconds_is_an_oauth2_error(lifetime: bytes) -> None:
     with pytest.raises(OAuth2Error, match="expires_in"):
-        read_token_response(b'{"access_token":"t","expires_in":"NaN"}', 0)
+        read_token_response(b'{"access_token":"t","expires_in":%s}' % lifetime, 0)
 
 
 def endpoint(**changes: object) -> CallbackEndpoint:
@@ -139,7 +151,9 @@ def test_config_checks_of_oauth2() -> None:
             b'{"error":"invalid_scope","error_description":"no such\\u00a0scope","error_uri":"x"}',
             "invalid_scope (no such scope)",
         ),
+        (b'{"error":"invalid_client","error_description":null}', "invalid_client"),
         (b"<html>Bad Gateway</html>", None),
+        (NESTED, None),
         (b'{"error":""}', None),
         (b'{"error":7}', None),
     ],
