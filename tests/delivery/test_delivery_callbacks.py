@@ -747,6 +747,33 @@ async def test_a_fresh_token_refused_with_401_is_not_sent_again_at_once(
     assert [auth for _, auth, _ in customer.callbacks] == ["Bearer tok-1", "Bearer tok-2"]
 
 
+async def test_each_get_callback_is_recorded_as_soon_as_it_is_answered(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    answered: list[str] = []
+    hanging = trio.Event()
+
+    async def app(request: Request) -> Response:
+        message_id = urllib.parse.parse_qs(request.query)["id"][0]
+        if len(answered) == 2:
+            hanging.set()
+            await trio.sleep_forever()  # the third DR's answer never comes
+        answered.append(message_id)
+        return Response(status=200)
+
+    port = await nursery.start(serve_http, app, "127.0.0.1", 0, HttpLimits())
+    dr = {"url": f"http://127.0.0.1:{port}/dr?id=[messageid]", "method": "GET", "timeout": 60}
+    rig, _ = await start_rig(nursery, tmp_path / "db", [service(1, dr=dr)])
+    await rig.fail_together([await rig.send(client_reference=f"r{n}") for n in range(3)])
+    with trio.fail_after(10):
+        await hanging.wait()
+    # While the third waits, the two the customer took are delivered in the store: a gateway
+    # stopped now does not send them again.
+    states = {item.message_id: item.state for item in await rig.items()}
+    assert [states[message_id] for message_id in answered] == ["delivered", "delivered"]
+    assert sorted(states.values()) == ["delivered", "delivered", "pending"]
+
+
 async def test_client_secret_basic_sends_the_form_urlencoded_id_and_secret_by_http_basic(
     nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
