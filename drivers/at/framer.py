@@ -83,13 +83,19 @@ NEED_DATA: Final = _NeedData.NEED_DATA
 _FINAL_WORDS: Final[dict[str, FinalKind]] = {
     "OK": FinalKind.OK,
     "ERROR": FinalKind.ERROR,
-    "NO CARRIER": FinalKind.ERROR,
     "BUSY": FinalKind.ERROR,
     "NO ANSWER": FinalKind.ERROR,
     "NO DIALTONE": FinalKind.ERROR,
     "COMMAND NOT SUPPORT": FinalKind.ERROR,  # some Huawei firmware
     "TOO MANY PARAMETERS": FinalKind.ERROR,  # some Huawei firmware
 }
+
+# NO CARRIER ends a call command (V.250 6.3.1 D, 6.3.5 A, 6.3.7 O) and no other: a modem also
+# writes it unsolicited when a call ends, as when a caller gives up on a call to the SIM that
+# nobody answers (SIM800, Quectel). Taken then for the answer of AT+CMGS, a part the network
+# took would pass for refused and be sent twice.
+_CALL_COMMANDS: Final = frozenset({"D", "A", "O"})
+_CALL_ENDED: Final = "NO CARRIER"
 
 _FINAL_PREFIXES: Final[dict[str, FinalKind]] = {
     "+CMS ERROR:": FinalKind.CMS_ERROR,
@@ -114,6 +120,7 @@ _URC_NAMES: Final = RESTART_URCS | frozenset(
         "+CBM",
         "+CBMI",
         "RING",  # V.250 / TS 27.007 6.11
+        _CALL_ENDED,
         "+CRING",
         "+CLIP",
         "+CCWA",
@@ -292,7 +299,7 @@ class AtFramer:
                 return
             # The PDU never came; report the header alone and read this line on its own.
             self._events.append(Urc(name, header, None))
-        final = _final_result(line)
+        final = _final_result(line, call=self._name in _CALL_COMMANDS)
         if final is not None:
             self._on_final(line, final)
             return
@@ -352,8 +359,11 @@ def _line_name(line: str) -> str:
     return line.upper()
 
 
-def _final_result(line: str) -> FinalResult | None:
+def _final_result(line: str, *, call: bool) -> FinalResult | None:
+    """The final result code `line` is, if it is one; `call`: a call command is pending."""
     upper = line.upper()
+    if upper == _CALL_ENDED:
+        return FinalResult(kind=FinalKind.ERROR, text=line) if call else None
     kind = _FINAL_WORDS.get(upper)
     if kind is not None:
         return FinalResult(kind=kind, text=line)

@@ -153,7 +153,6 @@ def test_echo_left_on_is_dropped_including_the_typed_pdu() -> None:
         (b"+CME ERROR: incorrect password", FinalKind.CME_ERROR, 16),
         (b"+CME ERROR: SIM PIN required", FinalKind.CME_ERROR, 11),
         (b"ERROR", FinalKind.ERROR, None),
-        (b"NO CARRIER", FinalKind.ERROR, None),
         (b"ok", FinalKind.OK, None),
     ],
 )
@@ -164,6 +163,30 @@ def test_final_result_codes(line: bytes, kind: FinalKind, code: int | None) -> N
     assert isinstance(event, Response)
     assert (event.final.kind, event.final.code) == (kind, code)
     assert framer.pending is None
+
+
+@pytest.mark.parametrize("chunk", [None, 1])
+def test_no_carrier_ends_a_call_command_and_is_unsolicited_otherwise(chunk: int | None) -> None:
+    # A caller gives up on a call to the SIM while a part is sent: the modem reports the call
+    # ended (SIM800, Quectel), the network's +CMGS answer comes after it.
+    framer = AtFramer()
+    framer.send_command("AT+CMGS=17", prompt=True)
+    data = (
+        b'\r\n> \r\nRING\r\n\r\n+CLIP: "+4741000000",145,"",0,"",0\r\n\r\nNO CARRIER\r\n'
+        b"\r\n+CMGS: 42\r\n\r\nOK\r\n"
+    )
+    assert feed(framer, data, chunk) == [
+        Prompt(),
+        Urc("RING", "RING"),
+        Urc("+CLIP", '+CLIP: "+4741000000",145,"",0,"",0'),
+        Urc("NO CARRIER", "NO CARRIER"),
+        Response(("+CMGS: 42",), FinalResult(kind=FinalKind.OK, text="OK")),
+    ]
+    assert feed(framer, b"\r\nNO CARRIER\r\n", chunk) == [Urc("NO CARRIER", "NO CARRIER")]
+    framer.send_command("ATD+4741000000;")
+    assert feed(framer, b"\r\nNO CARRIER\r\n", chunk) == [
+        Response((), FinalResult(kind=FinalKind.ERROR, text="NO CARRIER"))
+    ]
 
 
 @pytest.mark.parametrize("terminator", [b"\r\n", b"\n", b"\r", b"\n\r", b"\r\r\n"])

@@ -129,6 +129,41 @@ async def test_an_unnamed_urc_between_the_pdu_and_its_answer_does_not_lose_the_s
     assert modem.health().resyncs == 0
 
 
+# ---- a voice call to the SIM ------------------------------------------------------------------
+
+RINGING = b'\r\nRING\r\n\r\n+CLIP: "+4741000000",145,"",0,"",0\r\n'
+
+
+async def test_a_call_that_stops_ringing_while_a_part_is_sent_does_not_refuse_the_part(
+    nursery: trio.Nursery, bench: PtyBench, pty_clock: trio.testing.MockClock
+) -> None:
+    # Someone calls the gateway's number; nobody answers, and the caller gives up while the
+    # network takes its time over the SMS: the modem writes NO CARRIER (SIM800, Quectel), then
+    # the answer to the PDU. The part went out once, and is not reported refused.
+    fake = Scripted()
+    fake.cmgs_result = [RINGING, 1.0, b"\r\nNO CARRIER\r\n", 1.0, b"\r\n+CMGS: 42\r\n" + OK]  # type: ignore[assignment]
+    modem = driver(bench, fake)
+    await nursery.start(modem.run)
+    assert await modem.send(part("sent once")) == 42
+    assert len(fake.pdus) == 1
+    assert modem.health().resyncs == 0
+
+
+async def test_a_call_that_stops_ringing_during_a_query_does_not_shift_the_answers(
+    nursery: trio.Nursery, bench: PtyBench, pty_clock: trio.testing.MockClock
+) -> None:
+    # The call ends while the modem works out its signal quality. Taken for the answer to
+    # AT+CSQ, NO CARRIER would leave +CSQ's own answer to be taken for AT+CREG?'s.
+    fake = Scripted()
+    fake.answers["AT+CSQ"] = [RINGING, b"\r\nNO CARRIER\r\n", 0.5, b"\r\n+CSQ: 20,0\r\n" + OK]  # type: ignore[assignment]
+    modem = driver(bench, fake)
+    with trio.fail_after(30):
+        await nursery.start(modem.run)
+    health = modem.health()
+    assert (health.signal_dbm, health.registration) == (-73, "home")
+    assert (health.resyncs, health.garbage_lines, len(bench.paths)) == (0, 0, 1)
+
+
 # ---- listings of the storage ------------------------------------------------------------------
 
 WHEN = dt.datetime(2024, 5, 17, 14, 2, 8, tzinfo=dt.UTC)
