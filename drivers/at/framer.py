@@ -61,8 +61,10 @@ class Urc(msgspec.Struct, frozen=True):
 
 
 class Garbage(msgspec.Struct, frozen=True):
-    """A line that is neither a response nor a known unsolicited code, with nothing pending;
-    or line noise (control or 0xFF octets no AT text has) at any time, never taken as an answer.
+    """A line that is neither a response nor a known unsolicited code, with nothing pending or
+    with a command pending whose answer it cannot be part of (an unprefixed line while one
+    that answers only `+NAME:` lines is); or line noise (control or 0xFF octets no AT text has)
+    at any time, never taken as an answer.
     """
 
     line: str
@@ -159,6 +161,16 @@ _ANSWER_PREFIXES: Final[dict[str, frozenset[str]]] = {
     name: _ICCID_PREFIXES for name in _ICCID_PREFIXES
 }
 
+# Commands whose information text may be unprefixed lines: identification (V.250 6.1, TS 27.007
+# 5), ICCID reads, an S-register read (the resync's `S7?`), and storage reads, whose PDU (or,
+# in text mode, message text) follows its +CMGR:/+CMGL: header. Every other command the driver
+# gives answers `+NAME:` lines or nothing (TS 27.007 4.1, TS 27.005 3.5.1): an unprefixed line
+# while one of those is pending is no part of its answer (Quectel POWERED DOWN, SIM800
+# DST: 0), and taken for its text would make a slow answer pass for one whose final is lost.
+_BARE_TEXT_ANSWERS: Final = _ICCID_PREFIXES | frozenset(
+    {"+CGMI", "+CGMM", "+CGMR", "+CGSN", "+GMI", "+GMM", "+GMR", "+GSN", "+CMGR", "+CMGL"}
+)
+_S_REGISTER: Final = re.compile(r"S[0-9]+")
 _PREFIXED: Final = re.compile(r"([+^$%#*][A-Za-z0-9_]+):")
 _HEX_LINE: Final = re.compile(r"(?:[0-9A-Fa-f]{2})+")
 _CONTROL_JUNK: Final = str.maketrans("", "", "\x00\x1a\x1b")
@@ -318,8 +330,15 @@ class AtFramer:
             self._events.append(Garbage(line))
         elif self._is_echo(line):
             return
-        else:
+        elif self._takes_bare_text():
             self._lines.append(line)
+        else:
+            self._events.append(Garbage(line))
+
+    def _takes_bare_text(self) -> bool:
+        """Whether the pending command's answer may hold lines without a `+NAME:` prefix."""
+        name = self._name
+        return name in _BARE_TEXT_ANSWERS or _S_REGISTER.fullmatch(name) is not None
 
     def _answers(self, name: str) -> bool:
         """Whether a line prefixed `name` answers the pending command."""

@@ -295,6 +295,35 @@ def test_a_prefixed_line_no_table_names_is_unsolicited_inside_an_answer(chunk: i
     ]
 
 
+@pytest.mark.parametrize("chunk", [None, 1])
+def test_an_unprefixed_line_is_answer_text_only_of_a_command_that_answers_bare(
+    chunk: int | None,
+) -> None:
+    # SIM800's DST: after its network time, Quectel's POWERED DOWN: no +NAME: prefix, no table
+    # names them. AT+CSQ and AT+CMGS answer +NAME: lines only, so they are none of theirs.
+    framer = AtFramer()
+    framer.send_command("AT+CSQ")
+    events = feed(framer, b"\r\nDST: 0\r\n\r\n+CSQ: 20,0\r\n\r\nOK\r\n", chunk)
+    assert events == [
+        Garbage("DST: 0"),
+        Response(("+CSQ: 20,0",), FinalResult(kind=FinalKind.OK, text="OK")),
+    ]
+    framer.send_command("AT+CMGS=17", prompt=True)
+    events = feed(framer, b"\r\nDST: 0\r\n\r\n> \r\nPOWERED DOWN\r\n", chunk)
+    assert events == [Garbage("DST: 0"), Prompt(), Garbage("POWERED DOWN")]
+    assert framer.partial == ()
+    # Identification, an S-register and a storage read answer bare text: it stays theirs.
+    for command, text in (
+        ("AT+CGSN", "866191037123456"),
+        ("ATS7=5;S7?", "005"),
+        ("AT+CMGL=4", "Hei"),
+    ):
+        framer.send_command(command)
+        assert feed(framer, f"\r\n{text}\r\n\r\nOK\r\n".encode(), chunk) == [
+            Response((text,), FinalResult(kind=FinalKind.OK, text="OK"))
+        ]
+
+
 def test_an_iccid_read_takes_every_vendor_prefix_as_its_answer() -> None:
     for command, answer in (
         ("AT+CCID", "+ICCID: 8947080012345678901"),

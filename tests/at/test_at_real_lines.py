@@ -113,6 +113,7 @@ def part(text: str) -> OutgoingPart:
         b'\r\n*PSUTTZ: 24,12,4,10,48,31,"+4",0\r\n',  # SIM800 network time
         b"\r\n+CTZV: +4,0\r\n",  # TS 27.007 8.41 time zone
         b"\r\nSMS DONE\r\n\r\nPB DONE\r\n",  # SIM7600 boot noise
+        b"\r\nDST: 0\r\n",  # SIM800 daylight saving time, after *PSUTTZ: and +CTZV:
     ],
 )
 async def test_an_unnamed_urc_between_the_pdu_and_its_answer_does_not_lose_the_send(
@@ -126,6 +127,32 @@ async def test_an_unnamed_urc_between_the_pdu_and_its_answer_does_not_lose_the_s
     await nursery.start(modem.run)
     assert await modem.send(part("sent once")) == 42
     assert len(fake.pdus) == 1
+    assert modem.health().resyncs == 0
+
+
+async def test_an_unnamed_unprefixed_line_before_a_slow_delete_does_not_lose_its_answer(
+    nursery: trio.Nursery, bench: PtyBench, pty_clock: trio.testing.MockClock
+) -> None:
+    # The SIM takes a second to delete a message, and the modem has set its clock meanwhile.
+    # Taken for text of the delete's answer, DST: 0 would make it look lost after final_grace.
+    pdu = stored("delete me")
+    fake = Scripted()
+    fake.answers["AT+CMGL=4"] = listing((4, 1, pdu))
+    fake.answers["AT+CMGR=4"] = (
+        b"\r\n+CMGR: 1,,%d\r\n%s\r\n"
+        % (
+            len(pdu) // 2 - 9,
+            pdu.encode(),
+        )
+        + OK
+    )
+    fake.answers["AT+CMGD=4"] = [b"\r\nDST: 0\r\n", 1.0, OK]  # type: ignore[assignment]
+    modem = driver(bench, fake)
+    await nursery.start(modem.run)
+    with trio.fail_after(30):
+        (event,) = await inbound(modem, 1)
+        await modem.acknowledge(event)
+    assert fake.commands.count("AT+CMGD=4") == 1
     assert modem.health().resyncs == 0
 
 
