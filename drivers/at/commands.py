@@ -254,22 +254,33 @@ def parse_cops(lines: tuple[str, ...]) -> Operator:
     return Operator(mode=mode, format=fmt, name=name, act=act)
 
 
-def _bare_or_prefixed(lines: tuple[str, ...], prefixes: tuple[str, ...]) -> str:
+def _bare_or_prefixed(
+    lines: tuple[str, ...], prefixes: tuple[str, ...], shape: re.Pattern[str] | None = None
+) -> str:
+    """The value of the first `<prefix>: <value>` line, else the first bare line; with `shape`,
+    the first bare line of that shape, if any: an unsolicited line without a prefix (SIM800's
+    DST: 0) may come before it, and the framer cannot tell it from bare answer text."""
     for line in lines:
         upper = line.upper()
         for prefix in prefixes:
             if upper.startswith(prefix + ":"):
                 return line[len(prefix) + 1 :].strip().strip('"')
-    for line in lines:
-        if line:
-            return line.strip().strip('"')
-    raise AtProtocolError(f"empty response {lines!r}")
+    bare = [line.strip().strip('"') for line in lines if line.strip()]
+    if not bare:
+        raise AtProtocolError(f"empty response {lines!r}")
+    if shape is not None:
+        return next((text for text in bare if shape.fullmatch(text)), bare[0])
+    return bare[0]
+
+
+_IMEI = re.compile(r"[0-9]{14,17}")
+_ICCID = re.compile(r"[0-9]{18,20}F?", re.IGNORECASE)
 
 
 def parse_imei(lines: tuple[str, ...]) -> str:
     """AT+CGSN answers the IMEI bare or as `+CGSN: <sn>` (TS 27.007 section 5.4): 15 digits."""
-    imei = _bare_or_prefixed(lines, ("+CGSN",))
-    if not re.fullmatch(r"[0-9]{14,17}", imei):
+    imei = _bare_or_prefixed(lines, ("+CGSN",), _IMEI)
+    if not _IMEI.fullmatch(imei):
         raise AtProtocolError(f"not an IMEI: {imei!r}")
     return imei
 
@@ -279,8 +290,8 @@ def parse_iccid(lines: tuple[str, ...]) -> str:
 
     An ICCID has 18 to 20 digits; an odd count is padded with "F" on some SIMs.
     """
-    iccid = _bare_or_prefixed(lines, ("+CCID", "+ICCID", "^ICCID")).upper()
-    if not re.fullmatch(r"[0-9]{18,20}F?", iccid):
+    iccid = _bare_or_prefixed(lines, ("+CCID", "+ICCID", "^ICCID"), _ICCID).upper()
+    if not _ICCID.fullmatch(iccid):
         raise AtProtocolError(f"not an ICCID: {iccid!r}")
     return iccid.rstrip("F")
 

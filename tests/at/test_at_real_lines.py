@@ -156,6 +156,20 @@ async def test_an_unnamed_unprefixed_line_before_a_slow_delete_does_not_lose_its
     assert modem.health().resyncs == 0
 
 
+async def test_an_unnamed_unprefixed_line_before_the_imei_does_not_hide_it(
+    nursery: trio.Nursery, bench: PtyBench, pty_clock: trio.testing.MockClock
+) -> None:
+    # A SIM800 sets its clock from the network while it is being initialised: DST: 0 comes
+    # before the bare IMEI, and the configured IMEI must still be found in the answer.
+    fake = Scripted()
+    fake.answers["AT+CGSN"] = b"\r\nDST: 0\r\n\r\n866191037123456\r\n" + OK
+    modem = driver(bench, fake, imei="866191037123456")
+    with trio.fail_after(30):
+        await nursery.start(modem.run)
+    assert modem.health().imei == "866191037123456"
+    assert len(bench.paths) == 1
+
+
 # ---- a voice call to the SIM ------------------------------------------------------------------
 
 RINGING = b'\r\nRING\r\n\r\n+CLIP: "+4741000000",145,"",0,"",0\r\n'
