@@ -147,6 +147,7 @@ _URC_NAMES: Final = RESTART_URCS | frozenset(
         "SMS DONE",  # SIM7600 and other SIMCom LTE modules after boot
         "PB DONE",
         "NORMAL POWER DOWN",
+        "POWERED DOWN",  # Quectel, after AT+QPOWD or a power key: the port goes quiet
         "UNDER-VOLTAGE WARNNING",  # SIM800 spelling
         "UNDER-VOLTAGE POWER DOWN",
         "OVER-VOLTAGE WARNNING",
@@ -165,8 +166,8 @@ _ANSWER_PREFIXES: Final[dict[str, frozenset[str]]] = {
 # 5), ICCID reads, an S-register read (the resync's `S7?`), and storage reads, whose PDU (or,
 # in text mode, message text) follows its +CMGR:/+CMGL: header. Every other command the driver
 # gives answers `+NAME:` lines or nothing (TS 27.007 4.1, TS 27.005 3.5.1): an unprefixed line
-# while one of those is pending is no part of its answer (Quectel POWERED DOWN, SIM800
-# DST: 0), and taken for its text would make a slow answer pass for one whose final is lost.
+# while one of those is pending is no part of its answer (SIM800's DST: 0 after its network
+# time), and taken for its text would make a slow answer pass for one whose final is lost.
 _BARE_TEXT_ANSWERS: Final = _ICCID_PREFIXES | frozenset(
     {"+CGMI", "+CGMM", "+CGMR", "+CGSN", "+GMI", "+GMM", "+GMR", "+GSN", "+CMGR", "+CMGL"}
 )

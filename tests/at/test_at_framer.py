@@ -299,8 +299,8 @@ def test_a_prefixed_line_no_table_names_is_unsolicited_inside_an_answer(chunk: i
 def test_an_unprefixed_line_is_answer_text_only_of_a_command_that_answers_bare(
     chunk: int | None,
 ) -> None:
-    # SIM800's DST: after its network time, Quectel's POWERED DOWN: no +NAME: prefix, no table
-    # names them. AT+CSQ and AT+CMGS answer +NAME: lines only, so they are none of theirs.
+    # SIM800's DST: after its network time (*PSUTTZ:, +CTZV:): no +NAME: prefix, and no table
+    # names it. AT+CSQ and AT+CMGS answer +NAME: lines only, so they are none of theirs.
     framer = AtFramer()
     framer.send_command("AT+CSQ")
     events = feed(framer, b"\r\nDST: 0\r\n\r\n+CSQ: 20,0\r\n\r\nOK\r\n", chunk)
@@ -309,8 +309,8 @@ def test_an_unprefixed_line_is_answer_text_only_of_a_command_that_answers_bare(
         Response(("+CSQ: 20,0",), FinalResult(kind=FinalKind.OK, text="OK")),
     ]
     framer.send_command("AT+CMGS=17", prompt=True)
-    events = feed(framer, b"\r\nDST: 0\r\n\r\n> \r\nPOWERED DOWN\r\n", chunk)
-    assert events == [Garbage("DST: 0"), Prompt(), Garbage("POWERED DOWN")]
+    events = feed(framer, b"\r\nDST: 0\r\n\r\n> \r\nDST: 1\r\n", chunk)
+    assert events == [Garbage("DST: 0"), Prompt(), Garbage("DST: 1")]
     assert framer.partial == ()
     # Identification, an S-register and a storage read answer bare text: it stays theirs.
     for command, text in (
@@ -322,6 +322,17 @@ def test_an_unprefixed_line_is_answer_text_only_of_a_command_that_answers_bare(
         assert feed(framer, f"\r\n{text}\r\n\r\nOK\r\n".encode(), chunk) == [
             Response((text,), FinalResult(kind=FinalKind.OK, text="OK"))
         ]
+
+
+def test_a_power_down_is_unsolicited_also_inside_an_answer() -> None:
+    # Quectel says POWERED DOWN before it goes quiet: logged as what it is, not as noise.
+    framer = AtFramer()
+    assert feed(framer, b"\r\nPOWERED DOWN\r\n", None) == [Urc("POWERED DOWN", "POWERED DOWN")]
+    framer.send_command("AT+CGSN")
+    assert feed(framer, b"\r\nPOWERED DOWN\r\n\r\nOK\r\n", None) == [
+        Urc("POWERED DOWN", "POWERED DOWN"),
+        Response((), FinalResult(kind=FinalKind.OK, text="OK")),
+    ]
 
 
 def test_an_iccid_read_takes_every_vendor_prefix_as_its_answer() -> None:
