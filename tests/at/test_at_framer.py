@@ -167,20 +167,17 @@ def test_final_result_codes(line: bytes, kind: FinalKind, code: int | None) -> N
 
 @pytest.mark.parametrize("chunk", [None, 1])
 def test_no_carrier_ends_a_call_command_and_is_unsolicited_otherwise(chunk: int | None) -> None:
-    # A caller gives up on a call to the SIM while a part is sent: the modem reports the call
-    # ended (SIM800, Quectel), the network's +CMGS answer comes after it.
+    # A caller gives up on a call to the SIM that nobody answers: the modem reports the call
+    # ended (SIM800, Quectel), here while it works out the answer to a query.
     framer = AtFramer()
-    framer.send_command("AT+CMGS=17", prompt=True)
-    data = (
-        b'\r\n> \r\nRING\r\n\r\n+CLIP: "+4741000000",145,"",0,"",0\r\n\r\nNO CARRIER\r\n'
-        b"\r\n+CMGS: 42\r\n\r\nOK\r\n"
-    )
-    assert feed(framer, data, chunk) == [
-        Prompt(),
+    framer.send_command("AT+CSQ")
+    clip = '+CLIP: "+4741000000",145,"",0,"",0'
+    ringing = f"\r\nRING\r\n\r\n{clip}\r\n\r\nNO CARRIER\r\n".encode()
+    assert feed(framer, ringing + b"\r\n+CSQ: 20,0\r\n\r\nOK\r\n", chunk) == [
         Urc("RING", "RING"),
-        Urc("+CLIP", '+CLIP: "+4741000000",145,"",0,"",0'),
+        Urc("+CLIP", clip),
         Urc("NO CARRIER", "NO CARRIER"),
-        Response(("+CMGS: 42",), FinalResult(kind=FinalKind.OK, text="OK")),
+        Response(("+CSQ: 20,0",), FinalResult(kind=FinalKind.OK, text="OK")),
     ]
     assert feed(framer, b"\r\nNO CARRIER\r\n", chunk) == [Urc("NO CARRIER", "NO CARRIER")]
     framer.send_command("ATD+4741000000;")
