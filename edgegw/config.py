@@ -268,6 +268,13 @@ def _check_struct(table: dict[str, Any], struct: type[msgspec.Struct], path: str
             problems += _check_value(table[name], field.type, _join(path, name))
         elif field.required:
             problems.append(f"{_join(path, name)}: required key is missing")
+    if not problems:
+        # Every key has its type: what is left is the struct's own check of its values
+        # (`__post_init__`, e.g. a simulator's signal or an AT timeout), named by its table.
+        try:
+            msgspec.convert(table, struct)
+        except msgspec.ValidationError as exc:
+            problems.append(f"{path or '(top)'}: {str(exc).split(' - at ')[0]}")
     return problems
 
 

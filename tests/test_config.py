@@ -190,3 +190,20 @@ def test_trusted_proxies_are_none_by_default_and_a_bad_one_stops_the_start(
     ]
     path.write_text(f"[http]\ntrusted_proxies = {json.dumps(good)}\n" + MINIMAL)
     assert load_config(path).http.trusted_proxies == good
+
+
+def test_values_a_modems_options_refuse_are_problems_with_their_key_paths(tmp_path: Path) -> None:
+    # README: check-config exits 2 "listing every problem with its key path", never a traceback.
+    path = tmp_path / "config.toml"
+    path.write_text(
+        MINIMAL
+        + "[modems.simulator]\nsignal = 32\n"
+        + '\n[[modems]]\nname = "usb0"\ndriver = "at"\n[modems.at]\nport = "/dev/ttyUSB0"\n'
+        + "query_timeout = 0.0\n"
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert raised.value.problems == [
+        "modems[0].simulator: signal must be 0..31 or 99, not 32",
+        "modems[1].at: query_timeout must be more than 0 seconds",
+    ]
