@@ -207,3 +207,20 @@ def test_values_a_modems_options_refuse_are_problems_with_their_key_paths(tmp_pa
         "modems[0].simulator: signal must be 0..31 or 99, not 32",
         "modems[1].at: query_timeout must be more than 0 seconds",
     ]
+
+
+def test_the_example_callback_tables_parse_once_uncommented(tmp_path: Path) -> None:
+    # config.example.toml: 'remove the leading "# " to enable' must give valid TOML.
+    lines = (ROOT / "config.example.toml").read_text().splitlines()
+    start = lines.index("# [services.dr]")
+    end = lines.index("[services.smtp]")
+    for index in range(start, end):
+        if lines[index].startswith("# "):
+            lines[index] = lines[index][2:]
+    relay = lines.index("[smtp_relay]")
+    lines[lines.index('host = ""', relay)] = 'host = "relay.example"'  # mo_email needs a relay
+    path = tmp_path / "config.toml"
+    path.write_text("\n".join(lines) + "\n")
+    (service,) = load_config(path).services
+    assert service.dr is not None and service.dr.oauth2 is not None
+    assert service.mo is not None and service.mo_email is not None
