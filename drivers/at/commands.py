@@ -35,6 +35,8 @@ ICCID = "AT+ICCID"
 QCCID = "AT+QCCID"
 CRSM_ICCID = "AT+CRSM=176,12258,0,0,10"
 ICCID_COMMANDS = (CCID, ICCID, QCCID, CRSM_ICCID)
+# The prefixes their answers carry, by vendor (any of them may answer any of those commands).
+ICCID_PREFIXES = ("+CCID", "+ICCID", "^ICCID", "+QCCID")
 CREG_URC_ON = "AT+CREG=2"  # +CREG: <stat>[,<lac>,<ci>[,<AcT>]] whenever it changes
 CEREG_URC_ON = "AT+CEREG=2"  # the same for EPS (LTE) registration
 CEREG_QUERY = "AT+CEREG?"
@@ -286,11 +288,12 @@ def parse_imei(lines: tuple[str, ...]) -> str:
 
 
 def parse_iccid(lines: tuple[str, ...]) -> str:
-    """AT+CCID answers `+CCID: <iccid>`, `+ICCID: <iccid>` or the bare ICCID (ITU-T E.118).
+    """An ICCID read answers `<prefix>: <iccid>` (`ICCID_PREFIXES`) or the bare ICCID (ITU-T
+    E.118).
 
     An ICCID has 18 to 20 digits; an odd count is padded with "F" on some SIMs.
     """
-    iccid = _bare_or_prefixed(lines, ("+CCID", "+ICCID", "^ICCID"), _ICCID).upper()
+    iccid = _bare_or_prefixed(lines, ICCID_PREFIXES, _ICCID).upper()
     if not _ICCID.fullmatch(iccid):
         raise AtProtocolError(f"not an ICCID: {iccid!r}")
     return iccid.rstrip("F")

@@ -14,7 +14,12 @@ from typing import Final, Literal
 
 import msgspec
 
-from drivers.at.commands import cme_code_from_text, cms_code_from_text, command_name
+from drivers.at.commands import (
+    ICCID_PREFIXES,
+    cme_code_from_text,
+    cms_code_from_text,
+    command_name,
+)
 from drivers.at.errors import AtProtocolError
 
 
@@ -157,7 +162,7 @@ _URC_NAMES: Final = RESTART_URCS | frozenset(
 
 # Commands whose answer may carry another command's prefix: the ICCID reads of
 # `commands.ICCID_COMMANDS`, answered `+CCID:`, `+ICCID:`, `^ICCID:` or `+QCCID:` by vendor.
-_ICCID_PREFIXES: Final = frozenset({"+CCID", "+ICCID", "^ICCID", "+QCCID"})
+_ICCID_PREFIXES: Final = frozenset(ICCID_PREFIXES)
 _ANSWER_PREFIXES: Final[dict[str, frozenset[str]]] = {
     name: _ICCID_PREFIXES for name in _ICCID_PREFIXES
 }

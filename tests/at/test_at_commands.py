@@ -110,6 +110,7 @@ def test_parse_imei_and_iccid() -> None:
     assert parse_imei(('+CGSN: "861234050012345"',)) == "861234050012345"
     assert parse_iccid(("+CCID: 8947080037110456789F",)) == "8947080037110456789"
     assert parse_iccid(('+ICCID: "89470800371104567890"',)) == "89470800371104567890"
+    assert parse_iccid(("+QCCID: 89470800371104567890",)) == "89470800371104567890"  # Quectel
     # An unsolicited line without a prefix (SIM800's DST:) may come first.
     assert parse_imei(("DST: 0", "861234050012345")) == "861234050012345"
     assert parse_iccid(("DST: 0", "8947080037110456789f")) == "8947080037110456789"
