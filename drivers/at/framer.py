@@ -101,7 +101,6 @@ _FINAL_WORDS: Final[dict[str, FinalKind]] = {
 # writes it unsolicited when a call ends, as when a caller gives up on a call to the SIM that
 # nobody answers (SIM800, Quectel). Taken then for the answer of AT+CMGS, a part the network
 # took would pass for refused and be sent twice.
-_CALL_COMMANDS: Final = frozenset({"D", "A", "O"})
 _CALL_ENDED: Final = "NO CARRIER"
 
 _FINAL_PREFIXES: Final[dict[str, FinalKind]] = {
@@ -317,7 +316,7 @@ class AtFramer:
                 return
             # The PDU never came; report the header alone and read this line on its own.
             self._events.append(Urc(name, header, None))
-        final = _final_result(line, call=self._name in _CALL_COMMANDS)
+        final = _final_result(line, call=self._state is not _State.IDLE and _is_call(self._name))
         if final is not None:
             self._on_final(line, final)
             return
@@ -382,6 +381,12 @@ def _line_name(line: str) -> str:
     if match:
         return match.group(1).upper()
     return line.upper()
+
+
+def _is_call(name: str) -> bool:
+    """Whether a command of this name (`commands.command_name`) is a call command: ATA, or ATD
+    and ATO with what follows them (`ATD41000000;` is named "D41000000", `ATO0` "O0")."""
+    return name == "A" or name[:1] in ("D", "O")
 
 
 def _final_result(line: str, *, call: bool) -> FinalResult | None:

@@ -180,10 +180,13 @@ def test_no_carrier_ends_a_call_command_and_is_unsolicited_otherwise(chunk: int 
         Response(("+CSQ: 20,0",), FinalResult(kind=FinalKind.OK, text="OK")),
     ]
     assert feed(framer, b"\r\nNO CARRIER\r\n", chunk) == [Urc("NO CARRIER", "NO CARRIER")]
-    framer.send_command("ATD+4741000000;")
-    assert feed(framer, b"\r\nNO CARRIER\r\n", chunk) == [
-        Response((), FinalResult(kind=FinalKind.ERROR, text="NO CARRIER"))
-    ]
+    for call in ("ATD+4741000000;", "ATD41000000;", "ATDT41000000", "ATA", "ATO0"):
+        framer.send_command(call)
+        assert feed(framer, b"\r\nNO CARRIER\r\n", chunk) == [
+            Response((), FinalResult(kind=FinalKind.ERROR, text="NO CARRIER"))
+        ], call
+    # Once the call command is answered, NO CARRIER is unsolicited again.
+    assert feed(framer, b"\r\nNO CARRIER\r\n", chunk) == [Urc("NO CARRIER", "NO CARRIER")]
 
 
 @pytest.mark.parametrize("terminator", [b"\r\n", b"\n", b"\r", b"\n\r", b"\r\r\n"])
