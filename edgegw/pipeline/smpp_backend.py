@@ -208,7 +208,8 @@ class GatewaySmppBackend:
             return conn.execute(
                 f"SELECT state, dr_status, {WENT_OUT_SQL}, done_at, (SELECT report_status"
                 " FROM parts WHERE message_id = messages.id AND state = 'failed'"
-                " AND report_status IS NOT NULL ORDER BY reported_at LIMIT 1)"
+                " AND report_status IS NOT NULL AND reported_at <= messages.done_at"
+                " ORDER BY reported_at LIMIT 1)"
                 " FROM messages WHERE id = ? AND service_id = ?",
                 (message_id, account.service_id),
             ).fetchone()

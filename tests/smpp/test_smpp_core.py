@@ -518,6 +518,27 @@ async def test_a_message_failed_after_a_part_went_out_is_undeliverable(
     assert item.item.message_state is SmppState.UNDELIVERABLE
 
 
+async def test_a_report_that_comes_after_the_message_failed_gives_no_error_code(
+    core: Core, door: int
+) -> None:
+    """The network refused the second part (the message failed, DR 363); the first part's
+    failing status report comes later. error_code is of what failed the message: 0, as the
+    receipt's err says 363, not the late report's TP-ST."""
+    submit = {**SUBMIT, "short_message": b"x" * 200}  # two parts
+    [(status, message_id)] = await trio.to_thread.run_sync(submit_all, door, [submit])
+    assert status == 0
+    store, at = core.store, NOW + 60
+    await store.claim([(message_id, "m1")], at)
+    await store.mark_part_sending(message_id, 1, "m1", at)
+    await store.mark_part_sent(message_id, 1, 7, last=False, next_part=(message_id, 2, "m1"))
+    await store.fail(
+        message_id, error="refused", dr_status=DrStatus.SMSC_FAILED, part_index=2, now=at
+    )
+    await report(store, message_id, 0x49, DrStatus.UNKNOWN_RECIPIENT, at + 1)
+    [answer] = await trio.to_thread.run_sync(query_all, door, [message_id])
+    assert answer == (0, SmppState.UNDELIVERABLE, "260921141420000+", 0)
+
+
 async def test_mo_is_queued_only_for_services_that_take_it_by_smpp(core: Core) -> None:
     def store_mo(conn: sqlite3.Connection) -> list[int]:
         register_mo_services(conn, [1000])
