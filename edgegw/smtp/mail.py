@@ -42,8 +42,10 @@ _LOCAL_PART: Final = re.compile(r"(\+?)([0-9]{1,20})-([0-9]{1,10})")
 _SIGNATURE: Final = "-- "  # RFC 3676 4.3 signature separator line
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _NOT_BASE64: Final = re.compile(r"[^A-Za-z0-9+/=]")
-# RFC 2047 section 2: no white space inside a word, so a word folded in two is not one.
-_ENCODED_WORD: Final = r"=\?[^?\s]+\?[BbQq]\?[^?\s]*\?="
+# RFC 2047 section 2 allows no white space inside a word. A space some mailers leave in one
+# is taken (as the stdlib's decoder takes it), but not a line break: a word folded in two is
+# not one.
+_ENCODED_WORD: Final = r"=\?[^?\s]+\?[BbQq]\?[^?\r\n]*\?="
 _ENCODED_WORDS: Final = re.compile(rf"{_ENCODED_WORD}(?:\s*{_ENCODED_WORD})*")
 _parser = email.parser.BytesParser(policy=email.policy.compat32)
 # A Content-Type header (folded or not, any case) that makes its part a container the parser

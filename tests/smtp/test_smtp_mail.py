@@ -58,6 +58,9 @@ def test_a_subject_folded_inside_an_encoded_word_is_kept_as_it_stands() -> None:
     assert content(raw, prepend_subject=True) == "=?utf-8?q?Alarm_sone _3?=\nZone 3 open"
     whole = b"Subject: =?utf-8?q?Alarm_sone_3?=\r\n =?utf-8?q?_=C3=A5pen?=\r\n\r\nZone\r\n"
     assert content(whole, prepend_subject=True) == "Alarm sone 3 \u00e5pen\nZone"
+    # A raw space inside a word, against RFC 2047 but as some mailers write it, is read.
+    spaced = b"Subject: =?iso-8859-1?q?Alarm sone 3?=\r\n\r\nZone\r\n"
+    assert content(spaced, prepend_subject=True) == "Alarm sone 3\nZone"
 
 
 def test_a_mail_attached_to_the_mail_is_not_its_text() -> None:
