@@ -249,6 +249,11 @@ def _check_value(value: Any, tp: Any, path: str) -> list[str]:
         for index, item in enumerate(value):
             problems += _check_value(item, item_type, f"{path}[{index}]")
         return problems
+    return _converted(value, tp, path)
+
+
+def _converted(value: Any, tp: Any, path: str) -> list[str]:
+    """The problem msgspec finds converting `value` to `tp`, named by `path`; [] when none."""
     try:
         msgspec.convert(value, tp)
     except msgspec.ValidationError as exc:
@@ -271,10 +276,7 @@ def _check_struct(table: dict[str, Any], struct: type[msgspec.Struct], path: str
     if not problems:
         # Every key has its type: what is left is the struct's own check of its values
         # (`__post_init__`, e.g. a simulator's signal or an AT timeout), named by its table.
-        try:
-            msgspec.convert(table, struct)
-        except msgspec.ValidationError as exc:
-            problems.append(f"{path or '(top)'}: {str(exc).split(' - at ')[0]}")
+        problems = _converted(table, struct, path)
     return problems
 
 
