@@ -101,7 +101,8 @@ class AtOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reemit_after: float = 1800.0
     # Delete stored PDUs that do not decode. Off by default: they stay for a person to read.
     delete_undecodable: bool = False
-    # Unrecognised lines in a row, with nothing pending, before the link counts as garbled.
+    # Unrecognised lines in a row (with nothing pending, or no part of the pending command's
+    # answer) before the link counts as garbled.
     garbage_limit: int = 32
     # Longest line accepted from the modem, in bytes.
     max_line: int = 4096
