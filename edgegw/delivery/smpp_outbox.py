@@ -21,7 +21,7 @@ from edgegw.smpp.outbound import MobileOriginated, Outbound, Receipt
 from edgegw.smpp.submission import Address, ReceiptRequest
 
 __all__ = [
-    "WENT_OUT_SQL",
+    "A_PART_WENT_OUT_SQL",
     "enqueue_receipts",
     "enqueue_smpp_mo",
     "newest_items",
@@ -42,7 +42,7 @@ _RECEIPT: Final = "receipt"
 _MO: Final = "mo"
 # Whether the network took some part of the message in `messages`' row: a part may fail by its
 # status report while the next is being sent, before the message's own sent_at is set.
-WENT_OUT_SQL: Final = (
+A_PART_WENT_OUT_SQL: Final = (
     "EXISTS (SELECT 1 FROM parts WHERE message_id = messages.id AND sent_at IS NOT NULL)"
 )
 _INSERT: Final = (
@@ -53,7 +53,7 @@ _INSERT: Final = (
 
 def smpp_state(state: MessageState, dr_status: int | None, went_out: bool) -> SmppState:
     """SMPP 3.4 section 5.2.28 for a stored message's state; `went_out`, whether the network
-    took any part of it (`WENT_OUT_SQL`). A message that failed before any part left us was
+    took any part of it (`A_PART_WENT_OUT_SQL`). A message that failed before any part left us was
     refused (REJECTD); one closed `sent` without a report is UNKNOWN."""
     if state is MessageState.DELIVERED:
         return SmppState.DELIVERED
@@ -89,7 +89,7 @@ def enqueue_receipts(conn: sqlite3.Connection, message_ids: Iterable[str], now: 
     queued = 0
     for message_id in message_ids:
         row = conn.execute(
-            f"SELECT service_id, registered_delivery, state, dr_status, {WENT_OUT_SQL},"
+            f"SELECT service_id, registered_delivery, state, dr_status, {A_PART_WENT_OUT_SQL},"
             " recipient, originator, content, created_at, done_at FROM messages"
             " WHERE id = ? AND registered_delivery != 0",
             (message_id,),

@@ -20,7 +20,7 @@ import trio
 
 from edgegw.clock import Clock
 from edgegw.delivery.smpp_outbox import (
-    WENT_OUT_SQL,
+    A_PART_WENT_OUT_SQL,
     newest_items,
     pending_outbound,
     record_answer,
@@ -206,7 +206,7 @@ class GatewaySmppBackend:
 
         def read(conn: sqlite3.Connection) -> Any:
             return conn.execute(
-                f"SELECT state, dr_status, {WENT_OUT_SQL}, done_at, (SELECT report_status"
+                f"SELECT state, dr_status, {A_PART_WENT_OUT_SQL}, done_at, (SELECT report_status"
                 " FROM parts WHERE message_id = messages.id AND state = 'failed'"
                 " AND report_status IS NOT NULL AND reported_at <= messages.done_at"
                 " ORDER BY reported_at LIMIT 1)"
