@@ -435,16 +435,14 @@ class DeliveryWorker:
             await self._try(items)
             self._not_before = max(self._not_before, started + self.sender.interval)
             return
-        # GET: one request an item, each recorded as soon as it is answered (while the next
-        # goes out), so that a stop or a surprise later in the round sends no item the
-        # customer took again.
-        async with trio.open_nursery() as recording:
-            for item in items:
-                attempt = await self.sender.send([item])
-                if attempt.error is not None:
-                    await self._record_failure([item], attempt)
-                    return
-                recording.start_soon(self._record, [item], attempt)
+        # GET: one request an item, each recorded as soon as it is answered, so that a stop or
+        # a surprise later in the round sends no item the customer took again.
+        for item in items:
+            attempt = await self.sender.send([item])
+            if attempt.error is not None:
+                await self._record_failure([item], attempt)
+                return
+            await self._record([item], attempt)
 
     async def _try(self, items: Sequence[OutboxItem]) -> None:
         attempt = await self.sender.send(items)
