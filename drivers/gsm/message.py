@@ -121,7 +121,9 @@ def encode_message(
         return EncodedMessage(text, alphabet, (EncodedPart(dcs=dcs, udh=udh, payload=data),))
     if udh:
         # Concatenation would need its IE beside the caller's header; report what that takes.
-        capacity = max(_capacity(alphabet, len(udh) + CONCAT_UDH_LENGTH - 1), 2)
+        # A part holds at least one ESC pair or surrogate pair, so that the count comes to an
+        # end even when the header leaves no room (a 2-octet chunk could never hold an emoji).
+        capacity = max(_capacity(alphabet, len(udh) + CONCAT_UDH_LENGTH - 1), 4)
         raise MessageTooLong(len(_split(data, alphabet, capacity)), 1)
 
     chunks = _split(data, alphabet, _capacity(alphabet, CONCAT_UDH_LENGTH))

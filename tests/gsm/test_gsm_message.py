@@ -266,6 +266,19 @@ def test_user_udh_must_fit_in_one_part() -> None:
         encode_message("a" * 147, udh=udh)
 
 
+@pytest.mark.parametrize("header_octets", range(128, 141))
+@pytest.mark.parametrize(("text", "dcs"), [("😀" * 4, 0x08), ("€" * 8, 0x00), ("AB" * 16, 0x04)])
+def test_a_user_udh_leaving_no_room_is_too_long_not_a_hang(
+    header_octets: int, text: str, dcs: int
+) -> None:
+    # A header of 134 octets and more left 2-octet chunks, which never fit an emoji: the split
+    # that counts the parts went round for ever, and the gateway's event loop with it.
+    udh = bytes((header_octets - 1, 0x70, header_octets - 3)) + bytes(header_octets - 3)
+    with pytest.raises(MessageTooLong) as caught:
+        encode_message(text, dcs=dcs, udh=udh)
+    assert caught.value.max_parts == 1
+
+
 def test_bad_arguments_raise_gsm_error() -> None:
     with pytest.raises(GsmError):
         encode_message("x", udh=b"\x05\x00\x03")
