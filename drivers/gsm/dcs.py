@@ -25,7 +25,8 @@ _CLASS_0 = 0x10  # bit 4 "has message class", bits 1..0 = 00 (class 0, flash)
 
 
 def dcs_alphabet(dcs: int) -> Alphabet:
-    """The alphabet a DCS announces; compressed and reserved codings count as 8-bit data."""
+    """The alphabet a DCS announces; compressed codings count as 8-bit data, reserved ones as
+    the GSM 7-bit alphabet (TS 23.038 section 4, as a receiving entity must)."""
     check_octet("TP-DCS", dcs)
     if EncodedPart(dcs=dcs, udh=b"", payload=b"").is_septets:
         return Alphabet.GSM7

@@ -28,11 +28,12 @@ class EncodedPart(msgspec.Struct, frozen=True, kw_only=True):
 
 def _is_gsm7(dcs: int) -> bool:
     group = dcs & 0xF0
-    if group in (0x00, 0x10, 0x20, 0x30):
-        # General data coding; bit 5 = compressed (treated as 8-bit by us), bits 3..2 = alphabet.
-        return (dcs & 0x0C) == 0x00 and not dcs & 0x20
-    if group in (0xC0, 0xD0):
-        return True
+    if group < 0x80:
+        # General data coding (00xx) and automatic deletion (01xx): bit 5 = compressed (treated as
+        # 8-bit by us), bits 3..2 = alphabet, whose reserved value 11 means GSM 7-bit.
+        return not dcs & 0x20 and (dcs & 0x0C) in (0x00, 0x0C)
     if group == 0xF0:
         return not dcs & 0x04
-    return group in (0x40, 0x50, 0x60, 0x70) and (dcs & 0x0C) == 0x00 and not dcs & 0x20
+    # Reserved groups 1000..1011 and message waiting 1100/1101; 1110 is UCS-2. TS 23.038
+    # section 4: "any reserved codings shall be assumed to be the GSM 7 bit default alphabet".
+    return group != 0xE0

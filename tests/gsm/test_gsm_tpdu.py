@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.gsm import (
+    Alphabet,
     EncodedPart,
     GsmError,
     ParsingType,
@@ -20,6 +21,8 @@ from drivers.gsm import (
     build_status_report,
     build_submit,
     concat_info,
+    dcs_alphabet,
+    decode_text,
     encode_message,
     join_sca,
     parse_deliver,
@@ -323,3 +326,40 @@ def test_split_sca_rejects_malformed_prefixes() -> None:
         join_sca("+", b"")
     # A type-of-address octet without digits is the same as no SMSC address.
     assert split_sca(bytes.fromhex("0191AB")) == ("", b"\xab")
+
+
+# Inbound TP-DCS (TS 23.038 section 4)
+
+
+def test_every_dcs_group_reads_with_its_alphabet() -> None:
+    expected = {
+        # General data coding and automatic deletion: bits 3..2, reserved 11 as GSM 7-bit;
+        # compressed (bit 5) as 8-bit data.
+        **{g | c: Alphabet.GSM7 for g in (0x00, 0x10, 0x40, 0x50) for c in (0x00, 0x0C)},
+        **{g | 0x04: Alphabet.DATA8 for g in (0x00, 0x10, 0x40, 0x50)},
+        **{g | 0x08: Alphabet.UCS2 for g in (0x00, 0x10, 0x40, 0x50)},
+        **{g | c: Alphabet.DATA8 for g in (0x20, 0x30, 0x60, 0x70) for c in range(0, 16, 4)},
+        # Reserved groups 1000..1011 are read as GSM 7-bit.
+        **{g: Alphabet.GSM7 for g in (0x80, 0x90, 0xA0, 0xB0)},
+        # Message waiting: discard and store (GSM 7-bit), store UCS-2.
+        0xC0: Alphabet.GSM7,
+        0xD0: Alphabet.GSM7,
+        0xE0: Alphabet.UCS2,
+        # Data coding / message class: bit 2.
+        0xF0: Alphabet.GSM7,
+        0xF4: Alphabet.DATA8,
+    }
+    for dcs, alphabet in expected.items():
+        for low in (0x00, 0x01, 0x02, 0x03):
+            assert dcs_alphabet(dcs | low) is alphabet, f"{dcs | low:02X}"
+
+
+def test_deliver_with_a_reserved_dcs_reads_septets() -> None:
+    # 'hellohello' (dreamfabric.com's septets), TP-UDL 10 septets in 9 octets, under a reserved
+    # coding group and under the reserved alphabet 11; both must read as GSM 7-bit.
+    for dcs in ("80", "0C", "B3"):
+        tpdu = bytes.fromhex(
+            "04" + "0B917238880900F1" + "00" + dcs + "99309251619580" + "0A" + "E8329BFD4697D9EC37"
+        )
+        deliver = parse_deliver(tpdu)
+        assert decode_text(deliver.part) == "hellohello"
