@@ -1,8 +1,9 @@
 """SMS TPDUs: SMS-SUBMIT (modem to network), SMS-DELIVER and SMS-STATUS-REPORT (network to modem).
 
-Pure; no I/O, no clock (time stamps are parameters). Builders and strict parsers for 3GPP TS 23.040
-sections 9.2.2.1 (DELIVER), 9.2.2.2 (SUBMIT), 9.2.2.3 (STATUS-REPORT), 9.2.3.12 (TP-VP) and
-9.2.3.16 (TP-UDL). TPDUs here carry no SMSC address; see `split_sca`/`join_sca` for AT PDUs.
+Pure; no I/O, no clock (time stamps are parameters). Builders and strict parsers (a status
+report's optional tail aside) for 3GPP TS 23.040 sections 9.2.2.1 (DELIVER), 9.2.2.2 (SUBMIT),
+9.2.2.3 (STATUS-REPORT), 9.2.3.12 (TP-VP) and 9.2.3.16 (TP-UDL). TPDUs here carry no SMSC
+address; see `split_sca`/`join_sca` for AT PDUs.
 """
 
 from __future__ import annotations
@@ -287,7 +288,14 @@ def build_status_report(
 
 
 def parse_status_report(tpdu: bytes) -> SmsStatusReport:
-    """The SMS-STATUS-REPORT in `tpdu`; optional TP-PI fields are checked and skipped."""
+    """The SMS-STATUS-REPORT in `tpdu`; its fields up to TP-ST are read strictly, the rest not.
+
+    TP-PI and the optional TP-PID, TP-DCS and TP-UD after it say nothing about the delivery,
+    and what follows TP-ST is often not a whole set of them: a reserved TP-PI bit means octets
+    follow that a receiver discards (TS 23.040 9.2.3.27), and a report kept on the (U)SIM is
+    padded with FF to its 29-octet record (TS 31.102 4.2.32), which reads as a TP-PI announcing
+    parameters that are not there. A report is not lost for either.
+    """
     reader = Reader(tpdu)
     first = reader.octet()
     _expect_type(first, MTI_STATUS_REPORT, "SMS-STATUS-REPORT")
@@ -296,17 +304,6 @@ def parse_status_report(tpdu: bytes) -> SmsStatusReport:
     sc_timestamp = read_timestamp(reader)
     discharge_time = read_timestamp(reader)
     status = reader.octet()
-    if reader.remaining:
-        indicator = reader.octet()
-        extension = indicator
-        while extension & 0x80:
-            extension = reader.octet()
-        if indicator & 0x01:
-            reader.octet()
-        dcs = reader.octet() if indicator & 0x02 else 0
-        if indicator & 0x04:
-            _read_user_data(reader, dcs, bool(first & _UDHI))
-    reader.finish()
     return SmsStatusReport(reference, recipient, sc_timestamp, discharge_time, status)
 
 

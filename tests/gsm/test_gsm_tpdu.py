@@ -308,14 +308,32 @@ def test_submit_with_enhanced_and_absolute_validity_parses() -> None:
     assert until == dt.datetime(2024, 5, 17, 12, 30, 45, tzinfo=dt.timezone(dt.timedelta(hours=2)))
 
 
-def test_status_report_with_optional_parameters() -> None:
-    stamp = "42507121035480"
-    base = "0607" + "0A917414000000" + stamp + stamp + "00"
-    # TP-PI 07: PID, DCS and UDL follow; 2 septets of text.
-    report = parse_status_report(bytes.fromhex(base + "07" + "00" + "00" + "02" + "E834"))
-    assert (report.message_reference, report.recipient, report.status) == (7, "+4741000000", 0)
-    with pytest.raises(GsmError):
-        parse_status_report(bytes.fromhex(base + "07" + "00" + "00" + "05" + "E834"))
+STAMP = "42507121035480"
+REPORT = "0607" + "0A917414000000" + STAMP + STAMP + "00"
+
+
+def test_status_report_reads_whatever_follows_tp_st() -> None:
+    tails = [
+        "",  # no TP-PI
+        "00",  # a TP-PI announcing nothing
+        "07" + "00" + "00" + "02" + "E834",  # TP-PID, TP-DCS and 2 septets of TP-UD
+        "04" + "02" + "E834",  # TP-UDL without TP-DCS: GSM 7-bit (TS 23.040 9.2.3.27)
+        "81" + "00",  # an extension octet
+        "0B" + "00" + "00" + "1234",  # a reserved bit: octets follow that are discarded
+        "FF" * 5,  # a report read from the (U)SIM: FF up to its 29-octet record
+        "FF",  # one junk octet
+        "07" + "00" + "00" + "05" + "E834",  # TP-UD shorter than its TP-UDL
+    ]
+    whole = parse_status_report(bytes.fromhex(REPORT))
+    assert (whole.message_reference, whole.recipient, whole.status) == (7, "+4741000000", 0)
+    for tail in tails:
+        assert parse_status_report(bytes.fromhex(REPORT + tail)) == whole, tail
+
+
+@given(st.binary(max_size=160))
+def test_any_octets_after_tp_st_give_the_same_report(tail: bytes) -> None:
+    report = bytes.fromhex(REPORT)
+    assert parse_status_report(report + tail) == parse_status_report(report)
 
 
 def test_split_sca_rejects_malformed_prefixes() -> None:
