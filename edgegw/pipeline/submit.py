@@ -25,6 +25,7 @@ from drivers.gsm import (
     NonGsmCharacter,
     ParsingType,
     encode_message,
+    validity_period_minutes,
 )
 from edgegw.clock import Clock
 from edgegw.config import ServiceConfig
@@ -146,17 +147,9 @@ def _illegal(detail: str) -> Rejected:
     return Rejected(StatusCode.ILLEGAL_ACTION, f"Illegal action: {detail}")
 
 
-def validity_minutes(code: int) -> int:
-    """Spec 7.4 (the TP-VP relative format, capped at 7 days)."""
-    if code <= 143:
-        return (code + 1) * 5
-    if code <= 167:
-        return 720 + (code - 143) * 30
-    return (code - 166) * 1440
-
-
-_SHORTEST_VALIDITY = validity_minutes(0)
-_LONGEST_VALIDITY = validity_minutes(173)
+# Spec 7.4: a validity code (0..173) is a relative TP-VP, 5 minutes to 7 days.
+_SHORTEST_VALIDITY = validity_period_minutes(0)
+_LONGEST_VALIDITY = validity_period_minutes(173)
 
 
 def clamp_validity_minutes(minutes: int) -> int:
@@ -656,7 +649,7 @@ class Submitter:
                 window = schedule.daily
 
         encoded = self._encode(message.content, parsing, dcs, udh, flash)
-        minutes = validity_minutes(validity)
+        minutes = validity_period_minutes(validity)
         # Validity runs from the moment the message may first be sent, so a scheduled message
         # is not dead before its window opens.
         expires_at = not_before + minutes * 60
@@ -723,7 +716,7 @@ class Submitter:
         parsing = service.parsing_type if direct.dcs is None else ParsingType.NONE
         encoded = self._encode(direct.content, parsing, direct.dcs, direct.udh, False)
         minutes = clamp_validity_minutes(
-            validity_minutes(service.validity)
+            validity_period_minutes(service.validity)
             if direct.validity_minutes is None
             else direct.validity_minutes
         )

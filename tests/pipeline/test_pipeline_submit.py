@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import trio
 
-from drivers.gsm import ParsingType
+from drivers.gsm import ParsingType, validity_period_minutes
 from edgegw.clock import Clock
 from edgegw.config import ServiceConfig
 from edgegw.model import (
@@ -28,7 +28,7 @@ from edgegw.model import (
     Settings,
     UnreadableMessage,
 )
-from edgegw.pipeline.submit import STORE_CHUNK, SUBMIT_CHUNK, Submitter, validity_minutes
+from edgegw.pipeline.submit import STORE_CHUNK, SUBMIT_CHUNK, Submitter
 from edgegw.store import Store, Topic
 
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z = 10:00 in Oslo (CEST)
@@ -354,7 +354,7 @@ async def test_service_defaults_apply_when_settings_are_absent(
     [(0, 5), (143, 720), (144, 750), (167, 1440), (168, 2880), (173, 10080)],
 )
 def test_validity_codes_follow_the_tp_vp_table(code: int, minutes: int) -> None:
-    assert validity_minutes(code) == minutes
+    assert validity_period_minutes(code) == minutes
 
 
 @pytest.mark.parametrize(
