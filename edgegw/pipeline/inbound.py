@@ -39,6 +39,8 @@ class Received(msgspec.Struct, frozen=True, kw_only=True):
     stored: bool  # False: this very PDU was stored before (a re-read after a restart)
     duplicate: bool  # a copy of a part already stored (also True when not `stored`)
     message_id: str | None  # the inbound message this part completed, if any
+    # an older message of the same reference that this part's new text stored incomplete
+    superseded: str | None = None
 
 
 class InboundRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -130,7 +132,8 @@ class InboundReceiver:
             now,
             event.pdu,
         )
-        message_id = self._ids.next_id(now)
+        # The first id names the older message this part may close (a reused reference).
+        older_id, message_id = self._ids.next_ids(now, 2)
 
         def store_part(conn: sqlite3.Connection) -> Received:
             inserted = conn.execute(_INSERT_PART, row).fetchone()
@@ -141,34 +144,47 @@ class InboundReceiver:
                 self._assemble(conn, [part_id], message_id, now, expected=1, complete=True)
                 return Received(stored=True, duplicate=False, message_id=message_id)
             group = (event.modem, deliver.originator, ref, total)
-            # A copy of a part whose group is still open, or of a part of a message completed
-            # within the reassembly timeout (same payload), is a duplicate, not a new message.
+            # A copy (same payload) of a part whose group is still open, or of a part of a
+            # message completed within the reassembly timeout, is a duplicate, not a new message.
             copy = conn.execute(
                 f"SELECT 1 FROM inbound_parts WHERE {_GROUP} AND concat_seq = ? AND id != ?"
-                " AND duplicate = 0 AND (message_id IS NULL OR (received_at >= ? AND payload = ?))"
+                " AND duplicate = 0 AND payload = ? AND (message_id IS NULL OR received_at >= ?)"
                 " LIMIT 1",
-                (*group, seq, part_id, now - self._timeout, deliver.payload),
+                (*group, seq, part_id, deliver.payload, now - self._timeout),
             ).fetchone()
             if copy is not None:
                 conn.execute("UPDATE inbound_parts SET duplicate = 1 WHERE id = ?", (part_id,))
                 return Received(stored=True, duplicate=True, message_id=None)
-            open_parts = [
-                found
-                for (found,) in conn.execute(
-                    f"SELECT id FROM inbound_parts WHERE {_GROUP} AND message_id IS NULL"
-                    " AND duplicate = 0 ORDER BY concat_seq",
-                    group,
-                )
-            ]
+            # The open group already has this part with another text: the sender reused the
+            # reference (it wraps after 256 messages) while the older message still missed
+            # parts. That one will get no more parts it could be told from: it is stored
+            # incomplete now, and this part opens the group of the new message.
+            superseded = conn.execute(
+                f"SELECT 1 FROM inbound_parts WHERE {_GROUP} AND concat_seq = ? AND id != ?"
+                " AND duplicate = 0 AND message_id IS NULL LIMIT 1",
+                (*group, seq, part_id),
+            ).fetchone()
             assert total is not None
+            closed = None
+            if superseded is not None:
+                older = self._open_parts(conn, group, excluding=part_id)
+                self._assemble(conn, older, older_id, now, expected=total, complete=False)
+                closed = older_id
+            open_parts = self._open_parts(conn, group)
             if len(open_parts) < total:
-                return Received(stored=True, duplicate=False, message_id=None)
+                return Received(stored=True, duplicate=False, message_id=None, superseded=closed)
             self._assemble(conn, open_parts, message_id, now, expected=total, complete=True)
-            return Received(stored=True, duplicate=False, message_id=message_id)
+            return Received(stored=True, duplicate=False, message_id=message_id, superseded=closed)
 
         received = await self._store.write(store_part)
         if received.stored:
             self.received += 1
+        if received.superseded is not None:
+            self.incomplete += 1
+            log.warning(
+                "inbound %s stored incomplete: its sender reused the reference for a new message",
+                received.superseded,
+            )
         if received.duplicate:
             self.duplicates += 1
             # %r: a sender chooses its alphanumeric name, line breaks included (GSM 03.38).
@@ -178,6 +194,20 @@ class InboundReceiver:
         elif received.message_id is None:
             self._wakeup.set()  # a new open group: the sweeper's next deadline may be earlier
         return received
+
+    @staticmethod
+    def _open_parts(
+        conn: sqlite3.Connection, group: Sequence[Any], *, excluding: int | None = None
+    ) -> list[int]:
+        """The ids of the group's parts not yet in a message, in sequence order."""
+        return [
+            found
+            for (found,) in conn.execute(
+                f"SELECT id FROM inbound_parts WHERE {_GROUP} AND message_id IS NULL"
+                " AND duplicate = 0 AND id IS NOT ? ORDER BY concat_seq",
+                (*group, excluding),
+            )
+        ]
 
     def _assemble(
         self,
@@ -274,14 +304,7 @@ class InboundReceiver:
         def assemble(conn: sqlite3.Connection) -> list[str]:
             done: list[str] = []
             for group, message_id in zip(groups, message_ids, strict=True):
-                part_ids = [
-                    found
-                    for (found,) in conn.execute(
-                        f"SELECT id FROM inbound_parts WHERE {_GROUP} AND message_id IS NULL"
-                        " AND duplicate = 0 ORDER BY concat_seq",
-                        group,
-                    )
-                ]
+                part_ids = self._open_parts(conn, group)
                 if part_ids:
                     self._assemble(
                         conn, part_ids, message_id, at, expected=group[3], complete=False

@@ -146,6 +146,33 @@ async def test_the_same_reference_later_starts_a_new_message(
     assert sorted(r.content for r in records) == ["a" * 200, "b" * 200]
 
 
+async def test_a_reused_reference_closes_the_older_message_still_missing_parts(
+    tmp_path: Path, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A sender that wrapped its 8-bit reference while its older message lost a part: the new
+    message's part 1 is no copy of the older one's (another text), so the older is stored
+    incomplete then, and the new one whole, not merged with it."""
+    clock = Clock(START)
+    store, receiver = await start(tmp_path / "db", nursery, clock)
+    await nursery.start(receiver.run)
+    older = long_parts("a" * 200, reference=9)
+    newer = long_parts("b" * 200, reference=9)
+    await receiver.receive(sms(older[0], index=1))  # its part 2 never comes
+    await trio.sleep(60)
+    later = SCTS + dt.timedelta(seconds=60)
+    first = await receiver.receive(sms(newer[0], index=2, timestamp=later))
+    done = await receiver.receive(sms(newer[1], index=3, timestamp=later))
+    assert not first.duplicate and first.superseded is not None
+    assert done.message_id is not None
+    await trio.sleep(2 * TIMEOUT)  # nothing is left open for the sweeper
+    records = await inbound_records(store, service_id=1000)
+    assert [(r.content, r.complete, r.parts_received) for r in records] == [
+        ("b" * 200, True, 2),
+        ("a" * 153, False, 1),
+    ]
+    assert receiver.incomplete == 1
+
+
 async def test_a_re_read_pdu_is_a_no_op(tmp_path: Path, nursery: trio.Nursery) -> None:
     store, receiver = await start(tmp_path / "db", nursery, Clock(START))
     event = sms("Once only")
