@@ -222,15 +222,15 @@ class InboundReceiver:
         """Join the parts (in sequence order) into one routed inbound message."""
         marks = ",".join("?" * len(part_ids))
         rows = conn.execute(
-            "SELECT modem, originator, sc_timestamp, dcs, udh, payload FROM inbound_parts"
-            f" WHERE id IN ({marks}) ORDER BY concat_seq",
+            "SELECT modem, originator, sc_timestamp, dcs, udh, payload, concat_seq"
+            f" FROM inbound_parts WHERE id IN ({marks}) ORDER BY concat_seq",
             tuple(part_ids),
         ).fetchall()
         modem, originator, sc_timestamp, dcs = rows[0][:4]
         content = decode_concatenated(
             [EncodedPart(dcs=row[3], udh=row[4], payload=row[5]) for row in rows]
         )
-        route = self._router.route(modem, content)
+        route = self._router.route(modem, content, has_start=rows[0][6] in (None, 1))
         if route.service_id is None:
             log.warning(
                 "inbound %s from %r on modem %s matches no keyword and the modem names no"

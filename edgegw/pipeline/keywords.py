@@ -34,8 +34,10 @@ class InboundRouter:
         for rule in rules:
             self._rules.setdefault(rule.keyword.casefold(), []).append(rule)
 
-    def route(self, modem: str, content: str) -> Route:
-        words = content.split(maxsplit=1)
+    def route(self, modem: str, content: str, *, has_start: bool = True) -> Route:
+        """`has_start` False: the content lacks the message's first part, so its first word is
+        no keyword the sender typed, and only the modem decides."""
+        words = content.split(maxsplit=1) if has_start else []
         if words:
             for rule in self._rules.get(words[0].casefold(), ()):
                 if not rule.modems or modem in rule.modems:

@@ -233,6 +233,24 @@ async def test_an_incomplete_message_is_stored_after_the_timeout(
     assert [(r.parts_received, r.complete) for r in records] == [(1, False), (2, False)]
 
 
+async def test_an_incomplete_message_without_its_first_part_is_not_routed_by_keyword(
+    tmp_path: Path, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Part 2 begins mid-text: its first word is no keyword, so the modem's service gets it."""
+    store, receiver = await start(tmp_path / "db", nursery, Clock(START))
+    await nursery.start(receiver.run)
+    parts = long_parts("Hello, " + "x" * 146 + "info about me")
+    await receiver.receive(sms(parts[1], index=2))  # part 1 never comes
+    await trio.sleep(TIMEOUT + 1)
+    (record,) = await inbound_records(store, service_id=None, all_services=True)
+    assert (record.content, record.complete) == ("info about me", False)
+    assert (record.service_id, record.command, record.stripped_content) == (
+        1000,
+        "",
+        "info about me",
+    )
+
+
 async def test_keywords_take_precedence_and_fill_command_and_strippedcontent(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
