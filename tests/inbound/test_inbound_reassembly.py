@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 import trio
+from support.inbound import SCTS, sms
 
 from drivers.events import InboundSms
-from drivers.gsm import EncodedPart, build_deliver, encode_message, parse_deliver
+from drivers.gsm import EncodedPart, encode_message
 from drivers.gsm.sanitise import ParsingType
 from drivers.gsm.udh import concat_udh
 from edgegw.clock import Clock
@@ -27,28 +28,7 @@ from edgegw.pipeline.keywords import InboundRouter, KeywordRule
 from edgegw.store import Store, run_inline
 
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z
-SCTS = dt.datetime(2025, 8, 5, 9, 59, 58, tzinfo=dt.timezone(dt.timedelta(hours=2)))
 TIMEOUT = 600.0
-
-
-def sms(
-    text: str | EncodedPart,
-    *,
-    originator: str = "+4799999999",
-    modem: str = "sim0",
-    index: int | None = 1,
-    timestamp: dt.datetime = SCTS,
-) -> InboundSms:
-    part = text if isinstance(text, EncodedPart) else encode_message(text).parts[0]
-    pdu = build_deliver(originator, part, timestamp=timestamp)
-    return InboundSms(
-        modem=modem,
-        storage="SM",
-        index=index,
-        smsc="+4792001000",
-        pdu=pdu,
-        deliver=parse_deliver(pdu),
-    )
 
 
 def long_parts(text: str, reference: int = 7) -> list[EncodedPart]:
