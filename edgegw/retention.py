@@ -1,8 +1,8 @@
 """Retention: every `interval` seconds, delete what has been final for more than
 `keep_final_days` (messages with their parts and events, delivered callbacks, settled status
-reports), one small batch per write job so the writer and the loop never stall, then hand the
-freed pages back with incremental_vacuum. The deleting is the store's (edgegw.store); this
-task only decides when."""
+reports, inbound SMS), one small batch per write job so the writer and the loop never stall,
+then hand the freed pages back with incremental_vacuum. The deleting is the store's
+(edgegw.store); this task only decides when."""
 
 from __future__ import annotations
 

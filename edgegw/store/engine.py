@@ -294,6 +294,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX messages_client_reference ON messages (service_id, client_reference)"
         " WHERE client_reference IS NOT NULL",
     ),
+    # v7, retention of inbound SMS (edgegw.store.retention): deleting an inbound message looks
+    # up its parts (the foreign key), which without this index reads every part each time.
+    ("CREATE INDEX inbound_parts_message ON inbound_parts (message_id)",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -25,12 +25,24 @@ class PruneStep(msgspec.Struct, frozen=True, kw_only=True):
 
 # What each walk deletes: (table, its rowid column, its creation time, the condition of a row
 # that may go, given the cutoff as the one parameter). Parts and message events go with their
-# message (ON DELETE CASCADE).
+# message (ON DELETE CASCADE). Inbound parts have no cascade: they go first, those of an open
+# group never (the reassembly sweeper closes it), and an inbound message only without them.
 _PRUNED: dict[str, tuple[str, str, str]] = {
     "messages": ("rowid", "created_at", "done_at IS NOT NULL AND done_at < ?"),
     "outbox": ("id", "created_at", "state != 'pending' AND done_at < ?"),
     "smpp_outbox": ("id", "created_at", "state != 'pending' AND done_at < ?"),
     "status_reports": ("id", "received_at", "rematch_until IS NULL AND received_at < ?"),
+    "inbound_parts": (
+        "id",
+        "received_at",
+        "(message_id IS NOT NULL OR duplicate = 1) AND received_at < ?",
+    ),
+    "inbound_messages": (
+        "rowid",
+        "received_at",
+        "received_at < ? AND NOT EXISTS"
+        " (SELECT 1 FROM inbound_parts WHERE message_id = inbound_messages.id)",
+    ),
 }
 PRUNED_TABLES = tuple(_PRUNED)
 
@@ -40,7 +52,8 @@ def prune_batch(
 ) -> PruneStep:
     """Delete the final rows of `table` among the next `limit` rows after rowid `after` that
     were final before `before` (epoch): messages (with parts and events), delivered or
-    abandoned callbacks and SMPP deliveries, and settled status reports."""
+    abandoned callbacks and SMPP deliveries, settled status reports, and inbound SMS (an
+    inbound message is final once stored, its callbacks having their own outbox rows)."""
     key, created, condition = _PRUNED[table]
     rows = conn.execute(
         f"SELECT {key}, {created} FROM {table} WHERE {key} > ? ORDER BY {key} LIMIT ?",

@@ -5,6 +5,7 @@ to the file system; `edgegw backup` copies a running gateway's store consistentl
 from __future__ import annotations
 
 import functools
+import sqlite3
 import stat
 from pathlib import Path
 
@@ -13,11 +14,15 @@ import pytest
 import trio
 from support.db import read_only
 from support.gateway import example_config
+from support.inbound import sms
 from support.store import START, new_message, start_store
 
+from drivers.gsm import encode_message
 from edgegw.backup import BackupError, backup_store
 from edgegw.clock import Clock
 from edgegw.gateway import Gateway
+from edgegw.pipeline.inbound import InboundReceiver
+from edgegw.pipeline.keywords import InboundRouter
 from edgegw.retention import DAY, Pruner
 from edgegw.store import DrStatus, Store
 
@@ -63,6 +68,36 @@ async def test_old_final_messages_go_in_batches_and_the_file_shrinks(
     assert count(path, "PRAGMA page_count") < pages_before / 2
     assert count(path, "PRAGMA freelist_count") == 0
     assert (await pruner.prune_once())["messages"] == 0  # nothing more is old enough
+
+
+async def test_old_inbound_sms_go_too_but_not_a_part_still_waiting_for_its_message(
+    tmp_path: Path, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    path = tmp_path / "edgegw.db"
+    store = await start_store(path, nursery)
+    clock = Clock(start_epoch=START)
+    router = InboundRouter({"sim0": 1}, [])
+    receiver = InboundReceiver(store, clock, router, reassembly_timeout=3 * DAY)
+    long = encode_message("a long inbound text " * 10, reference=5).parts
+    for index in range(100):
+        await receiver.receive(sms(f"old {index}", index=index))
+    await receiver.receive(sms(long[0], index=100))  # its part 2 has not come yet
+    await trio.sleep(1.5 * DAY)
+    await receiver.receive(sms("recent", index=101))
+    await trio.sleep(0.5 * DAY)
+    pruner = Pruner(store, clock, keep_final_days=1, batch=30)
+    deleted = await pruner.prune_once()
+    assert (deleted["inbound_messages"], deleted["inbound_parts"]) == (100, 100)
+    assert count(path, "SELECT count(*) FROM inbound_messages") == 1
+    with read_only(path) as conn:
+        kept = conn.execute("SELECT concat_seq, message_id FROM inbound_parts ORDER BY id")
+        assert kept.fetchall() == [(1, None), (None, mo_id(conn, "recent"))]
+
+
+def mo_id(conn: sqlite3.Connection, content: str) -> str:
+    return str(
+        conn.execute("SELECT id FROM inbound_messages WHERE content = ?", (content,)).fetchone()[0]
+    )
 
 
 async def test_keep_final_days_zero_keeps_everything(tmp_path: Path, nursery: trio.Nursery) -> None:
