@@ -27,8 +27,19 @@ class PruneStep(msgspec.Struct, frozen=True, kw_only=True):
 # that may go, given the cutoff as the one parameter). Parts and message events go with their
 # message (ON DELETE CASCADE). Inbound parts have no cascade: they go first, those of an open
 # group never (the reassembly sweeper closes it), and an inbound message only without them.
+# A message (MT or inbound) stays while a callback or an SMPP delivery of it is still to go, so
+# that the customer who gets it late can still look the message up, and its fate is recorded
+# in the message's history.
+_NOTHING_PENDING = (
+    " AND NOT EXISTS (SELECT 1 FROM outbox WHERE message_id = {table}.id AND state = 'pending')"
+    " AND id NOT IN (SELECT message_id FROM smpp_outbox WHERE state = 'pending')"
+)
 _PRUNED: dict[str, tuple[str, str, str]] = {
-    "messages": ("rowid", "created_at", "done_at IS NOT NULL AND done_at < ?"),
+    "messages": (
+        "rowid",
+        "created_at",
+        "done_at IS NOT NULL AND done_at < ?" + _NOTHING_PENDING.format(table="messages"),
+    ),
     "outbox": ("id", "created_at", "state != 'pending' AND done_at < ?"),
     "smpp_outbox": ("id", "created_at", "state != 'pending' AND done_at < ?"),
     "status_reports": ("id", "received_at", "rematch_until IS NULL AND received_at < ?"),
@@ -41,7 +52,8 @@ _PRUNED: dict[str, tuple[str, str, str]] = {
         "rowid",
         "received_at",
         "received_at < ? AND NOT EXISTS"
-        " (SELECT 1 FROM inbound_parts WHERE message_id = inbound_messages.id)",
+        " (SELECT 1 FROM inbound_parts WHERE message_id = inbound_messages.id)"
+        + _NOTHING_PENDING.format(table="inbound_messages"),
     ),
 }
 PRUNED_TABLES = tuple(_PRUNED)

@@ -10,6 +10,7 @@ import stat
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 import trio
 from support.db import read_only
@@ -20,6 +21,8 @@ from support.store import START, new_message, start_store
 from drivers.gsm import encode_message
 from edgegw.backup import BackupError, backup_store
 from edgegw.clock import Clock
+from edgegw.delivery.fanout import final_outcomes
+from edgegw.delivery.outbox import Endpoint, register_endpoints
 from edgegw.gateway import Gateway
 from edgegw.pipeline.inbound import InboundReceiver
 from edgegw.pipeline.keywords import InboundRouter
@@ -92,6 +95,31 @@ async def test_old_inbound_sms_go_too_but_not_a_part_still_waiting_for_its_messa
     with read_only(path) as conn:
         kept = conn.execute("SELECT concat_seq, message_id FROM inbound_parts ORDER BY id")
         assert kept.fetchall() == [(1, None), (None, mo_id(conn, "recent"))]
+
+
+async def test_a_message_whose_callback_is_still_to_go_is_kept(
+    tmp_path: Path, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The customer's DR or MO endpoint has been down longer than the retention: the DR and
+    the MO still go when it is back, and the message they name can still be looked up."""
+    path = tmp_path / "edgegw.db"
+    clock = Clock(start_epoch=START)
+    store = Store(path, clock=clock, final_outcomes=final_outcomes)  # DRs are enqueued
+    await nursery.start(store.run)
+    endpoints = [(1, Endpoint.DR, "demo"), (1, Endpoint.MO, "demo")]
+    await store.write(functools.partial(register_endpoints, endpoints=endpoints))
+    reported = msgspec.structs.replace(new_message("reported"), report_to_customer=True)
+    await store.insert_messages([reported, new_message("silent")])
+    await fail_all(store, ["reported", "silent"], START)
+    receiver = InboundReceiver(store, clock, InboundRouter({"sim0": 1}, []), reassembly_timeout=60)
+    await receiver.receive(sms("an MO still to go"))
+    await trio.sleep(2 * DAY)
+    deleted = await Pruner(store, clock, keep_final_days=1).prune_once()
+    assert (deleted["messages"], deleted["inbound_messages"]) == (1, 0)
+    assert count(path, "SELECT count(*) FROM outbox WHERE state = 'pending'") == 2
+    with read_only(path) as conn:
+        assert conn.execute("SELECT id FROM messages").fetchall() == [("reported",)]
+        assert mo_id(conn, "an MO still to go")
 
 
 def mo_id(conn: sqlite3.Connection, content: str) -> str:
