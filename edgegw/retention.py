@@ -63,6 +63,11 @@ class Pruner:
                 if step.finished:
                     break
         free = await self.store.write(release_free_pages)
+        while free:  # a write job a step, so that writes wait for one step at most
+            left = await self.store.write(release_free_pages)
+            if left >= free:
+                break  # a file made before auto-vacuum was on gives none back
+            free = left
         if any(deleted.values()):
             counts = ", ".join(f"{count} {table}" for table, count in deleted.items() if count)
             log.info("pruned what was final before the retention: %s; %d pages free", counts, free)

@@ -43,7 +43,12 @@ from edgegw.store.responses import (
     stored_response,
     used_client_references,
 )
-from edgegw.store.retention import PRUNED_TABLES, prune_batch, release_free_pages
+from edgegw.store.retention import (
+    PRUNED_TABLES,
+    RELEASE_PAGES,
+    prune_batch,
+    release_free_pages,
+)
 from edgegw.store.transactions import FinalOutcomes, Topic, iso, message_inserter
 
 __all__ = [
@@ -52,6 +57,7 @@ __all__ = [
     "MAX_JOBS_PER_COMMIT",
     "MIGRATIONS",
     "PRUNED_TABLES",
+    "RELEASE_PAGES",
     "SCHEMA_VERSION",
     "WRITE_QUEUE_DEPTH",
     "AnswerSeal",

@@ -12,9 +12,17 @@ import sqlite3
 
 import msgspec
 
-__all__ = ["PRUNED_TABLES", "PRUNE_BATCH", "PruneStep", "prune_batch", "release_free_pages"]
+__all__ = [
+    "PRUNED_TABLES",
+    "PRUNE_BATCH",
+    "RELEASE_PAGES",
+    "PruneStep",
+    "prune_batch",
+    "release_free_pages",
+]
 
 PRUNE_BATCH = 500
+RELEASE_PAGES = 1000  # free pages one write job hands back (bench/prune_store.py)
 
 
 class PruneStep(msgspec.Struct, frozen=True, kw_only=True):
@@ -82,8 +90,10 @@ def prune_batch(
     return PruneStep(deleted=deleted, cursor=last, finished=finished)
 
 
-def release_free_pages(conn: sqlite3.Connection, pages: int = 20000) -> int:
-    """Give up to `pages` free pages back to the file system; the number still free."""
+def release_free_pages(conn: sqlite3.Connection, pages: int = RELEASE_PAGES) -> int:
+    """Give up to `pages` free pages back to the file system; the number still free. A step
+    moves a page from the end of the file into the hole and writes both to the WAL, so a
+    thousand take tens of milliseconds: more go in more write jobs, not one long one."""
     free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
     # Python's sqlite3 steps a pragma statement once, and each step of incremental_vacuum
     # frees one page: so one statement per page (microseconds each).

@@ -27,7 +27,7 @@ from edgegw.gateway import Gateway
 from edgegw.pipeline.inbound import InboundReceiver
 from edgegw.pipeline.keywords import InboundRouter
 from edgegw.retention import DAY, Pruner
-from edgegw.store import DrStatus, Store
+from edgegw.store import RELEASE_PAGES, DrStatus, Store, release_free_pages
 
 
 def count(store_path: Path, sql: str) -> int:
@@ -126,6 +126,27 @@ def mo_id(conn: sqlite3.Connection, content: str) -> str:
     return str(
         conn.execute("SELECT id FROM inbound_messages WHERE content = ?", (content,)).fetchone()[0]
     )
+
+
+async def test_free_pages_go_back_a_bounded_step_per_write_job(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """Each step moves pages in the file: one job for all of a big prune held every write
+    for seconds (bench/prune_store.py)."""
+    path = tmp_path / "edgegw.db"
+    store = await start_store(path, nursery)
+
+    def free_many(conn: sqlite3.Connection) -> int:
+        conn.execute("CREATE TABLE filler (data BLOB)")
+        conn.executemany("INSERT INTO filler VALUES (?)", [(bytes(4000),)] * (3 * RELEASE_PAGES))
+        conn.execute("DROP TABLE filler")
+        return int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+
+    free = await store.write(free_many)
+    assert free > 2 * RELEASE_PAGES
+    assert await store.write(release_free_pages) == free - RELEASE_PAGES
+    await Pruner(store, Clock(start_epoch=START), keep_final_days=1).prune_once()
+    assert count(path, "PRAGMA freelist_count") == 0
 
 
 async def test_keep_final_days_zero_keeps_everything(tmp_path: Path, nursery: trio.Nursery) -> None:
