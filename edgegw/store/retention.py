@@ -35,12 +35,13 @@ class PruneStep(msgspec.Struct, frozen=True, kw_only=True):
 # that may go, given the cutoff as the one parameter). Parts and message events go with their
 # message (ON DELETE CASCADE). Inbound parts have no cascade: they go first, those of an open
 # group never (the reassembly sweeper closes it), and an inbound message only without them.
-# A message (MT or inbound) stays while a callback or an SMPP delivery of it is still to go, so
+# A message (MT or inbound) stays while a callback of it (HTTP or email) is still to go, so
 # that the customer who gets it late can still look the message up, and its fate is recorded
-# in the message's history.
+# in the message's history; a callback is given up after `give_up_after`. Not so for an SMPP
+# receipt or MO, which waits for its ESME to bind as a receiver, for ever if it never does:
+# its messages would never go, and the store would grow without end.
 _NOTHING_PENDING = (
     " AND NOT EXISTS (SELECT 1 FROM outbox WHERE message_id = {table}.id AND state = 'pending')"
-    " AND id NOT IN (SELECT message_id FROM smpp_outbox WHERE state = 'pending')"
 )
 _PRUNED: dict[str, tuple[str, str, str]] = {
     "messages": (
