@@ -27,7 +27,7 @@ from edgegw.gateway import Gateway
 from edgegw.pipeline.inbound import InboundReceiver
 from edgegw.pipeline.keywords import InboundRouter
 from edgegw.retention import DAY, Pruner
-from edgegw.store import RELEASE_PAGES, DrStatus, Store, release_free_pages
+from edgegw.store import RELEASE_PAGES, DrStatus, Store, release_free_pages, run_inline
 
 
 def count(store_path: Path, sql: str) -> int:
@@ -77,7 +77,7 @@ async def test_old_inbound_sms_go_too_but_not_a_part_still_waiting_for_its_messa
     tmp_path: Path, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
     path = tmp_path / "edgegw.db"
-    store = await start_store(path, nursery)
+    store = await start_store(path, nursery, inline=True)
     clock = Clock(start_epoch=START)
     router = InboundRouter({"sim0": 1}, [])
     receiver = InboundReceiver(store, clock, router, reassembly_timeout=3 * DAY)
@@ -104,7 +104,8 @@ async def test_a_message_whose_callback_is_still_to_go_is_kept(
     the MO still go when it is back, and the message they name can still be looked up."""
     path = tmp_path / "edgegw.db"
     clock = Clock(start_epoch=START)
-    store = Store(path, clock=clock, final_outcomes=final_outcomes)  # DRs are enqueued
+    # DRs are enqueued; SQL inline, on the autojump clock.
+    store = Store(path, clock=clock, offload=run_inline, final_outcomes=final_outcomes)
     await nursery.start(store.run)
     endpoints = [(1, Endpoint.DR, "demo"), (1, Endpoint.MO, "demo")]
     await store.write(functools.partial(register_endpoints, endpoints=endpoints))
@@ -120,6 +121,31 @@ async def test_a_message_whose_callback_is_still_to_go_is_kept(
     with read_only(path) as conn:
         assert conn.execute("SELECT id FROM messages").fetchall() == [("reported",)]
         assert mo_id(conn, "an MO still to go")
+
+
+async def test_a_message_whose_smpp_receipt_waits_for_a_receiver_goes_all_the_same(
+    tmp_path: Path, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """An ESME that binds as a transmitter only never takes its receipts: they wait, but the
+    messages they name are pruned as any other, or the store would grow without end."""
+    path = tmp_path / "edgegw.db"
+    store = await start_store(path, nursery, inline=True)
+    await store.insert_messages([new_message("asked")])
+    await fail_all(store, ["asked"], START)
+
+    def receipt_waits(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO smpp_outbox (service_id, kind, message_id, payload, created_at)"
+            " VALUES (1, 'receipt', 'asked', x'7b7d', ?)",
+            (START,),
+        )
+
+    await store.write(receipt_waits)
+    deleted = await Pruner(
+        store, Clock(start_epoch=START + 2 * DAY), keep_final_days=1
+    ).prune_once()
+    assert deleted["messages"] == 1
+    assert count(path, "SELECT count(*) FROM smpp_outbox WHERE state = 'pending'") == 1
 
 
 def mo_id(conn: sqlite3.Connection, content: str) -> str:

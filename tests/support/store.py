@@ -9,7 +9,7 @@ import trio
 
 from drivers.gsm import encode_message
 from edgegw.clock import Clock
-from edgegw.store import NewMessage, Store, connect, migrate
+from edgegw.store import NewMessage, Store, connect, migrate, run_inline
 
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z
 
@@ -48,9 +48,11 @@ def new_message(
     )
 
 
-async def start_store(path: Path, nursery: trio.Nursery) -> Store:
-    """A store on `path`, its writer running in `nursery`, its clock at START."""
-    running = Store(path, clock=Clock(start_epoch=START))
+async def start_store(path: Path, nursery: trio.Nursery, *, inline: bool = False) -> Store:
+    """A store on `path`, its writer running in `nursery`, its clock at START. `inline`: SQL
+    runs on the event loop, for tests on trio's autojump clock, which takes a wait for the
+    writer's thread for idleness and jumps ahead."""
+    running = Store(path, clock=Clock(start_epoch=START), offload=run_inline if inline else None)
     await nursery.start(running.run)
     return running
 
