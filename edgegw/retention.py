@@ -12,7 +12,7 @@ import logging
 import trio
 
 from edgegw.clock import Clock
-from edgegw.store import PRUNED_TABLES, Store, prune_batch, release_free_pages
+from edgegw.store import PRUNED_TABLES, Store, StoreClosed, prune_batch, release_free_pages
 
 __all__ = ["DAY", "Pruner"]
 
@@ -43,7 +43,14 @@ class Pruner:
         if self.keep <= 0:
             return  # keep_final_days = 0: keep everything
         while True:
-            await self.prune_once()
+            try:
+                await self.prune_once()
+            except StoreClosed:
+                return  # the gateway is stopping
+            except Exception:
+                # A round that fails (a lock an operator's sqlite3 holds past the busy timeout,
+                # say) is tried again at the next interval: pruning never stops the gateway.
+                log.exception("pruning failed; trying again in %g s", self.interval)
             await trio.sleep(self.interval)
 
     async def prune_once(self) -> dict[str, int]:

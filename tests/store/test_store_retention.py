@@ -148,6 +148,35 @@ async def test_a_message_whose_smpp_receipt_waits_for_a_receiver_goes_all_the_sa
     assert count(path, "SELECT count(*) FROM smpp_outbox WHERE state = 'pending'") == 1
 
 
+async def test_a_round_that_fails_is_tried_again_and_stops_nothing(
+    tmp_path: Path,
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = tmp_path / "edgegw.db"
+    store = await start_store(path, nursery, inline=True)
+    await store.insert_messages([new_message("old")])
+    await fail_all(store, ["old"], START)
+
+    # Something outside the gateway refuses the deletes for a while.
+    def refuse(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "CREATE TRIGGER held BEFORE DELETE ON messages"
+            " BEGIN SELECT RAISE(ABORT, 'held by an operator'); END"
+        )
+
+    await store.write(refuse)
+    pruner = Pruner(store, Clock(start_epoch=START + 2 * DAY), keep_final_days=1, interval=60)
+    await nursery.start(pruner.run)
+    await trio.sleep(1)
+    assert "pruning failed; trying again in 60 s" in caplog.text
+    assert count(path, "SELECT count(*) FROM messages") == 1
+    await store.write(lambda conn: conn.execute("DROP TRIGGER held"))
+    await trio.sleep(60)
+    assert count(path, "SELECT count(*) FROM messages") == 0
+
+
 def mo_id(conn: sqlite3.Connection, content: str) -> str:
     return str(
         conn.execute("SELECT id FROM inbound_messages WHERE content = ?", (content,)).fetchone()[0]
