@@ -496,19 +496,27 @@ async def test_query_sm_answers_what_the_store_holds(core: Core, door: int) -> N
     }
 
 
-async def test_a_message_failed_after_a_part_went_out_is_undeliverable(
-    core: Core, door: int
-) -> None:
-    """SMPP 3.4 5.2.28: REJECTD is for a message refused before any of it left; one whose
-    first part the network took and then failed by status report, while its second part was
-    still being sent, is UNDELIV, in query_sm_resp and in its receipt alike."""
-    submit = {**SUBMIT, "short_message": b"x" * 200, "registered_delivery": 1}  # two parts
+async def first_of_two_parts_out(core: Core, door: int, *, registered_delivery: int) -> str:
+    """A message of two parts submitted through the door, its first part taken by the network
+    (TP-MR 7) and its second being sent on modem m1; its id."""
+    submit = {**SUBMIT, "short_message": b"x" * 200, "registered_delivery": registered_delivery}
     [(status, message_id)] = await trio.to_thread.run_sync(submit_all, door, [submit])
     assert status == 0
     store, at = core.store, NOW + 60
     await store.claim([(message_id, "m1")], at)
     await store.mark_part_sending(message_id, 1, "m1", at)
     await store.mark_part_sent(message_id, 1, 7, last=False, next_part=(message_id, 2, "m1"))
+    return message_id
+
+
+async def test_a_message_failed_after_a_part_went_out_is_undeliverable(
+    core: Core, door: int
+) -> None:
+    """SMPP 3.4 5.2.28: REJECTD is for a message refused before any of it left; one whose
+    first part the network took and then failed by status report, while its second part was
+    still being sent, is UNDELIV, in query_sm_resp and in its receipt alike."""
+    message_id = await first_of_two_parts_out(core, door, registered_delivery=1)
+    store, at = core.store, NOW + 60
     await report(store, message_id, 0x49, DrStatus.UNKNOWN_RECIPIENT, at + 1)
     assert (await row(store, message_id, "state"))[0] == MessageState.FAILED
     [answer] = await trio.to_thread.run_sync(query_all, door, [message_id])
@@ -524,13 +532,8 @@ async def test_a_report_that_comes_after_the_message_failed_gives_no_error_code(
     """The network refused the second part (the message failed, DR 363); the first part's
     failing status report comes later. error_code is of what failed the message: 0, as the
     receipt's err says 363, not the late report's TP-ST."""
-    submit = {**SUBMIT, "short_message": b"x" * 200}  # two parts
-    [(status, message_id)] = await trio.to_thread.run_sync(submit_all, door, [submit])
-    assert status == 0
+    message_id = await first_of_two_parts_out(core, door, registered_delivery=0)
     store, at = core.store, NOW + 60
-    await store.claim([(message_id, "m1")], at)
-    await store.mark_part_sending(message_id, 1, "m1", at)
-    await store.mark_part_sent(message_id, 1, 7, last=False, next_part=(message_id, 2, "m1"))
     await store.fail(
         message_id, error="refused", dr_status=DrStatus.SMSC_FAILED, part_index=2, now=at
     )
