@@ -25,19 +25,18 @@ def check_udh(udh: bytes) -> None:
 
 
 def information_elements(udh: bytes) -> list[tuple[int, bytes]]:
-    """The (IEI, data) pairs of a whole UDH, up to the first element that overruns the header.
-
-    TS 23.040 9.2.3.24 lets receivers ignore elements they cannot use, so a damaged tail does
-    not make the whole message unreadable.
-    """
+    """The (IEI, data) pairs of a whole UDH; none when its last element has too few or too
+    many octets for the header, which TS 23.040 9.2.3.24 says makes the whole header ignored."""
     check_udh(udh)
     elements: list[tuple[int, bytes]] = []
     pos = 1
-    while pos + 2 <= len(udh):
+    while pos < len(udh):
+        if pos + 2 > len(udh):
+            return []
         iei, length = udh[pos], udh[pos + 1]
         end = pos + 2 + length
         if end > len(udh):
-            break
+            return []
         elements.append((iei, udh[pos + 2 : end]))
         pos = end
     return elements
@@ -48,7 +47,10 @@ def concat_info(udh: bytes) -> tuple[int, int, int] | None:
 
     A concatenation IE with a wrong length, a total of 0 or a sequence outside 1..total is
     malformed; TS 23.040 9.2.3.24.1 says to ignore such an element, so it counts as absent.
+    Of several (repeated, or an 8-bit and a 16-bit one, which exclude each other), the last
+    counts, as 9.2.3.24 asks.
     """
+    found = None
     for iei, data in information_elements(udh):
         if iei == IEI_CONCAT_8BIT and len(data) == 3:
             reference, total, seq = data
@@ -57,5 +59,5 @@ def concat_info(udh: bytes) -> tuple[int, int, int] | None:
         else:
             continue
         if total and 1 <= seq <= total:
-            return reference, total, seq
-    return None
+            found = reference, total, seq
+    return found
