@@ -24,6 +24,7 @@ from drivers.gsm.udh import check_udh
 MTI_DELIVER = 0x00
 MTI_SUBMIT = 0x01
 MTI_STATUS_REPORT = 0x02
+MTI_RESERVED = 0x03  # a receiver reads it as an SMS-DELIVER (9.2.3.1)
 # First-octet flags (TS 23.040 9.2.3.2-9.2.3.5, 9.2.3.23, 9.2.3.26).
 _RD = 0x04  # SUBMIT: reject duplicates
 _MMS = 0x04  # DELIVER/STATUS-REPORT: set means no more messages are waiting
@@ -239,10 +240,12 @@ def build_deliver(
 
 
 def parse_deliver(tpdu: bytes) -> SmsDeliver:
-    """The SMS-DELIVER in `tpdu` (no SMSC address); anything malformed raises GsmError."""
+    """The SMS-DELIVER in `tpdu` (no SMSC address); anything malformed raises GsmError. A
+    reserved TP-MTI is read as an SMS-DELIVER, as TS 23.040 9.2.3.1 asks of a receiver."""
     reader = Reader(tpdu)
     first = reader.octet()
-    _expect_type(first, MTI_DELIVER, "SMS-DELIVER")
+    if first & 0x03 != MTI_RESERVED:
+        _expect_type(first, MTI_DELIVER, "SMS-DELIVER")
     originator = read_address(reader)
     pid = reader.octet()
     dcs = reader.octet()

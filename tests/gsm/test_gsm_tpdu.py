@@ -278,6 +278,16 @@ def test_parsers_reject_wrong_message_types() -> None:
         parse_received(submit)
 
 
+def test_a_reserved_message_type_reads_as_an_sms_deliver() -> None:
+    """TS 23.040 9.2.3.1: a receiver processes a TPDU with the reserved TP-MTI 11 as if it were
+    an SMS-DELIVER, from a modem's listing (+CMGL/+CMGR) as from a direct +CMT."""
+    tpdu = build_deliver("+4799999999", _part(), timestamp=dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
+    reserved = bytes((tpdu[0] | 0x03,)) + tpdu[1:]
+    expected = parse_deliver(tpdu)
+    assert parse_deliver(reserved) == expected
+    assert parse_received(reserved) == expected
+
+
 def test_parse_rejects_bad_semi_octets() -> None:
     # Odd digit count whose filler is not F, and an F inside the digits.
     with pytest.raises(GsmError):
