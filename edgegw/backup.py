@@ -1,7 +1,7 @@
 """`edgegw backup`: a consistent copy of a store, taken while the gateway runs, with SQLite's
 online backup API in one step (one read transaction, so the copy is one moment of the store;
-WAL readers do not block the gateway's writer). The copy is created 0600 and never
-overwrites a file."""
+WAL readers do not block the gateway's writer). The copy is created 0600, never overwrites a
+file, and is removed again when it fails SQLite's quick_check."""
 
 from __future__ import annotations
 
@@ -45,5 +45,11 @@ def backup_store(source: str | Path, target: str | Path) -> int:
         Path(target).unlink(missing_ok=True)
         raise BackupError(f"{source}: {exc}") from None
     if verdict != "ok":
-        raise BackupError(f"{target}: the copy does not check out: {verdict}")
+        # The copy holds the store's pages as they are: the damage is the store's, and a file
+        # left under the backup's name would pass for a good one.
+        Path(target).unlink(missing_ok=True)
+        raise BackupError(
+            f"{source}: the copy does not check out ({'; '.join(verdict.splitlines())}), so"
+            " none was kept; the store may be damaged"
+        )
     return int(count)

@@ -27,7 +27,15 @@ from edgegw.gateway import Gateway
 from edgegw.pipeline.inbound import InboundReceiver
 from edgegw.pipeline.keywords import InboundRouter
 from edgegw.retention import DAY, Pruner
-from edgegw.store import RELEASE_PAGES, DrStatus, Store, release_free_pages, run_inline
+from edgegw.store import (
+    RELEASE_PAGES,
+    DrStatus,
+    Store,
+    connect,
+    migrate,
+    release_free_pages,
+    run_inline,
+)
 
 
 def count(store_path: Path, sql: str) -> int:
@@ -273,3 +281,21 @@ def test_a_backup_never_overwrites(tmp_path: Path) -> None:
     assert (tmp_path / "out.db").read_bytes() == b"precious"
     with pytest.raises(BackupError, match="no store there"):
         backup_store(tmp_path / "missing.db", tmp_path / "new.db")
+
+
+def test_a_copy_of_a_damaged_store_is_not_kept(tmp_path: Path) -> None:
+    """Every table reads well, but the header's count of free pages is wrong (quick_check
+    finds it): the copy fails its check, and no file that could pass for a good backup is
+    left."""
+    store = tmp_path / "edgegw.db"
+    conn = connect(store)
+    migrate(conn)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    with store.open("r+b") as file:
+        file.seek(36)  # the header's total of freelist pages (SQLite file format 1.3)
+        file.write((3).to_bytes(4, "big"))
+    kept_none = r"does not check out \(.*freelist.*\), so none was kept; the store may be damaged"
+    with pytest.raises(BackupError, match=kept_none):
+        backup_store(store, tmp_path / "out.db")
+    assert not (tmp_path / "out.db").exists()
