@@ -39,7 +39,9 @@ class PruneStep(msgspec.Struct, frozen=True, kw_only=True):
 # that the customer who gets it late can still look the message up, and its fate is recorded
 # in the message's history; a callback is given up after `give_up_after`. Not so for an SMPP
 # receipt or MO, which waits for its ESME to bind as a receiver, for ever if it never does:
-# its messages would never go, and the store would grow without end.
+# its messages would never go, and the store would grow without end. Such a delivery is itself
+# dropped once it has waited as long as the retention keeps what is final: a receipt older
+# than that is of no use to an ESME that comes back, and the table stays bounded.
 _NOTHING_PENDING = (
     " AND NOT EXISTS (SELECT 1 FROM outbox WHERE message_id = {table}.id AND state = 'pending')"
 )
@@ -50,7 +52,7 @@ _PRUNED: dict[str, tuple[str, str, str]] = {
         "done_at IS NOT NULL AND done_at < ?" + _NOTHING_PENDING.format(table="messages"),
     ),
     "outbox": ("id", "created_at", "state != 'pending' AND done_at < ?"),
-    "smpp_outbox": ("id", "created_at", "state != 'pending' AND done_at < ?"),
+    "smpp_outbox": ("id", "created_at", "coalesce(done_at, created_at) < ?"),
     "status_reports": ("id", "received_at", "rematch_until IS NULL AND received_at < ?"),
     "inbound_parts": (
         "id",
@@ -73,8 +75,9 @@ def prune_batch(
 ) -> PruneStep:
     """Delete the final rows of `table` among the next `limit` rows after rowid `after` that
     were final before `before` (epoch): messages (with parts and events), delivered or
-    abandoned callbacks and SMPP deliveries, settled status reports, and inbound SMS (an
-    inbound message is final once stored, its callbacks having their own outbox rows)."""
+    abandoned callbacks, SMPP deliveries taken, refused or waiting since before `before`,
+    settled status reports, and inbound SMS (an inbound message is final once stored, its
+    callbacks having their own outbox rows)."""
     key, created, condition = _PRUNED[table]
     rows = conn.execute(
         f"SELECT {key}, {created} FROM {table} WHERE {key} > ? ORDER BY {key} LIMIT ?",

@@ -135,25 +135,29 @@ async def test_a_message_whose_smpp_receipt_waits_for_a_receiver_goes_all_the_sa
     tmp_path: Path, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
     """An ESME that binds as a transmitter only never takes its receipts: they wait, but the
-    messages they name are pruned as any other, or the store would grow without end."""
+    messages they name are pruned as any other, and a receipt that has waited longer than the
+    retention goes too, or the store would grow without end."""
     path = tmp_path / "edgegw.db"
     store = await start_store(path, nursery, inline=True)
-    await store.insert_messages([new_message("asked")])
-    await fail_all(store, ["asked"], START)
+    await store.insert_messages([new_message("asked"), new_message("asked later")])
+    await fail_all(store, ["asked", "asked later"], START)
 
-    def receipt_waits(conn: sqlite3.Connection) -> None:
-        conn.execute(
-            "INSERT INTO smpp_outbox (service_id, kind, message_id, payload, created_at)"
-            " VALUES (1, 'receipt', 'asked', x'7b7d', ?)",
-            (START,),
-        )
+    def receipts_wait(conn: sqlite3.Connection) -> None:
+        for message_id, created in (("asked", START), ("asked later", START + 1.5 * DAY)):
+            conn.execute(
+                "INSERT INTO smpp_outbox (service_id, kind, message_id, payload, created_at)"
+                " VALUES (1, 'receipt', ?, x'7b7d', ?)",
+                (message_id, created),
+            )
 
-    await store.write(receipt_waits)
+    await store.write(receipts_wait)
     deleted = await Pruner(
         store, Clock(start_epoch=START + 2 * DAY), keep_final_days=1
     ).prune_once()
-    assert deleted["messages"] == 1
-    assert count(path, "SELECT count(*) FROM smpp_outbox WHERE state = 'pending'") == 1
+    assert (deleted["messages"], deleted["smpp_outbox"]) == (2, 1)
+    with read_only(path) as conn:
+        waiting = conn.execute("SELECT message_id, state FROM smpp_outbox").fetchall()
+    assert waiting == [("asked later", "pending")]
 
 
 async def test_a_round_that_fails_is_tried_again_and_stops_nothing(
