@@ -1,9 +1,10 @@
 """Delivery reports: match each SMS-STATUS-REPORT to the part it reports on, record the part's
 fate, and move the message to its final state once its parts decide it.
 
-The match is on stored data only (modem, TP-MR, recipient, the most recent send within a window),
-so it survives TP-MR wrap-around and restarts. A report never crashes the gateway: one that
-matches nothing is kept as unmatched. Spec section 4.4 (DR codes); TS 23.040 9.2.3.15 (TP-ST).
+The match is on stored data only (modem, TP-MR, recipient, the most recent send within a window
+that still awaits its report), so it survives TP-MR wrap-around and restarts. A report never
+crashes the gateway: one that matches nothing is kept as unmatched. Spec section 4.4 (DR
+codes); TS 23.040 9.2.3.15 (TP-ST).
 
 A sent message whose report never comes is closed `grace` seconds after its validity ends: it
 stays `sent` and gets DR 362 ("timed out in the SMSC before delivery"), the SMSC having given
@@ -15,7 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import sqlite3
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import trio
@@ -59,6 +60,14 @@ def same_number(sent_to: str, reported: str) -> bool:
     return short == long or (len(short) >= MIN_SHARED_DIGITS and long.endswith(short))
 
 
+class Match(NamedTuple):
+    """The part a report fits, and whether that part still awaits its final report."""
+
+    message_id: str
+    part: int
+    awaiting: bool
+
+
 def _match(
     conn: sqlite3.Connection,
     modem: str,
@@ -66,20 +75,26 @@ def _match(
     recipient: str,
     received_at: float,
     window: float,
-) -> tuple[str, int] | None:
-    """The most recent part sent on `modem` with TP-MR `reference` to `recipient` within
-    `window` seconds before `received_at`."""
+) -> Match | None:
+    """The part sent on `modem` with TP-MR `reference` to `recipient` within `window` seconds
+    before `received_at`: the most recent that still awaits its final report, else the most
+    recent (a report that may be another of a part already reported on)."""
     rows = conn.execute(
-        "SELECT parts.message_id, parts.idx, messages.recipient FROM parts"
+        "SELECT parts.message_id, parts.idx, parts.state, messages.recipient FROM parts"
         " JOIN messages ON messages.id = parts.message_id"
         " WHERE parts.modem = ? AND parts.reference = ? AND parts.sent_at >= ?"
         " ORDER BY parts.sent_at DESC",
         (modem, reference, received_at - window),
     )
-    for message_id, index, sent_to in rows:
-        if same_number(sent_to, recipient):
-            return message_id, index
-    return None
+    reported: Match | None = None
+    for message_id, index, state, sent_to in rows:
+        if not same_number(sent_to, recipient):
+            continue
+        if state == MessageState.SENT:
+            return Match(message_id, index, awaiting=True)
+        if reported is None:
+            reported = Match(message_id, index, awaiting=False)
+    return reported
 
 
 def _apply(
@@ -154,7 +169,10 @@ class ReportCorrelator:
             match = _match(
                 conn, event.modem, report.message_reference, report.recipient, now, self._window
             )
-            if match is None:
+            # A report that only fits a part already reported on may be the report of a part
+            # whose send is not recorded yet, its TP-MR reused 256 sends later: it waits for
+            # that part as long as an unmatched one does.
+            if match is None or (not match.awaiting and rematch_until is not None):
                 conn.execute(
                     "UPDATE status_reports SET rematch_until = ? WHERE id = ?",
                     (rematch_until, inserted[0]),
@@ -162,7 +180,7 @@ class ReportCorrelator:
                 return ReportResult(
                     stored=True, message_id=None, part=None, outcome=outcome, final=None
                 )
-            message_id, index = match
+            message_id, index, _ = match
             conn.execute(
                 "UPDATE status_reports SET message_id = ?, part = ? WHERE id = ?",
                 (message_id, index, inserted[0]),
@@ -176,7 +194,7 @@ class ReportCorrelator:
         if result.stored and result.message_id is None:
             self.unmatched += 1
             log.warning(
-                "modem %s: status report MR %d for %s (TP-ST %s) matches no sent part yet",
+                "modem %s: status report MR %d for %s (TP-ST %s) matches no part awaiting it yet",
                 event.modem,
                 report.message_reference,
                 report.recipient,
@@ -200,20 +218,23 @@ class ReportCorrelator:
             ).fetchall()
             for report_id, modem, reference, recipient, status, received_at, until in pending:
                 match = _match(conn, modem, reference, recipient, received_at, self._window)
-                if match is None:
-                    if until <= at:
-                        conn.execute(
-                            "UPDATE status_reports SET rematch_until = NULL WHERE id = ?",
-                            (report_id,),
-                        )
-                        log.warning(
-                            "modem %s: status report MR %d for %s stays unmatched",
-                            modem,
-                            reference,
-                            recipient,
-                        )
+                waits = until > at
+                if match is None and not waits:
+                    conn.execute(
+                        "UPDATE status_reports SET rematch_until = NULL WHERE id = ?",
+                        (report_id,),
+                    )
+                    log.warning(
+                        "modem %s: status report MR %d for %s stays unmatched",
+                        modem,
+                        reference,
+                        recipient,
+                    )
+                # Its time ran out: a report that only fits a part already reported on is that
+                # part's (and recorded in its history).
+                if match is None or (waits and not match.awaiting):
                     continue
-                message_id, index = match
+                message_id, index, _ = match
                 conn.execute(
                     "UPDATE status_reports SET message_id = ?, part = ?, rematch_until = NULL"
                     " WHERE id = ?",

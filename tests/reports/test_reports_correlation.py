@@ -208,6 +208,32 @@ async def test_a_report_before_its_part_is_recorded_matches_later(
     assert (await rig.record(message_id)).state is MessageState.DELIVERED
 
 
+async def send_to_others(rig: Rig, count: int) -> None:
+    """`count` messages to another recipient, sent one after the other: the modem's TP-MR
+    moves on by `count`."""
+    for n in range(count):
+        await rig.wait_sent(await rig.send(f"other {n}", recipient="+4799000000"))
+
+
+async def test_a_report_overtaking_its_part_is_not_taken_by_an_older_part_of_its_mr(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    modem = ReportingModem("m1")
+    rig = await start_rig(nursery, tmp_path / "db", modem)
+    old = await rig.send("old")  # MR 0, delivered and reported long ago
+    await rig.wait_sent(old)
+    await rig.correlator.receive(report_event("m1", 0, "+4741000000", 0x00))
+    await send_to_others(rig, 255)  # MRs 1..255: the next send takes MR 0 again
+    # The new message's report (the handset refused it) overtakes the commit of its part.
+    submitted = SCTS + dt.timedelta(seconds=trio.current_time())
+    await rig.correlator.receive(report_event("m1", 0, "+4741000000", 0x41, submitted))
+    new = await rig.send("new")
+    await rig.wait_sent(new)
+    await trio.sleep(2)
+    assert (await rig.record(new)).state is MessageState.FAILED
+    assert (await rig.record(old)).state is MessageState.DELIVERED
+
+
 async def test_a_report_outside_the_window_does_not_match(
     nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
