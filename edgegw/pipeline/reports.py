@@ -1,8 +1,9 @@
 """Delivery reports: match each SMS-STATUS-REPORT to the part it reports on, record the part's
 fate, and move the message to its final state once its parts decide it.
 
-The match is on stored data only (modem, TP-MR, recipient, the most recent send within a window
-that still awaits its report), so it survives TP-MR wrap-around and restarts. A report never
+The match is on stored data only (modem, TP-MR, recipient, a send within a window that still
+awaits its report, the one nearest the report's TP-SCTS), so it survives TP-MR wrap-around and
+restarts. A report never
 crashes the gateway: one that matches nothing is kept as unmatched. Spec section 4.4 (DR
 codes); TS 23.040 9.2.3.15 (TP-ST).
 
@@ -13,6 +14,7 @@ up on it by then as far as anyone can tell.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import logging
 import sqlite3
@@ -73,28 +75,32 @@ def _match(
     modem: str,
     reference: int,
     recipient: str,
+    submitted: float,
     received_at: float,
     window: float,
 ) -> Match | None:
     """The part sent on `modem` with TP-MR `reference` to `recipient` within `window` seconds
-    before `received_at`: the most recent that still awaits its final report, else the most
-    recent (a report that may be another of a part already reported on)."""
+    before `received_at`, preferring one that still awaits its final report (else the report
+    may be another of a part already reported on). Where the TP-MR came round again, the part
+    sent nearest `submitted`, when the SMSC took the SMS-SUBMIT (the report's TP-SCTS, TS 23.040
+    9.2.2.3): a late report of an older send is not a newer send's."""
     rows = conn.execute(
-        "SELECT parts.message_id, parts.idx, parts.state, messages.recipient FROM parts"
-        " JOIN messages ON messages.id = parts.message_id"
+        "SELECT parts.message_id, parts.idx, parts.state, parts.sent_at, messages.recipient"
+        " FROM parts JOIN messages ON messages.id = parts.message_id"
         " WHERE parts.modem = ? AND parts.reference = ? AND parts.sent_at >= ?"
         " ORDER BY parts.sent_at DESC",
         (modem, reference, received_at - window),
     )
-    reported: Match | None = None
-    for message_id, index, state, sent_to in rows:
+    best: tuple[tuple[bool, float], Match] | None = None
+    for message_id, index, state, sent_at, sent_to in rows:
         if not same_number(sent_to, recipient):
             continue
-        if state == MessageState.SENT:
-            return Match(message_id, index, awaiting=True)
-        if reported is None:
-            reported = Match(message_id, index, awaiting=False)
-    return reported
+        awaiting = state == MessageState.SENT
+        # Ties go to the most recent send.
+        rank = (not awaiting, abs(sent_at - submitted))
+        if best is None or rank < best[0]:
+            best = (rank, Match(message_id, index, awaiting))
+    return None if best is None else best[1]
 
 
 def _apply(
@@ -167,7 +173,13 @@ class ReportCorrelator:
                     stored=False, message_id=None, part=None, outcome=outcome, final=None
                 )
             match = _match(
-                conn, event.modem, report.message_reference, report.recipient, now, self._window
+                conn,
+                event.modem,
+                report.message_reference,
+                report.recipient,
+                report.sc_timestamp.timestamp(),
+                now,
+                self._window,
             )
             # A report that only fits a part already reported on may be the report of a part
             # whose send is not recorded yet, its TP-MR reused 256 sends later: it waits for
@@ -213,11 +225,15 @@ class ReportCorrelator:
         def rematch(conn: sqlite3.Connection) -> list[str]:
             matched: list[str] = []
             pending = conn.execute(
-                "SELECT id, modem, reference, recipient, status, received_at, rematch_until"
-                " FROM status_reports WHERE rematch_until IS NOT NULL"
+                "SELECT id, modem, reference, recipient, status, sc_timestamp, received_at,"
+                " rematch_until FROM status_reports WHERE rematch_until IS NOT NULL"
             ).fetchall()
-            for report_id, modem, reference, recipient, status, received_at, until in pending:
-                match = _match(conn, modem, reference, recipient, received_at, self._window)
+            for row in pending:
+                report_id, modem, reference, recipient, status, scts, received_at, until = row
+                submitted = datetime.datetime.fromisoformat(scts).timestamp()
+                match = _match(
+                    conn, modem, reference, recipient, submitted, received_at, self._window
+                )
                 waits = until > at
                 if match is None and not waits:
                     conn.execute(

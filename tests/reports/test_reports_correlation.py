@@ -234,6 +234,26 @@ async def test_a_report_overtaking_its_part_is_not_taken_by_an_older_part_of_its
     assert (await rig.record(old)).state is MessageState.DELIVERED
 
 
+async def test_a_late_report_matches_the_send_the_smsc_took_not_a_later_one_of_its_mr(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    modem = ReportingModem("m1")
+    rig = await start_rig(nursery, tmp_path / "db", modem)
+    old = await rig.send("old")  # MR 0; the handset is off, the SMSC keeps trying
+    await rig.wait_sent(old)
+    await send_to_others(rig, 255)
+    new = await rig.send("new")  # MR 0 again, to the same handset
+    await rig.wait_sent(new)
+    (_, _, old_sent_at), (_, _, new_sent_at) = modem.sent[0], modem.sent[256]
+    # The handset comes back: the old message is delivered, the new one then refused. Each
+    # report carries the time the SMSC took its SMS-SUBMIT (TP-SCTS).
+    for sent_at, status in ((old_sent_at, 0x00), (new_sent_at, 0x41)):
+        submitted = SCTS + dt.timedelta(seconds=sent_at)
+        await rig.correlator.receive(report_event("m1", 0, "+4741000000", status, submitted))
+    assert (await rig.record(old)).state is MessageState.DELIVERED
+    assert (await rig.record(new)).state is MessageState.FAILED
+
+
 async def test_a_report_outside_the_window_does_not_match(
     nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
