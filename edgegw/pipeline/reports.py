@@ -70,6 +70,23 @@ class Match(NamedTuple):
     awaiting: bool
 
 
+def _clock_offset(conn: sqlite3.Connection, modem: str) -> float:
+    """How far the box's clock was ahead of the SMSC's at the last report matched on `modem`:
+    its part's send time less its TP-SCTS (0 before any). The two clocks need not agree."""
+    # `+modem` keeps SQLite off the (modem, pdu) index, which would sort every report of the
+    # modem: the newest reports are read first and the first matched one ends the search.
+    row = conn.execute(
+        "SELECT status_reports.sc_timestamp, parts.sent_at FROM status_reports"
+        " JOIN parts ON parts.message_id = status_reports.message_id"
+        " AND parts.idx = status_reports.part"
+        " WHERE +status_reports.modem = ? ORDER BY status_reports.id DESC LIMIT 1",
+        (modem,),
+    ).fetchone()
+    if row is None:
+        return 0.0
+    return float(row[1]) - datetime.datetime.fromisoformat(row[0]).timestamp()
+
+
 def _match(
     conn: sqlite3.Connection,
     modem: str,
@@ -83,7 +100,7 @@ def _match(
     before `received_at`, preferring one that still awaits its final report (else the report
     may be another of a part already reported on). Where the TP-MR came round again, the part
     sent nearest `submitted`, when the SMSC took the SMS-SUBMIT (the report's TP-SCTS, TS 23.040
-    9.2.2.3): a late report of an older send is not a newer send's."""
+    9.2.2.3), read on the box's clock: a late report of an older send is not a newer send's."""
     rows = conn.execute(
         "SELECT parts.message_id, parts.idx, parts.state, parts.sent_at, messages.recipient"
         " FROM parts JOIN messages ON messages.id = parts.message_id"
@@ -91,16 +108,16 @@ def _match(
         " ORDER BY parts.sent_at DESC",
         (modem, reference, received_at - window),
     )
-    best: tuple[tuple[bool, float], Match] | None = None
-    for message_id, index, state, sent_at, sent_to in rows:
-        if not same_number(sent_to, recipient):
-            continue
-        awaiting = state == MessageState.SENT
-        # Ties go to the most recent send.
-        rank = (not awaiting, abs(sent_at - submitted))
-        if best is None or rank < best[0]:
-            best = (rank, Match(message_id, index, awaiting))
-    return None if best is None else best[1]
+    candidates = [
+        (Match(message_id, index, awaiting=state == MessageState.SENT), sent_at)
+        for message_id, index, state, sent_at, sent_to in rows
+        if same_number(sent_to, recipient)
+    ]
+    if len(candidates) < 2:
+        return candidates[0][0] if candidates else None
+    sent_then = submitted + _clock_offset(conn, modem)
+    # min() keeps the first of equals: the most recent send.
+    return min(candidates, key=lambda c: (not c[0].awaiting, abs(c[1] - sent_then)))[0]
 
 
 def _apply(

@@ -254,6 +254,31 @@ async def test_a_late_report_matches_the_send_the_smsc_took_not_a_later_one_of_i
     assert (await rig.record(new)).state is MessageState.FAILED
 
 
+async def test_the_smsc_clock_apart_from_ours_does_not_send_a_report_to_an_older_part(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    modem = ReportingModem("m1")
+    rig = await start_rig(nursery, tmp_path / "db", modem)
+    smsc_behind = dt.timedelta(hours=-1)  # the SMSC's clock is an hour behind the box's
+
+    async def report(sent: int, status: int) -> None:
+        outgoing, reference, sent_at = modem.sent[sent]
+        submitted = SCTS + dt.timedelta(seconds=sent_at) + smsc_behind
+        await rig.correlator.receive(
+            report_event("m1", reference, outgoing.recipient, status, submitted)
+        )
+
+    old = await rig.send("old")  # MR 0: its report never comes
+    await rig.wait_sent(old)
+    await send_to_others(rig, 255)
+    await report(255, 0x00)  # the SMSC's reports of other sends came as usual
+    new = await rig.send("new")  # MR 0 again, to the same handset
+    await rig.wait_sent(new)
+    await report(256, 0x00)
+    assert (await rig.record(new)).state is MessageState.DELIVERED
+    assert (await rig.record(old)).state is MessageState.SENT
+
+
 async def test_a_report_outside_the_window_does_not_match(
     nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
