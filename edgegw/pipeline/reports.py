@@ -3,9 +3,8 @@ fate, and move the message to its final state once its parts decide it.
 
 The match is on stored data only (modem, TP-MR, recipient, a send within a window that still
 awaits its report, the one nearest the report's TP-SCTS), so it survives TP-MR wrap-around and
-restarts. A report never
-crashes the gateway: one that matches nothing is kept as unmatched. Spec section 4.4 (DR
-codes); TS 23.040 9.2.3.15 (TP-ST).
+restarts. A report never crashes the gateway: one that matches nothing is kept as unmatched.
+Spec section 4.4 (DR codes); TS 23.040 9.2.3.15 (TP-ST).
 
 A sent message whose report never comes is closed `grace` seconds after its validity ends: it
 stays `sent` and gets DR 362 ("timed out in the SMSC before delivery"), the SMSC having given
