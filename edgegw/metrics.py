@@ -54,14 +54,21 @@ class StoreFigures:
 
 def read_store_figures(conn: sqlite3.Connection, figures: StoreFigures) -> None:
     """Refresh `figures` from the store; the first call only finds where counting starts, so
-    `final` counts outcomes reached while this process runs (a Prometheus counter)."""
+    `final` counts outcomes reached while this process runs (a Prometheus counter).
+
+    An outcome is the event written with the message's `done_at`: a final message's history
+    goes on in its own state (its DR delivered to the customer, or abandoned), and those lines
+    are no second outcome. Of several lines of that state at that instant the first counts."""
     newest = conn.execute("SELECT coalesce(max(rowid), 0) FROM message_events").fetchone()[0]
     if figures.last_event >= 0 and newest > figures.last_event:
         marks = ",".join("?" * len(_FINAL_STATES))
         for service_id, state, count in conn.execute(
             "SELECT m.service_id, e.state, count(*) FROM message_events e"
             " JOIN messages m ON m.id = e.message_id"
-            f" WHERE e.rowid > ? AND e.rowid <= ? AND e.part IS NULL AND e.state IN ({marks})"
+            " WHERE e.rowid > ? AND e.rowid <= ? AND e.part IS NULL"
+            f" AND e.at = m.done_at AND e.state = m.state AND e.state IN ({marks})"
+            " AND NOT EXISTS (SELECT 1 FROM message_events f WHERE f.message_id = e.message_id"
+            " AND f.at = e.at AND f.state = e.state AND f.part IS NULL AND f.rowid < e.rowid)"
             " GROUP BY m.service_id, e.state",
             (figures.last_event, newest, *_FINAL_STATES),
         ):

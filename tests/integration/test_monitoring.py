@@ -14,6 +14,7 @@ import msgspec
 import smpplib.client
 import trio
 from prometheus_client.parser import text_string_to_metric_families
+from support.gateway import Customer, example_config
 from support.smpp import connect
 from support.sockets import open_from
 from support.store import new_message, start_store
@@ -22,8 +23,10 @@ from drivers.at import AtOptions
 from drivers.events import ModemState
 from drivers.modem import Health
 from edgegw.config import Config, ModemConfig, MonitoringConfig
+from edgegw.delivery.config import CallbackEndpoint
 from edgegw.gateway import Gateway
 from edgegw.metrics import StoreFigures, read_store_figures
+from edgegw.model import MessageRequest, SendRequest
 from edgegw.pipeline.readiness import readiness
 from edgegw.store import DrStatus
 
@@ -315,3 +318,45 @@ async def test_final_outcomes_are_counted_from_the_store(
     assert figures.queued == {7: 1}
     await store.read(lambda conn: read_store_figures(conn, figures))
     assert figures.final == {(7, "failed"): 2}  # counted once
+
+
+async def test_three_sent_one_failed_are_counted_once_each_beside_their_drs(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """A DR's fate is a line in its message's history: it is no second final outcome."""
+    customer = Customer("dr")
+    endpoint = {"url": f"http://127.0.0.1:{await customer.start(nursery)}/dr"}
+    config = example_config(
+        tmp_path, delivery_reports=True, dr=msgspec.convert(endpoint, CallbackEndpoint)
+    )
+    gateway = Gateway(config)
+    await nursery.start(gateway.run)
+    outcomes = {"+4741000001": 0x00, "+4741000002": 0x00, "+4741000003": 0x41}
+    for recipient, status in outcomes.items():
+        gateway.simulators["sim0"].network.set_outcome(recipient, status, delay=0.1)
+    response = await gateway.submit(
+        SendRequest(
+            serviceId=1000,
+            username="demo",
+            password="demo",
+            message=[MessageRequest(recipient=r, content="Hi") for r in outcomes],
+        )
+    )
+    ids = [status.messageId for status in response.messageStatus if status.messageId]
+    assert len(ids) == 3, response
+    with trio.fail_after(20):
+        for message_id in ids:
+            while not any(  # noqa: ASYNC110
+                detail.startswith("DR delivered to the customer")
+                for *_, detail in await gateway.store.events(message_id)
+            ):
+                await trio.sleep(0.02)
+    await gateway.metrics.poll()
+    found = samples(gateway.metrics.scrape().decode())
+    final = {
+        dict(labels)["state"]: value
+        for (name, labels), value in found.items()
+        if name == "edgegw_messages_final_total"
+    }
+    assert final == {"delivered": 2, "failed": 1}
+    gateway.stop()
