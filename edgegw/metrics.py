@@ -27,7 +27,6 @@ from drivers.modem import Modem
 from edgegw.clock import Clock
 from edgegw.delivery.worker import DeliveryWorker
 from edgegw.http.server import App, Request, Response
-from edgegw.model import TERMINAL_STATES
 from edgegw.store import Store
 
 __all__ = ["CONTENT_TYPE", "Metrics", "StoreFigures", "read_store_figures"]
@@ -39,7 +38,6 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 POLL_SECONDS = 5.0
 # Request durations from a cached health check (~0.1 ms) to a batch that waits for its commit.
 _DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-_FINAL_STATES = tuple(sorted(state.value for state in TERMINAL_STATES))
 
 
 class StoreFigures:
@@ -56,21 +54,21 @@ def read_store_figures(conn: sqlite3.Connection, figures: StoreFigures) -> None:
     """Refresh `figures` from the store; the first call only finds where counting starts, so
     `final` counts outcomes reached while this process runs (a Prometheus counter).
 
-    An outcome is the event written with the message's `done_at`: a final message's history
-    goes on in its own state (its DR delivered to the customer, or abandoned), and those lines
-    are no second outcome. Of several lines of that state at that instant the first counts."""
+    An outcome is the event written with the message's `done_at`, in a terminal state or
+    `sent` (closed without its status report, DR 362): a final message's history goes on in its
+    own state (its DR delivered to the customer, or abandoned), and those lines are no second
+    outcome. Of several lines of that state at that instant the first counts."""
     newest = conn.execute("SELECT coalesce(max(rowid), 0) FROM message_events").fetchone()[0]
     if figures.last_event >= 0 and newest > figures.last_event:
-        marks = ",".join("?" * len(_FINAL_STATES))
         for service_id, state, count in conn.execute(
             "SELECT m.service_id, e.state, count(*) FROM message_events e"
             " JOIN messages m ON m.id = e.message_id"
             " WHERE e.rowid > ? AND e.rowid <= ? AND e.part IS NULL"
-            f" AND e.at = m.done_at AND e.state = m.state AND e.state IN ({marks})"
+            " AND e.at = m.done_at AND e.state = m.state"
             " AND NOT EXISTS (SELECT 1 FROM message_events f WHERE f.message_id = e.message_id"
             " AND f.at = e.at AND f.state = e.state AND f.part IS NULL AND f.rowid < e.rowid)"
             " GROUP BY m.service_id, e.state",
-            (figures.last_event, newest, *_FINAL_STATES),
+            (figures.last_event, newest),
         ):
             figures.final[(service_id, state)] += count
     figures.last_event = newest
@@ -192,7 +190,8 @@ class _Snapshot(Collector):
         figures = metrics.figures
         final = CounterMetricFamily(
             "edgegw_messages_final",
-            "Messages that reached a final state while this process ran, by service and state.",
+            "Messages that reached a final outcome while this process ran, by service and state"
+            " (sent: closed without a status report).",
             labels=["service", "state"],
         )
         for (service_id, state), count in sorted(figures.final.items()):

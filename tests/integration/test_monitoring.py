@@ -5,6 +5,7 @@ stays liveness with a `ready` field, /ready lists the modems that cannot send an
 from __future__ import annotations
 
 import contextlib
+import functools
 import smtplib
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from support.gateway import Customer, example_config
 from support.smpp import connect
 from support.sockets import open_from
-from support.store import new_message, start_store
+from support.store import START, new_message, start_store
 
 from drivers.at import AtOptions
 from drivers.events import ModemState
@@ -28,7 +29,7 @@ from edgegw.gateway import Gateway
 from edgegw.metrics import StoreFigures, read_store_figures
 from edgegw.model import MessageRequest, SendRequest
 from edgegw.pipeline.readiness import readiness
-from edgegw.store import DrStatus
+from edgegw.store import DrStatus, transactions
 
 AUTH = ("demo", "demo")
 GHOST = "/dev/edgegw-no-such-modem"
@@ -318,6 +319,28 @@ async def test_final_outcomes_are_counted_from_the_store(
     assert figures.queued == {7: 1}
     await store.read(lambda conn: read_store_figures(conn, figures))
     assert figures.final == {(7, "failed"): 2}  # counted once
+
+
+async def test_a_message_closed_without_its_status_report_is_a_final_outcome(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """It stays `sent`, with DR 362 to the customer: final, so counted as `sent`."""
+    store = await start_store(tmp_path / "edgegw.db", nursery)
+    figures = StoreFigures()
+    await store.read(lambda conn: read_store_figures(conn, figures))
+    await store.insert_messages([new_message("m0", service_id=7)])
+    await store.claim([("m0", "sim0")])
+    await store.mark_sent("m0")
+    await store.read(lambda conn: read_store_figures(conn, figures))
+    assert figures.final == {}  # `sent` alone is not final
+    closed = await store.write(
+        functools.partial(
+            transactions.close_overdue, fx=store.effects, before=START + 86400, now=START + 60
+        )
+    )
+    assert closed == ["m0"]
+    await store.read(lambda conn: read_store_figures(conn, figures))
+    assert figures.final == {(7, "sent"): 1}
 
 
 async def test_three_sent_one_failed_are_counted_once_each_beside_their_drs(
