@@ -66,6 +66,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+# httpx logs every request at INFO with its whole URL: a callback URL's user:password, and the
+# text and numbers a GET template fills in, would reach the journal. A failed try is logged
+# here, without the URL.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 # Items a GET or email worker takes per round (one store read, one commit for their outcomes).
 ROUND_ITEMS: Final = 100

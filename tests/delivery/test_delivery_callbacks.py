@@ -970,6 +970,31 @@ async def test_a_token_endpoint_error_is_logged_with_its_error_and_description(
     assert f"service 1 dr: {reason}; next try in" in caplog.text
 
 
+async def test_no_log_line_names_a_callback_url_s_password_or_an_mo_s_text(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A GET template carries the MO's text and numbers, its URL may carry user:password: the
+    journal gets neither, whatever library sent the request."""
+    customer = await start_customer(nursery)
+    template = f"http://cust:s3cret@127.0.0.1:{customer.port}/mo?from=[originator]&t=[content]"
+    services = [service(1, mo={"url": template, "method": "GET"})]
+    rig, _ = await start_rig(nursery, tmp_path / "db", services)
+    caplog.set_level(logging.INFO)
+    await rig.mo(content="KODE hemmelig")
+    with trio.fail_after(10):
+        await customer.wait_requests(1, acknowledged=True)
+    assert customer.requests[0].headers["authorization"] == "Basic " + base64.b64encode(
+        b"cust:s3cret"
+    ).decode("ascii")
+    await settle(rig, "mo0000000001", "delivered")
+    for record in caplog.records:
+        line = record.getMessage()
+        assert "s3cret" not in line and "hemmelig" not in line and "4799999999" not in line
+
+
 def gzipped_twice(octets: int) -> bytes:
     return gzip.compress(gzip.compress(bytes(octets)))
 
