@@ -100,9 +100,12 @@ from drivers.transport import TransportError, open_serial
 
 log = logging.getLogger("drivers.at")
 
-# An SMS or a status report announced or delivered: the modem's everyday traffic, each of which
-# ends up in the store; other unsolicited codes (registration, SIM) are news, logged at info.
-_TRAFFIC_URCS: Final = frozenset({"+CMTI", "+CDSI", "+CMT", "+CDS"})
+# Unsolicited codes that are news, logged at info: the registration or the SIM changed. The
+# rest are logged at debug: an SMS or a status report announced (it ends up in the store), a
+# restart (logged as such), a call ringing (RING, +CLIP with the caller's number every few
+# seconds), and what some modems report every few seconds (^RSSI, ^DSFLOWRPT), which at info
+# was a line every few seconds in the journal.
+_NEWS_URCS: Final = frozenset({"+CREG", "+CEREG", "+CPIN"})
 
 
 class _Unanswered(ModemUnavailable):
@@ -532,7 +535,7 @@ class AtModem:
 
     def _on_urc(self, link: _Link, urc: Urc) -> None:
         self.urc_counts[urc.name] += 1
-        level = logging.DEBUG if urc.name in _TRAFFIC_URCS else logging.INFO
+        level = logging.INFO if urc.name in _NEWS_URCS else logging.DEBUG
         log.log(level, "modem %s: unsolicited %s", self.name, urc.line)
         try:
             if urc.name == "+CREG":

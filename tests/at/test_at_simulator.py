@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import msgspec
 import pytest
 import trio
@@ -30,6 +32,21 @@ async def wait_state(modem: AtModem, state: ModemState) -> HealthChanged:
         event = await modem.events.receive()
         if isinstance(event, HealthChanged) and event.state is state:
             return event
+
+
+async def test_a_signal_report_every_two_seconds_writes_no_log_line(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Huawei sticks report their signal (^RSSI) every few seconds: an INFO line each was
+    tens of thousands of lines a day in the journal, about nothing the driver acts on."""
+    caplog.set_level(logging.INFO, logger="drivers.at")
+    sim = Simulator(SimulatorOptions(periodic_urc=2.0))
+    _, open_stream = memory_opener(nursery, sim)
+    modem = AtModem("sim", AtOptions(health_interval=0.0), open_stream=open_stream)
+    await nursery.start(modem.run)
+    await trio.sleep(60)
+    assert modem.urc_counts["^RSSI"] >= 29
+    assert [r.getMessage() for r in caplog.records if "^RSSI" in r.getMessage()] == []
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
