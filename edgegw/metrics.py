@@ -27,6 +27,7 @@ from drivers.modem import Modem
 from edgegw.clock import Clock
 from edgegw.delivery.worker import DeliveryWorker
 from edgegw.http.server import App, Request, Response
+from edgegw.model import TERMINAL_STATES, MessageState
 from edgegw.store import Store
 
 __all__ = ["CONTENT_TYPE", "Metrics", "StoreFigures", "read_store_figures"]
@@ -38,6 +39,8 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 POLL_SECONDS = 5.0
 # Request durations from a cached health check (~0.1 ms) to a batch that waits for its commit.
 _DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# The states a final outcome leaves a message in: a terminal one, or `sent` closed with DR 362.
+_OUTCOMES = (*sorted(state.value for state in TERMINAL_STATES), MessageState.SENT.value)
 
 
 class StoreFigures:
@@ -194,7 +197,10 @@ class _Snapshot(Collector):
             " (sent: closed without a status report).",
             labels=["service", "state"],
         )
-        for (service_id, state), count in sorted(figures.final.items()):
+        # Every service's outcomes from 0, so that increase() sees the first failure too.
+        reached = {(service_id, state): 0 for service_id in metrics.services for state in _OUTCOMES}
+        reached.update(figures.final)
+        for (service_id, state), count in sorted(reached.items()):
             final.add_metric([str(service_id), state], count)
         queue = GaugeMetricFamily(
             "edgegw_queue_messages", "Messages queued for sending, by service.", labels=["service"]

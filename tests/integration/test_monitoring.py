@@ -248,6 +248,22 @@ async def test_each_door_s_counters_are_scraped_before_their_first_event(
         assert counted == {(("door", door),): 0 for door in ("http", "smpp", "smtp")}, name
 
 
+async def test_each_service_s_final_outcomes_are_scraped_before_the_first(
+    gateway: Gateway,
+) -> None:
+    """An alert on increase(...{state="failed"}) missed the first failure after a start: its
+    series began at 1, which increase() takes for where the counter started."""
+    async with httpx.AsyncClient(base_url=url(gateway)) as client:
+        found = samples((await client.get("/metrics")).text)
+    counted = {
+        labels: value
+        for (metric, labels), value in found.items()
+        if metric == "edgegw_messages_final_total"
+    }
+    states = ("cancelled", "delivered", "expired", "failed", "sent")
+    assert counted == {(("service", "1000"), ("state", state)): 0 for state in states}
+
+
 async def test_connections_refused_at_each_door_are_counted(
     config: Config, nursery: trio.Nursery
 ) -> None:
@@ -381,5 +397,5 @@ async def test_three_sent_one_failed_are_counted_once_each_beside_their_drs(
         for (name, labels), value in found.items()
         if name == "edgegw_messages_final_total"
     }
-    assert final == {"delivered": 2, "failed": 1}
+    assert final == {"cancelled": 0, "delivered": 2, "expired": 0, "failed": 1, "sent": 0}
     gateway.stop()
