@@ -235,9 +235,13 @@ class AtModem:
             quarantine_seconds=options.quarantine_seconds,
         )
         started = False
+        # A failure since the modem was last ready has been logged at warning: the reopens of
+        # an unplugged modem that fail after it are logged at info, not a warning a minute.
+        warned = False
         while True:
             reason, became_ready = await self._connect_and_serve(None if started else task_status)
             started = started or became_ready
+            warned = warned and not became_ready
             rest = ladder.ended(became_ready=became_ready, sim_locked=self._sim_locked)
             if rest.needs_person:
                 log.error("modem %s: %s; needs a person", self.name, reason)
@@ -254,9 +258,14 @@ class AtModem:
                 log.error("modem %s quarantined for %g s: %s", self.name, rest.seconds, reason)
             else:
                 self._set_state(ModemState.FAILED, f"{reason}; reopening in {rest.seconds:g} s")
-                log.warning(
-                    "modem %s failed: %s; reopening in %g s", self.name, reason, rest.seconds
+                log.log(
+                    logging.INFO if warned else logging.WARNING,
+                    "modem %s failed: %s; reopening in %g s",
+                    self.name,
+                    reason,
+                    rest.seconds,
                 )
+                warned = True
             await trio.sleep(rest.seconds)
 
     async def send(self, outgoing: OutgoingPart) -> int:

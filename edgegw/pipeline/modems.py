@@ -97,8 +97,8 @@ async def forward_events(
     received messages and status reports are committed, then acknowledged."""
     async for event in modem.events:
         if isinstance(event, HealthChanged):
-            # A failure or a quarantine the driver has logged already, at WARNING or ERROR
-            # in the same words: once more at INFO doubled every line of an unplugged modem.
+            # A failure or a quarantine the driver has logged already, in the same words:
+            # once more at INFO doubled every line of an unplugged modem.
             if event.state not in _LOGGED_BY_DRIVER:
                 log.info("modem %s: %s (%s)", event.modem, event.state, event.detail)
             wake()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import pytest
 import trio
@@ -255,6 +256,31 @@ async def test_reopen_backoff_doubles_up_to_the_cap(
     assert gaps[:6] == pytest.approx([1.0, 2.0, 4.0, 8.0, 8.0, 8.0])
     assert modem.health().state is ModemState.FAILED
     assert "no such device" in modem.health().detail
+
+
+async def test_an_unplugged_modem_is_one_warning_not_one_per_reopen(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="drivers.at")
+    bench = Bench(nursery, [ScriptedModem()])
+    modem = make(bench)
+    await nursery.start(modem.run)
+    await bench.ports[0].aclose()  # unplugged: the port closes, then is gone
+    await trio.sleep(600)
+    assert len(bench.opens) > 10
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("modem m1 failed: ")
+    retries = [r for r in caplog.records if "failed: cannot open the port" in r.getMessage()]
+    assert {r.levelno for r in retries} == {logging.INFO}
+    # Plugged in again, it is ready; unplugged once more, that is news again.
+    bench.modems += [ScriptedModem() for _ in range(len(bench.opens) + 1 - len(bench.modems))]
+    await trio.sleep(60)
+    assert modem.health().state is ModemState.READY
+    await bench.ports[-1].aclose()
+    await trio.sleep(0.5)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 2, warnings
 
 
 async def test_garbled_output_triggers_recovery(
