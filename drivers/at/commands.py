@@ -67,6 +67,14 @@ def cpin_enter(pin: str) -> str:
     return f'AT+CPIN="{pin}"'
 
 
+def shown(command: str) -> str:
+    """`command` as a log line or a modem's health names it: the PIN of AT+CPIN= left out, as
+    the journal and /ready (which answers without credentials) show a failure's reason."""
+    if command.upper().startswith("AT+CPIN="):
+        return "AT+CPIN=<pin>"
+    return command
+
+
 def resync(nonce: int) -> str:
     """Set S7 (V.250 6.3.6, the data-call connection timeout, unused for SMS) to `nonce` and read
     it back: an answer that carries the nonce cannot be a late answer to an earlier command."""

@@ -1044,7 +1044,8 @@ class AtModem:
     async def _expect_ok(self, link: _Link, command: str) -> None:
         reply = await self._command(link, command)
         if not reply.final.ok:
-            self._fail(link, f"{command} answered {reply.final.kind.value} {reply.final.text}")
+            answered = f"{reply.final.kind.value} {reply.final.text}"
+            self._fail(link, f"{commands.shown(command)} answered {answered}")
 
     async def _command(self, link: _Link, command: str) -> Response:
         """One command and its final result, climbing `CommandLadder` when it is lost: a
@@ -1064,10 +1065,15 @@ class AtModem:
                 decision = ladder.answered(reply.final, trio.current_time())
                 if decision.step is Step.ACCEPT:
                     return reply
-                log.info("modem %s: %s: not ready (%s)", self.name, command, reply.final.text)
+                log.info(
+                    "modem %s: %s: not ready (%s)",
+                    self.name,
+                    commands.shown(command),
+                    reply.final.text,
+                )
                 await trio.sleep_until(decision.at)
                 continue
-            reason = f"no answer to {command} within {options.query_timeout:g} s"
+            reason = f"no answer to {commands.shown(command)} within {options.query_timeout:g} s"
             decision = ladder.timed_out(serving=link.serving)
             if decision.step is Step.REOPEN:
                 self._fail(link, f"{reason}, {ladder.silences} times")
@@ -1116,7 +1122,7 @@ class AtModem:
             await self._write_bytes(link, line)
         reply = await self._await_answer(link, within)
         if isinstance(reply, Prompt):
-            self._fail(link, f"a '> ' prompt answered {command}")
+            self._fail(link, f"a '> ' prompt answered {commands.shown(command)}")
         return reply
 
     async def _await_answer(self, link: _Link, within: float) -> Response | Prompt | None:

@@ -350,6 +350,32 @@ async def test_pin_is_entered_once(nursery: trio.Nursery) -> None:
     assert modem.health().sim == "READY"
 
 
+async def test_the_pin_is_in_no_log_line_and_no_health_detail_when_its_answer_is_lost(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The modem hangs on the PIN: the failure's reason names the command, and it reaches the
+    # journal and /ready, which answers without credentials.
+    caplog.set_level(logging.DEBUG, logger="drivers.at")
+    fake = ScriptedModem()
+    fake.answers["AT+CPIN?"] = b"\r\n+CPIN: SIM PIN\r\n" + OK
+
+    def hang() -> None:
+        fake.hung = True
+
+    fake.answers['AT+CPIN="4321"'] = hang
+    bench = Bench(nursery, [fake, ScriptedModem()])
+    modem = make(bench, pin="4321")
+    await nursery.start(modem.run)
+    assert fake.commands.count('AT+CPIN="4321"') == 1
+    assert len(bench.opens) == 2
+    health = modem.health()
+    assert "AT+CPIN=" in health.last_error
+    assert "4321" not in health.last_error
+    lines = [record.getMessage() for record in caplog.records]
+    assert any("no answer to AT+CPIN=" in line for line in lines)
+    assert [line for line in lines if "4321" in line] == []
+
+
 async def test_wrong_pin_is_never_retried(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
