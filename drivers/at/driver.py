@@ -235,13 +235,15 @@ class AtModem:
             quarantine_seconds=options.quarantine_seconds,
         )
         started = False
-        # A failure since the modem was last ready has been logged at warning: the reopens of
-        # an unplugged modem that fail after it are logged at info, not a warning a minute.
-        warned = False
+        # A failure, and a quarantine, since the modem was last ready have been logged at
+        # warning and error: the reopens and rests of an unplugged modem after them are logged
+        # at info, not a warning a minute and an error every quarantine.
+        warned = quarantined = False
         while True:
             reason, became_ready = await self._connect_and_serve(None if started else task_status)
             started = started or became_ready
             warned = warned and not became_ready
+            quarantined = quarantined and not became_ready
             rest = ladder.ended(became_ready=became_ready, sim_locked=self._sim_locked)
             if rest.needs_person:
                 log.error("modem %s: %s; needs a person", self.name, reason)
@@ -255,7 +257,14 @@ class AtModem:
                     f"{reason}; {rest.failures} recoveries failed in a row, "
                     f"resting {rest.seconds:g} s",
                 )
-                log.error("modem %s quarantined for %g s: %s", self.name, rest.seconds, reason)
+                log.log(
+                    logging.INFO if quarantined else logging.ERROR,
+                    "modem %s quarantined for %g s: %s",
+                    self.name,
+                    rest.seconds,
+                    reason,
+                )
+                quarantined = True
             else:
                 self._set_state(ModemState.FAILED, f"{reason}; reopening in {rest.seconds:g} s")
                 log.log(

@@ -489,6 +489,20 @@ async def test_quarantine_after_failed_recoveries(
     assert bench.opens[4:] == pytest.approx([307.0, 308.0])
 
 
+async def test_a_modem_that_stays_unplugged_is_quarantined_at_error_once(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="drivers.at")
+    bench = Bench(nursery, [])
+    modem = make(bench, reopen_backoff_max=4.0, quarantine_after=4, quarantine_seconds=300.0)
+    nursery.start_soon(modem.run)
+    await trio.sleep(900.0)  # quarantined at 7, 314 and 621 s
+    quarantines = [r for r in caplog.records if "quarantined for 300 s" in r.getMessage()]
+    assert len(quarantines) == 3
+    assert [r.levelno for r in quarantines] == [logging.ERROR, logging.INFO, logging.INFO]
+    assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 2
+
+
 async def test_transient_rejections_of_different_messages_re_initialise(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
