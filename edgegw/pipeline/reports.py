@@ -221,7 +221,9 @@ class ReportCorrelator:
         result = await self._store.write(correlate)
         if result.stored and result.message_id is None:
             self.unmatched += 1
-            log.warning(
+            # At info: one that overtook its part's commit matches a moment later; one that
+            # matches nothing within its rematch time is a warning then.
+            log.info(
                 "modem %s: status report MR %d for %s (TP-ST %s) matches no part awaiting it yet",
                 event.modem,
                 report.message_reference,

@@ -5,6 +5,7 @@ multi-part aggregation, unmatched and late reports, the TP-ST table and reports 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import random
 from pathlib import Path
 
@@ -277,6 +278,26 @@ async def test_the_smsc_clock_apart_from_ours_does_not_send_a_report_to_an_older
     await report(256, 0x00)
     assert (await rig.record(new)).state is MessageState.DELIVERED
     assert (await rig.record(old)).state is MessageState.SENT
+
+
+async def test_a_report_is_a_warning_only_once_it_stays_unmatched(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # One that overtook its part's commit is matched a moment later: no news for an operator.
+    caplog.set_level(logging.INFO, logger="edgegw.pipeline.reports")
+    modem = ReportingModem("m1", first_reference=17)
+    rig = await start_rig(nursery, tmp_path / "db", modem)
+    await rig.correlator.receive(report_event("m1", 17, "+4741000000", 0x00))
+    await rig.correlator.receive(report_event("m1", 99, "+4741000000", 0x00))
+    message_id = await rig.send()
+    await rig.wait_sent(message_id)
+    await trio.sleep(120)
+    assert (await rig.record(message_id)).state is MessageState.DELIVERED
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == ["modem m1: status report MR 99 for +4741000000 stays unmatched"]
 
 
 async def test_a_report_outside_the_window_does_not_match(
