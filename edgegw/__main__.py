@@ -176,8 +176,11 @@ def _serve(args: argparse.Namespace) -> int:
         level="DEBUG" if args.debug else config.gateway.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if not args.debug:
-        for handler in logging.getLogger().handlers:
+    journal = systemd.to_journal(sys.stderr)
+    for handler in logging.getLogger().handlers:
+        if journal:
+            handler.setFormatter(systemd.JournalFormatter())
+        if not args.debug:
             handler.addFilter(_damage_without_traceback)
     exposure = plaintext_exposure(args.config, config)
     if exposure is not None:
@@ -190,8 +193,8 @@ def _serve(args: argparse.Namespace) -> int:
             raise
         # One line each: what failed and the fix; the traceback only with --debug. A damaged
         # store stops the gateway whenever it is found, and may be found by several tasks.
-        for line in dict.fromkeys(str(exc) for exc in _leaves(group)):
-            print(f"edgegw: {line}", file=sys.stderr)
+        for line in dict.fromkeys(f"edgegw: {exc}" for exc in _leaves(group)):
+            print(systemd.journal_lines(line, logging.ERROR) if journal else line, file=sys.stderr)
         failed = True
     except* KeyboardInterrupt:
         # Ctrl-C before the signal handlers were in place: a quiet stop, as after them.

@@ -1,17 +1,33 @@
 """The systemd service protocol (sd_notify(3)), without libsystemd: READY=1 once the gateway
 serves, STOPPING=1 when it begins to stop, and WATCHDOG=1 from a task of the event loop, so a
-loop that stalls stops feeding the watchdog and systemd restarts the service. Does nothing
-outside systemd (no NOTIFY_SOCKET)."""
+loop that stalls stops feeding the watchdog and systemd restarts the service; and log lines
+the journal reads at their level (sd-daemon(3) prefixes). Does nothing outside systemd (no
+NOTIFY_SOCKET, no JOURNAL_STREAM)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Mapping
+from typing import TextIO
 
 import trio
 
-__all__ = ["feed_watchdog", "notify", "supervised", "watchdog_interval"]
+__all__ = [
+    "JournalFormatter",
+    "feed_watchdog",
+    "journal_lines",
+    "notify",
+    "supervised",
+    "to_journal",
+    "watchdog_interval",
+]
+
+# sd-daemon(3): the syslog priority a line of a service's output starting `<N>` is stored at;
+# a line without one is stored at info.
+_PRIORITIES = ((logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
+_DEBUG_PRIORITY = 7
 
 
 def notify(message: str, environ: Mapping[str, str] = os.environ) -> bool:
@@ -55,3 +71,34 @@ async def feed_watchdog(interval: float, environ: Mapping[str, str] = os.environ
     while True:
         notify("WATCHDOG=1", environ)
         await trio.sleep(interval)
+
+
+def to_journal(stream: TextIO, environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether `stream` is the journal's: systemd names the stream it connected a service's
+    output to in JOURNAL_STREAM, as "<device>:<inode>" (systemd.exec(5))."""
+    device, _, inode = environ.get("JOURNAL_STREAM", "").partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        found = os.fstat(stream.fileno())
+    except (OSError, ValueError):
+        return False
+    return (found.st_dev, found.st_ino) == (int(device), int(inode))
+
+
+def journal_lines(text: str, level: int) -> str:
+    """`text` for the journal to store at the priority of the logging `level`: every line (a
+    traceback's too) starts with it, so that `journalctl -p warning` shows them."""
+    priority = next((value for floor, value in _PRIORITIES if level >= floor), _DEBUG_PRIORITY)
+    return "\n".join(f"<{priority}>{line}" for line in text.split("\n"))
+
+
+class JournalFormatter(logging.Formatter):
+    """A record as the journal should store it: at its level's priority, and without a time of
+    its own, since the journal stamps each line."""
+
+    def __init__(self) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return journal_lines(super().format(record), record.levelno)

@@ -128,6 +128,33 @@ def test_under_systemd_a_sighup_is_no_stop(tmp_path: Path) -> None:
         process.stderr.close()
 
 
+def test_in_the_journal_each_line_has_its_level_s_priority(tmp_path: Path) -> None:
+    """Run by systemd, stderr goes to the journal, which stores a line without a `<N>` prefix
+    at priority info whatever its level: `journalctl -p warning` found no warning at all."""
+    config, port = example_config(tmp_path)
+    config.chmod(0o644)  # plaintext passwords every user can read: a warning at start
+    journal = tmp_path / "journal"
+    with journal.open("w") as stream:
+        opened = os.fstat(stream.fileno())
+        env = {**os.environ, "JOURNAL_STREAM": f"{opened.st_dev}:{opened.st_ino}"}
+        process = subprocess.Popen(
+            [*EDGEGW, "serve", "--config", str(config)], stderr=stream, env=env
+        )
+        try:
+            wait_healthy(port, process)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=15) == 0
+        finally:
+            process.kill()
+            process.wait()
+    lines = journal.read_text().splitlines()
+    assert any(
+        line.startswith("<4>WARNING edgegw: ") and "plaintext passwords" in line for line in lines
+    ), lines
+    assert "<6>INFO edgegw.gateway: gateway stopped" in lines
+    assert all(line.startswith(("<4>", "<6>")) for line in lines), lines
+
+
 def test_send_and_status_through_a_running_gateway(tmp_path: Path) -> None:
     config, port = example_config(tmp_path)
     log = tmp_path / "serve.log"

@@ -116,6 +116,25 @@ def test_debug_shows_the_traceback(tmp_path: Path, busy_port: int) -> None:
     assert "Address already in use" in result.stderr
 
 
+def test_in_the_journal_the_failure_is_an_error(tmp_path: Path, busy_port: int) -> None:
+    """`journalctl -p err -u edgegw` shows why the service did not start."""
+    journal = tmp_path / "journal"
+    with journal.open("w") as stream:
+        opened = os.fstat(stream.fileno())
+        process = subprocess.run(
+            [*EDGEGW, "serve", "--config", str(write_config(tmp_path, busy_port))],
+            stderr=stream,
+            env={**os.environ, "JOURNAL_STREAM": f"{opened.st_dev}:{opened.st_ino}"},
+            timeout=60,
+        )
+    assert process.returncode == 1
+    errors = [line for line in journal.read_text().splitlines() if line.startswith("<3>")]
+    assert errors == [
+        f"<3>edgegw: HTTP cannot listen on 127.0.0.1:{busy_port}: Address already in use; "
+        "stop the program using it or change [http] port"
+    ]
+
+
 def test_a_bad_smpp_certificate_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "cert.pem").write_text("not a certificate\n")
     smpp = (
