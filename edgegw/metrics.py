@@ -142,6 +142,12 @@ class Metrics:
             ["service", "door"],
             registry=self.registry,
         )
+        # Every service's doors from 0, so that increase() sees its first message too. SOAP
+        # and the status page's form come with the HTTP door.
+        doors = self.doors | {"soap", "status"} if "http" in self.doors else self.doors
+        for service_id in self.services:
+            for door in sorted(doors):
+                self.accepted.labels(str(service_id), door)
         self.http_duration = Histogram(
             "edgegw_http_request_duration_seconds",
             "Time from a complete HTTP request to its response, by the app.",

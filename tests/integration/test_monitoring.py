@@ -264,6 +264,21 @@ async def test_each_service_s_final_outcomes_are_scraped_before_the_first(
     assert counted == {(("service", "1000"), ("state", state)): 0 for state in states}
 
 
+async def test_each_service_s_accepted_messages_are_scraped_before_the_first(
+    gateway: Gateway,
+) -> None:
+    """A dashboard's increase() showed no message accepted after a start until the second."""
+    async with httpx.AsyncClient(base_url=url(gateway)) as client:
+        found = samples((await client.get("/metrics")).text)
+    counted = {
+        labels: value
+        for (metric, labels), value in found.items()
+        if metric == "edgegw_messages_accepted_total"
+    }
+    doors = ("http", "smpp", "smtp", "soap", "status")
+    assert counted == {(("door", door), ("service", "1000")): 0 for door in doors}
+
+
 async def test_connections_refused_at_each_door_are_counted(
     config: Config, nursery: trio.Nursery
 ) -> None:
