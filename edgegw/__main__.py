@@ -319,9 +319,14 @@ def _udev_rules(args: argparse.Namespace) -> int:
 
 
 def _print_problems(exc: ConfigError) -> None:
-    print(f"{exc.source}: {len(exc.problems)} problem(s)", file=sys.stderr)
-    for problem in exc.problems:
-        print(f"  {problem}", file=sys.stderr)
+    text = "\n".join(
+        [f"{exc.source}: {len(exc.problems)} problem(s)"]
+        + [f"  {problem}" for problem in exc.problems]
+    )
+    # A service that does not start for its config: an error in the journal, too.
+    if systemd.to_journal(sys.stderr):
+        text = systemd.journal_lines(text, logging.ERROR)
+    print(text, file=sys.stderr)
 
 
 def _service(config: Config, service_id: int | None, source: str) -> ServiceConfig:

@@ -135,6 +135,25 @@ def test_in_the_journal_the_failure_is_an_error(tmp_path: Path, busy_port: int) 
     ]
 
 
+def test_in_the_journal_a_config_s_problems_are_errors(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[http]\nport = "x"\n')
+    journal = tmp_path / "journal"
+    with journal.open("w") as stream:
+        opened = os.fstat(stream.fileno())
+        process = subprocess.run(
+            [*EDGEGW, "serve", "--config", str(config)],
+            stderr=stream,
+            env={**os.environ, "JOURNAL_STREAM": f"{opened.st_dev}:{opened.st_ino}"},
+            timeout=60,
+        )
+    assert process.returncode == 2
+    lines = journal.read_text().splitlines()
+    assert lines[0] == f"<3>{config}: {len(lines) - 1} problem(s)"
+    assert any(line.startswith("<3>  http.port: ") for line in lines[1:]), lines
+    assert all(line.startswith("<3>") for line in lines)
+
+
 def test_a_bad_smpp_certificate_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "cert.pem").write_text("not a certificate\n")
     smpp = (
