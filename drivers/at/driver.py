@@ -586,7 +586,9 @@ class AtModem:
             # A stored message is found by the next sweep; a direct one goes unacknowledged
             # and the network delivers it again.
             log.warning(
-                "modem %s: indication backlog full, %r left for later", self.name, indication
+                "modem %s: indication backlog full, %s left for later",
+                self.name,
+                _named(indication),
             )
             link.indications_off.dropped(indication)
 
@@ -637,7 +639,7 @@ class AtModem:
             except ModemError as exc:
                 if link.failed.is_set():
                     return
-                log.info("modem %s: reading %r failed: %s", self.name, indication, exc)
+                log.info("modem %s: reading %s failed: %s", self.name, _named(indication), exc)
             except AtProtocolError as exc:
                 self._health.errors += 1
                 self._health.last_error = f"unreadable stored message: {exc}"
@@ -1259,6 +1261,12 @@ def _event(
     return StatusReportReceived(
         modem=modem, storage=storage, index=index, smsc=smsc, pdu=tpdu, report=decoded
     )
+
+
+def _named(indication: Indication) -> str:
+    """An indication as a log line names it: a direct one by its +CMT or +CDS line, without
+    the PDU that follows it, which holds the message's text."""
+    return indication.urc.line if isinstance(indication, Direct) else repr(indication)
 
 
 def _describe(event: InboundSms | StatusReportReceived) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -473,6 +474,37 @@ async def test_a_direct_message_without_room_is_left_to_the_network(
     assert peer.commands.count("AT+CNMI=2,2,0,1,0") == cnmi_before + 1
     (event,) = pending_inbound(modem)
     assert event.index is None and event.storage == ""
+
+
+async def test_a_direct_message_whose_acknowledgement_is_lost_is_logged_without_its_pdu(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The PDU carries the text: at info, a failed acknowledgement names the message only.
+    caplog.set_level(logging.INFO, logger="drivers.at")
+    tpdu = stored_pdu("+4799887766", "personal")
+    urc = b"\r\n+CMT: ,%d\r\n%s\r\n" % (len(tpdu) - tpdu[0] - 1, tpdu.hex().upper().encode())
+    peer = Peer(
+        {
+            "AT+CNMI=2,1,0,2,0": ERROR,
+            "AT+CNMI=1,1,0,2,0": ERROR,
+            "AT+CNMI=2,1,0,1,0": ERROR,
+            "AT+CNMI=1,1,0,1,0": ERROR,
+            "AT+CNMI=2,1,0,0,0": ERROR,
+            "AT+CNMI=1,1,0,0,0": ERROR,
+            "AT+CNMI=2,2,0,1,0": OK,
+            "AT+CSMS=1": b"\r\n+CSMS: 1,1,1\r\n" + OK,
+            "AT+CNMA": None,
+        }
+    )
+    modem = make(Bench(nursery, [peer]))
+    await nursery.start(modem.run)
+    await settled(peer)
+    await peer.unsolicited(urc)
+    await trio.sleep(30.0)
+    assert peer.commands.count("AT+CNMA") == 1
+    lines = [record.getMessage() for record in caplog.records]
+    assert any("+CMT" in line and "failed" in line for line in lines), lines
+    assert [line for line in lines if tpdu.hex().upper()[-20:] in line] == []
 
 
 async def test_a_direct_message_that_does_not_decode_is_refused_once(
