@@ -83,13 +83,13 @@ def management_routes(
             if path.startswith(CLIENT_PREFIX):
                 return await _batch_api(request, path[len(CLIENT_PREFIX) :], client_style=True)
             if path in (MESSAGES_PATH, MESSAGES_PATH + "/"):
-                _allow(request, "GET")
+                _allow(request, "GET, HEAD")
                 return await _list_messages(request)
             if path.startswith(MESSAGES_PATH + "/"):
                 message_id = unquote(path[len(MESSAGES_PATH) + 1 :])
                 if "/" in message_id:
                     raise HttpError(404, "Not Found", f"no such resource {path!r}")
-                _allow(request, "GET, DELETE")
+                _allow(request, "GET, HEAD, DELETE")
                 if request.method == "DELETE":
                     return await _cancel(request, message_id)
                 return await _message(request, message_id)
@@ -109,19 +109,19 @@ def management_routes(
         # Percent-decode after routing: the client sends "/" inside a reference as %2F.
         reference = unquote(reference)
         if not reference:
-            _allow(request, "GET")
+            _allow(request, "GET, HEAD")
             batches = await management.batches(service_id)
             if as_xml:
                 return _xml("getBatchListResponse", "".join(batch_xml(b) for b in batches))
             return _json(_BatchList(messageBatch=batches))
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):
             batch = await management.batch(service_id, reference)
             if batch is None:
                 raise _unknown_batch(reference)
             if as_xml:
                 return _xml("getBatchStatusResponse", batch_xml(batch))
             return _json(_BatchStatus(messageBatch=batch))
-        _allow(request, "GET, DELETE")
+        _allow(request, "GET, HEAD, DELETE")
         stopped = await management.stop_batch(service_id, reference)
         if stopped is None:
             raise _unknown_batch(reference)
@@ -244,6 +244,8 @@ class _MethodNotAllowed(HttpError):
 
 
 def _allow(request: Request, methods: str) -> None:
+    """A 405 unless the method is one of `methods`; each resource that takes GET takes HEAD,
+    which the listener answers without the body (RFC 9110 section 9.3.2)."""
     if request.method not in methods.split(", "):
         raise _MethodNotAllowed(request.method, methods)
 

@@ -266,6 +266,34 @@ async def test_list_get_and_stop_a_scheduled_batch(
     assert {message_id: reported.get(message_id) for message_id in ids} == dict.fromkeys(ids, 371)
 
 
+@pytest.mark.parametrize("prefix", ["/mgmt/rs/service/1", "/management/1"])
+async def test_head_answers_as_get_without_the_body_and_stops_nothing(
+    rig: Rig, prefix: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    """RFC 9110 section 9.3.2: HEAD is GET without the content, on every resource that takes
+    GET; on a batch it only looks, it never stops it."""
+    (message_id,) = await rig.send_batch("h", 1)
+    async with rig.client() as client:
+        for path in (
+            f"{prefix}/batch/",
+            f"{prefix}/batch/h",
+            "/api/messages?batch=h",
+            f"/api/messages/{message_id}",
+        ):
+            got = await client.get(path)
+            head = await client.head(path)
+            assert (head.status_code, head.content) == (200, b""), path
+            assert head.headers["content-type"] == got.headers["content-type"], path
+            assert head.headers["content-length"] == str(len(got.content)), path
+        assert (await client.get(f"{prefix}/batch/h")).json()["messageBatch"]["totalSize"] == 1
+        listed = await client.put(f"{prefix}/batch/")
+        assert (listed.status_code, listed.headers["allow"]) == (405, "GET, HEAD")
+        one = await client.put(f"{prefix}/batch/h")
+        assert (one.status_code, one.headers["allow"]) == (405, "GET, HEAD, DELETE")
+    record = await rig.store.message(message_id)
+    assert record is not None and record.state is MessageState.QUEUED
+
+
 async def test_mgmt_rs_answers_text_xml_when_asked(
     rig: Rig, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -480,6 +508,6 @@ async def test_one_message_is_shown_to_its_service_only(
         for path in ("/api/messages/nosuchid0000", f"/api/messages/{message_id}/parts"):
             assert (await client.get(path)).status_code == 404
         put = await client.put(f"/api/messages/{message_id}")
-        assert (put.status_code, put.headers["allow"]) == (405, "GET, DELETE")
+        assert (put.status_code, put.headers["allow"]) == (405, "GET, HEAD, DELETE")
     async with rig.client(2) as client:
         assert (await client.get(f"/api/messages/{message_id}")).status_code == 404
