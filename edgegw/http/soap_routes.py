@@ -72,6 +72,8 @@ _ADDRESS_PLACEHOLDER: Final = "http://EDGEGW-ADDRESS"
 # A Host header fit to be written into the WSDL as the endpoint's authority.
 _HOST: Final = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 _XML_TYPE: Final = "text/xml; charset=utf-8"
+# What a door's address takes: POST a call, GET (or HEAD) a WSDL or a schema.
+_METHODS: Final = "GET, HEAD, POST"
 
 
 def wsdl_document(name: str) -> bytes:
@@ -127,9 +129,10 @@ def soap_routes(
         return None
 
     def _document(request: Request, wsdl: bytes) -> Response:
-        if request.method != "GET":
-            refusal = plain_error(request, 405, f"{request.method} is not one of GET, POST")
-            refusal.headers.append(("allow", "GET, POST"))
+        # HEAD as GET without the body (RFC 9110 section 9.3.2), which the listener leaves out.
+        if request.method not in ("GET", "HEAD"):
+            refusal = plain_error(request, 405, f"{request.method} is not one of {_METHODS}")
+            refusal.headers.append(("allow", _METHODS))
             return refusal
         query = request.query
         if query.lower() == "wsdl":

@@ -214,6 +214,21 @@ async def test_the_wsdl_is_served_at_both_addresses(gateway: Gateway) -> None:
     assert addresses == [f"http://127.0.0.1:{port}/gw/ws/SMSGatewayV10"] * 2
 
 
+async def test_head_on_a_wsdl_or_schema_answers_as_get_without_the_body(gateway: Gateway) -> None:
+    """RFC 9110 section 9.3.2: a document GET serves is there for HEAD too (a link checker, a
+    proxy's cache validation); the door's Allow names it."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port_of(gateway)}") as http:
+        for path in ("/gw/ws/SMSGatewayV10", "/gw/SMSGateway", "/mgmt/ws/GatewayManagementV10"):
+            for query in ("wsdl", "xsd=request"):
+                got = await http.get(f"{path}?{query}")
+                head = await http.head(f"{path}?{query}")
+                assert (head.status_code, head.content) == (200, b""), (path, query)
+                assert head.headers["content-length"] == str(len(got.content)), (path, query)
+                assert head.headers["content-type"] == got.headers["content-type"]
+            refused = await http.put(f"{path}?wsdl")
+            assert (refused.status_code, refused.headers["allow"]) == (405, "GET, HEAD, POST")
+
+
 async def test_a_client_pointed_at_the_wsdl_alias_is_served_there(gateway: Gateway) -> None:
     """/gw/SMSGateway is where the REST page says the WSDL lives; a client set up by hand takes
     that address, without `?wsdl`, for the endpoint, as a SOAP stack's `?wsdl` is served at its
