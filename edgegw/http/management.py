@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, unquote
 import msgspec
 
 from edgegw.http.inputs import ascii_count, basic_credentials
-from edgegw.http.problems import HttpError, parse_moment, problem_response
+from edgegw.http.problems import HttpError, allow_method, error_response, parse_moment
 from edgegw.http.puzzel import lost_plus, xml_text
 from edgegw.http.server import Request, Response
 from edgegw.model import MessageState
@@ -83,13 +83,13 @@ def management_routes(
             if path.startswith(CLIENT_PREFIX):
                 return await _batch_api(request, path[len(CLIENT_PREFIX) :], client_style=True)
             if path in (MESSAGES_PATH, MESSAGES_PATH + "/"):
-                _allow(request, "GET, HEAD")
+                allow_method(request.method, "GET, HEAD")
                 return await _list_messages(request)
             if path.startswith(MESSAGES_PATH + "/"):
                 message_id = unquote(path[len(MESSAGES_PATH) + 1 :])
                 if "/" in message_id:
                     raise HttpError(404, "Not Found", f"no such resource {path!r}")
-                _allow(request, "GET, HEAD, DELETE")
+                allow_method(request.method, "GET, HEAD, DELETE")
                 if request.method == "DELETE":
                     return await _cancel(request, message_id)
                 return await _message(request, message_id)
@@ -109,7 +109,7 @@ def management_routes(
         # Percent-decode after routing: the client sends "/" inside a reference as %2F.
         reference = unquote(reference)
         if not reference:
-            _allow(request, "GET, HEAD")
+            allow_method(request.method, "GET, HEAD")
             batches = await management.batches(service_id)
             if as_xml:
                 return _xml("getBatchListResponse", "".join(batch_xml(b) for b in batches))
@@ -121,7 +121,7 @@ def management_routes(
             if as_xml:
                 return _xml("getBatchStatusResponse", batch_xml(batch))
             return _json(_BatchStatus(messageBatch=batch))
-        _allow(request, "GET, HEAD, DELETE")
+        allow_method(request.method, "GET, HEAD, DELETE")
         stopped = await management.stop_batch(service_id, reference)
         if stopped is None:
             raise _unknown_batch(reference)
@@ -235,21 +235,6 @@ def _moment(name: str, text: str | None) -> float | None:
     return parse_moment(name, text) if text else None
 
 
-class _MethodNotAllowed(HttpError):
-    """A 405, which names the methods the resource takes (RFC 9110 section 15.5.6)."""
-
-    def __init__(self, method: str, allow: str) -> None:
-        super().__init__(405, "Method Not Allowed", f"{method} is not one of {allow}")
-        self.allow = allow
-
-
-def _allow(request: Request, methods: str) -> None:
-    """A 405 unless the method is one of `methods`; each resource that takes GET takes HEAD,
-    which the listener answers without the body (RFC 9110 section 9.3.2)."""
-    if request.method not in methods.split(", "):
-        raise _MethodNotAllowed(request.method, methods)
-
-
 def _prefers_xml(accept: str | None) -> bool:
     """text/xml (or application/xml) when Accept names XML and not JSON; JSON otherwise."""
     if not accept:
@@ -303,7 +288,4 @@ def _stopped_xml(message: StoppedMessage) -> str:
 
 
 def _problem(request: Request, error: HttpError) -> Response:
-    response = problem_response(error.status, error.title, error.detail, instance=request.path)
-    if isinstance(error, _MethodNotAllowed):
-        response.headers.append(("allow", error.allow))
-    return response
+    return error_response(error, instance=request.path)

@@ -14,7 +14,17 @@ import msgspec
 
 from edgegw.http.server import Response
 
-__all__ = ["PROBLEM_JSON", "REALM", "HttpError", "Problem", "parse_moment", "problem_response"]
+__all__ = [
+    "PROBLEM_JSON",
+    "REALM",
+    "HttpError",
+    "MethodNotAllowed",
+    "Problem",
+    "allow_method",
+    "error_response",
+    "parse_moment",
+    "problem_response",
+]
 
 PROBLEM_JSON: Final = "application/problem+json"
 # The HTTP Basic realm every route that asks for a service's credentials names.
@@ -39,6 +49,28 @@ class HttpError(Exception):
         self.status = status
         self.title = title
         self.detail = detail
+
+
+class MethodNotAllowed(HttpError):
+    """A 405, which names the methods the resource takes (RFC 9110 section 15.5.6)."""
+
+    def __init__(self, method: str, allow: str) -> None:
+        super().__init__(405, "Method Not Allowed", f"{method} is not one of {allow}")
+        self.allow = allow
+
+
+def allow_method(method: str, allow: str) -> None:
+    """MethodNotAllowed unless `method` is one of `allow` ("GET, HEAD, DELETE")."""
+    if method not in allow.split(", "):
+        raise MethodNotAllowed(method, allow)
+
+
+def error_response(error: HttpError, *, instance: str | None = None) -> Response:
+    """The problem+json answer to `error`, with the Allow header a 405 must carry."""
+    response = problem_response(error.status, error.title, error.detail, instance=instance)
+    if isinstance(error, MethodNotAllowed):
+        response.headers.append(("allow", error.allow))
+    return response
 
 
 def problem_response(

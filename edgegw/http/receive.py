@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, unquote
 import msgspec
 
 from edgegw.http.inputs import ascii_count, basic_credentials
-from edgegw.http.problems import HttpError, parse_moment, problem_response
+from edgegw.http.problems import HttpError, allow_method, error_response, parse_moment
 from edgegw.http.server import Request, Response
 from edgegw.model import InboundView
 from edgegw.pipeline.inbound import MAX_LIST
@@ -76,12 +76,11 @@ def receive_routes(backend: ReceiveBackend) -> Route:
                 await _authorized(request)
                 return _json(await backend.modems_view())
         except HttpError as exc:
-            return _problem(exc)
+            return error_response(exc)
         return None
 
     async def _authorized(request: Request) -> int:
-        if request.method not in ("GET", "HEAD"):
-            raise HttpError(405, "Method Not Allowed", f"{request.method} is not allowed here")
+        allow_method(request.method, "GET, HEAD")
         credentials = basic_credentials(request.headers.get("authorization"))
         service_id = None if credentials is None else await backend.authenticate(*credentials)
         if service_id is None:
@@ -108,10 +107,3 @@ def _list_query(query: str) -> tuple[float | None, int]:
 
 def _json(value: msgspec.Struct) -> Response:
     return Response(status=200, headers=[("content-type", _JSON)], body=msgspec.json.encode(value))
-
-
-def _problem(error: HttpError) -> Response:
-    response = problem_response(error.status, error.title, error.detail)
-    if error.status == 405:
-        response.headers.append(("allow", "GET, HEAD"))
-    return response

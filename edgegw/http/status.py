@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 import msgspec
 
 from edgegw.http.inputs import basic_credentials, media_type_and_charset
-from edgegw.http.problems import HttpError, problem_response
+from edgegw.http.problems import HttpError, allow_method, error_response, problem_response
 from edgegw.http.server import Request, Response
 
 __all__ = ["STATUS_PATH", "StatusBackend", "StatusView", "status_routes"]
@@ -98,17 +98,17 @@ def status_routes(backend: StatusBackend) -> Route:
                 name = path[len(ASSETS_PREFIX) :]
                 if name not in assets or name == "status.html":
                     raise HttpError(404, "Not Found", f"no asset {name!r}")
-                _method(request, "GET")
+                allow_method(request.method, "GET, HEAD")
                 return _asset(assets, name)
             await _authorized(request)
             if path in (STATUS_PATH, STATUS_PATH + "/"):
-                _method(request, "GET")
+                allow_method(request.method, "GET, HEAD")
                 return _asset(assets, "status.html")
             if path == STATUS_PATH + "/data":
-                _method(request, "GET")
+                allow_method(request.method, "GET, HEAD")
                 return _json(200, msgspec.json.encode(await backend.status_view()))
             if path == STATUS_PATH + "/send":
-                _method(request, "POST")
+                allow_method(request.method, "POST")
                 _same_origin(request)
                 fields = _fields(request)
                 service = fields.get("service") or None
@@ -121,7 +121,7 @@ def status_routes(backend: StatusBackend) -> Route:
                 )
                 return _json(200, json.dumps({"messageId": message_id}).encode())
             if path == STATUS_PATH + "/simulate-mo":
-                _method(request, "POST")
+                allow_method(request.method, "POST")
                 _same_origin(request)
                 fields = _fields(request)
                 await backend.simulate_mo(
@@ -130,7 +130,7 @@ def status_routes(backend: StatusBackend) -> Route:
                 return _json(200, b'{"delivered":true}')
             raise HttpError(404, "Not Found", f"no such resource {path!r}")
         except HttpError as exc:
-            return problem_response(exc.status, exc.title, exc.detail)
+            return error_response(exc)
         except ValueError as exc:
             return problem_response(422, "Unprocessable Content", str(exc))
 
@@ -140,11 +140,6 @@ def status_routes(backend: StatusBackend) -> Route:
             raise HttpError(401, "Unauthorized", "a service's or the admin's credentials")
 
     return route
-
-
-def _method(request: Request, allowed: str) -> None:
-    if request.method != allowed and not (allowed == "GET" and request.method == "HEAD"):
-        raise HttpError(405, "Method Not Allowed", f"{request.method} is not allowed here")
 
 
 def _same_origin(request: Request) -> None:

@@ -158,6 +158,26 @@ async def test_the_routes_ask_for_credentials_and_check_their_forms(gateway: Gat
         assert (await client.get("/status/send", auth=AUTH)).status_code == 405
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("POST", "/status", "GET, HEAD"),
+        ("DELETE", "/status/data", "GET, HEAD"),
+        ("PUT", "/status/assets/status.js", "GET, HEAD"),
+        ("GET", "/status/send", "POST"),
+        ("OPTIONS", "/status/simulate-mo", "POST"),
+    ],
+)
+async def test_a_method_a_page_does_not_take_gets_405_naming_those_it_does(
+    gateway: Gateway, method: str, path: str, allow: str
+) -> None:
+    """RFC 9110 section 15.5.6: a 405 carries Allow, so that the client learns what to use."""
+    async with httpx.AsyncClient(base_url=url(gateway), auth=AUTH) as client:
+        refused = await client.request(method, path)
+    assert (refused.status_code, refused.headers.get("allow")) == (405, allow)
+    assert refused.json()["detail"] == f"{method} is not one of {allow}"
+
+
 async def test_a_form_post_from_another_site_is_refused(gateway: Gateway) -> None:
     """Cross-site request forgery: a page elsewhere posts a form to the status page and the
     browser adds the operator's cached Basic credentials. It must send and inject nothing."""
