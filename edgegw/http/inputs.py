@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from typing import Final
@@ -21,6 +22,7 @@ __all__ = [
     "basic_credentials",
     "framing_refusal",
     "media_type_and_charset",
+    "request_target",
     "text_charset",
     "to_utf8",
     "utf8_pieces",
@@ -48,6 +50,8 @@ _MAX_CHARSET_NAME: Final = 40
 _PROBE: Final = b"\x00\x00\x00\x00"
 _UTF8: Final = frozenset({"utf-8", "ascii"})
 _HTTP_VERSIONS: Final = frozenset({b"1.0", b"1.1"})
+# An absolute-form request target (RFC 9112 section 3.2.2): scheme, authority, the rest.
+_ABSOLUTE_FORM: Final = re.compile(r"(?i:https?)://([^/?#]*)(.*)", re.DOTALL)
 
 
 def ascii_count(text: str, *, max_digits: int = MAX_COUNT_DIGITS) -> int | None:
@@ -146,6 +150,22 @@ def to_utf8(body: bytes | bytearray, charset: str | None) -> bytes | bytearray:
     if text_charset(charset) in _UTF8:
         return body
     return b"".join(utf8_pieces(body, charset))
+
+
+def request_target(target: str) -> tuple[str, str, str | None]:
+    """(path, query, authority) of a request line's target, path and query not percent-decoded,
+    the query "" when absent. An absolute-form target (`http://host:port/path?query`), which a
+    server must accept (RFC 9112 section 3.2.2), is read as its path (an empty one is "/") and
+    query, and its authority is the host asked for, in place of the Host header; an
+    origin-form target has None."""
+    absolute = _ABSOLUTE_FORM.fullmatch(target)
+    authority = None
+    if absolute is not None:
+        authority, target = absolute.group(1), absolute.group(2)
+        if not target.startswith("/"):
+            target = "/" + target
+    path, _, query = target.partition("?")
+    return path, query, authority
 
 
 def framing_refusal(

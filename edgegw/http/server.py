@@ -21,7 +21,7 @@ import msgspec
 import trio
 
 from edgegw.http.forwarded import client_address, first_forwarded
-from edgegw.http.inputs import framing_refusal
+from edgegw.http.inputs import framing_refusal, request_target
 from edgegw.http.limits import HttpLimits
 from edgegw.loglimit import LogLimiter, log_limited, log_refused, write_overdue_summaries
 from edgegw.networks import Networks
@@ -50,7 +50,7 @@ BodyWriter = Callable[[bytes], Awaitable[None]]
 
 class Request(msgspec.Struct, kw_only=True):
     method: str  # upper case, as sent
-    path: str  # the target before `?`, not percent-decoded
+    path: str  # the target's path (before `?`), not percent-decoded
     query: str  # the target after `?`, not percent-decoded; "" when absent
     headers: dict[str, str]  # lower-cased names; repeated headers joined with ", "
     body: Body
@@ -360,13 +360,14 @@ class _HttpConnection:
                 raise _Closed  # the client closed mid-body
 
     def _request(self, event: h11.Request) -> Request:
-        target = event.target.decode("ascii", "replace")
-        path, _, query = target.partition("?")
+        path, query, authority = request_target(event.target.decode("ascii", "replace"))
         headers: dict[str, str] = {}
         for raw_name, raw_value in event.headers:
             name = raw_name.decode("ascii", "replace")
             value = raw_value.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        if authority is not None:
+            headers["host"] = authority  # RFC 9112 section 3.2.2: the target's, not the header's
         peer = self.peer[0] if self.peer is not None else None
         client, proxied = peer, False
         trusted = self.trusted_proxies

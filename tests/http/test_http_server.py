@@ -389,6 +389,37 @@ async def test_pipelined_requests_are_answered_in_order() -> None:
         assert await receive_until_eof(client) == b""
 
 
+async def test_an_absolute_form_target_is_served_as_its_path_for_its_host() -> None:
+    """RFC 9112 section 3.2.2: a server MUST accept `GET http://host/path` (a client set up
+    with the gateway as its proxy sends it), and the target's host replaces the Host header."""
+    seen: list[tuple[str, str, str | None]] = []
+
+    async def app(request: Request) -> Response:
+        seen.append((request.path, request.query, request.headers.get("host")))
+        return Response(status=204)
+
+    targets = [
+        b"http://gw.example:8080/api/messages/a%2Fb?limit=5",
+        b"HTTPS://gw.example",
+        b"http://gw.example?wsdl",
+        b"/plain?x=1",
+    ]
+    client, server = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve_connection, server, app, TIMEOUTS)
+        await client.send_all(
+            b"".join(b"GET " + target + b" HTTP/1.1\r\nHost: other\r\n\r\n" for target in targets)
+        )
+        assert [reply.status for reply in await read_replies(client, 4)] == [204] * 4
+        await client.send_eof()
+    assert seen == [
+        ("/api/messages/a%2Fb", "limit=5", "gw.example:8080"),
+        ("/", "", "gw.example"),
+        ("/", "wsdl", "gw.example"),
+        ("/plain", "x=1", "other"),
+    ]
+
+
 async def test_a_trusted_proxys_repeated_forwarded_lines_are_read_in_the_order_sent() -> None:
     # Two X-Forwarded-For lines are one list, the first line's entries first (RFC 9110 5.3):
     # read the other way round, the client would be 198.51.100.1, the address it wrote itself.
