@@ -173,10 +173,15 @@ def framing_refusal(
 ) -> tuple[int, str] | None:
     """Why a request head must be refused (status, reason), or None. Only HTTP/1.0 and 1.1 are
     spoken (505 otherwise); a request with both Content-Length and Transfer-Encoding is framed
-    two ways at once, the stuff of request smuggling behind a proxy (400, RFC 9112 6.3)."""
+    two ways at once, the stuff of request smuggling behind a proxy (400, RFC 9112 6.3), and
+    so is an HTTP/1.0 one with Transfer-Encoding, which that version does not have: its
+    framing is faulty (RFC 9112 6.1)."""
     if http_version not in _HTTP_VERSIONS:
         return 505, f"HTTP/{http_version.decode('ascii', 'replace')} is not supported"
     names = {name for name, _ in headers}
-    if b"content-length" in names and b"transfer-encoding" in names:
-        return 400, "Content-Length and Transfer-Encoding together are refused"
+    if b"transfer-encoding" in names:
+        if b"content-length" in names:
+            return 400, "Content-Length and Transfer-Encoding together are refused"
+        if http_version == b"1.0":
+            return 400, "Transfer-Encoding is refused in HTTP/1.0, which has none"
     return None

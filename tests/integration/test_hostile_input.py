@@ -166,6 +166,14 @@ async def test_a_pid_in_other_digits_is_status_5(
             b"Transfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n0\r\n\r\n",
             b"400",
         ),
+        # RFC 9112 section 6.1: HTTP/1.0 has no transfer codings; a proxy speaking it frames
+        # this body otherwise, so its framing is faulty, however good the send inside it.
+        (
+            b"POST /gw/rs/sendMessages HTTP/1.0\r\nTransfer-Encoding: chunked\r\n"
+            b"Content-Type: application/json\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
+            % (len(GOOD_JSON), GOOD_JSON),
+            b"400",
+        ),
     ],
 )
 async def test_bad_framing_is_refused_before_the_app(
