@@ -14,7 +14,7 @@ import msgspec
 
 from edgegw.http.inputs import ascii_count, basic_credentials
 from edgegw.http.problems import HttpError, allow_method, error_response, parse_moment
-from edgegw.http.puzzel import lost_plus, xml_text
+from edgegw.http.puzzel import ResponseFormat, lost_plus, negotiate, xml_text
 from edgegw.http.server import Request, Response
 from edgegw.model import MessageState
 from edgegw.networks import is_loopback, is_loopback_host
@@ -105,7 +105,12 @@ def management_routes(
         if head != "batch" or service_id is None:
             raise HttpError(404, "Not Found", f"no such resource {request.path!r}")
         await _authorize(request, service_id, client_style=client_style)
-        as_xml = not client_style and _prefers_xml(request.headers.get("accept"))
+        # Spec 5.1: JSON, or XML (text/xml) when Accept prefers it.
+        accept = request.headers.get("accept")
+        as_xml = (
+            not client_style
+            and negotiate(accept, default=ResponseFormat.JSON) is ResponseFormat.XML
+        )
         # Percent-decode after routing: the client sends "/" inside a reference as %2F.
         reference = unquote(reference)
         if not reference:
@@ -233,14 +238,6 @@ def _recipient(text: str) -> str:
 
 def _moment(name: str, text: str | None) -> float | None:
     return parse_moment(name, text) if text else None
-
-
-def _prefers_xml(accept: str | None) -> bool:
-    """text/xml (or application/xml) when Accept names XML and not JSON; JSON otherwise."""
-    if not accept:
-        return False
-    accept = accept.lower()
-    return "xml" in accept and "json" not in accept
 
 
 def _unknown_batch(reference: str) -> HttpError:

@@ -1084,17 +1084,23 @@ _XML_TYPES: Final = ("application/xml", "text/xml")
 
 
 @functools.lru_cache(maxsize=256)  # clients repeat the same few Accept values
-def negotiate(accept: str | None) -> ResponseFormat:
-    """JSON only when `application/json` is preferred over XML: higher quality, then the more
-    specific range (`application/json, */*` asks for JSON), then the one listed first."""
+def negotiate(
+    accept: str | None, *, default: ResponseFormat = ResponseFormat.XML
+) -> ResponseFormat:
+    """The format Accept prefers: higher quality, then the more specific range
+    (`application/json, */*` asks for JSON), then the one listed first; the other format only
+    when it is preferred over `default` (XML, as Puzzel's sends answer without Accept), and
+    never one of quality 0."""
     if not accept:
-        return ResponseFormat.XML
+        return default
     ranges = list(_media_ranges(accept))
     json_rank = _rank("application/json", ranges)
     xml_rank = max(_rank(media_type, ranges) for media_type in _XML_TYPES)
-    if json_rank[0] > 0 and json_rank > xml_rank:
-        return ResponseFormat.JSON
-    return ResponseFormat.XML
+    if default is ResponseFormat.XML:
+        other, rank, default_rank = ResponseFormat.JSON, json_rank, xml_rank
+    else:
+        other, rank, default_rank = ResponseFormat.XML, xml_rank, json_rank
+    return other if rank[0] > 0 and rank > default_rank else default
 
 
 def _media_ranges(accept: str) -> Iterable[tuple[str, float]]:

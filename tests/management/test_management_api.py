@@ -316,6 +316,30 @@ async def test_mgmt_rs_answers_text_xml_when_asked(
         )
 
 
+@pytest.mark.parametrize(
+    ("accept", "content_type"),
+    [
+        (None, "application/json"),
+        ("*/*", "application/json"),
+        ("text/xml", "text/xml"),
+        ("application/json;q=0, text/xml", "text/xml"),  # JSON is not acceptable at all
+        ("text/xml, application/json;q=0.5", "text/xml"),
+        ("application/xml;q=0.9, application/json;q=0.8", "text/xml"),
+        ("application/json, text/xml;q=0.5", "application/json"),
+        ("text/xml;q=0, */*;q=0.1", "application/json"),
+    ],
+)
+async def test_mgmt_rs_answers_the_format_accept_prefers(
+    rig: Rig, accept: str | None, content_type: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Accept's quality values decide (RFC 9110 section 12.5.1), as for a send; JSON when it
+    names neither or ranks them alike (spec 5.1 lists it first)."""
+    headers = {} if accept is None else {"accept": accept}
+    async with rig.client() as client:
+        listed = await client.get("/mgmt/rs/service/1/batch/", headers=headers)
+    assert (listed.status_code, listed.headers["content-type"]) == (200, content_type)
+
+
 async def test_unknown_batch_is_404_problem_and_an_empty_list_is_200(
     rig: Rig, autojump_clock: trio.testing.MockClock
 ) -> None:
