@@ -33,6 +33,10 @@ __all__ = [
 
 MAX_PAGE: Final = 1000
 DEFAULT_PAGE: Final = 100
+# Messages one write job of a batch's stop cancels: a big batch is stopped in several commits,
+# so that the sends and reports that come meanwhile wait for one job, not for all of it
+# (25,000 messages cancelled in one job held the writer for 2.6 s).
+STOP_CHUNK: Final = 500
 
 
 class MessageBatch(msgspec.Struct, kw_only=True):
@@ -143,10 +147,10 @@ class Management:
         return await self.store.read(batch)
 
     async def stop_batch(self, service_id: int, reference: str) -> list[StoppedMessage] | None:
-        """Cancel every queued message of the batch; None when the batch is unknown."""
-        now = self.clock.now()
+        """Cancel every queued message of the batch, STOP_CHUNK a write job; None when the
+        batch is unknown. One claimed for sending meanwhile is not stoppable and left out."""
 
-        def stop(conn: sqlite3.Connection) -> list[StoppedMessage] | None:
+        def queued(conn: sqlite3.Connection) -> list[StoppedMessage] | None:
             rows = conn.execute(
                 "SELECT id, client_reference, state FROM messages"
                 " WHERE service_id = ? AND batch_reference = ? ORDER BY created_at, id",
@@ -154,18 +158,34 @@ class Management:
             ).fetchall()
             if not rows:
                 return None
-            stopped = []
-            detail = f"stopped with batch {reference!r} through the Management API"
-            for message_id, client_reference, state in rows:
-                if state != MessageState.QUEUED:
-                    continue
-                transactions.cancel(conn, self.store.effects, message_id, detail, now)
-                stopped.append(
-                    StoppedMessage(messageId=message_id, clientMessageReference=client_reference)
-                )
-            return stopped
+            return [
+                StoppedMessage(messageId=message_id, clientMessageReference=client_reference)
+                for message_id, client_reference, state in rows
+                if state == MessageState.QUEUED
+            ]
 
-        return await self.store.write(stop)
+        candidates = await self.store.read(queued)
+        if candidates is None:
+            return None
+        detail = f"stopped with batch {reference!r} through the Management API"
+        stopped: list[StoppedMessage] = []
+        for start in range(0, len(candidates), STOP_CHUNK):
+            chunk = candidates[start : start + STOP_CHUNK]
+            stop = functools.partial(self._stop, chunk=chunk, detail=detail, now=self.clock.now())
+            stopped += await self.store.write(stop)
+        return stopped
+
+    def _stop(
+        self, conn: sqlite3.Connection, chunk: list[StoppedMessage], detail: str, now: float
+    ) -> list[StoppedMessage]:
+        stopped = []
+        for message in chunk:
+            try:
+                transactions.cancel(conn, self.store.effects, message.messageId, detail, now)
+            except IllegalTransition:
+                continue  # claimed for sending since it was read
+            stopped.append(message)
+        return stopped
 
     async def cancel(self, service_id: int, message_id: str) -> CancelOutcome:
         """Cancel one queued message of the service."""

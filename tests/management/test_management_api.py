@@ -15,6 +15,7 @@ import msgspec
 import pytest
 import trio
 import trio.testing
+from support.store import new_message
 
 from drivers.events import InboundSms, ModemEvent, ModemState, StatusReportReceived
 from drivers.modem import Health, OutgoingPart
@@ -39,7 +40,7 @@ from edgegw.model import (
 )
 from edgegw.networks import Networks
 from edgegw.pipeline.dispatcher import Dispatcher
-from edgegw.pipeline.management import Management
+from edgegw.pipeline.management import STOP_CHUNK, Management
 from edgegw.pipeline.submit import Submitter
 from edgegw.store import AnswerSeal, Store, Topic, run_inline
 
@@ -292,6 +293,43 @@ async def test_head_answers_as_get_without_the_body_and_stops_nothing(
         assert (one.status_code, one.headers["allow"]) == (405, "GET, HEAD, DELETE")
     record = await rig.store.message(message_id)
     assert record is not None and record.state is MessageState.QUEUED
+
+
+async def test_a_big_batch_is_stopped_a_chunk_a_commit_letting_other_writes_in(
+    rig: Rig, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A stop cancels STOP_CHUNK messages a write job: a message stored while a big batch is
+    being stopped is committed before the stop ends, not behind one job of the whole batch."""
+    big = [  # due in an hour: none is claimed for sending meanwhile
+        msgspec.structs.replace(
+            new_message(f"big{index:09d}"), report_to_customer=True, not_before=START + 3600
+        )
+        for index in range(4 * STOP_CHUNK)
+    ]
+    await rig.store.insert_messages(big)
+    order: list[str] = []
+    stored = trio.Event()
+
+    async def store_another() -> None:
+        await rig.store.insert_messages([new_message("another00001")])
+        order.append("another stored")
+        stored.set()
+
+    def after_commit() -> None:  # each stop job queues its DRs
+        if not order:
+            order.append("stopping")
+            nursery.start_soon(store_another)
+
+    rig.store.subscribe(Topic.CALLBACKS, after_commit)
+    stopped = await Management(rig.store, Clock(start_epoch=START)).stop_batch(1, "batch-1")
+    order.append("stopped")
+    await stored.wait()
+    assert order == ["stopping", "another stored", "stopped"]
+    assert stopped is not None
+    assert [message.messageId for message in stopped] == [message.id for message in big]
+    await trio.sleep(60)  # each gets its DR, a request of up to batch_max a second
+    assert sorted(str(dr["messageid"]) for dr in rig.customer.drs) == [m.id for m in big]
+    assert {dr["statuscode"] for dr in rig.customer.drs} == {371}
 
 
 async def test_mgmt_rs_answers_text_xml_when_asked(
