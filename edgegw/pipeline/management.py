@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import math
 import sqlite3
 from typing import Any, Final
 
@@ -97,12 +98,18 @@ def _encode_cursor(created_at: float, message_id: str) -> str:
 
 
 def _decode_cursor(cursor: str) -> tuple[float, str]:
+    """The (creation time, id) of the last message of a page: what _encode_cursor wrote, never
+    a time that is no number (`nan` would match nothing, an empty last page) or a cut cursor
+    without its id (which would list that time's messages again)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
         created, _, message_id = raw.partition("|")
-        return float(created), message_id
+        created_at = float(created)
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise BadCursor(f"cursor {cursor!r} is not one this gateway handed out") from None
+        created_at = math.nan
+    if not math.isfinite(created_at) or not message_id:
+        raise BadCursor(f"cursor {cursor!r} is not one this gateway handed out")
+    return created_at, message_id
 
 
 class Management:

@@ -4,6 +4,7 @@ messages are never sent and their DRs reach the customer. Auth, formats, filters
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import random
@@ -483,6 +484,7 @@ async def test_messages_are_listed_with_filters_and_stable_pages(
             cursor = page["nextCursor"]
             if cursor is None:
                 break
+            page_cursor = cursor
         assert seen == first + second  # service 2's message is not listed
         queued = (await client.get("/api/messages", params={"state": "queued"})).json()
         assert [m["messageId"] for m in queued["messages"]] == first
@@ -504,7 +506,21 @@ async def test_messages_are_listed_with_filters_and_stable_pages(
         not_a_number = await client.get("/api/messages?recipient=4741000001")
         assert not_a_number.status_code == 400
         assert "not an international number" in not_a_number.json()["detail"]
-        for bad in ("state=lost", "limit=0", "limit=1001", "since=yesterday", "cursor=%%", "x=1"):
+        # Cursors not handed out: a time that is no number, one cut before its message id.
+        cut = base64.urlsafe_b64decode(page_cursor + "==").decode().partition("|")[0]
+        forged = [
+            base64.urlsafe_b64encode(raw.encode()).decode()
+            for raw in ("nan|x", "inf|x", f"{cut}|", cut)
+        ]
+        for bad in (
+            "state=lost",
+            "limit=0",
+            "limit=1001",
+            "since=yesterday",
+            "cursor=%%",
+            "x=1",
+            *(f"cursor={cursor}" for cursor in forged),
+        ):
             response = await client.get(f"/api/messages?{bad}")
             assert response.status_code == 400, bad
             assert response.headers["content-type"] == "application/problem+json"
