@@ -52,6 +52,11 @@ _UTF8: Final = frozenset({"utf-8", "ascii"})
 _HTTP_VERSIONS: Final = frozenset({b"1.0", b"1.1"})
 # An absolute-form request target (RFC 9112 section 3.2.2): scheme, authority, the rest.
 _ABSOLUTE_FORM: Final = re.compile(r"(?i:https?)://([^/?#]*)(.*)", re.DOTALL)
+# A Host header's value: uri-host [":" port] (RFC 9110 section 7.2, RFC 3986 section 3.2.2),
+# an IP literal in brackets or a reg-name, which may be empty.
+_HOST: Final = re.compile(
+    rb"(?:\[[0-9A-Za-z:._~%!$&'()*+,;=-]+\]|[0-9A-Za-z._~%!$&'()*+,;=-]*)(?::[0-9]*)?"
+)
 
 
 def ascii_count(text: str, *, max_digits: int = MAX_COUNT_DIGITS) -> int | None:
@@ -175,10 +180,14 @@ def framing_refusal(
     spoken (505 otherwise); a request with both Content-Length and Transfer-Encoding is framed
     two ways at once, the stuff of request smuggling behind a proxy (400, RFC 9112 6.3), and
     so is an HTTP/1.0 one with Transfer-Encoding, which that version does not have: its
-    framing is faulty (RFC 9112 6.1)."""
+    framing is faulty (RFC 9112 6.1). A Host that is no host and port is 400 (RFC 9112 3.2)."""
     if http_version not in _HTTP_VERSIONS:
         return 505, f"HTTP/{http_version.decode('ascii', 'replace')} is not supported"
-    names = {name for name, _ in headers}
+    names = set()
+    for name, value in headers:
+        names.add(name)
+        if name == b"host" and _HOST.fullmatch(value) is None:
+            return 400, "the Host header is not a host and port"
     if b"transfer-encoding" in names:
         if b"content-length" in names:
             return 400, "Content-Length and Transfer-Encoding together are refused"

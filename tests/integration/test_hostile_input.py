@@ -174,6 +174,11 @@ async def test_a_pid_in_other_digits_is_status_5(
             % (len(GOOD_JSON), GOOD_JSON),
             b"400",
         ),
+        # RFC 9112 section 3.2: a Host that is no host and port is 400.
+        (b"GET /health HTTP/1.1\r\nHost: gw.example evil\r\n\r\n", b"400"),
+        (b"GET /health HTTP/1.1\r\nHost: user@gw.example\r\n\r\n", b"400"),
+        (b"GET /health HTTP/1.0\r\nHost: gw.example/x\r\n\r\n", b"400"),
+        (b"GET /health HTTP/1.1\r\nHost: gw.example:80a\r\n\r\n", b"400"),
     ],
 )
 async def test_bad_framing_is_refused_before_the_app(
@@ -185,3 +190,16 @@ async def test_bad_framing_is_refused_before_the_app(
     no_errors_logged(caplog)
     async with httpx.AsyncClient(base_url=url(gateway)) as client:
         assert (await client.get("/health")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "host",
+    [b"", b"gw.example", b"gw_1.example.:8080", b"127.0.0.1:1", b"[::1]", b"[fe80::1%25eth0]:80"],
+)
+async def test_a_host_of_every_form_rfc_3986_allows_is_served(
+    gateway: Gateway, host: bytes
+) -> None:
+    answer = await raw_exchange(
+        gateway, b"GET /health HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 200 ")
