@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import re
 from typing import Final
 
 import msgspec
@@ -29,6 +30,9 @@ __all__ = [
 PROBLEM_JSON: Final = "application/problem+json"
 # The HTTP Basic realm every route that asks for a service's credentials names.
 REALM: Final = "edgegw"
+# A time and its UTC offset whose `+` a query string decoded to a space, as an unencoded
+# "10:00:00+02:00" arrives: "10:00:00 02:00".
+_LOST_OFFSET_PLUS: Final = re.compile(r"(\d\d:\d\d(?::\d\d(?:[.,]\d+)?)?) (\d\d(?::?\d\d)?)\Z")
 
 
 class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -91,7 +95,9 @@ def problem_response(
 
 
 def parse_moment(name: str, text: str) -> float:
-    """A query time: Unix seconds, or ISO 8601 (`Z` allowed; without an offset it is UTC)."""
+    """A query time: Unix seconds, or ISO 8601 (`Z` allowed; without an offset it is UTC). The
+    `+` of an offset that the query string turned into a space comes back, as a recipient's
+    does (edgegw.http.puzzel.lost_plus)."""
     if not text.isascii():
         # float() and fromisoformat() read digits of every script; a client means ASCII.
         raise HttpError(400, "Bad Request", f"{name} must be ISO 8601 or Unix seconds")
@@ -104,7 +110,8 @@ def parse_moment(name: str, text: str) -> float:
             raise HttpError(400, "Bad Request", f"{name} {text!r} is not a time")
         return epoch
     try:
-        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        iso = _LOST_OFFSET_PLUS.sub(r"\1+\2", text, count=1)
+        moment = datetime.datetime.fromisoformat(iso.replace("Z", "+00:00"))
     except ValueError:
         raise HttpError(
             400, "Bad Request", f"{name} must be ISO 8601 or Unix seconds, not {text!r}"

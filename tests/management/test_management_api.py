@@ -498,6 +498,10 @@ async def test_messages_are_listed_with_filters_and_stable_pages(
             assert [m["messageId"] for m in same.json()["messages"]] == [first[1]], written
         since = (await client.get("/api/messages?since=2025-08-05T08:00:05Z")).json()
         assert [m["messageId"] for m in since["messages"]] == second
+        # An offset's raw +, which the query string makes a space, is read as the + it was.
+        for written in ("10:00:05+02:00", "10:00:05%2B02:00", "10:00:05+0200"):
+            offset = await client.get(f"/api/messages?since=2025-08-05T{written}")
+            assert [m["messageId"] for m in offset.json()["messages"]] == second, written
         until = (await client.get(f"/api/messages?until={START + 5}")).json()
         assert [m["messageId"] for m in until["messages"]] == first
         # A landline is no longer taken for sending, but one stored before stays findable.
