@@ -12,7 +12,7 @@ from typing import Final, Protocol
 import msgspec
 
 from edgegw.http.inputs import basic_credentials
-from edgegw.http.problems import problem_response
+from edgegw.http.problems import MethodNotAllowed, allow_method, error_response, problem_response
 from edgegw.http.server import Request, Response
 from edgegw.pipeline.readiness import Readiness
 
@@ -54,10 +54,10 @@ def monitoring_routes(backend: MonitoringBackend, *, metrics_auth: bool = False)
         path = request.path
         if path not in (HEALTH_PATH, READY_PATH, METRICS_PATH):
             return None
-        if request.method not in ("GET", "HEAD"):
-            response = problem_response(405, "Method Not Allowed", f"{request.method} {path}")
-            response.headers.append(("allow", "GET, HEAD"))
-            return response
+        try:
+            allow_method(request.method, "GET, HEAD")
+        except MethodNotAllowed as refused:
+            return error_response(refused)
         if path == METRICS_PATH:
             if metrics_auth and not await _operator(request):
                 return problem_response(401, "Unauthorized", "HTTP Basic credentials needed")
