@@ -133,3 +133,13 @@ def next_open(window: DailyWindow, now: float) -> float | None:
             return now
         day += datetime.timedelta(days=1)
     return None
+
+
+def first_opening(schedule: Schedule, now: float) -> float:
+    """When a message with this schedule, accepted at `now`, may first be sent: its validity
+    runs from then. A daily window that never opens again gives `now` (it ends before that)."""
+    start = max(now, schedule.not_before)
+    if schedule.daily is None:
+        return start
+    opening = next_open(schedule.daily, start)
+    return start if opening is None else opening

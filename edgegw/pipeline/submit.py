@@ -43,7 +43,7 @@ from edgegw.model import (
     UnreadableMessage,
 )
 from edgegw.passwords import PasswordChecker
-from edgegw.pipeline.sendwindow import SendWindowError, parse_send_window
+from edgegw.pipeline.sendwindow import SendWindowError, first_opening, parse_send_window
 from edgegw.store import (
     AnswerSeal,
     DailyWindow,
@@ -644,7 +644,7 @@ class Submitter:
                     schedule = parse_send_window(settings.sendWindow)
                 except SendWindowError as exc:
                     raise _syntax(str(exc)) from None
-                not_before = max(now, schedule.not_before)
+                not_before = first_opening(schedule, now)
                 ends_at = schedule.ends_at
                 window = schedule.daily
 

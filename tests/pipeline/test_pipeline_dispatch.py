@@ -272,6 +272,23 @@ async def test_daily_send_window_waits_for_the_next_day(
     assert START + 23 * HOUR <= modem.send_times[0] <= START + 23 * HOUR + 1
 
 
+async def test_validity_of_a_daily_window_runs_from_its_next_opening(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    rig, (modem,) = await start_rig(nursery, tmp_path / "db", lambda c: [FakeModem("m1", c)])
+    # Submitted at 10:00 Oslo, after today's 09:00-09:30: five minutes of validity count from
+    # tomorrow's 09:00, not from now.
+    window = SendWindow(
+        startDate="2025-08-05", startTime="09:00:00", stopDate="2025-08-06", stopTime="09:30:00"
+    )
+    message_id = await rig.send(sendWindow=window, validity=0)
+    record = await rig.record(message_id)
+    assert record.not_before == START + 23 * HOUR
+    assert record.expires_at == START + 23 * HOUR + 300
+    await rig.wait_for(message_id, MessageState.SENT)
+    assert START + 23 * HOUR <= modem.send_times[0] <= START + 23 * HOUR + 1
+
+
 async def test_transient_errors_retry_with_exponential_backoff(
     nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
