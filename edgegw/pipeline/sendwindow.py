@@ -52,7 +52,9 @@ def zone_info(zone: str) -> datetime.tzinfo:
 def local_epoch(day: datetime.date, seconds: int, zone: datetime.tzinfo) -> float:
     """Epoch seconds of `seconds` after local midnight of `day` (24:00 is the next midnight)."""
     if seconds >= END_OF_DAY:
-        day, seconds = day + datetime.timedelta(days=1), seconds - END_OF_DAY
+        # The second after 23:59:59, which exists on 9999-12-31 too, where the next date does
+        # not (a stopDate meaning "never"); no zone edgegw reads changes its offset at midnight.
+        return local_epoch(day, END_OF_DAY - 1, zone) + seconds - END_OF_DAY + 1
     hours, rest = divmod(seconds, 3600)
     return datetime.datetime(
         day.year, day.month, day.day, hours, rest // 60, rest % 60, tzinfo=zone

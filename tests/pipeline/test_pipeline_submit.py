@@ -489,6 +489,19 @@ async def test_send_window_errors_name_the_field(submitter: Submitter) -> None:
     )
 
 
+async def test_a_send_window_open_to_the_last_date_there_is_is_taken(
+    submitter: Submitter, store: Store
+) -> None:
+    window = SendWindow(startDate="2025-08-05", stopDate="9999-12-31")
+    response = await submitter.submit(request(msg(sendWindow=window, validity=0)))
+    status = response.messageStatus[0]
+    assert (status.statusCode, status.statusMessage) == (1, "Message enqueued for sending")
+    assert status.messageId is not None
+    record = await store.message(status.messageId)
+    assert record is not None
+    assert record.expires_at == pytest.approx(START + 300)
+
+
 async def test_mixed_batch_keeps_order_and_stores_only_accepted_in_one_write(
     submitter: Submitter, store: Store, wakes: Wakes
 ) -> None:
