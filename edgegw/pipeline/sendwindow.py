@@ -17,8 +17,10 @@ from edgegw.model import DailyWindow, SendWindow
 DEFAULT_ZONE = "Europe/Oslo"
 END_OF_DAY = 86_400
 
-_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(Z|[+-]\d{2}:\d{2})?")
-_TIME = re.compile(r"(\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(Z|[+-]\d{2}:\d{2})?")
+# An xsd:date or xsd:time zone: Z, or an offset from -14:00 to +14:00.
+_ZONE = r"(Z|[+-](?:(?:0\d|1[0-3]):[0-5]\d|14:00))"
+_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})" + _ZONE + "?")
+_TIME = re.compile(r"(\d{2}):(\d{2}):(\d{2})(?:\.\d+)?" + _ZONE + "?")
 
 
 class SendWindowError(ValueError):

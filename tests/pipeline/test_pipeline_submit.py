@@ -489,6 +489,24 @@ async def test_send_window_errors_name_the_field(submitter: Submitter) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("startTime", "10:00:00+01:99"),
+        ("startTime", "10:00:00+14:30"),
+        ("startTime", "10:00:00-15:00"),
+        ("startDate", "2025-08-05+24:00"),
+    ],
+)
+async def test_a_send_window_zone_offset_beyond_14_hours_is_a_syntax_error(
+    submitter: Submitter, field: str, value: str
+) -> None:
+    fields = {"startDate": "2025-08-05", "startTime": "10:00:00", field: value}
+    code, text = await one(submitter, msg(sendWindow=SendWindow(**fields)))
+    assert code == 5
+    assert text.startswith(f"Syntax error: sendWindow.{field}: {value!r}")
+
+
 async def test_a_send_window_open_to_the_last_date_there_is_is_taken(
     submitter: Submitter, store: Store
 ) -> None:
