@@ -108,8 +108,7 @@ class ModemWorker:
         now = self._clock.now()
         unsent = [part for part in claim.parts if not part.sent]
         if not first_marked:
-            if now >= claim.expires_at:
-                await store.expire(claim.id, "validity period expired before sending", now)
+            if await self._expired(claim, now):
                 return
             if self.modem.health().state is not ModemState.READY:
                 # Not this message's fault: back to the queue, no attempt spent.
@@ -124,20 +123,27 @@ class ModemWorker:
             if not unsent:
                 await store.mark_sent(claim.id, now)
                 return
-        validity = max(MIN_VALIDITY_MINUTES, math.ceil((claim.expires_at - now) / 60))
         marked = first_marked
         for position, part in enumerate(unsent, 1):
             self._part = part.index
             if not marked:
                 bound = position > 1 or len(unsent) < len(claim.parts)
-                if self._pacer is not None and not await self._paced(claim, bound=bound):
-                    return
+                if self._pacer is not None:
+                    if not await self._paced(claim, bound=bound):
+                        return
+                    # The wait for the SIM's interval may have outlasted the validity. A
+                    # message begun goes on, so that its parts reach the handset together.
+                    now = self._clock.now()
+                    if not bound and await self._expired(claim, now):
+                        return
                 await store.mark_part_sending(claim.id, part.index, self.modem.name)
             outgoing = OutgoingPart(
                 recipient=claim.recipient,
                 part=part.part,
                 status_report=claim.status_report,
-                validity_minutes=validity,
+                validity_minutes=max(
+                    MIN_VALIDITY_MINUTES, math.ceil((claim.expires_at - now) / 60)
+                ),
                 pid=claim.pid,
             )
             try:
@@ -221,6 +227,13 @@ class ModemWorker:
         ):
             return None
         return following.id, first.index, name
+
+    async def _expired(self, claim: Claim, now: float) -> bool:
+        """Expire `claim` (DR 361) when its validity is over at `now`; True if it was."""
+        if now < claim.expires_at:
+            return False
+        await self._store.expire(claim.id, "validity period expired before sending", now)
+        return True
 
     async def _paced(self, claim: Claim, *, bound: bool) -> bool:
         """Wait out the modem's minimum interval; False (the message went back to the queue,

@@ -16,7 +16,7 @@ from drivers.events import InboundSms, ModemEvent, ModemState, StatusReportRecei
 from drivers.modem import Health, ModemUnavailable, OutgoingPart
 from edgegw.clock import Clock
 from edgegw.config import DispatchConfig, ServiceConfig
-from edgegw.model import MessageState
+from edgegw.model import MessageRequest, MessageState, SendRequest, Settings
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.modems import queues, recent_sends
 from edgegw.pipeline.pacing import DAY, HOUR, Pacer, PacingRule
@@ -161,6 +161,69 @@ async def test_min_interval_spaces_the_sends_of_one_sim(
     # Ten seconds plus up to four of jitter after the previous send finished (one second).
     assert all(10 + SEND_TIME <= gap <= 14 + SEND_TIME + 0.1 for gap in gaps), gaps
     assert len(set(gaps)) > 1  # the jitter varies
+
+
+async def test_a_message_whose_validity_runs_out_while_it_waits_out_min_interval_expires(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    clock = Clock(START)
+    modem = PacedModem("m1", clock)
+    rig = await start_rig(
+        nursery, tmp_path / "db", [modem], clock, {"m1": PacingRule(min_interval=600)}
+    )
+    response = await rig.submitter.submit(
+        SendRequest(
+            serviceId=1,
+            username="user",
+            password="secret",
+            message=[
+                MessageRequest(
+                    recipient=f"+474100000{n}", content="Hi", settings=Settings(validity=0)
+                )
+                for n in range(2)
+            ],
+        )
+    )
+    first, second = (status.messageId for status in response.messageStatus)
+    assert first is not None and second is not None
+    await trio.sleep(HOUR)
+    # Both were handed to the worker at once; the second's five minutes ran out during the
+    # ten minutes the SIM must rest after the first.
+    assert [part.recipient for _, part in modem.sent] == ["+4741000000"]
+    record = await stored_record(rig.store, second)
+    assert (record.state, record.dr_status) == (MessageState.EXPIRED, 361)
+    assert record.done_at is not None
+    assert START + 300 <= record.done_at <= START + 300 + SEND_TIME + 600
+
+
+async def test_a_message_begun_goes_on_after_its_sims_interval_though_its_validity_ran_out(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    clock = Clock(START)
+    modem = PacedModem("m1", clock)
+    rig = await start_rig(
+        nursery, tmp_path / "db", [modem], clock, {"m1": PacingRule(min_interval=600)}
+    )
+    response = await rig.submitter.submit(
+        SendRequest(
+            serviceId=1,
+            username="user",
+            password="secret",
+            message=[
+                MessageRequest(
+                    recipient="+4741000000", content="w" * 200, settings=Settings(validity=0)
+                )
+            ],
+        )
+    )
+    message_id = response.messageStatus[0].messageId
+    assert message_id is not None
+    await trio.sleep(HOUR)
+    # Its second part waits ten minutes for the SIM, past the five of validity, and still goes
+    # (the handset joins the two), with the shortest TP-VP.
+    assert await rig.state(message_id) is MessageState.SENT
+    assert [part.validity_minutes for _, part in modem.sent] == [5, 5]
+    assert START + SEND_TIME + 600 <= modem.sent[1][0] <= START + SEND_TIME + 601
 
 
 async def test_an_hourly_cap_holds_messages_until_the_hour_has_passed(
