@@ -419,6 +419,7 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
     validity_minutes: int
     pid: int
     expires_at: float
+    window: DailyWindow | None  # a daily send window it must also respect
     attempts: int
     parts: tuple[ClaimedPart, ...]
 

@@ -20,6 +20,7 @@ from edgegw.clock import Clock
 from edgegw.config import CrashPolicy, DispatchConfig
 from edgegw.model import Claim, ClaimedPart, DrStatus
 from edgegw.pipeline.pacing import Pacer
+from edgegw.pipeline.sendwindow import next_open
 from edgegw.store import Store
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,12 @@ def backoff(attempt: int, dispatch: DispatchConfig, rng: random.Random) -> float
     retry_initial, capped at retry_max, less up to JITTER of it."""
     delay: float = min(dispatch.retry_max, dispatch.retry_initial * 2.0 ** (attempt - 1))
     return delay * (1 - JITTER * rng.random())
+
+
+def _window_opening(claim: Claim, now: float) -> float | None:
+    """`now` when the claim's daily send window (if any) is open, else when it opens again;
+    None once it never will."""
+    return now if claim.window is None else next_open(claim.window, now)
 
 
 class ModemWorker:
@@ -108,7 +115,7 @@ class ModemWorker:
         now = self._clock.now()
         unsent = [part for part in claim.parts if not part.sent]
         if not first_marked:
-            if await self._expired(claim, now):
+            if await self._held(claim, now):
                 return
             if self.modem.health().state is not ModemState.READY:
                 # Not this message's fault: back to the queue, no attempt spent.
@@ -131,10 +138,11 @@ class ModemWorker:
                 if self._pacer is not None:
                     if not await self._paced(claim, bound=bound):
                         return
-                    # The wait for the SIM's interval may have outlasted the validity. A
-                    # message begun goes on, so that its parts reach the handset together.
+                    # The wait for the SIM's interval may have outlasted the validity or the
+                    # day's send window. A message begun goes on, so that its parts reach the
+                    # handset together.
                     now = self._clock.now()
-                    if not bound and await self._expired(claim, now):
+                    if not bound and await self._held(claim, now):
                         return
                 await store.mark_part_sending(claim.id, part.index, self.modem.name)
             outgoing = OutgoingPart(
@@ -223,16 +231,31 @@ class ModemWorker:
         if (
             first is None
             or now >= following.expires_at
+            or _window_opening(following, now) != now
             or self.modem.health().state is not ModemState.READY
         ):
             return None
         return following.id, first.index, name
 
-    async def _expired(self, claim: Claim, now: float) -> bool:
-        """Expire `claim` (DR 361) when its validity is over at `now`; True if it was."""
-        if now < claim.expires_at:
+    async def _held(self, claim: Claim, now: float) -> bool:
+        """Hold back `claim` when it may not go at `now`: expired (DR 361) once its validity is
+        over, back to the queue until its daily send window opens again; True if held."""
+        if now >= claim.expires_at:
+            await self._store.expire(claim.id, "validity period expired before sending", now)
+            return True
+        opening = _window_opening(claim, now)
+        if opening == now:
             return False
-        await self._store.expire(claim.id, "validity period expired before sending", now)
+        if opening is None:
+            await self._store.expire(claim.id, "send window closed before sending", now)
+            return True
+        await self._store.requeue(
+            claim.id,
+            next_attempt_at=opening,
+            error="send window closed",
+            counts_as_attempt=False,
+            now=now,
+        )
         return True
 
     async def _paced(self, claim: Claim, *, bound: bool) -> bool:

@@ -15,7 +15,6 @@ from typing import Any
 from edgegw.clock import Clock
 from edgegw.model import (
     Claim,
-    DailyWindow,
     DrStatus,
     DueMessage,
     EventView,
@@ -54,13 +53,6 @@ def _record(row: Sequence[Any]) -> MessageRecord:
         sent_at=row[11],
         done_at=row[12],
     )
-
-
-def _window(row: Sequence[Any]) -> DailyWindow | None:
-    zone, first, last, opens, closes = row
-    if zone is None:
-        return None
-    return DailyWindow(zone=zone, first_day=first, last_day=last, opens=opens, closes=closes)
 
 
 class Store(Engine):
@@ -276,7 +268,7 @@ class Store(Engine):
                         priority=priority,
                         modem=row[2],
                         expires_at=row[3],
-                        window=_window(row[4:9]),
+                        window=tx.daily_window(row[4:9]),
                         recipient=row[9],
                     )
                     for row in rows

@@ -28,6 +28,7 @@ from edgegw.model import (
     WENT_OUT,
     Claim,
     ClaimedPart,
+    DailyWindow,
     DrStatus,
     IllegalTransition,
     MessageEvent,
@@ -108,6 +109,14 @@ _KEEP_MODEM = (
     f"CASE WHEN EXISTS (SELECT 1 FROM parts WHERE message_id = messages.id"
     f" AND state IN ({_WENT_OUT_SQL})) THEN modem END"
 )
+
+
+def daily_window(row: Sequence[Any]) -> DailyWindow | None:
+    """A message's daily send window from its columns window_zone .. window_closes."""
+    zone, first, last, opens, closes = row
+    if zone is None:
+        return None
+    return DailyWindow(zone=zone, first_day=first, last_day=last, opens=opens, closes=closes)
 
 
 def _message_width(reference: bool, window: bool) -> int:
@@ -463,7 +472,8 @@ def claim(
         row = conn.execute(
             "UPDATE messages SET state = ?, modem = ?, updated_at = ?"
             " WHERE id = ? AND state = 'queued'"
-            " RETURNING recipient, status_report, validity_minutes, pid, expires_at, attempts",
+            " RETURNING recipient, status_report, validity_minutes, pid, expires_at, attempts,"
+            " window_zone, window_first, window_last, window_opens, window_closes",
             (target, modem, now, message_id),
         ).fetchone()
         if row is None:
@@ -480,7 +490,7 @@ def claim(
                 (message_id,),
             )
         )
-        recipient, status_report, validity, pid, expires_at, attempts = row
+        recipient, status_report, validity, pid, expires_at, attempts = row[:6]
         claims.append(
             Claim(
                 id=message_id,
@@ -490,6 +500,7 @@ def claim(
                 validity_minutes=validity,
                 pid=pid,
                 expires_at=expires_at,
+                window=daily_window(row[6:]),
                 attempts=attempts,
                 parts=parts,
             )

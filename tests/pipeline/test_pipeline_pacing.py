@@ -16,7 +16,7 @@ from drivers.events import InboundSms, ModemEvent, ModemState, StatusReportRecei
 from drivers.modem import Health, ModemUnavailable, OutgoingPart
 from edgegw.clock import Clock
 from edgegw.config import DispatchConfig, ServiceConfig
-from edgegw.model import MessageRequest, MessageState, SendRequest, Settings
+from edgegw.model import MessageRequest, MessageState, SendRequest, SendWindow, Settings
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.modems import queues, recent_sends
 from edgegw.pipeline.pacing import DAY, HOUR, Pacer, PacingRule
@@ -79,6 +79,23 @@ class Rig:
 
     async def send(self, recipient: str = "+4741000000", content: str = "Hi") -> str:
         return await submit_one(self.submitter, recipient, content)
+
+    async def send_batch(self, count: int, settings: Settings, content: str = "Hi") -> list[str]:
+        """One request of `count` messages to +4741000000, +4741000001...; their ids."""
+        response = await self.submitter.submit(
+            SendRequest(
+                serviceId=1,
+                username="user",
+                password="secret",
+                message=[
+                    MessageRequest(recipient=f"+474100000{n}", content=content, settings=settings)
+                    for n in range(count)
+                ],
+            )
+        )
+        ids = [status.messageId for status in response.messageStatus]
+        assert None not in ids, response
+        return [message_id for message_id in ids if message_id is not None]
 
     async def state(self, message_id: str) -> MessageState:
         return (await stored_record(self.store, message_id)).state
@@ -171,21 +188,7 @@ async def test_a_message_whose_validity_runs_out_while_it_waits_out_min_interval
     rig = await start_rig(
         nursery, tmp_path / "db", [modem], clock, {"m1": PacingRule(min_interval=600)}
     )
-    response = await rig.submitter.submit(
-        SendRequest(
-            serviceId=1,
-            username="user",
-            password="secret",
-            message=[
-                MessageRequest(
-                    recipient=f"+474100000{n}", content="Hi", settings=Settings(validity=0)
-                )
-                for n in range(2)
-            ],
-        )
-    )
-    first, second = (status.messageId for status in response.messageStatus)
-    assert first is not None and second is not None
+    _, second = await rig.send_batch(2, Settings(validity=0))
     await trio.sleep(HOUR)
     # Both were handed to the worker at once; the second's five minutes ran out during the
     # ten minutes the SIM must rest after the first.
@@ -204,26 +207,34 @@ async def test_a_message_begun_goes_on_after_its_sims_interval_though_its_validi
     rig = await start_rig(
         nursery, tmp_path / "db", [modem], clock, {"m1": PacingRule(min_interval=600)}
     )
-    response = await rig.submitter.submit(
-        SendRequest(
-            serviceId=1,
-            username="user",
-            password="secret",
-            message=[
-                MessageRequest(
-                    recipient="+4741000000", content="w" * 200, settings=Settings(validity=0)
-                )
-            ],
-        )
-    )
-    message_id = response.messageStatus[0].messageId
-    assert message_id is not None
+    (message_id,) = await rig.send_batch(1, Settings(validity=0), content="w" * 200)
     await trio.sleep(HOUR)
     # Its second part waits ten minutes for the SIM, past the five of validity, and still goes
     # (the handset joins the two), with the shortest TP-VP.
     assert await rig.state(message_id) is MessageState.SENT
     assert [part.validity_minutes for _, part in modem.sent] == [5, 5]
     assert START + SEND_TIME + 600 <= modem.sent[1][0] <= START + SEND_TIME + 601
+
+
+async def test_a_daily_window_closing_while_min_interval_is_waited_out_holds_to_the_next_day(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    clock = Clock(START - 40 * 60)  # 09:20 in Oslo
+    modem = PacedModem("m1", clock)
+    rig = await start_rig(
+        nursery, tmp_path / "db", [modem], clock, {"m1": PacingRule(min_interval=600)}
+    )
+    window = SendWindow(
+        startDate="2025-08-05", startTime="09:00:00", stopDate="2025-08-06", stopTime="09:30:00"
+    )
+    _, second = await rig.send_batch(2, Settings(sendWindow=window))
+    # The SIM rests until 09:30:01, past today's window: the second goes at tomorrow's 09:00.
+    await clock.sleep_until(START + 23 * HOUR - 60)
+    assert [part.recipient for _, part in modem.sent] == ["+4741000000"]
+    assert await rig.state(second) is MessageState.QUEUED
+    await trio.sleep(120)
+    assert [part.recipient for _, part in modem.sent] == ["+4741000000", "+4741000001"]
+    assert START + 23 * HOUR <= modem.sent[1][0] <= START + 23 * HOUR + 1
 
 
 async def test_an_hourly_cap_holds_messages_until_the_hour_has_passed(
