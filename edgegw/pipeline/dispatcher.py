@@ -259,6 +259,9 @@ class Dispatcher:
     async def _failed_over(self, message_id: str, modem: str, now: float) -> bool:
         """Release a message bound to `modem` once that modem has been down longer than
         `failover_after`: it is then resent whole elsewhere."""
+        if modem not in self._modems:
+            # Gone from the config: down for good, since a round first met a message bound to it.
+            self._down_since.setdefault(modem, now)
         down_since = self._down_since.get(modem)
         if down_since is None or now - down_since < self._dispatch.failover_after:
             return False

@@ -356,3 +356,31 @@ async def test_a_message_stuck_on_a_dead_modem_is_resent_whole_after_failover_af
     assert second.sent[0][0] - failed_at >= 600
     details = [detail for _, _, _, detail in await rig.store.events(message_id)]
     assert "modem m1 is down; the whole message will be resent on another modem" in details
+
+
+async def test_a_message_bound_to_a_modem_no_longer_configured_fails_over_after_a_restart(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    path = tmp_path / "edgegw.db"
+    clock = Clock(START)
+    dispatch = DispatchConfig(failover_after=600.0)
+    async with trio.open_nursery() as nursery:
+        old = PacedModem("old", clock)
+        rig = await start_rig(nursery, path, [old], clock, {}, dispatch=dispatch)
+        message_id = await rig.send(content="w" * 400)  # three parts
+        await trio.sleep(SEND_TIME + 0.5)  # part 1 is out on the old modem
+        old.fail_next = 1
+        await trio.sleep(60)
+        record = await stored_record(rig.store, message_id)
+        assert (record.state, record.modem) == (MessageState.QUEUED, "old")
+        nursery.cancel_scope.cancel()
+    # The old modem is replaced by a new one in the config.
+    restarted_at = clock.now()
+    async with trio.open_nursery() as nursery:
+        new = PacedModem("new", clock)
+        rig = await start_rig(nursery, path, [new], clock, {}, dispatch=dispatch)
+        await trio.sleep(HOUR)
+        assert await rig.state(message_id) is MessageState.SENT
+        assert [part.part.udh[-1] for _, part in new.sent] == [1, 2, 3]
+        assert restarted_at + 600 <= new.sent[0][0] <= restarted_at + 600 + 10
+        nursery.cancel_scope.cancel()
