@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 import tomllib
 import types
 import typing
@@ -35,6 +36,9 @@ from edgegw.passwords import check_hash_format, is_hashed
 from edgegw.smpp.config import SmppConfig
 from edgegw.smtp.config import ServiceSmtp, SmtpConfig, check_smtp
 from edgegw.throttle import AuthThrottleConfig
+
+# What a recipient prefix of a modem may be: a start of a stored recipient ("+4741000000").
+_PREFIX = re.compile(r"(\+\d*)?")
 
 
 class CrashPolicy(enum.StrEnum):
@@ -392,6 +396,13 @@ def _check_receive_side(config: Config) -> list[str]:
         for key in ("min_interval", "jitter", "hourly_cap", "daily_cap"):
             if getattr(modem, key) < 0:
                 problems.append(f"{where}.{key}: must not be negative")
+        # A prefix no recipient starts with would keep the modem from ever sending.
+        problems += [
+            f"{where}.prefixes: {prefix!r} must be + and digits, as recipients are stored"
+            " (+4741000000)"
+            for prefix in modem.prefixes
+            if _PREFIX.fullmatch(prefix) is None
+        ]
     keywords: dict[str, int] = {}
     for index, service in enumerate(config.services):
         for keyword in service.keywords:

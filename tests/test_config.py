@@ -120,6 +120,26 @@ def test_meaning_checks_name_the_key() -> None:
     ) in problems
 
 
+def test_a_recipient_prefix_that_no_stored_recipient_can_start_with_is_a_problem() -> None:
+    problems = check_config(
+        {
+            "services": [{"id": 1, "name": "a", "username": "u", "password": "p"}],
+            "modems": [
+                {
+                    "name": "m",
+                    "driver": "simulated",
+                    "prefixes": ["+47", "+4690", "47", "0046", "+47 9"],
+                }
+            ],
+        }
+    )
+    assert [problem for problem in problems if "prefixes" in problem] == [
+        f"modems[0].prefixes: {prefix!r} must be + and digits, as recipients are stored"
+        " (+4741000000)"
+        for prefix in ("47", "0046", "+47 9")
+    ]
+
+
 @pytest.mark.parametrize("identity", ['imei = "356938035643809"', 'iccid = "8947080012345678901"'])
 def test_an_at_modem_without_a_port_is_found_by_its_imei_or_iccid(
     tmp_path: Path, identity: str
