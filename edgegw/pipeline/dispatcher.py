@@ -148,6 +148,13 @@ class Dispatcher:
         (None: only a wake-up can bring new work)."""
         store = self._store
         now = self._clock.now()
+        # Every round, due messages or not, so that failover_after counts from the round that
+        # first saw the modem down (the gateway wakes the dispatcher on each health change).
+        for name, driver in self._modems.items():
+            if driver.health().state is ModemState.READY:
+                self._down_since.pop(name, None)
+            else:
+                self._down_since.setdefault(name, now)
         due_at, expires_at = await store.next_times()
         if expires_at is not None and expires_at <= now:
             expired = await store.expire_due(now)
@@ -170,11 +177,6 @@ class Dispatcher:
         waiting for a modem."""
         per_modem = self._dispatch.queue_per_modem
         pacer = self._pacer
-        for name, driver in self._modems.items():
-            if driver.health().state is ModemState.READY:
-                self._down_since.pop(name, None)
-            else:
-                self._down_since.setdefault(name, now)
         free = {
             name: per_modem - self._in_flight[name]
             for name in self._modems

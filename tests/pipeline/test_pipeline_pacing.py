@@ -358,6 +358,31 @@ async def test_a_message_stuck_on_a_dead_modem_is_resent_whole_after_failover_af
     assert "modem m1 is down; the whole message will be resent on another modem" in details
 
 
+async def test_failover_after_counts_from_when_the_modem_went_down_not_from_the_next_retry(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    clock = Clock(START)
+    first, second = PacedModem("m1", clock), PacedModem("m2", clock)
+    second.state = ModemState.STARTING
+    rig = await start_rig(
+        nursery,
+        tmp_path / "db",
+        [first, second],
+        clock,
+        {},
+        dispatch=DispatchConfig(failover_after=600.0, retry_initial=300.0, retry_max=300.0),
+    )
+    message_id = await rig.send(content="w" * 400)  # three parts
+    await trio.sleep(SEND_TIME + 0.5)
+    first.fail_next = 1  # part 2 fails, m1 goes down; the retry is due 240-300 s later
+    second.state = ModemState.READY
+    failed_at = START + 2 * SEND_TIME
+    await trio.sleep(HOUR)
+    assert await rig.state(message_id) is MessageState.SENT
+    assert [part.part.udh[-1] for _, part in second.sent] == [1, 2, 3]
+    assert failed_at + 600 <= second.sent[0][0] <= failed_at + 600 + 10
+
+
 async def test_a_message_bound_to_a_modem_no_longer_configured_fails_over_after_a_restart(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
