@@ -168,8 +168,12 @@ class Dispatcher:
             due_at, expires_at = await store.next_times()
         times = [t for t in (due_at, expires_at) if t is not None and t > now]
         if waiting:
-            # Due messages wait for a ready modem: look at modem health again soon.
+            # Due messages wait for a ready modem: look at modem health again soon, and when a
+            # SIM's rest between sends ends.
             times.append(now + self._health_poll)
+            if self._pacer is not None:
+                rests = (self._pacer.next_send_at(name, now) for name in self._modems)
+                times += [at for at in rests if at > now]
         return min(times, default=None)
 
     async def _claim_due(self, now: float) -> bool:
@@ -177,13 +181,11 @@ class Dispatcher:
         waiting for a modem."""
         per_modem = self._dispatch.queue_per_modem
         pacer = self._pacer
-        free = {
-            name: per_modem - self._in_flight[name]
-            for name in self._modems
-            if name not in self._down_since
-            and self._in_flight[name] < per_modem
-            and (pacer is None or pacer.capped_until(name, now) is None)
-        }
+        free: dict[str, int] = {}
+        for name in self._modems:
+            slots = per_modem if pacer is None else pacer.slots(name, now, per_modem)
+            if name not in self._down_since and self._in_flight[name] < slots:
+                free[name] = slots - self._in_flight[name]
         if not free:
             return True
         wanted = sum(free.values())

@@ -91,6 +91,16 @@ class Pacer:
             until = hourly if until is None else max(until, hourly)
         return until
 
+    def slots(self, modem: str, now: float, queue: int) -> int:
+        """How many messages `modem` may hold ahead of sending at `now`: none while a cap or
+        its rest between sends holds it back, one when it rests after each send (min_interval,
+        jitter), so that what it could not send soon waits for whichever SIM is free first;
+        else `queue` (dispatch.queue_per_modem)."""
+        if self.next_send_at(modem, now) > now:
+            return 0
+        rule = self._rules.get(modem)
+        return 1 if rule is not None and (rule.min_interval or rule.jitter) else queue
+
     def next_send_at(self, modem: str, now: float) -> float:
         """The earliest time the next part may go on `modem` (`now` when it may go now)."""
         pace = self._pace(modem)

@@ -151,6 +151,16 @@ def test_the_pacer_spaces_sends_and_counts_rolling_caps() -> None:
     assert pacer.capped_until("other", 0.0) is None
 
 
+def test_a_sim_may_hold_one_message_once_its_rest_is_over_and_none_while_capped() -> None:
+    pacer = Pacer({"rests": PacingRule(min_interval=10), "capped": PacingRule(hourly_cap=1)})
+    assert [pacer.slots(name, 100.0, 4) for name in ("rests", "capped", "other")] == [1, 4, 4]
+    for name in ("rests", "capped", "other"):
+        pacer.record(name, 100.0)
+    assert [pacer.slots(name, 105.0, 4) for name in ("rests", "capped", "other")] == [0, 0, 4]
+    assert pacer.slots("rests", 110.0, 4) == 1
+    assert pacer.slots("capped", 100.0 + HOUR, 4) == 4
+
+
 def test_the_router_prefers_prefix_then_load_then_least_recently_used() -> None:
     free = {"a": 1, "b": 1, "c": 1}
     load = {"a": 0, "b": 0, "c": 1}
@@ -235,6 +245,21 @@ async def test_a_daily_window_closing_while_min_interval_is_waited_out_holds_to_
     await trio.sleep(120)
     assert [part.recipient for _, part in modem.sent] == ["+4741000000", "+4741000001"]
     assert START + 23 * HOUR <= modem.sent[1][0] <= START + 23 * HOUR + 1
+
+
+async def test_a_sim_resting_between_sends_holds_one_message_the_others_go_to_a_free_sim(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    clock = Clock(START)
+    slow, fast = PacedModem("slow", clock), PacedModem("fast", clock)
+    rig = await start_rig(
+        nursery, tmp_path / "db", [slow, fast], clock, {"slow": PacingRule(min_interval=600)}
+    )
+    ids = await rig.send_batch(8, Settings())
+    await trio.sleep(60)
+    # Not four messages queued behind the slow SIM's ten-minute rests.
+    assert [await rig.state(message_id) for message_id in ids] == [MessageState.SENT] * 8
+    assert (len(slow.sent), len(fast.sent)) == (1, 7)
 
 
 async def test_an_hourly_cap_holds_messages_until_the_hour_has_passed(
