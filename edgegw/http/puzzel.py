@@ -487,13 +487,11 @@ def _decode_json_tolerant(body: bytes | bytearray) -> SendRequest:
         # Some JSON mappers write a one-element list as the element itself.
         messages = tree["message"] = [messages]
     if isinstance(messages, list):
-        for index, message in enumerate(messages):
+        for message in messages:
             if isinstance(message, dict) and isinstance(message.get("settings"), dict):
                 settings = message["settings"]
                 if "parameter" in settings:
-                    settings["parameter"] = _tolerant_parameters(
-                        settings["parameter"], f"message[{index}].settings.parameter"
-                    )
+                    settings["parameter"] = _tolerant_parameters(settings["parameter"])
     return _convert(tree)
 
 
@@ -503,9 +501,11 @@ def _too_deep() -> RequestSyntaxError:
     return RequestSyntaxError("body", "JSON nested too deeply")
 
 
-def _tolerant_parameters(raw: object, field: str) -> object:
+def _tolerant_parameters(raw: object) -> object:
     """`parameter` as a list of {key, value}, one such object, or a {key: value} map (the legacy
-    Go client); values that are JSON numbers or booleans become strings (the 2.0.4 client)."""
+    Go client); values that are JSON numbers or booleans become strings (the 2.0.4 client). A
+    value of another type (null, a list) is left for its message's conversion to refuse, that
+    message alone."""
     if isinstance(raw, dict):
         if set(raw) == {"key", "value"}:
             raw = [raw]
@@ -514,20 +514,18 @@ def _tolerant_parameters(raw: object, field: str) -> object:
     if not isinstance(raw, list):
         return raw
     repaired: list[object] = []
-    for index, item in enumerate(raw):
+    for item in raw:
         if isinstance(item, dict) and "value" in item:
-            item = {**item, "value": _parameter_value(item["value"], f"{field}[{index}].value")}
+            item = {**item, "value": _parameter_value(item["value"])}
         repaired.append(item)
     return repaired
 
 
-def _parameter_value(value: object, field: str) -> object:
+def _parameter_value(value: object) -> object:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
-    if value is None:
-        raise RequestSyntaxError(field, "a parameter needs a value")
     return value
 
 

@@ -232,10 +232,6 @@ def test_one_message_as_an_object_is_a_list_of_one() -> None:
     ("body", "field"),
     [
         (b'{"serviceId": "abc", "message": [{}]}', "serviceId"),
-        (
-            b'{"message": [{"settings": {"parameter": [{"key": "a", "value": null}]}}]}',
-            "message[0].settings.parameter[0].value",
-        ),
         (b'{"serviceId": 1, "message": []}', "message"),
         (b'{"serviceId": 1}', "message"),
         (b"[]", "request"),
@@ -256,6 +252,16 @@ def test_json_errors_name_the_field(body: bytes, field: str) -> None:
     [
         ({"price": "free"}, "price", "expected an integer, got text"),
         ({"settings": {"priority": []}}, "settings.priority", "expected an integer, got a list"),
+        (
+            {"settings": {"parameter": [{"key": "pid", "value": None}]}},
+            "settings.parameter[0].value",
+            "expected text, got null",
+        ),
+        (
+            {"settings": {"parameter": {"flash": None}}},
+            "settings.parameter[0].value",
+            "expected text, got null",
+        ),
         ({"content": 5, "recipient": "+4741000001"}, "content", "expected text, got an integer"),
         (
             {"recipient": 4741000001, "clientReference": "r2"},
