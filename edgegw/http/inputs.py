@@ -149,11 +149,11 @@ def _recoded(
 
 def to_utf8(body: bytes | bytearray, charset: str | None) -> bytes | bytearray:
     """The body as UTF-8. The spec's bodies are UTF-8; a client that declares another text
-    charset is taken at its word."""
-    if charset is None:
-        return body
-    if text_charset(charset) in _UTF8:
-        return body
+    charset is taken at its word. A UTF-8 byte order mark, which Windows editors put before a
+    file sent as the body, is dropped (RFC 8259 section 8.1 lets a JSON parser ignore it), as
+    an XML body's is."""
+    if charset is None or text_charset(charset) in _UTF8:
+        return body[len(codecs.BOM_UTF8) :] if body.startswith(codecs.BOM_UTF8) else body
     return b"".join(utf8_pieces(body, charset))
 
 

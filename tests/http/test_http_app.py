@@ -177,6 +177,28 @@ async def test_json_in_json_out(app: App, backend: DictBackend) -> None:
     assert backend.submitted[0].message[0].content == "Hello"
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (GOOD_JSON, "application/json"),
+        (GOOD_JSON, "application/json; charset=utf-8"),
+        (GOOD_FORM, "application/x-www-form-urlencoded"),
+    ],
+    ids=["json", "json-utf-8", "form"],
+)
+async def test_a_utf8_byte_order_mark_is_read_as_the_xml_one_is(
+    app: App, backend: DictBackend, body: bytes, content_type: str
+) -> None:
+    # As a Windows editor saves a file that curl then sends with --data-binary @file.
+    response = await app(
+        request("POST", "/gw/rs/sendMessages", b"\xef\xbb\xbf" + body, content_type=content_type)
+    )
+    assert response.status == 200
+    assert xml_statuses(response.body)[0]["statusCode"] == "1"
+    (submitted,) = backend.submitted
+    assert (submitted.serviceId, submitted.message[0].recipient) == (1000, "+4741000000")
+
+
 async def test_json_in_xml_out_without_accept(app: App) -> None:
     response = await app(
         request("POST", "/gw/rs/sendMessages", GOOD_JSON, content_type="application/json")
