@@ -771,12 +771,20 @@ def _with_packed(
     """The request of a form's placed pairs, its messages made dense and packed in chunks."""
     chunks = _TreeChunks()
     for index, message in messages.in_order():
-        tree = _densify(message, _MESSAGE_SHAPE, f"message[{index}]")
-        recipient = tree.get("recipient")
-        if isinstance(recipient, str):
-            tree["recipient"] = lost_plus(recipient)
-        chunks.add(tree)
+        chunks.add(_with_lost_plus(_densify(message, _MESSAGE_SHAPE, f"message[{index}]")))
     return _with_messages(head, chunks)
+
+
+def _with_lost_plus(tree: dict[str, Any]) -> dict[str, Any]:
+    """A form's or query's message tree with the `+` a raw plus lost (`lost_plus`) put back on
+    its numbers: the recipient and the originator (an INTERNATIONAL one is a number too). The
+    form's structures are dicts and its leaves text (`_place`)."""
+    if "recipient" in tree:
+        tree["recipient"] = lost_plus(tree["recipient"])
+    originator_settings = tree.get("settings", {}).get("originatorSettings", {})
+    if "originator" in originator_settings:
+        originator_settings["originator"] = lost_plus(originator_settings["originator"])
+    return tree
 
 
 _PAIR: Final = re.compile(r"[^&]+")

@@ -350,6 +350,19 @@ def test_form_plus_is_a_space_but_a_lost_plus_on_the_recipient_comes_back() -> N
     assert request.message == [MessageRequest(recipient="+4799999999", content="a b+c")]
 
 
+def test_a_lost_plus_on_an_international_originator_comes_back_too() -> None:
+    settings = "message[0].settings.originatorSettings"
+    request = decode_query(
+        f"message[0].recipient=+4799999999&{settings}.originatorType=INTERNATIONAL"
+        f"&{settings}.originator=+4741000000"
+    )
+    assert request.message[0].settings == Settings(
+        originatorSettings=OriginatorSettings(
+            originatorType="INTERNATIONAL", originator="+4741000000"
+        )
+    )
+
+
 def test_form_recipient_with_letters_is_left_alone() -> None:
     request = decode_query("message[0].recipient=+47abc")
     assert request.message[0].recipient == " 47abc"
