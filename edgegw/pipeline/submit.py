@@ -453,8 +453,8 @@ class Submitter:
             try:
                 if taken is not None and message.clientReference in taken:
                     raise Rejected(StatusCode.NOT_UNIQUE, "Not unique: clientReference")
-                new = self._accept(service, message, message_id, batch_reference, now)
-                recipient = new.recipient
+                recipient = _recipient_of(message)
+                new = self._accept(service, message, recipient, message_id, batch_reference, now)
                 if taken is not None and message.clientReference:
                     taken.add(message.clientReference)  # a repeat later in the batch
             except Rejected as rejected:
@@ -548,16 +548,13 @@ class Submitter:
         self,
         service: ServiceConfig,
         message: MessageRequest,
+        recipient: str,
         message_id: str,
         batch_reference: str,
         now: float,
     ) -> NewMessage:
-        """Validate and encode one message; raises Rejected with the status to answer."""
-        if type(message) is UnreadableMessage:
-            raise _syntax(f"{message.field}: {message.reason}", message.field)
-        if not message.recipient:
-            raise _syntax("recipient is required", "recipient")
-        recipient = check_recipient(message.recipient)
+        """Validate and encode one message whose `recipient` is checked (`_recipient_of`);
+        raises Rejected with the status to answer."""
         if not message.content:
             raise _syntax("content is required")
         if message.price is not None and message.price < 0:
@@ -769,6 +766,17 @@ class Submitter:
         if not encoded.text:
             raise _syntax("content: nothing is left to send once non-GSM characters are removed")
         return encoded
+
+
+def _recipient_of(message: MessageRequest) -> str:
+    """The recipient of a Puzzel message as E.164, or Rejected: checked before the rest of the
+    message, so that a message refused for the rest still answers with its recipient in the
+    normalised form (spec 2.1, 2.2)."""
+    if type(message) is UnreadableMessage:
+        raise _syntax(f"{message.field}: {message.reason}", message.field)
+    if not message.recipient:
+        raise _syntax("recipient is required", "recipient")
+    return check_recipient(message.recipient)
 
 
 def parse_originator(originator: str | None, kind: str | None) -> tuple[str, str]:

@@ -248,6 +248,18 @@ async def test_recipients_are_normalised(submitter: Submitter, given: str, norma
     )
 
 
+async def test_a_message_refused_for_another_field_answers_its_recipient_normalised(
+    submitter: Submitter,
+) -> None:
+    response = await submitter.submit(
+        request(msg(content=None, recipient="004741000000"), msg(recipient="+47 41 00 00 01"))
+    )
+    assert [(s.statusCode, s.recipient) for s in response.messageStatus] == [
+        (5, "+4741000000"),
+        (1, "+4741000001"),
+    ]
+
+
 @pytest.mark.parametrize("recipient", ["4741000000", "+4741", "+47410000001234567", "+47abc00000"])
 async def test_bad_recipients_are_syntax_errors(submitter: Submitter, recipient: str) -> None:
     code, text = await one(submitter, msg(recipient=recipient))
@@ -558,7 +570,9 @@ async def test_a_big_batch_is_taken_in_chunks_yielding_to_the_loop_between_them(
             seen.append(validated)
 
     bad = {i for i in range(total) if i % 100 == 7}
-    messages = [msg(recipient="bad" if i in bad else f"+4741{i:06d}") for i in range(total)]
+    messages = [
+        msg(content=None if i in bad else "Hello", recipient=f"+4741{i:06d}") for i in range(total)
+    ]
     jobs = store.jobs
     instrument = Steps()
     trio.lowlevel.add_instrument(instrument)
