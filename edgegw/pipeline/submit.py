@@ -174,9 +174,18 @@ def international_number(value: str) -> str:
 
 
 def check_recipient(value: str) -> str:
-    """The recipient as E.164, or Rejected (spec 2.1): a Norwegian one must be a mobile
-    number."""
+    """The recipient as E.164, or Rejected (spec 2.1): its country code does not start with 0
+    (E.164 has none that does: "+0047..." or "+041..." is a `+` put before a number written
+    with its `00` or its national 0, which no network delivers), and a Norwegian one must be a
+    mobile number."""
     recipient = international_number(value)
+    if recipient[1] == "0":
+        raise Rejected(
+            StatusCode.SYNTAX_ERROR,
+            f"Syntax error: recipient {_shown(value)} is not an international number"
+            " (+ and a country code, which never starts with 0)",
+            "recipient",
+        )
     if recipient.startswith(_NORWAY) and _NORWEGIAN_MOBILE.fullmatch(recipient) is None:
         raise Rejected(
             StatusCode.SYNTAX_ERROR,

@@ -260,6 +260,18 @@ async def test_a_message_refused_for_another_field_answers_its_recipient_normali
     ]
 
 
+@pytest.mark.parametrize("recipient", ["+004741000000", "00 004741000000", "+041000000"])
+async def test_a_country_code_starting_with_0_is_a_syntax_error(
+    submitter: Submitter, recipient: str
+) -> None:
+    code, text = await one(submitter, msg(recipient=recipient))
+    assert code == 5
+    assert text == (
+        f"Syntax error: recipient {recipient!r} is not an international number"
+        " (+ and a country code, which never starts with 0)"
+    )
+
+
 @pytest.mark.parametrize("recipient", ["4741000000", "+4741", "+47410000001234567", "+47abc00000"])
 async def test_bad_recipients_are_syntax_errors(submitter: Submitter, recipient: str) -> None:
     code, text = await one(submitter, msg(recipient=recipient))
