@@ -127,7 +127,7 @@ def make_app(
         except RequestSyntaxError as exc:
             return _puzzel(syntax_error_response(exc), fmt, status=exc.http_status)
         if isinstance(batch, SendRequest):
-            return await _submit(request, batch, fmt, _XML)
+            return await _submit(request, batch, fmt)
         head, messages = batch
         if len(messages) > STREAMED_MORE_THAN:
             streamed = await _streamed(request, head, messages, fmt)
@@ -135,7 +135,7 @@ def make_app(
                 return streamed
         # Its messages decoded as the body is (`decoded`): off the event loop for a big one.
         whole = await decoded(lambda _: whole_request(head, messages), request.body)
-        return await _submit(request, whole, fmt, _XML)
+        return await _submit(request, whole, fmt)
 
     async def _streamed(
         request: Request, head: SendRequest, messages: MessageChunks, fmt: ResponseFormat
@@ -173,17 +173,16 @@ def make_app(
         return _with_login(streamed, refusal, head.username)
 
     async def _send_get(request: Request) -> Response:
-        # GET answers text/xml unless JSON is asked for (spec 2.4).
         fmt = negotiate(request.headers.get("accept"))
         try:
             send_request = decode_query(request.query)
         except RequestSyntaxError as exc:
-            return _puzzel(syntax_error_response(exc), fmt, status=exc.http_status, xml=_TEXT_XML)
-        return await _submit(request, send_request, fmt, _TEXT_XML)
+            error = syntax_error_response(exc)
+            return _puzzel(error, fmt, status=exc.http_status, xml=_xml_type(request))
+        return await _submit(request, send_request, fmt)
 
-    async def _submit(
-        request: Request, send_request: SendRequest, fmt: ResponseFormat, xml: str
-    ) -> Response:
+    async def _submit(request: Request, send_request: SendRequest, fmt: ResponseFormat) -> Response:
+        xml = _xml_type(request)
         try:
             return await answered(
                 request,
@@ -281,6 +280,12 @@ def _denied() -> Response:
     return problem_response(401, "Unauthorized", "the service credentials were not accepted")
 
 
+def _xml_type(request: Request) -> str:
+    """The media type of a send's XML answer: text/xml to a GET (spec 2.4), else
+    application/xml."""
+    return _TEXT_XML if request.method == "GET" else _XML
+
+
 def _puzzel(
     response: SendResponse, fmt: ResponseFormat, *, status: int = 200, xml: str = _XML
 ) -> Response:
@@ -331,7 +336,7 @@ def error_response(request: Request | None, status: int, reason: str) -> Respons
     if request.path == SEND_PATH:
         error = RequestSyntaxError("request", reason)
         fmt = negotiate(request.headers.get("accept"))
-        return _puzzel(syntax_error_response(error), fmt, status=status)
+        return _puzzel(syntax_error_response(error), fmt, status=status, xml=_xml_type(request))
     return _fault(request, status, reason)
 
 

@@ -139,6 +139,22 @@ async def test_malformed_bodies_get_400_with_status_5(
         assert good.json()["messageStatus"][0]["statusCode"] == 1
 
 
+async def test_a_get_batch_over_the_head_limit_gets_431_as_text_xml_as_every_get_answer(
+    gateway: Gateway,
+) -> None:
+    limit = gateway.config.http.limits.max_header_bytes
+    query = "serviceId=1000&username=demo&password=demo&message[0].content=" + "x" * limit
+    async with httpx.AsyncClient(base_url=url(gateway)) as client:
+        answer = await client.get(f"{SEND}?{query}")
+        assert answer.status_code == 431
+        assert answer.headers["content-type"] == "text/xml"
+        assert b"<statusCode>5</statusCode>" in answer.content
+    async with httpx.AsyncClient(base_url=url(gateway)) as client:
+        good = await client.get(f"{SEND}?{query[:200]}&message[0].recipient=%2B4741000000")
+        assert good.headers["content-type"] == "text/xml"
+        assert b"<statusCode>1</statusCode>" in good.content
+
+
 async def test_a_body_over_the_limit_gets_413_and_others_are_served(gateway: Gateway) -> None:
     limit = gateway.config.http.limits.max_body_bytes
     async with httpx.AsyncClient(base_url=url(gateway)) as client:
