@@ -460,9 +460,9 @@ class Submitter:
         ):
             recipient = message.recipient
             try:
+                recipient = _recipient_of(message)
                 if taken is not None and message.clientReference in taken:
                     raise Rejected(StatusCode.NOT_UNIQUE, "Not unique: clientReference")
-                recipient = _recipient_of(message)
                 new = self._accept(service, message, recipient, message_id, batch_reference, now)
                 if taken is not None and message.clientReference:
                     taken.add(message.clientReference)  # a repeat later in the batch

@@ -260,6 +260,18 @@ async def test_a_message_refused_for_another_field_answers_its_recipient_normali
     ]
 
 
+async def test_a_message_refused_as_not_unique_answers_its_recipient_normalised(
+    store: Store, clock: Clock, make_service: Callable[..., ServiceConfig]
+) -> None:
+    submitter = Submitter([make_service(1, unique_client_reference=True)], store, clock)
+    again = MessageRequest(recipient="0047 41 00 00 00", content="Hi", clientReference="otp-1")
+    response = await submitter.submit(request(again, again))
+    assert [(s.statusCode, s.recipient) for s in response.messageStatus] == [
+        (1, "+4741000000"),
+        (25, "+4741000000"),
+    ]
+
+
 @pytest.mark.parametrize("recipient", ["+004741000000", "00 004741000000", "+041000000"])
 async def test_a_country_code_starting_with_0_is_a_syntax_error(
     submitter: Submitter, recipient: str
