@@ -11,7 +11,7 @@ from typing import Final, Protocol
 
 import trio
 
-from edgegw.http.inputs import media_type_and_charset, to_utf8, utf8_pieces
+from edgegw.http.inputs import media_type_and_charset, percent_charset, to_utf8, utf8_pieces
 from edgegw.http.problems import problem_response
 from edgegw.http.puzzel import (
     MessageChunks,
@@ -256,7 +256,9 @@ async def _request_in(
         batch = await _split_json(body) if len(body) > _SMALLEST_STREAMED_BODY else None
         return decode_json(body) if batch is None else batch
     if media_type == _FORM:
-        return await decoded(decode_form_batch, body)
+        # The body is UTF-8 by now; its percent-encoded octets are still in the declared charset.
+        encoding = percent_charset(charset)
+        return await decoded(lambda raw: decode_form_batch(raw, encoding), body)
     if charset is None:
         return await decoded(decode_xml_batch, body)
     return await decoded(lambda raw: decode_xml_batch(utf8_pieces(raw, charset)), body)

@@ -22,6 +22,7 @@ __all__ = [
     "basic_credentials",
     "framing_refusal",
     "media_type_and_charset",
+    "percent_charset",
     "request_target",
     "text_charset",
     "to_utf8",
@@ -145,6 +146,17 @@ def _recoded(
         except ValueError as exc:  # UnicodeError and the like from codecs that check more
             raise RequestSyntaxError("body", f"not {charset}: {exc}") from None
         yield piece
+
+
+def percent_charset(charset: str | None) -> str:
+    """The codec a form's percent-encoded octets are read in: the charset its Content-Type
+    declares, as a form encoder writes them in it (a browser's, Java's URLEncoder, PHP's
+    urlencode); UTF-8 for none, as the spec's bodies are, and for ASCII, which has no octet
+    that needs one."""
+    if charset is None:
+        return "utf-8"
+    name = text_charset(charset)
+    return "utf-8" if name in _UTF8 else name
 
 
 def to_utf8(body: bytes | bytearray, charset: str | None) -> bytes | bytearray:

@@ -732,12 +732,16 @@ def decode_form(body: bytes | bytearray) -> SendRequest:
     return whole_request(*decode_form_batch(body))
 
 
-def decode_form_batch(body: bytes | bytearray) -> tuple[SendRequest, MessageChunks]:
-    """Decode an `application/x-www-form-urlencoded` send request (UTF-8, spec 2.3): the
-    request without its messages, and its messages. The pairs are read one at a time and each
-    message packed once its own have been placed (`_FormMessages`), so that the tree of the
-    whole form is never held; nor is the body's text once every pair is placed."""
-    return _with_packed(*_placed(_form_text(body), "body"))
+def decode_form_batch(
+    body: bytes | bytearray, encoding: str = "utf-8"
+) -> tuple[SendRequest, MessageChunks]:
+    """Decode an `application/x-www-form-urlencoded` send request (UTF-8, spec 2.3; its
+    percent-encoded octets in `encoding`, the charset a client declared, as a form encoder
+    writes them): the request without its messages, and its messages. The pairs are read one
+    at a time and each message packed once its own have been placed (`_FormMessages`), so that
+    the tree of the whole form is never held; nor is the body's text once every pair is
+    placed."""
+    return _with_packed(*_placed(_form_text(body), "body", encoding))
 
 
 def _form_text(body: bytes | bytearray) -> str:
@@ -753,14 +757,18 @@ def decode_query(query: str) -> SendRequest:
     return whole_request(*_with_packed(*_placed(query, "query")))
 
 
-def _placed(query: str, field: str) -> tuple[dict[str, Any], _FormMessages]:
+def _placed(
+    query: str, field: str, encoding: str = "utf-8"
+) -> tuple[dict[str, Any], _FormMessages]:
     """Every pair of a form or query placed: the request's own fields, and its messages."""
     messages = _FormMessages()
     head: dict[str, Any] = {"message": messages}
     try:
-        _place_all(head, _pairs(query))
+        _place_all(head, _pairs(query, encoding))
     except UnicodeDecodeError as exc:
-        raise RequestSyntaxError(field, f"percent-encoding is not UTF-8: {exc.reason}") from None
+        raise RequestSyntaxError(
+            field, f"percent-encoding is not {exc.encoding}: {exc.reason}"
+        ) from None
     del head["message"]
     return head, messages
 
@@ -790,13 +798,16 @@ def _with_lost_plus(tree: dict[str, Any]) -> dict[str, Any]:
 _PAIR: Final = re.compile(r"[^&]+")
 
 
-def _pairs(query: str) -> Iterator[tuple[str, str]]:
+def _pairs(query: str, encoding: str) -> Iterator[tuple[str, str]]:
     """The name=value pairs of a query string one at a time, as `parse_qsl` gives them all at
-    once (blank values kept, UTF-8, strict); UnicodeDecodeError for a percent-encoding that is
-    not UTF-8."""
+    once (blank values kept, percent-encodings in `encoding`, strict); UnicodeDecodeError for
+    a percent-encoding that is not in it."""
     for pair in _PAIR.finditer(query):
         name, _, value = pair.group().partition("=")
-        yield unquote_plus(name, errors="strict"), unquote_plus(value, errors="strict")
+        yield (
+            unquote_plus(name, encoding, errors="strict"),
+            unquote_plus(value, encoding, errors="strict"),
+        )
 
 
 def _place_all(tree: dict[str, Any], pairs: Iterable[tuple[str, str]]) -> None:

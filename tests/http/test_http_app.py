@@ -269,9 +269,9 @@ async def test_a_big_form_body_is_decoded_off_the_event_loop(
     decoded_in: list[int] = []
     whole_in: list[int] = []
 
-    def recording(body: bytes | bytearray) -> tuple[SendRequest, MessageChunks]:
+    def recording(body: bytes | bytearray, encoding: str) -> tuple[SendRequest, MessageChunks]:
         decoded_in.append(threading.get_ident())
-        return decode_form_batch(body)
+        return decode_form_batch(body, encoding)
 
     def recording_whole(head: SendRequest, messages: MessageChunks) -> SendRequest:
         whole_in.append(threading.get_ident())
@@ -308,6 +308,25 @@ async def test_form_in_a_declared_latin1_charset(app: App, backend: DictBackend)
         )
     )
     assert backend.submitted[0].message[0].content == "blå"
+
+
+async def test_form_percent_encoded_in_a_declared_latin1_charset(
+    app: App, backend: DictBackend
+) -> None:
+    # As a browser, Java's URLEncoder or PHP's urlencode write a Latin-1 form: every non-ASCII
+    # octet percent-encoded.
+    body = b"serviceId=1000&message[0].content=bl%E5+b%E6r&message[0].clientReference=%F8"
+    response = await app(
+        request(
+            "POST",
+            "/gw/rs/sendMessages",
+            body,
+            content_type="application/x-www-form-urlencoded; charset=ISO-8859-1",
+        )
+    )
+    assert response.status == 200
+    (message,) = backend.submitted[0].message
+    assert (message.content, message.clientReference) == ("blå bær", "ø")
 
 
 @pytest.mark.parametrize("content_type", [None, "text/plain", "multipart/form-data; boundary=x"])
