@@ -37,6 +37,25 @@ def dcs_alphabet(dcs: int) -> Alphabet:
     return Alphabet.DATA8
 
 
+def check_sendable(dcs: int) -> None:
+    """GsmError for a TP-DCS that a sending entity must not use (TS 23.038 section 4): a
+    reserved coding group (1000..1011), the reserved alphabet 11 of the general data coding
+    groups, or a reserved bit set (bit 2 of the message waiting groups, bit 3 of the data
+    coding/message class group)."""
+    check_octet("TP-DCS", dcs)
+    group = dcs & 0xF0
+    if group < 0x80:
+        reserved = dcs & 0x0C == 0x0C
+    elif group < 0xC0:
+        reserved = True
+    elif group < 0xF0:
+        reserved = bool(dcs & 0x04)
+    else:
+        reserved = bool(dcs & 0x08)
+    if reserved:
+        raise GsmError(f"TP-DCS {dcs:02X} is a reserved coding (TS 23.038 section 4)")
+
+
 def dcs_for(alphabet: Alphabet, *, flash: bool = False) -> int:
     """The general-group DCS for an alphabet, with message class 0 when `flash`."""
     return _GENERAL_CODING[alphabet._value_] | (_CLASS_0 if flash else 0)

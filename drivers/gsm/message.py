@@ -11,7 +11,14 @@ from collections.abc import Sequence
 import msgspec
 
 from drivers.gsm.alphabet import ESC, decode_gsm, encode_gsm, is_gsm
-from drivers.gsm.dcs import Alphabet, check_octet, dcs_alphabet, dcs_for, with_class_0
+from drivers.gsm.dcs import (
+    Alphabet,
+    check_octet,
+    check_sendable,
+    dcs_alphabet,
+    dcs_for,
+    with_class_0,
+)
 from drivers.gsm.errors import GsmError, MessageTooLong
 from drivers.gsm.parts import EncodedPart
 from drivers.gsm.sanitise import ParsingType, sanitise
@@ -70,7 +77,7 @@ def _payload(
             alphabet = _GSM7
         dcs = dcs_for(alphabet, flash=flash)
     else:
-        check_octet("TP-DCS", dcs)
+        check_sendable(dcs)
         alphabet = dcs_alphabet(dcs)
         if flash:
             dcs = with_class_0(dcs)

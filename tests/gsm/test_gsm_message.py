@@ -253,6 +253,14 @@ def test_explicit_dcs_overrides_detection() -> None:
     assert sanitised.text == "ab"
 
 
+@pytest.mark.parametrize("dcs", [0x0C, 0x1F, 0x2C, 0x4E, 0x80, 0xB5, 0xC4, 0xE7, 0xF8, 0xFD])
+def test_a_reserved_dcs_is_not_sent(dcs: int) -> None:
+    # TS 23.038 section 4: reserved codings are for receivers to read as GSM 7-bit, not for
+    # senders to use.
+    with pytest.raises(GsmError, match=f"TP-DCS {dcs:02X} is a reserved coding"):
+        encode_message("Hello", dcs=dcs)
+
+
 def test_user_udh_must_fit_in_one_part() -> None:
     udh = bytes.fromhex("0B0504158200000023AB0201")
     message = encode_message("AB" * 128, dcs=0x04, udh=udh)

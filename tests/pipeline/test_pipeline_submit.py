@@ -473,6 +473,14 @@ async def test_encoding_precedence(submitter: Submitter, store: Store) -> None:
     [
         ({"dcs": "G5"}, "Syntax error: parameter dcs 'G5' must be two hex digits"),
         ({"dcs": "105"}, "Syntax error: parameter dcs '105' must be two hex digits"),
+        (
+            {"dcs": "0C"},
+            "Syntax error: content: TP-DCS 0C is a reserved coding (TS 23.038 section 4)",
+        ),
+        (
+            {"dcs": "F8"},
+            "Syntax error: content: TP-DCS F8 is a reserved coding (TS 23.038 section 4)",
+        ),
         ({"udh": "0B05Z"}, "Syntax error: parameter udh '0B05Z' must be hex octets"),
         ({"pid": "64"}, "Syntax error: parameter pid '64' must be from 65 to 71"),
         ({"pid": "x"}, "Syntax error: parameter pid 'x' must be from 65 to 71"),
