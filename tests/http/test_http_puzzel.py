@@ -350,6 +350,12 @@ def test_form_plus_is_a_space_but_a_lost_plus_on_the_recipient_comes_back() -> N
     assert request.message == [MessageRequest(recipient="+4799999999", content="a b+c")]
 
 
+def test_a_lost_plus_comes_back_on_a_number_written_with_spaces() -> None:
+    # A browser's address bar sends "+47 41 00 00 00" with its spaces as %20 and the + raw.
+    request = decode_query("message[0].recipient=+47%2041%2000%2000%2000")
+    assert request.message[0].recipient == "+47 41 00 00 00"
+
+
 def test_a_lost_plus_on_an_international_originator_comes_back_too() -> None:
     settings = "message[0].settings.originatorSettings"
     request = decode_query(
