@@ -713,7 +713,9 @@ def _read_child(tree: dict[str, Any], child: Element, shape: _Shape, field: str)
         raise RequestSyntaxError(path, "element given more than once")
     if kind is None:
         if len(child):
-            raise RequestSyntaxError(path, "expected text, found child elements")
+            # Read as an object, as JSON has one in its place: its message alone is refused.
+            tree[name] = {}
+            return
         text = child.text or ""
         tree[name] = text.strip() if name in _SCALAR_LEAVES else text
     else:

@@ -299,6 +299,18 @@ def test_an_xml_message_that_does_not_convert_keeps_its_place() -> None:
     )
 
 
+def test_an_xml_field_holding_elements_refuses_its_message_alone() -> None:
+    body = (
+        b"<request><message><recipient><number>+4741000000</number></recipient></message>"
+        b"<message><recipient>+4741000001</recipient><content>x</content></message></request>"
+    )
+    request = decode_xml(body)
+    assert request.message[0] == UnreadableMessage(
+        field="recipient", reason="expected text, got an object"
+    )
+    assert request.message[1] == MessageRequest(recipient="+4741000001", content="x")
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -1022,12 +1034,15 @@ def test_a_big_xml_batch_is_read_into_chunks(head_last: bool) -> None:
     )
 
 
+TWO_REFERENCES = "<clientReference>a</clientReference><clientReference>b</clientReference>"
+
+
 @pytest.mark.parametrize(
     ("mistakes", "field"),
     [
         # The first mistake in the document is named, however many pieces lie between.
-        ({1500: "<content>a</content>", 2400: "<price><b/></price>"}, "message[1500].content"),
-        ({1500: "<price><b/></price>", 2400: "<content>a</content>"}, "message[1500].price"),
+        ({1500: "<content>a</content>", 2400: TWO_REFERENCES}, "message[1500].content"),
+        ({1500: TWO_REFERENCES, 2400: "<content>a</content>"}, "message[1500].clientReference"),
         # A document that does not parse to its end is refused as malformed, whatever else.
         ({1500: "<content>a</content>", 2499: "<content>"}, "body"),
     ],
