@@ -221,16 +221,28 @@ class ReportCorrelator:
         result = await self._store.write(correlate)
         if result.stored and result.message_id is None:
             self.unmatched += 1
-            # At info: one that overtook its part's commit matches a moment later; one that
-            # matches nothing within its rematch time is a warning then.
-            log.info(
-                "modem %s: status report MR %d for %s (TP-ST %s) matches no part awaiting it yet",
-                event.modem,
-                report.message_reference,
-                report.recipient,
-                ext_status(report.status),
-            )
-            self._wakeup.set()
+            if rematch_until is None:
+                # Never matched again (`rematch` 0): it stays unmatched now, which is news.
+                log.warning(
+                    "modem %s: status report MR %d for %s (TP-ST %s) matches no sent part;"
+                    " it stays unmatched",
+                    event.modem,
+                    report.message_reference,
+                    report.recipient,
+                    ext_status(report.status),
+                )
+            else:
+                # At info: one that overtook its part's commit matches a moment later; one
+                # that matches nothing within its rematch time is a warning then.
+                log.info(
+                    "modem %s: status report MR %d for %s (TP-ST %s) matches no part awaiting"
+                    " it yet",
+                    event.modem,
+                    report.message_reference,
+                    report.recipient,
+                    ext_status(report.status),
+                )
+                self._wakeup.set()
         elif result.stored:
             self.matched += 1
         return result

@@ -50,7 +50,12 @@ class Rig:
 
 
 async def start_rig(
-    nursery: trio.Nursery, path: Path, modem: ReportingModem, *, validity: int = 173
+    nursery: trio.Nursery,
+    path: Path,
+    modem: ReportingModem,
+    *,
+    validity: int = 173,
+    rematch: float = 60.0,
 ) -> Rig:
     clock = Clock(start_epoch=START)
     service = msgspec.convert(
@@ -68,7 +73,7 @@ async def start_rig(
         rng=random.Random(3),
     )
     await nursery.start(dispatcher.run)
-    correlator = ReportCorrelator(store, clock, window=WINDOW, grace=GRACE, rematch=60.0)
+    correlator = ReportCorrelator(store, clock, window=WINDOW, grace=GRACE, rematch=rematch)
     await nursery.start(correlator.run)
     store.subscribe(Topic.QUEUE, dispatcher.wake)
     return Rig(store, Submitter([service], store, clock), correlator)
@@ -298,6 +303,26 @@ async def test_a_report_is_a_warning_only_once_it_stays_unmatched(
     assert (await rig.record(message_id)).state is MessageState.DELIVERED
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert warnings == ["modem m1: status report MR 99 for +4741000000 stays unmatched"]
+
+
+async def test_without_rematching_a_report_that_matches_nothing_is_a_warning_at_once(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # `reports.rematch = 0`: nothing matches it again, so no later line says it stayed
+    # unmatched; its own line is the operator's only news of it.
+    caplog.set_level(logging.INFO, logger="edgegw.pipeline.reports")
+    rig = await start_rig(nursery, tmp_path / "db", ReportingModem("m1"), rematch=0.0)
+    result = await rig.correlator.receive(report_event("m1", 99, "+4741000000", 0x00))
+    assert result.stored and result.message_id is None
+    await trio.sleep(600)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [
+        "modem m1: status report MR 99 for +4741000000 (TP-ST 00) matches no sent part;"
+        " it stays unmatched"
+    ]
 
 
 async def test_a_report_outside_the_window_does_not_match(
