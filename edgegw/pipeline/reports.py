@@ -100,9 +100,13 @@ def _match(
     may be another of a part already reported on). Where the TP-MR came round again, the part
     sent nearest `submitted`, when the SMSC took the SMS-SUBMIT (the report's TP-SCTS, TS 23.040
     9.2.2.3), read on the box's clock: a late report of an older send is not a newer send's."""
+    # By (modem, TP-MR): a store keeping keep_final_days (30) of parts holds 1/256 of a modem's
+    # parts under one TP-MR, against a tenth of them within the window (3 days). Left to
+    # itself, SQLite took (modem, sent_at) to save sorting the few rows found, and read every
+    # part of the modem's window for each report: 4.8 against 0.23 ms with 300,000 parts.
     rows = conn.execute(
         "SELECT parts.message_id, parts.idx, parts.state, parts.sent_at, messages.recipient"
-        " FROM parts JOIN messages ON messages.id = parts.message_id"
+        " FROM parts INDEXED BY parts_reference JOIN messages ON messages.id = parts.message_id"
         " WHERE parts.modem = ? AND parts.reference = ? AND parts.sent_at >= ?"
         " ORDER BY parts.sent_at DESC",
         (modem, reference, received_at - window),

@@ -22,9 +22,9 @@ from edgegw.config import DispatchConfig, ServiceConfig
 from edgegw.model import DrStatus, MessageState
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.drstatus import ReportOutcome, dr_status, ext_status, report_outcome
-from edgegw.pipeline.reports import ReportCorrelator, same_number
+from edgegw.pipeline.reports import ReportCorrelator, _match, same_number
 from edgegw.pipeline.submit import Submitter
-from edgegw.store import MessageRecord, Store, Topic, run_inline
+from edgegw.store import MessageRecord, Store, Topic, connect, migrate, run_inline
 
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z
 WINDOW = 3 * 86400.0
@@ -323,6 +323,21 @@ async def test_without_rematching_a_report_that_matches_nothing_is_a_warning_at_
         "modem m1: status report MR 99 for +4741000000 (TP-ST 00) matches no sent part;"
         " it stays unmatched"
     ]
+
+
+def test_a_report_looks_its_part_up_by_modem_and_tp_mr(tmp_path: Path) -> None:
+    """A modem's parts under one TP-MR are 1/256 of those it keeps; those within the window are
+    a tenth (3 of 30 days). The match must read the former, not the latter, for each report."""
+    conn = connect(tmp_path / "db")
+    migrate(conn)
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    _match(conn, "m1", 17, "+4741000000", START, START, WINDOW)
+    conn.set_trace_callback(None)
+    (lookup,) = [sql for sql in statements if "FROM parts" in sql]
+    plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + lookup))
+    conn.close()
+    assert "SEARCH parts USING INDEX parts_reference (modem=? AND reference=?)" in plan, plan
 
 
 async def test_a_report_outside_the_window_does_not_match(
