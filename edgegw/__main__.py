@@ -177,6 +177,8 @@ def _serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     journal = systemd.to_journal(sys.stderr)
+    if journal:
+        sys.excepthook = systemd.journal_excepthook
     for handler in logging.getLogger().handlers:
         if journal:
             handler.setFormatter(systemd.JournalFormatter())

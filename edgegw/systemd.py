@@ -9,7 +9,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
+import traceback
 from collections.abc import Mapping
+from types import TracebackType
 from typing import TextIO
 
 import trio
@@ -17,6 +20,7 @@ import trio
 __all__ = [
     "JournalFormatter",
     "feed_watchdog",
+    "journal_excepthook",
     "journal_lines",
     "notify",
     "supervised",
@@ -102,3 +106,13 @@ class JournalFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return journal_lines(super().format(record), record.levelno)
+
+
+def journal_excepthook(
+    kind: type[BaseException], error: BaseException, trace: TracebackType | None
+) -> None:
+    """`sys.excepthook` for the journal: an exception nothing caught (a crash, or a start-up
+    failure with --debug) is printed as the interpreter prints it, each line at priority err;
+    without a prefix the journal stored its traceback at info, out of `journalctl -p err`."""
+    text = "".join(traceback.format_exception(kind, error, trace)).rstrip("\n")
+    print(journal_lines(text, logging.ERROR), file=sys.stderr, flush=True)

@@ -135,6 +135,25 @@ def test_in_the_journal_the_failure_is_an_error(tmp_path: Path, busy_port: int) 
     ]
 
 
+def test_in_the_journal_a_traceback_is_an_error(tmp_path: Path, busy_port: int) -> None:
+    """With --debug the failure comes as the interpreter's traceback, as does a crash: every
+    line of it at priority err, not at info where `journalctl -p err` never shows it."""
+    journal = tmp_path / "journal"
+    with journal.open("w") as stream:
+        opened = os.fstat(stream.fileno())
+        process = subprocess.run(
+            [*EDGEGW, "serve", "--debug", "--config", str(write_config(tmp_path, busy_port))],
+            stderr=stream,
+            env={**os.environ, "JOURNAL_STREAM": f"{opened.st_dev}:{opened.st_ino}"},
+            timeout=60,
+        )
+    assert process.returncode == 1
+    lines = journal.read_text().splitlines()
+    start = next(n for n, line in enumerate(lines) if "Traceback (most recent call last)" in line)
+    assert all(line.startswith("<3>") for line in lines[start:]), lines[start:]
+    assert any("Address already in use" in line for line in lines[start:])
+
+
 def test_in_the_journal_a_config_s_problems_are_errors(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text('[http]\nport = "x"\n')
