@@ -1111,7 +1111,7 @@ class AtModem:
                 continue
             if resync_answered(reply.lines, reply.final, nonce):
                 return
-            log.info("modem %s: a late answer taken off the line: %r", self.name, reply)
+            log.info("modem %s: a late answer taken off the line: %s", self.name, _outline(reply))
         self._fail(link, f"{reason}; no answer to the resync after {len(tries)} attempts")
 
     async def _recover_in_place(self, link: _Link, reason: str) -> NoReturn:
@@ -1156,7 +1156,7 @@ class AtModem:
                 stale = link.replies_out.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel):
                 return
-            log.info("modem %s: late answer dropped: %r", self.name, stale)
+            log.info("modem %s: late answer dropped: %s", self.name, _outline(stale))
 
     async def _write(self, link: _Link, text: str) -> None:
         await self._write_bytes(link, text.encode("ascii"))
@@ -1267,6 +1267,18 @@ def _named(indication: Indication) -> str:
     """An indication as a log line names it: a direct one by its +CMT or +CDS line, without
     the PDU that follows it, which holds the message's text."""
     return indication.urc.line if isinstance(indication, Direct) else repr(indication)
+
+
+def _outline(reply: Response | Prompt) -> str:
+    """A late answer as a log line names it: its line prefixes (`+CMGR`) and final result,
+    not its text, whose unprefixed lines may be PDUs (a message's text and numbers, from a
+    late AT+CMGR or AT+CMGL) and whose prefixed ones may list a stored message's sender."""
+    if isinstance(reply, Prompt):
+        return "a '> ' prompt"
+    names = [line.partition(":")[0] for line in reply.lines if line.startswith("+")]
+    others = len(reply.lines) - len(names)
+    shown = [*names, f"{others} other line{'s' * (others != 1)}"] if others else names
+    return ", ".join([*shown, reply.final.kind.value])
 
 
 def _describe(event: InboundSms | StatusReportReceived) -> str:

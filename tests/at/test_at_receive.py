@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from support.scripted_modem import inbound
+from support.scripted_modem import inbound, resync_answer
 
 from drivers.at import AtModem, AtOptions
 from drivers.events import HealthChanged, InboundSms, ModemState, StatusReportReceived
@@ -505,6 +505,54 @@ async def test_a_direct_message_whose_acknowledgement_is_lost_is_logged_without_
     lines = [record.getMessage() for record in caplog.records]
     assert any("+CMT" in line and "failed" in line for line in lines), lines
     assert [line for line in lines if tpdu.hex().upper()[-20:] in line] == []
+
+
+class LateStorage(Storage):
+    """Holds back its first answer to AT+CMGR until the driver's resync, as a modem that
+    answered after the driver gave up on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: bytes | None = None
+        self.holding = True
+
+    def answer(self, line: str) -> bytes | None:
+        reply = super().answer(line)
+        if line.startswith("AT+CMGR=") and self.holding:
+            self.held, self.holding = reply, False
+            return None
+        return reply
+
+
+class LatePeer(Peer):
+    def answer(self, line: str) -> bytes | None:
+        if line.startswith("ATS7=") and isinstance(self.storage, LateStorage):
+            late, self.storage.held = self.storage.held or b"", None
+            return late + resync_answer(int(line[5:].partition(";")[0]))
+        return super().answer(line)
+
+
+async def test_a_late_answer_to_a_read_is_logged_without_its_pdu(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The answer to AT+CMGR comes after the driver gave up on it: the resync takes it off the
+    # line. Its PDU carries the message's text and sender, which the journal must not get.
+    caplog.set_level(logging.INFO, logger="drivers.at")
+    storage = LateStorage()
+    peer = LatePeer(storage=storage)
+    modem = make(Bench(nursery, [peer]))
+    await nursery.start(modem.run)
+    await settled(peer)
+    pdu = stored_pdu("+4799887766", "personal")
+    storage.put(7, pdu)
+    await peer.unsolicited(b'\r\n+CMTI: "SM",7\r\n')
+    (event,) = await inbound(modem, 1)
+    assert isinstance(event, InboundSms)
+    assert peer.commands.count("AT+CMGR=7") == 2
+    assert modem.health().resyncs == 1
+    lines = [record.getMessage() for record in caplog.records]
+    assert "modem m1: a late answer taken off the line: 1 other line, OK" in lines, lines
+    assert [line for line in lines if pdu.hex().upper()[-16:] in line] == []
 
 
 async def test_a_direct_message_that_does_not_decode_is_refused_once(
