@@ -374,7 +374,7 @@ async def test_a_message_closed_without_its_status_report_is_a_final_outcome(
     assert figures.final == {(7, "sent"): 1}
 
 
-async def test_three_sent_one_failed_are_counted_once_each_beside_their_drs(
+async def test_two_delivered_one_failed_are_counted_once_each_beside_their_drs(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
     """A DR's fate is a line in its message's history: it is no second final outcome."""
