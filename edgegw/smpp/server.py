@@ -672,7 +672,9 @@ class _Connection:
         except GsmError:
             await self._give_up(item)
             return
-        if len(pdus) > session.window_free < session.window:
+        # The parts go together once the window has room for all of them, or is empty: an MO
+        # of more parts than the window could never go otherwise.
+        while len(pdus) > session.window_free < session.window:
             self.window_opened = trio.Event()
             await self.window_opened.wait()
         # Checked after the last await: another session of the service may have taken it.

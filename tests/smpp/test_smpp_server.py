@@ -948,6 +948,40 @@ async def test_a_deliver_sm_is_offered_again_one_redeliver_interval_after_it_fai
         nursery.cancel_scope.cancel()
 
 
+async def test_a_long_mo_waits_until_the_window_has_room_for_all_its_parts(
+    autojump_clock: trio.testing.MockClock, backend: MemoryBackend
+) -> None:
+    """`window` bounds the deliver_sm outstanding on a session (SMPP 3.4 section 2.6). Behind
+    two receipts in a window of 3, an MO of three parts goes once both are answered, not as
+    soon as one is, which would leave four outstanding."""
+    config = smpp_config(window=3, enquire_link_interval=0, inactivity_timeout=0)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_smpp, config, backend)
+        backend.add_outbound(1000, RECEIPT)
+        backend.add_outbound(1000, RECEIPT)
+        mo = MobileOriginated(
+            source=Address(1, 1, "4790000001"), destination=Address(0, 0, "2000"), text="x" * 400
+        )
+        mo_id = backend.add_outbound(1000, mo)
+        client = await RawEsme.connect(port)
+        await client.bind(BindReceiver)
+        first, second = await client.receive(), await client.receive()
+        assert isinstance(first, DeliverSm) and isinstance(second, DeliverSm)
+        await client.send(DeliverSmResp(sequence_number=first.sequence_number))
+        early = None
+        with trio.move_on_after(1.0):  # well within the response timeout (10 s)
+            early = await client.receive()
+        assert early is None, "an MO part went with the second receipt still outstanding"
+        await client.send(DeliverSmResp(sequence_number=second.sequence_number))
+        for _ in range(3):
+            part = await client.receive()
+            assert isinstance(part, DeliverSm) and part.esm_class == 0x40
+            await client.send(DeliverSmResp(sequence_number=part.sequence_number))
+        await eventually(backend, lambda: mo_id in backend.delivered_ids)
+        await client.stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
 # ---------------------------------------------------------------------------------------------
 # Timers under the virtual clock
 
