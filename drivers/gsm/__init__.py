@@ -8,7 +8,13 @@ from drivers.gsm.address import join_sca, split_sca
 from drivers.gsm.alphabet import decode_gsm, encode_gsm, gsm_length, is_gsm
 from drivers.gsm.dcs import Alphabet, dcs_alphabet
 from drivers.gsm.errors import GsmError, MessageTooLong, NonGsmCharacter
-from drivers.gsm.message import EncodedMessage, decode_concatenated, decode_text, encode_message
+from drivers.gsm.message import (
+    EncodedMessage,
+    concatenated_octets,
+    decode_concatenated,
+    decode_text,
+    encode_message,
+)
 from drivers.gsm.parts import EncodedPart
 from drivers.gsm.sanitise import ParsingType, sanitise
 from drivers.gsm.septets import pack_septets, unpack_septets
@@ -43,6 +49,7 @@ __all__ = [
     "build_status_report",
     "build_submit",
     "concat_info",
+    "concatenated_octets",
     "dcs_alphabet",
     "decode_concatenated",
     "decode_gsm",

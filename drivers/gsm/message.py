@@ -165,3 +165,11 @@ def decode_concatenated(parts: Sequence[EncodedPart]) -> str:
     if len(alphabets) == 1:
         return _decode_payload(alphabets.pop(), b"".join(part.payload for part in parts))
     return "".join(decode_text(part) for part in parts)
+
+
+def concatenated_octets(parts: Sequence[EncodedPart]) -> bytes | None:
+    """The payloads of parts that all carry 8-bit data, joined in sequence order (what
+    `decode_concatenated` shows as hex); None when any part holds text."""
+    if all(dcs_alphabet(part.dcs) is Alphabet.DATA8 for part in parts):
+        return b"".join(part.payload for part in parts)
+    return None

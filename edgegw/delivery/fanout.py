@@ -31,13 +31,15 @@ def mo_received(
     sno: str,
     originator: str,
     content: str,
+    octets: bytes | None,
     received_at: float,
     sc_timestamp: float,
     command: str,
     stripped_content: str,
 ) -> None:
     """An inbound message for `service_id` was stored: queue its MO callbacks (HTTP, email)
-    and its deliver_sm for the service's bound ESMEs when it takes MO by SMPP."""
+    and its deliver_sm for the service's bound ESMEs when it takes MO by SMPP. `octets` are
+    the user data of 8-bit data (which `content` shows as hex), None for text."""
     enqueue_mo(
         conn,
         message_id=message_id,
@@ -57,5 +59,6 @@ def mo_received(
         sno=sno,
         originator=originator,
         content=content,
+        octets=octets,
         received_at=received_at,
     )

@@ -38,6 +38,8 @@ _UNKNOWN: Final = (0, 0)
 _FAILURES: Final = frozenset({SmppState.UNDELIVERABLE, SmppState.REJECTED, SmppState.EXPIRED})
 # deliver_sm_resp statuses after which an item is never offered again (SMPP 3.4 5.1.3).
 _REFUSED_FOR_GOOD: Final = frozenset({CommandStatus.ESME_RX_P_APPN, CommandStatus.ESME_RX_R_APPN})
+# SMPP 3.4 section 5.2.19: data_coding 4, octet unspecified (8-bit binary).
+_OCTET_UNSPECIFIED: Final = 4
 _RECEIPT: Final = "receipt"
 _MO: Final = "mo"
 # Whether the network took some part of the message in `messages`' row: a part may fail by its
@@ -134,16 +136,28 @@ def enqueue_smpp_mo(
     sno: str,
     originator: str,
     content: str,
+    octets: bytes | None = None,
     received_at: float,
 ) -> int:
     """Queue a complete inbound message for the service's ESMEs when it takes MO by SMPP; call
-    it inside the transaction that stores the MO. Returns 1 when queued, else 0."""
+    it inside the transaction that stores the MO. 8-bit data (`octets`, which `content` shows
+    as hex) goes as such, not as the text of its hex. Returns 1 when queued, else 0."""
     wanted = conn.execute(
         "SELECT 1 FROM smpp_mo_services WHERE service_id = ?", (service_id,)
     ).fetchone()
     if wanted is None:
         return 0
-    mo = MobileOriginated(source=_address(originator), destination=_address(sno), text=content)
+    source, destination = _address(originator), _address(sno)
+    if octets is None:
+        mo = MobileOriginated(source=source, destination=destination, text=content)
+    else:
+        mo = MobileOriginated(
+            source=source,
+            destination=destination,
+            text=None,
+            octets=octets,
+            data_coding=_OCTET_UNSPECIFIED,
+        )
     conn.execute(_INSERT, (service_id, _MO, message_id, msgspec.json.encode(mo), received_at))
     return 1
 

@@ -18,7 +18,7 @@ import msgspec
 import trio
 
 from drivers.events import InboundSms
-from drivers.gsm import EncodedPart, concat_info, decode_concatenated
+from drivers.gsm import EncodedPart, concat_info, concatenated_octets, decode_concatenated
 from edgegw.clock import Clock
 from edgegw.delivery.fanout import mo_received
 from edgegw.delivery.payload import MO_TYPE, NETWORK_UNKNOWN, mo_time
@@ -227,9 +227,8 @@ class InboundReceiver:
             tuple(part_ids),
         ).fetchall()
         modem, originator, sc_timestamp, dcs = rows[0][:4]
-        content = decode_concatenated(
-            [EncodedPart(dcs=row[3], udh=row[4], payload=row[5]) for row in rows]
-        )
+        parts = [EncodedPart(dcs=row[3], udh=row[4], payload=row[5]) for row in rows]
+        content = decode_concatenated(parts)
         route = self._router.route(modem, content, has_start=rows[0][6] in (None, 1))
         if route.service_id is None:
             log.warning(
@@ -271,6 +270,7 @@ class InboundReceiver:
                 sno=self._numbers.get(modem) or modem,
                 originator=originator,
                 content=content,
+                octets=concatenated_octets(parts),
                 received_at=now,
                 sc_timestamp=datetime.datetime.fromisoformat(sc_timestamp).timestamp(),
                 command=route.command,

@@ -16,9 +16,10 @@ import smpplib.exceptions
 import smpplib.gsm
 import smpplib.smpp
 import trio
+from support.inbound import SCTS
 from support.smpp import bind_status, connect, submit_all
 
-from drivers.gsm import decode_gsm
+from drivers.gsm import EncodedPart, build_deliver, decode_gsm
 from drivers.simulator import SentSms
 from edgegw.config import Config
 from edgegw.gateway import Gateway
@@ -219,6 +220,18 @@ async def test_an_mo_arrives_as_deliver_sm(mo_gateway: Gateway) -> None:
     assert int(mo.esm_class) == 0
     assert decode_gsm(mo.short_message) == "hello"
     assert (int(mo.source_addr_ton), mo.source_addr.decode()) == (1, "4741000000")
+
+
+async def test_an_eight_bit_mo_arrives_as_its_octets(mo_gateway: Gateway) -> None:
+    """An MO of 8-bit data (TP-DCS 0x04) reaches the ESME as its octets with data_coding 4
+    (SMPP 3.4 5.2.19), not as the text of the hex that GET /api/inbound shows it as."""
+    octets = bytes.fromhex("cafe0042ff")
+    deliver = build_deliver(
+        "+4741000000", EncodedPart(dcs=0x04, udh=b"", payload=octets), timestamp=SCTS
+    )
+    await mo_gateway.simulators["sim0"].deliver_mo_pdu(deliver)
+    (mo,) = await trio.to_thread.run_sync(receive, smpp_port(mo_gateway), 1)
+    assert (int(mo.esm_class), int(mo.data_coding), mo.short_message) == (0, 4, octets)
 
 
 async def run_until(config: Config, body: Callable[[Gateway], Awaitable[None]]) -> None:
