@@ -21,10 +21,12 @@ from edgegw.store import Store
 
 
 class Relay:
-    """Answers the SMTP dialogue line by line; refuses the first `busy` connections with 421."""
+    """Answers the SMTP dialogue line by line; refuses the first `busy` connections with 421.
+    `extensions`: what it answers EHLO with after its name."""
 
-    def __init__(self, busy: int = 0) -> None:
+    def __init__(self, busy: int = 0, extensions: tuple[bytes, ...] = (b"8BITMIME",)) -> None:
         self.busy = busy
+        self.extensions = extensions
         self.connections = 0
         self.envelopes: list[tuple[str, list[str], bytes]] = []
         self.received = trio.Event()
@@ -57,7 +59,9 @@ class Relay:
                         continue
                     verb = line[:4].upper()
                     if verb == b"EHLO":
-                        await stream.send_all(b"250-relay.test\r\n250 8BITMIME\r\n")
+                        lines = [b"250-" + x for x in (b"relay.test", *self.extensions)]
+                        lines[-1] = b"250 " + lines[-1][4:]
+                        await stream.send_all(b"".join(x + b"\r\n" for x in lines))
                     elif verb == b"MAIL":
                         sender = line.decode().split(":", 1)[1].split()[0].strip("<>")
                         await stream.send_all(b"250 ok\r\n")
@@ -224,3 +228,27 @@ async def test_an_sms_sender_cannot_choose_the_emails_sender_address(
     assert sender == "_ceo_c.no_-7@sms.test"
     assert message["From"] == "_ceo_c.no_-7@sms.test"
     assert message["Subject"] == "SMS from <ceo@c.no>"
+
+
+async def test_a_norwegian_or_emoji_mo_travels_in_7_bit_to_a_relay_without_8bitmime(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """RFC 6152 section 3: 8-bit octets go only to a relay that offers 8BITMIME and with
+    BODY=8BITMIME; a body of "på" and an emoji reaches a plain relay encoded, read back whole."""
+    relay = Relay(extensions=())
+    store, clock = await start_mail(
+        nursery,
+        tmp_path,
+        relay,
+        {"to": "inbox@customer.test", "subject": "SMS: [content]", "body": "[content]"},
+    )
+    await queue_mo(store, clock, "mo0000000001", "+4799999999", "Hei på deg \U0001f600")
+    with trio.fail_after(10):
+        await relay.received.wait()
+    (_, _, data) = relay.envelopes[0]
+    assert data.isascii()
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    assert message["Subject"] == "SMS: Hei på deg \U0001f600"
+    assert message.get_content() == "Hei på deg \U0001f600\r\n"
+    assert message["Content-Transfer-Encoding"] in ("quoted-printable", "base64")
