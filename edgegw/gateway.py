@@ -182,9 +182,14 @@ class Gateway:
                     ) from exc
                 base.start_soon(self._stop_on_damage)
                 async with trio.open_nursery() as core:
-                    # Before anything can finish a message or store an MO: the endpoints decide what
-                    # gets enqueued for the customer.
+                    # Before anything can finish a message or store an MO (the inbound sweep stores
+                    # what waited for its parts at once): the endpoints and the services that take
+                    # MO by SMPP decide what gets enqueued for the customer.
                     await core.start(self.deliveries.run)
+                    mo_smpp = [service.id for service in self.config.services if service.mo_smpp]
+                    await self.store.write(
+                        functools.partial(register_mo_services, service_ids=mo_smpp)
+                    )
                     await core.start(self.metrics.run)
                     await core.start(self.pruner.run)
                     now = self.clock.now()
@@ -211,12 +216,6 @@ class Gateway:
                         self.config.services, self.store, self.clock, passwords=self._passwords
                     )
                     if self.config.smpp is not None:
-                        mo_smpp = [
-                            service.id for service in self.config.services if service.mo_smpp
-                        ]
-                        await self.store.write(
-                            functools.partial(register_mo_services, service_ids=mo_smpp)
-                        )
                         self.smpp = GatewaySmppBackend(
                             self.store,
                             self.clock,

@@ -19,7 +19,7 @@ import trio
 from support.inbound import SCTS
 from support.smpp import bind_status, connect, submit_all
 
-from drivers.gsm import EncodedPart, build_deliver, decode_gsm
+from drivers.gsm import EncodedPart, build_deliver, decode_gsm, encode_message
 from drivers.simulator import SentSms
 from edgegw.config import Config
 from edgegw.gateway import Gateway
@@ -268,6 +268,32 @@ async def test_an_undelivered_receipt_arrives_after_a_restart(config: Config) ->
 
     await run_until(config, before)  # no receiver was bound: the receipt waits in the store
     await run_until(config, after)
+
+
+async def test_an_mo_stored_incomplete_at_start_up_goes_by_smpp_as_the_config_now_says(
+    config: Config, mo_config: Config
+) -> None:
+    """A part kept waiting for the rest of its message while the gateway was down: the sweep
+    at the next start stores it incomplete, and a service set to mo_smpp meanwhile gets it as
+    a deliver_sm, as it gets every MO stored after that start."""
+    first = encode_message(LONG_TEXT, reference=9).parts[0]
+    stamp = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+    async def before(gateway: Gateway) -> None:
+        await gateway.simulators["sim0"].deliver_mo_pdu(
+            build_deliver("+4741000000", first, timestamp=stamp)
+        )
+        with trio.fail_after(20):
+            while gateway.inbound.received < 1:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+
+    async def after(gateway: Gateway) -> None:
+        (mo,) = await trio.to_thread.run_sync(receive, smpp_port(gateway), 1)
+        assert decode_gsm(mo.short_message) == LONG_TEXT[:153]
+
+    await run_until(config, before)  # mo_smpp off: the part waits for its second part
+    inbound = msgspec.structs.replace(mo_config.inbound, reassembly_timeout=0.001)
+    await run_until(msgspec.structs.replace(mo_config, inbound=inbound), after)
 
 
 class RawEsme:
