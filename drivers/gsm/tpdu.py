@@ -30,6 +30,8 @@ _RD = 0x04  # SUBMIT: reject duplicates
 _MMS = 0x04  # DELIVER/STATUS-REPORT: set means no more messages are waiting
 _SRR_SRI = 0x20  # SUBMIT: status report request; DELIVER: status report indication
 _UDHI = 0x40
+# TP-PID of a "short message type 0" (9.2.3.9): acknowledged, and its contents discarded.
+_PID_TYPE_0 = 0x40
 # TP-VPF (TS 23.040 9.2.3.3), first-octet bits 4..3.
 _VPF_NONE, _VPF_ENHANCED, _VPF_RELATIVE, _VPF_ABSOLUTE = 0, 1, 2, 3
 
@@ -218,6 +220,12 @@ class SmsDeliver(msgspec.Struct, frozen=True):
     @property
     def part(self) -> EncodedPart:
         return EncodedPart(dcs=self.dcs, udh=self.udh, payload=self.payload)
+
+    @property
+    def to_discard(self) -> bool:
+        """Whether the receiver must discard its contents (9.2.3.9: a short message type 0,
+        which networks send to see whether a phone answers, the "silent SMS")."""
+        return self.pid == _PID_TYPE_0
 
 
 def build_deliver(

@@ -36,8 +36,10 @@ SWEEP_RETRY = 60.0  # seconds before the sweeper tries again after an error
 class Received(msgspec.Struct, frozen=True, kw_only=True):
     """What storing one received part did."""
 
-    stored: bool  # False: this very PDU was stored before (a re-read after a restart)
-    duplicate: bool  # a copy of a part already stored (also True when not `stored`)
+    # False: this very PDU was stored before (a re-read after a restart), or it is one whose
+    # contents are discarded (TS 23.040 9.2.3.9, short message type 0)
+    stored: bool
+    duplicate: bool  # a copy of a part already stored (also True for a re-read PDU)
     message_id: str | None  # the inbound message this part completed, if any
     # an older message of the same reference that this part's new text stored incomplete
     superseded: str | None = None
@@ -109,8 +111,14 @@ class InboundReceiver:
     async def receive(self, event: InboundSms) -> Received:
         """Store the part in one write; if it completes a message, reassemble it in the same
         transaction. Returns after the commit: only then may the modem delete the SMS."""
-        now = self._clock.now()
         deliver = event.deliver
+        if deliver.to_discard:
+            # Acknowledged (the modem may delete it) and never stored, routed or delivered.
+            log.info(
+                "modem %s: short message type 0 from %r discarded", event.modem, deliver.originator
+            )
+            return Received(stored=False, duplicate=False, message_id=None)
+        now = self._clock.now()
         concat = concat_info(deliver.udh)
         if concat is not None and concat[1] == 1:
             concat = None  # a "1 of 1" header: a whole message on its own
