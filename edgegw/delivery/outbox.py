@@ -119,13 +119,14 @@ def enqueue_mo(
     originator: str,
     content: str,
     received_at: float,
-    sc_timestamp: float | None = None,
-    command: str = "",
-    stripped_content: str | None = None,
+    sc_timestamp: float,
+    command: str,
+    stripped_content: str,
 ) -> int:
     """Queue a complete inbound message (MO) for the service's MO endpoints; call it inside the
     transaction that stores the MO, so both commit together. `received_at` is when the MO
-    entered the gateway, `sc_timestamp` the SMSC's TP-SCTS (epoch seconds). Returns how many
+    entered the gateway, `sc_timestamp` the SMSC's TP-SCTS (epoch seconds); `command` and
+    `stripped_content` are the keyword routing's (edgegw.pipeline.keywords). Returns how many
     items were queued (0 when the service has no MO endpoint)."""
     endpoints = conn.execute(
         "SELECT endpoint, service_name FROM delivery_endpoints"
@@ -134,8 +135,6 @@ def enqueue_mo(
     ).fetchall()
     if not endpoints:
         return 0
-    if stripped_content is None:
-        stripped_content = _strip_keyword(content, command)
     timestamp = mo_time(received_at)
     report = MoReport(
         messageid=message_id,
@@ -147,7 +146,7 @@ def enqueue_mo(
         command=command,
         strippedcontent=stripped_content,
         timestamp=timestamp,
-        sctimestamp=timestamp if sc_timestamp is None else mo_time(sc_timestamp),
+        sctimestamp=mo_time(sc_timestamp),
     )
     payload = msgspec.json.encode(report)
     conn.executemany(
@@ -158,12 +157,6 @@ def enqueue_mo(
         ],
     )
     return len(endpoints)
-
-
-def _strip_keyword(content: str, command: str) -> str:
-    if command and content[: len(command)].lower() == command.lower():
-        return content[len(command) :].lstrip()
-    return content
 
 
 def enqueue_drs(conn: sqlite3.Connection, message_ids: Iterable[str], now: float) -> int:

@@ -163,6 +163,8 @@ class Rig:
             "sc_timestamp": START - 2,
         }
         fields.update(kwargs)
+        # The keyword routing's strippedcontent: the content after the keyword and its blank.
+        fields.setdefault("stripped_content", fields["content"].removeprefix("KODE "))
         return await self.store.write(functools.partial(enqueue_mo, **fields))
 
     async def items(self, message_id: str | None = None) -> list[OutboxItem]:

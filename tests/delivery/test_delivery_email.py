@@ -114,7 +114,9 @@ async def queue_mo(
             originator=originator,
             content=content,
             command=command,
+            stripped_content=content.removeprefix(command).lstrip() if command else content,
             received_at=clock.now(),
+            sc_timestamp=clock.now(),
         )
     )
     return queued
