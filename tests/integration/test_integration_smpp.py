@@ -5,6 +5,7 @@ restart, query_sm and cancel_sm (the latter with our own codec: smpplib has no c
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
