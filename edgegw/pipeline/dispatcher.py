@@ -63,6 +63,8 @@ class Dispatcher:
         self._pacer = pacer
         self._prefixes = dict(prefixes or {})
         self._down_since: dict[str, float] = {}  # modems not ready, since when (failover)
+        # The time of the first round: a modem gone from the config is down since then.
+        self._first_round_at: float | None = None
         self._dispatch = dispatch
         self._clock = clock
         self._policy = policy
@@ -148,6 +150,8 @@ class Dispatcher:
         (None: only a wake-up can bring new work)."""
         store = self._store
         now = self._clock.now()
+        if self._first_round_at is None:
+            self._first_round_at = now
         # Every round, due messages or not, so that failover_after counts from the round that
         # first saw the modem down (the gateway wakes the dispatcher on each health change).
         for name, driver in self._modems.items():
@@ -264,8 +268,10 @@ class Dispatcher:
         """Release a message bound to `modem` once that modem has been down longer than
         `failover_after`: it is then resent whole elsewhere."""
         if modem not in self._modems:
-            # Gone from the config: down for good, since a round first met a message bound to it.
-            self._down_since.setdefault(modem, now)
+            # Gone from the config: down for good, since the first round after the start (not
+            # since the message's next retry, which may come long after).
+            gone_since = self._first_round_at
+            self._down_since.setdefault(modem, now if gone_since is None else gone_since)
         down_since = self._down_since.get(modem)
         if down_since is None or now - down_since < self._dispatch.failover_after:
             return False

@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import msgspec
+import pytest
 import trio
 import trio.testing
 from support.pipeline import stored_record, submit_one
@@ -408,29 +409,34 @@ async def test_failover_after_counts_from_when_the_modem_went_down_not_from_the_
     assert failed_at + 600 <= second.sent[0][0] <= failed_at + 600 + 10
 
 
+@pytest.mark.parametrize("retry", [5.0, 1200.0], ids=["due-before-restart", "due-long-after"])
 async def test_a_message_bound_to_a_modem_no_longer_configured_fails_over_after_a_restart(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, retry: float
 ) -> None:
+    """The gone modem has been down since the restart: the message goes on the new one
+    failover_after after the restart, or when its retry is due if that is later (not
+    failover_after after that retry)."""
     path = tmp_path / "edgegw.db"
     clock = Clock(START)
-    dispatch = DispatchConfig(failover_after=600.0)
+    dispatch = DispatchConfig(failover_after=600.0, retry_initial=retry, retry_max=max(retry, 300))
     async with trio.open_nursery() as nursery:
         old = PacedModem("old", clock)
         rig = await start_rig(nursery, path, [old], clock, {}, dispatch=dispatch)
         message_id = await rig.send(content="w" * 400)  # three parts
         await trio.sleep(SEND_TIME + 0.5)  # part 1 is out on the old modem
-        old.fail_next = 1
+        old.fail_next = 1  # part 2 fails: its retry is due 80-100% of `retry` later
         await trio.sleep(60)
         record = await stored_record(rig.store, message_id)
         assert (record.state, record.modem) == (MessageState.QUEUED, "old")
         nursery.cancel_scope.cancel()
     # The old modem is replaced by a new one in the config.
     restarted_at = clock.now()
+    goes_at = max(restarted_at + 600, record.next_attempt_at)
     async with trio.open_nursery() as nursery:
         new = PacedModem("new", clock)
         rig = await start_rig(nursery, path, [new], clock, {}, dispatch=dispatch)
         await trio.sleep(HOUR)
         assert await rig.state(message_id) is MessageState.SENT
         assert [part.part.udh[-1] for _, part in new.sent] == [1, 2, 3]
-        assert restarted_at + 600 <= new.sent[0][0] <= restarted_at + 600 + 10
+        assert goes_at <= new.sent[0][0] <= goes_at + 10
         nursery.cancel_scope.cancel()
