@@ -186,15 +186,20 @@ def request_target(target: str) -> tuple[str, str, str | None]:
 
 
 def framing_refusal(
-    http_version: bytes, headers: Iterable[tuple[bytes, bytes]]
+    http_version: bytes, headers: Iterable[tuple[bytes, bytes]], target: bytes = b"/"
 ) -> tuple[int, str] | None:
     """Why a request head must be refused (status, reason), or None. Only HTTP/1.0 and 1.1 are
     spoken (505 otherwise); a request with both Content-Length and Transfer-Encoding is framed
     two ways at once, the stuff of request smuggling behind a proxy (400, RFC 9112 6.3), and
     so is an HTTP/1.0 one with Transfer-Encoding, which that version does not have: its
-    framing is faulty (RFC 9112 6.1). A Host that is no host and port is 400 (RFC 9112 3.2)."""
+    framing is faulty (RFC 9112 6.1). A Host that is no host and port is 400 (RFC 9112 3.2),
+    and so is an absolute-form `target` whose authority, which stands for the Host, is none
+    (`http://user@host/`: RFC 9110 4.2.4 has a recipient treat userinfo as an error)."""
     if http_version not in _HTTP_VERSIONS:
         return 505, f"HTTP/{http_version.decode('ascii', 'replace')} is not supported"
+    _, _, authority = request_target(target.decode("ascii", "replace"))
+    if authority is not None and _HOST.fullmatch(authority.encode()) is None:
+        return 400, "the request target's authority is not a host and port"
     names = set()
     for name, value in headers:
         names.add(name)

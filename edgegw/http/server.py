@@ -286,7 +286,7 @@ class _HttpConnection:
                     conn.receive_data(bytes(data))
                 elif isinstance(event, h11.Request):
                     self.head = self._request(event)
-                    refusal = framing_refusal(event.http_version, event.headers)
+                    refusal = framing_refusal(event.http_version, event.headers, event.target)
                     if refusal is not None:
                         await self._reject(*refusal)
                         raise _Closed

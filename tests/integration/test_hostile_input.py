@@ -179,6 +179,10 @@ async def test_a_pid_in_other_digits_is_status_5(
         (b"GET /health HTTP/1.1\r\nHost: user@gw.example\r\n\r\n", b"400"),
         (b"GET /health HTTP/1.0\r\nHost: gw.example/x\r\n\r\n", b"400"),
         (b"GET /health HTTP/1.1\r\nHost: gw.example:80a\r\n\r\n", b"400"),
+        # An absolute-form target's authority stands for the Host (RFC 9112 section 3.2.2):
+        # the same rule, and userinfo is an error (RFC 9110 section 4.2.4).
+        (b"GET http://user@gw.example/health HTTP/1.1\r\nHost: gw.example\r\n\r\n", b"400"),
+        (b"GET http://gw.example:80a/health HTTP/1.1\r\nHost: gw.example\r\n\r\n", b"400"),
     ],
 )
 async def test_bad_framing_is_refused_before_the_app(
