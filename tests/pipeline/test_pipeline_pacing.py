@@ -17,12 +17,13 @@ from drivers.events import InboundSms, ModemEvent, ModemState, StatusReportRecei
 from drivers.modem import Health, ModemUnavailable, OutgoingPart
 from edgegw.clock import Clock
 from edgegw.config import DispatchConfig, ServiceConfig
-from edgegw.model import MessageRequest, MessageState, SendRequest, SendWindow, Settings
+from edgegw.model import Claim, MessageRequest, MessageState, SendRequest, SendWindow, Settings
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.modems import queues, recent_sends
 from edgegw.pipeline.pacing import DAY, HOUR, Pacer, PacingRule
 from edgegw.pipeline.router import choose_modem
 from edgegw.pipeline.submit import Submitter
+from edgegw.pipeline.worker import ModemWorker
 from edgegw.store import Store, Topic, run_inline
 
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z
@@ -201,8 +202,9 @@ async def test_a_message_whose_validity_runs_out_while_it_waits_out_min_interval
     )
     _, second = await rig.send_batch(2, Settings(validity=0))
     await trio.sleep(HOUR)
-    # Both were handed to the worker at once; the second's five minutes ran out during the
-    # ten minutes the SIM must rest after the first.
+    # The second's five minutes ran out during the ten minutes the SIM must rest after the
+    # first (the dispatcher does not hand it over before the rest is over; the worker's own
+    # check is test_a_claim_taken_before_its_sims_rest_is_checked_again_once_the_rest_is_over).
     assert [part.recipient for _, part in modem.sent] == ["+4741000000"]
     record = await stored_record(rig.store, second)
     assert (record.state, record.dr_status) == (MessageState.EXPIRED, 361)
@@ -246,6 +248,46 @@ async def test_a_daily_window_closing_while_min_interval_is_waited_out_holds_to_
     await trio.sleep(120)
     assert [part.recipient for _, part in modem.sent] == ["+4741000000", "+4741000001"]
     assert START + 23 * HOUR <= modem.sent[1][0] <= START + 23 * HOUR + 1
+
+
+@pytest.mark.parametrize("held", ["validity", "window"])
+async def test_a_claim_taken_before_its_sims_rest_is_checked_again_once_the_rest_is_over(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock, held: str
+) -> None:
+    """The worker's own guard, below the dispatcher's: two claims handed to one worker at once
+    (no dispatcher now hands a resting SIM a second), the second taken out of its validity or
+    its day's window by the ten-minute rest after the first: it expires (DR 361), or goes back
+    to the queue until tomorrow's 09:00, and is not sent."""
+    clock = Clock(START - 40 * 60)  # 09:20 in Oslo
+    rig = await start_rig(nursery, tmp_path / "db", [], clock, {})
+    window = SendWindow(
+        startDate="2025-08-05", startTime="09:00:00", stopDate="2025-08-06", stopTime="09:30:00"
+    )
+    settings = Settings(validity=0) if held == "validity" else Settings(sendWindow=window)
+    ids = await rig.send_batch(2, settings)
+    claims = await rig.store.claim([(message_id, "m1") for message_id in ids])
+    modem = PacedModem("m1", clock)
+    worker = ModemWorker(
+        modem,
+        rig.store,
+        clock,
+        DispatchConfig(),
+        rng=random.Random(1),
+        on_done=lambda _: None,
+        pacer=Pacer({"m1": PacingRule(min_interval=600)}),
+    )
+    send, receive = trio.open_memory_channel[Claim](len(claims))
+    for claim in claims:
+        send.send_nowait(claim)
+    send.close()
+    await worker.run(receive)
+    assert [part.recipient for _, part in modem.sent] == ["+4741000000"]
+    record = await stored_record(rig.store, ids[1])
+    if held == "validity":
+        assert (record.state, record.dr_status) == (MessageState.EXPIRED, 361)
+    else:
+        assert record.state is MessageState.QUEUED
+        assert record.next_attempt_at == START + 23 * HOUR
 
 
 async def test_a_sim_resting_between_sends_holds_one_message_the_others_go_to_a_free_sim(
