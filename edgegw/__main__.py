@@ -35,6 +35,7 @@ from edgegw.config import (
     config_warnings,
     load_config,
     plaintext_exposure,
+    prefix_warnings,
 )
 from edgegw.startup import StartupError
 
@@ -187,6 +188,8 @@ def _serve(args: argparse.Namespace) -> int:
     exposure = plaintext_exposure(args.config, config)
     if exposure is not None:
         logging.getLogger("edgegw").warning("%s", exposure)
+    for warning in prefix_warnings(config):
+        logging.getLogger("edgegw").warning("%s", warning)
     failed = interrupted = False
     try:
         trio.run(_serve_until_signalled, config)

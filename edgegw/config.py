@@ -197,12 +197,28 @@ def load_config(path: str | Path) -> Config:
     return _resolve_paths(config, path.resolve().parent)
 
 
+def prefix_warnings(config: Config) -> list[str]:
+    """A modem's recipient prefix that no recipient can start with (no +, a space, 0046), as
+    recipients are stored "+4741000000": the modem never sends. A warning and not a problem,
+    since such a config started the gateway before this was checked, whose other modems send;
+    refused, it would stop the whole gateway at the restart of an upgrade."""
+    return [
+        f"modems[{index}].prefixes: {prefix!r} is never matched; a prefix is + and digits, as"
+        " recipients are stored (+4741000000), so this modem sends to no recipient it names"
+        for index, modem in enumerate(config.modems)
+        for prefix in modem.prefixes
+        if _PREFIX.fullmatch(prefix) is None
+    ]
+
+
 def config_warnings(config: Config) -> list[str]:
-    """What may be wrong on this box now without making the config unusable: a modem port that
-    does not exist (unplugged, or named wrongly), for which the gateway waits and keeps trying;
-    a certificate, key or CA file that this user cannot read, which `serve` (perhaps as another
-    user) will refuse if it cannot read it either."""
-    warnings = [
+    """What may be wrong without making the config unusable: a recipient prefix never matched
+    (`prefix_warnings`); and on this box now, a modem port that does not exist (unplugged, or
+    named wrongly), for which the gateway waits and keeps trying, and a certificate, key or CA
+    file that this user cannot read, which `serve` (perhaps as another user) will refuse if it
+    cannot read it either."""
+    warnings = prefix_warnings(config)
+    warnings += [
         f"{key}: {path} is not there, or this user cannot read it; serve needs to read it"
         for key, path in _files(config)
         if path and not os.access(path, os.R_OK)
@@ -396,13 +412,6 @@ def _check_receive_side(config: Config) -> list[str]:
         for key in ("min_interval", "jitter", "hourly_cap", "daily_cap"):
             if getattr(modem, key) < 0:
                 problems.append(f"{where}.{key}: must not be negative")
-        # A prefix no recipient starts with would keep the modem from ever sending.
-        problems += [
-            f"{where}.prefixes: {prefix!r} must be + and digits, as recipients are stored"
-            " (+4741000000)"
-            for prefix in modem.prefixes
-            if _PREFIX.fullmatch(prefix) is None
-        ]
     keywords: dict[str, int] = {}
     for index, service in enumerate(config.services):
         for keyword in service.keywords:

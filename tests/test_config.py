@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from edgegw.config import ConfigError, CrashPolicy, check_config, load_config
+from edgegw.config import (
+    ConfigError,
+    CrashPolicy,
+    check_config,
+    config_warnings,
+    load_config,
+    prefix_warnings,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -120,23 +127,26 @@ def test_meaning_checks_name_the_key() -> None:
     ) in problems
 
 
-def test_a_recipient_prefix_that_no_stored_recipient_can_start_with_is_a_problem() -> None:
-    problems = check_config(
-        {
-            "services": [{"id": 1, "name": "a", "username": "u", "password": "p"}],
-            "modems": [
-                {
-                    "name": "m",
-                    "driver": "simulated",
-                    "prefixes": ["+47", "+4690", "47", "0046", "+47 9"],
-                }
-            ],
-        }
+def test_a_recipient_prefix_that_no_recipient_can_start_with_is_a_warning_not_a_refusal(
+    tmp_path: Path,
+) -> None:
+    """Such a config started the gateway before (its other modems send): refused, an upgrade's
+    restart would stop the whole gateway."""
+    text = (
+        (ROOT / "config.example.toml")
+        .read_text()
+        .replace("prefixes = []", 'prefixes = ["+47", "+4690", "47", "0046", "+47 9"]', 1)
     )
-    assert [problem for problem in problems if "prefixes" in problem] == [
-        f"modems[0].prefixes: {prefix!r} must be + and digits, as recipients are stored"
-        " (+4741000000)"
+    path = tmp_path / "edgegw.toml"
+    path.write_text(text)
+    config = load_config(path)
+    assert prefix_warnings(config) == [
+        f"modems[0].prefixes: {prefix!r} is never matched; a prefix is + and digits, as"
+        " recipients are stored (+4741000000), so this modem sends to no recipient it names"
         for prefix in ("47", "0046", "+47 9")
+    ]
+    assert prefix_warnings(config) == [
+        warning for warning in config_warnings(config) if "prefixes" in warning
     ]
 
 
