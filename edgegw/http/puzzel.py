@@ -975,12 +975,10 @@ def _dense(by_index: Iterable[int], path: str) -> list[int]:
 
 def lost_plus(number: str) -> str:
     """A number from a query string or form: a raw `+` decodes to a space, so " 4799999999" is
-    a lost `+` (spec 2.4) and comes back as "+4799999999", and so does " 47 99 99 99 99" (the
-    number as a browser's address bar sends it, its spaces as %20) as "+47 99 99 99 99";
-    anything else is left as it is."""
+    a lost `+` (spec 2.4) and comes back as "+4799999999"; anything else is left as it is."""
     if number[:1] == " ":
         stripped = number.strip()
-        if stripped.replace(" ", "").isdigit():
+        if stripped.isdigit():
             return "+" + stripped
     return number
 
