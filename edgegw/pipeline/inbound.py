@@ -104,6 +104,9 @@ class InboundReceiver:
         self._numbers = dict(numbers or {})
         self._ids = ids or MessageIdGenerator()
         self._wakeup = trio.Event()
+        # When the sweeper started: a part stored before a stop waits the timeout from then,
+        # since the rest of its message may be on the SIM, read once the modem is back.
+        self._running_since = -math.inf
         self.received = 0  # parts stored
         self.duplicates = 0  # parts ignored as copies
         self.incomplete = 0  # messages stored incomplete after the timeout
@@ -290,10 +293,12 @@ class InboundReceiver:
     # -- the reassembly sweeper ---------------------------------------------------------------
 
     async def deliver_overdue(self, now: float | None = None) -> list[str]:
-        """Store every group whose first part waited longer than the reassembly timeout as an
-        incomplete message; return their ids."""
+        """Store every group whose first part waited longer than the reassembly timeout while
+        the gateway ran as an incomplete message; return their ids."""
         at = self._clock.now() if now is None else now
         cutoff = at - self._timeout
+        if self._running_since > cutoff:
+            return []  # what waits from before the start waits longer than anything since
 
         def overdue(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
             return conn.execute(
@@ -337,11 +342,12 @@ class InboundReceiver:
             return None if row[0] is None else float(row[0])
 
         first = await self._store.read(oldest)
-        return None if first is None else first + self._timeout
+        return None if first is None else max(first, self._running_since) + self._timeout
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The sweeper: store overdue groups incomplete, then sleep until the next deadline or
         until a new group opens."""
+        self._running_since = self._clock.now()
         task_status.started()
         while True:
             self._wakeup = trio.Event()

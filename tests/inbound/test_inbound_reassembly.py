@@ -213,6 +213,32 @@ async def test_an_incomplete_message_is_stored_after_the_timeout(
     assert [(r.parts_received, r.complete) for r in records] == [(1, False), (2, False)]
 
 
+async def test_a_part_kept_over_a_stop_longer_than_the_timeout_waits_for_the_sims_rest(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Part 1 was stored before a stop; part 2 reached the modem while the gateway was down
+    (longer than the timeout) and is read from the SIM once it is back: they make one whole
+    message, not two incomplete ones, since the time down is no time the part could come."""
+    path = tmp_path / "edgegw.db"
+    clock = Clock(START)
+    first, second = long_parts("w" * 200)
+    async with trio.open_nursery() as nursery:
+        _, receiver = await start(path, nursery, clock)
+        await nursery.start(receiver.run)
+        await receiver.receive(sms(first, index=1))
+        nursery.cancel_scope.cancel()
+    await trio.sleep(2 * TIMEOUT)  # down
+    async with trio.open_nursery() as nursery:
+        store, receiver = await start(path, nursery, clock)
+        await nursery.start(receiver.run)
+        await trio.sleep(5)  # the modem's first sweep of its storage
+        await receiver.receive(sms(second, index=2))
+        await trio.sleep(2 * TIMEOUT)
+        records = await inbound_records(store, service_id=1000)
+        nursery.cancel_scope.cancel()
+    assert [(r.content, r.complete) for r in records] == [("w" * 200, True)]
+
+
 async def test_an_incomplete_message_without_its_first_part_is_not_routed_by_keyword(
     tmp_path: Path, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
