@@ -8,7 +8,8 @@ Spec section 4.4 (DR codes); TS 23.040 9.2.3.15 (TP-ST).
 
 A sent message whose report never comes is closed `grace` seconds after its validity ends: it
 stays `sent` and gets DR 362 ("timed out in the SMSC before delivery"), the SMSC having given
-up on it by then as far as anyone can tell.
+up on it by then as far as anyone can tell; time the gateway was down does not count, as the
+report may wait on the SIM.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import datetime
 import functools
 import logging
+import math
 import sqlite3
 from typing import Any, NamedTuple
 
@@ -159,6 +161,9 @@ class ReportCorrelator:
         self._grace = grace
         self._rematch = rematch
         self._wakeup = trio.Event()
+        # When the sweeper started: a validity that ended while the gateway was down gets its
+        # grace from then, since the report may be on the SIM, read once the modem is back.
+        self._running_since = -math.inf
         self.matched = 0
         self.unmatched = 0  # reports that matched no part when they came
         self.timed_out = 0  # messages closed without a report
@@ -299,8 +304,11 @@ class ReportCorrelator:
         return matched
 
     async def close_overdue(self, now: float | None = None) -> list[str]:
-        """Close sent messages whose report did not come within `grace` after their validity."""
+        """Close sent messages whose report did not come within `grace` after their validity
+        while the gateway ran."""
         at = self._clock.now() if now is None else now
+        if self._running_since > at - self._grace:
+            return []
 
         close = functools.partial(
             transactions.close_overdue, fx=self._store.effects, before=at - self._grace, now=at
@@ -326,12 +334,13 @@ class ReportCorrelator:
         now = self._clock.now()
         times = [now + SWEEP_MAX]
         if expiry is not None:
-            times.append(float(expiry) + self._grace)
+            times.append(max(float(expiry), self._running_since) + self._grace)
         if pending is not None:
             times.append(now + REMATCH_POLL)
         return min(times)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._running_since = self._clock.now()
         task_status.started()
         while True:
             self._wakeup = trio.Event()

@@ -56,8 +56,10 @@ async def start_rig(
     *,
     validity: int = 173,
     rematch: float = 60.0,
+    clock: Clock | None = None,
 ) -> Rig:
-    clock = Clock(start_epoch=START)
+    """`clock`: the one of a run before a restart, so that the time down counts."""
+    clock = clock or Clock(start_epoch=START)
     service = msgspec.convert(
         {"id": 1, "name": "s", "username": "user", "password": "secret", "validity": validity},
         ServiceConfig,
@@ -372,6 +374,33 @@ async def test_a_message_whose_report_never_comes_is_closed_after_its_validity(
     )
     assert record.done_at is not None and close_at <= record.done_at <= close_at + 61
     assert rig.correlator.timed_out == 1
+
+
+async def test_a_report_kept_on_the_sim_over_a_stop_past_the_grace_decides_the_message(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The report came while the gateway was down, past the message's validity and grace: the
+    modem's first sweep after the start reads it from the SIM, and it decides the message
+    (delivered, DR 0), not DR 362 for a report that never came."""
+    path = tmp_path / "db"
+    modem = ReportingModem("m1")
+    clock = Clock(start_epoch=START)
+    async with trio.open_nursery() as nursery:
+        rig = await start_rig(nursery, path, modem, validity=11, clock=clock)  # 60 minutes
+        message_id = await rig.send()
+        await rig.wait_sent(message_id)
+        nursery.cancel_scope.cancel()
+    await trio.sleep(3 * 3600)  # down
+    async with trio.open_nursery() as nursery:
+        rig = await start_rig(nursery, path, modem, validity=11, clock=clock)
+        await trio.sleep(5)  # the modem's first sweep of its storage
+        ((_, reference, _),) = modem.sent
+        await rig.correlator.receive(report_event("m1", reference, "+4741000000", 0x00))
+        await trio.sleep(2 * GRACE)
+        record = await rig.record(message_id)
+        nursery.cancel_scope.cancel()
+    assert (record.state, record.dr_status) == (MessageState.DELIVERED, DrStatus.DELIVERED)
+    assert rig.correlator.timed_out == 0
 
 
 @pytest.mark.parametrize(
