@@ -297,6 +297,27 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # v7, retention of inbound SMS (edgegw.store.retention): deleting an inbound message looks
     # up its parts (the foreign key), which without this index reads every part each time.
     ("CREATE INDEX inbound_parts_message ON inbound_parts (message_id)",),
+    # v8, smpp_outbox ids never come round again: retention deletes waiting items, even the
+    # newest, and an ESME's answer to a deliver_sm names its item by id, so a new item taking
+    # a pruned one's id would be settled by the answer to the pruned one, unsent.
+    (
+        """CREATE TABLE smpp_outbox_v8 (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            service_id INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            created_at REAL NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_status INTEGER,
+            state TEXT NOT NULL DEFAULT 'pending',
+            done_at REAL
+        )""",
+        "INSERT INTO smpp_outbox_v8 SELECT * FROM smpp_outbox",
+        "DROP TABLE smpp_outbox",
+        "ALTER TABLE smpp_outbox_v8 RENAME TO smpp_outbox",
+        "CREATE INDEX smpp_outbox_pending ON smpp_outbox (service_id, id) WHERE state = 'pending'",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

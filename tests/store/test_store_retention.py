@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -23,6 +24,7 @@ from edgegw.backup import BackupError, backup_store
 from edgegw.clock import Clock
 from edgegw.delivery.fanout import final_outcomes
 from edgegw.delivery.outbox import Endpoint, register_endpoints
+from edgegw.delivery.smpp_outbox import record_answer
 from edgegw.gateway import Gateway
 from edgegw.pipeline.inbound import InboundReceiver
 from edgegw.pipeline.keywords import InboundRouter
@@ -158,6 +160,39 @@ async def test_a_message_whose_smpp_receipt_waits_for_a_receiver_goes_all_the_sa
     with read_only(path) as conn:
         waiting = conn.execute("SELECT message_id, state FROM smpp_outbox").fetchall()
     assert waiting == [("asked later", "pending")]
+
+
+async def test_the_answer_to_a_pruned_smpp_receipt_settles_no_receipt_queued_after_it(
+    tmp_path: Path, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """An ESME back after the retention is offered a receipt that is pruned while its
+    deliver_sm is out. A receipt queued then has an id of its own, so the ESME's answer to
+    the pruned one does not settle it, unsent."""
+    path = tmp_path / "edgegw.db"
+    store = await start_store(path, nursery, inline=True)
+
+    def receipt(message_id: str, created: float) -> Callable[[sqlite3.Connection], int]:
+        def insert(conn: sqlite3.Connection) -> int:
+            return int(
+                conn.execute(
+                    "INSERT INTO smpp_outbox (service_id, kind, message_id, payload, created_at)"
+                    " VALUES (1, 'receipt', ?, x'7b7d', ?) RETURNING id",
+                    (message_id, created),
+                ).fetchone()[0]
+            )
+
+        return insert
+
+    offered = await store.write(receipt("old", START))
+    pruned = await Pruner(store, Clock(start_epoch=START + 2 * DAY), keep_final_days=1).prune_once()
+    assert pruned["smpp_outbox"] == 1
+    queued = await store.write(receipt("new", START + 2 * DAY))
+    await store.write(
+        functools.partial(record_answer, outbound_id=offered, command_status=0, now=START + 2 * DAY)
+    )
+    with read_only(path) as conn:
+        waiting = conn.execute("SELECT id, message_id, state FROM smpp_outbox").fetchall()
+    assert waiting == [(queued, "new", "pending")]
 
 
 async def test_a_round_that_fails_is_tried_again_and_stops_nothing(
