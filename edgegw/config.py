@@ -7,6 +7,7 @@ key path (msgspec alone stops at the first); relative paths resolve against the 
 from __future__ import annotations
 
 import enum
+import math
 import os
 import re
 import tomllib
@@ -278,6 +279,9 @@ def _converted(value: Any, tp: Any, path: str) -> list[str]:
         msgspec.convert(value, tp)
     except msgspec.ValidationError as exc:
         return [f"{path or '(top)'}: {str(exc).split(' - at ')[0]}"]
+    if isinstance(value, float) and math.isnan(value):
+        # NaN passes every range check (each comparison is false), then acts as no number.
+        return [f"{path}: must be a number, not nan"]
     return []
 
 

@@ -254,3 +254,22 @@ def test_the_example_callback_tables_parse_once_uncommented(tmp_path: Path) -> N
     (service,) = load_config(path).services
     assert service.dr is not None and service.dr.oauth2 is not None
     assert service.mo is not None and service.mo_email is not None
+
+
+def test_a_number_that_is_nan_is_a_problem_with_its_key_path(tmp_path: Path) -> None:
+    # NaN passes every "must not be negative" check and then compares false with everything:
+    # keep_final_days = nan kept everything, a modem's min_interval = nan never rested.
+    path = tmp_path / "config.toml"
+    path.write_text(
+        "[store]\nkeep_final_days = nan\n[reports]\nrematch = nan\n"
+        + MINIMAL
+        + "min_interval = nan\n[modems.at]\nsend_timeout = nan\n"
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert raised.value.problems == [
+        "modems[0].at.send_timeout: must be a number, not nan",
+        "modems[0].min_interval: must be a number, not nan",
+        "reports.rematch: must be a number, not nan",
+        "store.keep_final_days: must be a number, not nan",
+    ]
