@@ -230,12 +230,15 @@ def test_values_a_modems_options_refuse_are_problems_with_their_key_paths(tmp_pa
         + "[modems.simulator]\nsignal = 32\n"
         + '\n[[modems]]\nname = "usb0"\ndriver = "at"\n[modems.at]\nport = "/dev/ttyUSB0"\n'
         + "query_timeout = 0.0\n"
+        + '\n[[modems]]\nname = "usb1"\ndriver = "at"\n[modems.at]\nport = "/dev/ttyUSB1"\n'
+        + "max_line = 15\n"
     )
     with pytest.raises(ConfigError) as raised:
         load_config(path)
     assert raised.value.problems == [
         "modems[0].simulator: signal must be 0..31 or 99, not 32",
         "modems[1].at: query_timeout must be more than 0 seconds",
+        "modems[2].at: max_line must be at least 16",
     ]
 
 

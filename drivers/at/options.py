@@ -9,6 +9,7 @@ from __future__ import annotations
 import msgspec
 
 from drivers.at.commands import cpms, parse_cnmi_setting
+from drivers.at.framer import AtFramer
 
 # Where a modem is looked for by IMEI/ICCID when no port is configured (or it is gone).
 DEFAULT_SCAN = ["/dev/serial/by-id/*", "/dev/ttyUSB*", "/dev/ttyACM*"]
@@ -115,6 +116,7 @@ class AtOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             cpms(storage.upper())
         for setting in self.cnmi:
             parse_cnmi_setting(setting)
+        AtFramer(self.max_line)  # refuses a line too short for the modem's answers
         for name in ("query_timeout", "final_grace", "sync_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be more than 0 seconds")
