@@ -276,3 +276,29 @@ def test_a_number_that_is_nan_is_a_problem_with_its_key_path(tmp_path: Path) -> 
         "reports.rematch: must be a number, not nan",
         "store.keep_final_days: must be a number, not nan",
     ]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("init_timeout", "-1.0", "init_timeout must be more than 0 seconds"),
+        ("command_timeout", "0.0", "command_timeout must be more than 0 seconds"),
+        ("send_timeout", "0.0", "send_timeout must be more than 0 seconds"),
+        ("probe_timeout", "0.0", "probe_timeout must be more than 0 seconds"),
+        ("sim_poll_interval", "0.0", "sim_poll_interval must be more than 0 seconds"),
+        ("reopen_backoff_initial", "0.0", "reopen_backoff_initial must be more than 0 seconds"),
+        ("reopen_backoff_max", "-1.0", "reopen_backoff_max must be more than 0 seconds"),
+        ("quarantine_seconds", "-1.0", "quarantine_seconds must not be negative"),
+    ],
+)
+def test_an_at_wait_trio_cannot_take_or_that_spins_is_a_problem(
+    tmp_path: Path, key: str, value: str, problem: str
+) -> None:
+    # init_timeout = -1 made every initialisation a ValueError of trio's, quarantine_seconds =
+    # -1 the quarantine's sleep one; a reopen backoff of 0 reopened a gone port in a spin;
+    # check-config said ok to each.
+    path = tmp_path / "config.toml"
+    path.write_text(MINIMAL + f"[modems.at]\n{key} = {value}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert raised.value.problems == [f"modems[0].at: {problem}"]

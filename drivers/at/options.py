@@ -117,8 +117,22 @@ class AtOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         for setting in self.cnmi:
             parse_cnmi_setting(setting)
         AtFramer(self.max_line)  # refuses a line too short for the modem's answers
-        for name in ("query_timeout", "final_grace", "sync_timeout"):
+        # Each is a wait given to trio: a negative one is a ValueError from every try, and 0
+        # gives up at once (never a prompt, a send, a probe) or polls and reopens in a spin.
+        for name in (
+            "query_timeout",
+            "final_grace",
+            "sync_timeout",
+            "probe_timeout",
+            "command_timeout",
+            "send_timeout",
+            "init_timeout",
+            "sim_poll_interval",
+            "reopen_backoff_initial",
+            "reopen_backoff_max",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be more than 0 seconds")
-        if self.command_retries < 0 or self.not_ready_timeout < 0:
-            raise ValueError("command_retries and not_ready_timeout must not be negative")
+        for name in ("command_retries", "not_ready_timeout", "quarantine_seconds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
