@@ -302,3 +302,16 @@ def test_an_at_wait_trio_cannot_take_or_that_spins_is_a_problem(
     with pytest.raises(ConfigError) as raised:
         load_config(path)
     assert raised.value.problems == [f"modems[0].at: {problem}"]
+
+
+def test_an_smtp_relay_timeout_or_port_smtplib_cannot_take_is_a_problem(tmp_path: Path) -> None:
+    # smtplib refuses a timeout of 0 or below with a ValueError, which failed the MO email
+    # worker instead of a try; a port past 65535 connected to another one.
+    path = tmp_path / "config.toml"
+    path.write_text(MINIMAL + '[smtp_relay]\nhost = "relay.example"\nport = 70000\ntimeout = 0.0\n')
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert raised.value.problems == [
+        "smtp_relay.port: Expected `int` <= 65535",
+        "smtp_relay.timeout: Expected `float` > 0.0",
+    ]

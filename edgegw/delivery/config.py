@@ -6,7 +6,7 @@ Keys are documented in config.example.toml; spec sections 3.2-3.5, 4.2-4.3 and 5
 from __future__ import annotations
 
 import re
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
 import msgspec
 
@@ -81,11 +81,13 @@ class MoEmailConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class SmtpRelayConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     host: str = ""
-    port: int = 25
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 25
     starttls: bool = False
     username: str = ""
     password: str = ""
-    timeout: float = 60.0
+    # smtplib's socket timeout: at 0 or below every email is a ValueError of smtplib's, not a
+    # failed try of the outbox.
+    timeout: Annotated[float, msgspec.Meta(gt=0)] = 60.0
 
 
 class ManagementConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
