@@ -427,7 +427,10 @@ def _check_receive_side(config: Config) -> list[str]:
                 problems.append(
                     f"services[{index}].keywords: {keyword!r} is also a keyword of service {owner}"
                 )
-    for key in ("window", "grace", "rematch"):
+    # A report comes after its send: within a window of 0 it matches no part, ever.
+    if config.reports.window <= 0:
+        problems.append("reports.window: must be positive")
+    for key in ("grace", "rematch"):
         if getattr(config.reports, key) < 0:
             problems.append(f"reports.{key}: must not be negative")
     if config.inbound.reassembly_timeout <= 0:

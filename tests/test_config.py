@@ -315,3 +315,13 @@ def test_an_smtp_relay_timeout_or_port_smtplib_cannot_take_is_a_problem(tmp_path
         "smtp_relay.port: Expected `int` <= 65535",
         "smtp_relay.timeout: Expected `float` > 0.0",
     ]
+
+
+def test_a_report_window_of_0_is_a_problem(tmp_path: Path) -> None:
+    # A report arrives after its part was sent, so a window of 0 matched none: every message
+    # stayed `sent` until closed with DR 362.
+    path = tmp_path / "config.toml"
+    path.write_text("[reports]\nwindow = 0.0\n" + MINIMAL)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert raised.value.problems == ["reports.window: must be positive"]
