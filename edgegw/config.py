@@ -279,9 +279,10 @@ def _converted(value: Any, tp: Any, path: str) -> list[str]:
         msgspec.convert(value, tp)
     except msgspec.ValidationError as exc:
         return [f"{path or '(top)'}: {str(exc).split(' - at ')[0]}"]
-    if isinstance(value, float) and math.isnan(value):
-        # NaN passes every range check (each comparison is false), then acts as no number.
-        return [f"{path}: must be a number, not nan"]
+    if isinstance(value, float) and not math.isfinite(value):
+        # NaN passes every range check (each comparison is false), then acts as no number; inf
+        # is no time a wait, a rest or a Retry-After can count down (math.ceil(inf) raises).
+        return [f"{path}: must be a finite number, not {value}"]
     return []
 
 

@@ -271,10 +271,10 @@ def test_a_number_that_is_nan_is_a_problem_with_its_key_path(tmp_path: Path) -> 
     with pytest.raises(ConfigError) as raised:
         load_config(path)
     assert raised.value.problems == [
-        "modems[0].at.send_timeout: must be a number, not nan",
-        "modems[0].min_interval: must be a number, not nan",
-        "reports.rematch: must be a number, not nan",
-        "store.keep_final_days: must be a number, not nan",
+        "modems[0].at.send_timeout: must be a finite number, not nan",
+        "modems[0].min_interval: must be a finite number, not nan",
+        "reports.rematch: must be a finite number, not nan",
+        "store.keep_final_days: must be a finite number, not nan",
     ]
 
 
@@ -325,3 +325,19 @@ def test_a_report_window_of_0_is_a_problem(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as raised:
         load_config(path)
     assert raised.value.problems == ["reports.window: must be positive"]
+
+
+def test_a_number_that_is_inf_is_a_problem_with_its_key_path(tmp_path: Path) -> None:
+    # A lockout of cooldown = inf answered every later login from its address with a 500, as
+    # its Retry-After raised OverflowError; a min_interval of inf never let its SIM send again.
+    path = tmp_path / "config.toml"
+    path.write_text(
+        "[security.auth]\ncooldown = inf\n" + MINIMAL + "min_interval = +inf\njitter = -inf\n"
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert raised.value.problems == [
+        "modems[0].min_interval: must be a finite number, not inf",
+        "modems[0].jitter: must be a finite number, not -inf",
+        "security.auth.cooldown: must be a finite number, not inf",
+    ]
