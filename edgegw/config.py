@@ -70,8 +70,8 @@ class DispatchConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     retry_max: float = 300.0
     max_attempts: int = 8
     queue_per_modem: int = 4
-    # Seconds a modem may be failed or quarantined before a message with parts already sent on
-    # it is resent whole on another modem (edgegw.pipeline.failover).
+    # Seconds a modem may be down (not ready, or gone from the config) before a message with
+    # parts already sent on it is resent whole on another modem (edgegw.pipeline.dispatcher).
     failover_after: float = 600.0
 
 
