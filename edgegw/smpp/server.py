@@ -666,7 +666,7 @@ class _Connection:
                     await signal.wait()
 
     async def _offer(self, item: Outbound) -> None:
-        session, now = self.session, trio.current_time()
+        session = self.session
         try:
             pdus = deliver_sms(item)
         except GsmError:
@@ -680,7 +680,8 @@ class _Connection:
         # Checked after the last await: another session of the service may have taken it.
         if item.id in self.server.in_flight or not session.can_receive:
             return
-        sequences = session.deliver_sent(item.id, len(pdus), now)
+        # Stamped now, not before the wait: the response timer runs from when the parts go.
+        sequences = session.deliver_sent(item.id, len(pdus), trio.current_time())
         self.server.in_flight.add(item.id)
         self.timers_changed.set()
         try:

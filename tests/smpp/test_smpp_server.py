@@ -982,6 +982,40 @@ async def test_a_long_mo_waits_until_the_window_has_room_for_all_its_parts(
         nursery.cancel_scope.cancel()
 
 
+async def test_an_mo_that_waited_for_the_window_gets_the_whole_response_timeout_once_sent(
+    autojump_clock: trio.testing.MockClock, backend: MemoryBackend
+) -> None:
+    """The response timer of a deliver_sm (SMPP 3.4 section 7.2) runs from when it goes, not
+    from when its MO began to wait for room in the window: an MO of two parts that waited 9 s
+    behind a receipt in a window of 2, answered 2 s after it went, is delivered, not expired
+    and offered again."""
+    config = smpp_config(window=2, enquire_link_interval=0, inactivity_timeout=0)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_smpp, config, backend)
+        backend.add_outbound(1000, RECEIPT)
+        mo = MobileOriginated(
+            source=Address(1, 1, "4790000001"), destination=Address(0, 0, "2000"), text="x" * 200
+        )
+        mo_id = backend.add_outbound(1000, mo)
+        client = await RawEsme.connect(port)
+        await client.bind(BindReceiver)
+        receipt = await client.receive()
+        assert isinstance(receipt, DeliverSm)
+        await trio.sleep(9.0)  # within the response timeout (10 s)
+        await client.send(DeliverSmResp(sequence_number=receipt.sequence_number))
+        sequences = []
+        for _ in range(2):
+            part = await client.receive()
+            assert isinstance(part, DeliverSm) and part.esm_class == 0x40
+            sequences.append(part.sequence_number)
+        await trio.sleep(2.0)
+        for sequence in sequences:
+            await client.send(DeliverSmResp(sequence_number=sequence))
+        await eventually(backend, lambda: mo_id in backend.delivered_ids)
+        await client.stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
 # ---------------------------------------------------------------------------------------------
 # Timers under the virtual clock
 
