@@ -182,9 +182,9 @@ class Gateway:
                     ) from exc
                 base.start_soon(self._stop_on_damage)
                 async with trio.open_nursery() as core:
-                    # Before anything can finish a message or store an MO (the inbound sweep stores
-                    # what waited for its parts at once): the endpoints and the services that take
-                    # MO by SMPP decide what gets enqueued for the customer.
+                    # Before anything can finish a message or store an MO (a modem's first sweep,
+                    # the inbound sweeper): the endpoints and the services that take MO by SMPP
+                    # decide what gets enqueued for the customer.
                     await core.start(self.deliveries.run)
                     mo_smpp = [service.id for service in self.config.services if service.mo_smpp]
                     await self.store.write(
