@@ -134,6 +134,15 @@ async def start_rig(
     return Rig(store, Submitter([SERVICE], store, clock), dispatcher)
 
 
+async def one_paced_modem(
+    nursery: trio.Nursery, tmp_path: Path, rule: PacingRule, *, start: float = START
+) -> tuple[PacedModem, Rig]:
+    """A rig of one modem, "m1", paced by `rule`, on a clock that starts at `start`."""
+    clock = Clock(start)
+    modem = PacedModem("m1", clock)
+    return modem, await start_rig(nursery, tmp_path / "db", [modem], clock, {"m1": rule})
+
+
 def test_the_pacer_spaces_sends_and_counts_rolling_caps() -> None:
     pacer = Pacer({"m": PacingRule(min_interval=10, jitter=5, hourly_cap=3, daily_cap=5)})
     assert pacer.next_send_at("m", 100.0) == 100.0
@@ -177,11 +186,7 @@ def test_the_router_prefers_prefix_then_load_then_least_recently_used() -> None:
 async def test_min_interval_spaces_the_sends_of_one_sim(
     nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    clock = Clock(START)
-    modem = PacedModem("m1", clock)
-    rig = await start_rig(
-        nursery, tmp_path / "db", [modem], clock, {"m1": PacingRule(min_interval=10, jitter=4)}
-    )
+    modem, rig = await one_paced_modem(nursery, tmp_path, PacingRule(min_interval=10, jitter=4))
     ids = [await rig.send() for _ in range(4)]
     await trio.sleep(120)
     assert {await rig.state(message_id) for message_id in ids} == {MessageState.SENT}
@@ -195,11 +200,7 @@ async def test_min_interval_spaces_the_sends_of_one_sim(
 async def test_a_message_whose_validity_runs_out_while_it_waits_out_min_interval_expires(
     nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    clock = Clock(START)
-    modem = PacedModem("m1", clock)
-    rig = await start_rig(
-        nursery, tmp_path / "db", [modem], clock, {"m1": PacingRule(min_interval=600)}
-    )
+    modem, rig = await one_paced_modem(nursery, tmp_path, PacingRule(min_interval=600))
     _, second = await rig.send_batch(2, Settings(validity=0))
     await trio.sleep(HOUR)
     # The second's five minutes ran out during the ten minutes the SIM must rest after the
@@ -215,11 +216,7 @@ async def test_a_message_whose_validity_runs_out_while_it_waits_out_min_interval
 async def test_a_message_begun_goes_on_after_its_sims_interval_though_its_validity_ran_out(
     nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    clock = Clock(START)
-    modem = PacedModem("m1", clock)
-    rig = await start_rig(
-        nursery, tmp_path / "db", [modem], clock, {"m1": PacingRule(min_interval=600)}
-    )
+    modem, rig = await one_paced_modem(nursery, tmp_path, PacingRule(min_interval=600))
     (message_id,) = await rig.send_batch(1, Settings(validity=0), content="w" * 200)
     await trio.sleep(HOUR)
     # Its second part waits ten minutes for the SIM, past the five of validity, and still goes
@@ -232,17 +229,16 @@ async def test_a_message_begun_goes_on_after_its_sims_interval_though_its_validi
 async def test_a_daily_window_closing_while_min_interval_is_waited_out_holds_to_the_next_day(
     nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    clock = Clock(START - 40 * 60)  # 09:20 in Oslo
-    modem = PacedModem("m1", clock)
-    rig = await start_rig(
-        nursery, tmp_path / "db", [modem], clock, {"m1": PacingRule(min_interval=600)}
+    nine_twenty = START - 40 * 60  # in Oslo
+    modem, rig = await one_paced_modem(
+        nursery, tmp_path, PacingRule(min_interval=600), start=nine_twenty
     )
     window = SendWindow(
         startDate="2025-08-05", startTime="09:00:00", stopDate="2025-08-06", stopTime="09:30:00"
     )
     _, second = await rig.send_batch(2, Settings(sendWindow=window))
     # The SIM rests until 09:30:01, past today's window: the second goes at tomorrow's 09:00.
-    await clock.sleep_until(START + 23 * HOUR - 60)
+    await modem.clock.sleep_until(START + 23 * HOUR - 60)
     assert [part.recipient for _, part in modem.sent] == ["+4741000000"]
     assert await rig.state(second) is MessageState.QUEUED
     await trio.sleep(120)
@@ -308,16 +304,12 @@ async def test_a_sim_resting_between_sends_holds_one_message_the_others_go_to_a_
 async def test_an_hourly_cap_holds_messages_until_the_hour_has_passed(
     nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    clock = Clock(START)
-    modem = PacedModem("m1", clock)
-    rig = await start_rig(
-        nursery, tmp_path / "db", [modem], clock, {"m1": PacingRule(hourly_cap=2)}
-    )
+    modem, rig = await one_paced_modem(nursery, tmp_path, PacingRule(hourly_cap=2))
     ids = [await rig.send() for _ in range(3)]
     await trio.sleep(600)
     assert [await rig.state(i) for i in ids] == [MessageState.SENT] * 2 + [MessageState.QUEUED]
     first_done = modem.sent[0][0] + SEND_TIME
-    await trio.sleep(first_done + HOUR - clock.now() - 1)
+    await trio.sleep(first_done + HOUR - modem.clock.now() - 1)
     assert await rig.state(ids[2]) is MessageState.QUEUED
     await trio.sleep(10)  # the dispatcher looks at least every HEALTH_POLL seconds
     assert await rig.state(ids[2]) is MessageState.SENT
