@@ -217,6 +217,19 @@ def describe(event: InboundSms | StatusReportReceived) -> dict[str, object]:
     }
 
 
+def direct_only(*, cnma: bytes | None = OK, csms: bytes = b"\r\n+CSMS: 1,1,1\r\n" + OK) -> Peer:
+    """A modem that only delivers directly (+CMT): every stored-delivery +CNMI refused, the
+    direct one taken; `cnma` answers AT+CNMA (None: no answer), `csms` AT+CSMS=1."""
+    return Peer(
+        {
+            **{f"AT+CNMI={s}": ERROR for s in AtOptions().cnmi},
+            "AT+CNMI=2,2,0,1,0": OK,
+            "AT+CSMS=1": csms,
+            "AT+CNMA": cnma,
+        }
+    )
+
+
 # ---- golden transcripts --------------------------------------------------------------------------
 
 
@@ -446,19 +459,7 @@ async def test_a_direct_message_without_room_is_left_to_the_network(
 ) -> None:
     tpdu = stored_pdu("+4799887766", "direct")
     urc = b"\r\n+CMT: ,%d\r\n%s\r\n" % (len(tpdu) - tpdu[0] - 1, tpdu.hex().upper().encode())
-    peer = Peer(
-        {
-            "AT+CNMI=2,1,0,2,0": ERROR,
-            "AT+CNMI=1,1,0,2,0": ERROR,
-            "AT+CNMI=2,1,0,1,0": ERROR,
-            "AT+CNMI=1,1,0,1,0": ERROR,
-            "AT+CNMI=2,1,0,0,0": ERROR,
-            "AT+CNMI=1,1,0,0,0": ERROR,
-            "AT+CNMI=2,2,0,1,0": OK,
-            "AT+CSMS=1": b"\r\n+CSMS: 1,1,1\r\n" + OK,
-            "AT+CNMA": OK,
-        }
-    )
+    peer = direct_only(cnma=OK)
     modem = make(Bench(nursery, [peer]), event_buffer=1, sweep_interval=30.0)
     await nursery.start(modem.run)
     await settled(peer)
@@ -483,19 +484,7 @@ async def test_a_direct_message_whose_acknowledgement_is_lost_is_logged_without_
     caplog.set_level(logging.INFO, logger="drivers.at")
     tpdu = stored_pdu("+4799887766", "personal")
     urc = b"\r\n+CMT: ,%d\r\n%s\r\n" % (len(tpdu) - tpdu[0] - 1, tpdu.hex().upper().encode())
-    peer = Peer(
-        {
-            "AT+CNMI=2,1,0,2,0": ERROR,
-            "AT+CNMI=1,1,0,2,0": ERROR,
-            "AT+CNMI=2,1,0,1,0": ERROR,
-            "AT+CNMI=1,1,0,1,0": ERROR,
-            "AT+CNMI=2,1,0,0,0": ERROR,
-            "AT+CNMI=1,1,0,0,0": ERROR,
-            "AT+CNMI=2,2,0,1,0": OK,
-            "AT+CSMS=1": b"\r\n+CSMS: 1,1,1\r\n" + OK,
-            "AT+CNMA": None,
-        }
-    )
+    peer = direct_only(cnma=None)
     modem = make(Bench(nursery, [peer]))
     await nursery.start(modem.run)
     await settled(peer)
@@ -562,14 +551,7 @@ async def test_a_direct_message_that_does_not_decode_is_refused_once(
     whole = b"\r\n+CMT: ,%d\r\n%s\r\n" % (len(tpdu) - tpdu[0] - 1, tpdu.hex().upper().encode())
     # The line lost the last octet of the text: the PDU is shorter than it says.
     garbled = whole.replace(tpdu.hex().upper().encode(), tpdu[:-1].hex().upper().encode())
-    peer = Peer(
-        {
-            **{f"AT+CNMI={s}": ERROR for s in AtOptions().cnmi},
-            "AT+CNMI=2,2,0,1,0": OK,
-            "AT+CSMS=1": b"\r\n+CSMS: 1,1,1\r\n" + OK,
-            "AT+CNMA": OK,
-        }
-    )
+    peer = direct_only(cnma=OK)
     modem = make(Bench(nursery, [peer]), sweep_interval=30.0)
     await nursery.start(modem.run)
     await settled(peer)
@@ -675,13 +657,7 @@ async def test_a_direct_message_the_modem_acknowledged_itself_waits_for_room(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
     tpdus = [stored_pdu("+4799887766", f"direct {n}") for n in range(3)]
-    peer = Peer(
-        {
-            **{f"AT+CNMI={s}": ERROR for s in AtOptions().cnmi},
-            "AT+CNMI=2,2,0,1,0": OK,
-            "AT+CSMS=1": b"\r\n+CMS ERROR: 303\r\n",  # phase 2 only: the modem acknowledges
-        }
-    )
+    peer = direct_only(csms=b"\r\n+CMS ERROR: 303\r\n")  # phase 2 only: the modem acknowledges
     modem = make(Bench(nursery, [peer]), event_buffer=1)
     await nursery.start(modem.run)
     await settled(peer)
