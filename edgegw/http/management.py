@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, unquote
 import msgspec
 
 from edgegw.http.inputs import ascii_count, basic_credentials
-from edgegw.http.problems import HttpError, allow_method, error_response, parse_moment
+from edgegw.http.problems import HttpError, allow_method, parse_moment, problem_for
 from edgegw.http.puzzel import ResponseFormat, lost_plus, negotiate, xml_text
 from edgegw.http.server import Request, Response
 from edgegw.model import MessageState
@@ -285,4 +285,4 @@ def _stopped_xml(message: StoppedMessage) -> str:
 
 
 def _problem(request: Request, error: HttpError) -> Response:
-    return error_response(error, instance=request.path)
+    return problem_for(error, instance=request.path)

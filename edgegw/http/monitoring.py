@@ -12,7 +12,7 @@ from typing import Final, Protocol
 import msgspec
 
 from edgegw.http.inputs import basic_credentials
-from edgegw.http.problems import MethodNotAllowed, allow_method, error_response, problem_response
+from edgegw.http.problems import MethodNotAllowed, allow_method, problem_for, problem_response
 from edgegw.http.server import Request, Response
 from edgegw.pipeline.readiness import Readiness
 
@@ -57,7 +57,7 @@ def monitoring_routes(backend: MonitoringBackend, *, metrics_auth: bool = False)
         try:
             allow_method(request.method, "GET, HEAD")
         except MethodNotAllowed as refused:
-            return error_response(refused)
+            return problem_for(refused)
         if path == METRICS_PATH:
             if metrics_auth and not await _operator(request):
                 return problem_response(401, "Unauthorized", "HTTP Basic credentials needed")

@@ -22,8 +22,8 @@ __all__ = [
     "MethodNotAllowed",
     "Problem",
     "allow_method",
-    "error_response",
     "parse_moment",
+    "problem_for",
     "problem_response",
 ]
 
@@ -69,7 +69,7 @@ def allow_method(method: str, allow: str) -> None:
         raise MethodNotAllowed(method, allow)
 
 
-def error_response(error: HttpError, *, instance: str | None = None) -> Response:
+def problem_for(error: HttpError, *, instance: str | None = None) -> Response:
     """The problem+json answer to `error`, with the Allow header a 405 must carry."""
     response = problem_response(error.status, error.title, error.detail, instance=instance)
     if isinstance(error, MethodNotAllowed):

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, unquote
 import msgspec
 
 from edgegw.http.inputs import ascii_count, basic_credentials
-from edgegw.http.problems import HttpError, allow_method, error_response, parse_moment
+from edgegw.http.problems import HttpError, allow_method, parse_moment, problem_for
 from edgegw.http.server import Request, Response
 from edgegw.model import InboundView
 from edgegw.pipeline.inbound import MAX_LIST
@@ -76,7 +76,7 @@ def receive_routes(backend: ReceiveBackend) -> Route:
                 await _authorized(request)
                 return _json(await backend.modems_view())
         except HttpError as exc:
-            return error_response(exc)
+            return problem_for(exc)
         return None
 
     async def _authorized(request: Request) -> int:

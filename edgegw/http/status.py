@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 import msgspec
 
 from edgegw.http.inputs import basic_credentials, media_type_and_charset
-from edgegw.http.problems import HttpError, allow_method, error_response, problem_response
+from edgegw.http.problems import HttpError, allow_method, problem_for, problem_response
 from edgegw.http.server import Request, Response
 
 __all__ = ["STATUS_PATH", "StatusBackend", "StatusView", "status_routes"]
@@ -130,7 +130,7 @@ def status_routes(backend: StatusBackend) -> Route:
                 return _json(200, b'{"delivered":true}')
             raise HttpError(404, "Not Found", f"no such resource {path!r}")
         except HttpError as exc:
-            return error_response(exc)
+            return problem_for(exc)
         except ValueError as exc:
             return problem_response(422, "Unprocessable Content", str(exc))
 
