@@ -199,7 +199,7 @@ def _serve(args: argparse.Namespace) -> int:
         # One line each: what failed and the fix; the traceback only with --debug. A damaged
         # store stops the gateway whenever it is found, and may be found by several tasks.
         for line in dict.fromkeys(f"edgegw: {exc}" for exc in _leaves(group)):
-            print(systemd.journal_lines(line, logging.ERROR) if journal else line, file=sys.stderr)
+            systemd.print_error(line)
         failed = True
     except* KeyboardInterrupt:
         # Ctrl-C before the signal handlers were in place: a quiet stop, as after them.
@@ -324,14 +324,13 @@ def _udev_rules(args: argparse.Namespace) -> int:
 
 
 def _print_problems(exc: ConfigError) -> None:
-    text = "\n".join(
-        [f"{exc.source}: {len(exc.problems)} problem(s)"]
-        + [f"  {problem}" for problem in exc.problems]
-    )
     # A service that does not start for its config: an error in the journal, too.
-    if systemd.to_journal(sys.stderr):
-        text = systemd.journal_lines(text, logging.ERROR)
-    print(text, file=sys.stderr)
+    systemd.print_error(
+        "\n".join(
+            [f"{exc.source}: {len(exc.problems)} problem(s)"]
+            + [f"  {problem}" for problem in exc.problems]
+        )
+    )
 
 
 def _service(config: Config, service_id: int | None, source: str) -> ServiceConfig:

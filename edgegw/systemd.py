@@ -21,8 +21,8 @@ __all__ = [
     "JournalFormatter",
     "feed_watchdog",
     "journal_excepthook",
-    "journal_lines",
     "notify",
+    "print_error",
     "supervised",
     "to_journal",
     "watchdog_interval",
@@ -90,7 +90,7 @@ def to_journal(stream: TextIO, environ: Mapping[str, str] = os.environ) -> bool:
     return (found.st_dev, found.st_ino) == (int(device), int(inode))
 
 
-def journal_lines(text: str, level: int) -> str:
+def _journal_lines(text: str, level: int) -> str:
     """`text` for the journal to store at the priority of the logging `level`: every line (a
     traceback's too) starts with it, so that `journalctl -p warning` shows them."""
     priority = next((value for floor, value in _PRIORITIES if level >= floor), _DEBUG_PRIORITY)
@@ -105,7 +105,14 @@ class JournalFormatter(logging.Formatter):
         super().__init__("%(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        return journal_lines(super().format(record), record.levelno)
+        return _journal_lines(super().format(record), record.levelno)
+
+
+def print_error(text: str) -> None:
+    """Print `text` to stderr, each line at priority err when stderr is the journal's."""
+    if to_journal(sys.stderr):
+        text = _journal_lines(text, logging.ERROR)
+    print(text, file=sys.stderr, flush=True)
 
 
 def journal_excepthook(
@@ -114,5 +121,4 @@ def journal_excepthook(
     """`sys.excepthook` for the journal: an exception nothing caught (a crash, or a start-up
     failure with --debug) is printed as the interpreter prints it, each line at priority err;
     without a prefix the journal stored its traceback at info, out of `journalctl -p err`."""
-    text = "".join(traceback.format_exception(kind, error, trace)).rstrip("\n")
-    print(journal_lines(text, logging.ERROR), file=sys.stderr, flush=True)
+    print_error("".join(traceback.format_exception(kind, error, trace)).rstrip("\n"))
