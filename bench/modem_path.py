@@ -191,6 +191,19 @@ def report(per_modem: dict[str, list[tuple[float, float]]], modems: int, latency
     )
     counts = [len(sends_of_modem) for sends_of_modem in per_modem.values()]
     print(f"parts per modem: {min(counts)}..{max(counts)}")
+    # How the start's cost fades: a send's time beyond the latency by its place on its modem.
+    beyond = [
+        f"{low + 1}{'' if high == low + 1 else f'-{high}'}: {statistics.mean(over) * 1000:.2f}"
+        for low, high in ((0, 1), (1, 5), (5, 10), (10, 20), (20, max(counts)))
+        if (
+            over := [
+                taken - handed - latency
+                for sends_of_modem in per_modem.values()
+                for handed, taken in sends_of_modem[low:high]
+            ]
+        )
+    ]
+    print(f"a send beyond the latency by its place on its modem (ms mean): {', '.join(beyond)}")
     # The modems start together, so their first answers come in step and queue behind each
     # other; each modem's own rate from its SETTLED-th send on shows the run past that start.
     if min(counts) > SETTLED + 1:
