@@ -127,8 +127,8 @@ class ReportsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # A status report matches the latest part sent with its TP-MR to its recipient this many
     # seconds before it arrived.
     window: float = 259200.0
-    # Seconds after the validity end that a sent message waits for its report before it is
-    # closed with DR 362 (edgegw.pipeline.reports).
+    # Seconds after the SMSC gave a sent message up (its parts' TP-VP ran out) that it waits
+    # for its report before it is closed with DR 362 (edgegw.pipeline.reports).
     grace: float = 3600.0
     # Seconds an unmatched report keeps being matched again (its part may not be recorded yet).
     rematch: float = 60.0

@@ -6,10 +6,10 @@ awaits its report, the one nearest the report's TP-SCTS), so it survives TP-MR w
 restarts. A report never crashes the gateway: one that matches nothing is kept as unmatched.
 Spec section 4.4 (DR codes); TS 23.040 9.2.3.15 (TP-ST).
 
-A sent message whose report never comes is closed `grace` seconds after its validity ends: it
-stays `sent` and gets DR 362 ("timed out in the SMSC before delivery"), the SMSC having given
-up on it by then as far as anyone can tell; time the gateway was down does not count, as the
-report may wait on the SIM.
+A sent message whose report never comes is closed `grace` seconds after the SMSC gives it up
+(the validity its parts' TP-VP gave there runs out, TS 23.040 9.2.3.12.1): it stays `sent` and
+gets DR 362 ("timed out in the SMSC before delivery"); time the gateway was down does not
+count, as the report may wait on the SIM.
 """
 
 from __future__ import annotations
@@ -304,8 +304,8 @@ class ReportCorrelator:
         return matched
 
     async def close_overdue(self, now: float | None = None) -> list[str]:
-        """Close sent messages whose report did not come within `grace` after their validity
-        while the gateway ran."""
+        """Close sent messages whose report did not come within `grace` after the SMSC gave
+        them up while the gateway ran."""
         at = self._clock.now() if now is None else now
         if self._running_since > at - self._grace:
             return []
@@ -318,23 +318,20 @@ class ReportCorrelator:
         return closed
 
     async def next_wake(self) -> float:
-        """The next time the sweeper has work: a pending rematch, or a validity running out."""
+        """The next time the sweeper has work: a pending rematch, or the SMSC giving a sent
+        message up."""
 
-        def earliest(conn: sqlite3.Connection) -> tuple[Any, Any]:
-            expiry = conn.execute(
-                "SELECT expires_at FROM messages WHERE state = 'sent' AND done_at IS NULL"
-                " AND status_report = 1 ORDER BY expires_at LIMIT 1"
-            ).fetchone()
+        def earliest(conn: sqlite3.Connection) -> tuple[float | None, Any]:
             pending = conn.execute(
                 "SELECT 1 FROM status_reports WHERE rematch_until IS NOT NULL LIMIT 1"
             ).fetchone()
-            return (None if expiry is None else expiry[0]), pending
+            return transactions.next_overdue(conn), pending
 
         expiry, pending = await self._store.read(earliest)
         now = self._clock.now()
         times = [now + SWEEP_MAX]
         if expiry is not None:
-            times.append(max(float(expiry), self._running_since) + self._grace)
+            times.append(max(expiry, self._running_since) + self._grace)
         if pending is not None:
             times.append(now + REMATCH_POLL)
         return min(times)

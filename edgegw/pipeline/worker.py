@@ -15,6 +15,7 @@ from collections.abc import Callable
 import trio
 
 from drivers.events import ModemState
+from drivers.gsm import relative_validity, validity_period_minutes
 from drivers.modem import Modem, ModemError, OutgoingPart, SendOutcomeUnknown, SendRejected
 from edgegw.clock import Clock
 from edgegw.config import CrashPolicy, DispatchConfig
@@ -35,6 +36,13 @@ def backoff(attempt: int, dispatch: DispatchConfig, rng: random.Random) -> float
     retry_initial, capped at retry_max, less up to JITTER of it."""
     delay: float = min(dispatch.retry_max, dispatch.retry_initial * 2.0 ** (attempt - 1))
     return delay * (1 - JITTER * rng.random())
+
+
+def _smsc_validity(minutes: int) -> float:
+    """Seconds the SMSC keeps a part sent with a validity of `minutes`: the period its relative
+    TP-VP stands for, which the encoding rounds up to a step of TS 23.040 9.2.3.12.1 (5
+    minutes, half an hour, a day, a week)."""
+    return 60.0 * validity_period_minutes(relative_validity(minutes))
 
 
 def _window_opening(claim: Claim, now: float) -> float | None:
@@ -145,13 +153,12 @@ class ModemWorker:
                     if not bound and await self._held(claim, now):
                         return
                 await store.mark_part_sending(claim.id, part.index, self.modem.name)
+            validity = max(MIN_VALIDITY_MINUTES, math.ceil((claim.expires_at - now) / 60))
             outgoing = OutgoingPart(
                 recipient=claim.recipient,
                 part=part.part,
                 status_report=claim.status_report,
-                validity_minutes=max(
-                    MIN_VALIDITY_MINUTES, math.ceil((claim.expires_at - now) / 60)
-                ),
+                validity_minutes=validity,
                 pid=claim.pid,
             )
             try:
@@ -194,7 +201,13 @@ class ModemWorker:
             last = position == len(unsent)
             following = self._next_part(claim, unsent, position, now)
             sent = await store.mark_part_sent(
-                claim.id, part.index, reference, last=last, next_part=following, now=now
+                claim.id,
+                part.index,
+                reference,
+                last=last,
+                next_part=following,
+                smsc_expires_at=now + _smsc_validity(validity),
+                now=now,
             )
             marked = sent.next_sending
             if last:

@@ -318,6 +318,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE smpp_outbox_v8 RENAME TO smpp_outbox",
         "CREATE INDEX smpp_outbox_pending ON smpp_outbox (service_id, id) WHERE state = 'pending'",
     ),
+    # v9, DR 362 no sooner than the SMSC gives up (edgegw.pipeline.reports): the moment each
+    # part's TP-VP runs out at the SMSC, which the encoding rounds up past the validity, and for
+    # a sent message the latest of its parts' (NULL where no part recorded one: a send before
+    # this version, which counts as its validity's end); the sweep reads them by that moment.
+    (
+        "ALTER TABLE parts ADD COLUMN smsc_expires_at REAL",
+        "ALTER TABLE messages ADD COLUMN smsc_expires_at REAL",
+        "DROP INDEX messages_awaiting_report",
+        "CREATE INDEX messages_report_overdue ON messages (coalesce(smsc_expires_at, expires_at))"
+        " WHERE state = 'sent' AND done_at IS NULL AND status_report = 1",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

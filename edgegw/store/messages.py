@@ -163,11 +163,13 @@ class Store(Engine):
         *,
         last: bool,
         next_part: tuple[str, int, str] | None = None,
+        smsc_expires_at: float | None = None,
         now: float | None = None,
     ) -> PartSent:
         """The network took the part (TP-MR `reference`); with `last`, the message is `sent`;
         with `next_part` (message id, index, modem), that part is `sending` in the same
-        commit when it still may be sent."""
+        commit when it still may be sent. `smsc_expires_at`: when the validity the SMSC was
+        given runs out there."""
         return await self.write(
             functools.partial(
                 tx.part_sent,
@@ -177,6 +179,7 @@ class Store(Engine):
                 now=self._now(now),
                 last=last,
                 next_part=next_part,
+                smsc_expires_at=smsc_expires_at,
             )
         )
 

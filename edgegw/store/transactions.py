@@ -566,6 +566,14 @@ class PartSent(msgspec.Struct, frozen=True):
     next_sending: bool
 
 
+# A message becomes `sent` when its last part went out: the SMSC holds it until the latest of
+# its parts' validities runs out there (none known: its own validity's end, see close_overdue).
+_ALL_SENT = (
+    ", error = NULL, sent_at = ?, smsc_expires_at ="
+    " (SELECT max(smsc_expires_at) FROM parts WHERE message_id = messages.id)"
+)
+
+
 def part_sent(
     conn: sqlite3.Connection,
     message_id: str,
@@ -575,8 +583,10 @@ def part_sent(
     *,
     last: bool,
     next_part: tuple[str, int, str] | None = None,
+    smsc_expires_at: float | None = None,
 ) -> PartSent:
     """The network took the part (TP-MR `reference`); with `last`, the message is `sent`.
+    `smsc_expires_at`: when the validity the SMSC was given runs out (None: not known).
 
     With `next_part` (message id, index, modem), the worker's next part (of this message or of
     its next claim) is marked `sending` in the same commit, when it still may be sent: "part i
@@ -589,8 +599,8 @@ def part_sent(
         message_id,
         index,
         PartEvent.TAKEN,
-        ", reference = ?, error = NULL, sent_at = ?",
-        (reference, now),
+        ", reference = ?, error = NULL, sent_at = ?, smsc_expires_at = ?",
+        (reference, now, smsc_expires_at),
         state=part,
     )
     detail = f"part {index} sent, MR {reference}"
@@ -602,7 +612,7 @@ def part_sent(
             message_id,
             MessageEvent.ALL_SENT,
             now,
-            ", error = NULL, sent_at = ?",
+            _ALL_SENT,
             (now,),
             current=(state, final),
         )
@@ -615,9 +625,7 @@ def part_sent(
 
 def mark_sent(conn: sqlite3.Connection, message_id: str, now: float) -> None:
     """Every part is out: the message is `sent` (waiting for status reports)."""
-    target = _move_message(
-        conn, message_id, MessageEvent.ALL_SENT, now, ", error = NULL, sent_at = ?", (now,)
-    )
+    target = _move_message(conn, message_id, MessageEvent.ALL_SENT, now, _ALL_SENT, (now,))
     _event(conn, message_id, now, target, "all parts sent")
 
 
@@ -838,12 +846,27 @@ def record_report(
     return None
 
 
+# When the SMSC gives a sent message up: the latest moment one of its parts' validities runs
+# out there, or, where its sends recorded none (sent before schema 9), its own validity's end.
+# The expression of the index messages_report_overdue, which the sweep's reads go by.
+_SMSC_GIVES_UP = "coalesce(smsc_expires_at, expires_at)"
+_AWAITING_REPORT = "state = 'sent' AND done_at IS NULL AND status_report = 1"
+
+
+def next_overdue(conn: sqlite3.Connection) -> float | None:
+    """The earliest moment the SMSC gives up a sent message that awaits a status report."""
+    row = conn.execute(
+        f"SELECT {_SMSC_GIVES_UP} FROM messages WHERE {_AWAITING_REPORT}"
+        f" ORDER BY {_SMSC_GIVES_UP} LIMIT 1"
+    ).fetchone()
+    return None if row is None else float(row[0])
+
+
 def close_overdue(conn: sqlite3.Connection, fx: Effects, before: float, now: float) -> list[str]:
-    """Close sent messages that asked for a status report and whose validity ended before
+    """Close sent messages that asked for a status report and that the SMSC gave up before
     `before` without one: they stay `sent`, with DR 362."""
     overdue = conn.execute(
-        "SELECT id FROM messages WHERE state = 'sent' AND done_at IS NULL"
-        " AND expires_at <= ? AND status_report = 1",
+        f"SELECT id FROM messages WHERE {_AWAITING_REPORT} AND {_SMSC_GIVES_UP} <= ?",
         (before,),
     ).fetchall()
     closed = []

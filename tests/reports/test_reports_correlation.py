@@ -17,6 +17,7 @@ from support.modems import ReportingModem
 from support.pipeline import stored_record, submit_one
 from support.reports import SCTS, report_event
 
+from drivers.gsm import relative_validity, validity_period_minutes
 from edgegw.clock import Clock
 from edgegw.config import DispatchConfig, ServiceConfig
 from edgegw.model import DrStatus, MessageState
@@ -24,7 +25,8 @@ from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.drstatus import ReportOutcome, dr_status, ext_status, report_outcome
 from edgegw.pipeline.reports import ReportCorrelator, _match, same_number
 from edgegw.pipeline.submit import Submitter
-from edgegw.store import MessageRecord, Store, Topic, connect, migrate, run_inline
+from edgegw.store import MessageRecord, Store, Topic, connect, migrate, run_inline, transactions
+from edgegw.store.transactions import Effects, no_final_outcomes
 
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z
 WINDOW = 3 * 86400.0
@@ -374,6 +376,58 @@ async def test_a_message_whose_report_never_comes_is_closed_after_its_validity(
     )
     assert record.done_at is not None and close_at <= record.done_at <= close_at + 61
     assert rig.correlator.timed_out == 1
+
+
+async def test_a_message_that_waited_is_closed_when_the_smsc_gives_it_up_not_at_its_validity(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Two days' validity, sent two hours after it was accepted: the 46 hours left are asked
+    for as a relative TP-VP, whose steps beyond a day are whole days (TS 23.040 9.2.3.12.1), so
+    the SMSC keeps it two days from the send, past its validity's end. It gets DR 362 a grace
+    after that, not a grace after its validity while the SMSC may still deliver it."""
+    modem = ReportingModem("m1", ready_at=2 * 3600)
+    rig = await start_rig(nursery, tmp_path / "db", modem, validity=168)  # 2 days
+    message_id = await rig.send()
+    await rig.wait_sent(message_id)
+    ((outgoing, _, sent_at),) = modem.sent
+    assert outgoing.validity_minutes is not None
+    assert validity_period_minutes(relative_validity(outgoing.validity_minutes)) == 2 * 1440
+    expires_at = (await rig.record(message_id)).expires_at
+    assert expires_at == START + 2 * 86400
+    smsc_gives_up = START + sent_at + 2 * 86400
+    assert smsc_gives_up > expires_at + GRACE
+
+    await trio.sleep_until(expires_at + GRACE + 120 - START)
+    record = await rig.record(message_id)
+    assert (record.state, record.done_at, rig.correlator.timed_out) == (MessageState.SENT, None, 0)
+    await trio.sleep_until(smsc_gives_up + GRACE - 120 - START)
+    assert (await rig.record(message_id)).done_at is None
+    await trio.sleep(120 + 61)
+    record = await rig.record(message_id)
+    assert (record.state, record.dr_status) == (MessageState.SENT, DrStatus.TIMED_OUT_IN_SMSC)
+    assert record.done_at is not None
+    assert smsc_gives_up + GRACE <= record.done_at <= smsc_gives_up + GRACE + 61
+    assert rig.correlator.timed_out == 1
+
+
+def test_the_sweep_reads_sent_messages_by_when_the_smsc_gives_them_up(tmp_path: Path) -> None:
+    """The sweep and its wake-up read the messages awaiting a report in order of the moment the
+    SMSC gives them up: on a store of hundreds of thousands of messages, neither reads them
+    all."""
+    conn = connect(tmp_path / "db")
+    migrate(conn)
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    transactions.next_overdue(conn)
+    transactions.close_overdue(conn, Effects(no_final_outcomes, lambda topic: None), START, START)
+    conn.set_trace_callback(None)
+    plans = [
+        " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql)) for sql in statements
+    ]
+    conn.close()
+    wake, sweep = plans
+    assert wake == "SCAN messages USING INDEX messages_report_overdue", wake
+    assert sweep == "SEARCH messages USING INDEX messages_report_overdue (<expr><?)", sweep
 
 
 async def test_a_report_kept_on_the_sim_over_a_stop_past_the_grace_decides_the_message(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from support.store import START, new_message, start_store
 
 from edgegw.clock import Clock
 from edgegw.model import MessageState
-from edgegw.store import SCHEMA_VERSION, Store, StoreError, connect, migrate
+from edgegw.store import SCHEMA_VERSION, Store, StoreError, connect, migrate, transactions
 
 
 @pytest.fixture
@@ -63,6 +65,91 @@ async def test_a_version_1_file_is_upgraded_and_keeps_its_messages(db_path: Path
     assert [(state, detail) for _, state, _, detail in events] == [
         (MessageState.EXPIRED, "validity period expired before sending")
     ]
+
+
+def _v8_file(path: Path) -> None:
+    """Two messages whose sends recorded no SMSC deadline: one sent, one with its first part
+    sent and its second being sent when the gateway stopped for the upgrade."""
+    conn = connect(path)
+    migrate(conn, target=8)
+    for message_id, state in (("0old0sent000", "sent"), ("0old0sending", "sending")):
+        conn.execute(
+            "INSERT INTO messages (id, service_id, batch_reference, recipient, originator,"
+            " originator_type, content, alphabet, priority, validity_minutes, state, modem,"
+            " not_before, expires_at, next_attempt_at, due_at, status_report, pid, flash,"
+            " created_at, updated_at) VALUES (?, 1, 'b-old', '+4741000000', 'Edge',"
+            " 'ALPHANUMERIC', 'from v8', 'GSM7', 2, 60, ?, 'm1', ?, ?, ?, ?, 1, 0, 0, ?, ?)",
+            (message_id, state, START, START + 3600, START, START, START, START),
+        )
+        for index, part_state in ((1, "sent"), (2, state)):
+            conn.execute(
+                "INSERT INTO parts (message_id, idx, dcs, udh, payload, state, modem, reference,"
+                " sent_at) VALUES (?, ?, 0, x'', x'01', ?, 'm1', ?, ?)",
+                (message_id, index, part_state, index, START + index),
+            )
+    conn.close()
+
+
+async def test_a_version_8_file_keeps_its_messages_and_closes_them_when_the_smsc_gave_up(
+    db_path: Path,
+) -> None:
+    """Sends before version 9 recorded no SMSC deadline: such a message counts as given up at
+    its validity's end, as before; once a part sent after the upgrade records one, the latest
+    of its parts' decides."""
+    _v8_file(db_path)
+    store = Store(db_path, clock=Clock(start_epoch=START))
+    smsc_expires_at = START + 3600 + 1800
+
+    def overdue(before: float) -> Callable[[sqlite3.Connection], list[str]]:
+        return functools.partial(
+            transactions.close_overdue, fx=store.effects, before=before, now=before
+        )
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        counts = await store.read(
+            lambda conn: conn.execute(
+                "SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM parts)"
+            ).fetchone()
+        )
+        await store.mark_part_sent(
+            "0old0sending", 2, 9, last=True, smsc_expires_at=smsc_expires_at, now=START + 60
+        )
+        first = await store.read(transactions.next_overdue)
+        early = await store.write(overdue(START + 3599))
+        at_validity = await store.write(overdue(START + 3600))
+        before_smsc = await store.write(overdue(smsc_expires_at - 1))
+        at_smsc = await store.write(overdue(smsc_expires_at))
+        nursery.cancel_scope.cancel()
+    assert counts == (2, 4)
+    assert first == START + 3600
+    assert (early, at_validity) == ([], ["0old0sent000"])
+    assert (before_smsc, at_smsc) == ([], ["0old0sending"])
+
+
+async def test_a_sent_message_is_given_up_at_the_latest_of_its_parts_smsc_deadlines(
+    store: Store,
+) -> None:
+    """A later part may have been given a shorter validity than the first (the steps of TS
+    23.040 9.2.3.12.1 round each part's up from what is left): the SMSC holds the message until
+    the latest of them runs out."""
+    await store.insert_messages([new_message("00000000000a", text="x" * 200)])  # two parts
+    await store.claim([("00000000000a", "modem-1")], START)
+    await store.mark_part_sending("00000000000a", 1, "modem-1", START)
+    latest = START + 2 * 86400
+    await store.mark_part_sent(
+        "00000000000a",
+        1,
+        41,
+        last=False,
+        next_part=("00000000000a", 2, "modem-1"),
+        smsc_expires_at=latest,
+        now=START + 1,
+    )
+    await store.mark_part_sent(
+        "00000000000a", 2, 42, last=True, smsc_expires_at=START + 86400, now=START + 2
+    )
+    assert await store.read(transactions.next_overdue) == latest
 
 
 async def test_a_file_from_a_newer_edgegw_is_refused(db_path: Path) -> None:

@@ -12,10 +12,12 @@ from drivers.modem import Health, OutgoingPart
 class ReportingModem:
     """Sends in one virtual second, TP-MR counting mod 256 from `first_reference`; every sent
     part is remembered so the test can report on it. A test may keep one across a gateway
-    restart, as a modem outlives it, so its TP-MR counter carries on."""
+    restart, as a modem outlives it, so its TP-MR counter carries on. It is ready from the
+    start, or from trio time `ready_at` on."""
 
-    def __init__(self, name: str, first_reference: int = 0) -> None:
+    def __init__(self, name: str, first_reference: int = 0, ready_at: float | None = None) -> None:
         self.name = name
+        self.ready_at = ready_at
         self.sent: list[tuple[OutgoingPart, int, float]] = []  # part, TP-MR, trio time
         self._reference = first_reference
         self._events = trio.open_memory_channel[ModemEvent](1)[1]
@@ -35,7 +37,8 @@ class ReportingModem:
         return None
 
     def health(self) -> Health:
-        return Health(state=ModemState.READY)
+        ready = self.ready_at is None or trio.current_time() >= self.ready_at
+        return Health(state=ModemState.READY if ready else ModemState.STARTING)
 
     @property
     def events(self) -> trio.MemoryReceiveChannel[ModemEvent]:
