@@ -74,13 +74,15 @@ class Match(NamedTuple):
 def _clock_offset(conn: sqlite3.Connection, modem: str) -> float:
     """How far the box's clock was ahead of the SMSC's at the last report matched on `modem`:
     its part's send time less its TP-SCTS (0 before any). The two clocks need not agree."""
-    # `+modem` keeps SQLite off the (modem, pdu) index, which would sort every report of the
-    # modem: the newest reports are read first and the first matched one ends the search.
+    # The modem's matched reports, newest first: the unmatched ones after the last matched one
+    # (every report since, on a modem whose reports stopped matching) are not read.
     row = conn.execute(
-        "SELECT status_reports.sc_timestamp, parts.sent_at FROM status_reports"
+        "SELECT status_reports.sc_timestamp, parts.sent_at"
+        " FROM status_reports INDEXED BY status_reports_matched"
         " JOIN parts ON parts.message_id = status_reports.message_id"
         " AND parts.idx = status_reports.part"
-        " WHERE +status_reports.modem = ? ORDER BY status_reports.id DESC LIMIT 1",
+        " WHERE status_reports.modem = ? AND status_reports.message_id IS NOT NULL"
+        " ORDER BY status_reports.id DESC LIMIT 1",
         (modem,),
     ).fetchone()
     if row is None:

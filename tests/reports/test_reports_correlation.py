@@ -23,7 +23,7 @@ from edgegw.config import DispatchConfig, ServiceConfig
 from edgegw.model import DrStatus, MessageState
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.drstatus import ReportOutcome, dr_status, ext_status, report_outcome
-from edgegw.pipeline.reports import ReportCorrelator, _match, same_number
+from edgegw.pipeline.reports import ReportCorrelator, _clock_offset, _match, same_number
 from edgegw.pipeline.submit import Submitter
 from edgegw.store import MessageRecord, Store, Topic, connect, migrate, run_inline, transactions
 from edgegw.store.transactions import Effects, no_final_outcomes
@@ -342,6 +342,25 @@ def test_a_report_looks_its_part_up_by_modem_and_tp_mr(tmp_path: Path) -> None:
     plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + lookup))
     conn.close()
     assert "SEARCH parts USING INDEX parts_reference (modem=? AND reference=?)" in plan, plan
+
+
+def test_the_smsc_clock_is_read_off_the_modems_last_matched_report_alone(tmp_path: Path) -> None:
+    """A modem whose reports stopped matching (a wrong SIM number, a network's odd recipient
+    format) may have hundreds of thousands of reports after its last matched one: the look-up
+    goes straight to the matched ones, newest first, not through all the others."""
+    conn = connect(tmp_path / "db")
+    migrate(conn)
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    _clock_offset(conn, "m1")
+    conn.set_trace_callback(None)
+    (lookup,) = statements
+    plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + lookup))
+    conn.close()
+    assert plan.startswith("SEARCH status_reports USING INDEX status_reports_matched (modem=?)"), (
+        plan
+    )
+    assert "TEMP B-TREE" not in plan, plan
 
 
 async def test_a_report_outside_the_window_does_not_match(
