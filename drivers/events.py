@@ -49,4 +49,12 @@ class StatusReportReceived(msgspec.Struct, frozen=True, kw_only=True):
     report: SmsStatusReport
 
 
-ModemEvent = HealthChanged | InboundSms | StatusReportReceived
+class StorageRead(msgspec.Struct, frozen=True, kw_only=True):
+    """The driver has read the modem's storage whole for the first time (AT+CMGL in every
+    storage in use, every message listed readably and emitted): what the storage held then
+    came before this event, once."""
+
+    modem: str
+
+
+ModemEvent = HealthChanged | InboundSms | StatusReportReceived | StorageRead

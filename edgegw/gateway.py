@@ -60,6 +60,7 @@ from edgegw.pipeline.readiness import Readiness, readiness
 from edgegw.pipeline.reports import ReportCorrelator
 from edgegw.pipeline.smpp_backend import GatewaySmppBackend
 from edgegw.pipeline.smtp_backend import GatewaySmtpBackend
+from edgegw.pipeline.storagereads import StorageReads
 from edgegw.pipeline.submit import DirectMessage, Rejected, Submitter
 from edgegw.retention import Pruner
 from edgegw.smpp.server import serve_smpp
@@ -115,12 +116,15 @@ class Gateway:
                 for modem in config.modems
             }
         )
+        # The modems that read their SIM since the start: what waited there is committed.
+        self.storage_reads = StorageReads()
         self.inbound = InboundReceiver(
             self.store,
             self.clock,
             _inbound_router(config),
             reassembly_timeout=config.inbound.reassembly_timeout,
             numbers={modem.name: modem.number for modem in config.modems},
+            reads=self.storage_reads,
         )
         self.smpp_binds: collections.Counter[str] = collections.Counter()
         self.connections_refused: collections.Counter[str] = collections.Counter()
@@ -151,6 +155,7 @@ class Gateway:
             window=config.reports.window,
             grace=config.reports.grace,
             rematch=config.reports.rematch,
+            reads=self.storage_reads,
         )
 
     def stop(self) -> None:
@@ -228,7 +233,12 @@ class Gateway:
                         await core.start(self.smpp.run)
                     for modem in self.modems.values():
                         core.start_soon(
-                            forward_events, modem, self.inbound, self.reports, self.dispatcher.wake
+                            forward_events,
+                            modem,
+                            self.inbound,
+                            self.reports,
+                            self.dispatcher.wake,
+                            self.storage_reads,
                         )
                     async with trio.open_nursery() as listeners:
                         http = self.config.http

@@ -77,6 +77,7 @@ from drivers.events import (
     ModemEvent,
     ModemState,
     StatusReportReceived,
+    StorageRead,
 )
 from drivers.gsm import (
     GsmError,
@@ -198,6 +199,7 @@ class AtModem:
         self._undecodable = UndecodableSeen()
         self._undecodable_direct = UndecodableDirect()
         self._storages_seen = StoragesSeen()
+        self._storage_read = False  # StorageRead emitted
         self._rejections = RejectionStreak(options.cms_reinit_after)
         self._nonces = ResyncNonces()
 
@@ -657,18 +659,22 @@ class AtModem:
 
     async def _sweep(self, link: _Link) -> None:
         """AT+CMGL=4 in every storage in use: emit what is stored and not yet awaiting ack,
-        and delete what the gateway committed while its delete could not be done."""
+        and delete what the gateway committed while its delete could not be done. The first
+        sweep that emitted all of it is followed by StorageRead."""
         if (setting := link.indications_off.due(link.cnmi)) is not None:
             reply = await self._command(link, setting.command)
             link.indications_off.set_again(ok=reply.final.ok)
+        whole = True
         for storage in self._storages_seen.sweep_order(self._health.storage):
             async with self._reading_from(link, storage):
                 reply = await self._command(link, commands.CMGL_ALL)
             if not reply.final.ok:
                 log.info("modem %s: AT+CMGL=4 in %s: %s", self.name, storage, reply.final.text)
+                whole = False
                 continue
             listing = commands.parse_cmgl(reply.lines)
             if listing.skipped:
+                whole = False
                 # Not all of the storage was read (a modem fallen back to text mode lists
                 # nothing readable): said once a sweep, and what awaits its delete is kept.
                 self._health.errors += 1
@@ -680,7 +686,7 @@ class AtModem:
                 indexes = {stored.index for stored in listing.messages} | set(listing.unreadable)
                 self._awaiting.listed(storage, {(storage, index) for index in indexes})
             for stored in listing.messages:
-                await self._offer(link, storage, stored)
+                whole = await self._offer(link, storage, stored) and whole
             for index in listing.unreadable:
                 # Garbled on the way (noise, a lost byte): read alone, it may come whole.
                 log.info(
@@ -690,35 +696,46 @@ class AtModem:
                     index,
                 )
                 try:
-                    await self._take_stored(link, Stored(storage, index))
+                    whole = await self._take_stored(link, Stored(storage, index)) and whole
                 except AtProtocolError as exc:
+                    whole = False
                     log.warning("modem %s: %s index %d: %s", self.name, storage, index, exc)
+        if whole and not self._storage_read:
+            # Into free room only, so that it takes none from a health change or a message
+            # delivered directly: the next whole sweep tries again.
+            try:
+                self._events_in.send_nowait(StorageRead(modem=self.name))
+            except (trio.WouldBlock, trio.BrokenResourceError):
+                return
+            self._storage_read = True
 
-    async def _take_stored(self, link: _Link, indication: Stored) -> None:
+    async def _take_stored(self, link: _Link, indication: Stored) -> bool:
+        """Read one stored message and offer it; False when it is left for a later sweep."""
         self._storages_seen.indicated(indication.storage)
         key = (indication.storage, indication.index)
         if self._awaiting.awaited(key, trio.current_time()):
             # A duplicated +CMTI/+CDSI, or one for a message emitted already.
-            return
+            return True
         stored = await self._read_index(link, indication.storage, indication.index)
         if stored is None:
             log.info("modem %s: %r was empty when read", self.name, indication)
-            return
-        await self._offer(link, indication.storage, stored)
+            return True
+        return await self._offer(link, indication.storage, stored)
 
-    async def _offer(self, link: _Link, storage: str, stored: StoredPdu) -> None:
-        """Emit one stored message once per connection, until it is acknowledged."""
+    async def _offer(self, link: _Link, storage: str, stored: StoredPdu) -> bool:
+        """Emit one stored message once per connection, until it is acknowledged; False when
+        the event buffer had no room for it, so that a later sweep emits it."""
         if not is_received(stored.stat):
-            return
+            return True
         key = (storage, stored.index)
         try:
             smsc, tpdu = split_sca(stored.pdu)
         except GsmError as exc:
             await self._on_undecodable(link, storage, stored, exc)
-            return
+            return True
         offer = self._awaiting.offer(key, tpdu, trio.current_time())
         if offer is Offer.SKIP:
-            return
+            return True
         if offer is Offer.DELETE:
             # Committed by the gateway; the listing shows this very PDU at this index.
             try:
@@ -726,17 +743,19 @@ class AtModem:
             except _Unanswered as exc:
                 # Resynchronised; the next sweep's listing shows whether it went.
                 log.info("modem %s: deleting %s index %d: %s", self.name, storage, key[1], exc)
-                return
+                return True
             self._awaiting.gone(key)
-            return
+            return True
         try:
             decoded = parse_received(tpdu)
         except GsmError as exc:
             await self._on_undecodable(link, storage, stored, exc)
-            return
+            return True
         event = _event(self.name, storage, stored.index, smsc, tpdu, decoded)
-        if self._emit_inbound(event):
-            self._awaiting.emitted(key, tpdu, trio.current_time())
+        if not self._emit_inbound(event):
+            return False
+        self._awaiting.emitted(key, tpdu, trio.current_time())
+        return True
 
     async def _on_undecodable(
         self, link: _Link, storage: str, stored: StoredPdu, exc: GsmError

@@ -25,11 +25,15 @@ from edgegw.delivery.payload import MO_TYPE, NETWORK_UNKNOWN, mo_time
 from edgegw.ids import MessageIdGenerator
 from edgegw.model import InboundView
 from edgegw.pipeline.keywords import InboundRouter
+from edgegw.pipeline.storagereads import StorageReads
 from edgegw.store import Store, Topic
+from edgegw.store.transactions import on_modems
 
 log = logging.getLogger(__name__)
 
 MAX_LIST = 1000  # the most messages one `GET /api/inbound` returns
+# Parts stored and not yet in a message: the groups waiting for their other parts.
+_PENDING = "message_id IS NULL AND duplicate = 0"
 SWEEP_RETRY = 60.0  # seconds before the sweeper tries again after an error
 
 
@@ -96,6 +100,7 @@ class InboundReceiver:
         reassembly_timeout: float,
         numbers: Mapping[str, str] | None = None,
         ids: MessageIdGenerator | None = None,
+        reads: StorageReads | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -104,9 +109,12 @@ class InboundReceiver:
         self._numbers = dict(numbers or {})
         self._ids = ids or MessageIdGenerator()
         self._wakeup = trio.Event()
-        # When the sweeper started: a part stored before a stop waits the timeout from then,
-        # since the rest of its message may be on the SIM, read once the modem is back.
+        # When the sweeper started: a part stored before a stop waits until its modem has read
+        # its SIM (`reads`), where the rest of its message may be, or at most the timeout from
+        # then.
         self._running_since = -math.inf
+        self._reads = reads or StorageReads()
+        self._reads.subscribe(self.wake)
         self.received = 0  # parts stored
         self.duplicates = 0  # parts ignored as copies
         self.incomplete = 0  # messages stored incomplete after the timeout
@@ -292,21 +300,26 @@ class InboundReceiver:
 
     # -- the reassembly sweeper ---------------------------------------------------------------
 
+    def wake(self) -> None:
+        """Sweep now: a modem read its SIM."""
+        self._wakeup.set()
+
     async def deliver_overdue(self, now: float | None = None) -> list[str]:
-        """Store every group whose first part waited longer than the reassembly timeout while
-        the gateway ran as an incomplete message; return their ids."""
+        """Store every group whose first part waited longer than the reassembly timeout, and
+        after a start until its modem read its SIM, as an incomplete message; return their
+        ids."""
         at = self._clock.now() if now is None else now
-        cutoff = at - self._timeout
-        if self._running_since > cutoff:
-            return []  # what waits from before the start waits longer than anything since
+        modems = self._reads.released(self._running_since, self._timeout, at)
+        if modems == ():
+            return []
 
         def overdue(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
             return conn.execute(
                 "SELECT modem, originator, concat_ref, concat_total FROM inbound_parts"
-                " WHERE message_id IS NULL AND duplicate = 0"
+                f" WHERE {_PENDING}{on_modems(modems)}"
                 " GROUP BY modem, originator, concat_ref, concat_total"
                 " HAVING min(received_at) <= ?",
-                (cutoff,),
+                (*(modems or ()), at - self._timeout),
             ).fetchall()
 
         groups = await self._store.read(overdue)
@@ -332,17 +345,30 @@ class InboundReceiver:
         return done
 
     async def next_deadline(self) -> float | None:
-        """When the oldest open group runs out of time; None when no group is open."""
+        """When the oldest open group runs out of time, or the wait after a start for modems
+        yet to read their SIM ends (one that reads it wakes the sweeper); None when no group is
+        open."""
+        modems = self._reads.released(self._running_since, self._timeout, self._clock.now())
 
-        def oldest(conn: sqlite3.Connection) -> float | None:
-            row = conn.execute(
-                "SELECT min(received_at) FROM inbound_parts"
-                " WHERE message_id IS NULL AND duplicate = 0"
+        def oldest(conn: sqlite3.Connection) -> tuple[Any, Any]:
+            # Of every open group, and of those on modems released from the wait.
+            row: tuple[Any, Any] = conn.execute(
+                f"SELECT (SELECT min(received_at) FROM inbound_parts WHERE {_PENDING}),"
+                f" (SELECT min(received_at) FROM inbound_parts WHERE {_PENDING}"
+                f"{on_modems(modems)})",
+                modems or (),
             ).fetchone()
-            return None if row[0] is None else float(row[0])
+            return row
 
-        first = await self._store.read(oldest)
-        return None if first is None else max(first, self._running_since) + self._timeout
+        first, released = await self._store.read(oldest)
+        if first is None:
+            return None
+        if modems is None:
+            return float(first) + self._timeout
+        deadlines = [self._running_since + self._timeout]
+        if released is not None:
+            deadlines.append(float(released) + self._timeout)
+        return min(deadlines)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The sweeper: store overdue groups incomplete, then sleep until the next deadline or

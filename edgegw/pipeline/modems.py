@@ -15,12 +15,19 @@ from collections.abc import Callable, Mapping
 
 import msgspec
 
-from drivers.events import HealthChanged, InboundSms, ModemState, StatusReportReceived
+from drivers.events import (
+    HealthChanged,
+    InboundSms,
+    ModemState,
+    StatusReportReceived,
+    StorageRead,
+)
 from drivers.modem import Health, Modem
 from edgegw.model import MessageState
 from edgegw.pipeline.inbound import InboundReceiver
 from edgegw.pipeline.pacing import Pacer
 from edgegw.pipeline.reports import ReportCorrelator
+from edgegw.pipeline.storagereads import StorageReads
 from edgegw.store import Store
 
 log = logging.getLogger(__name__)
@@ -91,10 +98,15 @@ async def queues(store: Store) -> tuple[dict[str, ModemQueue], int]:
 
 
 async def forward_events(
-    modem: Modem, inbound: InboundReceiver, reports: ReportCorrelator, wake: Callable[[], None]
+    modem: Modem,
+    inbound: InboundReceiver,
+    reports: ReportCorrelator,
+    wake: Callable[[], None],
+    reads: StorageReads,
 ) -> None:
     """Handle what `modem` reports until it stops: health changes wake the dispatcher (`wake`),
-    received messages and status reports are committed, then acknowledged."""
+    received messages and status reports are committed, then acknowledged; the first whole
+    read of its storage is recorded in `reads` once all it emitted before is committed."""
     async for event in modem.events:
         if isinstance(event, HealthChanged):
             # A failure or a quarantine the driver has logged already, in the same words:
@@ -102,6 +114,9 @@ async def forward_events(
             if event.state not in _LOGGED_BY_DRIVER:
                 log.info("modem %s: %s (%s)", event.modem, event.state, event.detail)
             wake()
+        elif isinstance(event, StorageRead):
+            # The events before it are handled one at a time, each committed before the next.
+            reads.read(event.modem)
         else:
             await store_and_acknowledge(modem, event, inbound, reports)
 

@@ -9,7 +9,8 @@ Spec section 4.4 (DR codes); TS 23.040 9.2.3.15 (TP-ST).
 A sent message whose report never comes is closed `grace` seconds after the SMSC gives it up
 (the validity its parts' TP-VP gave there runs out, TS 23.040 9.2.3.12.1): it stays `sent` and
 gets DR 362 ("timed out in the SMSC before delivery"); time the gateway was down does not
-count, as the report may wait on the SIM.
+count, as the report may wait on the SIM: after a start, a message given up before it waits
+until its modem has read its SIM (`StorageReads`), or `grace` from the start.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from drivers.events import StatusReportReceived
 from edgegw.clock import Clock
 from edgegw.model import MessageState
 from edgegw.pipeline.drstatus import ReportOutcome, dr_status, ext_status, report_outcome
+from edgegw.pipeline.storagereads import StorageReads
 from edgegw.store import Store, transactions
 
 log = logging.getLogger(__name__)
@@ -155,7 +157,14 @@ class ReportCorrelator:
     late ones again and closes messages whose report never came."""
 
     def __init__(
-        self, store: Store, clock: Clock, *, window: float, grace: float, rematch: float
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        window: float,
+        grace: float,
+        rematch: float,
+        reads: StorageReads | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -163,9 +172,12 @@ class ReportCorrelator:
         self._grace = grace
         self._rematch = rematch
         self._wakeup = trio.Event()
-        # When the sweeper started: a validity that ended while the gateway was down gets its
-        # grace from then, since the report may be on the SIM, read once the modem is back.
+        # When the sweeper started: a message the SMSC gave up while the gateway was down
+        # waits until its modem has read its SIM (`reads`), where the report may be, or at
+        # most a grace from then.
         self._running_since = -math.inf
+        self._reads = reads or StorageReads()
+        self._reads.subscribe(self.wake)
         self.matched = 0
         self.unmatched = 0  # reports that matched no part when they came
         self.timed_out = 0  # messages closed without a report
@@ -305,35 +317,47 @@ class ReportCorrelator:
         self.matched += len(matched)
         return matched
 
+    def wake(self) -> None:
+        """Sweep now: a modem read its SIM."""
+        self._wakeup.set()
+
     async def close_overdue(self, now: float | None = None) -> list[str]:
         """Close sent messages whose report did not come within `grace` after the SMSC gave
-        them up while the gateway ran."""
+        them up, nor from their modem's SIM after a start."""
         at = self._clock.now() if now is None else now
-        if self._running_since > at - self._grace:
+        modems = self._reads.released(self._running_since, self._grace, at)
+        if modems == ():
             return []
-
         close = functools.partial(
-            transactions.close_overdue, fx=self._store.effects, before=at - self._grace, now=at
+            transactions.close_overdue,
+            fx=self._store.effects,
+            before=at - self._grace,
+            now=at,
+            modems=modems,
         )
         closed = await self._store.write(close)
         self.timed_out += len(closed)
         return closed
 
     async def next_wake(self) -> float:
-        """The next time the sweeper has work: a pending rematch, or the SMSC giving a sent
-        message up."""
+        """The next time the sweeper has work: a pending rematch, the SMSC giving a sent
+        message up, or the end of the wait after a start for modems yet to read their SIM (one
+        that reads it wakes the sweeper)."""
+        now = self._clock.now()
+        modems = self._reads.released(self._running_since, self._grace, now)
 
         def earliest(conn: sqlite3.Connection) -> tuple[float | None, Any]:
             pending = conn.execute(
                 "SELECT 1 FROM status_reports WHERE rematch_until IS NOT NULL LIMIT 1"
             ).fetchone()
-            return transactions.next_overdue(conn), pending
+            return transactions.next_overdue(conn, modems), pending
 
         expiry, pending = await self._store.read(earliest)
-        now = self._clock.now()
         times = [now + SWEEP_MAX]
         if expiry is not None:
-            times.append(max(expiry, self._running_since) + self._grace)
+            times.append(expiry + self._grace)
+        if modems is not None:
+            times.append(self._running_since + self._grace)
         if pending is not None:
             times.append(now + REMATCH_POLL)
         return min(times)

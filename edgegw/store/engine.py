@@ -321,14 +321,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # v9, DR 362 no sooner than the SMSC gives up (edgegw.pipeline.reports): the moment each
     # part's TP-VP runs out at the SMSC, which the encoding rounds up past the validity, and for
     # a sent message the latest of its parts' (NULL where no part recorded one: a send before
-    # this version, which counts as its validity's end); the sweep reads them by that moment.
+    # this version, which counts as its validity's end); the sweep reads them by that moment,
+    # and by their modem while a modem has not read its SIM since the start.
     # A modem's last matched report (the SMSC's clock against ours) is read without walking
     # the unmatched reports after it.
     (
         "ALTER TABLE parts ADD COLUMN smsc_expires_at REAL",
         "ALTER TABLE messages ADD COLUMN smsc_expires_at REAL",
         "DROP INDEX messages_awaiting_report",
-        "CREATE INDEX messages_report_overdue ON messages (coalesce(smsc_expires_at, expires_at))"
+        "CREATE INDEX messages_report_overdue"
+        " ON messages (coalesce(smsc_expires_at, expires_at), modem)"
         " WHERE state = 'sent' AND done_at IS NULL AND status_report = 1",
         "CREATE INDEX status_reports_matched ON status_reports (modem, id)"
         " WHERE message_id IS NOT NULL",

@@ -853,21 +853,38 @@ _SMSC_GIVES_UP = "coalesce(smsc_expires_at, expires_at)"
 _AWAITING_REPORT = "state = 'sent' AND done_at IS NULL AND status_report = 1"
 
 
-def next_overdue(conn: sqlite3.Connection) -> float | None:
-    """The earliest moment the SMSC gives up a sent message that awaits a status report."""
+def on_modems(modems: Sequence[str] | None) -> str:
+    """The condition that a row is of one of `modems` (None: of any). A filter of the rows the
+    query's other terms find by their index, never the way to find them (`+modem`): an index
+    that leads with the modem, such as inbound_parts_group, holds all of a modem's history."""
+    return "" if modems is None else f" AND +modem IN ({','.join('?' * len(modems))})"
+
+
+def next_overdue(conn: sqlite3.Connection, modems: Sequence[str] | None = None) -> float | None:
+    """The earliest moment the SMSC gives up a sent message that awaits a status report, of
+    those sent on `modems` (None: on any)."""
     row = conn.execute(
-        f"SELECT {_SMSC_GIVES_UP} FROM messages WHERE {_AWAITING_REPORT}"
-        f" ORDER BY {_SMSC_GIVES_UP} LIMIT 1"
+        f"SELECT {_SMSC_GIVES_UP} FROM messages WHERE {_AWAITING_REPORT}{on_modems(modems)}"
+        f" ORDER BY {_SMSC_GIVES_UP} LIMIT 1",
+        modems or (),
     ).fetchone()
     return None if row is None else float(row[0])
 
 
-def close_overdue(conn: sqlite3.Connection, fx: Effects, before: float, now: float) -> list[str]:
+def close_overdue(
+    conn: sqlite3.Connection,
+    fx: Effects,
+    before: float,
+    now: float,
+    modems: Sequence[str] | None = None,
+) -> list[str]:
     """Close sent messages that asked for a status report and that the SMSC gave up before
-    `before` without one: they stay `sent`, with DR 362."""
+    `before` without one, of those sent on `modems` (None: on any): they stay `sent`, with DR
+    362."""
     overdue = conn.execute(
-        f"SELECT id FROM messages WHERE {_AWAITING_REPORT} AND {_SMSC_GIVES_UP} <= ?",
-        (before,),
+        f"SELECT id FROM messages WHERE {_AWAITING_REPORT} AND {_SMSC_GIVES_UP} <= ?"
+        f"{on_modems(modems)}",
+        (before, *(modems or ())),
     ).fetchall()
     closed = []
     for (message_id,) in overdue:

@@ -20,7 +20,7 @@ import trio.testing
 from support.scripted_modem import inbound, resync_answer
 
 from drivers.at import AtModem, AtOptions
-from drivers.events import HealthChanged, InboundSms, ModemState, StatusReportReceived
+from drivers.events import InboundSms, ModemState, StatusReportReceived, StorageRead
 from drivers.gsm import build_deliver, build_status_report, decode_text, encode_message, join_sca
 from drivers.transport import TransportError
 
@@ -186,7 +186,7 @@ def pending_inbound(modem: AtModem) -> list[InboundSms | StatusReportReceived]:
             event = modem.events.receive_nowait()
         except trio.WouldBlock:
             return found
-        if not isinstance(event, HealthChanged):
+        if isinstance(event, InboundSms | StatusReportReceived):
             found.append(event)
 
 
@@ -452,6 +452,36 @@ async def test_a_full_buffer_defers_stored_messages_to_the_sweep(
     await trio.sleep(30.0)
     assert [e.index for e in pending_inbound(modem)] == [4]
     assert modem.health().received == 5
+
+
+async def test_the_first_sweep_that_emitted_the_whole_storage_is_followed_by_storage_read(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """StorageRead tells the gateway that what the SIM held came before it: not after a sweep
+    that left messages for later (the buffer full), and once only."""
+    storage = Storage()
+    for index in range(5):
+        storage.put(index, stored_pdu("+4791234567", f"message {index}"))
+    peer = Peer(storage=storage)
+    modem = make(Bench(nursery, [peer]), event_buffer=2, sweep_interval=30.0)
+    await nursery.start(modem.run)
+    await settled(peer)
+    seen: list[list[int | str]] = []
+    for _ in range(4):
+        events: list[int | str] = []
+        while True:
+            try:
+                event = modem.events.receive_nowait()
+            except trio.WouldBlock:
+                break
+            if isinstance(event, StorageRead):
+                events.append("read")
+            elif isinstance(event, InboundSms):
+                events.append(event.index or 0)
+                await modem.acknowledge(event)
+        seen.append(events)
+        await trio.sleep(30.0)
+    assert seen == [[0, 1], [2, 3], [4, "read"], []]
 
 
 async def test_a_direct_message_without_room_is_left_to_the_network(

@@ -8,10 +8,12 @@ import datetime as dt
 import itertools
 import logging
 from pathlib import Path
+from typing import cast
 
 import pytest
 import trio
 from support.inbound import SCTS, sms
+from support.modems import ReportingModem
 
 from drivers.events import InboundSms
 from drivers.gsm import EncodedPart, encode_message
@@ -25,6 +27,9 @@ from edgegw.pipeline.inbound import (
     inbound_view,
 )
 from edgegw.pipeline.keywords import InboundRouter, KeywordRule
+from edgegw.pipeline.modems import forward_events
+from edgegw.pipeline.reports import ReportCorrelator
+from edgegw.pipeline.storagereads import StorageReads
 from edgegw.store import Store, run_inline
 
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z
@@ -45,12 +50,26 @@ def router() -> InboundRouter:
     )
 
 
-async def start(path: Path, nursery: trio.Nursery, clock: Clock) -> tuple[Store, InboundReceiver]:
+async def start(
+    path: Path, nursery: trio.Nursery, clock: Clock, modem: ReportingModem | None = None
+) -> tuple[Store, InboundReceiver]:
+    """With `modem`, what it reads from its SIM reaches the receiver as the gateway forwards
+    it (its sweeper is then running)."""
     store = Store(path, clock=clock, offload=run_inline)
     await nursery.start(store.run)
+    reads = None if modem is None else StorageReads()
     receiver = InboundReceiver(
-        store, clock, router(), reassembly_timeout=TIMEOUT, numbers={"sim0": "+4790000000"}
+        store,
+        clock,
+        router(),
+        reassembly_timeout=TIMEOUT,
+        numbers={"sim0": "+4790000000"},
+        reads=reads,
     )
+    if modem is not None and reads is not None:
+        await nursery.start(receiver.run)
+        reports = cast(ReportCorrelator, None)  # only SMS come
+        nursery.start_soon(forward_events, modem, receiver, reports, lambda: None, reads)
     return store, receiver
 
 
@@ -233,6 +252,65 @@ async def test_a_part_kept_over_a_stop_longer_than_the_timeout_waits_for_the_sim
         await nursery.start(receiver.run)
         await trio.sleep(5)  # the modem's first sweep of its storage
         await receiver.receive(sms(second, index=2))
+        await trio.sleep(2 * TIMEOUT)
+        records = await inbound_records(store, service_id=1000)
+        nursery.cancel_scope.cancel()
+    assert [(r.content, r.complete) for r in records] == [("w" * 200, True)]
+
+
+async def test_a_gateway_restarting_within_the_timeout_stores_a_part_once_its_modem_read_the_sim(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A gateway that runs less than half the reassembly timeout at a time, half of it down in
+    between: after each start the modem reads its SIM within seconds, and with that the wait
+    for the rest of a long MO kept there is over. A part overdue at a start is stored as an
+    incomplete message at that read, not held back by every start for ever."""
+    path = tmp_path / "edgegw.db"
+    clock = Clock(START)
+    modem = ReportingModem("sim0")
+    first, _ = long_parts("w" * 200)
+    async with trio.open_nursery() as nursery:
+        _, receiver = await start(path, nursery, clock)
+        await receiver.receive(sms(first, index=1))
+        nursery.cancel_scope.cancel()
+    for _ in range(4):
+        await trio.sleep(TIMEOUT / 2)  # down
+        async with trio.open_nursery() as nursery:
+            store, receiver = await start(path, nursery, clock, modem)
+            started = clock.now()
+            await trio.sleep(4)
+            before_read = await inbound_records(store, service_id=1000)
+            modem.read_storage()  # nothing waited there
+            await trio.sleep(TIMEOUT / 2 - 50 - 4)
+            records = await inbound_records(store, service_id=1000)
+            nursery.cancel_scope.cancel()
+        if records:
+            break
+    assert started > START + TIMEOUT  # overdue since the stop before
+    assert before_read == []
+    (record,) = records
+    assert (record.complete, record.parts_received) == (False, 1)
+    assert started + 4 <= record.received_at <= started + 5
+
+
+async def test_the_rest_of_a_long_mo_read_from_the_sim_after_a_restart_completes_it(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Part 2 reached the SIM while the gateway was down, past part 1's timeout: the wait ends
+    with the modem's first read of its SIM, which brings part 2, so the message is whole."""
+    path = tmp_path / "edgegw.db"
+    clock = Clock(START)
+    modem = ReportingModem("sim0")
+    first, second = long_parts("w" * 200)
+    async with trio.open_nursery() as nursery:
+        _, receiver = await start(path, nursery, clock)
+        await receiver.receive(sms(first, index=1))
+        nursery.cancel_scope.cancel()
+    await trio.sleep(2 * TIMEOUT)  # down
+    async with trio.open_nursery() as nursery:
+        store, receiver = await start(path, nursery, clock, modem)
+        await trio.sleep(5)
+        modem.read_storage(sms(second, index=2))
         await trio.sleep(2 * TIMEOUT)
         records = await inbound_records(store, service_id=1000)
         nursery.cancel_scope.cancel()

@@ -13,6 +13,7 @@ from drivers.modem import Modem
 from edgegw.pipeline.inbound import InboundReceiver
 from edgegw.pipeline.modems import forward_events
 from edgegw.pipeline.reports import ReportCorrelator
+from edgegw.pipeline.storagereads import StorageReads
 
 
 class UnpluggedModem:
@@ -43,6 +44,7 @@ async def test_a_failure_is_left_to_the_driver_log_and_the_rest_reads(
         cast(InboundReceiver, None),  # only health changes come: nothing is received
         cast(ReportCorrelator, None),
         lambda: woken.append(True),
+        StorageReads(),
     )
     assert len(woken) == 5  # every change wakes the dispatcher
     assert [record.getMessage() for record in caplog.records] == [

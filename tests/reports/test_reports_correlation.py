@@ -8,6 +8,7 @@ import datetime as dt
 import logging
 import random
 from pathlib import Path
+from typing import cast
 
 import msgspec
 import pytest
@@ -23,7 +24,10 @@ from edgegw.config import DispatchConfig, ServiceConfig
 from edgegw.model import DrStatus, MessageState
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.drstatus import ReportOutcome, dr_status, ext_status, report_outcome
+from edgegw.pipeline.inbound import InboundReceiver
+from edgegw.pipeline.modems import forward_events
 from edgegw.pipeline.reports import ReportCorrelator, _clock_offset, _match, same_number
+from edgegw.pipeline.storagereads import StorageReads
 from edgegw.pipeline.submit import Submitter
 from edgegw.store import MessageRecord, Store, Topic, connect, migrate, run_inline, transactions
 from edgegw.store.transactions import Effects, no_final_outcomes
@@ -59,8 +63,10 @@ async def start_rig(
     validity: int = 173,
     rematch: float = 60.0,
     clock: Clock | None = None,
+    reads: StorageReads | None = None,
 ) -> Rig:
-    """`clock`: the one of a run before a restart, so that the time down counts."""
+    """`clock`: the one of a run before a restart, so that the time down counts. With `reads`,
+    what the modem reads from its SIM reaches the correlator as the gateway forwards it."""
     clock = clock or Clock(start_epoch=START)
     service = msgspec.convert(
         {"id": 1, "name": "s", "username": "user", "password": "secret", "validity": validity},
@@ -77,9 +83,14 @@ async def start_rig(
         rng=random.Random(3),
     )
     await nursery.start(dispatcher.run)
-    correlator = ReportCorrelator(store, clock, window=WINDOW, grace=GRACE, rematch=rematch)
+    correlator = ReportCorrelator(
+        store, clock, window=WINDOW, grace=GRACE, rematch=rematch, reads=reads
+    )
     await nursery.start(correlator.run)
     store.subscribe(Topic.QUEUE, dispatcher.wake)
+    if reads is not None:
+        inbound = cast(InboundReceiver, None)  # only status reports come
+        nursery.start_soon(forward_events, modem, inbound, correlator, dispatcher.wake, reads)
     return Rig(store, Submitter([service], store, clock), correlator)
 
 
@@ -431,22 +442,29 @@ async def test_a_message_that_waited_is_closed_when_the_smsc_gives_it_up_not_at_
 
 def test_the_sweep_reads_sent_messages_by_when_the_smsc_gives_them_up(tmp_path: Path) -> None:
     """The sweep and its wake-up read the messages awaiting a report in order of the moment the
-    SMSC gives them up: on a store of hundreds of thousands of messages, neither reads them
-    all."""
+    SMSC gives them up, also those of the modems that read their SIM since a start: on a store
+    of hundreds of thousands of messages, neither reads them all."""
     conn = connect(tmp_path / "db")
     migrate(conn)
     statements: list[str] = []
     conn.set_trace_callback(statements.append)
-    transactions.next_overdue(conn)
-    transactions.close_overdue(conn, Effects(no_final_outcomes, lambda topic: None), START, START)
+    fx = Effects(no_final_outcomes, lambda topic: None)
+    for modems in (None, ("m1", "m2")):
+        transactions.next_overdue(conn, modems)
+        transactions.close_overdue(conn, fx, START, START, modems)
     conn.set_trace_callback(None)
     plans = [
         " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql)) for sql in statements
     ]
     conn.close()
-    wake, sweep = plans
-    assert wake == "SCAN messages USING INDEX messages_report_overdue", wake
-    assert sweep == "SEARCH messages USING INDEX messages_report_overdue (<expr><?)", sweep
+    assert (
+        plans
+        == [
+            "SCAN messages USING INDEX messages_report_overdue",
+            "SEARCH messages USING INDEX messages_report_overdue (<expr><?)",
+        ]
+        * 2
+    ), plans
 
 
 async def test_a_report_kept_on_the_sim_over_a_stop_past_the_grace_decides_the_message(
@@ -470,6 +488,72 @@ async def test_a_report_kept_on_the_sim_over_a_stop_past_the_grace_decides_the_m
         ((_, reference, _),) = modem.sent
         await rig.correlator.receive(report_event("m1", reference, "+4741000000", 0x00))
         await trio.sleep(2 * GRACE)
+        record = await rig.record(message_id)
+        nursery.cancel_scope.cancel()
+    assert (record.state, record.dr_status) == (MessageState.DELIVERED, DrStatus.DELIVERED)
+    assert rig.correlator.timed_out == 0
+
+
+async def test_a_gateway_restarting_within_the_grace_closes_a_message_once_its_modem_read_the_sim(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A gateway that runs half an hour at a time, less than the grace, 25 minutes down in
+    between: after each start the message's modem reads its SIM within seconds, and with that
+    the wait for a report kept there is over. Overdue (past the SMSC's time and the grace) at
+    a start, the message is closed with DR 362 at that read, not held back by every start for
+    ever."""
+    path = tmp_path / "db"
+    modem = ReportingModem("m1")
+    clock = Clock(start_epoch=START)
+    async with trio.open_nursery() as nursery:
+        rig = await start_rig(nursery, path, modem, validity=11, clock=clock)  # 60 minutes
+        message_id = await rig.send()
+        await rig.wait_sent(message_id)
+        nursery.cancel_scope.cancel()
+    ((_, _, sent_at),) = modem.sent
+    closes_at = START + sent_at + 3600 + GRACE
+    for _ in range(8):
+        await trio.sleep(1500)  # down
+        async with trio.open_nursery() as nursery:
+            rig = await start_rig(
+                nursery, path, modem, validity=11, clock=clock, reads=StorageReads()
+            )
+            started = clock.now()
+            await trio.sleep(4)
+            before_read = await rig.record(message_id)
+            modem.read_storage()  # nothing waited there
+            await trio.sleep(1800 - 4)
+            record = await rig.record(message_id)
+            nursery.cancel_scope.cancel()
+        if record.done_at is not None:
+            break
+    assert started - 1800 - 1500 < closes_at < started  # overdue since the stop before
+    assert before_read.done_at is None
+    assert (record.state, record.dr_status) == (MessageState.SENT, DrStatus.TIMED_OUT_IN_SMSC)
+    assert record.done_at is not None and started + 4 <= record.done_at <= started + 5
+
+
+async def test_a_report_read_from_the_sim_after_a_restart_decides_the_message_before_dr_362(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The report came while the gateway was down, past the message's time and grace: the
+    wait ends with the modem's first read of its SIM, and that read brings the report, which
+    decides the message before the sweep could close it."""
+    path = tmp_path / "db"
+    modem = ReportingModem("m1")
+    clock = Clock(start_epoch=START)
+    async with trio.open_nursery() as nursery:
+        rig = await start_rig(nursery, path, modem, validity=11, clock=clock)  # 60 minutes
+        message_id = await rig.send()
+        await rig.wait_sent(message_id)
+        nursery.cancel_scope.cancel()
+    await trio.sleep(3 * 3600)  # down
+    async with trio.open_nursery() as nursery:
+        rig = await start_rig(nursery, path, modem, validity=11, clock=clock, reads=StorageReads())
+        await trio.sleep(5)
+        ((_, reference, _),) = modem.sent
+        modem.read_storage(report_event("m1", reference, "+4741000000", 0x00))
+        await trio.sleep(60)
         record = await rig.record(message_id)
         nursery.cancel_scope.cancel()
     assert (record.state, record.dr_status) == (MessageState.DELIVERED, DrStatus.DELIVERED)

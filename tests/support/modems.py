@@ -3,9 +3,11 @@ time and never touch a serial port. TS 23.040 9.2.3.6: the TP-MR counts mod 256.
 
 from __future__ import annotations
 
+import math
+
 import trio
 
-from drivers.events import InboundSms, ModemEvent, ModemState, StatusReportReceived
+from drivers.events import InboundSms, ModemEvent, ModemState, StatusReportReceived, StorageRead
 from drivers.modem import Health, OutgoingPart
 
 
@@ -13,14 +15,14 @@ class ReportingModem:
     """Sends in one virtual second, TP-MR counting mod 256 from `first_reference`; every sent
     part is remembered so the test can report on it. A test may keep one across a gateway
     restart, as a modem outlives it, so its TP-MR counter carries on. It is ready from the
-    start, or from trio time `ready_at` on."""
+    start, or from trio time `ready_at` on; `read_storage` emits what its SIM holds."""
 
     def __init__(self, name: str, first_reference: int = 0, ready_at: float | None = None) -> None:
         self.name = name
         self.ready_at = ready_at
         self.sent: list[tuple[OutgoingPart, int, float]] = []  # part, TP-MR, trio time
         self._reference = first_reference
-        self._events = trio.open_memory_channel[ModemEvent](1)[1]
+        self._stored, self._events = trio.open_memory_channel[ModemEvent](math.inf)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -32,6 +34,11 @@ class ReportingModem:
         self._reference = (self._reference + 1) % 256
         self.sent.append((outgoing, reference, trio.current_time()))
         return reference
+
+    def read_storage(self, *stored: InboundSms | StatusReportReceived) -> None:
+        """The driver's first whole read of the SIM after a start, which held `stored`."""
+        for event in (*stored, StorageRead(modem=self.name)):
+            self._stored.send_nowait(event)
 
     async def acknowledge(self, event: InboundSms | StatusReportReceived) -> None:
         return None

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import trio
 
 from drivers.at import AtModem
-from drivers.events import HealthChanged, InboundSms, StatusReportReceived
+from drivers.events import InboundSms, StatusReportReceived
 
 OK = b"\r\nOK\r\n"
 
@@ -149,10 +149,11 @@ class ScriptedModem:
 
 
 async def inbound(modem: AtModem, count: int) -> list[InboundSms | StatusReportReceived]:
-    """The next `count` inbound events of the driver, skipping health changes."""
+    """The next `count` inbound events of the driver, skipping health changes and the end of
+    its first read of the storage."""
     events: list[InboundSms | StatusReportReceived] = []
     while len(events) < count:
         event = await modem.events.receive()
-        if not isinstance(event, HealthChanged):
+        if isinstance(event, InboundSms | StatusReportReceived):
             events.append(event)
     return events

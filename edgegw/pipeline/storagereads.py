@@ -1,0 +1,40 @@
+"""Which modems have read their whole storage (the SIM) since the gateway started.
+
+A status report or an MO part that came while the gateway was down waits on its modem's SIM
+until the modem is up again and reads it (`drivers.events.StorageRead`); once that read is
+committed, the sweeps that stop waiting for a report (`edgegw.pipeline.reports`) or for the
+rest of a long MO (`edgegw.pipeline.inbound`) need not hold back for that modem any longer.
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+class StorageReads:
+    """The modems whose storage was read whole and committed since the start, and who to wake
+    when one more is."""
+
+    def __init__(self) -> None:
+        self._read: set[str] = set()
+        self._wakes: list[Callable[[], None]] = []
+
+    def subscribe(self, wake: Callable[[], None]) -> None:
+        self._wakes.append(wake)
+
+    def read(self, modem: str) -> None:
+        """What `modem`'s storage held at its first whole read is committed."""
+        if modem in self._read:
+            return
+        self._read.add(modem)
+        for wake in self._wakes:
+            wake()
+
+    def released(self, started: float, wait: float, now: float) -> tuple[str, ...] | None:
+        """The modems whose stored reports and parts from before the start (at `started`) need
+        not be waited for at `now`: those that read their storage whole; None once `wait` has
+        passed since the start, for every modem (one that never came up, or left the config)."""
+        if now >= started + wait:
+            return None
+        return tuple(sorted(self._read))
