@@ -50,10 +50,13 @@ class Pacer:
 
     def load(self, modem: str, sent_times: Iterable[float], now: float) -> None:
         """Remember earlier sends (from the store), so caps and the interval hold across a
-        restart."""
+        restart. A send the store dates after `now` went out under a clock that was ahead and
+        has been set back since: it counts as sent `now`, so the interval and the caps hold
+        the SIM from the start as long as their rules say, not for as long again as the clock
+        went back."""
         for at in sorted(sent_times):
             if at > now - DAY:
-                self.record(modem, at)
+                self.record(modem, min(at, now))
 
     def record(self, modem: str, at: float) -> None:
         """A part went out on `modem` at `at`."""

@@ -341,6 +341,31 @@ async def test_caps_are_counted_from_the_store_across_a_restart(
         nursery.cancel_scope.cancel()
 
 
+async def test_sends_dated_ahead_by_a_clock_set_back_since_hold_the_sim_only_as_its_rules_say(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    path = tmp_path / "edgegw.db"
+    rules = {"m1": PacingRule(min_interval=60, hourly_cap=2)}
+    ahead = Clock(START + DAY)  # the box's clock a day ahead
+    async with trio.open_nursery() as nursery:
+        modem = PacedModem("m1", ahead)
+        rig = await start_rig(nursery, path, [modem], ahead, rules)
+        for _ in range(2):
+            await rig.send()
+        await trio.sleep(120)
+        assert len(modem.sent) == 2
+        nursery.cancel_scope.cancel()
+    clock = Clock(START)  # the clock set right, then the gateway started again
+    async with trio.open_nursery() as nursery:
+        modem = PacedModem("m1", clock)
+        rig = await start_rig(nursery, path, [modem], clock, rules)
+        message_id = await rig.send()
+        await trio.sleep(HOUR + 60)
+        assert await rig.state(message_id) is MessageState.SENT
+        assert modem.sent[0][0] <= START + HOUR  # the cap held an hour from the start, no more
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_capped_sim_leaves_the_traffic_to_the_others_least_recently_used_first(
     nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
