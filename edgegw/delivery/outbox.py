@@ -24,6 +24,7 @@ __all__ = [
     "ItemState",
     "OutboxItem",
     "backoff_delay",
+    "bound_waits",
     "due_items",
     "enqueue_drs",
     "enqueue_mo",
@@ -239,6 +240,32 @@ def record_delivered(
 def backoff_delay(attempts: int, initial: float, maximum: float) -> float:
     """Seconds before the next try after `attempts` failed ones: initial, 2x, 4x... up to max."""
     return min(maximum, initial * 2.0 ** min(attempts - 1, 62))
+
+
+def bound_waits(
+    conn: sqlite3.Connection,
+    service_id: int,
+    endpoint: Endpoint,
+    now: float,
+    *,
+    retry_initial: float,
+    retry_max: float,
+) -> None:
+    """Bring forward the endpoint's pending items that are due later than their backoff allows
+    from `now`: a time written under a clock that was ahead and has been set back since. An
+    item never tried is due now, one tried `attempts` times a backoff step after now, so that
+    a clock set back an hour does not hold a callback for that hour."""
+    rows = conn.execute(
+        "SELECT id, attempts, next_attempt_at FROM outbox WHERE state = 'pending'"
+        " AND service_id = ? AND endpoint = ? AND next_attempt_at > ?",
+        (service_id, str(endpoint), now),
+    ).fetchall()
+    updates = []
+    for item_id, attempts, due in rows:
+        latest = now + backoff_delay(attempts, retry_initial, retry_max) if attempts else now
+        if due > latest:
+            updates.append((latest, item_id))
+    conn.executemany("UPDATE outbox SET next_attempt_at = ? WHERE id = ?", updates)
 
 
 def record_failure(

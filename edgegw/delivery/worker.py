@@ -38,6 +38,7 @@ from edgegw.delivery.outbox import (
     Endpoint,
     OutboxItem,
     backoff_delay,
+    bound_waits,
     due_items,
     next_due,
     record_delivered,
@@ -425,6 +426,17 @@ class DeliveryWorker:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        retry = self.sender.retry
+        await self.store.write(
+            functools.partial(
+                bound_waits,
+                service_id=self.service_id,
+                endpoint=self.endpoint,
+                now=self.clock.now(),
+                retry_initial=retry.initial,
+                retry_max=retry.maximum,
+            )
+        )
         while True:
             await self._round()
 

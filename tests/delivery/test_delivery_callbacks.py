@@ -37,6 +37,7 @@ from edgegw.pipeline.submit import Submitter
 from edgegw.store import DrStatus, Store, Topic, run_inline, transactions
 
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z = 10:00 in Oslo (CEST)
+HOUR = 3600.0
 
 
 @dataclass
@@ -93,6 +94,24 @@ def service(service_id: int = 1, **overrides: object) -> ServiceConfig:
     }
     fields.update(overrides)
     return msgspec.convert(fields, ServiceConfig)
+
+
+def mo_fields(**overrides: object) -> dict[str, Any]:
+    """The arguments of `enqueue_mo` for an MO to service 1, with `overrides`."""
+    fields: dict[str, Any] = {
+        "message_id": "mo0000000001",
+        "service_id": 1,
+        "sno": "1960",
+        "originator": "+4799999999",
+        "content": "KODE hei på deg",
+        "command": "KODE",
+        "received_at": START,
+        "sc_timestamp": START - 2,
+    }
+    fields.update(overrides)
+    # The keyword routing's strippedcontent: the content after the keyword and its blank.
+    fields.setdefault("stripped_content", fields["content"].removeprefix("KODE "))
+    return fields
 
 
 class Rig:
@@ -152,19 +171,7 @@ class Rig:
     async def mo(
         self, message_id: str = "mo0000000001", service_id: int = 1, **kwargs: object
     ) -> int:
-        fields: dict[str, Any] = {
-            "message_id": message_id,
-            "service_id": service_id,
-            "sno": "1960",
-            "originator": "+4799999999",
-            "content": "KODE hei på deg",
-            "command": "KODE",
-            "received_at": START,
-            "sc_timestamp": START - 2,
-        }
-        fields.update(kwargs)
-        # The keyword routing's strippedcontent: the content after the keyword and its blank.
-        fields.setdefault("stripped_content", fields["content"].removeprefix("KODE "))
+        fields = mo_fields(message_id=message_id, service_id=service_id, **kwargs)
         return await self.store.write(functools.partial(enqueue_mo, **fields))
 
     async def items(self, message_id: str | None = None) -> list[OutboxItem]:
@@ -457,6 +464,34 @@ async def test_500_three_times_then_200_with_a_restart_in_between_acknowledges_o
     assert [(item.state, item.attempts) for item in items] == [("delivered", 4)] * 3
     first = customer.times[0]
     assert [round(t - first) for t in customer.times] == [0, 60, 180, 420]
+
+
+async def test_callbacks_due_under_a_clock_set_back_since_are_not_held_for_the_step(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    customer = await start_customer(nursery, script=[500])
+    services = [service(1, dr={"url": customer.url("/dr")}, mo={"url": customer.url("/mo")})]
+    path = tmp_path / "db"
+    ahead = START + HOUR  # the box's clock an hour ahead
+    async with trio.open_nursery() as first_run:
+        rig, _ = await start_rig(first_run, path, services, start=ahead)
+        message_id = await rig.send()
+        await rig.fail(message_id)
+        await first_try(rig, message_id)
+        first_run.cancel_scope.cancel()
+    # Stopped before the MO it stored went out: its item is due at the time the clock read.
+    async with trio.open_nursery() as stopped:
+        store = Store(path, clock=Clock(ahead), offload=run_inline)
+        await stopped.start(store.run)
+        await store.write(functools.partial(enqueue_mo, **mo_fields(received_at=ahead)))
+        stopped.cancel_scope.cancel()
+    restarted = trio.current_time()
+    await start_rig(nursery, path, services, start=START)  # the clock set right
+    with trio.fail_after(2 * HOUR):
+        await customer.wait_requests(2, acknowledged=True)
+    assert sorted(request.path for request in customer.acknowledged) == ["/dr", "/mo"]
+    # The MO at once, the DR one backoff step (60 s) after the start, not an hour later.
+    assert max(customer.times) - restarted <= 60
 
 
 async def test_a_dead_endpoint_does_not_delay_another_service(
