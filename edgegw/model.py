@@ -425,10 +425,12 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Recovery(msgspec.Struct, frozen=True, kw_only=True):
-    """What crash recovery did to the messages it found in `sending`."""
+    """What crash recovery did to the messages it found in `sending`, and which messages
+    waiting to go it brought forward after the clock was set back."""
 
     requeued: list[str]
     failed: list[str]
+    brought_forward: list[str]
 
 
 class MessageRecord(msgspec.Struct, frozen=True, kw_only=True):

@@ -94,6 +94,12 @@ class Dispatcher:
                 len(recovery.failed),
                 self._policy,
             )
+        if recovery.brought_forward:
+            log.warning(
+                "the clock was set back since %d messages waiting to go were written;"
+                " they are due as much sooner",
+                len(recovery.brought_forward),
+            )
         async with trio.open_nursery() as nursery:
             for name, modem in self._modems.items():
                 send, receive = trio.open_memory_channel[Claim](self._dispatch.queue_per_modem)

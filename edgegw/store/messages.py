@@ -239,7 +239,8 @@ class Store(Engine):
         )
 
     async def recover_in_flight(self, *, resend: bool, now: float | None = None) -> Recovery:
-        """Resolve messages left in `sending` by a crash or a stop (see transactions)."""
+        """Resolve messages left in `sending` by a crash or a stop, and bring forward those
+        written under a clock set back since (see transactions)."""
         return await self.write(
             functools.partial(
                 tx.recover_in_flight, fx=self.effects, resend=resend, now=self._now(now)

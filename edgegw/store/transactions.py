@@ -718,15 +718,49 @@ def fail(
     )
 
 
+# A due time brought forward by _bring_forward: a not_before that had come when the row was
+# written (the submit's own time) has come now too, a client's schedule or a window's opening
+# (later than that) stays; a next attempt is due as far after now as it was after then.
+_DUE_NOT_BEFORE = (
+    "CASE WHEN not_before <= updated_at THEN min(not_before, :now) ELSE not_before END"
+)
+_DUE_NEXT_ATTEMPT = "min(next_attempt_at, :now + max(0, next_attempt_at - updated_at))"
+
+
+def _bring_forward(conn: sqlite3.Connection, now: float) -> list[str]:
+    """Messages waiting to go that were last written after `now`, under a clock that was
+    ahead and has been set back since: their due time is taken back by the step, so that the
+    queue does not wait for the clock to catch up. Absolute times (a client's schedule, a send
+    window's opening, the validity) stay. Returns their ids."""
+    rows = conn.execute(
+        f"UPDATE messages SET not_before = {_DUE_NOT_BEFORE},"
+        f" next_attempt_at = {_DUE_NEXT_ATTEMPT},"
+        f" due_at = max({_DUE_NOT_BEFORE}, {_DUE_NEXT_ATTEMPT}), updated_at = :now"
+        " WHERE state IN ('queued', 'sending') AND updated_at > :now"
+        " RETURNING id, state, due_at",
+        {"now": now},
+    ).fetchall()
+    conn.executemany(
+        _INSERT_EVENT,
+        [
+            (message_id, now, state, None, f"clock set back; due at {iso(due)}")
+            for message_id, state, due in rows
+        ],
+    )
+    return [message_id for message_id, _, _ in rows]
+
+
 def recover_in_flight(
     conn: sqlite3.Connection, fx: Effects, *, resend: bool, now: float
 ) -> Recovery:
-    """Resolve messages left in `sending` by a crash or a stop.
+    """Resolve messages left in `sending` by a crash or a stop, and bring forward the due
+    times of those written under a clock set back since.
 
     Parts never handed to a modem simply go back to the queue. A part in `sending` may or
     may not have reached the network: with `resend` (at-least-once) it is queued again,
     otherwise (at-most-once) it and its message fail.
     """
+    brought_forward = _bring_forward(conn, now)
     requeued: list[str] = []
     failed: list[str] = []
     # A part being sent when a status report made its message final: its fate stays unknown,
@@ -774,9 +808,9 @@ def recover_in_flight(
             detail += f" (part {unknown[0]} may be sent twice: policy resend)"
         _event(conn, message_id, now, target, detail)
         requeued.append(message_id)
-    if requeued:
+    if requeued or brought_forward:
         fx.touch(Topic.QUEUE)
-    return Recovery(requeued=requeued, failed=failed)
+    return Recovery(requeued=requeued, failed=failed, brought_forward=brought_forward)
 
 
 # -- status reports -------------------------------------------------------------------------

@@ -331,6 +331,41 @@ async def test_backoff_is_capped_and_attempts_run_out(
     assert record.attempts == 4
 
 
+async def test_a_clock_set_back_between_runs_does_not_hold_the_queue_for_the_step(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    path = tmp_path / "db"
+    dispatch = DispatchConfig(retry_initial=60, retry_max=300)
+    # 12:00-12:30 Oslo time today, in the clock's terms ("now" is 10:00 Oslo for the gateway).
+    window = SendWindow(startDate="2025-08-05", startTime="12:00:00", stopTime="12:30:00")
+    async with trio.open_nursery() as first_run:
+        # The box's clock an hour ahead: 11:00 Oslo.
+        rig, (modem,) = await start_rig(
+            first_run, path, lambda c: [FakeModem("m1", c)], dispatch=dispatch, start=START + HOUR
+        )
+        modem.script = [ModemUnavailable("no network")]
+        retried = await rig.send()
+        await trio.sleep(2)  # tried once, due again 48-60 s later
+        modem.state = ModemState.STARTING
+        waiting = await rig.send()  # never tried
+        in_flight = await rig.send()
+        await rig.store.claim([(in_flight, "m1")])  # stopped while it was being sent
+        scheduled = await rig.send(sendWindow=window)
+        first_run.cancel_scope.cancel()
+    restarted = trio.current_time()
+    rig, (modem,) = await start_rig(  # the clock set right, then the gateway started again
+        nursery, path, lambda c: [FakeModem("m1", c)], dispatch=dispatch
+    )
+    await rig.wait_for(retried, MessageState.SENT)
+    await rig.wait_for(waiting, MessageState.SENT)
+    await rig.wait_for(in_flight, MessageState.SENT)
+    assert max(modem.send_times) <= START + 61  # not an hour later
+    await rig.wait_for(scheduled, MessageState.SENT)
+    # The window's opening is a time of day, which the step does not move.
+    assert START + 2 * HOUR <= modem.send_times[-1] <= START + 2 * HOUR + 60
+    assert trio.current_time() - restarted < 2 * HOUR + 60
+
+
 @pytest.mark.parametrize(("cms", "dr_status"), [(1, 351), (500, 363)])
 async def test_a_permanent_rejection_fails_the_message_at_once(
     nursery: trio.Nursery,
