@@ -204,7 +204,9 @@ class HttpSender:
 
     def _sign(self, headers: dict[str, str], signed: bytes) -> None:
         if self.config.hmac_key:
-            now = int(self._clock.now())
+            # The customer checks the timestamp against its own clock: the system's, also
+            # after NTP stepped it while the gateway ran.
+            now = int(self._clock.wall())
             headers[SIGNATURE_HEADER] = sign(self.config.hmac_key.encode(), now, signed)
 
     async def _request(

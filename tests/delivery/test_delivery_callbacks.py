@@ -556,13 +556,34 @@ async def test_credentials_fixed_headers_and_hmac_signature(
             if request.method == "POST"
             else (f"{request.path}?{request.query}".encode())
         )
-        fields = dict(
-            part.split("=", 1) for part in request.headers["x-edgegw-signature"].split(",")
-        )
+        fields = signature_fields(request)
         assert abs(int(fields["t"]) - rig.clock.now()) < 5
         expected = hmac.new(b"k3y", fields["t"].encode() + b"." + signed, hashlib.sha256)
         assert hmac.compare_digest(fields["v1"], expected.hexdigest())
     assert sorted(r.method for r in customer.requests) == ["GET", "POST"]
+
+
+def signature_fields(request: Request) -> dict[str, str]:
+    """The `t` and `v1` of the request's X-Edgegw-Signature."""
+    return dict(part.split("=", 1) for part in request.headers["x-edgegw-signature"].split(","))
+
+
+async def test_the_signature_is_dated_by_the_system_clock_after_it_stepped_while_running(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    customer = await start_customer(nursery)
+    step = [0.0]
+    clock = Clock(START, step=lambda: step[0])
+    services = [service(1, dr={"url": customer.url("/dr"), "hmac_key": "k3y"})]
+    rig, _ = await start_rig(nursery, tmp_path / "db", services, clock=clock)
+    clock.now()  # read once the gateway runs, as its first submit or DR would
+    step[0] = 3 * HOUR  # NTP steps the system's clock 3 hours forward, the gateway runs on
+    await rig.fail(await rig.send())
+    with trio.fail_after(10):
+        await customer.wait_requests(1, acknowledged=True)
+    (request,) = customer.requests
+    # The customer's clock agrees with the system's, which a verifier allows 300 s off.
+    assert abs(int(signature_fields(request)["t"]) - (clock.now() + 3 * HOUR)) < 5
 
 
 async def test_an_item_is_abandoned_after_give_up_after_and_the_message_history_says_so(
