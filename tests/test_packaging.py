@@ -144,6 +144,13 @@ def unit_setting(key: str) -> str:
     return value
 
 
+def test_the_unit_starts_after_the_clock_is_synchronised_without_waiting_for_it() -> None:
+    """The gateway keeps the time it starts with (README, Design rules: one clock); where the
+    box waits for NTP (systemd-time-wait-sync), it starts on the synchronised clock."""
+    assert "time-sync.target" in unit_setting("After").split()
+    assert "time-sync.target" not in unit_setting("Wants").split()
+
+
 def test_the_unit_takes_ready_and_the_watchdog_from_the_one_file_executable(
     tmp_path: Path,
 ) -> None:
