@@ -7,6 +7,7 @@ read connection, so a scrape only formats numbers already in memory. Never write
 from __future__ import annotations
 
 import collections
+import logging
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,11 +33,15 @@ from edgegw.store import Store
 
 __all__ = ["CONTENT_TYPE", "Metrics", "StoreFigures", "read_store_figures"]
 
+log = logging.getLogger(__name__)
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # No `_created` series beside each counter: a process start time per label set that nobody
 # graphs, which would double the lines (and the cost) of a scrape.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 POLL_SECONDS = 5.0
+# Seconds of a step of the system's clock worth a warning: NTP slews smaller offsets.
+CLOCK_STEP_NOTICE = 1.0
 # Request durations from a cached health check (~0.1 ms) to a batch that waits for its commit.
 _DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 # The states a final outcome leaves a message in: a terminal one, or `sent` closed with DR 362.
@@ -134,6 +139,7 @@ class Metrics:
         self.doors = frozenset(doors)
         self.poll_interval = poll_interval
         self.figures = StoreFigures()
+        self._clock_step = 0.0  # the step of the system's clock last warned of
         self.registry = CollectorRegistry(auto_describe=False)
         self.accepted = Counter(
             "edgegw_messages_accepted",
@@ -170,6 +176,15 @@ class Metrics:
     async def poll(self) -> None:
         figures = self.figures
         await self.store.read(lambda conn: read_store_figures(conn, figures))
+        step = self.clock.wall() - self.clock.now()
+        if abs(step - self._clock_step) >= CLOCK_STEP_NOTICE:
+            self._clock_step = step
+            log.warning(
+                "the system clock stepped by %+.0f s since the gateway started; the gateway's"
+                " timestamps, send windows and schedules keep to its start's time until it"
+                " starts again",
+                step,
+            )
 
     def scrape(self) -> bytes:
         return generate_latest(self.registry)
@@ -220,7 +235,13 @@ class _Snapshot(Collector):
         )
         for (service_id, kind), count in sorted(figures.backlog.items()):
             backlog.add_metric([str(service_id), kind], count)
-        yield from (final, queue, backlog)
+        clock = GaugeMetricFamily(
+            "edgegw_clock_step_seconds",
+            "How far the system clock stepped since the gateway started (NTP, an admin, a resume"
+            " from suspend); the gateway keeps to its start's time until it starts again.",
+            value=metrics.clock.wall() - metrics.clock.now(),
+        )
+        yield from (final, queue, backlog, clock)
         yield from _modem_families(metrics.modems)
         callbacks = CounterMetricFamily(
             "edgegw_callbacks",

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import smtplib
 from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
+import pytest
 import smpplib.client
 import trio
 from prometheus_client.parser import text_string_to_metric_families
@@ -23,6 +25,7 @@ from support.store import START, new_message, start_store
 from drivers.at import AtOptions
 from drivers.events import ModemState
 from drivers.modem import Health
+from edgegw.clock import Clock
 from edgegw.config import Config, ModemConfig, MonitoringConfig
 from edgegw.delivery.config import CallbackEndpoint
 from edgegw.gateway import Gateway
@@ -330,6 +333,24 @@ async def test_metrics_can_require_credentials(config: Config, nursery: trio.Nur
             answer = await client.get("/metrics", auth=credentials)
             assert answer.status_code == 200
             assert "edgegw_modem_up" in answer.text
+    gateway.stop()
+
+
+async def test_a_step_of_the_system_clock_is_scraped_and_logged(
+    config: Config, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    step = [0.0]
+    gateway = Gateway(config, clock=Clock(step=lambda: step[0]))
+    await nursery.start(gateway.run)
+    step[0] = 3 * 3600.0  # NTP steps the clock 3 hours forward, the gateway runs on
+    await gateway.metrics.poll()
+    async with httpx.AsyncClient(base_url=url(gateway)) as client:
+        scrape = await client.get("/metrics")
+    assert round(samples(scrape.text)[("edgegw_clock_step_seconds", ())]) == 3 * 3600
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("system clock stepped by +10800 s" in message for message in warnings)
+    await gateway.metrics.poll()
+    assert len([r for r in caplog.records if "system clock stepped" in r.getMessage()]) == 1
     gateway.stop()
 
 
