@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 import trio
 
+from edgegw.ids import ID_EPOCH
+
 
 def system_step() -> float:
     """How far the system's wall clock is ahead of its monotonic clock: the same from one
@@ -28,7 +30,9 @@ class Clock:
     Both anchors are taken on first use inside `trio.run`, so a Clock may be built before the
     event loop starts. `start_epoch` pins the wall time at that moment (tests use it to place
     virtual time on a chosen date); `step` reads the system's `system_step` (tests step the
-    system's clock with it).
+    system's clock with it). A reading before ID_EPOCH (2020) is wrong for certain (a board
+    that boots at 1970, an RTC reset to 2000) and no message id can be made from it: the
+    clock starts at ID_EPOCH then, and NTP's step later shows in `wall`.
     """
 
     def __init__(
@@ -38,12 +42,15 @@ class Clock:
         self._step = step
         self._trio_at_start: float | None = None
         self._epoch_at_start = 0.0
+        self._ahead_at_start = 0.0  # how far epoch_at_start is ahead of the system's reading
         self._step_at_start = 0.0
 
     def _anchor(self) -> float:
         if self._trio_at_start is None:
             self._trio_at_start = trio.current_time()
-            self._epoch_at_start = time.time() if self._start_epoch is None else self._start_epoch
+            reading = time.time() if self._start_epoch is None else self._start_epoch
+            self._epoch_at_start = max(reading, ID_EPOCH)
+            self._ahead_at_start = self._epoch_at_start - reading
             self._step_at_start = self._step()
         return self._trio_at_start
 
@@ -52,10 +59,11 @@ class Clock:
         return self._epoch_at_start + trio.current_time() - trio_at_start
 
     def wall(self) -> float:
-        """The system's wall-clock time now: `now()` and every step of the system's clock since
-        the start. For a time another machine compares with its own clock (a signature's
-        timestamp), never for one the gateway stores or compares."""
-        return self.now() + self._step() - self._step_at_start
+        """The system's wall-clock time now: `now()` with every step of the system's clock since
+        the start, less what the start was taken ahead of it. For a time another machine
+        compares with its own clock (a signature's timestamp), never for one the gateway stores
+        or compares."""
+        return self.now() - self._ahead_at_start + self._step() - self._step_at_start
 
     def trio_deadline(self, epoch: float) -> float:
         """The trio clock reading at which wall time reaches `epoch`."""

@@ -180,9 +180,9 @@ class Metrics:
         if abs(step - self._clock_step) >= CLOCK_STEP_NOTICE:
             self._clock_step = step
             log.warning(
-                "the system clock stepped by %+.0f s since the gateway started; the gateway's"
-                " timestamps, send windows and schedules keep to its start's time until it"
-                " starts again",
+                "the system clock is %+.0f s off the gateway's time, which keeps to the clock's"
+                " reading at the start (2020-01-01 at the earliest) until the gateway starts"
+                " again: its timestamps, send windows and schedules are off by as much",
                 step,
             )
 
@@ -237,8 +237,9 @@ class _Snapshot(Collector):
             backlog.add_metric([str(service_id), kind], count)
         clock = GaugeMetricFamily(
             "edgegw_clock_step_seconds",
-            "How far the system clock stepped since the gateway started (NTP, an admin, a resume"
-            " from suspend); the gateway keeps to its start's time until it starts again.",
+            "How far the system clock is off the gateway's time: its steps since the gateway"
+            " started (NTP, an admin, a resume from suspend), less how far it read before"
+            " 2020-01-01 then; the gateway keeps to its start's time until it starts again.",
             value=metrics.clock.wall() - metrics.clock.now(),
         )
         yield from (final, queue, backlog, clock)

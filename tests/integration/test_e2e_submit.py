@@ -8,6 +8,8 @@ from typing import Any
 import httpx
 import trio
 
+from edgegw.clock import Clock
+from edgegw.config import Config
 from edgegw.gateway import Gateway
 
 SEND = "/gw/rs/sendMessages"
@@ -106,3 +108,23 @@ async def test_wrong_password_is_refused_and_nothing_is_sent(gateway: Gateway) -
     assert status["messageId"] is None
     await trio.sleep(0.2)
     assert gateway.simulators["sim0"].network.sent == []
+
+
+async def test_a_box_whose_clock_reads_1970_at_the_start_takes_and_sends_messages(
+    config: Config, nursery: trio.Nursery
+) -> None:
+    """A board without a saved clock boots at 1970 (an RTC reset to 2000 likewise), and the
+    gateway may start before NTP sets the clock."""
+    gateway = Gateway(config, clock=Clock(start_epoch=86_400.0))
+    await nursery.start(gateway.run)
+    async with httpx.AsyncClient(base_url=url(gateway)) as client:
+        answer = await client.post(
+            SEND, json=request("+4741000001", "Hei"), headers={"Accept": "application/json"}
+        )
+        assert answer.status_code == 200
+        (status,) = answer.json()["messageStatus"]
+        assert status["statusCode"] == 1, status
+        view = await wait_for_state(client, status["messageId"], "sent")
+    assert view["createdAt"] >= "2020-01-01"
+    assert gateway.clock.wall() < 2 * 86_400  # what the system's clock reads, for signatures
+    gateway.stop()
