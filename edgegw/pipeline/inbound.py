@@ -87,6 +87,12 @@ _RECORD_COLUMNS = (
 # Parts of one concatenated message: same modem, originator, reference and total.
 _GROUP = "modem = ? AND originator = ? AND concat_ref = ? AND concat_total = ?"
 
+# When a stored part began to wait for the rest of its message: when it was received, or, for
+# one dated after now (stored under a clock that was ahead and has been set back since, so
+# before this start), the start of the sweeper, from which a part stored before a stop waits.
+# Its two parameters: now, and the sweeper's start.
+_WAITING_SINCE = "CASE WHEN received_at > ? THEN ? ELSE received_at END"
+
 
 class InboundReceiver:
     """Stores inbound parts as the gateway receives them, and runs the reassembly sweeper."""
@@ -318,8 +324,8 @@ class InboundReceiver:
                 "SELECT modem, originator, concat_ref, concat_total FROM inbound_parts"
                 f" WHERE {_PENDING}{on_modems(modems)}"
                 " GROUP BY modem, originator, concat_ref, concat_total"
-                " HAVING min(received_at) <= ?",
-                (*(modems or ()), at - self._timeout),
+                f" HAVING min({_WAITING_SINCE}) <= ?",
+                (*(modems or ()), at, self._running_since, at - self._timeout),
             ).fetchall()
 
         groups = await self._store.read(overdue)
@@ -348,15 +354,17 @@ class InboundReceiver:
         """When the oldest open group runs out of time, or the wait after a start for modems
         yet to read their SIM ends (one that reads it wakes the sweeper); None when no group is
         open."""
-        modems = self._reads.released(self._running_since, self._timeout, self._clock.now())
+        now = self._clock.now()
+        modems = self._reads.released(self._running_since, self._timeout, now)
+        since = (now, self._running_since)
 
         def oldest(conn: sqlite3.Connection) -> tuple[Any, Any]:
             # Of every open group, and of those on modems released from the wait.
             row: tuple[Any, Any] = conn.execute(
-                f"SELECT (SELECT min(received_at) FROM inbound_parts WHERE {_PENDING}),"
-                f" (SELECT min(received_at) FROM inbound_parts WHERE {_PENDING}"
+                f"SELECT (SELECT min({_WAITING_SINCE}) FROM inbound_parts WHERE {_PENDING}),"
+                f" (SELECT min({_WAITING_SINCE}) FROM inbound_parts WHERE {_PENDING}"
                 f"{on_modems(modems)})",
-                modems or (),
+                (*since, *since, *(modems or ())),
             ).fetchone()
             return row
 

@@ -317,6 +317,27 @@ async def test_the_rest_of_a_long_mo_read_from_the_sim_after_a_restart_completes
     assert [(r.content, r.complete) for r in records] == [("w" * 200, True)]
 
 
+async def test_a_part_stored_under_a_clock_set_back_since_waits_the_timeout_from_the_start(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    path = tmp_path / "edgegw.db"
+    first, _ = long_parts("w" * 200)
+    ahead = Clock(START + 3600)  # the box's clock an hour ahead
+    async with trio.open_nursery() as nursery:
+        _, receiver = await start(path, nursery, ahead)
+        await nursery.start(receiver.run)
+        await receiver.receive(sms(first, index=1))
+        nursery.cancel_scope.cancel()
+    async with trio.open_nursery() as nursery:
+        store, receiver = await start(path, nursery, Clock(START))  # set right, started again
+        await nursery.start(receiver.run)
+        await trio.sleep(TIMEOUT + 1)
+        records = await inbound_records(store, service_id=1000)
+        nursery.cancel_scope.cancel()
+    # Stored with the part it has after the timeout from the start, not an hour later.
+    assert [(r.parts_received, r.complete) for r in records] == [(1, False)]
+
+
 async def test_an_incomplete_message_without_its_first_part_is_not_routed_by_keyword(
     tmp_path: Path, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
