@@ -13,7 +13,7 @@ from support.store import START, damage_table, new_message, start_store
 
 from edgegw.clock import Clock
 from edgegw.model import MessageState
-from edgegw.store import Store, StoreClosed, StoreDamaged
+from edgegw.store import Store, StoreClosed, StoreDamaged, connect, migrate, transactions
 
 
 @pytest.fixture
@@ -215,6 +215,27 @@ async def test_connections_use_wal_full_sync_and_foreign_keys(store: Store) -> N
                 " x'', x'')"
             )
         )
+
+
+def test_crash_recovery_reads_only_the_messages_waiting_to_go(tmp_path: Path) -> None:
+    """Every start runs crash recovery, clock set back or not: on a store of hundreds of
+    thousands of finished messages it reads those waiting to go (queued, sending) off their
+    partial indexes, never the whole table."""
+    conn = connect(tmp_path / "db")
+    migrate(conn)
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    fx = transactions.Effects(transactions.no_final_outcomes, lambda topic: None)
+    transactions.recover_in_flight(conn, fx, resend=True, now=START)
+    conn.set_trace_callback(None)
+    plans = [
+        " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql))
+        for sql in statements
+        if sql.lstrip().upper().startswith(("SELECT", "UPDATE"))
+    ]
+    conn.close()
+    assert plans
+    assert not [plan for plan in plans if "SCAN messages" in plan and "USING" not in plan], plans
 
 
 async def test_due_and_expiry_queries_are_index_range_scans(store: Store) -> None:
