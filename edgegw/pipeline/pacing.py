@@ -62,6 +62,9 @@ class Pacer:
         """A part went out on `modem` at `at`."""
         pace = self._pace(modem)
         bisect.insort(pace.sent, at)
+        # Trimmed here, not only when counted: a modem without caps is counted only when
+        # someone asks (/api/modems, the status page), and its sends must not pile up meanwhile.
+        self._trim(pace, at)
         rule = self._rules.get(modem, PacingRule())
         gap = rule.min_interval + (self._rng.uniform(0, rule.jitter) if rule.jitter else 0.0)
         pace.next_at = max(pace.next_at, at + gap)

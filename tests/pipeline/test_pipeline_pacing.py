@@ -162,6 +162,18 @@ def test_the_pacer_spaces_sends_and_counts_rolling_caps() -> None:
     assert pacer.capped_until("other", 0.0) is None
 
 
+def test_an_uncapped_sim_remembers_only_the_sends_of_the_last_day() -> None:
+    # Months of sends with nobody asking for the counts (no /api/modems, no status page): the
+    # dispatcher and the worker only record sends and ask when the next may go.
+    pacer = Pacer({"m": PacingRule()})
+    for at in range(0, int(3 * DAY), 60):
+        pacer.record("m", float(at))
+        assert pacer.next_send_at("m", float(at)) == at
+    assert pacer.last_used("m") == 3 * DAY - 60
+    assert len(pacer._modems["m"].sent) == DAY // 60  # the table itself, not what counts shows
+    assert pacer.counts("m", 3 * DAY - 60) == (HOUR // 60, DAY // 60)
+
+
 def test_a_sim_may_hold_one_message_once_its_rest_is_over_and_none_while_capped() -> None:
     pacer = Pacer({"rests": PacingRule(min_interval=10), "capped": PacingRule(hourly_cap=1)})
     assert [pacer.slots(name, 100.0, 4) for name in ("rests", "capped", "other")] == [1, 4, 4]
