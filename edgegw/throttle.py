@@ -8,6 +8,7 @@ seconds); no trio, no logging. The HTTP, SMPP and SMTP shells consult one shared
 from __future__ import annotations
 
 import collections
+import hashlib
 import ipaddress
 from typing import Annotated, Final
 
@@ -70,16 +71,25 @@ def client_key(address: str) -> str:
     return str(ip)
 
 
+def _account_key(account: str) -> str:
+    """The key one account's failures are counted under: a digest of its name, of one size
+    however long the name a client sent (a send's `username` may fill the whole body)."""
+    return hashlib.blake2b(account.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
 # Addresses and accounts remembered at most; past it the stalest are forgotten, so a flood of
-# spoofed-looking names cannot grow memory without bound.
+# spoofed-looking names cannot grow memory without bound. Each holds a key of bounded size
+# (an address, an account's digest) and at most `AuthThrottle.history` failure times.
 _MAX_KEYS: Final = 10_000
+# Doublings of the delay counted at most: past them it stays at max_delay whatever the count.
+_DOUBLINGS: Final = 32
 
 
 class _Window:
-    """Failure times of one key within the window, oldest first."""
+    """Failure times of one key within the window, oldest first; the newest `history` only."""
 
-    def __init__(self) -> None:
-        self.times: collections.deque[float] = collections.deque()
+    def __init__(self, history: int) -> None:
+        self.times: collections.deque[float] = collections.deque(maxlen=history)
         self.locked_until = 0.0
 
     def prune(self, now: float, window: float) -> int:
@@ -96,7 +106,10 @@ class AuthThrottle:
     the metrics page to read."""
 
     def __init__(self, config: AuthThrottleConfig | None = None) -> None:
-        self.config = config or AuthThrottleConfig()
+        self.config = config = config or AuthThrottleConfig()
+        # Failures in the window past which neither the delay nor the lockout changes: only the
+        # newest so many of a key are kept, however many come within the window.
+        self.history = max(config.lockout_failures, config.free_failures + 1 + _DOUBLINGS)
         self._addresses: collections.OrderedDict[str, _Window] = collections.OrderedDict()
         self._accounts: collections.OrderedDict[str, _Window] = collections.OrderedDict()
         self.failures_total: collections.Counter[str] = collections.Counter()
@@ -107,7 +120,7 @@ class AuthThrottle:
         over = failures - config.free_failures
         if over <= 0:
             return 0.0
-        return min(config.base_delay * 2.0 ** min(over - 1, 32), config.max_delay)
+        return min(config.base_delay * 2.0 ** min(over - 1, _DOUBLINGS), config.max_delay)
 
     def admit(self, door: str, address: str | None, now: float) -> Admission:
         """May an attempt from `address` go on, and after how long? None (no address) always
@@ -131,10 +144,10 @@ class AuthThrottle:
         delay = 0.0
         locked_until = 0.0
         client = None if address is None else client_key(address)
-        for table, key in ((self._addresses, client), (self._accounts, account)):
+        for table, key in ((self._addresses, client), (self._accounts, _account_key(account))):
             if key is None:
                 continue
-            window = _remember(table, key)
+            window = _remember(table, key, self.history)
             count = window.prune(now, config.window)
             first = first or count == 0
             window.times.append(now)
@@ -164,10 +177,10 @@ class AuthThrottle:
         return None
 
 
-def _remember(table: collections.OrderedDict[str, _Window], key: str) -> _Window:
+def _remember(table: collections.OrderedDict[str, _Window], key: str, history: int) -> _Window:
     window = table.get(key)
     if window is None:
-        window = table[key] = _Window()
+        window = table[key] = _Window(history)
         if len(table) > _MAX_KEYS:
             table.popitem(last=False)
     else:

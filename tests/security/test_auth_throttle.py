@@ -3,6 +3,9 @@ delay, a lockout of the address only, the sliding window, and the counters (issu
 
 from __future__ import annotations
 
+import tracemalloc
+from collections.abc import Callable
+
 from edgegw.throttle import Admission, AuthThrottle, AuthThrottleConfig, client_key
 
 CONFIG = AuthThrottleConfig(
@@ -61,6 +64,39 @@ def test_memory_is_bounded() -> None:
         throttle.failed("http", f"a{i}", f"u{i}", 1.0)
     assert len(throttle._addresses) <= 10_000
     assert len(throttle._accounts) <= 10_000
+
+
+def _bytes_held(failures: Callable[[AuthThrottle], None]) -> int:
+    """What a throttle holds (traced) after `failures` were counted on it."""
+    tracemalloc.start()
+    try:
+        throttle = AuthThrottle(CONFIG)
+        failures(throttle)
+        held: int = tracemalloc.get_traced_memory()[0]
+        return held
+    finally:
+        tracemalloc.stop()
+
+
+def test_an_accounts_memory_depends_neither_on_its_names_length_nor_on_its_failures() -> None:
+    def names(length: int) -> Callable[[AuthThrottle], None]:
+        def fail(throttle: AuthThrottle) -> None:
+            for i in range(2000):  # a send's username may be as long as the body allows
+                throttle.failed("http", None, f"u{i}".ljust(length, "x"), 1.0)
+
+        return fail
+
+    def one_account(throttle: AuthThrottle) -> None:
+        for i in range(50_000):  # within one window, from as many addresses as it takes
+            throttle.failed("http", None, "demo", 1.0 + i / 1000)
+
+    short = _bytes_held(names(8))
+    assert _bytes_held(names(4096)) < 1.5 * short
+    assert _bytes_held(one_account) < 20_000
+    throttle = AuthThrottle(CONFIG)
+    for i in range(50_000):
+        throttle.failed("http", None, "demo", 1.0 + i / 1000)
+    assert throttle.failed("http", None, "demo", 51.0).delay == 4.0  # saturated all the same
 
 
 def test_an_ipv6_client_is_counted_by_its_64_and_an_ipv4_one_by_its_address() -> None:
