@@ -8,6 +8,8 @@ TP-ST values of section 9.2.3.15.
 
 from __future__ import annotations
 
+from typing import Final
+
 import msgspec
 import trio
 
@@ -15,10 +17,15 @@ from drivers.simulator.sent import SentSms
 
 
 class SimulatedNetwork:
-    """Every SMS the modems using this network sent, in the order the network accepted them."""
+    """The SMS the modems using this network sent, in the order the network accepted them: the
+    newest `KEPT`, so that a gateway serving with a simulated modem for months does not hold
+    every SMS it ever sent (the `record` file keeps them all)."""
+
+    KEPT: Final = 10_000
 
     def __init__(self) -> None:
         self.sent: list[SentSms] = []
+        self.accepted = 0  # SMS taken, also those no longer kept
         self._arrived = trio.Event()
         self._outcomes: dict[str, tuple[int, float | None]] = {}
 
@@ -47,12 +54,15 @@ class SimulatedNetwork:
             line = msgspec.json.encode(sms) + b"\n"
             await trio.to_thread.run_sync(_append, record, line)
         self.sent.append(sms)
+        self.accepted += 1
+        if len(self.sent) > self.KEPT:
+            del self.sent[0]
         self._arrived.set()
         self._arrived = trio.Event()
 
     async def wait_sent(self, count: int) -> list[SentSms]:
-        """Wait until at least `count` SMS were sent; return them all."""
-        while len(self.sent) < count:
+        """Wait until at least `count` SMS were sent; return those kept."""
+        while self.accepted < count:
             await self._arrived.wait()
         return list(self.sent)
 

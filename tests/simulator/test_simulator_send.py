@@ -302,6 +302,22 @@ async def test_wait_sent_wakes_when_enough_were_sent(nursery: trio.Nursery) -> N
     assert [[sms.message_reference for sms in batch] for batch in seen] == [[0, 1]]
 
 
+async def test_the_network_keeps_only_the_newest_sms_however_many_were_sent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = SimulatedNetwork()
+    total = SimulatedNetwork.KEPT + 50
+    for reference in range(total):
+        sms = SentSms("+4741000000", "hi", 0, b"", b"", reference % 256, False, None, None)
+        await network.accept(sms)
+    assert len(network.sent) == SimulatedNetwork.KEPT
+    assert network.sent[0].message_reference == 50 % 256
+    assert network.accepted == total
+    with trio.move_on_after(1) as waited:
+        assert len(await network.wait_sent(total)) == SimulatedNetwork.KEPT
+    assert not waited.cancelled_caught
+
+
 async def test_two_modems_can_share_one_network(nursery: trio.Nursery) -> None:
     network = SimulatedNetwork()
     first, second = Simulator(network=network), Simulator(network=network)
