@@ -106,17 +106,19 @@ class IndicationsOff:
 
 class UndecodableSeen:
     """Stored PDUs that do not decode, each counted, logged and (with `delete_undecodable`)
-    deleted once: every sweep lists them again. Told apart by storage, index and PDU, so a
-    new undecodable message at a reused index is reported too."""
+    deleted once: every sweep lists them again. Only the PDU last reported at each storage and
+    index is remembered: a new undecodable message at a reused index (or a new garbling of a
+    read on a bad cable) is reported too, and the table holds at most one PDU a slot however
+    many come while the gateway runs."""
 
     def __init__(self) -> None:
-        self._seen: set[tuple[str, int, bytes]] = set()
+        self._seen: dict[tuple[str, int], bytes] = {}
 
     def first_time(self, storage: str, index: int, pdu: bytes) -> bool:
-        marker = (storage, index, pdu)
-        if marker in self._seen:
+        slot = (storage, index)
+        if self._seen.get(slot) == pdu:
             return False
-        self._seen.add(marker)
+        self._seen[slot] = pdu
         return True
 
 
