@@ -64,18 +64,43 @@ class StoreDamaged(StoreError):
     it holds can be trusted until a backup is restored."""
 
 
+class StoreUnwritable(StoreError):
+    """The store's file cannot take writes now: its disk is full, or the system failed a write
+    to it. Not damage: what was committed is whole, and writes work again once there is room,
+    without a restart."""
+
+
 # The primary result codes of a damaged file (extended ones such as SQLITE_CORRUPT_INDEX
 # carry them in their low byte).
 _DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+# A write the disk did not take: full (ENOSPC, or the database's page limit), or failed in the
+# system (SQLITE_IOERR_WRITE, _FSYNC, _TRUNCATE: EFBIG, EIO). SQLite then rolls the transaction
+# back, or the one statement, and the file stays as the last commit left it.
+_UNWRITABLE_CODES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR})
+
+
+def _has_code(exc: BaseException, codes: frozenset[int]) -> bool:
+    # Errors the sqlite3 module raises itself (a closed connection, say) carry no code.
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in codes
 
 
 def _damage(path: str | Path, exc: BaseException) -> StoreDamaged | None:
     """`StoreDamaged`, naming the file and the fix, when `exc` says the file is damaged."""
-    # Errors the sqlite3 module raises itself (a closed connection, say) carry no code.
-    code = getattr(exc, "sqlite_errorcode", None)
-    if isinstance(code, int) and code & 0xFF in _DAMAGE_CODES:
+    if _has_code(exc, _DAMAGE_CODES):
         return StoreDamaged(
             f"{path}: the store is damaged ({exc}); stop edgegw and restore a backup"
+        )
+    return None
+
+
+def _unwritable(path: str | Path, exc: BaseException) -> StoreUnwritable | None:
+    """`StoreUnwritable`, naming the file, the cause and the fix, when `exc` is a write the
+    disk did not take."""
+    if _has_code(exc, _UNWRITABLE_CODES):
+        return StoreUnwritable(
+            f"{path}: the store cannot take writes ({exc}); nothing new is accepted and"
+            " received SMS stay on the modems until there is room: free space on its disk"
         )
     return None
 
@@ -427,6 +452,9 @@ class Engine:
         self._touched: set[Topic] = set()  # by the batch being committed
         # The first StoreDamaged a read or a write met; the gateway stops on it.
         self.damage: StoreDamaged | None = None
+        # Why the last commit failed, while the disk takes no writes; None once one commits.
+        self.unwritable: StoreUnwritable | None = None
+        self._refused = 0  # write jobs failed since the disk took none
         self._damage_found = trio.Event()
 
     def subscribe(self, topic: Topic, wake: Callable[[], None]) -> None:
@@ -462,7 +490,7 @@ class Engine:
                     # Also on cancellation: a started batch has finished in its thread by now,
                     # and a batch cancelled before it started never ran.
                     for job in jobs:
-                        if not job.ran:
+                        if job.error is None and not job.ran:
                             job.error = StoreClosed("the store is shutting down")
                         job.done.set()
                     # Not kept while waiting for the next jobs: they hold their callers' rows
@@ -534,10 +562,16 @@ class Engine:
         changes alone are undone."""
         conn = self._writer
         assert conn is not None
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            if not self._run_together(conn, jobs):
-                conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE")
+            failure = self._run_together(conn, jobs)
+            if failure is not None:
+                # A full disk may have rolled the whole transaction back already.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if _has_code(failure, _UNWRITABLE_CODES):
+                    # Each job in its own savepoint would only meet the full disk again.
+                    raise failure
                 conn.execute("BEGIN IMMEDIATE")
                 self._run_isolated(conn, jobs)
             conn.execute("COMMIT")
@@ -550,36 +584,57 @@ class Engine:
                     job.error = exc if isinstance(exc, Exception) else StoreError(repr(exc))
             if not isinstance(exc, Exception):
                 raise
-            if _damage(self.path, exc) is not None:
-                log.error("store commit failed; %d write jobs rolled back: %s", len(jobs), exc)
-            else:
-                log.exception("store commit failed; %d write jobs rolled back", len(jobs))
+            self._log_failed_commit(exc, len(jobs))
             return False
+        if self.unwritable is not None:
+            log.warning(
+                "%s: the store takes writes again (%d write jobs failed meanwhile)",
+                self.path,
+                self._refused,
+            )
+            self.unwritable, self._refused = None, 0
         self.commits += 1
         self.jobs += len(jobs)
         return True
 
+    def _log_failed_commit(self, exc: Exception, jobs: int) -> None:
+        """A full disk once, in one line, until a commit works again; damage in one line (the
+        gateway stops on it); anything else with its traceback."""
+        unwritable = _unwritable(self.path, exc)
+        if unwritable is not None:
+            if self.unwritable is None:
+                log.error("%s", unwritable)
+            self.unwritable = unwritable
+            self._refused += jobs
+        elif _damage(self.path, exc) is not None:
+            log.error("store commit failed; %d write jobs rolled back: %s", jobs, exc)
+        else:
+            log.exception("store commit failed; %d write jobs rolled back", jobs)
+
     @staticmethod
-    def _run_together(conn: sqlite3.Connection, jobs: list[_Job[Any]]) -> bool:
-        """Run the jobs in the open transaction; False as soon as one raises."""
+    def _run_together(conn: sqlite3.Connection, jobs: list[_Job[Any]]) -> Exception | None:
+        """Run the jobs in the open transaction; stop at the first that raises, and return
+        what it raised."""
         for job in jobs:
             job.ran = True
             try:
                 job.result = job.fn(conn)
-            except Exception:
-                return False
-        return True
+            except Exception as exc:
+                return exc
+        return None
 
     @staticmethod
     def _run_isolated(conn: sqlite3.Connection, jobs: list[_Job[Any]]) -> None:
         """Run each job in its own savepoint: one that raises has its changes undone and keeps
-        its error, the others keep theirs."""
+        its error, the others keep theirs. A full disk fails them all (raised)."""
         for job in jobs:
             job.ran = True
             conn.execute("SAVEPOINT job")
             try:
                 job.result = job.fn(conn)
             except Exception as exc:
+                if _has_code(exc, _UNWRITABLE_CODES):
+                    raise
                 conn.execute("ROLLBACK TO job")
                 job.result = None
                 job.error = exc
@@ -607,6 +662,9 @@ class Engine:
             damaged = self._found(job.error)
             if damaged is not None:
                 raise damaged from job.error
+            unwritable = _unwritable(self.path, job.error)
+            if unwritable is not None:
+                raise unwritable from job.error
             raise job.error
         return job.result  # type: ignore[return-value]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,15 @@ from support.store import START, damage_table, new_message, start_store
 
 from edgegw.clock import Clock
 from edgegw.model import MessageState
-from edgegw.store import Store, StoreClosed, StoreDamaged, connect, migrate, transactions
+from edgegw.store import (
+    Store,
+    StoreClosed,
+    StoreDamaged,
+    StoreUnwritable,
+    connect,
+    migrate,
+    transactions,
+)
 
 
 @pytest.fixture
@@ -165,6 +174,58 @@ async def test_a_damaged_table_is_store_damaged_naming_the_file(
         )
     # A table that is whole still works.
     await store.write(lambda conn: conn.execute("DELETE FROM messages"))
+
+
+async def test_a_full_disk_fails_every_job_of_its_commit_with_its_cause_and_passes(
+    store: Store, db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A write the disk cannot take (SQLITE_FULL: here the page limit, as on a full SD card)
+    fails the jobs committed with it, each with the cause and the file, none as "shutting
+    down"; the store is not damaged, one line says so, and writes work again once there is
+    room."""
+    await store.write(lambda conn: conn.execute("CREATE TABLE probe (n INTEGER, data BLOB)"))
+    (pages,) = await store.write(lambda conn: conn.execute("PRAGMA page_count").fetchone())
+    await store.write(lambda conn: conn.execute(f"PRAGMA max_page_count = {pages}"))
+
+    def insert(n: int, size: int) -> Callable[[sqlite3.Connection], object]:
+        return lambda conn: conn.execute("INSERT INTO probe VALUES (?, zeroblob(?))", (n, size))
+
+    outcomes: dict[int, BaseException | None] = {}
+
+    async def writer(n: int, size: int) -> None:
+        try:
+            await store.write(insert(n, size))
+        except Exception as exc:
+            outcomes[n] = exc
+        else:
+            outcomes[n] = None
+
+    for _ in range(2):
+        # Started together, so that the writer commits the three jobs in one transaction: one
+        # before the job the disk cannot take and one after it, which never runs.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer, 1, 10)
+            nursery.start_soon(writer, 2, 1_000_000)
+            nursery.start_soon(writer, 3, 10)
+        for n in (1, 2, 3):
+            error = outcomes[n]
+            assert isinstance(error, StoreUnwritable), (n, error)
+            assert str(error) == (
+                f"{db_path}: the store cannot take writes (database or disk is full); nothing"
+                " new is accepted and received SMS stay on the modems until there is room: free"
+                " space on its disk"
+            )
+    assert store.damage is None
+    failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [(r.getMessage(), r.exc_info) for r in failures] == [(str(outcomes[1]), None)]
+
+    await store.write(lambda conn: conn.execute("PRAGMA max_page_count = 1000000"))
+    await store.write(insert(4, 1_000_000))
+    rows = await store.read(lambda conn: conn.execute("SELECT n FROM probe").fetchall())
+    assert rows == [(4,)]
+    assert f"{db_path}: the store takes writes again (6 write jobs failed meanwhile)" in [
+        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+    ]
 
 
 async def test_an_error_without_an_sqlite_code_is_raised_as_it_is(store: Store) -> None:
