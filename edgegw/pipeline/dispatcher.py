@@ -23,7 +23,7 @@ from edgegw.pipeline.pacing import Pacer
 from edgegw.pipeline.router import choose_modem
 from edgegw.pipeline.sendwindow import next_open
 from edgegw.pipeline.worker import ModemWorker
-from edgegw.store import DUE_SCAN_LIMIT, Claim, Store
+from edgegw.store import DUE_SCAN_LIMIT, Claim, Store, StoreUnwritable
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,12 @@ class Dispatcher:
             while True:
                 self._wakeup = trio.Event()
                 self._top_up_at = math.inf
-                wake_at = await self.dispatch_once()
+                try:
+                    wake_at = await self.dispatch_once()
+                except StoreUnwritable:
+                    # A full disk (the store logs it): what is due stays queued, and the next
+                    # round tries again, as it would for a modem not ready.
+                    wake_at = self._clock.now() + self._health_poll
                 deadline = math.inf if wake_at is None else self._clock.trio_deadline(wake_at)
                 with trio.move_on_at(min(deadline, self._top_up_at)) as self._waiting:
                     await self._wakeup.wait()

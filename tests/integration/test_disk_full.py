@@ -1,0 +1,177 @@
+"""A full disk under the running gateway, and room again: `edgegw serve` as its own process
+whose file-size limit (RLIMIT_FSIZE, set from outside with prlimit; SIGXFSZ ignored, as
+SQLite then sees the write fail with EFBIG) lets the store's WAL take no more frames, so every
+commit fails as on a full SD card, until the limit is lifted. The gateway must stay up, lose
+nothing it acknowledged and take writes again by itself."""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+from support.db import read_only
+from support.process import CONFIG_HEAD, free_port
+from support.smpp import submit_all
+
+CONFIG = (
+    CONFIG_HEAD
+    + """
+[[modems]]
+name = "sim0"
+driver = "simulated"
+service = 1000
+
+[modems.simulator]
+send_delay = {send_delay}
+record = "network.jsonl"
+
+[smpp]
+port = {smpp}
+
+[[smpp.accounts]]
+system_id = "demo"
+password = "demo"
+service = 1000
+"""
+)
+# `edgegw serve` with SIGXFSZ ignored (an ignored signal stays ignored across exec).
+SERVE = (
+    "import runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN);"
+    " sys.argv = ['edgegw', 'serve', '--config', sys.argv[1]];"
+    " runpy.run_module('edgegw', run_name='__main__')"
+)
+FULL = 4096  # bytes: below the WAL's first frame, so no commit gets through
+
+
+class Served:
+    """The gateway's process, its HTTP client, what it logged and its disk's room."""
+
+    def __init__(
+        self, tmp_path: Path, process: subprocess.Popen[bytes], port: int, smpp_port: int
+    ) -> None:
+        self.tmp_path = tmp_path
+        self.process = process
+        self.smpp_port = smpp_port
+        self.client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}")
+        self.log: list[str] = []
+
+    def fill_disk(self) -> None:
+        resource.prlimit(self.process.pid, resource.RLIMIT_FSIZE, (FULL, resource.RLIM_INFINITY))
+
+    def free_disk(self) -> None:
+        infinity = resource.RLIM_INFINITY
+        resource.prlimit(self.process.pid, resource.RLIMIT_FSIZE, (infinity, infinity))
+
+    def states(self) -> dict[str, tuple[str, int | None]]:
+        """message id -> (state, TP-MR of its first part)."""
+        with read_only(self.tmp_path / "crash.db") as db:
+            rows = db.execute(
+                "SELECT m.id, m.state, p.reference FROM messages m"
+                " JOIN parts p ON p.message_id = m.id AND p.idx = 1"
+            ).fetchall()
+        return {message_id: (state, reference) for message_id, state, reference in rows}
+
+    def sent_to_network(self) -> int:
+        record = self.tmp_path / "network.jsonl"
+        return len(record.read_text().splitlines()) if record.exists() else 0
+
+    async def send(self, recipient: str) -> dict[str, Any]:
+        body = {
+            "serviceId": 1000,
+            "username": "demo",
+            "password": "demo",
+            "message": [{"recipient": recipient, "content": "disk full"}],
+        }
+        answer = await self.client.post(
+            "/gw/rs/sendMessages", json=body, headers={"Accept": "application/json"}
+        )
+        assert answer.status_code == 200, answer.text
+        (status,) = answer.json()["messageStatus"]
+        return dict(status)
+
+    async def wait_for(self, states: set[str], message_ids: list[str]) -> None:
+        with trio.fail_after(30):
+            while any(self.states()[m][0] not in states for m in message_ids):
+                assert self.process.poll() is None, "".join(self.log)
+                await trio.sleep(0.1)
+
+
+def serve(config: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", SERVE, str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+@pytest.fixture
+def send_delay() -> float:
+    return 0.0
+
+
+@pytest.fixture
+async def served(tmp_path: Path, nursery: trio.Nursery, send_delay: float) -> AsyncIterator[Served]:
+    port, smpp = free_port(), free_port()
+    config = tmp_path / "gateway.toml"
+    config.write_text(CONFIG.format(port=port, smpp=smpp, send_delay=send_delay))
+    process = serve(config)
+    gateway = Served(tmp_path, process, port, smpp)
+
+    def collect() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            gateway.log.append(line.decode())
+
+    nursery.start_soon(trio.to_thread.run_sync, collect)
+    try:
+        with trio.fail_after(30):
+            while True:
+                assert process.poll() is None, "".join(gateway.log)
+                try:
+                    if (await gateway.client.get("/ready")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await trio.sleep(0.05)
+        yield gateway
+    finally:
+        await gateway.client.aclose()
+        process.terminate()
+        await trio.to_thread.run_sync(process.wait)
+        assert process.stderr is not None
+        process.stderr.close()
+
+
+async def test_messages_due_while_the_disk_is_full_go_once_it_has_room(served: Served) -> None:
+    """Messages that come due while no claim can be committed wait in the queue: the gateway
+    stays up, and sends them once the disk has room, without a restart."""
+    # Scheduled 2 s ahead (SMPP relative time), so that they come due with the disk full.
+    submits = [
+        {
+            "source_addr_ton": 5,
+            "source_addr": "EdgeGW",
+            "dest_addr_ton": 1,
+            "destination_addr": f"+474100000{n}",
+            "short_message": b"due while full",
+            "schedule_delivery_time": "000000000002000R",
+        }
+        for n in range(3)
+    ]
+    answers = await trio.to_thread.run_sync(submit_all, served.smpp_port, submits)
+    message_ids = [message_id for _, message_id in answers]
+    assert len(message_ids) == 3
+    served.fill_disk()
+    await trio.sleep(4)
+    assert served.process.poll() is None, "".join(served.log)
+    assert (await served.client.get("/health")).status_code == 200
+    assert {served.states()[m][0] for m in message_ids} == {"queued"}
+    served.free_disk()
+    await served.wait_for({"sent", "delivered"}, message_ids)
+    assert served.sent_to_network() == 3
