@@ -298,7 +298,8 @@ class ModemWorker:
         """A try that may work later: queue again with backoff, or fail once attempts run out."""
         attempts = claim.attempts + 1
         now = self._clock.now()
-        try:
+
+        async def record() -> None:
             if attempts >= self._dispatch.max_attempts:
                 await self._store.fail(
                     claim.id,
@@ -317,7 +318,12 @@ class ModemWorker:
                 part_index=part_index,
                 now=now,
             )
+
+        try:
+            # Until it is recorded the message stays `sending`, held by no one: a full disk
+            # is waited out.
+            await self._store.once_writable(record)
         except Exception:
-            # The store refused too; the message stays `sending` and the next start's crash
-            # recovery resolves it.
+            # The store refused otherwise; the message stays `sending` and the next start's
+            # crash recovery resolves it.
             log.exception("modem %s: could not record the failure of %s", self.modem.name, claim.id)

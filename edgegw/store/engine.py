@@ -30,6 +30,7 @@ T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10_000
 WRITE_QUEUE_DEPTH = 4096  # jobs waiting for the writer; callers wait when it is full
 MAX_JOBS_PER_COMMIT = 512
+UNWRITABLE_RETRY = 5.0  # seconds between tries of a write that must wait out a full disk
 
 
 class Offload(Protocol):
@@ -667,6 +668,17 @@ class Engine:
                 raise unwritable from job.error
             raise job.error
         return job.result  # type: ignore[return-value]
+
+    async def once_writable(self, write: Callable[[], Awaitable[T]]) -> T:
+        """`write()` (a write of this store), tried again every UNWRITABLE_RETRY seconds while
+        the disk takes no writes: for what nothing but this process holds (the network took a
+        part, a try of a claimed message ended), which a refused write would lose or leave to
+        be done twice."""
+        while True:
+            try:
+                return await write()
+            except StoreUnwritable:
+                await self._clock.sleep_until(self._clock.now() + UNWRITABLE_RETRY)
 
     def _found(self, exc: BaseException) -> StoreDamaged | None:
         """StoreDamaged when `exc` says the file is damaged; the first one is kept for

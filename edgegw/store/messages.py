@@ -169,19 +169,19 @@ class Store(Engine):
         """The network took the part (TP-MR `reference`); with `last`, the message is `sent`;
         with `next_part` (message id, index, modem), that part is `sending` in the same
         commit when it still may be sent. `smsc_expires_at`: when the validity the SMSC was
-        given runs out there."""
-        return await self.write(
-            functools.partial(
-                tx.part_sent,
-                message_id=message_id,
-                index=index,
-                reference=reference,
-                now=self._now(now),
-                last=last,
-                next_part=next_part,
-                smsc_expires_at=smsc_expires_at,
-            )
+        given runs out there. Only the caller knows the part went out, so a full disk is
+        waited out: lost, the part would stay `sending` and be sent again."""
+        sent = functools.partial(
+            tx.part_sent,
+            message_id=message_id,
+            index=index,
+            reference=reference,
+            now=self._now(now),
+            last=last,
+            next_part=next_part,
+            smsc_expires_at=smsc_expires_at,
         )
+        return await self.once_writable(functools.partial(self.write, sent))
 
     async def mark_sent(self, message_id: str, now: float | None = None) -> None:
         """Every part is out: the message is `sent` (waiting for status reports)."""

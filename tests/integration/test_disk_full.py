@@ -9,7 +9,7 @@ from __future__ import annotations
 import resource
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ service = 1000
 
 [modems.simulator]
 send_delay = {send_delay}
+cms_fail_every = {cms_fail_every}
 record = "network.jsonl"
 
 [smpp]
@@ -39,6 +40,9 @@ port = {smpp}
 system_id = "demo"
 password = "demo"
 service = 1000
+
+[dispatch]
+retry_initial = 1.0
 """
 )
 # `edgegw serve` with SIGXFSZ ignored (an ignored signal stays ignored across exec).
@@ -79,6 +83,7 @@ class Served:
         return {message_id: (state, reference) for message_id, state, reference in rows}
 
     def sent_to_network(self) -> int:
+        """SMS the simulated network took."""
         record = self.tmp_path / "network.jsonl"
         return len(record.read_text().splitlines()) if record.exists() else 0
 
@@ -97,10 +102,13 @@ class Served:
         return dict(status)
 
     async def wait_for(self, states: set[str], message_ids: list[str]) -> None:
+        await self.until(lambda: all(self.states()[m][0] in states for m in message_ids))
+
+    async def until(self, done: Callable[[], bool]) -> None:
         with trio.fail_after(30):
-            while any(self.states()[m][0] not in states for m in message_ids):
+            while not done():
                 assert self.process.poll() is None, "".join(self.log)
-                await trio.sleep(0.1)
+                await trio.sleep(0.05)
 
 
 def serve(config: Path) -> subprocess.Popen[bytes]:
@@ -117,10 +125,19 @@ def send_delay() -> float:
 
 
 @pytest.fixture
-async def served(tmp_path: Path, nursery: trio.Nursery, send_delay: float) -> AsyncIterator[Served]:
+def cms_fail_every() -> int:
+    return 0
+
+
+@pytest.fixture
+async def served(
+    tmp_path: Path, nursery: trio.Nursery, send_delay: float, cms_fail_every: int
+) -> AsyncIterator[Served]:
     port, smpp = free_port(), free_port()
     config = tmp_path / "gateway.toml"
-    config.write_text(CONFIG.format(port=port, smpp=smpp, send_delay=send_delay))
+    config.write_text(
+        CONFIG.format(port=port, smpp=smpp, send_delay=send_delay, cms_fail_every=cms_fail_every)
+    )
     process = serve(config)
     gateway = Served(tmp_path, process, port, smpp)
 
@@ -175,3 +192,41 @@ async def test_messages_due_while_the_disk_is_full_go_once_it_has_room(served: S
     served.free_disk()
     await served.wait_for({"sent", "delivered"}, message_ids)
     assert served.sent_to_network() == 3
+
+
+@pytest.mark.parametrize("send_delay", [1.0])
+async def test_a_part_the_network_took_while_the_disk_was_full_is_recorded_once(
+    served: Served,
+) -> None:
+    """The worker learns the part's TP-MR while no commit gets through: it keeps it until the
+    disk has room and records it then, so the message is `sent` (and its status report
+    matches it) instead of staying `sending` and going out a second time."""
+    status = await served.send("+4741000010")
+    message_id = status["messageId"]
+    await served.wait_for({"sending"}, [message_id])
+    served.fill_disk()
+    await served.until(lambda: served.sent_to_network() > 0)
+    await trio.sleep(1)
+    assert served.states()[message_id] == ("sending", None)
+    served.free_disk()
+    await served.wait_for({"sent", "delivered"}, [message_id])
+    assert served.states()[message_id][1] is not None
+    assert served.sent_to_network() == 1
+
+
+@pytest.mark.parametrize(("send_delay", "cms_fail_every"), [(1.0, 2)])
+async def test_a_try_that_failed_while_the_disk_was_full_is_recorded_and_tried_again(
+    served: Served,
+) -> None:
+    """The modem refuses the first try (+CMS ERROR: 500) while no commit gets through: the
+    worker records the failed try once the disk has room, so the message is queued again and
+    goes out, instead of staying `sending` until a restart."""
+    status = await served.send("+4741000011")
+    message_id = status["messageId"]
+    await served.wait_for({"sending"}, [message_id])
+    served.fill_disk()
+    await trio.sleep(2)
+    assert served.states()[message_id] == ("sending", None)
+    served.free_disk()
+    await served.wait_for({"sent", "delivered"}, [message_id])
+    assert served.sent_to_network() == 1
