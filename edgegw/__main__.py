@@ -184,7 +184,7 @@ def _serve(args: argparse.Namespace) -> int:
         if journal:
             handler.setFormatter(systemd.JournalFormatter())
         if not args.debug:
-            handler.addFilter(_damage_without_traceback)
+            handler.addFilter(_store_failures_in_one_line)
     exposure = plaintext_exposure(args.config, config)
     if exposure is not None:
         logging.getLogger("edgegw").warning("%s", exposure)
@@ -209,13 +209,17 @@ def _serve(args: argparse.Namespace) -> int:
     return 130 if interrupted else 0
 
 
-def _damage_without_traceback(record: logging.LogRecord) -> bool:
+def _store_failures_in_one_line(record: logging.LogRecord) -> bool:
     """A task that met a damaged store logs it as any failure, with its traceback; the
     gateway then stops on it with one line. The traceback says nothing more: the record keeps
-    its message and the damage, in one line (with --debug, the traceback too)."""
-    from edgegw.store import StoreDamaged
+    its message and the damage, in one line (with --debug, the traceback too). A full disk is
+    logged by the store once, with its cause, and again when it takes writes: the record of
+    each request or task it refused meanwhile is left out (with --debug, kept)."""
+    from edgegw.store import StoreDamaged, StoreUnwritable
 
     error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, StoreUnwritable):
+        return False
     if isinstance(error, StoreDamaged):
         record.msg, record.args = f"{record.getMessage()}: {error}", None
         record.exc_info = record.exc_text = None

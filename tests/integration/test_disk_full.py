@@ -7,6 +7,7 @@ nothing it acknowledged and take writes again by itself."""
 from __future__ import annotations
 
 import resource
+import smtplib
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +24,9 @@ from support.smpp import submit_all
 CONFIG = (
     CONFIG_HEAD
     + """
+[services.smtp]
+allow = ["127.0.0.1"]
+
 [[modems]]
 name = "sim0"
 driver = "simulated"
@@ -41,6 +45,10 @@ system_id = "demo"
 password = "demo"
 service = 1000
 
+[smtp]
+port = {smtp}
+domain = "sms.localhost"
+
 [dispatch]
 retry_initial = 1.0
 """
@@ -58,11 +66,17 @@ class Served:
     """The gateway's process, its HTTP client, what it logged and its disk's room."""
 
     def __init__(
-        self, tmp_path: Path, process: subprocess.Popen[bytes], port: int, smpp_port: int
+        self,
+        tmp_path: Path,
+        process: subprocess.Popen[bytes],
+        port: int,
+        smpp_port: int,
+        smtp_port: int,
     ) -> None:
         self.tmp_path = tmp_path
         self.process = process
         self.smpp_port = smpp_port
+        self.smtp_port = smtp_port
         self.client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}")
         self.log: list[str] = []
 
@@ -133,13 +147,19 @@ def cms_fail_every() -> int:
 async def served(
     tmp_path: Path, nursery: trio.Nursery, send_delay: float, cms_fail_every: int
 ) -> AsyncIterator[Served]:
-    port, smpp = free_port(), free_port()
+    port, smpp, smtp = free_port(), free_port(), free_port()
     config = tmp_path / "gateway.toml"
     config.write_text(
-        CONFIG.format(port=port, smpp=smpp, send_delay=send_delay, cms_fail_every=cms_fail_every)
+        CONFIG.format(
+            port=port,
+            smpp=smpp,
+            smtp=smtp,
+            send_delay=send_delay,
+            cms_fail_every=cms_fail_every,
+        )
     )
     process = serve(config)
-    gateway = Served(tmp_path, process, port, smpp)
+    gateway = Served(tmp_path, process, port, smpp, smtp)
 
     def collect() -> None:
         assert process.stderr is not None
@@ -230,3 +250,53 @@ async def test_a_try_that_failed_while_the_disk_was_full_is_recorded_and_tried_a
     served.free_disk()
     await served.wait_for({"sent", "delivered"}, [message_id])
     assert served.sent_to_network() == 1
+
+
+def mail(port: int) -> tuple[int, bytes]:
+    """One mail for one recipient: the reply to its DATA."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo("tests.local")
+        client.mail("alarm@panel.test")
+        client.rcpt("+4741000012-1000@sms.localhost")
+        return client.data(b"Subject: alarm\r\n\r\nZone 3 open\r\n")
+
+
+async def test_every_door_refuses_for_now_and_the_log_says_why_once(served: Served) -> None:
+    """While the disk is full each door answers that nothing was taken, in its way of saying
+    "try again" (REST status 6, SMTP 451, SMPP ESME_RSYSERR with the bind kept), an MO stays
+    on the SIM, and the log has one line naming the store and the cause, not a traceback a
+    request; one more says when it takes writes again."""
+    served.fill_disk()
+    status = await served.send("+4741000012")
+    assert (status["statusCode"], status["messageId"]) == (6, None)
+    assert await trio.to_thread.run_sync(mail, served.smtp_port) == (
+        451,
+        b"4.3.0 the message could not be stored, try again later",
+    )
+    submit = {
+        "source_addr_ton": 5,
+        "source_addr": "EdgeGW",
+        "dest_addr_ton": 1,
+        "destination_addr": "+4741000012",
+        "short_message": b"full",
+    }
+    answers = await trio.to_thread.run_sync(submit_all, served.smpp_port, [submit, submit])
+    assert answers == [(0x08, ""), (0x08, "")]
+    arrived = await served.client.post(
+        "/status/simulate-mo",
+        json={"from": "+4799999999", "text": "while full"},
+        auth=("demo", "demo"),
+        headers={"Sec-Fetch-Site": "same-origin"},
+    )
+    assert arrived.status_code == 200
+    await trio.sleep(1)
+    served.free_disk()
+    assert (await served.send("+4741000012"))["statusCode"] == 1
+    await served.until(lambda: any("takes writes again" in line for line in served.log))
+    store = served.tmp_path / "crash.db"
+    problems = [line for line in served.log if " ERROR " in line or "Traceback" in line]
+    assert [line.split(" ", 2)[2] for line in problems] == [
+        f"ERROR edgegw.store.engine: {store}: the store cannot take writes (disk I/O error);"
+        " nothing new is accepted and received SMS stay on the modems until there is room:"
+        " free space on its disk\n"
+    ]
