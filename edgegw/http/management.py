@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, unquote
 import msgspec
 
 from edgegw.http.inputs import ascii_count, basic_credentials
-from edgegw.http.problems import HttpError, allow_method, parse_moment, problem_for
+from edgegw.http.problems import HttpError, Unavailable, allow_method, parse_moment, problem_for
 from edgegw.http.puzzel import ResponseFormat, lost_plus, negotiate, xml_text
 from edgegw.http.server import Request, Response
 from edgegw.model import MessageState
@@ -27,6 +27,7 @@ from edgegw.pipeline.management import (
     StoppedMessage,
 )
 from edgegw.pipeline.submit import Rejected, international_number
+from edgegw.store import UNWRITABLE_RETRY, StoreUnwritable
 
 __all__ = ["Route", "batch_xml", "management_routes", "stop_xml"]
 
@@ -95,6 +96,14 @@ def management_routes(
                 return await _message(request, message_id)
         except HttpError as exc:
             return _problem(request, exc)
+        except StoreUnwritable:
+            # A full disk (the store logs it): the same call, once the disk has room, does
+            # what this one could not (a batch's messages stopped before it filled stay so).
+            unavailable = Unavailable(
+                "the store cannot take writes now (its disk is full); try again later",
+                retry_after=int(UNWRITABLE_RETRY),
+            )
+            return _problem(request, unavailable)
         return None
 
     async def _batch_api(request: Request, rest: str, *, client_style: bool) -> Response:

@@ -21,6 +21,7 @@ __all__ = [
     "HttpError",
     "MethodNotAllowed",
     "Problem",
+    "Unavailable",
     "allow_method",
     "parse_moment",
     "problem_for",
@@ -63,6 +64,15 @@ class MethodNotAllowed(HttpError):
         self.allow = allow
 
 
+class Unavailable(HttpError):
+    """A 503: nothing was done, and the same request may work `retry_after` seconds later
+    (RFC 9110 sections 15.6.4 and 10.2.3)."""
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(503, "Service Unavailable", detail)
+        self.retry_after = retry_after
+
+
 def allow_method(method: str, allow: str) -> None:
     """MethodNotAllowed unless `method` is one of `allow` ("GET, HEAD, DELETE")."""
     if method not in allow.split(", "):
@@ -70,10 +80,13 @@ def allow_method(method: str, allow: str) -> None:
 
 
 def problem_for(error: HttpError, *, instance: str | None = None) -> Response:
-    """The problem+json answer to `error`, with the Allow header a 405 must carry."""
+    """The problem+json answer to `error`, with the Allow header a 405 must carry and the
+    Retry-After of a 503."""
     response = problem_response(error.status, error.title, error.detail, instance=instance)
     if isinstance(error, MethodNotAllowed):
         response.headers.append(("allow", error.allow))
+    if isinstance(error, Unavailable):
+        response.headers.append(("retry-after", str(error.retry_after)))
     return response
 
 

@@ -300,3 +300,35 @@ async def test_every_door_refuses_for_now_and_the_log_says_why_once(served: Serv
         " nothing new is accepted and received SMS stay on the modems until there is room:"
         " free space on its disk\n"
     ]
+
+
+async def test_a_cancel_or_a_stop_is_503_to_try_again_while_the_disk_is_full(
+    served: Served,
+) -> None:
+    """DELETE of a queued message or of its batch while the disk is full: 503 problem+json
+    with Retry-After (RFC 9110 15.6.4), not a 500; the same call works once there is room."""
+    submit = {
+        "source_addr_ton": 5,
+        "source_addr": "EdgeGW",
+        "dest_addr_ton": 1,
+        "destination_addr": "+4741000013",
+        "short_message": b"scheduled",
+        "schedule_delivery_time": "000000010000000R",  # in an hour
+    }
+    ((_, message_id),) = await trio.to_thread.run_sync(submit_all, served.smpp_port, [submit])
+    view = await served.client.get(f"/api/messages/{message_id}", auth=("demo", "demo"))
+    batch = view.json()["batchReference"]
+    served.fill_disk()
+    for path in (f"/api/messages/{message_id}", f"/mgmt/rs/service/1000/batch/{batch}"):
+        answer = await served.client.delete(path, auth=("demo", "demo"))
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.headers["retry-after"] == "5"
+        assert answer.json()["detail"] == (
+            "the store cannot take writes now (its disk is full); try again later"
+        )
+    assert served.states()[message_id][0] == "queued"
+    served.free_disk()
+    answer = await served.client.delete(f"/api/messages/{message_id}", auth=("demo", "demo"))
+    assert answer.status_code == 200, answer.text
+    assert served.states()[message_id][0] == "cancelled"
