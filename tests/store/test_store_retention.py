@@ -7,6 +7,8 @@ from __future__ import annotations
 import functools
 import sqlite3
 import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -320,6 +322,41 @@ def test_a_backup_never_overwrites(tmp_path: Path) -> None:
     assert (tmp_path / "out.db").read_bytes() == b"precious"
     with pytest.raises(BackupError, match="no store there"):
         backup_store(tmp_path / "missing.db", tmp_path / "new.db")
+
+
+# backup_store in a process of its own whose files may grow to argv[3] bytes (RLIMIT_FSIZE,
+# SIGXFSZ ignored: writes past it fail with EFBIG, as on a full disk).
+BACKUP_ON_A_SMALL_DISK = """
+import resource, signal, sys
+from edgegw.backup import BackupError, backup_store
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[3]), resource.RLIM_INFINITY))
+try:
+    backup_store(sys.argv[1], sys.argv[2])
+except BackupError as exc:
+    sys.exit(str(exc))
+"""
+
+
+def test_a_backup_whose_disk_fills_up_names_the_copy_and_keeps_none(tmp_path: Path) -> None:
+    """The copy runs out of room half way: no truncated file is left under the backup's
+    name, and the error names the copy and its disk, not the store, which is fine."""
+    store, out = tmp_path / "edgegw.db", tmp_path / "out.db"
+    conn = connect(store)
+    migrate(conn)
+    conn.execute("CREATE TABLE filler (data BLOB)")
+    conn.executemany("INSERT INTO filler VALUES (zeroblob(10000))", [()] * 50)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    copy = [sys.executable, "-c", BACKUP_ON_A_SMALL_DISK, str(store), str(out), "200000"]
+    result = subprocess.run(copy, capture_output=True, text=True, check=False)
+    assert (result.returncode, result.stderr) == (
+        1,
+        f"{out}: the copy could not be written (disk I/O error), so none was kept; make room"
+        " there and back up again (the store is not affected)\n",
+    )
+    assert not out.exists()
+    assert backup_store(store, out) == 0
 
 
 def test_a_copy_of_a_damaged_store_is_not_kept(tmp_path: Path) -> None:
