@@ -480,29 +480,30 @@ class DeliveryWorker:
     async def _record(self, items: Sequence[OutboxItem], attempt: Attempt) -> None:
         if not items:
             return
-        await self.store.write(
-            functools.partial(
-                record_delivered, items=items, now=self.clock.now(), status=attempt.status
-            )
+        record = functools.partial(
+            record_delivered, items=items, now=self.clock.now(), status=attempt.status
         )
+        # The customer has them: waited out through a full disk, or a restart of this worker
+        # would send them again every RESTART_SECONDS while it lasts.
+        await self.store.once_writable(functools.partial(self.store.write, record))
         self.delivered += len(items)
 
     async def _record_failure(self, items: Sequence[OutboxItem], attempt: Attempt) -> None:
         retry = self.sender.retry
         now = self.clock.now()
         error = attempt.error or "failed"
-        abandoned = await self.store.write(
-            functools.partial(
-                record_failure,
-                items=items,
-                now=now,
-                error=error,
-                status=attempt.status,
-                retry_initial=retry.initial,
-                retry_max=retry.maximum,
-                give_up_after=retry.give_up_after,
-            )
+        record = functools.partial(
+            record_failure,
+            items=items,
+            now=now,
+            error=error,
+            status=attempt.status,
+            retry_initial=retry.initial,
+            retry_max=retry.maximum,
+            give_up_after=retry.give_up_after,
         )
+        # Waited out through a full disk too, so that the endpoint keeps its backoff.
+        abandoned = await self.store.once_writable(functools.partial(self.store.write, record))
         self.failures += 1
         for item in abandoned:
             log.warning(

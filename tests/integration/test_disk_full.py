@@ -21,9 +21,11 @@ from support.db import read_only
 from support.process import CONFIG_HEAD, free_port
 from support.smpp import submit_all
 
+from edgegw.http.server import HttpLimits, Request, Response, serve_http
+
 CONFIG = (
     CONFIG_HEAD
-    + """
+    + """{dr}
 [services.smtp]
 allow = ["127.0.0.1"]
 
@@ -62,6 +64,22 @@ SERVE = (
 FULL = 4096  # bytes: below the WAL's first frame, so no commit gets through
 
 
+class HeldCustomer:
+    """A DR endpoint that holds its first request until `answer` is set, then answers 200 to
+    every request; counts the requests."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.first = trio.Event()
+        self.answer = trio.Event()
+
+    async def app(self, request: Request) -> Response:
+        self.requests += 1
+        self.first.set()
+        await self.answer.wait()
+        return Response(status=200)
+
+
 class Served:
     """The gateway's process, its HTTP client, what it logged and its disk's room."""
 
@@ -72,11 +90,13 @@ class Served:
         port: int,
         smpp_port: int,
         smtp_port: int,
+        customer: HeldCustomer,
     ) -> None:
         self.tmp_path = tmp_path
         self.process = process
         self.smpp_port = smpp_port
         self.smtp_port = smtp_port
+        self.customer = customer
         self.client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}")
         self.log: list[str] = []
 
@@ -144,10 +164,19 @@ def cms_fail_every() -> int:
 
 
 @pytest.fixture
+def dr() -> bool:
+    """The service sends its DRs (POST) to the test's HeldCustomer."""
+    return False
+
+
+@pytest.fixture
 async def served(
-    tmp_path: Path, nursery: trio.Nursery, send_delay: float, cms_fail_every: int
+    tmp_path: Path, nursery: trio.Nursery, send_delay: float, cms_fail_every: int, dr: bool
 ) -> AsyncIterator[Served]:
     port, smpp, smtp = free_port(), free_port(), free_port()
+    customer = HeldCustomer()
+    customer_port = await nursery.start(serve_http, customer.app, "127.0.0.1", 0, HttpLimits())
+    dr_url = f"http://127.0.0.1:{customer_port}/dr"
     config = tmp_path / "gateway.toml"
     config.write_text(
         CONFIG.format(
@@ -156,10 +185,11 @@ async def served(
             smtp=smtp,
             send_delay=send_delay,
             cms_fail_every=cms_fail_every,
+            dr=f'delivery_reports = true\n[services.dr]\nurl = "{dr_url}"\n' if dr else "",
         )
     )
     process = serve(config)
-    gateway = Served(tmp_path, process, port, smpp, smtp)
+    gateway = Served(tmp_path, process, port, smpp, smtp, customer)
 
     def collect() -> None:
         assert process.stderr is not None
@@ -332,3 +362,30 @@ async def test_a_cancel_or_a_stop_is_503_to_try_again_while_the_disk_is_full(
     answer = await served.client.delete(f"/api/messages/{message_id}", auth=("demo", "demo"))
     assert answer.status_code == 200, answer.text
     assert served.states()[message_id][0] == "cancelled"
+
+
+@pytest.mark.parametrize("dr", [True])
+async def test_a_callback_the_customer_took_while_the_disk_was_full_goes_once(
+    served: Served,
+) -> None:
+    """The customer answers 200 to a DR while the disk is full: the delivery is recorded
+    once there is room, and the DR is not sent again meanwhile (it was, every 5 s, by the
+    worker restarted after each refused record)."""
+    customer = served.customer
+    status = await served.send("+4741000014")
+    await customer.first.wait()
+    served.fill_disk()
+    customer.answer.set()
+    await trio.sleep(12)
+    assert customer.requests == 1
+    served.free_disk()
+
+    def delivered() -> bool:
+        with read_only(served.tmp_path / "crash.db") as db:
+            row = db.execute(
+                "SELECT state FROM outbox WHERE message_id = ?", (status["messageId"],)
+            ).fetchone()
+        return bool(row == ("delivered",))
+
+    await served.until(delivered)
+    assert customer.requests == 1
