@@ -42,7 +42,7 @@ from edgegw.smpp.constants import CommandStatus
 from edgegw.smpp.outbound import Outbound
 from edgegw.smpp.pdu import UnsuccessfulDelivery
 from edgegw.smpp.submission import TON_ALPHANUMERIC, Address, Submission, tp_dcs
-from edgegw.store import IllegalTransition, NewMessage, Store, transactions
+from edgegw.store import IllegalTransition, NewMessage, Store, StoreUnwritable, transactions
 
 __all__ = ["GatewaySmppBackend", "direct_message"]
 
@@ -129,6 +129,9 @@ class GatewaySmppBackend:
         self._accounts = AccountTable(accounts, passwords)
         self._signals: dict[int, trio.Event] = {}
         self._wakeup = trio.Event()
+        # Items an ESME acknowledged while the disk was full, with when: recorded by `run`
+        # once there is room, and offered to no session meanwhile.
+        self._acknowledged: dict[int, float] = {}
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -250,15 +253,19 @@ class GatewaySmppBackend:
     # -- the outbox -------------------------------------------------------------------------
 
     async def pending(self, service_id: int, limit: int, exclude: frozenset[int]) -> list[Outbound]:
+        exclude |= frozenset(self._acknowledged)
         return await self._store.read(
             functools.partial(pending_outbound, service_id=service_id, limit=limit, exclude=exclude)
         )
 
     async def delivered(self, outbound_id: int) -> None:
-        now = self._clock.now()
-        await self._store.write(
-            functools.partial(record_answer, outbound_id=outbound_id, command_status=0, now=now)
-        )
+        """Record the ESME's ESME_ROK; with the disk full, later (`run`), and meanwhile the
+        item is offered no more: the ESME has it."""
+        answers = {outbound_id: self._clock.now()}
+        try:
+            await self._store.write(functools.partial(_record_delivered, answers=answers))
+        except StoreUnwritable:
+            self._acknowledged |= answers
 
     async def failed(
         self, outbound_id: int, command_status: int, *, for_good: bool = False
@@ -312,6 +319,15 @@ class GatewaySmppBackend:
             with trio.move_on_after(POLL_SECONDS):
                 await self._wakeup.wait()
             self._wakeup = trio.Event()
+            if self._acknowledged:
+                answers = dict(self._acknowledged)
+                try:
+                    await self._store.write(functools.partial(_record_delivered, answers=answers))
+                except StoreUnwritable:
+                    pass  # the disk is still full; the next round tries again
+                else:
+                    for outbound_id in answers:
+                        del self._acknowledged[outbound_id]
             try:
                 added = await self._store.read(functools.partial(newest_items, after_id=seen))
             except Exception:
@@ -320,3 +336,9 @@ class GatewaySmppBackend:
             for service_id, newest_id in added:
                 seen = max(seen, newest_id)
                 self._notify(service_id)
+
+
+def _record_delivered(conn: sqlite3.Connection, answers: dict[int, float]) -> None:
+    """The ESME_ROK of each item (outbound id -> when it came)."""
+    for outbound_id, at in answers.items():
+        record_answer(conn, outbound_id=outbound_id, command_status=0, now=at)

@@ -10,16 +10,18 @@ import resource
 import smtplib
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import smpplib.smpp
 import trio
 from support.db import read_only
 from support.process import CONFIG_HEAD, free_port
-from support.smpp import submit_all
+from support.smpp import connect, submit_all
 
 from edgegw.http.server import HttpLimits, Request, Response, serve_http
 
@@ -35,12 +37,14 @@ driver = "simulated"
 service = 1000
 
 [modems.simulator]
+report_delay = 0.5
 send_delay = {send_delay}
 cms_fail_every = {cms_fail_every}
 record = "network.jsonl"
 
 [smpp]
 port = {smpp}
+redeliver_interval = 2.0
 
 [[smpp.accounts]]
 system_id = "demo"
@@ -389,3 +393,57 @@ async def test_a_callback_the_customer_took_while_the_disk_was_full_goes_once(
 
     await served.until(delivered)
     assert customer.requests == 1
+
+
+def receipts_while_full(port: int, served: Served) -> list[int]:
+    """As a transceiver: submit with a receipt asked for, fill the disk once the receipt came,
+    acknowledge it, and collect for 8 s (four redeliver_intervals) the outbox ids of the
+    deliver_sm that come, the first one included."""
+    client = connect(port)
+    received: list[int] = []
+    try:
+        client.bind_transceiver(system_id="demo", password="demo")
+        client.send_message(
+            source_addr_ton=5,
+            source_addr="EdgeGW",
+            dest_addr_ton=1,
+            destination_addr="+4741000015",
+            short_message=b"receipt, please",
+            registered_delivery=1,
+        )
+        deadline = None
+        while deadline is None or time.monotonic() < deadline:
+            try:
+                pdu = client.read_pdu()
+            except TimeoutError:
+                continue
+            if pdu.command != "deliver_sm":
+                continue
+            received.append(pdu.sequence)
+            if deadline is None:
+                served.fill_disk()
+                deadline = time.monotonic() + 8
+            answer = smpplib.smpp.make_pdu("deliver_sm_resp", client=client)
+            answer.sequence = pdu.sequence
+            client.send_pdu(answer)
+        return received
+    finally:
+        client.disconnect()
+
+
+async def test_a_receipt_the_esme_took_while_the_disk_was_full_is_not_offered_again(
+    served: Served,
+) -> None:
+    """The ESME acknowledges a receipt (deliver_sm_resp ESME_ROK) while the disk is full: it
+    is recorded once there is room and offered to no session meanwhile (it was, every
+    redeliver_interval)."""
+    received = await trio.to_thread.run_sync(receipts_while_full, served.smpp_port, served)
+    assert len(received) == 1
+    served.free_disk()
+
+    def settled() -> bool:
+        with read_only(served.tmp_path / "crash.db") as db:
+            states = db.execute("SELECT state FROM smpp_outbox").fetchall()
+        return bool(states == [("delivered",)])
+
+    await served.until(settled)
