@@ -66,7 +66,15 @@ from edgegw.retention import Pruner
 from edgegw.smpp.server import serve_smpp
 from edgegw.smtp.server import serve_smtp
 from edgegw.startup import StartupError, instance_lock
-from edgegw.store import AnswerSeal, Store, StoreDamaged, StoreError, StoreTooNew, Topic
+from edgegw.store import (
+    AnswerSeal,
+    Store,
+    StoreDamaged,
+    StoreError,
+    StoreTooNew,
+    StoreUnwritable,
+    Topic,
+)
 from edgegw.throttle import AuthThrottle
 
 log = logging.getLogger(__name__)
@@ -179,7 +187,7 @@ class Gateway:
             async with trio.open_nursery() as base:
                 try:
                     await base.start(self.store.run)
-                except (StoreTooNew, StoreDamaged) as exc:
+                except (StoreTooNew, StoreDamaged, StoreUnwritable) as exc:
                     raise StartupError(str(exc)) from exc
                 except StoreError as exc:
                     raise StartupError(

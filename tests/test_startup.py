@@ -248,6 +248,40 @@ def test_a_damaged_store_is_one_line(tmp_path: Path, table: str) -> None:
     assert "restore a backup" in line
 
 
+# `edgegw` whose files may not grow past 4096 bytes (RLIMIT_FSIZE, SIGXFSZ ignored: writes
+# past it fail with EFBIG), as on a full disk.
+ON_A_FULL_DISK = (
+    "import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN);"
+    " resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY));"
+    " sys.argv = ['edgegw', *sys.argv[1:]]; runpy.run_module('edgegw', run_name='__main__')"
+)
+
+
+def test_a_start_on_a_full_disk_says_so_and_not_restore_a_backup(tmp_path: Path) -> None:
+    """A store on a full disk cannot even be opened (its WAL index must be written): the
+    start fails with one line that says to free space, not to restore a backup over a store
+    that is whole."""
+    config = write_config(tmp_path, 0)
+    store = tmp_path / "data" / "edgegw.db"
+    store.parent.mkdir()
+    conn = connect(store)
+    migrate(conn)
+    conn.close()
+    result = subprocess.run(
+        [sys.executable, "-c", ON_A_FULL_DISK, "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert failure_lines(result) == [
+        f"edgegw: {store}: the store cannot take writes (disk I/O error); nothing new is"
+        " accepted and received SMS stay on the modems until there is room: free space on its"
+        " disk"
+    ]
+
+
 def test_damage_met_while_serving_stops_the_gateway_with_one_line(tmp_path: Path) -> None:
     """Only a send with an Idempotency-Key writes that table: the gateway serves until one
     comes, answers that its message was not accepted, and stops."""

@@ -8,6 +8,7 @@ README, Design rules (the store is the queue).
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -80,6 +81,10 @@ _DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 _UNWRITABLE_CODES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR})
 
 
+# The same from the system, when edgegw itself creates the store's folder or file.
+_UNWRITABLE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
 def _has_code(exc: BaseException, codes: frozenset[int]) -> bool:
     # Errors the sqlite3 module raises itself (a closed connection, say) carry no code.
     code = getattr(exc, "sqlite_errorcode", None)
@@ -98,7 +103,9 @@ def _damage(path: str | Path, exc: BaseException) -> StoreDamaged | None:
 def _unwritable(path: str | Path, exc: BaseException) -> StoreUnwritable | None:
     """`StoreUnwritable`, naming the file, the cause and the fix, when `exc` is a write the
     disk did not take."""
-    if _has_code(exc, _UNWRITABLE_CODES):
+    if _has_code(exc, _UNWRITABLE_CODES) or (
+        isinstance(exc, OSError) and exc.errno in _UNWRITABLE_ERRNOS
+    ):
         return StoreUnwritable(
             f"{path}: the store cannot take writes ({exc}); nothing new is accepted and"
             " received SMS stay on the modems until there is room: free space on its disk"
@@ -518,6 +525,11 @@ class Engine:
                 os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             conn = connect(self.path)
         except (OSError, sqlite3.Error) as exc:
+            # Opening writes too (the WAL's index, a new file): a full disk is no reason to
+            # restore a backup.
+            unwritable = _unwritable(self.path, exc)
+            if unwritable is not None:
+                raise unwritable from exc
             raise StoreError(f"{self.path}: cannot open the store: {exc}") from exc
         try:
             migrate(conn)
@@ -526,9 +538,9 @@ class Engine:
             raise StoreTooNew(f"{self.path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
             conn.close()
-            damaged = _damage(self.path, exc)
-            if damaged is not None:
-                raise damaged from exc
+            found = _damage(self.path, exc) or _unwritable(self.path, exc)
+            if found is not None:
+                raise found from exc
             raise StoreError(f"{self.path}: cannot open the store: {exc}") from exc
         except BaseException:
             conn.close()
