@@ -441,10 +441,12 @@ class Gateway:
             until = self.pacer.capped_until(name, now)
             if until is not None:
                 capped[name] = iso_seconds(until)
+        unwritable = self.store.unwritable
         return readiness(
             [(service.id, service.modems) for service in self.config.services],
             {name: modem.health() for name, modem in self.modems.items()},
             capped,
+            store=None if unwritable is None else f"cannot take writes ({unwritable.cause})",
         )
 
     # The status page (edgegw.http.status.StatusBackend).

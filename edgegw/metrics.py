@@ -242,7 +242,13 @@ class _Snapshot(Collector):
             " 2020-01-01 then; the gateway keeps to its start's time until it starts again.",
             value=metrics.clock.wall() - metrics.clock.now(),
         )
-        yield from (final, queue, backlog, clock)
+        writable = GaugeMetricFamily(
+            "edgegw_store_writable",
+            "1 while the store takes writes; 0 from a commit its disk refused (full, or an I/O"
+            " error) until one goes through.",
+            value=0 if metrics.store.unwritable is not None else 1,
+        )
+        yield from (final, queue, backlog, clock, writable)
         yield from _modem_families(metrics.modems)
         callbacks = CounterMetricFamily(
             "edgegw_callbacks",

@@ -69,7 +69,14 @@ class StoreDamaged(StoreError):
 class StoreUnwritable(StoreError):
     """The store's file cannot take writes now: its disk is full, or the system failed a write
     to it. Not damage: what was committed is whole, and writes work again once there is room,
-    without a restart."""
+    without a restart. `cause` is the error SQLite or the system gave."""
+
+    def __init__(self, path: str | Path, cause: str) -> None:
+        super().__init__(
+            f"{path}: the store cannot take writes ({cause}); nothing new is accepted and"
+            " received SMS stay on the modems until there is room: free space on its disk"
+        )
+        self.cause = cause
 
 
 # The primary result codes of a damaged file (extended ones such as SQLITE_CORRUPT_INDEX
@@ -106,10 +113,7 @@ def _unwritable(path: str | Path, exc: BaseException) -> StoreUnwritable | None:
     if _has_code(exc, _UNWRITABLE_CODES) or (
         isinstance(exc, OSError) and exc.errno in _UNWRITABLE_ERRNOS
     ):
-        return StoreUnwritable(
-            f"{path}: the store cannot take writes ({exc}); nothing new is accepted and"
-            " received SMS stay on the modems until there is room: free space on its disk"
-        )
+        return StoreUnwritable(path, str(exc))
     return None
 
 
@@ -430,11 +434,17 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
 # The writer's job queue.
 
 
-class _Job(Generic[T]):
-    __slots__ = ("done", "error", "fn", "ran", "result")
+def _rewrite_schema_version(conn: sqlite3.Connection) -> None:
+    """A write that changes nothing but still needs room: its page goes to the WAL."""
+    conn.execute("UPDATE schema_version SET version = version")
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], T]) -> None:
+
+class _Job(Generic[T]):
+    __slots__ = ("done", "error", "fn", "probe", "ran", "result")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], T], *, probe: bool = False) -> None:
         self.fn = fn
+        self.probe = probe  # the writer's own, to see whether the disk takes writes again
         self.ran = False
         self.done = trio.Event()
         self.result: T | None = None
@@ -483,7 +493,7 @@ class Engine:
         try:
             task_status.started()
             while True:
-                jobs: list[_Job[Any]] = [await self._receive.receive()]
+                jobs: list[_Job[Any]] = [await self._next_job()]
                 while len(jobs) < MAX_JOBS_PER_COMMIT:
                     try:
                         jobs.append(self._receive.receive_nowait())
@@ -515,6 +525,16 @@ class Engine:
                 job.error = StoreClosed("the store is shutting down")
                 job.done.set()
             self._close_connections()
+
+    async def _next_job(self) -> _Job[Any]:
+        """The next write job; while the disk takes no writes, one of the writer's own every
+        UNWRITABLE_RETRY seconds that nobody sends, so that the store (and /ready) learns that
+        it takes writes again even when nothing else writes."""
+        if self.unwritable is None:
+            return await self._receive.receive()
+        with trio.move_on_after(UNWRITABLE_RETRY):
+            return await self._receive.receive()
+        return _Job(_rewrite_schema_version, probe=True)
 
     def _open_writer(self) -> sqlite3.Connection:
         try:
@@ -597,7 +617,7 @@ class Engine:
                     job.error = exc if isinstance(exc, Exception) else StoreError(repr(exc))
             if not isinstance(exc, Exception):
                 raise
-            self._log_failed_commit(exc, len(jobs))
+            self._log_failed_commit(exc, sum(not job.probe for job in jobs))
             return False
         if self.unwritable is not None:
             log.warning(

@@ -447,3 +447,33 @@ async def test_a_receipt_the_esme_took_while_the_disk_was_full_is_not_offered_ag
         return bool(states == [("delivered",)])
 
     await served.until(settled)
+
+
+async def test_ready_and_the_metrics_say_while_the_store_takes_no_writes(served: Served) -> None:
+    """Every send is refused while the disk is full, so the gateway is not ready for them:
+    /ready is 503 saying why (and /health's `ready` false), `edgegw_store_writable` is 0;
+    both come back once the disk has room, without a send to find it out."""
+
+    async def writable() -> str:
+        metrics = (await served.client.get("/metrics")).text
+        (line,) = [line for line in metrics.splitlines() if line.startswith("edgegw_store_")]
+        return line
+
+    served.fill_disk()
+    assert (await served.send("+4741000016"))["statusCode"] == 6
+    ready = await served.client.get("/ready")
+    assert ready.status_code == 503
+    assert ready.json()["store"] == "cannot take writes (disk I/O error)"
+    health = await served.client.get("/health")
+    assert (health.status_code, health.json()) == (200, {"status": "ok", "ready": False})
+    assert await writable() == "edgegw_store_writable 0.0"
+    served.free_disk()
+    # Nothing is sent: the store finds out by itself (within 5 s) that it takes writes again.
+    with trio.fail_after(10):
+        while True:
+            ready = await served.client.get("/ready")
+            if ready.status_code == 200:
+                break
+            await trio.sleep(0.2)
+    assert "store" not in ready.json()
+    assert await writable() == "edgegw_store_writable 1.0"
