@@ -666,7 +666,13 @@ class AtModem:
             link.indications_off.set_again(ok=reply.final.ok)
         whole = True
         for storage in self._storages_seen.sweep_order(self._health.storage):
-            async with self._reading_from(link, storage):
+            async with self._reading_from(link, storage, may_refuse=True) as selected:
+                if not selected:
+                    # Offered by AT+CPMS=? yet refused now (TS 27.005 3.2.2: a storage the TA
+                    # supports and the ME cannot use): left out of this sweep, not the link.
+                    log.info("modem %s: AT+CPMS refused %s for reading", self.name, storage)
+                    whole = False
+                    continue
                 reply = await self._command(link, commands.CMGL_ALL)
             if not reply.final.ok:
                 log.info("modem %s: AT+CMGL=4 in %s: %s", self.name, storage, reply.final.text)
@@ -844,8 +850,10 @@ class AtModem:
         if not reply.final.ok:
             raise ModemUnavailable(f"AT+CMGD={index} answered {reply.final.text}")
 
-    def _reading_from(self, link: _Link, storage: str) -> _StorageSwitch:
-        return _StorageSwitch(self, link, storage)
+    def _reading_from(
+        self, link: _Link, storage: str, *, may_refuse: bool = False
+    ) -> _StorageSwitch:
+        return _StorageSwitch(self, link, storage, may_refuse=may_refuse)
 
     def _emit_inbound(self, event: InboundSms | StatusReportReceived) -> bool:
         """Put an inbound event in the buffer unless that needs dropping another one."""
@@ -967,6 +975,7 @@ class AtModem:
         if supported.final.ok:
             try:
                 choices = commands.parse_cpms_test(supported.lines)
+                self._storages_seen.readable(choices[0])
                 chosen = commands.choose_storage(choices, self.options.storage)
             except AtProtocolError as exc:
                 log.info("modem %s: %s", self.name, exc)
@@ -1243,16 +1252,26 @@ class _StorageSwitch:
     """Point <mem1> at `storage` for one read or delete, and back (status reports may be in
     "SR" while messages are in "SM"; AT+CMGR/AT+CMGD act on <mem1>, TS 27.005 3.2.2)."""
 
-    def __init__(self, modem: AtModem, link: _Link, storage: str) -> None:
+    def __init__(self, modem: AtModem, link: _Link, storage: str, *, may_refuse: bool) -> None:
         self._modem = modem
         self._link = link
         self._storage = storage
+        self._may_refuse = may_refuse  # a refusal leaves <mem1> as it was, else fails the link
         self._switched = False
 
-    async def __aenter__(self) -> None:
-        if needs_switch(self._storage, self._modem._health.storage):
-            await self._modem._expect_ok(self._link, commands.cpms_read_from(self._storage))
-            self._switched = True
+    async def __aenter__(self) -> bool:
+        """True once <mem1> is `storage`; False when the modem refused it (`may_refuse`)."""
+        if not needs_switch(self._storage, self._modem._health.storage):
+            return True
+        command = commands.cpms_read_from(self._storage)
+        if self._may_refuse:
+            reply = await self._modem._command(self._link, command)
+            if not reply.final.ok:
+                return False
+        else:
+            await self._modem._expect_ok(self._link, command)
+        self._switched = True
+        return True
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._switched and not self._link.failed.is_set():

@@ -1,8 +1,8 @@
 """The AT driver's decisions about receiving, each a pure object or function the shell consults.
 
 Pure: no trio, no I/O. Which storages are swept for messages not yet acknowledged (AT+CMGL=4,
-TS 27.005 section 3.4.2): the one in use, then every
-other one an indication pointed at (status reports may wait in "SR", section 3.4.1); what
+TS 27.005 section 3.4.2): the one in use, then the status report storage "SR" where the modem
+reads from it and every other one an indication pointed at (sections 3.2.2, 3.4.1); what
 becomes of a directly delivered message (+CMT, +CDS) that the event buffer did or did not take
 (AT+CNMA, section 3.4.4) and of one that does not decode, when the modem's indications must be
 set again, what a read of the storage found (sections 3.4.3, 3.5.4), and which stored PDUs that
@@ -19,6 +19,8 @@ import msgspec
 from drivers.at.commands import CmsError, Cnmi, StoredPdu, StoredStat
 from drivers.at.framer import FinalKind, FinalResult, Urc
 from drivers.gsm import GsmError, split_sca
+
+REPORT_STORAGE: Final = "SR"  # the status report storage, TS 27.005 section 3.2.2
 
 
 class Stored(msgspec.Struct, frozen=True):
@@ -49,13 +51,22 @@ Indication = Stored | Direct | Sweep | Restarted
 
 class StoragesSeen:
     """The storages a sweep lists: the one in use first, then, in name order, every other one
-    an indication (+CMTI, +CDSI) has pointed at on any connection."""
+    an indication (+CMTI, +CDSI) has pointed at on any connection, and the status report
+    storage of a modem that reads from one."""
 
     def __init__(self) -> None:
         self._seen: set[str] = set()
 
     def indicated(self, storage: str) -> None:
         self._seen.add(storage)
+
+    def readable(self, storages: frozenset[str]) -> None:
+        """The storages the modem reads from (the <mem1>s of AT+CPMS=?). Received status
+        reports are stored in "SR" where a modem has it (TS 27.005 section 3.2.2, <mem3>), so
+        it is swept from the first sweep on: reports that came while nothing read the modem
+        wait there with no +CDSI to point at them."""
+        if REPORT_STORAGE in storages:
+            self._seen.add(REPORT_STORAGE)
 
     def sweep_order(self, in_use: str) -> list[str]:
         return [in_use, *sorted(self._seen - {in_use})]

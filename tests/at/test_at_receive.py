@@ -484,6 +484,89 @@ async def test_the_first_sweep_that_emitted_the_whole_storage_is_followed_by_sto
     assert seen == [[0, 1], [2, 3], [4, "read"], []]
 
 
+class Storages(Storage):
+    """The storages of a modem that keeps status reports in "SR": AT+CMGL, AT+CMGR and
+    AT+CMGD act on the one AT+CPMS last pointed <mem1> at."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_name = {"SM": Storage(), "SR": Storage()}
+        self.current = "SM"
+
+    def point(self, line: str) -> bytes:
+        self.current = line.split('"')[1]
+        return b"\r\n+CPMS: 0,30,0,30,0,30\r\n" + OK
+
+    def answer(self, line: str) -> bytes | None:
+        return self.by_name[self.current].answer(line)
+
+
+async def test_reports_waiting_in_the_report_storage_come_before_storage_read(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A modem that reads from "SR" keeps received status reports there (TS 27.005 3.2.2): a
+    report that came while the gateway was down has no +CDSI to point at it, so the first
+    sweep lists "SR" too, and StorageRead comes after the report, not before it was read."""
+    storages = Storages()
+    storages.by_name["SR"].put(0, stored_report(200, "+4741234567"))
+    peer = Peer(
+        {
+            "AT+CPMS=?": b'\r\n+CPMS: ("SM","ME","SR"),("SM","ME"),("SM","ME")\r\n' + OK,
+            'AT+CPMS="SR"': storages.point,
+            'AT+CPMS="SM"': storages.point,
+        },
+        storage=storages,
+    )
+    modem = make(Bench(nursery, [peer]))
+    await nursery.start(modem.run)
+    await settled(peer)
+    events: list[str] = []
+    while True:
+        try:
+            event = modem.events.receive_nowait()
+        except trio.WouldBlock:
+            break
+        if isinstance(event, StatusReportReceived):
+            events.append(f"report {event.storage} {event.report.message_reference}")
+        elif isinstance(event, StorageRead):
+            events.append("read")
+    assert events == ["report SR 200", "read"]
+
+
+async def test_a_report_storage_offered_but_refused_is_left_out_of_the_sweep(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """AT+CPMS=? may list "SR" and AT+CPMS="SR" be refused all the same (TS 27.005 3.2.2: a
+    storage the TA supports and the ME cannot use): the sweep reads the storage in use and
+    keeps the link, and with "SR" unread there is no StorageRead."""
+    storage = Storage()
+    storage.put(0, stored_pdu("+4791234567", "hello"))
+    peer = Peer(
+        {
+            "AT+CPMS=?": b'\r\n+CPMS: ("SM","ME","SR"),("SM","ME"),("SM","ME")\r\n' + OK,
+            'AT+CPMS="SR"': b"\r\n+CMS ERROR: 302\r\n",
+        },
+        storage=storage,
+    )
+    bench = Bench(nursery, [peer])
+    modem = make(bench)
+    await nursery.start(modem.run)
+    await settled(peer)
+    events: list[str] = []
+    while True:
+        try:
+            event = modem.events.receive_nowait()
+        except trio.WouldBlock:
+            break
+        if isinstance(event, InboundSms):
+            events.append(f"sms {event.storage} {event.index}")
+        elif isinstance(event, StorageRead):
+            events.append("read")
+    assert events == ["sms SM 0"]
+    assert len(bench.opens) == 1
+    assert modem.health().state is ModemState.READY
+
+
 async def test_a_direct_message_without_room_is_left_to_the_network(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:

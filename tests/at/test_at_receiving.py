@@ -48,6 +48,21 @@ def test_the_storage_in_use_is_swept_first_then_the_others_indicated(
 
 
 @pytest.mark.parametrize(
+    ("readable", "order"),
+    [
+        (frozenset({"SM", "ME"}), ["SM"]),
+        (frozenset({"SM", "ME", "MT", "SR", "BM"}), ["SM", "SR"]),
+    ],
+)
+def test_the_report_storage_is_swept_where_the_modem_reads_from_it(
+    readable: frozenset[str], order: list[str]
+) -> None:
+    seen = StoragesSeen()
+    seen.readable(readable)
+    assert seen.sweep_order("SM") == order
+
+
+@pytest.mark.parametrize(
     ("buffered", "cnma", "step"),
     [
         (True, True, DirectStep.ACKNOWLEDGE),
