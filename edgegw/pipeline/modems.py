@@ -107,6 +107,7 @@ async def forward_events(
     """Handle what `modem` reports until it stops: health changes wake the dispatcher (`wake`),
     received messages and status reports are committed, then acknowledged; the first whole
     read of its storage is recorded in `reads` once all it emitted before is committed."""
+    all_stored = True
     async for event in modem.events:
         if isinstance(event, HealthChanged):
             # A failure or a quarantine the driver has logged already, in the same words:
@@ -116,9 +117,14 @@ async def forward_events(
             wake()
         elif isinstance(event, StorageRead):
             # The events before it are handled one at a time, each committed before the next.
-            reads.read(event.modem)
+            # One that could not be stored waits on the SIM for a later sweep: the storage is
+            # not in the store yet, and the sweeps wait for it as for a modem never read.
+            if all_stored:
+                reads.read(event.modem)
+            else:
+                log.info("modem %s: read its storage, not all of it stored", event.modem)
         else:
-            await store_and_acknowledge(modem, event, inbound, reports)
+            all_stored = await store_and_acknowledge(modem, event, inbound, reports) and all_stored
 
 
 async def store_and_acknowledge(
@@ -126,9 +132,11 @@ async def store_and_acknowledge(
     event: InboundSms | StatusReportReceived,
     inbound: InboundReceiver,
     reports: ReportCorrelator,
-) -> None:
-    """Commit the event, then let the modem delete it from the SIM. If the store fails the
-    SMS stays on the SIM, and the driver's next sweep of stored messages brings it again."""
+) -> bool:
+    """Commit the event, then let the modem delete it from the SIM; False when it could not be
+    committed. If the store fails the SMS stays on the SIM, and the driver's next sweep of
+    stored messages brings it again."""
+
     try:
         if isinstance(event, InboundSms):
             await inbound.receive(event)
@@ -136,12 +144,13 @@ async def store_and_acknowledge(
             await reports.receive(event)
     except Exception:
         log.exception("modem %s: could not store a received %s", modem.name, type(event))
-        return
+        return False
     try:
         await modem.acknowledge(event)
     except Exception:
         # Stored already; a re-read of the same PDU is a no-op, so nothing is lost.
         log.exception("modem %s: could not delete a stored message", modem.name)
+    return True
 
 
 async def modems_view(

@@ -1,4 +1,5 @@
-"""What the pipeline logs of a modem's health changes: each once, in words that read."""
+"""What the pipeline logs of a modem's health changes: each once, in words that read; and when
+it takes a modem's storage as read."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ from collections.abc import AsyncIterator
 from typing import cast
 
 import pytest
+from support.reports import report_event
 
-from drivers.events import HealthChanged, ModemState
+from drivers.events import HealthChanged, ModemEvent, ModemState, StorageRead
 from drivers.modem import Modem
 from edgegw.pipeline.inbound import InboundReceiver
 from edgegw.pipeline.modems import forward_events
 from edgegw.pipeline.reports import ReportCorrelator
 from edgegw.pipeline.storagereads import StorageReads
+from edgegw.store import StoreError
 
 
 class UnpluggedModem:
@@ -52,3 +55,44 @@ async def test_a_failure_is_left_to_the_driver_log_and_the_rest_reads(
         "modem usb0: starting (opening the port)",
         "modem usb0: ready (signal -73 dBm, home)",
     ]
+
+
+class ReportOnTheSim:
+    """A modem whose first read of its storage found one status report."""
+
+    name = "m1"
+
+    @property
+    async def events(self) -> AsyncIterator[ModemEvent]:
+        yield report_event(self.name, 200, "+4741234567", 0)
+        yield StorageRead(modem=self.name)
+
+    async def acknowledge(self, event: ModemEvent) -> None:
+        pass
+
+
+class Reports:
+    def __init__(self, *, store_up: bool) -> None:
+        self.store_up = store_up
+
+    async def receive(self, event: ModemEvent) -> None:
+        if not self.store_up:
+            raise StoreError("disk I/O error")
+
+
+@pytest.mark.parametrize(("store_up", "released"), [(True, ("m1",)), (False, ())])
+async def test_a_storage_read_counts_only_once_all_it_found_is_stored(
+    store_up: bool, released: tuple[str, ...]
+) -> None:
+    """A report that could not be stored stays on the SIM until a later sweep: until then the
+    report sweeper must not take the modem's storage as read and close its message with DR
+    362."""
+    reads = StorageReads()
+    await forward_events(
+        cast(Modem, ReportOnTheSim()),
+        cast(InboundReceiver, None),  # only a status report comes
+        cast(ReportCorrelator, Reports(store_up=store_up)),
+        lambda: None,
+        reads,
+    )
+    assert reads.released(0.0, 3600.0, 1.0) == released
