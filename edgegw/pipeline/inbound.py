@@ -374,6 +374,8 @@ class InboundReceiver:
         if modems is None:
             return float(first) + self._timeout
         deadlines = [self._running_since + self._timeout]
+        if (settled := self._reads.settled(self._running_since, self._timeout)) > now:
+            deadlines.append(settled)
         if released is not None:
             deadlines.append(float(released) + self._timeout)
         return min(deadlines)

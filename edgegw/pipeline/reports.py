@@ -358,6 +358,8 @@ class ReportCorrelator:
             times.append(expiry + self._grace)
         if modems is not None:
             times.append(self._running_since + self._grace)
+        if (settled := self._reads.settled(self._running_since, self._grace)) > now:
+            times.append(settled)
         if pending is not None:
             times.append(now + REMATCH_POLL)
         return min(times)

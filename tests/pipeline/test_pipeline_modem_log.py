@@ -15,7 +15,7 @@ from drivers.modem import Modem
 from edgegw.pipeline.inbound import InboundReceiver
 from edgegw.pipeline.modems import forward_events
 from edgegw.pipeline.reports import ReportCorrelator
-from edgegw.pipeline.storagereads import StorageReads
+from edgegw.pipeline.storagereads import SETTLE, StorageReads
 from edgegw.store import StoreError
 
 
@@ -95,4 +95,4 @@ async def test_a_storage_read_counts_only_once_all_it_found_is_stored(
         lambda: None,
         reads,
     )
-    assert reads.released(0.0, 3600.0, 1.0) == released
+    assert reads.released(0.0, 3600.0, SETTLE) == released

@@ -40,6 +40,11 @@ class ReportingModem:
         for event in (*stored, StorageRead(modem=self.name)):
             self._stored.send_nowait(event)
 
+    def deliver(self, event: InboundSms | StatusReportReceived) -> None:
+        """The network delivers `event` to the modem now, after its first read of the SIM (what
+        it held while the modem was off comes once the modem is registered again)."""
+        self._stored.send_nowait(event)
+
     async def acknowledge(self, event: InboundSms | StatusReportReceived) -> None:
         return None
 
