@@ -50,13 +50,16 @@ class Pacer:
 
     def load(self, modem: str, sent_times: Iterable[float], now: float) -> None:
         """Remember earlier sends (from the store), so caps and the interval hold across a
-        restart. A send the store dates after `now` went out under a clock that was ahead and
-        has been set back since: it counts as sent `now`, so the interval and the caps hold
-        the SIM from the start as long as their rules say, not for as long again as the clock
-        went back."""
-        for at in sorted(sent_times):
+        restart. A send the store dates after `now` went out before this start, under a clock
+        that was ahead and has been set back since by at least how far the newest is ahead: each
+        is taken back by that much, the newest counting as sent `now`, so the interval and the
+        caps hold the SIM from the start as long as their rules say, and the sends that were
+        more than a day before the newest do not count (the store may hold weeks of them)."""
+        times = sorted(sent_times)
+        ahead = max(0.0, times[-1] - now) if times else 0.0
+        for at in (at - ahead if at > now else at for at in times):
             if at > now - DAY:
-                self.record(modem, min(at, now))
+                self.record(modem, at)
 
     def record(self, modem: str, at: float) -> None:
         """A part went out on `modem` at `at`."""

@@ -174,6 +174,18 @@ def test_an_uncapped_sim_remembers_only_the_sends_of_the_last_day() -> None:
     assert pacer.counts("m", 3 * DAY - 60) == (HOUR // 60, DAY // 60)
 
 
+def test_sends_dated_days_ahead_count_only_the_day_before_the_newest() -> None:
+    # A clock two days ahead, set back since: the store holds two days of sends dated after
+    # now. The newest went out before this start, so those more than a day before it went out
+    # more than a day ago, and only the day before the newest counts towards the daily cap.
+    pacer = Pacer({"m": PacingRule(daily_cap=30)})
+    sends = [START + DAY + k * HOUR for k in range(48)]
+    pacer.load("m", sends, START)
+    assert pacer.counts("m", START) == (1, 24)
+    assert pacer.capped_until("m", START) is None
+    assert pacer.last_used("m") == START
+
+
 def test_a_sim_may_hold_one_message_once_its_rest_is_over_and_none_while_capped() -> None:
     pacer = Pacer({"rests": PacingRule(min_interval=10), "capped": PacingRule(hourly_cap=1)})
     assert [pacer.slots(name, 100.0, 4) for name in ("rests", "capped", "other")] == [1, 4, 4]
