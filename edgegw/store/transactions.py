@@ -718,11 +718,13 @@ def fail(
     )
 
 
-# A due time brought forward by _bring_forward: a not_before that had come when the row was
-# written (the submit's own time) has come now too, a client's schedule or a window's opening
-# (later than that) stays; a next attempt is due as far after now as it was after then.
+# A due time brought forward by _bring_forward: a not_before no later than the message's
+# creation (the submit's own time) has come now too; one later than that, a client's schedule
+# or a window's opening, is a time of the calendar and stays, also once it had come when the
+# row was last written: the clock that saw it come was ahead, so it may be still to come. A
+# next attempt is due as far after now as it was after the row was last written.
 _DUE_NOT_BEFORE = (
-    "CASE WHEN not_before <= updated_at THEN min(not_before, :now) ELSE not_before END"
+    "CASE WHEN not_before <= created_at THEN min(not_before, :now) ELSE not_before END"
 )
 _DUE_NEXT_ATTEMPT = "min(next_attempt_at, :now + max(0, next_attempt_at - updated_at))"
 

@@ -366,6 +366,35 @@ async def test_a_clock_set_back_between_runs_does_not_hold_the_queue_for_the_ste
     assert trio.current_time() - restarted < 2 * HOUR + 60
 
 
+async def test_a_clock_set_back_between_runs_sends_no_scheduled_message_before_its_time(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    path = tmp_path / "db"
+    dispatch = DispatchConfig(retry_initial=60, retry_max=300)
+    # The client asks for 12:30 Oslo time (10:30Z), two and a half hours after START.
+    window = SendWindow(startDate="2025-08-05", startTime="12:30:00", stopTime="20:00:00")
+    async with trio.open_nursery() as first_run:
+        # The box's clock two hours ahead: 12:00 Oslo when it is 10:00.
+        rig, (modem,) = await start_rig(
+            first_run,
+            path,
+            lambda c: [FakeModem("m1", c)],
+            dispatch=dispatch,
+            start=START + 2 * HOUR,
+        )
+        modem.script = [ModemUnavailable("no network")]
+        scheduled = await rig.send(sendWindow=window)
+        await trio.sleep(HOUR / 2 + 10)  # tried at "12:30" by the clock that is ahead; failed
+        assert len(modem.send_times) == 1
+        first_run.cancel_scope.cancel()
+    # The clock set right, then the gateway started again: 10:40 Oslo.
+    rig, (modem,) = await start_rig(
+        nursery, path, lambda c: [FakeModem("m1", c)], dispatch=dispatch, start=START + 2400
+    )
+    await rig.wait_for(scheduled, MessageState.SENT)
+    assert modem.send_times[0] >= START + 2.5 * HOUR  # the client's 12:30, not at the start
+
+
 @pytest.mark.parametrize(("cms", "dr_status"), [(1, 351), (500, 363)])
 async def test_a_permanent_rejection_fails_the_message_at_once(
     nursery: trio.Nursery,
