@@ -6,7 +6,10 @@ from __future__ import annotations
 import tracemalloc
 from collections.abc import Callable
 
-from edgegw.throttle import Admission, AuthThrottle, AuthThrottleConfig, client_key
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgegw.throttle import Admission, AuthThrottle, AuthThrottleConfig, Failure, client_key
 
 CONFIG = AuthThrottleConfig(
     window=60.0, free_failures=3, base_delay=0.5, max_delay=4.0, lockout_failures=8, cooldown=600.0
@@ -111,3 +114,101 @@ def test_an_ipv6_client_is_counted_by_its_64_and_an_ipv4_one_by_its_address() ->
         throttle.failed("http", f"2001:db8::{n}", f"account{n}", now=10.0)
     assert throttle.admit("http", "2001:db8::ffff", now=11.0).refused_until > 11.0
     assert throttle.admit("http", "2001:db8:0:1::1", now=11.0).refused_until == 0.0
+
+
+class _EveryFailure:
+    """The policy as written in AuthThrottleConfig, keeping every failure time of the window
+    under the account's own name: what AuthThrottle must answer, whatever it keeps."""
+
+    def __init__(self, config: AuthThrottleConfig) -> None:
+        self.config = config
+        self.times: dict[tuple[str, str], list[float]] = {}
+        self.locked_until: dict[str, float] = {}
+
+    def _delay(self, failures: int) -> float:
+        over = failures - self.config.free_failures
+        if over <= 0:
+            return 0.0
+        return min(self.config.base_delay * 2.0 ** min(over - 1, 32), self.config.max_delay)
+
+    def _in_window(self, key: tuple[str, str], now: float) -> list[float]:
+        times = [at for at in self.times.get(key, []) if at > now - self.config.window]
+        self.times[key] = times
+        return times
+
+    def admit(self, address: str, now: float) -> Admission:
+        key = ("address", client_key(address))
+        if key not in self.times:
+            return Admission()
+        locked_until = self.locked_until.get(key[1], 0.0)
+        if locked_until > now:
+            return Admission(refused_until=locked_until)
+        return Admission(delay=self._delay(len(self._in_window(key, now))))
+
+    def failed(self, address: str, account: str, now: float) -> Failure:
+        config = self.config
+        first, delay, locked_until = False, 0.0, 0.0
+        for key in (("address", client_key(address)), ("account", account)):
+            times = self._in_window(key, now)
+            count = len(times)
+            first = first or count == 0
+            times.append(now)
+            delay = max(delay, self._delay(count + 1))
+            if (
+                key[0] == "address"
+                and count + 1 >= config.lockout_failures
+                and self.locked_until.get(key[1], 0.0) <= now
+            ):
+                locked_until = self.locked_until[key[1]] = now + config.cooldown
+        return Failure(delay=delay, first_in_window=first, locked_until=locked_until)
+
+
+# Runs of attempts alike, so that keys go past the failures AuthThrottle keeps of them.
+_ATTEMPTS = st.lists(
+    st.tuples(
+        st.booleans(),  # failures, else admissions
+        st.sampled_from(["10.0.0.1", "2001:db8::1", "2001:db8::2"]),
+        st.sampled_from(["demo", "Demo", " demo", "x" * 300]),
+        st.sampled_from([0.0, 0.01, 0.5, 3.0, 30.0, 400.0]),  # seconds between two of the run
+        st.integers(1, 80),  # how many
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    attempts=_ATTEMPTS,
+    free_failures=st.integers(0, 6),
+    lockout_failures=st.integers(1, 60),
+    max_delay=st.sampled_from([0.0, 8.0, 1e12]),
+    cooldown=st.sampled_from([0.0, 5.0, 900.0]),
+)
+def test_the_delay_and_the_lockout_are_those_of_every_failure_kept(
+    attempts: list[tuple[bool, str, str, float, int]],
+    free_failures: int,
+    lockout_failures: int,
+    max_delay: float,
+    cooldown: float,
+) -> None:
+    """AuthThrottle keeps a digest of each account and its newest failures only; for every
+    sequence of failures and admissions it answers what keeping them all would answer."""
+    config = AuthThrottleConfig(
+        window=300.0,
+        free_failures=free_failures,
+        base_delay=0.5,
+        max_delay=max_delay,
+        lockout_failures=lockout_failures,
+        cooldown=cooldown,
+    )
+    throttle, model = AuthThrottle(config), _EveryFailure(config)
+    now = 0.0
+    for failures, address, account, elapsed, count in attempts:
+        for _ in range(count):
+            now += elapsed
+            if failures:
+                assert throttle.failed("http", address, account, now) == model.failed(
+                    address, account, now
+                )
+            else:
+                assert throttle.admit("http", address, now) == model.admit(address, now)
