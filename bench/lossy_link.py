@@ -92,8 +92,8 @@ async def one_run(seed: int, lossy: bool, messages: int, mos: int, latency: floa
         seconds = trio.current_time() - start
         health = modem.health()
         nursery.cancel_scope.cancel()
-    if len(sim.network.sent) != len(parts):
-        raise SystemExit(f"{len(sim.network.sent)} parts reached the network, not {len(parts)}")
+    if sim.network.accepted != len(parts):
+        raise SystemExit(f"{sim.network.accepted} parts reached the network, not {len(parts)}")
     return Run(seconds, len(parts), health.resyncs, len(ports) - 1, 0.0)
 
 
