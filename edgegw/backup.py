@@ -9,7 +9,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from edgegw.store import connect
+from edgegw.store import connect, write_refused
 
 __all__ = ["BackupError", "backup_store"]
 
@@ -43,7 +43,8 @@ def backup_store(source: str | Path, target: str | Path) -> int:
             reader.close()
     except sqlite3.Error as exc:
         Path(target).unlink(missing_ok=True)
-        if _copy_not_written(exc):
+        # Only the copy is written: the store is read through a read-only connection.
+        if write_refused(exc):
             raise BackupError(
                 f"{target}: the copy could not be written ({exc}), so none was kept; make room"
                 " there and back up again (the store is not affected)"
@@ -58,15 +59,3 @@ def backup_store(source: str | Path, target: str | Path) -> int:
             " none was kept; the store may be damaged"
         )
     return int(count)
-
-
-def _copy_not_written(exc: sqlite3.Error) -> bool:
-    """The copy's disk refused a write (full, or an I/O error other than a read): only the copy
-    is written, the store is read through a read-only connection."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if not isinstance(code, int):
-        return False
-    if code & 0xFF == sqlite3.SQLITE_FULL:
-        return True
-    reads = (sqlite3.SQLITE_IOERR_READ, sqlite3.SQLITE_IOERR_SHORT_READ)
-    return code & 0xFF == sqlite3.SQLITE_IOERR and code not in reads

@@ -35,6 +35,7 @@ from edgegw.store.engine import (
     migrate,
     run_inline,
     schema_version,
+    write_refused,
 )
 from edgegw.store.messages import DUE_SCAN_LIMIT, Store
 from edgegw.store.responses import (
@@ -96,4 +97,5 @@ __all__ = [
     "schema_version",
     "stored_response",
     "used_client_references",
+    "write_refused",
 ]

@@ -82,20 +82,41 @@ class StoreUnwritable(StoreError):
 # The primary result codes of a damaged file (extended ones such as SQLITE_CORRUPT_INDEX
 # carry them in their low byte).
 _DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
-# A write the disk did not take: full (ENOSPC, or the database's page limit), or failed in the
-# system (SQLITE_IOERR_WRITE, _FSYNC, _TRUNCATE: EFBIG, EIO). SQLite then rolls the transaction
-# back, or the one statement, and the file stays as the last commit left it.
-_UNWRITABLE_CODES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR})
+# A write the disk did not take: full (SQLITE_FULL: ENOSPC, or the database's page limit), or
+# failed in the system (EFBIG, EDQUOT, EIO) writing or syncing a file or growing the WAL's index.
+# SQLite then rolls the transaction back, or the one statement, and the file stays as the last
+# commit left it. Extended codes, so that a read the disk failed (SQLITE_IOERR_READ,
+# _SHORT_READ, _CORRUPTFS: a failing card, a damaged file system) is not one: no free space
+# mends it, and retrying it for ever would hide it.
+_REFUSED_WRITE_CODES = frozenset(
+    {
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_IOERR_WRITE,
+        sqlite3.SQLITE_IOERR_FSYNC,
+        sqlite3.SQLITE_IOERR_DIR_FSYNC,
+        sqlite3.SQLITE_IOERR_TRUNCATE,
+        sqlite3.SQLITE_IOERR_SHMSIZE,
+    }
+)
 
 
-# The same from the system, when edgegw itself creates the store's folder or file.
-_UNWRITABLE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+# The same from the system, when edgegw itself creates the store's folder or file (an EIO there
+# may be a read of the folder, so it is not one).
+_UNWRITABLE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 def _has_code(exc: BaseException, codes: frozenset[int]) -> bool:
     # Errors the sqlite3 module raises itself (a closed connection, say) carry no code.
     code = getattr(exc, "sqlite_errorcode", None)
     return isinstance(code, int) and code & 0xFF in codes
+
+
+def write_refused(exc: BaseException) -> bool:
+    """Whether `exc` is SQLite's answer to a write its disk did not take (full, or a write or
+    sync the system failed); not to a read, and not damage."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    # SQLITE_FULL has no extended codes of its own.
+    return isinstance(code, int) and code in _REFUSED_WRITE_CODES
 
 
 def _damage(path: str | Path, exc: BaseException) -> StoreDamaged | None:
@@ -110,9 +131,7 @@ def _damage(path: str | Path, exc: BaseException) -> StoreDamaged | None:
 def _unwritable(path: str | Path, exc: BaseException) -> StoreUnwritable | None:
     """`StoreUnwritable`, naming the file, the cause and the fix, when `exc` is a write the
     disk did not take."""
-    if _has_code(exc, _UNWRITABLE_CODES) or (
-        isinstance(exc, OSError) and exc.errno in _UNWRITABLE_ERRNOS
-    ):
+    if write_refused(exc) or (isinstance(exc, OSError) and exc.errno in _UNWRITABLE_ERRNOS):
         return StoreUnwritable(path, str(exc))
     return None
 
@@ -602,7 +621,7 @@ class Engine:
                 # A full disk may have rolled the whole transaction back already.
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                if _has_code(failure, _UNWRITABLE_CODES):
+                if write_refused(failure):
                     # Each job in its own savepoint would only meet the full disk again.
                     raise failure
                 conn.execute("BEGIN IMMEDIATE")
@@ -666,7 +685,7 @@ class Engine:
             try:
                 job.result = job.fn(conn)
             except Exception as exc:
-                if _has_code(exc, _UNWRITABLE_CODES):
+                if write_refused(exc):
                     raise
                 conn.execute("ROLLBACK TO job")
                 job.result = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -226,6 +227,32 @@ async def test_a_full_disk_fails_every_job_of_its_commit_with_its_cause_and_pass
     assert f"{db_path}: the store takes writes again (6 write jobs failed meanwhile)" in [
         r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
     ]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [sqlite3.SQLITE_IOERR_READ, sqlite3.SQLITE_IOERR_SHORT_READ, sqlite3.SQLITE_IOERR_CORRUPTFS],
+)
+async def test_a_read_the_disk_failed_is_not_a_full_disk(
+    db_path: Path, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, code: int
+) -> None:
+    """A failing SD card that cannot read a page (EIO) is no full disk: the write fails with
+    SQLite's error as it is, the store does not tell the operator to free space nor say at
+    /ready that it takes no writes, and a write that must wait out a full disk is not retried
+    for ever."""
+
+    def read_fails(conn: sqlite3.Connection) -> None:
+        error = sqlite3.OperationalError("disk I/O error")
+        error.sqlite_errorcode = code
+        raise error
+
+    store = await start_store(db_path, nursery, inline=True)
+    with trio.move_on_after(60) as waited:
+        with pytest.raises(sqlite3.OperationalError, match="disk I/O error") as caught:
+            await store.once_writable(functools.partial(store.write, read_fails))
+    assert not waited.cancelled_caught
+    assert not isinstance(caught.value, StoreUnwritable)
+    assert store.unwritable is None
 
 
 async def test_an_error_without_an_sqlite_code_is_raised_as_it_is(store: Store) -> None:
