@@ -19,7 +19,7 @@ from edgegw.offload import decoded
 from edgegw.pipeline.submit import DirectMessage, Rejected, Submitter, check_recipient
 from edgegw.smtp.mail import MailContent, MailError, mail_content, parse_recipient
 from edgegw.smtp.protocol import Reply
-from edgegw.store import NewMessage, Store
+from edgegw.store import NewMessage, Store, StoreUnwritable
 
 __all__ = ["GatewaySmtpBackend"]
 
@@ -76,7 +76,8 @@ class GatewaySmtpBackend:
 
     async def deliver(self, recipients: Sequence[str], content: bytes) -> Reply:
         """The end-of-DATA decision: 250 with the message ids once committed, 554 with the
-        reason when a message cannot be sent, 451 when the store failed (nothing accepted)."""
+        reason when a message cannot be sent, 452 when the store's disk is full, 451 when the
+        store failed otherwise (nothing accepted either way)."""
         texts: dict[tuple[bool, bool], MailContent] = {}
         messages: list[NewMessage] = []
         # One SMS per number and service, as MTAs drop duplicate recipients: a mail listing a
@@ -112,8 +113,12 @@ class GatewaySmtpBackend:
             return Reply(554, f"5.6.0 {address}: {exc.message}")
         try:
             await self._store.insert_messages(messages)
-        except Exception:
+        except Exception as exc:
             log.exception("smtp: storing a mail for %d recipients failed", len(messages))
+            if isinstance(exc, StoreUnwritable):
+                # RFC 5321 section 4.2.2 "insufficient system storage", RFC 3463 X.3.1 "mail
+                # system full": a transient failure its MTA retries, saying what it is.
+                return Reply(452, "4.3.1 insufficient system storage, try again later")
             return Reply(451, "4.3.0 the message could not be stored, try again later")
         if self._on_accepted is not None:
             for service_id, count in collections.Counter(m.service_id for m in messages).items():

@@ -303,15 +303,15 @@ def mail(port: int) -> tuple[int, bytes]:
 
 async def test_every_door_refuses_for_now_and_the_log_says_why_once(served: Served) -> None:
     """While the disk is full each door answers that nothing was taken, in its way of saying
-    "try again" (REST status 6, SMTP 451, SMPP ESME_RSYSERR with the bind kept), an MO stays
-    on the SIM, and the log has one line naming the store and the cause, not a traceback a
+    "try again" (REST status 6, SMTP 452 4.3.1, SMPP ESME_RSYSERR with the bind kept), an MO
+    stays on the SIM, and the log has one line naming the store and the cause, not a traceback a
     request; one more says when it takes writes again."""
     served.fill_disk()
     status = await served.send("+4741000012")
     assert (status["statusCode"], status["messageId"]) == (6, None)
     assert await trio.to_thread.run_sync(mail, served.smtp_port) == (
-        451,
-        b"4.3.0 the message could not be stored, try again later",
+        452,
+        b"4.3.1 insufficient system storage, try again later",
     )
     submit = {
         "source_addr_ton": 5,
