@@ -7,6 +7,7 @@ rules (the flow, the store is the queue); DR codes of spec section 4.4.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
@@ -172,25 +173,34 @@ class ModemWorker:
                     if exc.cms == CMS_UNASSIGNED_NUMBER
                     else DrStatus.SMSC_FAILED
                 )
-                await store.fail(
+                # Only this worker knows the try ended for good: a full disk is waited out,
+                # or the message would be queued again as an internal error and sent again.
+                rejected = functools.partial(
+                    store.fail,
                     claim.id,
                     error=f"rejected by the network: {exc}",
                     dr_status=dr_status,
                     ext_status=None if exc.cms is None else str(exc.cms),
                     part_index=part.index,
+                    now=self._clock.now(),
                 )
+                await store.once_writable(rejected)
                 return
             except SendOutcomeUnknown as exc:
                 if self._policy is CrashPolicy.RESEND:
                     await self._after_error(claim, part.index, str(exc), cms=None)
                     return
-                await store.fail(
+                # At most once: waited out through a full disk as above.
+                unknown = functools.partial(
+                    store.fail,
                     claim.id,
                     error=f"{exc}; not resent (policy: fail)",
                     dr_status=DrStatus.UNSPECIFIED,
                     ext_status=None,
                     part_index=part.index,
+                    now=self._clock.now(),
                 )
+                await store.once_writable(unknown)
                 return
             except ModemError as exc:
                 await self._after_error(claim, part.index, str(exc), cms=exc.cms)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -29,7 +30,15 @@ from edgegw.model import (
 from edgegw.pipeline.dispatcher import Dispatcher
 from edgegw.pipeline.router import choose_modem
 from edgegw.pipeline.submit import Submitter
-from edgegw.store import Claim, DrStatus, MessageRecord, Store, Topic, run_inline
+from edgegw.store import (
+    Claim,
+    DrStatus,
+    MessageRecord,
+    Store,
+    StoreUnwritable,
+    Topic,
+    run_inline,
+)
 
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z = 10:00 in Oslo (CEST)
 HOUR = 3600.0
@@ -652,6 +661,62 @@ async def test_a_send_whose_answer_was_lost_follows_the_in_flight_policy(
     assert record.error is not None and "not resent (policy: fail)" in record.error
     await trio.sleep(600)
     assert len(modem.send_times) == 1
+
+
+class DiskFillingModem(FakeModem):
+    """Its disk fills up while a send is under way: the store refuses every write from the
+    network's answer on (the end of the try included) until `free` is set."""
+
+    def __init__(self, name: str, clock: Clock) -> None:
+        super().__init__(name, clock)
+        self.full = False
+        self.free = trio.Event()
+
+    async def send(self, outgoing: OutgoingPart) -> int:
+        self.full = not self.free.is_set()
+        return await super().send(outgoing)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "policy", "error"),
+    [
+        (SendRejected("+CMS ERROR", cms=1, permanent=True), CrashPolicy.RESEND, "rejected"),
+        (SendOutcomeUnknown("no answer to the PDU"), CrashPolicy.FAIL, "not resent"),
+    ],
+)
+async def test_a_try_that_ended_for_good_while_the_disk_was_full_is_not_sent_again(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+    outcome: BaseException,
+    policy: CrashPolicy,
+    error: str,
+) -> None:
+    """The network refuses the SMS for good, or (at-most-once) its answer is lost, while the
+    store's disk is full: the message fails once there is room. It was queued again as an
+    internal error and sent a second time (to a number that does not exist, or against the
+    operator's at-most-once)."""
+    modem = DiskFillingModem("m1", Clock(start_epoch=START))
+    rig, _ = await start_rig(nursery, tmp_path / "db", lambda clock: [modem], policy=policy)
+    modem.clock = rig.clock
+    modem.script = [outcome]
+    write = rig.store.write
+
+    async def refused_while_full(fn: Callable[[sqlite3.Connection], object]) -> object:
+        if modem.full and not modem.free.is_set():
+            raise StoreUnwritable(rig.store.path, "database or disk is full")
+        return await write(fn)
+
+    monkeypatch.setattr(rig.store, "write", refused_while_full)
+    message_id = await rig.send()
+    await trio.sleep(60)
+    assert (await rig.record(message_id)).state is MessageState.SENDING
+    modem.free.set()
+    await trio.sleep(600)
+    record = await rig.record(message_id)
+    assert (record.state, len(modem.send_times)) == (MessageState.FAILED, 1)
+    assert record.error is not None and error in record.error
 
 
 async def test_after_a_crash_a_claim_never_handed_to_a_modem_is_queued_under_either_policy(
