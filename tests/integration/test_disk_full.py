@@ -67,6 +67,10 @@ SERVE = (
     " runpy.run_module('edgegw', run_name='__main__')"
 )
 FULL = 4096  # bytes: below the WAL's first frame, so no commit gets through
+pytestmark = pytest.mark.skipif(
+    not hasattr(resource, "prlimit"),
+    reason="filling the gateway's disk needs resource.prlimit (Linux) to set its RLIMIT_FSIZE",
+)
 
 
 class HeldCustomer:
