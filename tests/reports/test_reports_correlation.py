@@ -467,6 +467,18 @@ def test_the_sweep_reads_sent_messages_by_when_the_smsc_gives_them_up(tmp_path: 
     ), plans
 
 
+async def sent_before_a_long_stop(path: Path, modem: ReportingModem, clock: Clock) -> str:
+    """A message of 60 minutes' validity sent on `modem`, then the gateway (or the whole box)
+    stopped for 3 hours, past its time and the grace; its id."""
+    async with trio.open_nursery() as nursery:
+        rig = await start_rig(nursery, path, modem, validity=11, clock=clock)  # 60 minutes
+        message_id = await rig.send()
+        await rig.wait_sent(message_id)
+        nursery.cancel_scope.cancel()
+    await trio.sleep(3 * 3600)
+    return message_id
+
+
 async def test_a_report_kept_on_the_sim_over_a_stop_past_the_grace_decides_the_message(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -476,12 +488,7 @@ async def test_a_report_kept_on_the_sim_over_a_stop_past_the_grace_decides_the_m
     path = tmp_path / "db"
     modem = ReportingModem("m1")
     clock = Clock(start_epoch=START)
-    async with trio.open_nursery() as nursery:
-        rig = await start_rig(nursery, path, modem, validity=11, clock=clock)  # 60 minutes
-        message_id = await rig.send()
-        await rig.wait_sent(message_id)
-        nursery.cancel_scope.cancel()
-    await trio.sleep(3 * 3600)  # down
+    message_id = await sent_before_a_long_stop(path, modem, clock)
     async with trio.open_nursery() as nursery:
         rig = await start_rig(nursery, path, modem, validity=11, clock=clock)
         await trio.sleep(5)  # the modem's first sweep of its storage
@@ -542,12 +549,7 @@ async def test_a_report_read_from_the_sim_after_a_restart_decides_the_message_be
     path = tmp_path / "db"
     modem = ReportingModem("m1")
     clock = Clock(start_epoch=START)
-    async with trio.open_nursery() as nursery:
-        rig = await start_rig(nursery, path, modem, validity=11, clock=clock)  # 60 minutes
-        message_id = await rig.send()
-        await rig.wait_sent(message_id)
-        nursery.cancel_scope.cancel()
-    await trio.sleep(3 * 3600)  # down
+    message_id = await sent_before_a_long_stop(path, modem, clock)
     async with trio.open_nursery() as nursery:
         rig = await start_rig(nursery, path, modem, validity=11, clock=clock, reads=StorageReads())
         await trio.sleep(5)
@@ -569,12 +571,7 @@ async def test_a_report_the_network_held_while_the_box_was_off_decides_the_messa
     path = tmp_path / "db"
     modem = ReportingModem("m1")
     clock = Clock(start_epoch=START)
-    async with trio.open_nursery() as nursery:
-        rig = await start_rig(nursery, path, modem, validity=11, clock=clock)  # 60 minutes
-        message_id = await rig.send()
-        await rig.wait_sent(message_id)
-        nursery.cancel_scope.cancel()
-    await trio.sleep(3 * 3600)  # off
+    message_id = await sent_before_a_long_stop(path, modem, clock)
     async with trio.open_nursery() as nursery:
         rig = await start_rig(nursery, path, modem, validity=11, clock=clock, reads=StorageReads())
         await trio.sleep(5)
