@@ -20,7 +20,13 @@ import trio.testing
 from support.scripted_modem import inbound, resync_answer
 
 from drivers.at import AtModem, AtOptions
-from drivers.events import InboundSms, ModemState, StatusReportReceived, StorageRead
+from drivers.events import (
+    InboundSms,
+    ModemEvent,
+    ModemState,
+    StatusReportReceived,
+    StorageRead,
+)
 from drivers.gsm import build_deliver, build_status_report, decode_text, encode_message, join_sca
 from drivers.transport import TransportError
 
@@ -179,15 +185,22 @@ def make(bench: Bench, **options: Any) -> AtModem:
     return AtModem("m1", AtOptions(**settings), open_stream=bench.open)
 
 
-def pending_inbound(modem: AtModem) -> list[InboundSms | StatusReportReceived]:
-    found: list[InboundSms | StatusReportReceived] = []
+def pending_events(modem: AtModem) -> list[ModemEvent]:
+    """What the modem has emitted and nobody took yet."""
+    found: list[ModemEvent] = []
     while True:
         try:
-            event = modem.events.receive_nowait()
+            found.append(modem.events.receive_nowait())
         except trio.WouldBlock:
             return found
-        if isinstance(event, InboundSms | StatusReportReceived):
-            found.append(event)
+
+
+def pending_inbound(modem: AtModem) -> list[InboundSms | StatusReportReceived]:
+    return [
+        event
+        for event in pending_events(modem)
+        if isinstance(event, InboundSms | StatusReportReceived)
+    ]
 
 
 async def settled(peer: Peer) -> None:
@@ -469,11 +482,7 @@ async def test_the_first_sweep_that_emitted_the_whole_storage_is_followed_by_sto
     seen: list[list[int | str]] = []
     for _ in range(4):
         events: list[int | str] = []
-        while True:
-            try:
-                event = modem.events.receive_nowait()
-            except trio.WouldBlock:
-                break
+        for event in pending_events(modem):
             if isinstance(event, StorageRead):
                 events.append("read")
             elif isinstance(event, InboundSms):
@@ -521,11 +530,7 @@ async def test_reports_waiting_in_the_report_storage_come_before_storage_read(
     await nursery.start(modem.run)
     await settled(peer)
     events: list[str] = []
-    while True:
-        try:
-            event = modem.events.receive_nowait()
-        except trio.WouldBlock:
-            break
+    for event in pending_events(modem):
         if isinstance(event, StatusReportReceived):
             events.append(f"report {event.storage} {event.report.message_reference}")
         elif isinstance(event, StorageRead):
@@ -553,11 +558,7 @@ async def test_a_report_storage_offered_but_refused_is_left_out_of_the_sweep(
     await nursery.start(modem.run)
     await settled(peer)
     events: list[str] = []
-    while True:
-        try:
-            event = modem.events.receive_nowait()
-        except trio.WouldBlock:
-            break
+    for event in pending_events(modem):
         if isinstance(event, InboundSms):
             events.append(f"sms {event.storage} {event.index}")
         elif isinstance(event, StorageRead):
