@@ -7,6 +7,7 @@ only wake sessions up). Spec section 2.7; SMPP 3.4 sections 4.4, 4.6, 4.8, 4.9 a
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import itertools
@@ -321,11 +322,9 @@ class GatewaySmppBackend:
             self._wakeup = trio.Event()
             if self._acknowledged:
                 answers = dict(self._acknowledged)
-                try:
+                # While the disk is full they stay, and the next round records them.
+                with contextlib.suppress(StoreUnwritable):
                     await self._store.write(functools.partial(_record_delivered, answers=answers))
-                except StoreUnwritable:
-                    pass  # the disk is still full; the next round tries again
-                else:
                     for outbound_id in answers:
                         del self._acknowledged[outbound_id]
             try:
