@@ -23,7 +23,7 @@ from edgegw.config import CrashPolicy, DispatchConfig
 from edgegw.model import Claim, ClaimedPart, DrStatus
 from edgegw.pipeline.pacing import Pacer
 from edgegw.pipeline.sendwindow import next_open
-from edgegw.store import Store
+from edgegw.store import Store, StoreUnwritable
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,18 @@ class ModemWorker:
         self._part = None
         try:
             await self.send(claim, first_marked=first_marked)
+        except StoreUnwritable as exc:
+            # A write before a part went out (its mark `sending`, a hold, the last mark `sent`)
+            # found the disk full; every write after one is waited out in `send`. Not this
+            # message's fault: back to the queue without spending an attempt, once there is room.
+            requeue = functools.partial(
+                self._store.requeue,
+                claim.id,
+                next_attempt_at=self._clock.now(),
+                error=str(exc),
+                counts_as_attempt=False,
+            )
+            await self._store.once_writable(requeue)
         except Exception as exc:
             # One message's surprise must not stop this modem: count it, log it, and give
             # the message back to the queue as a failed attempt.

@@ -38,6 +38,7 @@ from edgegw.store import (
     StoreUnwritable,
     Topic,
     run_inline,
+    transactions,
 )
 
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z = 10:00 in Oslo (CEST)
@@ -717,6 +718,42 @@ async def test_a_try_that_ended_for_good_while_the_disk_was_full_is_not_sent_aga
     record = await rig.record(message_id)
     assert (record.state, len(modem.send_times)) == (MessageState.FAILED, 1)
     assert record.error is not None and error in record.error
+
+
+async def test_a_claim_the_full_disk_would_not_mark_sending_spends_no_attempt(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The disk fills up between a message's claim and the mark of its part `sending`: nothing
+    went to the network, so the message waits for room without spending an attempt. It was
+    taken for an internal error and, at its last attempt, failed unsent."""
+    rig, (modem,) = await start_rig(
+        nursery,
+        tmp_path / "db",
+        lambda c: [FakeModem("m1", c)],
+        dispatch=DispatchConfig(max_attempts=1),
+    )
+    write = rig.store.write
+    full = freed = False
+
+    async def refused_while_full(fn: Callable[[sqlite3.Connection], object]) -> object:
+        nonlocal full
+        # Full from the mark `sending` of the claimed message's part on, every write refused.
+        full = full or (not freed and getattr(fn, "func", None) is transactions.part_sending)
+        if full:
+            raise StoreUnwritable(rig.store.path, "database or disk is full")
+        return await write(fn)
+
+    monkeypatch.setattr(rig.store, "write", refused_while_full)
+    message_id = await rig.send()
+    await trio.sleep(60)
+    assert full and modem.send_times == []
+    full, freed = False, True
+    record = await rig.wait_for(message_id, MessageState.SENT)
+    assert record.attempts == 0  # failed attempts: none
+    assert len(modem.send_times) == 1
 
 
 async def test_after_a_crash_a_claim_never_handed_to_a_modem_is_queued_under_either_policy(
