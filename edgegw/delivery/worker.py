@@ -485,7 +485,7 @@ class DeliveryWorker:
         )
         # The customer has them: waited out through a full disk, or a restart of this worker
         # would send them again every RESTART_SECONDS while it lasts.
-        await self.store.once_writable(functools.partial(self.store.write, record))
+        await self.store.write_with_room(record)
         self.delivered += len(items)
 
     async def _record_failure(self, items: Sequence[OutboxItem], attempt: Attempt) -> None:
@@ -503,7 +503,7 @@ class DeliveryWorker:
             give_up_after=retry.give_up_after,
         )
         # Waited out through a full disk too, so that the endpoint keeps its backoff.
-        abandoned = await self.store.once_writable(functools.partial(self.store.write, record))
+        abandoned = await self.store.write_with_room(record)
         self.failures += 1
         for item in abandoned:
             log.warning(

@@ -731,6 +731,10 @@ class Engine:
             except StoreUnwritable:
                 await self._clock.sleep_until(self._clock.now() + UNWRITABLE_RETRY)
 
+    async def write_with_room(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`write(fn)`, waited out through a full disk (`once_writable`)."""
+        return await self.once_writable(functools.partial(self.write, fn))
+
     def _found(self, exc: BaseException) -> StoreDamaged | None:
         """StoreDamaged when `exc` says the file is damaged; the first one is kept for
         `damaged()`."""

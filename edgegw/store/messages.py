@@ -181,7 +181,7 @@ class Store(Engine):
             next_part=next_part,
             smsc_expires_at=smsc_expires_at,
         )
-        return await self.once_writable(functools.partial(self.write, sent))
+        return await self.write_with_room(sent)
 
     async def mark_sent(self, message_id: str, now: float | None = None) -> None:
         """Every part is out: the message is `sent` (waiting for status reports)."""
