@@ -371,11 +371,10 @@ class InboundReceiver:
         first, released = await self._store.read(oldest)
         if first is None:
             return None
-        if modems is None:
+        release = self._reads.next_release(self._running_since, self._timeout, now)
+        if release is None:  # the wait after the start is over: `modems` is None
             return float(first) + self._timeout
-        deadlines = [self._running_since + self._timeout]
-        if (settled := self._reads.settled(self._running_since, self._timeout)) > now:
-            deadlines.append(settled)
+        deadlines = [release]
         if released is not None:
             deadlines.append(float(released) + self._timeout)
         return min(deadlines)

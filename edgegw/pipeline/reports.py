@@ -356,10 +356,8 @@ class ReportCorrelator:
         times = [now + SWEEP_MAX]
         if expiry is not None:
             times.append(expiry + self._grace)
-        if modems is not None:
-            times.append(self._running_since + self._grace)
-        if (settled := self._reads.settled(self._running_since, self._grace)) > now:
-            times.append(settled)
+        if (release := self._reads.next_release(self._running_since, self._grace, now)) is not None:
+            times.append(release)
         if pending is not None:
             times.append(now + REMATCH_POLL)
         return min(times)

@@ -45,12 +45,12 @@ class StorageReads:
         that never came up, or left the config)."""
         if now >= started + wait:
             return None
-        if now < self.settled(started, wait):
+        if now < started + min(wait, SETTLE):
             return ()
         return tuple(sorted(self._read))
 
     @staticmethod
-    def settled(started: float, wait: float) -> float:
-        """When the modems that read their storage are released, for a wait of `wait` from a
-        start at `started`."""
-        return started + min(wait, SETTLE)
+    def next_release(started: float, wait: float, now: float) -> float | None:
+        """When `released` next changes by time alone (a modem's read changes it at once, and
+        wakes the subscribers): the end of SETTLE, then the end of `wait`; None after both."""
+        return next((at for at in (started + min(wait, SETTLE), started + wait) if at > now), None)
