@@ -57,4 +57,14 @@ class StorageRead(msgspec.Struct, frozen=True, kw_only=True):
     modem: str
 
 
-ModemEvent = HealthChanged | InboundSms | StatusReportReceived | StorageRead
+class RegistrationChanged(msgspec.Struct, frozen=True, kw_only=True):
+    """The modem became registered on the network (+CREG or +CEREG <stat> home, roaming or SMS
+    only, TS 27.007 sections 7.2 and 10.1.22) or stopped being so, or its port was lost. The
+    network holds the status reports and SMS for a modem it cannot reach, and delivers them
+    once the modem is registered again (TS 23.040, Messages-Waiting and Alert-SC)."""
+
+    modem: str
+    registered: bool
+
+
+ModemEvent = HealthChanged | InboundSms | StatusReportReceived | StorageRead | RegistrationChanged

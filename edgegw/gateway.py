@@ -247,6 +247,7 @@ class Gateway:
                             self.reports,
                             self.dispatcher.wake,
                             self.storage_reads,
+                            self.clock,
                         )
                     async with trio.open_nursery() as listeners:
                         http = self.config.http

@@ -35,6 +35,7 @@ from drivers.at.policies import (
     RejectionStreak,
     SimStep,
     SimUnlock,
+    best_registration,
     make_room,
     network_detail,
     registration_name,
@@ -76,6 +77,7 @@ from drivers.events import (
     InboundSms,
     ModemEvent,
     ModemState,
+    RegistrationChanged,
     StatusReportReceived,
     StorageRead,
 )
@@ -200,6 +202,7 @@ class AtModem:
         self._undecodable_direct = UndecodableDirect()
         self._storages_seen = StoragesSeen()
         self._storage_read = False  # StorageRead emitted
+        self._registered: bool | None = None  # as last told by RegistrationChanged
         self._rejections = RejectionStreak(options.cms_reinit_after)
         self._nonces = ResyncNonces()
 
@@ -503,6 +506,10 @@ class AtModem:
                 nursery.cancel_scope.cancel()
         finally:
             self._link = None
+            # Unplugged or hung, the modem may be off the network; a new link reads it again.
+            self.registration = self.eps_registration = None
+            if self._registered:
+                self._registered_now(False)
             with trio.CancelScope(shield=True), trio.move_on_after(5.0):
                 await close_quietly(stream)
         if self._sim_locked:
@@ -1052,6 +1059,17 @@ class AtModem:
         name = registration_name(self.registration, self.eps_registration)
         if name is not None:
             self._health.registration = name
+        best = best_registration(self.registration, self.eps_registration)
+        if best is not None:
+            self._registered_now(best.stat.registered)
+
+    def _registered_now(self, registered: bool) -> None:
+        """Tell the gateway when the modem became registered or stopped being so; an event
+        that finds the buffer full is told again at the next registration read."""
+        if registered is self._registered:
+            return
+        told = self._put(RegistrationChanged(modem=self.name, registered=registered))
+        self._registered = registered if told else None
 
     # ---- finding the port ------------------------------------------------------------------
 
@@ -1221,8 +1239,9 @@ class AtModem:
             log.info("modem %s: event dropped: %r", self.name, event)
 
     def _put(self, event: ModemEvent) -> bool:
-        """Buffer `event`, dropping the oldest HealthChanged if there is no room; False when
-        there was none to drop. Inbound events are never dropped once buffered."""
+        """Buffer `event`, dropping the oldest HealthChanged or RegistrationChanged if there is
+        no room; False when there was none to drop. Inbound events are never dropped once
+        buffered."""
         try:
             self._events_in.send_nowait(event)
         except trio.BrokenResourceError:
@@ -1232,8 +1251,8 @@ class AtModem:
         return True
 
     def _make_room_for(self, event: ModemEvent) -> bool:
-        """The buffer is full: apply `make_room`; False when it would drop no HealthChanged
-        (then nothing changes)."""
+        """The buffer is full: apply `make_room`; False when it would drop nothing (then
+        nothing changes)."""
         queued: list[ModemEvent] = []
         while True:
             try:
@@ -1243,6 +1262,10 @@ class AtModem:
         roomier = make_room(queued, event)
         if roomier is not None:
             self._health.events_dropped += 1
+            if sum(isinstance(kept, RegistrationChanged) for kept in roomier) < sum(
+                isinstance(old, RegistrationChanged) for old in (*queued, event)
+            ):
+                self._registered = None  # told again at the next read
         for kept in queued if roomier is None else roomier:
             self._events_in.send_nowait(kept)
         return roomier is not None

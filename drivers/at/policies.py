@@ -20,7 +20,7 @@ import msgspec
 
 from drivers.at.commands import CmeError, Cnmi, Registration, cpin_enter, parse_cnmi_setting
 from drivers.at.framer import FinalKind, FinalResult
-from drivers.events import HealthChanged, ModemEvent
+from drivers.events import HealthChanged, ModemEvent, RegistrationChanged
 
 # +CPIN answers that let SMS commands work; PIN2 guards no SMS command.
 SIM_READY: Final = frozenset({"READY", "SIM PIN2", "SIM PUK2"})
@@ -144,24 +144,33 @@ class RejectionStreak:
 
 
 def make_room(queued: Sequence[ModemEvent], event: ModemEvent) -> list[ModemEvent] | None:
-    """The buffer `queued` is full: drop its oldest HealthChanged and put `event` last; None
-    when it holds none (inbound events are never dropped to make room)."""
-    oldest = next((i for i, old in enumerate(queued) if isinstance(old, HealthChanged)), None)
+    """The buffer `queued` is full: drop its oldest HealthChanged or RegistrationChanged (the
+    driver tells the registration again at its next read) and put `event` last; None when it
+    holds neither (inbound events are never dropped to make room)."""
+    droppable = (HealthChanged, RegistrationChanged)
+    oldest = next((i for i, old in enumerate(queued) if isinstance(old, droppable)), None)
     if oldest is None:
         return None
     return [*queued[:oldest], *queued[oldest + 1 :], event]
 
 
-def registration_name(circuit: Registration | None, eps: Registration | None) -> str | None:
-    """The better of circuit-switched (+CREG) and EPS (+CEREG) registration as health shows it
-    ("home", "roaming", "searching", ...): registered beats not, then home beats roaming, then
-    circuit-switched wins a tie. An LTE stick may be registered on EPS only, and SMS goes over
-    either. None while neither is known."""
+def best_registration(
+    circuit: Registration | None, eps: Registration | None
+) -> Registration | None:
+    """The better of circuit-switched (+CREG) and EPS (+CEREG) registration: registered beats
+    not, then home beats roaming, then circuit-switched wins a tie. An LTE stick may be
+    registered on EPS only, and SMS goes over either. None while neither is known."""
     known = [r for r in (circuit, eps) if r is not None]
     if not known:
         return None
-    best = max(known, key=lambda r: (r.stat.registered, r.stat == r.stat.HOME))
-    return best.stat.name.lower().replace("_", " ")
+    return max(known, key=lambda r: (r.stat.registered, r.stat == r.stat.HOME))
+
+
+def registration_name(circuit: Registration | None, eps: Registration | None) -> str | None:
+    """The better registration (`best_registration`) as health shows it ("home", "roaming",
+    "searching", ...); None while neither is known."""
+    best = best_registration(circuit, eps)
+    return None if best is None else best.stat.name.lower().replace("_", " ")
 
 
 def network_detail(signal_dbm: int | None, registration: str) -> str:

@@ -19,10 +19,12 @@ from drivers.events import (
     HealthChanged,
     InboundSms,
     ModemState,
+    RegistrationChanged,
     StatusReportReceived,
     StorageRead,
 )
 from drivers.modem import Health, Modem
+from edgegw.clock import Clock
 from edgegw.model import MessageState
 from edgegw.pipeline.inbound import InboundReceiver
 from edgegw.pipeline.pacing import Pacer
@@ -103,13 +105,17 @@ async def forward_events(
     reports: ReportCorrelator,
     wake: Callable[[], None],
     reads: StorageReads,
+    clock: Clock,
 ) -> None:
     """Handle what `modem` reports until it stops: health changes wake the dispatcher (`wake`),
     received messages and status reports are committed, then acknowledged; the first whole
-    read of its storage is recorded in `reads` once all it emitted before is committed."""
+    read of its storage is recorded in `reads` once all it emitted before is committed, and so
+    is each change of its registration, with its time."""
     all_stored = True
     async for event in modem.events:
-        if isinstance(event, HealthChanged):
+        if isinstance(event, RegistrationChanged):
+            reads.registration(event.modem, event.registered, clock.now())
+        elif isinstance(event, HealthChanged):
             # A failure or a quarantine the driver has logged already, in the same words:
             # once more at INFO doubled every line of an unplugged modem.
             if event.state not in _LOGGED_BY_DRIVER:

@@ -451,10 +451,11 @@ async def test_a_full_buffer_defers_stored_messages_to_the_sweep(
     modem = make(Bench(nursery, [peer]), event_buffer=2, sweep_interval=30.0)
     await nursery.start(modem.run)
     await settled(peer)
-    # The buffer held READY, which gave way to the second message; then it was full.
+    # The buffer held READY and the registration, which gave way to the two messages; then it
+    # was full.
     first = pending_inbound(modem)
     assert [e.index for e in first] == [0, 1]
-    assert modem.health().events_dropped == 1
+    assert modem.health().events_dropped == 2
     for event in first:
         await modem.acknowledge(event)
     await trio.sleep(30.0)

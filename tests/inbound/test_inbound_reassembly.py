@@ -69,7 +69,8 @@ async def start(
     if modem is not None and reads is not None:
         await nursery.start(receiver.run)
         reports = cast(ReportCorrelator, None)  # only SMS come
-        nursery.start_soon(forward_events, modem, receiver, reports, lambda: None, reads)
+        modem.register()
+        nursery.start_soon(forward_events, modem, receiver, reports, lambda: None, reads, clock)
     return store, receiver
 
 

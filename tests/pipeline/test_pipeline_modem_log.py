@@ -10,8 +10,15 @@ from typing import cast
 import pytest
 from support.reports import report_event
 
-from drivers.events import HealthChanged, ModemEvent, ModemState, StorageRead
+from drivers.events import (
+    HealthChanged,
+    ModemEvent,
+    ModemState,
+    RegistrationChanged,
+    StorageRead,
+)
 from drivers.modem import Modem
+from edgegw.clock import Clock
 from edgegw.pipeline.inbound import InboundReceiver
 from edgegw.pipeline.modems import forward_events
 from edgegw.pipeline.reports import ReportCorrelator
@@ -48,6 +55,7 @@ async def test_a_failure_is_left_to_the_driver_log_and_the_rest_reads(
         cast(ReportCorrelator, None),
         lambda: woken.append(True),
         StorageReads(),
+        Clock(),
     )
     assert len(woken) == 5  # every change wakes the dispatcher
     assert [record.getMessage() for record in caplog.records] == [
@@ -64,6 +72,7 @@ class ReportOnTheSim:
 
     @property
     async def events(self) -> AsyncIterator[ModemEvent]:
+        yield RegistrationChanged(modem=self.name, registered=True)
         yield report_event(self.name, 200, "+4741234567", 0)
         yield StorageRead(modem=self.name)
 
@@ -88,11 +97,33 @@ async def test_a_storage_read_counts_only_once_all_it_found_is_stored(
     report sweeper must not take the modem's storage as read and close its message with DR
     362."""
     reads = StorageReads()
+    clock = Clock()
     await forward_events(
         cast(Modem, ReportOnTheSim()),
         cast(InboundReceiver, None),  # only a status report comes
         cast(ReportCorrelator, Reports(store_up=store_up)),
         lambda: None,
         reads,
+        clock,
     )
-    assert reads.released(0.0, 3600.0, SETTLE) == released
+    started = clock.now()
+    assert reads.released(started, 3600.0, started + SETTLE) == released
+
+
+def test_a_modem_that_loses_its_registration_waits_settle_after_it_registers_again() -> None:
+    """The network holds what it has for a modem it cannot reach and delivers it once the
+    modem is registered again: a modem that lost its registration is not released, nor until
+    SETTLE after it registered again; one never registered only at the end of the wait."""
+    reads = StorageReads()
+    for modem in ("m1", "m2"):
+        reads.read(modem)
+    reads.registration("m1", True, 10.0)
+    assert reads.released(0.0, 3600.0, 10.0 + SETTLE) == ("m1",)
+    reads.registration("m1", False, 400.0)
+    assert reads.released(0.0, 3600.0, 400.0) == ()
+    reads.registration("m1", True, 450.0)
+    assert reads.next_release(0.0, 3600.0, 450.0) == 450.0 + SETTLE
+    assert reads.released(0.0, 3600.0, 449.0 + SETTLE) == ()
+    assert reads.released(0.0, 3600.0, 450.0 + SETTLE) == ("m1",)
+    assert reads.next_release(0.0, 3600.0, 450.0 + SETTLE) == 3600.0
+    assert reads.released(0.0, 3600.0, 3600.0) is None

@@ -18,7 +18,10 @@ from support.modems import ReportingModem
 from support.pipeline import stored_record, submit_one
 from support.reports import SCTS, report_event
 
+from drivers.at import AtModem, AtOptions
 from drivers.gsm import relative_validity, validity_period_minutes
+from drivers.modem import Modem
+from drivers.simulator import Simulator, SimulatorOptions, memory_opener
 from edgegw.clock import Clock
 from edgegw.config import DispatchConfig, ServiceConfig
 from edgegw.model import DrStatus, MessageState
@@ -58,7 +61,7 @@ class Rig:
 async def start_rig(
     nursery: trio.Nursery,
     path: Path,
-    modem: ReportingModem,
+    modem: Modem,
     *,
     validity: int = 173,
     rematch: float = 60.0,
@@ -66,7 +69,8 @@ async def start_rig(
     reads: StorageReads | None = None,
 ) -> Rig:
     """`clock`: the one of a run before a restart, so that the time down counts. With `reads`,
-    what the modem reads from its SIM reaches the correlator as the gateway forwards it."""
+    what the modem reads from its SIM, and its registration, reach the correlator as the
+    gateway forwards them."""
     clock = clock or Clock(start_epoch=START)
     service = msgspec.convert(
         {"id": 1, "name": "s", "username": "user", "password": "secret", "validity": validity},
@@ -90,7 +94,9 @@ async def start_rig(
     store.subscribe(Topic.QUEUE, dispatcher.wake)
     if reads is not None:
         inbound = cast(InboundReceiver, None)  # only status reports come
-        nursery.start_soon(forward_events, modem, inbound, correlator, dispatcher.wake, reads)
+        nursery.start_soon(
+            forward_events, modem, inbound, correlator, dispatcher.wake, reads, clock
+        )
     return Rig(store, Submitter([service], store, clock), correlator)
 
 
@@ -522,6 +528,7 @@ async def test_a_gateway_restarting_within_the_grace_closes_a_message_once_its_m
     for _ in range(8):
         await trio.sleep(1500)  # down
         async with trio.open_nursery() as nursery:
+            modem.register()  # at once
             rig = await start_rig(
                 nursery, path, modem, validity=11, clock=clock, reads=StorageReads()
             )
@@ -551,6 +558,7 @@ async def test_a_report_read_from_the_sim_after_a_restart_decides_the_message_be
     clock = Clock(start_epoch=START)
     message_id = await sent_before_a_long_stop(path, modem, clock)
     async with trio.open_nursery() as nursery:
+        modem.register()  # at once
         rig = await start_rig(nursery, path, modem, validity=11, clock=clock, reads=StorageReads())
         await trio.sleep(5)
         ((_, reference, _),) = modem.sent
@@ -573,6 +581,7 @@ async def test_a_report_the_network_held_while_the_box_was_off_decides_the_messa
     clock = Clock(start_epoch=START)
     message_id = await sent_before_a_long_stop(path, modem, clock)
     async with trio.open_nursery() as nursery:
+        modem.register()  # at once
         rig = await start_rig(nursery, path, modem, validity=11, clock=clock, reads=StorageReads())
         await trio.sleep(5)
         modem.read_storage()  # nothing waited on the SIM
@@ -584,6 +593,62 @@ async def test_a_report_the_network_held_while_the_box_was_off_decides_the_messa
         nursery.cancel_scope.cancel()
     assert (record.state, record.dr_status) == (MessageState.DELIVERED, DrStatus.DELIVERED)
     assert rig.correlator.timed_out == 0
+
+
+async def start_on_the_simulator(
+    nursery: trio.Nursery, path: Path, clock: Clock, sim: Simulator
+) -> tuple[Rig, float]:
+    """The gateway's start after `sent_before_a_long_stop`, its modem m1 now the AT driver on
+    the simulated modem `sim`; the rig and the start's time."""
+    _, open_stream = memory_opener(nursery, sim)
+    modem = AtModem("m1", AtOptions(), open_stream=open_stream)
+    started = clock.now()
+    nursery.start_soon(modem.run)
+    rig = await start_rig(nursery, path, modem, validity=11, clock=clock, reads=StorageReads())
+    return rig, started
+
+
+async def test_a_report_the_network_delivers_after_a_late_registration_decides_the_message(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The box was off past the message's time and grace. After the start its modem reads its
+    SIM at once but registers only 10 minutes later (a slow SIM, no coverage yet), past SETTLE
+    from the start; the network delivers the report it held a minute after that. That report,
+    not DR 362, decides the message: the wait counts SETTLE from the registration."""
+    path = tmp_path / "db"
+    before = ReportingModem("m1")
+    clock = Clock(start_epoch=START)
+    message_id = await sent_before_a_long_stop(path, before, clock)
+    ((_, reference, _),) = before.sent
+    sim = Simulator(SimulatorOptions(register_delay=600.0))
+    report = report_event("m1", reference, "+4741000000", 0x00).pdu
+    sim.engine.schedule_status_report(lambda: report, trio.current_time() + 660.0)
+    async with trio.open_nursery() as nursery:
+        rig, _ = await start_on_the_simulator(nursery, path, clock, sim)
+        await trio.sleep(GRACE - 60)
+        record = await rig.record(message_id)
+        nursery.cancel_scope.cancel()
+    assert (record.state, record.dr_status) == (MessageState.DELIVERED, DrStatus.DELIVERED)
+    assert rig.correlator.timed_out == 0
+
+
+async def test_a_modem_registered_at_once_is_released_settle_after_the_start(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The same start with a modem that registers at once and whose report never comes: the
+    message is closed with DR 362 SETTLE after the start (the registration read as the driver
+    initialises the modem), not held until the grace."""
+    path = tmp_path / "db"
+    clock = Clock(start_epoch=START)
+    message_id = await sent_before_a_long_stop(path, ReportingModem("m1"), clock)
+    async with trio.open_nursery() as nursery:
+        rig, started = await start_on_the_simulator(nursery, path, clock, Simulator())
+        await trio.sleep(SETTLE + 60)
+        record = await rig.record(message_id)
+        nursery.cancel_scope.cancel()
+    assert (record.state, record.dr_status) == (MessageState.SENT, DrStatus.TIMED_OUT_IN_SMSC)
+    assert record.done_at is not None
+    assert started + SETTLE <= record.done_at < started + SETTLE + 5
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,14 @@ import math
 
 import trio
 
-from drivers.events import InboundSms, ModemEvent, ModemState, StatusReportReceived, StorageRead
+from drivers.events import (
+    InboundSms,
+    ModemEvent,
+    ModemState,
+    RegistrationChanged,
+    StatusReportReceived,
+    StorageRead,
+)
 from drivers.modem import Health, OutgoingPart
 
 
@@ -34,6 +41,10 @@ class ReportingModem:
         self._reference = (self._reference + 1) % 256
         self.sent.append((outgoing, reference, trio.current_time()))
         return reference
+
+    def register(self) -> None:
+        """The modem registers on the network now (the driver reads it at its start)."""
+        self._stored.send_nowait(RegistrationChanged(modem=self.name, registered=True))
 
     def read_storage(self, *stored: InboundSms | StatusReportReceived) -> None:
         """The driver's first whole read of the SIM after a start, which held `stored`."""
