@@ -772,7 +772,8 @@ def recover_in_flight(
     requeued: list[str] = []
     failed: list[str] = []
     # A part being sent when a status report made its message final: its fate stays unknown,
-    # and nothing more of that message is sent.
+    # and nothing more of that message is sent. Read off the partial index parts_sending, as
+    # the messages in flight are off messages_sending: a start reads no final part.
     for message_id, index in conn.execute(
         "SELECT parts.message_id, parts.idx FROM parts JOIN messages ON messages.id ="
         " parts.message_id WHERE parts.state = 'sending' AND messages.state != 'sending'"

@@ -73,21 +73,28 @@ def _v8_file(path: Path) -> None:
     conn = connect(path)
     migrate(conn, target=8)
     for message_id, state in (("0old0sent000", "sent"), ("0old0sending", "sending")):
-        conn.execute(
-            "INSERT INTO messages (id, service_id, batch_reference, recipient, originator,"
-            " originator_type, content, alphabet, priority, validity_minutes, state, modem,"
-            " not_before, expires_at, next_attempt_at, due_at, status_report, pid, flash,"
-            " created_at, updated_at) VALUES (?, 1, 'b-old', '+4741000000', 'Edge',"
-            " 'ALPHANUMERIC', 'from v8', 'GSM7', 2, 60, ?, 'm1', ?, ?, ?, ?, 1, 0, 0, ?, ?)",
-            (message_id, state, START, START + 3600, START, START, START, START),
-        )
-        for index, part_state in ((1, "sent"), (2, state)):
-            conn.execute(
-                "INSERT INTO parts (message_id, idx, dcs, udh, payload, state, modem, reference,"
-                " sent_at) VALUES (?, ?, 0, x'', x'01', ?, 'm1', ?, ?)",
-                (message_id, index, part_state, index, START + index),
-            )
+        _old_message(conn, message_id, state, second_part=state)
     conn.close()
+
+
+def _old_message(
+    conn: sqlite3.Connection, message_id: str, state: str, *, second_part: str
+) -> None:
+    """A message of two parts on modem m1, as an older schema holds it: its first part sent."""
+    conn.execute(
+        "INSERT INTO messages (id, service_id, batch_reference, recipient, originator,"
+        " originator_type, content, alphabet, priority, validity_minutes, state, modem,"
+        " not_before, expires_at, next_attempt_at, due_at, status_report, pid, flash,"
+        " created_at, updated_at) VALUES (?, 1, 'b-old', '+4741000000', 'Edge',"
+        " 'ALPHANUMERIC', 'from an old schema', 'GSM7', 2, 60, ?, 'm1', ?, ?, ?, ?, 1, 0, 0, ?, ?)",
+        (message_id, state, START, START + 3600, START, START, START, START),
+    )
+    for index, part_state in ((1, "sent"), (2, second_part)):
+        conn.execute(
+            "INSERT INTO parts (message_id, idx, dcs, udh, payload, state, modem, reference,"
+            " sent_at) VALUES (?, ?, 0, x'', x'01', ?, 'm1', ?, ?)",
+            (message_id, index, part_state, index, START + index),
+        )
 
 
 async def test_a_version_8_file_keeps_its_messages_and_closes_them_when_the_smsc_gave_up(
@@ -125,6 +132,38 @@ async def test_a_version_8_file_keeps_its_messages_and_closes_them_when_the_smsc
     assert first == START + 3600
     assert (early, at_validity) == ([], ["0old0sent000"])
     assert (before_smsc, at_smsc) == ([], ["0old0sending"])
+
+
+async def test_a_version_9_file_gets_the_index_of_parts_in_flight_and_recovers_them(
+    db_path: Path,
+) -> None:
+    """Version 10 indexes the parts left in `sending` (crash recovery reads them off it, not
+    every part): a part being sent when a version 9 gateway stopped is found and queued again
+    after the upgrade, and one being sent when its message was final already ends failed."""
+    conn = connect(db_path)
+    migrate(conn, target=9)
+    for message_id, state in (("0old0sending", "sending"), ("0old0failed0", "failed")):
+        _old_message(conn, message_id, state, second_part="sending")
+    conn.close()
+    store = Store(db_path, clock=Clock(start_epoch=START + 60))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        indexed = await store.read(
+            lambda conn: conn.execute(
+                "SELECT message_id, idx FROM parts INDEXED BY parts_sending"
+                " WHERE state = 'sending' ORDER BY message_id"
+            ).fetchall()
+        )
+        recovery = await store.recover_in_flight(resend=True)
+        parts = await store.read(
+            lambda conn: conn.execute(
+                "SELECT message_id, state FROM parts WHERE idx = 2 ORDER BY message_id"
+            ).fetchall()
+        )
+        nursery.cancel_scope.cancel()
+    assert indexed == [("0old0failed0", 2), ("0old0sending", 2)]
+    assert (recovery.requeued, recovery.failed) == (["0old0sending"], [])
+    assert parts == [("0old0failed0", "failed"), ("0old0sending", "queued")]
 
 
 async def test_a_sent_message_is_given_up_at_the_latest_of_its_parts_smsc_deadlines(
