@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 
 import trio
 
@@ -74,6 +75,9 @@ class Dispatcher:
         self._top_up_at = math.inf  # trio time by which a worker wants its queue topped up
         self._waiting: trio.CancelScope | None = None  # the wait for a wake-up, if waiting
         self._in_flight = dict.fromkeys(modems, 0)
+        # The service that took the last message handed out: the next round's turns start
+        # after it, so that one free slot a round still goes round the services.
+        self._last_served = -1
         self._channels: dict[str, trio.MemorySendChannel[Claim]] = {}
         self.workers: dict[str, ModemWorker] = {}
         self.worker_crashes = 0  # workers restarted after an error escaped them
@@ -170,18 +174,19 @@ class Dispatcher:
                 self._down_since.pop(name, None)
             else:
                 self._down_since.setdefault(name, now)
-        due_at, expires_at = await store.next_times()
+        heads, expires_at = await store.queue_times()
         if expires_at is not None and expires_at <= now:
             expired = await store.expire_due(now)
             log.info("%d messages expired before they could be sent", len(expired))
-            due_at, expires_at = await store.next_times()
-        if due_at is None:
+            heads, expires_at = await store.queue_times()
+        if not heads:
             return expires_at
-        waiting = due_at <= now
+        due = [service for service, due_at in heads.items() if due_at <= now]
+        waiting = bool(due)
         if waiting:
-            waiting = await self._claim_due(now)
-            due_at, expires_at = await store.next_times()
-        times = [t for t in (due_at, expires_at) if t is not None and t > now]
+            waiting = await self._claim_due(now, due)
+            heads, expires_at = await store.queue_times()
+        times = [t for t in (*heads.values(), expires_at) if t is not None and t > now]
         if waiting:
             # Due messages wait for a ready modem: look at modem health again soon, and when a
             # SIM's rest between sends ends.
@@ -191,8 +196,9 @@ class Dispatcher:
                 times += [at for at in rests if at > now]
         return min(times, default=None)
 
-    async def _claim_due(self, now: float) -> bool:
-        """Claim due messages up to the spare capacity of ready modems; True if some are left
+    async def _claim_due(self, now: float, services: Sequence[int]) -> bool:
+        """Claim due messages of `services` (those with some due) up to the spare capacity of
+        ready modems, the services taking turns, one message a turn; True if some are left
         waiting for a modem."""
         per_modem = self._dispatch.queue_per_modem
         pacer = self._pacer
@@ -207,20 +213,54 @@ class Dispatcher:
         assignments: list[tuple[str, str]] = []
         load = dict(self._in_flight)
         last_used = {name: pacer.last_used(name) for name in free} if pacer is not None else {}
-        waiting = False
-        read: set[str] = set()
-        # A round reads what it can hand out and a few more; only when those are all due
-        # messages no free modem may take (their pools, stickiness, prefixes) does it read on,
-        # up to 16 a free slot, so a thousand queued messages are not read to hand out three.
+        # A service none of whose modems is free waits, unread.
+        usable = [service for service in services if self._may_use(service, free)]
+        waiting = len(usable) < len(services)
+        # A round reads the services its free slots' turns reach, each as many messages as it
+        # can hand out and a few more; only for a service whose messages read were all looked
+        # at, none of which a free modem of its own takes (stickiness, prefixes), does it read
+        # on, up to 16 a free slot: a thousand queued messages are not read to hand out three,
+        # nor every service to hand out one.
+        limit = wanted + 4
         widest = min(DUE_SCAN_LIMIT, 16 * wanted + 64)
-        for limit in sorted({min(widest, wanted + 16), widest}):
-            candidates = await self._store.due(now, limit)
-            fresh = [message for message in candidates if message.id not in read]
-            read.update(message.id for message in fresh)
-            if await self._assign(fresh, free, load, last_used, assignments, now):
-                waiting = True
-            if not free or len(candidates) < limit:
-                break
+        turns = self._turns(usable)
+        queues: dict[int, deque[DueMessage]] = {}
+        read: dict[int, list[DueMessage]] = {}  # each service's messages read, in its order
+        widened: set[int] = set()
+        while turns and free:
+            service = turns.popleft()
+            if service not in queues:
+                # This and the next unread services whose turns the free slots may reach, in
+                # one look at the store.
+                unread = [service, *(other for other in turns if other not in queues)]
+                unread = unread[: sum(free.values())]
+                found = await self._store.due(unread, now, limit)
+                for other in unread:
+                    read[other] = found.get(other, [])
+                    queues[other] = deque(read[other])
+            placed = await self._turn(
+                service, queues[service], free, load, last_used, assignments, now
+            )
+            if placed:
+                self._last_served = service
+                turns.append(service)
+                continue
+            waiting = waiting or placed is False
+            if (
+                service not in widened
+                and len(read[service]) == limit
+                and self._may_use(service, free)
+            ):
+                widened.add(service)
+                seen = {message.id for message in read[service]}
+                read[service] = (await self._store.due([service], now, widest)).get(service, [])
+                queues[service].extend(m for m in read[service] if m.id not in seen)
+                turns.appendleft(service)
+        # Due messages left to services whose turn did not come: unread, or not all read.
+        waiting = waiting or any(
+            service not in queues or queues[service] or len(read[service]) == limit
+            for service in turns
+        )
         if not assignments:
             return waiting
         for claim in await self._store.claim(assignments, now):
@@ -228,20 +268,34 @@ class Dispatcher:
             self._channels[claim.modem].send_nowait(claim)
         return waiting
 
-    async def _assign(
+    def _may_use(self, service: int, free: Mapping[str, int]) -> bool:
+        """True when the service's pool holds a modem with a free slot."""
+        pool = self._pools.get(service, ())
+        return not pool or any(name in free for name in pool)
+
+    def _turns(self, services: Iterable[int]) -> deque[int]:
+        """The services in round-robin order: by id, from the one after the last served."""
+        last = self._last_served
+        return deque(sorted(services, key=lambda service: (service <= last, service)))
+
+    async def _turn(
         self,
-        candidates: list[DueMessage],
+        service: int,
+        queue: deque[DueMessage],
         free: dict[str, int],
         load: dict[str, int],
         last_used: dict[str, float],
         assignments: list[tuple[str, str]],
         now: float,
-    ) -> bool:
-        """Add to `assignments` the candidates a free modem may take, in order, taking each
-        modem's slot from `free` and adding to its `load`; True if one is left waiting for a
-        modem. Candidates outside their send window are rescheduled or expired instead."""
-        waiting = False
-        for message in candidates:
+    ) -> bool | None:
+        """The service's turn: its first message in `queue` that a free modem may take goes
+        to `assignments`, taking the modem's slot from `free` and adding to its `load`; those
+        before it are taken off the queue. True: one was placed; False: none, and one is left
+        waiting for a modem; None: none, none waiting. Candidates outside their send window
+        are rescheduled or expired instead."""
+        outcome: bool | None = None
+        while queue:
+            message = queue.popleft()
             if message.window is not None:
                 opening = next_open(message.window, now)
                 if opening is None:
@@ -250,14 +304,11 @@ class Dispatcher:
                 if opening > now:
                     await self._store.reschedule(message.id, opening, now)
                     continue
-            if not free:
-                waiting = True
-                break
             sticky = message.modem
             if sticky is not None and await self._failed_over(message.id, sticky, now):
                 sticky = None
             modem = choose_modem(
-                pool=self._pools.get(message.service_id, ()),
+                pool=self._pools.get(service, ()),
                 sticky=sticky,
                 free=free,
                 load=load,
@@ -266,14 +317,15 @@ class Dispatcher:
                 last_used=last_used,
             )
             if modem is None:
-                waiting = True
+                outcome = False
                 continue
             assignments.append((message.id, modem))
             load[modem] += 1
             free[modem] -= 1
             if free[modem] == 0:
                 del free[modem]
-        return waiting
+            return True
+        return outcome
 
     async def _failed_over(self, message_id: str, modem: str, now: float) -> bool:
         """Release a message bound to `modem` once that modem has been down longer than

@@ -394,6 +394,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # v10: crash recovery finds the parts left in `sending` off an index of their own, rather
     # than by reading every part the store holds (a million, most of them final) at each start.
     ("CREATE INDEX parts_sending ON parts (message_id) WHERE state = 'sending'",),
+    # v11, a fair queue across services (edgegw.pipeline.dispatcher): priority orders the
+    # messages of one service (spec 7.7), so the queue is read service by service, each one
+    # range per priority, and the services with queued messages are found by skipping from one
+    # to the next in the same index.
+    (
+        "DROP INDEX messages_due",
+        "CREATE INDEX messages_service_due ON messages (service_id, priority, due_at)"
+        " WHERE state = 'queued'",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -29,7 +29,31 @@ from edgegw.store import transactions as tx
 from edgegw.store.engine import Engine, Offload
 from edgegw.store.transactions import Effects, FinalOutcomes, PartSent, iso, no_final_outcomes
 
-DUE_SCAN_LIMIT = 1000  # due messages read per dispatch round
+DUE_SCAN_LIMIT = 1000  # due messages of one service read per dispatch round
+
+# The services with queued messages, each found by one step in messages_service_due from the
+# one before (SQLite does not skip through an index by itself), never by reading the queue.
+_QUEUED_SERVICES = (
+    "WITH RECURSIVE queued (service_id) AS ("
+    "SELECT (SELECT service_id FROM messages WHERE state = 'queued'"
+    " ORDER BY service_id LIMIT 1)"
+    " UNION ALL SELECT (SELECT service_id FROM messages WHERE state = 'queued'"
+    " AND service_id > queued.service_id ORDER BY service_id LIMIT 1)"
+    " FROM queued WHERE queued.service_id IS NOT NULL) "
+)
+PRIORITIES = (3, 2, 1)  # the order of a service's messages (spec 7.7), then the longest waiting
+# Each service with queued messages and the earliest due time at each priority (NULL: none).
+_SERVICE_HEADS = (
+    _QUEUED_SERVICES
+    + "SELECT service_id, "
+    + ", ".join(
+        "(SELECT due_at FROM messages WHERE state = 'queued'"
+        f" AND service_id = queued.service_id AND priority = {priority}"
+        " ORDER BY due_at LIMIT 1)"
+        for priority in PRIORITIES
+    )
+    + " FROM queued WHERE service_id IS NOT NULL"
+)
 
 _RECORD_COLUMNS = (
     "id, state, modem, error, dr_status, ext_status, attempts, priority, not_before, "
@@ -249,55 +273,60 @@ class Store(Engine):
 
     # -- typed reads --------------------------------------------------------------------------
 
-    async def due(self, now: float | None = None, limit: int = DUE_SCAN_LIMIT) -> list[DueMessage]:
-        """Queued messages due at `now`: priority 3 first, then the longest waiting."""
+    async def due(
+        self, services: Sequence[int], now: float | None = None, limit: int = DUE_SCAN_LIMIT
+    ) -> dict[int, list[DueMessage]]:
+        """Queued messages due at `now`, up to `limit` of each of `services` that has some, in
+        the order of `services`; a service's own in its order (spec 7.7): priority 3 first,
+        then the longest waiting."""
         at = self._now(now)
 
-        def due(conn: sqlite3.Connection) -> list[DueMessage]:
-            found: list[DueMessage] = []
-            for priority in (3, 2, 1):
-                if len(found) >= limit:
-                    break
-                rows = conn.execute(
-                    "SELECT id, service_id, modem, expires_at, window_zone, window_first,"
-                    " window_last, window_opens, window_closes, recipient FROM messages"
-                    " WHERE state = 'queued' AND priority = ? AND due_at <= ?"
-                    " ORDER BY due_at LIMIT ?",
-                    (priority, at, limit - len(found)),
-                )
-                found += [
-                    DueMessage(
-                        id=row[0],
-                        service_id=row[1],
-                        priority=priority,
-                        modem=row[2],
-                        expires_at=row[3],
-                        window=tx.daily_window(row[4:9]),
-                        recipient=row[9],
+        def due(conn: sqlite3.Connection) -> dict[int, list[DueMessage]]:
+            found: dict[int, list[DueMessage]] = {}
+            for service_id in services:
+                messages: list[DueMessage] = []
+                for priority in PRIORITIES:
+                    if len(messages) >= limit:
+                        break
+                    rows = conn.execute(
+                        "SELECT id, modem, expires_at, window_zone, window_first, window_last,"
+                        " window_opens, window_closes, recipient FROM messages"
+                        " WHERE state = 'queued' AND service_id = ? AND priority = ?"
+                        " AND due_at <= ? ORDER BY due_at LIMIT ?",
+                        (service_id, priority, at, limit - len(messages)),
                     )
-                    for row in rows
-                ]
+                    messages += [
+                        DueMessage(
+                            id=row[0],
+                            service_id=service_id,
+                            priority=priority,
+                            modem=row[1],
+                            expires_at=row[2],
+                            window=tx.daily_window(row[3:8]),
+                            recipient=row[8],
+                        )
+                        for row in rows
+                    ]
+                if messages:
+                    found[service_id] = messages
             return found
 
         return await self.read(due)
 
-    async def next_times(self) -> tuple[float | None, float | None]:
-        """(earliest due time, earliest expiry) over queued messages; None when none is queued."""
+    async def queue_times(self) -> tuple[dict[int, float], float | None]:
+        """The earliest due time of each service with queued messages, by service id, and the
+        earliest expiry over queued messages (None when none is queued)."""
 
-        def earliest(conn: sqlite3.Connection) -> tuple[float | None, float | None]:
-            due = [
-                row[0]
-                for priority in (1, 2, 3)
-                for row in conn.execute(
-                    "SELECT due_at FROM messages WHERE state = 'queued' AND priority = ?"
-                    " ORDER BY due_at LIMIT 1",
-                    (priority,),
-                )
-            ]
+        def earliest(conn: sqlite3.Connection) -> tuple[dict[int, float], float | None]:
+            heads: dict[int, float] = {}
+            for service_id, *firsts in conn.execute(_SERVICE_HEADS):
+                known = [at for at in firsts if at is not None]
+                if known:
+                    heads[service_id] = min(known)
             expiry = conn.execute(
                 "SELECT expires_at FROM messages WHERE state = 'queued' ORDER BY expires_at LIMIT 1"
             ).fetchone()
-            return min(due, default=None), None if expiry is None else expiry[0]
+            return heads, None if expiry is None else expiry[0]
 
         return await self.read(earliest)
 

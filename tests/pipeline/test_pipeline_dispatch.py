@@ -110,6 +110,21 @@ class Rig:
         service_id: int = 1,
         **settings: object,
     ) -> str:
+        (message_id,) = await self.submit(service_id, [(recipient, content)], settings)
+        return message_id
+
+    async def send_campaign(
+        self, count: int, *, service_id: int = 1, first: int = 0, **settings: object
+    ) -> list[str]:
+        """`count` messages in one request, to +4743000000 + first, + first + 1 ..."""
+        messages = [(f"+47{43000000 + first + n}", "Campaign") for n in range(count)]
+        return await self.submit(service_id, messages, settings)
+
+    async def submit(
+        self, service_id: int, messages: list[tuple[str, str]], settings: dict[str, object]
+    ) -> list[str]:
+        """One request of the service's messages (recipient, content), all with `settings`;
+        their message ids."""
         response = await self.submitter.submit(
             SendRequest(
                 serviceId=service_id,
@@ -121,12 +136,13 @@ class Rig:
                         content=content,
                         settings=Settings(**settings),  # type: ignore[arg-type]
                     )
+                    for recipient, content in messages
                 ],
             )
         )
-        status = response.messageStatus[0]
-        assert status.messageId is not None, status.statusMessage
-        return status.messageId
+        ids = [status.messageId for status in response.messageStatus]
+        assert all(ids), response.messageStatus[0].statusMessage
+        return [message_id for message_id in ids if message_id is not None]
 
     async def record(self, message_id: str) -> MessageRecord:
         record = await self.store.message(message_id)
@@ -151,6 +167,7 @@ async def start_rig(
     dispatch: DispatchConfig | None = None,
     policy: CrashPolicy = CrashPolicy.RESEND,
     start: float = START,
+    prefixes: dict[str, list[str]] | None = None,
 ) -> tuple[Rig, list[FakeModem]]:
     clock = Clock(start_epoch=start)
     modems = make_modems(clock)
@@ -166,6 +183,7 @@ async def start_rig(
         clock,
         policy=policy,
         rng=random.Random(7),
+        prefixes=prefixes,
     )
     await nursery.start(dispatcher.run)
     store.subscribe(Topic.QUEUE, dispatcher.wake)
@@ -194,30 +212,114 @@ async def test_a_message_goes_out_part_by_part_and_every_reference_is_kept(
     assert states[0] is MessageState.SENDING and states[-1] is MessageState.SENT
 
 
-async def test_priority_three_goes_first_then_the_oldest(
-    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
-) -> None:
+async def sent_in_order(
+    nursery: trio.Nursery, path: Path, messages: list[tuple[str, int, int]]
+) -> list[str]:
+    """The recipients in the order one modem of one slot sent `messages` (recipient, priority,
+    service id), each queued a second after the one before while the modem was not ready."""
     rig, (modem,) = await start_rig(
         nursery,
-        tmp_path / "db",
+        path,
         lambda c: [FakeModem("m1", c, ready=False)],
+        services=[service(1), service(2)],
         dispatch=DispatchConfig(queue_per_modem=1),
     )
     ids = []
-    for recipient, priority in [
-        ("+4741000001", 1),
-        ("+4741000002", 2),
-        ("+4741000003", 3),
-        ("+4741000004", 2),
-        ("+4741000005", 3),
-    ]:
-        ids.append(await rig.send(recipient=recipient, priority=priority))
+    for recipient, priority, service_id in messages:
+        ids.append(await rig.send(recipient=recipient, priority=priority, service_id=service_id))
         await trio.sleep(1)
     modem.state = ModemState.READY
     rig.dispatcher.wake()
     for message_id in ids:
         await rig.wait_for(message_id, MessageState.SENT)
-    assert [part.recipient[-1] for part in modem.sent] == ["3", "5", "2", "4", "1"]
+    return [part.recipient for part in modem.sent]
+
+
+async def test_priority_three_goes_first_then_the_oldest(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    sent = await sent_in_order(
+        nursery,
+        tmp_path / "db",
+        [
+            ("+4741000001", 1, 1),
+            ("+4741000002", 2, 1),
+            ("+4741000003", 3, 1),
+            ("+4741000004", 2, 1),
+            ("+4741000005", 3, 1),
+        ],
+    )
+    assert [recipient[-1] for recipient in sent] == ["3", "5", "2", "4", "1"]
+
+
+async def test_one_services_campaign_does_not_hold_back_anothers_one_time_password(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Service 1 queues a campaign of 2,000 at priority 3 on the two modems both services
+    share; service 2's one-time password, submitted once the campaign is going, goes out within
+    the next few sends, not after the campaign (spec 7.7: priority orders within a service)."""
+    rig, modems = await start_rig(
+        nursery,
+        tmp_path / "db",
+        lambda c: [FakeModem("a", c), FakeModem("b", c)],
+        services=[service(1), service(2)],
+    )
+    campaign = await rig.send_campaign(2000, priority=3)
+    await trio.sleep(10.5)
+    sent_before = sum(len(modem.sent) for modem in modems)
+    otp = await rig.send("Your code is 123456", recipient="+4798765432", service_id=2)
+    await rig.wait_for(otp, MessageState.SENT)
+    sends = sorted(
+        (at, part.recipient)
+        for modem in modems
+        for part, at in zip(modem.sent, modem.send_times, strict=False)
+    )
+    after = [recipient for _, recipient in sends[sent_before:]]
+    # The two modems' queues (4 claims each) go first, then the password.
+    assert after.index("+4798765432") < 2 * 4 + 2, after[:12]
+    assert (await rig.record(campaign[-1])).state is MessageState.QUEUED
+
+
+async def test_priority_orders_each_services_messages_and_the_services_take_turns(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    sent = await sent_in_order(
+        nursery,
+        tmp_path / "db",
+        [
+            ("+4741000011", 1, 1),
+            ("+4741000012", 3, 1),
+            ("+4741000013", 2, 1),
+            ("+4741000014", 3, 1),
+            ("+4741000021", 1, 2),
+            ("+4741000022", 2, 2),
+        ],
+    )
+    # One of service 1's, one of service 2's, in turn; each service's by priority, then age.
+    assert [recipient[-2:] for recipient in sent] == ["12", "22", "14", "21", "13", "11"]
+
+
+async def test_two_services_with_restricted_modems_do_not_starve_each_other(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Service 2 may use modems a and b and queued its campaign first; service 1 may use only
+    a. Both campaigns go at once: service 1 gets its turns on a, service 2 has b and its turns
+    on a; neither waits for the other's campaign to end."""
+    rig, (modem_a, modem_b) = await start_rig(
+        nursery,
+        tmp_path / "db",
+        lambda c: [FakeModem("a", c), FakeModem("b", c)],
+        services=[service(1, modems=["a"]), service(2, modems=["a", "b"])],
+    )
+    await rig.send_campaign(200, service_id=2, first=2000)
+    await rig.send_campaign(200, service_id=1, first=1000)
+    await trio.sleep(60.5)
+    on_a = [part.recipient[7] for part in modem_a.sent]
+    on_b = [part.recipient[7] for part in modem_b.sent]
+    assert set(on_b) == {"2"}
+    # a: service 2's first claims, then service 1 at least every other send.
+    assert on_a.count("1") >= 25, on_a
+    assert len(on_b) >= 55
 
 
 async def test_a_message_expires_after_its_validity_without_a_ready_modem(
@@ -511,44 +613,61 @@ async def test_workers_holding_claims_are_topped_up_together_and_never_run_dry(
     assert len(rounds) <= 2 + 16 // 2, rounds
 
 
-async def test_a_round_reads_what_it_can_hand_out_and_reads_on_only_for_a_modem_left_idle(
+async def test_a_round_reads_what_it_can_hand_out_of_each_service_and_reads_on_for_an_idle_modem(
     nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """A hundred messages queued for modem a, one for b behind them: a round for a reads its 4
-    slots' worth and a few more, not the hundred; the round for b finds only a's messages in
-    its first read, reads on, and b sends at once instead of after a's backlog."""
-    services = [service(1, modems=["a"]), service(2, modems=["b"])]
-    rig, (modem_a, modem_b) = await start_rig(
+    """A hundred messages queued for modem a, one of another service for b: a round for a
+    reads its 4 slots' worth and a few more of each service, not the hundred, and b's message
+    is in that first read. Modem c, which serves +4742 only, reads on through service 1's
+    queue as far as its message to +4742, behind the hundred; a service whose modems have no
+    free slot is not read on."""
+    services = [service(1, modems=["a", "c"]), service(2, modems=["b"])]
+    rig, (modem_a, modem_b, modem_c) = await start_rig(
         nursery,
         tmp_path / "db",
-        lambda c: [FakeModem("a", c, ready=False), FakeModem("b", c, ready=False)],
+        lambda c: [FakeModem(name, c, ready=False) for name in ("a", "b", "c")],
         services=services,
         dispatch=DispatchConfig(queue_per_modem=4),
+        prefixes={"c": ["+4742"]},
     )
-    limits: list[int] = []
+    reads: list[tuple[int, list[int]]] = []
     due = rig.store.due
 
-    async def recorded_due(now: float | None = None, limit: int = 0) -> list[DueMessage]:
-        limits.append(limit)
-        return await due(now, limit)
+    async def recorded_due(
+        services: Sequence[int], now: float | None = None, limit: int = 0
+    ) -> dict[int, list[DueMessage]]:
+        found = await due(services, now, limit)
+        reads.append((limit, list(services)))
+        return found
 
     rig.store.due = recorded_due  # type: ignore[method-assign]
-    for index in range(100):
-        await rig.send(recipient=f"+474100{index:04d}")
+    await rig.send_campaign(100, first=1000)
     late = await rig.send(recipient="+4742000000", service_id=2)
+    deep = await rig.send(recipient="+4742000001", service_id=1)
     await trio.sleep(0.1)
-    limits.clear()
+    reads.clear()
     modem_a.state = ModemState.READY
     rig.dispatcher.wake()
     await trio.sleep(0.1)
-    assert limits == [4 + 16]  # a's four slots filled from the first read
-    limits.clear()
+    # a's four slots filled from the first read, of service 1 only: service 2's modem is not
+    # ready, nor service 1's other modem (c), so its queue is not read on for a's sake.
+    assert reads == [(4 + 4, [1])]
+    assert len(modem_a.send_times) == 1
+    reads.clear()
     modem_b.state = ModemState.READY
     woken_at = rig.clock.now()
     rig.dispatcher.wake()
     await rig.wait_for(late, MessageState.SENT)
-    assert modem_b.send_times[0] - woken_at < 0.5
-    assert limits[:2] == [4 + 16, 16 * 4 + 64]  # twenty of a's, then as far as b's message
+    assert modem_b.send_times[0] - woken_at < 1.5
+    assert reads[0][1] == [2]  # service 1's modems are both busy or not ready
+    reads.clear()
+    modem_c.state = ModemState.READY
+    woken_at = rig.clock.now()
+    rig.dispatcher.wake()
+    await rig.wait_for(deep, MessageState.SENT)
+    assert modem_c.send_times[0] - woken_at < 1.5
+    (first, read), (wider, read_on) = reads[:2]  # a's slots freed meanwhile count too
+    assert (read, wider, read_on) == ([1], 16 * (first - 4) + 64, [1])
 
 
 def test_router_rules() -> None:

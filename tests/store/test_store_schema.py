@@ -166,6 +166,52 @@ async def test_a_version_9_file_gets_the_index_of_parts_in_flight_and_recovers_t
     assert parts == [("0old0failed0", "failed"), ("0old0sending", "queued")]
 
 
+async def test_a_version_10_file_gets_its_queue_indexed_by_service(db_path: Path) -> None:
+    """Version 11 indexes the queue by service, then priority and due time, in place of by
+    priority and due time: the messages queued before the upgrade are read service by service."""
+    conn = connect(db_path)
+    migrate(conn, target=10)
+    for message_id, service_id, priority in (
+        ("0old0camp001", 1, 3),
+        ("0old0camp002", 1, 3),
+        ("0old0otp0001", 2, 2),
+    ):
+        conn.execute(
+            "INSERT INTO messages (id, service_id, batch_reference, recipient, originator,"
+            " originator_type, content, alphabet, priority, validity_minutes, state,"
+            " not_before, expires_at, next_attempt_at, due_at, status_report, pid, flash,"
+            " created_at, updated_at) VALUES (?, ?, 'b-old', '+4741000000', 'Edge',"
+            " 'ALPHANUMERIC', 'from v9', 'GSM7', ?, 60, 'queued', ?, ?, ?, ?, 1, 0, 0, ?, ?)",
+            (message_id, service_id, priority, START, START + 3600, START, START, START, START),
+        )
+    conn.close()
+    store = Store(db_path, clock=Clock(start_epoch=START))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        version, indexes = await store.read(
+            lambda conn: (
+                conn.execute("SELECT version FROM schema_version").fetchone()[0],
+                {
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT name FROM sqlite_master WHERE type = 'index'"
+                        " AND tbl_name = 'messages'"
+                    )
+                },
+            )
+        )
+        due = await store.due([1, 2], START + 1)
+        times = await store.queue_times()
+        nursery.cancel_scope.cancel()
+    assert version == SCHEMA_VERSION == 11
+    assert "messages_service_due" in indexes and "messages_due" not in indexes
+    assert {service: [message.id for message in messages] for service, messages in due.items()} == {
+        1: ["0old0camp001", "0old0camp002"],
+        2: ["0old0otp0001"],
+    }
+    assert times == ({1: START, 2: START}, START + 3600)
+
+
 async def test_a_sent_message_is_given_up_at_the_latest_of_its_parts_smsc_deadlines(
     store: Store,
 ) -> None:
@@ -251,7 +297,9 @@ async def test_message_view_shows_the_message_its_parts_and_times(store: Store) 
     assert await store.message_view(1, "000000000zzz") is None
 
 
-async def test_due_orders_by_priority_then_waiting_time(store: Store) -> None:
+async def test_due_orders_each_services_messages_by_priority_then_waiting_time(
+    store: Store,
+) -> None:
     await store.insert_messages(
         [
             new_message("00000000000a", priority=1, now=START),
@@ -259,16 +307,25 @@ async def test_due_orders_by_priority_then_waiting_time(store: Store) -> None:
             new_message("00000000000c", priority=2, now=START + 1),
             new_message("00000000000d", priority=3, now=START + 1),
             new_message("00000000000e", priority=3, now=START + 50),  # not due yet
+            new_message("00000000000f", priority=1, now=START + 3, service_id=7),
+            new_message("00000000000g", priority=2, now=START + 4, service_id=7),
+            new_message("00000000000h", priority=3, now=START + 60, service_id=9),  # not due
         ]
     )
-    due = await store.due(START + 10)
-    assert [message.id for message in due] == [
+    due = await store.due([1, 7, 9], START + 10)
+    assert {service: [message.id for message in messages] for service, messages in due.items()} == {
+        1: ["00000000000d", "00000000000b", "00000000000c", "00000000000a"],
+        7: ["00000000000g", "00000000000f"],
+    }
+    assert [message.id for message in (await store.due([1], START + 10, limit=2))[1]] == [
         "00000000000d",
         "00000000000b",
-        "00000000000c",
-        "00000000000a",
     ]
-    assert await store.next_times() == (START, START + 3600)
+    assert list(await store.due([9], START + 60)) == [9]
+    assert await store.queue_times() == ({1: START, 7: START + 3, 9: START + 60}, START + 3600)
+    await store.claim([("00000000000a", "m1"), ("00000000000c", "m1"), ("00000000000d", "m1")])
+    await store.claim([("00000000000b", "m1"), ("00000000000e", "m1")])
+    assert await store.queue_times() == ({7: START + 3, 9: START + 60}, START + 3603)
 
 
 def test_sqlite_is_new_enough_for_returning() -> None:

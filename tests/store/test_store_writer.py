@@ -327,19 +327,49 @@ def test_crash_recovery_reads_only_the_messages_and_parts_waiting_to_go(tmp_path
     assert not [step for step in steps if step.startswith("SCAN") and "USING" not in step], steps
 
 
-async def test_due_and_expiry_queries_are_index_range_scans(store: Store) -> None:
+async def test_due_and_expiry_queries_are_index_range_scans(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dispatcher's reads find the services with queued messages and each service's due
+    messages by steps in an index, never by reading the queue or a service's whole queue."""
+    await store.insert_messages(
+        [new_message(f"00000000000{n}", service_id=n % 3 + 1, priority=n % 3 + 1) for n in range(9)]
+    )
+    statements: list[str] = []
+    read = store.read
+
+    async def traced(fn: Callable[[sqlite3.Connection], object]) -> object:
+        def with_trace(conn: sqlite3.Connection) -> object:
+            conn.set_trace_callback(statements.append)
+            try:
+                return fn(conn)
+            finally:
+                conn.set_trace_callback(None)
+
+        return await read(with_trace)
+
+    monkeypatch.setattr(store, "read", traced)
+    assert list(await store.due([3, 1, 2], START)) == [3, 1, 2]
+    assert await store.queue_times() == ({1: START, 2: START, 3: START}, START + 3600)
+    monkeypatch.undo()
+
     def plans(conn: sqlite3.Connection) -> list[str]:
-        queries = [
-            "SELECT id FROM messages WHERE state = 'queued' AND priority = 3 AND due_at <= 1"
-            " ORDER BY due_at LIMIT 10",
-            "SELECT expires_at FROM messages WHERE state = 'queued' ORDER BY expires_at LIMIT 1",
-        ]
         return [
-            " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query))
-            for query in queries
+            " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql))
+            for sql in statements
+            if sql.lstrip().upper().startswith(("SELECT", "WITH"))
         ]
 
-    due_plan, expiry_plan = await store.read(plans)
-    assert "USING INDEX messages_due (priority=? AND due_at<?)" in due_plan
-    assert "USING INDEX messages_expiry" in expiry_plan
-    assert "TEMP B-TREE" not in due_plan + expiry_plan
+    found = await store.read(plans)
+    assert len(found) == 3 * 3 + 2, statements  # 3 priorities a service, queue_times
+    assert all("SCAN messages" not in plan.replace("SCAN messages USING", "") for plan in found)
+    assert all("TEMP B-TREE" not in plan for plan in found), found
+    assert (
+        sum(
+            "USING INDEX messages_service_due (service_id=? AND priority=? AND due_at<?)" in plan
+            for plan in found
+        )
+        == 3 * 3
+    )
+    assert "USING INDEX messages_service_due (service_id>?)" in found[-2]
+    assert "USING INDEX messages_expiry" in found[-1]
