@@ -51,7 +51,7 @@ class Health(msgspec.Struct, kw_only=True):
     reports: int = 0  # SMS-STATUS-REPORT events emitted
     undecodable: int = 0  # stored or delivered PDUs that would not decode
     garbage_lines: int = 0  # lines from the modem that were neither answer nor URC
-    events_dropped: int = 0  # HealthChanged or RegistrationChanged events dropped, buffer full
+    events_dropped: int = 0  # HealthChanged events that found the buffer full
     last_error: str = ""
 
 

@@ -1065,7 +1065,8 @@ class AtModem:
 
     def _registered_now(self, registered: bool) -> None:
         """Tell the gateway when the modem became registered or stopped being so; an event
-        that finds the buffer full is told again at the next registration read."""
+        that finds the buffer full of ones never dropped is told again at the next
+        registration read."""
         if registered is self._registered:
             return
         told = self._put(RegistrationChanged(modem=self.name, registered=registered))
@@ -1239,8 +1240,8 @@ class AtModem:
             log.info("modem %s: event dropped: %r", self.name, event)
 
     def _put(self, event: ModemEvent) -> bool:
-        """Buffer `event`, dropping the oldest HealthChanged or RegistrationChanged if there is
-        no room; False when there was none to drop. Inbound events are never dropped once
+        """Buffer `event`, dropping the oldest HealthChanged if there is no room; False when
+        there was none to drop. Inbound and registration events are never dropped once
         buffered."""
         try:
             self._events_in.send_nowait(event)
@@ -1262,10 +1263,6 @@ class AtModem:
         roomier = make_room(queued, event)
         if roomier is not None:
             self._health.events_dropped += 1
-            if sum(isinstance(kept, RegistrationChanged) for kept in roomier) < sum(
-                isinstance(old, RegistrationChanged) for old in (*queued, event)
-            ):
-                self._registered = None  # told again at the next read
         for kept in queued if roomier is None else roomier:
             self._events_in.send_nowait(kept)
         return roomier is not None

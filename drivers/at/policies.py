@@ -20,7 +20,7 @@ import msgspec
 
 from drivers.at.commands import CmeError, Cnmi, Registration, cpin_enter, parse_cnmi_setting
 from drivers.at.framer import FinalKind, FinalResult
-from drivers.events import HealthChanged, ModemEvent, RegistrationChanged
+from drivers.events import HealthChanged, ModemEvent
 
 # +CPIN answers that let SMS commands work; PIN2 guards no SMS command.
 SIM_READY: Final = frozenset({"READY", "SIM PIN2", "SIM PUK2"})
@@ -144,11 +144,11 @@ class RejectionStreak:
 
 
 def make_room(queued: Sequence[ModemEvent], event: ModemEvent) -> list[ModemEvent] | None:
-    """The buffer `queued` is full: drop its oldest HealthChanged or RegistrationChanged (the
-    driver tells the registration again at its next read) and put `event` last; None when it
-    holds neither (inbound events are never dropped to make room)."""
-    droppable = (HealthChanged, RegistrationChanged)
-    oldest = next((i for i, old in enumerate(queued) if isinstance(old, droppable)), None)
+    """The buffer `queued` is full: drop its oldest HealthChanged and put `event` last; None
+    when it holds none. Inbound events are never dropped to make room, nor a RegistrationChanged:
+    the gateway's sweeps wait from it, and nothing may tell it again while it holds (a modem
+    with no health polls)."""
+    oldest = next((i for i, old in enumerate(queued) if isinstance(old, HealthChanged)), None)
     if oldest is None:
         return None
     return [*queued[:oldest], *queued[oldest + 1 :], event]

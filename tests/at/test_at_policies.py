@@ -24,7 +24,13 @@ from drivers.at.policies import (
     sim_code,
     storage_in_use,
 )
-from drivers.events import HealthChanged, ModemEvent, ModemState, StatusReportReceived
+from drivers.events import (
+    HealthChanged,
+    ModemEvent,
+    ModemState,
+    RegistrationChanged,
+    StatusReportReceived,
+)
 from drivers.gsm import SmsStatusReport, build_status_report, parse_received
 
 OK = FinalResult(kind=FinalKind.OK)
@@ -89,7 +95,7 @@ def report() -> StatusReportReceived:
     return StatusReportReceived(modem="m", storage="SR", index=1, smsc="", pdu=tpdu, report=decoded)
 
 
-def test_make_room_drops_the_oldest_health_change_never_an_inbound_event() -> None:
+def test_make_room_drops_the_oldest_health_change_never_an_inbound_or_registration_event() -> None:
     first = HealthChanged(modem="m", state=ModemState.STARTING, detail="1")
     second = HealthChanged(modem="m", state=ModemState.READY, detail="2")
     inbound = report()
@@ -97,6 +103,8 @@ def test_make_room_drops_the_oldest_health_change_never_an_inbound_event() -> No
     queued: list[ModemEvent] = [inbound, first, second]
     assert make_room(queued, newest) == [inbound, second, newest]
     assert make_room([inbound, inbound], newest) is None
+    registered = RegistrationChanged(modem="m", registered=True)
+    assert make_room([registered, inbound], newest) is None  # the sweeps wait from it
 
 
 def test_storage_in_use_prefers_the_accepted_then_the_reported_then_the_first_wish() -> None:

@@ -24,6 +24,7 @@ from drivers.events import (
     InboundSms,
     ModemEvent,
     ModemState,
+    RegistrationChanged,
     StatusReportReceived,
     StorageRead,
 )
@@ -441,9 +442,9 @@ async def test_undecodable_pdu_is_counted_and_kept_unless_configured(
 # ---- no inbound event is dropped ---------------------------------------------------------------
 
 
-async def test_a_full_buffer_defers_stored_messages_to_the_sweep(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
-) -> None:
+async def five_stored_two_buffered(nursery: trio.Nursery) -> AtModem:
+    """A modem started on a SIM holding 5 messages, with room for 2 events, swept once; no
+    health polls."""
     storage = Storage()
     for index in range(5):
         storage.put(index, stored_pdu("+4791234567", f"message {index}"))
@@ -451,21 +452,47 @@ async def test_a_full_buffer_defers_stored_messages_to_the_sweep(
     modem = make(Bench(nursery, [peer]), event_buffer=2, sweep_interval=30.0)
     await nursery.start(modem.run)
     await settled(peer)
-    # The buffer held READY and the registration, which gave way to the two messages; then it
+    return modem
+
+
+async def test_a_full_buffer_defers_stored_messages_to_the_sweep(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    modem = await five_stored_two_buffered(nursery)
+    # The buffer held the registration and READY, which gave way to the first message; then it
     # was full.
     first = pending_inbound(modem)
-    assert [e.index for e in first] == [0, 1]
-    assert modem.health().events_dropped == 2
+    assert [e.index for e in first] == [0]
+    assert modem.health().events_dropped == 1
     for event in first:
         await modem.acknowledge(event)
     await trio.sleep(30.0)
     second = pending_inbound(modem)
-    assert [e.index for e in second] == [2, 3]
+    assert [e.index for e in second] == [1, 2]
     for event in second:
         await modem.acknowledge(event)
     await trio.sleep(30.0)
-    assert [e.index for e in pending_inbound(modem)] == [4]
+    assert [e.index for e in pending_inbound(modem)] == [3, 4]
     assert modem.health().received == 5
+
+
+async def test_a_full_buffer_at_the_start_keeps_the_registration_with_no_health_polls(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A SIM full of messages after a stop fills the buffer at the start; the registration the
+    driver read at its initialisation must still reach the gateway, whose sweeps wait SETTLE
+    from it: with health_interval 0 nothing reads it again while it holds."""
+    modem = await five_stored_two_buffered(nursery)
+    told: list[bool] = []
+    for _ in range(4):
+        for event in pending_events(modem):
+            if isinstance(event, RegistrationChanged):
+                told.append(event.registered)
+            elif isinstance(event, InboundSms | StatusReportReceived):
+                await modem.acknowledge(event)
+        await trio.sleep(30.0)
+    assert modem.health().received == 5
+    assert told == [True]
 
 
 async def test_the_first_sweep_that_emitted_the_whole_storage_is_followed_by_storage_read(
@@ -473,13 +500,7 @@ async def test_the_first_sweep_that_emitted_the_whole_storage_is_followed_by_sto
 ) -> None:
     """StorageRead tells the gateway that what the SIM held came before it: not after a sweep
     that left messages for later (the buffer full), and once only."""
-    storage = Storage()
-    for index in range(5):
-        storage.put(index, stored_pdu("+4791234567", f"message {index}"))
-    peer = Peer(storage=storage)
-    modem = make(Bench(nursery, [peer]), event_buffer=2, sweep_interval=30.0)
-    await nursery.start(modem.run)
-    await settled(peer)
+    modem = await five_stored_two_buffered(nursery)
     seen: list[list[int | str]] = []
     for _ in range(4):
         events: list[int | str] = []
@@ -491,7 +512,7 @@ async def test_the_first_sweep_that_emitted_the_whole_storage_is_followed_by_sto
                 await modem.acknowledge(event)
         seen.append(events)
         await trio.sleep(30.0)
-    assert seen == [[0, 1], [2, 3], [4, "read"], []]
+    assert seen == [[0], [1, 2], [3, 4], ["read"]]
 
 
 class Storages(Storage):
@@ -575,7 +596,8 @@ async def test_a_direct_message_without_room_is_left_to_the_network(
     tpdu = stored_pdu("+4799887766", "direct")
     urc = b"\r\n+CMT: ,%d\r\n%s\r\n" % (len(tpdu) - tpdu[0] - 1, tpdu.hex().upper().encode())
     peer = direct_only(cnma=OK)
-    modem = make(Bench(nursery, [peer]), event_buffer=1, sweep_interval=30.0)
+    # Room for the registration, never dropped, and READY.
+    modem = make(Bench(nursery, [peer]), event_buffer=2, sweep_interval=30.0)
     await nursery.start(modem.run)
     await settled(peer)
     await peer.unsolicited(urc)
