@@ -1,14 +1,16 @@
-"""Benchmark: how long the store's open and crash recovery take at a start on a big store.
+"""Benchmark: how long the store's open, crash recovery and the pacer's load take at a start on
+a big store.
 
 Builds a store of `--messages` final messages of two parts each (as `prune_store.py` does, and
-as many inbound SMS), with `--in-flight` of them left in `sending` as a crash leaves them (or
+as many inbound SMS), their parts sent over 31 days on MODEMS, with `--in-flight` of them left
+in `sending` as a crash leaves them (or
 takes the store `--built` names, and with `--keep` leaves it there for the next run), then
 opens it `--runs` times as `edgegw serve` does (the store's writer: its connection, the schema
 check and any migration) and runs the crash recovery of the start
-(`Store.recover_in_flight`, policy resend), each time on a fresh copy of the built store: warm
-(the copy in the page cache, as on a box that restarts the service) and cold (the copy's pages
-dropped from the cache, as after a boot). Prints the parts and the median and maximum wall time
-of the open and of the recovery.
+(`Store.recover_in_flight`, policy resend) and the read of the last day's sends that the pacer
+loads (`recent_sends`), each time on a fresh copy of the built store: warm (the copy in the page
+cache, as on a box that restarts the service) and cold (the copy's pages dropped from the cache,
+as after a boot). Prints the parts and the median and maximum wall time of each.
 """
 
 from __future__ import annotations
@@ -22,10 +24,28 @@ import time
 from pathlib import Path
 
 import trio
-from prune_store import START, copy_rows, seed
+from prune_store import DAYS, START, copy_rows, seed
 
 from edgegw.clock import Clock
+from edgegw.pipeline.modems import recent_sends
+from edgegw.retention import DAY
 from edgegw.store import Store, connect
+
+MODEMS = ("sim0", "sim1", "sim2", "sim3")
+
+
+def mark_sent(path: Path) -> None:
+    """Every part sent on one of MODEMS (picked by the last character of its message's own id)
+    a second after its message was made, as a store that ran for a month holds them (written in
+    SQL: the copies are made so too)."""
+    conn = connect(path)
+    conn.execute("BEGIN")
+    conn.execute(
+        f"UPDATE parts SET modem = 'sim' || (unicode(substr(message_id, 12)) % {len(MODEMS)}),"
+        " sent_at = 1 + (SELECT created_at FROM messages WHERE messages.id = parts.message_id)"
+    )
+    conn.execute("COMMIT")
+    conn.close()
 
 
 def leave_in_flight(path: Path, messages: int) -> None:
@@ -45,8 +65,9 @@ def leave_in_flight(path: Path, messages: int) -> None:
     conn.close()
 
 
-async def start_once(path: Path) -> tuple[float, float, int]:
-    """The open's and the recovery's wall times, and the messages recovered."""
+async def start_once(path: Path) -> tuple[float, float, float, int]:
+    """The open's, the recovery's and the pacer's load's wall times, and the messages
+    recovered."""
     store = Store(path, clock=Clock(start_epoch=START + 86400))
     async with trio.open_nursery() as nursery:
         began = time.perf_counter()
@@ -54,8 +75,10 @@ async def start_once(path: Path) -> tuple[float, float, int]:
         opened = time.perf_counter()
         recovery = await store.recover_in_flight(resend=True)
         recovered = time.perf_counter()
+        await recent_sends(store, START + DAYS * DAY - DAY, MODEMS)
+        loaded = time.perf_counter()
         nursery.cancel_scope.cancel()
-    return opened - began, recovered - opened, len(recovery.requeued)
+    return opened - began, recovered - opened, loaded - recovered, len(recovery.requeued)
 
 
 def fresh_copy(built: Path, path: Path, *, cold: bool) -> None:
@@ -81,6 +104,7 @@ def main() -> None:
             built = Path(folder) / "built.db"
             trio.run(seed, built)
             copy_rows(built, args.messages)
+            mark_sent(built)
             leave_in_flight(built, args.in_flight)
             conn = connect(built)
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -93,16 +117,19 @@ def main() -> None:
         print(f"{parts} parts, {args.in_flight} messages in flight, {args.runs} starts each")
         path = Path(folder) / "edgegw.db"
         for cold in (False, True):
-            opens, recoveries = [], []
+            opens: list[float] = []
+            recoveries: list[float] = []
+            loads: list[float] = []
             for _ in range(args.runs):
                 fresh_copy(built, path, cold=cold)
-                opened, recovered, requeued = trio.run(start_once, path)
+                opened, recovered, loaded, requeued = trio.run(start_once, path)
                 assert requeued == args.in_flight, requeued
                 opens.append(opened)
                 recoveries.append(recovered)
+                loads.append(loaded)
                 for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
                     leftover.unlink(missing_ok=True)
-            for name, times in (("open", opens), ("recovery", recoveries)):
+            for name, times in (("open", opens), ("recovery", recoveries), ("pacer load", loads)):
                 print(
                     f"{'cold' if cold else 'warm'} {name}: median"
                     f" {statistics.median(times) * 1000:.1f} ms, max {max(times) * 1000:.1f} ms"

@@ -206,7 +206,8 @@ class Gateway:
                     await core.start(self.metrics.run)
                     await core.start(self.pruner.run)
                     now = self.clock.now()
-                    for name, times in (await recent_sends(self.store, now - DAY)).items():
+                    names = [modem.name for modem in self.config.modems]
+                    for name, times in (await recent_sends(self.store, now - DAY, names)).items():
                         self.pacer.load(name, times, now)
                     await core.start(self.inbound.run)
                     await core.start(self.reports.run)

@@ -9,9 +9,10 @@ README, Design rules (the flow, the store is the queue).
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import msgspec
 
@@ -60,18 +61,28 @@ class ModemsView(msgspec.Struct, kw_only=True):
     queued: int  # queued messages not bound to any modem yet
 
 
-async def recent_sends(store: Store, since: float) -> dict[str, list[float]]:
-    """Send times of parts per modem since `since`, for `Pacer.load`."""
+def sends_since(
+    conn: sqlite3.Connection, since: float, modems: Iterable[str]
+) -> dict[str, list[float]]:
+    """Send times of parts per modem of `modems` since `since` (and any dated later), each
+    modem's read off the index parts_modem_sent within its own range: the store keeps the sends
+    of 30 days, a read of every one made each start slower as it grew."""
+    sends: dict[str, list[float]] = {}
+    for modem in modems:
+        times = [
+            at
+            for (at,) in conn.execute(
+                "SELECT sent_at FROM parts WHERE modem = ? AND sent_at >= ?", (modem, since)
+            )
+        ]
+        if times:
+            sends[modem] = times
+    return sends
 
-    def read(conn: sqlite3.Connection) -> dict[str, list[float]]:
-        sends: dict[str, list[float]] = {}
-        for modem, at in conn.execute(
-            "SELECT modem, sent_at FROM parts WHERE sent_at >= ? AND modem IS NOT NULL", (since,)
-        ):
-            sends.setdefault(modem, []).append(at)
-        return sends
 
-    return await store.read(read)
+async def recent_sends(store: Store, since: float, modems: Iterable[str]) -> dict[str, list[float]]:
+    """Send times of parts per modem of `modems` since `since`, for `Pacer.load`."""
+    return await store.read(functools.partial(sends_since, since=since, modems=tuple(modems)))
 
 
 async def queues(store: Store) -> tuple[dict[str, ModemQueue], int]:

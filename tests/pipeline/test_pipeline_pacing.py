@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import sqlite3
 from pathlib import Path
 
 import msgspec
@@ -19,7 +20,7 @@ from edgegw.clock import Clock
 from edgegw.config import DispatchConfig, ServiceConfig
 from edgegw.model import Claim, MessageRequest, MessageState, SendRequest, SendWindow, Settings
 from edgegw.pipeline.dispatcher import Dispatcher
-from edgegw.pipeline.modems import queues, recent_sends
+from edgegw.pipeline.modems import queues, recent_sends, sends_since
 from edgegw.pipeline.pacing import DAY, HOUR, Pacer, PacingRule
 from edgegw.pipeline.router import choose_modem
 from edgegw.pipeline.submit import Submitter
@@ -117,7 +118,8 @@ async def start_rig(
     await nursery.start(store.run)
     pacer = Pacer(rules, random.Random(5))
     now = clock.now()
-    for modem, times in (await recent_sends(store, now - DAY)).items():
+    names = [modem.name for modem in modems]
+    for modem, times in (await recent_sends(store, now - DAY, names)).items():
         pacer.load(modem, times, now)
     dispatcher = Dispatcher(
         store,
@@ -363,6 +365,51 @@ async def test_caps_are_counted_from_the_store_across_a_restart(
         await trio.sleep(DAY)
         assert await rig.state(message_id) is MessageState.SENT
         nursery.cancel_scope.cancel()
+
+
+async def test_the_sends_loaded_at_a_start_are_read_within_each_modems_last_day(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The store keeps 30 days of sent parts (a million on a busy box): the pacer's load at a
+    start reads only each configured modem's sends of the last day off parts_modem_sent, not
+    every sent part of every modem."""
+    clock = Clock(START)
+    async with trio.open_nursery() as nursery:
+        m1, m2 = PacedModem("m1", clock), PacedModem("m2", clock)
+        rig = await start_rig(nursery, tmp_path / "edgegw.db", [m1, m2], clock, {})
+        for _ in range(3):
+            await rig.send()
+        await trio.sleep(DAY + 60)
+        await rig.send()
+        await trio.sleep(60)
+
+        def traced(conn: sqlite3.Connection) -> tuple[dict[str, list[float]], list[str]]:
+            statements: list[str] = []
+            conn.set_trace_callback(statements.append)
+            try:
+                sends = sends_since(conn, clock.now() - DAY, ["m1", "m2", "gone"])
+            finally:
+                conn.set_trace_callback(None)
+            steps = [
+                row[3]
+                for sql in statements
+                if sql.lstrip().upper().startswith("SELECT")
+                for row in conn.execute("EXPLAIN QUERY PLAN " + sql)
+            ]
+            return sends, steps
+
+        sends, steps = await rig.store.read(traced)
+        nursery.cancel_scope.cancel()
+    # Four sends, three of them more than a day ago; the sends' times are when each began.
+    began = {name: [at for at, _ in modem.sent] for name, modem in (("m1", m1), ("m2", m2))}
+    assert sum(map(len, began.values())) == 4
+    recent = {name: [at for at in times if at >= START + DAY] for name, times in began.items()}
+    assert (
+        {name: len(times) for name, times in sends.items()}
+        == {name: len(times) for name, times in recent.items() if times}
+        == {"m1" if recent["m1"] else "m2": 1}
+    )
+    assert steps and all("(modem=? AND sent_at>?)" in step for step in steps), steps
 
 
 async def test_sends_dated_ahead_by_a_clock_set_back_since_hold_the_sim_only_as_its_rules_say(
