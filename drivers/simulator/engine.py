@@ -179,6 +179,7 @@ class ModemEngine:
         self._pin_attempts = PIN_ATTEMPTS
         self._sim_ready_at: float | None = None
         self._started_at: float | None = None
+        self._registration_told: int | None = None  # <stat> as last settled (+CREG=1, 2)
         self.sim_busy = options.sim_busy if options.sim_busy is not None else self.profile.sim_busy
         self.send_delay = (
             options.send_delay if options.send_delay is not None else self.profile.send_delay
@@ -375,6 +376,7 @@ class ModemEngine:
                     self._arrive(incoming)
             while self._waiting_for_memory and not self._receive_storage().full:
                 self._arrive(self._waiting_for_memory.popleft())
+            self._tell_registration()
             self._release_held()
         out, self._out = self._out, []
         if self.options.fragment:
@@ -538,6 +540,18 @@ class ModemEngine:
         if self._due() >= self._sim_ready_at + self.options.register_delay:
             return 1
         return 2
+
+    def _tell_registration(self) -> None:
+        """A change of <stat> is an unsolicited line in the modes that ask for it (TS 27.007
+        sections 7.2 and 10.1.22: +CREG=1 `+CREG: <stat>`, 2 with <lac>,<ci> once
+        registered; +CEREG the same), as a real modem tells it between polls."""
+        stat = self.registration()
+        if stat == self._registration_told:
+            return
+        self._registration_told = stat
+        for name, mode in (("+CREG", self.creg_mode), ("+CEREG", self.cereg_mode)):
+            if mode:
+                self._hold(_registration_line(name, mode, stat, unsolicited=True))
 
     def _require_sim_for_me(self) -> None:
         if self._sim_busy_now():
@@ -1189,10 +1203,13 @@ def _shares_prefix(urc: str, blocks: list[list[str]]) -> bool:
     return any(line.startswith(prefix) for lines in blocks for line in lines)
 
 
-def _registration_line(name: str, mode: int, stat: int) -> str:
+def _registration_line(name: str, mode: int, stat: int, *, unsolicited: bool = False) -> str:
+    """The read answer `<name>: <mode>,<stat>[,<lac>,<ci>]`, or the unsolicited line, which
+    leaves out <mode>."""
+    head = f"{name}: {stat}" if unsolicited else f"{name}: {mode},{stat}"
     if mode == 2 and stat in (1, 5):
-        return f'{name}: 2,{stat},"{LOCATION_AREA}","{CELL_ID}"'
-    return f"{name}: {mode},{stat}"
+        return f'{head},"{LOCATION_AREA}","{CELL_ID}"'
+    return head
 
 
 # The command table: (name, form) -> handler. A missing key answers ERROR.

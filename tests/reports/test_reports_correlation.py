@@ -596,12 +596,12 @@ async def test_a_report_the_network_held_while_the_box_was_off_decides_the_messa
 
 
 async def start_on_the_simulator(
-    nursery: trio.Nursery, path: Path, clock: Clock, sim: Simulator
+    nursery: trio.Nursery, path: Path, clock: Clock, sim: Simulator, options: AtOptions
 ) -> tuple[Rig, float]:
-    """The gateway's start after `sent_before_a_long_stop`, its modem m1 now the AT driver on
-    the simulated modem `sim`; the rig and the start's time."""
+    """The gateway's start after `sent_before_a_long_stop`, its modem m1 now the AT driver
+    (with `options`) on the simulated modem `sim`; the rig and the start's time."""
     _, open_stream = memory_opener(nursery, sim)
-    modem = AtModem("m1", AtOptions(), open_stream=open_stream)
+    modem = AtModem("m1", options, open_stream=open_stream)
     started = clock.now()
     nursery.start_soon(modem.run)
     rig = await start_rig(nursery, path, modem, validity=11, clock=clock, reads=StorageReads())
@@ -624,7 +624,7 @@ async def test_a_report_the_network_delivers_after_a_late_registration_decides_t
     report = report_event("m1", reference, "+4741000000", 0x00).pdu
     sim.engine.schedule_status_report(lambda: report, trio.current_time() + 660.0)
     async with trio.open_nursery() as nursery:
-        rig, _ = await start_on_the_simulator(nursery, path, clock, sim)
+        rig, _ = await start_on_the_simulator(nursery, path, clock, sim, AtOptions())
         await trio.sleep(GRACE - 60)
         record = await rig.record(message_id)
         nursery.cancel_scope.cancel()
@@ -632,23 +632,38 @@ async def test_a_report_the_network_delivers_after_a_late_registration_decides_t
     assert rig.correlator.timed_out == 0
 
 
-async def test_a_modem_registered_at_once_is_released_settle_after_the_start(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
+@pytest.mark.parametrize(
+    ("registered_after", "health_interval"),
+    [
+        (0.0, 60.0),  # the registration read as the driver initialises the modem
+        # 10 minutes late, with no health polls: told by the modem's own +CREG line alone, as
+        # real hardware tells it.
+        (600.0, 0.0),
+    ],
+)
+async def test_a_modem_is_released_settle_after_it_registered(
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    registered_after: float,
+    health_interval: float,
 ) -> None:
-    """The same start with a modem that registers at once and whose report never comes: the
-    message is closed with DR 362 SETTLE after the start (the registration read as the driver
-    initialises the modem), not held until the grace."""
+    """The same start with a modem whose report never comes: the message is closed with DR
+    362 SETTLE after the modem registered, at once or later, not held until the grace."""
     path = tmp_path / "db"
     clock = Clock(start_epoch=START)
     message_id = await sent_before_a_long_stop(path, ReportingModem("m1"), clock)
+    sim = Simulator(SimulatorOptions(register_delay=registered_after))
     async with trio.open_nursery() as nursery:
-        rig, started = await start_on_the_simulator(nursery, path, clock, Simulator())
-        await trio.sleep(SETTLE + 60)
+        rig, started = await start_on_the_simulator(
+            nursery, path, clock, sim, AtOptions(health_interval=health_interval)
+        )
+        await trio.sleep(registered_after + SETTLE + 60)
         record = await rig.record(message_id)
         nursery.cancel_scope.cancel()
     assert (record.state, record.dr_status) == (MessageState.SENT, DrStatus.TIMED_OUT_IN_SMSC)
     assert record.done_at is not None
-    assert started + SETTLE <= record.done_at < started + SETTLE + 5
+    settled = started + registered_after + SETTLE
+    assert settled <= record.done_at < settled + 5
 
 
 @pytest.mark.parametrize(

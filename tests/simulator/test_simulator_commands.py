@@ -218,6 +218,22 @@ def test_registration_takes_register_delay_after_the_sim_is_ready() -> None:
     assert talk(engine, b"AT+CREG?\r", now=10.0) == b"\r\n+CREG: 0,1\r\n\r\nOK\r\n"
 
 
+def test_a_registration_change_is_an_unsolicited_line_when_asked_for() -> None:
+    """TS 27.007 sections 7.2 and 10.1.22: with +CREG=1 or 2 (+CEREG the same) the modem
+    tells a change of <stat> on its own, `+CREG: <stat>`, with <lac>,<ci> in mode 2 once
+    registered; a driver that does not poll learns the registration from it alone."""
+    engine = quiet_engine(register_delay=10.0)
+    assert talk(engine, b"AT+CREG=2;+CEREG=1\r", now=5.0) == b"\r\nOK\r\n"
+    assert b"".join(reply.data for reply in engine.advance(10.0)) == (
+        b'\r\n+CREG: 1,"00A1","1F2E"\r\n\r\n+CEREG: 1\r\n'
+    )
+    assert b"".join(reply.data for reply in engine.advance(20.0)) == b""
+    assert talk(engine, b"AT+CFUN=4\r", now=30.0) == b"\r\nOK\r\n\r\n+CREG: 0\r\n\r\n+CEREG: 0\r\n"
+    quiet = quiet_engine(register_delay=10.0)  # the modes off, as after a reset: no line
+    assert talk(quiet, b"AT\r", now=5.0) == b"\r\nOK\r\n"
+    assert b"".join(reply.data for reply in quiet.advance(10.0)) == b""
+
+
 def test_cops_formats() -> None:
     engine = quiet_engine()
     assert talk(engine, b"AT+COPS=3,2;+COPS?\r") == b'\r\n+COPS: 0,2,"24201",0\r\n\r\nOK\r\n'
