@@ -100,6 +100,9 @@ class ServiceConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # A message whose clientReference one of the service's messages of the last hour carries
     # gets status 25 "Not unique: clientReference" (spec 7.7).
     unique_client_reference: bool = False
+    # A request whose batchReference one of the service's messages of the last hour carries
+    # gets status 25 "Not unique: batchReference" for each of its messages (spec 7.7).
+    unique_batch_reference: bool = False
 
 
 class ModemConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

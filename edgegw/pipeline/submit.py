@@ -50,6 +50,7 @@ from edgegw.store import (
     NewMessage,
     Store,
     Write,
+    batch_reference_used,
     used_client_references,
 )
 
@@ -99,8 +100,10 @@ _NO_PREMIUM = "a modem cannot charge the recipient"
 _NO_SESSIONS = "sessions need short-number sub-addressing, which a modem does not have"
 
 
-# Seconds a service that keeps clientReference unique remembers one (spec 7.7: the last hour).
+# Seconds a service that keeps clientReference or batchReference unique remembers one (spec
+# 7.7: the last hour).
 UNIQUE_REFERENCE_WINDOW = 3600.0
+_BATCH_NOT_UNIQUE: Final = "Not unique: batchReference"
 
 
 class Rejected(Exception):
@@ -242,7 +245,9 @@ class Submitter:
         self._clock = clock
         self._ids = MessageIdGenerator()
         self._reference_guards = {
-            service.id: trio.Semaphore(1) for service in services if service.unique_client_reference
+            service.id: trio.Semaphore(1)
+            for service in services
+            if service.unique_client_reference or service.unique_batch_reference
         }
         self._passwords = PasswordChecker() if passwords is None else passwords
         # The concatenation reference only has to differ between messages that one handset
@@ -260,6 +265,13 @@ class Submitter:
             return _all(batch_reference, messages, service.code, service.message)
         release_references = await self._hold_references(service)
         try:
+            if await self._batch_repeated(service, request.batchReference):
+                statuses: list[MessageStatus] = []
+                _refuse_repeated_batch(messages, 1, statuses)
+                response = SendResponse(batchReference=batch_reference, messageStatus=statuses)
+                if seal is not None:
+                    await self._store_sealed([], response, seal)
+                return response
             return await self._submit_checked(service, messages, batch_reference, seal)
         finally:
             release_references()
@@ -412,6 +424,7 @@ class Submitter:
         total = len(messages)
         if not total:
             await emit(SendResponse(batchReference=batch_reference, messageStatus=[]))
+        repeated = False
         async with trio.open_nursery() as nursery:
             for group in range(0, total, STREAM_CHUNK):
                 await in_flight.acquire()
@@ -420,10 +433,16 @@ class Submitter:
                 statuses: list[MessageStatus] = []
                 accepted: list[tuple[int, NewMessage]] = []
                 try:
+                    if not group:
+                        # Checked once, before the request's own first chunk carries it.
+                        repeated = await self._batch_repeated(service, request.batchReference)
                     for start in range(group, min(group + STREAM_CHUNK, total), SUBMIT_CHUNK):
                         await trio.lowlevel.checkpoint()
                         stop = min(start + SUBMIT_CHUNK, group + STREAM_CHUNK)
                         chunk = messages.decode(start, stop)
+                        if repeated:
+                            _refuse_repeated_batch(chunk, start + 1, statuses)
+                            continue
                         if taken is not None:
                             taken |= await self._taken_references(service, chunk, now) or set()
                         ids = self._ids.next_ids(now, len(chunk))
@@ -531,15 +550,24 @@ class Submitter:
             seal(response)
 
     async def _hold_references(self, service: ServiceConfig) -> Callable[[], None]:
-        """For a service that keeps clientReference unique: wait until no other request of it
-        is between checking its references and committing its messages, so that two
-        concurrent requests cannot both take a new one; returns the release. Other services
-        do not wait."""
+        """For a service that keeps clientReference or batchReference unique: wait until no
+        other request of it is between checking its references and committing its messages, so
+        that two concurrent requests cannot both take a new one; returns the release. Other
+        services do not wait."""
         guard = self._reference_guards.get(service.id)
         if guard is None:
             return _release_nothing
         await guard.acquire()
         return guard.release
+
+    async def _batch_repeated(self, service: ServiceConfig, reference: str | None) -> bool:
+        """For a service that keeps batchReference unique (spec 7.7, the last hour): whether
+        one of its messages already carries the client's `reference`. A generated one is
+        new."""
+        if not (service.unique_batch_reference and reference):
+            return False
+        since = self._clock.now() - UNIQUE_REFERENCE_WINDOW
+        return await batch_reference_used(self._store, service.id, reference, since)
 
     async def _taken_references(
         self, service: ServiceConfig, messages: Sequence[MessageRequest], now: float
@@ -838,6 +866,22 @@ async def _credentials_match(
     user_ok = hmac.compare_digest(service.username.encode(), (username or "").encode())
     password_ok = await passwords.verify(service.password, password or "")
     return user_ok and password_ok and username is not None and password is not None
+
+
+def _refuse_repeated_batch(
+    messages: Sequence[MessageRequest], first: int, statuses: list[MessageStatus]
+) -> None:
+    """The statuses of a request whose batchReference the service keeps unique and has already
+    taken (spec 7.7): 25 for each message, whose recipient is answered normalised as on any
+    refusal of a single message (or 5, when it is no recipient at all)."""
+    for sequence, message in enumerate(messages, first):
+        recipient: str | None
+        try:
+            recipient = _recipient_of(message)
+            refused = Rejected(StatusCode.NOT_UNIQUE, _BATCH_NOT_UNIQUE)
+        except Rejected as bad:
+            recipient, refused = message.recipient, bad
+        statuses.append(_status(message, recipient, refused.code, refused.message, sequence))
 
 
 def _status(

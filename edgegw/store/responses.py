@@ -1,8 +1,8 @@
-"""Two reads and one write outside a message's life: the answers remembered for sends that
-carried an Idempotency-Key (table `idempotent_responses`), and which clientReferences a
-service's recent messages carry (spec 7.7). No I/O of its own beyond the store's connections.
-An answer is remembered in the same write job as the messages it reports (`AnswerSeal`), so a
-crash cannot keep the messages and lose the answer.
+"""Reads and one write outside a message's life: the answers remembered for sends that
+carried an Idempotency-Key (table `idempotent_responses`), and which clientReferences and
+batchReferences a service's recent messages carry (spec 7.7). No I/O of its own beyond the
+store's connections. An answer is remembered in the same write job as the messages it reports
+(`AnswerSeal`), so a crash cannot keep the messages and lose the answer.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ __all__ = [
     "AnswerSeal",
     "StoredResponse",
     "Write",
+    "batch_reference_used",
     "response_rememberer",
     "stored_response",
     "used_client_references",
@@ -109,3 +110,18 @@ async def used_client_references(
         return used
 
     return await store.read(find) if wanted else set()
+
+
+async def batch_reference_used(store: Store, service_id: int, reference: str, since: float) -> bool:
+    """Whether one of the service's messages created at `since` or later carries the
+    batchReference `reference`."""
+
+    def find(conn: sqlite3.Connection) -> bool:
+        row = conn.execute(
+            "SELECT 1 FROM messages WHERE service_id = ? AND batch_reference = ?"
+            " AND created_at >= ? LIMIT 1",
+            (service_id, reference, since),
+        ).fetchone()
+        return row is not None
+
+    return await store.read(find)

@@ -6,7 +6,6 @@ a stock client) is answered once the same way, and refused with faults its clien
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,7 @@ import httpx
 import trio
 import zeep
 import zeep.exceptions
-from support.db import read_only
-from support.gateway import example_config
+from support.gateway import alter_store, count_messages, example_config
 
 from edgegw.clock import Clock
 from edgegw.gateway import Gateway
@@ -115,25 +113,6 @@ async def test_answers_are_kept_24_hours(tmp_path: Path, nursery: trio.Nursery) 
     )
     await store.write(response_rememberer("k", newer, forget_before=90000.0 - 86400.0))
     assert await stored_response(store, "k", since=0.0) == newer
-
-
-def store_file(gateway: Gateway) -> Path:
-    return Path(gateway.config.gateway.store)
-
-
-def alter_store(gateway: Gateway, statement: str) -> None:
-    """A schema change made beside the running gateway, as another process would."""
-    conn = sqlite3.connect(store_file(gateway), isolation_level=None)
-    try:
-        conn.execute(statement)
-    finally:
-        conn.close()
-
-
-def count_messages(gateway: Gateway) -> int:
-    with read_only(store_file(gateway)) as conn:
-        count: int = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
-        return count
 
 
 async def test_the_answer_commits_with_its_messages_or_neither_does(gateway: Gateway) -> None:

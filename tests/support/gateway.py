@@ -5,6 +5,7 @@ section 5, MO and DR callbacks). Never starts the gateway itself; the test does.
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import trio
 from edgegw.config import Config, load_config
 from edgegw.gateway import Gateway
 from edgegw.http.server import HttpLimits, Request, Response, serve_http
+from support.db import read_only
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -30,6 +32,25 @@ def example_config(tmp_path: Path, **service_changes: Any) -> Config:
         smtp=None,
         services=[msgspec.structs.replace(example.services[0], **service_changes)],
     )
+
+
+def store_file(gateway: Gateway) -> Path:
+    return Path(gateway.config.gateway.store)
+
+
+def alter_store(gateway: Gateway, statement: str) -> None:
+    """A schema change made beside the running gateway, as another process would."""
+    conn = sqlite3.connect(store_file(gateway), isolation_level=None)
+    try:
+        conn.execute(statement)
+    finally:
+        conn.close()
+
+
+def count_messages(gateway: Gateway) -> int:
+    with read_only(store_file(gateway)) as conn:
+        count: int = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+        return count
 
 
 class Customer:
