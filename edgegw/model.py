@@ -43,31 +43,33 @@ class OriginatorType(enum.StrEnum):
 # The send request, as every MT interface (REST JSON/XML/form, GET, SOAP) decodes it.
 # Fields stay loosely typed where clients are known to vary (spec section 2.1, tolerance rules);
 # pipeline.submit validates them and answers with a per-message status.
+# Encoded, a request holds only the fields given (`omit_defaults`): the JSON decoder counts on
+# that to tell a body that repeats a name (edgegw.http.puzzel, `_may_repeat_names`).
 
 
-class OriginatorSettings(msgspec.Struct, kw_only=True):
+class OriginatorSettings(msgspec.Struct, kw_only=True, omit_defaults=True):
     originator: str | None = None
     originatorType: str | None = None
 
 
-class GasSettings(msgspec.Struct, kw_only=True):
+class GasSettings(msgspec.Struct, kw_only=True, omit_defaults=True):
     serviceCode: str | None = None
     description: str | None = None
 
 
-class SendWindow(msgspec.Struct, kw_only=True):
+class SendWindow(msgspec.Struct, kw_only=True, omit_defaults=True):
     startDate: str | None = None
     startTime: str | None = None
     stopDate: str | None = None
     stopTime: str | None = None
 
 
-class Parameter(msgspec.Struct, kw_only=True):
+class Parameter(msgspec.Struct, kw_only=True, omit_defaults=True):
     key: str
     value: str
 
 
-class Settings(msgspec.Struct, kw_only=True):
+class Settings(msgspec.Struct, kw_only=True, omit_defaults=True):
     priority: int | None = None
     validity: int | None = None
     differentiator: str | None = None
@@ -83,7 +85,7 @@ class Settings(msgspec.Struct, kw_only=True):
     parameter: list[Parameter] = msgspec.field(default_factory=list)
 
 
-class MessageRequest(msgspec.Struct, kw_only=True):
+class MessageRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     recipient: str | None = None
     content: str | None = None
     price: int | None = None
@@ -102,7 +104,7 @@ class UnreadableMessage(MessageRequest, kw_only=True):
     reason: str
 
 
-class SendRequest(msgspec.Struct, kw_only=True):
+class SendRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     serviceId: int | None = None
     username: str | None = None
     password: str | None = None

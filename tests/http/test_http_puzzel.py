@@ -634,6 +634,62 @@ def test_json_arbitrary_documents(tree: object) -> None:
     decodes_or_refuses(decode_json, json.dumps(tree).encode())
 
 
+# Documents whose objects are written as lists of (name, value) pairs, so that a name may come
+# twice; strings with the characters the quick count of colons looks at.
+json_pairs_documents = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet=':"\\ab\u00e5', max_size=6),
+    lambda inner: (
+        st.tuples(st.just("array"), st.lists(inner, max_size=3))
+        | st.tuples(
+            st.just("object"),
+            st.lists(
+                st.tuples(field_names | st.sampled_from(["recipient", "x:y"]), inner), max_size=4
+            ),
+        )
+    ),
+    max_leaves=16,
+)
+
+
+def written(document: object, ascii_only: bool) -> str:
+    if isinstance(document, tuple):
+        kind, items = document
+        if kind == "array":
+            return "[" + ", ".join(written(item, ascii_only) for item in items) + "]"
+        return (
+            "{"
+            + ",".join(
+                f"{json.dumps(name, ensure_ascii=ascii_only)} :{written(value, ascii_only)}"
+                for name, value in items
+            )
+            + "}"
+        )
+    return json.dumps(document, ensure_ascii=ascii_only)
+
+
+def repeats_a_name(document: object) -> bool:
+    if not isinstance(document, tuple):
+        return False
+    kind, items = document
+    if kind == "array":
+        return any(repeats_a_name(item) for item in items)
+    names = [name for name, _ in items]
+    return len(set(names)) < len(names) or any(repeats_a_name(value) for _, value in items)
+
+
+@given(
+    st.tuples(st.just("object"), st.lists(st.tuples(field_names, json_pairs_documents))),
+    st.booleans(),
+)
+def test_json_refuses_a_name_given_twice_and_only_that(document: object, ascii_only: bool) -> None:
+    try:
+        decode_json(written(document, ascii_only).encode())
+    except RequestSyntaxError as exc:
+        assert (exc.reason == "given more than once") == repeats_a_name(document)
+    else:
+        assert not repeats_a_name(document)
+
+
 @given(st.binary(max_size=512))
 def test_xml_arbitrary_bytes(body: bytes) -> None:
     decodes_or_refuses(decode_xml, body)
