@@ -239,6 +239,7 @@ class MessageEvent(enum.StrEnum):
     EXPIRE = "expire"  # validity or send window ran out before it was sent
     CANCEL = "cancel"  # the customer stopped it (Management API, DELETE, cancel_sm)
     TIME_OUT = "time_out"  # no status report came before its validity ended: closed, DR 362
+    REPLACE = "replace"  # an ESME's replace_sm gave it a new text, schedule or validity
 
 
 class PartEvent(enum.StrEnum):
@@ -272,6 +273,7 @@ MESSAGE_TRANSITIONS: Final[Mapping[tuple[MessageState, MessageEvent], MessageSta
     (_Q, MessageEvent.RELEASE): _Q,
     (_Q, MessageEvent.EXPIRE): _E,
     (_Q, MessageEvent.CANCEL): _C,
+    (_Q, MessageEvent.REPLACE): _Q,
     # A part that went out earlier fails by its status report while the rest waits.
     (_Q, MessageEvent.FAIL): _F,
     (_SG, MessageEvent.REQUEUE): _Q,
@@ -391,6 +393,8 @@ class NewMessage(msgspec.Struct, frozen=True, kw_only=True):
     created_at: float
     window: DailyWindow | None
     parts: tuple[EncodedPart, ...]
+    # The SMPP data_coding of a submit_sm's text, kept for a replace_sm's; None from other doors.
+    data_coding: int | None = None
 
 
 class DueMessage(msgspec.Struct, frozen=True, kw_only=True):

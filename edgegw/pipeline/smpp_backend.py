@@ -1,8 +1,9 @@
 """The gateway core behind the SMPP door: implements `edgegw.smpp.backend.SmppBackend` over the
-submit pipeline and the store (submits, query_sm/cancel_sm, the durable outbox to ESMEs).
+submit pipeline and the store (submits, query_sm/cancel_sm/replace_sm, the durable outbox to
+ESMEs).
 
 A submit is answered only after its commit; it never keeps an item only in memory (the Events
-only wake sessions up). Spec section 2.7; SMPP 3.4 sections 4.4, 4.6, 4.8, 4.9 and 5.2.28.
+only wake sessions up). Spec section 2.7; SMPP 3.4 sections 4.4, 4.6, 4.8, 4.9, 4.10 and 5.2.28.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
+import msgspec
 import trio
 
 from edgegw.clock import Clock
@@ -40,9 +42,17 @@ from edgegw.smpp.backend import (
 )
 from edgegw.smpp.config import SmppAccount
 from edgegw.smpp.constants import CommandStatus
+from edgegw.smpp.errors import InvalidField
 from edgegw.smpp.outbound import Outbound
-from edgegw.smpp.pdu import UnsuccessfulDelivery
-from edgegw.smpp.submission import TON_ALPHANUMERIC, Address, Submission, tp_dcs
+from edgegw.smpp.pdu import ReplaceSm, SubmitSm, UnsuccessfulDelivery
+from edgegw.smpp.submission import (
+    TON_ALPHANUMERIC,
+    Address,
+    Submission,
+    format_time,
+    submission_from_submit_sm,
+    tp_dcs,
+)
 from edgegw.store import IllegalTransition, NewMessage, Store, StoreUnwritable, transactions
 
 __all__ = ["GatewaySmppBackend", "direct_message"]
@@ -105,6 +115,7 @@ def direct_message(
         priority=None if submission.priority == 0 else min(submission.priority + 1, 3),
         validity_minutes=minutes,
         not_before=not_before,
+        data_coding=submission.data_coding,
     )
 
 
@@ -250,6 +261,75 @@ class GatewaySmppBackend:
             return True
 
         return await self._store.write(cancel)
+
+    async def replace(self, account: Account, pdu: ReplaceSm) -> CommandStatus:
+        """SMPP 3.4 4.10: the new short_message is read in the data_coding of the submit_sm
+        (replace_sm carries none) and checked as a submit_sm with the message's own source,
+        destination and data_coding would be, by the same code; then split again."""
+        now = self._clock.now()
+
+        def read(conn: sqlite3.Connection) -> Any:
+            return conn.execute(
+                "SELECT recipient, originator, originator_type, data_coding, not_before,"
+                " validity_minutes,"
+                " (SELECT count(*) FROM parts WHERE message_id = messages.id),"
+                " (SELECT length(udh) FROM parts WHERE message_id = messages.id AND idx = 1)"
+                " FROM messages WHERE id = ? AND service_id = ?",
+                (pdu.message_id, account.service_id),
+            ).fetchone()
+
+        row = await self._store.read(read) if pdu.message_id else None
+        if row is None or row[3] is None:
+            return CommandStatus.ESME_RINVMSGID  # none of the service's, or not from SMPP
+        recipient, originator, kind, data_coding, not_before, minutes, parts, udh_octets = row
+        source = Address(pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr)
+        if source.address and _originator(source)[0] != originator:
+            return CommandStatus.ESME_RINVMSGID  # the message id with another source
+        if parts == 1 and udh_octets:
+            # A part of the ESME's own concatenated message: its new text would need the
+            # esm_class that replace_sm does not carry.
+            return CommandStatus.ESME_RREPLACEFAIL
+        as_submitted = SubmitSm(
+            sequence_number=pdu.sequence_number,
+            source_addr_ton=pdu.source_addr_ton,
+            source_addr_npi=pdu.source_addr_npi,
+            source_addr=pdu.source_addr,
+            dest_addr_ton=_TON_INTERNATIONAL,
+            destination_addr=recipient.removeprefix("+"),
+            # Left out, the schedule stays, and a new validity is checked against it.
+            schedule_delivery_time=pdu.schedule_delivery_time
+            or format_time(dt.datetime.fromtimestamp(not_before, dt.UTC)),
+            validity_period=pdu.validity_period,
+            registered_delivery=pdu.registered_delivery,
+            data_coding=data_coding,
+            short_message=pdu.short_message,
+        )
+        try:
+            submission = submission_from_submit_sm(
+                as_submitted, dt.datetime.fromtimestamp(now, dt.UTC)
+            )
+        except InvalidField as exc:
+            return CommandStatus(exc.command_status)
+        direct = direct_message(account.service_id, submission, submission.destinations[0], now)
+        # What the replace_sm leaves out stays as it was.
+        direct = msgspec.structs.replace(
+            direct,
+            originator=originator,
+            originator_type=OriginatorType(kind),
+            validity_minutes=minutes if submission.validity is None else direct.validity_minutes,
+        )
+        try:
+            new = self._submitter.prepare(direct)
+        except Rejected as exc:
+            return _STATUS_FOR_FIELD.get(exc.field, CommandStatus.ESME_RREPLACEFAIL)
+
+        def replace(conn: sqlite3.Connection) -> bool:
+            return transactions.replace(
+                conn, self._store.effects, pdu.message_id, new, int(submission.receipt), now
+            )
+
+        replaced = await self._store.write(replace)
+        return CommandStatus.ESME_ROK if replaced else CommandStatus.ESME_RREPLACEFAIL
 
     # -- the outbox -------------------------------------------------------------------------
 

@@ -214,6 +214,7 @@ class DirectMessage(msgspec.Struct, frozen=True, kw_only=True):
     validity_minutes: int | None = None  # clamped to 5 minutes .. 7 days
     not_before: float | None = None
     new_session: bool = False  # refused as in a Puzzel request (X-NewSession of an email)
+    data_coding: int | None = None  # an SMPP text's, kept for a replace_sm (NewMessage)
 
 
 def _release_nothing() -> None:
@@ -777,6 +778,7 @@ class Submitter:
             created_at=now,
             window=None,
             parts=encoded.parts,
+            data_coding=direct.data_coding,
         )
 
     def _encode(

@@ -2,7 +2,7 @@
 cancel, and the durable outbox of receipts and MO to ESMEs. The core implements `SmppBackend`.
 
 Typed contract only; it holds no state and does no I/O itself (trio appears only for the wake-up
-Event type). Spec section 2.7 and SMPP 3.4 sections 4.1, 4.4, 4.6, 4.8, 4.9.
+Event type). Spec section 2.7 and SMPP 3.4 sections 4.1, 4.4, 4.6, 4.8, 4.9, 4.10.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from edgegw.passwords import PasswordChecker, stand_in_for
 from edgegw.smpp.config import SmppAccount
 from edgegw.smpp.constants import CommandStatus, MessageState
 from edgegw.smpp.outbound import Outbound
-from edgegw.smpp.pdu import UnsuccessfulDelivery
+from edgegw.smpp.pdu import ReplaceSm, UnsuccessfulDelivery
 from edgegw.smpp.submission import Submission
 
 __all__ = [
@@ -105,6 +105,13 @@ class SmppBackend(Protocol):
 
     async def cancel(self, account: Account, message_id: str) -> bool:
         """Cancel one of the service's messages not sent yet; False when it cannot be."""
+        ...
+
+    async def replace(self, account: Account, pdu: ReplaceSm) -> CommandStatus:
+        """Give one of the service's messages, still queued and not handed to a modem, the
+        replace_sm's text (and schedule, validity and receipt request where given): ESME_ROK,
+        ESME_RINVMSGID when the service has no such message from that source, ESME_RREPLACEFAIL
+        when it is past replacing, or the status of a field the core refuses."""
         ...
 
     async def pending(self, service_id: int, limit: int, exclude: frozenset[int]) -> list[Outbound]:

@@ -54,6 +54,8 @@ from edgegw.smpp.pdu import (
     Pdu,
     QuerySm,
     QuerySmResp,
+    ReplaceSm,
+    ReplaceSmResp,
     SmppDecoder,
     SubmitMulti,
     SubmitMultiResp,
@@ -443,6 +445,9 @@ class _Connection:
         elif action is Action.CANCEL:
             assert isinstance(pdu, CancelSm)
             await self._cancel(pdu)
+        elif action is Action.REPLACE:
+            assert isinstance(pdu, ReplaceSm)
+            await self._replace(pdu)
         elif action is Action.NOT_SUPPORTED:
             await self._answer(pdu.command_id, pdu.sequence_number, _S.ESME_RINVCMDID)
         elif action is Action.REJECT:
@@ -637,6 +642,15 @@ class _Connection:
                 self.log(logging.ERROR, "cancel", "SMPP cancel_sm failed", exc_info=True)
                 status = _S.ESME_RSYSERR
         await self.send(CancelSmResp(sequence_number=seq, command_status=status))
+
+    async def _replace(self, pdu: ReplaceSm) -> None:
+        assert self.account is not None
+        try:
+            status = await self.backend.replace(self.account, pdu)
+        except Exception:
+            self.log(logging.ERROR, "replace", "SMPP replace_sm failed", exc_info=True)
+            status = _S.ESME_RSYSERR
+        await self.send(ReplaceSmResp(sequence_number=pdu.sequence_number, command_status=status))
 
     # -- outbox -----------------------------------------------------------------------------
 

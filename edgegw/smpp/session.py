@@ -49,6 +49,7 @@ class Action(enum.Enum):
     SUBMIT_MULTI = "submit_multi"
     QUERY = "query"
     CANCEL = "cancel"
+    REPLACE = "replace"
     NOT_SUPPORTED = "not_supported"  # answer with its response and ESME_RINVCMDID
     ENQUIRE_LINK = "enquire_link"  # answer enquire_link_resp
     UNBIND = "unbind"  # answer unbind_resp, then close
@@ -81,7 +82,7 @@ def _table() -> dict[tuple[State, int], tuple[State, Action]]:
         table[state, _C.SUBMIT_MULTI] = (state, Action.SUBMIT_MULTI)
         table[state, _C.QUERY_SM] = (state, Action.QUERY)
         table[state, _C.CANCEL_SM] = (state, Action.CANCEL)
-        table[state, _C.REPLACE_SM] = (state, Action.NOT_SUPPORTED)
+        table[state, _C.REPLACE_SM] = (state, Action.REPLACE)
     for state in (*_BOUND,):
         # data_sm is legal in every bound state (SMPP 3.4 4.7); we do not carry it.
         table[state, _C.DATA_SM] = (state, Action.NOT_SUPPORTED)

@@ -403,6 +403,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX messages_service_due ON messages (service_id, priority, due_at)"
         " WHERE state = 'queued'",
     ),
+    # v12, SMPP replace_sm (edgegw.pipeline.smpp_backend): the data_coding a submit_sm's
+    # short_message came in, which a replace_sm's new one is read in (it carries none; SMPP 3.4
+    # section 4.10.1). NULL for a message from another door.
+    ("ALTER TABLE messages ADD COLUMN data_coding INTEGER",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

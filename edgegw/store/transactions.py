@@ -81,8 +81,8 @@ def iso(epoch: float | None) -> str | None:
 
 
 # The columns every new message binds, and the literal state; next_attempt_at and due_at start
-# as not_before, updated_at as created_at. client_reference and the window's columns are named
-# only when the message has them, so that no NULL is bound (see _message_row).
+# as not_before, updated_at as created_at. client_reference, data_coding and the window's
+# columns are named only when the message has them, so that no NULL is bound (see _message_row).
 _MESSAGE_COLUMNS = (
     "id, service_id, batch_reference, recipient, originator, originator_type, content, alphabet,"
     " priority, validity_minutes, not_before, expires_at, status_report, report_to_customer, pid,"
@@ -90,6 +90,7 @@ _MESSAGE_COLUMNS = (
 )
 _MESSAGE_WIDTH = 21
 _REFERENCE_COLUMN = ", client_reference"
+_CODING_COLUMN = ", data_coding"
 _WINDOW_COLUMNS = ", window_zone, window_first, window_last, window_opens, window_closes"
 _WINDOW_WIDTH = 5
 _PART_COLUMNS = "INSERT INTO parts (message_id, idx, dcs, udh, payload) VALUES "
@@ -119,18 +120,26 @@ def daily_window(row: Sequence[Any]) -> DailyWindow | None:
     return DailyWindow(zone=zone, first_day=first, last_day=last, opens=opens, closes=closes)
 
 
-def _message_width(reference: bool, window: bool) -> int:
-    """Values bound per message row, with or without client_reference and a send window."""
-    return _MESSAGE_WIDTH + reference + _WINDOW_WIDTH * window
+# Which optional columns a message row names: client_reference, data_coding, a send window.
+_Shape = tuple[bool, bool, bool]
+
+
+def _message_width(shape: _Shape) -> int:
+    """Values bound per message row of `shape`."""
+    reference, coding, window = shape
+    return _MESSAGE_WIDTH + reference + coding + _WINDOW_WIDTH * window
 
 
 @functools.cache
-def _message_values(reference: bool, window: bool, rows: int) -> str:
-    """The INSERT of `rows` messages, with or without client_reference and a send window."""
+def _message_values(shape: _Shape, rows: int) -> str:
+    """The INSERT of `rows` messages of `shape`."""
+    reference, coding, window = shape
     columns = _MESSAGE_COLUMNS + (_REFERENCE_COLUMN if reference else "")
+    if coding:
+        columns += _CODING_COLUMN
     if window:
         columns += _WINDOW_COLUMNS
-    row = "(" + "?," * _message_width(reference, window) + "'queued')"
+    row = "(" + "?," * _message_width(shape) + "'queued')"
     return f"INSERT INTO messages ({columns}, state) VALUES " + ",".join([row] * rows)
 
 
@@ -170,6 +179,8 @@ def _message_row(message: NewMessage, registered_delivery: int) -> list[Any]:
     ]
     if message.client_reference is not None:
         row.append(message.client_reference)
+    if message.data_coding is not None:
+        row.append(message.data_coding)
     window = message.window
     if window is not None:
         row += (window.zone, window.first_day, window.last_day, window.opens, window.closes)
@@ -200,26 +211,21 @@ def message_inserter(
 
     def insert(conn: sqlite3.Connection) -> None:
         # Consecutive messages with the same optional columns share statements.
-        shape: tuple[bool, bool] | None = None
+        shape: _Shape | None = None
         values: list[Any] = []
         part_values: list[Any] = []
         for message in messages:
-            now_shape = (message.client_reference is not None, message.window is not None)
+            now_shape = (
+                message.client_reference is not None,
+                message.data_coding is not None,
+                message.window is not None,
+            )
             if now_shape != shape:
                 if shape is not None:
                     _insert_shape(conn, shape, values)
                 shape, values = now_shape, []
             values += _message_row(message, registered_delivery)
-            message_id = message.id
-            for index, part in enumerate(message.parts, 1):
-                # A bytearray is bound as a blob as it is; bytes would be adapted first.
-                part_values += (
-                    message_id,
-                    index,
-                    part.dcs,
-                    bytearray(part.udh),
-                    bytearray(part.payload),
-                )
+            _add_part_rows(part_values, message.id, message.parts)
         if shape is not None:
             _insert_shape(conn, shape, values)
         _insert_rows(conn, _part_values, _PART_WIDTH, part_values)
@@ -227,10 +233,16 @@ def message_inserter(
     return insert
 
 
-def _insert_shape(conn: sqlite3.Connection, shape: tuple[bool, bool], values: list[Any]) -> None:
-    reference, window = shape
-    statement = functools.partial(_message_values, reference, window)
-    _insert_rows(conn, statement, _message_width(reference, window), values)
+def _add_part_rows(values: list[Any], message_id: str, parts: Sequence[EncodedPart]) -> None:
+    """The values of a message's part rows, in the order of `_part_values`, added to `values`."""
+    for index, part in enumerate(parts, 1):
+        # A bytearray is bound as a blob as it is; bytes would be adapted first.
+        values += (message_id, index, part.dcs, bytearray(part.udh), bytearray(part.payload))
+
+
+def _insert_shape(conn: sqlite3.Connection, shape: _Shape, values: list[Any]) -> None:
+    statement = functools.partial(_message_values, shape)
+    _insert_rows(conn, statement, _message_width(shape), values)
 
 
 def _event(
@@ -413,6 +425,56 @@ def cancel(conn: sqlite3.Connection, fx: Effects, message_id: str, detail: str, 
         error=detail,
         dr_status=DrStatus.TRANSMIT_ERROR,
     )
+
+
+def replace(
+    conn: sqlite3.Connection,
+    fx: Effects,
+    message_id: str,
+    new: NewMessage,
+    registered_delivery: int,
+    now: float,
+) -> bool:
+    """An ESME's replace_sm (SMPP 3.4 section 4.10): a queued message none of whose parts has
+    been handed to a modem takes `new`'s text and parts, schedule and validity, and the receipt
+    request `registered_delivery`. False when it is past that (being sent, a part tried, sent
+    or final), and nothing changes."""
+    row = conn.execute(
+        "SELECT 1 FROM messages WHERE id = ? AND state = 'queued' AND NOT EXISTS"
+        " (SELECT 1 FROM parts WHERE message_id = messages.id"
+        " AND (state != 'queued' OR attempts > 0))",
+        (message_id,),
+    ).fetchone()
+    if row is None:
+        return False
+    target = _move_message(
+        conn,
+        message_id,
+        MessageEvent.REPLACE,
+        now,
+        # Never tried, so its next try is its (new) schedule.
+        ", content = ?, alphabet = ?, validity_minutes = ?, not_before = ?, expires_at = ?,"
+        " next_attempt_at = ?, due_at = ?, registered_delivery = ?",
+        (
+            new.content,
+            new.alphabet,
+            new.validity_minutes,
+            new.not_before,
+            new.expires_at,
+            new.not_before,
+            new.not_before,
+            registered_delivery,
+        ),
+    )
+    conn.execute("DELETE FROM parts WHERE message_id = ?", (message_id,))
+    part_values: list[Any] = []
+    _add_part_rows(part_values, message_id, new.parts)
+    _insert_rows(conn, _part_values, _PART_WIDTH, part_values)
+    _event(
+        conn, message_id, now, target, f"replaced by the ESME (replace_sm), {len(new.parts)} parts"
+    )
+    fx.touch(Topic.QUEUE)
+    return True
 
 
 def reschedule(conn: sqlite3.Connection, message_id: str, not_before: float, now: float) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -17,6 +18,7 @@ import smpplib.exceptions
 import smpplib.gsm
 import smpplib.smpp
 import trio
+from support.db import read_only
 from support.inbound import SCTS
 from support.smpp import bind_status, connect, submit_all
 
@@ -34,6 +36,8 @@ from edgegw.smpp.pdu import (
     CancelSmResp,
     MultiDestination,
     Pdu,
+    ReplaceSm,
+    ReplaceSmResp,
     SmppDecoder,
     SubmitMulti,
     SubmitMultiResp,
@@ -355,6 +359,69 @@ async def test_query_sm_and_cancel_sm_of_a_scheduled_message(gateway: Gateway) -
     record = await gateway.store.message(message_id)
     assert record is not None and record.state is MessageState.CANCELLED
     assert not [sms for sms in gateway.simulators["sim0"].network.sent if sms.text == "Tomorrow"]
+
+
+async def test_replace_sm_gives_a_queued_message_a_new_text_split_again(gateway: Gateway) -> None:
+    """SMPP 3.4 4.10 through the door (smpplib submits; it has no replace_sm, so the replace
+    goes over our own codec, as cancel_sm does above): a scheduled message takes the new text
+    and receipt request, its parts split again, and goes out with that text once the new
+    schedule says so; an id the service does not have, or has from another source, is
+    ESME_RINVMSGID; a message past replacing (cancelled, sent) is ESME_RREPLACEFAIL."""
+    port = smpp_port(gateway)
+    tomorrow = "000001000000000R"
+    submits = [
+        {**to("4741000051"), "short_message": b"Old text", "schedule_delivery_time": tomorrow},
+        {**to("4741000052"), "short_message": b"Cancelled", "schedule_delivery_time": tomorrow},
+    ]
+    [(first, message_id), (second, cancelled_id)] = await trio.to_thread.run_sync(
+        submit_all, port, submits
+    )
+    assert first == second == 0
+    esme = RawEsme(await trio.open_tcp_stream("127.0.0.1", port))
+    async with esme.stream:
+        bound = await esme.request(BindTransceiver, system_id="demo", password="demo")
+        assert bound.command_status == 0
+
+        async def replace(message_id: str, text: bytes, **fields: Any) -> int:
+            fields = {**SOURCE, **fields}
+            answer = await esme.request(
+                ReplaceSm, message_id=message_id, short_message=text, **fields
+            )
+            assert isinstance(answer, ReplaceSmResp)
+            return answer.command_status
+
+        # Still scheduled for tomorrow: the text, receipt request and validity (until the day
+        # after tomorrow) change, the schedule not.
+        two_days = "000002000000000R"
+        changed = await replace(
+            message_id, LONG_TEXT.encode(), registered_delivery=1, validity_period=two_days
+        )
+        assert changed == 0
+        view = await gateway.store.message_view(1000, message_id)
+        assert view is not None and view.state is MessageState.QUEUED
+        assert [part.state for part in view.parts] == [MessageState.QUEUED] * 2
+        assert "replaced by the ESME (replace_sm), 2 parts" in [e.detail for e in view.events]
+        with read_only(Path(gateway.config.gateway.store)) as conn:
+            now = gateway.clock.now()
+            row = conn.execute(
+                "SELECT content, registered_delivery, round((not_before - ?) / 3600),"
+                " round((expires_at - ?) / 3600) FROM messages WHERE id = ?",
+                (now, now, message_id),
+            ).fetchone()
+        assert row == (LONG_TEXT, 1, 24, 48)
+        assert await replace("nosuchmessage", b"x") == CommandStatus.ESME_RINVMSGID
+        other = await replace(message_id, b"x", source_addr_ton=5, source_addr="Other")
+        assert other == CommandStatus.ESME_RINVMSGID
+        assert (await esme.request(CancelSm, message_id=cancelled_id)).command_status == 0
+        assert await replace(cancelled_id, b"x") == CommandStatus.ESME_RREPLACEFAIL
+        # Now rather than tomorrow: it goes, with the replaced text in two parts.
+        at_once = "000000000000000R"
+        assert await replace(message_id, LONG_TEXT.encode(), schedule_delivery_time=at_once) == 0
+        sent = await sent_to(gateway, "+4741000051", 2)
+        assert "".join(sms.text for sms in sent) == LONG_TEXT
+        # Handed to the modem (sending or sent by now): past replacing.
+        assert await replace(message_id, b"Too late") == CommandStatus.ESME_RREPLACEFAIL
+    assert not [sms for sms in gateway.simulators["sim0"].network.sent if "Old" in sms.text]
 
 
 async def test_submit_multi_sends_to_its_good_destinations_and_lists_the_others(

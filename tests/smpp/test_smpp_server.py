@@ -61,6 +61,7 @@ from edgegw.smpp.pdu import (
     GenericNack,
     MultiDestination,
     Pdu,
+    ReplaceSm,
     SmppDecoder,
     SubmitMulti,
     SubmitMultiResp,
@@ -156,6 +157,14 @@ class MemoryBackend:
             return False
         stored.state = MessageState.DELETED
         return True
+
+    async def replace(self, account: Account, pdu: ReplaceSm) -> CommandStatus:
+        stored = self.messages.get(pdu.message_id)
+        if stored is None or stored.service_id != account.service_id:
+            return CommandStatus.ESME_RINVMSGID
+        if stored.state is not MessageState.ENROUTE:
+            return CommandStatus.ESME_RREPLACEFAIL
+        return CommandStatus.ESME_ROK
 
     async def pending(self, service_id: int, limit: int, exclude: frozenset[int]) -> list[Outbound]:
         await trio.lowlevel.checkpoint()

@@ -18,13 +18,22 @@ from edgegw.smpp import (
     Account,
     AccountTable,
     BindMode,
+    CommandStatus,
     Outbound,
     QueryResult,
     SmppAccount,
     Submission,
     SubmitRefused,
 )
-from edgegw.smpp.pdu import NEED_DATA, BindTransceiver, BindTransmitter, Pdu, SmppDecoder, encode
+from edgegw.smpp.pdu import (
+    NEED_DATA,
+    BindTransceiver,
+    BindTransmitter,
+    Pdu,
+    ReplaceSm,
+    SmppDecoder,
+    encode,
+)
 
 
 def connect(port: int) -> smpplib.client.Client:
@@ -85,6 +94,9 @@ class AcceptingBackend:
 
     async def cancel(self, account: Account, message_id: str) -> bool:
         return False
+
+    async def replace(self, account: Account, pdu: ReplaceSm) -> CommandStatus:
+        return CommandStatus.ESME_RINVMSGID
 
     async def pending(self, service_id: int, limit: int, exclude: frozenset[int]) -> list[Outbound]:
         await trio.lowlevel.checkpoint()
