@@ -61,6 +61,14 @@ class MailError(ValueError):
         self.reason = reason
 
 
+def _ascii_domain(domain: str) -> str:
+    """A domain in lower-case ASCII (IDNA's A-labels), or as it is when IDNA cannot write it."""
+    try:
+        return domain.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return domain.lower()
+
+
 class MailContent(msgspec.Struct, frozen=True, kw_only=True):
     text: str
     new_session: bool  # the X-NewSession header (spec 2.6 leaves the header to us)
@@ -68,9 +76,10 @@ class MailContent(msgspec.Struct, frozen=True, kw_only=True):
 
 def parse_recipient(address: str, domain: str) -> tuple[str, int]:
     """(recipient as `+` and digits, service id) from `<msisdn>-<serviceid>@<domain>`; the `+`
-    is optional and the domain compared without case."""
+    is optional and the domain compared without case, an internationalised one in either of
+    its forms (RFC 6531: a U-label from an SMTPUTF8 client, an A-label from another)."""
     local, at, host = address.rpartition("@")
-    if not at or host.lower() != domain.lower():
+    if not at or _ascii_domain(host) != _ascii_domain(domain):
         raise MailError(f"mail for {host or address!r} is not taken here, only @{domain}")
     match = _LOCAL_PART.fullmatch(local)
     if match is None:

@@ -1,7 +1,7 @@
-"""The server side of an SMTP dialogue (RFC 5321, with RFC 1870 SIZE, RFC 3207 STARTTLS and
-RFC 4954 AUTH PLAIN/LOGIN) as a sans-IO state machine: bytes in, events and reply bytes out.
-No sockets, no clock, no logging; the shell owns timeouts, TLS and every decision an event asks
-for. Spec section 2.6 (email to SMS).
+"""The server side of an SMTP dialogue (RFC 5321, with RFC 1870 SIZE, RFC 3207 STARTTLS,
+RFC 4954 AUTH PLAIN/LOGIN and RFC 6531 SMTPUTF8) as a sans-IO state machine: bytes in, events
+and reply bytes out. No sockets, no clock, no logging; the shell owns timeouts, TLS and every
+decision an event asks for. Spec section 2.6 (email to SMS).
 
 Every input is answered with a reply, never an exception: bounded buffers, refused commands
 (503 in the wrong phase, 500 for garbage) and, after too many errors in a row, 421 and close.
@@ -46,7 +46,7 @@ class Reply(msgspec.Struct, frozen=True):
         lines = self.text.split("\n")
         out = [f"{self.code}-{line}\r\n" for line in lines[:-1]]
         out.append(f"{self.code} {lines[-1]}\r\n")
-        # Replies are ASCII (no SMTPUTF8 here); echoed non-ASCII text is escaped.
+        # Replies are ASCII, also to an SMTPUTF8 client; echoed non-ASCII text is escaped.
         return "".join(out).encode("ascii", "backslashreplace")
 
     @property
@@ -170,6 +170,7 @@ class SmtpSession:
         self._errors = 0
         self._pending: RecipientRequested | MessageReceived | AuthRequested | None = None
         self._sender = ""
+        self._utf8 = False  # the transaction's MAIL carried SMTPUTF8
         self._recipients: list[str] = []
         self._data_start = 0  # where to search for the end of DATA next
         self._data_too_big = False
@@ -315,6 +316,7 @@ class SmtpSession:
             "PIPELINING",
             f"SIZE {self.limits.max_message_bytes}",
             "8BITMIME",
+            "SMTPUTF8",
             "ENHANCEDSTATUSCODES",
         ]
         if self.tls_available and not self.tls_active:
@@ -425,7 +427,11 @@ class SmtpSession:
         path = self._path(argument, "FROM:")
         if path is None:
             return
-        sender, parameters = path
+        address, parameters = path
+        utf8 = any(name == "SMTPUTF8" for name, _ in parameters)
+        sender = self._address(address, utf8)
+        if sender is None:
+            return
         for name, value in parameters:
             if name == "SIZE":
                 if value is None or not value.isdigit():
@@ -444,6 +450,7 @@ class SmtpSession:
                 self._error(_reply(555, f"5.5.4 parameter {name} is not supported"))
                 return
         self._sender = sender
+        self._utf8 = utf8
         self.phase = Phase.MAIL
         self._ok(_reply(250, "2.1.0 sender OK"))
 
@@ -452,6 +459,10 @@ class SmtpSession:
         if path is None:
             return None
         address, parameters = path
+        readable = self._address(address, self._utf8)
+        if readable is None:
+            return None
+        address = readable
         if parameters:
             self._error(_reply(555, f"5.5.4 parameter {parameters[0][0]} is not supported"))
             return None
@@ -507,8 +518,24 @@ class SmtpSession:
         self.phase = Phase.WAITING
         return event
 
+    def _address(self, address: str, utf8: bool) -> str | None:
+        """A MAIL or RCPT address as text: its bytes (read as latin-1 with the line) as UTF-8
+        in a transaction that SMTPUTF8 opened (RFC 6531 section 3.3), else ASCII only; None
+        once the refusal is sent."""
+        if address.isascii():
+            return address
+        if not utf8:
+            self._error(_reply(553, "5.6.7 a non-ASCII address needs the SMTPUTF8 parameter"))
+            return None
+        try:
+            return address.encode("latin-1").decode("utf-8")
+        except UnicodeDecodeError:
+            self._error(_reply(501, "5.6.7 the address is not UTF-8"))
+            return None
+
     def _reset_transaction(self) -> None:
         self._sender = ""
+        self._utf8 = False
         self._recipients = []
 
     # -- DATA ----------------------------------------------------------------------------------

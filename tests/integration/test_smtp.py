@@ -281,6 +281,41 @@ async def test_a_subject_of_raw_utf8_beside_an_encoded_word_is_read_whole(
     gateway.stop()
 
 
+async def test_an_smtputf8_mail_with_utf8_addresses_and_headers_is_sent(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """RFC 6531 end to end: smtplib sends MAIL with SMTPUTF8 only to a server that advertises
+    it; the sender's and the recipient domain's UTF-8 are read as such (the domain matches the
+    configured one in its A-label form too), and so are the headers (RFC 6532)."""
+    domain = "sms.blåbær.test"
+    base = example_config(tmp_path, smtp=ServiceSmtp(allow=["127.0.0.1"], prepend_subject=True))
+    gateway = Gateway(msgspec.structs.replace(base, smtp=SmtpConfig(port=0, domain=domain)))
+    bound = await nursery.start(gateway.run)
+    raw = "From: Ålarm <ålarm@panel.test>\r\nSubject: Sone 3 åpen\r\n\r\nKjølerom\r\n".encode()
+
+    def send(recipients: list[str]) -> tuple[int, str]:
+        with smtplib.SMTP("127.0.0.1", bound.smtp_port, timeout=10) as client:
+            client.ehlo("tests.local")
+            assert client.has_extn("smtputf8")
+            client.mail("ålarm@panel.test", ["SMTPUTF8"])
+            for recipient in recipients:
+                code, text = client.rcpt(recipient)
+                assert code == 250, (recipient, code, text)
+            code, reply = client.data(raw)
+            return code, reply.decode()
+
+    by_u_label = f"4741000021-1000@{domain}"
+    by_a_label = f"4741000022-1000@{domain.encode('idna').decode()}"
+    code, reply = await trio.to_thread.run_sync(send, [by_u_label, by_a_label])
+    assert code == 250
+    stored = await stored_texts(gateway, reply)
+    assert {r: text for r, (_, text) in stored.items()} == {
+        "+4741000021": "Sone 3 åpen\nKjølerom",
+        "+4741000022": "Sone 3 åpen\nKjølerom",
+    }
+    gateway.stop()
+
+
 async def test_refusals_at_rcpt_and_at_end_of_data(gateway: Gateway) -> None:
     port = smtp_port(gateway)
 

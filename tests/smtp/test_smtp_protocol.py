@@ -94,6 +94,7 @@ def test_a_whole_dialogue_whole_and_byte_by_byte(chunk: int) -> None:
         "250-PIPELINING",
         "250-SIZE 1048576",
         "250-8BITMIME",
+        "250-SMTPUTF8",
         "250 ENHANCEDSTATUSCODES",
         "250 2.1.0 sender OK",
         "250 2.1.5 OK",
@@ -161,6 +162,19 @@ def test_refused_recipient_and_message_keep_the_session() -> None:
         (b"EHLO c\r\nSTARTTLS\r\n", "502 5.5.1 STARTTLS is not available"),
         (b"EHLO c\r\nVRFY x\r\n", "252 2.5.2 cannot verify, but will try delivery"),
         (b"EHLO c\r\nEXPN staff\r\n", "502 5.5.1 EXPN is not implemented"),
+        # RFC 6531: UTF-8 in an address only in a transaction SMTPUTF8 opened, and as UTF-8.
+        (
+            "EHLO c\r\nMAIL FROM:<ålarm@b>\r\n".encode(),
+            "553 5.6.7 a non-ASCII address needs the SMTPUTF8 parameter",
+        ),
+        (
+            "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<4741000000-1000@blåbær.test>\r\n".encode(),
+            "553 5.6.7 a non-ASCII address needs the SMTPUTF8 parameter",
+        ),
+        (
+            b"EHLO c\r\nMAIL FROM:<\xe5larm@b> SMTPUTF8\r\n",
+            "501 5.6.7 the address is not UTF-8",
+        ),
     ],
 )
 def test_commands_out_of_place_or_malformed(commands: bytes, last: str) -> None:
