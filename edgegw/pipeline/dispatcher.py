@@ -7,6 +7,7 @@ README, Design rules (the flow, the store is the queue); spec sections 7.4, 7.5 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import random
@@ -75,9 +76,12 @@ class Dispatcher:
         self._top_up_at = math.inf  # trio time by which a worker wants its queue topped up
         self._waiting: trio.CancelScope | None = None  # the wait for a wake-up, if waiting
         self._in_flight = dict.fromkeys(modems, 0)
-        # The service that took the last message handed out: the next round's turns start
-        # after it, so that one free slot a round still goes round the services.
-        self._last_served = -1
+        # When each service last took a message (a count of the messages handed out): a round's
+        # turns go to the least recently served first, so that one free slot a round still goes
+        # round the services, and the turns on a modem go round the services that may use it
+        # whatever the other modems' services took in between.
+        self._served = itertools.count(1)
+        self._last_served: dict[int, int] = {}
         self._channels: dict[str, trio.MemorySendChannel[Claim]] = {}
         self.workers: dict[str, ModemWorker] = {}
         self.worker_crashes = 0  # workers restarted after an error escaped them
@@ -242,7 +246,7 @@ class Dispatcher:
                 service, queues[service], free, load, last_used, assignments, now
             )
             if placed:
-                self._last_served = service
+                self._last_served[service] = next(self._served)
                 turns.append(service)
                 continue
             waiting = waiting or placed is False
@@ -274,9 +278,9 @@ class Dispatcher:
         return not pool or any(name in free for name in pool)
 
     def _turns(self, services: Iterable[int]) -> deque[int]:
-        """The services in round-robin order: by id, from the one after the last served."""
+        """The services in round-robin order: the least recently served first (then by id)."""
         last = self._last_served
-        return deque(sorted(services, key=lambda service: (service <= last, service)))
+        return deque(sorted(services, key=lambda service: (last.get(service, 0), service)))
 
     async def _turn(
         self,

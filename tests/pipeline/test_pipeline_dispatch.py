@@ -322,6 +322,27 @@ async def test_two_services_with_restricted_modems_do_not_starve_each_other(
     assert len(on_b) >= 55
 
 
+async def test_the_services_sharing_a_modem_take_turns_on_it_whatever_another_modem_serves(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Services 1 and 2 may use only modem a, service 3 only modem b; every round hands out a
+    message on each. The turns on a go 1, 2, 1, 2: service 3 taking b's slot in between does
+    not start a's turns over at service 1 each round."""
+    rig, (modem_a, modem_b) = await start_rig(
+        nursery,
+        tmp_path / "db",
+        lambda c: [FakeModem("a", c), FakeModem("b", c)],
+        services=[service(1, modems=["a"]), service(2, modems=["a"]), service(3, modems=["b"])],
+        dispatch=DispatchConfig(queue_per_modem=1),
+    )
+    for service_id in (1, 2, 3):
+        await rig.send_campaign(20, service_id=service_id, first=1000 * service_id)
+    await trio.sleep(20.5)
+    on_a = [part.recipient[7] for part in modem_a.sent]
+    assert {part.recipient[7] for part in modem_b.sent} == {"3"}
+    assert on_a.count("2") >= len(on_a) // 2 >= 8, on_a
+
+
 async def test_a_message_expires_after_its_validity_without_a_ready_modem(
     nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
