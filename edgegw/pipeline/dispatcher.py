@@ -242,14 +242,14 @@ class Dispatcher:
                 for other in unread:
                     read[other] = found.get(other, [])
                     queues[other] = deque(read[other])
-            placed = await self._turn(
+            placed, passed_over = await self._turn(
                 service, queues[service], free, load, last_used, assignments, now
             )
+            waiting = waiting or passed_over
             if placed:
                 self._last_served[service] = next(self._served)
                 turns.append(service)
                 continue
-            waiting = waiting or placed is False
             if (
                 service not in widened
                 and len(read[service]) == limit
@@ -291,13 +291,13 @@ class Dispatcher:
         last_used: dict[str, float],
         assignments: list[tuple[str, str]],
         now: float,
-    ) -> bool | None:
+    ) -> tuple[bool, bool]:
         """The service's turn: its first message in `queue` that a free modem may take goes
         to `assignments`, taking the modem's slot from `free` and adding to its `load`; those
-        before it are taken off the queue. True: one was placed; False: none, and one is left
-        waiting for a modem; None: none, none waiting. Candidates outside their send window
-        are rescheduled or expired instead."""
-        outcome: bool | None = None
+        before it are taken off the queue. Returns whether one was placed, and whether one
+        was passed over for want of a free modem it may use (it is left waiting). Candidates
+        outside their send window are rescheduled or expired instead."""
+        passed_over = False
         while queue:
             message = queue.popleft()
             if message.window is not None:
@@ -321,15 +321,15 @@ class Dispatcher:
                 last_used=last_used,
             )
             if modem is None:
-                outcome = False
+                passed_over = True
                 continue
             assignments.append((message.id, modem))
             load[modem] += 1
             free[modem] -= 1
             if free[modem] == 0:
                 del free[modem]
-            return True
-        return outcome
+            return True, passed_over
+        return False, passed_over
 
     async def _failed_over(self, message_id: str, modem: str, now: float) -> bool:
         """Release a message bound to `modem` once that modem has been down longer than

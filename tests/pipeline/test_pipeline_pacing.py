@@ -85,14 +85,20 @@ class Rig:
 
     async def send_batch(self, count: int, settings: Settings, content: str = "Hi") -> list[str]:
         """One request of `count` messages to +4741000000, +4741000001...; their ids."""
+        return await self.send_to([f"+474100000{n}" for n in range(count)], settings, content)
+
+    async def send_to(
+        self, recipients: list[str], settings: Settings, content: str = "Hi"
+    ) -> list[str]:
+        """One request of a message to each of `recipients`, in their order; their ids."""
         response = await self.submitter.submit(
             SendRequest(
                 serviceId=1,
                 username="user",
                 password="secret",
                 message=[
-                    MessageRequest(recipient=f"+474100000{n}", content=content, settings=settings)
-                    for n in range(count)
+                    MessageRequest(recipient=recipient, content=content, settings=settings)
+                    for recipient in recipients
                 ],
             )
         )
@@ -459,19 +465,31 @@ async def test_a_capped_sim_leaves_the_traffic_to_the_others_least_recently_used
     assert [name for _, name in order] == ["m1", "m2", "m3", "m2", "m3", "m2", "m3"]
 
 
-async def test_recipient_prefixes_route_to_their_modems(
-    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
-) -> None:
+async def norway_and_sweden(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    *,
+    norway_modem: type[PacedModem] = PacedModem,
+    rules: dict[str, PacingRule] | None = None,
+) -> tuple[PacedModem, PacedModem, Rig]:
+    """A rig of modem "no" for +47 and modem "se" for +46, paced by `rules`."""
     clock = Clock(START)
-    norway, sweden = PacedModem("no", clock), PacedModem("se", clock)
+    norway, sweden = norway_modem("no", clock), PacedModem("se", clock)
     rig = await start_rig(
         nursery,
         tmp_path / "db",
         [norway, sweden],
         clock,
-        {},
+        rules or {},
         prefixes={"no": ["+47"], "se": ["+46"]},
     )
+    return norway, sweden, rig
+
+
+async def test_recipient_prefixes_route_to_their_modems(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    norway, sweden, rig = await norway_and_sweden(nursery, tmp_path)
     for recipient in ("+4741000001", "+46701234567", "+4741000002", "+4512345678"):
         await rig.send(recipient)
     await trio.sleep(60)
@@ -479,6 +497,31 @@ async def test_recipient_prefixes_route_to_their_modems(
     assert [part.recipient for _, part in sweden.sent] == ["+46701234567"]
     per_modem, unbound = await queues(rig.store)
     assert (per_modem, unbound) == ({}, 1)  # +45 has no modem: it waits
+
+
+class LongSendModem(PacedModem):
+    """A send takes 100 virtual seconds more: a slow network, or a modem that will time out."""
+
+    async def send(self, outgoing: OutgoingPart) -> int:
+        await trio.sleep(100)
+        return await super().send(outgoing)
+
+
+async def test_a_message_passed_over_for_its_resting_sim_goes_when_the_rest_ends(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The Swedish SIM rests 30 s between sends. A message for it, queued behind its first
+    send, is passed over by the round that hands the message after it to the Norwegian modem;
+    it still goes once the rest is over, not once that modem's long send has ended."""
+    norway, sweden, rig = await norway_and_sweden(
+        nursery, tmp_path, norway_modem=LongSendModem, rules={"se": PacingRule(min_interval=30)}
+    )
+    await rig.send("+46701234501")
+    await trio.sleep(2)
+    await rig.send_to(["+46701234502", "+4741000001"], Settings())
+    await trio.sleep(60)
+    assert [round(began - START) for began, _ in sweden.sent] == [0, 31]
+    assert norway.sent == []  # its send is still going
 
 
 async def test_a_message_stuck_on_a_dead_modem_is_resent_whole_after_failover_after(
