@@ -16,7 +16,13 @@ import trio
 
 from edgegw.http import app as routes
 from edgegw.http.app import Backend, make_app
-from edgegw.http.puzzel import RESPONSE_NAMESPACE, MessageChunks, decode_form_batch, whole_request
+from edgegw.http.puzzel import (
+    RESPONSE_NAMESPACE,
+    MessageChunks,
+    decode_form_batch,
+    decode_json,
+    whole_request,
+)
 from edgegw.http.server import App, HttpLimits, Request, Response, serve_http
 from edgegw.model import (
     STATUS_ENQUEUED,
@@ -295,6 +301,32 @@ async def test_a_big_form_body_is_decoded_off_the_event_loop(
     assert decoded_in[0] == loop and whole_in[0] == loop
     assert decoded_in[1] != loop and whole_in[1] != loop
     assert [sent.message[0].content for sent in backend.submitted] == ["Hello there"] * 2
+
+
+async def test_a_big_json_body_is_decoded_off_the_event_loop(
+    app: App, backend: DictBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A JSON body with a foreign field is read token by token for a name given twice, Python
+    for every member: a big one (a megabyte of foreign members held the loop 0.2 s) is read in
+    a worker thread, a small one on the loop."""
+    decoded_in: list[int] = []
+
+    def recording(body: bytes | bytearray) -> SendRequest:
+        decoded_in.append(threading.get_ident())
+        return decode_json(body)
+
+    monkeypatch.setattr(routes, "decode_json", recording)
+    members = b",".join(b'"k%d":0' % key for key in range(DECODED_IN_A_THREAD // 8))
+    padded = GOOD_JSON[:-1] + b', "pad": {' + members + b"}}"  # a foreign field, ignored
+    for body in (GOOD_JSON, padded):
+        response = await app(
+            request("POST", "/gw/rs/sendMessages", body, content_type="application/json")
+        )
+        assert response.status == 200
+    loop = threading.get_ident()
+    assert decoded_in[0] == loop
+    assert decoded_in[1] != loop
+    assert [sent.message[0].content for sent in backend.submitted] == ["Hello"] * 2
 
 
 async def test_form_in_a_declared_latin1_charset(app: App, backend: DictBackend) -> None:
