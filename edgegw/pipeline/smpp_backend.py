@@ -271,7 +271,7 @@ class GatewaySmppBackend:
         def read(conn: sqlite3.Connection) -> Any:
             return conn.execute(
                 "SELECT recipient, originator, originator_type, data_coding, not_before,"
-                " validity_minutes,"
+                " validity_minutes, expires_at,"
                 " (SELECT count(*) FROM parts WHERE message_id = messages.id),"
                 " (SELECT length(udh) FROM parts WHERE message_id = messages.id AND idx = 1)"
                 " FROM messages WHERE id = ? AND service_id = ?",
@@ -281,7 +281,7 @@ class GatewaySmppBackend:
         row = await self._store.read(read) if pdu.message_id else None
         if row is None or row[3] is None:
             return CommandStatus.ESME_RINVMSGID  # none of the service's, or not from SMPP
-        recipient, originator, kind, data_coding, not_before, minutes, parts, udh_octets = row
+        recipient, originator, kind, data_coding, not_before, minutes, ends, parts, udh_octets = row
         source = Address(pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr)
         if source.address and _originator(source)[0] != originator:
             return CommandStatus.ESME_RINVMSGID  # the message id with another source
@@ -296,10 +296,12 @@ class GatewaySmppBackend:
             source_addr=pdu.source_addr,
             dest_addr_ton=_TON_INTERNATIONAL,
             destination_addr=recipient.removeprefix("+"),
-            # Left out, the schedule stays, and a new validity is checked against it.
+            # Left out (SMPP 3.4 4.10.1: NULL keeps the original), the schedule and the end of
+            # the validity stay, and each is checked against the other as a submit_sm's are.
             schedule_delivery_time=pdu.schedule_delivery_time
             or format_time(dt.datetime.fromtimestamp(not_before, dt.UTC)),
-            validity_period=pdu.validity_period,
+            validity_period=pdu.validity_period
+            or format_time(dt.datetime.fromtimestamp(ends, dt.UTC)),
             registered_delivery=pdu.registered_delivery,
             data_coding=data_coding,
             short_message=pdu.short_message,
@@ -311,17 +313,16 @@ class GatewaySmppBackend:
         except InvalidField as exc:
             return CommandStatus(exc.command_status)
         direct = direct_message(account.service_id, submission, submission.destinations[0], now)
-        # What the replace_sm leaves out stays as it was.
         direct = msgspec.structs.replace(
-            direct,
-            originator=originator,
-            originator_type=OriginatorType(kind),
-            validity_minutes=minutes if submission.validity is None else direct.validity_minutes,
+            direct, originator=originator, originator_type=OriginatorType(kind)
         )
         try:
             new = self._submitter.prepare(direct)
         except Rejected as exc:
             return _STATUS_FOR_FIELD.get(exc.field, CommandStatus.ESME_RREPLACEFAIL)
+        if not pdu.validity_period:
+            # The end as it was to the second, not as whole minutes from now would round it.
+            new = msgspec.structs.replace(new, validity_minutes=minutes, expires_at=ends)
 
         def replace(conn: sqlite3.Connection) -> bool:
             return transactions.replace(

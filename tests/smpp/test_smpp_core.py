@@ -31,7 +31,7 @@ from edgegw.smpp.config import SmppAccount, SmppConfig
 from edgegw.smpp.constants import CommandStatus
 from edgegw.smpp.constants import MessageState as SmppState
 from edgegw.smpp.outbound import MobileOriginated, Receipt
-from edgegw.smpp.pdu import UnsuccessfulDelivery
+from edgegw.smpp.pdu import ReplaceSm, UnsuccessfulDelivery
 from edgegw.smpp.server import serve_smpp
 from edgegw.smpp.submission import Address, ReceiptRequest, Submission
 from edgegw.store import Store, Topic, transactions
@@ -409,6 +409,30 @@ async def test_query_and_cancel_only_the_services_own_queued_messages(core: Core
     assert failed is not None
     assert (failed.message_state, failed.error_code) == (SmppState.REJECTED, 0)
     assert failed.final_date == dt.datetime.fromtimestamp(NOW + 60, dt.UTC)
+
+
+async def test_replace_sm_without_a_validity_keeps_the_messages_end(
+    core: Core, autojump_clock: trio.testing.MockClock
+) -> None:
+    """SMPP 3.4 4.10.1: a NULL validity_period keeps the original one. A message that has
+    waited half an hour of its hour (no modem took it) still ends when it would have, not an
+    hour after the replace_sm; a new relative validity counts from the replace_sm, and a new
+    schedule past the end it keeps is refused."""
+    start = dt.datetime.fromtimestamp(core.clock.now(), dt.UTC)
+    message_id = await core.backend.submit(
+        ACCOUNT, submission(validity=start + dt.timedelta(hours=1))
+    )
+    (expires_at,) = await row(core.store, message_id, "expires_at")
+    await trio.sleep(1800)
+    replaced = ReplaceSm(sequence_number=2, message_id=message_id, short_message=b"New text")
+    assert await core.backend.replace(ACCOUNT, replaced) == CommandStatus.ESME_ROK
+    assert await row(core.store, message_id, "content, expires_at") == ("New text", expires_at)
+    two_hours = msgspec.structs.replace(replaced, validity_period="000000020000000R")
+    assert await core.backend.replace(ACCOUNT, two_hours) == CommandStatus.ESME_ROK
+    (longer,) = await row(core.store, message_id, "expires_at")
+    assert longer == pytest.approx(core.clock.now() + 7200, abs=60)
+    past_the_end = msgspec.structs.replace(replaced, schedule_delivery_time="000000030000000R")
+    assert await core.backend.replace(ACCOUNT, past_the_end) == CommandStatus.ESME_RINVEXPIRY
 
 
 def query_all(port: int, message_ids: Sequence[str]) -> list[tuple[int, int, str, int]]:
