@@ -250,6 +250,9 @@ class Submitter:
             for service in services
             if service.unique_client_reference or service.unique_batch_reference
         }
+        # (service, batchReference) of the batches being streamed in: their reference is taken
+        # from the check of their first chunk on, though that chunk may store no message.
+        self._streaming: set[tuple[int, str]] = set()
         self._passwords = PasswordChecker() if passwords is None else passwords
         # The concatenation reference only has to differ between messages that one handset
         # may be reassembling at the same time; a wrapping counter does that.
@@ -426,38 +429,53 @@ class Submitter:
         if not total:
             await emit(SendResponse(batchReference=batch_reference, messageStatus=[]))
         repeated = False
-        async with trio.open_nursery() as nursery:
-            for group in range(0, total, STREAM_CHUNK):
-                await in_flight.acquire()
-                # Held from the check of a chunk's references to its commit.
-                release_references = await self._hold_references(service)
-                statuses: list[MessageStatus] = []
-                accepted: list[tuple[int, NewMessage]] = []
-                try:
-                    if not group:
-                        # Checked once, before the request's own first chunk carries it.
-                        repeated = await self._batch_repeated(service, request.batchReference)
-                    for start in range(group, min(group + STREAM_CHUNK, total), SUBMIT_CHUNK):
-                        await trio.lowlevel.checkpoint()
-                        stop = min(start + SUBMIT_CHUNK, group + STREAM_CHUNK)
-                        chunk = messages.decode(start, stop)
-                        if repeated:
-                            _refuse_repeated_batch(chunk, start + 1, statuses)
-                            continue
-                        if taken is not None:
-                            taken |= await self._taken_references(service, chunk, now) or set()
-                        ids = self._ids.next_ids(now, len(chunk))
-                        accepted += self._accept_chunk(
-                            service, chunk, start + 1, ids, batch_reference, now, statuses, taken
-                        )
-                except BaseException:
-                    release_references()
-                    raise
-                done = trio.Event()
-                nursery.start_soon(
-                    store_and_emit, accepted, statuses, previous, done, release_references
-                )
-                previous = done
+        streaming: tuple[int, str] | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                for group in range(0, total, STREAM_CHUNK):
+                    await in_flight.acquire()
+                    # Held from the check of a chunk's references to its commit.
+                    release_references = await self._hold_references(service)
+                    statuses: list[MessageStatus] = []
+                    accepted: list[tuple[int, NewMessage]] = []
+                    try:
+                        if not group:
+                            # Checked once, before the request's own first chunk carries it.
+                            repeated = await self._batch_repeated(service, request.batchReference)
+                            if not repeated and request.batchReference:
+                                streaming = (service.id, request.batchReference)
+                                self._streaming.add(streaming)
+                        for start in range(group, min(group + STREAM_CHUNK, total), SUBMIT_CHUNK):
+                            await trio.lowlevel.checkpoint()
+                            stop = min(start + SUBMIT_CHUNK, group + STREAM_CHUNK)
+                            chunk = messages.decode(start, stop)
+                            if repeated:
+                                _refuse_repeated_batch(chunk, start + 1, statuses)
+                                continue
+                            if taken is not None:
+                                taken |= await self._taken_references(service, chunk, now) or set()
+                            ids = self._ids.next_ids(now, len(chunk))
+                            accepted += self._accept_chunk(
+                                service,
+                                chunk,
+                                start + 1,
+                                ids,
+                                batch_reference,
+                                now,
+                                statuses,
+                                taken,
+                            )
+                    except BaseException:
+                        release_references()
+                        raise
+                    done = trio.Event()
+                    nursery.start_soon(
+                        store_and_emit, accepted, statuses, previous, done, release_references
+                    )
+                    previous = done
+        finally:
+            if streaming is not None:
+                self._streaming.discard(streaming)
 
     def _accept_chunk(
         self,
@@ -564,9 +582,12 @@ class Submitter:
     async def _batch_repeated(self, service: ServiceConfig, reference: str | None) -> bool:
         """For a service that keeps batchReference unique (spec 7.7, the last hour): whether
         one of its messages already carries the client's `reference`. A generated one is
-        new."""
+        new; one a batch being streamed in carries is taken, whether or not its messages are
+        stored yet."""
         if not (service.unique_batch_reference and reference):
             return False
+        if (service.id, reference) in self._streaming:
+            return True
         since = self._clock.now() - UNIQUE_REFERENCE_WINDOW
         return await batch_reference_used(self._store, service.id, reference, since)
 

@@ -16,6 +16,7 @@ import trio
 from drivers.gsm import ParsingType, validity_period_minutes
 from edgegw.clock import Clock
 from edgegw.config import ServiceConfig
+from edgegw.http.puzzel import BATCH_CHUNK, MessageChunks
 from edgegw.model import (
     GasSettings,
     MessageRequest,
@@ -28,7 +29,7 @@ from edgegw.model import (
     Settings,
     UnreadableMessage,
 )
-from edgegw.pipeline.submit import STORE_CHUNK, SUBMIT_CHUNK, Submitter
+from edgegw.pipeline.submit import STORE_CHUNK, STREAM_CHUNK, SUBMIT_CHUNK, Submitter
 from edgegw.store import Store, Topic
 
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z = 10:00 in Oslo (CEST)
@@ -270,6 +271,36 @@ async def test_a_message_refused_as_not_unique_answers_its_recipient_normalised(
         (1, "+4741000000"),
         (25, "+4741000000"),
     ]
+
+
+async def test_a_batch_reference_streamed_in_is_taken_before_any_of_its_messages_is_stored(
+    store: Store, clock: Clock, make_service: Callable[..., ServiceConfig]
+) -> None:
+    """Spec 7.7 with `unique_batch_reference`: a streamed batch whose first chunks are all
+    refused (a landline each) has stored nothing yet when a copy of it comes in; the copy gets
+    25 all the same, or both would enqueue their messages under one reference."""
+    submitter = Submitter([make_service(1, unique_batch_reference=True)], store, clock)
+    landlines = [msg(recipient="+4722000000")] * (STREAM_CHUNK * 3)
+    streamed = landlines + [msg()] * STREAM_CHUNK
+    copies: list[SendResponse] = []
+    answered: list[int] = []
+
+    async def emit(piece: SendResponse) -> None:
+        answered.extend(status.statusCode for status in piece.messageStatus)
+        if not copies:  # the first piece: the batch is being streamed
+            copies.append(await submitter.submit(request(msg(), batchReference="order-1")))
+
+    head = request(batchReference="order-1")
+    chunks = MessageChunks(
+        len(streamed), lambda number: streamed[number * BATCH_CHUNK : (number + 1) * BATCH_CHUNK]
+    )
+    await submitter.submit_stream(head, chunks, emit, None)
+    assert answered == [5] * len(landlines) + [1] * STREAM_CHUNK
+    assert [status.statusCode for status in copies[0].messageStatus] == [25]
+    stored = await store.read(
+        lambda conn: conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+    )
+    assert stored == STREAM_CHUNK
 
 
 @pytest.mark.parametrize("recipient", ["+004741000000", "00 004741000000", "+041000000"])
