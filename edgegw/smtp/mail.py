@@ -19,6 +19,7 @@ import re
 from html.parser import HTMLParser
 from typing import Final
 
+import idna
 import msgspec
 
 __all__ = [
@@ -62,9 +63,12 @@ class MailError(ValueError):
 
 
 def _ascii_domain(domain: str) -> str:
-    """A domain in lower-case ASCII (IDNA's A-labels), or as it is when IDNA cannot write it."""
+    """A domain in lower-case ASCII (IDNA2008's A-labels, RFC 5891, which RFC 6531 names, with
+    the UTS 46 mapping of case), or as it is when IDNA cannot write it (an `_`, say). Not the
+    standard library's codec: it is IDNA2003, which reads `straße` as another domain's
+    `strasse`, not as `xn--strae-oqa`."""
     try:
-        return domain.encode("idna").decode("ascii").lower()
+        return idna.encode(domain, uts46=True).decode("ascii")
     except UnicodeError:
         return domain.lower()
 

@@ -5,6 +5,7 @@ bytes give a text or a MailError."""
 
 from __future__ import annotations
 
+import re
 from email.message import EmailMessage
 
 import pytest
@@ -205,6 +206,24 @@ def test_a_recursion_error_of_the_parser_is_the_same_refusal(
 )
 def test_recipient_addresses(address: str, expected: tuple[str, int]) -> None:
     assert parse_recipient(address, "sms.test") == expected
+
+
+@pytest.mark.parametrize(
+    ("host", "taken"),
+    [
+        ("sms.straße.test", True),
+        ("SMS.Straße.test", True),
+        ("sms.xn--strae-oqa.test", True),  # IDNA2008's A-label, as RFC 6531 clients write it
+        ("sms.strasse.test", False),  # another domain since IDNA2008 (IDNA2003 folded ß)
+    ],
+)
+def test_an_internationalised_domain_is_read_as_idna2008(host: str, taken: bool) -> None:
+    address = f"4741000000-1000@{host}"
+    if taken:
+        assert parse_recipient(address, "sms.straße.test") == ("+4741000000", 1000)
+    else:
+        with pytest.raises(MailError, match=re.escape("only @sms.straße.test")):
+            parse_recipient(address, "sms.straße.test")
 
 
 @pytest.mark.parametrize(
