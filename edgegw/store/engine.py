@@ -407,6 +407,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # short_message came in, which a replace_sm's new one is read in (it carries none; SMPP 3.4
     # section 4.10.1). NULL for a message from another door.
     ("ALTER TABLE messages ADD COLUMN data_coding INTEGER",),
+    # v13, batchReference uniqueness (spec 7.7, edgegw.store.responses): whether a service's
+    # messages of the last hour carry a reference is one range of this index, not a read of
+    # every message the service created in that hour (the planner's choice on v12's index).
+    (
+        "DROP INDEX messages_batch",
+        "CREATE INDEX messages_batch ON messages (service_id, batch_reference, created_at)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

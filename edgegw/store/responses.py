@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Collection
+from typing import Final
 
 import msgspec
 
@@ -16,6 +17,7 @@ from edgegw.model import SendResponse
 from edgegw.store.messages import Store
 
 __all__ = [
+    "BATCH_REFERENCE_USED",
     "AnswerSeal",
     "StoredResponse",
     "Write",
@@ -112,16 +114,19 @@ async def used_client_references(
     return await store.read(find) if wanted else set()
 
 
+# One range of the index messages_batch (schema v13).
+BATCH_REFERENCE_USED: Final = (
+    "SELECT 1 FROM messages WHERE service_id = ? AND batch_reference = ? AND created_at >= ?"
+    " LIMIT 1"
+)
+
+
 async def batch_reference_used(store: Store, service_id: int, reference: str, since: float) -> bool:
     """Whether one of the service's messages created at `since` or later carries the
     batchReference `reference`."""
 
     def find(conn: sqlite3.Connection) -> bool:
-        row = conn.execute(
-            "SELECT 1 FROM messages WHERE service_id = ? AND batch_reference = ?"
-            " AND created_at >= ? LIMIT 1",
-            (service_id, reference, since),
-        ).fetchone()
+        row = conn.execute(BATCH_REFERENCE_USED, (service_id, reference, since)).fetchone()
         return row is not None
 
     return await store.read(find)
