@@ -270,9 +270,12 @@ async def test_a_backup_under_load_holds_every_message_acknowledged_before_it(
     acknowledged: list[str] = []
     # An event per count of acknowledged messages to wait for.
     reached: dict[int, trio.Event] = {200: trio.Event()}
+    # The load ends between requests: a request cancelled while httpx sends its body leaves
+    # httpx's body generator unfinished, and trio warns when the collector finds it.
+    enough = trio.Event()
 
     async def load(client: httpx.AsyncClient) -> None:
-        while True:
+        while not enough.is_set():
             answer = await client.post(
                 "/gw/rs/sendMessages",
                 json={
@@ -304,7 +307,7 @@ async def test_a_backup_under_load_holds_every_message_acknowledged_before_it(
         reached[len(before) + 20] = trio.Event()
         with trio.fail_after(30):
             await reached[len(before) + 20].wait()
-        clients.cancel_scope.cancel()
+        enough.set()
     with read_only(target) as conn:
         held = {row[0] for row in conn.execute("SELECT id FROM messages")}
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
