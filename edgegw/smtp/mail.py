@@ -14,6 +14,7 @@ import email.header
 import email.message
 import email.parser
 import email.policy
+import encodings.idna
 import itertools
 import re
 from html.parser import HTMLParser
@@ -62,15 +63,30 @@ class MailError(ValueError):
         self.reason = reason
 
 
+# The label separators of an internationalised name (RFC 3490 section 3.1).
+_DOTS: Final = re.compile("[.\u3002\uff0e\uff61]")
+
+
 def _ascii_domain(domain: str) -> str:
-    """A domain in lower-case ASCII (IDNA2008's A-labels, RFC 5891, which RFC 6531 names, with
-    the UTS 46 mapping of case), or as it is when IDNA cannot write it (an `_`, say). Not the
-    standard library's codec: it is IDNA2003, which reads `straße` as another domain's
-    `strasse`, not as `xn--strae-oqa`."""
+    """A domain in lower-case ASCII, a label at a time, so that a label IDNA2008 refuses does
+    not take the others' A-labels with it (`_ascii_label`)."""
+    return ".".join(_ascii_label(label) for label in _DOTS.split(domain))
+
+
+def _ascii_label(label: str) -> str:
+    """A label in lower-case ASCII: IDNA2008's A-label (RFC 5891, which RFC 6531 names, with the
+    UTS 46 mapping of case); for a label it refuses (a symbol, which UTS 46 and IDNA2003 still
+    write), IDNA2003's; as it is when neither can write it. IDNA2003 not first: it reads
+    `straße` as another domain's `strasse`, not as `xn--strae-oqa`."""
+    if label.isascii():
+        return label.lower()
     try:
-        return idna.encode(domain, uts46=True).decode("ascii")
+        return idna.encode(label, uts46=True).decode("ascii")
     except UnicodeError:
-        return domain.lower()
+        try:
+            return encodings.idna.ToASCII(label).decode("ascii")
+        except UnicodeError:
+            return label.lower()
 
 
 class MailContent(msgspec.Struct, frozen=True, kw_only=True):

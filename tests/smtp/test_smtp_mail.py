@@ -227,6 +227,21 @@ def test_an_internationalised_domain_is_read_as_idna2008(host: str, taken: bool)
 
 
 @pytest.mark.parametrize(
+    ("domain", "host"),
+    [
+        ("sms.i❤.test", "sms.xn--i-7iq.test"),  # a symbol: UTS 46 and IDNA2003 write it
+        ("sms.xn--i-7iq.test", "SMS.I❤.TEST"),
+        ("sms_gw.straße.test", "sms_gw.xn--strae-oqa.test"),  # an `_` in another label
+    ],
+)
+def test_a_domain_idna2008_refuses_matches_in_either_form(domain: str, host: str) -> None:
+    """A name IDNA2008 cannot write as a whole (a symbol, an `_`) is read label by label: a
+    label it refuses is written as IDNA2003 writes it, so that its U-label and A-label still
+    meet."""
+    assert parse_recipient(f"4741000000-1000@{host}", domain) == ("+4741000000", 1000)
+
+
+@pytest.mark.parametrize(
     ("address", "words"),
     [
         ("4741000000-1000@other.test", "only @sms.test"),
