@@ -442,7 +442,11 @@ class Submitter:
                         if not group:
                             # Checked once, before the request's own first chunk carries it.
                             repeated = await self._batch_repeated(service, request.batchReference)
-                            if not repeated and request.batchReference:
+                            if (
+                                not repeated
+                                and service.unique_batch_reference
+                                and request.batchReference
+                            ):
                                 streaming = (service.id, request.batchReference)
                                 self._streaming.add(streaming)
                         for start in range(group, min(group + STREAM_CHUNK, total), SUBMIT_CHUNK):
