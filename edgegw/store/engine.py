@@ -652,6 +652,7 @@ class Engine:
         changes alone are undone."""
         conn = self._writer
         assert conn is not None
+        changes = conn.total_changes
         try:
             conn.execute("BEGIN IMMEDIATE")
             failure = self._run_together(conn, jobs)
@@ -676,7 +677,9 @@ class Engine:
                 raise
             self._log_failed_commit(exc, sum(not job.probe for job in jobs))
             return False
-        if self.unwritable is not None:
+        # Only a commit that changed rows wrote to the disk: one that changed none (a sweep that
+        # found nothing) gets through a full disk all the same, and says nothing of its room.
+        if self.unwritable is not None and conn.total_changes > changes:
             log.warning(
                 "%s: the store takes writes again (%d write jobs failed meanwhile)",
                 self.path,
