@@ -5,7 +5,9 @@ Queues `--messages` messages over `--services` services (each its own campaign, 
 benchmark lets one finish. Rounds: the first (every slot free), then `--steps` rounds after one
 send finished on one modem and as many after a send finished on every modem. Prints, per kind of
 round, the messages claimed and the CPU (the process's, the store's threads included) and wall
-time of `Dispatcher.dispatch_once`, median and 90th percentile.
+time of `Dispatcher.dispatch_once`, median and 90th percentile; then the same of `--views` reads
+of the modems' queues (`queues`: what GET /api/modems and the status page's poll every 2 s read)
+on that queue.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from edgegw.clock import Clock
 from edgegw.config import DispatchConfig, ServiceConfig
 from edgegw.model import MessageRequest, SendRequest, Settings
 from edgegw.pipeline.dispatcher import Dispatcher
+from edgegw.pipeline.modems import queues
 from edgegw.pipeline.submit import Submitter
 from edgegw.store import Claim, Store
 
@@ -96,13 +99,15 @@ async def fill(store: Store, clock: Clock, configs: Sequence[ServiceConfig], tot
         assert all(status.messageId for status in answer.messageStatus)
 
 
-def figures(label: str, rounds: list[tuple[float, float, int]]) -> None:
+def figures(
+    label: str, rounds: list[tuple[float, float, int]], counted: str = "claimed a round"
+) -> None:
     cpu = sorted(r[0] * 1000 for r in rounds)
     wall = sorted(r[1] * 1000 for r in rounds)
     claimed = statistics.median(r[2] for r in rounds)
     p90 = int(len(rounds) * 0.9)
     print(
-        f"{label}: {len(rounds)} rounds, {claimed:.0f} claimed a round;"
+        f"{label}: {len(rounds)} rounds, {claimed:.0f} {counted};"
         f" CPU ms median {statistics.median(cpu):.2f}, p90 {cpu[p90]:.2f};"
         f" wall ms median {statistics.median(wall):.2f}, p90 {wall[p90]:.2f}"
     )
@@ -165,6 +170,12 @@ async def bench(path: Path, args: argparse.Namespace) -> None:
                 await trio.sleep(0.05)  # the workers' next marks are done before the next step
             figures(f"a send finished on {label}", [r for r in rounds if r[2]])
         figures("the first round", first)
+        views: list[tuple[float, float, int]] = []
+        for _ in range(args.views):
+            cpu, wall = time.process_time(), time.perf_counter()
+            _, unbound = await queues(store)
+            views.append((time.process_time() - cpu, time.perf_counter() - wall, unbound))
+        figures("the modems' queues read", views, "queued for no modem yet")
         nursery.cancel_scope.cancel()
 
 
@@ -175,6 +186,7 @@ def main() -> None:
     parser.add_argument("--modems", type=int, default=8)
     parser.add_argument("--queue-per-modem", type=int, default=4)
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--views", type=int, default=20)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="edgegw-dispatch-") as folder:
         trio.run(bench, Path(folder) / "edgegw.db", args)
