@@ -85,29 +85,33 @@ async def recent_sends(store: Store, since: float, modems: Iterable[str]) -> dic
     return await store.read(functools.partial(sends_since, since=since, modems=tuple(modems)))
 
 
-async def queues(store: Store) -> tuple[dict[str, ModemQueue], int]:
+def queue_counts(conn: sqlite3.Connection) -> tuple[dict[str, ModemQueue], int]:
     """Per modem, its queued and sending messages; and the queued messages not yet bound to
-    any modem."""
+    any modem. One statement, so one snapshot: the queued bound to a modem (a few) off the
+    index messages_queued_modem, all queued counted off a queued index alone and the sending
+    off theirs, never the row of each queued message (the status page reads this every 2 s)."""
+    per_modem: dict[str, ModemQueue] = {}
+    queued = 0
+    for modem, state, count in conn.execute(
+        "SELECT modem, state, count(*) FROM messages"
+        " WHERE state = 'queued' AND modem IS NOT NULL GROUP BY modem"
+        " UNION ALL SELECT modem, state, count(*) FROM messages"
+        " WHERE state = 'sending' GROUP BY modem"
+        " UNION ALL SELECT NULL, NULL, count(*) FROM messages WHERE state = 'queued'"
+    ):
+        if modem is None:
+            queued = count
+        elif state == MessageState.QUEUED:
+            per_modem.setdefault(modem, ModemQueue()).queued = count
+        else:
+            per_modem.setdefault(modem, ModemQueue()).sending = count
+    return per_modem, queued - sum(queue.queued for queue in per_modem.values())
 
-    def read(conn: sqlite3.Connection) -> tuple[dict[str, ModemQueue], int]:
-        per_modem: dict[str, ModemQueue] = {}
-        unbound = 0
-        for modem, state, count in conn.execute(
-            "SELECT modem, state, count(*) FROM messages WHERE state = 'queued'"
-            " GROUP BY modem UNION ALL SELECT modem, state, count(*) FROM messages"
-            " WHERE state = 'sending' GROUP BY modem"
-        ):
-            if modem is None:
-                unbound += count
-                continue
-            queue = per_modem.setdefault(modem, ModemQueue())
-            if state == MessageState.QUEUED:
-                queue.queued += count
-            else:
-                queue.sending += count
-        return per_modem, unbound
 
-    return await store.read(read)
+async def queues(store: Store) -> tuple[dict[str, ModemQueue], int]:
+    """Per modem, its queued and sending messages, and the queued bound to none
+    (`queue_counts`)."""
+    return await store.read(queue_counts)
 
 
 async def forward_events(
