@@ -219,6 +219,10 @@ async def test_a_full_disk_fails_every_job_of_its_commit_with_its_cause_and_pass
     assert store.damage is None
     failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert [(r.getMessage(), r.exc_info) for r in failures] == [(str(outcomes[1]), None)]
+    # A job that changes no row (a sweep that finds nothing) commits through the full disk, and
+    # says nothing of its room: the store still takes no writes (/ready, the metrics).
+    await store.write(lambda conn: conn.execute("DELETE FROM probe WHERE n < 0"))
+    assert isinstance(store.unwritable, StoreUnwritable)
 
     await store.write(lambda conn: conn.execute("PRAGMA max_page_count = 1000000"))
     await store.write(insert(4, 1_000_000))
