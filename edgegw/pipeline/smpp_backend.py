@@ -298,10 +298,12 @@ class GatewaySmppBackend:
             destination_addr=recipient.removeprefix("+"),
             # Left out (SMPP 3.4 4.10.1: NULL keeps the original), the schedule and the end of
             # the validity stay, and each is checked against the other as a submit_sm's are.
+            # An end already past is no field of the ESME's but the message's expiry, which
+            # the store refuses (ESME_RREPLACEFAIL) before the sweep comes round to it.
             schedule_delivery_time=pdu.schedule_delivery_time
             or format_time(dt.datetime.fromtimestamp(not_before, dt.UTC)),
             validity_period=pdu.validity_period
-            or format_time(dt.datetime.fromtimestamp(ends, dt.UTC)),
+            or ("" if ends <= now else format_time(dt.datetime.fromtimestamp(ends, dt.UTC))),
             registered_delivery=pdu.registered_delivery,
             data_coding=data_coding,
             short_message=pdu.short_message,

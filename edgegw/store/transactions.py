@@ -438,12 +438,13 @@ def replace(
     """An ESME's replace_sm (SMPP 3.4 section 4.10): a queued message none of whose parts has
     been handed to a modem takes `new`'s text and parts, schedule and validity, and the receipt
     request `registered_delivery`. False when it is past that (being sent, a part tried, sent
-    or final), and nothing changes."""
+    or final, or its validity over though `expire_due` has not come round to it yet), and
+    nothing changes."""
     row = conn.execute(
-        "SELECT 1 FROM messages WHERE id = ? AND state = 'queued' AND NOT EXISTS"
-        " (SELECT 1 FROM parts WHERE message_id = messages.id"
+        "SELECT 1 FROM messages WHERE id = ? AND state = 'queued' AND expires_at > ?"
+        " AND NOT EXISTS (SELECT 1 FROM parts WHERE message_id = messages.id"
         " AND (state != 'queued' OR attempts > 0))",
-        (message_id,),
+        (message_id, now),
     ).fetchone()
     if row is None:
         return False

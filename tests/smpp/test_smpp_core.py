@@ -33,7 +33,7 @@ from edgegw.smpp.constants import MessageState as SmppState
 from edgegw.smpp.outbound import MobileOriginated, Receipt
 from edgegw.smpp.pdu import ReplaceSm, UnsuccessfulDelivery
 from edgegw.smpp.server import serve_smpp
-from edgegw.smpp.submission import Address, ReceiptRequest, Submission
+from edgegw.smpp.submission import Address, ReceiptRequest, Submission, format_time
 from edgegw.store import Store, Topic, transactions
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -433,6 +433,33 @@ async def test_replace_sm_without_a_validity_keeps_the_messages_end(
     assert longer == pytest.approx(core.clock.now() + 7200, abs=60)
     past_the_end = msgspec.structs.replace(replaced, schedule_delivery_time="000000030000000R")
     assert await core.backend.replace(ACCOUNT, past_the_end) == CommandStatus.ESME_RINVEXPIRY
+
+
+async def test_replace_sm_of_a_message_past_its_validity_fails(
+    core: Core, autojump_clock: trio.testing.MockClock
+) -> None:
+    """SMPP 3.4 4.10.2: a message whose validity has run out, though the expiry sweep has
+    not come round to it yet, cannot be replaced (ESME_RREPLACEFAIL), whatever new schedule
+    or validity the replace_sm brings; only a new validity_period that is itself past is the
+    ESME's own mistake (ESME_RINVEXPIRY). It keeps its text and ends expired."""
+    start = dt.datetime.fromtimestamp(core.clock.now(), dt.UTC)
+    message_id = await core.backend.submit(
+        ACCOUNT, submission(validity=start + dt.timedelta(minutes=10))
+    )
+    await trio.sleep(900)
+    replaced = ReplaceSm(sequence_number=2, message_id=message_id, short_message=b"New text")
+    answers = [
+        await core.backend.replace(ACCOUNT, msgspec.structs.replace(replaced, **fields))
+        for fields in (
+            {},
+            {"schedule_delivery_time": "000000010000000R"},
+            {"validity_period": "000000010000000R"},
+            {"validity_period": format_time(start + dt.timedelta(minutes=12))},
+        )
+    ]
+    assert answers == [CommandStatus.ESME_RREPLACEFAIL] * 3 + [CommandStatus.ESME_RINVEXPIRY]
+    assert await row(core.store, message_id, "state, content") == ("queued", "Hello")
+    assert await core.store.expire_due(core.clock.now()) == [message_id]
 
 
 def query_all(port: int, message_ids: Sequence[str]) -> list[tuple[int, int, str, int]]:
