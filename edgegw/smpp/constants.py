@@ -173,6 +173,7 @@ STAT_WORDS: dict[MessageState, str] = {
 
 # esm_class bits, SMPP 3.4 section 5.2.12.
 ESM_MODE_MASK = 0x03  # messaging mode: default, datagram, forward, store and forward
+ESM_MODE_TRANSACTION = 0x02  # forward mode: the answer waits for the handset's
 ESM_TYPE_MASK = 0x3C  # message type
 ESM_TYPE_DELIVERY_RECEIPT = 0x04  # deliver_sm: an SMSC delivery receipt
 ESM_FEATURE_UDHI = 0x40  # short_message (or message_payload) starts with a UDH

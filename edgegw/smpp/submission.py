@@ -16,6 +16,8 @@ import msgspec
 from drivers.gsm import GsmError, decode_gsm, gsm_length, is_gsm
 from edgegw.smpp.constants import (
     ESM_FEATURE_UDHI,
+    ESM_MODE_MASK,
+    ESM_MODE_TRANSACTION,
     ESM_TYPE_MASK,
     RECEIPT_MASK,
     CommandId,
@@ -268,6 +270,9 @@ def _build(
         raise refuse(problem, f"source address {address!r} TON {ton}")
     if pdu.esm_class & ESM_TYPE_MASK:
         raise refuse(_S.ESME_RINVESMCLASS, f"esm_class {pdu.esm_class:#04x} asks for an ack")
+    if pdu.esm_class & ESM_MODE_MASK == ESM_MODE_TRANSACTION:
+        # SMPP 3.4 4.4.1 and 4.5.1: neither PDU supports the transaction message mode.
+        raise refuse(_S.ESME_RINVESMCLASS, f"esm_class {pdu.esm_class:#04x}: transaction mode")
     if pdu.priority_flag > 3:
         raise refuse(_S.ESME_RINVPRTFLG, f"priority_flag {pdu.priority_flag}")
     if pdu.registered_delivery & RECEIPT_MASK == 3:

@@ -245,6 +245,9 @@ def test_inconsistent_tlvs_are_refused(tlvs: tuple[tuple[int, bytes], ...], stat
         ({"source_addr_ton": 5, "source_addr": "A name too long"}, _S.ESME_RINVSRCADR),
         ({"source_addr_ton": 1, "source_addr": "Shop"}, _S.ESME_RINVSRCADR),
         ({"esm_class": 0x08}, _S.ESME_RINVESMCLASS),
+        # SMPP 3.4 4.4.1: submit_sm does not support the transaction (forward) mode.
+        ({"esm_class": 0x02}, _S.ESME_RINVESMCLASS),
+        ({"esm_class": 0x42, "short_message": b"\x05\x00\x03\x01\x02\x01ab"}, _S.ESME_RINVESMCLASS),
         ({"esm_class": 0x40, "short_message": b"\x07ab"}, _S.ESME_RINVESMCLASS),
         ({"priority_flag": 4}, _S.ESME_RINVPRTFLG),
         ({"registered_delivery": 3}, _S.ESME_RINVREGDLVFLG),
@@ -305,6 +308,24 @@ def test_submit_multi_splits_valid_and_refused_destinations() -> None:
     with pytest.raises(InvalidField) as caught:
         submission_from_submit_multi(only_bad, NOW)
     assert caught.value.command_status == _S.ESME_RCNTSUBDL
+
+
+@pytest.mark.parametrize(("esm_class", "accepted"), [(0x00, True), (0x01, True), (0x02, False)])
+def test_submit_multi_takes_no_transaction_mode(esm_class: int, accepted: bool) -> None:
+    """SMPP 3.4 4.5.1: submit_multi, like submit_sm, does not support the transaction mode,
+    where the SMSC would answer only once the message reached its handset."""
+    pdu = SubmitMulti(
+        sequence_number=6,
+        dest_addresses=(MultiDestination(1, 1, 1, "4790000001"),),
+        esm_class=esm_class,
+        short_message=b"hi all",
+    )
+    if accepted:
+        assert submission_from_submit_multi(pdu, NOW)[0].esm_class == esm_class
+        return
+    with pytest.raises(InvalidField) as caught:
+        submission_from_submit_multi(pdu, NOW)
+    assert caught.value.command_status == _S.ESME_RINVESMCLASS
 
 
 # ---------------------------------------------------------------------------------------------
