@@ -31,7 +31,7 @@ from edgegw.delivery.smpp_outbox import (
 )
 from edgegw.model import MessageState, OriginatorType, is_final
 from edgegw.passwords import PasswordChecker
-from edgegw.pipeline.submit import DirectMessage, Rejected, Submitter
+from edgegw.pipeline.submit import DirectMessage, Rejected, Submitter, check_recipient
 from edgegw.smpp.backend import (
     Accepted,
     Account,
@@ -44,7 +44,7 @@ from edgegw.smpp.config import SmppAccount
 from edgegw.smpp.constants import CommandStatus
 from edgegw.smpp.errors import InvalidField
 from edgegw.smpp.outbound import Outbound
-from edgegw.smpp.pdu import ReplaceSm, SubmitSm, UnsuccessfulDelivery
+from edgegw.smpp.pdu import CancelSm, ReplaceSm, SubmitSm, UnsuccessfulDelivery
 from edgegw.smpp.submission import (
     TON_ALPHANUMERIC,
     Address,
@@ -243,24 +243,50 @@ class GatewaySmppBackend:
             error_code=(report_status or 0) if state is MessageState.FAILED else 0,
         )
 
-    async def cancel(self, account: Account, message_id: str) -> bool:
+    async def cancel(self, account: Account, pdu: CancelSm) -> CommandStatus:
+        """SMPP 3.4 4.9.1: the service's message of the message_id; or, with none, every
+        message still queued that the service sent by SMPP from the source_addr (NULL: from
+        the service's own originator, as a submit_sm without one goes) to the destination_addr.
+        A service_type would narrow that to messages of its type, which the gateway does not
+        keep, so such a cancel_sm cancels nothing."""
         now = self._clock.now()
-
-        def cancel(conn: sqlite3.Connection) -> bool:
-            owner = conn.execute(
-                "SELECT service_id FROM messages WHERE id = ?", (message_id,)
-            ).fetchone()
-            if owner is None or owner[0] != account.service_id:
-                return False
+        if pdu.message_id:
+            select = "SELECT id FROM messages WHERE id = ? AND service_id = ?"
+            args: tuple[object, ...] = (pdu.message_id, account.service_id)
+        elif pdu.service_type:
+            return CommandStatus.ESME_RCANCELFAIL
+        else:
+            source = Address(pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr)
+            destination = Address(pdu.dest_addr_ton, pdu.dest_addr_npi, pdu.destination_addr)
             try:
-                transactions.cancel(
-                    conn, self._store.effects, message_id, "cancelled by the ESME (cancel_sm)", now
-                )
-            except IllegalTransition:
-                return False
-            return True
+                recipient = check_recipient(_international(destination))
+                originator = self._submitter.originator(account.service_id, *_originator(source))
+            except Rejected:
+                return CommandStatus.ESME_RCANCELFAIL  # no message can be of that pair
+            select = (
+                "SELECT id FROM messages WHERE service_id = ? AND recipient = ?"
+                " AND originator = ? AND state = 'queued' AND data_coding IS NOT NULL"
+            )
+            args = (account.service_id, recipient, originator)
 
-        return await self._store.write(cancel)
+        def cancel(conn: sqlite3.Connection) -> int:
+            cancelled = 0
+            for (message_id,) in conn.execute(select, args).fetchall():
+                try:
+                    transactions.cancel(
+                        conn,
+                        self._store.effects,
+                        message_id,
+                        "cancelled by the ESME (cancel_sm)",
+                        now,
+                    )
+                except IllegalTransition:
+                    continue
+                cancelled += 1
+            return cancelled
+
+        cancelled = await self._store.write(cancel)
+        return CommandStatus.ESME_ROK if cancelled else CommandStatus.ESME_RCANCELFAIL
 
     async def replace(self, account: Account, pdu: ReplaceSm) -> CommandStatus:
         """SMPP 3.4 4.10: the new short_message is read in the data_coding of the submit_sm

@@ -759,6 +759,16 @@ class Submitter:
                 prepared.append(rejected)
         return prepared
 
+    def originator(
+        self, service_id: int, originator: str | None, kind: OriginatorType | None
+    ) -> str:
+        """The originator a message of the service that names `originator` (None: leaves it
+        to the service) goes out from, as `prepare` stores it; raises Rejected."""
+        service = self._services.get(service_id)
+        if service is None:
+            raise Rejected(StatusCode.ILLEGAL_SERVICE, "Illegal service")
+        return _sender(service, originator, kind)[0]
+
     def _prepare(self, direct: DirectMessage, message_id: str, now: float) -> NewMessage:
         service = self._services.get(direct.service_id)
         if service is None:
@@ -766,13 +776,7 @@ class Submitter:
         if direct.new_session:
             raise _illegal(_NO_SESSIONS)
         recipient = check_recipient(direct.recipient)
-        originator, originator_type = service.originator, service.originator_type._value_
-        if direct.originator:
-            kind = direct.originator_type or OriginatorType.ALPHANUMERIC
-            try:
-                originator, originator_type = _known_originator(direct.originator, kind.value)
-            except Rejected as exc:
-                raise Rejected(exc.code, exc.message, "originator") from None
+        originator, originator_type = _sender(service, direct.originator, direct.originator_type)
         parsing = service.parsing_type if direct.dcs is None else ParsingType.NONE
         encoded = self._encode(direct.content, parsing, direct.dcs, direct.udh, False)
         minutes = clamp_validity_minutes(
@@ -880,6 +884,19 @@ def parse_originator(originator: str | None, kind: str | None) -> tuple[str, str
 # The originators an interface fills in repeat (an ESME sends every message from the same few):
 # a valid one is checked once. Rejected is never cached, so a bad one is checked each time.
 _known_originator = functools.lru_cache(maxsize=256)(parse_originator)
+
+
+def _sender(
+    service: ServiceConfig, originator: str | None, kind: OriginatorType | None
+) -> tuple[str, str]:
+    """The originator and its type of a message that names `originator` (alphanumeric unless
+    `kind` says otherwise), or the service's own when it names none; raises Rejected."""
+    if not originator:
+        return service.originator, service.originator_type._value_
+    try:
+        return _known_originator(originator, (kind or OriginatorType.ALPHANUMERIC).value)
+    except Rejected as exc:
+        raise Rejected(exc.code, exc.message, "originator") from None
 
 
 async def _credentials_match(

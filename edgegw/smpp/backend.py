@@ -19,7 +19,7 @@ from edgegw.passwords import PasswordChecker, stand_in_for
 from edgegw.smpp.config import SmppAccount
 from edgegw.smpp.constants import CommandStatus, MessageState
 from edgegw.smpp.outbound import Outbound
-from edgegw.smpp.pdu import ReplaceSm, UnsuccessfulDelivery
+from edgegw.smpp.pdu import CancelSm, ReplaceSm, UnsuccessfulDelivery
 from edgegw.smpp.submission import Submission
 
 __all__ = [
@@ -103,8 +103,10 @@ class SmppBackend(Protocol):
         """The state of one of the account's service's messages, or None if it has no such."""
         ...
 
-    async def cancel(self, account: Account, message_id: str) -> bool:
-        """Cancel one of the service's messages not sent yet; False when it cannot be."""
+    async def cancel(self, account: Account, pdu: CancelSm) -> CommandStatus:
+        """Cancel the service's messages not sent yet that the cancel_sm names (SMPP 3.4
+        4.9.1): the one of its message_id or, with none, those from its source_addr to its
+        destination_addr. ESME_ROK, or ESME_RCANCELFAIL when there is none to cancel."""
         ...
 
     async def replace(self, account: Account, pdu: ReplaceSm) -> CommandStatus:

@@ -630,18 +630,13 @@ class _Connection:
         )
 
     async def _cancel(self, pdu: CancelSm) -> None:
-        seq = pdu.sequence_number
         assert self.account is not None
-        status = _S.ESME_RCANCELFAIL
-        # Cancelling by service_type and addresses (empty message_id) is not offered.
-        if pdu.message_id:
-            try:
-                if await self.backend.cancel(self.account, pdu.message_id):
-                    status = _S.ESME_ROK
-            except Exception:
-                self.log(logging.ERROR, "cancel", "SMPP cancel_sm failed", exc_info=True)
-                status = _S.ESME_RSYSERR
-        await self.send(CancelSmResp(sequence_number=seq, command_status=status))
+        try:
+            status = await self.backend.cancel(self.account, pdu)
+        except Exception:
+            self.log(logging.ERROR, "cancel", "SMPP cancel_sm failed", exc_info=True)
+            status = _S.ESME_RSYSERR
+        await self.send(CancelSmResp(sequence_number=pdu.sequence_number, command_status=status))
 
     async def _replace(self, pdu: ReplaceSm) -> None:
         assert self.account is not None

@@ -17,7 +17,7 @@ from typing import Any, Final
 import msgspec
 import pytest
 import trio
-from support.smpp import connect, submit_all
+from support.smpp import connect, raw_bind, receive_pdu, submit_all
 
 from edgegw.clock import Clock
 from edgegw.config import Config, ServiceConfig, _check_meaning, load_config
@@ -31,7 +31,14 @@ from edgegw.smpp.config import SmppAccount, SmppConfig
 from edgegw.smpp.constants import CommandStatus
 from edgegw.smpp.constants import MessageState as SmppState
 from edgegw.smpp.outbound import MobileOriginated, Receipt
-from edgegw.smpp.pdu import ReplaceSm, UnsuccessfulDelivery
+from edgegw.smpp.pdu import (
+    CancelSm,
+    CancelSmResp,
+    ReplaceSm,
+    SmppDecoder,
+    UnsuccessfulDelivery,
+    encode,
+)
 from edgegw.smpp.server import serve_smpp
 from edgegw.smpp.submission import Address, ReceiptRequest, Submission, format_time
 from edgegw.store import Store, Topic, transactions
@@ -95,6 +102,10 @@ def submission(text: str | None = "Hello", **fields: Any) -> Submission:
     }
     values.update(fields)
     return Submission(**values)
+
+
+async def cancel(core: Core, account: Account, message_id: str) -> CommandStatus:
+    return await core.backend.cancel(account, CancelSm(sequence_number=2, message_id=message_id))
 
 
 async def row(store: Store, message_id: str, columns: str) -> tuple[Any, ...]:
@@ -352,7 +363,7 @@ async def test_receipts_follow_the_request_and_the_final_state(core: Core) -> No
 
 async def test_outbox_items_stay_until_acknowledged(core: Core) -> None:
     message_id = await core.backend.submit(ACCOUNT, submission(receipt=ReceiptRequest.FINAL))
-    assert await core.backend.cancel(ACCOUNT, message_id)
+    assert await cancel(core, ACCOUNT, message_id) == CommandStatus.ESME_ROK
     (item,) = await core.backend.pending(1000, 10, frozenset())
     assert isinstance(item.item, Receipt) and item.item.message_state is SmppState.DELETED
     assert await core.backend.pending(1000, 10, frozenset({item.id})) == []
@@ -377,7 +388,7 @@ async def test_an_outbox_item_refused_for_good_is_not_offered_again(
     and so is an item the gateway cannot encode; offering it again every redeliver_interval,
     forever, would never change it. The log says what was dropped."""
     message_id = await core.backend.submit(ACCOUNT, submission(receipt=ReceiptRequest.FINAL))
-    assert await core.backend.cancel(ACCOUNT, message_id)
+    assert await cancel(core, ACCOUNT, message_id) == CommandStatus.ESME_ROK
     (item,) = await core.backend.pending(1000, 10, frozenset())
     await core.backend.failed(item.id, status, for_good=for_good)
     assert await core.backend.pending(1000, 10, frozenset()) == []
@@ -399,12 +410,12 @@ async def test_an_outbox_item_refused_for_good_is_not_offered_again(
 async def test_query_and_cancel_only_the_services_own_queued_messages(core: Core) -> None:
     message_id = await core.backend.submit(ACCOUNT, submission())
     assert await core.backend.query(OTHER, message_id) is None
-    assert not await core.backend.cancel(OTHER, message_id)
+    assert await cancel(core, OTHER, message_id) == CommandStatus.ESME_RCANCELFAIL
     queued = await core.backend.query(ACCOUNT, message_id)
     assert queued is not None and queued.message_state is SmppState.ENROUTE
     assert queued.final_date is None
     await finish(core, message_id, MessageState.FAILED, DrStatus.UNKNOWN_RECIPIENT)
-    assert not await core.backend.cancel(ACCOUNT, message_id)  # not queued any more
+    assert await cancel(core, ACCOUNT, message_id) == CommandStatus.ESME_RCANCELFAIL  # sent
     failed = await core.backend.query(ACCOUNT, message_id)
     assert failed is not None
     assert (failed.message_state, failed.error_code) == (SmppState.REJECTED, 0)
@@ -648,3 +659,60 @@ def test_accounts_must_name_services_and_be_unique() -> None:
     services = [msgspec.structs.replace(s, mo_smpp=True) for s in config.services]
     no_listener = msgspec.structs.replace(config, smpp=None, services=services)
     assert _check_meaning(no_listener) == ["services[0].mo_smpp: needs an [smpp] listener"]
+
+
+async def test_cancel_sm_without_a_message_id_cancels_the_pairs_queued_messages(
+    core: Core, door: int
+) -> None:
+    """SMPP 3.4 4.9.1: with a NULL message_id, every message still queued from the source_addr
+    to the destination_addr is cancelled (smpplib submits; it has no cancel_sm, so that goes
+    over our own codec). A NULL source_addr names the messages sent without one, from the
+    service's own originator. Without a destination, or with a service_type (the gateway
+    keeps none to select by), nothing is cancelled."""
+    shop = {**SUBMIT, "source_addr": "Shop"}
+    submits = [
+        shop,
+        shop,
+        {**shop, "destination_addr": "4741000002"},
+        {**SUBMIT, "source_addr": "Other"},
+        {**SUBMIT, "source_addr_ton": 0, "source_addr": ""},
+    ]
+    results = await trio.to_thread.run_sync(submit_all, door, submits)
+    assert [status for status, _ in results] == [0] * len(submits)
+    ids = [message_id for _, message_id in results]
+    stream = await trio.open_tcp_stream("127.0.0.1", door)
+    async with stream:
+        decoder = SmppDecoder()
+        assert await raw_bind(stream, decoder) == CommandStatus.ESME_ROK
+
+        async def cancel_pair(source: str, destination: str, **fields: Any) -> int:
+            pdu = CancelSm(
+                sequence_number=2,
+                source_addr_ton=5 if source else 0,
+                source_addr=source,
+                dest_addr_ton=1,
+                dest_addr_npi=1,
+                destination_addr=destination,
+                **fields,
+            )
+            await stream.send_all(encode(pdu))
+            answer = await receive_pdu(stream, decoder)
+            assert isinstance(answer, CancelSmResp)
+            return answer.command_status
+
+        statuses = [
+            await cancel_pair("Shop", "4741000001"),
+            await cancel_pair("Shop", "4741000001"),  # none left
+            await cancel_pair("Shop", "4741000002", service_type="CMT"),
+            await cancel_pair("Shop", ""),
+            await cancel_pair("", "4741000001"),
+        ]
+    assert statuses == [
+        CommandStatus.ESME_ROK,
+        CommandStatus.ESME_RCANCELFAIL,
+        CommandStatus.ESME_RCANCELFAIL,
+        CommandStatus.ESME_RCANCELFAIL,
+        CommandStatus.ESME_ROK,
+    ]
+    states = [(await row(core.store, message_id, "state"))[0] for message_id in ids]
+    assert states == ["cancelled", "cancelled", "queued", "queued", "cancelled"]

@@ -149,14 +149,14 @@ class MemoryBackend:
             message_state=stored.state, final_date=stored.final_date, error_code=stored.error_code
         )
 
-    async def cancel(self, account: Account, message_id: str) -> bool:
-        stored = self.messages.get(message_id)
+    async def cancel(self, account: Account, pdu: CancelSm) -> CommandStatus:
+        stored = self.messages.get(pdu.message_id)
         if stored is None or stored.service_id != account.service_id:
-            return False
+            return CommandStatus.ESME_RCANCELFAIL
         if stored.state is not MessageState.ENROUTE:
-            return False
+            return CommandStatus.ESME_RCANCELFAIL
         stored.state = MessageState.DELETED
-        return True
+        return CommandStatus.ESME_ROK
 
     async def replace(self, account: Account, pdu: ReplaceSm) -> CommandStatus:
         stored = self.messages.get(pdu.message_id)

@@ -29,6 +29,7 @@ from edgegw.smpp.pdu import (
     NEED_DATA,
     BindTransceiver,
     BindTransmitter,
+    CancelSm,
     Pdu,
     ReplaceSm,
     SmppDecoder,
@@ -92,8 +93,8 @@ class AcceptingBackend:
     async def query(self, account: Account, message_id: str) -> QueryResult | None:
         return None
 
-    async def cancel(self, account: Account, message_id: str) -> bool:
-        return False
+    async def cancel(self, account: Account, pdu: CancelSm) -> CommandStatus:
+        return CommandStatus.ESME_RCANCELFAIL
 
     async def replace(self, account: Account, pdu: ReplaceSm) -> CommandStatus:
         return CommandStatus.ESME_RINVMSGID
