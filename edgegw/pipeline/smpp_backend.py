@@ -244,30 +244,33 @@ class GatewaySmppBackend:
         )
 
     async def cancel(self, account: Account, pdu: CancelSm) -> CommandStatus:
-        """SMPP 3.4 4.9.1: the service's message of the message_id; or, with none, every
+        """SMPP 3.4 4.9.1: the service's message of the message_id, whose source_addr and
+        destination_addr, where given, must be the message's; or, with no message_id, every
         message still queued that the service sent by SMPP from the source_addr (NULL: from
         the service's own originator, as a submit_sm without one goes) to the destination_addr.
         A service_type would narrow that to messages of its type, which the gateway does not
         keep, so such a cancel_sm cancels nothing."""
         now = self._clock.now()
+        select = "SELECT id FROM messages WHERE service_id = ?"
+        args: list[object] = [account.service_id]
         if pdu.message_id:
-            select = "SELECT id FROM messages WHERE id = ? AND service_id = ?"
-            args: tuple[object, ...] = (pdu.message_id, account.service_id)
+            select += " AND id = ?"
+            args.append(pdu.message_id)
         elif pdu.service_type:
             return CommandStatus.ESME_RCANCELFAIL
         else:
-            source = Address(pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr)
-            destination = Address(pdu.dest_addr_ton, pdu.dest_addr_npi, pdu.destination_addr)
-            try:
-                recipient = check_recipient(_international(destination))
-                originator = self._submitter.originator(account.service_id, *_originator(source))
-            except Rejected:
-                return CommandStatus.ESME_RCANCELFAIL  # no message can be of that pair
-            select = (
-                "SELECT id FROM messages WHERE service_id = ? AND recipient = ?"
-                " AND originator = ? AND state = 'queued' AND data_coding IS NOT NULL"
-            )
-            args = (account.service_id, recipient, originator)
+            select += " AND state = 'queued' AND data_coding IS NOT NULL"
+        source = Address(pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr)
+        destination = Address(pdu.dest_addr_ton, pdu.dest_addr_npi, pdu.destination_addr)
+        try:
+            if destination.address or not pdu.message_id:
+                select += " AND recipient = ?"
+                args.append(check_recipient(_international(destination)))
+            if source.address or not pdu.message_id:
+                select += " AND originator = ?"
+                args.append(self._submitter.originator(account.service_id, *_originator(source)))
+        except Rejected:
+            return CommandStatus.ESME_RCANCELFAIL  # no message of the service has that address
 
         def cancel(conn: sqlite3.Connection) -> int:
             cancelled = 0

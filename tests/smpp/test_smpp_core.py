@@ -661,6 +661,26 @@ def test_accounts_must_name_services_and_be_unique() -> None:
     assert _check_meaning(no_listener) == ["services[0].mo_smpp: needs an [smpp] listener"]
 
 
+async def test_cancel_sm_of_a_message_id_checks_the_addresses_it_gives(core: Core) -> None:
+    """SMPP 3.4 4.9.1: with a message_id, the source_addr and destination_addr (either may be
+    NULL) are for verification and must match the message's, or nothing is cancelled."""
+    message_id = await core.backend.submit(ACCOUNT, submission(source=Address(5, 0, "Shop")))
+    shop: dict[str, Any] = {"source_addr_ton": 5, "source_addr": "Shop"}
+    named: list[dict[str, Any]] = [
+        {"source_addr_ton": 5, "source_addr": "Other"},
+        {**shop, "dest_addr_ton": 1, "destination_addr": "4741000002"},
+        {**shop, "dest_addr_ton": 1, "destination_addr": "4741000001"},
+    ]
+    answers = [
+        await core.backend.cancel(
+            ACCOUNT, CancelSm(sequence_number=2, message_id=message_id, **fields)
+        )
+        for fields in named
+    ]
+    assert answers == [CommandStatus.ESME_RCANCELFAIL] * 2 + [CommandStatus.ESME_ROK]
+    assert await row(core.store, message_id, "state") == ("cancelled",)
+
+
 async def test_cancel_sm_without_a_message_id_cancels_the_pairs_queued_messages(
     core: Core, door: int
 ) -> None:
