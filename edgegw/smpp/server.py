@@ -47,7 +47,6 @@ from edgegw.smpp.pdu import (
     BindTransceiverResp,
     BindTransmitterResp,
     CancelSm,
-    CancelSmResp,
     EnquireLink,
     EnquireLinkResp,
     GenericNack,
@@ -55,7 +54,6 @@ from edgegw.smpp.pdu import (
     QuerySm,
     QuerySmResp,
     ReplaceSm,
-    ReplaceSmResp,
     SmppDecoder,
     SubmitMulti,
     SubmitMultiResp,
@@ -442,12 +440,9 @@ class _Connection:
         elif action is Action.QUERY:
             assert isinstance(pdu, QuerySm)
             await self._query(pdu)
-        elif action is Action.CANCEL:
-            assert isinstance(pdu, CancelSm)
-            await self._cancel(pdu)
-        elif action is Action.REPLACE:
-            assert isinstance(pdu, ReplaceSm)
-            await self._replace(pdu)
+        elif action is Action.CANCEL or action is Action.REPLACE:
+            assert isinstance(pdu, CancelSm | ReplaceSm)
+            await self._cancel_or_replace(pdu)
         elif action is Action.NOT_SUPPORTED:
             await self._answer(pdu.command_id, pdu.sequence_number, _S.ESME_RINVCMDID)
         elif action is Action.REJECT:
@@ -629,23 +624,20 @@ class _Connection:
             )
         )
 
-    async def _cancel(self, pdu: CancelSm) -> None:
+    async def _cancel_or_replace(self, pdu: CancelSm | ReplaceSm) -> None:
+        """cancel_sm and replace_sm: the backend answers the status, their response's only
+        content."""
         assert self.account is not None
         try:
-            status = await self.backend.cancel(self.account, pdu)
+            if isinstance(pdu, CancelSm):
+                status = await self.backend.cancel(self.account, pdu)
+            else:
+                status = await self.backend.replace(self.account, pdu)
         except Exception:
-            self.log(logging.ERROR, "cancel", "SMPP cancel_sm failed", exc_info=True)
+            name = CommandId(pdu.command_id).name.lower()
+            self.log(logging.ERROR, name, "SMPP %s failed", name, exc_info=True)
             status = _S.ESME_RSYSERR
-        await self.send(CancelSmResp(sequence_number=pdu.sequence_number, command_status=status))
-
-    async def _replace(self, pdu: ReplaceSm) -> None:
-        assert self.account is not None
-        try:
-            status = await self.backend.replace(self.account, pdu)
-        except Exception:
-            self.log(logging.ERROR, "replace", "SMPP replace_sm failed", exc_info=True)
-            status = _S.ESME_RSYSERR
-        await self.send(ReplaceSmResp(sequence_number=pdu.sequence_number, command_status=status))
+        await self._answer(pdu.command_id, pdu.sequence_number, status)
 
     # -- outbox -----------------------------------------------------------------------------
 
