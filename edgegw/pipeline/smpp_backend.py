@@ -272,9 +272,14 @@ class GatewaySmppBackend:
         except Rejected:
             return CommandStatus.ESME_RCANCELFAIL  # no message of the service has that address
 
+        # Read apart from the writer: without a message_id, the pair's messages are found
+        # among all the service's queued ones (tens of ms on a big campaign), which the
+        # writer's job would hold every other write for.
+        found = await self._store.read(lambda conn: conn.execute(select, args).fetchall())
+
         def cancel(conn: sqlite3.Connection) -> int:
             cancelled = 0
-            for (message_id,) in conn.execute(select, args).fetchall():
+            for (message_id,) in found:
                 try:
                     transactions.cancel(
                         conn,
@@ -284,11 +289,11 @@ class GatewaySmppBackend:
                         now,
                     )
                 except IllegalTransition:
-                    continue
+                    continue  # claimed for sending (or final) since it was read
                 cancelled += 1
             return cancelled
 
-        cancelled = await self._store.write(cancel)
+        cancelled = await self._store.write(cancel) if found else 0
         return CommandStatus.ESME_ROK if cancelled else CommandStatus.ESME_RCANCELFAIL
 
     async def replace(self, account: Account, pdu: ReplaceSm) -> CommandStatus:
