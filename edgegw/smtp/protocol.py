@@ -428,10 +428,6 @@ class SmtpSession:
         if path is None:
             return
         address, parameters = path
-        utf8 = any(name == "SMTPUTF8" for name, _ in parameters)
-        sender = self._address(address, utf8)
-        if sender is None:
-            return
         for name, value in parameters:
             if name == "SIZE":
                 if value is None or not value.isdigit():
@@ -446,9 +442,19 @@ class SmtpSession:
                 # RFC 4954 section 5: a server offering AUTH takes the parameter (relays such
                 # as Exim and sendmail send AUTH=<> after logging in) and may ignore it.
                 continue
-            elif name not in ("BODY", "SMTPUTF8"):
+            elif name == "SMTPUTF8":
+                # RFC 6531 3.4: the parameter has no value. It is one we know, written wrong:
+                # a syntax error in an argument (501), not one we cannot implement (555).
+                if value is not None:
+                    self._error(_reply(501, "5.5.4 SMTPUTF8 takes no value"))
+                    return
+            elif name != "BODY":
                 self._error(_reply(555, f"5.5.4 parameter {name} is not supported"))
                 return
+        utf8 = any(name == "SMTPUTF8" for name, _ in parameters)
+        sender = self._address(address, utf8)
+        if sender is None:
+            return
         self._sender = sender
         self._utf8 = utf8
         self.phase = Phase.MAIL

@@ -316,6 +316,27 @@ async def test_an_smtputf8_mail_with_utf8_addresses_and_headers_is_sent(
     gateway.stop()
 
 
+async def test_smtputf8_with_a_value_is_refused_as_a_syntax_error(gateway: Gateway) -> None:
+    """RFC 6531 3.4: SMTPUTF8 has no value; `SMTPUTF8=yes` is not the parameter, so it opens no
+    UTF-8 transaction (501, the parameter is known but malformed), and the bare one still does."""
+
+    def session() -> list[tuple[int, bytes]]:
+        with smtplib.SMTP("127.0.0.1", smtp_port(gateway), timeout=10) as client:
+            client.ehlo("tests.local")
+            answers = [client.mail("a@b.test", ["SMTPUTF8=yes"])]
+            # smtplib writes UTF-8 only with the bare parameter: this line by hand.
+            client.send("MAIL FROM:<ålarm@panel.test> SMTPUTF8=yes\r\n".encode())
+            answers.append(client.getreply())
+            answers.append(client.mail("ålarm@panel.test", ["SMTPUTF8"]))
+            return answers
+
+    assert await trio.to_thread.run_sync(session) == [
+        (501, b"5.5.4 SMTPUTF8 takes no value"),
+        (501, b"5.5.4 SMTPUTF8 takes no value"),
+        (250, b"2.1.0 sender OK"),
+    ]
+
+
 async def test_refusals_at_rcpt_and_at_end_of_data(gateway: Gateway) -> None:
     port = smtp_port(gateway)
 
