@@ -159,6 +159,9 @@ class SmtpSession:
         self.auth_required = auth_required
         self.authenticated = False
         self.phase = Phase.INIT
+        # The client greeted with EHLO, so the service extensions it lists apply (RFC 5321
+        # 4.1.1.1: after HELO there are none, and a MAIL parameter is one of them).
+        self._extended = False
         # Lines (commands, AUTH responses) and messages read so far: a shell restarts its
         # timeout when this moves, so a client trickling bytes cannot stretch one step.
         self.steps = 0
@@ -219,6 +222,7 @@ class SmtpSession:
         self.tls_available = False
         self.auth_available = auth_available
         self.phase = Phase.INIT
+        self._extended = False
 
     def next_event(self) -> Event | _NeedData:
         while True:
@@ -311,6 +315,7 @@ class SmtpSession:
             return
         self._reset_transaction()
         self.phase = Phase.READY
+        self._extended = True
         lines = [
             f"{self.domain} greets {_PRINTABLE.sub('?', argument[:64])}",
             "PIPELINING",
@@ -331,6 +336,7 @@ class SmtpSession:
             return
         self._reset_transaction()
         self.phase = Phase.READY
+        self._extended = False
         self._ok(_reply(250, f"{self.domain}"))
 
     def _verb_rset(self, argument: str) -> None:
@@ -428,6 +434,10 @@ class SmtpSession:
         if path is None:
             return
         address, parameters = path
+        if parameters and not self._extended:
+            refusal = "MAIL FROM parameters not recognized or not implemented after HELO"
+            self._error(_reply(555, f"5.5.4 {refusal}"))
+            return
         for name, value in parameters:
             if name == "SIZE":
                 if value is None or not value.isdigit():

@@ -337,6 +337,32 @@ async def test_smtputf8_with_a_value_is_refused_as_a_syntax_error(gateway: Gatew
     ]
 
 
+async def test_after_helo_mail_parameters_are_refused_and_a_plain_mail_is_sent(
+    gateway: Gateway,
+) -> None:
+    """RFC 5321 4.1.1.1: a client that greeted with HELO, not EHLO, was offered no service
+    extension, so a MAIL parameter (SIZE, BODY, SMTPUTF8) is none it may use: 555."""
+
+    def session() -> tuple[list[tuple[int, bytes]], tuple[int, str]]:
+        with smtplib.SMTP("127.0.0.1", smtp_port(gateway), timeout=10) as client:
+            client.helo("tests.local")
+            # smtplib's `mail` drops its options after HELO; the commands as a client sends them.
+            answers = [
+                client.docmd("MAIL", f"FROM:<a@b.test> {parameter}")
+                for parameter in ("SIZE=100", "BODY=8BITMIME", "SMTPUTF8")
+            ]
+            answers.append(client.mail("a@b.test"))
+            client.rcpt(f"4741000009-1000@{DOMAIN}")
+            code, reply = client.data(b"\r\nZone 9 open\r\n")
+            return answers, (code, reply.decode())
+
+    answers, (code, reply) = await trio.to_thread.run_sync(session)
+    refusal = (555, b"5.5.4 MAIL FROM parameters not recognized or not implemented after HELO")
+    assert answers == [refusal, refusal, refusal, (250, b"2.1.0 sender OK")]
+    assert code == 250
+    assert (await stored_texts(gateway, reply))["+4741000009"][1] == "Zone 9 open"
+
+
 async def test_refusals_at_rcpt_and_at_end_of_data(gateway: Gateway) -> None:
     port = smtp_port(gateway)
 

@@ -183,10 +183,31 @@ def test_commands_out_of_place_or_malformed(commands: bytes, last: str) -> None:
     assert replies[-1] == last
 
 
+AFTER_HELO = "MAIL FROM parameters not recognized or not implemented after HELO"
+
+
+@pytest.mark.parametrize(
+    ("greeting", "parameter", "last"),
+    [
+        (b"HELO c\r\n", b"", "250 2.1.0 sender OK"),
+        *[
+            (b"HELO c\r\n", b" " + parameter, "555 5.5.4 " + AFTER_HELO)
+            for parameter in (b"SIZE=100", b"BODY=8BITMIME", b"SMTPUTF8")
+        ],
+        (b"HELO c\r\nEHLO c\r\n", b" SIZE=100", "250 2.1.0 sender OK"),
+        (b"EHLO c\r\nHELO c\r\n", b" SIZE=100", "555 5.5.4 " + AFTER_HELO),
+    ],
+)
+def test_helo_offers_no_service_extensions(greeting: bytes, parameter: bytes, last: str) -> None:
+    """RFC 5321 4.1.1.1: a client that greeted with HELO has no extensions to use."""
+    _, replies = run(session(), greeting + b"MAIL FROM:<a@b>" + parameter + b"\r\n")
+    assert replies[-1] == last
+
+
 def test_paths_without_angle_brackets_as_old_devices_write_them() -> None:
     events, replies = run(
         session(),
-        b"HELO c\r\nMAIL FROM:alarm@panel.test SIZE=20\r\nRCPT TO: +4741000000-1000@sms.test\r\n",
+        b"EHLO c\r\nMAIL FROM:alarm@panel.test SIZE=20\r\nRCPT TO: +4741000000-1000@sms.test\r\n",
     )
     assert replies[-2:] == ["250 2.1.0 sender OK", "250 2.1.5 OK"]
     assert events == [RecipientRequested("+4741000000-1000@sms.test"), ConnectionClosed()]
