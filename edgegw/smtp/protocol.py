@@ -458,7 +458,13 @@ class SmtpSession:
                 if value is not None:
                     self._error(_reply(501, "5.5.4 SMTPUTF8 takes no value"))
                     return
-            elif name != "BODY":
+            elif name == "BODY":
+                # RFC 6152 section 2: 7BIT or 8BITMIME. BINARYMIME (RFC 3030) needs CHUNKING,
+                # which is not offered: a binary body would be read as text lines here.
+                if value is None or value.upper() not in ("7BIT", "8BITMIME"):
+                    self._error(_reply(501, "5.5.4 BODY takes 7BIT or 8BITMIME"))
+                    return
+            else:
                 self._error(_reply(555, f"5.5.4 parameter {name} is not supported"))
                 return
         utf8 = any(name == "SMTPUTF8" for name, _ in parameters)

@@ -337,6 +337,25 @@ async def test_smtputf8_with_a_value_is_refused_as_a_syntax_error(gateway: Gatew
     ]
 
 
+async def test_body_takes_only_the_values_8bitmime_defines(gateway: Gateway) -> None:
+    """RFC 6152: BODY is 7BIT or 8BITMIME. BINARYMIME (RFC 3030) is not offered, so a binary
+    body announced by it, or a value the door does not know, is refused before any data."""
+
+    def session() -> list[tuple[int, bytes]]:
+        with smtplib.SMTP("127.0.0.1", smtp_port(gateway), timeout=10) as client:
+            client.ehlo("tests.local")
+            answers = []
+            for options in (["BODY=BINARYMIME"], ["BODY=9BIT"], ["BODY"], ["BODY=7bit"]):
+                answers.append(client.mail("a@b.test", options))
+                client.rset()
+            answers.append(client.mail("a@b.test", ["BODY=8BITMIME"]))
+            return answers
+
+    refusal = (501, b"5.5.4 BODY takes 7BIT or 8BITMIME")
+    accepted = (250, b"2.1.0 sender OK")
+    assert await trio.to_thread.run_sync(session) == [refusal] * 3 + [accepted] * 2
+
+
 async def test_after_helo_mail_parameters_are_refused_and_a_plain_mail_is_sent(
     gateway: Gateway,
 ) -> None:

@@ -157,6 +157,7 @@ def test_refused_recipient_and_message_keep_the_session() -> None:
         (b"EHLO c\r\nMAIL FROM:<a@b> SIZE=2000000\r\n", "552 5.3.4 message size exceeds 1048576"),
         (b"EHLO c\r\nMAIL FROM:<a@b> AUTH=<>\r\n", "555 5.5.4 parameter AUTH is not supported"),
         (b"EHLO c\r\nMAIL FROM:<a@b> SMTPUTF8=yes\r\n", "501 5.5.4 SMTPUTF8 takes no value"),
+        (b"EHLO c\r\nMAIL FROM:<a@b> BODY=BINARYMIME\r\n", "501 5.5.4 BODY takes 7BIT or 8BITMIME"),
         (b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<>\r\n", "501 5.1.3 an empty recipient"),
         (b"EHLO c\r\n" + b"N" * 600 + b"\r\n", "500 5.5.2 line too long"),
         (b"EHLO c\r\nAUTH PLAIN\r\n", "502 5.5.1 AUTH is not available"),
