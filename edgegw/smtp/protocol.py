@@ -176,6 +176,9 @@ class SmtpSession:
         self._utf8 = False  # the transaction's MAIL carried SMTPUTF8
         self._recipients: list[str] = []
         self._data_start = 0  # where to search for the end of DATA next
+        # Stuffed dots (a "\n." pair) in the buffer up to _data_counted: unstuffing drops them.
+        self._data_dots = 0
+        self._data_counted = 0
         self._data_too_big = False
         self._auth_mechanism = ""
         self._auth_username: str | None = None
@@ -507,6 +510,8 @@ class SmtpSession:
             return
         self.phase = Phase.DATA
         self._data_start = 0
+        self._data_dots = 0
+        self._data_counted = 0
         self._data_too_big = False
         # A virtual CRLF before the first line lets one search find the end of an empty message.
         self._buffer[:0] = b"\r\n"
@@ -566,30 +571,36 @@ class SmtpSession:
         limit = self.limits.max_message_bytes
         end = self._buffer.find(_END_OF_DATA, self._data_start)
         if end < 0:
-            if len(self._buffer) > limit + 2:
+            # The size is the message's without the dots the client doubled (RFC 1870 section
+            # 4), so a message stuffed past the limit but not past it itself is taken. Past the
+            # virtual CRLF, the tail may be the end marker begun ("\r\n.\r": its dot counted,
+            # its ".\r" no part of the message): only more than that is surely too big.
+            self._data_dots += self._buffer.count(b"\n.", self._data_counted)
+            if len(self._buffer) - self._data_dots > limit + 3:
                 # Too big: keep counting it as refused, hold on to the tail that may begin the
                 # end marker, drop the rest.
                 self._data_too_big = True
                 del self._buffer[: len(self._buffer) - 4]
+                self._data_dots = 0
+            # A pair may start at the last byte; none starts before it uncounted.
+            self._data_counted = max(0, len(self._buffer) - 1)
             self._data_start = max(0, len(self._buffer) - 4)
             return NEED_DATA
-        # Unstuff with the virtual leading CRLF in place, then drop it.
-        raw = bytes(self._buffer[: end + 2])
+        # Unstuff with the virtual leading CRLF in place, then drop it. A line after a bare LF
+        # is unstuffed like one after CRLF: a client that ends lines with a bare LF (smtplib
+        # given bytes, for one) doubles the leading dot of such a line too.
+        content = self._buffer[: end + 2].replace(b"\n.", b"\n")[2:]
         del self._buffer[: end + len(_END_OF_DATA)]
         self.steps += 1
-        too_big = self._data_too_big or len(raw) - 2 > limit
         self.phase = Phase.READY
-        if too_big:
+        if self._data_too_big or len(content) > limit:
             self._reset_transaction()
             self._error(_reply(552, f"5.3.4 message size exceeds {limit}"))
             return None
-        # A line after a bare LF is unstuffed like one after CRLF: a client that ends lines with
-        # a bare LF (smtplib given bytes, for one) doubles the leading dot of such a line too.
-        content = raw.replace(b"\n.", b"\n")[2:]
         # A line ends at LF, CRLF or bare (the mail parser takes both): its length with its LF.
         if max(map(len, content.split(b"\n"))) + 1 > self.limits.max_line_bytes:
             self._reset_transaction()
             self._error(_reply(500, f"5.5.6 a line is longer than {self.limits.max_line_bytes}"))
             return None
-        event = MessageReceived(self._sender, tuple(self._recipients), content)
+        event = MessageReceived(self._sender, tuple(self._recipients), bytes(content))
         return self._await(event, Phase.READY)

@@ -579,6 +579,36 @@ async def test_a_50_mb_mail_is_refused_and_another_client_is_served(gateway: Gat
     assert stored["+4741000003"][1] == "small one"
 
 
+async def test_doubled_dots_do_not_count_toward_the_size(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """RFC 1870 section 4: the size is the message's without the dots the client doubles. smtplib
+    declares SIZE=1002 (within 1024) for 250 lines that start with a dot, then sends 1252 bytes
+    once they are stuffed: the mail is taken whole."""
+    base = example_config(tmp_path, smtp=ServiceSmtp(allow=["127.0.0.1"]))
+    config = msgspec.structs.replace(
+        base, smtp=SmtpConfig(port=0, domain=DOMAIN, max_message_bytes=1024)
+    )
+    gateway = Gateway(config)
+    bound = await nursery.start(gateway.run)
+    body = b"\r\n" + b".x\r\n" * 250
+    assert len(body) == 1002
+
+    def send() -> tuple[int, str]:
+        with smtplib.SMTP("127.0.0.1", bound.smtp_port, timeout=10) as client:
+            client.ehlo("tests.local")
+            assert client.esmtp_features["size"] == "1024"
+            client.mail("a@b.test", [f"SIZE={len(body)}"])
+            client.rcpt(f"4741000010-1000@{DOMAIN}")
+            code, reply = client.data(body)
+            return code, reply.decode()
+
+    code, reply = await trio.to_thread.run_sync(send)
+    assert code == 250, reply
+    assert (await stored_texts(gateway, reply))["+4741000010"][1] == "\n".join([".x"] * 250)
+    gateway.stop()
+
+
 async def test_a_garbage_client_is_cut_off_and_another_is_served(gateway: Gateway) -> None:
     port = smtp_port(gateway)
 

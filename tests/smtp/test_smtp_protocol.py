@@ -236,6 +236,27 @@ def test_limits_on_recipients_size_and_line_length() -> None:
     assert replies[-1] == "500 5.5.6 a line is longer than 100"
 
 
+@pytest.mark.parametrize("chunk", [0, 1, 64])
+def test_the_size_is_counted_without_the_doubled_dots(chunk: int) -> None:
+    """RFC 1870 section 4: a message of 1024 bytes (1364 as sent, its dots doubled) is within
+    a limit of 1024, one of 1025 is not, however the bytes arrive (the end marker split after
+    its ".\r" too)."""
+    limits = SmtpLimits(max_message_bytes=1024)
+    head = b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<a@b>\r\nDATA\r\n"
+    plain = (b"x" * 98 + b"\r\n") * 10 + b"y" * 22 + b"\r\n"
+    assert len(plain) == 1024
+    events, _ = run(session(limits=limits), head + plain + b".\r\n", chunk=chunk)
+    assert [e.content for e in events if isinstance(e, MessageReceived)] == [plain]
+    dots = b"..\r\n" * 340
+    events, replies = run(session(limits=limits), head + dots + b"ab\r\n.\r\n", chunk=chunk)
+    [received] = [e for e in events if isinstance(e, MessageReceived)]
+    assert received.content == b".\r\n" * 340 + b"ab\r\n"
+    assert len(received.content) == 1024
+    events, replies = run(session(limits=limits), head + dots + b"abc\r\n.\r\n", chunk=chunk)
+    assert not any(isinstance(e, MessageReceived) for e in events)
+    assert replies[-1] == "552 5.3.4 message size exceeds 1024"
+
+
 def test_a_huge_data_phase_keeps_the_buffer_small() -> None:
     smtp = session(limits=SmtpLimits(max_message_bytes=4096))
     smtp.receive_data(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<a@b>\r\nDATA\r\n")
