@@ -355,6 +355,10 @@ class SmtpSession:
         self._ok(_reply(214, "2.0.0 mail to <number>-<service id>@" + self.domain))
 
     def _verb_vrfy(self, argument: str) -> None:
+        # RFC 5321 4.1.1.6: VRFY names what to verify; without it, a syntax error (501).
+        if not argument:
+            self._error(_reply(501, "5.5.4 VRFY needs an address"))
+            return
         self._ok(_reply(252, "2.5.2 cannot verify, but will try delivery"))
 
     def _verb_expn(self, argument: str) -> None:

@@ -430,19 +430,23 @@ async def test_refusals_at_rcpt_and_at_end_of_data(gateway: Gateway) -> None:
     assert await gateway.store.read(count) == 0
 
 
-async def test_expn_is_known_but_not_implemented_and_vrfy_is_252(gateway: Gateway) -> None:
+async def test_expn_is_known_but_not_implemented_and_vrfy_is_252_or_501_without_address(
+    gateway: Gateway,
+) -> None:
     def session() -> list[tuple[int, bytes]]:
         with smtplib.SMTP("127.0.0.1", smtp_port(gateway), timeout=10) as client:
             client.ehlo("tests.local")
             return [
                 client.expn("staff"),
                 client.verify(f"4741000000-1000@{DOMAIN}"),
+                client.verify(""),
                 client.noop(),
             ]
 
     assert await trio.to_thread.run_sync(session) == [
         (502, b"5.5.1 EXPN is not implemented"),
         (252, b"2.5.2 cannot verify, but will try delivery"),
+        (501, b"5.5.4 VRFY needs an address"),
         (250, b"2.0.0 OK"),
     ]
 

@@ -164,6 +164,7 @@ def test_refused_recipient_and_message_keep_the_session() -> None:
         (b"EHLO c\r\nSTARTTLS\r\n", "502 5.5.1 STARTTLS is not available"),
         (b"EHLO c\r\nVRFY x\r\n", "252 2.5.2 cannot verify, but will try delivery"),
         (b"EHLO c\r\nEXPN staff\r\n", "502 5.5.1 EXPN is not implemented"),
+        (b"EHLO c\r\nVRFY\r\n", "501 5.5.4 VRFY needs an address"),
         # RFC 6531: UTF-8 in an address only in a transaction SMTPUTF8 opened, and as UTF-8.
         (
             "EHLO c\r\nMAIL FROM:<ålarm@b>\r\n".encode(),
