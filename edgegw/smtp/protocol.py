@@ -604,7 +604,9 @@ class SmtpSession:
         # A line ends at LF, CRLF or bare (the mail parser takes both): its length with its LF.
         if max(map(len, content.split(b"\n"))) + 1 > self.limits.max_line_bytes:
             self._reset_transaction()
-            self._error(_reply(500, f"5.5.6 a line is longer than {self.limits.max_line_bytes}"))
+            # RFC 5321 4.5.3.1.9 answers "500 Line too long"; the enhanced code is the message
+            # content's (RFC 3463 X.6.0), as 5.5.6 is RFC 4954's too long AUTH exchange line.
+            self._error(_reply(500, f"5.6.0 a line is longer than {self.limits.max_line_bytes}"))
             return None
         event = MessageReceived(self._sender, tuple(self._recipients), bytes(content))
         return self._await(event, Phase.READY)

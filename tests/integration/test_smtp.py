@@ -451,6 +451,36 @@ async def test_expn_is_known_but_not_implemented_and_vrfy_is_252_or_501_without_
     ]
 
 
+async def test_a_text_line_over_1000_octets_is_refused_as_content_and_nothing_stored(
+    gateway: Gateway,
+) -> None:
+    """RFC 5321 4.5.3.1.6: a line of the message is at most 1000 octets with its CRLF. One of
+    1001 gets 500 with the content's enhanced code (5.6.0; 5.5.6 is a too long AUTH line, RFC
+    4954), nothing is stored, and a mail of 1000-octet lines after it on the connection is."""
+
+    def session() -> list[tuple[int, bytes]]:
+        with smtplib.SMTP("127.0.0.1", smtp_port(gateway), timeout=10) as client:
+            answers = []
+            # A header line, so that the text still fits an SMS.
+            for header in (b"X-Pad: " + b"y" * 992, b"X-Pad: " + b"z" * 991):
+                client.ehlo("tests.local")
+                client.mail("a@b.test")
+                client.rcpt(f"4741000012-1000@{DOMAIN}")
+                answers.append(client.data(header + b"\r\n\r\nZone 12\r\n"))
+            return answers
+
+    (code, text), (accepted, reply) = await trio.to_thread.run_sync(session)
+    assert (code, text) == (500, b"5.6.0 a line is longer than 1000")
+    assert accepted == 250
+    stored = await stored_texts(gateway, reply.decode())
+    assert stored["+4741000012"][1] == "Zone 12"
+
+    def count(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
+
+    assert await gateway.store.read(count) == 1
+
+
 async def test_recipients_past_the_limit_get_452_and_the_others_their_mail(
     gateway: Gateway,
 ) -> None:

@@ -226,7 +226,7 @@ def test_limits_on_recipients_size_and_line_length() -> None:
     assert replies[-2:] == ["552 5.3.4 message size exceeds 1024", "250 2.0.0 OK"]
     long_line = head + b"DATA\r\n" + b"y" * 200 + b"\r\n.\r\nNOOP\r\n"
     _, replies = run(session(limits=limits), long_line)
-    assert replies[-2:] == ["500 5.5.6 a line is longer than 100", "250 2.0.0 OK"]
+    assert replies[-2:] == ["500 5.6.0 a line is longer than 100", "250 2.0.0 OK"]
     # Lines that end in a bare LF are lines too: twelve of 60 bytes are not one of 720.
     bare_lf = head[:-15] + b"DATA\r\n" + (b"z" * 59 + b"\n") * 12 + b"\r\n.\r\n"
     events, replies = run(session(limits=limits), bare_lf)
@@ -234,7 +234,7 @@ def test_limits_on_recipients_size_and_line_length() -> None:
     assert received.content.count(b"\n") == 13
     exactly = head[:-15] + b"DATA\r\n" + b"w" * 99 + b"\n" + b"v" * 100 + b"\n\r\n.\r\n"
     _, replies = run(session(limits=limits), exactly)
-    assert replies[-1] == "500 5.5.6 a line is longer than 100"
+    assert replies[-1] == "500 5.6.0 a line is longer than 100"
 
 
 @pytest.mark.parametrize("chunk", [0, 1, 64])
