@@ -516,6 +516,29 @@ async def test_a_relay_that_logged_in_may_pass_the_auth_parameter(gateway: Gatew
     assert stored["+4741000006"][1] == "Relayed"
 
 
+async def test_a_relay_may_send_a_mail_line_as_long_as_its_parameters_allow(
+    gateway: Gateway,
+) -> None:
+    """RFC 5321 4.5.3.1.4 caps a command at 512 octets, and each offered extension lengthens
+    MAIL by what its parameter needs (SIZE 26, BODY 9, SMTPUTF8 10, AUTH 500): a relay that
+    logged in passes a long sender twice, as the path and as AUTH=, in one MAIL of 544 octets."""
+    sender = "a" * 64 + "@" + "b" * 180 + ".test"
+    options = ["SIZE=20", "BODY=8BITMIME", f"AUTH=<{sender}>"]
+
+    def relay() -> tuple[int, int, str]:
+        with smtplib.SMTP("127.0.0.1", smtp_port(gateway), timeout=10) as client:
+            client.login("demo", "demo")
+            mail, _ = client.mail(sender, options)
+            client.rcpt(f"4741000013-1000@{DOMAIN}")
+            code, reply = client.data(b"\r\nRelayed far\r\n")
+            return mail, code, reply.decode()
+
+    assert len(f"mail FROM:<{sender}> {' '.join(options)}\r\n") == 544
+    mail, code, reply = await trio.to_thread.run_sync(relay)
+    assert (mail, code) == (250, 250)
+    assert (await stored_texts(gateway, reply))["+4741000013"][1] == "Relayed far"
+
+
 def certificate(folder: Path) -> tuple[str, str]:
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(

@@ -206,6 +206,24 @@ def test_helo_offers_no_service_extensions(greeting: bytes, parameter: bytes, la
     assert replies[-1] == last
 
 
+def test_mail_parameters_lengthen_the_mail_line_by_what_their_rfcs_allow() -> None:
+    """RFC 5321 4.5.3.1.4: 512 octets, which SIZE (26), BODY (9) and SMTPUTF8 (10) lengthen for
+    MAIL after EHLO, and AUTH (500) where it is offered; not after HELO, nor for other verbs."""
+    longest = b"MAIL FROM:<" + b"a" * (557 - 23) + b"> SMTPUTF8\r\n"
+    assert len(longest) == 512 + 45
+    _, replies = run(session(), b"EHLO c\r\n" + longest)
+    assert replies[-1] == "250 2.1.0 sender OK"
+    _, replies = run(session(), b"EHLO c\r\n" + longest.replace(b"a", b"aa", 1))
+    assert replies[-1] == "500 5.5.2 line too long"
+    with_auth = b"MAIL FROM:<a@b> AUTH=<" + b"x" * 1000 + b">\r\n"
+    _, replies = run(session(auth_available=True), b"EHLO c\r\n" + with_auth)
+    assert replies[-1] == "250 2.1.0 sender OK"
+    _, replies = run(session(), b"HELO c\r\n" + longest)
+    assert replies[-1] == "500 5.5.2 line too long"
+    _, replies = run(session(), b"EHLO c\r\nNOOP " + b"n" * 520 + b"\r\n")
+    assert replies[-1] == "500 5.5.2 line too long"
+
+
 def test_paths_without_angle_brackets_as_old_devices_write_them() -> None:
     events, replies = run(
         session(),
