@@ -383,7 +383,7 @@ def _send(args: argparse.Namespace) -> int:
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json", "Accept": "application/json"},
     )
-    answer = _fetch(request)
+    answer = _fetch(request, args.config)
     status = answer["messageStatus"][0]
     print(json.dumps(status, indent=2, ensure_ascii=False))
     return 0 if status["statusCode"] == 1 else EXIT_REJECTED
@@ -401,7 +401,7 @@ def _simulate_mo(args: argparse.Namespace) -> int:
         data=json.dumps(fields).encode(),
         headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
     )
-    _fetch(request)
+    _fetch(request, args.config)
     print(f"an SMS from {args.originator} arrived at the simulated modem")
     return 0
 
@@ -414,7 +414,7 @@ def _status(args: argparse.Namespace) -> int:
         _base_url(config) + "/api/messages/" + urllib.parse.quote(args.message_id, safe=""),
         headers={"Authorization": f"Basic {token}", "Accept": "application/json"},
     )
-    answer = _fetch(request)
+    answer = _fetch(request, args.config)
     print(json.dumps(answer, indent=2, ensure_ascii=False))
     return 0
 
@@ -427,7 +427,7 @@ def _modems(args: argparse.Namespace) -> int:
         _base_url(config) + "/api/modems",
         headers={"Authorization": f"Basic {token}", "Accept": "application/json"},
     )
-    answer = _fetch(request)
+    answer = _fetch(request, args.config)
     if args.json:
         print(json.dumps(answer, indent=2, ensure_ascii=False))
         return 0
@@ -485,7 +485,7 @@ class GatewayCallFailed(Exception):
         self.exit_status = exit_status
 
 
-def _fetch(request: urllib.request.Request) -> Any:
+def _fetch(request: urllib.request.Request, config_path: str) -> Any:
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
@@ -494,7 +494,14 @@ def _fetch(request: urllib.request.Request) -> Any:
         message = f"{request.full_url}: HTTP {exc.code}: {detail}"
         raise GatewayCallFailed(message, EXIT_REJECTED) from None
     except OSError as exc:
-        message = f"{request.full_url}: cannot reach the gateway: {exc}"
+        # urllib wraps the socket's error ("<urlopen error [Errno 111] Connection refused>"):
+        # its reason alone, and what to check, which is mostly that the gateway is not running.
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        why = getattr(reason, "strerror", None) or str(reason)
+        message = (
+            f"{request.full_url}: cannot reach the gateway ({why}); is `edgegw serve --config"
+            f" {config_path}` running, on the [http] host and port of that file?"
+        )
         raise GatewayCallFailed(message, EXIT_UNREACHABLE) from None
 
 
