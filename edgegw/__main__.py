@@ -16,6 +16,7 @@ import getpass
 import io
 import json
 import logging
+import os
 import signal
 import sys
 import urllib.error
@@ -44,6 +45,7 @@ EXIT_CONFIG = 2
 EXIT_UNREACHABLE = 3  # send, status, modems, simulate-mo: no answer from the gateway
 EXIT_REJECTED = 4  # ... the gateway answered with an HTTP error, or refused the message
 EXIT_USAGE = 64  # a bad command line (BSD sysexits EX_USAGE), apart from a bad config's 2
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # the reader of stdout left, as a shell shows SIGPIPE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,7 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # gets its escape rather than a UnicodeEncodeError.
         sys.stdout.reconfigure(errors="backslashreplace")
     try:
-        return int(args.command(args))
+        status = int(args.command(args))
+        # Here, not at the interpreter's exit, where a reader that went away is a traceback.
+        sys.stdout.flush()
+        return status
     except ConfigError as exc:
         _print_problems(exc)
         return EXIT_CONFIG
@@ -62,6 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_status
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader of the output left (`edgegw modems --json | head`): stop as a tool that
+        # SIGPIPE ends, quietly, with what is left unwritten going to /dev/null at the exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 class _Parser(argparse.ArgumentParser):

@@ -60,6 +60,23 @@ def test_check_config_accepts_the_example(capsys: pytest.CaptureFixture[str]) ->
     assert "ok" in capsys.readouterr().out
 
 
+def test_a_reader_that_leaves_ends_the_command_quietly() -> None:
+    # `edgegw modems --json | head`: the pipe's reader is gone before the output is written.
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        result = subprocess.run(
+            [*EDGEGW, "check-config", "--config", str(ROOT / "config.example.toml")],
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            timeout=30,
+        )
+    finally:
+        os.close(writer)
+    assert result.stderr == b""  # no traceback, no "Exception ignored ... BrokenPipeError"
+    assert result.returncode == 128 + signal.SIGPIPE
+
+
 def test_check_config_lists_every_problem_and_exits_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
