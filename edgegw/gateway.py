@@ -497,10 +497,17 @@ class Gateway:
 
     async def simulate_mo(self, modem: str | None, originator: str, text: str) -> None:
         """A phone sends `text` from `originator` to a simulated modem (the first if None)."""
-        name = modem if modem is not None else next(iter(sorted(self.simulators)), None)
-        simulator = None if name is None else self.simulators.get(name)
+        if not self.simulators:
+            raise ValueError(
+                'this gateway has no simulated modem (a [[modems]] with driver = "simulated")'
+            )
+        name = modem if modem is not None else sorted(self.simulators)[0]
+        simulator = self.simulators.get(name)
         if simulator is None:
-            raise ValueError(f"{name or 'no modem'} is not a simulated modem of this gateway")
+            raise ValueError(
+                f"{name} is not a simulated modem of this gateway (its simulated modems: "
+                f"{', '.join(sorted(self.simulators))})"
+            )
         try:
             with trio.fail_after(10):  # a vanished simulated modem must not hold the request
                 await simulator.deliver_mo(originator, text)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 import trio
 from selenium import webdriver
@@ -155,7 +156,26 @@ async def test_the_routes_ask_for_credentials_and_check_their_forms(gateway: Gat
             "/status/simulate-mo", auth=AUTH, data={"from": "+4799", "text": "x", "modem": "no"}
         )
         assert nowhere.status_code == 422
+        detail = "no is not a simulated modem of this gateway (its simulated modems: sim0)"
+        assert nowhere.json()["detail"] == detail
         assert (await client.get("/status/send", auth=AUTH)).status_code == 405
+
+
+async def test_an_sms_cannot_arrive_where_no_modem_is_simulated(
+    config: Config, nursery: trio.Nursery
+) -> None:
+    gateway = Gateway(msgspec.structs.replace(config, modems=[]))
+    await nursery.start(gateway.run)
+    async with httpx.AsyncClient(base_url=url(gateway), auth=AUTH) as client:
+        for modem in ({}, {"modem": "sim0"}):
+            arrived = await client.post(
+                "/status/simulate-mo", data={"from": "+4799999999", "text": "x", **modem}
+            )
+            assert arrived.status_code == 422
+            assert arrived.json()["detail"] == (
+                'this gateway has no simulated modem (a [[modems]] with driver = "simulated")'
+            )
+    gateway.stop()
 
 
 @pytest.mark.parametrize(
