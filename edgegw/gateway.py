@@ -475,7 +475,7 @@ class Gateway:
             services=services,
             messages=recent.messages,
             inbound=recent.inbound,
-            simulated=sorted(self.simulators),
+            simulated=list(self.simulators),
             ready=self.readiness().ready,
         )
 
@@ -496,17 +496,18 @@ class Gateway:
         return message.id
 
     async def simulate_mo(self, modem: str | None, originator: str, text: str) -> None:
-        """A phone sends `text` from `originator` to a simulated modem (the first if None)."""
+        """A phone sends `text` from `originator` to a simulated modem (if None, the first of
+        the config's, which `simulators` holds in its order)."""
         if not self.simulators:
             raise ValueError(
                 'this gateway has no simulated modem (a [[modems]] with driver = "simulated")'
             )
-        name = modem if modem is not None else sorted(self.simulators)[0]
+        name = modem if modem is not None else next(iter(self.simulators))
         simulator = self.simulators.get(name)
         if simulator is None:
             raise ValueError(
                 f"{name} is not a simulated modem of this gateway (its simulated modems: "
-                f"{', '.join(sorted(self.simulators))})"
+                f"{', '.join(self.simulators)})"
             )
         try:
             with trio.fail_after(10):  # a vanished simulated modem must not hold the request

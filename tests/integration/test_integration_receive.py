@@ -203,3 +203,27 @@ async def test_300_messages_through_one_modem_every_report_matches(gateway: Gate
     references = [view["parts"][0]["reference"] for view in views]
     assert len(set(references)) == 256  # the TP-MR wrapped: 300 sends, 256 values
     assert gateway.reports.matched == 300 and gateway.reports.unmatched == 0
+
+
+async def test_an_sms_made_to_arrive_goes_to_the_config_s_first_simulated_modem(
+    config: Config, nursery: trio.Nursery
+) -> None:
+    # Named so that the config's order is not the names' order; each its own IMEI, which names
+    # its /dev/serial/by-id style link.
+    example = config.modems[0]
+    modems = [
+        msgspec.structs.replace(
+            example,
+            name=name,
+            simulator=msgspec.structs.replace(example.simulator, imei=imei),
+        )
+        for name, imei in (("sim1", "356938035643801"), ("sim0", "356938035643800"))
+    ]
+    gateway = Gateway(msgspec.structs.replace(config, modems=modems))
+    await nursery.start(gateway.run)
+    assert (await gateway.status_view()).simulated == ["sim1", "sim0"]  # the page's choice
+    await gateway.simulate_mo(None, "+4799999999", "to the first")
+    async with httpx.AsyncClient(base_url=url(gateway)) as client:
+        arrived = await inbound(client, 1)
+    assert [item["modem"] for item in arrived] == ["sim1"]
+    gateway.stop()
