@@ -369,6 +369,8 @@ def _service(config: Config, service_id: int | None, source: str) -> ServiceConf
 
 def _base_url(config: Config) -> str:
     host = config.http.host if config.http.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address, in brackets in a URL (RFC 3986 3.2.2)
     return f"http://{host}:{config.http.port}"
 
 

@@ -43,12 +43,12 @@ def example_config(tmp_path: Path) -> tuple[Path, int]:
     return path, port
 
 
-def wait_healthy(port: int, process: subprocess.Popen[Any]) -> None:
+def wait_healthy(port: int, process: subprocess.Popen[Any], host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         assert process.poll() is None, "the gateway exited while starting"
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+            with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=1):
                 return
         except OSError:
             time.sleep(0.05)
@@ -209,6 +209,29 @@ def test_send_and_status_through_a_running_gateway(tmp_path: Path) -> None:
         process.terminate()
         assert process.wait(timeout=15) == 0
     assert log.read_text().splitlines()[-1].endswith("edgegw.gateway: gateway stopped")
+
+
+def test_send_reaches_a_gateway_that_listens_on_ipv6_loopback(tmp_path: Path) -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("this machine has no IPv6 loopback")
+    config, port = example_config(tmp_path)
+    config.write_text(config.read_text().replace('host = "127.0.0.1"', 'host = "::1"', 1))
+    with subprocess.Popen([*EDGEGW, "serve", "--config", str(config)]) as process:
+        try:
+            wait_healthy(port, process, host="[::1]")
+            sent = subprocess.run(
+                [*EDGEGW, "send", "--config", str(config), "--to", "+4741000000", "--text", "v6"],
+                capture_output=True,
+                timeout=30,
+            )
+        finally:
+            process.terminate()
+    # Not 400 for a Host header of "::1:<port>", as the URL without brackets made it.
+    assert sent.returncode == 0, sent.stderr
+    assert json.loads(sent.stdout)["statusCode"] == 1
 
 
 def test_send_to_a_gateway_that_is_not_running_fails_clearly(tmp_path: Path) -> None:
