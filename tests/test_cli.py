@@ -95,7 +95,7 @@ def test_ctrl_c_during_start_up_exits_quietly(tmp_path: Path) -> None:
     ) as process:
         assert process.stderr is not None
         # The store is being set up: the gateway is starting, not serving yet.
-        while "store schema migrated" not in process.stderr.readline():
+        while "store created at schema version" not in process.stderr.readline():
             assert process.poll() is None
         process.send_signal(signal.SIGINT)
         rest = process.stderr.read()

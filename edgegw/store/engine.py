@@ -456,7 +456,11 @@ def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-        log.info("store schema migrated to version %d", version + 1)
+        if found:
+            log.info("store schema migrated to version %d", version + 1)
+    if not found and target:
+        # A new store: one line, not one "migrated" per version it was built through.
+        log.info("store created at schema version %d", target)
     return found
 
 

@@ -6,6 +6,7 @@ import functools
 import sqlite3
 import stat
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -245,6 +246,24 @@ async def test_a_file_from_a_newer_edgegw_is_refused(db_path: Path) -> None:
     store = Store(db_path, clock=Clock(start_epoch=START))
     with pytest.raises(StoreError, match="schema version 99"):
         await store.run()
+
+
+def test_a_new_store_is_logged_as_created_and_an_old_one_as_migrated(
+    db_path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="edgegw.store.engine")
+    with closing(connect(db_path)) as conn:
+        migrate(conn)
+    assert caplog.messages == [f"store created at schema version {SCHEMA_VERSION}"]
+    caplog.clear()
+    with closing(connect(tmp_path / "old.db")) as conn:
+        migrate(conn, target=SCHEMA_VERSION - 2)
+        caplog.clear()
+        migrate(conn)
+    assert caplog.messages == [
+        f"store schema migrated to version {version}"
+        for version in (SCHEMA_VERSION - 1, SCHEMA_VERSION)
+    ]
 
 
 def test_migrating_twice_changes_nothing(db_path: Path) -> None:
