@@ -21,6 +21,7 @@ from drivers.at.commands import Cnmi, StoredPdu
 from drivers.at.errors import AtProtocolError
 from drivers.at.framer import (
     NEED_DATA,
+    URC_NAMES,
     AtFramer,
     Garbage,
     Prompt,
@@ -109,6 +110,11 @@ log = logging.getLogger("drivers.at")
 # seconds), and what some modems report every few seconds (^RSSI, ^DSFLOWRPT), which at info
 # was a line every few seconds in the journal.
 _NEWS_URCS: Final = frozenset({"+CREG", "+CEREG", "+CPIN"})
+
+# The key `AtModem.urc_counts` counts every unsolicited name no table knows under: a vendor's
+# own, or a `+NAME:` a lossy link garbled into being, which counted by name would grow the
+# counter by one key per garbled line for as long as the link garbles.
+OTHER_URCS: Final = "other"
 
 
 class _Unanswered(ModemUnavailable):
@@ -561,7 +567,7 @@ class AtModem:
             link.fail(f"reader failed: {exc!r}")
 
     def _on_urc(self, link: _Link, urc: Urc) -> None:
-        self.urc_counts[urc.name] += 1
+        self.urc_counts[urc.name if urc.name in URC_NAMES else OTHER_URCS] += 1
         level = logging.INFO if urc.name in _NEWS_URCS else logging.DEBUG
         log.log(level, "modem %s: unsolicited %s", self.name, urc.line)
         try:

@@ -116,8 +116,9 @@ _URC_WITH_PDU: Final = frozenset({"+CMT", "+CDS", "+CBM"})
 # format, PDU mode, +CNMI indications, an entered PIN) is back at its power-on default.
 RESTART_URCS: Final = frozenset({"RDY", "^SYSSTART"})
 # Unsolicited result codes split from a pending command's answer unless that command is the
-# one named (AT+CREG? answers +CREG:, which outside it is the registration URC).
-_URC_NAMES: Final = RESTART_URCS | frozenset(
+# one named (AT+CREG? answers +CREG:, which outside it is the registration URC): the names the
+# driver knows, and the only ones it counts by name.
+URC_NAMES: Final = RESTART_URCS | frozenset(
     {
         "+CMTI",  # TS 27.005 3.4.1: new SMS stored
         "+CMT",
@@ -323,7 +324,7 @@ class AtFramer:
         name = _line_name(line)
         if self._state is not _State.IDLE and self._answers(name):
             self._lines.append(line)
-        elif name in _URC_NAMES or _PREFIXED.match(line):
+        elif name in URC_NAMES or _PREFIXED.match(line):
             # A `+NAME:` line that is not the pending command's answer is unsolicited, also
             # when no table here names it (V.250 5.7.2, TS 27.007 4.1): modems add their own,
             # and taken for answer text it would pass for an answer whose final result is lost.

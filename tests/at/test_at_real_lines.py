@@ -22,6 +22,7 @@ import trio.testing
 from support.scripted_modem import OK, Answer, ScriptedModem, inbound
 
 from drivers.at import AtModem, AtOptions
+from drivers.at.driver import OTHER_URCS
 from drivers.gsm import build_deliver, encode_message, join_sca
 from drivers.modem import ModemError, OutgoingPart, SendOutcomeUnknown
 from drivers.transport import open_serial
@@ -164,6 +165,22 @@ async def test_an_unnamed_unprefixed_line_before_the_imei_does_not_hide_it(
         await nursery.start(modem.run)
     assert modem.health().imei == "866191037123456"
     assert len(bench.paths) == 1
+
+
+async def test_unsolicited_names_a_garbling_link_makes_up_are_counted_under_one_key(
+    nursery: trio.Nursery, bench: PtyBench, pty_clock: trio.testing.MockClock
+) -> None:
+    # A noisy link turns bytes of unsolicited lines into `+NAME:` prefixes no modem has: counted
+    # by name, months of them would grow the driver's counter without bound.
+    fake = Scripted()
+    modem = driver(bench, fake)
+    await nursery.start(modem.run)
+    await trio.sleep(1.0)  # the first sweep of the storage answered: the line is idle
+    made_up = b"".join(b"\r\n+XY%dZ: 1,2\r\n" % n for n in range(1000))
+    await bench.masters[-1].send_all(made_up + b"\r\n^RSSI: 20\r\n")
+    await trio.sleep(1.0)
+    assert modem.urc_counts == {OTHER_URCS: 1000, "^RSSI": 1}
+    assert (modem.health().garbage_lines, len(bench.paths)) == (0, 1)
 
 
 # ---- a voice call to the SIM ------------------------------------------------------------------
