@@ -51,6 +51,7 @@ CTRL_Z = "\x1a"  # ends the PDU after the "> " prompt (TS 27.005 section 3.5.1)
 ESC = "\x1b"  # aborts the PDU entry without sending
 
 _PIN_RE = re.compile(r"[0-9]{4,8}")
+_DECIMAL = re.compile(r"[0-9]{1,9}")
 
 
 def cmgs(length: int) -> str:
@@ -123,10 +124,18 @@ def _split_fields(value: str) -> list[str]:
     return fields
 
 
+def decimal(text: str) -> int | None:
+    """`text` as a number when it is one to nine ASCII digits (V.250 5.7: numbers are IA5
+    decimal), else None. Not `str.isdigit`: a line is decoded as Latin-1, and noise on it can
+    be the superscripts ¹²³, digits to `isdigit` that `int` refuses with a ValueError."""
+    return int(text) if _DECIMAL.fullmatch(text) else None
+
+
 def _int(text: str, what: str) -> int:
-    if not text.isdigit() or len(text) > 9:
+    value = decimal(text)
+    if value is None:
         raise AtProtocolError(f"{what} is not a number: {text!r}")
-    return int(text)
+    return value
 
 
 def parse_cmgs(lines: tuple[str, ...]) -> int:
@@ -223,7 +232,7 @@ def parse_creg(lines: tuple[str, ...], prefix: str = "+CREG") -> Registration:
     second_is_quoted = len(fields) > 1 and raw.split(",")[1].strip().startswith('"')
     # A second field that is empty or no <stat> is an omitted or unquoted <lac>/<tac>: the
     # URC `+CEREG: 1,,,7` of a modem that leaves out what it does not know.
-    second_is_stat = len(fields) > 1 and fields[1].isdigit() and len(fields[1]) <= 2
+    second_is_stat = len(fields) > 1 and len(fields[1]) <= 2 and decimal(fields[1]) is not None
     # Three fields are the URC's <stat>,<lac>,<ci>: the read form has <lac> and <ci> together
     # after <n>,<stat>, so never three (`+CREG: 1,12,3456` has an unquoted <lac> of "12").
     if len(fields) in (1, 3) or second_is_quoted or not second_is_stat:
@@ -514,9 +523,10 @@ def parse_cmgl(lines: tuple[str, ...]) -> Listing:
 
 def _cmgl_header(line: str) -> tuple[int, int] | None:
     fields = _split_fields(line[len("+CMGL:") :]) if line.count('"') % 2 == 0 else []
-    if len(fields) < 3 or not all(f.isdigit() and len(f) <= 9 for f in fields[:2]):
+    if len(fields) < 3:
         return None
-    return int(fields[0]), int(fields[1])
+    index, stat = decimal(fields[0]), decimal(fields[1])
+    return None if index is None or stat is None else (index, stat)
 
 
 def parse_storage_indication(line: str) -> tuple[str, int]:

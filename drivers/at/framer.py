@@ -19,6 +19,7 @@ from drivers.at.commands import (
     cme_code_from_text,
     cms_code_from_text,
     command_name,
+    decimal,
 )
 from drivers.at.errors import AtProtocolError
 
@@ -401,8 +402,9 @@ def _final_result(line: str, *, call: bool) -> FinalResult | None:
     for prefix, kind in _FINAL_PREFIXES.items():
         if upper.startswith(prefix):
             value = line[len(prefix) :].strip()
-            if value.isdigit() and len(value) <= 9:
-                return FinalResult(kind=kind, code=int(value), text=value)
+            code = decimal(value)
+            if code is not None:
+                return FinalResult(kind=kind, code=code, text=value)
             lookup = cms_code_from_text if kind is FinalKind.CMS_ERROR else cme_code_from_text
             return FinalResult(kind=kind, code=lookup(value), text=value)
     return None

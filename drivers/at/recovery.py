@@ -17,7 +17,7 @@ from typing import Final
 
 import msgspec
 
-from drivers.at.commands import CmeError, CmsError
+from drivers.at.commands import CmeError, CmsError, decimal
 from drivers.at.framer import RESTART_URCS, FinalKind, FinalResult
 
 
@@ -107,7 +107,7 @@ def resync_answered(lines: tuple[str, ...], final: FinalResult, nonce: int) -> b
     earlier one is a risk taken). An OK without the nonce is a late OK of an earlier command."""
     if not final.ok:
         return True
-    return any(line.isdigit() and int(line) == nonce for line in lines)
+    return any(decimal(line) == nonce for line in lines)
 
 
 def means_restart(urc_name: str) -> bool:

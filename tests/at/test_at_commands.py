@@ -156,7 +156,8 @@ def test_transient_cms_codes(code: int) -> None:
 
 @given(
     st.sampled_from(["+CMGS: ", "+CPIN: ", "+CSQ: ", "+CREG: ", "+COPS: ", "+CGSN: ", "+CCID: "]),
-    st.text(alphabet='0123456789,"ABCF x', max_size=40),
+    # ¹²³ are what Latin-1 makes of noise octets B9, B2, B3: digits to str.isdigit, not to int.
+    st.text(alphabet='0123456789,"ABCF x\xb2', max_size=40),
 )
 def test_parsers_raise_only_the_protocol_error(prefix: str, value: str) -> None:
     parsers = (parse_cmgs, parse_cpin, parse_csq, parse_creg, parse_cops, parse_imei, parse_iccid)
@@ -291,6 +292,31 @@ def test_cereg_read_and_unsolicited() -> None:
         urc = parse_cereg((line,))
         assert (urc.n, urc.stat) == (None, RegistrationStatus.ROAMING)
     assert parse_cereg(("+CEREG: 2,5,,,7",)).n == 2
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "+CMGS: \xb2",
+        "+CSQ: \xb9,0",
+        "+CREG: \xb3",
+        "+CREG: 2,\xb2",
+        "+COPS: \xb2",
+        '+CMTI: "SM",\xb2',
+    ],
+)
+def test_a_superscript_noise_makes_of_a_digit_is_no_number(line: str) -> None:
+    parsers = (parse_cmgs, parse_csq, parse_creg, parse_cops)
+    for parser in parsers:
+        with contextlib.suppress(AtProtocolError):
+            parser((line,))
+    with contextlib.suppress(AtProtocolError):
+        parse_storage_indication(line)
+
+
+def test_a_listing_header_with_a_superscript_for_its_index_is_skipped() -> None:
+    listing = parse_cmgl(("+CMGL: \xb2,1,,5", "0011000000"))
+    assert (listing.messages, listing.unreadable, listing.skipped) == ((), (), 2)
 
 
 @given(st.lists(st.text(max_size=40), max_size=6))

@@ -152,6 +152,9 @@ def test_echo_left_on_is_dropped_including_the_typed_pdu() -> None:
         (b"+CME ERROR: 16", FinalKind.CME_ERROR, 16),
         (b"+CME ERROR: incorrect password", FinalKind.CME_ERROR, 16),
         (b"+CME ERROR: SIM PIN required", FinalKind.CME_ERROR, 11),
+        # Noise on the line that Latin-1 reads as a superscript digit, no number to int().
+        (b"+CMS ERROR: \xb2", FinalKind.CMS_ERROR, None),
+        (b"+CME ERROR: 1\xb3", FinalKind.CME_ERROR, None),
         (b"ERROR", FinalKind.ERROR, None),
         (b"ok", FinalKind.OK, None),
     ],

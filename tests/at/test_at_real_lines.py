@@ -397,6 +397,21 @@ async def test_a_registration_urc_in_every_form_updates_health(
     assert modem.health().registration == "roaming"
 
 
+async def test_a_registration_urc_with_a_noise_octet_for_a_digit_keeps_the_port(
+    nursery: trio.Nursery, bench: PtyBench, pty_clock: trio.testing.MockClock
+) -> None:
+    # Octet B3 on a noisy cable reads as "³" in Latin-1: a digit to str.isdigit, which int()
+    # refuses. Its ValueError ended the reader with a traceback, and the port was reopened.
+    fake = Scripted()
+    modem = driver(bench, fake)
+    await nursery.start(modem.run)
+    assert fake.stream is not None
+    await fake.stream.send_all(b"\r\n+CREG: \xb3\r\n")
+    await trio.sleep(10.0)
+    assert (modem.health().registration, modem.health().recoveries) == ("home", 0)
+    assert len(bench.paths) == 1
+
+
 # ---- an answer to the PDU that cannot be read ---------------------------------------------------
 
 

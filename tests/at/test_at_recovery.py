@@ -183,6 +183,7 @@ def test_a_resync_is_answered_by_its_own_nonce_only() -> None:
     assert resync_answered(("61",), OK, 61)
     assert not resync_answered((), OK, 61)  # a late OK of the command given up on
     assert not resync_answered(("060",), OK, 61)  # the answer to an earlier resync
+    assert not resync_answered(("\xb3",), OK, 3)  # noise read as a superscript, no number
     # A modem without S7 says ERROR: it answered this very command.
     assert resync_answered((), FinalResult(kind=FinalKind.ERROR, text="ERROR"), 61)
 
