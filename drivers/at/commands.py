@@ -458,6 +458,18 @@ def _hex(text: str, what: str) -> bytes:
     return bytes.fromhex(text)
 
 
+def _pdu(text: str, length: int | None, what: str) -> bytes:
+    """The PDU line after a header whose <length> is `length`: the octets of the TPDU, the
+    SMSC address in front of it not counted (TS 27.005 section 3.1). A line that lost or gained
+    an octet on the cable can still decode, wrongly: a status report's TP-ST read from the
+    octet after it, a failed delivery taken for a delivered one."""
+    pdu = _hex(text, what)
+    tpdu_octets = len(pdu) - 1 - pdu[0]
+    if tpdu_octets != length:
+        raise AtProtocolError(f"{what} holds {tpdu_octets} TPDU octets, its header says {length}")
+    return pdu
+
+
 def parse_cmgr(lines: tuple[str, ...], index: int) -> StoredPdu | None:
     """`+CMGR: <stat>,[<alpha>],<length>` then the PDU; None when the index is empty.
 
@@ -473,7 +485,9 @@ def parse_cmgr(lines: tuple[str, ...], index: int) -> StoredPdu | None:
             return None
         if position + 1 >= len(lines):
             raise AtProtocolError(f"+CMGR without its PDU: {lines!r}")
-        return StoredPdu(index=index, stat=stat, pdu=_hex(lines[position + 1], "+CMGR <pdu>"))
+        return StoredPdu(
+            index=index, stat=stat, pdu=_pdu(lines[position + 1], length, "+CMGR <pdu>")
+        )
     return None
 
 
@@ -499,7 +513,7 @@ def parse_cmgl(lines: tuple[str, ...]) -> Listing:
     messages: list[StoredPdu] = []
     unreadable: list[int] = []
     skipped = 0
-    waiting: tuple[int, int] | None = None
+    waiting: tuple[int, int, int | None] | None = None
     for line in lines:
         if line.upper().startswith("+CMGL:"):
             if waiting is not None:
@@ -508,7 +522,7 @@ def parse_cmgl(lines: tuple[str, ...]) -> Listing:
             skipped += waiting is None
         elif waiting is not None:
             try:
-                pdu = _hex(line, "+CMGL <pdu>")
+                pdu = _pdu(line, waiting[2], "+CMGL <pdu>")
             except AtProtocolError:
                 unreadable.append(waiting[0])
             else:
@@ -521,12 +535,14 @@ def parse_cmgl(lines: tuple[str, ...]) -> Listing:
     return Listing(messages=tuple(messages), unreadable=tuple(unreadable), skipped=skipped)
 
 
-def _cmgl_header(line: str) -> tuple[int, int] | None:
+def _cmgl_header(line: str) -> tuple[int, int, int | None] | None:
+    """(index, stat, length) of a header; None without an index and a stat, a length of None
+    when it is unreadable (the entry is then read alone)."""
     fields = _split_fields(line[len("+CMGL:") :]) if line.count('"') % 2 == 0 else []
     if len(fields) < 3:
         return None
     index, stat = decimal(fields[0]), decimal(fields[1])
-    return None if index is None or stat is None else (index, stat)
+    return None if index is None or stat is None else (index, stat, decimal(fields[-1]))
 
 
 def parse_storage_indication(line: str) -> tuple[str, int]:
@@ -543,11 +559,13 @@ def parse_storage_indication(line: str) -> tuple[str, int]:
     return storage, _int(fields[1], f"{name} <index>")
 
 
-def parse_urc_pdu(pdu: str | None) -> bytes:
-    """The PDU line after +CMT or +CDS (SMSC prefix included), as octets."""
+def parse_urc_pdu(header: str, pdu: str | None) -> bytes:
+    """The PDU line after `header`, `+CMT: [<alpha>],<length>` or `+CDS: <length>` (SMSC
+    prefix included), as octets."""
     if pdu is None:
         raise AtProtocolError("the PDU line after the indication never came")
-    return _hex(pdu, "indication PDU")
+    length = decimal(_split_fields(header.partition(":")[2])[-1])
+    return _pdu(pdu, length, "indication PDU")
 
 
 # ---- Error tables -----------------------------------------------------------------------------

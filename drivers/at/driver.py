@@ -803,7 +803,7 @@ class AtModem:
         again (`UndecodableDirect`).
         """
         try:
-            pdu = commands.parse_urc_pdu(urc.pdu)
+            pdu = commands.parse_urc_pdu(urc.line, urc.pdu)
             smsc, tpdu = split_sca(pdu)
             decoded = parse_received(tpdu)
         except (AtProtocolError, GsmError) as exc:

@@ -39,6 +39,7 @@ from drivers.at.commands import (
     parse_iccid,
     parse_imei,
     parse_storage_indication,
+    parse_urc_pdu,
 )
 from drivers.at.errors import AtProtocolError
 
@@ -216,7 +217,7 @@ def test_cmgr_answers_of_several_modems() -> None:
 
     pdu = "07919740002001F0040B919719325476F00000"
     # SIM800 quotes an empty <alpha>, Huawei leaves it empty, old Telit omits it.
-    for head in ('+CMGR: 1,"",9', "+CMGR: 1,,9", "+CMGR: 1,9"):
+    for head in ('+CMGR: 1,"",11', "+CMGR: 1,,11", "+CMGR: 1,11"):
         assert parse_cmgr((head, pdu), 5) == StoredPdu(index=5, stat=1, pdu=bytes.fromhex(pdu))
     assert parse_cmgr((), 5) is None  # empty index: OK without lines
     assert parse_cmgr(("+CMGR: 0,,0",), 5) is None  # some Huawei firmware
@@ -226,9 +227,23 @@ def test_cmgr_answers_of_several_modems() -> None:
         parse_cmgr(("+CMGR: 1,,9", "not hex"), 5)
 
 
+@pytest.mark.parametrize("length", [10, 12])  # an octet gained or lost on the way
+def test_a_pdu_line_that_does_not_hold_its_headers_length_is_refused(length: int) -> None:
+    pdu = "07919740002001F0040B919719325476F00000"  # 11 octets after the SMSC address
+    with pytest.raises(AtProtocolError):
+        parse_cmgr((f"+CMGR: 1,,{length}", pdu), 5)
+    with pytest.raises(AtProtocolError):
+        parse_urc_pdu(f"+CMT: ,{length}", pdu)
+    with pytest.raises(AtProtocolError):
+        parse_urc_pdu(f"+CDS: {length}", pdu)
+    assert parse_cmgl((f"+CMGL: 3,1,,{length}", pdu)).unreadable == (3,)
+    assert parse_urc_pdu('+CMT: "a,b",11', pdu) == bytes.fromhex(pdu)
+    assert parse_urc_pdu("+CDS: 11", pdu) == bytes.fromhex(pdu)
+
+
 def test_cmgl_listing() -> None:
 
-    listing = parse_cmgl(("+CMGL: 0,1,,3", "00AABB", '+CMGL: 12,0,"Kari",2', "00CC"))
+    listing = parse_cmgl(("+CMGL: 0,1,,2", "00AABB", '+CMGL: 12,0,"Kari",1', "00CC"))
     assert [(e.index, e.stat, e.pdu) for e in listing.messages] == [
         (0, 1, bytes.fromhex("00AABB")),
         (12, 0, bytes.fromhex("00CC")),
@@ -242,11 +257,11 @@ def test_cmgl_listing() -> None:
     [
         (("+CMGL: 0,1,,3",), [], [0], 0),  # the PDU line never came
         (("00AABB",), [], [], 1),  # a PDU line whose header was lost
-        (("+CMGL: 0,1,,3", "+CMGL: 1,1,,1", "00"), [1], [0], 0),
-        (("+CMGL: 0,1,,3", "00AAB", "+CMGL: 1,1,,1", "00"), [1], [0], 0),  # odd length
-        (("+CMGL: 0,1,,3", "not hex", "+CMGL: 1,1,,1", "00"), [1], [0], 0),
-        (("+CMGL: x,1,,3", "00AABB", "+CMGL: 1,1,,1", "00"), [1], [], 2),  # header unreadable
-        (('+CMGL: 2,1,"open,1', "00AABB", "+CMGL: 1,1,,1", "00"), [1], [], 2),
+        (("+CMGL: 0,1,,3", "+CMGL: 1,1,,0", "00"), [1], [0], 0),
+        (("+CMGL: 0,1,,3", "00AAB", "+CMGL: 1,1,,0", "00"), [1], [0], 0),  # odd length
+        (("+CMGL: 0,1,,3", "not hex", "+CMGL: 1,1,,0", "00"), [1], [0], 0),
+        (("+CMGL: x,1,,3", "00AABB", "+CMGL: 1,1,,0", "00"), [1], [], 2),  # header unreadable
+        (('+CMGL: 2,1,"open,1', "00AABB", "+CMGL: 1,1,,0", "00"), [1], [], 2),
         # A modem fallen back to text mode: nothing read, and it says so.
         (('+CMGL: 1,"REC UNREAD","+4799999999",,"26/12/04,10:00:00+04"', "Hei"), [], [], 2),
     ],

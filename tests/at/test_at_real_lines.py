@@ -23,7 +23,8 @@ from support.scripted_modem import OK, Answer, ScriptedModem, inbound
 
 from drivers.at import AtModem, AtOptions
 from drivers.at.driver import OTHER_URCS
-from drivers.gsm import build_deliver, encode_message, join_sca
+from drivers.events import StatusReportReceived
+from drivers.gsm import build_deliver, build_status_report, encode_message, join_sca
 from drivers.modem import ModemError, OutgoingPart, SendOutcomeUnknown
 from drivers.transport import open_serial
 
@@ -141,7 +142,7 @@ async def test_an_unnamed_unprefixed_line_before_a_slow_delete_does_not_lose_its
     pdu = stored("delete me")
     fake = Scripted()
     fake.answers["AT+CMGL=4"] = listing((4, 1, pdu))
-    header = b"\r\n+CMGR: 1,,%d\r\n" % (len(pdu) // 2 - 9)
+    header = b"\r\n+CMGR: 1,,%d\r\n" % (len(pdu) // 2 - 7)
     fake.answers["AT+CMGR=4"] = header + pdu.encode() + b"\r\n" + OK
     fake.answers["AT+CMGD=4"] = [b"\r\nDST: 0\r\n", 1.0, OK]  # type: ignore[assignment]
     modem = driver(bench, fake)
@@ -213,10 +214,11 @@ def stored(text: str) -> str:
 
 
 def listing(*entries: tuple[int, int, str]) -> bytes:
-    """An AT+CMGL=4 answer: `+CMGL: <index>,<stat>,,<length>` and the PDU line of each."""
+    """An AT+CMGL=4 answer: `+CMGL: <index>,<stat>,,<length>` and the PDU line of each; the
+    length counts the TPDU, not the 7 octets of the SMSC address in front (TS 27.005 3.1)."""
     out = b""
     for index, stat, pdu in entries:
-        out += b"\r\n+CMGL: %d,%d,,%d\r\n%s" % (index, stat, len(pdu) // 2 - 9, pdu.encode())
+        out += b"\r\n+CMGL: %d,%d,,%d\r\n%s" % (index, stat, len(pdu) // 2 - 7, pdu.encode())
     return out + b"\r\n" + OK
 
 
@@ -237,13 +239,35 @@ async def test_one_unreadable_entry_does_not_hide_the_rest_of_the_listing(
     fake.answers["AT+CMGL=4"] = listing(
         (3, 0, stored("three")), (2, 1, broken), (5, 3, stored("sent")), (1, 1, stored("one"))
     )
-    fake.answers["AT+CMGR=2"] = b"\r\n+CMGR: 1,,20\r\n%s\r\n" % stored("two").encode() + OK
+    fake.answers["AT+CMGR=2"] = b"\r\n+CMGR: 1,,21\r\n%s\r\n" % stored("two").encode() + OK
     modem = driver(bench, fake)
     await nursery.start(modem.run)
     with trio.fail_after(30):
         events = await inbound(modem, 3)
     assert sorted(e.index for e in events if e.index is not None) == [1, 2, 3]
     assert modem.health().state.value == "ready"
+
+
+async def test_a_report_that_lost_an_octet_on_the_cable_is_read_again_not_taken_as_it_came(
+    nursery: trio.Nursery, bench: PtyBench, pty_clock: trio.testing.MockClock
+) -> None:
+    # A failed delivery (TP-ST 46) followed by TP-PI. With an octet of its discharge time lost
+    # on the way, the report still decodes: TP-ST read from TP-PI, delivered. Its header's
+    # <length> says an octet is missing; read alone, the report comes whole.
+    report = build_status_report(
+        7, "+4791234567", sc_timestamp=WHEN, discharge_time=WHEN, status=0x46
+    )
+    whole = join_sca("+4790002100", report + b"\x00").hex()
+    cut = whole[:-6] + whole[-4:]
+    fake = Scripted()
+    fake.answers["AT+CMGL=4"] = b"\r\n+CMGL: 1,0,,25\r\n%s\r\n" % cut.encode() + OK
+    fake.answers["AT+CMGR=1"] = b"\r\n+CMGR: 0,,25\r\n%s\r\n" % whole.encode() + OK
+    modem = driver(bench, fake)
+    await nursery.start(modem.run)
+    with trio.fail_after(30):
+        (event,) = await inbound(modem, 1)
+    assert isinstance(event, StatusReportReceived)
+    assert (event.report.message_reference, event.report.status) == (7, 0x46)
 
 
 async def test_a_listing_not_in_pdu_mode_is_reported_not_taken_for_an_empty_storage(
