@@ -628,6 +628,10 @@ class _Connection:
         """cancel_sm and replace_sm: the backend answers the status, their response's only
         content."""
         assert self.account is not None
+        if isinstance(pdu, CancelSm):
+            # A cancel by source and destination may name messages of submit_sm sent right
+            # before it, their responses not awaited (SMPP 3.4 2.6): those reach the store first.
+            await self._settle_submits()
         try:
             if isinstance(pdu, CancelSm):
                 status = await self.backend.cancel(self.account, pdu)

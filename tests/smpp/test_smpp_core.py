@@ -36,6 +36,8 @@ from edgegw.smpp.pdu import (
     CancelSmResp,
     ReplaceSm,
     SmppDecoder,
+    SubmitSm,
+    SubmitSmResp,
     UnsuccessfulDelivery,
     encode,
 )
@@ -736,3 +738,27 @@ async def test_cancel_sm_without_a_message_id_cancels_the_pairs_queued_messages(
     ]
     states = [(await row(core.store, message_id, "state"))[0] for message_id in ids]
     assert states == ["cancelled", "cancelled", "queued", "queued", "cancelled"]
+
+
+async def test_cancel_sm_right_behind_submit_sms_cancels_their_messages(
+    core: Core, door: int
+) -> None:
+    """An ESME that sends submit_sms and, without waiting for their responses, a cancel_sm of
+    their source and destination (SMPP 3.4 2.6 lets it) gets those messages cancelled: the
+    cancel acts once the submits read before it are in the store."""
+    pair: dict[str, Any] = {**SUBMIT, "source_addr": "Shop"}
+    submits = [SubmitSm(sequence_number=n, **pair) for n in range(2, 252)]
+    pair.pop("short_message")
+    cancel = CancelSm(sequence_number=300, **pair)
+    stream = await trio.open_tcp_stream("127.0.0.1", door)
+    async with stream:
+        decoder = SmppDecoder()
+        assert await raw_bind(stream, decoder) == CommandStatus.ESME_ROK
+        await stream.send_all(b"".join(map(encode, [*submits, cancel])))
+        answers = [await receive_pdu(stream, decoder) for _ in range(len(submits) + 1)]
+    (cancelled,) = [answer for answer in answers if isinstance(answer, CancelSmResp)]
+    assert cancelled.command_status == CommandStatus.ESME_ROK
+    ids = [answer.message_id for answer in answers if isinstance(answer, SubmitSmResp)]
+    assert len(ids) == len(submits)
+    states = {(await row(core.store, message_id, "state"))[0] for message_id in ids}
+    assert states == {"cancelled"}
