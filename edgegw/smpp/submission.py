@@ -271,7 +271,8 @@ def _build(
     if pdu.esm_class & ESM_TYPE_MASK:
         raise refuse(_S.ESME_RINVESMCLASS, f"esm_class {pdu.esm_class:#04x} asks for an ack")
     if pdu.esm_class & ESM_MODE_MASK == ESM_MODE_TRANSACTION:
-        # SMPP 3.4 4.4.1 and 4.5.1: neither PDU supports the transaction message mode.
+        # The transaction mode (SMPP 3.4 5.2.12) answers once the handset has the message,
+        # which the gateway, answering as it stores the message, cannot do.
         raise refuse(_S.ESME_RINVESMCLASS, f"esm_class {pdu.esm_class:#04x}: transaction mode")
     if pdu.priority_flag > 3:
         raise refuse(_S.ESME_RINVPRTFLG, f"priority_flag {pdu.priority_flag}")

@@ -245,7 +245,7 @@ def test_inconsistent_tlvs_are_refused(tlvs: tuple[tuple[int, bytes], ...], stat
         ({"source_addr_ton": 5, "source_addr": "A name too long"}, _S.ESME_RINVSRCADR),
         ({"source_addr_ton": 1, "source_addr": "Shop"}, _S.ESME_RINVSRCADR),
         ({"esm_class": 0x08}, _S.ESME_RINVESMCLASS),
-        # SMPP 3.4 4.4.1: submit_sm does not support the transaction (forward) mode.
+        # The transaction (forward) mode's answer would wait for the handset: not given.
         ({"esm_class": 0x02}, _S.ESME_RINVESMCLASS),
         ({"esm_class": 0x42, "short_message": b"\x05\x00\x03\x01\x02\x01ab"}, _S.ESME_RINVESMCLASS),
         ({"esm_class": 0x40, "short_message": b"\x07ab"}, _S.ESME_RINVESMCLASS),
@@ -312,8 +312,8 @@ def test_submit_multi_splits_valid_and_refused_destinations() -> None:
 
 @pytest.mark.parametrize(("esm_class", "accepted"), [(0x00, True), (0x01, True), (0x02, False)])
 def test_submit_multi_takes_no_transaction_mode(esm_class: int, accepted: bool) -> None:
-    """SMPP 3.4 4.5.1: submit_multi, like submit_sm, does not support the transaction mode,
-    where the SMSC would answer only once the message reached its handset."""
+    """submit_multi, like submit_sm, is refused the transaction mode, where the SMSC would
+    answer only once the message reached its handset, which the gateway cannot."""
     pdu = SubmitMulti(
         sequence_number=6,
         dest_addresses=(MultiDestination(1, 1, 1, "4790000001"),),
