@@ -461,3 +461,45 @@ def test_any_mail_a_client_dot_stuffs_arrives_as_written(lines: list[bytes], chu
     )
     messages = [event for event in events if isinstance(event, MessageReceived)]
     assert [message.content for message in messages] == [b"".join(line + b"\r\n" for line in lines)]
+
+
+@settings(max_examples=500)
+@given(
+    st.lists(st.sampled_from([b".", b"..", b"x", b"\r", b"\n", b"\r\n", b"\r\n."]), max_size=40),
+    st.lists(st.integers(min_value=0, max_value=120), max_size=12),
+    st.integers(min_value=0, max_value=24),
+)
+def test_data_cut_anywhere_gets_the_one_shot_verdict(
+    pieces: list[bytes], cuts: list[int], limit: int
+) -> None:
+    """However the client's data is cut into reads, the mail is taken or refused (552) as the
+    whole data read at once is: its size without the stuffed dots against the limit (RFC 1870
+    section 4). The early cut that bounds the buffer meanwhile never refuses a mail that fits,
+    and the buffer stays within twice the limit (bare-LF "." lines unstuff to half)."""
+    head = b"EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@b>\r\nDATA\r\n"
+    data = head + b"".join(pieces) + b"\r\n.\r\nQUIT\r\n"
+    limits = SmtpLimits(max_message_bytes=limit, max_line_bytes=10_000)
+    body = b"\r\n" + b"".join(pieces) + b"\r\n"
+    whole_events, whole_replies = run(session(limits=limits), data)
+    if (body + b".\r\n").find(b"\r\n.\r\n") == len(body) - 2:  # no end marker before ours
+        content = body.replace(b"\n.", b"\n")[2:]
+        taken = [e.content for e in whole_events if isinstance(e, MessageReceived)]
+        assert taken == ([content] if len(content) <= limit else [])
+    smtp = session(limits=limits)
+    bounds = sorted({len(head) + cut for cut in cuts if len(head) + cut < len(data)})
+    reads = [data[a:b] for a, b in zip([0, *bounds], [*bounds, len(data)], strict=True)]
+    out = bytearray(smtp.data_to_send())
+    events: list[Event] = []
+    for piece in [*reads, b""]:
+        smtp.receive_data(piece)
+        while (event := smtp.next_event()) is not NEED_DATA:
+            events.append(event)
+            if isinstance(event, ConnectionClosed):
+                break
+            smtp.answer(OK if isinstance(event, RecipientRequested) else QUEUED)
+        assert len(smtp._buffer) <= 2 * limit + 4 + len(piece)
+        out += smtp.data_to_send()
+        if events and isinstance(events[-1], ConnectionClosed):
+            break
+    assert events == whole_events
+    assert out.decode("ascii").split("\r\n")[:-1] == whole_replies
