@@ -317,8 +317,13 @@ class GatewaySmppBackend:
             return CommandStatus.ESME_RINVMSGID  # none of the service's, or not from SMPP
         recipient, originator, kind, data_coding, not_before, minutes, ends, parts, udh_octets = row
         source = Address(pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr)
-        if source.address and _originator(source)[0] != originator:
-            return CommandStatus.ESME_RINVMSGID  # the message id with another source
+        if source.address:
+            try:
+                named = self._submitter.originator(account.service_id, *_originator(source))
+            except Rejected:
+                return CommandStatus.ESME_RINVMSGID  # no message has that source
+            if named != originator:
+                return CommandStatus.ESME_RINVMSGID  # the message id with another source
         if parts == 1 and udh_octets:
             # A part of the ESME's own concatenated message: its new text would need the
             # esm_class that replace_sm does not carry.

@@ -762,3 +762,19 @@ async def test_cancel_sm_right_behind_submit_sms_cancels_their_messages(
     assert len(ids) == len(submits)
     states = {(await row(core.store, message_id, "state"))[0] for message_id in ids}
     assert states == {"cancelled"}
+
+
+async def test_replace_sm_knows_its_source_as_the_message_was_stored(core: Core) -> None:
+    """A replace_sm gives the source_addr of its submit_sm for verification (SMPP 3.4 4.10.1).
+    The same address, written as the ESME wrote it (here with its 00), names the message as
+    it was stored ("+47..."), as a cancel_sm's does; another source still does not."""
+    source = Address(0, 0, "004790000000")
+    message_id = await core.backend.submit(ACCOUNT, submission(source=source))
+    assert await row(core.store, message_id, "originator") == ("+4790000000",)
+    replaced = ReplaceSm(
+        sequence_number=2, message_id=message_id, source_addr=source.address, short_message=b"New"
+    )
+    other = msgspec.structs.replace(replaced, source_addr="004790000001")
+    assert await core.backend.replace(ACCOUNT, other) == CommandStatus.ESME_RINVMSGID
+    assert await core.backend.replace(ACCOUNT, replaced) == CommandStatus.ESME_ROK
+    assert await row(core.store, message_id, "content") == ("New",)
