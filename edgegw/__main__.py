@@ -49,16 +49,34 @@ EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # the reader of stdout left, as a shell
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """Run a command and return its exit status. One rule for every command's output, --help
+    and --version included: it is flushed here, not at the interpreter's exit, where a reader
+    that went away is a traceback, and a reader that left stops the command quietly."""
+    try:
+        status = _run(argv)
+        sys.stdout.flush()
+        return status
+    except (BrokenPipeError, BaseExceptionGroup) as exc:
+        # A command that runs under trio (simulate-modem) gets the error in a group.
+        if isinstance(exc, BaseExceptionGroup) and exc.split(BrokenPipeError)[1] is not None:
+            raise
+        # The reader of the output left (`edgegw modems --json | head`): stop as a tool that
+        # SIGPIPE ends, quietly, with what is left unwritten going to /dev/null at the exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+    except _ParserExit as done:
+        return done.status
     if isinstance(sys.stdout, io.TextIOWrapper):
         # Answers are printed with their characters; a terminal whose encoding lacks one
         # gets its escape rather than a UnicodeEncodeError.
         sys.stdout.reconfigure(errors="backslashreplace")
     try:
-        status = int(args.command(args))
-        # Here, not at the interpreter's exit, where a reader that went away is a traceback.
-        sys.stdout.flush()
-        return status
+        return int(args.command(args))
     except ConfigError as exc:
         _print_problems(exc)
         return EXIT_CONFIG
@@ -67,20 +85,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_status
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        # The reader of the output left (`edgegw modems --json | head`): stop as a tool that
-        # SIGPIPE ends, quietly, with what is left unwritten going to /dev/null at the exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_BROKEN_PIPE
+
+
+class _ParserExit(Exception):
+    """argparse is done: it printed the help, the version or a usage error."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse with its own exit status for usage errors, so a script can tell a mistyped
-    command (64) from a config with problems (2)."""
+    command (64) from a config with problems (2); and an exit that leaves what it printed to
+    `main` to flush, as a command's output is."""
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            self._print_message(message, sys.stderr)
+        raise _ParserExit(status)
 
 
 def _parser() -> argparse.ArgumentParser:

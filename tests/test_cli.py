@@ -60,16 +60,26 @@ def test_check_config_accepts_the_example(capsys: pytest.CaptureFixture[str]) ->
     assert "ok" in capsys.readouterr().out
 
 
-def test_a_reader_that_leaves_ends_the_command_quietly() -> None:
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["check-config", "--config", str(ROOT / "config.example.toml")],
+        ["--help"],
+        ["--version"],
+        ["send", "--help"],
+        ["simulate-modem"],
+    ],
+)
+def test_a_reader_that_leaves_ends_the_command_quietly(argv: list[str]) -> None:
     # `edgegw modems --json | head`: the pipe's reader is gone before the output is written.
+    # stdout buffered, as a user's shell leaves it: the help and the version are then written
+    # when the interpreter exits, unless the command writes them out itself.
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
     reader, writer = os.pipe()
     os.close(reader)
     try:
         result = subprocess.run(
-            [*EDGEGW, "check-config", "--config", str(ROOT / "config.example.toml")],
-            stdout=writer,
-            stderr=subprocess.PIPE,
-            timeout=30,
+            [*EDGEGW, *argv], stdout=writer, stderr=subprocess.PIPE, env=environment, timeout=30
         )
     finally:
         os.close(writer)
@@ -325,9 +335,7 @@ def test_check_config_warns_about_certificate_files_that_are_not_there(
     [["no-such-command"], ["serve"], ["send", "--config", "x.toml", "--to", "+4741000000"]],
 )
 def test_usage_errors_have_their_own_exit_status(argv: list[str]) -> None:
-    with pytest.raises(SystemExit) as caught:
-        main(argv)
-    assert caught.value.code == 64
+    assert main(argv) == 64
 
 
 @pytest.mark.parametrize("argv", [["check-config"], ["check-config", "--config", "a", "b"]])
@@ -436,8 +444,7 @@ def test_the_help_names_every_command(capsys: pytest.CaptureFixture[str]) -> Non
         if isinstance(action, argparse._SubParsersAction)
     ]
     assert len(commands) == 10
-    with pytest.raises(SystemExit):
-        main(["--help"])
+    assert main(["--help"]) == 0
     described = capsys.readouterr().out.split("positional arguments:")[0]
     for command in commands:
         assert command in described, command
