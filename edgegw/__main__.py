@@ -80,11 +80,20 @@ def _run(argv: Sequence[str] | None) -> int:
     except ConfigError as exc:
         _print_problems(exc)
         return EXIT_CONFIG
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
     except GatewayCallFailed as exc:
         print(exc, file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
         return 130
+
+
+class UsageError(Exception):
+    """A command line argparse took but the command cannot (a `--service` the config does not
+    have, a `--set` simulate-modem does not take): exit 64, as argparse's own usage errors, so
+    that 2 always means the config file has problems."""
 
 
 class _ParserExit(Exception):
@@ -318,8 +327,7 @@ async def _serve_until_signalled(config: Config) -> None:
 def _check_config(args: argparse.Namespace) -> int:
     path = args.config_option or args.config
     if path is None or (args.config_option and args.config):
-        print("edgegw check-config: give the config file once: --config FILE", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError("edgegw check-config: give the config file once: --config FILE")
     config = load_config(path)
     for warning in config_warnings(config):
         print(f"warning: {warning}", file=sys.stderr)
@@ -346,13 +354,11 @@ def _hash_password(args: argparse.Namespace) -> int:
     if sys.stdin.isatty():
         password = getpass.getpass("password: ")
         if getpass.getpass("again: ") != password:
-            print("edgegw hash-password: the two passwords differ", file=sys.stderr)
-            return EXIT_USAGE
+            raise UsageError("edgegw hash-password: the two passwords differ")
     else:
         password = sys.stdin.readline().rstrip("\r\n")
     if not password:
-        print("edgegw hash-password: an empty password", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError("edgegw hash-password: an empty password")
     print(hash_password(password))
     return 0
 
@@ -391,7 +397,7 @@ def _service(config: Config, service_id: int | None, source: str) -> ServiceConf
                     ],
                 )
             return service
-    raise ConfigError("--service", [f"no service with id {service_id} in the config"])
+    raise UsageError(f"edgegw: --service {service_id}: no service with that id in {source}")
 
 
 def _base_url(config: Config) -> str:
@@ -555,15 +561,13 @@ def _simulate_modem(args: argparse.Namespace) -> int:
     for item in args.set:
         key, equals, value = item.partition("=")
         if not equals:
-            print(f"--set wants KEY=VALUE, not {item!r}", file=sys.stderr)
-            return 2
+            raise UsageError(f"edgegw simulate-modem: --set wants KEY=VALUE, not {item!r}")
         settings[key.strip()] = value.strip()
     try:
         # Not strict: "0.05" and "true" from the command line become a float and a bool.
         options = msgspec.convert(settings, SimulatorOptions, strict=False)
     except msgspec.ValidationError as exc:
-        print(f"simulate-modem: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(f"edgegw simulate-modem: {exc}") from None
 
     def announce(path: str) -> None:
         print(path, flush=True)

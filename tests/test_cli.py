@@ -282,9 +282,10 @@ def test_simulate_modem_prints_a_pty_that_answers_at_also_on_a_noisy_link() -> N
 
 
 def test_simulate_modem_refuses_a_bad_setting(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["simulate-modem", "--set", "drop_final=2"]) == 2
+    # A usage error, as `--send-delay x` is: the config file has no part in it.
+    assert main(["simulate-modem", "--set", "drop_final=2"]) == 64
     assert "drop_final is a probability" in capsys.readouterr().err
-    assert main(["simulate-modem", "--set", "fragment"]) == 2
+    assert main(["simulate-modem", "--set", "fragment"]) == 64
     assert "--set wants KEY=VALUE" in capsys.readouterr().err
 
 
@@ -336,6 +337,26 @@ def test_check_config_warns_about_certificate_files_that_are_not_there(
 )
 def test_usage_errors_have_their_own_exit_status(argv: list[str]) -> None:
     assert main(argv) == 64
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["send", "--to", "+4741000000", "--text", "Hi"],
+        ["status", "m8x3k20a7q01"],
+        ["modems"],
+        ["simulate-mo", "--from", "+4799999999", "--text", "Hi"],
+    ],
+)
+def test_a_service_the_config_does_not_have_is_a_usage_error(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As `--service abc` is (64), not a config with problems (2): the config is fine."""
+    config = str(ROOT / "config.example.toml")
+    assert main([*command, "--config", config, "--service", "9999"]) == 64
+    assert capsys.readouterr().err == (
+        f"edgegw: --service 9999: no service with that id in {config}\n"
+    )
 
 
 @pytest.mark.parametrize("argv", [["check-config"], ["check-config", "--config", "a", "b"]])
