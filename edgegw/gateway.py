@@ -135,6 +135,8 @@ class Gateway:
             reads=self.storage_reads,
         )
         self.smpp_binds: collections.Counter[str] = collections.Counter()
+        # The services that take their MO by SMPP (`mo_smpp`).
+        self.smpp_mo_services = [service.id for service in config.services if service.mo_smpp]
         self.connections_refused: collections.Counter[str] = collections.Counter()
         self.metrics = Metrics(
             self.store,
@@ -147,6 +149,7 @@ class Gateway:
                 account.system_id: account.service
                 for account in (config.smpp.accounts if config.smpp else [])
             },
+            smpp_mo_services=self.smpp_mo_services,
             auth_failures=self.throttle.failures_total,
             auth_refusals=self.throttle.refusals_total,
             connections_refused=self.connections_refused,
@@ -199,9 +202,8 @@ class Gateway:
                     # the inbound sweeper): the endpoints and the services that take MO by SMPP
                     # decide what gets enqueued for the customer.
                     await core.start(self.deliveries.run)
-                    mo_smpp = [service.id for service in self.config.services if service.mo_smpp]
                     await self.store.write(
-                        functools.partial(register_mo_services, service_ids=mo_smpp)
+                        functools.partial(register_mo_services, service_ids=self.smpp_mo_services)
                     )
                     await core.start(self.metrics.run)
                     await core.start(self.pruner.run)

@@ -26,12 +26,13 @@ from prometheus_client.registry import Collector
 from drivers.events import ModemState
 from drivers.modem import Modem
 from edgegw.clock import Clock
+from edgegw.delivery import smpp_outbox
 from edgegw.delivery.worker import DeliveryWorker
 from edgegw.http.server import App, Request, Response
 from edgegw.model import TERMINAL_STATES, MessageState
 from edgegw.store import Store
 
-__all__ = ["CONTENT_TYPE", "Metrics", "StoreFigures", "read_store_figures"]
+__all__ = ["CONTENT_TYPE", "Metrics", "StoreFigures", "read_store_figures", "smpp_backlog_kind"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,11 @@ CLOCK_STEP_NOTICE = 1.0
 _DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 # The states a final outcome leaves a message in: a terminal one, or `sent` closed with DR 362.
 _OUTCOMES = (*sorted(state.value for state in TERMINAL_STATES), MessageState.SENT.value)
+
+
+def smpp_backlog_kind(kind: str) -> str:
+    """The `kind` label of the backlog of an SMPP outbox kind: `smpp_receipt`, `smpp_mo`."""
+    return f"smpp_{kind}"
 
 
 class StoreFigures:
@@ -96,7 +102,7 @@ def read_store_figures(conn: sqlite3.Connection, figures: StoreFigures) -> None:
         "SELECT service_id, kind, count(*) FROM smpp_outbox WHERE state = 'pending'"
         " GROUP BY service_id, kind"
     ):
-        backlog[(service_id, f"smpp_{kind}")] = count
+        backlog[(service_id, smpp_backlog_kind(kind))] = count
     figures.backlog = backlog
 
 
@@ -113,6 +119,7 @@ class Metrics:
         workers: Iterable[DeliveryWorker] = (),
         smpp_binds: Mapping[str, int] | None = None,
         smpp_services: Mapping[str, int] | None = None,
+        smpp_mo_services: Iterable[int] = (),
         auth_failures: Mapping[str, int] | None = None,
         auth_refusals: Mapping[str, int] | None = None,
         connections_refused: Mapping[str, int] | None = None,
@@ -127,6 +134,17 @@ class Metrics:
         # The live counter the SMPP listener keeps (an empty one is falsy: no `or` here).
         self.smpp_binds: Mapping[str, int] = {} if smpp_binds is None else smpp_binds
         self.smpp_services: Mapping[str, int] = {} if smpp_services is None else smpp_services
+        # The callbacks each service may queue, scraped from 0 so that an alert on the backlog
+        # has its series from the start: its delivery workers' endpoints, the receipts to its
+        # SMPP accounts' ESMEs, and its MO by SMPP (`mo_smpp`). The config's, so bounded.
+        self.callbacks = sorted(
+            {(worker.service_id, worker.endpoint.value) for worker in self.workers}
+            | {
+                (service_id, smpp_backlog_kind(smpp_outbox.RECEIPT))
+                for service_id in self.smpp_services.values()
+            }
+            | {(service_id, smpp_backlog_kind(smpp_outbox.MO)) for service_id in smpp_mo_services}
+        )
         # The failed-login throttle's live counters per door (edgegw.throttle).
         self.auth_failures: Mapping[str, int] = {} if auth_failures is None else auth_failures
         self.auth_refusals: Mapping[str, int] = {} if auth_refusals is None else auth_refusals
@@ -233,7 +251,9 @@ class _Snapshot(Collector):
             "Callbacks (MO, DR, e-mail, SMPP deliver_sm) waiting for the customer.",
             labels=["service", "kind"],
         )
-        for (service_id, kind), count in sorted(figures.backlog.items()):
+        pending = dict.fromkeys(metrics.callbacks, 0)
+        pending.update(figures.backlog)
+        for (service_id, kind), count in sorted(pending.items()):
             backlog.add_metric([str(service_id), kind], count)
         clock = GaugeMetricFamily(
             "edgegw_clock_step_seconds",

@@ -22,6 +22,8 @@ from edgegw.smpp.submission import Address, ReceiptRequest
 
 __all__ = [
     "A_PART_WENT_OUT_SQL",
+    "MO",
+    "RECEIPT",
     "enqueue_receipts",
     "enqueue_smpp_mo",
     "newest_items",
@@ -40,8 +42,9 @@ _FAILURES: Final = frozenset({SmppState.UNDELIVERABLE, SmppState.REJECTED, SmppS
 _REFUSED_FOR_GOOD: Final = frozenset({CommandStatus.ESME_RX_P_APPN, CommandStatus.ESME_RX_R_APPN})
 # SMPP 3.4 section 5.2.19: data_coding 4, octet unspecified (8-bit binary).
 _OCTET_UNSPECIFIED: Final = 4
-_RECEIPT: Final = "receipt"
-_MO: Final = "mo"
+# The kinds of item in the outbox.
+RECEIPT: Final = "receipt"
+MO: Final = "mo"
 # Whether the network took some part of the message in `messages`' row: a part may fail by its
 # status report while the next is being sent, before the message's own sent_at is set.
 A_PART_WENT_OUT_SQL: Final = (
@@ -115,7 +118,7 @@ def enqueue_receipts(conn: sqlite3.Connection, message_ids: Iterable[str], now: 
             error_code=dr_status or 0,
             text=content[:20],
         )
-        conn.execute(_INSERT, (service_id, _RECEIPT, message_id, msgspec.json.encode(receipt), now))
+        conn.execute(_INSERT, (service_id, RECEIPT, message_id, msgspec.json.encode(receipt), now))
         queued += 1
     return queued
 
@@ -158,7 +161,7 @@ def enqueue_smpp_mo(
             octets=octets,
             data_coding=_OCTET_UNSPECIFIED,
         )
-    conn.execute(_INSERT, (service_id, _MO, message_id, msgspec.json.encode(mo), received_at))
+    conn.execute(_INSERT, (service_id, MO, message_id, msgspec.json.encode(mo), received_at))
     return 1
 
 
@@ -176,7 +179,7 @@ def pending_outbound(
         if item_id in exclude:
             continue
         item: Receipt | MobileOriginated
-        if kind == _RECEIPT:
+        if kind == RECEIPT:
             item = msgspec.json.decode(payload, type=Receipt)
         else:
             item = msgspec.json.decode(payload, type=MobileOriginated)

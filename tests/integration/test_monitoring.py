@@ -282,6 +282,35 @@ async def test_each_service_s_accepted_messages_are_scraped_before_the_first(
     assert counted == {(("door", door), ("service", "1000")): 0 for door in doors}
 
 
+async def test_each_service_s_callback_backlog_is_scraped_before_the_first(
+    config: Config, nursery: trio.Nursery
+) -> None:
+    """An alert on `edgegw_callback_backlog > 100` had no series to watch until a first
+    callback waited: each callback a service may queue is there at 0 from the start, and no
+    other (a service without callbacks has none)."""
+    nobody = {"url": "http://127.0.0.1:9/never-called"}  # nothing is queued for it
+    demo = msgspec.structs.replace(
+        config.services[0],
+        mo=msgspec.convert(nobody, CallbackEndpoint),
+        dr=msgspec.convert(nobody, CallbackEndpoint),
+        mo_smpp=True,
+    )
+    quiet = msgspec.structs.replace(
+        config.services[0], id=1001, name="quiet", username="quiet", smtp=None
+    )
+    gateway = Gateway(msgspec.structs.replace(config, services=[demo, quiet]))
+    await nursery.start(gateway.run)
+    found = samples(gateway.metrics.scrape().decode())
+    gateway.stop()
+    backlog = {
+        labels: value
+        for (name, labels), value in found.items()
+        if name == "edgegw_callback_backlog"
+    }
+    kinds = ("dr", "mo", "smpp_mo", "smpp_receipt")
+    assert backlog == {(("kind", kind), ("service", "1000")): 0 for kind in kinds}
+
+
 async def test_connections_refused_at_each_door_are_counted(
     config: Config, nursery: trio.Nursery
 ) -> None:
