@@ -281,7 +281,7 @@ async def _split_json(body: bytes | bytearray) -> tuple[SendRequest, MessageChun
 
 def _denied() -> Response:
     """A send refused for its credentials, as the 3.0.1 client's OpenAPI describes it."""
-    return problem_response(401, "Unauthorized", "the service credentials were not accepted")
+    return problem_response(401, "the service credentials were not accepted")
 
 
 def _xml_type(request: Request) -> str:
@@ -323,7 +323,7 @@ def _fault(request: Request, status: int, reason: str) -> Response:
     """An error outside the send model, as problem+json or as the Puzzel XML fault (appendix C),
     whichever the client's Accept prefers."""
     if negotiate(request.headers.get("accept")) is ResponseFormat.JSON:
-        return problem_response(status, reason, f"{request.method} {request.path}: {reason}")
+        return problem_response(status, f"{request.method} {request.path}: {reason}")
     body = (
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
         f'<ns2:fault xmlns:ns2="{FAULT_NAMESPACE}"><code>{status}</code>'

@@ -50,12 +50,12 @@ def _is_send(request: Request) -> bool:
     return request.path == SEND_PATH and request.method in ("GET", "POST")
 
 
-def _refusal(request: Request, status: int, title: str, detail: str) -> Response:
+def _refusal(request: Request, status: int, detail: str) -> Response:
     """problem+json, or for a SOAP call a SOAP Fault with the same status, which its client
     can read."""
     if request.path in soap_routes.SEND_PATHS:
         return soap_routes.refusal_fault(status, detail)
-    return problem_response(status, title, detail)
+    return problem_response(status, detail)
 
 
 def idempotent_sends(app: App, store: Store, clock: Clock) -> App:
@@ -75,12 +75,11 @@ def idempotent_sends(app: App, store: Store, clock: Clock) -> App:
             return _refusal(
                 request,
                 400,
-                "Bad Request",
                 "Idempotency-Key must be 1 to 255 visible ASCII characters",
             )
         if key in in_progress:
             response = _refusal(
-                request, 409, "Conflict", "a send with this Idempotency-Key is still in progress"
+                request, 409, "a send with this Idempotency-Key is still in progress"
             )
             response.headers.append(("retry-after", "1"))
             return response
@@ -99,7 +98,6 @@ def idempotent_sends(app: App, store: Store, clock: Clock) -> App:
                 return _refusal(
                     request,
                     422,
-                    "Unprocessable Entity",
                     "Idempotency-Key already used for another send",
                 )
             return Response(

@@ -89,7 +89,7 @@ def management_routes(
             if path.startswith(MESSAGES_PATH + "/"):
                 message_id = unquote(path[len(MESSAGES_PATH) + 1 :])
                 if "/" in message_id:
-                    raise HttpError(404, "Not Found", f"no such resource {path!r}")
+                    raise HttpError(404, f"no such resource {path!r}")
                 allow_method(request.method, "GET, HEAD, DELETE")
                 if request.method == "DELETE":
                     return await _cancel(request, message_id)
@@ -112,7 +112,7 @@ def management_routes(
         head, _, reference = tail.partition("/")
         service_id = ascii_count(service_part)
         if head != "batch" or service_id is None:
-            raise HttpError(404, "Not Found", f"no such resource {request.path!r}")
+            raise HttpError(404, f"no such resource {request.path!r}")
         await _authorize(request, service_id, client_style=client_style)
         # Spec 5.1: JSON, or XML (text/xml) when Accept prefers it.
         accept = request.headers.get("accept")
@@ -175,7 +175,7 @@ def management_routes(
         try:
             page = await management.messages(service_id, query)
         except BadCursor as exc:
-            raise HttpError(400, "Bad Request", str(exc)) from None
+            raise HttpError(400, str(exc)) from None
         return _json(page)
 
     async def _message(request: Request, message_id: str) -> Response:
@@ -184,7 +184,7 @@ def management_routes(
             raise _unauthorized()
         view = await management.message(service_id, message_id)
         if view is None:
-            raise HttpError(404, "Not Found", f"no message {message_id!r} for this service")
+            raise HttpError(404, f"no message {message_id!r} for this service")
         return _json(view)
 
     async def _cancel(request: Request, message_id: str) -> Response:
@@ -193,11 +193,11 @@ def management_routes(
             raise _unauthorized()
         outcome = await management.cancel(service_id, message_id)
         if not outcome.found:
-            raise HttpError(404, "Not Found", f"no message {message_id!r} for this service")
+            raise HttpError(404, f"no message {message_id!r} for this service")
         if not outcome.cancelled:
             state = outcome.state.value if outcome.state is not None else "unknown"
             raise HttpError(
-                409, "Conflict", f"message {message_id!r} is {state} and can no longer be cancelled"
+                409, f"message {message_id!r} is {state} and can no longer be cancelled"
             )
         return _json(_Cancelled(messageId=message_id, state=MessageState.CANCELLED))
 
@@ -209,19 +209,19 @@ def _message_filter(query: str) -> MessageFilter:
     known = {"state", "recipient", "batch", "since", "until", "limit", "cursor"}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise HttpError(400, "Bad Request", f"unknown query parameter {unknown[0]!r}")
+        raise HttpError(400, f"unknown query parameter {unknown[0]!r}")
     state = None
     if values.get("state"):
         try:
             state = MessageState(values["state"].lower())
         except ValueError:
             choices = ", ".join(member.value for member in MessageState)
-            raise HttpError(400, "Bad Request", f"state must be one of {choices}") from None
+            raise HttpError(400, f"state must be one of {choices}") from None
     limit = 100
     if values.get("limit"):
         count = ascii_count(values["limit"])
         if count is None or not 1 <= count <= MAX_PAGE:
-            raise HttpError(400, "Bad Request", f"limit must be from 1 to {MAX_PAGE}")
+            raise HttpError(400, f"limit must be from 1 to {MAX_PAGE}")
         limit = count
     return MessageFilter(
         state=state,
@@ -242,7 +242,7 @@ def _recipient(text: str) -> str:
     try:
         return international_number(lost_plus(text))
     except Rejected as exc:
-        raise HttpError(400, "Bad Request", exc.message.removeprefix("Syntax error: ")) from None
+        raise HttpError(400, exc.message.removeprefix("Syntax error: ")) from None
 
 
 def _moment(name: str, text: str | None) -> float | None:
@@ -250,11 +250,11 @@ def _moment(name: str, text: str | None) -> float | None:
 
 
 def _unknown_batch(reference: str) -> HttpError:
-    return HttpError(404, "Not Found", f"no batch {reference!r} for this service")
+    return HttpError(404, f"no batch {reference!r} for this service")
 
 
 def _unauthorized() -> HttpError:
-    return HttpError(401, "Unauthorized", "HTTP Basic credentials of this service are needed")
+    return HttpError(401, "HTTP Basic credentials of this service are needed")
 
 
 def _json(value: msgspec.Struct) -> Response:

@@ -60,7 +60,7 @@ def monitoring_routes(backend: MonitoringBackend, *, metrics_auth: bool = False)
             return problem_for(refused)
         if path == METRICS_PATH:
             if metrics_auth and not await _operator(request):
-                return problem_response(401, "Unauthorized", "HTTP Basic credentials needed")
+                return problem_response(401, "HTTP Basic credentials needed")
             body, content_type = backend.metrics_text()
             return Response(status=200, headers=[("content-type", content_type)], body=body)
         if path == READY_PATH:

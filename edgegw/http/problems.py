@@ -1,4 +1,4 @@
-"""Errors of the JSON routes as RFC 7807 problem details, and the query-time parser they share.
+"""Errors of the JSON routes as RFC 9457 problem details, and the query-time parser they share.
 
 Builds responses and parses text; no I/O. Serves the routes under /api/ and the Management API
 (spec section 5.2: `application/problem+json` with type, title, status, detail, instance).
@@ -13,7 +13,7 @@ from typing import Final
 
 import msgspec
 
-from edgegw.http.server import Response
+from edgegw.http.server import Response, reason_phrase
 
 __all__ = [
     "PROBLEM_JSON",
@@ -37,7 +37,8 @@ _LOST_OFFSET_PLUS: Final = re.compile(r"(\d\d:\d\d(?::\d\d(?:[.,]\d+)?)?) (\d\d(
 
 
 class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """RFC 7807 problem details."""
+    """RFC 9457 problem details. The type is always "about:blank", whose title is the status's
+    phrase (section 4.2.1): one title per status, whichever route answers."""
 
     type: str
     title: str
@@ -49,10 +50,9 @@ class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
 class HttpError(Exception):
     """A request a route refuses: answered with its status as problem details."""
 
-    def __init__(self, status: int, title: str, detail: str) -> None:
+    def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
         self.status = status
-        self.title = title
         self.detail = detail
 
 
@@ -60,7 +60,7 @@ class MethodNotAllowed(HttpError):
     """A 405, which names the methods the resource takes (RFC 9110 section 15.5.6)."""
 
     def __init__(self, method: str, allow: str) -> None:
-        super().__init__(405, "Method Not Allowed", f"{method} is not one of {allow}")
+        super().__init__(405, f"{method} is not one of {allow}")
         self.allow = allow
 
 
@@ -69,7 +69,7 @@ class Unavailable(HttpError):
     (RFC 9110 sections 15.6.4 and 10.2.3)."""
 
     def __init__(self, detail: str, retry_after: int) -> None:
-        super().__init__(503, "Service Unavailable", detail)
+        super().__init__(503, detail)
         self.retry_after = retry_after
 
 
@@ -82,7 +82,7 @@ def allow_method(method: str, allow: str) -> None:
 def problem_for(error: HttpError, *, instance: str | None = None) -> Response:
     """The problem+json answer to `error`, with the Allow header a 405 must carry and the
     Retry-After of a 503."""
-    response = problem_response(error.status, error.title, error.detail, instance=instance)
+    response = problem_response(error.status, error.detail, instance=instance)
     if isinstance(error, MethodNotAllowed):
         response.headers.append(("allow", error.allow))
     if isinstance(error, Unavailable):
@@ -90,12 +90,14 @@ def problem_for(error: HttpError, *, instance: str | None = None) -> Response:
     return response
 
 
-def problem_response(
-    status: int, title: str, detail: str, *, instance: str | None = None
-) -> Response:
+def problem_response(status: int, detail: str, *, instance: str | None = None) -> Response:
     """The problem+json answer; a 401 also names the Basic realm, as RFC 7235 asks."""
     problem = Problem(
-        type="about:blank", title=title, status=status, detail=detail, instance=instance
+        type="about:blank",
+        title=reason_phrase(status),
+        status=status,
+        detail=detail,
+        instance=instance,
     )
     response = Response(
         status=status,
@@ -113,22 +115,20 @@ def parse_moment(name: str, text: str) -> float:
     does (edgegw.http.puzzel.lost_plus)."""
     if not text.isascii():
         # float() and fromisoformat() read digits of every script; a client means ASCII.
-        raise HttpError(400, "Bad Request", f"{name} must be ISO 8601 or Unix seconds")
+        raise HttpError(400, f"{name} must be ISO 8601 or Unix seconds")
     try:
         epoch = float(text)
     except ValueError:
         epoch = None
     if epoch is not None:
         if not math.isfinite(epoch):
-            raise HttpError(400, "Bad Request", f"{name} {text!r} is not a time")
+            raise HttpError(400, f"{name} {text!r} is not a time")
         return epoch
     try:
         iso = _LOST_OFFSET_PLUS.sub(r"\1+\2", text, count=1)
         moment = datetime.datetime.fromisoformat(iso.replace("Z", "+00:00"))
     except ValueError:
-        raise HttpError(
-            400, "Bad Request", f"{name} must be ISO 8601 or Unix seconds, not {text!r}"
-        ) from None
+        raise HttpError(400, f"{name} must be ISO 8601 or Unix seconds, not {text!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.UTC)
     return moment.timestamp()

@@ -64,13 +64,11 @@ def receive_routes(backend: ReceiveBackend) -> Route:
             if path.startswith(INBOUND_PATH + "/"):
                 message_id = unquote(path[len(INBOUND_PATH) + 1 :])
                 if "/" in message_id:
-                    raise HttpError(404, "Not Found", f"no such resource {path!r}")
+                    raise HttpError(404, f"no such resource {path!r}")
                 service_id = await _authorized(request)
                 view = await backend.inbound_view(service_id, message_id)
                 if view is None:
-                    raise HttpError(
-                        404, "Not Found", f"no inbound message {message_id!r} for this service"
-                    )
+                    raise HttpError(404, f"no inbound message {message_id!r} for this service")
                 return _json(view)
             if path == MODEMS_PATH:
                 await _authorized(request)
@@ -84,7 +82,7 @@ def receive_routes(backend: ReceiveBackend) -> Route:
         credentials = basic_credentials(request.headers.get("authorization"))
         service_id = None if credentials is None else await backend.authenticate(*credentials)
         if service_id is None:
-            raise HttpError(401, "Unauthorized", "HTTP Basic credentials of a service needed")
+            raise HttpError(401, "HTTP Basic credentials of a service needed")
         return service_id
 
     return route
@@ -94,13 +92,13 @@ def _list_query(query: str) -> tuple[float | None, int]:
     values = {key: items[-1] for key, items in parse_qs(query, keep_blank_values=True).items()}
     unknown = sorted(set(values) - {"since", "limit"})
     if unknown:
-        raise HttpError(400, "Bad Request", f"unknown query parameter {unknown[0]!r}")
+        raise HttpError(400, f"unknown query parameter {unknown[0]!r}")
     since = parse_moment("since", values["since"]) if "since" in values else None
     limit = DEFAULT_LIMIT
     if "limit" in values:
         count = ascii_count(values["limit"])
         if count is None or not 1 <= count <= MAX_LIST:
-            raise HttpError(400, "Bad Request", f"limit must be from 1 to {MAX_LIST}")
+            raise HttpError(400, f"limit must be from 1 to {MAX_LIST}")
         limit = count
     return since, limit
 

@@ -35,6 +35,7 @@ __all__ = [
     "Request",
     "Response",
     "plain_error",
+    "reason_phrase",
     "serve_connection",
     "serve_http",
 ]
@@ -99,13 +100,28 @@ App = Callable[[Request], Awaitable[Response]]
 ErrorRenderer = Callable[[Request | None, int, str], Response]
 
 
+# The phrases RFC 9110 renamed, which Python before 3.13 still gives as RFC 7231 had them.
+_RFC_9110_PHRASES: Final = {
+    413: "Content Too Large",
+    414: "URI Too Long",
+    416: "Range Not Satisfiable",
+    422: "Unprocessable Content",
+}
+
+
+def reason_phrase(status: int) -> str:
+    """The reason phrase of `status` (RFC 9110 section 15), the same on every Python: the
+    status line's, and the title of a problem of that status (edgegw.http.problems). Empty for
+    a code it does not name."""
+    try:
+        return _RFC_9110_PHRASES.get(status) or http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
 @functools.cache
 def _reason(status: int) -> bytes:
-    """The status line's reason phrase (RFC 9110 section 15), empty for a code it does not name."""
-    try:
-        return http.HTTPStatus(status).phrase.encode("ascii")
-    except ValueError:
-        return b""
+    return reason_phrase(status).encode("ascii")
 
 
 def plain_error(request: Request | None, status: int, reason: str) -> Response:

@@ -97,7 +97,7 @@ def status_routes(backend: StatusBackend) -> Route:
             if path.startswith(ASSETS_PREFIX):
                 name = path[len(ASSETS_PREFIX) :]
                 if name not in assets or name == "status.html":
-                    raise HttpError(404, "Not Found", f"no asset {name!r}")
+                    raise HttpError(404, f"no asset {name!r}")
                 allow_method(request.method, "GET, HEAD")
                 return _asset(assets, name)
             await _authorized(request)
@@ -113,7 +113,7 @@ def status_routes(backend: StatusBackend) -> Route:
                 fields = _fields(request)
                 service = fields.get("service") or None
                 if service is not None and not service.isdigit():
-                    raise HttpError(400, "Bad Request", "service must be a service id")
+                    raise HttpError(400, "service must be a service id")
                 message_id = await backend.send_test(
                     None if service is None else int(service),
                     _field(fields, "to"),
@@ -128,16 +128,16 @@ def status_routes(backend: StatusBackend) -> Route:
                     fields.get("modem") or None, _field(fields, "from"), _field(fields, "text")
                 )
                 return _json(200, b'{"delivered":true}')
-            raise HttpError(404, "Not Found", f"no such resource {path!r}")
+            raise HttpError(404, f"no such resource {path!r}")
         except HttpError as exc:
             return problem_for(exc)
         except ValueError as exc:
-            return problem_response(422, "Unprocessable Content", str(exc))
+            return problem_response(422, str(exc))
 
     async def _authorized(request: Request) -> None:
         credentials = basic_credentials(request.headers.get("authorization"))
         if credentials is None or not await backend.operator(*credentials):
-            raise HttpError(401, "Unauthorized", "a service's or the admin's credentials")
+            raise HttpError(401, "a service's or the admin's credentials")
 
     return route
 
@@ -154,7 +154,7 @@ def _same_origin(request: Request) -> None:
     fetch_site = request.headers.get("sec-fetch-site")
     if fetch_site is not None:
         if fetch_site != "same-origin":
-            raise HttpError(403, "Forbidden", f"a form of another site ({fetch_site}) is refused")
+            raise HttpError(403, f"a form of another site ({fetch_site}) is refused")
         return
     origin = request.headers.get("origin")
     if origin is None:
@@ -164,7 +164,7 @@ def _same_origin(request: Request) -> None:
     except ValueError:
         origin_host = ""
     if not origin_host or origin_host.lower() != request.host().lower():
-        raise HttpError(403, "Forbidden", "a form of another origin is refused")
+        raise HttpError(403, "a form of another origin is refused")
 
 
 def _fields(request: Request) -> dict[str, str]:
@@ -178,15 +178,15 @@ def _fields(request: Request) -> dict[str, str]:
             return {str(key): str(value) for key, value in decoded.items()}
         return dict(parse_qsl(request.body.decode("utf-8"), keep_blank_values=True))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise HttpError(400, "Bad Request", f"a form or a JSON object expected: {exc}") from None
+        raise HttpError(400, f"a form or a JSON object expected: {exc}") from None
 
 
 def _field(fields: dict[str, str], name: str) -> str:
     value = fields.get(name, "").strip()
     if not value:
-        raise HttpError(400, "Bad Request", f"{name} is missing")
+        raise HttpError(400, f"{name} is missing")
     if len(value) > _MAX_TEXT:
-        raise HttpError(400, "Bad Request", f"{name} is longer than {_MAX_TEXT} characters")
+        raise HttpError(400, f"{name} is longer than {_MAX_TEXT} characters")
     return value
 
 

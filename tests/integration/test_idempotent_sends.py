@@ -67,6 +67,23 @@ async def test_the_same_key_with_another_send_is_422(gateway: Gateway) -> None:
         assert await stored_messages(client) == 1
 
 
+async def test_a_422_has_one_title_whichever_route_answers(gateway: Gateway) -> None:
+    """RFC 9457: a problem of type about:blank is titled with its status's phrase. The key's
+    422 said "Unprocessable Entity", the status page's "Unprocessable Content", and the status
+    line either, by the Python that ran it."""
+    headers = {**JSON, "Idempotency-Key": "k-title"}
+    other = {**BODY, "message": [{"recipient": "+4741000001", "content": "Other"}]}
+    async with httpx.AsyncClient(base_url=url(gateway)) as client:
+        assert (await client.post(SEND, json=BODY, headers=headers)).status_code == 200
+        reused = await client.post(SEND, json=other, headers=headers)
+        page = await client.post(
+            "/status/send", auth=("demo", "demo"), data={"to": "hello", "text": "x"}
+        )
+    for answer in (reused, page):
+        assert answer.status_code == 422
+        assert answer.reason_phrase == answer.json()["title"] == "Unprocessable Content"
+
+
 async def test_a_malformed_key_is_400_and_a_refused_send_is_not_remembered(
     gateway: Gateway,
 ) -> None:
