@@ -29,8 +29,8 @@ __all__ = [
     "utf8_pieces",
 ]
 
-# A count, a limit or a service id never needs more digits than this; more is refused before
-# `int()` (whose 4,300-digit guard raises) ever sees it.
+# A count, a limit, a service id or a `pid` never needs more digits than this; more is refused
+# before `int()` (whose 4,300-digit guard raises) ever sees it.
 MAX_COUNT_DIGITS: Final = 9
 
 # Codecs Python calls text encodings that are transfer or escape syntaxes, not charsets a body
@@ -60,10 +60,10 @@ _HOST: Final = re.compile(
 )
 
 
-def ascii_count(text: str, *, max_digits: int = MAX_COUNT_DIGITS) -> int | None:
-    """The value of `text` when it is 1..max_digits ASCII digits, else None. `str.isdigit`
+def ascii_count(text: str) -> int | None:
+    """The value of `text` when it is 1..MAX_COUNT_DIGITS ASCII digits, else None. `str.isdigit`
     alone accepts "²" and "٣", which `int` then refuses or reads as a number nobody typed."""
-    if not 0 < len(text) <= max_digits or not text.isascii() or not text.isdigit():
+    if not 0 < len(text) <= MAX_COUNT_DIGITS or not text.isascii() or not text.isdigit():
         return None
     return int(text)
 

@@ -681,7 +681,7 @@ class Submitter:
                         raise _syntax(f"parameter udh {_shown(value)} must be hex octets")
                     udh = bytes.fromhex(value)
                 elif key == "pid":
-                    number = ascii_count(value, max_digits=2)
+                    number = ascii_count(value)
                     if number is None or not 65 <= number <= 71:
                         raise _syntax(f"parameter pid {_shown(value)} must be from 65 to 71")
                     pid = number

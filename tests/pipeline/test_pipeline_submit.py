@@ -516,6 +516,10 @@ async def test_encoding_precedence(submitter: Submitter, store: Store) -> None:
         ({"pid": "64"}, "Syntax error: parameter pid '64' must be from 65 to 71"),
         ({"pid": "x"}, "Syntax error: parameter pid 'x' must be from 65 to 71"),
         (
+            {"pid": "0000000065"},
+            "Syntax error: parameter pid '0000000065' must be from 65 to 71",
+        ),
+        (
             {"parsing-type": "MAGIC"},
             "Syntax error: parameter parsing-type 'MAGIC' must be one of NONE,"
             " SAFE_REMOVE_NON_GSM, SAFE_REMOVE_NON_GSM_WITH_REPLACE, AUTO_DETECT",
@@ -549,6 +553,21 @@ async def test_pid_flash_and_unknown_parameters(submitter: Submitter, store: Sto
         ).fetchone()
     )
     assert (pid, flash, dcs) == (65, 1, 0x10)  # class 0 for flash
+
+
+@pytest.mark.parametrize("written", ["065", "000000065"])
+async def test_pid_is_an_int_of_up_to_9_digits(
+    submitter: Submitter, store: Store, written: str
+) -> None:
+    """Spec 2.1: `pid` is an int 65-71, which a leading zero does not change; its digits are
+    bounded as every integer's of a request is (README, Security)."""
+    response = await submitter.submit(request(msg(parameters={"pid": written})))
+    message_id = response.messageStatus[0].messageId
+    assert message_id is not None, response
+    (pid,) = await store.read(
+        lambda conn: conn.execute("SELECT pid FROM messages WHERE id = ?", (message_id,)).fetchone()
+    )
+    assert pid == 65
 
 
 async def test_send_window_errors_name_the_field(submitter: Submitter) -> None:
