@@ -112,7 +112,7 @@ Event: TypeAlias = (
 # Which verbs each phase accepts; a verb missing from its phase's set is a bad sequence (503).
 _ANY: Final = frozenset({"EHLO", "HELO", "RSET", "NOOP", "QUIT", "VRFY", "EXPN", "HELP"})
 _ALLOWED: Final[dict[Phase, frozenset[str]]] = {
-    Phase.INIT: _ANY | {"STARTTLS"},
+    Phase.INIT: _ANY,
     Phase.READY: _ANY | {"MAIL", "STARTTLS", "AUTH"},
     Phase.MAIL: _ANY | {"RCPT", "DATA"},
     Phase.RCPT: _ANY | {"RCPT", "DATA"},
@@ -389,6 +389,12 @@ class SmtpSession:
         if not self.tls_available or self.tls_active:
             self._error(_reply(502, "5.5.1 STARTTLS is not available"))
             return None
+        if not self._extended:
+            # RFC 5321 2.2.1: an extension is offered in the reply to EHLO (STARTTLS is an EHLO
+            # keyword, RFC 3207 section 2), so a client that greeted with HELO, or not yet, was
+            # not offered it.
+            self._error(_reply(503, "5.5.1 STARTTLS is offered after EHLO only"))
+            return None
         if argument:
             self._error(_reply(501, "5.5.4 STARTTLS takes no argument"))
             return None
@@ -409,6 +415,10 @@ class SmtpSession:
                 self._error(_reply(538, "5.7.11 encryption required: STARTTLS first"))
             else:
                 self._error(_reply(502, "5.5.1 AUTH is not available"))
+            return None
+        if not self._extended:
+            # RFC 4954 section 3: AUTH is an EHLO keyword, not offered to a HELO client.
+            self._error(_reply(503, "5.5.1 AUTH is offered after EHLO only"))
             return None
         mechanism, _, initial = argument.partition(" ")
         mechanism = mechanism.upper()

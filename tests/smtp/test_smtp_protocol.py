@@ -206,6 +206,30 @@ def test_helo_offers_no_service_extensions(greeting: bytes, parameter: bytes, la
     assert replies[-1] == last
 
 
+@pytest.mark.parametrize(
+    ("greeting", "last"),
+    [
+        (b"HELO c\r\n", "503 5.5.1 {} is offered after EHLO only"),
+        (b"", "503 5.5.1 {} is not allowed now"),
+        (b"EHLO c\r\nHELO c\r\n", "503 5.5.1 {} is offered after EHLO only"),
+    ],
+)
+def test_helo_offers_neither_starttls_nor_auth(greeting: bytes, last: str) -> None:
+    """RFC 5321 2.2.1: STARTTLS (RFC 3207) and AUTH (RFC 4954) are EHLO keywords; a client
+    that greeted with HELO, or not yet, was not offered them and gets 503, as after EHLO it
+    would not."""
+    _, replies = run(session(tls_available=True), greeting + b"STARTTLS\r\n")
+    assert replies[-1] == last.format("STARTTLS")
+    login = b"AUTH PLAIN " + b64("\0demo\0pw") + b"\r\n"
+    events, replies = run(session(auth_available=True), greeting + login)
+    assert not any(isinstance(e, AuthRequested) for e in events)
+    assert replies[-1] == last.format("AUTH")
+    _, replies = run(session(tls_available=True), greeting + b"EHLO c\r\nSTARTTLS\r\n")
+    assert replies[-1] == "220 2.0.0 ready to start TLS"
+    events, _ = run(session(auth_available=True), greeting + b"EHLO c\r\n" + login)
+    assert events[0] == AuthRequested("PLAIN", "demo", "pw")
+
+
 def test_mail_parameters_lengthen_the_mail_line_by_what_their_rfcs_allow() -> None:
     """RFC 5321 4.5.3.1.4: 512 octets, which SIZE (26), BODY (9) and SMTPUTF8 (10) lengthen for
     MAIL after EHLO, and AUTH (500) where it is offered; not after HELO, nor for other verbs."""
