@@ -565,7 +565,13 @@ class SmtpSession:
             if parameter is None:
                 self._error(_reply(501, f"5.5.4 malformed parameter {item[:40]!r}"))
                 return None
-            parameters.append((parameter.group(1).upper(), parameter.group(2)))
+            name = parameter.group(1).upper()
+            if any(name == seen for seen, _ in parameters):
+                # Which of the two would count is anyone's guess (SIZE=10 SIZE=20): as a field
+                # given twice at the other doors, a syntax error in the arguments.
+                self._error(_reply(501, f"5.5.4 parameter {name} given more than once"))
+                return None
+            parameters.append((name, parameter.group(2)))
         return address.strip(), parameters
 
     def _await(self, event: _Decision, resume: Phase) -> _Decision:

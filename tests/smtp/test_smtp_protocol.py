@@ -158,6 +158,14 @@ def test_refused_recipient_and_message_keep_the_session() -> None:
         (b"EHLO c\r\nMAIL FROM:<a@b> AUTH=<>\r\n", "555 5.5.4 parameter AUTH is not supported"),
         (b"EHLO c\r\nMAIL FROM:<a@b> SMTPUTF8=yes\r\n", "501 5.5.4 SMTPUTF8 takes no value"),
         (b"EHLO c\r\nMAIL FROM:<a@b> BODY=BINARYMIME\r\n", "501 5.5.4 BODY takes 7BIT or 8BITMIME"),
+        (
+            b"EHLO c\r\nMAIL FROM:<a@b> SIZE=10 SIZE=20\r\n",
+            "501 5.5.4 parameter SIZE given more than once",
+        ),
+        (
+            b"EHLO c\r\nMAIL FROM:<a@b> BODY=7BIT SMTPUTF8 body=8BITMIME\r\n",
+            "501 5.5.4 parameter BODY given more than once",
+        ),
         (b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<>\r\n", "501 5.1.3 an empty recipient"),
         (b"EHLO c\r\n" + b"N" * 600 + b"\r\n", "500 5.5.2 line too long"),
         (b"EHLO c\r\nAUTH PLAIN\r\n", "502 5.5.1 AUTH is not available"),
