@@ -128,6 +128,7 @@ _AFTER_ACCEPT: Final[dict[type, Phase]] = {
 # A path in angle brackets (RFC 5321 4.1.2), or bare, as old devices write it and MTAs take.
 _PATH: Final = re.compile(r"\s*(?:<([^<>]*)>|([^\s<>]+))(.*)", re.DOTALL)
 _PARAMETER: Final = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*)(?:=([!-<>-~]+))?")
+_SIZE_VALUE: Final = re.compile(r"[0-9]{1,20}")
 _END_OF_DATA: Final = b"\r\n.\r\n"
 # Octets each offered extension's MAIL parameter adds to the longest MAIL command line, as its
 # RFC says: SIZE 26 (RFC 1870), BODY 9 (RFC 6152), SMTPUTF8 10 (RFC 6531); AUTH 500 (RFC 4954)
@@ -472,8 +473,10 @@ class SmtpSession:
             return
         for name, value in parameters:
             if name == "SIZE":
-                if value is None or not value.isdigit():
-                    self._error(_reply(501, "5.5.4 SIZE needs a number"))
+                # RFC 1870 section 3: size-value is 1*20DIGIT; more digits are a syntax error
+                # (501), not a size this server refuses (552).
+                if value is None or _SIZE_VALUE.fullmatch(value) is None:
+                    self._error(_reply(501, "5.5.4 SIZE needs a number of at most 20 digits"))
                     return
                 if int(value) > self.limits.max_message_bytes:
                     self._error(

@@ -155,6 +155,15 @@ def test_refused_recipient_and_message_keep_the_session() -> None:
         (b"EHLO c\r\nMAIL FROM:\r\n", "501 5.5.4 syntax: FROM:<address>"),
         (b"EHLO c\r\nMAIL FROM:a@b<c>\r\n", "501 5.5.4 syntax: FROM:<address>"),
         (b"EHLO c\r\nMAIL FROM:<a@b> SIZE=2000000\r\n", "552 5.3.4 message size exceeds 1048576"),
+        # RFC 1870 section 3: 1*20DIGIT, so 21 digits are a syntax error, whatever their value.
+        *[
+            (
+                b"EHLO c\r\nMAIL FROM:<a@b> SIZE=" + value + b"\r\n",
+                "501 5.5.4 SIZE needs a number of at most 20 digits",
+            )
+            for value in (b"1" * 21, b"0" * 20 + b"5", b"1e3")
+        ],
+        (b"EHLO c\r\nMAIL FROM:<a@b> SIZE=" + b"0" * 19 + b"5\r\n", "250 2.1.0 sender OK"),
         (b"EHLO c\r\nMAIL FROM:<a@b> AUTH=<>\r\n", "555 5.5.4 parameter AUTH is not supported"),
         (b"EHLO c\r\nMAIL FROM:<a@b> SMTPUTF8=yes\r\n", "501 5.5.4 SMTPUTF8 takes no value"),
         (b"EHLO c\r\nMAIL FROM:<a@b> BODY=BINARYMIME\r\n", "501 5.5.4 BODY takes 7BIT or 8BITMIME"),
