@@ -135,6 +135,12 @@ _END_OF_DATA: Final = b"\r\n.\r\n"
 # where it is offered.
 _MAIL_PARAMETERS_BYTES: Final = 26 + 9 + 10
 _MAIL_AUTH_BYTES: Final = 500
+# RFC 4954 section 4: a line of an AUTH exchange may be far longer than a command; 12288 octets
+# hold the responses of deployed mechanisms. Longer fails the AUTH command with 500 5.5.6.
+_AUTH_LINE_BYTES: Final = 12288
+_AUTH_LINE_TOO_LONG: Final = Reply(500, "5.5.6 authentication exchange line is too long")
+# Of a line skipped as too long, its start is kept: enough for its verb.
+_HEAD_BYTES: Final = 16
 _PRINTABLE: Final = re.compile(r"[^!-~]")
 _Decision = TypeVar("_Decision", RecipientRequested, MessageReceived, AuthRequested)
 
@@ -175,7 +181,7 @@ class SmtpSession:
         self._buffer = bytearray()
         self._out = bytearray()
         self._eof = False
-        self._discarding = False  # an overlong line is being skipped up to its CRLF
+        self._discarded: str | None = None  # the start of an overlong line being skipped
         self._errors = 0
         self._pending: RecipientRequested | MessageReceived | AuthRequested | None = None
         self._sender = ""
@@ -243,13 +249,13 @@ class SmtpSession:
             if self.phase is Phase.DATA:
                 event = self._read_data()
             else:
-                line = self._read_line()
-                if line is None:
+                read = self._read_line()
+                if read is None:
                     event = NEED_DATA
                 elif self.phase is Phase.AUTH:
-                    event = self._auth_line(line)
+                    event = self._auth_line(*read)
                 else:
-                    event = self._command(line)
+                    event = self._command(*read)
             if event is NEED_DATA:
                 if self._eof:
                     self.phase = Phase.CLOSED
@@ -272,33 +278,53 @@ class SmtpSession:
         self.phase = Phase.CLOSED
         self._buffer.clear()
 
-    def _read_line(self) -> str | None:
-        """One CRLF-terminated line as text (latin-1 keeps every byte), or None for more input.
-        A line past the command limit is skipped to its CRLF and answered with 500."""
+    def _read_line(self) -> tuple[str, bool] | None:
+        """One CRLF-terminated line as text (latin-1 keeps every byte) and whether it is longer
+        than any line taken now, or None for more input. A line past that limit is skipped to
+        its CRLF, and only its start, which names its verb, is returned."""
         limit = self._line_limit()
         end = self._buffer.find(b"\r\n")
         if end < 0:
             if len(self._buffer) > limit:
-                self._discarding = True
+                if self._discarded is None:
+                    self._discarded = self._buffer[:_HEAD_BYTES].decode("latin-1")
                 keep = 1 if self._buffer.endswith(b"\r") else 0
                 del self._buffer[: len(self._buffer) - keep]
             return None
         line = bytes(self._buffer[:end])
         del self._buffer[: end + 2]
         self.steps += 1
-        if self._discarding or end + 2 > limit:
-            self._discarding = False
-            return "\x00too long"
-        return line.decode("latin-1")
+        if self._discarded is not None:
+            head, self._discarded = self._discarded, None
+            return head, True
+        return line.decode("latin-1"), end + 2 > limit
 
     def _line_limit(self) -> int:
-        """The longest line to read now: a command's, or, where MAIL may come after EHLO, a MAIL
-        command's lengthened by the parameters of the extensions offered (RFC 5321 4.5.3.1.4:
-        extensions may raise the limit); `_command` holds any other verb to the plain limit."""
+        """The longest line to read now: a response of an AUTH exchange's, or where MAIL or AUTH
+        may come, the longest of theirs; `_command` holds each verb to its own limit."""
+        if self.phase is Phase.AUTH:
+            return _AUTH_LINE_BYTES
+        if self.phase is Phase.READY:
+            return max(self._verb_limit("MAIL"), self._verb_limit("AUTH"))
+        return self.limits.max_command_bytes
+
+    def _verb_limit(self, verb: str) -> int:
+        """The longest command line of `verb`, CRLF included: 512 octets (RFC 5321 4.5.3.1.4),
+        which extensions may raise: after EHLO a MAIL's by the parameters of the extensions
+        offered, and an AUTH's, where offered, to an exchange line's, so that an initial response
+        is held to what the same response after a 334 is (RFC 4954 section 4 has a client keep
+        the AUTH line within 512 octets; RFC 5321 4.5.3.1 has a server take what it can)."""
         limit = self.limits.max_command_bytes
-        if self._extended and self.phase is Phase.READY:
-            limit += _MAIL_PARAMETERS_BYTES + (_MAIL_AUTH_BYTES if self.auth_available else 0)
+        if verb == "MAIL" and self._extended:
+            return limit + _MAIL_PARAMETERS_BYTES + (_MAIL_AUTH_BYTES if self.auth_available else 0)
+        if verb == "AUTH" and self._auth_offered:
+            return max(limit, _AUTH_LINE_BYTES)
         return limit
+
+    @property
+    def _auth_offered(self) -> bool:
+        """AUTH is offered: in the reply to EHLO (RFC 4954 section 3), until it succeeded."""
+        return self._extended and self.auth_available and not self.authenticated
 
     def _error(self, reply: Reply) -> None:
         self._errors += 1
@@ -311,12 +337,14 @@ class SmtpSession:
         self._errors = 0
         self._send(reply)
 
-    def _command(self, line: str) -> Event | None:
+    def _command(self, line: str, too_long: bool) -> Event | None:
         verb, _, argument = line.partition(" ")
         verb = verb.upper()
-        too_long = verb != "MAIL" and len(line) + 2 > self.limits.max_command_bytes
-        if line == "\x00too long" or too_long:
-            self._error(_reply(500, "5.5.2 line too long"))
+        if too_long or len(line) + 2 > self._verb_limit(verb):
+            if verb == "AUTH" and self._auth_offered:
+                self._error(_AUTH_LINE_TOO_LONG)
+            else:
+                self._error(_reply(500, "5.5.2 line too long"))
             return None
         if verb not in _KNOWN:
             self._error(_reply(500, "5.5.2 command not recognised"))
@@ -345,7 +373,7 @@ class SmtpSession:
         ]
         if self.tls_available and not self.tls_active:
             lines.append("STARTTLS")
-        if self.auth_available and not self.authenticated:
+        if self._auth_offered:
             lines.append("AUTH PLAIN LOGIN")
         self._ok(_reply(250, "\n".join(lines)))
 
@@ -430,14 +458,17 @@ class SmtpSession:
         self._auth_username = None
         initial = initial.strip()
         if initial:
-            return self._auth_line(initial)
+            return self._auth_line(initial, too_long=False)
         self.phase = Phase.AUTH
         # RFC 4954: PLAIN sends an empty challenge; LOGIN asks "Username:".
         self._send(_reply(334, "" if mechanism == "PLAIN" else "VXNlcm5hbWU6"))
         return None
 
-    def _auth_line(self, line: str) -> AuthRequested | None:
+    def _auth_line(self, line: str, too_long: bool) -> AuthRequested | None:
         self.phase = Phase.READY
+        if too_long:
+            self._error(_AUTH_LINE_TOO_LONG)
+            return None
         if line.strip() == "*":
             self._error(_reply(501, "5.0.0 authentication cancelled"))
             return None

@@ -377,6 +377,38 @@ def test_auth_plain_and_login() -> None:
     assert replies[-1] == "501 5.0.0 authentication cancelled"
 
 
+@pytest.mark.parametrize("chunk", [0, 1000])
+def test_an_auth_exchange_line_may_be_12288_octets(chunk: int) -> None:
+    """RFC 4954 section 4: a response in an AUTH exchange may be far longer than a command, and
+    12288 octets hold those of deployed mechanisms; a longer one fails the AUTH command with
+    500 5.5.6 and the session goes on. An initial response on the AUTH line is held to the
+    same, where AUTH is offered; elsewhere the line is a command of 512 octets."""
+    password = "p" * 9000
+    response = b64("\0demo\0" + password)
+    for exchange in (b"AUTH PLAIN\r\n" + response, b"AUTH PLAIN " + response):
+        events, _ = run(session(auth_available=True), b"EHLO c\r\n" + exchange + b"\r\n")
+        assert events[0] == AuthRequested("PLAIN", "demo", password)
+    login = b"AUTH LOGIN\r\n" + b64("demo") + b"\r\n" + b64(password) + b"\r\n"
+    events, _ = run(session(auth_available=True), b"EHLO c\r\n" + login)
+    assert events[0] == AuthRequested("LOGIN", "demo", password)
+    # The longest line is read (and, as it is no base64, refused as such); one octet more, or
+    # thousands, is not read at all.
+    undecodable = "501 5.5.2 cannot decode the response (base64 UTF-8)"
+    too_long = "500 5.5.6 authentication exchange line is too long"
+    for start, fill in ((b"AUTH PLAIN\r\n", 12286), (b"AUTH PLAIN ", 12286 - 11)):
+        for extra, last in ((0, undecodable), (1, too_long), (8000, too_long)):
+            line = start + b"A" * (fill + extra) + b"\r\nNOOP\r\n"
+            _, replies = run(session(auth_available=True), b"EHLO c\r\n" + line, chunk=chunk)
+            assert replies[-2:] == [last, "250 2.0.0 OK"]
+    # Where AUTH is not offered (after HELO, or not to this client), a long AUTH line is just a
+    # command too long.
+    line = b"AUTH PLAIN " + b"A" * 600 + b"\r\n"
+    _, replies = run(session(auth_available=True), b"HELO c\r\n" + line)
+    assert replies[-1] == "500 5.5.2 line too long"
+    _, replies = run(session(), b"EHLO c\r\n" + line)
+    assert replies[-1] == "500 5.5.2 line too long"
+
+
 def test_guessing_passwords_ends_with_421() -> None:
     guesses = b"".join(b"AUTH PLAIN " + b64(f"\0demo\0guess{n}") + b"\r\n" for n in range(12))
     events, replies = run(
@@ -468,7 +500,7 @@ def test_any_input_gives_replies_and_events_only(
         chunk=chunk,
     )
     assert all(line[:3].isdigit() for line in replies)
-    assert len(smtp._buffer) <= 2048 + 700
+    assert len(smtp._buffer) <= 12288  # the longest line, an AUTH exchange's
     assert smtp.phase in set(Phase)
     for event in events:
         if isinstance(event, MessageReceived):
