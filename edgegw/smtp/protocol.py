@@ -4,7 +4,8 @@ and reply bytes out. No sockets, no clock, no logging; the shell owns timeouts, 
 decision an event asks for. Spec section 2.6 (email to SMS).
 
 Every input is answered with a reply, never an exception: bounded buffers, refused commands
-(503 in the wrong phase, 500 for garbage) and, after too many errors in a row, 421 and close.
+(503 in the wrong phase, 500 for garbage) and, after too many errors without a mail taken between
+them, 421 and close.
 Only CRLF ends a command and only CRLF.CRLF ends DATA (no bare-LF smuggling). Inside DATA a bare
 LF ends a line of the message, as the mail parser reads it, so the line after it is
 dot-unstuffed like one after CRLF (RFC 5321 4.5.2).
@@ -59,7 +60,9 @@ class SmtpLimits(msgspec.Struct, frozen=True, kw_only=True):
     max_line_bytes: int = 1000  # RFC 5321 4.5.3.1.6, a line of the message, CRLF included
     max_message_bytes: int = 1_048_576  # announced as SIZE; larger is refused with 552
     max_recipients: int = 100  # RCPT beyond this gets 452 (RFC 5321 4.5.3.1.8 asks >= 100)
-    max_errors: int = 10  # refused commands in a row before 421 and close
+    # Refused commands before 421 and close, counted since the last mail taken (or the start):
+    # good commands between them do not start the count again.
+    max_errors: int = 10
 
 
 class Phase(enum.Enum):
@@ -215,7 +218,11 @@ class SmtpSession:
             raise RuntimeError("no event is waiting for an answer")
         pending, self._pending = self._pending, None
         if reply.positive:
-            if isinstance(pending, AuthRequested):
+            if isinstance(pending, MessageReceived):
+                # A client whose mail was taken is not the one the error count keeps out: a
+                # count over its whole connection would end a long run of mails for stray errors.
+                self._errors = 0
+            elif isinstance(pending, AuthRequested):
                 self.authenticated = True
             elif isinstance(pending, RecipientRequested):
                 self._recipients.append(pending.address)
@@ -333,10 +340,6 @@ class SmtpSession:
         else:
             self._send(reply)
 
-    def _ok(self, reply: Reply) -> None:
-        self._errors = 0
-        self._send(reply)
-
     def _command(self, line: str, too_long: bool) -> Event | None:
         verb, _, argument = line.partition(" ")
         verb = verb.upper()
@@ -375,7 +378,7 @@ class SmtpSession:
             lines.append("STARTTLS")
         if self._auth_offered:
             lines.append("AUTH PLAIN LOGIN")
-        self._ok(_reply(250, "\n".join(lines)))
+        self._send(_reply(250, "\n".join(lines)))
 
     def _verb_helo(self, argument: str) -> None:
         if not argument:
@@ -384,26 +387,26 @@ class SmtpSession:
         self._reset_transaction()
         self.phase = Phase.READY
         self._extended = False
-        self._ok(_reply(250, f"{self.domain}"))
+        self._send(_reply(250, f"{self.domain}"))
 
     def _verb_rset(self, argument: str) -> None:
         self._reset_transaction()
         if self.phase is not Phase.INIT:
             self.phase = Phase.READY
-        self._ok(_reply(250, "2.0.0 OK"))
+        self._send(_reply(250, "2.0.0 OK"))
 
     def _verb_noop(self, argument: str) -> None:
-        self._ok(_reply(250, "2.0.0 OK"))
+        self._send(_reply(250, "2.0.0 OK"))
 
     def _verb_help(self, argument: str) -> None:
-        self._ok(_reply(214, "2.0.0 mail to <number>-<service id>@" + self.domain))
+        self._send(_reply(214, "2.0.0 mail to <number>-<service id>@" + self.domain))
 
     def _verb_vrfy(self, argument: str) -> None:
         # RFC 5321 4.1.1.6: VRFY names what to verify; without it, a syntax error (501).
         if not argument:
             self._error(_reply(501, "5.5.4 VRFY needs an address"))
             return
-        self._ok(_reply(252, "2.5.2 cannot verify, but will try delivery"))
+        self._send(_reply(252, "2.5.2 cannot verify, but will try delivery"))
 
     def _verb_expn(self, argument: str) -> None:
         # RFC 5321 4.2.4: a command of the protocol this server does not carry out is 502, not
@@ -427,7 +430,7 @@ class SmtpSession:
         if argument:
             self._error(_reply(501, "5.5.4 STARTTLS takes no argument"))
             return None
-        self._ok(_reply(220, "2.0.0 ready to start TLS"))
+        self._send(_reply(220, "2.0.0 ready to start TLS"))
         # Anything pipelined after STARTTLS came in the clear; it must not count as sent
         # under TLS (RFC 3207 section 6).
         self._buffer.clear()
@@ -540,7 +543,7 @@ class SmtpSession:
         self._sender = sender
         self._utf8 = utf8
         self.phase = Phase.MAIL
-        self._ok(_reply(250, "2.1.0 sender OK"))
+        self._send(_reply(250, "2.1.0 sender OK"))
 
     def _verb_rcpt(self, argument: str) -> RecipientRequested | None:
         path = self._path(argument, "TO:")
@@ -578,7 +581,7 @@ class SmtpSession:
         self._data_too_big = False
         # A virtual CRLF before the first line lets one search find the end of an empty message.
         self._buffer[:0] = b"\r\n"
-        self._ok(_reply(354, "end data with <CR><LF>.<CR><LF>"))
+        self._send(_reply(354, "end data with <CR><LF>.<CR><LF>"))
 
     def _path(self, argument: str, keyword: str) -> tuple[str, list[tuple[str, str | None]]] | None:
         if argument[: len(keyword)].upper() != keyword:

@@ -340,6 +340,20 @@ def test_too_many_errors_close_the_session() -> None:
     assert len(replies) == 1 + 10
 
 
+def test_good_commands_between_bad_ones_do_not_start_the_count_again() -> None:
+    """A client alternating a good command with a bad one is closed at its tenth bad one, as
+    one sending only bad ones is; a mail taken starts the count again, so a long run of mails
+    is not closed for a stray error now and then."""
+    events, replies = run(session(), b"EHLO c\r\n" + b"NOOP\r\nBOGUS\r\n" * 20)
+    assert events == [ConnectionClosed()]
+    assert replies.count("500 5.5.2 command not recognised") == 9
+    assert replies[-1] == "421 4.7.0 sms.test too many errors, closing"
+    mail = b"MAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nDATA\r\nhi\r\n.\r\n"
+    events, replies = run(session(), b"EHLO c\r\n" + (b"BOGUS\r\n" * 9 + mail) * 3 + b"NOOP\r\n")
+    assert sum(isinstance(e, MessageReceived) for e in events) == 3
+    assert replies[-1] == "250 2.0.0 OK"
+
+
 def test_a_timeout_is_421_and_close() -> None:
     smtp = session()
     smtp.timed_out()
