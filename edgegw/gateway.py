@@ -39,6 +39,7 @@ from edgegw.http.receive import receive_routes
 from edgegw.http.server import serve_http
 from edgegw.http.soap_routes import soap_errors, soap_routes
 from edgegw.http.status import StatusView, status_routes
+from edgegw.loglimit import LogLimiter
 from edgegw.metrics import CONTENT_TYPE, Metrics
 from edgegw.model import InboundView, SendRequest, SendResponse, StatusCode
 from edgegw.networks import Networks
@@ -322,14 +323,16 @@ class Gateway:
                         smtp_port = None
                         smtp = self.config.smtp
                         if smtp is not None:
+                            smtp_log = LogLimiter()
                             with _listen_failure("SMTP", smtp.host, smtp.port, "[smtp] port"):
                                 smtp_port = await listeners.start(
                                     functools.partial(
                                         serve_smtp,
                                         smtp,
-                                        self._smtp_backend(),
+                                        self._smtp_backend(smtp_log),
                                         throttle=self.throttle,
                                         refused=self.connections_refused,
+                                        limiter=smtp_log,
                                     )
                                 )
                         self._ready = True
@@ -350,7 +353,7 @@ class Gateway:
         if self.bound is not None:
             log.info("gateway stopped")
 
-    def _smtp_backend(self) -> GatewaySmtpBackend:
+    def _smtp_backend(self, limiter: LogLimiter) -> GatewaySmtpBackend:
         assert self.config.smtp is not None
         assert self.submitter is not None
         return GatewaySmtpBackend(
@@ -360,6 +363,7 @@ class Gateway:
             self.authenticate,
             domain=self.config.smtp.domain,
             on_accepted=functools.partial(self.metrics.count_accepted, "smtp"),
+            limiter=limiter,
         )
 
     async def _start_modem(self, nursery: trio.Nursery, modem_config: ModemConfig) -> str:

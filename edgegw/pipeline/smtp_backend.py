@@ -2,7 +2,9 @@
 into one durable message per recipient through the same `Submitter` as every other door.
 
 A mail is acknowledged (250) only after all its messages committed, and refused (554) whole
-when any recipient's message cannot be sent, so nothing is half accepted. Spec section 2.6.
+when any recipient's message cannot be sent, so nothing is half accepted. Mail to the postmaster
+(RFC 5321 4.5.1) is taken from any client and logged, as there is no mailbox to keep it in.
+Spec section 2.6.
 """
 
 from __future__ import annotations
@@ -13,11 +15,21 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Final
 
+import trio
+
 from edgegw.config import ServiceConfig
+from edgegw.loglimit import LogLimiter, log_limited
 from edgegw.networks import Networks
 from edgegw.offload import decoded
 from edgegw.pipeline.submit import DirectMessage, Rejected, Submitter, check_recipient
-from edgegw.smtp.mail import MailContent, MailError, mail_content, parse_recipient
+from edgegw.smtp.mail import (
+    MailContent,
+    MailError,
+    is_postmaster,
+    mail_content,
+    mail_subject,
+    parse_recipient,
+)
 from edgegw.smtp.protocol import Reply
 from edgegw.store import NewMessage, Store, StoreUnwritable
 
@@ -26,6 +38,7 @@ __all__ = ["GatewaySmtpBackend"]
 log = logging.getLogger(__name__)
 
 _IDS_PER_LINE: Final = 20  # keeps each line of the 250 reply well under 512 octets
+_SUBJECT_LOGGED: Final = 200  # characters of a postmaster mail's subject in its log line
 
 
 class GatewaySmtpBackend:
@@ -40,6 +53,7 @@ class GatewaySmtpBackend:
         *,
         domain: str,
         on_accepted: Callable[[int, int], None] | None = None,
+        limiter: LogLimiter | None = None,
     ) -> None:
         self._services = {service.id: service for service in services}
         self._allowed = {
@@ -53,13 +67,19 @@ class GatewaySmtpBackend:
         self._on_accepted = on_accepted
         self._authenticate = authenticate
         self._domain = domain
+        # Mail to the postmaster is logged at most once a minute per client address (the
+        # listener's limiter, which writes the count of those left out).
+        self._limiter = limiter or LogLimiter()
 
     async def authenticate(self, username: str, password: str) -> int | None:
         return await self._authenticate(username, password)
 
     def recipient(self, address: str, client: str, authenticated: int | None) -> Reply:
         """The RCPT decision: a well-formed address of a service that takes email, from an
-        allowed client address or a session authenticated as that service."""
+        allowed client address or a session authenticated as that service; the postmaster's
+        from any client (RFC 5321 4.5.1)."""
+        if is_postmaster(address, self._domain):
+            return Reply(250, "2.1.5 postmaster OK")
         try:
             number, service_id = parse_recipient(address, self._domain)
             check_recipient(number)
@@ -74,17 +94,24 @@ class GatewaySmtpBackend:
             return Reply(550, f"5.7.1 {client} may not send for service {service_id}")
         return Reply(250, "2.1.5 recipient OK")
 
-    async def deliver(self, recipients: Sequence[str], content: bytes) -> Reply:
+    async def deliver(
+        self, sender: str, recipients: Sequence[str], content: bytes, client: str
+    ) -> Reply:
         """The end-of-DATA decision: 250 with the message ids once committed, 554 with the
         reason when a message cannot be sent, 452 when the store's disk is full, 451 when the
-        store failed otherwise (nothing accepted either way)."""
+        store failed otherwise (nothing accepted either way). A mail taken for the postmaster
+        is logged with its sender, client address, subject and size."""
         texts: dict[tuple[bool, bool], MailContent] = {}
         messages: list[NewMessage] = []
         # One SMS per number and service, as MTAs drop duplicate recipients: a mail listing a
         # number twice (in To and Cc, with and without its +) must not reach the phone twice.
         taken: set[tuple[str, int]] = set()
+        to_postmaster = False
         try:
             for address in recipients:
+                if is_postmaster(address, self._domain):
+                    to_postmaster = True
+                    continue
                 number, service_id = parse_recipient(address, self._domain)
                 if (number, service_id) in taken:
                     continue
@@ -112,7 +139,8 @@ class GatewaySmtpBackend:
         except Rejected as exc:
             return Reply(554, f"5.6.0 {address}: {exc.message}")
         try:
-            await self._store.insert_messages(messages)
+            if messages:
+                await self._store.insert_messages(messages)
         except Exception as exc:
             log.exception("smtp: storing a mail for %d recipients failed", len(messages))
             if isinstance(exc, StoreUnwritable):
@@ -120,6 +148,24 @@ class GatewaySmtpBackend:
                 # system full": a transient failure its MTA retries, saying what it is.
                 return Reply(452, "4.3.1 insufficient system storage, try again later")
             return Reply(451, "4.3.0 the message could not be stored, try again later")
+        if to_postmaster:
+            subject = await decoded(mail_subject, content)
+            log_limited(
+                log,
+                self._limiter,
+                logging.WARNING,
+                "postmaster",
+                client,
+                trio.current_time(),
+                "SMTP mail to the postmaster from %r (client %s, subject %r, %d bytes) is only"
+                " logged: the gateway keeps no mailbox",
+                sender,
+                client,
+                subject[:_SUBJECT_LOGGED],
+                len(content),
+            )
+            if not messages:
+                return Reply(250, "2.0.0 logged for the postmaster")
         if self._on_accepted is not None:
             for service_id, count in collections.Counter(m.service_id for m in messages).items():
                 self._on_accepted(service_id, count)

@@ -7,7 +7,9 @@ from edgegw.smtp.mail import (
     MAX_MIME_CONTAINERS,
     MailContent,
     MailError,
+    is_postmaster,
     mail_content,
+    mail_subject,
     parse_recipient,
 )
 from edgegw.smtp.protocol import (
@@ -41,6 +43,8 @@ __all__ = [
     "SmtpSession",
     "StartTlsRequested",
     "check_smtp",
+    "is_postmaster",
     "mail_content",
+    "mail_subject",
     "parse_recipient",
 ]

@@ -28,7 +28,9 @@ __all__ = [
     "MAX_MIME_CONTAINERS",
     "MailContent",
     "MailError",
+    "is_postmaster",
     "mail_content",
+    "mail_subject",
     "parse_recipient",
 ]
 
@@ -50,6 +52,7 @@ _NOT_BASE64: Final = re.compile(r"[^A-Za-z0-9+/=]")
 _ENCODED_WORD: Final = r"=\?[^?\s]+\?[BbQq]\?[^?\r\n]*\?="
 _ENCODED_WORDS: Final = re.compile(rf"{_ENCODED_WORD}(?:\s*{_ENCODED_WORD})*")
 _parser = email.parser.BytesParser(policy=email.policy.compat32)
+_header_parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
 # A Content-Type header (folded or not, any case) that makes its part a container the parser
 # descends into. Counted over the raw bytes before parsing; a match in a body only over-counts.
 _CONTAINER: Final = re.compile(rb"(?<![^\r\n])content-type:[ \t\r\n]*(?:multipart|message)/", re.I)
@@ -106,6 +109,21 @@ def parse_recipient(address: str, domain: str) -> tuple[str, int]:
         raise MailError(f"{local!r} is not <number>-<service id>, as in 4741000000-1000@{domain}")
     _, number, service = match.groups()
     return "+" + number, int(service)
+
+
+def is_postmaster(address: str, domain: str) -> bool:
+    """`address` is the postmaster's, which RFC 5321 4.5.1 has every mail server take: the local
+    part `Postmaster` in any case, bare (`RCPT TO:<Postmaster>`, RFC 5321 4.1.1.3) or at the
+    mail domain, an internationalised one in either form."""
+    local, at, host = address.rpartition("@")
+    if not at:
+        return host.lower() == "postmaster"
+    return local.lower() == "postmaster" and _ascii_domain(host) == _ascii_domain(domain)
+
+
+def mail_subject(raw: bytes) -> str:
+    """The Subject of a mail as `mail_content` reads it, from its header section alone."""
+    return _header(_header_parser.parsebytes(raw), "subject")
 
 
 def mail_content(raw: bytes, *, prepend_subject: bool, strip_signature: bool) -> MailContent:

@@ -59,8 +59,11 @@ class SmtpBackend(Protocol):
     # The RCPT decision for a client address (and the service it authenticated as).
     def recipient(self, address: str, client: str, authenticated: int | None) -> Reply: ...
 
-    # The end-of-DATA decision; a 250 only after the messages are committed.
-    async def deliver(self, recipients: Sequence[str], content: bytes) -> Reply: ...
+    # The end-of-DATA decision for a mail from `sender` sent by a client address; a 250 only
+    # after the messages are committed.
+    async def deliver(
+        self, sender: str, recipients: Sequence[str], content: bytes, client: str
+    ) -> Reply: ...
 
 
 def _tls_context(config: SmtpConfig) -> ssl.SSLContext | None:
@@ -75,17 +78,20 @@ async def serve_smtp(
     *,
     throttle: AuthThrottle | None = None,
     refused: collections.Counter[str] | None = None,
+    limiter: LogLimiter | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on config.host:config.port; reports the bound port through `task_status`.
     Failed AUTH is slowed and locked out by `throttle` (one of default policy if None).
-    Refused connections are counted in `refused` under "smtp", when given."""
+    Refused connections are counted in `refused` under "smtp", when given. `limiter` bounds
+    the door's repeating log lines (one of its own if None); the backend's may share it, so that
+    the count of lines it left out is written too."""
     tls = _tls_context(config)
     throttle = throttle or AuthThrottle()
     listeners = await trio.open_tcp_listeners(config.port, host=config.host)
     port: int = listeners[0].socket.getsockname()[1]
     active = 0
-    limiter = LogLimiter()
+    limiter = limiter or LogLimiter()
     shares = ConnectionShares(
         config.max_connections,
         config.max_connections_per_address,
@@ -174,7 +180,8 @@ async def serve_connection(
             elif isinstance(event, RecipientRequested):
                 session.answer(backend.recipient(event.address, client, authenticated))
             elif isinstance(event, MessageReceived):
-                session.answer(await backend.deliver(event.recipients, event.content))
+                reply = await backend.deliver(event.sender, event.recipients, event.content, client)
+                session.answer(reply)
             elif isinstance(event, AuthRequested):
                 authenticated, reply = await _login(throttle, backend, client, event)
                 session.answer(reply)

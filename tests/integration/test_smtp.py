@@ -430,6 +430,51 @@ async def test_refusals_at_rcpt_and_at_end_of_data(gateway: Gateway) -> None:
     assert await gateway.store.read(count) == 0
 
 
+async def test_mail_to_the_postmaster_is_taken_from_any_client_and_logged(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RFC 5321 4.5.1: mail to the postmaster is taken, bare or at the mail domain, also from a
+    client no service takes mail from. With no mailbox to keep it in, it is logged (at most
+    once a minute per client address); a number beside it gets its SMS as ever."""
+    port = smtp_port(gateway)
+
+    def session(source: str, recipients: list[str]) -> tuple[list[int], int, str]:
+        with smtplib.SMTP("127.0.0.1", port, timeout=10, source_address=(source, 0)) as client:
+            client.ehlo("tests.local")
+            client.mail("mailer-daemon@far.test")
+            codes = [client.rcpt(recipient)[0] for recipient in recipients]
+            code, reply = client.data(b"Subject: Undelivered\r\n\r\nYour mail bounced\r\n")
+            return codes, code, reply.decode()
+
+    bare = await trio.to_thread.run_sync(session, "127.0.0.1", ["Postmaster"])
+    assert bare == ([250], 250, "2.0.0 logged for the postmaster")
+    beside = [f"POSTMASTER@{DOMAIN.upper()}", f"4741000010-1000@{DOMAIN}"]
+    codes, code, reply = await trio.to_thread.run_sync(session, "127.0.0.1", beside)
+    assert (codes, code) == ([250, 250], 250)
+    assert (await stored_texts(gateway, reply))["+4741000010"][1] == "Your mail bounced"
+    # Not on the service's allow list: the number is refused, the postmaster is not.
+    off_list = [f"4741000010-1000@{DOMAIN}", f"postmaster@{DOMAIN}"]
+    refused = await trio.to_thread.run_sync(session, "127.0.0.2", off_list)
+    assert refused == ([550, 250], 250, "2.0.0 logged for the postmaster")
+    logged = [r.getMessage() for r in caplog.records if "postmaster" in r.getMessage()]
+    line = (
+        "SMTP mail to the postmaster from 'mailer-daemon@far.test' (client {}, subject"
+        " 'Undelivered', 43 bytes) is only logged: the gateway keeps no mailbox"
+    )
+    assert logged == [line.format("127.0.0.1"), line.format("127.0.0.2")]
+
+    def elsewhere() -> tuple[int, bytes]:
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.ehlo("tests.local")
+            client.mail("mailer-daemon@far.test")
+            return client.rcpt("postmaster@far.test")
+
+    assert await trio.to_thread.run_sync(elsewhere) == (
+        550,
+        b"5.1.3 mail for 'far.test' is not taken here, only @sms.localhost",
+    )
+
+
 async def test_expn_is_known_but_not_implemented_and_vrfy_is_252_or_501_without_address(
     gateway: Gateway,
 ) -> None:

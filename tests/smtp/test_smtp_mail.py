@@ -17,6 +17,7 @@ from edgegw.smtp.mail import (
     MAX_CHARACTERS,
     MAX_MIME_CONTAINERS,
     MailError,
+    is_postmaster,
     mail_content,
     parse_recipient,
 )
@@ -206,6 +207,25 @@ def test_a_recursion_error_of_the_parser_is_the_same_refusal(
 )
 def test_recipient_addresses(address: str, expected: tuple[str, int]) -> None:
     assert parse_recipient(address, "sms.test") == expected
+
+
+@pytest.mark.parametrize(
+    ("address", "postmaster"),
+    [
+        ("postmaster", True),  # RFC 5321 4.1.1.3: without a domain
+        ("Postmaster", True),
+        ("POSTMASTER@sms.straße.test", True),
+        ("postmaster@SMS.xn--strae-oqa.test", True),
+        ("postmaster@elsewhere.test", False),  # relaying, not ours
+        ("postmaster-1000@sms.straße.test", False),
+        ("4741000000-1000@sms.straße.test", False),
+        ("", False),
+    ],
+)
+def test_the_postmaster_is_the_local_part_postmaster_bare_or_at_the_domain(
+    address: str, postmaster: bool
+) -> None:
+    assert is_postmaster(address, "sms.straße.test") is postmaster
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,9 @@ class Backend:
         self.seen_auth.append(authenticated)
         return Reply(250, "2.1.5 OK")
 
-    async def deliver(self, recipients: Sequence[str], content: bytes) -> Reply:
+    async def deliver(
+        self, sender: str, recipients: Sequence[str], content: bytes, client: str
+    ) -> Reply:
         self.mails.append((tuple(recipients), content))
         return Reply(250, "2.0.0 queued as m1")
 
