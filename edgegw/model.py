@@ -354,6 +354,33 @@ def is_final(state: MessageState, dr_status: int | None) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
+# The moments that decide what may happen to a queued message, each written once, in Python and
+# in the SQL the store selects rows by, side by side: it is due (a dispatcher may claim it) once
+# `due_at` has come, and past its validity (it is expired and no path sends, replaces or cancels
+# it) once `expires_at` has come, whether or not the expiry sweep has come round to it yet.
+
+
+class Moment(msgspec.Struct, frozen=True):
+    """A column of a message's row holding a moment that has come at `now` when it is no later
+    than `now`."""
+
+    column: str
+
+    def reached(self, at: float, now: float) -> bool:
+        """Whether the moment `at` (this column's value) has come at `now`."""
+        return at <= now
+
+    def sql(self, now: str = "?") -> str:
+        """`reached` as an SQL condition on the column, `now` being the parameter that binds
+        the time."""
+        return f"{self.column} <= {now}"
+
+
+DUE: Final = Moment("due_at")
+EXPIRY: Final = Moment("expires_at")
+
+
+# ---------------------------------------------------------------------------------------------
 # Records passed into and out of the store.
 
 

@@ -20,7 +20,7 @@ from drivers.events import ModemState
 from drivers.modem import Modem
 from edgegw.clock import Clock
 from edgegw.config import CrashPolicy, DispatchConfig, ServiceConfig
-from edgegw.model import DueMessage
+from edgegw.model import DUE, EXPIRY, DueMessage
 from edgegw.pipeline.pacing import Pacer
 from edgegw.pipeline.router import choose_modem
 from edgegw.pipeline.sendwindow import next_open
@@ -179,13 +179,13 @@ class Dispatcher:
             else:
                 self._down_since.setdefault(name, now)
         heads, expires_at = await store.queue_times()
-        if expires_at is not None and expires_at <= now:
+        if expires_at is not None and EXPIRY.reached(expires_at, now):
             expired = await store.expire_due(now)
             log.info("%d messages expired before they could be sent", len(expired))
             heads, expires_at = await store.queue_times()
         if not heads:
             return expires_at
-        due = [service for service, due_at in heads.items() if due_at <= now]
+        due = [service for service, due_at in heads.items() if DUE.reached(due_at, now)]
         waiting = bool(due)
         if waiting:
             waiting = await self._claim_due(now, due)

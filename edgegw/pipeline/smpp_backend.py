@@ -29,7 +29,7 @@ from edgegw.delivery.smpp_outbox import (
     record_answer,
     smpp_state,
 )
-from edgegw.model import MessageState, OriginatorType, is_final
+from edgegw.model import EXPIRY, MessageState, OriginatorType, is_final
 from edgegw.passwords import PasswordChecker
 from edgegw.pipeline.submit import DirectMessage, Rejected, Submitter, check_recipient
 from edgegw.smpp.backend import (
@@ -342,7 +342,11 @@ class GatewaySmppBackend:
             schedule_delivery_time=pdu.schedule_delivery_time
             or format_time(dt.datetime.fromtimestamp(not_before, dt.UTC)),
             validity_period=pdu.validity_period
-            or ("" if ends <= now else format_time(dt.datetime.fromtimestamp(ends, dt.UTC))),
+            or (
+                ""
+                if EXPIRY.reached(ends, now)
+                else format_time(dt.datetime.fromtimestamp(ends, dt.UTC))
+            ),
             registered_delivery=pdu.registered_delivery,
             data_coding=data_coding,
             short_message=pdu.short_message,

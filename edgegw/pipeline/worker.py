@@ -20,7 +20,7 @@ from drivers.gsm import relative_validity, validity_period_minutes
 from drivers.modem import Modem, ModemError, OutgoingPart, SendOutcomeUnknown, SendRejected
 from edgegw.clock import Clock
 from edgegw.config import CrashPolicy, DispatchConfig
-from edgegw.model import Claim, ClaimedPart, DrStatus
+from edgegw.model import EXPIRY, Claim, ClaimedPart, DrStatus
 from edgegw.pipeline.pacing import Pacer
 from edgegw.pipeline.sendwindow import next_open
 from edgegw.store import Store, StoreUnwritable
@@ -265,7 +265,7 @@ class ModemWorker:
         first = next((part for part in following.parts if not part.sent), None)
         if (
             first is None
-            or now >= following.expires_at
+            or EXPIRY.reached(following.expires_at, now)
             or _window_opening(following, now) != now
             or self.modem.health().state is not ModemState.READY
         ):
@@ -275,7 +275,7 @@ class ModemWorker:
     async def _held(self, claim: Claim, now: float) -> bool:
         """Hold back `claim` when it may not go at `now`: expired (DR 361) once its validity is
         over, back to the queue until its daily send window opens again; True if held."""
-        if now >= claim.expires_at:
+        if EXPIRY.reached(claim.expires_at, now):
             await self._store.expire(claim.id, "validity period expired before sending", now)
             return True
         opening = _window_opening(claim, now)

@@ -14,6 +14,7 @@ from typing import Any
 
 from edgegw.clock import Clock
 from edgegw.model import (
+    DUE,
     Claim,
     DrStatus,
     DueMessage,
@@ -292,7 +293,7 @@ class Store(Engine):
                         "SELECT id, modem, expires_at, window_zone, window_first, window_last,"
                         " window_opens, window_closes, recipient FROM messages"
                         " WHERE state = 'queued' AND service_id = ? AND priority = ?"
-                        " AND due_at <= ? ORDER BY due_at LIMIT ?",
+                        f" AND {DUE.sql()} ORDER BY due_at LIMIT ?",
                         (service_id, priority, at, limit - len(messages)),
                     )
                     messages += [

@@ -22,6 +22,7 @@ import msgspec
 
 from drivers.gsm.parts import EncodedPart
 from edgegw.model import (
+    EXPIRY,
     MESSAGE_TRANSITIONS,
     PART_TRANSITIONS,
     UNSENT_PART_ENDS,
@@ -391,7 +392,7 @@ def expire_due(conn: sqlite3.Connection, fx: Effects, now: float) -> list[str]:
     detail = "validity period expired before sending"
     rows = conn.execute(
         "UPDATE messages SET state = ?, error = ?, dr_status = ?, done_at = ?,"
-        " updated_at = ? WHERE state = 'queued' AND expires_at <= ? RETURNING id",
+        f" updated_at = ? WHERE state = 'queued' AND {EXPIRY.sql()} RETURNING id",
         (target, detail, DrStatus.VALIDITY_EXPIRED, now, now, now),
     ).fetchall()
     ids = [row[0] for row in rows]
@@ -441,7 +442,7 @@ def replace(
     or final, or its validity over though `expire_due` has not come round to it yet), and
     nothing changes."""
     row = conn.execute(
-        "SELECT 1 FROM messages WHERE id = ? AND state = 'queued' AND expires_at > ?"
+        f"SELECT 1 FROM messages WHERE id = ? AND state = 'queued' AND NOT {EXPIRY.sql()}"
         " AND NOT EXISTS (SELECT 1 FROM parts WHERE message_id = messages.id"
         " AND (state != 'queued' OR attempts > 0))",
         (message_id, now),

@@ -6,6 +6,7 @@ cancels, expiry, failover and restarts, checking the invariants after every step
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 import sqlite3
@@ -20,6 +21,8 @@ from support.store import new_message
 from edgegw.delivery.fanout import final_outcomes
 from edgegw.delivery.outbox import Endpoint, register_endpoints
 from edgegw.model import (
+    DUE,
+    EXPIRY,
     MESSAGE_TRANSITIONS,
     PART_TRANSITIONS,
     WENT_OUT,
@@ -61,6 +64,23 @@ def test_every_pair_outside_the_tables_is_refused() -> None:
 def test_terminal_states_have_no_way_out() -> None:
     for (state, _), _target in MESSAGE_TRANSITIONS.items():
         assert not is_final(state, None) or state is MessageState.SENT
+
+
+def test_each_moment_has_come_alike_in_python_and_in_the_stores_sql(tmp_path: Path) -> None:
+    """A message is due, and past its validity, at the moment itself: the dispatcher's and
+    the worker's test in Python and the store's selects in SQL agree on either side of it and
+    on it."""
+    built = new_message("m1", now=START, expires_in=600)
+    with contextlib.closing(connect(tmp_path / "moments.db")) as conn:
+        migrate(conn)
+        transactions.message_inserter([built])(conn)
+        for moment, at in ((DUE, built.not_before), (EXPIRY, built.expires_at)):
+            for now in (at - 0.001, at, at + 0.001):
+                found = conn.execute(
+                    f"SELECT count(*) FROM messages WHERE {moment.sql()}", (now,)
+                ).fetchone()[0]
+                assert (found == 1) is moment.reached(at, now), (moment.column, now - at)
+            assert [moment.reached(at, at + d) for d in (-0.001, 0, 0.001)] == [False, True, True]
 
 
 def message(message_id: str, parts: int, now: float, validity: float) -> NewMessage:
