@@ -267,7 +267,8 @@ class Dispatcher:
         )
         if not assignments:
             return waiting
-        for claim in await self._store.claim(assignments, now):
+        # The claim checks each message as it is when the claim runs, not as it was read.
+        for claim in await self._store.claim(assignments, self._clock.now()):
             self._in_flight[claim.modem] += 1
             self._channels[claim.modem].send_nowait(claim)
         return waiting

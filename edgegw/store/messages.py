@@ -130,10 +130,15 @@ class Store(Engine):
         in one job: the submit_sm of one read of an SMPP session."""
         await self.write(functools.partial(tx.insert_messages, fx=self.effects, groups=groups))
 
-    async def expire_due(self, now: float | None = None) -> list[str]:
-        """Queued messages past their validity (or the end of their send window) -> `expired`."""
+    async def expire_due(
+        self, now: float | None = None, message_ids: Sequence[str] | None = None
+    ) -> list[str]:
+        """Queued messages past their validity (or the end of their send window) -> `expired`:
+        all of them, or those of `message_ids`."""
         return await self.write(
-            functools.partial(tx.expire_due, fx=self.effects, now=self._now(now))
+            functools.partial(
+                tx.expire_due, fx=self.effects, now=self._now(now), message_ids=message_ids
+            )
         )
 
     async def expire(self, message_id: str, detail: str, now: float | None = None) -> None:
@@ -165,9 +170,12 @@ class Store(Engine):
     async def claim(
         self, assignments: Sequence[tuple[str, str]], now: float | None = None
     ) -> list[Claim]:
-        """Move queued messages to `sending` on the given modems; return what was claimed."""
+        """Move queued messages to `sending` on the given modems; return what was claimed (those
+        still queued, due and within their validity when the claim runs)."""
         return await self.write(
-            functools.partial(tx.claim, assignments=assignments, now=self._now(now))
+            functools.partial(
+                tx.claim, fx=self.effects, assignments=assignments, now=self._now(now)
+            )
         )
 
     async def mark_part_sending(

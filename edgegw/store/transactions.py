@@ -22,6 +22,7 @@ import msgspec
 
 from drivers.gsm.parts import EncodedPart
 from edgegw.model import (
+    DUE,
     EXPIRY,
     MESSAGE_TRANSITIONS,
     PART_TRANSITIONS,
@@ -386,16 +387,26 @@ def insert_messages(
     fx.touch(Topic.QUEUE)
 
 
-def expire_due(conn: sqlite3.Connection, fx: Effects, now: float) -> list[str]:
-    """Queued messages past their validity (or the end of their send window) -> `expired`."""
+def expire_due(
+    conn: sqlite3.Connection, fx: Effects, now: float, message_ids: Sequence[str] | None = None
+) -> list[str]:
+    """Queued messages past their validity (or the end of their send window) -> `expired`:
+    all of them (the expiry sweep), or those of `message_ids`, each as the sweep would."""
     target = message_move(MessageState.QUEUED, MessageEvent.EXPIRE, final=False)
     detail = "validity period expired before sending"
-    rows = conn.execute(
+    update = (
         "UPDATE messages SET state = ?, error = ?, dr_status = ?, done_at = ?,"
-        f" updated_at = ? WHERE state = 'queued' AND {EXPIRY.sql()} RETURNING id",
-        (target, detail, DrStatus.VALIDITY_EXPIRED, now, now, now),
-    ).fetchall()
-    ids = [row[0] for row in rows]
+        f" updated_at = ? WHERE state = 'queued' AND {EXPIRY.sql()}"
+    )
+    values = (target, detail, DrStatus.VALIDITY_EXPIRED, now, now, now)
+    if message_ids is None:
+        ids = [row[0] for row in conn.execute(update + " RETURNING id", values)]
+    else:
+        ids = [
+            row[0]
+            for message_id in message_ids
+            for row in conn.execute(update + " AND id = ? RETURNING id", (*values, message_id))
+        ]
     _end_unsent(conn, ids, target)
     conn.executemany(_INSERT_EVENT, [(mid, now, target, None, detail) for mid in ids])
     fx.final(conn, ids, now)
@@ -524,23 +535,27 @@ def release_from_modem(
 
 
 def claim(
-    conn: sqlite3.Connection, assignments: Sequence[tuple[str, str]], now: float
+    conn: sqlite3.Connection, fx: Effects, assignments: Sequence[tuple[str, str]], now: float
 ) -> list[Claim]:
     """Move queued messages to `sending` on the given modems; return what was claimed.
 
-    A message that left `queued` since it was read (cancelled, expired) is left out.
+    A message is claimed only as it is now, not as the dispatcher read it: one that left
+    `queued` since (cancelled, expired), or that is no longer due (a replace_sm moved its
+    schedule later), is left out, and one past its validity is expired as the sweep would.
     """
     target = message_move(MessageState.QUEUED, MessageEvent.CLAIM, final=False)
     claims: list[Claim] = []
+    left_out: list[str] = []
     for message_id, modem in assignments:
         row = conn.execute(
             "UPDATE messages SET state = ?, modem = ?, updated_at = ?"
-            " WHERE id = ? AND state = 'queued'"
+            f" WHERE id = ? AND state = 'queued' AND {DUE.sql()} AND NOT {EXPIRY.sql()}"
             " RETURNING recipient, status_report, validity_minutes, pid, expires_at, attempts,"
             " window_zone, window_first, window_last, window_opens, window_closes",
-            (target, modem, now, message_id),
+            (target, modem, now, message_id, now, now),
         ).fetchone()
         if row is None:
+            left_out.append(message_id)
             continue
         _event(conn, message_id, now, target, f"claimed for modem {modem}")
         parts = tuple(
@@ -569,6 +584,8 @@ def claim(
                 parts=parts,
             )
         )
+    if left_out:
+        expire_due(conn, fx, now, left_out)
     return claims
 
 

@@ -424,6 +424,60 @@ async def test_replace_sm_gives_a_queued_message_a_new_text_split_again(gateway:
     assert not [sms for sms in gateway.simulators["sim0"].network.sent if "Old" in sms.text]
 
 
+async def test_a_replace_sm_between_the_dispatchers_read_and_its_claim_holds_the_message(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replace_sm that moves a message due now to tomorrow, committed after the dispatcher
+    read the message as due and before it claims it: the claim finds it no longer due and
+    leaves it queued, with its new text, for tomorrow. (The claim took it on `state =
+    'queued'` alone, and the new text went out at once.)"""
+    port = smpp_port(gateway)
+    store = gateway.store
+    esme = RawEsme(await trio.open_tcp_stream("127.0.0.1", port))
+    replaced: list[int] = []
+    claimed: list[list[str]] = []
+    first_claim = trio.Event()
+    read_due, claim = store.due, store.claim
+
+    async def due_then_replaced(*args: Any, **kwargs: Any) -> Any:
+        found = await read_due(*args, **kwargs)
+        if found and not replaced:
+            [[message]] = found.values()
+            answer = await esme.request(
+                ReplaceSm,
+                message_id=message.id,
+                short_message=b"New text, tomorrow",
+                schedule_delivery_time="000001000000000R",
+                **SOURCE,
+            )
+            replaced.append(answer.command_status)
+        return found
+
+    async def claim_seen(*args: Any, **kwargs: Any) -> Any:
+        claims = await claim(*args, **kwargs)
+        claimed.append([c.id for c in claims])
+        first_claim.set()
+        return claims
+
+    async with esme.stream:
+        bound = await esme.request(BindTransceiver, system_id="demo", password="demo")
+        assert bound.command_status == 0
+        monkeypatch.setattr(store, "due", due_then_replaced)
+        monkeypatch.setattr(store, "claim", claim_seen)
+        submit = {**to("4741000061"), "short_message": b"Old text, now"}
+        [(status, message_id)] = await trio.to_thread.run_sync(submit_all, port, [submit])
+        assert status == 0
+        with trio.fail_after(10):
+            await first_claim.wait()
+    assert replaced == [CommandStatus.ESME_ROK]
+    assert claimed[0] == []
+    record = await store.message(message_id)
+    assert record is not None and record.state is MessageState.QUEUED
+    assert record.not_before == pytest.approx(gateway.clock.now() + 86400, abs=60)
+    await trio.sleep(1)
+    assert not [sms for sms in gateway.simulators["sim0"].network.sent if "text" in sms.text]
+
+
 async def test_submit_multi_sends_to_its_good_destinations_and_lists_the_others(
     gateway: Gateway,
 ) -> None:

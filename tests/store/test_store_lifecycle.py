@@ -83,6 +83,34 @@ def test_each_moment_has_come_alike_in_python_and_in_the_stores_sql(tmp_path: Pa
             assert [moment.reached(at, at + d) for d in (-0.001, 0, 0.001)] == [False, True, True]
 
 
+def test_a_claim_takes_a_message_only_while_it_is_due_and_within_its_validity(
+    tmp_path: Path,
+) -> None:
+    """The claim checks the message as it is when the claim runs: one not yet due stays
+    queued, one past its validity (which the sweep has not come round to) is expired as the
+    sweep would expire it, DR 361; neither is handed to a modem."""
+    later = msgspec.structs.replace(new_message("later"), not_before=START + 60)
+    late = new_message("late", expires_in=20)
+    fx = Effects(final_outcomes, lambda topic: None)
+    with contextlib.closing(connect(tmp_path / "claims.db")) as conn:
+        migrate(conn)
+        transactions.message_inserter([later, late])(conn)
+        # message_inserter makes due_at the not_before it is given.
+        assert transactions.claim(conn, fx, [("later", "m1"), ("late", "m1")], START + 30) == []
+        rows = conn.execute("SELECT id, state, dr_status, error FROM messages ORDER BY id")
+        assert rows.fetchall() == [
+            (
+                "late",
+                "expired",
+                DrStatus.VALIDITY_EXPIRED,
+                "validity period expired before sending",
+            ),
+            ("later", "queued", None, None),
+        ]
+        claims = transactions.claim(conn, fx, [("later", "m1")], START + 60)
+        assert [claim.id for claim in claims] == ["later"]
+
+
 def message(message_id: str, parts: int, now: float, validity: float) -> NewMessage:
     """A message of `parts` GSM parts (153 characters each when concatenated) that asks for
     the customer's DR."""
@@ -216,8 +244,16 @@ class MessageLife:
         if state is not MessageState.QUEUED or message_id in self.workers:
             return
         modem = bound or modem
-        claims = self.write(lambda conn: transactions.claim(conn, [(message_id, modem)], self.now))
-        assert not isinstance(claims, Refused) and len(claims) == 1
+        due_at, expires_at = self.conn.execute(
+            "SELECT due_at, expires_at FROM messages WHERE id = ?", (message_id,)
+        ).fetchone()
+        claims = self.write(
+            lambda conn: transactions.claim(conn, self.fx, [(message_id, modem)], self.now)
+        )
+        assert not isinstance(claims, Refused)
+        assert len(claims) == (due_at <= self.now < expires_at), (due_at, expires_at, self.now)
+        if not claims:
+            return  # not due yet (a retry's backoff), or expired by the claim
         (claim,) = claims
         self.workers[message_id] = Worker(modem, [p.index for p in claim.parts if not p.sent])
 

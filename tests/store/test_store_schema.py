@@ -342,8 +342,9 @@ async def test_due_orders_each_services_messages_by_priority_then_waiting_time(
     ]
     assert list(await store.due([9], START + 60)) == [9]
     assert await store.queue_times() == ({1: START, 7: START + 3, 9: START + 60}, START + 3600)
-    await store.claim([("00000000000a", "m1"), ("00000000000c", "m1"), ("00000000000d", "m1")])
-    await store.claim([("00000000000b", "m1"), ("00000000000e", "m1")])
+    due_ones = [("00000000000a", "m1"), ("00000000000c", "m1"), ("00000000000d", "m1")]
+    assert len(await store.claim(due_ones, START + 10)) == 3
+    assert len(await store.claim([("00000000000b", "m1"), ("00000000000e", "m1")], START + 50)) == 2
     assert await store.queue_times() == ({7: START + 3, 9: START + 60}, START + 3603)
 
 
