@@ -427,7 +427,11 @@ def expire(conn: sqlite3.Connection, fx: Effects, message_id: str, detail: str, 
 
 
 def cancel(conn: sqlite3.Connection, fx: Effects, message_id: str, detail: str, now: float) -> None:
-    """The customer stops a queued message (DR 371)."""
+    """The customer stops a queued message (DR 371). One past its validity is no longer pending
+    delivery (SMPP 3.4 section 4.9.1) but expired, though the sweep has not come round to it:
+    it is expired here as the sweep would (DR 361), and the cancel refused (IllegalTransition,
+    its state `expired`)."""
+    expire_due(conn, fx, now, (message_id,))
     _finish(
         conn,
         fx,

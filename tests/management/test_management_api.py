@@ -147,7 +147,13 @@ class Rig:
         return httpx.AsyncClient(base_url=self.base, auth=auth)
 
     async def send_batch(
-        self, batch: str, count: int, *, service_id: int = 1, window: SendWindow | None = LATER
+        self,
+        batch: str,
+        count: int,
+        *,
+        service_id: int = 1,
+        window: SendWindow | None = LATER,
+        validity: int | None = None,
     ) -> list[str]:
         request = SendRequest(
             serviceId=service_id,
@@ -159,7 +165,7 @@ class Rig:
                     recipient=f"+474100000{index}",
                     content=f"message {index}",
                     clientReference=f"{batch}-{index}",
-                    settings=Settings(sendWindow=window),
+                    settings=Settings(sendWindow=window, validity=validity),
                 )
                 for index in range(count)
             ],
@@ -187,6 +193,7 @@ async def start(
     *,
     loopback: bool = False,
     trusted_proxies: Networks | None = None,
+    dispatch: bool = True,
 ) -> Rig:
     clock = Clock(start_epoch=START)
     store = Store(tmp_path / "db", clock=clock, offload=run_inline, final_outcomes=final_outcomes)
@@ -202,8 +209,9 @@ async def start(
     dispatcher = Dispatcher(
         store, {"m1": modem}, services, DispatchConfig(), clock, rng=random.Random(1)
     )
-    await nursery.start(dispatcher.run)
-    store.subscribe(Topic.QUEUE, dispatcher.wake)
+    if dispatch:
+        await nursery.start(dispatcher.run)
+        store.subscribe(Topic.QUEUE, dispatcher.wake)
     submitter = Submitter(services, store, clock)
     backend = Backend(submitter, store, services)
     routes = management_routes(
@@ -560,6 +568,27 @@ async def test_cancel_one_queued_message_and_see_its_history(
         assert view["events"][-1]["detail"] == "DR delivered to the customer (200)"
     async with rig.client(2) as client:
         assert (await client.delete(f"/api/messages/{now[0]}")).status_code == 404
+
+
+async def test_a_message_past_its_validity_is_neither_deleted_nor_stopped_but_expired(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Messages whose validity (10 minutes, code 1) ran out before the expiry sweep came
+    round to them (no dispatcher runs here) are no longer queued to stop: DELETE answers 409
+    and a batch stop leaves them out, and each ends with DR 361 (validity expired) as the
+    sweep would have left it, not 371 (cancelled)."""
+    rig = await start(nursery, tmp_path, dispatch=False)
+    (deleted,) = await rig.send_batch("late", 1, window=None, validity=1)
+    (stopped,) = await rig.send_batch("late-too", 1, window=None, validity=1)
+    await trio.sleep(15 * 60)
+    async with rig.client() as client:
+        refused = await client.delete(f"/api/messages/{deleted}")
+        assert refused.status_code == 409 and "is expired" in refused.json()["detail"]
+        stop = await client.delete("/mgmt/rs/service/1/batch/late-too")
+        assert (stop.status_code, stop.json()["stoppedMessages"]) == (200, [])
+    await trio.sleep(5)
+    reported = {dr["messageid"]: dr["statuscode"] for dr in rig.customer.drs}
+    assert reported == {deleted: 361, stopped: 361}
 
 
 @pytest.mark.parametrize(

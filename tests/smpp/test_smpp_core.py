@@ -560,6 +560,41 @@ async def test_query_sm_answers_what_the_store_holds(core: Core, door: int) -> N
     }
 
 
+async def submit_and_let_expire(door: int, mock_clock: trio.testing.MockClock) -> str:
+    """A message of ten minutes' validity, submitted by smpplib, a quarter of an hour ago:
+    past its validity, and (no dispatcher runs here) not yet swept."""
+    ten_minutes = {**SUBMIT, "validity_period": "000000001000000R"}
+    [(status, message_id)] = await trio.to_thread.run_sync(submit_all, door, [ten_minutes])
+    assert status == 0
+    mock_clock.jump(15 * 60)
+    return message_id
+
+
+# State, DR code and error of a message the expiry sweep expired.
+SWEPT: Final = ("expired", DrStatus.VALIDITY_EXPIRED, "validity period expired before sending")
+
+
+async def test_a_cancel_sm_of_a_message_past_its_validity_fails_and_it_ends_expired(
+    core: Core, door: int, mock_clock: trio.testing.MockClock
+) -> None:
+    """SMPP 3.4 4.9.1 cancels a message still pending delivery: one whose validity ran out,
+    though the expiry sweep has not come round to it, is not cancelled (ESME_RCANCELFAIL) and
+    ends expired with DR 361, as the sweep would have left it, rather than cancelled (371)."""
+    message_id = await submit_and_let_expire(door, mock_clock)
+    stream = await trio.open_tcp_stream("127.0.0.1", door)
+    async with stream:
+        decoder = SmppDecoder()
+        assert await raw_bind(stream, decoder) == CommandStatus.ESME_ROK
+        await stream.send_all(encode(CancelSm(sequence_number=2, message_id=message_id)))
+        answer = await receive_pdu(stream, decoder)
+    assert isinstance(answer, CancelSmResp)
+    assert answer.command_status == CommandStatus.ESME_RCANCELFAIL
+    assert await row(core.store, message_id, "state, dr_status, error, done_at") == (
+        *SWEPT,
+        NOW + 900,
+    )
+
+
 async def first_of_two_parts_out(core: Core, door: int, *, registered_delivery: int) -> str:
     """A message of two parts submitted through the door, its first part taken by the network
     (TP-MR 7) and its second being sent on modem m1; its id."""
