@@ -217,7 +217,9 @@ class GatewaySmppBackend:
     async def query(self, account: Account, message_id: str) -> QueryResult | None:
         """SMPP 3.4 4.8.2. Its error_code is the network's own code for a failed delivery:
         the TP-ST of the status report that failed the message (TS 23.040 9.2.3.15), else 0.
-        The DR code is the gateway's and does not fit the field's one octet."""
+        The DR code is the gateway's and does not fit the field's one octet. A message past
+        its validity is EXPIRED, though the sweep has not come round to it."""
+        await self._store.expire_if_past(message_id, self._clock.now())
 
         def read(conn: sqlite3.Connection) -> Any:
             return conn.execute(

@@ -15,6 +15,7 @@ from typing import Any
 from edgegw.clock import Clock
 from edgegw.model import (
     DUE,
+    EXPIRY,
     Claim,
     DrStatus,
     DueMessage,
@@ -148,6 +149,21 @@ class Store(Engine):
                 tx.expire, fx=self.effects, message_id=message_id, detail=detail, now=self._now(now)
             )
         )
+
+    async def expire_if_past(self, message_id: str, now: float | None = None) -> bool:
+        """Expire the message as the sweep would when it is queued and past its validity
+        though the sweep has not come round to it yet, so that a read of it shows what it
+        is; True when it did. One read, and a write only then."""
+        at = self._now(now)
+
+        def past(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                f"SELECT 1 FROM messages WHERE id = ? AND state = 'queued' AND {EXPIRY.sql()}",
+                (message_id, at),
+            ).fetchone()
+            return row is not None
+
+        return await self.read(past) and bool(await self.expire_due(at, (message_id,)))
 
     async def reschedule(
         self, message_id: str, not_before: float, now: float | None = None

@@ -591,6 +591,23 @@ async def test_a_message_past_its_validity_is_neither_deleted_nor_stopped_but_ex
     assert reported == {deleted: 361, stopped: 361}
 
 
+async def test_get_shows_a_message_past_its_validity_expired(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A message whose validity (10 minutes, code 1) ran out before the expiry sweep came
+    round to it (no dispatcher runs here) shows as `expired`, not `queued`, with the sweep's
+    history line and its doneAt, and its customer gets DR 361."""
+    rig = await start(nursery, tmp_path, dispatch=False)
+    (message_id,) = await rig.send_batch("late", 1, window=None, validity=1)
+    await trio.sleep(15 * 60)
+    async with rig.client() as client:
+        view = (await client.get(f"/api/messages/{message_id}")).json()
+    assert view["state"] == "expired" and view["doneAt"] is not None
+    assert view["events"][-1]["detail"] == "validity period expired before sending"
+    await trio.sleep(5)
+    assert [(dr["messageid"], dr["statuscode"]) for dr in rig.customer.drs] == [(message_id, 361)]
+
+
 @pytest.mark.parametrize(
     "authorization",
     [None, "Basic dXNlcjE6d3Jvbmc=", "Basic !!!", "Bearer abc", "Basic dXNlcjE="],

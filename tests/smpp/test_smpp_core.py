@@ -595,6 +595,21 @@ async def test_a_cancel_sm_of_a_message_past_its_validity_fails_and_it_ends_expi
     )
 
 
+async def test_query_sm_of_a_message_past_its_validity_answers_expired(
+    core: Core, door: int, mock_clock: trio.testing.MockClock
+) -> None:
+    """A message whose validity ran out, though the expiry sweep has not come round to it, is
+    no longer ENROUTE: query_sm answers EXPIRED (SMPP 3.4 5.2.28) with the moment it expired
+    as final_date, and the message is expired as the sweep would have left it (DR 361)."""
+    message_id = await submit_and_let_expire(door, mock_clock)
+    answers = await trio.to_thread.run_sync(query_all, door, [message_id])
+    assert answers == [(0, SmppState.EXPIRED, "260921142820000+", 0)]
+    assert await row(core.store, message_id, "state, dr_status, error, done_at") == (
+        *SWEPT,
+        NOW + 900,
+    )
+
+
 async def first_of_two_parts_out(core: Core, door: int, *, registered_delivery: int) -> str:
     """A message of two parts submitted through the door, its first part taken by the network
     (TP-MR 7) and its second being sent on modem m1; its id."""
