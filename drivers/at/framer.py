@@ -307,17 +307,20 @@ class AtFramer:
     def _classify(self, line: str) -> None:
         if not line:
             return
-        if _NOISE.search(line):
-            self._events.append(Garbage(line))
-            return
         if self._urc_waiting_pdu is not None:
+            # The PDU is the line right after its header (TS 27.005 3.4.1): this line decides.
+            # Any other, noise too, means it never came whole; the header goes alone, and this
+            # line is read on its own. Kept waiting, the header would take the next hex line
+            # for its PDU, which may be an answer the driver asked for since (an ICCID).
             name, header = self._urc_waiting_pdu
             self._urc_waiting_pdu = None
             if _HEX_LINE.fullmatch(line):
                 self._events.append(Urc(name, header, line))
                 return
-            # The PDU never came; report the header alone and read this line on its own.
             self._events.append(Urc(name, header, None))
+        if _NOISE.search(line):
+            self._events.append(Garbage(line))
+            return
         final = _final_result(line, call=self._state is not _State.IDLE and _is_call(self._name))
         if final is not None:
             self._on_final(line, final)

@@ -121,6 +121,24 @@ def test_cmt_header_without_its_pdu_is_reported_alone() -> None:
     ]
 
 
+@pytest.mark.parametrize("header", ["+CMT: ,24", "+CDS: 25"])
+@pytest.mark.parametrize("chunk", [None, 1])
+def test_noise_where_the_pdu_should_be_sends_the_header_alone(
+    header: str, chunk: int | None
+) -> None:
+    # The PDU line came as noise. The hex line that comes next answers a command given since,
+    # and is that command's, never the header's PDU.
+    framer = AtFramer()
+    assert feed(framer, f"\r\n{header}\r\n\xff\x02\r\n".encode("latin-1"), chunk) == [
+        Urc(header[:4], header, None),
+        Garbage("\xff\x02"),
+    ]
+    framer.send_command("AT+CCID")
+    assert feed(framer, b"\r\n89470800123456789012\r\n\r\nOK\r\n", chunk) == [
+        Response(("89470800123456789012",), FinalResult(kind=FinalKind.OK, text="OK"))
+    ]
+
+
 def test_creg_is_a_response_to_creg_and_a_urc_otherwise() -> None:
     framer = AtFramer()
     assert feed(framer, b"\r\n+CREG: 1\r\n", None) == [Urc("+CREG", "+CREG: 1")]

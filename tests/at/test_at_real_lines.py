@@ -460,3 +460,31 @@ async def test_an_ok_after_the_pdu_with_an_unreadable_reference_leaves_it_to_the
     with pytest.raises(SendOutcomeUnknown):
         await modem.send(part("sent once"))
     assert len(fake.pdus) == 1
+
+
+# ---- noise on the line --------------------------------------------------------------------------
+
+
+async def test_an_iccid_after_a_direct_delivery_garbled_by_noise_is_not_taken_for_its_pdu(
+    nursery: trio.Nursery,
+    bench: PtyBench,
+    pty_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The modem kept its +CNMI of a former run: an SMS delivered directly comes while it is
+    # initialised, and noise stands where its PDU line should be (TS 27.005 3.4.1: the line
+    # right after the header). The ICCID the driver asks for next is bare hex: held for that
+    # header's PDU, it was refused as that SMS, and the ICCID read again.
+    iccid = "89470800123456789012"
+    fake = Scripted()
+    fake.answers["AT+CGSN"] += b"\r\n+CMT: ,24\r\n\xff\x02\r\n"  # type: ignore[operator]
+    fake.answers["AT+CCID"] = b"\r\n%s\r\n" % iccid.encode() + OK
+    modem = driver(bench, fake, iccid=iccid)
+    with trio.fail_after(30):
+        await nursery.start(modem.run)
+    await trio.sleep(1.0)
+    health = modem.health()
+    assert (health.iccid, health.undecodable, health.received) == (iccid, 1, 0)
+    assert fake.commands.count("AT+CCID") == 1
+    assert not [r for r in caplog.records if iccid in r.getMessage()]
+    assert len(bench.paths) == 1
