@@ -183,7 +183,11 @@ _HEX_LINE: Final = re.compile(r"(?:[0-9A-Fa-f]{2})+")
 _CONTROL_JUNK: Final = str.maketrans("", "", "\x00\x1a\x1b")
 # Octets that no AT response text has (V.250 5.7: IA5 text): what is left of them after the
 # NUL, Ctrl-Z and ESC some modems emit are stripped is line noise (framing errors, hub resets).
-_NOISE: Final = re.compile(r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\xff]")
+_NOISE_OCTETS: Final = r"\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\xff"
+_NOISE: Final = re.compile(f"[{_NOISE_OCTETS}]")
+# The prompt starts a line, the only output ending in mid-line (TS 27.005 3.5.1). Octets that
+# are no text (stripped junk or noise) before it leave it the prompt; any text makes it a line.
+_PROMPT: Final = re.compile(f"([\\x00{_NOISE_OCTETS}]*)> ?".encode("latin-1"))
 
 
 class _State(enum.Enum):
@@ -282,9 +286,11 @@ class AtFramer:
             start += 1
         if start:
             del buffer[:start]
-        if self._state is _State.PROMPT and buffer[:1] == b">":
-            # The prompt has no line terminator: it is the only output ending in mid-line.
-            del buffer[: 2 if buffer[1:2] == b" " else 1]
+        if self._state is _State.PROMPT and (prompt := _PROMPT.match(buffer)):
+            noise = prompt.group(1).decode("latin-1").translate(_CONTROL_JUNK)
+            del buffer[: prompt.end()]
+            if noise:
+                self._events.append(Garbage(noise))
             self._state = _TRANSITIONS[(self._state, "prompt")]
             self._events.append(Prompt())
             return ""

@@ -249,6 +249,28 @@ def test_prompt_is_only_recognised_when_expected() -> None:
     assert feed(framer, b"\r\n> \r\n", None) == [Garbage(">")]
 
 
+@pytest.mark.parametrize("chunk", [None, 1])
+def test_a_prompt_after_noise_octets_is_the_prompt_and_text_before_one_is_not(
+    chunk: int | None,
+) -> None:
+    # Octets that are no text (a NUL, a framing error's 0xFF) do not hide the prompt; the NUL,
+    # Ctrl-Z and ESC some modems emit are dropped as in any line, what is left is noise.
+    for noise, garbage in ((b"\x00", []), (b"\xff\x1b\x02", [Garbage("\xff\x02")])):
+        framer = AtFramer()
+        framer.send_command("AT+CMGS=17", prompt=True)
+        events = feed(framer, b"\r\n" + noise + b"> ", chunk)
+        assert events == [*garbage, Prompt()]
+    # A ">" after text is part of that line, not a prompt: noisy text, a USSD answer.
+    framer = AtFramer()
+    framer.send_command("AT+CMGS=17", prompt=True)
+    data = b'\r\n\xffA> \r\n\r\n+CUSD: 0,"> 5 kr",15\r\n\r\n> '
+    assert feed(framer, data, chunk) == [
+        Garbage("\xffA>"),
+        Urc("+CUSD", '+CUSD: 0,"> 5 kr",15'),
+        Prompt(),
+    ]
+
+
 @given(st.lists(st.binary(max_size=64), max_size=20), st.sampled_from(["AT+CMGS=5", "AT", None]))
 def test_arbitrary_bytes_give_events_or_the_one_error(chunks: list[bytes], cmd: str | None) -> None:
     framer = AtFramer(max_line=128)

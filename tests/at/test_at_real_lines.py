@@ -488,3 +488,19 @@ async def test_an_iccid_after_a_direct_delivery_garbled_by_noise_is_not_taken_fo
     assert fake.commands.count("AT+CCID") == 1
     assert not [r for r in caplog.records if iccid in r.getMessage()]
     assert len(bench.paths) == 1
+
+
+@pytest.mark.parametrize("noise", [b"\x00", b"\xff", b"\x00\x1b\xff\x02"])
+async def test_a_prompt_right_after_noise_is_still_the_prompt(
+    nursery: trio.Nursery, bench: PtyBench, pty_clock: trio.testing.MockClock, noise: bytes
+) -> None:
+    # A NUL (or a framing error's 0xFF) just before the "> ": not seen as the prompt, the
+    # send waited command_timeout (10 s) for it, escaped and resynchronised, the part unsent.
+    fake = Scripted()
+    fake.prompt = b"\r\n" + noise + b"> "
+    modem = driver(bench, fake)
+    await nursery.start(modem.run)
+    start = trio.current_time()
+    assert await modem.send(part("sent at once")) == 42
+    assert trio.current_time() - start < 1.0
+    assert (len(fake.pdus), fake.escapes, modem.health().resyncs) == (1, 0, 0)
