@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Final, NoReturn
+from typing import Final, NoReturn, TypeVar
 
 import msgspec
 import trio
@@ -127,6 +127,8 @@ class _SimLocked(Exception):
 
 
 _INDICATION_BUFFER = 64
+
+_Read = TypeVar("_Read")  # what a parser of `commands` reads in an answer
 
 
 class _Link:
@@ -618,9 +620,6 @@ class AtModem:
                 except ModemError:
                     if link.failed.is_set():
                         return
-                except AtProtocolError as exc:
-                    link.fail(f"unreadable health answer: {exc}")
-                    return
             polls.done(trio.current_time())
 
     # ---- receiving ---------------------------------------------------------------------------
@@ -1044,22 +1043,36 @@ class AtModem:
                 raise _SimLocked(refused.reason)
 
     async def _poll_network(self, link: _Link) -> str:
-        signal = await self._command(link, commands.CSQ)
-        if signal.final.ok:
-            self.signal = commands.parse_csq(signal.lines)
-            self._health.rssi = None if self.signal.rssi == 99 else self.signal.rssi
-            self._health.signal_dbm = self.signal.dbm
-        registration = await self._command(link, commands.CREG_QUERY)
-        if registration.final.ok:
-            self.registration = commands.parse_creg(registration.lines)
-        eps = await self._command(link, commands.CEREG_QUERY)
-        if eps.final.ok:
-            self.eps_registration = commands.parse_cereg(eps.lines)
+        signal = self._read(await self._command(link, commands.CSQ), commands.parse_csq)
+        if signal is not None:
+            self.signal = signal
+            self._health.rssi = None if signal.rssi == 99 else signal.rssi
+            self._health.signal_dbm = signal.dbm
+        registration = self._read(
+            await self._command(link, commands.CREG_QUERY), commands.parse_creg
+        )
+        if registration is not None:
+            self.registration = registration
+        eps = self._read(await self._command(link, commands.CEREG_QUERY), commands.parse_cereg)
+        if eps is not None:
+            self.eps_registration = eps
         self._update_registration()
-        operator = await self._command(link, commands.COPS_QUERY)
-        if operator.final.ok:
-            self._health.operator = commands.parse_cops(operator.lines).name
+        operator = self._read(await self._command(link, commands.COPS_QUERY), commands.parse_cops)
+        if operator is not None:
+            self._health.operator = operator.name
         return network_detail(self._health.signal_dbm, self._health.registration)
+
+    def _read(self, reply: Response, parse: Callable[[tuple[str, ...]], _Read]) -> _Read | None:
+        """What `parse` reads in an OK answer; None when the modem refused, or when the answer
+        is unreadable (noise dropped its line, or stands for a digit): that read of the poll
+        is lost and the last one stays, since the next poll reads it again."""
+        if not reply.final.ok:
+            return None
+        try:
+            return parse(reply.lines)
+        except AtProtocolError as exc:
+            log.info("modem %s: unreadable answer: %s", self.name, exc)
+            return None
 
     def _update_registration(self) -> None:
         name = registration_name(self.registration, self.eps_registration)

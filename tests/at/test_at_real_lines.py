@@ -504,3 +504,35 @@ async def test_a_prompt_right_after_noise_is_still_the_prompt(
     assert await modem.send(part("sent at once")) == 42
     assert trio.current_time() - start < 1.0
     assert (len(fake.pdus), fake.escapes, modem.health().resyncs) == (1, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("command", "garbled"),
+    [
+        ("AT+CSQ", b"\r\n+CSQ: 2\xff0,0\r\n" + OK),
+        ("AT+CREG?", b"\r\n+CREG: 0,\x1f1\r\n" + OK),
+        ("AT+COPS?", b'\r\n+COPS: 0,0,"Tele\x7fnor"\r\n' + OK),
+        ("AT+CSQ", b"\r\n+CSQ: \xb3,0\r\n" + OK),  # noise Latin-1 reads as a digit
+    ],
+)
+async def test_a_health_answer_garbled_by_noise_costs_that_poll_not_the_port(
+    nursery: trio.Nursery,
+    bench: PtyBench,
+    pty_clock: trio.testing.MockClock,
+    command: str,
+    garbled: bytes,
+) -> None:
+    # The noise line is dropped, so the OK comes without the answer's line: taken for an
+    # unreadable answer, it reopened the port and initialised the modem again.
+    fake = Scripted()
+    clean = fake.answers[command]
+    assert isinstance(clean, bytes)
+    asked = iter(range(1000))
+    fake.answers[command] = lambda: garbled if next(asked) == 1 else clean
+    modem = driver(bench, fake, health_interval=10.0)
+    await nursery.start(modem.run)
+    await trio.sleep(25.0)
+    health = modem.health()
+    assert fake.commands.count(command) == 3
+    assert (health.signal_dbm, health.registration, health.operator) == (-73, "home", "Telenor")
+    assert (health.state.value, health.recoveries, len(bench.paths)) == ("ready", 0, 1)
