@@ -556,8 +556,6 @@ class AtModem:
                 if link.answer_wait is not None and link.framer.partial:
                     # Text of the pending answer, its final result not yet: look again.
                     link.answer_wait.cancel()
-        except AtProtocolError as exc:
-            link.fail(f"garbled output: {exc}")
         except trio.WouldBlock:
             link.fail("answers arrived that no command asked for")
         except (TransportError, trio.BrokenResourceError) as exc:

@@ -21,7 +21,6 @@ from drivers.at.commands import (
     command_name,
     decimal,
 )
-from drivers.at.errors import AtProtocolError
 
 
 class FinalKind(enum.Enum):
@@ -70,7 +69,8 @@ class Garbage(msgspec.Struct, frozen=True):
     """A line that is neither a response nor a known unsolicited code, with nothing pending or
     with a command pending whose answer it cannot be part of (an unprefixed line while one
     that answers only `+NAME:` lines is); or line noise (control or 0xFF octets no AT text has)
-    at any time, never taken as an answer.
+    or a line longer than `max_line` (its first `max_line` bytes) at any time, never taken as
+    an answer.
     """
 
     line: str
@@ -213,7 +213,8 @@ class AtFramer:
     `send_command(command)` gives the bytes of a command line and records that lines from now
     on answer it, as h11's `Connection.send` does (`prompt=True` for AT+CMGS, answered first by
     `> `). `receive_data(b"")` says the stream ended: a last line without its terminator is
-    taken as complete.
+    taken as complete. The buffer holds at most `max_line` bytes once `next_event` wants data:
+    a line longer than that is garbage, and the rest of it is dropped as it comes.
     """
 
     def __init__(self, max_line: int = 4096) -> None:
@@ -228,6 +229,7 @@ class AtFramer:
         self._lines: list[str] = []
         self._urc_waiting_pdu: tuple[str, str] | None = None
         self._ended = False
+        self._dropping = False  # the rest of a line longer than max_line is still to come
 
     @property
     def pending(self) -> str | None:
@@ -271,16 +273,25 @@ class AtFramer:
 
     def next_event(self) -> AtEvent | Literal[_NeedData.NEED_DATA]:
         while not self._events:
-            line = self._next_line()
-            if line is None:
+            read = self._next_line()
+            if read is None:
                 return NEED_DATA
-            self._classify(line)
+            self._classify(*read)
         return self._events.popleft()
 
     # ---- line splitting --------------------------------------------------------------------
 
-    def _next_line(self) -> str | None:
+    def _next_line(self) -> tuple[str, bool] | None:
+        """The next line, and whether it is whole (not longer than `max_line`); None when
+        more data is needed."""
         buffer = self._buffer
+        if self._dropping:
+            end = _find_terminator(buffer)
+            if end < 0:
+                buffer.clear()
+                return None
+            del buffer[:end]
+            self._dropping = False
         start = 0
         while start < len(buffer) and buffer[start] in b"\r\n":
             start += 1
@@ -293,24 +304,23 @@ class AtFramer:
                 self._events.append(Garbage(noise))
             self._state = _TRANSITIONS[(self._state, "prompt")]
             self._events.append(Prompt())
-            return ""
+            return "", True
         end = _find_terminator(buffer)
         if end < 0:
             if len(buffer) > self.max_line:
-                raise AtProtocolError(f"line longer than {self.max_line} bytes")
-            if not (self._ended and buffer):
+                # No answer is that long: the line is garbage, its rest dropped as it comes.
+                self._dropping = True
+            elif not (self._ended and buffer):
                 return None
             end = len(buffer)
-        if end > self.max_line:
-            raise AtProtocolError(f"line longer than {self.max_line} bytes")
-        raw = bytes(buffer[:end])
+        raw = bytes(buffer[: min(end, self.max_line)])
         del buffer[: end + 1]
         # Latin-1 maps every byte to one character, so garbage stays visible and never raises.
-        return raw.decode("latin-1").translate(_CONTROL_JUNK).strip()
+        return raw.decode("latin-1").translate(_CONTROL_JUNK).strip(), end <= self.max_line
 
     # ---- classification --------------------------------------------------------------------
 
-    def _classify(self, line: str) -> None:
+    def _classify(self, line: str, whole: bool) -> None:
         if not line:
             return
         if self._urc_waiting_pdu is not None:
@@ -320,11 +330,11 @@ class AtFramer:
             # for its PDU, which may be an answer the driver asked for since (an ICCID).
             name, header = self._urc_waiting_pdu
             self._urc_waiting_pdu = None
-            if _HEX_LINE.fullmatch(line):
+            if whole and _HEX_LINE.fullmatch(line):
                 self._events.append(Urc(name, header, line))
                 return
             self._events.append(Urc(name, header, None))
-        if _NOISE.search(line):
+        if not whole or _NOISE.search(line):
             self._events.append(Garbage(line))
             return
         final = _final_result(line, call=self._state is not _State.IDLE and _is_call(self._name))

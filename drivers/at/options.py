@@ -105,7 +105,7 @@ class AtOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Unrecognised lines in a row (with nothing pending, or no part of the pending command's
     # answer) before the link counts as garbled.
     garbage_limit: int = 32
-    # Longest line accepted from the modem, in bytes.
+    # Longest line read from the modem, in bytes; a longer one is an unrecognised line.
     max_line: int = 4096
     # Events kept for a slow reader. A HealthChanged that finds it full drops the oldest
     # HealthChanged (never an inbound event); see `AtModem` for inbound events.

@@ -287,13 +287,13 @@ async def test_garbled_output_triggers_recovery(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
     bench = Bench(nursery, [ScriptedModem(), ScriptedModem()])
-    modem = make(bench, max_line=128)
+    modem = make(bench, garbage_limit=4)
     await nursery.start(modem.run)
     # The driver may hang up before the last of it is read.
     with contextlib.suppress(trio.BrokenResourceError):
-        await bench.ports[0].send_all(b"\r\n" + b"Z" * 200)
+        await bench.ports[0].send_all(b"\r\n\xffZ" * 5 + b"\r\n")
     failed = await wait_state(modem, ModemState.FAILED)
-    assert "garbled" in failed.detail
+    assert "5 unrecognised lines in a row" in failed.detail
     await wait_state(modem, ModemState.READY)
 
 

@@ -536,3 +536,23 @@ async def test_a_health_answer_garbled_by_noise_costs_that_poll_not_the_port(
     assert fake.commands.count(command) == 3
     assert (health.signal_dbm, health.registration, health.operator) == (-73, "home", "Telenor")
     assert (health.state.value, health.recoveries, len(bench.paths)) == ("ready", 0, 1)
+
+
+@pytest.mark.parametrize("end", [b"\r\n", b""])
+async def test_a_line_longer_than_max_line_is_dropped_and_the_port_kept(
+    nursery: trio.Nursery, bench: PtyBench, pty_clock: trio.testing.MockClock, end: bytes
+) -> None:
+    # A modem that streams junk (a wrong baud rate for a moment, a hub's reset): a line of
+    # 5000 bytes, its end come or not yet when the next answer, an OK, ends it. It reopened
+    # the port; no answer is that long, so it is one unrecognised line, dropped as it comes.
+    fake = Scripted()
+    modem = driver(bench, fake, max_line=4096)
+    await nursery.start(modem.run)
+    await trio.sleep(1.0)  # the first sweep of the storage answered: the line is idle
+    assert fake.stream is not None
+    await fake.stream.send_all(b"\r\n" + b"Z" * 5000 + end)
+    await trio.sleep(1.0)
+    assert await modem.send(part("sent after the junk")) == 42
+    health = modem.health()
+    assert (health.state.value, health.garbage_lines, health.recoveries) == ("ready", 1, 0)
+    assert len(bench.paths) == 1
