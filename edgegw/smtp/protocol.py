@@ -4,8 +4,8 @@ and reply bytes out. No sockets, no clock, no logging; the shell owns timeouts, 
 decision an event asks for. Spec section 2.6 (email to SMS).
 
 Every input is answered with a reply, never an exception: bounded buffers, refused commands
-(503 in the wrong phase, 500 for garbage) and, after too many errors without a mail taken between
-them, 421 and close.
+(503 in the wrong phase, 500 for garbage) and, after too many errors without a mail for a number
+taken between them (one to the postmaster alone does not count), 421 and close.
 Only CRLF ends a command and only CRLF.CRLF ends DATA (no bare-LF smuggling). Inside DATA a bare
 LF ends a line of the message, as the mail parser reads it, so the line after it is
 dot-unstuffed like one after CRLF (RFC 5321 4.5.2).
@@ -20,6 +20,8 @@ import re
 from typing import Final, TypeAlias, TypeVar
 
 import msgspec
+
+from edgegw.smtp.mail import is_postmaster
 
 __all__ = [
     "NEED_DATA",
@@ -60,8 +62,8 @@ class SmtpLimits(msgspec.Struct, frozen=True, kw_only=True):
     max_line_bytes: int = 1000  # RFC 5321 4.5.3.1.6, a line of the message, CRLF included
     max_message_bytes: int = 1_048_576  # announced as SIZE; larger is refused with 552
     max_recipients: int = 100  # RCPT beyond this gets 452 (RFC 5321 4.5.3.1.8 asks >= 100)
-    # Refused commands before 421 and close, counted since the last mail taken (or the start):
-    # good commands between them do not start the count again.
+    # Refused commands before 421 and close, counted since the last mail for a number taken (or
+    # the start): good commands between them do not start the count again.
     max_errors: int = 10
 
 
@@ -221,7 +223,10 @@ class SmtpSession:
             if isinstance(pending, MessageReceived):
                 # A client whose mail was taken is not the one the error count keeps out: a
                 # count over its whole connection would end a long run of mails for stray errors.
-                self._errors = 0
+                # Not so a mail to the postmaster alone, taken from any client (RFC 5321 4.5.1):
+                # one every nine errors would keep a client off every allow list going for ever.
+                if not all(is_postmaster(to, self.domain) for to in pending.recipients):
+                    self._errors = 0
             elif isinstance(pending, AuthRequested):
                 self.authenticated = True
             elif isinstance(pending, RecipientRequested):

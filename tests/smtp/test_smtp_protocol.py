@@ -354,6 +354,27 @@ def test_good_commands_between_bad_ones_do_not_start_the_count_again() -> None:
     assert replies[-1] == "250 2.0.0 OK"
 
 
+@pytest.mark.parametrize("postmaster", ["<Postmaster>", "<POSTMASTER@SMS.test>"])
+def test_a_mail_to_the_postmaster_alone_does_not_start_the_count_again(postmaster: str) -> None:
+    """Mail to the postmaster is taken from any client (RFC 5321 4.5.1): one after every nine
+    bad commands kept a client off every allow list going for ever. A number beside it still
+    starts the count again."""
+    mail = b"MAIL FROM:<a@b>\r\nRCPT TO:%s\r\nDATA\r\nhi\r\n.\r\n" % postmaster.encode()
+    events, replies = run(session(), b"EHLO c\r\n" + (b"BOGUS\r\n" * 9 + mail) * 2)
+    assert sum(isinstance(e, MessageReceived) for e in events) == 1
+    assert events[-1] == ConnectionClosed()
+    assert replies.count("500 5.5.2 command not recognised") == 9
+    assert replies[-1] == "421 4.7.0 sms.test too many errors, closing"
+    beside = b"MAIL FROM:<a@b>\r\nRCPT TO:%s\r\nRCPT TO:<4741000000-1000@sms.test>\r\n" % (
+        postmaster.encode()
+    )
+    events, replies = run(
+        session(), b"EHLO c\r\n" + (b"BOGUS\r\n" * 9 + beside + b"DATA\r\nhi\r\n.\r\n") * 3
+    )
+    assert sum(isinstance(e, MessageReceived) for e in events) == 3
+    assert replies[-1] == "250 2.0.0 queued as m1"
+
+
 def test_a_timeout_is_421_and_close() -> None:
     smtp = session()
     smtp.timed_out()
