@@ -23,7 +23,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import msgspec
 import trio
@@ -39,6 +39,9 @@ from edgegw.config import (
     prefix_warnings,
 )
 from edgegw.startup import StartupError
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 EXIT_STARTUP = 1  # the gateway could not start: one line on stderr says why and the fix
 EXIT_CONFIG = 2
@@ -117,6 +120,13 @@ class _Parser(argparse.ArgumentParser):
         if message:
             self._print_message(message, sys.stderr)
         raise _ParserExit(status)
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        # argparse drops an OSError of this write: where stdout is unbuffered, the help or the
+        # version is written here, not at main's flush, and a reader that left must end the
+        # command with 141 as it does any other output.
+        if message:
+            (file or sys.stderr).write(message)
 
 
 def _parser() -> argparse.ArgumentParser:

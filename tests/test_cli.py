@@ -70,11 +70,16 @@ def test_check_config_accepts_the_example(capsys: pytest.CaptureFixture[str]) ->
         ["simulate-modem"],
     ],
 )
-def test_a_reader_that_leaves_ends_the_command_quietly(argv: list[str]) -> None:
+@pytest.mark.parametrize("unbuffered", [False, True])
+def test_a_reader_that_leaves_ends_the_command_quietly(argv: list[str], unbuffered: bool) -> None:
     # `edgegw modems --json | head`: the pipe's reader is gone before the output is written.
     # stdout buffered, as a user's shell leaves it: the help and the version are then written
-    # when the interpreter exits, unless the command writes them out itself.
+    # when the interpreter exits, unless the command writes them out itself. Unbuffered
+    # (PYTHONUNBUFFERED, as container images set it), argparse writes them at once, and drops
+    # the error of that write unless told otherwise.
     environment = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        environment["PYTHONUNBUFFERED"] = "1"
     reader, writer = os.pipe()
     os.close(reader)
     try:
