@@ -139,7 +139,9 @@ class UndecodableDirect:
     the network's next delivery, which the modem stores once it has turned indications off
     (section 3.4.1) and a sweep reads. The same octets again are what the network holds: they
     are acknowledged, so that it stops sending them, and kept in the log. The last `KEPT`
-    refused indications (header and PDU line) are remembered, each counted once."""
+    refused indications (header and PDU line) are remembered, each counted once. A header whose
+    PDU line never came has no octets to tell one SMS from another (every SMS of that length
+    has that header): it is refused each time, never acknowledged as a repeat."""
 
     KEPT: Final = 64
 
@@ -149,6 +151,8 @@ class UndecodableDirect:
     def first_time(self, urc: Urc) -> bool:
         """True for an indication not refused before (count it; with AT+CNMA, refuse it);
         False for a repeat, now forgotten: acknowledged, the network will not send it again."""
+        if urc.pdu is None:
+            return True
         if urc in self._refused:
             del self._refused[urc]
             return False

@@ -490,6 +490,33 @@ async def test_an_iccid_after_a_direct_delivery_garbled_by_noise_is_not_taken_fo
     assert len(bench.paths) == 1
 
 
+async def test_two_direct_deliveries_whose_pdu_lines_were_lost_are_both_refused(
+    nursery: trio.Nursery, bench: PtyBench, pty_clock: trio.testing.MockClock
+) -> None:
+    # Two different SMS of the same length, each delivered directly (+CMT) with noise where
+    # its PDU line should be. The second was taken for a repeat of the first, the header
+    # alone being all there is to compare: acknowledged with AT+CNMA, and so lost, though the
+    # network would deliver it again, as it does the first.
+    fake = Scripted()
+    fake.answers.update({f"AT+CNMI={setting}": b"\r\nERROR\r\n" for setting in AtOptions().cnmi})
+    fake.answers.update(
+        {
+            "AT+CNMI=2,2,0,1,0": OK,
+            "AT+CSMS=1": b"\r\n+CSMS: 1,1,1\r\n" + OK,
+            "AT+CNMA": OK,
+        }
+    )
+    modem = driver(bench, fake)
+    await nursery.start(modem.run)
+    await trio.sleep(1.0)
+    assert fake.stream is not None
+    for _ in range(2):
+        await fake.stream.send_all(b"\r\n+CMT: ,24\r\n\xff\x02\r\n")
+        await trio.sleep(1.0)
+    assert "AT+CNMA" not in fake.commands
+    assert modem.health().undecodable == 2
+
+
 @pytest.mark.parametrize("noise", [b"\x00", b"\xff", b"\x00\x1b\xff\x02"])
 async def test_a_prompt_right_after_noise_is_still_the_prompt(
     nursery: trio.Nursery, bench: PtyBench, pty_clock: trio.testing.MockClock, noise: bytes

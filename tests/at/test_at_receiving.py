@@ -159,9 +159,10 @@ def test_an_undecodable_direct_pdu_is_refused_once_then_acknowledged() -> None:
         refused.first_time(cmt("0791AC")),  # another garbling: refused too
         refused.first_time(cmt("0791AB", length=4)),  # another header
         refused.first_time(cmt(None)),  # the PDU line lost
+        refused.first_time(cmt(None)),  # lost again: no octets say it is the same SMS
         refused.first_time(cmt("0791AB")),  # the same octets again: the network's own
         refused.first_time(cmt("0791AB")),  # acknowledged and forgotten, so new once more
-    ] == [True, True, True, True, False, True]
+    ] == [True, True, True, True, True, False, True]
 
 
 def test_only_the_last_refused_direct_pdus_are_remembered() -> None:
