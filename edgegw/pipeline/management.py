@@ -122,7 +122,7 @@ class Management:
     async def message(self, service_id: int, message_id: str) -> MessageView | None:
         """The message as `GET /api/messages/{id}` shows it; None if the service has no such
         id. One past its validity shows as expired, though the sweep has not come round to it."""
-        await self.store.expire_if_past(message_id, self.clock.now())
+        await self.store.expire_if_past(service_id, message_id, self.clock.now())
         return await self.store.message_view(service_id, message_id)
 
     async def batches(self, service_id: int) -> list[MessageBatch]:

@@ -219,7 +219,7 @@ class GatewaySmppBackend:
         the TP-ST of the status report that failed the message (TS 23.040 9.2.3.15), else 0.
         The DR code is the gateway's and does not fit the field's one octet. A message past
         its validity is EXPIRED, though the sweep has not come round to it."""
-        await self._store.expire_if_past(message_id, self._clock.now())
+        await self._store.expire_if_past(account.service_id, message_id, self._clock.now())
 
         def read(conn: sqlite3.Connection) -> Any:
             return conn.execute(

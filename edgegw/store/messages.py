@@ -150,16 +150,20 @@ class Store(Engine):
             )
         )
 
-    async def expire_if_past(self, message_id: str, now: float | None = None) -> bool:
-        """Expire the message as the sweep would when it is queued and past its validity
-        though the sweep has not come round to it yet, so that a read of it shows what it
-        is; True when it did. One read, and a write only then."""
+    async def expire_if_past(
+        self, service_id: int, message_id: str, now: float | None = None
+    ) -> bool:
+        """Expire the service's message as the sweep would when it is queued and past its
+        validity though the sweep has not come round to it yet, so that the service's read of
+        it shows what it is; True when it did. One read, and a write only then: never for
+        another service's message, which that read does not show."""
         at = self._now(now)
 
         def past(conn: sqlite3.Connection) -> bool:
             row = conn.execute(
-                f"SELECT 1 FROM messages WHERE id = ? AND state = 'queued' AND {EXPIRY.sql()}",
-                (message_id, at),
+                "SELECT 1 FROM messages WHERE id = ? AND service_id = ? AND state = 'queued'"
+                f" AND {EXPIRY.sql()}",
+                (message_id, service_id, at),
             ).fetchone()
             return row is not None
 

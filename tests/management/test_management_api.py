@@ -608,6 +608,23 @@ async def test_get_shows_a_message_past_its_validity_expired(
     assert [(dr["messageid"], dr["statuscode"]) for dr in rig.customer.drs] == [(message_id, 361)]
 
 
+async def test_get_of_another_services_message_past_its_validity_leaves_it_alone(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Service 2 asking for service 1's message, past its validity and not yet swept (no
+    dispatcher runs here), gets 404 and changes nothing: the GET expired the message and sent
+    service 1 its DR at the word of a service that cannot see it."""
+    rig = await start(nursery, tmp_path, dispatch=False)
+    (message_id,) = await rig.send_batch("late", 1, window=None, validity=1)
+    await trio.sleep(15 * 60)
+    async with rig.client(2) as client:
+        assert (await client.get(f"/api/messages/{message_id}")).status_code == 404
+    await trio.sleep(5)
+    assert rig.customer.drs == []
+    async with rig.client(1) as client:
+        assert (await client.get(f"/api/messages/{message_id}")).json()["state"] == "expired"
+
+
 @pytest.mark.parametrize(
     "authorization",
     [None, "Basic dXNlcjE6d3Jvbmc=", "Basic !!!", "Bearer abc", "Basic dXNlcjE="],

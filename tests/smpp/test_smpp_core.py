@@ -477,8 +477,9 @@ async def test_replace_sm_of_a_message_past_its_validity_fails(
 
 def query_all(port: int, message_ids: Sequence[str]) -> list[tuple[int, int, str, int]]:
     """Bind as a transceiver (smpplib sends query_sm on no other bind) and query each message:
-    (command_status, message_state, final_date, error_code) of each query_sm_resp. A receipt
-    offered meanwhile is left unanswered: it stays pending."""
+    (command_status, message_state, final_date, error_code) of each query_sm_resp (0 for a
+    field an error answer leaves out). A receipt offered meanwhile is left unanswered: it stays
+    pending."""
     client = connect(port)
     try:
         client.bind_transceiver(system_id="demo", password="demo")
@@ -492,7 +493,12 @@ def query_all(port: int, message_ids: Sequence[str]) -> list[tuple[int, int, str
                 answer = client.read_pdu()
             final_date = answer.final_date.decode() if answer.final_date else ""
             answers.append(
-                (int(answer.status), int(answer.message_state), final_date, int(answer.error_code))
+                (
+                    int(answer.status),
+                    int(answer.message_state or 0),
+                    final_date,
+                    int(answer.error_code or 0),
+                )
             )
         client.unbind()
         return answers
@@ -608,6 +614,22 @@ async def test_query_sm_of_a_message_past_its_validity_answers_expired(
         *SWEPT,
         NOW + 900,
     )
+
+
+async def test_query_sm_of_another_services_message_past_its_validity_leaves_it_alone(
+    core: Core, door: int, mock_clock: trio.testing.MockClock
+) -> None:
+    """A query_sm of a message of another service, past its validity and not yet swept, is
+    ESME_RINVMSGID and changes nothing: it expired the message, and its service's DR went,
+    at the word of an ESME of a service that cannot see it."""
+    start = dt.datetime.fromtimestamp(core.clock.now(), dt.UTC)
+    message_id = await core.backend.submit(
+        OTHER, submission(validity=start + dt.timedelta(minutes=10))
+    )
+    mock_clock.jump(15 * 60)
+    answers = await trio.to_thread.run_sync(query_all, door, [message_id])
+    assert answers == [(CommandStatus.ESME_RINVMSGID, 0, "", 0)]
+    assert await row(core.store, message_id, "state, dr_status, done_at") == ("queued", None, None)
 
 
 async def first_of_two_parts_out(core: Core, door: int, *, registered_delivery: int) -> str:
