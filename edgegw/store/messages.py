@@ -28,7 +28,7 @@ from edgegw.model import (
     Recovery,
 )
 from edgegw.store import transactions as tx
-from edgegw.store.engine import Engine, Offload
+from edgegw.store.engine import Engine, Offload, StoreUnwritable
 from edgegw.store.transactions import Effects, FinalOutcomes, PartSent, iso, no_final_outcomes
 
 DUE_SCAN_LIMIT = 1000  # due messages of one service read per dispatch round
@@ -156,7 +156,8 @@ class Store(Engine):
         """Expire the service's message as the sweep would when it is queued and past its
         validity though the sweep has not come round to it yet, so that the service's read of
         it shows what it is; True when it did. One read, and a write only then: never for
-        another service's message, which that read does not show."""
+        another service's message, which that read does not show. While the disk takes no
+        writes, which holds the sweep too, it stays as it is and the read shows that."""
         at = self._now(now)
 
         def past(conn: sqlite3.Connection) -> bool:
@@ -167,7 +168,12 @@ class Store(Engine):
             ).fetchone()
             return row is not None
 
-        return await self.read(past) and bool(await self.expire_due(at, (message_id,)))
+        if not await self.read(past):
+            return False
+        try:
+            return bool(await self.expire_due(at, (message_id,)))
+        except StoreUnwritable:
+            return False
 
     async def reschedule(
         self, message_id: str, not_before: float, now: float | None = None

@@ -16,7 +16,7 @@ import msgspec
 import pytest
 import trio
 import trio.testing
-from support.store import new_message
+from support.store import fill_disk, new_message
 
 from drivers.events import InboundSms, ModemEvent, ModemState, StatusReportReceived
 from drivers.modem import Health, OutgoingPart
@@ -623,6 +623,25 @@ async def test_get_of_another_services_message_past_its_validity_leaves_it_alone
     assert rig.customer.drs == []
     async with rig.client(1) as client:
         assert (await client.get(f"/api/messages/{message_id}")).json()["state"] == "expired"
+
+
+async def test_get_of_a_message_past_its_validity_while_the_disk_is_full_shows_it_queued(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """While the store's disk is full, which holds the expiry sweep too, a GET of a message
+    past its validity cannot expire it: it shows what the store holds, `queued`, rather than
+    fail with 503 as a write does. Once there is room, the GET expires it."""
+    rig = await start(nursery, tmp_path, dispatch=False)
+    (message_id,) = await rig.send_batch("late", 1, window=None, validity=1)
+    await trio.sleep(15 * 60)
+    await fill_disk(rig.store, message_id)
+    async with rig.client() as client:
+        answer = await client.get(f"/api/messages/{message_id}")
+        assert answer.status_code == 200 and answer.json()["state"] == "queued"
+        assert rig.store.unwritable is not None
+        await rig.store.write(lambda conn: conn.execute("PRAGMA max_page_count = 1000000"))
+        answer = await client.get(f"/api/messages/{message_id}")
+        assert answer.json()["state"] == "expired"
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ import msgspec
 import pytest
 import trio
 from support.smpp import connect, raw_bind, receive_pdu, submit_all
+from support.store import fill_disk
 
 from edgegw.clock import Clock
 from edgegw.config import Config, ServiceConfig, _check_meaning, load_config
@@ -630,6 +631,19 @@ async def test_query_sm_of_another_services_message_past_its_validity_leaves_it_
     answers = await trio.to_thread.run_sync(query_all, door, [message_id])
     assert answers == [(CommandStatus.ESME_RINVMSGID, 0, "", 0)]
     assert await row(core.store, message_id, "state, dr_status, done_at") == ("queued", None, None)
+
+
+async def test_query_sm_while_the_disk_is_full_answers_what_the_store_holds(
+    core: Core, door: int, mock_clock: trio.testing.MockClock
+) -> None:
+    """While the store's disk is full, which holds the expiry sweep too, a query_sm of a
+    message past its validity cannot expire it: it answers what the store holds (ENROUTE),
+    not ESME_RSYSERR with an ERROR in the log for each query."""
+    message_id = await submit_and_let_expire(door, mock_clock)
+    await fill_disk(core.store, message_id)
+    answers = await trio.to_thread.run_sync(query_all, door, [message_id])
+    assert answers == [(0, SmppState.ENROUTE, "", 0)]
+    assert core.store.unwritable is not None
 
 
 async def first_of_two_parts_out(core: Core, door: int, *, registered_delivery: int) -> str:

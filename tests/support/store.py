@@ -1,15 +1,17 @@
-"""What the store tests share: the epoch they start at, a message builder and a running store.
-Never asserts anything itself; the tests decide what to check."""
+"""What the store tests share: the epoch they start at, a message builder, a running store and
+a full disk. Never asserts anything itself; the tests decide what to check."""
 
 from __future__ import annotations
 
+import functools
+import sqlite3
 from pathlib import Path
 
 import trio
 
 from drivers.gsm import encode_message
 from edgegw.clock import Clock
-from edgegw.store import NewMessage, Store, connect, migrate, run_inline
+from edgegw.store import NewMessage, Store, StoreUnwritable, connect, migrate, run_inline
 
 START = 1_754_380_800.0  # 2025-08-05T08:00:00Z
 
@@ -72,3 +74,26 @@ def damage_table(path: Path, table: str) -> None:
     with path.open("r+b") as file:
         file.seek((root - 1) * page_size)
         file.write(b"\xff")
+
+
+async def fill_disk(store: Store, message_id: str) -> None:
+    """Leave the store's file no room, as a full SD card does (SQLITE_FULL): no new page, and
+    the history of `message_id`, which any change of its state writes, full to its last byte
+    (by lines dated 0, before any the gateway writes)."""
+    (pages,) = await store.write(lambda conn: conn.execute("PRAGMA page_count").fetchone())
+    await store.write(lambda conn: conn.execute(f"PRAGMA max_page_count = {pages}"))
+    for size in (1000, 100, 10, 1):
+        line = functools.partial(_history_line, message_id=message_id, detail="x" * size)
+        while True:
+            try:
+                await store.write(line)
+            except StoreUnwritable:
+                break
+
+
+def _history_line(conn: sqlite3.Connection, message_id: str, detail: str) -> None:
+    conn.execute(
+        "INSERT INTO message_events (message_id, at, state, part, detail)"
+        " VALUES (?, 0, 'queued', NULL, ?)",
+        (message_id, detail),
+    )
