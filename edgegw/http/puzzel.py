@@ -605,9 +605,12 @@ def _too_deep() -> RequestSyntaxError:
 
 def _tolerant_parameters(raw: object) -> object:
     """`parameter` as a list of {key, value}, one such object, or a {key: value} map (the legacy
-    Go client); values that are JSON numbers or booleans become strings (the 2.0.4 client). A
-    value of another type (null, a list) is left for its message's conversion to refuse, that
-    message alone."""
+    Go client), and null as no parameters, as null is no value for every other optional field
+    (mappers that write unset fields as null); values that are JSON numbers or booleans become
+    strings (the 2.0.4 client). A value of another type (null, a list) is left for its message's
+    conversion to refuse, that message alone."""
+    if raw is None:
+        return []
     if isinstance(raw, dict):
         if set(raw) == {"key", "value"}:
             raw = [raw]

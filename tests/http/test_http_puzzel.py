@@ -13,7 +13,7 @@ import tracemalloc
 from collections.abc import Callable, Generator
 from pathlib import Path
 from random import Random
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
@@ -221,6 +221,50 @@ def test_numbers_and_booleans_as_strings_are_accepted() -> None:
     request = decode_json(body)
     assert request.serviceId == 1000
     assert request.message[0].settings == Settings(newSession=True)
+
+
+SETTINGS_FIELDS = [
+    "priority",
+    "validity",
+    "differentiator",
+    "invoiceNode",
+    "age",
+    "newSession",
+    "sessionId",
+    "autoDetectEncoding",
+    "safeRemoveNonGsmCharacters",
+    "originatorSettings",
+    "gasSettings",
+    "sendWindow",
+    "parameter",
+]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ("batchReference",),
+        *(("message", 0, name) for name in ("price", "clientReference", "settings", "priceXml")),
+        *(("message", 0, "settings", name) for name in SETTINGS_FIELDS),
+        ("message", 0, "settings", "sendWindow", "stopDate"),
+        ("message", 0, "settings", "sendWindow", "stopTime"),
+    ],
+    ids=lambda path: ".".join(str(step) for step in path),
+)
+def test_null_for_an_optional_field_is_the_field_left_out(path: tuple[str | int, ...]) -> None:
+    """Spec 2.1: every optional field may be left unset; clients whose JSON mappers write unset
+    fields as null (Jackson and Json.NET by default) mean the same."""
+    request: dict[str, Any] = {
+        "serviceId": 1000,
+        "message": [{"recipient": "+4741000000", "content": "x", "settings": {"sendWindow": {}}}],
+    }
+    place: Any = request
+    for step in path[:-1]:
+        place = place[step]
+    place[path[-1]] = None
+    with_null = decode_json(json.dumps(request).encode())
+    del place[path[-1]]
+    assert with_null == decode_json(json.dumps(request).encode())
 
 
 def test_one_message_as_an_object_is_a_list_of_one() -> None:
