@@ -104,10 +104,18 @@ class _SmsFault(_Fault):
 class _PduInput:
     """The text after the `> ` prompt of AT+CMGS or AT+CMGW, up to Ctrl-Z or ESC."""
 
-    def __init__(self, length: int, write_status: MessageStatus | None = None) -> None:
+    def __init__(
+        self,
+        length: int,
+        write_status: MessageStatus | None = None,
+        *,
+        text_to: str | None = None,
+    ) -> None:
         self.length = length
         # None: send it (+CMGS); a status: store it in <mem2> (+CMGW).
         self.write_status = write_status
+        # Text mode (TS 27.005 section 4.3): the destination, and what is typed is the text.
+        self.text_to = text_to
         self.hex = bytearray()
         self.overflow = False
 
@@ -150,7 +158,13 @@ class _Periodic(msgspec.Struct, frozen=True):
     """Time for the next unsolicited signal report."""
 
 
-_Timer = _Arrival | _ReportDue | _AckTimeout | _Wake | _Booted | _SmsReady | _Periodic
+class _SilentRestart(msgspec.Struct, frozen=True):
+    """A watchdog or a brown-out: the modem starts over without announcing it."""
+
+
+_Timer = (
+    _Arrival | _ReportDue | _AckTimeout | _Wake | _Booted | _SmsReady | _Periodic | _SilentRestart
+)
 
 
 Handler = Callable[["ModemEngine", str], list[str]]
@@ -295,6 +309,12 @@ class ModemEngine:
             elif isinstance(timer, _Periodic):
                 self._hold(f"^RSSI: {self.options.signal}")
                 self._add_timer(now + self.options.periodic_urc, _Periodic())
+            elif isinstance(timer, _SilentRestart):
+                # What was typed so far is lost with the rest of its state.
+                self._line.clear()
+                self._line_overflow = False
+                self._pdu = None
+                self._restart(now, announce=False)
         return self._settle()
 
     def power_cycle(self, now: float) -> None:
@@ -308,7 +328,7 @@ class ModemEngine:
         self._restart(now)
         self._clock(now)
 
-    def _restart(self, now: float) -> None:
+    def _restart(self, now: float, *, announce: bool = True) -> None:
         self._reset_settings()
         self.cfun = 1
         if self.sim_state is SimState.READY and self._pin is not None:
@@ -324,7 +344,7 @@ class ModemEngine:
             entry for entry in self._timers if isinstance(entry[2], _Arrival | _ReportDue)
         ]
         heapq.heapify(self._timers)
-        self._start(now)
+        self._start(now, announce=announce)
 
     def _clock(self, now: float) -> None:
         self._now = now
@@ -341,17 +361,20 @@ class ModemEngine:
         if self._sim_ready_at is not None and self.options.register_delay:
             self._add_timer(self._sim_ready_at + self.options.register_delay, _Wake())
 
-    def _start(self, now: float) -> None:
+    def _start(self, now: float, *, announce: bool = True) -> None:
+        """Power-on at `now`; `announce`: RDY and SMS Ready come once the modem listens."""
         self._started_at = now
         if self.sim_busy:
             self._add_timer(now + self.sim_busy, _Wake())
         options = self.options
-        if options.boot_deaf:
+        if options.boot_deaf and announce:
             self._add_timer(now + options.boot_deaf, _Booted())
-        if options.sms_not_ready:
+        if options.sms_not_ready and announce:
             self._add_timer(now + options.boot_deaf + options.sms_not_ready, _SmsReady())
         if options.periodic_urc:
             self._add_timer(now + options.boot_deaf + options.periodic_urc, _Periodic())
+        if options.silent_restart:
+            self._add_timer(now + options.silent_restart, _SilentRestart())
 
     def _sim_busy_now(self) -> bool:
         return self._started_at is not None and self._now < self._started_at + self.sim_busy
@@ -445,6 +468,8 @@ class ModemEngine:
         self._pdu = None
         if data[end] == ESC:
             self._emit(self._final(b"OK"))
+        elif pdu.text_to is not None:
+            self._submit_text(pdu, pdu.text_to)
         elif pdu.write_status is None:
             self._submit(pdu)
         else:
@@ -1086,14 +1111,20 @@ class ModemEngine:
         type_of_address = 145 if self._smsc.startswith("+") else 129
         return [f'+CSCA: "{self._smsc}",{type_of_address}']
 
-    # ---- sending (TS 27.005 section 3.5.1, PDU mode) -----------------------------------------
+    # ---- sending (TS 27.005 section 3.5.1, PDU mode; 4.3, text mode) ------------------------
 
     def _cmgs(self, args: str) -> list[str]:
+        if self.cmgf != 0:
+            # Text mode takes AT+CMGS=<da>[,<toda>] and sends what is typed as the text: in
+            # this mode "AT+CMGS=23" is an SMS to the number 23, as on real modems.
+            params = quoted_or_bare(args)
+            if not 1 <= len(params) <= 2 or not params[0]:
+                raise CommandSyntaxError(args)
+            self._require_sim_for_sms()
+            self._pdu = _PduInput(0, text_to=params[0])
+            return []
         (length_param,) = parameters(args, 1)
         length = integer(length_param, 0, 999)
-        if self.cmgf != 0:
-            # Text-mode sending is not offered: the gateway sends PDUs only.
-            raise _SmsFault(CmsError.OPERATION_NOT_ALLOWED)
         self._require_sim_for_sms()
         if not 1 <= length <= MAX_TPDU_OCTETS:
             raise _SmsFault(CmsError.INVALID_PDU_MODE_PARAMETER)
@@ -1127,6 +1158,29 @@ class ModemEngine:
         self._next_mr = (mr + 1) % 256
         data = self._information([[f"+CMGS: {mr}"]]) + self._final(b"OK")
         self._emit(data, due, sent)
+
+    def _submit_text(self, pdu: _PduInput, recipient: str) -> None:
+        """A text-mode SMS (TS 27.005 section 4.3): the typed characters as its text, the
+        first octet of +CSMP saying whether a status report is wanted (TP-SRR, 0x20)."""
+        if self.registration() != 1:
+            self._emit(self._final(self._error_code(_SmsFault(CmsError.NO_NETWORK_SERVICE))))
+            return
+        mr = self._next_mr
+        self._next_mr = (mr + 1) % 256
+        sent = SentSms(
+            recipient=recipient,
+            text=pdu.hex.decode("latin-1"),
+            dcs=self.csmp[3],
+            udh=b"",
+            payload=bytes(pdu.hex),
+            message_reference=mr,
+            status_report=bool(self.csmp[0] & 0x20),
+            validity_minutes=None,
+            concat=None,
+        )
+        due = self._due() + self.send_delay
+        self._busy_until = due
+        self._emit(self._information([[f"+CMGS: {mr}"]]) + self._final(b"OK"), due, sent)
 
 
 def _tpdu(pdu: _PduInput) -> bytes:

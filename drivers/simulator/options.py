@@ -88,6 +88,10 @@ class SimulatorOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     me_from_zero: bool = False
     # Seconds between unsolicited ^RSSI: reports; 0 never.
     periodic_urc: float = 0.0
+    # Seconds from power-on to a restart without a word (a watchdog, a brown-out, a hub that
+    # resets the stick), and again as long after each: factory settings (echo on, text mode if
+    # `text_mode`, no indications, +CMEE=0), the PIN asked again, no RDY; 0 never.
+    silent_restart: float = 0.0
 
     def __post_init__(self) -> None:
         profile_named(self.profile)
@@ -116,6 +120,7 @@ class SimulatorOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
             "boot_deaf",
             "sms_not_ready",
             "periodic_urc",
+            "silent_restart",
         ):
             value = getattr(self, name)
             if value is not None and value < 0:

@@ -331,11 +331,19 @@ def test_three_wrong_pins_block_the_sim_until_the_puk() -> None:
     assert talk(engine, b"AT+CPIN?\r") == b"\r\n+CPIN: READY\r\n\r\nOK\r\n"
 
 
-def test_text_mode_sending_is_not_offered() -> None:
+def test_text_mode_sends_what_is_typed_as_the_text_to_the_number_given() -> None:
+    # TS 27.005 section 4.3: in text mode AT+CMGS takes <da>, so a PDU-mode command sent to a
+    # modem left in text mode is an SMS of hex digits to the number that was its length.
     engine = quiet_engine()
     assert talk(engine, b"AT+CMEE=1;+CMGF=1\r") == b"\r\nOK\r\n"
-    assert talk(engine, b'AT+CMGS="+4712345678"\r') == b"\r\nERROR\r\n"
-    assert talk(engine, b"AT+CMGS=23\r") == b"\r\n+CMS ERROR: 302\r\n"
+    assert talk(engine, b"AT+CMGS=23\r") == b"\r\n> "
+    replies = engine.receive_data(b"0011000B91\x1a", 0.0)
+    assert b"".join(reply.data for reply in replies) == b"\r\n+CMGS: 0\r\n\r\nOK\r\n"
+    (sent,) = [reply.sent for reply in replies if reply.sent is not None]
+    assert (sent.recipient, sent.text, sent.message_reference) == ("23", "0011000B91", 0)
+    assert talk(engine, b'AT+CMGS="+4712345678",145\r') == b"\r\n> "
+    assert talk(engine, b"\x1b") == b"\r\nOK\r\n"
+    assert talk(engine, b"AT+CMGS=\r") == b"\r\nERROR\r\n"
 
 
 def test_cfun_turns_the_radio_off_and_on_and_resets() -> None:

@@ -112,9 +112,7 @@ def test_sms_not_ready_refuses_sms_commands_after_boot_with_cms_314() -> None:
 def test_text_mode_at_power_on() -> None:
     engine = engine_with(text_mode=True)
     assert talk(engine, b"AT+CMGF?\r") == b"\r\n+CMGF: 1\r\n" + OK
-    assert talk(engine, b"AT+CMGS=23\r") == b"\r\n+CMS ERROR: 302\r\n"
-    assert talk(engine, b"AT+CMGF=0\r") == OK
-    assert talk(engine, b"AT+CMGS=23\r") == b"\r\n> "
+    assert talk(engine, b"AT+CMGF=0;+CMGS=23\r") == b"\r\n> "
 
 
 def test_me_storage_numbered_from_zero() -> None:
@@ -131,6 +129,20 @@ def test_periodic_urc_reports_the_signal_every_interval() -> None:
     assert engine.next_deadline() == 5.0
     assert b"".join(reply.data for reply in engine.advance(5.0)) == b"\r\n^RSSI: 20\r\n"
     assert engine.next_deadline() == 10.0
+
+
+def test_silent_restart_brings_back_factory_settings_and_the_pin_without_a_word() -> None:
+    engine = engine_with(silent_restart=30.0, text_mode=True, pin="1234", boot_deaf=2.0)
+    assert b"RDY" in b"".join(reply.data for reply in engine.advance(2.0))  # a boot says so
+    talk(engine, b"ATE0;+CMEE=1;+CPIN=1234;+CMGF=0;+CNMI=2,1,0,2,0\r", now=2.0)
+    assert engine.next_deadline() == 30.0
+    talk(engine, b"AT+CMGS=23\r0011", now=29.0)  # the restart comes in the middle of a PDU
+    assert b"".join(reply.data for reply in engine.advance(30.0)) == b""
+    assert (engine.echo, engine.cmee, engine.cmgf, engine.cnmi) == (True, 0, 1, [0] * 5)
+    assert talk(engine, b"AT+CPIN?\r", now=31.0) == b""  # deaf while it boots
+    assert talk(engine, b"AT+CPIN?\r", now=32.0) == b"AT+CPIN?\r\r\n+CPIN: SIM PIN\r\n" + OK
+    assert b"".join(reply.data for reply in engine.advance(60.0)) == b""
+    assert engine.next_deadline() == 90.0
 
 
 @pytest.mark.parametrize("name", ["drop_final", "noise", "duplicate_urc", "urc_in_response"])
