@@ -18,7 +18,9 @@ from drivers.at.errors import AtProtocolError
 # Fixed command lines of the initialisation (TS 27.007 section 4: every line starts with "AT").
 SYNC = "AT"
 ECHO_OFF = "ATE0"  # ITU-T V.250 section 6.2.4
-CMEE_NUMERIC = "AT+CMEE=1"  # TS 27.007 section 9.1: numeric +CME ERROR codes
+CMEE_NUMERIC_MODE = 1  # TS 27.007 section 9.1: numeric +CME ERROR codes; factory setting 0
+CMEE_NUMERIC = f"AT+CMEE={CMEE_NUMERIC_MODE}"
+CMEE_QUERY = "AT+CMEE?"
 PDU_MODE = "AT+CMGF=0"  # TS 27.005 section 3.2.3
 CPIN_QUERY = "AT+CPIN?"
 CSQ = "AT+CSQ"
@@ -177,6 +179,11 @@ def parse_csq(lines: tuple[str, ...]) -> SignalQuality:
     if not (rssi <= 31 or rssi == 99) or not (ber <= 7 or ber == 99):
         raise AtProtocolError(f"+CSQ out of range: {rssi},{ber}")
     return SignalQuality(rssi=rssi, ber=ber)
+
+
+def parse_cmee(lines: tuple[str, ...]) -> int:
+    """The error report mode of `+CMEE: <n>` (TS 27.007 section 9.1)."""
+    return _int(_info(lines, "+CMEE"), "+CMEE <n>")
 
 
 class RegistrationStatus(enum.IntEnum):

@@ -615,10 +615,22 @@ class AtModem:
             async with self._lock:
                 try:
                     self._health.detail = await self._poll_network(link)
+                    if (lost := await self._settings_lost(link)) is not None:
+                        await self._restarted(link, Restarted(lost))
                 except ModemError:
                     if link.failed.is_set():
                         return
             polls.done(trio.current_time())
+
+    async def _settings_lost(self, link: _Link) -> str | None:
+        """How the modem shows it restarted without a word (a watchdog, a brown-out, a hub
+        that reset it; no RDY): its error mode is back at the factory setting, and with it
+        echo, PDU mode, indications and the PIN are gone. None while it is as initialised, or
+        when the answer says nothing."""
+        mode = self._read(await self._command(link, commands.CMEE_QUERY), commands.parse_cmee)
+        if mode is None or mode == commands.CMEE_NUMERIC_MODE:
+            return None
+        return f"silently: AT+CMEE? answered +CMEE: {mode}"
 
     # ---- receiving ---------------------------------------------------------------------------
 
@@ -658,8 +670,9 @@ class AtModem:
                 log.warning("modem %s: %s", self.name, self._health.last_error)
 
     async def _restarted(self, link: _Link, indication: Restarted) -> None:
-        """The modem restarted on its own (a brown-out, a watchdog): its echo, error format,
-        indications and an entered PIN are gone, so it is initialised again on the open port."""
+        """The modem restarted on its own (a brown-out, a watchdog), said so or seen by a health
+        poll: its echo, error format, indications and an entered PIN are gone, so it is
+        initialised again on the open port."""
         log.warning("modem %s restarted (%s); initialising it again", self.name, indication.line)
         link.serving = False
         try:

@@ -70,8 +70,9 @@ class AtOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Transient +CMS ERRORs in a row, on sends of different messages, before the modem is
     # re-initialised: one failing message is the message, five are the modem; 0 never.
     cms_reinit_after: int = 5
-    # Seconds between health polls (AT+CSQ, AT+CREG?) while idle; 0 disables them. A poll
-    # that times out is how a hung modem is noticed.
+    # Seconds between health polls (AT+CSQ, AT+CREG?, AT+CMEE?) while idle; 0 disables them.
+    # A poll that times out is how a hung modem is noticed, an AT+CMEE? answered with its
+    # factory setting how one that restarted without a word is.
     health_interval: float = 60.0
     # Message storages in order of preference (AT+CPMS); the first one the modem accepts for
     # reading, writing and receiving alike is used for all three.

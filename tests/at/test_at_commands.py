@@ -25,6 +25,7 @@ from drivers.at.commands import (
     cpin_enter,
     cpms,
     parse_cereg,
+    parse_cmee,
     parse_cmgl,
     parse_cmgr,
     parse_cmgs,
@@ -42,6 +43,14 @@ from drivers.at.commands import (
     parse_urc_pdu,
 )
 from drivers.at.errors import AtProtocolError
+
+
+def test_parse_cmee_reads_the_error_mode() -> None:
+    assert parse_cmee(("+CMEE: 0",)) == 0
+    assert parse_cmee(("+CMEE: 1",)) == 1
+    for unreadable in [(), ("+CMEE: \xb9",), ("+CMEE: on",)]:
+        with pytest.raises(AtProtocolError):
+            parse_cmee(unreadable)
 
 
 def test_builders() -> None:

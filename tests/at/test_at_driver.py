@@ -634,6 +634,7 @@ async def test_a_late_answer_is_taken_off_the_line_by_the_resync_nonce(
         "AT+CREG?",
         "AT+CEREG?",
         "AT+COPS?",
+        "AT+CMEE?",
     ]
 
 

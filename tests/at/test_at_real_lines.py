@@ -1,9 +1,10 @@
 """The AT driver against what real modems send, scripted byte by byte behind a real
 pseudo-terminal: unsolicited codes no table names, boot noise, broken listings, resets.
 
-The modem side is `support.scripted_modem.ScriptedModem` on the pty's master end; the driver opens
-the slave's path through the serial transport, as it opens a USB modem. Virtual time jumps
-only once the loop has idled a few real milliseconds, so bytes in the pty are never overtaken.
+The modem side is `support.scripted_modem.ScriptedModem` on the pty's master end (or, for a
+restart without a word, the simulated modem's pty); the driver opens the slave's path through
+the serial transport, as it opens a USB modem. Virtual time jumps only once the loop has idled
+a few real milliseconds, so bytes in the pty are never overtaken.
 """
 
 from __future__ import annotations
@@ -23,9 +24,16 @@ from support.scripted_modem import OK, Answer, ScriptedModem, inbound
 
 from drivers.at import AtModem, AtOptions
 from drivers.at.driver import OTHER_URCS
-from drivers.events import StatusReportReceived
-from drivers.gsm import build_deliver, build_status_report, encode_message, join_sca
+from drivers.events import InboundSms, StatusReportReceived
+from drivers.gsm import (
+    build_deliver,
+    build_status_report,
+    decode_text,
+    encode_message,
+    join_sca,
+)
 from drivers.modem import ModemError, OutgoingPart, SendOutcomeUnknown
+from drivers.simulator import Simulator, SimulatorOptions, serve_pty
 from drivers.transport import open_serial
 
 
@@ -583,3 +591,39 @@ async def test_a_line_longer_than_max_line_is_dropped_and_the_port_kept(
     health = modem.health()
     assert (health.state.value, health.garbage_lines, health.recoveries) == ("ready", 1, 0)
     assert len(bench.paths) == 1
+
+
+# ---- a modem that restarts without a word: the simulated modem behind its pty ---------------
+
+
+async def silently_restarting(nursery: trio.Nursery, **options: Any) -> tuple[Simulator, str]:
+    """A simulated modem in text mode at power-on that restarts without RDY after 100 s."""
+    sim = Simulator(SimulatorOptions(silent_restart=100.0, text_mode=True, **options))
+    path: str = await nursery.start(serve_pty, sim)
+    return sim, path
+
+
+@pytest.mark.parametrize("pin", [None, "1234"])
+async def test_a_silent_restart_is_seen_by_the_next_health_poll_and_initialised_again(
+    nursery: trio.Nursery, pty_clock: trio.testing.MockClock, pin: str | None
+) -> None:
+    # Back with its indications off, an SMS and a status report came with no +CMTI or +CDSI
+    # (or, its PIN asked again, stayed with the network), and AT+CMGL=4 fails in text mode:
+    # neither was read until something reopened the port, and a send was refused meanwhile.
+    sim, path = await silently_restarting(nursery, pin=pin, report_delay=105.0)
+    modem = AtModem("pty", AtOptions(port=path, pin=pin, health_interval=60.0))
+    await nursery.start(modem.run)
+    reference = await modem.send(part("before the restart"))
+    await trio.sleep(101.0)
+    await sim.deliver_mo("+4791234567", "while it restarted")
+    with trio.fail_after(30.0):  # the health poll at 120 s
+        events = await inbound(modem, 2)
+    (mo,) = [event for event in events if isinstance(event, InboundSms)]
+    (report,) = [event for event in events if isinstance(event, StatusReportReceived)]
+    assert decode_text(mo.deliver.part) == "while it restarted"
+    assert report.report.message_reference == reference
+    assert (sim.engine.echo, sim.engine.cmgf, sim.engine.cnmi[1]) == (False, 0, 1)
+    health = modem.health()
+    assert (health.state.value, health.recoveries, health.sim) == ("ready", 1, "READY")
+    assert await modem.send(part("after it")) == reference + 1
+    assert [sms.text for sms in sim.network.sent] == ["before the restart", "after it"]
