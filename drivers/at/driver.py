@@ -147,6 +147,9 @@ class _Link:
         self.serving = False  # initialised; a timeout now resynchronises before reopening
         self.cnmi: Cnmi | None = None
         self.cnma = False  # +CMT/+CDS wait for AT+CNMA (AT+CSMS=1 was accepted)
+        # ATE0 took (no command after it came back echoed): an echo now says the modem
+        # restarted without a word. Modems whose firmware ignores ATE0 give no such sign.
+        self.echo_off = False
         self.indications_off = IndicationsOff()
         # The wait for the pending command's answer; text of that answer ends it early, so
         # that the waiter looks again (AnswerWait) without polling for it.
@@ -406,6 +409,7 @@ class AtModem:
         """
         command = commands.cmgs(length)
         self._drain(link)
+        echoes = link.framer.echoes
         line = link.framer.send_command(command, prompt=True)
         first: Response | Prompt | None = None
         with trio.move_on_after(self.options.command_timeout):
@@ -417,6 +421,8 @@ class AtModem:
             reason = f"no '> ' prompt within {self.options.command_timeout:g} s"
             await self._resync(link, reason)
             raise ModemUnavailable(f"modem {self.name}: {reason}; resynchronised")
+        if link.echo_off and link.framer.echoes != echoes:
+            await self._restarted_before_pdu(link, first, command)
         if isinstance(first, Response):
             raise _rejection(refused(first.final))
         await self._write(link, pdu + commands.CTRL_Z)
@@ -440,6 +446,21 @@ class AtModem:
         reason = f"no answer to the PDU within {self.options.send_timeout:g} s"
         await self._resync(link, reason)
         raise SendOutcomeUnknown(f"modem {self.name}: {reason}; sent or not is unknown")
+
+    async def _restarted_before_pdu(
+        self, link: _Link, first: Response | Prompt, command: str
+    ) -> NoReturn:
+        """AT+CMGS came back echoed although ATE0 took: the modem restarted without a word,
+        maybe into text mode, where the line named a recipient (AT+CMGS=<da>, TS 27.005 4.3)
+        and the PDU would be sent as its text. ESC quits the prompt without sending in either
+        mode (3.5.1, 4.3); the modem is initialised again and the part is not sent."""
+        if isinstance(first, Prompt):
+            await self._abort_prompt(link)
+            if await self._await_answer(link, self.options.query_timeout) is None:
+                await self._resync(link, "no answer to ESC after an echoed AT+CMGS")
+        restart = Restarted(f"silently: {command} came back echoed")
+        await self._restarted(link, restart)
+        raise ModemUnavailable(f"modem {self.name} restarted ({restart.line}); not sent")
 
     async def _abort_prompt(self, link: _Link) -> None:
         """ESC leaves the PDU entry without sending (TS 27.005 section 3.5.1)."""
@@ -671,8 +692,8 @@ class AtModem:
 
     async def _restarted(self, link: _Link, indication: Restarted) -> None:
         """The modem restarted on its own (a brown-out, a watchdog), said so or seen by a health
-        poll: its echo, error format, indications and an entered PIN are gone, so it is
-        initialised again on the open port."""
+        poll or a send's echo: its echo, error format, indications and an entered PIN are gone,
+        so it is initialised again on the open port."""
         log.warning("modem %s restarted (%s); initialising it again", self.name, indication.line)
         link.serving = False
         try:
@@ -897,6 +918,7 @@ class AtModem:
     async def _initialise(self, link: _Link) -> str:
         await self._synchronise(link)
         await self._expect_ok(link, commands.ECHO_OFF)
+        echoes = link.framer.echoes
         await self._expect_ok(link, commands.CMEE_NUMERIC)
         await self._read_identity(link)
         await self._unlock_sim(link)
@@ -911,6 +933,7 @@ class AtModem:
         for optional in (commands.CREG_URC_ON, commands.CEREG_URC_ON, commands.COPS_LONG_NAME):
             await self._command(link, optional)
         detail = await self._poll_network(link)
+        link.echo_off = link.framer.echoes == echoes
         if link.cnmi is None:
             detail += "; no new-message indications, sweeping only"
         return detail

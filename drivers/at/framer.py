@@ -230,6 +230,7 @@ class AtFramer:
         self._urc_waiting_pdu: tuple[str, str] | None = None
         self._ended = False
         self._dropping = False  # the rest of a line longer than max_line is still to come
+        self._echoes = 0
 
     @property
     def pending(self) -> str | None:
@@ -241,6 +242,12 @@ class AtFramer:
         """The information lines of the pending command so far (its final result not yet
         seen): after a lost final result code, what did get through."""
         return () if self._state is _State.IDLE else tuple(self._lines)
+
+    @property
+    def echoes(self) -> int:
+        """How many command lines came back as their own echo (V.250 6.2.4, ATE1) so far: a
+        count taken before a command and after its answer says whether that one was echoed."""
+        return self._echoes
 
     def send_command(self, command: str, *, prompt: bool = False) -> bytes:
         """The bytes to write for `command`; lines read from now on answer it."""
@@ -354,7 +361,9 @@ class AtFramer:
                 self._events.append(Urc(name, line, None))
         elif self._state is _State.IDLE:
             self._events.append(Garbage(line))
-        elif self._is_echo(line):
+        elif line.upper() == self._command.upper():
+            self._echoes += 1
+        elif self._is_pdu_echo(line):
             return
         elif self._takes_bare_text():
             self._lines.append(line)
@@ -370,9 +379,7 @@ class AtFramer:
         """Whether a line prefixed `name` answers the pending command."""
         return name == self._name or name in _ANSWER_PREFIXES.get(self._name, ())
 
-    def _is_echo(self, line: str) -> bool:
-        if line.upper() == self._command.upper():
-            return True
+    def _is_pdu_echo(self, line: str) -> bool:
         # With echo on, the PDU typed after "> " comes back before +CMGS:.
         return self._state is _State.PDU_SENT and _HEX_LINE.fullmatch(line) is not None
 

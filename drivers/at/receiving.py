@@ -41,8 +41,8 @@ class Sweep(msgspec.Struct, frozen=True):
 
 
 class Restarted(msgspec.Struct, frozen=True):
-    """The modem said it restarted (RDY), or a health poll found its settings gone: initialise
-    it again, then sweep."""
+    """The modem said it restarted (RDY), or a health poll or a send's echo found its settings
+    gone: initialise it again, then sweep."""
 
     line: str
 

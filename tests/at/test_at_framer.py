@@ -156,6 +156,7 @@ def test_echo_left_on_is_dropped_including_the_typed_pdu() -> None:
         Prompt(),
         Response(("+CMGS: 1",), FinalResult(kind=FinalKind.OK, text="OK")),
     ]
+    assert framer.echoes == 1  # the command line's, not the PDU's
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,7 @@ from drivers.gsm import (
     encode_message,
     join_sca,
 )
-from drivers.modem import ModemError, OutgoingPart, SendOutcomeUnknown
+from drivers.modem import ModemError, ModemUnavailable, OutgoingPart, SendOutcomeUnknown
 from drivers.simulator import Simulator, SimulatorOptions, serve_pty
 from drivers.transport import open_serial
 
@@ -627,3 +627,46 @@ async def test_a_silent_restart_is_seen_by_the_next_health_poll_and_initialised_
     assert (health.state.value, health.recoveries, health.sim) == ("ready", 1, "READY")
     assert await modem.send(part("after it")) == reference + 1
     assert [sms.text for sms in sim.network.sent] == ["before the restart", "after it"]
+
+
+@pytest.mark.parametrize("pin", [None, "1234"])
+async def test_a_send_right_after_a_silent_restart_goes_out_once_and_in_pdu_mode(
+    nursery: trio.Nursery, pty_clock: trio.testing.MockClock, pin: str | None
+) -> None:
+    # Before the health poll saw the restart, a text-mode modem read AT+CMGS=<length> as
+    # AT+CMGS=<da>: it prompted, took the PDU's hex as the text and sent a real SMS of hex
+    # digits to a number like "32", and the part counted as sent (with its PIN asked again,
+    # the send was refused until the poll). The echo of AT+CMGS, which ATE0 had turned off,
+    # says it restarted: ESC, not the PDU, and it is initialised again at once.
+    sim, path = await silently_restarting(nursery, pin=pin)
+    modem = AtModem("pty", AtOptions(port=path, pin=pin, health_interval=60.0))
+    await nursery.start(modem.run)
+    await modem.send(part("before the restart"))
+    await trio.sleep(101.0)  # it restarted at 100 s; the next health poll is at 120 s
+    with pytest.raises(ModemUnavailable, match="restarted") as caught:
+        await modem.send(part("after it"))
+    assert not isinstance(caught.value, SendOutcomeUnknown)
+    assert (sim.engine.echo, sim.engine.cmgf, sim.engine.cnmi[1]) == (False, 0, 1)
+    assert await modem.send(part("after it")) == 1
+    assert trio.current_time() < 110.0
+    assert [(sms.recipient, sms.text) for sms in sim.network.sent] == [
+        ("+4791234567", "before the restart"),
+        ("+4791234567", "after it"),
+    ]
+    health = modem.health()
+    assert (health.state.value, health.recoveries, health.sim) == ("ready", 1, "READY")
+    assert health.resyncs == 0  # the ESC's answer came, so the line stayed in step
+
+
+async def test_a_modem_whose_echo_stays_on_after_ate0_still_sends(
+    nursery: trio.Nursery, pty_clock: trio.testing.MockClock
+) -> None:
+    # Its echo of AT+CMGS is no sign of a restart: the driver saw at initialisation that ATE0
+    # did not take, and writes the PDU after the prompt as ever.
+    sim = Simulator(SimulatorOptions(profile="echo_on"))
+    path: str = await nursery.start(serve_pty, sim)
+    modem = AtModem("pty", AtOptions(port=path, health_interval=60.0))
+    await nursery.start(modem.run)
+    assert [await modem.send(part(text)) for text in ("one", "two")] == [0, 1]
+    assert [sms.text for sms in sim.network.sent] == ["one", "two"]
+    assert (modem.health().recoveries, sim.engine.echo_on) == (0, True)
