@@ -27,6 +27,7 @@ from edgegw.http.puzzel import (
     negotiate,
     syntax_error_response,
     whole_request,
+    xml_media_type,
 )
 from edgegw.http.server import App, BodyWriter, Request, Response, plain_error
 from edgegw.http.soap import FAULT_NAMESPACE
@@ -121,11 +122,13 @@ def make_app(
                 "Content-Type",
                 f"{media_type or 'none'} is not one of {', '.join(sorted(_BODY_TYPES))}",
             )
-            return _puzzel(syntax_error_response(error), fmt, status=415)
+            return _puzzel(syntax_error_response(error), fmt, status=415, xml=_xml_type(request))
         try:
             batch = await _request_in(request.body, media_type, charset)
         except RequestSyntaxError as exc:
-            return _puzzel(syntax_error_response(exc), fmt, status=exc.http_status)
+            return _puzzel(
+                syntax_error_response(exc), fmt, status=exc.http_status, xml=_xml_type(request)
+            )
         if isinstance(batch, SendRequest):
             return await _submit(request, batch, fmt)
         head, messages = batch
@@ -167,7 +170,7 @@ def make_app(
                     raise trio.BrokenResourceError("the client left during the answer") from None
                 await write(writer.end())
 
-            content_type = _JSON if fmt is ResponseFormat.JSON else _XML
+            content_type = _JSON if fmt is ResponseFormat.JSON else _xml_type(request)
             return Response(status=200, headers=[("content-type", content_type)], stream=stream)
 
         return _with_login(streamed, refusal, head.username)
@@ -285,13 +288,15 @@ def _denied() -> Response:
 
 
 def _xml_type(request: Request) -> str:
-    """The media type of a send's XML answer: text/xml to a GET (spec 2.4), else
-    application/xml."""
-    return _TEXT_XML if request.method == "GET" else _XML
+    """The media type of a send's XML answer: the one of application/xml and text/xml that the
+    client's Accept prefers; where it prefers neither, text/xml to a GET (spec 2.4), else
+    application/xml (2.3)."""
+    default = _TEXT_XML if request.method == "GET" else _XML
+    return xml_media_type(request.headers.get("accept"), default)
 
 
 def _puzzel(
-    response: SendResponse, fmt: ResponseFormat, *, status: int = 200, xml: str = _XML
+    response: SendResponse, fmt: ResponseFormat, *, xml: str, status: int = 200
 ) -> Response:
     content_type = _JSON if fmt is ResponseFormat.JSON else xml
     return Response(
@@ -329,7 +334,8 @@ def _fault(request: Request, status: int, reason: str) -> Response:
         f'<ns2:fault xmlns:ns2="{FAULT_NAMESPACE}"><code>{status}</code>'
         f"<reason>{reason}</reason></ns2:fault>"
     ).encode()
-    return Response(status=status, headers=[("content-type", _XML)], body=body)
+    content_type = xml_media_type(request.headers.get("accept"), _XML)
+    return Response(status=status, headers=[("content-type", content_type)], body=body)
 
 
 def error_response(request: Request | None, status: int, reason: str) -> Response:

@@ -56,6 +56,7 @@ __all__ = [
     "response_children_xml",
     "syntax_error_response",
     "whole_request",
+    "xml_media_type",
     "xml_text",
 ]
 
@@ -1223,6 +1224,17 @@ def negotiate(
     else:
         other, rank, default_rank = ResponseFormat.XML, xml_rank, json_rank
     return other if rank[0] > 0 and rank > default_rank else default
+
+
+@functools.lru_cache(maxsize=256)
+def xml_media_type(accept: str | None, default: str) -> str:
+    """The media type of an XML answer: whichever of `application/xml` and `text/xml` Accept
+    prefers (a client that accepts only `text/xml` gets it), `default` when neither is."""
+    ranges = list(_media_ranges(accept)) if accept else []
+    ranks = {media_type: _rank(media_type, ranges) for media_type in _XML_TYPES}
+    best = max(_XML_TYPES, key=ranks.__getitem__)
+    other = _XML_TYPES[1 - _XML_TYPES.index(best)]
+    return best if ranks[best][0] > 0 and ranks[best] > ranks[other] else default
 
 
 def _media_ranges(accept: str) -> Iterable[tuple[str, float]]:

@@ -205,6 +205,38 @@ async def test_a_utf8_byte_order_mark_is_read_as_the_xml_one_is(
     assert (submitted.serviceId, submitted.message[0].recipient) == (1000, "+4741000000")
 
 
+@pytest.mark.parametrize(
+    ("method", "accept", "content_type"),
+    [
+        ("POST", "text/xml", "text/xml"),
+        ("POST", "application/xml", "application/xml"),
+        ("GET", "application/xml", "application/xml"),
+        ("GET", "text/xml", "text/xml"),
+    ],
+)
+async def test_an_xml_answer_has_the_type_the_client_accepts(
+    app: App, method: str, accept: str, content_type: str
+) -> None:
+    if method == "POST":
+        sent = request(
+            method, "/gw/rs/sendMessages", GOOD_JSON, content_type="application/json", accept=accept
+        )
+    else:
+        sent = request(method, f"/gw/rs/sendMessages?{GOOD_QUERY}", accept=accept)
+    response = await app(sent)
+    assert (response.status, header(response, "content-type")) == (200, content_type)
+    assert xml_statuses(response.body)[0]["statusCode"] == "1"
+
+
+async def test_a_refused_body_has_the_xml_type_the_client_accepts(app: App) -> None:
+    response = await app(
+        request(
+            "POST", "/gw/rs/sendMessages", b"{", content_type="application/json", accept="text/xml"
+        )
+    )
+    assert (response.status, header(response, "content-type")) == (400, "text/xml")
+
+
 async def test_json_in_xml_out_without_accept(app: App) -> None:
     response = await app(
         request("POST", "/gw/rs/sendMessages", GOOD_JSON, content_type="application/json")

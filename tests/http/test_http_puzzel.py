@@ -50,6 +50,7 @@ from edgegw.http.puzzel import (
     negotiate,
     syntax_error_response,
     whole_request,
+    xml_media_type,
 )
 from edgegw.model import (
     MessageRequest,
@@ -636,6 +637,28 @@ def test_syntax_error_response() -> None:
 )
 def test_negotiate(accept: str | None, expected: ResponseFormat) -> None:
     assert negotiate(accept) is expected
+
+
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        (None, "default/xml"),
+        ("*/*", "default/xml"),
+        ("application/json", "default/xml"),
+        ("text/xml", "text/xml"),
+        ("Text/XML; charset=utf-8", "text/xml"),
+        ("text/*", "text/xml"),
+        ("application/xml", "application/xml"),
+        ("application/xml, text/xml", "application/xml"),
+        ("text/xml, application/xml", "text/xml"),
+        ("application/xml;q=0.5, text/xml", "text/xml"),
+        ("text/xml;q=0, */*", "application/xml"),
+        ("text/xml;q=0", "default/xml"),
+    ],
+)
+def test_an_xml_answer_has_the_xml_type_accept_prefers(accept: str | None, expected: str) -> None:
+    # A client that accepts only text/xml must not get application/xml (RFC 9110 12.5.1).
+    assert xml_media_type(accept, "default/xml") == expected
 
 
 # ---------------------------------------------------------------------------------------------
