@@ -155,6 +155,11 @@ class _Link:
         # that the waiter looks again (AnswerWait) without polling for it.
         self.answer_wait: trio.CancelScope | None = None
 
+    def echoed_since(self, echoes: int) -> bool:
+        """Whether a command came back echoed since the framer's count was `echoes`, although
+        ATE0 took: the modem restarted without a word."""
+        return self.echo_off and self.framer.echoes != echoes
+
     def fail(self, reason: str) -> None:
         if not self.failed.is_set():
             self.reason = reason
@@ -421,7 +426,7 @@ class AtModem:
             reason = f"no '> ' prompt within {self.options.command_timeout:g} s"
             await self._resync(link, reason)
             raise ModemUnavailable(f"modem {self.name}: {reason}; resynchronised")
-        if link.echo_off and link.framer.echoes != echoes:
+        if link.echoed_since(echoes):
             await self._restarted_before_pdu(link, first, command)
         if isinstance(first, Response):
             raise _rejection(refused(first.final))
@@ -635,20 +640,25 @@ class AtModem:
             await trio.sleep_until(polls.next_at)
             async with self._lock:
                 try:
+                    echoes = link.framer.echoes
                     self._health.detail = await self._poll_network(link)
-                    if (lost := await self._settings_lost(link)) is not None:
+                    if (lost := await self._settings_lost(link, echoes)) is not None:
                         await self._restarted(link, Restarted(lost))
                 except ModemError:
                     if link.failed.is_set():
                         return
             polls.done(trio.current_time())
 
-    async def _settings_lost(self, link: _Link) -> str | None:
+    async def _settings_lost(self, link: _Link, echoes: int) -> str | None:
         """How the modem shows it restarted without a word (a watchdog, a brown-out, a hub
-        that reset it; no RDY): its error mode is back at the factory setting, and with it
-        echo, PDU mode, indications and the PIN are gone. None while it is as initialised, or
-        when the answer says nothing."""
+        that reset it; no RDY): the poll's commands, `echoes` the count before them, came back
+        echoed although ATE0 took, or its error mode is back at the factory setting (a modem
+        whose stored profile keeps numeric errors shows only the echo); with either, echo, PDU
+        mode, indications and the PIN are gone. None while it is as initialised, or when the
+        answers say nothing."""
         mode = self._read(await self._command(link, commands.CMEE_QUERY), commands.parse_cmee)
+        if link.echoed_since(echoes):
+            return "silently: the health poll's commands came back echoed"
         if mode is None or mode == commands.CMEE_NUMERIC_MODE:
             return None
         return f"silently: AT+CMEE? answered +CMEE: {mode}"

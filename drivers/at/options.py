@@ -71,8 +71,8 @@ class AtOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # re-initialised: one failing message is the message, five are the modem; 0 never.
     cms_reinit_after: int = 5
     # Seconds between health polls (AT+CSQ, AT+CREG?, AT+CMEE?) while idle; 0 disables them.
-    # A poll that times out is how a hung modem is noticed, an AT+CMEE? answered with its
-    # factory setting how one that restarted without a word is.
+    # A poll that times out is how a hung modem is noticed, its commands echoed after ATE0 took
+    # or an AT+CMEE? answered with its factory setting how one that restarted without a word is.
     health_interval: float = 60.0
     # Message storages in order of preference (AT+CPMS); the first one the modem accepts for
     # reading, writing and receiving alike is used for all three.

@@ -629,6 +629,27 @@ async def test_a_silent_restart_is_seen_by_the_next_health_poll_and_initialised_
     assert [sms.text for sms in sim.network.sent] == ["before the restart", "after it"]
 
 
+async def test_a_silent_restart_that_keeps_numeric_errors_is_seen_by_the_polls_echo(
+    nursery: trio.Nursery, pty_clock: trio.testing.MockClock
+) -> None:
+    # A modem whose stored profile (AT&W) or factory setting has +CMEE: 1 answers the poll's
+    # AT+CMEE? as initialised after a silent restart: the poll saw nothing, and an SMS that
+    # came unannounced was never read, AT+CMGL=4 failing in text mode, on a gateway that
+    # sends nothing. The poll's own commands come back echoed, which ATE0 had turned off.
+    sim, path = await silently_restarting(nursery)
+    modem = AtModem("pty", AtOptions(port=path, health_interval=60.0))
+    await nursery.start(modem.run)
+    await trio.sleep(101.0)
+    sim.engine.cmee = 1  # kept across the restart
+    await sim.deliver_mo("+4791234567", "while it restarted")
+    with trio.fail_after(30.0):  # the health poll at 120 s
+        (mo,) = await inbound(modem, 1)
+    assert isinstance(mo, InboundSms)
+    assert decode_text(mo.deliver.part) == "while it restarted"
+    assert (sim.engine.echo, sim.engine.cmgf, sim.engine.cnmi[1]) == (False, 0, 1)
+    assert modem.health().recoveries == 1
+
+
 @pytest.mark.parametrize("pin", [None, "1234"])
 async def test_a_send_right_after_a_silent_restart_goes_out_once_and_in_pdu_mode(
     nursery: trio.Nursery, pty_clock: trio.testing.MockClock, pin: str | None
