@@ -804,10 +804,15 @@ def _xml_structure(element: Element, shape: _Shape, field: str) -> dict[str, Any
     return tree
 
 
+# XML Schema's nil (section 2.6.2 of part 1): an element so marked has no value, as JSON's null.
+_XSI_NIL: Final = "{http://www.w3.org/2001/XMLSchema-instance}nil"
+
+
 def _read_child(tree: dict[str, Any], child: Element, shape: _Shape, field: str) -> None:
-    """Read `child` of the element `field` (of `shape`) into its `tree`."""
+    """Read `child` of the element `field` (of `shape`) into its `tree`. One marked
+    `xsi:nil="true"` (JAXB's and .NET's way of writing a null) is left out, as JSON's null is."""
     name = _local_name(child.tag)
-    if name not in shape:
+    if name not in shape or child.get(_XSI_NIL, "").strip() in ("true", "1"):
         return
     kind = shape[name]
     path = name if field == "request" else f"{field}.{name}"

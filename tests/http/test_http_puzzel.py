@@ -336,6 +336,40 @@ def test_a_message_that_does_not_convert_keeps_its_place(
     )
 
 
+XSI = 'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
+
+
+@pytest.mark.parametrize(
+    ("place", "element"),
+    [
+        ("head", "batchReference"),
+        *(("message", name) for name in ("price", "clientReference", "settings", "priceXml")),
+        *(("settings", name) for name in SETTINGS_FIELDS),
+        ("window", "stopDate"),
+        ("window", "stopTime"),
+    ],
+)
+def test_an_xml_element_marked_nil_is_the_element_left_out(place: str, element: str) -> None:
+    """XML Schema's xsi:nil, as JAXB and .NET write a null for a nillable element, means what
+    JSON's null does: the field left out. It used to be read as its (empty) text."""
+
+    def document(nil: str) -> bytes:
+        at = {where: nil if where == place else "" for where in ("head", "message", "settings")}
+        window = (
+            ""
+            if element == "sendWindow"
+            else f"<sendWindow><startDate>2030-01-01</startDate>"
+            f"{nil if place == 'window' else ''}</sendWindow>"
+        )
+        return (
+            f"<request {XSI}><serviceId>1000</serviceId>{at['head']}<message>"
+            f"<recipient>+4741000000</recipient><content>x</content>{at['message']}"
+            f"<settings>{at['settings']}{window}</settings></message></request>"
+        ).encode()
+
+    assert decode_xml(document(f'<{element} xsi:nil="true"/>')) == decode_xml(document(""))
+
+
 def test_an_xml_message_that_does_not_convert_keeps_its_place() -> None:
     request = decode_xml(b"<request><message/><message><price>x</price></message></request>")
     assert request.message[0] == MessageRequest()
