@@ -584,6 +584,27 @@ async def test_send_window_errors_name_the_field(submitter: Submitter) -> None:
 
 
 @pytest.mark.parametrize(
+    ("fields", "answer"),
+    [
+        (
+            {"startDate": "2025-08-06", "stopDate": "2025-08-05"},
+            "Syntax error: sendWindow.stopDate: is before startDate",
+        ),
+        (
+            {"startDate": "2025-08-05", "startTime": "10:00:00", "stopTime": "09:00:00"},
+            "Syntax error: sendWindow.stopTime: the window closes before it opens",
+        ),
+    ],
+)
+async def test_a_send_window_that_closes_before_it_opens_is_a_syntax_error(
+    submitter: Submitter, fields: dict[str, str], answer: str
+) -> None:
+    # As the README says: nothing could ever be sent in it, so the message is refused at once
+    # rather than taken and expired.
+    assert await one(submitter, msg(sendWindow=SendWindow(**fields))) == (5, answer)
+
+
+@pytest.mark.parametrize(
     ("field", "value"),
     [
         ("startTime", "10:00:00+01:99"),
