@@ -370,10 +370,9 @@ class Moment(msgspec.Struct, frozen=True):
         """Whether the moment `at` (this column's value) has come at `now`."""
         return at <= now
 
-    def sql(self, now: str = "?") -> str:
-        """`reached` as an SQL condition on the column, `now` being the parameter that binds
-        the time."""
-        return f"{self.column} <= {now}"
+    def sql(self) -> str:
+        """`reached` as an SQL condition on the column, with one `?` that binds `now`."""
+        return f"{self.column} <= ?"
 
 
 DUE: Final = Moment("due_at")
