@@ -125,8 +125,16 @@ class Management:
         await self.store.expire_if_past(service_id, message_id, self.clock.now())
         return await self.store.message_view(service_id, message_id)
 
+    async def _expire_past(self, service_id: int) -> None:
+        """Expire the service's queued messages past their validity that the sweep has not
+        come round to yet, so that a list or a count of its messages shows them expired, as
+        a read of one of them does (`message`)."""
+        await self.store.expire_if_past(service_id, now=self.clock.now())
+
     async def batches(self, service_id: int) -> list[MessageBatch]:
-        """Batches of the service that still have queued messages."""
+        """Batches of the service that still have queued messages (one past its validity is
+        not queued, though the sweep has not come round to it)."""
+        await self._expire_past(service_id)
 
         def batches(conn: sqlite3.Connection) -> list[MessageBatch]:
             rows = conn.execute(
@@ -140,7 +148,9 @@ class Management:
         return await self.store.read(batches)
 
     async def batch(self, service_id: int, reference: str) -> MessageBatch | None:
-        """The batch's queued count; None when the service never had such a batch."""
+        """The batch's queued count (without those past their validity, though the sweep has
+        not come round to them); None when the service never had such a batch."""
+        await self._expire_past(service_id)
 
         def batch(conn: sqlite3.Connection) -> MessageBatch | None:
             total, queued = conn.execute(
@@ -220,6 +230,7 @@ class Management:
         """A page of the service's messages, oldest first, after `query.cursor`.
 
         Keyset pagination on (created_at, id): stable while messages arrive or change state.
+        One past its validity is listed expired, though the sweep has not come round to it.
         """
         limit = max(1, min(query.limit, MAX_PAGE))
         clauses = ["service_id = ?"]
@@ -248,6 +259,7 @@ class Management:
             " ORDER BY created_at, id LIMIT ?"
         )
         params.append(limit + 1)
+        await self._expire_past(service_id)
         rows = await self.store.read(functools.partial(_fetch, sql=sql, params=params))
         page = rows[:limit]
         summaries = [

@@ -132,13 +132,20 @@ class Store(Engine):
         await self.write(functools.partial(tx.insert_messages, fx=self.effects, groups=groups))
 
     async def expire_due(
-        self, now: float | None = None, message_ids: Sequence[str] | None = None
+        self,
+        now: float | None = None,
+        message_ids: Sequence[str] | None = None,
+        service_id: int | None = None,
     ) -> list[str]:
         """Queued messages past their validity (or the end of their send window) -> `expired`:
-        all of them, or those of `message_ids`."""
+        all of them, or those of `message_ids`; with `service_id`, only that service's."""
         return await self.write(
             functools.partial(
-                tx.expire_due, fx=self.effects, now=self._now(now), message_ids=message_ids
+                tx.expire_due,
+                fx=self.effects,
+                now=self._now(now),
+                message_ids=message_ids,
+                service_id=service_id,
             )
         )
 
@@ -151,27 +158,31 @@ class Store(Engine):
         )
 
     async def expire_if_past(
-        self, service_id: int, message_id: str, now: float | None = None
+        self, service_id: int, message_id: str | None = None, now: float | None = None
     ) -> bool:
-        """Expire the service's message as the sweep would when it is queued and past its
-        validity though the sweep has not come round to it yet, so that the service's read of
-        it shows what it is; True when it did. One read, and a write only then: never for
-        another service's message, which that read does not show. While the disk takes no
-        writes, which holds the sweep too, it stays as it is and the read shows that."""
+        """Expire the service's message (or, without `message_id`, every message of the
+        service) as the sweep would when it is queued and past its validity though the sweep
+        has not come round to it yet, so that the service's read of it (of a list or a count
+        of its messages) shows what it is; True when it did. One read, and a write only then:
+        never for another service's message, which that read does not show. While the disk
+        takes no writes, which holds the sweep too, it stays as it is and the read shows
+        that."""
         at = self._now(now)
+        # `+service_id`: found in messages_expiry, as tx.expire_due finds them.
+        where = f"+service_id = ? AND state = 'queued' AND {EXPIRY.sql()}"
+        args: tuple[object, ...] = (service_id, at)
+        if message_id is not None:
+            where, args = "id = ? AND " + where, (message_id, *args)
 
         def past(conn: sqlite3.Connection) -> bool:
-            row = conn.execute(
-                "SELECT 1 FROM messages WHERE id = ? AND service_id = ? AND state = 'queued'"
-                f" AND {EXPIRY.sql()}",
-                (message_id, service_id, at),
-            ).fetchone()
+            row = conn.execute(f"SELECT 1 FROM messages WHERE {where} LIMIT 1", args).fetchone()
             return row is not None
 
         if not await self.read(past):
             return False
+        ids = None if message_id is None else (message_id,)
         try:
-            return bool(await self.expire_due(at, (message_id,)))
+            return bool(await self.expire_due(at, ids, service_id))
         except StoreUnwritable:
             return False
 

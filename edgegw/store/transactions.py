@@ -388,17 +388,27 @@ def insert_messages(
 
 
 def expire_due(
-    conn: sqlite3.Connection, fx: Effects, now: float, message_ids: Sequence[str] | None = None
+    conn: sqlite3.Connection,
+    fx: Effects,
+    now: float,
+    message_ids: Sequence[str] | None = None,
+    service_id: int | None = None,
 ) -> list[str]:
     """Queued messages past their validity (or the end of their send window) -> `expired`:
-    all of them (the expiry sweep), or those of `message_ids`, each as the sweep would."""
+    all of them (the expiry sweep), or those of `message_ids`, each as the sweep would; with
+    `service_id`, only that service's."""
     target = message_move(MessageState.QUEUED, MessageEvent.EXPIRE, final=False)
     detail = "validity period expired before sending"
     update = (
         "UPDATE messages SET state = ?, error = ?, dr_status = ?, done_at = ?,"
         f" updated_at = ? WHERE state = 'queued' AND {EXPIRY.sql()}"
     )
-    values = (target, detail, DrStatus.VALIDITY_EXPIRED, now, now, now)
+    values: tuple[object, ...] = (target, detail, DrStatus.VALIDITY_EXPIRED, now, now, now)
+    if service_id is not None:
+        # `+` keeps the service's queue index out: the rows past their validity are found in
+        # messages_expiry, a few, not among all the service's queued ones.
+        update += " AND +service_id = ?"
+        values += (service_id,)
     if message_ids is None:
         ids = [row[0] for row in conn.execute(update + " RETURNING id", values)]
     else:

@@ -625,23 +625,95 @@ async def test_get_of_another_services_message_past_its_validity_leaves_it_alone
         assert (await client.get(f"/api/messages/{message_id}")).json()["state"] == "expired"
 
 
-async def test_get_of_a_message_past_its_validity_while_the_disk_is_full_shows_it_queued(
-    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+async def shown_state(client: httpx.AsyncClient, message_id: str, *, listed: bool) -> str:
+    """The message's state as `GET /api/messages/{id}` shows it, or as the list does."""
+    if listed:
+        return dict(await listed_states(client, ""))[message_id]
+    answer = await client.get(f"/api/messages/{message_id}")
+    assert answer.status_code == 200
+    state: str = answer.json()["state"]
+    return state
+
+
+@pytest.mark.parametrize("listed", [False, True], ids=["one", "list"])
+async def test_a_read_of_a_message_past_its_validity_while_the_disk_is_full_shows_it_queued(
+    nursery: trio.Nursery, tmp_path: Path, listed: bool, autojump_clock: trio.testing.MockClock
 ) -> None:
     """While the store's disk is full, which holds the expiry sweep too, a GET of a message
-    past its validity cannot expire it: it shows what the store holds, `queued`, rather than
-    fail with 503 as a write does. Once there is room, the GET expires it."""
+    past its validity, or of the list, cannot expire it: it shows what the store holds,
+    `queued`, rather than fail with 503 as a write does. Once there is room, the read expires
+    it."""
     rig = await start(nursery, tmp_path, dispatch=False)
     (message_id,) = await rig.send_batch("late", 1, window=None, validity=1)
     await trio.sleep(15 * 60)
     await fill_disk(rig.store, message_id)
     async with rig.client() as client:
-        answer = await client.get(f"/api/messages/{message_id}")
-        assert answer.status_code == 200 and answer.json()["state"] == "queued"
+        assert await shown_state(client, message_id, listed=listed) == "queued"
         assert rig.store.unwritable is not None
         await rig.store.write(lambda conn: conn.execute("PRAGMA max_page_count = 1000000"))
-        answer = await client.get(f"/api/messages/{message_id}")
-        assert answer.json()["state"] == "expired"
+        assert await shown_state(client, message_id, listed=listed) == "expired"
+
+
+async def listed_states(client: httpx.AsyncClient, query: str) -> list[tuple[str, str]]:
+    answer = await client.get(f"/api/messages?{query}")
+    assert answer.status_code == 200
+    return [(message["messageId"], message["state"]) for message in answer.json()["messages"]]
+
+
+async def test_the_list_shows_messages_past_their_validity_expired(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A message whose validity (10 minutes, code 1) ran out before the expiry sweep came
+    round to it (no dispatcher runs here) is listed as `expired`, as a GET of it shows it:
+    `state=queued` leaves it out and `state=expired` finds it, and its customer gets DR 361,
+    once, whenever the sweep comes. Service 2's message past its validity is left to the
+    sweep: service 1's list does not show it."""
+    rig = await start(nursery, tmp_path, dispatch=False)
+    (late,) = await rig.send_batch("late", 1, window=None, validity=1)
+    (waiting,) = await rig.send_batch("later", 1)
+    (others,) = await rig.send_batch("theirs", 1, service_id=2, window=None, validity=1)
+    await trio.sleep(15 * 60)
+    async with rig.client() as client:
+        assert await listed_states(client, "state=queued") == [(waiting, "queued")]
+        assert await listed_states(client, "state=expired") == [(late, "expired")]
+        assert await listed_states(client, "") == [(late, "expired"), (waiting, "queued")]
+    stored = await rig.store.message(others)
+    assert stored is not None and stored.state is MessageState.QUEUED
+    await trio.sleep(5)
+    assert [(dr["messageid"], dr["statuscode"]) for dr in rig.customer.drs] == [(late, 361)]
+    assert await rig.store.expire_due() == [others]
+    await trio.sleep(5)
+    reported = sorted((dr["messageid"], dr["statuscode"]) for dr in rig.customer.drs)
+    assert reported == sorted([(late, 361), (others, 361)])
+
+
+@pytest.mark.parametrize("prefix", ["/mgmt/rs/service/1", "/management/1"])
+async def test_a_batch_counts_no_message_past_its_validity_as_queued(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    prefix: str,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A batch whose messages' validity (10 minutes, code 1) ran out before the expiry sweep
+    came round to them (no dispatcher runs here) has no queued message left: its totalSize is
+    0 and the batch list leaves it out, and each of its messages gets DR 361, once."""
+    rig = await start(nursery, tmp_path, dispatch=False)
+    late = await rig.send_batch("late", 2, window=None, validity=1)
+    await rig.send_batch("later", 1)
+    await trio.sleep(15 * 60)
+    async with rig.client() as client:
+        one = await client.get(f"{prefix}/batch/late")
+        assert one.json() == {
+            "messageBatch": {"clientBatchReference": "late", "totalSize": 0, "onHold": 0}
+        }
+        listed = await client.get(f"{prefix}/batch/")
+        assert listed.json() == {
+            "messageBatch": [{"clientBatchReference": "later", "totalSize": 1, "onHold": 0}]
+        }
+    assert await rig.store.expire_due() == []
+    await trio.sleep(5)
+    reported = sorted((dr["messageid"], dr["statuscode"]) for dr in rig.customer.drs)
+    assert reported == sorted((message_id, 361) for message_id in late)
 
 
 @pytest.mark.parametrize(

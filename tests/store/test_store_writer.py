@@ -335,7 +335,9 @@ async def test_due_and_expiry_queries_are_index_range_scans(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The dispatcher's reads find the services with queued messages and each service's due
-    messages by steps in an index, never by reading the queue or a service's whole queue."""
+    messages by steps in an index, never by reading the queue or a service's whole queue; a
+    service's look for its messages past their validity (before a list of them) reads those
+    in the expiry index, never the service's whole queue."""
     await store.insert_messages(
         [new_message(f"00000000000{n}", service_id=n % 3 + 1, priority=n % 3 + 1) for n in range(9)]
     )
@@ -355,6 +357,7 @@ async def test_due_and_expiry_queries_are_index_range_scans(
     monkeypatch.setattr(store, "read", traced)
     assert list(await store.due([3, 1, 2], START)) == [3, 1, 2]
     assert await store.queue_times() == ({1: START, 2: START, 3: START}, START + 3600)
+    assert not await store.expire_if_past(1, now=START)
     monkeypatch.undo()
 
     def plans(conn: sqlite3.Connection) -> list[str]:
@@ -365,7 +368,8 @@ async def test_due_and_expiry_queries_are_index_range_scans(
         ]
 
     found = await store.read(plans)
-    assert len(found) == 3 * 3 + 2, statements  # 3 priorities a service, queue_times
+    # 3 priorities a service, queue_times, expire_if_past
+    assert len(found) == 3 * 3 + 2 + 1, statements
     assert all("SCAN messages" not in plan.replace("SCAN messages USING", "") for plan in found)
     assert all("TEMP B-TREE" not in plan for plan in found), found
     assert (
@@ -375,5 +379,6 @@ async def test_due_and_expiry_queries_are_index_range_scans(
         )
         == 3 * 3
     )
-    assert "USING INDEX messages_service_due (service_id>?)" in found[-2]
-    assert "USING INDEX messages_expiry" in found[-1]
+    assert "USING INDEX messages_service_due (service_id>?)" in found[-3]
+    assert "USING INDEX messages_expiry" in found[-2]
+    assert "SEARCH messages USING INDEX messages_expiry (expires_at<?)" in found[-1]
