@@ -339,8 +339,8 @@ class GatewaySmppBackend:
             destination_addr=recipient.removeprefix("+"),
             # Left out (SMPP 3.4 4.10.1: NULL keeps the original), the schedule and the end of
             # the validity stay, and each is checked against the other as a submit_sm's are.
-            # An end already past is no field of the ESME's but the message's expiry, which
-            # the store refuses (ESME_RREPLACEFAIL) before the sweep comes round to it.
+            # An end already past is no field of the ESME's but the message's expiry: the
+            # store expires it as the sweep would and refuses (ESME_RREPLACEFAIL).
             schedule_delivery_time=pdu.schedule_delivery_time
             or format_time(dt.datetime.fromtimestamp(not_before, dt.UTC)),
             validity_period=pdu.validity_period

@@ -464,13 +464,15 @@ def replace(
     """An ESME's replace_sm (SMPP 3.4 section 4.10): a queued message none of whose parts has
     been handed to a modem takes `new`'s text and parts, schedule and validity, and the receipt
     request `registered_delivery`. False when it is past that (being sent, a part tried, sent
-    or final, or its validity over though `expire_due` has not come round to it yet), and
-    nothing changes."""
+    or final), and nothing changes. One past its validity is no longer pending delivery but
+    expired, though the sweep has not come round to it: it is expired here as the sweep would
+    (DR 361), as a cancel does, and the replace refused."""
+    expire_due(conn, fx, now, (message_id,))
     row = conn.execute(
-        f"SELECT 1 FROM messages WHERE id = ? AND state = 'queued' AND NOT {EXPIRY.sql()}"
+        "SELECT 1 FROM messages WHERE id = ? AND state = 'queued'"
         " AND NOT EXISTS (SELECT 1 FROM parts WHERE message_id = messages.id"
         " AND (state != 'queued' OR attempts > 0))",
-        (message_id, now),
+        (message_id,),
     ).fetchone()
     if row is None:
         return False

@@ -10,7 +10,7 @@ import datetime as dt
 import functools
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -33,9 +33,11 @@ from edgegw.smpp.constants import CommandStatus
 from edgegw.smpp.constants import MessageState as SmppState
 from edgegw.smpp.outbound import MobileOriginated, Receipt
 from edgegw.smpp.pdu import (
+    BindTransmitter,
     CancelSm,
     CancelSmResp,
     ReplaceSm,
+    ReplaceSmResp,
     SmppDecoder,
     SubmitSm,
     SubmitSmResp,
@@ -455,7 +457,8 @@ async def test_replace_sm_of_a_message_past_its_validity_fails(
     """SMPP 3.4 4.10.2: a message whose validity has run out, though the expiry sweep has
     not come round to it yet, cannot be replaced (ESME_RREPLACEFAIL), whatever new schedule
     or validity the replace_sm brings; only a new validity_period that is itself past is the
-    ESME's own mistake (ESME_RINVEXPIRY). It keeps its text and ends expired."""
+    ESME's own mistake (ESME_RINVEXPIRY). It keeps its text and ends expired at the first,
+    as the sweep would have left it, which then finds nothing to expire."""
     start = dt.datetime.fromtimestamp(core.clock.now(), dt.UTC)
     message_id = await core.backend.submit(
         ACCOUNT, submission(validity=start + dt.timedelta(minutes=10))
@@ -472,8 +475,12 @@ async def test_replace_sm_of_a_message_past_its_validity_fails(
         )
     ]
     assert answers == [CommandStatus.ESME_RREPLACEFAIL] * 3 + [CommandStatus.ESME_RINVEXPIRY]
-    assert await row(core.store, message_id, "state, content") == ("queued", "Hello")
-    assert await core.store.expire_due(core.clock.now()) == [message_id]
+    assert await row(core.store, message_id, "state, content, done_at") == (
+        "expired",
+        "Hello",
+        NOW + 900,
+    )
+    assert await core.store.expire_due(core.clock.now()) == []
 
 
 def query_all(port: int, message_ids: Sequence[str]) -> list[tuple[int, int, str, int]]:
@@ -567,10 +574,13 @@ async def test_query_sm_answers_what_the_store_holds(core: Core, door: int) -> N
     }
 
 
-async def submit_and_let_expire(door: int, mock_clock: trio.testing.MockClock) -> str:
-    """A message of ten minutes' validity, submitted by smpplib, a quarter of an hour ago:
-    past its validity, and (no dispatcher runs here) not yet swept."""
-    ten_minutes = {**SUBMIT, "validity_period": "000000001000000R"}
+async def submit_and_let_expire(
+    door: int, mock_clock: trio.testing.MockClock, *, receipt: int = 0
+) -> str:
+    """A message of ten minutes' validity, submitted by smpplib (with `receipt` as its
+    registered_delivery) a quarter of an hour ago: past its validity, and (no dispatcher runs
+    here) not yet swept."""
+    ten_minutes = {**SUBMIT, "validity_period": "000000001000000R", "registered_delivery": receipt}
     [(status, message_id)] = await trio.to_thread.run_sync(submit_all, door, [ten_minutes])
     assert status == 0
     mock_clock.jump(15 * 60)
@@ -581,25 +591,55 @@ async def submit_and_let_expire(door: int, mock_clock: trio.testing.MockClock) -
 SWEPT: Final = ("expired", DrStatus.VALIDITY_EXPIRED, "validity period expired before sending")
 
 
-async def test_a_cancel_sm_of_a_message_past_its_validity_fails_and_it_ends_expired(
-    core: Core, door: int, mock_clock: trio.testing.MockClock
+@pytest.mark.parametrize(
+    ("command", "refusal"),
+    [
+        (CancelSm, CommandStatus.ESME_RCANCELFAIL),
+        (
+            functools.partial(ReplaceSm, short_message=b"New text"),
+            CommandStatus.ESME_RREPLACEFAIL,
+        ),
+    ],
+    ids=["cancel_sm", "replace_sm"],
+)
+async def test_a_cancel_or_replace_sm_of_a_message_past_its_validity_fails_and_it_ends_expired(
+    core: Core,
+    door: int,
+    mock_clock: trio.testing.MockClock,
+    command: Callable[..., CancelSm | ReplaceSm],
+    refusal: CommandStatus,
 ) -> None:
-    """SMPP 3.4 4.9.1 cancels a message still pending delivery: one whose validity ran out,
-    though the expiry sweep has not come round to it, is not cancelled (ESME_RCANCELFAIL) and
-    ends expired with DR 361, as the sweep would have left it, rather than cancelled (371)."""
-    message_id = await submit_and_let_expire(door, mock_clock)
+    """SMPP 3.4 4.9.1 cancels and 4.10 replaces a message still pending delivery: one whose
+    validity ran out, though the expiry sweep has not come round to it, is neither cancelled
+    (ESME_RCANCELFAIL) nor replaced (ESME_RREPLACEFAIL), and ends expired with DR 361 at once,
+    as the sweep would have left it, rather than cancelled (371) or left for the sweep. Its
+    receipt is queued once: the sweep, coming round later, adds none."""
+    message_id = await submit_and_let_expire(door, mock_clock, receipt=1)
     stream = await trio.open_tcp_stream("127.0.0.1", door)
     async with stream:
         decoder = SmppDecoder()
-        assert await raw_bind(stream, decoder) == CommandStatus.ESME_ROK
-        await stream.send_all(encode(CancelSm(sequence_number=2, message_id=message_id)))
+        bound = await raw_bind(stream, decoder, cls=BindTransmitter)
+        assert bound == CommandStatus.ESME_ROK
+        await stream.send_all(encode(command(sequence_number=2, message_id=message_id)))
         answer = await receive_pdu(stream, decoder)
-    assert isinstance(answer, CancelSmResp)
-    assert answer.command_status == CommandStatus.ESME_RCANCELFAIL
-    assert await row(core.store, message_id, "state, dr_status, error, done_at") == (
+    assert isinstance(answer, CancelSmResp | ReplaceSmResp)
+    assert answer.command_status == refusal
+    assert await row(core.store, message_id, "state, dr_status, error, done_at, content") == (
         *SWEPT,
         NOW + 900,
+        "Hello",
     )
+    assert await core.store.expire_due(core.clock.now()) == []
+
+    def receipts(conn: sqlite3.Connection) -> int:
+        return int(
+            conn.execute(
+                "SELECT count(*) FROM smpp_outbox WHERE message_id = ? AND kind = 'receipt'",
+                (message_id,),
+            ).fetchone()[0]
+        )
+
+    assert await core.store.read(receipts) == 1
 
 
 async def test_query_sm_of_a_message_past_its_validity_answers_expired(
