@@ -592,24 +592,42 @@ SWEPT: Final = ("expired", DrStatus.VALIDITY_EXPIRED, "validity period expired b
 
 
 @pytest.mark.parametrize(
-    ("command", "refusal"),
+    ("pdu_for", "refusal"),
     [
-        (CancelSm, CommandStatus.ESME_RCANCELFAIL),
         (
-            functools.partial(ReplaceSm, short_message=b"New text"),
+            lambda message_id: CancelSm(sequence_number=2, message_id=message_id),
+            CommandStatus.ESME_RCANCELFAIL,
+        ),
+        (
+            # Every queued message of the pair (no message_id), this one past its validity.
+            lambda _: CancelSm(
+                sequence_number=2,
+                source_addr_ton=5,
+                source_addr="EdgeGW",
+                dest_addr_ton=1,
+                dest_addr_npi=1,
+                destination_addr="4741000001",
+            ),
+            CommandStatus.ESME_RCANCELFAIL,
+        ),
+        (
+            lambda message_id: ReplaceSm(
+                sequence_number=2, message_id=message_id, short_message=b"New text"
+            ),
             CommandStatus.ESME_RREPLACEFAIL,
         ),
     ],
-    ids=["cancel_sm", "replace_sm"],
+    ids=["cancel_sm", "cancel_sm of the pair", "replace_sm"],
 )
 async def test_a_cancel_or_replace_sm_of_a_message_past_its_validity_fails_and_it_ends_expired(
     core: Core,
     door: int,
     mock_clock: trio.testing.MockClock,
-    command: Callable[..., CancelSm | ReplaceSm],
+    pdu_for: Callable[[str], CancelSm | ReplaceSm],
     refusal: CommandStatus,
 ) -> None:
-    """SMPP 3.4 4.9.1 cancels and 4.10 replaces a message still pending delivery: one whose
+    """SMPP 3.4 4.9.1 cancels (named by its id, or among the queued messages of its source
+    and destination) and 4.10 replaces a message still pending delivery: one whose
     validity ran out, though the expiry sweep has not come round to it, is neither cancelled
     (ESME_RCANCELFAIL) nor replaced (ESME_RREPLACEFAIL), and ends expired with DR 361 at once,
     as the sweep would have left it, rather than cancelled (371) or left for the sweep. Its
@@ -620,7 +638,7 @@ async def test_a_cancel_or_replace_sm_of_a_message_past_its_validity_fails_and_i
         decoder = SmppDecoder()
         bound = await raw_bind(stream, decoder, cls=BindTransmitter)
         assert bound == CommandStatus.ESME_ROK
-        await stream.send_all(encode(command(sequence_number=2, message_id=message_id)))
+        await stream.send_all(encode(pdu_for(message_id)))
         answer = await receive_pdu(stream, decoder)
     assert isinstance(answer, CancelSmResp | ReplaceSmResp)
     assert answer.command_status == refusal
