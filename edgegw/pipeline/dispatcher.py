@@ -84,7 +84,6 @@ class Dispatcher:
         self._last_served: dict[int, int] = {}
         self._channels: dict[str, trio.MemorySendChannel[Claim]] = {}
         self.workers: dict[str, ModemWorker] = {}
-        self.worker_crashes = 0  # workers restarted after an error escaped them
 
     def wake(self) -> None:
         """Look at the queue now (new messages, a modem became ready, a worker is free)."""
@@ -143,14 +142,13 @@ class Dispatcher:
     async def _supervise(
         self, worker: ModemWorker, claims: trio.MemoryReceiveChannel[Claim]
     ) -> None:
-        """The worker's error boundary: whatever escapes it is logged and counted, and the worker
-        starts again; neither the dispatcher nor another modem's worker notices."""
+        """The worker's error boundary: whatever escapes it is logged and the worker starts
+        again; neither the dispatcher nor another modem's worker notices."""
         while True:
             try:
                 await worker.run(claims)
                 return
             except Exception:
-                self.worker_crashes += 1
                 log.exception("worker of modem %s crashed; restarting", worker.modem.name)
             await trio.sleep(WORKER_RESTART_DELAY)
 
