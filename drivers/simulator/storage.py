@@ -79,10 +79,6 @@ class MessageStorage:
         if sms is not None and sms.status is MessageStatus.REC_UNREAD:
             self._slots[index] = msgspec.structs.replace(sms, status=MessageStatus.REC_READ)
 
-    def set_status(self, index: int, status: MessageStatus) -> None:
-        sms = self._slots[index]
-        self._slots[index] = msgspec.structs.replace(sms, status=status)
-
     def listing(self, stat: int) -> list[tuple[int, StoredSms]]:
         """The messages with <stat> (4: all), by index."""
         return [
