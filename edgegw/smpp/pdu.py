@@ -75,7 +75,6 @@ NEED_DATA: Final = NeedData.NEED_DATA
 
 class Kind(enum.Enum):
     U8 = 1
-    U32 = 2
     CSTRING = 3  # size: maximum octets including the NUL (SMPP 3.4 section 3.1)
     SHORT_MESSAGE = 4  # sm_length then that many octets
     DESTINATIONS = 5  # submit_multi: number_of_dests then dest_address entries
@@ -536,7 +535,7 @@ def _encode_field(pdu: Pdu, field: Field, out: list[bytes]) -> None:
                 out.append(_encode_u8("dest_addr_ton", dest.ton))
                 out.append(_encode_u8("dest_addr_npi", dest.npi))
             out.append(_encode_cstring("destination_addr", dest.address, 21))
-    elif kind is Kind.UNSUCCESSFUL:
+    else:  # Kind.UNSUCCESSFUL
         if len(value) > size:
             raise EncodeError(_S.ESME_RINVNUMDESTS, f"{len(value)} unsuccessful destinations")
         out.append(bytes((len(value),)))
@@ -545,8 +544,6 @@ def _encode_field(pdu: Pdu, field: Field, out: list[bytes]) -> None:
             out.append(_encode_u8("dest_addr_npi", sme.npi))
             out.append(_encode_cstring("destination_addr", sme.address, 21))
             out.append(_U32.pack(sme.error_status_code))
-    else:
-        out.append(_U32.pack(value))
 
 
 def encode(pdu: Pdu) -> bytes:
@@ -711,9 +708,7 @@ def _read_field(reader: _BodyReader, field: Field) -> object:
         return reader.short_message(status)
     if kind is Kind.DESTINATIONS:
         return reader.destinations(size, status)
-    if kind is Kind.UNSUCCESSFUL:
-        return reader.unsuccessful(size, status)
-    return reader.u32(name)
+    return reader.unsuccessful(size, status)
 
 
 def _decode_short_message(
