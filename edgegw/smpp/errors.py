@@ -11,10 +11,7 @@ from edgegw.smpp.constants import CommandStatus
 
 class SmppError(ValueError):
     """Anything the SMPP codec refuses. `command_id` and `sequence_number` name the offending
-    PDU when its header was readable (0 otherwise); `closes_session` says whether the byte
-    stream can still be trusted after it."""
-
-    closes_session = False
+    PDU when its header was readable (0 otherwise)."""
 
     def __init__(
         self,
@@ -44,8 +41,6 @@ class InvalidPdu(SmppError):
 class BrokenFrame(SmppError):
     """The header cannot be trusted (command_length below 16 or past the limit, a stream ending
     inside a PDU): answer with generic_nack if possible, then close the session."""
-
-    closes_session = True
 
 
 class EncodeError(SmppError):

@@ -858,7 +858,7 @@ class SmppDecoder:
 
     def next_pdu(self) -> Pdu | NeedData:
         """The next whole PDU, or NEED_DATA. Raises a SmppError for a bad PDU (the decoder
-        stays usable unless the error `closes_session`)."""
+        stays usable unless it is a BrokenFrame)."""
         if self._broken is not None:
             raise self._broken
         buffer = self._buffer
