@@ -81,14 +81,6 @@ def tlv_int(tlvs: Sequence[tuple[int, bytes]], tag: int) -> int | None:
     return None if value is None else int.from_bytes(value, "big")
 
 
-def tlv_cstring(tlvs: Sequence[tuple[int, bytes]], tag: int) -> str | None:
-    """A C-octet string TLV without its NUL (tolerating a sender that left the NUL out)."""
-    value = tlv_value(tlvs, tag)
-    if value is None:
-        return None
-    return value.split(b"\0", 1)[0].decode("latin-1")
-
-
 def int_tlv(tag: Tag, value: int) -> tuple[int, bytes]:
     """A TLV of the integer width section 5.3.2 gives `tag`."""
     width = TLV_LENGTHS[tag][0]

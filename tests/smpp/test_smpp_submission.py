@@ -23,7 +23,7 @@ from edgegw.smpp.submission import (
     submission_from_submit_multi,
     submission_from_submit_sm,
 )
-from edgegw.smpp.tlv import tlv_cstring, tlv_int
+from edgegw.smpp.tlv import tlv_int, tlv_value
 
 NOW = dt.datetime(2026, 1, 31, 12, 0, 0, tzinfo=dt.UTC)
 _S = CommandStatus
@@ -357,7 +357,8 @@ def test_a_receipt_deliver_sm() -> None:
     assert (pdu.source_addr, pdu.destination_addr) == ("4790000001", "Shop")
     assert pdu.data_coding == 0
     assert pdu.short_message.endswith(encode_gsm("text:Your parcel No 42 is "))
-    assert tlv_cstring(pdu.tlvs, Tag.RECEIPTED_MESSAGE_ID) == "abc123"
+    # A C-octet string (SMPP 3.4 section 5.3.2.12): the id and its NUL.
+    assert tlv_value(pdu.tlvs, Tag.RECEIPTED_MESSAGE_ID) == b"abc123\0"
     assert tlv_int(pdu.tlvs, Tag.MESSAGE_STATE) == MessageState.UNDELIVERABLE
 
 
