@@ -55,9 +55,6 @@ class MessageIdGenerator:
         self._next = self._rng.randrange(_RANDOM_START)
         self._end = self._next + _PER_SECOND
 
-    def next_id(self, now: float) -> str:
-        return self.next_ids(now, 1)[0]
-
     def next_ids(self, now: float, count: int) -> list[str]:
         """`count` fresh ids in increasing order."""
         second = int(now) - ID_EPOCH

@@ -58,7 +58,7 @@ def test_a_restart_in_a_later_second_cannot_collide() -> None:
 
 def test_ids_outside_the_time_range_are_refused() -> None:
     with pytest.raises(ValueError, match="outside"):
-        MessageIdGenerator().next_id(1_000_000_000.0)
+        MessageIdGenerator().next_ids(1_000_000_000.0, 1)
 
 
 def test_batch_references_are_uuid4() -> None:
