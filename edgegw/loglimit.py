@@ -47,7 +47,6 @@ class LogLimiter:
         self._seen: collections.OrderedDict[tuple[str, str | None], _Seen] = (
             collections.OrderedDict()
         )
-        self.suppressed_total = 0
 
     def admit(
         self,
@@ -70,7 +69,6 @@ class LogLimiter:
         if now - seen.emitted_at < self.period:
             seen.suppressed += 1
             seen.last = record
-            self.suppressed_total += 1
             return None
         left_out, seen.suppressed, seen.emitted_at = seen.suppressed, 0, now
         return left_out
