@@ -36,9 +36,6 @@ class AwaitingTable:
         self.reemit_after = reemit_after
         self._entries: dict[Key, _Entry] = {}
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     def offer(self, key: Key, tpdu: bytes, now: float) -> Offer:
         """What to do with `tpdu` found at `key`."""
         entry = self._entries.get(key)
@@ -74,10 +71,6 @@ class AwaitingTable:
             entry = self._entries[key] = _Entry(tpdu, now)
         entry.committed = True
 
-    def is_committed(self, key: Key, tpdu: bytes) -> bool:
-        entry = self._entries.get(key)
-        return entry is not None and entry.committed and entry.tpdu == tpdu
-
     def gone(self, key: Key) -> None:
         """Deleted, or no longer at its index."""
         self._entries.pop(key, None)
@@ -91,10 +84,6 @@ class AwaitingTable:
     def reconnected(self) -> None:
         """A new connection: what was emitted and not committed comes again."""
         self._entries = {key: entry for key, entry in self._entries.items() if entry.committed}
-
-    def deferred(self) -> list[Key]:
-        """Committed entries still waiting for their delete."""
-        return [key for key, entry in self._entries.items() if entry.committed]
 
 
 class DeleteStep(enum.Enum):
