@@ -7,13 +7,14 @@ Never raises for bad input and never answers before the commit. Spec sections 2.
 
 from __future__ import annotations
 
+import enum
 import functools
 import hmac
 import logging
 import random
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Final
+from typing import Final, TypeVar
 
 import msgspec
 import trio
@@ -132,6 +133,17 @@ def _shown(value: str) -> str:
 
 def _syntax(detail: str, field: str = "") -> Rejected:
     return Rejected(StatusCode.SYNTAX_ERROR, f"Syntax error: {detail}", field)
+
+
+_Choice = TypeVar("_Choice", bound=enum.StrEnum)
+
+
+def _one_of(choices: type[_Choice], name: str, value: str) -> _Choice:
+    """The member of `choices` that `value` names in any case, or a syntax error listing them."""
+    try:
+        return choices(value.upper())
+    except ValueError:
+        raise _syntax(f"{name} {_shown(value)} must be one of " + ", ".join(choices)) from None
 
 
 # The statuses of a request refused as a whole, before any of its messages is read.
@@ -688,13 +700,7 @@ class Submitter:
                 elif key == "flash":
                     flash = value.lower() == "true"
                 elif key == "parsing-type":
-                    try:
-                        parsing = ParsingType(value.upper())
-                    except ValueError:
-                        raise _syntax(
-                            f"parameter parsing-type {_shown(value)} must be one of "
-                            + ", ".join(member.value for member in ParsingType)
-                        ) from None
+                    parsing = _one_of(ParsingType, "parameter parsing-type", value)
                 elif key == "skip_customer_report_delivery":
                     skip_report = value.lower() == "true"
                 elif key in _PREMIUM_PARAMETERS:
@@ -851,13 +857,7 @@ def parse_originator(originator: str | None, kind: str | None) -> tuple[str, str
     """Spec 7.6: (originator, type) from originatorSettings, type matched case-insensitively."""
     if not kind:
         raise _syntax("originatorSettings.originatorType is required")
-    try:
-        originator_type = OriginatorType(kind.upper())
-    except ValueError:
-        raise _syntax(
-            f"originatorSettings.originatorType {_shown(kind)} must be one of "
-            + ", ".join(member.value for member in OriginatorType)
-        ) from None
+    originator_type = _one_of(OriginatorType, "originatorSettings.originatorType", kind)
     if not originator:
         raise _syntax("originatorSettings.originator is required")
     if originator_type is OriginatorType.ALPHANUMERIC:
