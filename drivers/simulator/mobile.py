@@ -28,12 +28,14 @@ _ESC = 0x1B
 def mobile_parts(
     text: str,
     *,
-    parsing: ParsingType = ParsingType.AUTO_DETECT,
     reference: int = 0,
     concat_16bit: bool = False,
 ) -> list[EncodedPart]:
-    """The parts a phone sends `text` as; concatenated with an 8- or 16-bit `reference`."""
-    message = encode_message(text, parsing=parsing, reference=reference % 256, max_parts=MAX_PARTS)
+    """The parts a phone sends `text` as (GSM 7-bit, or UCS-2 when a character is not in the
+    GSM alphabet); concatenated with an 8- or 16-bit `reference`."""
+    message = encode_message(
+        text, parsing=ParsingType.AUTO_DETECT, reference=reference % 256, max_parts=MAX_PARTS
+    )
     if not concat_16bit or len(message.parts) == 1:
         return list(message.parts)
     if not 0 <= reference <= 0xFFFF:
@@ -55,7 +57,6 @@ def deliver_tpdus(
     *,
     timestamp: dt.datetime,
     pid: int = 0,
-    status_report_indication: bool = False,
 ) -> list[bytes]:
     """One SMS-DELIVER TPDU a part; TP-MMS says whether more parts are still to come."""
     last = len(parts) - 1
@@ -66,7 +67,6 @@ def deliver_tpdus(
             timestamp=timestamp,
             pid=pid,
             more_messages=index < last,
-            status_report_indication=status_report_indication,
         )
         for index, part in enumerate(parts)
     ]

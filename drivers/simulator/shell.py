@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 import trio
 import trio.testing
 
-from drivers.gsm import ParsingType, build_status_report, parse_deliver
+from drivers.gsm import build_status_report, parse_deliver
 from drivers.simulator.engine import MANUFACTURER, MODEL, ModemEngine, Reply
 from drivers.simulator.kerneltimer import KernelTimer
 from drivers.simulator.mobile import deliver_tpdus, mobile_parts
@@ -166,10 +166,8 @@ class Simulator:
         originator: str,
         text: str,
         *,
-        parsing: ParsingType = ParsingType.AUTO_DETECT,
         concat_16bit: bool = False,
         reference: int | None = None,
-        timestamp: dt.datetime | None = None,
         pid: int = 0,
         interval: float = 0.0,
     ) -> list[int]:
@@ -184,8 +182,8 @@ class Simulator:
         if reference is None:
             self._concat_reference = (self._concat_reference + 1) % (65536 if concat_16bit else 256)
             reference = self._concat_reference
-        parts = mobile_parts(text, parsing=parsing, reference=reference, concat_16bit=concat_16bit)
-        stamp = timestamp if timestamp is not None else _wall_clock()
+        parts = mobile_parts(text, reference=reference, concat_16bit=concat_16bit)
+        stamp = _wall_clock()
         indexes: list[int] = []
         for number, tpdu in enumerate(deliver_tpdus(originator, parts, timestamp=stamp, pid=pid)):
             if number:
