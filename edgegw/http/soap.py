@@ -79,8 +79,8 @@ class SoapFault(Exception):
         self.code = code
 
 
-def _client(reason: str, code: int | None = StatusCode.SYNTAX_ERROR) -> SoapFault:
-    return SoapFault("Client", reason, code)
+def _client(reason: str) -> SoapFault:
+    return SoapFault("Client", reason, StatusCode.SYNTAX_ERROR)
 
 
 def _syntax_error(error: RequestSyntaxError) -> SoapFault:
