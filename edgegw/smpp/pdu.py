@@ -91,8 +91,10 @@ def _c(name: str, size: int, status: CommandStatus = _S.ESME_RINVPARLEN) -> Fiel
     return (name, Kind.CSTRING, size, status)
 
 
-def _u8(name: str, status: CommandStatus = _S.ESME_RINVCMDLEN) -> Field:
-    return (name, Kind.U8, 1, status)
+def _u8(name: str) -> Field:
+    # Any octet is a value; such a field is only ever cut short, which the body's length
+    # answers (ESME_RINVCMDLEN), so its status is never read.
+    return (name, Kind.U8, 1, _S.ESME_RINVCMDLEN)
 
 
 def _source(size: int = 21) -> tuple[Field, ...]:
