@@ -243,11 +243,12 @@ class SmtpSession:
         else:
             self._send(reply)
 
-    def tls_started(self, *, auth_available: bool) -> None:
-        """The handshake after STARTTLS succeeded: back to the start (RFC 3207 4.2)."""
+    def tls_started(self) -> None:
+        """The handshake after STARTTLS succeeded: back to the start (RFC 3207 4.2), now with
+        AUTH offered, since the password no longer crosses the network in the clear."""
         self.tls_active = True
         self.tls_available = False
-        self.auth_available = auth_available
+        self.auth_available = True
         self.phase = Phase.INIT
         self._extended = False
 

@@ -192,7 +192,7 @@ async def serve_connection(
                     await secure.do_handshake()
                 stream = secure
                 authenticated = None
-                session.tls_started(auth_available=True)
+                session.tls_started()
             elif isinstance(event, ConnectionClosed):
                 await _linger(stream)
                 return

@@ -468,7 +468,7 @@ def test_starttls_drops_pipelined_input_and_starts_over() -> None:
     smtp.receive_data(b"STARTTLS\r\nMAIL FROM:<injected@x>\r\n")
     assert smtp.next_event() == StartTlsRequested()
     assert smtp.data_to_send().endswith(b"220 2.0.0 ready to start TLS\r\n")
-    smtp.tls_started(auth_available=True)
+    smtp.tls_started()
     assert smtp.next_event() is NEED_DATA  # the injected MAIL is gone
     smtp.receive_data(b"MAIL FROM:<a@b>\r\nEHLO c\r\n")
     assert smtp.next_event() is NEED_DATA
@@ -541,7 +541,7 @@ def test_any_input_gives_replies_and_events_only(
         if isinstance(event, MessageReceived):
             assert len(event.content) <= 2048
         if isinstance(event, StartTlsRequested):
-            smtp.tls_started(auth_available=True)
+            smtp.tls_started()
 
 
 def dot_stuffed(lines: list[bytes]) -> bytes:
