@@ -19,7 +19,6 @@ from xml.sax.saxutils import escape
 import msgspec
 
 __all__ = [
-    "MO_PLACEHOLDERS",
     "MO_TYPE",
     "NETWORK_UNKNOWN",
     "SIGNATURE_HEADER",
@@ -136,7 +135,6 @@ _VAS_FIELDS: Final = [
     "msisdn_spname",
     "msisdn_cc",
 ]
-MO_PLACEHOLDERS: Final = (*_BODY_FIELDS[CallbackKind.MO], "commandtype", *_VAS_FIELDS)
 
 
 SIGNATURE_HEADER: Final = "X-Edgegw-Signature"
