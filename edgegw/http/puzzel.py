@@ -41,13 +41,11 @@ __all__ = [
     "ResponseFormat",
     "ResponseWriter",
     "UnsupportedCharset",
-    "decode_form",
     "decode_form_batch",
     "decode_json",
     "decode_json_batch",
     "decode_query",
     "decode_request_element",
-    "decode_xml",
     "decode_xml_batch",
     "encode_response",
     "lost_plus",
@@ -639,11 +637,6 @@ def _parameter_value(value: object) -> object:
 # XML (spec 2.3, appendix C)
 
 
-def decode_xml(body: bytes | bytearray) -> SendRequest:
-    """Decode an XML send request whole (`decode_xml_batch`)."""
-    return whole_request(*decode_xml_batch(body))
-
-
 # What the (defused) parser raises for a body it cannot read; _xml_refusal says what it was.
 _XML_ERRORS: Final = (defusedxml.DefusedXmlException, ParseError, ValueError, LookupError)
 
@@ -838,11 +831,6 @@ def _read_child(tree: dict[str, Any], child: Element, shape: _Shape, field: str)
 
 _KEY_SEGMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)(?:\[([0-9]+)\])?")
 _INDEX_DIGITS: Final = len(str(MAX_INDEX))
-
-
-def decode_form(body: bytes | bytearray) -> SendRequest:
-    """Decode an `application/x-www-form-urlencoded` send request whole (`decode_form_batch`)."""
-    return whole_request(*decode_form_batch(body))
 
 
 def decode_form_batch(

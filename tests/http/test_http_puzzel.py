@@ -39,12 +39,10 @@ from edgegw.http.puzzel import (
     UnsupportedCharset,
     _array_chunks,
     _JsonBatch,
-    decode_form,
     decode_form_batch,
     decode_json,
     decode_json_batch,
     decode_query,
-    decode_xml,
     decode_xml_batch,
     encode_response,
     negotiate,
@@ -69,6 +67,16 @@ T = TypeVar("T", bytes, str)
 R = TypeVar("R")
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "http"
+
+
+def decode_xml(body: bytes | bytearray) -> SendRequest:
+    """An XML send request decoded whole, its messages back in the request."""
+    return whole_request(*decode_xml_batch(body))
+
+
+def decode_form(body: bytes | bytearray) -> SendRequest:
+    """A form send request decoded whole, its messages back in the request."""
+    return whole_request(*decode_form_batch(body))
 
 
 def vector(name: str) -> bytes:
