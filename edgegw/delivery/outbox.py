@@ -304,17 +304,12 @@ def record_failure(
     return abandoned
 
 
-def outbox_items(
-    conn: sqlite3.Connection, *, message_id: str | None = None, kind: CallbackKind | None = None
-) -> list[OutboxItem]:
-    """Items in insertion order, optionally of one message or one kind."""
-    clauses, params = [], []
-    if message_id is not None:
-        clauses.append("message_id = ?")
-        params.append(message_id)
-    if kind is not None:
-        clauses.append("kind = ?")
-        params.append(str(kind))
-    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    rows = conn.execute(f"SELECT {_ITEM_COLUMNS} FROM outbox{where} ORDER BY id", params)
+def outbox_items(conn: sqlite3.Connection, *, message_id: str | None = None) -> list[OutboxItem]:
+    """Items in insertion order, optionally of one message."""
+    if message_id is None:
+        rows = conn.execute(f"SELECT {_ITEM_COLUMNS} FROM outbox ORDER BY id")
+    else:
+        rows = conn.execute(
+            f"SELECT {_ITEM_COLUMNS} FROM outbox WHERE message_id = ? ORDER BY id", (message_id,)
+        )
     return [_item(row) for row in rows]
