@@ -35,7 +35,6 @@ def session_in(state: State, now: float = 0.0) -> Session:
 
 
 # What the ESME's PDUs get in each state: an action, or a refusal with its status.
-ALLOWED = Step(Action.IGNORE)
 EXPECTED: dict[State, dict[CommandId, Step]] = {
     State.OPEN: {
         _C.BIND_TRANSMITTER: Step(Action.BIND),
