@@ -77,7 +77,6 @@ class ModemWorker:
         self._rng = rng
         self._on_done = on_done
         self._pacer = pacer
-        self.sent = 0  # messages fully sent
         self.errors = 0  # messages whose handling raised something unexpected
         self._part: int | None = None  # the part being sent, for the error boundary
         self._claims: trio.MemoryReceiveChannel[Claim] | None = None
@@ -237,7 +236,6 @@ class ModemWorker:
             if not sent.more:
                 break
         self._part = None
-        self.sent += 1
 
     def _next_part(
         self, claim: Claim, unsent: list[ClaimedPart], position: int, now: float
