@@ -28,6 +28,7 @@ __all__ = [
     "MAX_MIME_CONTAINERS",
     "MailContent",
     "MailError",
+    "ascii_domain",
     "is_postmaster",
     "mail_content",
     "mail_subject",
@@ -70,7 +71,7 @@ class MailError(ValueError):
 _DOTS: Final = re.compile("[.\u3002\uff0e\uff61]")
 
 
-def _ascii_domain(domain: str) -> str:
+def ascii_domain(domain: str) -> str:
     """A domain in lower-case ASCII, a label at a time, so that a label IDNA2008 refuses does
     not take the others' A-labels with it (`_ascii_label`)."""
     return ".".join(_ascii_label(label) for label in _DOTS.split(domain))
@@ -102,7 +103,7 @@ def parse_recipient(address: str, domain: str) -> tuple[str, int]:
     is optional and the domain compared without case, an internationalised one in either of
     its forms (RFC 6531: a U-label from an SMTPUTF8 client, an A-label from another)."""
     local, at, host = address.rpartition("@")
-    if not at or _ascii_domain(host) != _ascii_domain(domain):
+    if not at or ascii_domain(host) != ascii_domain(domain):
         raise MailError(f"mail for {host or address!r} is not taken here, only @{domain}")
     match = _LOCAL_PART.fullmatch(local)
     if match is None:
@@ -118,7 +119,7 @@ def is_postmaster(address: str, domain: str) -> bool:
     local, at, host = address.rpartition("@")
     if not at:
         return host.lower() == "postmaster"
-    return local.lower() == "postmaster" and _ascii_domain(host) == _ascii_domain(domain)
+    return local.lower() == "postmaster" and ascii_domain(host) == ascii_domain(domain)
 
 
 def mail_subject(raw: bytes) -> str:

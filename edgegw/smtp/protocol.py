@@ -21,7 +21,7 @@ from typing import Final, TypeAlias, TypeVar
 
 import msgspec
 
-from edgegw.smtp.mail import is_postmaster
+from edgegw.smtp.mail import ascii_domain, is_postmaster
 
 __all__ = [
     "NEED_DATA",
@@ -169,6 +169,9 @@ class SmtpSession:
         auth_required: bool = False,
     ) -> None:
         self.domain = domain
+        # How the replies name the server: RFC 5321 4.1.2's Domain is ASCII letters, digits and
+        # hyphens, so an internationalised mail domain goes as its A-label.
+        self._name = ascii_domain(domain)
         self.limits = limits
         self.tls_active = False
         self.tls_available = tls_available
@@ -199,7 +202,7 @@ class SmtpSession:
         self._data_too_big = False
         self._auth_mechanism = ""
         self._auth_username: str | None = None
-        self._send(_reply(220, f"{domain} ESMTP edgegw"))
+        self._send(_reply(220, f"{self._name} ESMTP edgegw"))
 
     # -- the shell's side ----------------------------------------------------------------------
 
@@ -279,7 +282,7 @@ class SmtpSession:
 
     def timed_out(self) -> None:
         """The shell's idle or DATA deadline passed."""
-        self._close(_reply(421, f"4.4.2 {self.domain} timeout, closing the connection"))
+        self._close(_reply(421, f"4.4.2 {self._name} timeout, closing the connection"))
 
     # -- lines and commands --------------------------------------------------------------------
 
@@ -342,7 +345,7 @@ class SmtpSession:
     def _error(self, reply: Reply) -> None:
         self._errors += 1
         if self._errors >= self.limits.max_errors:
-            self._close(_reply(421, f"4.7.0 {self.domain} too many errors, closing"))
+            self._close(_reply(421, f"4.7.0 {self._name} too many errors, closing"))
         else:
             self._send(reply)
 
@@ -373,7 +376,7 @@ class SmtpSession:
         self.phase = Phase.READY
         self._extended = True
         lines = [
-            f"{self.domain} greets {_PRINTABLE.sub('?', argument[:64])}",
+            f"{self._name} greets {_PRINTABLE.sub('?', argument[:64])}",
             "PIPELINING",
             f"SIZE {self.limits.max_message_bytes}",
             "8BITMIME",
@@ -393,7 +396,7 @@ class SmtpSession:
         self._reset_transaction()
         self.phase = Phase.READY
         self._extended = False
-        self._send(_reply(250, f"{self.domain}"))
+        self._send(_reply(250, self._name))
 
     def _verb_rset(self, argument: str) -> None:
         self._reset_transaction()
@@ -405,7 +408,7 @@ class SmtpSession:
         self._send(_reply(250, "2.0.0 OK"))
 
     def _verb_help(self, argument: str) -> None:
-        self._send(_reply(214, "2.0.0 mail to <number>-<service id>@" + self.domain))
+        self._send(_reply(214, "2.0.0 mail to <number>-<service id>@" + self._name))
 
     def _verb_vrfy(self, argument: str) -> None:
         # RFC 5321 4.1.1.6: VRFY names what to verify; without it, a syntax error (501).
@@ -420,7 +423,7 @@ class SmtpSession:
         self._error(_reply(502, "5.5.1 EXPN is not implemented"))
 
     def _verb_quit(self, argument: str) -> ConnectionClosed:
-        self._close(_reply(221, f"2.0.0 {self.domain} closing"))
+        self._close(_reply(221, f"2.0.0 {self._name} closing"))
         return ConnectionClosed()
 
     def _verb_starttls(self, argument: str) -> StartTlsRequested | None:

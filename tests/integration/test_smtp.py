@@ -316,6 +316,33 @@ async def test_an_smtputf8_mail_with_utf8_addresses_and_headers_is_sent(
     gateway.stop()
 
 
+async def test_the_door_names_an_internationalised_domain_by_its_a_label(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """RFC 5321 4.1.2: the Domain of the greeting and of the EHLO, HELO and QUIT replies is
+    letters, digits and hyphens, and the replies are ASCII: a mail domain configured as a U-label
+    is named by its A-label (RFC 5891), as a client can read it and mail to it."""
+    domain = "sms.blåbær.test"
+    base = example_config(tmp_path, smtp=ServiceSmtp(allow=["127.0.0.1"]))
+    gateway = Gateway(msgspec.structs.replace(base, smtp=SmtpConfig(port=0, domain=domain)))
+    bound = await nursery.start(gateway.run)
+
+    def session() -> list[tuple[int, bytes]]:
+        client = smtplib.SMTP(timeout=10)
+        greeting = client.connect("127.0.0.1", bound.smtp_port)
+        ehlo = client.ehlo("tests.local")
+        helo = client.helo("tests.local")
+        return [greeting, (ehlo[0], ehlo[1].split(b"\n")[0]), helo, client.quit()]
+
+    assert await trio.to_thread.run_sync(session) == [
+        (220, b"sms.xn--blbr-roah.test ESMTP edgegw"),
+        (250, b"sms.xn--blbr-roah.test greets tests.local"),
+        (250, b"sms.xn--blbr-roah.test"),
+        (221, b"2.0.0 sms.xn--blbr-roah.test closing"),
+    ]
+    gateway.stop()
+
+
 async def test_smtputf8_with_a_value_is_refused_as_a_syntax_error(gateway: Gateway) -> None:
     """RFC 6531 3.4: SMTPUTF8 has no value; `SMTPUTF8=yes` is not the parameter, so it opens no
     UTF-8 transaction (501, the parameter is known but malformed), and the bare one still does."""
