@@ -103,11 +103,14 @@ def parse_recipient(address: str, domain: str) -> tuple[str, int]:
     is optional and the domain compared without case, an internationalised one in either of
     its forms (RFC 6531: a U-label from an SMTPUTF8 client, an A-label from another)."""
     local, at, host = address.rpartition("@")
-    if not at or ascii_domain(host) != ascii_domain(domain):
-        raise MailError(f"mail for {host or address!r} is not taken here, only @{domain}")
+    # The replies name the domain as RFC 5321 4.1.2 writes one: an internationalised one as its
+    # A-label.
+    taken = ascii_domain(domain)
+    if not at or ascii_domain(host) != taken:
+        raise MailError(f"mail for {host or address!r} is not taken here, only @{taken}")
     match = _LOCAL_PART.fullmatch(local)
     if match is None:
-        raise MailError(f"{local!r} is not <number>-<service id>, as in 4741000000-1000@{domain}")
+        raise MailError(f"{local!r} is not <number>-<service id>, as in 4741000000-1000@{taken}")
     _, number, service = match.groups()
     return "+" + number, int(service)
 
