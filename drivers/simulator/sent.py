@@ -23,6 +23,7 @@ class SentSms(msgspec.Struct, frozen=True):
     status_report: bool  # TP-SRR
     validity_minutes: int | None  # TP-VP in relative format, None when absent
     concat: tuple[int, int, int] | None  # (reference, total, sequence) from the UDH
+    pid: int = 0  # TP-PID (9.2.3.9): 0x41-0x47 replace an earlier SMS of the same type
 
 
 def decode_sent_sms(tpdu: bytes, message_reference: int) -> SentSms:
@@ -38,4 +39,5 @@ def decode_sent_sms(tpdu: bytes, message_reference: int) -> SentSms:
         status_report=submit.status_report,
         validity_minutes=submit.validity_minutes,
         concat=concat_info(submit.udh),
+        pid=submit.pid,
     )

@@ -114,6 +114,16 @@ async def test_a_pdu_built_by_the_gsm_codec_with_an_smsc_address(nursery: trio.N
     assert sim.network.sent[0].validity_minutes == 60
 
 
+async def test_the_network_records_the_tp_pid_it_was_sent(nursery: trio.Nursery) -> None:
+    """TS 23.040 9.2.3.9: a "replace short message type 3" (0x43) is told from a plain SMS."""
+    sim, terminal = await start(nursery)
+    part = EncodedPart(dcs=0x00, udh=b"", payload=bytes(5))
+    for pid in (0x43, 0x00):
+        tpdu = build_submit("+4798765432", part, pid=pid)
+        await terminal.send_pdu(join_sca("", tpdu).hex().upper(), len(tpdu))
+    assert [sms.pid for sms in sim.network.sent] == [0x43, 0x00]
+
+
 @pytest.mark.parametrize(
     ("length", "pdu"),
     [
