@@ -96,7 +96,8 @@ def direct_message(
     """The pipeline's message for one destination of a submit, sent with the TP-DCS its
     data_coding asks for (`tp_dcs`: UCS-2, 8-bit data, a message class), or else as text that
     follows the service's parsing type. priority_flag 0 keeps the service's priority, 1 is
-    medium, 2 and 3 high (spec 7.2)."""
+    medium, 2 and 3 high (spec 7.2). protocol_id is the TP-PID (SMPP 3.4 5.2.13), which the
+    pipeline checks as it does the REST `pid`."""
     content = submission.payload.hex() if submission.text is None else submission.text
     not_before = None if submission.schedule is None else submission.schedule.timestamp()
     minutes = None
@@ -116,6 +117,7 @@ def direct_message(
         validity_minutes=minutes,
         not_before=not_before,
         data_coding=submission.data_coding,
+        pid=submission.protocol_id,
     )
 
 

@@ -98,6 +98,12 @@ _PREMIUM_PARAMETERS = frozenset(
     }
 )
 _NO_PREMIUM = "a modem cannot charge the recipient"
+# TS 23.040 9.2.3.9: the TP-PIDs edgegw sends besides 0 (a plain SMS), whichever door a
+# message came by: "Replace Short Message Type 1-7", which replace the handset's earlier SMS of
+# the same type and originator (spec 2.1's `pid` 65-71). Type 0 (0x40: acknowledged and thrown
+# away unseen), telematic interworking (0x20-0x3F), (U)SIM or ME data download and the rest ask
+# for handling beyond a text to a handset, which no modem's SMSC promises; they are refused.
+_REPLACE_PIDS: Final = range(0x41, 0x48)
 _NO_SESSIONS = "sessions need short-number sub-addressing, which a modem does not have"
 
 
@@ -227,6 +233,7 @@ class DirectMessage(msgspec.Struct, frozen=True, kw_only=True):
     not_before: float | None = None
     new_session: bool = False  # refused as in a Puzzel request (X-NewSession of an email)
     data_coding: int | None = None  # an SMPP text's, kept for a replace_sm (NewMessage)
+    pid: int = 0  # TP-PID: 0, or one of _REPLACE_PIDS
 
 
 def _release_nothing() -> None:
@@ -694,7 +701,7 @@ class Submitter:
                     udh = bytes.fromhex(value)
                 elif key == "pid":
                     number = ascii_count(value)
-                    if number is None or not 65 <= number <= 71:
+                    if number is None or number not in _REPLACE_PIDS:
                         raise _syntax(f"parameter pid {_shown(value)} must be from 65 to 71")
                     pid = number
                 elif key == "flash":
@@ -782,6 +789,10 @@ class Submitter:
         if direct.new_session:
             raise _illegal(_NO_SESSIONS)
         recipient = check_recipient(direct.recipient)
+        if direct.pid and direct.pid not in _REPLACE_PIDS:
+            raise _syntax(
+                f"TP-PID {direct.pid:#04x}: edgegw sends 0 or a replace type, 0x41 to 0x47"
+            )
         originator, originator_type = _sender(service, direct.originator, direct.originator_type)
         parsing = service.parsing_type if direct.dcs is None else ParsingType.NONE
         encoded = self._encode(direct.content, parsing, direct.dcs, direct.udh, False)
@@ -808,7 +819,7 @@ class Submitter:
             expires_at=not_before + minutes * 60,
             status_report=True,
             report_to_customer=service.delivery_reports,
-            pid=0,
+            pid=direct.pid,
             flash=False,
             created_at=now,
             window=None,

@@ -5,6 +5,7 @@ restart, query_sm and cancel_sm (the latter with our own codec: smpplib has no c
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -322,6 +323,16 @@ class RawEsme:
             self.decoder.receive_data(data)
 
 
+@contextlib.asynccontextmanager
+async def bound_esme(port: int) -> AsyncIterator[RawEsme]:
+    """A RawEsme bound as a transceiver with the demo account."""
+    esme = RawEsme(await trio.open_tcp_stream("127.0.0.1", port))
+    async with esme.stream:
+        bound = await esme.request(BindTransceiver, system_id="demo", password="demo")
+        assert bound.command_status == 0
+        yield esme
+
+
 async def test_query_sm_and_cancel_sm_of_a_scheduled_message(gateway: Gateway) -> None:
     port = smpp_port(gateway)
     submit = {
@@ -483,10 +494,7 @@ async def test_submit_multi_sends_to_its_good_destinations_and_lists_the_others(
 ) -> None:
     """SMPP 3.4 section 4.5: one message per SME destination; a Norwegian landline, a number
     too short and a distribution list come back in unsuccess_sme, and the rest still go."""
-    esme = RawEsme(await trio.open_tcp_stream("127.0.0.1", smpp_port(gateway)))
-    async with esme.stream:
-        bound = await esme.request(BindTransceiver, system_id="demo", password="demo")
-        assert bound.command_status == 0
+    async with bound_esme(smpp_port(gateway)) as esme:
         answer = await esme.request(
             SubmitMulti,
             **SOURCE,
@@ -513,3 +521,67 @@ async def test_submit_multi_sends_to_its_good_destinations_and_lists_the_others(
         lambda conn: conn.execute("SELECT recipient FROM messages ORDER BY recipient").fetchall()
     )
     assert stored == [("+4741000051",), ("+4741000052",)]
+
+
+async def test_a_replace_type_protocol_id_goes_out_as_its_tp_pid_and_others_are_refused(
+    gateway: Gateway,
+) -> None:
+    """SMPP 3.4 5.2.13: protocol_id is the TP-PID. "Replace short message type 1" (0x41, TS
+    23.040 9.2.3.9) reaches the network as such, 0 as a plain SMS; type 0, (U)SIM data download
+    and telematic interworking, which the gateway does not send, are refused, not sent plain."""
+    refused = [0x40, 0x7F, 0x20, 0x48]
+    submits = [
+        {**to("4741000071"), "short_message": b"Replace me", "protocol_id": 0x41},
+        {**to("4741000072"), "short_message": b"Plain", "protocol_id": 0},
+        *({**to("4741000073"), "short_message": b"No", "protocol_id": pid} for pid in refused),
+    ]
+    results = await trio.to_thread.run_sync(submit_all, smpp_port(gateway), submits)
+    assert [status for status, _ in results] == [0, 0] + [CommandStatus.ESME_RSUBMITFAIL] * 4
+    (replacing,) = await sent_to(gateway, "+4741000071", 1)
+    (plain,) = await sent_to(gateway, "+4741000072", 1)
+    assert (replacing.text, replacing.pid) == ("Replace me", 0x41)
+    assert (plain.text, plain.pid) == ("Plain", 0)
+    stored = await gateway.store.read(
+        lambda conn: conn.execute(
+            "SELECT recipient, pid FROM messages ORDER BY recipient"
+        ).fetchall()
+    )
+    assert stored == [("+4741000071", 0x41), ("+4741000072", 0)]
+
+
+async def test_a_replace_type_stays_with_its_message_across_a_restart_and_a_replace_sm(
+    config: Config,
+) -> None:
+    """The TP-PID is the stored message's: a message scheduled for tomorrow with protocol_id
+    0x47, whose text a replace_sm (which carries no protocol_id) changes after a restart and
+    sends at once, still goes out as "replace short message type 7"."""
+    message_ids: list[str] = []
+
+    async def before(gateway: Gateway) -> None:
+        submit = {
+            **to("4741000081"),
+            "short_message": b"Old text",
+            "protocol_id": 0x47,
+            "schedule_delivery_time": "000001000000000R",
+        }
+        [(status, message_id)] = await trio.to_thread.run_sync(
+            submit_all, smpp_port(gateway), [submit]
+        )
+        assert status == 0
+        message_ids.append(message_id)
+
+    async def after(gateway: Gateway) -> None:
+        async with bound_esme(smpp_port(gateway)) as esme:
+            answer = await esme.request(
+                ReplaceSm,
+                message_id=message_ids[0],
+                short_message=b"New text",
+                schedule_delivery_time="000000000000000R",
+                **SOURCE,
+            )
+        assert answer.command_status == CommandStatus.ESME_ROK
+        (sms,) = await sent_to(gateway, "+4741000081", 1)
+        assert (sms.text, sms.pid) == ("New text", 0x47)
+
+    await run_until(config, before)
+    await run_until(config, after)
