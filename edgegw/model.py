@@ -421,6 +421,8 @@ class NewMessage(msgspec.Struct, frozen=True, kw_only=True):
     parts: tuple[EncodedPart, ...]
     # The SMPP data_coding of a submit_sm's text, kept for a replace_sm's; None from other doors.
     data_coding: int | None = None
+    # A submit_sm's user_message_reference, which its receipt returns; None from other doors.
+    user_message_reference: int | None = None
 
 
 class DueMessage(msgspec.Struct, frozen=True, kw_only=True):

@@ -95,14 +95,15 @@ def enqueue_receipts(conn: sqlite3.Connection, message_ids: Iterable[str], now: 
     for message_id in message_ids:
         row = conn.execute(
             f"SELECT service_id, registered_delivery, state, dr_status, {A_PART_WENT_OUT_SQL},"
-            " recipient, originator, content, created_at, done_at FROM messages"
+            " recipient, originator, content, created_at, done_at, user_message_reference"
+            " FROM messages"
             " WHERE id = ? AND registered_delivery != 0",
             (message_id,),
         ).fetchone()
         if row is None:
             continue
         service_id, request, state, dr_status, went_out, recipient, originator = row[:7]
-        content, created_at, done_at = row[7:]
+        content, created_at, done_at, user_message_reference = row[7:]
         message_state = smpp_state(MessageState(state), dr_status, bool(went_out))
         if message_state is SmppState.ENROUTE:
             continue
@@ -117,6 +118,7 @@ def enqueue_receipts(conn: sqlite3.Connection, message_ids: Iterable[str], now: 
             message_state=message_state,
             error_code=dr_status or 0,
             text=content[:20],
+            user_message_reference=user_message_reference,
         )
         conn.execute(_INSERT, (service_id, RECEIPT, message_id, msgspec.json.encode(receipt), now))
         queued += 1

@@ -118,6 +118,7 @@ def direct_message(
         not_before=not_before,
         data_coding=submission.data_coding,
         pid=submission.protocol_id,
+        user_message_reference=submission.user_message_reference,
     )
 
 

@@ -234,6 +234,7 @@ class DirectMessage(msgspec.Struct, frozen=True, kw_only=True):
     new_session: bool = False  # refused as in a Puzzel request (X-NewSession of an email)
     data_coding: int | None = None  # an SMPP text's, kept for a replace_sm (NewMessage)
     pid: int = 0  # TP-PID: 0, or one of _REPLACE_PIDS
+    user_message_reference: int | None = None  # an SMPP submit's, for its receipt (NewMessage)
 
 
 def _release_nothing() -> None:
@@ -825,6 +826,7 @@ class Submitter:
             window=None,
             parts=encoded.parts,
             data_coding=direct.data_coding,
+            user_message_reference=direct.user_message_reference,
         )
 
     def _encode(

@@ -1,8 +1,9 @@
 """What the gateway sends to ESMEs: delivery receipts and MO messages, and the deliver_sm PDUs
-that carry them (receipt text, receipted_message_id and message_state TLVs, UDH for long MO).
+that carry them (receipt text, receipted_message_id, message_state and user_message_reference
+TLVs, UDH for long MO).
 
 Pure; no I/O. SMPP 3.4 section 4.6.1 (deliver_sm), 5.2.12 (esm_class 0x04 for a receipt),
-5.3.2.12 and 5.3.2.35 (receipt TLVs) and Appendix B (the receipt text).
+5.3.2.12, 5.3.2.17 and 5.3.2.35 (receipt TLVs) and Appendix B (the receipt text).
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ _MAX_MO_PARTS = 255  # the concatenation IE counts parts in one octet
 
 class Receipt(msgspec.Struct, frozen=True, kw_only=True):
     """A delivery receipt for a message an ESME submitted. `recipient` is the handset the
-    message went to (the receipt's source), `originator` the message's sender (its destination)."""
+    message went to (the receipt's source), `originator` the message's sender (its destination).
+    `user_message_reference` is the submit_sm's own, returned as it came (SMPP 3.4 4.6.1: a
+    receipt carries the original message's); None when it had none."""
 
     message_id: str
     recipient: Address
@@ -47,6 +50,7 @@ class Receipt(msgspec.Struct, frozen=True, kw_only=True):
     message_state: MessageState
     error_code: int = 0
     text: str = ""
+    user_message_reference: int | None = None
 
 
 class MobileOriginated(msgspec.Struct, frozen=True, kw_only=True):
@@ -85,6 +89,12 @@ def receipt_text(receipt: Receipt) -> str:
 def _receipt_pdu(receipt: Receipt) -> DeliverSm:
     # data_coding 0 carries GSM septets (spec section 2.7); the quoted text may hold anything.
     text = sanitise(receipt_text(receipt), ParsingType.SAFE_REMOVE_NON_GSM_WITH_REPLACE)
+    tlvs = [
+        cstring_tlv(Tag.RECEIPTED_MESSAGE_ID, receipt.message_id),
+        int_tlv(Tag.MESSAGE_STATE, receipt.message_state),
+    ]
+    if receipt.user_message_reference is not None:
+        tlvs.append(int_tlv(Tag.USER_MESSAGE_REFERENCE, receipt.user_message_reference))
     return DeliverSm(
         sequence_number=0,
         source_addr_ton=receipt.recipient.ton,
@@ -96,10 +106,7 @@ def _receipt_pdu(receipt: Receipt) -> DeliverSm:
         esm_class=ESM_TYPE_DELIVERY_RECEIPT,
         data_coding=0,
         short_message=encode_gsm(text)[:254],
-        tlvs=(
-            cstring_tlv(Tag.RECEIPTED_MESSAGE_ID, receipt.message_id),
-            int_tlv(Tag.MESSAGE_STATE, receipt.message_state),
-        ),
+        tlvs=tuple(tlvs),
     )
 
 

@@ -421,6 +421,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX messages_queued_modem ON messages (modem)"
         " WHERE state = 'queued' AND modem IS NOT NULL",
     ),
+    # v15, SMPP receipts (edgegw.delivery.smpp_outbox): the user_message_reference TLV of a
+    # submit_sm, which its receipt's deliver_sm carries back (SMPP 3.4 4.6.1, 5.3.2.17). NULL
+    # when the ESME gave none, and for a message from another door.
+    ("ALTER TABLE messages ADD COLUMN user_message_reference INTEGER",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

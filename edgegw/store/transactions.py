@@ -83,8 +83,9 @@ def iso(epoch: float | None) -> str | None:
 
 
 # The columns every new message binds, and the literal state; next_attempt_at and due_at start
-# as not_before, updated_at as created_at. client_reference, data_coding and the window's
-# columns are named only when the message has them, so that no NULL is bound (see _message_row).
+# as not_before, updated_at as created_at. client_reference, data_coding,
+# user_message_reference and the window's columns are named only when the message has them, so
+# that no NULL is bound (see _message_row).
 _MESSAGE_COLUMNS = (
     "id, service_id, batch_reference, recipient, originator, originator_type, content, alphabet,"
     " priority, validity_minutes, not_before, expires_at, status_report, report_to_customer, pid,"
@@ -93,6 +94,7 @@ _MESSAGE_COLUMNS = (
 _MESSAGE_WIDTH = 21
 _REFERENCE_COLUMN = ", client_reference"
 _CODING_COLUMN = ", data_coding"
+_USER_REFERENCE_COLUMN = ", user_message_reference"
 _WINDOW_COLUMNS = ", window_zone, window_first, window_last, window_opens, window_closes"
 _WINDOW_WIDTH = 5
 _PART_COLUMNS = "INSERT INTO parts (message_id, idx, dcs, udh, payload) VALUES "
@@ -122,23 +124,26 @@ def daily_window(row: Sequence[Any]) -> DailyWindow | None:
     return DailyWindow(zone=zone, first_day=first, last_day=last, opens=opens, closes=closes)
 
 
-# Which optional columns a message row names: client_reference, data_coding, a send window.
-_Shape = tuple[bool, bool, bool]
+# Which optional columns a message row names: client_reference, data_coding,
+# user_message_reference, a send window.
+_Shape = tuple[bool, bool, bool, bool]
 
 
 def _message_width(shape: _Shape) -> int:
     """Values bound per message row of `shape`."""
-    reference, coding, window = shape
-    return _MESSAGE_WIDTH + reference + coding + _WINDOW_WIDTH * window
+    reference, coding, user_reference, window = shape
+    return _MESSAGE_WIDTH + reference + coding + user_reference + _WINDOW_WIDTH * window
 
 
 @functools.cache
 def _message_values(shape: _Shape, rows: int) -> str:
     """The INSERT of `rows` messages of `shape`."""
-    reference, coding, window = shape
+    reference, coding, user_reference, window = shape
     columns = _MESSAGE_COLUMNS + (_REFERENCE_COLUMN if reference else "")
     if coding:
         columns += _CODING_COLUMN
+    if user_reference:
+        columns += _USER_REFERENCE_COLUMN
     if window:
         columns += _WINDOW_COLUMNS
     row = "(" + "?," * _message_width(shape) + "'queued')"
@@ -183,6 +188,8 @@ def _message_row(message: NewMessage, registered_delivery: int) -> list[Any]:
         row.append(message.client_reference)
     if message.data_coding is not None:
         row.append(message.data_coding)
+    if message.user_message_reference is not None:
+        row.append(message.user_message_reference)
     window = message.window
     if window is not None:
         row += (window.zone, window.first_day, window.last_day, window.opens, window.closes)
@@ -220,6 +227,7 @@ def message_inserter(
             now_shape = (
                 message.client_reference is not None,
                 message.data_coding is not None,
+                message.user_message_reference is not None,
                 message.window is not None,
             )
             if now_shape != shape:

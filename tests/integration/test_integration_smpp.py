@@ -206,6 +206,30 @@ async def test_receipts_follow_the_status_reports(gateway: Gateway) -> None:
         assert pdu.destination_addr.decode() == "EdgeGW"
 
 
+async def test_a_receipt_returns_the_user_message_reference_of_its_submit_sm(
+    gateway: Gateway,
+) -> None:
+    """SMPP 3.4 4.6.1: the deliver_sm of a receipt carries the user_message_reference
+    (5.3.2.17) of the original message; a submit_sm without one gets a receipt without it."""
+    network = gateway.simulators["sim0"].network
+    for recipient in ("+4741000091", "+4741000092"):
+        network.set_outcome(recipient, 0x00, delay=0.1)
+    submits = [
+        {
+            **to("4741000091"),
+            "short_message": b"With a reference",
+            "registered_delivery": 1,
+            "user_message_reference": 0xBEEF,
+        },
+        {**to("4741000092"), "short_message": b"Without", "registered_delivery": 1},
+    ]
+    receipts = await trio.to_thread.run_sync(receive, smpp_port(gateway), 2, submits)
+    by_recipient = {pdu.source_addr.decode(): pdu for pdu in receipts}
+    assert by_recipient["4741000091"].user_message_reference == 0xBEEF
+    assert by_recipient["4741000092"].user_message_reference is None
+    assert all(int(pdu.esm_class) == 0x04 for pdu in receipts)
+
+
 @pytest.fixture
 def mo_config(config: Config) -> Config:
     services = [msgspec.structs.replace(service, mo_smpp=True) for service in config.services]
