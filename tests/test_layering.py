@@ -127,18 +127,25 @@ def layer(name: str) -> Layer:
 
 def imported_modules(path: Path) -> set[str]:
     """Every module the file imports explicitly: `from a.b import c` is `a.b`, and `a.b.c`
-    too when that is a module of ours."""
+    too when that is a module of ours; a relative import by the absolute name it resolves to
+    (`from .server import x` in edgegw/smpp is `edgegw.smpp.server`)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    # The package a relative import starts from: the module's own for an __init__.py.
+    package = module_name(path).split(".")
+    if path.name != "__init__.py":
+        package.pop()
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            names.add(module)
             names.update(
-                f"{node.module}.{alias.name}"
+                f"{module}.{alias.name}"
                 for alias in node.names
-                if f"{node.module}.{alias.name}" in MODULES
+                if f"{module}.{alias.name}" in MODULES
             )
     return names
 
@@ -190,3 +197,18 @@ def test_the_check_sees_imports_and_places_new_modules_as_codecs() -> None:
     assert layer("edgegw.smpp.pdu") is Layer.CODEC  # no rule names it
     assert layer("edgegw.store.engine") is Layer.CORE
     assert layer("edgegw.gateway") is Layer.ROOT
+
+
+def test_a_relative_import_is_checked_by_the_module_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A codec that reaches a shell or the core through `from .x import y` or
+    `from .. import y` is seen importing it, as with the absolute name."""
+    assert layer("edgegw.smpp.server") is Layer.SHELL
+    package = tmp_path / "edgegw" / "smpp"
+    package.mkdir(parents=True)
+    scratch = package / "scratch.py"
+    scratch.write_text("from .server import serve_smpp\nfrom .. import store\n")
+    monkeypatch.setitem(globals(), "ROOT", tmp_path)
+    names = imported_modules(scratch)
+    assert {"edgegw.smpp.server", "edgegw.store"} <= names
