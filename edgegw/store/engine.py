@@ -485,19 +485,25 @@ def read_table_roots(conn: sqlite3.Connection) -> None:
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit) with the store's pragmas."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA foreign_keys = ON")
-    # FULL: a commit is on disk (WAL fsynced) before anyone hears "done".
-    conn.execute("PRAGMA synchronous = FULL")
-    if readonly:
-        conn.execute("PRAGMA query_only = ON")
-    else:
-        # Pruning (prune_final) frees pages that PRAGMA incremental_vacuum hands back, with no
-        # VACUUM; this takes effect only on a new file, so it comes before WAL writes one.
-        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise StoreError(f"{path}: cannot switch to WAL mode (got {mode})")
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        # FULL: a commit is on disk (WAL fsynced) before anyone hears "done".
+        conn.execute("PRAGMA synchronous = FULL")
+        if readonly:
+            conn.execute("PRAGMA query_only = ON")
+        else:
+            # Pruning (prune_final) frees pages that PRAGMA incremental_vacuum hands back, with
+            # no VACUUM; this takes effect only on a new file, so it comes before WAL writes one.
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"{path}: cannot switch to WAL mode (got {mode})")
+    except BaseException:
+        # Not a store, or a disk that takes no writes: the caller hears why, and the file is
+        # not held open by a connection nobody closes (Python 3.13 warns of those).
+        conn.close()
+        raise
     return conn
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from edgegw.store import (
     Store,
     StoreClosed,
     StoreDamaged,
+    StoreError,
     StoreUnwritable,
     connect,
     migrate,
@@ -382,3 +384,29 @@ async def test_due_and_expiry_queries_are_index_range_scans(
     assert "USING INDEX messages_service_due (service_id>?)" in found[-3]
     assert "USING INDEX messages_expiry" in found[-2]
     assert "SEARCH messages USING INDEX messages_expiry (expires_at<?)" in found[-1]
+
+
+def open_descriptors(path: Path) -> list[str]:
+    """This process's open file descriptors on the store's file (or its WAL and index)."""
+    found = []
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith(str(path)):
+                found.append(target)
+    return found
+
+
+async def test_a_file_that_is_no_store_is_refused_with_its_connection_closed(
+    db_path: Path,
+) -> None:
+    """A store pointed at a file that is not SQLite refuses to start, and the connection it
+    opened to find that out is closed by then, not left for the garbage collector (which
+    Python 3.13 reports as an unclosed database)."""
+    await trio.Path(db_path).write_bytes(b"not a database " * 512)
+    store = Store(db_path, clock=Clock(start_epoch=START))
+    with pytest.raises(StoreError) as caught, trio.fail_after(10):
+        await store.run()
+    assert str(caught.value).startswith(f"{db_path}: cannot open the store")
+    # The refusal and its cause are still held here, as a caller reporting it holds them.
+    assert open_descriptors(db_path) == []
