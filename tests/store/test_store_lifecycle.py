@@ -1,7 +1,9 @@
 """The lifecycle of a message and its parts: the table itself, and seeded random walks that
 drive the store's transactions (on a real SQLite file, with the real notification step) through
-random sequences of claims, sends, status reports, transient and permanent failures, requeues,
-cancels, expiry, failover and restarts, checking the invariants after every step.
+random sequences of claims, sends (also a part's send committed with the next part's mark, as the
+worker does), status reports, transient and permanent failures, requeues, cancels, expiry,
+failover and restarts, of messages that ask for a DR, an SMPP receipt, both or neither, checking
+the invariants after every step.
 """
 
 from __future__ import annotations
@@ -111,13 +113,15 @@ def test_a_claim_takes_a_message_only_while_it_is_due_and_within_its_validity(
         assert [claim.id for claim in claims] == ["later"]
 
 
-def message(message_id: str, parts: int, now: float, validity: float) -> NewMessage:
+def message(
+    message_id: str, parts: int, now: float, validity: float, *, dr: bool = True
+) -> NewMessage:
     """A message of `parts` GSM parts (153 characters each when concatenated) that asks for
-    the customer's DR."""
+    the customer's DR unless `dr` is False."""
     text = "x" * (153 * parts if parts > 1 else 1)
     built = new_message(message_id, text=text, now=now, expires_in=validity)
     assert len(built.parts) == parts
-    return msgspec.structs.replace(built, report_to_customer=True)
+    return msgspec.structs.replace(built, report_to_customer=dr)
 
 
 class Refused:
@@ -154,6 +158,8 @@ class MessageLife:
         # Per message, the modems its parts went out on since its last failover.
         self.sent_from: dict[str, set[str]] = {}
         self.references = itertools.count()
+        # Per message, whether it asked for the customer's DR and for an SMPP receipt.
+        self.asked: dict[str, tuple[bool, bool]] = {}
 
     def teardown(self) -> None:
         self.conn.close()
@@ -204,16 +210,19 @@ class MessageLife:
 
     # -- rules ------------------------------------------------------------------------------
 
-    def submit(self, parts: int, validity: float) -> None:
+    def submit(self, parts: int, validity: float, *, dr: bool = True, receipt: bool = True) -> None:
+        """Queue a message; `dr`: it asks for the customer's DR, `receipt`: for an SMPP receipt
+        of every outcome (registered_delivery 1, else 0)."""
         message_id = f"m{len(self.ids):04d}"
         self.write(
             lambda conn: transactions.insert_messages(
                 conn,
                 self.fx,
-                [([message(message_id, parts, self.now, validity)], 1)],
+                [([message(message_id, parts, self.now, validity, dr=dr)], int(receipt))],
             )
         )
         self.ids.append(message_id)
+        self.asked[message_id] = (dr, receipt)
         self.sent_from[message_id] = set()
 
     def work(self, message_id: str, modem: str, outcome: str) -> None:
@@ -235,6 +244,8 @@ class MessageLife:
                 return
         if outcome in ("taken", "expired", "hold"):
             self.network_takes(message_id)
+        elif outcome == "chained":
+            self.network_takes(message_id, chain=True)
         else:
             self.send_fails(message_id, permanent=outcome == "permanent")
 
@@ -277,21 +288,28 @@ class MessageLife:
         assert not final, "a part was handed to a modem after its message was final"
         worker.in_flight = index
 
-    def network_takes(self, message_id: str) -> None:
+    def network_takes(self, message_id: str, *, chain: bool = False) -> None:
+        """The network took the part in flight; with `chain`, the worker's next part of the
+        message is marked `sending` in the same commit, as the worker does when nothing holds
+        it back."""
         worker = self.workers[message_id]
         index = worker.in_flight
         assert index is not None
         last = len(worker.unsent) == 1
+        following = None if last or not chain else (message_id, worker.unsent[1], worker.modem)
         reference = next(self.references) % 256
         more = self.write(
             lambda conn: transactions.part_sent(
-                conn, message_id, index, reference, self.now, last=last
+                conn, message_id, index, reference, self.now, last=last, next_part=following
             )
         )
         assert not isinstance(more, Refused)
         self.sent_from[message_id].add(worker.modem)
         worker.unsent.pop(0)
         worker.in_flight = None
+        if more.next_sending:
+            assert not self.state(message_id)[1], "a part was handed to a modem after its final"
+            worker.in_flight = worker.unsent[0]
         if last or not more.more:
             del self.workers[message_id]
 
@@ -350,11 +368,24 @@ class MessageLife:
         )
 
     def cancel(self, message_id: str) -> None:
+        """The customer's cancel, refused as the API's is, inside its write job: one of a
+        queued message past its validity leaves it expired (DR 361) as the sweep would."""
         state, _, _ = self.state(message_id)
-        done = self.write(
-            lambda conn: transactions.cancel(conn, self.fx, message_id, "stop", self.now)
-        )
-        assert (done is not REFUSED) == (state is MessageState.QUEUED)
+        (expires_at,) = self.conn.execute(
+            "SELECT expires_at FROM messages WHERE id = ?", (message_id,)
+        ).fetchone()
+
+        def cancel(conn: sqlite3.Connection) -> bool:
+            try:
+                transactions.cancel(conn, self.fx, message_id, "stop", self.now)
+            except IllegalTransition:
+                return False
+            return True
+
+        pending = state is MessageState.QUEUED and not EXPIRY.reached(expires_at, self.now)
+        assert self.write(cancel) is pending
+        if state is MessageState.QUEUED and not pending:
+            assert self.state(message_id)[0] is MessageState.EXPIRED
 
     def time_passes(self, seconds: float) -> None:
         self.now += seconds
@@ -400,7 +431,8 @@ class MessageLife:
             (receipts,) = self.conn.execute(
                 "SELECT count(*) FROM smpp_outbox WHERE message_id = ?", (message_id,)
             ).fetchone()
-            assert (drs, receipts) == ((1, 1) if final else (0, 0)), message_id
+            dr, receipt = self.asked[message_id]
+            assert (drs, receipts) == (final and dr, final and receipt), message_id
 
     def the_message_agrees_with_its_parts(self) -> None:
         for message_id in self.ids:
@@ -431,7 +463,7 @@ class MessageLife:
 
 WALKS = 150
 STEPS = 40
-OUTCOMES = ("taken", "taken", "transient", "permanent", "hold", "expired")
+OUTCOMES = ("taken", "chained", "transient", "permanent", "hold", "expired")
 
 
 # Weights: mostly the dispatcher, the workers and the network, now and then a customer, the
@@ -447,8 +479,10 @@ def step(life: MessageLife, rng: random.Random) -> str:
         if len(live) >= 2:
             return "submit (skipped: two messages in progress)"
         parts, validity = rng.randint(1, 3), rng.choice([600.0, 86400.0])
-        life.submit(parts, validity)
-        return f"submit({parts}, {validity})"
+        # Mostly a message that asks for both, now and then one that asks for one or neither.
+        dr, receipt = rng.random() < 0.8, rng.random() < 0.8
+        life.submit(parts, validity, dr=dr, receipt=receipt)
+        return f"submit({parts}, {validity}, dr={dr}, receipt={receipt})"
     message_id = rng.choice(live)
     if action == "work":
         modem, outcome = rng.choice(MODEMS), rng.choice(OUTCOMES)
