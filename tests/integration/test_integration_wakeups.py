@@ -1,6 +1,7 @@
 """Commits wake what waits on them: on the running gateway (config.example.toml, the simulated
 modem), a DR reaches the customer's HTTP endpoint, and a receipt a bound SMPP receiver, within
-100 ms of the status report's commit, not at the delivery workers' next poll (1 s, 0.5 s).
+100 ms of the status report's commit, and an MO the customer's endpoint within 100 ms of its
+own, not at the delivery workers' next poll (1 s, 0.5 s).
 
 Real time, by necessity: the latency of sockets and threads is what is measured. Three
 messages each, so that a poll that happens to fall right after a commit cannot pass the test
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +32,7 @@ from edgegw.delivery.config import CallbackEndpoint
 from edgegw.gateway import Gateway
 from edgegw.http.server import HttpLimits, Request, Response, serve_http
 from edgegw.model import MessageRequest, MessageState, SendRequest
+from edgegw.pipeline.inbound import inbound_record
 
 WITHIN = 0.1  # seconds from the report's commit to the customer
 RECIPIENTS = ("+4741000030", "+4741000031", "+4741000032", "+4741000033")
@@ -168,5 +171,40 @@ async def test_a_receipt_reaches_a_bound_receiver_within_100_ms_of_its_report(
             while len(arrivals) < len(RECIPIENTS):  # noqa: ASYNC110
                 await trio.sleep(0.01)
     latencies = [arrivals[mid] - await committed_at(gateway, mid) for _, mid in results[MEASURED]]
+    assert all(0 <= latency < WITHIN for latency in latencies), latencies
+    gateway.stop()
+
+
+async def test_an_mo_reaches_the_customer_within_100_ms_of_its_commit(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    customer = Customer("mo")
+    arrivals: dict[str, float] = {}
+
+    async def app(request: Request) -> Response:
+        response = await customer.app(request)
+        for mo in customer.received:
+            arrivals.setdefault(str(mo["messageid"]), gateway.clock.now())
+        return response
+
+    port = await nursery.start(serve_http, app, "127.0.0.1", 0, HttpLimits())
+    endpoint = msgspec.convert({"url": f"http://127.0.0.1:{port}/mo"}, CallbackEndpoint)
+    gateway = Gateway(example_config(tmp_path, mo=endpoint))
+    await nursery.start(gateway.run)
+    simulator = gateway.simulators["sim0"]
+    # As far apart as the reports of the DR test: one request a second to the endpoint.
+    for number, pause in enumerate(itertools.pairwise((0.0, *DELAYS))):
+        await trio.sleep(pause[1] - pause[0])
+        await simulator.deliver_mo(f"+479999999{number}", "Wake up")
+    with trio.fail_after(20):
+        while len(arrivals) < len(DELAYS):  # noqa: ASYNC110
+            await trio.sleep(0.01)
+    ordered = sorted(arrivals, key=arrivals.__getitem__)
+    latencies = []
+    for message_id in ordered[MEASURED]:
+        record = await inbound_record(gateway.store, message_id)
+        assert record is not None
+        # When the MO was committed, at the latest: the time is taken before the commit.
+        latencies.append(arrivals[message_id] - record.received_at)
     assert all(0 <= latency < WITHIN for latency in latencies), latencies
     gateway.stop()
