@@ -26,7 +26,7 @@ from edgegw.ids import MessageIdGenerator
 from edgegw.model import InboundView
 from edgegw.pipeline.keywords import InboundRouter
 from edgegw.pipeline.storagereads import StorageReads
-from edgegw.store import Store, Topic
+from edgegw.store import Store
 from edgegw.store.transactions import on_modems
 
 log = logging.getLogger(__name__)
@@ -301,8 +301,7 @@ class InboundReceiver:
                 command=route.command,
                 stripped_content=route.stripped_content,
             )
-            self._store.touch(Topic.CALLBACKS)
-            self._store.touch(Topic.SMPP)
+            self._store.effects.queued_for_customers()
 
     # -- the reassembly sweeper ---------------------------------------------------------------
 

@@ -70,8 +70,13 @@ class Effects:
     def final(self, conn: sqlite3.Connection, message_ids: Sequence[str], now: float) -> None:
         if message_ids:
             self._final(conn, message_ids, now)
-            self.touch(Topic.CALLBACKS)
-            self.touch(Topic.SMPP)
+            self.queued_for_customers()
+
+    def queued_for_customers(self) -> None:
+        """The transaction queued a DR, a receipt or an MO: its commit wakes the delivery
+        workers and the SMPP outbox pump."""
+        self.touch(Topic.CALLBACKS)
+        self.touch(Topic.SMPP)
 
 
 def iso(epoch: float | None) -> str | None:
