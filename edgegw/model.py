@@ -317,6 +317,16 @@ UNSENT_PART_ENDS: Final[Mapping[MessageState, PartEvent]] = {
 # message is final, a `failed` part may also be one that ended with it unsent: ABANDON.)
 WENT_OUT: Final = frozenset({_ST, _D, _F})
 
+# Whether the network ever took a part of the message (its send recorded a TP-MR), as SQL over
+# a row of `messages`: a part may fail by its status report while the next is being sent,
+# before the message's own sent_at is set, and a part taken on a modem the message failed over
+# from counts too. Wider than WENT_OUT, which binds a live message to its modem: what an SMPP
+# receipt and query_sm tell an undeliverable message (it reached the network) from a rejected
+# one by (SMPP 3.4 section 5.2.28).
+NETWORK_TOOK_A_PART_SQL: Final = (
+    "EXISTS (SELECT 1 FROM parts WHERE message_id = messages.id AND sent_at IS NOT NULL)"
+)
+
 
 class IllegalTransition(Exception):
     """An event that the lifecycle does not allow in the current state; nothing was written."""

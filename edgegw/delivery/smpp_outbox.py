@@ -14,14 +14,13 @@ from typing import Final
 
 import msgspec
 
-from edgegw.model import MessageState
+from edgegw.model import NETWORK_TOOK_A_PART_SQL, MessageState
 from edgegw.smpp.constants import CommandStatus
 from edgegw.smpp.constants import MessageState as SmppState
 from edgegw.smpp.outbound import MobileOriginated, Outbound, Receipt
 from edgegw.smpp.submission import Address, ReceiptRequest
 
 __all__ = [
-    "A_PART_WENT_OUT_SQL",
     "MO",
     "RECEIPT",
     "enqueue_receipts",
@@ -45,11 +44,6 @@ _OCTET_UNSPECIFIED: Final = 4
 # The kinds of item in the outbox.
 RECEIPT: Final = "receipt"
 MO: Final = "mo"
-# Whether the network took some part of the message in `messages`' row: a part may fail by its
-# status report while the next is being sent, before the message's own sent_at is set.
-A_PART_WENT_OUT_SQL: Final = (
-    "EXISTS (SELECT 1 FROM parts WHERE message_id = messages.id AND sent_at IS NOT NULL)"
-)
 _INSERT: Final = (
     "INSERT INTO smpp_outbox (service_id, kind, message_id, payload, created_at)"
     " VALUES (?, ?, ?, ?, ?)"
@@ -58,8 +52,8 @@ _INSERT: Final = (
 
 def smpp_state(state: MessageState, dr_status: int | None, went_out: bool) -> SmppState:
     """SMPP 3.4 section 5.2.28 for a stored message's state; `went_out`, whether the network
-    took any part of it (`A_PART_WENT_OUT_SQL`). A message that failed before any part left us was
-    refused (REJECTD); one closed `sent` without a report is UNKNOWN."""
+    took any part of it (`NETWORK_TOOK_A_PART_SQL`). A message that failed before any part
+    left us was refused (REJECTD); one closed `sent` without a report is UNKNOWN."""
     if state is MessageState.DELIVERED:
         return SmppState.DELIVERED
     if state is MessageState.FAILED:
@@ -94,7 +88,7 @@ def enqueue_receipts(conn: sqlite3.Connection, message_ids: Iterable[str], now: 
     queued = 0
     for message_id in message_ids:
         row = conn.execute(
-            f"SELECT service_id, registered_delivery, state, dr_status, {A_PART_WENT_OUT_SQL},"
+            f"SELECT service_id, registered_delivery, state, dr_status, {NETWORK_TOOK_A_PART_SQL},"
             " recipient, originator, content, created_at, done_at, user_message_reference"
             " FROM messages"
             " WHERE id = ? AND registered_delivery != 0",

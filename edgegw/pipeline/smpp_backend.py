@@ -23,13 +23,18 @@ import trio
 
 from edgegw.clock import Clock
 from edgegw.delivery.smpp_outbox import (
-    A_PART_WENT_OUT_SQL,
     newest_items,
     pending_outbound,
     record_answer,
     smpp_state,
 )
-from edgegw.model import EXPIRY, MessageState, OriginatorType, is_final
+from edgegw.model import (
+    EXPIRY,
+    NETWORK_TOOK_A_PART_SQL,
+    MessageState,
+    OriginatorType,
+    is_final,
+)
 from edgegw.passwords import PasswordChecker
 from edgegw.pipeline.submit import DirectMessage, Rejected, Submitter, check_recipient
 from edgegw.smpp.backend import (
@@ -226,10 +231,10 @@ class GatewaySmppBackend:
 
         def read(conn: sqlite3.Connection) -> Any:
             return conn.execute(
-                f"SELECT state, dr_status, {A_PART_WENT_OUT_SQL}, done_at, (SELECT report_status"
-                " FROM parts WHERE message_id = messages.id AND state = 'failed'"
-                " AND report_status IS NOT NULL AND reported_at <= messages.done_at"
-                " ORDER BY reported_at LIMIT 1)"
+                f"SELECT state, dr_status, {NETWORK_TOOK_A_PART_SQL}, done_at,"
+                " (SELECT report_status FROM parts WHERE message_id = messages.id"
+                " AND state = 'failed' AND report_status IS NOT NULL"
+                " AND reported_at <= messages.done_at ORDER BY reported_at LIMIT 1)"
                 " FROM messages WHERE id = ? AND service_id = ?",
                 (message_id, account.service_id),
             ).fetchone()
