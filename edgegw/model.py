@@ -468,6 +468,15 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
     parts: tuple[ClaimedPart, ...]
 
 
+class PartSent(msgspec.Struct, frozen=True):
+    """What the store did when the network took a part: `more`, whether the rest of the
+    message may still be sent (False when a status report made it final meanwhile);
+    `next_sending`, whether the next part asked for was marked `sending` in the same commit."""
+
+    more: bool
+    next_sending: bool
+
+
 class Recovery(msgspec.Struct, frozen=True, kw_only=True):
     """What crash recovery did to the messages it found in `sending`, and which messages
     waiting to go it brought forward after the clock was set back."""

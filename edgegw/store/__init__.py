@@ -15,6 +15,7 @@ from edgegw.model import (
     IllegalTransition,
     MessageRecord,
     NewMessage,
+    PartSent,
     Recovery,
 )
 from edgegw.store.engine import (
@@ -77,6 +78,7 @@ __all__ = [
     "MessageRecord",
     "NewMessage",
     "Offload",
+    "PartSent",
     "Recovery",
     "Store",
     "StoreClosed",

@@ -24,12 +24,13 @@ from edgegw.model import (
     MessageState,
     MessageView,
     NewMessage,
+    PartSent,
     PartView,
     Recovery,
 )
 from edgegw.store import transactions as tx
 from edgegw.store.engine import Engine, Offload, StoreUnwritable
-from edgegw.store.transactions import Effects, FinalOutcomes, PartSent, iso, no_final_outcomes
+from edgegw.store.transactions import Effects, FinalOutcomes, iso, no_final_outcomes
 
 DUE_SCAN_LIMIT = 1000  # due messages of one service read per dispatch round
 

@@ -18,8 +18,6 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import msgspec
-
 from drivers.gsm.parts import EncodedPart
 from edgegw.model import (
     DUE,
@@ -37,6 +35,7 @@ from edgegw.model import (
     MessageState,
     NewMessage,
     PartEvent,
+    PartSent,
     Recovery,
     is_final,
     message_move,
@@ -665,15 +664,6 @@ def part_sending(
     refused = _send(conn, message_id, index, modem, now)
     if refused is not None:
         raise refused
-
-
-class PartSent(msgspec.Struct, frozen=True):
-    """What `part_sent` did: `more`, whether the rest of the message may still be sent (False
-    when a status report made it final meanwhile); `next_sending`, whether the next part asked
-    for was marked `sending` in the same commit."""
-
-    more: bool
-    next_sending: bool
 
 
 # A message becomes `sent` when its last part went out: the SMSC holds it until the latest of
