@@ -384,7 +384,14 @@ class GatewaySmppBackend:
                 conn, self._store.effects, pdu.message_id, new, int(submission.receipt), now
             )
 
-        replaced = await self._store.write(replace)
+        try:
+            replaced = await self._store.write(replace)
+        except StoreUnwritable:
+            if not EXPIRY.reached(ends, now):
+                raise
+            # Refused with room or without: while the disk is full it stays as the store
+            # holds it, as a query_sm shows it, and the sweep expires it once there is room.
+            return CommandStatus.ESME_RREPLACEFAIL
         return CommandStatus.ESME_ROK if replaced else CommandStatus.ESME_RREPLACEFAIL
 
     # -- the outbox -------------------------------------------------------------------------

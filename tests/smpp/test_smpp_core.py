@@ -648,8 +648,13 @@ async def test_a_cancel_or_replace_sm_of_a_message_past_its_validity_fails_and_i
         "Hello",
     )
     assert await core.store.expire_due(core.clock.now()) == []
+    assert await receipts(core.store, message_id) == 1
 
-    def receipts(conn: sqlite3.Connection) -> int:
+
+async def receipts(store: Store, message_id: str) -> int:
+    """How many receipts of the message the SMPP outbox holds."""
+
+    def count(conn: sqlite3.Connection) -> int:
         return int(
             conn.execute(
                 "SELECT count(*) FROM smpp_outbox WHERE message_id = ? AND kind = 'receipt'",
@@ -657,7 +662,7 @@ async def test_a_cancel_or_replace_sm_of_a_message_past_its_validity_fails_and_i
             ).fetchone()[0]
         )
 
-    assert await core.store.read(receipts) == 1
+    return await store.read(count)
 
 
 async def test_query_sm_of_a_message_past_its_validity_answers_expired(
@@ -702,6 +707,35 @@ async def test_query_sm_while_the_disk_is_full_answers_what_the_store_holds(
     answers = await trio.to_thread.run_sync(query_all, door, [message_id])
     assert answers == [(0, SmppState.ENROUTE, "", 0)]
     assert core.store.unwritable is not None
+
+
+async def test_replace_sm_while_the_disk_is_full_refuses_a_message_past_its_validity(
+    core: Core, door: int, mock_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While the store's disk is full, which holds the expiry sweep too, a replace_sm of a
+    message past its validity cannot expire it, yet its answer needs no write: the message is
+    no longer pending delivery (SMPP 3.4 4.10), so ESME_RREPLACEFAIL as with room, not
+    ESME_RSYSERR with an ERROR in the log. It stays as the store holds it, `queued`, and once
+    there is room the sweep expires it, its receipt queued once."""
+    message_id = await submit_and_let_expire(door, mock_clock, receipt=1)
+    await fill_disk(core.store, message_id)
+    caplog.clear()
+    stream = await trio.open_tcp_stream("127.0.0.1", door)
+    async with stream:
+        decoder = SmppDecoder()
+        bound = await raw_bind(stream, decoder, cls=BindTransmitter)
+        assert bound == CommandStatus.ESME_ROK
+        replace = ReplaceSm(sequence_number=2, message_id=message_id, short_message=b"New text")
+        await stream.send_all(encode(replace))
+        answer = await receive_pdu(stream, decoder)
+    assert isinstance(answer, ReplaceSmResp)
+    assert answer.command_status == CommandStatus.ESME_RREPLACEFAIL
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert core.store.unwritable is not None
+    assert await row(core.store, message_id, "state, content") == ("queued", "Hello")
+    await core.store.write(lambda conn: conn.execute("PRAGMA max_page_count = 1000000"))
+    assert await core.store.expire_due(core.clock.now()) == [message_id]
+    assert await receipts(core.store, message_id) == 1
 
 
 async def first_of_two_parts_out(core: Core, door: int, *, registered_delivery: int) -> str:
