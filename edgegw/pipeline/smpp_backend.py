@@ -95,6 +95,15 @@ def _originator(source: Address) -> tuple[str | None, OriginatorType | None]:
     return value, OriginatorType.NETWORK
 
 
+def _all_past(ends: Sequence[float], now: float) -> bool:
+    """Whether every message whose validity ends at `ends` is past it at `now`: no longer
+    pending delivery (SMPP 3.4 sections 4.9.1 and 4.10), so a cancel_sm or replace_sm of
+    them is refused whatever the store can write. While its disk is full, the write that
+    would expire them as the sweep does fails; they stay as the store holds them, as a
+    query_sm shows them, and the sweep expires them once there is room."""
+    return all(EXPIRY.reached(end, now) for end in ends)
+
+
 def direct_message(
     service_id: int, submission: Submission, destination: Address, now: float
 ) -> DirectMessage:
@@ -261,7 +270,7 @@ class GatewaySmppBackend:
         A service_type would narrow that to messages of its type, which the gateway does not
         keep, so such a cancel_sm cancels nothing."""
         now = self._clock.now()
-        select = "SELECT id FROM messages WHERE service_id = ?"
+        select = "SELECT id, expires_at FROM messages WHERE service_id = ?"
         args: list[object] = [account.service_id]
         if pdu.message_id:
             select += " AND id = ?"
@@ -289,7 +298,7 @@ class GatewaySmppBackend:
 
         def cancel(conn: sqlite3.Connection) -> int:
             cancelled = 0
-            for (message_id,) in found:
+            for message_id, _ in found:
                 try:
                     transactions.cancel(
                         conn,
@@ -303,7 +312,12 @@ class GatewaySmppBackend:
                 cancelled += 1
             return cancelled
 
-        cancelled = await self._store.write(cancel) if found else 0
+        try:
+            cancelled = await self._store.write(cancel) if found else 0
+        except StoreUnwritable:
+            if not _all_past([ends for _, ends in found], now):
+                raise
+            return CommandStatus.ESME_RCANCELFAIL
         return CommandStatus.ESME_ROK if cancelled else CommandStatus.ESME_RCANCELFAIL
 
     async def replace(self, account: Account, pdu: ReplaceSm) -> CommandStatus:
@@ -387,10 +401,8 @@ class GatewaySmppBackend:
         try:
             replaced = await self._store.write(replace)
         except StoreUnwritable:
-            if not EXPIRY.reached(ends, now):
+            if not _all_past([ends], now):
                 raise
-            # Refused with room or without: while the disk is full it stays as the store
-            # holds it, as a query_sm shows it, and the sweep expires it once there is room.
             return CommandStatus.ESME_RREPLACEFAIL
         return CommandStatus.ESME_ROK if replaced else CommandStatus.ESME_RREPLACEFAIL
 

@@ -591,7 +591,21 @@ async def submit_and_let_expire(
 SWEPT: Final = ("expired", DrStatus.VALIDITY_EXPIRED, "validity period expired before sending")
 
 
-@pytest.mark.parametrize(
+async def refusal_of(door: int, pdu: CancelSm | ReplaceSm) -> int:
+    """The command_status that `pdu`, sent on a transmitter bind of its own, is answered."""
+    stream = await trio.open_tcp_stream("127.0.0.1", door)
+    async with stream:
+        decoder = SmppDecoder()
+        bound = await raw_bind(stream, decoder, cls=BindTransmitter)
+        assert bound == CommandStatus.ESME_ROK
+        await stream.send_all(encode(pdu))
+        answer = await receive_pdu(stream, decoder)
+    assert isinstance(answer, CancelSmResp | ReplaceSmResp)
+    return answer.command_status
+
+
+# A cancel_sm or replace_sm of a message past its validity, and the refusal it gets.
+REFUSED_PAST_VALIDITY: Final = pytest.mark.parametrize(
     ("pdu_for", "refusal"),
     [
         (
@@ -619,6 +633,9 @@ SWEPT: Final = ("expired", DrStatus.VALIDITY_EXPIRED, "validity period expired b
     ],
     ids=["cancel_sm", "cancel_sm of the pair", "replace_sm"],
 )
+
+
+@REFUSED_PAST_VALIDITY
 async def test_a_cancel_or_replace_sm_of_a_message_past_its_validity_fails_and_it_ends_expired(
     core: Core,
     door: int,
@@ -633,15 +650,7 @@ async def test_a_cancel_or_replace_sm_of_a_message_past_its_validity_fails_and_i
     as the sweep would have left it, rather than cancelled (371) or left for the sweep. Its
     receipt is queued once: the sweep, coming round later, adds none."""
     message_id = await submit_and_let_expire(door, mock_clock, receipt=1)
-    stream = await trio.open_tcp_stream("127.0.0.1", door)
-    async with stream:
-        decoder = SmppDecoder()
-        bound = await raw_bind(stream, decoder, cls=BindTransmitter)
-        assert bound == CommandStatus.ESME_ROK
-        await stream.send_all(encode(pdu_for(message_id)))
-        answer = await receive_pdu(stream, decoder)
-    assert isinstance(answer, CancelSmResp | ReplaceSmResp)
-    assert answer.command_status == refusal
+    assert await refusal_of(door, pdu_for(message_id)) == refusal
     assert await row(core.store, message_id, "state, dr_status, error, done_at, content") == (
         *SWEPT,
         NOW + 900,
@@ -709,27 +718,25 @@ async def test_query_sm_while_the_disk_is_full_answers_what_the_store_holds(
     assert core.store.unwritable is not None
 
 
-async def test_replace_sm_while_the_disk_is_full_refuses_a_message_past_its_validity(
-    core: Core, door: int, mock_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+@REFUSED_PAST_VALIDITY
+async def test_a_cancel_or_replace_sm_while_the_disk_is_full_refuses_a_message_past_validity(
+    core: Core,
+    door: int,
+    mock_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+    pdu_for: Callable[[str], CancelSm | ReplaceSm],
+    refusal: CommandStatus,
 ) -> None:
-    """While the store's disk is full, which holds the expiry sweep too, a replace_sm of a
-    message past its validity cannot expire it, yet its answer needs no write: the message is
-    no longer pending delivery (SMPP 3.4 4.10), so ESME_RREPLACEFAIL as with room, not
-    ESME_RSYSERR with an ERROR in the log. It stays as the store holds it, `queued`, and once
-    there is room the sweep expires it, its receipt queued once."""
+    """While the store's disk is full, which holds the expiry sweep too, a cancel_sm or
+    replace_sm of a message past its validity cannot expire it, yet its answer needs no write:
+    the message is no longer pending delivery (SMPP 3.4 4.9.1, 4.10), so ESME_RCANCELFAIL or
+    ESME_RREPLACEFAIL as with room, not ESME_RSYSERR with an ERROR in the log. It stays as the
+    store holds it, `queued`, and once there is room the sweep expires it, its receipt queued
+    once."""
     message_id = await submit_and_let_expire(door, mock_clock, receipt=1)
     await fill_disk(core.store, message_id)
     caplog.clear()
-    stream = await trio.open_tcp_stream("127.0.0.1", door)
-    async with stream:
-        decoder = SmppDecoder()
-        bound = await raw_bind(stream, decoder, cls=BindTransmitter)
-        assert bound == CommandStatus.ESME_ROK
-        replace = ReplaceSm(sequence_number=2, message_id=message_id, short_message=b"New text")
-        await stream.send_all(encode(replace))
-        answer = await receive_pdu(stream, decoder)
-    assert isinstance(answer, ReplaceSmResp)
-    assert answer.command_status == CommandStatus.ESME_RREPLACEFAIL
+    assert await refusal_of(door, pdu_for(message_id)) == refusal
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert core.store.unwritable is not None
     assert await row(core.store, message_id, "state, content") == ("queued", "Hello")
