@@ -45,7 +45,12 @@ from edgegw.model import InboundView, SendRequest, SendResponse, StatusCode
 from edgegw.networks import Networks
 from edgegw.passwords import PasswordChecker, stand_in_for
 from edgegw.pipeline.dispatcher import Dispatcher
-from edgegw.pipeline.inbound import InboundReceiver, inbound_record, inbound_records, inbound_view
+from edgegw.pipeline.inbound import (
+    InboundReceiver,
+    inbound_records,
+    inbound_view,
+    service_inbound_view,
+)
 from edgegw.pipeline.keywords import InboundRouter, KeywordRule
 from edgegw.pipeline.management import Management
 from edgegw.pipeline.modems import (
@@ -545,10 +550,7 @@ class Gateway:
         return [inbound_view(record, self._service_names) for record in records]
 
     async def inbound_view(self, service_id: int, message_id: str) -> InboundView | None:
-        record = await inbound_record(self.store, message_id)
-        if record is None or record.service_id != service_id:
-            return None
-        return inbound_view(record, self._service_names)
+        return await service_inbound_view(self.store, service_id, message_id, self._service_names)
 
     async def modems_view(self) -> ModemsView:
         return await modems_view(self.store, self.modems, self.pacer, self.clock.now())

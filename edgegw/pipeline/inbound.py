@@ -456,6 +456,17 @@ async def inbound_record(store: Store, message_id: str) -> InboundRecord | None:
     return await store.read(read)
 
 
+async def service_inbound_view(
+    store: Store, service_id: int, message_id: str, service_names: Mapping[int, str]
+) -> InboundView | None:
+    """The inbound message `message_id` as `GET /api/inbound/{id}` shows it to its service;
+    None when there is none, or it is another service's (or kept without one)."""
+    record = await inbound_record(store, message_id)
+    if record is None or record.service_id != service_id:
+        return None
+    return inbound_view(record, service_names)
+
+
 async def inbound_records(
     store: Store,
     *,

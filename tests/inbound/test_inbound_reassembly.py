@@ -25,6 +25,7 @@ from edgegw.pipeline.inbound import (
     inbound_record,
     inbound_records,
     inbound_view,
+    service_inbound_view,
 )
 from edgegw.pipeline.keywords import InboundRouter, KeywordRule
 from edgegw.pipeline.modems import forward_events
@@ -95,6 +96,25 @@ async def test_a_single_sms_is_stored_routed_and_shown_with_the_spec_fields(
     assert view.sctimestamp == "20250805 09:59:58"
     assert view.receivedAt == "2025-08-05T08:00:00.000Z"
     assert len(view.messageid) == 12
+
+
+async def test_a_service_is_shown_its_own_inbound_messages_only(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    store, receiver = await start(tmp_path / "db", nursery, Clock(START))
+    names = {1000: "demo", 2000: "info"}
+    own = (await receiver.receive(sms("Hello there"))).message_id
+    keyword = (await receiver.receive(sms("INFO opening hours", index=2))).message_id
+    unowned = (await receiver.receive(sms("Hello", modem="sim1", index=3))).message_id
+    assert own is not None and keyword is not None and unowned is not None
+    shown = await service_inbound_view(store, 1000, own, names)
+    assert shown is not None and (shown.serviceid, shown.content) == (1000, "Hello there")
+    shown = await service_inbound_view(store, 2000, keyword, names)
+    assert shown is not None and (shown.serviceid, shown.servicename) == (2000, "info")
+    assert await service_inbound_view(store, 2000, own, names) is None
+    assert await service_inbound_view(store, 1000, keyword, names) is None
+    assert await service_inbound_view(store, 1000, unowned, names) is None
+    assert await service_inbound_view(store, 1000, "nothere", names) is None
 
 
 @pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
