@@ -1161,7 +1161,8 @@ class ModemEngine:
 
     def _submit_text(self, pdu: _PduInput, recipient: str) -> None:
         """A text-mode SMS (TS 27.005 section 4.3): the typed characters as its text, the
-        first octet of +CSMP saying whether a status report is wanted (TP-SRR, 0x20)."""
+        first octet of +CSMP saying whether a status report is wanted (TP-SRR, 0x20) and its
+        third the TP-PID (section 3.3.2)."""
         if self.registration() != 1:
             self._emit(self._final(self._error_code(_SmsFault(CmsError.NO_NETWORK_SERVICE))))
             return
@@ -1177,6 +1178,7 @@ class ModemEngine:
             status_report=bool(self.csmp[0] & 0x20),
             validity_minutes=None,
             concat=None,
+            pid=self.csmp[2],
         )
         due = self._due() + self.send_delay
         self._busy_until = due

@@ -346,6 +346,17 @@ def test_text_mode_sends_what_is_typed_as_the_text_to_the_number_given() -> None
     assert talk(engine, b"AT+CMGS=\r") == b"\r\nERROR\r\n"
 
 
+def test_text_mode_sends_with_the_tp_pid_that_csmp_set() -> None:
+    # TS 27.005 section 3.3.2: +CSMP's third value is the TP-PID of a text-mode SMS-SUBMIT, so
+    # "replace short message type 1" (65) set there reaches the network as such.
+    engine = quiet_engine()
+    assert talk(engine, b"AT+CMEE=1;+CMGF=1;+CSMP=17,167,65,0\r") == b"\r\nOK\r\n"
+    assert talk(engine, b'AT+CMGS="+4712345678"\r') == b"\r\n> "
+    replies = engine.receive_data(b"Replace me\x1a", 0.0)
+    (sent,) = [reply.sent for reply in replies if reply.sent is not None]
+    assert (sent.text, sent.pid) == ("Replace me", 65)
+
+
 def test_cfun_turns_the_radio_off_and_on_and_resets() -> None:
     engine = quiet_engine(register_delay=2.0)
     assert talk(engine, b"AT+CMEE=1;+CREG?\r", now=2.0) == b"\r\n+CREG: 0,1\r\n\r\nOK\r\n"
