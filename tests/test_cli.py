@@ -11,11 +11,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import serial
+from support.process import start_gateway
 
 from edgegw.__main__ import _parser, main, modems_table
 from edgegw.passwords import hash_password
@@ -24,35 +26,28 @@ ROOT = Path(__file__).resolve().parent.parent
 EDGEGW = [sys.executable, "-m", "edgegw"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def example_config(tmp_path: Path) -> tuple[Path, int]:
-    """config.example.toml in tmp_path on a free HTTP port, SMPP and SMTP on any free port (its
+def example_config(tmp_path: Path, port: int = 0) -> Path:
+    """config.example.toml in tmp_path with HTTP on `port`, SMPP and SMTP on any free port (its
     store lands in tmp_path/data)."""
-    port = free_port()
     text = (ROOT / "config.example.toml").read_text()
     path = tmp_path / "config.toml"
     text = text.replace("port = 8080", f"port = {port}").replace("port = 2775", "port = 0")
     text = text.replace("port = 2525", "port = 0")
     path.write_text(text)
-    return path, port
+    return path
 
 
-def wait_healthy(port: int, process: subprocess.Popen[Any], host: str = "127.0.0.1") -> None:
+def on_free_port(tmp_path: Path) -> Callable[[dict[str, int]], Path]:
+    """The example config on the free HTTP port `start_gateway` picks."""
+    return lambda ports: example_config(tmp_path, ports["http"])
+
+
+def wait_logged(text: str, logged: Callable[[], str], process: subprocess.Popen[Any]) -> None:
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the gateway exited while starting"
-        try:
-            with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError("the gateway did not become healthy")
+    while text not in logged():
+        assert process.poll() is None, f"the gateway exited before logging {text!r}"
+        assert time.monotonic() < deadline, f"the gateway did not log {text!r}"
+        time.sleep(0.05)
 
 
 def test_check_config_accepts_the_example(capsys: pytest.CaptureFixture[str]) -> None:
@@ -104,7 +99,7 @@ def test_check_config_lists_every_problem_and_exits_2(
 
 
 def test_ctrl_c_during_start_up_exits_quietly(tmp_path: Path) -> None:
-    config, _ = example_config(tmp_path)
+    config = example_config(tmp_path)
     with subprocess.Popen(
         [*EDGEGW, "serve", "--config", str(config)], stderr=subprocess.PIPE, text=True
     ) as process:
@@ -120,50 +115,39 @@ def test_ctrl_c_during_start_up_exits_quietly(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_serve_stops_gracefully_on_signal(tmp_path: Path, signum: signal.Signals) -> None:
-    config, port = example_config(tmp_path)
     # Not as a systemd service (should the tests run in one), where SIGHUP is no stop.
     unsupervised = {name: value for name, value in os.environ.items() if name != "INVOCATION_ID"}
-    process = subprocess.Popen([*EDGEGW, "serve", "--config", str(config)], env=unsupervised)
+    gateway = start_gateway(lambda _: example_config(tmp_path), doors=(), env=unsupervised)
     try:
-        wait_healthy(port, process)
-        process.send_signal(signum)
-        assert process.wait(timeout=15) == 0
+        gateway.process.send_signal(signum)
+        assert gateway.wait(15) == 0
     finally:
-        process.kill()
-        process.wait()
+        gateway.stop()
     assert (tmp_path / "data" / "edgegw.db").is_file()
 
 
 def test_under_systemd_a_sighup_is_no_stop(tmp_path: Path) -> None:
     """A service has no terminal to lose: its SIGHUP asks for a reload, which edgegw has none
     of, and stopping would leave the service down (a stop that exits 0 is not restarted)."""
-    config, port = example_config(tmp_path)
-    process = subprocess.Popen(
-        [*EDGEGW, "serve", "--config", str(config)],
+    gateway = start_gateway(
+        on_free_port(tmp_path),
         env={**os.environ, "INVOCATION_ID": "0123456789abcdef0123456789abcdef"},
-        stderr=subprocess.PIPE,
-        text=True,
     )
     try:
-        wait_healthy(port, process)
-        process.send_signal(signal.SIGHUP)
-        assert process.stderr is not None
-        while "SIGHUP ignored" not in process.stderr.readline():
-            assert process.poll() is None
-        wait_healthy(port, process)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=15) == 0
+        gateway.process.send_signal(signal.SIGHUP)
+        wait_logged("SIGHUP ignored", gateway.output, gateway.process)
+        with urllib.request.urlopen(f"http://127.0.0.1:{gateway.port}/health", timeout=5):
+            pass
+        gateway.process.send_signal(signal.SIGTERM)
+        assert gateway.wait(15) == 0
     finally:
-        process.kill()
-        process.wait()
-        assert process.stderr is not None
-        process.stderr.close()
+        gateway.stop()
 
 
 def test_in_the_journal_each_line_has_its_level_s_priority(tmp_path: Path) -> None:
     """Run by systemd, stderr goes to the journal, which stores a line without a `<N>` prefix
     at priority info whatever its level: `journalctl -p warning` found no warning at all."""
-    config, port = example_config(tmp_path)
+    config = example_config(tmp_path)
     config.chmod(0o644)  # plaintext passwords every user can read: a warning at start
     journal = tmp_path / "journal"
     with journal.open("w") as stream:
@@ -173,7 +157,7 @@ def test_in_the_journal_each_line_has_its_level_s_priority(tmp_path: Path) -> No
             [*EDGEGW, "serve", "--config", str(config)], stderr=stream, env=env
         )
         try:
-            wait_healthy(port, process)
+            wait_logged("gateway ready", journal.read_text, process)
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=15) == 0
         finally:
@@ -188,13 +172,9 @@ def test_in_the_journal_each_line_has_its_level_s_priority(tmp_path: Path) -> No
 
 
 def test_send_and_status_through_a_running_gateway(tmp_path: Path) -> None:
-    config, port = example_config(tmp_path)
-    log = tmp_path / "serve.log"
-    with (
-        log.open("w") as log_file,
-        subprocess.Popen([*EDGEGW, "serve", "--config", str(config)], stderr=log_file) as process,
-    ):
-        wait_healthy(port, process)
+    gateway = start_gateway(on_free_port(tmp_path))
+    config = gateway.config
+    try:
         sent = subprocess.run(
             [*EDGEGW, "send", "--config", str(config), "--to", "+4741000000", "--text", "Hi"],
             capture_output=True,
@@ -221,9 +201,11 @@ def test_send_and_status_through_a_running_gateway(tmp_path: Path) -> None:
             [*send, "--unicode", "--text", "Hei 😀"], capture_output=True, timeout=30
         )
         assert json.loads(unicode.stdout)["statusCode"] == 1
-        process.terminate()
-        assert process.wait(timeout=15) == 0
-    assert log.read_text().splitlines()[-1].endswith("edgegw.gateway: gateway stopped")
+        gateway.process.terminate()
+        assert gateway.wait(15) == 0
+    finally:
+        gateway.stop()
+    assert gateway.log[-1].rstrip("\n").endswith("edgegw.gateway: gateway stopped")
 
 
 def test_send_reaches_a_gateway_that_listens_on_ipv6_loopback(tmp_path: Path) -> None:
@@ -232,30 +214,38 @@ def test_send_reaches_a_gateway_that_listens_on_ipv6_loopback(tmp_path: Path) ->
             probe.bind(("::1", 0))
     except OSError:
         pytest.skip("this machine has no IPv6 loopback")
-    config, port = example_config(tmp_path)
-    config.write_text(config.read_text().replace('host = "127.0.0.1"', 'host = "::1"', 1))
-    with subprocess.Popen([*EDGEGW, "serve", "--config", str(config)]) as process:
-        try:
-            wait_healthy(port, process, host="[::1]")
-            sent = subprocess.run(
-                [*EDGEGW, "send", "--config", str(config), "--to", "+4741000000", "--text", "v6"],
-                capture_output=True,
-                timeout=30,
-            )
-        finally:
-            process.terminate()
+
+    def on_ipv6_loopback(ports: dict[str, int]) -> Path:
+        config = example_config(tmp_path, ports["http"])
+        config.write_text(config.read_text().replace('host = "127.0.0.1"', 'host = "::1"', 1))
+        return config
+
+    gateway = start_gateway(on_ipv6_loopback)
+    send = ["send", "--config", str(gateway.config), "--to", "+4741000000", "--text", "v6"]
+    try:
+        sent = subprocess.run(
+            [*EDGEGW, *send],
+            capture_output=True,
+            timeout=30,
+        )
+    finally:
+        gateway.stop()
     # Not 400 for a Host header of "::1:<port>", as the URL without brackets made it.
     assert sent.returncode == 0, sent.stderr
     assert json.loads(sent.stdout)["statusCode"] == 1
 
 
 def test_send_to_a_gateway_that_is_not_running_fails_clearly(tmp_path: Path) -> None:
-    config, port = example_config(tmp_path)
-    result = subprocess.run(
-        [*EDGEGW, "send", "--config", str(config), "--to", "+4741000000", "--text", "Hi"],
-        capture_output=True,
-        timeout=30,
-    )
+    with socket.socket() as closed:
+        # Bound and never listening: a connection to it is refused, and no one else listens there.
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        config = example_config(tmp_path, port)
+        result = subprocess.run(
+            [*EDGEGW, "send", "--config", str(config), "--to", "+4741000000", "--text", "Hi"],
+            capture_output=True,
+            timeout=30,
+        )
     assert result.returncode == 3
     # The reason in words and what to check, not urllib's wrapper around the socket's error.
     assert result.stderr.decode().strip() == (
@@ -370,10 +360,9 @@ def test_check_config_needs_one_config(argv: list[str]) -> None:
 
 
 def test_simulate_mo_makes_an_sms_arrive_at_the_running_gateway(tmp_path: Path) -> None:
-    config, port = example_config(tmp_path)
-    process = subprocess.Popen([*EDGEGW, "serve", "--config", str(config)])
+    gateway = start_gateway(on_free_port(tmp_path))
+    config, port = gateway.config, gateway.port
     try:
-        wait_healthy(port, process)
         command = ["simulate-mo", "--config", str(config), "--from", "+4799999999"]
         result = subprocess.run(
             [*EDGEGW, *command, "--text", "from the CLI"],
@@ -431,8 +420,7 @@ def test_simulate_mo_makes_an_sms_arrive_at_the_running_gateway(tmp_path: Path) 
             assert (refused.returncode, refused.stdout) == (4, "")
             assert ": HTTP 4" in refused.stderr
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        gateway.stop()
 
 
 def test_the_modems_table_keeps_its_columns_apart() -> None:
@@ -479,7 +467,7 @@ def test_the_help_names_every_command(capsys: pytest.CaptureFixture[str]) -> Non
 def test_calls_to_the_gateway_say_they_need_the_plaintext_password(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config, _ = example_config(tmp_path)
+    config = example_config(tmp_path)
     hashed = hash_password("demo", salt=b"0123456789abcdef")
     config.write_text(config.read_text().replace('password = "demo"', f'password = "{hashed}"'))
     # Not "Access denied" from the gateway (or "cannot reach" it): the config's problem.

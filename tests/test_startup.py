@@ -18,7 +18,7 @@ import msgspec
 import pytest
 import trio
 from support.gateway import example_config
-from support.process import free_port
+from support.process import start_gateway
 from support.store import damage_table
 
 from drivers.at import AtOptions
@@ -285,13 +285,12 @@ def test_a_start_on_a_full_disk_says_so_and_not_restore_a_backup(tmp_path: Path)
 def test_damage_met_while_serving_stops_the_gateway_with_one_line(tmp_path: Path) -> None:
     """Only a send with an Idempotency-Key writes that table: the gateway serves until one
     comes, answers that its message was not accepted, and stops."""
-    port = free_port()
-    config = write_config(tmp_path, port)
     store = tmp_path / "data" / "edgegw.db"
     store.parent.mkdir()
     damage_table(store, "idempotent_responses")
+    gateway = start_gateway(lambda ports: write_config(tmp_path, ports["http"]))
     send = urllib.request.Request(
-        f"http://127.0.0.1:{port}/gw/rs/sendMessages",
+        f"http://127.0.0.1:{gateway.port}/gw/rs/sendMessages",
         data=b'{"serviceId": 1000, "username": "demo", "password": "demo",'
         b' "message": [{"recipient": "+4741000000", "content": "Hi"}]}',
         headers={
@@ -300,25 +299,16 @@ def test_damage_met_while_serving_stops_the_gateway_with_one_line(tmp_path: Path
             "idempotency-key": "k1",
         },
     )
-    process = subprocess.Popen(
-        [*EDGEGW, "serve", "--config", str(config)], stderr=subprocess.PIPE, text=True
-    )
     try:
-        assert process.stderr is not None
-        while "gateway ready" not in process.stderr.readline():
-            assert process.poll() is None
         with urllib.request.urlopen(send, timeout=10) as answer:
             (status,) = json.loads(answer.read())["messageStatus"]
         assert status["statusCode"] == 6  # not accepted: the store failed
-        assert process.wait(timeout=30) == 1
-        rest = process.stderr.read()
+        assert gateway.wait(30) == 1
     finally:
-        process.kill()
-        process.wait()
-        assert process.stderr is not None
-        process.stderr.close()
-    assert "Traceback" not in rest
-    lines = [line for line in rest.splitlines() if line.startswith("edgegw: ")]
+        gateway.stop()
+    logged = gateway.output()
+    assert "Traceback" not in logged
+    lines = [line for line in logged.splitlines() if line.startswith("edgegw: ")]
     assert lines == [
         f"edgegw: {store}: the store is damaged (database disk image is malformed); stop"
         " edgegw and restore a backup"

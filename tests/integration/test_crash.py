@@ -7,6 +7,7 @@ and sent at least once (the default at-least-once policy); none may be silently 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import random
@@ -19,7 +20,7 @@ import httpx
 import pytest
 import trio
 from support.db import read_only
-from support.process import CONFIG_HEAD, free_port, start_gateway
+from support.process import CONFIG_HEAD, start_gateway
 
 ROUNDS = 4
 CLIENTS = 4
@@ -37,34 +38,21 @@ port = "{tty}"
 )
 
 
-async def wait_healthy(client: httpx.AsyncClient, process: subprocess.Popen[bytes]) -> None:
-    with trio.fail_after(30):
-        while True:
-            assert process.poll() is None, "the gateway exited while starting"
-            try:
-                if (await client.get("/health")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await trio.sleep(0.05)
-
-
 class Submitter:
     """Clients that submit single messages, each to its own recipient, until the line dies.
 
     They use httpx's blocking client in worker threads: an async client's request generators
     would be left half-consumed by the kill, which is not what this test is about."""
 
-    def __init__(self, port: int) -> None:
-        self.base_url = f"http://127.0.0.1:{port}"
+    def __init__(self) -> None:
         self.numbers = itertools.count(1)  # next() on a count is atomic across threads
         self.acknowledged: dict[str, str] = {}  # messageId -> recipient
 
-    async def run(self) -> None:
-        await trio.to_thread.run_sync(self._submit_until_refused)
+    async def run(self, port: int) -> None:
+        await trio.to_thread.run_sync(self._submit_until_refused, port)
 
-    def _submit_until_refused(self) -> None:
-        with httpx.Client(base_url=self.base_url) as client:
+    def _submit_until_refused(self, port: int) -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
             while True:
                 number = next(self.numbers)
                 recipient = f"+4741{number:06d}"
@@ -87,40 +75,43 @@ class Submitter:
 
 async def crash_repeatedly(tmp_path: Path, tty: str, chance: random.Random, seed: int) -> Submitter:
     """Kill the gateway ROUNDS times under load, restart it, and wait until every message it
-    acknowledged is sent; return the submitter with what was acknowledged."""
-    port = free_port()
-    config = tmp_path / "crash.toml"
-    config.write_text(CONFIG.format(port=port, tty=tty))
-    submitter = Submitter(port)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-        for _ in range(ROUNDS):
-            gateway = start_gateway(config)
-            await wait_healthy(client, gateway)
+    acknowledged is sent; return the submitter with what was acknowledged. Each start may
+    find its port taken since the last, and serve on another."""
+
+    def write_config(ports: dict[str, int]) -> Path:
+        config = tmp_path / "crash.toml"
+        config.write_text(CONFIG.format(port=ports["http"], tty=tty))
+        return config
+
+    start = functools.partial(trio.to_thread.run_sync, start_gateway, write_config)
+    submitter = Submitter()
+    for _ in range(ROUNDS):
+        gateway = await start()
+        try:
             async with trio.open_nursery() as nursery:
                 for _ in range(CLIENTS):
-                    nursery.start_soon(submitter.run)
+                    nursery.start_soon(submitter.run, gateway.port)
                 await trio.sleep(chance.uniform(0.05, 0.6))
-                gateway.send_signal(signal.SIGKILL)
-                await trio.to_thread.run_sync(gateway.wait)
-
-        gateway = start_gateway(config)
-        try:
-            await wait_healthy(client, gateway)
-            assert submitter.acknowledged, f"seed {seed}: nothing was acknowledged"
-            with trio.fail_after(60):
-                while True:
-                    states = stored_states(tmp_path / "crash.db")
-                    pending = [
-                        message_id
-                        for message_id in submitter.acknowledged
-                        if states.get(message_id) not in ("sent", "delivered")
-                    ]
-                    if not pending:
-                        return submitter
-                    await trio.sleep(0.1)
+                gateway.process.send_signal(signal.SIGKILL)
         finally:
-            gateway.terminate()
-            await trio.to_thread.run_sync(gateway.wait)
+            await trio.to_thread.run_sync(gateway.stop)
+
+    gateway = await start()
+    try:
+        assert submitter.acknowledged, f"seed {seed}: nothing was acknowledged"
+        with trio.fail_after(60):
+            while True:
+                states = stored_states(tmp_path / "crash.db")
+                pending = [
+                    message_id
+                    for message_id in submitter.acknowledged
+                    if states.get(message_id) not in ("sent", "delivered")
+                ]
+                if not pending:
+                    return submitter
+                await trio.sleep(0.1)
+    finally:
+        await trio.to_thread.run_sync(gateway.stop)
 
 
 @pytest.mark.slow

@@ -6,9 +6,9 @@ nothing it acknowledged and take writes again by itself."""
 
 from __future__ import annotations
 
+import functools
 import resource
 import smtplib
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -21,7 +21,7 @@ import smpplib.client
 import smpplib.smpp
 import trio
 from support.db import read_only
-from support.process import CONFIG_HEAD, free_port
+from support.process import CONFIG_HEAD, GatewayProcess, start_gateway
 from support.smpp import submit_all
 
 from edgegw.http.server import HttpLimits, Request, Response, serve_http
@@ -92,22 +92,14 @@ class HeldCustomer:
 class Served:
     """The gateway's process, its HTTP client, what it logged and its disk's room."""
 
-    def __init__(
-        self,
-        tmp_path: Path,
-        process: subprocess.Popen[bytes],
-        port: int,
-        smpp_port: int,
-        smtp_port: int,
-        customer: HeldCustomer,
-    ) -> None:
+    def __init__(self, tmp_path: Path, gateway: GatewayProcess, customer: HeldCustomer) -> None:
         self.tmp_path = tmp_path
-        self.process = process
-        self.smpp_port = smpp_port
-        self.smtp_port = smtp_port
+        self.process = gateway.process
+        self.smpp_port = gateway.ports["smpp"]
+        self.smtp_port = gateway.ports["smtp"]
         self.customer = customer
-        self.client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}")
-        self.log: list[str] = []
+        self.client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.port}")
+        self.log = gateway.log
 
     def fill_disk(self) -> None:
         resource.prlimit(self.process.pid, resource.RLIMIT_FSIZE, (FULL, resource.RLIM_INFINITY))
@@ -158,14 +150,6 @@ class Served:
                 await trio.sleep(0.05)
 
 
-def serve(config: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-c", SERVE, str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
 @pytest.fixture
 def send_delay() -> float:
     return 0.0
@@ -186,34 +170,37 @@ def dr() -> bool:
 async def served(
     tmp_path: Path, nursery: trio.Nursery, send_delay: float, cms_fail_every: int, dr: bool
 ) -> AsyncIterator[Served]:
-    port, smpp, smtp = free_port(), free_port(), free_port()
     customer = HeldCustomer()
     customer_port = await nursery.start(serve_http, customer.app, "127.0.0.1", 0, HttpLimits())
     dr_url = f"http://127.0.0.1:{customer_port}/dr"
-    config = tmp_path / "gateway.toml"
-    config.write_text(
-        CONFIG.format(
-            port=port,
-            smpp=smpp,
-            smtp=smtp,
-            send_delay=send_delay,
-            cms_fail_every=cms_fail_every,
-            dr=f'delivery_reports = true\n[services.dr]\nurl = "{dr_url}"\n' if dr else "",
+
+    def write_config(ports: dict[str, int]) -> Path:
+        config = tmp_path / "gateway.toml"
+        config.write_text(
+            CONFIG.format(
+                port=ports["http"],
+                smpp=ports["smpp"],
+                smtp=ports["smtp"],
+                send_delay=send_delay,
+                cms_fail_every=cms_fail_every,
+                dr=f'delivery_reports = true\n[services.dr]\nurl = "{dr_url}"\n' if dr else "",
+            )
+        )
+        return config
+
+    started = await trio.to_thread.run_sync(
+        functools.partial(
+            start_gateway,
+            write_config,
+            ("http", "smpp", "smtp"),
+            command=(sys.executable, "-c", SERVE),
         )
     )
-    process = serve(config)
-    gateway = Served(tmp_path, process, port, smpp, smtp, customer)
-
-    def collect() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            gateway.log.append(line.decode())
-
-    nursery.start_soon(trio.to_thread.run_sync, collect)
+    gateway = Served(tmp_path, started, customer)
     try:
         with trio.fail_after(30):
             while True:
-                assert process.poll() is None, "".join(gateway.log)
+                assert started.process.poll() is None, started.output()
                 try:
                     if (await gateway.client.get("/ready")).status_code == 200:
                         break
@@ -223,10 +210,7 @@ async def served(
         yield gateway
     finally:
         await gateway.client.aclose()
-        process.terminate()
-        await trio.to_thread.run_sync(process.wait)
-        assert process.stderr is not None
-        process.stderr.close()
+        await trio.to_thread.run_sync(started.stop)
 
 
 async def test_messages_due_while_the_disk_is_full_go_once_it_has_room(served: Served) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 from support.db import read_only
-from support.process import CONFIG_HEAD, free_port, start_gateway
+from support.process import CONFIG_HEAD, start_gateway
 
 ENOUGH = 200  # acknowledged mails before the kill
 
@@ -64,29 +64,23 @@ class Mailers:
 
 @pytest.mark.slow
 async def test_kill_9_loses_no_acknowledged_mail(tmp_path: Path) -> None:
-    port, smtp_port = free_port(), free_port()
-    config = tmp_path / "crash.toml"
-    config.write_text(CONFIG.format(port=port, smtp_port=smtp_port))
-    process = start_gateway(config)
+
+    def write_config(ports: dict[str, int]) -> Path:
+        config = tmp_path / "crash.toml"
+        config.write_text(CONFIG.format(port=ports["http"], smtp_port=ports["smtp"]))
+        return config
+
+    gateway = await trio.to_thread.run_sync(start_gateway, write_config, ("http", "smtp"))
     try:
-        with trio.fail_after(30):
-            while True:
-                assert process.poll() is None, "the gateway exited while starting"
-                try:
-                    with smtplib.SMTP("127.0.0.1", smtp_port, timeout=1):
-                        break
-                except OSError:
-                    await trio.sleep(0.05)
-        mailers = Mailers(smtp_port)
+        mailers = Mailers(gateway.ports["smtp"])
         async with trio.open_nursery() as nursery:
             for client in range(4):
                 nursery.start_soon(trio.to_thread.run_sync, mailers.run, client)
             with trio.fail_after(30):
                 await mailers.enough.wait()
-            process.send_signal(signal.SIGKILL)
+            gateway.process.send_signal(signal.SIGKILL)
     finally:
-        process.kill()
-        process.wait()
+        await trio.to_thread.run_sync(gateway.stop)
     with read_only(tmp_path / "crash.db") as db:
         stored = dict(db.execute("SELECT id, recipient FROM messages").fetchall())
     missing = {i: r for i, r in mailers.acknowledged.items() if stored.get(i) != r}
