@@ -86,13 +86,21 @@ async def test_each_driver_finds_its_modem_by_identity(
 async def test_found_again_after_re_enumeration_under_another_path(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    sim = Simulator(SimulatorOptions(imei=IMEI_A, link_dir=str(tmp_path)))
+    by_id = tmp_path / "by-id"
+    by_id.mkdir()
+    sim = Simulator(SimulatorOptions(imei=IMEI_A, link_dir=str(by_id)))
     first_path = await nursery.start(serve_pty, sim)
-    # Configured with the tty it had: once that is gone, the IMEI finds it.
-    modem = AtModem("a", AtOptions(**fast(port=first_path, imei=IMEI_A, scan=[f"{tmp_path}/*"])))  # type: ignore[arg-type]
+    # Configured with the name the stick had (its /dev/ttyUSB0): once that is gone, the IMEI
+    # finds it. Not with its pty's own name: a closed pty's number goes to the next pty any
+    # program opens, maybe another simulator answering this IMEI, which the driver would
+    # then take (and lock, from the program that opened it) for this modem.
+    configured = tmp_path / "ttyUSB0"
+    configured.symlink_to(first_path)
+    modem = AtModem("a", AtOptions(**fast(port=str(configured), imei=IMEI_A, scan=[f"{by_id}/*"])))  # type: ignore[arg-type]
     with trio.fail_after(20):
         await nursery.start(modem.run)
-        assert modem.health().port == first_path
+        assert modem.health().port == str(configured)
+        configured.unlink()  # the stick goes, and its device node with it
         new_path = await sim.vanish(0.3)
         assert new_path is not None and new_path != first_path
         await wait_state(modem, ModemState.FAILED)
