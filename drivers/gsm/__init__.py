@@ -14,6 +14,7 @@ from drivers.gsm.message import (
     decode_concatenated,
     decode_text,
     encode_message,
+    part_capacity,
 )
 from drivers.gsm.parts import EncodedPart
 from drivers.gsm.sanitise import ParsingType, sanitise
@@ -32,7 +33,7 @@ from drivers.gsm.tpdu import (
     relative_validity,
     validity_period_minutes,
 )
-from drivers.gsm.udh import concat_info
+from drivers.gsm.udh import concat_info, port_ie, port_info
 
 __all__ = [
     "Alphabet",
@@ -64,6 +65,9 @@ __all__ = [
     "parse_received",
     "parse_status_report",
     "parse_submit",
+    "part_capacity",
+    "port_ie",
+    "port_info",
     "relative_validity",
     "sanitise",
     "split_sca",

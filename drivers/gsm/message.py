@@ -1,7 +1,8 @@
 """Text to encoded SMS parts (alphabet choice, sanitising, concatenation) and parts back to text.
 
 Pure; no I/O. Implements spec sections 7.1-7.3 on top of TS 23.038 (alphabets, DCS) and
-TS 23.040 section 9.2.3.24.1 (concatenation with an 8-bit reference).
+TS 23.040 section 9.2.3.24.1 (concatenation with an 8-bit reference): a caller's information
+elements, such as application ports (9.2.3.24.4), go in every part beside it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from drivers.gsm.dcs import (
 from drivers.gsm.errors import GsmError, MessageTooLong
 from drivers.gsm.parts import EncodedPart
 from drivers.gsm.sanitise import ParsingType, sanitise
-from drivers.gsm.udh import CONCAT_UDH_LENGTH, check_udh, concat_udh
+from drivers.gsm.udh import CONCAT_UDH_LENGTH, check_udh, concat_ie, whole_udh
 
 USER_DATA_OCTETS = 140  # TS 23.040 9.2.3.16: TP-UD holds at most 140 octets
 MAX_TOTAL_PARTS = 255  # the concatenation IE counts parts in one octet
@@ -41,8 +42,10 @@ class EncodedMessage(msgspec.Struct, frozen=True):
     parts: tuple[EncodedPart, ...]
 
 
-def _capacity(alphabet: Alphabet, header_octets: int) -> int:
-    """Payload bytes (septets for GSM7, octets otherwise) that fit beside a header."""
+def part_capacity(alphabet: Alphabet, header_octets: int) -> int:
+    """Payload bytes (septets for GSM7, octets otherwise) that fit in one part beside a whole
+    header of `header_octets` (UDHL included); 7-bit text starts on the septet after the
+    header's fill bits (TS 23.040 9.2.3.24)."""
     if alphabet is _GSM7:
         header_septets = (header_octets * 8 + 6) // 7
         return (USER_DATA_OCTETS * 8) // 7 - header_septets
@@ -105,13 +108,16 @@ def encode_message(
     max_parts: int = 6,
     dcs: int | None = None,
     udh: bytes = b"",
+    elements: bytes = b"",
     flash: bool = False,
 ) -> EncodedMessage:
     """Encode `text` as one part or as concatenated parts (spec 7.1-7.3).
 
     `dcs` overrides the alphabet detection (with 8-bit data the text is hex octets); `udh` is a
-    whole user header including UDHL and then the message must fit in one part; `flash` sets
-    message class 0. Raises NonGsmCharacter, MessageTooLong or another GsmError.
+    whole user header including UDHL and then the message must fit in one part; `elements` are
+    information elements (no UDHL) that go in every part, after the concatenation IE of a
+    concatenated message. `flash` sets message class 0.
+    Raises NonGsmCharacter, MessageTooLong or another GsmError.
     """
     if not isinstance(parsing, ParsingType):
         parsing = ParsingType(parsing)  # a plain string from a caller; an enum call costs 0.5 us
@@ -119,26 +125,34 @@ def encode_message(
     if max_parts < 1:
         raise GsmError(f"max_parts must be at least 1, not {max_parts}")
     check_udh(udh)
-    if len(udh) > USER_DATA_OCTETS:
-        raise GsmError(f"a user data header of {len(udh)} octets does not fit in an SMS")
+    single_udh = whole_udh(udh[1:] + elements)
+    if len(single_udh) > USER_DATA_OCTETS:
+        raise GsmError(f"a user data header of {len(single_udh)} octets does not fit in an SMS")
     text, alphabet, dcs, data = _payload(text, parsing, dcs, flash)
 
-    single = _capacity(alphabet, len(udh))
+    single = part_capacity(alphabet, len(single_udh))
     if len(data) <= single:
-        return EncodedMessage(text, alphabet, (EncodedPart(dcs=dcs, udh=udh, payload=data),))
+        part = EncodedPart(dcs=dcs, udh=single_udh, payload=data)
+        return EncodedMessage(text, alphabet, (part,))
+    header = CONCAT_UDH_LENGTH + len(elements)
     if udh:
         # Concatenation would need its IE beside the caller's header; report what that takes.
         # A part holds at least one ESC pair or surrogate pair, so that the count comes to an
         # end even when the header leaves no room (a 2-octet chunk could never hold an emoji).
-        capacity = max(_capacity(alphabet, len(udh) + CONCAT_UDH_LENGTH - 1), 4)
+        capacity = max(part_capacity(alphabet, len(udh) + header - 1), 4)
         raise MessageTooLong(len(_split(data, alphabet, capacity)), 1)
+    capacity = part_capacity(alphabet, header)
+    if capacity < 4:  # a part must hold an ESC pair or a surrogate pair
+        raise GsmError(f"a user data header of {header} octets leaves no room for text")
 
-    chunks = _split(data, alphabet, _capacity(alphabet, CONCAT_UDH_LENGTH))
+    chunks = _split(data, alphabet, capacity)
     total = len(chunks)
     if total > min(max_parts, MAX_TOTAL_PARTS):
         raise MessageTooLong(total, min(max_parts, MAX_TOTAL_PARTS))
     parts = tuple(
-        EncodedPart(dcs=dcs, udh=concat_udh(reference, total, seq), payload=chunk)
+        EncodedPart(
+            dcs=dcs, udh=whole_udh(concat_ie(reference, total, seq) + elements), payload=chunk
+        )
         for seq, chunk in enumerate(chunks, start=1)
     )
     return EncodedMessage(text, alphabet, parts)

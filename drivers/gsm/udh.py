@@ -1,7 +1,8 @@
 """The user data header: its information elements and the concatenation IEs.
 
 Pure; no I/O. Implements 3GPP TS 23.040 section 9.2.3.24 (UDH layout), 9.2.3.24.1 (8-bit
-reference concatenation, IEI 00) and 9.2.3.24.8 (16-bit reference concatenation, IEI 08).
+reference concatenation, IEI 00), 9.2.3.24.3/9.2.3.24.4 (application port addressing, IEI 04 and
+05) and 9.2.3.24.8 (16-bit reference concatenation, IEI 08).
 """
 
 from __future__ import annotations
@@ -10,12 +11,37 @@ from drivers.gsm.errors import GsmError
 
 IEI_CONCAT_8BIT = 0x00
 IEI_CONCAT_16BIT = 0x08
+IEI_PORTS_8BIT = 0x04
+IEI_PORTS_16BIT = 0x05
 CONCAT_UDH_LENGTH = 6  # UDHL + IEI + IEDL + reference + total + sequence
+
+
+def concat_ie(reference: int, total: int, seq: int) -> bytes:
+    """One 8-bit reference concatenation IE (IEI, IEDL and its three octets)."""
+    return bytes((IEI_CONCAT_8BIT, 3, reference, total, seq))
 
 
 def concat_udh(reference: int, total: int, seq: int) -> bytes:
     """The whole UDH (with UDHL) holding one 8-bit reference concatenation IE."""
-    return bytes((5, IEI_CONCAT_8BIT, 3, reference, total, seq))
+    return whole_udh(concat_ie(reference, total, seq))
+
+
+def whole_udh(elements: bytes) -> bytes:
+    """Information elements as a whole UDH, their UDHL in front; no elements, no header."""
+    if len(elements) > 0xFF:
+        raise GsmError(f"information elements of {len(elements)} octets exceed a UDHL")
+    return bytes((len(elements),)) + elements if elements else b""
+
+
+def port_ie(destination: int, originator: int) -> bytes:
+    """The 16-bit application port addressing IE (9.2.3.24.4): destination port, then
+    originator port, each two octets."""
+    for name, port in (("destination", destination), ("originator", originator)):
+        if not 0 <= port <= 0xFFFF:
+            raise GsmError(f"{name} port must be 0..65535, not {port}")
+    return (
+        bytes((IEI_PORTS_16BIT, 4)) + destination.to_bytes(2, "big") + originator.to_bytes(2, "big")
+    )
 
 
 def check_udh(udh: bytes) -> None:
@@ -60,4 +86,17 @@ def concat_info(udh: bytes) -> tuple[int, int, int] | None:
             continue
         if total and 1 <= seq <= total:
             found = reference, total, seq
+    return found
+
+
+def port_info(udh: bytes) -> tuple[int, int] | None:
+    """(destination, originator) port from the header's application port addressing IE, 8-bit
+    (9.2.3.24.3) or 16-bit (9.2.3.24.4), or None when it has none; one of a wrong length is
+    ignored, and of several the last counts (9.2.3.24)."""
+    found = None
+    for iei, data in information_elements(udh):
+        if iei == IEI_PORTS_8BIT and len(data) == 2:
+            found = data[0], data[1]
+        elif iei == IEI_PORTS_16BIT and len(data) == 4:
+            found = int.from_bytes(data[:2], "big"), int.from_bytes(data[2:], "big")
     return found

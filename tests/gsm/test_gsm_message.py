@@ -311,3 +311,47 @@ def test_decode_concatenated_rejoins_pairs_split_by_other_senders() -> None:
     esc_first = type(parts)(dcs=0, udh=b"", payload=encode_gsm("a")[:1] + b"\x1b")
     esc_second = type(parts)(dcs=0, udh=b"", payload=b"\x65")
     assert decode_concatenated([esc_first, esc_second]) == "a€"
+
+
+# Information elements in every part: application ports (TS 23.040 9.2.3.24.4)
+
+PORTS = bytes.fromhex("05040B8423F0")  # destination 2948 (WAP push), originator 9200
+
+
+def test_ports_go_in_every_part_beside_the_concatenation_element() -> None:
+    # Concatenation (5 octets), ports (6) and UDHL make 12 header octets: 96 bits take 14
+    # septets with the fill bits, which leaves 146 septets of text a part.
+    three = encode_message("a" * 146 * 3, reference=9, elements=PORTS)
+    assert [len(part.payload) for part in three.parts] == [146, 146, 146]
+    for seq, part in enumerate(three.parts, start=1):
+        assert part.udh == bytes((11, 0, 3, 9, 3, seq)) + PORTS
+    assert joined(three) == "a" * 146 * 3
+    four = encode_message("a" * (146 * 3 + 1), elements=PORTS)
+    assert [len(part.payload) for part in four.parts] == [146, 146, 146, 1]
+
+
+def test_ports_shrink_ucs2_and_8bit_parts_to_128_octets() -> None:
+    assert len(encode_message("Ж" * 128, dcs=0x08, elements=PORTS).parts) == 2
+    assert len(encode_message("Ж" * 129, dcs=0x08, elements=PORTS).parts) == 3
+    eight_bit = encode_message("AB" * 134, dcs=0x04, elements=PORTS)
+    assert [len(part.payload) for part in eight_bit.parts] == [128, 6]
+
+
+def test_ports_alone_make_a_7_octet_header_of_one_part() -> None:
+    one = encode_message("a" * 152, elements=PORTS)
+    assert [part.udh for part in one.parts] == [b"\x06" + PORTS]
+    assert len(encode_message("a" * 153, elements=PORTS).parts) == 2
+    assert encode_message("AB" * 133, dcs=0x04, elements=PORTS).parts[0].udh == b"\x06" + PORTS
+
+
+def test_elements_join_a_callers_udh_in_its_one_part() -> None:
+    udh = bytes.fromhex("0500034A0201")
+    (part,) = encode_message("hi", udh=udh, elements=PORTS).parts
+    assert part.udh == bytes.fromhex("0B00034A0201") + PORTS
+    with pytest.raises(MessageTooLong):
+        encode_message("a" * 147, udh=udh, elements=PORTS)
+
+
+def test_elements_leaving_no_room_for_text_are_refused() -> None:
+    with pytest.raises(GsmError, match="leaves no room"):
+        encode_message("a" * 200, elements=bytes((0x70, 130)) + bytes(130))

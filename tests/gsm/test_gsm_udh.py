@@ -1,11 +1,11 @@
 """The user data header as a receiver reads it (TS 23.040 9.2.3.24): which concatenation
-element counts, and when the whole header is ignored."""
+element counts, and when the whole header is ignored; the application port elements."""
 
 from __future__ import annotations
 
 import pytest
 
-from drivers.gsm import concat_info
+from drivers.gsm import GsmError, concat_info, port_ie, port_info
 
 
 @pytest.mark.parametrize(
@@ -39,3 +39,26 @@ def test_the_last_usable_concatenation_element_counts(
 )
 def test_a_header_whose_last_element_does_not_fit_is_ignored_whole(header: str) -> None:
     assert concat_info(bytes.fromhex(header)) is None
+
+
+def test_port_element_is_destination_then_originator_in_16_bits() -> None:
+    ie = port_ie(2948, 9200)
+    assert ie == bytes.fromhex("05040B8423F0")
+    assert port_info(b"\x06" + ie) == (2948, 9200)
+    with pytest.raises(GsmError):
+        port_ie(65536, 0)
+
+
+@pytest.mark.parametrize(
+    ("header", "ports"),
+    [
+        ("0B0003090301" + "05040B8423F0", (2948, 9200)),
+        ("0404020500", (5, 0)),  # 8-bit ports, TS 23.040 9.2.3.24.3
+        ("0505030B8423", None),  # a 16-bit element of the wrong length is ignored
+        ("050003090301", None),
+    ],
+)
+def test_ports_are_read_from_either_port_element(
+    header: str, ports: tuple[int, int] | None
+) -> None:
+    assert port_info(bytes.fromhex(header)) == ports
