@@ -6,7 +6,7 @@ Spec sections 7.1-7.3 and Appendix A of the Puzzel SMSGW reference.
 
 from drivers.gsm.address import join_sca, split_sca
 from drivers.gsm.alphabet import decode_gsm, encode_gsm, gsm_length, is_gsm
-from drivers.gsm.dcs import Alphabet, dcs_alphabet
+from drivers.gsm.dcs import Alphabet, dcs_alphabet, message_class
 from drivers.gsm.errors import GsmError, MessageTooLong, NonGsmCharacter
 from drivers.gsm.message import (
     EncodedMessage,
@@ -60,6 +60,7 @@ __all__ = [
     "gsm_length",
     "is_gsm",
     "join_sca",
+    "message_class",
     "pack_septets",
     "parse_deliver",
     "parse_received",

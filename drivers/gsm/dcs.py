@@ -21,7 +21,7 @@ class Alphabet(enum.Enum):
 # TS 23.038 section 4, general data coding, bits 3..2; keyed by the member's value, since an
 # Enum member hashes in Python code (every message's DCS is looked up here).
 _GENERAL_CODING = {"GSM7": 0x00, "DATA8": 0x04, "UCS2": 0x08}
-_CLASS_0 = 0x10  # bit 4 "has message class", bits 1..0 = 00 (class 0, flash)
+_HAS_CLASS = 0x10  # bit 4 "has message class"; bits 1..0 the class (00: class 0, flash)
 
 
 def dcs_alphabet(dcs: int) -> Alphabet:
@@ -56,20 +56,32 @@ def check_sendable(dcs: int) -> None:
         raise GsmError(f"TP-DCS {dcs:02X} is a reserved coding (TS 23.038 section 4)")
 
 
-def dcs_for(alphabet: Alphabet, *, flash: bool = False) -> int:
-    """The general-group DCS for an alphabet, with message class 0 when `flash`."""
-    return _GENERAL_CODING[alphabet._value_] | (_CLASS_0 if flash else 0)
+def dcs_for(alphabet: Alphabet) -> int:
+    """The general-group DCS for an alphabet, with no message class."""
+    return _GENERAL_CODING[alphabet._value_]
 
 
-def with_class_0(dcs: int) -> int:
-    """`dcs` changed to message class 0 (flash), keeping its alphabet."""
+def with_class(dcs: int, message_class: int) -> int:
+    """`dcs` changed to carry `message_class` (0 flash, 1 ME, 2 SIM, 3 TE), keeping its alphabet."""
     check_octet("TP-DCS", dcs)
+    if not 0 <= message_class <= 3:
+        raise GsmError(f"message class must be 0, 1, 2 or 3, not {message_class}")
     group = dcs & 0xF0
     if group < 0x80:
-        return (dcs & ~0x03) | _CLASS_0
+        return (dcs & ~0x03) | _HAS_CLASS | message_class
     if group == 0xF0:
-        return dcs & ~0x03
+        return (dcs & ~0x03) | message_class
     raise GsmError(f"TP-DCS {dcs:02X} has no message class to set")
+
+
+def message_class(dcs: int) -> int | None:
+    """The message class a TP-DCS announces (TS 23.038 section 4: bit 4 of the general data
+    coding groups, or the 1111 group), or None when it announces none."""
+    check_octet("TP-DCS", dcs)
+    group = dcs & 0xF0
+    if (group < 0x80 and dcs & _HAS_CLASS) or group == 0xF0:
+        return dcs & 0x03
+    return None
 
 
 def check_octet(name: str, value: int) -> None:

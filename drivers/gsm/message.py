@@ -18,7 +18,7 @@ from drivers.gsm.dcs import (
     check_sendable,
     dcs_alphabet,
     dcs_for,
-    with_class_0,
+    with_class,
 )
 from drivers.gsm.errors import GsmError, MessageTooLong
 from drivers.gsm.parts import EncodedPart
@@ -71,21 +71,21 @@ def _split(data: bytes, alphabet: Alphabet, capacity: int) -> list[bytes]:
 
 
 def _payload(
-    text: str, parsing: ParsingType, dcs: int | None, flash: bool
+    text: str, parsing: ParsingType, dcs: int | None, message_class: int | None
 ) -> tuple[str, Alphabet, int, bytes]:
     if dcs is None:
         text = sanitise(text, parsing)
         alphabet = _UCS2
         if parsing is not _AUTO_DETECT or is_gsm(text):
             alphabet = _GSM7
-        dcs = dcs_for(alphabet, flash=flash)
+        dcs = dcs_for(alphabet)
     else:
         check_sendable(dcs)
         alphabet = dcs_alphabet(dcs)
-        if flash:
-            dcs = with_class_0(dcs)
         if alphabet is _GSM7:
             text = sanitise(text, parsing)
+    if message_class is not None:
+        dcs = with_class(dcs, message_class)
     if alphabet is _GSM7:
         return text, alphabet, dcs, encode_gsm(text)
     if alphabet is _UCS2:
@@ -110,13 +110,14 @@ def encode_message(
     udh: bytes = b"",
     elements: bytes = b"",
     flash: bool = False,
+    message_class: int | None = None,
 ) -> EncodedMessage:
     """Encode `text` as one part or as concatenated parts (spec 7.1-7.3).
 
     `dcs` overrides the alphabet detection (with 8-bit data the text is hex octets); `udh` is a
     whole user header including UDHL and then the message must fit in one part; `elements` are
     information elements (no UDHL) that go in every part, after the concatenation IE of a
-    concatenated message. `flash` sets message class 0.
+    concatenated message. `flash` sets message class 0, `message_class` any class 0..3.
     Raises NonGsmCharacter, MessageTooLong or another GsmError.
     """
     if not isinstance(parsing, ParsingType):
@@ -125,10 +126,12 @@ def encode_message(
     if max_parts < 1:
         raise GsmError(f"max_parts must be at least 1, not {max_parts}")
     check_udh(udh)
+    if flash and message_class not in (None, 0):
+        raise GsmError(f"a flash SMS is message class 0, not {message_class}")
     single_udh = whole_udh(udh[1:] + elements)
     if len(single_udh) > USER_DATA_OCTETS:
         raise GsmError(f"a user data header of {len(single_udh)} octets does not fit in an SMS")
-    text, alphabet, dcs, data = _payload(text, parsing, dcs, flash)
+    text, alphabet, dcs, data = _payload(text, parsing, dcs, 0 if flash else message_class)
 
     single = part_capacity(alphabet, len(single_udh))
     if len(data) <= single:

@@ -19,6 +19,7 @@ from drivers.gsm import (
     encode_message,
     gsm_length,
     is_gsm,
+    message_class,
 )
 from drivers.gsm.alphabet import GSM_CHARACTERS, encode_gsm
 
@@ -355,3 +356,44 @@ def test_elements_join_a_callers_udh_in_its_one_part() -> None:
 def test_elements_leaving_no_room_for_text_are_refused() -> None:
     with pytest.raises(GsmError, match="leaves no room"):
         encode_message("a" * 200, elements=bytes((0x70, 130)) + bytes(130))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "dcs"),
+    [
+        ({}, 0x12),
+        ({"parsing": ParsingType.AUTO_DETECT, "text": "Ж"}, 0x1A),
+        ({"dcs": 0x04, "text": "00"}, 0x16),
+        ({"dcs": 0xF5, "text": "00"}, 0xF6),
+    ],
+)
+def test_a_message_class_goes_into_the_dcs_of_the_alphabet(
+    kwargs: dict[str, object], dcs: int
+) -> None:
+    text = str(kwargs.pop("text", "hi"))
+    message = encode_message(text, message_class=2, **kwargs)  # type: ignore[arg-type]
+    assert [part.dcs for part in message.parts] == [dcs]
+
+
+def test_a_class_other_than_0_is_no_flash_sms() -> None:
+    with pytest.raises(GsmError, match="flash"):
+        encode_message("hi", flash=True, message_class=1)
+    with pytest.raises(GsmError, match="must be 0, 1, 2 or 3"):
+        encode_message("hi", message_class=4)
+
+
+@pytest.mark.parametrize(
+    ("dcs", "expected"),
+    [
+        (0x00, None),
+        (0x08, None),
+        (0x10, 0),
+        (0x19, 1),
+        (0x16, 2),
+        (0xF3, 3),
+        (0xF4, 0),
+        (0xC0, None),
+    ],
+)
+def test_the_message_class_a_dcs_announces(dcs: int, expected: int | None) -> None:
+    assert message_class(dcs) == expected
