@@ -18,7 +18,15 @@ from collections.abc import Callable
 
 import msgspec
 
-from drivers.gsm import EncodedPart, GsmError, build_deliver, encode_gsm, join_sca, split_sca
+from drivers.gsm import (
+    EncodedPart,
+    GsmError,
+    build_deliver,
+    encode_gsm,
+    join_sca,
+    message_class,
+    split_sca,
+)
 from drivers.simulator.codes import CME_TEXT, CMS_TEXT, CmeError, CmsError
 from drivers.simulator.commandline import (
     Command,
@@ -1179,6 +1187,7 @@ class ModemEngine:
             validity_minutes=None,
             concat=None,
             pid=self.csmp[2],
+            message_class=message_class(self.csmp[3]),
         )
         due = self._due() + self.send_delay
         self._busy_until = due

@@ -357,6 +357,16 @@ def test_text_mode_sends_with_the_tp_pid_that_csmp_set() -> None:
     assert (sent.text, sent.pid) == ("Replace me", 65)
 
 
+def test_text_mode_records_the_message_class_of_the_csmp_dcs() -> None:
+    # +CSMP's fourth value is the TP-DCS; 0xF1 is the GSM alphabet in message class 1 (ME).
+    engine = quiet_engine()
+    assert talk(engine, b"AT+CMEE=1;+CMGF=1;+CSMP=17,167,0,241\r") == b"\r\nOK\r\n"
+    assert talk(engine, b'AT+CMGS="+4712345678"\r') == b"\r\n> "
+    replies = engine.receive_data(b"To the phone\x1a", 0.0)
+    (sent,) = [reply.sent for reply in replies if reply.sent is not None]
+    assert (sent.dcs, sent.message_class) == (0xF1, 1)
+
+
 def test_cfun_turns_the_radio_off_and_on_and_resets() -> None:
     engine = quiet_engine(register_delay=2.0)
     assert talk(engine, b"AT+CMEE=1;+CREG?\r", now=2.0) == b"\r\n+CREG: 0,1\r\n\r\nOK\r\n"

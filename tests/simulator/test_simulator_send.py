@@ -124,6 +124,24 @@ async def test_the_network_records_the_tp_pid_it_was_sent(nursery: trio.Nursery)
     assert [sms.pid for sms in sim.network.sent] == [0x43, 0x00]
 
 
+async def test_the_network_records_the_ports_and_message_class_of_each_part(
+    nursery: trio.Nursery,
+) -> None:
+    """TS 23.040 9.2.3.24.4 (16-bit ports, in every part) and 9.2.3.24.3 (8-bit ports);
+    TS 23.038 4: message class 2 (SIM) in a general group DCS, none in a plain one."""
+    sim, terminal = await start(nursery)
+    ported = bytes.fromhex("0B00032A0201" + "05040B8423F0")
+    eight_bit = bytes.fromhex("0404020500")
+    for dcs, udh in ((0x12, ported), (0x00, eight_bit), (0x00, b"")):
+        part = EncodedPart(dcs=dcs, udh=udh, payload=bytes(5))
+        tpdu = build_submit("+4798765432", part)
+        await terminal.send_pdu(join_sca("", tpdu).hex().upper(), len(tpdu))
+    sent = sim.network.sent
+    assert [sms.ports for sms in sent] == [(2948, 9200), (5, 0), None]
+    assert [sms.message_class for sms in sent] == [2, None, None]
+    assert sent[0].concat == (0x2A, 2, 1)
+
+
 @pytest.mark.parametrize(
     ("length", "pdu"),
     [
