@@ -21,6 +21,8 @@ from typing import Any, Final
 import msgspec
 import trio
 
+from drivers.gsm import port_ie, port_info
+from drivers.gsm.udh import whole_udh
 from edgegw.clock import Clock
 from edgegw.delivery.smpp_outbox import (
     newest_items,
@@ -46,7 +48,7 @@ from edgegw.smpp.backend import (
     SubmitRefused,
 )
 from edgegw.smpp.config import SmppAccount
-from edgegw.smpp.constants import CommandStatus
+from edgegw.smpp.constants import CommandStatus, Tag
 from edgegw.smpp.errors import InvalidField
 from edgegw.smpp.outbound import Outbound
 from edgegw.smpp.pdu import CancelSm, ReplaceSm, SubmitSm, UnsuccessfulDelivery
@@ -58,6 +60,7 @@ from edgegw.smpp.submission import (
     submission_from_submit_sm,
     tp_dcs,
 )
+from edgegw.smpp.tlv import Tlvs, int_tlv
 from edgegw.store import IllegalTransition, NewMessage, Store, StoreUnwritable, transactions
 
 __all__ = ["GatewaySmppBackend", "direct_message"]
@@ -104,12 +107,18 @@ def _all_past(ends: Sequence[float], now: float) -> bool:
     return all(EXPIRY.reached(end, now) for end in ends)
 
 
+def _port_tlvs(destination: int, originator: int) -> Tlvs:
+    """destination_port and source_port as a submit_sm would carry them."""
+    return (int_tlv(Tag.DESTINATION_PORT, destination), int_tlv(Tag.SOURCE_PORT, originator))
+
+
 def direct_message(
     service_id: int, submission: Submission, destination: Address, now: float
 ) -> DirectMessage:
     """The pipeline's message for one destination of a submit, sent with the TP-DCS its
     data_coding asks for (`tp_dcs`: UCS-2, 8-bit data, a message class), or else as text that
-    follows the service's parsing type. priority_flag 0 keeps the service's priority, 1 is
+    follows the service's parsing type; with the application ports (in every part) the
+    submit's TLVs ask for. priority_flag 0 keeps the service's priority, 1 is
     medium, 2 and 3 high (spec 7.2). protocol_id is the TP-PID (SMPP 3.4 5.2.13), which the
     pipeline checks as it does the REST `pid`."""
     content = submission.payload.hex() if submission.text is None else submission.text
@@ -127,6 +136,7 @@ def direct_message(
         originator_type=originator_type,
         dcs=tp_dcs(submission.data_coding),
         udh=submission.udh,
+        elements=b"" if submission.ports is None else port_ie(*submission.ports),
         priority=None if submission.priority == 0 else min(submission.priority + 1, 3),
         validity_minutes=minutes,
         not_before=not_before,
@@ -331,7 +341,7 @@ class GatewaySmppBackend:
                 "SELECT recipient, originator, originator_type, data_coding, not_before,"
                 " validity_minutes, expires_at,"
                 " (SELECT count(*) FROM parts WHERE message_id = messages.id),"
-                " (SELECT length(udh) FROM parts WHERE message_id = messages.id AND idx = 1)"
+                " (SELECT udh FROM parts WHERE message_id = messages.id AND idx = 1)"
                 " FROM messages WHERE id = ? AND service_id = ?",
                 (pdu.message_id, account.service_id),
             ).fetchone()
@@ -339,7 +349,7 @@ class GatewaySmppBackend:
         row = await self._store.read(read) if pdu.message_id else None
         if row is None or row[3] is None:
             return CommandStatus.ESME_RINVMSGID  # none of the service's, or not from SMPP
-        recipient, originator, kind, data_coding, not_before, minutes, ends, parts, udh_octets = row
+        recipient, originator, kind, data_coding, not_before, minutes, ends, parts, udh = row
         source = Address(pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr)
         if source.address:
             try:
@@ -348,10 +358,13 @@ class GatewaySmppBackend:
                 return CommandStatus.ESME_RINVMSGID  # no message has that source
             if named != originator:
                 return CommandStatus.ESME_RINVMSGID  # the message id with another source
-        if parts == 1 and udh_octets:
+        # The application ports of the submit_sm (in every part's UDH) go with the new text.
+        ports = port_info(udh)
+        if parts == 1 and udh != (b"" if ports is None else whole_udh(port_ie(*ports))):
             # A part of the ESME's own concatenated message: its new text would need the
             # esm_class that replace_sm does not carry.
             return CommandStatus.ESME_RREPLACEFAIL
+        tlvs = () if ports is None else _port_tlvs(*ports)
         as_submitted = SubmitSm(
             sequence_number=pdu.sequence_number,
             source_addr_ton=pdu.source_addr_ton,
@@ -374,6 +387,7 @@ class GatewaySmppBackend:
             registered_delivery=pdu.registered_delivery,
             data_coding=data_coding,
             short_message=pdu.short_message,
+            tlvs=tlvs,
         )
         try:
             submission = submission_from_submit_sm(

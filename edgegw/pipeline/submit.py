@@ -228,6 +228,7 @@ class DirectMessage(msgspec.Struct, frozen=True, kw_only=True):
     originator_type: OriginatorType | None = None
     dcs: int | None = None
     udh: bytes = b""
+    elements: bytes = b""  # information elements for every part's UDH (application ports)
     priority: int | None = None
     validity_minutes: int | None = None  # clamped to 5 minutes .. 7 days
     not_before: float | None = None
@@ -796,7 +797,14 @@ class Submitter:
             )
         originator, originator_type = _sender(service, direct.originator, direct.originator_type)
         parsing = service.parsing_type if direct.dcs is None else ParsingType.NONE
-        encoded = self._encode(direct.content, parsing, direct.dcs, direct.udh, False)
+        encoded = self._encode(
+            direct.content,
+            parsing,
+            direct.dcs,
+            direct.udh,
+            False,
+            elements=direct.elements,
+        )
         minutes = clamp_validity_minutes(
             validity_period_minutes(service.validity)
             if direct.validity_minutes is None
@@ -830,12 +838,25 @@ class Submitter:
         )
 
     def _encode(
-        self, content: str, parsing: ParsingType, dcs: int | None, udh: bytes, flash: bool
+        self,
+        content: str,
+        parsing: ParsingType,
+        dcs: int | None,
+        udh: bytes,
+        flash: bool,
+        *,
+        elements: bytes = b"",
     ) -> EncodedMessage:
         self._reference = (self._reference + 1) & 0xFF
         try:
             encoded = encode_message(
-                content, parsing=parsing, reference=self._reference, dcs=dcs, udh=udh, flash=flash
+                content,
+                parsing=parsing,
+                reference=self._reference,
+                dcs=dcs,
+                udh=udh,
+                elements=elements,
+                flash=flash,
             )
         except NonGsmCharacter as exc:
             raise _syntax(

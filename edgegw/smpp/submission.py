@@ -1,8 +1,10 @@
 """What a submit_sm or submit_multi asks for, as one typed `Submission`: addresses checked, text
-decoded from its data_coding, the UDH found (esm_class UDHI or sar_* TLVs), times made absolute.
+decoded from its data_coding, the UDH found (esm_class UDHI or sar_* TLVs), the application ports
+asked for, times made absolute.
 
 Pure; no I/O and no clock (`now` is a parameter). SMPP 3.4 sections 4.4.1 and 4.5.1 (fields),
-5.2.12 (esm_class), 5.2.17 (registered_delivery), 5.2.19 (data_coding), 7.1.1 (time format).
+5.2.12 (esm_class), 5.2.17 (registered_delivery), 5.2.19 (data_coding), 5.3.2.20/5.3.2.21
+(source_port, destination_port), 7.1.1 (time format).
 """
 
 from __future__ import annotations
@@ -13,7 +15,17 @@ import enum
 
 import msgspec
 
-from drivers.gsm import GsmError, decode_gsm, gsm_length, is_gsm
+from drivers.gsm import (
+    Alphabet,
+    GsmError,
+    decode_gsm,
+    gsm_length,
+    is_gsm,
+    part_capacity,
+    port_ie,
+    port_info,
+)
+from drivers.gsm.udh import CONCAT_UDH_LENGTH
 from edgegw.smpp.constants import (
     ESM_FEATURE_UDHI,
     ESM_MODE_MASK,
@@ -43,11 +55,6 @@ __all__ = [
 _S = CommandStatus
 
 MAX_PARTS = 6  # spec section 7.1: at most six concatenated parts
-_SMS_OCTETS = 140  # TS 23.040 9.2.3.16
-_SEPTETS_PER_SMS = 160
-_CONCAT_UDH_OCTETS = 6  # UDHL + 8-bit reference concatenation IE
-_MAX_SEPTETS = MAX_PARTS * (_SEPTETS_PER_SMS - 7)  # 918: 153 per part beside the concat UDH
-_MAX_OCTETS = MAX_PARTS * (_SMS_OCTETS - _CONCAT_UDH_OCTETS)  # 804: 134 per part (67 UCS-2)
 
 # SMPP 3.4 section 5.2.5 (TON 0..6) and 5.2.6 (NPI values).
 _VALID_TON = frozenset(range(7))
@@ -85,6 +92,8 @@ class Submission(msgspec.Struct, frozen=True, kw_only=True):
     parts of a concatenated message can be joined before decoding. `udh` is a whole header
     with its UDHL, from the message itself (esm_class UDHI) or built from sar_* TLVs; empty
     when there is none.
+    `ports` are the (destination, originator) application ports of destination_port and
+    source_port, to go in every part's UDH.
     `source.address` is empty when the ESME leaves the originator to the service.
     """
 
@@ -103,6 +112,7 @@ class Submission(msgspec.Struct, frozen=True, kw_only=True):
     service_type: str = ""
     esm_class: int = 0
     user_message_reference: int | None = None
+    ports: tuple[int, int] | None = None
 
 
 # registered_delivery bits 1..0 -> ReceiptRequest; 3 is refused before the lookup.
@@ -224,20 +234,40 @@ def _decode_text(data_coding: int, payload: bytes) -> str | None:
     return None  # 8-bit data: 0x02, 0x04, 0xF4-0xF7
 
 
-def _fits(data_coding: int, text: str | None, payload: bytes, udh: bytes) -> bool:
-    """Whether the message fits one SMS beside a caller's UDH, or six parts without one."""
-    if text is not None and data_coding not in (0x08,):
-        if data_coding in (0x00, 0xF0, 0xF1, 0xF2, 0xF3):
-            septets = len(payload)
-        elif is_gsm(text):
-            septets = gsm_length(text)
-        else:
-            units = len(text.encode("utf-16-be", errors="surrogatepass"))
-            return units + len(udh) <= _SMS_OCTETS if udh else units <= _MAX_OCTETS
-        if udh:
-            return septets + (len(udh) * 8 + 6) // 7 <= _SEPTETS_PER_SMS
-        return septets <= _MAX_SEPTETS
-    return len(payload) + len(udh) <= _SMS_OCTETS if udh else len(payload) <= _MAX_OCTETS
+def _fits(
+    data_coding: int, text: str | None, payload: bytes, udh: bytes, ports: tuple[int, int] | None
+) -> bool:
+    """Whether the message fits one SMS beside a caller's UDH, or six parts without one, with
+    room in each for the IE of any application `ports`."""
+    alphabet = Alphabet.UCS2 if data_coding == 0x08 else Alphabet.DATA8
+    units = len(payload)
+    if text is not None and data_coding != 0x08:
+        alphabet = Alphabet.GSM7
+        if data_coding not in (0x00, 0xF0, 0xF1, 0xF2, 0xF3):
+            if is_gsm(text):
+                units = gsm_length(text)
+            else:
+                alphabet = Alphabet.UCS2
+                units = len(text.encode("utf-16-be", errors="surrogatepass"))
+    elements = len(port_ie(*ports)) if ports else 0
+    if udh:
+        return units <= part_capacity(alphabet, len(udh) + elements)
+    return units <= MAX_PARTS * part_capacity(alphabet, CONCAT_UDH_LENGTH + elements)
+
+
+def _ports(tlvs: Tlvs, udh: bytes) -> tuple[int, int] | None:
+    """(destination, originator) from destination_port and source_port, the originator 0
+    when only the destination is given; None without them. LookupError for a source_port
+    alone, ValueError when the ESME's own UDH already holds a port IE."""
+    destination = tlv_int(tlvs, Tag.DESTINATION_PORT)
+    originator = tlv_int(tlvs, Tag.SOURCE_PORT)
+    if destination is None:
+        if originator is not None:
+            raise LookupError("source_port without destination_port")
+        return None
+    if port_info(udh) is not None:
+        raise ValueError("destination_port beside a UDH with its own application port IE")
+    return destination, originator or 0
 
 
 def _sar_udh(tlvs: Tlvs) -> bytes | None:
@@ -315,7 +345,13 @@ def _build(
     except (ValueError, GsmError) as exc:
         # SMPP 3.4 has no "invalid data_coding" status; RSUBMITFAIL is its generic refusal.
         raise refuse(_S.ESME_RSUBMITFAIL, f"data_coding {pdu.data_coding}: {exc}") from None
-    if not _fits(pdu.data_coding, text, message, udh):
+    try:
+        ports = _ports(tlvs, udh) if tlvs else None
+    except LookupError as exc:
+        raise refuse(_S.ESME_RMISSINGOPTPARAM, str(exc)) from None
+    except ValueError as exc:
+        raise refuse(_S.ESME_RINVOPTPARAMVAL, str(exc)) from None
+    if not _fits(pdu.data_coding, text, message, udh, ports):
         raise refuse(_S.ESME_RINVMSGLEN, "the message is too long")
     return Submission(
         source=Address(ton, npi, address),
@@ -333,6 +369,7 @@ def _build(
         service_type=pdu.service_type,
         esm_class=pdu.esm_class,
         user_message_reference=tlv_int(tlvs, Tag.USER_MESSAGE_REFERENCE) if tlvs else None,
+        ports=ports,
     )
 
 

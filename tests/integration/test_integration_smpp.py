@@ -609,3 +609,63 @@ async def test_a_replace_type_stays_with_its_message_across_a_restart_and_a_repl
 
     await run_until(config, before)
     await run_until(config, after)
+
+
+async def test_ports_reach_every_part_and_a_lone_source_port_is_refused(gateway: Gateway) -> None:
+    """SMPP 3.4 5.3.2.20/5.3.2.21: destination_port and source_port go out as the application
+    port IE (TS 23.040 9.2.3.24.4) in every part beside the concatenation IE, which leaves 146
+    septets a part; a destination_port alone has originator port 0. A source_port without a
+    destination_port names no application and is refused."""
+    three_parts = "".join(chr(ord("a") + seq) * 146 for seq in range(3))  # exactly 3 parts
+    submits = [
+        {
+            **to("4741000091"),
+            "short_message": b"",
+            "message_payload": smpplib.gsm.gsm_encode(three_parts),
+            "destination_port": 2948,
+            "source_port": 9200,
+        },
+        {
+            **to("4741000092"),
+            "short_message": "Привет".encode("utf-16-be"),
+            "data_coding": 8,
+            "destination_port": 5000,
+        },
+        {**to("4741000093"), "short_message": b"No", "source_port": 9200},
+    ]
+    results = await trio.to_thread.run_sync(submit_all, smpp_port(gateway), submits)
+    assert [status for status, _ in results] == [0, 0, CommandStatus.ESME_RMISSINGOPTPARAM]
+    parts = sorted(await sent_to(gateway, "+4741000091", 3), key=lambda sms: sms.udh)
+    assert [sms.text for sms in parts] == [three_parts[i : i + 146] for i in (0, 146, 292)]
+    assert [sms.concat[1:] if sms.concat else None for sms in parts] == [(3, 1), (3, 2), (3, 3)]
+    assert {sms.ports for sms in parts} == {(2948, 9200)}
+    (ucs2,) = await sent_to(gateway, "+4741000092", 1)
+    assert (ucs2.text, ucs2.ports) == ("Привет", (5000, 0))
+    assert not [sms for sms in gateway.simulators["sim0"].network.sent if sms.text == "No"]
+
+
+async def test_a_replace_sm_keeps_the_ports_of_its_submit_sm(gateway: Gateway) -> None:
+    """replace_sm (SMPP 3.4 4.10) carries no ports: a one-part message sent to an application
+    port, scheduled for tomorrow, replaced by a two-part text due at once, sends both parts to
+    that port, as the submit_sm asked; it is no ESME's own UDH to refuse the replace for."""
+    submit = {
+        **to("4741000095"),
+        "short_message": b"Old text",
+        "schedule_delivery_time": "000001000000000R",
+        "destination_port": 2948,
+        "source_port": 9200,
+    }
+    [(status, message_id)] = await trio.to_thread.run_sync(submit_all, smpp_port(gateway), [submit])
+    assert status == 0
+    async with bound_esme(smpp_port(gateway)) as esme:
+        answer = await esme.request(
+            ReplaceSm,
+            **SOURCE,
+            message_id=message_id,
+            short_message=LONG_TEXT.encode(),
+            schedule_delivery_time="000000000000000R",
+        )
+        assert isinstance(answer, ReplaceSmResp) and answer.command_status == 0
+    sent = sorted(await sent_to(gateway, "+4741000095", 2), key=lambda sms: sms.udh)
+    assert "".join(sms.text for sms in sent) == LONG_TEXT
+    assert [sms.ports for sms in sent] == [(2948, 9200)] * 2

@@ -222,6 +222,61 @@ def test_inconsistent_tlvs_are_refused(tlvs: tuple[tuple[int, bytes], ...], stat
     assert refusal(submit(tlvs=tlvs)) == status
 
 
+WAP_PORTS = ((Tag.DESTINATION_PORT, b"\x0b\x84"), (Tag.SOURCE_PORT, b"\x23\xf0"))
+
+
+@pytest.mark.parametrize(
+    ("tlvs", "ports"),
+    [
+        (WAP_PORTS, (2948, 9200)),
+        # TS 23.040 9.2.3.24.4 has both ports in the IE; an unnamed originator port is 0.
+        (WAP_PORTS[:1], (2948, 0)),
+        ((), None),
+    ],
+)
+def test_ports_reach_the_submission(
+    tlvs: tuple[tuple[int, bytes], ...], ports: tuple[int, int] | None
+) -> None:
+    assert submission_from_submit_sm(submit(tlvs=tlvs), NOW).ports == ports
+
+
+def test_ports_join_a_udh_without_a_port_element_and_refuse_one_with() -> None:
+    concat = bytes((5, 0, 3, 1, 2, 1))
+    pdu = submit(esm_class=0x40, short_message=concat + b"hi", tlvs=WAP_PORTS)
+    assert submission_from_submit_sm(pdu, NOW).ports == (2948, 9200)
+    ported = bytes((6, 5, 4, 0x0B, 0x84, 0, 0))
+    pdu = submit(esm_class=0x40, short_message=ported + b"hi", tlvs=WAP_PORTS)
+    assert refusal(pdu) == _S.ESME_RINVOPTPARAMVAL
+    assert refusal(submit(tlvs=WAP_PORTS[1:])) == _S.ESME_RMISSINGOPTPARAM
+
+
+@pytest.mark.parametrize(
+    ("data_coding", "payload", "udh", "fits"),
+    [
+        # Concatenation and port IEs with UDHL are 12 octets: 146 septets or 128 octets a part.
+        (0, encode_gsm("a" * 876), b"", True),
+        (0, encode_gsm("a" * 877), b"", False),
+        (4, b"\x00" * 768, b"", True),
+        (4, b"\x00" * 769, b"", False),
+        (8, "ж".encode("utf-16-be") * 384, b"", True),
+        (8, "ж".encode("utf-16-be") * 385, b"", False),
+        (0, b"a" * 146, bytes((5, 0, 3, 1, 2, 1)), True),
+        (0, b"a" * 147, bytes((5, 0, 3, 1, 2, 1)), False),
+    ],
+)
+def test_ports_take_room_in_every_part(
+    data_coding: int, payload: bytes, udh: bytes, fits: bool
+) -> None:
+    tlvs = ((Tag.MESSAGE_PAYLOAD, udh + payload), *WAP_PORTS)
+    pdu = submit(
+        data_coding=data_coding, esm_class=0x40 if udh else 0, short_message=b"", tlvs=tlvs
+    )
+    if fits:
+        assert submission_from_submit_sm(pdu, NOW).ports == (2948, 9200)
+    else:
+        assert refusal(pdu) == _S.ESME_RINVMSGLEN
+
+
 # ---------------------------------------------------------------------------------------------
 # Addresses and flags
 
