@@ -21,7 +21,7 @@ from typing import Any, Final
 import msgspec
 import trio
 
-from drivers.gsm import port_ie, port_info
+from drivers.gsm import message_class, port_ie, port_info
 from drivers.gsm.udh import whole_udh
 from edgegw.clock import Clock
 from edgegw.delivery.smpp_outbox import (
@@ -107,9 +107,15 @@ def _all_past(ends: Sequence[float], now: float) -> bool:
     return all(EXPIRY.reached(end, now) for end in ends)
 
 
-def _port_tlvs(destination: int, originator: int) -> Tlvs:
-    """destination_port and source_port as a submit_sm would carry them."""
-    return (int_tlv(Tag.DESTINATION_PORT, destination), int_tlv(Tag.SOURCE_PORT, originator))
+def _kept_tlvs(ports: tuple[int, int] | None, kept_class: int | None) -> Tlvs:
+    """The TLVs of the submit_sm that a replace_sm (which carries none) keeps, read back from
+    the message's first part: its application ports and its message class."""
+    tlvs: list[tuple[int, bytes]] = []
+    if ports is not None:
+        tlvs += (int_tlv(Tag.DESTINATION_PORT, ports[0]), int_tlv(Tag.SOURCE_PORT, ports[1]))
+    if kept_class is not None:
+        tlvs.append(int_tlv(Tag.DEST_ADDR_SUBUNIT, kept_class + 1))  # SMPP 3.4 5.3.2.1
+    return tuple(tlvs)
 
 
 def direct_message(
@@ -117,8 +123,8 @@ def direct_message(
 ) -> DirectMessage:
     """The pipeline's message for one destination of a submit, sent with the TP-DCS its
     data_coding asks for (`tp_dcs`: UCS-2, 8-bit data, a message class), or else as text that
-    follows the service's parsing type; with the application ports (in every part) the
-    submit's TLVs ask for. priority_flag 0 keeps the service's priority, 1 is
+    follows the service's parsing type; with the application ports (in every part) and the
+    message class the submit's TLVs ask for. priority_flag 0 keeps the service's priority, 1 is
     medium, 2 and 3 high (spec 7.2). protocol_id is the TP-PID (SMPP 3.4 5.2.13), which the
     pipeline checks as it does the REST `pid`."""
     content = submission.payload.hex() if submission.text is None else submission.text
@@ -137,6 +143,7 @@ def direct_message(
         dcs=tp_dcs(submission.data_coding),
         udh=submission.udh,
         elements=b"" if submission.ports is None else port_ie(*submission.ports),
+        message_class=submission.message_class,
         priority=None if submission.priority == 0 else min(submission.priority + 1, 3),
         validity_minutes=minutes,
         not_before=not_before,
@@ -341,7 +348,8 @@ class GatewaySmppBackend:
                 "SELECT recipient, originator, originator_type, data_coding, not_before,"
                 " validity_minutes, expires_at,"
                 " (SELECT count(*) FROM parts WHERE message_id = messages.id),"
-                " (SELECT udh FROM parts WHERE message_id = messages.id AND idx = 1)"
+                " (SELECT udh FROM parts WHERE message_id = messages.id AND idx = 1),"
+                " (SELECT dcs FROM parts WHERE message_id = messages.id AND idx = 1)"
                 " FROM messages WHERE id = ? AND service_id = ?",
                 (pdu.message_id, account.service_id),
             ).fetchone()
@@ -349,7 +357,7 @@ class GatewaySmppBackend:
         row = await self._store.read(read) if pdu.message_id else None
         if row is None or row[3] is None:
             return CommandStatus.ESME_RINVMSGID  # none of the service's, or not from SMPP
-        recipient, originator, kind, data_coding, not_before, minutes, ends, parts, udh = row
+        recipient, originator, kind, data_coding, not_before, minutes, ends, parts, udh, dcs = row
         source = Address(pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr)
         if source.address:
             try:
@@ -364,7 +372,6 @@ class GatewaySmppBackend:
             # A part of the ESME's own concatenated message: its new text would need the
             # esm_class that replace_sm does not carry.
             return CommandStatus.ESME_RREPLACEFAIL
-        tlvs = () if ports is None else _port_tlvs(*ports)
         as_submitted = SubmitSm(
             sequence_number=pdu.sequence_number,
             source_addr_ton=pdu.source_addr_ton,
@@ -387,7 +394,7 @@ class GatewaySmppBackend:
             registered_delivery=pdu.registered_delivery,
             data_coding=data_coding,
             short_message=pdu.short_message,
-            tlvs=tlvs,
+            tlvs=_kept_tlvs(ports, message_class(dcs)),
         )
         try:
             submission = submission_from_submit_sm(

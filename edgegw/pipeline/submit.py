@@ -229,6 +229,7 @@ class DirectMessage(msgspec.Struct, frozen=True, kw_only=True):
     dcs: int | None = None
     udh: bytes = b""
     elements: bytes = b""  # information elements for every part's UDH (application ports)
+    message_class: int | None = None  # TP-DCS message class 0..3 for the text's alphabet
     priority: int | None = None
     validity_minutes: int | None = None  # clamped to 5 minutes .. 7 days
     not_before: float | None = None
@@ -804,6 +805,7 @@ class Submitter:
             direct.udh,
             False,
             elements=direct.elements,
+            message_class=direct.message_class,
         )
         minutes = clamp_validity_minutes(
             validity_period_minutes(service.validity)
@@ -846,6 +848,7 @@ class Submitter:
         flash: bool,
         *,
         elements: bytes = b"",
+        message_class: int | None = None,
     ) -> EncodedMessage:
         self._reference = (self._reference + 1) & 0xFF
         try:
@@ -857,6 +860,7 @@ class Submitter:
                 udh=udh,
                 elements=elements,
                 flash=flash,
+                message_class=message_class,
             )
         except NonGsmCharacter as exc:
             raise _syntax(

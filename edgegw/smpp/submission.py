@@ -1,10 +1,10 @@
 """What a submit_sm or submit_multi asks for, as one typed `Submission`: addresses checked, text
 decoded from its data_coding, the UDH found (esm_class UDHI or sar_* TLVs), the application ports
-asked for, times made absolute.
+and message class asked for, times made absolute.
 
 Pure; no I/O and no clock (`now` is a parameter). SMPP 3.4 sections 4.4.1 and 4.5.1 (fields),
-5.2.12 (esm_class), 5.2.17 (registered_delivery), 5.2.19 (data_coding), 5.3.2.20/5.3.2.21
-(source_port, destination_port), 7.1.1 (time format).
+5.2.12 (esm_class), 5.2.17 (registered_delivery), 5.2.19 (data_coding), 5.3.2.1
+(dest_addr_subunit), 5.3.2.20/5.3.2.21 (source_port, destination_port), 7.1.1 (time format).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from drivers.gsm import (
     decode_gsm,
     gsm_length,
     is_gsm,
+    message_class,
     part_capacity,
     port_ie,
     port_info,
@@ -93,7 +94,8 @@ class Submission(msgspec.Struct, frozen=True, kw_only=True):
     with its UDHL, from the message itself (esm_class UDHI) or built from sar_* TLVs; empty
     when there is none.
     `ports` are the (destination, originator) application ports of destination_port and
-    source_port, to go in every part's UDH.
+    source_port, to go in every part's UDH; `message_class` the TP-DCS class (0..3) that
+    dest_addr_subunit asks for, None to leave the data_coding's.
     `source.address` is empty when the ESME leaves the originator to the service.
     """
 
@@ -113,6 +115,7 @@ class Submission(msgspec.Struct, frozen=True, kw_only=True):
     esm_class: int = 0
     user_message_reference: int | None = None
     ports: tuple[int, int] | None = None
+    message_class: int | None = None
 
 
 # registered_delivery bits 1..0 -> ReceiptRequest; 3 is refused before the lookup.
@@ -270,6 +273,23 @@ def _ports(tlvs: Tlvs, udh: bytes) -> tuple[int, int] | None:
     return destination, originator or 0
 
 
+def _message_class(tlvs: Tlvs, data_coding: int) -> int | None:
+    """The message class dest_addr_subunit asks for (1 MS display, 2 mobile equipment, 3 SIM,
+    4 external unit: classes 0..3), None for 0 (unknown) or none. ValueError for a reserved
+    subunit or one that contradicts the class of a data_coding 0xF0-0xF7."""
+    subunit = tlv_int(tlvs, Tag.DEST_ADDR_SUBUNIT)
+    if not subunit:
+        return None
+    if subunit > 4:
+        raise ValueError(f"dest_addr_subunit {subunit} is reserved")
+    wanted = subunit - 1
+    coding = tp_dcs(data_coding)
+    coded = None if coding is None else message_class(coding)
+    if coded is not None and coded != wanted:
+        raise ValueError(f"dest_addr_subunit {subunit} against data_coding {data_coding:#04x}")
+    return wanted
+
+
 def _sar_udh(tlvs: Tlvs) -> bytes | None:
     """A 16-bit reference concatenation UDH (TS 23.040 9.2.3.24.8) from the sar_* TLVs, or
     None without them. LookupError when only some are present, ValueError for a bad segment."""
@@ -347,6 +367,7 @@ def _build(
         raise refuse(_S.ESME_RSUBMITFAIL, f"data_coding {pdu.data_coding}: {exc}") from None
     try:
         ports = _ports(tlvs, udh) if tlvs else None
+        wanted_class = _message_class(tlvs, pdu.data_coding) if tlvs else None
     except LookupError as exc:
         raise refuse(_S.ESME_RMISSINGOPTPARAM, str(exc)) from None
     except ValueError as exc:
@@ -370,6 +391,7 @@ def _build(
         esm_class=pdu.esm_class,
         user_message_reference=tlv_int(tlvs, Tag.USER_MESSAGE_REFERENCE) if tlvs else None,
         ports=ports,
+        message_class=wanted_class,
     )
 
 

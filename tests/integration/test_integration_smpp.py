@@ -669,3 +669,57 @@ async def test_a_replace_sm_keeps_the_ports_of_its_submit_sm(gateway: Gateway) -
     sent = sorted(await sent_to(gateway, "+4741000095", 2), key=lambda sms: sms.udh)
     assert "".join(sms.text for sms in sent) == LONG_TEXT
     assert [sms.ports for sms in sent] == [(2948, 9200)] * 2
+
+
+async def test_dest_addr_subunit_is_the_message_class_of_every_part(gateway: Gateway) -> None:
+    """SMPP 3.4 5.3.2.1: dest_addr_subunit 1 (MS display), 2 (mobile equipment), 3 (SIM) and 4
+    (external unit) are the TP-DCS message classes 0-3 (TS 23.038 4), set in every part in the
+    DCS of the text's alphabet, and kept by a replace_sm. A reserved subunit, or one whose
+    class the data_coding contradicts, is refused rather than sent another way."""
+    tomorrow, at_once = "000001000000000R", "000000000000000R"
+    submits = [
+        {**to("4741000101"), "short_message": LONG_TEXT.encode(), "dest_addr_subunit": 3},
+        {
+            **to("4741000102"),
+            "short_message": "Привет".encode("utf-16-be"),
+            "data_coding": 8,
+            "dest_addr_subunit": 1,
+        },
+        {
+            **to("4741000103"),
+            "short_message": b"\x01\x02",
+            "data_coding": 4,
+            "dest_addr_subunit": 2,
+        },
+        {
+            **to("4741000104"),
+            "short_message": b"Old text",
+            "schedule_delivery_time": tomorrow,
+            "dest_addr_subunit": 4,
+        },
+        {**to("4741000105"), "short_message": b"No", "dest_addr_subunit": 5},
+        {**to("4741000105"), "short_message": b"No", "data_coding": 0xF1, "dest_addr_subunit": 3},
+    ]
+    results = await trio.to_thread.run_sync(submit_all, smpp_port(gateway), submits)
+    refused = CommandStatus.ESME_RINVOPTPARAMVAL
+    assert [status for status, _ in results] == [0, 0, 0, 0, refused, refused]
+    async with bound_esme(smpp_port(gateway)) as esme:
+        answer = await esme.request(
+            ReplaceSm,
+            **SOURCE,
+            message_id=results[3][1],
+            short_message=b"New text",
+            schedule_delivery_time=at_once,
+        )
+        assert isinstance(answer, ReplaceSmResp) and answer.command_status == 0
+    sim = await sent_to(gateway, "+4741000101", 2)
+    assert {(sms.message_class, sms.dcs) for sms in sim} == {(2, 0x12)}
+    assert "".join(sms.text for sms in sorted(sim, key=lambda sms: sms.udh)) == LONG_TEXT
+    (flash,) = await sent_to(gateway, "+4741000102", 1)
+    assert (flash.text, flash.message_class, flash.dcs) == ("Привет", 0, 0x18)
+    (equipment,) = await sent_to(gateway, "+4741000103", 1)
+    assert (equipment.payload, equipment.message_class, equipment.dcs) == (b"\x01\x02", 1, 0x15)
+    (replaced,) = await sent_to(gateway, "+4741000104", 1)
+    assert (replaced.text, replaced.message_class, replaced.dcs) == ("New text", 3, 0x13)
+    network = gateway.simulators["sim0"].network
+    assert not [sms for sms in network.sent if sms.recipient == "+4741000105"]

@@ -277,6 +277,31 @@ def test_ports_take_room_in_every_part(
         assert refusal(pdu) == _S.ESME_RINVMSGLEN
 
 
+@pytest.mark.parametrize(
+    ("data_coding", "subunit", "expected"),
+    [
+        (0, 0, None),  # unknown: the data_coding decides
+        (0, 1, 0),  # MS display: class 0
+        (8, 2, 1),  # mobile equipment: class 1
+        (4, 3, 2),  # SIM: class 2
+        (0, 4, 3),  # external unit: class 3
+        (0xF6, 3, 2),  # the data_coding's own class 2 agrees
+    ],
+)
+def test_dest_addr_subunit_is_the_message_class(
+    data_coding: int, subunit: int, expected: int | None
+) -> None:
+    tlvs = ((Tag.DEST_ADDR_SUBUNIT, bytes((subunit,))),)
+    pdu = submit(data_coding=data_coding, short_message=b"\x00h", tlvs=tlvs)
+    assert submission_from_submit_sm(pdu, NOW).message_class == expected
+
+
+@pytest.mark.parametrize(("data_coding", "subunit"), [(0, 5), (0, 0xFF), (0xF1, 3)])
+def test_a_reserved_or_contradicting_subunit_is_refused(data_coding: int, subunit: int) -> None:
+    pdu = submit(data_coding=data_coding, tlvs=((Tag.DEST_ADDR_SUBUNIT, bytes((subunit,))),))
+    assert refusal(pdu) == _S.ESME_RINVOPTPARAMVAL
+
+
 # ---------------------------------------------------------------------------------------------
 # Addresses and flags
 
