@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from drivers.simulator import ModemEngine, SimulatorOptions
+from drivers.simulator import ModemEngine, SentSms, SimulatorOptions
 
 
 def talk(engine: ModemEngine, data: bytes, now: float = 0.0) -> bytes:
@@ -346,24 +346,26 @@ def test_text_mode_sends_what_is_typed_as_the_text_to_the_number_given() -> None
     assert talk(engine, b"AT+CMGS=\r") == b"\r\nERROR\r\n"
 
 
+def send_in_text_mode(csmp: bytes, text: bytes) -> SentSms:
+    """What the network takes from a text-mode AT+CMGS of `text` after AT+CSMP=`csmp`."""
+    engine = quiet_engine()
+    assert talk(engine, b"AT+CMEE=1;+CMGF=1;+CSMP=" + csmp + b"\r") == b"\r\nOK\r\n"
+    assert talk(engine, b'AT+CMGS="+4712345678"\r') == b"\r\n> "
+    replies = engine.receive_data(text + b"\x1a", 0.0)
+    (sent,) = [reply.sent for reply in replies if reply.sent is not None]
+    return sent
+
+
 def test_text_mode_sends_with_the_tp_pid_that_csmp_set() -> None:
     # TS 27.005 section 3.3.2: +CSMP's third value is the TP-PID of a text-mode SMS-SUBMIT, so
     # "replace short message type 1" (65) set there reaches the network as such.
-    engine = quiet_engine()
-    assert talk(engine, b"AT+CMEE=1;+CMGF=1;+CSMP=17,167,65,0\r") == b"\r\nOK\r\n"
-    assert talk(engine, b'AT+CMGS="+4712345678"\r') == b"\r\n> "
-    replies = engine.receive_data(b"Replace me\x1a", 0.0)
-    (sent,) = [reply.sent for reply in replies if reply.sent is not None]
+    sent = send_in_text_mode(b"17,167,65,0", b"Replace me")
     assert (sent.text, sent.pid) == ("Replace me", 65)
 
 
 def test_text_mode_records_the_message_class_of_the_csmp_dcs() -> None:
     # +CSMP's fourth value is the TP-DCS; 0xF1 is the GSM alphabet in message class 1 (ME).
-    engine = quiet_engine()
-    assert talk(engine, b"AT+CMEE=1;+CMGF=1;+CSMP=17,167,0,241\r") == b"\r\nOK\r\n"
-    assert talk(engine, b'AT+CMGS="+4712345678"\r') == b"\r\n> "
-    replies = engine.receive_data(b"To the phone\x1a", 0.0)
-    (sent,) = [reply.sent for reply in replies if reply.sent is not None]
+    sent = send_in_text_mode(b"17,167,0,241", b"To the phone")
     assert (sent.dcs, sent.message_class) == (0xF1, 1)
 
 
