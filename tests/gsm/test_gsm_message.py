@@ -20,6 +20,8 @@ from drivers.gsm import (
     gsm_length,
     is_gsm,
     message_class,
+    port_ie,
+    port_info,
 )
 from drivers.gsm.alphabet import GSM_CHARACTERS, encode_gsm
 
@@ -397,3 +399,30 @@ def test_a_class_other_than_0_is_no_flash_sms() -> None:
 )
 def test_the_message_class_a_dcs_announces(dcs: int, expected: int | None) -> None:
     assert message_class(dcs) == expected
+
+
+# Long enough to need parts: GSM text with extension characters, UCS-2 with surrogate pairs.
+LONG_TEXT = st.one_of(
+    st.text(alphabet=sorted(GSM_CHARACTERS), min_size=140, max_size=900),
+    st.text(alphabet=st.sampled_from("aЖ€{😀"), min_size=60, max_size=400),
+)
+
+
+@given(LONG_TEXT, st.integers(0, 0xFFFF), st.integers(0, 0xFFFF))
+def test_ported_parts_all_carry_the_ports_and_fit_the_user_data(
+    text: str, destination: int, originator: int
+) -> None:
+    # TS 23.040 9.2.3.16 and 9.2.3.24: the header and the text, 7-bit text after the fill bits
+    # that align it to a septet, make at most 140 octets (160 septets) of TP-UD.
+    elements = port_ie(destination, originator)
+    try:
+        message = encode_message(text, parsing=ParsingType.AUTO_DETECT, elements=elements)
+    except MessageTooLong:
+        return
+    for part in message.parts:
+        assert port_info(part.udh) == (destination, originator)
+        if message.alphabet is Alphabet.GSM7:
+            assert (len(part.udh) * 8 + 6) // 7 + len(part.payload) <= 160
+        else:
+            assert len(part.udh) + len(part.payload) <= 140
+    assert decode_concatenated(message.parts) == message.text
