@@ -63,6 +63,25 @@ async def committed_at(gateway: Gateway, message_id: str) -> float:
     )
 
 
+async def customer_endpoint(
+    nursery: trio.Nursery, kind: str, now: Callable[[], float]
+) -> tuple[CallbackEndpoint, dict[str, float]]:
+    """A customer's HTTP endpoint for `kind` callbacks on 127.0.0.1, and when (by `now`) each
+    message's first callback reached it, by message id."""
+    customer = Customer(kind)
+    arrivals: dict[str, float] = {}
+
+    async def app(request: Request) -> Response:
+        response = await customer.app(request)
+        for callback in customer.received:
+            arrivals.setdefault(str(callback["messageid"]), now())
+        return response
+
+    port = await nursery.start(serve_http, app, "127.0.0.1", 0, HttpLimits())
+    endpoint = msgspec.convert({"url": f"http://127.0.0.1:{port}/{kind}"}, CallbackEndpoint)
+    return endpoint, arrivals
+
+
 def expect_reports(gateway: Gateway) -> None:
     network = gateway.simulators["sim0"].network
     for recipient, delay in zip(RECIPIENTS, DELAYS, strict=True):
@@ -72,17 +91,7 @@ def expect_reports(gateway: Gateway) -> None:
 async def test_a_dr_reaches_the_customer_within_100_ms_of_its_report(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    customer = Customer("dr")
-    arrivals: dict[str, float] = {}
-
-    async def app(request: Request) -> Response:
-        response = await customer.app(request)
-        for dr in customer.received:
-            arrivals.setdefault(str(dr["messageid"]), gateway.clock.now())
-        return response
-
-    port = await nursery.start(serve_http, app, "127.0.0.1", 0, HttpLimits())
-    endpoint = msgspec.convert({"url": f"http://127.0.0.1:{port}/dr"}, CallbackEndpoint)
+    endpoint, arrivals = await customer_endpoint(nursery, "dr", lambda: gateway.clock.now())
     gateway = Gateway(example_config(tmp_path, dr=endpoint, delivery_reports=True))
     await nursery.start(gateway.run)
     expect_reports(gateway)
@@ -178,17 +187,7 @@ async def test_a_receipt_reaches_a_bound_receiver_within_100_ms_of_its_report(
 async def test_an_mo_reaches_the_customer_within_100_ms_of_its_commit(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    customer = Customer("mo")
-    arrivals: dict[str, float] = {}
-
-    async def app(request: Request) -> Response:
-        response = await customer.app(request)
-        for mo in customer.received:
-            arrivals.setdefault(str(mo["messageid"]), gateway.clock.now())
-        return response
-
-    port = await nursery.start(serve_http, app, "127.0.0.1", 0, HttpLimits())
-    endpoint = msgspec.convert({"url": f"http://127.0.0.1:{port}/mo"}, CallbackEndpoint)
+    endpoint, arrivals = await customer_endpoint(nursery, "mo", lambda: gateway.clock.now())
     gateway = Gateway(example_config(tmp_path, mo=endpoint))
     await nursery.start(gateway.run)
     simulator = gateway.simulators["sim0"]
