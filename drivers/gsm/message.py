@@ -128,7 +128,8 @@ def encode_message(
     check_udh(udh)
     if flash and message_class not in (None, 0):
         raise GsmError(f"a flash SMS is message class 0, not {message_class}")
-    single_udh = whole_udh(udh[1:] + elements)
+    # Without elements a caller's header goes as given: one of no elements (UDHL 0) too.
+    single_udh = whole_udh(udh[1:] + elements) if elements else udh
     if len(single_udh) > USER_DATA_OCTETS:
         raise GsmError(f"a user data header of {len(single_udh)} octets does not fit in an SMS")
     text, alphabet, dcs, data = _payload(text, parsing, dcs, 0 if flash else message_class)

@@ -277,6 +277,16 @@ def test_user_udh_must_fit_in_one_part() -> None:
         encode_message("a" * 147, udh=udh)
 
 
+def test_a_user_udh_of_no_elements_goes_as_given() -> None:
+    # A REST `udh` of "00" (or an SMPP UDHI message whose UDHL is 0) is a header all the same:
+    # the part keeps it, so TP-UDHI is set, and its octet and fill bits leave 158 septets.
+    (part,) = encode_message("a" * 158, udh=b"\x00").parts
+    assert part.udh == b"\x00"
+    with pytest.raises(MessageTooLong):
+        encode_message("a" * 159, udh=b"\x00")
+    assert encode_message("hi", udh=b"\x00", elements=PORTS).parts[0].udh == b"\x06" + PORTS
+
+
 @pytest.mark.parametrize("header_octets", range(128, 141))
 @pytest.mark.parametrize(("text", "dcs"), [("😀" * 4, 0x08), ("€" * 8, 0x00), ("AB" * 16, 0x04)])
 def test_a_user_udh_leaving_no_room_is_too_long_not_a_hang(
