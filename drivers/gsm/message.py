@@ -109,7 +109,6 @@ def encode_message(
     dcs: int | None = None,
     udh: bytes = b"",
     elements: bytes = b"",
-    flash: bool = False,
     message_class: int | None = None,
 ) -> EncodedMessage:
     """Encode `text` as one part or as concatenated parts (spec 7.1-7.3).
@@ -117,7 +116,7 @@ def encode_message(
     `dcs` overrides the alphabet detection (with 8-bit data the text is hex octets); `udh` is a
     whole user header including UDHL and then the message must fit in one part; `elements` are
     information elements (no UDHL) that go in every part, after the concatenation IE of a
-    concatenated message. `flash` sets message class 0, `message_class` any class 0..3.
+    concatenated message. `message_class` sets the TP-DCS message class 0..3 (0: a flash SMS).
     Raises NonGsmCharacter, MessageTooLong or another GsmError.
     """
     if not isinstance(parsing, ParsingType):
@@ -126,13 +125,11 @@ def encode_message(
     if max_parts < 1:
         raise GsmError(f"max_parts must be at least 1, not {max_parts}")
     check_udh(udh)
-    if flash and message_class not in (None, 0):
-        raise GsmError(f"a flash SMS is message class 0, not {message_class}")
     # Without elements a caller's header goes as given: one of no elements (UDHL 0) too.
     single_udh = whole_udh(udh[1:] + elements) if elements else udh
     if len(single_udh) > USER_DATA_OCTETS:
         raise GsmError(f"a user data header of {len(single_udh)} octets does not fit in an SMS")
-    text, alphabet, dcs, data = _payload(text, parsing, dcs, 0 if flash else message_class)
+    text, alphabet, dcs, data = _payload(text, parsing, dcs, message_class)
 
     single = part_capacity(alphabet, len(single_udh))
     if len(data) <= single:

@@ -724,7 +724,9 @@ class Submitter:
                 ends_at = schedule.ends_at
                 window = schedule.daily
 
-        encoded = self._encode(message.content, parsing, dcs, udh, flash)
+        encoded = self._encode(
+            message.content, parsing, dcs, udh, message_class=0 if flash else None
+        )
         minutes = validity_period_minutes(validity)
         # Validity runs from the moment the message may first be sent, so a scheduled message
         # is not dead before its window opens.
@@ -803,7 +805,6 @@ class Submitter:
             parsing,
             direct.dcs,
             direct.udh,
-            False,
             elements=direct.elements,
             message_class=direct.message_class,
         )
@@ -845,7 +846,6 @@ class Submitter:
         parsing: ParsingType,
         dcs: int | None,
         udh: bytes,
-        flash: bool,
         *,
         elements: bytes = b"",
         message_class: int | None = None,
@@ -859,7 +859,6 @@ class Submitter:
                 dcs=dcs,
                 udh=udh,
                 elements=elements,
-                flash=flash,
                 message_class=message_class,
             )
         except NonGsmCharacter as exc:

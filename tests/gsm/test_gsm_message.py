@@ -224,10 +224,10 @@ def test_gsm_parts_never_exceed_their_septet_limit(text: str) -> None:
 
 
 def test_flash_sets_message_class_0() -> None:
-    assert encode_message("hi", flash=True).parts[0].dcs == 0x10
-    ucs2 = encode_message("Ж", flash=True, parsing=ParsingType.AUTO_DETECT)
+    assert encode_message("hi", message_class=0).parts[0].dcs == 0x10
+    ucs2 = encode_message("Ж", message_class=0, parsing=ParsingType.AUTO_DETECT)
     assert ucs2.parts[0].dcs == 0x18
-    assert encode_message("00FF", dcs=0xF5, flash=True).parts[0].dcs == 0xF4
+    assert encode_message("00FF", dcs=0xF5, message_class=0).parts[0].dcs == 0xF4
 
 
 def test_8bit_dcs_takes_hex_content() -> None:
@@ -312,7 +312,7 @@ def test_bad_arguments_raise_gsm_error() -> None:
     with pytest.raises(GsmError):
         encode_message("\ud800", parsing=ParsingType.AUTO_DETECT)
     with pytest.raises(GsmError):
-        encode_message("x", dcs=0xC0, flash=True)
+        encode_message("x", dcs=0xC0, message_class=0)
 
 
 def test_decode_concatenated_rejoins_pairs_split_by_other_senders() -> None:
@@ -387,9 +387,7 @@ def test_a_message_class_goes_into_the_dcs_of_the_alphabet(
     assert [part.dcs for part in message.parts] == [dcs]
 
 
-def test_a_class_other_than_0_is_no_flash_sms() -> None:
-    with pytest.raises(GsmError, match="flash"):
-        encode_message("hi", flash=True, message_class=1)
+def test_a_class_beyond_3_is_refused() -> None:
     with pytest.raises(GsmError, match="must be 0, 1, 2 or 3"):
         encode_message("hi", message_class=4)
 
